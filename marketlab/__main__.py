@@ -1,0 +1,5 @@
+import sys
+
+from marketlab.cli import main
+
+sys.exit(main())

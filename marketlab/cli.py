@@ -1,0 +1,186 @@
+"""``marketlab`` command line: demo, sim, fault."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import signal
+import sys
+import urllib.error
+import urllib.request
+from collections.abc import Sequence
+
+from marketlab.records import normalize_symbol
+
+DEFAULT_SYMBOLS = ("BTCUSDT", "ETHUSDT", "BNBUSDT", "ADAUSDT", "XRPUSDT", "DOGEUSDT")
+
+
+def _symbols(text: str) -> list[str]:
+    try:
+        return [normalize_symbol(s) for s in text.split(",") if s.strip()]
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _positive(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
+    return value
+
+
+def _port(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a port number, got {text!r}") from None
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"port must be 0..65535, got {value}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="marketlab", description="Live crypto market data for researchers."
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="log more")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    demo = sub.add_parser("demo", help="run the whole thing offline against the simulator")
+    demo.add_argument("--port", type=_port, default=8000, help="API server port (default 8000)")
+    demo.add_argument("--sim-port", type=_port, default=9100, help="simulator port (default 9100)")
+    demo.add_argument("--duration", type=_positive, help="stop after this many seconds")
+    demo.add_argument("--symbols", type=_symbols, default=list(DEFAULT_SYMBOLS[:3]))
+    demo.add_argument("--speed", type=_positive, default=60.0, help="exchange seconds per second")
+
+    sim = sub.add_parser("sim", help="run the simulated exchange alone")
+    sim.add_argument("--host", default="127.0.0.1")
+    sim.add_argument("--port", type=_port, default=9100)
+    sim.add_argument("--symbols", type=_symbols, default=list(DEFAULT_SYMBOLS))
+    sim.add_argument("--speed", type=_positive, default=1.0, help="exchange seconds per second")
+    sim.add_argument("--seed", type=int, default=7)
+    sim.add_argument("--history", default="2h", help="history before start (default 2h)")
+    sim.add_argument("--duration", type=_positive, help="stop after this many seconds")
+    sim.add_argument("--weight-limit", type=int, default=6000, help="REST weight per minute")
+    sim.add_argument("--ping-interval", type=_positive, default=20.0)
+    sim.add_argument("--pong-timeout", type=_positive, default=60.0)
+    sim.add_argument("--max-connection-age", type=_positive, default=86400.0,
+                     help="seconds before the server closes a connection (Binance: 24h)")  # fmt: skip
+    sim.add_argument(
+        "--faults",
+        default=None,
+        help="scheduled faults, e.g. 'drop@30,stall@60:10,gap@90,malformed@100,"
+        "rest429@120:3,refuse@150:20' (seconds after start)",
+    )
+
+    fault = sub.add_parser("fault", help="inject a fault into a running simulator")
+    fault.add_argument("name", help="drop, stall, gap, malformed, rest429, rest418, rest500, "
+                       "rest503, refuse, shutdown, pause, resume")  # fmt: skip
+    fault.add_argument("arg", nargs="?", help="seconds (stall, refuse), count (gap, rest*), kind")
+    fault.add_argument("--port", type=_port, default=9100)
+    fault.add_argument("--host", default="127.0.0.1")
+    return parser
+
+
+async def _wait(duration: float | None) -> None:
+    """Until the duration passes or SIGINT/SIGTERM arrives."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, stop.set)
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(stop.wait(), duration)
+
+
+async def run_sim(args: argparse.Namespace) -> int:
+    from marketlab.sim import SimExchange
+
+    sim = SimExchange(
+        args.symbols,
+        speed=args.speed,
+        seed=args.seed,
+        host=args.host,
+        port=args.port,
+        history=args.history,
+        weight_limit=args.weight_limit,
+        ping_interval=args.ping_interval,
+        pong_timeout=args.pong_timeout,
+        max_connection_age=args.max_connection_age,
+        faults=args.faults,
+    )
+    async with sim:
+        print(f"simulated Binance Spot exchange: {', '.join(sim.symbol_names)}", flush=True)
+        print(f"  REST       {sim.rest_url}/api/v3/klines?symbol={sim.symbol_names[0]}&interval=1m")
+        print(f"  WebSocket  {sim.ws_url}/stream?streams={sim.symbol_names[0].lower()}@trade")
+        print(f"  faults     marketlab fault --port {sim.port} drop|stall 10|gap|...")
+        print(f"  speed {sim.speed}x, seed {sim.seed}; Ctrl-C to stop", flush=True)
+        await _wait(args.duration)
+    return 0
+
+
+async def run_demo(args: argparse.Namespace) -> int:
+    from marketlab.sim import SimExchange
+
+    async with SimExchange(args.symbols, speed=args.speed, port=args.sim_port) as sim:
+        print(
+            "marketlab demo: everything below runs on this machine, no network needed", flush=True
+        )
+        print(f"  simulated exchange  {sim.rest_url}  (Binance Spot protocol, {args.speed:g}x)")
+        print(f"    REST              {sim.rest_url}/api/v3/ticker/24hr")
+        print(f"    WebSocket         {sim.ws_url}/stream?streams="
+              f"{'/'.join(s.lower() + '@ticker' for s in sim.symbol_names)}")  # fmt: skip
+        print(f"  symbols             {', '.join(sim.symbol_names)}")
+        print("  stop with Ctrl-C" + (f" or wait {args.duration:g}s" if args.duration else ""),
+              flush=True)  # fmt: skip
+        await _wait(args.duration)
+        print(f"served {sim.stats['rest_requests']} REST requests and "
+              f"{sim.stats['ws_connections']} WebSocket connections", flush=True)  # fmt: skip
+    return 0
+
+
+def run_fault(args: argparse.Namespace) -> int:
+    url = f"http://{args.host}:{args.port}/sim/v1/faults/{args.name}"
+    if args.arg:
+        url += f"?arg={urllib.request.quote(args.arg)}"
+    try:
+        with urllib.request.urlopen(urllib.request.Request(url, method="POST"), timeout=10) as r:
+            print(r.read().decode())
+    except urllib.error.HTTPError as exc:
+        print(f"error: {exc.read().decode() or exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        print(f"error: no simulator at {args.host}:{args.port} ({exc})", file=sys.stderr)
+        return 1
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        if args.command == "sim":
+            return asyncio.run(run_sim(args))
+        if args.command == "demo":
+            return asyncio.run(run_demo(args))
+        if args.command == "fault":
+            return run_fault(args)
+    except OSError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 2  # pragma: no cover - argparse requires a command
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,478 @@
+"""The simulated market: deterministic prices, trades, candles and an order book.
+
+Pure code: it advances one exchange second per :meth:`SymbolMarket.step` and never reads a
+clock. Prices are integer ticks and quantities integer lots, so every candle aggregated from
+seconds (REST) equals the candle built incrementally (WebSocket) to the last digit, as on
+the real exchange. Two random streams per symbol keep the price path the same whether or not
+the book is simulated.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import zlib
+from collections import deque
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from marketlab.records import INTERVAL_NAMES, Interval
+
+SECOND_MS = 1000
+DAY_S = 86400
+_NO_HIGH = -1
+_NO_LOW = np.iinfo(np.int64).max
+
+
+@dataclass(frozen=True, slots=True)
+class SymbolSpec:
+    """How one simulated symbol trades."""
+
+    symbol: str
+    base: str
+    quote: str
+    price: float
+    price_decimals: int
+    qty_decimals: int
+    trades_per_second: float = 2.0
+    volatility: float = 0.0002  # stdev of the log price change per second
+    typical_qty: float = 0.05  # median trade size in base units
+
+    @property
+    def tick(self) -> float:
+        return 10.0**-self.price_decimals
+
+    @property
+    def lot(self) -> float:
+        return 10.0**-self.qty_decimals
+
+
+_KNOWN = {
+    "BTCUSDT": ("BTC", "USDT", 65000.0, 2, 5, 0.02),
+    "ETHUSDT": ("ETH", "USDT", 3500.0, 2, 4, 0.3),
+    "BNBUSDT": ("BNB", "USDT", 600.0, 2, 3, 1.0),
+    "ADAUSDT": ("ADA", "USDT", 0.45, 4, 1, 500.0),
+    "XRPUSDT": ("XRP", "USDT", 0.55, 4, 0, 400.0),
+    "DOGEUSDT": ("DOGE", "USDT", 0.15, 5, 0, 2000.0),
+    "SOLUSDT": ("SOL", "USDT", 150.0, 2, 3, 2.0),
+}
+_QUOTES = ("USDT", "USDC", "FDUSD", "BTC", "ETH", "BNB", "EUR", "TRY")
+
+
+def spec_for(symbol: str) -> SymbolSpec:
+    """The spec of a well-known symbol, or a plausible one derived from the name."""
+    if symbol in _KNOWN:
+        base, quote, price, pd, qd, qty = _KNOWN[symbol]
+        return SymbolSpec(symbol, base, quote, price, pd, qd, typical_qty=qty)
+    quote = next((q for q in _QUOTES if symbol.endswith(q) and len(symbol) > len(q)), "USDT")
+    base = symbol[: -len(quote)] if symbol.endswith(quote) else symbol
+    price = 1.0 + zlib.crc32(symbol.encode()) % 500
+    return SymbolSpec(symbol, base, quote, price, 2, 3, typical_qty=1.0)
+
+
+def fmt_units(units: int, decimals: int, pad: int = 8) -> str:
+    """An integer count of 10**-decimals as Binance prints it (``6500010, 2`` → ``65000.10000000``)."""
+    sign = "-" if units < 0 else ""
+    whole, frac = divmod(abs(int(units)), 10**decimals)
+    if decimals == 0:
+        return f"{sign}{whole}." + "0" * pad if pad else f"{sign}{whole}"
+    return f"{sign}{whole}.{frac:0{decimals}d}" + "0" * max(0, pad - decimals)
+
+
+class _Seconds:
+    """Growable per-second candle columns (integer ticks and lots)."""
+
+    COLUMNS = ("open", "high", "low", "close", "volume", "quote", "trades", "tb_volume", "tb_quote",
+               "first_id", "last_id")  # fmt: skip
+
+    def __init__(self, capacity: int = 4096):
+        self.n = 0
+        self.cols = {c: np.zeros(capacity, dtype=np.int64) for c in self.COLUMNS}
+
+    def append(self, row: tuple[int, ...]) -> None:
+        if self.n == len(self.cols["open"]):
+            for c, a in self.cols.items():
+                grown = np.zeros(2 * len(a), dtype=np.int64)
+                grown[: self.n] = a[: self.n]
+                self.cols[c] = grown
+        i = self.n
+        for c, v in zip(self.COLUMNS, row, strict=True):
+            self.cols[c][i] = v
+        self.n += 1
+
+    def __getitem__(self, column: str) -> np.ndarray:
+        return self.cols[column][: self.n]
+
+
+@dataclass(slots=True)
+class _Candle:
+    """The open candle of one interval, updated a second at a time."""
+
+    open_time: int
+    next_open: int
+    prev_close: int
+    o: int = -1
+    h: int = _NO_HIGH
+    l: int = int(_NO_LOW)
+    c: int = -1
+    v: int = 0
+    q: int = 0
+    n: int = 0
+    tv: int = 0
+    tq: int = 0
+    f: int = -1
+    L: int = -1
+
+    def add(self, row: tuple[int, ...]) -> None:
+        o, h, l, c, v, q, n, tv, tq, f, last = row
+        if n == 0:
+            return
+        if self.n == 0:
+            self.o, self.f = o, f
+        self.h = max(self.h, h)
+        self.l = min(self.l, l)
+        self.c, self.L = c, last
+        self.v += v
+        self.q += q
+        self.n += n
+        self.tv += tv
+        self.tq += tq
+
+    def ohlc(self) -> tuple[int, int, int, int]:
+        if self.n == 0:
+            p = self.prev_close
+            return p, p, p, p
+        return self.o, self.h, self.l, self.c
+
+
+@dataclass(frozen=True, slots=True)
+class TradeEvent:
+    trade_id: int
+    price: int
+    qty: int
+    time: int
+    buyer_is_maker: bool
+
+
+@dataclass(slots=True)
+class StepResult:
+    """What one exchange second produced for one symbol."""
+
+    second: int  # open time of the second, ms
+    end: int  # the moment it ended (event time of what it emits)
+    trades: list[TradeEvent]
+    depth: tuple[int, int, list[tuple[int, int]], list[tuple[int, int]]] | None  # U, u, bids, asks
+    closed: dict[str, _Candle] = field(default_factory=dict)  # candles that closed now, by interval
+
+
+class _RollingWindow:
+    """24-hour rolling statistics over per-second rows, O(1) per second."""
+
+    def __init__(self, seconds: int = DAY_S):
+        self.size = seconds
+        self.rows: deque[tuple[int, tuple[int, ...]]] = deque()
+        self.highs: deque[tuple[int, int]] = deque()
+        self.lows: deque[tuple[int, int]] = deque()
+        self.v = self.q = self.n = 0
+        self.prev_close = 0
+
+    def push(self, idx: int, row: tuple[int, ...]) -> None:
+        _o, h, l, _c, v, q, n, *_ = row
+        if n:
+            self.rows.append((idx, row))
+            self.v += v
+            self.q += q
+            self.n += n
+            while self.highs and self.highs[-1][1] <= h:
+                self.highs.pop()
+            self.highs.append((idx, h))
+            while self.lows and self.lows[-1][1] >= l:
+                self.lows.pop()
+            self.lows.append((idx, l))
+        oldest = idx - self.size + 1
+        while self.rows and self.rows[0][0] < oldest:
+            _, old = self.rows.popleft()
+            self.v -= old[4]
+            self.q -= old[5]
+            self.n -= old[6]
+            self.prev_close = old[3]
+        while self.highs and self.highs[0][0] < oldest:
+            self.highs.popleft()
+        while self.lows and self.lows[0][0] < oldest:
+            self.lows.popleft()
+
+
+class SymbolMarket:
+    """One symbol's market, advanced a second at a time from ``genesis`` (ms)."""
+
+    BOOK_LEVELS = 200
+
+    def __init__(self, spec: SymbolSpec, seed: int, genesis: int):
+        if genesis % SECOND_MS:
+            raise ValueError("genesis must be a whole second")
+        self.spec = spec
+        key = zlib.crc32(spec.symbol.encode())
+        self._price_rng = random.Random(f"{seed}:{spec.symbol}:price")
+        self._book_rng = random.Random(f"{seed}:{spec.symbol}:book")
+        self.genesis = genesis
+        self.seconds = _Seconds()
+        self.mid = spec.price / spec.tick  # in ticks, float
+        self.last_price = round(self.mid)
+        self.last_qty = 0
+        self.next_trade_id = 1
+        self.update_id = 1_000_000 + key % 1_000_000
+        self.bids: dict[int, int] = {}
+        self.asks: dict[int, int] = {}
+        self.candles = {
+            iv: self._new_candle(Interval(iv), genesis, self.last_price) for iv in INTERVAL_NAMES
+        }
+        self.window = _RollingWindow()
+        self.recent_trades: deque[TradeEvent] = deque(maxlen=1000)
+        self._qty_mu = math.log(max(spec.typical_qty / spec.lot, 1.0))
+
+    # --- stepping ----------------------------------------------------------------------
+
+    @property
+    def now(self) -> int:
+        """End of the last simulated second (ms): the market's present."""
+        return self.genesis + self.seconds.n * SECOND_MS
+
+    def step(self, with_book: bool = True) -> StepResult:
+        second = self.now
+        rng = self._price_rng
+        spec = self.spec
+        best_bid, best_ask = self._top()
+        n = _poisson(rng, spec.trades_per_second)
+        trades: list[TradeEvent] = []
+        for off in sorted(rng.randrange(SECOND_MS) for _ in range(n)):
+            buy = rng.random() < 0.5
+            qty = max(1, round(rng.lognormvariate(self._qty_mu, 1.0)))
+            price = best_ask if buy else best_bid
+            trades.append(TradeEvent(self.next_trade_id, price, qty, second + off, not buy))
+            self.next_trade_id += 1
+        row = self._second_row(trades)
+        self.seconds.append(row)
+        self.window.push(self.seconds.n - 1, row)
+        if trades:
+            self.last_price, self.last_qty = trades[-1].price, trades[-1].qty
+            self.recent_trades.extend(trades)
+        self.mid *= math.exp(spec.volatility * rng.gauss(0.0, 1.0))
+        self.mid = max(self.mid, 10.0)
+        end = second + SECOND_MS
+        closed: dict[str, _Candle] = {}
+        for name, candle in self.candles.items():
+            candle.add(row)
+            if end == candle.next_open:
+                closed[name] = candle
+        for name in closed:
+            self.candles[name] = self._new_candle(Interval(name), end, self.last_price)
+        depth = self._update_book() if with_book else None
+        return StepResult(second, end, trades, depth, closed)
+
+    def _new_candle(self, iv: Interval, at: int, prev_close: int) -> _Candle:
+        open_time = iv.open_of(at)
+        return _Candle(open_time, iv.next_open(open_time), prev_close)
+
+    def _second_row(self, trades: list[TradeEvent]) -> tuple[int, ...]:
+        if not trades:
+            p = self.last_price
+            return (p, _NO_HIGH, int(_NO_LOW), p, 0, 0, 0, 0, 0, -1, -1)
+        prices = [t.price for t in trades]
+        v = q = tv = tq = 0
+        for t in trades:
+            v += t.qty
+            q += t.qty * t.price
+            if not t.buyer_is_maker:
+                tv += t.qty
+                tq += t.qty * t.price
+        return (prices[0], max(prices), min(prices), prices[-1], v, q, len(trades), tv, tq,
+                trades[0].trade_id, trades[-1].trade_id)  # fmt: skip
+
+    # --- the book ----------------------------------------------------------------------
+
+    def _top(self) -> tuple[int, int]:
+        """Best bid and ask implied by the mid (the live book's top follows them)."""
+        spread = max(1, round(self.mid * 0.00001))
+        bid = math.floor(self.mid) - spread // 2
+        return bid, bid + spread
+
+    def _update_book(self) -> tuple[int, int, list[tuple[int, int]], list[tuple[int, int]]] | None:
+        """Move the book to the new mid; return the changed levels as one depth event."""
+        rng = self._book_rng
+        best_bid, best_ask = self._top()
+        grid = max(1, round(self.mid * 0.00002))
+        slots = self.BOOK_LEVELS  # new levels land within this many grid steps of the top
+
+        def qty() -> int:
+            return max(1, round(rng.lognormvariate(self._qty_mu + 1.0, 1.0)))
+
+        sides = ((self.bids, best_bid, -1), (self.asks, best_ask, 1))
+        changes: list[dict[int, int]] = []
+        for side, best, sign in sides:
+            far = best + sign * grid * (slots * 3 // 2)
+            lo, hi = (far, best) if sign < 0 else (best, far)
+            # levels that would cross the new top, or drifted too far, go
+            ch: dict[int, int] = {p: 0 for p in side if p < lo or p > hi}
+            if best not in side:
+                ch[best] = qty()
+            for _ in range(rng.randint(1, 3)):
+                p = best + sign * grid * rng.randrange(1, slots)
+                ch[p] = 0 if p in side and rng.random() < 0.3 else qty()
+            live = len(side) + sum(
+                (1 if v else -1) for p, v in ch.items() if (p in side) != bool(v)
+            )
+            while live < self.BOOK_LEVELS:
+                p = best + sign * grid * rng.randrange(1, slots)
+                if not ch.get(p, p in side):
+                    ch[p] = qty()
+                    live += 1
+            changes.append(ch)
+        count = sum(len(ch) for ch in changes)
+        if not count:
+            return None
+        for (side, _, _), ch in zip(sides, changes, strict=True):
+            for p, v in ch.items():
+                if v:
+                    side[p] = v
+                else:
+                    side.pop(p, None)
+        first = self.update_id + 1
+        self.update_id += count
+        return first, self.update_id, list(changes[0].items()), list(changes[1].items())
+
+    def book(
+        self, limit: int | None = None
+    ) -> tuple[int, list[tuple[int, int]], list[tuple[int, int]]]:
+        """``(last_update_id, bids best first, asks best first)`` in ticks and lots."""
+        bids = sorted(self.bids.items(), reverse=True)[:limit]
+        asks = sorted(self.asks.items())[:limit]
+        return self.update_id, bids, asks
+
+    # --- candles -----------------------------------------------------------------------
+
+    def open_candle(self, interval: str) -> _Candle:
+        return self.candles[Interval(interval)]
+
+    def klines(self, interval: str, start: int | None = None, end: int | None = None,
+               limit: int = 500) -> list[tuple]:  # fmt: skip
+        """Candles as Binance's /api/v3/klines selects them (open time in [start, end]).
+
+        Rows are ``(open_time, o, h, l, c, v, close_time, q, n, tv, tq, closed)`` in ticks/lots.
+        Without ``start`` the newest ``limit`` candles up to ``end`` (or now) are returned; the
+        open candle is included when it falls in range.
+        """
+        iv = Interval(interval)
+        now = self.now
+        if self.seconds.n == 0:
+            return []
+        first_open = iv.open_of(self.genesis)
+        last_open = iv.open_of(now - 1) if now % SECOND_MS == 0 else iv.open_of(now)
+        lo = max(first_open, iv.open_of(start) if start is not None else first_open)
+        if start is not None and lo < start:
+            lo = iv.next_open(lo)
+        hi = min(last_open, end if end is not None else last_open)
+        if hi < lo:
+            return []
+        opens = self._opens(iv, lo, hi)
+        opens = opens[:limit] if start is not None else opens[-limit:]
+        return self._aggregate(iv, opens)
+
+    def _opens(self, iv: Interval, lo: int, hi: int) -> list[int]:
+        if not iv.calendar:
+            first = iv.open_of(lo)
+            if first < lo:
+                first += iv.ms
+            return list(range(first, hi + 1, iv.ms))
+        out, t = [], iv.open_of(lo)
+        while t <= hi:
+            if t >= lo:
+                out.append(t)
+            t = iv.next_open(t)
+        return out
+
+    def _aggregate(self, iv: Interval, opens: list[int]) -> list[tuple]:
+        if not opens:
+            return []
+        s = self.seconds
+        n = s.n
+        starts = np.array([max(0, (t - self.genesis) // SECOND_MS) for t in opens], dtype=np.int64)
+        ends = np.array([min(n, (iv.next_open(t) - self.genesis) // SECOND_MS) for t in opens],
+                        dtype=np.int64)  # fmt: skip
+        trades = s["trades"]
+        idx = np.arange(n, dtype=np.int64)
+        nonempty_idx = np.where(trades > 0, idx, n)
+        cum = {c: np.concatenate(([0], np.cumsum(s[c]))) for c in
+               ("volume", "quote", "trades", "tb_volume", "tb_quote")}  # fmt: skip
+        rows = []
+        highs, lows, opens_col, closes = s["high"], s["low"], s["open"], s["close"]
+        for t, a, b in zip(opens, starts.tolist(), ends.tolist(), strict=True):
+            first_trade = int(nonempty_idx[a:b].min()) if b > a else n
+            if first_trade < b:
+                o = int(opens_col[first_trade])
+                h = int(highs[a:b].max())
+                l = int(lows[a:b].min())
+            c = int(closes[b - 1])
+            if first_trade >= b:  # no trade: the previous close, zero volume
+                o = h = l = c
+            sums = [
+                int(cum[k][b] - cum[k][a])
+                for k in ("volume", "quote", "trades", "tb_volume", "tb_quote")
+            ]
+            close_time = iv.next_open(t) - 1
+            closed = close_time < self.now
+            rows.append(
+                (t, o, h, l, c, sums[0], close_time, sums[1], sums[2], sums[3], sums[4], closed)
+            )
+        return rows
+
+    # --- 24h ticker ----------------------------------------------------------------------
+
+    def ticker(self) -> dict[str, int]:
+        """Rolling 24-hour statistics in ticks and lots, as of :attr:`now`."""
+        w = self.window
+        if w.rows:
+            _first_idx, first_row = w.rows[0]
+            open_ = first_row[0]
+            first_id, last_id = first_row[9], w.rows[-1][1][10]
+            high, low = w.highs[0][1], w.lows[0][1]
+        else:
+            open_ = high = low = self.last_price
+            first_id = last_id = -1
+        return {
+            "open": open_, "high": high, "low": low, "last": self.last_price,
+            "last_qty": self.last_qty, "volume": w.v, "quote": w.q, "count": w.n,
+            "first_id": first_id, "last_id": last_id,
+            "prev_close": w.prev_close or open_,
+        }  # fmt: skip
+
+
+def _poisson(rng: random.Random, lam: float) -> int:
+    """Knuth's method: fine for the small rates used here."""
+    limit, k, p = math.exp(-lam), 0, rng.random()
+    while p > limit:
+        k += 1
+        p *= rng.random()
+    return k
+
+
+class Market:
+    """All simulated symbols, advanced together."""
+
+    def __init__(self, symbols: list[str], seed: int, genesis: int):
+        self.seed = seed
+        self.symbols = {s: SymbolMarket(spec_for(s), seed, genesis) for s in symbols}
+        self.genesis = genesis
+
+    @property
+    def now(self) -> int:
+        return self.genesis + next(iter(self.symbols.values())).seconds.n * SECOND_MS
+
+    def warm_up(self, until: int) -> None:
+        """Simulate history up to ``until`` without a book (fast)."""
+        while self.now + SECOND_MS <= until:
+            for m in self.symbols.values():
+                m.step(with_book=False)
+
+    def step(self) -> dict[str, StepResult]:
+        return {s: m.step() for s, m in self.symbols.items()}

@@ -1,0 +1,434 @@
+"""The simulated exchange process: clock, market engine, HTTP/WebSocket server, faults.
+
+Use it from async code (``async with SimExchange(...) as sim``), from sync code, where it runs
+its own event loop in a thread (``with SimExchange(...) as sim``), or from the CLI
+(``marketlab sim``). Every public method may be called from any thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from aiohttp import web
+
+from marketlab.records import Interval, normalize_symbol, parse_duration
+from marketlab.sim.binance import ApiError, BinanceFace
+from marketlab.sim.market import SECOND_MS, Market
+
+log = logging.getLogger("marketlab.sim")
+
+T = TypeVar("T")
+
+REST_FAULT_MESSAGES = {
+    429: (-1003, "Too many requests; please use WebSocket Streams for live updates."),
+    418: (-1003, "Way too much request weight used; IP banned. Please use WebSocket Streams."),
+    500: (-1000, "An unknown error occurred while processing the request."),
+    502: (-1000, "Bad gateway."),
+    503: (-1008, "Server is currently overloaded with other requests. Please try again later."),
+    504: (-1007, "Timeout waiting for response from backend server. Send status unknown."),
+}
+
+
+class SimClock:
+    """Exchange time: starts at ``start_ms`` and runs ``speed`` times faster than wall time."""
+
+    def __init__(self, speed: float, start_ms: int):
+        if speed <= 0:
+            raise ValueError(f"speed must be positive, got {speed}")
+        self.speed = speed
+        self._base_ex = start_ms
+        self._base_wall = time.monotonic()
+        self.paused = False
+
+    def now_ms(self) -> int:
+        if self.paused:
+            return self._base_ex
+        return self._base_ex + int((time.monotonic() - self._base_wall) * 1000 * self.speed)
+
+    def pause(self) -> None:
+        self._base_ex, self.paused = self.now_ms(), True
+
+    def resume(self) -> None:
+        self._base_wall, self.paused = time.monotonic(), False
+
+
+class Faults:
+    """Fault state the protocol faces consult."""
+
+    def __init__(self) -> None:
+        self.stall_until = 0.0
+        self.refuse_ws_until = 0.0
+        self.refuse_rest_until = 0.0
+        self.rest_errors: deque[ApiError] = deque()
+
+    def stalled(self) -> bool:
+        return time.monotonic() < self.stall_until
+
+    def take_rest_fault(self) -> ApiError | None:
+        return self.rest_errors.popleft() if self.rest_errors else None
+
+
+def _threadsafe(fn: Callable[..., T]) -> Callable[..., T]:
+    """Run the method on the simulator's loop when called from another thread."""
+
+    @functools.wraps(fn)
+    def wrapper(self: SimExchange, *args: Any, **kwargs: Any) -> T:
+        loop = self._loop
+        if loop is None or self._thread is None or threading.get_ident() == self._loop_thread_id:
+            return fn(self, *args, **kwargs)
+
+        async def call() -> T:
+            return fn(self, *args, **kwargs)
+
+        return asyncio.run_coroutine_threadsafe(call(), loop).result(timeout=30)
+
+    return wrapper
+
+
+@dataclass(frozen=True, slots=True)
+class ScheduledFault:
+    at: float  # seconds after start
+    name: str
+    arg: str | None = None
+
+
+def parse_fault_schedule(text: str) -> list[ScheduledFault]:
+    """``"drop@30,stall@60:10,rest429@90:3"`` → faults at those seconds after start."""
+    out = []
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        name, sep, rest = part.partition("@")
+        if not sep:
+            raise ValueError(f"fault {part!r}: expected NAME@SECONDS[:ARG], e.g. stall@60:10")
+        at, _, arg = rest.partition(":")
+        if name not in FAULT_NAMES:
+            raise ValueError(f"unknown fault {name!r}: expected one of {', '.join(FAULT_NAMES)}")
+        out.append(ScheduledFault(parse_duration(at), name, arg or None))
+    return out
+
+
+FAULT_NAMES = ("drop", "stall", "gap", "malformed", "rest429", "rest418", "rest500", "rest503",
+               "refuse", "shutdown", "pause", "resume")  # fmt: skip
+
+
+class SimExchange:
+    """A simulated Binance Spot exchange on loopback, deterministic for a seed."""
+
+    def __init__(
+        self,
+        symbols: Iterable[str] = ("BTCUSDT", "ETHUSDT"),
+        *,
+        speed: float = 1.0,
+        seed: int = 7,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        start_time: int | None = None,
+        history: str | float = "2h",
+        ping_interval: float = 20.0,
+        pong_timeout: float = 60.0,
+        max_connection_age: float = 86400.0,
+        message_limit: int = 5,
+        weight_limit: int = 6000,
+        violations_before_ban: int = 3,
+        ban_seconds: float = 120.0,
+        faults: str | list[ScheduledFault] | None = None,
+    ):
+        self.symbol_names = [normalize_symbol(s) for s in symbols]
+        if not self.symbol_names:
+            raise ValueError("the simulator needs at least one symbol")
+        self.speed, self.seed, self.host, self.port = speed, seed, host, port
+        start = start_time if start_time is not None else int(time.time()) * SECOND_MS
+        self.start_time = start - start % SECOND_MS
+        history_s = parse_duration(history) if isinstance(history, str) else float(history)
+        genesis = Interval("1m").open_of(self.start_time - int(history_s * 1000))
+        self.market = Market(self.symbol_names, seed, genesis)
+        self.ping_interval, self.pong_timeout = ping_interval, pong_timeout
+        self.max_connection_age, self.message_limit = max_connection_age, message_limit
+        self.weight_limit, self.violations_before_ban = weight_limit, violations_before_ban
+        self.ban_seconds = ban_seconds
+        self.schedule = (
+            parse_fault_schedule(faults) if isinstance(faults, str) else list(faults or [])
+        )
+        self.faults = Faults()
+        self.clock: SimClock | None = None
+        self.binance = BinanceFace(self)
+        self.stats = {"rest_requests": 0, "ws_connections": 0}
+        self._runner: web.AppRunner | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._loop_thread_id: int | None = None
+
+    # --- addresses ---------------------------------------------------------------------
+
+    @property
+    def rest_url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    @property
+    def ws_url(self) -> str:
+        return f"ws://{self.host}:{self.port}"
+
+    # --- lifecycle ---------------------------------------------------------------------
+
+    async def start(self) -> SimExchange:
+        self._loop = asyncio.get_running_loop()
+        self._loop_thread_id = threading.get_ident()
+        self.market.warm_up(self.start_time)
+        self.clock = SimClock(self.speed, self.start_time)
+        app = web.Application(middlewares=[self._refusals])
+        self.binance.add_routes(app)
+        app.router.add_post("/sim/v1/faults/{name}", self._fault_endpoint)
+        app.router.add_get("/sim/v1/status", self._status_endpoint)
+        self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, self.host, self.port, reuse_address=True)
+        await site.start()
+        self.port = self._runner.addresses[0][1]
+        self._tasks.append(asyncio.create_task(self._engine()))
+        if self.schedule:
+            self._tasks.append(asyncio.create_task(self._run_schedule()))
+        log.info(
+            "simulated exchange on %s (speed %s, seed %s)", self.rest_url, self.speed, self.seed
+        )
+        return self
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks.clear()
+        if self._runner is not None:
+            self.binance.abort_all()
+            await self._runner.cleanup()
+            self._runner = None
+
+    async def __aenter__(self) -> SimExchange:
+        return await self.start()
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    def __enter__(self) -> SimExchange:
+        """Run in a background thread with its own event loop."""
+        started = threading.Event()
+        failure: list[BaseException] = []
+
+        def run() -> None:
+            loop = asyncio.new_event_loop()
+            try:
+                loop.run_until_complete(self.start())
+            except BaseException as exc:  # reported to the starting thread
+                failure.append(exc)
+                started.set()
+                loop.close()
+                return
+            started.set()
+            loop.run_forever()
+            loop.run_until_complete(self.stop())
+            loop.close()
+
+        self._thread = threading.Thread(target=run, name="marketlab-sim", daemon=True)
+        self._thread.start()
+        started.wait()
+        if failure:
+            self._thread = None
+            raise failure[0]
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._thread is not None and self._loop is not None:
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join(timeout=30)
+            self._thread = None
+
+    # --- the engine ----------------------------------------------------------------------
+
+    def now_ms(self) -> int:
+        """Exchange time now (never behind the market)."""
+        assert self.clock is not None, "the simulator is not started"
+        return max(self.clock.now_ms(), self.market.now)
+
+    async def _engine(self) -> None:
+        assert self.clock is not None
+        while True:
+            target = self.clock.now_ms()
+            steps = 0
+            while self.market.now + SECOND_MS <= target and steps < 2000:
+                self.binance.publish(self.market.step())
+                steps += 1
+            if steps:
+                await asyncio.sleep(0)
+            else:
+                wait = (self.market.now + SECOND_MS - target) / 1000 / self.speed
+                await asyncio.sleep(min(0.05, max(0.001, wait)))
+
+    async def _run_schedule(self) -> None:
+        began = time.monotonic()
+        for fault in sorted(self.schedule, key=lambda f: f.at):
+            await asyncio.sleep(max(0.0, began + fault.at - time.monotonic()))
+            log.warning("injecting fault %s%s", fault.name, f" ({fault.arg})" if fault.arg else "")
+            self.inject(fault.name, fault.arg)
+
+    # --- faults --------------------------------------------------------------------------
+
+    @_threadsafe
+    def drop_connections(self) -> int:
+        """Cut every WebSocket connection abruptly (no close frame). Returns how many."""
+        return self.binance.abort_all()
+
+    @_threadsafe
+    def stall(self, seconds: float) -> None:
+        """Stop sending anything (data, pings) on open connections without closing them."""
+        self.faults.stall_until = time.monotonic() + seconds
+
+    @_threadsafe
+    def skip_depth_updates(self, events: int = 1, symbol: str | None = None) -> None:
+        """Lose the next ``events`` diff-depth events: clients see a gap in update ids."""
+        self.binance.skip_depth(events, normalize_symbol(symbol) if symbol else None)
+
+    @_threadsafe
+    def send_malformed(self, kind: str = "truncated") -> int:
+        """Send one malformed frame to every connection: truncated, garbage, bad_field or
+        unknown_event."""
+        return self.binance.send_malformed(kind)
+
+    @_threadsafe
+    def fail_rest(self, status: int = 429, count: int = 1, retry_after: int | None = None) -> None:
+        """Answer the next ``count`` REST requests with ``status`` (429, 418 or 5xx)."""
+        if status not in REST_FAULT_MESSAGES:
+            raise ValueError(f"status must be one of {sorted(REST_FAULT_MESSAGES)}, got {status}")
+        code, msg = REST_FAULT_MESSAGES[status]
+        if retry_after is None and status in (429, 418):
+            retry_after = 1
+        for _ in range(count):
+            self.faults.rest_errors.append(ApiError(status, code, msg, retry_after))
+
+    @_threadsafe
+    def refuse_connections(self, seconds: float, rest: bool = False) -> None:
+        """Refuse new WebSocket connections (and REST requests with ``rest``) for a while."""
+        until = time.monotonic() + seconds
+        self.faults.refuse_ws_until = until
+        if rest:
+            self.faults.refuse_rest_until = until
+
+    @_threadsafe
+    def server_shutdown(self) -> None:
+        """Announce a shutdown (``serverShutdown`` event), then close every connection."""
+        assert self._loop is not None
+        self._loop.create_task(self.binance.shutdown_notice())
+
+    @_threadsafe
+    def pause(self) -> None:
+        """Freeze exchange time: no trades, no book changes, no candles."""
+        assert self.clock is not None
+        self.clock.pause()
+
+    @_threadsafe
+    def resume(self) -> None:
+        assert self.clock is not None
+        self.clock.resume()
+
+    def inject(self, name: str, arg: str | None = None) -> None:
+        """Apply a fault by name (as the CLI and the control endpoint do)."""
+        if name == "drop":
+            self.drop_connections()
+        elif name == "stall":
+            self.stall(parse_duration(arg or "10"))
+        elif name == "gap":
+            self.skip_depth_updates(int(arg or 1))
+        elif name == "malformed":
+            self.send_malformed(arg or "truncated")
+        elif name.startswith("rest") and name[4:].isdigit():
+            self.fail_rest(int(name[4:]), int(arg or 1))
+        elif name == "refuse":
+            self.refuse_connections(parse_duration(arg or "20"))
+        elif name == "shutdown":
+            self.server_shutdown()
+        elif name == "pause":
+            self.pause()
+        elif name == "resume":
+            self.resume()
+        else:
+            raise ValueError(f"unknown fault {name!r}: expected one of {', '.join(FAULT_NAMES)}")
+
+    # --- the simulator's own record ------------------------------------------------------
+
+    @_threadsafe
+    def klines(self, symbol: str, interval: str, start: int | None = None,
+               end: int | None = None, limit: int = 1000) -> list[dict[str, Any]]:  # fmt: skip
+        """Candles as the exchange holds them, in float units (the test oracle)."""
+        m = self.market.symbols[normalize_symbol(symbol)]
+        tick, lot = m.spec.tick, m.spec.lot
+        keys = ("open_time", "open", "high", "low", "close", "volume", "close_time",
+                "quote_volume", "trades", "taker_buy_volume", "taker_buy_quote_volume", "closed")  # fmt: skip
+        out = []
+        for row in m.klines(Interval(interval), start, end, limit):
+            d = dict(zip(keys, row, strict=True))
+            for k in ("open", "high", "low", "close"):
+                d[k] = round(d[k] * tick, m.spec.price_decimals)
+            for k in ("volume", "taker_buy_volume"):
+                d[k] = round(d[k] * lot, m.spec.qty_decimals)
+            for k in ("quote_volume", "taker_buy_quote_volume"):
+                d[k] = round(d[k] * tick * lot, m.spec.price_decimals + m.spec.qty_decimals)
+            out.append(d)
+        return out
+
+    @_threadsafe
+    def book(self, symbol: str, limit: int | None = None) -> dict[str, Any]:
+        """The exchange's book: ``{"last_update_id", "bids", "asks"}`` in floats, best first."""
+        m = self.market.symbols[normalize_symbol(symbol)]
+        uid, bids, asks = m.book(limit)
+        pd, qd = m.spec.price_decimals, m.spec.qty_decimals
+
+        def conv(levels: list[tuple[int, int]]) -> list[tuple[float, float]]:
+            return [(round(p * m.spec.tick, pd), round(q * m.spec.lot, qd)) for p, q in levels]
+
+        return {"last_update_id": uid, "bids": conv(bids), "asks": conv(asks)}
+
+    @_threadsafe
+    def market_time(self) -> int:
+        """End of the last simulated second: everything before it has happened."""
+        return self.market.now
+
+    # --- HTTP plumbing -------------------------------------------------------------------
+
+    @web.middleware
+    async def _refusals(
+        self, request: web.Request, handler: Callable[..., Any]
+    ) -> web.StreamResponse:
+        now = time.monotonic()
+        is_ws = request.path == "/ws" or request.path.startswith(("/ws/", "/stream"))
+        refused = (
+            now < self.faults.refuse_ws_until if is_ws else now < self.faults.refuse_rest_until
+        )
+        if refused and not request.path.startswith("/sim/"):
+            if request.transport is not None:
+                request.transport.abort()
+            return web.Response(status=503)
+        return await handler(request)
+
+    async def _fault_endpoint(self, request: web.Request) -> web.Response:
+        name = request.match_info["name"]
+        try:
+            self.inject(name, request.query.get("arg"))
+        except ValueError as exc:
+            return web.json_response({"error": str(exc)}, status=400)
+        return web.json_response({"ok": True, "fault": name})
+
+    async def _status_endpoint(self, request: web.Request) -> web.Response:
+        return web.json_response({
+            "symbols": self.symbol_names, "speed": self.speed, "seed": self.seed,
+            "exchange_time": self.now_ms(), "connections": len(self.binance.connections),
+            **self.stats,
+        })  # fmt: skip

@@ -1,0 +1,1 @@
+"""Sans-I/O protocol adapters, one module per exchange."""
