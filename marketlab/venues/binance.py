@@ -454,10 +454,10 @@ class StreamDecoder:
         """Records (or control events) in one frame; :class:`FrameError` if it has none."""
         try:
             env = _ENVELOPE.decode(frame)
+        except msgspec.ValidationError as exc:  # (a subclass of DecodeError)
+            raise FrameError(f"not a Binance message ({exc})", frame, stream) from None
         except msgspec.DecodeError as exc:
             raise FrameError(f"malformed JSON ({exc})", frame, stream) from None
-        except msgspec.ValidationError as exc:
-            raise FrameError(f"not a Binance message ({exc})", frame, stream) from None
         if env.stream is not None:
             if env.data is msgspec.UNSET:
                 raise FrameError("combined frame without 'data'", frame, env.stream)
