@@ -475,6 +475,8 @@ class BinanceFace:
                 if not self._count_incoming(conn):
                     await self._close(conn, 1008, b"Too many requests")
                     break
+                if self.sim.faults.stalled():
+                    continue  # a stalled link answers nothing, pings included
                 if msg.type == WSMsgType.PING:
                     await ws.pong(msg.data)
                 elif msg.type == WSMsgType.PONG:

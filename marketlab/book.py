@@ -1,0 +1,219 @@
+"""A local order book kept from a REST snapshot plus the diff-depth stream, sans-I/O.
+
+Follows Binance's documented procedure: buffer the stream, take a snapshot, drop buffered
+events already in it, demand that the first applied event bridges the snapshot, and call for a
+resync on any gap. It never guesses: when it cannot prove it equals the exchange's book at its
+update id, it says so (``synced`` is False) and asks for a new snapshot.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections import deque
+from dataclasses import dataclass
+from itertools import islice
+
+from sortedcontainers import SortedDict
+
+from marketlab.records import BookDelta, BookSnapshot, Level
+
+
+class BookState(enum.Enum):
+    BUFFERING = "buffering"  # waiting for a snapshot, keeping stream events
+    SYNCED = "synced"  # equals the exchange's book at last_update_id
+
+
+class Action(enum.Enum):
+    """What the owner of the book must do next."""
+
+    NONE = "none"
+    FETCH_SNAPSHOT = "fetch_snapshot"
+
+
+@dataclass(slots=True)
+class BookStats:
+    resyncs: int = 0
+    gaps: int = 0
+    crossed: int = 0
+    stale_snapshots: int = 0
+    applied: int = 0
+    ignored: int = 0
+
+
+class OrderBook:
+    """One symbol's book. Feed it :class:`BookDelta` and :class:`BookSnapshot`; act on the
+    returned :class:`Action`.
+
+    ``max_levels`` bounds each side: a snapshot holds at most 5000 levels, and levels outside
+    it that no event touches would otherwise linger forever.
+    """
+
+    def __init__(self, symbol: str, max_levels: int = 5000, max_buffer: int = 10_000):
+        self.symbol = symbol
+        self.max_levels = max_levels
+        self.max_buffer = max_buffer
+        self.state = BookState.BUFFERING
+        self.last_update_id = 0
+        self.reason = "waiting for the first snapshot"
+        self.stats = BookStats()
+        self._bids: SortedDict = SortedDict()  # key: -price (best first)
+        self._asks: SortedDict = SortedDict()  # key: price
+        self._buffer: deque[BookDelta] = deque()
+        self._snapshot_requested = False
+        self.event_time: int | None = None
+
+    @property
+    def synced(self) -> bool:
+        return self.state is BookState.SYNCED
+
+    @property
+    def snapshot_pending(self) -> bool:
+        """A snapshot was asked for and has not been applied yet."""
+        return self._snapshot_requested
+
+    # --- input ---------------------------------------------------------------------------
+
+    def on_delta(self, delta: BookDelta) -> Action:
+        if self.state is BookState.BUFFERING:
+            if len(self._buffer) >= self.max_buffer:
+                self._buffer.popleft()  # too old to bridge any snapshot we will get
+            self._buffer.append(delta)
+            if not self._snapshot_requested:
+                self._snapshot_requested = True
+                return Action.FETCH_SNAPSHOT
+            return Action.NONE
+        if delta.last_update_id <= self.last_update_id:
+            self.stats.ignored += 1  # already in the book (e.g. a duplicate on rollover)
+            return Action.NONE
+        if delta.first_update_id > self.last_update_id + 1:
+            self.stats.gaps += 1
+            return self._resync(
+                f"gap: expected update {self.last_update_id + 1}, got {delta.first_update_id}",
+                delta,
+            )
+        self._apply(delta)
+        if self._crossed():
+            self.stats.crossed += 1
+            return self._resync(
+                f"crossed book after update {delta.last_update_id}: bid {self.best_bid()} >= ask {self.best_ask()}",
+                None,
+            )
+        return Action.NONE
+
+    def on_snapshot(self, snapshot: BookSnapshot) -> Action:
+        """Apply a REST snapshot to the buffered events (steps 3-6 of the procedure)."""
+        self._snapshot_requested = False
+        if self.state is BookState.SYNCED:
+            return Action.NONE  # a late answer to an old request: the book is already good
+        lid = snapshot.last_update_id
+        while self._buffer and self._buffer[0].last_update_id <= lid:
+            self._buffer.popleft()
+        if self._buffer and self._buffer[0].first_update_id > lid + 1:
+            # the snapshot is older than the stream we hold: events between are lost to us
+            self.stats.stale_snapshots += 1
+            self.reason = (
+                f"snapshot {lid} older than buffered update {self._buffer[0].first_update_id}"
+            )
+            self._snapshot_requested = True
+            return Action.FETCH_SNAPSHOT
+        self._bids.clear()
+        self._asks.clear()
+        for price, qty in snapshot.bids:
+            if qty:
+                self._bids[-price] = qty
+        for price, qty in snapshot.asks:
+            if qty:
+                self._asks[price] = qty
+        self.last_update_id = lid
+        self.event_time = snapshot.event_time
+        self.state = BookState.SYNCED
+        self.reason = ""
+        buffered, self._buffer = self._buffer, deque()
+        for delta in buffered:
+            action = self.on_delta(delta)
+            if self.state is not BookState.SYNCED:
+                return action
+        if self._crossed():
+            self.stats.crossed += 1
+            return self._resync(f"crossed snapshot {lid}", None)
+        return Action.NONE
+
+    def invalidate(self, reason: str) -> None:
+        """Forget the book (the stream was interrupted): the next delta asks for a snapshot."""
+        self._resync(reason, None)
+        self._snapshot_requested = False
+
+    def reset(self, snapshot: BookSnapshot) -> None:
+        """Take a snapshot as the whole truth (REST polling, no stream to bridge)."""
+        self._resync("replaced by a snapshot", None)
+        self.stats.resyncs -= 1
+        self.on_snapshot(snapshot)
+
+    # --- internals -----------------------------------------------------------------------
+
+    def _apply(self, delta: BookDelta) -> None:
+        bids, asks = self._bids, self._asks
+        for price, qty in delta.bids:
+            if qty:
+                bids[-price] = qty
+            else:
+                bids.pop(-price, None)
+        for price, qty in delta.asks:
+            if qty:
+                asks[price] = qty
+            else:
+                asks.pop(price, None)
+        self.last_update_id = delta.last_update_id
+        self.event_time = delta.event_time
+        self.stats.applied += 1
+        slack = self.max_levels + self.max_levels // 10
+        if len(bids) > slack:
+            self._trim(bids)
+        if len(asks) > slack:
+            self._trim(asks)
+
+    def _trim(self, side: SortedDict) -> None:
+        while len(side) > self.max_levels:
+            side.popitem(-1)
+
+    def _crossed(self) -> bool:
+        return bool(
+            self._bids and self._asks and -self._bids.peekitem(0)[0] >= self._asks.peekitem(0)[0]
+        )
+
+    def _resync(self, reason: str, first: BookDelta | None) -> Action:
+        self.stats.resyncs += 1
+        self.state = BookState.BUFFERING
+        self.reason = reason
+        self._bids.clear()
+        self._asks.clear()
+        self._buffer.clear()
+        if first is not None:
+            self._buffer.append(first)
+        self._snapshot_requested = True
+        return Action.FETCH_SNAPSHOT
+
+    # --- output --------------------------------------------------------------------------
+
+    def best_bid(self) -> Level | None:
+        if not self._bids:
+            return None
+        key, qty = self._bids.peekitem(0)
+        return (-key, qty)
+
+    def best_ask(self) -> Level | None:
+        return self._asks.peekitem(0) if self._asks else None
+
+    def bids(self, depth: int | None = None) -> list[Level]:
+        """Bid levels, best first (empty while not synced)."""
+        if not self.synced:
+            return []
+        return [(-k, v) for k, v in islice(self._bids.items(), depth)]
+
+    def asks(self, depth: int | None = None) -> list[Level]:
+        if not self.synced:
+            return []
+        return list(islice(self._asks.items(), depth))
+
+    def __len__(self) -> int:
+        return len(self._bids) + len(self._asks)

@@ -1,0 +1,623 @@
+"""The asyncio layer: WebSocket connections to Binance and everything that keeps data whole.
+
+One combined-stream connection per (up to) 1024 streams, reconnected with capped exponential
+backoff and jitter; keepalive pings and an idle watchdog for dead peers; a rollover to a fresh
+connection before Binance's 24-hour cut (and at once on ``serverShutdown``), overlapping so
+nothing is missed (duplicates are dropped downstream); REST polling when the WebSocket stays
+down; order books kept in sync from REST snapshots; and every kline that closed while we were
+away fetched over REST, so the closed-kline series has no holes and no repeats.
+
+Parsing, book state and frames live elsewhere; this module only owns I/O, timers and retries.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import websockets
+from websockets.asyncio.client import ClientConnection, connect
+
+from marketlab.book import Action, OrderBook
+from marketlab.records import (
+    AggTrade,
+    BookDelta,
+    BookSnapshot,
+    BookTicker,
+    Interval,
+    Kline,
+    MiniTicker,
+    Record,
+    Ticker,
+    Trade,
+)
+from marketlab.rest import BinanceRest, RestError
+from marketlab.venues import binance as bn
+
+log = logging.getLogger("marketlab.feed")
+
+CHANNELS = ("trades", "ticker", "book", "klines", "bookTicker", "aggTrades", "miniTicker")
+DEFAULT_CHANNELS = ("trades", "ticker", "book", "klines")
+_URL_STREAMS = 200  # streams put in the URL; the rest go by SUBSCRIBE
+_SUBSCRIBE_CHUNK = 200
+
+
+@dataclass
+class FeedConfig:
+    """Connection behaviour; the defaults suit the real exchange, tests shorten them."""
+
+    ws_url: str = bn.DEFAULT_WS_URL
+    rest_url: str = bn.DEFAULT_REST_URL
+    open_timeout: float = 10.0
+    ping_interval: float = 20.0  # our own keepalive pings
+    ping_timeout: float = 20.0  # no pong within this → the peer is dead
+    idle_timeout: float = 30.0  # no frame at all within this → the peer is dead
+    backoff_initial: float = 0.5
+    backoff_max: float = 30.0
+    max_connection_age: float = 23.5 * 3600  # roll over before Binance's 24 h disconnect
+    rollover_overlap: float = 3.0
+    fallback_after: float = 15.0  # WebSocket down this long → poll REST
+    poll_interval: float = 2.0
+    streams_per_connection: int = bn.MAX_STREAMS_PER_CONNECTION
+    subscribe_per_second: float = 2.0
+    book_snapshot_limit: int = 1000
+    weight_limit: int = 6000
+    seed_klines: int = 1440
+
+    def backoff(self, attempt: int) -> float:
+        """Exponential with full jitter in [50%, 100%], capped."""
+        ceiling = min(self.backoff_max, self.backoff_initial * 2**attempt)
+        return ceiling * random.uniform(0.5, 1.0)
+
+
+def streams_for(
+    symbols: Sequence[str], intervals: Sequence[str], channels: Sequence[str]
+) -> list[str]:
+    unknown = set(channels) - set(CHANNELS)
+    if unknown:
+        raise ValueError(
+            f"unknown channel(s) {sorted(unknown)}: expected some of {', '.join(CHANNELS)}"
+        )
+    out = []
+    for s in symbols:
+        if "trades" in channels:
+            out.append(bn.stream_name(s, "trade"))
+        if "aggTrades" in channels:
+            out.append(bn.stream_name(s, "aggTrade"))
+        if "ticker" in channels:
+            out.append(bn.stream_name(s, "ticker"))
+        if "miniTicker" in channels:
+            out.append(bn.stream_name(s, "miniTicker"))
+        if "bookTicker" in channels:
+            out.append(bn.stream_name(s, "bookTicker"))
+        if "book" in channels:
+            out.append(bn.stream_name(s, "depth", fast=True))
+        if "klines" in channels:
+            out.extend(bn.stream_name(s, "kline", interval=iv) for iv in intervals)
+    return out
+
+
+def stream_key(record: Record) -> str:
+    """The status key of the stream a record came from: ``"kline_1m"``, ``"depth"``..."""
+    if isinstance(record, Kline):
+        return f"kline_{record.interval}"
+    return _KEYS.get(type(record), type(record).__name__)
+
+
+_KEYS: dict[type, str] = {Trade: "trade", AggTrade: "aggTrade", Ticker: "ticker", MiniTicker: "miniTicker",
+                          BookTicker: "bookTicker", BookDelta: "depth", BookSnapshot: "depth"}  # fmt: skip
+
+
+@dataclass
+class StreamStats:
+    messages: int = 0
+    last_received: float | None = None  # wall time
+    last_event_time: int | None = None
+    source: str = "ws"
+
+
+@dataclass
+class KlineStats:
+    backfilled: int = 0  # closed candles fetched over REST that the stream did not deliver
+    gaps_detected: int = 0
+    duplicates: int = 0
+
+
+class LockedBook:
+    """An order book and the lock readers in other threads take."""
+
+    def __init__(self, symbol: str, max_levels: int):
+        self.book = OrderBook(symbol, max_levels=max_levels)
+        self.lock = threading.Lock()
+
+
+Sink = Callable[[Sequence[Record], str], None]
+
+
+class WsConnection:
+    """One combined-stream connection, kept alive until stopped."""
+
+    def __init__(self, feed: BinanceFeed, streams: list[str], name: str):
+        self.feed = feed
+        self.streams = streams
+        self.name = name
+        self.connected = False
+        self.connected_at: float | None = None
+        self.last_message: float | None = None
+        self.messages = 0
+        self.reconnects = 0
+        self.retiring = False
+        self.last_error = ""
+        self.ws: ClientConnection | None = None
+        self._stopping = False
+        self._task: asyncio.Task[None] | None = None
+        self._pacer = bn.MessagePacer(feed.config.subscribe_per_second)
+        self._request_id = 0
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name=f"marketlab-{self.name}")
+
+    async def stop(self) -> None:
+        self._stopping = True
+        if self.ws is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self.ws.close(), 2)
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._task
+
+    def age(self) -> float:
+        return time.monotonic() - self.connected_at if self.connected_at else 0.0
+
+    async def _run(self) -> None:
+        cfg = self.feed.config
+        attempt = 0
+        url = bn.combined_stream_url(cfg.ws_url, self.streams[:_URL_STREAMS])
+        while not self._stopping:
+            try:
+                async with connect(url, open_timeout=cfg.open_timeout, ping_interval=cfg.ping_interval,
+                                   ping_timeout=cfg.ping_timeout, close_timeout=2,
+                                   max_size=2**24, max_queue=4096) as ws:  # fmt: skip
+                    self.ws = ws
+                    attempt = 0
+                    self.connected, self.connected_at = True, time.monotonic()
+                    self.feed.on_connected(self)
+                    if len(self.streams) > _URL_STREAMS:
+                        asyncio.create_task(self.subscribe(self.streams[_URL_STREAMS:]))
+                    await self._pump(ws)
+            except asyncio.CancelledError:
+                raise
+            except (OSError, TimeoutError, websockets.WebSocketException) as exc:
+                self.last_error = f"{type(exc).__name__}: {exc}"
+                log.info("%s: connection lost (%s)", self.name, self.last_error)
+            finally:
+                was_connected, self.connected, self.ws = self.connected, False, None
+                if was_connected:
+                    self.feed.on_disconnected(self)
+            if self._stopping or self.retiring:
+                return
+            delay = cfg.backoff(attempt)
+            attempt += 1
+            self.reconnects += 1
+            await asyncio.sleep(delay)
+
+    async def _pump(self, ws: ClientConnection) -> None:
+        idle = self.feed.config.idle_timeout
+        while True:
+            try:
+                frame = await asyncio.wait_for(ws.recv(decode=False), idle)
+            except TimeoutError:
+                self.last_error = f"no data for {idle:g} s"
+                log.warning("%s: %s, reconnecting", self.name, self.last_error)
+                return
+            self.last_message = time.monotonic()
+            self.messages += 1
+            self.feed.on_frame(frame, self)
+
+    async def subscribe(self, streams: list[str]) -> None:
+        """SUBSCRIBE in chunks, paced under Binance's incoming-message limit."""
+        for i in range(0, len(streams), _SUBSCRIBE_CHUNK):
+            await asyncio.sleep(self._pacer.delay(time.monotonic()))
+            ws = self.ws
+            if ws is None:
+                return
+            self._pacer.sent(time.monotonic())
+            self._request_id += 1
+            await ws.send(
+                bn.subscribe_message(streams[i : i + _SUBSCRIBE_CHUNK], self._request_id), text=True
+            )
+
+
+class BinanceFeed:
+    """Collects ``streams`` into ``sink`` and keeps books and klines whole."""
+
+    def __init__(self, symbols: Sequence[str], intervals: Sequence[str], channels: Sequence[str],
+                 config: FeedConfig, sink: Sink,
+                 kline_starts: dict[tuple[str, str], int] | None = None):  # fmt: skip
+        self.symbols = list(symbols)
+        self.intervals = [Interval(iv) for iv in intervals]
+        self.channels = tuple(channels)
+        self.config = config
+        self.sink = sink
+        self.streams = streams_for(self.symbols, self.intervals, self.channels)
+        self.books = (
+            {s: LockedBook(s, config.book_snapshot_limit) for s in self.symbols}
+            if "book" in channels
+            else {}
+        )
+        self.stream_stats: dict[tuple[str, str], StreamStats] = {}
+        self.kline_stats = {(s, iv): KlineStats() for s in self.symbols for iv in self.intervals}
+        self.bad_frames = 0
+        self.last_bad_frame = ""
+        self.rest: BinanceRest | None = None
+        self.connections: list[WsConnection] = []
+        self.source = "ws"
+        self.polling = False
+        self._decoder = bn.StreamDecoder()
+        self._last_closed: dict[tuple[str, str], int] = dict(kline_starts or {})
+        self._emitted: dict[tuple[str, str], tuple[set[int], deque[int]]] = {}
+        self._backfill_tasks: dict[tuple[str, str], asyncio.Task[None]] = {}
+        self._backfill_again: dict[tuple[str, str], int] = {}
+        self._snapshot_tasks: dict[str, asyncio.Task[None]] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._ws_down_since: float | None = time.monotonic()
+        self._poller: asyncio.Task[None] | None = None
+        self._stopped = asyncio.Event()
+        self._conn_seq = 0
+        self.ready = asyncio.Event()
+
+    # --- lifecycle -------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Run until :meth:`stop`."""
+        self.rest = BinanceRest(self.config.rest_url, weight_limit=self.config.weight_limit)
+        try:
+            for group in bn.split_streams(self.streams, self.config.streams_per_connection):
+                self._open(group)
+            if "klines" in self.channels:
+                self._spawn(self._seed_klines())
+            while not self._stopped.is_set():
+                self._supervise()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._stopped.wait(), 0.25)
+        finally:
+            await self._shutdown()
+
+    async def stop(self) -> None:
+        self._stopped.set()
+
+    async def _shutdown(self) -> None:
+        for conn in list(self.connections):
+            conn.retiring = True
+            await conn.stop()
+        tasks = [*self._tasks, *([self._poller] if self._poller else [])]
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        if self.rest is not None:
+            await self.rest.close()
+
+    def _spawn(self, coro) -> asyncio.Task[None]:  # type: ignore[no-untyped-def]
+        task = asyncio.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
+        return task
+
+    def _task_done(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("background task failed", exc_info=task.exception())
+
+    def _open(self, streams: list[str]) -> WsConnection:
+        self._conn_seq += 1
+        conn = WsConnection(self, streams, f"ws-{self._conn_seq}")
+        self.connections.append(conn)
+        conn.start()
+        return conn
+
+    # --- supervision: rollover and fallback ------------------------------------------------
+
+    def _supervise(self) -> None:
+        now = time.monotonic()
+        for conn in list(self.connections):
+            if (
+                conn.connected
+                and not conn.retiring
+                and conn.age() >= self.config.max_connection_age
+            ):
+                self._roll_over(conn, "connection age")
+        up = any(c.connected for c in self.connections)
+        if up:
+            self._ws_down_since = None
+            if self._poller is not None:
+                log.warning("WebSocket is back: stopping REST polling")
+                self._poller.cancel()
+                self._poller = None
+                self.polling = False
+                self.source = "ws"
+        elif self._ws_down_since is None:
+            self._ws_down_since = now
+        elif self._poller is None and now - self._ws_down_since >= self.config.fallback_after:
+            log.warning("WebSocket down for %.0f s: polling REST", now - self._ws_down_since)
+            self.polling = True
+            self.source = "rest"
+            self._poller = asyncio.create_task(self._poll())
+
+    def _roll_over(self, old: WsConnection, why: str) -> None:
+        """Open a successor with the same streams; retire ``old`` once the new one delivers."""
+        if old.retiring:
+            return
+        old.retiring = True
+        log.info("%s: rolling over (%s)", old.name, why)
+        new = self._open(old.streams)
+
+        async def retire() -> None:
+            deadline = time.monotonic() + max(30.0, self.config.open_timeout * 3)
+            while new.messages == 0 and time.monotonic() < deadline and not self._stopped.is_set():
+                await asyncio.sleep(0.05)
+            await asyncio.sleep(self.config.rollover_overlap)
+            await old.stop()
+            with contextlib.suppress(ValueError):
+                self.connections.remove(old)
+
+        self._spawn(retire())
+
+    def on_connected(self, conn: WsConnection) -> None:
+        log.info("%s: connected (%d streams)", conn.name, len(conn.streams))
+        for name in conn.streams:
+            stream = bn.parse_stream(name)
+            if stream.channel == "kline":
+                key = (stream.symbol, str(stream.interval))
+                if key in self._last_closed:
+                    self._schedule_backfill(key)
+
+    def on_disconnected(self, conn: WsConnection) -> None:
+        if conn.retiring:
+            return
+        for name in conn.streams:
+            stream = bn.parse_stream(name)
+            if stream.channel == "depth" and stream.symbol in self.books:
+                lb = self.books[stream.symbol]
+                with lb.lock:
+                    lb.book.invalidate(f"stream interrupted ({conn.last_error or 'closed'})")
+
+    # --- incoming frames -------------------------------------------------------------------
+
+    def on_frame(self, frame: bytes, conn: WsConnection) -> None:
+        try:
+            events = self._decoder.decode(frame)
+        except bn.FrameError as exc:
+            self.bad_frames += 1
+            self.last_bad_frame = str(exc)
+            log.warning("%s: skipped a bad frame: %s", conn.name, exc)
+            return
+        for event in events:
+            if isinstance(event, bn.ServerShutdown):
+                self._roll_over(conn, "serverShutdown")
+            elif isinstance(event, bn.RequestError):
+                log.error(
+                    "%s: request %s refused: %s (code %s)",
+                    conn.name,
+                    event.id,
+                    event.msg,
+                    event.code,
+                )
+            elif not isinstance(event, bn.SubscriptionResult):
+                self._record(event, "ws")
+
+    def _record(self, record: Record, source: str) -> None:
+        stats = self.stream_stats.get(key := (record.symbol, stream_key(record)))
+        if stats is None:
+            stats = self.stream_stats[key] = StreamStats()
+        stats.messages += 1
+        stats.last_received = time.time()
+        stats.source = source
+        stats.last_event_time = getattr(record, "event_time", None) or stats.last_event_time
+        if isinstance(record, Kline):
+            self._kline(record, source, check_gaps=True)
+        elif isinstance(record, BookDelta):
+            self._delta(record)
+            self.sink((record,), source)
+        else:
+            self.sink((record,), source)
+
+    # --- order books -----------------------------------------------------------------------
+
+    def _delta(self, delta: BookDelta) -> None:
+        lb = self.books.get(delta.symbol)
+        if lb is None:
+            return
+        with lb.lock:
+            action = lb.book.on_delta(delta)
+        if action is Action.FETCH_SNAPSHOT:
+            self._schedule_snapshot(delta.symbol)
+
+    def _schedule_snapshot(self, symbol: str) -> None:
+        task = self._snapshot_tasks.get(symbol)
+        if task is None or task.done():
+            self._snapshot_tasks[symbol] = self._spawn(self._fetch_snapshot(symbol))
+
+    async def _fetch_snapshot(self, symbol: str) -> None:
+        assert self.rest is not None
+        lb = self.books[symbol]
+        attempt = 0
+        while not self._stopped.is_set():
+            try:
+                snap = await self.rest.depth(symbol, self.config.book_snapshot_limit)
+            except RestError as exc:
+                if not exc.retryable:
+                    log.error("book %s: cannot fetch a snapshot: %s", symbol, exc)
+                    return
+                await asyncio.sleep(self.config.backoff(attempt))
+                attempt += 1
+                continue
+            with lb.lock:
+                action = lb.book.on_snapshot(snap)
+                synced = lb.book.synced
+            if synced:
+                log.info("book %s: synced at update %d", symbol, lb.book.last_update_id)
+            if action is not Action.FETCH_SNAPSHOT:
+                return
+            await asyncio.sleep(0.2 if synced else min(2.0, 0.2 * 2**attempt))
+            attempt += 1
+
+    # --- klines: integrity -----------------------------------------------------------------
+
+    def _kline(self, k: Kline, source: str, check_gaps: bool) -> bool:
+        key = (k.symbol, k.interval)
+        last = self._last_closed.get(key)
+        if check_gaps and last is not None:
+            expected = Interval(k.interval).next_open(last)
+            if k.open_time > expected:
+                self.kline_stats[key].gaps_detected += 1
+                self._schedule_backfill(key)
+        if k.closed:
+            seen, order = self._emitted.setdefault(key, (set(), deque()))
+            if k.open_time in seen:
+                self.kline_stats[key].duplicates += 1
+                return False
+            seen.add(k.open_time)
+            order.append(k.open_time)
+            if len(order) > 10_000:
+                seen.discard(order.popleft())
+            if last is None or k.open_time > last:
+                self._last_closed[key] = k.open_time
+        self.sink((k,), source)
+        return True
+
+    def _schedule_backfill(self, key: tuple[str, str]) -> None:
+        task = self._backfill_tasks.get(key)
+        if task is not None and not task.done():
+            self._backfill_again[key] = 1  # run once more when the current one ends
+            return
+        self._backfill_tasks[key] = self._spawn(self._backfill(key))
+
+    async def _backfill(self, key: tuple[str, str]) -> None:
+        """Fetch every closed candle after the last one we have, up to now."""
+        while True:
+            self._backfill_again.pop(key, None)
+            last = self._last_closed.get(key)
+            if last is None:
+                return
+            start = Interval(key[1]).next_open(last)
+            added = await self._fetch_klines(key, start, count_as_backfill=True)
+            if added:
+                log.info("klines %s %s: backfilled %d candle(s) over REST", *key, added)
+            if not self._backfill_again.get(key):
+                return
+
+    async def _fetch_klines(self, key: tuple[str, str], start: int, count_as_backfill: bool,
+                            include_open: bool = False) -> int:  # fmt: skip
+        """Page through /api/v3/klines from ``start``; returns closed candles delivered."""
+        assert self.rest is not None
+        symbol, interval = key
+        iv = Interval(interval)
+        added = attempt = 0
+        cursor = start
+        while not self._stopped.is_set():
+            try:
+                now = await self.rest.server_time()
+                rows = await self.rest.klines(
+                    symbol, interval, start=cursor, limit=1000, server_time=now
+                )
+            except RestError as exc:
+                if not exc.retryable:
+                    log.error("klines %s %s: %s", symbol, interval, exc)
+                    return added
+                await asyncio.sleep(self.config.backoff(attempt))
+                attempt += 1
+                continue
+            attempt = 0
+            for k in rows:
+                if k.closed:
+                    if self._kline(k, "rest", check_gaps=False):
+                        added += 1
+                elif include_open:
+                    self.sink((k,), "rest")
+            closed = [k for k in rows if k.closed]
+            if len(rows) < 1000 or not closed:
+                break
+            cursor = iv.next_open(closed[-1].open_time)
+        if count_as_backfill:
+            self.kline_stats[key].backfilled += added
+        return added
+
+    async def _seed_klines(self) -> None:
+        """Start-up: the recent past of every series (or from where the caller's history ends)."""
+        assert self.rest is not None
+        try:
+            now = await self._server_time_with_retry()
+        except asyncio.CancelledError:
+            raise
+        jobs = []
+        for symbol in self.symbols:
+            for iv in self.intervals:
+                key = (symbol, str(iv))
+                known = self._last_closed.get(key)
+                if known is not None:
+                    start, backfill = iv.next_open(known), True
+                else:
+                    start, backfill = iv.open_of(now) - self.config.seed_klines * iv.ms, False
+                jobs.append(self._fetch_klines(key, max(0, start), count_as_backfill=backfill,
+                                               include_open=True))  # fmt: skip
+        await asyncio.gather(*jobs)
+        self.ready.set()
+
+    async def _server_time_with_retry(self) -> int:
+        assert self.rest is not None
+        attempt = 0
+        while True:
+            try:
+                return await self.rest.server_time()
+            except RestError:
+                await asyncio.sleep(self.config.backoff(attempt))
+                attempt += 1
+
+    # --- REST fallback ---------------------------------------------------------------------
+
+    async def _poll(self) -> None:
+        """While the WebSocket is down: tickers, books and candles over REST."""
+        assert self.rest is not None
+        while True:
+            began = time.monotonic()
+            try:
+                if "ticker" in self.channels:
+                    for t in await self.rest.tickers(self.symbols):
+                        self._record(t, "rest")
+                for symbol, lb in self.books.items():
+                    snap = await self.rest.depth(symbol, min(100, self.config.book_snapshot_limit))
+                    with lb.lock:
+                        lb.book.reset(snap)
+                    self.stream_stats.setdefault((symbol, "depth"), StreamStats()).source = "rest"
+                if "klines" in self.channels:
+                    now = await self.rest.server_time()
+                    for symbol in self.symbols:
+                        for iv in self.intervals:
+                            for k in await self.rest.klines(symbol, iv, limit=2, server_time=now):
+                                self._record(k, "rest")
+            except RestError as exc:
+                log.warning("REST polling: %s", exc)
+            await asyncio.sleep(max(0.0, self.config.poll_interval - (time.monotonic() - began)))
+
+    # --- views -----------------------------------------------------------------------------
+
+    @property
+    def connected(self) -> bool:
+        return any(c.connected for c in self.connections)
+
+    def book_state(self, symbol: str) -> str:
+        lb = self.books.get(symbol)
+        if lb is None:
+            return "off"
+        with lb.lock:
+            return "synced" if lb.book.synced else f"out of sync: {lb.book.reason}"

@@ -1,0 +1,223 @@
+"""Rolling columnar buffers behind the user's DataFrames.
+
+Appends are O(1) into preallocated numpy columns, memory is fixed by the capacity however long
+the collector runs, and a DataFrame view copies the columns once. Writers (the collector
+thread) and readers (the notebook) meet under a short lock.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterable
+
+import numpy as np
+import pandas as pd
+
+from marketlab.records import Interval, Kline, Trade
+
+DEFAULT_TRADE_CAPACITY = 100_000
+DEFAULT_KLINE_CAPACITY = 1_440  # a day of 1m candles
+
+_SIDES = pd.CategoricalDtype(["buy", "sell"])
+
+
+def utc_index(ms: np.ndarray, name: str) -> pd.DatetimeIndex:
+    return pd.DatetimeIndex(pd.to_datetime(ms, unit="ms", utc=True), name=name)
+
+
+class RingBuffer:
+    """Fixed-capacity columns; the oldest rows are overwritten once full."""
+
+    def __init__(self, dtypes: dict[str, np.dtype | type], capacity: int):
+        if capacity < 1:
+            raise ValueError(f"capacity must be at least 1, got {capacity}")
+        self.capacity = capacity
+        self.names = tuple(dtypes)
+        self.columns = [np.zeros(capacity, dtype=dt) for dt in dtypes.values()]
+        self.count = 0  # rows ever appended
+        self.lock = threading.Lock()
+
+    def __len__(self) -> int:
+        return min(self.count, self.capacity)
+
+    def append(self, row: tuple) -> None:
+        with self.lock:
+            i = self.count % self.capacity
+            for column, value in zip(self.columns, row, strict=True):
+                column[i] = value
+            self.count += 1
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        """Copies of the columns, oldest row first."""
+        with self.lock:
+            n, cap = self.count, self.capacity
+            if n <= cap:
+                return {
+                    name: col[:n].copy() for name, col in zip(self.names, self.columns, strict=True)
+                }
+            start = n % cap
+            return {
+                name: np.concatenate((col[start:], col[:start]))
+                for name, col in zip(self.names, self.columns, strict=True)
+            }
+
+
+class TradeBuffer:
+    """Recent trades of one symbol; duplicates (same or older trade id) are dropped."""
+
+    def __init__(self, capacity: int = DEFAULT_TRADE_CAPACITY):
+        self.ring = RingBuffer(
+            {"time": np.int64, "price": np.float64, "qty": np.float64, "side": np.int8,
+             "trade_id": np.int64},
+            capacity,
+        )  # fmt: skip
+        self.last_id = -1
+        self.missed = 0  # trade ids skipped (e.g. during an outage)
+        self.duplicates = 0
+
+    def add(self, t: Trade) -> bool:
+        if t.trade_id <= self.last_id:
+            self.duplicates += 1
+            return False
+        if self.last_id >= 0 and t.trade_id > self.last_id + 1:
+            self.missed += t.trade_id - self.last_id - 1
+        self.last_id = t.trade_id
+        self.ring.append((t.time, t.price, t.qty, 0 if t.side == "buy" else 1, t.trade_id))
+        return True
+
+    def frame(self) -> pd.DataFrame:
+        a = self.ring.arrays()
+        return pd.DataFrame(
+            {
+                "price": a["price"],
+                "qty": a["qty"],
+                "side": pd.Categorical.from_codes(a["side"], dtype=_SIDES),
+                "trade_id": a["trade_id"],
+            },
+            index=utc_index(a["time"], "time"),
+        )
+
+
+KLINE_COLUMNS = ("open", "high", "low", "close", "volume", "quote_volume", "trades",
+                 "taker_buy_volume", "taker_buy_quote_volume", "close_time", "closed")  # fmt: skip
+_KLINE_DTYPES = {"open_time": np.int64, "open": np.float64, "high": np.float64, "low": np.float64,
+                 "close": np.float64, "volume": np.float64, "quote_volume": np.float64,
+                 "trades": np.int64, "taker_buy_volume": np.float64,
+                 "taker_buy_quote_volume": np.float64, "close_time": np.int64, "closed": np.bool_}  # fmt: skip
+
+
+def _kline_row(k: Kline) -> tuple:
+    return (k.open_time, k.open, k.high, k.low, k.close, k.volume, k.quote_volume, k.trades,
+            k.taker_buy_volume, k.taker_buy_quote_volume, k.close_time, k.closed)  # fmt: skip
+
+
+class KlineBuffer:
+    """One symbol's candles of one interval, sorted by open time, one row per candle.
+
+    ``upsert`` replaces a candle by open time (the open candle is updated in place; a closed
+    candle is never overwritten by a late update of the same candle still open), inserts
+    backfilled candles where they belong and drops the oldest beyond the capacity.
+    """
+
+    def __init__(self, interval: str, capacity: int = DEFAULT_KLINE_CAPACITY):
+        if capacity < 1:
+            raise ValueError(f"capacity must be at least 1, got {capacity}")
+        self.interval = Interval(interval)
+        self.capacity = capacity
+        self.cols = {name: np.zeros(capacity, dtype=dt) for name, dt in _KLINE_DTYPES.items()}
+        self.n = 0
+        self.lock = threading.Lock()
+
+    def __len__(self) -> int:
+        return self.n
+
+    def upsert(self, k: Kline) -> bool:
+        """Store ``k``; False when it changes nothing new (a stale or duplicate update)."""
+        with self.lock:
+            return self._upsert(k)
+
+    def upsert_many(self, klines: Iterable[Kline]) -> int:
+        with self.lock:
+            return sum(self._upsert(k) for k in klines)
+
+    def _upsert(self, k: Kline) -> bool:
+        opens = self.cols["open_time"]
+        n = self.n
+        if n and k.open_time == opens[n - 1]:
+            i = n - 1
+        elif n == 0 or k.open_time > opens[n - 1]:
+            if n == self.capacity:
+                for col in self.cols.values():
+                    col[:-1] = col[1:]
+                n -= 1
+            i = n
+            self.n = n + 1
+            self._write(i, k)
+            return True
+        else:
+            i = int(np.searchsorted(opens[:n], k.open_time))
+            if opens[i] != k.open_time:
+                if n == self.capacity and i == 0:
+                    return False  # older than everything kept
+                self._insert(i, k)
+                return True
+        if self.cols["closed"][i] and not k.closed:
+            return False  # a late update of a candle already closed
+        self._write(i, k)
+        return True
+
+    def _write(self, i: int, k: Kline) -> None:
+        for col, value in zip(self.cols.values(), _kline_row(k), strict=True):
+            col[i] = value
+
+    def _insert(self, i: int, k: Kline) -> None:
+        n = self.n
+        if n == self.capacity:  # make room by dropping the oldest
+            for col in self.cols.values():
+                col[: i - 1] = col[1:i]
+            i -= 1
+        else:
+            for col in self.cols.values():
+                col[i + 1 : n + 1] = col[i:n]
+            self.n = n + 1
+        self._write(i, k)
+
+    def last_closed_open_time(self) -> int | None:
+        with self.lock:
+            closed = np.flatnonzero(self.cols["closed"][: self.n])
+            return int(self.cols["open_time"][closed[-1]]) if len(closed) else None
+
+    def open_times(self) -> np.ndarray:
+        with self.lock:
+            return self.cols["open_time"][: self.n].copy()
+
+    def frame(self) -> pd.DataFrame:
+        with self.lock:
+            a = {name: col[: self.n].copy() for name, col in self.cols.items()}
+        data = {name: a[name] for name in KLINE_COLUMNS}
+        data["close_time"] = pd.to_datetime(a["close_time"], unit="ms", utc=True)
+        return pd.DataFrame(data, index=utc_index(a["open_time"], "open_time"))
+
+
+def empty_book_frame() -> pd.DataFrame:
+    return pd.DataFrame({"side": pd.Categorical([], categories=["bid", "ask"]),
+                         "price": np.array([], dtype=np.float64),
+                         "qty": np.array([], dtype=np.float64),
+                         "level": np.array([], dtype=np.int64)})  # fmt: skip
+
+
+def book_frame(bids: list[tuple[float, float]], asks: list[tuple[float, float]]) -> pd.DataFrame:
+    """``side price qty level``: bids best first, then asks best first; level 0 is the best."""
+    if not bids and not asks:
+        return empty_book_frame()
+    levels = bids + asks
+    return pd.DataFrame(
+        {
+            "side": pd.Categorical(
+                ["bid"] * len(bids) + ["ask"] * len(asks), categories=["bid", "ask"]
+            ),
+            "price": np.fromiter((p for p, _ in levels), np.float64, len(levels)),
+            "qty": np.fromiter((q for _, q in levels), np.float64, len(levels)),
+            "level": np.concatenate((np.arange(len(bids)), np.arange(len(asks)))).astype(np.int64),
+        }
+    )

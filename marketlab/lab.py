@@ -1,0 +1,379 @@
+"""``Lab``: the researcher's handle on live market data.
+
+The collector runs on its own event loop in a background thread, so it behaves the same in a
+script and in a Jupyter kernel, and a notebook cell that blocks does not stall the connection.
+Everything a method returns is a fresh pandas object; nothing the collector holds leaks out.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import pandas as pd
+
+from marketlab.feed import DEFAULT_CHANNELS, BinanceFeed, FeedConfig
+from marketlab.frames import (
+    DEFAULT_KLINE_CAPACITY,
+    DEFAULT_TRADE_CAPACITY,
+    KlineBuffer,
+    TradeBuffer,
+    book_frame,
+    empty_book_frame,
+)
+from marketlab.records import Interval, Kline, Record, Ticker, Trade, normalize_symbol
+from marketlab.venues import binance as bn
+
+log = logging.getLogger("marketlab.lab")
+
+VENUE_DEFAULTS = {
+    "binance_ws_url": ("MARKETLAB_BINANCE_WS_URL", bn.DEFAULT_WS_URL),
+    "binance_rest_url": ("MARKETLAB_BINANCE_REST_URL", bn.DEFAULT_REST_URL),
+    "okx_ws_url": ("MARKETLAB_OKX_WS_URL", "wss://ws.okx.com:8443/ws/v5/public"),
+    "okx_rest_url": ("MARKETLAB_OKX_REST_URL", "https://www.okx.com"),
+}
+
+
+def venue_url(name: str, given: str | None) -> str:
+    """A venue URL from the argument, else its environment variable, else the default."""
+    env, default = VENUE_DEFAULTS[name]
+    return given or os.environ.get(env) or default
+
+
+class Lab:
+    """Collects ``symbols`` from an exchange into rolling pandas frames.
+
+    >>> lab = Lab(["BTCUSDT", "ETHUSDT"], intervals=["1m", "5m"])   # doctest: +SKIP
+    >>> lab.start(); lab.wait_ready(); lab.prices()                  # doctest: +SKIP
+
+    ``channels`` picks what to collect: trades, ticker, book, klines (the default) and
+    bookTicker, aggTrades, miniTicker. Venue URLs default to the real exchange and can be
+    pointed anywhere (the simulator, a recorded replay) by argument or environment variable.
+    Extra keyword arguments tune the connection (see :class:`marketlab.feed.FeedConfig`).
+    """
+
+    def __init__(
+        self,
+        symbols: Sequence[str],
+        intervals: Sequence[str] = ("1m",),
+        exchange: str = "binance",
+        db: str | os.PathLike[str] | None = None,
+        channels: Sequence[str] = DEFAULT_CHANNELS,
+        *,
+        binance_ws_url: str | None = None,
+        binance_rest_url: str | None = None,
+        okx_ws_url: str | None = None,
+        okx_rest_url: str | None = None,
+        trade_capacity: int = DEFAULT_TRADE_CAPACITY,
+        kline_capacity: int = DEFAULT_KLINE_CAPACITY,
+        **feed_options: Any,
+    ):
+        if isinstance(symbols, str):
+            symbols = [symbols]
+        self.symbols = list(dict.fromkeys(normalize_symbol(s) for s in symbols))
+        if not self.symbols:
+            raise ValueError("Lab needs at least one symbol")
+        self.intervals = [Interval(iv) for iv in dict.fromkeys(intervals)]
+        if exchange != "binance":
+            raise ValueError(f"exchange {exchange!r} is not supported; use 'binance'")
+        if db is not None:
+            raise ValueError("db= needs the SQLite store, which this version does not include")
+        self.exchange = exchange
+        self.channels = tuple(channels)
+        self.urls = {
+            "binance_ws_url": venue_url("binance_ws_url", binance_ws_url),
+            "binance_rest_url": venue_url("binance_rest_url", binance_rest_url),
+            "okx_ws_url": venue_url("okx_ws_url", okx_ws_url),
+            "okx_rest_url": venue_url("okx_rest_url", okx_rest_url),
+        }
+        unknown = set(feed_options) - set(FeedConfig.__dataclass_fields__) - {"ws_url", "rest_url"}
+        if unknown:
+            raise TypeError(f"unknown Lab option(s): {', '.join(sorted(unknown))}")
+        self.config = FeedConfig(ws_url=self.urls["binance_ws_url"], rest_url=self.urls["binance_rest_url"],
+                                 **{k: v for k, v in feed_options.items() if k not in ("ws_url", "rest_url")})  # fmt: skip
+        self._trades = {s: TradeBuffer(trade_capacity) for s in self.symbols}
+        self._klines = {
+            (s, iv): KlineBuffer(iv, kline_capacity) for s in self.symbols for iv in self.intervals
+        }
+        self._prices: dict[str, dict[str, Any]] = {}
+        self._prices_lock = threading.Lock()
+        self._callbacks: list[Callable[[Record], Any]] = []
+        self._feed: BinanceFeed | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._started_at: float | None = None
+        self._error: BaseException | None = None
+
+    # --- lifecycle -------------------------------------------------------------------------
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def start(self) -> Lab:
+        """Start collecting in the background; returns at once (see :meth:`wait_ready`)."""
+        if self.running:
+            return self
+        self._feed = BinanceFeed(
+            self.symbols, self.intervals, self.channels, self.config, self._on_records
+        )
+        started = threading.Event()
+
+        def run() -> None:
+            loop = asyncio.new_event_loop()
+            self._loop = loop
+            asyncio.set_event_loop(loop)
+            started.set()
+            try:
+                assert self._feed is not None
+                loop.run_until_complete(self._feed.run())
+            except BaseException as exc:  # kept for status(); the thread must not die silently
+                self._error = exc
+                log.exception("collector stopped with an error")
+            finally:
+                loop.close()
+
+        self._thread = threading.Thread(target=run, name="marketlab-lab", daemon=True)
+        self._started_at = time.time()
+        self._thread.start()
+        started.wait()
+        return self
+
+    def stop(self, timeout: float = 15.0) -> None:
+        """Stop collecting and close every connection. The frames stay readable."""
+        if self._thread is None:
+            return
+        if self._loop is not None and self._feed is not None and self._loop.is_running():
+            asyncio.run_coroutine_threadsafe(self._feed.stop(), self._loop)
+        self._thread.join(timeout)
+        if self._thread.is_alive():
+            log.error("collector did not stop within %.0f s", timeout)
+        self._thread = None
+
+    def __enter__(self) -> Lab:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def wait_ready(self, timeout: float = 30.0, books: bool = True) -> Lab:
+        """Block until klines are seeded, every price is in and (``books``) every book synced."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self._error is not None:
+                raise RuntimeError(f"the collector failed: {self._error}") from self._error
+            if self._ready(books):
+                return self
+            time.sleep(0.05)
+        raise TimeoutError(f"not ready after {timeout:g} s: {self._not_ready(books)}")
+
+    def _ready(self, books: bool) -> bool:
+        return not self._not_ready(books)
+
+    def _not_ready(self, books: bool) -> str:
+        feed = self._feed
+        if feed is None:
+            return "not started"
+        missing = []
+        if "klines" in self.channels and not feed.ready.is_set():
+            missing.append("klines not seeded")
+        if "ticker" in self.channels:
+            with self._prices_lock:
+                absent = [s for s in self.symbols if s not in self._prices]
+            if absent:
+                missing.append(f"no price yet for {', '.join(absent)}")
+        if books and feed.books:
+            unsynced = [s for s in feed.books if feed.book_state(s) != "synced"]
+            if unsynced:
+                missing.append(f"books not synced: {', '.join(unsynced)}")
+        return "; ".join(missing)
+
+    # --- callbacks -------------------------------------------------------------------------
+
+    def subscribe(self, callback: Callable[[Record], Any]) -> Callable[[], None]:
+        """Call ``callback(record)`` for every record, on the collector thread.
+
+        Keep it quick; an exception is logged and does not stop collection. Returns a
+        function that unsubscribes.
+        """
+        self._callbacks.append(callback)
+
+        def unsubscribe() -> None:
+            if callback in self._callbacks:
+                self._callbacks.remove(callback)
+
+        return unsubscribe
+
+    def _on_records(self, records: Sequence[Record], source: str) -> None:
+        for r in records:
+            if isinstance(r, Trade):
+                self._trades[r.symbol].add(r)
+                self._update_price(r.symbol, source, last=r.price, event_time=r.time)
+            elif isinstance(r, Kline):
+                buf = self._klines.get((r.symbol, r.interval))
+                if buf is not None:
+                    buf.upsert(r)
+            elif isinstance(r, Ticker):
+                self._update_price(
+                    r.symbol, source, last=r.last, bid=r.bid, ask=r.ask, change_pct=r.change_pct,
+                    volume=r.volume, event_time=r.event_time,
+                )  # fmt: skip
+            for cb in list(self._callbacks):
+                try:
+                    cb(r)
+                except Exception:
+                    log.exception("subscriber %r failed on %s", cb, type(r).__name__)
+
+    def _update_price(self, symbol: str, source: str, *, event_time: int, **values: float) -> None:
+        with self._prices_lock:
+            row = self._prices.get(symbol)
+            if row is None:
+                row = self._prices[symbol] = {"last": float("nan"), "bid": float("nan"), "ask": float("nan"),
+                                              "change_pct": float("nan"), "volume": float("nan"),
+                                              "event_time": 0}  # fmt: skip
+            if event_time < row["event_time"] and "bid" not in values:
+                return  # an older trade than the ticker we already have
+            row.update(values)
+            row["event_time"] = max(event_time, row["event_time"])
+            row["received_at"] = time.time()
+            row["source"] = source
+
+    # --- frames ----------------------------------------------------------------------------
+
+    def _symbol(self, symbol: str) -> str:
+        s = normalize_symbol(symbol)
+        if s not in self.symbols:
+            raise KeyError(f"{s} is not collected by this Lab (symbols: {', '.join(self.symbols)})")
+        return s
+
+    def prices(self) -> pd.DataFrame:
+        """One row per symbol: last, bid, ask, 24h change %, volume, times, age and source."""
+        now = time.time()
+        with self._prices_lock:
+            rows = {s: dict(self._prices[s]) for s in self.symbols if s in self._prices}
+        df = pd.DataFrame.from_dict(rows, orient="index",
+                                    columns=["last", "bid", "ask", "change_pct", "volume", "event_time",
+                                             "received_at", "source"])  # fmt: skip
+        df.index.name = "symbol"
+        df["event_time"] = pd.to_datetime(df["event_time"].astype("int64"), unit="ms", utc=True)
+        received = df["received_at"].astype("float64")
+        df["received_at"] = pd.to_datetime(
+            (received * 1000).round().astype("int64"), unit="ms", utc=True
+        )
+        df["age_s"] = now - received
+        return df[
+            [
+                "last",
+                "bid",
+                "ask",
+                "change_pct",
+                "volume",
+                "event_time",
+                "received_at",
+                "age_s",
+                "source",
+            ]
+        ]
+
+    def klines(self, symbol: str, interval: str = "1m") -> pd.DataFrame:
+        """Candles oldest first; the last row is the open candle (``closed`` False)."""
+        key = (self._symbol(symbol), Interval(interval))
+        buf = self._klines.get(key)
+        if buf is None:
+            raise KeyError(
+                f"interval {interval} is not collected (intervals: {', '.join(self.intervals)})"
+            )
+        return buf.frame()
+
+    def trades(self, symbol: str) -> pd.DataFrame:
+        """Recent trades, oldest first; ``side`` is the taker's side."""
+        return self._trades[self._symbol(symbol)].frame()
+
+    def book(self, symbol: str, depth: int = 20) -> pd.DataFrame:
+        """The order book, bids best first then asks best first.
+
+        Empty while the book is out of sync with the exchange; ``attrs`` carries ``synced``,
+        ``last_update_id`` and ``reason``.
+        """
+        s = self._symbol(symbol)
+        feed = self._feed
+        lb = feed.books.get(s) if feed is not None else None
+        if lb is None:
+            df = empty_book_frame()
+            df.attrs.update(synced=False, last_update_id=0,
+                            reason="book channel off" if feed else "not started")  # fmt: skip
+            return df
+        with lb.lock:
+            synced = lb.book.synced
+            bids, asks = lb.book.bids(depth), lb.book.asks(depth)
+            uid, reason = lb.book.last_update_id, lb.book.reason
+        df = book_frame(bids, asks) if synced else empty_book_frame()
+        df.attrs.update(synced=synced, last_update_id=uid if synced else 0, reason=reason)
+        return df
+
+    def status(self) -> pd.DataFrame:
+        """Per symbol and stream: connected, source, last message age, counts, book state,
+        gaps backfilled. ``attrs`` holds connection-wide figures."""
+        feed = self._feed
+        now = time.time()
+        rows = []
+        if feed is not None:
+            connected = feed.connected
+            reconnects = sum(c.reconnects for c in feed.connections)
+            for (symbol, stream), st in sorted(feed.stream_stats.items()):
+                row = {"symbol": symbol, "stream": stream, "connected": connected,
+                       "source": st.source if feed.polling or st.source == "ws" else "ws",
+                       "messages": st.messages,
+                       "age_s": now - st.last_received if st.last_received else float("nan"),
+                       "reconnects": reconnects, "book": "", "backfilled": 0, "gaps": 0}  # fmt: skip
+                if stream == "depth":
+                    row["book"] = feed.book_state(symbol)
+                if stream.startswith("kline_"):
+                    ks = feed.kline_stats.get((symbol, stream[6:]))
+                    if ks is not None:
+                        row["backfilled"], row["gaps"] = ks.backfilled, ks.gaps_detected
+                rows.append(row)
+        df = pd.DataFrame(rows, columns=["symbol", "stream", "connected", "source", "messages", "age_s",
+                                         "reconnects", "book", "backfilled", "gaps"])  # fmt: skip
+        df = df.set_index(["symbol", "stream"])
+        df.attrs.update(self.summary())
+        return df
+
+    def summary(self) -> dict[str, Any]:
+        """Connection-wide state: running, source, connections, reconnects, bad frames, REST."""
+        feed = self._feed
+        if feed is None:
+            return {"running": False, "source": None}
+        rest = feed.rest.governor.stats if feed.rest is not None else None
+        return {
+            "running": self.running,
+            "source": feed.source,
+            "connections": [
+                {
+                    "name": c.name,
+                    "connected": c.connected,
+                    "streams": len(c.streams),
+                    "messages": c.messages,
+                    "reconnects": c.reconnects,
+                    "age_s": round(c.age(), 1),
+                    "last_error": c.last_error,
+                }
+                for c in feed.connections
+            ],  # fmt: skip
+            "reconnects": sum(c.reconnects for c in feed.connections),
+            "bad_frames": feed.bad_frames,
+            "last_bad_frame": feed.last_bad_frame,
+            "trades_missed": {s: b.missed for s, b in self._trades.items()},
+            "rest_requests": rest.requests if rest else 0,
+            "rest_rate_limited": (rest.rate_limited + rest.banned) if rest else 0,
+            "error": repr(self._error) if self._error else None,
+        }
+
+    def __repr__(self) -> str:
+        state = "running" if self.running else "stopped"
+        return f"Lab({self.symbols}, intervals={list(self.intervals)}, {state})"

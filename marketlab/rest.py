@@ -1,0 +1,189 @@
+"""Binance REST over ccxt, with the exchange's request-weight rules kept.
+
+ccxt does the HTTP; :class:`WeightGovernor` (sans-I/O) reads ``X-MBX-USED-WEIGHT-1M`` and
+``Retry-After`` from every answer and says how long to wait before the next request, so a
+collector backs off before Binance's 429, and obeys 429 and 418 when they come anyway.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import ccxt.async_support as ccxt_async
+import msgspec
+
+from marketlab.records import BookSnapshot, Interval, Kline, Ticker, normalize_symbol
+from marketlab.venues import binance as bn
+
+log = logging.getLogger("marketlab.rest")
+
+
+@dataclass(slots=True)
+class GovernorStats:
+    requests: int = 0
+    rate_limited: int = 0  # 429 answers
+    banned: int = 0  # 418 answers
+    server_errors: int = 0
+    waited_s: float = 0.0
+
+
+class WeightGovernor:
+    """Request pacing from Binance's weight headers and Retry-After, fed times by its owner.
+
+    The weight window is the wall-clock minute; ``headroom`` keeps us below the limit so
+    that other clients on the same IP, and requests in flight, do not tip it over.
+    """
+
+    def __init__(self, weight_limit: int = 6000, headroom: float = 0.8):
+        self.weight_limit = weight_limit
+        self.budget = int(weight_limit * headroom)
+        self.used = 0
+        self.window = -1
+        self.blocked_until = 0.0
+        self.stats = GovernorStats()
+
+    def delay(self, weight: int, now: float) -> float:
+        """Seconds to wait before sending a request of ``weight``."""
+        if now < self.blocked_until:
+            return self.blocked_until - now
+        window = int(now // 60)
+        used = self.used if window == self.window else 0
+        if used + weight > self.budget:
+            return (window + 1) * 60 - now + 0.05
+        return 0.0
+
+    def sent(self, weight: int, now: float) -> None:
+        window = int(now // 60)
+        if window != self.window:
+            self.window, self.used = window, 0
+        self.used += weight
+        self.stats.requests += 1
+
+    def observe(self, status: int, headers: dict[str, str], now: float) -> None:
+        """Take what an answer says about our standing."""
+        used = _header(headers, "x-mbx-used-weight-1m")
+        if used is not None and used.isdigit():
+            window = int(now // 60)
+            if window != self.window:
+                self.window = window
+            self.used = max(self.used, int(used)) if window == self.window else int(used)
+        if status in (418, 429):
+            retry = _header(headers, "retry-after")
+            seconds = (
+                float(retry) if retry and _is_number(retry) else (120.0 if status == 418 else 60.0)
+            )
+            self.blocked_until = max(self.blocked_until, now + seconds)
+            if status == 418:
+                self.stats.banned += 1
+            else:
+                self.stats.rate_limited += 1
+            log.warning("Binance answered %s: pausing REST for %.0f s", status, seconds)
+        elif status >= 500:
+            self.stats.server_errors += 1
+
+
+def _header(headers: dict[str, str], name: str) -> str | None:
+    for key, value in headers.items():
+        if key.lower() == name:
+            return value
+    return None
+
+
+def _is_number(text: str) -> bool:
+    try:
+        return math.isfinite(float(text))
+    except ValueError:
+        return False
+
+
+class RestError(Exception):
+    """A REST request that failed; ``retryable`` says whether trying later may help."""
+
+    def __init__(self, message: str, retryable: bool):
+        super().__init__(message)
+        self.retryable = retryable
+
+
+class _Binance(ccxt_async.binance):  # type: ignore[misc]
+    """ccxt's Binance, reporting every answer's status and headers to a governor."""
+
+    governor: WeightGovernor
+
+    def on_rest_response(self, code: Any, reason: Any, url: Any, method: Any, response_headers: Any,
+                         response_body: Any, request_headers: Any, request_body: Any) -> Any:  # fmt: skip
+        self.governor.observe(int(code), dict(response_headers or {}), time.time())
+        return response_body
+
+
+class BinanceRest:
+    """The public REST endpoints a collector needs, as records."""
+
+    def __init__(self, base_url: str = bn.DEFAULT_REST_URL, *, weight_limit: int = 6000,
+                 timeout_s: float = 10.0):  # fmt: skip
+        self.base_url = base_url.rstrip("/")
+        self.governor = WeightGovernor(weight_limit)
+        self._ex = _Binance(
+            {"enableRateLimit": False, "timeout": int(timeout_s * 1000),
+             "options": {"fetchCurrencies": False, "fetchMarkets": {"types": ["spot"]}}}
+        )  # fmt: skip
+        self._ex.governor = self.governor
+        self._ex.urls["api"]["public"] = f"{self.base_url}/api/v3"
+        self._lock = asyncio.Lock()
+
+    async def close(self) -> None:
+        await self._ex.close()
+
+    async def _call(self, method: str, params: dict[str, Any], weight: int) -> Any:
+        async with self._lock:  # one at a time: the governor's view stays exact
+            while (wait := self.governor.delay(weight, time.time())) > 0:
+                self.governor.stats.waited_s += wait
+                await asyncio.sleep(min(wait, 5.0))
+            self.governor.sent(weight, time.time())
+        try:
+            return await getattr(self._ex, method)(params)
+        except ccxt_async.BadSymbol as exc:
+            raise RestError(f"{method} {params}: {exc}", retryable=False) from exc
+        except ccxt_async.BadRequest as exc:
+            raise RestError(f"{method} {params}: {exc}", retryable=False) from exc
+        except ccxt_async.BaseError as exc:  # network, 429/418 (governor now waits), 5xx
+            raise RestError(
+                f"{method} {params}: {type(exc).__name__}: {exc}", retryable=True
+            ) from exc
+
+    async def server_time(self) -> int:
+        payload = await self._call("public_get_time", {}, 1)
+        return int(payload["serverTime"])
+
+    async def klines(self, symbol: str, interval: str, *, start: int | None = None,
+                     end: int | None = None, limit: int = 1000,
+                     server_time: int | None = None) -> list[Kline]:  # fmt: skip
+        """Candles with open time in [start, end]; ``closed`` judged against server time."""
+        params: dict[str, Any] = {"symbol": normalize_symbol(symbol), "interval": Interval(interval),
+                                  "limit": limit}  # fmt: skip
+        if start is not None:
+            params["startTime"] = start
+        if end is not None:
+            params["endTime"] = end
+        now = server_time if server_time is not None else await self.server_time()
+        rows = await self._call("public_get_klines", params, 2)
+        return bn.parse_klines(msgspec.json.encode(rows), symbol, interval, now)
+
+    async def depth(self, symbol: str, limit: int = 1000) -> BookSnapshot:
+        weight = 5 if limit <= 100 else 25 if limit <= 500 else 50 if limit <= 1000 else 250
+        payload = await self._call(
+            "public_get_depth", {"symbol": normalize_symbol(symbol), "limit": limit}, weight
+        )
+        return bn.parse_depth(msgspec.json.encode(payload), symbol)
+
+    async def tickers(self, symbols: list[str]) -> list[Ticker]:
+        names = [normalize_symbol(s) for s in symbols]
+        weight = 2 if len(names) <= 20 else 40 if len(names) <= 100 else 80
+        payload = await self._call(
+            "public_get_ticker_24hr", {"symbols": msgspec.json.encode(names).decode()}, weight
+        )
+        return bn.parse_ticker_24hr(msgspec.json.encode(payload))
