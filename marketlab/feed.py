@@ -191,7 +191,7 @@ class WsConnection:
                     self.connected, self.connected_at = True, time.monotonic()
                     self.feed.on_connected(self)
                     if len(self.streams) > _URL_STREAMS:
-                        asyncio.create_task(self.subscribe(self.streams[_URL_STREAMS:]))
+                        self.feed._spawn(self.subscribe(self.streams[_URL_STREAMS:]))
                     await self._pump(ws)
             except asyncio.CancelledError:
                 raise

@@ -364,7 +364,7 @@ class Lab:
                     "last_error": c.last_error,
                 }
                 for c in feed.connections
-            ],  # fmt: skip
+            ],
             "reconnects": sum(c.reconnects for c in feed.connections),
             "bad_frames": feed.bad_frames,
             "last_bad_frame": feed.last_bad_frame,
