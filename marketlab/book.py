@@ -9,6 +9,7 @@ update id, it says so (``synced`` is False) and asks for a new snapshot.
 from __future__ import annotations
 
 import enum
+import math
 from collections import deque
 from dataclasses import dataclass
 from itertools import islice
@@ -48,9 +49,11 @@ class OrderBook:
     it that no event touches would otherwise linger forever.
     """
 
-    def __init__(self, symbol: str, max_levels: int = 5000, max_buffer: int = 10_000):
+    def __init__(self, symbol: str, max_levels: int = 5000, max_buffer: int = 10_000,
+                 min_known_levels: int = 20):  # fmt: skip
         self.symbol = symbol
         self.max_levels = max_levels
+        self.min_known_levels = min_known_levels
         self.max_buffer = max_buffer
         self.state = BookState.BUFFERING
         self.last_update_id = 0
@@ -59,6 +62,11 @@ class OrderBook:
         self._bids: SortedDict = SortedDict()  # key: -price (best first)
         self._asks: SortedDict = SortedDict()  # key: price
         self._buffer: deque[BookDelta] = deque()
+        # A snapshot cut at its limit says nothing of levels beyond its worst price: only the
+        # range [bid_floor, ask_ceiling] is known to equal the exchange's book.
+        self.bid_floor = -math.inf
+        self.ask_ceiling = math.inf
+        self._min_known = min_known_levels
         self._snapshot_requested = False
         self.event_time: int | None = None
 
@@ -92,6 +100,10 @@ class OrderBook:
                 delta,
             )
         self._apply(delta)
+        if self._known_levels() < self._min_known:
+            return self._resync(
+                f"price moved beyond the snapshot's range after update {delta.last_update_id}", None
+            )
         if self._crossed():
             self.stats.crossed += 1
             return self._resync(
@@ -100,8 +112,12 @@ class OrderBook:
             )
         return Action.NONE
 
-    def on_snapshot(self, snapshot: BookSnapshot) -> Action:
-        """Apply a REST snapshot to the buffered events (steps 3-6 of the procedure)."""
+    def on_snapshot(self, snapshot: BookSnapshot, limit: int | None = None) -> Action:
+        """Apply a REST snapshot to the buffered events (steps 3-6 of the procedure).
+
+        ``limit`` is the depth it was asked with (default ``max_levels``): a side that fills
+        it may have more levels the snapshot did not show.
+        """
         self._snapshot_requested = False
         if self.state is BookState.SYNCED:
             return Action.NONE  # a late answer to an old request: the book is already good
@@ -124,6 +140,10 @@ class OrderBook:
         for price, qty in snapshot.asks:
             if qty:
                 self._asks[price] = qty
+        limit = self.max_levels if limit is None else limit
+        self._min_known = min(self.min_known_levels, max(1, limit // 2))
+        self.bid_floor = snapshot.bids[-1][0] if len(snapshot.bids) >= limit else -math.inf
+        self.ask_ceiling = snapshot.asks[-1][0] if len(snapshot.asks) >= limit else math.inf
         self.last_update_id = lid
         self.event_time = snapshot.event_time
         self.state = BookState.SYNCED
@@ -143,11 +163,11 @@ class OrderBook:
         self._resync(reason, None)
         self._snapshot_requested = False
 
-    def reset(self, snapshot: BookSnapshot) -> None:
+    def reset(self, snapshot: BookSnapshot, limit: int | None = None) -> None:
         """Take a snapshot as the whole truth (REST polling, no stream to bridge)."""
         self._resync("replaced by a snapshot", None)
         self.stats.resyncs -= 1
-        self.on_snapshot(snapshot)
+        self.on_snapshot(snapshot, limit)
 
     # --- internals -----------------------------------------------------------------------
 
@@ -172,6 +192,15 @@ class OrderBook:
         if len(asks) > slack:
             self._trim(asks)
 
+    def _known_levels(self) -> int:
+        """Known levels on the thinner side whose snapshot was cut at its limit."""
+        known = self._min_known
+        if self.bid_floor != -math.inf:
+            known = min(known, self._bids.bisect_right(-self.bid_floor))
+        if self.ask_ceiling != math.inf:
+            known = min(known, self._asks.bisect_right(self.ask_ceiling))
+        return known
+
     def _trim(self, side: SortedDict) -> None:
         while len(side) > self.max_levels:
             side.popitem(-1)
@@ -188,6 +217,7 @@ class OrderBook:
         self._bids.clear()
         self._asks.clear()
         self._buffer.clear()
+        self.bid_floor, self.ask_ceiling = -math.inf, math.inf
         if first is not None:
             self._buffer.append(first)
         self._snapshot_requested = True
@@ -208,12 +238,16 @@ class OrderBook:
         """Bid levels, best first (empty while not synced)."""
         if not self.synced:
             return []
-        return [(-k, v) for k, v in islice(self._bids.items(), depth)]
+        known = self._bids.bisect_right(-self.bid_floor)
+        n = known if depth is None else min(depth, known)
+        return [(-k, v) for k, v in islice(self._bids.items(), n)]
 
     def asks(self, depth: int | None = None) -> list[Level]:
         if not self.synced:
             return []
-        return list(islice(self._asks.items(), depth))
+        known = self._asks.bisect_right(self.ask_ceiling)
+        n = known if depth is None else min(depth, known)
+        return list(islice(self._asks.items(), n))
 
     def __len__(self) -> int:
         return len(self._bids) + len(self._asks)

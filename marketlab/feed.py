@@ -21,6 +21,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import websockets
 from websockets.asyncio.client import ClientConnection, connect
@@ -45,8 +46,6 @@ log = logging.getLogger("marketlab.feed")
 
 CHANNELS = ("trades", "ticker", "book", "klines", "bookTicker", "aggTrades", "miniTicker")
 DEFAULT_CHANNELS = ("trades", "ticker", "book", "klines")
-_URL_STREAMS = 200  # streams put in the URL; the rest go by SUBSCRIBE
-_SUBSCRIBE_CHUNK = 200
 
 
 @dataclass
@@ -67,6 +66,8 @@ class FeedConfig:
     poll_interval: float = 2.0
     streams_per_connection: int = bn.MAX_STREAMS_PER_CONNECTION
     subscribe_per_second: float = 2.0
+    url_streams: int = 200  # streams named in the URL; the rest go by SUBSCRIBE
+    subscribe_chunk: int = 200  # streams per SUBSCRIBE message
     book_snapshot_limit: int = 1000
     weight_limit: int = 6000
     seed_klines: int = 1440
@@ -110,6 +111,13 @@ def stream_key(record: Record) -> str:
         return f"kline_{record.interval}"
     return _KEYS.get(type(record), type(record).__name__)
 
+
+# What orders each kind of record, so a repeat can be recognised (klines are handled apart).
+_MARKS: dict[type, Callable[[Any], int]] = {
+    Trade: lambda r: r.trade_id, AggTrade: lambda r: r.agg_id, Ticker: lambda r: r.event_time,
+    MiniTicker: lambda r: r.event_time, BookTicker: lambda r: r.update_id,
+    BookDelta: lambda r: r.last_update_id,
+}  # fmt: skip
 
 _KEYS: dict[type, str] = {Trade: "trade", AggTrade: "aggTrade", Ticker: "ticker", MiniTicker: "miniTicker",
                           BookTicker: "bookTicker", BookDelta: "depth", BookSnapshot: "depth"}  # fmt: skip
@@ -180,7 +188,7 @@ class WsConnection:
     async def _run(self) -> None:
         cfg = self.feed.config
         attempt = 0
-        url = bn.combined_stream_url(cfg.ws_url, self.streams[:_URL_STREAMS])
+        url = bn.combined_stream_url(cfg.ws_url, self.streams[: cfg.url_streams])
         while not self._stopping:
             try:
                 async with connect(url, open_timeout=cfg.open_timeout, ping_interval=cfg.ping_interval,
@@ -190,8 +198,8 @@ class WsConnection:
                     attempt = 0
                     self.connected, self.connected_at = True, time.monotonic()
                     self.feed.on_connected(self)
-                    if len(self.streams) > _URL_STREAMS:
-                        self.feed._spawn(self.subscribe(self.streams[_URL_STREAMS:]))
+                    if len(self.streams) > cfg.url_streams:
+                        self.feed._spawn(self.subscribe(self.streams[cfg.url_streams :]))
                     await self._pump(ws)
             except asyncio.CancelledError:
                 raise
@@ -224,16 +232,15 @@ class WsConnection:
 
     async def subscribe(self, streams: list[str]) -> None:
         """SUBSCRIBE in chunks, paced under Binance's incoming-message limit."""
-        for i in range(0, len(streams), _SUBSCRIBE_CHUNK):
+        chunk = self.feed.config.subscribe_chunk
+        for i in range(0, len(streams), chunk):
             await asyncio.sleep(self._pacer.delay(time.monotonic()))
             ws = self.ws
             if ws is None:
                 return
             self._pacer.sent(time.monotonic())
             self._request_id += 1
-            await ws.send(
-                bn.subscribe_message(streams[i : i + _SUBSCRIBE_CHUNK], self._request_id), text=True
-            )
+            await ws.send(bn.subscribe_message(streams[i : i + chunk], self._request_id), text=True)
 
 
 class BinanceFeed:
@@ -256,6 +263,8 @@ class BinanceFeed:
         self.stream_stats: dict[tuple[str, str], StreamStats] = {}
         self.kline_stats = {(s, iv): KlineStats() for s in self.symbols for iv in self.intervals}
         self.bad_frames = 0
+        self.duplicates = 0
+        self._marks: dict[tuple[str, str], int] = {}
         self.last_bad_frame = ""
         self.rest: BinanceRest | None = None
         self.connections: list[WsConnection] = []
@@ -265,7 +274,7 @@ class BinanceFeed:
         self._last_closed: dict[tuple[str, str], int] = dict(kline_starts or {})
         self._emitted: dict[tuple[str, str], tuple[set[int], deque[int]]] = {}
         self._backfill_tasks: dict[tuple[str, str], asyncio.Task[None]] = {}
-        self._backfill_again: dict[tuple[str, str], int] = {}
+        self._backfill_from: dict[tuple[str, str], int] = {}
         self._snapshot_tasks: dict[str, asyncio.Task[None]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._ws_down_since: float | None = time.monotonic()
@@ -345,6 +354,9 @@ class BinanceFeed:
                 self._poller = None
                 self.polling = False
                 self.source = "ws"
+                for lb in self.books.values():  # polled books are shallow: sync them afresh
+                    with lb.lock:
+                        lb.book.invalidate("back on the WebSocket")
         elif self._ws_down_since is None:
             self._ws_down_since = now
         elif self._poller is None and now - self._ws_down_since >= self.config.fallback_after:
@@ -378,8 +390,9 @@ class BinanceFeed:
             stream = bn.parse_stream(name)
             if stream.channel == "kline":
                 key = (stream.symbol, str(stream.interval))
-                if key in self._last_closed:
-                    self._schedule_backfill(key)
+                last = self._last_closed.get(key)
+                if last is not None:
+                    self._schedule_backfill(key, stream.interval.next_open(last))
 
     def on_disconnected(self, conn: WsConnection) -> None:
         if conn.retiring:
@@ -415,8 +428,24 @@ class BinanceFeed:
             elif not isinstance(event, bn.SubscriptionResult):
                 self._record(event, "ws")
 
+    def _fresh(self, record: Record, stream: str) -> bool:
+        """False for a record already delivered (overlapping connections repeat messages)."""
+        mark = _MARKS.get(type(record))
+        if mark is None:
+            return True
+        key = (record.symbol, stream)
+        value = mark(record)
+        if value <= self._marks.get(key, -1):
+            return False
+        self._marks[key] = value
+        return True
+
     def _record(self, record: Record, source: str) -> None:
-        stats = self.stream_stats.get(key := (record.symbol, stream_key(record)))
+        key = (record.symbol, stream_key(record))
+        if not self._fresh(record, key[1]):
+            self.duplicates += 1
+            return
+        stats = self.stream_stats.get(key)
         if stats is None:
             stats = self.stream_stats[key] = StreamStats()
         stats.messages += 1
@@ -480,7 +509,7 @@ class BinanceFeed:
             expected = Interval(k.interval).next_open(last)
             if k.open_time > expected:
                 self.kline_stats[key].gaps_detected += 1
-                self._schedule_backfill(key)
+                self._schedule_backfill(key, expected)
         if k.closed:
             seen, order = self._emitted.setdefault(key, (set(), deque()))
             if k.open_time in seen:
@@ -495,26 +524,19 @@ class BinanceFeed:
         self.sink((k,), source)
         return True
 
-    def _schedule_backfill(self, key: tuple[str, str]) -> None:
+    def _schedule_backfill(self, key: tuple[str, str], start: int) -> None:
+        """Fetch every closed candle from ``start`` on (merged with any pending request)."""
+        pending = self._backfill_from.get(key)
+        self._backfill_from[key] = start if pending is None else min(pending, start)
         task = self._backfill_tasks.get(key)
-        if task is not None and not task.done():
-            self._backfill_again[key] = 1  # run once more when the current one ends
-            return
-        self._backfill_tasks[key] = self._spawn(self._backfill(key))
+        if task is None or task.done():
+            self._backfill_tasks[key] = self._spawn(self._backfill(key))
 
     async def _backfill(self, key: tuple[str, str]) -> None:
-        """Fetch every closed candle after the last one we have, up to now."""
-        while True:
-            self._backfill_again.pop(key, None)
-            last = self._last_closed.get(key)
-            if last is None:
-                return
-            start = Interval(key[1]).next_open(last)
+        while (start := self._backfill_from.pop(key, None)) is not None:
             added = await self._fetch_klines(key, start, count_as_backfill=True)
             if added:
                 log.info("klines %s %s: backfilled %d candle(s) over REST", *key, added)
-            if not self._backfill_again.get(key):
-                return
 
     async def _fetch_klines(self, key: tuple[str, str], start: int, count_as_backfill: bool,
                             include_open: bool = False) -> int:  # fmt: skip
@@ -595,9 +617,10 @@ class BinanceFeed:
                     for t in await self.rest.tickers(self.symbols):
                         self._record(t, "rest")
                 for symbol, lb in self.books.items():
-                    snap = await self.rest.depth(symbol, min(100, self.config.book_snapshot_limit))
+                    limit = min(100, self.config.book_snapshot_limit)
+                    snap = await self.rest.depth(symbol, limit)
                     with lb.lock:
-                        lb.book.reset(snap)
+                        lb.book.reset(snap, limit)
                     self.stream_stats.setdefault((symbol, "depth"), StreamStats()).source = "rest"
                 if "klines" in self.channels:
                     now = await self.rest.server_time()

@@ -139,3 +139,19 @@ def test_far_levels_are_pruned_to_bound_memory():
         book.on_delta(BookDelta("BTCUSDT", 3 + i, 3 + i, [(50.0 - i, 1.0)], [], 0))
     assert len(book.bids()) <= 11
     assert book.bids()[0] == (100.0, 1.0)  # the best levels stay
+
+
+def test_a_cut_snapshot_serves_only_the_range_it_knows_and_resyncs_when_price_leaves_it():
+    book = OrderBook("BTCUSDT", max_levels=5, min_known_levels=2)
+    book.on_delta(BookDelta("BTCUSDT", 2, 2, [], [], 0))
+    bids = [(100.0 - i, 1.0) for i in range(5)]  # 100 .. 96: the side fills the limit
+    book.on_snapshot(BookSnapshot("BTCUSDT", 1, bids, [(101.0, 1.0), (102.0, 1.0)]))
+    assert book.synced and book.bid_floor == 96.0 and book.ask_ceiling == float("inf")
+    # a level below the snapshot's range appears: it is real but what lies near it is unknown
+    book.on_delta(BookDelta("BTCUSDT", 3, 3, [(90.0, 4.0)], [], 0))
+    assert [p for p, _ in book.bids()] == [100.0, 99.0, 98.0, 97.0, 96.0]
+    # price falls through the known range: fewer than 2 known bid levels remain
+    action = book.on_delta(
+        BookDelta("BTCUSDT", 4, 4, [(100.0, 0.0), (99.0, 0.0), (98.0, 0.0), (97.0, 0.0)], [], 0)
+    )
+    assert action is Action.FETCH_SNAPSHOT and not book.synced and "range" in book.reason
