@@ -231,23 +231,23 @@ def test_refused_connections_fall_back_to_rest_and_back(sim):
 
 
 def test_connections_roll_over_before_the_exchange_cuts_them():
-    with SimExchange(["BTCUSDT"], speed=60, seed=3, max_connection_age=6.0) as sim:
-        with running_lab(sim, max_connection_age=2.5, rollover_overlap=0.5) as (lab, closed):
-            seen: set[str] = set()
-            trades: list[Trade] = []
-            lab.subscribe(lambda r: trades.append(r) if isinstance(r, Trade) else None)
-            end = time.monotonic() + 9
-            while time.monotonic() < end:
-                seen |= {c["name"] for c in lab.summary()["connections"]}
-                time.sleep(0.1)
-            assert len(seen) >= 3, seen  # rolled over at least twice
-            assert lab.summary()["reconnects"] == 0  # never cut: always replaced in time
-            ids = [t.trade_id for t in trades]
-            assert ids == sorted(set(ids)) and ids[-1] - ids[0] + 1 == len(
-                ids
-            )  # no repeat, no loss
-            assert_klines_exact(lab, sim, "BTCUSDT", "1m", closed)
-            assert_book_matches_exchange(lab, sim, "BTCUSDT")
+    with (
+        SimExchange(["BTCUSDT"], speed=60, seed=3, max_connection_age=6.0) as sim,
+        running_lab(sim, max_connection_age=2.5, rollover_overlap=0.5) as (lab, closed),
+    ):
+        seen: set[str] = set()
+        trades: list[Trade] = []
+        lab.subscribe(lambda r: trades.append(r) if isinstance(r, Trade) else None)
+        end = time.monotonic() + 9
+        while time.monotonic() < end:
+            seen |= {c["name"] for c in lab.summary()["connections"]}
+            time.sleep(0.1)
+        assert len(seen) >= 3, seen  # rolled over at least twice
+        assert lab.summary()["reconnects"] == 0  # never cut: always replaced in time
+        ids = [t.trade_id for t in trades]
+        assert ids == sorted(set(ids)) and ids[-1] - ids[0] + 1 == len(ids)  # no repeat, no loss
+        assert_klines_exact(lab, sim, "BTCUSDT", "1m", closed)
+        assert_book_matches_exchange(lab, sim, "BTCUSDT")
 
 
 def test_server_shutdown_notice_moves_to_a_new_connection(sim):
@@ -274,15 +274,17 @@ def test_subscriptions_beyond_the_url_are_paced_under_the_message_limit(sim):
 
 def test_a_busy_notebook_cell_does_not_stall_collection():
     # The exchange is another process, as in real life; the connection keeps Binance's timings.
-    with SimProcess("--symbols", "BTCUSDT", "--speed", "60", "--seed", "4") as sim:
-        with running_lab(sim, idle_timeout=30, ping_interval=20, ping_timeout=20) as (lab, closed):
-            began = time.monotonic()
-            x = 0
-            while time.monotonic() - began < 10:  # pure Python, holding the GIL as much as it can
-                x += 1
-            assert lab.summary()["reconnects"] == 0
-            time.sleep(1.5)
-            assert assert_klines_exact(lab, sim, "BTCUSDT", "1m", closed) >= 10
+    with (
+        SimProcess("--symbols", "BTCUSDT", "--speed", "60", "--seed", "4") as sim,
+        running_lab(sim, idle_timeout=30, ping_interval=20, ping_timeout=20) as (lab, closed),
+    ):
+        began = time.monotonic()
+        x = 0
+        while time.monotonic() - began < 10:  # pure Python, holding the GIL as much as it can
+            x += 1
+        assert lab.summary()["reconnects"] == 0
+        time.sleep(1.5)
+        assert assert_klines_exact(lab, sim, "BTCUSDT", "1m", closed) >= 10
 
 
 def test_callbacks_errors_are_contained(sim):
