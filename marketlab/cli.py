@@ -12,9 +12,8 @@ import urllib.error
 import urllib.request
 from collections.abc import Sequence
 
-from marketlab.records import normalize_symbol
-
-DEFAULT_SYMBOLS = ("BTCUSDT", "ETHUSDT", "BNBUSDT", "ADAUSDT", "XRPUSDT", "DOGEUSDT")
+from marketlab.defaults import CHANNELS, DEFAULT_INTERVALS, DEFAULT_SYMBOLS
+from marketlab.records import Interval, normalize_symbol
 
 
 def _symbols(text: str) -> list[str]:
@@ -22,6 +21,23 @@ def _symbols(text: str) -> list[str]:
         return [normalize_symbol(s) for s in text.split(",") if s.strip()]
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _intervals(text: str) -> list[str]:
+    try:
+        return [str(Interval(s.strip())) for s in text.split(",") if s.strip()]
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _channels(text: str) -> list[str]:
+    names = [s.strip() for s in text.split(",") if s.strip()]
+    unknown = [n for n in names if n not in CHANNELS]
+    if unknown:
+        raise argparse.ArgumentTypeError(
+            f"unknown channel(s) {', '.join(unknown)}: expected some of {', '.join(CHANNELS)}"
+        )
+    return names
 
 
 def _positive(text: str) -> float:
@@ -52,11 +68,29 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     demo = sub.add_parser("demo", help="run the whole thing offline against the simulator")
-    demo.add_argument("--port", type=_port, default=8000, help="API server port (default 8000)")
     demo.add_argument("--sim-port", type=_port, default=9100, help="simulator port (default 9100)")
     demo.add_argument("--duration", type=_positive, help="stop after this many seconds")
     demo.add_argument("--symbols", type=_symbols, default=list(DEFAULT_SYMBOLS[:3]))
     demo.add_argument("--speed", type=_positive, default=60.0, help="exchange seconds per second")
+
+    collect = sub.add_parser("collect", help="collect live market data until stopped")
+    collect.add_argument("--exchange", default=None, help="binance (default)")
+    collect.add_argument("--symbols", type=_symbols, default=None,
+                         help=f"comma-separated (default {','.join(DEFAULT_SYMBOLS)})")  # fmt: skip
+    collect.add_argument("--intervals", type=_intervals, default=None,
+                         help=f"comma-separated kline intervals (default {','.join(DEFAULT_INTERVALS)})")  # fmt: skip
+    collect.add_argument("--channels", type=_channels, default=None,
+                         help="comma-separated: trades,ticker,book,klines (default), bookTicker, aggTrades, miniTicker")  # fmt: skip
+    collect.add_argument("--db", default=None, help="SQLite file for closed klines")
+    collect.add_argument("--duration", type=_positive, help="stop after this many seconds")
+    collect.add_argument(
+        "--config", default=None, help="a marketlab.toml (default: ./marketlab.toml if present)"
+    )
+    collect.add_argument("--status-interval", type=_positive, default=None,
+                         help="seconds between status lines (default: 1 on a terminal, 10 otherwise)")  # fmt: skip
+    for flag, env in (("--binance-ws-url", "MARKETLAB_BINANCE_WS_URL"), ("--binance-rest-url", "MARKETLAB_BINANCE_REST_URL"),
+                      ("--okx-ws-url", "MARKETLAB_OKX_WS_URL"), ("--okx-rest-url", "MARKETLAB_OKX_REST_URL")):  # fmt: skip
+        collect.add_argument(flag, default=None, help=f"venue URL (or ${env})")
 
     sim = sub.add_parser("sim", help="run the simulated exchange alone")
     sim.add_argument("--host", default="127.0.0.1")
@@ -124,10 +158,12 @@ async def run_sim(args: argparse.Namespace) -> int:
     return 0
 
 
-async def run_demo(args: argparse.Namespace) -> int:
+def run_demo(args: argparse.Namespace) -> int:
+    from marketlab.collect import final_report, run_lab
+    from marketlab.lab import Lab
     from marketlab.sim import SimExchange
 
-    async with SimExchange(args.symbols, speed=args.speed, port=args.sim_port) as sim:
+    with SimExchange(args.symbols, speed=args.speed, port=args.sim_port) as sim:
         print(
             "marketlab demo: everything below runs on this machine, no network needed", flush=True
         )
@@ -135,10 +171,22 @@ async def run_demo(args: argparse.Namespace) -> int:
         print(f"    REST              {sim.rest_url}/api/v3/ticker/24hr")
         print(f"    WebSocket         {sim.ws_url}/stream?streams="
               f"{'/'.join(s.lower() + '@ticker' for s in sim.symbol_names)}")  # fmt: skip
-        print(f"  symbols             {', '.join(sim.symbol_names)}")
-        print("  stop with Ctrl-C" + (f" or wait {args.duration:g}s" if args.duration else ""),
-              flush=True)  # fmt: skip
-        await _wait(args.duration)
+        print(
+            f"  collector           {', '.join(sim.symbol_names)} at 1m, 5m: trades, tickers, books, klines"
+        )
+        print(
+            "  stop with Ctrl-C" + (f" or wait {args.duration:g}s" if args.duration else ""),
+            flush=True,
+        )
+        lab = Lab(
+            sim.symbol_names,
+            intervals=["1m", "5m"],
+            binance_ws_url=sim.ws_url,
+            binance_rest_url=sim.rest_url,
+        )
+        run_lab(lab, args.duration, None)
+        for line in final_report(lab):
+            print(line)
         print(f"served {sim.stats['rest_requests']} REST requests and "
               f"{sim.stats['ws_connections']} WebSocket connections", flush=True)  # fmt: skip
     return 0
@@ -170,9 +218,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "sim":
             return asyncio.run(run_sim(args))
         if args.command == "demo":
-            return asyncio.run(run_demo(args))
+            return run_demo(args)
         if args.command == "fault":
             return run_fault(args)
+        if args.command == "collect":
+            from marketlab.collect import run_collect
+
+            return run_collect(args)
     except OSError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

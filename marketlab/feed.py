@@ -27,6 +27,7 @@ import websockets
 from websockets.asyncio.client import ClientConnection, connect
 
 from marketlab.book import Action, OrderBook
+from marketlab.defaults import CHANNELS
 from marketlab.records import (
     AggTrade,
     BookDelta,
@@ -43,9 +44,6 @@ from marketlab.rest import BinanceRest, RestError
 from marketlab.venues import binance as bn
 
 log = logging.getLogger("marketlab.feed")
-
-CHANNELS = ("trades", "ticker", "book", "klines", "bookTicker", "aggTrades", "miniTicker")
-DEFAULT_CHANNELS = ("trades", "ticker", "book", "klines")
 
 
 @dataclass
@@ -215,6 +213,7 @@ class WsConnection:
             delay = cfg.backoff(attempt)
             attempt += 1
             self.reconnects += 1
+            self.feed.reconnects += 1
             await asyncio.sleep(delay)
 
     async def _pump(self, ws: ClientConnection) -> None:
@@ -264,6 +263,7 @@ class BinanceFeed:
         self.kline_stats = {(s, iv): KlineStats() for s in self.symbols for iv in self.intervals}
         self.bad_frames = 0
         self.duplicates = 0
+        self.reconnects = 0  # over every connection, including retired ones
         self._marks: dict[tuple[str, str], int] = {}
         self.last_bad_frame = ""
         self.rest: BinanceRest | None = None

@@ -17,7 +17,8 @@ from typing import Any
 
 import pandas as pd
 
-from marketlab.feed import DEFAULT_CHANNELS, BinanceFeed, FeedConfig
+from marketlab.defaults import DEFAULT_CHANNELS
+from marketlab.feed import BinanceFeed, FeedConfig
 from marketlab.frames import (
     DEFAULT_KLINE_CAPACITY,
     DEFAULT_TRADE_CAPACITY,
@@ -324,7 +325,7 @@ class Lab:
         rows = []
         if feed is not None:
             connected = feed.connected
-            reconnects = sum(c.reconnects for c in feed.connections)
+            reconnects = feed.reconnects
             for (symbol, stream), st in sorted(feed.stream_stats.items()):
                 row = {"symbol": symbol, "stream": stream, "connected": connected,
                        "source": st.source if feed.polling or st.source == "ws" else "ws",
@@ -365,7 +366,7 @@ class Lab:
                 }
                 for c in feed.connections
             ],
-            "reconnects": sum(c.reconnects for c in feed.connections),
+            "reconnects": feed.reconnects,
             "bad_frames": feed.bad_frames,
             "last_bad_frame": feed.last_bad_frame,
             "trades_missed": {s: b.missed for s, b in self._trades.items()},

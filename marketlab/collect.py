@@ -1,0 +1,203 @@
+"""``marketlab collect``: a Lab run from the command line, with a live status line."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sys
+import threading
+import time
+import tomllib
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field, fields
+from itertools import pairwise
+from pathlib import Path
+from typing import Any, TextIO
+
+from marketlab.defaults import DEFAULT_CHANNELS, DEFAULT_INTERVALS, DEFAULT_SYMBOLS
+from marketlab.feed import FeedConfig
+from marketlab.lab import Lab
+from marketlab.records import Interval, normalize_symbol
+
+CONFIG_NAME = "marketlab.toml"
+URL_KEYS = ("binance_ws_url", "binance_rest_url", "okx_ws_url", "okx_rest_url")
+
+
+@dataclass
+class CollectSettings:
+    """What to collect, merged from defaults, ``marketlab.toml`` and flags (flags win)."""
+
+    exchange: str = "binance"
+    symbols: list[str] = field(default_factory=lambda: list(DEFAULT_SYMBOLS))
+    intervals: list[str] = field(default_factory=lambda: list(DEFAULT_INTERVALS))
+    channels: list[str] = field(default_factory=lambda: list(DEFAULT_CHANNELS))
+    db: str | None = None
+    urls: dict[str, str] = field(default_factory=dict)
+    feed: dict[str, Any] = field(default_factory=dict)
+    source: str = "defaults"
+
+
+def load_settings(args: argparse.Namespace) -> CollectSettings:
+    settings = CollectSettings()
+    path = Path(args.config) if args.config else Path(CONFIG_NAME)
+    if args.config and not path.is_file():
+        raise ValueError(f"config file {path} does not exist")
+    if path.is_file():
+        _apply_toml(settings, path)
+    for name in ("exchange", "symbols", "intervals", "channels", "db"):
+        value = getattr(args, name, None)
+        if value is not None:
+            setattr(settings, name, value)
+    for key in URL_KEYS:
+        value = getattr(args, key, None) or os.environ.get(f"MARKETLAB_{key.upper()}")
+        if value:
+            settings.urls[key] = value
+    return settings
+
+
+def _apply_toml(settings: CollectSettings, path: Path) -> None:
+    try:
+        data = tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as exc:
+        raise ValueError(f"{path}: not valid TOML ({exc})") from None
+    section = data.get("collect", {})
+    unknown = set(section) - {"exchange", "symbols", "intervals", "channels", "db"}
+    if unknown:
+        raise ValueError(f"{path}: unknown key(s) in [collect]: {', '.join(sorted(unknown))}")
+    if "exchange" in section:
+        settings.exchange = str(section["exchange"])
+    if "symbols" in section:
+        settings.symbols = [normalize_symbol(s) for s in _list(section["symbols"], path, "symbols")]
+    if "intervals" in section:
+        settings.intervals = [
+            str(Interval(s)) for s in _list(section["intervals"], path, "intervals")
+        ]
+    if "channels" in section:
+        settings.channels = _list(section["channels"], path, "channels")
+    if "db" in section:
+        settings.db = str(section["db"])
+    venues = data.get("venues", {})
+    unknown = set(venues) - set(URL_KEYS)
+    if unknown:
+        raise ValueError(f"{path}: unknown key(s) in [venues]: {', '.join(sorted(unknown))}")
+    settings.urls.update({k: str(v) for k, v in venues.items()})
+    feed = data.get("feed", {})
+    known = {f.name: f.type for f in fields(FeedConfig)}
+    unknown = set(feed) - set(known) - {"ws_url", "rest_url"}
+    if unknown or {"ws_url", "rest_url"} & set(feed):
+        bad = sorted(unknown | ({"ws_url", "rest_url"} & set(feed)))
+        raise ValueError(
+            f"{path}: unknown key(s) in [feed]: {', '.join(bad)} (venue URLs go in [venues])"
+        )
+    for key, value in feed.items():
+        if not isinstance(value, int | float) or isinstance(value, bool):
+            raise ValueError(f"{path}: [feed] {key} must be a number, got {value!r}")
+    settings.feed = dict(feed)
+    unknown_tables = set(data) - {"collect", "venues", "feed"}
+    if unknown_tables:
+        raise ValueError(
+            f"{path}: unknown table(s) {', '.join(sorted(unknown_tables))}: expected [collect], [venues], [feed]"
+        )
+    settings.source = str(path)
+
+
+def _list(value: Any, path: Path, name: str) -> list[str]:
+    if isinstance(value, str):
+        return [v.strip() for v in value.split(",") if v.strip()]
+    if isinstance(value, list) and all(isinstance(v, str) for v in value):
+        return value
+    raise ValueError(
+        f"{path}: [collect] {name} must be a list of strings or a comma-separated string"
+    )
+
+
+def status_line(lab: Lab) -> str:
+    prices = lab.prices()
+    parts = [f"{s} {row['last']:.8g}" for s, row in prices.iterrows()]
+    summary = lab.summary()
+    status = lab.status()
+    books = (
+        status.xs("depth", level="stream")["book"]
+        if "depth" in status.index.get_level_values(1)
+        else []
+    )
+    synced = sum(1 for b in books if b == "synced")
+    messages = int(status["messages"].sum()) if len(status) else 0
+    line = " | ".join(parts) or "waiting for data"
+    return (f"{line} | msgs {messages} | books {synced}/{len(books)} synced | "
+            f"reconnects {summary['reconnects']} | bad frames {summary['bad_frames']} | via {summary['source']}")  # fmt: skip
+
+
+def final_report(lab: Lab) -> list[str]:
+    """One line per kline series (closed candles and whether they are contiguous) and book."""
+    lines = []
+    for symbol in lab.symbols:
+        for iv in lab.intervals:
+            df = lab.klines(symbol, iv)
+            closed = df[df["closed"]]
+            opens = [int(t.value // 1_000_000) for t in closed.index]
+            holes = sum(1 for a, b in pairwise(opens) if Interval(iv).next_open(a) != b)
+            state = "contiguous" if not holes else f"{holes} hole(s)"
+            lines.append(f"klines {symbol} {iv}: {len(opens)} closed, {state}")
+        if "book" in lab.channels:
+            book = lab.book(symbol, 5)
+            lines.append(
+                f"book {symbol}: "
+                + ("synced" if book.attrs["synced"] else f"not synced ({book.attrs['reason']})")
+            )
+    return lines
+
+
+@contextmanager
+def stop_signals() -> Iterator[threading.Event]:
+    """An event set by SIGINT or SIGTERM, with the old handlers restored afterwards."""
+    stop = threading.Event()
+    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    for sig in previous:
+        signal.signal(sig, lambda *_: stop.set())
+    try:
+        yield stop
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def run_lab(
+    lab: Lab, duration: float | None, interval: float | None, out: TextIO = sys.stdout
+) -> None:
+    """Run ``lab`` until the duration passes or a signal arrives, printing status lines."""
+    tty = out.isatty()
+    every = interval or (1.0 if tty else 10.0)
+    began = time.monotonic()
+    with stop_signals() as stop:
+        lab.start()
+        next_line = began + min(every, 2.0)
+        while not stop.is_set():
+            now = time.monotonic()
+            if duration is not None and now - began >= duration:
+                break
+            if now >= next_line:
+                line = status_line(lab)
+                out.write(("\r\x1b[2K" + line) if tty else line + "\n")
+                out.flush()
+                next_line = now + every
+            stop.wait(0.1)
+        if tty:
+            out.write("\n")
+        out.write("stopping: flushing and closing connections…\n")
+        out.flush()
+        lab.stop()
+
+
+def run_collect(args: argparse.Namespace) -> int:
+    settings = load_settings(args)
+    lab = Lab(settings.symbols, intervals=settings.intervals, exchange=settings.exchange, db=settings.db,
+              channels=settings.channels, **settings.urls, **settings.feed)  # fmt: skip
+    print(f"collecting {', '.join(lab.symbols)} at {', '.join(lab.intervals)} from {settings.exchange} "
+          f"({lab.urls['binance_ws_url']}); settings from {settings.source}", flush=True)  # fmt: skip
+    run_lab(lab, args.duration, args.status_interval)
+    for line in final_report(lab):
+        print(line)
+    return 0

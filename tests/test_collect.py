@@ -1,0 +1,132 @@
+"""`marketlab collect` as a user runs it, against a simulator process injecting faults."""
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from tests.simproc import SimProcess
+
+FAST_FEED = """
+[feed]
+idle_timeout = 2.0
+ping_interval = 1.0
+ping_timeout = 2.0
+backoff_initial = 0.1
+backoff_max = 1.0
+fallback_after = 5.0
+seed_klines = 20
+"""
+
+
+def collect(*args: str, cwd=None, env=None, timeout: float = 120) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "marketlab", "collect", *args], capture_output=True, text=True,
+                          timeout=timeout, cwd=cwd, env=env)  # fmt: skip
+
+
+def report(stdout: str) -> dict[str, str]:
+    return dict(re.findall(r"^((?:klines|book) [A-Z]+(?: \w+)?): (.*)$", stdout, re.M))
+
+
+def test_collect_runs_through_injected_faults_and_ends_complete(tmp_path):
+    faults = "drop@6,gap@8,malformed@9:garbage,rest429@10:2,stall@12:3,shutdown@17"
+    with SimProcess(
+        "--symbols", "BTCUSDT,ETHUSDT,BNBUSDT", "--speed", "60", "--faults", faults
+    ) as sim:
+        (tmp_path / "marketlab.toml").write_text(FAST_FEED)
+        out = collect("--symbols", "BTCUSDT,ETHUSDT,BNBUSDT", "--intervals", "1m,5m", "--binance-ws-url", sim.ws_url,
+                      "--binance-rest-url", sim.rest_url, "--duration", "24", "--status-interval", "2",
+                      cwd=tmp_path)  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    lines = report(out.stdout)
+    for symbol in ("BTCUSDT", "ETHUSDT", "BNBUSDT"):
+        closed, state = re.match(r"(\d+) closed, (.*)", lines[f"klines {symbol} 1m"]).groups()
+        assert int(closed) >= 20 + 15 and state == "contiguous", out.stdout
+        assert lines[f"klines {symbol} 5m"].endswith("contiguous")
+        assert lines[f"book {symbol}"] == "synced", out.stdout
+    status_lines = [line for line in out.stdout.splitlines() if "| msgs" in line]
+    assert len(status_lines) >= 5
+    assert re.search(r"reconnects [1-9]", status_lines[-1]) and re.search(
+        r"bad frames [1-9]", status_lines[-1]
+    )
+    assert "settings from marketlab.toml" in out.stdout
+
+
+def test_collect_stops_cleanly_on_sigterm():
+    with SimProcess("--symbols", "BTCUSDT", "--speed", "60") as sim:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "marketlab", "collect", "--symbols", "BTCUSDT", "--intervals", "1m",
+             "--binance-ws-url", sim.ws_url, "--binance-rest-url", sim.rest_url, "--status-interval", "0.5"],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        try:
+            began = time.monotonic()
+            while "| msgs" not in proc.stdout.readline():
+                assert time.monotonic() - began < 30
+            proc.send_signal(signal.SIGTERM)
+            stdout, stderr = proc.communicate(timeout=20)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+    assert proc.returncode == 0, stderr
+    assert "stopping" in stdout and "klines BTCUSDT 1m:" in stdout
+
+
+def test_watchlist_from_config_file_env_urls_and_flags_override(tmp_path):
+    with SimProcess("--symbols", "ETHUSDT,ADAUSDT", "--speed", "60") as sim:
+        (tmp_path / "watch.toml").write_text(
+            '[collect]\nsymbols = ["ETHUSDT", "ADAUSDT"]\nintervals = "5m"\nchannels = ["klines", "ticker"]\n'
+            + FAST_FEED
+        )
+        env = {
+            **os.environ,
+            "MARKETLAB_BINANCE_WS_URL": sim.ws_url,
+            "MARKETLAB_BINANCE_REST_URL": sim.rest_url,
+        }
+        out = collect("--config", str(tmp_path / "watch.toml"), "--duration", "3", env=env)
+        assert out.returncode == 0, out.stderr
+        assert "collecting ETHUSDT, ADAUSDT at 5m" in out.stdout and sim.ws_url in out.stdout
+        assert "book ETHUSDT" not in out.stdout  # the book channel is off
+        out = collect(
+            "--config",
+            str(tmp_path / "watch.toml"),
+            "--symbols",
+            "ETHUSDT",
+            "--duration",
+            "2",
+            env=env,
+        )
+        assert "collecting ETHUSDT at 5m" in out.stdout
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [("[collect]\nsymbols = [", "not valid TOML"), ("[collect]\nsymbol = ['BTCUSDT']", "unknown key(s) in [collect]"),
+     ("[feed]\nping_everyone = 1", "unknown key(s) in [feed]"), ("[feed]\nidle_timeout = 'soon'", "must be a number"),
+     ("[collect]\nintervals = ['7m']", "invalid interval"), ("[collector]\n", "unknown table")],
+)  # fmt: skip
+def test_bad_config_files_are_named_and_explained(tmp_path, content, message):
+    path = tmp_path / "bad.toml"
+    path.write_text(content)
+    out = collect("--config", str(path), "--duration", "1")
+    assert (
+        out.returncode == 2
+        and message in out.stderr
+        and "bad.toml" in out.stderr
+        or "invalid interval" in out.stderr
+    )
+
+
+def test_bad_collect_flags():
+    out = collect("--symbols", "BTC USDT")
+    assert out.returncode == 2 and "invalid symbol" in out.stderr
+    out = collect("--intervals", "2m")
+    assert out.returncode == 2 and "invalid interval" in out.stderr
+    out = collect("--channels", "candles")
+    assert out.returncode == 2 and "unknown channel" in out.stderr
+    out = collect("--config", "/nonexistent/marketlab.toml")
+    assert out.returncode == 2 and "does not exist" in out.stderr
