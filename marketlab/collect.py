@@ -68,12 +68,20 @@ def _apply_toml(settings: CollectSettings, path: Path) -> None:
         raise ValueError(f"{path}: unknown key(s) in [collect]: {', '.join(sorted(unknown))}")
     if "exchange" in section:
         settings.exchange = str(section["exchange"])
-    if "symbols" in section:
-        settings.symbols = [normalize_symbol(s) for s in _list(section["symbols"], path, "symbols")]
-    if "intervals" in section:
-        settings.intervals = [
-            str(Interval(s)) for s in _list(section["intervals"], path, "intervals")
-        ]
+    try:
+        if "symbols" in section:
+            settings.symbols = [
+                normalize_symbol(s) for s in _list(section["symbols"], path, "symbols")
+            ]
+        if "intervals" in section:
+            settings.intervals = [
+                str(Interval(s)) for s in _list(section["intervals"], path, "intervals")
+            ]
+    except ValueError as exc:
+        message = str(exc)
+        raise ValueError(
+            message if message.startswith(str(path)) else f"{path}: {message}"
+        ) from None
     if "channels" in section:
         settings.channels = _list(section["channels"], path, "channels")
     if "db" in section:

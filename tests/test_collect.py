@@ -113,12 +113,8 @@ def test_bad_config_files_are_named_and_explained(tmp_path, content, message):
     path = tmp_path / "bad.toml"
     path.write_text(content)
     out = collect("--config", str(path), "--duration", "1")
-    assert (
-        out.returncode == 2
-        and message in out.stderr
-        and "bad.toml" in out.stderr
-        or "invalid interval" in out.stderr
-    )
+    assert out.returncode == 2
+    assert message in out.stderr and "bad.toml" in out.stderr
 
 
 def test_bad_collect_flags():
