@@ -16,6 +16,16 @@ from marketlab.records import (
 
 __version__ = "0.1.0"
 
+
+def __getattr__(name: str) -> object:
+    # Lab pulls in pandas and ccxt: load it on first use so the CLI starts quickly.
+    if name == "Lab":
+        from marketlab.lab import Lab
+
+        return Lab
+    raise AttributeError(f"module 'marketlab' has no attribute {name!r}")
+
+
 __all__ = [
     "AggTrade",
     "BookDelta",
@@ -23,6 +33,7 @@ __all__ = [
     "BookTicker",
     "Interval",
     "Kline",
+    "Lab",
     "MiniTicker",
     "SymbolInfo",
     "Ticker",
