@@ -14,6 +14,7 @@ from collections.abc import Sequence
 
 from marketlab.defaults import CHANNELS, DEFAULT_INTERVALS, DEFAULT_SYMBOLS
 from marketlab.records import Interval, normalize_symbol
+from marketlab.store.sqlite import StoreError
 
 
 def _symbols(text: str) -> list[str]:
@@ -91,6 +92,20 @@ def build_parser() -> argparse.ArgumentParser:
     for flag, env in (("--binance-ws-url", "MARKETLAB_BINANCE_WS_URL"), ("--binance-rest-url", "MARKETLAB_BINANCE_REST_URL"),
                       ("--okx-ws-url", "MARKETLAB_OKX_WS_URL"), ("--okx-rest-url", "MARKETLAB_OKX_REST_URL")):  # fmt: skip
         collect.add_argument(flag, default=None, help=f"venue URL (or ${env})")
+
+    export = sub.add_parser("export", help="export stored klines to Hive-partitioned Parquet")
+    export.add_argument("--db", required=True, help="the SQLite file written by collect")
+    export.add_argument("--out", required=True, help="Parquet directory (created if missing)")
+
+    backfill = sub.add_parser("backfill", help="fetch historical klines into the SQLite file")
+    backfill.add_argument("--symbols", type=_symbols, required=True)
+    backfill.add_argument("--intervals", type=_intervals, required=True)
+    backfill.add_argument("--start", required=True, help="e.g. 2026-01-01 (UTC)")
+    backfill.add_argument("--end", default=None, help="default: now")
+    backfill.add_argument("--db", required=True)
+    backfill.add_argument(
+        "--binance-rest-url", default=None, help="venue URL (or $MARKETLAB_BINANCE_REST_URL)"
+    )
 
     sim = sub.add_parser("sim", help="run the simulated exchange alone")
     sim.add_argument("--host", default="127.0.0.1")
@@ -208,6 +223,32 @@ def run_fault(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_export(args: argparse.Namespace) -> int:
+    from marketlab.store.parquet import export
+
+    result = export(
+        args.db,
+        args.out,
+        on_series=lambda line: print(f"  {line}") if not sys.stderr.isatty() else None,
+    )
+    print(
+        f"exported {result.rows} new candle(s) from {result.series} series to {args.out} ({result.files} files)"
+    )
+    return 0
+
+
+def run_backfill_command(args: argparse.Namespace) -> int:
+    from marketlab.lab import venue_url
+    from marketlab.store.history import History
+
+    url = venue_url("binance_rest_url", args.binance_rest_url)
+    written = History(db=args.db).backfill(
+        args.symbols, args.intervals, args.start, args.end, rest_url=url
+    )
+    print(f"backfilled {written} candle(s) into {args.db}")
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(
@@ -221,6 +262,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return run_demo(args)
         if args.command == "fault":
             return run_fault(args)
+        if args.command == "export":
+            return run_export(args)
+        if args.command == "backfill":
+            return run_backfill_command(args)
         if args.command == "collect":
             from marketlab.collect import run_collect
 
@@ -228,7 +273,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except OSError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    except ValueError as exc:
+    except (ValueError, StoreError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     return 2  # pragma: no cover - argparse requires a command

@@ -208,4 +208,6 @@ def run_collect(args: argparse.Namespace) -> int:
     run_lab(lab, args.duration, args.status_interval)
     for line in final_report(lab):
         print(line)
+    if settings.db:
+        print(f"history: {lab.last_db_written} candle write(s) committed to {settings.db}")
     return 0

@@ -259,7 +259,11 @@ class BinanceFeed:
             if "book" in channels
             else {}
         )
-        self.stream_stats: dict[tuple[str, str], StreamStats] = {}
+        self.stream_stats: dict[tuple[str, str], StreamStats] = {
+            (st.symbol, f"kline_{st.interval}" if st.channel == "kline" else "depth"
+             if st.channel == "partialDepth" else st.channel): StreamStats()
+            for st in map(bn.parse_stream, self.streams)
+        }  # fmt: skip
         self.kline_stats = {(s, iv): KlineStats() for s in self.symbols for iv in self.intervals}
         self.bad_frames = 0
         self.duplicates = 0

@@ -21,8 +21,18 @@ DEFAULT_KLINE_CAPACITY = 1_440  # a day of 1m candles
 _SIDES = pd.CategoricalDtype(["buy", "sell"])
 
 
+def utc_times(ms: np.ndarray | list[int] | pd.Series) -> pd.DatetimeIndex:
+    """Epoch milliseconds → tz-aware UTC timestamps (nanosecond unit, pandas' default)."""
+    return pd.to_datetime(np.asarray(ms, dtype=np.int64), unit="ms", utc=True).as_unit("ns")
+
+
 def utc_index(ms: np.ndarray, name: str) -> pd.DatetimeIndex:
-    return pd.DatetimeIndex(pd.to_datetime(ms, unit="ms", utc=True), name=name)
+    return pd.DatetimeIndex(utc_times(ms), name=name)
+
+
+def epoch_ms(times: pd.DatetimeIndex | pd.Series) -> np.ndarray:
+    """Timestamps → epoch milliseconds, whatever their unit."""
+    return pd.DatetimeIndex(times).as_unit("ms").asi8
 
 
 class RingBuffer:
@@ -195,7 +205,7 @@ class KlineBuffer:
         with self.lock:
             a = {name: col[: self.n].copy() for name, col in self.cols.items()}
         data = {name: a[name] for name in KLINE_COLUMNS}
-        data["close_time"] = pd.to_datetime(a["close_time"], unit="ms", utc=True)
+        data["close_time"] = utc_times(a["close_time"])
         return pd.DataFrame(data, index=utc_index(a["open_time"], "open_time"))
 
 

@@ -13,6 +13,7 @@ import os
 import threading
 import time
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -26,8 +27,12 @@ from marketlab.frames import (
     TradeBuffer,
     book_frame,
     empty_book_frame,
+    epoch_ms,
+    utc_times,
 )
 from marketlab.records import Interval, Kline, Record, Ticker, Trade, normalize_symbol
+from marketlab.store.history import History
+from marketlab.store.sqlite import KlineStore, connect
 from marketlab.venues import binance as bn
 
 log = logging.getLogger("marketlab.lab")
@@ -72,6 +77,8 @@ class Lab:
         okx_rest_url: str | None = None,
         trade_capacity: int = DEFAULT_TRADE_CAPACITY,
         kline_capacity: int = DEFAULT_KLINE_CAPACITY,
+        db_batch_size: int = 500,
+        db_flush_interval: float = 1.0,
         **feed_options: Any,
     ):
         if isinstance(symbols, str):
@@ -82,8 +89,9 @@ class Lab:
         self.intervals = [Interval(iv) for iv in dict.fromkeys(intervals)]
         if exchange != "binance":
             raise ValueError(f"exchange {exchange!r} is not supported; use 'binance'")
-        if db is not None:
-            raise ValueError("db= needs the SQLite store, which this version does not include")
+        self.db = Path(db) if db is not None else None
+        if self.db is not None and self.db.exists():
+            connect(self.db, readonly=True).close()  # fail now, not in the collector thread
         self.exchange = exchange
         self.channels = tuple(channels)
         self.urls = {
@@ -101,6 +109,10 @@ class Lab:
         self._klines = {
             (s, iv): KlineBuffer(iv, kline_capacity) for s in self.symbols for iv in self.intervals
         }
+        self._kline_capacity = kline_capacity
+        self._db_options = {"batch_size": db_batch_size, "flush_interval": db_flush_interval}
+        self._store: KlineStore | None = None
+        self.last_db_written = 0
         self._prices: dict[str, dict[str, Any]] = {}
         self._prices_lock = threading.Lock()
         self._callbacks: list[Callable[[Record], Any]] = []
@@ -120,9 +132,12 @@ class Lab:
         """Start collecting in the background; returns at once (see :meth:`wait_ready`)."""
         if self.running:
             return self
-        self._feed = BinanceFeed(
-            self.symbols, self.intervals, self.channels, self.config, self._on_records
-        )
+        starts: dict[tuple[str, str], int] = {}
+        if self.db is not None:
+            self._store = KlineStore(self.db, **self._db_options)
+            starts = self._warm_from_history()
+        self._feed = BinanceFeed(self.symbols, self.intervals, self.channels, self.config, self._on_records,
+                                 kline_starts=starts)  # fmt: skip
         started = threading.Event()
 
         def run() -> None:
@@ -155,6 +170,28 @@ class Lab:
         if self._thread.is_alive():
             log.error("collector did not stop within %.0f s", timeout)
         self._thread = None
+        if self._store is not None:
+            self._store.close()  # writes every pending candle
+            self.last_db_written = self._store.written
+            self._store = None
+
+    def _warm_from_history(self) -> dict[tuple[str, str], int]:
+        """Load the newest stored candles into the frames; the feed resumes after them."""
+        history = self.history
+        starts = {}
+        for (symbol, iv), buf in self._klines.items():
+            recent = history.recent(symbol, iv, self._kline_capacity)
+            if not recent.empty:
+                buf.upsert_many(_klines_from_frame(symbol, iv, recent))
+                starts[(symbol, str(iv))] = int(epoch_ms(recent.index)[-1])
+        return starts
+
+    @property
+    def history(self) -> History:
+        """The stored history (``db=``) as a :class:`marketlab.store.history.History`."""
+        if self.db is None:
+            raise ValueError("this Lab keeps no history: create it with db='data/marketlab.sqlite'")
+        return History(db=self.db, exchange=self.exchange, rest_url=self.urls["binance_rest_url"])
 
     def __enter__(self) -> Lab:
         return self.start()
@@ -219,6 +256,8 @@ class Lab:
                 buf = self._klines.get((r.symbol, r.interval))
                 if buf is not None:
                     buf.upsert(r)
+                if r.closed and self._store is not None:
+                    self._store.add(self.exchange, r)
             elif isinstance(r, Ticker):
                 self._update_price(
                     r.symbol, source, last=r.last, bid=r.bid, ask=r.ask, change_pct=r.change_pct,
@@ -261,11 +300,9 @@ class Lab:
                                     columns=["last", "bid", "ask", "change_pct", "volume", "event_time",
                                              "received_at", "source"])  # fmt: skip
         df.index.name = "symbol"
-        df["event_time"] = pd.to_datetime(df["event_time"].astype("int64"), unit="ms", utc=True)
+        df["event_time"] = utc_times(df["event_time"])
         received = df["received_at"].astype("float64")
-        df["received_at"] = pd.to_datetime(
-            (received * 1000).round().astype("int64"), unit="ms", utc=True
-        )
+        df["received_at"] = utc_times((received * 1000).round())
         df["age_s"] = now - received
         return df[
             [
@@ -373,8 +410,23 @@ class Lab:
             "rest_requests": rest.requests if rest else 0,
             "rest_rate_limited": (rest.rate_limited + rest.banned) if rest else 0,
             "error": repr(self._error) if self._error else None,
+            "db": str(self.db) if self.db else None,
+            "db_written": self._store.written if self._store else None,
+            "db_errors": self._store.errors if self._store else None,
         }
 
     def __repr__(self) -> str:
         state = "running" if self.running else "stopped"
         return f"Lab({self.symbols}, intervals={list(self.intervals)}, {state})"
+
+
+def _klines_from_frame(symbol: str, interval: str, df: pd.DataFrame) -> list[Kline]:
+    opens = epoch_ms(df.index)
+    closes = epoch_ms(df["close_time"])
+    return [
+        Kline(symbol, str(interval), int(t), o, h, l, c, v, int(ct), q, int(n), tv, tq, True)
+        for t, o, h, l, c, v, ct, q, n, tv, tq in zip(
+            opens, df["open"], df["high"], df["low"], df["close"], df["volume"], closes, df["quote_volume"],
+            df["trades"], df["taker_buy_volume"], df["taker_buy_quote_volume"], strict=True,
+        )
+    ]  # fmt: skip

@@ -7,6 +7,7 @@ import re
 import signal
 import subprocess
 import sys
+import tempfile
 from typing import Any
 
 import httpx
@@ -19,8 +20,10 @@ class SimProcess:
         self.port = 0
 
     def __enter__(self) -> SimProcess:
+        # stderr goes to a file: a pipe nobody reads would fill up and freeze the exchange
+        self.log = tempfile.TemporaryFile(mode="w+")
         self.proc = subprocess.Popen([sys.executable, "-m", "marketlab", "sim", *self.args],
-                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+                                     stdout=subprocess.PIPE, stderr=self.log, text=True)  # fmt: skip
         assert self.proc.stdout is not None
         while True:
             line = self.proc.stdout.readline()
@@ -41,6 +44,7 @@ class SimProcess:
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait()
+        self.log.close()
 
     @property
     def rest_url(self) -> str:

@@ -1,0 +1,1 @@
+"""History: closed klines in SQLite, exports to Parquet, DuckDB queries over both."""

@@ -1,0 +1,289 @@
+"""``History``: closed klines from SQLite and Parquet together, through DuckDB.
+
+SQLite holds what the collector wrote; Parquet holds what was exported. A candle in both is
+returned once (SQLite's copy: it is the newer write). DuckDB reads the Parquet directly and
+the SQLite rows as Arrow (DuckDB's SQLite extension would have to be downloaded at run time).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+from collections.abc import Sequence
+from datetime import date, datetime
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import numpy as np
+import pandas as pd
+
+from marketlab.frames import KLINE_COLUMNS, epoch_ms, utc_index, utc_times
+from marketlab.records import Interval, normalize_symbol
+from marketlab.store.parquet import VALUE_COLUMNS, has_parquet, parquet_glob, read_sqlite
+from marketlab.store.sqlite import KlineStore, StoreError, connect, last_open_times
+
+TimeLike = int | str | date | datetime | pd.Timestamp | None
+_OHLC_SUMS = ("volume", "quote_volume", "trades", "taker_buy_volume", "taker_buy_quote_volume")
+
+
+def to_ms(value: TimeLike, name: str = "time") -> int | None:
+    """Epoch milliseconds from an int (ms), an ISO string, a date or a timestamp (UTC if naive)."""
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        raise ValueError(f"{name}: expected a time, got {value!r}")
+    if isinstance(value, int | np.integer):
+        return int(value)
+    try:
+        ts = pd.Timestamp(value)
+    except (ValueError, TypeError):
+        raise ValueError(
+            f"{name}: cannot read {value!r} as a time (try '2026-01-01' or epoch ms)"
+        ) from None
+    if ts is pd.NaT:
+        raise ValueError(f"{name}: {value!r} is not a time")
+    ts = ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
+    return int(ts.value // 1_000_000)
+
+
+def _range(start: TimeLike, end: TimeLike) -> tuple[int | None, int | None]:
+    s, e = to_ms(start, "start"), to_ms(end, "end")
+    if s is not None and e is not None and e < s:
+        raise ValueError(f"end ({pd.Timestamp(e, unit='ms', tz='UTC')}) is before start "
+                         f"({pd.Timestamp(s, unit='ms', tz='UTC')})")  # fmt: skip
+    return s, e
+
+
+def klines_frame(df: pd.DataFrame) -> pd.DataFrame:
+    """Rows with open_time in ms → the frame shape of ``Lab.klines``."""
+    out = pd.DataFrame({c: df[c].to_numpy() for c in VALUE_COLUMNS if c != "open_time"},
+                       index=utc_index(df["open_time"].to_numpy(dtype=np.int64), "open_time"))  # fmt: skip
+    out["close_time"] = utc_times(out["close_time"])
+    out["trades"] = out["trades"].astype("int64")
+    out["closed"] = df["closed"].to_numpy(dtype=bool) if "closed" in df else True
+    return out[list(KLINE_COLUMNS)]
+
+
+class History:
+    """Closed klines stored by marketlab: ``History(db="data/marketlab.sqlite", parquet="data/parquet")``."""
+
+    def __init__(self, db: str | os.PathLike[str] | None = None, parquet: str | os.PathLike[str] | None = None,
+                 *, exchange: str = "binance", rest_url: str | None = None):  # fmt: skip
+        if db is None and parquet is None:
+            raise ValueError(
+                "History needs a SQLite file (db=) or a Parquet directory (parquet=), or both"
+            )
+        self.db = Path(db) if db is not None else None
+        self.parquet = Path(parquet) if parquet is not None else None
+        if self.parquet is not None and self.parquet.exists() and not self.parquet.is_dir():
+            raise StoreError(f"{self.parquet} is not a directory")
+        if self.db is not None and self.db.exists():
+            connect(self.db, readonly=True).close()  # a clear error now if it is not ours
+        self.exchange = exchange
+        self.rest_url = rest_url
+
+    def __repr__(self) -> str:
+        return f"History(db={str(self.db) if self.db else None!r}, parquet={str(self.parquet) if self.parquet else None!r})"
+
+    # --- DuckDB plumbing -------------------------------------------------------------------
+
+    def _duck(self, where: str = "", params: tuple = ()) -> duckdb.DuckDBPyConnection:
+        """A DuckDB connection with a ``klines`` view over both tiers, filtered by ``where``."""
+        con = duckdb.connect()
+        branches = []
+        cols = "exchange, symbol, interval, " + ", ".join(VALUE_COLUMNS)
+        if self.db is not None and self.db.exists():
+            conn = connect(self.db, readonly=True)
+            try:
+                table = read_sqlite(conn, where, params)
+            finally:
+                conn.close()
+            con.register("sqlite_klines", table)
+            branches.append(f"SELECT {cols}, 0 AS tier FROM sqlite_klines")
+        if self.parquet is not None and has_parquet(self.parquet):
+            glob = parquet_glob(self.parquet).replace("'", "''")
+            filt = _duck_where(where, params)
+            branches.append(
+                f"SELECT {cols}, 1 AS tier FROM read_parquet('{glob}', hive_partitioning = true) {filt}"
+            )
+        if not branches:
+            con.execute(f"CREATE TABLE klines AS SELECT * FROM (SELECT ''::VARCHAR AS exchange, ''::VARCHAR AS symbol, "
+                        f"''::VARCHAR AS interval, {', '.join(f'0::{_duck_type(c)} AS {c}' for c in VALUE_COLUMNS)}) "
+                        "WHERE false").fetchall()  # fmt: skip
+            return con
+        union = " UNION ALL ".join(branches)
+        con.execute(
+            f"""CREATE VIEW klines AS SELECT {cols} FROM (
+                  SELECT *, row_number() OVER (PARTITION BY exchange, symbol, interval, open_time ORDER BY tier) AS rn
+                  FROM ({union})) WHERE rn = 1"""
+        ).fetchall()
+        return con
+
+    # --- queries ---------------------------------------------------------------------------
+
+    def klines(self, symbol: str, interval: str = "1m", start: TimeLike = None, end: TimeLike = None,
+               *, exchange: str | None = None) -> pd.DataFrame:  # fmt: skip
+        """Closed candles with open time in [start, end], oldest first, shaped like ``Lab.klines``."""
+        sym, iv = normalize_symbol(symbol), Interval(interval)
+        s, e = _range(start, end)
+        where, params = _where(exchange or self.exchange, sym, iv, s, e)
+        con = self._duck(where, params)
+        df = con.execute("SELECT * FROM klines ORDER BY open_time").df()
+        return klines_frame(df)
+
+    def sql(self, query: str) -> pd.DataFrame:
+        """Any DuckDB SQL over the view ``klines`` (exchange, symbol, interval, open_time ms, …)."""
+        if not isinstance(query, str) or not query.strip():
+            raise ValueError(
+                'sql() needs a query, e.g. "select symbol, count(*) from klines group by 1"'
+            )
+        con = self._duck()
+        try:
+            return con.execute(query).df()
+        except duckdb.Error as exc:
+            raise ValueError(f"query failed: {exc}") from None
+
+    def resample(self, symbol: str, source: str = "1m", target: str = "1h", start: TimeLike = None,
+                 end: TimeLike = None) -> pd.DataFrame:  # fmt: skip
+        """``target`` candles built from stored ``source`` candles: open first, high max, low
+        min, close last, volumes and trade counts summed. ``closed`` is True only for a candle
+        built from every source candle it spans."""
+        src, dst = Interval(source), Interval(target)
+        if not dst.calendar and (src.calendar or dst.ms % src.ms or dst.ms <= src.ms):
+            raise ValueError(f"cannot build {dst} candles from {src} candles")
+        if dst.calendar and (src.calendar or src.ms > 86_400_000):
+            raise ValueError(f"cannot build {dst} candles from {src} candles")
+        base = self.klines(symbol, src, start, end)
+        if base.empty:
+            return base
+        opens = epoch_ms(base.index)
+        keys = np.fromiter((dst.open_of(int(t)) for t in opens), np.int64, len(opens)) if dst.calendar or dst == "1w" \
+            else (opens // dst.ms) * dst.ms  # fmt: skip
+        g = base.assign(_key=keys).groupby("_key", sort=True)
+        out = pd.DataFrame({"open": g["open"].first(), "high": g["high"].max(), "low": g["low"].min(),
+                            "close": g["close"].last(), **{c: g[c].sum() for c in _OHLC_SUMS}})  # fmt: skip
+        group_opens = out.index.to_numpy(dtype=np.int64)
+        next_opens = np.fromiter(
+            (dst.next_open(int(t)) for t in group_opens), np.int64, len(group_opens)
+        )
+        expected = (next_opens - group_opens) // src.ms
+        out["close_time"] = utc_times(next_opens - 1)
+        out["closed"] = g.size().to_numpy() == expected
+        out.index = utc_index(group_opens, "open_time")
+        out["trades"] = out["trades"].astype("int64")
+        return out[list(KLINE_COLUMNS)]
+
+    def gaps(
+        self, symbol: str, interval: str = "1m", start: TimeLike = None, end: TimeLike = None
+    ) -> pd.DataFrame:
+        """Missing candles as ranges: ``start``, ``end`` (open times) and ``missing`` (count).
+
+        Without ``start``/``end`` the span is from the first to the last stored candle.
+        """
+        iv = Interval(interval)
+        df = self.klines(symbol, iv, start, end)
+        s, e = _range(start, end)
+        opens = [int(t) for t in epoch_ms(df.index)]
+        lo = iv.open_of(s) if s is not None else (opens[0] if opens else None)
+        if s is not None and lo < s:
+            lo = iv.next_open(lo)
+        hi = iv.open_of(e) if e is not None else (opens[-1] if opens else None)
+        rows = []
+        if lo is not None and hi is not None:
+            have = set(opens)
+            t, gap_start, gap_end, count = lo, None, lo, 0
+            while t <= hi:
+                if t not in have:
+                    gap_start = t if gap_start is None else gap_start
+                    gap_end, count = t, count + 1
+                elif gap_start is not None:
+                    rows.append((gap_start, gap_end, count))
+                    gap_start, count = None, 0
+                t = iv.next_open(t)
+            if gap_start is not None:
+                rows.append((gap_start, gap_end, count))
+        out = pd.DataFrame(rows, columns=["start", "end", "missing"])
+        out["start"] = utc_times(out["start"])
+        out["end"] = utc_times(out["end"])
+        out["missing"] = out["missing"].astype("int64")
+        return out
+
+    def last_open_times(self) -> dict[tuple[str, str], int]:
+        if self.db is None or not self.db.exists():
+            return {}
+        conn = connect(self.db, readonly=True)
+        try:
+            return last_open_times(conn, self.exchange)
+        finally:
+            conn.close()
+
+    def recent(self, symbol: str, interval: str, limit: int) -> pd.DataFrame:
+        """The newest ``limit`` closed candles from SQLite (to warm a Lab's frames)."""
+        if self.db is None or not self.db.exists():
+            return klines_frame(pd.DataFrame(columns=list(VALUE_COLUMNS)))
+        conn = connect(self.db, readonly=True)
+        try:
+            cur = conn.execute(
+                f"SELECT {', '.join(VALUE_COLUMNS)} FROM klines WHERE exchange = ? AND symbol = ? AND interval = ? "
+                "ORDER BY open_time DESC LIMIT ?",
+                (self.exchange, symbol, str(interval), limit),
+            )
+            rows = cur.fetchall()[::-1]
+        finally:
+            conn.close()
+        return klines_frame(pd.DataFrame(rows, columns=list(VALUE_COLUMNS)))
+
+    # --- backfill --------------------------------------------------------------------------
+
+    def backfill(self, symbols: Sequence[str], intervals: Sequence[str], start: TimeLike, end: TimeLike = None,
+                 *, progress: bool | None = None, rest_url: str | None = None) -> int:  # fmt: skip
+        """Fetch closed candles from the exchange's REST API into the SQLite file; resumable.
+
+        Each series resumes after the newest candle already stored (when that is inside the
+        range), pages 1000 candles a request and keeps within the request-weight limit.
+        Returns the number of candles written.
+        """
+        from marketlab.store.backfill import run_backfill
+
+        if self.db is None:
+            raise ValueError("backfill needs a SQLite file: History(db=...)")
+        syms = [normalize_symbol(s) for s in symbols]
+        ivs = [Interval(iv) for iv in intervals]
+        s, e = _range(start, end)
+        if s is None:
+            raise ValueError("backfill needs a start, e.g. start='2026-01-01'")
+        url = rest_url or self.rest_url
+        show = sys.stderr.isatty() if progress is None else progress
+        with KlineStore(self.db) as store:
+            return asyncio.run(run_backfill(store, self.exchange, syms, ivs, s, e, url, show))
+
+
+def _where(
+    exchange: str, symbol: str, interval: str, start: int | None, end: int | None
+) -> tuple[str, tuple]:
+    clauses = ["exchange = ?", "symbol = ?", "interval = ?"]
+    params: list[Any] = [exchange, symbol, str(interval)]
+    if start is not None:
+        clauses.append("open_time >= ?")
+        params.append(start)
+    if end is not None:
+        clauses.append("open_time <= ?")
+        params.append(end)
+    return "WHERE " + " AND ".join(clauses), tuple(params)
+
+
+def _duck_where(where: str, params: tuple) -> str:
+    """The same filter as SQL literals for the Parquet branch (values are ours, not user SQL)."""
+    if not where:
+        return ""
+    out = where
+    for p in params:
+        literal = str(int(p)) if isinstance(p, int) else "'" + str(p).replace("'", "''") + "'"
+        out = out.replace("?", literal, 1)
+    return out
+
+
+def _duck_type(column: str) -> str:
+    return "BIGINT" if column in ("open_time", "close_time", "trades") else "DOUBLE"
