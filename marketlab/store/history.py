@@ -113,6 +113,9 @@ class History:
                         f"''::VARCHAR AS interval, {', '.join(f'0::{_duck_type(c)} AS {c}' for c in VALUE_COLUMNS)}) "
                         "WHERE false").fetchall()  # fmt: skip
             return con
+        if len(branches) == 1:  # one tier: nothing to deduplicate
+            con.execute(f"CREATE VIEW klines AS SELECT {cols} FROM ({branches[0]})").fetchall()
+            return con
         union = " UNION ALL ".join(branches)
         con.execute(
             f"""CREATE VIEW klines AS SELECT {cols} FROM (

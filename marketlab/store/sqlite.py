@@ -176,7 +176,7 @@ class KlineStore:
         self.flush_interval = flush_interval
         self.retry_interval = retry_interval
         self._conn = connect(self.path, busy_timeout=busy_timeout)
-        self._queue: queue.Queue[tuple[Any, ...] | threading.Event | None] = queue.Queue()
+        self._queue: queue.Queue[list[tuple[Any, ...]] | threading.Event | None] = queue.Queue()
         self.written = 0  # rows committed
         self.batches = 0
         self.errors = 0
@@ -187,15 +187,19 @@ class KlineStore:
     # --- writing ---------------------------------------------------------------------------
 
     def add(self, exchange: str, kline: Kline) -> None:
-        if not kline.closed:
-            raise ValueError(
-                f"only closed klines are stored: {kline.symbol} {kline.interval} {kline.open_time}"
-            )
-        self._queue.put(kline_row(exchange, kline, int(time.time() * 1000)))
+        self.add_many(exchange, (kline,))
 
     def add_many(self, exchange: str, klines: Iterable[Kline]) -> None:
+        now = int(time.time() * 1000)
+        rows = []
         for k in klines:
-            self.add(exchange, k)
+            if not k.closed:
+                raise ValueError(
+                    f"only closed klines are stored: {k.symbol} {k.interval} {k.open_time}"
+                )
+            rows.append(kline_row(exchange, k, now))
+        if rows:
+            self._queue.put(rows)
 
     def flush(self, timeout: float | None = 60.0) -> None:
         """Block until everything added before this call is committed."""
@@ -236,7 +240,7 @@ class KlineStore:
             elif item is not False:
                 if not pending:
                     oldest = time.monotonic()
-                pending.append(item)
+                pending.extend(item)
             due = (
                 stopping
                 or waiters
