@@ -8,9 +8,11 @@ import contextlib
 import logging
 import signal
 import sys
+import tempfile
 import urllib.error
 import urllib.request
 from collections.abc import Sequence
+from pathlib import Path
 
 from marketlab.defaults import CHANNELS, DEFAULT_INTERVALS, DEFAULT_SYMBOLS
 from marketlab.records import Interval, normalize_symbol
@@ -61,6 +63,17 @@ def _port(text: str) -> int:
     return value
 
 
+def _server_flags(parser: argparse.ArgumentParser, serve_flag: bool) -> None:
+    if serve_flag:
+        parser.add_argument(
+            "--serve", action="store_true", help="also serve the REST/WebSocket API"
+        )
+    parser.add_argument("--host", default="127.0.0.1", help="API address (default 127.0.0.1)")
+    parser.add_argument("--port", type=_port, default=8000, help="API port (default 8000)")
+    parser.add_argument("--token", default=None,
+                        help="token for POST /start and /stop, required beyond loopback (or $MARKETLAB_TOKEN)")  # fmt: skip
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="marketlab", description="Live crypto market data for researchers."
@@ -69,12 +82,19 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     demo = sub.add_parser("demo", help="run the whole thing offline against the simulator")
+    demo.add_argument("--port", type=_port, default=8000, help="API server port (default 8000)")
     demo.add_argument("--sim-port", type=_port, default=9100, help="simulator port (default 9100)")
+    demo.add_argument(
+        "--db", default="data/demo.sqlite", help="SQLite history (default data/demo.sqlite)"
+    )
     demo.add_argument("--duration", type=_positive, help="stop after this many seconds")
     demo.add_argument("--symbols", type=_symbols, default=list(DEFAULT_SYMBOLS[:3]))
     demo.add_argument("--speed", type=_positive, default=60.0, help="exchange seconds per second")
 
     collect = sub.add_parser("collect", help="collect live market data until stopped")
+    serve = sub.add_parser(
+        "serve", help="collect and serve the API (collect --serve)", add_help=True
+    )
     collect.add_argument("--exchange", default=None, help="binance (default)")
     collect.add_argument("--symbols", type=_symbols, default=None,
                          help=f"comma-separated (default {','.join(DEFAULT_SYMBOLS)})")  # fmt: skip
@@ -92,6 +112,12 @@ def build_parser() -> argparse.ArgumentParser:
     for flag, env in (("--binance-ws-url", "MARKETLAB_BINANCE_WS_URL"), ("--binance-rest-url", "MARKETLAB_BINANCE_REST_URL"),
                       ("--okx-ws-url", "MARKETLAB_OKX_WS_URL"), ("--okx-rest-url", "MARKETLAB_OKX_REST_URL")):  # fmt: skip
         collect.add_argument(flag, default=None, help=f"venue URL (or ${env})")
+    _server_flags(collect, serve_flag=True)
+
+    for action in collect._actions:
+        if action.dest not in ("help", "serve"):
+            serve._add_action(action)
+    serve.set_defaults(serve=True)
 
     export = sub.add_parser("export", help="export stored klines to Hive-partitioned Parquet")
     export.add_argument("--db", required=True, help="the SQLite file written by collect")
@@ -176,33 +202,39 @@ async def run_sim(args: argparse.Namespace) -> int:
 def run_demo(args: argparse.Namespace) -> int:
     from marketlab.collect import final_report, run_lab
     from marketlab.lab import Lab
+    from marketlab.server import PREFIX, create_app
+    from marketlab.server.runner import ServerThread
     from marketlab.sim import SimExchange
 
+    # Each demo exchange invents a new past, so its history starts in a fresh file.
+    db = args.db or str(Path(tempfile.mkdtemp(prefix="marketlab-demo-")) / "demo.sqlite")
     with SimExchange(args.symbols, speed=args.speed, port=args.sim_port) as sim:
-        print(
-            "marketlab demo: everything below runs on this machine, no network needed", flush=True
-        )
-        print(f"  simulated exchange  {sim.rest_url}  (Binance Spot protocol, {args.speed:g}x)")
-        print(f"    REST              {sim.rest_url}/api/v3/ticker/24hr")
-        print(f"    WebSocket         {sim.ws_url}/stream?streams="
-              f"{'/'.join(s.lower() + '@ticker' for s in sim.symbol_names)}")  # fmt: skip
-        print(
-            f"  collector           {', '.join(sim.symbol_names)} at 1m, 5m: trades, tickers, books, klines"
-        )
-        print(
-            "  stop with Ctrl-C" + (f" or wait {args.duration:g}s" if args.duration else ""),
-            flush=True,
-        )
-        lab = Lab(
-            sim.symbol_names,
-            intervals=["1m", "5m"],
-            binance_ws_url=sim.ws_url,
-            binance_rest_url=sim.rest_url,
-        )
-        run_lab(lab, args.duration, None)
+        lab = Lab(sim.symbol_names, intervals=["1m", "5m"], binance_ws_url=sim.ws_url,
+                  binance_rest_url=sim.rest_url, db=db)  # fmt: skip
+        with ServerThread(create_app(lab), port=args.port) as server:
+            api = server.url
+            ws_api = api.replace("http", "ws", 1)
+            first = sim.symbol_names[0]
+            print(
+                "marketlab demo: everything below runs on this machine, no network needed",
+                flush=True,
+            )
+            print(f"  API docs            {api}/docs")
+            print(f"  REST                {api}{PREFIX}/prices   {api}{PREFIX}/depth/{first}   "
+                  f"{api}{PREFIX}/klines/{first}?interval=1m")  # fmt: skip
+            print(f"  WebSocket           {ws_api}{PREFIX}/ws  (send {{\"action\": \"subscribe\", "
+                  f"\"symbols\": [\"{first}\"], \"channels\": [\"ticker\"]}})")  # fmt: skip
+            print(f"  simulated exchange  {sim.rest_url}  (Binance Spot protocol, {args.speed:g}x)")
+            print(f"  collector           {', '.join(sim.symbol_names)} at 1m, 5m: trades, tickers, books, "
+                  f"klines; history in {db}")  # fmt: skip
+            print(
+                "  stop with Ctrl-C" + (f" or wait {args.duration:g}s" if args.duration else ""),
+                flush=True,
+            )
+            run_lab(lab, args.duration, None)
         for line in final_report(lab):
             print(line)
-        print(f"served {sim.stats['rest_requests']} REST requests and "
+        print(f"the exchange served {sim.stats['rest_requests']} REST requests and "
               f"{sim.stats['ws_connections']} WebSocket connections", flush=True)  # fmt: skip
     return 0
 
@@ -266,7 +298,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return run_export(args)
         if args.command == "backfill":
             return run_backfill_command(args)
-        if args.command == "collect":
+        if args.command in ("collect", "serve"):
             from marketlab.collect import run_collect
 
             return run_collect(args)

@@ -205,7 +205,18 @@ def run_collect(args: argparse.Namespace) -> int:
               channels=settings.channels, **settings.urls, **settings.feed)  # fmt: skip
     print(f"collecting {', '.join(lab.symbols)} at {', '.join(lab.intervals)} from {settings.exchange} "
           f"({lab.urls['binance_ws_url']}); settings from {settings.source}", flush=True)  # fmt: skip
-    run_lab(lab, args.duration, args.status_interval)
+    if getattr(args, "serve", False):
+        from marketlab.server import PREFIX, create_app
+        from marketlab.server.runner import ServerThread, is_loopback
+
+        token = args.token or os.environ.get("MARKETLAB_TOKEN")
+        app = create_app(lab, token=token, require_token=not is_loopback(args.host))
+        with ServerThread(app, host=args.host, port=args.port) as server:
+            print(f"API docs {server.url}/docs; REST {server.url}{PREFIX}/prices; "
+                  f"WebSocket {server.url.replace('http', 'ws', 1)}{PREFIX}/ws", flush=True)  # fmt: skip
+            run_lab(lab, args.duration, args.status_interval)
+    else:
+        run_lab(lab, args.duration, args.status_interval)
     for line in final_report(lab):
         print(line)
     if settings.db:

@@ -27,11 +27,13 @@ def test_console_script_is_installed():
 
 
 def test_demo_starts_the_simulator_prints_where_and_stops_by_itself():
-    out = run("demo", "--duration", "4", "--sim-port", "0")
+    out = run("demo", "--duration", "4", "--sim-port", "0", "--port", "0")
     assert out.returncode == 0, out.stderr
     url = re.search(r"simulated exchange\s+(http://127\.0\.0\.1:\d+)", out.stdout)
     assert url, out.stdout
-    assert "/api/v3/ticker/24hr" in out.stdout and "/stream?streams=" in out.stdout
+    lines = out.stdout.splitlines()
+    assert "API docs" in lines[1] and lines[1].rstrip().endswith("/docs")  # the docs link first
+    assert "/api/v1/market/realtime/ws" in out.stdout
     assert "served" in out.stdout
     assert "klines BTCUSDT 1m:" in out.stdout and "contiguous" in out.stdout
     assert "book BTCUSDT: synced" in out.stdout

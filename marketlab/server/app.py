@@ -1,0 +1,264 @@
+"""The FastAPI app over a running Lab: the realtime REST endpoints and the WebSocket."""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import math
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Annotated, Any
+
+import pandas as pd
+from fastapi import APIRouter, Depends, FastAPI, Header, HTTPException, Path, Query, WebSocket
+
+from marketlab.lab import Lab
+from marketlab.records import Interval, normalize_symbol
+from marketlab.server import models
+from marketlab.server.hub import Hub
+
+PREFIX = "/api/v1/market/realtime"
+
+
+def _clean(value: Any) -> Any:
+    """NaN → None, numpy scalars → Python."""
+    if value is None:
+        return None
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    return value.item() if hasattr(value, "item") else value
+
+
+def create_app(
+    lab: Lab,
+    *,
+    token: str | None = None,
+    require_token: bool = False,
+    max_symbols: int = 50,
+    max_ws_clients: int = 500,
+    max_subscriptions: int = 500,
+    max_backlog: int = 1000,
+    manage_lab: bool = False,
+) -> FastAPI:
+    """An app serving ``lab``. ``require_token`` (set when binding beyond loopback) makes
+    ``POST /start`` and ``/stop`` demand ``Authorization: Bearer <token>``; ``manage_lab``
+    starts the Lab with the app and stops it with the app."""
+    if require_token and not token:
+        raise ValueError("serving beyond 127.0.0.1 needs a token (--token or MARKETLAB_TOKEN)")
+    hub = Hub(
+        lab,
+        max_clients=max_ws_clients,
+        max_subscriptions=max_subscriptions,
+        max_backlog=max_backlog,
+    )
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if manage_lab and not lab.running:
+            await asyncio.to_thread(lab.start)
+        hub.start()
+        yield
+        await hub.stop()
+        if manage_lab:
+            await asyncio.to_thread(lab.stop)
+
+    app = FastAPI(
+        title="marketlab realtime market data",
+        version="0.1.0",
+        description="Live prices, order books and klines collected by a marketlab Lab. "
+        f'WebSocket: `{PREFIX}/ws`, send `{{"action": "subscribe", "symbols": [...], '
+        '"channels": ["ticker", "trade", "depth", "kline_1m"]}`.',
+        lifespan=lifespan,
+    )
+    app.state.lab = lab
+    app.state.hub = hub
+    router = APIRouter(prefix=PREFIX)
+
+    def symbol_of(raw: str) -> str:
+        try:
+            s = normalize_symbol(raw)
+        except ValueError as exc:
+            raise HTTPException(422, str(exc)) from None
+        if s not in lab.symbols:
+            raise HTTPException(
+                404, f"unknown symbol {raw!r}: this server collects {', '.join(lab.symbols)}"
+            )
+        return s
+
+    def authorized(authorization: Annotated[str | None, Header()] = None) -> None:
+        if not require_token:
+            return
+        given = (authorization or "").removeprefix("Bearer ").strip()
+        if not given or not hmac.compare_digest(given.encode(), (token or "").encode()):
+            raise HTTPException(
+                401, "a valid token is required: send 'Authorization: Bearer <token>'"
+            )
+
+    def price_rows(symbols: list[str]) -> models.Prices:
+        df = lab.prices()
+        have = [s for s in symbols if s in df.index]
+        rows = [
+            models.Price(symbol=s, **{k: _clean(v) for k, v in df.loc[s].items()}) for s in have
+        ]
+        return models.Prices(prices=rows, missing=[s for s in symbols if s not in have])
+
+    def depth_of(symbol: str, limit: int) -> models.Depth | None:
+        book = lab.book(symbol, limit)
+        if not book.attrs["synced"]:
+            return None
+        bids = book[book["side"] == "bid"]
+        asks = book[book["side"] == "ask"]
+        b = list(zip(bids["price"].tolist(), bids["qty"].tolist(), strict=True))
+        a = list(zip(asks["price"].tolist(), asks["qty"].tolist(), strict=True))
+        spread = a[0][0] - b[0][0] if a and b else None
+        mid = (a[0][0] + b[0][0]) / 2 if a and b else None
+        return models.Depth(symbol=symbol, last_update_id=book.attrs["last_update_id"], bids=b, asks=a,
+                            spread=spread, mid=mid)  # fmt: skip
+
+    def candles(df: pd.DataFrame) -> list[models.Candle]:
+        records = df.reset_index().to_dict("records")
+        return [models.Candle(**{k: _clean(v) for k, v in r.items()}) for r in records]
+
+    @router.get("/prices", response_model=models.Prices, summary="Latest prices")
+    def prices(
+        symbols: Annotated[
+            str | None, Query(description="Comma-separated, e.g. BTCUSDT,ETHUSDT; default all")
+        ] = None,
+    ) -> models.Prices:
+        raw = [] if symbols is None else [s for s in symbols.split(",") if s.strip()]
+        if symbols is not None and not raw:
+            raise HTTPException(422, "symbols is empty")
+        wanted = list(dict.fromkeys(symbol_of(s) for s in raw)) if raw else list(lab.symbols)
+        if len(wanted) > max_symbols:
+            raise HTTPException(422, f"too many symbols: {len(wanted)} > {max_symbols}")
+        return price_rows(wanted)
+
+    @router.get("/depth/{symbol}", response_model=models.Depth, summary="Order book",
+                responses={503: {"description": "The book is out of sync with the exchange"}})  # fmt: skip
+    def depth(symbol: Annotated[str, Path(description="e.g. BTCUSDT")],
+              limit: Annotated[int, Query(ge=1, le=1000, description="Levels per side")] = 20) -> models.Depth:  # fmt: skip
+        s = symbol_of(symbol)
+        result = depth_of(s, limit)
+        if result is None:
+            reason = lab.book(s, 1).attrs.get("reason", "")
+            raise HTTPException(503, f"the {s} book is out of sync with the exchange: {reason}")
+        return result
+
+    @router.get("/klines/{symbol}", response_model=models.Klines, summary="Candles")
+    def klines(
+        symbol: Annotated[str, Path(description="e.g. BTCUSDT")],
+        interval: Annotated[str, Query(description="e.g. 1m, 5m, 1h")] = "1m",
+        limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+        history: Annotated[
+            bool, Query(description="Read the stored history instead of the live frame")
+        ] = False,
+        start: Annotated[
+            str | None, Query(description="With history: ISO time or epoch ms")
+        ] = None,
+        end: Annotated[str | None, Query(description="With history: ISO time or epoch ms")] = None,
+    ) -> models.Klines:
+        s = symbol_of(symbol)
+        try:
+            iv = Interval(interval)
+        except ValueError as exc:
+            raise HTTPException(422, str(exc)) from None
+        if history:
+            if lab.db is None:
+                raise HTTPException(409, "this server keeps no history (start it with --db)")
+            try:
+                df = lab.history.klines(s, iv, _time(start), _time(end))
+            except ValueError as exc:
+                raise HTTPException(422, str(exc)) from None
+            return models.Klines(
+                symbol=s, interval=iv, source="history", klines=candles(df.tail(limit))
+            )
+        if iv not in lab.intervals:
+            raise HTTPException(
+                404, f"interval {iv} is not collected (intervals: {', '.join(lab.intervals)})"
+            )
+        return models.Klines(
+            symbol=s, interval=iv, source="live", klines=candles(lab.klines(s, iv).tail(limit))
+        )
+
+    @router.get("/summary", response_model=models.Summary, summary="Market overview")
+    def summary() -> models.Summary:
+        df = lab.prices()
+        rows = []
+        for s in lab.symbols:
+            p = df.loc[s] if s in df.index else None
+            d = depth_of(s, 1)
+            rows.append(models.SymbolSummary(
+                symbol=s, last=_clean(p["last"]) if p is not None else None,
+                change_pct=_clean(p["change_pct"]) if p is not None else None,
+                volume=_clean(p["volume"]) if p is not None else None,
+                spread=d.spread if d else None,
+                spread_bps=(1e4 * d.spread / d.mid) if d and d.spread is not None and d.mid else None,
+                book_synced=d is not None, age_s=_clean(p["age_s"]) if p is not None else None,
+                source=p["source"] if p is not None else None))  # fmt: skip
+        return models.Summary(running=lab.running, source=lab.summary().get("source"), symbols=rows)
+
+    @router.get("/all", response_model=models.All, summary="Everything at once")
+    def everything() -> models.All:
+        last: dict[str, dict[str, models.Candle | None]] = {}
+        for s in lab.symbols:
+            last[s] = {}
+            for iv in lab.intervals:
+                df = lab.klines(s, iv)
+                last[s][str(iv)] = candles(df.tail(1))[0] if len(df) else None
+        return models.All(summary=summary(), prices=price_rows(lab.symbols),
+                          depth={s: depth_of(s, 5) for s in lab.symbols}, klines=last)  # fmt: skip
+
+    @router.get("/status", response_model=models.Status, summary="Collector status")
+    def status() -> models.Status:
+        st = lab.status()
+        info = st.attrs
+        streams = [models.StreamStatus(symbol=sym, stream=stream, **{k: _clean(v) for k, v in row.items()})
+                   for (sym, stream), row in st.iterrows()]  # fmt: skip
+        return models.Status(running=lab.running, source=info.get("source"), exchange=lab.exchange,
+                             symbols=lab.symbols, intervals=[str(i) for i in lab.intervals],
+                             reconnects=info.get("reconnects", 0), bad_frames=info.get("bad_frames", 0),
+                             websocket_clients=len(hub.clients), streams=streams)  # fmt: skip
+
+    @router.post(
+        "/start",
+        response_model=models.Control,
+        dependencies=[Depends(authorized)],
+        summary="Start collecting",
+    )
+    async def start() -> models.Control:
+        if lab.running:
+            return models.Control(running=True, message="already running")
+        await asyncio.to_thread(lab.start)
+        return models.Control(running=lab.running, message="started")
+
+    @router.post(
+        "/stop",
+        response_model=models.Control,
+        dependencies=[Depends(authorized)],
+        summary="Stop collecting",
+    )
+    async def stop() -> models.Control:
+        if not lab.running:
+            return models.Control(running=False, message="not running")
+        await asyncio.to_thread(lab.stop)
+        return models.Control(running=lab.running, message="stopped")
+
+    @router.websocket("/ws")
+    async def websocket(ws: WebSocket) -> None:
+        await hub.serve(ws)
+
+    app.include_router(router)
+
+    @app.get("/health", response_model=models.Health, summary="Liveness")
+    def health() -> models.Health:
+        return models.Health(status="ok", running=lab.running)
+
+    app.state.started_at = time.time()
+    return app
+
+
+def _time(value: str | None) -> int | str | None:
+    if value is None:
+        return None
+    return int(value) if value.lstrip("-").isdigit() else value

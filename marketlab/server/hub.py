@@ -1,0 +1,313 @@
+"""WebSocket fan-out from a Lab to many clients, none of whom can hold the others back.
+
+Records arrive on the collector thread and are handed to the server's event loop in batches.
+Each client has its own sender task and its own bounded backlog:
+
+- ``ticker`` and ``depth`` updates are *conflated*: a client that falls behind gets the newest
+  state of each (symbol, channel), not every intermediate one;
+- ``trade`` and ``kline_<iv>`` messages are queued in order, up to ``max_backlog`` per client;
+  a client whose backlog overflows is disconnected (close code 1008, "too slow") rather than
+  letting memory grow.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import threading
+from collections import OrderedDict, deque
+from typing import TYPE_CHECKING, Any
+
+import orjson
+from fastapi import WebSocket, WebSocketDisconnect
+from starlette.websockets import WebSocketState
+
+from marketlab.records import BookDelta, Kline, Record, Ticker, Trade
+
+if TYPE_CHECKING:
+    from marketlab.lab import Lab
+
+log = logging.getLogger("marketlab.server")
+
+CONFLATED = ("ticker", "depth")
+DEPTH_LEVELS = 20
+Key = tuple[str, str]  # (symbol, channel)
+
+
+class Client:
+    def __init__(self, ws: WebSocket, max_backlog: int):
+        self.ws = ws
+        self.subs: set[Key] = set()
+        self.latest: OrderedDict[Key, bytes] = OrderedDict()
+        self.backlog: deque[bytes] = deque()
+        self.max_backlog = max_backlog
+        self.wake = asyncio.Event()
+        self.sent = 0
+        self.conflated = 0
+        self.too_slow = False
+        self.sender: asyncio.Task[None] | None = None
+
+    def offer(self, key: Key, message: bytes) -> None:
+        if key[1] in CONFLATED:
+            if key in self.latest:
+                self.conflated += 1
+            self.latest[key] = message
+        else:
+            if len(self.backlog) >= self.max_backlog:
+                if not self.too_slow:
+                    self.too_slow = True
+                    log.warning(
+                        "disconnecting a WebSocket client: %d messages behind", len(self.backlog)
+                    )
+                    if self.sender is not None:
+                        self.sender.cancel()  # it may be stuck writing to a full socket
+                return
+            self.backlog.append(message)
+        self.wake.set()
+
+    def reply(self, message: dict[str, Any]) -> None:
+        self.backlog.append(orjson.dumps(message))
+        self.wake.set()
+
+    async def run_sender(self) -> None:
+        ws = self.ws
+        while not self.too_slow:
+            await self.wake.wait()
+            self.wake.clear()
+            while (self.backlog or self.latest) and not self.too_slow:
+                if self.backlog:
+                    data = self.backlog.popleft()
+                else:
+                    _, data = self.latest.popitem(last=False)
+                await ws.send_text(data.decode())
+                self.sent += 1
+
+
+class Hub:
+    """Routes the Lab's records to subscribed clients."""
+
+    def __init__(self, lab: Lab, *, max_clients: int, max_subscriptions: int, max_backlog: int):
+        self.lab = lab
+        self.max_clients = max_clients
+        self.max_subscriptions = max_subscriptions
+        self.max_backlog = max_backlog
+        self.clients: set[Client] = set()
+        self.dropped_slow = 0  # clients cut off for falling too far behind
+        self.by_key: dict[Key, set[Client]] = {}
+        self._inbox: deque[Record] = deque()
+        self._inbox_lock = threading.Lock()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._signal = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._unsubscribe: Any = None
+
+    # --- lifecycle -------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._signal = asyncio.Event()
+        self._task = asyncio.create_task(self._pump())
+        self._unsubscribe = self.lab.subscribe(self._on_record)
+
+    async def stop(self) -> None:
+        if self._unsubscribe:
+            self._unsubscribe()
+        if self._task:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    # --- collector thread → event loop --------------------------------------------------------
+
+    def _on_record(self, record: Record) -> None:
+        if not self.by_key:
+            return
+        with self._inbox_lock:
+            first = not self._inbox
+            self._inbox.append(record)
+        if first and self._loop is not None:
+            self._loop.call_soon_threadsafe(self._signal.set)
+
+    async def _pump(self) -> None:
+        while True:
+            await self._signal.wait()
+            self._signal.clear()
+            with self._inbox_lock:
+                batch, self._inbox = self._inbox, deque()
+            self._dispatch(batch)
+
+    def _dispatch(self, batch: deque[Record]) -> None:
+        depth_symbols: set[str] = set()
+        tickers: dict[str, Ticker] = {}
+        for r in batch:
+            if isinstance(r, BookDelta):
+                depth_symbols.add(r.symbol)
+            elif isinstance(r, Ticker):
+                tickers[r.symbol] = r  # conflated at the source too
+            elif isinstance(r, Trade):
+                self._send((r.symbol, "trade"), {"type": "trade", "symbol": r.symbol, "data": {
+                    "price": r.price, "qty": r.qty, "side": r.side, "trade_id": r.trade_id, "time": r.time}})  # fmt: skip
+            elif isinstance(r, Kline):
+                channel = f"kline_{r.interval}"
+                self._send((r.symbol, channel), {"type": "kline", "symbol": r.symbol, "interval": r.interval,
+                                                 "data": kline_data(r)})  # fmt: skip
+        for symbol, t in tickers.items():
+            self._send((symbol, "ticker"), {"type": "ticker", "symbol": symbol, "data": {
+                "last": t.last, "bid": t.bid, "ask": t.ask, "change_pct": t.change_pct, "volume": t.volume,
+                "event_time": t.event_time}})  # fmt: skip
+        for symbol in depth_symbols:
+            key = (symbol, "depth")
+            if key in self.by_key:
+                book = self.lab.book(symbol, DEPTH_LEVELS)
+                if book.attrs["synced"]:
+                    bids = book[book["side"] == "bid"]
+                    asks = book[book["side"] == "ask"]
+                    self._send(key, {"type": "depth", "symbol": symbol, "data": {
+                        "last_update_id": book.attrs["last_update_id"],
+                        "bids": list(zip(bids["price"].tolist(), bids["qty"].tolist(), strict=True)),
+                        "asks": list(zip(asks["price"].tolist(), asks["qty"].tolist(), strict=True))}})  # fmt: skip
+
+    def _send(self, key: Key, message: dict[str, Any]) -> None:
+        clients = self.by_key.get(key)
+        if not clients:
+            return
+        data = orjson.dumps(message)
+        for c in clients:
+            c.offer(key, data)
+
+    # --- one client -------------------------------------------------------------------------
+
+    def channels(self) -> list[str]:
+        return ["ticker", "trade", "depth", *(f"kline_{iv}" for iv in self.lab.intervals)]
+
+    async def serve(self, ws: WebSocket) -> None:
+        await ws.accept()
+        if len(self.clients) >= self.max_clients:
+            await ws.send_text(
+                orjson.dumps(
+                    {"type": "error", "detail": f"too many clients (limit {self.max_clients})"}
+                ).decode()
+            )
+            await ws.close(code=1013, reason="too many clients")
+            return
+        client = Client(ws, self.max_backlog)
+        self.clients.add(client)
+        sender = client.sender = asyncio.create_task(client.run_sender())
+        try:
+            while True:
+                receive = asyncio.create_task(ws.receive_text())
+                done, _ = await asyncio.wait({receive, sender}, return_when=asyncio.FIRST_COMPLETED)
+                if sender in done:  # closed for being too slow, or the socket broke
+                    receive.cancel()
+                    break
+                self._handle(client, receive.result())
+        except (WebSocketDisconnect, RuntimeError):
+            pass
+        finally:
+            sender.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await sender
+            self._drop(client)
+            self.dropped_slow += client.too_slow
+            if ws.client_state == WebSocketState.CONNECTED:
+                code, reason = (
+                    (1008, "too slow: backlog limit reached") if client.too_slow else (1000, "")
+                )
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(ws.close(code=code, reason=reason), 2)
+
+    def _handle(self, client: Client, text: str) -> None:
+        try:
+            msg = orjson.loads(text)
+        except orjson.JSONDecodeError as exc:
+            client.reply({"type": "error", "detail": f"malformed JSON: {exc}"})
+            return
+        if not isinstance(msg, dict):
+            client.reply({"type": "error", "detail": "expected a JSON object"})
+            return
+        action = msg.get("action")
+        if action == "ping":
+            client.reply({"type": "pong"})
+            return
+        if action not in ("subscribe", "unsubscribe"):
+            client.reply(
+                {
+                    "type": "error",
+                    "detail": f"unknown action {action!r}: expected subscribe, unsubscribe or ping",
+                }
+            )
+            return
+        symbols = msg.get("symbols")
+        channels = msg.get("channels", ["ticker"])
+        if (
+            not isinstance(symbols, list)
+            or not symbols
+            or not all(isinstance(s, str) for s in symbols)
+        ):
+            client.reply(
+                {"type": "error", "detail": "'symbols' must be a non-empty list of strings"}
+            )
+            return
+        if (
+            not isinstance(channels, list)
+            or not channels
+            or not all(isinstance(c, str) for c in channels)
+        ):
+            client.reply(
+                {"type": "error", "detail": "'channels' must be a non-empty list of strings"}
+            )
+            return
+        known = set(self.lab.symbols)
+        wanted = [s.strip().upper().replace("-", "").replace("/", "") for s in symbols]
+        unknown = [s for s, w in zip(symbols, wanted, strict=True) if w not in known]
+        bad_channels = [c for c in channels if c not in self.channels()]
+        if unknown or bad_channels:
+            parts = []
+            if unknown:
+                parts.append(f"unknown symbol(s) {unknown}: this server has {sorted(known)}")
+            if bad_channels:
+                parts.append(
+                    f"unknown channel(s) {bad_channels}: expected some of {self.channels()}"
+                )
+            client.reply({"type": "error", "detail": "; ".join(parts)})
+            return
+        keys = {(s, c) for s in wanted for c in channels}
+        if action == "subscribe":
+            if len(client.subs | keys) > self.max_subscriptions:
+                client.reply(
+                    {
+                        "type": "error",
+                        "detail": f"too many subscriptions (limit {self.max_subscriptions} symbol-channel pairs)",
+                    }
+                )
+                return
+            for key in keys:
+                client.subs.add(key)
+                self.by_key.setdefault(key, set()).add(client)
+        else:
+            for key in keys:
+                client.subs.discard(key)
+                self._forget(client, key)
+        client.reply({"type": "subscribed" if action == "subscribe" else "unsubscribed",
+                      "symbols": sorted({s for s, _ in keys}), "channels": sorted({c for _, c in keys}),
+                      "subscriptions": sorted(f"{s}:{c}" for s, c in client.subs)})  # fmt: skip
+
+    def _forget(self, client: Client, key: Key) -> None:
+        holders = self.by_key.get(key)
+        if holders is not None:
+            holders.discard(client)
+            if not holders:
+                del self.by_key[key]
+
+    def _drop(self, client: Client) -> None:
+        for key in list(client.subs):
+            self._forget(client, key)
+        self.clients.discard(client)
+
+
+def kline_data(k: Kline) -> dict[str, Any]:
+    return {"open_time": k.open_time, "open": k.open, "high": k.high, "low": k.low, "close": k.close,
+            "volume": k.volume, "quote_volume": k.quote_volume, "trades": k.trades,
+            "taker_buy_volume": k.taker_buy_volume, "taker_buy_quote_volume": k.taker_buy_quote_volume,
+            "close_time": k.close_time, "closed": k.closed}  # fmt: skip

@@ -1,0 +1,127 @@
+"""Response models: what every field of the API means, for ``/docs`` and for clients."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+
+class Price(BaseModel):
+    symbol: str = Field(description="Exchange symbol, e.g. BTCUSDT")
+    last: float | None = Field(description="Last trade price")
+    bid: float | None = Field(description="Best bid from the 24h ticker")
+    ask: float | None = Field(description="Best ask from the 24h ticker")
+    change_pct: float | None = Field(description="24-hour price change, percent")
+    volume: float | None = Field(description="24-hour base-asset volume")
+    event_time: datetime = Field(description="Exchange time of the newest update (UTC)")
+    received_at: datetime = Field(description="When the newest update arrived here (UTC)")
+    age_s: float = Field(description="Seconds since the newest update arrived")
+    source: Literal["ws", "rest"] = Field(
+        description="ws: live stream; rest: polled while the stream is down"
+    )
+
+
+class Prices(BaseModel):
+    prices: list[Price]
+    missing: list[str] = Field(description="Requested symbols with no price yet")
+
+
+class Depth(BaseModel):
+    symbol: str
+    last_update_id: int = Field(description="The exchange's book update id this book equals")
+    bids: list[tuple[float, float]] = Field(description="[price, qty], best first")
+    asks: list[tuple[float, float]] = Field(description="[price, qty], best first")
+    spread: float | None = Field(description="Best ask minus best bid")
+    mid: float | None = Field(description="Midpoint of the best bid and ask")
+
+
+class Candle(BaseModel):
+    open_time: datetime
+    open: float
+    high: float
+    low: float
+    close: float
+    volume: float = Field(description="Base-asset volume")
+    quote_volume: float
+    trades: int
+    taker_buy_volume: float
+    taker_buy_quote_volume: float
+    close_time: datetime
+    closed: bool = Field(description="False for the candle still open")
+
+
+class Klines(BaseModel):
+    symbol: str
+    interval: str
+    source: Literal["live", "history"] = Field(
+        description="live: the Lab's rolling frame; history: the store"
+    )
+    klines: list[Candle]
+
+
+class SymbolSummary(BaseModel):
+    symbol: str
+    last: float | None
+    change_pct: float | None
+    volume: float | None
+    spread: float | None = Field(
+        description="From the synced order book; null while it is out of sync"
+    )
+    spread_bps: float | None = Field(description="Spread in basis points of the mid")
+    book_synced: bool
+    age_s: float | None = Field(description="Seconds since the newest price update")
+    source: str | None
+
+
+class Summary(BaseModel):
+    running: bool
+    source: str | None = Field(description="ws or rest: where the collector's data comes from now")
+    symbols: list[SymbolSummary]
+
+
+class StreamStatus(BaseModel):
+    symbol: str
+    stream: str
+    connected: bool
+    source: str
+    messages: int
+    age_s: float | None
+    reconnects: int
+    book: str
+    backfilled: int
+    gaps: int
+
+
+class Status(BaseModel):
+    running: bool
+    source: str | None
+    exchange: str
+    symbols: list[str]
+    intervals: list[str]
+    reconnects: int
+    bad_frames: int
+    websocket_clients: int
+    streams: list[StreamStatus]
+
+
+class All(BaseModel):
+    summary: Summary
+    prices: Prices
+    depth: dict[str, Depth | None] = Field(
+        description="Top 5 levels per symbol; null while out of sync"
+    )
+    klines: dict[str, dict[str, Candle | None]] = Field(
+        description="Newest candle per symbol and interval"
+    )
+
+
+class Health(BaseModel):
+    status: Literal["ok"]
+    running: bool
+
+
+class Control(BaseModel):
+    running: bool
+    message: str
