@@ -14,7 +14,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import pandas as pd
 
@@ -49,6 +49,14 @@ def venue_url(name: str, given: str | None) -> str:
     """A venue URL from the argument, else its environment variable, else the default."""
     env, default = VENUE_DEFAULTS[name]
     return given or os.environ.get(env) or default
+
+
+class BookView(NamedTuple):
+    synced: bool
+    last_update_id: int  # 0 while not synced
+    bids: list[tuple[float, float]]  # best first
+    asks: list[tuple[float, float]]
+    reason: str  # why it is not synced
 
 
 class Lab:
@@ -291,32 +299,33 @@ class Lab:
             raise KeyError(f"{s} is not collected by this Lab (symbols: {', '.join(self.symbols)})")
         return s
 
-    def prices(self) -> pd.DataFrame:
-        """One row per symbol: last, bid, ask, 24h change %, volume, times, age and source."""
+    def price_rows(self) -> list[dict[str, Any]]:
+        """The data of :meth:`prices` as plain dicts (times in epoch ms): cheap, for servers."""
         now = time.time()
         with self._prices_lock:
-            rows = {s: dict(self._prices[s]) for s in self.symbols if s in self._prices}
-        df = pd.DataFrame.from_dict(rows, orient="index",
-                                    columns=["last", "bid", "ask", "change_pct", "volume", "event_time",
-                                             "received_at", "source"])  # fmt: skip
-        df.index.name = "symbol"
-        df["event_time"] = utc_times(df["event_time"])
-        received = df["received_at"].astype("float64")
-        df["received_at"] = utc_times((received * 1000).round())
-        df["age_s"] = now - received
-        return df[
-            [
-                "last",
-                "bid",
-                "ask",
-                "change_pct",
-                "volume",
-                "event_time",
-                "received_at",
-                "age_s",
-                "source",
-            ]
+            rows = [{"symbol": s, **self._prices[s]} for s in self.symbols if s in self._prices]
+        for row in rows:
+            row["age_s"] = now - row["received_at"]
+            row["received_at"] = round(row["received_at"] * 1000)
+        return rows
+
+    def prices(self) -> pd.DataFrame:
+        """One row per symbol: last, bid, ask, 24h change %, volume, times, age and source."""
+        columns = [
+            "last",
+            "bid",
+            "ask",
+            "change_pct",
+            "volume",
+            "event_time",
+            "received_at",
+            "age_s",
+            "source",
         ]
+        df = pd.DataFrame(self.price_rows(), columns=["symbol", *columns]).set_index("symbol")
+        df["event_time"] = utc_times(df["event_time"])
+        df["received_at"] = utc_times(df["received_at"])
+        return df
 
     def klines(self, symbol: str, interval: str = "1m") -> pd.DataFrame:
         """Candles oldest first; the last row is the open candle (``closed`` False)."""
@@ -332,26 +341,29 @@ class Lab:
         """Recent trades, oldest first; ``side`` is the taker's side."""
         return self._trades[self._symbol(symbol)].frame()
 
+    def book_levels(self, symbol: str, depth: int = 20) -> BookView:
+        """The data of :meth:`book` without pandas: cheap, for servers."""
+        s = self._symbol(symbol)
+        feed = self._feed
+        lb = feed.books.get(s) if feed is not None else None
+        if lb is None:
+            return BookView(False, 0, [], [], "book channel off" if feed else "not started")
+        with lb.lock:
+            if not lb.book.synced:
+                return BookView(False, 0, [], [], lb.book.reason)
+            return BookView(
+                True, lb.book.last_update_id, lb.book.bids(depth), lb.book.asks(depth), ""
+            )
+
     def book(self, symbol: str, depth: int = 20) -> pd.DataFrame:
         """The order book, bids best first then asks best first.
 
         Empty while the book is out of sync with the exchange; ``attrs`` carries ``synced``,
         ``last_update_id`` and ``reason``.
         """
-        s = self._symbol(symbol)
-        feed = self._feed
-        lb = feed.books.get(s) if feed is not None else None
-        if lb is None:
-            df = empty_book_frame()
-            df.attrs.update(synced=False, last_update_id=0,
-                            reason="book channel off" if feed else "not started")  # fmt: skip
-            return df
-        with lb.lock:
-            synced = lb.book.synced
-            bids, asks = lb.book.bids(depth), lb.book.asks(depth)
-            uid, reason = lb.book.last_update_id, lb.book.reason
-        df = book_frame(bids, asks) if synced else empty_book_frame()
-        df.attrs.update(synced=synced, last_update_id=uid if synced else 0, reason=reason)
+        view = self.book_levels(symbol, depth)
+        df = book_frame(view.bids, view.asks) if view.synced else empty_book_frame()
+        df.attrs.update(synced=view.synced, last_update_id=view.last_update_id, reason=view.reason)
         return df
 
     def status(self) -> pd.DataFrame:

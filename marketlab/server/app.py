@@ -96,24 +96,19 @@ def create_app(
             )
 
     def price_rows(symbols: list[str]) -> models.Prices:
-        df = lab.prices()
-        have = [s for s in symbols if s in df.index]
-        rows = [
-            models.Price(symbol=s, **{k: _clean(v) for k, v in df.loc[s].items()}) for s in have
-        ]
-        return models.Prices(prices=rows, missing=[s for s in symbols if s not in have])
+        rows = {r["symbol"]: r for r in lab.price_rows()}
+        have = [s for s in symbols if s in rows]
+        prices = [models.Price(**{k: _clean(v) for k, v in rows[s].items()}) for s in have]
+        return models.Prices(prices=prices, missing=[s for s in symbols if s not in rows])
 
     def depth_of(symbol: str, limit: int) -> models.Depth | None:
-        book = lab.book(symbol, limit)
-        if not book.attrs["synced"]:
+        view = lab.book_levels(symbol, limit)
+        if not view.synced:
             return None
-        bids = book[book["side"] == "bid"]
-        asks = book[book["side"] == "ask"]
-        b = list(zip(bids["price"].tolist(), bids["qty"].tolist(), strict=True))
-        a = list(zip(asks["price"].tolist(), asks["qty"].tolist(), strict=True))
+        b, a = view.bids, view.asks
         spread = a[0][0] - b[0][0] if a and b else None
         mid = (a[0][0] + b[0][0]) / 2 if a and b else None
-        return models.Depth(symbol=symbol, last_update_id=book.attrs["last_update_id"], bids=b, asks=a,
+        return models.Depth(symbol=symbol, last_update_id=view.last_update_id, bids=b, asks=a,
                             spread=spread, mid=mid)  # fmt: skip
 
     def candles(df: pd.DataFrame) -> list[models.Candle]:
@@ -141,7 +136,7 @@ def create_app(
         s = symbol_of(symbol)
         result = depth_of(s, limit)
         if result is None:
-            reason = lab.book(s, 1).attrs.get("reason", "")
+            reason = lab.book_levels(s, 1).reason
             raise HTTPException(503, f"the {s} book is out of sync with the exchange: {reason}")
         return result
 

@@ -159,14 +159,10 @@ class Hub:
         for symbol in depth_symbols:
             key = (symbol, "depth")
             if key in self.by_key:
-                book = self.lab.book(symbol, DEPTH_LEVELS)
-                if book.attrs["synced"]:
-                    bids = book[book["side"] == "bid"]
-                    asks = book[book["side"] == "ask"]
+                view = self.lab.book_levels(symbol, DEPTH_LEVELS)
+                if view.synced:
                     self._send(key, {"type": "depth", "symbol": symbol, "data": {
-                        "last_update_id": book.attrs["last_update_id"],
-                        "bids": list(zip(bids["price"].tolist(), bids["qty"].tolist(), strict=True)),
-                        "asks": list(zip(asks["price"].tolist(), asks["qty"].tolist(), strict=True))}})  # fmt: skip
+                        "last_update_id": view.last_update_id, "bids": view.bids, "asks": view.asks}})  # fmt: skip
 
     def _send(self, key: Key, message: dict[str, Any]) -> None:
         clients = self.by_key.get(key)

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Literal
 
-from pydantic import BaseModel, Field
+from pydantic import AwareDatetime, BaseModel, Field, field_validator
 
 
 class Price(BaseModel):
@@ -15,12 +15,19 @@ class Price(BaseModel):
     ask: float | None = Field(description="Best ask from the 24h ticker")
     change_pct: float | None = Field(description="24-hour price change, percent")
     volume: float | None = Field(description="24-hour base-asset volume")
-    event_time: datetime = Field(description="Exchange time of the newest update (UTC)")
-    received_at: datetime = Field(description="When the newest update arrived here (UTC)")
+    event_time: AwareDatetime = Field(description="Exchange time of the newest update (UTC)")
+    received_at: AwareDatetime = Field(description="When the newest update arrived here (UTC)")
     age_s: float = Field(description="Seconds since the newest update arrived")
     source: Literal["ws", "rest"] = Field(
         description="ws: live stream; rest: polled while the stream is down"
     )
+
+    @field_validator("event_time", "received_at", mode="before")
+    @classmethod
+    def _from_epoch_ms(cls, value: object) -> object:
+        if isinstance(value, int | float):
+            return datetime.fromtimestamp(value / 1000, UTC)
+        return value
 
 
 class Prices(BaseModel):

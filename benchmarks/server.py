@@ -1,0 +1,164 @@
+"""API server benchmark: ``python benchmarks/server.py [--seconds 5] [--concurrency 32]``.
+
+Runs the simulator, a Lab and the API server in this process and loads them from a separate
+process. Prints, from one run on this machine:
+  1. GET /prices: requests per second and p50/p99 latency, against GET /health (the floor: the
+     same server doing no work);
+  2. WebSocket fan-out: latency from the exchange's ticker event to its delivery, for 1, 100
+     and 1000 subscribed clients.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import statistics
+import subprocess
+import sys
+import time
+
+import orjson
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else float("nan")
+
+
+async def http_load(url: str, concurrency: int, seconds: float) -> dict:
+    import aiohttp  # a fast client, so the server is what gets measured
+
+    latencies: list[float] = []
+    errors = 0
+    deadline = time.perf_counter() + seconds
+    connector = aiohttp.TCPConnector(limit=concurrency)
+    async with aiohttp.ClientSession(connector=connector) as session:
+
+        async def worker() -> None:
+            nonlocal errors
+            while time.perf_counter() < deadline:
+                began = time.perf_counter()
+                async with session.get(url) as r:
+                    await r.read()
+                    errors += r.status != 200
+                latencies.append(time.perf_counter() - began)
+
+        began = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        elapsed = time.perf_counter() - began
+    return {"rps": len(latencies) / elapsed, "p50_ms": 1000 * percentile(latencies, 0.5),
+            "p99_ms": 1000 * percentile(latencies, 0.99), "errors": errors}  # fmt: skip
+
+
+async def ws_load(
+    url: str, clients: int, seconds: float, symbols: list[str], offset_ms: float
+) -> dict:
+    """``offset_ms``: wall clock minus the exchange's clock, so event times convert to wall time."""
+    from websockets.asyncio.client import connect
+
+    lags: list[float] = []
+    subscribe = orjson.dumps(
+        {"action": "subscribe", "symbols": symbols, "channels": ["ticker"]}
+    ).decode()
+
+    async def one() -> None:
+        async with connect(url, max_queue=None) as ws:
+            await ws.send(subscribe)
+            deadline = time.time() + seconds
+            while (left := deadline - time.time()) > 0:
+                try:
+                    raw = await asyncio.wait_for(ws.recv(), left)
+                except TimeoutError:
+                    return
+                now = time.time() * 1000
+                msg = orjson.loads(raw)
+                if msg.get("type") == "ticker":
+                    lags.append(now - (msg["data"]["event_time"] + offset_ms))
+
+    await asyncio.gather(*(one() for _ in range(clients)))
+    return {"samples": len(lags), "p50_ms": percentile(lags, 0.5), "p99_ms": percentile(lags, 0.99),
+            "mean_ms": statistics.fmean(lags) if lags else float("nan")}  # fmt: skip
+
+
+def load(*args: str) -> dict:
+    """Run this file as the load generator in a separate process."""
+    out = subprocess.run(
+        [sys.executable, __file__, *args], capture_output=True, text=True, timeout=600
+    )
+    if out.returncode != 0:
+        raise RuntimeError(out.stderr)
+    return json.loads(out.stdout)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=5.0)
+    parser.add_argument("--concurrency", type=int, default=32)
+    parser.add_argument("--clients", default="1,100,1000")
+    parser.add_argument("--load-http", help=argparse.SUPPRESS)
+    parser.add_argument("--load-ws", help=argparse.SUPPRESS)
+    parser.add_argument("--n", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--offset", type=float, default=0.0, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.load_http:
+        print(json.dumps(asyncio.run(http_load(args.load_http, args.concurrency, args.seconds))))
+        return
+    if args.load_ws:
+        symbols = ["BTCUSDT", "ETHUSDT"]
+        result = asyncio.run(ws_load(args.load_ws, args.n, args.seconds, symbols, args.offset))
+        print(json.dumps(result))
+        return
+
+    from marketlab.lab import Lab
+    from marketlab.server import PREFIX, create_app
+    from marketlab.server.runner import ServerThread
+    from marketlab.sim import SimExchange
+
+    # speed 1: exchange time is wall time, so event → delivery latency is measurable
+    with SimExchange(["BTCUSDT", "ETHUSDT"], speed=1.0) as sim:
+        lab = Lab(["BTCUSDT", "ETHUSDT"], intervals=["1m"], binance_ws_url=sim.ws_url,
+                  binance_rest_url=sim.rest_url).start()  # fmt: skip
+        lab.wait_ready(60)
+        with ServerThread(create_app(lab, max_ws_clients=5000, max_backlog=10_000)) as server:
+            c, s = str(args.concurrency), str(args.seconds)
+            floor = load("--load-http", server.url + "/health", "--concurrency", c, "--seconds", s)
+            prices = load(
+                "--load-http", server.url + PREFIX + "/prices", "--concurrency", c, "--seconds", s
+            )
+            print(
+                f"HTTP, {args.concurrency} concurrent connections from another process, {args.seconds:g} s each"
+            )
+            print(f"{'endpoint':<22}{'req/s':>10}{'p50 ms':>10}{'p99 ms':>10}{'errors':>8}")
+            for name, r in (("GET /health (floor)", floor), ("GET /prices", prices)):
+                print(
+                    f"{name:<22}{r['rps']:>10.0f}{r['p50_ms']:>10.2f}{r['p99_ms']:>10.2f}{r['errors']:>8}"
+                )
+            print(f"/prices throughput is {prices['rps'] / floor['rps']:.2f}x the floor")
+            print()
+            print(
+                "WebSocket fan-out: exchange ticker event → delivered to each client (2 symbols, 1/s each)"
+            )
+            print(f"{'clients':>8}{'samples':>10}{'p50 ms':>10}{'p99 ms':>10}{'mean ms':>10}")
+            ws_url = server.url.replace("http", "ws", 1) + PREFIX + "/ws"
+            for n in (int(x) for x in args.clients.split(",")):
+                offset = time.time() * 1000 - sim.now_ms()  # the exchange's clock runs behind ours
+                seconds = str(max(args.seconds, 4.0))
+                r = load(
+                    "--load-ws",
+                    ws_url,
+                    "--n",
+                    str(n),
+                    "--seconds",
+                    seconds,
+                    "--offset",
+                    str(offset),
+                )
+                print(
+                    f"{n:>8}{r['samples']:>10}{r['p50_ms']:>10.1f}{r['p99_ms']:>10.1f}{r['mean_ms']:>10.1f}"
+                )
+        lab.stop()
+
+
+if __name__ == "__main__":
+    main()
