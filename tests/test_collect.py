@@ -126,3 +126,36 @@ def test_bad_collect_flags():
     assert out.returncode == 2 and "unknown channel" in out.stderr
     out = collect("--config", "/nonexistent/marketlab.toml")
     assert out.returncode == 2 and "does not exist" in out.stderr
+
+
+def test_serve_exposes_the_api_and_guards_control_beyond_loopback():
+    with SimProcess("--symbols", "BTCUSDT", "--speed", "60") as sim:
+        refused = collect("--symbols", "BTCUSDT", "--serve", "--host", "0.0.0.0", "--port", "0", "--duration", "1",
+                          "--binance-ws-url", sim.ws_url, "--binance-rest-url", sim.rest_url)  # fmt: skip
+        assert refused.returncode == 2 and "needs a token" in refused.stderr
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "marketlab", "serve", "--symbols", "BTCUSDT", "--intervals", "1m", "--host", "0.0.0.0",
+             "--port", "0", "--token", "s3cret", "--binance-ws-url", sim.ws_url, "--binance-rest-url", sim.rest_url,
+             "--duration", "30"],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        try:
+            line = proc.stdout.readline() + proc.stdout.readline()
+            port = re.search(r"API docs http://0\.0\.0\.0:(\d+)/docs", line).group(1)
+            api = f"http://127.0.0.1:{port}/api/v1/market/realtime"
+            import httpx
+
+            deadline = time.monotonic() + 20
+            while httpx.get(api + "/prices").json()["missing"] and time.monotonic() < deadline:
+                time.sleep(0.2)
+            assert httpx.get(api + "/prices").json()["prices"][0]["symbol"] == "BTCUSDT"
+            assert httpx.post(api + "/stop").status_code == 401
+            stopped = httpx.post(
+                api + "/stop", headers={"Authorization": "Bearer s3cret"}, timeout=30
+            )
+            assert stopped.json() == {"running": False, "message": "stopped"}
+            proc.send_signal(signal.SIGINT)
+            assert proc.wait(timeout=30) == 0
+        finally:
+            if proc.poll() is None:
+                proc.kill()
