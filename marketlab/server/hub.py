@@ -23,7 +23,7 @@ import orjson
 from fastapi import WebSocket, WebSocketDisconnect
 from starlette.websockets import WebSocketState
 
-from marketlab.records import BookDelta, Kline, Record, Ticker, Trade
+from marketlab.records import BookDelta, Kline, Record, Ticker, Trade, normalize_symbol
 
 if TYPE_CHECKING:
     from marketlab.lab import Lab
@@ -236,26 +236,14 @@ class Hub:
             return
         symbols = msg.get("symbols")
         channels = msg.get("channels", ["ticker"])
-        if (
-            not isinstance(symbols, list)
-            or not symbols
-            or not all(isinstance(s, str) for s in symbols)
-        ):
-            client.reply(
-                {"type": "error", "detail": "'symbols' must be a non-empty list of strings"}
-            )
-            return
-        if (
-            not isinstance(channels, list)
-            or not channels
-            or not all(isinstance(c, str) for c in channels)
-        ):
-            client.reply(
-                {"type": "error", "detail": "'channels' must be a non-empty list of strings"}
-            )
-            return
+        for name, value in (("symbols", symbols), ("channels", channels)):
+            if not _string_list(value):
+                client.reply(
+                    {"type": "error", "detail": f"'{name}' must be a non-empty list of strings"}
+                )
+                return
         known = set(self.lab.symbols)
-        wanted = [s.strip().upper().replace("-", "").replace("/", "") for s in symbols]
+        wanted = [_canonical(s) for s in symbols]
         unknown = [s for s, w in zip(symbols, wanted, strict=True) if w not in known]
         bad_channels = [c for c in channels if c not in self.channels()]
         if unknown or bad_channels:
@@ -300,6 +288,17 @@ class Hub:
         for key in list(client.subs):
             self._forget(client, key)
         self.clients.discard(client)
+
+
+def _string_list(value: object) -> bool:
+    return isinstance(value, list) and bool(value) and all(isinstance(v, str) for v in value)
+
+
+def _canonical(symbol: str) -> str | None:
+    try:
+        return normalize_symbol(symbol)
+    except ValueError:
+        return None
 
 
 def kline_data(k: Kline) -> dict[str, Any]:
