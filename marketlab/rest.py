@@ -69,9 +69,10 @@ class WeightGovernor:
         used = _header(headers, "x-mbx-used-weight-1m")
         if used is not None and used.isdigit():
             window = int(now // 60)
-            if window != self.window:
-                self.window = window
-            self.used = max(self.used, int(used)) if window == self.window else int(used)
+            if window != self.window:  # the server's count for a minute we had not seen
+                self.window, self.used = window, int(used)
+            else:  # the server also counts other clients on this IP
+                self.used = max(self.used, int(used))
         if status in (418, 429):
             retry = _header(headers, "retry-after")
             seconds = (
