@@ -112,23 +112,22 @@ def test_depth_equals_the_synced_book(paused):
     assert len(paused.get("/depth/ethusdt").json()["bids"]) == 20
 
 
-def test_klines_live_and_from_history(stack):
-    live = stack.get("/klines/BTCUSDT", interval="1m", limit=5).json()
-    assert (
-        live["source"] == "live" and len(live["klines"]) == 5 and not live["klines"][-1]["closed"]
-    )
-    frame = stack.lab.klines("BTCUSDT", "1m")
-    assert live["klines"][0]["close"] == frame["close"].iloc[-5]
-    time.sleep(0.5)
-    hist = stack.get("/klines/BTCUSDT", interval="1m", limit=3, history="true").json()
-    assert (
-        hist["source"] == "history"
-        and len(hist["klines"]) == 3
-        and all(k["closed"] for k in hist["klines"])
-    )
-    oracle = stack.sim.klines("BTCUSDT", "1m", start=_ms(hist["klines"][0]["open_time"]), limit=3)
+def test_klines_live_and_from_history(paused):
+    live = paused.get("/klines/BTCUSDT", interval="1m", limit=5).json()
+    assert live["source"] == "live" and len(live["klines"]) == 5
+    assert all(k["closed"] for k in live["klines"][:-1])  # only the newest may still be open
+    frame = paused.lab.klines("BTCUSDT", "1m").tail(5)
+    assert [k["close"] for k in live["klines"]] == list(frame["close"])
+    opens = [int(t.value // 1_000_000) for t in frame.index]
+    assert [_ms(k["open_time"]) for k in live["klines"]] == opens
+    hist = paused.get("/klines/BTCUSDT", interval="1m", limit=3, history="true").json()
+    assert hist["source"] == "history" and len(hist["klines"]) == 3
+    assert all(k["closed"] for k in hist["klines"])
+    oracle = paused.sim.klines("BTCUSDT", "1m", start=_ms(hist["klines"][0]["open_time"]), limit=3)
     assert [k["close"] for k in hist["klines"]] == [o["close"] for o in oracle]
-    five = stack.get("/klines/ETHUSDT", interval="5m", limit=2).json()
+    newest_closed = [k for k in live["klines"] if k["closed"]][-1]
+    assert hist["klines"][-1] == newest_closed  # the store holds the newest closed candle too
+    five = paused.get("/klines/ETHUSDT", interval="5m", limit=2).json()
     assert five["interval"] == "5m" and len(five["klines"]) == 2
 
 
