@@ -581,10 +581,7 @@ class BinanceFeed:
     async def _seed_klines(self) -> None:
         """Start-up: the recent past of every series (or from where the caller's history ends)."""
         assert self.rest is not None
-        try:
-            now = await self._server_time_with_retry()
-        except asyncio.CancelledError:
-            raise
+        now = await self._server_time_with_retry()
         jobs = []
         for symbol in self.symbols:
             for iv in self.intervals:
