@@ -12,6 +12,7 @@ import logging
 import os
 import threading
 import time
+import weakref
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -129,6 +130,7 @@ class Lab:
         self._thread: threading.Thread | None = None
         self._started_at: float | None = None
         self._error: BaseException | None = None
+        self._views: weakref.WeakSet[Any] = weakref.WeakSet()  # live charts to close on stop
 
     # --- lifecycle -------------------------------------------------------------------------
 
@@ -170,6 +172,8 @@ class Lab:
 
     def stop(self, timeout: float = 15.0) -> None:
         """Stop collecting and close every connection. The frames stay readable."""
+        for view in list(self._views):
+            view.close()
         if self._thread is None:
             return
         if self._loop is not None and self._feed is not None and self._loop.is_running():
@@ -354,6 +358,27 @@ class Lab:
             return BookView(
                 True, lb.book.last_update_id, lb.book.bids(depth), lb.book.asks(depth), ""
             )
+
+    def chart(
+        self, symbol: str, interval: str | None = None, fps: float = 2.0, candles: int = 240
+    ) -> Any:
+        """Live candlestick + volume (a plotly FigureWidget) with symbol/interval dropdowns and
+        a pause button; refreshed at most ``fps`` times a second."""
+        from marketlab.charts import CandleChart
+
+        return CandleChart(self, symbol, interval or self.intervals[0], fps=fps, candles=candles)
+
+    def book_chart(self, symbol: str, depth: int = 50, fps: float = 2.0) -> Any:
+        """Live cumulative depth of the synced order book."""
+        from marketlab.charts import BookChart
+
+        return BookChart(self, symbol, depth=depth, fps=fps)
+
+    def board(self, fps: float = 1.0, stale_after: float = 5.0) -> Any:
+        """A live price board: change coloured by sign, rows greyed when older than ``stale_after``."""
+        from marketlab.charts import PriceBoard
+
+        return PriceBoard(self, fps=fps, stale_after=stale_after)
 
     def book(self, symbol: str, depth: int = 20) -> pd.DataFrame:
         """The order book, bids best first then asks best first.

@@ -1,0 +1,108 @@
+"""Live charts: figure data equals the Lab's frames after updates; views detach cleanly."""
+
+import asyncio
+import time
+
+import numpy as np
+import pytest
+
+from marketlab.charts import board_html, candle_figure, candle_traces, depth_figure, depth_traces
+from marketlab.frames import book_frame
+from marketlab.lab import Lab
+from marketlab.sim import SimExchange
+from tests.test_lab import FAST, wait_for
+
+
+@pytest.fixture(scope="module")
+def lab():
+    with SimExchange(["BTCUSDT", "ETHUSDT"], speed=60, seed=17) as sim:
+        lab = Lab(["BTCUSDT", "ETHUSDT"], intervals=["1m", "5m"], binance_ws_url=sim.ws_url,
+                  binance_rest_url=sim.rest_url, **FAST)  # fmt: skip
+        lab.start().wait_ready(30)
+        yield lab
+        lab.stop()
+
+
+def test_candle_figure_holds_exactly_the_frame_after_each_update(lab):
+    fig = candle_figure("test")
+    for _ in range(3):
+        df = lab.klines("BTCUSDT", "1m").tail(50)
+        candle_traces(fig, df)
+        c, v = fig.data
+        assert list(c.close) == list(df["close"]) and list(c.high) == list(df["high"])
+        assert list(v.y) == list(df["volume"]) and len(c.x) == len(df)
+        colours = [
+            "#26a69a" if cl >= op else "#ef5350"
+            for op, cl in zip(df["open"], df["close"], strict=True)
+        ]
+        assert list(v.marker.color) == colours
+        time.sleep(1.1)  # a new candle each second at 60x
+
+
+def test_depth_figure_is_cumulative_from_the_touch():
+    fig = depth_figure("book")
+    depth_traces(fig, book_frame([(99.0, 1.0), (98.0, 2.0)], [(101.0, 0.5), (102.0, 4.0)]))
+    assert list(fig.data[0].x) == [99.0, 98.0] and list(fig.data[0].y) == [1.0, 3.0]
+    assert list(fig.data[1].x) == [101.0, 102.0] and list(fig.data[1].y) == [0.5, 4.5]
+
+
+def test_chart_controls_retarget_and_pause(lab):
+    chart = lab.chart("BTCUSDT", "1m")  # no running loop here: refreshed by hand
+    assert not chart.live and chart.refreshes == 1
+    chart.symbol.value = "ETHUSDT"
+    chart.interval_box.value = "5m"
+    df = lab.klines("ETHUSDT", "5m").tail(240)
+    assert list(chart.figure.data[0].open) == list(df["open"])
+    assert chart.figure.layout.title.text == "ETHUSDT 5m"
+    chart.pause.value = True
+    assert chart.paused and chart.pause.description == "resume"
+
+
+async def test_views_update_on_the_loop_throttled_and_detach(lab):
+    chart = lab.chart("BTCUSDT", fps=5)
+    book = lab.book_chart("BTCUSDT", depth=10, fps=5)
+    board = lab.board(fps=5)
+    assert chart.live and book.live and board.live
+    await asyncio.sleep(1.05)
+    assert 4 <= chart.refreshes <= 7  # throttled to about 5 a second
+    assert len(book.figure.data[0].x) == 10 and "BTCUSDT" in board.html.value
+    again = lab.chart("BTCUSDT", fps=5)  # the cell is re-run
+    await asyncio.sleep(0)
+    assert not chart.live and again.live
+    frozen = chart.refreshes
+    chart.pause.value = False
+    await asyncio.sleep(0.5)
+    assert chart.refreshes == frozen
+    for view in (again, book, board):
+        view.close()
+    assert not any(v.live for v in (again, book, board))
+
+
+def test_board_colours_change_and_staleness(lab):
+    prices = lab.prices()
+    prices.loc["BTCUSDT", "change_pct"] = -1.5
+    prices.loc["ETHUSDT", "change_pct"] = 2.0
+    prices.loc["ETHUSDT", "age_s"] = 99.0
+    html = board_html(prices, stale_after=5)
+    btc, eth = html.split("<tr")[2], html.split("<tr")[3]
+    assert "#ef5350'>-1.50%" in btc and "color:inherit" in btc
+    assert "#26a69a'>+2.00%" in eth and "color:#9e9e9e" in eth
+
+
+def test_stopping_the_lab_closes_its_charts():
+    with SimExchange(["BTCUSDT"], speed=60, seed=2) as sim:
+        lab = Lab(
+            ["BTCUSDT"], binance_ws_url=sim.ws_url, binance_rest_url=sim.rest_url, **FAST
+        ).start()
+        lab.wait_ready(30)
+
+        async def scenario():
+            chart = lab.chart("BTCUSDT", fps=10)
+            await asyncio.sleep(0.3)
+            lab.stop()
+            await asyncio.sleep(0)
+            return chart
+
+        chart = asyncio.run(scenario())
+        assert not chart.live and np.isfinite(chart.figure.data[0].close[-1])
+        wait_for(lambda: not lab.running, 5)
