@@ -247,6 +247,13 @@ class SimExchange:
         return self
 
     def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def start_in_thread(self) -> SimExchange:
+        """Start in a background thread (as ``with`` does), for notebooks; ``close()`` stops it."""
+        return self.__enter__()
+
+    def close(self) -> None:
         if self._thread is not None and self._loop is not None:
             self._loop.call_soon_threadsafe(self._loop.stop)
             self._thread.join(timeout=30)

@@ -10,10 +10,11 @@ from __future__ import annotations
 import asyncio
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Coroutine, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from datetime import date, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import duckdb
 import numpy as np
@@ -24,6 +25,7 @@ from marketlab.records import Interval, normalize_symbol
 from marketlab.store.parquet import VALUE_COLUMNS, has_parquet, parquet_glob, read_sqlite
 from marketlab.store.sqlite import KlineStore, StoreError, connect, last_open_times
 
+T = TypeVar("T")
 TimeLike = int | str | date | datetime | pd.Timestamp | None
 _OHLC_SUMS = ("volume", "quote_volume", "trades", "taker_buy_volume", "taker_buy_quote_volume")
 
@@ -260,7 +262,7 @@ class History:
         url = rest_url or self.rest_url
         show = sys.stderr.isatty() if progress is None else progress
         with KlineStore(self.db) as store:
-            return asyncio.run(run_backfill(store, self.exchange, syms, ivs, s, e, url, show))
+            return run_coroutine(run_backfill(store, self.exchange, syms, ivs, s, e, url, show))
 
 
 def _where(
@@ -290,3 +292,13 @@ def _duck_where(where: str, params: tuple) -> str:
 
 def _duck_type(column: str) -> str:
     return "BIGINT" if column in ("open_time", "close_time", "trades") else "DOUBLE"
+
+
+def run_coroutine(coro: Coroutine[Any, Any, T]) -> T:
+    """Run ``coro`` to the end from sync code, even inside a running loop (a Jupyter cell)."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(coro)
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="marketlab-sync") as pool:
+        return pool.submit(asyncio.run, coro).result()
