@@ -27,6 +27,18 @@ UP, DOWN, STALE = "#26a69a", "#ef5350", "#9e9e9e"
 _LIVE: dict[tuple[int, str], LiveView] = {}  # (id(lab), key) → the chart a cell made last
 
 
+def _cell_id() -> str | None:
+    """The notebook cell running now (JupyterLab and Notebook 7 send it), if any."""
+    try:
+        from IPython import get_ipython
+
+        shell = get_ipython()
+        cell = shell.get_parent().get("metadata", {}).get("cellId") if shell is not None else None
+    except Exception:  # no IPython, or a front end that sends no cell id
+        return None
+    return f"cell:{cell}" if cell else None
+
+
 # --- pure update logic: frame in, figure traces out -------------------------------------------
 
 
@@ -97,10 +109,11 @@ class LiveView:
         self.refreshes = 0
         self.widget: widgets.Widget
         self._task: asyncio.Task[None] | None = None
-        previous = _LIVE.get((id(lab), key))
+        slot = (id(lab), _cell_id() or key)
+        previous = _LIVE.get(slot)
         if previous is not None:
             previous.close()  # the cell was re-run: the old chart lets go
-        _LIVE[(id(lab), key)] = self
+        _LIVE[slot] = self
         lab._views.add(self)
 
     def _start(self) -> None:
@@ -140,7 +153,7 @@ class CandleChart(LiveView):
     """Candlestick + volume with symbol and interval dropdowns and a pause button."""
 
     def __init__(self, lab: Lab, symbol: str, interval: str, fps: float = 2.0, candles: int = 240):
-        super().__init__(lab, "chart", fps)
+        super().__init__(lab, f"chart:{lab._symbol(symbol)}:{interval}", fps)
         self.candles = candles
         self.symbol = widgets.Dropdown(
             options=lab.symbols, value=lab._symbol(symbol), description="symbol"

@@ -66,14 +66,15 @@ async def test_views_update_on_the_loop_throttled_and_detach(lab):
     await asyncio.sleep(1.05)
     assert 4 <= chart.refreshes <= 7  # throttled to about 5 a second
     assert len(book.figure.data[0].x) == 10 and "BTCUSDT" in board.html.value
-    again = lab.chart("BTCUSDT", fps=5)  # the cell is re-run
+    other = lab.chart("ETHUSDT", fps=5)  # another cell: both stay live
+    again = lab.chart("BTCUSDT", fps=5)  # the first cell is re-run
     await asyncio.sleep(0)
-    assert not chart.live and again.live
+    assert not chart.live and again.live and other.live
     frozen = chart.refreshes
     chart.pause.value = False
     await asyncio.sleep(0.5)
     assert chart.refreshes == frozen
-    for view in (again, book, board):
+    for view in (again, other, book, board):
         view.close()
     assert not any(v.live for v in (again, book, board))
 
