@@ -217,7 +217,7 @@ def test_refused_connections_fall_back_to_rest_and_back(sim):
         sim.drop_connections()
         wait_for(lambda: lab.summary()["source"] == "rest", 15, "the REST fallback")
         wait_for(lambda: (lab.prices()["source"] == "rest").all(), 10, "prices over REST")
-        assert lab.book("BTCUSDT").attrs["synced"]  # polled snapshots
+        wait_for(lambda: lab.book("BTCUSDT").attrs["synced"], 5, "a polled book")  # same poll cycle
         status = lab.status()
         assert (
             not status["connected"].any()
