@@ -276,6 +276,9 @@ class BinanceFeed:
         self.polling = False
         self._decoder = bn.StreamDecoder()
         self._last_closed: dict[tuple[str, str], int] = dict(kline_starts or {})
+        # Where each series' history ended before this run; the stream may move _last_closed
+        # on before the start-up fetch begins, so the fetch must not read that.
+        self._history_ends = dict(self._last_closed)
         self._emitted: dict[tuple[str, str], tuple[set[int], deque[int]]] = {}
         self._backfill_tasks: dict[tuple[str, str], asyncio.Task[None]] = {}
         self._backfill_from: dict[tuple[str, str], int] = {}
@@ -586,7 +589,7 @@ class BinanceFeed:
         for symbol in self.symbols:
             for iv in self.intervals:
                 key = (symbol, str(iv))
-                known = self._last_closed.get(key)
+                known = self._history_ends.get(key)
                 if known is not None:
                     start, backfill = iv.next_open(known), True
                 else:

@@ -314,3 +314,13 @@ def test_bad_lab_arguments():
         Lab(["BTCUSDT"], channels=["candles"]).start()
     with pytest.raises(TypeError, match="unknown Lab option"):
         Lab(["BTCUSDT"], ping_everyone=True)
+
+
+def test_history_is_seeded_even_when_the_stream_closes_candles_first():
+    # REST is slow to answer at start-up while the stream already delivers closed candles.
+    with SimExchange(["BTCUSDT"], speed=600, seed=6) as sim:
+        sim.fail_rest(503, count=4)
+        with running_lab(sim) as (lab, closed):
+            time.sleep(0.5)
+            n = assert_klines_exact(lab, sim, "BTCUSDT", "1m", closed)
+            assert n >= 30 + 1  # the seeded past and what closed since
