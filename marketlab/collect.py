@@ -92,10 +92,9 @@ def _apply_toml(settings: CollectSettings, path: Path) -> None:
         raise ValueError(f"{path}: unknown key(s) in [venues]: {', '.join(sorted(unknown))}")
     settings.urls.update({k: str(v) for k, v in venues.items()})
     feed = data.get("feed", {})
-    known = {f.name: f.type for f in fields(FeedConfig)}
-    unknown = set(feed) - set(known) - {"ws_url", "rest_url"}
-    if unknown or {"ws_url", "rest_url"} & set(feed):
-        bad = sorted(unknown | ({"ws_url", "rest_url"} & set(feed)))
+    allowed = {f.name for f in fields(FeedConfig)} - {"ws_url", "rest_url"}  # URLs: [venues]
+    bad = sorted(set(feed) - allowed)
+    if bad:
         raise ValueError(
             f"{path}: unknown key(s) in [feed]: {', '.join(bad)} (venue URLs go in [venues])"
         )

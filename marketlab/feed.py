@@ -125,7 +125,6 @@ _KEYS: dict[type, str] = {Trade: "trade", AggTrade: "aggTrade", Ticker: "ticker"
 class StreamStats:
     messages: int = 0
     last_received: float | None = None  # wall time
-    last_event_time: int | None = None
     source: str = "ws"
 
 
@@ -458,7 +457,6 @@ class BinanceFeed:
         stats.messages += 1
         stats.last_received = time.time()
         stats.source = source
-        stats.last_event_time = getattr(record, "event_time", None) or stats.last_event_time
         if isinstance(record, Kline):
             self._kline(record, source, check_gaps=True)
         elif isinstance(record, BookDelta):

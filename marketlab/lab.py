@@ -128,7 +128,6 @@ class Lab:
         self._feed: BinanceFeed | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
-        self._started_at: float | None = None
         self._error: BaseException | None = None
         self._views: weakref.WeakSet[Any] = weakref.WeakSet()  # live charts to close on stop
 
@@ -165,7 +164,6 @@ class Lab:
                 loop.close()
 
         self._thread = threading.Thread(target=run, name="marketlab-lab", daemon=True)
-        self._started_at = time.time()
         self._thread.start()
         started.wait()
         return self

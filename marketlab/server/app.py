@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import hmac
 import math
-import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Annotated, Any
@@ -249,7 +248,6 @@ def create_app(
     def health() -> models.Health:
         return models.Health(status="ok", running=lab.running)
 
-    app.state.started_at = time.time()
     return app
 
 
