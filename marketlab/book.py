@@ -17,6 +17,7 @@ from itertools import islice
 from sortedcontainers import SortedDict
 
 from marketlab.records import BookDelta, BookSnapshot, Level
+from marketlab.venues.okx import BookMessage, book_checksum
 
 
 class BookState(enum.Enum):
@@ -29,6 +30,7 @@ class Action(enum.Enum):
 
     NONE = "none"
     FETCH_SNAPSHOT = "fetch_snapshot"
+    RESUBSCRIBE = "resubscribe"  # OKX: the stream's own snapshot comes with a new subscription
 
 
 @dataclass(slots=True)
@@ -251,3 +253,105 @@ class OrderBook:
 
     def __len__(self) -> int:
         return len(self._bids) + len(self._asks)
+
+
+class OkxBook(OrderBook):
+    """One symbol's book from OKX's ``books`` channel: a snapshot, then updates chained by
+    ``prevSeqId`` → ``seqId``, each checked against the exchange's CRC32 of the top 25 levels.
+
+    Any break (a lost update, a checksum mismatch, a crossed book) empties the book and
+    returns :attr:`Action.RESUBSCRIBE`: the channel's next snapshot is the only way back.
+    The exact price and size strings are kept beside the numbers, since the checksum is
+    defined over them.
+    """
+
+    def __init__(self, symbol: str, max_levels: int = 400):
+        super().__init__(symbol, max_levels=max_levels)
+        self.reason = "waiting for the first snapshot"
+        self._bid_text: dict[float, tuple[str, str]] = {}
+        self._ask_text: dict[float, tuple[str, str]] = {}
+        self.checksum_failures = 0
+        self.unverified = 0  # messages that came without a checksum
+
+    def on_message(self, msg: BookMessage) -> Action:
+        if msg.action == "snapshot":
+            self._resync("replaced by a snapshot", None)
+            self.stats.resyncs -= 1
+            self._snapshot_requested = False
+            self._set(msg)
+            self.state = BookState.SYNCED
+            self.reason = ""
+            return self._check(msg)
+        if not self.synced:
+            self.stats.ignored += 1  # waiting for the snapshot of a new subscription
+            if not self._snapshot_requested:  # forgotten (invalidated) while the stream runs on
+                self._snapshot_requested = True
+                return Action.RESUBSCRIBE
+            return Action.NONE
+        if msg.prev_seq_id != self.last_update_id:
+            self.stats.gaps += 1
+            return self._lost(
+                f"gap: update {msg.seq_id} follows {msg.prev_seq_id}, the book is at {self.last_update_id}"
+            )
+        self._set(msg)
+        return self._check(msg)
+
+    def _set(self, msg: BookMessage) -> None:
+        bids, asks, bid_text, ask_text = self._bids, self._asks, self._bid_text, self._ask_text
+        for level in msg.bids:
+            price, qty = float(level[0]), float(level[1])
+            if qty:
+                bids[-price] = qty
+                bid_text[price] = level
+            else:
+                bids.pop(-price, None)
+                bid_text.pop(price, None)
+        for level in msg.asks:
+            price, qty = float(level[0]), float(level[1])
+            if qty:
+                asks[price] = qty
+                ask_text[price] = level
+            else:
+                asks.pop(price, None)
+                ask_text.pop(price, None)
+        self.last_update_id = msg.seq_id
+        self.event_time = msg.time
+        self.stats.applied += 1
+        slack = self.max_levels + self.max_levels // 10
+        for side, text, sign in ((bids, bid_text, -1), (asks, ask_text, 1)):
+            while len(side) > slack:
+                key, _ = side.popitem(-1)
+                text.pop(sign * key, None)
+
+    def _check(self, msg: BookMessage) -> Action:
+        if self._crossed():
+            self.stats.crossed += 1
+            return self._lost(
+                f"crossed book at seq {msg.seq_id}: bid {self.best_bid()} >= ask {self.best_ask()}"
+            )
+        if msg.checksum is None:
+            self.unverified += 1
+            return Action.NONE
+        ours = self.checksum()
+        if ours != msg.checksum:
+            self.checksum_failures += 1
+            return self._lost(
+                f"checksum mismatch at seq {msg.seq_id}: exchange {msg.checksum}, ours {ours}"
+            )
+        return Action.NONE
+
+    def checksum(self) -> int:
+        """The CRC32 of our top 25 levels, as OKX computes it."""
+        n = 25
+        bids = [self._bid_text[-k] for k in islice(self._bids.keys(), n)]
+        asks = [self._ask_text[k] for k in islice(self._asks.keys(), n)]
+        return book_checksum(bids, asks)
+
+    def _lost(self, reason: str) -> Action:
+        self._resync(reason, None)
+        return Action.RESUBSCRIBE
+
+    def _resync(self, reason: str, first: BookDelta | None) -> Action:
+        self._bid_text.clear()
+        self._ask_text.clear()
+        return super()._resync(reason, first)

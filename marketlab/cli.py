@@ -10,6 +10,7 @@ import signal
 import sys
 import tempfile
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Sequence
 from pathlib import Path
@@ -95,7 +96,13 @@ def build_parser() -> argparse.ArgumentParser:
     serve = sub.add_parser(
         "serve", help="collect and serve the API (collect --serve)", add_help=True
     )
-    collect.add_argument("--exchange", default=None, help="binance (default)")
+    collect.add_argument(
+        "--exchange", default=None, choices=("binance", "okx"), help="binance (default) or okx"
+    )
+    collect.add_argument("--fallback", default=None, choices=("binance", "okx"),
+                         help="switch to this venue while the exchange is unreachable, and back")  # fmt: skip
+    collect.add_argument("--failover-after", type=_positive, default=None,
+                         help="seconds of WebSocket and REST failing before switching (default 30)")  # fmt: skip
     collect.add_argument("--symbols", type=_symbols, default=None,
                          help=f"comma-separated (default {','.join(DEFAULT_SYMBOLS)})")  # fmt: skip
     collect.add_argument("--intervals", type=_intervals, default=None,
@@ -129,8 +136,12 @@ def build_parser() -> argparse.ArgumentParser:
     backfill.add_argument("--start", required=True, help="e.g. 2026-01-01 (UTC)")
     backfill.add_argument("--end", default=None, help="default: now")
     backfill.add_argument("--db", required=True)
+    backfill.add_argument("--exchange", default="binance", choices=("binance", "okx"))
     backfill.add_argument(
         "--binance-rest-url", default=None, help="venue URL (or $MARKETLAB_BINANCE_REST_URL)"
+    )
+    backfill.add_argument(
+        "--okx-rest-url", default=None, help="venue URL (or $MARKETLAB_OKX_REST_URL)"
     )
 
     sim = sub.add_parser("sim", help="run the simulated exchange alone")
@@ -155,7 +166,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     fault = sub.add_parser("fault", help="inject a fault into a running simulator")
     fault.add_argument("name", help="drop, stall, gap, malformed, rest429, rest418, rest500, "
-                       "rest503, refuse, shutdown, pause, resume")  # fmt: skip
+                       "rest503, refuse, shutdown, pause, resume, checksum (OKX)")  # fmt: skip
+    fault.add_argument("--venue", choices=("binance", "okx"), default=None,
+                       help="the venue to hit (default: both)")  # fmt: skip
     fault.add_argument("arg", nargs="?", help="seconds (stall, refuse), count (gap, rest*), kind")
     fault.add_argument("--port", type=_port, default=9100)
     fault.add_argument("--host", default="127.0.0.1")
@@ -190,9 +203,12 @@ async def run_sim(args: argparse.Namespace) -> int:
         faults=args.faults,
     )
     async with sim:
-        print(f"simulated Binance Spot exchange: {', '.join(sim.symbol_names)}", flush=True)
+        print(f"simulated Binance Spot and OKX exchange: {', '.join(sim.symbol_names)}", flush=True)
         print(f"  REST       {sim.rest_url}/api/v3/klines?symbol={sim.symbol_names[0]}&interval=1m")
         print(f"  WebSocket  {sim.ws_url}/stream?streams={sim.symbol_names[0].lower()}@trade")
+        print(
+            f"  OKX        {sim.rest_url}/api/v5/market/candles?instId=BTC-USDT and {sim.okx_ws_url}"
+        )
         print(f"  faults     marketlab fault --port {sim.port} drop|stall 10|gap|...")
         print(f"  speed {sim.speed}x, seed {sim.seed}; Ctrl-C to stop", flush=True)
         await _wait(args.duration)
@@ -240,9 +256,10 @@ def run_demo(args: argparse.Namespace) -> int:
 
 
 def run_fault(args: argparse.Namespace) -> int:
+    query = {k: v for k, v in (("arg", args.arg), ("venue", args.venue)) if v}
     url = f"http://{args.host}:{args.port}/sim/v1/faults/{args.name}"
-    if args.arg:
-        url += f"?arg={urllib.request.quote(args.arg)}"
+    if query:
+        url += "?" + urllib.parse.urlencode(query)
     try:
         with urllib.request.urlopen(urllib.request.Request(url, method="POST"), timeout=10) as r:
             print(r.read().decode())
@@ -273,8 +290,8 @@ def run_backfill_command(args: argparse.Namespace) -> int:
     from marketlab.lab import venue_url
     from marketlab.store.history import History
 
-    url = venue_url("binance_rest_url", args.binance_rest_url)
-    written = History(db=args.db).backfill(
+    url = venue_url(f"{args.exchange}_rest_url", getattr(args, f"{args.exchange}_rest_url"))
+    written = History(db=args.db, exchange=args.exchange).backfill(
         args.symbols, args.intervals, args.start, args.end, rest_url=url
     )
     print(f"backfilled {written} candle(s) into {args.db}")

@@ -30,6 +30,8 @@ class CollectSettings:
     """What to collect, merged from defaults, ``marketlab.toml`` and flags (flags win)."""
 
     exchange: str = "binance"
+    fallback: str | None = None
+    failover_after: float = 30.0
     symbols: list[str] = field(default_factory=lambda: list(DEFAULT_SYMBOLS))
     intervals: list[str] = field(default_factory=lambda: list(DEFAULT_INTERVALS))
     channels: list[str] = field(default_factory=lambda: list(DEFAULT_CHANNELS))
@@ -46,7 +48,15 @@ def load_settings(args: argparse.Namespace) -> CollectSettings:
         raise ValueError(f"config file {path} does not exist")
     if path.is_file():
         _apply_toml(settings, path)
-    for name in ("exchange", "symbols", "intervals", "channels", "db"):
+    for name in (
+        "exchange",
+        "fallback",
+        "failover_after",
+        "symbols",
+        "intervals",
+        "channels",
+        "db",
+    ):
         value = getattr(args, name, None)
         if value is not None:
             setattr(settings, name, value)
@@ -63,11 +73,28 @@ def _apply_toml(settings: CollectSettings, path: Path) -> None:
     except tomllib.TOMLDecodeError as exc:
         raise ValueError(f"{path}: not valid TOML ({exc})") from None
     section = data.get("collect", {})
-    unknown = set(section) - {"exchange", "symbols", "intervals", "channels", "db"}
+    unknown = set(section) - {
+        "exchange",
+        "fallback",
+        "failover_after",
+        "symbols",
+        "intervals",
+        "channels",
+        "db",
+    }
     if unknown:
         raise ValueError(f"{path}: unknown key(s) in [collect]: {', '.join(sorted(unknown))}")
     if "exchange" in section:
         settings.exchange = str(section["exchange"])
+    if "fallback" in section:
+        settings.fallback = str(section["fallback"])
+    if "failover_after" in section:
+        value = section["failover_after"]
+        if not isinstance(value, int | float) or isinstance(value, bool) or value <= 0:
+            raise ValueError(
+                f"{path}: [collect] failover_after must be a positive number, got {value!r}"
+            )
+        settings.failover_after = float(value)
     try:
         if "symbols" in section:
             settings.symbols = [
@@ -201,9 +228,11 @@ def run_lab(
 def run_collect(args: argparse.Namespace) -> int:
     settings = load_settings(args)
     lab = Lab(settings.symbols, intervals=settings.intervals, exchange=settings.exchange, db=settings.db,
-              channels=settings.channels, **settings.urls, **settings.feed)  # fmt: skip
+              channels=settings.channels, fallback=settings.fallback, failover_after=settings.failover_after,
+              **settings.urls, **settings.feed)  # fmt: skip
+    also = f", falling back to {settings.fallback}" if settings.fallback else ""
     print(f"collecting {', '.join(lab.symbols)} at {', '.join(lab.intervals)} from {settings.exchange} "
-          f"({lab.urls['binance_ws_url']}); settings from {settings.source}", flush=True)  # fmt: skip
+          f"({lab.urls[f'{settings.exchange}_ws_url']}{also}); settings from {settings.source}", flush=True)  # fmt: skip
     if getattr(args, "serve", False):
         from marketlab.server import PREFIX, create_app
         from marketlab.server.runner import ServerThread, is_loopback

@@ -1,11 +1,12 @@
-"""The asyncio layer: WebSocket connections to Binance and everything that keeps data whole.
+"""The asyncio layer: WebSocket connections to a venue and everything that keeps data whole.
 
-One combined-stream connection per (up to) 1024 streams, reconnected with capped exponential
+:class:`Feed` holds what every venue needs: connections reconnected with capped exponential
 backoff and jitter; keepalive pings and an idle watchdog for dead peers; a rollover to a fresh
-connection before Binance's 24-hour cut (and at once on ``serverShutdown``), overlapping so
-nothing is missed (duplicates are dropped downstream); REST polling when the WebSocket stays
-down; order books kept in sync from REST snapshots; and every kline that closed while we were
-away fetched over REST, so the closed-kline series has no holes and no repeats.
+connection before the venue's connection age limit (and at once when it announces a shutdown),
+overlapping so nothing is missed (duplicates are dropped downstream); REST polling when the
+WebSocket stays down; and every kline that closed while we were away fetched over REST, so the
+closed-kline series has no holes and no repeats. :class:`BinanceFeed` adds Binance's streams and
+its snapshot-plus-diff books; :mod:`marketlab.okx_feed` does the same for OKX.
 
 Parsing, book state and frames live elsewhere; this module only owns I/O, timers and retries.
 """
@@ -15,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import random
 import threading
 import time
@@ -69,6 +71,8 @@ class FeedConfig:
     book_snapshot_limit: int = 1000
     weight_limit: int = 6000
     seed_klines: int = 1440
+    text_ping_after: float = 20.0  # OKX: silent this long → send "ping" (the server cuts at 30 s)
+    subscribe_timeout: float = 5.0  # OKX: a subscription not acknowledged by then is sent again
 
     def backoff(self, attempt: int) -> float:
         """Exponential with full jitter in [50%, 100%], capped."""
@@ -147,11 +151,16 @@ Sink = Callable[[Sequence[Record], str], None]
 
 
 class WsConnection:
-    """One combined-stream connection, kept alive until stopped."""
+    """One connection carrying ``streams``, kept alive until stopped.
 
-    def __init__(self, feed: BinanceFeed, streams: list[str], name: str):
+    It opens ``url`` (which may name some streams itself) and subscribes to ``initial``.
+    """
+
+    def __init__(self, feed: Feed, url: str, streams: list[Any], initial: list[Any], name: str):
         self.feed = feed
+        self.url = url
         self.streams = streams
+        self.initial = initial
         self.name = name
         self.connected = False
         self.connected_at: float | None = None
@@ -185,18 +194,17 @@ class WsConnection:
     async def _run(self) -> None:
         cfg = self.feed.config
         attempt = 0
-        url = bn.combined_stream_url(cfg.ws_url, self.streams[: cfg.url_streams])
         while not self._stopping:
             try:
-                async with connect(url, open_timeout=cfg.open_timeout, ping_interval=cfg.ping_interval,
+                async with connect(self.url, open_timeout=cfg.open_timeout, ping_interval=cfg.ping_interval,
                                    ping_timeout=cfg.ping_timeout, close_timeout=2,
                                    max_size=2**24, max_queue=4096) as ws:  # fmt: skip
                     self.ws = ws
                     attempt = 0
                     self.connected, self.connected_at = True, time.monotonic()
                     self.feed.on_connected(self)
-                    if len(self.streams) > cfg.url_streams:
-                        self.feed._spawn(self.subscribe(self.streams[cfg.url_streams :]))
+                    if self.initial:
+                        self.feed._spawn(self.subscribe(self.initial))
                     await self._pump(ws)
             except asyncio.CancelledError:
                 raise
@@ -217,19 +225,27 @@ class WsConnection:
 
     async def _pump(self, ws: ClientConnection) -> None:
         idle = self.feed.config.idle_timeout
+        text_ping = self.feed.text_ping
+        pinged = text_ping is None
         while True:
+            wait = idle if pinged else self.feed.config.text_ping_after
             try:
-                frame = await asyncio.wait_for(ws.recv(decode=False), idle)
+                frame = await asyncio.wait_for(ws.recv(decode=False), wait)
             except TimeoutError:
+                if not pinged:  # a venue that wants to hear from us before it gives up
+                    await ws.send(text_ping, text=True)
+                    pinged = True
+                    continue
                 self.last_error = f"no data for {idle:g} s"
                 log.warning("%s: %s, reconnecting", self.name, self.last_error)
                 return
+            pinged = text_ping is None
             self.last_message = time.monotonic()
             self.messages += 1
             self.feed.on_frame(frame, self)
 
-    async def subscribe(self, streams: list[str]) -> None:
-        """SUBSCRIBE in chunks, paced under Binance's incoming-message limit."""
+    async def subscribe(self, streams: list[Any], unsubscribe: bool = False) -> None:
+        """(Un)subscribe in chunks, paced under the venue's incoming-message limit."""
         chunk = self.feed.config.subscribe_chunk
         for i in range(0, len(streams), chunk):
             await asyncio.sleep(self._pacer.delay(time.monotonic()))
@@ -238,11 +254,33 @@ class WsConnection:
                 return
             self._pacer.sent(time.monotonic())
             self._request_id += 1
-            await ws.send(bn.subscribe_message(streams[i : i + chunk], self._request_id), text=True)
+            part = streams[i : i + chunk]
+            await ws.send(
+                self.feed.subscribe_message(part, self._request_id, unsubscribe), text=True
+            )
+            self.feed.on_subscribe_sent(self, part, unsubscribe)
 
 
-class BinanceFeed:
-    """Collects ``streams`` into ``sink`` and keeps books and klines whole."""
+def stat_keys(
+    symbols: Sequence[str], intervals: Sequence[str], channels: Sequence[str]
+) -> list[tuple[str, str]]:
+    """The (symbol, stream) rows of the status table, so every one shows before data comes."""
+    names = {"trades": "trade", "aggTrades": "aggTrade", "ticker": "ticker", "miniTicker": "miniTicker",
+             "bookTicker": "bookTicker", "book": "depth"}  # fmt: skip
+    return [(s, names[c]) for s in symbols for c in channels if c in names] + [
+        (s, f"kline_{iv}") for s in symbols for iv in intervals if "klines" in channels
+    ]
+
+
+class Feed:
+    """Collects a venue's streams into ``sink`` and keeps books and klines whole.
+
+    Subclasses say how to reach the venue: connections and their subscriptions, frame
+    decoding, books, and the REST client.
+    """
+
+    venue = ""
+    text_ping: str | None = None  # a venue-level keepalive text, for venues that want one
 
     def __init__(self, symbols: Sequence[str], intervals: Sequence[str], channels: Sequence[str],
                  config: FeedConfig, sink: Sink,
@@ -252,28 +290,20 @@ class BinanceFeed:
         self.channels = tuple(channels)
         self.config = config
         self.sink = sink
-        self.streams = streams_for(self.symbols, self.intervals, self.channels)
-        self.books = (
-            {s: LockedBook(s, config.book_snapshot_limit) for s in self.symbols}
-            if "book" in channels
-            else {}
-        )
+        self.books: dict[str, LockedBook] = {}
         self.stream_stats: dict[tuple[str, str], StreamStats] = {
-            (st.symbol, f"kline_{st.interval}" if st.channel == "kline" else "depth"
-             if st.channel == "partialDepth" else st.channel): StreamStats()
-            for st in map(bn.parse_stream, self.streams)
-        }  # fmt: skip
+            key: StreamStats() for key in stat_keys(self.symbols, self.intervals, self.channels)
+        }
         self.kline_stats = {(s, iv): KlineStats() for s in self.symbols for iv in self.intervals}
         self.bad_frames = 0
         self.duplicates = 0
         self.reconnects = 0  # over every connection, including retired ones
         self._marks: dict[tuple[str, str], int] = {}
         self.last_bad_frame = ""
-        self.rest: BinanceRest | None = None
+        self.rest: Any = None
         self.connections: list[WsConnection] = []
         self.source = "ws"
         self.polling = False
-        self._decoder = bn.StreamDecoder()
         self._last_closed: dict[tuple[str, str], int] = dict(kline_starts or {})
         # Where each series' history ended before this run; the stream may move _last_closed
         # on before the start-up fetch begins, so the fetch must not read that.
@@ -287,16 +317,43 @@ class BinanceFeed:
         self._poller: asyncio.Task[None] | None = None
         self._stopped = asyncio.Event()
         self._conn_seq = 0
+        self.poll_errors = 0
         self.ready = asyncio.Event()
 
     # --- lifecycle -------------------------------------------------------------------------
 
+    # --- what a venue provides -----------------------------------------------------------
+
+    def make_rest(self) -> Any:
+        raise NotImplementedError
+
+    def connection_plans(self) -> list[tuple[str, list[Any], list[Any]]]:
+        """``(url, streams, streams to subscribe after opening)`` for each connection."""
+        raise NotImplementedError
+
+    def subscribe_message(self, streams: list[Any], request_id: int, unsubscribe: bool) -> bytes:
+        raise NotImplementedError
+
+    def on_frame(self, frame: bytes, conn: WsConnection) -> None:
+        raise NotImplementedError
+
+    def kline_of(self, stream: Any) -> tuple[str, Interval] | None:
+        """(symbol, interval) when ``stream`` carries klines."""
+        raise NotImplementedError
+
+    def on_subscribe_sent(self, conn: WsConnection, streams: list[Any], unsubscribe: bool) -> None:
+        """A (un)subscription went out on ``conn``; venues that acknowledge them track it."""
+
+    def book_of(self, stream: Any) -> str | None:
+        """The symbol when ``stream`` carries the order book."""
+        raise NotImplementedError
+
     async def run(self) -> None:
         """Run until :meth:`stop`."""
-        self.rest = BinanceRest(self.config.rest_url, weight_limit=self.config.weight_limit)
+        self.rest = self.make_rest()
         try:
-            for group in bn.split_streams(self.streams, self.config.streams_per_connection):
-                self._open(group)
+            for url, streams, initial in self.connection_plans():
+                self._open(url, streams, initial)
             if "klines" in self.channels:
                 self._spawn(self._seed_klines())
             while not self._stopped.is_set():
@@ -333,9 +390,9 @@ class BinanceFeed:
         if not task.cancelled() and task.exception() is not None:
             log.error("background task failed", exc_info=task.exception())
 
-    def _open(self, streams: list[str]) -> WsConnection:
+    def _open(self, url: str, streams: list[Any], initial: list[Any]) -> WsConnection:
         self._conn_seq += 1
-        conn = WsConnection(self, streams, f"ws-{self._conn_seq}")
+        conn = WsConnection(self, url, streams, initial, f"{self.venue}-{self._conn_seq}")
         self.connections.append(conn)
         conn.start()
         return conn
@@ -377,7 +434,7 @@ class BinanceFeed:
             return
         old.retiring = True
         log.info("%s: rolling over (%s)", old.name, why)
-        new = self._open(old.streams)
+        new = self._open(old.url, old.streams, old.initial)
 
         async def retire() -> None:
             deadline = time.monotonic() + max(30.0, self.config.open_timeout * 3)
@@ -392,47 +449,41 @@ class BinanceFeed:
 
     def on_connected(self, conn: WsConnection) -> None:
         log.info("%s: connected (%d streams)", conn.name, len(conn.streams))
-        for name in conn.streams:
-            stream = bn.parse_stream(name)
-            if stream.channel == "kline":
-                key = (stream.symbol, str(stream.interval))
-                last = self._last_closed.get(key)
+        for stream in conn.streams:
+            kline = self.kline_of(stream)
+            if kline is not None:
+                symbol, iv = kline
+                last = self._last_closed.get((symbol, str(iv)))
                 if last is not None:
-                    self._schedule_backfill(key, stream.interval.next_open(last))
+                    self._schedule_backfill((symbol, str(iv)), iv.next_open(last))
 
     def on_disconnected(self, conn: WsConnection) -> None:
         if conn.retiring:
             return
-        for name in conn.streams:
-            stream = bn.parse_stream(name)
-            if stream.channel == "depth" and stream.symbol in self.books:
-                lb = self.books[stream.symbol]
+        for stream in conn.streams:
+            symbol = self.book_of(stream)
+            if symbol in self.books:
+                lb = self.books[symbol]
                 with lb.lock:
                     lb.book.invalidate(f"stream interrupted ({conn.last_error or 'closed'})")
 
-    # --- incoming frames -------------------------------------------------------------------
+    def bad_frame(self, exc: Exception, conn: WsConnection) -> None:
+        self.bad_frames += 1
+        self.last_bad_frame = str(exc)
+        log.warning("%s: skipped a bad frame: %s", conn.name, exc)
 
-    def on_frame(self, frame: bytes, conn: WsConnection) -> None:
-        try:
-            events = self._decoder.decode(frame)
-        except bn.FrameError as exc:
-            self.bad_frames += 1
-            self.last_bad_frame = str(exc)
-            log.warning("%s: skipped a bad frame: %s", conn.name, exc)
-            return
-        for event in events:
-            if isinstance(event, bn.ServerShutdown):
-                self._roll_over(conn, "serverShutdown")
-            elif isinstance(event, bn.RequestError):
-                log.error(
-                    "%s: request %s refused: %s (code %s)",
-                    conn.name,
-                    event.id,
-                    event.msg,
-                    event.code,
-                )
-            elif not isinstance(event, bn.SubscriptionResult):
-                self._record(event, "ws")
+    def unreachable_for(self, now: float | None = None) -> float:
+        """Seconds the venue has been unreachable: the WebSocket down and REST failing since."""
+        down = self._ws_down_since
+        rest = self.rest
+        if down is None or rest is None:
+            return 0.0
+        ok = rest.last_success if rest.last_success is not None else -math.inf
+        if rest.last_failure is None or rest.last_failure < max(down, ok):
+            return 0.0  # REST not failing since the WebSocket went (or since it last worked)
+        return (time.monotonic() if now is None else now) - max(down, ok)
+
+    # --- incoming records ------------------------------------------------------------------
 
     def _fresh(self, record: Record, stream: str) -> bool:
         """False for a record already delivered (overlapping connections repeat messages)."""
@@ -465,45 +516,8 @@ class BinanceFeed:
         else:
             self.sink((record,), source)
 
-    # --- order books -----------------------------------------------------------------------
-
     def _delta(self, delta: BookDelta) -> None:
-        lb = self.books.get(delta.symbol)
-        if lb is None:
-            return
-        with lb.lock:
-            action = lb.book.on_delta(delta)
-        if action is Action.FETCH_SNAPSHOT:
-            self._schedule_snapshot(delta.symbol)
-
-    def _schedule_snapshot(self, symbol: str) -> None:
-        task = self._snapshot_tasks.get(symbol)
-        if task is None or task.done():
-            self._snapshot_tasks[symbol] = self._spawn(self._fetch_snapshot(symbol))
-
-    async def _fetch_snapshot(self, symbol: str) -> None:
-        assert self.rest is not None
-        lb = self.books[symbol]
-        attempt = 0
-        while not self._stopped.is_set():
-            try:
-                snap = await self.rest.depth(symbol, self.config.book_snapshot_limit)
-            except RestError as exc:
-                if not exc.retryable:
-                    log.error("book %s: cannot fetch a snapshot: %s", symbol, exc)
-                    return
-                await asyncio.sleep(self.config.backoff(attempt))
-                attempt += 1
-                continue
-            with lb.lock:
-                action = lb.book.on_snapshot(snap)
-                synced = lb.book.synced
-            if synced:
-                log.info("book %s: synced at update %d", symbol, lb.book.last_update_id)
-            if action is not Action.FETCH_SNAPSHOT:
-                return
-            await asyncio.sleep(0.2 if synced else min(2.0, 0.2 * 2**attempt))
-            attempt += 1
+        """Diff-depth events; venues whose books are kept from them override this."""
 
     # --- klines: integrity -----------------------------------------------------------------
 
@@ -545,17 +559,18 @@ class BinanceFeed:
 
     async def _fetch_klines(self, key: tuple[str, str], start: int, count_as_backfill: bool,
                             include_open: bool = False) -> int:  # fmt: skip
-        """Page through /api/v3/klines from ``start``; returns closed candles delivered."""
+        """Page through the venue's klines from ``start``; returns closed candles delivered."""
         assert self.rest is not None
         symbol, interval = key
         iv = Interval(interval)
+        page = self.rest.kline_page
         added = attempt = 0
         cursor = start
         while not self._stopped.is_set():
             try:
                 now = await self.rest.server_time()
                 rows = await self.rest.klines(
-                    symbol, interval, start=cursor, limit=1000, server_time=now
+                    symbol, interval, start=cursor, limit=page, server_time=now
                 )
             except RestError as exc:
                 if not exc.retryable:
@@ -572,9 +587,15 @@ class BinanceFeed:
                 elif include_open:
                     self.sink((k,), "rest")
             closed = [k for k in rows if k.closed]
-            if len(rows) < 1000 or not closed:
+            if closed:
+                cursor = iv.next_open(closed[-1].open_time)
+            elif self.rest.windowed and cursor + page * iv.ms < now - iv.ms:
+                cursor += page * iv.ms  # an empty window (the venue was down): look further
+                continue
+            else:
                 break
-            cursor = iv.next_open(closed[-1].open_time)
+            if (not self.rest.windowed and len(rows) < page) or iv.next_open(cursor) > now:
+                break
         if count_as_backfill:
             self.kline_stats[key].backfilled += added
         return added
@@ -630,8 +651,11 @@ class BinanceFeed:
                         for iv in self.intervals:
                             for k in await self.rest.klines(symbol, iv, limit=2, server_time=now):
                                 self._record(k, "rest")
+                self.poll_errors = 0
             except RestError as exc:
-                log.warning("REST polling: %s", exc)
+                self.poll_errors += 1
+                if self.poll_errors in (1, 10) or self.poll_errors % 100 == 0:
+                    log.warning("REST polling (%d failures in a row): %s", self.poll_errors, exc)
             await asyncio.sleep(max(0.0, self.config.poll_interval - (time.monotonic() - began)))
 
     # --- views -----------------------------------------------------------------------------
@@ -646,3 +670,106 @@ class BinanceFeed:
             return "off"
         with lb.lock:
             return "synced" if lb.book.synced else f"out of sync: {lb.book.reason}"
+
+
+class BinanceFeed(Feed):
+    """Binance Spot: combined streams, SUBSCRIBE for the rest, books from REST snapshots
+    bridged to the diff-depth stream (Binance's documented procedure)."""
+
+    venue = "binance"
+
+    def __init__(self, symbols: Sequence[str], intervals: Sequence[str], channels: Sequence[str],
+                 config: FeedConfig, sink: Sink,
+                 kline_starts: dict[tuple[str, str], int] | None = None):  # fmt: skip
+        super().__init__(symbols, intervals, channels, config, sink, kline_starts)
+        self.streams = streams_for(self.symbols, self.intervals, self.channels)
+        if "book" in self.channels:
+            self.books = {s: LockedBook(s, config.book_snapshot_limit) for s in self.symbols}
+        self._decoder = bn.StreamDecoder()
+        self._parsed: dict[str, bn.Stream] = {n: bn.parse_stream(n) for n in self.streams}
+
+    def make_rest(self) -> BinanceRest:
+        return BinanceRest(self.config.rest_url, weight_limit=self.config.weight_limit)
+
+    def connection_plans(self) -> list[tuple[str, list[Any], list[Any]]]:
+        cfg = self.config
+        return [
+            (
+                bn.combined_stream_url(cfg.ws_url, group[: cfg.url_streams]),
+                group,
+                group[cfg.url_streams :],
+            )
+            for group in bn.split_streams(self.streams, cfg.streams_per_connection)
+        ]
+
+    def subscribe_message(self, streams: list[Any], request_id: int, unsubscribe: bool) -> bytes:
+        make = bn.unsubscribe_message if unsubscribe else bn.subscribe_message
+        return make(streams, request_id)
+
+    def kline_of(self, stream: Any) -> tuple[str, Interval] | None:
+        st = self._parsed.get(stream) or bn.parse_stream(stream)
+        return (st.symbol, st.interval) if st.channel == "kline" and st.interval else None
+
+    def book_of(self, stream: Any) -> str | None:
+        st = self._parsed.get(stream) or bn.parse_stream(stream)
+        return st.symbol if st.channel == "depth" else None
+
+    def on_frame(self, frame: bytes, conn: WsConnection) -> None:
+        try:
+            events = self._decoder.decode(frame)
+        except bn.FrameError as exc:
+            self.bad_frame(exc, conn)
+            return
+        for event in events:
+            if isinstance(event, bn.ServerShutdown):
+                self._roll_over(conn, "serverShutdown")
+            elif isinstance(event, bn.RequestError):
+                log.error(
+                    "%s: request %s refused: %s (code %s)",
+                    conn.name,
+                    event.id,
+                    event.msg,
+                    event.code,
+                )
+            elif not isinstance(event, bn.SubscriptionResult):
+                self._record(event, "ws")
+
+    # --- order books -----------------------------------------------------------------------
+
+    def _delta(self, delta: BookDelta) -> None:
+        lb = self.books.get(delta.symbol)
+        if lb is None:
+            return
+        with lb.lock:
+            action = lb.book.on_delta(delta)
+        if action is Action.FETCH_SNAPSHOT:
+            self._schedule_snapshot(delta.symbol)
+
+    def _schedule_snapshot(self, symbol: str) -> None:
+        task = self._snapshot_tasks.get(symbol)
+        if task is None or task.done():
+            self._snapshot_tasks[symbol] = self._spawn(self._fetch_snapshot(symbol))
+
+    async def _fetch_snapshot(self, symbol: str) -> None:
+        assert self.rest is not None
+        lb = self.books[symbol]
+        attempt = 0
+        while not self._stopped.is_set():
+            try:
+                snap = await self.rest.depth(symbol, self.config.book_snapshot_limit)
+            except RestError as exc:
+                if not exc.retryable:
+                    log.error("book %s: cannot fetch a snapshot: %s", symbol, exc)
+                    return
+                await asyncio.sleep(self.config.backoff(attempt))
+                attempt += 1
+                continue
+            with lb.lock:
+                action = lb.book.on_snapshot(snap)
+                synced = lb.book.synced
+            if synced:
+                log.info("book %s: synced at update %d", symbol, lb.book.last_update_id)
+            if action is not Action.FETCH_SNAPSHOT:
+                return
+            await asyncio.sleep(0.2 if synced else min(2.0, 0.2 * 2**attempt))
+            attempt += 1

@@ -8,6 +8,7 @@ Everything a method returns is a fresh pandas object; nothing the collector hold
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import threading
@@ -20,7 +21,7 @@ from typing import Any, NamedTuple
 import pandas as pd
 
 from marketlab.defaults import DEFAULT_CHANNELS
-from marketlab.feed import BinanceFeed, FeedConfig
+from marketlab.feed import BinanceFeed, Feed, FeedConfig
 from marketlab.frames import (
     DEFAULT_KLINE_CAPACITY,
     DEFAULT_TRADE_CAPACITY,
@@ -35,14 +36,17 @@ from marketlab.records import Interval, Kline, Record, Ticker, Trade, normalize_
 from marketlab.store.history import History
 from marketlab.store.sqlite import KlineStore, connect
 from marketlab.venues import binance as bn
+from marketlab.venues import okx
+
+EXCHANGES = ("binance", "okx")
 
 log = logging.getLogger("marketlab.lab")
 
 VENUE_DEFAULTS = {
     "binance_ws_url": ("MARKETLAB_BINANCE_WS_URL", bn.DEFAULT_WS_URL),
     "binance_rest_url": ("MARKETLAB_BINANCE_REST_URL", bn.DEFAULT_REST_URL),
-    "okx_ws_url": ("MARKETLAB_OKX_WS_URL", "wss://ws.okx.com:8443/ws/v5/public"),
-    "okx_rest_url": ("MARKETLAB_OKX_REST_URL", "https://www.okx.com"),
+    "okx_ws_url": ("MARKETLAB_OKX_WS_URL", okx.DEFAULT_WS_URL),
+    "okx_rest_url": ("MARKETLAB_OKX_REST_URL", okx.DEFAULT_REST_URL),
 }
 
 
@@ -58,6 +62,18 @@ class BookView(NamedTuple):
     bids: list[tuple[float, float]]  # best first
     asks: list[tuple[float, float]]
     reason: str  # why it is not synced
+    exchange: str = ""  # the venue the levels come from
+
+
+FALLBACK_CHANNELS = ("ticker", "book", "klines")  # what a fallback venue stands in for
+
+
+def feed_class(exchange: str) -> type[Feed]:
+    if exchange == "okx":
+        from marketlab.okx_feed import OkxFeed
+
+        return OkxFeed
+    return BinanceFeed
 
 
 class Lab:
@@ -67,9 +83,14 @@ class Lab:
     >>> lab.start(); lab.wait_ready(); lab.prices()                  # doctest: +SKIP
 
     ``channels`` picks what to collect: trades, ticker, book, klines (the default) and
-    bookTicker, aggTrades, miniTicker. Venue URLs default to the real exchange and can be
-    pointed anywhere (the simulator, a recorded replay) by argument or environment variable.
-    Extra keyword arguments tune the connection (see :class:`marketlab.feed.FeedConfig`).
+    bookTicker, aggTrades, miniTicker (Binance only). ``exchange`` is ``"binance"`` or
+    ``"okx"``; with ``fallback="okx"`` the Lab switches prices, books and klines to OKX while
+    Binance is unreachable (WebSocket down and REST failing for ``failover_after`` seconds) and
+    back when it returns. Fallback records say so in ``source`` (``"okx:ws"``), and their
+    klines are kept apart (``klines(..., exchange="okx")``; stored under ``exchange='okx'``).
+    Venue URLs default to the real exchanges and can be pointed anywhere (the simulator) by
+    argument or environment variable. Extra keyword arguments tune the connection (see
+    :class:`marketlab.feed.FeedConfig`).
     """
 
     def __init__(
@@ -88,6 +109,8 @@ class Lab:
         kline_capacity: int = DEFAULT_KLINE_CAPACITY,
         db_batch_size: int = 500,
         db_flush_interval: float = 1.0,
+        fallback: str | None = None,
+        failover_after: float = 30.0,
         **feed_options: Any,
     ):
         if isinstance(symbols, str):
@@ -96,8 +119,15 @@ class Lab:
         if not self.symbols:
             raise ValueError("Lab needs at least one symbol")
         self.intervals = [Interval(iv) for iv in dict.fromkeys(intervals)]
-        if exchange != "binance":
-            raise ValueError(f"exchange {exchange!r} is not supported; use 'binance'")
+        if exchange not in EXCHANGES:
+            raise ValueError(
+                f"exchange {exchange!r} is not supported: use one of {', '.join(EXCHANGES)}"
+            )
+        if fallback is not None and (fallback not in EXCHANGES or fallback == exchange):
+            others = [e for e in EXCHANGES if e != exchange]
+            raise ValueError(
+                f"fallback {fallback!r} is not supported for {exchange}: use one of {', '.join(others)}"
+            )
         self.db = Path(db) if db is not None else None
         if self.db is not None and self.db.exists():
             connect(self.db, readonly=True).close()  # fail now, not in the collector thread
@@ -112,8 +142,22 @@ class Lab:
         unknown = set(feed_options) - set(FeedConfig.__dataclass_fields__) - {"ws_url", "rest_url"}
         if unknown:
             raise TypeError(f"unknown Lab option(s): {', '.join(sorted(unknown))}")
-        self.config = FeedConfig(ws_url=self.urls["binance_ws_url"], rest_url=self.urls["binance_rest_url"],
-                                 **{k: v for k, v in feed_options.items() if k not in ("ws_url", "rest_url")})  # fmt: skip
+        options = {k: v for k, v in feed_options.items() if k not in ("ws_url", "rest_url")}
+        self.config = FeedConfig(ws_url=self.urls[f"{exchange}_ws_url"], rest_url=self.urls[f"{exchange}_rest_url"],
+                                 **options)  # fmt: skip
+        if exchange == "okx":
+            okx.topics_for(
+                self.symbols, self.intervals, self.channels
+            )  # unsupported → ValueError now
+        self.fallback = fallback
+        self.failover_after = failover_after
+        self.fallback_channels = tuple(c for c in self.channels if c in FALLBACK_CHANNELS)
+        self.fallback_config = (
+            FeedConfig(ws_url=self.urls[f"{fallback}_ws_url"], rest_url=self.urls[f"{fallback}_rest_url"], **options)
+            if fallback else None
+        )  # fmt: skip
+        if fallback == "okx":
+            okx.topics_for(self.symbols, self.intervals, self.fallback_channels)
         self._trades = {s: TradeBuffer(trade_capacity) for s in self.symbols}
         self._klines = {
             (s, iv): KlineBuffer(iv, kline_capacity) for s in self.symbols for iv in self.intervals
@@ -125,7 +169,12 @@ class Lab:
         self._prices: dict[str, dict[str, Any]] = {}
         self._prices_lock = threading.Lock()
         self._callbacks: list[Callable[[Record], Any]] = []
-        self._feed: BinanceFeed | None = None
+        self._feed: Feed | None = None
+        self._fallback_feed: Feed | None = None
+        self._fallback_task: asyncio.Task[None] | None = None
+        self._fallback_klines: dict[tuple[str, str], KlineBuffer] = {}
+        self.failovers = 0
+        self.failover_since: float | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._error: BaseException | None = None
@@ -145,8 +194,8 @@ class Lab:
         if self.db is not None:
             self._store = KlineStore(self.db, **self._db_options)
             starts = self._warm_from_history()
-        self._feed = BinanceFeed(self.symbols, self.intervals, self.channels, self.config, self._on_records,
-                                 kline_starts=starts)  # fmt: skip
+        self._feed = feed_class(self.exchange)(self.symbols, self.intervals, self.channels, self.config,
+                                               self._on_records, kline_starts=starts)  # fmt: skip
         started = threading.Event()
 
         def run() -> None:
@@ -155,8 +204,7 @@ class Lab:
             asyncio.set_event_loop(loop)
             started.set()
             try:
-                assert self._feed is not None
-                loop.run_until_complete(self._feed.run())
+                loop.run_until_complete(self._run())
             except BaseException as exc:  # kept for status(); the thread must not die silently
                 self._error = exc
                 log.exception("collector stopped with an error")
@@ -167,6 +215,97 @@ class Lab:
         self._thread.start()
         started.wait()
         return self
+
+    async def _run(self) -> None:
+        assert self._feed is not None
+        if self.fallback is None:
+            await self._feed.run()
+            return
+        watcher = asyncio.create_task(self._watch_primary(self._feed))
+        try:
+            await self._feed.run()
+        finally:
+            watcher.cancel()
+            await self._stop_fallback()
+
+    async def _watch_primary(self, primary: Feed) -> None:
+        """Fail over while the primary venue is unreachable; fail back once it delivers again."""
+        while True:
+            await asyncio.sleep(0.2)
+            down = primary.unreachable_for()
+            if self._fallback_feed is None and down >= self.failover_after:
+                log.warning(
+                    "%s unreachable for %.0f s: switching to %s", self.exchange, down, self.fallback
+                )
+                self._start_fallback()
+            elif self._fallback_feed is not None and primary.connected and down == 0.0:
+                log.warning("%s is back: switching back from %s", self.exchange, self.fallback)
+                await self._stop_fallback()
+
+    def _start_fallback(self) -> None:
+        assert self.fallback is not None and self.fallback_config is not None
+        venue = self.fallback
+
+        def sink(records: Sequence[Record], source: str) -> None:
+            self._on_fallback_records(records, f"{venue}:{source}")
+
+        feed = feed_class(venue)(self.symbols, self.intervals, self.fallback_channels, self.fallback_config, sink,
+                                 kline_starts=self._fallback_starts())  # fmt: skip
+        self._fallback_feed = feed
+        self._fallback_task = asyncio.create_task(feed.run())
+        self.failovers += 1
+        self.failover_since = time.time()
+
+    def _fallback_starts(self) -> dict[tuple[str, str], int]:
+        """Where the fallback series ended at the last failover, if recently: the fallback
+        fetches from there; otherwise it starts with the recent past (``seed_klines``)."""
+        starts = {}
+        now_ms = int(time.time() * 1000)
+        seed = self.config.seed_klines
+        for (symbol, iv), buf in self._fallback_klines.items():
+            last = buf.last_closed_open_time()
+            if last is not None and now_ms - last < seed * Interval(iv).ms:
+                starts[(symbol, iv)] = last
+        return starts
+
+    async def _stop_fallback(self) -> None:
+        feed, task = self._fallback_feed, self._fallback_task
+        self._fallback_feed = self._fallback_task = None
+        self.failover_since = None
+        if feed is not None and task is not None:
+            await feed.stop()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await asyncio.wait_for(task, 15)
+
+    def _on_fallback_records(self, records: Sequence[Record], source: str) -> None:
+        venue = self.fallback
+        assert venue is not None
+        for r in records:
+            if isinstance(r, Kline):
+                key = (r.symbol, r.interval)
+                buf = self._fallback_klines.get(key)
+                if buf is None:
+                    buf = self._fallback_klines[key] = KlineBuffer(
+                        Interval(r.interval), self._kline_capacity
+                    )
+                buf.upsert(r)
+                if r.closed and self._store is not None:
+                    self._store.add(venue, r)
+            elif isinstance(r, Ticker):
+                self._update_price(
+                    r.symbol, source, last=r.last, bid=r.bid, ask=r.ask, change_pct=r.change_pct,
+                    volume=r.volume, event_time=r.event_time,
+                )  # fmt: skip
+            for cb in list(self._callbacks):
+                try:
+                    cb(r)
+                except Exception:
+                    log.exception("subscriber %r failed on %s", cb, type(r).__name__)
+
+    @property
+    def failed_over(self) -> bool:
+        """True while data comes from the fallback venue."""
+        return self._fallback_feed is not None
 
     def stop(self, timeout: float = 15.0) -> None:
         """Stop collecting and close every connection. The frames stay readable."""
@@ -201,7 +340,9 @@ class Lab:
         """The stored history (``db=``) as a :class:`marketlab.store.history.History`."""
         if self.db is None:
             raise ValueError("this Lab keeps no history: create it with db='data/marketlab.sqlite'")
-        return History(db=self.db, exchange=self.exchange, rest_url=self.urls["binance_rest_url"])
+        return History(
+            db=self.db, exchange=self.exchange, rest_url=self.urls[f"{self.exchange}_rest_url"]
+        )
 
     def __enter__(self) -> Lab:
         return self.start()
@@ -329,9 +470,24 @@ class Lab:
         df["received_at"] = utc_times(df["received_at"])
         return df
 
-    def klines(self, symbol: str, interval: str = "1m") -> pd.DataFrame:
-        """Candles oldest first; the last row is the open candle (``closed`` False)."""
+    def klines(
+        self, symbol: str, interval: str = "1m", exchange: str | None = None
+    ) -> pd.DataFrame:
+        """Candles oldest first; the last row is the open candle (``closed`` False).
+
+        ``exchange`` picks the fallback venue's own series (collected while failed over);
+        the two venues' candles are never mixed in one frame.
+        """
         key = (self._symbol(symbol), Interval(interval))
+        if exchange not in (None, self.exchange):
+            if exchange != self.fallback:
+                raise KeyError(f"exchange {exchange!r} is not collected by this Lab")
+            if key[1] not in self.intervals:
+                raise KeyError(
+                    f"interval {interval} is not collected (intervals: {', '.join(self.intervals)})"
+                )
+            fb = self._fallback_klines.get((key[0], str(key[1])))
+            return fb.frame() if fb is not None else KlineBuffer(key[1], 1).frame()
         buf = self._klines.get(key)
         if buf is None:
             raise KeyError(
@@ -347,15 +503,13 @@ class Lab:
         """The data of :meth:`book` without pandas: cheap, for servers."""
         s = self._symbol(symbol)
         feed = self._feed
-        lb = feed.books.get(s) if feed is not None else None
-        if lb is None:
-            return BookView(False, 0, [], [], "book channel off" if feed else "not started")
-        with lb.lock:
-            if not lb.book.synced:
-                return BookView(False, 0, [], [], lb.book.reason)
-            return BookView(
-                True, lb.book.last_update_id, lb.book.bids(depth), lb.book.asks(depth), ""
-            )
+        view = _book_view(feed, s, depth, self.exchange)
+        fallback = self._fallback_feed
+        if not view.synced and fallback is not None and self.fallback is not None:
+            stand_in = _book_view(fallback, s, depth, self.fallback)
+            if stand_in.synced:
+                return stand_in
+        return view
 
     def chart(
         self, symbol: str, interval: str | None = None, fps: float = 2.0, candles: int = 240
@@ -423,9 +577,14 @@ class Lab:
         if feed is None:
             return {"running": False, "source": None}
         rest = feed.rest.governor.stats if feed.rest is not None else None
+        fallback = self._fallback_feed
         return {
             "running": self.running,
-            "source": feed.source,
+            "exchange": self.exchange,
+            "source": f"{self.fallback}:{fallback.source}" if fallback is not None else feed.source,
+            "fallback": self.fallback,
+            "failed_over": fallback is not None,
+            "failovers": self.failovers,
             "connections": [
                 {
                     "name": c.name,
@@ -453,6 +612,18 @@ class Lab:
     def __repr__(self) -> str:
         state = "running" if self.running else "stopped"
         return f"Lab({self.symbols}, intervals={list(self.intervals)}, {state})"
+
+
+def _book_view(feed: Feed | None, symbol: str, depth: int, exchange: str) -> BookView:
+    lb = feed.books.get(symbol) if feed is not None else None
+    if lb is None:
+        return BookView(False, 0, [], [], "book channel off" if feed else "not started", exchange)
+    with lb.lock:
+        if not lb.book.synced:
+            return BookView(False, 0, [], [], lb.book.reason, exchange)
+        return BookView(
+            True, lb.book.last_update_id, lb.book.bids(depth), lb.book.asks(depth), "", exchange
+        )
 
 
 def _klines_from_frame(symbol: str, interval: str, df: pd.DataFrame) -> list[Kline]:

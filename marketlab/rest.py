@@ -110,6 +110,14 @@ class RestError(Exception):
         self.retryable = retryable
 
 
+def rest_error(method: str, params: dict[str, Any], exc: Exception) -> RestError:
+    """A ccxt error as a :class:`RestError` that says whether retrying can help."""
+    if isinstance(exc, ccxt_async.BadSymbol | ccxt_async.BadRequest):
+        return RestError(f"{method} {params}: {exc}", retryable=False)
+    # network, rate limits (the caller's pacing now waits), 5xx
+    return RestError(f"{method} {params}: {type(exc).__name__}: {exc}", retryable=True)
+
+
 class _Binance(ccxt_async.binance):  # type: ignore[misc]
     """ccxt's Binance, reporting every answer's status and headers to a governor."""
 
@@ -124,6 +132,9 @@ class _Binance(ccxt_async.binance):  # type: ignore[misc]
 class BinanceRest:
     """The public REST endpoints a collector needs, as records."""
 
+    kline_page = 1000  # candles per /api/v3/klines request
+    windowed = False  # a page starts at startTime and runs to the limit
+
     def __init__(self, base_url: str = bn.DEFAULT_REST_URL, *, weight_limit: int = 6000,
                  timeout_s: float = 10.0):  # fmt: skip
         self.base_url = base_url.rstrip("/")
@@ -135,6 +146,8 @@ class BinanceRest:
         self._ex.governor = self.governor
         self._ex.urls["api"]["public"] = f"{self.base_url}/api/v3"
         self._lock = asyncio.Lock()
+        self.last_success: float | None = None  # monotonic times, for "is the venue reachable"
+        self.last_failure: float | None = None
 
     async def close(self) -> None:
         await self._ex.close()
@@ -146,15 +159,12 @@ class BinanceRest:
                 await asyncio.sleep(min(wait, 5.0))
             self.governor.sent(weight, time.time())
         try:
-            return await getattr(self._ex, method)(params)
-        except ccxt_async.BadSymbol as exc:
-            raise RestError(f"{method} {params}: {exc}", retryable=False) from exc
-        except ccxt_async.BadRequest as exc:
-            raise RestError(f"{method} {params}: {exc}", retryable=False) from exc
-        except ccxt_async.BaseError as exc:  # network, 429/418 (governor now waits), 5xx
-            raise RestError(
-                f"{method} {params}: {type(exc).__name__}: {exc}", retryable=True
-            ) from exc
+            result = await getattr(self._ex, method)(params)
+        except ccxt_async.BaseError as exc:
+            self.last_failure = time.monotonic()
+            raise rest_error(method, params, exc) from exc
+        self.last_success = time.monotonic()
+        return result
 
     async def server_time(self) -> int:
         payload = await self._call("public_get_time", {}, 1)

@@ -54,6 +54,10 @@ class SimProcess:
     def ws_url(self) -> str:
         return f"ws://127.0.0.1:{self.port}"
 
+    @property
+    def okx_ws_url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}/ws/v5/public"
+
     def klines(
         self, symbol: str, interval: str, start: int, end: int, limit: int = 1000
     ) -> list[dict[str, Any]]:

@@ -56,6 +56,33 @@ def test_collect_runs_through_injected_faults_and_ends_complete(tmp_path):
     assert "settings from marketlab.toml" in out.stdout
 
 
+def test_collect_from_okx_runs_through_faults_and_ends_complete(tmp_path):
+    faults = "drop@6,gap@8,checksum@9,malformed@10:bad_field,stall@12:3"
+    with SimProcess("--symbols", "BTCUSDT,ETHUSDT", "--speed", "60", "--faults", faults) as sim:
+        (tmp_path / "marketlab.toml").write_text(
+            FAST_FEED + "text_ping_after = 0.5\nsubscribe_timeout = 1.0\n"
+        )
+        db = tmp_path / "okx.sqlite"
+        out = collect("--exchange", "okx", "--symbols", "BTCUSDT,ETHUSDT", "--intervals", "1m", "--okx-ws-url",
+                      sim.okx_ws_url, "--okx-rest-url", sim.rest_url, "--db", str(db), "--duration", "18",
+                      "--status-interval", "2", cwd=tmp_path)  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    assert "from okx" in out.stdout
+    lines = report(out.stdout)
+    for symbol in ("BTCUSDT", "ETHUSDT"):
+        closed, state = re.match(r"(\d+) closed, (.*)", lines[f"klines {symbol} 1m"]).groups()
+        assert int(closed) >= 20 + 10 and state == "contiguous", out.stdout
+        assert lines[f"book {symbol}"] == "synced", out.stdout
+    import sqlite3
+
+    stored = (
+        sqlite3.connect(db)
+        .execute("SELECT exchange, count(*) FROM klines GROUP BY exchange")
+        .fetchall()
+    )
+    assert [e for e, _ in stored] == ["okx"] and stored[0][1] >= 60
+
+
 def test_collect_stops_cleanly_on_sigterm():
     with SimProcess("--symbols", "BTCUSDT", "--speed", "60") as sim:
         proc = subprocess.Popen(

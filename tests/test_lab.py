@@ -185,7 +185,7 @@ def test_an_out_of_sync_book_is_never_served():
         df = lab.book("BTCUSDT")
         assert df.empty and "gap" in df.attrs["reason"]
         assert "out of sync" in lab.status().loc[("BTCUSDT", "depth"), "book"]
-        sim.faults.rest_errors.clear()
+        sim.faults.rest_errors["binance"].clear()
         wait_for(lambda: lab.book("BTCUSDT").attrs["synced"], 20, "resync once REST answers")
 
 

@@ -52,9 +52,11 @@ class Candle(BaseModel):
     close: float
     volume: float = Field(description="Base-asset volume")
     quote_volume: float
-    trades: int
-    taker_buy_volume: float
-    taker_buy_quote_volume: float
+    trades: int = Field(description="Number of trades; -1 where the venue does not say (OKX)")
+    taker_buy_volume: float | None = Field(description="null where the venue does not say (OKX)")
+    taker_buy_quote_volume: float | None = Field(
+        description="null where the venue does not say (OKX)"
+    )
     close_time: datetime
     closed: bool = Field(description="False for the candle still open")
 

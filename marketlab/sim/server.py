@@ -23,6 +23,7 @@ from aiohttp import web
 from marketlab.records import Interval, normalize_symbol, parse_duration
 from marketlab.sim.binance import ApiError, BinanceFace
 from marketlab.sim.market import SECOND_MS, Market
+from marketlab.sim.okx import OkxFace
 
 log = logging.getLogger("marketlab.sim")
 
@@ -61,20 +62,36 @@ class SimClock:
         self._base_wall, self.paused = time.monotonic(), False
 
 
+VENUES = ("binance", "okx")
+
+
 class Faults:
-    """Fault state the protocol faces consult."""
+    """Fault state the protocol faces consult, per venue."""
 
     def __init__(self) -> None:
-        self.stall_until = 0.0
-        self.refuse_ws_until = 0.0
-        self.refuse_rest_until = 0.0
-        self.rest_errors: deque[ApiError] = deque()
+        self.stall_until = dict.fromkeys(VENUES, 0.0)
+        self.refuse_ws_until = dict.fromkeys(VENUES, 0.0)
+        self.refuse_rest_until = dict.fromkeys(VENUES, 0.0)
+        self.rest_errors: dict[str, deque[ApiError]] = {v: deque() for v in VENUES}
 
-    def stalled(self) -> bool:
-        return time.monotonic() < self.stall_until
+    def stalled(self, venue: str = "binance") -> bool:
+        return time.monotonic() < self.stall_until[venue]
 
-    def take_rest_fault(self) -> ApiError | None:
-        return self.rest_errors.popleft() if self.rest_errors else None
+    def take_rest_fault(self, venue: str = "binance") -> ApiError | None:
+        errors = self.rest_errors[venue]
+        return errors.popleft() if errors else None
+
+
+def _venues(venue: str | None) -> tuple[str, ...]:
+    if venue is None:
+        return VENUES
+    if venue not in VENUES:
+        raise ValueError(f"unknown venue {venue!r}: expected one of {', '.join(VENUES)}")
+    return (venue,)
+
+
+def venue_of_path(path: str) -> str:
+    return "okx" if path.startswith(("/ws/v5/", "/api/v5/")) else "binance"
 
 
 def _threadsafe(fn: Callable[..., T]) -> Callable[..., T]:
@@ -116,11 +133,12 @@ def parse_fault_schedule(text: str) -> list[ScheduledFault]:
 
 
 FAULT_NAMES = ("drop", "stall", "gap", "malformed", "rest429", "rest418", "rest500", "rest503",
-               "refuse", "shutdown", "pause", "resume")  # fmt: skip
+               "refuse", "shutdown", "pause", "resume", "checksum")  # fmt: skip
 
 
 class SimExchange:
-    """A simulated Binance Spot exchange on loopback, deterministic for a seed."""
+    """Simulated Binance Spot and OKX v5 public market data on one loopback port, from one
+    deterministic market (a seed gives the same trades, books and candles every run)."""
 
     def __init__(
         self,
@@ -139,6 +157,7 @@ class SimExchange:
         weight_limit: int = 6000,
         violations_before_ban: int = 3,
         ban_seconds: float = 120.0,
+        okx_idle_timeout: float = 30.0,
         faults: str | list[ScheduledFault] | None = None,
     ):
         self.symbol_names = [normalize_symbol(s) for s in symbols]
@@ -154,12 +173,14 @@ class SimExchange:
         self.max_connection_age, self.message_limit = max_connection_age, message_limit
         self.weight_limit, self.violations_before_ban = weight_limit, violations_before_ban
         self.ban_seconds = ban_seconds
+        self.okx_idle_timeout = okx_idle_timeout
         self.schedule = (
             parse_fault_schedule(faults) if isinstance(faults, str) else list(faults or [])
         )
         self.faults = Faults()
         self.clock: SimClock | None = None
         self.binance = BinanceFace(self)
+        self.okx = OkxFace(self)
         self.stats = {"rest_requests": 0, "ws_connections": 0}
         self._runner: web.AppRunner | None = None
         self._tasks: list[asyncio.Task[None]] = []
@@ -177,6 +198,11 @@ class SimExchange:
     def ws_url(self) -> str:
         return f"ws://{self.host}:{self.port}"
 
+    @property
+    def okx_ws_url(self) -> str:
+        """OKX's public WebSocket (candles are on ``/ws/v5/business`` beside it)."""
+        return f"ws://{self.host}:{self.port}/ws/v5/public"
+
     # --- lifecycle ---------------------------------------------------------------------
 
     async def start(self) -> SimExchange:
@@ -186,6 +212,7 @@ class SimExchange:
         self.clock = SimClock(self.speed, self.start_time)
         app = web.Application(middlewares=[self._refusals])
         self.binance.add_routes(app)
+        self.okx.add_routes(app)
         app.router.add_post("/sim/v1/faults/{name}", self._fault_endpoint)
         app.router.add_get("/sim/v1/status", self._status_endpoint)
         self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
@@ -210,6 +237,7 @@ class SimExchange:
         self._tasks.clear()
         if self._runner is not None:
             self.binance.abort_all()
+            self.okx.abort_all()
             await self._runner.cleanup()
             self._runner = None
 
@@ -272,7 +300,9 @@ class SimExchange:
             target = self.clock.now_ms()
             steps = 0
             while self.market.now + SECOND_MS <= target and steps < 2000:
-                self.binance.publish(self.market.step())
+                results = self.market.step()
+                self.binance.publish(results)
+                self.okx.publish(results)
                 steps += 1
             if steps:
                 await asyncio.sleep(0)
@@ -290,50 +320,79 @@ class SimExchange:
     # --- faults --------------------------------------------------------------------------
 
     @_threadsafe
-    def drop_connections(self) -> int:
-        """Cut every WebSocket connection abruptly (no close frame). Returns how many."""
-        return self.binance.abort_all()
+    def drop_connections(self, venue: str | None = None) -> int:
+        """Cut every WebSocket connection (of ``venue``) abruptly, without a close frame."""
+        venues = _venues(venue)
+        return (self.binance.abort_all() if "binance" in venues else 0) + (
+            self.okx.abort_all() if "okx" in venues else 0
+        )
 
     @_threadsafe
-    def stall(self, seconds: float) -> None:
+    def stall(self, seconds: float, venue: str | None = None) -> None:
         """Stop sending anything (data, pings) on open connections without closing them."""
-        self.faults.stall_until = time.monotonic() + seconds
+        for v in _venues(venue):
+            self.faults.stall_until[v] = time.monotonic() + seconds
 
     @_threadsafe
-    def skip_depth_updates(self, events: int = 1, symbol: str | None = None) -> None:
-        """Lose the next ``events`` diff-depth events: clients see a gap in update ids."""
-        self.binance.skip_depth(events, normalize_symbol(symbol) if symbol else None)
+    def skip_depth_updates(self, events: int = 1, symbol: str | None = None,
+                           venue: str | None = None) -> None:  # fmt: skip
+        """Lose the next ``events`` depth events (Binance diff depth, OKX ``books`` updates):
+        clients see a gap in update ids or a break in the prevSeqId chain."""
+        sym = normalize_symbol(symbol) if symbol else None
+        venues = _venues(venue)
+        if "binance" in venues:
+            self.binance.skip_depth(events, sym)
+        if "okx" in venues:
+            self.okx.skip_books(events, sym)
 
     @_threadsafe
-    def send_malformed(self, kind: str = "truncated") -> int:
+    def corrupt_checksums(self, events: int = 1, symbol: str | None = None) -> None:
+        """Send the next ``events`` OKX ``books`` updates with a wrong checksum."""
+        self.okx.corrupt_checksums(events, normalize_symbol(symbol) if symbol else None)
+
+    @_threadsafe
+    def send_malformed(self, kind: str = "truncated", venue: str | None = None) -> int:
         """Send one malformed frame to every connection: truncated, garbage, bad_field or
         unknown_event."""
-        return self.binance.send_malformed(kind)
+        venues = _venues(venue)
+        return (self.binance.send_malformed(kind) if "binance" in venues else 0) + (
+            self.okx.send_malformed(kind) if "okx" in venues else 0
+        )
 
     @_threadsafe
-    def fail_rest(self, status: int = 429, count: int = 1, retry_after: int | None = None) -> None:
-        """Answer the next ``count`` REST requests with ``status`` (429, 418 or 5xx)."""
+    def fail_rest(self, status: int = 429, count: int = 1, retry_after: int | None = None,
+                  venue: str = "binance") -> None:  # fmt: skip
+        """Answer the next ``count`` REST requests of ``venue`` with ``status`` (429, 418 or 5xx)."""
         if status not in REST_FAULT_MESSAGES:
             raise ValueError(f"status must be one of {sorted(REST_FAULT_MESSAGES)}, got {status}")
         code, msg = REST_FAULT_MESSAGES[status]
         if retry_after is None and status in (429, 418):
             retry_after = 1
+        (v,) = _venues(venue)
         for _ in range(count):
-            self.faults.rest_errors.append(ApiError(status, code, msg, retry_after))
+            self.faults.rest_errors[v].append(ApiError(status, code, msg, retry_after))
 
     @_threadsafe
-    def refuse_connections(self, seconds: float, rest: bool = False) -> None:
+    def refuse_connections(
+        self, seconds: float, rest: bool = False, venue: str | None = None
+    ) -> None:
         """Refuse new WebSocket connections (and REST requests with ``rest``) for a while."""
         until = time.monotonic() + seconds
-        self.faults.refuse_ws_until = until
-        if rest:
-            self.faults.refuse_rest_until = until
+        for v in _venues(venue):
+            self.faults.refuse_ws_until[v] = until
+            if rest:
+                self.faults.refuse_rest_until[v] = until
 
     @_threadsafe
-    def server_shutdown(self) -> None:
-        """Announce a shutdown (``serverShutdown`` event), then close every connection."""
+    def server_shutdown(self, venue: str | None = None) -> None:
+        """Announce a shutdown (Binance ``serverShutdown``, OKX notice 64008), then close
+        every connection."""
         assert self._loop is not None
-        self._loop.create_task(self.binance.shutdown_notice())
+        venues = _venues(venue)
+        if "binance" in venues:
+            self._loop.create_task(self.binance.shutdown_notice())
+        if "okx" in venues:
+            self._loop.create_task(self.okx.shutdown_notice())
 
     @_threadsafe
     def pause(self) -> None:
@@ -346,22 +405,26 @@ class SimExchange:
         assert self.clock is not None
         self.clock.resume()
 
-    def inject(self, name: str, arg: str | None = None) -> None:
-        """Apply a fault by name (as the CLI and the control endpoint do)."""
+    def inject(self, name: str, arg: str | None = None, venue: str | None = None) -> None:
+        """Apply a fault by name (as the CLI and the control endpoint do), to ``venue`` or
+        to both venues."""
         if name == "drop":
-            self.drop_connections()
+            self.drop_connections(venue)
         elif name == "stall":
-            self.stall(parse_duration(arg or "10"))
+            self.stall(parse_duration(arg or "10"), venue)
         elif name == "gap":
-            self.skip_depth_updates(int(arg or 1))
+            self.skip_depth_updates(int(arg or 1), venue=venue)
+        elif name == "checksum":
+            self.corrupt_checksums(int(arg or 1))
         elif name == "malformed":
-            self.send_malformed(arg or "truncated")
+            self.send_malformed(arg or "truncated", venue)
         elif name.startswith("rest") and name[4:].isdigit():
-            self.fail_rest(int(name[4:]), int(arg or 1))
+            for v in _venues(venue):
+                self.fail_rest(int(name[4:]), int(arg or 1), venue=v)
         elif name == "refuse":
-            self.refuse_connections(parse_duration(arg or "20"))
+            self.refuse_connections(parse_duration(arg or "20"), rest=False, venue=venue)
         elif name == "shutdown":
-            self.server_shutdown()
+            self.server_shutdown(venue)
         elif name == "pause":
             self.pause()
         elif name == "resume":
@@ -415,10 +478,10 @@ class SimExchange:
         self, request: web.Request, handler: Callable[..., Any]
     ) -> web.StreamResponse:
         now = time.monotonic()
+        venue = venue_of_path(request.path)
         is_ws = request.path == "/ws" or request.path.startswith(("/ws/", "/stream"))
-        refused = (
-            now < self.faults.refuse_ws_until if is_ws else now < self.faults.refuse_rest_until
-        )
+        until = self.faults.refuse_ws_until if is_ws else self.faults.refuse_rest_until
+        refused = now < until[venue]
         if refused and not request.path.startswith("/sim/"):
             if request.transport is not None:
                 request.transport.abort()
@@ -428,7 +491,7 @@ class SimExchange:
     async def _fault_endpoint(self, request: web.Request) -> web.Response:
         name = request.match_info["name"]
         try:
-            self.inject(name, request.query.get("arg"))
+            self.inject(name, request.query.get("arg"), request.query.get("venue"))
         except ValueError as exc:
             return web.json_response({"error": str(exc)}, status=400)
         return web.json_response({"ok": True, "fault": name})
@@ -436,6 +499,6 @@ class SimExchange:
     async def _status_endpoint(self, request: web.Request) -> web.Response:
         return web.json_response({
             "symbols": self.symbol_names, "speed": self.speed, "seed": self.seed,
-            "exchange_time": self.now_ms(), "connections": len(self.binance.connections),
+            "exchange_time": self.now_ms(), "connections": len(self.binance.connections) + len(self.okx.connections),
             **self.stats,
         })  # fmt: skip

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from typing import Any
 
 from tqdm import tqdm
 
@@ -13,13 +14,25 @@ from marketlab.store.sqlite import KlineStore
 from marketlab.venues import binance as bn
 
 log = logging.getLogger("marketlab.backfill")
-PAGE = 1000
+
+
+def rest_client(exchange: str, rest_url: str | None) -> Any:
+    """The REST client of ``exchange`` (Binance or OKX) at ``rest_url`` or the venue's own."""
+    if exchange == "okx":
+        from marketlab.okx_rest import OkxRest
+        from marketlab.venues import okx
+
+        return OkxRest(rest_url or okx.DEFAULT_REST_URL)
+    if exchange != "binance":
+        raise ValueError(f"cannot backfill from {exchange!r}: use binance or okx")
+    return BinanceRest(rest_url or bn.DEFAULT_REST_URL)
 
 
 async def run_backfill(store: KlineStore, exchange: str, symbols: list[str], intervals: list[Interval],
                        start: int, end: int | None, rest_url: str | None, progress: bool) -> int:  # fmt: skip
-    """Page /api/v3/klines for every series from ``start`` (or where the store ends) to ``end``."""
-    rest = BinanceRest(rest_url or bn.DEFAULT_REST_URL)
+    """Page the venue's klines for every series from ``start`` (or where the store ends) to ``end``."""
+    rest = rest_client(exchange, rest_url)
+    page = rest.kline_page
     try:
         now = await rest.server_time()
         stop = min(end, now) if end is not None else now
@@ -41,7 +54,7 @@ async def run_backfill(store: KlineStore, exchange: str, symbols: list[str], int
             while cursor <= stop:
                 try:
                     rows = await rest.klines(
-                        symbol, iv, start=cursor, end=stop, limit=PAGE, server_time=now
+                        symbol, iv, start=cursor, end=stop, limit=page, server_time=now
                     )
                 except RestError as exc:
                     if not exc.retryable:
@@ -53,9 +66,15 @@ async def run_backfill(store: KlineStore, exchange: str, symbols: list[str], int
                 store.add_many(exchange, closed)
                 written += len(closed)
                 bar.update(len(closed))
-                if len(rows) < PAGE or not closed:
+                if closed:
+                    cursor = iv.next_open(closed[-1].open_time)
+                elif rest.windowed and cursor + page * iv.ms <= stop:
+                    cursor += page * iv.ms  # nothing in this window (the venue was down)
+                    continue
+                else:
                     break
-                cursor = iv.next_open(closed[-1].open_time)
+                if not rest.windowed and len(rows) < page:
+                    break
             store.flush()
         bar.close()
         return written

@@ -23,7 +23,7 @@ from marketlab.records import Kline
 
 log = logging.getLogger("marketlab.store")
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 # Each entry upgrades the schema from the version before it; never edit a released one.
 MIGRATIONS: dict[int, Sequence[str]] = {
@@ -46,6 +46,31 @@ MIGRATIONS: dict[int, Sequence[str]] = {
             ingested_at INTEGER NOT NULL,
             PRIMARY KEY (exchange, symbol, interval, open_time)
         ) WITHOUT ROWID""",
+        "CREATE INDEX klines_ingested ON klines (ingested_at)",
+    ),
+    # Venues that do not publish taker-buy volumes (OKX) store NULL, not a made-up number.
+    2: (
+        """CREATE TABLE klines_v2 (
+            exchange TEXT NOT NULL,
+            symbol TEXT NOT NULL,
+            interval TEXT NOT NULL,
+            open_time INTEGER NOT NULL,
+            open REAL NOT NULL,
+            high REAL NOT NULL,
+            low REAL NOT NULL,
+            close REAL NOT NULL,
+            volume REAL NOT NULL,
+            quote_volume REAL NOT NULL,
+            trades INTEGER NOT NULL,
+            taker_buy_volume REAL,
+            taker_buy_quote_volume REAL,
+            close_time INTEGER NOT NULL,
+            ingested_at INTEGER NOT NULL,
+            PRIMARY KEY (exchange, symbol, interval, open_time)
+        ) WITHOUT ROWID""",
+        "INSERT INTO klines_v2 SELECT * FROM klines",
+        "DROP TABLE klines",
+        "ALTER TABLE klines_v2 RENAME TO klines",
         "CREATE INDEX klines_ingested ON klines (ingested_at)",
     ),
 }
@@ -180,6 +205,7 @@ class KlineStore:
         self.written = 0  # rows committed
         self.batches = 0
         self.errors = 0
+        self.rejected = 0  # rows the schema refused (logged; never retried)
         self.last_error = ""
         self._thread = threading.Thread(target=self._run, name="marketlab-store", daemon=True)
         self._thread.start()
@@ -274,6 +300,10 @@ class KlineStore:
             self._conn.execute("BEGIN IMMEDIATE")
             self._conn.executemany(UPSERT, rows)
             self._conn.execute("COMMIT")
+        except sqlite3.IntegrityError as exc:
+            with contextlib.suppress(sqlite3.Error):
+                self._conn.execute("ROLLBACK")
+            return self._write_each(rows, exc)
         except sqlite3.Error as exc:
             with contextlib.suppress(sqlite3.Error):
                 self._conn.execute("ROLLBACK")
@@ -288,6 +318,25 @@ class KlineStore:
             return rows
         self.written += len(rows)
         self.batches += 1
+        return []
+
+    def _write_each(self, rows: list[tuple[Any, ...]], exc: sqlite3.Error) -> list[tuple[Any, ...]]:
+        """A row the schema refuses will never fit: write the others, report the refused."""
+        rejected = []
+        for row in rows:
+            try:
+                self._conn.execute(UPSERT, row)
+            except sqlite3.IntegrityError as err:
+                rejected.append((row, err))
+            except sqlite3.Error:
+                return self._write(rows)  # something else went wrong: the normal retry path
+            else:
+                self.written += 1
+        self.errors += 1
+        self.rejected += len(rejected)
+        self.last_error = f"{type(exc).__name__}: {exc}"
+        for row, err in rejected[:3]:
+            log.error("%s: kline refused by the schema (%s): %s", self.path, err, row[:4])
         return []
 
     # --- reading ---------------------------------------------------------------------------

@@ -335,3 +335,39 @@ def test_lagging_clients_get_the_newest_ticker_and_depth_and_bounded_trades():
     assert list(client.backlog) == [b"x0", b"x1", b"x2"] and not client.too_slow
     client.offer(("BTCUSDT", "trade"), b"x3")
     assert client.too_slow and len(client.backlog) == 3  # cut off, memory stays bounded
+
+
+def test_the_api_serves_an_okx_lab_the_same_way(tmp_path):
+    with SimExchange(["BTCUSDT"], speed=60, seed=17) as sim:
+        lab = Lab(["BTCUSDT"], intervals=["1m"], exchange="okx", okx_ws_url=sim.okx_ws_url,
+                  okx_rest_url=sim.rest_url, db=tmp_path / "okx.sqlite", db_flush_interval=0.2,
+                  **FAST, text_ping_after=0.5)  # fmt: skip
+        lab.start().wait_ready(30)
+        try:
+            with ServerThread(create_app(lab)) as server:
+                api = server.url + PREFIX
+                prices = httpx.get(api + "/prices", timeout=10).json()
+                assert [p["symbol"] for p in prices["prices"]] == ["BTCUSDT"]
+                sim.pause()
+                target = sim.book("BTCUSDT")["last_update_id"]
+                wait_for(
+                    lambda: lab.book("BTCUSDT").attrs["last_update_id"] == target, 15, "the book"
+                )
+                depth = httpx.get(api + "/depth/BTCUSDT", params={"limit": 10}, timeout=10).json()
+                assert [tuple(x) for x in depth["bids"]] == sim.book("BTCUSDT", 10)["bids"]
+                klines = httpx.get(
+                    api + "/klines/BTCUSDT", params={"interval": "1m", "limit": 3}, timeout=10
+                )
+                assert klines.status_code == 200
+                rows = klines.json()["klines"]
+                assert (
+                    len(rows) == 3
+                    and rows[0]["trades"] == -1
+                    and rows[0]["taker_buy_volume"] is None
+                )
+                sim.resume()
+                summary = httpx.get(api + "/summary", timeout=10)
+                assert summary.status_code == 200
+        finally:
+            sim.resume()
+            lab.stop()

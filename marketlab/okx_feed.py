@@ -1,0 +1,153 @@
+"""OKX v5 public data through the common :class:`marketlab.feed.Feed` machinery.
+
+Two connections (``/ws/v5/public`` for tickers, trades and books; ``/ws/v5/business`` for
+candles), subscribed after they open and kept alive with OKX's text ``ping``. Books come whole
+from the stream: a snapshot on subscription, then updates chained by ``prevSeqId`` and checked
+by checksum; any break means unsubscribe and subscribe again for a fresh snapshot.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from marketlab.book import Action, OkxBook
+from marketlab.feed import Feed, FeedConfig, LockedBook, Sink, WsConnection
+from marketlab.okx_rest import OkxRest
+from marketlab.records import Interval
+from marketlab.venues import okx
+
+log = logging.getLogger("marketlab.feed.okx")
+
+
+class OkxFeed(Feed):
+    venue = "okx"
+    text_ping = "ping"
+
+    def __init__(self, symbols: Sequence[str], intervals: Sequence[str], channels: Sequence[str],
+                 config: FeedConfig, sink: Sink,
+                 kline_starts: dict[tuple[str, str], int] | None = None):  # fmt: skip
+        super().__init__(symbols, intervals, channels, config, sink, kline_starts)
+        self.topics = okx.topics_for(self.symbols, self.intervals, self.channels)
+        if "book" in self.channels:
+            self.books = {s: _locked_okx_book(s) for s in self.symbols}
+        self._decoder = okx.OkxDecoder()
+        self._resubscribing: set[str] = set()
+        # Subscriptions sent and not yet acknowledged, per connection: a subscription lost on
+        # the way (a link that stalled as it was sent) would otherwise leave a connection that
+        # answers our pings and never carries data.
+        self._unacked: dict[WsConnection, dict[okx.Topic, float]] = {}
+        self.resubscribed = 0
+
+    def make_rest(self) -> OkxRest:
+        return OkxRest(self.config.rest_url)
+
+    def connection_plans(self) -> list[tuple[str, list[Any], list[Any]]]:
+        public = [t for t in self.topics if not t.business]
+        business = [t for t in self.topics if t.business]
+        plans = []
+        if public:
+            plans.append((self.config.ws_url, public, public))
+        if business:
+            url = okx.business_url(self.config.ws_url)
+            plans.append((url, business, business))
+        return plans
+
+    def subscribe_message(self, streams: list[Any], request_id: int, unsubscribe: bool) -> bytes:
+        return (okx.unsubscribe_message if unsubscribe else okx.subscribe_message)(streams)
+
+    def kline_of(self, stream: Any) -> tuple[str, Interval] | None:
+        iv = stream.interval
+        return (stream.symbol, iv) if iv is not None else None
+
+    def book_of(self, stream: Any) -> str | None:
+        return stream.symbol if stream.channel == "books" else None
+
+    def on_frame(self, frame: bytes, conn: WsConnection) -> None:
+        try:
+            events = self._decoder.decode(frame)
+        except okx.FrameError as exc:
+            self.bad_frame(exc, conn)
+            return
+        for event in events:
+            if isinstance(event, okx.BookMessage):
+                self._book_message(event, conn)
+            elif isinstance(event, okx.SubscriptionResult):
+                if event.event == "subscribe" and event.topic is not None:
+                    self._unacked.get(conn, {}).pop(event.topic, None)
+            elif isinstance(event, okx.Pong):
+                pass
+            elif isinstance(event, okx.RequestError):
+                log.error("%s: request refused: %s (code %s)", conn.name, event.msg, event.code)
+            elif isinstance(event, okx.Notice):
+                log.warning("%s: notice %s: %s", conn.name, event.code, event.msg)
+                if event.closing:
+                    self._roll_over(conn, f"notice {event.code}")
+            else:
+                self._record(event, "ws")
+
+    def _book_message(self, msg: okx.BookMessage, conn: WsConnection) -> None:
+        lb = self.books.get(msg.symbol)
+        if lb is None:
+            return
+        with lb.lock:
+            action = lb.book.on_message(msg)
+            reason = lb.book.reason
+        stats = self.stream_stats.get((msg.symbol, "depth"))
+        if stats is not None:
+            stats.messages += 1
+            stats.last_received = time.time()
+            stats.source = "ws"
+        if msg.action == "snapshot":
+            self._resubscribing.discard(msg.symbol)
+            log.info("book %s: synced at seq %d", msg.symbol, msg.seq_id)
+        if action is Action.RESUBSCRIBE and msg.symbol not in self._resubscribing:
+            log.warning("book %s: %s; subscribing again for a new snapshot", msg.symbol, reason)
+            self._resubscribing.add(msg.symbol)
+            self._spawn(self._resubscribe(conn, okx.Topic("books", okx.inst_id(msg.symbol))))
+
+    async def _resubscribe(self, conn: WsConnection, topic: okx.Topic) -> None:
+        await conn.subscribe([topic], unsubscribe=True)
+        await asyncio.sleep(0)
+        await conn.subscribe([topic])
+
+    def on_connected(self, conn: WsConnection) -> None:
+        self._resubscribing.clear()
+        self._unacked[conn] = {}
+        super().on_connected(conn)
+
+    def on_disconnected(self, conn: WsConnection) -> None:
+        self._unacked.pop(conn, None)
+        super().on_disconnected(conn)
+
+    def on_subscribe_sent(self, conn: WsConnection, streams: list[Any], unsubscribe: bool) -> None:
+        pending = self._unacked.setdefault(conn, {})
+        now = time.monotonic()
+        for topic in streams:
+            if unsubscribe:
+                pending.pop(topic, None)
+            else:
+                pending[topic] = now
+
+    def _supervise(self) -> None:
+        super()._supervise()
+        now = time.monotonic()
+        for conn, pending in list(self._unacked.items()):
+            late = [t for t, sent in pending.items() if now - sent >= self.config.subscribe_timeout]
+            if late and conn.connected:
+                log.warning(
+                    "%s: %d subscription(s) not acknowledged; sending again", conn.name, len(late)
+                )
+                self.resubscribed += len(late)
+                for t in late:
+                    pending[t] = now
+                self._spawn(conn.subscribe(late))
+
+
+def _locked_okx_book(symbol: str) -> LockedBook:
+    lb = LockedBook(symbol, okx.BOOK_DEPTH)
+    lb.book = OkxBook(symbol)
+    return lb

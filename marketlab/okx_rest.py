@@ -1,0 +1,150 @@
+"""OKX v5 public REST over ccxt, paced under OKX's per-endpoint limits.
+
+OKX counts requests per endpoint per two seconds (20 or 40 depending on the endpoint) and
+answers HTTP 429 / code 50011 beyond that. :class:`WindowPacer` (sans-I/O) keeps each
+endpoint under its limit and backs off after a 429.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import deque
+from typing import Any
+
+import ccxt.async_support as ccxt_async
+import msgspec
+
+from marketlab.records import BookSnapshot, Interval, Kline, Ticker
+from marketlab.rest import GovernorStats, rest_error
+from marketlab.venues import okx
+
+# Requests per two seconds per IP (OKX's documented limits), with headroom for other clients.
+LIMITS = {
+    "time": 10,
+    "ticker": 20,
+    "tickers": 20,
+    "books": 40,
+    "candles": 40,
+    "history-candles": 20,
+}
+WINDOW_S = 2.0
+
+
+class WindowPacer:
+    """At most ``limit`` requests per endpoint in any ``WINDOW_S``; fed times by its owner."""
+
+    def __init__(self, limits: dict[str, int], headroom: float = 0.75):
+        self.limits = {k: max(1, int(v * headroom)) for k, v in limits.items()}
+        self.sent_at: dict[str, deque[float]] = {k: deque() for k in limits}
+        self.blocked_until = 0.0
+        self.stats = GovernorStats()
+
+    def delay(self, endpoint: str, now: float) -> float:
+        if now < self.blocked_until:
+            return self.blocked_until - now
+        sent = self.sent_at[endpoint]
+        while sent and sent[0] <= now - WINDOW_S:
+            sent.popleft()
+        if len(sent) >= self.limits[endpoint]:
+            return sent[0] + WINDOW_S - now + 0.01
+        return 0.0
+
+    def sent(self, endpoint: str, now: float) -> None:
+        self.sent_at[endpoint].append(now)
+        self.stats.requests += 1
+
+    def observe(self, status: int, now: float) -> None:
+        if status == 429:
+            self.stats.rate_limited += 1
+            self.blocked_until = max(self.blocked_until, now + WINDOW_S)
+        elif status >= 500:
+            self.stats.server_errors += 1
+
+
+class _Okx(ccxt_async.okx):  # type: ignore[misc]
+    pacer: WindowPacer
+
+    def on_rest_response(self, code: Any, reason: Any, url: Any, method: Any, response_headers: Any,
+                         response_body: Any, request_headers: Any, request_body: Any) -> Any:  # fmt: skip
+        self.pacer.observe(int(code), time.monotonic())
+        return response_body
+
+
+class OkxRest:
+    """The public REST endpoints a collector needs, as the same records as Binance's."""
+
+    kline_page = okx.HISTORY_CANDLES_LIMIT  # the smaller of the two candle endpoints' pages
+    windowed = True  # a page is the window [start, start + limit bars)
+
+    def __init__(self, base_url: str = okx.DEFAULT_REST_URL, *, timeout_s: float = 10.0):
+        self.base_url = base_url.rstrip("/")
+        self.governor = WindowPacer(LIMITS)
+        self._ex = _Okx({"enableRateLimit": False, "timeout": int(timeout_s * 1000)})
+        self._ex.pacer = self.governor
+        self._ex.urls["api"]["rest"] = self.base_url
+        self._lock = asyncio.Lock()
+        self.last_success: float | None = None
+        self.last_failure: float | None = None
+
+    async def close(self) -> None:
+        await self._ex.close()
+
+    async def _call(self, method: str, params: dict[str, Any], endpoint: str) -> Any:
+        async with self._lock:
+            while (wait := self.governor.delay(endpoint, time.monotonic())) > 0:
+                self.governor.stats.waited_s += wait
+                await asyncio.sleep(min(wait, 5.0))
+            self.governor.sent(endpoint, time.monotonic())
+        try:
+            result = await getattr(self._ex, method)(params)
+        except ccxt_async.BaseError as exc:
+            self.last_failure = time.monotonic()
+            raise rest_error(method, params, exc) from exc
+        self.last_success = time.monotonic()
+        return result
+
+    async def server_time(self) -> int:
+        return okx.parse_time(await self._call("public_get_public_time", {}, "time"))
+
+    async def klines(self, symbol: str, interval: str, *, start: int | None = None,
+                     end: int | None = None, limit: int = 100,
+                     server_time: int | None = None) -> list[Kline]:  # fmt: skip
+        """Candles oldest first: from ``start`` for ``limit`` bars (or the newest ``limit``),
+        up to ``end``. Recent bars come from ``/market/candles``, older ones from
+        ``/market/history-candles``; ``closed`` is OKX's own ``confirm`` flag."""
+        iv = Interval(interval)
+        params: dict[str, Any] = {"instId": okx.inst_id(symbol), "bar": okx.bar(iv)}
+        endpoint = "candles"
+        if start is None:
+            params["limit"] = min(limit, okx.CANDLES_LIMIT)
+        else:
+            now = server_time if server_time is not None else await self.server_time()
+            recent_from = iv.open_of(now) - (okx.RECENT_CANDLES - 1) * iv.ms
+            if start < recent_from:
+                endpoint, limit = "history-candles", min(limit, okx.HISTORY_CANDLES_LIMIT)
+            else:
+                limit = min(limit, okx.CANDLES_LIMIT)
+            params.update(before=max(0, start - 1), after=start + limit * iv.ms, limit=limit)
+        method = (
+            "public_get_market_candles"
+            if endpoint == "candles"
+            else "public_get_market_history_candles"
+        )
+        payload = await self._call(method, params, endpoint)
+        rows = okx.parse_candles(msgspec.json.encode(payload), symbol, iv)
+        if start is not None:
+            rows = [k for k in rows if k.open_time >= start]
+        if end is not None:
+            rows = [k for k in rows if k.open_time <= end]
+        return rows
+
+    async def depth(self, symbol: str, limit: int = 400) -> BookSnapshot:
+        params = {"instId": okx.inst_id(symbol), "sz": min(limit, okx.BOOK_DEPTH)}
+        payload = await self._call("public_get_market_books", params, "books")
+        return okx.parse_books(msgspec.json.encode(payload), symbol)
+
+    async def tickers(self, symbols: list[str]) -> list[Ticker]:
+        wanted = {okx.symbol_of(okx.inst_id(s)) for s in symbols}
+        payload = await self._call("public_get_market_tickers", {"instType": "SPOT"}, "tickers")
+        return [t for t in okx.parse_tickers(msgspec.json.encode(payload)) if t.symbol in wanted]
