@@ -121,10 +121,20 @@ def build_parser() -> argparse.ArgumentParser:
         collect.add_argument(flag, default=None, help=f"venue URL (or ${env})")
     _server_flags(collect, serve_flag=True)
 
+    record = sub.add_parser("record", help="collect and store every raw frame received, for replay")
     for action in collect._actions:
         if action.dest not in ("help", "serve"):
             serve._add_action(action)
+        if action.dest not in ("help", "serve", "host", "port", "token"):
+            record._add_action(action)
     serve.set_defaults(serve=True)
+    record.add_argument("--out", required=True, help="the recording to write (zstd-compressed)")
+
+    replay = sub.add_parser("replay", help="feed a recording through the collector again")
+    replay.add_argument("file", help="a recording written by `marketlab record`")
+    replay.add_argument("--speed", type=_positive, default=None,
+                        help="replay at this multiple of the recorded pace (default: as fast as it goes)")  # fmt: skip
+    replay.add_argument("--db", default=None, help="SQLite file for the replayed closed klines")
 
     export = sub.add_parser("export", help="export stored klines to Hive-partitioned Parquet")
     export.add_argument("--db", required=True, help="the SQLite file written by collect")
@@ -315,10 +325,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             return run_export(args)
         if args.command == "backfill":
             return run_backfill_command(args)
-        if args.command in ("collect", "serve"):
+        if args.command in ("collect", "serve", "record"):
             from marketlab.collect import run_collect
 
             return run_collect(args)
+        if args.command == "replay":
+            from marketlab.collect import run_replay
+
+            return run_replay(args)
     except OSError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

@@ -229,7 +229,7 @@ def run_collect(args: argparse.Namespace) -> int:
     settings = load_settings(args)
     lab = Lab(settings.symbols, intervals=settings.intervals, exchange=settings.exchange, db=settings.db,
               channels=settings.channels, fallback=settings.fallback, failover_after=settings.failover_after,
-              **settings.urls, **settings.feed)  # fmt: skip
+              record=getattr(args, "out", None), **settings.urls, **settings.feed)  # fmt: skip
     also = f", falling back to {settings.fallback}" if settings.fallback else ""
     print(f"collecting {', '.join(lab.symbols)} at {', '.join(lab.intervals)} from {settings.exchange} "
           f"({lab.urls[f'{settings.exchange}_ws_url']}{also}); settings from {settings.source}", flush=True)  # fmt: skip
@@ -249,4 +249,23 @@ def run_collect(args: argparse.Namespace) -> int:
         print(line)
     if settings.db:
         print(f"history: {lab.last_db_written} candle write(s) committed to {settings.db}")
+    if lab.record_path is not None:
+        recorded = lab.recorded()
+        print(f"recorded {recorded['entries']} entries ({recorded['raw_bytes'] / 1e6:.1f} MB, "
+              f"{recorded['file_bytes'] / 1e6:.1f} MB compressed) to {lab.record_path}")  # fmt: skip
+    return 0
+
+
+def run_replay(args: argparse.Namespace) -> int:
+    began = time.monotonic()
+    lab = Lab.replay(args.file, speed=args.speed, db=args.db).join()
+    took = time.monotonic() - began
+    entries = lab.summary()["replayed"]
+    print(
+        f"replayed {entries} entries of {args.file} in {took:.2f} s ({entries / max(took, 1e-9):,.0f}/s)"
+    )
+    for line in final_report(lab):
+        print(line)
+    if args.db:
+        print(f"history: {lab.last_db_written} candle write(s) committed to {args.db}")
     return 0

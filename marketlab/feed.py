@@ -28,6 +28,7 @@ from typing import Any
 import websockets
 from websockets.asyncio.client import ClientConnection, connect
 
+from marketlab import recording as rec
 from marketlab.book import Action, OrderBook
 from marketlab.defaults import CHANNELS
 from marketlab.records import (
@@ -242,6 +243,8 @@ class WsConnection:
             pinged = text_ping is None
             self.last_message = time.monotonic()
             self.messages += 1
+            if self.feed.tap is not None:
+                self.feed.tap(rec.WS, self.name, frame)
             self.feed.on_frame(frame, self)
 
     async def subscribe(self, streams: list[Any], unsubscribe: bool = False) -> None:
@@ -319,6 +322,7 @@ class Feed:
         self._conn_seq = 0
         self.poll_errors = 0
         self.ready = asyncio.Event()
+        self.tap: Callable[[int, str, bytes], None] | None = None  # a recorder of what comes in
 
     # --- lifecycle -------------------------------------------------------------------------
 
@@ -580,12 +584,8 @@ class Feed:
                 attempt += 1
                 continue
             attempt = 0
-            for k in rows:
-                if k.closed:
-                    if self._kline(k, "rest", check_gaps=False):
-                        added += 1
-                elif include_open:
-                    self.sink((k,), "rest")
+            self._tap(rec.KLINES, f"{symbol} {interval} {int(include_open)}", rows)
+            added += self._apply_klines(rows, include_open)
             closed = [k for k in rows if k.closed]
             if closed:
                 cursor = iv.next_open(closed[-1].open_time)
@@ -598,6 +598,7 @@ class Feed:
                 break
         if count_as_backfill:
             self.kline_stats[key].backfilled += added
+            self._tap(rec.KLINES, f"{symbol} {interval} 0 {added}", [])
         return added
 
     async def _seed_klines(self) -> None:
@@ -616,7 +617,24 @@ class Feed:
                 jobs.append(self._fetch_klines(key, max(0, start), count_as_backfill=backfill,
                                                include_open=True))  # fmt: skip
         await asyncio.gather(*jobs)
+        self._tap(rec.READY, "", [])
         self.ready.set()
+
+    def _apply_klines(self, rows: Sequence[Kline], include_open: bool) -> int:
+        """A page of REST klines: closed ones through the integrity checks, returns how many
+        were new; the open one (``include_open``) straight to the sink."""
+        added = 0
+        for k in rows:
+            if k.closed:
+                if self._kline(k, "rest", check_gaps=False):
+                    added += 1
+            elif include_open:
+                self.sink((k,), "rest")
+        return added
+
+    def _tap(self, kind: int, tag: str, records: Any) -> None:
+        if self.tap is not None:
+            self.tap(kind, tag, rec.encode_records(records))
 
     async def _server_time_with_retry(self) -> int:
         assert self.rest is not None
@@ -637,26 +655,39 @@ class Feed:
             began = time.monotonic()
             try:
                 if "ticker" in self.channels:
-                    for t in await self.rest.tickers(self.symbols):
-                        self._record(t, "rest")
-                for symbol, lb in self.books.items():
+                    tickers = await self.rest.tickers(self.symbols)
+                    self._tap(rec.TICKERS, "", tickers)
+                    self._apply_polled(tickers)
+                for symbol in self.books:
                     limit = min(100, self.config.book_snapshot_limit)
                     snap = await self.rest.depth(symbol, limit)
-                    with lb.lock:
-                        lb.book.reset(snap, limit)
-                    self.stream_stats.setdefault((symbol, "depth"), StreamStats()).source = "rest"
+                    self._tap(rec.POLLED_BOOK, str(limit), snap)
+                    self._apply_polled_book(snap, limit)
                 if "klines" in self.channels:
                     now = await self.rest.server_time()
                     for symbol in self.symbols:
                         for iv in self.intervals:
-                            for k in await self.rest.klines(symbol, iv, limit=2, server_time=now):
-                                self._record(k, "rest")
+                            klines = await self.rest.klines(symbol, iv, limit=2, server_time=now)
+                            self._tap(rec.KLINES, f"{symbol} {iv} poll", klines)
+                            self._apply_polled(klines)
                 self.poll_errors = 0
             except RestError as exc:
                 self.poll_errors += 1
                 if self.poll_errors in (1, 10) or self.poll_errors % 100 == 0:
                     log.warning("REST polling (%d failures in a row): %s", self.poll_errors, exc)
             await asyncio.sleep(max(0.0, self.config.poll_interval - (time.monotonic() - began)))
+
+    def _apply_polled(self, records: Sequence[Record]) -> None:
+        for r in records:
+            self._record(r, "rest")
+
+    def _apply_polled_book(self, snap: BookSnapshot, limit: int) -> None:
+        lb = self.books.get(snap.symbol)
+        if lb is None:
+            return
+        with lb.lock:
+            lb.book.reset(snap, limit)
+        self.stream_stats.setdefault((snap.symbol, "depth"), StreamStats()).source = "rest"
 
     # --- views -----------------------------------------------------------------------------
 
@@ -745,6 +776,15 @@ class BinanceFeed(Feed):
         if action is Action.FETCH_SNAPSHOT:
             self._schedule_snapshot(delta.symbol)
 
+    def _apply_snapshot(self, snap: BookSnapshot) -> tuple[Action, bool]:
+        lb = self.books[snap.symbol]
+        with lb.lock:
+            action = lb.book.on_snapshot(snap)
+            synced = lb.book.synced
+        if synced:
+            log.info("book %s: synced at update %d", snap.symbol, lb.book.last_update_id)
+        return action, synced
+
     def _schedule_snapshot(self, symbol: str) -> None:
         task = self._snapshot_tasks.get(symbol)
         if task is None or task.done():
@@ -752,7 +792,6 @@ class BinanceFeed(Feed):
 
     async def _fetch_snapshot(self, symbol: str) -> None:
         assert self.rest is not None
-        lb = self.books[symbol]
         attempt = 0
         while not self._stopped.is_set():
             try:
@@ -764,11 +803,8 @@ class BinanceFeed(Feed):
                 await asyncio.sleep(self.config.backoff(attempt))
                 attempt += 1
                 continue
-            with lb.lock:
-                action = lb.book.on_snapshot(snap)
-                synced = lb.book.synced
-            if synced:
-                log.info("book %s: synced at update %d", symbol, lb.book.last_update_id)
+            self._tap(rec.SNAPSHOT, symbol, snap)
+            action, synced = self._apply_snapshot(snap)
             if action is not Action.FETCH_SNAPSHOT:
                 return
             await asyncio.sleep(0.2 if synced else min(2.0, 0.2 * 2**attempt))

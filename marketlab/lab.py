@@ -32,7 +32,9 @@ from marketlab.frames import (
     epoch_ms,
     utc_times,
 )
+from marketlab.recording import Header, RecordingWriter, open_recording
 from marketlab.records import Interval, Kline, Record, Ticker, Trade, normalize_symbol
+from marketlab.replay import replaying
 from marketlab.store.history import History
 from marketlab.store.sqlite import KlineStore, connect
 from marketlab.venues import binance as bn
@@ -111,6 +113,7 @@ class Lab:
         db_flush_interval: float = 1.0,
         fallback: str | None = None,
         failover_after: float = 30.0,
+        record: str | os.PathLike[str] | None = None,
         **feed_options: Any,
     ):
         if isinstance(symbols, str):
@@ -175,6 +178,9 @@ class Lab:
         self._fallback_klines: dict[tuple[str, str], KlineBuffer] = {}
         self.failovers = 0
         self.failover_since: float | None = None
+        self.record_path = Path(record) if record is not None else None
+        self._recorder: RecordingWriter | None = None
+        self._replay: tuple[Path, float | None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._error: BaseException | None = None
@@ -193,9 +199,25 @@ class Lab:
         starts: dict[tuple[str, str], int] = {}
         if self.db is not None:
             self._store = KlineStore(self.db, **self._db_options)
-            starts = self._warm_from_history()
-        self._feed = feed_class(self.exchange)(self.symbols, self.intervals, self.channels, self.config,
-                                               self._on_records, kline_starts=starts)  # fmt: skip
+            if self._replay is None:  # a replay rebuilds exactly what its recording holds
+                starts = self._warm_from_history()
+        cls = feed_class(self.exchange)
+        if self._replay is not None:
+            cls = replaying(cls)
+        self._feed = cls(self.symbols, self.intervals, self.channels, self.config, self._on_records,
+                         kline_starts=starts)  # fmt: skip
+        if self._replay is not None:
+            self._feed.replay_path, self._feed.replay_speed = self._replay  # type: ignore[attr-defined]
+        if self.record_path is not None:
+            header = Header(self.exchange, self.symbols, [str(iv) for iv in self.intervals], list(self.channels),
+                            time.time_ns())  # fmt: skip
+            self._recorder = RecordingWriter(self.record_path, header)
+            writer = self._recorder
+
+            def tap(kind: int, tag: str, data: bytes) -> None:
+                writer.write(kind, time.time_ns(), tag, data)
+
+            self._feed.tap = tap
         started = threading.Event()
 
         def run() -> None:
@@ -319,10 +341,47 @@ class Lab:
         if self._thread.is_alive():
             log.error("collector did not stop within %.0f s", timeout)
         self._thread = None
+        if self._recorder is not None:
+            self._recorder.close()
         if self._store is not None:
             self._store.close()  # writes every pending candle
             self.last_db_written = self._store.written
             self._store = None
+
+    @classmethod
+    def replay(
+        cls,
+        path: str | os.PathLike[str],
+        speed: float | None = None,
+        db: str | os.PathLike[str] | None = None,
+        **options: Any,
+    ) -> Lab:
+        """A Lab fed from a recording (``marketlab record`` or ``Lab(record=...)``), started.
+
+        Frames go through the same parser, books, frames and store as live data. ``speed``
+        replays at that multiple of the recorded pace; None as fast as it goes. :meth:`join`
+        waits for the end of the file.
+        """
+        header, entries = open_recording(path)
+        entries.close()  # type: ignore[attr-defined]
+        lab = cls(header.symbols, intervals=header.intervals, exchange=header.exchange, db=db,
+                  channels=header.channels, **options)  # fmt: skip
+        lab._replay = (Path(path), speed)
+        return lab.start()
+
+    def join(self, timeout: float | None = None) -> Lab:
+        """Wait for a replay to reach the end of its recording, then stop (flushing the store)."""
+        if self._replay is None:
+            raise RuntimeError("join() waits for a replay; a live Lab runs until stop()")
+        thread = self._thread
+        if thread is not None:
+            thread.join(timeout)
+            if thread.is_alive():
+                raise TimeoutError(f"the replay did not finish within {timeout:g} s")
+        if self._error is not None:
+            raise RuntimeError(f"the replay failed: {self._error}") from self._error
+        self.stop()
+        return self
 
     def _warm_from_history(self) -> dict[tuple[str, str], int]:
         """Load the newest stored candles into the frames; the feed resumes after them."""
@@ -607,7 +666,15 @@ class Lab:
             "db": str(self.db) if self.db else None,
             "db_written": self._store.written if self._store else None,
             "db_errors": self._store.errors if self._store else None,
+            "replayed": getattr(feed, "entries_replayed", None),
         }
+
+    def recorded(self) -> dict[str, Any]:
+        """What ``record=`` has written: entries, bytes before and after compression."""
+        r = self._recorder
+        if r is None:
+            return {"entries": 0, "raw_bytes": 0, "file_bytes": 0}
+        return {"entries": r.entries, "raw_bytes": r.raw_bytes, "file_bytes": r.file_bytes}
 
     def __repr__(self) -> str:
         state = "running" if self.running else "stopped"

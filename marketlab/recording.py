@@ -1,0 +1,183 @@
+"""Recordings: what a collector received, in order, to be fed through it again.
+
+A recording is one zstd stream: a magic line, a JSON header (exchange, symbols, intervals,
+channels), then one entry per event the collector took in, in the order it took them — raw
+WebSocket frames as they came off the socket, and the REST answers (book snapshots, kline
+pages, polled tickers and books) as records. Replaying the entries through the same feed code
+rebuilds the same frames, books and history, every time.
+
+Writing streams through a bounded buffer; reading streams too. No sockets, no clock reads.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import struct
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+import msgspec
+import zstandard
+
+from marketlab.records import BookSnapshot, Kline, Ticker
+
+MAGIC = b"MLREC1\n"
+_ENTRY = struct.Struct("<BqHI")  # kind, receive time (ns since the epoch), tag length, data length
+
+WS = 1  # a WebSocket frame; tag: the connection's name
+SNAPSHOT = 2  # a REST book snapshot the book was synced from; tag: symbol
+KLINES = 3  # a REST kline page; tag: "SYMBOL INTERVAL include_open count_as_backfill"
+TICKERS = 4  # polled tickers (REST fallback)
+POLLED_BOOK = 5  # a polled book that replaced the local one; tag: "SYMBOL LIMIT"
+READY = 6  # start-up fetches done
+KINDS = {WS: "ws", SNAPSHOT: "snapshot", KLINES: "klines", TICKERS: "tickers", POLLED_BOOK: "polled_book",
+         READY: "ready"}  # fmt: skip
+
+
+class RecordingError(ValueError):
+    """A file that is not a recording, or one cut short; says which and where."""
+
+
+@dataclass
+class Header:
+    exchange: str
+    symbols: list[str]
+    intervals: list[str]
+    channels: list[str]
+    created_ns: int = 0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    kind: int
+    time_ns: int
+    tag: str
+    data: bytes
+
+
+def _plain(obj: Any) -> Any:
+    if isinstance(obj, str):  # Interval and other str subclasses
+        return str(obj)
+    raise TypeError(f"cannot record a {type(obj).__name__}")
+
+
+_encode = msgspec.msgpack.Encoder(enc_hook=_plain).encode
+_SNAPSHOT = msgspec.msgpack.Decoder(BookSnapshot)
+_KLINES = msgspec.msgpack.Decoder(list[Kline])
+_TICKERS = msgspec.msgpack.Decoder(list[Ticker])
+
+
+def encode_records(value: Any) -> bytes:
+    return _encode(value)
+
+
+def decode_snapshot(data: bytes) -> BookSnapshot:
+    return _SNAPSHOT.decode(data)
+
+
+def decode_klines(data: bytes) -> list[Kline]:
+    return _KLINES.decode(data)
+
+
+def decode_tickers(data: bytes) -> list[Ticker]:
+    return _TICKERS.decode(data)
+
+
+class RecordingWriter:
+    """Appends entries to a zstd-compressed recording.
+
+    Memory stays bounded: entries are compressed as they come and the compressor's output goes
+    to the file whenever ``flush_bytes`` of input have gone in (and on :meth:`flush`).
+    """
+
+    def __init__(self, path: str | os.PathLike[str], header: Header, level: int = 3,
+                 flush_bytes: int = 1 << 20):  # fmt: skip
+        self.path = Path(path)
+        if self.path.parent and not self.path.parent.exists():
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._file: IO[bytes] = open(self.path, "wb")  # noqa: SIM115 - closed in close()
+        self._zstd = zstandard.ZstdCompressor(level=level).stream_writer(self._file, closefd=False)
+        self._flush_bytes = flush_bytes
+        self._pending = 0
+        self.entries = 0
+        self.raw_bytes = 0
+        self._zstd.write(MAGIC + msgspec.json.encode(header) + b"\n")
+
+    def write(self, kind: int, time_ns: int, tag: str, data: bytes) -> None:
+        t = tag.encode()
+        self._zstd.write(_ENTRY.pack(kind, time_ns, len(t), len(data)))
+        self._zstd.write(t)
+        self._zstd.write(data)
+        size = _ENTRY.size + len(t) + len(data)
+        self.entries += 1
+        self.raw_bytes += size
+        self._pending += size
+        if self._pending >= self._flush_bytes:
+            self.flush()
+
+    def flush(self) -> None:
+        self._zstd.flush(zstandard.FLUSH_BLOCK)
+        self._file.flush()
+        self._pending = 0
+
+    def close(self) -> None:
+        if self._file.closed:
+            return
+        self._zstd.close()
+        self._file.close()
+
+    @property
+    def file_bytes(self) -> int:
+        return self.path.stat().st_size
+
+
+def open_recording(path: str | os.PathLike[str]) -> tuple[Header, Iterator[Entry]]:
+    """The header and a lazy iterator over the entries (streamed, bounded memory)."""
+    p = Path(path)
+    if not p.is_file():
+        raise RecordingError(f"{p}: no such recording")
+    raw = open(p, "rb")  # noqa: SIM115 - closed by the iterator
+    try:
+        reader = io.BufferedReader(
+            zstandard.ZstdDecompressor().stream_reader(raw, closefd=True), 1 << 16
+        )
+        magic = reader.read(len(MAGIC))
+        if magic != MAGIC:
+            raise RecordingError(f"{p}: not a marketlab recording")
+        try:
+            header = msgspec.json.decode(reader.readline(), type=Header)
+        except msgspec.DecodeError as exc:
+            raise RecordingError(f"{p}: bad header ({exc})") from None
+    except zstandard.ZstdError as exc:
+        raw.close()
+        raise RecordingError(f"{p}: not a marketlab recording ({exc})") from None
+    except RecordingError:
+        raw.close()
+        raise
+    return header, _entries(p, reader)
+
+
+def _entries(path: Path, reader: io.BufferedReader) -> Iterator[Entry]:
+    n = 0
+    try:
+        while True:
+            try:
+                head = reader.read(_ENTRY.size)
+            except zstandard.ZstdError as exc:
+                raise RecordingError(f"{path}: damaged after entry {n} ({exc})") from None
+            if not head:
+                return
+            if len(head) < _ENTRY.size:
+                raise RecordingError(f"{path}: cut short in entry {n + 1}")
+            kind, time_ns, tag_len, data_len = _ENTRY.unpack(head)
+            body = reader.read(tag_len + data_len)
+            if len(body) < tag_len + data_len or kind not in KINDS:
+                raise RecordingError(f"{path}: cut short or damaged in entry {n + 1}")
+            n += 1
+            yield Entry(kind, time_ns, body[:tag_len].decode(), body[tag_len:])
+    finally:
+        reader.close()
