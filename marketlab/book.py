@@ -175,16 +175,24 @@ class OrderBook:
 
     def _apply(self, delta: BookDelta) -> None:
         bids, asks = self._bids, self._asks
+        put = dict.__setitem__  # a level already there changes in the dict alone, not in the order
         for price, qty in delta.bids:
+            key = -price
             if qty:
-                bids[-price] = qty
-            else:
-                bids.pop(-price, None)
+                if key in bids:
+                    put(bids, key, qty)
+                else:
+                    bids[key] = qty
+            elif key in bids:
+                del bids[key]
         for price, qty in delta.asks:
             if qty:
-                asks[price] = qty
-            else:
-                asks.pop(price, None)
+                if price in asks:
+                    put(asks, price, qty)
+                else:
+                    asks[price] = qty
+            elif price in asks:
+                del asks[price]
         self.last_update_id = delta.last_update_id
         self.event_time = delta.event_time
         self.stats.applied += 1

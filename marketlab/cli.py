@@ -14,6 +14,7 @@ import urllib.parse
 import urllib.request
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from marketlab.defaults import CHANNELS, DEFAULT_INTERVALS, DEFAULT_SYMBOLS
 from marketlab.records import Interval, normalize_symbol
@@ -167,6 +168,10 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--pong-timeout", type=_positive, default=60.0)
     sim.add_argument("--max-connection-age", type=_positive, default=86400.0,
                      help="seconds before the server closes a connection (Binance: 24h)")  # fmt: skip
+    sim.add_argument("--replay", default=None, metavar="FILE",
+                     help="serve this recording's frames on the Binance WebSocket paths")  # fmt: skip
+    sim.add_argument("--replay-rate", type=_positive, default=None,
+                     help="frames per second per client (default: as fast as the client reads)")  # fmt: skip
     sim.add_argument(
         "--faults",
         default=None,
@@ -196,21 +201,38 @@ async def _wait(duration: float | None) -> None:
         await asyncio.wait_for(stop.wait(), duration)
 
 
+def replay_market(path: str | None) -> dict[str, Any]:
+    """The market a recording of the simulator was made from (its seed and start), so REST
+    answers agree with the replayed frames."""
+    if path is None:
+        return {}
+    from marketlab.recording import open_recording
+
+    header, entries = open_recording(path)
+    entries.close()  # type: ignore[attr-defined]
+    extra = header.extra
+    market = {k: extra[k] for k in ("seed", "start_time", "history") if k in extra}
+    return {"symbols": header.symbols, **market}
+
+
 async def run_sim(args: argparse.Namespace) -> int:
     from marketlab.sim import SimExchange
 
+    options: dict[str, Any] = dict(
+        symbols=args.symbols, speed=args.speed, seed=args.seed, history=args.history
+    )
+    options.update(replay_market(args.replay))
     sim = SimExchange(
-        args.symbols,
-        speed=args.speed,
-        seed=args.seed,
         host=args.host,
         port=args.port,
-        history=args.history,
         weight_limit=args.weight_limit,
         ping_interval=args.ping_interval,
         pong_timeout=args.pong_timeout,
         max_connection_age=args.max_connection_age,
         faults=args.faults,
+        replay=args.replay,
+        replay_rate=args.replay_rate,
+        **options,
     )
     async with sim:
         print(f"simulated Binance Spot and OKX exchange: {', '.join(sim.symbol_names)}", flush=True)
@@ -220,6 +242,15 @@ async def run_sim(args: argparse.Namespace) -> int:
             f"  OKX        {sim.rest_url}/api/v5/market/candles?instId=BTC-USDT and {sim.okx_ws_url}"
         )
         print(f"  faults     marketlab fault --port {sim.port} drop|stall 10|gap|...")
+        if sim.replay is not None:
+            rate = (
+                f"{sim.replay_rate:g} frames/s"
+                if sim.replay_rate
+                else "as fast as each client reads"
+            )
+            print(
+                f"  replaying  {len(sim.replay.frames)} frames of {args.replay} to every client, {rate}"
+            )
         print(f"  speed {sim.speed}x, seed {sim.seed}; Ctrl-C to stop", flush=True)
         await _wait(args.duration)
     return 0

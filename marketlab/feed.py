@@ -122,6 +122,7 @@ _MARKS: dict[type, Callable[[Any], int]] = {
     BookDelta: lambda r: r.last_update_id,
 }  # fmt: skip
 
+_INTERVALS: dict[str, Interval] = {}
 _KEYS: dict[type, str] = {Trade: "trade", AggTrade: "aggTrade", Ticker: "ticker", MiniTicker: "miniTicker",
                           BookTicker: "bookTicker", BookDelta: "depth", BookSnapshot: "depth"}  # fmt: skip
 
@@ -225,27 +226,48 @@ class WsConnection:
             await asyncio.sleep(delay)
 
     async def _pump(self, ws: ClientConnection) -> None:
-        idle = self.feed.config.idle_timeout
+        """Frames to the feed, one by one; a watchdog beside it cuts a silent connection (a
+        timeout per frame would cost more than the rest of the frame's handling)."""
+        self.last_message = time.monotonic()
+        self._idle = ""
+        watchdog = asyncio.create_task(self._watch(ws))
+        recv, feed, monotonic = ws.recv, self.feed, time.monotonic
+        try:
+            while True:
+                try:
+                    frame = await recv(decode=False)
+                except websockets.ConnectionClosed:
+                    if self._idle:
+                        return  # cut by the watchdog: reported there
+                    raise
+                self.last_message = monotonic()
+                self.messages += 1
+                if feed.tap is not None:
+                    feed.tap(rec.WS, self.name, frame)
+                feed.on_frame(frame, self)
+        finally:
+            watchdog.cancel()
+
+    async def _watch(self, ws: ClientConnection) -> None:
+        cfg = self.feed.config
         text_ping = self.feed.text_ping
-        pinged = text_ping is None
+        ping_after = cfg.text_ping_after if text_ping is not None else math.inf
+        limit = cfg.idle_timeout + (ping_after if text_ping is not None else 0.0)
+        pinged_at = -math.inf
         while True:
-            wait = idle if pinged else self.feed.config.text_ping_after
-            try:
-                frame = await asyncio.wait_for(ws.recv(decode=False), wait)
-            except TimeoutError:
-                if not pinged:  # a venue that wants to hear from us before it gives up
-                    await ws.send(text_ping, text=True)
-                    pinged = True
-                    continue
-                self.last_error = f"no data for {idle:g} s"
+            await asyncio.sleep(min(cfg.idle_timeout, ping_after) / 4)
+            silence = time.monotonic() - (self.last_message or 0.0)
+            if silence >= ping_after and pinged_at < self.last_message:
+                pinged_at = (
+                    time.monotonic()
+                )  # a venue that wants to hear from us before it gives up
+                with contextlib.suppress(websockets.WebSocketException):
+                    await ws.send(text_ping, text=True)  # type: ignore[arg-type]
+            if silence >= limit:
+                self._idle = self.last_error = f"no data for {silence:.0f} s"
                 log.warning("%s: %s, reconnecting", self.name, self.last_error)
+                ws.transport.abort()
                 return
-            pinged = text_ping is None
-            self.last_message = time.monotonic()
-            self.messages += 1
-            if self.feed.tap is not None:
-                self.feed.tap(rec.WS, self.name, frame)
-            self.feed.on_frame(frame, self)
 
     async def subscribe(self, streams: list[Any], unsubscribe: bool = False) -> None:
         """(Un)subscribe in chunks, paced under the venue's incoming-message limit."""
@@ -502,20 +524,28 @@ class Feed:
         return True
 
     def _record(self, record: Record, source: str) -> None:
-        key = (record.symbol, stream_key(record))
-        if not self._fresh(record, key[1]):
-            self.duplicates += 1
-            return
+        kind = type(record)
+        if kind is Kline:
+            key = (record.symbol, f"kline_{record.interval}")
+        else:
+            key = (record.symbol, _KEYS.get(kind, kind.__name__))
+            mark = _MARKS.get(kind)
+            if mark is not None:  # the same as _fresh, inline: this runs for every record
+                value = mark(record)
+                if value <= self._marks.get(key, -1):
+                    self.duplicates += 1
+                    return
+                self._marks[key] = value
         stats = self.stream_stats.get(key)
         if stats is None:
             stats = self.stream_stats[key] = StreamStats()
         stats.messages += 1
         stats.last_received = time.time()
         stats.source = source
-        if isinstance(record, Kline):
-            self._kline(record, source, check_gaps=True)
-        elif isinstance(record, BookDelta):
-            self._delta(record)
+        if kind is Kline:
+            self._kline(record, source, check_gaps=True)  # type: ignore[arg-type]
+        elif kind is BookDelta:
+            self._delta(record)  # type: ignore[arg-type]
             self.sink((record,), source)
         else:
             self.sink((record,), source)
@@ -529,7 +559,10 @@ class Feed:
         key = (k.symbol, k.interval)
         last = self._last_closed.get(key)
         if check_gaps and last is not None:
-            expected = Interval(k.interval).next_open(last)
+            iv = _INTERVALS.get(k.interval) or _INTERVALS.setdefault(
+                k.interval, Interval(k.interval)
+            )
+            expected = iv.next_open(last)
             if k.open_time > expected:
                 self.kline_stats[key].gaps_detected += 1
                 self._schedule_backfill(key, expected)

@@ -36,30 +36,62 @@ def epoch_ms(times: pd.DatetimeIndex | pd.Series) -> np.ndarray:
 
 
 class RingBuffer:
-    """Fixed-capacity columns; the oldest rows are overwritten once full."""
+    """Fixed-capacity columns; the oldest rows are overwritten once full.
+
+    Rows are gathered in a short list and written to the columns a block at a time (and
+    before every read): one numpy conversion per column per block costs far less than a
+    numpy item assignment per value.
+    """
+
+    BLOCK = 512
 
     def __init__(self, dtypes: dict[str, np.dtype | type], capacity: int):
         if capacity < 1:
             raise ValueError(f"capacity must be at least 1, got {capacity}")
         self.capacity = capacity
         self.names = tuple(dtypes)
-        self.columns = [np.zeros(capacity, dtype=dt) for dt in dtypes.values()]
-        self.count = 0  # rows ever appended
+        self.dtypes = tuple(np.dtype(dt) for dt in dtypes.values())
+        self.columns = [np.zeros(capacity, dtype=dt) for dt in self.dtypes]
+        self.count = 0  # rows written to the columns
+        self._pending: list[tuple] = []
         self.lock = threading.Lock()
 
     def __len__(self) -> int:
-        return min(self.count, self.capacity)
+        return min(self.count + len(self._pending), self.capacity)
 
     def append(self, row: tuple) -> None:
         with self.lock:
-            i = self.count % self.capacity
-            for column, value in zip(self.columns, row, strict=True):
-                column[i] = value
-            self.count += 1
+            pending = self._pending
+            pending.append(row)
+            if len(pending) >= self.BLOCK:
+                self._flush()
+
+    def _flush(self) -> None:
+        """Write the pending rows (under the lock)."""
+        rows = self._pending
+        if not rows:
+            return
+        self._pending = []
+        cap = self.capacity
+        if len(rows) > cap:
+            self.count += len(rows) - cap
+            rows = rows[-cap:]
+        n = len(rows)
+        start = self.count % cap
+        first = min(n, cap - start)
+        for column, dtype, values in zip(
+            self.columns, self.dtypes, zip(*rows, strict=True), strict=True
+        ):
+            block = np.array(values, dtype=dtype)
+            column[start : start + first] = block[:first]
+            if first < n:
+                column[: n - first] = block[first:]
+        self.count += n
 
     def arrays(self) -> dict[str, np.ndarray]:
         """Copies of the columns, oldest row first."""
         with self.lock:
+            self._flush()
             n, cap = self.count, self.capacity
             if n <= cap:
                 return {

@@ -473,11 +473,12 @@ class Lab:
                     r.symbol, source, last=r.last, bid=r.bid, ask=r.ask, change_pct=r.change_pct,
                     volume=r.volume, event_time=r.event_time,
                 )  # fmt: skip
-            for cb in list(self._callbacks):
-                try:
-                    cb(r)
-                except Exception:
-                    log.exception("subscriber %r failed on %s", cb, type(r).__name__)
+            if self._callbacks:
+                for cb in tuple(self._callbacks):
+                    try:
+                        cb(r)
+                    except Exception:
+                        log.exception("subscriber %r failed on %s", cb, type(r).__name__)
 
     def _update_price(self, symbol: str, source: str, *, event_time: int, **values: float) -> None:
         with self._prices_lock:

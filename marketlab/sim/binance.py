@@ -203,7 +203,8 @@ class BinanceFace:
 
     # --- routes ------------------------------------------------------------------------
 
-    def add_routes(self, app: web.Application) -> None:
+    def add_routes(self, app: web.Application, streams: bool = True) -> None:
+        """REST and (``streams``) the WebSocket paths and the depth snapshot they sync with."""
         rest: list[tuple[str, Callable[[web.Request], Awaitable[Any]]]] = [
             ("/api/v3/ping", self.ping),
             ("/api/v3/time", self.server_time),
@@ -217,7 +218,10 @@ class BinanceFace:
             ("/api/v3/ticker/bookTicker", self.book_ticker),
         ]
         for path, handler in rest:
-            app.router.add_get(path, self._rest(handler))
+            if streams or path != "/api/v3/depth":
+                app.router.add_get(path, self._rest(handler))
+        if not streams:
+            return
         app.router.add_get("/ws", self.websocket)
         app.router.add_get("/ws/{streams:.*}", self.websocket)
         app.router.add_get("/stream", self.websocket)

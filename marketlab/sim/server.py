@@ -24,6 +24,7 @@ from marketlab.records import Interval, normalize_symbol, parse_duration
 from marketlab.sim.binance import ApiError, BinanceFace
 from marketlab.sim.market import SECOND_MS, Market
 from marketlab.sim.okx import OkxFace
+from marketlab.sim.replay import ReplayFace
 
 log = logging.getLogger("marketlab.sim")
 
@@ -158,6 +159,8 @@ class SimExchange:
         violations_before_ban: int = 3,
         ban_seconds: float = 120.0,
         okx_idle_timeout: float = 30.0,
+        replay: str | None = None,
+        replay_rate: float | None = None,
         faults: str | list[ScheduledFault] | None = None,
     ):
         self.symbol_names = [normalize_symbol(s) for s in symbols]
@@ -174,6 +177,8 @@ class SimExchange:
         self.weight_limit, self.violations_before_ban = weight_limit, violations_before_ban
         self.ban_seconds = ban_seconds
         self.okx_idle_timeout = okx_idle_timeout
+        self.replay_path, self.replay_rate = replay, replay_rate
+        self.replay: ReplayFace | None = None
         self.schedule = (
             parse_fault_schedule(faults) if isinstance(faults, str) else list(faults or [])
         )
@@ -211,7 +216,13 @@ class SimExchange:
         self.market.warm_up(self.start_time)
         self.clock = SimClock(self.speed, self.start_time)
         app = web.Application(middlewares=[self._refusals])
-        self.binance.add_routes(app)
+        if self.replay_path is not None:
+            self.replay = ReplayFace(self, self.replay_path, self.replay_rate)
+            self.binance.add_routes(app, streams=False)
+            self.replay.add_routes(app)
+            app.router.add_get("/api/v3/depth", self.replay.depth)
+        else:
+            self.binance.add_routes(app)
         self.okx.add_routes(app)
         app.router.add_post("/sim/v1/faults/{name}", self._fault_endpoint)
         app.router.add_get("/sim/v1/status", self._status_endpoint)

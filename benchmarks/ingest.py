@@ -1,0 +1,357 @@
+"""Ingest benchmark: ``python benchmarks/ingest.py [--symbols 20] [--seconds 3000]``.
+
+A fixed stream of Binance frames (trades, 100 ms diff depth, 1m klines and 24h tickers for
+``--symbols`` symbols over ``--seconds`` of simulated market) is generated once (cached under
+``benchmarks/.cache``) and served by the simulator, in its own process, as fast as each client
+reads. Each client runs in its own process and takes every frame of the streams it needs:
+
+  floor            a bare ``websockets`` client: receive, ``orjson.loads``, discard
+  marketlab        ``Lab`` with trades, tickers and klines into its rolling frames
+  marketlab+books  the same plus a synced order book per symbol (snapshot + diff stream)
+  ccxt.pro         ``binance`` ``watch_trades``/``watch_ticker``/``watch_ohlcv``/``watch_order_book``
+  cryptofeed       its ``Binance`` feed with TRADES, TICKER, CANDLES and L2_BOOK callbacks
+
+and reports messages/second from its first frame to its last, CPU time per message (its whole
+process) and peak RSS; the table gives each rate as a ratio to the floor's, from the same run.
+Peers are optional (``pip install -e ".[bench]"``); a peer that cannot run says why.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import re
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+CACHE = Path(__file__).parent / ".cache"
+STREAMS = ("trade", "depth@100ms", "kline_1m", "ticker")
+START = 1_767_225_600_000  # 2026-01-01: a fixed start keeps the stream the same in every run
+NAMES = ["BTCUSDT", "ETHUSDT", "BNBUSDT", "SOLUSDT", "XRPUSDT", "ADAUSDT", "DOGEUSDT"]
+
+
+def symbols_for(n: int) -> list[str]:
+    extra = [f"X{i:02d}USDT" for i in range(max(0, n - len(NAMES)))]
+    return (NAMES + extra)[:n]
+
+
+def stream_file(n_symbols: int, seconds: int) -> Path:
+    from marketlab.sim.replay import generate_recording
+
+    CACHE.mkdir(exist_ok=True)
+    path = CACHE / f"ingest-{n_symbols}sym-{seconds}s.mlrec"
+    if not path.exists():
+        print(f"generating {path.name} (once)…", flush=True)
+        tmp = path.with_suffix(".tmp")
+        generate_recording(
+            str(tmp), symbols_for(n_symbols), seconds, seed=7, start_time=START, streams=STREAMS
+        )
+        tmp.rename(path)
+    return path
+
+
+def expected_frames(path: Path, kinds: tuple[str, ...]) -> int:
+    from marketlab.recording import WS, open_recording
+    from marketlab.sim.replay import stream_of
+
+    _, entries = open_recording(path)
+    n = 0
+    for e in entries:
+        if e.kind == WS:
+            name = stream_of(e.data) or ""
+            if name.split("@", 1)[1] in kinds:
+                n += 1
+    return n
+
+
+# --- the clients (each in its own process) -----------------------------------------------------
+
+
+class Meter:
+    """First frame to last: wall time, process CPU time."""
+
+    def __init__(self, expect: int):
+        self.expect = expect
+        self.n = 0
+        self.t0 = self.c0 = 0.0
+        self.t1 = self.c1 = 0.0
+
+    def first(self) -> None:
+        self.t0, self.c0 = time.perf_counter(), time.process_time()
+
+    def last(self) -> None:
+        self.t1, self.c1 = time.perf_counter(), time.process_time()
+
+    def result(self, **extra: Any) -> dict[str, Any]:
+        wall = max(self.t1 - self.t0, 1e-9)
+        return {"messages": self.n, "expected": self.expect, "wall_s": wall, "msg_per_s": self.n / wall,
+                "cpu_us_per_msg": (self.c1 - self.c0) / max(self.n, 1) * 1e6,
+                "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, **extra}  # fmt: skip
+
+
+def all_streams(symbols: list[str], kinds: tuple[str, ...]) -> list[str]:
+    return [f"{s.lower()}@{k}" for s in symbols for k in kinds]
+
+
+async def floor_client(port: int, symbols: list[str], expect: int) -> dict[str, Any]:
+    import orjson
+    import websockets
+
+    meter = Meter(expect)
+    url = f"ws://127.0.0.1:{port}/stream?streams=" + "/".join(all_streams(symbols, STREAMS))
+    loads = orjson.loads
+    async with websockets.connect(url, max_size=2**24, max_queue=4096, compression=None) as ws:
+        frame = await ws.recv(decode=False)
+        meter.first()
+        loads(frame)
+        meter.n = 1
+        recv = ws.recv
+        while meter.n < expect:
+            loads(await recv(decode=False))
+            meter.n += 1
+        meter.last()
+    return meter.result()
+
+
+def marketlab_client(port: int, symbols: list[str], expect: int, books: bool) -> dict[str, Any]:
+    from marketlab.lab import Lab
+
+    channels = ("trades", "ticker", "klines", "book") if books else ("trades", "ticker", "klines")
+    lab = Lab(symbols, intervals=["1m"], channels=channels, binance_ws_url=f"ws://127.0.0.1:{port}",
+              binance_rest_url=f"http://127.0.0.1:{port}", url_streams=1024, seed_klines=5,
+              idle_timeout=60)  # fmt: skip
+    meter = Meter(expect)
+    lab.start()
+    try:
+        while not lab._feed or not lab._feed.connections or lab._feed.connections[0].messages == 0:
+            time.sleep(0.0005)
+        meter.first()
+        conn = lab._feed.connections[0]
+        last, seen = time.monotonic(), 0
+        while conn.messages < expect and time.monotonic() - last < 10:
+            time.sleep(0.002)
+            if conn.messages != seen:
+                last, seen = time.monotonic(), conn.messages
+        meter.last()
+        meter.n = conn.messages
+        synced = sum(1 for s in symbols if lab.book(s).attrs["synced"]) if books else 0
+        trades = sum(len(lab.trades(s)) for s in symbols)
+        applied = sum(lb.book.stats.applied for lb in lab._feed.books.values())
+    finally:
+        lab.stop()
+    return meter.result(books_synced=synced, book_updates_applied=applied, trades_in_frames=trades)
+
+
+async def ccxt_client(port: int, symbols: list[str], expect: int) -> dict[str, Any]:
+    import ccxt.pro
+
+    meter = Meter(expect)
+
+    class Counting(ccxt.pro.binance):  # type: ignore[misc]
+        def handle_message(self, client: Any, message: Any) -> Any:
+            if meter.n == 0:
+                meter.first()
+            meter.n += 1
+            result = super().handle_message(client, message)
+            meter.last()
+            return result
+
+    ex = Counting(
+        {
+            "options": {
+                "fetchCurrencies": False,
+                "fetchMarkets": {"types": ["spot"]},
+                "watchTickers": {"name": "ticker"},
+            }
+        }
+    )  # the full 24h ticker, as the others take
+    ex.urls["api"]["public"] = f"http://127.0.0.1:{port}/api/v3"
+    ex.urls["api"]["ws"]["spot"] = f"ws://127.0.0.1:{port}/ws"
+    await ex.load_markets()
+    markets = [f"{s[:-4]}/USDT" for s in symbols]
+
+    async def loop(method: str, *args: Any) -> None:
+        while meter.n < expect:
+            await getattr(ex, method)(*args)
+
+    tasks = [asyncio.create_task(loop(m, s, *a)) for s in markets
+             for m, a in (("watch_trades", ()), ("watch_ticker", ()), ("watch_ohlcv", ("1m",)),
+                          ("watch_order_book", ()))]  # fmt: skip
+    try:
+        last, seen = time.monotonic(), 0
+        while (
+            meter.n < expect and time.monotonic() - last < 10
+        ):  # ends at the last frame or a 10 s silence
+            await asyncio.sleep(0.01)
+            if meter.n != seen:
+                last, seen = time.monotonic(), meter.n
+            failed = [t for t in tasks if t.done() and t.exception() is not None]
+            if failed:
+                raise failed[0].exception()  # type: ignore[misc]
+    finally:
+        for t in tasks:
+            t.cancel()
+        await ex.close()
+    return meter.result()
+
+
+def cryptofeed_client(port: int, symbols: list[str], expect: int) -> dict[str, Any]:
+    try:
+        from cryptofeed import FeedHandler
+        from cryptofeed.connection import RestEndpoint, Routes, WebsocketEndpoint
+        from cryptofeed.defines import CANDLES, L2_BOOK, TICKER, TRADES
+        from cryptofeed.exchanges import Binance
+    except ImportError as exc:
+        return {"error": f"cryptofeed is not installed ({exc}); pip install -e '.[bench]'"}
+
+    meter = Meter(expect)
+
+    class LocalBinance(Binance):  # type: ignore[misc]
+        websocket_endpoints = [
+            WebsocketEndpoint(f"ws://127.0.0.1:{port}", sandbox=None, options={"compression": None})
+        ]
+        rest_endpoints = [RestEndpoint(f"http://127.0.0.1:{port}",
+                                       routes=Routes("/api/v3/exchangeInfo", l2book="/api/v3/depth?symbol={}&limit={}"))]  # fmt: skip
+
+        async def message_handler(self, msg: str, conn: Any, timestamp: float) -> None:
+            if meter.n == 0:
+                meter.first()
+            meter.n += 1
+            await super().message_handler(msg, conn, timestamp)
+            meter.last()
+
+    async def noop(*args: Any) -> None:
+        return None
+
+    async def until_done() -> None:
+        last, seen = time.monotonic(), 0
+        while meter.n < expect and time.monotonic() - last < 10:
+            await asyncio.sleep(0.01)
+            if meter.n != seen:
+                last, seen = time.monotonic(), meter.n
+
+    fh = FeedHandler()  # installs uvloop's policy: the loop comes after it
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    fh.add_feed(LocalBinance(symbols=[f"{s[:-4]}-USDT" for s in symbols], channels=[TRADES, TICKER, CANDLES, L2_BOOK],
+                             callbacks={TRADES: noop, TICKER: noop, CANDLES: noop, L2_BOOK: noop}))  # fmt: skip
+    fh.run(start_loop=False, install_signal_handlers=False)
+    loop.run_until_complete(until_done())
+    return meter.result()
+
+
+def run_client(name: str, port: int, n_symbols: int, expect: int) -> dict[str, Any]:
+    symbols = symbols_for(n_symbols)
+    if name == "floor":
+        return asyncio.run(floor_client(port, symbols, expect))
+    if name == "marketlab":
+        return marketlab_client(port, symbols, expect, books=False)
+    if name == "marketlab+books":
+        return marketlab_client(port, symbols, expect, books=True)
+    if name == "ccxt.pro":
+        return asyncio.run(ccxt_client(port, symbols, expect))
+    if name == "cryptofeed":
+        return cryptofeed_client(port, symbols, expect)
+    raise ValueError(name)
+
+
+# --- the run -----------------------------------------------------------------------------------
+
+CLIENTS = {  # name → the streams it takes
+    "floor": STREAMS,
+    "marketlab": ("trade", "kline_1m", "ticker"),
+    "marketlab+books": STREAMS,
+    "ccxt.pro": STREAMS,
+    "cryptofeed": STREAMS,
+}
+
+
+def start_simulator(path: Path) -> tuple[subprocess.Popen[str], int, Any]:
+    log = tempfile.TemporaryFile(mode="w+")
+    proc = subprocess.Popen([sys.executable, "-m", "marketlab", "sim", "--port", "0", "--replay", str(path)],
+                            stdout=subprocess.PIPE, stderr=log, text=True)  # fmt: skip
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        m = re.search(r"REST\s+http://127\.0\.0\.1:(\d+)", line)
+        if m:
+            return proc, int(m.group(1)), log
+    log.seek(0)
+    raise RuntimeError(f"the simulator did not start: {log.read()}")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    ap.add_argument("--symbols", type=int, default=20)
+    ap.add_argument("--seconds", type=int, default=3000, help="simulated seconds in the stream")
+    ap.add_argument("--clients", default=",".join(CLIENTS))
+    ap.add_argument("--repeat", type=int, default=2, help="runs per client; the best is kept")
+    ap.add_argument("--client", help=argparse.SUPPRESS)
+    ap.add_argument("--port", type=int, help=argparse.SUPPRESS)
+    ap.add_argument("--expect", type=int, help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.client:  # a child process: one client, one JSON line
+        try:
+            result = run_client(args.client, args.port, args.symbols, args.expect)
+        except Exception as exc:  # reported in the table, not a traceback
+            result = {"error": f"{type(exc).__name__}: {exc}"}
+        print(json.dumps(result), flush=True)
+        return
+    path = stream_file(args.symbols, args.seconds)
+    proc, port, log = start_simulator(path)
+    rows = []
+    try:
+        for name in args.clients.split(","):
+            expect = expected_frames(path, CLIENTS[name])
+            best: dict[str, Any] | None = None
+            for _ in range(args.repeat):
+                out = subprocess.run([sys.executable, __file__, "--client", name, "--port", str(port), "--symbols",
+                                      str(args.symbols), "--expect", str(expect)],
+                                     capture_output=True, text=True, timeout=900)  # fmt: skip
+                try:
+                    result = json.loads(out.stdout.strip().splitlines()[-1])
+                except (IndexError, json.JSONDecodeError):
+                    result = {"error": (out.stderr.strip().splitlines() or ["no output"])[-1]}
+                if (
+                    "error" in result
+                    or best is None
+                    or result["msg_per_s"] > best.get("msg_per_s", 0)
+                ):
+                    best = result
+                if "error" in result:
+                    break
+            rows.append((name, best))
+            print(f"  {name}: {best}", file=sys.stderr, flush=True)
+    finally:
+        proc.terminate()
+        proc.wait(10)
+        log.close()
+    floor = next((r["msg_per_s"] for n, r in rows if n == "floor" and r and "msg_per_s" in r), None)
+    print(f"\ningest: {args.symbols} symbols, {args.seconds} simulated seconds, streams {', '.join(STREAMS)}; "
+          f"simulator in its own process; best of {args.repeat}")  # fmt: skip
+    print(
+        f"{'client':<17}{'messages':>10}{'msg/s':>11}{'x floor':>9}{'CPU us/msg':>12}{'peak RSS MB':>13}"
+    )
+    for name, r in rows:
+        if r is None or "error" in r:
+            print(f"{name:<17}  could not run: {(r or {}).get('error')}")
+            continue
+        ratio = f"{r['msg_per_s'] / floor:.2f}" if floor else "-"
+        short = (
+            "" if r["messages"] >= r["expected"] else f"  (only {r['messages']} of {r['expected']})"
+        )
+        print(f"{name:<17}{r['messages']:>10,}{r['msg_per_s']:>11,.0f}{ratio:>9}{r['cpu_us_per_msg']:>12.1f}"
+              f"{r['peak_rss_mb']:>13.0f}{short}")  # fmt: skip
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("PYTHONWARNINGS", "ignore")
+    main()
