@@ -29,10 +29,18 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 CACHE = Path(__file__).parent / ".cache"
-STREAMS = ("trade", "depth@100ms", "kline_1m", "ticker")
+STREAMS = (
+    "trade",
+    "depth@100ms",
+    "kline_1m",
+    "ticker",
+)  # what marketlab, ccxt.pro and the floor take
+# cryptofeed's TRADES and TICKER channels are aggTrade and bookTicker: the stream has both too
+GENERATED = (*STREAMS, "aggTrade", "bookTicker")
+CRYPTOFEED = ("aggTrade", "depth@100ms", "kline_1m", "bookTicker")
 START = 1_767_225_600_000  # 2026-01-01: a fixed start keeps the stream the same in every run
 NAMES = ["BTCUSDT", "ETHUSDT", "BNBUSDT", "SOLUSDT", "XRPUSDT", "ADAUSDT", "DOGEUSDT"]
 
@@ -51,7 +59,7 @@ def stream_file(n_symbols: int, seconds: int) -> Path:
         print(f"generating {path.name} (once)…", flush=True)
         tmp = path.with_suffix(".tmp")
         generate_recording(
-            str(tmp), symbols_for(n_symbols), seconds, seed=7, start_time=START, streams=STREAMS
+            str(tmp), symbols_for(n_symbols), seconds, seed=7, start_time=START, streams=GENERATED
         )
         tmp.rename(path)
     return path
@@ -100,12 +108,15 @@ def all_streams(symbols: list[str], kinds: tuple[str, ...]) -> list[str]:
     return [f"{s.lower()}@{k}" for s in symbols for k in kinds]
 
 
-async def floor_client(port: int, symbols: list[str], expect: int) -> dict[str, Any]:
+async def floor_client(
+    port: int, symbols: list[str], expect: int, tls: bool = False
+) -> dict[str, Any]:
     import orjson
     import websockets
 
     meter = Meter(expect)
-    url = f"ws://127.0.0.1:{port}/stream?streams=" + "/".join(all_streams(symbols, STREAMS))
+    scheme = "wss" if tls else "ws"
+    url = f"{scheme}://127.0.0.1:{port}/stream?streams=" + "/".join(all_streams(symbols, STREAMS))
     loads = orjson.loads
     async with websockets.connect(url, max_size=2**24, max_queue=4096, compression=None) as ws:
         frame = await ws.recv(decode=False)
@@ -213,11 +224,15 @@ def cryptofeed_client(port: int, symbols: list[str], expect: int) -> dict[str, A
 
     meter = Meter(expect)
 
+    # cryptofeed refuses any address but wss:// ("Invalid address, must be a wss address"), so
+    # it meets a TLS simulator, trusting its certificate through SSL_CERT_FILE/REQUESTS_CA_BUNDLE.
     class LocalBinance(Binance):  # type: ignore[misc]
-        websocket_endpoints = [
-            WebsocketEndpoint(f"ws://127.0.0.1:{port}", sandbox=None, options={"compression": None})
+        websocket_endpoints: ClassVar = [
+            WebsocketEndpoint(
+                f"wss://127.0.0.1:{port}", sandbox=None, options={"compression": None}
+            )
         ]
-        rest_endpoints = [RestEndpoint(f"http://127.0.0.1:{port}",
+        rest_endpoints: ClassVar = [RestEndpoint(f"https://127.0.0.1:{port}",
                                        routes=Routes("/api/v3/exchangeInfo", l2book="/api/v3/depth?symbol={}&limit={}"))]  # fmt: skip
 
         async def message_handler(self, msg: str, conn: Any, timestamp: float) -> None:
@@ -237,7 +252,9 @@ def cryptofeed_client(port: int, symbols: list[str], expect: int) -> dict[str, A
             if meter.n != seen:
                 last, seen = time.monotonic(), meter.n
 
-    fh = FeedHandler()  # installs uvloop's policy: the loop comes after it
+    fh = FeedHandler(
+        config={"log": {"disabled": True}}
+    )  # installs uvloop's policy: the loop comes after it
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
     fh.add_feed(LocalBinance(symbols=[f"{s[:-4]}-USDT" for s in symbols], channels=[TRADES, TICKER, CANDLES, L2_BOOK],
@@ -251,6 +268,8 @@ def run_client(name: str, port: int, n_symbols: int, expect: int) -> dict[str, A
     symbols = symbols_for(n_symbols)
     if name == "floor":
         return asyncio.run(floor_client(port, symbols, expect))
+    if name == "floor+tls":
+        return asyncio.run(floor_client(port, symbols, expect, tls=True))
     if name == "marketlab":
         return marketlab_client(port, symbols, expect, books=False)
     if name == "marketlab+books":
@@ -269,17 +288,32 @@ CLIENTS = {  # name → the streams it takes
     "marketlab": ("trade", "kline_1m", "ticker"),
     "marketlab+books": STREAMS,
     "ccxt.pro": STREAMS,
-    "cryptofeed": STREAMS,
+    "floor+tls": STREAMS,
+    "cryptofeed": CRYPTOFEED,
 }
+TLS_CLIENTS = ("floor+tls", "cryptofeed")
 
 
-def start_simulator(path: Path) -> tuple[subprocess.Popen[str], int, Any]:
-    log = tempfile.TemporaryFile(mode="w+")
-    proc = subprocess.Popen([sys.executable, "-m", "marketlab", "sim", "--port", "0", "--replay", str(path)],
+def certificate() -> tuple[Path, Path]:
+    """A self-signed certificate for 127.0.0.1 (made once with the openssl command)."""
+    cert, key = CACHE / "loopback-cert.pem", CACHE / "loopback-key.pem"
+    if not cert.exists():
+        subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "3650", "-subj",
+                        "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(key),
+                        "-out", str(cert)], check=True, capture_output=True)  # fmt: skip
+    return cert, key
+
+
+def start_simulator(
+    path: Path, tls: tuple[Path, Path] | None = None
+) -> tuple[subprocess.Popen[str], int, Any]:
+    log = tempfile.TemporaryFile(mode="w+")  # noqa: SIM115 - closed by the caller
+    extra = ["--tls-cert", str(tls[0]), "--tls-key", str(tls[1])] if tls else []
+    proc = subprocess.Popen([sys.executable, "-m", "marketlab", "sim", "--port", "0", "--replay", str(path), *extra],
                             stdout=subprocess.PIPE, stderr=log, text=True)  # fmt: skip
     assert proc.stdout is not None
     for line in proc.stdout:
-        m = re.search(r"REST\s+http://127\.0\.0\.1:(\d+)", line)
+        m = re.search(r"REST\s+https?://127\.0\.0\.1:(\d+)", line)
         if m:
             return proc, int(m.group(1)), log
     log.seek(0)
@@ -306,16 +340,30 @@ def main() -> None:
         print(json.dumps(result), flush=True)
         return
     path = stream_file(args.symbols, args.seconds)
+    names = args.clients.split(",")
+    unknown = set(names) - set(CLIENTS)
+    if unknown:
+        ap.error(
+            f"unknown client(s) {', '.join(sorted(unknown))}: expected some of {', '.join(CLIENTS)}"
+        )
     proc, port, log = start_simulator(path)
+    tls = certificate() if set(names) & set(TLS_CLIENTS) else None
+    tls_proc, tls_port, tls_log = start_simulator(path, tls) if tls else (None, 0, None)
+    env = (
+        {**os.environ, "SSL_CERT_FILE": str(tls[0]), "REQUESTS_CA_BUNDLE": str(tls[0])}
+        if tls
+        else None
+    )
     rows = []
     try:
-        for name in args.clients.split(","):
+        for name in names:
             expect = expected_frames(path, CLIENTS[name])
             best: dict[str, Any] | None = None
+            p = tls_port if name in TLS_CLIENTS else port
             for _ in range(args.repeat):
-                out = subprocess.run([sys.executable, __file__, "--client", name, "--port", str(port), "--symbols",
+                out = subprocess.run([sys.executable, __file__, "--client", name, "--port", str(p), "--symbols",
                                       str(args.symbols), "--expect", str(expect)],
-                                     capture_output=True, text=True, timeout=900)  # fmt: skip
+                                     capture_output=True, text=True, timeout=900, env=env)  # fmt: skip
                 try:
                     result = json.loads(out.stdout.strip().splitlines()[-1])
                 except (IndexError, json.JSONDecodeError):
@@ -331,9 +379,11 @@ def main() -> None:
             rows.append((name, best))
             print(f"  {name}: {best}", file=sys.stderr, flush=True)
     finally:
-        proc.terminate()
-        proc.wait(10)
-        log.close()
+        for pr, lg in ((proc, log), (tls_proc, tls_log)):
+            if pr is not None:
+                pr.terminate()
+                pr.wait(10)
+                lg.close()
     floor = next((r["msg_per_s"] for n, r in rows if n == "floor" and r and "msg_per_s" in r), None)
     print(f"\ningest: {args.symbols} symbols, {args.seconds} simulated seconds, streams {', '.join(STREAMS)}; "
           f"simulator in its own process; best of {args.repeat}")  # fmt: skip

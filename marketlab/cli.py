@@ -170,6 +170,10 @@ def build_parser() -> argparse.ArgumentParser:
                      help="seconds before the server closes a connection (Binance: 24h)")  # fmt: skip
     sim.add_argument("--replay", default=None, metavar="FILE",
                      help="serve this recording's frames on the Binance WebSocket paths")  # fmt: skip
+    sim.add_argument(
+        "--tls-cert", default=None, help="serve TLS (https/wss) with this certificate (PEM)"
+    )
+    sim.add_argument("--tls-key", default=None, help="the certificate's private key (PEM)")
     sim.add_argument("--replay-rate", type=_positive, default=None,
                      help="frames per second per client (default: as fast as the client reads)")  # fmt: skip
     sim.add_argument(
@@ -215,6 +219,16 @@ def replay_market(path: str | None) -> dict[str, Any]:
     return {"symbols": header.symbols, **market}
 
 
+def _tls(cert: str | None, key: str | None) -> Any:
+    if cert is None:
+        return None
+    import ssl
+
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert, key)
+    return context
+
+
 async def run_sim(args: argparse.Namespace) -> int:
     from marketlab.sim import SimExchange
 
@@ -232,6 +246,7 @@ async def run_sim(args: argparse.Namespace) -> int:
         faults=args.faults,
         replay=args.replay,
         replay_rate=args.replay_rate,
+        ssl_context=_tls(args.tls_cert, args.tls_key),
         **options,
     )
     async with sim:

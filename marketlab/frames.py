@@ -137,6 +137,7 @@ class TradeBuffer:
                 "trade_id": a["trade_id"],
             },
             index=utc_index(a["time"], "time"),
+            copy=False,  # the arrays are fresh copies already
         )
 
 

@@ -33,7 +33,7 @@ from marketlab.frames import (
     utc_times,
 )
 from marketlab.recording import Header, RecordingWriter, open_recording
-from marketlab.records import Interval, Kline, Record, Ticker, Trade, normalize_symbol
+from marketlab.records import BookDelta, Interval, Kline, Record, Ticker, Trade, normalize_symbol
 from marketlab.replay import replaying
 from marketlab.store.history import History
 from marketlab.store.sqlite import KlineStore, connect
@@ -170,6 +170,9 @@ class Lab:
         self._store: KlineStore | None = None
         self.last_db_written = 0
         self._prices: dict[str, dict[str, Any]] = {}
+        self._last_trade: dict[
+            str, tuple[float, int, float, str]
+        ] = {}  # price, time, received, source
         self._prices_lock = threading.Lock()
         self._callbacks: list[Callable[[Record], Any]] = []
         self._feed: Feed | None = None
@@ -459,9 +462,13 @@ class Lab:
 
     def _on_records(self, records: Sequence[Record], source: str) -> None:
         for r in records:
-            if isinstance(r, Trade):
-                self._trades[r.symbol].add(r)
-                self._update_price(r.symbol, source, last=r.price, event_time=r.time)
+            kind = type(r)
+            if kind is Trade:
+                self._trades[r.symbol].add(r)  # type: ignore[arg-type]
+                # the newest trade is merged into prices when they are read: no lock, no dict work
+                self._last_trade[r.symbol] = (r.price, r.time, time.time(), source)  # type: ignore[union-attr]
+            elif kind is BookDelta:
+                pass  # the feed keeps the book
             elif isinstance(r, Kline):
                 buf = self._klines.get((r.symbol, r.interval))
                 if buf is not None:
@@ -506,7 +513,17 @@ class Lab:
         """The data of :meth:`prices` as plain dicts (times in epoch ms): cheap, for servers."""
         now = time.time()
         with self._prices_lock:
-            rows = [{"symbol": s, **self._prices[s]} for s in self.symbols if s in self._prices]
+            tickers = {s: dict(self._prices[s]) for s in self.symbols if s in self._prices}
+        rows = []
+        for s in self.symbols:
+            row, trade = tickers.get(s), self._last_trade.get(s)
+            if trade is not None and (row is None or trade[1] >= row["event_time"]):
+                row = row or {"last": float("nan"), "bid": float("nan"), "ask": float("nan"),
+                              "change_pct": float("nan"), "volume": float("nan")}  # fmt: skip
+                row.update(last=trade[0], event_time=trade[1], received_at=max(trade[2], row.get("received_at", 0.0)),
+                           source=trade[3])  # fmt: skip
+            if row is not None:
+                rows.append({"symbol": s, **row})
         for row in rows:
             row["age_s"] = now - row["received_at"]
             row["received_at"] = round(row["received_at"] * 1000)

@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import functools
 import logging
+import ssl
 import threading
 import time
 from collections import deque
@@ -161,6 +162,7 @@ class SimExchange:
         okx_idle_timeout: float = 30.0,
         replay: str | None = None,
         replay_rate: float | None = None,
+        ssl_context: ssl.SSLContext | None = None,
         faults: str | list[ScheduledFault] | None = None,
     ):
         self.symbol_names = [normalize_symbol(s) for s in symbols]
@@ -178,6 +180,7 @@ class SimExchange:
         self.ban_seconds = ban_seconds
         self.okx_idle_timeout = okx_idle_timeout
         self.replay_path, self.replay_rate = replay, replay_rate
+        self.ssl_context = ssl_context  # TLS on loopback, for clients that insist on wss://
         self.replay: ReplayFace | None = None
         self.schedule = (
             parse_fault_schedule(faults) if isinstance(faults, str) else list(faults or [])
@@ -197,16 +200,16 @@ class SimExchange:
 
     @property
     def rest_url(self) -> str:
-        return f"http://{self.host}:{self.port}"
+        return f"{'https' if self.ssl_context else 'http'}://{self.host}:{self.port}"
 
     @property
     def ws_url(self) -> str:
-        return f"ws://{self.host}:{self.port}"
+        return f"{'wss' if self.ssl_context else 'ws'}://{self.host}:{self.port}"
 
     @property
     def okx_ws_url(self) -> str:
         """OKX's public WebSocket (candles are on ``/ws/v5/business`` beside it)."""
-        return f"ws://{self.host}:{self.port}/ws/v5/public"
+        return f"{self.ws_url}/ws/v5/public"
 
     # --- lifecycle ---------------------------------------------------------------------
 
@@ -228,7 +231,9 @@ class SimExchange:
         app.router.add_get("/sim/v1/status", self._status_endpoint)
         self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, self.host, self.port, reuse_address=True)
+        site = web.TCPSite(
+            self._runner, self.host, self.port, reuse_address=True, ssl_context=self.ssl_context
+        )
         await site.start()
         self.port = self._runner.addresses[0][1]
         self._tasks.append(asyncio.create_task(self._engine()))
