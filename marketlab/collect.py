@@ -23,6 +23,8 @@ from marketlab.records import Interval, normalize_symbol
 
 CONFIG_NAME = "marketlab.toml"
 URL_KEYS = ("binance_ws_url", "binance_rest_url", "okx_ws_url", "okx_rest_url")
+# [collect] keys of marketlab.toml, each also a flag of `marketlab collect`
+COLLECT_KEYS = ("exchange", "fallback", "failover_after", "symbols", "intervals", "channels", "db")
 
 
 @dataclass
@@ -48,15 +50,7 @@ def load_settings(args: argparse.Namespace) -> CollectSettings:
         raise ValueError(f"config file {path} does not exist")
     if path.is_file():
         _apply_toml(settings, path)
-    for name in (
-        "exchange",
-        "fallback",
-        "failover_after",
-        "symbols",
-        "intervals",
-        "channels",
-        "db",
-    ):
+    for name in COLLECT_KEYS:
         value = getattr(args, name, None)
         if value is not None:
             setattr(settings, name, value)
@@ -73,15 +67,7 @@ def _apply_toml(settings: CollectSettings, path: Path) -> None:
     except tomllib.TOMLDecodeError as exc:
         raise ValueError(f"{path}: not valid TOML ({exc})") from None
     section = data.get("collect", {})
-    unknown = set(section) - {
-        "exchange",
-        "fallback",
-        "failover_after",
-        "symbols",
-        "intervals",
-        "channels",
-        "db",
-    }
+    unknown = set(section) - set(COLLECT_KEYS)
     if unknown:
         raise ValueError(f"{path}: unknown key(s) in [collect]: {', '.join(sorted(unknown))}")
     if "exchange" in section:

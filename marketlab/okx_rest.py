@@ -7,7 +7,6 @@ endpoint under its limit and backs off after a 429.
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections import deque
 from typing import Any
@@ -16,7 +15,7 @@ import ccxt.async_support as ccxt_async
 import msgspec
 
 from marketlab.records import BookSnapshot, Interval, Kline, Ticker
-from marketlab.rest import GovernorStats, rest_error
+from marketlab.rest import GovernorStats, PacedRest
 from marketlab.venues import okx
 
 # Requests per two seconds per IP (OKX's documented limits), with headroom for other clients.
@@ -71,38 +70,19 @@ class _Okx(ccxt_async.okx):  # type: ignore[misc]
         return response_body
 
 
-class OkxRest:
+class OkxRest(PacedRest):
     """The public REST endpoints a collector needs, as the same records as Binance's."""
 
     kline_page = okx.HISTORY_CANDLES_LIMIT  # the smaller of the two candle endpoints' pages
     windowed = True  # a page is the window [start, start + limit bars)
 
     def __init__(self, base_url: str = okx.DEFAULT_REST_URL, *, timeout_s: float = 10.0):
+        super().__init__()
         self.base_url = base_url.rstrip("/")
         self.governor = WindowPacer(LIMITS)
         self._ex = _Okx({"enableRateLimit": False, "timeout": int(timeout_s * 1000)})
         self._ex.pacer = self.governor
         self._ex.urls["api"]["rest"] = self.base_url
-        self._lock = asyncio.Lock()
-        self.last_success: float | None = None
-        self.last_failure: float | None = None
-
-    async def close(self) -> None:
-        await self._ex.close()
-
-    async def _call(self, method: str, params: dict[str, Any], endpoint: str) -> Any:
-        async with self._lock:
-            while (wait := self.governor.delay(endpoint, time.monotonic())) > 0:
-                self.governor.stats.waited_s += wait
-                await asyncio.sleep(min(wait, 5.0))
-            self.governor.sent(endpoint, time.monotonic())
-        try:
-            result = await getattr(self._ex, method)(params)
-        except ccxt_async.BaseError as exc:
-            self.last_failure = time.monotonic()
-            raise rest_error(method, params, exc) from exc
-        self.last_success = time.monotonic()
-        return result
 
     async def server_time(self) -> int:
         return okx.parse_time(await self._call("public_get_public_time", {}, "time"))

@@ -129,14 +129,50 @@ class _Binance(ccxt_async.binance):  # type: ignore[misc]
         return response_body
 
 
-class BinanceRest:
+class PacedRest:
+    """One request at a time through a venue's ccxt client, paced by its governor.
+
+    Subclasses set ``_ex`` (the ccxt client) and ``governor`` (``delay(cost, now)``,
+    ``sent(cost, now)``, ``stats``) and say which clock the governor counts in.
+    """
+
+    clock: Any = staticmethod(time.monotonic)
+    _ex: Any
+    governor: Any
+
+    def __init__(self) -> None:
+        self._lock = asyncio.Lock()
+        self.last_success: float | None = None  # monotonic times, for "is the venue reachable"
+        self.last_failure: float | None = None
+
+    async def close(self) -> None:
+        await self._ex.close()
+
+    async def _call(self, method: str, params: dict[str, Any], cost: Any) -> Any:
+        async with self._lock:  # one at a time: the governor's view stays exact
+            while (wait := self.governor.delay(cost, self.clock())) > 0:
+                self.governor.stats.waited_s += wait
+                await asyncio.sleep(min(wait, 5.0))
+            self.governor.sent(cost, self.clock())
+        try:
+            result = await getattr(self._ex, method)(params)
+        except ccxt_async.BaseError as exc:
+            self.last_failure = time.monotonic()
+            raise rest_error(method, params, exc) from exc
+        self.last_success = time.monotonic()
+        return result
+
+
+class BinanceRest(PacedRest):
     """The public REST endpoints a collector needs, as records."""
 
     kline_page = 1000  # candles per /api/v3/klines request
     windowed = False  # a page starts at startTime and runs to the limit
+    clock = staticmethod(time.time)  # Binance's weight window is the wall-clock minute
 
     def __init__(self, base_url: str = bn.DEFAULT_REST_URL, *, weight_limit: int = 6000,
                  timeout_s: float = 10.0):  # fmt: skip
+        super().__init__()
         self.base_url = base_url.rstrip("/")
         self.governor = WeightGovernor(weight_limit)
         self._ex = _Binance(
@@ -145,26 +181,6 @@ class BinanceRest:
         )  # fmt: skip
         self._ex.governor = self.governor
         self._ex.urls["api"]["public"] = f"{self.base_url}/api/v3"
-        self._lock = asyncio.Lock()
-        self.last_success: float | None = None  # monotonic times, for "is the venue reachable"
-        self.last_failure: float | None = None
-
-    async def close(self) -> None:
-        await self._ex.close()
-
-    async def _call(self, method: str, params: dict[str, Any], weight: int) -> Any:
-        async with self._lock:  # one at a time: the governor's view stays exact
-            while (wait := self.governor.delay(weight, time.time())) > 0:
-                self.governor.stats.waited_s += wait
-                await asyncio.sleep(min(wait, 5.0))
-            self.governor.sent(weight, time.time())
-        try:
-            result = await getattr(self._ex, method)(params)
-        except ccxt_async.BaseError as exc:
-            self.last_failure = time.monotonic()
-            raise rest_error(method, params, exc) from exc
-        self.last_success = time.monotonic()
-        return result
 
     async def server_time(self) -> int:
         payload = await self._call("public_get_time", {}, 1)

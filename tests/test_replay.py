@@ -12,15 +12,12 @@ import zstandard
 from marketlab.lab import Lab
 from marketlab.recording import WS, RecordingError, open_recording
 from marketlab.sim import SimExchange
-from tests.test_lab import FAST, wait_for
+from tests.test_lab import FAST, venue_options, wait_for
 
 
 def record_live(sim: SimExchange, path, exchange: str = "binance", faults: bool = True) -> dict:
-    urls = (dict(binance_ws_url=sim.ws_url, binance_rest_url=sim.rest_url) if exchange == "binance"
-            else dict(okx_ws_url=sim.okx_ws_url, okx_rest_url=sim.rest_url, text_ping_after=0.5))  # fmt: skip
-    lab = Lab(
-        ["BTCUSDT", "ETHUSDT"], intervals=["1m"], exchange=exchange, record=path, **FAST, **urls
-    )
+    lab = Lab(["BTCUSDT", "ETHUSDT"], intervals=["1m"], exchange=exchange, record=path,
+              **{**FAST, **venue_options(sim, exchange)})  # fmt: skip
     with lab:
         lab.wait_ready(30)
         time.sleep(1.5)

@@ -23,6 +23,7 @@ import orjson
 from aiohttp import WSMsgType, web
 
 from marketlab.records import INTERVAL_NAMES, Interval
+from marketlab.sim.face import SocketFace
 from marketlab.sim.market import StepResult, SymbolMarket, _Candle, fmt_units
 
 if TYPE_CHECKING:
@@ -186,7 +187,7 @@ class Connection:
     closing: bool = False
 
 
-class BinanceFace:
+class BinanceFace(SocketFace):
     """REST routes, WebSocket handling and the step → stream fan-out for one SimExchange."""
 
     def __init__(self, sim: SimExchange):
@@ -645,24 +646,7 @@ class BinanceFace:
                 with contextlib.suppress(ConnectionResetError, RuntimeError):
                     await conn.ws.ping(conn.ping_payload)
 
-    async def _close(self, conn: Connection, code: int, reason: bytes) -> None:
-        conn.closing = True
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(conn.ws.close(code=code, message=reason), 2.0)
-        self._drop(conn)
-
     # --- faults ------------------------------------------------------------------------
-
-    def abort_all(self) -> int:
-        """Cut every WebSocket connection without a close frame."""
-        conns = list(self.connections)
-        for conn in conns:
-            conn.closing = True
-            transport = conn.request.transport
-            if transport is not None:
-                transport.abort()
-            self._drop(conn)
-        return len(conns)
 
     def skip_depth(self, events: int, symbol: str | None) -> None:
         self._skip_depth[symbol] = self._skip_depth.get(symbol, 0) + events

@@ -25,6 +25,7 @@ import orjson
 from aiohttp import WSMsgType, web
 
 from marketlab.records import Interval
+from marketlab.sim.face import SocketFace
 from marketlab.sim.market import StepResult, SymbolMarket, _Candle, fmt_units
 
 if TYPE_CHECKING:
@@ -83,7 +84,7 @@ class OkxConnection:
     closing: bool = False
 
 
-class OkxFace:
+class OkxFace(SocketFace):
     """REST routes, WebSocket handling and the step → channel fan-out for one SimExchange."""
 
     def __init__(self, sim: SimExchange):
@@ -399,22 +400,7 @@ class OkxFace:
                 await self._close(conn, 4004, b"No data received in 30s.")
                 return
 
-    async def _close(self, conn: OkxConnection, code: int, reason: bytes) -> None:
-        conn.closing = True
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(conn.ws.close(code=code, message=reason), 2.0)
-        self._drop(conn)
-
     # --- faults ------------------------------------------------------------------------
-
-    def abort_all(self) -> int:
-        conns = list(self.connections)
-        for conn in conns:
-            conn.closing = True
-            if conn.request.transport is not None:
-                conn.request.transport.abort()
-            self._drop(conn)
-        return len(conns)
 
     def skip_books(self, events: int, symbol: str | None) -> None:
         """Lose the next ``events`` book updates: clients see a break in the prevSeqId chain."""

@@ -315,7 +315,9 @@ class SimExchange:
         while True:
             target = self.clock.now_ms()
             steps = 0
-            burst_ends = time.monotonic() + 0.02  # behind the clock: catch up in bursts, still serving
+            burst_ends = (
+                time.monotonic() + 0.02
+            )  # behind the clock: catch up in bursts, still serving
             while self.market.now + SECOND_MS <= target and time.monotonic() < burst_ends:
                 results = self.market.step()
                 self.binance.publish(results)

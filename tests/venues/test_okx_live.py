@@ -4,9 +4,8 @@ the 30-second rule, kline backfill, and failover from Binance to OKX and back.""
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import functools
 import sqlite3
-import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -18,9 +17,7 @@ from marketlab.lab import Lab
 from marketlab.records import BookTicker, Interval, Kline, Ticker, Trade
 from marketlab.sim import SimExchange
 from marketlab.venues import okx
-from tests.test_lab import FAST, wait_for
-
-OKX_FAST = {**FAST, "text_ping_after": 0.5}
+from tests.test_lab import FAST, running_lab, venue_options, wait_for
 
 
 @pytest.fixture
@@ -29,28 +26,7 @@ def sim() -> Iterator[SimExchange]:
         yield exchange
 
 
-@contextlib.contextmanager
-def okx_lab(
-    sim: SimExchange, symbols=("BTCUSDT",), intervals=("1m",), **options
-) -> Iterator[tuple[Lab, list]]:
-    lab = Lab(list(symbols), intervals=list(intervals), exchange="okx", okx_ws_url=sim.okx_ws_url,
-              okx_rest_url=sim.rest_url, **{**OKX_FAST, **options})  # fmt: skip
-    closed: list[Kline] = []
-    lock = threading.Lock()
-
-    def collect(record):
-        if isinstance(record, Kline) and record.closed:
-            with lock:
-                closed.append(record)
-
-    lab.subscribe(collect)
-    lab.start()
-    try:
-        lab.wait_ready(30)
-        yield lab, closed
-    finally:
-        lab.stop()
-        assert not lab.running
+okx_lab = functools.partial(running_lab, exchange="okx")
 
 
 def assert_okx_klines_exact(lab: Lab, sim: SimExchange, symbol: str, interval: str, stream: list[Kline],
@@ -219,8 +195,7 @@ def test_okx_rest_fallback_polls_when_the_websocket_is_refused(sim):
 def test_failover_to_okx_and_back_loses_no_binance_kline(sim, tmp_path):
     db = tmp_path / "h.sqlite"
     lab = Lab(["BTCUSDT", "ETHUSDT"], intervals=["1m"], db=db, fallback="okx", failover_after=1.5,
-              binance_ws_url=sim.ws_url, binance_rest_url=sim.rest_url, okx_ws_url=sim.okx_ws_url,
-              okx_rest_url=sim.rest_url, **{**OKX_FAST, "fallback_after": 0.5})  # fmt: skip
+              **{**FAST, **venue_options(sim), **venue_options(sim, "okx"), "fallback_after": 0.5})  # fmt: skip
     binance_closed: list[Kline] = []
     sources: set[str] = set()
     lab.subscribe(
