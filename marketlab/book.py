@@ -9,12 +9,11 @@ update id, it says so (``synced`` is False) and asks for a new snapshot.
 from __future__ import annotations
 
 import enum
+import heapq
 import math
 from collections import deque
 from dataclasses import dataclass
-from itertools import islice
-
-from sortedcontainers import SortedDict
+from typing import Any
 
 from marketlab.records import BookDelta, BookSnapshot, Level
 from marketlab.venues.okx import BookMessage, book_checksum
@@ -43,6 +42,89 @@ class BookStats:
     ignored: int = 0
 
 
+_ABSENT = object()
+
+
+class BookSide:
+    """One side's levels by key (ask price, or minus the bid price: smaller is better).
+
+    Quantities live in a dict and the order in a heap with lazy deletion, so a level coming or
+    going costs a dict operation and at most a heap push — far less than keeping a sorted
+    list, when books churn at every update — and the best level is the heap's top. ``known``
+    counts the levels at or inside ``bound`` (the range a cut snapshot vouches for).
+    """
+
+    __slots__ = ("bound", "heap", "known", "levels")
+
+    def __init__(self) -> None:
+        self.levels: dict[float, float] = {}
+        self.heap: list[float] = []
+        self.bound = math.inf
+        self.known = 0
+
+    def __len__(self) -> int:
+        return len(self.levels)
+
+    def __bool__(self) -> bool:
+        return bool(self.levels)
+
+    def __contains__(self, key: float) -> bool:
+        return key in self.levels
+
+    def __setitem__(self, key: float, qty: float) -> None:
+        levels = self.levels
+        if key not in levels:
+            heap = self.heap
+            heapq.heappush(heap, key)
+            if len(heap) > 2 * len(levels) + 64:  # mostly keys long gone: rebuild
+                self.heap = heap = [*levels, key]
+                heapq.heapify(heap)
+            if key <= self.bound:
+                self.known += 1
+        levels[key] = qty
+
+    def pop(self, key: float, default: Any = None) -> Any:
+        qty = self.levels.pop(key, _ABSENT)
+        if qty is _ABSENT:
+            return default
+        if key <= self.bound:
+            self.known -= 1
+        return qty
+
+    def clear(self) -> None:
+        self.levels.clear()
+        self.heap.clear()
+        self.bound, self.known = math.inf, 0
+
+    def set_bound(self, bound: float) -> None:
+        self.bound = bound
+        self.known = sum(1 for k in self.levels if k <= bound)
+
+    def peekitem(self, index: int = 0) -> tuple[float, float]:
+        """The best level (only ``index`` 0 is kept at hand)."""
+        if index != 0:
+            raise IndexError("only the best level is at hand")
+        heap, levels = self.heap, self.levels
+        while heap[0] not in levels:
+            heapq.heappop(heap)
+        key = heap[0]
+        return key, levels[key]
+
+    def first(self, n: int) -> list[tuple[float, float]]:
+        """The ``n`` best levels, best first."""
+        levels = self.levels
+        return [(k, levels[k]) for k in heapq.nsmallest(n, levels)]
+
+    def trim(self, keep: int) -> list[float]:
+        """Drop all but the ``keep`` best levels; returns the keys dropped."""
+        kept = heapq.nsmallest(keep, self.levels)
+        dropped = [k for k in self.levels if k > kept[-1]] if kept else list(self.levels)
+        for k in dropped:
+            self.pop(k)
+        self.heap = kept  # sorted, so already a heap
+        return dropped
+
+
 class OrderBook:
     """One symbol's book. Feed it :class:`BookDelta` and :class:`BookSnapshot`; act on the
     returned :class:`Action`.
@@ -61,8 +143,8 @@ class OrderBook:
         self.last_update_id = 0
         self.reason = "waiting for the first snapshot"
         self.stats = BookStats()
-        self._bids: SortedDict = SortedDict()  # key: -price (best first)
-        self._asks: SortedDict = SortedDict()  # key: price
+        self._bids = BookSide()  # key: -price (best first)
+        self._asks = BookSide()  # key: price
         self._buffer: deque[BookDelta] = deque()
         # A snapshot cut at its limit says nothing of levels beyond its worst price: only the
         # range [bid_floor, ask_ceiling] is known to equal the exchange's book.
@@ -146,6 +228,8 @@ class OrderBook:
         self._min_known = min(self.min_known_levels, max(1, limit // 2))
         self.bid_floor = snapshot.bids[-1][0] if len(snapshot.bids) >= limit else -math.inf
         self.ask_ceiling = snapshot.asks[-1][0] if len(snapshot.asks) >= limit else math.inf
+        self._bids.set_bound(-self.bid_floor)
+        self._asks.set_bound(self.ask_ceiling)
         self.last_update_id = lid
         self.event_time = snapshot.event_time
         self.state = BookState.SYNCED
@@ -175,24 +259,16 @@ class OrderBook:
 
     def _apply(self, delta: BookDelta) -> None:
         bids, asks = self._bids, self._asks
-        put = dict.__setitem__  # a level already there changes in the dict alone, not in the order
         for price, qty in delta.bids:
-            key = -price
             if qty:
-                if key in bids:
-                    put(bids, key, qty)
-                else:
-                    bids[key] = qty
-            elif key in bids:
-                del bids[key]
+                bids[-price] = qty
+            else:
+                bids.pop(-price)
         for price, qty in delta.asks:
             if qty:
-                if price in asks:
-                    put(asks, price, qty)
-                else:
-                    asks[price] = qty
-            elif price in asks:
-                del asks[price]
+                asks[price] = qty
+            else:
+                asks.pop(price)
         self.last_update_id = delta.last_update_id
         self.event_time = delta.event_time
         self.stats.applied += 1
@@ -206,14 +282,13 @@ class OrderBook:
         """Known levels on the thinner side whose snapshot was cut at its limit."""
         known = self._min_known
         if self.bid_floor != -math.inf:
-            known = min(known, self._bids.bisect_right(-self.bid_floor))
+            known = min(known, self._bids.known)
         if self.ask_ceiling != math.inf:
-            known = min(known, self._asks.bisect_right(self.ask_ceiling))
+            known = min(known, self._asks.known)
         return known
 
-    def _trim(self, side: SortedDict) -> None:
-        while len(side) > self.max_levels:
-            side.popitem(-1)
+    def _trim(self, side: BookSide) -> None:
+        side.trim(self.max_levels)
 
     def _crossed(self) -> bool:
         return bool(
@@ -248,16 +323,16 @@ class OrderBook:
         """Bid levels, best first (empty while not synced)."""
         if not self.synced:
             return []
-        known = self._bids.bisect_right(-self.bid_floor)
+        known = self._bids.known
         n = known if depth is None else min(depth, known)
-        return [(-k, v) for k, v in islice(self._bids.items(), n)]
+        return [(-k, v) for k, v in self._bids.first(n)]
 
     def asks(self, depth: int | None = None) -> list[Level]:
         if not self.synced:
             return []
-        known = self._asks.bisect_right(self.ask_ceiling)
+        known = self._asks.known
         n = known if depth is None else min(depth, known)
-        return list(islice(self._asks.items(), n))
+        return self._asks.first(n)
 
     def __len__(self) -> int:
         return len(self._bids) + len(self._asks)
@@ -327,9 +402,9 @@ class OkxBook(OrderBook):
         self.stats.applied += 1
         slack = self.max_levels + self.max_levels // 10
         for side, text, sign in ((bids, bid_text, -1), (asks, ask_text, 1)):
-            while len(side) > slack:
-                key, _ = side.popitem(-1)
-                text.pop(sign * key, None)
+            if len(side) > slack:
+                for key in side.trim(self.max_levels):
+                    text.pop(sign * key, None)
 
     def _check(self, msg: BookMessage) -> Action:
         if self._crossed():
@@ -351,8 +426,8 @@ class OkxBook(OrderBook):
     def checksum(self) -> int:
         """The CRC32 of our top 25 levels, as OKX computes it."""
         n = 25
-        bids = [self._bid_text[-k] for k in islice(self._bids.keys(), n)]
-        asks = [self._ask_text[k] for k in islice(self._asks.keys(), n)]
+        bids = [self._bid_text[-k] for k, _ in self._bids.first(n)]
+        asks = [self._ask_text[k] for k, _ in self._asks.first(n)]
         return book_checksum(bids, asks)
 
     def _lost(self, reason: str) -> Action:
