@@ -134,3 +134,42 @@ def test_bad_paths_get_clear_errors(tmp_path):
         KlineStore("/proc/marketlab-test/m.sqlite")
     with pytest.raises(StoreError, match="does not exist"):
         connect(tmp_path / "missing.sqlite", readonly=True)
+
+
+def test_a_version_1_file_keeps_its_rows_and_then_takes_candles_without_taker_volumes(tmp_path):
+    from marketlab.store.sqlite import MIGRATIONS
+
+    path = tmp_path / "v1.sqlite"
+    old = sqlite3.connect(path)
+    old.execute("CREATE TABLE schema_version (version INTEGER NOT NULL)")
+    for statement in MIGRATIONS[1]:
+        old.execute(statement)
+    old.execute("INSERT INTO schema_version VALUES (1)")
+    old.execute(
+        "INSERT INTO klines VALUES ('binance','BTCUSDT','1m',0,1,2,0.5,1.5,10,15,3,4,6,59999,1)"
+    )
+    old.commit()
+    old.close()
+    okx_candle = Kline(
+        "BTCUSDT", "1m", 60_000, 1, 2, 1, 2, 5, 119_999, 10, -1, float("nan"), float("nan"), True
+    )
+    with KlineStore(path) as store:
+        store.add("okx", okx_candle)
+    con = sqlite3.connect(path)
+    assert (
+        con.execute("SELECT max(version) FROM schema_version").fetchone()[0] == SCHEMA_VERSION == 2
+    )
+    got = con.execute(
+        "SELECT exchange, open_time, trades, taker_buy_volume FROM klines ORDER BY open_time"
+    ).fetchall()
+    assert got == [("binance", 0, 3, 4.0), ("okx", 60_000, -1, None)]
+
+
+def test_a_row_the_schema_refuses_is_reported_and_the_rest_are_written(tmp_path):
+    path = tmp_path / "k.sqlite"
+    bad = Kline("BTCUSDT", "1m", 120_000, None, 2, 1, 2, 5, 179_999, 10, 3, 1, 1, True)  # type: ignore[arg-type]
+    with KlineStore(path) as store:
+        store.add_many("binance", [kline(0), bad, kline(3)])
+        store.flush()
+        assert store.rejected == 1 and store.written == 2
+    assert [r[2] for r in rows(path)] == [T0, T0 + 180_000]
