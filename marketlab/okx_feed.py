@@ -91,8 +91,8 @@ class OkxFeed(Feed):
 
     def _book_message(self, msg: okx.BookMessage, conn: WsConnection) -> None:
         lb = self.books.get(msg.symbol)
-        if lb is None:
-            return
+        if lb is None or conn.retiring:
+            return  # a retiring connection's book chain is not the one the book follows now
         with lb.lock:
             action = lb.book.on_message(msg)
             reason = lb.book.reason
@@ -113,6 +113,18 @@ class OkxFeed(Feed):
         await conn.subscribe([topic], unsubscribe=True)
         await asyncio.sleep(0)
         await conn.subscribe([topic])
+
+    def _roll_over(self, old: WsConnection, why: str) -> None:
+        """Books follow one connection's seqId chain: they start again from the successor's
+        snapshot (briefly out of sync, never mixing two chains)."""
+        if old.retiring:
+            return
+        super()._roll_over(old, why)
+        for topic in old.streams:
+            lb = self.books.get(self.book_of(topic) or "")
+            if lb is not None:
+                with lb.lock:
+                    lb.book.invalidate(f"moving to a new connection ({why})")
 
     def on_connected(self, conn: WsConnection) -> None:
         self._resubscribing.clear()

@@ -677,15 +677,10 @@ class BinanceFace(SocketFace):
         """Send ``serverShutdown`` to every connection, then close them."""
         now = self.sim.now_ms()
         event = orjson.dumps({"e": "serverShutdown", "E": now})
-        conns = list(self.connections)
-        for conn in conns:
-            data = b'{"stream":"serverShutdown","data":' + event + b"}" if conn.combined else event
-            with contextlib.suppress(Exception):
-                await conn.ws.send_frame(data, WSMsgType.TEXT)
-        await asyncio.sleep(0.05)
-        for conn in conns:
-            await self._close(conn, 1000, b"Server shutdown")
-        return len(conns)
+        wrapped = b'{"stream":"serverShutdown","data":' + event + b"}"
+        return await self.announce_and_close(
+            lambda conn: wrapped if conn.combined else event, 1000, b"Server shutdown"
+        )
 
     # --- stream fan-out ----------------------------------------------------------------
 

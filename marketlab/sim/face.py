@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Callable
 from typing import Any
+
+from aiohttp import WSMsgType
 
 
 class SocketFace:
@@ -22,6 +25,19 @@ class SocketFace:
         with contextlib.suppress(Exception):
             await asyncio.wait_for(conn.ws.close(code=code, message=reason), 2.0)
         self._drop(conn)
+
+    async def announce_and_close(
+        self, notice: Callable[[Any], bytes], code: int, reason: bytes
+    ) -> int:
+        """Send every connection its ``notice(conn)`` frame, then close them all."""
+        conns = list(self.connections)
+        for conn in conns:
+            with contextlib.suppress(Exception):
+                await conn.ws.send_frame(notice(conn), WSMsgType.TEXT)
+        await asyncio.sleep(0.05)
+        for conn in conns:
+            await self._close(conn, code, reason)
+        return len(conns)
 
     def abort_all(self) -> int:
         """Cut every WebSocket connection without a close frame. Returns how many."""

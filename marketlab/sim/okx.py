@@ -10,7 +10,6 @@ endpoint per two seconds (HTTP 429, code 50011), candles only on ``/ws/v5/busine
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import re
 import time
@@ -430,17 +429,11 @@ class OkxFace(SocketFace):
 
     async def shutdown_notice(self) -> int:
         """Notice 64008 (closing for a service upgrade) on every connection, then close them."""
-        conns = list(self.connections)
-        for conn in conns:
-            with contextlib.suppress(Exception):
-                await conn.ws.send_frame(orjson.dumps({
-                    "event": "notice", "code": "64008", "connId": conn.conn_id,
-                    "msg": "The connection will soon be closed for a service upgrade. Please reconnect.",
-                }), WSMsgType.TEXT)  # fmt: skip
-        await asyncio.sleep(0.05)
-        for conn in conns:
-            await self._close(conn, 1012, b"Service upgrade")
-        return len(conns)
+        return await self.announce_and_close(
+            lambda conn: orjson.dumps({
+                "event": "notice", "code": "64008", "connId": conn.conn_id,
+                "msg": "The connection will soon be closed for a service upgrade. Please reconnect.",
+            }), 1012, b"Service upgrade")  # fmt: skip
 
     # --- channel fan-out ---------------------------------------------------------------
 

@@ -17,7 +17,7 @@ from marketlab.lab import Lab
 from marketlab.records import BookTicker, Interval, Kline, Ticker, Trade
 from marketlab.sim import SimExchange
 from marketlab.venues import okx
-from tests.test_lab import FAST, running_lab, venue_options, wait_for
+from tests.test_lab import FAST, assert_book_matches_exchange, running_lab, venue_options, wait_for
 
 
 @pytest.fixture
@@ -52,27 +52,6 @@ def assert_okx_klines_exact(lab: Lab, sim: SimExchange, symbol: str, interval: s
     return len(opens)
 
 
-def assert_book_is_the_exchanges(lab: Lab, sim: SimExchange, symbol: str) -> None:
-    sim.pause()
-    try:
-        target = sim.book(symbol)["last_update_id"]
-        wait_for(
-            lambda: lab.book(symbol).attrs["last_update_id"] == target, 15, "the book to catch up"
-        )
-        truth = sim.book(symbol, 50)
-        df = lab.book(symbol, 50)
-        assert (
-            list(zip(df[df.side == "bid"].price, df[df.side == "bid"].qty, strict=True))
-            == truth["bids"]
-        )
-        assert (
-            list(zip(df[df.side == "ask"].price, df[df.side == "ask"].qty, strict=True))
-            == truth["asks"]
-        )
-    finally:
-        sim.resume()
-
-
 def test_okx_lab_collects_every_channel_into_frames(sim):
     seen: Counter[type] = Counter()
     with okx_lab(sim, symbols=("BTCUSDT", "ETHUSDT"), intervals=("1m", "5m"),
@@ -94,7 +73,7 @@ def test_okx_lab_collects_every_channel_into_frames(sim):
         assert (status["messages"] > 0).all() and lab.summary()["exchange"] == "okx"
         time.sleep(2)
         assert assert_okx_klines_exact(lab, sim, "ETHUSDT", "1m", closed) >= 30
-        assert_book_is_the_exchanges(lab, sim, "BTCUSDT")
+        assert_book_matches_exchange(lab, sim, "BTCUSDT")
 
 
 def test_a_wrong_checksum_resubscribes_and_the_book_comes_back_exact(sim):
@@ -103,7 +82,7 @@ def test_a_wrong_checksum_resubscribes_and_the_book_comes_back_exact(sim):
         sim.corrupt_checksums(1, "BTCUSDT")
         wait_for(lambda: feed.books["BTCUSDT"].book.checksum_failures == 1, 10, "the mismatch")
         wait_for(lambda: lab.book("BTCUSDT").attrs["synced"], 10, "a new snapshot")
-        assert_book_is_the_exchanges(lab, sim, "BTCUSDT")
+        assert_book_matches_exchange(lab, sim, "BTCUSDT")
 
 
 def test_a_lost_book_update_resubscribes(sim):
@@ -112,7 +91,7 @@ def test_a_lost_book_update_resubscribes(sim):
         sim.skip_depth_updates(1, "BTCUSDT", venue="okx")
         wait_for(lambda: book.stats.gaps == 1, 10, "the broken chain")
         wait_for(lambda: lab.book("BTCUSDT").attrs["synced"], 10, "a new snapshot")
-        assert_book_is_the_exchanges(lab, sim, "BTCUSDT")
+        assert_book_matches_exchange(lab, sim, "BTCUSDT")
 
 
 def test_dropped_connections_are_backfilled_without_holes_or_repeats(sim):
@@ -189,7 +168,7 @@ def test_okx_rest_fallback_polls_when_the_websocket_is_refused(sim):
         wait_for(lambda: lab.book("BTCUSDT").attrs["synced"], 10, "the streamed book")
         time.sleep(1.5)
         assert assert_okx_klines_exact(lab, sim, "BTCUSDT", "1m", closed) >= 30
-        assert_book_is_the_exchanges(lab, sim, "BTCUSDT")
+        assert_book_matches_exchange(lab, sim, "BTCUSDT")
 
 
 def test_failover_to_okx_and_back_loses_no_binance_kline(sim, tmp_path):
@@ -262,3 +241,18 @@ def test_subscriptions_lost_in_a_stall_are_sent_again(sim):
         time.sleep(3.5)
         wait_for(lambda: lab.prices()["age_s"].iloc[0] < 0.5, 10, "data after the stall")
         assert lab.summary()["reconnects"] >= 1 and lab._feed.resubscribed >= 1
+
+
+def test_a_service_upgrade_notice_moves_to_new_connections_without_losing_candles(sim):
+    with okx_lab(sim, symbols=("BTCUSDT",)) as (lab, closed):
+        time.sleep(1)
+        sim.server_shutdown(venue="okx")
+        time.sleep(3)
+        wait_for(lambda: lab._feed.connected, 10, "new connections")
+        assert lab.summary()["bad_frames"] == 0
+        assert any(
+            "notice 64008" in c["last_error"] or c["connected"]
+            for c in lab.summary()["connections"]
+        )
+        assert assert_okx_klines_exact(lab, sim, "BTCUSDT", "1m", closed) >= 30
+        assert_book_matches_exchange(lab, sim, "BTCUSDT")
