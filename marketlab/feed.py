@@ -443,9 +443,8 @@ class Feed:
                 self._poller = None
                 self.polling = False
                 self.source = "ws"
-                for lb in self.books.values():  # polled books are shallow: sync them afresh
-                    with lb.lock:
-                        lb.book.invalidate("back on the WebSocket")
+                for symbol in self.books:  # polled books are shallow: sync them afresh
+                    self.invalidate_book(symbol, "back on the WebSocket")
         elif self._ws_down_since is None:
             self._ws_down_since = now
         elif self._poller is None and now - self._ws_down_since >= self.config.fallback_after:
@@ -489,9 +488,17 @@ class Feed:
         for stream in conn.streams:
             symbol = self.book_of(stream)
             if symbol in self.books:
-                lb = self.books[symbol]
-                with lb.lock:
-                    lb.book.invalidate(f"stream interrupted ({conn.last_error or 'closed'})")
+                self.invalidate_book(symbol, f"stream interrupted ({conn.last_error or 'closed'})")
+
+    def invalidate_book(self, symbol: str, reason: str) -> None:
+        """Forget a book (it will sync afresh); recorded, since no frame shows why."""
+        lb = self.books.get(symbol)
+        if lb is None:
+            return
+        if self.tap is not None:
+            self.tap(rec.INVALIDATED, symbol, reason.encode())
+        with lb.lock:
+            lb.book.invalidate(reason)
 
     def bad_frame(self, exc: Exception, conn: WsConnection) -> None:
         self.bad_frames += 1

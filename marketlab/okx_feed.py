@@ -121,10 +121,9 @@ class OkxFeed(Feed):
             return
         super()._roll_over(old, why)
         for topic in old.streams:
-            lb = self.books.get(self.book_of(topic) or "")
-            if lb is not None:
-                with lb.lock:
-                    lb.book.invalidate(f"moving to a new connection ({why})")
+            symbol = self.book_of(topic)
+            if symbol is not None:
+                self.invalidate_book(symbol, f"moving to a new connection ({why})")
 
     def on_connected(self, conn: WsConnection) -> None:
         self._resubscribing.clear()

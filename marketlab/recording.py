@@ -33,8 +33,9 @@ KLINES = 3  # a REST kline page; tag: "SYMBOL INTERVAL include_open count_as_bac
 TICKERS = 4  # polled tickers (REST fallback)
 POLLED_BOOK = 5  # a polled book that replaced the local one; tag: "SYMBOL LIMIT"
 READY = 6  # start-up fetches done
+INVALIDATED = 7  # a book forgotten (its connection dropped or rolled over); tag: symbol, data: why
 KINDS = {WS: "ws", SNAPSHOT: "snapshot", KLINES: "klines", TICKERS: "tickers", POLLED_BOOK: "polled_book",
-         READY: "ready"}  # fmt: skip
+         READY: "ready", INVALIDATED: "invalidated"}  # fmt: skip
 
 
 class RecordingError(ValueError):

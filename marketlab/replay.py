@@ -24,7 +24,7 @@ class _Connection:
         self.name = name
         self.streams: list[Any] = []
         self.connected = False
-        self.retiring = True
+        self.retiring = False
         self.messages = 0
         self.reconnects = 0
         self.last_error = ""
@@ -90,6 +90,8 @@ class _Replaying:
             self._apply_polled_book(rec.decode_snapshot(e.data), int(e.tag))
         elif e.kind == rec.READY:
             self.ready.set()
+        elif e.kind == rec.INVALIDATED:
+            self.invalidate_book(e.tag, e.data.decode())
 
     # Everything that would reach the network does nothing: what it fetched is in the file.
     def _open(self, *args: Any) -> None:
