@@ -108,13 +108,6 @@ def streams_for(
     return out
 
 
-def stream_key(record: Record) -> str:
-    """The status key of the stream a record came from: ``"kline_1m"``, ``"depth"``..."""
-    if isinstance(record, Kline):
-        return f"kline_{record.interval}"
-    return _KEYS.get(type(record), type(record).__name__)
-
-
 # What orders each kind of record, so a repeat can be recognised (klines are handled apart).
 _MARKS: dict[type, Callable[[Any], int]] = {
     Trade: lambda r: r.trade_id, AggTrade: lambda r: r.agg_id, Ticker: lambda r: r.event_time,
@@ -518,18 +511,6 @@ class Feed:
 
     # --- incoming records ------------------------------------------------------------------
 
-    def _fresh(self, record: Record, stream: str) -> bool:
-        """False for a record already delivered (overlapping connections repeat messages)."""
-        mark = _MARKS.get(type(record))
-        if mark is None:
-            return True
-        key = (record.symbol, stream)
-        value = mark(record)
-        if value <= self._marks.get(key, -1):
-            return False
-        self._marks[key] = value
-        return True
-
     def _record(self, record: Record, source: str) -> None:
         kind = type(record)
         if kind is Kline:
@@ -537,18 +518,13 @@ class Feed:
         else:
             key = (record.symbol, _KEYS.get(kind, kind.__name__))
             mark = _MARKS.get(kind)
-            if mark is not None:  # the same as _fresh, inline: this runs for every record
+            if mark is not None:  # a record already delivered (overlapping connections repeat)
                 value = mark(record)
                 if value <= self._marks.get(key, -1):
                     self.duplicates += 1
                     return
                 self._marks[key] = value
-        stats = self.stream_stats.get(key)
-        if stats is None:
-            stats = self.stream_stats[key] = StreamStats()
-        stats.messages += 1
-        stats.last_received = time.time()
-        stats.source = source
+        self._count(key, source)
         if kind is Kline:
             self._kline(record, source, check_gaps=True)  # type: ignore[arg-type]
         elif kind is BookDelta:
@@ -556,6 +532,15 @@ class Feed:
             self.sink((record,), source)
         else:
             self.sink((record,), source)
+
+    def _count(self, key: tuple[str, str], source: str) -> None:
+        """One more message on a (symbol, stream) row of the status table."""
+        stats = self.stream_stats.get(key)
+        if stats is None:
+            stats = self.stream_stats[key] = StreamStats()
+        stats.messages += 1
+        stats.last_received = time.time()
+        stats.source = source
 
     def _delta(self, delta: BookDelta) -> None:
         """Diff-depth events; venues whose books are kept from them override this."""

@@ -317,15 +317,9 @@ class Lab:
                 if r.closed and self._store is not None:
                     self._store.add(venue, r)
             elif isinstance(r, Ticker):
-                self._update_price(
-                    r.symbol, source, last=r.last, bid=r.bid, ask=r.ask, change_pct=r.change_pct,
-                    volume=r.volume, event_time=r.event_time,
-                )  # fmt: skip
-            for cb in list(self._callbacks):
-                try:
-                    cb(r)
-                except Exception:
-                    log.exception("subscriber %r failed on %s", cb, type(r).__name__)
+                self._ticker(r, source)
+            if self._callbacks:
+                self._notify(r)
 
     @property
     def failed_over(self) -> bool:
@@ -476,30 +470,24 @@ class Lab:
                 if r.closed and self._store is not None:
                     self._store.add(self.exchange, r)
             elif isinstance(r, Ticker):
-                self._update_price(
-                    r.symbol, source, last=r.last, bid=r.bid, ask=r.ask, change_pct=r.change_pct,
-                    volume=r.volume, event_time=r.event_time,
-                )  # fmt: skip
+                self._ticker(r, source)
             if self._callbacks:
-                for cb in tuple(self._callbacks):
-                    try:
-                        cb(r)
-                    except Exception:
-                        log.exception("subscriber %r failed on %s", cb, type(r).__name__)
+                self._notify(r)
 
-    def _update_price(self, symbol: str, source: str, *, event_time: int, **values: float) -> None:
+    def _notify(self, r: Record) -> None:
+        for cb in tuple(self._callbacks):
+            try:
+                cb(r)
+            except Exception:
+                log.exception("subscriber %r failed on %s", cb, type(r).__name__)
+
+    def _ticker(self, t: Ticker, source: str) -> None:
+        """A ticker's row of prices (the newest trade is merged in when prices are read)."""
         with self._prices_lock:
-            row = self._prices.get(symbol)
-            if row is None:
-                row = self._prices[symbol] = {"last": float("nan"), "bid": float("nan"), "ask": float("nan"),
-                                              "change_pct": float("nan"), "volume": float("nan"),
-                                              "event_time": 0}  # fmt: skip
-            if event_time < row["event_time"] and "bid" not in values:
-                return  # an older trade than the ticker we already have
-            row.update(values)
-            row["event_time"] = max(event_time, row["event_time"])
-            row["received_at"] = time.time()
-            row["source"] = source
+            row = self._prices.setdefault(t.symbol, {"event_time": 0})
+            row.update(last=t.last, bid=t.bid, ask=t.ask, change_pct=t.change_pct, volume=t.volume,
+                       event_time=max(t.event_time, row["event_time"]), received_at=time.time(),
+                       source=source)  # fmt: skip
 
     # --- frames ----------------------------------------------------------------------------
 

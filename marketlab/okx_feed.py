@@ -96,11 +96,7 @@ class OkxFeed(Feed):
         with lb.lock:
             action = lb.book.on_message(msg)
             reason = lb.book.reason
-        stats = self.stream_stats.get((msg.symbol, "depth"))
-        if stats is not None:
-            stats.messages += 1
-            stats.last_received = time.time()
-            stats.source = "ws"
+        self._count((msg.symbol, "depth"), "ws")
         if msg.action == "snapshot":
             self._resubscribing.discard(msg.symbol)
             log.info("book %s: synced at seq %d", msg.symbol, msg.seq_id)
