@@ -40,6 +40,15 @@ class BookStats:
     stale_snapshots: int = 0
     applied: int = 0
     ignored: int = 0
+    heartbeats: int = 0  # OKX: "nothing changed" pushes (empty sides, seqId == prevSeqId)
+    seq_resets: int = 0  # OKX: the venue restarted its seqId (maintenance)
+
+
+# How a synced book is known to equal the venue's (``lab.book().attrs["verified"]``).
+UPDATE_ID_CHAIN = "update id chain"
+REST_SNAPSHOT = "REST snapshot"
+SEQ_CHAIN = "seqId chain"
+SEQ_CHAIN_AND_CHECKSUM = "seqId chain + checksum"
 
 
 _ABSENT = object()
@@ -153,6 +162,7 @@ class OrderBook:
         self._min_known = min_known_levels
         self._snapshot_requested = False
         self.event_time: int | None = None
+        self.verified_by = UPDATE_ID_CHAIN
 
     @property
     def synced(self) -> bool:
@@ -232,6 +242,7 @@ class OrderBook:
         self._asks.set_bound(self.ask_ceiling)
         self.last_update_id = lid
         self.event_time = snapshot.event_time
+        self.verified_by = UPDATE_ID_CHAIN
         self.state = BookState.SYNCED
         self.reason = ""
         buffered, self._buffer = self._buffer, deque()
@@ -254,6 +265,7 @@ class OrderBook:
         self._resync("replaced by a snapshot", None)
         self.stats.resyncs -= 1
         self.on_snapshot(snapshot, limit)
+        self.verified_by = REST_SNAPSHOT  # polled: no stream vouches for it between polls
 
     # --- internals -----------------------------------------------------------------------
 
@@ -340,12 +352,17 @@ class OrderBook:
 
 class OkxBook(OrderBook):
     """One symbol's book from OKX's ``books`` channel: a snapshot, then updates chained by
-    ``prevSeqId`` → ``seqId``, each checked against the exchange's CRC32 of the top 25 levels.
+    ``prevSeqId`` → ``seqId``.
+
+    OKX retired the book checksum in June 2026: the field is still sent, always 0, and the
+    ``seqId`` chain alone vouches for the book. A non-zero checksum (older recordings, feeds
+    that still send one) is checked against our CRC32 of the top 25 levels, so the exact price
+    and size strings are kept beside the numbers. As OKX documents, a "nothing changed" push
+    (empty sides, ``seqId == prevSeqId``) and a ``seqId`` reset (maintenance: ``seqId`` below
+    ``prevSeqId``) both continue the chain, since their ``prevSeqId`` is the last ``seqId``.
 
     Any break (a lost update, a checksum mismatch, a crossed book) empties the book and
     returns :attr:`Action.RESUBSCRIBE`: the channel's next snapshot is the only way back.
-    The exact price and size strings are kept beside the numbers, since the checksum is
-    defined over them.
     """
 
     def __init__(self, symbol: str, max_levels: int = 400):
@@ -354,7 +371,9 @@ class OkxBook(OrderBook):
         self._bid_text: dict[float, tuple[str, str]] = {}
         self._ask_text: dict[float, tuple[str, str]] = {}
         self.checksum_failures = 0
-        self.unverified = 0  # messages that came without a checksum
+        self.checksums_verified = 0
+        self.unverified = 0  # messages whose checksum was absent or 0 (retired)
+        self.verified_by = SEQ_CHAIN
 
     def on_message(self, msg: BookMessage) -> Action:
         if msg.action == "snapshot":
@@ -376,6 +395,12 @@ class OkxBook(OrderBook):
             return self._lost(
                 f"gap: update {msg.seq_id} follows {msg.prev_seq_id}, the book is at {self.last_update_id}"
             )
+        if msg.seq_id == msg.prev_seq_id and not msg.bids and not msg.asks:
+            self.stats.heartbeats += 1  # the venue says the book is unchanged
+            self.event_time = msg.time
+            return self._verify(msg)
+        if msg.seq_id < msg.prev_seq_id:
+            self.stats.seq_resets += 1  # the venue restarted its sequence; the chain goes on
         self._set(msg)
         return self._check(msg)
 
@@ -412,8 +437,13 @@ class OkxBook(OrderBook):
             return self._lost(
                 f"crossed book at seq {msg.seq_id}: bid {self.best_bid()} >= ask {self.best_ask()}"
             )
-        if msg.checksum is None:
+        return self._verify(msg)
+
+    def _verify(self, msg: BookMessage) -> Action:
+        """Check the message's checksum when it carries one (0 means retired, not sent)."""
+        if not msg.checksum:
             self.unverified += 1
+            self.verified_by = SEQ_CHAIN
             return Action.NONE
         ours = self.checksum()
         if ours != msg.checksum:
@@ -421,10 +451,12 @@ class OkxBook(OrderBook):
             return self._lost(
                 f"checksum mismatch at seq {msg.seq_id}: exchange {msg.checksum}, ours {ours}"
             )
+        self.checksums_verified += 1
+        self.verified_by = SEQ_CHAIN_AND_CHECKSUM
         return Action.NONE
 
     def checksum(self) -> int:
-        """The CRC32 of our top 25 levels, as OKX computes it."""
+        """The CRC32 of our top 25 levels, as OKX computed it before retiring it."""
         n = 25
         bids = [self._bid_text[-k] for k, _ in self._bids.first(n)]
         asks = [self._ask_text[k] for k, _ in self._asks.first(n)]

@@ -168,6 +168,8 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--pong-timeout", type=_positive, default=60.0)
     sim.add_argument("--max-connection-age", type=_positive, default=86400.0,
                      help="seconds before the server closes a connection (Binance: 24h)")  # fmt: skip
+    sim.add_argument("--okx-checksums", action="store_true",
+                     help="send OKX book checksums as before June 2026 (default: 0, as OKX does now)")  # fmt: skip
     sim.add_argument("--replay", default=None, metavar="FILE",
                      help="serve this recording's frames on the Binance WebSocket paths")  # fmt: skip
     sim.add_argument(
@@ -185,10 +187,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     fault = sub.add_parser("fault", help="inject a fault into a running simulator")
     fault.add_argument("name", help="drop, stall, gap, malformed, rest429, rest418, rest500, "
-                       "rest503, refuse, shutdown, pause, resume, checksum (OKX)")  # fmt: skip
+                       "rest503, refuse, shutdown, pause, resume; OKX books: checksum, heartbeat, "
+                       "seqreset")  # fmt: skip
     fault.add_argument("--venue", choices=("binance", "okx"), default=None,
                        help="the venue to hit (default: both)")  # fmt: skip
-    fault.add_argument("arg", nargs="?", help="seconds (stall, refuse), count (gap, rest*), kind")
+    fault.add_argument(
+        "arg",
+        nargs="?",
+        help="seconds (stall, refuse), count (gap, rest*, checksum), kind (malformed), symbol (heartbeat, seqreset)",
+    )
     fault.add_argument("--port", type=_port, default=9100)
     fault.add_argument("--host", default="127.0.0.1")
     return parser
@@ -243,6 +250,7 @@ async def run_sim(args: argparse.Namespace) -> int:
         ping_interval=args.ping_interval,
         pong_timeout=args.pong_timeout,
         max_connection_age=args.max_connection_age,
+        okx_checksums=args.okx_checksums,
         faults=args.faults,
         replay=args.replay,
         replay_rate=args.replay_rate,

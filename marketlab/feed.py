@@ -727,6 +727,14 @@ class Feed:
         with lb.lock:
             return "synced" if lb.book.synced else f"out of sync: {lb.book.reason}"
 
+    def book_check(self, symbol: str) -> str:
+        """How a synced book is known to equal the venue's ("" while it is not synced)."""
+        lb = self.books.get(symbol)
+        if lb is None:
+            return ""
+        with lb.lock:
+            return lb.book.verified_by if lb.book.synced else ""
+
 
 class BinanceFeed(Feed):
     """Binance Spot: combined streams, SUBSCRIBE for the rest, books from REST snapshots

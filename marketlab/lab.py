@@ -65,6 +65,7 @@ class BookView(NamedTuple):
     asks: list[tuple[float, float]]
     reason: str  # why it is not synced
     exchange: str = ""  # the venue the levels come from
+    verified: str = ""  # how it is known to equal the venue's (e.g. "seqId chain")
 
 
 FALLBACK_CHANNELS = ("ticker", "book", "klines")  # what a fallback venue stands in for
@@ -601,11 +602,14 @@ class Lab:
         """The order book, bids best first then asks best first.
 
         Empty while the book is out of sync with the exchange; ``attrs`` carries ``synced``,
-        ``last_update_id`` and ``reason``.
+        ``last_update_id``, ``reason``, ``exchange`` and ``verified`` (how the book is known
+        to equal the venue's: ``"update id chain"``, ``"seqId chain"``, ``"seqId chain +
+        checksum"`` or ``"REST snapshot"`` while polled).
         """
         view = self.book_levels(symbol, depth)
         df = book_frame(view.bids, view.asks) if view.synced else empty_book_frame()
-        df.attrs.update(synced=view.synced, last_update_id=view.last_update_id, reason=view.reason)
+        df.attrs.update(synced=view.synced, last_update_id=view.last_update_id, reason=view.reason,
+                        exchange=view.exchange, verified=view.verified)  # fmt: skip
         return df
 
     def status(self) -> pd.DataFrame:
@@ -622,16 +626,17 @@ class Lab:
                        "source": st.source if feed.polling or st.source == "ws" else "ws",
                        "messages": st.messages,
                        "age_s": now - st.last_received if st.last_received else float("nan"),
-                       "reconnects": reconnects, "book": "", "backfilled": 0, "gaps": 0}  # fmt: skip
+                       "reconnects": reconnects, "book": "", "verified": "", "backfilled": 0,
+                       "gaps": 0}  # fmt: skip
                 if stream == "depth":
-                    row["book"] = feed.book_state(symbol)
+                    row["book"], row["verified"] = feed.book_state(symbol), feed.book_check(symbol)
                 if stream.startswith("kline_"):
                     ks = feed.kline_stats.get((symbol, stream[6:]))
                     if ks is not None:
                         row["backfilled"], row["gaps"] = ks.backfilled, ks.gaps_detected
                 rows.append(row)
         df = pd.DataFrame(rows, columns=["symbol", "stream", "connected", "source", "messages", "age_s",
-                                         "reconnects", "book", "backfilled", "gaps"])  # fmt: skip
+                                         "reconnects", "book", "verified", "backfilled", "gaps"])  # fmt: skip
         df = df.set_index(["symbol", "stream"])
         df.attrs.update(self.summary())
         return df
@@ -694,9 +699,9 @@ def _book_view(feed: Feed | None, symbol: str, depth: int, exchange: str) -> Boo
     with lb.lock:
         if not lb.book.synced:
             return BookView(False, 0, [], [], lb.book.reason, exchange)
-        return BookView(
-            True, lb.book.last_update_id, lb.book.bids(depth), lb.book.asks(depth), "", exchange
-        )
+        book = lb.book
+        return BookView(True, book.last_update_id, book.bids(depth), book.asks(depth), "", exchange,
+                        book.verified_by)  # fmt: skip
 
 
 def _klines_from_frame(symbol: str, interval: str, df: pd.DataFrame) -> list[Kline]:

@@ -99,6 +99,10 @@ class StreamStatus(BaseModel):
     age_s: float | None
     reconnects: int
     book: str
+    verified: str = Field(
+        "", description="How a synced book is known to equal the venue's: update id chain, "
+        "seqId chain, seqId chain + checksum, or REST snapshot while polled",
+    )  # fmt: skip
     backfilled: int
     gaps: int
 

@@ -3,8 +3,14 @@
 Written from OKX's documentation, independently of :mod:`marketlab.venues.okx`, and fed by the
 same deterministic market as the Binance face. Enforces what OKX enforces: requests per
 endpoint per two seconds (HTTP 429, code 50011), candles only on ``/ws/v5/business``, the
-``prevSeqId`` chain and CRC32 checksum on ``books``, the text ``ping``/``pong`` keepalive and the
-30-second rule (a connection nothing was pushed on for 30 s is closed).
+``prevSeqId`` chain on ``books``, the text ``ping``/``pong`` keepalive and the 30-second rule (a
+connection nothing was pushed on for 30 s is closed).
+
+``books`` behaves as in production since OKX retired its checksum (June 2026): the field is
+sent and always 0 (``okx_checksums=True`` sends the old CRC32 instead). A book that has not
+changed for ``okx_book_heartbeat`` seconds gets OKX's "still alive" push (empty sides,
+``seqId == prevSeqId``), and :meth:`OkxFace.reset_seq` restarts a book's seqId as OKX's
+maintenance does (an update whose ``seqId`` is below its ``prevSeqId``).
 """
 
 from __future__ import annotations
@@ -77,6 +83,7 @@ class OkxConnection:
     conn_id: str = field(default_factory=lambda: uuid.uuid4().hex[:8])
     topics: set[tuple[str, str]] = field(default_factory=set)
     book_seq: dict[str, int] = field(default_factory=dict)  # instId → seqId last pushed
+    book_pushed: dict[str, float] = field(default_factory=dict)  # instId → when (monotonic)
     queue: asyncio.Queue[bytes] = field(default_factory=lambda: asyncio.Queue(maxsize=20_000))
     last_push: float = field(default_factory=time.monotonic)
     requests: deque[float] = field(default_factory=deque)  # (un)subscribe times, last hour
@@ -98,6 +105,9 @@ class OkxFace(SocketFace):
         # (levels entering it included), not to the whole book.
         self._views: dict[str, tuple[dict[int, int], dict[int, int]]] = {}
         self._corrupt: dict[str | None, int] = {}
+        # OKX's seqId per book is the market's update id less this (moved by a seqId reset).
+        self._seq_offset: dict[str, int] = {}
+        self._resets: set[str] = set()  # symbols whose next book update restarts the seqId
 
     # --- routes ------------------------------------------------------------------------
 
@@ -345,15 +355,41 @@ class OkxFace(SocketFace):
         uid, bids, asks = m.book(BOOK_LEVELS)
         self._views.setdefault(inst, (dict(bids), dict(asks)))
         b, a = self._levels(m, bids), self._levels(m, asks)
-        conn.book_seq[inst] = uid
+        seq = self.seq_id(m.spec.symbol, uid)
+        conn.book_seq[inst] = seq
+        conn.book_pushed[inst] = time.monotonic()
         return orjson.dumps({"arg": {"channel": "books", "instId": inst}, "action": "snapshot",
-                             "data": [{"asks": a, "bids": b, "ts": str(m.now), "checksum": checksum(b, a),
-                                       "prevSeqId": -1, "seqId": uid}]})  # fmt: skip
+                             "data": [{"asks": a, "bids": b, "ts": str(m.now), "checksum": self._checksum(b, a),
+                                       "prevSeqId": -1, "seqId": seq}]})  # fmt: skip
+
+    def seq_id(self, symbol: str, update_id: int) -> int:
+        """OKX's seqId for the market's book update id."""
+        return update_id - self._seq_offset.get(self._inst_of[symbol], 0)
+
+    def _checksum(self, bids: list[list[str]], asks: list[list[str]]) -> int:
+        """0 as OKX sends since it retired the checksum; the CRC32 with ``okx_checksums``."""
+        return checksum(bids, asks) if self.sim.okx_checksums else 0
+
+    def _heartbeat(self, conn: OkxConnection, inst: str) -> None:
+        """OKX's push for a book that has not changed: empty sides, seqId == prevSeqId."""
+        seq = conn.book_seq.get(inst)
+        if seq is None:
+            return
+        m = self.inst[inst]
+        view_bids, view_asks = self._views.get(inst, ({}, {}))
+        b = self._levels(m, sorted(view_bids.items(), reverse=True)[:25])
+        a = self._levels(m, sorted(view_asks.items())[:25])
+        conn.book_pushed[inst] = time.monotonic()
+        self._enqueue(conn, orjson.dumps({"arg": {"channel": "books", "instId": inst}, "action": "update",
+                                          "data": [{"asks": [], "bids": [], "ts": str(self.sim.now_ms()),
+                                                    "checksum": self._checksum(b, a), "prevSeqId": seq,
+                                                    "seqId": seq}]}))  # fmt: skip
 
     def _unsubscribe(self, conn: OkxConnection, key: tuple[str, str]) -> None:
         conn.topics.discard(key)
         if key[0] == "books":
             conn.book_seq.pop(key[1], None)
+            conn.book_pushed.pop(key[1], None)
         holders = self.subs.get(key)
         if holders is not None:
             holders.discard(conn)
@@ -398,12 +434,30 @@ class OkxFace(SocketFace):
             if now - conn.last_push >= sim.okx_idle_timeout:
                 await self._close(conn, 4004, b"No data received in 30s.")
                 return
+            for inst, pushed in list(conn.book_pushed.items()):
+                if now - pushed >= sim.okx_book_heartbeat and not self.sim.faults.stalled("okx"):
+                    self._heartbeat(conn, inst)
 
     # --- faults ------------------------------------------------------------------------
 
     def skip_books(self, events: int, symbol: str | None) -> None:
         """Lose the next ``events`` book updates: clients see a break in the prevSeqId chain."""
         self._skip_books[symbol] = self._skip_books.get(symbol, 0) + events
+
+    def book_heartbeat(self, symbol: str | None) -> int:
+        """Send OKX's "nothing changed" push for the book(s) now; returns how many were sent."""
+        sent = 0
+        for conn in list(self.connections):
+            for inst in list(conn.book_seq):
+                if symbol is None or self.inst[inst].spec.symbol == symbol:
+                    self._heartbeat(conn, inst)
+                    sent += 1
+        return sent
+
+    def reset_seq(self, symbol: str | None) -> None:
+        """Restart the seqId of the book(s) at their next update, as OKX's maintenance does:
+        that update's seqId (0) is below its prevSeqId, and the chain goes on from it."""
+        self._resets.update([symbol] if symbol else self._inst_of)
 
     def corrupt_checksums(self, events: int, symbol: str | None) -> None:
         """Send the next ``events`` book updates with a wrong checksum."""
@@ -487,20 +541,28 @@ class OkxFace(SocketFace):
                 {"arg": {"channel": key[0], **arg}, "data": [self._candle(m, m.candles[iv], "0")]},
             )
         if r.depth is not None and ("books", inst) in subs:
-            last = r.depth[1]
+            if m.spec.symbol in self._resets:
+                self._resets.discard(m.spec.symbol)
+                self._seq_offset[inst] = r.depth[1]  # this update's seqId is 0
+            last = self.seq_id(m.spec.symbol, r.depth[1])
             bids, asks = self._view_changes(inst, m)
             skip = self._take(self._skip_books, m.spec.symbol) if self._skip_books else False
-            _, top_b, top_a = m.book(25)
-            b25, a25 = self._levels(m, top_b), self._levels(m, top_a)
-            good = checksum(b25, a25)
             bad = self._take(self._corrupt, m.spec.symbol) if self._corrupt and not skip else False
+            if self.sim.okx_checksums or bad:
+                _, top_b, top_a = m.book(25)
+                good = checksum(self._levels(m, top_b), self._levels(m, top_a))
+                sent_sum = ((good ^ 0x5A5A) or 1) if bad else good
+            else:
+                sent_sum = 0
             data = {"asks": self._levels(m, asks), "bids": self._levels(m, bids), "ts": str(r.end),
-                    "checksum": (good ^ 0x5A5A) if bad else good, "seqId": last}  # fmt: skip
+                    "checksum": sent_sum, "seqId": last}  # fmt: skip
+            pushed = time.monotonic()
             for conn in list(subs[("books", inst)]):
                 prev = conn.book_seq.get(inst)
                 if prev is None:
                     continue
                 conn.book_seq[inst] = last  # pushed, even when lost on the way
+                conn.book_pushed[inst] = pushed
                 if not skip:
                     self._enqueue(conn, orjson.dumps({"arg": {"channel": "books", **arg}, "action": "update",
                                                       "data": [{**data, "prevSeqId": prev}]}))  # fmt: skip

@@ -135,7 +135,7 @@ def parse_fault_schedule(text: str) -> list[ScheduledFault]:
 
 
 FAULT_NAMES = ("drop", "stall", "gap", "malformed", "rest429", "rest418", "rest500", "rest503",
-               "refuse", "shutdown", "pause", "resume", "checksum")  # fmt: skip
+               "refuse", "shutdown", "pause", "resume", "checksum", "heartbeat", "seqreset")  # fmt: skip
 
 
 class SimExchange:
@@ -160,6 +160,8 @@ class SimExchange:
         violations_before_ban: int = 3,
         ban_seconds: float = 120.0,
         okx_idle_timeout: float = 30.0,
+        okx_checksums: bool = False,
+        okx_book_heartbeat: float = 60.0,
         replay: str | None = None,
         replay_rate: float | None = None,
         ssl_context: ssl.SSLContext | None = None,
@@ -179,6 +181,9 @@ class SimExchange:
         self.weight_limit, self.violations_before_ban = weight_limit, violations_before_ban
         self.ban_seconds = ban_seconds
         self.okx_idle_timeout = okx_idle_timeout
+        # OKX retired its book checksum (always 0 since 2026-06-23); True sends the old CRC32.
+        self.okx_checksums = okx_checksums
+        self.okx_book_heartbeat = okx_book_heartbeat  # seconds a book may stay silent on OKX
         self.replay_path, self.replay_rate = replay, replay_rate
         self.ssl_context = ssl_context  # TLS on loopback, for clients that insist on wss://
         self.replay: ReplayFace | None = None
@@ -370,6 +375,17 @@ class SimExchange:
         self.okx.corrupt_checksums(events, normalize_symbol(symbol) if symbol else None)
 
     @_threadsafe
+    def book_heartbeat(self, symbol: str | None = None) -> int:
+        """Send OKX's "book unchanged" push (empty sides, seqId == prevSeqId) on every
+        ``books`` subscription (of ``symbol``) now; returns how many were sent."""
+        return self.okx.book_heartbeat(normalize_symbol(symbol) if symbol else None)
+
+    @_threadsafe
+    def reset_book_seq(self, symbol: str | None = None) -> None:
+        """Restart OKX's seqId of the book(s) at the next update, as its maintenance does."""
+        self.okx.reset_seq(normalize_symbol(symbol) if symbol else None)
+
+    @_threadsafe
     def send_malformed(self, kind: str = "truncated", venue: str | None = None) -> int:
         """Send one malformed frame to every connection: truncated, garbage, bad_field or
         unknown_event."""
@@ -435,6 +451,10 @@ class SimExchange:
             self.skip_depth_updates(int(arg or 1), venue=venue)
         elif name == "checksum":
             self.corrupt_checksums(int(arg or 1))
+        elif name == "heartbeat":
+            self.book_heartbeat(arg)
+        elif name == "seqreset":
+            self.reset_book_seq(arg)
         elif name == "malformed":
             self.send_malformed(arg or "truncated", venue)
         elif name.startswith("rest") and name[4:].isdigit():
@@ -474,10 +494,13 @@ class SimExchange:
         return out
 
     @_threadsafe
-    def book(self, symbol: str, limit: int | None = None) -> dict[str, Any]:
-        """The exchange's book: ``{"last_update_id", "bids", "asks"}`` in floats, best first."""
+    def book(self, symbol: str, limit: int | None = None, venue: str = "binance") -> dict[str, Any]:
+        """The exchange's book: ``{"last_update_id", "bids", "asks"}`` in floats, best first.
+        The id is the venue's: Binance's update id, or OKX's seqId (moved by seqId resets)."""
         m = self.market.symbols[normalize_symbol(symbol)]
         uid, bids, asks = m.book(limit)
+        if _venues(venue) == ("okx",):
+            uid = self.okx.seq_id(m.spec.symbol, uid)
         pd, qd = m.spec.price_decimals, m.spec.qty_decimals
 
         def conv(levels: list[tuple[int, int]]) -> list[tuple[float, float]]:

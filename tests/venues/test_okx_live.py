@@ -52,6 +52,13 @@ def assert_okx_klines_exact(lab: Lab, sim: SimExchange, symbol: str, interval: s
     return len(opens)
 
 
+def klines_whole(lab: Lab, symbol: str, interval: str = "1m") -> bool:
+    """No closed candle missing between the first and the last closed one."""
+    closed = lab.klines(symbol, interval).query("closed").index.asi8 // 1_000_000
+    step = Interval(interval).ms
+    return len(closed) >= 2 and list(closed) == list(range(closed[0], closed[-1] + step, step))
+
+
 def test_okx_lab_collects_every_channel_into_frames(sim):
     seen: Counter[type] = Counter()
     with okx_lab(sim, symbols=("BTCUSDT", "ETHUSDT"), intervals=("1m", "5m"),
@@ -76,13 +83,73 @@ def test_okx_lab_collects_every_channel_into_frames(sim):
         assert_book_matches_exchange(lab, sim, "BTCUSDT")
 
 
-def test_a_wrong_checksum_resubscribes_and_the_book_comes_back_exact(sim):
-    with okx_lab(sim, channels=("book",)) as (lab, _):
+def test_a_wrong_checksum_resubscribes_and_the_book_comes_back_exact():
+    """A feed that still sends checksums (OKX before June 2026, older recordings)."""
+    with SimExchange(["BTCUSDT"], speed=60, seed=11, okx_checksums=True) as sim, \
+            okx_lab(sim, channels=("book",)) as (lab, _):  # fmt: skip
         feed = lab._feed
+        assert lab.book("BTCUSDT").attrs["verified"] == "seqId chain + checksum"
         sim.corrupt_checksums(1, "BTCUSDT")
         wait_for(lambda: feed.books["BTCUSDT"].book.checksum_failures == 1, 10, "the mismatch")
         wait_for(lambda: lab.book("BTCUSDT").attrs["synced"], 10, "a new snapshot")
+        assert feed.books["BTCUSDT"].book.checksums_verified >= 2
         assert_book_matches_exchange(lab, sim, "BTCUSDT")
+
+
+def test_books_as_okx_sends_them_today_stay_synced_through_heartbeats_and_a_seq_reset():
+    """Checksum 0 on every message; a quiet book gets OKX's heartbeat; maintenance resets
+    the seqId. None of it may cost a resubscription."""
+    with SimExchange(["BTCUSDT"], speed=30, seed=3, okx_book_heartbeat=1.0) as sim, \
+            okx_lab(sim, channels=("book",), idle_timeout=4.0) as (lab, _):  # fmt: skip
+        book = lab._feed.books["BTCUSDT"].book
+        df = lab.book("BTCUSDT", 5)
+        assert df.attrs["synced"] and df.attrs["verified"] == "seqId chain" and len(df) == 10
+        assert lab.status().loc[("BTCUSDT", "depth"), "verified"] == "seqId chain"
+        wait_for(lambda: book.stats.applied > 20, 10, "updates")
+        sim.pause()  # the book stops changing: OKX says so about once a period
+        wait_for(lambda: book.stats.heartbeats >= 2, 10, "heartbeats of a quiet book")
+        sim.resume()
+        sim.book_heartbeat("BTCUSDT")  # and one while it moves
+        sim.reset_book_seq("BTCUSDT")
+        wait_for(lambda: book.stats.seq_resets == 1, 10, "the seqId reset")
+        time.sleep(1)
+        assert book.stats.heartbeats >= 3 and book.stats.resyncs == 0 and book.stats.gaps == 0
+        assert book.checksum_failures == 0 and book.checksums_verified == 0
+        assert lab._feed.resubscribed == 0 and lab.book("BTCUSDT").attrs["synced"]
+        assert_book_matches_exchange(lab, sim, "BTCUSDT")
+        assert lab.book("BTCUSDT").attrs["last_update_id"] < 1_000_000  # counting from the reset
+
+
+def test_okx_in_production_mode_keeps_candles_and_book_exact_through_every_fault(sim):
+    """Checksum 0 everywhere (as OKX sends today); drops, a seqId gap, a garbage frame and
+    REST 429s: every closed candle is the exchange's, and the book equals its top levels."""
+    with okx_lab(sim, symbols=("BTCUSDT", "ETHUSDT"), channels=("trades", "ticker", "book", "klines")) \
+            as (lab, closed):  # fmt: skip
+        book = lab._feed.books["BTCUSDT"].book
+        sim.fail_rest(429, 3, venue="okx")
+        sim.drop_connections(venue="okx")
+        time.sleep(1.5)
+        wait_for(lambda: lab.book("BTCUSDT").attrs["synced"], 15, "the book after the drop")
+        sim.skip_depth_updates(1, "BTCUSDT", venue="okx")
+        wait_for(lambda: book.stats.gaps >= 1, 10, "the broken chain")
+        sim.send_malformed("garbage", venue="okx")
+        wait_for(lambda: lab.summary()["bad_frames"] >= 1, 10, "the garbage frame")
+        sim.fail_rest(429, 4, venue="okx")
+        sim.drop_connections(venue="okx")
+        time.sleep(2)
+        wait_for(lambda: lab._feed.connected, 20, "reconnection")
+        wait_for(
+            lambda: all(lab.book(s).attrs["synced"] for s in ("BTCUSDT", "ETHUSDT")), 15, "books"
+        )
+        # the backfill waits out each 429 (OKX's 2-second window) before it fetches the hole
+        wait_for(
+            lambda: all(klines_whole(lab, s) for s in ("BTCUSDT", "ETHUSDT")), 20, "the backfill"
+        )
+        assert book.checksum_failures == 0 and lab.summary()["rest_rate_limited"] >= 1
+        for symbol in ("BTCUSDT", "ETHUSDT"):
+            assert assert_okx_klines_exact(lab, sim, symbol, "1m", closed) >= 30
+            assert lab.book(symbol).attrs["verified"] == "seqId chain"
+            assert_book_matches_exchange(lab, sim, symbol)
 
 
 def test_a_lost_book_update_resubscribes(sim):
@@ -193,6 +260,8 @@ def test_failover_to_okx_and_back_loses_no_binance_kline(sim, tmp_path):
         wait_for(lambda: (lab.prices()["source"] == "okx:ws").all(), 10, "prices from OKX")
         wait_for(lambda: lab.book("BTCUSDT").attrs["synced"], 10, "a book from OKX")
         assert lab.book_levels("BTCUSDT").exchange == "okx"
+        assert lab.book("BTCUSDT").attrs["verified"] == "seqId chain"  # checksum 0, as today
+        assert_book_matches_exchange(lab, sim, "BTCUSDT")
         assert lab.summary()["source"] == "okx:ws"
         wait_for(
             lambda: lab.klines("BTCUSDT", exchange="okx")["closed"].sum() >= 3, 10, "OKX candles"
