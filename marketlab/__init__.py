@@ -17,13 +17,28 @@ from marketlab.records import (
 __version__ = "0.1.0"
 
 
-def __getattr__(name: str) -> object:
-    # Lab pulls in pandas and ccxt: load it on first use so the CLI starts quickly.
-    if name == "Lab":
-        from marketlab.lab import Lab
+# Heavy parts (pandas, ccxt, DuckDB, aiohttp) load on first use, so the CLI starts quickly.
+_LAZY = {
+    "Lab": "marketlab.lab",
+    "History": "marketlab.store.history",
+    "SimExchange": "marketlab.sim.server",
+    "VenueError": "marketlab.feed",
+}
 
-        return Lab
-    raise AttributeError(f"module 'marketlab' has no attribute {name!r}")
+
+def __getattr__(name: str) -> object:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'marketlab' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_LAZY})
 
 
 __all__ = [
@@ -31,13 +46,16 @@ __all__ = [
     "BookDelta",
     "BookSnapshot",
     "BookTicker",
+    "History",
     "Interval",
     "Kline",
     "Lab",
     "MiniTicker",
+    "SimExchange",
     "SymbolInfo",
     "Ticker",
     "Trade",
+    "VenueError",
     "__version__",
     "normalize_symbol",
 ]

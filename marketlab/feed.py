@@ -44,9 +44,15 @@ from marketlab.records import (
     Trade,
 )
 from marketlab.rest import BinanceRest, RestError
+from marketlab.settings import positive
 from marketlab.venues import binance as bn
 
 log = logging.getLogger("marketlab.feed")
+
+
+class VenueError(RuntimeError):
+    """Collection cannot go on: the venue refused what it was asked for (an unknown symbol),
+    or a part of the collector died. Raised by ``Lab.wait_ready`` and shown in ``status()``."""
 
 
 @dataclass
@@ -74,6 +80,28 @@ class FeedConfig:
     seed_klines: int = 1440
     text_ping_after: float = 20.0  # OKX: silent this long → send "ping" (the server cuts at 30 s)
     subscribe_timeout: float = 5.0  # OKX: a subscription not acknowledged by then is sent again
+
+    def __post_init__(self) -> None:
+        """Refuse a setting that cannot work now, not later inside the collector."""
+        for name, f in self.__dataclass_fields__.items():
+            if name in ("ws_url", "rest_url"):
+                continue
+            integer = f.type in ("int", int)
+            zero = name in ("rollover_overlap", "seed_klines", "url_streams")
+            positive(name, getattr(self, name), integer=integer, zero=zero)
+        if self.backoff_max < self.backoff_initial:
+            raise ValueError(
+                f"backoff_max ({self.backoff_max}) must be >= backoff_initial ({self.backoff_initial})"
+            )
+        if self.streams_per_connection > bn.MAX_STREAMS_PER_CONNECTION:
+            raise ValueError(
+                f"streams_per_connection must be <= {bn.MAX_STREAMS_PER_CONNECTION} (Binance's "
+                f"limit per connection), got {self.streams_per_connection}"
+            )
+        if not 1 <= self.book_snapshot_limit <= 5000:
+            raise ValueError(
+                f"book_snapshot_limit must be 1..5000 (Binance's depth limit), got {self.book_snapshot_limit}"
+            )
 
     def backoff(self, attempt: int) -> float:
         """Exponential with full jitter in [50%, 100%], capped."""
@@ -169,6 +197,12 @@ class WsConnection:
         self._task: asyncio.Task[None] | None = None
         self._pacer = bn.MessagePacer(feed.config.subscribe_per_second)
         self._request_id = 0
+        self._wake = asyncio.Event()  # the venue answers again: stop backing off
+
+    def wake(self) -> None:
+        """Reconnect now rather than at the end of the backoff (the venue is back)."""
+        if not self.connected:
+            self._wake.set()
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name=f"marketlab-{self.name}")
@@ -196,6 +230,7 @@ class WsConnection:
                                    max_size=2**24, max_queue=4096) as ws:  # fmt: skip
                     self.ws = ws
                     attempt = 0
+                    self._wake.clear()
                     self.connected, self.connected_at = True, time.monotonic()
                     self.feed.on_connected(self)
                     if self.initial:
@@ -216,7 +251,13 @@ class WsConnection:
             attempt += 1
             self.reconnects += 1
             self.feed.reconnects += 1
-            await asyncio.sleep(delay)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), delay)
+            if self._wake.is_set():  # the venue answers again: the backoff starts over
+                self._wake.clear()
+                attempt = 0
+                log.info("%s: the venue answers again, reconnecting now", self.name)
+                await asyncio.sleep(random.uniform(0.0, cfg.backoff_initial))
 
     async def _pump(self, ws: ClientConnection) -> None:
         """Frames to the feed, one by one; a watchdog beside it cuts a silent connection (a
@@ -333,11 +374,15 @@ class Feed:
         self._tasks: set[asyncio.Task[None]] = set()
         self._ws_down_since: float | None = time.monotonic()
         self._poller: asyncio.Task[None] | None = None
+        self._probe_task: asyncio.Task[None] | None = None
+        self._probed_at = -math.inf
         self._stopped = asyncio.Event()
         self._conn_seq = 0
         self.poll_errors = 0
         self.ready = asyncio.Event()
+        self.symbols_confirmed = asyncio.Event()  # the venue lists every symbol collected
         self.tap: Callable[[int, str, bytes], None] | None = None  # a recorder of what comes in
+        self.fatal: VenueError | None = None  # what stopped collection, in the venue's words
 
     # --- lifecycle -------------------------------------------------------------------------
 
@@ -371,6 +416,8 @@ class Feed:
         """Run until :meth:`stop`."""
         self.rest = self.make_rest()
         try:
+            self.rest.on_recovered = self._venue_answers
+            self._spawn(self._check_symbols())
             for url, streams, initial in self.connection_plans():
                 self._open(url, streams, initial)
             if "klines" in self.channels:
@@ -406,8 +453,44 @@ class Feed:
 
     def _task_done(self, task: asyncio.Task[None]) -> None:
         self._tasks.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            log.error("background task failed", exc_info=task.exception())
+        if not task.cancelled() and (exc := task.exception()) is not None:
+            log.error("background task failed", exc_info=exc)
+            if not self._stopped.is_set():  # a task failing as everything closes is no news
+                self.fail(f"a collector task failed: {type(exc).__name__}: {exc}")
+
+    def fail(self, message: str) -> None:
+        """Stop collecting for good: ``message`` reaches the user (``wait_ready``, ``status``)."""
+        if self.fatal is None:
+            log.error("%s: stopping: %s", self.venue, message)
+            self.fatal = VenueError(message)
+        self._stopped.set()
+
+    async def _check_symbols(self) -> None:
+        """Ask the venue which symbols it lists; collecting one it does not is refused (a
+        stream of an unknown symbol would stay silent rather than fail)."""
+        assert self.rest is not None
+        attempt = 0
+        while not self._stopped.is_set():
+            try:
+                listed = await self.rest.listed_symbols()
+                break
+            except RestError as exc:
+                if not exc.retryable:
+                    self.fail(f"{self.venue} refused the symbol list request: {exc}")
+                    return
+                await asyncio.sleep(self.config.backoff(attempt))
+                attempt = min(attempt + 1, 6)
+        else:
+            return
+        unknown = [s for s in self.symbols if s not in listed]
+        if unknown:
+            sample = ", ".join(sorted(listed)[:5])
+            self.fail(
+                f"{self.venue} does not list {', '.join(unknown)} "
+                f"({len(listed)} spot symbols listed, e.g. {sample})"
+            )
+        else:
+            self.symbols_confirmed.set()
 
     def _open(self, url: str, streams: list[Any], initial: list[Any]) -> WsConnection:
         self._conn_seq += 1
@@ -427,6 +510,15 @@ class Feed:
                 and conn.age() >= self.config.max_connection_age
             ):
                 self._roll_over(conn, "connection age")
+        down = [c for c in self.connections if not c.connected and not c.retiring]
+        if (
+            down
+            and self._poller is None
+            and now - self._probed_at >= self.config.poll_interval
+            and (self._probe_task is None or self._probe_task.done())
+        ):
+            self._probed_at = now
+            self._probe_task = self._spawn(self._probe())
         up = any(c.connected for c in self.connections)
         if up:
             self._ws_down_since = None
@@ -445,6 +537,18 @@ class Feed:
             self.polling = True
             self.source = "rest"
             self._poller = asyncio.create_task(self._poll())
+
+    def _venue_answers(self) -> None:
+        """REST works again after failing: connections waiting out a backoff retry at once."""
+        for conn in self.connections:
+            if not conn.retiring:
+                conn.wake()
+
+    async def _probe(self) -> None:
+        """While a connection is down, ask the venue the time: its answer ends the backoff."""
+        assert self.rest is not None
+        with contextlib.suppress(RestError):
+            await self.rest.server_time()
 
     def _roll_over(self, old: WsConnection, why: str) -> None:
         """Open a successor with the same streams; retire ``old`` once the new one delivers."""
@@ -603,7 +707,7 @@ class Feed:
                 )
             except RestError as exc:
                 if not exc.retryable:
-                    log.error("klines %s %s: %s", symbol, interval, exc)
+                    self.fail(f"{self.venue} refused klines {symbol} {interval}: {exc}")
                     return added
                 await asyncio.sleep(self.config.backoff(attempt))
                 attempt += 1
@@ -831,7 +935,7 @@ class BinanceFeed(Feed):
                 snap = await self.rest.depth(symbol, self.config.book_snapshot_limit)
             except RestError as exc:
                 if not exc.retryable:
-                    log.error("book %s: cannot fetch a snapshot: %s", symbol, exc)
+                    self.fail(f"{self.venue} refused a book snapshot of {symbol}: {exc}")
                     return
                 await asyncio.sleep(self.config.backoff(attempt))
                 attempt += 1

@@ -20,8 +20,8 @@ from typing import Any, NamedTuple
 
 import pandas as pd
 
-from marketlab.defaults import DEFAULT_CHANNELS
-from marketlab.feed import BinanceFeed, Feed, FeedConfig
+from marketlab.defaults import CHANNELS, DEFAULT_CHANNELS
+from marketlab.feed import BinanceFeed, Feed, FeedConfig, VenueError
 from marketlab.frames import (
     DEFAULT_KLINE_CAPACITY,
     DEFAULT_TRADE_CAPACITY,
@@ -35,6 +35,7 @@ from marketlab.frames import (
 from marketlab.recording import Header, RecordingWriter, open_recording
 from marketlab.records import BookDelta, Interval, Kline, Record, Ticker, Trade, normalize_symbol
 from marketlab.replay import replaying
+from marketlab.settings import VENUE_URL_CHECKS, one_of, positive
 from marketlab.store.history import History
 from marketlab.store.sqlite import KlineStore, connect
 from marketlab.venues import binance as bn
@@ -69,6 +70,53 @@ class BookView(NamedTuple):
 
 
 FALLBACK_CHANNELS = ("ticker", "book", "klines")  # what a fallback venue stands in for
+
+
+def check_symbols(symbols: str | Sequence[str]) -> list[str]:
+    """Canonical names, each once, or ``ValueError`` naming the bad one."""
+    if isinstance(symbols, str):
+        symbols = [symbols]
+    out = []
+    for s in symbols:
+        try:
+            out.append(normalize_symbol(s))
+        except ValueError as exc:
+            raise ValueError(f"symbols: {exc}") from None
+    if not out:
+        raise ValueError("symbols: a Lab needs at least one symbol, e.g. ['BTCUSDT']")
+    return list(dict.fromkeys(out))
+
+
+def check_channels(channels: Sequence[str], exchange: str) -> tuple[str, ...]:
+    if isinstance(channels, str):
+        channels = [channels]
+    unknown = [c for c in channels if c not in CHANNELS]
+    if unknown:
+        raise ValueError(
+            f"channels: unknown {', '.join(map(repr, unknown))}: use some of {', '.join(CHANNELS)}"
+        )
+    if exchange == "okx":
+        try:
+            okx.topics_for([], [], channels)  # OKX lacks some of Binance's channels
+        except ValueError as exc:
+            raise ValueError(f"channels: {exc}") from None
+    return tuple(dict.fromkeys(channels))
+
+
+def check_intervals(intervals: Sequence[str], exchange: str, needed: bool) -> list[Interval]:
+    """Kline intervals the venue has (OKX lacks 1s, 8h and 3d), or ``ValueError``."""
+    if isinstance(intervals, str):
+        intervals = [intervals]
+    try:
+        out = [Interval(iv) for iv in dict.fromkeys(intervals)]
+        if exchange == "okx":
+            for iv in out:
+                okx.bar(iv)
+    except ValueError as exc:
+        raise ValueError(f"intervals: {exc}") from None
+    if needed and not out:
+        raise ValueError("intervals: the klines channel needs at least one interval, e.g. ['1m']")
+    return out
 
 
 def feed_class(exchange: str) -> type[Feed]:
@@ -117,42 +165,34 @@ class Lab:
         record: str | os.PathLike[str] | None = None,
         **feed_options: Any,
     ):
-        if isinstance(symbols, str):
-            symbols = [symbols]
-        self.symbols = list(dict.fromkeys(normalize_symbol(s) for s in symbols))
-        if not self.symbols:
-            raise ValueError("Lab needs at least one symbol")
-        self.intervals = [Interval(iv) for iv in dict.fromkeys(intervals)]
-        if exchange not in EXCHANGES:
-            raise ValueError(
-                f"exchange {exchange!r} is not supported: use one of {', '.join(EXCHANGES)}"
-            )
-        if fallback is not None and (fallback not in EXCHANGES or fallback == exchange):
-            others = [e for e in EXCHANGES if e != exchange]
-            raise ValueError(
-                f"fallback {fallback!r} is not supported for {exchange}: use one of {', '.join(others)}"
-            )
+        self.symbols = check_symbols(symbols)
+        self.exchange = one_of("exchange", exchange, EXCHANGES)
+        if fallback is not None:
+            one_of("fallback", fallback, [e for e in EXCHANGES if e != exchange])
+        self.channels = check_channels(channels, exchange)
+        self.intervals = check_intervals(intervals, exchange, needed="klines" in self.channels)
+        for name, value in (("trade_capacity", trade_capacity), ("kline_capacity", kline_capacity),
+                            ("db_batch_size", db_batch_size)):  # fmt: skip
+            positive(name, value, integer=True)
+        positive("db_flush_interval", db_flush_interval)
+        positive("failover_after", failover_after)
         self.db = Path(db) if db is not None else None
         if self.db is not None and self.db.exists():
             connect(self.db, readonly=True).close()  # fail now, not in the collector thread
-        self.exchange = exchange
-        self.channels = tuple(channels)
+        venues = [exchange] if fallback is None else [exchange, fallback]
+        given = {"binance_ws_url": binance_ws_url, "binance_rest_url": binance_rest_url,
+                 "okx_ws_url": okx_ws_url, "okx_rest_url": okx_rest_url}  # fmt: skip
         self.urls = {
-            "binance_ws_url": venue_url("binance_ws_url", binance_ws_url),
-            "binance_rest_url": venue_url("binance_rest_url", binance_rest_url),
-            "okx_ws_url": venue_url("okx_ws_url", okx_ws_url),
-            "okx_rest_url": venue_url("okx_rest_url", okx_rest_url),
-        }
+            name: VENUE_URL_CHECKS[name](venue_url(name, value))
+            if name.split("_")[0] in venues else venue_url(name, value)
+            for name, value in given.items()
+        }  # fmt: skip
         unknown = set(feed_options) - set(FeedConfig.__dataclass_fields__) - {"ws_url", "rest_url"}
         if unknown:
             raise TypeError(f"unknown Lab option(s): {', '.join(sorted(unknown))}")
         options = {k: v for k, v in feed_options.items() if k not in ("ws_url", "rest_url")}
         self.config = FeedConfig(ws_url=self.urls[f"{exchange}_ws_url"], rest_url=self.urls[f"{exchange}_rest_url"],
                                  **options)  # fmt: skip
-        if exchange == "okx":
-            okx.topics_for(
-                self.symbols, self.intervals, self.channels
-            )  # unsupported → ValueError now
         self.fallback = fallback
         self.failover_after = failover_after
         self.fallback_channels = tuple(c for c in self.channels if c in FALLBACK_CHANNELS)
@@ -160,8 +200,12 @@ class Lab:
             FeedConfig(ws_url=self.urls[f"{fallback}_ws_url"], rest_url=self.urls[f"{fallback}_rest_url"], **options)
             if fallback else None
         )  # fmt: skip
-        if fallback == "okx":
-            okx.topics_for(self.symbols, self.intervals, self.fallback_channels)
+        if fallback is not None:
+            try:
+                check_channels(self.fallback_channels, fallback)
+                check_intervals(self.intervals, fallback, needed="klines" in self.fallback_channels)
+            except ValueError as exc:
+                raise ValueError(f"fallback {fallback}: {exc}") from None
         self._trades = {s: TradeBuffer(trade_capacity) for s in self.symbols}
         self._klines = {
             (s, iv): KlineBuffer(iv, kline_capacity) for s in self.symbols for iv in self.intervals
@@ -231,6 +275,8 @@ class Lab:
             started.set()
             try:
                 loop.run_until_complete(self._run())
+            except VenueError as exc:  # already logged where it happened
+                self._error = exc
             except BaseException as exc:  # kept for status(); the thread must not die silently
                 self._error = exc
                 log.exception("collector stopped with an error")
@@ -246,13 +292,15 @@ class Lab:
         assert self._feed is not None
         if self.fallback is None:
             await self._feed.run()
-            return
-        watcher = asyncio.create_task(self._watch_primary(self._feed))
-        try:
-            await self._feed.run()
-        finally:
-            watcher.cancel()
-            await self._stop_fallback()
+        else:
+            watcher = asyncio.create_task(self._watch_primary(self._feed))
+            try:
+                await self._feed.run()
+            finally:
+                watcher.cancel()
+                await self._stop_fallback()
+        if self._feed.fatal is not None:
+            raise self._feed.fatal
 
     async def _watch_primary(self, primary: Feed) -> None:
         """Fail over while the primary venue is unreachable; fail back once it delivers again."""
@@ -412,9 +460,16 @@ class Lab:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self._error is not None:
-                raise RuntimeError(f"the collector failed: {self._error}") from self._error
+                raise RuntimeError(f"the collector stopped: {self._error}") from self._error
+            if self._thread is None:
+                raise RuntimeError("the Lab is not running: call start() first")
             if self._ready(books):
                 return self
+            if not self._thread.is_alive():
+                time.sleep(0.05)  # the thread may be storing its error
+                if self._error is None:
+                    raise RuntimeError("the collector stopped")
+                continue
             time.sleep(0.05)
         raise TimeoutError(f"not ready after {timeout:g} s: {self._not_ready(books)}")
 
@@ -426,6 +481,8 @@ class Lab:
         if feed is None:
             return "not started"
         missing = []
+        if not feed.symbols_confirmed.is_set():
+            missing.append("symbols not yet confirmed by the venue")
         if "klines" in self.channels and not feed.ready.is_set():
             missing.append("klines not seeded")
         if "ticker" in self.channels:
@@ -673,7 +730,7 @@ class Lab:
             "trades_missed": {s: b.missed for s, b in self._trades.items()},
             "rest_requests": rest.requests if rest else 0,
             "rest_rate_limited": (rest.rate_limited + rest.banned) if rest else 0,
-            "error": repr(self._error) if self._error else None,
+            "error": f"{type(self._error).__name__}: {self._error}" if self._error else None,
             "db": str(self.db) if self.db else None,
             "db_written": self._store.written if self._store else None,
             "db_errors": self._store.errors if self._store else None,

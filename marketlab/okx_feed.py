@@ -81,7 +81,10 @@ class OkxFeed(Feed):
             elif isinstance(event, okx.Pong):
                 pass
             elif isinstance(event, okx.RequestError):
-                log.error("%s: request refused: %s (code %s)", conn.name, event.msg, event.code)
+                if event.code == okx.UNKNOWN_CHANNEL_OR_INSTRUMENT:
+                    self.fail(f"okx refused a subscription: {event.msg} (code {event.code})")
+                else:
+                    log.error("%s: request refused: %s (code %s)", conn.name, event.msg, event.code)
             elif isinstance(event, okx.Notice):
                 log.warning("%s: notice %s: %s", conn.name, event.code, event.msg)
                 if event.closing:

@@ -21,6 +21,7 @@ from marketlab.venues import okx
 # Requests per two seconds per IP (OKX's documented limits), with headroom for other clients.
 LIMITS = {
     "time": 10,
+    "instruments": 20,
     "ticker": 20,
     "tickers": 20,
     "books": 40,
@@ -118,6 +119,13 @@ class OkxRest(PacedRest):
         if end is not None:
             rows = [k for k in rows if k.open_time <= end]
         return rows
+
+    async def listed_symbols(self) -> set[str]:
+        """Every spot instrument ``/api/v5/public/instruments`` lists, as our symbols."""
+        payload = await self._call(
+            "public_get_public_instruments", {"instType": "SPOT"}, "instruments"
+        )
+        return set(okx.parse_instruments(msgspec.json.encode(payload)))
 
     async def depth(self, symbol: str, limit: int = 400) -> BookSnapshot:
         params = {"instId": okx.inst_id(symbol), "sz": min(limit, okx.BOOK_DEPTH)}

@@ -43,6 +43,7 @@ class _Replaying:
 
     async def run(self: Any) -> None:
         _header, entries = rec.open_recording(self.replay_path)
+        self.symbols_confirmed.set()  # they were, when it was recorded
         conns: dict[str, _Connection] = {}
         first_ns: int | None = None
         began = time.monotonic()

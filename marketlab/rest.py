@@ -11,6 +11,7 @@ import asyncio
 import logging
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -144,6 +145,7 @@ class PacedRest:
         self._lock = asyncio.Lock()
         self.last_success: float | None = None  # monotonic times, for "is the venue reachable"
         self.last_failure: float | None = None
+        self.on_recovered: Callable[[], None] | None = None  # the venue answers again
 
     async def close(self) -> None:
         await self._ex.close()
@@ -159,7 +161,12 @@ class PacedRest:
         except ccxt_async.BaseError as exc:
             self.last_failure = time.monotonic()
             raise rest_error(method, params, exc) from exc
+        failing = self.last_failure is not None and (
+            self.last_success is None or self.last_success < self.last_failure
+        )
         self.last_success = time.monotonic()
+        if failing and self.on_recovered is not None:
+            self.on_recovered()
         return result
 
 
@@ -199,6 +206,11 @@ class BinanceRest(PacedRest):
         now = server_time if server_time is not None else await self.server_time()
         rows = await self._call("public_get_klines", params, 2)
         return bn.parse_klines(msgspec.json.encode(rows), symbol, interval, now)
+
+    async def listed_symbols(self) -> set[str]:
+        """Every symbol ``/api/v3/exchangeInfo`` lists (weight 20)."""
+        payload = await self._call("public_get_exchangeinfo", {}, 20)
+        return {s.symbol for s in bn.parse_exchange_info(msgspec.json.encode(payload))}
 
     async def depth(self, symbol: str, limit: int = 1000) -> BookSnapshot:
         weight = 5 if limit <= 100 else 25 if limit <= 500 else 50 if limit <= 1000 else 250

@@ -16,6 +16,7 @@ from marketlab.lab import Lab
 from marketlab.records import Interval, normalize_symbol
 from marketlab.server import models
 from marketlab.server.hub import Hub
+from marketlab.settings import positive
 
 PREFIX = "/api/v1/market/realtime"
 
@@ -43,6 +44,11 @@ def create_app(
     """An app serving ``lab``. ``require_token`` (set when binding beyond loopback) makes
     ``POST /start`` and ``/stop`` demand ``Authorization: Bearer <token>``; ``manage_lab``
     starts the Lab with the app and stops it with the app."""
+    for name, value in (("max_symbols", max_symbols), ("max_ws_clients", max_ws_clients),
+                        ("max_subscriptions", max_subscriptions), ("max_backlog", max_backlog)):  # fmt: skip
+        positive(name, value, integer=True)
+    if token is not None and (not isinstance(token, str) or not token.strip()):
+        raise ValueError("token must be a non-empty string (or None for loopback-only control)")
     if require_token and not token:
         raise ValueError("serving beyond 127.0.0.1 needs a token (--token or MARKETLAB_TOKEN)")
     hub = Hub(

@@ -22,6 +22,8 @@ import pandas as pd
 
 from marketlab.frames import KLINE_COLUMNS, epoch_ms, utc_index, utc_times
 from marketlab.records import Interval, normalize_symbol
+from marketlab.settings import one_of
+from marketlab.settings import rest_url as rest_url_check
 from marketlab.store.parquet import VALUE_COLUMNS, has_parquet, parquet_glob, read_sqlite
 from marketlab.store.sqlite import KlineStore, StoreError, connect, last_open_times
 
@@ -83,8 +85,8 @@ class History:
             raise StoreError(f"{self.parquet} is not a directory")
         if self.db is not None and self.db.exists():
             connect(self.db, readonly=True).close()  # a clear error now if it is not ours
-        self.exchange = exchange
-        self.rest_url = rest_url
+        self.exchange = one_of("exchange", exchange, ("binance", "okx"))
+        self.rest_url = rest_url if rest_url is None else rest_url_check(rest_url, "rest_url")
 
     def __repr__(self) -> str:
         return f"History(db={str(self.db) if self.db else None!r}, parquet={str(self.parquet) if self.parquet else None!r})"

@@ -36,6 +36,7 @@ __all__ = [
     "business_url",
     "inst_id",
     "interval_of_bar",
+    "parse_instruments",
     "subscribe_message",
     "symbol_of",
     "topics_for",
@@ -64,6 +65,7 @@ _BARS = {"1m": "1m", "3m": "3m", "5m": "5m", "15m": "15m", "30m": "30m", "1h": "
 _INTERVALS = {b: iv for iv, b in _BARS.items()}
 
 # Our channel names → OKX's (klines are ``candle<bar>``, on the business endpoint).
+UNKNOWN_CHANNEL_OR_INSTRUMENT = "60018"  # a subscription to something OKX does not have
 CHANNELS = {"trades": "trades", "ticker": "tickers", "book": "books", "bookTicker": "bbo-tbt"}
 
 
@@ -420,6 +422,12 @@ def parse_time(payload: bytes | str | Any) -> int:
     if not rows or "ts" not in rows[0]:
         raise PayloadError("/api/v5/public/time: no ts")
     return int(rows[0]["ts"])
+
+
+def parse_instruments(payload: bytes | str | Any) -> list[str]:
+    """``/api/v5/public/instruments`` → our symbols of the instruments listed."""
+    rows = _rows(payload, list[dict[str, Any]], "/api/v5/public/instruments")
+    return [symbol_of(r["instId"]) for r in rows if isinstance(r.get("instId"), str)]
 
 
 def parse_candles(payload: bytes | str | Any, symbol: str, interval: str) -> list[Kline]:

@@ -1,0 +1,97 @@
+"""Checks for what users configure: refused when given, with the argument, the value and what
+would be accepted, instead of failing later inside the collector thread.
+
+Pure functions, no I/O: the Lab, History, the API app and the CLI share them.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from typing import Any
+from urllib.parse import urlsplit
+
+OKX_PUBLIC_PATH = "/ws/v5/public"
+
+
+def one_of(arg: str, value: Any, choices: Iterable[str]) -> str:
+    options = tuple(choices)
+    if value not in options:
+        raise ValueError(f"{arg} {value!r} is not supported: use one of {', '.join(options)}")
+    return value
+
+
+def positive(arg: str, value: Any, *, integer: bool = False, zero: bool = False) -> Any:
+    """A number > 0 (>= 0 with ``zero``); ``integer`` also refuses fractions and booleans."""
+    kind = "a whole number" if integer else "a number"
+    ok_type = isinstance(value, int) if integer else isinstance(value, int | float)
+    if isinstance(value, bool) or not ok_type or (not integer and not math.isfinite(value)):
+        raise ValueError(f"{arg} must be {kind}, got {value!r}")
+    if value < 0 or (value == 0 and not zero):
+        bound = ">= 0" if zero else "> 0"
+        raise ValueError(f"{arg} must be {kind} {bound}, got {value!r}")
+    return value
+
+
+def url(arg: str, value: Any, schemes: tuple[str, ...]) -> str:
+    """An absolute URL with one of ``schemes`` and a host."""
+    if not isinstance(value, str) or not value.strip():
+        raise ValueError(f"{arg} must be a URL such as {schemes[-1]}://host:port, got {value!r}")
+    parts = urlsplit(value.strip())
+    if parts.scheme not in schemes or not parts.hostname:
+        raise ValueError(
+            f"{arg} {value!r} is not a {' or '.join(s + '://' for s in schemes)} URL with a host "
+            f"(e.g. {schemes[-1]}://127.0.0.1:9100)"
+        )
+    try:
+        parts.port  # noqa: B018 - parsing it is the check
+    except ValueError:
+        raise ValueError(f"{arg} {value!r} has an invalid port") from None
+    if parts.query or parts.fragment:
+        raise ValueError(f"{arg} {value!r}: a base URL takes no query or fragment")
+    return value.strip()
+
+
+def binance_ws_url(value: Any, arg: str = "binance_ws_url") -> str:
+    """A base such as ``wss://stream.binance.com:9443``: the client appends ``/stream?…``."""
+    base = url(arg, value, ("ws", "wss")).rstrip("/")
+    if urlsplit(base).path:
+        raise ValueError(
+            f"{arg} {value!r} should be a base without a path (e.g. wss://stream.binance.com:9443): "
+            "the client appends /stream and /ws itself"
+        )
+    return base
+
+
+def okx_ws_url(value: Any, arg: str = "okx_ws_url") -> str:
+    """OKX's public WebSocket URL: the full ``…/ws/v5/public``, or a bare base that gets it
+    appended (``ws://127.0.0.1:9100`` → ``ws://127.0.0.1:9100/ws/v5/public``)."""
+    text = url(arg, value, ("ws", "wss")).rstrip("/")
+    path = urlsplit(text).path
+    if not path:
+        return text + OKX_PUBLIC_PATH
+    if path.endswith(OKX_PUBLIC_PATH):
+        return text
+    raise ValueError(
+        f"{arg} {value!r} should be OKX's public WebSocket URL ending in {OKX_PUBLIC_PATH} "
+        "or a bare base such as wss://ws.okx.com:8443 (candles go to /ws/v5/business beside it)"
+    )
+
+
+def rest_url(value: Any, arg: str) -> str:
+    """A REST base such as ``https://api.binance.com``: the client appends ``/api/...``."""
+    base = url(arg, value, ("http", "https")).rstrip("/")
+    if urlsplit(base).path:
+        raise ValueError(
+            f"{arg} {value!r} should be a base without a path (e.g. https://api.binance.com): "
+            "the client appends /api/v3 or /api/v5 itself"
+        )
+    return base
+
+
+VENUE_URL_CHECKS = {
+    "binance_ws_url": binance_ws_url,
+    "binance_rest_url": lambda v: rest_url(v, "binance_rest_url"),
+    "okx_ws_url": okx_ws_url,
+    "okx_rest_url": lambda v: rest_url(v, "okx_rest_url"),
+}
