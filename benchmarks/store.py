@@ -22,7 +22,8 @@ import pyarrow as pa
 from marketlab.records import Kline
 from marketlab.store.history import History
 from marketlab.store.parquet import PARTITIONS, export, read_sqlite
-from marketlab.store.sqlite import MIGRATIONS, KlineStore, kline_row
+from marketlab.store.sqlite import MIGRATIONS, kline_row
+from marketlab.store.writer import KlineStore
 
 T0 = 1_735_689_600_000  # 2025-01-01
 

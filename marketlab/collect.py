@@ -146,8 +146,12 @@ def status_line(lab: Lab) -> str:
     synced = sum(1 for b in books if b == "synced")
     messages = int(status["messages"].sum()) if len(status) else 0
     line = " | ".join(parts) or "waiting for data"
+    store = summary.get("store") or {}
+    trouble = (f" | store failing since {store['failing_since']}: {store['error']} "
+               f"({store['pending']} pending, {store['dropped']} dropped)") if store.get("state") == "failing" else ""  # fmt: skip
     return (f"{line} | msgs {messages} | books {synced}/{len(books)} synced | "
-            f"reconnects {summary['reconnects']} | bad frames {summary['bad_frames']} | via {summary['source']}")  # fmt: skip
+            f"reconnects {summary['reconnects']} | bad frames {summary['bad_frames']} | via {summary['source']}"
+            f"{trouble}")  # fmt: skip
 
 
 def final_report(lab: Lab) -> list[str]:
@@ -184,6 +188,9 @@ def stop_signals() -> Iterator[threading.Event]:
             signal.signal(sig, handler)
 
 
+STOP_TIMEOUT = 8.0  # seconds from Ctrl-C / SIGTERM to exit, whatever the store is doing
+
+
 def run_lab(
     lab: Lab, duration: float | None, interval: float | None, out: TextIO = sys.stdout
 ) -> None:
@@ -198,6 +205,8 @@ def run_lab(
             now = time.monotonic()
             if duration is not None and now - began >= duration:
                 break
+            if not lab.running:  # stopped by what the venue said, or a failure
+                break
             if now >= next_line:
                 line = status_line(lab)
                 out.write(("\r\x1b[2K" + line) if tty else line + "\n")
@@ -208,7 +217,7 @@ def run_lab(
             out.write("\n")
         out.write("stopping: flushing and closing connections…\n")
         out.flush()
-        lab.stop()
+        lab.stop(timeout=STOP_TIMEOUT)
 
 
 def run_collect(args: argparse.Namespace) -> int:
@@ -235,6 +244,12 @@ def run_collect(args: argparse.Namespace) -> int:
         print(line)
     if settings.db:
         print(f"history: {lab.last_db_written} candle write(s) committed to {settings.db}")
+    if lab.store_report:
+        print(f"history: {lab.store_report}", flush=True)
+    error = lab.summary().get("error")
+    if error:
+        print(f"error: collection stopped: {error}", file=sys.stderr)
+        return 1
     if lab.record_path is not None:
         recorded = lab.recorded()
         print(f"recorded {recorded['entries']} entries ({recorded['raw_bytes'] / 1e6:.1f} MB, "

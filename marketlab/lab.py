@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
 import os
 import threading
@@ -35,9 +36,12 @@ from marketlab.frames import (
 from marketlab.recording import Header, RecordingWriter, open_recording
 from marketlab.records import BookDelta, Interval, Kline, Record, Ticker, Trade, normalize_symbol
 from marketlab.replay import replaying
+from marketlab.rest import RestError
 from marketlab.settings import VENUE_URL_CHECKS, one_of, positive
+from marketlab.store.backfill import closed_kline_pages, rest_client
 from marketlab.store.history import History
-from marketlab.store.sqlite import KlineStore, connect
+from marketlab.store.sqlite import connect
+from marketlab.store.writer import KlineStore
 from marketlab.venues import binance as bn
 from marketlab.venues import okx
 
@@ -160,6 +164,7 @@ class Lab:
         kline_capacity: int = DEFAULT_KLINE_CAPACITY,
         db_batch_size: int = 500,
         db_flush_interval: float = 1.0,
+        db_max_pending: int = 100_000,
         fallback: str | None = None,
         failover_after: float = 30.0,
         record: str | os.PathLike[str] | None = None,
@@ -175,6 +180,7 @@ class Lab:
                             ("db_batch_size", db_batch_size)):  # fmt: skip
             positive(name, value, integer=True)
         positive("db_flush_interval", db_flush_interval)
+        positive("db_max_pending", db_max_pending, integer=True)
         positive("failover_after", failover_after)
         self.db = Path(db) if db is not None else None
         if self.db is not None and self.db.exists():
@@ -211,7 +217,9 @@ class Lab:
             (s, iv): KlineBuffer(iv, kline_capacity) for s in self.symbols for iv in self.intervals
         }
         self._kline_capacity = kline_capacity
-        self._db_options = {"batch_size": db_batch_size, "flush_interval": db_flush_interval}
+        self._db_options = {"batch_size": db_batch_size, "flush_interval": db_flush_interval,
+                            "max_pending": db_max_pending}  # fmt: skip
+        self.store_report = ""  # what the last stop() could not write, in one line
         self._store: KlineStore | None = None
         self.last_db_written = 0
         self._prices: dict[str, dict[str, Any]] = {}
@@ -290,17 +298,65 @@ class Lab:
 
     async def _run(self) -> None:
         assert self._feed is not None
-        if self.fallback is None:
-            await self._feed.run()
-        else:
-            watcher = asyncio.create_task(self._watch_primary(self._feed))
-            try:
-                await self._feed.run()
-            finally:
-                watcher.cancel()
-                await self._stop_fallback()
+        refill = None
+        if self._store is not None:
+            refill = asyncio.create_task(self._refill_store())
+            refill.add_done_callback(_log_failure)
+        try:
+            await self._collect()
+        finally:
+            if refill is not None:
+                refill.cancel()
         if self._feed.fatal is not None:
             raise self._feed.fatal
+
+    async def _refill_store(self, every: float = 1.0) -> None:
+        """Candles the store let go of while it could not write are fetched again over REST
+        once it writes (the frames kept them; history must too)."""
+        store = self._store
+        assert store is not None and self._feed is not None
+        while True:
+            await asyncio.sleep(every)
+            if not store.health.ok or not store.health.dropped_ranges:
+                continue
+            for (exchange, symbol, interval), span in store.dropped_ranges().items():
+                try:
+                    added = await self._refill(exchange, symbol, Interval(interval), *span[:2])
+                except (RestError, ValueError) as exc:
+                    log.warning("store: fetching %s %s %s again failed (%s); will retry",
+                                exchange, symbol, interval, exc)  # fmt: skip
+                else:
+                    store.refilled((exchange, symbol, interval), span)
+                    log.warning("store: %d %s %s %s candle(s) dropped while it failed fetched again",
+                                added, exchange, symbol, interval)  # fmt: skip
+
+    async def _refill(self, exchange: str, symbol: str, iv: Interval, first: int, last: int) -> int:
+        assert self._feed is not None and self._store is not None
+        own = exchange != self.exchange  # the fallback venue's series: a client of its own
+        rest = rest_client(exchange, self.urls[f"{exchange}_rest_url"]) if own else self._feed.rest
+        added = 0
+        try:
+            now = await rest.server_time()
+            async for closed in closed_kline_pages(rest, symbol, iv, first, last, now):
+                if self._store is not None:
+                    self._store.add_many(exchange, closed)
+                    added += len(closed)
+        finally:
+            if own:
+                await rest.close()
+        return added
+
+    async def _collect(self) -> None:
+        assert self._feed is not None
+        if self.fallback is None:
+            await self._feed.run()
+            return
+        watcher = asyncio.create_task(self._watch_primary(self._feed))
+        try:
+            await self._feed.run()
+        finally:
+            watcher.cancel()
+            await self._stop_fallback()
 
     async def _watch_primary(self, primary: Feed) -> None:
         """Fail over while the primary venue is unreachable; fail back once it delivers again."""
@@ -376,23 +432,28 @@ class Lab:
         return self._fallback_feed is not None
 
     def stop(self, timeout: float = 15.0) -> None:
-        """Stop collecting and close every connection. The frames stay readable."""
+        """Stop collecting and close every connection, within ``timeout`` seconds whatever the
+        store is doing. The frames stay readable. What the store could not write is logged in
+        one line and kept in :attr:`store_report` (the next start fetches it again)."""
+        deadline = time.monotonic() + timeout
         for view in list(self._views):
             view.close()
         if self._thread is None:
             return
         if self._loop is not None and self._feed is not None and self._loop.is_running():
             asyncio.run_coroutine_threadsafe(self._feed.stop(), self._loop)
-        self._thread.join(timeout)
+        self._thread.join(max(0.0, deadline - time.monotonic() - 1.0))
         if self._thread.is_alive():
             log.error("collector did not stop within %.0f s", timeout)
         self._thread = None
         if self._recorder is not None:
             self._recorder.close()
-        if self._store is not None:
-            self._store.close()  # writes every pending candle
-            self.last_db_written = self._store.written
-            self._store = None
+        store, self._store = self._store, None
+        if store is not None:
+            self.store_report = store.close(max(1.0, deadline - time.monotonic()))
+            if self.store_report:
+                log.error("store: %s", self.store_report)
+            self.last_db_written = store.written
 
     @classmethod
     def replay(
@@ -437,7 +498,7 @@ class Lab:
             recent = history.recent(symbol, iv, self._kline_capacity)
             if not recent.empty:
                 buf.upsert_many(_klines_from_frame(symbol, iv, recent))
-                starts[(symbol, str(iv))] = int(epoch_ms(recent.index)[-1])
+                starts[(symbol, str(iv))] = _resume_from(iv, epoch_ms(recent.index))
         return starts
 
     @property
@@ -734,6 +795,7 @@ class Lab:
             "db": str(self.db) if self.db else None,
             "db_written": self._store.written if self._store else None,
             "db_errors": self._store.errors if self._store else None,
+            "store": self._store.status() if self._store else None,
             "replayed": getattr(feed, "entries_replayed", None),
         }
 
@@ -759,6 +821,21 @@ def _book_view(feed: Feed | None, symbol: str, depth: int, exchange: str) -> Boo
         book = lb.book
         return BookView(True, book.last_update_id, book.bids(depth), book.asks(depth), "", exchange,
                         book.verified_by)  # fmt: skip
+
+
+def _log_failure(task: asyncio.Task[Any]) -> None:
+    if not task.cancelled() and (exc := task.exception()) is not None:
+        log.error("%s failed", task.get_coro().__qualname__, exc_info=exc)
+
+
+def _resume_from(iv: Interval, opens: Any) -> int:
+    """The last stored candle before the first hole in ``opens`` (candles a store could not
+    write before a stop), else the newest: the feed fetches everything after it."""
+    for a, b in itertools.pairwise(opens):
+        if iv.next_open(int(a)) != int(b):
+            log.info("history %s: a hole after %d; fetching from there", iv, int(a))
+            return int(a)
+    return int(opens[-1])
 
 
 def _klines_from_frame(symbol: str, interval: str, df: pd.DataFrame) -> list[Kline]:

@@ -218,7 +218,8 @@ def create_app(
         return models.Status(running=lab.running, source=info.get("source"), exchange=lab.exchange,
                              symbols=lab.symbols, intervals=[str(i) for i in lab.intervals],
                              reconnects=info.get("reconnects", 0), bad_frames=info.get("bad_frames", 0),
-                             websocket_clients=len(hub.clients), streams=streams)  # fmt: skip
+                             websocket_clients=len(hub.clients), streams=streams, error=info.get("error"),
+                             store=info.get("store"))  # fmt: skip
 
     @router.post(
         "/start",

@@ -107,6 +107,17 @@ class StreamStatus(BaseModel):
     gaps: int
 
 
+class StoreStatus(BaseModel):
+    state: Literal["ok", "failing"] = Field(description="ok, or failing (writes are retried)")
+    failing_since: str | None = Field(description="When writes started failing (UTC, ISO 8601)")
+    error: str = Field(description="Why, e.g. 'disk full: database or disk is full'")
+    pending: int = Field(description="Candles waiting to be written")
+    dropped: int = Field(description="Candles let go of because too many were pending")
+    awaiting_backfill: int = Field(description="Dropped candles not yet fetched again over REST")
+    written: int = Field(description="Candles written since the Lab started")
+    path: str
+
+
 class Status(BaseModel):
     running: bool
     source: str | None
@@ -117,6 +128,8 @@ class Status(BaseModel):
     bad_frames: int
     websocket_clients: int
     streams: list[StreamStatus]
+    error: str | None = Field(None, description="What stopped collection, in the venue's words")
+    store: StoreStatus | None = Field(None, description="The history store (null without db=)")
 
 
 class All(BaseModel):

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import AsyncIterator
 from typing import Any
 
 from tqdm import tqdm
 
-from marketlab.records import Interval
+from marketlab.records import Interval, Kline
 from marketlab.rest import BinanceRest, RestError
-from marketlab.store.sqlite import KlineStore
+from marketlab.store.writer import KlineStore
 from marketlab.venues import binance as bn
 
 log = logging.getLogger("marketlab.backfill")
@@ -28,11 +29,40 @@ def rest_client(exchange: str, rest_url: str | None) -> Any:
     return BinanceRest(rest_url or bn.DEFAULT_REST_URL)
 
 
+async def closed_kline_pages(rest: Any, symbol: str, iv: Interval, first: int, stop: int,
+                             now: int) -> AsyncIterator[list[Kline]]:  # fmt: skip
+    """The venue's closed candles with open times in [first, stop], a page at a time; retries
+    what may pass later, raises ``ValueError`` for what the venue refuses."""
+    page = rest.kline_page
+    cursor = first
+    while cursor <= stop:
+        try:
+            rows = await rest.klines(
+                symbol, iv, start=cursor, end=stop, limit=page, server_time=now
+            )
+        except RestError as exc:
+            if not exc.retryable:
+                raise ValueError(f"backfill {symbol} {iv}: {exc}") from None
+            log.warning("backfill %s %s: %s; retrying", symbol, iv, exc)
+            await asyncio.sleep(1.0)
+            continue
+        closed = [k for k in rows if k.closed]
+        if closed:
+            yield closed
+            cursor = iv.next_open(closed[-1].open_time)
+        elif rest.windowed and cursor + page * iv.ms <= stop:
+            cursor += page * iv.ms  # nothing in this window (the venue was down)
+            continue
+        else:
+            break
+        if not rest.windowed and len(rows) < page:
+            break
+
+
 async def run_backfill(store: KlineStore, exchange: str, symbols: list[str], intervals: list[Interval],
                        start: int, end: int | None, rest_url: str | None, progress: bool) -> int:  # fmt: skip
     """Page the venue's klines for every series from ``start`` (or where the store ends) to ``end``."""
     rest = rest_client(exchange, rest_url)
-    page = rest.kline_page
     try:
         now = await rest.server_time()
         stop = min(end, now) if end is not None else now
@@ -50,31 +80,10 @@ async def run_backfill(store: KlineStore, exchange: str, symbols: list[str], int
         bar = tqdm(total=total, unit="candle", desc="backfill", disable=not progress)
         written = 0
         for symbol, iv, first in plan:
-            cursor = first
-            while cursor <= stop:
-                try:
-                    rows = await rest.klines(
-                        symbol, iv, start=cursor, end=stop, limit=page, server_time=now
-                    )
-                except RestError as exc:
-                    if not exc.retryable:
-                        raise ValueError(f"backfill {symbol} {iv}: {exc}") from None
-                    log.warning("backfill %s %s: %s; retrying", symbol, iv, exc)
-                    await asyncio.sleep(1.0)
-                    continue
-                closed = [k for k in rows if k.closed]
+            async for closed in closed_kline_pages(rest, symbol, iv, first, stop, now):
                 store.add_many(exchange, closed)
                 written += len(closed)
                 bar.update(len(closed))
-                if closed:
-                    cursor = iv.next_open(closed[-1].open_time)
-                elif rest.windowed and cursor + page * iv.ms <= stop:
-                    cursor += page * iv.ms  # nothing in this window (the venue was down)
-                    continue
-                else:
-                    break
-                if not rest.windowed and len(rows) < page:
-                    break
             store.flush()
         bar.close()
         return written

@@ -25,7 +25,8 @@ from marketlab.records import Interval, normalize_symbol
 from marketlab.settings import one_of
 from marketlab.settings import rest_url as rest_url_check
 from marketlab.store.parquet import VALUE_COLUMNS, has_parquet, parquet_glob, read_sqlite
-from marketlab.store.sqlite import KlineStore, StoreError, connect, last_open_times
+from marketlab.store.sqlite import StoreError, connect, last_open_times
+from marketlab.store.writer import KlineStore
 
 T = TypeVar("T")
 TimeLike = int | str | date | datetime | pd.Timestamp | None

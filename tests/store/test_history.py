@@ -8,7 +8,8 @@ import pytest
 from marketlab.records import Kline
 from marketlab.store.history import History
 from marketlab.store.parquet import export
-from marketlab.store.sqlite import KlineStore, StoreError
+from marketlab.store.sqlite import StoreError
+from marketlab.store.writer import KlineStore
 
 T0 = 1_767_225_600_000  # 2026-01-01
 

@@ -7,7 +7,8 @@ import time
 import pytest
 
 from marketlab.records import Kline
-from marketlab.store.sqlite import SCHEMA_VERSION, KlineStore, StoreError, connect
+from marketlab.store.sqlite import SCHEMA_VERSION, StoreError, connect
+from marketlab.store.writer import KlineStore
 
 T0 = 1_767_225_600_000
 
