@@ -180,6 +180,8 @@ class CandleChart(LiveView):
     def _on_pause(self, change: dict[str, Any]) -> None:
         self.paused = bool(change["new"])
         self.pause.description = "resume" if self.paused else "pause"
+        self.pause.icon = "play" if self.paused else "pause"  # the button shows what it will do
+        self.pause.tooltip = "paused: press to resume" if self.paused else "live: press to pause"
 
     def refresh(self) -> None:
         df = self.lab.klines(self.symbol.value, self.interval_box.value).tail(self.candles)

@@ -54,8 +54,11 @@ def test_chart_controls_retarget_and_pause(lab):
     df = lab.klines("ETHUSDT", "5m").tail(240)
     assert list(chart.figure.data[0].open) == list(df["open"])
     assert chart.figure.layout.title.text == "ETHUSDT 5m"
+    assert chart.pause.icon == "pause" and chart.pause.description == "pause"
     chart.pause.value = True
-    assert chart.paused and chart.pause.description == "resume"
+    assert chart.paused and chart.pause.description == "resume" and chart.pause.icon == "play"
+    chart.pause.value = False
+    assert not chart.paused and chart.pause.icon == "pause" and chart.pause.description == "pause"
 
 
 async def test_views_update_on_the_loop_throttled_and_detach(lab):

@@ -215,6 +215,8 @@ class SymbolMarket:
         key = zlib.crc32(spec.symbol.encode())
         self._price_rng = random.Random(f"{seed}:{spec.symbol}:price")
         self._book_rng = random.Random(f"{seed}:{spec.symbol}:book")
+        self._spread_rng = random.Random(f"{seed}:{spec.symbol}:spread")
+        self._liquidity = 0.0  # log of the spread's multiple of its calm width
         self.genesis = genesis
         self.seconds = _Seconds()
         self.mid = spec.price / spec.tick  # in ticks, float
@@ -259,6 +261,7 @@ class SymbolMarket:
             self.recent_trades.extend(trades)
         self.mid *= math.exp(spec.volatility * rng.gauss(0.0, 1.0))
         self.mid = max(self.mid, 10.0)
+        self._breathe(n)
         end = second + SECOND_MS
         closed: dict[str, _Candle] = {}
         for name, candle in self.candles.items():
@@ -291,9 +294,20 @@ class SymbolMarket:
 
     # --- the book ----------------------------------------------------------------------
 
+    def _breathe(self, trades: int) -> None:
+        """The spread widens with activity and shocks (a gap: the touch's levels pulled) and
+        narrows back as liquidity returns: a mean-reverting log multiple of its calm width."""
+        rng = self._spread_rng
+        expected = max(self.spec.trades_per_second, 1e-9)
+        surprise = (trades - expected) / math.sqrt(expected)
+        shock = 1.2 if rng.random() < 0.015 else 0.0
+        level = 0.85 * self._liquidity + 0.25 * rng.gauss(0.0, 1.0) + 0.1 * surprise + shock
+        self._liquidity = min(2.5, max(-1.5, level))
+
     def _top(self) -> tuple[int, int]:
-        """Best bid and ask implied by the mid (the live book's top follows them)."""
-        spread = max(1, round(self.mid * 0.00001))
+        """Best bid and ask implied by the mid and the liquidity (the book's top follows)."""
+        calm = max(1.0, self.mid * 0.00001)
+        spread = max(1, round(calm * math.exp(self._liquidity)))
         bid = math.floor(self.mid) - spread // 2
         return bid, bid + spread
 

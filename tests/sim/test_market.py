@@ -1,5 +1,6 @@
 """The simulated market is deterministic, consistent with itself and never crossed."""
 
+import itertools
 from dataclasses import replace
 
 import pytest
@@ -174,3 +175,28 @@ def test_unknown_symbols_get_a_plausible_spec():
     spec = spec_for("PEPEUSDC")
     assert (spec.base, spec.quote) == ("PEPE", "USDC") and spec.price > 0
     assert Interval("1m")  # interval helper is shared with the market
+
+
+def spreads(seed: int, steps: int = 900) -> list[int]:
+    market = Market(["BTCUSDT"], seed, 1_767_225_600_000)
+    m = market.symbols["BTCUSDT"]
+    out = []
+    for _ in range(steps):
+        market.step()
+        _, bids, asks = m.book(1)
+        out.append(asks[0][0] - bids[0][0])
+    return out
+
+
+def test_the_spread_breathes_like_a_real_books_and_stays_deterministic():
+    """Not one constant width: it narrows and widens, sometimes gaps, and a seed repeats it."""
+    ticks = spreads(seed=7)
+    calm = sorted(ticks)[len(ticks) // 2]  # the median width
+    assert min(ticks) >= 1
+    assert len(set(ticks)) >= 20  # many widths, not a constant
+    assert sum(t < calm * 0.7 for t in ticks) >= 30  # tight stretches
+    assert sum(t > calm * 1.5 for t in ticks) >= 30  # wide stretches
+    assert max(ticks) > calm * 3  # and gaps
+    changes = sum(a != b for a, b in itertools.pairwise(ticks))
+    assert changes > len(ticks) // 2  # it moves from second to second
+    assert spreads(seed=7) == ticks and spreads(seed=8) != ticks
