@@ -202,10 +202,19 @@ class BookChart(LiveView):
 
     def refresh(self) -> None:
         book = self.lab.book(self.symbol, self.depth)
-        state = "" if book.attrs["synced"] else f" — out of sync: {book.attrs['reason']}"
+        if book.attrs["synced"] and len(book):
+            spread = book.price[book.side == "ask"].iloc[0] - book.price.iloc[0]
+            state = f" · spread {self._price(spread)}"
+        else:
+            state = "" if book.attrs["synced"] else f" — out of sync: {book.attrs['reason']}"
         self.figure.layout.title.text = f"{self.symbol} order book{state}"
         depth_traces(self.figure, book)
         self.refreshes += 1
+
+    def _price(self, value: float) -> str:
+        """A derived price at the instrument's tick (no float noise such as 0.659999999995)."""
+        decimals = self.lab.price_decimals(self.symbol)
+        return f"{value:.{decimals}f}" if decimals is not None else f"{value:.8g}"
 
 
 class PriceBoard(LiveView):

@@ -381,6 +381,7 @@ class Feed:
         self.poll_errors = 0
         self.ready = asyncio.Event()
         self.symbols_confirmed = asyncio.Event()  # the venue lists every symbol collected
+        self.tick_sizes: dict[str, float] = {}  # price tick per symbol, as the venue lists it
         self.tap: Callable[[int, str, bytes], None] | None = None  # a recorder of what comes in
         self.fatal: VenueError | None = None  # what stopped collection, in the venue's words
 
@@ -490,6 +491,7 @@ class Feed:
                 f"({len(listed)} spot symbols listed, e.g. {sample})"
             )
         else:
+            self.tick_sizes = {s: listed[s] for s in self.symbols if listed[s] > 0}
             self.symbols_confirmed.set()
 
     def _open(self, url: str, streams: list[Any], initial: list[Any]) -> WsConnection:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import decimal
 import itertools
 import logging
 import os
@@ -678,6 +679,19 @@ class Lab:
                 f"interval {interval} is not collected (intervals: {', '.join(self.intervals)})"
             )
         return buf.frame()
+
+    def tick_size(self, symbol: str) -> float | None:
+        """The symbol's price tick as the venue lists it (None until it has answered)."""
+        s = self._symbol(symbol)
+        return self._feed.tick_sizes.get(s) if self._feed is not None else None
+
+    def price_decimals(self, symbol: str) -> int | None:
+        """Decimals of the price tick (0.01 → 2): round derived prices (spreads, mids) to it."""
+        tick = self.tick_size(symbol)
+        if tick is None:
+            return None
+        exponent = decimal.Decimal(repr(tick)).normalize().as_tuple().exponent
+        return max(0, -int(exponent))
 
     def trades(self, symbol: str) -> pd.DataFrame:
         """Recent trades, oldest first; ``side`` is the taker's side."""

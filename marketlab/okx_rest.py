@@ -120,12 +120,12 @@ class OkxRest(PacedRest):
             rows = [k for k in rows if k.open_time <= end]
         return rows
 
-    async def listed_symbols(self) -> set[str]:
-        """Every spot instrument ``/api/v5/public/instruments`` lists, as our symbols."""
+    async def listed_symbols(self) -> dict[str, float]:
+        """Every spot instrument ``/api/v5/public/instruments`` lists, with its price tick."""
         payload = await self._call(
             "public_get_public_instruments", {"instType": "SPOT"}, "instruments"
         )
-        return set(okx.parse_instruments(msgspec.json.encode(payload)))
+        return okx.parse_instruments(msgspec.json.encode(payload))
 
     async def depth(self, symbol: str, limit: int = 400) -> BookSnapshot:
         params = {"instId": okx.inst_id(symbol), "sz": min(limit, okx.BOOK_DEPTH)}

@@ -207,10 +207,10 @@ class BinanceRest(PacedRest):
         rows = await self._call("public_get_klines", params, 2)
         return bn.parse_klines(msgspec.json.encode(rows), symbol, interval, now)
 
-    async def listed_symbols(self) -> set[str]:
-        """Every symbol ``/api/v3/exchangeInfo`` lists (weight 20)."""
+    async def listed_symbols(self) -> dict[str, float]:
+        """Every symbol ``/api/v3/exchangeInfo`` lists, with its price tick (weight 20)."""
         payload = await self._call("public_get_exchangeinfo", {}, 20)
-        return {s.symbol for s in bn.parse_exchange_info(msgspec.json.encode(payload))}
+        return {s.symbol: s.tick_size for s in bn.parse_exchange_info(msgspec.json.encode(payload))}
 
     async def depth(self, symbol: str, limit: int = 1000) -> BookSnapshot:
         weight = 5 if limit <= 100 else 25 if limit <= 500 else 50 if limit <= 1000 else 250

@@ -110,3 +110,16 @@ def test_stopping_the_lab_closes_its_charts():
         chart = asyncio.run(scenario())
         assert not chart.live and np.isfinite(chart.figure.data[0].close[-1])
         wait_for(lambda: not lab.running, 5)
+
+
+def test_derived_prices_are_shown_at_the_instruments_tick(lab):
+    """The venue lists the tick (0.01 for the simulator's BTCUSDT): a spread is 0.66, never
+    0.659999999995."""
+    assert lab.tick_size("BTCUSDT") == 0.01 and lab.price_decimals("BTCUSDT") == 2
+    chart = lab.book_chart("BTCUSDT", depth=5)  # no running loop: refreshed once, by hand
+    title = chart.figure.layout.title.text
+    spread = title.split("spread ")[1]
+    assert spread == f"{float(spread):.2f}", title
+    book = lab.book("BTCUSDT", 1)
+    assert float(spread) == pytest.approx(book.price.iloc[1] - book.price.iloc[0], abs=0.011)
+    chart.close()

@@ -424,10 +424,18 @@ def parse_time(payload: bytes | str | Any) -> int:
     return int(rows[0]["ts"])
 
 
-def parse_instruments(payload: bytes | str | Any) -> list[str]:
-    """``/api/v5/public/instruments`` → our symbols of the instruments listed."""
+def parse_instruments(payload: bytes | str | Any) -> dict[str, float]:
+    """``/api/v5/public/instruments`` → our symbol → price tick (``tickSz``) of each listed."""
     rows = _rows(payload, list[dict[str, Any]], "/api/v5/public/instruments")
-    return [symbol_of(r["instId"]) for r in rows if isinstance(r.get("instId"), str)]
+    out = {}
+    for r in rows:
+        inst, tick = r.get("instId"), r.get("tickSz")
+        if isinstance(inst, str):
+            try:
+                out[symbol_of(inst)] = float(tick) if tick else 0.0
+            except (TypeError, ValueError):
+                out[symbol_of(inst)] = 0.0
+    return out
 
 
 def parse_candles(payload: bytes | str | Any, symbol: str, interval: str) -> list[Kline]:
