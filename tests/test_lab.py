@@ -320,8 +320,8 @@ def test_bad_lab_arguments():
         Lab(["BTC USDT"])
     with pytest.raises(ValueError, match="invalid interval"):
         Lab(["BTCUSDT"], intervals=["7m"])
-    with pytest.raises(ValueError, match="unknown channel"):
-        Lab(["BTCUSDT"], channels=["candles"]).start()
+    with pytest.raises(ValueError, match="channels: unknown 'candles'"):
+        Lab(["BTCUSDT"], channels=["candles"])  # refused when given, not at start()
     with pytest.raises(TypeError, match="unknown Lab option"):
         Lab(["BTCUSDT"], ping_everyone=True)
 
