@@ -1,24 +1,45 @@
 """The FastAPI app over a running Lab: the realtime REST endpoints and the WebSocket."""
 
-from __future__ import annotations
-
 import asyncio
 import hmac
 import math
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import pandas as pd
-from fastapi import APIRouter, Depends, FastAPI, Header, HTTPException, Path, Query, WebSocket
+from fastapi import APIRouter, Depends, FastAPI, HTTPException, Path, Query, Security, WebSocket
+from fastapi.exceptions import RequestValidationError
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from marketlab.lab import Lab
 from marketlab.records import Interval, normalize_symbol
 from marketlab.server import models
 from marketlab.server.hub import Hub
+from marketlab.server.params import (
+    INTERVALS,
+    SYMBOL_PATTERN,
+    BadParameter,
+    parse_time,
+    patch_openapi,
+    symbols_pattern,
+    validation_error,
+)
 from marketlab.settings import positive
 
 PREFIX = "/api/v1/market/realtime"
+
+_ERRORS = {
+    401: "A token is required (POST /start and /stop beyond loopback)",
+    404: "Unknown symbol, or an interval this server does not collect",
+    409: "History asked of a server that keeps none",
+    422: "A parameter the schema forbids",
+}
+
+
+def errors(*codes: int) -> dict[int | str, dict[str, Any]]:
+    """The documented error answers of an operation: one model, ``{"detail": "..."}``."""
+    return {code: {"model": models.Error, "description": _ERRORS[code]} for code in codes}
 
 
 def _clean(value: Any) -> Any:
@@ -71,6 +92,7 @@ def create_app(
     app = FastAPI(
         title="marketlab realtime market data",
         version="0.1.0",
+        exception_handlers={RequestValidationError: validation_error},
         description="Live prices, order books and klines collected by a marketlab Lab. "
         f'WebSocket: `{PREFIX}/ws`, send `{{"action": "subscribe", "symbols": [...], '
         '"channels": ["ticker", "trade", "depth", "kline_1m"]}`.',
@@ -81,24 +103,30 @@ def create_app(
     router = APIRouter(prefix=PREFIX)
 
     def symbol_of(raw: str) -> str:
-        try:
-            s = normalize_symbol(raw)
-        except ValueError as exc:
-            raise HTTPException(422, str(exc)) from None
+        s = normalize_symbol(raw)  # the schema's pattern has let only valid forms in
         if s not in lab.symbols:
             raise HTTPException(
                 404, f"unknown symbol {raw!r}: this server collects {', '.join(lab.symbols)}"
             )
         return s
 
-    def authorized(authorization: Annotated[str | None, Header()] = None) -> None:
-        if not require_token:
-            return
-        given = (authorization or "").removeprefix("Bearer ").strip()
+    bearer = HTTPBearer(auto_error=False, description="The server's token (--token)")
+
+    def token_checked(
+        credentials: Annotated[HTTPAuthorizationCredentials | None, Security(bearer)],
+    ) -> None:
+        given = credentials.credentials if credentials is not None else ""
         if not given or not hmac.compare_digest(given.encode(), (token or "").encode()):
             raise HTTPException(
-                401, "a valid token is required: send 'Authorization: Bearer <token>'"
-            )
+                401, "a valid token is required: send 'Authorization: Bearer <token>'",
+                headers={"WWW-Authenticate": "Bearer"},
+            )  # fmt: skip
+
+    def loopback() -> None:
+        """Served on loopback only: control needs no token."""
+
+    authorized = token_checked if require_token else loopback
+    control_errors = errors(401) if require_token else {}
 
     def price_rows(symbols: list[str]) -> models.Prices:
         rows = {r["symbol"]: r for r in lab.price_rows()}
@@ -106,70 +134,65 @@ def create_app(
         prices = [models.Price(**{k: _clean(v) for k, v in rows[s].items()}) for s in have]
         return models.Prices(prices=prices, missing=[s for s in symbols if s not in rows])
 
-    def depth_of(symbol: str, limit: int) -> models.Depth | None:
+    def depth_of(symbol: str, limit: int) -> models.Depth:
         view = lab.book_levels(symbol, limit)
-        if not view.synced:
-            return None
         b, a = view.bids, view.asks
         spread = a[0][0] - b[0][0] if a and b else None
         mid = (a[0][0] + b[0][0]) / 2 if a and b else None
-        return models.Depth(symbol=symbol, last_update_id=view.last_update_id, bids=b, asks=a,
-                            spread=spread, mid=mid)  # fmt: skip
+        return models.Depth(symbol=symbol, synced=view.synced, reason=view.reason, verified=view.verified,
+                            last_update_id=view.last_update_id, bids=b, asks=a, spread=spread,
+                            mid=mid)  # fmt: skip
 
     def candles(df: pd.DataFrame) -> list[models.Candle]:
         records = df.reset_index().to_dict("records")
         return [models.Candle(**{k: _clean(v) for k, v in r.items()}) for r in records]
 
-    @router.get("/prices", response_model=models.Prices, summary="Latest prices")
+    symbol_path = Path(pattern=SYMBOL_PATTERN, description="e.g. BTCUSDT (or btcusdt, BTC-USDT)")
+
+    @router.get("/prices", response_model=models.Prices, summary="Latest prices",
+                responses=errors(404, 422))  # fmt: skip
     def prices(
         symbols: Annotated[
-            str | None, Query(description="Comma-separated, e.g. BTCUSDT,ETHUSDT; default all")
+            str | None,
+            Query(pattern=symbols_pattern(max_symbols),
+                  description=f"Comma-separated, at most {max_symbols}, e.g. BTCUSDT,ETHUSDT; default all"),
         ] = None,
-    ) -> models.Prices:
-        raw = [] if symbols is None else [s for s in symbols.split(",") if s.strip()]
-        if symbols is not None and not raw:
-            raise HTTPException(422, "symbols is empty")
+    ) -> models.Prices:  # fmt: skip
+        raw = [] if symbols is None else symbols.split(",")
         wanted = list(dict.fromkeys(symbol_of(s) for s in raw)) if raw else list(lab.symbols)
-        if len(wanted) > max_symbols:
-            raise HTTPException(422, f"too many symbols: {len(wanted)} > {max_symbols}")
         return price_rows(wanted)
 
     @router.get("/depth/{symbol}", response_model=models.Depth, summary="Order book",
-                responses={503: {"description": "The book is out of sync with the exchange"}})  # fmt: skip
-    def depth(symbol: Annotated[str, Path(description="e.g. BTCUSDT")],
+                responses=errors(404, 422))  # fmt: skip
+    def depth(symbol: Annotated[str, symbol_path],
               limit: Annotated[int, Query(ge=1, le=1000, description="Levels per side")] = 20) -> models.Depth:  # fmt: skip
-        s = symbol_of(symbol)
-        result = depth_of(s, limit)
-        if result is None:
-            reason = lab.book_levels(s, 1).reason
-            raise HTTPException(503, f"the {s} book is out of sync with the exchange: {reason}")
-        return result
+        return depth_of(symbol_of(symbol), limit)
 
-    @router.get("/klines/{symbol}", response_model=models.Klines, summary="Candles")
+    @router.get("/klines/{symbol}", response_model=models.Klines, summary="Candles",
+                responses=errors(404, 409, 422))  # fmt: skip
     def klines(
-        symbol: Annotated[str, Path(description="e.g. BTCUSDT")],
-        interval: Annotated[str, Query(description="e.g. 1m, 5m, 1h")] = "1m",
+        symbol: Annotated[str, symbol_path],
+        interval: Annotated[Literal[INTERVALS], Query(description="A kline interval")] = "1m",  # type: ignore[valid-type]
         limit: Annotated[int, Query(ge=1, le=1000)] = 100,
         history: Annotated[
             bool, Query(description="Read the stored history instead of the live frame")
         ] = False,
-        start: Annotated[
-            str | None, Query(description="With history: ISO time or epoch ms")
-        ] = None,
-        end: Annotated[str | None, Query(description="With history: ISO time or epoch ms")] = None,
+        start: Annotated[str | None, Query(description="With history: from this time")] = None,
+        end: Annotated[str | None, Query(description="With history: up to this time")] = None,
     ) -> models.Klines:
         s = symbol_of(symbol)
+        iv = Interval(interval)
         try:
-            iv = Interval(interval)
-        except ValueError as exc:
+            since, until = parse_time("start", start), parse_time("end", end)
+        except BadParameter as exc:
             raise HTTPException(422, str(exc)) from None
         if history:
             if lab.db is None:
                 raise HTTPException(409, "this server keeps no history (start it with --db)")
-            try:
-                df = lab.history.klines(s, iv, _time(start), _time(end))
-            except ValueError as exc:
-                raise HTTPException(422, str(exc)) from None
+            if since is not None and until is not None and until < since:
+                df = lab.history.klines(s, iv, since, since).iloc[:0]  # an empty span: no candles
+            else:
+                df = lab.history.klines(s, iv, since, until)
             return models.Klines(
                 symbol=s, interval=iv, source="history", klines=candles(df.tail(limit))
             )
@@ -188,6 +211,7 @@ def create_app(
         for s in lab.symbols:
             p = df.loc[s] if s in df.index else None
             d = depth_of(s, 1)
+            d = d if d.synced else None
             rows.append(models.SymbolSummary(
                 symbol=s, last=_clean(p["last"]) if p is not None else None,
                 change_pct=_clean(p["change_pct"]) if p is not None else None,
@@ -207,7 +231,8 @@ def create_app(
                 df = lab.klines(s, iv)
                 last[s][str(iv)] = candles(df.tail(1))[0] if len(df) else None
         return models.All(summary=summary(), prices=price_rows(lab.symbols),
-                          depth={s: depth_of(s, 5) for s in lab.symbols}, klines=last)  # fmt: skip
+                          depth={s: d if (d := depth_of(s, 5)).synced else None for s in lab.symbols},
+                          klines=last)  # fmt: skip
 
     @router.get("/status", response_model=models.Status, summary="Collector status")
     def status() -> models.Status:
@@ -221,24 +246,16 @@ def create_app(
                              websocket_clients=len(hub.clients), streams=streams, error=info.get("error"),
                              store=info.get("store"))  # fmt: skip
 
-    @router.post(
-        "/start",
-        response_model=models.Control,
-        dependencies=[Depends(authorized)],
-        summary="Start collecting",
-    )
+    @router.post("/start", response_model=models.Control, dependencies=[Depends(authorized)],
+                 summary="Start collecting", responses=control_errors)  # fmt: skip
     async def start() -> models.Control:
         if lab.running:
             return models.Control(running=True, message="already running")
         await asyncio.to_thread(lab.start)
         return models.Control(running=lab.running, message="started")
 
-    @router.post(
-        "/stop",
-        response_model=models.Control,
-        dependencies=[Depends(authorized)],
-        summary="Stop collecting",
-    )
+    @router.post("/stop", response_model=models.Control, dependencies=[Depends(authorized)],
+                 summary="Stop collecting", responses=control_errors)  # fmt: skip
     async def stop() -> models.Control:
         if not lab.running:
             return models.Control(running=False, message="not running")
@@ -255,10 +272,12 @@ def create_app(
     def health() -> models.Health:
         return models.Health(status="ok", running=lab.running)
 
+    openapi = app.openapi
+
+    def documented() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            app.openapi_schema = patch_openapi(openapi())
+        return app.openapi_schema
+
+    app.openapi = documented  # type: ignore[method-assign]
     return app
-
-
-def _time(value: str | None) -> int | str | None:
-    if value is None:
-        return None
-    return int(value) if value.lstrip("-").isdigit() else value

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import AwareDatetime, BaseModel, Field, field_validator
+from pydantic import AwareDatetime, BaseModel, Field, WithJsonSchema, field_validator
 
 
 class Price(BaseModel):
@@ -18,8 +18,10 @@ class Price(BaseModel):
     event_time: AwareDatetime = Field(description="Exchange time of the newest update (UTC)")
     received_at: AwareDatetime = Field(description="When the newest update arrived here (UTC)")
     age_s: float = Field(description="Seconds since the newest update arrived")
-    source: Literal["ws", "rest"] = Field(
-        description="ws: live stream; rest: polled while the stream is down"
+    source: str = Field(
+        description="ws: live stream; rest: polled while the stream is down; prefixed with the "
+        "fallback venue while failed over (okx:ws)",
+        pattern=r"^(?:[a-z]+:)?(?:ws|rest)$",
     )
 
     @field_validator("event_time", "received_at", mode="before")
@@ -35,11 +37,38 @@ class Prices(BaseModel):
     missing: list[str] = Field(description="Requested symbols with no price yet")
 
 
+# A book level as a [price, quantity] pair, the way exchanges publish them and the WebSocket
+# sends them: two numbers (a plain array schema, which every OpenAPI tool reads; tuple schemas
+# with prefixItems are still refused by some).
+Level = Annotated[
+    tuple[float, float],
+    WithJsonSchema({"type": "array", "items": {"type": "number"}, "minItems": 2, "maxItems": 2,
+                    "description": "[price, quantity]"}),
+]  # fmt: skip
+
+
+class Error(BaseModel):
+    """Every 4xx answer: what was wrong and what would be accepted."""
+
+    detail: str = Field(description="What was refused and why, e.g. \"invalid interval '7m': ...\"")
+
+
 class Depth(BaseModel):
     symbol: str
-    last_update_id: int = Field(description="The exchange's book update id this book equals")
-    bids: list[tuple[float, float]] = Field(description="[price, qty], best first")
-    asks: list[tuple[float, float]] = Field(description="[price, qty], best first")
+    synced: bool = Field(
+        description="True when the book provably equals the exchange's; false while it resyncs "
+        "(bids and asks are then empty and reason says why)"
+    )
+    reason: str = Field("", description="Why the book is out of sync (empty while synced)")
+    verified: str = Field(
+        "", description="How the book is known to equal the exchange's: update id chain, seqId "
+        "chain, seqId chain + checksum, or REST snapshot while polled",
+    )  # fmt: skip
+    last_update_id: int = Field(
+        description="The exchange's book update id this book equals (0 while out of sync)"
+    )
+    bids: list[Level] = Field(description="Best first")
+    asks: list[Level] = Field(description="Best first")
     spread: float | None = Field(description="Best ask minus best bid")
     mid: float | None = Field(description="Midpoint of the best bid and ask")
 

@@ -1,0 +1,108 @@
+"""What the API accepts, said once: the patterns and ranges that go into the OpenAPI document
+are the ones the server enforces, so a request the schema allows is served and one it forbids
+is refused (422, ``{"detail": "..."}``) — as client generators and API testers expect."""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, date, datetime
+from typing import Any
+
+from fastapi import Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+
+from marketlab.records import INTERVAL_NAMES
+
+# A symbol as a path or list item: BTCUSDT, btcusdt, or with one separator (BTC-USDT, btc_usdt).
+SYMBOL = r"(?:[A-Za-z0-9]{2,20}|[A-Za-z0-9]{1,10}[-_][A-Za-z0-9]{1,10})"
+SYMBOL_PATTERN = f"^{SYMBOL}$"
+INTERVALS = tuple(INTERVAL_NAMES)
+MAX_EPOCH_MS = 4_102_444_800_000  # 2100-01-01: a time query beyond it is a mistake
+
+
+def symbols_pattern(max_symbols: int) -> str:
+    """Comma-separated symbols, at most ``max_symbols`` of them."""
+    return f"^{SYMBOL}(?:,{SYMBOL}){{0,{max_symbols - 1}}}$"
+
+
+TIME_SCHEMA: dict[str, Any] = {
+    "anyOf": [
+        {"type": "integer", "minimum": 0, "maximum": MAX_EPOCH_MS, "description": "epoch ms"},
+        {"type": "string", "format": "date-time", "description": "RFC 3339, e.g. 2026-01-01T00:00:00Z"},
+        {"type": "string", "format": "date", "description": "a UTC day, e.g. 2026-01-01"},
+    ],
+    "description": "Epoch milliseconds, an RFC 3339 date-time or a date (UTC)",
+}  # fmt: skip
+
+_DATE_TIME = re.compile(
+    r"^(\d{4})-(\d{2})-(\d{2})[Tt](\d{2}):(\d{2}):(\d{2})(\.\d+)?([Zz]|[+-]\d{2}:\d{2})$"
+)
+_DATE = re.compile(r"^(\d{4})-(\d{2})-(\d{2})$")
+
+
+class BadParameter(ValueError):
+    """A query parameter the schema forbids (answered 422)."""
+
+
+def parse_time(name: str, value: str | None) -> int | None:
+    """Epoch ms from what :data:`TIME_SCHEMA` allows, else :class:`BadParameter`."""
+    if value is None:
+        return None
+    if value.isascii() and value.isdigit():
+        ms = int(value)
+        if ms > MAX_EPOCH_MS:
+            raise BadParameter(
+                f"{name}: epoch milliseconds must be at most {MAX_EPOCH_MS}, got {value}"
+            )
+        return ms
+    try:
+        if _DATE.match(value):
+            return int(
+                datetime.combine(date.fromisoformat(value), datetime.min.time(), UTC).timestamp()
+                * 1000
+            )
+        m = _DATE_TIME.match(value)
+        if m:
+            text = value.upper().replace("Z", "+00:00")
+            if m.group(6) == "60":  # a leap second: RFC 3339 allows it, Python does not
+                text = text[:17] + "59" + text[19:]
+            return int(datetime.fromisoformat(text).timestamp() * 1000)
+    except ValueError:
+        pass
+    raise BadParameter(
+        f"{name}: expected epoch milliseconds, an RFC 3339 date-time (2026-01-01T00:00:00Z) or a "
+        f"date (2026-01-01), got {value!r}"
+    )  # fmt: skip
+
+
+_MESSAGES = {
+    "symbol": "invalid symbol {input!r}: expected 2-20 letters or digits such as 'BTCUSDT'",
+    "symbols": "symbols: expected comma-separated symbols such as BTCUSDT,ETHUSDT, got {input!r}",
+    "interval": f"invalid interval {{input!r}}: expected one of {', '.join(INTERVALS)}",
+}
+
+
+async def validation_error(request: Request, exc: Exception) -> JSONResponse:
+    """Every refusal in one shape, ``{"detail": "<what and why>"}``, like the other errors."""
+    assert isinstance(exc, RequestValidationError)
+    parts = []
+    for err in exc.errors():
+        name = str(err["loc"][-1]) if err.get("loc") else "request"
+        value = err.get("input")
+        template = _MESSAGES.get(name)
+        if template is not None and isinstance(value, str):
+            parts.append(template.format(input=value))
+        else:
+            parts.append(f"{name}: {err.get('msg', 'invalid')}, got {value!r}")
+    return JSONResponse({"detail": "; ".join(parts)}, status_code=422)
+
+
+def patch_openapi(spec: dict[str, Any]) -> dict[str, Any]:
+    """Describe the time parameters as they are accepted (they arrive as text)."""
+    for path in spec.get("paths", {}).values():
+        for operation in path.values():
+            for param in operation.get("parameters", []):
+                if param.get("name") in ("start", "end") and param.get("in") == "query":
+                    param["schema"] = TIME_SCHEMA
+    return spec
