@@ -12,7 +12,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from typing import TYPE_CHECKING, Any
+from collections.abc import Sequence
+from typing import Any, Protocol
 
 import ipywidgets as widgets
 import numpy as np
@@ -20,8 +21,20 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-if TYPE_CHECKING:
-    from marketlab.lab import Lab
+
+class LabLike(Protocol):
+    """What a chart reads from the Lab it is given (charts import nothing of the Lab's)."""
+
+    symbols: list[str]
+    intervals: Sequence[Any]
+
+    @property
+    def running(self) -> bool: ...
+    def klines(self, symbol: str, interval: str = "1m") -> pd.DataFrame: ...
+    def book(self, symbol: str, depth: int = 20) -> pd.DataFrame: ...
+    def prices(self) -> pd.DataFrame: ...
+    def price_decimals(self, symbol: str) -> int | None: ...
+
 
 UP, DOWN, STALE = "#26a69a", "#ef5350", "#9e9e9e"
 _LIVE: dict[tuple[int, str], LiveView] = {}  # (id(lab), key) → the chart a cell made last
@@ -100,7 +113,7 @@ def depth_figure(title: str) -> go.FigureWidget:
 class LiveView:
     """A widget refreshed from a Lab on the notebook's event loop, throttled to ``fps``."""
 
-    def __init__(self, lab: Lab, key: str, fps: float):
+    def __init__(self, lab: LabLike, key: str, fps: float):
         if fps <= 0:
             raise ValueError(f"fps must be positive, got {fps}")
         self.lab = lab
@@ -114,7 +127,6 @@ class LiveView:
         if previous is not None:
             previous.close()  # the cell was re-run: the old chart lets go
         _LIVE[slot] = self
-        lab._views.add(self)
 
     def _start(self) -> None:
         self.refresh()
@@ -152,12 +164,13 @@ class LiveView:
 class CandleChart(LiveView):
     """Candlestick + volume with symbol and interval dropdowns and a pause button."""
 
-    def __init__(self, lab: Lab, symbol: str, interval: str, fps: float = 2.0, candles: int = 240):
-        super().__init__(lab, f"chart:{lab._symbol(symbol)}:{interval}", fps)
+    def __init__(
+        self, lab: LabLike, symbol: str, interval: str, fps: float = 2.0, candles: int = 240
+    ):
+        """``symbol`` in the Lab's canonical form (the Lab's ``chart()`` passes it so)."""
+        super().__init__(lab, f"chart:{symbol}:{interval}", fps)
         self.candles = candles
-        self.symbol = widgets.Dropdown(
-            options=lab.symbols, value=lab._symbol(symbol), description="symbol"
-        )
+        self.symbol = widgets.Dropdown(options=lab.symbols, value=symbol, description="symbol")
         self.interval_box = widgets.Dropdown(options=[str(i) for i in lab.intervals], value=str(interval),
                                              description="interval")  # fmt: skip
         self.pause = widgets.ToggleButton(value=False, description="pause", icon="pause")
@@ -192,9 +205,9 @@ class CandleChart(LiveView):
 class BookChart(LiveView):
     """Cumulative depth of the synced book; says so in the title while out of sync."""
 
-    def __init__(self, lab: Lab, symbol: str, depth: int = 50, fps: float = 2.0):
+    def __init__(self, lab: LabLike, symbol: str, depth: int = 50, fps: float = 2.0):
         super().__init__(lab, f"book:{symbol}", fps)
-        self.symbol = lab._symbol(symbol)
+        self.symbol = symbol
         self.depth = depth
         self.figure = depth_figure(f"{self.symbol} order book")
         self.widget = self.figure
@@ -220,7 +233,7 @@ class BookChart(LiveView):
 class PriceBoard(LiveView):
     """One row per symbol: last, bid/ask, 24h change coloured by sign, age greyed when stale."""
 
-    def __init__(self, lab: Lab, fps: float = 1.0, stale_after: float = 5.0):
+    def __init__(self, lab: LabLike, fps: float = 1.0, stale_after: float = 5.0):
         super().__init__(lab, "board", fps)
         self.stale_after = stale_after
         self.html = widgets.HTML()

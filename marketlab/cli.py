@@ -19,6 +19,7 @@ from typing import Any
 from marketlab.defaults import CHANNELS, DEFAULT_INTERVALS, DEFAULT_SYMBOLS
 from marketlab.records import Interval, normalize_symbol
 from marketlab.store.sqlite import StoreError
+from marketlab.venues import registry
 
 
 def _symbols(text: str) -> list[str]:
@@ -98,9 +99,9 @@ def build_parser() -> argparse.ArgumentParser:
         "serve", help="collect and serve the API (collect --serve)", add_help=True
     )
     collect.add_argument(
-        "--exchange", default=None, choices=("binance", "okx"), help="binance (default) or okx"
+        "--exchange", default=None, choices=registry.names(), help="binance (default) or okx"
     )
-    collect.add_argument("--fallback", default=None, choices=("binance", "okx"),
+    collect.add_argument("--fallback", default=None, choices=registry.names(),
                          help="switch to this venue while the exchange is unreachable, and back")  # fmt: skip
     collect.add_argument("--failover-after", type=_positive, default=None,
                          help="seconds of WebSocket and REST failing before switching (default 30)")  # fmt: skip
@@ -147,7 +148,7 @@ def build_parser() -> argparse.ArgumentParser:
     backfill.add_argument("--start", required=True, help="e.g. 2026-01-01 (UTC)")
     backfill.add_argument("--end", default=None, help="default: now")
     backfill.add_argument("--db", required=True)
-    backfill.add_argument("--exchange", default="binance", choices=("binance", "okx"))
+    backfill.add_argument("--exchange", default="binance", choices=registry.names())
     backfill.add_argument(
         "--binance-rest-url", default=None, help="venue URL (or $MARKETLAB_BINANCE_REST_URL)"
     )
@@ -217,7 +218,7 @@ def replay_market(path: str | None) -> dict[str, Any]:
     answers agree with the replayed frames."""
     if path is None:
         return {}
-    from marketlab.recording import open_recording
+    from marketlab.record.recording import open_recording
 
     header, entries = open_recording(path)
     entries.close()  # type: ignore[attr-defined]
@@ -351,7 +352,7 @@ def run_export(args: argparse.Namespace) -> int:
 
 
 def run_backfill_command(args: argparse.Namespace) -> int:
-    from marketlab.lab import venue_url
+    from marketlab.lab_options import venue_url
     from marketlab.store.history import History
 
     url = venue_url(f"{args.exchange}_rest_url", getattr(args, f"{args.exchange}_rest_url"))

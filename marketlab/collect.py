@@ -17,9 +17,9 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from marketlab.defaults import DEFAULT_CHANNELS, DEFAULT_INTERVALS, DEFAULT_SYMBOLS
-from marketlab.feed import FeedConfig
 from marketlab.lab import Lab
 from marketlab.records import Interval, normalize_symbol
+from marketlab.stream.feed import FeedConfig
 
 CONFIG_NAME = "marketlab.toml"
 URL_KEYS = ("binance_ws_url", "binance_rest_url", "okx_ws_url", "okx_rest_url")

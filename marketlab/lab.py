@@ -8,9 +8,7 @@ Everything a method returns is a fresh pandas object; nothing the collector hold
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import decimal
-import itertools
 import logging
 import os
 import threading
@@ -18,118 +16,33 @@ import time
 import weakref
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
 import pandas as pd
 
-from marketlab.defaults import CHANNELS, DEFAULT_CHANNELS
-from marketlab.feed import BinanceFeed, Feed, FeedConfig, VenueError
+from marketlab.defaults import DEFAULT_CHANNELS
+from marketlab.failover import FALLBACK_CHANNELS, Failover
 from marketlab.frames import (
     DEFAULT_KLINE_CAPACITY,
     DEFAULT_TRADE_CAPACITY,
-    KlineBuffer,
-    TradeBuffer,
     book_frame,
     empty_book_frame,
-    epoch_ms,
     utc_times,
 )
-from marketlab.recording import Header, RecordingWriter, open_recording
-from marketlab.records import BookDelta, Interval, Kline, Record, Ticker, Trade, normalize_symbol
-from marketlab.replay import replaying
-from marketlab.rest import RestError
-from marketlab.settings import VENUE_URL_CHECKS, one_of, positive
-from marketlab.store.backfill import closed_kline_pages, rest_client
+from marketlab.lab_options import check_channels, check_intervals, check_symbols, venue_urls
+from marketlab.record.recording import Header, RecordingWriter, open_recording
+from marketlab.record.replay import replaying
+from marketlab.records import Interval, Kline, Record, Ticker, normalize_symbol
+from marketlab.settings import one_of, positive
+from marketlab.state import MarketState
 from marketlab.store.history import History
+from marketlab.store.refill import refill_dropped
 from marketlab.store.sqlite import connect
 from marketlab.store.writer import KlineStore
-from marketlab.venues import binance as bn
-from marketlab.venues import okx
-
-EXCHANGES = ("binance", "okx")
+from marketlab.stream.feed import BookView, Feed, FeedConfig, VenueError
+from marketlab.venues import registry
 
 log = logging.getLogger("marketlab.lab")
-
-VENUE_DEFAULTS = {
-    "binance_ws_url": ("MARKETLAB_BINANCE_WS_URL", bn.DEFAULT_WS_URL),
-    "binance_rest_url": ("MARKETLAB_BINANCE_REST_URL", bn.DEFAULT_REST_URL),
-    "okx_ws_url": ("MARKETLAB_OKX_WS_URL", okx.DEFAULT_WS_URL),
-    "okx_rest_url": ("MARKETLAB_OKX_REST_URL", okx.DEFAULT_REST_URL),
-}
-
-
-def venue_url(name: str, given: str | None) -> str:
-    """A venue URL from the argument, else its environment variable, else the default."""
-    env, default = VENUE_DEFAULTS[name]
-    return given or os.environ.get(env) or default
-
-
-class BookView(NamedTuple):
-    synced: bool
-    last_update_id: int  # 0 while not synced
-    bids: list[tuple[float, float]]  # best first
-    asks: list[tuple[float, float]]
-    reason: str  # why it is not synced
-    exchange: str = ""  # the venue the levels come from
-    verified: str = ""  # how it is known to equal the venue's (e.g. "seqId chain")
-
-
-FALLBACK_CHANNELS = ("ticker", "book", "klines")  # what a fallback venue stands in for
-
-
-def check_symbols(symbols: str | Sequence[str]) -> list[str]:
-    """Canonical names, each once, or ``ValueError`` naming the bad one."""
-    if isinstance(symbols, str):
-        symbols = [symbols]
-    out = []
-    for s in symbols:
-        try:
-            out.append(normalize_symbol(s))
-        except ValueError as exc:
-            raise ValueError(f"symbols: {exc}") from None
-    if not out:
-        raise ValueError("symbols: a Lab needs at least one symbol, e.g. ['BTCUSDT']")
-    return list(dict.fromkeys(out))
-
-
-def check_channels(channels: Sequence[str], exchange: str) -> tuple[str, ...]:
-    if isinstance(channels, str):
-        channels = [channels]
-    unknown = [c for c in channels if c not in CHANNELS]
-    if unknown:
-        raise ValueError(
-            f"channels: unknown {', '.join(map(repr, unknown))}: use some of {', '.join(CHANNELS)}"
-        )
-    if exchange == "okx":
-        try:
-            okx.topics_for([], [], channels)  # OKX lacks some of Binance's channels
-        except ValueError as exc:
-            raise ValueError(f"channels: {exc}") from None
-    return tuple(dict.fromkeys(channels))
-
-
-def check_intervals(intervals: Sequence[str], exchange: str, needed: bool) -> list[Interval]:
-    """Kline intervals the venue has (OKX lacks 1s, 8h and 3d), or ``ValueError``."""
-    if isinstance(intervals, str):
-        intervals = [intervals]
-    try:
-        out = [Interval(iv) for iv in dict.fromkeys(intervals)]
-        if exchange == "okx":
-            for iv in out:
-                okx.bar(iv)
-    except ValueError as exc:
-        raise ValueError(f"intervals: {exc}") from None
-    if needed and not out:
-        raise ValueError("intervals: the klines channel needs at least one interval, e.g. ['1m']")
-    return out
-
-
-def feed_class(exchange: str) -> type[Feed]:
-    if exchange == "okx":
-        from marketlab.okx_feed import OkxFeed
-
-        return OkxFeed
-    return BinanceFeed
 
 
 class Lab:
@@ -146,7 +59,7 @@ class Lab:
     klines are kept apart (``klines(..., exchange="okx")``; stored under ``exchange='okx'``).
     Venue URLs default to the real exchanges and can be pointed anywhere (the simulator) by
     argument or environment variable. Extra keyword arguments tune the connection (see
-    :class:`marketlab.feed.FeedConfig`).
+    :class:`marketlab.stream.feed.FeedConfig`).
     """
 
     def __init__(
@@ -172,9 +85,9 @@ class Lab:
         **feed_options: Any,
     ):
         self.symbols = check_symbols(symbols)
-        self.exchange = one_of("exchange", exchange, EXCHANGES)
+        self.exchange = one_of("exchange", exchange, registry.names())
         if fallback is not None:
-            one_of("fallback", fallback, [e for e in EXCHANGES if e != exchange])
+            one_of("fallback", fallback, [e for e in registry.names() if e != exchange])
         self.channels = check_channels(channels, exchange)
         self.intervals = check_intervals(intervals, exchange, needed="klines" in self.channels)
         for name, value in (("trade_capacity", trade_capacity), ("kline_capacity", kline_capacity),
@@ -186,14 +99,12 @@ class Lab:
         self.db = Path(db) if db is not None else None
         if self.db is not None and self.db.exists():
             connect(self.db, readonly=True).close()  # fail now, not in the collector thread
-        venues = [exchange] if fallback is None else [exchange, fallback]
         given = {"binance_ws_url": binance_ws_url, "binance_rest_url": binance_rest_url,
                  "okx_ws_url": okx_ws_url, "okx_rest_url": okx_rest_url}  # fmt: skip
-        self.urls = {
-            name: VENUE_URL_CHECKS[name](venue_url(name, value))
-            if name.split("_")[0] in venues else venue_url(name, value)
-            for name, value in given.items()
-        }  # fmt: skip
+        for name in [k for k in feed_options if k.endswith(("_ws_url", "_rest_url"))]:
+            if name.partition("_")[0] in registry.names():  # a venue without a keyword of its own
+                given[name] = feed_options.pop(name)
+        self.urls = venue_urls(given, [exchange] if fallback is None else [exchange, fallback])
         unknown = set(feed_options) - set(FeedConfig.__dataclass_fields__) - {"ws_url", "rest_url"}
         if unknown:
             raise TypeError(f"unknown Lab option(s): {', '.join(sorted(unknown))}")
@@ -202,39 +113,29 @@ class Lab:
                                  **options)  # fmt: skip
         self.fallback = fallback
         self.failover_after = failover_after
-        self.fallback_channels = tuple(c for c in self.channels if c in FALLBACK_CHANNELS)
-        self.fallback_config = (
-            FeedConfig(ws_url=self.urls[f"{fallback}_ws_url"], rest_url=self.urls[f"{fallback}_rest_url"], **options)
-            if fallback else None
-        )  # fmt: skip
+        self._failover: Failover | None = None
         if fallback is not None:
+            fallback_channels = tuple(c for c in self.channels if c in FALLBACK_CHANNELS)
             try:
-                check_channels(self.fallback_channels, fallback)
-                check_intervals(self.intervals, fallback, needed="klines" in self.fallback_channels)
+                check_channels(fallback_channels, fallback)
+                check_intervals(self.intervals, fallback, needed="klines" in fallback_channels)
             except ValueError as exc:
                 raise ValueError(f"fallback {fallback}: {exc}") from None
-        self._trades = {s: TradeBuffer(trade_capacity) for s in self.symbols}
-        self._klines = {
-            (s, iv): KlineBuffer(iv, kline_capacity) for s in self.symbols for iv in self.intervals
-        }
+            config = FeedConfig(ws_url=self.urls[f"{fallback}_ws_url"], rest_url=self.urls[f"{fallback}_rest_url"],
+                                **options)  # fmt: skip
+            self._failover = Failover(fallback, config, self.symbols, self.intervals, self.channels,
+                                      failover_after, kline_capacity, self._on_fallback, self._store_kline)  # fmt: skip
+        self._state = MarketState(self.symbols, self.intervals, trade_capacity, kline_capacity,
+                                  lambda k: self._store_kline(self.exchange, k))  # fmt: skip
+        self._trades, self._klines = self._state.trades, self._state.klines
+        self._on_records = self._state.on_records  # what the feed delivers to
         self._kline_capacity = kline_capacity
         self._db_options = {"batch_size": db_batch_size, "flush_interval": db_flush_interval,
                             "max_pending": db_max_pending}  # fmt: skip
         self.store_report = ""  # what the last stop() could not write, in one line
         self._store: KlineStore | None = None
         self.last_db_written = 0
-        self._prices: dict[str, dict[str, Any]] = {}
-        self._last_trade: dict[
-            str, tuple[float, int, float, str]
-        ] = {}  # price, time, received, source
-        self._prices_lock = threading.Lock()
-        self._callbacks: list[Callable[[Record], Any]] = []
         self._feed: Feed | None = None
-        self._fallback_feed: Feed | None = None
-        self._fallback_task: asyncio.Task[None] | None = None
-        self._fallback_klines: dict[tuple[str, str], KlineBuffer] = {}
-        self.failovers = 0
-        self.failover_since: float | None = None
         self.record_path = Path(record) if record is not None else None
         self._recorder: RecordingWriter | None = None
         self._replay: tuple[Path, float | None] | None = None
@@ -257,8 +158,8 @@ class Lab:
         if self.db is not None:
             self._store = KlineStore(self.db, **self._db_options)
             if self._replay is None:  # a replay rebuilds exactly what its recording holds
-                starts = self._warm_from_history()
-        cls = feed_class(self.exchange)
+                starts = self.history.warm(self._klines, self._kline_capacity)
+        cls = registry.get(self.exchange).feed_class()
         if self._replay is not None:
             cls = replaying(cls)
         self._feed = cls(self.symbols, self.intervals, self.channels, self.config, self._on_records,
@@ -301,7 +202,7 @@ class Lab:
         assert self._feed is not None
         refill = None
         if self._store is not None:
-            refill = asyncio.create_task(self._refill_store())
+            refill = asyncio.create_task(refill_dropped(self._store, self._rest_for))
             refill.add_done_callback(_log_failure)
         try:
             await self._collect()
@@ -311,126 +212,42 @@ class Lab:
         if self._feed.fatal is not None:
             raise self._feed.fatal
 
-    async def _refill_store(self, every: float = 1.0) -> None:
-        """Candles the store let go of while it could not write are fetched again over REST
-        once it writes (the frames kept them; history must too)."""
-        store = self._store
-        assert store is not None and self._feed is not None
-        while True:
-            await asyncio.sleep(every)
-            if not store.health.ok or not store.health.dropped_ranges:
-                continue
-            for (exchange, symbol, interval), span in store.dropped_ranges().items():
-                try:
-                    added = await self._refill(exchange, symbol, Interval(interval), *span[:2])
-                except (RestError, ValueError) as exc:
-                    log.warning("store: fetching %s %s %s again failed (%s); will retry",
-                                exchange, symbol, interval, exc)  # fmt: skip
-                else:
-                    store.refilled((exchange, symbol, interval), span)
-                    log.warning("store: %d %s %s %s candle(s) dropped while it failed fetched again",
-                                added, exchange, symbol, interval)  # fmt: skip
-
-    async def _refill(self, exchange: str, symbol: str, iv: Interval, first: int, last: int) -> int:
-        assert self._feed is not None and self._store is not None
-        own = exchange != self.exchange  # the fallback venue's series: a client of its own
-        rest = rest_client(exchange, self.urls[f"{exchange}_rest_url"]) if own else self._feed.rest
-        added = 0
-        try:
-            now = await rest.server_time()
-            async for closed in closed_kline_pages(rest, symbol, iv, first, last, now):
-                if self._store is not None:
-                    self._store.add_many(exchange, closed)
-                    added += len(closed)
-        finally:
-            if own:
-                await rest.close()
-        return added
+    def _rest_for(self, exchange: str) -> tuple[Any, bool]:
+        """The primary's own REST client, or a new one for the fallback venue's series."""
+        if exchange == self.exchange and self._feed is not None and self._feed.rest is not None:
+            return self._feed.rest, False
+        return registry.get(exchange).rest_client(self.urls[f"{exchange}_rest_url"]), True
 
     async def _collect(self) -> None:
         assert self._feed is not None
-        if self.fallback is None:
+        if self._failover is None:
             await self._feed.run()
             return
-        watcher = asyncio.create_task(self._watch_primary(self._feed))
+        watcher = asyncio.create_task(self._failover.watch(self._feed, self.exchange))
         try:
             await self._feed.run()
         finally:
             watcher.cancel()
-            await self._stop_fallback()
+            await self._failover.stop()
 
-    async def _watch_primary(self, primary: Feed) -> None:
-        """Fail over while the primary venue is unreachable; fail back once it delivers again."""
-        while True:
-            await asyncio.sleep(0.2)
-            down = primary.unreachable_for()
-            if self._fallback_feed is None and down >= self.failover_after:
-                log.warning(
-                    "%s unreachable for %.0f s: switching to %s", self.exchange, down, self.fallback
-                )
-                self._start_fallback()
-            elif self._fallback_feed is not None and primary.connected and down == 0.0:
-                log.warning("%s is back: switching back from %s", self.exchange, self.fallback)
-                await self._stop_fallback()
+    def _on_fallback(self, r: Record, source: str) -> None:
+        if isinstance(r, Ticker):
+            self._state.ticker(r, source)
+        if self._state.callbacks:
+            self._state.notify(r)
 
-    def _start_fallback(self) -> None:
-        assert self.fallback is not None and self.fallback_config is not None
-        venue = self.fallback
-
-        def sink(records: Sequence[Record], source: str) -> None:
-            self._on_fallback_records(records, f"{venue}:{source}")
-
-        feed = feed_class(venue)(self.symbols, self.intervals, self.fallback_channels, self.fallback_config, sink,
-                                 kline_starts=self._fallback_starts())  # fmt: skip
-        self._fallback_feed = feed
-        self._fallback_task = asyncio.create_task(feed.run())
-        self.failovers += 1
-        self.failover_since = time.time()
-
-    def _fallback_starts(self) -> dict[tuple[str, str], int]:
-        """Where the fallback series ended at the last failover, if recently: the fallback
-        fetches from there; otherwise it starts with the recent past (``seed_klines``)."""
-        starts = {}
-        now_ms = int(time.time() * 1000)
-        seed = self.config.seed_klines
-        for (symbol, iv), buf in self._fallback_klines.items():
-            last = buf.last_closed_open_time()
-            if last is not None and now_ms - last < seed * Interval(iv).ms:
-                starts[(symbol, iv)] = last
-        return starts
-
-    async def _stop_fallback(self) -> None:
-        feed, task = self._fallback_feed, self._fallback_task
-        self._fallback_feed = self._fallback_task = None
-        self.failover_since = None
-        if feed is not None and task is not None:
-            await feed.stop()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await asyncio.wait_for(task, 15)
-
-    def _on_fallback_records(self, records: Sequence[Record], source: str) -> None:
-        venue = self.fallback
-        assert venue is not None
-        for r in records:
-            if isinstance(r, Kline):
-                key = (r.symbol, r.interval)
-                buf = self._fallback_klines.get(key)
-                if buf is None:
-                    buf = self._fallback_klines[key] = KlineBuffer(
-                        Interval(r.interval), self._kline_capacity
-                    )
-                buf.upsert(r)
-                if r.closed and self._store is not None:
-                    self._store.add(venue, r)
-            elif isinstance(r, Ticker):
-                self._ticker(r, source)
-            if self._callbacks:
-                self._notify(r)
+    def _store_kline(self, exchange: str, k: Kline) -> None:
+        if self._store is not None:
+            self._store.add(exchange, k)
 
     @property
     def failed_over(self) -> bool:
         """True while data comes from the fallback venue."""
-        return self._fallback_feed is not None
+        return self._failover is not None and self._failover.active
+
+    @property
+    def failovers(self) -> int:
+        return self._failover.count if self._failover is not None else 0
 
     def stop(self, timeout: float = 15.0) -> None:
         """Stop collecting and close every connection, within ``timeout`` seconds whatever the
@@ -491,17 +308,6 @@ class Lab:
         self.stop()
         return self
 
-    def _warm_from_history(self) -> dict[tuple[str, str], int]:
-        """Load the newest stored candles into the frames; the feed resumes after them."""
-        history = self.history
-        starts = {}
-        for (symbol, iv), buf in self._klines.items():
-            recent = history.recent(symbol, iv, self._kline_capacity)
-            if not recent.empty:
-                buf.upsert_many(_klines_from_frame(symbol, iv, recent))
-                starts[(symbol, str(iv))] = _resume_from(iv, epoch_ms(recent.index))
-        return starts
-
     @property
     def history(self) -> History:
         """The stored history (``db=``) as a :class:`marketlab.store.history.History`."""
@@ -548,8 +354,7 @@ class Lab:
         if "klines" in self.channels and not feed.ready.is_set():
             missing.append("klines not seeded")
         if "ticker" in self.channels:
-            with self._prices_lock:
-                absent = [s for s in self.symbols if s not in self._prices]
+            absent = self._state.without_ticker()
             if absent:
                 missing.append(f"no price yet for {', '.join(absent)}")
         if books and feed.books:
@@ -566,48 +371,14 @@ class Lab:
         Keep it quick; an exception is logged and does not stop collection. Returns a
         function that unsubscribes.
         """
-        self._callbacks.append(callback)
+        callbacks = self._state.callbacks
+        callbacks.append(callback)
 
         def unsubscribe() -> None:
-            if callback in self._callbacks:
-                self._callbacks.remove(callback)
+            if callback in callbacks:
+                callbacks.remove(callback)
 
         return unsubscribe
-
-    def _on_records(self, records: Sequence[Record], source: str) -> None:
-        for r in records:
-            kind = type(r)
-            if kind is Trade:
-                self._trades[r.symbol].add(r)  # type: ignore[arg-type]
-                # the newest trade is merged into prices when they are read: no lock, no dict work
-                self._last_trade[r.symbol] = (r.price, r.time, time.time(), source)  # type: ignore[union-attr]
-            elif kind is BookDelta:
-                pass  # the feed keeps the book
-            elif isinstance(r, Kline):
-                buf = self._klines.get((r.symbol, r.interval))
-                if buf is not None:
-                    buf.upsert(r)
-                if r.closed and self._store is not None:
-                    self._store.add(self.exchange, r)
-            elif isinstance(r, Ticker):
-                self._ticker(r, source)
-            if self._callbacks:
-                self._notify(r)
-
-    def _notify(self, r: Record) -> None:
-        for cb in tuple(self._callbacks):
-            try:
-                cb(r)
-            except Exception:
-                log.exception("subscriber %r failed on %s", cb, type(r).__name__)
-
-    def _ticker(self, t: Ticker, source: str) -> None:
-        """A ticker's row of prices (the newest trade is merged in when prices are read)."""
-        with self._prices_lock:
-            row = self._prices.setdefault(t.symbol, {"event_time": 0})
-            row.update(last=t.last, bid=t.bid, ask=t.ask, change_pct=t.change_pct, volume=t.volume,
-                       event_time=max(t.event_time, row["event_time"]), received_at=time.time(),
-                       source=source)  # fmt: skip
 
     # --- frames ----------------------------------------------------------------------------
 
@@ -619,37 +390,12 @@ class Lab:
 
     def price_rows(self) -> list[dict[str, Any]]:
         """The data of :meth:`prices` as plain dicts (times in epoch ms): cheap, for servers."""
-        now = time.time()
-        with self._prices_lock:
-            tickers = {s: dict(self._prices[s]) for s in self.symbols if s in self._prices}
-        rows = []
-        for s in self.symbols:
-            row, trade = tickers.get(s), self._last_trade.get(s)
-            if trade is not None and (row is None or trade[1] >= row["event_time"]):
-                row = row or {"last": float("nan"), "bid": float("nan"), "ask": float("nan"),
-                              "change_pct": float("nan"), "volume": float("nan")}  # fmt: skip
-                row.update(last=trade[0], event_time=trade[1], received_at=max(trade[2], row.get("received_at", 0.0)),
-                           source=trade[3])  # fmt: skip
-            if row is not None:
-                rows.append({"symbol": s, **row})
-        for row in rows:
-            row["age_s"] = now - row["received_at"]
-            row["received_at"] = round(row["received_at"] * 1000)
-        return rows
+        return self._state.price_rows()
 
     def prices(self) -> pd.DataFrame:
         """One row per symbol: last, bid, ask, 24h change %, volume, times, age and source."""
-        columns = [
-            "last",
-            "bid",
-            "ask",
-            "change_pct",
-            "volume",
-            "event_time",
-            "received_at",
-            "age_s",
-            "source",
-        ]
+        columns = ["last", "bid", "ask", "change_pct", "volume", "event_time", "received_at", "age_s",
+                   "source"]  # fmt: skip
         df = pd.DataFrame(self.price_rows(), columns=["symbol", *columns]).set_index("symbol")
         df["event_time"] = utc_times(df["event_time"])
         df["received_at"] = utc_times(df["received_at"])
@@ -671,8 +417,8 @@ class Lab:
                 raise KeyError(
                     f"interval {interval} is not collected (intervals: {', '.join(self.intervals)})"
                 )
-            fb = self._fallback_klines.get((key[0], str(key[1])))
-            return fb.frame() if fb is not None else KlineBuffer(key[1], 1).frame()
+            assert self._failover is not None
+            return self._failover.kline_frame(*key)
         buf = self._klines.get(key)
         if buf is None:
             raise KeyError(
@@ -700,13 +446,11 @@ class Lab:
     def book_levels(self, symbol: str, depth: int = 20) -> BookView:
         """The data of :meth:`book` without pandas: cheap, for servers."""
         s = self._symbol(symbol)
-        feed = self._feed
-        view = _book_view(feed, s, depth, self.exchange)
-        fallback = self._fallback_feed
-        if not view.synced and fallback is not None and self.fallback is not None:
-            stand_in = _book_view(fallback, s, depth, self.fallback)
-            if stand_in.synced:
-                return stand_in
+        if self._feed is None:
+            return BookView(False, 0, [], [], "not started", self.exchange)
+        view = self._feed.book_view(s, depth, self.exchange)
+        if not view.synced and self._failover is not None:
+            return self._failover.book_view(s, depth) or view
         return view
 
     def chart(
@@ -716,19 +460,24 @@ class Lab:
         a pause button; refreshed at most ``fps`` times a second."""
         from marketlab.charts import CandleChart
 
-        return CandleChart(self, symbol, interval or self.intervals[0], fps=fps, candles=candles)
+        return self._view(CandleChart(self, self._symbol(symbol), interval or self.intervals[0], fps=fps,
+                                      candles=candles))  # fmt: skip
 
     def book_chart(self, symbol: str, depth: int = 50, fps: float = 2.0) -> Any:
         """Live cumulative depth of the synced order book."""
         from marketlab.charts import BookChart
 
-        return BookChart(self, symbol, depth=depth, fps=fps)
+        return self._view(BookChart(self, self._symbol(symbol), depth=depth, fps=fps))
 
     def board(self, fps: float = 1.0, stale_after: float = 5.0) -> Any:
         """A live price board: change coloured by sign, rows greyed when older than ``stale_after``."""
         from marketlab.charts import PriceBoard
 
-        return PriceBoard(self, fps=fps, stale_after=stale_after)
+        return self._view(PriceBoard(self, fps=fps, stale_after=stale_after))
+
+    def _view(self, view: Any) -> Any:
+        self._views.add(view)  # closed by stop()
+        return view
 
     def book(self, symbol: str, depth: int = 20) -> pd.DataFrame:
         """The order book, bids best first then asks best first.
@@ -779,13 +528,14 @@ class Lab:
         if feed is None:
             return {"running": False, "source": None}
         rest = feed.rest.governor.stats if feed.rest is not None else None
-        fallback = self._fallback_feed
+        fallback = self._failover.feed if self._failover is not None else None
         return {
             "running": self.running,
             "exchange": self.exchange,
             "source": f"{self.fallback}:{fallback.source}" if fallback is not None else feed.source,
             "fallback": self.fallback,
             "failed_over": fallback is not None,
+            "failover_since": self._failover.since if self._failover is not None else None,
             "failovers": self.failovers,
             "connections": [
                 {
@@ -825,40 +575,6 @@ class Lab:
         return f"Lab({self.symbols}, intervals={list(self.intervals)}, {state})"
 
 
-def _book_view(feed: Feed | None, symbol: str, depth: int, exchange: str) -> BookView:
-    lb = feed.books.get(symbol) if feed is not None else None
-    if lb is None:
-        return BookView(False, 0, [], [], "book channel off" if feed else "not started", exchange)
-    with lb.lock:
-        if not lb.book.synced:
-            return BookView(False, 0, [], [], lb.book.reason, exchange)
-        book = lb.book
-        return BookView(True, book.last_update_id, book.bids(depth), book.asks(depth), "", exchange,
-                        book.verified_by)  # fmt: skip
-
-
 def _log_failure(task: asyncio.Task[Any]) -> None:
     if not task.cancelled() and (exc := task.exception()) is not None:
         log.error("%s failed", task.get_coro().__qualname__, exc_info=exc)
-
-
-def _resume_from(iv: Interval, opens: Any) -> int:
-    """The last stored candle before the first hole in ``opens`` (candles a store could not
-    write before a stop), else the newest: the feed fetches everything after it."""
-    for a, b in itertools.pairwise(opens):
-        if iv.next_open(int(a)) != int(b):
-            log.info("history %s: a hole after %d; fetching from there", iv, int(a))
-            return int(a)
-    return int(opens[-1])
-
-
-def _klines_from_frame(symbol: str, interval: str, df: pd.DataFrame) -> list[Kline]:
-    opens = epoch_ms(df.index)
-    closes = epoch_ms(df["close_time"])
-    return [
-        Kline(symbol, str(interval), int(t), o, h, l, c, v, int(ct), q, int(n), tv, tq, True)
-        for t, o, h, l, c, v, ct, q, n, tv, tq in zip(
-            opens, df["open"], df["high"], df["low"], df["close"], df["volume"], closes, df["quote_volume"],
-            df["trades"], df["taker_buy_volume"], df["taker_buy_quote_volume"], strict=True,
-        )
-    ]  # fmt: skip

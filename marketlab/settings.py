@@ -11,8 +11,6 @@ from collections.abc import Iterable
 from typing import Any
 from urllib.parse import urlsplit
 
-OKX_PUBLIC_PATH = "/ws/v5/public"
-
 
 def one_of(arg: str, value: Any, choices: Iterable[str]) -> str:
     options = tuple(choices)
@@ -52,32 +50,6 @@ def url(arg: str, value: Any, schemes: tuple[str, ...]) -> str:
     return value.strip()
 
 
-def binance_ws_url(value: Any, arg: str = "binance_ws_url") -> str:
-    """A base such as ``wss://stream.binance.com:9443``: the client appends ``/stream?…``."""
-    base = url(arg, value, ("ws", "wss")).rstrip("/")
-    if urlsplit(base).path:
-        raise ValueError(
-            f"{arg} {value!r} should be a base without a path (e.g. wss://stream.binance.com:9443): "
-            "the client appends /stream and /ws itself"
-        )
-    return base
-
-
-def okx_ws_url(value: Any, arg: str = "okx_ws_url") -> str:
-    """OKX's public WebSocket URL: the full ``…/ws/v5/public``, or a bare base that gets it
-    appended (``ws://127.0.0.1:9100`` → ``ws://127.0.0.1:9100/ws/v5/public``)."""
-    text = url(arg, value, ("ws", "wss")).rstrip("/")
-    path = urlsplit(text).path
-    if not path:
-        return text + OKX_PUBLIC_PATH
-    if path.endswith(OKX_PUBLIC_PATH):
-        return text
-    raise ValueError(
-        f"{arg} {value!r} should be OKX's public WebSocket URL ending in {OKX_PUBLIC_PATH} "
-        "or a bare base such as wss://ws.okx.com:8443 (candles go to /ws/v5/business beside it)"
-    )
-
-
 def rest_url(value: Any, arg: str) -> str:
     """A REST base such as ``https://api.binance.com``: the client appends ``/api/...``."""
     base = url(arg, value, ("http", "https")).rstrip("/")
@@ -87,11 +59,3 @@ def rest_url(value: Any, arg: str) -> str:
             "the client appends /api/v3 or /api/v5 itself"
         )
     return base
-
-
-VENUE_URL_CHECKS = {
-    "binance_ws_url": binance_ws_url,
-    "binance_rest_url": lambda v: rest_url(v, "binance_rest_url"),
-    "okx_ws_url": okx_ws_url,
-    "okx_rest_url": lambda v: rest_url(v, "okx_rest_url"),
-}

@@ -5,6 +5,12 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
+from hypothesis import HealthCheck, settings
+
+# The suite runs on several workers of a small shared machine: how fast Hypothesis generates
+# examples says nothing about the code under test, so time-based checks are off.
+settings.register_profile("suite", deadline=None, suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile("suite")
 
 from marketlab.sim import SimExchange
 

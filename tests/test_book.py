@@ -5,8 +5,8 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from marketlab.book import Action, OrderBook
 from marketlab.records import BookDelta, BookSnapshot
+from marketlab.venues.book import Action, OrderBook
 
 
 class ExchangeModel:

@@ -10,7 +10,7 @@ import pytest
 import zstandard
 
 from marketlab.lab import Lab
-from marketlab.recording import WS, RecordingError, open_recording
+from marketlab.record.recording import WS, RecordingError, open_recording
 from marketlab.sim import SimExchange
 from tests.test_lab import FAST, venue_options, wait_for
 

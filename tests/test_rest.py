@@ -2,7 +2,7 @@
 
 import pytest
 
-from marketlab.rest import WeightGovernor
+from marketlab.venues.binance.rest import WeightGovernor
 
 
 def test_waits_for_the_next_minute_before_the_budget_runs_out():

@@ -10,11 +10,11 @@ import time
 import pytest
 
 import marketlab as ml
-from marketlab.feed import FeedConfig
 from marketlab.lab import Lab
 from marketlab.server.app import create_app
 from marketlab.sim import SimExchange
 from marketlab.store.history import History
+from marketlab.stream.feed import FeedConfig
 from tests.test_lab import FAST, venue_options, wait_for
 
 

@@ -10,23 +10,11 @@ from typing import Any
 from tqdm import tqdm
 
 from marketlab.records import Interval, Kline
-from marketlab.rest import BinanceRest, RestError
 from marketlab.store.writer import KlineStore
-from marketlab.venues import binance as bn
+from marketlab.stream.rest import RestError
+from marketlab.venues import registry
 
 log = logging.getLogger("marketlab.backfill")
-
-
-def rest_client(exchange: str, rest_url: str | None) -> Any:
-    """The REST client of ``exchange`` (Binance or OKX) at ``rest_url`` or the venue's own."""
-    if exchange == "okx":
-        from marketlab.okx_rest import OkxRest
-        from marketlab.venues import okx
-
-        return OkxRest(rest_url or okx.DEFAULT_REST_URL)
-    if exchange != "binance":
-        raise ValueError(f"cannot backfill from {exchange!r}: use binance or okx")
-    return BinanceRest(rest_url or bn.DEFAULT_REST_URL)
 
 
 async def closed_kline_pages(rest: Any, symbol: str, iv: Interval, first: int, stop: int,
@@ -62,7 +50,7 @@ async def closed_kline_pages(rest: Any, symbol: str, iv: Interval, first: int, s
 async def run_backfill(store: KlineStore, exchange: str, symbols: list[str], intervals: list[Interval],
                        start: int, end: int | None, rest_url: str | None, progress: bool) -> int:  # fmt: skip
     """Page the venue's klines for every series from ``start`` (or where the store ends) to ``end``."""
-    rest = rest_client(exchange, rest_url)
+    rest = registry.get(exchange).rest_client(rest_url)
     try:
         now = await rest.server_time()
         stop = min(end, now) if end is not None else now

@@ -8,6 +8,8 @@ the SQLite rows as Arrow (DuckDB's SQLite extension would have to be downloaded 
 from __future__ import annotations
 
 import asyncio
+import itertools
+import logging
 import os
 import sys
 from collections.abc import Coroutine, Sequence
@@ -20,13 +22,16 @@ import duckdb
 import numpy as np
 import pandas as pd
 
-from marketlab.frames import KLINE_COLUMNS, epoch_ms, utc_index, utc_times
-from marketlab.records import Interval, normalize_symbol
+from marketlab.frames import KLINE_COLUMNS, KlineBuffer, epoch_ms, utc_index, utc_times
+from marketlab.records import Interval, Kline, normalize_symbol
 from marketlab.settings import one_of
 from marketlab.settings import rest_url as rest_url_check
 from marketlab.store.parquet import VALUE_COLUMNS, has_parquet, parquet_glob, read_sqlite
 from marketlab.store.sqlite import StoreError, connect, last_open_times
 from marketlab.store.writer import KlineStore
+from marketlab.venues import registry
+
+log = logging.getLogger("marketlab.history")
 
 T = TypeVar("T")
 TimeLike = int | str | date | datetime | pd.Timestamp | None
@@ -86,7 +91,7 @@ class History:
             raise StoreError(f"{self.parquet} is not a directory")
         if self.db is not None and self.db.exists():
             connect(self.db, readonly=True).close()  # a clear error now if it is not ours
-        self.exchange = one_of("exchange", exchange, ("binance", "okx"))
+        self.exchange = one_of("exchange", exchange, registry.names())
         self.rest_url = rest_url if rest_url is None else rest_url_check(rest_url, "rest_url")
 
     def __repr__(self) -> str:
@@ -243,6 +248,20 @@ class History:
             conn.close()
         return klines_frame(pd.DataFrame(rows, columns=list(VALUE_COLUMNS)))
 
+    def warm(
+        self, buffers: dict[tuple[str, Interval], KlineBuffer], capacity: int
+    ) -> dict[tuple[str, str], int]:
+        """Load the newest stored candles into a Lab's ``buffers``; returns where each series
+        resumes: its newest candle, or the last before the first hole in what was loaded
+        (candles a store could not write before a stop), so the feed fetches everything after."""
+        starts = {}
+        for (symbol, iv), buf in buffers.items():
+            recent = self.recent(symbol, iv, capacity)
+            if not recent.empty:
+                buf.upsert_many(_klines_from_frame(symbol, str(iv), recent))
+                starts[(symbol, str(iv))] = _resume_from(iv, epoch_ms(recent.index))
+        return starts
+
     # --- backfill --------------------------------------------------------------------------
 
     def backfill(self, symbols: Sequence[str], intervals: Sequence[str], start: TimeLike, end: TimeLike = None,
@@ -305,3 +324,23 @@ def run_coroutine(coro: Coroutine[Any, Any, T]) -> T:
         return asyncio.run(coro)
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="marketlab-sync") as pool:
         return pool.submit(asyncio.run, coro).result()
+
+
+def _resume_from(iv: Interval, opens: Any) -> int:
+    for a, b in itertools.pairwise(opens):
+        if iv.next_open(int(a)) != int(b):
+            log.info("history %s: a hole after %d; fetching from there", iv, int(a))
+            return int(a)
+    return int(opens[-1])
+
+
+def _klines_from_frame(symbol: str, interval: str, df: pd.DataFrame) -> list[Kline]:
+    opens = epoch_ms(df.index)
+    closes = epoch_ms(df["close_time"])
+    return [
+        Kline(symbol, str(interval), int(t), o, h, l, c, v, int(ct), q, int(n), tv, tq, True)
+        for t, o, h, l, c, v, ct, q, n, tv, tq in zip(
+            opens, df["open"], df["high"], df["low"], df["close"], df["volume"], closes, df["quote_volume"],
+            df["trades"], df["taker_buy_volume"], df["taker_buy_quote_volume"], strict=True,
+        )
+    ]  # fmt: skip

@@ -10,7 +10,7 @@ import pytest
 import websockets
 
 from marketlab.lab import Lab
-from marketlab.recording import SNAPSHOT, WS, open_recording
+from marketlab.record.recording import SNAPSHOT, WS, open_recording
 from marketlab.sim import SimExchange
 from marketlab.sim.replay import generate_recording, stream_of
 from tests.test_lab import FAST, wait_for

@@ -11,9 +11,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from marketlab.book import Action, OkxBook
 from marketlab.records import BookTicker, Kline, Ticker, Trade
 from marketlab.venues import okx
+from marketlab.venues.book import Action
+from marketlab.venues.okx.book import OkxBook
 
 
 def signed_crc(text: str) -> int:

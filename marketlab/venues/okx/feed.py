@@ -14,11 +14,13 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from marketlab.book import Action, OkxBook
-from marketlab.feed import Feed, FeedConfig, LockedBook, Sink, WsConnection
-from marketlab.okx_rest import OkxRest
 from marketlab.records import Interval
-from marketlab.venues import okx
+from marketlab.stream.connection import WsConnection
+from marketlab.stream.feed import Feed, FeedConfig, LockedBook, Sink
+from marketlab.venues.book import Action
+from marketlab.venues.okx import protocol as okx
+from marketlab.venues.okx.book import OkxBook
+from marketlab.venues.okx.rest import OkxRest
 
 log = logging.getLogger("marketlab.feed.okx")
 

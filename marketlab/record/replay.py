@@ -13,8 +13,8 @@ import os
 import time
 from typing import Any
 
-from marketlab import recording as rec
-from marketlab.feed import Feed
+from marketlab.record import recording as rec
+from marketlab.stream.feed import Feed
 
 
 class _Connection:

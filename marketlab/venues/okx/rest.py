@@ -15,8 +15,8 @@ import ccxt.async_support as ccxt_async
 import msgspec
 
 from marketlab.records import BookSnapshot, Interval, Kline, Ticker
-from marketlab.rest import GovernorStats, PacedRest
-from marketlab.venues import okx
+from marketlab.stream.rest import GovernorStats, PacedRest
+from marketlab.venues.okx import protocol as okx
 
 # Requests per two seconds per IP (OKX's documented limits), with headroom for other clients.
 LIMITS = {

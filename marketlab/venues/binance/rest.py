@@ -7,30 +7,19 @@ collector backs off before Binance's 429, and obeys 429 and 418 when they come a
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import math
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 import ccxt.async_support as ccxt_async
 import msgspec
 
 from marketlab.records import BookSnapshot, Interval, Kline, Ticker, normalize_symbol
-from marketlab.venues import binance as bn
+from marketlab.stream.rest import GovernorStats, PacedRest
+from marketlab.venues.binance import protocol as bn
 
 log = logging.getLogger("marketlab.rest")
-
-
-@dataclass(slots=True)
-class GovernorStats:
-    requests: int = 0
-    rate_limited: int = 0  # 429 answers
-    banned: int = 0  # 418 answers
-    server_errors: int = 0
-    waited_s: float = 0.0
 
 
 class WeightGovernor:
@@ -103,22 +92,6 @@ def _is_number(text: str) -> bool:
         return False
 
 
-class RestError(Exception):
-    """A REST request that failed; ``retryable`` says whether trying later may help."""
-
-    def __init__(self, message: str, retryable: bool):
-        super().__init__(message)
-        self.retryable = retryable
-
-
-def rest_error(method: str, params: dict[str, Any], exc: Exception) -> RestError:
-    """A ccxt error as a :class:`RestError` that says whether retrying can help."""
-    if isinstance(exc, ccxt_async.BadSymbol | ccxt_async.BadRequest):
-        return RestError(f"{method} {params}: {exc}", retryable=False)
-    # network, rate limits (the caller's pacing now waits), 5xx
-    return RestError(f"{method} {params}: {type(exc).__name__}: {exc}", retryable=True)
-
-
 class _Binance(ccxt_async.binance):  # type: ignore[misc]
     """ccxt's Binance, reporting every answer's status and headers to a governor."""
 
@@ -128,46 +101,6 @@ class _Binance(ccxt_async.binance):  # type: ignore[misc]
                          response_body: Any, request_headers: Any, request_body: Any) -> Any:  # fmt: skip
         self.governor.observe(int(code), dict(response_headers or {}), time.time())
         return response_body
-
-
-class PacedRest:
-    """One request at a time through a venue's ccxt client, paced by its governor.
-
-    Subclasses set ``_ex`` (the ccxt client) and ``governor`` (``delay(cost, now)``,
-    ``sent(cost, now)``, ``stats``) and say which clock the governor counts in.
-    """
-
-    clock: Any = staticmethod(time.monotonic)
-    _ex: Any
-    governor: Any
-
-    def __init__(self) -> None:
-        self._lock = asyncio.Lock()
-        self.last_success: float | None = None  # monotonic times, for "is the venue reachable"
-        self.last_failure: float | None = None
-        self.on_recovered: Callable[[], None] | None = None  # the venue answers again
-
-    async def close(self) -> None:
-        await self._ex.close()
-
-    async def _call(self, method: str, params: dict[str, Any], cost: Any) -> Any:
-        async with self._lock:  # one at a time: the governor's view stays exact
-            while (wait := self.governor.delay(cost, self.clock())) > 0:
-                self.governor.stats.waited_s += wait
-                await asyncio.sleep(min(wait, 5.0))
-            self.governor.sent(cost, self.clock())
-        try:
-            result = await getattr(self._ex, method)(params)
-        except ccxt_async.BaseError as exc:
-            self.last_failure = time.monotonic()
-            raise rest_error(method, params, exc) from exc
-        failing = self.last_failure is not None and (
-            self.last_success is None or self.last_success < self.last_failure
-        )
-        self.last_success = time.monotonic()
-        if failing and self.on_recovered is not None:
-            self.on_recovered()
-        return result
 
 
 class BinanceRest(PacedRest):

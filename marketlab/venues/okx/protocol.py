@@ -13,14 +13,27 @@ import zlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 import msgspec
 
 from marketlab.records import BookSnapshot, BookTicker, Interval, Kline, Ticker, Trade
 from marketlab.records import normalize_symbol as _normalize
-from marketlab.venues.binance import FrameError, PayloadError, UnknownStreamError
+from marketlab.settings import url
+from marketlab.venues.errors import FrameError, PayloadError, UnknownStreamError
 
 __all__ = [
+    "BOOK_DEPTH",
+    "CANDLES_LIMIT",
+    "CHANNELS",
+    "CHECKSUM_LEVELS",
+    "DEFAULT_REST_URL",
+    "DEFAULT_WS_URL",
+    "HISTORY_CANDLES_LIMIT",
+    "IDLE_LIMIT_S",
+    "OKX_PUBLIC_PATH",
+    "RECENT_CANDLES",
+    "UNKNOWN_CHANNEL_OR_INSTRUMENT",
     "BookMessage",
     "FrameError",
     "Notice",
@@ -29,14 +42,22 @@ __all__ = [
     "PayloadError",
     "Pong",
     "RequestError",
+    "StrLevel",
     "SubscriptionResult",
     "Topic",
+    "UnknownStreamError",
     "bar",
     "book_checksum",
     "business_url",
+    "candle",
+    "check_ws_url",
     "inst_id",
     "interval_of_bar",
+    "parse_books",
+    "parse_candles",
     "parse_instruments",
+    "parse_tickers",
+    "parse_time",
     "subscribe_message",
     "symbol_of",
     "topics_for",
@@ -65,8 +86,24 @@ _BARS = {"1m": "1m", "3m": "3m", "5m": "5m", "15m": "15m", "30m": "30m", "1h": "
 _INTERVALS = {b: iv for iv, b in _BARS.items()}
 
 # Our channel names → OKX's (klines are ``candle<bar>``, on the business endpoint).
+OKX_PUBLIC_PATH = "/ws/v5/public"
 UNKNOWN_CHANNEL_OR_INSTRUMENT = "60018"  # a subscription to something OKX does not have
 CHANNELS = {"trades": "trades", "ticker": "tickers", "book": "books", "bookTicker": "bbo-tbt"}
+
+
+def check_ws_url(value: Any, arg: str = "okx_ws_url") -> str:
+    """OKX's public WebSocket URL: the full ``…/ws/v5/public``, or a bare base that gets it
+    appended (``ws://127.0.0.1:9100`` → ``ws://127.0.0.1:9100/ws/v5/public``)."""
+    text = url(arg, value, ("ws", "wss")).rstrip("/")
+    path = urlsplit(text).path
+    if not path:
+        return text + OKX_PUBLIC_PATH
+    if path.endswith(OKX_PUBLIC_PATH):
+        return text
+    raise ValueError(
+        f"{arg} {value!r} should be OKX's public WebSocket URL ending in {OKX_PUBLIC_PATH} "
+        "or a bare base such as wss://ws.okx.com:8443 (candles go to /ws/v5/business beside it)"
+    )
 
 
 class OkxAPIError(Exception):

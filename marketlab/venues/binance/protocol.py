@@ -11,7 +11,7 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 import msgspec
 
@@ -29,35 +29,58 @@ from marketlab.records import (
     Trade,
     normalize_symbol,
 )
+from marketlab.settings import url
+from marketlab.venues.errors import FrameError, PayloadError, UnknownStreamError
+from marketlab.venues.pacing import MAX_INCOMING_MESSAGES_PER_SECOND, MessagePacer
+
+__all__ = [
+    "DEFAULT_REST_URL",
+    "DEFAULT_WS_URL",
+    "DEPTH_LEVELS",
+    "MAX_INCOMING_MESSAGES_PER_SECOND",
+    "MAX_STREAMS_PER_CONNECTION",
+    "BinanceAPIError",
+    "ControlEvent",
+    "FrameError",
+    "MessagePacer",
+    "PayloadError",
+    "RequestError",
+    "ServerShutdown",
+    "Stream",
+    "StreamDecoder",
+    "SubscriptionResult",
+    "UnknownStreamError",
+    "check_ws_url",
+    "combined_stream_url",
+    "list_subscriptions_message",
+    "parse_depth",
+    "parse_exchange_info",
+    "parse_klines",
+    "parse_stream",
+    "parse_ticker_24hr",
+    "raise_for_error",
+    "raw_stream_url",
+    "split_streams",
+    "stream_name",
+    "subscribe_message",
+    "unsubscribe_message",
+]
 
 DEFAULT_WS_URL = "wss://stream.binance.com:9443"
 DEFAULT_REST_URL = "https://api.binance.com"
 MAX_STREAMS_PER_CONNECTION = 1024
-MAX_INCOMING_MESSAGES_PER_SECOND = 5
 DEPTH_LEVELS = (5, 10, 20)
 
 
-class FrameError(ValueError):
-    """A WebSocket frame that cannot be turned into records; says what and where."""
-
-    def __init__(self, reason: str, frame: bytes | str | None = None, stream: str | None = None):
-        self.reason = reason
-        self.stream = stream
-        self.frame = frame
-        where = f" on stream {stream!r}" if stream else ""
-        excerpt = ""
-        if frame is not None:
-            text = frame.decode("utf-8", "replace") if isinstance(frame, bytes) else frame
-            excerpt = f": {text[:200]!r}" + ("…" if len(text) > 200 else "")
-        super().__init__(f"{reason}{where}{excerpt}")
-
-
-class UnknownStreamError(FrameError):
-    """A frame or stream name of a kind this adapter does not handle."""
-
-
-class PayloadError(ValueError):
-    """A REST payload that does not have the documented shape."""
+def check_ws_url(value: Any, arg: str = "binance_ws_url") -> str:
+    """A base such as ``wss://stream.binance.com:9443``: the client appends ``/stream?…``."""
+    base = url(arg, value, ("ws", "wss")).rstrip("/")
+    if urlsplit(base).path:
+        raise ValueError(
+            f"{arg} {value!r} should be a base without a path (e.g. wss://stream.binance.com:9443): "
+            "the client appends /stream and /ws itself"
+        )
+    return base
 
 
 class BinanceAPIError(Exception):
@@ -190,30 +213,6 @@ def unsubscribe_message(streams: Sequence[str], request_id: int) -> bytes:
 
 def list_subscriptions_message(request_id: int) -> bytes:
     return msgspec.json.encode({"method": "LIST_SUBSCRIPTIONS", "id": request_id})
-
-
-class MessagePacer:
-    """Keeps control messages under Binance's incoming-message limit, sans-I/O.
-
-    Binance drops a connection that sends more than 5 messages a second (pings, pongs and
-    JSON messages all count), and one client saw a SUBSCRIBE every 250 ms dropped while one
-    every 500 ms held, so the default here is 2 per second. Feed it times, ask it when.
-    """
-
-    def __init__(self, per_second: float = 2.0):
-        if not 0 < per_second <= MAX_INCOMING_MESSAGES_PER_SECOND:
-            raise ValueError(f"per_second must be in (0, {MAX_INCOMING_MESSAGES_PER_SECOND}]")
-        self.interval = 1.0 / per_second
-        self._last: float | None = None
-
-    def delay(self, now: float) -> float:
-        """Seconds to wait from ``now`` before the next message may go."""
-        if self._last is None:
-            return 0.0
-        return max(0.0, self._last + self.interval - now)
-
-    def sent(self, now: float) -> None:
-        self._last = max(now, self._last + self.interval) if self._last is not None else now
 
 
 # --- wire schemas --------------------------------------------------------------------------

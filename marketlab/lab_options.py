@@ -1,0 +1,87 @@
+"""What a Lab is asked to collect, checked against the venue when it is given: symbols,
+channels and intervals the venue has, and its URLs from argument, environment or default."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+
+from marketlab.defaults import CHANNELS
+from marketlab.records import Interval, normalize_symbol
+from marketlab.venues import registry
+
+
+def check_symbols(symbols: str | Sequence[str]) -> list[str]:
+    """Canonical names, each once, or ``ValueError`` naming the bad one."""
+    if isinstance(symbols, str):
+        symbols = [symbols]
+    out = []
+    for s in symbols:
+        try:
+            out.append(normalize_symbol(s))
+        except ValueError as exc:
+            raise ValueError(f"symbols: {exc}") from None
+    if not out:
+        raise ValueError("symbols: a Lab needs at least one symbol, e.g. ['BTCUSDT']")
+    return list(dict.fromkeys(out))
+
+
+def check_channels(channels: str | Sequence[str], exchange: str) -> tuple[str, ...]:
+    """Channel names the venue serves, each once, or ``ValueError`` naming what it lacks."""
+    if isinstance(channels, str):
+        channels = [channels]
+    unknown = [c for c in channels if c not in CHANNELS]
+    if unknown:
+        raise ValueError(
+            f"channels: unknown {', '.join(map(repr, unknown))}: use some of {', '.join(CHANNELS)}"
+        )
+    venue = registry.get(exchange)
+    missing = [c for c in channels if c not in venue.channels]
+    if missing:
+        raise ValueError(
+            f"channels: {venue.title} has no {', '.join(missing)} channel: use some of "
+            f"{', '.join(venue.channels)}"
+        )
+    return tuple(dict.fromkeys(channels))
+
+
+def check_intervals(intervals: str | Sequence[str], exchange: str, needed: bool) -> list[Interval]:
+    """Kline intervals the venue has (OKX lacks 1s, 8h and 3d), or ``ValueError``."""
+    if isinstance(intervals, str):
+        intervals = [intervals]
+    venue = registry.get(exchange)
+    try:
+        out = [Interval(iv) for iv in dict.fromkeys(intervals)]
+        for iv in out:
+            venue.check_interval(iv)
+    except ValueError as exc:
+        raise ValueError(f"intervals: {exc}") from None
+    if needed and not out:
+        raise ValueError("intervals: the klines channel needs at least one interval, e.g. ['1m']")
+    return out
+
+
+def venue_url(name: str, given: str | None) -> str:
+    """``<venue>_ws_url`` or ``<venue>_rest_url`` from the argument, else its environment
+    variable (``MARKETLAB_<VENUE>_WS_URL``), else the venue's public default; unchecked."""
+    venue_name, _, kind = name.partition("_")
+    venue = registry.get(venue_name)
+    if kind == "ws_url":
+        return given or os.environ.get(venue.ws_env) or venue.ws_url
+    if kind == "rest_url":
+        return given or os.environ.get(venue.rest_env) or venue.rest_url
+    raise ValueError(f"unknown venue setting {name!r}: expected <venue>_ws_url or <venue>_rest_url")
+
+
+def venue_urls(given: dict[str, str | None], in_use: Sequence[str]) -> dict[str, str]:
+    """Every registered venue's two URLs; those of the venues ``in_use`` checked (a wrong
+    scheme or path refused now, not in the collector thread)."""
+    urls = {}
+    for name in registry.names():
+        venue = registry.get(name)
+        ws = venue_url(f"{name}_ws_url", given.get(f"{name}_ws_url"))
+        rest = venue_url(f"{name}_rest_url", given.get(f"{name}_rest_url"))
+        if name in in_use:
+            ws, rest = venue.check_ws_url(ws), venue.check_rest_url(rest)
+        urls[f"{name}_ws_url"], urls[f"{name}_rest_url"] = ws, rest
+    return urls

@@ -1,0 +1,349 @@
+"""A local order book kept from a REST snapshot plus a diff stream, sans-I/O.
+
+Follows Binance's documented procedure: buffer the stream, take a snapshot, drop buffered
+events already in it, demand that the first applied event bridges the snapshot, and call for a
+resync on any gap. It never guesses: when it cannot prove it equals the exchange's book at its
+update id, it says so (``synced`` is False) and asks for a new snapshot.
+"""
+
+from __future__ import annotations
+
+import enum
+import heapq
+import math
+from collections import deque
+from dataclasses import dataclass
+from typing import Any
+
+from marketlab.records import BookDelta, BookSnapshot, Level
+
+
+class BookState(enum.Enum):
+    BUFFERING = "buffering"  # waiting for a snapshot, keeping stream events
+    SYNCED = "synced"  # equals the exchange's book at last_update_id
+
+
+class Action(enum.Enum):
+    """What the owner of the book must do next."""
+
+    NONE = "none"
+    FETCH_SNAPSHOT = "fetch_snapshot"
+    RESUBSCRIBE = "resubscribe"  # OKX: the stream's own snapshot comes with a new subscription
+
+
+@dataclass(slots=True)
+class BookStats:
+    resyncs: int = 0
+    gaps: int = 0
+    crossed: int = 0
+    stale_snapshots: int = 0
+    applied: int = 0
+    ignored: int = 0
+    heartbeats: int = 0  # OKX: "nothing changed" pushes (empty sides, seqId == prevSeqId)
+    seq_resets: int = 0  # OKX: the venue restarted its seqId (maintenance)
+
+
+# How a synced book is known to equal the venue's (``lab.book().attrs["verified"]``).
+UPDATE_ID_CHAIN = "update id chain"
+REST_SNAPSHOT = "REST snapshot"
+SEQ_CHAIN = "seqId chain"
+SEQ_CHAIN_AND_CHECKSUM = "seqId chain + checksum"
+
+
+_ABSENT = object()
+
+
+class BookSide:
+    """One side's levels by key (ask price, or minus the bid price: smaller is better).
+
+    Quantities live in a dict and the order in a heap with lazy deletion, so a level coming or
+    going costs a dict operation and at most a heap push — far less than keeping a sorted
+    list, when books churn at every update — and the best level is the heap's top. ``known``
+    counts the levels at or inside ``bound`` (the range a cut snapshot vouches for).
+    """
+
+    __slots__ = ("bound", "heap", "known", "levels")
+
+    def __init__(self) -> None:
+        self.levels: dict[float, float] = {}
+        self.heap: list[float] = []
+        self.bound = math.inf
+        self.known = 0
+
+    def __len__(self) -> int:
+        return len(self.levels)
+
+    def __bool__(self) -> bool:
+        return bool(self.levels)
+
+    def __contains__(self, key: float) -> bool:
+        return key in self.levels
+
+    def __setitem__(self, key: float, qty: float) -> None:
+        levels = self.levels
+        if key not in levels:
+            heap = self.heap
+            heapq.heappush(heap, key)
+            if len(heap) > 2 * len(levels) + 64:  # mostly keys long gone: rebuild
+                self.heap = heap = [*levels, key]
+                heapq.heapify(heap)
+            if key <= self.bound:
+                self.known += 1
+        levels[key] = qty
+
+    def pop(self, key: float, default: Any = None) -> Any:
+        qty = self.levels.pop(key, _ABSENT)
+        if qty is _ABSENT:
+            return default
+        if key <= self.bound:
+            self.known -= 1
+        return qty
+
+    def clear(self) -> None:
+        self.levels.clear()
+        self.heap.clear()
+        self.bound, self.known = math.inf, 0
+
+    def set_bound(self, bound: float) -> None:
+        self.bound = bound
+        self.known = sum(1 for k in self.levels if k <= bound)
+
+    def peekitem(self, index: int = 0) -> tuple[float, float]:
+        """The best level (only ``index`` 0 is kept at hand)."""
+        if index != 0:
+            raise IndexError("only the best level is at hand")
+        heap, levels = self.heap, self.levels
+        while heap[0] not in levels:
+            heapq.heappop(heap)
+        key = heap[0]
+        return key, levels[key]
+
+    def first(self, n: int) -> list[tuple[float, float]]:
+        """The ``n`` best levels, best first."""
+        levels = self.levels
+        return [(k, levels[k]) for k in heapq.nsmallest(n, levels)]
+
+    def trim(self, keep: int) -> list[float]:
+        """Drop all but the ``keep`` best levels; returns the keys dropped."""
+        kept = heapq.nsmallest(keep, self.levels)
+        dropped = [k for k in self.levels if k > kept[-1]] if kept else list(self.levels)
+        for k in dropped:
+            self.pop(k)
+        self.heap = kept  # sorted, so already a heap
+        return dropped
+
+
+class OrderBook:
+    """One symbol's book. Feed it :class:`BookDelta` and :class:`BookSnapshot`; act on the
+    returned :class:`Action`.
+
+    ``max_levels`` bounds each side: a snapshot holds at most 5000 levels, and levels outside
+    it that no event touches would otherwise linger forever.
+    """
+
+    def __init__(self, symbol: str, max_levels: int = 5000, max_buffer: int = 10_000,
+                 min_known_levels: int = 20):  # fmt: skip
+        self.symbol = symbol
+        self.max_levels = max_levels
+        self.min_known_levels = min_known_levels
+        self.max_buffer = max_buffer
+        self.state = BookState.BUFFERING
+        self.last_update_id = 0
+        self.reason = "waiting for the first snapshot"
+        self.stats = BookStats()
+        self._bids = BookSide()  # key: -price (best first)
+        self._asks = BookSide()  # key: price
+        self._buffer: deque[BookDelta] = deque()
+        # A snapshot cut at its limit says nothing of levels beyond its worst price: only the
+        # range [bid_floor, ask_ceiling] is known to equal the exchange's book.
+        self.bid_floor = -math.inf
+        self.ask_ceiling = math.inf
+        self._min_known = min_known_levels
+        self._snapshot_requested = False
+        self.event_time: int | None = None
+        self.verified_by = UPDATE_ID_CHAIN
+
+    @property
+    def synced(self) -> bool:
+        return self.state is BookState.SYNCED
+
+    @property
+    def snapshot_pending(self) -> bool:
+        """A snapshot was asked for and has not been applied yet."""
+        return self._snapshot_requested
+
+    # --- input ---------------------------------------------------------------------------
+
+    def on_delta(self, delta: BookDelta) -> Action:
+        if self.state is BookState.BUFFERING:
+            if len(self._buffer) >= self.max_buffer:
+                self._buffer.popleft()  # too old to bridge any snapshot we will get
+            self._buffer.append(delta)
+            if not self._snapshot_requested:
+                self._snapshot_requested = True
+                return Action.FETCH_SNAPSHOT
+            return Action.NONE
+        if delta.last_update_id <= self.last_update_id:
+            self.stats.ignored += 1  # already in the book (e.g. a duplicate on rollover)
+            return Action.NONE
+        if delta.first_update_id > self.last_update_id + 1:
+            self.stats.gaps += 1
+            return self._resync(
+                f"gap: expected update {self.last_update_id + 1}, got {delta.first_update_id}",
+                delta,
+            )
+        self._apply(delta)
+        if self._known_levels() < self._min_known:
+            return self._resync(
+                f"price moved beyond the snapshot's range after update {delta.last_update_id}", None
+            )
+        if self._crossed():
+            self.stats.crossed += 1
+            return self._resync(
+                f"crossed book after update {delta.last_update_id}: bid {self.best_bid()} >= ask {self.best_ask()}",
+                None,
+            )
+        return Action.NONE
+
+    def on_snapshot(self, snapshot: BookSnapshot, limit: int | None = None) -> Action:
+        """Apply a REST snapshot to the buffered events (steps 3-6 of the procedure).
+
+        ``limit`` is the depth it was asked with (default ``max_levels``): a side that fills
+        it may have more levels the snapshot did not show.
+        """
+        self._snapshot_requested = False
+        if self.state is BookState.SYNCED:
+            return Action.NONE  # a late answer to an old request: the book is already good
+        lid = snapshot.last_update_id
+        while self._buffer and self._buffer[0].last_update_id <= lid:
+            self._buffer.popleft()
+        if self._buffer and self._buffer[0].first_update_id > lid + 1:
+            # the snapshot is older than the stream we hold: events between are lost to us
+            self.stats.stale_snapshots += 1
+            self.reason = (
+                f"snapshot {lid} older than buffered update {self._buffer[0].first_update_id}"
+            )
+            self._snapshot_requested = True
+            return Action.FETCH_SNAPSHOT
+        self._bids.clear()
+        self._asks.clear()
+        for price, qty in snapshot.bids:
+            if qty:
+                self._bids[-price] = qty
+        for price, qty in snapshot.asks:
+            if qty:
+                self._asks[price] = qty
+        limit = self.max_levels if limit is None else limit
+        self._min_known = min(self.min_known_levels, max(1, limit // 2))
+        self.bid_floor = snapshot.bids[-1][0] if len(snapshot.bids) >= limit else -math.inf
+        self.ask_ceiling = snapshot.asks[-1][0] if len(snapshot.asks) >= limit else math.inf
+        self._bids.set_bound(-self.bid_floor)
+        self._asks.set_bound(self.ask_ceiling)
+        self.last_update_id = lid
+        self.event_time = snapshot.event_time
+        self.verified_by = UPDATE_ID_CHAIN
+        self.state = BookState.SYNCED
+        self.reason = ""
+        buffered, self._buffer = self._buffer, deque()
+        for delta in buffered:
+            action = self.on_delta(delta)
+            if self.state is not BookState.SYNCED:
+                return action
+        if self._crossed():
+            self.stats.crossed += 1
+            return self._resync(f"crossed snapshot {lid}", None)
+        return Action.NONE
+
+    def invalidate(self, reason: str) -> None:
+        """Forget the book (the stream was interrupted): the next delta asks for a snapshot."""
+        self._resync(reason, None)
+        self._snapshot_requested = False
+
+    def reset(self, snapshot: BookSnapshot, limit: int | None = None) -> None:
+        """Take a snapshot as the whole truth (REST polling, no stream to bridge)."""
+        self._resync("replaced by a snapshot", None)
+        self.stats.resyncs -= 1
+        self.on_snapshot(snapshot, limit)
+        self.verified_by = REST_SNAPSHOT  # polled: no stream vouches for it between polls
+
+    # --- internals -----------------------------------------------------------------------
+
+    def _apply(self, delta: BookDelta) -> None:
+        bids, asks = self._bids, self._asks
+        for price, qty in delta.bids:
+            if qty:
+                bids[-price] = qty
+            else:
+                bids.pop(-price)
+        for price, qty in delta.asks:
+            if qty:
+                asks[price] = qty
+            else:
+                asks.pop(price)
+        self.last_update_id = delta.last_update_id
+        self.event_time = delta.event_time
+        self.stats.applied += 1
+        slack = self.max_levels + self.max_levels // 10
+        if len(bids) > slack:
+            self._trim(bids)
+        if len(asks) > slack:
+            self._trim(asks)
+
+    def _known_levels(self) -> int:
+        """Known levels on the thinner side whose snapshot was cut at its limit."""
+        known = self._min_known
+        if self.bid_floor != -math.inf:
+            known = min(known, self._bids.known)
+        if self.ask_ceiling != math.inf:
+            known = min(known, self._asks.known)
+        return known
+
+    def _trim(self, side: BookSide) -> None:
+        side.trim(self.max_levels)
+
+    def _crossed(self) -> bool:
+        return bool(
+            self._bids and self._asks and -self._bids.peekitem(0)[0] >= self._asks.peekitem(0)[0]
+        )
+
+    def _resync(self, reason: str, first: BookDelta | None) -> Action:
+        self.stats.resyncs += 1
+        self.state = BookState.BUFFERING
+        self.reason = reason
+        self._bids.clear()
+        self._asks.clear()
+        self._buffer.clear()
+        self.bid_floor, self.ask_ceiling = -math.inf, math.inf
+        if first is not None:
+            self._buffer.append(first)
+        self._snapshot_requested = True
+        return Action.FETCH_SNAPSHOT
+
+    # --- output --------------------------------------------------------------------------
+
+    def best_bid(self) -> Level | None:
+        if not self._bids:
+            return None
+        key, qty = self._bids.peekitem(0)
+        return (-key, qty)
+
+    def best_ask(self) -> Level | None:
+        return self._asks.peekitem(0) if self._asks else None
+
+    def bids(self, depth: int | None = None) -> list[Level]:
+        """Bid levels, best first (empty while not synced)."""
+        if not self.synced:
+            return []
+        known = self._bids.known
+        n = known if depth is None else min(depth, known)
+        return [(-k, v) for k, v in self._bids.first(n)]
+
+    def asks(self, depth: int | None = None) -> list[Level]:
+        if not self.synced:
+            return []
+        known = self._asks.known
+        n = known if depth is None else min(depth, known)
+        return self._asks.first(n)
+
+    def __len__(self) -> int:
+        return len(self._bids) + len(self._asks)

@@ -1,0 +1,30 @@
+"""Pacing what a client sends on a connection, sans-I/O: venues drop clients that send fast."""
+
+from __future__ import annotations
+
+# Binance's limit, the strictest of the venues here: the default ceiling for every venue.
+MAX_INCOMING_MESSAGES_PER_SECOND = 5
+
+
+class MessagePacer:
+    """Keeps control messages under a venue's incoming-message limit, sans-I/O.
+
+    Binance drops a connection that sends more than 5 messages a second (pings, pongs and
+    JSON messages all count), and one client saw a SUBSCRIBE every 250 ms dropped while one
+    every 500 ms held, so the default here is 2 per second. Feed it times, ask it when.
+    """
+
+    def __init__(self, per_second: float = 2.0, ceiling: float = MAX_INCOMING_MESSAGES_PER_SECOND):
+        if not 0 < per_second <= ceiling:
+            raise ValueError(f"per_second must be in (0, {ceiling:g}]")
+        self.interval = 1.0 / per_second
+        self._last: float | None = None
+
+    def delay(self, now: float) -> float:
+        """Seconds to wait from ``now`` before the next message may go."""
+        if self._last is None:
+            return 0.0
+        return max(0.0, self._last + self.interval - now)
+
+    def sent(self, now: float) -> None:
+        self._last = max(now, self._last + self.interval) if self._last is not None else now

@@ -1,0 +1,67 @@
+"""The venues marketlab collects from, by name. A venue is one package under ``venues/`` that
+defines ``VENUE`` (a :class:`Venue`); adding one is adding its package and one line here."""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from marketlab.records import Interval
+from marketlab.settings import rest_url
+
+REGISTRY = {
+    "binance": "marketlab.venues.binance",
+    "okx": "marketlab.venues.okx",
+}
+
+
+@dataclass(frozen=True)
+class Venue:
+    """What the collector needs to know of a venue, all of it in the venue's own package."""
+
+    name: str
+    title: str  # as the venue writes its name, for messages
+    ws_url: str  # the public default
+    rest_url: str
+    channels: tuple[str, ...]  # which of marketlab's channel names it serves
+    check_ws_url: Callable[[str], str]  # refuses a wrong URL, or returns it as the client uses it
+    check_interval: Callable[[Interval], Any]  # raises ValueError for a kline interval it lacks
+    feed: str  # "module:Class" of its Feed, imported when collecting starts
+    rest: str  # "module:Class" of its REST client
+
+    @property
+    def ws_env(self) -> str:
+        return f"MARKETLAB_{self.name.upper()}_WS_URL"
+
+    @property
+    def rest_env(self) -> str:
+        return f"MARKETLAB_{self.name.upper()}_REST_URL"
+
+    def check_rest_url(self, url: str) -> str:
+        return rest_url(url, f"{self.name}_rest_url")
+
+    def feed_class(self) -> type:
+        return _load(self.feed)
+
+    def rest_client(self, url: str | None = None) -> Any:
+        """A REST client at ``url`` (the venue's own by default); ``await close()`` it."""
+        return _load(self.rest)(url or self.rest_url)
+
+
+def names() -> tuple[str, ...]:
+    return tuple(REGISTRY)
+
+
+def get(name: str) -> Venue:
+    """The venue called ``name``, or ``ValueError`` naming the ones there are."""
+    module = REGISTRY.get(name) if isinstance(name, str) else None
+    if module is None:
+        raise ValueError(f"exchange {name!r} is not supported: use one of {', '.join(REGISTRY)}")
+    return importlib.import_module(module).VENUE
+
+
+def _load(target: str) -> Any:
+    module, _, attr = target.partition(":")
+    return getattr(importlib.import_module(module), attr)
