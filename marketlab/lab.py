@@ -8,10 +8,8 @@ Everything a method returns is a fresh pandas object; nothing the collector hold
 from __future__ import annotations
 
 import asyncio
-import decimal
 import logging
 import os
-import threading
 import time
 import weakref
 from collections.abc import Callable, Sequence
@@ -20,32 +18,32 @@ from typing import Any
 
 import pandas as pd
 
+from marketlab.background import Background
 from marketlab.defaults import DEFAULT_CHANNELS
-from marketlab.failover import FALLBACK_CHANNELS, Failover
+from marketlab.failover import Failover
 from marketlab.frames import (
     DEFAULT_KLINE_CAPACITY,
     DEFAULT_TRADE_CAPACITY,
-    book_frame,
-    empty_book_frame,
-    utc_times,
 )
-from marketlab.lab_options import check_channels, check_intervals, check_symbols, venue_urls
+from marketlab.lab_frames import LabFrames
+from marketlab.lab_options import check_channels, check_intervals, check_symbols, feed_configs
+from marketlab.lab_status import feed_summary, not_ready, status_frame
 from marketlab.record.recording import Header, RecordingWriter, open_recording
 from marketlab.record.replay import replaying
-from marketlab.records import Interval, Kline, Record, Ticker, normalize_symbol
+from marketlab.records import Kline, Record, Ticker
 from marketlab.settings import one_of, positive
 from marketlab.state import MarketState
 from marketlab.store.history import History
 from marketlab.store.refill import refill_dropped
 from marketlab.store.sqlite import connect
 from marketlab.store.writer import KlineStore
-from marketlab.stream.feed import BookView, Feed, FeedConfig, VenueError
+from marketlab.stream.feed import Feed, VenueError
 from marketlab.venues import registry
 
 log = logging.getLogger("marketlab.lab")
 
 
-class Lab:
+class Lab(LabFrames):
     """Collects ``symbols`` from an exchange into rolling pandas frames.
 
     >>> lab = Lab(["BTCUSDT", "ETHUSDT"], intervals=["1m", "5m"])   # doctest: +SKIP
@@ -101,29 +99,13 @@ class Lab:
             connect(self.db, readonly=True).close()  # fail now, not in the collector thread
         given = {"binance_ws_url": binance_ws_url, "binance_rest_url": binance_rest_url,
                  "okx_ws_url": okx_ws_url, "okx_rest_url": okx_rest_url}  # fmt: skip
-        for name in [k for k in feed_options if k.endswith(("_ws_url", "_rest_url"))]:
-            if name.partition("_")[0] in registry.names():  # a venue without a keyword of its own
-                given[name] = feed_options.pop(name)
-        self.urls = venue_urls(given, [exchange] if fallback is None else [exchange, fallback])
-        unknown = set(feed_options) - set(FeedConfig.__dataclass_fields__) - {"ws_url", "rest_url"}
-        if unknown:
-            raise TypeError(f"unknown Lab option(s): {', '.join(sorted(unknown))}")
-        options = {k: v for k, v in feed_options.items() if k not in ("ws_url", "rest_url")}
-        self.config = FeedConfig(ws_url=self.urls[f"{exchange}_ws_url"], rest_url=self.urls[f"{exchange}_rest_url"],
-                                 **options)  # fmt: skip
+        self.urls, self.config, fallback_config = feed_configs(exchange, fallback, self.channels,
+                                                               self.intervals, given, feed_options)  # fmt: skip
         self.fallback = fallback
         self.failover_after = failover_after
         self._failover: Failover | None = None
-        if fallback is not None:
-            fallback_channels = tuple(c for c in self.channels if c in FALLBACK_CHANNELS)
-            try:
-                check_channels(fallback_channels, fallback)
-                check_intervals(self.intervals, fallback, needed="klines" in fallback_channels)
-            except ValueError as exc:
-                raise ValueError(f"fallback {fallback}: {exc}") from None
-            config = FeedConfig(ws_url=self.urls[f"{fallback}_ws_url"], rest_url=self.urls[f"{fallback}_rest_url"],
-                                **options)  # fmt: skip
-            self._failover = Failover(fallback, config, self.symbols, self.intervals, self.channels,
+        if fallback is not None and fallback_config is not None:
+            self._failover = Failover(fallback, fallback_config, self.symbols, self.intervals, self.channels,
                                       failover_after, kline_capacity, self._on_fallback, self._store_kline)  # fmt: skip
         self._state = MarketState(self.symbols, self.intervals, trade_capacity, kline_capacity,
                                   lambda k: self._store_kline(self.exchange, k))  # fmt: skip
@@ -139,16 +121,22 @@ class Lab:
         self.record_path = Path(record) if record is not None else None
         self._recorder: RecordingWriter | None = None
         self._replay: tuple[Path, float | None] | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._thread: threading.Thread | None = None
-        self._error: BaseException | None = None
+        self._bg = Background("marketlab-lab", quiet=(VenueError,))
         self._views: weakref.WeakSet[Any] = weakref.WeakSet()  # live charts to close on stop
 
     # --- lifecycle -------------------------------------------------------------------------
 
     @property
     def running(self) -> bool:
-        return self._thread is not None and self._thread.is_alive()
+        return self._bg.alive
+
+    @property
+    def _loop(self) -> asyncio.AbstractEventLoop | None:
+        return self._bg.loop
+
+    @property
+    def _error(self) -> BaseException | None:
+        return self._bg.error
 
     def start(self) -> Lab:
         """Start collecting in the background; returns at once (see :meth:`wait_ready`)."""
@@ -170,32 +158,8 @@ class Lab:
             header = Header(self.exchange, self.symbols, [str(iv) for iv in self.intervals], list(self.channels),
                             time.time_ns())  # fmt: skip
             self._recorder = RecordingWriter(self.record_path, header)
-            writer = self._recorder
-
-            def tap(kind: int, tag: str, data: bytes) -> None:
-                writer.write(kind, time.time_ns(), tag, data)
-
-            self._feed.tap = tap
-        started = threading.Event()
-
-        def run() -> None:
-            loop = asyncio.new_event_loop()
-            self._loop = loop
-            asyncio.set_event_loop(loop)
-            started.set()
-            try:
-                loop.run_until_complete(self._run())
-            except VenueError as exc:  # already logged where it happened
-                self._error = exc
-            except BaseException as exc:  # kept for status(); the thread must not die silently
-                self._error = exc
-                log.exception("collector stopped with an error")
-            finally:
-                loop.close()
-
-        self._thread = threading.Thread(target=run, name="marketlab-lab", daemon=True)
-        self._thread.start()
-        started.wait()
+            self._feed.tap = self._recorder.tap
+        self._bg.start(self._run)
         return self
 
     async def _run(self) -> None:
@@ -256,14 +220,13 @@ class Lab:
         deadline = time.monotonic() + timeout
         for view in list(self._views):
             view.close()
-        if self._thread is None:
+        if not self._bg.started:
             return
-        if self._loop is not None and self._feed is not None and self._loop.is_running():
-            asyncio.run_coroutine_threadsafe(self._feed.stop(), self._loop)
-        self._thread.join(max(0.0, deadline - time.monotonic() - 1.0))
-        if self._thread.is_alive():
+        if self._feed is not None:
+            self._bg.call_soon(self._feed.stop())
+        if not self._bg.join(max(0.0, deadline - time.monotonic() - 1.0)):
             log.error("collector did not stop within %.0f s", timeout)
-        self._thread = None
+        self._bg.forget()
         if self._recorder is not None:
             self._recorder.close()
         store, self._store = self._store, None
@@ -298,11 +261,8 @@ class Lab:
         """Wait for a replay to reach the end of its recording, then stop (flushing the store)."""
         if self._replay is None:
             raise RuntimeError("join() waits for a replay; a live Lab runs until stop()")
-        thread = self._thread
-        if thread is not None:
-            thread.join(timeout)
-            if thread.is_alive():
-                raise TimeoutError(f"the replay did not finish within {timeout:g} s")
+        if not self._bg.join(timeout):
+            raise TimeoutError(f"the replay did not finish within {timeout:g} s")
         if self._error is not None:
             raise RuntimeError(f"the replay failed: {self._error}") from self._error
         self.stop()
@@ -329,11 +289,11 @@ class Lab:
         while time.monotonic() < deadline:
             if self._error is not None:
                 raise RuntimeError(f"the collector stopped: {self._error}") from self._error
-            if self._thread is None:
+            if not self._bg.started:
                 raise RuntimeError("the Lab is not running: call start() first")
             if self._ready(books):
                 return self
-            if not self._thread.is_alive():
+            if not self._bg.alive:
                 time.sleep(0.05)  # the thread may be storing its error
                 if self._error is None:
                     raise RuntimeError("the collector stopped")
@@ -345,23 +305,7 @@ class Lab:
         return not self._not_ready(books)
 
     def _not_ready(self, books: bool) -> str:
-        feed = self._feed
-        if feed is None:
-            return "not started"
-        missing = []
-        if not feed.symbols_confirmed.is_set():
-            missing.append("symbols not yet confirmed by the venue")
-        if "klines" in self.channels and not feed.ready.is_set():
-            missing.append("klines not seeded")
-        if "ticker" in self.channels:
-            absent = self._state.without_ticker()
-            if absent:
-                missing.append(f"no price yet for {', '.join(absent)}")
-        if books and feed.books:
-            unsynced = [s for s in feed.books if feed.book_state(s) != "synced"]
-            if unsynced:
-                missing.append(f"books not synced: {', '.join(unsynced)}")
-        return "; ".join(missing)
+        return not_ready(self._feed, self.channels, self._state.without_ticker, books)
 
     # --- callbacks -------------------------------------------------------------------------
 
@@ -380,187 +324,37 @@ class Lab:
 
         return unsubscribe
 
-    # --- frames ----------------------------------------------------------------------------
-
-    def _symbol(self, symbol: str) -> str:
-        s = normalize_symbol(symbol)
-        if s not in self.symbols:
-            raise KeyError(f"{s} is not collected by this Lab (symbols: {', '.join(self.symbols)})")
-        return s
-
-    def price_rows(self) -> list[dict[str, Any]]:
-        """The data of :meth:`prices` as plain dicts (times in epoch ms): cheap, for servers."""
-        return self._state.price_rows()
-
-    def prices(self) -> pd.DataFrame:
-        """One row per symbol: last, bid, ask, 24h change %, volume, times, age and source."""
-        columns = ["last", "bid", "ask", "change_pct", "volume", "event_time", "received_at", "age_s",
-                   "source"]  # fmt: skip
-        df = pd.DataFrame(self.price_rows(), columns=["symbol", *columns]).set_index("symbol")
-        df["event_time"] = utc_times(df["event_time"])
-        df["received_at"] = utc_times(df["received_at"])
-        return df
-
-    def klines(
-        self, symbol: str, interval: str = "1m", exchange: str | None = None
-    ) -> pd.DataFrame:
-        """Candles oldest first; the last row is the open candle (``closed`` False).
-
-        ``exchange`` picks the fallback venue's own series (collected while failed over);
-        the two venues' candles are never mixed in one frame.
-        """
-        key = (self._symbol(symbol), Interval(interval))
-        if exchange not in (None, self.exchange):
-            if exchange != self.fallback:
-                raise KeyError(f"exchange {exchange!r} is not collected by this Lab")
-            if key[1] not in self.intervals:
-                raise KeyError(
-                    f"interval {interval} is not collected (intervals: {', '.join(self.intervals)})"
-                )
-            assert self._failover is not None
-            return self._failover.kline_frame(*key)
-        buf = self._klines.get(key)
-        if buf is None:
-            raise KeyError(
-                f"interval {interval} is not collected (intervals: {', '.join(self.intervals)})"
-            )
-        return buf.frame()
-
-    def tick_size(self, symbol: str) -> float | None:
-        """The symbol's price tick as the venue lists it (None until it has answered)."""
-        s = self._symbol(symbol)
-        return self._feed.tick_sizes.get(s) if self._feed is not None else None
-
-    def price_decimals(self, symbol: str) -> int | None:
-        """Decimals of the price tick (0.01 → 2): round derived prices (spreads, mids) to it."""
-        tick = self.tick_size(symbol)
-        if tick is None:
-            return None
-        exponent = decimal.Decimal(repr(tick)).normalize().as_tuple().exponent
-        return max(0, -int(exponent))
-
-    def trades(self, symbol: str) -> pd.DataFrame:
-        """Recent trades, oldest first; ``side`` is the taker's side."""
-        return self._trades[self._symbol(symbol)].frame()
-
-    def book_levels(self, symbol: str, depth: int = 20) -> BookView:
-        """The data of :meth:`book` without pandas: cheap, for servers."""
-        s = self._symbol(symbol)
-        if self._feed is None:
-            return BookView(False, 0, [], [], "not started", self.exchange)
-        view = self._feed.book_view(s, depth, self.exchange)
-        if not view.synced and self._failover is not None:
-            return self._failover.book_view(s, depth) or view
-        return view
-
-    def chart(
-        self, symbol: str, interval: str | None = None, fps: float = 2.0, candles: int = 240
-    ) -> Any:
-        """Live candlestick + volume (a plotly FigureWidget) with symbol/interval dropdowns and
-        a pause button; refreshed at most ``fps`` times a second."""
-        from marketlab.charts import CandleChart
-
-        return self._view(CandleChart(self, self._symbol(symbol), interval or self.intervals[0], fps=fps,
-                                      candles=candles))  # fmt: skip
-
-    def book_chart(self, symbol: str, depth: int = 50, fps: float = 2.0) -> Any:
-        """Live cumulative depth of the synced order book."""
-        from marketlab.charts import BookChart
-
-        return self._view(BookChart(self, self._symbol(symbol), depth=depth, fps=fps))
-
-    def board(self, fps: float = 1.0, stale_after: float = 5.0) -> Any:
-        """A live price board: change coloured by sign, rows greyed when older than ``stale_after``."""
-        from marketlab.charts import PriceBoard
-
-        return self._view(PriceBoard(self, fps=fps, stale_after=stale_after))
-
-    def _view(self, view: Any) -> Any:
-        self._views.add(view)  # closed by stop()
-        return view
-
-    def book(self, symbol: str, depth: int = 20) -> pd.DataFrame:
-        """The order book, bids best first then asks best first.
-
-        Empty while the book is out of sync with the exchange; ``attrs`` carries ``synced``,
-        ``last_update_id``, ``reason``, ``exchange`` and ``verified`` (how the book is known
-        to equal the venue's: ``"update id chain"``, ``"seqId chain"``, ``"seqId chain +
-        checksum"`` or ``"REST snapshot"`` while polled).
-        """
-        view = self.book_levels(symbol, depth)
-        df = book_frame(view.bids, view.asks) if view.synced else empty_book_frame()
-        df.attrs.update(synced=view.synced, last_update_id=view.last_update_id, reason=view.reason,
-                        exchange=view.exchange, verified=view.verified)  # fmt: skip
-        return df
-
     def status(self) -> pd.DataFrame:
-        """Per symbol and stream: connected, source, last message age, counts, book state,
-        gaps backfilled. ``attrs`` holds connection-wide figures."""
-        feed = self._feed
-        now = time.time()
-        rows = []
-        if feed is not None:
-            connected = feed.connected
-            reconnects = feed.reconnects
-            for (symbol, stream), st in sorted(feed.stream_stats.items()):
-                row = {"symbol": symbol, "stream": stream, "connected": connected,
-                       "source": st.source if feed.polling or st.source == "ws" else "ws",
-                       "messages": st.messages,
-                       "age_s": now - st.last_received if st.last_received else float("nan"),
-                       "reconnects": reconnects, "book": "", "verified": "", "backfilled": 0,
-                       "gaps": 0}  # fmt: skip
-                if stream == "depth":
-                    row["book"], row["verified"] = feed.book_state(symbol), feed.book_check(symbol)
-                if stream.startswith("kline_"):
-                    ks = feed.kline_stats.get((symbol, stream[6:]))
-                    if ks is not None:
-                        row["backfilled"], row["gaps"] = ks.backfilled, ks.gaps_detected
-                rows.append(row)
-        df = pd.DataFrame(rows, columns=["symbol", "stream", "connected", "source", "messages", "age_s",
-                                         "reconnects", "book", "verified", "backfilled", "gaps"])  # fmt: skip
-        df = df.set_index(["symbol", "stream"])
+        """Per symbol and stream: connected, source, last message age, counts, book state and
+        how it is verified, gaps backfilled. ``attrs`` holds :meth:`summary`."""
+        df = status_frame(self._feed)
         df.attrs.update(self.summary())
         return df
 
     def summary(self) -> dict[str, Any]:
-        """Connection-wide state: running, source, connections, reconnects, bad frames, REST."""
+        """Connection-wide state: running, source, failover, connections, reconnects, bad frames,
+        REST use, what stopped collection (``error``) and the store's state (``store``)."""
         feed = self._feed
         if feed is None:
             return {"running": False, "source": None}
-        rest = feed.rest.governor.stats if feed.rest is not None else None
-        fallback = self._failover.feed if self._failover is not None else None
+        failover = self._failover
+        fallback = failover.feed if failover is not None else None
+        error = self._error
         return {
             "running": self.running,
             "exchange": self.exchange,
             "source": f"{self.fallback}:{fallback.source}" if fallback is not None else feed.source,
             "fallback": self.fallback,
             "failed_over": fallback is not None,
-            "failover_since": self._failover.since if self._failover is not None else None,
+            "failover_since": failover.since if failover is not None else None,
             "failovers": self.failovers,
-            "connections": [
-                {
-                    "name": c.name,
-                    "connected": c.connected,
-                    "streams": len(c.streams),
-                    "messages": c.messages,
-                    "reconnects": c.reconnects,
-                    "age_s": round(c.age(), 1),
-                    "last_error": c.last_error,
-                }
-                for c in feed.connections
-            ],
-            "reconnects": feed.reconnects,
-            "bad_frames": feed.bad_frames,
-            "last_bad_frame": feed.last_bad_frame,
+            **feed_summary(feed),
             "trades_missed": {s: b.missed for s, b in self._trades.items()},
-            "rest_requests": rest.requests if rest else 0,
-            "rest_rate_limited": (rest.rate_limited + rest.banned) if rest else 0,
-            "error": f"{type(self._error).__name__}: {self._error}" if self._error else None,
+            "error": f"{type(error).__name__}: {error}" if error else None,
             "db": str(self.db) if self.db else None,
             "db_written": self._store.written if self._store else None,
             "db_errors": self._store.errors if self._store else None,
             "store": self._store.status() if self._store else None,
-            "replayed": getattr(feed, "entries_replayed", None),
         }
 
     def recorded(self) -> dict[str, Any]:

@@ -5,9 +5,12 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
+from typing import Any
 
 from marketlab.defaults import CHANNELS
+from marketlab.failover import FALLBACK_CHANNELS
 from marketlab.records import Interval, normalize_symbol
+from marketlab.stream.config import FeedConfig
 from marketlab.venues import registry
 
 
@@ -85,3 +88,34 @@ def venue_urls(given: dict[str, str | None], in_use: Sequence[str]) -> dict[str,
             ws, rest = venue.check_ws_url(ws), venue.check_rest_url(rest)
         urls[f"{name}_ws_url"], urls[f"{name}_rest_url"] = ws, rest
     return urls
+
+
+def feed_configs(exchange: str, fallback: str | None, channels: Sequence[str], intervals: Sequence[Interval],
+                 given: dict[str, str | None], options: dict[str, Any]
+                 ) -> tuple[dict[str, str], FeedConfig, FeedConfig | None]:  # fmt: skip
+    """Every venue's URLs, the primary's feed settings and the fallback's (checked: a setting
+    the feed does not have, or a fallback lacking a channel or interval, is refused)."""
+    options = dict(options)
+    for name in [k for k in options if k.endswith(("_ws_url", "_rest_url"))]:
+        if name.partition("_")[0] in registry.names():  # a venue without a keyword of its own
+            given = {**given, name: options.pop(name)}
+    urls = venue_urls(given, [exchange] if fallback is None else [exchange, fallback])
+    unknown = set(options) - set(FeedConfig.__dataclass_fields__) - {"ws_url", "rest_url"}
+    if unknown:
+        raise TypeError(f"unknown Lab option(s): {', '.join(sorted(unknown))}")
+    options = {k: v for k, v in options.items() if k not in ("ws_url", "rest_url")}
+
+    def config(venue: str) -> FeedConfig:
+        return FeedConfig(
+            ws_url=urls[f"{venue}_ws_url"], rest_url=urls[f"{venue}_rest_url"], **options
+        )
+
+    if fallback is None:
+        return urls, config(exchange), None
+    stand_in = tuple(c for c in channels if c in FALLBACK_CHANNELS)
+    try:
+        check_channels(stand_in, fallback)
+        check_intervals(intervals, fallback, needed="klines" in stand_in)
+    except ValueError as exc:
+        raise ValueError(f"fallback {fallback}: {exc}") from None
+    return urls, config(exchange), config(fallback)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import io
 import os
 import struct
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -124,6 +125,10 @@ class RecordingWriter:
         self._zstd.flush(zstandard.FLUSH_BLOCK)
         self._file.flush()
         self._pending = 0
+
+    def tap(self, kind: int, tag: str, data: bytes) -> None:
+        """What a feed calls for everything it takes in (stamped with the time now)."""
+        self.write(kind, time.time_ns(), tag, data)
 
     def close(self) -> None:
         if self._file.closed:

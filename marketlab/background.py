@@ -1,0 +1,71 @@
+"""A coroutine on its own event loop in a daemon thread: the collector behaves the same in a
+script and in a Jupyter kernel (whose loop it never touches), and a blocking cell does not
+stall it. What ends it with an exception is kept for whoever asks."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+log = logging.getLogger("marketlab.lab")
+
+
+class Background:
+    def __init__(self, name: str, quiet: tuple[type[BaseException], ...] = ()):
+        """``quiet``: exceptions already reported where they happened (kept, not logged)."""
+        self.name = name
+        self.quiet = quiet
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.error: BaseException | None = None
+        self._thread: threading.Thread | None = None
+
+    @property
+    def alive(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    @property
+    def started(self) -> bool:
+        return self._thread is not None
+
+    def start(self, main: Callable[[], Coroutine[Any, Any, None]]) -> None:
+        """Run ``main()`` on a new loop in a new thread; returns once the loop exists."""
+        ready = threading.Event()
+        self.error = None
+
+        def run() -> None:
+            loop = asyncio.new_event_loop()
+            self.loop = loop
+            asyncio.set_event_loop(loop)
+            ready.set()
+            try:
+                loop.run_until_complete(main())
+            except self.quiet as exc:
+                self.error = exc
+            except BaseException as exc:  # kept for status(); the thread must not die silently
+                self.error = exc
+                log.exception("%s stopped with an error", self.name)
+            finally:
+                loop.close()
+
+        self._thread = threading.Thread(target=run, name=self.name, daemon=True)
+        self._thread.start()
+        ready.wait()
+
+    def call_soon(self, coro: Coroutine[Any, Any, Any]) -> None:
+        """Schedule ``coro`` on the loop, if it still runs (else it is closed unrun)."""
+        if self.loop is not None and self.loop.is_running():
+            asyncio.run_coroutine_threadsafe(coro, self.loop)
+        else:
+            coro.close()
+
+    def join(self, timeout: float | None) -> bool:
+        """Wait for the thread; True when it has ended."""
+        if self._thread is not None:
+            self._thread.join(timeout)
+        return not self.alive
+
+    def forget(self) -> None:
+        self._thread = None

@@ -1,0 +1,72 @@
+"""A feed's state as the Lab reports it: one row per symbol and stream, and the connection-wide
+figures (what ``lab.status()`` and ``lab.summary()`` show, and the API's ``/status``)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import pandas as pd
+
+from marketlab.stream.feed import Feed
+
+COLUMNS = ["symbol", "stream", "connected", "source", "messages", "age_s", "reconnects", "book", "verified",
+           "backfilled", "gaps"]  # fmt: skip
+
+
+def status_frame(feed: Feed | None) -> pd.DataFrame:
+    now = time.time()
+    rows = []
+    if feed is not None:
+        connected, reconnects = feed.connected, feed.reconnects
+        for (symbol, stream), st in sorted(feed.stream_stats.items()):
+            row = {"symbol": symbol, "stream": stream, "connected": connected,
+                   "source": st.source if feed.polling or st.source == "ws" else "ws",
+                   "messages": st.messages, "age_s": now - st.last_received if st.last_received else float("nan"),
+                   "reconnects": reconnects, "book": "", "verified": "", "backfilled": 0, "gaps": 0}  # fmt: skip
+            if stream == "depth":
+                row["book"], row["verified"] = feed.book_state(symbol), feed.book_check(symbol)
+            if stream.startswith("kline_"):
+                ks = feed.kline_stats.get((symbol, stream[6:]))
+                if ks is not None:
+                    row["backfilled"], row["gaps"] = ks.backfilled, ks.gaps_detected
+            rows.append(row)
+    return pd.DataFrame(rows, columns=COLUMNS).set_index(["symbol", "stream"])
+
+
+def feed_summary(feed: Feed) -> dict[str, Any]:
+    """Connections, reconnects, bad frames and REST use of one feed."""
+    rest = feed.rest.governor.stats if feed.rest is not None else None
+    return {
+        "connections": [
+            {"name": c.name, "connected": c.connected, "streams": len(c.streams), "messages": c.messages,
+             "reconnects": c.reconnects, "age_s": round(c.age(), 1), "last_error": c.last_error}
+            for c in feed.connections
+        ],
+        "reconnects": feed.reconnects,
+        "bad_frames": feed.bad_frames,
+        "last_bad_frame": feed.last_bad_frame,
+        "rest_requests": rest.requests if rest else 0,
+        "rest_rate_limited": (rest.rate_limited + rest.banned) if rest else 0,
+        "replayed": getattr(feed, "entries_replayed", None),
+    }  # fmt: skip
+
+
+def not_ready(feed: Feed | None, channels: Sequence[str], without_ticker: Callable[[], list[str]],
+              books: bool) -> str:  # fmt: skip
+    """What a Lab still waits for before it is ready ("" once it is)."""
+    if feed is None:
+        return "not started"
+    missing = []
+    if not feed.symbols_confirmed.is_set():
+        missing.append("symbols not yet confirmed by the venue")
+    if "klines" in channels and not feed.ready.is_set():
+        missing.append("klines not seeded")
+    if "ticker" in channels and (absent := without_ticker()):
+        missing.append(f"no price yet for {', '.join(absent)}")
+    if books and feed.books:
+        unsynced = [s for s in feed.books if feed.book_state(s) != "synced"]
+        if unsynced:
+            missing.append(f"books not synced: {', '.join(unsynced)}")
+    return "; ".join(missing)
