@@ -1,10 +1,41 @@
-"""Binance Spot. ``marketlab.venues.binance`` is its sans-I/O protocol (:mod:`.protocol`); the
+"""Binance Spot. ``marketlab.venues.binance`` is its sans-I/O side: names, URLs and messages
+(:mod:`.protocol`), WebSocket frames (:mod:`.frames`) and REST payloads (:mod:`.payloads`). The
 REST client (:mod:`.rest`) and the feed (:mod:`.feed`) load when collection starts."""
 
 from marketlab.defaults import CHANNELS
-from marketlab.venues.binance.protocol import *  # noqa: F403 - the protocol is the package's face
-from marketlab.venues.binance.protocol import DEFAULT_REST_URL, DEFAULT_WS_URL, check_ws_url
-from marketlab.venues.binance.protocol import __all__ as _protocol
+from marketlab.venues.binance.frames import (
+    ControlEvent,
+    RequestError,
+    ServerShutdown,
+    StreamDecoder,
+    SubscriptionResult,
+)
+from marketlab.venues.binance.payloads import (
+    parse_depth,
+    parse_exchange_info,
+    parse_klines,
+    parse_ticker_24hr,
+    raise_for_error,
+)
+from marketlab.venues.binance.protocol import (
+    DEFAULT_REST_URL,
+    DEFAULT_WS_URL,
+    DEPTH_LEVELS,
+    MAX_STREAMS_PER_CONNECTION,
+    BinanceAPIError,
+    Stream,
+    check_ws_url,
+    combined_stream_url,
+    list_subscriptions_message,
+    parse_stream,
+    raw_stream_url,
+    split_streams,
+    stream_name,
+    subscribe_message,
+    unsubscribe_message,
+)
+from marketlab.venues.errors import FrameError, PayloadError, UnknownStreamError
+from marketlab.venues.pacing import MAX_INCOMING_MESSAGES_PER_SECOND, MessagePacer
 from marketlab.venues.registry import Venue
 
 VENUE = Venue(
@@ -19,4 +50,36 @@ VENUE = Venue(
     rest="marketlab.venues.binance.rest:BinanceRest",
 )
 
-__all__ = [*_protocol, "VENUE"]
+__all__ = [
+    "DEFAULT_REST_URL",
+    "DEFAULT_WS_URL",
+    "DEPTH_LEVELS",
+    "MAX_INCOMING_MESSAGES_PER_SECOND",
+    "MAX_STREAMS_PER_CONNECTION",
+    "VENUE",
+    "BinanceAPIError",
+    "ControlEvent",
+    "FrameError",
+    "MessagePacer",
+    "PayloadError",
+    "RequestError",
+    "ServerShutdown",
+    "Stream",
+    "StreamDecoder",
+    "SubscriptionResult",
+    "UnknownStreamError",
+    "check_ws_url",
+    "combined_stream_url",
+    "list_subscriptions_message",
+    "parse_depth",
+    "parse_exchange_info",
+    "parse_klines",
+    "parse_stream",
+    "parse_ticker_24hr",
+    "raise_for_error",
+    "raw_stream_url",
+    "split_streams",
+    "stream_name",
+    "subscribe_message",
+    "unsubscribe_message",
+]

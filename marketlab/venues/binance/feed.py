@@ -14,7 +14,7 @@ from marketlab.records import BookDelta, BookSnapshot, Interval
 from marketlab.stream.connection import WsConnection
 from marketlab.stream.feed import Feed, FeedConfig, LockedBook, Sink
 from marketlab.stream.rest import RestError
-from marketlab.venues.binance import protocol as bn
+from marketlab.venues import binance as bn
 from marketlab.venues.binance.rest import BinanceRest
 from marketlab.venues.book import Action
 

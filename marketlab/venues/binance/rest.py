@@ -17,7 +17,7 @@ import msgspec
 
 from marketlab.records import BookSnapshot, Interval, Kline, Ticker, normalize_symbol
 from marketlab.stream.rest import GovernorStats, PacedRest
-from marketlab.venues.binance import protocol as bn
+from marketlab.venues import binance as bn
 
 log = logging.getLogger("marketlab.rest")
 

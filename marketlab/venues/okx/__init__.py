@@ -1,11 +1,51 @@
-"""OKX v5 public market data. ``marketlab.venues.okx`` is its sans-I/O protocol
-(:mod:`.protocol`); the book (:mod:`.book`), REST client (:mod:`.rest`) and feed (:mod:`.feed`)
-load when collection starts."""
+"""OKX v5 public market data. ``marketlab.venues.okx`` is its sans-I/O side: names, topics,
+messages and the book checksum (:mod:`.protocol`), WebSocket pushes (:mod:`.frames`) and REST
+payloads (:mod:`.payloads`). The book (:mod:`.book`), REST client (:mod:`.rest`) and feed
+(:mod:`.feed`) load when collection starts."""
 
-from marketlab.venues.okx.protocol import *  # noqa: F403 - the protocol is the package's face
-from marketlab.venues.okx.protocol import CHANNELS as _CHANNELS
-from marketlab.venues.okx.protocol import DEFAULT_REST_URL, DEFAULT_WS_URL, bar, check_ws_url
-from marketlab.venues.okx.protocol import __all__ as _protocol
+from marketlab.venues.errors import FrameError, PayloadError, UnknownStreamError
+from marketlab.venues.okx.frames import (
+    BookMessage,
+    Notice,
+    OkxDecoder,
+    Pong,
+    RequestError,
+    StrLevel,
+    SubscriptionResult,
+    candle,
+)
+from marketlab.venues.okx.payloads import (
+    parse_books,
+    parse_candles,
+    parse_instruments,
+    parse_tickers,
+    parse_time,
+)
+from marketlab.venues.okx.protocol import (
+    BOOK_DEPTH,
+    CANDLES_LIMIT,
+    CHANNELS,
+    CHECKSUM_LEVELS,
+    DEFAULT_REST_URL,
+    DEFAULT_WS_URL,
+    HISTORY_CANDLES_LIMIT,
+    IDLE_LIMIT_S,
+    OKX_PUBLIC_PATH,
+    RECENT_CANDLES,
+    UNKNOWN_CHANNEL_OR_INSTRUMENT,
+    OkxAPIError,
+    Topic,
+    bar,
+    book_checksum,
+    business_url,
+    check_ws_url,
+    inst_id,
+    interval_of_bar,
+    subscribe_message,
+    symbol_of,
+    topics_for,
+    unsubscribe_message,
+)
 from marketlab.venues.registry import Venue
 
 VENUE = Venue(
@@ -13,11 +53,52 @@ VENUE = Venue(
     title="OKX",
     ws_url=DEFAULT_WS_URL,
     rest_url=DEFAULT_REST_URL,
-    channels=(*_CHANNELS, "klines"),
+    channels=(*CHANNELS, "klines"),
     check_ws_url=check_ws_url,
     check_interval=bar,  # OKX lacks 1s, 8h and 3d candles
     feed="marketlab.venues.okx.feed:OkxFeed",
     rest="marketlab.venues.okx.rest:OkxRest",
 )
 
-__all__ = [*_protocol, "VENUE"]
+__all__ = [
+    "BOOK_DEPTH",
+    "CANDLES_LIMIT",
+    "CHANNELS",
+    "CHECKSUM_LEVELS",
+    "DEFAULT_REST_URL",
+    "DEFAULT_WS_URL",
+    "HISTORY_CANDLES_LIMIT",
+    "IDLE_LIMIT_S",
+    "OKX_PUBLIC_PATH",
+    "RECENT_CANDLES",
+    "UNKNOWN_CHANNEL_OR_INSTRUMENT",
+    "VENUE",
+    "BookMessage",
+    "FrameError",
+    "Notice",
+    "OkxAPIError",
+    "OkxDecoder",
+    "PayloadError",
+    "Pong",
+    "RequestError",
+    "StrLevel",
+    "SubscriptionResult",
+    "Topic",
+    "UnknownStreamError",
+    "bar",
+    "book_checksum",
+    "business_url",
+    "candle",
+    "check_ws_url",
+    "inst_id",
+    "interval_of_bar",
+    "parse_books",
+    "parse_candles",
+    "parse_instruments",
+    "parse_tickers",
+    "parse_time",
+    "subscribe_message",
+    "symbol_of",
+    "topics_for",
+    "unsubscribe_message",
+]

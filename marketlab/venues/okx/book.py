@@ -10,7 +10,8 @@ from marketlab.venues.book import (
     BookState,
     OrderBook,
 )
-from marketlab.venues.okx.protocol import BookMessage, book_checksum
+from marketlab.venues.okx.frames import BookMessage
+from marketlab.venues.okx.protocol import book_checksum
 
 
 class OkxBook(OrderBook):

@@ -17,8 +17,8 @@ from typing import Any
 from marketlab.records import Interval
 from marketlab.stream.connection import WsConnection
 from marketlab.stream.feed import Feed, FeedConfig, LockedBook, Sink
+from marketlab.venues import okx
 from marketlab.venues.book import Action
-from marketlab.venues.okx import protocol as okx
 from marketlab.venues.okx.book import OkxBook
 from marketlab.venues.okx.rest import OkxRest
 

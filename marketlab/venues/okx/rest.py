@@ -16,7 +16,7 @@ import msgspec
 
 from marketlab.records import BookSnapshot, Interval, Kline, Ticker
 from marketlab.stream.rest import GovernorStats, PacedRest
-from marketlab.venues.okx import protocol as okx
+from marketlab.venues import okx
 
 # Requests per two seconds per IP (OKX's documented limits), with headroom for other clients.
 LIMITS = {

@@ -1,0 +1,342 @@
+"""Binance WebSocket frames → records, sans-I/O: typed msgspec decoding of every stream, raw
+and combined, and the control answers (SUBSCRIBE results, errors, ``serverShutdown``)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import msgspec
+
+from marketlab.records import (
+    AggTrade,
+    BookDelta,
+    BookSnapshot,
+    BookTicker,
+    Kline,
+    MiniTicker,
+    Record,
+    Ticker,
+    Trade,
+)
+from marketlab.venues.binance.protocol import Stream, parse_stream
+from marketlab.venues.errors import FrameError, UnknownStreamError
+
+# --- wire schemas --------------------------------------------------------------------------
+
+_Levels = list[tuple[float, float]]
+
+
+class _Trade(msgspec.Struct):
+    E: int
+    s: str
+    t: int
+    p: float
+    q: float
+    T: int
+    m: bool
+
+
+class _AggTrade(msgspec.Struct):
+    E: int
+    s: str
+    a: int
+    p: float
+    q: float
+    f: int
+    l: int
+    T: int
+    m: bool
+
+
+class _KlineBody(msgspec.Struct):
+    t: int
+    T: int
+    s: str
+    i: str
+    o: float
+    c: float
+    h: float
+    l: float
+    v: float
+    n: int
+    x: bool
+    q: float
+    V: float
+    Q: float
+
+
+class _Kline(msgspec.Struct):
+    E: int
+    s: str
+    k: _KlineBody
+
+
+class _Ticker(msgspec.Struct):
+    E: int
+    s: str
+    p: float
+    P: float
+    w: float
+    x: float
+    c: float
+    Q: float
+    b: float
+    B: float
+    a: float
+    A: float
+    o: float
+    h: float
+    l: float
+    v: float
+    q: float
+    O: int
+    C: int
+    F: int
+    L: int
+    n: int
+
+
+class _MiniTicker(msgspec.Struct):
+    E: int
+    s: str
+    c: float
+    o: float
+    h: float
+    l: float
+    v: float
+    q: float
+
+
+class _BookTicker(msgspec.Struct):
+    u: int
+    s: str
+    b: float
+    B: float
+    a: float
+    A: float
+
+
+class _PartialDepth(msgspec.Struct):
+    lastUpdateId: int
+    bids: _Levels
+    asks: _Levels
+
+
+class _DepthUpdate(msgspec.Struct):
+    E: int
+    s: str
+    U: int
+    u: int
+    b: _Levels
+    a: _Levels
+
+
+class _Envelope(msgspec.Struct):
+    """Just enough of any frame to route it; the payload stays undecoded."""
+
+    stream: str | None = None
+    data: msgspec.Raw | msgspec.UnsetType = msgspec.UNSET
+    e: str | None = None
+    E: int | None = None
+    id: int | str | None = None
+    result: msgspec.Raw | msgspec.UnsetType = msgspec.UNSET
+    code: int | None = None
+    msg: str | None = None
+    lastUpdateId: int | None = None
+    u: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SubscriptionResult:
+    """The answer to SUBSCRIBE/UNSUBSCRIBE (``result`` None) or LIST_SUBSCRIPTIONS (a list)."""
+
+    id: int | str | None
+    result: Any
+
+
+@dataclass(frozen=True, slots=True)
+class RequestError:
+    """An error answer to a control message: ``{"code": 2, "msg": "Invalid request", "id": 1}``."""
+
+    id: int | str | None
+    code: int
+    msg: str
+
+
+@dataclass(frozen=True, slots=True)
+class ServerShutdown:
+    """Binance will disconnect soon: open a new connection at once."""
+
+    time: int | None
+
+
+ControlEvent = SubscriptionResult | RequestError | ServerShutdown
+
+_WIRE_BY_EVENT: dict[str, type] = {
+    "trade": _Trade,
+    "aggTrade": _AggTrade,
+    "kline": _Kline,
+    "24hrTicker": _Ticker,
+    "24hrMiniTicker": _MiniTicker,
+    "depthUpdate": _DepthUpdate,
+}
+_WIRE_BY_CHANNEL: dict[str, type] = {
+    "trade": _Trade,
+    "aggTrade": _AggTrade,
+    "kline": _Kline,
+    "ticker": _Ticker,
+    "miniTicker": _MiniTicker,
+    "bookTicker": _BookTicker,
+    "depth": _DepthUpdate,
+    "partialDepth": _PartialDepth,
+}
+_DECODERS = {
+    t: msgspec.json.Decoder(t, strict=False)
+    for t in {*_WIRE_BY_EVENT.values(), _BookTicker, _PartialDepth}
+}
+_ENVELOPE = msgspec.json.Decoder(_Envelope)
+_COMBINED = b'{"stream":"'
+_MISSING = object()
+
+
+def _side(buyer_is_maker: bool) -> str:
+    return "sell" if buyer_is_maker else "buy"
+
+
+def _to_record(wire: Any, stream: Stream | None) -> Record:
+    if isinstance(wire, _Trade):
+        return Trade(wire.s, wire.t, wire.p, wire.q, _side(wire.m), wire.T, wire.E)
+    if isinstance(wire, _DepthUpdate):
+        return BookDelta(wire.s, wire.U, wire.u, wire.b, wire.a, wire.E)
+    if isinstance(wire, _Kline):
+        k = wire.k
+        return Kline(k.s, k.i, k.t, k.o, k.h, k.l, k.c, k.v, k.T, k.q, k.n, k.V, k.Q, k.x, wire.E)
+    if isinstance(wire, _Ticker):
+        return Ticker(
+            wire.s, wire.E, wire.c, wire.Q, wire.b, wire.B, wire.a, wire.A, wire.o, wire.h,
+            wire.l, wire.v, wire.q, wire.p, wire.P, wire.w, wire.x, wire.O, wire.C, wire.F,
+            wire.L, wire.n,
+        )  # fmt: skip
+    if isinstance(wire, _AggTrade):
+        return AggTrade(
+            wire.s, wire.a, wire.p, wire.q, _side(wire.m), wire.f, wire.l, wire.T, wire.E
+        )
+    if isinstance(wire, _MiniTicker):
+        return MiniTicker(wire.s, wire.E, wire.c, wire.o, wire.h, wire.l, wire.v, wire.q)
+    if isinstance(wire, _BookTicker):
+        return BookTicker(wire.s, wire.u, wire.b, wire.B, wire.a, wire.A)
+    if isinstance(wire, _PartialDepth):
+        if stream is None:
+            raise FrameError("partial depth payload carries no symbol and no stream name was given")
+        return BookSnapshot(stream.symbol, wire.lastUpdateId, wire.bids, wire.asks)
+    raise TypeError(f"no record for {type(wire).__name__}")  # pragma: no cover - exhaustive
+
+
+class StreamDecoder:
+    """Turns Binance WebSocket frames into records and control events.
+
+    ``decode(frame)`` handles combined (``{"stream","data"}``) and raw frames; a raw frame
+    without a symbol (partial depth) needs the connection's stream name as ``stream``.
+    Bad frames raise :class:`FrameError`; the decoder keeps no state that one bad frame
+    can spoil.
+    """
+
+    def __init__(self) -> None:
+        self._streams: dict[str, Stream | None] = {}
+        self._by_bytes: dict[bytes, Any] = {}
+
+    def _stream(self, name: str) -> Stream | None:
+        try:
+            return self._streams[name]
+        except KeyError:
+            pass
+        try:
+            parsed: Stream | None = parse_stream(name)
+        except UnknownStreamError:
+            parsed = None
+        if len(self._streams) < 4096:
+            self._streams[name] = parsed
+        return parsed
+
+    def decode(self, frame: bytes | str, stream: str | None = None) -> list[Record | ControlEvent]:
+        """Records (or control events) in one frame; :class:`FrameError` if it has none."""
+        if isinstance(frame, bytes) and frame.startswith(_COMBINED) and frame.endswith(b"}"):
+            # The usual combined frame {"stream":"…","data":{…}}: cut the payload out and decode
+            # it once, typed, rather than parsing the envelope and then the payload again.
+            end = frame.find(b'","data":', 11)
+            if end > 0:
+                parsed = self._by_bytes.get(name := frame[11:end], _MISSING)
+                if parsed is _MISSING:
+                    parsed = self._stream(name.decode("utf-8", "replace"))
+                    if len(self._by_bytes) < 4096:
+                        self._by_bytes[name] = parsed
+                if parsed is not None:
+                    try:
+                        wire = _DECODERS[_WIRE_BY_CHANNEL[parsed.channel]].decode(
+                            frame[end + 9 : -1]
+                        )
+                    except (msgspec.ValidationError, msgspec.DecodeError):
+                        pass  # the careful path below says what is wrong (or finds a shutdown)
+                    else:
+                        return [_to_record(wire, parsed)]
+        try:
+            env = _ENVELOPE.decode(frame)
+        except msgspec.ValidationError as exc:  # (a subclass of DecodeError)
+            raise FrameError(f"not a Binance message ({exc})", frame, stream) from None
+        except msgspec.DecodeError as exc:
+            raise FrameError(f"malformed JSON ({exc})", frame, stream) from None
+        if env.stream is not None:
+            if env.data is msgspec.UNSET:
+                raise FrameError("combined frame without 'data'", frame, env.stream)
+            return [self._payload(env.data, env.stream, frame, None)]
+        if env.e is not None or env.lastUpdateId is not None or env.u is not None:
+            return [self._payload(frame, stream, frame, env)]
+        if env.code is not None:
+            return [RequestError(env.id, env.code, env.msg or "")]
+        if env.result is not msgspec.UNSET:
+            return [SubscriptionResult(env.id, msgspec.json.decode(env.result))]
+        raise UnknownStreamError("unrecognised frame", frame, stream)
+
+    def _payload(
+        self, data: Any, name: str | None, frame: bytes | str, env: _Envelope | None
+    ) -> Record | ControlEvent:
+        parsed = self._stream(name) if name else None
+        try:
+            if parsed is not None:
+                wire_type = _WIRE_BY_CHANNEL[parsed.channel]
+            else:
+                env = env or _ENVELOPE.decode(data)
+                if env.e == "serverShutdown":
+                    return ServerShutdown(env.E)
+                wire_type = _sniff(env)
+                if wire_type is None:
+                    what = f"event type {env.e!r}" if env.e else "payload"
+                    raise UnknownStreamError(f"unknown {what}", frame, name)
+            return _to_record(_DECODERS[wire_type].decode(data), parsed)
+        except msgspec.ValidationError as exc:
+            # A known stream can still carry a control event (serverShutdown).
+            shutdown = _shutdown_of(data)
+            if shutdown is not None:
+                return shutdown
+            raise FrameError(f"invalid payload ({exc})", frame, name) from None
+        except msgspec.DecodeError as exc:
+            raise FrameError(f"malformed payload ({exc})", frame, name) from None
+
+
+def _sniff(env: _Envelope) -> type | None:
+    if env.e is not None:
+        return _WIRE_BY_EVENT.get(env.e)
+    if env.lastUpdateId is not None:
+        return _PartialDepth
+    if env.u is not None:
+        return _BookTicker
+    return None
+
+
+def _shutdown_of(data: Any) -> ServerShutdown | None:
+    try:
+        env = _ENVELOPE.decode(data)
+    except (msgspec.ValidationError, msgspec.DecodeError):
+        return None
+    return ServerShutdown(env.E) if env.e == "serverShutdown" else None

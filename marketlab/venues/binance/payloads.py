@@ -1,0 +1,197 @@
+"""Binance REST payloads → records, sans-I/O: klines, depth snapshots, 24h tickers, exchange
+info, and error bodies as :class:`BinanceAPIError`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+
+from marketlab.records import BookSnapshot, Interval, Kline, SymbolInfo, Ticker, normalize_symbol
+from marketlab.venues.binance.protocol import BinanceAPIError
+from marketlab.venues.errors import PayloadError
+
+_Levels = list[tuple[float, float]]
+
+# --- REST payloads -------------------------------------------------------------------------
+
+_KLINE_ROWS = msgspec.json.Decoder(
+    list[tuple[int, float, float, float, float, float, int, float, int, float, float, Any]],
+    strict=False,
+)
+
+
+class _RestDepth(msgspec.Struct):
+    lastUpdateId: int
+    bids: _Levels
+    asks: _Levels
+
+
+class _RestTicker(msgspec.Struct):
+    symbol: str
+    priceChange: float
+    priceChangePercent: float
+    weightedAvgPrice: float
+    prevClosePrice: float
+    lastPrice: float
+    lastQty: float
+    bidPrice: float
+    bidQty: float
+    askPrice: float
+    askQty: float
+    openPrice: float
+    highPrice: float
+    lowPrice: float
+    volume: float
+    quoteVolume: float
+    openTime: int
+    closeTime: int
+    firstId: int
+    lastId: int
+    count: int
+
+
+class _Filter(msgspec.Struct):
+    filterType: str
+    tickSize: float | None = None
+    stepSize: float | None = None
+    minQty: float | None = None
+    minNotional: float | None = None
+
+
+class _RestSymbol(msgspec.Struct):
+    symbol: str
+    status: str
+    baseAsset: str
+    quoteAsset: str
+    filters: list[_Filter] = []
+
+
+class _ExchangeInfo(msgspec.Struct):
+    symbols: list[_RestSymbol]
+
+
+class _ApiError(msgspec.Struct):
+    code: int
+    msg: str
+
+
+def _rest_decode(payload: bytes | str | Any, typ: type, what: str) -> Any:
+    try:
+        if isinstance(payload, bytes | str):
+            return msgspec.json.decode(payload, type=typ, strict=False)
+        return msgspec.convert(payload, typ, strict=False)
+    except (msgspec.ValidationError, msgspec.DecodeError) as exc:
+        raise PayloadError(f"{what}: {exc}") from None
+
+
+def raise_for_error(payload: bytes | str | Any, status: int | None = None) -> None:
+    """Raise :class:`BinanceAPIError` if ``payload`` is an error body."""
+    try:
+        if isinstance(payload, bytes | str):
+            err = msgspec.json.decode(payload, type=_ApiError)
+        else:
+            err = msgspec.convert(payload, _ApiError)
+    except (msgspec.ValidationError, msgspec.DecodeError):
+        return
+    raise BinanceAPIError(err.code, err.msg, status)
+
+
+def parse_klines(
+    payload: bytes | str | list, symbol: str, interval: str, server_time: int
+) -> list[Kline]:
+    """``/api/v3/klines`` rows → klines; a row whose close time is not before ``server_time``
+    is the open candle (``closed=False``)."""
+    symbol = normalize_symbol(symbol)
+    iv = Interval(interval)
+    try:
+        rows = (
+            _KLINE_ROWS.decode(payload)
+            if isinstance(payload, bytes | str)
+            else _KLINE_ROWS.decode(msgspec.json.encode(payload))
+        )
+    except (msgspec.ValidationError, msgspec.DecodeError) as exc:
+        raise PayloadError(f"/api/v3/klines for {symbol} {iv}: {exc}") from None
+    return [
+        Kline(
+            symbol,
+            iv,
+            r[0],
+            r[1],
+            r[2],
+            r[3],
+            r[4],
+            r[5],
+            r[6],
+            r[7],
+            r[8],
+            r[9],
+            r[10],
+            r[6] < server_time,
+        )
+        for r in rows
+    ]
+
+
+def parse_depth(payload: bytes | str | dict, symbol: str) -> BookSnapshot:
+    """``/api/v3/depth`` → a snapshot at its ``lastUpdateId``."""
+    d = _rest_decode(payload, _RestDepth, f"/api/v3/depth for {symbol}")
+    return BookSnapshot(normalize_symbol(symbol), d.lastUpdateId, d.bids, d.asks)
+
+
+def parse_ticker_24hr(payload: bytes | str | dict | list) -> list[Ticker]:
+    """``/api/v3/ticker/24hr`` (one object or a list) → tickers; event time is ``closeTime``."""
+    if isinstance(payload, bytes | str):
+        payload = _rest_decode(payload, Any, "/api/v3/ticker/24hr")
+    items = payload if isinstance(payload, list) else [payload]
+    rows = _rest_decode(items, list[_RestTicker], "/api/v3/ticker/24hr")
+    return [
+        Ticker(
+            t.symbol,
+            t.closeTime,
+            t.lastPrice,
+            t.lastQty,
+            t.bidPrice,
+            t.bidQty,
+            t.askPrice,
+            t.askQty,
+            t.openPrice,
+            t.highPrice,
+            t.lowPrice,
+            t.volume,
+            t.quoteVolume,
+            t.priceChange,
+            t.priceChangePercent,
+            t.weightedAvgPrice,
+            t.prevClosePrice,
+            t.openTime,
+            t.closeTime,
+            t.firstId,
+            t.lastId,
+            t.count,
+        )
+        for t in rows
+    ]
+
+
+def parse_exchange_info(payload: bytes | str | dict) -> list[SymbolInfo]:
+    """``/api/v3/exchangeInfo`` → one :class:`SymbolInfo` per symbol."""
+    info = _rest_decode(payload, _ExchangeInfo, "/api/v3/exchangeInfo")
+    out = []
+    for s in info.symbols:
+        f = {flt.filterType: flt for flt in s.filters}
+        price, lot = f.get("PRICE_FILTER"), f.get("LOT_SIZE")
+        notional = f.get("NOTIONAL") or f.get("MIN_NOTIONAL")
+        out.append(
+            SymbolInfo(
+                s.symbol,
+                s.status,
+                s.baseAsset,
+                s.quoteAsset,
+                (price.tickSize or 0.0) if price else 0.0,
+                (lot.stepSize or 0.0) if lot else 0.0,
+                (lot.minQty or 0.0) if lot else 0.0,
+                (notional.minNotional or 0.0) if notional else 0.0,
+            )
+        )
+    return out

@@ -1,0 +1,211 @@
+"""OKX v5 WebSocket pushes → records, sans-I/O: tickers, trades, books (snapshot and update,
+with the exact strings), bbo-tbt, candles, and the events (subscribe, error, notice, pong)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import msgspec
+
+from marketlab.records import BookTicker, Interval, Kline, Ticker, Trade
+from marketlab.venues.errors import FrameError, UnknownStreamError
+from marketlab.venues.okx.protocol import Topic, interval_of_bar, symbol_of
+
+# --- WebSocket frames ------------------------------------------------------------------------
+
+StrLevel = tuple[str, str]
+
+
+@dataclass(frozen=True, slots=True)
+class BookMessage:
+    """A ``books`` push: a snapshot or an update, in the exchange's strings."""
+
+    symbol: str
+    action: Literal["snapshot", "update"]
+    bids: list[StrLevel]
+    asks: list[StrLevel]
+    seq_id: int
+    prev_seq_id: int
+    checksum: int | None  # None when the exchange sent none
+    time: int
+
+
+@dataclass(frozen=True, slots=True)
+class SubscriptionResult:
+    event: str  # "subscribe" | "unsubscribe"
+    topic: Topic | None
+
+
+@dataclass(frozen=True, slots=True)
+class RequestError:
+    code: str
+    msg: str
+
+
+@dataclass(frozen=True, slots=True)
+class Notice:
+    """A service notice; code 64008 announces the connection will close for an upgrade."""
+
+    code: str
+    msg: str
+
+    @property
+    def closing(self) -> bool:
+        return self.code == "64008"
+
+
+@dataclass(frozen=True, slots=True)
+class Pong:
+    pass
+
+
+class _Arg(msgspec.Struct):
+    channel: str
+    instId: str = ""
+
+
+class _Push(msgspec.Struct):
+    arg: _Arg | None = None
+    data: msgspec.Raw = msgspec.Raw(b"")
+    action: str | None = None
+    event: str | None = None
+    code: str | None = None
+    msg: str = ""
+
+
+class _Ticker(msgspec.Struct):
+    instId: str
+    last: float
+    lastSz: float
+    askPx: float
+    askSz: float
+    bidPx: float
+    bidSz: float
+    open24h: float
+    high24h: float
+    low24h: float
+    vol24h: float
+    volCcy24h: float
+    ts: int
+
+
+class _Trade(msgspec.Struct):
+    instId: str
+    tradeId: int
+    px: float
+    sz: float
+    side: Literal["buy", "sell"]
+    ts: int
+
+
+class _Book(msgspec.Struct):
+    asks: list[list[str]]
+    bids: list[list[str]]
+    ts: int
+    seqId: int = -1
+    prevSeqId: int = -1
+    checksum: int | None = None
+
+
+_DATA = {
+    "tickers": msgspec.json.Decoder(list[_Ticker], strict=False),
+    "trades": msgspec.json.Decoder(list[_Trade], strict=False),
+    "books": msgspec.json.Decoder(list[_Book], strict=False),
+    "bbo-tbt": msgspec.json.Decoder(list[_Book], strict=False),
+}
+_CANDLES = msgspec.json.Decoder(list[tuple[int, float, float, float, float, float, float, float, int]], strict=False)  # fmt: skip
+_PUSH = msgspec.json.Decoder(_Push)
+
+
+def _ticker(t: _Ticker) -> Ticker:
+    change = t.last - t.open24h
+    pct = 100.0 * change / t.open24h if t.open24h else 0.0
+    wavg = t.volCcy24h / t.vol24h if t.vol24h else math.nan
+    # OKX says nothing of trade counts, trade ids or the previous close: NaN and -1 say so.
+    return Ticker(symbol_of(t.instId), t.ts, t.last, t.lastSz, t.bidPx, t.bidSz, t.askPx, t.askSz,
+                  t.open24h, t.high24h, t.low24h, t.vol24h, t.volCcy24h, change, pct, wavg, math.nan,
+                  t.ts - 86_400_000, t.ts, -1, -1, -1)  # fmt: skip
+
+
+def candle(symbol: str, iv: Interval, row: Sequence[Any], event_time: int | None = None) -> Kline:
+    """A candle row ``[ts, o, h, l, c, vol, volCcy, volCcyQuote, confirm]`` → a kline.
+
+    Spot volume ``vol`` is in the base currency and ``volCcyQuote`` in the quote currency.
+    OKX gives no trade count and no taker-buy volumes: ``trades`` is -1, the volumes NaN.
+    """
+    ts, o, h, lo, c, vol, _vol_ccy, vol_quote, confirm = row
+    return Kline(symbol, str(iv), int(ts), float(o), float(h), float(lo), float(c), float(vol),
+                 iv.close_of(int(ts)), float(vol_quote), -1, math.nan, math.nan, int(confirm) == 1,
+                 event_time)  # fmt: skip
+
+
+def _levels(rows: list[list[str]]) -> list[StrLevel]:
+    return [(r[0], r[1]) for r in rows]
+
+
+class OkxDecoder:
+    """Turns OKX public WebSocket frames into records and control events.
+
+    Bad frames raise :class:`FrameError`; nothing one bad frame does carries over.
+    """
+
+    def decode(self, frame: bytes | str) -> list[Any]:
+        if frame in (b"pong", "pong"):
+            return [Pong()]
+        try:
+            push = _PUSH.decode(frame)
+        except msgspec.ValidationError as exc:
+            raise FrameError(f"not an OKX message ({exc})", frame) from None
+        except msgspec.DecodeError as exc:
+            raise FrameError(f"malformed JSON ({exc})", frame) from None
+        if push.event is not None:
+            return [self._event(push)]
+        if push.arg is None or not push.data:
+            raise UnknownStreamError("unrecognised frame", frame)
+        channel, inst = push.arg.channel, push.arg.instId
+        try:
+            if channel.startswith("candle"):
+                iv = interval_of_bar(channel[6:])
+                symbol = symbol_of(inst)
+                return [candle(symbol, iv, r) for r in _CANDLES.decode(push.data)]
+            decoder = _DATA.get(channel)
+            if decoder is None:
+                raise UnknownStreamError(f"unknown channel {channel!r}", frame, channel)
+            rows = decoder.decode(push.data)
+        except (msgspec.ValidationError, msgspec.DecodeError, ValueError, TypeError) as exc:
+            if isinstance(exc, FrameError):
+                raise
+            raise FrameError(f"invalid {channel} payload ({exc})", frame, channel) from None
+        if channel == "trades":
+            return [
+                Trade(symbol_of(t.instId), t.tradeId, t.px, t.sz, t.side, t.ts, t.ts) for t in rows
+            ]
+        if channel == "tickers":
+            return [_ticker(t) for t in rows]
+        symbol = symbol_of(inst)
+        if channel == "bbo-tbt":
+            return [
+                BookTicker(symbol, b.seqId, float(b.bids[0][0]), float(b.bids[0][1]),
+                           float(b.asks[0][0]), float(b.asks[0][1]))
+                for b in rows if b.bids and b.asks
+            ]  # fmt: skip
+        action = push.action
+        if action not in ("snapshot", "update"):
+            raise FrameError(f"books push with action {action!r}", frame, channel)
+        return [
+            BookMessage(symbol, action, _levels(b.bids), _levels(b.asks), b.seqId, b.prevSeqId,
+                        b.checksum, b.ts)
+            for b in rows
+        ]  # fmt: skip
+
+    @staticmethod
+    def _event(push: _Push) -> Any:
+        if push.event in ("subscribe", "unsubscribe"):
+            topic = Topic(push.arg.channel, push.arg.instId) if push.arg else None
+            return SubscriptionResult(push.event, topic)
+        if push.event == "error":
+            return RequestError(push.code or "", push.msg)
+        return Notice(push.code or "", push.msg or push.event or "")

@@ -1,0 +1,90 @@
+"""OKX v5 REST payloads → records, sans-I/O: server time, instruments, candles (newest first →
+oldest first), books and tickers; error bodies as :class:`OkxAPIError`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+
+from marketlab.records import BookSnapshot, Interval, Kline, Ticker
+from marketlab.records import normalize_symbol as _normalize
+from marketlab.venues.errors import PayloadError
+from marketlab.venues.okx.frames import _Book, _Ticker, _ticker, candle
+from marketlab.venues.okx.protocol import OkxAPIError, symbol_of
+
+# --- REST payloads ---------------------------------------------------------------------------
+
+
+class _Envelope(msgspec.Struct):
+    code: str
+    msg: str = ""
+    data: msgspec.Raw = msgspec.Raw(b"")
+
+
+def _data(payload: bytes | str | Any, what: str) -> msgspec.Raw:
+    raw = payload if isinstance(payload, bytes | str) else msgspec.json.encode(payload)
+    try:
+        env = msgspec.json.decode(raw, type=_Envelope, strict=False)
+    except (msgspec.ValidationError, msgspec.DecodeError) as exc:
+        raise PayloadError(f"{what}: {exc}") from None
+    if env.code != "0":
+        raise OkxAPIError(env.code, env.msg)
+    if not env.data:
+        raise PayloadError(f"{what}: no data")
+    return env.data
+
+
+def _rows(payload: bytes | str | Any, typ: Any, what: str) -> Any:
+    data = _data(payload, what)
+    try:
+        return msgspec.json.decode(data, type=typ, strict=False)
+    except (msgspec.ValidationError, msgspec.DecodeError) as exc:
+        raise PayloadError(f"{what}: {exc}") from None
+
+
+def parse_time(payload: bytes | str | Any) -> int:
+    """``/api/v5/public/time`` → server time in ms."""
+    rows = _rows(payload, list[dict[str, int]], "/api/v5/public/time")
+    if not rows or "ts" not in rows[0]:
+        raise PayloadError("/api/v5/public/time: no ts")
+    return int(rows[0]["ts"])
+
+
+def parse_instruments(payload: bytes | str | Any) -> dict[str, float]:
+    """``/api/v5/public/instruments`` → our symbol → price tick (``tickSz``) of each listed."""
+    rows = _rows(payload, list[dict[str, Any]], "/api/v5/public/instruments")
+    out = {}
+    for r in rows:
+        inst, tick = r.get("instId"), r.get("tickSz")
+        if isinstance(inst, str):
+            try:
+                out[symbol_of(inst)] = float(tick) if tick else 0.0
+            except (TypeError, ValueError):
+                out[symbol_of(inst)] = 0.0
+    return out
+
+
+def parse_candles(payload: bytes | str | Any, symbol: str, interval: str) -> list[Kline]:
+    """``/market/candles`` or ``/market/history-candles`` (newest first) → klines, oldest first."""
+    iv = Interval(interval)
+    rows = _rows(payload, list[tuple[int, float, float, float, float, float, float, float, int]],
+                 f"/api/v5/market/candles for {symbol} {iv}")  # fmt: skip
+    return [candle(_normalize(symbol), iv, r) for r in reversed(rows)]
+
+
+def parse_books(payload: bytes | str | Any, symbol: str) -> BookSnapshot:
+    """``/market/books`` → a snapshot. REST books carry no sequence id: ``last_update_id`` is
+    the book's time, which says how fresh it is and nothing about the stream."""
+    rows = _rows(payload, list[_Book], f"/api/v5/market/books for {symbol}")
+    if not rows:
+        raise PayloadError(f"/api/v5/market/books for {symbol}: empty data")
+    b = rows[0]
+    return BookSnapshot(_normalize(symbol), b.ts,
+                        [(float(p), float(q)) for p, q, *_ in b.bids],
+                        [(float(p), float(q)) for p, q, *_ in b.asks], b.ts)  # fmt: skip
+
+
+def parse_tickers(payload: bytes | str | Any) -> list[Ticker]:
+    """``/market/ticker`` or ``/market/tickers`` → tickers."""
+    return [_ticker(t) for t in _rows(payload, list[_Ticker], "/api/v5/market/tickers")]
