@@ -9,20 +9,26 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import logging
 import ssl
 import threading
 import time
-from collections import deque
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from aiohttp import web
 
 from marketlab.records import Interval, normalize_symbol, parse_duration
-from marketlab.sim.binance import ApiError, BinanceFace
+from marketlab.sim.binance import BinanceFace
+from marketlab.sim.faults import (
+    FaultControls,
+    Faults,
+    ScheduledFault,
+    _venues,
+    parse_fault_schedule,
+    threadsafe,
+    venue_of_path,
+)
 from marketlab.sim.market import SECOND_MS, Market
 from marketlab.sim.okx import OkxFace
 from marketlab.sim.replay import ReplayFace
@@ -30,15 +36,6 @@ from marketlab.sim.replay import ReplayFace
 log = logging.getLogger("marketlab.sim")
 
 T = TypeVar("T")
-
-REST_FAULT_MESSAGES = {
-    429: (-1003, "Too many requests; please use WebSocket Streams for live updates."),
-    418: (-1003, "Way too much request weight used; IP banned. Please use WebSocket Streams."),
-    500: (-1000, "An unknown error occurred while processing the request."),
-    502: (-1000, "Bad gateway."),
-    503: (-1008, "Server is currently overloaded with other requests. Please try again later."),
-    504: (-1007, "Timeout waiting for response from backend server. Send status unknown."),
-}
 
 
 class SimClock:
@@ -64,81 +61,7 @@ class SimClock:
         self._base_wall, self.paused = time.monotonic(), False
 
 
-VENUES = ("binance", "okx")
-
-
-class Faults:
-    """Fault state the protocol faces consult, per venue."""
-
-    def __init__(self) -> None:
-        self.stall_until = dict.fromkeys(VENUES, 0.0)
-        self.refuse_ws_until = dict.fromkeys(VENUES, 0.0)
-        self.refuse_rest_until = dict.fromkeys(VENUES, 0.0)
-        self.rest_errors: dict[str, deque[ApiError]] = {v: deque() for v in VENUES}
-
-    def stalled(self, venue: str = "binance") -> bool:
-        return time.monotonic() < self.stall_until[venue]
-
-    def take_rest_fault(self, venue: str = "binance") -> ApiError | None:
-        errors = self.rest_errors[venue]
-        return errors.popleft() if errors else None
-
-
-def _venues(venue: str | None) -> tuple[str, ...]:
-    if venue is None:
-        return VENUES
-    if venue not in VENUES:
-        raise ValueError(f"unknown venue {venue!r}: expected one of {', '.join(VENUES)}")
-    return (venue,)
-
-
-def venue_of_path(path: str) -> str:
-    return "okx" if path.startswith(("/ws/v5/", "/api/v5/")) else "binance"
-
-
-def _threadsafe(fn: Callable[..., T]) -> Callable[..., T]:
-    """Run the method on the simulator's loop when called from another thread."""
-
-    @functools.wraps(fn)
-    def wrapper(self: SimExchange, *args: Any, **kwargs: Any) -> T:
-        loop = self._loop
-        if loop is None or self._thread is None or threading.get_ident() == self._loop_thread_id:
-            return fn(self, *args, **kwargs)
-
-        async def call() -> T:
-            return fn(self, *args, **kwargs)
-
-        return asyncio.run_coroutine_threadsafe(call(), loop).result(timeout=30)
-
-    return wrapper
-
-
-@dataclass(frozen=True, slots=True)
-class ScheduledFault:
-    at: float  # seconds after start
-    name: str
-    arg: str | None = None
-
-
-def parse_fault_schedule(text: str) -> list[ScheduledFault]:
-    """``"drop@30,stall@60:10,rest429@90:3"`` → faults at those seconds after start."""
-    out = []
-    for part in filter(None, (p.strip() for p in text.split(","))):
-        name, sep, rest = part.partition("@")
-        if not sep:
-            raise ValueError(f"fault {part!r}: expected NAME@SECONDS[:ARG], e.g. stall@60:10")
-        at, _, arg = rest.partition(":")
-        if name not in FAULT_NAMES:
-            raise ValueError(f"unknown fault {name!r}: expected one of {', '.join(FAULT_NAMES)}")
-        out.append(ScheduledFault(parse_duration(at), name, arg or None))
-    return out
-
-
-FAULT_NAMES = ("drop", "stall", "gap", "malformed", "rest429", "rest418", "rest500", "rest503",
-               "refuse", "shutdown", "pause", "resume", "checksum", "heartbeat", "seqreset")  # fmt: skip
-
-
-class SimExchange:
+class SimExchange(FaultControls):
     """Simulated Binance Spot and OKX v5 public market data on one loopback port, from one
     deterministic market (a seed gives the same trades, books and candles every run)."""
 
@@ -341,139 +264,9 @@ class SimExchange:
             log.warning("injecting fault %s%s", fault.name, f" ({fault.arg})" if fault.arg else "")
             self.inject(fault.name, fault.arg)
 
-    # --- faults --------------------------------------------------------------------------
-
-    @_threadsafe
-    def drop_connections(self, venue: str | None = None) -> int:
-        """Cut every WebSocket connection (of ``venue``) abruptly, without a close frame."""
-        venues = _venues(venue)
-        return (self.binance.abort_all() if "binance" in venues else 0) + (
-            self.okx.abort_all() if "okx" in venues else 0
-        )
-
-    @_threadsafe
-    def stall(self, seconds: float, venue: str | None = None) -> None:
-        """Stop sending anything (data, pings) on open connections without closing them."""
-        for v in _venues(venue):
-            self.faults.stall_until[v] = time.monotonic() + seconds
-
-    @_threadsafe
-    def skip_depth_updates(self, events: int = 1, symbol: str | None = None,
-                           venue: str | None = None) -> None:  # fmt: skip
-        """Lose the next ``events`` depth events (Binance diff depth, OKX ``books`` updates):
-        clients see a gap in update ids or a break in the prevSeqId chain."""
-        sym = normalize_symbol(symbol) if symbol else None
-        venues = _venues(venue)
-        if "binance" in venues:
-            self.binance.skip_depth(events, sym)
-        if "okx" in venues:
-            self.okx.skip_books(events, sym)
-
-    @_threadsafe
-    def corrupt_checksums(self, events: int = 1, symbol: str | None = None) -> None:
-        """Send the next ``events`` OKX ``books`` updates with a wrong checksum."""
-        self.okx.corrupt_checksums(events, normalize_symbol(symbol) if symbol else None)
-
-    @_threadsafe
-    def book_heartbeat(self, symbol: str | None = None) -> int:
-        """Send OKX's "book unchanged" push (empty sides, seqId == prevSeqId) on every
-        ``books`` subscription (of ``symbol``) now; returns how many were sent."""
-        return self.okx.book_heartbeat(normalize_symbol(symbol) if symbol else None)
-
-    @_threadsafe
-    def reset_book_seq(self, symbol: str | None = None) -> None:
-        """Restart OKX's seqId of the book(s) at the next update, as its maintenance does."""
-        self.okx.reset_seq(normalize_symbol(symbol) if symbol else None)
-
-    @_threadsafe
-    def send_malformed(self, kind: str = "truncated", venue: str | None = None) -> int:
-        """Send one malformed frame to every connection: truncated, garbage, bad_field or
-        unknown_event."""
-        venues = _venues(venue)
-        return (self.binance.send_malformed(kind) if "binance" in venues else 0) + (
-            self.okx.send_malformed(kind) if "okx" in venues else 0
-        )
-
-    @_threadsafe
-    def fail_rest(self, status: int = 429, count: int = 1, retry_after: int | None = None,
-                  venue: str = "binance") -> None:  # fmt: skip
-        """Answer the next ``count`` REST requests of ``venue`` with ``status`` (429, 418 or 5xx)."""
-        if status not in REST_FAULT_MESSAGES:
-            raise ValueError(f"status must be one of {sorted(REST_FAULT_MESSAGES)}, got {status}")
-        code, msg = REST_FAULT_MESSAGES[status]
-        if retry_after is None and status in (429, 418):
-            retry_after = 1
-        (v,) = _venues(venue)
-        for _ in range(count):
-            self.faults.rest_errors[v].append(ApiError(status, code, msg, retry_after))
-
-    @_threadsafe
-    def refuse_connections(
-        self, seconds: float, rest: bool = False, venue: str | None = None
-    ) -> None:
-        """Refuse new WebSocket connections (and REST requests with ``rest``) for a while."""
-        until = time.monotonic() + seconds
-        for v in _venues(venue):
-            self.faults.refuse_ws_until[v] = until
-            if rest:
-                self.faults.refuse_rest_until[v] = until
-
-    @_threadsafe
-    def server_shutdown(self, venue: str | None = None) -> None:
-        """Announce a shutdown (Binance ``serverShutdown``, OKX notice 64008), then close
-        every connection."""
-        assert self._loop is not None
-        venues = _venues(venue)
-        if "binance" in venues:
-            self._loop.create_task(self.binance.shutdown_notice())
-        if "okx" in venues:
-            self._loop.create_task(self.okx.shutdown_notice())
-
-    @_threadsafe
-    def pause(self) -> None:
-        """Freeze exchange time: no trades, no book changes, no candles."""
-        assert self.clock is not None
-        self.clock.pause()
-
-    @_threadsafe
-    def resume(self) -> None:
-        assert self.clock is not None
-        self.clock.resume()
-
-    def inject(self, name: str, arg: str | None = None, venue: str | None = None) -> None:
-        """Apply a fault by name (as the CLI and the control endpoint do), to ``venue`` or
-        to both venues."""
-        if name == "drop":
-            self.drop_connections(venue)
-        elif name == "stall":
-            self.stall(parse_duration(arg or "10"), venue)
-        elif name == "gap":
-            self.skip_depth_updates(int(arg or 1), venue=venue)
-        elif name == "checksum":
-            self.corrupt_checksums(int(arg or 1))
-        elif name == "heartbeat":
-            self.book_heartbeat(arg)
-        elif name == "seqreset":
-            self.reset_book_seq(arg)
-        elif name == "malformed":
-            self.send_malformed(arg or "truncated", venue)
-        elif name.startswith("rest") and name[4:].isdigit():
-            for v in _venues(venue):
-                self.fail_rest(int(name[4:]), int(arg or 1), venue=v)
-        elif name == "refuse":
-            self.refuse_connections(parse_duration(arg or "20"), rest=False, venue=venue)
-        elif name == "shutdown":
-            self.server_shutdown(venue)
-        elif name == "pause":
-            self.pause()
-        elif name == "resume":
-            self.resume()
-        else:
-            raise ValueError(f"unknown fault {name!r}: expected one of {', '.join(FAULT_NAMES)}")
-
     # --- the simulator's own record ------------------------------------------------------
 
-    @_threadsafe
+    @threadsafe
     def klines(self, symbol: str, interval: str, start: int | None = None,
                end: int | None = None, limit: int = 1000) -> list[dict[str, Any]]:  # fmt: skip
         """Candles as the exchange holds them, in float units (the test oracle)."""
@@ -493,7 +286,7 @@ class SimExchange:
             out.append(d)
         return out
 
-    @_threadsafe
+    @threadsafe
     def book(self, symbol: str, limit: int | None = None, venue: str = "binance") -> dict[str, Any]:
         """The exchange's book: ``{"last_update_id", "bids", "asks"}`` in floats, best first.
         The id is the venue's: Binance's update id, or OKX's seqId (moved by seqId resets)."""
@@ -508,7 +301,7 @@ class SimExchange:
 
         return {"last_update_id": uid, "bids": conv(bids), "asks": conv(asks)}
 
-    @_threadsafe
+    @threadsafe
     def market_time(self) -> int:
         """End of the last simulated second: everything before it has happened."""
         return self.market.now
