@@ -51,7 +51,7 @@ def symbols_for(n: int) -> list[str]:
 
 
 def stream_file(n_symbols: int, seconds: int) -> Path:
-    from marketlab.sim.replay import generate_recording
+    from marketlab.sim.generate import generate_recording
 
     CACHE.mkdir(exist_ok=True)
     path = CACHE / f"ingest-{n_symbols}sym-{seconds}s.mlrec"

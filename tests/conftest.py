@@ -7,12 +7,13 @@ from collections.abc import Iterator
 import pytest
 from hypothesis import HealthCheck, settings
 
+from marketlab.sim import SimExchange
+
 # The suite runs on several workers of a small shared machine: how fast Hypothesis generates
 # examples says nothing about the code under test, so time-based checks are off.
 settings.register_profile("suite", deadline=None, suppress_health_check=[HealthCheck.too_slow])
 settings.load_profile("suite")
 
-from marketlab.sim import SimExchange
 
 # A fixed exchange start keeps simulated timestamps reproducible across runs.
 START = 1_767_225_600_000  # 2026-01-01T00:00:00Z

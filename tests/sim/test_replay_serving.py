@@ -12,7 +12,8 @@ import websockets
 from marketlab.lab import Lab
 from marketlab.record.recording import SNAPSHOT, WS, open_recording
 from marketlab.sim import SimExchange
-from marketlab.sim.replay import generate_recording, stream_of
+from marketlab.sim.generate import generate_recording
+from marketlab.sim.replay import stream_of
 from tests.test_lab import FAST, wait_for
 
 START = 1_767_225_600_000
