@@ -50,12 +50,17 @@ def url(arg: str, value: Any, schemes: tuple[str, ...]) -> str:
     return value.strip()
 
 
-def rest_url(value: Any, arg: str) -> str:
-    """A REST base such as ``https://api.binance.com``: the client appends ``/api/...``."""
-    base = url(arg, value, ("http", "https")).rstrip("/")
+def base_url(arg: str, value: Any, schemes: tuple[str, ...], example: str, appends: str) -> str:
+    """A URL with no path: the client appends its own (``appends`` says which)."""
+    base = url(arg, value, schemes).rstrip("/")
     if urlsplit(base).path:
         raise ValueError(
-            f"{arg} {value!r} should be a base without a path (e.g. https://api.binance.com): "
-            "the client appends /api/v3 or /api/v5 itself"
+            f"{arg} {value!r} should be a base without a path (e.g. {example}): the client "
+            f"appends {appends} itself"
         )
     return base
+
+
+def rest_url(value: Any, arg: str) -> str:
+    """A REST base such as ``https://api.binance.com``: the client appends ``/api/...``."""
+    return base_url(arg, value, ("http", "https"), "https://api.binance.com", "/api/v3 or /api/v5")

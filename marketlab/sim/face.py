@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import Callable
 from typing import Any
 
 from aiohttp import WSMsgType
+
+log = logging.getLogger("marketlab.sim")
 
 
 class SocketFace:
@@ -18,6 +21,18 @@ class SocketFace:
 
     def _drop(self, conn: Any) -> None:
         raise NotImplementedError
+
+    def _enqueue(self, conn: Any, data: bytes) -> None:
+        """Queue a frame for the connection's writer; a consumer too slow to keep up is cut
+        off with 1008, as the exchanges do."""
+        if conn.closing:
+            return
+        try:
+            conn.queue.put_nowait(data)
+        except asyncio.QueueFull:
+            conn.closing = True
+            log.info("closing a slow WebSocket consumer (queue full)")
+            asyncio.get_running_loop().create_task(self._close(conn, 1008, b"Too slow"))
 
     async def _close(self, conn: Any, code: int, reason: bytes) -> None:
         """Close with a close frame (as the exchange does when it ends a connection)."""

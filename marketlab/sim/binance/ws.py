@@ -210,17 +210,6 @@ class BinanceWs:
             return {"result": None, "id": rid}
         return {"code": 2, "msg": f"Invalid request: unknown method {method!r}", "id": rid}
 
-    def _enqueue(self, conn: Connection, data: bytes) -> None:
-        if conn.closing:
-            return
-        try:
-            conn.queue.put_nowait(data)
-        except asyncio.QueueFull:
-            # Binance drops consumers too slow to keep up.
-            conn.closing = True
-            log.info("closing a slow WebSocket consumer (queue full)")
-            asyncio.get_running_loop().create_task(self._close(conn, 1008, b"Too slow"))
-
     async def _writer(self, conn: Connection) -> None:
         ws = conn.ws
         while True:

@@ -205,15 +205,6 @@ class OkxWs:
             self._unsubscribe(conn, key)
         self.connections.discard(conn)
 
-    def _enqueue(self, conn: OkxConnection, data: bytes) -> None:
-        if conn.closing:
-            return
-        try:
-            conn.queue.put_nowait(data)
-        except asyncio.QueueFull:
-            conn.closing = True
-            asyncio.get_running_loop().create_task(self._close(conn, 1008, b"Too slow"))
-
     async def _writer(self, conn: OkxConnection) -> None:
         while True:
             data = await conn.queue.get()

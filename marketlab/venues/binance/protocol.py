@@ -11,7 +11,7 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote
 
 import msgspec
 
@@ -19,7 +19,7 @@ from marketlab.records import (
     Interval,
     normalize_symbol,
 )
-from marketlab.settings import url
+from marketlab.settings import base_url
 from marketlab.venues.errors import UnknownStreamError
 
 DEFAULT_WS_URL = "wss://stream.binance.com:9443"
@@ -30,13 +30,7 @@ DEPTH_LEVELS = (5, 10, 20)
 
 def check_ws_url(value: Any, arg: str = "binance_ws_url") -> str:
     """A base such as ``wss://stream.binance.com:9443``: the client appends ``/stream?…``."""
-    base = url(arg, value, ("ws", "wss")).rstrip("/")
-    if urlsplit(base).path:
-        raise ValueError(
-            f"{arg} {value!r} should be a base without a path (e.g. wss://stream.binance.com:9443): "
-            "the client appends /stream and /ws itself"
-        )
-    return base
+    return base_url(arg, value, ("ws", "wss"), "wss://stream.binance.com:9443", "/stream and /ws")
 
 
 class BinanceAPIError(Exception):

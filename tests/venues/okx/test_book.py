@@ -84,6 +84,20 @@ def test_an_invalidated_book_asks_once_for_a_new_subscription():
     assert book.on_message(message("update", [], [], 12, 11)) is Action.NONE
 
 
+def apply_to_model(bids: dict[str, str], asks: dict[str, str], bid_changes, ask_changes):
+    """Changes as the exchange sends them (asks at 401-800, never crossing the bids at 1-400),
+    applied to a plain model of the book."""
+    b = [(str(p), s) for p, s in bid_changes]
+    a = [(str(p + 400), s) for p, s in ask_changes]
+    for side, changes in ((bids, b), (asks, a)):
+        for p, s in changes:
+            if float(s):
+                side[p] = s
+            else:
+                side.pop(p, None)
+    return b, a
+
+
 prices = st.integers(min_value=1, max_value=400)
 sizes = st.sampled_from(["0", "1", "0.5", "2.50", "10"])
 
@@ -102,14 +116,7 @@ def test_the_book_follows_any_valid_update_sequence(updates):
         )
     )
     for seq, (bid_changes, ask_changes) in enumerate(updates, start=2):
-        b = [(str(p), s) for p, s in bid_changes]
-        a = [(str(p + 400), s) for p, s in ask_changes]
-        for side, changes in ((bids, b), (asks, a)):
-            for p, s in changes:
-                if float(s):
-                    side[p] = s
-                else:
-                    side.pop(p, None)
+        b, a = apply_to_model(bids, asks, bid_changes, ask_changes)
         assert (
             book.on_message(message("update", b, a, seq, seq - 1, model_checksum(bids, asks)))
             is Action.NONE
@@ -193,14 +200,7 @@ def test_production_books_follow_updates_heartbeats_and_resets_with_checksum_0(s
     book.on_message(message("snapshot", list(bids.items()), list(asks.items()), 50, -1, 0))
     seq = 50
     for kind, bid_changes, ask_changes in steps:
-        b = [(str(p), s) for p, s in bid_changes]
-        a = [(str(p + 400), s) for p, s in ask_changes]
-        for side, changes in ((bids, b), (asks, a)):
-            for p, s in changes:
-                if float(s):
-                    side[p] = s
-                else:
-                    side.pop(p, None)
+        b, a = apply_to_model(bids, asks, bid_changes, ask_changes)
         new = {
             "update": seq + 1 + len(b) + len(a),
             "heartbeat": seq,
