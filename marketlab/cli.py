@@ -56,6 +56,16 @@ def _positive(text: str) -> float:
     return value
 
 
+def _count(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {value}")
+    return value
+
+
 def _port(text: str) -> int:
     try:
         value = int(text)
@@ -164,7 +174,7 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--seed", type=int, default=7)
     sim.add_argument("--history", default="2h", help="history before start (default 2h)")
     sim.add_argument("--duration", type=_positive, help="stop after this many seconds")
-    sim.add_argument("--weight-limit", type=int, default=6000, help="REST weight per minute")
+    sim.add_argument("--weight-limit", type=_count, default=6000, help="REST weight per minute")
     sim.add_argument("--ping-interval", type=_positive, default=20.0)
     sim.add_argument("--pong-timeout", type=_positive, default=60.0)
     sim.add_argument("--max-connection-age", type=_positive, default=86400.0,

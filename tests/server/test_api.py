@@ -154,6 +154,9 @@ def test_summary_all_and_status(stack):
     )
     assert set(everything["klines"]["ETHUSDT"]) == {"1m", "5m"}
     status = stack.get("/status").json()
+    store = status["store"]  # the history store's state rides along
+    assert store["state"] == "ok" and store["written"] > 0 and store["path"].endswith("m.sqlite")
+    assert status["error"] is None
     assert status["symbols"] == ["BTCUSDT", "ETHUSDT"] and status["intervals"] == ["1m", "5m"]
     streams = {(s["symbol"], s["stream"]): s for s in status["streams"]}
     assert (
