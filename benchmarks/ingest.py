@@ -1,19 +1,27 @@
-"""Ingest benchmark: ``python benchmarks/ingest.py [--symbols 20] [--seconds 3000]``.
+"""Ingest benchmark: ``python benchmarks/ingest.py [--symbols 20] [--seconds 3000] [--rounds 5]``.
 
 A fixed stream of Binance frames (trades, 100 ms diff depth, 1m klines and 24h tickers for
 ``--symbols`` symbols over ``--seconds`` of simulated market) is generated once (cached under
 ``benchmarks/.cache``) and served by the simulator, in its own process, as fast as each client
-reads. Each client runs in its own process and takes every frame of the streams it needs:
+reads, on plain ``ws://`` for every client. Each client runs in its own process and takes every
+frame of the streams it needs:
 
-  floor            a bare ``websockets`` client: receive, ``orjson.loads``, discard
-  marketlab        ``Lab`` with trades, tickers and klines into its rolling frames
+  websockets       floor: a bare ``websockets`` client, ``orjson.loads``, discard (asyncio loop)
+  aiohttp          floor: aiohttp's WebSocket client (C reader), ``orjson.loads`` (asyncio loop)
+  picows           floor: ``picows`` (Cython), ``orjson.loads`` of each frame (asyncio loop)
+  marketlab        ``Lab`` with trades, tickers and klines into its rolling frames (its own loop)
   marketlab+books  the same plus a synced order book per symbol (snapshot + diff stream)
   ccxt.pro         ``binance`` ``watch_trades``/``watch_ticker``/``watch_ohlcv``/``watch_order_book``
-  cryptofeed       its ``Binance`` feed with TRADES, TICKER, CANDLES and L2_BOOK callbacks
+                   (asyncio loop)
+  cryptofeed       its ``Binance`` feed with TRADES, TICKER, CANDLES and L2_BOOK callbacks; its
+                   ``wss://``-only address check is lifted here so it meets the same ``ws://``
+                   server as everyone (it installs uvloop's event loop policy, as it does for users)
 
-and reports messages/second from its first frame to its last, CPU time per message (its whole
-process) and peak RSS; the table gives each rate as a ratio to the floor's, from the same run.
-Peers are optional (``pip install -e ".[bench]"``); a peer that cannot run says why.
+Clients are interleaved round by round (``--rounds``, default 5): the machine drifts by tens of
+percent from minute to minute, so every rate is compared with the websockets floor of its own
+round, and the table gives the median rate and the median of those per-round ratios (and the
+same against cryptofeed). CPU time per message covers the client's whole process; peak RSS is
+its maximum. Peers are optional (``pip install -e ".[bench]"``); one that cannot run says why.
 """
 
 from __future__ import annotations
@@ -24,6 +32,7 @@ import json
 import os
 import re
 import resource
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -108,15 +117,16 @@ def all_streams(symbols: list[str], kinds: tuple[str, ...]) -> list[str]:
     return [f"{s.lower()}@{k}" for s in symbols for k in kinds]
 
 
-async def floor_client(
-    port: int, symbols: list[str], expect: int, tls: bool = False
-) -> dict[str, Any]:
+def floor_url(port: int, symbols: list[str]) -> str:
+    return f"ws://127.0.0.1:{port}/stream?streams=" + "/".join(all_streams(symbols, STREAMS))
+
+
+async def websockets_client(port: int, symbols: list[str], expect: int) -> dict[str, Any]:
     import orjson
     import websockets
 
     meter = Meter(expect)
-    scheme = "wss" if tls else "ws"
-    url = f"{scheme}://127.0.0.1:{port}/stream?streams=" + "/".join(all_streams(symbols, STREAMS))
+    url = floor_url(port, symbols)
     loads = orjson.loads
     async with websockets.connect(url, max_size=2**24, max_queue=4096, compression=None) as ws:
         frame = await ws.recv(decode=False)
@@ -128,6 +138,59 @@ async def floor_client(
             loads(await recv(decode=False))
             meter.n += 1
         meter.last()
+    return meter.result()
+
+
+async def aiohttp_client(port: int, symbols: list[str], expect: int) -> dict[str, Any]:
+    import aiohttp
+    import orjson
+
+    meter = Meter(expect)
+    loads = orjson.loads
+    async with aiohttp.ClientSession() as session, \
+            session.ws_connect(floor_url(port, symbols), max_msg_size=0, compress=0) as ws:  # fmt: skip
+        receive = ws.receive
+        msg = await receive()
+        meter.first()
+        loads(msg.data)
+        meter.n = 1
+        while meter.n < expect:
+            loads((await receive()).data)
+            meter.n += 1
+        meter.last()
+    return meter.result()
+
+
+async def picows_client(port: int, symbols: list[str], expect: int) -> dict[str, Any]:
+    try:
+        import picows
+    except ImportError as exc:
+        return {"error": f"picows is not installed ({exc}); pip install -e '.[bench]'"}
+    import orjson
+
+    meter = Meter(expect)
+    loads = orjson.loads
+    done = asyncio.get_running_loop().create_future()
+
+    class Listener(picows.WSListener):  # type: ignore[misc]
+        def on_ws_frame(self, transport: Any, frame: Any) -> None:
+            if frame.msg_type != picows.WSMsgType.TEXT:
+                return
+            if meter.n == 0:
+                meter.first()
+            loads(frame.get_payload_as_memoryview())
+            meter.n += 1
+            if meter.n >= expect and not done.done():
+                meter.last()
+                done.set_result(None)
+
+    transport, _ = await picows.ws_connect(
+        Listener, floor_url(port, symbols), max_frame_size=1 << 24
+    )
+    try:
+        await done
+    finally:
+        transport.disconnect()
     return meter.result()
 
 
@@ -224,15 +287,23 @@ def cryptofeed_client(port: int, symbols: list[str], expect: int) -> dict[str, A
 
     meter = Meter(expect)
 
-    # cryptofeed refuses any address but wss:// ("Invalid address, must be a wss address"), so
-    # it meets a TLS simulator, trusting its certificate through SSL_CERT_FILE/REQUESTS_CA_BUNDLE.
+    # cryptofeed refuses any address but wss:// ("Invalid address, must be a wss address"):
+    # lifted here, so it meets the same plain ws:// server as every other client.
+    from cryptofeed.connection import WSAsyncConn
+
+    checked = WSAsyncConn.__init__
+
+    def plain_ws(self: Any, address: str, *args: Any, **kwargs: Any) -> None:
+        checked(self, address.replace("ws://", "wss://", 1), *args, **kwargs)
+        self.address = address
+
+    WSAsyncConn.__init__ = plain_ws
+
     class LocalBinance(Binance):  # type: ignore[misc]
         websocket_endpoints: ClassVar = [
-            WebsocketEndpoint(
-                f"wss://127.0.0.1:{port}", sandbox=None, options={"compression": None}
-            )
+            WebsocketEndpoint(f"ws://127.0.0.1:{port}", sandbox=None, options={"compression": None})
         ]
-        rest_endpoints: ClassVar = [RestEndpoint(f"https://127.0.0.1:{port}",
+        rest_endpoints: ClassVar = [RestEndpoint(f"http://127.0.0.1:{port}",
                                        routes=Routes("/api/v3/exchangeInfo", l2book="/api/v3/depth?symbol={}&limit={}"))]  # fmt: skip
 
         async def message_handler(self, msg: str, conn: Any, timestamp: float) -> None:
@@ -266,10 +337,12 @@ def cryptofeed_client(port: int, symbols: list[str], expect: int) -> dict[str, A
 
 def run_client(name: str, port: int, n_symbols: int, expect: int) -> dict[str, Any]:
     symbols = symbols_for(n_symbols)
-    if name == "floor":
-        return asyncio.run(floor_client(port, symbols, expect))
-    if name == "floor+tls":
-        return asyncio.run(floor_client(port, symbols, expect, tls=True))
+    if name == "websockets":
+        return asyncio.run(websockets_client(port, symbols, expect))
+    if name == "aiohttp":
+        return asyncio.run(aiohttp_client(port, symbols, expect))
+    if name == "picows":
+        return asyncio.run(picows_client(port, symbols, expect))
     if name == "marketlab":
         return marketlab_client(port, symbols, expect, books=False)
     if name == "marketlab+books":
@@ -284,32 +357,19 @@ def run_client(name: str, port: int, n_symbols: int, expect: int) -> dict[str, A
 # --- the run -----------------------------------------------------------------------------------
 
 CLIENTS = {  # name → the streams it takes
-    "floor": STREAMS,
+    "websockets": STREAMS,
+    "aiohttp": STREAMS,
+    "picows": STREAMS,
     "marketlab": ("trade", "kline_1m", "ticker"),
     "marketlab+books": STREAMS,
     "ccxt.pro": STREAMS,
-    "floor+tls": STREAMS,
     "cryptofeed": CRYPTOFEED,
 }
-TLS_CLIENTS = ("floor+tls", "cryptofeed")
 
 
-def certificate() -> tuple[Path, Path]:
-    """A self-signed certificate for 127.0.0.1 (made once with the openssl command)."""
-    cert, key = CACHE / "loopback-cert.pem", CACHE / "loopback-key.pem"
-    if not cert.exists():
-        subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "3650", "-subj",
-                        "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(key),
-                        "-out", str(cert)], check=True, capture_output=True)  # fmt: skip
-    return cert, key
-
-
-def start_simulator(
-    path: Path, tls: tuple[Path, Path] | None = None
-) -> tuple[subprocess.Popen[str], int, Any]:
+def start_simulator(path: Path) -> tuple[subprocess.Popen[str], int, Any]:
     log = tempfile.TemporaryFile(mode="w+")  # noqa: SIM115 - closed by the caller
-    extra = ["--tls-cert", str(tls[0]), "--tls-key", str(tls[1])] if tls else []
-    proc = subprocess.Popen([sys.executable, "-m", "marketlab", "sim", "--port", "0", "--replay", str(path), *extra],
+    proc = subprocess.Popen([sys.executable, "-m", "marketlab", "sim", "--port", "0", "--replay", str(path)],
                             stdout=subprocess.PIPE, stderr=log, text=True)  # fmt: skip
     assert proc.stdout is not None
     for line in proc.stdout:
@@ -320,6 +380,20 @@ def start_simulator(
     raise RuntimeError(f"the simulator did not start: {log.read()}")
 
 
+def run_once(name: str, port: int, n_symbols: int, expect: int) -> dict[str, Any]:
+    out = subprocess.run([sys.executable, __file__, "--client", name, "--port", str(port), "--symbols",
+                          str(n_symbols), "--expect", str(expect)], capture_output=True, text=True,
+                         timeout=900)  # fmt: skip
+    try:
+        return json.loads(out.stdout.strip().splitlines()[-1])
+    except (IndexError, json.JSONDecodeError):
+        return {"error": (out.stderr.strip().splitlines() or ["no output"])[-1]}
+
+
+def median(values: list[float]) -> float:
+    return statistics.median(values) if values else float("nan")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -327,7 +401,9 @@ def main() -> None:
     ap.add_argument("--symbols", type=int, default=20)
     ap.add_argument("--seconds", type=int, default=3000, help="simulated seconds in the stream")
     ap.add_argument("--clients", default=",".join(CLIENTS))
-    ap.add_argument("--repeat", type=int, default=2, help="runs per client; the best is kept")
+    ap.add_argument(
+        "--rounds", type=int, default=5, help="interleaved rounds; medians are reported"
+    )
     ap.add_argument("--client", help=argparse.SUPPRESS)
     ap.add_argument("--port", type=int, help=argparse.SUPPRESS)
     ap.add_argument("--expect", type=int, help=argparse.SUPPRESS)
@@ -346,60 +422,49 @@ def main() -> None:
         ap.error(
             f"unknown client(s) {', '.join(sorted(unknown))}: expected some of {', '.join(CLIENTS)}"
         )
+    if "websockets" not in names:
+        names.insert(0, "websockets")  # every ratio is against it
+    expect = {name: expected_frames(path, CLIENTS[name]) for name in names}
     proc, port, log = start_simulator(path)
-    tls = certificate() if set(names) & set(TLS_CLIENTS) else None
-    tls_proc, tls_port, tls_log = start_simulator(path, tls) if tls else (None, 0, None)
-    env = (
-        {**os.environ, "SSL_CERT_FILE": str(tls[0]), "REQUESTS_CA_BUNDLE": str(tls[0])}
-        if tls
-        else None
-    )
-    rows = []
+    rounds: list[dict[str, dict[str, Any]]] = []
     try:
-        for name in names:
-            expect = expected_frames(path, CLIENTS[name])
-            best: dict[str, Any] | None = None
-            p = tls_port if name in TLS_CLIENTS else port
-            for _ in range(args.repeat):
-                out = subprocess.run([sys.executable, __file__, "--client", name, "--port", str(p), "--symbols",
-                                      str(args.symbols), "--expect", str(expect)],
-                                     capture_output=True, text=True, timeout=900, env=env)  # fmt: skip
-                try:
-                    result = json.loads(out.stdout.strip().splitlines()[-1])
-                except (IndexError, json.JSONDecodeError):
-                    result = {"error": (out.stderr.strip().splitlines() or ["no output"])[-1]}
-                if (
-                    "error" in result
-                    or best is None
-                    or result["msg_per_s"] > best.get("msg_per_s", 0)
-                ):
-                    best = result
-                if "error" in result:
-                    break
-            rows.append((name, best))
-            print(f"  {name}: {best}", file=sys.stderr, flush=True)
+        for i in range(args.rounds):
+            results = {name: run_once(name, port, args.symbols, expect[name]) for name in names}
+            rounds.append(results)
+            brief = ", ".join(
+                f"{n} {r['msg_per_s']:,.0f}" if "msg_per_s" in r else f"{n} -"
+                for n, r in results.items()
+            )
+            print(f"  round {i + 1}: {brief}", file=sys.stderr, flush=True)
     finally:
-        for pr, lg in ((proc, log), (tls_proc, tls_log)):
-            if pr is not None:
-                pr.terminate()
-                pr.wait(10)
-                lg.close()
-    floor = next((r["msg_per_s"] for n, r in rows if n == "floor" and r and "msg_per_s" in r), None)
+        proc.terminate()
+        proc.wait(10)
+        log.close()
     print(f"\ningest: {args.symbols} symbols, {args.seconds} simulated seconds, streams {', '.join(STREAMS)}; "
-          f"simulator in its own process; best of {args.repeat}")  # fmt: skip
-    print(
-        f"{'client':<17}{'messages':>10}{'msg/s':>11}{'x floor':>9}{'CPU us/msg':>12}{'peak RSS MB':>13}"
-    )
-    for name, r in rows:
-        if r is None or "error" in r:
-            print(f"{name:<17}  could not run: {(r or {}).get('error')}")
+          f"plain ws:// for every client; simulator in its own process; median of {args.rounds} interleaved rounds")  # fmt: skip
+    print(f"{'client':<17}{'messages':>10}{'msg/s':>11}{'x websockets':>14}{'x cryptofeed':>14}"
+          f"{'CPU us/msg':>12}{'peak RSS MB':>13}")  # fmt: skip
+    for name in names:
+        ok = [r[name] for r in rounds if "msg_per_s" in r[name]]
+        if not ok:
+            errors = [r[name].get("error") for r in rounds]
+            print(f"{name:<17}  could not run: {errors[0]}")
             continue
-        ratio = f"{r['msg_per_s'] / floor:.2f}" if floor else "-"
+
+        def ratio(peer: str, name: str = name) -> str:
+            per_round = [r[name]["msg_per_s"] / r[peer]["msg_per_s"] for r in rounds
+                         if "msg_per_s" in r[name] and "msg_per_s" in r.get(peer, {})]  # fmt: skip
+            return f"{median(per_round):.2f}" if per_round else "-"
+
+        last = ok[-1]
         short = (
-            "" if r["messages"] >= r["expected"] else f"  (only {r['messages']} of {r['expected']})"
+            ""
+            if last["messages"] >= last["expected"]
+            else f"  (only {last['messages']} of {last['expected']})"
         )
-        print(f"{name:<17}{r['messages']:>10,}{r['msg_per_s']:>11,.0f}{ratio:>9}{r['cpu_us_per_msg']:>12.1f}"
-              f"{r['peak_rss_mb']:>13.0f}{short}")  # fmt: skip
+        print(f"{name:<17}{last['messages']:>10,}{median([r['msg_per_s'] for r in ok]):>11,.0f}"
+              f"{ratio('websockets'):>14}{ratio('cryptofeed'):>14}"
+              f"{median([r['cpu_us_per_msg'] for r in ok]):>12.1f}{max(r['peak_rss_mb'] for r in ok):>13.0f}{short}")  # fmt: skip
 
 
 if __name__ == "__main__":
