@@ -57,7 +57,6 @@ class WsConnection:
         self._pacer = MessagePacer(feed.config.subscribe_per_second)
         self._request_id = 0
         self._wake = asyncio.Event()  # the venue answers again: stop backing off
-        self._woken = False
         self._idle = ""
         self.last_pong = 0.0
 
@@ -111,22 +110,22 @@ class WsConnection:
                         self.feed.on_disconnected(self)
                 if self._stopping or self.retiring:
                     return
-                await self._back_off(attempt)
-                attempt = 0 if self._woken else attempt + 1
+                woken = await self._back_off(attempt)
+                attempt = 0 if woken else attempt + 1
 
-    async def _back_off(self, attempt: int) -> None:
-        """Wait before the next attempt, less when the venue is seen answering again."""
+    async def _back_off(self, attempt: int) -> bool:
+        """Wait before the next attempt; True when cut short because the venue answers again."""
         cfg = self.feed.config
-        self._woken = False
         self.reconnects += 1
         self.feed.reconnects += 1
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._wake.wait(), cfg.backoff(attempt))
-        if self._wake.is_set():  # the venue answers again: the backoff starts over
-            self._wake.clear()
-            self._woken = True
-            log.info("%s: the venue answers again, reconnecting now", self.name)
-            await asyncio.sleep(random.uniform(0.0, cfg.backoff_initial))
+        if not self._wake.is_set():
+            return False
+        self._wake.clear()  # the venue answers again: the backoff starts over
+        log.info("%s: the venue answers again, reconnecting now", self.name)
+        await asyncio.sleep(random.uniform(0.0, cfg.backoff_initial))
+        return True
 
     async def _pump(self, ws: ClientWebSocketResponse) -> None:
         """Frames to the feed, one by one; a watchdog beside it cuts a silent connection (a
