@@ -59,6 +59,13 @@ def add_ranges(ranges: Ranges, rows: Iterable[tuple[Any, ...]]) -> None:
         ranges[key] = (min(first, t), max(last, t), n + 1)
 
 
+def merge_ranges(into: Ranges, ranges: Ranges) -> None:
+    """Fold ``ranges`` into ``into``: spans widen, row counts add up."""
+    for key, (first, last, n) in ranges.items():
+        a, b, m = into.get(key, (first, last, 0))
+        into[key] = (min(a, first), max(b, last), m + n)
+
+
 def describe_ranges(ranges: Ranges) -> str:
     """``binance BTCUSDT 1m 2026-01-01 00:05-00:09 UTC (5)``, one series after another."""
     parts = []

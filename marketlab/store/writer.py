@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from marketlab.records import Kline
-from marketlab.store.health import Ranges, StoreHealth, add_ranges, describe_ranges
+from marketlab.store.health import Ranges, StoreHealth, add_ranges, describe_ranges, merge_ranges
 from marketlab.store.sqlite import UPSERT, StoreError, connect, kline_row, last_open_times
 
 log = logging.getLogger("marketlab.store")
@@ -127,8 +127,7 @@ class KlineStore:
             )
         self._conn.close()
         with self._lock:  # dropped and not fetched again: as unwritten as the rest
-            for key, (first, last, n) in self.health.dropped_ranges.items():
-                add_ranges(self.unwritten, [(*key, first)] + [(*key, last)] * (n > 1))
+            merge_ranges(self.unwritten, self.health.dropped_ranges)
         if not self.unwritten:
             return ""
         rows = sum(n for _, _, n in self.unwritten.values())

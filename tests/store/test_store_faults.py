@@ -179,6 +179,27 @@ def test_a_kline_store_closes_on_time_while_another_process_holds_the_lock(tmp_p
         blocker.close()
 
 
+def test_rows_dropped_from_a_full_queue_are_counted_in_the_closing_report(tmp_path):
+    from tests.store.test_sqlite import kline
+
+    db = tmp_path / "k.sqlite"
+    KlineStore(db).close()
+    blocker = sqlite3.connect(db, isolation_level=None)
+    blocker.execute("BEGIN EXCLUSIVE")
+    try:
+        store = KlineStore(db, flush_interval=0.05, retry_interval=30.0, max_pending=2)
+        store.add_many("binance", [kline(i) for i in range(2)])
+        wait_for(lambda: not store.health.ok, 5, "the first write to fail")
+        store.add_many("binance", [kline(i) for i in range(2, 10)])  # over the bound: dropped
+        wait_for(lambda: store.health.dropped == 8, 5, "the oldest rows let go of")
+        report = store.close(timeout=2)
+        assert report.startswith("10 kline(s) not written"), report
+        assert sum(n for *_, n in store.unwritten.values()) == 10
+    finally:
+        blocker.execute("ROLLBACK")
+        blocker.close()
+
+
 def _fill_the_disk_at(limit: int) -> Callable[[], None]:
     def limit_file_size() -> None:
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails with EFBIG
