@@ -190,9 +190,10 @@ def create_app(
             if lab.db is None:
                 raise HTTPException(409, "this server keeps no history (start it with --db)")
             if since is not None and until is not None and until < since:
-                df = lab.history.klines(s, iv, since, since).iloc[:0]  # an empty span: no candles
-            else:
-                df = lab.history.klines(s, iv, since, until)
+                return models.Klines(
+                    symbol=s, interval=iv, source="history", klines=[]
+                )  # empty span
+            df = lab.history.klines(s, iv, since, until)
             return models.Klines(
                 symbol=s, interval=iv, source="history", klines=candles(df.tail(limit))
             )
