@@ -234,9 +234,12 @@ class SimExchange(FaultControls):
     # --- the engine ----------------------------------------------------------------------
 
     def now_ms(self) -> int:
-        """Exchange time now (never behind the market)."""
+        """Exchange time now: the clock, but never outside the second the market is in. An
+        overloaded simulator's market lags its clock; a server time ahead of the data it serves
+        would call a half-built candle closed (a real exchange's clock and data agree)."""
         assert self.clock is not None, "the simulator is not started"
-        return max(self.clock.now_ms(), self.market.now)
+        market = self.market.now
+        return max(market, min(self.clock.now_ms(), market + SECOND_MS - 1))
 
     async def _engine(self) -> None:
         assert self.clock is not None
