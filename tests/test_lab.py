@@ -88,22 +88,33 @@ def assert_klines_exact(
 
 
 def assert_book_matches_exchange(lab: Lab, sim: SimExchange, symbol: str) -> None:
-    """The book equals the exchange's at the exchange's own id (OKX: its seqId)."""
+    """The book equals the exchange's at the exchange's own id (OKX: its seqId).
+
+    The exchange is paused to compare; a paused exchange sends nothing, so a Lab with a short
+    idle timeout may cut the line and forget its book meanwhile: then the exchange resumes,
+    the book resyncs, and the comparison is made again."""
     venue = lab.book_levels(symbol).exchange or lab.exchange
-    sim.pause()
-    try:
-        target = sim.book(symbol, venue=venue)["last_update_id"]
-        wait_for(
-            lambda: lab.book(symbol).attrs["last_update_id"] == target, 15, "the book to catch up"
-        )
-        truth = sim.book(symbol, 50)
-        df = lab.book(symbol, 50)
-        bids = df[df.side == "bid"]
-        asks = df[df.side == "ask"]
-        assert list(zip(bids.price, bids.qty, strict=True)) == truth["bids"]
-        assert list(zip(asks.price, asks.qty, strict=True)) == truth["asks"]
-    finally:
-        sim.resume()
+
+    def caught_up() -> bool:
+        return lab.book(symbol).attrs["last_update_id"] == target
+
+    for _ in range(5):
+        sim.pause()
+        try:
+            target = sim.book(symbol, venue=venue)["last_update_id"]
+            wait_for(lambda: caught_up() or not lab.book(symbol).attrs["synced"], 15, "the book")
+            if caught_up():
+                truth = sim.book(symbol, 50)
+                df = lab.book(symbol, 50)
+                bids = df[df.side == "bid"]
+                asks = df[df.side == "ask"]
+                assert list(zip(bids.price, bids.qty, strict=True)) == truth["bids"]
+                assert list(zip(asks.price, asks.qty, strict=True)) == truth["asks"]
+                return
+        finally:
+            sim.resume()
+        wait_for(lambda: lab.book(symbol).attrs["synced"], 15, "the book to resync")
+    raise AssertionError("the book never caught up with the paused exchange")
 
 
 def trades_unique(lab: Lab, symbol: str) -> None:
