@@ -87,9 +87,12 @@ class WsConnection:
         async with aiohttp.ClientSession() as session:
             while not self._stopping:
                 try:
-                    ws = await asyncio.wait_for(session.ws_connect(
-                        self.url, autoping=False, max_msg_size=2**24, compress=0, decode_text=False,
-                        timeout=aiohttp.ClientWSTimeout(ws_close=2.0)), cfg.open_timeout)  # fmt: skip
+                    # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancellation
+                    # that lands as the connection opens, and stop() would wait forever
+                    async with asyncio.timeout(cfg.open_timeout):
+                        ws = await session.ws_connect(
+                            self.url, autoping=False, max_msg_size=2**24, compress=0, decode_text=False,
+                            timeout=aiohttp.ClientWSTimeout(ws_close=2.0))  # fmt: skip
                     async with ws:
                         self.ws = ws
                         attempt = 0
@@ -119,7 +122,8 @@ class WsConnection:
         self.reconnects += 1
         self.feed.reconnects += 1
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._wake.wait(), cfg.backoff(attempt))
+            async with asyncio.timeout(cfg.backoff(attempt)):
+                await self._wake.wait()
         if not self._wake.is_set():
             return False
         self._wake.clear()  # the venue answers again: the backoff starts over
