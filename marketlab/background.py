@@ -6,11 +6,31 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import threading
 from collections.abc import Callable, Coroutine
 from typing import Any
 
 log = logging.getLogger("marketlab.lab")
+
+LOOP_VARIABLE = "MARKETLAB_LOOP"  # "asyncio" keeps asyncio's own loop where uvloop is installed
+
+
+def new_loop() -> asyncio.AbstractEventLoop:
+    """uvloop's loop when it is installed (Linux, macOS), else asyncio's: only the collector's
+    thread runs it, so a notebook's own loop is never replaced."""
+    choice = os.environ.get(LOOP_VARIABLE, "").strip().lower()
+    if choice not in ("", "uvloop", "asyncio"):
+        raise ValueError(f"{LOOP_VARIABLE}={choice!r}: expected 'uvloop' or 'asyncio'")
+    if choice != "asyncio":
+        try:
+            import uvloop
+        except ImportError:
+            if choice == "uvloop":
+                raise ValueError(f"{LOOP_VARIABLE}=uvloop but uvloop is not installed") from None
+        else:
+            return uvloop.new_event_loop()  # type: ignore[no-any-return]
+    return asyncio.new_event_loop()
 
 
 class Background:
@@ -36,7 +56,7 @@ class Background:
         self.error = None
 
         def run() -> None:
-            loop = asyncio.new_event_loop()
+            loop = new_loop()
             self.loop = loop
             asyncio.set_event_loop(loop)
             ready.set()

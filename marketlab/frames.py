@@ -160,6 +160,10 @@ class KlineBuffer:
     ``upsert`` replaces a candle by open time (the open candle is updated in place; a closed
     candle is never overwritten by a late update of the same candle still open), inserts
     backfilled candles where they belong and drops the oldest beyond the capacity.
+
+    The newest candle, while it is open, is kept as the record itself (``_open``): the stream
+    updates it every second or faster, and it reaches the columns only when it closes, a newer
+    one opens or someone reads.
     """
 
     def __init__(self, interval: str, capacity: int = DEFAULT_KLINE_CAPACITY):
@@ -169,19 +173,43 @@ class KlineBuffer:
         self.capacity = capacity
         self.cols = {name: np.zeros(capacity, dtype=dt) for name, dt in _KLINE_DTYPES.items()}
         self.n = 0
+        self._open: Kline | None = None  # the newest candle, open, not yet in the columns
         self.lock = threading.Lock()
 
     def __len__(self) -> int:
-        return self.n
+        with self.lock:
+            self._settle()
+            return self.n
 
     def upsert(self, k: Kline) -> bool:
         """Store ``k``; False when it changes nothing new (a stale or duplicate update)."""
         with self.lock:
+            pending = self._open
+            if not k.closed:
+                if pending is not None and pending.open_time == k.open_time:
+                    self._open = k  # the usual update: the open candle again
+                    return True
+                n = self.n
+                if (pending is None or k.open_time > pending.open_time) and (
+                    n == 0 or k.open_time > self.cols["open_time"][n - 1]
+                ):
+                    self._settle()
+                    self._open = k  # a newer candle opens
+                    return True
+            self._settle()
             return self._upsert(k)
 
     def upsert_many(self, klines: Iterable[Kline]) -> int:
         with self.lock:
+            self._settle()
             return sum(self._upsert(k) for k in klines)
+
+    def _settle(self) -> None:
+        """The open candle into the columns (under the lock)."""
+        pending = self._open
+        if pending is not None:
+            self._open = None
+            self._upsert(pending)
 
     def _upsert(self, k: Kline) -> bool:
         opens = self.cols["open_time"]
@@ -227,15 +255,18 @@ class KlineBuffer:
 
     def last_closed_open_time(self) -> int | None:
         with self.lock:
+            self._settle()
             closed = np.flatnonzero(self.cols["closed"][: self.n])
             return int(self.cols["open_time"][closed[-1]]) if len(closed) else None
 
     def open_times(self) -> np.ndarray:
         with self.lock:
+            self._settle()
             return self.cols["open_time"][: self.n].copy()
 
     def frame(self) -> pd.DataFrame:
         with self.lock:
+            self._settle()
             a = {name: col[: self.n].copy() for name, col in self.cols.items()}
         data = {name: a[name] for name in KLINE_COLUMNS}
         data["close_time"] = utc_times(a["close_time"])

@@ -110,7 +110,6 @@ class Lab(LabFrames):
         self._state = MarketState(self.symbols, self.intervals, trade_capacity, kline_capacity,
                                   lambda k: self._store_kline(self.exchange, k))  # fmt: skip
         self._trades, self._klines = self._state.trades, self._state.klines
-        self._on_records = self._state.on_records  # what the feed delivers to
         self._kline_capacity = kline_capacity
         self._db_options = {"batch_size": db_batch_size, "flush_interval": db_flush_interval,
                             "max_pending": db_max_pending}  # fmt: skip
@@ -150,7 +149,7 @@ class Lab(LabFrames):
         cls = registry.get(self.exchange).feed_class()
         if self._replay is not None:
             cls = replaying(cls)
-        self._feed = cls(self.symbols, self.intervals, self.channels, self.config, self._on_records,
+        self._feed = cls(self.symbols, self.intervals, self.channels, self.config, self._state,
                          kline_starts=starts)  # fmt: skip
         if self._replay is not None:
             self._feed.replay_path, self._feed.replay_speed = self._replay  # type: ignore[attr-defined]

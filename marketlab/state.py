@@ -5,7 +5,6 @@ the collector thread (the hot path: no locks but the prices'), read as fresh cop
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -30,31 +29,51 @@ class MarketState:
         }
         self.closed_kline = closed_kline
         self.callbacks: list[Callable[[Record], Any]] = []
-        self._prices: dict[str, dict[str, Any]] = {}
+        # symbol → (ticker, event time shown, received at, source); replaced whole, never
+        # changed in place, so readers in other threads need no lock
+        self._tickers: dict[str, tuple[Ticker, int, float, str]] = {}
         self._last_trade: dict[
             str, tuple[float, int, float, str]
         ] = {}  # price, time, received, source
-        self._lock = threading.Lock()
 
     def on_records(self, records: Sequence[Record], source: str) -> None:
         for r in records:
             kind = type(r)
             if kind is Trade:
-                self.trades[r.symbol].add(r)  # type: ignore[arg-type]
-                # the newest trade is merged into prices when they are read: no lock, no dict work
-                self._last_trade[r.symbol] = (r.price, r.time, time.time(), source)  # type: ignore[union-attr]
-            elif kind is BookDelta:
-                pass  # the feed keeps the book
-            elif isinstance(r, Kline):
-                buf = self.klines.get((r.symbol, r.interval))  # type: ignore[call-overload]
-                if buf is not None:
-                    buf.upsert(r)
-                if r.closed:
-                    self.closed_kline(r)
-            elif isinstance(r, Ticker):
-                self.ticker(r, source)
-            if self.callbacks:
+                self.on_trade(r, source)  # type: ignore[arg-type]
+            elif kind is Kline:
+                self.on_kline(r, source)  # type: ignore[arg-type]
+            elif kind is Ticker:
+                self.on_ticker(r, source)  # type: ignore[arg-type]
+            elif self.callbacks:
                 self.notify(r)
+
+    # One entry per kind, called by the feed for each record (the hot path).
+
+    def on_trade(self, r: Trade, source: str) -> None:
+        self.trades[r.symbol].add(r)
+        # the newest trade is merged into prices when they are read: no lock, no dict work
+        self._last_trade[r.symbol] = (r.price, r.time, time.time(), source)
+        if self.callbacks:
+            self.notify(r)
+
+    def on_kline(self, k: Kline, source: str) -> None:
+        buf = self.klines.get((k.symbol, k.interval))  # type: ignore[call-overload]
+        if buf is not None:
+            buf.upsert(k)
+        if k.closed:
+            self.closed_kline(k)
+        if self.callbacks:
+            self.notify(k)
+
+    def on_ticker(self, t: Ticker, source: str) -> None:
+        self.ticker(t, source)
+        if self.callbacks:
+            self.notify(t)
+
+    def on_delta(self, d: BookDelta, source: str) -> None:
+        if self.callbacks:  # the feed keeps the book
+            self.notify(d)
 
     def notify(self, r: Record) -> None:
         for cb in tuple(self.callbacks):
@@ -64,25 +83,29 @@ class MarketState:
                 log.exception("subscriber %r failed on %s", cb, type(r).__name__)
 
     def ticker(self, t: Ticker, source: str) -> None:
-        """A ticker's row of prices (the newest trade is merged in when prices are read)."""
-        with self._lock:
-            row = self._prices.setdefault(t.symbol, {"event_time": 0})
-            row.update(last=t.last, bid=t.bid, ask=t.ask, change_pct=t.change_pct, volume=t.volume,
-                       event_time=max(t.event_time, row["event_time"]), received_at=time.time(),
-                       source=source)  # fmt: skip
+        """A ticker for prices: kept as it came (a row is made of it when prices are read);
+        the event time shown never goes back."""
+        held = self._tickers.get(t.symbol)
+        shown = t.event_time if held is None or held[1] <= t.event_time else held[1]
+        self._tickers[t.symbol] = (t, shown, time.time(), source)
 
     def without_ticker(self) -> list[str]:
-        with self._lock:
-            return [s for s in self.symbols if s not in self._prices]
+        tickers = self._tickers
+        return [s for s in self.symbols if s not in tickers]
 
     def price_rows(self) -> list[dict[str, Any]]:
         """One dict per symbol with a price (times in epoch ms): cheap, for servers."""
         now = time.time()
-        with self._lock:
-            tickers = {s: dict(self._prices[s]) for s in self.symbols if s in self._prices}
+        tickers = dict(self._tickers)
         rows = []
         for s in self.symbols:
-            row, trade = tickers.get(s), self._last_trade.get(s)
+            held, trade = tickers.get(s), self._last_trade.get(s)
+            row = None
+            if held is not None:
+                t, shown, received, source = held
+                row = {"last": t.last, "bid": t.bid, "ask": t.ask, "change_pct": t.change_pct,
+                       "volume": t.volume, "event_time": shown, "received_at": received,
+                       "source": source}  # fmt: skip
             if trade is not None and (row is None or trade[1] >= row["event_time"]):
                 row = row or dict(_NO_PRICE)
                 row.update(last=trade[0], event_time=trade[1], received_at=max(trade[2], row.get("received_at", 0.0)),

@@ -61,25 +61,36 @@ def test_backfilled_candles_land_in_order_and_capacity_holds():
     assert buf.last_closed_open_time() == T0 + 5 * 60_000
 
 
-@settings(max_examples=200)
-@given(st.lists(st.tuples(st.integers(0, 30), st.booleans(), st.integers(0, 1000)), max_size=80),
+@settings(max_examples=300)
+@given(st.lists(st.tuples(st.integers(0, 30), st.booleans(), st.integers(0, 1000), st.booleans()),
+                max_size=80),
        st.integers(1, 12))  # fmt: skip
 def test_kline_buffer_equals_a_dict_model(ops, capacity):
+    """Whenever it is read (the open candle is held apart until then), the buffer equals a
+    model: one row per open time, a closed candle never reopened, the newest ``capacity``."""
     buf = KlineBuffer("1m", capacity=capacity)
     model: dict[int, tuple[bool, float]] = {}
-    for i, closed, close in ops:
+
+    def check() -> None:
+        df = buf.frame()
+        assert [(t.value // 10**6 - T0) // 60_000 for t in df.index] == sorted(model)
+        assert list(df["close"]) == [model[i][1] for i in sorted(model)]
+        assert list(df["closed"]) == [model[i][0] for i in sorted(model)]
+        assert len(buf) == len(model)
+        closed = [i for i in sorted(model) if model[i][0]]
+        assert buf.last_closed_open_time() == (T0 + closed[-1] * 60_000 if closed else None)
+
+    for i, closed, close, read in ops:
         buf.upsert(kline(i, closed, float(close)))
-        if i in model and model[i][0] and not closed:
-            continue
-        if i not in model and len(model) >= capacity and i < min(model):
-            continue
-        model[i] = (closed, float(close))
-        while len(model) > capacity:
-            del model[min(model)]
-    df = buf.frame()
-    assert [(t.value // 10**6 - T0) // 60_000 for t in df.index] == sorted(model)
-    assert list(df["close"]) == [model[i][1] for i in sorted(model)]
-    assert list(df["closed"]) == [model[i][0] for i in sorted(model)]
+        reopened = i in model and model[i][0] and not closed
+        too_old = i not in model and len(model) >= capacity and i < min(model)
+        if not reopened and not too_old:
+            model[i] = (closed, float(close))
+            while len(model) > capacity:
+                del model[min(model)]
+        if read:
+            check()
+    check()
 
 
 def test_book_frame_layout():

@@ -23,19 +23,11 @@ from typing import Any
 
 from marketlab.record import recording as rec
 from marketlab.records import (
-    AggTrade,
-    BookDelta,
-    BookSnapshot,
-    BookTicker,
     Interval,
-    Kline,
-    MiniTicker,
-    Record,
-    Ticker,
-    Trade,
 )
 from marketlab.stream.config import MAX_STREAMS_PER_CONNECTION, FeedConfig
 from marketlab.stream.connection import WsConnection
+from marketlab.stream.intake import Intake, Sink, TypedSink
 from marketlab.stream.klines import KlineIntegrity
 from marketlab.stream.polling import RestPolling
 from marketlab.stream.rest import RestError
@@ -48,26 +40,13 @@ __all__ = [
 
 log = logging.getLogger("marketlab.feed")
 
-Sink = Callable[[Sequence[Record], str], None]
-
 
 class VenueError(RuntimeError):
     """Collection cannot go on: the venue refused what it was asked for (an unknown symbol),
     or a part of the collector died. Raised by ``Lab.wait_ready`` and shown in ``status()``."""
 
 
-# What orders each kind of record, so a repeat can be recognised (klines are handled apart).
-_MARKS: dict[type, Callable[[Any], int]] = {
-    Trade: lambda r: r.trade_id, AggTrade: lambda r: r.agg_id, Ticker: lambda r: r.event_time,
-    MiniTicker: lambda r: r.event_time, BookTicker: lambda r: r.update_id,
-    BookDelta: lambda r: r.last_update_id,
-}  # fmt: skip
-
-_KEYS: dict[type, str] = {Trade: "trade", AggTrade: "aggTrade", Ticker: "ticker", MiniTicker: "miniTicker",
-                          BookTicker: "bookTicker", BookDelta: "depth", BookSnapshot: "depth"}  # fmt: skip
-
-
-class Feed(KlineIntegrity, RestPolling):
+class Feed(Intake, KlineIntegrity, RestPolling):
     """Collects a venue's streams into ``sink`` and keeps books and klines whole.
 
     Subclasses say how to reach the venue: connections and their subscriptions, frame
@@ -78,13 +57,13 @@ class Feed(KlineIntegrity, RestPolling):
     text_ping: str | None = None  # a venue-level keepalive text, for venues that want one
 
     def __init__(self, symbols: Sequence[str], intervals: Sequence[str], channels: Sequence[str],
-                 config: FeedConfig, sink: Sink,
+                 config: FeedConfig, sink: Sink | TypedSink,
                  kline_starts: dict[tuple[str, str], int] | None = None):  # fmt: skip
         self.symbols = list(symbols)
         self.intervals = [Interval(iv) for iv in intervals]
         self.channels = tuple(channels)
         self.config = config
-        self.sink = sink
+        self._init_intake(sink)
         self.books: dict[str, LockedBook] = {}
         self.stream_stats: dict[tuple[str, str], StreamStats] = {
             key: StreamStats() for key in stat_keys(self.symbols, self.intervals, self.channels)
@@ -93,7 +72,6 @@ class Feed(KlineIntegrity, RestPolling):
         self.bad_frames = 0
         self.duplicates = 0
         self.reconnects = 0  # over every connection, including retired ones
-        self._marks: dict[tuple[str, str], int] = {}
         self.last_bad_frame = ""
         self.rest: Any = None
         self.connections: list[WsConnection] = []
@@ -356,40 +334,6 @@ class Feed(KlineIntegrity, RestPolling):
         return (time.monotonic() if now is None else now) - max(down, ok)
 
     # --- incoming records ------------------------------------------------------------------
-
-    def _record(self, record: Record, source: str) -> None:
-        kind = type(record)
-        if kind is Kline:
-            key = (record.symbol, f"kline_{record.interval}")
-        else:
-            key = (record.symbol, _KEYS.get(kind, kind.__name__))
-            mark = _MARKS.get(kind)
-            if mark is not None:  # a record already delivered (overlapping connections repeat)
-                value = mark(record)
-                if value <= self._marks.get(key, -1):
-                    self.duplicates += 1
-                    return
-                self._marks[key] = value
-        self._count(key, source)
-        if kind is Kline:
-            self._kline(record, source, check_gaps=True)  # type: ignore[arg-type]
-        elif kind is BookDelta:
-            self._delta(record)  # type: ignore[arg-type]
-            self.sink((record,), source)
-        else:
-            self.sink((record,), source)
-
-    def _count(self, key: tuple[str, str], source: str) -> None:
-        """One more message on a (symbol, stream) row of the status table."""
-        stats = self.stream_stats.get(key)
-        if stats is None:
-            stats = self.stream_stats[key] = StreamStats()
-        stats.messages += 1
-        stats.last_received = time.time()
-        stats.source = source
-
-    def _delta(self, delta: BookDelta) -> None:
-        """Diff-depth events; venues whose books are kept from them override this."""
 
     def _tap(self, kind: int, tag: str, records: Any) -> None:
         if self.tap is not None:

@@ -26,6 +26,7 @@ class KlineIntegrity:
     config: Any
     rest: Any
     sink: Any
+    _deliver_kline: Any
     symbols: list[str]
     intervals: list[Interval]
     kline_stats: dict[tuple[str, str], Any]
@@ -59,7 +60,7 @@ class KlineIntegrity:
                 seen.discard(order.popleft())
             if last is None or k.open_time > last:
                 self._last_closed[key] = k.open_time
-        self.sink((k,), source)
+        self._deliver_kline(k, source)
         return True
 
     def _schedule_backfill(self, key: tuple[str, str], start: int) -> None:
@@ -144,7 +145,7 @@ class KlineIntegrity:
                 if self._kline(k, "rest", check_gaps=False):
                     added += 1
             elif include_open:
-                self.sink((k,), "rest")
+                self._deliver_kline(k, "rest")
         return added
 
     async def _server_time_with_retry(self) -> int:

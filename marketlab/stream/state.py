@@ -23,11 +23,14 @@ class BookView(NamedTuple):
     verified: str = ""  # how it is known to equal the venue's (e.g. "seqId chain")
 
 
-@dataclass
+@dataclass(slots=True)
 class StreamStats:
+    """One (symbol, stream) row of the status table, and the newest id taken from it."""
+
     messages: int = 0
     last_received: float | None = None  # wall time
     source: str = "ws"
+    mark: int = -1  # the id (trade id, update id, event time) of the newest record delivered
 
 
 @dataclass

@@ -133,6 +133,14 @@ class BookSide:
         return dropped
 
 
+def _best_key(side: BookSide) -> float:
+    """The best key of a non-empty side (dropping heap keys no longer in the book)."""
+    heap, levels = side.heap, side.levels
+    while heap[0] not in levels:
+        heapq.heappop(heap)
+    return heap[0]
+
+
 class OrderBook:
     """One symbol's book. Feed it :class:`BookDelta` and :class:`BookSnapshot`; act on the
     returned :class:`Action`.
@@ -269,25 +277,41 @@ class OrderBook:
     # --- internals -----------------------------------------------------------------------
 
     def _apply(self, delta: BookDelta) -> None:
-        bids, asks = self._bids, self._asks
-        for price, qty in delta.bids:
-            if qty:
-                bids[-price] = qty
-            else:
-                bids.pop(-price)
-        for price, qty in delta.asks:
-            if qty:
-                asks[price] = qty
-            else:
-                asks.pop(price)
+        # The hot path of every book: BookSide's bookkeeping inlined (a method call per level
+        # would cost more than the level's dict and heap work).
+        self._apply_side(self._bids, delta.bids, -1.0)
+        self._apply_side(self._asks, delta.asks, 1.0)
         self.last_update_id = delta.last_update_id
         self.event_time = delta.event_time
         self.stats.applied += 1
         slack = self.max_levels + self.max_levels // 10
-        if len(bids) > slack:
-            self._trim(bids)
-        if len(asks) > slack:
-            self._trim(asks)
+        if len(self._bids.levels) > slack:
+            self._trim(self._bids)
+        if len(self._asks.levels) > slack:
+            self._trim(self._asks)
+
+    @staticmethod
+    def _apply_side(side: BookSide, changes: list[Level], sign: float) -> None:
+        """``changes`` (price, qty) on ``side``, keyed by ``sign * price``; qty 0 removes."""
+        if not changes:
+            return
+        levels, heap, bound = side.levels, side.heap, side.bound
+        known = side.known
+        push = heapq.heappush
+        for price, qty in changes:
+            key = sign * price
+            if qty:
+                if key not in levels:
+                    push(heap, key)
+                    if key <= bound:
+                        known += 1
+                levels[key] = qty
+            elif levels.pop(key, None) is not None and key <= bound:
+                known -= 1
+        side.known = known
+        if len(heap) > 2 * len(levels) + 64:  # mostly keys long gone: rebuild
+            side.heap = heap = list(levels)
+            heapq.heapify(heap)
 
     def _known_levels(self) -> int:
         """Known levels on the thinner side whose snapshot was cut at its limit."""
@@ -302,9 +326,10 @@ class OrderBook:
         side.trim(self.max_levels)
 
     def _crossed(self) -> bool:
-        return bool(
-            self._bids and self._asks and -self._bids.peekitem(0)[0] >= self._asks.peekitem(0)[0]
-        )
+        bids, asks = self._bids, self._asks
+        if not bids.levels or not asks.levels:
+            return False
+        return -_best_key(bids) >= _best_key(asks)
 
     def _resync(self, reason: str, first: BookDelta | None) -> Action:
         self.stats.resyncs += 1

@@ -3,6 +3,7 @@ and combined, and the control answers (SUBSCRIBE results, errors, ``serverShutdo
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -196,7 +197,7 @@ _DECODERS = {
     for t in {*_WIRE_BY_EVENT.values(), _BookTicker, _PartialDepth}
 }
 _ENVELOPE = msgspec.json.Decoder(_Envelope)
-_COMBINED = b'{"stream":"'
+COMBINED_PREFIX = _COMBINED = b'{"stream":"'  # how a combined stream's frame begins
 _MISSING = object()
 
 
@@ -205,19 +206,9 @@ def _side(buyer_is_maker: bool) -> str:
 
 
 def _to_record(wire: Any, stream: Stream | None) -> Record:
-    if isinstance(wire, _Trade):
-        return Trade(wire.s, wire.t, wire.p, wire.q, _side(wire.m), wire.T, wire.E)
-    if isinstance(wire, _DepthUpdate):
-        return BookDelta(wire.s, wire.U, wire.u, wire.b, wire.a, wire.E)
-    if isinstance(wire, _Kline):
-        k = wire.k
-        return Kline(k.s, k.i, k.t, k.o, k.h, k.l, k.c, k.v, k.T, k.q, k.n, k.V, k.Q, k.x, wire.E)
-    if isinstance(wire, _Ticker):
-        return Ticker(
-            wire.s, wire.E, wire.c, wire.Q, wire.b, wire.B, wire.a, wire.A, wire.o, wire.h,
-            wire.l, wire.v, wire.q, wire.p, wire.P, wire.w, wire.x, wire.O, wire.C, wire.F,
-            wire.L, wire.n,
-        )  # fmt: skip
+    convert = _CONVERTERS.get(type(wire))
+    if convert is not None:
+        return convert(wire)
     if isinstance(wire, _AggTrade):
         return AggTrade(
             wire.s, wire.a, wire.p, wire.q, _side(wire.m), wire.f, wire.l, wire.T, wire.E
@@ -231,6 +222,44 @@ def _to_record(wire: Any, stream: Stream | None) -> Record:
             raise FrameError("partial depth payload carries no symbol and no stream name was given")
         return BookSnapshot(stream.symbol, wire.lastUpdateId, wire.bids, wire.asks)
     raise TypeError(f"no record for {type(wire).__name__}")  # pragma: no cover - exhaustive
+
+
+# --- the hot path: one stream's payloads, typed, straight to records -------------------------
+
+Convert = Callable[[Any], Record]
+
+
+def _trade_of(w: _Trade) -> Trade:
+    return Trade(w.s, w.t, w.p, w.q, "sell" if w.m else "buy", w.T, w.E)
+
+
+def _delta_of(w: _DepthUpdate) -> BookDelta:
+    return BookDelta(w.s, w.U, w.u, w.b, w.a, w.E)
+
+
+def _kline_of(w: _Kline) -> Kline:
+    k = w.k
+    return Kline(k.s, k.i, k.t, k.o, k.h, k.l, k.c, k.v, k.T, k.q, k.n, k.V, k.Q, k.x, w.E)
+
+
+def _ticker_of(w: _Ticker) -> Ticker:
+    return Ticker(
+        w.s, w.E, w.c, w.Q, w.b, w.B, w.a, w.A, w.o, w.h, w.l, w.v, w.q, w.p, w.P, w.w, w.x, w.O,
+        w.C, w.F, w.L, w.n,
+    )  # fmt: skip
+
+
+_CONVERTERS: dict[type, Convert] = {_Trade: _trade_of, _DepthUpdate: _delta_of, _Kline: _kline_of,
+                                    _Ticker: _ticker_of}  # fmt: skip
+
+
+def payload_reader(stream: Stream) -> tuple[Callable[[bytes], Any], Convert]:
+    """``(decode, convert)`` for the payloads of ``stream``: ``convert(decode(payload))`` is
+    its record. ``decode`` raises msgspec's errors on anything unexpected (a control event on
+    the stream, a malformed frame): :meth:`StreamDecoder.decode` then says what it was."""
+    wire = _WIRE_BY_CHANNEL[stream.channel]
+    convert = _CONVERTERS.get(wire) or (lambda w: _to_record(w, stream))
+    return _DECODERS[wire].decode, convert
 
 
 class StreamDecoder:
