@@ -145,8 +145,7 @@ class WsConnection:
                 kind = msg.type
                 if kind is text or kind is binary:
                     frame = msg.data
-                    self.last_message = monotonic()
-                    self.messages += 1
+                    self.messages += 1  # the watchdog sees it (no clock read per frame)
                     if feed.tap is not None:
                         feed.tap(rec.WS, self.name, frame)
                     feed.on_frame(frame, self)
@@ -177,9 +176,12 @@ class WsConnection:
         text_pinged = -math.inf
         pinged = self.last_pong  # no ping outstanding yet
         tick = min(cfg.idle_timeout, ping_after, cfg.ping_interval, cfg.ping_timeout) / 4
+        seen = self.messages
         while True:
             await asyncio.sleep(tick)
             now = time.monotonic()
+            if self.messages != seen:  # frames came since the last look
+                seen, self.last_message = self.messages, now
             silence = now - (self.last_message or 0.0)
             dead = ""
             if silence >= ping_after and text_pinged < self.last_message:

@@ -133,6 +133,27 @@ class BookSide:
         return dropped
 
 
+def _apply_side(side: BookSide, changes: list[Level], sign: float) -> None:
+    """``changes`` (price, qty) on ``side``, keyed by ``sign * price``; qty 0 removes."""
+    levels, heap, bound = side.levels, side.heap, side.bound
+    known = side.known
+    push = heapq.heappush
+    for price, qty in changes:
+        key = sign * price
+        if qty:
+            if key not in levels:
+                push(heap, key)
+                if key <= bound:
+                    known += 1
+            levels[key] = qty
+        elif levels.pop(key, None) is not None and key <= bound:
+            known -= 1
+    side.known = known
+    if len(heap) > 2 * len(levels) + 64:  # mostly keys long gone: rebuild
+        side.heap = heap = list(levels)
+        heapq.heapify(heap)
+
+
 def _best_key(side: BookSide) -> float:
     """The best key of a non-empty side (dropping heap keys no longer in the book)."""
     heap, levels = side.heap, side.levels
@@ -201,11 +222,14 @@ class OrderBook:
                 delta,
             )
         self._apply(delta)
-        if self._known_levels() < self._min_known:
+        if (self.bid_floor != -math.inf or self.ask_ceiling != math.inf) and (
+            self._known_levels() < self._min_known
+        ):
             return self._resync(
                 f"price moved beyond the snapshot's range after update {delta.last_update_id}", None
             )
-        if self._crossed():
+        bids, asks = self._bids, self._asks  # crossed? (_crossed, inlined: every delta asks)
+        if bids.levels and asks.levels and -_best_key(bids) >= _best_key(asks):
             self.stats.crossed += 1
             return self._resync(
                 f"crossed book after update {delta.last_update_id}: bid {self.best_bid()} >= ask {self.best_ask()}",
@@ -279,39 +303,19 @@ class OrderBook:
     def _apply(self, delta: BookDelta) -> None:
         # The hot path of every book: BookSide's bookkeeping inlined (a method call per level
         # would cost more than the level's dict and heap work).
-        self._apply_side(self._bids, delta.bids, -1.0)
-        self._apply_side(self._asks, delta.asks, 1.0)
+        bids, asks = self._bids, self._asks
+        if delta.bids:
+            _apply_side(bids, delta.bids, -1.0)
+        if delta.asks:
+            _apply_side(asks, delta.asks, 1.0)
         self.last_update_id = delta.last_update_id
         self.event_time = delta.event_time
         self.stats.applied += 1
         slack = self.max_levels + self.max_levels // 10
-        if len(self._bids.levels) > slack:
-            self._trim(self._bids)
-        if len(self._asks.levels) > slack:
-            self._trim(self._asks)
-
-    @staticmethod
-    def _apply_side(side: BookSide, changes: list[Level], sign: float) -> None:
-        """``changes`` (price, qty) on ``side``, keyed by ``sign * price``; qty 0 removes."""
-        if not changes:
-            return
-        levels, heap, bound = side.levels, side.heap, side.bound
-        known = side.known
-        push = heapq.heappush
-        for price, qty in changes:
-            key = sign * price
-            if qty:
-                if key not in levels:
-                    push(heap, key)
-                    if key <= bound:
-                        known += 1
-                levels[key] = qty
-            elif levels.pop(key, None) is not None and key <= bound:
-                known -= 1
-        side.known = known
-        if len(heap) > 2 * len(levels) + 64:  # mostly keys long gone: rebuild
-            side.heap = heap = list(levels)
-            heapq.heapify(heap)
+        if len(bids.levels) > slack:
+            self._trim(bids)
+        if len(asks.levels) > slack:
+            self._trim(asks)
 
     def _known_levels(self) -> int:
         """Known levels on the thinner side whose snapshot was cut at its limit."""
