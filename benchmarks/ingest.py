@@ -13,6 +13,8 @@ frame of the streams it needs:
   marketlab+books  the same plus a synced order book per symbol (snapshot + diff stream)
   ccxt.pro         ``binance`` ``watch_trades``/``watch_ticker``/``watch_ohlcv``/``watch_order_book``
                    (asyncio loop)
+  replay           ``Lab.replay()`` of a recording a ``Lab`` with books made of the same stream
+                   (no socket: the parser, books, frames and klines alone); cached once
   cryptofeed       its ``Binance`` feed with TRADES, TICKER, CANDLES and L2_BOOK callbacks; its
                    ``wss://``-only address check is lifted here so it meets the same ``ws://``
                    server as everyone (it installs uvloop's event loop policy, as it does for users)
@@ -335,6 +337,48 @@ def cryptofeed_client(port: int, symbols: list[str], expect: int) -> dict[str, A
     return meter.result()
 
 
+def lab_recording(port: int, stream: Path, n_symbols: int, expect: int) -> Path:
+    """A recording by a ``Lab`` with books of the whole stream (frames, snapshots, REST
+    answers), made once: what ``replay`` feeds through the collector without a socket."""
+    from marketlab.lab import Lab
+
+    path = stream.with_name(stream.stem + "-lab.mlrec")
+    if path.exists():
+        return path
+    print(f"recording {path.name} (once)…", flush=True)
+    tmp = path.with_suffix(".tmp")
+    lab = Lab(symbols_for(n_symbols), intervals=["1m"], channels=("trades", "ticker", "klines", "book"),
+              binance_ws_url=f"ws://127.0.0.1:{port}", binance_rest_url=f"http://127.0.0.1:{port}",
+              url_streams=1024, seed_klines=5, idle_timeout=60, record=tmp)  # fmt: skip
+    lab.start()
+    try:
+        began = time.monotonic()
+        while (
+            not lab._feed or not lab._feed.connections or lab._feed.connections[0].messages < expect
+        ):
+            if time.monotonic() - began > 600:
+                raise RuntimeError("the recording Lab did not take the whole stream in 10 minutes")
+            time.sleep(0.05)
+    finally:
+        lab.stop()
+    tmp.rename(path)
+    return path
+
+
+def replay_client(path: Path, n_symbols: int, expect: int) -> dict[str, Any]:
+    from marketlab.lab import Lab
+
+    meter = Meter(expect)
+    meter.first()
+    lab = Lab.replay(path)
+    lab.join()
+    meter.last()
+    meter.n = lab._feed.connections[0].messages if lab._feed and lab._feed.connections else 0
+    symbols = symbols_for(n_symbols)
+    synced = sum(1 for s in symbols if lab._feed.books[s].book.synced)  # type: ignore[union-attr]
+    return meter.result(books_synced=synced)
+
+
 def run_client(name: str, port: int, n_symbols: int, expect: int) -> dict[str, Any]:
     symbols = symbols_for(n_symbols)
     if name == "websockets":
@@ -351,6 +395,11 @@ def run_client(name: str, port: int, n_symbols: int, expect: int) -> dict[str, A
         return asyncio.run(ccxt_client(port, symbols, expect))
     if name == "cryptofeed":
         return cryptofeed_client(port, symbols, expect)
+    if name == "record-lab":
+        stream = stream_file(n_symbols, int(os.environ["MARKETLAB_BENCH_SECONDS"]))
+        return {"path": str(lab_recording(port, stream, n_symbols, expect))}
+    if name == "replay":
+        return replay_client(Path(os.environ["MARKETLAB_BENCH_RECORDING"]), n_symbols, expect)
     raise ValueError(name)
 
 
@@ -364,6 +413,7 @@ CLIENTS = {  # name → the streams it takes
     "marketlab+books": STREAMS,
     "ccxt.pro": STREAMS,
     "cryptofeed": CRYPTOFEED,
+    "replay": STREAMS,
 }
 
 
@@ -416,6 +466,7 @@ def main() -> None:
         print(json.dumps(result), flush=True)
         return
     path = stream_file(args.symbols, args.seconds)
+    os.environ["MARKETLAB_BENCH_SECONDS"] = str(args.seconds)
     names = args.clients.split(",")
     unknown = set(names) - set(CLIENTS)
     if unknown:
@@ -428,6 +479,13 @@ def main() -> None:
     proc, port, log = start_simulator(path)
     rounds: list[dict[str, dict[str, Any]]] = []
     try:
+        if "replay" in names:  # made in a child: this process stays small (children inherit
+            # its peak RSS through fork, and the table reports theirs)
+            made = run_once("record-lab", port, args.symbols, expect["replay"])
+            if "error" in made:
+                raise SystemExit(f"could not record the stream for replay: {made['error']}")
+            os.environ["MARKETLAB_BENCH_RECORDING"] = made["path"]
+
         for i in range(args.rounds):
             results = {name: run_once(name, port, args.symbols, expect[name]) for name in names}
             rounds.append(results)

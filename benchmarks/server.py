@@ -54,29 +54,46 @@ async def http_load(url: str, concurrency: int, seconds: float) -> dict:
 async def ws_load(
     url: str, clients: int, seconds: float, symbols: list[str], offset_ms: float
 ) -> dict:
-    """``offset_ms``: wall clock minus the exchange's clock, so event times convert to wall time."""
-    from websockets.asyncio.client import connect
+    """``offset_ms``: wall clock minus the exchange's clock, so event times convert to wall time.
+
+    aiohttp's client (its C frame reader), each frame stamped as it is read and decoded after:
+    the load generator must cost far less than the server it measures."""
+    import aiohttp
 
     lags: list[float] = []
     subscribe = orjson.dumps(
         {"action": "subscribe", "symbols": symbols, "channels": ["ticker"]}
     ).decode()
+    ready = 0
 
-    async def one() -> None:
-        async with connect(url, max_queue=None) as ws:
-            await ws.send(subscribe)
+    async def one(session: aiohttp.ClientSession, start: asyncio.Event) -> None:
+        nonlocal ready
+        async with session.ws_connect(url, compress=0, max_msg_size=0) as ws:
+            await ws.send_str(subscribe)
+            await ws.receive()  # the subscription's answer
+            ready += 1
+            await start.wait()
             deadline = time.time() + seconds
             while (left := deadline - time.time()) > 0:
                 try:
-                    raw = await asyncio.wait_for(ws.recv(), left)
+                    msg = await asyncio.wait_for(ws.receive(), left)
                 except TimeoutError:
                     return
                 now = time.time() * 1000
-                msg = orjson.loads(raw)
-                if msg.get("type") == "ticker":
-                    lags.append(now - (msg["data"]["event_time"] + offset_ms))
+                if msg.type != aiohttp.WSMsgType.TEXT:
+                    return
+                data = orjson.loads(msg.data)
+                if data.get("type") == "ticker":
+                    lags.append(now - (data["data"]["event_time"] + offset_ms))
 
-    await asyncio.gather(*(one() for _ in range(clients)))
+    start = asyncio.Event()
+    connector = aiohttp.TCPConnector(limit=0)
+    async with aiohttp.ClientSession(connector=connector) as session:
+        tasks = [asyncio.create_task(one(session, start)) for _ in range(clients)]
+        while ready < clients and not any(t.done() for t in tasks):
+            await asyncio.sleep(0.05)
+        start.set()  # every client subscribed: measure from here
+        await asyncio.gather(*tasks)
     return {"samples": len(lags), "p50_ms": percentile(lags, 0.5), "p99_ms": percentile(lags, 0.99),
             "mean_ms": statistics.fmean(lags) if lags else float("nan")}  # fmt: skip
 

@@ -18,7 +18,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, NamedTuple
 
 import msgspec
 import zstandard
@@ -26,6 +26,7 @@ import zstandard
 from marketlab.records import BookSnapshot, Kline, Ticker
 
 MAGIC = b"MLREC1\n"
+_BLOCK = 1 << 20  # decompressed bytes read at a time when replaying
 _ENTRY = struct.Struct("<BqHI")  # kind, receive time (ns since the epoch), tag length, data length
 
 WS = 1  # a WebSocket frame; tag: the connection's name
@@ -53,8 +54,9 @@ class Header:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-@dataclass(frozen=True, slots=True)
-class Entry:
+class Entry(NamedTuple):
+    """One thing taken in: its kind, when (ns since the epoch), a tag and the bytes."""
+
     kind: int
     time_ns: int
     tag: str
@@ -168,22 +170,55 @@ def open_recording(path: str | os.PathLike[str]) -> tuple[Header, Iterator[Entry
 
 
 def _entries(path: Path, reader: io.BufferedReader) -> Iterator[Entry]:
-    n = 0
+    # Entries are cut out of large decompressed blocks (two small reads per entry would cost
+    # more than the rest of a replay's work on it); tags repeat, so each is decoded once.
+    head_size, unpack = _ENTRY.size, _ENTRY.unpack_from
+    tags: dict[bytes, str] = {}
+    buf, pos, n = b"", 0, 0
     try:
         while True:
-            try:
-                head = reader.read(_ENTRY.size)
-            except zstandard.ZstdError as exc:
-                raise RecordingError(f"{path}: damaged after entry {n} ({exc})") from None
-            if not head:
-                return
-            if len(head) < _ENTRY.size:
-                raise RecordingError(f"{path}: cut short in entry {n + 1}")
-            kind, time_ns, tag_len, data_len = _ENTRY.unpack(head)
-            body = reader.read(tag_len + data_len)
-            if len(body) < tag_len + data_len or kind not in KINDS:
+            if len(buf) - pos < head_size:
+                buf, pos = _refill(path, reader, buf, pos, head_size, n)
+                if len(buf) == 0:
+                    return
+                if len(buf) < head_size:
+                    raise RecordingError(f"{path}: cut short in entry {n + 1}")
+            kind, time_ns, tag_len, data_len = unpack(buf, pos)
+            start = pos + head_size
+            end = start + tag_len + data_len
+            if end > len(buf):
+                buf, pos = _refill(path, reader, buf, pos, end - pos, n)
+                start, end = head_size, head_size + tag_len + data_len
+                if end > len(buf):
+                    raise RecordingError(f"{path}: cut short or damaged in entry {n + 1}")
+            if kind not in KINDS:
                 raise RecordingError(f"{path}: cut short or damaged in entry {n + 1}")
+            raw_tag = buf[start : start + tag_len]
+            tag = tags.get(raw_tag)
+            if tag is None:
+                tag = raw_tag.decode()
+                if len(tags) < 4096:
+                    tags[raw_tag] = tag
             n += 1
-            yield Entry(kind, time_ns, body[:tag_len].decode(), body[tag_len:])
+            pos = end
+            yield Entry(kind, time_ns, tag, buf[start + tag_len : end])
     finally:
         reader.close()
+
+
+def _refill(path: Path, reader: io.BufferedReader, buf: bytes, pos: int, need: int,
+            n: int) -> tuple[bytes, int]:  # fmt: skip
+    """What is left of ``buf`` from ``pos`` plus the next block: at least ``need`` bytes
+    unless the file ends first."""
+    parts = [buf[pos:]]
+    have = len(parts[0])
+    try:
+        while True:  # a stream may return short reads
+            more = reader.read(max(_BLOCK, need - have))
+            parts.append(more)
+            have += len(more)
+            if not more or have >= need:
+                break
+    except zstandard.ZstdError as exc:
+        raise RecordingError(f"{path}: damaged after entry {n} ({exc})") from None
+    return b"".join(parts), 0

@@ -47,18 +47,30 @@ class _Replaying:
         conns: dict[str, _Connection] = {}
         first_ns: int | None = None
         began = time.monotonic()
+        done = 0  # entries replayed
         for n, e in enumerate(entries):
-            if self._stopped.is_set():
-                break
             if self.replay_speed:
                 first_ns = e.time_ns if first_ns is None else first_ns
                 due = began + (e.time_ns - first_ns) / 1e9 / self.replay_speed
                 if due > time.monotonic():
                     await asyncio.sleep(due - time.monotonic())
+                if self._stopped.is_set():
+                    break
             elif n % 2000 == 0:
+                self.entries_replayed = done
                 await asyncio.sleep(0)  # let stop() and readers in
-            self._replay_entry(e, conns)
-            self.entries_replayed = n + 1
+                if self._stopped.is_set():
+                    break
+            if e.kind == rec.WS:  # most entries: the frame to the feed at once
+                conn = conns.get(e.tag)
+                if conn is None:
+                    conn = conns[e.tag] = self._connection(e.tag)
+                conn.messages += 1
+                self.on_frame(e.data, conn)
+            else:
+                self._replay_entry(e, conns)
+            done = n + 1
+        self.entries_replayed = done
         self.ready.set()
         self.finished = True
 
@@ -66,8 +78,7 @@ class _Replaying:
         if e.kind == rec.WS:
             conn = conns.get(e.tag)
             if conn is None:
-                conn = conns[e.tag] = _Connection(e.tag)
-                self.connections.append(conn)
+                conn = conns[e.tag] = self._connection(e.tag)
             conn.messages += 1
             self.on_frame(e.data, conn)
         elif e.kind == rec.SNAPSHOT:
@@ -93,6 +104,11 @@ class _Replaying:
             self.ready.set()
         elif e.kind == rec.INVALIDATED:
             self.invalidate_book(e.tag, e.data.decode())
+
+    def _connection(self: Any, name: str) -> _Connection:
+        conn = _Connection(name)
+        self.connections.append(conn)
+        return conn
 
     # Everything that would reach the network does nothing: what it fetched is in the file.
     def _open(self, *args: Any) -> None:

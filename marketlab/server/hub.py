@@ -39,8 +39,8 @@ class Client:
     def __init__(self, ws: WebSocket, max_backlog: int):
         self.ws = ws
         self.subs: set[Key] = set()
-        self.latest: OrderedDict[Key, bytes] = OrderedDict()
-        self.backlog: deque[bytes] = deque()
+        self.latest: OrderedDict[Key, str] = OrderedDict()
+        self.backlog: deque[str] = deque()
         self.max_backlog = max_backlog
         self.wake = asyncio.Event()
         self.sent = 0
@@ -48,7 +48,7 @@ class Client:
         self.too_slow = False
         self.sender: asyncio.Task[None] | None = None
 
-    def offer(self, key: Key, message: bytes) -> None:
+    def offer(self, key: Key, message: str) -> None:
         if key[1] in CONFLATED:
             if key in self.latest:
                 self.conflated += 1
@@ -67,7 +67,7 @@ class Client:
         self.wake.set()
 
     def reply(self, message: dict[str, Any]) -> None:
-        self.backlog.append(orjson.dumps(message))
+        self.backlog.append(orjson.dumps(message).decode())
         self.wake.set()
 
     async def run_sender(self) -> None:
@@ -80,7 +80,7 @@ class Client:
                     data = self.backlog.popleft()
                 else:
                     _, data = self.latest.popitem(last=False)
-                await ws.send_text(data.decode())
+                await ws.send_text(data)
                 self.sent += 1
 
 
@@ -168,7 +168,7 @@ class Hub:
         clients = self.by_key.get(key)
         if not clients:
             return
-        data = orjson.dumps(message)
+        data = orjson.dumps(message).decode()  # serialized once for every client
         for c in clients:
             c.offer(key, data)
 

@@ -46,7 +46,10 @@ class ServerThread:
             self.sock.close()
             raise OSError(f"cannot serve on {host}:{port}: {exc.strerror or exc}") from None
         self.port = self.sock.getsockname()[1]
-        config = uvicorn.Config(app, log_level=log_level, lifespan="on", ws="websockets-sansio")
+        # No per-message deflate: each client's own compression context would make every
+        # update, serialized once, be compressed again for each client (small JSON gains little)
+        config = uvicorn.Config(app, log_level=log_level, lifespan="on", ws="websockets-sansio",
+                                ws_per_message_deflate=False)  # fmt: skip
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.sock]},
                                        name="marketlab-server", daemon=True)  # fmt: skip
