@@ -92,16 +92,20 @@ class RingBuffer:
         """Copies of the columns, oldest row first."""
         with self.lock:
             self._flush()
-            n, cap = self.count, self.capacity
-            if n <= cap:
-                return {
-                    name: col[:n].copy() for name, col in zip(self.names, self.columns, strict=True)
-                }
-            start = n % cap
+            return self.arrays_unlocked()
+
+    def arrays_unlocked(self) -> dict[str, np.ndarray]:
+        """:meth:`arrays` for a caller holding the lock, pending rows flushed."""
+        n, cap = self.count, self.capacity
+        if n <= cap:
             return {
-                name: np.concatenate((col[start:], col[:start]))
-                for name, col in zip(self.names, self.columns, strict=True)
+                name: col[:n].copy() for name, col in zip(self.names, self.columns, strict=True)
             }
+        start = n % cap
+        return {
+            name: np.concatenate((col[start:], col[:start]))
+            for name, col in zip(self.names, self.columns, strict=True)
+        }
 
 
 class TradeBuffer:
@@ -126,6 +130,31 @@ class TradeBuffer:
         self.last_id = t.trade_id
         self.ring.append((t.time, t.price, t.qty, 0 if t.side == "buy" else 1, t.trade_id))
         return True
+
+    def merge(self, trades: Iterable[Trade]) -> int:
+        """Put trades fetched late (a gap filled over REST) in their place by id; returns how
+        many were new. The buffer stays ordered by id and keeps the newest ``capacity``."""
+        rows = [(t.time, t.price, t.qty, 0 if t.side == "buy" else 1, t.trade_id) for t in trades]
+        if not rows:
+            return 0
+        ring = self.ring
+        with ring.lock:
+            ring._flush()
+            held = ring.arrays_unlocked()
+            new = {name: np.array(col, dtype=dt)
+                   for name, dt, col in zip(ring.names, ring.dtypes, zip(*rows, strict=True), strict=True)}  # fmt: skip
+            fresh = ~np.isin(new["trade_id"], held["trade_id"])
+            added = int(fresh.sum())
+            if not added:
+                return 0
+            merged = {n: np.concatenate((held[n], new[n][fresh])) for n in ring.names}
+            order = np.argsort(merged["trade_id"], kind="stable")[-ring.capacity :]
+            for i, name in enumerate(ring.names):
+                ring.columns[i][: len(order)] = merged[name][order]
+            ring.count = len(order)
+        self.missed = max(0, self.missed - added)
+        self.last_id = max(self.last_id, int(new["trade_id"].max()))
+        return added
 
     def frame(self) -> pd.DataFrame:
         a = self.ring.arrays()

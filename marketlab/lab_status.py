@@ -31,6 +31,10 @@ def status_frame(feed: Feed | None) -> pd.DataFrame:
                 ks = feed.kline_stats.get((symbol, stream[6:]))
                 if ks is not None:
                     row["backfilled"], row["gaps"] = ks.backfilled, ks.gaps_detected
+            if stream == "trade":
+                ts = feed.trade_stats.get(symbol)
+                if ts is not None:
+                    row["backfilled"], row["gaps"] = ts.backfilled, ts.gaps
             rows.append(row)
     return pd.DataFrame(rows, columns=COLUMNS).set_index(["symbol", "stream"])
 
@@ -50,6 +54,8 @@ def feed_summary(feed: Feed) -> dict[str, Any]:
         "rest_requests": rest.requests if rest else 0,
         "rest_rate_limited": (rest.rate_limited + rest.banned) if rest else 0,
         "replayed": getattr(feed, "entries_replayed", None),
+        "trades_backfilled": {s: t.backfilled for s, t in feed.trade_stats.items()},
+        "trade_holes": {s: list(t.holes) for s, t in feed.trade_stats.items() if t.holes},
     }  # fmt: skip
 
 

@@ -57,6 +57,15 @@ class MarketState:
         if self.callbacks:
             self.notify(r)
 
+    def on_backfilled_trades(self, symbol: str, trades: list[Trade], source: str) -> None:
+        """Trades a gap skipped, fetched late: put in their place by id, not appended."""
+        buf = self.trades.get(symbol)
+        if buf is not None:
+            buf.merge(trades)
+        if self.callbacks:
+            for t in trades:
+                self.notify(t)
+
     def on_kline(self, k: Kline, source: str) -> None:
         buf = self.klines.get((k.symbol, k.interval))  # type: ignore[call-overload]
         if buf is not None:

@@ -23,7 +23,7 @@ from typing import IO, Any, NamedTuple
 import msgspec
 import zstandard
 
-from marketlab.records import BookSnapshot, Kline, Ticker
+from marketlab.records import BookSnapshot, Kline, Ticker, Trade
 
 MAGIC = b"MLREC1\n"
 _BLOCK = 1 << 20  # decompressed bytes read at a time when replaying
@@ -35,8 +35,9 @@ KLINES = 3  # a REST kline page; tag: "SYMBOL INTERVAL include_open count_as_bac
 TICKERS = 4  # polled tickers (REST fallback)
 POLLED_BOOK = 5  # a polled book that replaced the local one; tag: "SYMBOL LIMIT"
 READY = 6  # start-up fetches done
+TRADES = 8  # trades fetched by id to fill a gap; tag: "SYMBOL FIRST LAST"
 INVALIDATED = 7  # a book forgotten (its connection dropped or rolled over); tag: symbol, data: why
-KINDS = {WS: "ws", SNAPSHOT: "snapshot", KLINES: "klines", TICKERS: "tickers", POLLED_BOOK: "polled_book",
+KINDS = {TRADES: "trades", WS: "ws", SNAPSHOT: "snapshot", KLINES: "klines", TICKERS: "tickers", POLLED_BOOK: "polled_book",
          READY: "ready", INVALIDATED: "invalidated"}  # fmt: skip
 
 
@@ -73,6 +74,7 @@ _encode = msgspec.msgpack.Encoder(enc_hook=_plain).encode
 _SNAPSHOT = msgspec.msgpack.Decoder(BookSnapshot)
 _KLINES = msgspec.msgpack.Decoder(list[Kline])
 _TICKERS = msgspec.msgpack.Decoder(list[Ticker])
+_TRADES = msgspec.msgpack.Decoder(list[Trade])
 
 
 def encode_records(value: Any) -> bytes:
@@ -85,6 +87,10 @@ def decode_snapshot(data: bytes) -> BookSnapshot:
 
 def decode_klines(data: bytes) -> list[Kline]:
     return _KLINES.decode(data)
+
+
+def decode_trades(data: bytes) -> list[Trade]:
+    return _TRADES.decode(data)
 
 
 def decode_tickers(data: bytes) -> list[Ticker]:

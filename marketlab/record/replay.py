@@ -96,6 +96,16 @@ class _Replaying:
                     stats.backfilled += int(backfilled[0])
             else:
                 self._apply_klines(rows, flag == "1")
+        elif e.kind == rec.TRADES:
+            trades = rec.decode_trades(e.data)
+            symbol, first, last = e.tag.split()
+            cursor = int(first)
+            if not trades:
+                self._trades_lost(symbol, cursor, int(last))
+            else:
+                if trades[0].trade_id > cursor:
+                    self._trades_lost(symbol, cursor, trades[0].trade_id - 1)
+                self._apply_backfilled_trades(symbol, trades)
         elif e.kind == rec.TICKERS:
             self._apply_polled(rec.decode_tickers(e.data))
         elif e.kind == rec.POLLED_BOOK:
@@ -121,6 +131,9 @@ class _Replaying:
         return None
 
     def _schedule_backfill(self, *args: Any) -> None:
+        return None
+
+    def _schedule_trades(self, *args: Any) -> None:
         return None
 
     def _spawn(self, coro: Any) -> None:

@@ -85,6 +85,9 @@ def fmt_units(units: int, decimals: int, pad: int = 8) -> str:
     return f"{sign}{whole}.{frac:0{decimals}d}" + "0" * max(0, pad - decimals)
 
 
+TRADE_HISTORY = 50_000  # trades per symbol the simulator keeps for lookups by id
+
+
 class SymbolMarket:
     """One symbol's market, advanced a second at a time from ``genesis`` (ms)."""
 
@@ -112,7 +115,8 @@ class SymbolMarket:
             iv: self._new_candle(Interval(iv), genesis, self.last_price) for iv in INTERVAL_NAMES
         }
         self.window = _RollingWindow()
-        self.recent_trades: deque[TradeEvent] = deque(maxlen=1000)
+        # what the venue still serves by trade id (/api/v3/historicalTrades); older ids are gone
+        self.recent_trades: deque[TradeEvent] = deque(maxlen=TRADE_HISTORY)
         self._qty_mu = math.log(max(spec.typical_qty / spec.lot, 1.0))
 
     # --- stepping ----------------------------------------------------------------------

@@ -32,6 +32,7 @@ from marketlab.stream.klines import KlineIntegrity
 from marketlab.stream.polling import RestPolling
 from marketlab.stream.rest import RestError
 from marketlab.stream.state import BookView, KlineStats, LockedBook, StreamStats, stat_keys
+from marketlab.stream.trades import TradeIntegrity
 
 __all__ = [
     "MAX_STREAMS_PER_CONNECTION", "BookView", "Feed", "FeedConfig", "KlineStats", "LockedBook", "Sink",
@@ -46,7 +47,7 @@ class VenueError(RuntimeError):
     or a part of the collector died. Raised by ``Lab.wait_ready`` and shown in ``status()``."""
 
 
-class Feed(Intake, KlineIntegrity, RestPolling):
+class Feed(Intake, KlineIntegrity, TradeIntegrity, RestPolling):
     """Collects a venue's streams into ``sink`` and keeps books and klines whole.
 
     Subclasses say how to reach the venue: connections and their subscriptions, frame
@@ -64,6 +65,7 @@ class Feed(Intake, KlineIntegrity, RestPolling):
         self.channels = tuple(channels)
         self.config = config
         self._init_intake(sink)
+        self._init_trade_integrity()
         self.books: dict[str, LockedBook] = {}
         self.stream_stats: dict[tuple[str, str], StreamStats] = {
             key: StreamStats() for key in stat_keys(self.symbols, self.intervals, self.channels)

@@ -50,6 +50,7 @@ class Intake:
     stream_stats: dict[tuple[str, str], StreamStats]
     duplicates: int
     _kline: Callable[[Kline, str, bool], bool]  # the feed's kline integrity
+    _trade_gap: Callable[[str, int, int], None]  # the feed's trade integrity
 
     def _init_intake(self, sink: Sink | TypedSink) -> None:
         self.sink: Sink = getattr(sink, "on_records", sink)
@@ -60,6 +61,10 @@ class Intake:
         self._deliver_trade = self.deliver[Trade]
         self._deliver_ticker = self.deliver[Ticker]
         self._deliver_delta = self.deliver[BookDelta]
+        backfilled = getattr(sink, "on_backfilled_trades", None)
+        self._deliver_backfilled: Callable[[str, list[Trade], str], None] = backfilled or (
+            lambda symbol, trades, source: self.sink(trades, source)
+        )
         self.takers: dict[type, Callable[[StreamStats, Any, str], None]] = {
             Trade: self._take_trade, BookDelta: self._take_delta, Ticker: self._take_ticker,
             Kline: self._take_kline,
@@ -98,6 +103,8 @@ class Intake:
         if trade.trade_id <= stats.mark:
             self.duplicates += 1
             return
+        if trade.trade_id > stats.mark + 1 and stats.mark >= 0:  # ids skipped: fetch them
+            self._trade_gap(trade.symbol, stats.mark + 1, trade.trade_id - 1)
         stats.mark = trade.trade_id
         stats.messages += 1
         stats.last_received = time.time()

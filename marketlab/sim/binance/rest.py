@@ -3,6 +3,7 @@ Retry-After, then a 418 ban), Binance's error bodies and its parameter rules."""
 
 from __future__ import annotations
 
+import itertools
 import logging
 import math
 import re
@@ -63,6 +64,10 @@ def _int_param(q: Any, name: str) -> int | None:
     if not re.fullmatch(r"-?[0-9]{1,20}", raw):
         raise _illegal(name, "^[0-9]{1,20}$")
     return int(raw)
+
+
+def _newest(kept: Any, n: int) -> list[Any]:
+    return list(itertools.islice(kept, max(0, len(kept) - n), None))
 
 
 # --- payload formatting --------------------------------------------------------------------
@@ -342,12 +347,34 @@ class BinanceRest:
         limit = _int_param(request.query, "limit")
         limit = min(1000, 500 if limit is None else max(1, limit))
         f = self.formatters[m.spec.symbol]
-        recent = list(m.recent_trades)[-limit:]
+        recent = _newest(m.recent_trades, limit)
         return 25, [
             {"id": t.trade_id, "price": f.p(t.price), "qty": f.q(t.qty),
              "quoteQty": f.quote(t.price * t.qty), "time": t.time,
              "isBuyerMaker": t.buyer_is_maker, "isBestMatch": True}
             for t in recent
+        ]  # fmt: skip
+
+    async def historical_trades(self, request: web.Request) -> tuple[int, Any]:
+        """Old trade lookup: from ``fromId`` on (the newest without it), oldest first; ids the
+        simulator no longer keeps are simply absent, as on a venue that pruned them."""
+        m = self._market(request)
+        assert m is not None
+        limit = _int_param(request.query, "limit")
+        limit = min(1000, 500 if limit is None else max(1, limit))
+        from_id = _int_param(request.query, "fromId")
+        kept = m.recent_trades
+        if from_id is None or not kept:
+            chosen = _newest(kept, limit)
+        else:
+            start = max(0, from_id - kept[0].trade_id)
+            chosen = list(itertools.islice(kept, start, start + limit))
+        f = self.formatters[m.spec.symbol]
+        return 25, [
+            {"id": t.trade_id, "price": f.p(t.price), "qty": f.q(t.qty),
+             "quoteQty": f.quote(t.price * t.qty), "time": t.time,
+             "isBuyerMaker": t.buyer_is_maker, "isBestMatch": True}
+            for t in chosen
         ]  # fmt: skip
 
     def _ticker_weight(self, markets: list[SymbolMarket] | None, one: int, many: int) -> int:

@@ -15,6 +15,7 @@ from marketlab.venues.binance.payloads import (
     parse_exchange_info,
     parse_klines,
     parse_ticker_24hr,
+    parse_trades,
     raise_for_error,
 )
 from marketlab.venues.binance.protocol import (
@@ -76,6 +77,7 @@ __all__ = [
     "parse_klines",
     "parse_stream",
     "parse_ticker_24hr",
+    "parse_trades",
     "raise_for_error",
     "raw_stream_url",
     "split_streams",

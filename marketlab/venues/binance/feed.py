@@ -71,6 +71,7 @@ class BinanceFeed(Feed):
     bridged to the diff-depth stream (Binance's documented procedure)."""
 
     venue = "binance"
+    trades_by_id = True  # /api/v3/historicalTrades?fromId=
 
     def __init__(self, symbols: Sequence[str], intervals: Sequence[str], channels: Sequence[str],
                  config: FeedConfig, sink: Sink | TypedSink,

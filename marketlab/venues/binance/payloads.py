@@ -1,4 +1,4 @@
-"""Binance REST payloads → records, sans-I/O: klines, depth snapshots, 24h tickers, exchange
+"""Binance REST payloads → records, sans-I/O: klines, depth snapshots, trades, 24h tickers, exchange
 info, and error bodies as :class:`BinanceAPIError`."""
 
 from __future__ import annotations
@@ -7,7 +7,15 @@ from typing import Any
 
 import msgspec
 
-from marketlab.records import BookSnapshot, Interval, Kline, SymbolInfo, Ticker, normalize_symbol
+from marketlab.records import (
+    BookSnapshot,
+    Interval,
+    Kline,
+    SymbolInfo,
+    Ticker,
+    Trade,
+    normalize_symbol,
+)
 from marketlab.venues.binance.protocol import BinanceAPIError
 from marketlab.venues.errors import PayloadError
 
@@ -25,6 +33,14 @@ class _RestDepth(msgspec.Struct):
     lastUpdateId: int
     bids: _Levels
     asks: _Levels
+
+
+class _RestTrade(msgspec.Struct):
+    id: int
+    price: float
+    qty: float
+    time: int
+    isBuyerMaker: bool
 
 
 class _RestTicker(msgspec.Struct):
@@ -137,6 +153,15 @@ def parse_depth(payload: bytes | str | dict, symbol: str) -> BookSnapshot:
     """``/api/v3/depth`` → a snapshot at its ``lastUpdateId``."""
     d = _rest_decode(payload, _RestDepth, f"/api/v3/depth for {symbol}")
     return BookSnapshot(normalize_symbol(symbol), d.lastUpdateId, d.bids, d.asks)
+
+
+def parse_trades(payload: bytes | str | list, symbol: str) -> list[Trade]:
+    """``/api/v3/historicalTrades`` (or ``/api/v3/trades``) → trades, oldest first. The REST
+    answer has no event time: the trade's own time stands for it."""
+    rows = _rest_decode(payload, list[_RestTrade], f"/api/v3/historicalTrades for {symbol}")
+    name = normalize_symbol(symbol)
+    return [Trade(name, t.id, t.price, t.qty, "sell" if t.isBuyerMaker else "buy", t.time, t.time)
+            for t in rows]  # fmt: skip
 
 
 def parse_ticker_24hr(payload: bytes | str | dict | list) -> list[Ticker]:

@@ -15,7 +15,7 @@ from typing import Any
 import ccxt.async_support as ccxt_async
 import msgspec
 
-from marketlab.records import BookSnapshot, Interval, Kline, Ticker, normalize_symbol
+from marketlab.records import BookSnapshot, Interval, Kline, Ticker, Trade, normalize_symbol
 from marketlab.stream.rest import GovernorStats, PacedRest
 from marketlab.venues import binance as bn
 
@@ -97,6 +97,20 @@ class _Binance(ccxt_async.binance):  # type: ignore[misc]
 
     governor: WeightGovernor
 
+    def sign(
+        self, path: str, api: Any = ("public",), method: str = "GET", params: Any = None
+    ) -> Any:
+        # Binance lists the old-trade lookup with no key today (security type NONE; the key
+        # was dropped in 2023); this ccxt still demands one, so it is addressed as the public
+        # /trades is and sent to /historicalTrades.
+        name = api if isinstance(api, str) else api[0]
+        if path == "historicalTrades" and not self.apiKey and name == "public":
+            signed = super().sign("trades", api, method, params or {})
+            root = self.urls["api"]["public"]
+            signed["url"] = f"{root}/historicalTrades{signed['url'][len(root) + len('/trades') :]}"
+            return signed
+        return super().sign(path, api, method, params or {})
+
     def on_rest_response(self, code: Any, reason: Any, url: Any, method: Any, response_headers: Any,
                          response_body: Any, request_headers: Any, request_body: Any) -> Any:  # fmt: skip
         self.governor.observe(int(code), dict(response_headers or {}), time.time())
@@ -139,6 +153,15 @@ class BinanceRest(PacedRest):
         now = server_time if server_time is not None else await self.server_time()
         rows = await self._call("public_get_klines", params, 2)
         return bn.parse_klines(msgspec.json.encode(rows), symbol, interval, now)
+
+    trade_page = 1000  # trades per /api/v3/historicalTrades request
+
+    async def trades_from(self, symbol: str, from_id: int, limit: int = 1000) -> list[Trade]:
+        """Trades with ids from ``from_id`` on, oldest first (weight 25); ids the venue no
+        longer keeps are absent (the first id returned is then above ``from_id``)."""
+        params = {"symbol": normalize_symbol(symbol), "fromId": from_id, "limit": limit}
+        rows = await self._call("public_get_historicaltrades", params, 25)
+        return bn.parse_trades(msgspec.json.encode(rows), symbol)
 
     async def listed_symbols(self) -> dict[str, float]:
         """Every symbol ``/api/v3/exchangeInfo`` lists, with its price tick (weight 20)."""

@@ -1,0 +1,104 @@
+"""Trade integrity for a feed: trade ids the stream skipped (an outage, a reconnect, a
+rollover, a period on REST polling) are fetched over REST by id and put in their place, so the
+trades a reader sees are contiguous; what the venue no longer keeps is reported as a hole with
+its id range, never hidden."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+from marketlab.record import recording as rec
+from marketlab.records import Trade
+from marketlab.stream.rest import RestError
+
+log = logging.getLogger("marketlab.feed")
+
+MAX_HOLES = 100  # id ranges kept per symbol for status (the oldest are merged into the count)
+
+
+@dataclass(slots=True)
+class TradeStats:
+    backfilled: int = 0  # trades fetched over REST that the stream skipped
+    gaps: int = 0  # times the stream skipped trade ids
+    lost: int = 0  # ids the venue no longer had when asked
+    holes: list[tuple[int, int]] = field(default_factory=list)  # (first, last) id ranges lost
+
+
+class TradeIntegrity:
+    """Mixed into :class:`~marketlab.stream.feed.Feed` (it holds the state this works on)."""
+
+    trades_by_id = False  # the venue's trade ids are contiguous and its REST looks them up
+    config: Any
+    rest: Any
+    _stopped: asyncio.Event
+    _deliver_backfilled: Any
+
+    def _init_trade_integrity(self) -> None:
+        self.trade_stats: dict[str, TradeStats] = {}
+        self._trade_gaps: dict[str, list[tuple[int, int]]] = {}
+        self._trade_tasks: dict[str, asyncio.Task[None]] = {}
+
+    def _trade_gap(self, symbol: str, first: int, last: int) -> None:
+        """The stream went from id ``first - 1`` to ``last + 1``: fetch what lies between
+        (venues whose REST looks trades up by id; elsewhere the ids are only counted missed)."""
+        if not self.trades_by_id:
+            return
+        stats = self.trade_stats.setdefault(symbol, TradeStats())
+        stats.gaps += 1
+        self._schedule_trades(symbol, first, last)
+
+    def _schedule_trades(self, symbol: str, first: int, last: int) -> None:
+        self._trade_gaps.setdefault(symbol, []).append((first, last))
+        task = self._trade_tasks.get(symbol)
+        if task is None or task.done():
+            self._trade_tasks[symbol] = self._spawn(self._backfill_trades(symbol))  # type: ignore[attr-defined]
+
+    async def _backfill_trades(self, symbol: str) -> None:
+        pending = self._trade_gaps.setdefault(symbol, [])
+        while pending and not self._stopped.is_set():
+            first, last = pending.pop(0)
+            await self._fetch_trades(symbol, first, last)
+
+    async def _fetch_trades(self, symbol: str, first: int, last: int) -> None:
+        """Page through ids ``first..last``; a range the venue no longer has is a hole."""
+        page = self.rest.trade_page
+        cursor, attempt = first, 0
+        while cursor <= last and not self._stopped.is_set():
+            try:
+                rows = await self.rest.trades_from(symbol, cursor, min(page, last - cursor + 1))
+            except RestError as exc:
+                if not exc.retryable:
+                    log.error(
+                        "trades %s: the venue refused ids %d-%d: %s", symbol, cursor, last, exc
+                    )
+                    self._trades_lost(symbol, cursor, last)
+                    return
+                await asyncio.sleep(self.config.backoff(attempt))
+                attempt += 1
+                continue
+            attempt = 0
+            wanted = [t for t in rows if cursor <= t.trade_id <= last]
+            self._tap(rec.TRADES, f"{symbol} {cursor} {last}", wanted)  # type: ignore[attr-defined]
+            if not wanted:
+                self._trades_lost(symbol, cursor, last)
+                return
+            if wanted[0].trade_id > cursor:
+                self._trades_lost(symbol, cursor, wanted[0].trade_id - 1)
+            self._apply_backfilled_trades(symbol, wanted)
+            cursor = wanted[-1].trade_id + 1
+
+    def _apply_backfilled_trades(self, symbol: str, trades: list[Trade]) -> None:
+        stats = self.trade_stats.setdefault(symbol, TradeStats())
+        stats.backfilled += len(trades)
+        log.info("trades %s: backfilled %d trade(s) over REST", symbol, len(trades))
+        self._deliver_backfilled(symbol, trades, "rest")
+
+    def _trades_lost(self, symbol: str, first: int, last: int) -> None:
+        stats = self.trade_stats.setdefault(symbol, TradeStats())
+        stats.lost += last - first + 1
+        stats.holes.append((first, last))
+        del stats.holes[:-MAX_HOLES]
+        log.warning("trades %s: ids %d-%d are no longer kept by the venue", symbol, first, last)

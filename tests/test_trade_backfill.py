@@ -1,0 +1,87 @@
+"""No missing trade: ids the stream skipped are fetched over REST by id and put in their place;
+what the venue no longer keeps is reported as a hole with its id range."""
+
+from __future__ import annotations
+
+import time
+
+from marketlab.frames import TradeBuffer
+from marketlab.records import Trade
+from marketlab.sim import SimExchange
+from marketlab.sim import market as sim_market
+from tests.test_lab import running_lab, wait_for
+
+
+def trade(i: int) -> Trade:
+    return Trade("BTCUSDT", i, 100.0 + i, 1.0, "buy" if i % 2 else "sell", 1_000 * i, 1_000 * i)
+
+
+def test_late_trades_go_in_their_place_by_id_and_the_newest_capacity_stays():
+    buf = TradeBuffer(capacity=10)
+    for i in [1, 2, 3, 8, 9, 10, 11, 12]:
+        assert buf.add(trade(i))
+    assert buf.missed == 4
+    assert buf.merge([trade(i) for i in (4, 5, 6, 7)]) == 4
+    assert buf.merge([trade(5)]) == 0  # already there
+    df = buf.frame()
+    assert list(df["trade_id"]) == list(range(3, 13))  # ordered, the newest ten
+    assert list(df["price"]) == [100.0 + i for i in range(3, 13)]
+    assert buf.missed == 0
+    assert buf.add(trade(13)) and not buf.add(trade(6))  # the stream goes on after the merge
+
+
+def exchange_prices(sim: SimExchange, symbol: str) -> dict[int, float]:
+    """The exchange's own trades by id (prices kept in ticks there)."""
+    m = sim.market.symbols[symbol]
+    return {t.trade_id: t.price * m.spec.tick for t in list(m.recent_trades)}
+
+
+def test_trades_missed_while_disconnected_are_fetched_by_id(sim):
+    with running_lab(sim, symbols=("BTCUSDT", "ETHUSDT")) as (lab, _):
+        time.sleep(1.0)
+        for _ in range(2):
+            sim.refuse_connections(1.5)
+            sim.drop_connections()
+            time.sleep(2.5)
+        wait_for(lambda: lab.summary()["connections"][0]["connected"], what="reconnect")
+        wait_for(lambda: sum(lab.summary()["trades_backfilled"].values()) > 0, 15, "a backfill")
+        time.sleep(1.5)
+        sim.pause()
+        try:
+            time.sleep(0.5)
+            for symbol in ("BTCUSDT", "ETHUSDT"):
+                df = lab.trades(symbol)
+                ids = list(df["trade_id"])
+                assert ids == list(range(ids[0], ids[0] + len(ids))), (
+                    f"{symbol}: ids not contiguous"
+                )
+                truth = exchange_prices(sim, symbol)
+                assert all(
+                    truth[i] == pytest_approx(p) for i, p in zip(ids, df["price"], strict=True)
+                )
+            status = lab.status()
+            assert status.loc[("BTCUSDT", "trade"), "backfilled"] > 0
+            assert status.loc[("BTCUSDT", "trade"), "gaps"] >= 1
+            assert lab.summary()["trades_missed"] == {"BTCUSDT": 0, "ETHUSDT": 0}
+            assert lab.summary()["trade_holes"] == {}
+        finally:
+            sim.resume()
+
+
+def pytest_approx(x: float):
+    import pytest
+
+    return pytest.approx(x, rel=1e-9)
+
+
+def test_trades_the_venue_no_longer_keeps_are_reported_as_a_hole(monkeypatch):
+    monkeypatch.setattr(sim_market, "TRADE_HISTORY", 40)  # a venue that keeps little
+    with SimExchange(["BTCUSDT"], speed=60, seed=9) as sim, running_lab(sim) as (lab, _):
+        time.sleep(1.0)
+        sim.refuse_connections(2.0)
+        sim.drop_connections()
+        wait_for(lambda: lab.summary()["trade_holes"], 20, "a hole reported")
+        (first, last), *_ = lab.summary()["trade_holes"]["BTCUSDT"]
+        assert 0 < first <= last
+        assert lab.summary()["trades_missed"]["BTCUSDT"] >= last - first + 1
+        assert lab.status().loc[("BTCUSDT", "trade"), "gaps"] >= 1
