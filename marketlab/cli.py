@@ -56,6 +56,10 @@ def _positive(text: str) -> float:
     return value
 
 
+def _comma_list(text: str) -> list[str]:
+    return [part.strip() for part in text.split(",") if part.strip()]
+
+
 def _count(text: str) -> int:
     try:
         value = int(text)
@@ -122,6 +126,8 @@ def build_parser() -> argparse.ArgumentParser:
     collect.add_argument("--channels", type=_channels, default=None,
                          help="comma-separated: trades,ticker,book,klines (default), bookTicker, aggTrades, miniTicker")  # fmt: skip
     collect.add_argument("--db", default=None, help="SQLite file for closed klines")
+    collect.add_argument("--store", type=_comma_list, default=None,
+                         help="what --db keeps: klines (default), trades (Parquet ticks beside it)")  # fmt: skip
     collect.add_argument("--duration", type=_positive, help="stop after this many seconds")
     collect.add_argument(
         "--config", default=None, help="a marketlab.toml (default: ./marketlab.toml if present)"

@@ -24,7 +24,16 @@ from marketlab.stream.feed import FeedConfig
 CONFIG_NAME = "marketlab.toml"
 URL_KEYS = ("binance_ws_url", "binance_rest_url", "okx_ws_url", "okx_rest_url")
 # [collect] keys of marketlab.toml, each also a flag of `marketlab collect`
-COLLECT_KEYS = ("exchange", "fallback", "failover_after", "symbols", "intervals", "channels", "db")
+COLLECT_KEYS = (
+    "exchange",
+    "fallback",
+    "failover_after",
+    "symbols",
+    "intervals",
+    "channels",
+    "db",
+    "store",
+)
 
 
 @dataclass
@@ -38,6 +47,7 @@ class CollectSettings:
     intervals: list[str] = field(default_factory=lambda: list(DEFAULT_INTERVALS))
     channels: list[str] = field(default_factory=lambda: list(DEFAULT_CHANNELS))
     db: str | None = None
+    store: list[str] = field(default_factory=lambda: ["klines"])
     urls: dict[str, str] = field(default_factory=dict)
     feed: dict[str, Any] = field(default_factory=dict)
     source: str = "defaults"
@@ -99,6 +109,8 @@ def _apply_toml(settings: CollectSettings, path: Path) -> None:
         settings.channels = _list(section["channels"], path, "channels")
     if "db" in section:
         settings.db = str(section["db"])
+    if "store" in section:
+        settings.store = _list(section["store"], path, "store")
     venues = data.get("venues", {})
     unknown = set(venues) - set(URL_KEYS)
     if unknown:
@@ -223,7 +235,7 @@ def run_lab(
 def run_collect(args: argparse.Namespace) -> int:
     settings = load_settings(args)
     lab = Lab(settings.symbols, intervals=settings.intervals, exchange=settings.exchange, db=settings.db,
-              channels=settings.channels, fallback=settings.fallback, failover_after=settings.failover_after,
+              store=settings.store, channels=settings.channels, fallback=settings.fallback, failover_after=settings.failover_after,
               record=getattr(args, "out", None), **settings.urls, **settings.feed)  # fmt: skip
     also = f", falling back to {settings.fallback}" if settings.fallback else ""
     print(f"collecting {', '.join(lab.symbols)} at {', '.join(lab.intervals)} from {settings.exchange} "

@@ -38,9 +38,11 @@ def epoch_ms(times: pd.DatetimeIndex | pd.Series) -> np.ndarray:
 class RingBuffer:
     """Fixed-capacity columns; the oldest rows are overwritten once full.
 
-    Rows are gathered in a short list and written to the columns a block at a time (and
-    before every read): one numpy conversion per column per block costs far less than a
-    numpy item assignment per value.
+    Rows are gathered in a short list and written to the columns a block at a time: one numpy
+    conversion per column per block costs far less than a numpy item assignment per value.
+    One thread writes (``append`` needs no lock: a list append is atomic, and only the writer
+    moves rows into the columns, under the lock); readers copy the columns and the rows still
+    pending under the lock.
     """
 
     BLOCK = 512
@@ -60,18 +62,22 @@ class RingBuffer:
         return min(self.count + len(self._pending), self.capacity)
 
     def append(self, row: tuple) -> None:
-        with self.lock:
-            pending = self._pending
-            pending.append(row)
-            if len(pending) >= self.BLOCK:
+        """On the writer's thread only."""
+        pending = self._pending
+        pending.append(row)
+        if len(pending) >= self.BLOCK:
+            with self.lock:
                 self._flush()
 
     def _flush(self) -> None:
-        """Write the pending rows (under the lock)."""
+        """Write the pending rows (the writer, under the lock)."""
         rows = self._pending
         if not rows:
             return
         self._pending = []
+        self._write(rows)
+
+    def _write(self, rows: list[tuple]) -> None:
         cap = self.capacity
         if len(rows) > cap:
             self.count += len(rows) - cap
@@ -89,13 +95,19 @@ class RingBuffer:
         self.count += n
 
     def arrays(self) -> dict[str, np.ndarray]:
-        """Copies of the columns, oldest row first."""
+        """Copies of the columns and the pending rows, oldest row first (any thread)."""
         with self.lock:
-            self._flush()
-            return self.arrays_unlocked()
+            held = self.arrays_unlocked()
+            pending = list(self._pending)  # atomic: the writer may append meanwhile
+        if not pending:
+            return held
+        cap = self.capacity
+        extra = {name: np.array(values, dtype=dt) for name, dt, values
+                 in zip(self.names, self.dtypes, zip(*pending, strict=True), strict=True)}  # fmt: skip
+        return {name: np.concatenate((held[name], extra[name]))[-cap:] for name in self.names}
 
     def arrays_unlocked(self) -> dict[str, np.ndarray]:
-        """:meth:`arrays` for a caller holding the lock, pending rows flushed."""
+        """The columns' rows, oldest first, for a caller holding the lock."""
         n, cap = self.count, self.capacity
         if n <= cap:
             return {

@@ -26,7 +26,13 @@ from marketlab.frames import (
     DEFAULT_TRADE_CAPACITY,
 )
 from marketlab.lab_frames import LabFrames
-from marketlab.lab_options import check_channels, check_intervals, check_symbols, feed_configs
+from marketlab.lab_options import (
+    check_channels,
+    check_intervals,
+    check_store,
+    check_symbols,
+    feed_configs,
+)
 from marketlab.lab_status import feed_summary, not_ready, status_frame
 from marketlab.record.recording import Header, RecordingWriter, open_recording
 from marketlab.record.replay import replaying
@@ -36,6 +42,7 @@ from marketlab.state import MarketState
 from marketlab.store.history import History
 from marketlab.store.refill import refill_dropped
 from marketlab.store.sqlite import connect
+from marketlab.store.ticks import TickWriter, last_trade_ids, ticks_root
 from marketlab.store.writer import KlineStore
 from marketlab.stream.feed import Feed, VenueError
 from marketlab.venues import registry
@@ -80,6 +87,7 @@ class Lab(LabFrames):
         fallback: str | None = None,
         failover_after: float = 30.0,
         record: str | os.PathLike[str] | None = None,
+        store: str | Sequence[str] = ("klines",),
         **feed_options: Any,
     ):
         self.symbols = check_symbols(symbols)
@@ -95,6 +103,8 @@ class Lab(LabFrames):
         positive("db_max_pending", db_max_pending, integer=True)
         positive("failover_after", failover_after)
         self.db = Path(db) if db is not None else None
+        self.store_kinds = check_store(store, db)
+        self._ticks: TickWriter | None = None
         if self.db is not None and self.db.exists():
             connect(self.db, readonly=True).close()  # fail now, not in the collector thread
         given = {"binance_ws_url": binance_ws_url, "binance_rest_url": binance_rest_url,
@@ -146,11 +156,18 @@ class Lab(LabFrames):
             self._store = KlineStore(self.db, **self._db_options)
             if self._replay is None:  # a replay rebuilds exactly what its recording holds
                 starts = self.history.warm(self._klines, self._kline_capacity)
+        trade_starts: dict[str, int] = {}
+        if self.db is not None and "trades" in self.store_kinds:
+            root = ticks_root(self.db)
+            if self._replay is None:  # where stored trades end: the gap since is fetched by id
+                trade_starts = last_trade_ids(root, self.exchange)
+            self._ticks = self._state.trade_store = TickWriter(root, self.exchange)
         cls = registry.get(self.exchange).feed_class()
         if self._replay is not None:
             cls = replaying(cls)
         self._feed = cls(self.symbols, self.intervals, self.channels, self.config, self._state,
                          kline_starts=starts)  # fmt: skip
+        self._feed.resume_trades(trade_starts)
         if self._replay is not None:
             self._feed.replay_path, self._feed.replay_speed = self._replay  # type: ignore[attr-defined]
         if self.record_path is not None:
@@ -228,6 +245,10 @@ class Lab(LabFrames):
         self._bg.forget()
         if self._recorder is not None:
             self._recorder.close()
+        ticks, self._ticks = self._ticks, None
+        if ticks is not None:
+            ticks.close(max(1.0, deadline - time.monotonic()))
+            self._state.trade_store = None
         store, self._store = self._store, None
         if store is not None:
             self.store_report = store.close(max(1.0, deadline - time.monotonic()))
@@ -354,6 +375,8 @@ class Lab(LabFrames):
             "db_written": self._store.written if self._store else None,
             "db_errors": self._store.errors if self._store else None,
             "store": self._store.status() if self._store else None,
+            "ticks_written": self._ticks.written if self._ticks else None,
+            "ticks_errors": self._ticks.last_error if self._ticks else None,
         }
 
     def recorded(self) -> dict[str, Any]:

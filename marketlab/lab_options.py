@@ -29,6 +29,19 @@ def check_symbols(symbols: str | Sequence[str]) -> list[str]:
     return list(dict.fromkeys(out))
 
 
+def check_store(store: str | Sequence[str], db: object) -> tuple[str, ...]:
+    """What the Lab keeps besides frames (``klines`` in SQLite, ``trades`` as Parquet ticks)."""
+    from marketlab.store.ticks import STORE_KINDS
+
+    kinds = (store,) if isinstance(store, str) else tuple(store)
+    unknown = [k for k in kinds if k not in STORE_KINDS]
+    if unknown or not kinds:
+        raise ValueError(f"store={store!r}: expected some of {', '.join(STORE_KINDS)}")
+    if db is None and kinds != ("klines",):
+        raise ValueError(f"store={store!r} keeps data on disk: give db='data/marketlab.sqlite' too")
+    return kinds
+
+
 def check_channels(channels: str | Sequence[str], exchange: str) -> tuple[str, ...]:
     """Channel names the venue serves, each once, or ``ValueError`` naming what it lacks."""
     if isinstance(channels, str):

@@ -28,6 +28,9 @@ class MarketState:
             (s, iv): KlineBuffer(iv, kline_capacity) for s in self.symbols for iv in intervals
         }
         self.closed_kline = closed_kline
+        self.trade_store: Any = (
+            None  # keeps every trade (``add``, ``add_many``) when ticks are stored
+        )
         self.callbacks: list[Callable[[Record], Any]] = []
         # symbol → (ticker, event time shown, received at, source); replaced whole, never
         # changed in place, so readers in other threads need no lock
@@ -54,6 +57,8 @@ class MarketState:
         self.trades[r.symbol].add(r)
         # the newest trade is merged into prices when they are read: no lock, no dict work
         self._last_trade[r.symbol] = (r.price, r.time, time.time(), source)
+        if self.trade_store is not None:
+            self.trade_store.add(r)
         if self.callbacks:
             self.notify(r)
 
@@ -62,6 +67,8 @@ class MarketState:
         buf = self.trades.get(symbol)
         if buf is not None:
             buf.merge(trades)
+        if self.trade_store is not None:
+            self.trade_store.add_many(trades)
         if self.callbacks:
             for t in trades:
                 self.notify(t)

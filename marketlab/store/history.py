@@ -14,7 +14,6 @@ import os
 import sys
 from collections.abc import Coroutine, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from datetime import date, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -28,42 +27,16 @@ from marketlab.settings import one_of
 from marketlab.settings import rest_url as rest_url_check
 from marketlab.store.parquet import VALUE_COLUMNS, has_parquet, parquet_glob, read_sqlite
 from marketlab.store.sqlite import StoreError, connect, last_open_times
+from marketlab.store.tick_history import TickQueries
+from marketlab.store.ticks import ticks_root
+from marketlab.store.times import TimeLike, _range
 from marketlab.store.writer import KlineStore
 from marketlab.venues import registry
 
 log = logging.getLogger("marketlab.history")
 
 T = TypeVar("T")
-TimeLike = int | str | date | datetime | pd.Timestamp | None
 _OHLC_SUMS = ("volume", "quote_volume", "trades", "taker_buy_volume", "taker_buy_quote_volume")
-
-
-def to_ms(value: TimeLike, name: str = "time") -> int | None:
-    """Epoch milliseconds from an int (ms), an ISO string, a date or a timestamp (UTC if naive)."""
-    if value is None:
-        return None
-    if isinstance(value, bool):
-        raise ValueError(f"{name}: expected a time, got {value!r}")
-    if isinstance(value, int | np.integer):
-        return int(value)
-    try:
-        ts = pd.Timestamp(value)
-    except (ValueError, TypeError):
-        raise ValueError(
-            f"{name}: cannot read {value!r} as a time (try '2026-01-01' or epoch ms)"
-        ) from None
-    if ts is pd.NaT:
-        raise ValueError(f"{name}: {value!r} is not a time")
-    ts = ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
-    return int(ts.value // 1_000_000)
-
-
-def _range(start: TimeLike, end: TimeLike) -> tuple[int | None, int | None]:
-    s, e = to_ms(start, "start"), to_ms(end, "end")
-    if s is not None and e is not None and e < s:
-        raise ValueError(f"end ({pd.Timestamp(e, unit='ms', tz='UTC')}) is before start "
-                         f"({pd.Timestamp(s, unit='ms', tz='UTC')})")  # fmt: skip
-    return s, e
 
 
 def klines_frame(df: pd.DataFrame) -> pd.DataFrame:
@@ -76,17 +49,23 @@ def klines_frame(df: pd.DataFrame) -> pd.DataFrame:
     return out[list(KLINE_COLUMNS)]
 
 
-class History:
-    """Closed klines stored by marketlab: ``History(db="data/marketlab.sqlite", parquet="data/parquet")``."""
+class History(TickQueries):
+    """What marketlab stored: closed klines (``History(db="data/marketlab.sqlite",
+    parquet="data/parquet")``) and, with a tick store, every trade (``ticks=``, by default the
+    ``.ticks`` directory beside ``db``)."""
 
     def __init__(self, db: str | os.PathLike[str] | None = None, parquet: str | os.PathLike[str] | None = None,
-                 *, exchange: str = "binance", rest_url: str | None = None):  # fmt: skip
+                 *, exchange: str = "binance", rest_url: str | None = None,
+                 ticks: str | os.PathLike[str] | None = None):  # fmt: skip
         if db is None and parquet is None:
             raise ValueError(
                 "History needs a SQLite file (db=) or a Parquet directory (parquet=), or both"
             )
         self.db = Path(db) if db is not None else None
         self.parquet = Path(parquet) if parquet is not None else None
+        self.ticks = (
+            Path(ticks) if ticks is not None else ticks_root(db) if db is not None else None
+        )
         if self.parquet is not None and self.parquet.exists() and not self.parquet.is_dir():
             raise StoreError(f"{self.parquet} is not a directory")
         if self.db is not None and self.db.exists():
@@ -147,12 +126,14 @@ class History:
         return klines_frame(df)
 
     def sql(self, query: str) -> pd.DataFrame:
-        """Any DuckDB SQL over the view ``klines`` (exchange, symbol, interval, open_time ms, …)."""
+        """Any DuckDB SQL over the view ``klines`` (exchange, symbol, interval, open_time ms, …)
+        and, with stored ticks, ``trades`` (exchange, symbol, time ms, trade_id, price, qty, side)."""
         if not isinstance(query, str) or not query.strip():
             raise ValueError(
                 'sql() needs a query, e.g. "select symbol, count(*) from klines group by 1"'
             )
         con = self._duck()
+        self._trades_view(con)
         try:
             return con.execute(query).df()
         except duckdb.Error as exc:

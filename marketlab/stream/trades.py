@@ -16,6 +16,7 @@ from marketlab.stream.rest import RestError
 
 log = logging.getLogger("marketlab.feed")
 
+MAX_TRADE_BACKFILL = 1_000_000  # ids fetched per gap at most; older ones are reported lost
 MAX_HOLES = 100  # id ranges kept per symbol for status (the oldest are merged into the count)
 
 
@@ -48,7 +49,18 @@ class TradeIntegrity:
             return
         stats = self.trade_stats.setdefault(symbol, TradeStats())
         stats.gaps += 1
+        if last - first + 1 > MAX_TRADE_BACKFILL:  # days away: the newest part only
+            self._trades_lost(symbol, first, last - MAX_TRADE_BACKFILL)
+            first = last - MAX_TRADE_BACKFILL + 1
         self._schedule_trades(symbol, first, last)
+
+    def resume_trades(self, last_ids: dict[str, int]) -> None:
+        """Where stored trades end: the first trade the stream brings after them shows the gap
+        (what came while nothing ran), which is then fetched by id."""
+        for symbol, last in last_ids.items():
+            stats = self.stream_stats.get((symbol, "trade"))  # type: ignore[attr-defined]
+            if stats is not None and self.trades_by_id:
+                stats.mark = max(stats.mark, last)
 
     def _schedule_trades(self, symbol: str, first: int, last: int) -> None:
         self._trade_gaps.setdefault(symbol, []).append((first, last))

@@ -1,0 +1,203 @@
+"""Every trade kept: Hive-partitioned, zstd-compressed Parquet beside the kline database.
+
+Layout: ``<root>/kind=trades/exchange=<x>/symbol=<s>/date=<yyyy-mm-dd>/part-<first>-<last>-<n>.parquet``
+with columns ``time`` (epoch ms), ``trade_id``, ``price``, ``qty``, ``side``. Trades reach the
+writer from the collector thread and are written in batches on a thread of its own, a part per
+(symbol, day) at a time, each written to a temporary name and renamed whole: a crash (even
+``kill -9``) loses at most the batch in flight, never leaves half a file. A trade written twice
+(a replay, a backfill of something already kept) is one trade to every reader — the queries
+keep one row per id — and :func:`compact` merges a day's parts into one file without repeats.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import os
+import threading
+import time
+from collections import deque
+from collections.abc import Iterable
+from datetime import UTC, datetime
+from pathlib import Path
+
+import duckdb
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from marketlab.records import Trade
+from marketlab.store.sqlite import StoreError
+
+log = logging.getLogger("marketlab.store")
+
+STORE_KINDS = ("klines", "trades")  # what Lab(store=...) can keep
+TRADE_SCHEMA = pa.schema([("time", pa.int64()), ("trade_id", pa.int64()), ("price", pa.float64()),
+                          ("qty", pa.float64()), ("side", pa.string())])  # fmt: skip
+_COMPACT_PARTS = 16  # a past day with more parts than this is merged into one
+_seq = itertools.count()
+
+
+def ticks_root(db: str | os.PathLike[str]) -> Path:
+    """Where a kline database's ticks live: ``data/marketlab.sqlite`` → ``data/marketlab.ticks``."""
+    p = Path(db)
+    return p.with_name(p.stem + ".ticks")
+
+
+def trade_dir(root: Path, exchange: str, symbol: str, day: str) -> Path:
+    return root / "kind=trades" / f"exchange={exchange}" / f"symbol={symbol}" / f"date={day}"
+
+
+def trades_glob(root: Path) -> str:
+    return str(root / "kind=trades" / "**" / "*.parquet")
+
+
+def has_trades(root: Path) -> bool:
+    return (root / "kind=trades").is_dir() and any((root / "kind=trades").rglob("*.parquet"))
+
+
+def _day(ms: int) -> str:
+    return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%d")
+
+
+def write_trades(root: Path, exchange: str, symbol: str, rows: list[tuple]) -> int:
+    """``rows`` (time, trade_id, price, qty, side) as one part per day; returns files written."""
+    by_day: dict[str, list[tuple]] = {}
+    for row in rows:
+        by_day.setdefault(_day(row[0]), []).append(row)
+    for day, part in by_day.items():
+        part.sort(key=lambda r: r[1])
+        table = pa.Table.from_arrays(
+            [pa.array(col, type=f.type) for col, f in zip(zip(*part, strict=True), TRADE_SCHEMA, strict=True)],
+            schema=TRADE_SCHEMA,
+        )  # fmt: skip
+        folder = trade_dir(root, exchange, symbol, day)
+        folder.mkdir(parents=True, exist_ok=True)
+        name = f"part-{part[0][1]:020d}-{part[-1][1]:020d}-{os.getpid()}-{next(_seq)}"
+        tmp = folder / f".{name}.tmp"
+        pq.write_table(table, tmp, compression="zstd")
+        tmp.replace(folder / f"{name}.parquet")  # whole or not at all
+    return len(by_day)
+
+
+def compact(root: Path, min_parts: int = 2, today: str | None = None) -> int:
+    """Merge each day's parts (days before ``today``, with at least ``min_parts`` parts) into one
+    file holding each trade once; returns the days merged. Safe to interrupt: the merged file
+    is complete before the parts it replaces are removed, and readers skip repeats meanwhile."""
+    base = root / "kind=trades"
+    if not base.is_dir():
+        return 0
+    today = today or _day(int(time.time() * 1000))
+    merged = 0
+    for folder in sorted(base.glob("exchange=*/symbol=*/date=*")):
+        parts = sorted(folder.glob("part-*.parquet"))
+        if len(parts) < min_parts or folder.name >= f"date={today}":
+            continue
+        files = ", ".join("'" + str(p).replace("'", "''") + "'" for p in parts)
+        query = (f"SELECT time, trade_id, price, qty, side FROM read_parquet([{files}]) "
+                 "QUALIFY row_number() OVER (PARTITION BY trade_id) = 1 ORDER BY trade_id")  # fmt: skip
+        con = duckdb.connect()
+        try:
+            first, last = con.execute(
+                f"SELECT min(trade_id), max(trade_id) FROM ({query})"
+            ).fetchone()  # type: ignore[misc]
+            name = f"part-{first:020d}-{last:020d}-{os.getpid()}-{next(_seq)}"
+            tmp = folder / f".{name}.tmp"
+            target = str(tmp).replace("'", "''")
+            con.execute(f"COPY ({query}) TO '{target}' (FORMAT parquet, COMPRESSION zstd)")
+        finally:
+            con.close()
+        tmp.replace(folder / f"{name}.parquet")
+        for p in parts:
+            p.unlink()
+        merged += 1
+    return merged
+
+
+def last_trade_ids(root: Path, exchange: str) -> dict[str, int]:
+    """The newest trade id kept per symbol (where a restarted collector resumes from)."""
+    if not has_trades(root):
+        return {}
+    glob = trades_glob(root).replace("'", "''")
+    con = duckdb.connect()
+    try:
+        rows = con.execute(
+            f"SELECT symbol, max(trade_id) FROM read_parquet('{glob}', hive_partitioning = true) "
+            "WHERE exchange = ? GROUP BY symbol",
+            [exchange],
+        ).fetchall()
+    finally:
+        con.close()
+    return {str(s): int(i) for s, i in rows}
+
+
+class TickWriter:
+    """Trades in, Parquet out, on a thread of its own (the collector only appends to a list)."""
+
+    def __init__(self, root: str | os.PathLike[str], exchange: str, *, flush_interval: float = 1.0,
+                 batch_size: int = 50_000):  # fmt: skip
+        self.root = Path(root)
+        self.exchange = exchange
+        self.flush_interval = flush_interval
+        self.batch_size = batch_size
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+            probe = self.root / f".probe-{os.getpid()}"
+            probe.write_bytes(b"")
+            probe.unlink()
+        except OSError as exc:
+            raise StoreError(
+                f"cannot write ticks under {self.root}: {exc.strerror or exc}"
+            ) from None
+        self._pending: deque[Trade] = deque()  # appended by the collector, drained here
+        self._wake = threading.Event()
+        self._stopping = False
+        self.written = 0  # trades written
+        self.files = 0
+        self.errors = 0
+        self.last_error = ""
+        self._thread = threading.Thread(target=self._run, name="marketlab-ticks", daemon=True)
+        self._thread.start()
+
+    def add(self, trade: Trade) -> None:
+        """From the collector thread: the trade is written within ``flush_interval``."""
+        self._pending.append(trade)
+        if len(self._pending) >= self.batch_size:
+            self._wake.set()
+
+    def add_many(self, trades: Iterable[Trade]) -> None:
+        self._pending.extend(trades)
+        self._wake.set()
+
+    def _run(self) -> None:
+        while not self._stopping:
+            self._wake.wait(self.flush_interval)
+            self._wake.clear()
+            self._flush()
+        self._flush()
+
+    def _flush(self) -> None:
+        pending = self._pending
+        batch = [pending.popleft() for _ in range(len(pending))]
+        if not batch:
+            return
+        by_symbol: dict[str, list[tuple]] = {}
+        for t in batch:
+            by_symbol.setdefault(t.symbol, []).append((t.time, t.trade_id, t.price, t.qty, t.side))
+        for symbol, rows in by_symbol.items():
+            try:
+                self.files += write_trades(self.root, self.exchange, symbol, rows)
+                self.written += len(rows)
+            except OSError as exc:  # a full or vanished disk: say so, keep collecting
+                self.errors += 1
+                self.last_error = f"{symbol}: {exc.strerror or exc}"
+                log.error("ticks: could not write %d trade(s) of %s: %s", len(rows), symbol, exc)
+
+    def close(self, timeout: float = 30.0) -> None:
+        """Write what is pending, merge past days' parts, stop the thread."""
+        self._stopping = True
+        self._wake.set()
+        self._thread.join(timeout)
+        try:
+            compact(self.root, min_parts=_COMPACT_PARTS)
+        except (OSError, duckdb.Error) as exc:
+            log.warning("ticks: compaction skipped: %s", exc)

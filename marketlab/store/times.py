@@ -1,0 +1,38 @@
+"""Times as researchers write them (epoch ms, ISO strings, dates, timestamps) → epoch ms."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+
+import numpy as np
+import pandas as pd
+
+TimeLike = int | str | date | datetime | pd.Timestamp | None
+
+
+def to_ms(value: TimeLike, name: str = "time") -> int | None:
+    """Epoch milliseconds from an int (ms), an ISO string, a date or a timestamp (UTC if naive)."""
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        raise ValueError(f"{name}: expected a time, got {value!r}")
+    if isinstance(value, int | np.integer):
+        return int(value)
+    try:
+        ts = pd.Timestamp(value)
+    except (ValueError, TypeError):
+        raise ValueError(
+            f"{name}: cannot read {value!r} as a time (try '2026-01-01' or epoch ms)"
+        ) from None
+    if ts is pd.NaT:
+        raise ValueError(f"{name}: {value!r} is not a time")
+    ts = ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
+    return int(ts.value // 1_000_000)
+
+
+def _range(start: TimeLike, end: TimeLike) -> tuple[int | None, int | None]:
+    s, e = to_ms(start, "start"), to_ms(end, "end")
+    if s is not None and e is not None and e < s:
+        raise ValueError(f"end ({pd.Timestamp(e, unit='ms', tz='UTC')}) is before start "
+                         f"({pd.Timestamp(s, unit='ms', tz='UTC')})")  # fmt: skip
+    return s, e
