@@ -154,6 +154,14 @@ def build_parser() -> argparse.ArgumentParser:
                         help="replay at this multiple of the recorded pace (default: as fast as it goes)")  # fmt: skip
     replay.add_argument("--db", default=None, help="SQLite file for the replayed closed klines")
 
+    ingest = sub.add_parser(
+        "ingest", help="store a recording's closed klines and trades as history"
+    )
+    ingest.add_argument("file", help="a recording written by `marketlab record`")
+    ingest.add_argument(
+        "--db", required=True, help="SQLite file (trades go to the .ticks beside it)"
+    )
+
     export = sub.add_parser("export", help="export stored klines to Hive-partitioned Parquet")
     export.add_argument("--db", required=True, help="the SQLite file written by collect")
     export.add_argument("--out", required=True, help="Parquet directory (created if missing)")
@@ -379,6 +387,17 @@ def run_backfill_command(args: argparse.Namespace) -> int:
     return 0
 
 
+def _run_ingest(args: argparse.Namespace) -> int:
+    from marketlab.ingest import ingest
+
+    done = ingest(args.file, args.db)
+    rate = done["frames"] / max(done["seconds"], 1e-9)
+    print(f"ingested {done['frames']:,} frames of {done['exchange']} {', '.join(done['symbols'])} in "
+          f"{done['seconds']:.1f} s ({rate:,.0f} frames/s): {done['klines_written']} candle write(s), "
+          f"{done['trades_written']:,} trade(s) into {args.db}")  # fmt: skip
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(
@@ -392,6 +411,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return run_demo(args)
         if args.command == "fault":
             return run_fault(args)
+        if args.command == "ingest":
+            return _run_ingest(args)
         if args.command == "export":
             return run_export(args)
         if args.command == "backfill":

@@ -105,6 +105,7 @@ class Lab(LabFrames):
         self.db = Path(db) if db is not None else None
         self.store_kinds = check_store(store, db)
         self._ticks: TickWriter | None = None
+        self.last_ticks_written = 0  # trades the last run's tick store wrote
         if self.db is not None and self.db.exists():
             connect(self.db, readonly=True).close()  # fail now, not in the collector thread
         given = {"binance_ws_url": binance_ws_url, "binance_rest_url": binance_rest_url,
@@ -249,6 +250,7 @@ class Lab(LabFrames):
         if ticks is not None:
             ticks.close(max(1.0, deadline - time.monotonic()))
             self._state.trade_store = None
+            self.last_ticks_written = ticks.written
         store, self._store = self._store, None
         if store is not None:
             self.store_report = store.close(max(1.0, deadline - time.monotonic()))

@@ -141,3 +141,33 @@ def test_after_kill_9_the_next_start_fetches_the_trades_it_missed(tmp_path):
     assert ids[0] == before["trade_id"].iloc[0]
     assert ids == list(range(ids[0], ids[0] + len(ids))), "trades of the downtime are missing"
     assert ids[-1] > before["trade_id"].iloc[-1] + 100
+
+
+def test_a_recording_ingested_twice_stores_what_live_collection_stored_once(tmp_path):
+    live_db, ingested_db, session = (
+        tmp_path / "live.sqlite",
+        tmp_path / "ing.sqlite",
+        tmp_path / "s.mlrec",
+    )
+    with SimExchange(["BTCUSDT"], speed=60, seed=12) as sim:
+        lab = Lab(["BTCUSDT"], db=live_db, store=("klines", "trades"), record=session,
+                  **{**FAST, **venue_options(sim)})  # fmt: skip
+        with lab:
+            lab.wait_ready(30)
+            time.sleep(2.5)
+            sim.drop_connections()
+            time.sleep(2.0)
+    for _ in range(2):
+        r = subprocess.run([sys.executable, "-m", "marketlab", "ingest", str(session), "--db", str(ingested_db)],
+                           capture_output=True, text=True, timeout=120)  # fmt: skip
+        assert r.returncode == 0, r.stderr
+        assert "ingested" in r.stdout and "trade(s)" in r.stdout
+    live, ingested = History(db=live_db), History(db=ingested_db)
+    pd.testing.assert_frame_equal(ingested.trades("BTCUSDT"), live.trades("BTCUSDT"))
+    pd.testing.assert_frame_equal(ingested.klines("BTCUSDT"), live.klines("BTCUSDT"))
+    not_one = tmp_path / "notes.txt"
+    not_one.write_text("hello")
+    r = subprocess.run([sys.executable, "-m", "marketlab", "ingest", str(not_one), "--db", str(tmp_path / "x.sqlite")],
+                       capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert r.returncode == 2 and "not a marketlab recording" in r.stderr
+    assert not (tmp_path / "x.sqlite").exists() and not (tmp_path / "x.ticks").exists()
