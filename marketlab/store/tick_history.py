@@ -6,6 +6,7 @@ it was written (the store may hold a repeat until a day is compacted).
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 from typing import Any
 
@@ -41,28 +42,34 @@ class TickQueries:
 
     def _select_trades(self, select: str, symbol: str, start: int | None, end: int | None,
                        exchange: str | None, tail: str = "") -> pd.DataFrame:  # fmt: skip
-        """``select`` over one symbol's stored trades in [start, end] (each once)."""
+        """``select`` over one symbol's stored trades in [start, end], each once, as rows of
+        (time, trade_id, price, qty, sell): ``sell`` is 1 when the taker sold."""
         if self.ticks is None:
             raise ValueError("this History has no tick store: create it with db= or ticks=")
+        files = _trade_files(
+            self.ticks, exchange or self.exchange, normalize_symbol(symbol), start, end
+        )
         con = duckdb.connect()
         try:
-            if not has_trades(self.ticks):
+            if not files:
                 return con.execute(f"SELECT {select} FROM (SELECT 0::BIGINT AS time, 0::BIGINT AS "
                                    "trade_id, 0.0::DOUBLE AS price, 0.0::DOUBLE AS qty, "
-                                   "''::VARCHAR AS side) WHERE false").df()  # fmt: skip
-            glob = trades_glob(self.ticks).replace("'", "''")
-            where = ["exchange = ?", "symbol = ?"]
-            params: list[Any] = [exchange or self.exchange, normalize_symbol(symbol)]
-            if start is not None:  # partitions by day first, then the rows
-                where += ["date >= ?::DATE", "time >= ?"]
-                params += [_day(start), start]
+                                   "0::TINYINT AS sell) WHERE false").df()  # fmt: skip
+            names = ", ".join("'" + str(f).replace("'", "''") + "'" for f in files)
+            where, params = ["true"], []
+            if start is not None:
+                where.append("time >= ?")
+                params.append(start)
             if end is not None:
-                where += ["date <= ?::DATE", "time <= ?"]
-                params += [_day(end), end]
+                where.append("time <= ?")
+                params.append(end)
+            # parts name their id range: only overlapping parts can hold a trade twice
+            once = (
+                "QUALIFY row_number() OVER (PARTITION BY trade_id) = 1" if _overlap(files) else ""
+            )
             rows = (
-                f"SELECT time, trade_id, price, qty, side FROM read_parquet('{glob}', "
-                f"hive_partitioning = true) WHERE {' AND '.join(where)} "
-                "QUALIFY row_number() OVER (PARTITION BY trade_id) = 1"
+                "SELECT time, trade_id, price, qty, (side = 'sell')::TINYINT AS sell "
+                f"FROM read_parquet([{names}]) WHERE {' AND '.join(where)} {once}"
             )
             return con.execute(f"SELECT {select} FROM ({rows}) {tail}", params).df()
         finally:
@@ -73,9 +80,10 @@ class TickQueries:
         """Stored trades with time in [start, end], oldest first, shaped like ``Lab.trades``."""
         s, e = _range(start, end)
         df = self._select_trades("*", symbol, s, e, exchange, "ORDER BY trade_id")
+        sides = pd.Categorical.from_codes(df["sell"].to_numpy(dtype=np.int8), dtype=_SIDES)
         return pd.DataFrame(
             {"price": df["price"].to_numpy(dtype=np.float64), "qty": df["qty"].to_numpy(dtype=np.float64),
-             "side": pd.Categorical(df["side"], dtype=_SIDES), "trade_id": df["trade_id"].to_numpy(dtype=np.int64)},
+             "side": sides, "trade_id": df["trade_id"].to_numpy(dtype=np.int64)},
             index=utc_index(df["time"].to_numpy(dtype=np.int64), "time"),
         )  # fmt: skip
 
@@ -89,8 +97,8 @@ class TickQueries:
             f"(time // {ms}) * {ms} AS open_time, arg_min(price, trade_id) AS open, max(price) AS high, "
             "min(price) AS low, arg_max(price, trade_id) AS close, sum(qty) AS volume, "
             "sum(price * qty) AS quote_volume, count(*) AS trades, "
-            "coalesce(sum(qty) FILTER (WHERE side = 'buy'), 0) AS taker_buy_volume, "
-            "coalesce(sum(price * qty) FILTER (WHERE side = 'buy'), 0) AS taker_buy_quote_volume",
+            "coalesce(sum(qty) FILTER (WHERE sell = 0), 0) AS taker_buy_volume, "
+            "coalesce(sum(price * qty) FILTER (WHERE sell = 0), 0) AS taker_buy_quote_volume",
             symbol, s, e, exchange, "GROUP BY 1 ORDER BY 1",
         )  # fmt: skip
         opens = df["open_time"].to_numpy(dtype=np.int64)
@@ -118,6 +126,30 @@ class TickQueries:
              "trades": df["trades"].to_numpy(dtype=np.int64)},
             index=utc_index(df["open_time"].to_numpy(dtype=np.int64), "open_time"),
         )  # fmt: skip
+
+
+def _trade_files(root: Path, exchange: str, symbol: str, start: int | None,
+                 end: int | None) -> list[Path]:  # fmt: skip
+    """The parts of one symbol whose day can hold a time in [start, end]."""
+    base = root / "kind=trades" / f"exchange={exchange}" / f"symbol={symbol}"
+    if not base.is_dir():
+        return []
+    first = _day(start) if start is not None else ""
+    last = _day(end) if end is not None else "9999-12-31"
+    return sorted(f for d in base.glob("date=*") if first <= d.name[5:] <= last
+                  for f in d.glob("part-*.parquet"))  # fmt: skip
+
+
+def _overlap(files: list[Path]) -> bool:
+    """True when two parts' id ranges (``part-<first>-<last>-…``) meet or a name is foreign."""
+    ranges = []
+    for f in files:
+        pieces = f.name.split("-")
+        if len(pieces) < 3 or not (pieces[1].isdigit() and pieces[2].isdigit()):
+            return True
+        ranges.append((int(pieces[1]), int(pieces[2])))
+    ranges.sort()
+    return any(b[0] <= a[1] for a, b in itertools.pairwise(ranges))
 
 
 def _fixed_ms(interval: str) -> int:

@@ -17,11 +17,12 @@ import os
 import threading
 import time
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
 import duckdb
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
@@ -32,7 +33,9 @@ log = logging.getLogger("marketlab.store")
 
 STORE_KINDS = ("klines", "trades")  # what Lab(store=...) can keep
 TRADE_SCHEMA = pa.schema([("time", pa.int64()), ("trade_id", pa.int64()), ("price", pa.float64()),
-                          ("qty", pa.float64()), ("side", pa.string())])  # fmt: skip
+                          ("qty", pa.float64()), ("side", pa.dictionary(pa.int8(), pa.string()))])  # fmt: skip
+_SIDE_NAMES = pa.array(["buy", "sell"])
+_DAY_MS = 86_400_000
 _COMPACT_PARTS = 16  # a past day with more parts than this is merged into one
 _seq = itertools.count()
 
@@ -59,24 +62,40 @@ def _day(ms: int) -> str:
     return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%d")
 
 
-def write_trades(root: Path, exchange: str, symbol: str, rows: list[tuple]) -> int:
-    """``rows`` (time, trade_id, price, qty, side) as one part per day; returns files written."""
-    by_day: dict[str, list[tuple]] = {}
-    for row in rows:
-        by_day.setdefault(_day(row[0]), []).append(row)
-    for day, part in by_day.items():
-        part.sort(key=lambda r: r[1])
-        table = pa.Table.from_arrays(
-            [pa.array(col, type=f.type) for col, f in zip(zip(*part, strict=True), TRADE_SCHEMA, strict=True)],
-            schema=TRADE_SCHEMA,
-        )  # fmt: skip
-        folder = trade_dir(root, exchange, symbol, day)
+def trade_table(trades: Sequence[Trade]) -> pa.Table:
+    """Trade records as the store's columns (one pass per column, no row tuples)."""
+    n = len(trades)
+    sides = np.fromiter((t.side == "sell" for t in trades), np.int8, n)
+    return pa.Table.from_arrays(
+        [pa.array(np.fromiter((t.time for t in trades), np.int64, n)),
+         pa.array(np.fromiter((t.trade_id for t in trades), np.int64, n)),
+         pa.array(np.fromiter((t.price for t in trades), np.float64, n)),
+         pa.array(np.fromiter((t.qty for t in trades), np.float64, n)),
+         pa.DictionaryArray.from_arrays(pa.array(sides), _SIDE_NAMES)],
+        schema=TRADE_SCHEMA,
+    )  # fmt: skip
+
+
+def write_trades(root: Path, exchange: str, symbol: str, table: pa.Table) -> int:
+    """One symbol's trades (:func:`trade_table`) as one part per day; returns files written."""
+    ids = table.column("trade_id").to_numpy()
+    if len(ids) > 1 and not (np.diff(ids) > 0).all():
+        table = table.take(pa.array(np.argsort(ids, kind="stable")))
+    days = table.column("time").to_numpy() // _DAY_MS
+    starts = (
+        np.flatnonzero(np.diff(days)) + 1 if days[0] != days[-1] else np.array([], dtype=np.int64)
+    )
+    bounds = [0, *starts.tolist(), len(days)]
+    for a, b in itertools.pairwise(bounds):
+        part = table.slice(a, b - a)
+        first, last = part.column("trade_id")[0].as_py(), part.column("trade_id")[-1].as_py()
+        folder = trade_dir(root, exchange, symbol, _day(int(days[a]) * _DAY_MS))
         folder.mkdir(parents=True, exist_ok=True)
-        name = f"part-{part[0][1]:020d}-{part[-1][1]:020d}-{os.getpid()}-{next(_seq)}"
+        name = f"part-{first:020d}-{last:020d}-{os.getpid()}-{next(_seq)}"
         tmp = folder / f".{name}.tmp"
-        pq.write_table(table, tmp, compression="zstd")
+        pq.write_table(part, tmp, compression="zstd")
         tmp.replace(folder / f"{name}.parquet")  # whole or not at all
-    return len(by_day)
+    return len(bounds) - 1
 
 
 def compact(root: Path, min_parts: int = 2, today: str | None = None) -> int:
@@ -180,17 +199,17 @@ class TickWriter:
         batch = [pending.popleft() for _ in range(len(pending))]
         if not batch:
             return
-        by_symbol: dict[str, list[tuple]] = {}
+        by_symbol: dict[str, list[Trade]] = {}
         for t in batch:
-            by_symbol.setdefault(t.symbol, []).append((t.time, t.trade_id, t.price, t.qty, t.side))
-        for symbol, rows in by_symbol.items():
+            by_symbol.setdefault(t.symbol, []).append(t)
+        for symbol, trades in by_symbol.items():
             try:
-                self.files += write_trades(self.root, self.exchange, symbol, rows)
-                self.written += len(rows)
+                self.files += write_trades(self.root, self.exchange, symbol, trade_table(trades))
+                self.written += len(trades)
             except OSError as exc:  # a full or vanished disk: say so, keep collecting
                 self.errors += 1
                 self.last_error = f"{symbol}: {exc.strerror or exc}"
-                log.error("ticks: could not write %d trade(s) of %s: %s", len(rows), symbol, exc)
+                log.error("ticks: could not write %d trade(s) of %s: %s", len(trades), symbol, exc)
 
     def close(self, timeout: float = 30.0) -> None:
         """Write what is pending, merge past days' parts, stop the thread."""
