@@ -39,6 +39,7 @@ from marketlab.record.replay import replaying
 from marketlab.records import Kline, Record, Ticker
 from marketlab.settings import one_of, positive
 from marketlab.state import MarketState
+from marketlab.store.books import BookRow
 from marketlab.store.history import History
 from marketlab.store.refill import refill_dropped
 from marketlab.store.sqlite import connect
@@ -88,6 +89,8 @@ class Lab(LabFrames):
         failover_after: float = 30.0,
         record: str | os.PathLike[str] | None = None,
         store: str | Sequence[str] = ("klines",),
+        book_levels: int = 20,
+        book_interval: float = 1.0,
         **feed_options: Any,
     ):
         self.symbols = check_symbols(symbols)
@@ -104,6 +107,11 @@ class Lab(LabFrames):
         positive("failover_after", failover_after)
         self.db = Path(db) if db is not None else None
         self.store_kinds = check_store(store, db)
+        positive("book_levels", book_levels, integer=True)
+        positive("book_interval", book_interval)
+        if "book" in self.store_kinds and "book" not in self.channels:
+            raise ValueError("store=... 'book' keeps snapshots of books: add 'book' to channels")
+        self.book_store = (book_levels, book_interval)  # levels a side, seconds between snapshots
         self._ticks: TickWriter | None = None
         self.last_ticks_written = 0  # trades the last run's tick store wrote
         if self.db is not None and self.db.exists():
@@ -158,11 +166,13 @@ class Lab(LabFrames):
             if self._replay is None:  # a replay rebuilds exactly what its recording holds
                 starts = self.history.warm(self._klines, self._kline_capacity)
         trade_starts: dict[str, int] = {}
-        if self.db is not None and "trades" in self.store_kinds:
+        if self.db is not None and "trades" in self.store_kinds:  # (and "book": one writer)
             root = ticks_root(self.db)
             if self._replay is None:  # where stored trades end: the gap since is fetched by id
                 trade_starts = last_trade_ids(root, self.exchange)
             self._ticks = self._state.trade_store = TickWriter(root, self.exchange)
+        elif self.db is not None and "book" in self.store_kinds:
+            self._ticks = TickWriter(ticks_root(self.db), self.exchange)
         cls = registry.get(self.exchange).feed_class()
         if self._replay is not None:
             cls = replaying(cls)
@@ -185,13 +195,33 @@ class Lab(LabFrames):
         if self._store is not None:
             refill = asyncio.create_task(refill_dropped(self._store, self._rest_for))
             refill.add_done_callback(_log_failure)
+        sampler = None
+        if self._ticks is not None and "book" in self.store_kinds and self._replay is None:
+            sampler = asyncio.create_task(self._sample_books(self._ticks))
+            sampler.add_done_callback(_log_failure)
         try:
             await self._collect()
         finally:
-            if refill is not None:
-                refill.cancel()
+            for task in (refill, sampler):
+                if task is not None:
+                    task.cancel()
         if self._feed.fatal is not None:
             raise self._feed.fatal
+
+    async def _sample_books(self, ticks: TickWriter) -> None:
+        """Every ``book_interval`` seconds, each synced book's top ``book_levels`` to the store
+        (a book that has not changed since is not written again)."""
+        levels, interval = self.book_store
+        last: dict[str, int] = {}
+        while True:
+            await asyncio.sleep(interval)
+            for symbol in self.symbols:
+                view = self.book_levels(symbol, levels)
+                if view.synced and last.get(symbol) != view.last_update_id:
+                    last[symbol] = view.last_update_id
+                    when = view.event_time or int(time.time() * 1000)
+                    ticks.add_book(BookRow(view.exchange, symbol, when, view.last_update_id,
+                                           view.bids, view.asks))  # fmt: skip
 
     def _rest_for(self, exchange: str) -> tuple[Any, bool]:
         """The primary's own REST client, or a new one for the fallback venue's series."""

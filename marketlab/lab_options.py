@@ -30,7 +30,8 @@ def check_symbols(symbols: str | Sequence[str]) -> list[str]:
 
 
 def check_store(store: str | Sequence[str], db: object) -> tuple[str, ...]:
-    """What the Lab keeps besides frames (``klines`` in SQLite, ``trades`` as Parquet ticks)."""
+    """What the Lab keeps besides frames (``klines`` in SQLite; ``trades`` and ``book``
+    snapshots as Parquet ticks)."""
     from marketlab.store.ticks import STORE_KINDS
 
     kinds = (store,) if isinstance(store, str) else tuple(store)

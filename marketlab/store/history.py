@@ -27,7 +27,7 @@ from marketlab.settings import one_of
 from marketlab.settings import rest_url as rest_url_check
 from marketlab.store.parquet import VALUE_COLUMNS, has_parquet, parquet_glob, read_sqlite
 from marketlab.store.sqlite import StoreError, connect, last_open_times
-from marketlab.store.tick_history import TickQueries
+from marketlab.store.tick_history import BookQueries, TickQueries
 from marketlab.store.ticks import ticks_root
 from marketlab.store.times import TimeLike, _range
 from marketlab.store.writer import KlineStore
@@ -49,7 +49,7 @@ def klines_frame(df: pd.DataFrame) -> pd.DataFrame:
     return out[list(KLINE_COLUMNS)]
 
 
-class History(TickQueries):
+class History(TickQueries, BookQueries):
     """What marketlab stored: closed klines (``History(db="data/marketlab.sqlite",
     parquet="data/parquet")``) and, with a tick store, every trade (``ticks=``, by default the
     ``.ticks`` directory beside ``db``)."""
@@ -127,7 +127,9 @@ class History(TickQueries):
 
     def sql(self, query: str) -> pd.DataFrame:
         """Any DuckDB SQL over the view ``klines`` (exchange, symbol, interval, open_time ms, …)
-        and, with stored ticks, ``trades`` (exchange, symbol, time ms, trade_id, price, qty, side)."""
+        and, with stored ticks, ``trades`` (exchange, symbol, time ms, trade_id, price, qty, side)
+        and ``book`` (exchange, symbol, time ms, update_id, bid_price, bid_qty, ask_price, ask_qty
+        as lists, best first)."""
         if not isinstance(query, str) or not query.strip():
             raise ValueError(
                 'sql() needs a query, e.g. "select symbol, count(*) from klines group by 1"'

@@ -14,8 +14,9 @@ import duckdb
 import numpy as np
 import pandas as pd
 
-from marketlab.frames import KLINE_COLUMNS, utc_index, utc_times
+from marketlab.frames import KLINE_COLUMNS, book_frame, utc_index, utc_times
 from marketlab.records import Interval, normalize_symbol
+from marketlab.store.books import book_files
 from marketlab.store.ticks import has_trades, trades_glob
 from marketlab.store.times import _range
 
@@ -29,7 +30,17 @@ class TickQueries:
 
     def _trades_view(self, con: duckdb.DuckDBPyConnection) -> bool:
         """A ``trades`` view (exchange, symbol, time ms, trade_id, price, qty, side), each trade
-        once; False when nothing is stored."""
+        once, and a ``book`` view of the stored snapshots; False when no trade is stored."""
+        if (
+            self.ticks is not None
+            and (self.ticks / "kind=book").is_dir()
+            and any((self.ticks / "kind=book").rglob("*.parquet"))
+        ):
+            books = str(self.ticks / "kind=book" / "**" / "*.parquet").replace("'", "''")
+            con.execute(
+                "CREATE VIEW book AS SELECT exchange, symbol, time, update_id, bid_price, bid_qty, "
+                f"ask_price, ask_qty FROM read_parquet('{books}', hive_partitioning = true)"
+            )
         if self.ticks is None or not has_trades(self.ticks):
             return False
         glob = trades_glob(self.ticks).replace("'", "''")
@@ -128,6 +139,16 @@ class TickQueries:
         )  # fmt: skip
 
 
+def _book_frame_at(row: dict[str, Any]) -> pd.DataFrame:
+    bids = list(zip(row["bid_price"], row["bid_qty"], strict=True))
+    asks = list(zip(row["ask_price"], row["ask_qty"], strict=True))
+    df = book_frame(bids, asks)
+    df.attrs.update(
+        time=pd.Timestamp(int(row["time"]), unit="ms", tz="UTC"), update_id=int(row["update_id"])
+    )
+    return df
+
+
 def _trade_files(root: Path, exchange: str, symbol: str, start: int | None,
                  end: int | None) -> list[Path]:  # fmt: skip
     """The parts of one symbol whose day can hold a time in [start, end]."""
@@ -150,6 +171,92 @@ def _overlap(files: list[Path]) -> bool:
         ranges.append((int(pieces[1]), int(pieces[2])))
     ranges.sort()
     return any(b[0] <= a[1] for a, b in itertools.pairwise(ranges))
+
+
+class BookQueries:
+    """Stored book snapshots (``store=(..., "book")``): one at a time, as series, and the
+    spread and imbalance researchers compute from them."""
+
+    ticks: Path | None
+    exchange: str
+
+    def _books(self, symbol: str, start: int | None, end: int | None, exchange: str | None,
+               select: str = "*", tail: str = "ORDER BY time, update_id") -> pd.DataFrame:  # fmt: skip
+        if self.ticks is None:
+            raise ValueError("this History has no tick store: create it with db= or ticks=")
+        first = _day(start) if start is not None else ""
+        last = _day(end) if end is not None else "9999-12-31"
+        files = book_files(
+            self.ticks, exchange or self.exchange, normalize_symbol(symbol), first, last
+        )
+        relation = (
+            "SELECT 0::BIGINT AS time, 0::BIGINT AS update_id, []::DOUBLE[] AS bid_price, "
+            "[]::DOUBLE[] AS bid_qty, []::DOUBLE[] AS ask_price, []::DOUBLE[] AS ask_qty WHERE false"
+        )
+        names = ", ".join("'" + str(f).replace("'", "''") + "'" for f in files)
+        where, params = ["true"], []
+        if start is not None:
+            where.append("time >= ?")
+            params.append(start)
+        if end is not None:
+            where.append("time <= ?")
+            params.append(end)
+        if files:
+            relation = f"SELECT * FROM read_parquet([{names}]) WHERE {' AND '.join(where)}"
+        else:
+            params = []
+        con = duckdb.connect()
+        try:
+            return con.execute(f"SELECT {select} FROM ({relation}) {tail}", params).df()
+        finally:
+            con.close()
+
+    def book(self, symbol: str, at: Any = None, *, exchange: str | None = None) -> pd.DataFrame:
+        """The stored book as it was at ``at`` (the newest snapshot at or before it; the newest
+        of all without it), shaped like ``Lab.book``; ``attrs`` carry its time and update id."""
+        from marketlab.store.times import to_ms
+
+        when = to_ms(at, "at")
+        df = self._books(
+            symbol, None, when, exchange, tail="ORDER BY time DESC, update_id DESC LIMIT 1"
+        )
+        if df.empty:
+            raise LookupError(f"no stored book of {normalize_symbol(symbol)}"
+                              + (f" at or before {pd.Timestamp(when, unit='ms', tz='UTC')}" if when else ""))  # fmt: skip
+        return _book_frame_at(df.iloc[0].to_dict())
+
+    def book_series(self, symbol: str, start: Any = None, end: Any = None, levels: int = 5, *,
+                    exchange: str | None = None) -> pd.DataFrame:  # fmt: skip
+        """One row per stored snapshot: ``bid_price_0`` … ``ask_qty_<levels-1>`` (0 is the best)."""
+        if not isinstance(levels, int) or levels < 1:
+            raise ValueError(f"levels must be a positive integer, got {levels!r}")
+        s, e = _range(start, end)
+        cols = ", ".join(f"{side}_{what}[{i + 1}] AS {side}_{what}_{i}" for side in ("bid", "ask")
+                         for what in ("price", "qty") for i in range(levels))  # fmt: skip
+        df = self._books(symbol, s, e, exchange, f"time, update_id, {cols}")
+        out = df.drop(columns=["time"]).set_index(
+            utc_index(df["time"].to_numpy(dtype=np.int64), "time")
+        )
+        return out
+
+    def spread(self, symbol: str, start: Any = None, end: Any = None, *,
+               exchange: str | None = None) -> pd.DataFrame:  # fmt: skip
+        """Best bid and ask of each stored snapshot, the mid, the spread and the spread in basis
+        points of the mid."""
+        series = self.book_series(symbol, start, end, levels=1, exchange=exchange)
+        bid, ask = series["bid_price_0"], series["ask_price_0"]
+        mid = (bid + ask) / 2
+        return pd.DataFrame({"bid": bid, "ask": ask, "mid": mid, "spread": ask - bid,
+                             "spread_bps": (ask - bid) / mid * 1e4})  # fmt: skip
+
+    def imbalance(self, symbol: str, start: Any = None, end: Any = None, levels: int = 5, *,
+                  exchange: str | None = None) -> pd.Series:  # fmt: skip
+        """(bid quantity - ask quantity) / (both) over the top ``levels`` of each snapshot:
+        +1 all bids, -1 all asks."""
+        series = self.book_series(symbol, start, end, levels=levels, exchange=exchange)
+        bids = series[[f"bid_qty_{i}" for i in range(levels)]].sum(axis=1, min_count=1)
+        asks = series[[f"ask_qty_{i}" for i in range(levels)]].sum(axis=1, min_count=1)
+        return ((bids - asks) / (bids + asks)).rename("imbalance")
 
 
 def _fixed_ms(interval: str) -> int:

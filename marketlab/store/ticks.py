@@ -1,5 +1,7 @@
 """Every trade kept: Hive-partitioned, zstd-compressed Parquet beside the kline database.
 
+Trades and (:mod:`marketlab.store.books`) book snapshots.
+
 Layout: ``<root>/kind=trades/exchange=<x>/symbol=<s>/date=<yyyy-mm-dd>/part-<first>-<last>-<n>.parquet``
 with columns ``time`` (epoch ms), ``trade_id``, ``price``, ``qty``, ``side``. Trades reach the
 writer from the collector thread and are written in batches on a thread of its own, a part per
@@ -27,11 +29,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from marketlab.records import Trade
+from marketlab.store.books import BookRow, write_books
 from marketlab.store.sqlite import StoreError
 
 log = logging.getLogger("marketlab.store")
 
-STORE_KINDS = ("klines", "trades")  # what Lab(store=...) can keep
+STORE_KINDS = ("klines", "trades", "book")  # what Lab(store=...) can keep
 TRADE_SCHEMA = pa.schema([("time", pa.int64()), ("trade_id", pa.int64()), ("price", pa.float64()),
                           ("qty", pa.float64()), ("side", pa.dictionary(pa.int8(), pa.string()))])  # fmt: skip
 _SIDE_NAMES = pa.array(["buy", "sell"])
@@ -168,6 +171,8 @@ class TickWriter:
                 f"cannot write ticks under {self.root}: {exc.strerror or exc}"
             ) from None
         self._pending: deque[Trade] = deque()  # appended by the collector, drained here
+        self._books: deque[BookRow] = deque()
+        self.books_written = 0
         self._wake = threading.Event()
         self._stopping = False
         self.written = 0  # trades written
@@ -187,6 +192,10 @@ class TickWriter:
         self._pending.extend(trades)
         self._wake.set()
 
+    def add_book(self, row: BookRow) -> None:
+        """A book snapshot (from the collector's sampler): written within ``flush_interval``."""
+        self._books.append(row)
+
     def _run(self) -> None:
         while not self._stopping:
             self._wake.wait(self.flush_interval)
@@ -195,6 +204,16 @@ class TickWriter:
         self._flush()
 
     def _flush(self) -> None:
+        books = self._books
+        if books:
+            rows = [books.popleft() for _ in range(len(books))]
+            try:
+                self.files += write_books(self.root, rows)
+                self.books_written += len(rows)
+            except OSError as exc:
+                self.errors += 1
+                self.last_error = f"books: {exc.strerror or exc}"
+                log.error("ticks: could not write %d book snapshot(s): %s", len(rows), exc)
         pending = self._pending
         batch = [pending.popleft() for _ in range(len(pending))]
         if not batch:

@@ -358,7 +358,7 @@ class Feed(Intake, KlineIntegrity, TradeIntegrity, RestPolling):
             if not book.synced:
                 return BookView(False, 0, [], [], book.reason, exchange)
             return BookView(True, book.last_update_id, book.bids(depth), book.asks(depth), "",
-                            exchange, book.verified_by)  # fmt: skip
+                            exchange, book.verified_by, book.event_time or 0)  # fmt: skip
 
     def book_state(self, symbol: str) -> str:
         lb = self.books.get(symbol)

@@ -21,6 +21,7 @@ class BookView(NamedTuple):
     reason: str  # why it is not synced
     exchange: str = ""  # the venue the levels come from
     verified: str = ""  # how it is known to equal the venue's (e.g. "seqId chain")
+    event_time: int = 0  # the venue's time of the last update applied (ms; 0 when unknown)
 
 
 @dataclass(slots=True)

@@ -171,3 +171,43 @@ def test_a_recording_ingested_twice_stores_what_live_collection_stored_once(tmp_
                        capture_output=True, text=True, timeout=60)  # fmt: skip
     assert r.returncode == 2 and "not a marketlab recording" in r.stderr
     assert not (tmp_path / "x.sqlite").exists() and not (tmp_path / "x.ticks").exists()
+
+
+def test_book_snapshots_are_stored_and_read_back_as_the_exchange_held_them(tmp_path):
+    db = tmp_path / "m.sqlite"
+    with SimExchange(["BTCUSDT"], speed=60, seed=13) as sim:
+        lab = Lab(["BTCUSDT"], db=db, store=("klines", "book"), book_levels=10, book_interval=0.2,
+                  **{**FAST, **venue_options(sim)})  # fmt: skip
+        with lab:
+            lab.wait_ready(30)
+            wait_for(lambda: lab.book("BTCUSDT").attrs["synced"], 20, "a synced book")
+            time.sleep(2.0)
+            sim.pause()
+            try:
+                time.sleep(1.0)  # the last change sampled after the pause
+                truth = sim.book("BTCUSDT", 10)
+                live = lab.book("BTCUSDT", 10)
+            finally:
+                sim.resume()
+    history = History(db=db)
+    stored = history.book("BTCUSDT")
+    assert stored.attrs["update_id"] == live.attrs["last_update_id"]
+    bids = stored[stored.side == "bid"]
+    asks = stored[stored.side == "ask"]
+    assert list(zip(bids.price, bids.qty, strict=True)) == [tuple(level) for level in truth["bids"]]
+    assert list(zip(asks.price, asks.qty, strict=True)) == [tuple(level) for level in truth["asks"]]
+    series = history.book_series("BTCUSDT", levels=3)
+    assert len(series) >= 5 and series["update_id"].is_monotonic_increasing
+    assert (series["bid_price_0"] < series["ask_price_0"]).all()
+    assert (series["bid_price_1"] < series["bid_price_0"]).all()
+    spread = history.spread("BTCUSDT")
+    assert (spread["spread"] > 0).all()
+    assert spread["mid"].iloc[-1] == pytest.approx((bids.price.iloc[0] + asks.price.iloc[0]) / 2)
+    imbalance = history.imbalance("BTCUSDT", levels=3)
+    assert imbalance.between(-1, 1).all() and len(imbalance) == len(series)
+    earlier = history.book("BTCUSDT", at=series.index[0])
+    assert earlier.attrs["update_id"] == series["update_id"].iloc[0]
+    with pytest.raises(LookupError, match="no stored book"):
+        history.book("BTCUSDT", at="2000-01-01")
+    counted = history.sql("select count(*) as n from book")
+    assert counted["n"][0] == len(series)

@@ -1,0 +1,76 @@
+"""Order-book snapshots kept beside the trades: the top levels of each book at a fixed interval.
+
+Layout: ``<root>/kind=book/exchange=<x>/symbol=<s>/date=<yyyy-mm-dd>/part-<first>-<last>-<n>.parquet``
+(first and last: the update ids the part spans) with one row per snapshot: ``time`` (the venue's
+time of the book's last update, ms), ``update_id``, and the levels as lists, best first:
+``bid_price``, ``bid_qty``, ``ask_price``, ``ask_qty``. Written whole or not at all, like trades.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import NamedTuple
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+_LEVELS = pa.list_(pa.float64())
+BOOK_SCHEMA = pa.schema([("time", pa.int64()), ("update_id", pa.int64()), ("bid_price", _LEVELS),
+                         ("bid_qty", _LEVELS), ("ask_price", _LEVELS), ("ask_qty", _LEVELS)])  # fmt: skip
+_DAY_MS = 86_400_000
+_seq = itertools.count()
+
+
+class BookRow(NamedTuple):
+    """One stored snapshot of one symbol's book."""
+
+    exchange: str
+    symbol: str
+    time: int
+    update_id: int
+    bids: list[tuple[float, float]]
+    asks: list[tuple[float, float]]
+
+
+def book_dir(root: Path, exchange: str, symbol: str, day: str) -> Path:
+    return root / "kind=book" / f"exchange={exchange}" / f"symbol={symbol}" / f"date={day}"
+
+
+def book_files(
+    root: Path, exchange: str, symbol: str, first_day: str = "", last_day: str = "9999-12-31"
+) -> list[Path]:
+    base = root / "kind=book" / f"exchange={exchange}" / f"symbol={symbol}"
+    if not base.is_dir():
+        return []
+    return sorted(f for d in base.glob("date=*") if first_day <= d.name[5:] <= last_day
+                  for f in d.glob("part-*.parquet"))  # fmt: skip
+
+
+def write_books(root: Path, rows: Sequence[BookRow]) -> int:
+    """Snapshots as one part per (exchange, symbol, day); returns files written."""
+    groups: dict[tuple[str, str, int], list[BookRow]] = {}
+    for r in rows:
+        groups.setdefault((r.exchange, r.symbol, r.time // _DAY_MS), []).append(r)
+    for (exchange, symbol, day), part in groups.items():
+        part.sort(key=lambda r: (r.time, r.update_id))
+        table = pa.Table.from_arrays(
+            [pa.array(np.fromiter((r.time for r in part), np.int64, len(part))),
+             pa.array(np.fromiter((r.update_id for r in part), np.int64, len(part))),
+             pa.array([[p for p, _ in r.bids] for r in part], _LEVELS),
+             pa.array([[q for _, q in r.bids] for r in part], _LEVELS),
+             pa.array([[p for p, _ in r.asks] for r in part], _LEVELS),
+             pa.array([[q for _, q in r.asks] for r in part], _LEVELS)],
+            schema=BOOK_SCHEMA,
+        )  # fmt: skip
+        name = np.datetime64(day * _DAY_MS, "ms").astype("datetime64[D]")
+        folder = book_dir(root, exchange, symbol, str(name))
+        folder.mkdir(parents=True, exist_ok=True)
+        stem = f"part-{part[0].update_id:020d}-{part[-1].update_id:020d}-{os.getpid()}-{next(_seq)}"
+        tmp = folder / f".{stem}.tmp"
+        pq.write_table(table, tmp, compression="zstd")
+        tmp.replace(folder / f"{stem}.parquet")
+    return len(groups)
