@@ -19,6 +19,7 @@ from marketlab.lab import Lab
 from marketlab.server import PREFIX, create_app
 from marketlab.server.hub import Client
 from marketlab.server.runner import ServerThread, is_loopback
+from marketlab.server.wire import text_frame
 from marketlab.sim import SimExchange
 from tests.test_lab import FAST, wait_for
 
@@ -275,6 +276,8 @@ async def test_websocket_subscribe_broadcast_and_unsubscribe(stack):
                         seen.add((m["type"], m["symbol"]))
         assert seen_a == {("ticker", "BTCUSDT"), ("ticker", "ETHUSDT")}
         assert seen_b == {("trade", "ETHUSDT"), ("kline", "ETHUSDT"), ("depth", "ETHUSDT")}
+        hub = stack.server.server.config.app.state.hub
+        assert sum(c.sent_raw for c in hub.clients) > 0, "updates never took the one-frame path"
         await b.send(
             orjson.dumps(
                 {"action": "unsubscribe", "symbols": ["ETHUSDT"], "channels": ["trade"]}
@@ -383,3 +386,11 @@ def test_the_api_serves_an_okx_lab_the_same_way(tmp_path):
         finally:
             sim.resume()
             lab.stop()
+
+
+@pytest.mark.parametrize("size", [0, 1, 125, 126, 127, 65535, 65536, 70000])
+def test_the_shared_frame_is_the_frame_websockets_would_send(size):
+    from websockets.frames import Frame, Opcode
+
+    payload = bytes(range(256)) * (size // 256) + bytes(range(size % 256))
+    assert text_frame(payload) == Frame(Opcode.TEXT, payload).serialize(mask=False)
