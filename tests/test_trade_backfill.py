@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import time
 
+import pytest
+
 from marketlab.frames import TradeBuffer
 from marketlab.records import Trade
 from marketlab.sim import SimExchange
@@ -36,14 +38,17 @@ def exchange_prices(sim: SimExchange, symbol: str) -> dict[int, float]:
     return {t.trade_id: t.price * m.spec.tick for t in list(m.recent_trades)}
 
 
-def test_trades_missed_while_disconnected_are_fetched_by_id(sim):
-    with running_lab(sim, symbols=("BTCUSDT", "ETHUSDT")) as (lab, _):
+@pytest.mark.parametrize("exchange", ["binance", "okx"])
+def test_trades_missed_while_disconnected_are_fetched_by_id(sim, exchange):
+    with running_lab(sim, symbols=("BTCUSDT", "ETHUSDT"), exchange=exchange) as (lab, _):
         time.sleep(1.0)
         for _ in range(2):
-            sim.refuse_connections(1.5)
-            sim.drop_connections()
+            sim.refuse_connections(1.5, venue=exchange)
+            sim.drop_connections(venue=exchange)
             time.sleep(2.5)
-        wait_for(lambda: lab.summary()["connections"][0]["connected"], what="reconnect")
+        wait_for(
+            lambda: all(c["connected"] for c in lab.summary()["connections"]), what="reconnect"
+        )
         wait_for(lambda: sum(lab.summary()["trades_backfilled"].values()) > 0, 15, "a backfill")
         time.sleep(1.5)
         sim.pause()
@@ -57,7 +62,8 @@ def test_trades_missed_while_disconnected_are_fetched_by_id(sim):
                 )
                 truth = exchange_prices(sim, symbol)
                 assert all(
-                    truth[i] == pytest_approx(p) for i, p in zip(ids, df["price"], strict=True)
+                    truth[i] == pytest.approx(p, rel=1e-9)
+                    for i, p in zip(ids, df["price"], strict=True)
                 )
             status = lab.status()
             assert status.loc[("BTCUSDT", "trade"), "backfilled"] > 0
@@ -66,12 +72,6 @@ def test_trades_missed_while_disconnected_are_fetched_by_id(sim):
             assert lab.summary()["trade_holes"] == {}
         finally:
             sim.resume()
-
-
-def pytest_approx(x: float):
-    import pytest
-
-    return pytest.approx(x, rel=1e-9)
 
 
 def test_trades_the_venue_no_longer_keeps_are_reported_as_a_hole(monkeypatch):
@@ -85,3 +85,45 @@ def test_trades_the_venue_no_longer_keeps_are_reported_as_a_hole(monkeypatch):
         assert 0 < first <= last
         assert lab.summary()["trades_missed"]["BTCUSDT"] >= last - first + 1
         assert lab.status().loc[("BTCUSDT", "trade"), "gaps"] >= 1
+
+
+def test_okx_trades_aggregate_fills_and_trades_all_has_each(sim):
+    """As OKX does today: ``trades`` pushes one taker's fills at one price as one trade (``count``
+    of them, ids skipping); ``trades-all`` on the business endpoint has every trade."""
+    import asyncio
+
+    import aiohttp
+    import orjson
+
+    async def take(path: str, channel: str) -> list[dict]:
+        rows: list[dict] = []
+        async with (
+            aiohttp.ClientSession() as session,
+            session.ws_connect(sim.okx_ws_url.replace("/public", path)) as ws,
+        ):
+            await ws.send_str(
+                orjson.dumps(
+                    {"op": "subscribe", "args": [{"channel": channel, "instId": "BTC-USDT"}]}
+                ).decode()
+            )
+            deadline = time.monotonic() + 3
+            while time.monotonic() < deadline:
+                msg = await ws.receive(timeout=3)
+                data = (
+                    orjson.loads(msg.data)
+                    if msg.type == aiohttp.WSMsgType.TEXT and msg.data != "pong"
+                    else {}
+                )
+                rows += data.get("data", [])
+        return rows
+
+    async def both() -> tuple[list[dict], list[dict]]:
+        return await asyncio.gather(take("/public", "trades"), take("/business", "trades-all"))
+
+    aggregated, each = asyncio.run(both())
+    assert each and aggregated
+    ids = [int(t["tradeId"]) for t in each]
+    assert ids == list(range(ids[0], ids[0] + len(ids)))  # contiguous, one by one
+    assert "count" not in each[0]
+    assert any(int(t["count"]) > 1 for t in aggregated)  # fills aggregated, so ids skip
+    assert sum(int(t["count"]) for t in aggregated) >= len(aggregated)

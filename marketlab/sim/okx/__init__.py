@@ -61,6 +61,7 @@ class OkxFace(OkxRest, OkxWs, SocketFace):
             ("/api/v5/market/books", "books", self.books),
             ("/api/v5/market/candles", "candles", self.candles),
             ("/api/v5/market/history-candles", "history-candles", self.history_candles),
+            ("/api/v5/market/history-trades", "history-trades", self.history_trades),
         ]
         for path, name, handler in rest:
             app.router.add_get(path, self._rest(name, handler))

@@ -29,7 +29,7 @@ PUBLIC_CHANNELS = ("tickers", "trades", "books", "books5", "bbo-tbt")
 BOOK_LEVELS = 400
 # Requests per 2 seconds per IP, by endpoint (OKX's documented rate limits).
 RATE_LIMITS = {"time": 10, "instruments": 20, "ticker": 20, "tickers": 20, "books": 40,
-               "candles": 40, "history-candles": 20}  # fmt: skip
+               "candles": 40, "history-candles": 20, "history-trades": 20}  # fmt: skip
 _INST_RE = re.compile(r"^[A-Z0-9]{1,12}-[A-Z0-9]{1,12}$")
 
 
@@ -152,6 +152,28 @@ class OkxRest:
                 "ts": str(self.sim.now_ms()),
             }
         ]
+
+    async def history_trades(self, request: web.Request) -> Any:
+        """Trades newest first, each one (not aggregated): ``type=1`` pages by trade id
+        (``after``: older than it, ``before``: newer), ``type=2`` by time; at most 100."""
+        m = self._market(request)
+        q = request.query
+        kind = q.get("type", "1") or "1"
+        if kind not in ("1", "2"):
+            raise OkxError(400, "51000", "Parameter type error")
+        limit = _int(q, "limit", 100)
+        if limit < 1:
+            raise OkxError(400, "51000", "Parameter limit error")
+        after, before = _int(q, "after", None), _int(q, "before", None)
+        key = (lambda t: t.trade_id) if kind == "1" else (lambda t: t.time)
+        kept = [t for t in m.recent_trades
+                if (after is None or key(t) < after) and (before is None or key(t) > before)]  # fmt: skip
+        chosen = kept[-min(limit, 100) :][::-1]  # the newest that qualify, newest first
+        pd, qd = m.spec.price_decimals, m.spec.qty_decimals
+        inst = self._inst_of[m.spec.symbol]
+        return [{"instId": inst, "side": "sell" if t.buyer_is_maker else "buy", "sz": num(t.qty, qd),
+                 "px": num(t.price, pd), "source": "0", "tradeId": str(t.trade_id), "ts": str(t.time)}
+                for t in chosen]  # fmt: skip
 
     async def candles(self, request: web.Request) -> Any:
         return self._candles(request, history=False)

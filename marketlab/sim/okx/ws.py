@@ -5,6 +5,7 @@ heartbeats of quiet books, seqId resets, the text ping/pong and the 30-second ru
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import time
 import uuid
@@ -26,6 +27,7 @@ from marketlab.sim.okx.rest import BARS, BOOK_LEVELS, num
 log = logging.getLogger("marketlab.sim.okx")
 
 PUBLIC_CHANNELS = ("tickers", "trades", "books", "books5", "bbo-tbt")
+BUSINESS_CHANNELS = ("trades-all",)  # every trade, one by one (candles are here too)
 
 
 def checksum(bids: list[list[str]], asks: list[list[str]]) -> int:
@@ -131,8 +133,8 @@ class OkxWs:
             channel, inst = arg["channel"], arg.get("instId", "")
             valid = (
                 inst in self.inst
-                and (channel.startswith("candle") and channel[6:] in BARS if conn.business
-                     else channel in PUBLIC_CHANNELS)
+                and ((channel.startswith("candle") and channel[6:] in BARS) or channel in BUSINESS_CHANNELS
+                     if conn.business else channel in PUBLIC_CHANNELS)
             )  # fmt: skip
             if not valid:
                 replies.append(self._error(
@@ -313,9 +315,21 @@ class OkxWs:
         pd, qd = m.spec.price_decimals, m.spec.qty_decimals
         arg = {"instId": inst}
         if ("trades", inst) in subs and r.trades:
+            # As OKX does today: fills of one taker at one price in one push, ``count`` of them,
+            # ``tradeId`` the last one's (``trades-all`` has each trade).
+            groups = [
+                list(g)
+                for _, g in itertools.groupby(r.trades, lambda t: (t.price, t.buyer_is_maker))
+            ]
             self._send(("trades", inst), {"arg": {"channel": "trades", **arg}, "data": [
+                {"instId": inst, "tradeId": str(g[-1].trade_id), "px": num(g[0].price, pd),
+                 "sz": num(sum(t.qty for t in g), qd), "side": "sell" if g[0].buyer_is_maker else "buy",
+                 "ts": str(g[0].time), "count": str(len(g)), "source": "0", "seqId": g[-1].trade_id}
+                for g in groups]})  # fmt: skip
+        if ("trades-all", inst) in subs and r.trades:
+            self._send(("trades-all", inst), {"arg": {"channel": "trades-all", **arg}, "data": [
                 {"instId": inst, "tradeId": str(t.trade_id), "px": num(t.price, pd), "sz": num(t.qty, qd),
-                 "side": "sell" if t.buyer_is_maker else "buy", "ts": str(t.time), "count": "1"}
+                 "side": "sell" if t.buyer_is_maker else "buy", "source": "0", "ts": str(t.time)}
                 for t in r.trades]})  # fmt: skip
         if ("tickers", inst) in subs:
             self._send(("tickers", inst), {"arg": {"channel": "tickers", **arg},

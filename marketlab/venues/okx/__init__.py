@@ -17,6 +17,7 @@ from marketlab.venues.okx.frames import (
 from marketlab.venues.okx.payloads import (
     parse_books,
     parse_candles,
+    parse_history_trades,
     parse_instruments,
     parse_tickers,
     parse_time,
@@ -94,6 +95,7 @@ __all__ = [
     "interval_of_bar",
     "parse_books",
     "parse_candles",
+    "parse_history_trades",
     "parse_instruments",
     "parse_tickers",
     "parse_time",

@@ -27,6 +27,7 @@ log = logging.getLogger("marketlab.feed.okx")
 
 class OkxFeed(Feed):
     venue = "okx"
+    trades_by_id = True  # trades-all ids are contiguous; /market/history-trades?type=1&after=
     text_ping = "ping"
 
     def __init__(self, symbols: Sequence[str], intervals: Sequence[str], channels: Sequence[str],

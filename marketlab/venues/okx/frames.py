@@ -113,6 +113,7 @@ class _Book(msgspec.Struct):
 _DATA = {
     "tickers": msgspec.json.Decoder(list[_Ticker], strict=False),
     "trades": msgspec.json.Decoder(list[_Trade], strict=False),
+    "trades-all": msgspec.json.Decoder(list[_Trade], strict=False),
     "books": msgspec.json.Decoder(list[_Book], strict=False),
     "bbo-tbt": msgspec.json.Decoder(list[_Book], strict=False),
 }
@@ -179,7 +180,7 @@ class OkxDecoder:
             if isinstance(exc, FrameError):
                 raise
             raise FrameError(f"invalid {channel} payload ({exc})", frame, channel) from None
-        if channel == "trades":
+        if channel == "trades-all" or channel == "trades":
             return [
                 Trade(symbol_of(t.instId), t.tradeId, t.px, t.sz, t.side, t.ts, t.ts) for t in rows
             ]

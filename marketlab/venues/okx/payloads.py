@@ -3,11 +3,11 @@ oldest first), books and tickers; error bodies as :class:`OkxAPIError`."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 import msgspec
 
-from marketlab.records import BookSnapshot, Interval, Kline, Ticker
+from marketlab.records import BookSnapshot, Interval, Kline, Ticker, Trade
 from marketlab.records import normalize_symbol as _normalize
 from marketlab.venues.errors import PayloadError
 from marketlab.venues.okx.frames import _Book, _Ticker, _ticker, candle
@@ -88,3 +88,30 @@ def parse_books(payload: bytes | str | Any, symbol: str) -> BookSnapshot:
 def parse_tickers(payload: bytes | str | Any) -> list[Ticker]:
     """``/market/ticker`` or ``/market/tickers`` → tickers."""
     return [_ticker(t) for t in _rows(payload, list[_Ticker], "/api/v5/market/tickers")]
+
+
+class _HistoryTrade(msgspec.Struct):
+    tradeId: int
+    px: float
+    sz: float
+    side: Literal["buy", "sell"]
+    ts: int
+
+
+def parse_history_trades(payload: bytes | str | Any, symbol: str) -> list[Trade]:
+    """``/market/history-trades`` (newest first; empty when nothing qualifies) → trades, oldest
+    first. The REST answer has no event time: the trade's own time stands for it."""
+    raw = payload if isinstance(payload, bytes | str) else msgspec.json.encode(payload)
+    try:
+        env = msgspec.json.decode(raw, type=_Envelope, strict=False)
+        if env.code != "0":
+            raise OkxAPIError(env.code, env.msg)
+        rows = (
+            msgspec.json.decode(env.data, type=list[_HistoryTrade], strict=False)
+            if env.data
+            else []
+        )
+    except (msgspec.ValidationError, msgspec.DecodeError) as exc:
+        raise PayloadError(f"/api/v5/market/history-trades for {symbol}: {exc}") from None
+    name = _normalize(symbol)
+    return [Trade(name, t.tradeId, t.px, t.sz, t.side, t.ts, t.ts) for t in reversed(rows)]

@@ -44,7 +44,10 @@ _INTERVALS = {b: iv for iv, b in _BARS.items()}
 # Our channel names → OKX's (klines are ``candle<bar>``, on the business endpoint).
 OKX_PUBLIC_PATH = "/ws/v5/public"
 UNKNOWN_CHANNEL_OR_INSTRUMENT = "60018"  # a subscription to something OKX does not have
-CHANNELS = {"trades": "trades", "ticker": "tickers", "book": "books", "bookTicker": "bbo-tbt"}
+# Trades come from ``trades-all`` (every trade, on the business endpoint): ``trades`` pushes
+# fills of one taker at one price as one aggregated trade, whose ids then skip.
+CHANNELS = {"trades": "trades-all", "ticker": "tickers", "book": "books", "bookTicker": "bbo-tbt"}
+BUSINESS_CHANNELS = ("trades-all",)
 
 
 def check_ws_url(value: Any, arg: str = "okx_ws_url") -> str:
@@ -126,7 +129,7 @@ class Topic:
 
     @property
     def business(self) -> bool:
-        return self.channel.startswith("candle")
+        return self.channel.startswith("candle") or self.channel in BUSINESS_CHANNELS
 
     @property
     def symbol(self) -> str:
@@ -134,7 +137,7 @@ class Topic:
 
     @property
     def interval(self) -> Interval | None:
-        return interval_of_bar(self.channel[6:]) if self.business else None
+        return interval_of_bar(self.channel[6:]) if self.channel.startswith("candle") else None
 
     def arg(self) -> dict[str, str]:
         return {"channel": self.channel, "instId": self.inst_id}

@@ -14,7 +14,7 @@ from typing import Any
 import ccxt.async_support as ccxt_async
 import msgspec
 
-from marketlab.records import BookSnapshot, Interval, Kline, Ticker
+from marketlab.records import BookSnapshot, Interval, Kline, Ticker, Trade
 from marketlab.stream.rest import GovernorStats, PacedRest
 from marketlab.venues import okx
 
@@ -27,6 +27,7 @@ LIMITS = {
     "books": 40,
     "candles": 40,
     "history-candles": 20,
+    "history-trades": 20,
 }
 WINDOW_S = 2.0
 
@@ -126,6 +127,22 @@ class OkxRest(PacedRest):
             "public_get_public_instruments", {"instType": "SPOT"}, "instruments"
         )
         return okx.parse_instruments(msgspec.json.encode(payload))
+
+    trade_page = 100  # trades per /market/history-trades request
+
+    async def trades_from(self, symbol: str, from_id: int, limit: int = 100) -> list[Trade]:
+        """Trades with ids from ``from_id`` on, oldest first: the page OKX pages backwards from
+        ``after`` (ids below it), so ``after`` is set just past the last id wanted."""
+        limit = max(1, min(limit, self.trade_page))
+        params = {
+            "instId": okx.inst_id(symbol),
+            "type": "1",
+            "after": str(from_id + limit),
+            "limit": limit,
+        }
+        payload = await self._call("public_get_market_history_trades", params, "history-trades")
+        return [t for t in okx.parse_history_trades(msgspec.json.encode(payload), symbol)
+                if t.trade_id >= from_id]  # fmt: skip
 
     async def depth(self, symbol: str, limit: int = 400) -> BookSnapshot:
         params = {"instId": okx.inst_id(symbol), "sz": min(limit, okx.BOOK_DEPTH)}
