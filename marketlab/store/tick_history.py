@@ -66,21 +66,14 @@ class TickQueries:
                 return con.execute(f"SELECT {select} FROM (SELECT 0::BIGINT AS time, 0::BIGINT AS "
                                    "trade_id, 0.0::DOUBLE AS price, 0.0::DOUBLE AS qty, "
                                    "0::TINYINT AS sell) WHERE false").df()  # fmt: skip
-            names = ", ".join("'" + str(f).replace("'", "''") + "'" for f in files)
-            where, params = ["true"], []
-            if start is not None:
-                where.append("time >= ?")
-                params.append(start)
-            if end is not None:
-                where.append("time <= ?")
-                params.append(end)
+            names, where, params = _files_and_times(files, start, end)
             # parts name their id range: only overlapping parts can hold a trade twice
             once = (
                 "QUALIFY row_number() OVER (PARTITION BY trade_id) = 1" if _overlap(files) else ""
             )
             rows = (
                 "SELECT time, trade_id, price, qty, (side = 'sell')::TINYINT AS sell "
-                f"FROM read_parquet([{names}]) WHERE {' AND '.join(where)} {once}"
+                f"FROM read_parquet([{names}]) WHERE {where} {once}"
             )
             return con.execute(f"SELECT {select} FROM ({rows}) {tail}", params).df()
         finally:
@@ -149,6 +142,20 @@ def _book_frame_at(row: dict[str, Any]) -> pd.DataFrame:
     return df
 
 
+def _files_and_times(files: list[Path], start: int | None,
+                     end: int | None) -> tuple[str, str, list[Any]]:  # fmt: skip
+    """``read_parquet``'s file list, and the WHERE clause and parameters of a time range."""
+    names = ", ".join("'" + str(f).replace("'", "''") + "'" for f in files)
+    where, params = ["true"], []
+    if start is not None:
+        where.append("time >= ?")
+        params.append(start)
+    if end is not None:
+        where.append("time <= ?")
+        params.append(end)
+    return names, " AND ".join(where), params
+
+
 def _trade_files(root: Path, exchange: str, symbol: str, start: int | None,
                  end: int | None) -> list[Path]:  # fmt: skip
     """The parts of one symbol whose day can hold a time in [start, end]."""
@@ -193,16 +200,9 @@ class BookQueries:
             "SELECT 0::BIGINT AS time, 0::BIGINT AS update_id, []::DOUBLE[] AS bid_price, "
             "[]::DOUBLE[] AS bid_qty, []::DOUBLE[] AS ask_price, []::DOUBLE[] AS ask_qty WHERE false"
         )
-        names = ", ".join("'" + str(f).replace("'", "''") + "'" for f in files)
-        where, params = ["true"], []
-        if start is not None:
-            where.append("time >= ?")
-            params.append(start)
-        if end is not None:
-            where.append("time <= ?")
-            params.append(end)
+        names, where, params = _files_and_times(files, start, end)
         if files:
-            relation = f"SELECT * FROM read_parquet([{names}]) WHERE {' AND '.join(where)}"
+            relation = f"SELECT * FROM read_parquet([{names}]) WHERE {where}"
         else:
             params = []
         con = duckdb.connect()

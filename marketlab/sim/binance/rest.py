@@ -66,6 +66,12 @@ def _int_param(q: Any, name: str) -> int | None:
     return int(raw)
 
 
+def _trade_rows(f: Formatter, trades: list[Any]) -> list[dict[str, Any]]:
+    """Trades as ``/api/v3/trades`` and ``/api/v3/historicalTrades`` give them."""
+    return [{"id": t.trade_id, "price": f.p(t.price), "qty": f.q(t.qty), "quoteQty": f.quote(t.price * t.qty),
+             "time": t.time, "isBuyerMaker": t.buyer_is_maker, "isBestMatch": True} for t in trades]  # fmt: skip
+
+
 def _newest(kept: Any, n: int) -> list[Any]:
     return list(itertools.islice(kept, max(0, len(kept) - n), None))
 
@@ -346,14 +352,7 @@ class BinanceRest:
         assert m is not None
         limit = _int_param(request.query, "limit")
         limit = min(1000, 500 if limit is None else max(1, limit))
-        f = self.formatters[m.spec.symbol]
-        recent = _newest(m.recent_trades, limit)
-        return 25, [
-            {"id": t.trade_id, "price": f.p(t.price), "qty": f.q(t.qty),
-             "quoteQty": f.quote(t.price * t.qty), "time": t.time,
-             "isBuyerMaker": t.buyer_is_maker, "isBestMatch": True}
-            for t in recent
-        ]  # fmt: skip
+        return 25, _trade_rows(self.formatters[m.spec.symbol], _newest(m.recent_trades, limit))
 
     async def historical_trades(self, request: web.Request) -> tuple[int, Any]:
         """Old trade lookup: from ``fromId`` on (the newest without it), oldest first; ids the
@@ -369,13 +368,7 @@ class BinanceRest:
         else:
             start = max(0, from_id - kept[0].trade_id)
             chosen = list(itertools.islice(kept, start, start + limit))
-        f = self.formatters[m.spec.symbol]
-        return 25, [
-            {"id": t.trade_id, "price": f.p(t.price), "qty": f.q(t.qty),
-             "quoteQty": f.quote(t.price * t.qty), "time": t.time,
-             "isBuyerMaker": t.buyer_is_maker, "isBestMatch": True}
-            for t in chosen
-        ]  # fmt: skip
+        return 25, _trade_rows(self.formatters[m.spec.symbol], chosen)
 
     def _ticker_weight(self, markets: list[SymbolMarket] | None, one: int, many: int) -> int:
         if markets is None:
