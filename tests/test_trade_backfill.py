@@ -127,3 +127,21 @@ def test_okx_trades_aggregate_fills_and_trades_all_has_each(sim):
     assert "count" not in each[0]
     assert any(int(t["count"]) > 1 for t in aggregated)  # fills aggregated, so ids skip
     assert sum(int(t["count"]) for t in aggregated) >= len(aggregated)
+
+
+def test_trades_of_a_rest_fallback_period_are_fetched_when_the_stream_returns(sim):
+    """The WebSocket refused long enough for REST polling to take over (polling brings no
+    trades): once the stream is back, the whole period's trades are fetched by id."""
+    with running_lab(sim, symbols=("BTCUSDT",)) as (lab, _):
+        time.sleep(1.0)
+        sim.refuse_connections(5.0)  # FAST falls back to REST after 3 s
+        sim.drop_connections()
+        wait_for(lambda: lab.summary()["source"] == "rest", 10, "REST polling")
+        wait_for(lambda: lab.status()["source"].eq("ws").all(), 20, "the stream back")
+        wait_for(lambda: lab.summary()["trades_backfilled"].get("BTCUSDT", 0) > 0, 15, "a backfill")
+        time.sleep(1.5)
+        ids = list(lab.trades("BTCUSDT")["trade_id"])
+        assert ids == list(range(ids[0], ids[0] + len(ids))), (
+            "trades of the REST period are missing"
+        )
+        assert lab.summary()["trades_missed"]["BTCUSDT"] == 0
