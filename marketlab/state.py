@@ -1,6 +1,7 @@
 """What the collector has taken in, held for readers in other threads: rolling trades and
-klines per series, the newest prices, and the subscribers records go to. Fed in batches on
-the collector thread (the hot path: no locks but the prices'), read as fresh copies."""
+klines per series, the newest prices, and the subscribers records go to. Fed record by record
+on the collector thread through an entry per kind (the hot path: no lock but a rolling
+buffer's block write), read as fresh copies."""
 
 from __future__ import annotations
 
@@ -28,9 +29,8 @@ class MarketState:
             (s, iv): KlineBuffer(iv, kline_capacity) for s in self.symbols for iv in intervals
         }
         self.closed_kline = closed_kline
-        self.trade_store: Any = (
-            None  # keeps every trade (``add``, ``add_many``) when ticks are stored
-        )
+        # keeps every trade (``add``, ``add_many``) when ticks are stored
+        self.trade_store: Any = None
         self.callbacks: list[Callable[[Record], Any]] = []
         # symbol → (ticker, event time shown, received at, source); replaced whole, never
         # changed in place, so readers in other threads need no lock
