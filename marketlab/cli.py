@@ -29,6 +29,10 @@ def _symbols(text: str) -> list[str]:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
+def _symbols_or_all(text: str) -> list[str] | str:
+    return "all" if text.strip().lower() == "all" else _symbols(text)
+
+
 def _intervals(text: str) -> list[str]:
     try:
         return [str(Interval(s.strip())) for s in text.split(",") if s.strip()]
@@ -119,12 +123,16 @@ def build_parser() -> argparse.ArgumentParser:
                          help="switch to this venue while the exchange is unreachable, and back")  # fmt: skip
     collect.add_argument("--failover-after", type=_positive, default=None,
                          help="seconds of WebSocket and REST failing before switching (default 30)")  # fmt: skip
-    collect.add_argument("--symbols", type=_symbols, default=None,
-                         help=f"comma-separated (default {','.join(DEFAULT_SYMBOLS)})")  # fmt: skip
+    collect.add_argument("--symbols", type=_symbols_or_all, default=None,
+                         help=f"comma-separated (default {','.join(DEFAULT_SYMBOLS)}), or all (with --quote)")  # fmt: skip
     collect.add_argument("--intervals", type=_intervals, default=None,
                          help=f"comma-separated kline intervals (default {','.join(DEFAULT_INTERVALS)})")  # fmt: skip
     collect.add_argument("--channels", type=_channels, default=None,
                          help="comma-separated: trades,ticker,book,klines (default), bookTicker, aggTrades, miniTicker")  # fmt: skip
+    collect.add_argument("--quote", default=None,
+                         help="with --symbols all: the quote asset (e.g. USDT) of every spot symbol collected")  # fmt: skip
+    collect.add_argument("--shard", default=None, metavar="I/N",
+                         help="collect shard I of N of the symbols (stable on every host and restart)")  # fmt: skip
     collect.add_argument("--db", default=None, help="SQLite file for closed klines")
     collect.add_argument("--store", type=_comma_list, default=None,
                          help="what --db keeps: klines (default), trades (Parquet ticks beside it)")  # fmt: skip

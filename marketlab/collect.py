@@ -33,6 +33,8 @@ COLLECT_KEYS = (
     "channels",
     "db",
     "store",
+    "quote",
+    "shard",
 )
 
 
@@ -43,7 +45,9 @@ class CollectSettings:
     exchange: str = "binance"
     fallback: str | None = None
     failover_after: float = 30.0
-    symbols: list[str] = field(default_factory=lambda: list(DEFAULT_SYMBOLS))
+    symbols: list[str] | str = field(default_factory=lambda: list(DEFAULT_SYMBOLS))  # or "all"
+    quote: str | None = None
+    shard: str | None = None
     intervals: list[str] = field(default_factory=lambda: list(DEFAULT_INTERVALS))
     channels: list[str] = field(default_factory=lambda: list(DEFAULT_CHANNELS))
     db: str | None = None
@@ -93,9 +97,9 @@ def _apply_toml(settings: CollectSettings, path: Path) -> None:
         settings.failover_after = float(value)
     try:
         if "symbols" in section:
-            settings.symbols = [
-                normalize_symbol(s) for s in _list(section["symbols"], path, "symbols")
-            ]
+            names = _list(section["symbols"], path, "symbols")
+            all_of = [n.lower() for n in names] == ["all"]
+            settings.symbols = "all" if all_of else [normalize_symbol(s) for s in names]
         if "intervals" in section:
             settings.intervals = [
                 str(Interval(s)) for s in _list(section["intervals"], path, "intervals")
@@ -109,6 +113,9 @@ def _apply_toml(settings: CollectSettings, path: Path) -> None:
         settings.channels = _list(section["channels"], path, "channels")
     if "db" in section:
         settings.db = str(section["db"])
+    for key in ("quote", "shard"):
+        if key in section:
+            setattr(settings, key, str(section[key]))
     if "store" in section:
         settings.store = _list(section["store"], path, "store")
     venues = data.get("venues", {})
@@ -235,7 +242,7 @@ def run_lab(
 def run_collect(args: argparse.Namespace) -> int:
     settings = load_settings(args)
     lab = Lab(settings.symbols, intervals=settings.intervals, exchange=settings.exchange, db=settings.db,
-              store=settings.store, channels=settings.channels, fallback=settings.fallback, failover_after=settings.failover_after,
+              store=settings.store, quote=settings.quote, shard=settings.shard, channels=settings.channels, fallback=settings.fallback, failover_after=settings.failover_after,
               record=getattr(args, "out", None), **settings.urls, **settings.feed)  # fmt: skip
     also = f", falling back to {settings.fallback}" if settings.fallback else ""
     print(f"collecting {', '.join(lab.symbols)} at {', '.join(lab.intervals)} from {settings.exchange} "

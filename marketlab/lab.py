@@ -30,8 +30,8 @@ from marketlab.lab_options import (
     check_channels,
     check_intervals,
     check_store,
-    check_symbols,
     feed_configs,
+    universe,
 )
 from marketlab.lab_status import feed_summary, not_ready, status_frame
 from marketlab.record.recording import Header, RecordingWriter, open_recording
@@ -52,7 +52,9 @@ log = logging.getLogger("marketlab.lab")
 
 
 class Lab(LabFrames):
-    """Collects ``symbols`` from an exchange into rolling pandas frames.
+    """Collects ``symbols`` from an exchange into rolling pandas frames (``"all"`` with
+    ``quote="USDT"``: every spot symbol the venue trades in that quote; ``shard="i/n"``: a
+    stable share of them).
 
     >>> lab = Lab(["BTCUSDT", "ETHUSDT"], intervals=["1m", "5m"])   # doctest: +SKIP
     >>> lab.start(); lab.wait_ready(); lab.prices()                  # doctest: +SKIP
@@ -89,11 +91,12 @@ class Lab(LabFrames):
         failover_after: float = 30.0,
         record: str | os.PathLike[str] | None = None,
         store: str | Sequence[str] = ("klines",),
+        quote: str | None = None,
+        shard: str | tuple[int, int] | None = None,
         book_levels: int = 20,
         book_interval: float = 1.0,
         **feed_options: Any,
     ):
-        self.symbols = check_symbols(symbols)
         self.exchange = one_of("exchange", exchange, registry.names())
         if fallback is not None:
             one_of("fallback", fallback, [e for e in registry.names() if e != exchange])
@@ -120,6 +123,7 @@ class Lab(LabFrames):
                  "okx_ws_url": okx_ws_url, "okx_rest_url": okx_rest_url}  # fmt: skip
         self.urls, self.config, fallback_config = feed_configs(exchange, fallback, self.channels,
                                                                self.intervals, given, feed_options)  # fmt: skip
+        self.symbols = universe(symbols, quote, shard, exchange, self.urls[f"{exchange}_rest_url"])
         self.fallback = fallback
         self.failover_after = failover_after
         self._failover: Failover | None = None

@@ -4,6 +4,7 @@ channels and intervals the venue has, and its URLs from argument, environment or
 from __future__ import annotations
 
 import os
+import zlib
 from collections.abc import Sequence
 from typing import Any
 
@@ -27,6 +28,65 @@ def check_symbols(symbols: str | Sequence[str]) -> list[str]:
     if not out:
         raise ValueError("symbols: a Lab needs at least one symbol, e.g. ['BTCUSDT']")
     return list(dict.fromkeys(out))
+
+
+def parse_shard(shard: str | tuple[int, int] | None) -> tuple[int, int] | None:
+    """``"i/n"`` or ``(i, n)``: this collector's share is shard ``i`` of ``n`` (0 <= i < n)."""
+    if shard is None:
+        return None
+    try:
+        i, n = (
+            (int(x) for x in shard.split("/"))
+            if isinstance(shard, str)
+            else (int(shard[0]), int(shard[1]))
+        )
+    except (ValueError, TypeError, IndexError):
+        raise ValueError(
+            f"shard={shard!r}: expected 'i/n' such as '0/4' (or a pair (i, n))"
+        ) from None
+    if not 0 <= i < n:
+        raise ValueError(f"shard={shard!r}: expected 0 <= i < n, such as '0/4'")
+    return i, n
+
+
+def in_shard(symbol: str, shard: tuple[int, int]) -> bool:
+    """Stable on every host and restart: the symbol's CRC-32 modulo the shard count."""
+    return zlib.crc32(symbol.encode()) % shard[1] == shard[0]
+
+
+def universe(symbols: str | Sequence[str], quote: str | None, shard: str | tuple[int, int] | None,
+             exchange: str, rest_url: str) -> list[str]:  # fmt: skip
+    """The symbols a Lab collects: the list given, or ``"all"`` of the venue's spot symbols
+    quoted in ``quote`` (asked of the venue now), then this shard's share of them."""
+    part = parse_shard(shard)
+    if isinstance(symbols, str) and symbols.lower() == "all":
+        if not quote or not isinstance(quote, str):
+            raise ValueError("symbols='all' needs quote=, such as quote='USDT'")
+        from marketlab.store.history import run_coroutine
+
+        async def listed() -> list[str]:
+            rest = registry.get(exchange).rest_client(rest_url)
+            try:
+                return await rest.spot_symbols(quote.upper())  # type: ignore[no-any-return]
+            finally:
+                await rest.close()
+
+        chosen = sorted(run_coroutine(listed()))
+        if not chosen:
+            raise ValueError(
+                f"symbols='all': {exchange} lists no spot symbol quoted in {quote.upper()}"
+            )
+    else:
+        if quote is not None:
+            raise ValueError("quote= goes with symbols='all'; a list of symbols names its own")
+        chosen = check_symbols(symbols)
+    if part is not None:
+        chosen = [s for s in chosen if in_shard(s, part)]
+        if not chosen:
+            raise ValueError(
+                f"shard {part[0]}/{part[1]} of these symbols is empty: use fewer shards"
+            )
+    return chosen
 
 
 def check_store(store: str | Sequence[str], db: object) -> tuple[str, ...]:

@@ -168,6 +168,12 @@ class BinanceRest(PacedRest):
         payload = await self._call("public_get_exchangeinfo", {}, 20)
         return {s.symbol: s.tick_size for s in bn.parse_exchange_info(msgspec.json.encode(payload))}
 
+    async def spot_symbols(self, quote: str) -> list[str]:
+        """The symbols trading now (status ``TRADING``) whose quote asset is ``quote``."""
+        payload = await self._call("public_get_exchangeinfo", {}, 20)
+        return [s.symbol for s in bn.parse_exchange_info(msgspec.json.encode(payload))
+                if s.status == "TRADING" and s.quote_asset == quote]  # fmt: skip
+
     async def depth(self, symbol: str, limit: int = 1000) -> BookSnapshot:
         weight = 5 if limit <= 100 else 25 if limit <= 500 else 50 if limit <= 1000 else 250
         payload = await self._call(

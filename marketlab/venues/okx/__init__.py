@@ -19,6 +19,7 @@ from marketlab.venues.okx.payloads import (
     parse_candles,
     parse_history_trades,
     parse_instruments,
+    parse_spot_symbols,
     parse_tickers,
     parse_time,
 )
@@ -97,6 +98,7 @@ __all__ = [
     "parse_candles",
     "parse_history_trades",
     "parse_instruments",
+    "parse_spot_symbols",
     "parse_tickers",
     "parse_time",
     "subscribe_message",

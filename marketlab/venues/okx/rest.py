@@ -128,6 +128,13 @@ class OkxRest(PacedRest):
         )
         return okx.parse_instruments(msgspec.json.encode(payload))
 
+    async def spot_symbols(self, quote: str) -> list[str]:
+        """The spot instruments trading now (state ``live``) quoted in ``quote``."""
+        payload = await self._call(
+            "public_get_public_instruments", {"instType": "SPOT"}, "instruments"
+        )
+        return okx.parse_spot_symbols(msgspec.json.encode(payload), quote)
+
     trade_page = 100  # trades per /market/history-trades request
 
     async def trades_from(self, symbol: str, from_id: int, limit: int = 100) -> list[Trade]:
