@@ -184,9 +184,16 @@ def test_book_snapshots_are_stored_and_read_back_as_the_exchange_held_them(tmp_p
             time.sleep(2.0)
             sim.pause()
             try:
-                time.sleep(1.0)  # the last change sampled after the pause
                 truth = sim.book("BTCUSDT", 10)
+
+                def caught_up() -> bool:  # the Lab may still be working through frames
+                    first = lab.book("BTCUSDT", 10).attrs["last_update_id"]
+                    time.sleep(0.5)
+                    return first == lab.book("BTCUSDT", 10).attrs["last_update_id"]
+
+                wait_for(caught_up, 20, "the book to stop changing")
                 live = lab.book("BTCUSDT", 10)
+                time.sleep(1.0)  # sampled (0.2 s) and written (1 s batches)
             finally:
                 sim.resume()
     history = History(db=db)
