@@ -2,9 +2,10 @@
 
 Three measurements, each against a floor measured in the same run (medians of interleaved rounds):
 
-  write   trades handed to the tick writer → Parquet parts (records converted to columns, one
-          part per symbol-day, zstd), against ``pyarrow.parquet.write_table`` of the same rows
-          already in an Arrow table (the floor does no conversion);
+  write   trades handed to the tick writer as the collector does: the column blocks its rolling
+          trade buffers build anyway (512 rows each) → Parquet parts (one per symbol-day, zstd),
+          against ``pyarrow.parquet.write_table`` of the same rows already in one Arrow table;
+          ``write (records)``: trades as records (the path of trades fetched late, by id);
   read    one symbol-day of ``--read`` trades through ``History.trades`` (each trade once, the
           frame of ``Lab.trades``), against a bare DuckDB ``read_parquet(...).df()`` of the files;
   ingest  ``marketlab ingest`` of the ingest benchmark's Lab recording (trades, books, klines,
@@ -26,7 +27,7 @@ import pyarrow.parquet as pq
 
 from marketlab.records import Trade
 from marketlab.store.history import History
-from marketlab.store.ticks import ticks_root, trade_table, trades_glob, write_trades
+from marketlab.store.ticks import block_table, ticks_root, trade_table, trades_glob, write_trades
 
 DAY = 1_767_225_600_000  # 2026-01-01 00:00 UTC
 RECORDING = Path(__file__).parent / ".cache" / "ingest-20sym-3000s-lab.mlrec"
@@ -42,9 +43,26 @@ def some_trades(n: int, symbol: str = "BTCUSDT") -> list[Trade]:
             for i, (p, q, s, t) in enumerate(zip(prices, qty, sides, times, strict=True))]  # fmt: skip
 
 
-def write_ours(root: Path, trades: list[Trade]) -> float:
+def blocks_of(trades: list[Trade], size: int = 512) -> list[dict[str, np.ndarray]]:
+    """The blocks a trade buffer hands the store (built for the rolling frames anyway)."""
+    out = []
+    for i in range(0, len(trades), size):
+        part = trades[i : i + size]
+        out.append({"time": np.array([t.time for t in part], np.int64), "price": np.array([t.price for t in part]),
+                    "qty": np.array([t.qty for t in part]), "side": np.array([t.side == "sell" for t in part], np.int8),
+                    "trade_id": np.array([t.trade_id for t in part], np.int64)})  # fmt: skip
+    return out
+
+
+def write_ours(root: Path, blocks: list[dict[str, np.ndarray]]) -> float:
     began = time.perf_counter()
-    write_trades(root, "binance", "BTCUSDT", trade_table(trades))  # what the writer thread does
+    write_trades(root, "binance", "BTCUSDT", block_table(blocks))  # what the writer thread does
+    return time.perf_counter() - began
+
+
+def write_records(root: Path, trades: list[Trade]) -> float:
+    began = time.perf_counter()
+    write_trades(root, "binance", "BTCUSDT", trade_table(trades))
     return time.perf_counter() - began
 
 
@@ -93,12 +111,14 @@ def main() -> None:
     try:
         trades = some_trades(args.trades)
         table = trade_table(trades)  # the floor starts from the columns already built
-        writes: list[tuple[float, float]] = []
+        blocks = blocks_of(trades)
+        writes: list[tuple[float, float, float]] = []
         for i in range(args.rounds):
-            ours = write_ours(work / f"w{i}" / "m.ticks", trades)
+            ours = write_ours(work / f"w{i}" / "m.ticks", blocks)
             floor = write_floor(work / f"floor{i}.parquet", table)
-            writes.append((ours, floor))
-        del trades, table
+            records = write_records(work / f"r{i}" / "m.ticks", trades)
+            writes.append((ours, floor, records))
+        del trades, table, blocks
         db = work / "r" / "m.sqlite"
         db.parent.mkdir()
         big = some_trades(args.read)
@@ -119,10 +139,13 @@ def main() -> None:
 
     print(f"\nticks: median of {args.rounds} interleaved rounds")
     print(f"{'':<8}{'ours':>14}{'floor':>14}{'x floor':>10}   floor")
-    w_rate = args.trades / med([o for o, _ in writes])
-    f_rate = args.trades / med([f for _, f in writes])
-    print(f"{'write':<8}{w_rate:>10,.0f} r/s{f_rate:>10,.0f} r/s{med([f / o for o, f in writes]):>10.2f}"
+    w_rate = args.trades / med([o for o, _, _ in writes])
+    f_rate = args.trades / med([f for _, f, _ in writes])
+    r_rate = args.trades / med([r for _, _, r in writes])
+    print(f"{'write':<8}{w_rate:>10,.0f} r/s{f_rate:>10,.0f} r/s{med([f / o for o, f, _ in writes]):>10.2f}"
           "   pyarrow.parquet.write_table of the same rows as Arrow")  # fmt: skip
+    print(f"{'(records)':<8}{r_rate:>10,.0f} r/s{f_rate:>10,.0f} r/s{med([f / r for _, f, r in writes]):>10.2f}"
+          "   the same floor; trades as records (fetched late, by id)")  # fmt: skip
     print(f"{'read':<8}{med([o for o, _ in reads]):>12.3f} s{med([f for _, f in reads]):>12.3f} s"
           f"{med([f / o for o, f in reads]):>10.2f}   DuckDB read_parquet(...).df(), "
           f"{args.read:,} trades of one symbol-day")  # fmt: skip

@@ -34,12 +34,12 @@ from marketlab.lab_options import (
     universe,
 )
 from marketlab.lab_status import feed_summary, not_ready, status_frame
+from marketlab.lab_ticks import flush_trades, sample_books
 from marketlab.record.recording import Header, RecordingWriter, open_recording
 from marketlab.record.replay import replaying
 from marketlab.records import Kline, Record, Ticker
 from marketlab.settings import one_of, positive
 from marketlab.state import MarketState
-from marketlab.store.books import BookRow
 from marketlab.store.history import History
 from marketlab.store.refill import refill_dropped
 from marketlab.store.sqlite import connect
@@ -174,7 +174,8 @@ class Lab(LabFrames):
             root = ticks_root(self.db)
             if self._replay is None:  # where stored trades end: the gap since is fetched by id
                 trade_starts = last_trade_ids(root, self.exchange)
-            self._ticks = self._state.trade_store = TickWriter(root, self.exchange)
+            self._ticks = TickWriter(root, self.exchange)
+            self._state.store_trades(self._ticks)
         elif self.db is not None and "book" in self.store_kinds:
             self._ticks = TickWriter(ticks_root(self.db), self.exchange)
         cls = registry.get(self.exchange).feed_class()
@@ -199,33 +200,21 @@ class Lab(LabFrames):
         if self._store is not None:
             refill = asyncio.create_task(refill_dropped(self._store, self._rest_for))
             refill.add_done_callback(_log_failure)
-        sampler = None
+        sampler = flusher = None
         if self._ticks is not None and "book" in self.store_kinds and self._replay is None:
-            sampler = asyncio.create_task(self._sample_books(self._ticks))
+            sampler = asyncio.create_task(sample_books(self, self._ticks, *self.book_store))
             sampler.add_done_callback(_log_failure)
+        if self._ticks is not None and "trades" in self.store_kinds:
+            flusher = asyncio.create_task(flush_trades(self._state, self._ticks.flush_interval))
+            flusher.add_done_callback(_log_failure)
         try:
             await self._collect()
         finally:
-            for task in (refill, sampler):
+            for task in (refill, sampler, flusher):
                 if task is not None:
                     task.cancel()
         if self._feed.fatal is not None:
             raise self._feed.fatal
-
-    async def _sample_books(self, ticks: TickWriter) -> None:
-        """Every ``book_interval`` seconds, each synced book's top ``book_levels`` to the store
-        (a book that has not changed since is not written again)."""
-        levels, interval = self.book_store
-        last: dict[str, int] = {}
-        while True:
-            await asyncio.sleep(interval)
-            for symbol in self.symbols:
-                view = self.book_levels(symbol, levels)
-                if view.synced and last.get(symbol) != view.last_update_id:
-                    last[symbol] = view.last_update_id
-                    when = view.event_time or int(time.time() * 1000)
-                    ticks.add_book(BookRow(view.exchange, symbol, when, view.last_update_id,
-                                           view.bids, view.asks))  # fmt: skip
 
     def _rest_for(self, exchange: str) -> tuple[Any, bool]:
         """The primary's own REST client, or a new one for the fallback venue's series."""
@@ -282,8 +271,9 @@ class Lab(LabFrames):
             self._recorder.close()
         ticks, self._ticks = self._ticks, None
         if ticks is not None:
+            self._state.flush_trades()  # the collector has stopped: its last rows to the store
+            self._state.store_trades(None)
             ticks.close(max(1.0, deadline - time.monotonic()))
-            self._state.trade_store = None
             self.last_ticks_written = ticks.written
         store, self._store = self._store, None
         if store is not None:

@@ -5,6 +5,7 @@ buffer's block write), read as fresh copies."""
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from collections.abc import Callable, Sequence
@@ -29,7 +30,8 @@ class MarketState:
             (s, iv): KlineBuffer(iv, kline_capacity) for s in self.symbols for iv in intervals
         }
         self.closed_kline = closed_kline
-        # keeps every trade (``add``, ``add_many``) when ticks are stored
+        # keeps every trade when ticks are stored: the trade buffers hand it their column
+        # blocks (see ``store_trades``), backfilled trades come as records (``add_many``)
         self.trade_store: Any = None
         self.callbacks: list[Callable[[Record], Any]] = []
         # symbol → (ticker, event time shown, received at, source); replaced whole, never
@@ -57,10 +59,21 @@ class MarketState:
         self.trades[r.symbol].add(r)
         # the newest trade is merged into prices when they are read: no lock, no dict work
         self._last_trade[r.symbol] = (r.price, r.time, time.time(), source)
-        if self.trade_store is not None:
-            self.trade_store.add(r)
         if self.callbacks:
             self.notify(r)
+
+    def store_trades(self, store: Any) -> None:
+        """Every trade taken from now on also goes to ``store`` (None: no longer)."""
+        self.trade_store = store
+        for symbol, buf in self.trades.items():
+            buf.ring.on_block = (
+                None if store is None else functools.partial(store.add_block, symbol)
+            )
+
+    def flush_trades(self) -> None:
+        """Trades still pending in the buffers into their columns (and so to the store)."""
+        for buf in self.trades.values():
+            buf.ring.flush()
 
     def on_backfilled_trades(self, symbol: str, trades: list[Trade], source: str) -> None:
         """Trades a gap skipped, fetched late: put in their place by id, not appended."""

@@ -21,6 +21,7 @@ from marketlab.store.ticks import has_trades, trades_glob
 from marketlab.store.times import _range
 
 _SIDES = pd.CategoricalDtype(["buy", "sell"])
+_BY_ID = "ORDER BY trade_id"
 _DAY_MS = 86_400_000
 
 
@@ -75,6 +76,8 @@ class TickQueries:
                 "SELECT time, trade_id, price, qty, (side = 'sell')::TINYINT AS sell "
                 f"FROM read_parquet([{names}]) WHERE {where} {once}"
             )
+            if tail == _BY_ID and not once:
+                tail = ""  # parts apart, each in id order and read in id order: already sorted
             return con.execute(f"SELECT {select} FROM ({rows}) {tail}", params).df()
         finally:
             con.close()
@@ -83,12 +86,12 @@ class TickQueries:
                exchange: str | None = None) -> pd.DataFrame:  # fmt: skip
         """Stored trades with time in [start, end], oldest first, shaped like ``Lab.trades``."""
         s, e = _range(start, end)
-        df = self._select_trades("*", symbol, s, e, exchange, "ORDER BY trade_id")
+        df = self._select_trades("*", symbol, s, e, exchange, _BY_ID)
         sides = pd.Categorical.from_codes(df["sell"].to_numpy(dtype=np.int8), dtype=_SIDES)
         return pd.DataFrame(
             {"price": df["price"].to_numpy(dtype=np.float64), "qty": df["qty"].to_numpy(dtype=np.float64),
              "side": sides, "trade_id": df["trade_id"].to_numpy(dtype=np.int64)},
-            index=utc_index(df["time"].to_numpy(dtype=np.int64), "time"),
+            index=utc_index(df["time"].to_numpy(dtype=np.int64), "time"), copy=False,
         )  # fmt: skip
 
     def trade_bars(self, symbol: str, interval: str = "1m", start: Any = None, end: Any = None,

@@ -79,6 +79,17 @@ def trade_table(trades: Sequence[Trade]) -> pa.Table:
     )  # fmt: skip
 
 
+def block_table(blocks: Sequence[dict[str, np.ndarray]]) -> pa.Table:
+    """Column blocks of a trade buffer (time, price, qty, side as 0 buy / 1 sell, trade_id) as
+    the store's table, without a Python object per trade."""
+    cols = {name: np.concatenate([b[name] for b in blocks]) for name in blocks[0]}
+    return pa.Table.from_arrays(
+        [pa.array(cols["time"]), pa.array(cols["trade_id"]), pa.array(cols["price"]),
+         pa.array(cols["qty"]), pa.DictionaryArray.from_arrays(pa.array(cols["side"].astype(np.int8)), _SIDE_NAMES)],
+        schema=TRADE_SCHEMA,
+    )  # fmt: skip
+
+
 def write_trades(root: Path, exchange: str, symbol: str, table: pa.Table) -> int:
     """One symbol's trades (:func:`trade_table`) as one part per day; returns files written."""
     ids = table.column("trade_id").to_numpy()
@@ -172,6 +183,7 @@ class TickWriter:
             ) from None
         self._pending: deque[Trade] = deque()  # appended by the collector, drained here
         self._books: deque[BookRow] = deque()
+        self._blocks: deque[tuple[str, dict[str, np.ndarray]]] = deque()
         self.books_written = 0
         self._wake = threading.Event()
         self._stopping = False
@@ -187,6 +199,10 @@ class TickWriter:
         self._pending.append(trade)
         if len(self._pending) >= self.batch_size:
             self._wake.set()
+
+    def add_block(self, symbol: str, block: dict[str, np.ndarray]) -> None:
+        """A block of a trade buffer's columns (the collector builds them for its frames)."""
+        self._blocks.append((symbol, block))
 
     def add_many(self, trades: Iterable[Trade]) -> None:
         self._pending.extend(trades)
@@ -214,21 +230,30 @@ class TickWriter:
                 self.errors += 1
                 self.last_error = f"books: {exc.strerror or exc}"
                 log.error("ticks: could not write %d book snapshot(s): %s", len(rows), exc)
+        tables: dict[str, list[pa.Table]] = {}
+        blocks = self._blocks
+        by_block: dict[str, list[dict[str, np.ndarray]]] = {}
+        for symbol, block in [blocks.popleft() for _ in range(len(blocks))]:
+            by_block.setdefault(symbol, []).append(block)
+        for symbol, parts in by_block.items():
+            tables.setdefault(symbol, []).append(block_table(parts))
         pending = self._pending
-        batch = [pending.popleft() for _ in range(len(pending))]
-        if not batch:
-            return
         by_symbol: dict[str, list[Trade]] = {}
-        for t in batch:
+        for t in [pending.popleft() for _ in range(len(pending))]:
             by_symbol.setdefault(t.symbol, []).append(t)
         for symbol, trades in by_symbol.items():
+            tables.setdefault(symbol, []).append(trade_table(trades))
+        for symbol, parts in tables.items():
+            table = pa.concat_tables(parts) if len(parts) > 1 else parts[0]
             try:
-                self.files += write_trades(self.root, self.exchange, symbol, trade_table(trades))
-                self.written += len(trades)
+                self.files += write_trades(self.root, self.exchange, symbol, table)
+                self.written += table.num_rows
             except OSError as exc:  # a full or vanished disk: say so, keep collecting
                 self.errors += 1
                 self.last_error = f"{symbol}: {exc.strerror or exc}"
-                log.error("ticks: could not write %d trade(s) of %s: %s", len(trades), symbol, exc)
+                log.error(
+                    "ticks: could not write %d trade(s) of %s: %s", table.num_rows, symbol, exc
+                )
 
     def close(self, timeout: float = 30.0) -> None:
         """Write what is pending, merge past days' parts, stop the thread."""

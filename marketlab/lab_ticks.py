@@ -1,0 +1,34 @@
+"""The Lab's side of the tick store: trades flushed to it every interval, books sampled into it.
+Both run on the collector's loop, the thread that owns the buffers and books."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+from marketlab.state import MarketState
+from marketlab.store.books import BookRow
+from marketlab.store.ticks import TickWriter
+
+
+async def flush_trades(state: MarketState, interval: float) -> None:
+    """Trades reach the store a block at a time; a quiet symbol's rows go every interval."""
+    while True:
+        await asyncio.sleep(interval)
+        state.flush_trades()
+
+
+async def sample_books(lab: Any, ticks: TickWriter, levels: int, interval: float) -> None:
+    """Every ``interval`` seconds, each synced book's top ``levels`` to the store (a book that
+    has not changed since is not written again)."""
+    last: dict[str, int] = {}
+    while True:
+        await asyncio.sleep(interval)
+        for symbol in lab.symbols:
+            view = lab.book_levels(symbol, levels)
+            if view.synced and last.get(symbol) != view.last_update_id:
+                last[symbol] = view.last_update_id
+                when = view.event_time or int(time.time() * 1000)
+                ticks.add_book(BookRow(view.exchange, symbol, when, view.last_update_id,
+                                       view.bids, view.asks))  # fmt: skip
