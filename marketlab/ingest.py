@@ -21,7 +21,8 @@ def ingest(path: str | os.PathLike[str], db: str | os.PathLike[str]) -> dict[str
     header, entries = open_recording(path)  # a file that is not a recording fails here, first
     entries.close()  # type: ignore[attr-defined]
     began = time.monotonic()
-    lab = Lab.replay(path, db=db, store=("klines", "trades")).join()
+    kinds = ("klines", "trades") if "trades" in header.channels else ("klines",)
+    lab = Lab.replay(path, db=db, store=kinds).join()
     frames = sum(c.messages for c in lab._feed.connections) if lab._feed is not None else 0
     return {"exchange": header.exchange, "symbols": list(header.symbols), "frames": frames,
             "seconds": time.monotonic() - began, "klines_written": lab.last_db_written,

@@ -112,8 +112,11 @@ class Lab(LabFrames):
         self.store_kinds = check_store(store, db)
         positive("book_levels", book_levels, integer=True)
         positive("book_interval", book_interval)
-        if "book" in self.store_kinds and "book" not in self.channels:
-            raise ValueError("store=... 'book' keeps snapshots of books: add 'book' to channels")
+        for kind, channel in (("book", "book"), ("trades", "trades")):
+            if kind in self.store_kinds and channel not in self.channels:
+                raise ValueError(
+                    f"store=... '{kind}' keeps what the '{channel}' channel brings: add it to channels"
+                )
         self.book_store = (book_levels, book_interval)  # levels a side, seconds between snapshots
         self._ticks: TickWriter | None = None
         self.last_ticks_written = 0  # trades the last run's tick store wrote

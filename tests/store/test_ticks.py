@@ -55,6 +55,10 @@ def test_bad_store_settings_say_what_would_work(tmp_path):
         Lab(["BTCUSDT"], db=tmp_path / "m.sqlite", store=("klines", "books!"))
     with pytest.raises(ValueError, match="give db="):
         Lab(["BTCUSDT"], store=("klines", "trades"))
+    with pytest.raises(ValueError, match="'trades' keeps what the 'trades' channel brings"):
+        Lab(["BTCUSDT"], db=tmp_path / "m.sqlite", store=("trades",), channels=("ticker",))
+    with pytest.raises(ValueError, match="'book' keeps what the 'book' channel brings"):
+        Lab(["BTCUSDT"], db=tmp_path / "m.sqlite", store=("book",), channels=("ticker",))
     blocked = tmp_path / "file"
     blocked.write_text("")
     with pytest.raises(StoreError, match="cannot write ticks"):
