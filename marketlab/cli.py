@@ -358,7 +358,7 @@ def _run_ingest(args: argparse.Namespace) -> int:
     rate = done["frames"] / max(done["seconds"], 1e-9)
     print(f"ingested {done['frames']:,} frames of {done['exchange']} {', '.join(done['symbols'])} in "
           f"{done['seconds']:.1f} s ({rate:,.0f} frames/s): {done['klines_written']} candle write(s), "
-          f"{done['trades_written']:,} trade(s) into {args.db}")  # fmt: skip
+          f"{done['trades_written']:,} trade(s), {done['books_written']:,} book snapshot(s) into {args.db}")  # fmt: skip
     return 0
 
 

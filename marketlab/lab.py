@@ -34,7 +34,7 @@ from marketlab.lab_options import (
     universe,
 )
 from marketlab.lab_status import feed_summary, not_ready, status_frame
-from marketlab.lab_ticks import flush_trades, sample_books
+from marketlab.lab_ticks import ReplayBookSampler, flush_trades, sample_books
 from marketlab.record.recording import Header, RecordingWriter, open_recording
 from marketlab.record.replay import replaying
 from marketlab.records import Kline, Record, Ticker
@@ -119,7 +119,9 @@ class Lab(LabFrames):
                 )
         self.book_store = (book_levels, book_interval)  # levels a side, seconds between snapshots
         self._ticks: TickWriter | None = None
-        self.last_ticks_written = 0  # trades the last run's tick store wrote
+        self.last_ticks_written = self.last_books_written = (
+            0  # what the last run's tick store wrote
+        )
         if self.db is not None and self.db.exists():
             connect(self.db, readonly=True).close()  # fail now, not in the collector thread
         given = {"binance_ws_url": binance_ws_url, "binance_rest_url": binance_rest_url,
@@ -189,6 +191,8 @@ class Lab(LabFrames):
         self._feed.resume_trades(trade_starts)
         if self._replay is not None:
             self._feed.replay_path, self._feed.replay_speed = self._replay  # type: ignore[attr-defined]
+            if self._ticks is not None and "book" in self.store_kinds:  # on the recording's clock
+                self._feed.replay_clock = ReplayBookSampler(self, self._ticks, *self.book_store)  # type: ignore[attr-defined]
         if self.record_path is not None:
             header = Header(self.exchange, self.symbols, [str(iv) for iv in self.intervals], list(self.channels),
                             time.time_ns())  # fmt: skip
@@ -277,7 +281,7 @@ class Lab(LabFrames):
             self._state.flush_trades()  # the collector has stopped: its last rows to the store
             self._state.store_trades(None)
             ticks.close(max(1.0, deadline - time.monotonic()))
-            self.last_ticks_written = ticks.written
+            self.last_ticks_written, self.last_books_written = ticks.written, ticks.books_written
         store, self._store = self._store, None
         if store is not None:
             self.store_report = store.close(max(1.0, deadline - time.monotonic()))

@@ -25,10 +25,32 @@ async def sample_books(lab: Any, ticks: TickWriter, levels: int, interval: float
     last: dict[str, int] = {}
     while True:
         await asyncio.sleep(interval)
-        for symbol in lab.symbols:
-            view = lab.book_levels(symbol, levels)
-            if view.synced and last.get(symbol) != view.last_update_id:
-                last[symbol] = view.last_update_id
-                when = view.event_time or int(time.time() * 1000)
-                ticks.add_book(BookRow(view.exchange, symbol, when, view.last_update_id,
-                                       view.bids, view.asks))  # fmt: skip
+        _sample(lab, ticks, levels, last)
+
+
+class ReplayBookSampler:
+    """:func:`sample_books` for a replay: the interval runs on the recording's clock, so an
+    ingested recording stores the snapshots live collection would have."""
+
+    def __init__(self, lab: Any, ticks: TickWriter, levels: int, interval: float):
+        self.lab, self.ticks, self.levels = lab, ticks, levels
+        self.interval_ns = int(interval * 1e9)
+        self.due = 0
+        self.last: dict[str, int] = {}
+
+    def __call__(self, time_ns: int) -> None:
+        if time_ns < self.due:
+            return
+        if self.due:
+            _sample(self.lab, self.ticks, self.levels, self.last)
+        self.due = time_ns + self.interval_ns
+
+
+def _sample(lab: Any, ticks: TickWriter, levels: int, last: dict[str, int]) -> None:
+    for symbol in lab.symbols:
+        view = lab.book_levels(symbol, levels)
+        if view.synced and last.get(symbol) != view.last_update_id:
+            last[symbol] = view.last_update_id
+            when = view.event_time or int(time.time() * 1000)
+            ticks.add_book(BookRow(view.exchange, symbol, when, view.last_update_id,
+                                   view.bids, view.asks))  # fmt: skip

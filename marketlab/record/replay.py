@@ -38,6 +38,7 @@ class _Replaying:
 
     replay_path: str | os.PathLike[str] = ""
     replay_speed: float | None = None  # None: as fast as it goes
+    replay_clock: Any = None  # called with each entry's recorded time (ns), for samplers
     entries_replayed = 0
     finished = False
 
@@ -61,6 +62,8 @@ class _Replaying:
                 await asyncio.sleep(0)  # let stop() and readers in
                 if self._stopped.is_set():
                     break
+            if self.replay_clock is not None:
+                self.replay_clock(e.time_ns)
             if e.kind == rec.WS:  # most entries: the frame to the feed at once
                 conn = conns.get(e.tag)
                 if conn is None:

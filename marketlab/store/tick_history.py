@@ -204,8 +204,11 @@ class BookQueries:
             "[]::DOUBLE[] AS bid_qty, []::DOUBLE[] AS ask_price, []::DOUBLE[] AS ask_qty WHERE false"
         )
         names, where, params = _files_and_times(files, start, end)
-        if files:
-            relation = f"SELECT * FROM read_parquet([{names}]) WHERE {where}"
+        if files:  # a snapshot stored twice (a recording ingested again) is read once
+            once = (
+                "QUALIFY row_number() OVER (PARTITION BY update_id) = 1" if _overlap(files) else ""
+            )
+            relation = f"SELECT * FROM read_parquet([{names}]) WHERE {where} {once}"
         else:
             params = []
         con = duckdb.connect()

@@ -154,8 +154,8 @@ def test_a_recording_ingested_twice_stores_what_live_collection_stored_once(tmp_
         tmp_path / "s.mlrec",
     )
     with SimExchange(["BTCUSDT"], speed=60, seed=12) as sim:
-        lab = Lab(["BTCUSDT"], db=live_db, store=("klines", "trades"), record=session,
-                  **{**FAST, **venue_options(sim)})  # fmt: skip
+        lab = Lab(["BTCUSDT"], db=live_db, store=("klines", "trades", "book"), record=session,
+                  book_interval=0.2, **{**FAST, **venue_options(sim)})  # fmt: skip
         with lab:
             lab.wait_ready(30)
             time.sleep(2.5)
@@ -169,6 +169,20 @@ def test_a_recording_ingested_twice_stores_what_live_collection_stored_once(tmp_
     live, ingested = History(db=live_db), History(db=ingested_db)
     pd.testing.assert_frame_equal(ingested.trades("BTCUSDT"), live.trades("BTCUSDT"))
     pd.testing.assert_frame_equal(ingested.klines("BTCUSDT"), live.klines("BTCUSDT"))
+    # books sampled on the recording's clock (1 s, the default), once each however often ingested
+    replayed, stored = (
+        ingested.book_series("BTCUSDT", levels=5),
+        live.book_series("BTCUSDT", levels=5),
+    )
+    assert len(replayed) >= 3 and replayed["update_id"].is_unique
+    assert (
+        replayed["update_id"].is_monotonic_increasing
+        and (replayed["bid_price_0"] < replayed["ask_price_0"]).all()
+    )
+    assert stored["update_id"].min() <= replayed["update_id"].min()
+    assert replayed["update_id"].max() <= stored["update_id"].max()
+    span = (replayed.index[-1] - replayed.index[0]).total_seconds()
+    assert span >= 60 * (len(replayed) - 2) * 0.5  # a second apart on the recording's clock (60x)
     not_one = tmp_path / "notes.txt"
     not_one.write_text("hello")
     r = subprocess.run([sys.executable, "-m", "marketlab", "ingest", str(not_one), "--db", str(tmp_path / "x.sqlite")],
