@@ -112,7 +112,7 @@ class Lab(LabFrames):
         self.store_kinds = check_store(store, db)
         positive("book_levels", book_levels, integer=True)
         positive("book_interval", book_interval)
-        for kind, channel in (("book", "book"), ("trades", "trades")):
+        for kind, channel in (("book", "book"), ("book_deltas", "book"), ("trades", "trades")):
             if kind in self.store_kinds and channel not in self.channels:
                 raise ValueError(
                     f"store=... '{kind}' keeps what the '{channel}' channel brings: add it to channels"
@@ -181,8 +181,10 @@ class Lab(LabFrames):
                 trade_starts = last_trade_ids(root, self.exchange)
             self._ticks = TickWriter(root, self.exchange)
             self._state.store_trades(self._ticks)
-        elif self.db is not None and "book" in self.store_kinds:
+        elif self.db is not None and ({"book", "book_deltas"} & set(self.store_kinds)):
             self._ticks = TickWriter(ticks_root(self.db), self.exchange)
+        if self._ticks is not None and "book_deltas" in self.store_kinds:
+            self._state.delta_store = self._ticks
         cls = registry.get(self.exchange).feed_class()
         if self._replay is not None:
             cls = replaying(cls)
@@ -280,6 +282,7 @@ class Lab(LabFrames):
         if ticks is not None:
             self._state.flush_trades()  # the collector has stopped: its last rows to the store
             self._state.store_trades(None)
+            self._state.delta_store = None
             ticks.close(max(1.0, deadline - time.monotonic()))
             self.last_ticks_written, self.last_books_written = ticks.written, ticks.books_written
         store, self._store = self._store, None

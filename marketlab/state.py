@@ -33,6 +33,7 @@ class MarketState:
         # keeps every trade when ticks are stored: the trade buffers hand it their column
         # blocks (see ``store_trades``), backfilled trades come as records (``add_many``)
         self.trade_store: Any = None
+        self.delta_store: Any = None  # keeps every book update (``add_delta``) when asked to
         self.callbacks: list[Callable[[Record], Any]] = []
         # symbol → (ticker, event time shown, received at, source); replaced whole, never
         # changed in place, so readers in other threads need no lock
@@ -101,7 +102,9 @@ class MarketState:
             self.notify(t)
 
     def on_delta(self, d: BookDelta, source: str) -> None:
-        if self.callbacks:  # the feed keeps the book
+        if self.delta_store is not None:  # the feed keeps the book; a store may keep each update
+            self.delta_store.add_delta(d, source)
+        if self.callbacks:
             self.notify(d)
 
     def notify(self, r: Record) -> None:

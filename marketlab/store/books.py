@@ -18,11 +18,18 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from marketlab.records import BookDelta
+
 _LEVELS = pa.list_(pa.float64())
 BOOK_SCHEMA = pa.schema([("time", pa.int64()), ("update_id", pa.int64()), ("bid_price", _LEVELS),
                          ("bid_qty", _LEVELS), ("ask_price", _LEVELS), ("ask_qty", _LEVELS)])  # fmt: skip
 _DAY_MS = 86_400_000
 _seq = itertools.count()
+
+
+DELTA_SCHEMA = pa.schema([("time", pa.int64()), ("first_update_id", pa.int64()), ("update_id", pa.int64()),
+                          ("bid_price", _LEVELS), ("bid_qty", _LEVELS), ("ask_price", _LEVELS),
+                          ("ask_qty", _LEVELS)])  # fmt: skip
 
 
 class BookRow(NamedTuple):
@@ -40,10 +47,10 @@ def book_dir(root: Path, exchange: str, symbol: str, day: str) -> Path:
     return root / "kind=book" / f"exchange={exchange}" / f"symbol={symbol}" / f"date={day}"
 
 
-def book_files(
-    root: Path, exchange: str, symbol: str, first_day: str = "", last_day: str = "9999-12-31"
-) -> list[Path]:
-    base = root / "kind=book" / f"exchange={exchange}" / f"symbol={symbol}"
+def book_files(root: Path, exchange: str, symbol: str, first_day: str = "", last_day: str = "9999-12-31",
+               kind: str = "book") -> list[Path]:  # fmt: skip
+    """The parts of one symbol's snapshots (``kind="book"``) or updates (``"book_delta"``)."""
+    base = root / f"kind={kind}" / f"exchange={exchange}" / f"symbol={symbol}"
     if not base.is_dir():
         return []
     return sorted(f for d in base.glob("date=*") if first_day <= d.name[5:] <= last_day
@@ -70,6 +77,35 @@ def write_books(root: Path, rows: Sequence[BookRow]) -> int:
         folder = book_dir(root, exchange, symbol, str(name))
         folder.mkdir(parents=True, exist_ok=True)
         stem = f"part-{part[0].update_id:020d}-{part[-1].update_id:020d}-{os.getpid()}-{next(_seq)}"
+        tmp = folder / f".{stem}.tmp"
+        pq.write_table(table, tmp, compression="zstd")
+        tmp.replace(folder / f"{stem}.parquet")
+    return len(groups)
+
+
+def write_deltas(root: Path, exchange: str, deltas: Sequence[BookDelta]) -> int:
+    """Every diff-depth update as it came (``kind=book_delta``), one part per symbol-day."""
+    groups: dict[tuple[str, int], list[BookDelta]] = {}
+    for d in deltas:
+        groups.setdefault((d.symbol, (d.event_time or 0) // _DAY_MS), []).append(d)
+    for (symbol, day), part in groups.items():
+        part.sort(key=lambda d: d.last_update_id)
+        table = pa.Table.from_arrays(
+            [pa.array([d.event_time or 0 for d in part], pa.int64()),
+             pa.array([d.first_update_id for d in part], pa.int64()),
+             pa.array([d.last_update_id for d in part], pa.int64()),
+             pa.array([[p for p, _ in d.bids] for d in part], _LEVELS),
+             pa.array([[q for _, q in d.bids] for d in part], _LEVELS),
+             pa.array([[p for p, _ in d.asks] for d in part], _LEVELS),
+             pa.array([[q for _, q in d.asks] for d in part], _LEVELS)],
+            schema=DELTA_SCHEMA,
+        )  # fmt: skip
+        name = str(np.datetime64(day * _DAY_MS, "ms").astype("datetime64[D]"))
+        folder = (
+            root / "kind=book_delta" / f"exchange={exchange}" / f"symbol={symbol}" / f"date={name}"
+        )
+        folder.mkdir(parents=True, exist_ok=True)
+        stem = f"part-{part[0].last_update_id:020d}-{part[-1].last_update_id:020d}-{os.getpid()}-{next(_seq)}"
         tmp = folder / f".{stem}.tmp"
         pq.write_table(table, tmp, compression="zstd")
         tmp.replace(folder / f"{stem}.parquet")

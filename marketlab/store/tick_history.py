@@ -191,18 +191,21 @@ class BookQueries:
     exchange: str
 
     def _books(self, symbol: str, start: int | None, end: int | None, exchange: str | None,
-               select: str = "*", tail: str = "ORDER BY time, update_id") -> pd.DataFrame:  # fmt: skip
+               select: str = "*", tail: str = "ORDER BY time, update_id", kind: str = "book") -> pd.DataFrame:  # fmt: skip
         if self.ticks is None:
             raise ValueError("this History has no tick store: create it with db= or ticks=")
         first = _day(start) if start is not None else ""
         last = _day(end) if end is not None else "9999-12-31"
         files = book_files(
-            self.ticks, exchange or self.exchange, normalize_symbol(symbol), first, last
+            self.ticks, exchange or self.exchange, normalize_symbol(symbol), first, last, kind
         )
         relation = (
-            "SELECT 0::BIGINT AS time, 0::BIGINT AS update_id, []::DOUBLE[] AS bid_price, "
-            "[]::DOUBLE[] AS bid_qty, []::DOUBLE[] AS ask_price, []::DOUBLE[] AS ask_qty WHERE false"
+            "SELECT 0::BIGINT AS time, 0::BIGINT AS first_update_id, 0::BIGINT AS update_id, "
+            "[]::DOUBLE[] AS bid_price, []::DOUBLE[] AS bid_qty, []::DOUBLE[] AS ask_price, "
+            "[]::DOUBLE[] AS ask_qty WHERE false"
         )
+        if kind == "book":
+            relation = relation.replace("0::BIGINT AS first_update_id, ", "")
         names, where, params = _files_and_times(files, start, end)
         if files:  # a snapshot stored twice (a recording ingested again) is read once
             once = (
@@ -244,6 +247,16 @@ class BookQueries:
             utc_index(df["time"].to_numpy(dtype=np.int64), "time")
         )
         return out
+
+    def book_deltas(self, symbol: str, start: Any = None, end: Any = None, *,
+                    exchange: str | None = None) -> pd.DataFrame:  # fmt: skip
+        """Every stored book update (``store=(..., "book_deltas")``) as it came: its update ids
+        and the levels it set, a quantity of 0 removing the level."""
+        s, e = _range(start, end)
+        df = self._books(symbol, s, e, exchange, tail="ORDER BY update_id", kind="book_delta")
+        return df.drop(columns=["time"]).set_index(
+            utc_index(df["time"].to_numpy(dtype=np.int64), "time")
+        )
 
     def spread(self, symbol: str, start: Any = None, end: Any = None, *,
                exchange: str | None = None) -> pd.DataFrame:  # fmt: skip

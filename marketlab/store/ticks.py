@@ -28,13 +28,13 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from marketlab.records import Trade
-from marketlab.store.books import BookRow, write_books
+from marketlab.records import BookDelta, Trade
+from marketlab.store.books import BookRow, write_books, write_deltas
 from marketlab.store.sqlite import StoreError
 
 log = logging.getLogger("marketlab.store")
 
-STORE_KINDS = ("klines", "trades", "book")  # what Lab(store=...) can keep
+STORE_KINDS = ("klines", "trades", "book", "book_deltas")  # what Lab(store=...) can keep
 TRADE_SCHEMA = pa.schema([("time", pa.int64()), ("trade_id", pa.int64()), ("price", pa.float64()),
                           ("qty", pa.float64()), ("side", pa.dictionary(pa.int8(), pa.string()))])  # fmt: skip
 _SIDE_NAMES = pa.array(["buy", "sell"])
@@ -184,6 +184,8 @@ class TickWriter:
         self._pending: deque[Trade] = deque()  # appended by the collector, drained here
         self._books: deque[BookRow] = deque()
         self._blocks: deque[tuple[str, dict[str, np.ndarray]]] = deque()
+        self._deltas: deque[BookDelta] = deque()
+        self.deltas_written = 0
         self.books_written = 0
         self._wake = threading.Event()
         self._stopping = False
@@ -208,6 +210,10 @@ class TickWriter:
         self._pending.extend(trades)
         self._wake.set()
 
+    def add_delta(self, delta: BookDelta, source: str = "") -> None:
+        """A diff-depth update, kept as it came (``store=(..., "book_deltas")``)."""
+        self._deltas.append(delta)
+
     def add_book(self, row: BookRow) -> None:
         """A book snapshot (from the collector's sampler): written within ``flush_interval``."""
         self._books.append(row)
@@ -220,6 +226,16 @@ class TickWriter:
         self._flush()
 
     def _flush(self) -> None:
+        deltas = self._deltas
+        if deltas:
+            rows = [deltas.popleft() for _ in range(len(deltas))]
+            try:
+                self.files += write_deltas(self.root, self.exchange, rows)
+                self.deltas_written += len(rows)
+            except OSError as exc:
+                self.errors += 1
+                self.last_error = f"book deltas: {exc.strerror or exc}"
+                log.error("ticks: could not write %d book update(s): %s", len(rows), exc)
         books = self._books
         if books:
             rows = [books.popleft() for _ in range(len(books))]

@@ -236,3 +236,22 @@ def test_book_snapshots_are_stored_and_read_back_as_the_exchange_held_them(tmp_p
         history.book("BTCUSDT", at="2000-01-01")
     counted = history.sql("select count(*) as n from book")
     assert counted["n"][0] == len(series)
+
+
+def test_every_book_update_is_stored_when_asked(tmp_path):
+    db = tmp_path / "m.sqlite"
+    with SimExchange(["BTCUSDT"], speed=60, seed=14) as sim:
+        lab = Lab(
+            ["BTCUSDT"], db=db, store=("klines", "book_deltas"), **{**FAST, **venue_options(sim)}
+        )
+        with lab:
+            lab.wait_ready(30)
+            time.sleep(2.5)
+        taken = int(lab.status().loc[("BTCUSDT", "depth"), "messages"])
+    deltas = History(db=db).book_deltas("BTCUSDT")
+    assert len(deltas) == taken > 10
+    ids = deltas[["first_update_id", "update_id"]].to_numpy()
+    assert (ids[1:, 0] == ids[:-1, 1] + 1).all(), "an update is missing between two stored ones"
+    assert all(
+        len(p) == len(q) for p, q in zip(deltas["bid_price"], deltas["bid_qty"], strict=True)
+    )
