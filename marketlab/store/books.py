@@ -64,22 +64,10 @@ def write_books(root: Path, rows: Sequence[BookRow]) -> int:
         groups.setdefault((r.exchange, r.symbol, r.time // _DAY_MS), []).append(r)
     for (exchange, symbol, day), part in groups.items():
         part.sort(key=lambda r: (r.time, r.update_id))
-        table = pa.Table.from_arrays(
-            [pa.array(np.fromiter((r.time for r in part), np.int64, len(part))),
-             pa.array(np.fromiter((r.update_id for r in part), np.int64, len(part))),
-             pa.array([[p for p, _ in r.bids] for r in part], _LEVELS),
-             pa.array([[q for _, q in r.bids] for r in part], _LEVELS),
-             pa.array([[p for p, _ in r.asks] for r in part], _LEVELS),
-             pa.array([[q for _, q in r.asks] for r in part], _LEVELS)],
-            schema=BOOK_SCHEMA,
-        )  # fmt: skip
-        name = np.datetime64(day * _DAY_MS, "ms").astype("datetime64[D]")
-        folder = book_dir(root, exchange, symbol, str(name))
-        folder.mkdir(parents=True, exist_ok=True)
-        stem = f"part-{part[0].update_id:020d}-{part[-1].update_id:020d}-{os.getpid()}-{next(_seq)}"
-        tmp = folder / f".{stem}.tmp"
-        pq.write_table(table, tmp, compression="zstd")
-        tmp.replace(folder / f"{stem}.parquet")
+        columns = [pa.array([r.time for r in part], pa.int64()), pa.array([r.update_id for r in part], pa.int64()),
+                   *_levels(part)]  # fmt: skip
+        _write_part(book_dir(root, exchange, symbol, _day_name(day)), pa.Table.from_arrays(columns, schema=BOOK_SCHEMA),
+                    part[0].update_id, part[-1].update_id)  # fmt: skip
     return len(groups)
 
 
@@ -90,23 +78,35 @@ def write_deltas(root: Path, exchange: str, deltas: Sequence[BookDelta]) -> int:
         groups.setdefault((d.symbol, (d.event_time or 0) // _DAY_MS), []).append(d)
     for (symbol, day), part in groups.items():
         part.sort(key=lambda d: d.last_update_id)
-        table = pa.Table.from_arrays(
-            [pa.array([d.event_time or 0 for d in part], pa.int64()),
-             pa.array([d.first_update_id for d in part], pa.int64()),
-             pa.array([d.last_update_id for d in part], pa.int64()),
-             pa.array([[p for p, _ in d.bids] for d in part], _LEVELS),
-             pa.array([[q for _, q in d.bids] for d in part], _LEVELS),
-             pa.array([[p for p, _ in d.asks] for d in part], _LEVELS),
-             pa.array([[q for _, q in d.asks] for d in part], _LEVELS)],
-            schema=DELTA_SCHEMA,
-        )  # fmt: skip
-        name = str(np.datetime64(day * _DAY_MS, "ms").astype("datetime64[D]"))
+        columns = [pa.array([d.event_time or 0 for d in part], pa.int64()),
+                   pa.array([d.first_update_id for d in part], pa.int64()),
+                   pa.array([d.last_update_id for d in part], pa.int64()), *_levels(part)]  # fmt: skip
         folder = (
-            root / "kind=book_delta" / f"exchange={exchange}" / f"symbol={symbol}" / f"date={name}"
+            root
+            / "kind=book_delta"
+            / f"exchange={exchange}"
+            / f"symbol={symbol}"
+            / f"date={_day_name(day)}"
         )
-        folder.mkdir(parents=True, exist_ok=True)
-        stem = f"part-{part[0].last_update_id:020d}-{part[-1].last_update_id:020d}-{os.getpid()}-{next(_seq)}"
-        tmp = folder / f".{stem}.tmp"
-        pq.write_table(table, tmp, compression="zstd")
-        tmp.replace(folder / f"{stem}.parquet")
+        _write_part(folder, pa.Table.from_arrays(columns, schema=DELTA_SCHEMA), part[0].last_update_id,
+                    part[-1].last_update_id)  # fmt: skip
     return len(groups)
+
+
+def _levels(rows: Sequence[BookRow] | Sequence[BookDelta]) -> list[pa.Array]:
+    """Bid prices, bid quantities, ask prices, ask quantities: one list per row, best first."""
+    return [pa.array([[level[i] for level in getattr(r, side)] for r in rows], _LEVELS)
+            for side in ("bids", "asks") for i in (0, 1)]  # fmt: skip
+
+
+def _day_name(day: int) -> str:
+    return str(np.datetime64(day * _DAY_MS, "ms").astype("datetime64[D]"))
+
+
+def _write_part(folder: Path, table: pa.Table, first: int, last: int) -> None:
+    """One part, whole or not at all, named by the update ids it spans."""
+    folder.mkdir(parents=True, exist_ok=True)
+    stem = f"part-{first:020d}-{last:020d}-{os.getpid()}-{next(_seq)}"
+    tmp = folder / f".{stem}.tmp"
+    pq.write_table(table, tmp, compression="zstd")
+    tmp.replace(folder / f"{stem}.parquet")
