@@ -1,10 +1,10 @@
-"""Every trade kept: Hive-partitioned, zstd-compressed Parquet beside the kline database.
-
-Trades and (:mod:`marketlab.store.books`) book snapshots.
+"""Every trade kept: Hive-partitioned, zstd-compressed Parquet beside the kline database
+(book snapshots and updates too: their layout is in :mod:`marketlab.store.books`).
 
 Layout: ``<root>/kind=trades/exchange=<x>/symbol=<s>/date=<yyyy-mm-dd>/part-<first>-<last>-<n>.parquet``
 with columns ``time`` (epoch ms), ``trade_id``, ``price``, ``qty``, ``side``. Trades reach the
-writer from the collector thread and are written in batches on a thread of its own, a part per
+writer from the collector thread (as the column blocks of its trade buffers, or as records when
+fetched late) and are written in batches on a thread of its own, a part per
 (symbol, day) at a time, each written to a temporary name and renamed whole: a crash (even
 ``kill -9``) loses at most the batch in flight, never leaves half a file. A trade written twice
 (a replay, a backfill of something already kept) is one trade to every reader — the queries
@@ -164,7 +164,8 @@ def last_trade_ids(root: Path, exchange: str) -> dict[str, int]:
 
 
 class TickWriter:
-    """Trades in, Parquet out, on a thread of its own (the collector only appends to a list)."""
+    """Trades and books in, Parquet out, on a thread of its own (the collector only appends
+    to queues)."""
 
     def __init__(self, root: str | os.PathLike[str], exchange: str, *, flush_interval: float = 1.0,
                  batch_size: int = 50_000):  # fmt: skip
