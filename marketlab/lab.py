@@ -175,16 +175,16 @@ class Lab(LabFrames):
             if self._replay is None:  # a replay rebuilds exactly what its recording holds
                 starts = self.history.warm(self._klines, self._kline_capacity)
         trade_starts: dict[str, int] = {}
-        if self.db is not None and "trades" in self.store_kinds:  # (and "book": one writer)
-            root = ticks_root(self.db)
-            if self._replay is None:  # where stored trades end: the gap since is fetched by id
-                trade_starts = last_trade_ids(root, self.exchange)
-            self._ticks = TickWriter(root, self.exchange)
-            self._state.store_trades(self._ticks)
-        elif self.db is not None and ({"book", "book_deltas"} & set(self.store_kinds)):
+        if self.db is not None and set(self.store_kinds) - {
+            "klines"
+        }:  # one writer, every tick kind
             self._ticks = TickWriter(ticks_root(self.db), self.exchange)
-        if self._ticks is not None and "book_deltas" in self.store_kinds:
-            self._state.delta_store = self._ticks
+            if "trades" in self.store_kinds:
+                if self._replay is None:  # where stored trades end: the gap since is fetched by id
+                    trade_starts = last_trade_ids(self._ticks.root, self.exchange)
+                self._state.store_trades(self._ticks)
+            if "book_deltas" in self.store_kinds:
+                self._state.delta_store = self._ticks
         cls = registry.get(self.exchange).feed_class()
         if self._replay is not None:
             cls = replaying(cls)

@@ -90,8 +90,8 @@ def universe(symbols: str | Sequence[str], quote: str | None, shard: str | tuple
 
 
 def check_store(store: str | Sequence[str], db: object) -> tuple[str, ...]:
-    """What the Lab keeps besides frames (``klines`` in SQLite; ``trades`` and ``book``
-    snapshots as Parquet ticks)."""
+    """What the Lab keeps besides frames (``klines`` in SQLite; ``trades``, ``book`` snapshots
+    and ``book_deltas`` as Parquet ticks)."""
     from marketlab.store.ticks import STORE_KINDS
 
     kinds = (store,) if isinstance(store, str) else tuple(store)

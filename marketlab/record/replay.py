@@ -71,20 +71,15 @@ class _Replaying:
                 conn.messages += 1
                 self.on_frame(e.data, conn)
             else:
-                self._replay_entry(e, conns)
+                self._replay_answer(e)
             done = n + 1
         self.entries_replayed = done
         self.ready.set()
         self.finished = True
 
-    def _replay_entry(self: Any, e: rec.Entry, conns: dict[str, _Connection]) -> None:
-        if e.kind == rec.WS:
-            conn = conns.get(e.tag)
-            if conn is None:
-                conn = conns[e.tag] = self._connection(e.tag)
-            conn.messages += 1
-            self.on_frame(e.data, conn)
-        elif e.kind == rec.SNAPSHOT:
+    def _replay_answer(self: Any, e: rec.Entry) -> None:
+        """Every entry but a frame: what REST answered, and what the collector noted."""
+        if e.kind == rec.SNAPSHOT:
             snap = rec.decode_snapshot(e.data)
             if snap.symbol in self.books:
                 self._apply_snapshot(snap)

@@ -6,7 +6,6 @@ it was written (the store may hold a repeat until a day is compacted).
 
 from __future__ import annotations
 
-import itertools
 from pathlib import Path
 from typing import Any
 
@@ -16,13 +15,19 @@ import pandas as pd
 
 from marketlab.frames import KLINE_COLUMNS, book_frame, utc_index, utc_times
 from marketlab.records import Interval, normalize_symbol
-from marketlab.store.books import book_files
-from marketlab.store.ticks import has_trades, trades_glob
+from marketlab.store.parts import (
+    DAY_MS,
+    day_of,
+    has_parts,
+    kind_glob,
+    overlapping,
+    part_files,
+    sql_files,
+)
 from marketlab.store.times import _range
 
 _SIDES = pd.CategoricalDtype(["buy", "sell"])
 _BY_ID = "ORDER BY trade_id"
-_DAY_MS = 86_400_000
 
 
 class TickQueries:
@@ -32,19 +37,15 @@ class TickQueries:
     def _trades_view(self, con: duckdb.DuckDBPyConnection) -> bool:
         """A ``trades`` view (exchange, symbol, time ms, trade_id, price, qty, side), each trade
         once, and a ``book`` view of the stored snapshots; False when no trade is stored."""
-        if (
-            self.ticks is not None
-            and (self.ticks / "kind=book").is_dir()
-            and any((self.ticks / "kind=book").rglob("*.parquet"))
-        ):
-            books = str(self.ticks / "kind=book" / "**" / "*.parquet").replace("'", "''")
+        if self.ticks is not None and has_parts(self.ticks, "book"):
+            books = kind_glob(self.ticks, "book").replace("'", "''")
             con.execute(
                 "CREATE VIEW book AS SELECT exchange, symbol, time, update_id, bid_price, bid_qty, "
                 f"ask_price, ask_qty FROM read_parquet('{books}', hive_partitioning = true)"
             )
-        if self.ticks is None or not has_trades(self.ticks):
+        if self.ticks is None or not has_parts(self.ticks, "trades"):
             return False
-        glob = trades_glob(self.ticks).replace("'", "''")
+        glob = kind_glob(self.ticks, "trades").replace("'", "''")
         con.execute(
             "CREATE VIEW trades AS SELECT exchange, symbol, time, trade_id, price, qty, side "
             f"FROM read_parquet('{glob}', hive_partitioning = true) "
@@ -58,9 +59,8 @@ class TickQueries:
         (time, trade_id, price, qty, sell): ``sell`` is 1 when the taker sold."""
         if self.ticks is None:
             raise ValueError("this History has no tick store: create it with db= or ticks=")
-        files = _trade_files(
-            self.ticks, exchange or self.exchange, normalize_symbol(symbol), start, end
-        )
+        files = part_files(self.ticks, "trades", exchange or self.exchange, normalize_symbol(symbol),
+                           *_days(start, end))  # fmt: skip
         con = duckdb.connect()
         try:
             if not files:
@@ -70,7 +70,9 @@ class TickQueries:
             names, where, params = _files_and_times(files, start, end)
             # parts name their id range: only overlapping parts can hold a trade twice
             once = (
-                "QUALIFY row_number() OVER (PARTITION BY trade_id) = 1" if _overlap(files) else ""
+                "QUALIFY row_number() OVER (PARTITION BY trade_id) = 1"
+                if overlapping(files)
+                else ""
             )
             rows = (
                 "SELECT time, trade_id, price, qty, (side = 'sell')::TINYINT AS sell "
@@ -148,7 +150,7 @@ def _book_frame_at(row: dict[str, Any]) -> pd.DataFrame:
 def _files_and_times(files: list[Path], start: int | None,
                      end: int | None) -> tuple[str, str, list[Any]]:  # fmt: skip
     """``read_parquet``'s file list, and the WHERE clause and parameters of a time range."""
-    names = ", ".join("'" + str(f).replace("'", "''") + "'" for f in files)
+    names = sql_files(files)
     where, params = ["true"], []
     if start is not None:
         where.append("time >= ?")
@@ -157,30 +159,6 @@ def _files_and_times(files: list[Path], start: int | None,
         where.append("time <= ?")
         params.append(end)
     return names, " AND ".join(where), params
-
-
-def _trade_files(root: Path, exchange: str, symbol: str, start: int | None,
-                 end: int | None) -> list[Path]:  # fmt: skip
-    """The parts of one symbol whose day can hold a time in [start, end]."""
-    base = root / "kind=trades" / f"exchange={exchange}" / f"symbol={symbol}"
-    if not base.is_dir():
-        return []
-    first = _day(start) if start is not None else ""
-    last = _day(end) if end is not None else "9999-12-31"
-    return sorted(f for d in base.glob("date=*") if first <= d.name[5:] <= last
-                  for f in d.glob("part-*.parquet"))  # fmt: skip
-
-
-def _overlap(files: list[Path]) -> bool:
-    """True when two parts' id ranges (``part-<first>-<last>-…``) meet or a name is foreign."""
-    ranges = []
-    for f in files:
-        pieces = f.name.split("-")
-        if len(pieces) < 3 or not (pieces[1].isdigit() and pieces[2].isdigit()):
-            return True
-        ranges.append((int(pieces[1]), int(pieces[2])))
-    ranges.sort()
-    return any(b[0] <= a[1] for a, b in itertools.pairwise(ranges))
 
 
 class BookQueries:
@@ -194,11 +172,8 @@ class BookQueries:
                select: str = "*", tail: str = "ORDER BY time, update_id", kind: str = "book") -> pd.DataFrame:  # fmt: skip
         if self.ticks is None:
             raise ValueError("this History has no tick store: create it with db= or ticks=")
-        first = _day(start) if start is not None else ""
-        last = _day(end) if end is not None else "9999-12-31"
-        files = book_files(
-            self.ticks, exchange or self.exchange, normalize_symbol(symbol), first, last, kind
-        )
+        files = part_files(self.ticks, kind, exchange or self.exchange, normalize_symbol(symbol),
+                           *_days(start, end))  # fmt: skip
         relation = (
             "SELECT 0::BIGINT AS time, 0::BIGINT AS first_update_id, 0::BIGINT AS update_id, "
             "[]::DOUBLE[] AS bid_price, []::DOUBLE[] AS bid_qty, []::DOUBLE[] AS ask_price, "
@@ -209,7 +184,9 @@ class BookQueries:
         names, where, params = _files_and_times(files, start, end)
         if files:  # a snapshot stored twice (a recording ingested again) is read once
             once = (
-                "QUALIFY row_number() OVER (PARTITION BY update_id) = 1" if _overlap(files) else ""
+                "QUALIFY row_number() OVER (PARTITION BY update_id) = 1"
+                if overlapping(files)
+                else ""
             )
             relation = f"SELECT * FROM read_parquet([{names}]) WHERE {where} {once}"
         else:
@@ -280,7 +257,7 @@ class BookQueries:
 
 def _fixed_ms(interval: str) -> int:
     iv = Interval(interval)
-    if iv.ms > _DAY_MS or iv.ms <= 0:
+    if iv.ms > DAY_MS or iv.ms <= 0:
         raise ValueError(
             f"interval {interval!r}: bars from trades are built for intervals up to 1d "
             "(weeks and months do not start on epoch boundaries)"
@@ -288,5 +265,9 @@ def _fixed_ms(interval: str) -> int:
     return iv.ms
 
 
-def _day(ms: int) -> str:
-    return pd.Timestamp(ms, unit="ms", tz="UTC").strftime("%Y-%m-%d")
+def _days(start: int | None, end: int | None) -> tuple[str, str]:
+    """The ``date=`` partitions a time range [start, end] can touch."""
+    return (
+        day_of(start) if start is not None else "",
+        day_of(end) if end is not None else "9999-12-31",
+    )

@@ -20,16 +20,24 @@ import threading
 import time
 from collections import deque
 from collections.abc import Iterable, Sequence
-from datetime import UTC, datetime
 from pathlib import Path
 
 import duckdb
 import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from marketlab.records import BookDelta, Trade
 from marketlab.store.books import BookRow, write_books, write_deltas
+from marketlab.store.parts import (
+    DAY_MS,
+    day_of,
+    has_parts,
+    kind_glob,
+    part_dir,
+    part_stem,
+    sql_files,
+    write_part,
+)
 from marketlab.store.sqlite import StoreError
 
 log = logging.getLogger("marketlab.store")
@@ -38,9 +46,7 @@ STORE_KINDS = ("klines", "trades", "book", "book_deltas")  # what Lab(store=...)
 TRADE_SCHEMA = pa.schema([("time", pa.int64()), ("trade_id", pa.int64()), ("price", pa.float64()),
                           ("qty", pa.float64()), ("side", pa.dictionary(pa.int8(), pa.string()))])  # fmt: skip
 _SIDE_NAMES = pa.array(["buy", "sell"])
-_DAY_MS = 86_400_000
 _COMPACT_PARTS = 16  # a past day with more parts than this is merged into one
-_seq = itertools.count()
 
 
 def ticks_root(db: str | os.PathLike[str]) -> Path:
@@ -49,20 +55,12 @@ def ticks_root(db: str | os.PathLike[str]) -> Path:
     return p.with_name(p.stem + ".ticks")
 
 
-def trade_dir(root: Path, exchange: str, symbol: str, day: str) -> Path:
-    return root / "kind=trades" / f"exchange={exchange}" / f"symbol={symbol}" / f"date={day}"
-
-
 def trades_glob(root: Path) -> str:
-    return str(root / "kind=trades" / "**" / "*.parquet")
+    return kind_glob(root, "trades")
 
 
 def has_trades(root: Path) -> bool:
-    return (root / "kind=trades").is_dir() and any((root / "kind=trades").rglob("*.parquet"))
-
-
-def _day(ms: int) -> str:
-    return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%d")
+    return has_parts(root, "trades")
 
 
 def trade_table(trades: Sequence[Trade]) -> pa.Table:
@@ -95,7 +93,7 @@ def write_trades(root: Path, exchange: str, symbol: str, table: pa.Table) -> int
     ids = table.column("trade_id").to_numpy()
     if len(ids) > 1 and not (np.diff(ids) > 0).all():
         table = table.take(pa.array(np.argsort(ids, kind="stable")))
-    days = table.column("time").to_numpy() // _DAY_MS
+    days = table.column("time").to_numpy() // DAY_MS
     starts = (
         np.flatnonzero(np.diff(days)) + 1 if days[0] != days[-1] else np.array([], dtype=np.int64)
     )
@@ -103,12 +101,8 @@ def write_trades(root: Path, exchange: str, symbol: str, table: pa.Table) -> int
     for a, b in itertools.pairwise(bounds):
         part = table.slice(a, b - a)
         first, last = part.column("trade_id")[0].as_py(), part.column("trade_id")[-1].as_py()
-        folder = trade_dir(root, exchange, symbol, _day(int(days[a]) * _DAY_MS))
-        folder.mkdir(parents=True, exist_ok=True)
-        name = f"part-{first:020d}-{last:020d}-{os.getpid()}-{next(_seq)}"
-        tmp = folder / f".{name}.tmp"
-        pq.write_table(part, tmp, compression="zstd")
-        tmp.replace(folder / f"{name}.parquet")  # whole or not at all
+        folder = part_dir(root, "trades", exchange, symbol, day_of(int(days[a]) * DAY_MS))
+        write_part(folder, part, first, last)
     return len(bounds) - 1
 
 
@@ -119,21 +113,20 @@ def compact(root: Path, min_parts: int = 2, today: str | None = None) -> int:
     base = root / "kind=trades"
     if not base.is_dir():
         return 0
-    today = today or _day(int(time.time() * 1000))
+    today = today or day_of(int(time.time() * 1000))
     merged = 0
     for folder in sorted(base.glob("exchange=*/symbol=*/date=*")):
         parts = sorted(folder.glob("part-*.parquet"))
         if len(parts) < min_parts or folder.name >= f"date={today}":
             continue
-        files = ", ".join("'" + str(p).replace("'", "''") + "'" for p in parts)
-        query = (f"SELECT time, trade_id, price, qty, side FROM read_parquet([{files}]) "
+        query = (f"SELECT time, trade_id, price, qty, side FROM read_parquet([{sql_files(parts)}]) "
                  "QUALIFY row_number() OVER (PARTITION BY trade_id) = 1 ORDER BY trade_id")  # fmt: skip
         con = duckdb.connect()
         try:
             first, last = con.execute(
                 f"SELECT min(trade_id), max(trade_id) FROM ({query})"
             ).fetchone()  # type: ignore[misc]
-            name = f"part-{first:020d}-{last:020d}-{os.getpid()}-{next(_seq)}"
+            name = part_stem(first, last)
             tmp = folder / f".{name}.tmp"
             target = str(tmp).replace("'", "''")
             con.execute(f"COPY ({query}) TO '{target}' (FORMAT parquet, COMPRESSION zstd)")
@@ -167,12 +160,10 @@ class TickWriter:
     """Trades and books in, Parquet out, on a thread of its own (the collector only appends
     to queues)."""
 
-    def __init__(self, root: str | os.PathLike[str], exchange: str, *, flush_interval: float = 1.0,
-                 batch_size: int = 50_000):  # fmt: skip
+    def __init__(self, root: str | os.PathLike[str], exchange: str, *, flush_interval: float = 1.0):
         self.root = Path(root)
         self.exchange = exchange
         self.flush_interval = flush_interval
-        self.batch_size = batch_size
         try:
             self.root.mkdir(parents=True, exist_ok=True)
             probe = self.root / f".probe-{os.getpid()}"
@@ -197,17 +188,12 @@ class TickWriter:
         self._thread = threading.Thread(target=self._run, name="marketlab-ticks", daemon=True)
         self._thread.start()
 
-    def add(self, trade: Trade) -> None:
-        """From the collector thread: the trade is written within ``flush_interval``."""
-        self._pending.append(trade)
-        if len(self._pending) >= self.batch_size:
-            self._wake.set()
-
     def add_block(self, symbol: str, block: dict[str, np.ndarray]) -> None:
         """A block of a trade buffer's columns (the collector builds them for its frames)."""
         self._blocks.append((symbol, block))
 
     def add_many(self, trades: Iterable[Trade]) -> None:
+        """Trades as records (those fetched late, by id): written at once."""
         self._pending.extend(trades)
         self._wake.set()
 
