@@ -19,12 +19,15 @@ from typing import Any
 import pandas as pd
 
 from marketlab.background import Background
+from marketlab.bus.config import BusConfig
+from marketlab.bus.reader import BusSource
 from marketlab.defaults import DEFAULT_CHANNELS
 from marketlab.failover import Failover
 from marketlab.frames import (
     DEFAULT_KLINE_CAPACITY,
     DEFAULT_TRADE_CAPACITY,
 )
+from marketlab.lab_bus import feed_class, from_bus, make_publisher, start_publishing, store_commit
 from marketlab.lab_frames import LabFrames
 from marketlab.lab_options import (
     check_channels,
@@ -33,7 +36,7 @@ from marketlab.lab_options import (
     feed_configs,
     universe,
 )
-from marketlab.lab_status import feed_summary, not_ready, status_frame
+from marketlab.lab_status import lab_summary, not_ready, status_frame
 from marketlab.lab_ticks import ReplayBookSampler, flush_trades, sample_books
 from marketlab.record.recording import Header, RecordingWriter, open_recording
 from marketlab.record.replay import replaying
@@ -95,6 +98,7 @@ class Lab(LabFrames):
         shard: str | tuple[int, int] | None = None,
         book_levels: int = 20,
         book_interval: float = 1.0,
+        publish: str | BusConfig | None = None,
         **feed_options: Any,
     ):
         self.exchange = one_of("exchange", exchange, registry.names())
@@ -119,9 +123,7 @@ class Lab(LabFrames):
                 )
         self.book_store = (book_levels, book_interval)  # levels a side, seconds between snapshots
         self._ticks: TickWriter | None = None
-        self.last_ticks_written = self.last_books_written = (
-            0  # what the last run's tick store wrote
-        )
+        self.last_ticks_written = self.last_books_written = 0  # what the last run's ticks wrote
         if self.db is not None and self.db.exists():
             connect(self.db, readonly=True).close()  # fail now, not in the collector thread
         given = {"binance_ws_url": binance_ws_url, "binance_rest_url": binance_rest_url,
@@ -149,6 +151,8 @@ class Lab(LabFrames):
         self._recorder: RecordingWriter | None = None
         self._replay: tuple[Path, float | None] | None = None
         self._bg = Background("marketlab-lab", quiet=(VenueError,))
+        self._publisher = make_publisher(publish, self.exchange)  # every record to the bus
+        self._bus_source: BusSource | None = None  # set by from_bus: read the bus, not a venue
         self._views: weakref.WeakSet[Any] = weakref.WeakSet()  # live charts to close on stop
 
     # --- lifecycle -------------------------------------------------------------------------
@@ -156,10 +160,6 @@ class Lab(LabFrames):
     @property
     def running(self) -> bool:
         return self._bg.alive
-
-    @property
-    def _loop(self) -> asyncio.AbstractEventLoop | None:
-        return self._bg.loop
 
     @property
     def _error(self) -> BaseException | None:
@@ -186,11 +186,15 @@ class Lab(LabFrames):
             if "book_deltas" in self.store_kinds:
                 self._state.delta_store = self._ticks
         cls = registry.get(self.exchange).feed_class()
+        if self._bus_source is not None:
+            cls = feed_class(self._bus_source, self.exchange)
         if self._replay is not None:
             cls = replaying(cls)
         self._feed = cls(self.symbols, self.intervals, self.channels, self.config, self._state,
                          kline_starts=starts)  # fmt: skip
         self._feed.resume_trades(trade_starts)
+        if self._bus_source is not None and self._bus_source.durable is not None:
+            self._feed.commit = store_commit(self)  # type: ignore[attr-defined]
         if self._replay is not None:
             self._feed.replay_path, self._feed.replay_speed = self._replay  # type: ignore[attr-defined]
             if self._ticks is not None and "book" in self.store_kinds:  # on the recording's clock
@@ -205,7 +209,7 @@ class Lab(LabFrames):
 
     async def _run(self) -> None:
         assert self._feed is not None
-        refill = None
+        refill = publisher = None
         if self._store is not None:
             refill = asyncio.create_task(refill_dropped(self._store, self._rest_for))
             refill.add_done_callback(_log_failure)
@@ -216,12 +220,18 @@ class Lab(LabFrames):
         if self._ticks is not None and "trades" in self.store_kinds:
             flusher = asyncio.create_task(flush_trades(self._state, self._ticks.flush_interval))
             flusher.add_done_callback(_log_failure)
+        if self._publisher is not None:
+            publisher = await start_publishing(self, self._publisher)
+            publisher.add_done_callback(_log_failure)
         try:
             await self._collect()
         finally:
             for task in (refill, sampler, flusher):
                 if task is not None:
                     task.cancel()
+            if publisher is not None:
+                await self._publisher.close()  # type: ignore[union-attr]
+                publisher.cancel()
         if self._feed.fatal is not None:
             raise self._feed.fatal
 
@@ -313,6 +323,28 @@ class Lab(LabFrames):
         lab._replay = (Path(path), speed)
         return lab.start()
 
+    @classmethod
+    def from_bus(
+        cls,
+        bus: str | BusConfig,
+        symbols: Sequence[str] | None = None,
+        intervals: Sequence[str] = ("1m",),
+        exchange: str = "binance",
+        since: float | str | None = None,
+        durable: str | None = None,
+        **options: Any,
+    ) -> Lab:
+        """A Lab fed from the bus (``nats://host:4222``) that collectors publish to
+        (``Lab(publish=...)``), on any host: the same frames, books, charts, status and store.
+
+        ``symbols`` None takes every symbol of ``exchange`` on the bus. It first catches up
+        with what the stream keeps (``since``: epoch seconds to start there, ``"new"`` for
+        only what comes next); ``durable`` names a consumer that remembers how far it has
+        written (a history writer with ``db=``: it acknowledges only what is stored).
+        Not started: call :meth:`start`.
+        """
+        return from_bus(cls, bus, symbols, intervals, exchange, since, durable, options)
+
     def join(self, timeout: float | None = None) -> Lab:
         """Wait for a replay to reach the end of its recording, then stop (flushing the store)."""
         if self._replay is None:
@@ -389,31 +421,9 @@ class Lab(LabFrames):
 
     def summary(self) -> dict[str, Any]:
         """Connection-wide state: running, source, failover, connections, reconnects, bad frames,
-        REST use, what stopped collection (``error``) and the store's state (``store``)."""
-        feed = self._feed
-        if feed is None:
-            return {"running": False, "source": None}
-        failover = self._failover
-        fallback = failover.feed if failover is not None else None
-        error = self._error
-        return {
-            "running": self.running,
-            "exchange": self.exchange,
-            "source": f"{self.fallback}:{fallback.source}" if fallback is not None else feed.source,
-            "fallback": self.fallback,
-            "failed_over": fallback is not None,
-            "failover_since": failover.since if failover is not None else None,
-            "failovers": self.failovers,
-            **feed_summary(feed),
-            "trades_missed": {s: b.missed for s, b in self._trades.items()},
-            "error": f"{type(error).__name__}: {error}" if error else None,
-            "db": str(self.db) if self.db else None,
-            "db_written": self._store.written if self._store else None,
-            "db_errors": self._store.errors if self._store else None,
-            "store": self._store.status() if self._store else None,
-            "ticks_written": self._ticks.written if self._ticks else None,
-            "ticks_errors": self._ticks.last_error if self._ticks else None,
-        }
+        REST use, what stopped collection (``error``), the store's state (``store``) and the
+        bus's (``bus``)."""
+        return lab_summary(self)
 
     def recorded(self) -> dict[str, Any]:
         """What ``record=`` has written: entries, bytes before and after compression."""

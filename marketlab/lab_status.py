@@ -39,6 +39,39 @@ def status_frame(feed: Feed | None) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=COLUMNS).set_index(["symbol", "stream"])
 
 
+def lab_summary(lab: Any) -> dict[str, Any]:
+    """What ``Lab.summary()`` shows (see there)."""
+    feed = lab._feed
+    if feed is None:
+        return {"running": False, "source": None}
+    failover = lab._failover
+    fallback = failover.feed if failover is not None else None
+    error, store, ticks = lab._error, lab._store, lab._ticks
+    bus = lab._publisher.status() if lab._publisher is not None else None
+    if lab._bus_source is not None:
+        bus = {"url": lab._bus_source.config.url, "reading": True, "position": feed.position,
+               "caught_up": feed.ready.is_set()}  # fmt: skip
+    return {
+        "running": lab.running,
+        "exchange": lab.exchange,
+        "source": f"{lab.fallback}:{fallback.source}" if fallback is not None else feed.source,
+        "fallback": lab.fallback,
+        "failed_over": fallback is not None,
+        "failover_since": failover.since if failover is not None else None,
+        "failovers": lab.failovers,
+        **feed_summary(feed),
+        "trades_missed": {s: b.missed for s, b in lab._trades.items()},
+        "error": f"{type(error).__name__}: {error}" if error else None,
+        "db": str(lab.db) if lab.db else None,
+        "db_written": store.written if store else None,
+        "db_errors": store.errors if store else None,
+        "store": store.status() if store else None,
+        "ticks_written": ticks.written if ticks else None,
+        "ticks_errors": ticks.last_error if ticks else None,
+        "bus": bus,
+    }
+
+
 def feed_summary(feed: Feed) -> dict[str, Any]:
     """Connections, reconnects, bad frames and REST use of one feed."""
     rest = feed.rest.governor.stats if feed.rest is not None else None

@@ -157,7 +157,7 @@ def test_a_kline_request_the_venue_refuses_stops_the_lab_with_the_venues_words()
             lab.wait_ready(20)
             feed = lab._feed
             fetch = feed._fetch_klines(("ETHUSDT", "1m"), 0, count_as_backfill=True)
-            lab._loop.call_soon_threadsafe(feed._spawn, fetch)
+            lab._bg.loop.call_soon_threadsafe(feed._spawn, fetch)
             wait_for(lambda: not lab.running, 10, "the collector to stop")
             with pytest.raises(RuntimeError, match=r"refused klines ETHUSDT 1m: .*Invalid symbol"):
                 lab.wait_ready(1)

@@ -180,6 +180,8 @@ class TickWriter:
         self.deltas_written = 0
         self.books_written = 0
         self._wake = threading.Event()
+        self._flushes = 0
+        self._flushed = threading.Condition()
         self._stopping = False
         self.written = 0  # trades written
         self.files = 0
@@ -210,7 +212,19 @@ class TickWriter:
             self._wake.wait(self.flush_interval)
             self._wake.clear()
             self._flush()
+            with self._flushed:
+                self._flushes += 1
+                self._flushed.notify_all()
         self._flush()
+
+    def sync(self, timeout: float = 30.0) -> bool:
+        """Wait until everything handed over so far is written (False: not within ``timeout``)."""
+        with self._flushed:
+            target = self._flushes + 2  # the flush under way may have missed the latest
+            self._wake.set()
+            return self._flushed.wait_for(
+                lambda: self._flushes >= target or not self._thread.is_alive(), timeout
+            )
 
     def _flush(self) -> None:
         deltas = self._deltas

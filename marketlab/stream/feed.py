@@ -99,6 +99,8 @@ class Feed(Intake, KlineIntegrity, TradeIntegrity, RestPolling):
         self.symbols_confirmed = asyncio.Event()  # the venue lists every symbol collected
         self.tick_sizes: dict[str, float] = {}  # price tick per symbol, as the venue lists it
         self.tap: Callable[[int, str, bytes], None] | None = None  # a recorder of what comes in
+        # hears of every change to a book (under its lock): the bus publishes books from it
+        self.book_tap: Callable[[Any, int | None, Any, Any, int], None] | None = None
         self.fatal: VenueError | None = None  # what stopped collection, in the venue's words
 
     # --- lifecycle -------------------------------------------------------------------------
@@ -148,6 +150,13 @@ class Feed(Intake, KlineIntegrity, TradeIntegrity, RestPolling):
 
     async def stop(self) -> None:
         self._stopped.set()
+
+    def resume_klines(self, ends: dict[tuple[str, str], int]) -> None:
+        """Where each series' closed candles ended before this run (later than ``kline_starts``,
+        e.g. on the bus): what closed since is fetched, nothing before it again."""
+        for key, open_time in ends.items():
+            if key in self.kline_stats and open_time > self._last_closed.get(key, -1):
+                self._last_closed[key] = self._history_ends[key] = open_time
 
     async def _shutdown(self) -> None:
         # Stopped: what still arrives is neither recorded nor taken in (a replay of the
@@ -318,6 +327,8 @@ class Feed(Intake, KlineIntegrity, TradeIntegrity, RestPolling):
             self.tap(rec.INVALIDATED, symbol, reason.encode())
         with lb.lock:
             lb.book.invalidate(reason)
+            if self.book_tap is not None:
+                self.book_tap(lb.book, None, (), (), 0)
 
     def bad_frame(self, exc: Exception, conn: WsConnection) -> None:
         self.bad_frames += 1

@@ -68,4 +68,6 @@ class RestPolling:
             return
         with lb.lock:
             lb.book.reset(snap, limit)
+            if self.book_tap is not None:  # a new book: readers start over from it
+                self.book_tap(lb.book, None, (), (), 0)
         self.stream_stats.setdefault((snap.symbol, "depth"), StreamStats()).source = "rest"

@@ -159,7 +159,13 @@ class BinanceFeed(Feed):
         if lb is None:
             return
         with lb.lock:
-            action = lb.book.on_delta(delta)
+            book = lb.book
+            if self.book_tap is None:
+                action = book.on_delta(delta)
+            else:
+                was = book.last_update_id if book.synced else None
+                action = book.on_delta(delta)
+                self.book_tap(book, was, delta.bids, delta.asks, delta.event_time)
         if action is Action.FETCH_SNAPSHOT:
             self._schedule_snapshot(delta.symbol)
 
@@ -168,6 +174,8 @@ class BinanceFeed(Feed):
         with lb.lock:
             action = lb.book.on_snapshot(snap)
             synced = lb.book.synced
+            if synced and self.book_tap is not None:
+                self.book_tap(lb.book, None, (), (), 0)
         if synced:
             log.info("book %s: synced at update %d", snap.symbol, lb.book.last_update_id)
         return action, synced

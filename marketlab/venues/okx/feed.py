@@ -100,8 +100,12 @@ class OkxFeed(Feed):
         if lb is None or conn.retiring:
             return  # a retiring connection's book chain is not the one the book follows now
         with lb.lock:
-            action = lb.book.on_message(msg)
-            reason = lb.book.reason
+            book = lb.book
+            was = book.last_update_id if book.synced and msg.action != "snapshot" else None
+            action = book.on_message(msg)
+            reason = book.reason
+            if self.book_tap is not None:
+                self.book_tap(book, was, msg.bids, msg.asks, msg.event_time)
         self._count((msg.symbol, "depth"), "ws")
         if msg.action == "snapshot":
             self._resubscribing.discard(msg.symbol)

