@@ -20,6 +20,8 @@ __version__ = "0.1.0"
 # Heavy parts (pandas, ccxt, DuckDB, aiohttp) load on first use, so the CLI starts quickly.
 _LAZY = {
     "Lab": "marketlab.lab",
+    "BusConfig": "marketlab.bus.config",
+    "NatsServer": "marketlab.bus.server",
     "History": "marketlab.store.history",
     "SimExchange": "marketlab.sim.server",
     "VenueError": "marketlab.feed",
@@ -46,11 +48,13 @@ __all__ = [
     "BookDelta",
     "BookSnapshot",
     "BookTicker",
+    "BusConfig",
     "History",
     "Interval",
     "Kline",
     "Lab",
     "MiniTicker",
+    "NatsServer",
     "SimExchange",
     "SymbolInfo",
     "Ticker",

@@ -101,14 +101,34 @@ def build_parser() -> argparse.ArgumentParser:
     for flag, env in (("--binance-ws-url", "MARKETLAB_BINANCE_WS_URL"), ("--binance-rest-url", "MARKETLAB_BINANCE_REST_URL"),
                       ("--okx-ws-url", "MARKETLAB_OKX_WS_URL"), ("--okx-rest-url", "MARKETLAB_OKX_REST_URL")):  # fmt: skip
         collect.add_argument(flag, default=None, help=f"venue URL (or ${env})")
+    collect.add_argument("--publish", default=None, metavar="NATS_URL",
+                         help="publish every record to this NATS JetStream bus (comma-separated: a cluster)")  # fmt: skip
+    collect.add_argument("--from", dest="from_bus", default=None, metavar="NATS_URL",
+                         help="read what collectors publish on this bus instead of a venue")  # fmt: skip
     _server_flags(collect, serve_flag=True)
 
     record = sub.add_parser("record", help="collect and store every raw frame received, for replay")
+    store = sub.add_parser(
+        "store", help="write what collectors publish on the bus to history (--from, --db)"
+    )
     for action in collect._actions:
         if action.dest not in ("help", "serve"):
             serve._add_action(action)
         if action.dest not in ("help", "serve", "host", "port", "token"):
             record._add_action(action)
+        if action.dest not in (
+            "help",
+            "serve",
+            "host",
+            "port",
+            "token",
+            "publish",
+            "fallback",
+            "failover_after",
+        ):
+            store._add_action(action)
+    store.add_argument("--durable", default="marketlab-store",
+                       help="the consumer that remembers what is written (default marketlab-store)")  # fmt: skip
     serve.set_defaults(serve=True)
     record.add_argument("--out", required=True, help="the recording to write (zstd-compressed)")
 
@@ -381,7 +401,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return run_export(args)
         if args.command == "backfill":
             return run_backfill_command(args)
-        if args.command in ("collect", "serve", "record"):
+        if args.command in ("collect", "serve", "record", "store"):
             from marketlab.collect import run_collect
 
             return run_collect(args)

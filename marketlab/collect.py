@@ -35,6 +35,7 @@ COLLECT_KEYS = (
     "store",
     "quote",
     "shard",
+    "publish",
 )
 
 
@@ -48,6 +49,7 @@ class CollectSettings:
     symbols: list[str] | str = field(default_factory=lambda: list(DEFAULT_SYMBOLS))  # or "all"
     quote: str | None = None
     shard: str | None = None
+    publish: str | None = None  # a NATS JetStream bus every record goes to
     intervals: list[str] = field(default_factory=lambda: list(DEFAULT_INTERVALS))
     channels: list[str] = field(default_factory=lambda: list(DEFAULT_CHANNELS))
     db: str | None = None
@@ -166,7 +168,17 @@ def status_line(lab: Lab) -> str:
     messages = int(status["messages"].sum()) if len(status) else 0
     line = " | ".join(parts) or "waiting for data"
     store = summary.get("store") or {}
-    trouble = (f" | store failing since {store['failing_since']}: {store['error']} "
+    bus = summary.get("bus") or {}
+    if bus.get("reading"):
+        trouble = (
+            f" | bus {'caught up' if bus['caught_up'] else 'catching up'} at {bus['position']}"
+        )
+    elif bus:
+        trouble = (f" | bus {'up' if bus['connected'] else 'DOWN'}: {bus['published']} published, {bus['held']} held"
+                   + (f", {bus['dropped']} dropped" if bus["dropped"] else ""))  # fmt: skip
+    else:
+        trouble = ""
+    trouble += (f" | store failing since {store['failing_since']}: {store['error']} "
                f"({store['pending']} pending, {store['dropped']} dropped)") if store.get("state") == "failing" else ""  # fmt: skip
     return (f"{line} | msgs {messages} | books {synced}/{len(books)} synced | "
             f"reconnects {summary['reconnects']} | bad frames {summary['bad_frames']} | via {summary['source']}"
@@ -239,14 +251,35 @@ def run_lab(
         lab.stop(timeout=STOP_TIMEOUT)
 
 
-def run_collect(args: argparse.Namespace) -> int:
-    settings = load_settings(args)
+def make_lab(args: argparse.Namespace, settings: CollectSettings) -> Lab:
+    """The Lab a command runs: on a venue, or (``--from``) on the bus."""
+    bus = getattr(args, "from_bus", None)
+    if args.command == "store" and not (bus and settings.db):
+        raise ValueError(
+            "marketlab store reads a bus and writes history: give --from nats://... and --db"
+        )
+    if bus:
+        symbols = None if args.symbols is None else settings.symbols
+        if symbols == "all":
+            raise ValueError("--from takes --symbols as a list (default: every symbol on the bus)")
+        lab = Lab.from_bus(bus, symbols, settings.intervals, settings.exchange, durable=getattr(args, "durable", None),
+                           db=settings.db, store=settings.store, channels=settings.channels)  # fmt: skip
+        print(f"reading {', '.join(lab.symbols)} at {', '.join(lab.intervals)} ({settings.exchange}) from the bus {bus}",
+              flush=True)  # fmt: skip
+        return lab
     lab = Lab(settings.symbols, intervals=settings.intervals, exchange=settings.exchange, db=settings.db,
               store=settings.store, quote=settings.quote, shard=settings.shard, channels=settings.channels, fallback=settings.fallback, failover_after=settings.failover_after,
-              record=getattr(args, "out", None), **settings.urls, **settings.feed)  # fmt: skip
+              record=getattr(args, "out", None), publish=settings.publish, **settings.urls, **settings.feed)  # fmt: skip
     also = f", falling back to {settings.fallback}" if settings.fallback else ""
+    also += f", publishing to {settings.publish}" if settings.publish else ""
     print(f"collecting {', '.join(lab.symbols)} at {', '.join(lab.intervals)} from {settings.exchange} "
           f"({lab.urls[f'{settings.exchange}_ws_url']}{also}); settings from {settings.source}", flush=True)  # fmt: skip
+    return lab
+
+
+def run_collect(args: argparse.Namespace) -> int:
+    settings = load_settings(args)
+    lab = make_lab(args, settings)
     if getattr(args, "serve", False):
         from marketlab.server import PREFIX, create_app
         from marketlab.server.runner import ServerThread, is_loopback

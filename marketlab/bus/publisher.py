@@ -52,6 +52,7 @@ class Publisher:
         self._nc: Any = None
         self._js: Any = None
         self._stopping = False
+        self._reconnected = False
 
     # --- the collector thread: records in (cheap) ------------------------------------------
 
@@ -152,10 +153,17 @@ class Publisher:
         self.connected = self._nc is not None and self._nc.is_connected
         while not self._stopping:
             await asyncio.sleep(self.config.flush_interval)
-            await self.pump()
+            try:
+                await self.pump()
+            except Exception as exc:  # never lose the publisher to one bad batch
+                self.last_error = f"{type(exc).__name__}: {exc}"
+                log.exception("bus: publishing failed")
 
     async def pump(self) -> None:
         self._seal()
+        if self._reconnected:
+            self._reconnected = False
+            self._resend()
         self._settle()
         nc = self._nc
         if nc is None or not nc.is_connected:

@@ -32,6 +32,7 @@ log = logging.getLogger("marketlab.bus")
 
 FETCH = 512  # messages asked for at a time
 _SEEN = 10_000  # closed candles remembered per series (repeats of older ones are rare)
+_HOLES = 1_000  # trade id ranges still awaited per symbol
 
 
 @dataclass
@@ -99,6 +100,7 @@ class BusFeed(Intake):
         self._wanted = set(self.symbols)
         self._intervals = set(self.intervals)
         self._seen: dict[tuple[str, str], tuple[set[int], deque[int]]] = {}
+        self._holes: dict[str, list[list[int]]] = {}  # trade id ranges skipped, not yet taken
         self._stopped = asyncio.Event()
 
     book_view = Feed.book_view
@@ -266,17 +268,43 @@ class BusFeed(Intake):
         stats = self.stream_stats.get((symbol, "trade"))
         if stats is None:
             return
-        if backfill:
-            ts = self.trade_stats.setdefault(symbol, TradeStats())
-            ts.backfilled += len(trades)
-            self._deliver_backfilled(symbol, trades, source)
-            return
+        late = []
         for t in trades:
-            self._take_trade(stats, t, source)
+            if t.trade_id > stats.mark:
+                self._take_trade(stats, t, source)
+            elif self._fills_hole(symbol, t.trade_id):
+                late.append(t)  # fetched late, or sent again after a lost ack: in its place
+            else:
+                self.duplicates += 1
+        if late:
+            self.trade_stats.setdefault(symbol, TradeStats()).backfilled += len(late)
+            self._deliver_backfilled(symbol, late, source)
 
     def _trade_gap(self, symbol: str, first: int, last: int) -> None:
-        """Ids the collector skipped: it fetches them and publishes them as a backfill."""
+        """Ids the collector skipped (it fetches and publishes them), or a message still on
+        its way: remembered, so each of them is taken once when it comes."""
         self.trade_stats.setdefault(symbol, TradeStats()).gaps += 1
+        holes = self._holes.setdefault(symbol, [])
+        holes.append([first, last])
+        if len(holes) > _HOLES:
+            del holes[0]
+
+    def _fills_hole(self, symbol: str, trade_id: int) -> bool:
+        holes = self._holes.get(symbol)
+        if not holes:
+            return False
+        for i, (lo, hi) in enumerate(holes):
+            if lo <= trade_id <= hi:
+                if lo == hi:
+                    del holes[i]
+                elif trade_id == lo:
+                    holes[i][0] = lo + 1
+                elif trade_id == hi:
+                    holes[i][1] = hi - 1
+                else:
+                    holes[i : i + 1] = [[lo, trade_id - 1], [trade_id + 1, hi]]
+                return True
+        return False
 
     def _kline(self, k: Kline, source: str, live: bool) -> bool:
         if k.closed:  # every closed candle once, however often it was published

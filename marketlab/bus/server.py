@@ -42,6 +42,7 @@ class NatsServer:
         self.name = name
         self._own_dir = store_dir is None
         self.store_dir = Path(store_dir or tempfile.mkdtemp(prefix="marketlab-nats-"))
+        self.store_dir.mkdir(parents=True, exist_ok=True)
         self.cluster_port = cluster_port
         self.routes = list(routes)
         self.proc: subprocess.Popen[bytes] | None = None

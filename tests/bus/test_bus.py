@@ -1,0 +1,274 @@
+"""Collectors publishing to a real JetStream server, Labs and the history writer reading it:
+frames equal to the collector's, every closed candle and trade once, through a collector
+killed with SIGKILL, a bus that goes away and a cluster node lost."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+import marketlab as ml
+from marketlab.bus.server import NatsServer, cluster
+from marketlab.sim import SimExchange
+from marketlab.store.history import History
+from tests.bus.conftest import wait_until
+
+CHANNELS = ["trades", "ticker", "book", "klines"]
+SYMBOLS = ["BTCUSDT", "ETHUSDT"]
+PRICE_COLUMNS = ["open", "high", "low", "close", "volume", "closed"]
+
+
+def venue(sim: SimExchange) -> dict[str, str]:
+    return {"binance_ws_url": sim.ws_url, "binance_rest_url": sim.rest_url}
+
+
+def closed(lab: ml.Lab, symbol: str) -> pd.DataFrame:
+    df = lab.klines(symbol, "1m")
+    return df[df["closed"]][PRICE_COLUMNS]
+
+
+def last_trade(lab: ml.Lab, symbol: str) -> int:
+    ids = lab.trades(symbol)["trade_id"]
+    return int(ids.iloc[-1]) if len(ids) else -1
+
+
+def store_writer(url: str, db: Path, durable: str = "writer") -> ml.Lab:
+    return ml.Lab.from_bus(url, SYMBOLS, ["1m"], channels=["trades", "klines"], durable=durable, db=db,
+                           store=("klines", "trades"))  # fmt: skip
+
+
+def assert_contiguous(ids: pd.Series, what: str) -> None:
+    assert ids.is_unique, f"{what}: repeated ids"
+    assert (ids.diff().dropna() == 1).all(), f"{what}: ids skipped"
+
+
+def assert_stored_once(
+    db: Path, trades: dict[str, pd.Series], candles: dict[str, pd.Index]
+) -> None:
+    history = History(db=db, exchange="binance")
+    for s in SYMBOLS:
+        stored = history.trades(s)["trade_id"].sort_values().reset_index(drop=True)
+        assert_contiguous(stored, f"stored {s} trades")
+        assert set(trades[s]) <= set(stored), f"{s}: trades missing from the store"
+        opens = history.klines(s, "1m").index
+        assert opens.is_unique and set(candles[s]) <= set(opens), (
+            f"{s}: candles missing from the store"
+        )
+
+
+def test_readers_and_the_history_writer_see_what_the_collector_saw(sim: SimExchange, nats: NatsServer,
+                                                                   tmp_path: Path) -> None:  # fmt: skip
+    collector = ml.Lab(SYMBOLS, ["1m"], channels=CHANNELS, publish=nats.url, **venue(sim)).start()
+    reader = ml.Lab.from_bus(nats.url, SYMBOLS, ["1m"], channels=CHANNELS).start()
+    writer = store_writer(nats.url, tmp_path / "h.sqlite").start()
+    try:
+        collector.wait_ready(30)
+        reader.wait_ready(30)
+        time.sleep(3)
+        late = ml.Lab.from_bus(nats.url, channels=CHANNELS).start()  # every symbol on the bus
+        assert late.symbols == SYMBOLS
+        late.wait_ready(30)
+        collector.stop()
+        for lab in (reader, late):
+            wait_until(lambda lab=lab: all(last_trade(lab, s) == last_trade(collector, s) and
+                                           lab.book(s).attrs["last_update_id"] == collector.book(s).attrs["last_update_id"]
+                                           for s in SYMBOLS), 20, "readers caught up")  # fmt: skip
+            for s in SYMBOLS:
+                pd.testing.assert_frame_equal(closed(lab, s), closed(collector, s))
+                pd.testing.assert_frame_equal(lab.trades(s), collector.trades(s))
+                pd.testing.assert_frame_equal(lab.book(s, 50), collector.book(s, 50))
+                assert lab.prices().loc[s, "last"] == collector.prices().loc[s, "last"]
+            status = lab.status()
+            assert set(status.index.get_level_values("stream")) == {
+                "trade",
+                "ticker",
+                "depth",
+                "kline_1m",
+            }
+            assert (status.xs("depth", level="stream")["book"] == "synced").all()
+            assert lab.summary()["bus"]["caught_up"]
+        published = collector.summary()["bus"]
+        assert (
+            published["connected"] is False
+            and published["held"] == 0
+            and published["published"] > 0
+        )
+        wait_until(
+            lambda: all(last_trade(writer, s) == last_trade(collector, s) for s in SYMBOLS), 20
+        )
+    finally:
+        for lab in (collector, reader, writer, locals().get("late")):
+            if lab is not None:
+                lab.stop()
+    trades = {s: collector.trades(s)["trade_id"] for s in SYMBOLS}
+    assert_stored_once(
+        tmp_path / "h.sqlite", trades, {s: closed(collector, s).index for s in SYMBOLS}
+    )
+
+
+def collect_process(url: str, sim: SimExchange, *extra: str) -> subprocess.Popen[bytes]:
+    return subprocess.Popen([sys.executable, "-m", "marketlab", "collect", "--symbols", ",".join(SYMBOLS),
+                             "--intervals", "1m", "--channels", "trades,klines", "--publish", url,
+                             "--binance-ws-url", sim.ws_url, "--binance-rest-url", sim.rest_url,
+                             "--status-interval", "60", *extra],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+
+
+def test_a_collector_killed_and_restarted_loses_nothing_and_repeats_nothing(sim: SimExchange, nats: NatsServer,
+                                                                           tmp_path: Path) -> None:  # fmt: skip
+    reader = ml.Lab.from_bus(nats.url, SYMBOLS, ["1m"], channels=["trades", "klines"]).start()
+    writer = store_writer(nats.url, tmp_path / "h.sqlite").start()
+    shard = collect_process(nats.url, sim)
+    try:
+        wait_until(lambda: all(last_trade(reader, s) > 0 for s in SYMBOLS), 30, "trades on the bus")
+        time.sleep(2)
+        shard.send_signal(signal.SIGKILL)  # no goodbye: whatever was in flight is gone
+        shard.wait()
+        before = {s: last_trade(reader, s) for s in SYMBOLS}
+        time.sleep(3)  # trades and candles the exchange makes while no one collects
+        shard = collect_process(nats.url, sim)
+        wait_until(lambda: all(reader.summary()["trades_backfilled"].get(s, 0) > 0 for s in SYMBOLS), 30,
+                   "the restarted collector fetched what it missed")  # fmt: skip
+        time.sleep(2)
+        shard.send_signal(signal.SIGTERM)
+        assert shard.wait(20) == 0
+        ends = {s: last_trade(reader, s) for s in SYMBOLS}
+        assert all(ends[s] > before[s] for s in SYMBOLS)
+        for s in SYMBOLS:
+            assert_contiguous(reader.trades(s)["trade_id"], f"{s} trades across the kill")
+            opens = closed(reader, s).index
+            assert (
+                opens.is_unique and (pd.Series(opens).diff().dropna() == pd.Timedelta("1min")).all()
+            )
+        wait_until(
+            lambda: all(last_trade(writer, s) == ends[s] for s in SYMBOLS), 20, "writer caught up"
+        )
+        candles = {s: closed(reader, s).index for s in SYMBOLS}
+        trades = {s: reader.trades(s)["trade_id"] for s in SYMBOLS}
+    finally:
+        if shard.poll() is None:
+            shard.kill()
+            shard.wait()
+        reader.stop()
+        writer.stop()
+    assert_stored_once(tmp_path / "h.sqlite", trades, candles)
+
+
+def test_a_history_writer_killed_mid_way_writes_everything_once_when_restarted(sim: SimExchange, nats: NatsServer,
+                                                                              tmp_path: Path) -> None:  # fmt: skip
+    collector = ml.Lab(
+        SYMBOLS, ["1m"], channels=["trades", "klines"], publish=nats.url, **venue(sim)
+    ).start()
+    db = tmp_path / "h.sqlite"
+    writer = subprocess.Popen([sys.executable, "-m", "marketlab", "store", "--from", nats.url, "--db", str(db),
+                               "--symbols", ",".join(SYMBOLS), "--intervals", "1m", "--channels", "trades,klines",
+                               "--store", "klines,trades", "--status-interval", "60"],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    try:
+        collector.wait_ready(30)
+        time.sleep(4)
+        writer.send_signal(signal.SIGKILL)
+        writer.wait()
+        time.sleep(1)
+        collector.stop()
+        restarted = store_writer(nats.url, db).start()  # the same durable consumer, in-process
+        wait_until(
+            lambda: all(last_trade(restarted, s) == last_trade(collector, s) for s in SYMBOLS), 30
+        )
+        restarted.stop()
+    finally:
+        if writer.poll() is None:
+            writer.kill()
+            writer.wait()
+        collector.stop()
+    assert_stored_once(db, {s: collector.trades(s)["trade_id"] for s in SYMBOLS},
+                       {s: closed(collector, s).index for s in SYMBOLS})  # fmt: skip
+
+
+def test_while_the_bus_is_away_the_collector_holds_what_it_takes_and_publishes_it_after(
+    sim: SimExchange, tmp_path: Path
+) -> None:
+    nats = NatsServer(store_dir=tmp_path / "nats").start()
+    collector = ml.Lab(
+        SYMBOLS, ["1m"], channels=["trades", "klines"], publish=nats.url, **venue(sim)
+    ).start()
+    reader = ml.Lab.from_bus(nats.url, SYMBOLS, ["1m"], channels=["trades", "klines"]).start()
+    try:
+        collector.wait_ready(30)
+        wait_until(lambda: all(last_trade(reader, s) > 0 for s in SYMBOLS), 30)
+        nats.stop()
+        wait_until(lambda: collector.summary()["bus"]["connected"] is False, 10, "the outage seen")
+        time.sleep(2)
+        bus = collector.summary()["bus"]
+        assert bus["held"] > 0 and bus["dropped"] == 0
+        assert collector.running and last_trade(collector, SYMBOLS[0]) > last_trade(
+            reader, SYMBOLS[0]
+        )
+        nats.start()
+        wait_until(lambda: collector.summary()["bus"]["connected"], 20, "the bus back")
+        collector.stop()
+        wait_until(
+            lambda: all(last_trade(reader, s) == last_trade(collector, s) for s in SYMBOLS), 30
+        )
+        for s in SYMBOLS:
+            assert_contiguous(reader.trades(s)["trade_id"], f"{s} trades across the outage")
+            pd.testing.assert_frame_equal(reader.trades(s), collector.trades(s))
+            pd.testing.assert_frame_equal(closed(reader, s), closed(collector, s))
+    finally:
+        collector.stop()
+        reader.stop()
+        nats.remove()
+
+
+def test_a_three_node_cluster_loses_nothing_when_a_node_goes(
+    sim: SimExchange, tmp_path: Path
+) -> None:
+    nodes = cluster(3)
+    for node in nodes:
+        node.start()
+    url = ",".join(n.url for n in nodes)
+    collector = ml.Lab(SYMBOLS, ["1m"], channels=["trades", "klines"], publish=ml.BusConfig(url, replicas=3),
+                       **venue(sim)).start()  # fmt: skip
+    reader = ml.Lab.from_bus(url, SYMBOLS, ["1m"], channels=["trades", "klines"]).start()
+    writer = store_writer(url, tmp_path / "h.sqlite")
+    try:
+        collector.wait_ready(30)
+        wait_until(
+            lambda: all(last_trade(reader, s) > 0 for s in SYMBOLS), 60, "the cluster's stream"
+        )
+        writer.start()
+        time.sleep(1)
+        nodes[0].stop(kill=True)
+        time.sleep(3)
+        collector.stop()
+        wait_until(
+            lambda: all(last_trade(reader, s) == last_trade(collector, s) for s in SYMBOLS), 30
+        )
+        wait_until(
+            lambda: all(last_trade(writer, s) == last_trade(collector, s) for s in SYMBOLS), 30
+        )
+        for s in SYMBOLS:
+            pd.testing.assert_frame_equal(reader.trades(s), collector.trades(s))
+            pd.testing.assert_frame_equal(closed(reader, s), closed(collector, s))
+        writer.stop()
+    finally:
+        for lab in (collector, reader, writer):
+            lab.stop()
+        for node in nodes:
+            node.remove()
+    assert_stored_once(tmp_path / "h.sqlite", {s: collector.trades(s)["trade_id"] for s in SYMBOLS},
+                       {s: closed(collector, s).index for s in SYMBOLS})  # fmt: skip
+
+
+@pytest.mark.parametrize("url", ["http://127.0.0.1:4222", "127.0.0.1:4222"])
+def test_a_bus_address_that_is_not_one_is_refused_at_once(url: str) -> None:
+    with pytest.raises(ValueError, match="nats://host:port"):
+        ml.Lab(["BTCUSDT"], publish=url)
+    assert os.environ.get("MARKETLAB_LOOP", "") in ("", "asyncio", "uvloop")

@@ -1,0 +1,235 @@
+"""What goes on the bus, without a bus: encoding, message ids, and books and trades carried
+from a collector's publisher to a reader's feed."""
+
+from __future__ import annotations
+
+import random
+
+import msgspec
+import pytest
+
+from marketlab.bus import encoding as enc
+from marketlab.bus.config import BusConfig
+from marketlab.bus.publisher import Publisher
+from marketlab.bus.reader import BusFeed, BusSource
+from marketlab.records import BookDelta, BookSnapshot, Interval, Kline, Ticker, Trade
+from marketlab.state import MarketState
+from marketlab.venues.book import OrderBook
+
+CONFIG = BusConfig("nats://127.0.0.1:4222", snapshot_interval=1e9)
+
+
+def trade(i: int, symbol: str = "BTCUSDT") -> Trade:
+    return Trade(
+        symbol,
+        i,
+        100.0 + i / 100,
+        0.5,
+        "buy" if i % 2 else "sell",
+        1_700_000_000_000 + i,
+        1_700_000_000_000 + i,
+    )
+
+
+def kline(open_time: int, closed: bool) -> Kline:
+    return Kline("BTCUSDT", Interval("1m"), open_time, 1.0, 2.0, 0.5, 1.5, 10.0, open_time + 59_999, 15.0, 7,
+                 4.0, 6.0, closed)  # fmt: skip
+
+
+def reader(symbols: list[str] = ["BTCUSDT"]) -> tuple[BusFeed, MarketState]:  # noqa: B006
+    state = MarketState(symbols, [Interval("1m")], 10_000, 100, lambda k: None)
+    feed = BusFeed(symbols, ["1m"], ["trades", "ticker", "book", "klines"], None, state,
+                   source=BusSource(CONFIG), exchange="binance")  # fmt: skip
+    return feed, state
+
+
+def carry(pub: Publisher, feed: BusFeed) -> list[str]:
+    """What the publisher sealed, delivered to the reader in order; returns the message ids."""
+    pub._seal()
+    ids = []
+    while pub._outbox:
+        msg = pub._outbox.popleft()
+        ids.append(msg.msg_id)
+        feed.on_message(msg.subject, msg.payload)
+    return ids
+
+
+def test_every_kind_round_trips_with_the_version_and_field_names() -> None:
+    records = {"trade": [trade(1), trade(2)], "kline": [kline(0, True)], "kline_open": [kline(60_000, False)],
+               "ticker": [Ticker("BTCUSDT", 5, *([1.0] * 15), 0, 1, 1, 2, 3)],
+               "book": [enc.BookState("BTCUSDT", 9, [(1.0, 2.0)], [(1.5, 1.0)], 5, "update id chain", True),
+                        enc.BookChange("BTCUSDT", 9, 10, [(1.0, 0.0)], [], 6)]}  # fmt: skip
+    for kind, recs in records.items():
+        payload = enc.encode(recs, "ws")
+        plain = msgspec.msgpack.decode(payload)  # readable by any msgpack reader: a documented map
+        assert plain["v"] == enc.VERSION and plain["source"] == "ws" and plain["backfill"] is False
+        assert len(plain["records"]) == len(recs)
+        assert enc.decode(kind, payload).records == recs
+    assert msgspec.msgpack.decode(enc.encode([trade(3)], "ws"))["records"][0]["trade_id"] == 3
+
+
+def test_a_message_of_another_version_or_shape_is_refused_with_a_reason() -> None:
+    future = msgspec.msgpack.encode({"v": 2, "source": "ws", "backfill": False, "records": []})
+    with pytest.raises(enc.BusFormatError, match="version 2"):
+        enc.decode("trade", future)
+    with pytest.raises(enc.BusFormatError, match="bad trade message"):
+        enc.decode("trade", b"\x93not msgpack")
+    with pytest.raises(enc.BusFormatError, match="not a marketlab subject"):
+        enc.parse_subject("marketlab.binance.orders.BTCUSDT")
+    feed, _ = reader()
+    feed.on_message("marketlab.binance.trade.BTCUSDT", b"\x00junk")
+    assert feed.bad_frames == 1 and "bad trade message" in feed.last_bad_frame
+
+
+def test_message_ids_name_the_records_so_a_repeat_is_recognised() -> None:
+    a = enc.message_id("binance", "trade", "BTCUSDT", [trade(1), trade(2)], False)
+    assert a == enc.message_id("binance", "trade", "BTCUSDT", [trade(1), trade(2)], False)
+    assert a != enc.message_id("binance", "trade", "BTCUSDT", [trade(1), trade(3)], False)
+    assert a != enc.message_id("binance", "trade", "BTCUSDT", [trade(1), trade(2)], True)
+    open_k = enc.message_id("binance", "kline_open", "BTCUSDT", [kline(0, False)], False)
+    assert open_k != enc.message_id("binance", "kline", "BTCUSDT", [kline(0, True)], False)
+
+
+def test_trades_klines_and_tickers_reach_the_reader_once_in_order() -> None:
+    pub, (feed, state) = Publisher(CONFIG, "binance"), reader()
+    for i in range(1, 6):
+        pub.on_record(trade(i))
+    pub.on_record(kline(0, False))
+    pub.on_record(kline(0, True))
+    carry(pub, feed)
+    for i in (4, 5, 6, 7):  # 4 and 5 again (an overlapping connection): the reader drops them
+        pub.on_record(trade(i))
+    pub.on_record(kline(0, True))  # a candle published twice is delivered once
+    carry(pub, feed)
+    assert state.trades["BTCUSDT"].frame()["trade_id"].tolist() == [1, 2, 3, 4, 5, 6, 7]
+    closed = state.klines[("BTCUSDT", "1m")].frame()
+    assert (
+        closed["closed"].tolist() == [True] and feed.kline_stats[("BTCUSDT", "1m")].duplicates == 1
+    )
+
+
+def test_trades_fetched_late_go_in_their_place_by_id() -> None:
+    pub, (feed, state) = Publisher(CONFIG, "binance"), reader()
+    for i in (1, 2, 6, 7):  # 3-5 skipped by the stream: the collector fetches them later
+        pub.on_record(trade(i))
+    carry(pub, feed)
+    assert feed.trade_stats["BTCUSDT"].gaps == 1
+    for i in (5, 3, 4):
+        pub.on_record(trade(i))
+    ids = carry(pub, feed)
+    assert any(".b3-5." in i for i in ids)  # one backfill message, in id order
+    assert state.trades["BTCUSDT"].frame()["trade_id"].tolist() == list(range(1, 8))
+    assert feed.trade_stats["BTCUSDT"].backfilled == 3
+
+
+def test_held_records_beyond_the_bound_let_the_oldest_go_and_count_them() -> None:
+    pub = Publisher(BusConfig(CONFIG.url, buffer_limit=10), "binance")
+    for i in range(1, 8):
+        pub.on_record(trade(i))
+    pub._seal()
+    for i in range(8, 15):
+        pub.on_record(trade(i))
+    pub._seal()  # 14 held > 10: the first message (7 trades) goes
+    assert pub.dropped == 7 and pub.status()["held"] == 7
+
+
+class CollectorBook:
+    """A collector's book with the publisher hearing of it, as a feed wires them."""
+
+    def __init__(self, pub: Publisher):
+        self.book, self.pub = OrderBook("BTCUSDT"), pub
+
+    def snapshot(self, lid: int, bids: dict[float, float], asks: dict[float, float]) -> None:
+        self.book.on_snapshot(
+            BookSnapshot(
+                "BTCUSDT", lid, sorted(bids.items(), reverse=True), sorted(asks.items()), 0
+            )
+        )
+        if self.book.synced:
+            self.pub.on_book(self.book, None, (), (), 0)
+
+    def delta(self, d: BookDelta) -> None:
+        was = self.book.last_update_id if self.book.synced else None
+        self.book.on_delta(d)
+        self.pub.on_book(self.book, was, d.bids, d.asks, d.event_time)
+
+
+def test_books_rebuilt_by_readers_equal_the_collectors_through_gaps_and_resyncs() -> None:
+    rng = random.Random(5)
+    pub = Publisher(BusConfig(CONFIG.url, snapshot_interval=1e9), "binance")
+    feed, _ = reader()
+    late, _ = reader()  # joins after the first messages: waits for a whole book
+    collector = CollectorBook(pub)
+    bids = {100.0 - i: 1.0 + i for i in range(30)}
+    asks = {101.0 + i: 1.0 + i for i in range(30)}
+    collector.snapshot(100, bids, asks)
+    uid, checked = 100, 0
+    for step in range(400):
+        first = uid + 1
+        uid += rng.randint(1, 3)
+        d = BookDelta("BTCUSDT", first, uid, [(round(100.0 - rng.randint(0, 40), 1), rng.choice([0.0, 2.0, 3.5]))],
+                      [(round(101.0 + rng.randint(0, 40), 1), rng.choice([0.0, 1.0]))], step)  # fmt: skip
+        if step == 150:  # the collector misses an update: its book resyncs from a new snapshot
+            uid += 5
+            d = BookDelta("BTCUSDT", first + 5, uid, d.bids, d.asks, step)
+        collector.delta(d)
+        if not collector.book.synced:
+            collector.snapshot(
+                uid,
+                {p: q for p, q in collector_levels(rng, 100.0, -1)},
+                {p: q for p, q in collector_levels(rng, 101.0, 1)},
+            )
+        pub._seal()
+        while pub._outbox:
+            msg = pub._outbox.popleft()
+            feed.on_message(msg.subject, msg.payload)
+            if step >= 160:
+                late.on_message(msg.subject, msg.payload)
+        if step == 200:  # a periodic whole book: the late reader syncs from it
+            pub._snapshot_due["BTCUSDT"] = 0.0
+        want = (collector.book.bids(), collector.book.asks(), collector.book.last_update_id)
+        view = feed.book_view("BTCUSDT", 10_000)
+        assert view.synced and (view.bids, view.asks, view.last_update_id) == want
+        if step > 200:
+            late_view = late.book_view("BTCUSDT", 10_000)
+            assert late_view.synced and (late_view.bids, late_view.asks) == want[:2]
+            checked += 1
+        elif step >= 160:
+            assert not late.book_view("BTCUSDT", 10).synced  # joined mid-chain: no book yet
+    assert checked > 150
+
+
+def collector_levels(rng: random.Random, start: float, sign: int) -> list[tuple[float, float]]:
+    return [(start + sign * i, float(rng.randint(1, 5))) for i in range(25)]
+
+
+def test_a_break_in_the_chain_on_the_bus_waits_for_the_next_whole_book() -> None:
+    feed, _ = reader()
+    state = enc.BookState("BTCUSDT", 10, [(100.0, 1.0)], [(101.0, 1.0)], 0, "update id chain", True)
+    feed.on_message("marketlab.binance.book.BTCUSDT", enc.encode([state], "ws"))
+    assert feed.book_view("BTCUSDT", 5).synced
+    lost = enc.BookChange("BTCUSDT", 11, 12, [(100.0, 2.0)], [], 0)  # 10 → 11 never arrived
+    feed.on_message("marketlab.binance.book.BTCUSDT", enc.encode([lost], "ws"))
+    view = feed.book_view("BTCUSDT", 5)
+    assert not view.synced and "gap" in view.reason
+    later = enc.BookState(
+        "BTCUSDT", 12, [(100.0, 2.0)], [(101.0, 1.0)], 0, "update id chain", False
+    )
+    feed.on_message("marketlab.binance.book.BTCUSDT", enc.encode([later], "ws"))
+    view = feed.book_view("BTCUSDT", 5)
+    assert view.synced and view.bids == [(100.0, 2.0)] and view.last_update_id == 12
+
+
+def test_a_message_sent_again_after_later_ones_is_taken_once_in_its_place() -> None:
+    pub, (feed, state) = Publisher(CONFIG, "binance"), reader()
+    sealed = []
+    for batch in ([1, 2], [3, 4], [5, 6]):
+        for i in batch:
+            pub.on_record(trade(i))
+        pub._seal()
+        sealed.append(pub._outbox.pop())
+    first, lost, last = sealed
+    for msg in (first, last, lost, last, lost):  # [3, 4] landed after [5, 6]; then both again
+        feed.on_message(msg.subject, msg.payload)
+    assert state.trades["BTCUSDT"].frame()["trade_id"].tolist() == [1, 2, 3, 4, 5, 6]
+    assert feed.duplicates == 4 and feed.trade_stats["BTCUSDT"].backfilled == 2
