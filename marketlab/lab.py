@@ -18,16 +18,13 @@ from typing import Any
 
 import pandas as pd
 
+from marketlab import lab_bus
 from marketlab.background import Background
 from marketlab.bus.config import BusConfig
 from marketlab.bus.reader import BusSource
 from marketlab.defaults import DEFAULT_CHANNELS
 from marketlab.failover import Failover
-from marketlab.frames import (
-    DEFAULT_KLINE_CAPACITY,
-    DEFAULT_TRADE_CAPACITY,
-)
-from marketlab.lab_bus import feed_class, from_bus, make_publisher, start_publishing, store_commit
+from marketlab.frames import DEFAULT_KLINE_CAPACITY, DEFAULT_TRADE_CAPACITY
 from marketlab.lab_frames import LabFrames
 from marketlab.lab_options import (
     check_channels,
@@ -151,7 +148,7 @@ class Lab(LabFrames):
         self._recorder: RecordingWriter | None = None
         self._replay: tuple[Path, float | None] | None = None
         self._bg = Background("marketlab-lab", quiet=(VenueError,))
-        self._publisher = make_publisher(publish, self.exchange)  # every record to the bus
+        self._publisher = lab_bus.make_publisher(publish, self.exchange)  # every record to the bus
         self._bus_source: BusSource | None = None  # set by from_bus: read the bus, not a venue
         self._views: weakref.WeakSet[Any] = weakref.WeakSet()  # live charts to close on stop
 
@@ -187,14 +184,14 @@ class Lab(LabFrames):
                 self._state.delta_store = self._ticks
         cls = registry.get(self.exchange).feed_class()
         if self._bus_source is not None:
-            cls = feed_class(self._bus_source, self.exchange)
+            cls = lab_bus.feed_class(self._bus_source, self.exchange)
         if self._replay is not None:
             cls = replaying(cls)
         self._feed = cls(self.symbols, self.intervals, self.channels, self.config, self._state,
                          kline_starts=starts)  # fmt: skip
         self._feed.resume_trades(trade_starts)
         if self._bus_source is not None and self._bus_source.durable is not None:
-            self._feed.commit = store_commit(self)  # type: ignore[attr-defined]
+            self._feed.commit = lab_bus.store_commit(self)  # type: ignore[attr-defined]
         if self._replay is not None:
             self._feed.replay_path, self._feed.replay_speed = self._replay  # type: ignore[attr-defined]
             if self._ticks is not None and "book" in self.store_kinds:  # on the recording's clock
@@ -221,7 +218,7 @@ class Lab(LabFrames):
             flusher = asyncio.create_task(flush_trades(self._state, self._ticks.flush_interval))
             flusher.add_done_callback(_log_failure)
         if self._publisher is not None:
-            publisher = await start_publishing(self, self._publisher)
+            publisher = await lab_bus.start_publishing(self, self._publisher)
             publisher.add_done_callback(_log_failure)
         try:
             await self._collect()
@@ -230,8 +227,7 @@ class Lab(LabFrames):
                 if task is not None:
                     task.cancel()
             if publisher is not None:
-                await self._publisher.close()  # type: ignore[union-attr]
-                publisher.cancel()
+                await lab_bus.stop_publishing(self._publisher, publisher)
         if self._feed.fatal is not None:
             raise self._feed.fatal
 
@@ -343,7 +339,7 @@ class Lab(LabFrames):
         written (a history writer with ``db=``: it acknowledges only what is stored).
         Not started: call :meth:`start`.
         """
-        return from_bus(cls, bus, symbols, intervals, exchange, since, durable, options)
+        return lab_bus.from_bus(cls, bus, symbols, intervals, exchange, since, durable, options)
 
     def join(self, timeout: float | None = None) -> Lab:
         """Wait for a replay to reach the end of its recording, then stop (flushing the store)."""

@@ -54,6 +54,12 @@ async def start_publishing(lab: Lab, publisher: Publisher) -> asyncio.Task[None]
     return task
 
 
+async def stop_publishing(publisher: Any, task: asyncio.Task[None]) -> None:
+    """Publish what is held (a few seconds at most), then let the bus go."""
+    await publisher.close()
+    task.cancel()
+
+
 def store_commit(lab: Lab) -> Any:
     """What a history writer reading the bus does before it acknowledges: write everything
     taken so far (klines to SQLite, ticks to Parquet)."""

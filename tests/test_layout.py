@@ -95,7 +95,7 @@ def sans_io_modules() -> list[str]:
         for v in registry.names()
         for m in ("protocol", "frames", "payloads")
     ]
-    return [*shared, *per_venue, "marketlab.venues.okx.book"]
+    return [*shared, *per_venue, "marketlab.venues.okx.book", "marketlab.bus.encoding"]
 
 
 @pytest.mark.parametrize("name", sans_io_modules())
@@ -114,6 +114,17 @@ def test_the_stream_layer_knows_no_venue():
         specific = {m for m in venues if m.split(".")[2] in registry.names()}
         assert not specific, f"{name} imports {specific}"
         assert not {m for m in GRAPH[name] if m.startswith(("marketlab.lab", "marketlab.server"))}
+
+
+def test_the_bus_knows_no_lab_and_no_venue():
+    """Collectors and readers share it: it sits beside the stream layer, under the Lab."""
+    for name in (n for n in GRAPH if n.startswith("marketlab.bus")):
+        above = {
+            m
+            for m in GRAPH[name]
+            if m.startswith(("marketlab.lab", "marketlab.server", "marketlab.venues."))
+        }
+        assert not above, f"{name} imports {above}"
 
 
 def test_charts_import_nothing_of_the_lab_and_the_collector_never_the_simulator():
