@@ -8,12 +8,10 @@ import contextlib
 import logging
 import signal
 import sys
-import tempfile
 import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 from marketlab.cli_args import (
@@ -67,6 +65,8 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--duration", type=_positive, help="stop after this many seconds")
     demo.add_argument("--symbols", type=_symbols, default=list(DEFAULT_SYMBOLS[:3]))
     demo.add_argument("--speed", type=_positive, default=60.0, help="exchange seconds per second")
+    demo.add_argument("--bus", action="store_true",
+                      help="also run a NATS JetStream bus: the collector publishes, a second Lab reads it")  # fmt: skip
 
     collect = sub.add_parser("collect", help="collect live market data until stopped")
     serve = sub.add_parser(
@@ -288,46 +288,6 @@ async def run_sim(args: argparse.Namespace) -> int:
     return 0
 
 
-def run_demo(args: argparse.Namespace) -> int:
-    from marketlab.collect import final_report, run_lab
-    from marketlab.lab import Lab
-    from marketlab.server import PREFIX, create_app
-    from marketlab.server.runner import ServerThread
-    from marketlab.sim import SimExchange
-
-    # Each demo exchange invents a new past, so its history starts in a fresh file.
-    db = args.db or str(Path(tempfile.mkdtemp(prefix="marketlab-demo-")) / "demo.sqlite")
-    with SimExchange(args.symbols, speed=args.speed, port=args.sim_port) as sim:
-        lab = Lab(sim.symbol_names, intervals=["1m", "5m"], binance_ws_url=sim.ws_url,
-                  binance_rest_url=sim.rest_url, db=db)  # fmt: skip
-        with ServerThread(create_app(lab), port=args.port) as server:
-            api = server.url
-            ws_api = api.replace("http", "ws", 1)
-            first = sim.symbol_names[0]
-            print(
-                "marketlab demo: everything below runs on this machine, no network needed",
-                flush=True,
-            )
-            print(f"  API docs            {api}/docs")
-            print(f"  REST                {api}{PREFIX}/prices   {api}{PREFIX}/depth/{first}   "
-                  f"{api}{PREFIX}/klines/{first}?interval=1m")  # fmt: skip
-            print(f"  WebSocket           {ws_api}{PREFIX}/ws  (send {{\"action\": \"subscribe\", "
-                  f"\"symbols\": [\"{first}\"], \"channels\": [\"ticker\"]}})")  # fmt: skip
-            print(f"  simulated exchange  {sim.rest_url}  (Binance Spot protocol, {args.speed:g}x)")
-            print(f"  collector           {', '.join(sim.symbol_names)} at 1m, 5m: trades, tickers, books, "
-                  f"klines; history in {db}")  # fmt: skip
-            print(
-                "  stop with Ctrl-C" + (f" or wait {args.duration:g}s" if args.duration else ""),
-                flush=True,
-            )
-            run_lab(lab, args.duration, None)
-        for line in final_report(lab):
-            print(line)
-        print(f"the exchange served {sim.stats['rest_requests']} REST requests and "
-              f"{sim.stats['ws_connections']} WebSocket connections", flush=True)  # fmt: skip
-    return 0
-
-
 def run_fault(args: argparse.Namespace) -> int:
     query = {k: v for k, v in (("arg", args.arg), ("venue", args.venue)) if v}
     url = f"http://{args.host}:{args.port}/sim/v1/faults/{args.name}"
@@ -392,6 +352,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "sim":
             return asyncio.run(run_sim(args))
         if args.command == "demo":
+            from marketlab.demo import run_demo
+
             return run_demo(args)
         if args.command == "fault":
             return run_fault(args)

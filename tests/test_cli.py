@@ -39,6 +39,17 @@ def test_demo_starts_the_simulator_prints_where_and_stops_by_itself():
     assert "book BTCUSDT: synced" in out.stdout
 
 
+def test_demo_with_a_bus_shows_a_second_lab_reading_what_the_collector_publishes():
+    out = run("demo", "--bus", "--duration", "4", "--sim-port", "0", "--port", "0")
+    assert out.returncode == 0, out.stderr
+    assert re.search(r"bus\s+nats://127\.0\.0\.1:\d+ \(NATS JetStream\)", out.stdout), out.stdout
+    report = re.search(
+        r"the Lab reading the bus: (\d+) closed 1m candles and (\d+) trades, equal to", out.stdout
+    )
+    assert report and int(report.group(1)) > 0 and int(report.group(2)) > 0, out.stdout
+    assert "Lab.from_bus" in out.stdout
+
+
 @pytest.fixture
 def sim_process():
     proc = subprocess.Popen(
