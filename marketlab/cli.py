@@ -101,6 +101,8 @@ def build_parser() -> argparse.ArgumentParser:
     for flag, env in (("--binance-ws-url", "MARKETLAB_BINANCE_WS_URL"), ("--binance-rest-url", "MARKETLAB_BINANCE_REST_URL"),
                       ("--okx-ws-url", "MARKETLAB_OKX_WS_URL"), ("--okx-rest-url", "MARKETLAB_OKX_REST_URL")):  # fmt: skip
         collect.add_argument(flag, default=None, help=f"venue URL (or ${env})")
+    collect.add_argument("--memory-limit", default=None, metavar="SIZE",
+                         help="size every symbol's rolling buffers to fit this (e.g. 2GB)")  # fmt: skip
     collect.add_argument("--publish", default=None, metavar="NATS_URL",
                          help="publish every record to this NATS JetStream bus (comma-separated: a cluster)")  # fmt: skip
     collect.add_argument("--from", dest="from_bus", default=None, metavar="NATS_URL",

@@ -36,6 +36,7 @@ COLLECT_KEYS = (
     "quote",
     "shard",
     "publish",
+    "memory_limit",
 )
 
 
@@ -50,6 +51,7 @@ class CollectSettings:
     quote: str | None = None
     shard: str | None = None
     publish: str | None = None  # a NATS JetStream bus every record goes to
+    memory_limit: str | None = None  # what every symbol's buffers share (e.g. "2GB")
     intervals: list[str] = field(default_factory=lambda: list(DEFAULT_INTERVALS))
     channels: list[str] = field(default_factory=lambda: list(DEFAULT_CHANNELS))
     db: str | None = None
@@ -115,7 +117,7 @@ def _apply_toml(settings: CollectSettings, path: Path) -> None:
         settings.channels = _list(section["channels"], path, "channels")
     if "db" in section:
         settings.db = str(section["db"])
-    for key in ("quote", "shard"):
+    for key in ("quote", "shard", "publish", "memory_limit"):
         if key in section:
             setattr(settings, key, str(section[key]))
     if "store" in section:
@@ -180,7 +182,9 @@ def status_line(lab: Lab) -> str:
         trouble = ""
     trouble += (f" | store failing since {store['failing_since']}: {store['error']} "
                f"({store['pending']} pending, {store['dropped']} dropped)") if store.get("state") == "failing" else ""  # fmt: skip
-    return (f"{line} | msgs {messages} | books {synced}/{len(books)} synced | "
+    deep = summary.get("books_deep")
+    depth = f" ({deep} deep)" if deep is not None and deep < synced else ""
+    return (f"{line} | msgs {messages} | books {synced}/{len(books)} synced{depth} | "
             f"reconnects {summary['reconnects']} | bad frames {summary['bad_frames']} | via {summary['source']}"
             f"{trouble}")  # fmt: skip
 
@@ -269,7 +273,7 @@ def make_lab(args: argparse.Namespace, settings: CollectSettings) -> Lab:
         return lab
     lab = Lab(settings.symbols, intervals=settings.intervals, exchange=settings.exchange, db=settings.db,
               store=settings.store, quote=settings.quote, shard=settings.shard, channels=settings.channels, fallback=settings.fallback, failover_after=settings.failover_after,
-              record=getattr(args, "out", None), publish=settings.publish, **settings.urls, **settings.feed)  # fmt: skip
+              record=getattr(args, "out", None), publish=settings.publish, memory_limit=settings.memory_limit, **settings.urls, **settings.feed)  # fmt: skip
     also = f", falling back to {settings.fallback}" if settings.fallback else ""
     also += f", publishing to {settings.publish}" if settings.publish else ""
     print(f"collecting {', '.join(lab.symbols)} at {', '.join(lab.intervals)} from {settings.exchange} "

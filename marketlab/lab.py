@@ -27,13 +27,14 @@ from marketlab.failover import Failover
 from marketlab.frames import DEFAULT_KLINE_CAPACITY, DEFAULT_TRADE_CAPACITY
 from marketlab.lab_frames import LabFrames
 from marketlab.lab_options import (
+    buffer_sizes,
     check_channels,
     check_intervals,
     check_store,
     feed_configs,
     universe,
 )
-from marketlab.lab_status import lab_summary, not_ready, status_frame
+from marketlab.lab_status import SyncProgress, lab_summary, not_ready, status_frame
 from marketlab.lab_ticks import ReplayBookSampler, flush_trades, sample_books
 from marketlab.record.recording import Header, RecordingWriter, open_recording
 from marketlab.record.replay import replaying
@@ -65,6 +66,8 @@ class Lab(LabFrames):
     Binance is unreachable (WebSocket down and REST failing for ``failover_after`` seconds) and
     back when it returns. Fallback records say so in ``source`` (``"okx:ws"``), and their
     klines are kept apart (``klines(..., exchange="okx")``; stored under ``exchange='okx'``).
+    ``publish="nats://host:4222"`` puts every record on a JetStream bus (:meth:`from_bus` reads
+    it anywhere); ``memory_limit="2GB"`` sizes the rolling buffers of all symbols to fit it.
     Venue URLs default to the real exchanges and can be pointed anywhere (the simulator) by
     argument or environment variable. Extra keyword arguments tune the connection (see
     :class:`marketlab.stream.feed.FeedConfig`).
@@ -96,6 +99,7 @@ class Lab(LabFrames):
         book_levels: int = 20,
         book_interval: float = 1.0,
         publish: str | BusConfig | None = None,
+        memory_limit: str | int | None = None,
         **feed_options: Any,
     ):
         self.exchange = one_of("exchange", exchange, registry.names())
@@ -103,21 +107,14 @@ class Lab(LabFrames):
             one_of("fallback", fallback, [e for e in registry.names() if e != exchange])
         self.channels = check_channels(channels, exchange)
         self.intervals = check_intervals(intervals, exchange, needed="klines" in self.channels)
-        for name, value in (("trade_capacity", trade_capacity), ("kline_capacity", kline_capacity),
-                            ("db_batch_size", db_batch_size)):  # fmt: skip
+        for name, value in (("trade_capacity", trade_capacity), ("kline_capacity", kline_capacity), ("db_batch_size", db_batch_size),
+                            ("db_max_pending", db_max_pending), ("book_levels", book_levels)):  # fmt: skip
             positive(name, value, integer=True)
         positive("db_flush_interval", db_flush_interval)
-        positive("db_max_pending", db_max_pending, integer=True)
         positive("failover_after", failover_after)
         self.db = Path(db) if db is not None else None
-        self.store_kinds = check_store(store, db)
-        positive("book_levels", book_levels, integer=True)
+        self.store_kinds = check_store(store, db, self.channels)
         positive("book_interval", book_interval)
-        for kind, channel in (("book", "book"), ("book_deltas", "book"), ("trades", "trades")):
-            if kind in self.store_kinds and channel not in self.channels:
-                raise ValueError(
-                    f"store=... '{kind}' keeps what the '{channel}' channel brings: add it to channels"
-                )
         self.book_store = (book_levels, book_interval)  # levels a side, seconds between snapshots
         self._ticks: TickWriter | None = None
         self.last_ticks_written = self.last_books_written = 0  # what the last run's ticks wrote
@@ -128,6 +125,12 @@ class Lab(LabFrames):
         self.urls, self.config, fallback_config = feed_configs(exchange, fallback, self.channels,
                                                                self.intervals, given, feed_options)  # fmt: skip
         self.symbols = universe(symbols, quote, shard, exchange, self.urls[f"{exchange}_rest_url"])
+        trade_capacity, kline_capacity = buffer_sizes(memory_limit, self.symbols, self.intervals, self.channels,
+                                                      self.config.book_snapshot_limit, trade_capacity, kline_capacity)  # fmt: skip
+        self.trade_capacity, self.kline_capacity = (
+            trade_capacity,
+            kline_capacity,
+        )  # per symbol / per series
         self.fallback = fallback
         self.failover_after = failover_after
         self._failover: Failover | None = None
@@ -137,7 +140,6 @@ class Lab(LabFrames):
         self._state = MarketState(self.symbols, self.intervals, trade_capacity, kline_capacity,
                                   lambda k: self._store_kline(self.exchange, k))  # fmt: skip
         self._trades, self._klines = self._state.trades, self._state.klines
-        self._kline_capacity = kline_capacity
         self._db_options = {"batch_size": db_batch_size, "flush_interval": db_flush_interval,
                             "max_pending": db_max_pending}  # fmt: skip
         self.store_report = ""  # what the last stop() could not write, in one line
@@ -170,7 +172,7 @@ class Lab(LabFrames):
         if self.db is not None:
             self._store = KlineStore(self.db, **self._db_options)
             if self._replay is None:  # a replay rebuilds exactly what its recording holds
-                starts = self.history.warm(self._klines, self._kline_capacity)
+                starts = self.history.warm(self._klines, self.kline_capacity)
         trade_starts: dict[str, int] = {}
         if self.db is not None and set(self.store_kinds) - {
             "klines"
@@ -369,8 +371,8 @@ class Lab(LabFrames):
 
     def wait_ready(self, timeout: float = 30.0, books: bool = True) -> Lab:
         """Block until klines are seeded, every price is in and (``books``) every book synced."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
+        deadline, progress = time.monotonic() + timeout, SyncProgress(self._feed)
+        while time.monotonic() < deadline and progress(self._feed):
             if self._error is not None:
                 raise RuntimeError(f"the collector stopped: {self._error}") from self._error
             if not self._bg.started:

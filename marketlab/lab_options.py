@@ -89,9 +89,11 @@ def universe(symbols: str | Sequence[str], quote: str | None, shard: str | tuple
     return chosen
 
 
-def check_store(store: str | Sequence[str], db: object) -> tuple[str, ...]:
+def check_store(
+    store: str | Sequence[str], db: object, channels: Sequence[str] = CHANNELS
+) -> tuple[str, ...]:
     """What the Lab keeps besides frames (``klines`` in SQLite; ``trades``, ``book`` snapshots
-    and ``book_deltas`` as Parquet ticks)."""
+    and ``book_deltas`` as Parquet ticks), each with the channel that brings it."""
     from marketlab.store.ticks import STORE_KINDS
 
     kinds = (store,) if isinstance(store, str) else tuple(store)
@@ -100,6 +102,11 @@ def check_store(store: str | Sequence[str], db: object) -> tuple[str, ...]:
         raise ValueError(f"store={store!r}: expected some of {', '.join(STORE_KINDS)}")
     if db is None and kinds != ("klines",):
         raise ValueError(f"store={store!r} keeps data on disk: give db='data/marketlab.sqlite' too")
+    for kind, channel in (("book", "book"), ("book_deltas", "book"), ("trades", "trades")):
+        if kind in kinds and channel not in channels:
+            raise ValueError(
+                f"store=... '{kind}' keeps what the '{channel}' channel brings: add it to channels"
+            )
     return kinds
 
 
@@ -193,3 +200,64 @@ def feed_configs(exchange: str, fallback: str | None, channels: Sequence[str], i
     except ValueError as exc:
         raise ValueError(f"fallback {fallback}: {exc}") from None
     return urls, config(exchange), config(fallback)
+
+
+# Bytes one row or level takes where the Lab keeps it (the columns of the rolling buffers; a
+# book level in its dict and heap), for sizing buffers within a memory budget.
+TRADE_ROW_BYTES = 40
+KLINE_ROW_BYTES = 96
+BOOK_LEVEL_BYTES = 120
+MIN_TRADES = 1_000  # a symbol's rolling trades can be no shorter than this
+_UNITS = {
+    "": 1,
+    "B": 1,
+    "KB": 10**3,
+    "MB": 10**6,
+    "GB": 10**9,
+    "KIB": 2**10,
+    "MIB": 2**20,
+    "GIB": 2**30,
+}
+
+
+def parse_bytes(value: str | int) -> int:
+    """``"2GB"``, ``"512MiB"``, ``2_000_000_000``: a size in bytes."""
+    if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+        return value
+    text = str(value).strip().upper().replace(" ", "")
+    number = text.rstrip("KMGIB")
+    unit = text[len(number) :]
+    try:
+        size = float(number) * _UNITS[unit]
+    except (ValueError, KeyError):
+        raise ValueError(
+            f"memory_limit={value!r}: expected a size such as '2GB' or '512MiB'"
+        ) from None
+    if size <= 0:
+        raise ValueError(f"memory_limit={value!r} must be positive")
+    return int(size)
+
+
+def buffer_sizes(memory_limit: str | int | None, symbols: Sequence[str], intervals: Sequence[str],
+                 channels: Sequence[str], book_levels: int, trade_capacity: int,
+                 kline_capacity: int) -> tuple[int, int]:  # fmt: skip
+    """Rolling trades and candles per series within ``memory_limit`` for what the Lab holds
+    (books first, then candles, the rest to trades; the interpreter and libraries not counted),
+    instead of the defaults for each of hundreds of symbols. Unchanged without a limit."""
+    if memory_limit is None:
+        return trade_capacity, kline_capacity
+    budget = parse_bytes(memory_limit)
+    n = max(1, len(symbols))
+    books = n * 2 * book_levels * BOOK_LEVEL_BYTES if "book" in channels else 0
+    series = n * len(intervals) if "klines" in channels else 0
+    if series:  # candles take at most half of what the books leave
+        kline_capacity = max(
+            100, min(kline_capacity, (budget - books) // 2 // (series * KLINE_ROW_BYTES))
+        )
+    left = budget - books - series * kline_capacity * KLINE_ROW_BYTES
+    trades = left // (n * TRADE_ROW_BYTES) if "trades" in channels else trade_capacity
+    if trades < MIN_TRADES:
+        need = books + series * kline_capacity * KLINE_ROW_BYTES + n * MIN_TRADES * TRADE_ROW_BYTES
+        raise ValueError(f"memory_limit={memory_limit!r} is too small for {n} symbol(s) (books, candles and "
+                         f"{MIN_TRADES} trades each need about {need / 1e6:.0f} MB)")  # fmt: skip
+    return int(min(trades, 10_000_000)), int(kline_capacity)

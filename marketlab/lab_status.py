@@ -8,6 +8,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import pandas as pd
+from tqdm.auto import tqdm
 
 from marketlab.stream.feed import Feed
 
@@ -37,6 +38,32 @@ def status_frame(feed: Feed | None) -> pd.DataFrame:
                     row["backfilled"], row["gaps"] = ts.backfilled, ts.gaps
             rows.append(row)
     return pd.DataFrame(rows, columns=COLUMNS).set_index(["symbol", "stream"])
+
+
+MANY_BOOKS = 20  # more books than this: waiting for them shows a progress bar
+
+
+class SyncProgress:
+    """Books synced (and deepened) as a progress bar while a Lab with many books gets ready;
+    called in the wait loop, always True (the loop's own conditions decide)."""
+
+    def __init__(self, feed: Feed | None):
+        many = feed is not None and len(feed.books) > MANY_BOOKS
+        self.bar = tqdm(total=len(feed.books), desc="books synced", unit="book") if many else None  # type: ignore[union-attr]
+
+    def __call__(self, feed: Feed | None) -> bool:
+        bar = self.bar
+        if bar is not None and feed is not None:
+            synced = sum(1 for s in feed.books if feed.book_state(s) == "synced")
+            deep = getattr(feed, "books_deep", None)
+            bar.n = synced
+            if deep is not None:
+                bar.set_postfix_str(f"{deep()} deep", refresh=False)
+            bar.refresh()
+            if synced == bar.total:
+                bar.close()
+                self.bar = None
+        return True
 
 
 def lab_summary(lab: Any) -> dict[str, Any]:
@@ -87,6 +114,7 @@ def feed_summary(feed: Feed) -> dict[str, Any]:
         "rest_requests": rest.requests if rest else 0,
         "rest_rate_limited": (rest.rate_limited + rest.banned) if rest else 0,
         "replayed": getattr(feed, "entries_replayed", None),
+        "books_deep": feed.books_deep() if hasattr(feed, "books_deep") else None,
         "trades_backfilled": {s: t.backfilled for s, t in feed.trade_stats.items()},
         "trade_holes": {s: list(t.holes) for s, t in feed.trade_stats.items() if t.holes},
     }  # fmt: skip

@@ -3,7 +3,6 @@ for the rest, books from REST snapshots bridged to the diff-depth stream."""
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Sequence
 from typing import Any
@@ -11,11 +10,9 @@ from typing import Any
 import msgspec
 
 from marketlab.defaults import CHANNELS
-from marketlab.record import recording as rec
 from marketlab.records import (
     AggTrade,
     BookDelta,
-    BookSnapshot,
     BookTicker,
     Interval,
     Kline,
@@ -25,12 +22,11 @@ from marketlab.records import (
 )
 from marketlab.stream.connection import WsConnection
 from marketlab.stream.feed import Feed, FeedConfig, LockedBook, Sink, StreamStats, TypedSink
-from marketlab.stream.rest import RestError
 from marketlab.venues import binance as bn
+from marketlab.venues.binance.books import BookSync
 from marketlab.venues.binance.frames import COMBINED_PREFIX as _COMBINED
 from marketlab.venues.binance.frames import payload_reader
 from marketlab.venues.binance.rest import BinanceRest
-from marketlab.venues.book import Action
 
 log = logging.getLogger("marketlab.feed")
 
@@ -66,7 +62,7 @@ def streams_for(
     return out
 
 
-class BinanceFeed(Feed):
+class BinanceFeed(BookSync, Feed):
     """Binance Spot: combined streams, SUBSCRIBE for the rest, books from REST snapshots
     bridged to the diff-depth stream (Binance's documented procedure)."""
 
@@ -80,6 +76,7 @@ class BinanceFeed(Feed):
         self.streams = streams_for(self.symbols, self.intervals, self.channels)
         if "book" in self.channels:
             self.books = {s: LockedBook(s, config.book_snapshot_limit) for s in self.symbols}
+        self._init_book_sync()
         self._decoder = bn.StreamDecoder()
         self._parsed: dict[str, bn.Stream] = {n: bn.parse_stream(n) for n in self.streams}
         self._lanes = {name.encode(): self._lane(st) for name, st in self._parsed.items()}
@@ -151,56 +148,3 @@ class BinanceFeed(Feed):
                 )
             elif not isinstance(event, bn.SubscriptionResult):
                 self._record(event, "ws")
-
-    # --- order books -----------------------------------------------------------------------
-
-    def _delta(self, delta: BookDelta) -> None:
-        lb = self.books.get(delta.symbol)
-        if lb is None:
-            return
-        with lb.lock:
-            book = lb.book
-            if self.book_tap is None:
-                action = book.on_delta(delta)
-            else:
-                was = book.last_update_id if book.synced else None
-                action = book.on_delta(delta)
-                self.book_tap(book, was, delta.bids, delta.asks, delta.event_time)
-        if action is Action.FETCH_SNAPSHOT:
-            self._schedule_snapshot(delta.symbol)
-
-    def _apply_snapshot(self, snap: BookSnapshot) -> tuple[Action, bool]:
-        lb = self.books[snap.symbol]
-        with lb.lock:
-            action = lb.book.on_snapshot(snap)
-            synced = lb.book.synced
-            if synced and self.book_tap is not None:
-                self.book_tap(lb.book, None, (), (), 0)
-        if synced:
-            log.info("book %s: synced at update %d", snap.symbol, lb.book.last_update_id)
-        return action, synced
-
-    def _schedule_snapshot(self, symbol: str) -> None:
-        task = self._snapshot_tasks.get(symbol)
-        if task is None or task.done():
-            self._snapshot_tasks[symbol] = self._spawn(self._fetch_snapshot(symbol))
-
-    async def _fetch_snapshot(self, symbol: str) -> None:
-        assert self.rest is not None
-        attempt = 0
-        while not self._stopped.is_set():
-            try:
-                snap = await self.rest.depth(symbol, self.config.book_snapshot_limit)
-            except RestError as exc:
-                if not exc.retryable:
-                    self.fail(f"{self.venue} refused a book snapshot of {symbol}: {exc}")
-                    return
-                await asyncio.sleep(self.config.backoff(attempt))
-                attempt += 1
-                continue
-            self._tap(rec.SNAPSHOT, symbol, snap)
-            action, synced = self._apply_snapshot(snap)
-            if action is not Action.FETCH_SNAPSHOT:
-                return
-            await asyncio.sleep(0.2 if synced else min(2.0, 0.2 * 2**attempt))
-            attempt += 1
