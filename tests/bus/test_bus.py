@@ -53,7 +53,7 @@ def assert_stored_once(
     db: Path, trades: dict[str, pd.Series], candles: dict[str, pd.Index]
 ) -> None:
     history = History(db=db, exchange="binance")
-    for s in SYMBOLS:
+    for s in trades:
         stored = history.trades(s)["trade_id"].sort_values().reset_index(drop=True)
         assert_contiguous(stored, f"stored {s} trades")
         assert set(trades[s]) <= set(stored), f"{s}: trades missing from the store"
