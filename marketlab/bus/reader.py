@@ -213,14 +213,10 @@ class BusFeed(Intake):
         from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
         cfg = ConsumerConfig(ack_policy=AckPolicy.ALL, max_ack_pending=-1, ack_wait=60.0)
-        if self.bus.durable is not None:
-            cfg.deliver_policy = DeliverPolicy.ALL
-        elif self.position:
-            cfg.deliver_policy, cfg.opt_start_seq = (
-                DeliverPolicy.BY_START_SEQUENCE,
-                self.position + 1,
-            )
-        elif self.bus.since is not None:  # "new": what is published from the start on
+        start = await self._durable_start(js) if self.bus.durable is not None else self.position + 1
+        if start > 1:  # again from where this reader (or the durable's last run) left off
+            cfg.deliver_policy, cfg.opt_start_seq = DeliverPolicy.BY_START_SEQUENCE, start
+        elif self.bus.since is not None and self.bus.durable is None:  # "new": from the start on
             since = self._began if self.bus.since == "new" else float(self.bus.since)
             cfg.deliver_policy = DeliverPolicy.BY_START_TIME
             cfg.opt_start_time = (
@@ -232,6 +228,21 @@ class BusFeed(Intake):
             cfg.inactive_threshold = 60.0
         return await js.pull_subscribe(enc.subjects(self.exchange), durable=self.bus.durable,
                                        stream=self.bus.config.stream, config=cfg)  # fmt: skip
+
+    async def _durable_start(self, js: Any) -> int:
+        """Where a durable writer goes on: just after the last message it acknowledged. Messages
+        delivered after that to a fetch that never returned (a writer killed, a node lost) would
+        wait for their redelivery while a later acknowledgement (``AckPolicy.ALL``) covered them:
+        so the consumer is made again from its ack floor (what came after is read again; the
+        stores take each record once)."""
+        from nats.js.errors import NotFoundError
+
+        try:
+            info = await js.consumer_info(self.bus.config.stream, self.bus.durable)
+        except NotFoundError:
+            return 1
+        await js.delete_consumer(self.bus.config.stream, self.bus.durable)
+        return int(info.ack_floor.stream_seq) + 1 if info.ack_floor is not None else 1
 
     async def _wait(self, seconds: float) -> None:
         with contextlib.suppress(asyncio.TimeoutError):
@@ -326,6 +337,9 @@ class BusFeed(Intake):
         return True
 
     def _books(self, symbol: str, records: list[Any]) -> None:
+        """Whole books and the changes chained on them, strictly: a change applies only to the
+        book at its ``prev_id``; anything else leaves the book out of sync until the next
+        whole book (never an update from another chain, or one sent again out of order)."""
         lb = self.books.get(symbol)
         if lb is None:
             return
@@ -334,16 +348,21 @@ class BusFeed(Intake):
             book = lb.book
             for r in records:
                 if type(r) is enc.BookChange:
+                    if not book.synced or r.last_update_id <= book.last_update_id:
+                        continue  # waiting for a whole book, or a change already in it
+                    if r.prev_id != book.last_update_id:
+                        book.invalidate(f"gap on the bus: a change from {r.prev_id}, the book at "
+                                        f"{book.last_update_id}; waiting for the next whole book")  # fmt: skip
+                        continue
                     book.on_delta(
                         BookDelta(
                             symbol, r.prev_id + 1, r.last_update_id, r.bids, r.asks, r.event_time
                         )
                     )
                     continue
-                if book.synced and not r.fresh:
-                    continue  # a state of the chain the book follows: nothing new
-                if book.synced:
-                    book.invalidate("the collector's book started a new chain")
+                if book.synced and not r.fresh and r.last_update_id <= book.last_update_id:
+                    continue  # a whole book of the chain the book follows: nothing new
+                book.invalidate("replaced by the collector's whole book")
                 limit = min(len(r.bids), len(r.asks)) if r.cut else None
                 book.on_snapshot(
                     BookSnapshot(symbol, r.last_update_id, r.bids, r.asks, r.event_time), limit

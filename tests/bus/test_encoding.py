@@ -233,3 +233,25 @@ def test_a_message_sent_again_after_later_ones_is_taken_once_in_its_place() -> N
         feed.on_message(msg.subject, msg.payload)
     assert state.trades["BTCUSDT"].frame()["trade_id"].tolist() == [1, 2, 3, 4, 5, 6]
     assert feed.duplicates == 4 and feed.trade_stats["BTCUSDT"].backfilled == 2
+
+
+def test_a_change_of_another_chain_arriving_late_is_never_applied() -> None:
+    feed, _ = reader()
+    topic = "marketlab.binance.book.BTCUSDT"
+    fresh = enc.BookState("BTCUSDT", 50, [(100.0, 1.0)], [(101.0, 1.0)], 0, "update id chain", True)
+    feed.on_message(topic, enc.encode([fresh], "ws"))
+    # an update of the collector's previous chain (40 → 60), sent again after its new whole book
+    stale = enc.BookChange("BTCUSDT", 40, 60, [(100.5, 9.0)], [], 0)
+    feed.on_message(topic, enc.encode([stale], "ws"))
+    view = feed.book_view("BTCUSDT", 5)
+    assert not view.synced and "gap on the bus" in view.reason
+    assert (100.5, 9.0) not in feed.books["BTCUSDT"].book.bids()
+    feed.on_message(
+        topic, enc.encode([enc.BookChange("BTCUSDT", 50, 51, [(100.0, 2.0)], [], 0)], "ws")
+    )
+    assert not feed.book_view("BTCUSDT", 5).synced  # out of sync until the next whole book
+    again = enc.BookState(
+        "BTCUSDT", 51, [(100.0, 2.0)], [(101.0, 1.0)], 0, "update id chain", False
+    )
+    feed.on_message(topic, enc.encode([again], "ws"))
+    assert feed.book_view("BTCUSDT", 5).bids == [(100.0, 2.0)]
