@@ -130,7 +130,7 @@ def test_the_bus_knows_no_lab_and_no_venue():
 def test_charts_import_nothing_of_the_lab_and_the_collector_never_the_simulator():
     assert not {m for m in GRAPH["marketlab.charts"] if m.startswith("marketlab.lab")}
     for name, deps in GRAPH.items():
-        if name.startswith(("marketlab.sim", "marketlab.cli")):
+        if name.startswith(("marketlab.sim", "marketlab.cli", "marketlab.demo")):
             continue
         assert not {m for m in deps if m.startswith("marketlab.sim")}, (
             f"{name} imports the simulator"
