@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable, Iterator
+import subprocess
+from collections.abc import Iterator
 
 import pytest
 
@@ -16,10 +16,8 @@ def nats() -> Iterator[NatsServer]:
         yield server
 
 
-def wait_until(check: Callable[[], bool], timeout: float = 30.0, what: str = "") -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return
-        time.sleep(0.1)
-    raise AssertionError(f"not within {timeout:g} s: {what or check}")
+def end(proc: subprocess.Popen[bytes]) -> None:
+    """A process a test started, gone however the test ended."""
+    if proc.poll() is None:
+        proc.kill()
+        proc.wait()

@@ -18,7 +18,8 @@ import marketlab as ml
 from marketlab.bus.server import NatsServer, cluster
 from marketlab.sim import SimExchange
 from marketlab.store.history import History
-from tests.bus.conftest import wait_until
+from tests.bus.conftest import end
+from tests.test_lab import wait_for
 
 CHANNELS = ["trades", "ticker", "book", "klines"]
 SYMBOLS = ["BTCUSDT", "ETHUSDT"]
@@ -77,7 +78,7 @@ def test_readers_and_the_history_writer_see_what_the_collector_saw(sim: SimExcha
         late.wait_ready(30)
         collector.stop()
         for lab in (reader, late):
-            wait_until(lambda lab=lab: all(last_trade(lab, s) == last_trade(collector, s) and
+            wait_for(lambda lab=lab: all(last_trade(lab, s) == last_trade(collector, s) and
                                            lab.book(s).attrs["last_update_id"] == collector.book(s).attrs["last_update_id"]
                                            for s in SYMBOLS), 20, "readers caught up")  # fmt: skip
             for s in SYMBOLS:
@@ -100,7 +101,7 @@ def test_readers_and_the_history_writer_see_what_the_collector_saw(sim: SimExcha
             and published["held"] == 0
             and published["published"] > 0
         )
-        wait_until(
+        wait_for(
             lambda: all(last_trade(writer, s) == last_trade(collector, s) for s in SYMBOLS), 20
         )
     finally:
@@ -127,14 +128,14 @@ def test_a_collector_killed_and_restarted_loses_nothing_and_repeats_nothing(sim:
     writer = store_writer(nats.url, tmp_path / "h.sqlite").start()
     shard = collect_process(nats.url, sim)
     try:
-        wait_until(lambda: all(last_trade(reader, s) > 0 for s in SYMBOLS), 30, "trades on the bus")
+        wait_for(lambda: all(last_trade(reader, s) > 0 for s in SYMBOLS), 30, "trades on the bus")
         time.sleep(2)
         shard.send_signal(signal.SIGKILL)  # no goodbye: whatever was in flight is gone
         shard.wait()
         before = {s: last_trade(reader, s) for s in SYMBOLS}
         time.sleep(3)  # trades and candles the exchange makes while no one collects
         shard = collect_process(nats.url, sim)
-        wait_until(lambda: all(reader.summary()["trades_backfilled"].get(s, 0) > 0 for s in SYMBOLS), 30,
+        wait_for(lambda: all(reader.summary()["trades_backfilled"].get(s, 0) > 0 for s in SYMBOLS), 30,
                    "the restarted collector fetched what it missed")  # fmt: skip
         time.sleep(2)
         shard.send_signal(signal.SIGTERM)
@@ -147,15 +148,13 @@ def test_a_collector_killed_and_restarted_loses_nothing_and_repeats_nothing(sim:
             assert (
                 opens.is_unique and (pd.Series(opens).diff().dropna() == pd.Timedelta("1min")).all()
             )
-        wait_until(
+        wait_for(
             lambda: all(last_trade(writer, s) == ends[s] for s in SYMBOLS), 20, "writer caught up"
         )
         candles = {s: closed(reader, s).index for s in SYMBOLS}
         trades = {s: reader.trades(s)["trade_id"] for s in SYMBOLS}
     finally:
-        if shard.poll() is None:
-            shard.kill()
-            shard.wait()
+        end(shard)
         reader.stop()
         writer.stop()
     assert_stored_once(tmp_path / "h.sqlite", trades, candles)
@@ -179,14 +178,12 @@ def test_a_history_writer_killed_mid_way_writes_everything_once_when_restarted(s
         time.sleep(1)
         collector.stop()
         restarted = store_writer(nats.url, db).start()  # the same durable consumer, in-process
-        wait_until(
+        wait_for(
             lambda: all(last_trade(restarted, s) == last_trade(collector, s) for s in SYMBOLS), 30
         )
         restarted.stop()
     finally:
-        if writer.poll() is None:
-            writer.kill()
-            writer.wait()
+        end(writer)
         collector.stop()
     assert_stored_once(db, {s: collector.trades(s)["trade_id"] for s in SYMBOLS},
                        {s: closed(collector, s).index for s in SYMBOLS})  # fmt: skip
@@ -202,9 +199,9 @@ def test_while_the_bus_is_away_the_collector_holds_what_it_takes_and_publishes_i
     reader = ml.Lab.from_bus(nats.url, SYMBOLS, ["1m"], channels=["trades", "klines"]).start()
     try:
         collector.wait_ready(30)
-        wait_until(lambda: all(last_trade(reader, s) > 0 for s in SYMBOLS), 30)
+        wait_for(lambda: all(last_trade(reader, s) > 0 for s in SYMBOLS), 30)
         nats.stop()
-        wait_until(lambda: collector.summary()["bus"]["connected"] is False, 10, "the outage seen")
+        wait_for(lambda: collector.summary()["bus"]["connected"] is False, 10, "the outage seen")
         time.sleep(2)
         bus = collector.summary()["bus"]
         assert bus["held"] > 0 and bus["dropped"] == 0
@@ -212,9 +209,9 @@ def test_while_the_bus_is_away_the_collector_holds_what_it_takes_and_publishes_i
             reader, SYMBOLS[0]
         )
         nats.start()
-        wait_until(lambda: collector.summary()["bus"]["connected"], 20, "the bus back")
+        wait_for(lambda: collector.summary()["bus"]["connected"], 20, "the bus back")
         collector.stop()
-        wait_until(
+        wait_for(
             lambda: all(last_trade(reader, s) == last_trade(collector, s) for s in SYMBOLS), 30
         )
         for s in SYMBOLS:
@@ -240,7 +237,7 @@ def test_a_three_node_cluster_loses_nothing_when_a_node_goes(
     writer = store_writer(url, tmp_path / "h.sqlite")
     try:
         collector.wait_ready(30)
-        wait_until(
+        wait_for(
             lambda: all(last_trade(reader, s) > 0 for s in SYMBOLS), 60, "the cluster's stream"
         )
         writer.start()
@@ -248,10 +245,10 @@ def test_a_three_node_cluster_loses_nothing_when_a_node_goes(
         nodes[0].stop(kill=True)
         time.sleep(3)
         collector.stop()
-        wait_until(
+        wait_for(
             lambda: all(last_trade(reader, s) == last_trade(collector, s) for s in SYMBOLS), 30
         )
-        wait_until(
+        wait_for(
             lambda: all(last_trade(writer, s) == last_trade(collector, s) for s in SYMBOLS), 30
         )
         for s in SYMBOLS:

@@ -15,7 +15,8 @@ import websockets.sync.client
 import marketlab as ml
 from marketlab.bus.server import NatsServer
 from marketlab.sim import SimExchange
-from tests.bus.conftest import wait_until
+from tests.bus.conftest import end
+from tests.test_lab import wait_for
 
 PREFIX = "/api/v1/market/realtime"
 
@@ -36,7 +37,7 @@ def test_the_api_served_from_the_bus_equals_the_collector(
             r"API docs http://127\.0\.0\.1:(\d+)/docs", server.stdout.readline()
         ).group(1)  # type: ignore[union-attr]
         api = f"http://127.0.0.1:{port}{PREFIX}"
-        wait_until(
+        wait_for(
             lambda: not httpx.get(api + "/prices").json()["missing"], 30, "prices from the bus"
         )
         with websockets.sync.client.connect(f"ws://127.0.0.1:{port}{PREFIX}/ws") as ws:
@@ -48,7 +49,7 @@ def test_the_api_served_from_the_bus_equals_the_collector(
         collector.stop()
         for s in ("BTCUSDT", "ETHUSDT"):
             want = collector.book(s, 20)
-            wait_until(lambda s=s, want=want: httpx.get(f"{api}/depth/{s}").json()["last_update_id"]
+            wait_for(lambda s=s, want=want: httpx.get(f"{api}/depth/{s}").json()["last_update_id"]
                        == want.attrs["last_update_id"], 20, "the served book caught up")  # fmt: skip
             depth = httpx.get(f"{api}/depth/{s}", params={"limit": 20}).json()
             assert depth["synced"]
@@ -67,6 +68,4 @@ def test_the_api_served_from_the_bus_equals_the_collector(
         assert server.wait(30) == 0
     finally:
         collector.stop()
-        if server.poll() is None:
-            server.kill()
-            server.wait()
+        end(server)

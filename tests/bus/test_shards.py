@@ -18,10 +18,10 @@ import marketlab as ml
 from marketlab.bus.server import NatsServer
 from marketlab.lab_options import in_shard
 from marketlab.sim import SimExchange
-from tests.bus.conftest import wait_until
+from tests.bus.conftest import end
 from tests.bus.test_bus import assert_contiguous, assert_stored_once, closed, last_trade
 from tests.conftest import START
-from tests.test_lab import assert_book_matches_exchange
+from tests.test_lab import assert_book_matches_exchange, wait_for
 
 SYMBOLS = ["ADAUSDT", "BNBUSDT", "BTCUSDT", "ETHUSDT"]
 CHANNELS = ["trades", "ticker", "book", "klines"]
@@ -53,9 +53,7 @@ def test_two_shards_through_a_kill_give_a_reader_what_a_direct_lab_has(sim: SimE
     shard1 = shard_process(nats.url, sim)
     reader = writer = None
     try:
-        wait_until(
-            lambda: len(nats_symbols(nats.url)) == len(SYMBOLS), 30, "both shards on the bus"
-        )
+        wait_for(lambda: len(nats_symbols(nats.url)) == len(SYMBOLS), 30, "both shards on the bus")
         reader = ml.Lab.from_bus(nats.url, intervals=["1m"], channels=CHANNELS).start()
         writer = ml.Lab.from_bus(nats.url, SYMBOLS, ["1m"], channels=["trades", "klines"], durable="w",
                                  db=tmp_path / "h.sqlite", store=("klines", "trades")).start()  # fmt: skip
@@ -66,7 +64,7 @@ def test_two_shards_through_a_kill_give_a_reader_what_a_direct_lab_has(sim: SimE
         shard1.wait()
         time.sleep(2)
         shard1 = shard_process(nats.url, sim)
-        wait_until(lambda: all(reader.summary()["trades_backfilled"].get(s, 0) for s in halves[1]), 30,
+        wait_for(lambda: all(reader.summary()["trades_backfilled"].get(s, 0) for s in halves[1]), 30,
                    "the restarted shard's gap filled")  # fmt: skip
         time.sleep(1)
         for s in SYMBOLS:
@@ -78,12 +76,12 @@ def test_two_shards_through_a_kill_give_a_reader_what_a_direct_lab_has(sim: SimE
         assert shard1.wait(20) == 0
         shard0.stop()
         ends = {s: last_trade(direct, s) for s in SYMBOLS}
-        wait_until(
+        wait_for(
             lambda: all(last_trade(reader, s) >= ends[s] for s in SYMBOLS),
             30,
             "the reader caught up",
         )
-        wait_until(lambda: all(last_trade(writer, s) == last_trade(reader, s) for s in SYMBOLS), 30)
+        wait_for(lambda: all(last_trade(writer, s) == last_trade(reader, s) for s in SYMBOLS), 30)
         for s in SYMBOLS:
             ours = reader.trades(s)
             assert_contiguous(ours["trade_id"], f"{s} trades read from the bus")
@@ -101,9 +99,7 @@ def test_two_shards_through_a_kill_give_a_reader_what_a_direct_lab_has(sim: SimE
         candles = {s: closed(reader, s).index for s in SYMBOLS}
         trades = {s: reader.trades(s)["trade_id"] for s in SYMBOLS}
     finally:
-        if shard1.poll() is None:
-            shard1.kill()
-            shard1.wait()
+        end(shard1)
         for lab in (direct, shard0, reader, writer):
             if lab is not None:
                 lab.stop()
