@@ -36,7 +36,7 @@ async def start_publishing(lab: Lab, publisher: Publisher) -> asyncio.Task[None]
     the bus end, so what it missed while down is fetched (trades by id, candles) and published."""
     feed = lab._feed
     assert feed is not None
-    lab._state.callbacks.append(publisher.on_record)
+    attach(lab, publisher)
     feed.book_tap = publisher.on_book
     task = asyncio.create_task(publisher.run())
     if lab._replay is None:
@@ -58,6 +58,25 @@ async def stop_publishing(publisher: Any, task: asyncio.Task[None]) -> None:
     """Publish what is held (a few seconds at most), then let the bus go."""
     await publisher.close()
     task.cancel()
+
+
+def attach(lab: Lab, publisher: Publisher) -> None:
+    """Every record the Lab takes in from its exchange to ``publisher`` (the fallback venue's
+    are not this exchange's: they are kept off the bus)."""
+    lab._state.callbacks.append(publisher.on_record)
+    if lab._failover is not None:
+        lab._failover.deliver = _muted(publisher, lab._failover.deliver)
+
+
+def _muted(publisher: Publisher, deliver: Any) -> Any:
+    def deliver_unpublished(record: Any, source: str) -> None:
+        publisher.muted = True
+        try:
+            deliver(record, source)
+        finally:
+            publisher.muted = False
+
+    return deliver_unpublished
 
 
 def store_commit(lab: Lab) -> Any:

@@ -53,10 +53,13 @@ class Publisher:
         self._js: Any = None
         self._stopping = False
         self._reconnected = False
+        self.muted = False  # set while a fallback venue's records pass (published by no one)
 
     # --- the collector thread: records in (cheap) ------------------------------------------
 
     def on_record(self, r: Any) -> None:
+        if self.muted:
+            return
         kind = type(r)
         if kind is Trade:
             last = self._trade_ids.get(r.symbol, -1)

@@ -255,3 +255,18 @@ def test_a_change_of_another_chain_arriving_late_is_never_applied() -> None:
     )
     feed.on_message(topic, enc.encode([again], "ws"))
     assert feed.book_view("BTCUSDT", 5).bids == [(100.0, 2.0)]
+
+
+def test_a_fallback_venues_records_stay_off_the_exchanges_subjects() -> None:
+    from marketlab import Lab
+    from marketlab.lab_bus import attach
+
+    lab = Lab(["BTCUSDT"], fallback="okx", publish="nats://127.0.0.1:4222")
+    pub = lab._publisher
+    seen: list[int] = []
+    lab.subscribe(lambda r: seen.append(r.trade_id))
+    attach(lab, pub)
+    lab._failover.deliver(trade(7), "okx:ws")  # what the fallback venue's feed hands the Lab
+    assert not pub._open and seen == [7]  # other subscribers still hear of it
+    lab._state.on_trade(trade(8), "ws")  # the exchange's own
+    assert [r.trade_id for r in pub._open[("trade", "BTCUSDT", False)]] == [8] and seen == [7, 8]
