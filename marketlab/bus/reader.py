@@ -154,6 +154,9 @@ class BusFeed(Intake):
             self.link.last_error = error
 
     async def _consume(self, js: Any) -> None:
+        if self.bus.durable is None:
+            await self._follow(js)
+            return
         import nats.errors
         from nats.js.errors import FetchTimeoutError
 
@@ -209,12 +212,14 @@ class BusFeed(Intake):
             with contextlib.suppress(Exception):  # the bus is gone: these come again
                 await pending_ack.ack()
 
-    async def _subscribe(self, js: Any) -> Any:
+    async def _config(self, js: Any) -> Any:
+        """The consumer: from where this reader (or the durable's last run) left off, else
+        from ``since``, else everything the stream keeps."""
         from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
         cfg = ConsumerConfig(ack_policy=AckPolicy.ALL, max_ack_pending=-1, ack_wait=60.0)
         start = await self._durable_start(js) if self.bus.durable is not None else self.position + 1
-        if start > 1:  # again from where this reader (or the durable's last run) left off
+        if start > 1:
             cfg.deliver_policy, cfg.opt_start_seq = DeliverPolicy.BY_START_SEQUENCE, start
         elif self.bus.since is not None and self.bus.durable is None:  # "new": from the start on
             since = self._began if self.bus.since == "new" else float(self.bus.since)
@@ -224,10 +229,44 @@ class BusFeed(Intake):
             )
         else:
             cfg.deliver_policy = DeliverPolicy.ALL
-        if self.bus.durable is None:
-            cfg.inactive_threshold = 60.0
+        return cfg
+
+    async def _subscribe(self, js: Any) -> Any:
         return await js.pull_subscribe(enc.subjects(self.exchange), durable=self.bus.durable,
-                                       stream=self.bus.config.stream, config=cfg)  # fmt: skip
+                                       stream=self.bus.config.stream, config=await self._config(js))  # fmt: skip
+
+    async def _follow(self, js: Any) -> None:
+        """A reader's consumer: ordered and pushed (the server sends each message as it lands,
+        no request per batch: a few ms less, and far less at the tail); the client makes it
+        again from the next sequence on a gap or when heartbeats stop (a node lost)."""
+        taken = 0
+
+        async def take(msg: Any) -> None:
+            nonlocal taken
+            self.on_message(msg.subject, msg.data)
+            taken += 1
+            if taken % 64 == 1 or not self.ready.is_set():
+                meta = msg.metadata
+                self.position = meta.sequence.stream
+                if meta.num_pending == 0:
+                    self.ready.set()
+
+        sub = None
+        while sub is None and not self._stopped.is_set():
+            try:
+                sub = await js.subscribe(enc.subjects(self.exchange), stream=self.bus.config.stream, cb=take,
+                                         ordered_consumer=True, idle_heartbeat=1.0, config=await self._config(js))  # fmt: skip
+            except Exception as exc:  # no stream yet, the bus away: try again
+                self.link.last_error = f"consumer: {type(exc).__name__}: {exc}"
+                await self._wait(1.0)
+        if sub is None:
+            return
+        await self._wait(0.5)
+        if taken == 0:
+            self.ready.set()  # nothing to catch up with
+        await self._stopped.wait()
+        with contextlib.suppress(Exception):
+            await sub.unsubscribe()
 
     async def _durable_start(self, js: Any) -> int:
         """Where a durable writer goes on: just after the last message it acknowledged. Messages
