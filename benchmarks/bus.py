@@ -8,8 +8,9 @@ against a floor measured in the same run, medians of interleaved rounds:
               as they come, records acknowledged per second; against bare nats-py sending one
               message per record: core ``publish`` (no ack: the fastest a Python client sends)
               and JetStream ``publish_async`` (acked, as a collector must be);
-  read        a reader Lab's feed taking the stream back into frames (``Lab.from_bus``), records
-              per second; against a bare nats-py pull consumer decoding each message;
+  read        a reader Lab's feed taking the stream back into frames (``Lab.from_bus``: an
+              ordered push consumer), records per second; against a bare nats-py pull consumer
+              decoding each message;
   delay       from a record taken by a collector (in a process of its own, ``--rate`` records
               a second) to the moment it is in a reader Lab's frames, p50/p99 in ms.
 """
