@@ -45,7 +45,9 @@ async def start_publishing(lab: Lab, publisher: Publisher) -> asyncio.Task[None]
                 break
             await asyncio.sleep(0.05)
         try:
-            trades, klines = await asyncio.wait_for(publisher.last_published(), RESUME_WAIT)
+            trades, klines = await asyncio.wait_for(
+                publisher.last_published(), RESUME_WAIT + len(lab.symbols) / 50
+            )
         except Exception as exc:  # the bus is away: collect now, the bus gets it when back
             log.warning("bus: where the last run ended is unknown (%s); starting afresh", exc)
         else:
@@ -63,6 +65,8 @@ async def stop_publishing(publisher: Any, task: asyncio.Task[None]) -> None:
 def attach(lab: Lab, publisher: Publisher) -> None:
     """Every record the Lab takes in from its exchange to ``publisher`` (the fallback venue's
     are not this exchange's: they are kept off the bus)."""
+    if publisher.on_record in lab._state.callbacks:
+        return  # a Lab started again: attached already
     lab._state.callbacks.append(publisher.on_record)
     if lab._failover is not None:
         lab._failover.deliver = _muted(publisher, lab._failover.deliver)

@@ -140,6 +140,7 @@ class Publisher:
 
     async def run(self) -> None:
         """Connect (retrying), make sure of the stream, then publish until :meth:`close`."""
+        self._stopping = False  # a Lab started again publishes again
         while not self._stopping:
             try:
                 self._nc = await connect(self.config, f"marketlab-{self.exchange}", self._on_state)
@@ -236,16 +237,23 @@ class Publisher:
         info = await self._js.stream_info(
             self.config.stream, subjects_filter=enc.subjects(self.exchange)
         )
-        for name in info.state.subjects or {}:
+        names = [
+            n for n in info.state.subjects or {} if enc.parse_subject(n)[1] in ("trade", "kline")
+        ]
+        asking = asyncio.Semaphore(32)  # hundreds of symbols: many at once, not all
+
+        async def last(name: str) -> tuple[str, Any]:
+            async with asking:
+                try:
+                    return name, await self._js.get_last_msg(self.config.stream, name)
+                except NotFoundError:
+                    return name, None
+
+        for name, msg in await asyncio.gather(*(last(n) for n in names)):
+            if msg is None:
+                continue
             _, kind, symbol = enc.parse_subject(name)
-            if kind not in ("trade", "kline"):  # where a restart resumes from
-                continue
-            try:
-                msg = await self._js.get_last_msg(self.config.stream, name)
-            except NotFoundError:
-                continue
-            batch = enc.decode(kind, msg.data)
-            for r in batch.records:
+            for r in enc.decode(kind, msg.data).records:
                 if kind == "trade":
                     trades[symbol] = max(trades.get(symbol, -1), r.trade_id)
                 else:

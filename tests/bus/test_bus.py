@@ -269,3 +269,30 @@ def test_a_bus_address_that_is_not_one_is_refused_at_once(url: str) -> None:
     with pytest.raises(ValueError, match="nats://host:port"):
         ml.Lab(["BTCUSDT"], publish=url)
     assert os.environ.get("MARKETLAB_LOOP", "") in ("", "asyncio", "uvloop")
+
+
+def test_a_collector_stopped_and_started_again_publishes_again_and_once(
+    sim: SimExchange, nats: NatsServer
+) -> None:
+    collector = ml.Lab(
+        ["BTCUSDT"], ["1m"], channels=["trades", "klines"], publish=nats.url, **venue(sim)
+    )
+    reader = ml.Lab.from_bus(nats.url, ["BTCUSDT"], ["1m"], channels=["trades", "klines"]).start()
+    try:
+        collector.start().wait_ready(30)
+        wait_for(lambda: last_trade(reader, "BTCUSDT") > 0, 30, "trades on the bus")
+        collector.stop()
+        first_run = last_trade(collector, "BTCUSDT")
+        collector.start().wait_ready(30)
+        wait_for(
+            lambda: last_trade(reader, "BTCUSDT") > first_run + 20, 30, "the second run's trades"
+        )
+        collector.stop()
+        wait_for(lambda: last_trade(reader, "BTCUSDT") == last_trade(collector, "BTCUSDT"), 20)
+        assert_contiguous(reader.trades("BTCUSDT")["trade_id"], "trades over two runs")
+        assert collector._state.callbacks.count(collector._publisher.on_record) == 1
+        assert reader._feed.duplicates == 0  # each record published once
+        assert reader.summary()["trades_backfilled"]["BTCUSDT"] > 0  # the stop's gap fetched by id
+    finally:
+        collector.stop()
+        reader.stop()
