@@ -245,7 +245,7 @@ def create_app(
                              symbols=lab.symbols, intervals=[str(i) for i in lab.intervals],
                              reconnects=info.get("reconnects", 0), bad_frames=info.get("bad_frames", 0),
                              websocket_clients=len(hub.clients), streams=streams, error=info.get("error"),
-                             store=info.get("store"))  # fmt: skip
+                             store=info.get("store"), bus=info.get("bus"))  # fmt: skip
 
     @router.post("/start", response_model=models.Control, dependencies=[Depends(authorized)],
                  summary="Start collecting", responses=control_errors)  # fmt: skip

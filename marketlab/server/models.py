@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import AwareDatetime, BaseModel, Field, WithJsonSchema, field_validator
 
@@ -159,6 +159,10 @@ class Status(BaseModel):
     streams: list[StreamStatus]
     error: str | None = Field(None, description="What stopped collection, in the venue's words")
     store: StoreStatus | None = Field(None, description="The history store (null without db=)")
+    bus: dict[str, Any] | None = Field(
+        None, description="The NATS JetStream bus: what a publishing collector holds and has "
+        "published (connected, published, held, dropped), or where a reader is (position, caught_up)",
+    )  # fmt: skip
 
 
 class All(BaseModel):

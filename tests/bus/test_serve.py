@@ -64,6 +64,11 @@ def test_the_api_served_from_the_bus_equals_the_collector(
             assert [c["close"] for c in served] == closed["close"].tolist()
         status = httpx.get(api + "/status").json()
         assert status["source"] == "bus" and status["symbols"] == ["BTCUSDT", "ETHUSDT"]
+        assert (
+            status["bus"]["reading"]
+            and status["bus"]["caught_up"]
+            and status["bus"]["position"] > 0
+        )
         server.send_signal(signal.SIGINT)
         assert server.wait(30) == 0
     finally:
