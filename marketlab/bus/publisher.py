@@ -99,7 +99,7 @@ class Publisher:
             self._add(
                 "book",
                 symbol,
-                enc.BookChange(symbol, was, lid, list(bids), list(asks), event_time or 0),
+                enc.BookChange(symbol, was, lid, _levels(bids), _levels(asks), event_time or 0),
                 False,
             )
             if now >= self._snapshot_due.get(symbol, 0.0):
@@ -265,6 +265,13 @@ class Publisher:
         return {"url": self.config.url, "stream": self.config.stream, "connected": self.connected,
                 "published": self.published, "messages": self.messages, "held": self._held,
                 "dropped": self.dropped, "resent": self.resent, "last_error": self.last_error}  # fmt: skip
+
+
+def _levels(levels: Any) -> list[tuple[float, float]]:
+    """A change's levels as numbers (OKX's come as the exchange's strings)."""
+    if levels and type(levels[0][0]) is str:
+        return [(float(level[0]), float(level[1])) for level in levels]
+    return list(levels)
 
 
 def _state(book: Any, fresh: bool) -> enc.BookState:

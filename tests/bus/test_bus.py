@@ -296,3 +296,30 @@ def test_a_collector_stopped_and_started_again_publishes_again_and_once(
     finally:
         collector.stop()
         reader.stop()
+
+
+def test_okx_books_and_candles_read_from_the_bus_equal_the_collectors(
+    sim: SimExchange, nats: NatsServer
+) -> None:
+    collector = ml.Lab(SYMBOLS, ["1m"], exchange="okx", channels=["trades", "book", "klines"], publish=nats.url,
+                       okx_ws_url=sim.okx_ws_url, okx_rest_url=sim.rest_url).start()  # fmt: skip
+    reader = ml.Lab.from_bus(
+        nats.url, SYMBOLS, ["1m"], exchange="okx", channels=["trades", "book", "klines"]
+    ).start()
+    try:
+        collector.wait_ready(30)
+        reader.wait_ready(30)
+        time.sleep(2)
+        collector.stop()
+        for s in SYMBOLS:
+            want = collector.book(s, 50)
+            wait_for(lambda s=s, want=want: reader.book(s, 50).attrs["last_update_id"] == want.attrs["last_update_id"],
+                     20, "the reader's OKX book caught up")  # fmt: skip
+            got = reader.book(s, 50)
+            pd.testing.assert_frame_equal(got, want)
+            assert got.attrs["verified"] == want.attrs["verified"] == "seqId chain"
+            pd.testing.assert_frame_equal(closed(reader, s), closed(collector, s))
+            assert reader.summary()["bad_frames"] == 0
+    finally:
+        collector.stop()
+        reader.stop()

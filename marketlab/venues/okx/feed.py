@@ -105,7 +105,7 @@ class OkxFeed(Feed):
             action = book.on_message(msg)
             reason = book.reason
             if self.book_tap is not None:
-                self.book_tap(book, was, msg.bids, msg.asks, msg.event_time)
+                self.book_tap(book, was, msg.bids, msg.asks, msg.time)
         self._count((msg.symbol, "depth"), "ws")
         if msg.action == "snapshot":
             self._resubscribing.discard(msg.symbol)
