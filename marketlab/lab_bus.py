@@ -20,6 +20,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("marketlab.bus")
 
+STOP_PUBLISHING = 5.0  # seconds a stopping collector gives the bus (within collect's 8 s to exit)
 RESUME_WAIT = 3.0  # seconds a starting collector waits for the bus to say where it left off
 
 
@@ -57,8 +58,8 @@ async def start_publishing(lab: Lab, publisher: Publisher) -> asyncio.Task[None]
 
 
 async def stop_publishing(publisher: Any, task: asyncio.Task[None]) -> None:
-    """Publish what is held (a few seconds at most), then let the bus go."""
-    await publisher.close()
+    """Publish what is held (within the Lab's stop timeout), then let the bus go."""
+    await publisher.close(STOP_PUBLISHING)
     task.cancel()
 
 
