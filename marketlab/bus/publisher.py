@@ -131,7 +131,7 @@ class Publisher:
                 log.warning(
                     "bus %s: disconnected; holding records (%d)", self.config.url, self._held
                 )
-            else:
+            elif connected:
                 log.info(
                     "bus %s: reconnected; publishing %d held records", self.config.url, self._held
                 )
