@@ -43,6 +43,8 @@ class Publisher:
         self._trade_ids: dict[str, int] = {}  # newest trade id published per symbol
         self._book_ids: dict[str, int] = {}  # update id of the book state readers hold
         self._snapshot_due: dict[str, float] = {}
+        self._books: dict[str, Any] = {}  # each symbol's book, as the feed last showed it
+        self._quiet_check = 0.0
         self.connected = False
         self.published = 0  # records acknowledged by the bus
         self.messages = 0
@@ -106,6 +108,22 @@ class Publisher:
                 self._add("book", symbol, _state(book, fresh=False), False)
                 self._snapshot_due[symbol] = now + self.config.snapshot_interval
         self._book_ids[symbol] = lid
+        self._books[symbol] = book
+
+    def quiet_books(self, now: float) -> None:
+        """A synced book that has not changed for ``snapshot_interval`` is sent whole all the
+        same: readers hear that its collector is alive (and late ones get a book)."""
+        if now < self._quiet_check:
+            return
+        self._quiet_check = now + 1.0
+        for symbol, book in self._books.items():
+            if (
+                book.synced
+                and self._book_ids.get(symbol) == book.last_update_id
+                and now >= self._snapshot_due.get(symbol, 0.0)
+            ):
+                self._add("book", symbol, _state(book, fresh=False), False)
+                self._snapshot_due[symbol] = now + self.config.snapshot_interval
 
     # --- the bus -----------------------------------------------------------------------------
 
@@ -164,6 +182,7 @@ class Publisher:
                 log.exception("bus: publishing failed")
 
     async def pump(self) -> None:
+        self.quiet_books(time.monotonic())
         self._seal()
         if self._reconnected:
             self._reconnected = False

@@ -101,7 +101,10 @@ class BusFeed(Intake):
         self._wanted = set(self.symbols)
         self._intervals = set(self.intervals)
         self._seen: dict[tuple[str, str], tuple[set[int], deque[int]]] = {}
-        self._holes: dict[str, list[list[int]]] = {}  # trade id ranges skipped, not yet taken
+        self._holes: dict[str, list[list[int]]] = {}
+        self._book_heard: dict[
+            str, float
+        ] = {}  # when each book was last spoken of  # trade id ranges skipped, not yet taken
         self._stopped = asyncio.Event()
         self._began = time.time()
 
@@ -264,9 +267,21 @@ class BusFeed(Intake):
         await self._wait(0.5)
         if taken == 0:
             self.ready.set()  # nothing to catch up with
-        await self._stopped.wait()
+        while not self._stopped.is_set():
+            self.check_books(time.monotonic())
+            await self._wait(1.0)
         with contextlib.suppress(Exception):
             await sub.unsubscribe()
+
+    def check_books(self, now: float) -> None:
+        """A book its collector has not spoken of for three whole-book intervals is out of
+        sync: the collector may be gone (its replacement starts a new chain)."""
+        silent = 3 * self.bus.config.snapshot_interval
+        for symbol, heard in self._book_heard.items():
+            lb = self.books[symbol]
+            if now - heard > silent and lb.book.synced:
+                with lb.lock:
+                    lb.book.invalidate(f"no word of this book from its collector for {silent:g} s")
 
     async def _durable_start(self, js: Any) -> int:
         """Where a durable writer goes on: just after the last message it acknowledged. Messages
@@ -383,6 +398,7 @@ class BusFeed(Intake):
         if lb is None:
             return
         self._count((symbol, "depth"), "bus")
+        self._book_heard[symbol] = time.monotonic()
         with lb.lock:
             book = lb.book
             for r in records:

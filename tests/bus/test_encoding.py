@@ -4,6 +4,7 @@ from a collector's publisher to a reader's feed."""
 from __future__ import annotations
 
 import random
+import time
 
 import msgspec
 import pytest
@@ -270,3 +271,27 @@ def test_a_fallback_venues_records_stay_off_the_exchanges_subjects() -> None:
     assert not pub._open and seen == [7]  # other subscribers still hear of it
     lab._state.on_trade(trade(8), "ws")  # the exchange's own
     assert [r.trade_id for r in pub._open[("trade", "BTCUSDT", False)]] == [8] and seen == [7, 8]
+
+
+def test_a_quiet_book_is_still_sent_whole_and_a_silent_one_goes_out_of_sync() -> None:
+    pub = Publisher(BusConfig(CONFIG.url, snapshot_interval=10.0), "binance")
+    feed, _ = reader()
+    feed.bus = BusSource(pub.config)
+    collector = CollectorBook(pub)
+    collector.snapshot(100, {100.0: 1.0}, {101.0: 1.0})
+    carry(pub, feed)
+    now = time.monotonic()
+    pub.quiet_books(now + 5)  # within the interval: nothing
+    assert not pub._open
+    pub.quiet_books(now + 11)  # no change for 10 s: the book goes out whole all the same
+    assert [type(r).__name__ for r in pub._open[("book", "BTCUSDT", False)]] == ["BookState"]
+    carry(pub, feed)
+    feed.check_books(time.monotonic() + 29)
+    assert feed.book_view("BTCUSDT", 5).synced  # heard of within three intervals
+    feed.check_books(time.monotonic() + 31)  # the collector has gone quiet: it may be gone
+    view = feed.book_view("BTCUSDT", 5)
+    assert not view.synced and "no word of this book" in view.reason
+    pub._snapshot_due["BTCUSDT"], pub._quiet_check = 0.0, 0.0
+    pub.quiet_books(time.monotonic())  # it speaks again: the reader syncs from the whole book
+    carry(pub, feed)
+    assert feed.book_view("BTCUSDT", 5).bids == [(100.0, 1.0)]
