@@ -29,7 +29,7 @@ from marketlab.store.parquet import VALUE_COLUMNS, has_parquet, parquet_glob, re
 from marketlab.store.sqlite import StoreError, connect, last_open_times
 from marketlab.store.tick_history import BookQueries, TickQueries
 from marketlab.store.ticks import ticks_root
-from marketlab.store.times import TimeLike, _range
+from marketlab.store.times import TimeLike, _range, time_clauses
 from marketlab.store.writer import KlineStore
 from marketlab.venues import registry
 
@@ -273,15 +273,9 @@ class History(TickQueries, BookQueries):
 def _where(
     exchange: str, symbol: str, interval: str, start: int | None, end: int | None
 ) -> tuple[str, tuple]:
-    clauses = ["exchange = ?", "symbol = ?", "interval = ?"]
-    params: list[Any] = [exchange, symbol, str(interval)]
-    if start is not None:
-        clauses.append("open_time >= ?")
-        params.append(start)
-    if end is not None:
-        clauses.append("open_time <= ?")
-        params.append(end)
-    return "WHERE " + " AND ".join(clauses), tuple(params)
+    times, bounds = time_clauses("open_time", start, end)
+    clauses = ["exchange = ?", "symbol = ?", "interval = ?", *times]
+    return "WHERE " + " AND ".join(clauses), (exchange, symbol, str(interval), *bounds)
 
 
 def _duck_where(where: str, params: tuple) -> str:

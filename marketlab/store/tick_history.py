@@ -24,7 +24,7 @@ from marketlab.store.parts import (
     part_files,
     sql_files,
 )
-from marketlab.store.times import _range
+from marketlab.store.times import _range, time_clauses
 
 _SIDES = pd.CategoricalDtype(["buy", "sell"])
 _BY_ID = "ORDER BY trade_id"
@@ -150,15 +150,8 @@ def _book_frame_at(row: dict[str, Any]) -> pd.DataFrame:
 def _files_and_times(files: list[Path], start: int | None,
                      end: int | None) -> tuple[str, str, list[Any]]:  # fmt: skip
     """``read_parquet``'s file list, and the WHERE clause and parameters of a time range."""
-    names = sql_files(files)
-    where, params = ["true"], []
-    if start is not None:
-        where.append("time >= ?")
-        params.append(start)
-    if end is not None:
-        where.append("time <= ?")
-        params.append(end)
-    return names, " AND ".join(where), params
+    clauses, params = time_clauses("time", start, end)
+    return sql_files(files), " AND ".join(["true", *clauses]), params
 
 
 class BookQueries:

@@ -30,6 +30,18 @@ def to_ms(value: TimeLike, name: str = "time") -> int | None:
     return int(ts.value // 1_000_000)
 
 
+def time_clauses(column: str, start: int | None, end: int | None) -> tuple[list[str], list[int]]:
+    """SQL conditions (and their parameters) keeping ``column`` within [start, end] (epoch ms)."""
+    clauses, params = [], []
+    if start is not None:
+        clauses.append(f"{column} >= ?")
+        params.append(start)
+    if end is not None:
+        clauses.append(f"{column} <= ?")
+        params.append(end)
+    return clauses, params
+
+
 def _range(start: TimeLike, end: TimeLike) -> tuple[int | None, int | None]:
     s, e = to_ms(start, "start"), to_ms(end, "end")
     if s is not None and e is not None and e < s:
