@@ -6,14 +6,14 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
-import threading
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from marketlab.bus import encoding as enc
-from marketlab.bus.config import BusConfig, bus_config, connect
+from marketlab.bus.config import BusConfig, bus_config, close_quietly, connect
 from marketlab.bus.publisher import Publisher
 from marketlab.bus.reader import BusFeed, BusSource
+from marketlab.store.history import run_coroutine
 
 if TYPE_CHECKING:
     from marketlab.lab import Lab
@@ -100,33 +100,23 @@ def store_commit(lab: Lab) -> Any:
 
 
 def bus_symbols(bus: str | BusConfig, exchange: str, timeout: float = 10.0) -> list[str]:
-    """Every symbol of ``exchange`` with records on the bus (asked on a thread of its own, so
-    this works inside Jupyter's running loop)."""
+    """Every symbol of ``exchange`` with records on the bus (works inside Jupyter's loop too)."""
     config = bus_config(bus)
-    found: list[str] = []
-    error: list[BaseException] = []
 
-    async def ask() -> None:
+    async def ask() -> list[str]:
         nc = await connect(config, "marketlab-symbols")
         try:
             info = await nc.jetstream().stream_info(
                 config.stream, subjects_filter=enc.subjects(exchange)
             )
-            found.extend(sorted({enc.parse_subject(s)[2] for s in (info.state.subjects or {})}))
+            return sorted({enc.parse_subject(s)[2] for s in (info.state.subjects or {})})
         finally:
-            await nc.close()
+            await close_quietly(nc)
 
-    def run() -> None:
-        try:
-            asyncio.run(asyncio.wait_for(ask(), timeout))
-        except BaseException as exc:
-            error.append(exc)
-
-    thread = threading.Thread(target=run, name="marketlab-bus-symbols")
-    thread.start()
-    thread.join(timeout + 5)
-    if error:
-        raise ConnectionError(f"bus {config.url}: cannot list symbols: {error[0]}") from error[0]
+    try:
+        found = run_coroutine(asyncio.wait_for(ask(), timeout))
+    except Exception as exc:
+        raise ConnectionError(f"bus {config.url}: cannot list symbols: {exc}") from exc
     if not found:
         raise ValueError(f"bus {config.url}: no {exchange} symbols in stream {config.stream}")
     return found
