@@ -103,7 +103,8 @@ def test_sans_io_modules_do_no_io_and_import_only_downward(name):
     imported = imports_of(MODULES[name])
     assert not {m.split(".")[0] for m in imported} & IO_MODULES, f"{name} imports I/O"
     ours = {m for m in imported if m.startswith("marketlab.")}
-    below = ("marketlab.records", "marketlab.defaults", "marketlab.settings", "marketlab.venues")
+    below = ("marketlab.records", "marketlab.defaults", "marketlab.settings", "marketlab.venues",
+             "marketlab.native")  # fmt: skip
     assert all(m.startswith(below) for m in ours), ours
     assert not any(m.endswith((".feed", ".rest")) for m in ours), ours
 

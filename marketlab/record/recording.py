@@ -23,6 +23,7 @@ from typing import IO, Any, NamedTuple
 import msgspec
 import zstandard
 
+from marketlab.native import native
 from marketlab.records import BookSnapshot, Kline, Ticker, Trade
 
 MAGIC = b"MLREC1\n"
@@ -178,6 +179,39 @@ def open_recording(path: str | os.PathLike[str]) -> tuple[Header, Iterator[Entry
 def _entries(path: Path, reader: io.BufferedReader) -> Iterator[Entry]:
     # Entries are cut out of large decompressed blocks (two small reads per entry would cost
     # more than the rest of a replay's work on it); tags repeat, so each is decoded once.
+    if native is None:
+        return _entries_python(path, reader)
+    return _entries_native(path, reader)
+
+
+def _entries_native(path: Path, reader: io.BufferedReader) -> Iterator[Entry]:
+    """A block's entries cut out at once by the compiled scanner."""
+    scan, head_size, unpack = native.scan_entries, _ENTRY.size, _ENTRY.unpack_from  # type: ignore[union-attr]
+    kinds, tags = frozenset(KINDS), {}
+    buf, pos, n = b"", 0, 0
+    try:
+        while True:
+            batch, pos, bad = scan(Entry, buf, pos, kinds, tags)
+            n += len(batch)
+            yield from batch
+            if bad:
+                raise RecordingError(f"{path}: cut short or damaged in entry {n + 1}")
+            left = len(buf) - pos
+            need = head_size
+            if left >= head_size:
+                _kind, _time, tag_len, data_len = unpack(buf, pos)
+                need += tag_len + data_len
+            buf, pos = _refill(path, reader, buf, pos, need, n)
+            if len(buf) == 0:
+                return
+            if len(buf) < need:
+                what = "cut short" if need == head_size else "cut short or damaged"
+                raise RecordingError(f"{path}: {what} in entry {n + 1}")
+    finally:
+        reader.close()
+
+
+def _entries_python(path: Path, reader: io.BufferedReader) -> Iterator[Entry]:
     head_size, unpack = _ENTRY.size, _ENTRY.unpack_from
     tags: dict[bytes, str] = {}
     buf, pos, n = b"", 0, 0

@@ -15,6 +15,7 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Any
 
+from marketlab.native import native
 from marketlab.records import BookDelta, BookSnapshot, Level
 
 
@@ -123,6 +124,45 @@ class BookSide:
         levels = self.levels
         return [(k, levels[k]) for k in heapq.nsmallest(n, levels)]
 
+    def items(self) -> list[tuple[float, float]]:
+        """Every level, best first."""
+        return self.first(len(self.levels))
+
+    def best(self) -> float:
+        """The best key (IndexError when empty), dropping heap keys no longer in the book."""
+        heap, levels = self.heap, self.levels
+        while heap[0] not in levels:
+            heapq.heappop(heap)
+        return heap[0]
+
+    def load(self, levels: list[Level], sign: float) -> None:
+        """The side becomes ``levels`` (price, qty) keyed by ``sign * price`` (qty 0 skipped)."""
+        self.clear()
+        for price, qty in levels:
+            if qty:
+                self[sign * price] = qty
+
+    def apply(self, changes: list[Level], sign: float) -> None:
+        """``changes`` (price, qty) keyed by ``sign * price``; qty 0 removes. (The hot path of
+        every book: the bookkeeping of ``__setitem__`` and ``pop`` inlined.)"""
+        levels, heap, bound = self.levels, self.heap, self.bound
+        known = self.known
+        push = heapq.heappush
+        for price, qty in changes:
+            key = sign * price
+            if qty:
+                if key not in levels:
+                    push(heap, key)
+                    if key <= bound:
+                        known += 1
+                levels[key] = qty
+            elif levels.pop(key, None) is not None and key <= bound:
+                known -= 1
+        self.known = known
+        if len(heap) > 2 * len(levels) + 64:  # mostly keys long gone: rebuild
+            self.heap = heap = list(levels)
+            heapq.heapify(heap)
+
     def trim(self, keep: int) -> list[float]:
         """Drop all but the ``keep`` best levels; returns the keys dropped."""
         kept = heapq.nsmallest(keep, self.levels)
@@ -133,33 +173,8 @@ class BookSide:
         return dropped
 
 
-def _apply_side(side: BookSide, changes: list[Level], sign: float) -> None:
-    """``changes`` (price, qty) on ``side``, keyed by ``sign * price``; qty 0 removes."""
-    levels, heap, bound = side.levels, side.heap, side.bound
-    known = side.known
-    push = heapq.heappush
-    for price, qty in changes:
-        key = sign * price
-        if qty:
-            if key not in levels:
-                push(heap, key)
-                if key <= bound:
-                    known += 1
-            levels[key] = qty
-        elif levels.pop(key, None) is not None and key <= bound:
-            known -= 1
-    side.known = known
-    if len(heap) > 2 * len(levels) + 64:  # mostly keys long gone: rebuild
-        side.heap = heap = list(levels)
-        heapq.heapify(heap)
-
-
-def _best_key(side: BookSide) -> float:
-    """The best key of a non-empty side (dropping heap keys no longer in the book)."""
-    heap, levels = side.heap, side.levels
-    while heap[0] not in levels:
-        heapq.heappop(heap)
-    return heap[0]
+# The compiled twin of BookSide (marketlab/_native.c: levels in a sorted array), when built.
+Side: type[BookSide] = native.Side if native is not None else BookSide
 
 
 class OrderBook:
@@ -180,8 +195,8 @@ class OrderBook:
         self.last_update_id = 0
         self.reason = "waiting for the first snapshot"
         self.stats = BookStats()
-        self._bids = BookSide()  # key: -price (best first)
-        self._asks = BookSide()  # key: price
+        self._bids = Side()  # key: -price (best first)
+        self._asks = Side()  # key: price
         self._buffer: deque[BookDelta] = deque()
         # A snapshot cut at its limit says nothing of levels beyond its worst price: only the
         # range [bid_floor, ask_ceiling] is known to equal the exchange's book.
@@ -229,7 +244,7 @@ class OrderBook:
                 f"price moved beyond the snapshot's range after update {delta.last_update_id}", None
             )
         bids, asks = self._bids, self._asks  # crossed? (_crossed, inlined: every delta asks)
-        if bids.levels and asks.levels and -_best_key(bids) >= _best_key(asks):
+        if bids and asks and -bids.best() >= asks.best():
             self.stats.crossed += 1
             return self._resync(
                 f"crossed book after update {delta.last_update_id}: bid {self.best_bid()} >= ask {self.best_ask()}",
@@ -257,14 +272,8 @@ class OrderBook:
             )
             self._snapshot_requested = True
             return Action.FETCH_SNAPSHOT
-        self._bids.clear()
-        self._asks.clear()
-        for price, qty in snapshot.bids:
-            if qty:
-                self._bids[-price] = qty
-        for price, qty in snapshot.asks:
-            if qty:
-                self._asks[price] = qty
+        self._bids.load(snapshot.bids, -1.0)
+        self._asks.load(snapshot.asks, 1.0)
         limit = self.max_levels if limit is None else limit
         self._min_known = min(self.min_known_levels, max(1, limit // 2))
         self.bid_floor = snapshot.bids[-1][0] if len(snapshot.bids) >= limit else -math.inf
@@ -301,20 +310,19 @@ class OrderBook:
     # --- internals -----------------------------------------------------------------------
 
     def _apply(self, delta: BookDelta) -> None:
-        # The hot path of every book: BookSide's bookkeeping inlined (a method call per level
-        # would cost more than the level's dict and heap work).
+        # The hot path of every book: a side's apply takes all of a delta's levels at once.
         bids, asks = self._bids, self._asks
         if delta.bids:
-            _apply_side(bids, delta.bids, -1.0)
+            bids.apply(delta.bids, -1.0)
         if delta.asks:
-            _apply_side(asks, delta.asks, 1.0)
+            asks.apply(delta.asks, 1.0)
         self.last_update_id = delta.last_update_id
         self.event_time = delta.event_time
         self.stats.applied += 1
         slack = self.max_levels + self.max_levels // 10
-        if len(bids.levels) > slack:
+        if len(bids) > slack:
             self._trim(bids)
-        if len(asks.levels) > slack:
+        if len(asks) > slack:
             self._trim(asks)
 
     def _known_levels(self) -> int:
@@ -331,9 +339,9 @@ class OrderBook:
 
     def _crossed(self) -> bool:
         bids, asks = self._bids, self._asks
-        if not bids.levels or not asks.levels:
+        if not bids or not asks:
             return False
-        return -_best_key(bids) >= _best_key(asks)
+        return -bids.best() >= asks.best()
 
     def _resync(self, reason: str, first: BookDelta | None) -> Action:
         self.stats.resyncs += 1

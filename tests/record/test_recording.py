@@ -7,6 +7,7 @@ import random
 import pytest
 import zstandard
 
+from marketlab.record import recording
 from marketlab.record.recording import (
     SNAPSHOT,
     WS,
@@ -15,6 +16,16 @@ from marketlab.record.recording import (
     RecordingWriter,
     open_recording,
 )
+
+
+@pytest.fixture(autouse=True, params=["compiled", "python"])
+def scanner(request, monkeypatch):
+    """Every test reads with the compiled entry scanner and with its pure-Python twin."""
+    if request.param == "python":
+        monkeypatch.setattr(recording, "native", None)
+    elif recording.native is None:
+        pytest.skip("the compiled core is not built (MARKETLAB_PURE_PYTHON)")
+    return request.param
 
 
 def write(path, entries) -> None:
@@ -55,3 +66,21 @@ def test_a_cut_recording_gives_every_whole_entry_then_says_where_it_ends(tmp_pat
         for e in read:
             got.append(tuple(e))
     assert got == entries[:-1]
+
+
+def test_an_entry_of_no_known_kind_is_named_as_damage(tmp_path):
+    path, bad = tmp_path / "r.mlrec", tmp_path / "bad.mlrec"
+    entries = some_entries(30, seed=3)
+    write(path, entries)
+    raw = bytearray(zstandard.ZstdDecompressor().stream_reader(path.read_bytes()).read())
+    pos = raw.index(b"\n", len(recording.MAGIC)) + 1  # after the header line: entry 1's kind
+    for _kind, _t, tag, data in entries[:10]:  # to entry 11
+        pos += 15 + len(tag.encode()) + len(data)
+    raw[pos] = 200
+    bad.write_bytes(zstandard.ZstdCompressor().compress(bytes(raw)))
+    _, read = open_recording(bad)
+    got = []
+    with pytest.raises(RecordingError, match="damaged in entry 11"):
+        for e in read:
+            got.append(tuple(e))
+    assert got == entries[:10]

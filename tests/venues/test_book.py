@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from marketlab.records import BookDelta, BookSnapshot
-from marketlab.venues.book import Action, OrderBook
+from marketlab.venues.book import Action, BookSide, OrderBook
 
 
 class ExchangeModel:
@@ -56,11 +57,22 @@ def assert_equals_exchange(book: OrderBook, model: ExchangeModel) -> None:
     assert book.asks() == sorted(asks.items())
 
 
+def new_book(sides: str) -> OrderBook:
+    """A book on the compiled sides (when built) or on their pure-Python twins."""
+    book = OrderBook("BTCUSDT")
+    if sides == "python":
+        book._bids, book._asks = BookSide(), BookSide()
+    return book
+
+
+@pytest.mark.parametrize("sides", ["compiled", "python"])
 @settings(max_examples=300)
 @given(EVENTS, st.integers(0, 40), st.sets(st.integers(0, 40), max_size=3), st.integers(0, 5))
-def test_book_equals_the_exchange_whenever_it_says_synced(events, snap_after, lost, stale_by):
+def test_book_equals_the_exchange_whenever_it_says_synced(
+    sides, events, snap_after, lost, stale_by
+):
     model = ExchangeModel()
-    book = OrderBook("BTCUSDT")
+    book = new_book(sides)
     pending_snapshot = False
     for i, changes in enumerate(events):
         delta = model.event(changes)

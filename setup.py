@@ -1,0 +1,15 @@
+"""The compiled part of the hot path (``marketlab._native``); optional: where it cannot be
+built, marketlab runs on the pure-Python twins of its functions."""
+
+from setuptools import Extension, setup
+
+setup(
+    ext_modules=[
+        Extension(
+            "marketlab._native",
+            ["marketlab/_native.c"],
+            extra_compile_args=["-O2"],
+            optional=True,
+        )
+    ]
+)

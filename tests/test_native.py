@@ -1,0 +1,90 @@
+"""The compiled hot path (marketlab/_native.c) against its pure-Python twins: the same
+operations give the same answers, so which one ran never shows in the data."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from marketlab.native import native
+from marketlab.venues.book import BookSide, OrderBook
+
+pytestmark = pytest.mark.skipif(
+    native is None and os.environ.get("MARKETLAB_PURE_PYTHON", "") not in ("", "0"),
+    reason="MARKETLAB_PURE_PYTHON asks for the pure-Python twins",
+)
+
+
+def test_the_compiled_core_was_built() -> None:
+    # `pip install` builds it wherever a C compiler is; a silent fallback would hide a broken build
+    assert native is not None
+    assert OrderBook("X")._bids.__class__ is native.Side
+
+
+PRICES = st.sampled_from([99.5, 100.0, 100.25, 100.5, 101.0, 101.5, 102.0, 103.0, 250.0, 1e-8])
+QTYS = st.sampled_from([0.0, 0.0, 1.0, 2.5, 0.001, 7.0])
+LEVELS = st.lists(st.tuples(PRICES, QTYS), max_size=12)
+SIGN = st.sampled_from([1.0, -1.0])
+OPS = st.lists(
+    st.one_of(
+        st.tuples(st.just("apply"), LEVELS, SIGN),
+        st.tuples(st.just("load"), LEVELS, SIGN),
+        st.tuples(st.just("set"), PRICES, st.sampled_from([1.0, 3.0])),
+        st.tuples(st.just("pop"), PRICES),
+        st.tuples(st.just("trim"), st.integers(0, 6)),
+        st.tuples(st.just("bound"), PRICES),
+        st.tuples(
+            st.just("clear"),
+        ),
+    ),
+    max_size=40,
+)
+
+
+def _observe(side: object) -> tuple:
+    s = side  # type: ignore[assignment]
+    best = s.best() if len(s) else None  # type: ignore[attr-defined]
+    peek = s.peekitem(0) if len(s) else None  # type: ignore[attr-defined]
+    return (len(s), bool(s), s.items(), s.first(3), s.known, best, peek, 100.0 in s)  # type: ignore[attr-defined, arg-type, operator]
+
+
+@settings(max_examples=300, deadline=None)
+@given(OPS)
+def test_a_compiled_side_answers_as_the_python_side_does(ops: list[tuple]) -> None:
+    py, c = BookSide(), native.Side()  # type: ignore[union-attr]
+    for op in ops:
+        results = []
+        for side in (py, c):
+            name, *args = op
+            if name == "apply":
+                side.apply(*args)
+            elif name == "load":
+                side.load(*args)
+            elif name == "set":
+                side[args[0]] = args[1]
+            elif name == "pop":
+                results.append(side.pop(args[0], "absent"))
+            elif name == "trim":
+                results.append(sorted(side.trim(args[0])))
+            elif name == "bound":
+                side.set_bound(args[0])
+            else:
+                side.clear()
+            results.append(_observe(side))
+        assert results[: len(results) // 2] == results[len(results) // 2 :], op
+
+
+def test_a_compiled_side_says_what_is_wrong_with_its_input() -> None:
+    side = native.Side()  # type: ignore[union-attr]
+    with pytest.raises(TypeError, match="level 1 is not a"):
+        side.apply([(1.0, 2.0), (3.0,)], 1.0)
+    assert side.items() == [(1.0, 2.0)]  # what came before the bad level stays applied
+    with pytest.raises(TypeError):
+        side.apply([("x", 1.0)], 1.0)
+    with pytest.raises(IndexError):
+        native.Side().best()  # type: ignore[union-attr]
+    with pytest.raises(KeyError):
+        del side[5.0]
