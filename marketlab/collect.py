@@ -282,6 +282,11 @@ def make_lab(args: argparse.Namespace, settings: CollectSettings) -> Lab:
 
 
 def run_collect(args: argparse.Namespace) -> int:
+    with stop_signals():  # a second Ctrl-C while stopping does not cut the shutdown short
+        return _run_collect(args)
+
+
+def _run_collect(args: argparse.Namespace) -> int:
     settings = load_settings(args)
     lab = make_lab(args, settings)
     if getattr(args, "serve", False):

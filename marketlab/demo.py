@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 from marketlab.bus.server import NatsServer
-from marketlab.collect import final_report, run_lab
+from marketlab.collect import final_report, run_lab, stop_signals
 from marketlab.lab import Lab
 from marketlab.server import PREFIX, create_app
 from marketlab.server.runner import ServerThread
@@ -22,6 +22,7 @@ def run_demo(args: argparse.Namespace) -> int:
     # Each demo exchange invents a new past, so its history starts in a fresh file.
     db = args.db or str(Path(tempfile.mkdtemp(prefix="marketlab-demo-")) / "demo.sqlite")
     with contextlib.ExitStack() as stack:
+        stack.enter_context(stop_signals())  # a second Ctrl-C while stopping is not a crash
         sim = stack.enter_context(SimExchange(args.symbols, speed=args.speed, port=args.sim_port))
         bus = stack.enter_context(NatsServer()) if args.bus else None
         lab = Lab(sim.symbol_names, intervals=["1m", "5m"], binance_ws_url=sim.ws_url,

@@ -28,7 +28,9 @@ from marketlab.venues.errors import FrameError, UnknownStreamError
 _Levels = list[tuple[float, float]]
 
 
-class _Trade(msgspec.Struct):
+# gc=False: a decoded payload holds only numbers, strings and lists of them (never part of a
+# cycle), so the garbage collector need not track one per message.
+class _Trade(msgspec.Struct, gc=False):
     E: int
     s: str
     t: int
@@ -38,7 +40,7 @@ class _Trade(msgspec.Struct):
     m: bool
 
 
-class _AggTrade(msgspec.Struct):
+class _AggTrade(msgspec.Struct, gc=False):
     E: int
     s: str
     a: int
@@ -50,7 +52,7 @@ class _AggTrade(msgspec.Struct):
     m: bool
 
 
-class _KlineBody(msgspec.Struct):
+class _KlineBody(msgspec.Struct, gc=False):
     t: int
     T: int
     s: str
@@ -67,13 +69,13 @@ class _KlineBody(msgspec.Struct):
     Q: float
 
 
-class _Kline(msgspec.Struct):
+class _Kline(msgspec.Struct, gc=False):
     E: int
     s: str
     k: _KlineBody
 
 
-class _Ticker(msgspec.Struct):
+class _Ticker(msgspec.Struct, gc=False):
     E: int
     s: str
     p: float
@@ -98,7 +100,7 @@ class _Ticker(msgspec.Struct):
     n: int
 
 
-class _MiniTicker(msgspec.Struct):
+class _MiniTicker(msgspec.Struct, gc=False):
     E: int
     s: str
     c: float
@@ -109,7 +111,7 @@ class _MiniTicker(msgspec.Struct):
     q: float
 
 
-class _BookTicker(msgspec.Struct):
+class _BookTicker(msgspec.Struct, gc=False):
     u: int
     s: str
     b: float
@@ -118,13 +120,13 @@ class _BookTicker(msgspec.Struct):
     A: float
 
 
-class _PartialDepth(msgspec.Struct):
+class _PartialDepth(msgspec.Struct, gc=False):
     lastUpdateId: int
     bids: _Levels
     asks: _Levels
 
 
-class _DepthUpdate(msgspec.Struct):
+class _DepthUpdate(msgspec.Struct, gc=False):
     E: int
     s: str
     U: int
@@ -133,7 +135,7 @@ class _DepthUpdate(msgspec.Struct):
     a: _Levels
 
 
-class _Envelope(msgspec.Struct):
+class _Envelope(msgspec.Struct, gc=False):
     """Just enough of any frame to route it; the payload stays undecoded."""
 
     stream: str | None = None

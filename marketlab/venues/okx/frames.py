@@ -62,12 +62,14 @@ class Pong:
     pass
 
 
-class _Arg(msgspec.Struct):
+# gc=False: a decoded payload holds only numbers, strings and lists of them (never part of a
+# cycle), so the garbage collector need not track one per message.
+class _Arg(msgspec.Struct, gc=False):
     channel: str
     instId: str = ""
 
 
-class _Push(msgspec.Struct):
+class _Push(msgspec.Struct, gc=False):
     arg: _Arg | None = None
     data: msgspec.Raw = msgspec.Raw(b"")
     action: str | None = None
@@ -76,7 +78,7 @@ class _Push(msgspec.Struct):
     msg: str = ""
 
 
-class _Ticker(msgspec.Struct):
+class _Ticker(msgspec.Struct, gc=False):
     instId: str
     last: float
     lastSz: float
@@ -92,7 +94,7 @@ class _Ticker(msgspec.Struct):
     ts: int
 
 
-class _Trade(msgspec.Struct):
+class _Trade(msgspec.Struct, gc=False):
     instId: str
     tradeId: int
     px: float
@@ -101,7 +103,7 @@ class _Trade(msgspec.Struct):
     ts: int
 
 
-class _Book(msgspec.Struct):
+class _Book(msgspec.Struct, gc=False):
     asks: list[list[str]]
     bids: list[list[str]]
     ts: int
