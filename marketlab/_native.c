@@ -572,7 +572,59 @@ fail:
     return NULL;
 }
 
+/* --- Binance combined frames ----------------------------------------------------------
+ * route_combined(frame, lanes) -> (lane, payload) or None
+ *
+ * A frame {"stream":"NAME","data":PAYLOAD} of a stream in `lanes` (a dict by NAME as bytes):
+ * its lane and PAYLOAD, cut out without parsing the envelope. None for anything else (a
+ * control event, an unknown stream, another shape): the caller's careful path takes those.
+ * The twin of binance/frames.py's route_combined.
+ */
+static const char COMBINED[] = "{\"stream\":\"";
+static const char DATA[] = "\",\"data\":";
+
+static PyObject *route_combined(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 2 || !PyDict_Check(args[1])) {
+        PyErr_SetString(PyExc_TypeError, "route_combined(frame, lanes: dict)");
+        return NULL;
+    }
+    PyObject *frame = args[0];
+    if (!PyBytes_CheckExact(frame))
+        Py_RETURN_NONE;
+    const char *f = PyBytes_AS_STRING(frame);
+    Py_ssize_t n = PyBytes_GET_SIZE(frame);
+    const Py_ssize_t head = sizeof(COMBINED) - 1, sep = sizeof(DATA) - 1;
+    if (n < head + sep + 2 || memcmp(f, COMBINED, head) != 0 || f[n - 1] != '}')
+        Py_RETURN_NONE;
+    Py_ssize_t end = -1;
+    for (Py_ssize_t i = head; i + sep <= n - 1; i++) {
+        if (f[i] == '"') {
+            if (memcmp(f + i, DATA, sep) == 0)
+                end = i;
+            break; /* a stream name holds no quote: the first one ends it */
+        }
+    }
+    if (end < 0)
+        Py_RETURN_NONE;
+    PyObject *name = PyBytes_FromStringAndSize(f + head, end - head);
+    if (name == NULL)
+        return NULL;
+    PyObject *lane = PyDict_GetItemWithError(args[1], name);
+    Py_DECREF(name);
+    if (lane == NULL) {
+        if (PyErr_Occurred())
+            return NULL;
+        Py_RETURN_NONE;
+    }
+    PyObject *payload = PyBytes_FromStringAndSize(f + end + sep, n - 1 - (end + sep));
+    if (payload == NULL)
+        return NULL;
+    return Py_BuildValue("(ON)", lane, payload);
+}
+
 static PyMethodDef methods[] = {
+    {"route_combined", (PyCFunction)(void (*)(void))route_combined, METH_FASTCALL,
+     "route_combined(frame, lanes) -> (lane, payload) or None"},
     {"scan_entries", (PyCFunction)(void (*)(void))scan_entries, METH_FASTCALL,
      "scan_entries(entry_type, buf, pos, kinds, tags) -> (entries, pos, bad)"},
     {NULL, NULL, 0, NULL},

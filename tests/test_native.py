@@ -88,3 +88,30 @@ def test_a_compiled_side_says_what_is_wrong_with_its_input() -> None:
         native.Side().best()  # type: ignore[union-attr]
     with pytest.raises(KeyError):
         del side[5.0]
+
+
+NAMES = st.sampled_from([b"btcusdt@trade", b"ethusdt@depth@100ms", b"x", b""])
+PAYLOADS = st.sampled_from([b'{"e":"trade","p":"1.5"}', b"{}", b"", b'"data":1', b'{"a":"}"}'])
+FRAMES = st.one_of(
+    st.builds(lambda n, p: b'{"stream":"' + n + b'","data":' + p + b"}", NAMES, PAYLOADS),
+    st.builds(lambda n, p: b'{"stream":"' + n + b'","data":' + p, NAMES, PAYLOADS),  # cut
+    st.builds(lambda n: b'{"stream":"' + n + b'"}', NAMES),
+    st.binary(max_size=40),
+    st.just('{"stream":"x","data":{}}'),  # text, not bytes: the careful path takes it
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(FRAMES, st.sets(NAMES, max_size=3))
+def test_a_frame_is_routed_by_the_compiled_cut_as_by_the_python_one(frame, names) -> None:
+    from marketlab.venues.binance.frames import route_combined_python
+
+    lanes = {name: ("lane", name) for name in names}
+    assert native.route_combined(frame, lanes) == route_combined_python(frame, lanes)  # type: ignore[union-attr]
+
+
+def test_a_routed_frame_gives_its_lane_and_exactly_its_payload() -> None:
+    lanes = {b"btcusdt@trade": "trades"}
+    frame = b'{"stream":"btcusdt@trade","data":{"e":"trade","s":"BTCUSDT"}}'
+    assert native.route_combined(frame, lanes) == ("trades", b'{"e":"trade","s":"BTCUSDT"}')  # type: ignore[union-attr]
+    assert native.route_combined(frame, {}) is None  # type: ignore[union-attr]

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import os
 import time
+from collections.abc import Iterator
 from typing import Any
 
 from marketlab.record import recording as rec
@@ -46,36 +47,70 @@ class _Replaying:
         _header, entries = rec.open_recording(self.replay_path)
         self.symbols_confirmed.set()  # they were, when it was recorded
         conns: dict[str, _Connection] = {}
-        first_ns: int | None = None
-        began = time.monotonic()
-        done = 0  # entries replayed
-        for n, e in enumerate(entries):
-            if self.replay_speed:
-                first_ns = e.time_ns if first_ns is None else first_ns
-                due = began + (e.time_ns - first_ns) / 1e9 / self.replay_speed
-                if due > time.monotonic():
-                    await asyncio.sleep(due - time.monotonic())
-                if self._stopped.is_set():
-                    break
-            elif n % 2000 == 0:
+        if self.replay_speed:
+            done = await self._replay_timed(entries, conns)
+        else:
+            done = await self._replay_fast(entries, conns)
+        self.entries_replayed = done
+        self.ready.set()
+        self.finished = True
+
+    async def _replay_fast(
+        self: Any, entries: Iterator[rec.Entry], conns: dict[str, _Connection]
+    ) -> int:
+        """As fast as it goes (the loop every entry of a replay or an ingest runs through)."""
+        on_frame, answer, clock, ws = self.on_frame, self._replay_answer, self.replay_clock, rec.WS
+        done = 0
+        for entry in entries:
+            kind, time_ns, tag, data = entry
+            if clock is not None:
+                clock(time_ns)
+            if kind == ws:  # most entries: the frame to the feed at once (_connection_of inlined)
+                conn = conns.get(tag)
+                if conn is None:
+                    conn = conns[tag] = self._connection(tag)
+                conn.messages += 1
+                on_frame(data, conn)
+            else:
+                answer(entry)
+            done += 1
+            if done % 2000 == 0:
                 self.entries_replayed = done
                 await asyncio.sleep(0)  # let stop() and readers in
                 if self._stopped.is_set():
                     break
+        return done
+
+    async def _replay_timed(
+        self: Any, entries: Iterator[rec.Entry], conns: dict[str, _Connection]
+    ) -> int:
+        """At ``replay_speed`` times the recorded pace."""
+        first_ns: int | None = None
+        began = time.monotonic()
+        done = 0
+        for e in entries:
+            first_ns = e.time_ns if first_ns is None else first_ns
+            due = began + (e.time_ns - first_ns) / 1e9 / self.replay_speed
+            if due > time.monotonic():
+                await asyncio.sleep(due - time.monotonic())
+            if self._stopped.is_set():
+                break
             if self.replay_clock is not None:
                 self.replay_clock(e.time_ns)
-            if e.kind == rec.WS:  # most entries: the frame to the feed at once
-                conn = conns.get(e.tag)
-                if conn is None:
-                    conn = conns[e.tag] = self._connection(e.tag)
-                conn.messages += 1
-                self.on_frame(e.data, conn)
+            if e.kind == rec.WS:
+                self.on_frame(e.data, self._connection_of(e.tag, conns))
             else:
                 self._replay_answer(e)
-            done = n + 1
-        self.entries_replayed = done
-        self.ready.set()
-        self.finished = True
+            done += 1
+        return done
+
+    def _connection_of(self: Any, tag: str, conns: dict[str, _Connection]) -> _Connection:
+        """The connection a frame came in on, counting the frame."""
+        conn = conns.get(tag)
+        if conn is None:
+            conn = conns[tag] = self._connection(tag)
+        conn.messages += 1
+        return conn
 
     def _replay_answer(self: Any, e: rec.Entry) -> None:
         """Every entry but a frame: what REST answered, and what the collector noted."""

@@ -24,8 +24,7 @@ from marketlab.stream.connection import WsConnection
 from marketlab.stream.feed import Feed, FeedConfig, LockedBook, Sink, StreamStats, TypedSink
 from marketlab.venues import binance as bn
 from marketlab.venues.binance.books import BookSync
-from marketlab.venues.binance.frames import COMBINED_PREFIX as _COMBINED
-from marketlab.venues.binance.frames import payload_reader
+from marketlab.venues.binance.frames import payload_reader, route_combined
 from marketlab.venues.binance.rest import BinanceRest
 
 log = logging.getLogger("marketlab.feed")
@@ -118,18 +117,16 @@ class BinanceFeed(BookSync, Feed):
     def on_frame(self, frame: bytes, conn: WsConnection) -> None:
         # The usual frame {"stream":"…","data":{…}} of one of our streams: the payload is cut
         # out and decoded typed, straight to its taker (no envelope parsed, no dispatch).
-        if type(frame) is bytes and frame.startswith(_COMBINED) and frame.endswith(b"}"):
-            end = frame.find(b'","data":', 11)
-            lane = self._lanes.get(frame[11:end]) if end > 0 else None
-            if lane is not None:
-                decode, convert, take, stats = lane
-                try:
-                    wire = decode(frame[end + 9 : -1])
-                except (msgspec.ValidationError, msgspec.DecodeError):
-                    pass  # the careful path below says what is wrong (or finds a shutdown)
-                else:
-                    take(stats, convert(wire), "ws")
-                    return
+        routed = route_combined(frame, self._lanes)
+        if routed is not None:
+            (decode, convert, take, stats), payload = routed
+            try:
+                wire = decode(payload)
+            except (msgspec.ValidationError, msgspec.DecodeError):
+                pass  # the careful path below says what is wrong (or finds a shutdown)
+            else:
+                take(stats, convert(wire), "ws")
+                return
         try:
             events = self._decoder.decode(frame)
         except bn.FrameError as exc:
