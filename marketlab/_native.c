@@ -556,6 +556,7 @@ static PyObject *scan_entries(PyObject *self, PyObject *const *args, Py_ssize_t 
         PyTuple_SET_ITEM(entry, 1, t);
         PyTuple_SET_ITEM(entry, 2, tag);
         PyTuple_SET_ITEM(entry, 3, body);
+        PyObject_GC_UnTrack(entry); /* numbers, a str and bytes: never part of a cycle */
         int rc = PyList_Append(out, entry);
         Py_DECREF(entry);
         if (rc < 0)
