@@ -595,7 +595,7 @@ static PyObject *route_combined(PyObject *self, PyObject *const *args, Py_ssize_
     const char *f = PyBytes_AS_STRING(frame);
     Py_ssize_t n = PyBytes_GET_SIZE(frame);
     const Py_ssize_t head = sizeof(COMBINED) - 1, sep = sizeof(DATA) - 1;
-    if (n < head + sep + 2 || memcmp(f, COMBINED, head) != 0 || f[n - 1] != '}')
+    if (n < head + sep + 1 || memcmp(f, COMBINED, head) != 0 || f[n - 1] != '}')
         Py_RETURN_NONE;
     Py_ssize_t end = -1;
     for (Py_ssize_t i = head; i + sep <= n - 1; i++) {
