@@ -1,12 +1,15 @@
-"""API server benchmark: ``python benchmarks/server.py [--seconds 5] [--concurrency 32]``.
+"""API server benchmark: ``python benchmarks/server.py [--seconds 5] [--concurrency 32] [--rounds 3]``.
 
-Runs the simulator, a Lab and the API server in this process and loads them from a separate
-process. Prints, from one run on this machine (the WebSocket clients spread over ``--load-procs`` processes,
-aiohttp's client, so the load generator costs less than the server it measures):
+Runs the simulator, a Lab and the API server in this process and loads them from separate
+processes. Prints, from this machine:
   1. GET /prices: requests per second and p50/p99 latency, against GET /health (the floor: the
      same server doing no work);
   2. WebSocket fan-out: latency from the exchange's ticker event to its delivery, for 1, 100
-     and 1000 subscribed clients.
+     and 1000 subscribed clients spread over ``--load-procs`` processes; the medians of
+     ``--rounds`` runs (the machine drifts from run to run), with each run's p99. The clients
+     are picows's (the bench extra), which stamp a frame in the callback that reads it, or
+     aiohttp's where picows is missing (a stamp then also holds the load generator's own
+     queue of clients waking in turn).
 """
 
 from __future__ import annotations
@@ -18,8 +21,16 @@ import statistics
 import subprocess
 import sys
 import time
+from typing import Any
 
 import orjson
+
+try:  # the WebSocket load generator: picows when installed (the bench extra), else aiohttp
+    import picows  # noqa: F401
+
+    WS_CLIENT = "picows"
+except ImportError:
+    WS_CLIENT = "aiohttp"
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -100,6 +111,56 @@ async def ws_load(
     return {"lags": lags, "arrivals": [[s, e, times] for (s, e), times in arrivals.items()]}
 
 
+async def ws_load_picows(
+    url: str, clients: int, seconds: float, symbols: list[str], offset_ms: float
+) -> dict:
+    """As :func:`ws_load`, with picows (Cython): each frame is stamped in the callback that reads
+    it off the socket, before any other client's frame is looked at, and decoded after the run;
+    with aiohttp every client's coroutine wakes in turn, so a stamp also holds the load
+    generator's own queue (up to the others' decoding). ``picows`` comes with the bench extra."""
+    import picows
+
+    loop = asyncio.get_running_loop()
+    subscribe = orjson.dumps({"action": "subscribe", "symbols": symbols, "channels": ["ticker"]})
+    frames: list[tuple[float, bytes]] = []  # (receive time, payload), decoded after the run
+    measuring = False
+
+    class Listener(picows.WSListener):  # type: ignore[misc]
+        def on_ws_connected(self, transport: Any) -> None:
+            self.answered = loop.create_future()
+            transport.send(picows.WSMsgType.TEXT, subscribe)
+
+        def on_ws_frame(self, transport: Any, frame: Any) -> None:
+            now = time.time() * 1000
+            if frame.msg_type != picows.WSMsgType.TEXT:
+                return
+            if not self.answered.done():
+                self.answered.set_result(None)  # the subscription's answer
+            elif measuring:
+                frames.append((now, frame.get_payload_as_bytes()))
+
+    conns: list[tuple[Any, Any]] = []
+    for first in range(0, clients, 100):  # connect in waves: the accept backlog is finite
+        conns += await asyncio.gather(
+            *(picows.ws_connect(Listener, url) for _ in range(first, min(clients, first + 100)))
+        )
+    await asyncio.gather(*(listener.answered for _, listener in conns))
+    measuring = True  # every client subscribed: measure from here
+    await asyncio.sleep(seconds)
+    measuring = False
+    for transport, _ in conns:
+        transport.disconnect()
+    lags: list[float] = []
+    arrivals: dict[tuple[str, int], list[float]] = {}
+    for now, payload in frames:
+        data = orjson.loads(payload)
+        if data.get("type") == "ticker":
+            event = data["data"]["event_time"]
+            lags.append(now - (event + offset_ms))
+            arrivals.setdefault((data["symbol"], event), []).append(now)
+    return {"lags": lags, "arrivals": [[s, e, times] for (s, e), times in arrivals.items()]}
+
+
 def ws_summary(parts: list[dict], clients: int) -> dict:
     """The load processes' samples together; the spread is each delivery after the first of the
     same update, over updates every client received (no clock offset in it: one machine)."""
@@ -137,6 +198,8 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--clients", default="1,100,1000")
+    parser.add_argument("--rounds", type=int, default=3,
+                        help="fan-out runs per client count; the table gives their medians")  # fmt: skip
     parser.add_argument("--load-procs", type=int, default=2,
                         help="processes the WebSocket clients are spread over")  # fmt: skip
     parser.add_argument("--load-http", help=argparse.SUPPRESS)
@@ -149,7 +212,8 @@ def main() -> None:
         return
     if args.load_ws:
         symbols = ["BTCUSDT", "ETHUSDT"]
-        result = asyncio.run(ws_load(args.load_ws, args.n, args.seconds, symbols, args.offset))
+        run = ws_load_picows if WS_CLIENT == "picows" else ws_load
+        result = asyncio.run(run(args.load_ws, args.n, args.seconds, symbols, args.offset))
         print(json.dumps(result))
         return
 
@@ -180,23 +244,32 @@ def main() -> None:
             print(f"/prices throughput is {prices['rps'] / floor['rps']:.2f}x the floor")
             print()
             print(
-                "WebSocket fan-out: exchange ticker event → delivered to each client (2 symbols, 1/s each)"
+                "WebSocket fan-out: exchange ticker event → delivered to each client (2 symbols, 1/s each; "
+                f"{WS_CLIENT} clients)"
             )
             print(f"{'clients':>8}{'samples':>10}{'p50 ms':>10}{'p99 ms':>10}{'mean ms':>10}"
-                  f"{'spread p99':>12}{'server p99':>12}")  # fmt: skip
+                  f"{'spread p99':>12}{'server p99':>12}   p99 of each round")  # fmt: skip
             hub = server.server.config.app.state.hub
             ws_url = server.url.replace("http", "ws", 1) + PREFIX + "/ws"
             for n in (int(x) for x in args.clients.split(",")):
-                offset = time.time() * 1000 - sim.now_ms()  # the exchange's clock runs behind ours
-                seconds = str(max(args.seconds, 4.0))
                 hub.fanout_s.clear()
                 procs = max(1, min(args.load_procs, n))
                 shares = [n // procs + (i < n % procs) for i in range(procs)]
-                r = ws_summary(load_many([["--load-ws", ws_url, "--n", str(k), "--seconds", seconds,
-                                           "--offset", str(offset)] for k in shares]), n)  # fmt: skip
+                rounds = []
+                for _ in range(args.rounds):
+                    quiet = time.monotonic() + 30  # the last round's clients all gone first
+                    while hub.clients and time.monotonic() < quiet:
+                        time.sleep(0.05)
+                    time.sleep(1.0)
+                    offset = time.time() * 1000 - sim.now_ms()  # the exchange's clock runs behind
+                    rounds.append(ws_summary(load_many([["--load-ws", ws_url, "--n", str(k), "--seconds",
+                                                         str(max(args.seconds, 4.0)), "--offset", str(offset)]
+                                                        for k in shares]), n))  # fmt: skip
+                r = {k: statistics.median(x[k] for x in rounds) for k in rounds[0]}  # medians
+                each = " ".join(f"{x['p99_ms']:.1f}" for x in rounds)
                 print(
-                    f"{n:>8}{r['samples']:>10}{r['p50_ms']:>10.1f}{r['p99_ms']:>10.1f}{r['mean_ms']:>10.1f}"
-                    f"{r['spread_p99_ms']:>12.1f}{1000 * percentile(list(hub.fanout_s), 0.99):>12.1f}"
+                    f"{n:>8}{r['samples']:>10.0f}{r['p50_ms']:>10.1f}{r['p99_ms']:>10.1f}{r['mean_ms']:>10.1f}"
+                    f"{r['spread_p99_ms']:>12.1f}{1000 * percentile(list(hub.fanout_s), 0.99):>12.1f}   {each}"
                 )
         lab.stop()
 
