@@ -207,13 +207,21 @@ static PyObject *Side_best(Side *s, PyObject *unused) {
     return PyFloat_FromDouble(s->lv[s->n - 1].key);
 }
 
+/* a count argument, negative taken as 0; 0 with an exception set when not an int */
+static int count_arg(PyObject *arg, Py_ssize_t *n) {
+    *n = PyLong_AsSsize_t(arg);
+    if (*n == -1 && PyErr_Occurred())
+        return 0;
+    if (*n < 0)
+        *n = 0;
+    return 1;
+}
+
 /* first(n) -> the n best (key, qty), best first */
 static PyObject *Side_first(Side *s, PyObject *arg) {
-    Py_ssize_t n = PyLong_AsSsize_t(arg);
-    if (n == -1 && PyErr_Occurred())
+    Py_ssize_t n;
+    if (!count_arg(arg, &n))
         return NULL;
-    if (n < 0)
-        n = 0;
     if (n > s->n)
         n = s->n;
     PyObject *out = PyList_New(n);
@@ -232,11 +240,9 @@ static PyObject *Side_first(Side *s, PyObject *arg) {
 
 /* trim(keep) -> the keys dropped: all but the `keep` best levels */
 static PyObject *Side_trim(Side *s, PyObject *arg) {
-    Py_ssize_t keep = PyLong_AsSsize_t(arg);
-    if (keep == -1 && PyErr_Occurred())
+    Py_ssize_t keep;
+    if (!count_arg(arg, &keep))
         return NULL;
-    if (keep < 0)
-        keep = 0;
     Py_ssize_t drop = s->n > keep ? s->n - keep : 0;
     PyObject *out = PyList_New(drop);
     if (out == NULL)
@@ -254,46 +260,61 @@ static PyObject *Side_trim(Side *s, PyObject *arg) {
     return out;
 }
 
-/* apply(changes, sign): each (price, qty) sets the level at sign * price, qty 0 removes it */
-static PyObject *Side_apply(Side *s, PyObject *const *args, Py_ssize_t nargs) {
+/* A level of a delta or a snapshot as two doubles: a (price, qty) tuple or list (or any
+ * sequence of two); 0 with an exception set when it is not one. */
+static int level_pair(PyObject *row, Py_ssize_t i, double *price, double *qty) {
+    PyObject *p, *q, *held = NULL;
+    if (PyTuple_CheckExact(row) && PyTuple_GET_SIZE(row) == 2) {
+        p = PyTuple_GET_ITEM(row, 0);
+        q = PyTuple_GET_ITEM(row, 1);
+    } else if (PyList_CheckExact(row) && PyList_GET_SIZE(row) == 2) {
+        p = PyList_GET_ITEM(row, 0);
+        q = PyList_GET_ITEM(row, 1);
+    } else {
+        held = PySequence_Fast(row, "");
+        if (held == NULL || PySequence_Fast_GET_SIZE(held) != 2) {
+            Py_XDECREF(held);
+            PyErr_Format(PyExc_TypeError, "level %zd is not a (price, qty) pair", i);
+            return 0;
+        }
+        p = PySequence_Fast_GET_ITEM(held, 0);
+        q = PySequence_Fast_GET_ITEM(held, 1);
+    }
+    *price = as_double(p);
+    *qty = as_double(q);
+    Py_XDECREF(held);
+    return !((*price == -1.0 || *qty == -1.0) && PyErr_Occurred());
+}
+
+/* The (levels, sign) arguments of apply and load: a fast sequence and the sign. */
+static PyObject *levels_and_sign(PyObject *const *args, Py_ssize_t nargs, const char *usage,
+                                 double *sign) {
     if (nargs != 2) {
-        PyErr_SetString(PyExc_TypeError, "apply(changes, sign)");
+        PyErr_SetString(PyExc_TypeError, usage);
         return NULL;
     }
-    double sign = as_double(args[1]);
-    if (sign == -1.0 && PyErr_Occurred())
+    *sign = as_double(args[1]);
+    if (*sign == -1.0 && PyErr_Occurred())
         return NULL;
-    PyObject *seq = PySequence_Fast(args[0], "changes must be a sequence of (price, qty)");
+    return PySequence_Fast(args[0], "levels must be a sequence of (price, qty)");
+}
+
+/* apply(changes, sign): each (price, qty) sets the level at sign * price, qty 0 removes it */
+static PyObject *Side_apply(Side *s, PyObject *const *args, Py_ssize_t nargs) {
+    double sign, price, qty;
+    PyObject *seq = levels_and_sign(args, nargs, "apply(changes, sign)", &sign);
     if (seq == NULL)
         return NULL;
     Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
     PyObject **rows = PySequence_Fast_ITEMS(seq);
     for (Py_ssize_t i = 0; i < n; i++) {
-        PyObject *row = rows[i], *p, *q;
-        if (PyTuple_CheckExact(row) && PyTuple_GET_SIZE(row) >= 2) {
-            p = PyTuple_GET_ITEM(row, 0);
-            q = PyTuple_GET_ITEM(row, 1);
-        } else if (PyList_CheckExact(row) && PyList_GET_SIZE(row) >= 2) {
-            p = PyList_GET_ITEM(row, 0);
-            q = PyList_GET_ITEM(row, 1);
-        } else {
-            PyErr_Format(PyExc_TypeError, "level %zd is not a (price, qty) pair", i);
+        if (!level_pair(rows[i], i, &price, &qty) ||
+            (qty != 0.0 && side_set(s, sign * price, qty) < 0)) {
             Py_DECREF(seq);
             return NULL;
         }
-        double price = as_double(p), qty = as_double(q);
-        if ((price == -1.0 || qty == -1.0) && PyErr_Occurred()) {
-            Py_DECREF(seq);
-            return NULL;
-        }
-        if (qty != 0.0) {
-            if (side_set(s, sign * price, qty) < 0) {
-                Py_DECREF(seq);
-                return NULL;
-            }
-        } else {
+        if (qty == 0.0)
             side_del(s, sign * price, NULL);
-        }
     }
     Py_DECREF(seq);
     Py_RETURN_NONE;
@@ -314,14 +335,8 @@ static int loaded_cmp(const void *a, const void *b) {
 /* load(levels, sign): the side becomes `levels` (price, qty) keyed by sign * price (qty 0
  * skipped; of a price given twice, the later), sorted once instead of inserted one by one. */
 static PyObject *Side_load(Side *s, PyObject *const *args, Py_ssize_t nargs) {
-    if (nargs != 2) {
-        PyErr_SetString(PyExc_TypeError, "load(levels, sign)");
-        return NULL;
-    }
-    double sign = as_double(args[1]);
-    if (sign == -1.0 && PyErr_Occurred())
-        return NULL;
-    PyObject *seq = PySequence_Fast(args[0], "levels must be a sequence of (price, qty)");
+    double sign, price, qty;
+    PyObject *seq = levels_and_sign(args, nargs, "load(levels, sign)", &sign);
     if (seq == NULL)
         return NULL;
     Py_ssize_t n = PySequence_Fast_GET_SIZE(seq), m = 0;
@@ -332,18 +347,7 @@ static PyObject *Side_load(Side *s, PyObject *const *args, Py_ssize_t nargs) {
         return PyErr_NoMemory();
     }
     for (Py_ssize_t i = 0; i < n; i++) {
-        PyObject *row = rows[i];
-        PyObject *pq = PySequence_Fast(row, "a level must be a (price, qty) pair");
-        if (pq == NULL || PySequence_Fast_GET_SIZE(pq) < 2) {
-            if (pq != NULL)
-                PyErr_Format(PyExc_TypeError, "level %zd is not a (price, qty) pair", i);
-            Py_XDECREF(pq);
-            goto fail;
-        }
-        double price = as_double(PySequence_Fast_GET_ITEM(pq, 0));
-        double qty = as_double(PySequence_Fast_GET_ITEM(pq, 1));
-        Py_DECREF(pq);
-        if ((price == -1.0 || qty == -1.0) && PyErr_Occurred())
+        if (!level_pair(rows[i], i, &price, &qty))
             goto fail;
         if (qty != 0.0) {
             tmp[m].key = sign * price;
