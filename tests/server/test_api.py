@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import socket
 import time
+import types
+from collections import Counter
 from collections.abc import Iterator
 from urllib.parse import quote
 
@@ -254,6 +257,29 @@ async def until(ws, predicate, timeout: float = 10.0) -> dict:
         msg = await recv(ws, max(0.1, deadline - time.monotonic()))
         if predicate(msg):
             return msg
+
+
+async def test_a_websocket_client_is_served_past_the_middleware_stack(stack):
+    # A connection's coroutines live as long as it does, and each full garbage collection walks
+    # them all: the ones of the middleware and router stack are not among them.
+    def serving() -> Counter[str]:
+        return Counter(
+            o.__qualname__ for o in gc.get_objects() if isinstance(o, types.CoroutineType)
+        )
+
+    layers = ("ServerErrorMiddleware.__call__", "ExceptionMiddleware.__call__", "Router.__call__")
+    before = serving()  # the server's lifespan runs through the stack for as long as it serves
+    clients = [await connect(stack.ws) for _ in range(5)]
+    try:
+        for ws in clients:
+            await ws.send(orjson.dumps({"action": "subscribe", "symbols": ["BTCUSDT"]}).decode())
+            await until(ws, lambda m: m["type"] == "subscribed")
+        held = serving()
+        assert held["Hub.serve"] - before["Hub.serve"] == 5
+        assert all(held[layer] == before[layer] for layer in layers), [held[x] for x in layers]
+    finally:
+        for ws in clients:
+            await ws.close()
 
 
 async def test_websocket_subscribe_broadcast_and_unsubscribe(stack):
