@@ -113,11 +113,8 @@ class BookSide:
         """The best level (only ``index`` 0 is kept at hand)."""
         if index != 0:
             raise IndexError("only the best level is at hand")
-        heap, levels = self.heap, self.levels
-        while heap[0] not in levels:
-            heapq.heappop(heap)
-        key = heap[0]
-        return key, levels[key]
+        key = self.best()
+        return key, self.levels[key]
 
     def first(self, n: int) -> list[tuple[float, float]]:
         """The ``n`` best levels, best first."""
