@@ -506,7 +506,7 @@ static PyObject *scan_entries(PyObject *self, PyObject *const *args, Py_ssize_t 
         int64_t time_ns;
         uint16_t tag_len;
         uint32_t data_len;
-        memcpy(&time_ns, h + 1, 8); /* little-endian, as written (x86 and ARM hosts) */
+        memcpy(&time_ns, h + 1, 8); /* little-endian as written: the caller checks the host is too */
         memcpy(&tag_len, h + 9, 2);
         memcpy(&data_len, h + 11, 4);
         Py_ssize_t start = pos + ENTRY_HEAD;

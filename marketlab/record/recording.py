@@ -14,6 +14,7 @@ from __future__ import annotations
 import io
 import os
 import struct
+import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -179,7 +180,7 @@ def open_recording(path: str | os.PathLike[str]) -> tuple[Header, Iterator[Entry
 def _entries(path: Path, reader: io.BufferedReader) -> Iterator[Entry]:
     # Entries are cut out of large decompressed blocks (two small reads per entry would cost
     # more than the rest of a replay's work on it); tags repeat, so each is decoded once.
-    if native is None:
+    if native is None or sys.byteorder != "little":  # the compiled scanner reads little-endian
         return _entries_python(path, reader)
     return _entries_native(path, reader)
 
