@@ -98,6 +98,7 @@ class BusFeed(Intake):
         self.commit: Callable[[], None] | None = None  # writes what was taken (before an ack)
         self.commit_interval = 1.0
         self.position = 0  # stream sequence of the last message taken
+        self._delivered = 0  # the writer's consumer: delivery sequence of the last message taken
         self._wanted = set(self.symbols)
         self._intervals = set(self.intervals)
         self._seen: dict[tuple[str, str], tuple[set[int], deque[int]]] = {}
@@ -163,9 +164,8 @@ class BusFeed(Intake):
         import nats.errors
         from nats.js.errors import FetchTimeoutError
 
-        sub = None
+        sub = acked = pending_ack = None
         committed_at = time.monotonic()
-        acked = pending_ack = None
         while not self._stopped.is_set():
             if sub is None:
                 try:
@@ -174,46 +174,58 @@ class BusFeed(Intake):
                     self.link.last_error = f"consumer: {type(exc).__name__}: {exc}"
                     await self._wait(1.0)
                     continue
+            lost = ""
             try:
                 msgs = await sub.fetch(FETCH, timeout=0.25)
             except (TimeoutError, FetchTimeoutError, nats.errors.TimeoutError):
                 msgs = []
                 self.ready.set()
-            except Exception as exc:  # the consumer lost (a node gone): again from where we were
-                self.link.last_error = f"fetch: {type(exc).__name__}: {exc}"
-                log.warning(
-                    "bus: %s; consuming again from %d", self.link.last_error, self.position + 1
-                )
-                sub = None
-                await self._wait(0.5)
-                continue
-            for msg in msgs:
-                self.on_message(msg.subject, msg.data)
-            if msgs:
-                last = msgs[-1]
-                meta = last.metadata
+            except Exception as exc:  # the consumer lost (a node gone)
+                msgs, lost = [], f"fetch: {type(exc).__name__}: {exc}"
+            taken, unseen = self._take_in_order(msgs)
+            lost = lost or unseen  # never acknowledge past a delivery this writer did not see
+            if taken:
+                pending_ack, meta = taken[-1], taken[-1].metadata
                 self.position = meta.sequence.stream
                 if meta.num_pending == 0:
                     self.ready.set()
-                pending_ack = last
             now = time.monotonic()
-            if (
-                pending_ack is not None
-                and pending_ack is not acked
-                and (self.bus.durable is None or now - committed_at >= self.commit_interval)
-            ):
-                if self.commit is not None:
-                    await asyncio.to_thread(self.commit)
+            if pending_ack is not acked and (lost or now - committed_at >= self.commit_interval):
                 committed_at = now
-                try:
-                    await pending_ack.ack()
-                    acked = pending_ack
-                except Exception as exc:
-                    self.link.last_error = f"ack: {type(exc).__name__}: {exc}"
-        if self.commit is not None and pending_ack is not None and pending_ack is not acked:
+                acked = await self._commit(pending_ack) or acked
+            if lost:  # again from the last acknowledged message: what came after comes again
+                self.link.last_error = lost
+                log.warning("bus: %s; consuming again from the last acknowledged message", lost)
+                sub = None
+                await self._wait(0.5)
+        if pending_ack is not acked:
+            await self._commit(pending_ack)
+
+    async def _commit(self, msg: Any) -> Any:
+        """The stores written, then ``msg`` acknowledged (and every message before it): ``msg``,
+        or None when the bus is away (what it would have covered comes again)."""
+        if self.commit is not None:
             await asyncio.to_thread(self.commit)
-            with contextlib.suppress(Exception):  # the bus is gone: these come again
-                await pending_ack.ack()
+        try:
+            await msg.ack()
+        except Exception as exc:
+            self.link.last_error = f"ack: {type(exc).__name__}: {exc}"
+            return None
+        return msg
+
+    def _take_in_order(self, msgs: list[Any]) -> tuple[list[Any], str]:
+        """A fetch's messages up to the first one after a hole in the consumer's delivery
+        sequence (the server handed messages to a fetch that had already given up: a later
+        acknowledgement, ``AckPolicy.ALL``, would cover them unread); what went wrong, if so."""
+        taken: list[Any] = []
+        for msg in msgs:
+            seq = msg.metadata.sequence.consumer
+            if self._delivered and seq != self._delivered + 1:
+                return taken, f"delivery {seq} after {self._delivered}: messages delivered unseen"
+            self._delivered = seq
+            self.on_message(msg.subject, msg.data)
+            taken.append(msg)
+        return taken, ""
 
     async def _config(self, js: Any) -> Any:
         """The consumer: from where this reader (or the durable's last run) left off, else
@@ -235,6 +247,7 @@ class BusFeed(Intake):
         return cfg
 
     async def _subscribe(self, js: Any) -> Any:
+        self._delivered = 0  # a new consumer numbers its deliveries from 1
         return await js.pull_subscribe(enc.subjects(self.exchange), durable=self.bus.durable,
                                        stream=self.bus.config.stream, config=await self._config(js))  # fmt: skip
 

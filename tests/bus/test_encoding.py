@@ -295,3 +295,29 @@ def test_a_quiet_book_is_still_sent_whole_and_a_silent_one_goes_out_of_sync() ->
     pub.quiet_books(time.monotonic())  # it speaks again: the reader syncs from the whole book
     carry(pub, feed)
     assert feed.book_view("BTCUSDT", 5).bids == [(100.0, 1.0)]
+
+
+def test_a_writer_takes_nothing_past_a_delivery_it_did_not_see() -> None:
+    # A durable writer acknowledges with AckPolicy.ALL: a message handed to a fetch that had
+    # already given up would be covered by the next acknowledgement, unread. A hole in the
+    # consumer's delivery numbers stops the batch there (the consumer is then made again).
+    from types import SimpleNamespace
+
+    pub, (feed, state) = Publisher(CONFIG, "binance"), reader()
+    sent = []
+    for i in range(1, 7):
+        pub.on_record(trade(i))
+        pub._seal()
+        sent.append(pub._outbox.popleft())
+
+    def delivered(seq: int, msg) -> SimpleNamespace:
+        meta = SimpleNamespace(sequence=SimpleNamespace(consumer=seq, stream=seq), num_pending=0)
+        return SimpleNamespace(subject=msg.subject, data=msg.payload, metadata=meta)
+
+    taken, lost = feed._take_in_order([delivered(1, sent[0]), delivered(2, sent[1])])
+    assert len(taken) == 2 and lost == ""
+    taken, lost = feed._take_in_order(
+        [delivered(3, sent[2]), delivered(5, sent[4]), delivered(6, sent[5])]
+    )
+    assert len(taken) == 1 and "delivery 5 after 3" in lost
+    assert state.trades["BTCUSDT"].frame()["trade_id"].tolist() == [1, 2, 3]  # nothing past it
