@@ -68,12 +68,12 @@ async def ws_load(
 ) -> dict:
     """``offset_ms``: wall clock minus the exchange's clock, so event times convert to wall time.
 
-    aiohttp's client (its C frame reader), each frame stamped as it is read and decoded after:
-    the load generator must cost far less than the server it measures."""
+    aiohttp's client (its C frame reader), each frame stamped when its client's coroutine wakes
+    and decoded after the run: the load generator must cost far less than the server it
+    measures."""
     import aiohttp
 
-    lags: list[float] = []
-    arrivals: dict[tuple[str, int], list[float]] = {}  # (symbol, event time) → receive times
+    frames: list[tuple[float, str]] = []  # (receive time, payload), decoded after the run
     subscribe = orjson.dumps(
         {"action": "subscribe", "symbols": symbols, "channels": ["ticker"]}
     ).decode()
@@ -91,11 +91,7 @@ async def ws_load(
                 now = time.time() * 1000
                 if msg.type != aiohttp.WSMsgType.TEXT:
                     return
-                data = orjson.loads(msg.data)
-                if data.get("type") == "ticker":
-                    event = data["data"]["event_time"]
-                    lags.append(now - (event + offset_ms))
-                    arrivals.setdefault((data["symbol"], event), []).append(now)
+                frames.append((now, msg.data))
 
     start = asyncio.Event()
     connector = aiohttp.TCPConnector(limit=0)
@@ -108,7 +104,7 @@ async def ws_load(
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-    return {"lags": lags, "arrivals": [[s, e, times] for (s, e), times in arrivals.items()]}
+    return samples(frames, offset_ms)
 
 
 async def ws_load_picows(
@@ -117,7 +113,7 @@ async def ws_load_picows(
     """As :func:`ws_load`, with picows (Cython): each frame is stamped in the callback that reads
     it off the socket, before any other client's frame is looked at, and decoded after the run;
     with aiohttp every client's coroutine wakes in turn, so a stamp also holds the load
-    generator's own queue (up to the others' decoding). ``picows`` comes with the bench extra."""
+    generator's own queue of clients. ``picows`` comes with the bench extra."""
     import picows
 
     loop = asyncio.get_running_loop()
@@ -150,8 +146,13 @@ async def ws_load_picows(
     measuring = False
     for transport, _ in conns:
         transport.disconnect()
+    return samples(frames, offset_ms)
+
+
+def samples(frames: list[tuple[float, Any]], offset_ms: float) -> dict:
+    """Each ticker's delay from its exchange event, and its receive times by update."""
     lags: list[float] = []
-    arrivals: dict[tuple[str, int], list[float]] = {}
+    arrivals: dict[tuple[str, int], list[float]] = {}  # (symbol, event time) → receive times
     for now, payload in frames:
         data = orjson.loads(payload)
         if data.get("type") == "ticker":

@@ -102,10 +102,8 @@ class BusFeed(Intake):
         self._wanted = set(self.symbols)
         self._intervals = set(self.intervals)
         self._seen: dict[tuple[str, str], tuple[set[int], deque[int]]] = {}
-        self._holes: dict[str, list[list[int]]] = {}
-        self._book_heard: dict[
-            str, float
-        ] = {}  # when each book was last spoken of  # trade id ranges skipped, not yet taken
+        self._holes: dict[str, list[list[int]]] = {}  # trade id ranges skipped, not yet taken
+        self._book_heard: dict[str, float] = {}  # when each book was last spoken of
         self._stopped = asyncio.Event()
         self._began = time.time()
 
