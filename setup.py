@@ -7,7 +7,8 @@ setup(
     ext_modules=[
         Extension(
             "marketlab._native",
-            ["marketlab/_native.c"],
+            ["marketlab/_native.c", "marketlab/_native_binance.c"],
+            depends=["marketlab/_native.h"],
             extra_compile_args=["-O2"],
             optional=True,
         )

@@ -7,6 +7,8 @@
 #include <Python.h>
 #include <string.h>
 
+#include "_native.h"
+
 /* --- order book sides ------------------------------------------------------------------
  * Side: one side of a book as levels (key, qty) in an array sorted by key, the best (smallest
  * key: an ask's price, or minus a bid's price) LAST, so the changes that come most often, near
@@ -577,59 +579,11 @@ fail:
     return NULL;
 }
 
-/* --- Binance combined frames ----------------------------------------------------------
- * route_combined(frame, lanes) -> (lane, payload) or None
- *
- * A frame {"stream":"NAME","data":PAYLOAD} of a stream in `lanes` (a dict by NAME as bytes):
- * its lane and PAYLOAD, cut out without parsing the envelope. None for anything else (a
- * control event, an unknown stream, another shape): the caller's careful path takes those.
- * The twin of binance/frames.py's route_combined.
- */
-static const char COMBINED[] = "{\"stream\":\"";
-static const char DATA[] = "\",\"data\":";
-
-static PyObject *route_combined(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
-    if (nargs != 2 || !PyDict_Check(args[1])) {
-        PyErr_SetString(PyExc_TypeError, "route_combined(frame, lanes: dict)");
-        return NULL;
-    }
-    PyObject *frame = args[0];
-    if (!PyBytes_CheckExact(frame))
-        Py_RETURN_NONE;
-    const char *f = PyBytes_AS_STRING(frame);
-    Py_ssize_t n = PyBytes_GET_SIZE(frame);
-    const Py_ssize_t head = sizeof(COMBINED) - 1, sep = sizeof(DATA) - 1;
-    if (n < head + sep + 1 || memcmp(f, COMBINED, head) != 0 || f[n - 1] != '}')
-        Py_RETURN_NONE;
-    Py_ssize_t end = -1;
-    for (Py_ssize_t i = head; i + sep <= n - 1; i++) {
-        if (f[i] == '"') {
-            if (memcmp(f + i, DATA, sep) == 0)
-                end = i;
-            break; /* a stream name holds no quote: the first one ends it */
-        }
-    }
-    if (end < 0)
-        Py_RETURN_NONE;
-    PyObject *name = PyBytes_FromStringAndSize(f + head, end - head);
-    if (name == NULL)
-        return NULL;
-    PyObject *lane = PyDict_GetItemWithError(args[1], name);
-    Py_DECREF(name);
-    if (lane == NULL) {
-        if (PyErr_Occurred())
-            return NULL;
-        Py_RETURN_NONE;
-    }
-    PyObject *payload = PyBytes_FromStringAndSize(f + end + sep, n - 1 - (end + sep));
-    if (payload == NULL)
-        return NULL;
-    return Py_BuildValue("(ON)", lane, payload);
-}
-
 static PyMethodDef methods[] = {
     {"route_combined", (PyCFunction)(void (*)(void))route_combined, METH_FASTCALL,
      "route_combined(frame, lanes) -> (lane, payload) or None"},
+    {"take_combined", (PyCFunction)(void (*)(void))take_combined, METH_FASTCALL,
+     "take_combined(lanes, frame) -> True when the frame's record went to its lane's taker"},
     {"scan_entries", (PyCFunction)(void (*)(void))scan_entries, METH_FASTCALL,
      "scan_entries(entry_type, buf, pos, kinds, tags) -> (entries, pos, bad)"},
     {NULL, NULL, 0, NULL},
@@ -647,7 +601,8 @@ PyMODINIT_FUNC PyInit__native(void) {
     PyObject *m = PyModule_Create(&module);
     if (m == NULL)
         return NULL;
-    if (PyModule_AddObjectRef(m, "Side", (PyObject *)&SideType) < 0) {
+    if (PyModule_AddObjectRef(m, "Side", (PyObject *)&SideType) < 0 ||
+        native_binance_init(m) < 0) {
         Py_DECREF(m);
         return NULL;
     }

@@ -120,6 +120,11 @@ class Feed(Intake, KlineIntegrity, TradeIntegrity, RestPolling):
     def on_frame(self, frame: bytes, conn: WsConnection) -> None:
         raise NotImplementedError
 
+    def frame_taker(self) -> Callable[[bytes], bool] | None:
+        """The venue's quick path alone, for a caller with many frames and no connection to
+        name (a replay): True when it took a frame; any other goes to :meth:`on_frame`."""
+        return None
+
     def kline_of(self, stream: Any) -> tuple[str, Interval] | None:
         """(symbol, interval) when ``stream`` carries klines."""
         raise NotImplementedError

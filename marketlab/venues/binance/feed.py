@@ -3,11 +3,10 @@ for the rest, books from REST snapshots bridged to the diff-depth stream."""
 
 from __future__ import annotations
 
+import functools
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
-
-import msgspec
 
 from marketlab.defaults import CHANNELS
 from marketlab.records import (
@@ -24,7 +23,7 @@ from marketlab.stream.connection import WsConnection
 from marketlab.stream.feed import Feed, FeedConfig, LockedBook, Sink, StreamStats, TypedSink
 from marketlab.venues import binance as bn
 from marketlab.venues.binance.books import BookSync
-from marketlab.venues.binance.frames import payload_reader, route_combined
+from marketlab.venues.binance.frames import Lane, lane_for, take_combined
 from marketlab.venues.binance.rest import BinanceRest
 
 log = logging.getLogger("marketlab.feed")
@@ -80,13 +79,12 @@ class BinanceFeed(BookSync, Feed):
         self._parsed: dict[str, bn.Stream] = {n: bn.parse_stream(n) for n in self.streams}
         self._lanes = {name.encode(): self._lane(st) for name, st in self._parsed.items()}
 
-    def _lane(self, st: bn.Stream) -> tuple[Any, Any, Any, StreamStats]:
-        """What a payload of ``st`` goes through: decode, convert, its taker and its status row."""
-        decode, convert = payload_reader(st)
+    def _lane(self, st: bn.Stream) -> Lane:
+        """What a payload of ``st`` goes through: to its record, its taker and its status row."""
         key = (st.symbol, f"kline_{st.interval}" if st.channel == "kline" else st.channel)
         stats = self.stream_stats.setdefault(key, StreamStats())
         kind = _KINDS.get(st.channel)
-        return decode, convert, self.takers.get(kind, self._take), stats  # type: ignore[arg-type]
+        return lane_for(st, self.takers.get(kind, self._take), stats, kind)
 
     def make_rest(self) -> BinanceRest:
         return BinanceRest(self.config.rest_url, weight_limit=self.config.weight_limit)
@@ -114,20 +112,15 @@ class BinanceFeed(BookSync, Feed):
         st = self._parsed.get(stream) or bn.parse_stream(stream)
         return st.symbol if st.channel == "depth" else None
 
+    def frame_taker(self) -> Callable[[bytes], bool]:
+        return functools.partial(take_combined, self._lanes)
+
     def on_frame(self, frame: bytes, conn: WsConnection) -> None:
         # The usual frame {"stream":"…","data":{…}} of one of our streams: the payload is cut
-        # out and decoded typed, straight to its taker (no envelope parsed, no dispatch).
-        routed = route_combined(frame, self._lanes)
-        if routed is not None:
-            (decode, convert, take, stats), payload = routed
-            try:
-                wire = decode(payload)
-            except (msgspec.ValidationError, msgspec.DecodeError):
-                pass  # the careful path below says what is wrong (or finds a shutdown)
-            else:
-                take(stats, convert(wire), "ws")
-                return
-        try:
+        # out and read straight to its record and taker (no envelope parsed, no dispatch).
+        if take_combined(self._lanes, frame):
+            return
+        try:  # anything else, or a payload the quick reader left: said what it is, or why not
             events = self._decoder.decode(frame)
         except bn.FrameError as exc:
             self.bad_frame(exc, conn)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import msgspec
 
@@ -214,8 +214,51 @@ def route_combined_python(frame: bytes, lanes: dict[bytes, Any]) -> tuple[Any, b
     return None
 
 
-# the same compiled, when it was built (marketlab/_native.c)
+class Lane(NamedTuple):
+    """What a payload of one stream goes through, to the record's taker ``take(stats, record,
+    source)``. ``code`` names the payload for the compiled reader (``LANE_CODES``; 0: it
+    leaves the payload to ``decode`` and ``convert``, msgspec's)."""
+
+    code: int
+    record: type | None  # what the compiled reader makes (codes 1-4)
+    take: Callable[[Any, Any, str], None]
+    stats: Any
+    symbol: str
+    interval: str
+    decode: Callable[[bytes], Any]
+    convert: Convert
+
+
+# the payloads the compiled reader knows, by channel (in the order of _native_binance.c's codes)
+LANE_CODES = {"trade": 1, "depth": 2, "kline": 3, "ticker": 4}
+
+
+def lane_for(stream: Stream, take: Callable[[Any, Any, str], None], stats: Any,
+             record: type | None) -> Lane:  # fmt: skip
+    decode, convert = payload_reader(stream)
+    code = LANE_CODES.get(stream.channel, 0)
+    interval = str(stream.interval or "")  # a plain str, as decoded
+    return Lane(code, record, take, stats, stream.symbol, interval, decode, convert)
+
+
+def take_combined_python(lanes: dict[bytes, Lane], frame: bytes) -> bool:
+    """A combined frame of a stream in ``lanes``, decoded and handed to its lane's taker:
+    True; False for anything else (the caller's careful decoder then says what it is)."""
+    routed = route_combined_python(frame, lanes)
+    if routed is None:
+        return False
+    lane, payload = routed
+    try:
+        wire = lane.decode(payload)
+    except (msgspec.ValidationError, msgspec.DecodeError):
+        return False
+    lane.take(lane.stats, lane.convert(wire), "ws")
+    return True
+
+
+# the same compiled, when it was built (marketlab/_native_binance.c)
 route_combined = native.route_combined if native is not None else route_combined_python
+take_combined = native.take_combined if native is not None else take_combined_python
 _MISSING = object()
 
 

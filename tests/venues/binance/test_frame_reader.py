@@ -1,0 +1,181 @@
+"""The compiled reader of combined frames (marketlab/_native_binance.c) against its Python
+twin (msgspec's typed decoders): whatever the compiled reader takes, it reads to exactly the
+record msgspec reads, and it takes every payload Binance sends as Binance sends it."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+from typing import Any
+
+import msgspec
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from marketlab.native import native
+from marketlab.records import BookDelta, Kline, Ticker, Trade
+from marketlab.venues.binance.frames import Lane, lane_for, take_combined_python
+from marketlab.venues.binance.protocol import parse_stream
+
+pytestmark = pytest.mark.skipif(
+    native is None and os.environ.get("MARKETLAB_PURE_PYTHON", "") not in ("", "0"),
+    reason="MARKETLAB_PURE_PYTHON asks for the pure-Python twins",
+)
+
+STREAMS = {"btcusdt@trade": Trade, "btcusdt@depth@100ms": BookDelta, "btcusdt@kline_1m": Kline,
+           "btcusdt@ticker": Ticker, "btcusdt@aggTrade": None}  # fmt: skip
+
+# Numbers as text: Binance's ("0.01000000"), any JSON number, and near misses msgspec refuses
+DECIMALS = st.builds(
+    lambda v, d: f"{v:.{d}f}", st.floats(0, 1e7, allow_nan=False), st.integers(0, 10)
+)
+JSON_NUMBERS = st.from_regex(r"-?(0|[1-9][0-9]{0,24})(\.[0-9]{1,24})?([eE][+-]?[0-9]{1,3})?",
+                             fullmatch=True)  # fmt: skip
+NEAR_MISSES = st.from_regex(r"[-+0-9.eE]{1,8}", fullmatch=True) | st.sampled_from(
+    ["-0", "-0.0", "00.5", "1.", ".5", "+1", "1e400", "0.1e-400", "nan", "Infinity", " 1", ""]
+)
+NUMBER_TEXT = DECIMALS | JSON_NUMBERS | NEAR_MISSES | st.builds(repr, st.floats(allow_nan=False))
+INTS = st.integers(-(2**63), 2**63 - 1) | st.integers(0, 2**41)
+# a number field as a string (as Binance sends them) or as a bare JSON number
+FLOAT_VALUE = NUMBER_TEXT.map(lambda t: t) | JSON_NUMBERS.map(lambda t: _Bare(t))
+
+
+class _Bare(str):
+    """Number text to be written bare (not quoted) in the payload."""
+
+
+def _payload_fields(kind: str, d: Any) -> dict[str, Any]:
+    f = lambda: d.draw(FLOAT_VALUE)  # noqa: E731
+    i = lambda: d.draw(INTS)  # noqa: E731
+    if kind == "trade":
+        return {"e": "trade", "E": i(), "s": "BTCUSDT", "t": i(), "p": f(), "q": f(), "T": i(),
+                "m": d.draw(st.booleans()), "M": True}  # fmt: skip
+    if kind == "depth":
+        levels = st.lists(st.tuples(FLOAT_VALUE, FLOAT_VALUE).map(list), max_size=4)
+        return {"e": "depthUpdate", "E": i(), "s": "BTCUSDT", "U": i(), "u": i(),
+                "b": d.draw(levels), "a": d.draw(levels)}  # fmt: skip
+    if kind == "kline":
+        body = {k: f() for k in "ochlvqVQ"} | {"t": i(), "T": i(), "n": i(), "s": "BTCUSDT",
+                                               "i": "1m", "x": d.draw(st.booleans()), "f": 1,
+                                               "L": 2, "B": "0"}  # fmt: skip
+        return {"e": "kline", "E": i(), "s": "BTCUSDT", "k": body}
+    if kind == "ticker":
+        return {"e": "24hrTicker", "s": "BTCUSDT"} | {k: f() for k in "pPwxcQbBaAohlvq"} | {
+            k: i() for k in "EOCFLn"}  # fmt: skip
+    return {"e": "aggTrade", "E": i(), "s": "BTCUSDT", "a": i(), "p": f(), "q": f(), "f": i(),
+            "l": i(), "T": i(), "m": d.draw(st.booleans())}  # fmt: skip
+
+
+def _json(value: Any, rnd: random.Random, loose: bool) -> str:
+    """``value`` as JSON; ``loose`` adds what a reader must also take: spaces, any key order."""
+    sp = (lambda: rnd.choice(["", " ", "\n "])) if loose else (lambda: "")
+    if isinstance(value, _Bare):
+        return str(value)
+    if isinstance(value, dict):
+        items = list(value.items())
+        if loose:
+            rnd.shuffle(items)
+        body = ",".join(
+            f"{sp()}{json.dumps(k)}{sp()}:{sp()}{_json(v, rnd, loose)}" for k, v in items
+        )
+        return "{" + body + sp() + "}"
+    if isinstance(value, list):
+        return "[" + ",".join(sp() + _json(v, rnd, loose) for v in value) + sp() + "]"
+    return json.dumps(value)
+
+
+def _lanes(out: list[Any]) -> dict[bytes, Lane]:
+    def take(stats: Any, record: Any, source: str) -> None:
+        out.append((record, source))
+
+    return {n.encode(): lane_for(parse_stream(n), take, None, r) for n, r in STREAMS.items()}
+
+
+def _exact(records: list[Any]) -> list[str]:
+    """Records down to each float's bits (-0.0 is not 0.0 here)."""
+    return [repr(msgspec.structs.astuple(r)) + src for r, src in records]
+
+
+def _both(frame: bytes) -> tuple[bool, list[Any], bool, list[Any]]:
+    c_out: list[Any] = []
+    py_out: list[Any] = []
+    took_c = native.take_combined(_lanes(c_out), frame)  # type: ignore[union-attr]
+    took_py = take_combined_python(_lanes(py_out), frame)
+    return took_c, c_out, took_py, py_out
+
+
+KINDS = st.sampled_from(["trade", "depth", "kline", "ticker", "aggTrade"])
+NAME = {"trade": "btcusdt@trade", "depth": "btcusdt@depth@100ms", "kline": "btcusdt@kline_1m",
+        "ticker": "btcusdt@ticker", "aggTrade": "btcusdt@aggTrade"}  # fmt: skip
+
+
+@settings(max_examples=600, deadline=None)
+@given(KINDS, st.data(), st.booleans(), st.randoms(use_true_random=False))
+def test_what_the_compiled_reader_takes_it_reads_as_msgspec_does(kind, data, loose, rnd) -> None:
+    fields = _payload_fields(kind, data)
+    extra = data.draw(st.sampled_from([None, "unknown", "missing", "twice", "escape", "cut"]))
+    if extra == "unknown":
+        fields["zz"] = {"n": [1, None, True, {"x": "y"}], "s": "a"}
+    elif extra == "missing":
+        fields.pop(rnd.choice([k for k in fields if k != "e"]))
+    payload = _json(fields, rnd, loose)
+    if extra == "twice":
+        payload = payload[:-1] + ',"E":1}'
+    elif extra == "escape":
+        payload = payload.replace('"BTCUSDT"', '"BTC\\u0055SDT"', 1)
+    elif extra == "cut":
+        payload = payload[: rnd.randrange(len(payload))]
+    frame = f'{{"stream":"{NAME[kind]}","data":{payload}}}'.encode()
+    took_c, c_out, took_py, py_out = _both(frame)
+    if took_c:  # whatever the compiled reader takes, msgspec takes too, to the same record
+        assert took_py and _exact(c_out) == _exact(py_out), payload
+    else:  # what it leaves goes to the careful path: nothing delivered on the way
+        assert c_out == []
+
+
+@settings(max_examples=300, deadline=None)
+@given(KINDS, st.data())
+def test_the_compiled_reader_takes_every_payload_as_binance_sends_it(kind, data) -> None:
+    fields = _payload_fields(kind, data)
+    decimals = {"trade": "pq", "aggTrade": "pq", "ticker": "pPwxcQbBaAohlvq", "depth": ""}
+    for key in decimals.get(kind, ""):  # Binance's decimals, as strings
+        fields[key] = data.draw(DECIMALS)
+    if kind == "kline":
+        fields["k"] |= {key: data.draw(DECIMALS) for key in "ochlvqVQ"}
+    if kind == "depth":
+        for side in "ba":
+            fields[side] = [[data.draw(DECIMALS), data.draw(DECIMALS)] for _ in range(3)]
+    payload = json.dumps(fields, separators=(",", ":"))
+    took_c, c_out, took_py, py_out = _both(f'{{"stream":"{NAME[kind]}","data":{payload}}}'.encode())
+    assert took_c and took_py
+    assert _exact(c_out) == _exact(py_out)
+    assert c_out[0][0].symbol == "BTCUSDT"
+
+
+def test_a_symbol_read_is_the_lanes_own_string() -> None:
+    out: list[Any] = []
+    frame = b'{"stream":"btcusdt@kline_1m","data":{"e":"kline","E":2,"s":"BTCUSDT","k":{"t":0,"T":59999,"s":"BTCUSDT","i":"1m","o":"1","c":"2","h":"3","l":"0.5","v":"10","n":4,"x":false,"q":"20","V":"5","Q":"10"}}}'
+    lanes = _lanes(out)
+    assert native.take_combined(lanes, frame)  # type: ignore[union-attr]
+    kline = out[0][0]
+    assert kline == Kline(
+        "BTCUSDT", "1m", 0, 1.0, 3.0, 0.5, 2.0, 10.0, 59999, 20.0, 4, 5.0, 10.0, False, 2
+    )
+    lane = lanes[b"btcusdt@kline_1m"]
+    assert kline.symbol is lane.symbol and kline.interval is lane.interval
+    assert type(kline.interval) is str
+
+
+def test_a_takers_error_reaches_the_caller_and_unknown_streams_are_left() -> None:
+    def take(stats: Any, record: Any, source: str) -> None:
+        raise RuntimeError("taker broke")
+
+    lanes = {b"btcusdt@trade": lane_for(parse_stream("btcusdt@trade"), take, None, Trade)}
+    frame = b'{"stream":"btcusdt@trade","data":{"E":1,"s":"BTCUSDT","t":5,"p":"1","q":"2","T":1,"m":true}}'
+    for reader in (native.take_combined, take_combined_python):  # type: ignore[union-attr]
+        with pytest.raises(RuntimeError, match="taker broke"):
+            reader(lanes, frame)
+        assert reader(lanes, frame.replace(b"btcusdt@trade", b"ethusdt@trade")) is False
+        assert reader(lanes, '{"stream":"btcusdt@trade","data":{}}') is False  # text: not ours
