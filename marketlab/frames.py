@@ -146,13 +146,18 @@ class TradeBuffer:
         self.duplicates = 0
 
     def add(self, t: Trade) -> bool:
-        if t.trade_id <= self.last_id:
+        tid, last = t.trade_id, self.last_id
+        if tid <= last:
             self.duplicates += 1
             return False
-        if self.last_id >= 0 and t.trade_id > self.last_id + 1:
-            self.missed += t.trade_id - self.last_id - 1
-        self.last_id = t.trade_id
-        self.ring.append((t.time, t.price, t.qty, 0 if t.side == "buy" else 1, t.trade_id))
+        if tid > last + 1 and last >= 0:
+            self.missed += tid - last - 1
+        self.last_id = tid
+        ring = self.ring  # its append, inlined: once per trade
+        pending = ring._pending
+        pending.append((t.time, t.price, t.qty, 0 if t.side == "buy" else 1, tid))
+        if len(pending) >= ring.BLOCK:
+            ring.flush()
         return True
 
     def merge(self, trades: Iterable[Trade]) -> int:

@@ -97,7 +97,9 @@ class MarketState:
             self.notify(k)
 
     def on_ticker(self, t: Ticker, source: str) -> None:
-        self.ticker(t, source)
+        held = self._tickers.get(t.symbol)  # self.ticker(t, source), inlined: once per ticker
+        shown = t.event_time if held is None or held[1] <= t.event_time else held[1]
+        self._tickers[t.symbol] = (t, shown, time.time(), source)
         if self.callbacks:
             self.notify(t)
 

@@ -25,6 +25,7 @@ import msgspec
 import zstandard
 
 from marketlab.native import native
+from marketlab.record.readahead import ReadAhead
 from marketlab.records import BookSnapshot, Kline, Ticker, Trade
 
 MAGIC = b"MLREC1\n"
@@ -174,10 +175,10 @@ def open_recording(path: str | os.PathLike[str]) -> tuple[Header, Iterator[Entry
     except RecordingError:
         raw.close()
         raise
-    return header, _entries(p, reader)
+    return header, _entries(p, ReadAhead(reader, _BLOCK))
 
 
-def _entries(path: Path, reader: io.BufferedReader) -> Iterator[Entry]:
+def _entries(path: Path, reader: ReadAhead) -> Iterator[Entry]:
     # Entries are cut out of large decompressed blocks (two small reads per entry would cost
     # more than the rest of a replay's work on it); tags repeat, so each is decoded once.
     if native is None or sys.byteorder != "little":  # the compiled scanner reads little-endian
@@ -185,7 +186,7 @@ def _entries(path: Path, reader: io.BufferedReader) -> Iterator[Entry]:
     return _entries_native(path, reader)
 
 
-def _entries_native(path: Path, reader: io.BufferedReader) -> Iterator[Entry]:
+def _entries_native(path: Path, reader: ReadAhead) -> Iterator[Entry]:
     """A block's entries cut out at once by the compiled scanner."""
     scan, head_size, unpack = native.scan_entries, _ENTRY.size, _ENTRY.unpack_from  # type: ignore[union-attr]
     kinds, tags = frozenset(KINDS), {}
@@ -212,7 +213,7 @@ def _entries_native(path: Path, reader: io.BufferedReader) -> Iterator[Entry]:
         reader.close()
 
 
-def _entries_python(path: Path, reader: io.BufferedReader) -> Iterator[Entry]:
+def _entries_python(path: Path, reader: ReadAhead) -> Iterator[Entry]:
     head_size, unpack = _ENTRY.size, _ENTRY.unpack_from
     tags: dict[bytes, str] = {}
     buf, pos, n = b"", 0, 0
@@ -247,7 +248,7 @@ def _entries_python(path: Path, reader: io.BufferedReader) -> Iterator[Entry]:
         reader.close()
 
 
-def _refill(path: Path, reader: io.BufferedReader, buf: bytes, pos: int, need: int,
+def _refill(path: Path, reader: ReadAhead, buf: bytes, pos: int, need: int,
             n: int) -> tuple[bytes, int]:  # fmt: skip
     """What is left of ``buf`` from ``pos`` plus the next block: at least ``need`` bytes
     unless the file ends first."""

@@ -84,6 +84,7 @@ class Feed(Intake, KlineIntegrity, TradeIntegrity, RestPolling):
         # on before the start-up fetch begins, so the fetch must not read that.
         self._history_ends = dict(self._last_closed)
         self._emitted: dict[tuple[str, str], tuple[set[int], deque[int]]] = {}
+        self._next_opens: dict[tuple[str, str], tuple[int, int]] = {}  # last closed → next
         self._backfill_tasks: dict[tuple[str, str], asyncio.Task[None]] = {}
         self._backfill_from: dict[tuple[str, str], int] = {}
         self._snapshot_tasks: dict[str, asyncio.Task[None]] = {}

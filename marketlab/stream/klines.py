@@ -35,6 +35,7 @@ class KlineIntegrity:
     _last_closed: dict[tuple[str, str], int]
     _history_ends: dict[tuple[str, str], int]
     _emitted: dict[tuple[str, str], tuple[set[int], deque[int]]]
+    _next_opens: dict[tuple[str, str], tuple[int, int]]
     _backfill_tasks: dict[tuple[str, str], asyncio.Task[None]]
     _backfill_from: dict[tuple[str, str], int]
 
@@ -42,10 +43,13 @@ class KlineIntegrity:
         key = (k.symbol, k.interval)
         last = self._last_closed.get(key)
         if check_gaps and last is not None:
-            iv = _INTERVALS.get(k.interval) or _INTERVALS.setdefault(
-                k.interval, Interval(k.interval)
-            )
-            expected = iv.next_open(last)
+            known = self._next_opens.get(key)  # the candle after the last closed, worked out once
+            if known is None or known[0] != last:
+                iv = _INTERVALS.get(k.interval) or _INTERVALS.setdefault(
+                    k.interval, Interval(k.interval)
+                )
+                known = self._next_opens[key] = (last, iv.next_open(last))
+            expected = known[1]
             if k.open_time > expected:
                 self.kline_stats[key].gaps_detected += 1
                 self._schedule_backfill(key, expected)

@@ -224,7 +224,8 @@ class OrderBook:
                 self._snapshot_requested = True
                 return Action.FETCH_SNAPSHOT
             return Action.NONE
-        if delta.last_update_id <= self.last_update_id:
+        last = delta.last_update_id
+        if last <= self.last_update_id:
             self.stats.ignored += 1  # already in the book (e.g. a duplicate on rollover)
             return Action.NONE
         if delta.first_update_id > self.last_update_id + 1:
@@ -233,18 +234,30 @@ class OrderBook:
                 f"gap: expected update {self.last_update_id + 1}, got {delta.first_update_id}",
                 delta,
             )
-        self._apply(delta)
+        # The hot path of every book (applying, inlined): a side takes a delta's levels at once.
+        bids, asks = self._bids, self._asks
+        if delta.bids:
+            bids.apply(delta.bids, -1.0)
+        if delta.asks:
+            asks.apply(delta.asks, 1.0)
+        self.last_update_id = last
+        self.event_time = delta.event_time
+        self.stats.applied += 1
+        slack = self.max_levels + self.max_levels // 10
+        if len(bids) > slack:
+            self._trim(bids)
+        if len(asks) > slack:
+            self._trim(asks)
         if (self.bid_floor != -math.inf or self.ask_ceiling != math.inf) and (
             self._known_levels() < self._min_known
         ):
             return self._resync(
-                f"price moved beyond the snapshot's range after update {delta.last_update_id}", None
+                f"price moved beyond the snapshot's range after update {last}", None
             )
-        bids, asks = self._bids, self._asks  # crossed? (_crossed, inlined: every delta asks)
-        if bids and asks and -bids.best() >= asks.best():
+        if bids and asks and -bids.best() >= asks.best():  # crossed? (_crossed, inlined)
             self.stats.crossed += 1
             return self._resync(
-                f"crossed book after update {delta.last_update_id}: bid {self.best_bid()} >= ask {self.best_ask()}",
+                f"crossed book after update {last}: bid {self.best_bid()} >= ask {self.best_ask()}",
                 None,
             )
         return Action.NONE
@@ -305,22 +318,6 @@ class OrderBook:
         self.verified_by = REST_SNAPSHOT  # polled: no stream vouches for it between polls
 
     # --- internals -----------------------------------------------------------------------
-
-    def _apply(self, delta: BookDelta) -> None:
-        # The hot path of every book: a side's apply takes all of a delta's levels at once.
-        bids, asks = self._bids, self._asks
-        if delta.bids:
-            bids.apply(delta.bids, -1.0)
-        if delta.asks:
-            asks.apply(delta.asks, 1.0)
-        self.last_update_id = delta.last_update_id
-        self.event_time = delta.event_time
-        self.stats.applied += 1
-        slack = self.max_levels + self.max_levels // 10
-        if len(bids) > slack:
-            self._trim(bids)
-        if len(asks) > slack:
-            self._trim(asks)
 
     def _known_levels(self) -> int:
         """Known levels on the thinner side whose snapshot was cut at its limit."""
