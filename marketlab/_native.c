@@ -582,6 +582,8 @@ fail:
 static PyMethodDef methods[] = {
     {"route_combined", (PyCFunction)(void (*)(void))route_combined, METH_FASTCALL,
      "route_combined(frame, lanes) -> (lane, payload) or None"},
+    {"read_block", (PyCFunction)(void (*)(void))read_block, METH_FASTCALL,
+     "read_block(reader, buf, pos, kinds, ws_kind) -> Block: entries cut, frames read ahead"},
     {"take_combined", (PyCFunction)(void (*)(void))take_combined, METH_FASTCALL,
      "take_combined(lanes, frame) -> True when the frame's record went to its lane's taker"},
     {"scan_entries", (PyCFunction)(void (*)(void))scan_entries, METH_FASTCALL,
@@ -602,7 +604,7 @@ PyMODINIT_FUNC PyInit__native(void) {
     if (m == NULL)
         return NULL;
     if (PyModule_AddObjectRef(m, "Side", (PyObject *)&SideType) < 0 ||
-        native_binance_init(m) < 0) {
+        native_binance_init(m) < 0 || native_blocks_init(m) < 0) {
         Py_DECREF(m);
         return NULL;
     }

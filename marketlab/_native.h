@@ -2,10 +2,40 @@
 #ifndef MARKETLAB_NATIVE_H
 #define MARKETLAB_NATIVE_H
 #include <Python.h>
+#include <stdint.h>
+
+/* A payload's fields as read, by slot (a kline's body from BODY_SLOTS on): an int64, a
+ * double's bits, a bool, a string's (offset << 24 | length) from the payload's start, or a
+ * list of levels' (first << 24 | count) in a Levels buffer. */
+#define BODY_SLOTS 24
+typedef struct {
+    uint64_t v[BODY_SLOTS + 16];
+} Slots;
+
+typedef struct {
+    double *v; /* price, qty pairs (PyMem_Raw: grown without the GIL) */
+    size_t n, cap;
+} Levels;
+
+/* A reader of a venue's frames in two steps: `read` without the GIL (1: read into the slots,
+ * with the index of the frame's lane; 0: the frame goes the Python way), `take` with it (the
+ * record made and handed to its lane's taker; -1 on an error). */
+typedef struct FrameReader {
+    PyObject_HEAD
+    int (*read)(struct FrameReader *r, const char *frame, Py_ssize_t n, Slots *out, Levels *lv,
+                int32_t *lane);
+    int (*take)(struct FrameReader *r, int32_t lane, const char *frame, Py_ssize_t n,
+                const Slots *sl, const Levels *lv);
+} FrameReader;
 
 /* _native_binance.c: Binance combined frames */
+extern PyTypeObject LaneTableType;
 PyObject *route_combined(PyObject *self, PyObject *const *args, Py_ssize_t nargs);
 PyObject *take_combined(PyObject *self, PyObject *const *args, Py_ssize_t nargs);
 int native_binance_init(PyObject *module);
+
+/* _native_blocks.c: a recording's blocks of entries, read ahead */
+PyObject *read_block(PyObject *self, PyObject *const *args, Py_ssize_t nargs);
+int native_blocks_init(PyObject *module);
 
 #endif

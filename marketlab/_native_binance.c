@@ -27,235 +27,7 @@ enum { K_OTHER = 0, K_TRADE = 1, K_DEPTH = 2, K_KLINE = 3, K_TICKER = 4 };
 
 static PyObject *BUY, *SELL, *WS, *DECODE_ERROR;
 
-/* --- a JSON cursor over one payload -----------------------------------------------------
- * The payload lies inside its frame, a bytes object, which always ends in a NUL: the scans
- * below stop at it (or at the envelope's closing brace) without a bounds check per byte, and
- * each token is checked against the payload's end once it is read.
- */
-
-typedef struct {
-    const char *p, *end;
-} Cur;
-
-enum { C_WS = 1, C_DIGIT = 2, C_STOP = 4 }; /* C_STOP: ends a plain string (or refuses it) */
-static unsigned char CLS[256];
-
-static void classes_init(void) {
-    for (int ch = 0; ch < 256; ch++)
-        CLS[ch] = (ch < 0x20 || ch >= 0x80 || ch == '"' || ch == '\\') ? C_STOP : 0;
-    CLS[' '] = CLS['\t'] = CLS['\n'] = CLS['\r'] = C_WS;
-    CLS['\t'] |= C_STOP; /* controls may not stand in a string */
-    CLS['\n'] |= C_STOP;
-    CLS['\r'] |= C_STOP;
-    for (int ch = '0'; ch <= '9'; ch++)
-        CLS[ch] = C_DIGIT;
-}
-
-#define CLASS(p) CLS[(unsigned char)*(p)]
-
-static inline void skip_ws(Cur *c) {
-    while (CLASS(c->p) & C_WS)
-        c->p++;
-}
-
-static inline int eat(Cur *c, char ch) {
-    skip_ws(c);
-    if (*c->p == ch && c->p < c->end) {
-        c->p++;
-        return 1;
-    }
-    return 0;
-}
-
-/* A string without escapes: its bytes (0 when it has escapes, controls or non-ASCII bytes, left
- * to msgspec, or is not a string). */
-static int plain_string(Cur *c, const char **s, Py_ssize_t *n) {
-    skip_ws(c);
-    const char *p = c->p;
-    if (*p != '"' || p >= c->end)
-        return 0;
-    const char *start = ++p;
-    while (!(CLASS(p) & C_STOP))
-        p++;
-    if (*p != '"' || p >= c->end)
-        return 0;
-    *s = start;
-    *n = p - start;
-    c->p = p + 1;
-    return 1;
-}
-
-/* --- numbers ---------------------------------------------------------------------------- */
-
-static const double POW10[] = {1e0,  1e1,  1e2,  1e3,  1e4,  1e5,  1e6,  1e7,
-                               1e8,  1e9,  1e10, 1e11, 1e12, 1e13, 1e14, 1e15,
-                               1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22};
-
-/* A JSON number at the cursor (strictly its grammar) to the double msgspec reads from it: an
- * integer goes through an int (so "-0" is 0.0), anything else is correctly rounded (exactly
- * when it has at most 15 digits and a small exponent, else by Python's conversion). 0 if it
- * is no number or out of range. */
-static int scan_number(Cur *c, double *out) {
-    const char *p = c->p, *s = p;
-    int neg = *p == '-', integral = 1, digits = 0, exp10 = 0;
-    uint64_t mant = 0;
-    p += neg;
-    if (*p == '0') {
-        p++;
-    } else if (CLASS(p) & C_DIGIT) {
-        for (; CLASS(p) & C_DIGIT; p++, digits++) {
-            if (digits < 19)
-                mant = mant * 10 + (uint64_t)(*p - '0');
-            else
-                exp10++;
-        }
-    } else {
-        return 0;
-    }
-    if (*p == '.') {
-        integral = 0;
-        p++;
-        if (!(CLASS(p) & C_DIGIT))
-            return 0;
-        for (; CLASS(p) & C_DIGIT; p++) {
-            if (mant == 0 && *p == '0') { /* leading zeros of a fraction: no digits */
-                exp10--;
-            } else if (digits < 19) {
-                mant = mant * 10 + (uint64_t)(*p - '0');
-                exp10--;
-                digits++;
-            } else {
-                digits++;
-            }
-        }
-    }
-    if (*p == 'e' || *p == 'E') {
-        integral = 0;
-        p++;
-        int eneg = 0, e = 0;
-        if (*p == '+' || *p == '-')
-            eneg = *p++ == '-';
-        if (!(CLASS(p) & C_DIGIT))
-            return 0;
-        for (; CLASS(p) & C_DIGIT; p++)
-            if (e < 100000)
-                e = e * 10 + (*p - '0');
-        exp10 += eneg ? -e : e;
-    }
-    if (p > c->end)
-        return 0;
-    c->p = p;
-    if (mant == 0) {
-        *out = (neg && !integral) ? -0.0 : 0.0;
-        return 1;
-    }
-    if (digits <= 15 && exp10 >= -22 && exp10 <= 22) { /* one rounding of exact values */
-        double v = (double)mant;
-        v = exp10 < 0 ? v / POW10[-exp10] : v * POW10[exp10];
-        *out = neg ? -v : v;
-        return 1;
-    }
-    char buf[128];
-    Py_ssize_t n = p - s;
-    if (n >= (Py_ssize_t)sizeof(buf))
-        return 0;
-    memcpy(buf, s, n);
-    buf[n] = '\0';
-    char *stop;
-    double v = PyOS_string_to_double(buf, &stop, NULL);
-    if (v == -1.0 && PyErr_Occurred()) {
-        PyErr_Clear();
-        return 0;
-    }
-    if (stop != buf + n || !isfinite(v))
-        return 0;
-    *out = v;
-    return 1;
-}
-
-/* A float field: a number, bare or in a string (msgspec reads both). */
-static int read_float(Cur *c, double *out) {
-    skip_ws(c);
-    if (*c->p != '"')
-        return scan_number(c, out);
-    c->p++;
-    if (!scan_number(c, out) || *c->p != '"' || c->p >= c->end)
-        return 0;
-    c->p++;
-    return 1;
-}
-
-/* An int field: a JSON integer that fits an int64 (a string, a fraction or more: msgspec's). */
-static int read_int(Cur *c, int64_t *out) {
-    skip_ws(c);
-    const char *p = c->p;
-    int neg = *p == '-';
-    p += neg;
-    if (!(CLASS(p) & C_DIGIT) || (*p == '0' && (CLASS(p + 1) & C_DIGIT)))
-        return 0;
-    uint64_t v = 0;
-    int digits = 0;
-    for (; CLASS(p) & C_DIGIT; p++, digits++)
-        v = v * 10 + (uint64_t)(*p - '0');
-    /* 19 digits stay below 2^64; beyond int64's range: left to msgspec (a Python int) */
-    if (digits > 19 || v > (uint64_t)INT64_MAX + (uint64_t)neg || *p == '.' || *p == 'e' ||
-        *p == 'E' || p > c->end)
-        return 0;
-    *out = neg ? (int64_t)(0 - v) : (int64_t)v;
-    c->p = p;
-    return 1;
-}
-
-static int read_bool(Cur *c, int *out) {
-    skip_ws(c);
-    if (c->end - c->p >= 4 && memcmp(c->p, "true", 4) == 0) {
-        c->p += 4;
-        *out = 1;
-        return 1;
-    }
-    if (c->end - c->p >= 5 && memcmp(c->p, "false", 5) == 0) {
-        c->p += 5;
-        *out = 0;
-        return 1;
-    }
-    return 0;
-}
-
-/* Any JSON value, passed over (a field no record keeps); 0 for anything this reader would
- * not read itself (left to msgspec, which may well accept it). */
-static int skip_value(Cur *c, int depth) {
-    const char *s;
-    Py_ssize_t n;
-    double unused;
-    skip_ws(c);
-    if (c->p >= c->end || depth > 32)
-        return 0;
-    char ch = *c->p;
-    if (ch == '"')
-        return plain_string(c, &s, &n);
-    if (ch == '{' || ch == '[') {
-        char close = ch == '{' ? '}' : ']';
-        c->p++;
-        if (eat(c, close))
-            return 1;
-        do {
-            if (ch == '{' && !(plain_string(c, &s, &n) && eat(c, ':')))
-                return 0;
-            if (!skip_value(c, depth + 1))
-                return 0;
-        } while (eat(c, ','));
-        return eat(c, close);
-    }
-    static const char *const WORDS[] = {"true", "false", "null"};
-    for (int i = 0; i < 3; i++) {
-        size_t len = strlen(WORDS[i]);
-        if ((size_t)(c->end - c->p) >= len && memcmp(c->p, WORDS[i], len) == 0) {
-            c->p += len;
-            return 1;
-        }
-    }
-    return scan_number(c, &unused);
-}
+#include "_native_json.h"
 
 /* --- payload schemas ------------------------------------------------------------------
  * Every field a record takes from a payload has a one-letter key; a table by that letter
@@ -304,88 +76,53 @@ static void schema_init(Schema *s, const Field *f) {
     }
 }
 
-/* What a payload's fields were read to, by slot: numbers, and the objects made (owned) */
-typedef struct {
-    int64_t i[24];
-    double f[24];
-    PyObject *o[24]; /* a str, a list of levels; NULL until read */
-} Values;
+/* --- reading a payload: into slots, no Python object made -------------------------------- */
 
-/* Strings equal to a lane's symbol or interval are that object (no new str per record). */
-static PyObject *known_str(const char *s, Py_ssize_t n, PyObject *a, PyObject *b) {
-    PyObject *cands[2] = {a, b};
-    for (int i = 0; i < 2; i++) {
-        if (cands[i] == NULL || !PyUnicode_CheckExact(cands[i]))
-            continue;
-        Py_ssize_t len;
-        const char *u = PyUnicode_AsUTF8AndSize(cands[i], &len);
-        if (u == NULL) {
-            PyErr_Clear();
-            continue;
-        }
-        if (len == n && memcmp(u, s, n) == 0)
-            return Py_NewRef(cands[i]);
+static int levels_push(Levels *lv, double price, double qty) {
+    if (lv->n == lv->cap) {
+        size_t cap = lv->cap ? 2 * lv->cap : 1024;
+        double *v = PyMem_RawRealloc(lv->v, cap * 2 * sizeof(double)); /* no GIL needed */
+        if (v == NULL)
+            return 0;
+        lv->v = v;
+        lv->cap = cap;
     }
-    PyObject *str = PyUnicode_DecodeUTF8(s, n, "strict");
-    if (str == NULL && PyErr_ExceptionMatches(PyExc_UnicodeDecodeError)) {
-        PyErr_Clear(); /* invalid UTF-8: left to msgspec, which names it */
-    }
-    return str;
+    lv->v[2 * lv->n] = price;
+    lv->v[2 * lv->n + 1] = qty;
+    lv->n++;
+    return 1;
 }
 
-/* [[price, qty], ...] as a list of (float, float) tuples; NULL without an error: not that. */
-static PyObject *read_levels(Cur *c) {
+#define SPAN(off, len) (((uint64_t)(off) << 24) | (uint64_t)(len))
+#define SPAN_MAX ((1u << 24) - 1)
+
+/* [[price, qty], ...] into `lv`; its (first, count) in *out. */
+static int read_levels(Cur *c, Levels *lv, uint64_t *out) {
+    size_t first = lv->n;
     if (!eat(c, '['))
-        return NULL;
-    PyObject *list = PyList_New(0);
-    if (list == NULL)
-        return NULL;
-    if (eat(c, ']'))
-        return list;
-    do {
-        double price, qty;
-        if (!eat(c, '[') || !read_float(c, &price) || !eat(c, ',') || !read_float(c, &qty) ||
-            !eat(c, ']'))
-            goto not_levels;
-        PyObject *level = PyTuple_New(2);
-        PyObject *pp = level ? PyFloat_FromDouble(price) : NULL;
-        PyObject *qq = pp ? PyFloat_FromDouble(qty) : NULL;
-        if (qq == NULL) {
-            Py_XDECREF(pp);
-            Py_XDECREF(level);
-            Py_DECREF(list);
-            return NULL;
-        }
-        PyTuple_SET_ITEM(level, 0, pp);
-        PyTuple_SET_ITEM(level, 1, qq);
-        PyObject_GC_UnTrack(level); /* two floats: no cycle (what a collection would find) */
-        int rc = PyList_Append(list, level);
-        Py_DECREF(level);
-        if (rc < 0) {
-            Py_DECREF(list);
-            return NULL;
-        }
-    } while (eat(c, ','));
-    if (eat(c, ']'))
-        return list;
-not_levels:
-    Py_DECREF(list);
-    return NULL;
-}
-
-static void clear_values(Values *v) {
-    for (int i = 0; i < 24; i++)
-        Py_CLEAR(v->o[i]);
-}
-
-/* One JSON object of `schema` into `vals` (and a kline's body into `body`). 1: read; 0: not
- * for this reader (a Python error set only when it failed for want of memory). */
-static int read_object(Cur *c, const Schema *schema, Values *v, Values *body, PyObject *sym,
-                       PyObject *interval) {
-    uint32_t seen = 0;
-    if (!eat(c, '{'))
         return 0;
-    if (eat(c, '}'))
+    if (!eat(c, ']')) {
+        do {
+            double price, qty;
+            if (!eat(c, '[') || !read_float(c, &price) || !eat(c, ',') ||
+                !read_float(c, &qty) || !eat(c, ']') || !levels_push(lv, price, qty))
+                return 0;
+        } while (eat(c, ','));
+        if (!eat(c, ']'))
+            return 0;
+    }
+    if (lv->n - first > SPAN_MAX || first > UINT32_MAX)
+        return 0;
+    *out = SPAN(first, lv->n - first);
+    return 1;
+}
+
+/* One JSON object of `schema` into slots `v` (a kline's body into `body`); 1 when every field
+ * was there and read as this reader reads it, else 0 (nothing to undo: slots are plain). */
+static int read_object(Cur *c, const char *base, const Schema *schema, uint64_t *v,
+                       uint64_t *body, Levels *lv) {
+    uint32_t seen = 0;
+    if (!eat(c, '{') || eat(c, '}'))
         return 0;
     do {
         const char *key;
@@ -402,27 +139,32 @@ static int read_object(Cur *c, const Schema *schema, Values *v, Values *body, Py
             return 0;
         seen |= 1u << slot;
         int ok = 0, flag = 0;
-        const char *s;
-        Py_ssize_t n;
+        int64_t i = 0;
+        double f = 0;
+        const char *s = base;
+        Py_ssize_t n = 0;
         switch (schema->type[slot]) {
         case T_INT:
-            ok = read_int(c, &v->i[slot]);
+            ok = read_int(c, &i);
+            v[slot] = (uint64_t)i;
             break;
         case T_FLOAT:
-            ok = read_float(c, &v->f[slot]);
+            ok = read_float(c, &f);
+            memcpy(&v[slot], &f, sizeof(f));
             break;
         case T_BOOL:
             ok = read_bool(c, &flag);
-            v->i[slot] = flag;
+            v[slot] = (uint64_t)flag;
             break;
         case T_STR:
-            ok = plain_string(c, &s, &n) && (v->o[slot] = known_str(s, n, sym, interval)) != NULL;
+            ok = plain_string(c, &s, &n) && n <= (Py_ssize_t)SPAN_MAX;
+            v[slot] = SPAN(s - base, n);
             break;
         case T_LEVELS:
-            ok = (v->o[slot] = read_levels(c)) != NULL;
+            ok = read_levels(c, lv, &v[slot]);
             break;
         case T_KLINE:
-            ok = body != NULL && read_object(c, &BODY, body, NULL, sym, interval);
+            ok = body != NULL && read_object(c, base, &BODY, body, NULL, lv);
             break;
         }
         if (!ok)
@@ -433,12 +175,76 @@ static int read_object(Cur *c, const Schema *schema, Values *v, Values *body, Py
     return seen == (1u << schema->n) - 1u; /* every field there */
 }
 
-/* --- records ---------------------------------------------------------------------------- */
+/* A payload of kind `code` into `out` (levels appended to `lv`, dropped again when it is not
+ * read). 1: read; 0: not for this reader. `gil`: whether the caller holds it. */
+static int read_payload(int code, const char *s, Py_ssize_t n, Slots *out, Levels *lv, int gil) {
+    const Schema *schema = code == K_TRADE   ? &TRADE
+                           : code == K_DEPTH ? &DEPTH
+                           : code == K_KLINE ? &KLINE
+                                             : &TICKER;
+    size_t mark = lv->n;
+    Cur c = {s, s + n, gil};
+    if (read_object(&c, s, schema, out->v, out->v + BODY_SLOTS, lv)) {
+        skip_ws(&c);
+        if (c.p == c.end)
+            return 1;
+    }
+    lv->n = mark;
+    return 0;
+}
+
+/* --- building a record from its slots (with the GIL) ------------------------------------- */
+
+static inline int64_t I(const uint64_t *v, int i) { return (int64_t)v[i]; }
+
+static inline double F(const uint64_t *v, int i) {
+    double d;
+    memcpy(&d, &v[i], sizeof(d));
+    return d;
+}
+
+/* A string read: the lane's symbol or interval when it is equal (no new str per record). */
+static PyObject *str_at(const char *base, uint64_t span, PyObject *a, PyObject *b) {
+    const char *s = base + (span >> 24);
+    Py_ssize_t n = (Py_ssize_t)(span & SPAN_MAX);
+    PyObject *cands[2] = {a, b};
+    for (int i = 0; i < 2; i++) {
+        if (!PyUnicode_CheckExact(cands[i]) || !PyUnicode_IS_COMPACT_ASCII(cands[i]))
+            continue;
+        if (PyUnicode_GET_LENGTH(cands[i]) == n && memcmp(PyUnicode_DATA(cands[i]), s, n) == 0)
+            return Py_NewRef(cands[i]);
+    }
+    return PyUnicode_DecodeASCII(s, n, "strict"); /* plain strings are ASCII */
+}
+
+static PyObject *levels_at(const Levels *lv, uint64_t span) {
+    size_t first = span >> 24, n = span & SPAN_MAX;
+    PyObject *list = PyList_New((Py_ssize_t)n);
+    if (list == NULL)
+        return NULL;
+    for (size_t i = 0; i < n; i++) {
+        const double *pair = lv->v + 2 * (first + i);
+        PyObject *level = PyTuple_New(2);
+        PyObject *pp = level ? PyFloat_FromDouble(pair[0]) : NULL;
+        PyObject *qq = pp ? PyFloat_FromDouble(pair[1]) : NULL;
+        if (qq == NULL) {
+            Py_XDECREF(pp);
+            Py_XDECREF(level);
+            Py_DECREF(list);
+            return NULL;
+        }
+        PyTuple_SET_ITEM(level, 0, pp);
+        PyTuple_SET_ITEM(level, 1, qq);
+        PyObject_GC_UnTrack(level); /* two floats: no cycle (what a collection would find) */
+        PyList_SET_ITEM(list, (Py_ssize_t)i, level);
+    }
+    return list;
+}
 
 #define INT(x) PyLong_FromLongLong(x)
 #define FLT(x) PyFloat_FromDouble(x)
 
-/* `n` new references (NULL where one failed) to `type(*args)`; the references are dropped. */
+/* `type(*args)` of `n` new references (NULL where one failed), which are dropped. */
 static PyObject *build(PyObject *type, PyObject **args, Py_ssize_t n) {
     PyObject *rec = NULL;
     Py_ssize_t i;
@@ -452,57 +258,34 @@ static PyObject *build(PyObject *type, PyObject **args, Py_ssize_t n) {
     return rec;
 }
 
-static PyObject *steal(PyObject **o) {
-    PyObject *taken = *o;
-    *o = NULL;
-    return taken;
-}
-
-/* The record of a payload of kind `code`; NULL without an error: not for this reader. */
-static PyObject *record_of(int code, PyObject *type, const char *s, Py_ssize_t n, PyObject *sym,
-                           PyObject *interval) {
-    Values v, k;
-    memset(v.o, 0, sizeof(v.o));
-    memset(k.o, 0, sizeof(k.o));
-    Cur c = {s, s + n};
-    PyObject *rec = NULL;
-    const Schema *schema = code == K_TRADE   ? &TRADE
-                           : code == K_DEPTH ? &DEPTH
-                           : code == K_KLINE ? &KLINE
-                                             : &TICKER;
-    if (!read_object(&c, schema, &v, code == K_KLINE ? &k : NULL, sym, interval))
-        goto done;
-    skip_ws(&c);
-    if (c.p != c.end)
-        goto done;
-    const int64_t *vi = v.i, *ki = k.i;
-    const double *vf = v.f, *kf = k.f;
+/* The record of a payload read into `sl` (its strings lie in `base`). */
+static PyObject *record_of(int code, PyObject *type, const char *base, const Slots *sl,
+                           const Levels *lv, PyObject *sym, PyObject *interval) {
+    const uint64_t *v = sl->v, *k = sl->v + BODY_SLOTS;
     if (code == K_TRADE) { /* Trade(s, t, p, q, side, T, E) */
-        PyObject *a[] = {steal(&v.o[1]), INT(vi[2]), FLT(vf[3]), FLT(vf[4]),
-                         Py_NewRef(vi[6] ? SELL : BUY), INT(vi[5]), INT(vi[0])};
-        rec = build(type, a, 7);
-    } else if (code == K_DEPTH) { /* BookDelta(s, U, u, b, a, E) */
-        PyObject *a[] = {steal(&v.o[1]), INT(vi[2]), INT(vi[3]), steal(&v.o[4]),
-                         steal(&v.o[5]), INT(vi[0])};
-        rec = build(type, a, 6);
-    } else if (code == K_KLINE) { /* Kline(k.s, k.i, k.t, o, h, l, c, v, k.T, q, n, V, Q, x, E) */
-        PyObject *a[] = {steal(&k.o[2]), steal(&k.o[3]), INT(ki[0]), FLT(kf[4]), FLT(kf[6]),
-                         FLT(kf[7]), FLT(kf[5]), FLT(kf[8]), INT(ki[1]), FLT(kf[11]),
-                         INT(ki[9]), FLT(kf[12]), FLT(kf[13]), PyBool_FromLong((long)ki[10]),
-                         INT(vi[0])};
-        rec = build(type, a, 15);
-    } else { /* Ticker(s, E, c, Q, b, B, a, A, o, h, l, v, q, p, P, w, x, O, C, F, L, n) */
-        PyObject *a[] = {steal(&v.o[1]), INT(vi[0]),  FLT(vf[6]),  FLT(vf[7]),  FLT(vf[8]),
-                         FLT(vf[9]),     FLT(vf[10]), FLT(vf[11]), FLT(vf[12]), FLT(vf[13]),
-                         FLT(vf[14]),    FLT(vf[15]), FLT(vf[16]), FLT(vf[2]),  FLT(vf[3]),
-                         FLT(vf[4]),     FLT(vf[5]),  INT(vi[17]), INT(vi[18]), INT(vi[19]),
-                         INT(vi[20]),    INT(vi[21])};
-        rec = build(type, a, 22);
+        PyObject *a[] = {str_at(base, v[1], sym, interval), INT(I(v, 2)), FLT(F(v, 3)),
+                         FLT(F(v, 4)), Py_NewRef(v[6] ? SELL : BUY), INT(I(v, 5)), INT(I(v, 0))};
+        return build(type, a, 7);
     }
-done:
-    clear_values(&v);
-    clear_values(&k);
-    return rec;
+    if (code == K_DEPTH) { /* BookDelta(s, U, u, b, a, E) */
+        PyObject *a[] = {str_at(base, v[1], sym, interval), INT(I(v, 2)), INT(I(v, 3)),
+                         levels_at(lv, v[4]), levels_at(lv, v[5]), INT(I(v, 0))};
+        return build(type, a, 6);
+    }
+    if (code == K_KLINE) { /* Kline(k.s, k.i, k.t, o, h, l, c, v, k.T, q, n, V, Q, x, E) */
+        PyObject *a[] = {str_at(base, k[2], sym, interval), str_at(base, k[3], sym, interval),
+                         INT(I(k, 0)), FLT(F(k, 4)), FLT(F(k, 6)), FLT(F(k, 7)), FLT(F(k, 5)),
+                         FLT(F(k, 8)), INT(I(k, 1)), FLT(F(k, 11)), INT(I(k, 9)), FLT(F(k, 12)),
+                         FLT(F(k, 13)), PyBool_FromLong((long)k[10]), INT(I(v, 0))};
+        return build(type, a, 15);
+    }
+    /* Ticker(s, E, c, Q, b, B, a, A, o, h, l, v, q, p, P, w, x, O, C, F, L, n) */
+    PyObject *a[] = {str_at(base, v[1], sym, interval), INT(I(v, 0)), FLT(F(v, 6)),
+                     FLT(F(v, 7)),  FLT(F(v, 8)),  FLT(F(v, 9)),  FLT(F(v, 10)), FLT(F(v, 11)),
+                     FLT(F(v, 12)), FLT(F(v, 13)), FLT(F(v, 14)), FLT(F(v, 15)), FLT(F(v, 16)),
+                     FLT(F(v, 2)),  FLT(F(v, 3)),  FLT(F(v, 4)),  FLT(F(v, 5)),  INT(I(v, 17)),
+                     INT(I(v, 18)), INT(I(v, 19)), INT(I(v, 20)), INT(I(v, 21))};
+    return build(type, a, 22);
 }
 
 /* --- the frame ------------------------------------------------------------------------- */
@@ -510,33 +293,40 @@ done:
 static const char COMBINED[] = "{\"stream\":\"";
 static const char DATA[] = "\",\"data\":";
 
+/* A combined frame's stream name and payload, by position; 0 when it is not one. */
+static int combined_parts(const char *f, Py_ssize_t size, const char **name, Py_ssize_t *nlen,
+                          const char **payload, Py_ssize_t *plen) {
+    const Py_ssize_t head = sizeof(COMBINED) - 1, sep = sizeof(DATA) - 1;
+    if (size < head + sep + 1 || memcmp(f, COMBINED, head) != 0 || f[size - 1] != '}')
+        return 0;
+    for (Py_ssize_t i = head; i + sep <= size - 1; i++) {
+        if (f[i] == '"') { /* a stream name holds no quote: the first one ends it */
+            if (memcmp(f + i, DATA, sep) != 0)
+                return 0;
+            *name = f + head;
+            *nlen = i - head;
+            *payload = f + i + sep;
+            *plen = size - 1 - (i + sep);
+            return 1;
+        }
+    }
+    return 0;
+}
+
 /* The lane and payload span of a combined frame of a stream in `lanes` (a borrowed lane);
  * NULL without an error when it is not one. */
 static PyObject *lane_of(PyObject *frame, PyObject *lanes, const char **payload, Py_ssize_t *n) {
-    if (!PyBytes_CheckExact(frame))
+    const char *name;
+    Py_ssize_t nlen;
+    if (!PyBytes_CheckExact(frame) ||
+        !combined_parts(PyBytes_AS_STRING(frame), PyBytes_GET_SIZE(frame), &name, &nlen, payload,
+                        n))
         return NULL;
-    const char *f = PyBytes_AS_STRING(frame);
-    Py_ssize_t size = PyBytes_GET_SIZE(frame);
-    const Py_ssize_t head = sizeof(COMBINED) - 1, sep = sizeof(DATA) - 1;
-    if (size < head + sep + 1 || memcmp(f, COMBINED, head) != 0 || f[size - 1] != '}')
+    PyObject *key = PyBytes_FromStringAndSize(name, nlen);
+    if (key == NULL)
         return NULL;
-    Py_ssize_t end = -1;
-    for (Py_ssize_t i = head; i + sep <= size - 1; i++) {
-        if (f[i] == '"') {
-            if (memcmp(f + i, DATA, sep) == 0)
-                end = i;
-            break; /* a stream name holds no quote: the first one ends it */
-        }
-    }
-    if (end < 0)
-        return NULL;
-    PyObject *name = PyBytes_FromStringAndSize(f + head, end - head);
-    if (name == NULL)
-        return NULL;
-    PyObject *lane = PyDict_GetItemWithError(lanes, name);
-    Py_DECREF(name);
-    *payload = f + end + sep;
-    *n = size - 1 - (end + sep);
+    PyObject *lane = PyDict_GetItemWithError(lanes, key);
+    Py_DECREF(key);
     return lane;
 }
 
@@ -561,33 +351,54 @@ PyObject *route_combined(PyObject *self, PyObject *const *args, Py_ssize_t nargs
     return Py_BuildValue("(ON)", lane, data);
 }
 
-static PyObject *take(PyObject *lane, PyObject *record) {
+/* The lane's taker, given the record (a new reference, dropped); -1 on its error. */
+static int take(PyObject *lane, PyObject *record) {
     PyObject *a[] = {PyTuple_GET_ITEM(lane, L_STATS), record, WS};
     PyObject *r = PyObject_Vectorcall(PyTuple_GET_ITEM(lane, L_TAKE), a, 3, NULL);
     Py_DECREF(record);
     if (r == NULL)
-        return NULL;
+        return -1;
     Py_DECREF(r);
-    Py_RETURN_TRUE;
+    return 0;
 }
 
-/* A lane's own decoder and converter (a payload this reader does not know). */
-static PyObject *take_decoded(PyObject *lane, const char *payload, Py_ssize_t n) {
+/* A lane's own decoder and converter (a payload this reader does not know): 1, 0 or -1. */
+static int take_decoded(PyObject *lane, const char *payload, Py_ssize_t n) {
     PyObject *data = PyBytes_FromStringAndSize(payload, n);
     if (data == NULL)
-        return NULL;
+        return -1;
     PyObject *wire = PyObject_CallOneArg(PyTuple_GET_ITEM(lane, L_DECODE), data);
     Py_DECREF(data);
     if (wire == NULL) {
         if (PyErr_ExceptionMatches(DECODE_ERROR)) {
             PyErr_Clear();
-            Py_RETURN_FALSE;
+            return 0;
         }
-        return NULL;
+        return -1;
     }
     PyObject *record = PyObject_CallOneArg(PyTuple_GET_ITEM(lane, L_CONVERT), wire);
     Py_DECREF(wire);
-    return record == NULL ? NULL : take(lane, record);
+    return record == NULL ? -1 : (take(lane, record) < 0 ? -1 : 1);
+}
+
+static Levels LIVE_LEVELS; /* take_combined's: emptied per frame, done with before the taker */
+
+static int lane_code(PyObject *lane, long *code) {
+    if (!PyTuple_Check(lane) || PyTuple_GET_SIZE(lane) <= L_CONVERT) {
+        PyErr_SetString(PyExc_TypeError, "a lane must be a Lane tuple");
+        return -1;
+    }
+    *code = PyLong_AsLong(PyTuple_GET_ITEM(lane, L_CODE));
+    return (*code == -1 && PyErr_Occurred()) ? -1 : 0;
+}
+
+/* The record of a payload read into `sl` to its lane's taker: 0, or -1 on an error. */
+static int take_read(PyObject *lane, int code, const char *payload, const Slots *sl,
+                     const Levels *lv) {
+    PyObject *record = record_of(code, PyTuple_GET_ITEM(lane, L_RECORD), payload, sl, lv,
+                                 PyTuple_GET_ITEM(lane, L_SYMBOL),
+                                 PyTuple_GET_ITEM(lane, L_INTERVAL));
+    return record == NULL ? -1 : take(lane, record);
 }
 
 PyObject *take_combined(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
@@ -597,35 +408,170 @@ PyObject *take_combined(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
     }
     const char *payload;
     Py_ssize_t n;
+    long code;
     PyObject *lane = lane_of(args[1], args[0], &payload, &n);
-    if (lane == NULL) {
-        if (PyErr_Occurred())
-            return NULL;
-        Py_RETURN_FALSE;
-    }
-    if (!PyTuple_Check(lane) || PyTuple_GET_SIZE(lane) <= L_CONVERT) {
-        PyErr_SetString(PyExc_TypeError, "a lane must be a Lane tuple");
+    if (lane == NULL)
+        return PyErr_Occurred() ? NULL : Py_NewRef(Py_False);
+    if (lane_code(lane, &code) < 0)
         return NULL;
-    }
-    long code = PyLong_AsLong(PyTuple_GET_ITEM(lane, L_CODE));
-    if (code == -1 && PyErr_Occurred())
-        return NULL;
-    if (code < K_TRADE || code > K_TICKER)
-        return take_decoded(lane, payload, n);
+    int r;
     Py_INCREF(lane); /* the taker may change the dict it came from */
-    PyObject *record = record_of((int)code, PyTuple_GET_ITEM(lane, L_RECORD), payload, n,
-                                 PyTuple_GET_ITEM(lane, L_SYMBOL),
-                                 PyTuple_GET_ITEM(lane, L_INTERVAL));
-    PyObject *r;
-    if (record != NULL)
-        r = take(lane, record);
-    else if (PyErr_Occurred())
-        r = NULL;
-    else
-        r = Py_NewRef(Py_False);
+    if (code < K_TRADE || code > K_TICKER) {
+        r = take_decoded(lane, payload, n);
+    } else {
+        Slots sl;
+        LIVE_LEVELS.n = 0;
+        r = read_payload((int)code, payload, n, &sl, &LIVE_LEVELS, 1);
+        if (r)
+            r = take_read(lane, (int)code, payload, &sl, &LIVE_LEVELS) < 0 ? -1 : 1;
+    }
     Py_DECREF(lane);
-    return r;
+    return r < 0 ? NULL : Py_NewRef(r ? Py_True : Py_False);
 }
+
+/* --- LaneTable: the lanes by stream name, for reading a block of frames without the GIL --- */
+
+typedef struct {
+    char *name;
+    Py_ssize_t len;
+    int32_t lane, code;
+} LaneSlot;
+
+typedef struct {
+    FrameReader base;
+    PyObject *lanes; /* list of Lane tuples, by index */
+    LaneSlot *slots;
+    size_t mask;
+} LaneTable;
+
+static uint64_t name_hash(const char *s, Py_ssize_t n) {
+    uint64_t h = 1469598103934665603ULL; /* FNV-1a */
+    for (Py_ssize_t i = 0; i < n; i++)
+        h = (h ^ (unsigned char)s[i]) * 1099511628211ULL;
+    return h;
+}
+
+static const LaneSlot *table_find(const LaneTable *t, const char *name, Py_ssize_t n) {
+    for (size_t i = name_hash(name, n) & t->mask;; i = (i + 1) & t->mask) {
+        const LaneSlot *s = &t->slots[i];
+        if (s->name == NULL)
+            return NULL;
+        if (s->len == n && memcmp(s->name, name, n) == 0)
+            return s;
+    }
+}
+
+/* FrameReader.read: a combined frame of a known payload read into slots, no GIL needed. */
+static int table_read(FrameReader *r, const char *frame, Py_ssize_t size, Slots *out,
+                      Levels *lv, int32_t *lane) {
+    const LaneTable *t = (const LaneTable *)r;
+    const char *name, *payload;
+    Py_ssize_t nlen, plen;
+    if (!combined_parts(frame, size, &name, &nlen, &payload, &plen))
+        return 0;
+    const LaneSlot *s = table_find(t, name, nlen);
+    if (s == NULL || s->code < K_TRADE || s->code > K_TICKER ||
+        !read_payload(s->code, payload, plen, out, lv, 0))
+        return 0;
+    *lane = s->lane;
+    return 1;
+}
+
+/* FrameReader.take: a frame read by table_read, to its record and taker (with the GIL). */
+static int table_take(FrameReader *r, int32_t lane_index, const char *frame, Py_ssize_t size,
+                      const Slots *sl, const Levels *lv) {
+    const LaneTable *t = (const LaneTable *)r;
+    const char *name, *payload;
+    Py_ssize_t nlen, plen;
+    combined_parts(frame, size, &name, &nlen, &payload, &plen);
+    PyObject *lane = PyList_GET_ITEM(t->lanes, lane_index);
+    long code = PyLong_AsLong(PyTuple_GET_ITEM(lane, L_CODE));
+    Py_INCREF(lane);
+    int rc = take_read(lane, (int)code, payload, sl, lv);
+    Py_DECREF(lane);
+    return rc;
+}
+
+static int LaneTable_traverse(LaneTable *t, visitproc visit, void *arg) {
+    Py_VISIT(t->lanes); /* its takers are the feed's methods: a cycle if the feed keeps it */
+    return 0;
+}
+
+static int LaneTable_clear(LaneTable *t) {
+    Py_CLEAR(t->lanes);
+    return 0;
+}
+
+static void LaneTable_dealloc(LaneTable *t) {
+    PyObject_GC_UnTrack(t);
+    if (t->slots != NULL) {
+        for (size_t i = 0; i <= t->mask; i++)
+            PyMem_Free(t->slots[i].name);
+        PyMem_Free(t->slots);
+    }
+    Py_XDECREF(t->lanes);
+    Py_TYPE(t)->tp_free((PyObject *)t);
+}
+
+static PyObject *LaneTable_new(PyTypeObject *type, PyObject *args, PyObject *kw) {
+    PyObject *lanes;
+    if (!PyArg_ParseTuple(args, "O!:LaneTable", &PyDict_Type, &lanes))
+        return NULL;
+    LaneTable *t = (LaneTable *)type->tp_alloc(type, 0);
+    if (t == NULL)
+        return NULL;
+    t->base.read = table_read;
+    t->base.take = table_take;
+    size_t cap = 16;
+    while (cap < 2 * (size_t)PyDict_GET_SIZE(lanes) + 1)
+        cap *= 2;
+    t->mask = cap - 1;
+    t->slots = PyMem_Calloc(cap, sizeof(LaneSlot));
+    t->lanes = PyList_New(0);
+    if (t->slots == NULL || t->lanes == NULL)
+        goto fail;
+    PyObject *key, *lane;
+    Py_ssize_t pos = 0;
+    while (PyDict_Next(lanes, &pos, &key, &lane)) {
+        long code;
+        if (!PyBytes_Check(key)) {
+            PyErr_SetString(PyExc_TypeError, "lanes are keyed by stream name as bytes");
+            goto fail;
+        }
+        if (lane_code(lane, &code) < 0 || PyList_Append(t->lanes, lane) < 0)
+            goto fail;
+        const char *name = PyBytes_AS_STRING(key);
+        Py_ssize_t n = PyBytes_GET_SIZE(key);
+        size_t i = name_hash(name, n) & t->mask;
+        while (t->slots[i].name != NULL)
+            i = (i + 1) & t->mask;
+        t->slots[i].name = PyMem_Malloc(n + 1);
+        if (t->slots[i].name == NULL) {
+            PyErr_NoMemory();
+            goto fail;
+        }
+        memcpy(t->slots[i].name, name, n + 1);
+        t->slots[i].len = n;
+        t->slots[i].lane = (int32_t)(PyList_GET_SIZE(t->lanes) - 1);
+        t->slots[i].code = (int32_t)code;
+    }
+    return (PyObject *)t;
+fail:
+    Py_DECREF(t);
+    return NULL;
+}
+
+PyTypeObject LaneTableType = {
+    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "marketlab._native.LaneTable",
+    .tp_basicsize = sizeof(LaneTable),
+    .tp_dealloc = (destructor)LaneTable_dealloc,
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
+    .tp_traverse = (traverseproc)LaneTable_traverse,
+    .tp_clear = (inquiry)LaneTable_clear,
+    .tp_doc = "LaneTable(lanes): a feed's lanes by stream name, for reading a recording's "
+              "frames ahead of the collector (without the GIL).",
+    .tp_new = LaneTable_new,
+};
 
 int native_binance_init(PyObject *module) {
     classes_init();
@@ -637,7 +583,8 @@ int native_binance_init(PyObject *module) {
     BUY = PyUnicode_InternFromString("buy");
     SELL = PyUnicode_InternFromString("sell");
     WS = PyUnicode_InternFromString("ws");
-    if (BUY == NULL || SELL == NULL || WS == NULL)
+    if (BUY == NULL || SELL == NULL || WS == NULL || PyType_Ready(&LaneTableType) < 0 ||
+        PyModule_AddObjectRef(module, "LaneTable", (PyObject *)&LaneTableType) < 0)
         return -1;
     PyObject *msgspec = PyImport_ImportModule("msgspec");
     if (msgspec == NULL)

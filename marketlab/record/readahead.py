@@ -1,73 +1,79 @@
-"""A recording decompressed a few blocks ahead of its reader, on a thread of its own.
+"""A recording's blocks made ahead of their reader, on a thread of its own.
 
-python-zstandard lets go of the GIL while it decompresses, so on a second core the
-decompression of a replay costs the thread that feeds the collector nothing but the hand-over
-of each block (measured: a replay's decompression is about a tenth of its work)."""
+python-zstandard lets go of the GIL while it decompresses, and so does the compiled reader of
+a block's frames (``marketlab._native.read_block``): on a second core, the thread that feeds
+the collector then only takes over finished blocks (measured: decompression is about a tenth
+of a replay's work, reading the frames another fifth)."""
 
 from __future__ import annotations
 
 import queue
 import threading
-from typing import IO
+from collections.abc import Callable, Iterator
+from typing import Any
 
 _DONE = object()
 
 
 class ReadAhead:
-    """``read()`` gives the next decompressed block (``b""`` at the end), re-raising on the
-    reader's side whatever the decompression raised; the thread starts with the first read.
-    ``close()`` stops it and closes the stream, at any point."""
+    """Iterates what ``items`` yields, made on a thread that runs up to ``depth`` items ahead;
+    whatever making them raised is raised here, in its place. The thread starts with the
+    first item asked for; ``close()`` stops it at any point and then calls ``closing``."""
 
-    def __init__(self, stream: IO[bytes], block: int = 1 << 20, depth: int = 8):
-        self._stream = stream
-        self._block = block
-        self._blocks: queue.Queue[object] = queue.Queue(depth)
+    def __init__(self, items: Iterator[Any], closing: Callable[[], None], depth: int = 8):
+        self._items = items
+        self._closing = closing
+        self._made: queue.Queue[object] = queue.Queue(depth)
         self._stop = threading.Event()
         self._ended = False
         self._thread = threading.Thread(target=self._run, name="marketlab-readahead", daemon=True)
 
     def _run(self) -> None:
         try:
-            while not self._stop.is_set():
-                block = self._stream.read(self._block)
-                self._put(block)
-                if not block:
-                    return
+            for item in self._items:
+                if not self._put(item):
+                    break
         except BaseException as exc:  # handed to the reader, which says what broke
             self._put(exc)
         finally:
+            close = getattr(self._items, "close", None)
+            if close is not None:
+                close()  # a generator is closed on the thread that ran it
             self._put(_DONE)
 
-    def _put(self, item: object) -> None:
+    def _put(self, item: object) -> bool:
         while not self._stop.is_set():
             try:
-                self._blocks.put(item, timeout=0.1)
-                return
+                self._made.put(item, timeout=0.1)
+                return True
             except queue.Full:
                 continue
+        return False
 
-    def read(self, size: int = -1) -> bytes:
-        """The next block, however large ``size`` (a reader loops until it has enough)."""
+    def __iter__(self) -> ReadAhead:
+        return self
+
+    def __next__(self) -> Any:
         if self._ended:
-            return b""
-        if not self._thread.is_alive() and self._thread.ident is None:
-            self._thread.start()  # on the first read: a recording opened for its header only
-        item = self._blocks.get()
+            raise StopIteration
+        if self._thread.ident is None:
+            self._thread.start()  # on the first item: a recording opened for its header only
+        item = self._made.get()
         if isinstance(item, BaseException):
             self._ended = True
             raise item
-        if item is _DONE or not item:
+        if item is _DONE:
             self._ended = True
-            return b""
-        return item  # type: ignore[return-value]
+            raise StopIteration
+        return item
 
     def close(self) -> None:
         self._stop.set()
         while self._thread.ident is not None and self._thread.is_alive():
-            try:  # a thread waiting to hand over a block sees the stop once the queue has room
+            try:  # a thread waiting to hand over an item sees the stop once the queue has room
                 while True:
-                    self._blocks.get_nowait()
+                    self._made.get_nowait()
             except queue.Empty:
                 pass
             self._thread.join(0.05)
-        self._stream.close()
+        self._closing()

@@ -11,6 +11,7 @@ Writing streams through a bounded buffer; reading streams too. No sockets, no cl
 
 from __future__ import annotations
 
+import functools
 import io
 import os
 import struct
@@ -154,6 +155,28 @@ class RecordingWriter:
 
 def open_recording(path: str | os.PathLike[str]) -> tuple[Header, Iterator[Entry]]:
     """The header and a lazy iterator over the entries (streamed, bounded memory)."""
+    p, header, reader = _open(path)
+    blocks = ReadAhead(iter(functools.partial(reader.read, _BLOCK), b""), reader.close)
+    return header, _entries(p, blocks)
+
+
+# Whether this build reads a recording's blocks ahead, frames and all (see open_blocks)
+BLOCKS_AHEAD = native is not None and sys.byteorder == "little"
+_KIND_FLAGS = bytes(1 if k in KINDS else 0 for k in range(256))
+
+
+def open_blocks(path: str | os.PathLike[str], frames: Any) -> tuple[Header, ReadAhead]:
+    """The header and the entries a block at a time (``marketlab._native.Block``), each cut and
+    its frames read by ``frames`` (a compiled frame reader, e.g. a venue's ``LaneTable``) on a
+    thread ahead of the caller. Only where ``BLOCKS_AHEAD``; the same damage is named as by
+    :func:`open_recording`, after the last whole block."""
+    if not BLOCKS_AHEAD:
+        raise RecordingError("this build reads recordings entry by entry (open_recording)")
+    p, header, reader = _open(path)
+    return header, ReadAhead(_blocks(p, reader, frames), reader.close)
+
+
+def _open(path: str | os.PathLike[str]) -> tuple[Path, Header, io.BufferedReader]:
     p = Path(path)
     if not p.is_file():
         raise RecordingError(f"{p}: no such recording")
@@ -175,7 +198,31 @@ def open_recording(path: str | os.PathLike[str]) -> tuple[Header, Iterator[Entry
     except RecordingError:
         raw.close()
         raise
-    return header, _entries(p, ReadAhead(reader, _BLOCK))
+    return p, header, reader
+
+
+def _blocks(path: Path, reader: io.BufferedReader, frames: Any) -> Iterator[Any]:
+    """Runs on the read-ahead thread: decompressing and reading a block let go of the GIL."""
+    buf, pos, n = b"", 0, 0
+    while True:
+        try:
+            more = reader.read(_BLOCK)
+        except zstandard.ZstdError as exc:
+            raise RecordingError(f"{path}: damaged after entry {n} ({exc})") from None
+        if not more:
+            left = len(buf) - pos
+            if left:
+                what = "cut short" if left < _ENTRY.size else "cut short or damaged"
+                raise RecordingError(f"{path}: {what} in entry {n + 1}")
+            return
+        buf = buf[pos:] + more
+        block = native.read_block(frames, buf, 0, _KIND_FLAGS, WS)  # type: ignore[union-attr]
+        if block.count:
+            yield block
+        n += block.count
+        if block.bad:
+            raise RecordingError(f"{path}: cut short or damaged in entry {n + 1}")
+        pos = block.end
 
 
 def _entries(path: Path, reader: ReadAhead) -> Iterator[Entry]:
@@ -255,8 +302,8 @@ def _refill(path: Path, reader: ReadAhead, buf: bytes, pos: int, need: int,
     parts = [buf[pos:]]
     have = len(parts[0])
     try:
-        while True:  # a stream may return short reads
-            more = reader.read(max(_BLOCK, need - have))
+        while True:  # blocks of any size: as many as it takes
+            more = next(reader, b"")
             parts.append(more)
             have += len(more)
             if not more or have >= need:

@@ -126,6 +126,11 @@ class Feed(Intake, KlineIntegrity, TradeIntegrity, RestPolling):
         name (a replay): True when it took a frame; any other goes to :meth:`on_frame`."""
         return None
 
+    def frame_reader(self) -> Any:
+        """The venue's compiled frame reader (``marketlab._native.LaneTable``), which reads a
+        recording's frames ahead of the collector; None where there is none."""
+        return None
+
     def kline_of(self, stream: Any) -> tuple[str, Interval] | None:
         """(symbol, interval) when ``stream`` carries klines."""
         raise NotImplementedError

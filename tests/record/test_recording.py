@@ -18,14 +18,37 @@ from marketlab.record.recording import (
 )
 
 
-@pytest.fixture(autouse=True, params=["compiled", "python"])
+@pytest.fixture(autouse=True, params=["compiled", "python", "blocks"])
 def scanner(request, monkeypatch):
-    """Every test reads with the compiled entry scanner and with its pure-Python twin."""
+    """Every test reads with the compiled entry scanner, with its pure-Python twin and a block
+    at a time read ahead (as a replay reads)."""
     if request.param == "python":
         monkeypatch.setattr(recording, "native", None)
     elif recording.native is None:
         pytest.skip("the compiled core is not built (MARKETLAB_PURE_PYTHON)")
     return request.param
+
+
+def read_all(path, scanner: str):
+    if scanner != "blocks":
+        return open_recording(path)[1]
+    _, blocks = recording.open_blocks(path, recording.native.LaneTable({}))  # no frame read
+
+    def entries():
+        try:
+            for block in blocks:  # what a block holds, then what broke after it
+                got: list = []
+                finished = False
+                while not finished:
+                    _n, counts, finished = block.run(
+                        7, recording.Entry, {}, got.append, lambda tag: None, None
+                    )
+                    assert counts == []
+                yield from got
+        finally:
+            blocks.close()
+
+    return entries()
 
 
 def write(path, entries) -> None:
@@ -46,21 +69,21 @@ def some_entries(n: int, seed: int = 1) -> list[tuple[int, int, str, bytes]]:
     return out
 
 
-def test_entries_of_every_size_read_back_exactly(tmp_path):
+def test_entries_of_every_size_read_back_exactly(tmp_path, scanner):
     path = tmp_path / "r.mlrec"
     entries = some_entries(400)
     write(path, entries)
-    _, read = open_recording(path)
+    read = read_all(path, scanner)
     assert [tuple(e) for e in read] == entries
 
 
-def test_a_cut_recording_gives_every_whole_entry_then_says_where_it_ends(tmp_path):
+def test_a_cut_recording_gives_every_whole_entry_then_says_where_it_ends(tmp_path, scanner):
     path, cut = tmp_path / "r.mlrec", tmp_path / "cut.mlrec"
     entries = some_entries(60, seed=2)
     write(path, entries)
     raw = zstandard.ZstdDecompressor().stream_reader(path.read_bytes()).read()
     cut.write_bytes(zstandard.ZstdCompressor().compress(raw[: len(raw) - 10]))  # mid last entry
-    _, read = open_recording(cut)
+    read = read_all(cut, scanner)
     got = []
     with pytest.raises(RecordingError, match=f"cut short or damaged in entry {len(entries)}"):
         for e in read:
@@ -68,7 +91,7 @@ def test_a_cut_recording_gives_every_whole_entry_then_says_where_it_ends(tmp_pat
     assert got == entries[:-1]
 
 
-def test_an_entry_of_no_known_kind_is_named_as_damage(tmp_path):
+def test_an_entry_of_no_known_kind_is_named_as_damage(tmp_path, scanner):
     path, bad = tmp_path / "r.mlrec", tmp_path / "bad.mlrec"
     entries = some_entries(30, seed=3)
     write(path, entries)
@@ -78,7 +101,7 @@ def test_an_entry_of_no_known_kind_is_named_as_damage(tmp_path):
         pos += 15 + len(tag.encode()) + len(data)
     raw[pos] = 200
     bad.write_bytes(zstandard.ZstdCompressor().compress(bytes(raw)))
-    _, read = open_recording(bad)
+    read = read_all(bad, scanner)
     got = []
     with pytest.raises(RecordingError, match="damaged in entry 11"):
         for e in read:

@@ -9,6 +9,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from marketlab.defaults import CHANNELS
+from marketlab.native import native
 from marketlab.records import (
     AggTrade,
     BookDelta,
@@ -114,6 +115,9 @@ class BinanceFeed(BookSync, Feed):
 
     def frame_taker(self) -> Callable[[bytes], bool]:
         return functools.partial(take_combined, self._lanes)
+
+    def frame_reader(self) -> Any:
+        return None if native is None else native.LaneTable(self._lanes)
 
     def on_frame(self, frame: bytes, conn: WsConnection) -> None:
         # The usual frame {"stream":"…","data":{…}} of one of our streams: the payload is cut

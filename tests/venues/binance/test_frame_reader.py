@@ -179,3 +179,69 @@ def test_a_takers_error_reaches_the_caller_and_unknown_streams_are_left() -> Non
             reader(lanes, frame)
         assert reader(lanes, frame.replace(b"btcusdt@trade", b"ethusdt@trade")) is False
         assert reader(lanes, '{"stream":"btcusdt@trade","data":{}}') is False  # text: not ours
+
+
+def test_frames_read_ahead_reach_their_takers_in_the_recordings_order(tmp_path) -> None:
+    from marketlab.record import recording as rec
+
+    if not rec.BLOCKS_AHEAD:
+        pytest.skip("this build reads recordings entry by entry")
+    rnd = random.Random(5)
+    frames = []
+    for i in range(3000):
+        price = rnd.choice(["100.5", "0.00012000", "12345678901234567.5", "1e3"])  # a slow one
+        payload = {"e": "trade", "E": i, "s": "BTCUSDT", "t": i, "p": price, "q": "1", "T": i,
+                   "m": i % 2 == 0}  # fmt: skip
+        if i % 7 == 0:
+            payload.pop("q")  # msgspec's to refuse: the careful path
+        name = "btcusdt@trade" if i % 11 else "ethusdt@trade"  # not a lane of ours
+        frames.append(f'{{"stream":"{name}","data":{json.dumps(payload)}}}'.encode())
+    path = tmp_path / "r.mlrec"
+    writer = rec.RecordingWriter(path, rec.Header("binance", ["BTCUSDT"], [], ["trades"], 1))
+    for i, frame in enumerate(frames):
+        writer.write(rec.WS, i, f"conn-{i % 2}", frame)
+        if i % 500 == 0:
+            writer.write(rec.SNAPSHOT, i, "BTCUSDT", b"{}")
+    writer.close()
+
+    read_ahead = []
+
+    def outcome(entries_or_blocks: str) -> tuple[list[Any], dict[str, int]]:
+        out: list[Any] = []
+        per_tag: dict[str, int] = {}
+        lanes = _lanes(out)
+
+        def on_entry(e: Any) -> None:
+            if e.kind != rec.WS:
+                out.append(("entry", e.kind, e.tag, e.data))
+                return
+            per_tag[e.tag] = per_tag.get(e.tag, 0) + 1
+            if not take_combined_python(lanes, e.data):
+                out.append(("careful", e.data))
+
+        if entries_or_blocks == "entries":
+            for e in rec.open_recording(path)[1]:
+                on_entry(e)
+            return out, per_tag
+        _, blocks = rec.open_blocks(path, native.LaneTable(lanes))  # type: ignore[union-attr]
+        for block in blocks:
+            finished = False
+            while not finished:
+                _n, counts, finished = block.run(
+                    300, rec.Entry, {}, on_entry, lambda tag: per_tag.setdefault(tag, 0), None
+                )
+                for tag, taken in counts:
+                    per_tag[tag] += taken
+                    read_ahead.append(taken)
+        blocks.close()
+        return out, per_tag
+
+    (one, tags_one), (two, tags_two) = outcome("entries"), outcome("blocks")
+
+    def records(out: list[Any]) -> list[Any]:  # each record down to its floats' bits
+        return [x if isinstance(x[0], str) else _exact([x]) for x in out]
+
+    assert records(one) == records(two)
+    assert tags_one == tags_two == {"conn-0": 1500, "conn-1": 1500}
+    assert sum(1 for x in one if isinstance(x, tuple) and x[0] == "careful") > 500
+    assert sum(read_ahead) > 1000  # most frames were read ahead, not on the collector's thread
