@@ -583,7 +583,7 @@ static PyMethodDef methods[] = {
     {"route_combined", (PyCFunction)(void (*)(void))route_combined, METH_FASTCALL,
      "route_combined(frame, lanes) -> (lane, payload) or None"},
     {"read_block", (PyCFunction)(void (*)(void))read_block, METH_FASTCALL,
-     "read_block(reader, buf, pos, kinds, ws_kind) -> Block: entries cut, frames read ahead"},
+     "read_block(reader, rest, more, kinds, ws_kind) -> Block: entries cut, frames read ahead"},
     {"take_combined", (PyCFunction)(void (*)(void))take_combined, METH_FASTCALL,
      "take_combined(lanes, frame) -> True when the frame's record went to its lane's taker"},
     {"scan_entries", (PyCFunction)(void (*)(void))scan_entries, METH_FASTCALL,

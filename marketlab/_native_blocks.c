@@ -1,15 +1,16 @@
 /* A recording's entries a block at a time, read ahead of the collector.
  *
- * read_block(reader, buf, pos, kinds, ws_kind) -> Block
- *   Cuts the decompressed bytes `buf` from `pos` into entries (the format of record/recording.py)
+ * read_block(reader, rest, more, kinds, ws_kind) -> Block
+ *   Cuts the decompressed bytes `rest + more` into entries (the format of record/recording.py)
  *   and has `reader` (a FrameReader, e.g. a LaneTable) read every frame it knows into slots,
  *   all without the GIL: on the read-ahead thread this overlaps the collector's work. `kinds`
  *   is 256 bytes, non-zero for a kind that may stand in a recording; scanning stops before an
  *   entry of any other kind (`bad`, the caller names the damage) or one cut by the block's end
- *   (`end` is where the whole entries end).
+ *   (`rest`: the bytes after the last whole entry, for the next block).
  * Block.run(limit, entry_type, tags, on_entry, on_tag, clock) -> (done, counts, finished)
  *   On the collector's thread: up to `limit` entries in order, each told to `clock(time_ns)`
- *   first (unless None); a frame read goes to its lane's taker, any other entry to
+ *   first (unless None; a clock with a `due` time is told only from then on, as it would
+ *   have ignored the rest); a frame read goes to its lane's taker, any other entry to
  *   `on_entry(entry_type(kind, time_ns, tag, data))` as recording._entries_native gives it.
  *   `on_tag(tag)` is told of a connection's first frame taken here (before it is taken);
  *   `counts` are (tag, frames taken) since the last run. The twin is the Python loop of
@@ -124,37 +125,42 @@ static int scan(Block *b, FrameReader *reader, const char *data, Py_ssize_t size
 
 PyObject *read_block(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
     if (nargs != 5) {
-        PyErr_SetString(PyExc_TypeError, "read_block(reader, buf, pos, kinds, ws_kind)");
+        PyErr_SetString(PyExc_TypeError, "read_block(reader, rest, more, kinds, ws_kind)");
         return NULL;
     }
-    PyObject *reader = args[0], *buf = args[1], *kinds = args[3];
-    if (!PyObject_TypeCheck(reader, &LaneTableType) || !PyBytes_CheckExact(buf) ||
-        !PyBytes_CheckExact(kinds) || PyBytes_GET_SIZE(kinds) != 256) {
+    PyObject *reader = args[0], *rest = args[1], *more = args[2], *kinds = args[3];
+    if (!PyObject_TypeCheck(reader, &LaneTableType) || !PyBytes_CheckExact(rest) ||
+        !PyBytes_CheckExact(more) || !PyBytes_CheckExact(kinds) ||
+        PyBytes_GET_SIZE(kinds) != 256) {
         PyErr_SetString(PyExc_TypeError,
-                        "read_block: a LaneTable, bytes, a position, 256 bytes of kinds, a kind");
+                        "read_block: a LaneTable, bytes, bytes, 256 bytes of kinds, a kind");
         return NULL;
     }
-    Py_ssize_t pos = PyLong_AsSsize_t(args[2]);
     long ws_kind = PyLong_AsLong(args[4]);
-    if (PyErr_Occurred())
+    if (ws_kind == -1 && PyErr_Occurred())
         return NULL;
-    Py_ssize_t size = PyBytes_GET_SIZE(buf);
-    if (pos < 0 || pos > size) {
-        PyErr_SetString(PyExc_ValueError, "pos outside buf");
+    Py_ssize_t n_rest = PyBytes_GET_SIZE(rest), size = n_rest + PyBytes_GET_SIZE(more);
+    PyObject *buf = PyBytes_FromStringAndSize(NULL, size); /* filled below, without the GIL */
+    if (buf == NULL)
+        return NULL;
+    Block *b = PyObject_New(Block, &BlockType);
+    if (b == NULL) {
+        Py_DECREF(buf);
         return NULL;
     }
-    Block *b = PyObject_New(Block, &BlockType);
-    if (b == NULL)
-        return NULL;
     memset((char *)b + sizeof(PyObject), 0, sizeof(Block) - sizeof(PyObject));
-    b->buf = Py_NewRef(buf);
+    b->buf = buf;
     b->reader = Py_NewRef(reader);
-    const char *data = PyBytes_AS_STRING(buf);
+    char *data = PyBytes_AS_STRING(buf);
+    const char *a = PyBytes_AS_STRING(rest), *m = PyBytes_AS_STRING(more);
     const unsigned char *kind_ok = (const unsigned char *)PyBytes_AS_STRING(kinds);
     int ok;
-    Py_BEGIN_ALLOW_THREADS; /* buf and kinds are immutable bytes held here; the reader's table
-                               is its own and never changes */
-    ok = scan(b, (FrameReader *)reader, data, size, pos, kind_ok, (unsigned)ws_kind);
+    Py_BEGIN_ALLOW_THREADS; /* the buffer is this block's alone until it is returned; the other
+                               bytes are immutable and held by the caller; the reader's table
+                               never changes */
+    memcpy(data, a, n_rest);
+    memcpy(data + n_rest, m, size - n_rest);
+    ok = scan(b, (FrameReader *)reader, data, size, 0, kind_ok, (unsigned)ws_kind);
     Py_END_ALLOW_THREADS;
     if (!ok) {
         Py_DECREF(b);
@@ -233,6 +239,16 @@ static int give_entry(Block *b, const BlockEntry *e, PyObject *etype, PyObject *
     return 0;
 }
 
+/* A clock's `due`: the recorded time (ns) before which it has nothing to do. */
+static int clock_due(PyObject *clock, int64_t *due) {
+    PyObject *d = PyObject_GetAttrString(clock, "due");
+    if (d == NULL)
+        return -1;
+    *due = PyLong_AsLongLong(d);
+    Py_DECREF(d);
+    return (*due == -1 && PyErr_Occurred()) ? -1 : 0;
+}
+
 static PyObject *Block_run(Block *b, PyObject *const *args, Py_ssize_t nargs) {
     if (nargs != 6) {
         PyErr_SetString(PyExc_TypeError, "run(limit, entry_type, tags, on_entry, on_tag, clock)");
@@ -251,14 +267,18 @@ static PyObject *Block_run(Block *b, PyObject *const *args, Py_ssize_t nargs) {
     FrameReader *reader = (FrameReader *)b->reader;
     const char *data = PyBytes_AS_STRING(b->buf);
     Py_ssize_t done = 0;
+    int64_t due = 0;
+    int has_due = clock != NULL && PyObject_HasAttrString(clock, "due");
+    if (has_due && clock_due(clock, &due) < 0)
+        return NULL;
     while (b->next < b->n && done < limit) {
         const BlockEntry *e = &b->entries[b->next++];
         done++;
-        if (clock != NULL) {
+        if (clock != NULL && (!has_due || e->time_ns >= due)) {
             PyObject *t = PyLong_FromLongLong(e->time_ns);
             PyObject *r = t ? PyObject_CallOneArg(clock, t) : NULL;
             Py_XDECREF(t);
-            if (r == NULL)
+            if (r == NULL || (has_due && clock_due(clock, &due) < 0))
                 return NULL;
             Py_DECREF(r);
         }
@@ -296,6 +316,10 @@ static PyObject *Block_get_count(Block *b, void *unused) { return PyLong_FromSsi
 static PyObject *Block_get_end(Block *b, void *unused) { return PyLong_FromSsize_t(b->end); }
 static PyObject *Block_get_bad(Block *b, void *unused) { return PyBool_FromLong(b->bad); }
 static PyObject *Block_get_read(Block *b, void *unused) { return PyLong_FromSsize_t(b->nslots); }
+static PyObject *Block_get_rest(Block *b, void *unused) {
+    return PyBytes_FromStringAndSize(PyBytes_AS_STRING(b->buf) + b->end,
+                                     PyBytes_GET_SIZE(b->buf) - b->end);
+}
 
 static PyMethodDef Block_methods[] = {
     {"run", (PyCFunction)(void (*)(void))Block_run, METH_FASTCALL,
@@ -308,6 +332,7 @@ static PyGetSetDef Block_getset[] = {
     {"end", (getter)Block_get_end, NULL, "where the last whole entry ends in the buffer", NULL},
     {"bad", (getter)Block_get_bad, NULL, "scanning stopped at an entry of an unknown kind", NULL},
     {"read", (getter)Block_get_read, NULL, "frames read ahead", NULL},
+    {"rest", (getter)Block_get_rest, NULL, "the bytes after the last whole entry", NULL},
     {NULL, NULL, NULL, NULL, NULL},
 };
 

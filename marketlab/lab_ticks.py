@@ -35,7 +35,7 @@ class ReplayBookSampler:
     def __init__(self, lab: Any, ticks: TickWriter, levels: int, interval: float):
         self.lab, self.ticks, self.levels = lab, ticks, levels
         self.interval_ns = int(interval * 1e9)
-        self.due = 0
+        self.due = 0  # the recorded time of the next sample: a replay skips the calls before
         self.last: dict[str, int] = {}
 
     def __call__(self, time_ns: int) -> None:

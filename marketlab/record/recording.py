@@ -11,8 +11,7 @@ Writing streams through a bounded buffer; reading streams too. No sockets, no cl
 
 from __future__ import annotations
 
-import functools
-import io
+import mmap
 import os
 import struct
 import sys
@@ -30,7 +29,10 @@ from marketlab.record.readahead import ReadAhead
 from marketlab.records import BookSnapshot, Kline, Ticker, Trade
 
 MAGIC = b"MLREC1\n"
-_BLOCK = 1 << 20  # decompressed bytes read at a time when replaying
+_IN = 1 << 21  # compressed bytes read at a time when replaying (some megabytes decompressed)
+_FIRST_IN = 1 << 14  # the first read's: the header, and the first entries, come at once
+_OUT = 1 << 24  # the decompressor's output buffer: a read's output in one piece
+_MAX_HEADER = 1 << 20  # a header line longer than this is no header
 _ENTRY = struct.Struct("<BqHI")  # kind, receive time (ns since the epoch), tag length, data length
 
 WS = 1  # a WebSocket frame; tag: the connection's name
@@ -156,7 +158,7 @@ class RecordingWriter:
 def open_recording(path: str | os.PathLike[str]) -> tuple[Header, Iterator[Entry]]:
     """The header and a lazy iterator over the entries (streamed, bounded memory)."""
     p, header, reader = _open(path)
-    blocks = ReadAhead(iter(functools.partial(reader.read, _BLOCK), b""), reader.close)
+    blocks = ReadAhead(iter(reader.read, b""), reader.close)
     return header, _entries(p, blocks)
 
 
@@ -173,56 +175,107 @@ def open_blocks(path: str | os.PathLike[str], frames: Any) -> tuple[Header, Read
     if not BLOCKS_AHEAD:
         raise RecordingError("this build reads recordings entry by entry (open_recording)")
     p, header, reader = _open(path)
-    return header, ReadAhead(_blocks(p, reader, frames), reader.close)
+    return header, ReadAhead(_blocks(p, reader, frames), reader.close, depth=2)
 
 
-def _open(path: str | os.PathLike[str]) -> tuple[Path, Header, io.BufferedReader]:
+def _open(path: str | os.PathLike[str]) -> tuple[Path, Header, _Decompressed]:
     p = Path(path)
     if not p.is_file():
         raise RecordingError(f"{p}: no such recording")
-    raw = open(p, "rb")  # noqa: SIM115 - closed by the iterator
+    with open(p, "rb") as f:
+        try:
+            raw: Any = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+        except ValueError:  # an empty file cannot be mapped
+            raw = None
+    stream = _Decompressed(raw)
     try:
-        reader = io.BufferedReader(
-            zstandard.ZstdDecompressor().stream_reader(raw, closefd=True), 1 << 16
-        )
-        magic = reader.read(len(MAGIC))
-        if magic != MAGIC:
+        if stream.head(len(MAGIC)) != MAGIC:
             raise RecordingError(f"{p}: not a marketlab recording")
         try:
-            header = msgspec.json.decode(reader.readline(), type=Header)
+            header = msgspec.json.decode(stream.line(_MAX_HEADER), type=Header)
         except msgspec.DecodeError as exc:
             raise RecordingError(f"{p}: bad header ({exc})") from None
     except zstandard.ZstdError as exc:
-        raw.close()
+        stream.close()
         raise RecordingError(f"{p}: not a marketlab recording ({exc})") from None
     except RecordingError:
-        raw.close()
+        stream.close()
         raise
-    return p, header, reader
+    return p, header, stream
 
 
-def _blocks(path: Path, reader: io.BufferedReader, frames: Any) -> Iterator[Any]:
+class _Decompressed:
+    """A recording's bytes, decompressed a large compressed read at a time: each read lets go
+    of the GIL once (a reader's small reads took it back hundreds of times a block, and every
+    time the read-ahead thread waited its turn behind the collector's thread)."""
+
+    def __init__(self, raw: mmap.mmap | None):
+        self._raw = raw  # mapped: a read copies pages, and never lets go of the GIL to wait
+        self._pos = 0
+        self._zstd = zstandard.ZstdDecompressor().decompressobj(write_size=_OUT)
+        self._pending = b""
+        self._size = _FIRST_IN  # doubled each read up to _IN
+
+    def _more(self) -> bytes:
+        while not self._zstd.eof and self._raw is not None:
+            compressed = self._raw[self._pos : self._pos + self._size]
+            self._pos += len(compressed)
+            self._size = min(2 * self._size, _IN)
+            if not compressed:
+                break
+            out = self._zstd.decompress(compressed)
+            if out:
+                return out
+        return b""
+
+    def head(self, n: int) -> bytes:
+        """The first ``n`` bytes (fewer if the stream is shorter)."""
+        while len(self._pending) < n and (more := self._more()):
+            self._pending += more
+        out, self._pending = self._pending[:n], self._pending[n:]
+        return out
+
+    def line(self, limit: int) -> bytes:
+        """Up to the first newline, within ``limit`` bytes."""
+        while b"\n" not in self._pending and len(self._pending) < limit and (more := self._more()):
+            self._pending += more
+        end = self._pending.find(b"\n", 0, limit)
+        end = limit if end < 0 else end + 1
+        out, self._pending = self._pending[:end], self._pending[end:]
+        return out
+
+    def read(self) -> bytes:
+        """The next decompressed chunk; ``b""`` at the end."""
+        if self._pending:
+            out, self._pending = self._pending, b""
+            return out
+        return self._more()
+
+    def close(self) -> None:
+        if self._raw is not None:
+            self._raw.close()
+
+
+def _blocks(path: Path, reader: _Decompressed, frames: Any) -> Iterator[Any]:
     """Runs on the read-ahead thread: decompressing and reading a block let go of the GIL."""
-    buf, pos, n = b"", 0, 0
+    rest, n = b"", 0
     while True:
         try:
-            more = reader.read(_BLOCK)
+            more = reader.read()
         except zstandard.ZstdError as exc:
             raise RecordingError(f"{path}: damaged after entry {n} ({exc})") from None
         if not more:
-            left = len(buf) - pos
-            if left:
-                what = "cut short" if left < _ENTRY.size else "cut short or damaged"
+            if rest:
+                what = "cut short" if len(rest) < _ENTRY.size else "cut short or damaged"
                 raise RecordingError(f"{path}: {what} in entry {n + 1}")
             return
-        buf = buf[pos:] + more
-        block = native.read_block(frames, buf, 0, _KIND_FLAGS, WS)  # type: ignore[union-attr]
+        block = native.read_block(frames, rest, more, _KIND_FLAGS, WS)  # type: ignore[union-attr]
         if block.count:
             yield block
         n += block.count
         if block.bad:
             raise RecordingError(f"{path}: cut short or damaged in entry {n + 1}")
-        pos = block.end
+        rest = block.rest
 
 
 def _entries(path: Path, reader: ReadAhead) -> Iterator[Entry]:

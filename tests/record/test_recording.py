@@ -107,3 +107,19 @@ def test_an_entry_of_no_known_kind_is_named_as_damage(tmp_path, scanner):
         for e in read:
             got.append(tuple(e))
     assert got == entries[:10]
+
+
+def test_a_recording_left_part_read_stops_its_read_ahead_thread(tmp_path, scanner):
+    import threading
+
+    def running() -> set[threading.Thread]:
+        return {t for t in threading.enumerate() if t.name == "marketlab-readahead"}
+
+    path = tmp_path / "r.mlrec"
+    write(path, some_entries(300, seed=4))
+    before = running()
+    read = read_all(path, scanner)
+    next(read)  # the read-ahead thread runs from the first entry on
+    assert len(running() - before) == 1
+    read.close()  # type: ignore[attr-defined]
+    assert running() <= before
