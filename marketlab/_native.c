@@ -580,8 +580,6 @@ fail:
 }
 
 static PyMethodDef methods[] = {
-    {"route_combined", (PyCFunction)(void (*)(void))route_combined, METH_FASTCALL,
-     "route_combined(frame, lanes) -> (lane, payload) or None"},
     {"read_block", (PyCFunction)(void (*)(void))read_block, METH_FASTCALL,
      "read_block(reader, rest, more, kinds, ws_kind) -> Block: entries cut, frames read ahead"},
     {"take_combined", (PyCFunction)(void (*)(void))take_combined, METH_FASTCALL,

@@ -4,12 +4,14 @@
 #include <Python.h>
 #include <stdint.h>
 
-/* A payload's fields as read, by slot (a kline's body from BODY_SLOTS on): an int64, a
- * double's bits, a bool, a string's (offset << 24 | length) from the payload's start, or a
- * list of levels' (first << 24 | count) in a Levels buffer. */
-#define BODY_SLOTS 24
+/* A payload's fields as read, by slot (a kline's body from BODY_SLOTS on, after its three
+ * outer fields): an int64, a double's bits, a bool, a string's (offset << 24 | length) from the
+ * payload's start, or a list of levels' (first << 24 | count) in a Levels buffer. A payload
+ * fills the first few (MAX_SLOTS at most; a reader says how many). */
+#define BODY_SLOTS 3
+#define MAX_SLOTS 24
 typedef struct {
-    uint64_t v[BODY_SLOTS + 16];
+    uint64_t v[MAX_SLOTS];
 } Slots;
 
 typedef struct {
@@ -18,19 +20,19 @@ typedef struct {
 } Levels;
 
 /* A reader of a venue's frames in two steps: `read` without the GIL (1: read into the slots,
- * with the index of the frame's lane; 0: the frame goes the Python way), `take` with it (the
- * record made and handed to its lane's taker; -1 on an error). */
+ * with the index of the frame's lane and how many slots it filled; 0: the frame goes the Python
+ * way), `take` with it (the record made of those slots and handed to its lane's taker; -1 on
+ * an error). */
 typedef struct FrameReader {
     PyObject_HEAD
     int (*read)(struct FrameReader *r, const char *frame, Py_ssize_t n, Slots *out, Levels *lv,
-                int32_t *lane);
+                int32_t *lane, int *filled);
     int (*take)(struct FrameReader *r, int32_t lane, const char *frame, Py_ssize_t n,
-                const Slots *sl, const Levels *lv);
+                const uint64_t *slots, const Levels *lv);
 } FrameReader;
 
 /* _native_binance.c: Binance combined frames */
 extern PyTypeObject LaneTableType;
-PyObject *route_combined(PyObject *self, PyObject *const *args, Py_ssize_t nargs);
 PyObject *take_combined(PyObject *self, PyObject *const *args, Py_ssize_t nargs);
 int native_binance_init(PyObject *module);
 

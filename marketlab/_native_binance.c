@@ -68,6 +68,9 @@ static const Field TICKER_FIELDS[] = {
 
 static Schema TRADE, DEPTH, KLINE, BODY, TICKER;
 
+/* Slots a payload of each kind fills (a kline: its three outer fields, then its body's) */
+static const int FILLED[] = {0, 7, 6, BODY_SLOTS + 14, 22};
+
 static void schema_init(Schema *s, const Field *f) {
     memset(s->slot, -1, sizeof(s->slot));
     for (s->n = 0; f[s->n].key; s->n++) {
@@ -259,9 +262,9 @@ static PyObject *build(PyObject *type, PyObject **args, Py_ssize_t n) {
 }
 
 /* The record of a payload read into `sl` (its strings lie in `base`). */
-static PyObject *record_of(int code, PyObject *type, const char *base, const Slots *sl,
+static PyObject *record_of(int code, PyObject *type, const char *base, const uint64_t *v,
                            const Levels *lv, PyObject *sym, PyObject *interval) {
-    const uint64_t *v = sl->v, *k = sl->v + BODY_SLOTS;
+    const uint64_t *k = v + BODY_SLOTS;
     if (code == K_TRADE) { /* Trade(s, t, p, q, side, T, E) */
         PyObject *a[] = {str_at(base, v[1], sym, interval), INT(I(v, 2)), FLT(F(v, 3)),
                          FLT(F(v, 4)), Py_NewRef(v[6] ? SELL : BUY), INT(I(v, 5)), INT(I(v, 0))};
@@ -330,27 +333,6 @@ static PyObject *lane_of(PyObject *frame, PyObject *lanes, const char **payload,
     return lane;
 }
 
-/* route_combined(frame, lanes) -> (lane, payload) or None: the cut alone (twin: binance/frames.py
- * route_combined_python), for callers that decode the payload themselves. */
-PyObject *route_combined(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
-    if (nargs != 2 || !PyDict_Check(args[1])) {
-        PyErr_SetString(PyExc_TypeError, "route_combined(frame, lanes: dict)");
-        return NULL;
-    }
-    const char *payload;
-    Py_ssize_t n;
-    PyObject *lane = lane_of(args[0], args[1], &payload, &n);
-    if (lane == NULL) {
-        if (PyErr_Occurred())
-            return NULL;
-        Py_RETURN_NONE;
-    }
-    PyObject *data = PyBytes_FromStringAndSize(payload, n);
-    if (data == NULL)
-        return NULL;
-    return Py_BuildValue("(ON)", lane, data);
-}
-
 /* The lane's taker, given the record (a new reference, dropped); -1 on its error. */
 static int take(PyObject *lane, PyObject *record) {
     PyObject *a[] = {PyTuple_GET_ITEM(lane, L_STATS), record, WS};
@@ -393,9 +375,9 @@ static int lane_code(PyObject *lane, long *code) {
 }
 
 /* The record of a payload read into `sl` to its lane's taker: 0, or -1 on an error. */
-static int take_read(PyObject *lane, int code, const char *payload, const Slots *sl,
+static int take_read(PyObject *lane, int code, const char *payload, const uint64_t *v,
                      const Levels *lv) {
-    PyObject *record = record_of(code, PyTuple_GET_ITEM(lane, L_RECORD), payload, sl, lv,
+    PyObject *record = record_of(code, PyTuple_GET_ITEM(lane, L_RECORD), payload, v, lv,
                                  PyTuple_GET_ITEM(lane, L_SYMBOL),
                                  PyTuple_GET_ITEM(lane, L_INTERVAL));
     return record == NULL ? -1 : take(lane, record);
@@ -423,7 +405,7 @@ PyObject *take_combined(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
         LIVE_LEVELS.n = 0;
         r = read_payload((int)code, payload, n, &sl, &LIVE_LEVELS, 1);
         if (r)
-            r = take_read(lane, (int)code, payload, &sl, &LIVE_LEVELS) < 0 ? -1 : 1;
+            r = take_read(lane, (int)code, payload, sl.v, &LIVE_LEVELS) < 0 ? -1 : 1;
     }
     Py_DECREF(lane);
     return r < 0 ? NULL : Py_NewRef(r ? Py_True : Py_False);
@@ -463,7 +445,7 @@ static const LaneSlot *table_find(const LaneTable *t, const char *name, Py_ssize
 
 /* FrameReader.read: a combined frame of a known payload read into slots, no GIL needed. */
 static int table_read(FrameReader *r, const char *frame, Py_ssize_t size, Slots *out,
-                      Levels *lv, int32_t *lane) {
+                      Levels *lv, int32_t *lane, int *filled) {
     const LaneTable *t = (const LaneTable *)r;
     const char *name, *payload;
     Py_ssize_t nlen, plen;
@@ -474,12 +456,13 @@ static int table_read(FrameReader *r, const char *frame, Py_ssize_t size, Slots 
         !read_payload(s->code, payload, plen, out, lv, 0))
         return 0;
     *lane = s->lane;
+    *filled = FILLED[s->code];
     return 1;
 }
 
 /* FrameReader.take: a frame read by table_read, to its record and taker (with the GIL). */
 static int table_take(FrameReader *r, int32_t lane_index, const char *frame, Py_ssize_t size,
-                      const Slots *sl, const Levels *lv) {
+                      const uint64_t *v, const Levels *lv) {
     const LaneTable *t = (const LaneTable *)r;
     const char *name, *payload;
     Py_ssize_t nlen, plen;
@@ -487,7 +470,7 @@ static int table_take(FrameReader *r, int32_t lane_index, const char *frame, Py_
     PyObject *lane = PyList_GET_ITEM(t->lanes, lane_index);
     long code = PyLong_AsLong(PyTuple_GET_ITEM(lane, L_CODE));
     Py_INCREF(lane);
-    int rc = take_read(lane, (int)code, payload, sl, lv);
+    int rc = take_read(lane, (int)code, payload, v, lv);
     Py_DECREF(lane);
     return rc;
 }

@@ -32,7 +32,7 @@ typedef struct {
     uint16_t tag_len;
     uint8_t kind;
     int32_t lane; /* the frame's lane when it was read, else -1 */
-    int32_t slot; /* its slots */
+    int32_t slot; /* where its slots begin in the block's words */
 } BlockEntry;
 
 typedef struct {
@@ -41,8 +41,8 @@ typedef struct {
     PyObject *reader;
     BlockEntry *entries;
     Py_ssize_t n, cap, next;
-    Slots *slots;
-    Py_ssize_t nslots, slots_cap;
+    uint64_t *words; /* the frames' slots, each frame's as many as it filled */
+    Py_ssize_t nwords, words_cap, nread;
     Levels levels;
     Py_ssize_t end;
     int bad;
@@ -58,7 +58,7 @@ static void Block_dealloc(Block *b) {
     for (int i = 0; i < b->ntags; i++)
         Py_XDECREF(b->tag[i]);
     PyMem_RawFree(b->entries);
-    PyMem_RawFree(b->slots);
+    PyMem_RawFree(b->words);
     PyMem_RawFree(b->levels.v);
     Py_XDECREF(b->buf);
     Py_XDECREF(b->reader);
@@ -108,13 +108,19 @@ static int scan(Block *b, FrameReader *reader, const char *data, Py_ssize_t size
         e->data_len = data_len;
         e->lane = -1;
         if (h[0] == ws_kind) {
-            if (!grow((void **)&b->slots, &b->slots_cap, b->nslots + 1, sizeof(Slots)))
-                return 0;
+            Slots read;
             int32_t lane;
-            if (reader->read(reader, data + e->data_off, data_len, &b->slots[b->nslots],
-                             &b->levels, &lane)) {
+            int filled;
+            if (reader->read(reader, data + e->data_off, data_len, &read, &b->levels, &lane,
+                             &filled)) {
+                if (!grow((void **)&b->words, &b->words_cap, b->nwords + filled,
+                          sizeof(uint64_t)))
+                    return 0;
+                memcpy(b->words + b->nwords, read.v, (size_t)filled * sizeof(uint64_t));
                 e->lane = lane;
-                e->slot = (int32_t)b->nslots++;
+                e->slot = (int32_t)b->nwords;
+                b->nwords += filled;
+                b->nread++;
             }
         }
         pos = start + tag_len + data_len;
@@ -288,7 +294,7 @@ static PyObject *Block_run(Block *b, PyObject *const *args, Py_ssize_t nargs) {
         if (ti >= 0) {
             b->taken[ti]++;
             if (reader->take(reader, e->lane, data + e->data_off, e->data_len,
-                             &b->slots[e->slot], &b->levels) < 0)
+                             b->words + e->slot, &b->levels) < 0)
                 return NULL;
         } else if (give_entry(b, e, etype, tags, on_entry) < 0) {
             return NULL;
@@ -315,7 +321,7 @@ static PyObject *Block_run(Block *b, PyObject *const *args, Py_ssize_t nargs) {
 static PyObject *Block_get_count(Block *b, void *unused) { return PyLong_FromSsize_t(b->n); }
 static PyObject *Block_get_end(Block *b, void *unused) { return PyLong_FromSsize_t(b->end); }
 static PyObject *Block_get_bad(Block *b, void *unused) { return PyBool_FromLong(b->bad); }
-static PyObject *Block_get_read(Block *b, void *unused) { return PyLong_FromSsize_t(b->nslots); }
+static PyObject *Block_get_read(Block *b, void *unused) { return PyLong_FromSsize_t(b->nread); }
 static PyObject *Block_get_rest(Block *b, void *unused) {
     return PyBytes_FromStringAndSize(PyBytes_AS_STRING(b->buf) + b->end,
                                      PyBytes_GET_SIZE(b->buf) - b->end);

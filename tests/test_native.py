@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 
+import msgspec
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -101,17 +102,31 @@ FRAMES = st.one_of(
 )
 
 
+def _lanes(names: set[bytes], out: list) -> dict:
+    from marketlab.venues.binance.frames import Lane
+
+    def take(stats, record, source) -> None:
+        out.append((stats, record, source))
+
+    # code 0: the payload goes to `decode` (any JSON here) whichever reader cuts the frame
+    return {n: Lane(0, None, take, n, "", "", msgspec.json.decode, lambda w: w) for n in names}
+
+
 @settings(max_examples=400, deadline=None)
 @given(FRAMES, st.sets(NAMES, max_size=3))
-def test_a_frame_is_routed_by_the_compiled_cut_as_by_the_python_one(frame, names) -> None:
-    from marketlab.venues.binance.frames import route_combined_python
+def test_a_frame_is_cut_by_the_compiled_reader_as_by_the_python_one(frame, names) -> None:
+    from marketlab.venues.binance.frames import take_combined_python
 
-    lanes = {name: ("lane", name) for name in names}
-    assert native.route_combined(frame, lanes) == route_combined_python(frame, lanes)  # type: ignore[union-attr]
+    c_out: list = []
+    py_out: list = []
+    took_c = native.take_combined(_lanes(names, c_out), frame)  # type: ignore[union-attr]
+    assert took_c == take_combined_python(_lanes(names, py_out), frame)
+    assert c_out == py_out
 
 
-def test_a_routed_frame_gives_its_lane_and_exactly_its_payload() -> None:
-    lanes = {b"btcusdt@trade": "trades"}
+def test_a_cut_frame_gives_its_lane_exactly_its_payload() -> None:
+    out: list = []
     frame = b'{"stream":"btcusdt@trade","data":{"e":"trade","s":"BTCUSDT"}}'
-    assert native.route_combined(frame, lanes) == ("trades", b'{"e":"trade","s":"BTCUSDT"}')  # type: ignore[union-attr]
-    assert native.route_combined(frame, {}) is None  # type: ignore[union-attr]
+    assert native.take_combined(_lanes({b"btcusdt@trade"}, out), frame)  # type: ignore[union-attr]
+    assert out == [(b"btcusdt@trade", {"e": "trade", "s": "BTCUSDT"}, "ws")]
+    assert not native.take_combined(_lanes(set(), out), frame)  # type: ignore[union-attr]

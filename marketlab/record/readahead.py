@@ -33,6 +33,7 @@ class ReadAhead:
             for item in self._items:
                 if not self._put(item):
                     break
+                del item  # not held while the next is made (blocks are megabytes)
         except BaseException as exc:  # handed to the reader, which says what broke
             self._put(exc)
         finally:

@@ -29,9 +29,10 @@ from marketlab.record.readahead import ReadAhead
 from marketlab.records import BookSnapshot, Kline, Ticker, Trade
 
 MAGIC = b"MLREC1\n"
-_IN = 1 << 21  # compressed bytes read at a time when replaying (some megabytes decompressed)
-_FIRST_IN = 1 << 14  # the first read's: the header, and the first entries, come at once
-_OUT = 1 << 24  # the decompressor's output buffer: a read's output in one piece
+_IN = 1 << 19  # compressed bytes read at a time when replaying
+_DONTNEED = getattr(mmap, "MADV_DONTNEED", None)  # where the platform can drop read pages
+_FIRST_OUT = 1 << 16  # the first read's: the header, and the first entries, come at once
+_OUT = 1 << 20  # decompressed bytes a read gives (a block of a few thousand entries)
 _MAX_HEADER = 1 << 20  # a header line longer than this is no header
 _ENTRY = struct.Struct("<BqHI")  # kind, receive time (ns since the epoch), tag length, data length
 
@@ -158,7 +159,7 @@ class RecordingWriter:
 def open_recording(path: str | os.PathLike[str]) -> tuple[Header, Iterator[Entry]]:
     """The header and a lazy iterator over the entries (streamed, bounded memory)."""
     p, header, reader = _open(path)
-    blocks = ReadAhead(iter(reader.read, b""), reader.close)
+    blocks = ReadAhead(iter(reader.read, b""), reader.close, depth=4)
     return header, _entries(p, blocks)
 
 
@@ -204,40 +205,54 @@ def _open(path: str | os.PathLike[str]) -> tuple[Path, Header, _Decompressed]:
     return p, header, stream
 
 
-class _Decompressed:
-    """A recording's bytes, decompressed a large compressed read at a time: each read lets go
-    of the GIL once (a reader's small reads took it back hundreds of times a block, and every
-    time the read-ahead thread waited its turn behind the collector's thread)."""
+class _Mapped:
+    """The compressed file, mapped: a read copies its pages and never lets go of the GIL to
+    wait for the disk (the read-ahead thread would then wait its turn to take it back)."""
 
     def __init__(self, raw: mmap.mmap | None):
-        self._raw = raw  # mapped: a read copies pages, and never lets go of the GIL to wait
+        self._raw = raw
         self._pos = 0
-        self._zstd = zstandard.ZstdDecompressor().decompressobj(write_size=_OUT)
-        self._pending = b""
-        self._size = _FIRST_IN  # doubled each read up to _IN
 
-    def _more(self) -> bytes:
-        while not self._zstd.eof and self._raw is not None:
-            compressed = self._raw[self._pos : self._pos + self._size]
-            self._pos += len(compressed)
-            self._size = min(2 * self._size, _IN)
-            if not compressed:
-                break
-            out = self._zstd.decompress(compressed)
-            if out:
-                return out
-        return b""
+    def read(self, n: int = -1) -> bytes:
+        if self._raw is None:
+            return b""
+        start = self._pos
+        out = self._raw[start:] if n < 0 else self._raw[start : start + n]
+        self._pos += len(out)
+        page = start - start % mmap.PAGESIZE  # read once: out of this process's memory
+        if _DONTNEED is not None and self._pos > page:
+            self._raw.madvise(_DONTNEED, page, self._pos - page)
+        return out
+
+    def close(self) -> None:
+        if self._raw is not None:
+            self._raw.close()
+
+
+class _Decompressed:
+    """A recording's bytes, decompressed a large read at a time: each read lets go of the GIL
+    once or twice (a buffered reader's small reads took it back hundreds of times a block, and
+    each time the read-ahead thread waited its turn behind the collector's thread)."""
+
+    def __init__(self, raw: mmap.mmap | None):
+        self._raw = _Mapped(raw)
+        self._zstd = zstandard.ZstdDecompressor().stream_reader(self._raw, read_size=_IN)
+        self._pending = b""
+        self._size = _FIRST_OUT  # doubled each read up to _OUT: the first entries come at once
 
     def head(self, n: int) -> bytes:
         """The first ``n`` bytes (fewer if the stream is shorter)."""
-        while len(self._pending) < n and (more := self._more()):
+        while len(self._pending) < n and (more := self._zstd.read(n - len(self._pending))):
             self._pending += more
         out, self._pending = self._pending[:n], self._pending[n:]
         return out
 
     def line(self, limit: int) -> bytes:
         """Up to the first newline, within ``limit`` bytes."""
-        while b"\n" not in self._pending and len(self._pending) < limit and (more := self._more()):
+        while b"\n" not in self._pending and len(self._pending) < limit:
+            more = self._zstd.read(_FIRST_OUT)
+            if not more:
+                break
             self._pending += more
         end = self._pending.find(b"\n", 0, limit)
         end = limit if end < 0 else end + 1
@@ -245,15 +260,16 @@ class _Decompressed:
         return out
 
     def read(self) -> bytes:
-        """The next decompressed chunk; ``b""`` at the end."""
+        """The next decompressed piece; ``b""`` at the end."""
         if self._pending:
             out, self._pending = self._pending, b""
             return out
-        return self._more()
+        out = self._zstd.read(self._size)
+        self._size = min(2 * self._size, _OUT)
+        return out
 
     def close(self) -> None:
-        if self._raw is not None:
-            self._raw.close()
+        self._raw.close()
 
 
 def _blocks(path: Path, reader: _Decompressed, frames: Any) -> Iterator[Any]:
@@ -276,6 +292,7 @@ def _blocks(path: Path, reader: _Decompressed, frames: Any) -> Iterator[Any]:
         if block.bad:
             raise RecordingError(f"{path}: cut short or damaged in entry {n + 1}")
         rest = block.rest
+        del block  # not held while the next is read
 
 
 def _entries(path: Path, reader: ReadAhead) -> Iterator[Entry]:

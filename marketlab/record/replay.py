@@ -97,6 +97,7 @@ class _Replaying:
                 await asyncio.sleep(0)  # let stop() and readers in
                 if self._stopped.is_set():
                     return done
+            del block  # not held while the next is waited for (blocks are megabytes)
         return done
 
     async def _replay_fast(

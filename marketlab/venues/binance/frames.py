@@ -257,7 +257,6 @@ def take_combined_python(lanes: dict[bytes, Lane], frame: bytes) -> bool:
 
 
 # the same compiled, when it was built (marketlab/_native_binance.c)
-route_combined = native.route_combined if native is not None else route_combined_python
 take_combined = native.take_combined if native is not None else take_combined_python
 _MISSING = object()
 
