@@ -32,7 +32,7 @@ MAGIC = b"MLREC1\n"
 _IN = 1 << 19  # compressed bytes read at a time when replaying
 _DONTNEED = getattr(mmap, "MADV_DONTNEED", None)  # where the platform can drop read pages
 _FIRST_OUT = 1 << 16  # the first read's: the header, and the first entries, come at once
-_OUT = 1 << 20  # decompressed bytes a read gives (a block of a few thousand entries)
+_OUT = 1 << 21  # decompressed bytes a read gives (a block of several thousand entries)
 _MAX_HEADER = 1 << 20  # a header line longer than this is no header
 _ENTRY = struct.Struct("<BqHI")  # kind, receive time (ns since the epoch), tag length, data length
 

@@ -10,8 +10,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-import ccxt.async_support as ccxt_async
-
 
 @dataclass(slots=True)
 class GovernorStats:
@@ -32,10 +30,18 @@ class RestError(Exception):
 
 def rest_error(method: str, params: dict[str, Any], exc: Exception) -> RestError:
     """A ccxt error as a :class:`RestError` that says whether retrying can help."""
+    import ccxt.async_support as ccxt_async  # loaded already: a client raised it
+
     if isinstance(exc, ccxt_async.BadSymbol | ccxt_async.BadRequest):
         return RestError(f"{method} {params}: {exc}", retryable=False)
     # network, rate limits (the caller's pacing now waits), 5xx
     return RestError(f"{method} {params}: {type(exc).__name__}: {exc}", retryable=True)
+
+
+def _ccxt_error() -> type[Exception]:
+    import ccxt.async_support as ccxt_async  # loaded with the venue's client (never before)
+
+    return ccxt_async.BaseError  # type: ignore[no-any-return]
 
 
 class PacedRest:
@@ -66,7 +72,7 @@ class PacedRest:
             self.governor.sent(cost, self.clock())
         try:
             result = await getattr(self._ex, method)(params)
-        except ccxt_async.BaseError as exc:
+        except _ccxt_error() as exc:
             self.last_failure = time.monotonic()
             raise rest_error(method, params, exc) from exc
         failing = self.last_failure is not None and (

@@ -7,12 +7,12 @@ collector backs off before Binance's 429, and obeys 429 and 418 when they come a
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import time
 from typing import Any
 
-import ccxt.async_support as ccxt_async
 import msgspec
 
 from marketlab.records import BookSnapshot, Interval, Kline, Ticker, Trade, normalize_symbol
@@ -92,29 +92,39 @@ def _is_number(text: str) -> bool:
         return False
 
 
-class _Binance(ccxt_async.binance):  # type: ignore[misc]
-    """ccxt's Binance, reporting every answer's status and headers to a governor."""
+@functools.cache
+def _binance_class() -> type:
+    """ccxt's Binance, subclassed on first use: importing ccxt costs a process ~90 MB, which a
+    replay, an ingest or a notebook reading history never needs."""
+    import ccxt.async_support as ccxt_async
 
-    governor: WeightGovernor
+    class _Binance(ccxt_async.binance):  # type: ignore[misc]
+        """ccxt's Binance, reporting every answer's status and headers to a governor."""
 
-    def sign(
-        self, path: str, api: Any = ("public",), method: str = "GET", params: Any = None
-    ) -> Any:
-        # Binance lists the old-trade lookup with no key today (security type NONE; the key
-        # was dropped in 2023); this ccxt still demands one, so it is addressed as the public
-        # /trades is and sent to /historicalTrades.
-        name = api if isinstance(api, str) else api[0]
-        if path == "historicalTrades" and not self.apiKey and name == "public":
-            signed = super().sign("trades", api, method, params or {})
-            root = self.urls["api"]["public"]
-            signed["url"] = f"{root}/historicalTrades{signed['url'][len(root) + len('/trades') :]}"
-            return signed
-        return super().sign(path, api, method, params or {})
+        governor: WeightGovernor
 
-    def on_rest_response(self, code: Any, reason: Any, url: Any, method: Any, response_headers: Any,
-                         response_body: Any, request_headers: Any, request_body: Any) -> Any:  # fmt: skip
-        self.governor.observe(int(code), dict(response_headers or {}), time.time())
-        return response_body
+        def sign(
+            self, path: str, api: Any = ("public",), method: str = "GET", params: Any = None
+        ) -> Any:
+            # Binance lists the old-trade lookup with no key today (security type NONE; the key
+            # was dropped in 2023); this ccxt still demands one, so it is addressed as the public
+            # /trades is and sent to /historicalTrades.
+            name = api if isinstance(api, str) else api[0]
+            if path == "historicalTrades" and not self.apiKey and name == "public":
+                signed = super().sign("trades", api, method, params or {})
+                root = self.urls["api"]["public"]
+                signed["url"] = (
+                    f"{root}/historicalTrades{signed['url'][len(root) + len('/trades') :]}"
+                )
+                return signed
+            return super().sign(path, api, method, params or {})
+
+        def on_rest_response(self, code: Any, reason: Any, url: Any, method: Any, response_headers: Any,
+                             response_body: Any, request_headers: Any, request_body: Any) -> Any:  # fmt: skip
+            self.governor.observe(int(code), dict(response_headers or {}), time.time())
+            return response_body
+
+    return _Binance
 
 
 class BinanceRest(PacedRest):
@@ -129,7 +139,7 @@ class BinanceRest(PacedRest):
         super().__init__()
         self.base_url = base_url.rstrip("/")
         self.governor = WeightGovernor(weight_limit)
-        self._ex = _Binance(
+        self._ex = _binance_class()(
             {"enableRateLimit": False, "timeout": int(timeout_s * 1000),
              "options": {"fetchCurrencies": False, "fetchMarkets": {"types": ["spot"]}}}
         )  # fmt: skip

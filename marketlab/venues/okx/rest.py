@@ -7,11 +7,11 @@ endpoint under its limit and backs off after a 429.
 
 from __future__ import annotations
 
+import functools
 import time
 from collections import deque
 from typing import Any
 
-import ccxt.async_support as ccxt_async
 import msgspec
 
 from marketlab.records import BookSnapshot, Interval, Kline, Ticker, Trade
@@ -63,13 +63,20 @@ class WindowPacer:
             self.stats.server_errors += 1
 
 
-class _Okx(ccxt_async.okx):  # type: ignore[misc]
-    pacer: WindowPacer
+@functools.cache
+def _okx_class() -> type:
+    """ccxt's OKX, subclassed on first use (see binance/rest.py's _binance_class)."""
+    import ccxt.async_support as ccxt_async
 
-    def on_rest_response(self, code: Any, reason: Any, url: Any, method: Any, response_headers: Any,
-                         response_body: Any, request_headers: Any, request_body: Any) -> Any:  # fmt: skip
-        self.pacer.observe(int(code), time.monotonic())
-        return response_body
+    class _Okx(ccxt_async.okx):  # type: ignore[misc]
+        pacer: WindowPacer
+
+        def on_rest_response(self, code: Any, reason: Any, url: Any, method: Any, response_headers: Any,
+                             response_body: Any, request_headers: Any, request_body: Any) -> Any:  # fmt: skip
+            self.pacer.observe(int(code), time.monotonic())
+            return response_body
+
+    return _Okx
 
 
 class OkxRest(PacedRest):
@@ -82,7 +89,7 @@ class OkxRest(PacedRest):
         super().__init__()
         self.base_url = base_url.rstrip("/")
         self.governor = WindowPacer(LIMITS)
-        self._ex = _Okx({"enableRateLimit": False, "timeout": int(timeout_s * 1000)})
+        self._ex = _okx_class()({"enableRateLimit": False, "timeout": int(timeout_s * 1000)})
         self._ex.pacer = self.governor
         self._ex.urls["api"]["rest"] = self.base_url
 
