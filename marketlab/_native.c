@@ -471,7 +471,6 @@ static PyTypeObject SideType = {
  * instances. `tags` caches decoded tags (bytes -> str). `bad` is True when an entry's kind is
  * not in `kinds` (scanning stops before it): the caller names the damage.
  */
-#define ENTRY_HEAD 15
 
 static PyObject *scan_entries(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
     if (nargs != 5) {
@@ -502,18 +501,13 @@ static PyObject *scan_entries(PyObject *self, PyObject *const *args, Py_ssize_t 
         return NULL;
     int bad = 0;
     PyObject *kind_ok[256] = {NULL}; /* small ints known to be kinds */
-    while (size - pos >= ENTRY_HEAD) {
-        const unsigned char *h = data + pos;
-        unsigned kind = h[0];
-        int64_t time_ns;
-        uint16_t tag_len;
-        uint32_t data_len;
-        memcpy(&time_ns, h + 1, 8); /* little-endian as written: the caller checks the host is too */
-        memcpy(&tag_len, h + 9, 2);
-        memcpy(&data_len, h + 11, 4);
+    EntryHead head;
+    while (entry_head(data, size, pos, &head)) {
+        unsigned kind = head.kind;
+        uint16_t tag_len = head.tag_len;
+        uint32_t data_len = head.data_len;
+        int64_t time_ns = head.time_ns;
         Py_ssize_t start = pos + ENTRY_HEAD;
-        if (size - start < (Py_ssize_t)tag_len + (Py_ssize_t)data_len)
-            break;
         if (kind_ok[kind] == NULL) {
             PyObject *k = PyLong_FromUnsignedLong(kind);
             if (k == NULL)

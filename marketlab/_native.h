@@ -3,6 +3,7 @@
 #define MARKETLAB_NATIVE_H
 #include <Python.h>
 #include <stdint.h>
+#include <string.h>
 
 /* A payload's fields as read, by slot (a kline's body from BODY_SLOTS on, after its three
  * outer fields): an int64, a double's bits, a bool, a string's (offset << 24 | length) from the
@@ -30,6 +31,28 @@ typedef struct FrameReader {
     int (*take)(struct FrameReader *r, int32_t lane, const char *frame, Py_ssize_t n,
                 const uint64_t *slots, const Levels *lv);
 } FrameReader;
+
+/* A recording entry's head (record/recording.py's _ENTRY, little-endian as written: callers
+ * check the host is too): 1 when the whole entry lies within `size` bytes from `pos`. */
+#define ENTRY_HEAD 15
+typedef struct {
+    unsigned kind;
+    int64_t time_ns;
+    uint16_t tag_len;
+    uint32_t data_len;
+} EntryHead;
+
+static inline int entry_head(const unsigned char *data, Py_ssize_t size, Py_ssize_t pos,
+                             EntryHead *e) {
+    if (size - pos < ENTRY_HEAD)
+        return 0;
+    const unsigned char *h = data + pos;
+    e->kind = h[0];
+    memcpy(&e->time_ns, h + 1, 8);
+    memcpy(&e->tag_len, h + 9, 2);
+    memcpy(&e->data_len, h + 11, 4);
+    return size - pos - ENTRY_HEAD >= (Py_ssize_t)e->tag_len + (Py_ssize_t)e->data_len;
+}
 
 /* _native_binance.c: Binance combined frames */
 extern PyTypeObject LaneTableType;

@@ -22,7 +22,6 @@
 
 #include "_native.h"
 
-#define ENTRY_HEAD 15
 #define MAX_TAGS 16
 
 typedef struct {
@@ -82,32 +81,26 @@ static int grow(void **p, Py_ssize_t *cap, Py_ssize_t need, size_t size) {
 /* The scan, without the GIL: 1, or 0 when memory ran out. */
 static int scan(Block *b, FrameReader *reader, const char *data, Py_ssize_t size, Py_ssize_t pos,
                 const unsigned char *kinds, unsigned ws_kind) {
-    while (size - pos >= ENTRY_HEAD) {
-        const unsigned char *h = (const unsigned char *)data + pos;
-        int64_t time_ns;
-        uint16_t tag_len;
-        uint32_t data_len;
-        memcpy(&time_ns, h + 1, 8); /* little-endian as written: the caller checks the host is too */
-        memcpy(&tag_len, h + 9, 2);
-        memcpy(&data_len, h + 11, 4);
+    EntryHead head;
+    while (entry_head((const unsigned char *)data, size, pos, &head)) {
         Py_ssize_t start = pos + ENTRY_HEAD;
-        if (size - start < (Py_ssize_t)tag_len + (Py_ssize_t)data_len)
-            break;
-        if (!kinds[h[0]]) {
+        uint16_t tag_len = head.tag_len;
+        uint32_t data_len = head.data_len;
+        if (!kinds[head.kind]) {
             b->bad = 1;
             break;
         }
         if (!grow((void **)&b->entries, &b->cap, b->n + 1, sizeof(BlockEntry)))
             return 0;
         BlockEntry *e = &b->entries[b->n++];
-        e->time_ns = time_ns;
-        e->kind = h[0];
+        e->time_ns = head.time_ns;
+        e->kind = (uint8_t)head.kind;
         e->tag_off = start;
         e->tag_len = tag_len;
         e->data_off = start + tag_len;
         e->data_len = data_len;
         e->lane = -1;
-        if (h[0] == ws_kind) {
+        if (head.kind == ws_kind) {
             Slots read;
             int32_t lane;
             int filled;
