@@ -203,7 +203,7 @@ _ENVELOPE = msgspec.json.Decoder(_Envelope)
 COMBINED_PREFIX = _COMBINED = b'{"stream":"'  # how a combined stream's frame begins
 
 
-def route_combined_python(frame: bytes, lanes: dict[bytes, Any]) -> tuple[Any, bytes] | None:
+def route_combined(frame: bytes, lanes: dict[bytes, Any]) -> tuple[Any, bytes] | None:
     """A frame ``{"stream":"NAME","data":PAYLOAD}`` of a stream in ``lanes`` (by NAME as
     bytes): its lane and PAYLOAD, cut out without parsing the envelope; else None."""
     if type(frame) is bytes and frame.startswith(_COMBINED) and frame.endswith(b"}"):
@@ -244,7 +244,7 @@ def lane_for(stream: Stream, take: Callable[[Any, Any, str], None], stats: Any,
 def take_combined_python(lanes: dict[bytes, Lane], frame: bytes) -> bool:
     """A combined frame of a stream in ``lanes``, decoded and handed to its lane's taker:
     True; False for anything else (the caller's careful decoder then says what it is)."""
-    routed = route_combined_python(frame, lanes)
+    routed = route_combined(frame, lanes)
     if routed is None:
         return False
     lane, payload = routed

@@ -38,17 +38,23 @@ NEAR_MISSES = st.from_regex(r"[-+0-9.eE]{1,8}", fullmatch=True) | st.sampled_fro
 )
 NUMBER_TEXT = DECIMALS | JSON_NUMBERS | NEAR_MISSES | st.builds(repr, st.floats(allow_nan=False))
 INTS = st.integers(-(2**63), 2**63 - 1) | st.integers(0, 2**41)
-# a number field as a string (as Binance sends them) or as a bare JSON number
-FLOAT_VALUE = NUMBER_TEXT.map(lambda t: t) | JSON_NUMBERS.map(lambda t: _Bare(t))
 
 
 class _Bare(str):
     """Number text to be written bare (not quoted) in the payload."""
 
 
+# a number field as a string (as Binance sends them) or as a bare JSON number
+FLOAT_VALUE = NUMBER_TEXT | JSON_NUMBERS.map(_Bare)
+
+
 def _payload_fields(kind: str, d: Any) -> dict[str, Any]:
-    f = lambda: d.draw(FLOAT_VALUE)  # noqa: E731
-    i = lambda: d.draw(INTS)  # noqa: E731
+    def f() -> Any:
+        return d.draw(FLOAT_VALUE)
+
+    def i() -> int:
+        return d.draw(INTS)
+
     if kind == "trade":
         return {"e": "trade", "E": i(), "s": "BTCUSDT", "t": i(), "p": f(), "q": f(), "T": i(),
                 "m": d.draw(st.booleans()), "M": True}  # fmt: skip
