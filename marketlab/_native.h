@@ -7,7 +7,7 @@
 
 /* A payload's fields as read, by slot (a kline's body from BODY_SLOTS on, after its three
  * outer fields): an int64, a double's bits, a bool, a string's (offset << 24 | length) from the
- * payload's start, or a list of levels' (first << 24 | count) in a Levels buffer. A payload
+ * frame's start, or a list of levels' (first << 24 | count) in a Levels buffer. A payload
  * fills the first few (MAX_SLOTS at most; a reader says how many). */
 #define BODY_SLOTS 3
 #define MAX_SLOTS 24
@@ -28,8 +28,8 @@ typedef struct FrameReader {
     PyObject_HEAD
     int (*read)(struct FrameReader *r, const char *frame, Py_ssize_t n, Slots *out, Levels *lv,
                 int32_t *lane, int *filled);
-    int (*take)(struct FrameReader *r, int32_t lane, const char *frame, Py_ssize_t n,
-                const uint64_t *slots, const Levels *lv);
+    int (*take)(struct FrameReader *r, int32_t lane, const char *frame, const uint64_t *slots,
+                const Levels *lv);
 } FrameReader;
 
 /* A recording entry's head (record/recording.py's _ENTRY, little-endian as written: callers

@@ -179,15 +179,17 @@ static int read_object(Cur *c, const char *base, const Schema *schema, uint64_t 
 }
 
 /* A payload of kind `code` into `out` (levels appended to `lv`, dropped again when it is not
- * read). 1: read; 0: not for this reader. `gil`: whether the caller holds it. */
-static int read_payload(int code, const char *s, Py_ssize_t n, Slots *out, Levels *lv, int gil) {
+ * read; strings as spans from `base`, the start of its frame). 1: read; 0: not for this reader.
+ * `gil`: whether the caller holds it. */
+static int read_payload(int code, const char *base, const char *s, Py_ssize_t n, Slots *out,
+                        Levels *lv, int gil) {
     const Schema *schema = code == K_TRADE   ? &TRADE
                            : code == K_DEPTH ? &DEPTH
                            : code == K_KLINE ? &KLINE
                                              : &TICKER;
     size_t mark = lv->n;
     Cur c = {s, s + n, gil};
-    if (read_object(&c, s, schema, out->v, out->v + BODY_SLOTS, lv)) {
+    if (read_object(&c, base, schema, out->v, out->v + BODY_SLOTS, lv)) {
         skip_ws(&c);
         if (c.p == c.end)
             return 1;
@@ -261,7 +263,7 @@ static PyObject *build(PyObject *type, PyObject **args, Py_ssize_t n) {
     return rec;
 }
 
-/* The record of a payload read into `sl` (its strings lie in `base`). */
+/* The record of a payload read into slots `v` (its strings lie from `base`, its frame). */
 static PyObject *record_of(int code, PyObject *type, const char *base, const uint64_t *v,
                            const Levels *lv, PyObject *sym, PyObject *interval) {
     const uint64_t *k = v + BODY_SLOTS;
@@ -375,9 +377,9 @@ static int lane_code(PyObject *lane, long *code) {
 }
 
 /* The record of a payload read into `sl` to its lane's taker: 0, or -1 on an error. */
-static int take_read(PyObject *lane, int code, const char *payload, const uint64_t *v,
+static int take_read(PyObject *lane, int code, const char *base, const uint64_t *v,
                      const Levels *lv) {
-    PyObject *record = record_of(code, PyTuple_GET_ITEM(lane, L_RECORD), payload, v, lv,
+    PyObject *record = record_of(code, PyTuple_GET_ITEM(lane, L_RECORD), base, v, lv,
                                  PyTuple_GET_ITEM(lane, L_SYMBOL),
                                  PyTuple_GET_ITEM(lane, L_INTERVAL));
     return record == NULL ? -1 : take(lane, record);
@@ -403,9 +405,10 @@ PyObject *take_combined(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
     } else {
         Slots sl;
         LIVE_LEVELS.n = 0;
-        r = read_payload((int)code, payload, n, &sl, &LIVE_LEVELS, 1);
+        const char *base = PyBytes_AS_STRING(args[1]);
+        r = read_payload((int)code, base, payload, n, &sl, &LIVE_LEVELS, 1);
         if (r)
-            r = take_read(lane, (int)code, payload, sl.v, &LIVE_LEVELS) < 0 ? -1 : 1;
+            r = take_read(lane, (int)code, base, sl.v, &LIVE_LEVELS) < 0 ? -1 : 1;
     }
     Py_DECREF(lane);
     return r < 0 ? NULL : Py_NewRef(r ? Py_True : Py_False);
@@ -453,7 +456,7 @@ static int table_read(FrameReader *r, const char *frame, Py_ssize_t size, Slots 
         return 0;
     const LaneSlot *s = table_find(t, name, nlen);
     if (s == NULL || s->code < K_TRADE || s->code > K_TICKER ||
-        !read_payload(s->code, payload, plen, out, lv, 0))
+        !read_payload(s->code, frame, payload, plen, out, lv, 0))
         return 0;
     *lane = s->lane;
     *filled = FILLED[s->code];
@@ -461,16 +464,13 @@ static int table_read(FrameReader *r, const char *frame, Py_ssize_t size, Slots 
 }
 
 /* FrameReader.take: a frame read by table_read, to its record and taker (with the GIL). */
-static int table_take(FrameReader *r, int32_t lane_index, const char *frame, Py_ssize_t size,
-                      const uint64_t *v, const Levels *lv) {
+static int table_take(FrameReader *r, int32_t lane_index, const char *frame, const uint64_t *v,
+                      const Levels *lv) {
     const LaneTable *t = (const LaneTable *)r;
-    const char *name, *payload;
-    Py_ssize_t nlen, plen;
-    combined_parts(frame, size, &name, &nlen, &payload, &plen);
     PyObject *lane = PyList_GET_ITEM(t->lanes, lane_index);
     long code = PyLong_AsLong(PyTuple_GET_ITEM(lane, L_CODE));
     Py_INCREF(lane);
-    int rc = take_read(lane, (int)code, payload, v, lv);
+    int rc = take_read(lane, (int)code, frame, v, lv);
     Py_DECREF(lane);
     return rc;
 }

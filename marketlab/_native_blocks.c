@@ -286,8 +286,8 @@ static PyObject *Block_run(Block *b, PyObject *const *args, Py_ssize_t nargs) {
             return NULL;
         if (ti >= 0) {
             b->taken[ti]++;
-            if (reader->take(reader, e->lane, data + e->data_off, e->data_len,
-                             b->words + e->slot, &b->levels) < 0)
+            if (reader->take(reader, e->lane, data + e->data_off, b->words + e->slot,
+                             &b->levels) < 0)
                 return NULL;
         } else if (give_entry(b, e, etype, tags, on_entry) < 0) {
             return NULL;

@@ -279,18 +279,17 @@ def _blocks(path: Path, reader: _Decompressed, frames: Any) -> Iterator[Any]:
         try:
             more = reader.read()
         except zstandard.ZstdError as exc:
-            raise RecordingError(f"{path}: damaged after entry {n} ({exc})") from None
+            raise _undecompressable(path, n, exc) from None
         if not more:
             if rest:
-                what = "cut short" if len(rest) < _ENTRY.size else "cut short or damaged"
-                raise RecordingError(f"{path}: {what} in entry {n + 1}")
+                raise _broken(path, n + 1, head_cut=len(rest) < _ENTRY.size)
             return
         block = native.read_block(frames, rest, more, _KIND_FLAGS, WS)  # type: ignore[union-attr]
         if block.count:
             yield block
         n += block.count
         if block.bad:
-            raise RecordingError(f"{path}: cut short or damaged in entry {n + 1}")
+            raise _broken(path, n + 1)
         rest = block.rest
         del block  # not held while the next is read
 
@@ -314,7 +313,7 @@ def _entries_native(path: Path, reader: ReadAhead) -> Iterator[Entry]:
             n += len(batch)
             yield from batch
             if bad:
-                raise RecordingError(f"{path}: cut short or damaged in entry {n + 1}")
+                raise _broken(path, n + 1)
             left = len(buf) - pos
             need = head_size
             if left >= head_size:
@@ -324,8 +323,7 @@ def _entries_native(path: Path, reader: ReadAhead) -> Iterator[Entry]:
             if len(buf) == 0:
                 return
             if len(buf) < need:
-                what = "cut short" if need == head_size else "cut short or damaged"
-                raise RecordingError(f"{path}: {what} in entry {n + 1}")
+                raise _broken(path, n + 1, head_cut=need == head_size)
     finally:
         reader.close()
 
@@ -341,7 +339,7 @@ def _entries_python(path: Path, reader: ReadAhead) -> Iterator[Entry]:
                 if len(buf) == 0:
                     return
                 if len(buf) < head_size:
-                    raise RecordingError(f"{path}: cut short in entry {n + 1}")
+                    raise _broken(path, n + 1, head_cut=True)
             kind, time_ns, tag_len, data_len = unpack(buf, pos)
             start = pos + head_size
             end = start + tag_len + data_len
@@ -349,9 +347,9 @@ def _entries_python(path: Path, reader: ReadAhead) -> Iterator[Entry]:
                 buf, pos = _refill(path, reader, buf, pos, end - pos, n)
                 start, end = head_size, head_size + tag_len + data_len
                 if end > len(buf):
-                    raise RecordingError(f"{path}: cut short or damaged in entry {n + 1}")
+                    raise _broken(path, n + 1)
             if kind not in KINDS:
-                raise RecordingError(f"{path}: cut short or damaged in entry {n + 1}")
+                raise _broken(path, n + 1)
             raw_tag = buf[start : start + tag_len]
             tag = tags.get(raw_tag)
             if tag is None:
@@ -363,6 +361,17 @@ def _entries_python(path: Path, reader: ReadAhead) -> Iterator[Entry]:
             yield Entry(kind, time_ns, tag, buf[start + tag_len : end])
     finally:
         reader.close()
+
+
+def _broken(path: Path, entry: int, head_cut: bool = False) -> RecordingError:
+    """A recording that ends, or breaks, in ``entry`` (counted from 1), named alike by every
+    reader; ``head_cut``: it ends before the entry's head does."""
+    what = "cut short" if head_cut else "cut short or damaged"
+    return RecordingError(f"{path}: {what} in entry {entry}")
+
+
+def _undecompressable(path: Path, entries: int, exc: Exception) -> RecordingError:
+    return RecordingError(f"{path}: damaged after entry {entries} ({exc})")
 
 
 def _refill(path: Path, reader: ReadAhead, buf: bytes, pos: int, need: int,
@@ -379,5 +388,5 @@ def _refill(path: Path, reader: ReadAhead, buf: bytes, pos: int, need: int,
             if not more or have >= need:
                 break
     except zstandard.ZstdError as exc:
-        raise RecordingError(f"{path}: damaged after entry {n} ({exc})") from None
+        raise _undecompressable(path, n, exc) from None
     return b"".join(parts), 0

@@ -79,8 +79,7 @@ class _Replaying:
                 answer(entry)
 
         def on_tag(tag: str) -> None:  # a connection's first frame read ahead: it exists first
-            if tag not in conns:
-                conns[tag] = self._connection(tag)
+            self._connection_for(tag, conns)
 
         tags: dict[bytes, str] = {}
         done = 0
@@ -103,9 +102,9 @@ class _Replaying:
     async def _replay_fast(
         self: Any, entries: Iterator[rec.Entry], conns: dict[str, _Connection]
     ) -> int:
-        """As fast as it goes (the loop every entry of a replay or an ingest runs through)."""
+        """As fast as it goes, entry by entry: where the venue (or the build) has no compiled
+        frame reader to read the recording ahead."""
         on_frame, answer, clock, ws = self.on_frame, self._replay_answer, self.replay_clock, rec.WS
-        take = self.frame_taker() or (lambda frame: False)  # the venue's quick path first
         done = 0
         for entry in entries:
             kind, time_ns, tag, data = entry
@@ -116,8 +115,7 @@ class _Replaying:
                 if conn is None:
                     conn = conns[tag] = self._connection(tag)
                 conn.messages += 1
-                if not take(data):
-                    on_frame(data, conn)
+                on_frame(data, conn)
             else:
                 answer(entry)
             done += 1
@@ -153,10 +151,15 @@ class _Replaying:
 
     def _connection_of(self: Any, tag: str, conns: dict[str, _Connection]) -> _Connection:
         """The connection a frame came in on, counting the frame."""
+        conn = self._connection_for(tag, conns)
+        conn.messages += 1
+        return conn
+
+    def _connection_for(self: Any, tag: str, conns: dict[str, _Connection]) -> _Connection:
+        """The connection named ``tag``, made when it first appears (in the recording's order)."""
         conn = conns.get(tag)
         if conn is None:
             conn = conns[tag] = self._connection(tag)
-        conn.messages += 1
         return conn
 
     def _replay_answer(self: Any, e: rec.Entry) -> None:

@@ -121,11 +121,6 @@ class Feed(Intake, KlineIntegrity, TradeIntegrity, RestPolling):
     def on_frame(self, frame: bytes, conn: WsConnection) -> None:
         raise NotImplementedError
 
-    def frame_taker(self) -> Callable[[bytes], bool] | None:
-        """The venue's quick path alone, for a caller with many frames and no connection to
-        name (a replay): True when it took a frame; any other goes to :meth:`on_frame`."""
-        return None
-
     def frame_reader(self) -> Any:
         """The venue's compiled frame reader (``marketlab._native.LaneTable``), which reads a
         recording's frames ahead of the collector; None where there is none."""

@@ -30,18 +30,18 @@ class RestError(Exception):
 
 def rest_error(method: str, params: dict[str, Any], exc: Exception) -> RestError:
     """A ccxt error as a :class:`RestError` that says whether retrying can help."""
-    import ccxt.async_support as ccxt_async  # loaded already: a client raised it
-
+    ccxt_async = _ccxt()
     if isinstance(exc, ccxt_async.BadSymbol | ccxt_async.BadRequest):
         return RestError(f"{method} {params}: {exc}", retryable=False)
     # network, rate limits (the caller's pacing now waits), 5xx
     return RestError(f"{method} {params}: {type(exc).__name__}: {exc}", retryable=True)
 
 
-def _ccxt_error() -> type[Exception]:
-    import ccxt.async_support as ccxt_async  # loaded with the venue's client (never before)
+def _ccxt() -> Any:
+    """ccxt, loaded with the venue's client (a process that never makes one never loads it)."""
+    import ccxt.async_support as ccxt_async
 
-    return ccxt_async.BaseError  # type: ignore[no-any-return]
+    return ccxt_async
 
 
 class PacedRest:
@@ -72,7 +72,7 @@ class PacedRest:
             self.governor.sent(cost, self.clock())
         try:
             result = await getattr(self._ex, method)(params)
-        except _ccxt_error() as exc:
+        except _ccxt().BaseError as exc:
             self.last_failure = time.monotonic()
             raise rest_error(method, params, exc) from exc
         failing = self.last_failure is not None and (

@@ -3,9 +3,8 @@ for the rest, books from REST snapshots bridged to the diff-depth stream."""
 
 from __future__ import annotations
 
-import functools
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from marketlab.defaults import CHANNELS
@@ -112,9 +111,6 @@ class BinanceFeed(BookSync, Feed):
     def book_of(self, stream: Any) -> str | None:
         st = self._parsed.get(stream) or bn.parse_stream(stream)
         return st.symbol if st.channel == "depth" else None
-
-    def frame_taker(self) -> Callable[[bytes], bool]:
-        return functools.partial(take_combined, self._lanes)
 
     def frame_reader(self) -> Any:
         return None if native is None else native.LaneTable(self._lanes)
