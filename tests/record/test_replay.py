@@ -67,6 +67,7 @@ def replay_in_pure_python(path, out) -> dict:
         "from marketlab.native import native\n"
         "assert native is None\n"
         "lab = Lab.replay(sys.argv[1]).join(60)\n"
+        "assert 'ccxt' not in sys.modules, 'a replay loaded ccxt (about 90 MB it never uses)'\n"
         "frames = {'klines': lab.klines('BTCUSDT'), 'trades': lab.trades('ETHUSDT'), 'book': lab.book('BTCUSDT', 50)}\n"
         "pickle.dump(frames, open(sys.argv[2], 'wb'))\n"
     )
