@@ -15,18 +15,6 @@
  * the top of the book, move the fewest levels. The twin of book.py's BookSide, same methods.
  */
 
-typedef struct {
-    double key, qty;
-} Level;
-
-typedef struct {
-    PyObject_HEAD
-    Level *lv;
-    Py_ssize_t n, cap;
-    double bound; /* keys at or inside it are "known" (a cut snapshot vouches for them) */
-} Side;
-
-static PyTypeObject SideType;
 
 /* The index of `key` if held (*found = 1), else where it would go; keys descend by index. */
 static inline Py_ssize_t side_find(const Side *s, double key, int *found) {
@@ -301,6 +289,17 @@ static PyObject *levels_and_sign(PyObject *const *args, Py_ssize_t nargs, const 
     return PySequence_Fast(args[0], "levels must be a sequence of (price, qty)");
 }
 
+int side_apply_pairs(Side *s, const double *pairs, size_t n, double sign) {
+    for (size_t i = 0; i < n; i++) {
+        double price = pairs[2 * i], qty = pairs[2 * i + 1];
+        if (qty == 0.0)
+            side_del(s, sign * price, NULL);
+        else if (side_set(s, sign * price, qty) < 0)
+            return -1;
+    }
+    return 0;
+}
+
 /* apply(changes, sign): each (price, qty) sets the level at sign * price, qty 0 removes it */
 static PyObject *Side_apply(Side *s, PyObject *const *args, Py_ssize_t nargs) {
     double sign, price, qty;
@@ -450,7 +449,7 @@ static PyMappingMethods Side_map = {.mp_length = (lenfunc)Side_len,
                                     .mp_subscript = (binaryfunc)Side_get,
                                     .mp_ass_subscript = (objobjargproc)Side_ass};
 
-static PyTypeObject SideType = {
+PyTypeObject SideType = {
     PyVarObject_HEAD_INIT(NULL, 0).tp_name = "marketlab._native.Side",
     .tp_basicsize = sizeof(Side),
     .tp_flags = Py_TPFLAGS_DEFAULT,
@@ -596,7 +595,8 @@ PyMODINIT_FUNC PyInit__native(void) {
     if (m == NULL)
         return NULL;
     if (PyModule_AddObjectRef(m, "Side", (PyObject *)&SideType) < 0 ||
-        native_binance_init(m) < 0 || native_blocks_init(m) < 0) {
+        native_binance_init(m) < 0 || native_blocks_init(m) < 0 ||
+        native_quick_init(m) < 0) {
         Py_DECREF(m);
         return NULL;
     }

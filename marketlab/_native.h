@@ -54,6 +54,34 @@ static inline int entry_head(const unsigned char *data, Py_ssize_t size, Py_ssiz
     return size - pos - ENTRY_HEAD >= (Py_ssize_t)e->tag_len + (Py_ssize_t)e->data_len;
 }
 
+/* _native.c: one side of a book, levels (key, qty) sorted by key, the best (smallest key: an
+ * ask's price, or minus a bid's price) LAST */
+typedef struct {
+    double key, qty;
+} Level;
+
+typedef struct {
+    PyObject_HEAD
+    Level *lv;
+    Py_ssize_t n, cap;
+    double bound; /* keys at or inside it are "known" (a cut snapshot vouches for them) */
+} Side;
+
+extern PyTypeObject SideType;
+/* `n` (price, qty) pairs set at key sign * price in order, qty 0 removing: Side.apply's work;
+ * -1 (no memory, an exception set) */
+int side_apply_pairs(Side *s, const double *pairs, size_t n, double sign);
+
+/* _native_quick.c: a lane's common case taken whole in compiled code. `take`: 1 when taken,
+ * 0 when this record is not the common case (the caller makes the record for the lane's
+ * Python taker, which is the reference), -1 on an error. */
+typedef struct QuickTaker {
+    PyObject_HEAD
+    int (*take)(struct QuickTaker *q, const char *base, const uint64_t *v, const Levels *lv);
+} QuickTaker;
+int is_quick_taker(PyObject *o);
+int native_quick_init(PyObject *module);
+
 /* _native_binance.c: Binance combined frames */
 extern PyTypeObject LaneTableType;
 PyObject *take_combined(PyObject *self, PyObject *const *args, Py_ssize_t nargs);

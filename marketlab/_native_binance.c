@@ -22,7 +22,7 @@
 #include "_native.h"
 
 /* Lane tuple fields (binance/frames.py's Lane) */
-enum { L_CODE, L_RECORD, L_TAKE, L_STATS, L_SYMBOL, L_INTERVAL, L_DECODE, L_CONVERT };
+enum { L_CODE, L_RECORD, L_TAKE, L_STATS, L_SYMBOL, L_INTERVAL, L_DECODE, L_CONVERT, L_QUICK };
 enum { K_OTHER = 0, K_TRADE = 1, K_DEPTH = 2, K_KLINE = 3, K_TICKER = 4 };
 
 static PyObject *BUY, *SELL, *WS, *DECODE_ERROR;
@@ -368,17 +368,29 @@ static int take_decoded(PyObject *lane, const char *payload, Py_ssize_t n) {
 static Levels LIVE_LEVELS; /* take_combined's: emptied per frame, done with before the taker */
 
 static int lane_code(PyObject *lane, long *code) {
-    if (!PyTuple_Check(lane) || PyTuple_GET_SIZE(lane) <= L_CONVERT) {
+    if (!PyTuple_Check(lane) || PyTuple_GET_SIZE(lane) <= L_QUICK) {
         PyErr_SetString(PyExc_TypeError, "a lane must be a Lane tuple");
+        return -1;
+    }
+    PyObject *quick = PyTuple_GET_ITEM(lane, L_QUICK);
+    if (quick != Py_None && !is_quick_taker(quick)) {
+        PyErr_SetString(PyExc_TypeError, "a lane's quick taker is a QuickTrade, a QuickDelta or None");
         return -1;
     }
     *code = PyLong_AsLong(PyTuple_GET_ITEM(lane, L_CODE));
     return (*code == -1 && PyErr_Occurred()) ? -1 : 0;
 }
 
-/* The record of a payload read into `sl` to its lane's taker: 0, or -1 on an error. */
+/* A payload read into `v` to its lane: its quick taker's common case, else the record made
+ * for its taker; 0, or -1 on an error. */
 static int take_read(PyObject *lane, int code, const char *base, const uint64_t *v,
                      const Levels *lv) {
+    PyObject *quick = PyTuple_GET_ITEM(lane, L_QUICK);
+    if (quick != Py_None) {
+        int taken = ((QuickTaker *)quick)->take((QuickTaker *)quick, base, v, lv);
+        if (taken)
+            return taken < 0 ? -1 : 0;
+    }
     PyObject *record = record_of(code, PyTuple_GET_ITEM(lane, L_RECORD), base, v, lv,
                                  PyTuple_GET_ITEM(lane, L_SYMBOL),
                                  PyTuple_GET_ITEM(lane, L_INTERVAL));

@@ -243,6 +243,13 @@ class OrderBook:
         self.last_update_id = last
         self.event_time = delta.event_time
         self.stats.applied += 1
+        return self._settled(last)
+
+    def _settled(self, last: int) -> Action:
+        """After update ``last`` was applied: a side past its bound trimmed, and the book still
+        proven (its known range held, not crossed). The compiled quick taker of a book stream
+        (``marketlab/_native_quick.c``) calls it when a side is past its bound or crossed."""
+        bids, asks = self._bids, self._asks
         slack = self.max_levels + self.max_levels // 10
         if len(bids) > slack:
             self._trim(bids)

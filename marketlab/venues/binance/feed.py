@@ -21,6 +21,7 @@ from marketlab.records import (
 )
 from marketlab.stream.connection import WsConnection
 from marketlab.stream.feed import Feed, FeedConfig, LockedBook, Sink, StreamStats, TypedSink
+from marketlab.stream.quick import quick_trade
 from marketlab.venues import binance as bn
 from marketlab.venues.binance.books import BookSync
 from marketlab.venues.binance.frames import Lane, lane_for, take_combined
@@ -84,7 +85,12 @@ class BinanceFeed(BookSync, Feed):
         key = (st.symbol, f"kline_{st.interval}" if st.channel == "kline" else st.channel)
         stats = self.stream_stats.setdefault(key, StreamStats())
         kind = _KINDS.get(st.channel)
-        return lane_for(st, self.takers.get(kind, self._take), stats, kind)
+        quick = (
+            quick_trade(self, stats, st.symbol) if kind is Trade
+            else self._quick_delta(stats, st.symbol) if kind is BookDelta
+            else None
+        )  # fmt: skip
+        return lane_for(st, self.takers.get(kind, self._take), stats, kind, quick)
 
     def make_rest(self) -> BinanceRest:
         return BinanceRest(self.config.rest_url, weight_limit=self.config.weight_limit)

@@ -227,6 +227,7 @@ class Lane(NamedTuple):
     interval: str
     decode: Callable[[bytes], Any]
     convert: Convert
+    quick: Any = None  # the compiled taker of its common case (stream/quick.py), or None
 
 
 # the payloads the compiled reader knows, by channel (in the order of _native_binance.c's codes)
@@ -234,11 +235,11 @@ LANE_CODES = {"trade": 1, "depth": 2, "kline": 3, "ticker": 4}
 
 
 def lane_for(stream: Stream, take: Callable[[Any, Any, str], None], stats: Any,
-             record: type | None) -> Lane:  # fmt: skip
+             record: type | None, quick: Any = None) -> Lane:  # fmt: skip
     decode, convert = payload_reader(stream)
     code = LANE_CODES.get(stream.channel, 0)
     interval = str(stream.interval or "")  # a plain str, as decoded
-    return Lane(code, record, take, stats, stream.symbol, interval, decode, convert)
+    return Lane(code, record, take, stats, stream.symbol, interval, decode, convert, quick)
 
 
 def take_combined_python(lanes: dict[bytes, Lane], frame: bytes) -> bool:
