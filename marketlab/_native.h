@@ -87,7 +87,36 @@ extern PyTypeObject LaneTableType;
 PyObject *take_combined(PyObject *self, PyObject *const *args, Py_ssize_t nargs);
 int native_binance_init(PyObject *module);
 
-/* _native_blocks.c: a recording's blocks of entries, read ahead */
+/* _native_blocks.c: a recording's blocks of entries, read ahead. A block's plain part, made
+ * without the GIL (block_scan, block_data_free) and then wrapped as a Block (block_wrap, which
+ * takes its memory over). */
+typedef struct {
+    int64_t time_ns;
+    Py_ssize_t tag_off, data_off;
+    uint32_t data_len;
+    uint16_t tag_len;
+    uint8_t kind;
+    int32_t lane; /* the frame's lane when it was read, else -1 */
+    int32_t slot; /* where its slots begin in the block's words */
+} BlockEntry;
+
+typedef struct {
+    char *data; /* the entries' bytes (PyMem_Raw), `size` of them */
+    Py_ssize_t size;
+    BlockEntry *entries;
+    Py_ssize_t n, cap;
+    uint64_t *words; /* the frames' slots, each frame's as many as it filled */
+    Py_ssize_t nwords, words_cap, nread;
+    Levels levels;
+    Py_ssize_t end; /* where the last whole entry ends */
+    int bad;        /* scanning stopped at an entry of a kind not in `kinds` */
+} BlockData;
+
+/* `b->data` cut into entries (as far as whole ones go) and every frame `reader` knows read into
+ * slots; 1, or 0 when memory ran out */
+int block_scan(BlockData *b, FrameReader *reader, const unsigned char *kinds, unsigned ws_kind);
+void block_data_free(BlockData *d);
+PyObject *block_wrap(BlockData *d, PyObject *reader);
 PyObject *read_block(PyObject *self, PyObject *const *args, Py_ssize_t nargs);
 int native_blocks_init(PyObject *module);
 

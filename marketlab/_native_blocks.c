@@ -25,26 +25,10 @@
 #define MAX_TAGS 16
 
 typedef struct {
-    int64_t time_ns;
-    Py_ssize_t tag_off, data_off;
-    uint32_t data_len;
-    uint16_t tag_len;
-    uint8_t kind;
-    int32_t lane; /* the frame's lane when it was read, else -1 */
-    int32_t slot; /* where its slots begin in the block's words */
-} BlockEntry;
-
-typedef struct {
     PyObject_HEAD
-    PyObject *buf;
+    BlockData d;
     PyObject *reader;
-    BlockEntry *entries;
-    Py_ssize_t n, cap, next;
-    uint64_t *words; /* the frames' slots, each frame's as many as it filled */
-    Py_ssize_t nwords, words_cap, nread;
-    Levels levels;
-    Py_ssize_t end;
-    int bad;
+    Py_ssize_t next;
     int ntags;
     PyObject *tag[MAX_TAGS]; /* a connection's name as str */
     Py_ssize_t tag_off[MAX_TAGS], taken[MAX_TAGS];
@@ -53,13 +37,18 @@ typedef struct {
 
 static PyTypeObject BlockType;
 
+void block_data_free(BlockData *d) {
+    PyMem_RawFree(d->data);
+    PyMem_RawFree(d->entries);
+    PyMem_RawFree(d->words);
+    PyMem_RawFree(d->levels.v);
+    memset(d, 0, sizeof(*d));
+}
+
 static void Block_dealloc(Block *b) {
     for (int i = 0; i < b->ntags; i++)
         Py_XDECREF(b->tag[i]);
-    PyMem_RawFree(b->entries);
-    PyMem_RawFree(b->words);
-    PyMem_RawFree(b->levels.v);
-    Py_XDECREF(b->buf);
+    block_data_free(&b->d);
     Py_XDECREF(b->reader);
     Py_TYPE(b)->tp_free((PyObject *)b);
 }
@@ -78,9 +67,9 @@ static int grow(void **p, Py_ssize_t *cap, Py_ssize_t need, size_t size) {
     return 1;
 }
 
-/* The scan, without the GIL: 1, or 0 when memory ran out. */
-static int scan(Block *b, FrameReader *reader, const char *data, Py_ssize_t size, Py_ssize_t pos,
-                const unsigned char *kinds, unsigned ws_kind) {
+int block_scan(BlockData *b, FrameReader *reader, const unsigned char *kinds, unsigned ws_kind) {
+    const char *data = b->data;
+    Py_ssize_t size = b->size, pos = 0;
     EntryHead head;
     while (entry_head((const unsigned char *)data, size, pos, &head)) {
         Py_ssize_t start = pos + ENTRY_HEAD;
@@ -122,6 +111,19 @@ static int scan(Block *b, FrameReader *reader, const char *data, Py_ssize_t size
     return 1;
 }
 
+PyObject *block_wrap(BlockData *d, PyObject *reader) {
+    Block *b = PyObject_New(Block, &BlockType);
+    if (b == NULL) {
+        block_data_free(d);
+        return NULL;
+    }
+    memset((char *)b + sizeof(PyObject), 0, sizeof(Block) - sizeof(PyObject));
+    b->d = *d; /* its memory is the block's now */
+    memset(d, 0, sizeof(*d));
+    b->reader = Py_NewRef(reader);
+    return (PyObject *)b;
+}
+
 PyObject *read_block(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
     if (nargs != 5) {
         PyErr_SetString(PyExc_TypeError, "read_block(reader, rest, more, kinds, ws_kind)");
@@ -139,33 +141,27 @@ PyObject *read_block(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
     if (ws_kind == -1 && PyErr_Occurred())
         return NULL;
     Py_ssize_t n_rest = PyBytes_GET_SIZE(rest), size = n_rest + PyBytes_GET_SIZE(more);
-    PyObject *buf = PyBytes_FromStringAndSize(NULL, size); /* filled below, without the GIL */
-    if (buf == NULL)
-        return NULL;
-    Block *b = PyObject_New(Block, &BlockType);
-    if (b == NULL) {
-        Py_DECREF(buf);
-        return NULL;
-    }
-    memset((char *)b + sizeof(PyObject), 0, sizeof(Block) - sizeof(PyObject));
-    b->buf = buf;
-    b->reader = Py_NewRef(reader);
-    char *data = PyBytes_AS_STRING(buf);
+    BlockData d;
+    memset(&d, 0, sizeof(d));
+    d.size = size;
+    d.data = PyMem_RawMalloc(size ? (size_t)size : 1); /* filled below, without the GIL */
+    if (d.data == NULL)
+        return PyErr_NoMemory();
     const char *a = PyBytes_AS_STRING(rest), *m = PyBytes_AS_STRING(more);
     const unsigned char *kind_ok = (const unsigned char *)PyBytes_AS_STRING(kinds);
     int ok;
     Py_BEGIN_ALLOW_THREADS; /* the buffer is this block's alone until it is returned; the other
                                bytes are immutable and held by the caller; the reader's table
                                never changes */
-    memcpy(data, a, n_rest);
-    memcpy(data + n_rest, m, size - n_rest);
-    ok = scan(b, (FrameReader *)reader, data, size, 0, kind_ok, (unsigned)ws_kind);
+    memcpy(d.data, a, n_rest);
+    memcpy(d.data + n_rest, m, size - n_rest);
+    ok = block_scan(&d, (FrameReader *)reader, kind_ok, (unsigned)ws_kind);
     Py_END_ALLOW_THREADS;
     if (!ok) {
-        Py_DECREF(b);
+        block_data_free(&d);
         return PyErr_NoMemory();
     }
-    return (PyObject *)b;
+    return block_wrap(&d, reader);
 }
 
 /* The str of an entry's tag, from the `tags` cache (bytes → str). */
@@ -188,7 +184,7 @@ static PyObject *tag_of(PyObject *tags, const char *s, Py_ssize_t n) {
 /* The index of a taken frame's tag among the block's, told to on_tag when new; -1 when there
  * are too many to count here (the entry then goes the Python way), -2 on an error. */
 static int tag_index(Block *b, const BlockEntry *e, PyObject *tags, PyObject *on_tag) {
-    const char *data = PyBytes_AS_STRING(b->buf);
+    const char *data = b->d.data;
     for (int i = 0; i < b->ntags; i++)
         if (b->tag_len[i] == e->tag_len &&
             memcmp(data + b->tag_off[i], data + e->tag_off, e->tag_len) == 0)
@@ -214,7 +210,7 @@ static int tag_index(Block *b, const BlockEntry *e, PyObject *tags, PyObject *on
 
 static int give_entry(Block *b, const BlockEntry *e, PyObject *etype, PyObject *tags,
                       PyObject *on_entry) {
-    const char *data = PyBytes_AS_STRING(b->buf);
+    const char *data = b->d.data;
     PyTypeObject *tp = (PyTypeObject *)etype;
     PyObject *entry = tp->tp_alloc(tp, 4);
     if (entry == NULL)
@@ -264,14 +260,14 @@ static PyObject *Block_run(Block *b, PyObject *const *args, Py_ssize_t nargs) {
         return NULL;
     }
     FrameReader *reader = (FrameReader *)b->reader;
-    const char *data = PyBytes_AS_STRING(b->buf);
+    const char *data = b->d.data;
     Py_ssize_t done = 0;
     int64_t due = 0;
     int has_due = clock != NULL && PyObject_HasAttrString(clock, "due");
     if (has_due && clock_due(clock, &due) < 0)
         return NULL;
-    while (b->next < b->n && done < limit) {
-        const BlockEntry *e = &b->entries[b->next++];
+    while (b->next < b->d.n && done < limit) {
+        const BlockEntry *e = &b->d.entries[b->next++];
         done++;
         if (clock != NULL && (!has_due || e->time_ns >= due)) {
             PyObject *t = PyLong_FromLongLong(e->time_ns);
@@ -286,8 +282,8 @@ static PyObject *Block_run(Block *b, PyObject *const *args, Py_ssize_t nargs) {
             return NULL;
         if (ti >= 0) {
             b->taken[ti]++;
-            if (reader->take(reader, e->lane, data + e->data_off, b->words + e->slot,
-                             &b->levels) < 0)
+            if (reader->take(reader, e->lane, data + e->data_off, b->d.words + e->slot,
+                             &b->d.levels) < 0)
                 return NULL;
         } else if (give_entry(b, e, etype, tags, on_entry) < 0) {
             return NULL;
@@ -308,16 +304,15 @@ static PyObject *Block_run(Block *b, PyObject *const *args, Py_ssize_t nargs) {
         Py_DECREF(pair);
         b->taken[i] = 0;
     }
-    return Py_BuildValue("(nNO)", done, counts, b->next >= b->n ? Py_True : Py_False);
+    return Py_BuildValue("(nNO)", done, counts, b->next >= b->d.n ? Py_True : Py_False);
 }
 
-static PyObject *Block_get_count(Block *b, void *unused) { return PyLong_FromSsize_t(b->n); }
-static PyObject *Block_get_end(Block *b, void *unused) { return PyLong_FromSsize_t(b->end); }
-static PyObject *Block_get_bad(Block *b, void *unused) { return PyBool_FromLong(b->bad); }
-static PyObject *Block_get_read(Block *b, void *unused) { return PyLong_FromSsize_t(b->nread); }
+static PyObject *Block_get_count(Block *b, void *unused) { return PyLong_FromSsize_t(b->d.n); }
+static PyObject *Block_get_end(Block *b, void *unused) { return PyLong_FromSsize_t(b->d.end); }
+static PyObject *Block_get_bad(Block *b, void *unused) { return PyBool_FromLong(b->d.bad); }
+static PyObject *Block_get_read(Block *b, void *unused) { return PyLong_FromSsize_t(b->d.nread); }
 static PyObject *Block_get_rest(Block *b, void *unused) {
-    return PyBytes_FromStringAndSize(PyBytes_AS_STRING(b->buf) + b->end,
-                                     PyBytes_GET_SIZE(b->buf) - b->end);
+    return PyBytes_FromStringAndSize(b->d.data + b->d.end, b->d.size - b->d.end);
 }
 
 static PyMethodDef Block_methods[] = {
