@@ -575,6 +575,8 @@ fail:
 static PyMethodDef methods[] = {
     {"read_block", (PyCFunction)(void (*)(void))read_block, METH_FASTCALL,
      "read_block(reader, rest, more, kinds, ws_kind) -> Block: entries cut, frames read ahead"},
+    {"zstd_load", (PyCFunction)zstd_load, METH_O,
+     "zstd_load(paths) -> the first of `paths` with libzstd's streaming decompression, or None"},
     {"take_combined", (PyCFunction)(void (*)(void))take_combined, METH_FASTCALL,
      "take_combined(lanes, frame) -> True when the frame's record went to its lane's taker"},
     {"scan_entries", (PyCFunction)(void (*)(void))scan_entries, METH_FASTCALL,
@@ -596,7 +598,7 @@ PyMODINIT_FUNC PyInit__native(void) {
         return NULL;
     if (PyModule_AddObjectRef(m, "Side", (PyObject *)&SideType) < 0 ||
         native_binance_init(m) < 0 || native_blocks_init(m) < 0 ||
-        native_quick_init(m) < 0) {
+        native_quick_init(m) < 0 || native_inflow_init(m) < 0) {
         Py_DECREF(m);
         return NULL;
     }

@@ -82,6 +82,10 @@ typedef struct QuickTaker {
 int is_quick_taker(PyObject *o);
 int native_quick_init(PyObject *module);
 
+/* _native_inflow.c: a recording's blocks made by a thread that runs no Python */
+PyObject *zstd_load(PyObject *self, PyObject *paths);
+int native_inflow_init(PyObject *module);
+
 /* _native_binance.c: Binance combined frames */
 extern PyTypeObject LaneTableType;
 PyObject *take_combined(PyObject *self, PyObject *const *args, Py_ssize_t nargs);

@@ -163,22 +163,6 @@ def open_recording(path: str | os.PathLike[str]) -> tuple[Header, Iterator[Entry
     return header, _entries(p, blocks)
 
 
-# Whether this build reads a recording's blocks ahead, frames and all (see open_blocks)
-BLOCKS_AHEAD = native is not None and sys.byteorder == "little"
-_KIND_FLAGS = bytes(1 if k in KINDS else 0 for k in range(256))
-
-
-def open_blocks(path: str | os.PathLike[str], frames: Any) -> tuple[Header, ReadAhead]:
-    """The header and the entries a block at a time (``marketlab._native.Block``), each cut and
-    its frames read by ``frames`` (a compiled frame reader, e.g. a venue's ``LaneTable``) on a
-    thread ahead of the caller. Only where ``BLOCKS_AHEAD``; the same damage is named as by
-    :func:`open_recording`, after the last whole block."""
-    if not BLOCKS_AHEAD:
-        raise RecordingError("this build reads recordings entry by entry (open_recording)")
-    p, header, reader = _open(path)
-    return header, ReadAhead(_blocks(p, reader, frames), reader.close, depth=2)
-
-
 def _open(path: str | os.PathLike[str]) -> tuple[Path, Header, _Decompressed]:
     p = Path(path)
     if not p.is_file():
@@ -210,23 +194,23 @@ class _Mapped:
     wait for the disk (the read-ahead thread would then wait its turn to take it back)."""
 
     def __init__(self, raw: mmap.mmap | None):
-        self._raw = raw
+        self.raw = raw
         self._pos = 0
 
     def read(self, n: int = -1) -> bytes:
-        if self._raw is None:
+        if self.raw is None:
             return b""
         start = self._pos
-        out = self._raw[start:] if n < 0 else self._raw[start : start + n]
+        out = self.raw[start:] if n < 0 else self.raw[start : start + n]
         self._pos += len(out)
         page = start - start % mmap.PAGESIZE  # read once: out of this process's memory
         if _DONTNEED is not None and self._pos > page:
-            self._raw.madvise(_DONTNEED, page, self._pos - page)
+            self.raw.madvise(_DONTNEED, page, self._pos - page)
         return out
 
     def close(self) -> None:
-        if self._raw is not None:
-            self._raw.close()
+        if self.raw is not None:
+            self.raw.close()
 
 
 class _Decompressed:
@@ -259,6 +243,15 @@ class _Decompressed:
         out, self._pending = self._pending[:end], self._pending[end:]
         return out
 
+    def consumed(self) -> int:
+        """Decompressed bytes taken so far (by :meth:`head` and :meth:`line`, or read)."""
+        return self._zstd.tell() - len(self._pending)
+
+    @property
+    def mapped(self) -> mmap.mmap | None:
+        """The compressed file, mapped (None when it is empty)."""
+        return self._raw.raw
+
     def read(self) -> bytes:
         """The next decompressed piece; ``b""`` at the end."""
         if self._pending:
@@ -270,28 +263,6 @@ class _Decompressed:
 
     def close(self) -> None:
         self._raw.close()
-
-
-def _blocks(path: Path, reader: _Decompressed, frames: Any) -> Iterator[Any]:
-    """Runs on the read-ahead thread: decompressing and reading a block let go of the GIL."""
-    rest, n = b"", 0
-    while True:
-        try:
-            more = reader.read()
-        except zstandard.ZstdError as exc:
-            raise _undecompressable(path, n, exc) from None
-        if not more:
-            if rest:
-                raise _broken(path, n + 1, head_cut=len(rest) < _ENTRY.size)
-            return
-        block = native.read_block(frames, rest, more, _KIND_FLAGS, WS)  # type: ignore[union-attr]
-        if block.count:
-            yield block
-        n += block.count
-        if block.bad:
-            raise _broken(path, n + 1)
-        rest = block.rest
-        del block  # not held while the next is read
 
 
 def _entries(path: Path, reader: ReadAhead) -> Iterator[Entry]:
@@ -370,7 +341,7 @@ def _broken(path: Path, entry: int, head_cut: bool = False) -> RecordingError:
     return RecordingError(f"{path}: {what} in entry {entry}")
 
 
-def _undecompressable(path: Path, entries: int, exc: Exception) -> RecordingError:
+def _undecompressable(path: Path, entries: int, exc: object) -> RecordingError:
     return RecordingError(f"{path}: damaged after entry {entries} ({exc})")
 
 

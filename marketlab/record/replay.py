@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from marketlab.record import recording as rec
+from marketlab.record.blocks import BLOCKS_AHEAD, open_blocks
 from marketlab.stream.feed import Feed
 
 
@@ -44,9 +45,9 @@ class _Replaying:
     finished = False
 
     async def run(self: Any) -> None:
-        frames = None if self.replay_speed or not rec.BLOCKS_AHEAD else self.frame_reader()
+        frames = None if self.replay_speed or not BLOCKS_AHEAD else self.frame_reader()
         if frames is not None:
-            _header, source = rec.open_blocks(self.replay_path, frames)
+            _header, source = open_blocks(self.replay_path, frames)
         else:
             _header, source = rec.open_recording(self.replay_path)
         self.symbols_confirmed.set()  # they were, when it was recorded

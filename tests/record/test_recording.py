@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import os
 import random
+import threading
 
 import pytest
 import zstandard
 
+from marketlab.record import blocks as blocks_module
 from marketlab.record import recording
 from marketlab.record.recording import (
     SNAPSHOT,
@@ -18,21 +21,26 @@ from marketlab.record.recording import (
 )
 
 
-@pytest.fixture(autouse=True, params=["compiled", "python", "blocks"])
+@pytest.fixture(autouse=True, params=["compiled", "python", "blocks", "blocks-python-thread"])
 def scanner(request, monkeypatch):
-    """Every test reads with the compiled entry scanner, with its pure-Python twin and a block
-    at a time read ahead (as a replay reads)."""
+    """Every test reads with the compiled entry scanner, with its pure-Python twin, and a block
+    at a time read ahead (as a replay reads): by the thread that runs no Python (libzstd is
+    loaded on every machine we build on) and by a Python thread (where it is not)."""
     if request.param == "python":
         monkeypatch.setattr(recording, "native", None)
     elif recording.native is None:
         pytest.skip("the compiled core is not built (MARKETLAB_PURE_PYTHON)")
+    elif request.param == "blocks":
+        assert blocks_module.zstd_library() is not None
+    elif request.param == "blocks-python-thread":
+        monkeypatch.setattr(blocks_module, "zstd_library", lambda: None)
     return request.param
 
 
 def read_all(path, scanner: str):
-    if scanner != "blocks":
+    if not scanner.startswith("blocks"):
         return open_recording(path)[1]
-    _, blocks = recording.open_blocks(path, recording.native.LaneTable({}))  # no frame read
+    _, blocks = blocks_module.open_blocks(path, recording.native.LaneTable({}))  # no frame read
 
     def entries():
         try:
@@ -109,17 +117,43 @@ def test_an_entry_of_no_known_kind_is_named_as_damage(tmp_path, scanner):
     assert got == entries[:10]
 
 
-def test_a_recording_left_part_read_stops_its_read_ahead_thread(tmp_path, scanner):
-    import threading
+def _os_thread_named(name: str) -> set[int]:
+    found = set()
+    for tid in os.listdir("/proc/self/task"):
+        try:
+            with open(f"/proc/self/task/{tid}/comm") as f:
+                if f.read().strip() == name:
+                    found.add(int(tid))
+        except FileNotFoundError:  # ended meanwhile
+            pass
+    return found
 
-    def running() -> set[threading.Thread]:
-        return {t for t in threading.enumerate() if t.name == "marketlab-readahead"}
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/task"), reason="threads named in /proc")
+def test_a_recording_left_part_read_stops_its_read_ahead_thread(tmp_path, scanner):
+    def threads() -> set[int]:  # a Python read-ahead thread, or the one that runs no Python
+        python = {t.native_id for t in threading.enumerate() if t.name == "marketlab-readahead"}
+        return python | _os_thread_named("ml-readahead")
 
     path = tmp_path / "r.mlrec"
     write(path, some_entries(300, seed=4))
-    before = running()
+    before = threads()
     read = read_all(path, scanner)
     next(read)  # the read-ahead thread runs from the first entry on
-    assert len(running() - before) == 1
+    assert len(threads() - before) == 1
     read.close()  # type: ignore[attr-defined]
-    assert running() <= before
+    assert threads() <= before
+
+
+def test_a_recording_whose_file_was_cut_gives_what_it_holds_then_says_where(tmp_path, scanner):
+    # the writer killed mid-file: its compressed bytes end inside the stream
+    path, cut = tmp_path / "r.mlrec", tmp_path / "cut.mlrec"
+    entries = some_entries(200, seed=9)
+    write(path, entries)
+    raw = path.read_bytes()
+    cut.write_bytes(raw[: len(raw) * 2 // 3])
+    got = []
+    with pytest.raises(RecordingError, match=r"cut short or damaged in entry \d+"):
+        for e in read_all(cut, scanner):
+            got.append(tuple(e))
+    assert 0 < len(got) < len(entries) and got == entries[: len(got)]

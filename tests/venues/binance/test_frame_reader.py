@@ -188,9 +188,10 @@ def test_a_takers_error_reaches_the_caller_and_unknown_streams_are_left() -> Non
 
 
 def test_frames_read_ahead_reach_their_takers_in_the_recordings_order(tmp_path) -> None:
+    from marketlab.record import blocks as rb
     from marketlab.record import recording as rec
 
-    if not rec.BLOCKS_AHEAD:
+    if not rb.BLOCKS_AHEAD:
         pytest.skip("this build reads recordings entry by entry")
     rnd = random.Random(5)
     frames = []
@@ -229,7 +230,7 @@ def test_frames_read_ahead_reach_their_takers_in_the_recordings_order(tmp_path) 
             for e in rec.open_recording(path)[1]:
                 on_entry(e)
             return out, per_tag
-        _, blocks = rec.open_blocks(path, native.LaneTable(lanes))  # type: ignore[union-attr]
+        _, blocks = rb.open_blocks(path, native.LaneTable(lanes))  # type: ignore[union-attr]
         for block in blocks:
             finished = False
             while not finished:

@@ -1,0 +1,431 @@
+/* A recording's blocks made by a thread that never runs Python: it decompresses the mapped file
+ * (libzstd, loaded at run time), cuts the entries and reads the frames into a block's plain
+ * part, and hands finished blocks over through a queue of two. A Python thread doing the same
+ * took the GIL back after every decompression and every block, and each time waited its turn
+ * (up to the 5 ms switch interval) behind the collector: on a busy collector the blocks came
+ * late. This one only ever waits for room in the queue.
+ *
+ * zstd_load(paths) -> str | None: the first library of `paths` that has libzstd's streaming
+ *   decompression (loaded once for the process), or None.
+ * Inflow(reader, source, skip, kinds, ws_kind): `source` is the compressed recording (any
+ *   buffer, e.g. an mmap, held until close), `skip` the decompressed bytes before the first
+ *   entry (the header). Iterating gives Blocks (see _native_blocks.c), in the file's order;
+ *   when it ends, `entries` counts what was given, and `error` (libzstd's word for damage),
+ *   `bad` (an entry of no known kind) or `cut` (bytes after the last whole entry) say why it
+ *   ended early. close() stops and joins the thread and lets go of the source.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+
+#include "_native.h"
+
+#if defined(__unix__) || defined(__APPLE__)
+#include <dlfcn.h>
+#include <pthread.h>
+#include <sys/mman.h>
+#include <unistd.h>
+#ifdef __linux__
+#include <sys/prctl.h>
+#endif
+
+/* libzstd's stable streaming API (zstd.h), declared here: the library is found at run time */
+typedef struct {
+    const void *src;
+    size_t size, pos;
+} ZInBuffer;
+typedef struct {
+    void *dst;
+    size_t size, pos;
+} ZOutBuffer;
+static struct {
+    void *(*create)(void);
+    size_t (*free)(void *);
+    size_t (*init)(void *);
+    size_t (*decompress)(void *, ZOutBuffer *, ZInBuffer *);
+    unsigned (*is_error)(size_t);
+    const char *(*error_name)(size_t);
+} Z;
+static PyObject *Z_PATH; /* the library loaded, or NULL */
+
+#define FIRST_PIECE (1 << 16) /* the first entries come at once ... */
+#define PIECE (1 << 21)       /* ... then two megabytes a block */
+#define DEPTH 2               /* blocks made ahead */
+
+typedef struct {
+    PyObject_HEAD
+    PyObject *reader, *source;
+    Py_buffer view;
+    int have_view;
+    const unsigned char *kinds; /* 256 bytes, held in `kinds_obj` */
+    PyObject *kinds_obj;
+    unsigned ws_kind;
+    Py_ssize_t skip;
+    pthread_t thread;
+    int started, joined;
+    pthread_mutex_t mu;
+    pthread_cond_t changed;
+    BlockData *queue[DEPTH];
+    int head, count;
+    int done, stop; /* the thread ended / is asked to */
+    Py_ssize_t given;  /* entries in blocks given (the collector's side) */
+    Py_ssize_t cut;    /* bytes left after the last whole entry at the end */
+    int bad, nomem;
+    char error[128];
+} Inflow;
+
+static void inflow_finish(Inflow *f, const char *error, int nomem) {
+    pthread_mutex_lock(&f->mu);
+    if (error != NULL)
+        snprintf(f->error, sizeof(f->error), "%s", error);
+    f->nomem = nomem;
+    f->done = 1;
+    pthread_cond_broadcast(&f->changed);
+    pthread_mutex_unlock(&f->mu);
+}
+
+/* a finished block into the queue, waiting for room; 0 when asked to stop */
+static int inflow_put(Inflow *f, BlockData *d) {
+    pthread_mutex_lock(&f->mu);
+    while (f->count == DEPTH && !f->stop)
+        pthread_cond_wait(&f->changed, &f->mu);
+    int ok = !f->stop;
+    if (ok) {
+        f->queue[(f->head + f->count) % DEPTH] = d;
+        f->count++;
+        pthread_cond_broadcast(&f->changed);
+    }
+    pthread_mutex_unlock(&f->mu);
+    return ok;
+}
+
+static int stopping(Inflow *f) {
+    pthread_mutex_lock(&f->mu);
+    int stop = f->stop;
+    pthread_mutex_unlock(&f->mu);
+    return stop;
+}
+
+/* Read pages of the mapped file out of this process's memory (read once, never again). */
+static void drop_pages(const char *base, size_t *dropped, size_t upto) {
+    long page = sysconf(_SC_PAGESIZE);
+    size_t end = upto - upto % (size_t)page;
+    uintptr_t start = (uintptr_t)base + *dropped;
+    if (end > *dropped && start % (uintptr_t)page == 0) {
+        madvise((void *)start, end - *dropped, MADV_DONTNEED);
+        *dropped = end;
+    }
+}
+
+#define THREAD_NAME "ml-readahead" /* as the system shows it (15 characters at most) */
+
+static void *inflow_run(void *arg) {
+    Inflow *f = arg;
+#ifdef __linux__
+    prctl(PR_SET_NAME, THREAD_NAME, 0, 0, 0);
+#endif
+    void *ds = Z.create();
+    char *rest = NULL;
+    size_t rest_n = 0, piece = FIRST_PIECE, dropped = 0, skip = (size_t)f->skip;
+    ZInBuffer in = {f->view.buf, (size_t)f->view.len, 0};
+    if (ds == NULL || Z.is_error(Z.init(ds))) {
+        inflow_finish(f, ds == NULL ? "no memory for a decompressor" : "decompressor not set up",
+                      ds == NULL);
+        if (ds != NULL)
+            Z.free(ds);
+        return NULL;
+    }
+    for (;;) {
+        if (stopping(f))
+            break;
+        BlockData d;
+        memset(&d, 0, sizeof(d));
+        d.data = PyMem_RawMalloc(rest_n + piece);
+        if (d.data == NULL) {
+            inflow_finish(f, NULL, 1);
+            goto out;
+        }
+        memcpy(d.data, rest, rest_n);
+        ZOutBuffer o = {d.data + rest_n, piece, 0};
+        while (o.pos < o.size) {
+            size_t before = o.pos, was = in.pos;
+            size_t r = Z.decompress(ds, &o, &in);
+            if (Z.is_error(r)) {
+                block_data_free(&d);
+                inflow_finish(f, Z.error_name(r), 0);
+                goto out;
+            }
+            if (o.pos == before && in.pos == was && in.pos == in.size)
+                break; /* the end of the file */
+            if (skip && o.pos) { /* the header, read already */
+                size_t n = skip < o.pos ? skip : o.pos;
+                memmove(d.data + rest_n, d.data + rest_n + n, o.pos - n);
+                o.pos -= n;
+                skip -= n;
+            }
+        }
+        drop_pages(in.src, &dropped, in.pos);
+        d.size = (Py_ssize_t)(rest_n + o.pos);
+        if (o.pos == 0) { /* nothing more: whatever is left is cut short */
+            block_data_free(&d);
+            pthread_mutex_lock(&f->mu);
+            f->cut = (Py_ssize_t)rest_n;
+            pthread_mutex_unlock(&f->mu);
+            inflow_finish(f, NULL, 0);
+            goto out;
+        }
+        if (piece < PIECE)
+            piece *= 2;
+        if (!block_scan(&d, (FrameReader *)f->reader, f->kinds, f->ws_kind)) {
+            block_data_free(&d);
+            inflow_finish(f, NULL, 1);
+            goto out;
+        }
+        size_t left = (size_t)(d.size - d.end);
+        char *carry = PyMem_RawMalloc(left ? left : 1);
+        if (carry == NULL) {
+            block_data_free(&d);
+            inflow_finish(f, NULL, 1);
+            goto out;
+        }
+        memcpy(carry, d.data + d.end, left);
+        PyMem_RawFree(rest);
+        rest = carry;
+        rest_n = left;
+        int bad = d.bad;
+        if (d.n == 0) {
+            block_data_free(&d); /* an entry longer than the piece: carried on */
+        } else {
+            BlockData *q = PyMem_RawMalloc(sizeof(BlockData));
+            if (q == NULL) {
+                block_data_free(&d);
+                inflow_finish(f, NULL, 1);
+                goto out;
+            }
+            *q = d;
+            if (!inflow_put(f, q)) {
+                block_data_free(q);
+                PyMem_RawFree(q);
+                break;
+            }
+        }
+        if (bad) {
+            pthread_mutex_lock(&f->mu);
+            f->bad = 1;
+            pthread_mutex_unlock(&f->mu);
+            inflow_finish(f, NULL, 0);
+            goto out;
+        }
+    }
+    inflow_finish(f, NULL, 0);
+out:
+    PyMem_RawFree(rest);
+    Z.free(ds);
+    return NULL;
+}
+
+static PyObject *Inflow_next(Inflow *f) {
+    if (!f->started) {
+        PyErr_SetString(PyExc_ValueError, "the Inflow is closed");
+        return NULL;
+    }
+    BlockData *d = NULL;
+    int ended = 0;
+    Py_BEGIN_ALLOW_THREADS;
+    pthread_mutex_lock(&f->mu);
+    while (f->count == 0 && !f->done)
+        pthread_cond_wait(&f->changed, &f->mu);
+    if (f->count) {
+        d = f->queue[f->head];
+        f->head = (f->head + 1) % DEPTH;
+        f->count--;
+        pthread_cond_broadcast(&f->changed);
+    } else {
+        ended = 1;
+    }
+    pthread_mutex_unlock(&f->mu);
+    Py_END_ALLOW_THREADS;
+    if (ended) {
+        if (f->nomem)
+            return PyErr_NoMemory();
+        return NULL; /* StopIteration: `error`, `bad` and `cut` say why */
+    }
+    f->given += d->n;
+    PyObject *block = block_wrap(d, f->reader);
+    PyMem_RawFree(d);
+    return block;
+}
+
+static void inflow_stop(Inflow *f) {
+    if (f->started && !f->joined) {
+        pthread_mutex_lock(&f->mu);
+        f->stop = 1;
+        pthread_cond_broadcast(&f->changed);
+        pthread_mutex_unlock(&f->mu);
+        Py_BEGIN_ALLOW_THREADS;
+        pthread_join(f->thread, NULL);
+        Py_END_ALLOW_THREADS;
+        f->joined = 1;
+        for (; f->count; f->count--, f->head = (f->head + 1) % DEPTH) {
+            block_data_free(f->queue[f->head]);
+            PyMem_RawFree(f->queue[f->head]);
+        }
+    }
+    if (f->have_view) {
+        PyBuffer_Release(&f->view);
+        f->have_view = 0;
+    }
+}
+
+static PyObject *Inflow_close(Inflow *f, PyObject *unused) {
+    inflow_stop(f);
+    Py_RETURN_NONE;
+}
+
+static void Inflow_dealloc(Inflow *f) {
+    inflow_stop(f);
+    if (f->started)
+        pthread_mutex_destroy(&f->mu), pthread_cond_destroy(&f->changed);
+    Py_XDECREF(f->reader);
+    Py_XDECREF(f->source);
+    Py_XDECREF(f->kinds_obj);
+    Py_TYPE(f)->tp_free((PyObject *)f);
+}
+
+static PyObject *Inflow_new(PyTypeObject *type, PyObject *args, PyObject *kw) {
+    PyObject *reader, *source, *kinds;
+    Py_ssize_t skip;
+    unsigned int ws_kind;
+    if (!PyArg_ParseTuple(args, "O!OnO!I:Inflow", &LaneTableType, &reader, &source, &skip,
+                          &PyBytes_Type, &kinds, &ws_kind))
+        return NULL;
+    if (Z_PATH == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "no libzstd loaded (zstd_load)");
+        return NULL;
+    }
+    if (PyBytes_GET_SIZE(kinds) != 256 || skip < 0) {
+        PyErr_SetString(PyExc_ValueError, "kinds is 256 bytes and skip not negative");
+        return NULL;
+    }
+    Inflow *f = (Inflow *)type->tp_alloc(type, 0);
+    if (f == NULL)
+        return NULL;
+    f->reader = Py_NewRef(reader);
+    f->source = Py_NewRef(source);
+    f->kinds_obj = Py_NewRef(kinds);
+    f->kinds = (const unsigned char *)PyBytes_AS_STRING(kinds);
+    f->ws_kind = ws_kind;
+    f->skip = skip;
+    if (PyObject_GetBuffer(source, &f->view, PyBUF_SIMPLE) < 0) {
+        Py_DECREF(f);
+        return NULL;
+    }
+    f->have_view = 1;
+    pthread_mutex_init(&f->mu, NULL);
+    pthread_cond_init(&f->changed, NULL);
+    if (pthread_create(&f->thread, NULL, inflow_run, f) != 0) {
+        pthread_mutex_destroy(&f->mu);
+        pthread_cond_destroy(&f->changed);
+        Py_DECREF(f);
+        PyErr_SetString(PyExc_RuntimeError, "could not start the read-ahead thread");
+        return NULL;
+    }
+    f->started = 1;
+    return (PyObject *)f;
+}
+
+static PyObject *Inflow_get_error(Inflow *f, void *unused) {
+    return PyUnicode_FromString(f->error);
+}
+static PyObject *Inflow_get_bad(Inflow *f, void *unused) { return PyBool_FromLong(f->bad); }
+static PyObject *Inflow_get_cut(Inflow *f, void *unused) { return PyLong_FromSsize_t(f->cut); }
+static PyObject *Inflow_get_entries(Inflow *f, void *unused) {
+    return PyLong_FromSsize_t(f->given);
+}
+static PyObject *Inflow_get_running(Inflow *f, void *unused) {
+    return PyBool_FromLong(f->started && !f->joined);
+}
+
+static PyMethodDef Inflow_methods[] = {
+    {"close", (PyCFunction)Inflow_close, METH_NOARGS, "stop the thread, let go of the source"},
+    {NULL, NULL, 0, NULL},
+};
+
+/* read once the thread has ended (the iteration stopped) */
+static PyGetSetDef Inflow_getset[] = {
+    {"error", (getter)Inflow_get_error, NULL, "libzstd's word for damage, or ''", NULL},
+    {"bad", (getter)Inflow_get_bad, NULL, "it stopped at an entry of no known kind", NULL},
+    {"cut", (getter)Inflow_get_cut, NULL, "bytes after the last whole entry at the end", NULL},
+    {"entries", (getter)Inflow_get_entries, NULL, "entries in the blocks given", NULL},
+    {"running", (getter)Inflow_get_running, NULL, "its thread has not been joined", NULL},
+    {NULL, NULL, NULL, NULL, NULL},
+};
+
+static PyTypeObject InflowType = {
+    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "marketlab._native.Inflow",
+    .tp_basicsize = sizeof(Inflow),
+    .tp_dealloc = (destructor)Inflow_dealloc,
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_doc = "Inflow(reader, source, skip, kinds, ws_kind): a recording's blocks, made by a "
+              "thread that runs no Python.",
+    .tp_iter = PyObject_SelfIter,
+    .tp_iternext = (iternextfunc)Inflow_next,
+    .tp_methods = Inflow_methods,
+    .tp_getset = Inflow_getset,
+    .tp_new = Inflow_new,
+};
+
+/* The five functions from the library at `path`: 1, or 0 (the library is let go again). */
+static int zstd_bind(const char *path) {
+    void *lib = dlopen(path, RTLD_NOW | RTLD_LOCAL);
+    if (lib == NULL)
+        return 0;
+    *(void **)&Z.create = dlsym(lib, "ZSTD_createDStream");
+    *(void **)&Z.free = dlsym(lib, "ZSTD_freeDStream");
+    *(void **)&Z.init = dlsym(lib, "ZSTD_initDStream");
+    *(void **)&Z.decompress = dlsym(lib, "ZSTD_decompressStream");
+    *(void **)&Z.is_error = dlsym(lib, "ZSTD_isError");
+    *(void **)&Z.error_name = dlsym(lib, "ZSTD_getErrorName");
+    if (Z.create && Z.free && Z.init && Z.decompress && Z.is_error && Z.error_name)
+        return 1;
+    memset(&Z, 0, sizeof(Z));
+    dlclose(lib);
+    return 0;
+}
+
+PyObject *zstd_load(PyObject *self, PyObject *paths) {
+    if (Z_PATH != NULL)
+        return Py_NewRef(Z_PATH);
+    PyObject *seq = PySequence_Fast(paths, "zstd_load(paths): a sequence of str");
+    if (seq == NULL)
+        return NULL;
+    for (Py_ssize_t i = 0; i < PySequence_Fast_GET_SIZE(seq); i++) {
+        PyObject *p = PySequence_Fast_GET_ITEM(seq, i);
+        const char *path = PyUnicode_Check(p) ? PyUnicode_AsUTF8(p) : NULL;
+        if (path == NULL) {
+            Py_DECREF(seq);
+            if (!PyErr_Occurred())
+                PyErr_SetString(PyExc_TypeError, "zstd_load(paths): a sequence of str");
+            return NULL;
+        }
+        if (zstd_bind(path)) {
+            Z_PATH = Py_NewRef(p);
+            Py_DECREF(seq);
+            return Py_NewRef(p);
+        }
+    }
+    Py_DECREF(seq);
+    Py_RETURN_NONE;
+}
+
+int native_inflow_init(PyObject *module) {
+    if (PyType_Ready(&InflowType) < 0)
+        return -1;
+    return PyModule_AddObjectRef(module, "Inflow", (PyObject *)&InflowType);
+}
+
+#else /* no POSIX threads and dlopen: recordings are read ahead by a Python thread */
+
+PyObject *zstd_load(PyObject *self, PyObject *paths) { Py_RETURN_NONE; }
+int native_inflow_init(PyObject *module) { return 0; }
+
+#endif
