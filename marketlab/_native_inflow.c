@@ -224,10 +224,6 @@ out:
 }
 
 static PyObject *Inflow_next(Inflow *f) {
-    if (!f->started) {
-        PyErr_SetString(PyExc_ValueError, "the Inflow is closed");
-        return NULL;
-    }
     BlockData *d = NULL;
     int ended = 0;
     Py_BEGIN_ALLOW_THREADS;
@@ -283,8 +279,10 @@ static PyObject *Inflow_close(Inflow *f, PyObject *unused) {
 
 static void Inflow_dealloc(Inflow *f) {
     inflow_stop(f);
-    if (f->started)
-        pthread_mutex_destroy(&f->mu), pthread_cond_destroy(&f->changed);
+    if (f->started) {
+        pthread_mutex_destroy(&f->mu);
+        pthread_cond_destroy(&f->changed);
+    }
     Py_XDECREF(f->reader);
     Py_XDECREF(f->source);
     Py_XDECREF(f->kinds_obj);
@@ -341,9 +339,6 @@ static PyObject *Inflow_get_cut(Inflow *f, void *unused) { return PyLong_FromSsi
 static PyObject *Inflow_get_entries(Inflow *f, void *unused) {
     return PyLong_FromSsize_t(f->given);
 }
-static PyObject *Inflow_get_running(Inflow *f, void *unused) {
-    return PyBool_FromLong(f->started && !f->joined);
-}
 
 static PyMethodDef Inflow_methods[] = {
     {"close", (PyCFunction)Inflow_close, METH_NOARGS, "stop the thread, let go of the source"},
@@ -356,7 +351,6 @@ static PyGetSetDef Inflow_getset[] = {
     {"bad", (getter)Inflow_get_bad, NULL, "it stopped at an entry of no known kind", NULL},
     {"cut", (getter)Inflow_get_cut, NULL, "bytes after the last whole entry at the end", NULL},
     {"entries", (getter)Inflow_get_entries, NULL, "entries in the blocks given", NULL},
-    {"running", (getter)Inflow_get_running, NULL, "its thread has not been joined", NULL},
     {NULL, NULL, NULL, NULL, NULL},
 };
 

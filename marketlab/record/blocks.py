@@ -92,10 +92,6 @@ class _Inflowing:
             raise _broken(path, inflow.entries + 1, head_cut=inflow.cut < _ENTRY.size)
         raise StopIteration
 
-    @property
-    def running(self) -> bool:
-        return bool(self._inflow.running)
-
     def close(self) -> None:
         self._inflow.close()  # the thread joined and the mapped file let go, before it closes
         self._closing()
