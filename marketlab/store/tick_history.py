@@ -25,6 +25,7 @@ from marketlab.store.parts import (
     sql_files,
 )
 from marketlab.store.times import _range, time_clauses
+from marketlab.store.trade_parts import TRADE_COLUMNS, read_apart
 
 _SIDES = pd.CategoricalDtype(["buy", "sell"])
 _BY_ID = "ORDER BY trade_id"
@@ -53,14 +54,18 @@ class TickQueries:
         )
         return True
 
+    def _trade_files(self, symbol: str, start: int | None, end: int | None,
+                     exchange: str | None) -> list[Path]:  # fmt: skip
+        if self.ticks is None:
+            raise ValueError("this History has no tick store: create it with db= or ticks=")
+        return part_files(self.ticks, "trades", exchange or self.exchange, normalize_symbol(symbol),
+                          *_days(start, end))  # fmt: skip
+
     def _select_trades(self, select: str, symbol: str, start: int | None, end: int | None,
                        exchange: str | None, tail: str = "") -> pd.DataFrame:  # fmt: skip
         """``select`` over one symbol's stored trades in [start, end], each once, as rows of
         (time, trade_id, price, qty, sell): ``sell`` is 1 when the taker sold."""
-        if self.ticks is None:
-            raise ValueError("this History has no tick store: create it with db= or ticks=")
-        files = part_files(self.ticks, "trades", exchange or self.exchange, normalize_symbol(symbol),
-                           *_days(start, end))  # fmt: skip
+        files = self._trade_files(symbol, start, end, exchange)
         con = duckdb.connect()
         try:
             if not files:
@@ -88,12 +93,15 @@ class TickQueries:
                exchange: str | None = None) -> pd.DataFrame:  # fmt: skip
         """Stored trades with time in [start, end], oldest first, shaped like ``Lab.trades``."""
         s, e = _range(start, end)
-        df = self._select_trades("*", symbol, s, e, exchange, _BY_ID)
-        sides = pd.Categorical.from_codes(df["sell"].to_numpy(dtype=np.int8), dtype=_SIDES)
+        files = self._trade_files(symbol, s, e, exchange)
+        cols = read_apart(files, s, e) if files and not overlapping(files) else None
+        if cols is None:  # a trade may be held twice (or a part is unusual): DuckDB keeps one
+            df = self._select_trades("*", symbol, s, e, exchange, _BY_ID)
+            cols = {name: df[name].to_numpy(dtype=dtype) for name, dtype in TRADE_COLUMNS.items()}
+        sides = pd.Categorical.from_codes(cols["sell"], dtype=_SIDES)
         return pd.DataFrame(
-            {"price": df["price"].to_numpy(dtype=np.float64), "qty": df["qty"].to_numpy(dtype=np.float64),
-             "side": sides, "trade_id": df["trade_id"].to_numpy(dtype=np.int64)},
-            index=utc_index(df["time"].to_numpy(dtype=np.int64), "time"), copy=False,
+            {"price": cols["price"], "qty": cols["qty"], "side": sides, "trade_id": cols["trade_id"]},
+            index=utc_index(cols["time"], "time"), copy=False,
         )  # fmt: skip
 
     def trade_bars(self, symbol: str, interval: str = "1m", start: Any = None, end: Any = None,

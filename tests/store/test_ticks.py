@@ -50,6 +50,40 @@ def test_a_trade_written_twice_is_read_once_and_compaction_keeps_one_copy(tmp_pa
     assert (count["n"][0], count["d"][0]) == (15, 15)
 
 
+def test_parts_apart_are_read_as_duckdb_reads_them(tmp_path, monkeypatch):
+    # parts that cannot hold a trade twice are read with pyarrow: the same frame, any range
+    from marketlab.store import tick_history
+
+    db = tmp_path / "m.sqlite"
+    writer = TickWriter(ticks_root(db), "binance", flush_interval=0.05)
+    hourly = [Trade("BTCUSDT", i, 100.0 + i, 0.25 * i, "buy" if i % 3 else "sell",
+                    1_767_225_600_000 + i * 3_600_000, 0) for i in range(1, 61)]  # fmt: skip
+    for first in range(0, 60, 20):  # three flushes: parts apart, over three days
+        writer.add_many(hourly[first : first + 20])
+        time.sleep(0.3)
+    writer.close()
+    history = History(db=db)
+    ranges = [(None, None), (hourly[10].time, hourly[45].time), (hourly[10].time + 1, None),
+              (None, hourly[3].time - 1), (hourly[59].time + 1, None)]  # fmt: skip
+    read_apart, by_arrow = tick_history.read_apart, []
+
+    def spied(*args):
+        cols = read_apart(*args)
+        by_arrow.append(cols is not None)
+        return cols
+
+    monkeypatch.setattr(tick_history, "read_apart", spied)
+    read = {r: history.trades("BTCUSDT", *r) for r in ranges}
+    assert len(by_arrow) == len(ranges) and all(by_arrow)
+    for (start, end), df in read.items():  # what the range holds, from the trades themselves
+        want = [t.trade_id for t in hourly
+                if (start is None or t.time >= start) and (end is None or t.time <= end)]  # fmt: skip
+        assert list(df["trade_id"]) == want
+    monkeypatch.setattr(tick_history, "read_apart", lambda *a: None)  # DuckDB's way
+    for r, df in read.items():
+        pd.testing.assert_frame_equal(df, history.trades("BTCUSDT", *r))
+
+
 def test_bad_store_settings_say_what_would_work(tmp_path):
     with pytest.raises(ValueError, match="expected some of klines, trades"):
         Lab(["BTCUSDT"], db=tmp_path / "m.sqlite", store=("klines", "books!"))

@@ -1,0 +1,54 @@
+"""Stored trades read straight from their parts with pyarrow, where no trade can be held twice
+(parts whose id ranges are apart): a third of the time DuckDB takes to read and convert the
+same rows (measured on a symbol-day of 5M trades: 0.21-0.26 s against 0.65-1.2 s)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+# a trade's columns as the queries hand them on: ``sell`` is 1 when the taker sold
+TRADE_COLUMNS = {"time": np.int64, "trade_id": np.int64, "price": np.float64, "qty": np.float64,
+                 "sell": np.int8}  # fmt: skip
+
+
+def read_apart(
+    files: list[Path], start: int | None, end: int | None
+) -> dict[str, np.ndarray] | None:
+    """The trades of ``files`` (parts apart, in id order) with time in [start, end], in id
+    order; None when a part is not as the store writes it (the caller asks DuckDB)."""
+    table = pq.read_table(
+        [str(f) for f in files], columns=["time", "trade_id", "price", "qty", "side"]
+    )
+    if any(table.column(n).null_count for n in table.column_names):
+        return None
+    cols = {n: table.column(n).to_numpy().astype(TRADE_COLUMNS[n], copy=False)
+            for n in ("time", "trade_id", "price", "qty")}  # fmt: skip
+    cols["sell"] = _sells(table.column("side"))
+    if len(cols["trade_id"]) > 1 and not bool(np.all(np.diff(cols["trade_id"]) > 0)):
+        return None  # not in id order after all
+    if start is not None or end is not None:
+        times, bound = cols["time"], np.iinfo(np.int64)
+        keep = (times >= (bound.min if start is None else start)) & (
+            times <= (bound.max if end is None else end)
+        )
+        if not keep.all():
+            cols = {n: c[keep] for n, c in cols.items()}
+    return cols
+
+
+def _sells(side: pa.ChunkedArray) -> np.ndarray:
+    """1 where the taker sold: a dictionary's few words looked up once, not per row."""
+    parts = []
+    for chunk in side.chunks:
+        if pa.types.is_dictionary(chunk.type):
+            words = chunk.dictionary.to_pylist()
+            table = np.array([w == "sell" for w in words], dtype=np.int8)
+            parts.append(table[chunk.indices.to_numpy(zero_copy_only=False)])
+        else:
+            parts.append(pc.equal(chunk, "sell").to_numpy(zero_copy_only=False).astype(np.int8))
+    return np.concatenate(parts) if parts else np.zeros(0, np.int8)
