@@ -91,17 +91,19 @@ def block_table(blocks: Sequence[dict[str, np.ndarray]]) -> pa.Table:
 def write_trades(root: Path, exchange: str, symbol: str, table: pa.Table) -> int:
     """One symbol's trades (:func:`trade_table`) as one part per day; returns files written."""
     ids = table.column("trade_id").to_numpy()
-    if len(ids) > 1 and not (np.diff(ids) > 0).all():
+    if len(ids) > 1 and not (ids[1:] > ids[:-1]).all():  # (no temporary array of int64s)
         table = table.take(pa.array(np.argsort(ids, kind="stable")))
-    days = table.column("time").to_numpy() // DAY_MS
-    starts = (
-        np.flatnonzero(np.diff(days)) + 1 if days[0] != days[-1] else np.array([], dtype=np.int64)
-    )
-    bounds = [0, *starts.tolist(), len(days)]
+    times = table.column("time").to_numpy()
+    if times.min() // DAY_MS == times.max() // DAY_MS:
+        bounds = [0, len(times)]  # one day: no day of every trade worked out
+    else:
+        days = times // DAY_MS
+        bounds = [0, *(np.flatnonzero(np.diff(days)) + 1).tolist(), len(days)]
     for a, b in itertools.pairwise(bounds):
         part = table.slice(a, b - a)
         first, last = part.column("trade_id")[0].as_py(), part.column("trade_id")[-1].as_py()
-        folder = part_dir(root, "trades", exchange, symbol, day_of(int(days[a]) * DAY_MS))
+        day = int(times[a]) // DAY_MS
+        folder = part_dir(root, "trades", exchange, symbol, day_of(day * DAY_MS))
         write_part(folder, part, first, last)
     return len(bounds) - 1
 
