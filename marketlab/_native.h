@@ -15,6 +15,15 @@ typedef struct {
     uint64_t v[MAX_SLOTS];
 } Slots;
 
+/* a slot read as the int64 or the double it holds */
+static inline int64_t I(const uint64_t *v, int i) { return (int64_t)v[i]; }
+
+static inline double F(const uint64_t *v, int i) {
+    double d;
+    memcpy(&d, &v[i], sizeof(d));
+    return d;
+}
+
 typedef struct {
     double *v; /* price, qty pairs (PyMem_Raw: grown without the GIL) */
     size_t n, cap;

@@ -200,14 +200,6 @@ static int read_payload(int code, const char *base, const char *s, Py_ssize_t n,
 
 /* --- building a record from its slots (with the GIL) ------------------------------------- */
 
-static inline int64_t I(const uint64_t *v, int i) { return (int64_t)v[i]; }
-
-static inline double F(const uint64_t *v, int i) {
-    double d;
-    memcpy(&d, &v[i], sizeof(d));
-    return d;
-}
-
 /* A string read: the lane's symbol or interval when it is equal (no new str per record). */
 static PyObject *str_at(const char *base, uint64_t span, PyObject *a, PyObject *b) {
     const char *s = base + (span >> 24);

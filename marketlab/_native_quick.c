@@ -98,14 +98,6 @@ static int same_symbol(PyObject *symbol, const char *base, uint64_t span) {
            memcmp(PyUnicode_DATA(symbol), base + (span >> 24), (size_t)n) == 0;
 }
 
-static inline int64_t I(const uint64_t *v, int i) { return (int64_t)v[i]; }
-
-static inline double F(const uint64_t *v, int i) {
-    double d;
-    memcpy(&d, &v[i], sizeof(d));
-    return d;
-}
-
 /* a new tuple of `n` new references (NULL where one failed, then all are dropped) */
 static PyObject *tuple_of(PyObject **items, Py_ssize_t n) {
     PyObject *t = PyTuple_New(n);
