@@ -73,12 +73,21 @@ def test_parts_apart_are_read_as_duckdb_reads_them(tmp_path, monkeypatch):
         return cols
 
     monkeypatch.setattr(tick_history, "read_apart", spied)
+
+    def check(read: dict) -> None:  # what each range holds, from the trades themselves
+        for (start, end), df in read.items():
+            want = [t for t in hourly
+                    if (start is None or t.time >= start) and (end is None or t.time <= end)]  # fmt: skip
+            assert list(df["trade_id"]) == [t.trade_id for t in want]
+            assert list(df["side"]) == [t.side for t in want]
+            assert list(df["qty"]) == [t.qty for t in want]
+
     read = {r: history.trades("BTCUSDT", *r) for r in ranges}
     assert len(by_arrow) == len(ranges) and all(by_arrow)
-    for (start, end), df in read.items():  # what the range holds, from the trades themselves
-        want = [t.trade_id for t in hourly
-                if (start is None or t.time >= start) and (end is None or t.time <= end)]  # fmt: skip
-        assert list(df["trade_id"]) == want
+    check(read)
+    assert compact(ticks_root(db), min_parts=1, today="2100-01-01") == 3  # DuckDB writes days
+    check({r: history.trades("BTCUSDT", *r) for r in ranges})  # (its sides: plain strings)
+    assert all(by_arrow[len(ranges) :])
     monkeypatch.setattr(tick_history, "read_apart", lambda *a: None)  # DuckDB's way
     for r, df in read.items():
         pd.testing.assert_frame_equal(df, history.trades("BTCUSDT", *r))
