@@ -242,6 +242,8 @@ class Publisher:
 
     async def _close_nc(self) -> None:
         nc, self._nc = self._nc, None
+        self._js = None  # its JetStream context goes with it: a Lab started again waits for anew
+        self.connected = False  # (not left to the callback, which a slow close may never reach)
         await close_quietly(nc)
 
     async def last_published(self) -> tuple[dict[str, int], dict[tuple[str, str], int]]:
@@ -251,11 +253,10 @@ class Publisher:
 
         trades: dict[str, int] = {}
         klines: dict[tuple[str, str], int] = {}
-        if self._js is None:
-            return trades, klines
-        info = await self._js.stream_info(
-            self.config.stream, subjects_filter=enc.subjects(self.exchange)
-        )
+        js = self._js
+        if js is None:
+            raise ConnectionError(f"not connected to {self.config.url}")
+        info = await js.stream_info(self.config.stream, subjects_filter=enc.subjects(self.exchange))
         names = [
             n for n in info.state.subjects or {} if enc.parse_subject(n)[1] in ("trade", "kline")
         ]
@@ -264,7 +265,7 @@ class Publisher:
         async def last(name: str) -> tuple[str, Any]:
             async with asking:
                 try:
-                    return name, await self._js.get_last_msg(self.config.stream, name)
+                    return name, await js.get_last_msg(self.config.stream, name)
                 except NotFoundError:
                     return name, None
 

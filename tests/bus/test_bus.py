@@ -4,6 +4,7 @@ killed with SIGKILL, a bus that goes away and a cluster node lost."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import subprocess
@@ -15,6 +16,8 @@ import pandas as pd
 import pytest
 
 import marketlab as ml
+from marketlab.bus.config import BusConfig
+from marketlab.bus.publisher import Publisher
 from marketlab.bus.server import NatsServer, cluster
 from marketlab.sim import SimExchange
 from marketlab.store.history import History
@@ -276,6 +279,25 @@ def test_a_bus_address_that_is_not_one_is_refused_at_once(url: str) -> None:
     with pytest.raises(ValueError, match="nats://host:port"):
         ml.Lab(["BTCUSDT"], publish=url)
     assert os.environ.get("MARKETLAB_LOOP", "") in ("", "asyncio", "uvloop")
+
+
+async def test_a_closed_publisher_is_not_taken_for_connected(nats: NatsServer) -> None:
+    # a stopped collector's publisher, started again, must wait for its new connection before
+    # asking where the bus ends: a closed one's answer cannot be had, and it must not be empty
+    # (the collector would then start afresh and publish again what the bus holds)
+    publisher = Publisher(BusConfig(nats.url), "binance")
+    task = asyncio.create_task(publisher.run())
+    for _ in range(200):
+        if publisher.connected:
+            break
+        await asyncio.sleep(0.05)
+    assert publisher.connected
+    assert await publisher.last_published() == ({}, {})  # nothing published yet: the bus says so
+    await publisher.close(1.0)
+    task.cancel()
+    assert not publisher.connected
+    with pytest.raises(ConnectionError, match="not connected"):
+        await publisher.last_published()
 
 
 def test_a_collector_stopped_and_started_again_publishes_again_and_once(
