@@ -37,8 +37,12 @@ class NatsServer:
     """One ``nats-server -js`` node; ``routes`` (cluster ports of the others) make a cluster."""
 
     def __init__(self, port: int | None = None, store_dir: str | os.PathLike[str] | None = None,
-                 name: str = "n1", cluster_port: int | None = None, routes: list[int] = ()):  # type: ignore[assignment]  # fmt: skip
+                 name: str = "n1", cluster_port: int | None = None, routes: list[int] = (),  # type: ignore[assignment]
+                 chosen_cluster_port: bool = False):  # fmt: skip
+        """A port not given is chosen free; one chosen here (or ``chosen_cluster_port``) is
+        chosen again when another process takes it before the server binds it."""
         self.port = port or free_port()
+        self._chosen = {"port": port is None, "router port": chosen_cluster_port}
         self.name = name
         self._own_dir = store_dir is None
         self.store_dir = Path(store_dir or tempfile.mkdtemp(prefix="marketlab-nats-"))
@@ -53,6 +57,17 @@ class NatsServer:
         return f"nats://127.0.0.1:{self.port}"
 
     def start(self, timeout: float = 10.0) -> NatsServer:
+        for _ in range(3):
+            try:
+                return self._start(timeout)
+            except _PortTaken as taken:  # by another process since it was chosen free
+                if taken.which == "port":
+                    self.port = free_port()
+                else:
+                    self.cluster_port = free_port()  # the others' routes find it: routes gossip
+        return self._start(timeout)
+
+    def _start(self, timeout: float) -> NatsServer:
         cmd = [nats_server_binary(), "-js", "-a", "127.0.0.1", "-p", str(self.port), "-sd",
                str(self.store_dir), "-n", self.name]  # fmt: skip
         if self.cluster_port is not None:
@@ -66,11 +81,16 @@ class NatsServer:
             if routes:
                 cmd += ["--routes", routes]
         with open(self.log_path, "ab") as log:  # the server's own log (read when it fails)
+            began = log.tell()
             self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=log)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                err = self.log_path.read_text(errors="replace")
+                err = self.log_path.read_bytes()[began:].decode(errors="replace")
+                for which, chosen in self._chosen.items():
+                    if chosen and f"Error listening on {which}:" in err:
+                        self.proc = None
+                        raise _PortTaken(which)
                 raise RuntimeError(f"nats-server exited ({self.proc.returncode}): {err[-500:]}")
             try:
                 socket.create_connection(("127.0.0.1", self.port), 0.2).close()
@@ -108,8 +128,14 @@ class NatsServer:
         self.remove()
 
 
+class _PortTaken(Exception):
+    def __init__(self, which: str):
+        self.which = which  # "port" (clients') or "router port" (the cluster's)
+
+
 def cluster(size: int = 3) -> list[NatsServer]:
     """``size`` nodes routed to each other on loopback (not started)."""
     cports = [free_port() for _ in range(size)]
-    return [NatsServer(name=f"n{i + 1}", cluster_port=cp, routes=[p for p in cports if p != cp])
+    return [NatsServer(name=f"n{i + 1}", cluster_port=cp, routes=[p for p in cports if p != cp],
+                       chosen_cluster_port=True)
             for i, cp in enumerate(cports)]  # fmt: skip

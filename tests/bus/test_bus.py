@@ -281,6 +281,27 @@ def test_a_bus_address_that_is_not_one_is_refused_at_once(url: str) -> None:
     assert os.environ.get("MARKETLAB_LOOP", "") in ("", "asyncio", "uvloop")
 
 
+def test_a_port_taken_before_the_server_binds_it_is_chosen_again() -> None:
+    # a free port handed out can be taken by another process's connection before nats-server
+    # binds it (xdist workers start servers side by side): the server then starts on another
+    import socket
+
+    nodes = cluster(2)
+    with socket.socket() as client, socket.socket() as router:
+        client.bind(("127.0.0.1", nodes[0].port))  # held as an outgoing connection holds it
+        router.bind(("127.0.0.1", nodes[1].cluster_port))
+        taken = (nodes[0].port, nodes[1].cluster_port)
+        try:
+            for node in nodes:
+                node.start()
+            assert nodes[0].port != taken[0] and nodes[1].cluster_port != taken[1]
+            for node in nodes:
+                socket.create_connection(("127.0.0.1", node.port), 2).close()
+        finally:
+            for node in nodes:
+                node.remove()
+
+
 async def test_a_closed_publisher_is_not_taken_for_connected(nats: NatsServer) -> None:
     # a stopped collector's publisher, started again, must wait for its new connection before
     # asking where the bus ends: a closed one's answer cannot be had, and it must not be empty
