@@ -92,8 +92,10 @@ class NatsServer:
                         self.proc = None
                         raise _PortTaken(which)
                 raise RuntimeError(f"nats-server exited ({self.proc.returncode}): {err[-500:]}")
-            try:
-                socket.create_connection(("127.0.0.1", self.port), 0.2).close()
+            try:  # ready: clients' port and (a node's) the cluster's, which it opens after
+                for port in (self.port, self.cluster_port):
+                    if port is not None:
+                        socket.create_connection(("127.0.0.1", port), 0.2).close()
                 return self
             except OSError:
                 time.sleep(0.05)
