@@ -334,8 +334,15 @@ def test_a_collector_stopped_and_started_again_publishes_again_and_once(
         collector.stop()
         first_run = last_trade(collector, "BTCUSDT")
         collector.start().wait_ready(30)
+        # the second run's trades, and the stop's gap fetched by id (the first trade after it
+        # is already 20 ids on: stopped before the fetch, the gap would stay one)
         wait_for(
-            lambda: last_trade(reader, "BTCUSDT") > first_run + 20, 30, "the second run's trades"
+            lambda: (
+                last_trade(reader, "BTCUSDT") > first_run + 20
+                and reader.summary()["trades_backfilled"].get("BTCUSDT", 0) > 0
+            ),
+            30,
+            "the second run's trades and the gap's",
         )
         collector.stop()
         wait_for(lambda: last_trade(reader, "BTCUSDT") == last_trade(collector, "BTCUSDT"), 20)
