@@ -27,7 +27,9 @@ def test_console_script_is_installed():
 
 
 def test_demo_starts_the_simulator_prints_where_and_stops_by_itself():
-    out = run("demo", "--duration", "4", "--sim-port", "0", "--port", "0")
+    # long enough for the books to sync on a loaded machine (the suite runs 6 workers on 2
+    # cores: 4 s once ended before the collector's WebSocket was open)
+    out = run("demo", "--duration", "10", "--sim-port", "0", "--port", "0")
     assert out.returncode == 0, out.stderr
     url = re.search(r"simulated exchange\s+(http://127\.0\.0\.1:\d+)", out.stdout)
     assert url, out.stdout
@@ -40,7 +42,7 @@ def test_demo_starts_the_simulator_prints_where_and_stops_by_itself():
 
 
 def test_demo_with_a_bus_shows_a_second_lab_reading_what_the_collector_publishes():
-    out = run("demo", "--bus", "--duration", "4", "--sim-port", "0", "--port", "0")
+    out = run("demo", "--bus", "--duration", "10", "--sim-port", "0", "--port", "0")
     assert out.returncode == 0, out.stderr
     assert re.search(r"bus\s+nats://127\.0\.0\.1:\d+ \(NATS JetStream\)", out.stdout), out.stdout
     report = re.search(
