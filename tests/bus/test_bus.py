@@ -237,14 +237,18 @@ def test_a_three_node_cluster_loses_nothing_when_a_node_goes(
     sim: SimExchange, tmp_path: Path
 ) -> None:
     nodes = cluster(3)
-    for node in nodes:
-        node.start()
-    url = ",".join(n.url for n in nodes)
-    collector = ml.Lab(SYMBOLS, ["1m"], channels=["trades", "klines"], publish=ml.BusConfig(url, replicas=3),
-                       **venue(sim)).start()  # fmt: skip
-    reader = ml.Lab.from_bus(url, SYMBOLS, ["1m"], channels=["trades", "klines"]).start()
-    writer = store_writer(url, tmp_path / "h.sqlite")
+    labs: list[ml.Lab] = []  # stopped, and the nodes removed, however far the start got
     try:
+        for node in nodes:
+            node.start()
+        url = ",".join(n.url for n in nodes)
+        collector = ml.Lab(SYMBOLS, ["1m"], channels=["trades", "klines"], publish=ml.BusConfig(url, replicas=3),
+                           **venue(sim)).start()  # fmt: skip
+        labs.append(collector)
+        reader = ml.Lab.from_bus(url, SYMBOLS, ["1m"], channels=["trades", "klines"]).start()
+        labs.append(reader)
+        writer = store_writer(url, tmp_path / "h.sqlite")
+        labs.append(writer)
         collector.wait_ready(30)
         wait_for(
             lambda: all(last_trade(reader, s) > 0 for s in SYMBOLS), 60, "the cluster's stream"
@@ -272,7 +276,7 @@ def test_a_three_node_cluster_loses_nothing_when_a_node_goes(
             pd.testing.assert_frame_equal(closed(reader, s), closed(collector, s))
         writer.stop()
     finally:
-        for lab in (collector, reader, writer):
+        for lab in labs:
             lab.stop()
         for node in nodes:
             node.remove()
