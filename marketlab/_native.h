@@ -15,6 +15,18 @@ typedef struct {
     uint64_t v[MAX_SLOTS];
 } Slots;
 
+/* A span in a slot: (offset << 24 | length) */
+#define SPAN(off, len) (((uint64_t)(off) << 24) | (uint64_t)(len))
+#define SPAN_MAX ((1u << 24) - 1)
+#define SPAN_AT(span) ((size_t)((span) >> 24))
+#define SPAN_LEN(span) ((size_t)((span) & SPAN_MAX))
+
+/* whether the string span of a frame (from `base`) holds what compact ASCII str `s` holds */
+static inline int span_is(PyObject *s, const char *base, uint64_t span) {
+    return PyUnicode_IS_COMPACT_ASCII(s) && (size_t)PyUnicode_GET_LENGTH(s) == SPAN_LEN(span) &&
+           memcmp(PyUnicode_DATA(s), base + SPAN_AT(span), SPAN_LEN(span)) == 0;
+}
+
 /* a slot read as the int64 or the double it holds */
 static inline int64_t I(const uint64_t *v, int i) { return (int64_t)v[i]; }
 

@@ -96,8 +96,6 @@ static int levels_push(Levels *lv, double price, double qty) {
     return 1;
 }
 
-#define SPAN(off, len) (((uint64_t)(off) << 24) | (uint64_t)(len))
-#define SPAN_MAX ((1u << 24) - 1)
 
 /* [[price, qty], ...] into `lv`; its (first, count) in *out. */
 static int read_levels(Cur *c, Levels *lv, uint64_t *out) {
@@ -202,20 +200,16 @@ static int read_payload(int code, const char *base, const char *s, Py_ssize_t n,
 
 /* A string read: the lane's symbol or interval when it is equal (no new str per record). */
 static PyObject *str_at(const char *base, uint64_t span, PyObject *a, PyObject *b) {
-    const char *s = base + (span >> 24);
-    Py_ssize_t n = (Py_ssize_t)(span & SPAN_MAX);
     PyObject *cands[2] = {a, b};
-    for (int i = 0; i < 2; i++) {
-        if (!PyUnicode_CheckExact(cands[i]) || !PyUnicode_IS_COMPACT_ASCII(cands[i]))
-            continue;
-        if (PyUnicode_GET_LENGTH(cands[i]) == n && memcmp(PyUnicode_DATA(cands[i]), s, n) == 0)
+    for (int i = 0; i < 2; i++)
+        if (PyUnicode_CheckExact(cands[i]) && span_is(cands[i], base, span))
             return Py_NewRef(cands[i]);
-    }
-    return PyUnicode_DecodeASCII(s, n, "strict"); /* plain strings are ASCII */
+    /* plain strings are ASCII */
+    return PyUnicode_DecodeASCII(base + SPAN_AT(span), (Py_ssize_t)SPAN_LEN(span), "strict");
 }
 
 static PyObject *levels_at(const Levels *lv, uint64_t span) {
-    size_t first = span >> 24, n = span & SPAN_MAX;
+    size_t first = SPAN_AT(span), n = SPAN_LEN(span);
     PyObject *list = PyList_New((Py_ssize_t)n);
     if (list == NULL)
         return NULL;

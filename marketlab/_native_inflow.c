@@ -124,35 +124,33 @@ static void *inflow_run(void *arg) {
     prctl(PR_SET_NAME, THREAD_NAME, 0, 0, 0);
 #endif
     void *ds = Z.create();
+    BlockData d;
+    memset(&d, 0, sizeof(d));
     char *rest = NULL;
+    const char *error = NULL;
+    int nomem = 0;
     size_t rest_n = 0, piece = FIRST_PIECE, dropped = 0, skip = (size_t)f->skip;
     ZInBuffer in = {f->view.buf, (size_t)f->view.len, 0};
-    if (ds == NULL || Z.is_error(Z.init(ds))) {
-        inflow_finish(f, ds == NULL ? "no memory for a decompressor" : "decompressor not set up",
-                      ds == NULL);
-        if (ds != NULL)
-            Z.free(ds);
-        return NULL;
+    if (ds == NULL)
+        goto out_of_memory;
+    if (Z.is_error(Z.init(ds))) {
+        error = "decompressor not set up";
+        goto end;
     }
-    for (;;) {
-        if (stopping(f))
-            break;
-        BlockData d;
-        memset(&d, 0, sizeof(d));
+    /* `cut` and `bad` are written before inflow_finish, so the collector, which reads them
+       once it sees `done` under the lock, sees them too */
+    while (!stopping(f)) {
         d.data = PyMem_RawMalloc(rest_n + piece);
-        if (d.data == NULL) {
-            inflow_finish(f, NULL, 1);
-            goto out;
-        }
+        if (d.data == NULL)
+            goto out_of_memory;
         memcpy(d.data, rest, rest_n);
         ZOutBuffer o = {d.data + rest_n, piece, 0};
         while (o.pos < o.size) {
             size_t before = o.pos, was = in.pos;
             size_t r = Z.decompress(ds, &o, &in);
             if (Z.is_error(r)) {
-                block_data_free(&d);
-                inflow_finish(f, Z.error_name(r), 0);
-                goto out;
+                error = Z.error_name(r);
+                goto end;
             }
             if (o.pos == before && in.pos == was && in.pos == in.size)
                 break; /* the end of the file */
@@ -166,27 +164,17 @@ static void *inflow_run(void *arg) {
         drop_pages(in.src, &dropped, in.pos);
         d.size = (Py_ssize_t)(rest_n + o.pos);
         if (o.pos == 0) { /* nothing more: whatever is left is cut short */
-            block_data_free(&d);
-            pthread_mutex_lock(&f->mu);
             f->cut = (Py_ssize_t)rest_n;
-            pthread_mutex_unlock(&f->mu);
-            inflow_finish(f, NULL, 0);
-            goto out;
+            goto end;
         }
         if (piece < PIECE)
             piece *= 2;
-        if (!block_scan(&d, (FrameReader *)f->reader, f->kinds, f->ws_kind)) {
-            block_data_free(&d);
-            inflow_finish(f, NULL, 1);
-            goto out;
-        }
+        if (!block_scan(&d, (FrameReader *)f->reader, f->kinds, f->ws_kind))
+            goto out_of_memory;
         size_t left = (size_t)(d.size - d.end);
         char *carry = PyMem_RawMalloc(left ? left : 1);
-        if (carry == NULL) {
-            block_data_free(&d);
-            inflow_finish(f, NULL, 1);
-            goto out;
-        }
+        if (carry == NULL)
+            goto out_of_memory;
         memcpy(carry, d.data + d.end, left);
         PyMem_RawFree(rest);
         rest = carry;
@@ -196,12 +184,10 @@ static void *inflow_run(void *arg) {
             block_data_free(&d); /* an entry longer than the piece: carried on */
         } else {
             BlockData *q = PyMem_RawMalloc(sizeof(BlockData));
-            if (q == NULL) {
-                block_data_free(&d);
-                inflow_finish(f, NULL, 1);
-                goto out;
-            }
-            *q = d;
+            if (q == NULL)
+                goto out_of_memory;
+            *q = d; /* the queue's now */
+            memset(&d, 0, sizeof(d));
             if (!inflow_put(f, q)) {
                 block_data_free(q);
                 PyMem_RawFree(q);
@@ -209,17 +195,19 @@ static void *inflow_run(void *arg) {
             }
         }
         if (bad) {
-            pthread_mutex_lock(&f->mu);
             f->bad = 1;
-            pthread_mutex_unlock(&f->mu);
-            inflow_finish(f, NULL, 0);
-            goto out;
+            goto end;
         }
     }
-    inflow_finish(f, NULL, 0);
-out:
+    goto end;
+out_of_memory:
+    nomem = 1;
+end:
+    block_data_free(&d);
     PyMem_RawFree(rest);
-    Z.free(ds);
+    if (ds != NULL)
+        Z.free(ds);
+    inflow_finish(f, error, nomem);
     return NULL;
 }
 

@@ -91,13 +91,6 @@ static int row_taken(PyObject *stats, long long mark, double now) {
     return 0;
 }
 
-/* whether the payload's symbol (a span of the frame) is the lane's */
-static int same_symbol(PyObject *symbol, const char *base, uint64_t span) {
-    Py_ssize_t n = (Py_ssize_t)(span & ((1u << 24) - 1));
-    return PyUnicode_GET_LENGTH(symbol) == n &&
-           memcmp(PyUnicode_DATA(symbol), base + (span >> 24), (size_t)n) == 0;
-}
-
 /* a new tuple of `n` new references (NULL where one failed, then all are dropped) */
 static PyObject *tuple_of(PyObject **items, Py_ssize_t n) {
     PyObject *t = PyTuple_New(n);
@@ -124,7 +117,7 @@ static int trade_take(QuickTaker *q, const char *frame, const uint64_t *v, const
     QuickTrade *t = (QuickTrade *)q;
     long long tid = I(v, TR_T), mark, last_id;
     int r;
-    if (!same_symbol(t->symbol, frame, v[TR_S]))
+    if (!span_is(t->symbol, frame, v[TR_S])) /* the payload's symbol is the lane's */
         return 0;
     /* in order after the newest taken (a repeat or a gap: Intake._take_trade) */
     if ((r = get_ll(t->stats, S_MARK, &mark)) <= 0)
@@ -308,7 +301,7 @@ static int delta_take(QuickTaker *q, const char *frame, const uint64_t *v, const
     QuickDelta *d = (QuickDelta *)q;
     PyObject *book, *bids, *asks, *action = NULL;
     int64_t first = I(v, DP_FIRST), last = I(v, DP_LAST);
-    if (!same_symbol(d->symbol, frame, v[DP_S]))
+    if (!span_is(d->symbol, frame, v[DP_S]))
         return 0;
     int r = delta_common(d, first, last, &book, &bids, &asks);
     if (r <= 0)
@@ -325,11 +318,10 @@ static int delta_take(QuickTaker *q, const char *frame, const uint64_t *v, const
     /* OrderBook.on_delta's hot path: both sides, then the book's id, time and count */
     Side *b = (Side *)bids, *a = (Side *)asks;
     uint64_t bs = v[DP_BIDS], as = v[DP_ASKS];
-    const size_t mask = (1u << 24) - 1;
     long long max_levels = 0, applied = 0;
     PyObject *bstats = NULL;
-    int ok = side_apply_pairs(b, lv->v + 2 * (bs >> 24), bs & mask, -1.0) == 0 &&
-             side_apply_pairs(a, lv->v + 2 * (as >> 24), as & mask, 1.0) == 0 &&
+    int ok = side_apply_pairs(b, lv->v + 2 * SPAN_AT(bs), SPAN_LEN(bs), -1.0) == 0 &&
+             side_apply_pairs(a, lv->v + 2 * SPAN_AT(as), SPAN_LEN(as), 1.0) == 0 &&
              set_new(book, S_LAST_UPDATE_ID, PyLong_FromLongLong(last)) == 0 &&
              set_new(book, S_EVENT_TIME, PyLong_FromLongLong(I(v, DP_E))) == 0 &&
              (bstats = PyObject_GetAttr(book, S_STATS)) != NULL &&
