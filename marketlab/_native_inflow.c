@@ -148,9 +148,9 @@ static void *inflow_run(void *arg) {
         while (o.pos < o.size) {
             size_t before = o.pos, was = in.pos;
             size_t r = Z.decompress(ds, &o, &in);
-            if (Z.is_error(r)) {
+            if (Z.is_error(r)) { /* what came before the damage is given first */
                 error = Z.error_name(r);
-                goto end;
+                break;
             }
             if (o.pos == before && in.pos == was && in.pos == in.size)
                 break; /* the end of the file */
@@ -163,8 +163,9 @@ static void *inflow_run(void *arg) {
         }
         drop_pages(in.src, &dropped, in.pos);
         d.size = (Py_ssize_t)(rest_n + o.pos);
-        if (o.pos == 0) { /* nothing more: whatever is left is cut short */
-            f->cut = (Py_ssize_t)rest_n;
+        if (o.pos == 0) { /* nothing more: whatever is left is cut short (or damaged) */
+            if (error == NULL)
+                f->cut = (Py_ssize_t)rest_n;
             goto end;
         }
         if (piece < PIECE)
@@ -194,10 +195,13 @@ static void *inflow_run(void *arg) {
                 break;
             }
         }
-        if (bad) {
+        if (bad) { /* named before any damage further on, as the other readers name it */
             f->bad = 1;
+            error = NULL;
             goto end;
         }
+        if (error != NULL)
+            goto end;
     }
     goto end;
 out_of_memory:

@@ -157,3 +157,17 @@ def test_a_recording_whose_file_was_cut_gives_what_it_holds_then_says_where(tmp_
         for e in read_all(cut, scanner):
             got.append(tuple(e))
     assert 0 < len(got) < len(entries) and got == entries[: len(got)]
+
+
+def test_damage_past_the_entries_is_named_after_every_whole_entry(tmp_path, scanner):
+    # bytes after the compressed stream that are no zstd frame: every entry before them is
+    # given, then the damage is named after the last one
+    path = tmp_path / "r.mlrec"
+    entries = some_entries(200, seed=9)
+    write(path, entries)
+    path.write_bytes(path.read_bytes() + b"not a zstd frame, not at all")
+    got = []
+    with pytest.raises(RecordingError, match=f"damaged after entry {len(entries)} "):
+        for e in read_all(path, scanner):
+            got.append(tuple(e))
+    assert got == entries
