@@ -61,11 +61,12 @@ class TickQueries:
         return part_files(self.ticks, "trades", exchange or self.exchange, normalize_symbol(symbol),
                           *_days(start, end))  # fmt: skip
 
-    def _select_trades(self, select: str, symbol: str, start: int | None, end: int | None,
-                       exchange: str | None, tail: str = "") -> pd.DataFrame:  # fmt: skip
-        """``select`` over one symbol's stored trades in [start, end], each once, as rows of
-        (time, trade_id, price, qty, sell): ``sell`` is 1 when the taker sold."""
-        files = self._trade_files(symbol, start, end, exchange)
+    @staticmethod
+    def _select_trades(select: str, files: list[Path], start: int | None, end: int | None,
+                       tail: str = "") -> pd.DataFrame:  # fmt: skip
+        """``select`` over the trades of one symbol's ``files`` (:meth:`_trade_files`) in
+        [start, end], each once, as rows of (time, trade_id, price, qty, sell): ``sell`` is 1
+        when the taker sold."""
         con = duckdb.connect()
         try:
             if not files:
@@ -96,7 +97,7 @@ class TickQueries:
         files = self._trade_files(symbol, s, e, exchange)
         cols = read_apart(files, s, e) if files and not overlapping(files) else None
         if cols is None:  # a trade may be held twice (or a part is unusual): DuckDB keeps one
-            df = self._select_trades("*", symbol, s, e, exchange, _BY_ID)
+            df = self._select_trades("*", files, s, e, _BY_ID)
             cols = {name: df[name].to_numpy(dtype=dtype) for name, dtype in TRADE_COLUMNS.items()}
         sides = pd.Categorical.from_codes(cols["sell"], dtype=_SIDES)
         return pd.DataFrame(
@@ -116,7 +117,7 @@ class TickQueries:
             "sum(price * qty) AS quote_volume, count(*) AS trades, "
             "coalesce(sum(qty) FILTER (WHERE sell = 0), 0) AS taker_buy_volume, "
             "coalesce(sum(price * qty) FILTER (WHERE sell = 0), 0) AS taker_buy_quote_volume",
-            symbol, s, e, exchange, "GROUP BY 1 ORDER BY 1",
+            self._trade_files(symbol, s, e, exchange), s, e, "GROUP BY 1 ORDER BY 1",
         )  # fmt: skip
         opens = df["open_time"].to_numpy(dtype=np.int64)
         out = pd.DataFrame(
@@ -136,7 +137,7 @@ class TickQueries:
         df = self._select_trades(
             f"(time // {ms}) * {ms} AS open_time, sum(price * qty) / sum(qty) AS vwap, "
             "sum(qty) AS volume, count(*) AS trades",
-            symbol, s, e, exchange, "GROUP BY 1 ORDER BY 1",
+            self._trade_files(symbol, s, e, exchange), s, e, "GROUP BY 1 ORDER BY 1",
         )  # fmt: skip
         return pd.DataFrame(
             {"vwap": df["vwap"].to_numpy(dtype=np.float64), "volume": df["volume"].to_numpy(dtype=np.float64),

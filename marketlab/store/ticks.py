@@ -39,6 +39,7 @@ from marketlab.store.parts import (
     write_part,
 )
 from marketlab.store.sqlite import StoreError
+from marketlab.store.trade_parts import ascending
 
 log = logging.getLogger("marketlab.store")
 
@@ -91,7 +92,7 @@ def block_table(blocks: Sequence[dict[str, np.ndarray]]) -> pa.Table:
 def write_trades(root: Path, exchange: str, symbol: str, table: pa.Table) -> int:
     """One symbol's trades (:func:`trade_table`) as one part per day; returns files written."""
     ids = table.column("trade_id").to_numpy()
-    if len(ids) > 1 and not (ids[1:] > ids[:-1]).all():  # (no temporary array of int64s)
+    if not ascending(ids):
         table = table.take(pa.array(np.argsort(ids, kind="stable")))
     times = table.column("time").to_numpy()
     if times.min() // DAY_MS == times.max() // DAY_MS:

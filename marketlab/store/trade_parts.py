@@ -29,7 +29,7 @@ def read_apart(
     cols = {n: table.column(n).to_numpy().astype(TRADE_COLUMNS[n], copy=False)
             for n in ("time", "trade_id", "price", "qty")}  # fmt: skip
     cols["sell"] = _sells(table.column("side"))
-    if len(cols["trade_id"]) > 1 and not bool(np.all(np.diff(cols["trade_id"]) > 0)):
+    if not ascending(cols["trade_id"]):
         return None  # not in id order after all
     if start is not None or end is not None:
         times, bound = cols["time"], np.iinfo(np.int64)
@@ -39,6 +39,11 @@ def read_apart(
         if not keep.all():
             cols = {n: c[keep] for n, c in cols.items()}
     return cols
+
+
+def ascending(ids: np.ndarray) -> bool:
+    """Whether ``ids`` rise strictly (no temporary array of int64s made to tell)."""
+    return len(ids) < 2 or bool((ids[1:] > ids[:-1]).all())
 
 
 def _sells(side: pa.ChunkedArray) -> np.ndarray:
