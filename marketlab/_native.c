@@ -5,6 +5,7 @@
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+#include <math.h>
 #include <string.h>
 
 #include "_native.h"
@@ -245,48 +246,67 @@ static PyObject *Side_trim(Side *s, PyObject *arg) {
         }
         PyList_SET_ITEM(out, i, k);
     }
-    memmove(s->lv, s->lv + drop, (s->n - drop) * sizeof(Level));
+    if (drop)
+        memmove(s->lv, s->lv + drop, (s->n - drop) * sizeof(Level));
     s->n -= drop;
     return out;
 }
 
 /* A level of a delta or a snapshot as two doubles: a (price, qty) tuple or list (or any
- * sequence of two); 0 with an exception set when it is not one. */
+ * sequence of two); 0 with an exception set when it is not one, or its price is no number.
+ * Both items are held while they are converted: a `__float__` may change the row. */
 static int level_pair(PyObject *row, Py_ssize_t i, double *price, double *qty) {
-    PyObject *p, *q, *held = NULL;
-    if (PyTuple_CheckExact(row) && PyTuple_GET_SIZE(row) == 2) {
-        p = PyTuple_GET_ITEM(row, 0);
-        q = PyTuple_GET_ITEM(row, 1);
-    } else if (PyList_CheckExact(row) && PyList_GET_SIZE(row) == 2) {
-        p = PyList_GET_ITEM(row, 0);
-        q = PyList_GET_ITEM(row, 1);
-    } else {
-        held = PySequence_Fast(row, "");
-        if (held == NULL || PySequence_Fast_GET_SIZE(held) != 2) {
-            Py_XDECREF(held);
-            PyErr_Format(PyExc_TypeError, "level %zd is not a (price, qty) pair", i);
-            return 0;
-        }
-        p = PySequence_Fast_GET_ITEM(held, 0);
-        q = PySequence_Fast_GET_ITEM(held, 1);
+    PyObject *held = PySequence_Tuple(row);
+    if (held == NULL || PyTuple_GET_SIZE(held) != 2) {
+        Py_XDECREF(held);
+        PyErr_Format(PyExc_TypeError, "level %zd is not a (price, qty) pair", i);
+        return 0;
     }
-    *price = as_double(p);
-    *qty = as_double(q);
-    Py_XDECREF(held);
-    return !((*price == -1.0 || *qty == -1.0) && PyErr_Occurred());
+    *price = as_double(PyTuple_GET_ITEM(held, 0));
+    *qty = *price == -1.0 && PyErr_Occurred() ? -1.0 : as_double(PyTuple_GET_ITEM(held, 1));
+    Py_DECREF(held);
+    if ((*price == -1.0 || *qty == -1.0) && PyErr_Occurred())
+        return 0;
+    if (isnan(*price)) {
+        PyErr_Format(PyExc_ValueError, "level %zd has no price (NaN)", i);
+        return 0;
+    }
+    return 1;
 }
 
-/* The (levels, sign) arguments of apply and load: a fast sequence and the sign. */
-static PyObject *levels_and_sign(PyObject *const *args, Py_ssize_t nargs, const char *usage,
-                                 double *sign) {
+/* The (levels, sign) arguments of apply and load: the levels as (price, qty) doubles, in
+ * order, in `*pairs` (PyMem, the caller's to free; `*n` of them); 0 with an exception set.
+ * Every level is converted before any is used, so a bad one changes nothing. */
+static int levels_and_sign(PyObject *const *args, Py_ssize_t nargs, const char *usage,
+                           double *sign, double **pairs, Py_ssize_t *n) {
     if (nargs != 2) {
         PyErr_SetString(PyExc_TypeError, usage);
-        return NULL;
+        return 0;
     }
     *sign = as_double(args[1]);
     if (*sign == -1.0 && PyErr_Occurred())
-        return NULL;
-    return PySequence_Fast(args[0], "levels must be a sequence of (price, qty)");
+        return 0;
+    /* a tuple holds its rows however a row's conversion changes the caller's list */
+    PyObject *rows = PySequence_Tuple(args[0]);
+    if (rows == NULL)
+        return 0;
+    *n = PyTuple_GET_SIZE(rows);
+    *pairs = PyMem_Malloc((size_t)(*n ? *n : 1) * 2 * sizeof(double));
+    if (*pairs == NULL) {
+        Py_DECREF(rows);
+        PyErr_NoMemory();
+        return 0;
+    }
+    for (Py_ssize_t i = 0; i < *n; i++) {
+        if (!level_pair(PyTuple_GET_ITEM(rows, i), i, *pairs + 2 * i, *pairs + 2 * i + 1)) {
+            Py_DECREF(rows);
+            PyMem_Free(*pairs);
+            *pairs = NULL;
+            return 0;
+        }
+    }
+    Py_DECREF(rows);
+    return 1;
 }
 
 int side_apply_pairs(Side *s, const double *pairs, size_t n, double sign) {
@@ -302,22 +322,14 @@ int side_apply_pairs(Side *s, const double *pairs, size_t n, double sign) {
 
 /* apply(changes, sign): each (price, qty) sets the level at sign * price, qty 0 removes it */
 static PyObject *Side_apply(Side *s, PyObject *const *args, Py_ssize_t nargs) {
-    double sign, price, qty;
-    PyObject *seq = levels_and_sign(args, nargs, "apply(changes, sign)", &sign);
-    if (seq == NULL)
+    double sign, *pairs;
+    Py_ssize_t n;
+    if (!levels_and_sign(args, nargs, "apply(changes, sign)", &sign, &pairs, &n))
         return NULL;
-    Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
-    PyObject **rows = PySequence_Fast_ITEMS(seq);
-    for (Py_ssize_t i = 0; i < n; i++) {
-        if (!level_pair(rows[i], i, &price, &qty) ||
-            (qty != 0.0 && side_set(s, sign * price, qty) < 0)) {
-            Py_DECREF(seq);
-            return NULL;
-        }
-        if (qty == 0.0)
-            side_del(s, sign * price, NULL);
-    }
-    Py_DECREF(seq);
+    int rc = side_apply_pairs(s, pairs, (size_t)n, sign);
+    PyMem_Free(pairs);
+    if (rc < 0)
+        return NULL;
     Py_RETURN_NONE;
 }
 
@@ -327,42 +339,40 @@ typedef struct {
 } Loaded;
 
 static int loaded_cmp(const void *a, const void *b) {
-    const Loaded *x = a, *y = b; /* keys descending, then the later of equal keys first */
+    const Loaded *x = a, *y = b; /* keys descending, then equal keys in the order given */
     if (x->key != y->key)
         return x->key > y->key ? -1 : 1;
-    return x->order > y->order ? -1 : (x->order < y->order);
+    return x->order < y->order ? -1 : (x->order > y->order);
 }
 
 /* load(levels, sign): the side becomes `levels` (price, qty) keyed by sign * price (qty 0
- * skipped; of a price given twice, the later), sorted once instead of inserted one by one. */
+ * skipped; a price given twice keeps its first key, 0.0 or -0.0, and the later quantity, as
+ * a dict does), sorted once instead of inserted one by one. */
 static PyObject *Side_load(Side *s, PyObject *const *args, Py_ssize_t nargs) {
-    double sign, price, qty;
-    PyObject *seq = levels_and_sign(args, nargs, "load(levels, sign)", &sign);
-    if (seq == NULL)
+    double sign, *pairs;
+    Py_ssize_t n, m = 0;
+    if (!levels_and_sign(args, nargs, "load(levels, sign)", &sign, &pairs, &n))
         return NULL;
-    Py_ssize_t n = PySequence_Fast_GET_SIZE(seq), m = 0;
-    PyObject **rows = PySequence_Fast_ITEMS(seq);
     Loaded *tmp = PyMem_Malloc((n ? n : 1) * sizeof(Loaded));
     if (tmp == NULL) {
-        Py_DECREF(seq);
+        PyMem_Free(pairs);
         return PyErr_NoMemory();
     }
     for (Py_ssize_t i = 0; i < n; i++) {
-        if (!level_pair(rows[i], i, &price, &qty))
-            goto fail;
-        if (qty != 0.0) {
-            tmp[m].key = sign * price;
-            tmp[m].qty = qty;
+        if (pairs[2 * i + 1] != 0.0) {
+            tmp[m].key = sign * pairs[2 * i];
+            tmp[m].qty = pairs[2 * i + 1];
             tmp[m].order = i;
             m++;
         }
     }
+    PyMem_Free(pairs);
     qsort(tmp, m, sizeof(Loaded), loaded_cmp);
     if (m > s->cap) {
         Level *lv = PyMem_Realloc(s->lv, m * sizeof(Level));
         if (lv == NULL) {
-            PyErr_NoMemory();
-            goto fail;
+            PyMem_Free(tmp);
+            return PyErr_NoMemory();
         }
         s->lv = lv;
         s->cap = m;
@@ -370,19 +380,16 @@ static PyObject *Side_load(Side *s, PyObject *const *args, Py_ssize_t nargs) {
     s->n = 0;
     s->bound = Py_HUGE_VAL;
     for (Py_ssize_t i = 0; i < m; i++) {
-        if (s->n && s->lv[s->n - 1].key == tmp[i].key)
-            continue; /* a repeated price: the later one came first */
+        if (s->n && s->lv[s->n - 1].key == tmp[i].key) {
+            s->lv[s->n - 1].qty = tmp[i].qty; /* a repeated price: the later quantity */
+            continue;
+        }
         s->lv[s->n].key = tmp[i].key;
         s->lv[s->n].qty = tmp[i].qty;
         s->n++;
     }
     PyMem_Free(tmp);
-    Py_DECREF(seq);
     Py_RETURN_NONE;
-fail:
-    PyMem_Free(tmp);
-    Py_DECREF(seq);
-    return NULL;
 }
 
 static PyObject *Side_get_known(Side *s, void *unused) {
@@ -468,7 +475,7 @@ PyTypeObject SideType = {
  * Cuts whole entries (<BqHI header: kind, time_ns, tag length, data length; tag; data) out of
  * `buf` from `pos`, up to the first one not wholly in it, as `entry_type` (a NamedTuple of 4)
  * instances. `tags` caches decoded tags (bytes -> str). `bad` is True when an entry's kind is
- * not in `kinds` (scanning stops before it): the caller names the damage.
+ * not in `kinds` or its tag is not UTF-8 (scanning stops before it): the caller names the damage.
  */
 
 static PyObject *scan_entries(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
@@ -522,6 +529,10 @@ static PyObject *scan_entries(PyObject *self, PyObject *const *args, Py_ssize_t 
                 break;
             }
             kind_ok[kind] = k; /* one reference held until the end */
+        }
+        if (!utf8_valid(data + start, tag_len)) {
+            bad = 1; /* a tag no writer wrote: damage, named by the caller */
+            break;
         }
         PyObject *raw_tag = PyBytes_FromStringAndSize((const char *)data + start, tag_len);
         if (raw_tag == NULL)

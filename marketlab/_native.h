@@ -39,6 +39,7 @@ static inline double F(const uint64_t *v, int i) {
 typedef struct {
     double *v; /* price, qty pairs (PyMem_Raw: grown without the GIL) */
     size_t n, cap;
+    int borrowed; /* `v` is the caller's (e.g. on its stack): copied out, never freed, to grow */
 } Levels;
 
 /* A reader of a venue's frames in two steps: `read` without the GIL (1: read into the slots,
@@ -73,6 +74,42 @@ static inline int entry_head(const unsigned char *data, Py_ssize_t size, Py_ssiz
     memcpy(&e->tag_len, h + 9, 2);
     memcpy(&e->data_len, h + 11, 4);
     return size - pos - ENTRY_HEAD >= (Py_ssize_t)e->tag_len + (Py_ssize_t)e->data_len;
+}
+
+/* Whether `n` bytes are UTF-8 as Python's strict decoder takes it (no overlong forms, no
+ * surrogates, nothing past U+10FFFF): a recording's tag that is not is damage, named alike by
+ * every reader, and found without the GIL. */
+static inline int utf8_valid(const unsigned char *s, size_t n) {
+    size_t i = 0;
+    while (i < n) {
+        unsigned char c = s[i];
+        if (c < 0x80) {
+            i++;
+            continue;
+        }
+        size_t len = c >= 0xC2 && c <= 0xDF ? 2 : c >= 0xE0 && c <= 0xEF ? 3
+                                             : c >= 0xF0 && c <= 0xF4 ? 4
+                                                                      : 0;
+        if (len == 0 || n - i < len)
+            return 0;
+        unsigned char c1 = s[i + 1];
+        unsigned char lo = 0x80, hi = 0xBF; /* the second byte's range */
+        if (c == 0xE0)
+            lo = 0xA0; /* no overlong */
+        else if (c == 0xED)
+            hi = 0x9F; /* no surrogates */
+        else if (c == 0xF0)
+            lo = 0x90; /* no overlong */
+        else if (c == 0xF4)
+            hi = 0x8F; /* nothing past U+10FFFF */
+        if (c1 < lo || c1 > hi)
+            return 0;
+        for (size_t k = 2; k < len; k++)
+            if ((s[i + k] & 0xC0) != 0x80)
+                return 0;
+        i += len;
+    }
+    return 1;
 }
 
 /* _native.c: one side of a book, levels (key, qty) sorted by key, the best (smallest key: an

@@ -35,7 +35,25 @@ static PyObject *BUY, *SELL, *WS, *DECODE_ERROR;
  * key twice, or one missing, leaves the frame to msgspec.
  */
 
-enum { T_NONE, T_INT, T_FLOAT, T_BOOL, T_STR, T_LEVELS, T_KLINE };
+/* A field's type, and for a number the rule it keeps (marketlab/venues/numbers.py, by which
+ * the wire structs of binance/frames.py are typed): a number that breaks its rule leaves the
+ * frame to msgspec, which refuses it and names it. */
+enum {
+    T_NONE,
+    T_ID,     /* Id: an int64 >= 0 */
+    T_ID_OR,  /* IdOrNone: an int64 >= -1 */
+    T_TIME,   /* TimeMs: ms since the epoch within TIME_MIN_MS..TIME_MAX_MS */
+    T_AMOUNT, /* Amount: finite, >= 0 (-0.0 is 0) */
+    T_CHANGE, /* Change: finite */
+    T_BOOL,
+    T_STR,
+    T_SYMBOL, /* a string that must be the lane's symbol */
+    T_INTERVAL, /* a string that must be the lane's interval */
+    T_LEVELS,
+    T_KLINE
+};
+#define TIME_MIN_MS 1262304000000LL /* 2010-01-01 */
+#define TIME_MAX_MS 4102444800000LL /* 2100-01-01 */
 
 typedef struct {
     char key;
@@ -49,22 +67,24 @@ typedef struct {
 } Schema;
 
 /* Slots, in the order of each wire struct in binance/frames.py */
-static const Field TRADE_FIELDS[] = {{'E', T_INT}, {'s', T_STR},   {'t', T_INT}, {'p', T_FLOAT},
-                                     {'q', T_FLOAT}, {'T', T_INT}, {'m', T_BOOL}, {0, 0}};
-static const Field DEPTH_FIELDS[] = {{'E', T_INT},    {'s', T_STR},    {'U', T_INT},
-                                     {'u', T_INT},    {'b', T_LEVELS}, {'a', T_LEVELS},
+static const Field TRADE_FIELDS[] = {{'E', T_TIME},   {'s', T_SYMBOL}, {'t', T_ID},
+                                     {'p', T_AMOUNT}, {'q', T_AMOUNT}, {'T', T_TIME},
+                                     {'m', T_BOOL},   {0, 0}};
+static const Field DEPTH_FIELDS[] = {{'E', T_TIME}, {'s', T_SYMBOL},  {'U', T_ID},
+                                     {'u', T_ID},   {'b', T_LEVELS}, {'a', T_LEVELS},
                                      {0, 0}};
-static const Field KLINE_FIELDS[] = {{'E', T_INT}, {'s', T_STR}, {'k', T_KLINE}, {0, 0}};
+/* a kline's record takes its symbol from its body (`k`), which is checked */
+static const Field KLINE_FIELDS[] = {{'E', T_TIME}, {'s', T_STR}, {'k', T_KLINE}, {0, 0}};
 static const Field BODY_FIELDS[] = {
-    {'t', T_INT},   {'T', T_INT},   {'s', T_STR},   {'i', T_STR},   {'o', T_FLOAT},
-    {'c', T_FLOAT}, {'h', T_FLOAT}, {'l', T_FLOAT}, {'v', T_FLOAT}, {'n', T_INT},
-    {'x', T_BOOL},  {'q', T_FLOAT}, {'V', T_FLOAT}, {'Q', T_FLOAT}, {0, 0}};
+    {'t', T_TIME},   {'T', T_TIME},   {'s', T_SYMBOL}, {'i', T_INTERVAL}, {'o', T_AMOUNT},
+    {'c', T_AMOUNT}, {'h', T_AMOUNT}, {'l', T_AMOUNT}, {'v', T_AMOUNT},   {'n', T_ID},
+    {'x', T_BOOL},   {'q', T_AMOUNT}, {'V', T_AMOUNT}, {'Q', T_AMOUNT},   {0, 0}};
 static const Field TICKER_FIELDS[] = {
-    {'E', T_INT},   {'s', T_STR},   {'p', T_FLOAT}, {'P', T_FLOAT}, {'w', T_FLOAT},
-    {'x', T_FLOAT}, {'c', T_FLOAT}, {'Q', T_FLOAT}, {'b', T_FLOAT}, {'B', T_FLOAT},
-    {'a', T_FLOAT}, {'A', T_FLOAT}, {'o', T_FLOAT}, {'h', T_FLOAT}, {'l', T_FLOAT},
-    {'v', T_FLOAT}, {'q', T_FLOAT}, {'O', T_INT},   {'C', T_INT},   {'F', T_INT},
-    {'L', T_INT},   {'n', T_INT},   {0, 0}};
+    {'E', T_TIME},   {'s', T_SYMBOL}, {'p', T_CHANGE}, {'P', T_CHANGE}, {'w', T_AMOUNT},
+    {'x', T_AMOUNT}, {'c', T_AMOUNT}, {'Q', T_AMOUNT}, {'b', T_AMOUNT}, {'B', T_AMOUNT},
+    {'a', T_AMOUNT}, {'A', T_AMOUNT}, {'o', T_AMOUNT}, {'h', T_AMOUNT}, {'l', T_AMOUNT},
+    {'v', T_AMOUNT}, {'q', T_AMOUNT}, {'O', T_TIME},   {'C', T_TIME},   {'F', T_ID_OR},
+    {'L', T_ID_OR},  {'n', T_ID},     {0, 0}};
 
 static Schema TRADE, DEPTH, KLINE, BODY, TICKER;
 
@@ -84,11 +104,19 @@ static void schema_init(Schema *s, const Field *f) {
 static int levels_push(Levels *lv, double price, double qty) {
     if (lv->n == lv->cap) {
         size_t cap = lv->cap ? 2 * lv->cap : 1024;
-        double *v = PyMem_RawRealloc(lv->v, cap * 2 * sizeof(double)); /* no GIL needed */
+        double *v; /* no GIL needed */
+        if (lv->borrowed) {
+            v = PyMem_RawMalloc(cap * 2 * sizeof(double));
+            if (v != NULL && lv->n)
+                memcpy(v, lv->v, lv->n * 2 * sizeof(double));
+        } else {
+            v = PyMem_RawRealloc(lv->v, cap * 2 * sizeof(double));
+        }
         if (v == NULL)
             return 0;
         lv->v = v;
         lv->cap = cap;
+        lv->borrowed = 0;
     }
     lv->v[2 * lv->n] = price;
     lv->v[2 * lv->n + 1] = qty;
@@ -106,7 +134,8 @@ static int read_levels(Cur *c, Levels *lv, uint64_t *out) {
         do {
             double price, qty;
             if (!eat(c, '[') || !read_float(c, &price) || !eat(c, ',') ||
-                !read_float(c, &qty) || !eat(c, ']') || !levels_push(lv, price, qty))
+                !read_float(c, &qty) || !eat(c, ']') || !(price >= 0.0) || !(qty >= 0.0) ||
+                !levels_push(lv, price, qty))
                 return 0;
         } while (eat(c, ','));
         if (!eat(c, ']'))
@@ -118,10 +147,21 @@ static int read_levels(Cur *c, Levels *lv, uint64_t *out) {
     return 1;
 }
 
+/* What a payload must name: its lane's symbol and interval (ASCII, as in the stream name). */
+typedef struct {
+    const char *symbol, *interval;
+    Py_ssize_t symbol_len, interval_len;
+} Owner;
+
+static inline int is_text(const char *s, Py_ssize_t n, const char *want, Py_ssize_t want_len) {
+    return n == want_len && memcmp(s, want, (size_t)n) == 0;
+}
+
 /* One JSON object of `schema` into slots `v` (a kline's body into `body`); 1 when every field
- * was there and read as this reader reads it, else 0 (nothing to undo: slots are plain). */
+ * was there, read as this reader reads it and within its rule, else 0 (nothing to undo: slots
+ * are plain). */
 static int read_object(Cur *c, const char *base, const Schema *schema, uint64_t *v,
-                       uint64_t *body, Levels *lv) {
+                       uint64_t *body, Levels *lv, const Owner *own) {
     uint32_t seen = 0;
     if (!eat(c, '{') || eat(c, '}'))
         return 0;
@@ -145,12 +185,18 @@ static int read_object(Cur *c, const char *base, const Schema *schema, uint64_t 
         const char *s = base;
         Py_ssize_t n = 0;
         switch (schema->type[slot]) {
-        case T_INT:
+        case T_ID:
+        case T_ID_OR:
+        case T_TIME:
             ok = read_int(c, &i);
+            ok = ok && (schema->type[slot] == T_ID      ? i >= 0
+                        : schema->type[slot] == T_ID_OR ? i >= -1
+                                                        : i >= TIME_MIN_MS && i <= TIME_MAX_MS);
             v[slot] = (uint64_t)i;
             break;
-        case T_FLOAT:
-            ok = read_float(c, &f);
+        case T_AMOUNT:
+        case T_CHANGE: /* read_float gives finite numbers only */
+            ok = read_float(c, &f) && (schema->type[slot] == T_CHANGE || f >= 0.0);
             memcpy(&v[slot], &f, sizeof(f));
             break;
         case T_BOOL:
@@ -158,14 +204,20 @@ static int read_object(Cur *c, const char *base, const Schema *schema, uint64_t 
             v[slot] = (uint64_t)flag;
             break;
         case T_STR:
+        case T_SYMBOL:
+        case T_INTERVAL:
             ok = plain_string(c, &s, &n) && n <= (Py_ssize_t)SPAN_MAX;
+            if (ok && schema->type[slot] == T_SYMBOL)
+                ok = is_text(s, n, own->symbol, own->symbol_len);
+            else if (ok && schema->type[slot] == T_INTERVAL)
+                ok = is_text(s, n, own->interval, own->interval_len);
             v[slot] = SPAN(s - base, n);
             break;
         case T_LEVELS:
             ok = read_levels(c, lv, &v[slot]);
             break;
         case T_KLINE:
-            ok = body != NULL && read_object(c, base, &BODY, body, NULL, lv);
+            ok = body != NULL && read_object(c, base, &BODY, body, NULL, lv, own);
             break;
         }
         if (!ok)
@@ -180,14 +232,14 @@ static int read_object(Cur *c, const char *base, const Schema *schema, uint64_t 
  * read; strings as spans from `base`, the start of its frame). 1: read; 0: not for this reader.
  * `gil`: whether the caller holds it. */
 static int read_payload(int code, const char *base, const char *s, Py_ssize_t n, Slots *out,
-                        Levels *lv, int gil) {
+                        Levels *lv, const Owner *own, int gil) {
     const Schema *schema = code == K_TRADE   ? &TRADE
                            : code == K_DEPTH ? &DEPTH
                            : code == K_KLINE ? &KLINE
                                              : &TICKER;
     size_t mark = lv->n;
     Cur c = {s, s + n, gil};
-    if (read_object(&c, base, schema, out->v, out->v + BODY_SLOTS, lv)) {
+    if (read_object(&c, base, schema, out->v, out->v + BODY_SLOTS, lv, own)) {
         skip_ws(&c);
         if (c.p == c.end)
             return 1;
@@ -348,10 +400,12 @@ static int take_decoded(PyObject *lane, const char *payload, Py_ssize_t n) {
     }
     PyObject *record = PyObject_CallOneArg(PyTuple_GET_ITEM(lane, L_CONVERT), wire);
     Py_DECREF(wire);
+    if (record == Py_None) { /* not of the lane's stream: the careful path names it */
+        Py_DECREF(record);
+        return 0;
+    }
     return record == NULL ? -1 : (take(lane, record) < 0 ? -1 : 1);
 }
-
-static Levels LIVE_LEVELS; /* take_combined's: emptied per frame, done with before the taker */
 
 static int lane_code(PyObject *lane, long *code) {
     if (!PyTuple_Check(lane) || PyTuple_GET_SIZE(lane) <= L_QUICK) {
@@ -365,6 +419,14 @@ static int lane_code(PyObject *lane, long *code) {
     }
     *code = PyLong_AsLong(PyTuple_GET_ITEM(lane, L_CODE));
     return (*code == -1 && PyErr_Occurred()) ? -1 : 0;
+}
+
+/* The symbol and interval a lane's payloads must name (its own strs' UTF-8, held by it). */
+static int lane_owner(PyObject *lane, Owner *own) {
+    own->symbol = PyUnicode_AsUTF8AndSize(PyTuple_GET_ITEM(lane, L_SYMBOL), &own->symbol_len);
+    own->interval =
+        PyUnicode_AsUTF8AndSize(PyTuple_GET_ITEM(lane, L_INTERVAL), &own->interval_len);
+    return own->symbol == NULL || own->interval == NULL ? -1 : 0;
 }
 
 /* A payload read into `v` to its lane: its quick taker's common case, else the record made
@@ -401,12 +463,20 @@ PyObject *take_combined(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
     if (code < K_TRADE || code > K_TICKER) {
         r = take_decoded(lane, payload, n);
     } else {
+        /* The frame's levels are its own: a taker, or a collection in the middle of making
+           the record, may run another collector thread's frame meanwhile. Most fit here. */
+        double pairs[2 * 128];
+        Levels lv = {pairs, 0, 128, 1};
         Slots sl;
-        LIVE_LEVELS.n = 0;
+        Owner own;
         const char *base = PyBytes_AS_STRING(args[1]);
-        r = read_payload((int)code, base, payload, n, &sl, &LIVE_LEVELS, 1);
+        r = lane_owner(lane, &own) < 0
+                ? -1
+                : read_payload((int)code, base, payload, n, &sl, &lv, &own, 1);
         if (r)
-            r = take_read(lane, (int)code, base, sl.v, &LIVE_LEVELS) < 0 ? -1 : 1;
+            r = take_read(lane, (int)code, base, sl.v, &lv) < 0 ? -1 : 1;
+        if (!lv.borrowed)
+            PyMem_RawFree(lv.v);
     }
     Py_DECREF(lane);
     return r < 0 ? NULL : Py_NewRef(r ? Py_True : Py_False);
@@ -418,6 +488,7 @@ typedef struct {
     char *name;
     Py_ssize_t len;
     int32_t lane, code;
+    Owner own; /* its strings are the lane's, which the table holds */
 } LaneSlot;
 
 typedef struct {
@@ -454,7 +525,7 @@ static int table_read(FrameReader *r, const char *frame, Py_ssize_t size, Slots 
         return 0;
     const LaneSlot *s = table_find(t, name, nlen);
     if (s == NULL || s->code < K_TRADE || s->code > K_TICKER ||
-        !read_payload(s->code, frame, payload, plen, out, lv, 0))
+        !read_payload(s->code, frame, payload, plen, out, lv, &s->own, 0))
         return 0;
     *lane = s->lane;
     *filled = FILLED[s->code];
@@ -521,6 +592,9 @@ static PyObject *LaneTable_new(PyTypeObject *type, PyObject *args, PyObject *kw)
         }
         if (lane_code(lane, &code) < 0 || PyList_Append(t->lanes, lane) < 0)
             goto fail;
+        Owner own;
+        if (lane_owner(lane, &own) < 0)
+            goto fail;
         const char *name = PyBytes_AS_STRING(key);
         Py_ssize_t n = PyBytes_GET_SIZE(key);
         size_t i = name_hash(name, n) & t->mask;
@@ -535,6 +609,7 @@ static PyObject *LaneTable_new(PyTypeObject *type, PyObject *args, PyObject *kw)
         t->slots[i].len = n;
         t->slots[i].lane = (int32_t)(PyList_GET_SIZE(t->lanes) - 1);
         t->slots[i].code = (int32_t)code;
+        t->slots[i].own = own;
     }
     return (PyObject *)t;
 fail:

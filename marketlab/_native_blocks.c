@@ -5,7 +5,7 @@
  *   and has `reader` (a FrameReader, e.g. a LaneTable) read every frame it knows into slots,
  *   all without the GIL: on the read-ahead thread this overlaps the collector's work. `kinds`
  *   is 256 bytes, non-zero for a kind that may stand in a recording; scanning stops before an
- *   entry of any other kind (`bad`, the caller names the damage) or one cut by the block's end
+ *   entry of any other kind, or whose tag is not UTF-8 (`bad`, the caller names the damage) or one cut by the block's end
  *   (`rest`: the bytes after the last whole entry, for the next block).
  * Block.run(limit, entry_type, tags, on_entry, on_tag, clock) -> (done, counts, finished)
  *   On the collector's thread: up to `limit` entries in order, each told to `clock(time_ns)`
@@ -75,8 +75,8 @@ int block_scan(BlockData *b, FrameReader *reader, const unsigned char *kinds, un
         Py_ssize_t start = pos + ENTRY_HEAD;
         uint16_t tag_len = head.tag_len;
         uint32_t data_len = head.data_len;
-        if (!kinds[head.kind]) {
-            b->bad = 1;
+        if (!kinds[head.kind] || !utf8_valid((const unsigned char *)data + start, tag_len)) {
+            b->bad = 1; /* named by the caller, as every reader names it */
             break;
         }
         if (!grow((void **)&b->entries, &b->cap, b->n + 1, sizeof(BlockEntry)))

@@ -7,6 +7,15 @@
  *
  * zstd_load(paths) -> str | None: the first library of `paths` that has libzstd's streaming
  *   decompression (loaded once for the process), or None.
+ * Unzstd(): the same decompression for Python's readers of a recording, so that every reader
+ *   decodes with one library in the same steps and names damage alike: step(chunk) -> bytes
+ *   decompresses one step of compressed bytes whole (nothing of a step that fails is given;
+ *   ValueError "zstd decompress error: ..."), `after` says bytes followed the frame's end.
+ *
+ * Steps: the compressed file is decompressed STEP bytes at a time from its start, each step
+ * whole or not at all. Where damage is found thus does not depend on how much a reader asks
+ * for at once (libzstd gives nothing of a call that fails), and every reader gives exactly the
+ * entries that lie in the steps before the damaged one.
  * Inflow(reader, source, skip, kinds, ws_kind): `source` is the compressed recording (any
  *   buffer, e.g. an mmap, held until close), `skip` the decompressed bytes before the first
  *   entry (the header). Iterating gives Blocks (see _native_blocks.c), in the file's order;
@@ -46,6 +55,74 @@ static struct {
     const char *(*error_name)(size_t);
 } Z;
 static PyObject *Z_PATH; /* the library loaded, or NULL */
+
+#define STEP (1 << 17) /* compressed bytes decompressed whole at a time (record/recording.py's) */
+#define ROOM (1 << 17) /* free output space asked of libzstd per call, at least */
+
+typedef struct {
+    void *ds;
+    int ended; /* the frame ended: any byte after it is damage */
+    int after; /* bytes came after the frame's end */
+} Unz;
+
+/* `n` compressed bytes decompressed whole, appended to `*out` (`*size` used of `*cap`, grown
+ * with PyMem_Raw: no GIL needed). 0: done (`u->after` tells of bytes past the frame's end,
+ * what came before them appended); -1: damage, nothing of this step appended, `*error` says
+ * what; -2: no memory. */
+static int unz_step(Unz *u, const char *in, size_t n, char **out, size_t *size, size_t *cap,
+                    const char **error) {
+    size_t committed = *size;
+    ZInBuffer ib = {in, n, 0};
+    if (u->ended) {
+        u->after = n > 0;
+        return 0;
+    }
+    for (;;) {
+        if (*cap - *size < ROOM) {
+            size_t grown = *cap ? *cap : ROOM;
+            while (grown - *size < ROOM)
+                grown *= 2;
+            char *p = PyMem_RawRealloc(*out, grown);
+            if (p == NULL) {
+                *size = committed;
+                return -2;
+            }
+            *out = p;
+            *cap = grown;
+        }
+        ZOutBuffer ob = {*out + *size, *cap - *size, 0};
+        size_t r = Z.decompress(u->ds, &ob, &ib);
+        if (Z.is_error(r)) {
+            *size = committed;
+            *error = Z.error_name(r);
+            return -1;
+        }
+        *size += ob.pos;
+        if (r == 0) { /* the frame is whole: nothing may follow it */
+            u->ended = 1;
+            u->after = ib.pos < ib.size;
+            return 0;
+        }
+        if (ib.pos == ib.size && ob.pos < ob.size)
+            return 0; /* every byte in, every byte out */
+    }
+}
+
+static int unz_init(Unz *u) {
+    memset(u, 0, sizeof(*u));
+    u->ds = Z.create();
+    if (u->ds == NULL)
+        return -2;
+    return Z.is_error(Z.init(u->ds)) ? -1 : 0;
+}
+
+static void unz_free(Unz *u) {
+    if (u->ds != NULL)
+        Z.free(u->ds);
+    u->ds = NULL;
+}
+
+#define AFTER_END "bytes after the end of the compressed stream"
 
 #define FIRST_PIECE (1 << 16) /* the first entries come at once ... */
 #define PIECE (1 << 21)       /* ... then two megabytes a block */
@@ -123,47 +200,51 @@ static void *inflow_run(void *arg) {
 #ifdef __linux__
     prctl(PR_SET_NAME, THREAD_NAME, 0, 0, 0);
 #endif
-    void *ds = Z.create();
+    Unz u;
     BlockData d;
     memset(&d, 0, sizeof(d));
     char *rest = NULL;
     const char *error = NULL;
-    int nomem = 0;
+    int nomem = 0, rc = unz_init(&u);
     size_t rest_n = 0, piece = FIRST_PIECE, dropped = 0, skip = (size_t)f->skip;
-    ZInBuffer in = {f->view.buf, (size_t)f->view.len, 0};
-    if (ds == NULL)
+    const char *src = f->view.buf;
+    size_t src_n = (size_t)f->view.len, pos = 0;
+    if (rc == -2)
         goto out_of_memory;
-    if (Z.is_error(Z.init(ds))) {
+    if (rc < 0) {
         error = "decompressor not set up";
         goto end;
     }
     /* `cut` and `bad` are written before inflow_finish, so the collector, which reads them
        once it sees `done` under the lock, sees them too */
     while (!stopping(f)) {
-        d.data = PyMem_RawMalloc(rest_n + piece);
+        /* at least as much again as is carried: an entry longer than a piece (or a damaged
+           length) is then copied a few times in all, not once for every piece */
+        size_t want = rest_n > piece ? rest_n : piece, size = rest_n, cap = rest_n + want;
+        d.data = PyMem_RawMalloc(cap);
         if (d.data == NULL)
             goto out_of_memory;
-        memcpy(d.data, rest, rest_n);
-        ZOutBuffer o = {d.data + rest_n, piece, 0};
-        while (o.pos < o.size) {
-            size_t before = o.pos, was = in.pos;
-            size_t r = Z.decompress(ds, &o, &in);
-            if (Z.is_error(r)) { /* what came before the damage is given first */
-                error = Z.error_name(r);
-                break;
-            }
-            if (o.pos == before && in.pos == was && in.pos == in.size)
-                break; /* the end of the file */
-            if (skip && o.pos) { /* the header, read already */
-                size_t n = skip < o.pos ? skip : o.pos;
-                memmove(d.data + rest_n, d.data + rest_n + n, o.pos - n);
-                o.pos -= n;
-                skip -= n;
+        if (rest_n)
+            memcpy(d.data, rest, rest_n);
+        while (size - rest_n < want && pos < src_n && error == NULL) {
+            size_t n = src_n - pos < STEP ? src_n - pos : STEP;
+            rc = unz_step(&u, src + pos, n, &d.data, &size, &cap, &error);
+            pos += n;
+            if (rc == -2)
+                goto out_of_memory;
+            if (rc == 0 && u.after)
+                error = AFTER_END; /* named after what came before it */
+            if (skip && size > rest_n) { /* the header, read already */
+                size_t k = skip < size - rest_n ? skip : size - rest_n;
+                if (size - rest_n > k)
+                    memmove(d.data + rest_n, d.data + rest_n + k, size - rest_n - k);
+                size -= k;
+                skip -= k;
             }
         }
-        drop_pages(in.src, &dropped, in.pos);
-        d.size = (Py_ssize_t)(rest_n + o.pos);
-        if (o.pos == 0) { /* nothing more: whatever is left is cut short (or damaged) */
+        drop_pages(src, &dropped, pos);
+        d.size = (Py_ssize_t)size;
+        if (size == rest_n) { /* nothing more: whatever is left is cut short (or damaged) */
             if (error == NULL)
                 f->cut = (Py_ssize_t)rest_n;
             goto end;
@@ -176,7 +257,8 @@ static void *inflow_run(void *arg) {
         char *carry = PyMem_RawMalloc(left ? left : 1);
         if (carry == NULL)
             goto out_of_memory;
-        memcpy(carry, d.data + d.end, left);
+        if (left)
+            memcpy(carry, d.data + d.end, left);
         PyMem_RawFree(rest);
         rest = carry;
         rest_n = left;
@@ -209,8 +291,7 @@ out_of_memory:
 end:
     block_data_free(&d);
     PyMem_RawFree(rest);
-    if (ds != NULL)
-        Z.free(ds);
+    unz_free(&u);
     inflow_finish(f, error, nomem);
     return NULL;
 }
@@ -360,6 +441,90 @@ static PyTypeObject InflowType = {
     .tp_new = Inflow_new,
 };
 
+/* --- Unzstd: the same steps for Python's readers ------------------------------------------ */
+
+typedef struct {
+    PyObject_HEAD
+    Unz u;
+} Unzstd;
+
+static PyObject *Unzstd_new(PyTypeObject *type, PyObject *args, PyObject *kw) {
+    if (PyTuple_GET_SIZE(args) || (kw && PyDict_GET_SIZE(kw))) {
+        PyErr_SetString(PyExc_TypeError, "Unzstd() takes no arguments");
+        return NULL;
+    }
+    if (Z_PATH == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "no libzstd loaded (zstd_load)");
+        return NULL;
+    }
+    Unzstd *z = (Unzstd *)type->tp_alloc(type, 0);
+    if (z == NULL)
+        return NULL;
+    int rc = unz_init(&z->u);
+    if (rc < 0) {
+        Py_DECREF(z);
+        return rc == -2 ? PyErr_NoMemory()
+                        : (PyErr_SetString(PyExc_RuntimeError, "decompressor not set up"), NULL);
+    }
+    return (PyObject *)z;
+}
+
+static void Unzstd_dealloc(Unzstd *z) {
+    unz_free(&z->u);
+    Py_TYPE(z)->tp_free((PyObject *)z);
+}
+
+/* step(chunk) -> bytes: one step decompressed whole, without the GIL */
+static PyObject *Unzstd_step(Unzstd *z, PyObject *chunk) {
+    Py_buffer in;
+    if (PyObject_GetBuffer(chunk, &in, PyBUF_SIMPLE) < 0)
+        return NULL;
+    char *out = NULL;
+    size_t size = 0, cap = 0;
+    const char *error = NULL;
+    int rc;
+    Py_BEGIN_ALLOW_THREADS; /* the decompressor is this object's; `in` is held */
+    rc = unz_step(&z->u, in.buf, (size_t)in.len, &out, &size, &cap, &error);
+    Py_END_ALLOW_THREADS;
+    PyBuffer_Release(&in);
+    PyObject *result = NULL;
+    if (rc == -2)
+        PyErr_NoMemory();
+    else if (rc == -1)
+        PyErr_Format(PyExc_ValueError, "zstd decompress error: %s", error);
+    else
+        result = PyBytes_FromStringAndSize(out ? out : "", (Py_ssize_t)size);
+    PyMem_RawFree(out);
+    return result;
+}
+
+static PyObject *Unzstd_get_after(Unzstd *z, void *unused) {
+    return PyBool_FromLong(z->u.after);
+}
+
+static PyMethodDef Unzstd_methods[] = {
+    {"step", (PyCFunction)Unzstd_step, METH_O,
+     "step(chunk) -> bytes: one step of compressed bytes, decompressed whole"},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyGetSetDef Unzstd_getset[] = {
+    {"after", (getter)Unzstd_get_after, NULL, "bytes came after the frame's end", NULL},
+    {NULL, NULL, NULL, NULL, NULL},
+};
+
+static PyTypeObject UnzstdType = {
+    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "marketlab._native.Unzstd",
+    .tp_basicsize = sizeof(Unzstd),
+    .tp_dealloc = (destructor)Unzstd_dealloc,
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_doc = "Unzstd(): a recording's zstd stream, decompressed a step at a time (as Inflow "
+              "decompresses it).",
+    .tp_methods = Unzstd_methods,
+    .tp_getset = Unzstd_getset,
+    .tp_new = Unzstd_new,
+};
+
 /* The five functions from the library at `path`: 1, or 0 (the library is let go again). */
 static int zstd_bind(const char *path) {
     void *lib = dlopen(path, RTLD_NOW | RTLD_LOCAL);
@@ -404,7 +569,9 @@ PyObject *zstd_load(PyObject *self, PyObject *paths) {
 }
 
 int native_inflow_init(PyObject *module) {
-    if (PyType_Ready(&InflowType) < 0)
+    if (PyType_Ready(&InflowType) < 0 || PyType_Ready(&UnzstdType) < 0 ||
+        PyModule_AddIntConstant(module, "ZSTD_STEP", STEP) < 0 ||
+        PyModule_AddObjectRef(module, "Unzstd", (PyObject *)&UnzstdType) < 0)
         return -1;
     return PyModule_AddObjectRef(module, "Inflow", (PyObject *)&InflowType);
 }

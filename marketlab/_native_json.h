@@ -12,9 +12,10 @@
 #include <string.h>
 
 /* --- a JSON cursor over one payload -----------------------------------------------------
- * The payload lies inside its frame, a bytes object, which always ends in a NUL: the scans
- * below stop at it (or at the envelope's closing brace) without a bounds check per byte, and
- * each token is checked against the payload's end once it is read.
+ * The payload is `p` up to `end` and nothing past it is ever read: a payload read ahead from
+ * a recording is a slice of a larger buffer, not a bytes object that ends in a NUL, and its
+ * last byte may be the last of its buffer. Every look at a byte goes through `at`, which
+ * gives the end's own class there.
  */
 
 typedef struct {
@@ -24,6 +25,7 @@ typedef struct {
 } Cur;
 
 enum { C_WS = 1, C_DIGIT = 2, C_STOP = 4 }; /* C_STOP: ends a plain string (or refuses it) */
+#define C_END C_STOP                         /* the payload's end: no space, no digit, a stop */
 static unsigned char CLS[256];
 
 static inline void classes_init(void) {
@@ -37,16 +39,19 @@ static inline void classes_init(void) {
         CLS[ch] = C_DIGIT;
 }
 
-#define CLASS(p) CLS[(unsigned char)*(p)]
+/* the class of the byte at `p`, or C_END at (or past) the payload's end */
+#define CLASS(c, p) ((p) < (c)->end ? CLS[(unsigned char)*(p)] : C_END)
+/* the byte at `p`, or NUL at the end (no JSON token starts with one) */
+#define BYTE(c, p) ((p) < (c)->end ? *(p) : '\0')
 
 static inline void skip_ws(Cur *c) {
-    while (CLASS(c->p) & C_WS)
+    while (CLASS(c, c->p) & C_WS)
         c->p++;
 }
 
 static inline int eat(Cur *c, char ch) {
     skip_ws(c);
-    if (*c->p == ch && c->p < c->end) {
+    if (BYTE(c, c->p) == ch) {
         c->p++;
         return 1;
     }
@@ -58,12 +63,12 @@ static inline int eat(Cur *c, char ch) {
 static inline int plain_string(Cur *c, const char **s, Py_ssize_t *n) {
     skip_ws(c);
     const char *p = c->p;
-    if (*p != '"' || p >= c->end)
+    if (BYTE(c, p) != '"')
         return 0;
     const char *start = ++p;
-    while (!(CLASS(p) & C_STOP))
+    while (!(CLASS(c, p) & C_STOP))
         p++;
-    if (*p != '"' || p >= c->end)
+    if (BYTE(c, p) != '"')
         return 0;
     *s = start;
     *n = p - start;
@@ -83,13 +88,13 @@ static const double POW10[] = {1e0,  1e1,  1e2,  1e3,  1e4,  1e5,  1e6,  1e7,
  * is no number or out of range. */
 static inline int scan_number(Cur *c, double *out) {
     const char *p = c->p, *s = p;
-    int neg = *p == '-', integral = 1, digits = 0, exp10 = 0;
+    int neg = BYTE(c, p) == '-', integral = 1, digits = 0, exp10 = 0;
     uint64_t mant = 0;
     p += neg;
-    if (*p == '0') {
+    if (BYTE(c, p) == '0') {
         p++;
-    } else if (CLASS(p) & C_DIGIT) {
-        for (; CLASS(p) & C_DIGIT; p++, digits++) {
+    } else if (CLASS(c, p) & C_DIGIT) {
+        for (; CLASS(c, p) & C_DIGIT; p++, digits++) {
             if (digits < 19)
                 mant = mant * 10 + (uint64_t)(*p - '0');
             else
@@ -98,12 +103,12 @@ static inline int scan_number(Cur *c, double *out) {
     } else {
         return 0;
     }
-    if (*p == '.') {
+    if (BYTE(c, p) == '.') {
         integral = 0;
         p++;
-        if (!(CLASS(p) & C_DIGIT))
+        if (!(CLASS(c, p) & C_DIGIT))
             return 0;
-        for (; CLASS(p) & C_DIGIT; p++) {
+        for (; CLASS(c, p) & C_DIGIT; p++) {
             if (mant == 0 && *p == '0') { /* leading zeros of a fraction: no digits */
                 exp10--;
             } else if (digits < 19) {
@@ -115,21 +120,19 @@ static inline int scan_number(Cur *c, double *out) {
             }
         }
     }
-    if (*p == 'e' || *p == 'E') {
+    if (BYTE(c, p) == 'e' || BYTE(c, p) == 'E') {
         integral = 0;
         p++;
         int eneg = 0, e = 0;
-        if (*p == '+' || *p == '-')
+        if (BYTE(c, p) == '+' || BYTE(c, p) == '-')
             eneg = *p++ == '-';
-        if (!(CLASS(p) & C_DIGIT))
+        if (!(CLASS(c, p) & C_DIGIT))
             return 0;
-        for (; CLASS(p) & C_DIGIT; p++)
+        for (; CLASS(c, p) & C_DIGIT; p++)
             if (e < 100000)
                 e = e * 10 + (*p - '0');
         exp10 += eneg ? -e : e;
     }
-    if (p > c->end)
-        return 0;
     c->p = p;
     if (mant == 0) {
         *out = (neg && !integral) ? -0.0 : 0.0;
@@ -164,10 +167,10 @@ static inline int scan_number(Cur *c, double *out) {
 /* A float field: a number, bare or in a string (msgspec reads both). */
 static inline int read_float(Cur *c, double *out) {
     skip_ws(c);
-    if (*c->p != '"')
+    if (BYTE(c, c->p) != '"')
         return scan_number(c, out);
     c->p++;
-    if (!scan_number(c, out) || *c->p != '"' || c->p >= c->end)
+    if (!scan_number(c, out) || BYTE(c, c->p) != '"')
         return 0;
     c->p++;
     return 1;
@@ -177,17 +180,19 @@ static inline int read_float(Cur *c, double *out) {
 static inline int read_int(Cur *c, int64_t *out) {
     skip_ws(c);
     const char *p = c->p;
-    int neg = *p == '-';
+    int neg = BYTE(c, p) == '-';
     p += neg;
-    if (!(CLASS(p) & C_DIGIT) || (*p == '0' && (CLASS(p + 1) & C_DIGIT)))
+    if (!(CLASS(c, p) & C_DIGIT) || (*p == '0' && (CLASS(c, p + 1) & C_DIGIT)))
         return 0;
     uint64_t v = 0;
     int digits = 0;
-    for (; CLASS(p) & C_DIGIT; p++, digits++)
-        v = v * 10 + (uint64_t)(*p - '0');
+    for (; CLASS(c, p) & C_DIGIT; p++, digits++)
+        if (digits < 19)
+            v = v * 10 + (uint64_t)(*p - '0');
     /* 19 digits stay below 2^64; beyond int64's range: left to msgspec (a Python int) */
-    if (digits > 19 || v > (uint64_t)INT64_MAX + (uint64_t)neg || *p == '.' || *p == 'e' ||
-        *p == 'E' || p > c->end)
+    char next = BYTE(c, p);
+    if (digits > 19 || v > (uint64_t)INT64_MAX + (uint64_t)neg || next == '.' || next == 'e' ||
+        next == 'E')
         return 0;
     *out = neg ? (int64_t)(0 - v) : (int64_t)v;
     c->p = p;

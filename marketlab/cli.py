@@ -49,6 +49,37 @@ def _server_flags(parser: argparse.ArgumentParser, serve_flag: bool) -> None:
                         help="token for POST /start and /stop, required beyond loopback (or $MARKETLAB_TOKEN)")  # fmt: skip
 
 
+# the bus's security settings (BusConfig's fields), each also $MARKETLAB_BUS_<NAME> and a key
+# of marketlab.toml's [bus] table; flags win over the environment, which wins over the file
+_BUS_FLAGS = (
+    ("token", "TOKEN", "authenticate with this token"),
+    ("user", "USER", "authenticate as this user (with --bus-password)"),
+    ("password", "PASSWORD", "the user's password"),
+    ("creds", "FILE", "authenticate with this .creds file (a user JWT and its NKey seed)"),
+    ("nkey", "FILE", "authenticate with this NKey seed file"),
+    ("ca", "FILE", "check the bus's TLS certificate against this CA (default: the system's)"),
+    ("cert", "FILE", "show this client certificate (mutual TLS; with --bus-key)"),
+    ("key", "FILE", "the client certificate's private key"),
+)
+
+
+def _bus_flags(parser: argparse.ArgumentParser) -> None:
+    for name, metavar, what in _BUS_FLAGS:
+        env = f"MARKETLAB_BUS_{name.upper()}"
+        secret = (
+            " (a flag shows in the process list: prefer the variable)"
+            if name in ("token", "password")
+            else ""
+        )
+        parser.add_argument(
+            f"--bus-{name}",
+            dest=f"bus_{name}",
+            default=None,
+            metavar=metavar,
+            help=f"bus (--publish/--from): {what}; or ${env}{secret}",
+        )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="marketlab", description="Live crypto market data for researchers."
@@ -107,6 +138,7 @@ def build_parser() -> argparse.ArgumentParser:
                          help="publish every record to this NATS JetStream bus (comma-separated: a cluster)")  # fmt: skip
     collect.add_argument("--from", dest="from_bus", default=None, metavar="NATS_URL",
                          help="read what collectors publish on this bus instead of a venue")  # fmt: skip
+    _bus_flags(collect)
     _server_flags(collect, serve_flag=True)
 
     record = sub.add_parser("record", help="collect and store every raw frame received, for replay")

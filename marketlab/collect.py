@@ -16,6 +16,7 @@ from itertools import pairwise
 from pathlib import Path
 from typing import Any, TextIO
 
+from marketlab.bus.config import SECURITY, BusConfig, env_settings, merge_settings
 from marketlab.defaults import DEFAULT_CHANNELS, DEFAULT_INTERVALS, DEFAULT_SYMBOLS
 from marketlab.lab import Lab
 from marketlab.records import Interval, normalize_symbol
@@ -51,6 +52,7 @@ class CollectSettings:
     quote: str | None = None
     shard: str | None = None
     publish: str | None = None  # a NATS JetStream bus every record goes to
+    bus: dict[str, str] = field(default_factory=dict)  # who we are to the bus, its TLS ([bus])
     memory_limit: str | None = None  # what every symbol's buffers share (e.g. "2GB")
     intervals: list[str] = field(default_factory=lambda: list(DEFAULT_INTERVALS))
     channels: list[str] = field(default_factory=lambda: list(DEFAULT_CHANNELS))
@@ -76,7 +78,14 @@ def load_settings(args: argparse.Namespace) -> CollectSettings:
         value = getattr(args, key, None) or os.environ.get(f"MARKETLAB_{key.upper()}")
         if value:
             settings.urls[key] = value
+    flags = {name: getattr(args, f"bus_{name}", None) for name in SECURITY}
+    settings.bus = merge_settings(flags, env_settings(), settings.bus)
     return settings
+
+
+def bus_of(url: str, settings: CollectSettings) -> BusConfig:
+    """The bus at ``url`` with the security settings of the flags, environment and file."""
+    return BusConfig(url, **settings.bus)
 
 
 def _apply_toml(settings: CollectSettings, path: Path) -> None:
@@ -138,10 +147,22 @@ def _apply_toml(settings: CollectSettings, path: Path) -> None:
         if not isinstance(value, int | float) or isinstance(value, bool):
             raise ValueError(f"{path}: [feed] {key} must be a number, got {value!r}")
     settings.feed = dict(feed)
-    unknown_tables = set(data) - {"collect", "venues", "feed"}
+    bus = data.get("bus", {})
+    unknown = sorted(set(bus) - set(SECURITY))
+    if unknown:
+        raise ValueError(
+            f"{path}: unknown key(s) in [bus]: {', '.join(unknown)} (expected some of {', '.join(SECURITY)})"
+        )
+    for key, value in bus.items():
+        if not isinstance(value, str) or not value:
+            raise ValueError(
+                f"{path}: [bus] {key} must be non-empty text, got a {type(value).__name__}"
+            )
+    settings.bus = dict(bus)
+    unknown_tables = set(data) - {"collect", "venues", "feed", "bus"}
     if unknown_tables:
         raise ValueError(
-            f"{path}: unknown table(s) {', '.join(sorted(unknown_tables))}: expected [collect], [venues], [feed]"
+            f"{path}: unknown table(s) {', '.join(sorted(unknown_tables))}: expected [collect], [venues], [feed], [bus]"
         )
     settings.source = str(path)
 
@@ -175,6 +196,8 @@ def status_line(lab: Lab) -> str:
         trouble = (
             f" | bus {'caught up' if bus['caught_up'] else 'catching up'} at {bus['position']}"
         )
+        if bus.get("bad_messages"):
+            trouble += f", {bus['bad_messages']} bad messages dropped"
     elif bus:
         trouble = (f" | bus {'up' if bus['connected'] else 'DOWN'}: {bus['published']} published, {bus['held']} held"
                    + (f", {bus['dropped']} dropped" if bus["dropped"] else ""))  # fmt: skip
@@ -266,16 +289,43 @@ def make_lab(args: argparse.Namespace, settings: CollectSettings) -> Lab:
         symbols = None if args.symbols is None else settings.symbols
         if symbols == "all":
             raise ValueError("--from takes --symbols as a list (default: every symbol on the bus)")
-        lab = Lab.from_bus(bus, symbols, settings.intervals, settings.exchange, durable=getattr(args, "durable", None),
-                           db=settings.db, store=settings.store, channels=settings.channels)  # fmt: skip
-        print(f"reading {', '.join(lab.symbols)} at {', '.join(lab.intervals)} ({settings.exchange}) from the bus {bus}",
-              flush=True)  # fmt: skip
+        config = bus_of(bus, settings)
+        lab = Lab.from_bus(
+            config,
+            symbols,
+            settings.intervals,
+            settings.exchange,
+            durable=getattr(args, "durable", None),
+            db=settings.db,
+            store=settings.store,
+            channels=settings.channels,
+        )
+        print(
+            f"reading {', '.join(lab.symbols)} at {', '.join(lab.intervals)} ({settings.exchange}) from the bus "
+            f"{config.display_url}",
+            flush=True,
+        )
         return lab
-    lab = Lab(settings.symbols, intervals=settings.intervals, exchange=settings.exchange, db=settings.db,
-              store=settings.store, quote=settings.quote, shard=settings.shard, channels=settings.channels, fallback=settings.fallback, failover_after=settings.failover_after,
-              record=getattr(args, "out", None), publish=settings.publish, memory_limit=settings.memory_limit, **settings.urls, **settings.feed)  # fmt: skip
+    publish = bus_of(settings.publish, settings) if settings.publish else None
+    lab = Lab(
+        settings.symbols,
+        intervals=settings.intervals,
+        exchange=settings.exchange,
+        db=settings.db,
+        store=settings.store,
+        quote=settings.quote,
+        shard=settings.shard,
+        channels=settings.channels,
+        fallback=settings.fallback,
+        failover_after=settings.failover_after,
+        record=getattr(args, "out", None),
+        publish=publish,
+        memory_limit=settings.memory_limit,
+        **settings.urls,
+        **settings.feed,
+    )
     also = f", falling back to {settings.fallback}" if settings.fallback else ""
-    also += f", publishing to {settings.publish}" if settings.publish else ""
+    also += f", publishing to {publish.display_url}" if publish else ""
     print(f"collecting {', '.join(lab.symbols)} at {', '.join(lab.intervals)} from {settings.exchange} "
           f"({lab.urls[f'{settings.exchange}_ws_url']}{also}); settings from {settings.source}", flush=True)  # fmt: skip
     return lab

@@ -4,13 +4,15 @@ from the bus instead of a venue (``Lab.from_bus``)."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import functools
 import logging
+import re
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from marketlab.bus import encoding as enc
-from marketlab.bus.config import BusConfig, bus_config, close_quietly, connect
+from marketlab.bus.config import BusConfig, BusRefused, bus_config, close_quietly, connect
 from marketlab.bus.publisher import Publisher
 from marketlab.bus.reader import BusFeed, BusSource
 from marketlab.store.history import run_coroutine
@@ -22,6 +24,9 @@ log = logging.getLogger("marketlab.bus")
 
 STOP_PUBLISHING = 5.0  # seconds a stopping collector gives the bus (within collect's 8 s to exit)
 RESUME_WAIT = 3.0  # seconds a starting collector waits for the bus to say where it left off
+# keyword arguments of Lab.from_bus that are the bus's (BusConfig's fields: token=, ca=, …)
+BUS_OPTIONS = frozenset(f.name for f in dataclasses.fields(BusConfig)) - {"url"}
+_SYMBOL = re.compile(r"[A-Za-z0-9_-]{1,64}")  # a subject's symbol token that can be one
 
 
 def make_publisher(bus: str | BusConfig | None, exchange: str) -> Publisher | None:
@@ -40,11 +45,14 @@ async def start_publishing(lab: Lab, publisher: Publisher) -> asyncio.Task[None]
     attach(lab, publisher)
     feed.book_tap = publisher.on_book
     task = asyncio.create_task(publisher.run())
+    task.add_done_callback(lambda _: _refused(lab, publisher))
     if lab._replay is None:
         for _ in range(int(RESUME_WAIT / 0.05)):
-            if publisher.connected and publisher._js is not None:
+            if (publisher.connected and publisher._js is not None) or publisher.refused:
                 break
             await asyncio.sleep(0.05)
+        if publisher.refused:
+            return task
         try:
             trades, klines = await asyncio.wait_for(
                 publisher.last_published(), RESUME_WAIT + len(lab.symbols) / 50
@@ -55,6 +63,14 @@ async def start_publishing(lab: Lab, publisher: Publisher) -> asyncio.Task[None]
             feed.resume_trades({s: i for s, i in trades.items() if s in lab.symbols})
             feed.resume_klines(klines)
     return task
+
+
+def _refused(lab: Lab, publisher: Publisher) -> None:
+    """A collector the bus refuses (its credentials, its TLS) stops, saying why: what it was
+    asked to publish would otherwise be held, then dropped, unseen."""
+    fail = getattr(lab._feed, "fail", None)
+    if publisher.refused and fail is not None:
+        fail(publisher.refused)
 
 
 async def stop_publishing(publisher: Any, task: asyncio.Task[None]) -> None:
@@ -109,22 +125,41 @@ def bus_symbols(bus: str | BusConfig, exchange: str, timeout: float = 10.0) -> l
             info = await nc.jetstream().stream_info(
                 config.stream, subjects_filter=enc.subjects(exchange)
             )
-            return sorted({enc.parse_subject(s)[2] for s in (info.state.subjects or {})})
+            return sorted(_symbols(info.state.subjects or {}))
         finally:
             await close_quietly(nc)
 
     try:
         found = run_coroutine(asyncio.wait_for(ask(), timeout))
+    except BusRefused:
+        raise
     except Exception as exc:
-        raise ConnectionError(f"bus {config.url}: cannot list symbols: {exc}") from exc
+        raise ConnectionError(
+            f"bus {config.display_url}: cannot list symbols: {type(exc).__name__}: {exc}"
+        ) from exc
     if not found:
-        raise ValueError(f"bus {config.url}: no {exchange} symbols in stream {config.stream}")
+        raise ValueError(
+            f"bus {config.display_url}: no {exchange} symbols in stream {config.stream}"
+        )
+    return found
+
+
+def _symbols(subjects: Any) -> set[str]:
+    """The symbols of our subjects (any other subject, or a token no symbol has, left out)."""
+    found = set()
+    for name in subjects:
+        try:
+            symbol = enc.parse_subject(name)[2]
+        except enc.BusFormatError:
+            continue
+        if _SYMBOL.fullmatch(symbol):
+            found.add(symbol)
     return found
 
 
 def from_bus(cls: type[Lab], bus: str | BusConfig, symbols: Sequence[str] | None, intervals: Sequence[str],
              exchange: str, since: float | str | None, durable: str | None, options: dict[str, Any]) -> Lab:  # fmt: skip
-    config = bus_config(bus)
+    config = bus_config(bus, **{k: options.pop(k) for k in list(options) if k in BUS_OPTIONS})
     if symbols is None:
         symbols = bus_symbols(config, exchange)
     lab = cls(symbols, intervals=intervals, exchange=exchange, **options)

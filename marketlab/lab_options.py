@@ -177,13 +177,16 @@ def feed_configs(exchange: str, fallback: str | None, channels: Sequence[str], i
     """Every venue's URLs, the primary's feed settings and the fallback's (checked: a setting
     the feed does not have, or a fallback lacking a channel or interval, is refused)."""
     options = dict(options)
-    for name in [k for k in options if k.endswith(("_ws_url", "_rest_url"))]:
-        if name.partition("_")[0] in registry.names():  # a venue without a keyword of its own
-            given = {**given, name: options.pop(name)}
+    taken = {f"{v}_{kind}" for v in registry.names() for kind in ("ws_url", "rest_url")}
+    for name in [k for k in options if k in taken]:  # a venue without a keyword of its own
+        given = {**given, name: options.pop(name)}
     urls = venue_urls(given, [exchange] if fallback is None else [exchange, fallback])
     unknown = set(options) - set(FeedConfig.__dataclass_fields__) - {"ws_url", "rest_url"}
     if unknown:
-        raise TypeError(f"unknown Lab option(s): {', '.join(sorted(unknown))}")
+        hint = ""
+        if any(k.endswith("_url") for k in unknown):
+            hint = f" (the venue URLs taken: {', '.join(sorted(taken))})"
+        raise TypeError(f"unknown Lab option(s): {', '.join(sorted(unknown))}{hint}")
     options = {k: v for k, v in options.items() if k not in ("ws_url", "rest_url")}
 
     def config(venue: str) -> FeedConfig:

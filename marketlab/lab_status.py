@@ -76,8 +76,7 @@ def lab_summary(lab: Any) -> dict[str, Any]:
     error, store, ticks = lab._error, lab._store, lab._ticks
     bus = lab._publisher.status() if lab._publisher is not None else None
     if lab._bus_source is not None:
-        bus = {"url": lab._bus_source.config.url, "reading": True, "position": feed.position,
-               "caught_up": feed.ready.is_set()}  # fmt: skip
+        bus = feed.bus_status()
     return {
         "running": lab.running,
         "exchange": lab.exchange,

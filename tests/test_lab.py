@@ -337,6 +337,13 @@ def test_bad_lab_arguments():
         Lab(["BTCUSDT"], channels=["candles"])  # refused when given, not at start()
     with pytest.raises(TypeError, match="unknown Lab option"):
         Lab(["BTCUSDT"], ping_everyone=True)
+    # a venue URL of a venue, but not one the Lab takes: refused by name, never dropped
+    with pytest.raises(
+        TypeError, match=r"binance_perp_ws_url \(the venue URLs taken: binance_rest"
+    ):
+        Lab(["BTCUSDT"], binance_perp_ws_url="ws://127.0.0.1:1")
+    with pytest.raises(TypeError, match="okx_business_url"):
+        Lab(["BTCUSDT"], okx_business_url="ws://127.0.0.1:1")
 
 
 def test_history_is_seeded_even_when_the_stream_closes_candles_first():

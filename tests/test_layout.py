@@ -1,6 +1,7 @@
 """The package layout holds: imports go one way (no cycle, lazy imports included), the sans-I/O
 modules stay free of I/O, the venue-neutral stream knows no venue, the collector never imports
-the simulator, modules stay small, and every registered venue is one complete package."""
+the simulator, and every registered venue is one complete package. (No cap on a module's length:
+a module is split when it holds two jobs, not when it is long.)"""
 
 from __future__ import annotations
 
@@ -14,7 +15,6 @@ from marketlab.venues import registry
 
 ROOT = Path(__file__).resolve().parent.parent / "marketlab"
 IO_MODULES = {"asyncio", "socket", "websockets", "aiohttp", "ccxt", "httpx", "uvicorn", "threading"}
-MAX_LINES = 440
 
 
 def module_name(path: Path) -> str:
@@ -143,12 +143,6 @@ def test_charts_import_nothing_of_the_lab_and_the_collector_never_the_simulator(
             if m.startswith(("marketlab.stream", "marketlab.lab", "marketlab.store"))
         }
         assert not collector, f"{name} imports the collector: {collector}"
-
-
-@pytest.mark.parametrize("name", sorted(MODULES))
-def test_modules_stay_small(name):
-    lines = len(MODULES[name].read_text().splitlines())
-    assert lines <= MAX_LINES, f"{name}: {lines} lines"
 
 
 @pytest.mark.parametrize("venue", registry.names())

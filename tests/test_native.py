@@ -82,7 +82,9 @@ def test_a_compiled_side_says_what_is_wrong_with_its_input() -> None:
     side = native.Side()  # type: ignore[union-attr]
     with pytest.raises(TypeError, match="level 1 is not a"):
         side.apply([(1.0, 2.0), (3.0,)], 1.0)
-    assert side.items() == [(1.0, 2.0)]  # what came before the bad level stays applied
+    assert side.items() == []  # every level is checked before any is applied
+    with pytest.raises(ValueError, match="level 0 has no price"):
+        side.apply([(float("nan"), 2.0)], 1.0)
     with pytest.raises(TypeError):
         side.apply([("x", 1.0)], 1.0)
     with pytest.raises(IndexError):

@@ -17,7 +17,7 @@ from collections import deque
 from typing import Any, NamedTuple
 
 from marketlab.bus import encoding as enc
-from marketlab.bus.config import BusConfig, close_quietly, connect, ensure_stream
+from marketlab.bus.config import BusConfig, BusRefused, close_quietly, connect, ensure_stream
 from marketlab.records import Kline, Ticker, Trade
 
 log = logging.getLogger("marketlab.bus")
@@ -51,6 +51,7 @@ class Publisher:
         self.dropped = 0  # records let go of while the bus was away too long
         self.resent = 0  # messages sent again (an ack lost)
         self.last_error = ""
+        self.refused = ""  # why the bus refused this collector (its credentials or TLS), if it did
         self._nc: Any = None
         self._js: Any = None
         self._stopping = False
@@ -130,13 +131,18 @@ class Publisher:
     def _seal(self) -> None:
         """Each open batch becomes one message."""
         batches, self._open = self._open, {}
-        for (kind, symbol, backfill), records in batches.items():
+        for (kind, symbol, backfill), batch in batches.items():
             if kind == "trade" and backfill:
-                records.sort(key=lambda t: t.trade_id)
-            msg_id = enc.message_id(self.exchange, kind, symbol, records, backfill)
-            self._outbox.append(Outgoing(enc.subject(self.exchange, kind, symbol),
-                                         enc.encode(records, "ws", backfill), msg_id, len(records)))  # fmt: skip
-            self._held += len(records)
+                batch.sort(key=lambda t: t.trade_id)
+            for at in range(0, len(batch), enc.MAX_RECORDS):  # no more than a reader takes
+                records = (
+                    batch[at : at + enc.MAX_RECORDS] if len(batch) > enc.MAX_RECORDS else batch
+                )
+                msg_id = enc.message_id(self.exchange, kind, symbol, records, backfill)
+                payload = enc.encode(records, "ws", backfill)
+                subject = enc.subject(self.exchange, kind, symbol)
+                self._outbox.append(Outgoing(subject, payload, msg_id, len(records)))
+                self._held += len(records)
         while self._held > self.config.buffer_limit and self._outbox:
             lost = self._outbox.popleft()
             self._held -= lost.records
@@ -147,11 +153,15 @@ class Publisher:
             self.connected = connected
             if not connected and not self._stopping:
                 log.warning(
-                    "bus %s: disconnected; holding records (%d)", self.config.url, self._held
+                    "bus %s: disconnected; holding records (%d)",
+                    self.config.display_url,
+                    self._held,
                 )
             elif connected:
                 log.info(
-                    "bus %s: reconnected; publishing %d held records", self.config.url, self._held
+                    "bus %s: reconnected; publishing %d held records",
+                    self.config.display_url,
+                    self._held,
                 )
         if error:
             self.last_error = error
@@ -165,9 +175,14 @@ class Publisher:
                 self._js = self._nc.jetstream(publish_async_max_pending=MAX_INFLIGHT + 10)
                 await ensure_stream(self._js, self.config)
                 break
+            except BusRefused as exc:  # its credentials or TLS: trying again will not do
+                self.refused = self.last_error = str(exc)
+                log.error("%s", exc)
+                await self._close_nc()
+                return
             except Exception as exc:  # unreachable at start: keep collecting, try again
                 self.last_error = f"{type(exc).__name__}: {exc}"
-                log.warning("bus %s: %s; trying again", self.config.url, self.last_error)
+                log.warning("bus %s: %s; trying again", self.config.display_url, self.last_error)
                 await self._close_nc()
                 for _ in range(10):
                     self._seal()
@@ -237,7 +252,9 @@ class Publisher:
             await self.pump()
             await asyncio.sleep(0.005)
         if self._held:
-            log.error("bus %s: %d record(s) not published at stop", self.config.url, self._held)
+            log.error(
+                "bus %s: %d record(s) not published at stop", self.config.display_url, self._held
+            )
         await self._close_nc()
 
     async def _close_nc(self) -> None:
@@ -255,11 +272,9 @@ class Publisher:
         klines: dict[tuple[str, str], int] = {}
         js = self._js
         if js is None:
-            raise ConnectionError(f"not connected to {self.config.url}")
+            raise ConnectionError(f"not connected to {self.config.display_url}")
         info = await js.stream_info(self.config.stream, subjects_filter=enc.subjects(self.exchange))
-        names = [
-            n for n in info.state.subjects or {} if enc.parse_subject(n)[1] in ("trade", "kline")
-        ]
+        names = [n for n in info.state.subjects or {} if _kind(n) in ("trade", "kline")]
         asking = asyncio.Semaphore(32)  # hundreds of symbols: many at once, not all
 
         async def last(name: str) -> tuple[str, Any]:
@@ -273,7 +288,12 @@ class Publisher:
             if msg is None:
                 continue
             _, kind, symbol = enc.parse_subject(name)
-            for r in enc.decode(kind, msg.data).records:
+            try:
+                records = enc.decode(kind, msg.data, symbol).records
+            except enc.BusFormatError as exc:  # not ours: where this series ends is unknown
+                log.warning("bus: the last message on %s is not ours (%s); skipped", name, exc)
+                continue
+            for r in records:
                 if kind == "trade":
                     trades[symbol] = max(trades.get(symbol, -1), r.trade_id)
                 else:
@@ -282,9 +302,25 @@ class Publisher:
         return trades, klines
 
     def status(self) -> dict[str, Any]:
-        return {"url": self.config.url, "stream": self.config.stream, "connected": self.connected,
-                "published": self.published, "messages": self.messages, "held": self._held,
-                "dropped": self.dropped, "resent": self.resent, "last_error": self.last_error}  # fmt: skip
+        return {
+            "url": self.config.display_url,
+            "stream": self.config.stream,
+            "connected": self.connected,
+            "published": self.published,
+            "messages": self.messages,
+            "held": self._held,
+            "dropped": self.dropped,
+            "resent": self.resent,
+            "last_error": self.last_error,
+            "refused": self.refused,
+        }
+
+
+def _kind(subject: str) -> str:
+    try:
+        return enc.parse_subject(subject)[1]
+    except enc.BusFormatError:
+        return ""
 
 
 def _levels(levels: Any) -> list[tuple[float, float]]:

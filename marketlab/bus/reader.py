@@ -7,6 +7,11 @@ everything the stream keeps) for a Lab, durable for a history writer, which ackn
 message only once what it carried is written (a writer killed mid-way reads it again; the
 stores are idempotent). Books are rebuilt from the collector's book states and the changes
 chained on them by update id; a break in the chain waits for the next state.
+
+A message that is not one of ours (garbage, another version, a wrong shape, values no market
+has, records of another symbol than its subject's, a change of another chain) is counted
+(``bad_messages``), named in the log with its subject and stream sequence, and dropped: the
+reader goes on with the next message, and a history writer acknowledges it unwritten.
 """
 
 from __future__ import annotations
@@ -22,9 +27,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 from marketlab.bus import encoding as enc
-from marketlab.bus.config import BusConfig, close_quietly, connect
+from marketlab.bus.config import BusConfig, BusRefused, close_quietly, connect
 from marketlab.records import BookDelta, BookSnapshot, Interval, Kline
-from marketlab.stream.feed import Feed
+from marketlab.stream.feed import Feed, VenueError
 from marketlab.stream.intake import Intake, Sink, TypedSink
 from marketlab.stream.state import KlineStats, LockedBook, StreamStats, stat_keys
 from marketlab.stream.trades import TradeStats
@@ -86,7 +91,12 @@ class BusFeed(Intake):
         self.bad_frames = self.duplicates = self.reconnects = 0
         self.last_bad_frame = ""
         self.rest = None
-        self.link = BusLink(source.config.url)
+        self.bad_messages = 0  # messages dropped as not ours (see on_message)
+        self.last_bad_message = ""
+        self.handler_errors = 0  # of them, ones that passed decoding and failed after (a bug)
+        self._bad_said_at = 0.0  # when a bad message was last logged
+        self._bad_unsaid = 0  # bad messages since, not logged (at most one line a second)
+        self.link = BusLink(source.config.display_url)
         self.connections = [self.link]
         self.source = "bus"
         self.polling = False
@@ -115,6 +125,19 @@ class BusFeed(Intake):
     def connected(self) -> bool:
         return self.link.connected
 
+    def bus_status(self) -> dict[str, Any]:
+        """``summary()["bus"]`` of a Lab reading the bus."""
+        return {
+            "url": self.bus.config.display_url,
+            "reading": True,
+            "connected": self.link.connected,
+            "position": self.position,
+            "caught_up": self.ready.is_set(),
+            "bad_messages": self.bad_messages,
+            "last_bad_message": self.last_bad_message,
+            "last_error": self.link.last_error,
+        }
+
     def resume_trades(self, last_ids: dict[str, int]) -> None:
         """Trade gaps are the collector's to fill; a reader takes what it publishes."""
 
@@ -132,10 +155,17 @@ class BusFeed(Intake):
                     nc = await connect(
                         self.bus.config, f"marketlab-reader-{self.exchange}", self._on_state
                     )
+                except BusRefused as exc:  # its credentials or TLS: trying again will not do
+                    self.link.last_error = str(exc)
+                    self.fatal = VenueError(str(exc))
+                    log.error("%s", exc)
+                    return
                 except Exception as exc:
                     self.link.last_error = f"{type(exc).__name__}: {exc}"
                     log.warning(
-                        "bus %s: %s; trying again", self.bus.config.url, self.link.last_error
+                        "bus %s: %s; trying again",
+                        self.bus.config.display_url,
+                        self.link.last_error,
                     )
                     await self._wait(1.0)
             if nc is None:
@@ -221,7 +251,7 @@ class BusFeed(Intake):
             if self._delivered and seq != self._delivered + 1:
                 return taken, f"delivery {seq} after {self._delivered}: messages delivered unseen"
             self._delivered = seq
-            self.on_message(msg.subject, msg.data)
+            self.on_message(msg.subject, msg.data, msg)
             taken.append(msg)
         return taken, ""
 
@@ -257,7 +287,7 @@ class BusFeed(Intake):
 
         async def take(msg: Any) -> None:
             nonlocal taken
-            self.on_message(msg.subject, msg.data)
+            self.on_message(msg.subject, msg.data, msg)
             taken += 1
             if taken % 64 == 1 or not self.ready.is_set():
                 meta = msg.metadata
@@ -315,23 +345,35 @@ class BusFeed(Intake):
 
     # --- messages to records (no I/O) --------------------------------------------------------
 
-    def on_message(self, subject: str, data: bytes) -> None:
+    def on_message(self, subject: str, data: bytes, msg: Any = None) -> None:
+        """One message off the bus (``msg``, if given, says where it sits in the stream). One
+        that is not ours is counted, logged and dropped; never raises."""
         self.link.messages += 1
         try:
             exchange, kind, symbol = enc.parse_subject(subject)
             if exchange != self.exchange or symbol not in self._wanted:
                 return
-            batch = enc.decode(kind, data)
+            batch = enc.decode(kind, data, symbol)
         except enc.BusFormatError as exc:
-            self.bad_frames += 1
-            self.last_bad_frame = str(exc)
-            log.warning("bus: %s", exc)
+            self._bad(subject, msg, str(exc))
             return
+        try:
+            problem = self._take_batch(kind, symbol, batch)
+        except Exception as exc:  # decoding let through what the state cannot take: a bug
+            self.handler_errors += 1
+            self._bad(subject, msg, f"failed after decoding: {type(exc).__name__}: {exc}")
+            log.exception("bus: a %s message that passed decoding failed", kind)
+            return
+        if problem:
+            self._bad(subject, msg, problem)
+
+    def _take_batch(self, kind: str, symbol: str, batch: Any) -> str:
+        """The records to the state; what was wrong with some of them ("" when nothing)."""
         source = batch.source
         if kind == "trade":
             self._trades(symbol, batch.records, source, batch.backfill)
         elif kind == "book":
-            self._books(symbol, batch.records)
+            return self._books(symbol, batch.records)
         elif kind == "ticker":
             stats = self.stream_stats.get((symbol, "ticker"))
             if stats is not None:
@@ -341,6 +383,26 @@ class BusFeed(Intake):
             for k in batch.records:
                 if k.interval in self._intervals:
                     self._take_kline(self.stream_stats[(symbol, f"kline_{k.interval}")], k, source)
+        return ""
+
+    def _bad(self, subject: str, msg: Any, why: str) -> None:
+        """A message dropped: counted, named (at most one log line a second after the first
+        ten, saying how many went unsaid)."""
+        self.bad_messages += 1
+        self.bad_frames += 1
+        shown = "".join(c if c.isprintable() else "?" for c in subject[:120])
+        shown += "..." if len(subject) > 120 else ""
+        why = why if len(why) <= 400 else why[:397] + "..."
+        self.last_bad_message = self.last_bad_frame = f"{shown} (sequence {_sequence(msg)}): {why}"
+        now = time.monotonic()
+        if now < self._bad_said_at + 1.0 and self.bad_messages > 10:
+            self._bad_unsaid += 1
+            return
+        unsaid = f" ({self._bad_unsaid} more since the last one said)" if self._bad_unsaid else ""
+        log.warning(
+            "bus: dropped a message that is not ours on %s%s", self.last_bad_message, unsaid
+        )
+        self._bad_said_at, self._bad_unsaid = now, 0
 
     def _trades(self, symbol: str, trades: list[Any], source: str, backfill: bool) -> None:
         stats = self.stream_stats.get((symbol, "trade"))
@@ -401,21 +463,30 @@ class BusFeed(Intake):
         self._deliver_kline(k, source)
         return True
 
-    def _books(self, symbol: str, records: list[Any]) -> None:
+    def _books(self, symbol: str, records: list[Any]) -> str:
         """Whole books and the changes chained on them, strictly: a change applies only to the
-        book at its ``prev_id``; anything else leaves the book out of sync until the next
-        whole book (never an update from another chain, or one sent again out of order)."""
+        book at its ``prev_id``; a change that overlaps the book (from before its update id to
+        after it) is of another chain: dropped, and said (the book is still right at its id);
+        a change from beyond it (changes missed) leaves the book out of sync until the next
+        whole book. Returns what was dropped ("" when nothing)."""
         lb = self.books.get(symbol)
         if lb is None:
-            return
+            return ""
         self._count((symbol, "depth"), "bus")
         self._book_heard[symbol] = time.monotonic()
+        dropped = ""
         with lb.lock:
             book = lb.book
             for r in records:
                 if type(r) is enc.BookChange:
                     if not book.synced or r.last_update_id <= book.last_update_id:
                         continue  # waiting for a whole book, or a change already in it
+                    if r.prev_id < book.last_update_id:
+                        dropped = (
+                            f"a book change {r.prev_id} -> {r.last_update_id} of another chain "
+                            f"than the book's (at {book.last_update_id}): not applied"
+                        )
+                        continue
                     if r.prev_id != book.last_update_id:
                         book.invalidate(f"gap on the bus: a change from {r.prev_id}, the book at "
                                         f"{book.last_update_id}; waiting for the next whole book")  # fmt: skip
@@ -435,3 +506,14 @@ class BusFeed(Intake):
                 )
                 if book.synced:
                     book.verified_by = r.verified
+        return dropped
+
+
+def _sequence(msg: Any) -> str:
+    """Where a message sits in the stream, as far as it says."""
+    if msg is None:
+        return "?"
+    try:
+        return str(msg.metadata.sequence.stream)
+    except Exception:
+        return "?"

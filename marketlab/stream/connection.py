@@ -148,7 +148,11 @@ class WsConnection:
                     self.messages += 1  # the watchdog sees it (no clock read per frame)
                     if feed.tap is not None:
                         feed.tap(rec.WS, self.name, frame)
-                    feed.on_frame(frame, self)
+                    try:
+                        feed.on_frame(frame, self)
+                    except Exception as exc:  # one frame never ends the stream: counted,
+                        log.error("%s: a frame was not taken", self.name, exc_info=True)
+                        feed.bad_frame(exc, self)  # logged with where it broke
                 elif kind is WSMsgType.PING:  # control frames are not data: the watchdog
                     await ws.pong(msg.data)  # a copy of the payload, as the venues require
                 elif kind is WSMsgType.PONG:

@@ -54,6 +54,19 @@ SEQ_CHAIN_AND_CHECKSUM = "seqId chain + checksum"
 _ABSENT = object()
 
 
+def _priced(levels: list[Level]) -> None:
+    """Refuses levels that are no (price, qty) pair, or whose price is NaN, before any is
+    applied: NaN equals no key, so it would stay in the book for good (and the compiled side's
+    binary search would take it for another level)."""
+    for i, level in enumerate(levels):
+        try:
+            price, _qty = level
+        except (TypeError, ValueError):
+            raise TypeError(f"level {i} is not a (price, qty) pair") from None
+        if price != price:
+            raise ValueError(f"level {i} has no price (NaN)")
+
+
 class BookSide:
     """One side's levels by key (ask price, or minus the bid price: smaller is better).
 
@@ -134,6 +147,7 @@ class BookSide:
 
     def load(self, levels: list[Level], sign: float) -> None:
         """The side becomes ``levels`` (price, qty) keyed by ``sign * price`` (qty 0 skipped)."""
+        _priced(levels)
         self.clear()
         for price, qty in levels:
             if qty:
@@ -142,6 +156,7 @@ class BookSide:
     def apply(self, changes: list[Level], sign: float) -> None:
         """``changes`` (price, qty) keyed by ``sign * price``; qty 0 removes. (The hot path of
         every book: the bookkeeping of ``__setitem__`` and ``pop`` inlined.)"""
+        _priced(changes)
         levels, heap, bound = self.levels, self.heap, self.bound
         known = self.known
         push = heapq.heappush

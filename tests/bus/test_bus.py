@@ -104,6 +104,7 @@ def test_readers_and_the_history_writer_see_what_the_collector_saw(sim: SimExcha
             }
             assert (status.xs("depth", level="stream")["book"] == "synced").all()
             assert lab.summary()["bus"]["caught_up"]
+            assert lab.summary()["bus"]["bad_messages"] == 0  # a collector's are all taken
         published = collector.summary()["bus"]
         assert (
             published["connected"] is False

@@ -241,21 +241,32 @@ def test_a_change_of_another_chain_arriving_late_is_never_applied() -> None:
     topic = "marketlab.binance.book.BTCUSDT"
     fresh = enc.BookState("BTCUSDT", 50, [(100.0, 1.0)], [(101.0, 1.0)], 0, "update id chain", True)
     feed.on_message(topic, enc.encode([fresh], "ws"))
-    # an update of the collector's previous chain (40 → 60), sent again after its new whole book
+    # an update of the collector's previous chain (40 → 60), sent again after its new whole book:
+    # it overlaps the book's id, so it is of no chain the book is on: dropped and counted, the
+    # book still right at 50
     stale = enc.BookChange("BTCUSDT", 40, 60, [(100.5, 9.0)], [], 0)
     feed.on_message(topic, enc.encode([stale], "ws"))
     view = feed.book_view("BTCUSDT", 5)
-    assert not view.synced and "gap on the bus" in view.reason
-    assert (100.5, 9.0) not in feed.books["BTCUSDT"].book.bids()
+    assert view.synced and view.last_update_id == 50 and view.bids == [(100.0, 1.0)]
+    assert feed.bad_messages == 1 and "another chain" in feed.last_bad_message
     feed.on_message(
         topic, enc.encode([enc.BookChange("BTCUSDT", 50, 51, [(100.0, 2.0)], [], 0)], "ws")
     )
-    assert not feed.book_view("BTCUSDT", 5).synced  # out of sync until the next whole book
+    view = feed.book_view("BTCUSDT", 5)
+    assert view.synced and view.last_update_id == 51 and view.bids == [(100.0, 2.0)]
+    # a change from beyond the book (52-53 never arrived): out of sync until a whole book
+    feed.on_message(
+        topic, enc.encode([enc.BookChange("BTCUSDT", 53, 54, [(100.5, 9.0)], [], 0)], "ws")
+    )
+    view = feed.book_view("BTCUSDT", 5)
+    assert not view.synced and "gap on the bus" in view.reason
+    assert (100.5, 9.0) not in feed.books["BTCUSDT"].book.bids()
     again = enc.BookState(
-        "BTCUSDT", 51, [(100.0, 2.0)], [(101.0, 1.0)], 0, "update id chain", False
+        "BTCUSDT", 54, [(100.0, 2.0)], [(101.0, 1.0)], 0, "update id chain", False
     )
     feed.on_message(topic, enc.encode([again], "ws"))
     assert feed.book_view("BTCUSDT", 5).bids == [(100.0, 2.0)]
+    assert feed.bad_messages == 1  # a gap is no bad message: messages can be missed
 
 
 def test_a_fallback_venues_records_stay_off_the_exchanges_subjects() -> None:

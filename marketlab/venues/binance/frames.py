@@ -23,115 +23,119 @@ from marketlab.records import (
 )
 from marketlab.venues.binance.protocol import Stream, parse_stream
 from marketlab.venues.errors import FrameError, UnknownStreamError
+from marketlab.venues.numbers import Amount, Change, Id, IdOrNone, Level, TimeMs
 
 # --- wire schemas --------------------------------------------------------------------------
+# Every number is typed by the rule it must keep (marketlab.venues.numbers): a payload that
+# breaks one fails to decode, and its frame is a bad frame. _native_binance.c reads the same
+# fields by the same rules.
 
-_Levels = list[tuple[float, float]]
+_Levels = list[Level]
 
 
 # gc=False: a decoded payload holds only numbers, strings and lists of them (never part of a
 # cycle), so the garbage collector need not track one per message.
 class _Trade(msgspec.Struct, gc=False):
-    E: int
+    E: TimeMs
     s: str
-    t: int
-    p: float
-    q: float
-    T: int
+    t: Id
+    p: Amount
+    q: Amount
+    T: TimeMs
     m: bool
 
 
 class _AggTrade(msgspec.Struct, gc=False):
-    E: int
+    E: TimeMs
     s: str
-    a: int
-    p: float
-    q: float
-    f: int
-    l: int
-    T: int
+    a: Id
+    p: Amount
+    q: Amount
+    f: Id
+    l: Id
+    T: TimeMs
     m: bool
 
 
 class _KlineBody(msgspec.Struct, gc=False):
-    t: int
-    T: int
+    t: TimeMs
+    T: TimeMs
     s: str
     i: str
-    o: float
-    c: float
-    h: float
-    l: float
-    v: float
-    n: int
+    o: Amount
+    c: Amount
+    h: Amount
+    l: Amount
+    v: Amount
+    n: Id
     x: bool
-    q: float
-    V: float
-    Q: float
+    q: Amount
+    V: Amount
+    Q: Amount
 
 
 class _Kline(msgspec.Struct, gc=False):
-    E: int
+    E: TimeMs
     s: str
     k: _KlineBody
 
 
 class _Ticker(msgspec.Struct, gc=False):
-    E: int
+    E: TimeMs
     s: str
-    p: float
-    P: float
-    w: float
-    x: float
-    c: float
-    Q: float
-    b: float
-    B: float
-    a: float
-    A: float
-    o: float
-    h: float
-    l: float
-    v: float
-    q: float
-    O: int
-    C: int
-    F: int
-    L: int
-    n: int
+    p: Change
+    P: Change
+    w: Amount
+    x: Amount
+    c: Amount
+    Q: Amount
+    b: Amount
+    B: Amount
+    a: Amount
+    A: Amount
+    o: Amount
+    h: Amount
+    l: Amount
+    v: Amount
+    q: Amount
+    O: TimeMs
+    C: TimeMs
+    F: IdOrNone
+    L: IdOrNone
+    n: Id
 
 
 class _MiniTicker(msgspec.Struct, gc=False):
-    E: int
+    E: TimeMs
     s: str
-    c: float
-    o: float
-    h: float
-    l: float
-    v: float
-    q: float
+    c: Amount
+    o: Amount
+    h: Amount
+    l: Amount
+    v: Amount
+    q: Amount
 
 
 class _BookTicker(msgspec.Struct, gc=False):
-    u: int
+    u: Id
     s: str
-    b: float
-    B: float
-    a: float
-    A: float
+    b: Amount
+    B: Amount
+    a: Amount
+    A: Amount
 
 
 class _PartialDepth(msgspec.Struct, gc=False):
-    lastUpdateId: int
+    lastUpdateId: Id
     bids: _Levels
     asks: _Levels
 
 
 class _DepthUpdate(msgspec.Struct, gc=False):
-    E: int
+    E: TimeMs
     s: str
-    U: int
-    u: int
+    U: Id
+    u: Id
     b: _Levels
     a: _Levels
 
@@ -234,12 +238,41 @@ class Lane(NamedTuple):
 LANE_CODES = {"trade": 1, "depth": 2, "kline": 3, "ticker": 4}
 
 
-def lane_for(stream: Stream, take: Callable[[Any, Any, str], None], stats: Any,
-             record: type | None, quick: Any = None) -> Lane:  # fmt: skip
+def lane_for(
+    stream: Stream,
+    take: Callable[[Any, Any, str], None],
+    stats: Any,
+    record: type | None,
+    quick: Any = None,
+) -> Lane:
     decode, convert = payload_reader(stream)
     code = LANE_CODES.get(stream.channel, 0)
     interval = str(stream.interval or "")  # a plain str, as decoded
-    return Lane(code, record, take, stats, stream.symbol, interval, decode, convert, quick)
+    return Lane(
+        code, record, take, stats, stream.symbol, interval, decode, _own(convert, stream), quick
+    )
+
+
+def _own(convert: Convert, stream: Stream) -> Callable[[Any], Record | None]:
+    """``convert``, giving None for a payload that is not of ``stream``'s symbol (or interval):
+    the frame then goes the careful way, which names it a bad frame. The compiled reader
+    refuses such a payload too, so the two builds key records alike."""
+
+    def owned(wire: Any) -> Record | None:
+        record = convert(wire)
+        return record if belongs(record, stream) else None
+
+    return owned
+
+
+def belongs(record: Any, stream: Stream) -> bool:
+    """Whether a payload's record is of the stream it came on: its symbol, and a kline's
+    interval (a payload names them itself, and may name others)."""
+    if getattr(record, "symbol", stream.symbol) != stream.symbol:
+        return False
+    return (
+        stream.interval is None or getattr(record, "interval", stream.interval) == stream.interval
+    )
 
 
 def take_combined_python(lanes: dict[bytes, Lane], frame: bytes) -> bool:
@@ -253,7 +286,10 @@ def take_combined_python(lanes: dict[bytes, Lane], frame: bytes) -> bool:
         wire = lane.decode(payload)
     except (msgspec.ValidationError, msgspec.DecodeError):
         return False
-    lane.take(lane.stats, lane.convert(wire), "ws")
+    record = lane.convert(wire)
+    if record is None:
+        return False
+    lane.take(lane.stats, record, "ws")
     return True
 
 
@@ -369,7 +405,7 @@ class StreamDecoder:
                     except (msgspec.ValidationError, msgspec.DecodeError):
                         pass  # the careful path below says what is wrong (or finds a shutdown)
                     else:
-                        return [_to_record(wire, parsed)]
+                        return [_owned(_to_record(wire, parsed), parsed, frame)]
         try:
             env = _ENVELOPE.decode(frame)
         except msgspec.ValidationError as exc:  # (a subclass of DecodeError)
@@ -403,7 +439,7 @@ class StreamDecoder:
                 if wire_type is None:
                     what = f"event type {env.e!r}" if env.e else "payload"
                     raise UnknownStreamError(f"unknown {what}", frame, name)
-            return _to_record(_DECODERS[wire_type].decode(data), parsed)
+            record = _to_record(_DECODERS[wire_type].decode(data), parsed)
         except msgspec.ValidationError as exc:
             # A known stream can still carry a control event (serverShutdown).
             shutdown = _shutdown_of(data)
@@ -412,6 +448,17 @@ class StreamDecoder:
             raise FrameError(f"invalid payload ({exc})", frame, name) from None
         except msgspec.DecodeError as exc:
             raise FrameError(f"malformed payload ({exc})", frame, name) from None
+        return record if parsed is None else _owned(record, parsed, frame)
+
+
+def _owned(record: Record, stream: Stream, frame: bytes | str) -> Record:
+    """``record``, when it is of ``stream``; else the frame is a bad one."""
+    if belongs(record, stream):
+        return record
+    named = getattr(record, "symbol", "?")
+    if isinstance(record, Kline):
+        named = f"{named} {record.interval}"
+    raise FrameError(f"a payload of {named} on another stream", frame, stream.name)
 
 
 def _sniff(env: _Envelope) -> type | None:

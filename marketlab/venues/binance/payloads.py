@@ -18,53 +18,60 @@ from marketlab.records import (
 )
 from marketlab.venues.binance.protocol import BinanceAPIError
 from marketlab.venues.errors import PayloadError
+from marketlab.venues.numbers import Amount, Change, Id, IdOrNone, Level, TimeMs
 
-_Levels = list[tuple[float, float]]
+_Levels = list[Level]
 
 # --- REST payloads -------------------------------------------------------------------------
 
+# [open time, o, h, l, c, volume, close time, quote volume, trades, taker buy base, taker buy
+# quote, ignore]; every number typed by its rule (marketlab.venues.numbers)
 _KLINE_ROWS = msgspec.json.Decoder(
-    list[tuple[int, float, float, float, float, float, int, float, int, float, float, Any]],
+    list[
+        tuple[
+            TimeMs, Amount, Amount, Amount, Amount, Amount, TimeMs, Amount, Id, Amount, Amount, Any
+        ]
+    ],
     strict=False,
 )
 
 
 class _RestDepth(msgspec.Struct):
-    lastUpdateId: int
+    lastUpdateId: Id
     bids: _Levels
     asks: _Levels
 
 
 class _RestTrade(msgspec.Struct):
-    id: int
-    price: float
-    qty: float
-    time: int
+    id: Id
+    price: Amount
+    qty: Amount
+    time: TimeMs
     isBuyerMaker: bool
 
 
 class _RestTicker(msgspec.Struct):
     symbol: str
-    priceChange: float
-    priceChangePercent: float
-    weightedAvgPrice: float
-    prevClosePrice: float
-    lastPrice: float
-    lastQty: float
-    bidPrice: float
-    bidQty: float
-    askPrice: float
-    askQty: float
-    openPrice: float
-    highPrice: float
-    lowPrice: float
-    volume: float
-    quoteVolume: float
-    openTime: int
-    closeTime: int
-    firstId: int
-    lastId: int
-    count: int
+    priceChange: Change
+    priceChangePercent: Change
+    weightedAvgPrice: Amount
+    prevClosePrice: Amount
+    lastPrice: Amount
+    lastQty: Amount
+    bidPrice: Amount
+    bidQty: Amount
+    askPrice: Amount
+    askQty: Amount
+    openPrice: Amount
+    highPrice: Amount
+    lowPrice: Amount
+    volume: Amount
+    quoteVolume: Amount
+    openTime: TimeMs
+    closeTime: TimeMs
+    firstId: IdOrNone
+    lastId: IdOrNone
+    count: Id
 
 
 class _Filter(msgspec.Struct):

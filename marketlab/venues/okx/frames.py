@@ -12,6 +12,7 @@ import msgspec
 
 from marketlab.records import BookTicker, Interval, Kline, Ticker, Trade
 from marketlab.venues.errors import FrameError, UnknownStreamError
+from marketlab.venues.numbers import Amount, Id, IdOrNone, TimeMs, amount
 from marketlab.venues.okx.protocol import Topic, interval_of_bar, symbol_of
 
 # --- WebSocket frames ------------------------------------------------------------------------
@@ -80,35 +81,35 @@ class _Push(msgspec.Struct, gc=False):
 
 class _Ticker(msgspec.Struct, gc=False):
     instId: str
-    last: float
-    lastSz: float
-    askPx: float
-    askSz: float
-    bidPx: float
-    bidSz: float
-    open24h: float
-    high24h: float
-    low24h: float
-    vol24h: float
-    volCcy24h: float
-    ts: int
+    last: Amount
+    lastSz: Amount
+    askPx: Amount
+    askSz: Amount
+    bidPx: Amount
+    bidSz: Amount
+    open24h: Amount
+    high24h: Amount
+    low24h: Amount
+    vol24h: Amount
+    volCcy24h: Amount
+    ts: TimeMs
 
 
 class _Trade(msgspec.Struct, gc=False):
     instId: str
-    tradeId: int
-    px: float
-    sz: float
+    tradeId: Id
+    px: Amount
+    sz: Amount
     side: Literal["buy", "sell"]
-    ts: int
+    ts: TimeMs
 
 
 class _Book(msgspec.Struct, gc=False):
     asks: list[list[str]]
     bids: list[list[str]]
-    ts: int
-    seqId: int = -1
-    prevSeqId: int = -1
+    ts: TimeMs
+    seqId: IdOrNone = -1
+    prevSeqId: IdOrNone = -1
     checksum: int | None = None
 
 
@@ -119,7 +120,9 @@ _DATA = {
     "books": msgspec.json.Decoder(list[_Book], strict=False),
     "bbo-tbt": msgspec.json.Decoder(list[_Book], strict=False),
 }
-_CANDLES = msgspec.json.Decoder(list[tuple[int, float, float, float, float, float, float, float, int]], strict=False)  # fmt: skip
+# [ts, o, h, l, c, vol, volCcy, volCcyQuote, confirm]
+CandleRow = tuple[TimeMs, Amount, Amount, Amount, Amount, Amount, Amount, Amount, int]
+_CANDLES = msgspec.json.Decoder(list[CandleRow], strict=False)
 _PUSH = msgspec.json.Decoder(_Push)
 
 
@@ -146,6 +149,13 @@ def candle(symbol: str, iv: Interval, row: Sequence[Any], event_time: int | None
 
 
 def _levels(rows: list[list[str]]) -> list[StrLevel]:
+    """A book's levels as OKX wrote them (the text its checksum was of), each checked as a
+    number by the rules of marketlab.venues.numbers."""
+    for r in rows:
+        if len(r) < 2:
+            raise ValueError(f"a level of {len(r)} fields: {r!r}")
+        amount(r[0], "price")
+        amount(r[1], "size")
     return [(r[0], r[1]) for r in rows]
 
 
@@ -178,10 +188,16 @@ class OkxDecoder:
             if decoder is None:
                 raise UnknownStreamError(f"unknown channel {channel!r}", frame, channel)
             rows = decoder.decode(push.data)
+            return self._records(channel, inst, push.action, rows, frame)
         except (msgspec.ValidationError, msgspec.DecodeError, ValueError, TypeError) as exc:
             if isinstance(exc, FrameError):
                 raise
             raise FrameError(f"invalid {channel} payload ({exc})", frame, channel) from None
+
+    @staticmethod
+    def _records(
+        channel: str, inst: str, action: str | None, rows: list[Any], frame: bytes | str
+    ) -> list[Any]:
         if channel == "trades-all" or channel == "trades":
             return [
                 Trade(symbol_of(t.instId), t.tradeId, t.px, t.sz, t.side, t.ts, t.ts) for t in rows
@@ -191,18 +207,32 @@ class OkxDecoder:
         symbol = symbol_of(inst)
         if channel == "bbo-tbt":
             return [
-                BookTicker(symbol, b.seqId, float(b.bids[0][0]), float(b.bids[0][1]),
-                           float(b.asks[0][0]), float(b.asks[0][1]))
-                for b in rows if b.bids and b.asks
-            ]  # fmt: skip
-        action = push.action
+                BookTicker(
+                    symbol,
+                    b.seqId,
+                    amount(b.bids[0][0], "bid"),
+                    amount(b.bids[0][1], "bid size"),
+                    amount(b.asks[0][0], "ask"),
+                    amount(b.asks[0][1], "ask size"),
+                )
+                for b in rows
+                if b.bids and b.asks
+            ]
         if action not in ("snapshot", "update"):
             raise FrameError(f"books push with action {action!r}", frame, channel)
         return [
-            BookMessage(symbol, action, _levels(b.bids), _levels(b.asks), b.seqId, b.prevSeqId,
-                        b.checksum, b.ts)
+            BookMessage(
+                symbol,
+                action,
+                _levels(b.bids),
+                _levels(b.asks),
+                b.seqId,
+                b.prevSeqId,
+                b.checksum,
+                b.ts,
+            )
             for b in rows
-        ]  # fmt: skip
+        ]
 
     @staticmethod
     def _event(push: _Push) -> Any:

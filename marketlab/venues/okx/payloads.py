@@ -10,7 +10,8 @@ import msgspec
 from marketlab.records import BookSnapshot, Interval, Kline, Ticker, Trade
 from marketlab.records import normalize_symbol as _normalize
 from marketlab.venues.errors import PayloadError
-from marketlab.venues.okx.frames import _Book, _Ticker, _ticker, candle
+from marketlab.venues.numbers import Amount, Id, TimeMs, amount
+from marketlab.venues.okx.frames import CandleRow, _Book, _Ticker, _ticker, candle
 from marketlab.venues.okx.protocol import OkxAPIError, symbol_of
 
 # --- REST payloads ---------------------------------------------------------------------------
@@ -75,8 +76,7 @@ def parse_spot_symbols(payload: bytes | str | Any, quote: str) -> list[str]:
 def parse_candles(payload: bytes | str | Any, symbol: str, interval: str) -> list[Kline]:
     """``/market/candles`` or ``/market/history-candles`` (newest first) → klines, oldest first."""
     iv = Interval(interval)
-    rows = _rows(payload, list[tuple[int, float, float, float, float, float, float, float, int]],
-                 f"/api/v5/market/candles for {symbol} {iv}")  # fmt: skip
+    rows = _rows(payload, list[CandleRow], f"/api/v5/market/candles for {symbol} {iv}")
     return [candle(_normalize(symbol), iv, r) for r in reversed(rows)]
 
 
@@ -87,9 +87,12 @@ def parse_books(payload: bytes | str | Any, symbol: str) -> BookSnapshot:
     if not rows:
         raise PayloadError(f"/api/v5/market/books for {symbol}: empty data")
     b = rows[0]
-    return BookSnapshot(_normalize(symbol), b.ts,
-                        [(float(p), float(q)) for p, q, *_ in b.bids],
-                        [(float(p), float(q)) for p, q, *_ in b.asks], b.ts)  # fmt: skip
+    try:
+        bids = [(amount(p, "price"), amount(q, "size")) for p, q, *_ in b.bids]
+        asks = [(amount(p, "price"), amount(q, "size")) for p, q, *_ in b.asks]
+    except ValueError as exc:
+        raise PayloadError(f"/api/v5/market/books for {symbol}: {exc}") from None
+    return BookSnapshot(_normalize(symbol), b.ts, bids, asks, b.ts)
 
 
 def parse_tickers(payload: bytes | str | Any) -> list[Ticker]:
@@ -98,11 +101,11 @@ def parse_tickers(payload: bytes | str | Any) -> list[Ticker]:
 
 
 class _HistoryTrade(msgspec.Struct):
-    tradeId: int
-    px: float
-    sz: float
+    tradeId: Id
+    px: Amount
+    sz: Amount
     side: Literal["buy", "sell"]
-    ts: int
+    ts: TimeMs
 
 
 def parse_history_trades(payload: bytes | str | Any, symbol: str) -> list[Trade]:

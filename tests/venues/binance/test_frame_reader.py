@@ -18,6 +18,7 @@ from marketlab.native import native
 from marketlab.records import BookDelta, Kline, Ticker, Trade
 from marketlab.venues.binance.frames import Lane, lane_for, take_combined_python
 from marketlab.venues.binance.protocol import parse_stream
+from marketlab.venues.numbers import TIME_MAX_MS, TIME_MIN_MS
 
 pytestmark = pytest.mark.skipif(
     native is None and os.environ.get("MARKETLAB_PURE_PYTHON", "") not in ("", "0"),
@@ -37,7 +38,10 @@ NEAR_MISSES = st.from_regex(r"[-+0-9.eE]{1,8}", fullmatch=True) | st.sampled_fro
     ["-0", "-0.0", "00.5", "1.", ".5", "+1", "1e400", "0.1e-400", "nan", "Infinity", " 1", ""]
 )
 NUMBER_TEXT = DECIMALS | JSON_NUMBERS | NEAR_MISSES | st.builds(repr, st.floats(allow_nan=False))
-INTS = st.integers(-(2**63), 2**63 - 1) | st.integers(0, 2**41)
+INTS = st.integers(-(2**63), 2**63) | st.integers(0, 2**41)  # any, and past int64 by one
+# what Binance sends: ids and counts of int64 not below 0, times in ms within the venues' years
+IDS = st.integers(0, 2**63 - 1) | st.integers(0, 2**41)
+TIMES = st.integers(TIME_MIN_MS, TIME_MAX_MS)
 
 
 class _Bare(str):
@@ -48,30 +52,33 @@ class _Bare(str):
 FLOAT_VALUE = NUMBER_TEXT | JSON_NUMBERS.map(_Bare)
 
 
-def _payload_fields(kind: str, d: Any) -> dict[str, Any]:
+def _payload_fields(kind: str, d: Any, ids: Any = INTS, times: Any = INTS) -> dict[str, Any]:
     def f() -> Any:
         return d.draw(FLOAT_VALUE)
 
     def i() -> int:
-        return d.draw(INTS)
+        return d.draw(ids)
+
+    def t() -> int:
+        return d.draw(times)
 
     if kind == "trade":
-        return {"e": "trade", "E": i(), "s": "BTCUSDT", "t": i(), "p": f(), "q": f(), "T": i(),
+        return {"e": "trade", "E": t(), "s": "BTCUSDT", "t": i(), "p": f(), "q": f(), "T": t(),
                 "m": d.draw(st.booleans()), "M": True}  # fmt: skip
     if kind == "depth":
         levels = st.lists(st.tuples(FLOAT_VALUE, FLOAT_VALUE).map(list), max_size=4)
-        return {"e": "depthUpdate", "E": i(), "s": "BTCUSDT", "U": i(), "u": i(),
+        return {"e": "depthUpdate", "E": t(), "s": "BTCUSDT", "U": i(), "u": i(),
                 "b": d.draw(levels), "a": d.draw(levels)}  # fmt: skip
     if kind == "kline":
-        body = {k: f() for k in "ochlvqVQ"} | {"t": i(), "T": i(), "n": i(), "s": "BTCUSDT",
+        body = {k: f() for k in "ochlvqVQ"} | {"t": t(), "T": t(), "n": i(), "s": "BTCUSDT",
                                                "i": "1m", "x": d.draw(st.booleans()), "f": 1,
                                                "L": 2, "B": "0"}  # fmt: skip
-        return {"e": "kline", "E": i(), "s": "BTCUSDT", "k": body}
+        return {"e": "kline", "E": t(), "s": "BTCUSDT", "k": body}
     if kind == "ticker":
         return {"e": "24hrTicker", "s": "BTCUSDT"} | {k: f() for k in "pPwxcQbBaAohlvq"} | {
-            k: i() for k in "EOCFLn"}  # fmt: skip
-    return {"e": "aggTrade", "E": i(), "s": "BTCUSDT", "a": i(), "p": f(), "q": f(), "f": i(),
-            "l": i(), "T": i(), "m": d.draw(st.booleans())}  # fmt: skip
+            k: t() for k in "EOC"} | {k: i() for k in "FLn"}  # fmt: skip
+    return {"e": "aggTrade", "E": t(), "s": "BTCUSDT", "a": i(), "p": f(), "q": f(), "f": i(),
+            "l": i(), "T": t(), "m": d.draw(st.booleans())}  # fmt: skip
 
 
 def _json(value: Any, rnd: random.Random, loose: bool) -> str:
@@ -144,7 +151,7 @@ def test_what_the_compiled_reader_takes_it_reads_as_msgspec_does(kind, data, loo
 @settings(max_examples=300, deadline=None)
 @given(KINDS, st.data())
 def test_the_compiled_reader_takes_every_payload_as_binance_sends_it(kind, data) -> None:
-    fields = _payload_fields(kind, data)
+    fields = _payload_fields(kind, data, IDS, TIMES)
     decimals = {"trade": "pq", "aggTrade": "pq", "ticker": "pPwxcQbBaAohlvq", "depth": ""}
     for key in decimals.get(kind, ""):  # Binance's decimals, as strings
         fields[key] = data.draw(DECIMALS)
@@ -162,12 +169,26 @@ def test_the_compiled_reader_takes_every_payload_as_binance_sends_it(kind, data)
 
 def test_a_symbol_read_is_the_lanes_own_string() -> None:
     out: list[Any] = []
-    frame = b'{"stream":"btcusdt@kline_1m","data":{"e":"kline","E":2,"s":"BTCUSDT","k":{"t":0,"T":59999,"s":"BTCUSDT","i":"1m","o":"1","c":"2","h":"3","l":"0.5","v":"10","n":4,"x":false,"q":"20","V":"5","Q":"10"}}}'
+    frame = b'{"stream":"btcusdt@kline_1m","data":{"e":"kline","E":1767225600002,"s":"BTCUSDT","k":{"t":1767225600000,"T":1767225659999,"s":"BTCUSDT","i":"1m","o":"1","c":"2","h":"3","l":"0.5","v":"10","n":4,"x":false,"q":"20","V":"5","Q":"10"}}}'
     lanes = _lanes(out)
     assert native.take_combined(lanes, frame)  # type: ignore[union-attr]
     kline = out[0][0]
     assert kline == Kline(
-        "BTCUSDT", "1m", 0, 1.0, 3.0, 0.5, 2.0, 10.0, 59999, 20.0, 4, 5.0, 10.0, False, 2
+        "BTCUSDT",
+        "1m",
+        1767225600000,
+        1.0,
+        3.0,
+        0.5,
+        2.0,
+        10.0,
+        1767225659999,
+        20.0,
+        4,
+        5.0,
+        10.0,
+        False,
+        1767225600002,
     )
     lane = lanes[b"btcusdt@kline_1m"]
     assert kline.symbol is lane.symbol and kline.interval is lane.interval
@@ -179,7 +200,7 @@ def test_a_takers_error_reaches_the_caller_and_unknown_streams_are_left() -> Non
         raise RuntimeError("taker broke")
 
     lanes = {b"btcusdt@trade": lane_for(parse_stream("btcusdt@trade"), take, None, Trade)}
-    frame = b'{"stream":"btcusdt@trade","data":{"E":1,"s":"BTCUSDT","t":5,"p":"1","q":"2","T":1,"m":true}}'
+    frame = b'{"stream":"btcusdt@trade","data":{"E":1767225600001,"s":"BTCUSDT","t":5,"p":"1","q":"2","T":1767225600001,"m":true}}'
     for reader in (native.take_combined, take_combined_python):  # type: ignore[union-attr]
         with pytest.raises(RuntimeError, match="taker broke"):
             reader(lanes, frame)
@@ -197,7 +218,8 @@ def test_frames_read_ahead_reach_their_takers_in_the_recordings_order(tmp_path) 
     frames = []
     for i in range(3000):
         price = rnd.choice(["100.5", "0.00012000", "12345678901234567.5", "1e3"])  # a slow one
-        payload = {"e": "trade", "E": i, "s": "BTCUSDT", "t": i, "p": price, "q": "1", "T": i,
+        t = TIME_MIN_MS + i
+        payload = {"e": "trade", "E": t, "s": "BTCUSDT", "t": i, "p": price, "q": "1", "T": t,
                    "m": i % 2 == 0}  # fmt: skip
         if i % 7 == 0:
             payload.pop("q")  # msgspec's to refuse: the careful path

@@ -30,6 +30,7 @@ pytestmark = pytest.mark.skipif(
 SYMBOL = "BTCUSDT"
 TRADE, DEPTH = b"btcusdt@trade", b"btcusdt@depth@100ms"
 MAX_LEVELS = 8  # a side grows past its bound (8 + 8 // 10) within a few updates
+T0 = 1_767_225_600_000  # 2026-01-01, in ms: the venue's times are of its years
 
 
 class _Feed(BinanceFeed):
@@ -64,12 +65,12 @@ def _frame(stream: bytes, data: dict[str, Any]) -> bytes:
 
 
 def _trade(tid: int, price: float, qty: float, maker: bool) -> bytes:
-    return _frame(TRADE, {"e": "trade", "E": 1000 + tid, "s": SYMBOL, "t": tid, "p": str(price),
-                          "q": str(qty), "T": 900 + tid, "m": maker, "M": True})  # fmt: skip
+    return _frame(TRADE, {"e": "trade", "E": T0 + 1000 + tid, "s": SYMBOL, "t": tid, "p": str(price),
+                          "q": str(qty), "T": T0 + 900 + tid, "m": maker, "M": True})  # fmt: skip
 
 
 def _delta(first: int, last: int, bids: list[Any], asks: list[Any]) -> bytes:
-    return _frame(DEPTH, {"e": "depthUpdate", "E": 5000 + last, "s": SYMBOL, "U": first, "u": last,
+    return _frame(DEPTH, {"e": "depthUpdate", "E": T0 + 5000 + last, "s": SYMBOL, "U": first, "u": last,
                           "b": [[str(p), str(q)] for p, q in bids],
                           "a": [[str(p), str(q)] for p, q in asks]})  # fmt: skip
 

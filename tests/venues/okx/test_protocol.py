@@ -84,9 +84,9 @@ def test_every_channel_decodes_to_the_common_records():
                                         "side": "sell", "ts": "1700000000001", "count": "1"}]))  # fmt: skip
     assert trades == [Trade("BTCUSDT", 7, 100.5, 0.1, "sell", 1700000000001, 1700000000001)]
     (bbo,) = d.decode(frame("bbo-tbt", [{"asks": [["101", "2", "0", "1"]], "bids": [["99", "3", "0", "4"]],
-                                         "ts": "5", "seqId": 42}]))  # fmt: skip
+                                         "ts": "1767225600005", "seqId": 42}]))  # fmt: skip
     assert bbo == BookTicker("BTCUSDT", 42, 99.0, 3.0, 101.0, 2.0)
-    (book,) = d.decode(frame("books", [{"asks": [["101.0", "2", "0", "1"]], "bids": [], "ts": "5",
+    (book,) = d.decode(frame("books", [{"asks": [["101.0", "2", "0", "1"]], "bids": [], "ts": "1767225600005",
                                         "checksum": -3, "seqId": 9, "prevSeqId": 8}], action="update"))  # fmt: skip
     assert isinstance(book, okx.BookMessage)
     assert (book.action, book.asks, book.seq_id, book.prev_seq_id, book.checksum) == (
@@ -122,7 +122,7 @@ def test_every_channel_decodes_to_the_common_records():
         ),
         (b'{"arg":{"channel":"surprise","instId":"BTC-USDT"},"data":[{}]}', "unknown channel"),
         (
-            b'{"arg":{"channel":"books","instId":"BTC-USDT"},"data":[{"asks":[],"bids":[],"ts":"1"}]}',
+            b'{"arg":{"channel":"books","instId":"BTC-USDT"},"data":[{"asks":[],"bids":[],"ts":"1767225600001"}]}',
             "action None",
         ),
         (b"[1,2]", "not an OKX message"),
@@ -151,8 +151,12 @@ def test_rest_payloads_become_records_oldest_first():
     assert [k.open_time for k in klines] == [1700000000000, 1700000060000]
     assert [k.closed for k in klines] == [True, False]
     snap = okx.parse_books(envelope([{"asks": [["101", "1", "0", "2"]], "bids": [["99", "2", "0", "1"]],
-                                      "ts": "123"}]), "BTCUSDT")  # fmt: skip
-    assert (snap.bids, snap.asks, snap.last_update_id) == ([(99.0, 2.0)], [(101.0, 1.0)], 123)
+                                      "ts": "1767225600123"}]), "BTCUSDT")  # fmt: skip
+    assert (snap.bids, snap.asks, snap.last_update_id) == (
+        [(99.0, 2.0)],
+        [(101.0, 1.0)],
+        1767225600123,
+    )
     assert okx.parse_time(envelope([{"ts": "1700000000000"}])) == 1700000000000
     with pytest.raises(okx.OkxAPIError, match="51001"):
         okx.parse_candles(

@@ -1,0 +1,50 @@
+"""What a number from a venue may be: the rules every venue's wire schemas are typed with, so
+a number is checked once, where it enters (msgspec checks them while it decodes), and a bad one
+makes its frame a bad frame before anything is touched.
+
+A price or quantity that is NaN, infinite or negative would move the wrong level of a book (NaN
+equals no key) or poison every sum after it; an id past int64 cannot be stored and silences its
+stream (every later id looks older); a time decades away from now is no venue's clock. The
+compiled frame reader (``marketlab/_native_binance.c``) keeps the same rules: it reads only
+what passes them and leaves the rest to the careful path, which names what is wrong.
+
+The bounds are constants, not readings of the clock: the decoders stay pure functions of their
+bytes.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Annotated
+
+import msgspec
+
+INT64_MAX = 2**63 - 1
+FLOAT_MAX = sys.float_info.max  # the largest finite double: le=FLOAT_MAX refuses inf
+# Times in ms since the epoch: 2010-01-01 to 2100-01-01 UTC (no venue traded before; a time
+# past 2100 is a unit mistake or damage).
+TIME_MIN_MS = 1_262_304_000_000
+TIME_MAX_MS = 4_102_444_800_000
+
+# A price, a quantity, a volume: finite and not negative (-0.0 is 0).
+Amount = Annotated[float, msgspec.Meta(ge=0.0, le=FLOAT_MAX)]
+# A change (24h price change, its percent): finite, either sign.
+Change = Annotated[float, msgspec.Meta(ge=-FLOAT_MAX, le=FLOAT_MAX)]
+# An id, a sequence number or a count: an int64 that is not negative.
+Id = Annotated[int, msgspec.Meta(ge=0, le=INT64_MAX)]
+# An id where the venue writes -1 for "none" (a ticker's first and last trade of no trades,
+# OKX's seqId of a REST book).
+IdOrNone = Annotated[int, msgspec.Meta(ge=-1, le=INT64_MAX)]
+# A time in ms since the epoch, within the venues' years.
+TimeMs = Annotated[int, msgspec.Meta(ge=TIME_MIN_MS, le=TIME_MAX_MS)]
+# A book level: (price, quantity).
+Level = tuple[Amount, Amount]
+
+
+def amount(text: str, what: str) -> float:
+    """A price or quantity given as text (OKX's levels), by the rules of :data:`Amount`;
+    ``ValueError`` naming ``what`` when it breaks them."""
+    value = float(text)
+    if not 0.0 <= value <= FLOAT_MAX:  # NaN fails both
+        raise ValueError(f"{what} {text!r} is not a finite amount >= 0")
+    return value

@@ -1,0 +1,127 @@
+"""The fuzz targets and the other tests of the compiled code, under AddressSanitizer and
+UndefinedBehaviorSanitizer.
+
+    python tests/sanitized.py [--examples N] [pytest arguments]
+
+Builds ``marketlab._native`` from ``marketlab/_native*.c`` with ``-fsanitize=address,undefined``
+into a temporary folder, then runs every fuzz target (``tests/**/test_fuzz_*.py``) and the tests
+that drive the compiled code in a process that loads that build in place of the installed one:
+a read past a buffer, a use after free, an overflow or any other undefined behaviour stops the
+run with the sanitizer's report. ``.ci/run`` runs it with a bounded number of examples. Where
+there is no C compiler or no sanitizer runtime it says so and exits 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import sysconfig
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+PACKAGE = ROOT / "marketlab"
+# besides the fuzz targets: the other tests that drive the compiled code
+COMPILED_TESTS = [
+    "tests/test_native.py",
+    "tests/venues/binance/test_quick_takers.py",
+    "tests/record/test_recording.py",
+]
+FLAGS = ["-fsanitize=address,undefined", "-fno-sanitize-recover=all", "-fno-omit-frame-pointer"]
+
+# Loads the sanitized build as marketlab._native before anything imports marketlab, then runs
+# pytest in this very process (the sanitizer's runtime is preloaded by the parent).
+_BOOT = """
+import importlib.util, sys
+spec = importlib.util.spec_from_file_location("marketlab._native", sys.argv[1])
+module = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(module)
+sys.modules["marketlab._native"] = module
+from marketlab.native import native
+assert native is module, "the sanitized build is not the one in use"
+import pytest
+raise SystemExit(pytest.main(sys.argv[2:]))
+"""
+
+
+def build(out: Path) -> Path:
+    """The extension built with the sanitizers, in ``out``."""
+    compiler = os.environ.get("CC") or shutil.which("gcc") or shutil.which("cc")
+    if compiler is None:
+        raise SystemExit("sanitized.py: no C compiler")
+    target = out / f"_native{sysconfig.get_config_var('EXT_SUFFIX')}"
+    include = sysconfig.get_paths()["include"]
+    sources = sorted(str(p) for p in PACKAGE.glob("_native*.c"))
+    command = [
+        compiler,
+        "-shared",
+        "-fPIC",
+        "-O1",
+        "-g",
+        *FLAGS,
+        f"-I{include}",
+        f"-I{PACKAGE}",
+        *sources,
+        "-o",
+        str(target),
+        "-lpthread",
+        "-ldl",
+    ]
+    subprocess.run(command, check=True)
+    return target
+
+
+def runtime(compiler: str = "gcc") -> str:
+    """The AddressSanitizer runtime to preload (Python itself is not built with it)."""
+    found = subprocess.run(
+        [os.environ.get("CC") or compiler, "-print-file-name=libasan.so"],
+        capture_output=True,
+        text=True,
+        check=False,
+    ).stdout.strip()
+    if not found or not Path(found).exists():
+        raise SystemExit("sanitized.py: no AddressSanitizer runtime (libasan.so) found")
+    return str(Path(found).resolve())
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--examples", type=int, default=300, help="per fuzz target (300)")
+    args, rest = parser.parse_known_args(argv)
+    with tempfile.TemporaryDirectory(prefix="marketlab-asan-") as folder:
+        library = build(Path(folder))
+        env = dict(os.environ)
+        env.update(
+            LD_PRELOAD=runtime(),
+            # Python's own allocations through malloc, so the sanitizer sees objects freed
+            PYTHONMALLOC="malloc",
+            # Python keeps what it allocates until exit: leaks say nothing here
+            ASAN_OPTIONS="detect_leaks=0:abort_on_error=0:halt_on_error=1:"
+            "allocator_may_return_null=1",
+            UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1",
+            MARKETLAB_FUZZ_EXAMPLES=str(args.examples),
+        )
+        env.pop("MARKETLAB_PURE_PYTHON", None)
+        fuzz = sorted(str(p.relative_to(ROOT)) for p in (ROOT / "tests").rglob("test_fuzz_*.py"))
+        tests = rest or [*fuzz, *COMPILED_TESTS]
+        command = [
+            sys.executable,
+            "-c",
+            _BOOT,
+            str(library),
+            "-q",
+            "-n",
+            "0",
+            "-p",
+            "no:cacheprovider",
+            "--capture=sys",  # the sanitizer's report goes to the real stderr, never captured
+            *tests,
+        ]
+        return subprocess.run(command, cwd=ROOT, env=env, check=False).returncode
+
+
+if __name__ == "__main__":
+    sys.exit(main())
