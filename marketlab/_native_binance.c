@@ -44,6 +44,7 @@ enum {
     T_ID_OR,  /* IdOrNone: an int64 >= -1 */
     T_TIME,   /* TimeMs: ms since the epoch within TIME_MIN_MS..TIME_MAX_MS */
     T_AMOUNT, /* Amount: finite, >= 0 (-0.0 is 0) */
+    T_PRICE,  /* Price: finite, > 0 */
     T_CHANGE, /* Change: finite */
     T_BOOL,
     T_STR,
@@ -67,8 +68,8 @@ typedef struct {
 } Schema;
 
 /* Slots, in the order of each wire struct in binance/frames.py */
-static const Field TRADE_FIELDS[] = {{'E', T_TIME},   {'s', T_SYMBOL}, {'t', T_ID},
-                                     {'p', T_AMOUNT}, {'q', T_AMOUNT}, {'T', T_TIME},
+static const Field TRADE_FIELDS[] = {{'E', T_TIME},  {'s', T_SYMBOL}, {'t', T_ID},
+                                     {'p', T_PRICE}, {'q', T_AMOUNT}, {'T', T_TIME},
                                      {'m', T_BOOL},   {0, 0}};
 static const Field DEPTH_FIELDS[] = {{'E', T_TIME}, {'s', T_SYMBOL},  {'U', T_ID},
                                      {'u', T_ID},   {'b', T_LEVELS}, {'a', T_LEVELS},
@@ -134,7 +135,7 @@ static int read_levels(Cur *c, Levels *lv, uint64_t *out) {
         do {
             double price, qty;
             if (!eat(c, '[') || !read_float(c, &price) || !eat(c, ',') ||
-                !read_float(c, &qty) || !eat(c, ']') || !(price >= 0.0) || !(qty >= 0.0) ||
+                !read_float(c, &qty) || !eat(c, ']') || !(price > 0.0) || !(qty >= 0.0) ||
                 !levels_push(lv, price, qty))
                 return 0;
         } while (eat(c, ','));
@@ -195,8 +196,11 @@ static int read_object(Cur *c, const char *base, const Schema *schema, uint64_t 
             v[slot] = (uint64_t)i;
             break;
         case T_AMOUNT:
+        case T_PRICE:
         case T_CHANGE: /* read_float gives finite numbers only */
-            ok = read_float(c, &f) && (schema->type[slot] == T_CHANGE || f >= 0.0);
+            ok = read_float(c, &f) && (schema->type[slot] == T_CHANGE ? 1
+                                       : schema->type[slot] == T_PRICE ? f > 0.0
+                                                                       : f >= 0.0);
             memcpy(&v[slot], &f, sizeof(f));
             break;
         case T_BOOL:

@@ -26,8 +26,11 @@ FLOAT_MAX = sys.float_info.max  # the largest finite double: le=FLOAT_MAX refuse
 TIME_MIN_MS = 1_262_304_000_000
 TIME_MAX_MS = 4_102_444_800_000
 
-# A price, a quantity, a volume: finite and not negative (-0.0 is 0).
+# A quantity, a volume, a quoted price that may be absent (a ticker's bid of no bids is 0):
+# finite and not negative (-0.0 is 0).
 Amount = Annotated[float, msgspec.Meta(ge=0.0, le=FLOAT_MAX)]
+# The price of a trade or of a book level: finite and above 0 (what the bus takes, too).
+Price = Annotated[float, msgspec.Meta(gt=0.0, le=FLOAT_MAX)]
 # A change (24h price change, its percent): finite, either sign.
 Change = Annotated[float, msgspec.Meta(ge=-FLOAT_MAX, le=FLOAT_MAX)]
 # An id, a sequence number or a count: an int64 that is not negative.
@@ -37,14 +40,23 @@ Id = Annotated[int, msgspec.Meta(ge=0, le=INT64_MAX)]
 IdOrNone = Annotated[int, msgspec.Meta(ge=-1, le=INT64_MAX)]
 # A time in ms since the epoch, within the venues' years.
 TimeMs = Annotated[int, msgspec.Meta(ge=TIME_MIN_MS, le=TIME_MAX_MS)]
-# A book level: (price, quantity).
-Level = tuple[Amount, Amount]
+# A book level: (price, quantity; 0 removes the level).
+Level = tuple[Price, Amount]
 
 
 def amount(text: str, what: str) -> float:
-    """A price or quantity given as text (OKX's levels), by the rules of :data:`Amount`;
-    ``ValueError`` naming ``what`` when it breaks them."""
+    """A quantity given as text (OKX's levels), by the rules of :data:`Amount`; ``ValueError``
+    naming ``what`` when it breaks them."""
     value = float(text)
     if not 0.0 <= value <= FLOAT_MAX:  # NaN fails both
         raise ValueError(f"{what} {text!r} is not a finite amount >= 0")
+    return value
+
+
+def price(text: str, what: str) -> float:
+    """A price given as text (OKX's levels), by the rules of :data:`Price`; ``ValueError``
+    naming ``what`` when it breaks them."""
+    value = float(text)
+    if not 0.0 < value <= FLOAT_MAX:  # NaN fails both
+        raise ValueError(f"{what} {text!r} is not a finite price > 0")
     return value

@@ -23,7 +23,7 @@ from marketlab.records import (
 )
 from marketlab.venues.binance.protocol import Stream, parse_stream
 from marketlab.venues.errors import FrameError, UnknownStreamError
-from marketlab.venues.numbers import Amount, Change, Id, IdOrNone, Level, TimeMs
+from marketlab.venues.numbers import Amount, Change, Id, IdOrNone, Level, Price, TimeMs
 
 # --- wire schemas --------------------------------------------------------------------------
 # Every number is typed by the rule it must keep (marketlab.venues.numbers): a payload that
@@ -39,7 +39,7 @@ class _Trade(msgspec.Struct, gc=False):
     E: TimeMs
     s: str
     t: Id
-    p: Amount
+    p: Price
     q: Amount
     T: TimeMs
     m: bool
@@ -49,7 +49,7 @@ class _AggTrade(msgspec.Struct, gc=False):
     E: TimeMs
     s: str
     a: Id
-    p: Amount
+    p: Price
     q: Amount
     f: Id
     l: Id

@@ -18,7 +18,7 @@ from marketlab.records import (
 )
 from marketlab.venues.binance.protocol import BinanceAPIError
 from marketlab.venues.errors import PayloadError
-from marketlab.venues.numbers import Amount, Change, Id, IdOrNone, Level, TimeMs
+from marketlab.venues.numbers import Amount, Change, Id, IdOrNone, Level, Price, TimeMs
 
 _Levels = list[Level]
 
@@ -44,7 +44,7 @@ class _RestDepth(msgspec.Struct):
 
 class _RestTrade(msgspec.Struct):
     id: Id
-    price: Amount
+    price: Price
     qty: Amount
     time: TimeMs
     isBuyerMaker: bool

@@ -12,7 +12,7 @@ import msgspec
 
 from marketlab.records import BookTicker, Interval, Kline, Ticker, Trade
 from marketlab.venues.errors import FrameError, UnknownStreamError
-from marketlab.venues.numbers import Amount, Id, IdOrNone, TimeMs, amount
+from marketlab.venues.numbers import Amount, Id, IdOrNone, Price, TimeMs, amount, price
 from marketlab.venues.okx.protocol import Topic, interval_of_bar, symbol_of
 
 # --- WebSocket frames ------------------------------------------------------------------------
@@ -98,7 +98,7 @@ class _Ticker(msgspec.Struct, gc=False):
 class _Trade(msgspec.Struct, gc=False):
     instId: str
     tradeId: Id
-    px: Amount
+    px: Price
     sz: Amount
     side: Literal["buy", "sell"]
     ts: TimeMs
@@ -154,7 +154,7 @@ def _levels(rows: list[list[str]]) -> list[StrLevel]:
     for r in rows:
         if len(r) < 2:
             raise ValueError(f"a level of {len(r)} fields: {r!r}")
-        amount(r[0], "price")
+        price(r[0], "price")
         amount(r[1], "size")
     return [(r[0], r[1]) for r in rows]
 
@@ -210,9 +210,9 @@ class OkxDecoder:
                 BookTicker(
                     symbol,
                     b.seqId,
-                    amount(b.bids[0][0], "bid"),
+                    price(b.bids[0][0], "bid"),
                     amount(b.bids[0][1], "bid size"),
-                    amount(b.asks[0][0], "ask"),
+                    price(b.asks[0][0], "ask"),
                     amount(b.asks[0][1], "ask size"),
                 )
                 for b in rows

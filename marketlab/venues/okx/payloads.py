@@ -10,7 +10,7 @@ import msgspec
 from marketlab.records import BookSnapshot, Interval, Kline, Ticker, Trade
 from marketlab.records import normalize_symbol as _normalize
 from marketlab.venues.errors import PayloadError
-from marketlab.venues.numbers import Amount, Id, TimeMs, amount
+from marketlab.venues.numbers import Amount, Id, Price, TimeMs, amount, price
 from marketlab.venues.okx.frames import CandleRow, _Book, _Ticker, _ticker, candle
 from marketlab.venues.okx.protocol import OkxAPIError, symbol_of
 
@@ -88,8 +88,8 @@ def parse_books(payload: bytes | str | Any, symbol: str) -> BookSnapshot:
         raise PayloadError(f"/api/v5/market/books for {symbol}: empty data")
     b = rows[0]
     try:
-        bids = [(amount(p, "price"), amount(q, "size")) for p, q, *_ in b.bids]
-        asks = [(amount(p, "price"), amount(q, "size")) for p, q, *_ in b.asks]
+        bids = [(price(p, "price"), amount(q, "size")) for p, q, *_ in b.bids]
+        asks = [(price(p, "price"), amount(q, "size")) for p, q, *_ in b.asks]
     except ValueError as exc:
         raise PayloadError(f"/api/v5/market/books for {symbol}: {exc}") from None
     return BookSnapshot(_normalize(symbol), b.ts, bids, asks, b.ts)
@@ -102,7 +102,7 @@ def parse_tickers(payload: bytes | str | Any) -> list[Ticker]:
 
 class _HistoryTrade(msgspec.Struct):
     tradeId: Id
-    px: Amount
+    px: Price
     sz: Amount
     side: Literal["buy", "sell"]
     ts: TimeMs

@@ -32,6 +32,8 @@ STREAMS = {"btcusdt@trade": Trade, "btcusdt@depth@100ms": BookDelta, "btcusdt@kl
 DECIMALS = st.builds(
     lambda v, d: f"{v:.{d}f}", st.floats(0, 1e7, allow_nan=False), st.integers(0, 10)
 )
+# a trade's or a level's price: Binance's decimals, above 0
+PRICES = st.builds(lambda v: f"{v:.8f}", st.floats(1e-8, 1e7, allow_nan=False))
 JSON_NUMBERS = st.from_regex(r"-?(0|[1-9][0-9]{0,24})(\.[0-9]{1,24})?([eE][+-]?[0-9]{1,3})?",
                              fullmatch=True)  # fmt: skip
 NEAR_MISSES = st.from_regex(r"[-+0-9.eE]{1,8}", fullmatch=True) | st.sampled_from(
@@ -154,12 +156,12 @@ def test_the_compiled_reader_takes_every_payload_as_binance_sends_it(kind, data)
     fields = _payload_fields(kind, data, IDS, TIMES)
     decimals = {"trade": "pq", "aggTrade": "pq", "ticker": "pPwxcQbBaAohlvq", "depth": ""}
     for key in decimals.get(kind, ""):  # Binance's decimals, as strings
-        fields[key] = data.draw(DECIMALS)
+        fields[key] = data.draw(PRICES if key == "p" and "rade" in kind else DECIMALS)
     if kind == "kline":
         fields["k"] |= {key: data.draw(DECIMALS) for key in "ochlvqVQ"}
     if kind == "depth":
         for side in "ba":
-            fields[side] = [[data.draw(DECIMALS), data.draw(DECIMALS)] for _ in range(3)]
+            fields[side] = [[data.draw(PRICES), data.draw(DECIMALS)] for _ in range(3)]
     payload = json.dumps(fields, separators=(",", ":"))
     took_c, c_out, took_py, py_out = _both(f'{{"stream":"{NAME[kind]}","data":{payload}}}'.encode())
     assert took_c and took_py
