@@ -256,7 +256,8 @@ static PyObject *Side_trim(Side *s, PyObject *arg) {
  * sequence of two); 0 with an exception set when it is not one, or its price is no number.
  * Both items are held while they are converted: a `__float__` may change the row. */
 static int level_pair(PyObject *row, Py_ssize_t i, double *price, double *qty) {
-    PyObject *held = PySequence_Tuple(row);
+    /* a tuple's items are its own (the caller holds the tuple); any other row is copied */
+    PyObject *held = PyTuple_CheckExact(row) ? Py_NewRef(row) : PySequence_Tuple(row);
     if (held == NULL || PyTuple_GET_SIZE(held) != 2) {
         Py_XDECREF(held);
         PyErr_Format(PyExc_TypeError, "level %zd is not a (price, qty) pair", i);

@@ -446,6 +446,7 @@ static PyTypeObject InflowType = {
 typedef struct {
     PyObject_HEAD
     Unz u;
+    int busy; /* a step is under way (without the GIL): another thread's step is refused */
 } Unzstd;
 
 static PyObject *Unzstd_new(PyTypeObject *type, PyObject *args, PyObject *kw) {
@@ -477,15 +478,21 @@ static void Unzstd_dealloc(Unzstd *z) {
 /* step(chunk) -> bytes: one step decompressed whole, without the GIL */
 static PyObject *Unzstd_step(Unzstd *z, PyObject *chunk) {
     Py_buffer in;
+    if (z->busy) {
+        PyErr_SetString(PyExc_RuntimeError, "Unzstd.step: another thread's step is under way");
+        return NULL;
+    }
     if (PyObject_GetBuffer(chunk, &in, PyBUF_SIMPLE) < 0)
         return NULL;
     char *out = NULL;
     size_t size = 0, cap = 0;
     const char *error = NULL;
     int rc;
+    z->busy = 1;
     Py_BEGIN_ALLOW_THREADS; /* the decompressor is this object's; `in` is held */
     rc = unz_step(&z->u, in.buf, (size_t)in.len, &out, &size, &cap, &error);
     Py_END_ALLOW_THREADS;
+    z->busy = 0;
     PyBuffer_Release(&in);
     PyObject *result = NULL;
     if (rc == -2)

@@ -31,8 +31,8 @@ from marketlab.records import BookSnapshot, Kline, Ticker, Trade
 
 MAGIC = b"MLREC1\n"
 # Compressed bytes decompressed whole at a time, by every reader: the steps of the compiled
-# Inflow (marketlab._native.ZSTD_STEP), so all name damage at the same entry.
-_STEP = 1 << 17
+# Inflow, so all name damage at the same entry.
+_STEP: int = getattr(native, "ZSTD_STEP", 1 << 17)
 _DONTNEED = getattr(mmap, "MADV_DONTNEED", None)  # where the platform can drop read pages
 _FIRST_OUT = 1 << 16  # the first read's: the header, and the first entries, come at once
 _OUT = 1 << 21  # decompressed bytes a read gives (a block of several thousand entries)
