@@ -212,7 +212,9 @@ def test_an_out_of_sync_book_is_never_served():
         wait_for(lambda: lab.book("BTCUSDT").attrs["synced"], 20, "resync once REST answers")
 
 
-@pytest.mark.parametrize("kind", ["truncated", "garbage", "bad_field", "unknown_event"])
+@pytest.mark.parametrize(
+    "kind", ["truncated", "garbage", "bad_field", "unknown_event", "id_past_int64", "nan_price"]
+)
 def test_a_malformed_frame_is_skipped_and_collection_goes_on(sim, kind):
     with running_lab(sim) as (lab, closed):
         before = len(lab.trades("BTCUSDT"))
@@ -220,6 +222,9 @@ def test_a_malformed_frame_is_skipped_and_collection_goes_on(sim, kind):
         wait_for(lambda: lab.summary()["bad_frames"] >= 1, 10, "the bad frame")
         assert lab.running and lab.summary()["reconnects"] == 0
         wait_for(lambda: len(lab.trades("BTCUSDT")) > before + 20, 10, "more trades")
+        trades = lab.trades("BTCUSDT")  # every trade id the venue's, none past int64 or NaN
+        assert trades["trade_id"].is_monotonic_increasing and trades["price"].notna().all()
+        assert lab.summary()["bad_frames"] >= 1
         time.sleep(1.5)
         assert_klines_exact(lab, sim, "BTCUSDT", "1m", closed)
 

@@ -163,7 +163,8 @@ class FaultControls:
     @threadsafe
     def send_malformed(self, kind: str = "truncated", venue: str | None = None) -> int:
         """Send one malformed frame to every connection: truncated, garbage, bad_field or
-        unknown_event."""
+        unknown_event; or a well-formed trade with hostile numbers to every connection that
+        carries trades: id_past_int64 (a trade id of 2**63) or nan_price."""
         venues = _venues(venue)
         return (self.binance.send_malformed(kind) if "binance" in venues else 0) + (
             self.okx.send_malformed(kind) if "okx" in venues else 0

@@ -257,14 +257,30 @@ class BinanceWs:
             "bad_field": orjson.dumps({"e": "trade", "E": 1, "s": symbol.upper(), "t": "x",
                                        "p": "abc", "q": None, "T": 1, "m": True, "M": True}),
             "unknown_event": orjson.dumps({"e": "surprise", "E": 1, "s": symbol.upper()}),
+            # well-formed but for a trade id past int64 (and a NaN price): hostile numbers
+            "id_past_int64": orjson.dumps({"e": "trade", "E": self.sim.now_ms(), "s": symbol.upper(),
+                                           "t": 2**63, "p": "1.5", "q": "1", "T": self.sim.now_ms(),
+                                           "m": True, "M": True}),
+            "nan_price": orjson.dumps({"e": "trade", "E": self.sim.now_ms(), "s": symbol.upper(),
+                                       "t": 1, "p": "nan", "q": "1", "T": self.sim.now_ms(),
+                                       "m": True, "M": True}),
         }  # fmt: skip
         if kind not in bodies:
             raise ValueError(
                 f"unknown malformed kind {kind!r}: expected one of {', '.join(bodies)}"
             )
         body = bodies[kind]
+        hostile = kind in ("id_past_int64", "nan_price")  # on the trade stream, where it goes
         for conn in list(self.connections):
-            stream = conn.streams[0] if conn.streams else f"{symbol}@trade"
+            if hostile and f"{symbol}@trade" not in conn.streams:
+                continue
+            stream = (
+                f"{symbol}@trade"
+                if hostile
+                else conn.streams[0]
+                if conn.streams
+                else f"{symbol}@trade"
+            )
             if conn.combined and kind != "garbage":
                 self._enqueue(conn, b'{"stream":"' + stream.encode() + b'","data":' + body + b"}")
             else:

@@ -267,6 +267,9 @@ class OkxWs:
                                        "data": [{"instId": inst, "tradeId": "x", "px": "abc", "sz": None,
                                                  "side": "buy", "ts": "1"}]}),
             "unknown_event": orjson.dumps({"arg": {"channel": "surprise", "instId": inst}, "data": [{}]}),
+            # well-formed but for a trade id past int64 (and a NaN price): hostile numbers
+            "id_past_int64": self._trade_push(inst, "9223372036854775808", "1.5"),
+            "nan_price": self._trade_push(inst, "1", "nan"),
         }  # fmt: skip
         if kind not in bodies:
             raise ValueError(
@@ -275,6 +278,19 @@ class OkxWs:
         for conn in list(self.connections):
             self._enqueue(conn, bodies[kind])
         return len(self.connections)
+
+    def _trade_push(self, inst: str, trade_id: str, price: str) -> bytes:
+        now = str(self.sim.now_ms())
+        trade = {
+            "instId": inst,
+            "tradeId": trade_id,
+            "px": price,
+            "sz": "1",
+            "side": "buy",
+            "ts": now,
+            "count": "1",
+        }
+        return orjson.dumps({"arg": {"channel": "trades", "instId": inst}, "data": [trade]})
 
     async def shutdown_notice(self) -> int:
         """Notice 64008 (closing for a service upgrade) on every connection, then close them."""

@@ -325,3 +325,15 @@ def test_a_service_upgrade_notice_moves_to_new_connections_without_losing_candle
         )
         assert assert_okx_klines_exact(lab, sim, "BTCUSDT", "1m", closed) >= 30
         assert_book_matches_exchange(lab, sim, "BTCUSDT")
+
+
+@pytest.mark.parametrize("kind", ["id_past_int64", "nan_price"])
+def test_an_okx_trade_with_hostile_numbers_is_a_bad_frame_and_trades_go_on(sim, kind):
+    with okx_lab(sim, channels=("trades",)) as (lab, _):
+        wait_for(lambda: len(lab.trades("BTCUSDT")) > 5, 10, "trades")
+        sim.send_malformed(kind, venue="okx")
+        wait_for(lambda: lab.summary()["bad_frames"] >= 1, 5, "the bad frame to be counted")
+        before = len(lab.trades("BTCUSDT"))
+        wait_for(lambda: len(lab.trades("BTCUSDT")) > before + 5, 10, "trades to go on")
+        trades = lab.trades("BTCUSDT")
+        assert trades["trade_id"].max() < 2**62 and trades["price"].notna().all()
