@@ -116,6 +116,16 @@ def test_damaged_entries_are_named_alike_by_every_reader(tmp_path_factory, entri
     assert damage == want_damage or (damage is not None and damage.endswith(str(want_damage)))
 
 
+@fuzz(0.5)
+@given(st.lists(ENTRY, min_size=1, max_size=5), st.data())
+def test_a_damaged_magic_or_header_is_named_alike_by_every_reader(tmp_path_factory, entries, data):
+    raw, start = _plain(entries)
+    damaged = data.draw(mutated(raw[:start], max_edits=2)) + raw[start:]
+    path = tmp_path_factory.mktemp("rec") / "r.mlrec"
+    path.write_bytes(zstandard.ZstdCompressor().compress(damaged))
+    _all_alike(path)  # (a header that still reads may take an entry's bytes for its own)
+
+
 def _entries_of(body: bytes) -> tuple[list[tuple[int, int, bytes, bytes]], str | None]:
     """The format read by hand (recording.py's docstring): whole entries of a known kind with
     a UTF-8 tag, then what ends the file early."""
