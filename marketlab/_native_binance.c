@@ -477,7 +477,7 @@ PyObject *take_combined(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
         r = lane_owner(lane, &own) < 0
                 ? -1
                 : read_payload((int)code, base, payload, n, &sl, &lv, &own, 1);
-        if (r)
+        if (r > 0)
             r = take_read(lane, (int)code, base, sl.v, &lv) < 0 ? -1 : 1;
         if (!lv.borrowed)
             PyMem_RawFree(lv.v);

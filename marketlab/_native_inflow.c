@@ -58,6 +58,10 @@ static PyObject *Z_PATH; /* the library loaded, or NULL */
 
 #define STEP (1 << 17) /* compressed bytes decompressed whole at a time (record/recording.py's) */
 #define ROOM (1 << 17) /* free output space asked of libzstd per call, at least */
+/* A step that decompresses to more than this is damage (or a bomb): market data compresses
+ * some tenfold, so a step gives a few megabytes; recording.py's Python stepper has the same. */
+#define STEP_OUT_MAX ((size_t)1 << 28)
+#define TOO_LARGE "a step of the compressed stream decompresses to more than 268435456 bytes"
 
 typedef struct {
     void *ds;
@@ -90,7 +94,8 @@ static int unz_step(Unz *u, const char *in, size_t n, char **out, size_t *size, 
             *out = p;
             *cap = grown;
         }
-        ZOutBuffer ob = {*out + *size, *cap - *size, 0};
+        size_t room = *cap - *size, left = STEP_OUT_MAX + 1 - (*size - committed);
+        ZOutBuffer ob = {*out + *size, room < left ? room : left, 0};
         size_t r = Z.decompress(u->ds, &ob, &ib);
         if (Z.is_error(r)) {
             *size = committed;
@@ -98,6 +103,11 @@ static int unz_step(Unz *u, const char *in, size_t n, char **out, size_t *size, 
             return -1;
         }
         *size += ob.pos;
+        if (*size - committed > STEP_OUT_MAX) {
+            *size = committed;
+            *error = TOO_LARGE;
+            return -1;
+        }
         if (r == 0) { /* the frame is whole: nothing may follow it */
             u->ended = 1;
             u->after = ib.pos < ib.size;
@@ -334,10 +344,12 @@ static void inflow_stop(Inflow *f) {
         pthread_join(f->thread, NULL);
         Py_END_ALLOW_THREADS;
         f->joined = 1;
+        pthread_mutex_lock(&f->mu); /* another thread may be in next(), the GIL let go */
         for (; f->count; f->count--, f->head = (f->head + 1) % DEPTH) {
             block_data_free(f->queue[f->head]);
             PyMem_RawFree(f->queue[f->head]);
         }
+        pthread_mutex_unlock(&f->mu);
     }
     if (f->have_view) {
         PyBuffer_Release(&f->view);
@@ -578,6 +590,7 @@ PyObject *zstd_load(PyObject *self, PyObject *paths) {
 int native_inflow_init(PyObject *module) {
     if (PyType_Ready(&InflowType) < 0 || PyType_Ready(&UnzstdType) < 0 ||
         PyModule_AddIntConstant(module, "ZSTD_STEP", STEP) < 0 ||
+        PyModule_AddIntConstant(module, "ZSTD_STEP_OUT_MAX", (long)STEP_OUT_MAX) < 0 ||
         PyModule_AddObjectRef(module, "Unzstd", (PyObject *)&UnzstdType) < 0)
         return -1;
     return PyModule_AddObjectRef(module, "Inflow", (PyObject *)&InflowType);

@@ -14,8 +14,8 @@
 /* --- a JSON cursor over one payload -----------------------------------------------------
  * The payload is `p` up to `end` and nothing past it is ever read: a payload read ahead from
  * a recording is a slice of a larger buffer, not a bytes object that ends in a NUL, and its
- * last byte may be the last of its buffer. Every look at a byte goes through `at`, which
- * gives the end's own class there.
+ * last byte may be the last of its buffer. Every look at a byte goes through CLASS or BYTE,
+ * which give the end's own class (or a NUL) there.
  */
 
 typedef struct {

@@ -109,6 +109,7 @@ def feed_summary(feed: Feed) -> dict[str, Any]:
         ],
         "reconnects": feed.reconnects,
         "bad_frames": feed.bad_frames,
+        "frames_failed": getattr(feed, "frames_failed", 0),  # of bad_frames: taking raised
         "last_bad_frame": feed.last_bad_frame,
         "rest_requests": rest.requests if rest else 0,
         "rest_rate_limited": (rest.rate_limited + rest.banned) if rest else 0,

@@ -8,6 +8,7 @@ import contextlib
 import importlib.util
 import logging
 import os
+import re
 import ssl
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
@@ -268,20 +269,14 @@ class BusConfig:
 
 
 def _mask_url(url: Any) -> str:
+    """``url`` with every user and password shown as ``***`` (a password may hold a comma, so
+    the list is not split first)."""
     if not isinstance(url, str):
         return repr(url)
-    out = []
-    for part in url.split(","):
-        u = part.strip()
-        try:
-            split = urlsplit(u)
-            masked = split.username is not None or split.password is not None
-        except ValueError:
-            masked = False
-        if masked:
-            u = f"{split.scheme}://***@{split.netloc.rpartition('@')[2]}{split.path}"
-        out.append(u)
-    return ",".join(out)
+    return _CREDENTIALS.sub("://***@", url)
+
+
+_CREDENTIALS = re.compile(r"://[^/]*@")  # what stands between a scheme and its host's last @
 
 
 def bus_config(bus: str | BusConfig, **options: Any) -> BusConfig:

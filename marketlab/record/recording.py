@@ -232,10 +232,17 @@ def zstd_library() -> str | None:
     return _COMPILED.zstd_load(names)  # type: ignore[no-any-return]
 
 
+_STEP_OUT_MAX: int = getattr(native, "ZSTD_STEP_OUT_MAX", 1 << 28)
+_TOO_LARGE = f"a step of the compressed stream decompresses to more than {_STEP_OUT_MAX} bytes"
+
+
 class _StepwisePython:
     """python-zstandard's decompressor, taken in the steps the compiled one takes (where the
-    system's libzstd is not loaded): a step is decompressed whole or raises, and bytes after
-    the frame's end are told by ``after``."""
+    system's libzstd is not loaded): a step is decompressed whole or raises, a step that gives
+    more than ``_STEP_OUT_MAX`` bytes is damage (or a bomb: it is fed a little at a time, so
+    it never holds much more), and bytes after the frame's end are told by ``after``."""
+
+    _FEED = 1 << 12
 
     def __init__(self) -> None:
         self._d = zstandard.ZstdDecompressor().decompressobj()
@@ -245,9 +252,16 @@ class _StepwisePython:
         if self._d.eof:
             self.after = self.after or bool(chunk)
             return b""
-        out = self._d.decompress(chunk)
-        self.after = self._d.eof and bool(self._d.unused_data)
-        return out
+        parts, size = [], 0
+        for at in range(0, len(chunk), self._FEED):
+            parts.append(self._d.decompress(chunk[at : at + self._FEED]))
+            size += len(parts[-1])
+            if size > _STEP_OUT_MAX:
+                raise zstandard.ZstdError(f"zstd decompress error: {_TOO_LARGE}")
+            if self._d.eof:
+                self.after = bool(self._d.unused_data) or at + self._FEED < len(chunk)
+                break
+        return b"".join(parts)
 
 
 def _decompressor() -> Any:
@@ -287,8 +301,9 @@ class _Decompressed:
                 break
             if self._unzstd.after:
                 self._damage = "zstd decompress error: bytes after the end of the compressed stream"
-            parts.append(out)
-            have += len(out)
+            if out:  # (an empty step is no end: the file's end is)
+                parts.append(out)
+                have += len(out)
         if not parts and self._damage is not None:
             raise zstandard.ZstdError(self._damage)
         return b"".join(parts)

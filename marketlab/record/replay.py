@@ -87,9 +87,13 @@ class _Replaying:
         for block in blocks:
             finished = False
             while not finished:
-                n, counts, finished = block.run(
-                    2000, rec.Entry, tags, on_entry, on_tag, self.replay_clock
-                )
+                try:
+                    n, counts, finished = block.run(
+                        2000, rec.Entry, tags, on_entry, on_tag, self.replay_clock
+                    )
+                except Exception as exc:  # as live: one frame never ends a replay (the block
+                    self.frame_failed(exc, "replay")  # goes on after it; this run's counts
+                    continue  # are lost with it)
                 for tag, taken in counts:
                     conns[tag].messages += taken
                 done += n
@@ -116,7 +120,10 @@ class _Replaying:
                 if conn is None:
                     conn = conns[tag] = self._connection(tag)
                 conn.messages += 1
-                on_frame(data, conn)
+                try:
+                    on_frame(data, conn)
+                except Exception as exc:  # as live: one frame never ends a replay
+                    self.frame_failed(exc, conn.name)
             else:
                 answer(entry)
             done += 1
@@ -144,7 +151,11 @@ class _Replaying:
             if self.replay_clock is not None:
                 self.replay_clock(e.time_ns)
             if e.kind == rec.WS:
-                self.on_frame(e.data, self._connection_of(e.tag, conns))
+                conn = self._connection_of(e.tag, conns)
+                try:
+                    self.on_frame(e.data, conn)
+                except Exception as exc:  # as live: one frame never ends a replay
+                    self.frame_failed(exc, conn.name)
             else:
                 self._replay_answer(e)
             done += 1

@@ -150,9 +150,8 @@ class WsConnection:
                         feed.tap(rec.WS, self.name, frame)
                     try:
                         feed.on_frame(frame, self)
-                    except Exception as exc:  # one frame never ends the stream: counted,
-                        log.error("%s: a frame was not taken", self.name, exc_info=True)
-                        feed.bad_frame(exc, self)  # logged with where it broke
+                    except Exception as exc:  # one frame never ends the stream
+                        feed.frame_failed(exc, self.name)
                 elif kind is WSMsgType.PING:  # control frames are not data: the watchdog
                     await ws.pong(msg.data)  # a copy of the payload, as the venues require
                 elif kind is WSMsgType.PONG:

@@ -72,6 +72,7 @@ class Feed(Intake, KlineIntegrity, TradeIntegrity, RestPolling):
         }
         self.kline_stats = {(s, iv): KlineStats() for s in self.symbols for iv in self.intervals}
         self.bad_frames = 0
+        self.frames_failed = 0  # of bad_frames: those whose taking raised (see frame_failed)
         self.duplicates = 0
         self.reconnects = 0  # over every connection, including retired ones
         self.last_bad_frame = ""
@@ -340,6 +341,22 @@ class Feed(Intake, KlineIntegrity, TradeIntegrity, RestPolling):
         self.bad_frames += 1
         self.last_bad_frame = str(exc)
         log.warning("%s: skipped a bad frame: %s", conn.name, exc)
+
+    def frame_failed(self, exc: Exception, where: str) -> None:
+        """A frame whose taking raised something other than the decoder's word for a bad frame
+        (a bug's, a sink's): counted as a bad frame, so one frame never ends a connection or a
+        replay; its traceback logged for the first few and then once a thousand (a sink that
+        fails on every record would flood the log)."""
+        self.bad_frames += 1
+        self.frames_failed += 1
+        self.last_bad_frame = f"{type(exc).__name__}: {exc}"
+        if self.frames_failed <= 10 or self.frames_failed % 1000 == 0:
+            log.error(
+                "%s: a frame was not taken (%d so far)",
+                where,
+                self.frames_failed,
+                exc_info=(type(exc), exc, exc.__traceback__),
+            )
 
     def unreachable_for(self, now: float | None = None) -> float:
         """Seconds the venue has been unreachable: the WebSocket down and REST failing since."""

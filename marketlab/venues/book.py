@@ -54,17 +54,29 @@ SEQ_CHAIN_AND_CHECKSUM = "seqId chain + checksum"
 _ABSENT = object()
 
 
-def _priced(levels: list[Level]) -> None:
-    """Refuses levels that are no (price, qty) pair, or whose price is NaN, before any is
-    applied: NaN equals no key, so it would stay in the book for good (and the compiled side's
-    binary search would take it for another level)."""
+def _priced(levels: list[Level]) -> list[tuple[float, float]]:
+    """``levels`` as (price, qty) floats, every one converted before any is applied (as the
+    compiled side does): a row that is no pair, a value that is no number, or a NaN price (NaN
+    equals no key, so it would stay in the book for good) is refused and nothing changes."""
+    out = []
     for i, level in enumerate(levels):
         try:
-            price, _qty = level
+            price, qty = level
         except (TypeError, ValueError):
             raise TypeError(f"level {i} is not a (price, qty) pair") from None
+        if type(price) is not float or type(qty) is not float:
+            price, qty = _number(price, i), _number(qty, i)
         if price != price:
             raise ValueError(f"level {i} has no price (NaN)")
+        out.append((price, qty))
+    return out
+
+
+def _number(value: Any, i: int) -> float:
+    """A number as the compiled side takes one (``__float__`` or ``__index__``; text is not)."""
+    if isinstance(value, str | bytes | bytearray):
+        raise TypeError(f"level {i}: {type(value).__name__} is not a number")
+    return float(value)
 
 
 class BookSide:
@@ -147,7 +159,7 @@ class BookSide:
 
     def load(self, levels: list[Level], sign: float) -> None:
         """The side becomes ``levels`` (price, qty) keyed by ``sign * price`` (qty 0 skipped)."""
-        _priced(levels)
+        levels = _priced(levels)
         self.clear()
         for price, qty in levels:
             if qty:
@@ -156,7 +168,7 @@ class BookSide:
     def apply(self, changes: list[Level], sign: float) -> None:
         """``changes`` (price, qty) keyed by ``sign * price``; qty 0 removes. (The hot path of
         every book: the bookkeeping of ``__setitem__`` and ``pop`` inlined.)"""
-        _priced(changes)
+        changes = _priced(changes)
         levels, heap, bound = self.levels, self.heap, self.bound
         known = self.known
         push = heapq.heappush

@@ -14,6 +14,7 @@ bytes.
 
 from __future__ import annotations
 
+import re
 import sys
 from typing import Annotated
 
@@ -44,10 +45,21 @@ TimeMs = Annotated[int, msgspec.Meta(ge=TIME_MIN_MS, le=TIME_MAX_MS)]
 Level = tuple[Price, Amount]
 
 
+# A number given as text, as JSON writes one (Python's float() also takes "1_000", " 1 ",
+# "inf" and other scripts' digits: msgspec, which reads every other number, takes none)
+_NUMBER = re.compile(r"-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?")
+
+
+def _number(text: str, what: str) -> float:
+    if not isinstance(text, str) or _NUMBER.fullmatch(text) is None:
+        raise ValueError(f"{what} {text!r} is not a number")
+    return float(text)
+
+
 def amount(text: str, what: str) -> float:
     """A quantity given as text (OKX's levels), by the rules of :data:`Amount`; ``ValueError``
     naming ``what`` when it breaks them."""
-    value = float(text)
+    value = _number(text, what)
     if not 0.0 <= value <= FLOAT_MAX:  # NaN fails both
         raise ValueError(f"{what} {text!r} is not a finite amount >= 0")
     return value
@@ -56,7 +68,7 @@ def amount(text: str, what: str) -> float:
 def price(text: str, what: str) -> float:
     """A price given as text (OKX's levels), by the rules of :data:`Price`; ``ValueError``
     naming ``what`` when it breaks them."""
-    value = float(text)
+    value = _number(text, what)
     if not 0.0 < value <= FLOAT_MAX:  # NaN fails both
         raise ValueError(f"{what} {text!r} is not a finite price > 0")
     return value

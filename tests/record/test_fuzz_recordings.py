@@ -6,10 +6,8 @@ in the same words, and a replay's clock is told of exactly the entries given."""
 from __future__ import annotations
 
 import contextlib
-import os
 import random
 import struct
-import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,6 +15,7 @@ from typing import Any
 from unittest import mock
 
 import msgspec
+import pytest
 import zstandard
 from hypothesis import given
 from hypothesis import strategies as st
@@ -86,9 +85,11 @@ def read(path: Path, name: str) -> tuple[list[tuple[Any, ...]], str | None, int]
     return got, None, ticks
 
 
-def _all_alike(path: Path) -> tuple[list[tuple[Any, ...]], str | None]:
-    first = read(path, READERS[0])
-    for name in READERS:
+def _all_alike(
+    path: Path, readers: list[str] = READERS
+) -> tuple[list[tuple[Any, ...]], str | None]:
+    first = read(path, readers[0])
+    for name in readers:
         got, damage, ticks = read(path, name)
         assert (got, damage) == first[:2], name
         assert ticks == len(got), name
@@ -185,16 +186,66 @@ def test_a_damaged_length_costs_no_more_than_reading_the_rest(tmp_path):
 def test_a_flipped_bit_of_the_compressed_file_is_named_alike(tmp_path_factory, at, bit):
     # as the writer writes: one zstd stream, a block flushed every megabyte
     path = tmp_path_factory.mktemp("rec") / "r.mlrec"
-    if not _FLIPPED.exists():
+    source = tmp_path_factory.getbasetemp() / "flipped-source.mlrec"  # pytest's, cleared
+    if not source.exists():
         rnd = random.Random(3)
-        writer = recording.RecordingWriter(_FLIPPED, Header("binance", [], [], [], 1))
+        writer = recording.RecordingWriter(source, Header("binance", [], [], [], 1))
         for i in range(6000):
             writer.write(1, i, "conn", rnd.randbytes(rnd.randrange(900)) + b"x" * 300)
         writer.close()
-    blob = bytearray(_FLIPPED.read_bytes())
+    blob = bytearray(source.read_bytes())
     blob[min(int(len(blob) * at), len(blob) - 1)] ^= 1 << bit
     path.write_bytes(bytes(blob))
     _all_alike(path)
 
 
-_FLIPPED = Path(tempfile.gettempdir()) / f"marketlab-fuzz-{os.getpid()}.mlrec"
+def _ending_at(target: int, path: Path) -> list[tuple[int, int, bytes, bytes]]:
+    """Entries of random bytes whose recording, as the writer writes it, is ``target``
+    compressed bytes long (random bytes do not compress: the size is found in a few tries)."""
+    rnd = random.Random(target)
+    size = target
+    for _ in range(40):
+        entries = [(1, 1, b"conn", rnd.randbytes(size))]
+        writer = recording.RecordingWriter(path, Header("binance", [], [], [], 1))
+        for e in entries:
+            writer.write(e[0], e[1], e[2].decode(), e[3])
+        writer.close()
+        have = path.stat().st_size
+        if have == target:
+            return entries
+        size -= have - target if abs(have - target) > 1 else rnd.choice([-1, 1])
+    raise AssertionError(f"no recording of {target} bytes")
+
+
+@pytest.mark.parametrize("decompressor", ["libzstd", "python-zstandard"])
+@pytest.mark.parametrize("steps", [1, 2])
+def test_bytes_after_a_frame_ending_at_a_step_are_damage_for_every_reader(
+    tmp_path, steps, decompressor
+):
+    # the damage comes in a step of its own, which gives no bytes: still damage, not the end
+    path = tmp_path / "r.mlrec"
+    entries = _ending_at(steps * recording._STEP, path)
+    path.write_bytes(path.read_bytes() + b"GARBAGE")
+    readers = READERS
+    with contextlib.ExitStack() as stack:
+        if decompressor == "python-zstandard":  # where the system's libzstd is not there
+            stack.enter_context(
+                mock.patch.object(recording, "_decompressor", recording._StepwisePython)
+            )
+            readers = [r for r in READERS if r != "blocks"]  # (Inflow needs libzstd)
+        elif recording.zstd_library() is None:
+            pytest.skip("no libzstd on this machine")
+        got, damage = _all_alike(path, readers)
+    assert [e[3] for e in got] == [e[3] for e in entries]
+    assert damage is not None and "bytes after the end of the compressed stream" in damage
+
+
+def test_a_step_that_decompresses_past_its_bound_is_damage_for_every_reader(tmp_path):
+    # a bomb: 300 MB of one byte in a few kilobytes; no reader holds it whole
+    path = tmp_path / "r.mlrec"
+    bomb = (1, 1, b"conn", bytes(300 * 2**20))
+    raw, _ = _plain([(1, 0, b"conn", b"before"), bomb])
+    path.write_bytes(zstandard.ZstdCompressor().compress(raw))
+    got, damage = _all_alike(path)
+    assert got == [(1, 0, "conn", b"before")] or got == []
+    assert damage is not None and "decompresses to more than" in damage

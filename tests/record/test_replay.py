@@ -130,3 +130,42 @@ def test_record_and_replay_from_the_command_line(tmp_path):
     bad = subprocess.run([sys.executable, "-m", "marketlab", "replay", str(tmp_path / "nope.mlrec")],
                          capture_output=True, text=True, timeout=60)  # fmt: skip
     assert bad.returncode == 2 and "no such recording" in bad.stderr
+
+
+@pytest.mark.parametrize("way", ["blocks", "entries", "timed"])
+def test_a_frame_whose_taking_raises_is_counted_and_the_replay_goes_on(tmp_path, way, monkeypatch):
+    # as live: one frame's failure (a bug's, a sink's) never ends the replay
+    import asyncio
+
+    from marketlab.record import recording as rec
+    from marketlab.record import replay as replay_module
+    from tests.venues.binance.test_quick_takers import _Feed, _trade
+
+    path = tmp_path / "r.mlrec"
+    writer = rec.RecordingWriter(path, rec.Header("binance", ["BTCUSDT"], ["1m"], ["trades"], 1))
+    for tid in range(1, 6):
+        writer.write(rec.WS, 10**18 + tid, "binance-1", _trade(tid, 1.5, 2.0, True))
+    writer.close()
+
+    class Raising(_Feed):
+        def __init__(self) -> None:
+            super().__init__(quick=False)
+            lane = self._lanes[b"btcusdt@trade"]
+            take = lane.take
+
+            def raising(stats, record, source):
+                if record.trade_id == 3:
+                    raise RuntimeError("a sink broke")
+                take(stats, record, source)
+
+            self._lanes[b"btcusdt@trade"] = lane._replace(take=raising)
+
+    if way == "entries":
+        monkeypatch.setattr(replay_module, "BLOCKS_AHEAD", False)
+    feed = replay_module.replaying(Raising)()
+    feed.replay_path = str(path)
+    feed.replay_speed = 1e9 if way == "timed" else None
+    asyncio.run(feed.run())
+    assert feed.bad_frames == 1 and feed.frames_failed == 1
+    assert "RuntimeError: a sink broke" in feed.last_bad_frame
+    assert feed.state.trades["BTCUSDT"].ring.arrays()["trade_id"].tolist() == [1, 2, 4, 5]

@@ -18,8 +18,8 @@ from tests.fuzzing import fuzz
 
 pytestmark = pytest.mark.skipif(native is None, reason="the compiled side is not built")
 
-PRICES = st.sampled_from([0.0, -0.0, 1.0, 1.5, 2.0, 100.25, 1e-8, 1e300, math.nan])
-QTYS = st.sampled_from([0.0, 1.0, 2.5, 1e-8])
+PRICES = st.sampled_from([0.0, -0.0, 1.0, 1.5, 2.0, 100.25, 1e-8, 1e300, math.nan, 2, "1.5"])
+QTYS = st.sampled_from([0.0, 1.0, 2.5, 1e-8, 3, "q"])
 LEVELS = st.lists(st.tuples(PRICES, QTYS), max_size=8)
 OPS = st.lists(
     st.tuples(st.sampled_from(["apply", "load", "trim"]), LEVELS, st.sampled_from([1.0, -1.0])),

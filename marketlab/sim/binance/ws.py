@@ -271,21 +271,20 @@ class BinanceWs:
             )
         body = bodies[kind]
         hostile = kind in ("id_past_int64", "nan_price")  # on the trade stream, where it goes
+        sent = 0
         for conn in list(self.connections):
             if hostile and f"{symbol}@trade" not in conn.streams:
                 continue
-            stream = (
-                f"{symbol}@trade"
-                if hostile
-                else conn.streams[0]
-                if conn.streams
-                else f"{symbol}@trade"
-            )
+            if hostile:
+                stream = f"{symbol}@trade"
+            else:
+                stream = conn.streams[0] if conn.streams else f"{symbol}@trade"
             if conn.combined and kind != "garbage":
                 self._enqueue(conn, b'{"stream":"' + stream.encode() + b'","data":' + body + b"}")
             else:
                 self._enqueue(conn, body)
-        return len(self.connections)
+            sent += 1
+        return sent
 
     async def shutdown_notice(self) -> int:
         """Send ``serverShutdown`` to every connection, then close them."""

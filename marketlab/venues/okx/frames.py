@@ -198,6 +198,10 @@ class OkxDecoder:
     def _records(
         channel: str, inst: str, action: str | None, rows: list[Any], frame: bytes | str
     ) -> list[Any]:
+        if channel in ("trades-all", "trades", "tickers"):
+            for row in rows:  # a row of another instrument than its push's stream
+                if row.instId != inst:
+                    raise ValueError(f"a row of {row.instId} on the stream of {inst}")
         if channel == "trades-all" or channel == "trades":
             return [
                 Trade(symbol_of(t.instId), t.tradeId, t.px, t.sz, t.side, t.ts, t.ts) for t in rows
