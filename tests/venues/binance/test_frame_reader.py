@@ -276,3 +276,17 @@ def test_frames_read_ahead_reach_their_takers_in_the_recordings_order(tmp_path) 
     assert tags_one == tags_two == {"conn-0": 1500, "conn-1": 1500}
     assert sum(1 for x in one if isinstance(x, tuple) and x[0] == "careful") > 500
     assert sum(read_ahead) > 1000  # most frames were read ahead, not on the collector's thread
+
+
+def test_a_lane_whose_strings_cannot_be_read_is_an_error_not_a_crash() -> None:
+    # the compiled reader reads a lane's symbol and interval as UTF-8: a lane that holds
+    # something else is the caller's error, raised, and no record is made of unread slots
+    out: list[Any] = []
+    lane = _lanes(out)[b"btcusdt@trade"]._replace(interval=None)
+    frame = (
+        b'{"stream":"btcusdt@trade","data":{"e":"trade","E":1767225600000,"s":"BTCUSDT",'
+        b'"t":5,"p":"1","q":"2","T":1767225600000,"m":true}}'
+    )
+    with pytest.raises(TypeError):
+        native.take_combined({b"btcusdt@trade": lane}, frame)  # type: ignore[union-attr]
+    assert out == []
