@@ -79,13 +79,24 @@ def bus_report(collector: Lab, reader: Lab, wait: float = 10.0) -> str:
         time.sleep(0.1)
     candles = sum(int(reader.klines(s, "1m")["closed"].sum()) for s in symbols)
     trades_equal = all(same(s) for s in symbols)
-    # the collector's frames also hold what it loaded from its own history; compare what both hold
+    # the collector's frames also hold what it loaded from its own history; compare the closed
+    # candles both hold (an open candle's last update may still be on its way to the reader)
     columns = ["open", "high", "low", "close", "volume"]
-    klines_equal = all(
-        reader.klines(s, iv)[columns].equals(collector.klines(s, iv).loc[reader.klines(s, iv).index, columns])
-        for s in symbols for iv in reader.intervals
-    )  # fmt: skip
+
+    def closed_alike(s: str, iv: str) -> bool:
+        mine = reader.klines(s, iv)
+        mine = mine[mine["closed"]]
+        theirs = collector.klines(s, iv)
+        return mine.index.isin(theirs.index).all() and mine[columns].equals(
+            theirs.loc[mine.index, columns]
+        )
+
+    klines_equal = all(closed_alike(s, iv) for s in symbols for iv in reader.intervals)
     equal = trades_equal and klines_equal
-    return (f"the Lab reading the bus: {candles} closed 1m candles and "
-            f"{sum(len(reader.trades(s)) for s in symbols)} trades, "
-            f"{'equal to' if equal else 'NOT equal to'} the collector's")  # fmt: skip
+    trades = sum(len(reader.trades(s)) for s in symbols)
+    report = f"the Lab reading the bus: {candles} closed 1m candles and {trades} trades, "
+    if equal:
+        return report + "equal to the collector's"
+    differs = [w for w, ok in (("trades", trades_equal), ("candles", klines_equal)) if not ok]
+    bus = reader.summary().get("bus")
+    return report + f"NOT equal to the collector's ({', '.join(differs)} differ; bus: {bus})"
