@@ -15,10 +15,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from marketlab.native import native
+from marketlab.numbers import TIME_MAX_MS, TIME_MIN_MS
 from marketlab.records import BookDelta, Kline, Ticker, Trade
 from marketlab.venues.binance.frames import Lane, lane_for, take_combined_python
 from marketlab.venues.binance.protocol import parse_stream
-from marketlab.venues.numbers import TIME_MAX_MS, TIME_MIN_MS
 
 pytestmark = pytest.mark.skipif(
     native is None and os.environ.get("MARKETLAB_PURE_PYTHON", "") not in ("", "0"),
@@ -65,22 +65,60 @@ def _payload_fields(kind: str, d: Any, ids: Any = INTS, times: Any = INTS) -> di
         return d.draw(times)
 
     if kind == "trade":
-        return {"e": "trade", "E": t(), "s": "BTCUSDT", "t": i(), "p": f(), "q": f(), "T": t(),
-                "m": d.draw(st.booleans()), "M": True}  # fmt: skip
+        return {
+            "e": "trade",
+            "E": t(),
+            "s": "BTCUSDT",
+            "t": i(),
+            "p": f(),
+            "q": f(),
+            "T": t(),
+            "m": d.draw(st.booleans()),
+            "M": True,
+        }
     if kind == "depth":
         levels = st.lists(st.tuples(FLOAT_VALUE, FLOAT_VALUE).map(list), max_size=4)
-        return {"e": "depthUpdate", "E": t(), "s": "BTCUSDT", "U": i(), "u": i(),
-                "b": d.draw(levels), "a": d.draw(levels)}  # fmt: skip
+        return {
+            "e": "depthUpdate",
+            "E": t(),
+            "s": "BTCUSDT",
+            "U": i(),
+            "u": i(),
+            "b": d.draw(levels),
+            "a": d.draw(levels),
+        }
     if kind == "kline":
-        body = {k: f() for k in "ochlvqVQ"} | {"t": t(), "T": t(), "n": i(), "s": "BTCUSDT",
-                                               "i": "1m", "x": d.draw(st.booleans()), "f": 1,
-                                               "L": 2, "B": "0"}  # fmt: skip
+        body = {k: f() for k in "ochlvqVQ"} | {
+            "t": t(),
+            "T": t(),
+            "n": i(),
+            "s": "BTCUSDT",
+            "i": "1m",
+            "x": d.draw(st.booleans()),
+            "f": 1,
+            "L": 2,
+            "B": "0",
+        }
         return {"e": "kline", "E": t(), "s": "BTCUSDT", "k": body}
     if kind == "ticker":
-        return {"e": "24hrTicker", "s": "BTCUSDT"} | {k: f() for k in "pPwxcQbBaAohlvq"} | {
-            k: t() for k in "EOC"} | {k: i() for k in "FLn"}  # fmt: skip
-    return {"e": "aggTrade", "E": t(), "s": "BTCUSDT", "a": i(), "p": f(), "q": f(), "f": i(),
-            "l": i(), "T": t(), "m": d.draw(st.booleans())}  # fmt: skip
+        return (
+            {"e": "24hrTicker", "s": "BTCUSDT"}
+            | {k: f() for k in "pPwxcQbBaAohlvq"}
+            | {k: t() for k in "EOC"}
+            | {k: i() for k in "FLn"}
+        )
+    return {
+        "e": "aggTrade",
+        "E": t(),
+        "s": "BTCUSDT",
+        "a": i(),
+        "p": f(),
+        "q": f(),
+        "f": i(),
+        "l": i(),
+        "T": t(),
+        "m": d.draw(st.booleans()),
+    }
 
 
 def _json(value: Any, rnd: random.Random, loose: bool) -> str:

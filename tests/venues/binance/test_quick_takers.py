@@ -65,14 +65,35 @@ def _frame(stream: bytes, data: dict[str, Any]) -> bytes:
 
 
 def _trade(tid: int, price: float, qty: float, maker: bool) -> bytes:
-    return _frame(TRADE, {"e": "trade", "E": T0 + 1000 + tid, "s": SYMBOL, "t": tid, "p": str(price),
-                          "q": str(qty), "T": T0 + 900 + tid, "m": maker, "M": True})  # fmt: skip
+    return _frame(
+        TRADE,
+        {
+            "e": "trade",
+            "E": T0 + 1000 + tid,
+            "s": SYMBOL,
+            "t": tid,
+            "p": str(price),
+            "q": str(qty),
+            "T": T0 + 900 + tid,
+            "m": maker,
+            "M": True,
+        },
+    )
 
 
 def _delta(first: int, last: int, bids: list[Any], asks: list[Any]) -> bytes:
-    return _frame(DEPTH, {"e": "depthUpdate", "E": T0 + 5000 + last, "s": SYMBOL, "U": first, "u": last,
-                          "b": [[str(p), str(q)] for p, q in bids],
-                          "a": [[str(p), str(q)] for p, q in asks]})  # fmt: skip
+    return _frame(
+        DEPTH,
+        {
+            "e": "depthUpdate",
+            "E": T0 + 5000 + last,
+            "s": SYMBOL,
+            "U": first,
+            "u": last,
+            "b": [[str(p), str(q)] for p, q in bids],
+            "a": [[str(p), str(q)] for p, q in asks],
+        },
+    )
 
 
 def _seen(feed: _Feed) -> dict[str, Any]:

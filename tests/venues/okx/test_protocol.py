@@ -83,8 +83,19 @@ def test_every_channel_decodes_to_the_common_records():
     trades = d.decode(frame("trades", [{"instId": "BTC-USDT", "tradeId": "7", "px": "100.5", "sz": "0.1",
                                         "side": "sell", "ts": "1700000000001", "count": "1"}]))  # fmt: skip
     assert trades == [Trade("BTCUSDT", 7, 100.5, 0.1, "sell", 1700000000001, 1700000000001)]
-    (bbo,) = d.decode(frame("bbo-tbt", [{"asks": [["101", "2", "0", "1"]], "bids": [["99", "3", "0", "4"]],
-                                         "ts": "1767225600005", "seqId": 42}]))  # fmt: skip
+    (bbo,) = d.decode(
+        frame(
+            "bbo-tbt",
+            [
+                {
+                    "asks": [["101", "2", "0", "1"]],
+                    "bids": [["99", "3", "0", "4"]],
+                    "ts": "1767225600005",
+                    "seqId": 42,
+                }
+            ],
+        )
+    )
     assert bbo == BookTicker("BTCUSDT", 42, 99.0, 3.0, 101.0, 2.0)
     (book,) = d.decode(frame("books", [{"asks": [["101.0", "2", "0", "1"]], "bids": [], "ts": "1767225600005",
                                         "checksum": -3, "seqId": 9, "prevSeqId": 8}], action="update"))  # fmt: skip
@@ -150,8 +161,18 @@ def test_rest_payloads_become_records_oldest_first():
     klines = okx.parse_candles(envelope(rows), "BTCUSDT", "1m")
     assert [k.open_time for k in klines] == [1700000000000, 1700000060000]
     assert [k.closed for k in klines] == [True, False]
-    snap = okx.parse_books(envelope([{"asks": [["101", "1", "0", "2"]], "bids": [["99", "2", "0", "1"]],
-                                      "ts": "1767225600123"}]), "BTCUSDT")  # fmt: skip
+    snap = okx.parse_books(
+        envelope(
+            [
+                {
+                    "asks": [["101", "1", "0", "2"]],
+                    "bids": [["99", "2", "0", "1"]],
+                    "ts": "1767225600123",
+                }
+            ]
+        ),
+        "BTCUSDT",
+    )
     assert (snap.bids, snap.asks, snap.last_update_id) == (
         [(99.0, 2.0)],
         [(101.0, 1.0)],
