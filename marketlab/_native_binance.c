@@ -35,7 +35,7 @@ static PyObject *BUY, *SELL, *WS, *DECODE_ERROR;
  * key twice, or one missing, leaves the frame to msgspec.
  */
 
-/* A field's type, and for a number the rule it keeps (marketlab/venues/numbers.py, by which
+/* A field's type, and for a number the rule it keeps (marketlab/numbers.py, by which
  * the wire structs of binance/frames.py are typed): a number that breaks its rule leaves the
  * frame to msgspec, which refuses it and names it. */
 enum {

@@ -60,8 +60,12 @@ static PyObject *Z_PATH; /* the library loaded, or NULL */
 #define ROOM (1 << 17) /* free output space asked of libzstd per call, at least */
 /* A step that decompresses to more than this is damage (or a bomb): market data compresses
  * some tenfold, so a step gives a few megabytes; recording.py's Python stepper has the same. */
-#define STEP_OUT_MAX ((size_t)1 << 28)
-#define TOO_LARGE "a step of the compressed stream decompresses to more than 268435456 bytes"
+#define STEP_OUT_BYTES 268435456 /* 256 MiB */
+#define STEP_OUT_MAX ((size_t)STEP_OUT_BYTES)
+#define TEXT_(x) #x
+#define TEXT(x) TEXT_(x)
+#define TOO_LARGE \
+    "a step of the compressed stream decompresses to more than " TEXT(STEP_OUT_BYTES) " bytes"
 
 typedef struct {
     void *ds;

@@ -1,6 +1,6 @@
-"""What a number from a venue may be: the rules every venue's wire schemas are typed with, so
-a number is checked once, where it enters (msgspec checks them while it decodes), and a bad one
-makes its frame a bad frame before anything is touched.
+"""What a market's number may be: the rules every venue's wire schemas are typed with, so a
+number is checked once, where it enters (msgspec checks them while it decodes), and a bad one
+makes its frame a bad frame before anything is touched; the bus's messages keep the same rules.
 
 A price or quantity that is NaN, infinite or negative would move the wrong level of a book (NaN
 equals no key) or poison every sum after it; an id past int64 cannot be stored and silences its

@@ -88,8 +88,16 @@ def test_no_import_cycle():
 
 
 def sans_io_modules() -> list[str]:
-    shared = ["marketlab.records", "marketlab.defaults", "marketlab.settings", "marketlab.venues.book",
-              "marketlab.venues.errors", "marketlab.venues.pacing", "marketlab.venues.registry"]  # fmt: skip
+    shared = [
+        "marketlab.records",
+        "marketlab.numbers",
+        "marketlab.defaults",
+        "marketlab.settings",
+        "marketlab.venues.book",
+        "marketlab.venues.errors",
+        "marketlab.venues.pacing",
+        "marketlab.venues.registry",
+    ]
     per_venue = [
         f"marketlab.venues.{v}.{m}"
         for v in registry.names()
@@ -103,8 +111,14 @@ def test_sans_io_modules_do_no_io_and_import_only_downward(name):
     imported = imports_of(MODULES[name])
     assert not {m.split(".")[0] for m in imported} & IO_MODULES, f"{name} imports I/O"
     ours = {m for m in imported if m.startswith("marketlab.")}
-    below = ("marketlab.records", "marketlab.defaults", "marketlab.settings", "marketlab.venues",
-             "marketlab.native")  # fmt: skip
+    below = (
+        "marketlab.records",
+        "marketlab.numbers",
+        "marketlab.defaults",
+        "marketlab.settings",
+        "marketlab.venues",
+        "marketlab.native",
+    )
     assert all(m.startswith(below) for m in ours), ours
     assert not any(m.endswith((".feed", ".rest")) for m in ours), ours
 

@@ -14,7 +14,6 @@ record ids, so a message sent twice (an ack lost, a collector restarted) is stor
 from __future__ import annotations
 
 import math
-import sys
 from collections.abc import Callable
 from itertools import pairwise
 from typing import Annotated, Any
@@ -22,6 +21,7 @@ from typing import Annotated, Any
 import msgspec
 from msgspec import Meta
 
+from marketlab.numbers import INT64_MAX, TIME_MAX_MS, Id, Level
 from marketlab.records import INTERVAL_NAMES, Kline, Ticker, Trade
 
 VERSION = 1
@@ -34,14 +34,12 @@ KINDS = ("trade", "ticker", "kline", "kline_open", "book")
 MAX_PAYLOAD = 64 * 2**20
 MAX_RECORDS = 100_000
 MAX_LEVELS = 100_000
-MAX_ID = 2**63 - 1  # ids are int64 in frames and stores
-MAX_TIME = 4_102_444_800_000  # times are ms since the epoch before 2100 (frames hold them in ns)
+MAX_ID = INT64_MAX  # ids are int64 in frames and stores
+MAX_TIME = TIME_MAX_MS  # times are ms since the epoch before 2100 (frames hold them in ns)
 
-_Id = Annotated[int, Meta(ge=0, le=MAX_ID)]
+# a time from 1970 on (a venue's times are from 2010 on: the bus takes what any collector took)
 _Time = Annotated[int, Meta(ge=0, le=MAX_TIME)]
-_Price = Annotated[float, Meta(gt=0, le=sys.float_info.max)]  # NaN, inf, 0 and below refused
-_Qty = Annotated[float, Meta(ge=0, le=sys.float_info.max)]
-_Levels = Annotated[list[tuple[_Price, _Qty]], Meta(max_length=MAX_LEVELS)]
+_Levels = Annotated[list[Level], Meta(max_length=MAX_LEVELS)]
 _Text = Annotated[str, Meta(max_length=64)]
 
 
@@ -50,7 +48,7 @@ class BookState(msgspec.Struct, frozen=True, tag="state"):
     new chain starts here (the collector resynced); readers on an older chain start over."""
 
     symbol: str
-    last_update_id: _Id
+    last_update_id: Id
     bids: _Levels
     asks: _Levels
     event_time: _Time
@@ -64,8 +62,8 @@ class BookChange(msgspec.Struct, frozen=True, tag="change"):
     (quantity 0 removes a level)."""
 
     symbol: str
-    prev_id: _Id
-    last_update_id: _Id
+    prev_id: Id
+    last_update_id: Id
     bids: _Levels
     asks: _Levels
     event_time: _Time

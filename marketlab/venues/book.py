@@ -65,14 +65,14 @@ def _priced(levels: list[Level]) -> list[tuple[float, float]]:
         except (TypeError, ValueError):
             raise TypeError(f"level {i} is not a (price, qty) pair") from None
         if type(price) is not float or type(qty) is not float:
-            price, qty = _number(price, i), _number(qty, i)
+            price, qty = _as_float(price, i), _as_float(qty, i)
         if price != price:
             raise ValueError(f"level {i} has no price (NaN)")
         out.append((price, qty))
     return out
 
 
-def _number(value: Any, i: int) -> float:
+def _as_float(value: Any, i: int) -> float:
     """A number as the compiled side takes one (``__float__`` or ``__index__``; text is not)."""
     if isinstance(value, str | bytes | bytearray):
         raise TypeError(f"level {i}: {type(value).__name__} is not a number")

@@ -94,7 +94,7 @@ HOSTILE = ["nan", "NaN", "inf", "-1", "1e400", "9223372036854775808", "-0", "", 
 
 
 def _lawful(record: Any) -> None:
-    """A record's numbers by the rules, checked by hand (see marketlab.venues.numbers)."""
+    """A record's numbers by the rules, checked by hand (see marketlab.numbers)."""
     if not isinstance(record, msgspec.Struct):
         return
     for name, value in msgspec.structs.asdict(record).items():

@@ -10,6 +10,7 @@ from typing import Any, NamedTuple
 import msgspec
 
 from marketlab.native import native
+from marketlab.numbers import Amount, Change, Id, IdOrNone, Level, Price, TimeMs
 from marketlab.records import (
     AggTrade,
     BookDelta,
@@ -23,10 +24,9 @@ from marketlab.records import (
 )
 from marketlab.venues.binance.protocol import Stream, parse_stream
 from marketlab.venues.errors import FrameError, UnknownStreamError
-from marketlab.venues.numbers import Amount, Change, Id, IdOrNone, Level, Price, TimeMs
 
 # --- wire schemas --------------------------------------------------------------------------
-# Every number is typed by the rule it must keep (marketlab.venues.numbers): a payload that
+# Every number is typed by the rule it must keep (marketlab.numbers): a payload that
 # breaks one fails to decode, and its frame is a bad frame. _native_binance.c reads the same
 # fields by the same rules.
 

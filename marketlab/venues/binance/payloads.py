@@ -7,6 +7,7 @@ from typing import Any
 
 import msgspec
 
+from marketlab.numbers import Amount, Change, Id, IdOrNone, Level, Price, TimeMs
 from marketlab.records import (
     BookSnapshot,
     Interval,
@@ -18,14 +19,13 @@ from marketlab.records import (
 )
 from marketlab.venues.binance.protocol import BinanceAPIError
 from marketlab.venues.errors import PayloadError
-from marketlab.venues.numbers import Amount, Change, Id, IdOrNone, Level, Price, TimeMs
 
 _Levels = list[Level]
 
 # --- REST payloads -------------------------------------------------------------------------
 
 # [open time, o, h, l, c, volume, close time, quote volume, trades, taker buy base, taker buy
-# quote, ignore]; every number typed by its rule (marketlab.venues.numbers)
+# quote, ignore]; every number typed by its rule (marketlab.numbers)
 _KLINE_ROWS = msgspec.json.Decoder(
     list[
         tuple[

@@ -10,9 +10,9 @@ from typing import Any, Literal
 
 import msgspec
 
+from marketlab.numbers import Amount, Id, IdOrNone, Price, TimeMs, amount, price
 from marketlab.records import BookTicker, Interval, Kline, Ticker, Trade
 from marketlab.venues.errors import FrameError, UnknownStreamError
-from marketlab.venues.numbers import Amount, Id, IdOrNone, Price, TimeMs, amount, price
 from marketlab.venues.okx.protocol import Topic, interval_of_bar, symbol_of
 
 # --- WebSocket frames ------------------------------------------------------------------------
@@ -150,7 +150,7 @@ def candle(symbol: str, iv: Interval, row: Sequence[Any], event_time: int | None
 
 def _levels(rows: list[list[str]]) -> list[StrLevel]:
     """A book's levels as OKX wrote them (the text its checksum was of), each checked as a
-    number by the rules of marketlab.venues.numbers."""
+    number by the rules of marketlab.numbers."""
     for r in rows:
         if len(r) < 2:
             raise ValueError(f"a level of {len(r)} fields: {r!r}")

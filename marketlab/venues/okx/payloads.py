@@ -7,10 +7,10 @@ from typing import Any, Literal
 
 import msgspec
 
+from marketlab.numbers import Amount, Id, Price, TimeMs, amount, price
 from marketlab.records import BookSnapshot, Interval, Kline, Ticker, Trade
 from marketlab.records import normalize_symbol as _normalize
 from marketlab.venues.errors import PayloadError
-from marketlab.venues.numbers import Amount, Id, Price, TimeMs, amount, price
 from marketlab.venues.okx.frames import CandleRow, _Book, _Ticker, _ticker, candle
 from marketlab.venues.okx.protocol import OkxAPIError, symbol_of
 

@@ -174,7 +174,7 @@ def _outcome(take: Any, frame: bytes) -> tuple[str, list[str]]:
 
 
 def _lawful(frame: bytes) -> None:
-    """Every record of ``frame`` keeps the rules of marketlab.venues.numbers, checked here by
+    """Every record of ``frame`` keeps the rules of marketlab.numbers, checked here by
     hand: finite amounts not below 0, int64 ids not below 0, times in the venues' years, and
     the symbol (and interval) of the stream it came on."""
     out: list[Any] = []
