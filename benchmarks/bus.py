@@ -40,8 +40,18 @@ T0 = 1_767_225_600_000
 
 
 def trades(n: int) -> list[Trade]:
-    return [Trade(SYMBOLS[i % 20], i // 20 + 1, 100.0 + (i % 97) / 10, 0.01 * (1 + i % 7), "buy" if i % 3 else "sell",
-                  T0 + i, T0 + i) for i in range(n)]  # fmt: skip
+    return [
+        Trade(
+            SYMBOLS[i % 20],
+            i // 20 + 1,
+            100.0 + (i % 97) / 10,
+            0.01 * (1 + i % 7),
+            "buy" if i % 3 else "sell",
+            T0 + i,
+            T0 + i,
+        )
+        for i in range(n)
+    ]
 
 
 async def fresh_stream(config: BusConfig) -> None:
@@ -117,8 +127,9 @@ async def read_bare(config: BusConfig, n: int) -> float:
 
     nc = await connect(config, "bench-bare-read")
     js = nc.jetstream()
-    sub = await js.pull_subscribe("marketlab.binance.>", stream=config.stream,
-                                  config=ConsumerConfig(ack_policy=AckPolicy.ALL))  # fmt: skip
+    sub = await js.pull_subscribe(
+        "marketlab.binance.>", stream=config.stream, config=ConsumerConfig(ack_policy=AckPolicy.ALL)
+    )
     decoders = {kind: enc.DECODERS[kind] for kind in enc.KINDS}
     got = 0
     began = time.perf_counter()
@@ -224,16 +235,20 @@ def main() -> None:
         f"\n{args.records:,} trade records, 20 symbols, median of {args.rounds} interleaved rounds\n"
     )
     print(f"{'path':34} {'records/s':>12}  {'x floor (median of per-round ratios)':>38}")
-    print(f"{'publish: marketlab':34} {med['publish: marketlab']:>12,.0f}  "
-          f"{med['ratio publish/core']:>8.2f} x core publish, {med['ratio publish/js']:.2f} x JetStream async")  # fmt: skip
+    print(
+        f"{'publish: marketlab':34} {med['publish: marketlab']:>12,.0f}  "
+        f"{med['ratio publish/core']:>8.2f} x core publish, {med['ratio publish/js']:.2f} x JetStream async"
+    )
     print(f"{'publish: bare core publish':34} {med['publish: bare core publish']:>12,.0f}")
     print(f"{'publish: bare JetStream async':34} {med['publish: bare JetStream async']:>12,.0f}")
     print(
         f"{'read: marketlab Lab.from_bus':34} {med['read: marketlab Lab.from_bus']:>12,.0f}  {med['ratio read/bare']:>8.2f} x bare pull"
     )
     print(f"{'read: bare nats-py pull':34} {med['read: bare nats-py pull']:>12,.0f}")
-    print(f"\ndelay, collector process -> reader Lab's frames, {args.rate:,} records/s for {args.seconds:g} s "
-          f"({n:,} records): p50 {p50:.2f} ms, p99 {p99:.2f} ms")  # fmt: skip
+    print(
+        f"\ndelay, collector process -> reader Lab's frames, {args.rate:,} records/s for {args.seconds:g} s "
+        f"({n:,} records): p50 {p50:.2f} ms, p99 {p99:.2f} ms"
+    )
 
 
 if __name__ == "__main__":

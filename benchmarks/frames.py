@@ -53,12 +53,41 @@ def main() -> None:
 
     lab = Lab(["BTCUSDT"], intervals=["1m"], trade_capacity=n, kline_capacity=m)
     began = time.perf_counter()
-    lab._on_records([Trade("BTCUSDT", int(ids[i]), float(price[i]), float(qty[i]), "sell" if side[i] else "buy",
-                           int(t[i]), int(t[i])) for i in range(n)], "ws")  # fmt: skip
+    lab._on_records(
+        [
+            Trade(
+                "BTCUSDT",
+                int(ids[i]),
+                float(price[i]),
+                float(qty[i]),
+                "sell" if side[i] else "buy",
+                int(t[i]),
+                int(t[i]),
+            )
+            for i in range(n)
+        ],
+        "ws",
+    )
     fill_trades = time.perf_counter() - began
-    klines = [Kline("BTCUSDT", "1m", int(opens[i]), float(close[i] - 3), float(close[i] + 5), float(close[i] - 5),
-                    float(close[i]), float(vol[i]), int(opens[i] + 59_999), float(vol[i] * close[i]), 10,
-                    float(vol[i] / 2), float(vol[i] * close[i] / 2), True) for i in range(m)]  # fmt: skip
+    klines = [
+        Kline(
+            "BTCUSDT",
+            "1m",
+            int(opens[i]),
+            float(close[i] - 3),
+            float(close[i] + 5),
+            float(close[i] - 5),
+            float(close[i]),
+            float(vol[i]),
+            int(opens[i] + 59_999),
+            float(vol[i] * close[i]),
+            10,
+            float(vol[i] / 2),
+            float(vol[i] * close[i] / 2),
+            True,
+        )
+        for i in range(m)
+    ]
     began = time.perf_counter()
     lab._on_records(klines, "ws")
     fill_klines = time.perf_counter() - began
@@ -66,12 +95,29 @@ def main() -> None:
     sides = pd.CategoricalDtype(["buy", "sell"])
 
     def trades_floor() -> pd.DataFrame:
-        return pd.DataFrame({"price": price, "qty": qty, "side": pd.Categorical.from_codes(side, dtype=sides),
-                             "trade_id": ids}, index=utc_index(t, "time"))  # fmt: skip
+        return pd.DataFrame(
+            {
+                "price": price,
+                "qty": qty,
+                "side": pd.Categorical.from_codes(side, dtype=sides),
+                "trade_id": ids,
+            },
+            index=utc_index(t, "time"),
+        )
 
-    kcols = {"open": close - 3, "high": close + 5, "low": close - 5, "close": close, "volume": vol,
-             "quote_volume": vol * close, "trades": np.full(m, 10, np.int64), "taker_buy_volume": vol / 2,
-             "taker_buy_quote_volume": vol * close / 2, "close_time": opens + 59_999, "closed": np.ones(m, bool)}  # fmt: skip
+    kcols = {
+        "open": close - 3,
+        "high": close + 5,
+        "low": close - 5,
+        "close": close,
+        "volume": vol,
+        "quote_volume": vol * close,
+        "trades": np.full(m, 10, np.int64),
+        "taker_buy_volume": vol / 2,
+        "taker_buy_quote_volume": vol * close / 2,
+        "close_time": opens + 59_999,
+        "closed": np.ones(m, bool),
+    }
 
     def klines_floor() -> pd.DataFrame:
         data = {c: kcols[c] for c in KLINE_COLUMNS}
@@ -93,8 +139,10 @@ def main() -> None:
     )
     print(f"{'':<26}{'marketlab ms':>14}{'median':>9}{'floor ms':>10}{'median':>9}{'ratio':>8}")
     for name, o_best, o_med, f_best, f_med in rows:
-        print(f"{name:<26}{o_best * 1e3:>14.3f}{o_med * 1e3:>9.3f}{f_best * 1e3:>10.3f}{f_med * 1e3:>9.3f}"
-              f"{o_best / f_best:>7.2f}x")  # fmt: skip
+        print(
+            f"{name:<26}{o_best * 1e3:>14.3f}{o_med * 1e3:>9.3f}{f_best * 1e3:>10.3f}{f_med * 1e3:>9.3f}"
+            f"{o_best / f_best:>7.2f}x"
+        )
     print(
         f"filling through the collector's path: {n / fill_trades:,.0f} trades/s, {m / fill_klines:,.0f} klines/s"
     )

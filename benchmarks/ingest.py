@@ -110,9 +110,15 @@ class Meter:
 
     def result(self, **extra: Any) -> dict[str, Any]:
         wall = max(self.t1 - self.t0, 1e-9)
-        return {"messages": self.n, "expected": self.expect, "wall_s": wall, "msg_per_s": self.n / wall,
-                "cpu_us_per_msg": (self.c1 - self.c0) / max(self.n, 1) * 1e6,
-                "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, **extra}  # fmt: skip
+        return {
+            "messages": self.n,
+            "expected": self.expect,
+            "wall_s": wall,
+            "msg_per_s": self.n / wall,
+            "cpu_us_per_msg": (self.c1 - self.c0) / max(self.n, 1) * 1e6,
+            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+            **extra,
+        }
 
 
 def all_streams(symbols: list[str], kinds: tuple[str, ...]) -> list[str]:
@@ -149,8 +155,10 @@ async def aiohttp_client(port: int, symbols: list[str], expect: int) -> dict[str
 
     meter = Meter(expect)
     loads = orjson.loads
-    async with aiohttp.ClientSession() as session, \
-            session.ws_connect(floor_url(port, symbols), max_msg_size=0, compress=0) as ws:  # fmt: skip
+    async with (
+        aiohttp.ClientSession() as session,
+        session.ws_connect(floor_url(port, symbols), max_msg_size=0, compress=0) as ws,
+    ):
         receive = ws.receive
         msg = await receive()
         meter.first()
@@ -200,9 +208,16 @@ def marketlab_client(port: int, symbols: list[str], expect: int, books: bool) ->
     from marketlab.lab import Lab
 
     channels = ("trades", "ticker", "klines", "book") if books else ("trades", "ticker", "klines")
-    lab = Lab(symbols, intervals=["1m"], channels=channels, binance_ws_url=f"ws://127.0.0.1:{port}",
-              binance_rest_url=f"http://127.0.0.1:{port}", url_streams=1024, seed_klines=5,
-              idle_timeout=60)  # fmt: skip
+    lab = Lab(
+        symbols,
+        intervals=["1m"],
+        channels=channels,
+        binance_ws_url=f"ws://127.0.0.1:{port}",
+        binance_rest_url=f"http://127.0.0.1:{port}",
+        url_streams=1024,
+        seed_klines=5,
+        idle_timeout=60,
+    )
     meter = Meter(expect)
     lab.start()
     try:
@@ -257,9 +272,16 @@ async def ccxt_client(port: int, symbols: list[str], expect: int) -> dict[str, A
         while meter.n < expect:
             await getattr(ex, method)(*args)
 
-    tasks = [asyncio.create_task(loop(m, s, *a)) for s in markets
-             for m, a in (("watch_trades", ()), ("watch_ticker", ()), ("watch_ohlcv", ("1m",)),
-                          ("watch_order_book", ()))]  # fmt: skip
+    tasks = [
+        asyncio.create_task(loop(m, s, *a))
+        for s in markets
+        for m, a in (
+            ("watch_trades", ()),
+            ("watch_ticker", ()),
+            ("watch_ohlcv", ("1m",)),
+            ("watch_order_book", ()),
+        )
+    ]
     try:
         last, seen = time.monotonic(), 0
         while (
@@ -305,8 +327,12 @@ def cryptofeed_client(port: int, symbols: list[str], expect: int) -> dict[str, A
         websocket_endpoints: ClassVar = [
             WebsocketEndpoint(f"ws://127.0.0.1:{port}", sandbox=None, options={"compression": None})
         ]
-        rest_endpoints: ClassVar = [RestEndpoint(f"http://127.0.0.1:{port}",
-                                       routes=Routes("/api/v3/exchangeInfo", l2book="/api/v3/depth?symbol={}&limit={}"))]  # fmt: skip
+        rest_endpoints: ClassVar = [
+            RestEndpoint(
+                f"http://127.0.0.1:{port}",
+                routes=Routes("/api/v3/exchangeInfo", l2book="/api/v3/depth?symbol={}&limit={}"),
+            )
+        ]
 
         async def message_handler(self, msg: str, conn: Any, timestamp: float) -> None:
             if meter.n == 0:
@@ -330,8 +356,13 @@ def cryptofeed_client(port: int, symbols: list[str], expect: int) -> dict[str, A
     )  # installs uvloop's policy: the loop comes after it
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
-    fh.add_feed(LocalBinance(symbols=[f"{s[:-4]}-USDT" for s in symbols], channels=[TRADES, TICKER, CANDLES, L2_BOOK],
-                             callbacks={TRADES: noop, TICKER: noop, CANDLES: noop, L2_BOOK: noop}))  # fmt: skip
+    fh.add_feed(
+        LocalBinance(
+            symbols=[f"{s[:-4]}-USDT" for s in symbols],
+            channels=[TRADES, TICKER, CANDLES, L2_BOOK],
+            callbacks={TRADES: noop, TICKER: noop, CANDLES: noop, L2_BOOK: noop},
+        )
+    )
     fh.run(start_loop=False, install_signal_handlers=False)
     loop.run_until_complete(until_done())
     return meter.result()
@@ -347,9 +378,17 @@ def lab_recording(port: int, stream: Path, n_symbols: int, expect: int) -> Path:
         return path
     print(f"recording {path.name} (once)…", flush=True)
     tmp = path.with_suffix(".tmp")
-    lab = Lab(symbols_for(n_symbols), intervals=["1m"], channels=("trades", "ticker", "klines", "book"),
-              binance_ws_url=f"ws://127.0.0.1:{port}", binance_rest_url=f"http://127.0.0.1:{port}",
-              url_streams=1024, seed_klines=5, idle_timeout=60, record=tmp)  # fmt: skip
+    lab = Lab(
+        symbols_for(n_symbols),
+        intervals=["1m"],
+        channels=("trades", "ticker", "klines", "book"),
+        binance_ws_url=f"ws://127.0.0.1:{port}",
+        binance_rest_url=f"http://127.0.0.1:{port}",
+        url_streams=1024,
+        seed_klines=5,
+        idle_timeout=60,
+        record=tmp,
+    )
     lab.start()
     try:
         began = time.monotonic()
@@ -419,8 +458,12 @@ CLIENTS = {  # name → the streams it takes
 
 def start_simulator(path: Path) -> tuple[subprocess.Popen[str], int, Any]:
     log = tempfile.TemporaryFile(mode="w+")  # noqa: SIM115 - closed by the caller
-    proc = subprocess.Popen([sys.executable, "-m", "marketlab", "sim", "--port", "0", "--replay", str(path)],
-                            stdout=subprocess.PIPE, stderr=log, text=True)  # fmt: skip
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "marketlab", "sim", "--port", "0", "--replay", str(path)],
+        stdout=subprocess.PIPE,
+        stderr=log,
+        text=True,
+    )
     assert proc.stdout is not None
     for line in proc.stdout:
         m = re.search(r"REST\s+https?://127\.0\.0\.1:(\d+)", line)
@@ -431,9 +474,23 @@ def start_simulator(path: Path) -> tuple[subprocess.Popen[str], int, Any]:
 
 
 def run_once(name: str, port: int, n_symbols: int, expect: int) -> dict[str, Any]:
-    out = subprocess.run([sys.executable, __file__, "--client", name, "--port", str(port), "--symbols",
-                          str(n_symbols), "--expect", str(expect)], capture_output=True, text=True,
-                         timeout=900)  # fmt: skip
+    out = subprocess.run(
+        [
+            sys.executable,
+            __file__,
+            "--client",
+            name,
+            "--port",
+            str(port),
+            "--symbols",
+            str(n_symbols),
+            "--expect",
+            str(expect),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     try:
         return json.loads(out.stdout.strip().splitlines()[-1])
     except (IndexError, json.JSONDecodeError):
@@ -498,10 +555,14 @@ def main() -> None:
         proc.terminate()
         proc.wait(10)
         log.close()
-    print(f"\ningest: {args.symbols} symbols, {args.seconds} simulated seconds, streams {', '.join(STREAMS)}; "
-          f"plain ws:// for every client; simulator in its own process; median of {args.rounds} interleaved rounds")  # fmt: skip
-    print(f"{'client':<17}{'messages':>10}{'msg/s':>11}{'x websockets':>14}{'x cryptofeed':>14}"
-          f"{'CPU us/msg':>12}{'peak RSS MB':>13}")  # fmt: skip
+    print(
+        f"\ningest: {args.symbols} symbols, {args.seconds} simulated seconds, streams {', '.join(STREAMS)}; "
+        f"plain ws:// for every client; simulator in its own process; median of {args.rounds} interleaved rounds"
+    )
+    print(
+        f"{'client':<17}{'messages':>10}{'msg/s':>11}{'x websockets':>14}{'x cryptofeed':>14}"
+        f"{'CPU us/msg':>12}{'peak RSS MB':>13}"
+    )
     for name in names:
         ok = [r[name] for r in rounds if "msg_per_s" in r[name]]
         if not ok:
@@ -510,8 +571,11 @@ def main() -> None:
             continue
 
         def ratio(peer: str, name: str = name) -> str:
-            per_round = [r[name]["msg_per_s"] / r[peer]["msg_per_s"] for r in rounds
-                         if "msg_per_s" in r[name] and "msg_per_s" in r.get(peer, {})]  # fmt: skip
+            per_round = [
+                r[name]["msg_per_s"] / r[peer]["msg_per_s"]
+                for r in rounds
+                if "msg_per_s" in r[name] and "msg_per_s" in r.get(peer, {})
+            ]
             return f"{median(per_round):.2f}" if per_round else "-"
 
         last = ok[-1]
@@ -520,9 +584,11 @@ def main() -> None:
             if last["messages"] >= last["expected"]
             else f"  (only {last['messages']} of {last['expected']})"
         )
-        print(f"{name:<17}{last['messages']:>10,}{median([r['msg_per_s'] for r in ok]):>11,.0f}"
-              f"{ratio('websockets'):>14}{ratio('cryptofeed'):>14}"
-              f"{median([r['cpu_us_per_msg'] for r in ok]):>12.1f}{max(r['peak_rss_mb'] for r in ok):>13.0f}{short}")  # fmt: skip
+        print(
+            f"{name:<17}{last['messages']:>10,}{median([r['msg_per_s'] for r in ok]):>11,.0f}"
+            f"{ratio('websockets'):>14}{ratio('cryptofeed'):>14}"
+            f"{median([r['cpu_us_per_msg'] for r in ok]):>12.1f}{max(r['peak_rss_mb'] for r in ok):>13.0f}{short}"
+        )
 
 
 if __name__ == "__main__":

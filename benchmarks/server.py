@@ -59,8 +59,12 @@ async def http_load(url: str, concurrency: int, seconds: float) -> dict:
         began = time.perf_counter()
         await asyncio.gather(*(worker() for _ in range(concurrency)))
         elapsed = time.perf_counter() - began
-    return {"rps": len(latencies) / elapsed, "p50_ms": 1000 * percentile(latencies, 0.5),
-            "p99_ms": 1000 * percentile(latencies, 0.99), "errors": errors}  # fmt: skip
+    return {
+        "rps": len(latencies) / elapsed,
+        "p50_ms": 1000 * percentile(latencies, 0.5),
+        "p99_ms": 1000 * percentile(latencies, 0.99),
+        "errors": errors,
+    }
 
 
 async def ws_load(
@@ -171,9 +175,13 @@ def ws_summary(parts: list[dict], clients: int) -> dict:
         for symbol, event, times in part["arrivals"]:
             arrivals.setdefault((symbol, event), []).extend(times)
     spread = [t - min(times) for times in arrivals.values() if len(times) == clients for t in times]
-    return {"samples": len(lags), "p50_ms": percentile(lags, 0.5), "p99_ms": percentile(lags, 0.99),
-            "mean_ms": statistics.fmean(lags) if lags else float("nan"),
-            "spread_p99_ms": percentile(spread, 0.99)}  # fmt: skip
+    return {
+        "samples": len(lags),
+        "p50_ms": percentile(lags, 0.5),
+        "p99_ms": percentile(lags, 0.99),
+        "mean_ms": statistics.fmean(lags) if lags else float("nan"),
+        "spread_p99_ms": percentile(spread, 0.99),
+    }
 
 
 def load(*args: str) -> dict:
@@ -183,8 +191,15 @@ def load(*args: str) -> dict:
 
 def load_many(arg_lists: list[list[str]]) -> list[dict]:
     """Load generators in processes of their own, all at once."""
-    procs = [subprocess.Popen([sys.executable, __file__, *a], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                              text=True) for a in arg_lists]  # fmt: skip
+    procs = [
+        subprocess.Popen(
+            [sys.executable, __file__, *a],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for a in arg_lists
+    ]
     results = []
     for proc in procs:
         out, err = proc.communicate(timeout=600)
@@ -199,10 +214,15 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--clients", default="1,100,1000")
-    parser.add_argument("--rounds", type=int, default=3,
-                        help="fan-out runs per client count; the table gives their medians")  # fmt: skip
-    parser.add_argument("--load-procs", type=int, default=2,
-                        help="processes the WebSocket clients are spread over")  # fmt: skip
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=3,
+        help="fan-out runs per client count; the table gives their medians",
+    )
+    parser.add_argument(
+        "--load-procs", type=int, default=2, help="processes the WebSocket clients are spread over"
+    )
     parser.add_argument("--load-http", help=argparse.SUPPRESS)
     parser.add_argument("--load-ws", help=argparse.SUPPRESS)
     parser.add_argument("--n", type=int, help=argparse.SUPPRESS)
@@ -225,8 +245,12 @@ def main() -> None:
 
     # speed 1: exchange time is wall time, so event → delivery latency is measurable
     with SimExchange(["BTCUSDT", "ETHUSDT"], speed=1.0) as sim:
-        lab = Lab(["BTCUSDT", "ETHUSDT"], intervals=["1m"], binance_ws_url=sim.ws_url,
-                  binance_rest_url=sim.rest_url).start()  # fmt: skip
+        lab = Lab(
+            ["BTCUSDT", "ETHUSDT"],
+            intervals=["1m"],
+            binance_ws_url=sim.ws_url,
+            binance_rest_url=sim.rest_url,
+        ).start()
         lab.wait_ready(60)
         with ServerThread(create_app(lab, max_ws_clients=5000, max_backlog=10_000)) as server:
             c, s = str(args.concurrency), str(args.seconds)
@@ -248,8 +272,10 @@ def main() -> None:
                 "WebSocket fan-out: exchange ticker event → delivered to each client (2 symbols, 1/s each; "
                 f"{WS_CLIENT} clients)"
             )
-            print(f"{'clients':>8}{'samples':>10}{'p50 ms':>10}{'p99 ms':>10}{'mean ms':>10}"
-                  f"{'spread p99':>12}{'server p99':>12}   p99 of each round")  # fmt: skip
+            print(
+                f"{'clients':>8}{'samples':>10}{'p50 ms':>10}{'p99 ms':>10}{'mean ms':>10}"
+                f"{'spread p99':>12}{'server p99':>12}   p99 of each round"
+            )
             hub = server.server.config.app.state.hub
             ws_url = server.url.replace("http", "ws", 1) + PREFIX + "/ws"
             for n in (int(x) for x in args.clients.split(",")):
@@ -263,9 +289,26 @@ def main() -> None:
                         time.sleep(0.05)
                     time.sleep(1.0)
                     offset = time.time() * 1000 - sim.now_ms()  # the exchange's clock runs behind
-                    rounds.append(ws_summary(load_many([["--load-ws", ws_url, "--n", str(k), "--seconds",
-                                                         str(max(args.seconds, 4.0)), "--offset", str(offset)]
-                                                        for k in shares]), n))  # fmt: skip
+                    rounds.append(
+                        ws_summary(
+                            load_many(
+                                [
+                                    [
+                                        "--load-ws",
+                                        ws_url,
+                                        "--n",
+                                        str(k),
+                                        "--seconds",
+                                        str(max(args.seconds, 4.0)),
+                                        "--offset",
+                                        str(offset),
+                                    ]
+                                    for k in shares
+                                ]
+                            ),
+                            n,
+                        )
+                    )
                 r = {k: statistics.median(x[k] for x in rounds) for k in rounds[0]}  # medians
                 each = " ".join(f"{x['p99_ms']:.1f}" for x in rounds)
                 print(

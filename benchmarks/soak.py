@@ -38,9 +38,27 @@ def main() -> None:
     args = ap.parse_args()
     symbols = (NAMES + [f"X{i:02d}USDT" for i in range(args.symbols)])[: args.symbols]
     log = tempfile.TemporaryFile(mode="w+")  # noqa: SIM115 - closed at the end
-    sim = subprocess.Popen([sys.executable, "-m", "marketlab", "sim", "--port", "0", "--speed", str(args.speed),
-                            "--symbols", ",".join(symbols), "--history", "10m", "--ping-interval", "5"],
-                           stdout=subprocess.PIPE, stderr=log, text=True)  # fmt: skip
+    sim = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "marketlab",
+            "sim",
+            "--port",
+            "0",
+            "--speed",
+            str(args.speed),
+            "--symbols",
+            ",".join(symbols),
+            "--history",
+            "10m",
+            "--ping-interval",
+            "5",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=log,
+        text=True,
+    )
     assert sim.stdout is not None
     port = None
     for line in sim.stdout:
@@ -53,9 +71,15 @@ def main() -> None:
         raise SystemExit(f"the simulator did not start: {log.read()}")
     samples = []
     with tempfile.TemporaryDirectory() as tmp:
-        lab = Lab(symbols, intervals=["1m", "1h"], db=Path(tmp) / "soak.sqlite", trade_capacity=args.trade_capacity,
-                  binance_ws_url=f"ws://127.0.0.1:{port}", binance_rest_url=f"http://127.0.0.1:{port}",
-                  seed_klines=60)  # fmt: skip
+        lab = Lab(
+            symbols,
+            intervals=["1m", "1h"],
+            db=Path(tmp) / "soak.sqlite",
+            trade_capacity=args.trade_capacity,
+            binance_ws_url=f"ws://127.0.0.1:{port}",
+            binance_rest_url=f"http://127.0.0.1:{port}",
+            seed_klines=60,
+        )
         try:
             lab.start().wait_ready(120)
             began = time.monotonic()
@@ -68,10 +92,20 @@ def main() -> None:
                 first_time = first_time or exchange_ms
                 trades = sum(b.ring.count + len(b.ring._pending) for b in lab._trades.values())
                 status = lab.status()
-                samples.append((time.monotonic() - began, (exchange_ms - first_time) / 3_600_000,
-                                int(status["messages"].sum()), trades, rss_mb()))  # fmt: skip
-                print(f"  {samples[-1][0]:7.0f} s  {samples[-1][1]:7.1f} h simulated  {samples[-1][2]:>11,} msgs  "
-                      f"{samples[-1][4]:7.1f} MB RSS", flush=True)  # fmt: skip
+                samples.append(
+                    (
+                        time.monotonic() - began,
+                        (exchange_ms - first_time) / 3_600_000,
+                        int(status["messages"].sum()),
+                        trades,
+                        rss_mb(),
+                    )
+                )
+                print(
+                    f"  {samples[-1][0]:7.0f} s  {samples[-1][1]:7.1f} h simulated  {samples[-1][2]:>11,} msgs  "
+                    f"{samples[-1][4]:7.1f} MB RSS",
+                    flush=True,
+                )
             summary = lab.summary()
             books = sum(1 for s in symbols if lab.book(s).attrs["synced"])
         finally:
@@ -82,12 +116,16 @@ def main() -> None:
     warm = samples[len(samples) // 3]
     last = samples[-1]
     peak_after = max(s[4] for s in samples[len(samples) // 3 :])
-    print(f"\nsoak: {args.symbols} symbols at {args.speed:g}x for {args.minutes:g} min: "
-          f"{last[1]:.1f} simulated hours, {last[2]:,} messages, {books}/{len(symbols)} books synced, "
-          f"{summary['reconnects']} reconnects, db {summary['db_written']} candle writes")  # fmt: skip
-    print(f"RSS after warm-up ({warm[0]:.0f} s): {warm[4]:.1f} MB; at the end: {last[4]:.1f} MB; "
-          f"peak after warm-up {peak_after:.1f} MB; growth {last[4] - warm[4]:+.1f} MB "
-          f"({(last[4] - warm[4]) / max(last[2] - warm[2], 1) * 1e6:+.2f} bytes per message)")  # fmt: skip
+    print(
+        f"\nsoak: {args.symbols} symbols at {args.speed:g}x for {args.minutes:g} min: "
+        f"{last[1]:.1f} simulated hours, {last[2]:,} messages, {books}/{len(symbols)} books synced, "
+        f"{summary['reconnects']} reconnects, db {summary['db_written']} candle writes"
+    )
+    print(
+        f"RSS after warm-up ({warm[0]:.0f} s): {warm[4]:.1f} MB; at the end: {last[4]:.1f} MB; "
+        f"peak after warm-up {peak_after:.1f} MB; growth {last[4] - warm[4]:+.1f} MB "
+        f"({(last[4] - warm[4]) / max(last[2] - warm[2], 1) * 1e6:+.2f} bytes per message)"
+    )
 
 
 if __name__ == "__main__":

@@ -33,11 +33,24 @@ def synthetic(n: int, symbol: str = "BTCUSDT", seed: int = 1) -> list[Kline]:
     close = 65_000 + np.cumsum(rng.normal(0, 20, n)).round(2)
     vol = np.abs(rng.normal(5, 2, n)).round(5)
     return [
-        Kline(symbol, "1m", T0 + i * 60_000, float(close[i - 1] if i else close[0]), float(close[i] + 5),
-              float(close[i] - 5), float(close[i]), float(vol[i]), T0 + i * 60_000 + 59_999,
-              float(vol[i] * close[i]), 10, float(vol[i] / 2), float(vol[i] * close[i] / 2), True)
+        Kline(
+            symbol,
+            "1m",
+            T0 + i * 60_000,
+            float(close[i - 1] if i else close[0]),
+            float(close[i] + 5),
+            float(close[i] - 5),
+            float(close[i]),
+            float(vol[i]),
+            T0 + i * 60_000 + 59_999,
+            float(vol[i] * close[i]),
+            10,
+            float(vol[i] / 2),
+            float(vol[i] * close[i] / 2),
+            True,
+        )
         for i in range(n)
-    ]  # fmt: skip
+    ]
 
 
 def bench_writes(rows: int, tmp: Path) -> tuple[float, float]:
@@ -96,12 +109,24 @@ def bench_query(symbols: int, days: int, tmp: Path) -> tuple[int, float, float, 
         close = 100 + np.cumsum(rng.normal(0, 0.1, n))
         opens = T0 + np.arange(n, dtype=np.int64) * 60_000
         vol = np.abs(rng.normal(5, 2, n))
-        table = pa.table({
-            "exchange": ["binance"] * n, "symbol": [f"SYM{s}USDT"] * n, "interval": ["1m"] * n,
-            "open_time": opens, "open": close, "high": close + 0.05, "low": close - 0.05, "close": close,
-            "volume": vol, "quote_volume": vol * close, "trades": np.full(n, 10, dtype=np.int64),
-            "taker_buy_volume": vol / 2, "taker_buy_quote_volume": vol * close / 2, "close_time": opens + 59_999,
-        })  # fmt: skip
+        table = pa.table(
+            {
+                "exchange": ["binance"] * n,
+                "symbol": [f"SYM{s}USDT"] * n,
+                "interval": ["1m"] * n,
+                "open_time": opens,
+                "open": close,
+                "high": close + 0.05,
+                "low": close - 0.05,
+                "close": close,
+                "volume": vol,
+                "quote_volume": vol * close,
+                "trades": np.full(n, 10, dtype=np.int64),
+                "taker_buy_volume": vol / 2,
+                "taker_buy_quote_volume": vol * close / 2,
+                "close_time": opens + 59_999,
+            }
+        )
         con.register("t", table)
         con.execute(
             f"COPY (SELECT *, year(epoch_ms(open_time)) AS year, month(epoch_ms(open_time)) AS month FROM t) "
@@ -131,11 +156,15 @@ def main() -> None:
         tmp = Path(d)
         ours, floor = bench_writes(args.rows, tmp)
         print(f"{'benchmark':<44}{'marketlab':>14}{'floor':>14}{'ratio':>8}")
-        print(f"{'SQLite writes, rows/s (' + format(args.rows, ',') + ' klines)':<44}{ours:>14,.0f}{floor:>14,.0f}"
-              f"{ours / floor:>8.2f}   floor: bare executemany, one transaction")  # fmt: skip
+        print(
+            f"{'SQLite writes, rows/s (' + format(args.rows, ',') + ' klines)':<44}{ours:>14,.0f}{floor:>14,.0f}"
+            f"{ours / floor:>8.2f}   floor: bare executemany, one transaction"
+        )
         ours, floor, exported = bench_export(tmp)
-        print(f"{'Parquet export, rows/s':<44}{ours:>14,.0f}{floor:>14,.0f}{ours / floor:>8.2f}"
-              f"   floor: DuckDB COPY TO of the same {exported:,} rows")  # fmt: skip
+        print(
+            f"{'Parquet export, rows/s':<44}{ours:>14,.0f}{floor:>14,.0f}{ours / floor:>8.2f}"
+            f"   floor: DuckDB COPY TO of the same {exported:,} rows"
+        )
         got, one, everything, total = bench_query(args.symbols, args.days, tmp)
         print(
             f"History.klines(): {got:,} rows of one symbol out of {total:,} in {one:.3f} s; "

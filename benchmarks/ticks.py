@@ -39,8 +39,10 @@ def some_trades(n: int, symbol: str = "BTCUSDT") -> list[Trade]:
     qty = rng.exponential(0.05, n).round(5)
     times = DAY + np.sort(rng.integers(0, 86_399_999, n))
     sides = rng.integers(0, 2, n)
-    return [Trade(symbol, i + 1, float(p), float(q), "buy" if s else "sell", int(t), int(t))
-            for i, (p, q, s, t) in enumerate(zip(prices, qty, sides, times, strict=True))]  # fmt: skip
+    return [
+        Trade(symbol, i + 1, float(p), float(q), "buy" if s else "sell", int(t), int(t))
+        for i, (p, q, s, t) in enumerate(zip(prices, qty, sides, times, strict=True))
+    ]
 
 
 def blocks_of(trades: list[Trade], size: int = 512) -> list[dict[str, np.ndarray]]:
@@ -48,9 +50,15 @@ def blocks_of(trades: list[Trade], size: int = 512) -> list[dict[str, np.ndarray
     out = []
     for i in range(0, len(trades), size):
         part = trades[i : i + size]
-        out.append({"time": np.array([t.time for t in part], np.int64), "price": np.array([t.price for t in part]),
-                    "qty": np.array([t.qty for t in part]), "side": np.array([t.side == "sell" for t in part], np.int8),
-                    "trade_id": np.array([t.trade_id for t in part], np.int64)})  # fmt: skip
+        out.append(
+            {
+                "time": np.array([t.time for t in part], np.int64),
+                "price": np.array([t.price for t in part]),
+                "qty": np.array([t.qty for t in part]),
+                "side": np.array([t.side == "sell" for t in part], np.int8),
+                "trade_id": np.array([t.trade_id for t in part], np.int64),
+            }
+        )
     return out
 
 
@@ -144,18 +152,26 @@ def main() -> None:
     w_rate = args.trades / med([o for o, _, _ in writes])
     f_rate = args.trades / med([f for _, f, _ in writes])
     r_rate = args.trades / med([r for _, _, r in writes])
-    print(f"{'write':<8}{w_rate:>10,.0f} r/s{f_rate:>10,.0f} r/s{med([f / o for o, f, _ in writes]):>10.2f}"
-          "   pyarrow.parquet.write_table of the same rows as Arrow")  # fmt: skip
-    print(f"{'(records)':<8}{r_rate:>10,.0f} r/s{f_rate:>10,.0f} r/s{med([f / r for _, f, r in writes]):>10.2f}"
-          "   the same floor; trades as records (fetched late, by id)")  # fmt: skip
-    print(f"{'read':<8}{med([o for o, _ in reads]):>12.3f} s{med([f for _, f in reads]):>12.3f} s"
-          f"{med([f / o for o, f in reads]):>10.2f}   DuckDB read_parquet(...).df(), "
-          f"{args.read:,} trades of one symbol-day")  # fmt: skip
+    print(
+        f"{'write':<8}{w_rate:>10,.0f} r/s{f_rate:>10,.0f} r/s{med([f / o for o, f, _ in writes]):>10.2f}"
+        "   pyarrow.parquet.write_table of the same rows as Arrow"
+    )
+    print(
+        f"{'(records)':<8}{r_rate:>10,.0f} r/s{f_rate:>10,.0f} r/s{med([f / r for _, f, r in writes]):>10.2f}"
+        "   the same floor; trades as records (fetched late, by id)"
+    )
+    print(
+        f"{'read':<8}{med([o for o, _ in reads]):>12.3f} s{med([f for _, f in reads]):>12.3f} s"
+        f"{med([f / o for o, f in reads]):>10.2f}   DuckDB read_parquet(...).df(), "
+        f"{args.read:,} trades of one symbol-day"
+    )
     if ingested is None:
         print("ingest  (no recording: run `python benchmarks/ingest.py --clients replay` first)")
     else:
-        print(f"{'ingest':<8}{ingested[0]:>10,.0f} f/s{'':>14}{'':>10}   "
-              f"{ingested[1]:,} frames of {RECORDING.name}")  # fmt: skip
+        print(
+            f"{'ingest':<8}{ingested[0]:>10,.0f} f/s{'':>14}{'':>10}   "
+            f"{ingested[1]:,} frames of {RECORDING.name}"
+        )
 
 
 if __name__ == "__main__":

@@ -93,8 +93,14 @@ def candle_figure(title: str) -> go.FigureWidget:
         col=1,
     )
     fig.add_trace(go.Bar(name="volume", showlegend=False), row=2, col=1)
-    fig.update_layout(title=title, height=520, margin={"l": 50, "r": 20, "t": 50, "b": 30},
-                      xaxis_rangeslider_visible=False, showlegend=False, uirevision="keep")  # fmt: skip
+    fig.update_layout(
+        title=title,
+        height=520,
+        margin={"l": 50, "r": 20, "t": 50, "b": 30},
+        xaxis_rangeslider_visible=False,
+        showlegend=False,
+        uirevision="keep",
+    )
     return go.FigureWidget(fig)
 
 
@@ -102,8 +108,14 @@ def depth_figure(title: str) -> go.FigureWidget:
     fig = go.FigureWidget()
     fig.add_trace(go.Scatter(name="bids", line_shape="hv", fill="tozeroy", line_color=UP))
     fig.add_trace(go.Scatter(name="asks", line_shape="hv", fill="tozeroy", line_color=DOWN))
-    fig.update_layout(title=title, height=380, xaxis_title="price", yaxis_title="cumulative quantity",
-                      margin={"l": 50, "r": 20, "t": 50, "b": 40}, uirevision="keep")  # fmt: skip
+    fig.update_layout(
+        title=title,
+        height=380,
+        xaxis_title="price",
+        yaxis_title="cumulative quantity",
+        margin={"l": 50, "r": 20, "t": 50, "b": 40},
+        uirevision="keep",
+    )
     return fig
 
 
@@ -171,8 +183,9 @@ class CandleChart(LiveView):
         super().__init__(lab, f"chart:{symbol}:{interval}", fps)
         self.candles = candles
         self.symbol = widgets.Dropdown(options=lab.symbols, value=symbol, description="symbol")
-        self.interval_box = widgets.Dropdown(options=[str(i) for i in lab.intervals], value=str(interval),
-                                             description="interval")  # fmt: skip
+        self.interval_box = widgets.Dropdown(
+            options=[str(i) for i in lab.intervals], value=str(interval), description="interval"
+        )
         self.pause = widgets.ToggleButton(value=False, description="pause", icon="pause")
         self.figure = candle_figure(self._title())
         for control in (self.symbol, self.interval_box):

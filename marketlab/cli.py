@@ -45,8 +45,11 @@ def _server_flags(parser: argparse.ArgumentParser, serve_flag: bool) -> None:
         )
     parser.add_argument("--host", default="127.0.0.1", help="API address (default 127.0.0.1)")
     parser.add_argument("--port", type=_port, default=8000, help="API port (default 8000)")
-    parser.add_argument("--token", default=None,
-                        help="token for POST /start and /stop, required beyond loopback (or $MARKETLAB_TOKEN)")  # fmt: skip
+    parser.add_argument(
+        "--token",
+        default=None,
+        help="token for POST /start and /stop, required beyond loopback (or $MARKETLAB_TOKEN)",
+    )
 
 
 # the bus's security settings (BusConfig's fields), each also $MARKETLAB_BUS_<NAME> and a key
@@ -96,8 +99,11 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--duration", type=_positive, help="stop after this many seconds")
     demo.add_argument("--symbols", type=_symbols, default=list(DEFAULT_SYMBOLS[:3]))
     demo.add_argument("--speed", type=_positive, default=60.0, help="exchange seconds per second")
-    demo.add_argument("--bus", action="store_true",
-                      help="also run a NATS JetStream bus: the collector publishes, a second Lab reads it")  # fmt: skip
+    demo.add_argument(
+        "--bus",
+        action="store_true",
+        help="also run a NATS JetStream bus: the collector publishes, a second Lab reads it",
+    )
 
     collect = sub.add_parser("collect", help="collect live market data until stopped")
     serve = sub.add_parser(
@@ -106,38 +112,90 @@ def build_parser() -> argparse.ArgumentParser:
     collect.add_argument(
         "--exchange", default=None, choices=registry.names(), help="binance (default) or okx"
     )
-    collect.add_argument("--fallback", default=None, choices=registry.names(),
-                         help="switch to this venue while the exchange is unreachable, and back")  # fmt: skip
-    collect.add_argument("--failover-after", type=_positive, default=None,
-                         help="seconds of WebSocket and REST failing before switching (default 30)")  # fmt: skip
-    collect.add_argument("--symbols", type=_symbols_or_all, default=None,
-                         help=f"comma-separated (default {','.join(DEFAULT_SYMBOLS)}), or all (with --quote)")  # fmt: skip
-    collect.add_argument("--intervals", type=_intervals, default=None,
-                         help=f"comma-separated kline intervals (default {','.join(DEFAULT_INTERVALS)})")  # fmt: skip
-    collect.add_argument("--channels", type=_channels, default=None,
-                         help="comma-separated: trades,ticker,book,klines (default), bookTicker, aggTrades, miniTicker")  # fmt: skip
-    collect.add_argument("--quote", default=None,
-                         help="with --symbols all: the quote asset (e.g. USDT) of every spot symbol collected")  # fmt: skip
-    collect.add_argument("--shard", default=None, metavar="I/N",
-                         help="collect shard I of N of the symbols (stable on every host and restart)")  # fmt: skip
+    collect.add_argument(
+        "--fallback",
+        default=None,
+        choices=registry.names(),
+        help="switch to this venue while the exchange is unreachable, and back",
+    )
+    collect.add_argument(
+        "--failover-after",
+        type=_positive,
+        default=None,
+        help="seconds of WebSocket and REST failing before switching (default 30)",
+    )
+    collect.add_argument(
+        "--symbols",
+        type=_symbols_or_all,
+        default=None,
+        help=f"comma-separated (default {','.join(DEFAULT_SYMBOLS)}), or all (with --quote)",
+    )
+    collect.add_argument(
+        "--intervals",
+        type=_intervals,
+        default=None,
+        help=f"comma-separated kline intervals (default {','.join(DEFAULT_INTERVALS)})",
+    )
+    collect.add_argument(
+        "--channels",
+        type=_channels,
+        default=None,
+        help="comma-separated: trades,ticker,book,klines (default), bookTicker, aggTrades, miniTicker",
+    )
+    collect.add_argument(
+        "--quote",
+        default=None,
+        help="with --symbols all: the quote asset (e.g. USDT) of every spot symbol collected",
+    )
+    collect.add_argument(
+        "--shard",
+        default=None,
+        metavar="I/N",
+        help="collect shard I of N of the symbols (stable on every host and restart)",
+    )
     collect.add_argument("--db", default=None, help="SQLite file for closed klines")
-    collect.add_argument("--store", type=_comma_list, default=None,
-                         help="what --db keeps: klines (default), trades (Parquet ticks beside it)")  # fmt: skip
+    collect.add_argument(
+        "--store",
+        type=_comma_list,
+        default=None,
+        help="what --db keeps: klines (default), trades (Parquet ticks beside it)",
+    )
     collect.add_argument("--duration", type=_positive, help="stop after this many seconds")
     collect.add_argument(
         "--config", default=None, help="a marketlab.toml (default: ./marketlab.toml if present)"
     )
-    collect.add_argument("--status-interval", type=_positive, default=None,
-                         help="seconds between status lines (default: 1 on a terminal, 10 otherwise)")  # fmt: skip
-    for flag, env in (("--binance-ws-url", "MARKETLAB_BINANCE_WS_URL"), ("--binance-rest-url", "MARKETLAB_BINANCE_REST_URL"),
-                      ("--okx-ws-url", "MARKETLAB_OKX_WS_URL"), ("--okx-rest-url", "MARKETLAB_OKX_REST_URL")):  # fmt: skip
+    collect.add_argument(
+        "--status-interval",
+        type=_positive,
+        default=None,
+        help="seconds between status lines (default: 1 on a terminal, 10 otherwise)",
+    )
+    for flag, env in (
+        ("--binance-ws-url", "MARKETLAB_BINANCE_WS_URL"),
+        ("--binance-rest-url", "MARKETLAB_BINANCE_REST_URL"),
+        ("--okx-ws-url", "MARKETLAB_OKX_WS_URL"),
+        ("--okx-rest-url", "MARKETLAB_OKX_REST_URL"),
+    ):
         collect.add_argument(flag, default=None, help=f"venue URL (or ${env})")
-    collect.add_argument("--memory-limit", default=None, metavar="SIZE",
-                         help="size every symbol's rolling buffers to fit this (e.g. 2GB)")  # fmt: skip
-    collect.add_argument("--publish", default=None, metavar="NATS_URL",
-                         help="publish every record to this NATS JetStream bus (comma-separated: a cluster)")  # fmt: skip
-    collect.add_argument("--from", dest="from_bus", default=None, metavar="NATS_URL",
-                         help="read what collectors publish on this bus instead of a venue")  # fmt: skip
+    collect.add_argument(
+        "--memory-limit",
+        default=None,
+        metavar="SIZE",
+        help="size every symbol's rolling buffers to fit this (e.g. 2GB)",
+    )
+    collect.add_argument(
+        "--publish",
+        default=None,
+        metavar="NATS_URL",
+        help="publish every record to this NATS JetStream bus (comma-separated: a cluster)",
+    )
+    collect.add_argument(
+        "--from",
+        dest="from_bus",
+        default=None,
+        metavar="NATS_URL",
+        help="read what collectors publish on this bus instead of a venue",
+    )
     _bus_flags(collect)
     _server_flags(collect, serve_flag=True)
 
@@ -161,15 +219,22 @@ def build_parser() -> argparse.ArgumentParser:
             "failover_after",
         ):
             store._add_action(action)
-    store.add_argument("--durable", default="marketlab-store",
-                       help="the consumer that remembers what is written (default marketlab-store)")  # fmt: skip
+    store.add_argument(
+        "--durable",
+        default="marketlab-store",
+        help="the consumer that remembers what is written (default marketlab-store)",
+    )
     serve.set_defaults(serve=True)
     record.add_argument("--out", required=True, help="the recording to write (zstd-compressed)")
 
     replay = sub.add_parser("replay", help="feed a recording through the collector again")
     replay.add_argument("file", help="a recording written by `marketlab record`")
-    replay.add_argument("--speed", type=_positive, default=None,
-                        help="replay at this multiple of the recorded pace (default: as fast as it goes)")  # fmt: skip
+    replay.add_argument(
+        "--speed",
+        type=_positive,
+        default=None,
+        help="replay at this multiple of the recorded pace (default: as fast as it goes)",
+    )
     replay.add_argument("--db", default=None, help="SQLite file for the replayed closed klines")
 
     ingest = sub.add_parser(
@@ -209,18 +274,33 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--weight-limit", type=_count, default=6000, help="REST weight per minute")
     sim.add_argument("--ping-interval", type=_positive, default=20.0)
     sim.add_argument("--pong-timeout", type=_positive, default=60.0)
-    sim.add_argument("--max-connection-age", type=_positive, default=86400.0,
-                     help="seconds before the server closes a connection (Binance: 24h)")  # fmt: skip
-    sim.add_argument("--okx-checksums", action="store_true",
-                     help="send OKX book checksums as before June 2026 (default: 0, as OKX does now)")  # fmt: skip
-    sim.add_argument("--replay", default=None, metavar="FILE",
-                     help="serve this recording's frames on the Binance WebSocket paths")  # fmt: skip
+    sim.add_argument(
+        "--max-connection-age",
+        type=_positive,
+        default=86400.0,
+        help="seconds before the server closes a connection (Binance: 24h)",
+    )
+    sim.add_argument(
+        "--okx-checksums",
+        action="store_true",
+        help="send OKX book checksums as before June 2026 (default: 0, as OKX does now)",
+    )
+    sim.add_argument(
+        "--replay",
+        default=None,
+        metavar="FILE",
+        help="serve this recording's frames on the Binance WebSocket paths",
+    )
     sim.add_argument(
         "--tls-cert", default=None, help="serve TLS (https/wss) with this certificate (PEM)"
     )
     sim.add_argument("--tls-key", default=None, help="the certificate's private key (PEM)")
-    sim.add_argument("--replay-rate", type=_positive, default=None,
-                     help="frames per second per client (default: as fast as the client reads)")  # fmt: skip
+    sim.add_argument(
+        "--replay-rate",
+        type=_positive,
+        default=None,
+        help="frames per second per client (default: as fast as the client reads)",
+    )
     sim.add_argument(
         "--faults",
         default=None,
@@ -229,11 +309,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     fault = sub.add_parser("fault", help="inject a fault into a running simulator")
-    fault.add_argument("name", help="drop, stall, gap, malformed, rest429, rest418, rest500, "
-                       "rest503, refuse, shutdown, pause, resume; OKX books: checksum, heartbeat, "
-                       "seqreset")  # fmt: skip
-    fault.add_argument("--venue", choices=("binance", "okx"), default=None,
-                       help="the venue to hit (default: both)")  # fmt: skip
+    fault.add_argument(
+        "name",
+        help="drop, stall, gap, malformed, rest429, rest418, rest500, "
+        "rest503, refuse, shutdown, pause, resume; OKX books: checksum, heartbeat, "
+        "seqreset",
+    )
+    fault.add_argument(
+        "--venue", choices=("binance", "okx"), default=None, help="the venue to hit (default: both)"
+    )
     fault.add_argument(
         "arg",
         nargs="?",
@@ -370,9 +454,11 @@ def _run_ingest(args: argparse.Namespace) -> int:
 
     done = ingest(args.file, args.db)
     rate = done["frames"] / max(done["seconds"], 1e-9)
-    print(f"ingested {done['frames']:,} frames of {done['exchange']} {', '.join(done['symbols'])} in "
-          f"{done['seconds']:.1f} s ({rate:,.0f} frames/s): {done['klines_written']} candle write(s), "
-          f"{done['trades_written']:,} trade(s), {done['books_written']:,} book snapshot(s) into {args.db}")  # fmt: skip
+    print(
+        f"ingested {done['frames']:,} frames of {done['exchange']} {', '.join(done['symbols'])} in "
+        f"{done['seconds']:.1f} s ({rate:,.0f} frames/s): {done['klines_written']} candle write(s), "
+        f"{done['trades_written']:,} trade(s), {done['books_written']:,} book snapshot(s) into {args.db}"
+    )
     return 0
 
 

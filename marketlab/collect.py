@@ -199,17 +199,27 @@ def status_line(lab: Lab) -> str:
         if bus.get("bad_messages"):
             trouble += f", {bus['bad_messages']} bad messages dropped"
     elif bus:
-        trouble = (f" | bus {'up' if bus['connected'] else 'DOWN'}: {bus['published']} published, {bus['held']} held"
-                   + (f", {bus['dropped']} dropped" if bus["dropped"] else ""))  # fmt: skip
+        trouble = (
+            f" | bus {'up' if bus['connected'] else 'DOWN'}: {bus['published']} published, {bus['held']} held"
+            + (f", {bus['dropped']} dropped" if bus["dropped"] else "")
+        )
     else:
         trouble = ""
-    trouble += (f" | store failing since {store['failing_since']}: {store['error']} "
-               f"({store['pending']} pending, {store['dropped']} dropped)") if store.get("state") == "failing" else ""  # fmt: skip
+    trouble += (
+        (
+            f" | store failing since {store['failing_since']}: {store['error']} "
+            f"({store['pending']} pending, {store['dropped']} dropped)"
+        )
+        if store.get("state") == "failing"
+        else ""
+    )
     deep = summary.get("books_deep")
     depth = f" ({deep} deep)" if deep is not None and deep < synced else ""
-    return (f"{line} | msgs {messages} | books {synced}/{len(books)} synced{depth} | "
-            f"reconnects {summary['reconnects']} | bad frames {summary['bad_frames']} | via {summary['source']}"
-            f"{trouble}")  # fmt: skip
+    return (
+        f"{line} | msgs {messages} | books {synced}/{len(books)} synced{depth} | "
+        f"reconnects {summary['reconnects']} | bad frames {summary['bad_frames']} | via {summary['source']}"
+        f"{trouble}"
+    )
 
 
 def final_report(lab: Lab) -> list[str]:
@@ -326,8 +336,11 @@ def make_lab(args: argparse.Namespace, settings: CollectSettings) -> Lab:
     )
     also = f", falling back to {settings.fallback}" if settings.fallback else ""
     also += f", publishing to {publish.display_url}" if publish else ""
-    print(f"collecting {', '.join(lab.symbols)} at {', '.join(lab.intervals)} from {settings.exchange} "
-          f"({lab.urls[f'{settings.exchange}_ws_url']}{also}); settings from {settings.source}", flush=True)  # fmt: skip
+    print(
+        f"collecting {', '.join(lab.symbols)} at {', '.join(lab.intervals)} from {settings.exchange} "
+        f"({lab.urls[f'{settings.exchange}_ws_url']}{also}); settings from {settings.source}",
+        flush=True,
+    )
     return lab
 
 
@@ -346,8 +359,11 @@ def _run_collect(args: argparse.Namespace) -> int:
         token = args.token or os.environ.get("MARKETLAB_TOKEN")
         app = create_app(lab, token=token, require_token=not is_loopback(args.host))
         with ServerThread(app, host=args.host, port=args.port) as server:
-            print(f"API docs {server.url}/docs; REST {server.url}{PREFIX}/prices; "
-                  f"WebSocket {server.url.replace('http', 'ws', 1)}{PREFIX}/ws", flush=True)  # fmt: skip
+            print(
+                f"API docs {server.url}/docs; REST {server.url}{PREFIX}/prices; "
+                f"WebSocket {server.url.replace('http', 'ws', 1)}{PREFIX}/ws",
+                flush=True,
+            )
             run_lab(lab, args.duration, args.status_interval)
     else:
         run_lab(lab, args.duration, args.status_interval)
@@ -363,8 +379,10 @@ def _run_collect(args: argparse.Namespace) -> int:
         return 1
     if lab.record_path is not None:
         recorded = lab.recorded()
-        print(f"recorded {recorded['entries']} entries ({recorded['raw_bytes'] / 1e6:.1f} MB, "
-              f"{recorded['file_bytes'] / 1e6:.1f} MB compressed) to {lab.record_path}")  # fmt: skip
+        print(
+            f"recorded {recorded['entries']} entries ({recorded['raw_bytes'] / 1e6:.1f} MB, "
+            f"{recorded['file_bytes'] / 1e6:.1f} MB compressed) to {lab.record_path}"
+        )
     return 0
 
 

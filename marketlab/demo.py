@@ -25,8 +25,14 @@ def run_demo(args: argparse.Namespace) -> int:
         stack.enter_context(stop_signals())  # a second Ctrl-C while stopping is not a crash
         sim = stack.enter_context(SimExchange(args.symbols, speed=args.speed, port=args.sim_port))
         bus = stack.enter_context(NatsServer()) if args.bus else None
-        lab = Lab(sim.symbol_names, intervals=["1m", "5m"], binance_ws_url=sim.ws_url,
-                  binance_rest_url=sim.rest_url, db=db, publish=bus.url if bus else None)  # fmt: skip
+        lab = Lab(
+            sim.symbol_names,
+            intervals=["1m", "5m"],
+            binance_ws_url=sim.ws_url,
+            binance_rest_url=sim.rest_url,
+            db=db,
+            publish=bus.url if bus else None,
+        )
         reader = Lab.from_bus(bus.url, sim.symbol_names, ["1m", "5m"]).start() if bus else None
         with ServerThread(create_app(lab), port=args.port) as server:
             api = server.url
@@ -37,13 +43,19 @@ def run_demo(args: argparse.Namespace) -> int:
                 flush=True,
             )
             print(f"  API docs            {api}/docs")
-            print(f"  REST                {api}{PREFIX}/prices   {api}{PREFIX}/depth/{first}   "
-                  f"{api}{PREFIX}/klines/{first}?interval=1m")  # fmt: skip
-            print(f"  WebSocket           {ws_api}{PREFIX}/ws  (send {{\"action\": \"subscribe\", "
-                  f"\"symbols\": [\"{first}\"], \"channels\": [\"ticker\"]}})")  # fmt: skip
+            print(
+                f"  REST                {api}{PREFIX}/prices   {api}{PREFIX}/depth/{first}   "
+                f"{api}{PREFIX}/klines/{first}?interval=1m"
+            )
+            print(
+                f'  WebSocket           {ws_api}{PREFIX}/ws  (send {{"action": "subscribe", '
+                f'"symbols": ["{first}"], "channels": ["ticker"]}})'
+            )
             print(f"  simulated exchange  {sim.rest_url}  (Binance Spot protocol, {args.speed:g}x)")
-            print(f"  collector           {', '.join(sim.symbol_names)} at 1m, 5m: trades, tickers, books, "
-                  f"klines; history in {db}")  # fmt: skip
+            print(
+                f"  collector           {', '.join(sim.symbol_names)} at 1m, 5m: trades, tickers, books, "
+                f"klines; history in {db}"
+            )
             if bus is not None:
                 print(
                     f"  bus                 {bus.url} (NATS JetStream): the collector publishes every record;"
@@ -59,8 +71,11 @@ def run_demo(args: argparse.Namespace) -> int:
         if reader is not None:
             print(bus_report(lab, reader))
             reader.stop()
-        print(f"the exchange served {sim.stats['rest_requests']} REST requests and "
-              f"{sim.stats['ws_connections']} WebSocket connections", flush=True)  # fmt: skip
+        print(
+            f"the exchange served {sim.stats['rest_requests']} REST requests and "
+            f"{sim.stats['ws_connections']} WebSocket connections",
+            flush=True,
+        )
     return 0
 
 

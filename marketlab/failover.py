@@ -24,10 +24,18 @@ FALLBACK_CHANNELS = ("ticker", "book", "klines")  # what a fallback venue stands
 class Failover:
     """Runs ``venue``'s feed while the primary has been unreachable for ``after`` seconds."""
 
-    def __init__(self, venue: str, config: FeedConfig, symbols: Sequence[str],
-                 intervals: Sequence[Interval], channels: Sequence[str], after: float,
-                 kline_capacity: int, deliver: Callable[[Record, str], None],
-                 store: Callable[[str, Kline], None]):  # fmt: skip
+    def __init__(
+        self,
+        venue: str,
+        config: FeedConfig,
+        symbols: Sequence[str],
+        intervals: Sequence[Interval],
+        channels: Sequence[str],
+        after: float,
+        kline_capacity: int,
+        deliver: Callable[[Record, str], None],
+        store: Callable[[str, Kline], None],
+    ):
         """``deliver(record, source)`` takes tickers (and every record, for subscribers);
         ``store(venue, kline)`` takes closed klines."""
         self.venue = venue
@@ -63,8 +71,14 @@ class Failover:
 
     def _start(self) -> None:
         feed_class = registry.get(self.venue).feed_class()
-        self.feed = feed_class(self.symbols, self.intervals, self.channels, self.config, self._records,
-                               kline_starts=self._starts())  # fmt: skip
+        self.feed = feed_class(
+            self.symbols,
+            self.intervals,
+            self.channels,
+            self.config,
+            self._records,
+            kline_starts=self._starts(),
+        )
         self.task = asyncio.create_task(self.feed.run())
         self.count += 1
         self.since = time.time()

@@ -16,5 +16,13 @@ warnings.warn(
     stacklevel=2,
 )
 
-__all__ = ["BinanceFeed", "Feed", "FeedConfig", "LockedBook", "Sink", "VenueError", "WsConnection",
-           "streams_for"]  # fmt: skip
+__all__ = [
+    "BinanceFeed",
+    "Feed",
+    "FeedConfig",
+    "LockedBook",
+    "Sink",
+    "VenueError",
+    "WsConnection",
+    "streams_for",
+]

@@ -83,8 +83,10 @@ class RingBuffer:
         self._write(rows)
 
     def _write(self, rows: list[tuple]) -> None:
-        blocks = [np.array(values, dtype=dtype)
-                  for dtype, values in zip(self.dtypes, zip(*rows, strict=True), strict=True)]  # fmt: skip
+        blocks = [
+            np.array(values, dtype=dtype)
+            for dtype, values in zip(self.dtypes, zip(*rows, strict=True), strict=True)
+        ]
         if self.on_block is not None:
             self.on_block(dict(zip(self.names, blocks, strict=True)))
         cap = self.capacity
@@ -114,8 +116,12 @@ class RingBuffer:
         if not pending:
             return held
         cap = self.capacity
-        extra = {name: np.array(values, dtype=dt) for name, dt, values
-                 in zip(self.names, self.dtypes, zip(*pending, strict=True), strict=True)}  # fmt: skip
+        extra = {
+            name: np.array(values, dtype=dt)
+            for name, dt, values in zip(
+                self.names, self.dtypes, zip(*pending, strict=True), strict=True
+            )
+        }
         return {name: np.concatenate((held[name], extra[name]))[-cap:] for name in self.names}
 
     def arrays_unlocked(self) -> dict[str, np.ndarray]:
@@ -137,10 +143,15 @@ class TradeBuffer:
 
     def __init__(self, capacity: int = DEFAULT_TRADE_CAPACITY):
         self.ring = RingBuffer(
-            {"time": np.int64, "price": np.float64, "qty": np.float64, "side": np.int8,
-             "trade_id": np.int64},
+            {
+                "time": np.int64,
+                "price": np.float64,
+                "qty": np.float64,
+                "side": np.int8,
+                "trade_id": np.int64,
+            },
             capacity,
-        )  # fmt: skip
+        )
         self.last_id = -1
         self.missed = 0  # trade ids skipped (e.g. during an outage)
         self.duplicates = 0
@@ -170,8 +181,12 @@ class TradeBuffer:
         with ring.lock:
             ring._flush()
             held = ring.arrays_unlocked()
-            new = {name: np.array(col, dtype=dt)
-                   for name, dt, col in zip(ring.names, ring.dtypes, zip(*rows, strict=True), strict=True)}  # fmt: skip
+            new = {
+                name: np.array(col, dtype=dt)
+                for name, dt, col in zip(
+                    ring.names, ring.dtypes, zip(*rows, strict=True), strict=True
+                )
+            }
             fresh = ~np.isin(new["trade_id"], held["trade_id"])
             added = int(fresh.sum())
             if not added:
@@ -199,17 +214,50 @@ class TradeBuffer:
         )
 
 
-KLINE_COLUMNS = ("open", "high", "low", "close", "volume", "quote_volume", "trades",
-                 "taker_buy_volume", "taker_buy_quote_volume", "close_time", "closed")  # fmt: skip
-_KLINE_DTYPES = {"open_time": np.int64, "open": np.float64, "high": np.float64, "low": np.float64,
-                 "close": np.float64, "volume": np.float64, "quote_volume": np.float64,
-                 "trades": np.int64, "taker_buy_volume": np.float64,
-                 "taker_buy_quote_volume": np.float64, "close_time": np.int64, "closed": np.bool_}  # fmt: skip
+KLINE_COLUMNS = (
+    "open",
+    "high",
+    "low",
+    "close",
+    "volume",
+    "quote_volume",
+    "trades",
+    "taker_buy_volume",
+    "taker_buy_quote_volume",
+    "close_time",
+    "closed",
+)
+_KLINE_DTYPES = {
+    "open_time": np.int64,
+    "open": np.float64,
+    "high": np.float64,
+    "low": np.float64,
+    "close": np.float64,
+    "volume": np.float64,
+    "quote_volume": np.float64,
+    "trades": np.int64,
+    "taker_buy_volume": np.float64,
+    "taker_buy_quote_volume": np.float64,
+    "close_time": np.int64,
+    "closed": np.bool_,
+}
 
 
 def _kline_row(k: Kline) -> tuple:
-    return (k.open_time, k.open, k.high, k.low, k.close, k.volume, k.quote_volume, k.trades,
-            k.taker_buy_volume, k.taker_buy_quote_volume, k.close_time, k.closed)  # fmt: skip
+    return (
+        k.open_time,
+        k.open,
+        k.high,
+        k.low,
+        k.close,
+        k.volume,
+        k.quote_volume,
+        k.trades,
+        k.taker_buy_volume,
+        k.taker_buy_quote_volume,
+        k.close_time,
+        k.closed,
+    )
 
 
 class KlineBuffer:
@@ -332,10 +380,14 @@ class KlineBuffer:
 
 
 def empty_book_frame() -> pd.DataFrame:
-    return pd.DataFrame({"side": pd.Categorical([], categories=["bid", "ask"]),
-                         "price": np.array([], dtype=np.float64),
-                         "qty": np.array([], dtype=np.float64),
-                         "level": np.array([], dtype=np.int64)})  # fmt: skip
+    return pd.DataFrame(
+        {
+            "side": pd.Categorical([], categories=["bid", "ask"]),
+            "price": np.array([], dtype=np.float64),
+            "qty": np.array([], dtype=np.float64),
+            "level": np.array([], dtype=np.int64),
+        }
+    )
 
 
 def book_frame(bids: list[tuple[float, float]], asks: list[tuple[float, float]]) -> pd.DataFrame:

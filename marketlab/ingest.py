@@ -28,6 +28,12 @@ def ingest(path: str | os.PathLike[str], db: str | os.PathLike[str]) -> dict[str
     )
     lab = Lab.replay(path, db=db, store=kinds).join()
     frames = sum(c.messages for c in lab._feed.connections) if lab._feed is not None else 0
-    return {"exchange": header.exchange, "symbols": list(header.symbols), "frames": frames,
-            "seconds": time.monotonic() - began, "klines_written": lab.last_db_written,
-            "trades_written": lab.last_ticks_written, "books_written": lab.last_books_written}  # fmt: skip
+    return {
+        "exchange": header.exchange,
+        "symbols": list(header.symbols),
+        "frames": frames,
+        "seconds": time.monotonic() - began,
+        "klines_written": lab.last_db_written,
+        "trades_written": lab.last_ticks_written,
+        "books_written": lab.last_books_written,
+    }

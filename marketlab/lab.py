@@ -107,8 +107,13 @@ class Lab(LabFrames):
             one_of("fallback", fallback, [e for e in registry.names() if e != exchange])
         self.channels = check_channels(channels, exchange)
         self.intervals = check_intervals(intervals, exchange, needed="klines" in self.channels)
-        for name, value in (("trade_capacity", trade_capacity), ("kline_capacity", kline_capacity), ("db_batch_size", db_batch_size),
-                            ("db_max_pending", db_max_pending), ("book_levels", book_levels)):  # fmt: skip
+        for name, value in (
+            ("trade_capacity", trade_capacity),
+            ("kline_capacity", kline_capacity),
+            ("db_batch_size", db_batch_size),
+            ("db_max_pending", db_max_pending),
+            ("book_levels", book_levels),
+        ):
             positive(name, value, integer=True)
         positive("db_flush_interval", db_flush_interval)
         positive("failover_after", failover_after)
@@ -120,13 +125,25 @@ class Lab(LabFrames):
         self.last_ticks_written = self.last_books_written = 0  # what the last run's ticks wrote
         if self.db is not None and self.db.exists():
             connect(self.db, readonly=True).close()  # fail now, not in the collector thread
-        given = {"binance_ws_url": binance_ws_url, "binance_rest_url": binance_rest_url,
-                 "okx_ws_url": okx_ws_url, "okx_rest_url": okx_rest_url}  # fmt: skip
-        self.urls, self.config, fallback_config = feed_configs(exchange, fallback, self.channels,
-                                                               self.intervals, given, feed_options)  # fmt: skip
+        given = {
+            "binance_ws_url": binance_ws_url,
+            "binance_rest_url": binance_rest_url,
+            "okx_ws_url": okx_ws_url,
+            "okx_rest_url": okx_rest_url,
+        }
+        self.urls, self.config, fallback_config = feed_configs(
+            exchange, fallback, self.channels, self.intervals, given, feed_options
+        )
         self.symbols = universe(symbols, quote, shard, exchange, self.urls[f"{exchange}_rest_url"])
-        trade_capacity, kline_capacity = buffer_sizes(memory_limit, self.symbols, self.intervals, self.channels,
-                                                      self.config.book_snapshot_limit, trade_capacity, kline_capacity)  # fmt: skip
+        trade_capacity, kline_capacity = buffer_sizes(
+            memory_limit,
+            self.symbols,
+            self.intervals,
+            self.channels,
+            self.config.book_snapshot_limit,
+            trade_capacity,
+            kline_capacity,
+        )
         self.trade_capacity, self.kline_capacity = (
             trade_capacity,
             kline_capacity,
@@ -135,13 +152,30 @@ class Lab(LabFrames):
         self.failover_after = failover_after
         self._failover: Failover | None = None
         if fallback is not None and fallback_config is not None:
-            self._failover = Failover(fallback, fallback_config, self.symbols, self.intervals, self.channels,
-                                      failover_after, kline_capacity, self._on_fallback, self._store_kline)  # fmt: skip
-        self._state = MarketState(self.symbols, self.intervals, trade_capacity, kline_capacity,
-                                  lambda k: self._store_kline(self.exchange, k))  # fmt: skip
+            self._failover = Failover(
+                fallback,
+                fallback_config,
+                self.symbols,
+                self.intervals,
+                self.channels,
+                failover_after,
+                kline_capacity,
+                self._on_fallback,
+                self._store_kline,
+            )
+        self._state = MarketState(
+            self.symbols,
+            self.intervals,
+            trade_capacity,
+            kline_capacity,
+            lambda k: self._store_kline(self.exchange, k),
+        )
         self._trades, self._klines = self._state.trades, self._state.klines
-        self._db_options = {"batch_size": db_batch_size, "flush_interval": db_flush_interval,
-                            "max_pending": db_max_pending}  # fmt: skip
+        self._db_options = {
+            "batch_size": db_batch_size,
+            "flush_interval": db_flush_interval,
+            "max_pending": db_max_pending,
+        }
         self.store_report = ""  # what the last stop() could not write, in one line
         self._store: KlineStore | None = None
         self.last_db_written = 0
@@ -189,8 +223,14 @@ class Lab(LabFrames):
             cls = lab_bus.feed_class(self._bus_source, self.exchange)
         if self._replay is not None:
             cls = replaying(cls)
-        self._feed = cls(self.symbols, self.intervals, self.channels, self.config, self._state,
-                         kline_starts=starts)  # fmt: skip
+        self._feed = cls(
+            self.symbols,
+            self.intervals,
+            self.channels,
+            self.config,
+            self._state,
+            kline_starts=starts,
+        )
         self._feed.resume_trades(trade_starts)
         if self._bus_source is not None and self._bus_source.durable is not None:
             self._feed.commit = lab_bus.store_commit(self)  # type: ignore[attr-defined]
@@ -199,8 +239,13 @@ class Lab(LabFrames):
             if self._ticks is not None and "book" in self.store_kinds:  # on the recording's clock
                 self._feed.replay_clock = ReplayBookSampler(self, self._ticks, *self.book_store)  # type: ignore[attr-defined]
         if self.record_path is not None:
-            header = Header(self.exchange, self.symbols, [str(iv) for iv in self.intervals], list(self.channels),
-                            time.time_ns())  # fmt: skip
+            header = Header(
+                self.exchange,
+                self.symbols,
+                [str(iv) for iv in self.intervals],
+                list(self.channels),
+                time.time_ns(),
+            )
             self._recorder = RecordingWriter(self.record_path, header)
             self._feed.tap = self._recorder.tap
         self._bg.start(self._run)
@@ -316,8 +361,14 @@ class Lab(LabFrames):
         """
         header, entries = open_recording(path)
         entries.close()  # type: ignore[attr-defined]
-        lab = cls(header.symbols, intervals=header.intervals, exchange=header.exchange, db=db,
-                  channels=header.channels, **options)  # fmt: skip
+        lab = cls(
+            header.symbols,
+            intervals=header.intervals,
+            exchange=header.exchange,
+            db=db,
+            channels=header.channels,
+            **options,
+        )
         lab._replay = (Path(path), speed)
         return lab.start()
 

@@ -157,8 +157,16 @@ def _symbols(subjects: Any) -> set[str]:
     return found
 
 
-def from_bus(cls: type[Lab], bus: str | BusConfig, symbols: Sequence[str] | None, intervals: Sequence[str],
-             exchange: str, since: float | str | None, durable: str | None, options: dict[str, Any]) -> Lab:  # fmt: skip
+def from_bus(
+    cls: type[Lab],
+    bus: str | BusConfig,
+    symbols: Sequence[str] | None,
+    intervals: Sequence[str],
+    exchange: str,
+    since: float | str | None,
+    durable: str | None,
+    options: dict[str, Any],
+) -> Lab:
     config = bus_config(bus, **{k: options.pop(k) for k in list(options) if k in BUS_OPTIONS})
     if symbols is None:
         symbols = bus_symbols(config, exchange)

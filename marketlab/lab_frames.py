@@ -43,8 +43,17 @@ class LabFrames:
 
     def prices(self) -> pd.DataFrame:
         """One row per symbol: last, bid, ask, 24h change %, volume, times, age and source."""
-        columns = ["last", "bid", "ask", "change_pct", "volume", "event_time", "received_at", "age_s",
-                   "source"]  # fmt: skip
+        columns = [
+            "last",
+            "bid",
+            "ask",
+            "change_pct",
+            "volume",
+            "event_time",
+            "received_at",
+            "age_s",
+            "source",
+        ]
         df = pd.DataFrame(self.price_rows(), columns=["symbol", *columns]).set_index("symbol")
         df["event_time"] = utc_times(df["event_time"])
         df["received_at"] = utc_times(df["received_at"])
@@ -109,8 +118,11 @@ class LabFrames:
         a pause button; refreshed at most ``fps`` times a second."""
         from marketlab.charts import CandleChart
 
-        return self._view(CandleChart(self, self._symbol(symbol), interval or self.intervals[0], fps=fps,
-                                      candles=candles))  # fmt: skip
+        return self._view(
+            CandleChart(
+                self, self._symbol(symbol), interval or self.intervals[0], fps=fps, candles=candles
+            )
+        )
 
     def book_chart(self, symbol: str, depth: int = 50, fps: float = 2.0) -> Any:
         """Live cumulative depth of the synced order book."""
@@ -138,6 +150,11 @@ class LabFrames:
         """
         view = self.book_levels(symbol, depth)
         df = book_frame(view.bids, view.asks) if view.synced else empty_book_frame()
-        df.attrs.update(synced=view.synced, last_update_id=view.last_update_id, reason=view.reason,
-                        exchange=view.exchange, verified=view.verified)  # fmt: skip
+        df.attrs.update(
+            synced=view.synced,
+            last_update_id=view.last_update_id,
+            reason=view.reason,
+            exchange=view.exchange,
+            verified=view.verified,
+        )
         return df

@@ -54,8 +54,13 @@ def in_shard(symbol: str, shard: tuple[int, int]) -> bool:
     return zlib.crc32(symbol.encode()) % shard[1] == shard[0]
 
 
-def universe(symbols: str | Sequence[str], quote: str | None, shard: str | tuple[int, int] | None,
-             exchange: str, rest_url: str) -> list[str]:  # fmt: skip
+def universe(
+    symbols: str | Sequence[str],
+    quote: str | None,
+    shard: str | tuple[int, int] | None,
+    exchange: str,
+    rest_url: str,
+) -> list[str]:
     """The symbols a Lab collects: the list given, or ``"all"`` of the venue's spot symbols
     quoted in ``quote`` (asked of the venue now), then this shard's share of them."""
     part = parse_shard(shard)
@@ -171,9 +176,14 @@ def venue_urls(given: dict[str, str | None], in_use: Sequence[str]) -> dict[str,
     return urls
 
 
-def feed_configs(exchange: str, fallback: str | None, channels: Sequence[str], intervals: Sequence[Interval],
-                 given: dict[str, str | None], options: dict[str, Any]
-                 ) -> tuple[dict[str, str], FeedConfig, FeedConfig | None]:  # fmt: skip
+def feed_configs(
+    exchange: str,
+    fallback: str | None,
+    channels: Sequence[str],
+    intervals: Sequence[Interval],
+    given: dict[str, str | None],
+    options: dict[str, Any],
+) -> tuple[dict[str, str], FeedConfig, FeedConfig | None]:
     """Every venue's URLs, the primary's feed settings and the fallback's (checked: a setting
     the feed does not have, or a fallback lacking a channel or interval, is refused)."""
     options = dict(options)
@@ -241,9 +251,15 @@ def parse_bytes(value: str | int) -> int:
     return int(size)
 
 
-def buffer_sizes(memory_limit: str | int | None, symbols: Sequence[str], intervals: Sequence[str],
-                 channels: Sequence[str], book_levels: int, trade_capacity: int,
-                 kline_capacity: int) -> tuple[int, int]:  # fmt: skip
+def buffer_sizes(
+    memory_limit: str | int | None,
+    symbols: Sequence[str],
+    intervals: Sequence[str],
+    channels: Sequence[str],
+    book_levels: int,
+    trade_capacity: int,
+    kline_capacity: int,
+) -> tuple[int, int]:
     """Rolling trades and candles per series within ``memory_limit`` for what the Lab holds
     (books first, then candles, the rest to trades; the interpreter and libraries not counted),
     instead of the defaults for each of hundreds of symbols. Unchanged without a limit."""
@@ -261,6 +277,8 @@ def buffer_sizes(memory_limit: str | int | None, symbols: Sequence[str], interva
     trades = left // (n * TRADE_ROW_BYTES) if "trades" in channels else trade_capacity
     if trades < MIN_TRADES:
         need = books + series * kline_capacity * KLINE_ROW_BYTES + n * MIN_TRADES * TRADE_ROW_BYTES
-        raise ValueError(f"memory_limit={memory_limit!r} is too small for {n} symbol(s) (books, candles and "
-                         f"{MIN_TRADES} trades each need about {need / 1e6:.0f} MB)")  # fmt: skip
+        raise ValueError(
+            f"memory_limit={memory_limit!r} is too small for {n} symbol(s) (books, candles and "
+            f"{MIN_TRADES} trades each need about {need / 1e6:.0f} MB)"
+        )
     return int(min(trades, 10_000_000)), int(kline_capacity)

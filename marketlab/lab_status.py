@@ -12,8 +12,19 @@ from tqdm.auto import tqdm
 
 from marketlab.stream.feed import Feed
 
-COLUMNS = ["symbol", "stream", "connected", "source", "messages", "age_s", "reconnects", "book", "verified",
-           "backfilled", "gaps"]  # fmt: skip
+COLUMNS = [
+    "symbol",
+    "stream",
+    "connected",
+    "source",
+    "messages",
+    "age_s",
+    "reconnects",
+    "book",
+    "verified",
+    "backfilled",
+    "gaps",
+]
 
 
 def status_frame(feed: Feed | None) -> pd.DataFrame:
@@ -22,10 +33,19 @@ def status_frame(feed: Feed | None) -> pd.DataFrame:
     if feed is not None:
         connected, reconnects = feed.connected, feed.reconnects
         for (symbol, stream), st in sorted(feed.stream_stats.items()):
-            row = {"symbol": symbol, "stream": stream, "connected": connected,
-                   "source": st.source if feed.polling or st.source == "ws" else "ws",
-                   "messages": st.messages, "age_s": now - st.last_received if st.last_received else float("nan"),
-                   "reconnects": reconnects, "book": "", "verified": "", "backfilled": 0, "gaps": 0}  # fmt: skip
+            row = {
+                "symbol": symbol,
+                "stream": stream,
+                "connected": connected,
+                "source": st.source if feed.polling or st.source == "ws" else "ws",
+                "messages": st.messages,
+                "age_s": now - st.last_received if st.last_received else float("nan"),
+                "reconnects": reconnects,
+                "book": "",
+                "verified": "",
+                "backfilled": 0,
+                "gaps": 0,
+            }
             if stream == "depth":
                 row["book"], row["verified"] = feed.book_state(symbol), feed.book_check(symbol)
             if stream.startswith("kline_"):
@@ -103,8 +123,15 @@ def feed_summary(feed: Feed) -> dict[str, Any]:
     rest = feed.rest.governor.stats if feed.rest is not None else None
     return {
         "connections": [
-            {"name": c.name, "connected": c.connected, "streams": len(c.streams), "messages": c.messages,
-             "reconnects": c.reconnects, "age_s": round(c.age(), 1), "last_error": c.last_error}
+            {
+                "name": c.name,
+                "connected": c.connected,
+                "streams": len(c.streams),
+                "messages": c.messages,
+                "reconnects": c.reconnects,
+                "age_s": round(c.age(), 1),
+                "last_error": c.last_error,
+            }
             for c in feed.connections
         ],
         "reconnects": feed.reconnects,
@@ -117,11 +144,12 @@ def feed_summary(feed: Feed) -> dict[str, Any]:
         "books_deep": feed.books_deep() if hasattr(feed, "books_deep") else None,
         "trades_backfilled": {s: t.backfilled for s, t in feed.trade_stats.items()},
         "trade_holes": {s: list(t.holes) for s, t in feed.trade_stats.items() if t.holes},
-    }  # fmt: skip
+    }
 
 
-def not_ready(feed: Feed | None, channels: Sequence[str], without_ticker: Callable[[], list[str]],
-              books: bool) -> str:  # fmt: skip
+def not_ready(
+    feed: Feed | None, channels: Sequence[str], without_ticker: Callable[[], list[str]], books: bool
+) -> str:
     """What a Lab still waits for before it is ready ("" once it is)."""
     if feed is None:
         return "not started"

@@ -52,5 +52,6 @@ def _sample(lab: Any, ticks: TickWriter, levels: int, last: dict[str, int]) -> N
         if view.synced and last.get(symbol) != view.last_update_id:
             last[symbol] = view.last_update_id
             when = view.event_time or int(time.time() * 1000)
-            ticks.add_book(BookRow(view.exchange, symbol, when, view.last_update_id,
-                                   view.bids, view.asks))  # fmt: skip
+            ticks.add_book(
+                BookRow(view.exchange, symbol, when, view.last_update_id, view.bids, view.asks)
+            )

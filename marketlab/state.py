@@ -16,13 +16,24 @@ from marketlab.records import BookDelta, Interval, Kline, Record, Ticker, Trade
 
 log = logging.getLogger("marketlab.lab")
 
-_NO_PRICE = {"last": float("nan"), "bid": float("nan"), "ask": float("nan"),
-             "change_pct": float("nan"), "volume": float("nan")}  # fmt: skip
+_NO_PRICE = {
+    "last": float("nan"),
+    "bid": float("nan"),
+    "ask": float("nan"),
+    "change_pct": float("nan"),
+    "volume": float("nan"),
+}
 
 
 class MarketState:
-    def __init__(self, symbols: Sequence[str], intervals: Sequence[Interval], trade_capacity: int,
-                 kline_capacity: int, closed_kline: Callable[[Kline], None]):  # fmt: skip
+    def __init__(
+        self,
+        symbols: Sequence[str],
+        intervals: Sequence[Interval],
+        trade_capacity: int,
+        kline_capacity: int,
+        closed_kline: Callable[[Kline], None],
+    ):
         """``closed_kline(k)`` is called for every closed kline (the store takes them)."""
         self.symbols = list(symbols)
         self.trades = {s: TradeBuffer(trade_capacity) for s in self.symbols}
@@ -137,13 +148,24 @@ class MarketState:
             row = None
             if held is not None:
                 t, shown, received, source = held
-                row = {"last": t.last, "bid": t.bid, "ask": t.ask, "change_pct": t.change_pct,
-                       "volume": t.volume, "event_time": shown, "received_at": received,
-                       "source": source}  # fmt: skip
+                row = {
+                    "last": t.last,
+                    "bid": t.bid,
+                    "ask": t.ask,
+                    "change_pct": t.change_pct,
+                    "volume": t.volume,
+                    "event_time": shown,
+                    "received_at": received,
+                    "source": source,
+                }
             if trade is not None and (row is None or trade[1] >= row["event_time"]):
                 row = row or dict(_NO_PRICE)
-                row.update(last=trade[0], event_time=trade[1], received_at=max(trade[2], row.get("received_at", 0.0)),
-                           source=trade[3])  # fmt: skip
+                row.update(
+                    last=trade[0],
+                    event_time=trade[1],
+                    received_at=max(trade[2], row.get("received_at", 0.0)),
+                    source=trade[3],
+                )
             if row is not None:
                 rows.append({"symbol": s, **row})
         for row in rows:

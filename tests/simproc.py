@@ -22,8 +22,12 @@ class SimProcess:
     def __enter__(self) -> SimProcess:
         # stderr goes to a file: a pipe nobody reads would fill up and freeze the exchange
         self.log = tempfile.TemporaryFile(mode="w+")
-        self.proc = subprocess.Popen([sys.executable, "-m", "marketlab", "sim", *self.args],
-                                     stdout=subprocess.PIPE, stderr=self.log, text=True)  # fmt: skip
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "marketlab", "sim", *self.args],
+            stdout=subprocess.PIPE,
+            stderr=self.log,
+            text=True,
+        )
         assert self.proc.stdout is not None
         while True:
             line = self.proc.stdout.readline()
@@ -62,10 +66,30 @@ class SimProcess:
         self, symbol: str, interval: str, start: int, end: int, limit: int = 1000
     ) -> list[dict[str, Any]]:
         """The exchange's candles, read over its REST API, in the simulator's oracle format."""
-        rows = httpx.get(f"{self.rest_url}/api/v3/klines", params={"symbol": symbol, "interval": interval,
-                         "startTime": start, "endTime": end, "limit": limit}, timeout=10).json()  # fmt: skip
-        keys = ("open_time", "open", "high", "low", "close", "volume", "close_time", "quote_volume", "trades",
-                "taker_buy_volume", "taker_buy_quote_volume")  # fmt: skip
+        rows = httpx.get(
+            f"{self.rest_url}/api/v3/klines",
+            params={
+                "symbol": symbol,
+                "interval": interval,
+                "startTime": start,
+                "endTime": end,
+                "limit": limit,
+            },
+            timeout=10,
+        ).json()
+        keys = (
+            "open_time",
+            "open",
+            "high",
+            "low",
+            "close",
+            "volume",
+            "close_time",
+            "quote_volume",
+            "trades",
+            "taker_buy_volume",
+            "taker_buy_quote_volume",
+        )
         return [
             {k: (v if isinstance(v, int) else float(v)) for k, v in zip(keys, row, strict=False)}
             for row in rows

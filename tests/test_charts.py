@@ -16,8 +16,13 @@ from tests.test_lab import FAST, wait_for
 @pytest.fixture(scope="module")
 def lab():
     with SimExchange(["BTCUSDT", "ETHUSDT"], speed=60, seed=17) as sim:
-        lab = Lab(["BTCUSDT", "ETHUSDT"], intervals=["1m", "5m"], binance_ws_url=sim.ws_url,
-                  binance_rest_url=sim.rest_url, **FAST)  # fmt: skip
+        lab = Lab(
+            ["BTCUSDT", "ETHUSDT"],
+            intervals=["1m", "5m"],
+            binance_ws_url=sim.ws_url,
+            binance_rest_url=sim.rest_url,
+            **FAST,
+        )
         lab.start().wait_ready(30)
         yield lab
         lab.stop()

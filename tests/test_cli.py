@@ -55,10 +55,26 @@ def test_demo_with_a_bus_shows_a_second_lab_reading_what_the_collector_publishes
 @pytest.fixture
 def sim_process():
     proc = subprocess.Popen(
-        [sys.executable, "-m", "marketlab", "sim", "--port", "0", "--symbols", "BTCUSDT,ethusdt", "--speed", "60",
-         "--seed", "7", "--duration", "60"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "marketlab",
+            "sim",
+            "--port",
+            "0",
+            "--symbols",
+            "BTCUSDT,ethusdt",
+            "--speed",
+            "60",
+            "--seed",
+            "7",
+            "--duration",
+            "60",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         lines = []
         while True:
@@ -94,9 +110,24 @@ def test_sim_serves_until_interrupted_and_takes_faults_from_the_cli(sim_process)
 
 def test_sim_runs_a_fault_schedule():
     proc = subprocess.Popen(
-        [sys.executable, "-m", "marketlab", "sim", "--port", "0", "--symbols", "BTCUSDT", "--faults", "rest418@0:1",
-         "--duration", "30"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "marketlab",
+            "sim",
+            "--port",
+            "0",
+            "--symbols",
+            "BTCUSDT",
+            "--faults",
+            "rest418@0:1",
+            "--duration",
+            "30",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         port = None
         while port is None:
@@ -115,10 +146,14 @@ def test_sim_runs_a_fault_schedule():
 
 @pytest.mark.parametrize(
     ("args", "message"),
-    [(["sim", "--symbols", "BTC USDT"], "invalid symbol"), (["sim", "--speed", "-1"], "positive"),
-     (["sim", "--port", "70000"], "port"), (["sim", "--faults", "boom@1"], "unknown fault"),
-     (["demo", "--duration", "soon"], "expected a number")],
-)  # fmt: skip
+    [
+        (["sim", "--symbols", "BTC USDT"], "invalid symbol"),
+        (["sim", "--speed", "-1"], "positive"),
+        (["sim", "--port", "70000"], "port"),
+        (["sim", "--faults", "boom@1"], "unknown fault"),
+        (["demo", "--duration", "soon"], "expected a number"),
+    ],
+)
 def test_bad_arguments_exit_2_with_a_message(args, message):
     out = run(*args, "--duration", "1") if "--duration" not in args else run(*args)
     assert out.returncode == 2

@@ -24,8 +24,14 @@ seed_klines = 20
 
 
 def collect(*args: str, cwd=None, env=None, timeout: float = 120) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "marketlab", "collect", *args], capture_output=True, text=True,
-                          timeout=timeout, cwd=cwd, env=env)  # fmt: skip
+    return subprocess.run(
+        [sys.executable, "-m", "marketlab", "collect", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=cwd,
+        env=env,
+    )
 
 
 def report(stdout: str) -> dict[str, str]:
@@ -42,9 +48,21 @@ def test_collect_runs_through_injected_faults_and_ends_complete(tmp_path):
         "--symbols", "BTCUSDT,ETHUSDT,BNBUSDT", "--speed", "60", "--faults", faults
     ) as sim:
         (tmp_path / "marketlab.toml").write_text(FAST_FEED)
-        out = collect("--symbols", "BTCUSDT,ETHUSDT,BNBUSDT", "--intervals", "1m,5m", "--binance-ws-url", sim.ws_url,
-                      "--binance-rest-url", sim.rest_url, "--duration", "24", "--status-interval", "2",
-                      cwd=tmp_path)  # fmt: skip
+        out = collect(
+            "--symbols",
+            "BTCUSDT,ETHUSDT,BNBUSDT",
+            "--intervals",
+            "1m,5m",
+            "--binance-ws-url",
+            sim.ws_url,
+            "--binance-rest-url",
+            sim.rest_url,
+            "--duration",
+            "24",
+            "--status-interval",
+            "2",
+            cwd=tmp_path,
+        )
     assert out.returncode == 0, out.stderr
     lines = report(out.stdout)
     for symbol in ("BTCUSDT", "ETHUSDT", "BNBUSDT"):
@@ -67,9 +85,25 @@ def test_collect_from_okx_runs_through_faults_and_ends_complete(tmp_path):
             FAST_FEED + "text_ping_after = 0.5\nsubscribe_timeout = 1.0\n"
         )
         db = tmp_path / "okx.sqlite"
-        out = collect("--exchange", "okx", "--symbols", "BTCUSDT,ETHUSDT", "--intervals", "1m", "--okx-ws-url",
-                      sim.okx_ws_url, "--okx-rest-url", sim.rest_url, "--db", str(db), "--duration", "18",
-                      "--status-interval", "2", cwd=tmp_path)  # fmt: skip
+        out = collect(
+            "--exchange",
+            "okx",
+            "--symbols",
+            "BTCUSDT,ETHUSDT",
+            "--intervals",
+            "1m",
+            "--okx-ws-url",
+            sim.okx_ws_url,
+            "--okx-rest-url",
+            sim.rest_url,
+            "--db",
+            str(db),
+            "--duration",
+            "18",
+            "--status-interval",
+            "2",
+            cwd=tmp_path,
+        )
     assert out.returncode == 0, out.stderr
     assert "from okx" in out.stdout
     lines = report(out.stdout)
@@ -90,10 +124,26 @@ def test_collect_from_okx_runs_through_faults_and_ends_complete(tmp_path):
 def test_collect_stops_cleanly_on_sigterm():
     with SimProcess("--symbols", "BTCUSDT", "--speed", "60") as sim:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "marketlab", "collect", "--symbols", "BTCUSDT", "--intervals", "1m",
-             "--binance-ws-url", sim.ws_url, "--binance-rest-url", sim.rest_url, "--status-interval", "0.5"],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        )  # fmt: skip
+            [
+                sys.executable,
+                "-m",
+                "marketlab",
+                "collect",
+                "--symbols",
+                "BTCUSDT",
+                "--intervals",
+                "1m",
+                "--binance-ws-url",
+                sim.ws_url,
+                "--binance-rest-url",
+                sim.rest_url,
+                "--status-interval",
+                "0.5",
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         try:
             began = time.monotonic()
             while "| msgs" not in proc.stdout.readline():
@@ -136,10 +186,15 @@ def test_watchlist_from_config_file_env_urls_and_flags_override(tmp_path):
 
 @pytest.mark.parametrize(
     ("content", "message"),
-    [("[collect]\nsymbols = [", "not valid TOML"), ("[collect]\nsymbol = ['BTCUSDT']", "unknown key(s) in [collect]"),
-     ("[feed]\nping_everyone = 1", "unknown key(s) in [feed]"), ("[feed]\nidle_timeout = 'soon'", "must be a number"),
-     ("[collect]\nintervals = ['7m']", "invalid interval"), ("[collector]\n", "unknown table")],
-)  # fmt: skip
+    [
+        ("[collect]\nsymbols = [", "not valid TOML"),
+        ("[collect]\nsymbol = ['BTCUSDT']", "unknown key(s) in [collect]"),
+        ("[feed]\nping_everyone = 1", "unknown key(s) in [feed]"),
+        ("[feed]\nidle_timeout = 'soon'", "must be a number"),
+        ("[collect]\nintervals = ['7m']", "invalid interval"),
+        ("[collector]\n", "unknown table"),
+    ],
+)
 def test_bad_config_files_are_named_and_explained(tmp_path, content, message):
     path = tmp_path / "bad.toml"
     path.write_text(content)
@@ -161,15 +216,49 @@ def test_bad_collect_flags():
 
 def test_serve_exposes_the_api_and_guards_control_beyond_loopback():
     with SimProcess("--symbols", "BTCUSDT", "--speed", "60") as sim:
-        refused = collect("--symbols", "BTCUSDT", "--serve", "--host", "0.0.0.0", "--port", "0", "--duration", "1",
-                          "--binance-ws-url", sim.ws_url, "--binance-rest-url", sim.rest_url)  # fmt: skip
+        refused = collect(
+            "--symbols",
+            "BTCUSDT",
+            "--serve",
+            "--host",
+            "0.0.0.0",
+            "--port",
+            "0",
+            "--duration",
+            "1",
+            "--binance-ws-url",
+            sim.ws_url,
+            "--binance-rest-url",
+            sim.rest_url,
+        )
         assert refused.returncode == 2 and "needs a token" in refused.stderr
         proc = subprocess.Popen(
-            [sys.executable, "-m", "marketlab", "serve", "--symbols", "BTCUSDT", "--intervals", "1m", "--host", "0.0.0.0",
-             "--port", "0", "--token", "s3cret", "--binance-ws-url", sim.ws_url, "--binance-rest-url", sim.rest_url,
-             "--duration", "30"],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        )  # fmt: skip
+            [
+                sys.executable,
+                "-m",
+                "marketlab",
+                "serve",
+                "--symbols",
+                "BTCUSDT",
+                "--intervals",
+                "1m",
+                "--host",
+                "0.0.0.0",
+                "--port",
+                "0",
+                "--token",
+                "s3cret",
+                "--binance-ws-url",
+                sim.ws_url,
+                "--binance-rest-url",
+                sim.rest_url,
+                "--duration",
+                "30",
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         try:
             line = proc.stdout.readline() + proc.stdout.readline()
             port = re.search(r"API docs http://0\.0\.0\.0:(\d+)/docs", line).group(1)

@@ -62,9 +62,13 @@ def test_backfilled_candles_land_in_order_and_capacity_holds():
 
 
 @settings(max_examples=300)
-@given(st.lists(st.tuples(st.integers(0, 30), st.booleans(), st.integers(0, 1000), st.booleans()),
-                max_size=80),
-       st.integers(1, 12))  # fmt: skip
+@given(
+    st.lists(
+        st.tuples(st.integers(0, 30), st.booleans(), st.integers(0, 1000), st.booleans()),
+        max_size=80,
+    ),
+    st.integers(1, 12),
+)
 def test_kline_buffer_equals_a_dict_model(ops, capacity):
     """Whenever it is read (the open candle is held apart until then), the buffer equals a
     model: one row per open time, a closed candle never reopened, the newest ``capacity``."""

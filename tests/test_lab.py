@@ -19,8 +19,16 @@ from marketlab.records import Interval, Kline, Trade
 from marketlab.sim import SimExchange
 from tests.simproc import SimProcess
 
-FAST = dict(idle_timeout=2.0, ping_interval=1.0, ping_timeout=2.0, backoff_initial=0.1, backoff_max=1.0,
-            fallback_after=3.0, poll_interval=0.5, seed_klines=30)  # fmt: skip
+FAST = dict(
+    idle_timeout=2.0,
+    ping_interval=1.0,
+    ping_timeout=2.0,
+    backoff_initial=0.1,
+    backoff_max=1.0,
+    fallback_after=3.0,
+    poll_interval=0.5,
+    seed_klines=30,
+)
 
 
 def venue_options(sim: SimExchange, exchange: str = "binance") -> dict:
@@ -35,8 +43,12 @@ def venue_options(sim: SimExchange, exchange: str = "binance") -> dict:
 def running_lab(
     sim: SimExchange, symbols=("BTCUSDT",), intervals=("1m",), exchange: str = "binance", **options
 ) -> Iterator[tuple[Lab, list]]:
-    lab = Lab(list(symbols), intervals=list(intervals), exchange=exchange,
-              **{**FAST, **venue_options(sim, exchange), **options})  # fmt: skip
+    lab = Lab(
+        list(symbols),
+        intervals=list(intervals),
+        exchange=exchange,
+        **{**FAST, **venue_options(sim, exchange), **options},
+    )
     closed: list[Kline] = []
     lock = threading.Lock()
 
@@ -76,8 +88,17 @@ def assert_klines_exact(
     assert opens == list(range(opens[0], opens[-1] + step, step)), "a closed candle is missing"
     oracle = sim.klines(symbol, interval, start=opens[0], end=opens[-1], limit=1000)
     assert [o["open_time"] for o in oracle] == opens
-    for column in ("open", "high", "low", "close", "volume", "quote_volume", "trades", "taker_buy_volume",
-                   "taker_buy_quote_volume"):  # fmt: skip
+    for column in (
+        "open",
+        "high",
+        "low",
+        "close",
+        "volume",
+        "quote_volume",
+        "trades",
+        "taker_buy_volume",
+        "taker_buy_quote_volume",
+    ):
         assert list(closed[column]) == [o[column] for o in oracle], column
     mine = [k.open_time for k in closed_stream if k.symbol == symbol and k.interval == interval]
     repeated = [t for t, n in Counter(mine).items() if n > 1]
@@ -135,8 +156,17 @@ def test_collects_frames_with_the_documented_columns(sim):
         wait_for(lambda: len(lab.trades("ETHUSDT")) > 20, what="trades")
         prices = lab.prices()
         assert list(prices.index) == ["BTCUSDT", "ETHUSDT"]
-        assert list(prices.columns) == ["last", "bid", "ask", "change_pct", "volume", "event_time", "received_at",
-                                        "age_s", "source"]  # fmt: skip
+        assert list(prices.columns) == [
+            "last",
+            "bid",
+            "ask",
+            "change_pct",
+            "volume",
+            "event_time",
+            "received_at",
+            "age_s",
+            "source",
+        ]
         assert (prices["bid"] < prices["ask"]).all() and (prices["source"] == "ws").all()
         assert str(prices["event_time"].dt.tz) == "UTC" and (prices["age_s"] < 5).all()
         k = lab.klines("ETHUSDT", "5m")
@@ -295,8 +325,13 @@ def test_server_shutdown_notice_moves_to_a_new_connection(sim):
 
 
 def test_subscriptions_beyond_the_url_are_paced_under_the_message_limit(sim):
-    with running_lab(sim, symbols=("BTCUSDT", "ETHUSDT"), intervals=("1m", "3m", "5m"), url_streams=1,
-                     subscribe_chunk=1) as (lab, closed):  # fmt: skip
+    with running_lab(
+        sim,
+        symbols=("BTCUSDT", "ETHUSDT"),
+        intervals=("1m", "3m", "5m"),
+        url_streams=1,
+        subscribe_chunk=1,
+    ) as (lab, closed):
         wait_for(lambda: len(lab.status()) == 2 * 6, 15, "every stream to deliver")
         assert lab.summary()["reconnects"] == 0
         assert_klines_exact(lab, sim, "ETHUSDT", "1m", closed)

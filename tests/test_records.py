@@ -14,9 +14,23 @@ def utc_ms(*args: int) -> int:
 
 
 def test_interval_lengths_follow_their_names():
-    expected = {"1s": 1, "1m": 60, "3m": 180, "5m": 300, "15m": 900, "30m": 1800, "1h": 3600,
-                "2h": 7200, "4h": 14400, "6h": 21600, "8h": 28800, "12h": 43200,
-                "1d": 86400, "3d": 259200, "1w": 604800}  # fmt: skip
+    expected = {
+        "1s": 1,
+        "1m": 60,
+        "3m": 180,
+        "5m": 300,
+        "15m": 900,
+        "30m": 1800,
+        "1h": 3600,
+        "2h": 7200,
+        "4h": 14400,
+        "6h": 21600,
+        "8h": 28800,
+        "12h": 43200,
+        "1d": 86400,
+        "3d": 259200,
+        "1w": 604800,
+    }
     for name, seconds in expected.items():
         assert Interval(name).ms == seconds * 1000
     assert set(INTERVAL_NAMES) == {*expected, "1M"}
@@ -55,9 +69,14 @@ def test_weeks_open_on_monday_and_months_on_the_first():
 
 @pytest.mark.parametrize(
     ("raw", "canonical"),
-    [("BTCUSDT", "BTCUSDT"), ("btcusdt", "BTCUSDT"), (" eth/usdt ", "ETHUSDT"), ("BTC-USDT", "BTCUSDT"),
-     ("1000SATSUSDT", "1000SATSUSDT")],
-)  # fmt: skip
+    [
+        ("BTCUSDT", "BTCUSDT"),
+        ("btcusdt", "BTCUSDT"),
+        (" eth/usdt ", "ETHUSDT"),
+        ("BTC-USDT", "BTCUSDT"),
+        ("1000SATSUSDT", "1000SATSUSDT"),
+    ],
+)
 def test_symbols_normalize(raw, canonical):
     assert normalize_symbol(raw) == canonical
 

@@ -30,11 +30,17 @@ from tests.test_lab import FAST, venue_options, wait_for
         ({"fallback": "okx", "intervals": ["8h"]}, ["fallback okx", "OKX has no 8h"]),
         ({"channels": ["trade"]}, ["channels", "'trade'", "trades, ticker"]),
         ({"exchange": "okx", "channels": ["aggTrades"]}, ["channels", "OKX has no aggTrades"]),
-        ({"binance_ws_url": "http://127.0.0.1:9100"}, ["binance_ws_url", "http://127.0.0.1:9100", "ws://"]),
+        (
+            {"binance_ws_url": "http://127.0.0.1:9100"},
+            ["binance_ws_url", "http://127.0.0.1:9100", "ws://"],
+        ),
         ({"binance_ws_url": "wss://h:9443/stream"}, ["binance_ws_url", "without a path"]),
         ({"binance_rest_url": "api.binance.com"}, ["binance_rest_url", "https://"]),
         ({"binance_rest_url": "https://h/api/v3"}, ["binance_rest_url", "appends /api/v3"]),
-        ({"exchange": "okx", "okx_ws_url": "ws://h:1/ws/v5/business"}, ["okx_ws_url", "/ws/v5/public"]),
+        (
+            {"exchange": "okx", "okx_ws_url": "ws://h:1/ws/v5/business"},
+            ["okx_ws_url", "/ws/v5/public"],
+        ),
         ({"exchange": "okx", "okx_rest_url": "ftp://h"}, ["okx_rest_url", "http://"]),
         ({"binance_ws_url": "ws://h:99999"}, ["binance_ws_url", "port"]),
         ({"trade_capacity": 0}, ["trade_capacity", "> 0", "0"]),
@@ -47,7 +53,7 @@ from tests.test_lab import FAST, venue_options, wait_for
         ({"book_snapshot_limit": 6000}, ["book_snapshot_limit", "5000"]),
         ({"streams_per_connection": 2000}, ["streams_per_connection", "1024"]),
     ],
-)  # fmt: skip
+)
 def test_a_bad_lab_argument_is_refused_at_construction_naming_the_fix(kwargs, words):
     kwargs = {"symbols": ["BTCUSDT"], **kwargs}
     with pytest.raises(ValueError) as info:
@@ -75,8 +81,14 @@ def test_okx_takes_a_bare_base_or_the_full_public_url():
 
 def test_an_okx_lab_on_a_bare_base_collects():
     with SimExchange(["BTCUSDT"], speed=60, seed=4) as sim:
-        lab = Lab(["BTCUSDT"], exchange="okx", okx_ws_url=sim.ws_url, okx_rest_url=sim.rest_url,
-                  channels=("ticker", "klines", "book"), **{**FAST, "text_ping_after": 0.5})  # fmt: skip
+        lab = Lab(
+            ["BTCUSDT"],
+            exchange="okx",
+            okx_ws_url=sim.ws_url,
+            okx_rest_url=sim.rest_url,
+            channels=("ticker", "klines", "book"),
+            **{**FAST, "text_ping_after": 0.5},
+        )
         with lab:
             lab.wait_ready(30)
             assert lab.book("BTCUSDT").attrs["synced"] and len(lab.klines("BTCUSDT")) > 10
@@ -106,15 +118,23 @@ def test_history_and_the_api_refuse_bad_arguments(tmp_path):
 @pytest.mark.parametrize(
     ("args", "words"),
     [
-        (["--okx-ws-url", "ws://h:1/ws/v5/business", "--exchange", "okx"], ["okx_ws_url", "/ws/v5/public"]),
+        (
+            ["--okx-ws-url", "ws://h:1/ws/v5/business", "--exchange", "okx"],
+            ["okx_ws_url", "/ws/v5/public"],
+        ),
         (["--binance-rest-url", "localhost:9100"], ["binance_rest_url", "https://"]),
         (["--exchange", "okx", "--intervals", "1s"], ["OKX has no 1s"]),
         (["--exchange", "okx", "--channels", "miniTicker"], ["OKX has no miniTicker"]),
     ],
-)  # fmt: skip
+)
 def test_the_cli_refuses_a_bad_flag_with_one_line_and_exit_2(args, words, tmp_path):
-    out = subprocess.run([sys.executable, "-m", "marketlab", "collect", "--duration", "5", *args],
-                         capture_output=True, text=True, timeout=60, cwd=tmp_path)  # fmt: skip
+    out = subprocess.run(
+        [sys.executable, "-m", "marketlab", "collect", "--duration", "5", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=tmp_path,
+    )
     assert out.returncode == 2, out.stderr
     lines = out.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: "), out.stderr
@@ -133,8 +153,12 @@ def test_the_top_level_names_the_docs_promise():
 @pytest.mark.parametrize("exchange", ["binance", "okx"])
 def test_a_symbol_the_venue_does_not_list_stops_the_lab_with_the_venues_words(exchange):
     with SimExchange(["BTCUSDT"], speed=60, seed=4) as sim:
-        lab = Lab(["BTCUSDT", "DOGEUSDT"], exchange=exchange, channels=("trades",),
-                  **{**FAST, **venue_options(sim, exchange)})  # fmt: skip
+        lab = Lab(
+            ["BTCUSDT", "DOGEUSDT"],
+            exchange=exchange,
+            channels=("trades",),
+            **{**FAST, **venue_options(sim, exchange)},
+        )
         lab.start()
         try:
             with pytest.raises(RuntimeError, match=f"{exchange} does not list DOGEUSDT") as info:
@@ -172,8 +196,13 @@ def test_the_websocket_reconnects_as_soon_as_the_venue_answers_again():
     """A 12 s outage (WebSocket refused, REST failing): the backoff grew to many seconds, but
     the first REST answer after it ends the wait."""
     with SimExchange(["BTCUSDT"], speed=60, seed=4) as sim:
-        options = {**FAST, **venue_options(sim), "backoff_initial": 2.0, "backoff_max": 60.0,
-                   "fallback_after": 30.0}  # fmt: skip
+        options = {
+            **FAST,
+            **venue_options(sim),
+            "backoff_initial": 2.0,
+            "backoff_max": 60.0,
+            "fallback_after": 30.0,
+        }
         with Lab(["BTCUSDT"], channels=("ticker", "book"), **options) as lab:
             lab.wait_ready(30)
             sim.refuse_connections(12, rest=True, venue="binance")

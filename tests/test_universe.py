@@ -36,18 +36,33 @@ def test_all_symbols_of_a_quote_come_from_the_venue_and_shards_split_them(market
     assert Lab(
         "all", quote="BTC", exchange=exchange, **venue_options(market, exchange)
     ).symbols == ["BNBBTC", "ETHBTC"]
-    shares = [Lab("all", quote="USDT", shard=f"{i}/3", exchange=exchange, **venue_options(market, exchange)).symbols
-              for i in range(3)]  # fmt: skip
+    shares = [
+        Lab(
+            "all",
+            quote="USDT",
+            shard=f"{i}/3",
+            exchange=exchange,
+            **venue_options(market, exchange),
+        ).symbols
+        for i in range(3)
+    ]
     assert sorted(s for share in shares for s in share) == usdt  # every symbol in exactly one shard
-    again = [Lab("all", quote="USDT", shard=(i, 3), exchange=exchange, **venue_options(market, exchange)).symbols
-             for i in range(3)]  # fmt: skip
+    again = [
+        Lab(
+            "all", quote="USDT", shard=(i, 3), exchange=exchange, **venue_options(market, exchange)
+        ).symbols
+        for i in range(3)
+    ]
     assert again == shares  # the same on every start
 
 
 def test_a_shard_of_a_given_list_and_clear_errors(market):
     names = ["BTCUSDT", "ETHUSDT", "BNBUSDT", "SOLUSDT"]
-    parts = [Lab(names, shard=f"{i}/2", **venue_options(market)).symbols for i in range(2) if
-             any(in_shard(s, (i, 2)) for s in names)]  # fmt: skip
+    parts = [
+        Lab(names, shard=f"{i}/2", **venue_options(market)).symbols
+        for i in range(2)
+        if any(in_shard(s, (i, 2)) for s in names)
+    ]
     assert sorted(s for p in parts for s in p) == sorted(names)
     with pytest.raises(ValueError, match="needs quote="):
         Lab("all", **venue_options(market))
@@ -74,13 +89,52 @@ def test_collect_all_symbols_of_a_quote_in_one_shard_from_the_command_line(marke
     import sys
 
     mine = sorted(s for s in LISTED if s.endswith("USDT") and in_shard(s, (1, 2)))
-    r = subprocess.run([sys.executable, "-m", "marketlab", "collect", "--symbols", "all", "--quote", "USDT",
-                        "--shard", "1/2", "--channels", "ticker", "--duration", "2",
-                        "--binance-ws-url", market.ws_url, "--binance-rest-url", market.rest_url],
-                       cwd=tmp_path, capture_output=True, text=True, timeout=120)  # fmt: skip
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "marketlab",
+            "collect",
+            "--symbols",
+            "all",
+            "--quote",
+            "USDT",
+            "--shard",
+            "1/2",
+            "--channels",
+            "ticker",
+            "--duration",
+            "2",
+            "--binance-ws-url",
+            market.ws_url,
+            "--binance-rest-url",
+            market.rest_url,
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert r.returncode == 0, r.stderr
     assert f"collecting {', '.join(mine)} at" in r.stdout
-    bad = subprocess.run([sys.executable, "-m", "marketlab", "collect", "--symbols", "all", "--shard", "3/2",
-                          "--quote", "USDT", "--binance-rest-url", market.rest_url],
-                         cwd=tmp_path, capture_output=True, text=True, timeout=60)  # fmt: skip
+    bad = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "marketlab",
+            "collect",
+            "--symbols",
+            "all",
+            "--shard",
+            "3/2",
+            "--quote",
+            "USDT",
+            "--binance-rest-url",
+            market.rest_url,
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert bad.returncode == 2 and "shard=" in bad.stderr

@@ -434,9 +434,15 @@ async def ensure_stream(js: Any, config: BusConfig) -> None:
     from nats.js.api import StorageType, StreamConfig
     from nats.js.errors import NotFoundError
 
-    wanted = StreamConfig(name=config.stream, subjects=["marketlab.>"], max_age=config.max_age,
-                          max_bytes=config.max_bytes, num_replicas=config.replicas,
-                          duplicate_window=config.duplicate_window, storage=StorageType.FILE)  # fmt: skip
+    wanted = StreamConfig(
+        name=config.stream,
+        subjects=["marketlab.>"],
+        max_age=config.max_age,
+        max_bytes=config.max_bytes,
+        num_replicas=config.replicas,
+        duplicate_window=config.duplicate_window,
+        storage=StorageType.FILE,
+    )
     try:
         await js.stream_info(config.stream)
     except NotFoundError:

@@ -96,8 +96,13 @@ class _Version(msgspec.Struct):
     v: int
 
 
-_BATCHES: dict[str, type[_Batch]] = {"trade": TradeBatch, "ticker": TickerBatch, "kline": KlineBatch,
-                                     "kline_open": KlineBatch, "book": BookBatch}  # fmt: skip
+_BATCHES: dict[str, type[_Batch]] = {
+    "trade": TradeBatch,
+    "ticker": TickerBatch,
+    "kline": KlineBatch,
+    "kline_open": KlineBatch,
+    "book": BookBatch,
+}
 _ENCODER = msgspec.msgpack.Encoder(enc_hook=str)  # Interval (a str subclass) as its text
 DECODERS = {kind: msgspec.msgpack.Decoder(cls) for kind, cls in _BATCHES.items()}
 

@@ -332,5 +332,13 @@ def _levels(levels: Any) -> list[tuple[float, float]]:
 
 def _state(book: Any, fresh: bool) -> enc.BookState:
     cut = book.bid_floor != float("-inf") or book.ask_ceiling != float("inf")
-    return enc.BookState(book.symbol, book.last_update_id, book.bids(), book.asks(), book.event_time or 0,
-                         book.verified_by, fresh, cut)  # fmt: skip
+    return enc.BookState(
+        book.symbol,
+        book.last_update_id,
+        book.bids(),
+        book.asks(),
+        book.event_time or 0,
+        book.verified_by,
+        fresh,
+        cut,
+    )

@@ -71,9 +71,18 @@ class BusLink:
 class BusFeed(Intake):
     venue = "bus"
 
-    def __init__(self, symbols: Sequence[str], intervals: Sequence[str], channels: Sequence[str],
-                 config: Any, sink: Sink | TypedSink, kline_starts: Any = None, *,
-                 source: BusSource, exchange: str):  # fmt: skip
+    def __init__(
+        self,
+        symbols: Sequence[str],
+        intervals: Sequence[str],
+        channels: Sequence[str],
+        config: Any,
+        sink: Sink | TypedSink,
+        kline_starts: Any = None,
+        *,
+        source: BusSource,
+        exchange: str,
+    ):
         self.symbols = list(symbols)
         self.intervals = [Interval(iv) for iv in intervals]
         self.channels = tuple(channels)
@@ -276,8 +285,12 @@ class BusFeed(Intake):
 
     async def _subscribe(self, js: Any) -> Any:
         self._delivered = 0  # a new consumer numbers its deliveries from 1
-        return await js.pull_subscribe(enc.subjects(self.exchange), durable=self.bus.durable,
-                                       stream=self.bus.config.stream, config=await self._config(js))  # fmt: skip
+        return await js.pull_subscribe(
+            enc.subjects(self.exchange),
+            durable=self.bus.durable,
+            stream=self.bus.config.stream,
+            config=await self._config(js),
+        )
 
     async def _follow(self, js: Any) -> None:
         """A reader's consumer: ordered and pushed (the server sends each message as it lands,
@@ -298,8 +311,14 @@ class BusFeed(Intake):
         sub = None
         while sub is None and not self._stopped.is_set():
             try:
-                sub = await js.subscribe(enc.subjects(self.exchange), stream=self.bus.config.stream, cb=take,
-                                         ordered_consumer=True, idle_heartbeat=1.0, config=await self._config(js))  # fmt: skip
+                sub = await js.subscribe(
+                    enc.subjects(self.exchange),
+                    stream=self.bus.config.stream,
+                    cb=take,
+                    ordered_consumer=True,
+                    idle_heartbeat=1.0,
+                    config=await self._config(js),
+                )
             except Exception as exc:  # no stream yet, the bus away: try again
                 self.link.last_error = f"consumer: {type(exc).__name__}: {exc}"
                 await self._wait(1.0)
@@ -488,8 +507,10 @@ class BusFeed(Intake):
                         )
                         continue
                     if r.prev_id != book.last_update_id:
-                        book.invalidate(f"gap on the bus: a change from {r.prev_id}, the book at "
-                                        f"{book.last_update_id}; waiting for the next whole book")  # fmt: skip
+                        book.invalidate(
+                            f"gap on the bus: a change from {r.prev_id}, the book at "
+                            f"{book.last_update_id}; waiting for the next whole book"
+                        )
                         continue
                     book.on_delta(
                         BookDelta(

@@ -130,8 +130,18 @@ class NatsServer:
         return self._start(timeout)
 
     def _start(self, timeout: float) -> NatsServer:
-        cmd = [nats_server_binary(), "-js", "-a", "127.0.0.1", "-p", str(self.port), "-sd",
-               str(self.store_dir), "-n", self.name]  # fmt: skip
+        cmd = [
+            nats_server_binary(),
+            "-js",
+            "-a",
+            "127.0.0.1",
+            "-p",
+            str(self.port),
+            "-sd",
+            str(self.store_dir),
+            "-n",
+            self.name,
+        ]
         conf = self._config_file()
         if conf is not None:
             cmd += ["-c", str(conf)]
@@ -203,6 +213,12 @@ class _PortTaken(Exception):
 def cluster(size: int = 3) -> list[NatsServer]:
     """``size`` nodes routed to each other on loopback (not started)."""
     cports = [free_port() for _ in range(size)]
-    return [NatsServer(name=f"n{i + 1}", cluster_port=cp, routes=[p for p in cports if p != cp],
-                       chosen_cluster_port=True)
-            for i, cp in enumerate(cports)]  # fmt: skip
+    return [
+        NatsServer(
+            name=f"n{i + 1}",
+            cluster_port=cp,
+            routes=[p for p in cports if p != cp],
+            chosen_cluster_port=True,
+        )
+        for i, cp in enumerate(cports)
+    ]

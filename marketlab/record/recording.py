@@ -47,8 +47,16 @@ POLLED_BOOK = 5  # a polled book that replaced the local one; tag: "SYMBOL LIMIT
 READY = 6  # start-up fetches done
 TRADES = 8  # trades fetched by id to fill a gap; tag: "SYMBOL FIRST LAST"
 INVALIDATED = 7  # a book forgotten (its connection dropped or rolled over); tag: symbol, data: why
-KINDS = {TRADES: "trades", WS: "ws", SNAPSHOT: "snapshot", KLINES: "klines", TICKERS: "tickers", POLLED_BOOK: "polled_book",
-         READY: "ready", INVALIDATED: "invalidated"}  # fmt: skip
+KINDS = {
+    TRADES: "trades",
+    WS: "ws",
+    SNAPSHOT: "snapshot",
+    KLINES: "klines",
+    TICKERS: "tickers",
+    POLLED_BOOK: "polled_book",
+    READY: "ready",
+    INVALIDATED: "invalidated",
+}
 
 
 class RecordingError(ValueError):
@@ -114,8 +122,13 @@ class RecordingWriter:
     to the file whenever ``flush_bytes`` of input have gone in (and on :meth:`flush`).
     """
 
-    def __init__(self, path: str | os.PathLike[str], header: Header, level: int = 3,
-                 flush_bytes: int = 1 << 20):  # fmt: skip
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        header: Header,
+        level: int = 3,
+        flush_bytes: int = 1 << 20,
+    ):
         self.path = Path(path)
         if self.path.parent and not self.path.parent.exists():
             self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -434,8 +447,9 @@ def _undecompressable(path: Path, entries: int, exc: object) -> RecordingError:
     return RecordingError(f"{path}: damaged after entry {entries} ({exc})")
 
 
-def _refill(path: Path, reader: ReadAhead, buf: bytes, pos: int, need: int,
-            n: int) -> tuple[bytes, int]:  # fmt: skip
+def _refill(
+    path: Path, reader: ReadAhead, buf: bytes, pos: int, need: int, n: int
+) -> tuple[bytes, int]:
     """What is left of ``buf`` from ``pos`` plus the next block: at least ``need`` bytes
     unless the file ends first."""
     parts = [buf[pos:]]

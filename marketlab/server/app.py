@@ -93,8 +93,12 @@ def create_app(
     """An app serving ``lab``. ``require_token`` (set when binding beyond loopback) makes
     ``POST /start`` and ``/stop`` demand ``Authorization: Bearer <token>``; ``manage_lab``
     starts the Lab with the app and stops it with the app."""
-    for name, value in (("max_symbols", max_symbols), ("max_ws_clients", max_ws_clients),
-                        ("max_subscriptions", max_subscriptions), ("max_backlog", max_backlog)):  # fmt: skip
+    for name, value in (
+        ("max_symbols", max_symbols),
+        ("max_ws_clients", max_ws_clients),
+        ("max_subscriptions", max_subscriptions),
+        ("max_backlog", max_backlog),
+    ):
         positive(name, value, integer=True)
     if token is not None and (not isinstance(token, str) or not token.strip()):
         raise ValueError("token must be a non-empty string (or None for loopback-only control)")
@@ -146,9 +150,10 @@ def create_app(
         given = credentials.credentials if credentials is not None else ""
         if not given or not hmac.compare_digest(given.encode(), (token or "").encode()):
             raise HTTPException(
-                401, "a valid token is required: send 'Authorization: Bearer <token>'",
+                401,
+                "a valid token is required: send 'Authorization: Bearer <token>'",
                 headers={"WWW-Authenticate": "Bearer"},
-            )  # fmt: skip
+            )
 
     def loopback() -> None:
         """Served on loopback only: control needs no token."""
@@ -167,9 +172,17 @@ def create_app(
         b, a = view.bids, view.asks
         spread = a[0][0] - b[0][0] if a and b else None
         mid = (a[0][0] + b[0][0]) / 2 if a and b else None
-        return models.Depth(symbol=symbol, synced=view.synced, reason=view.reason, verified=view.verified,
-                            last_update_id=view.last_update_id, bids=b, asks=a, spread=spread,
-                            mid=mid)  # fmt: skip
+        return models.Depth(
+            symbol=symbol,
+            synced=view.synced,
+            reason=view.reason,
+            verified=view.verified,
+            last_update_id=view.last_update_id,
+            bids=b,
+            asks=a,
+            spread=spread,
+            mid=mid,
+        )
 
     def candles(df: pd.DataFrame) -> list[models.Candle]:
         records = df.reset_index().to_dict("records")
@@ -177,27 +190,40 @@ def create_app(
 
     symbol_path = Path(pattern=SYMBOL_PATTERN, description="e.g. BTCUSDT (or btcusdt, BTC-USDT)")
 
-    @router.get("/prices", response_model=models.Prices, summary="Latest prices",
-                responses=errors(404, 422))  # fmt: skip
+    @router.get(
+        "/prices", response_model=models.Prices, summary="Latest prices", responses=errors(404, 422)
+    )
     def prices(
         symbols: Annotated[
             str | None,
-            Query(pattern=symbols_pattern(max_symbols),
-                  description=f"Comma-separated, at most {max_symbols}, e.g. BTCUSDT,ETHUSDT; default all"),
+            Query(
+                pattern=symbols_pattern(max_symbols),
+                description=f"Comma-separated, at most {max_symbols}, e.g. BTCUSDT,ETHUSDT; default all",
+            ),
         ] = None,
-    ) -> models.Prices:  # fmt: skip
+    ) -> models.Prices:
         raw = [] if symbols is None else symbols.split(",")
         wanted = list(dict.fromkeys(symbol_of(s) for s in raw)) if raw else list(lab.symbols)
         return price_rows(wanted)
 
-    @router.get("/depth/{symbol}", response_model=models.Depth, summary="Order book",
-                responses=errors(404, 422))  # fmt: skip
-    def depth(symbol: Annotated[str, symbol_path],
-              limit: Annotated[int, Query(ge=1, le=1000, description="Levels per side")] = 20) -> models.Depth:  # fmt: skip
+    @router.get(
+        "/depth/{symbol}",
+        response_model=models.Depth,
+        summary="Order book",
+        responses=errors(404, 422),
+    )
+    def depth(
+        symbol: Annotated[str, symbol_path],
+        limit: Annotated[int, Query(ge=1, le=1000, description="Levels per side")] = 20,
+    ) -> models.Depth:
         return depth_of(symbol_of(symbol), limit)
 
-    @router.get("/klines/{symbol}", response_model=models.Klines, summary="Candles",
-                responses=errors(404, 409, 422))  # fmt: skip
+    @router.get(
+        "/klines/{symbol}",
+        response_model=models.Klines,
+        summary="Candles",
+        responses=errors(404, 409, 422),
+    )
     def klines(
         symbol: Annotated[str, symbol_path],
         interval: Annotated[Literal[INTERVALS], Query(description="A kline interval")] = "1m",  # type: ignore[valid-type]
@@ -241,14 +267,21 @@ def create_app(
             p = df.loc[s] if s in df.index else None
             d = depth_of(s, 1)
             d = d if d.synced else None
-            rows.append(models.SymbolSummary(
-                symbol=s, last=_clean(p["last"]) if p is not None else None,
-                change_pct=_clean(p["change_pct"]) if p is not None else None,
-                volume=_clean(p["volume"]) if p is not None else None,
-                spread=d.spread if d else None,
-                spread_bps=(1e4 * d.spread / d.mid) if d and d.spread is not None and d.mid else None,
-                book_synced=d is not None, age_s=_clean(p["age_s"]) if p is not None else None,
-                source=p["source"] if p is not None else None))  # fmt: skip
+            rows.append(
+                models.SymbolSummary(
+                    symbol=s,
+                    last=_clean(p["last"]) if p is not None else None,
+                    change_pct=_clean(p["change_pct"]) if p is not None else None,
+                    volume=_clean(p["volume"]) if p is not None else None,
+                    spread=d.spread if d else None,
+                    spread_bps=(1e4 * d.spread / d.mid)
+                    if d and d.spread is not None and d.mid
+                    else None,
+                    book_synced=d is not None,
+                    age_s=_clean(p["age_s"]) if p is not None else None,
+                    source=p["source"] if p is not None else None,
+                )
+            )
         return models.Summary(running=lab.running, source=lab.summary().get("source"), symbols=rows)
 
     @router.get("/all", response_model=models.All, summary="Everything at once")
@@ -259,32 +292,56 @@ def create_app(
             for iv in lab.intervals:
                 df = lab.klines(s, iv)
                 last[s][str(iv)] = candles(df.tail(1))[0] if len(df) else None
-        return models.All(summary=summary(), prices=price_rows(lab.symbols),
-                          depth={s: d if (d := depth_of(s, 5)).synced else None for s in lab.symbols},
-                          klines=last)  # fmt: skip
+        return models.All(
+            summary=summary(),
+            prices=price_rows(lab.symbols),
+            depth={s: d if (d := depth_of(s, 5)).synced else None for s in lab.symbols},
+            klines=last,
+        )
 
     @router.get("/status", response_model=models.Status, summary="Collector status")
     def status() -> models.Status:
         st = lab.status()
         info = st.attrs
-        streams = [models.StreamStatus(symbol=sym, stream=stream, **{k: _clean(v) for k, v in row.items()})
-                   for (sym, stream), row in st.iterrows()]  # fmt: skip
-        return models.Status(running=lab.running, source=info.get("source"), exchange=lab.exchange,
-                             symbols=lab.symbols, intervals=[str(i) for i in lab.intervals],
-                             reconnects=info.get("reconnects", 0), bad_frames=info.get("bad_frames", 0),
-                             websocket_clients=len(hub.clients), streams=streams, error=info.get("error"),
-                             store=info.get("store"), bus=info.get("bus"))  # fmt: skip
+        streams = [
+            models.StreamStatus(symbol=sym, stream=stream, **{k: _clean(v) for k, v in row.items()})
+            for (sym, stream), row in st.iterrows()
+        ]
+        return models.Status(
+            running=lab.running,
+            source=info.get("source"),
+            exchange=lab.exchange,
+            symbols=lab.symbols,
+            intervals=[str(i) for i in lab.intervals],
+            reconnects=info.get("reconnects", 0),
+            bad_frames=info.get("bad_frames", 0),
+            websocket_clients=len(hub.clients),
+            streams=streams,
+            error=info.get("error"),
+            store=info.get("store"),
+            bus=info.get("bus"),
+        )
 
-    @router.post("/start", response_model=models.Control, dependencies=[Depends(authorized)],
-                 summary="Start collecting", responses=control_errors)  # fmt: skip
+    @router.post(
+        "/start",
+        response_model=models.Control,
+        dependencies=[Depends(authorized)],
+        summary="Start collecting",
+        responses=control_errors,
+    )
     async def start() -> models.Control:
         if lab.running:
             return models.Control(running=True, message="already running")
         await asyncio.to_thread(lab.start)
         return models.Control(running=lab.running, message="started")
 
-    @router.post("/stop", response_model=models.Control, dependencies=[Depends(authorized)],
-                 summary="Stop collecting", responses=control_errors)  # fmt: skip
+    @router.post(
+        "/stop",
+        response_model=models.Control,
+        dependencies=[Depends(authorized)],
+        summary="Stop collecting",
+        responses=control_errors,
+    )
     async def stop() -> models.Control:
         if not lab.running:
             return models.Control(running=False, message="not running")

@@ -167,23 +167,64 @@ class Hub:
             elif isinstance(r, Ticker):
                 tickers[r.symbol] = r  # conflated at the source too
             elif isinstance(r, Trade):
-                self._send((r.symbol, "trade"), {"type": "trade", "symbol": r.symbol, "data": {
-                    "price": r.price, "qty": r.qty, "side": r.side, "trade_id": r.trade_id, "time": r.time}})  # fmt: skip
+                self._send(
+                    (r.symbol, "trade"),
+                    {
+                        "type": "trade",
+                        "symbol": r.symbol,
+                        "data": {
+                            "price": r.price,
+                            "qty": r.qty,
+                            "side": r.side,
+                            "trade_id": r.trade_id,
+                            "time": r.time,
+                        },
+                    },
+                )
             elif isinstance(r, Kline):
                 channel = f"kline_{r.interval}"
-                self._send((r.symbol, channel), {"type": "kline", "symbol": r.symbol, "interval": r.interval,
-                                                 "data": kline_data(r)})  # fmt: skip
+                self._send(
+                    (r.symbol, channel),
+                    {
+                        "type": "kline",
+                        "symbol": r.symbol,
+                        "interval": r.interval,
+                        "data": kline_data(r),
+                    },
+                )
         for symbol, t in tickers.items():
-            self._send((symbol, "ticker"), {"type": "ticker", "symbol": symbol, "data": {
-                "last": t.last, "bid": t.bid, "ask": t.ask, "change_pct": t.change_pct, "volume": t.volume,
-                "event_time": t.event_time}})  # fmt: skip
+            self._send(
+                (symbol, "ticker"),
+                {
+                    "type": "ticker",
+                    "symbol": symbol,
+                    "data": {
+                        "last": t.last,
+                        "bid": t.bid,
+                        "ask": t.ask,
+                        "change_pct": t.change_pct,
+                        "volume": t.volume,
+                        "event_time": t.event_time,
+                    },
+                },
+            )
         for symbol in depth_symbols:
             key = (symbol, "depth")
             if key in self.by_key:
                 view = self.lab.book_levels(symbol, DEPTH_LEVELS)
                 if view.synced:
-                    self._send(key, {"type": "depth", "symbol": symbol, "data": {
-                        "last_update_id": view.last_update_id, "bids": view.bids, "asks": view.asks}})  # fmt: skip
+                    self._send(
+                        key,
+                        {
+                            "type": "depth",
+                            "symbol": symbol,
+                            "data": {
+                                "last_update_id": view.last_update_id,
+                                "bids": view.bids,
+                                "asks": view.asks,
+                            },
+                        },
+                    )
 
     def _send(self, key: Key, message: dict[str, Any]) -> None:
         clients = self.by_key.get(key)
@@ -297,9 +338,14 @@ class Hub:
             for key in keys:
                 client.subs.discard(key)
                 self._forget(client, key)
-        client.reply({"type": "subscribed" if action == "subscribe" else "unsubscribed",
-                      "symbols": sorted({s for s, _ in keys}), "channels": sorted({c for _, c in keys}),
-                      "subscriptions": sorted(f"{s}:{c}" for s, c in client.subs)})  # fmt: skip
+        client.reply(
+            {
+                "type": "subscribed" if action == "subscribe" else "unsubscribed",
+                "symbols": sorted({s for s, _ in keys}),
+                "channels": sorted({c for _, c in keys}),
+                "subscriptions": sorted(f"{s}:{c}" for s, c in client.subs),
+            }
+        )
 
     def _forget(self, client: Client, key: Key) -> None:
         holders = self.by_key.get(key)
@@ -326,7 +372,17 @@ def _canonical(symbol: str) -> str | None:
 
 
 def kline_data(k: Kline) -> dict[str, Any]:
-    return {"open_time": k.open_time, "open": k.open, "high": k.high, "low": k.low, "close": k.close,
-            "volume": k.volume, "quote_volume": k.quote_volume, "trades": k.trades,
-            "taker_buy_volume": k.taker_buy_volume, "taker_buy_quote_volume": k.taker_buy_quote_volume,
-            "close_time": k.close_time, "closed": k.closed}  # fmt: skip
+    return {
+        "open_time": k.open_time,
+        "open": k.open,
+        "high": k.high,
+        "low": k.low,
+        "close": k.close,
+        "volume": k.volume,
+        "quote_volume": k.quote_volume,
+        "trades": k.trades,
+        "taker_buy_volume": k.taker_buy_volume,
+        "taker_buy_quote_volume": k.taker_buy_quote_volume,
+        "close_time": k.close_time,
+        "closed": k.closed,
+    }

@@ -42,9 +42,16 @@ class Prices(BaseModel):
 # with prefixItems are still refused by some).
 Level = Annotated[
     tuple[float, float],
-    WithJsonSchema({"type": "array", "items": {"type": "number"}, "minItems": 2, "maxItems": 2,
-                    "description": "[price, quantity]"}),
-]  # fmt: skip
+    WithJsonSchema(
+        {
+            "type": "array",
+            "items": {"type": "number"},
+            "minItems": 2,
+            "maxItems": 2,
+            "description": "[price, quantity]",
+        }
+    ),
+]
 
 
 class Error(BaseModel):
@@ -61,9 +68,10 @@ class Depth(BaseModel):
     )
     reason: str = Field("", description="Why the book is out of sync (empty while synced)")
     verified: str = Field(
-        "", description="How the book is known to equal the exchange's: update id chain, seqId "
+        "",
+        description="How the book is known to equal the exchange's: update id chain, seqId "
         "chain, seqId chain + checksum, or REST snapshot while polled",
-    )  # fmt: skip
+    )
     last_update_id: int = Field(
         description="The exchange's book update id this book equals (0 while out of sync)"
     )
@@ -129,9 +137,10 @@ class StreamStatus(BaseModel):
     reconnects: int
     book: str
     verified: str = Field(
-        "", description="How a synced book is known to equal the venue's: update id chain, "
+        "",
+        description="How a synced book is known to equal the venue's: update id chain, "
         "seqId chain, seqId chain + checksum, or REST snapshot while polled",
-    )  # fmt: skip
+    )
     backfilled: int
     gaps: int
 
@@ -160,9 +169,10 @@ class Status(BaseModel):
     error: str | None = Field(None, description="What stopped collection, in the venue's words")
     store: StoreStatus | None = Field(None, description="The history store (null without db=)")
     bus: dict[str, Any] | None = Field(
-        None, description="The NATS JetStream bus: what a publishing collector holds and has "
+        None,
+        description="The NATS JetStream bus: what a publishing collector holds and has "
         "published (connected, published, held, dropped), or where a reader is (position, caught_up)",
-    )  # fmt: skip
+    )
 
 
 class All(BaseModel):

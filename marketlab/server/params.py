@@ -29,11 +29,15 @@ def symbols_pattern(max_symbols: int) -> str:
 TIME_SCHEMA: dict[str, Any] = {
     "anyOf": [
         {"type": "integer", "minimum": 0, "maximum": MAX_EPOCH_MS, "description": "epoch ms"},
-        {"type": "string", "format": "date-time", "description": "RFC 3339, e.g. 2026-01-01T00:00:00Z"},
+        {
+            "type": "string",
+            "format": "date-time",
+            "description": "RFC 3339, e.g. 2026-01-01T00:00:00Z",
+        },
         {"type": "string", "format": "date", "description": "a UTC day, e.g. 2026-01-01"},
     ],
     "description": "Epoch milliseconds, an RFC 3339 date-time or a date (UTC)",
-}  # fmt: skip
+}
 
 _DATE_TIME = re.compile(
     r"^(\d{4})-(\d{2})-(\d{2})[Tt](\d{2}):(\d{2}):(\d{2})(\.\d+)?([Zz]|[+-]\d{2}:\d{2})$"
@@ -73,7 +77,7 @@ def parse_time(name: str, value: str | None) -> int | None:
     raise BadParameter(
         f"{name}: expected epoch milliseconds, an RFC 3339 date-time (2026-01-01T00:00:00Z) or a "
         f"date (2026-01-01), got {value!r}"
-    )  # fmt: skip
+    )
 
 
 _MESSAGES = {

@@ -48,11 +48,20 @@ class ServerThread:
         self.port = self.sock.getsockname()[1]
         # No per-message deflate: each client's own compression context would make every
         # update, serialized once, be compressed again for each client (small JSON gains little)
-        config = uvicorn.Config(app, log_level=log_level, lifespan="on", ws="websockets-sansio",
-                                ws_per_message_deflate=False)  # fmt: skip
+        config = uvicorn.Config(
+            app,
+            log_level=log_level,
+            lifespan="on",
+            ws="websockets-sansio",
+            ws_per_message_deflate=False,
+        )
         self.server = uvicorn.Server(config)
-        self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.sock]},
-                                       name="marketlab-server", daemon=True)  # fmt: skip
+        self.thread = threading.Thread(
+            target=self.server.run,
+            kwargs={"sockets": [self.sock]},
+            name="marketlab-server",
+            daemon=True,
+        )
 
     @property
     def url(self) -> str:

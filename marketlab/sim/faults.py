@@ -102,8 +102,23 @@ def parse_fault_schedule(text: str) -> list[ScheduledFault]:
     return out
 
 
-FAULT_NAMES = ("drop", "stall", "gap", "malformed", "rest429", "rest418", "rest500", "rest503",
-               "refuse", "shutdown", "pause", "resume", "checksum", "heartbeat", "seqreset")  # fmt: skip
+FAULT_NAMES = (
+    "drop",
+    "stall",
+    "gap",
+    "malformed",
+    "rest429",
+    "rest418",
+    "rest500",
+    "rest503",
+    "refuse",
+    "shutdown",
+    "pause",
+    "resume",
+    "checksum",
+    "heartbeat",
+    "seqreset",
+)
 
 
 class FaultControls:
@@ -133,8 +148,9 @@ class FaultControls:
             self.faults.stall_until[v] = time.monotonic() + seconds
 
     @threadsafe
-    def skip_depth_updates(self, events: int = 1, symbol: str | None = None,
-                           venue: str | None = None) -> None:  # fmt: skip
+    def skip_depth_updates(
+        self, events: int = 1, symbol: str | None = None, venue: str | None = None
+    ) -> None:
         """Lose the next ``events`` depth events (Binance diff depth, OKX ``books`` updates):
         clients see a gap in update ids or a break in the prevSeqId chain."""
         sym = normalize_symbol(symbol) if symbol else None
@@ -171,8 +187,13 @@ class FaultControls:
         )
 
     @threadsafe
-    def fail_rest(self, status: int = 429, count: int = 1, retry_after: int | None = None,
-                  venue: str = "binance") -> None:  # fmt: skip
+    def fail_rest(
+        self,
+        status: int = 429,
+        count: int = 1,
+        retry_after: int | None = None,
+        venue: str = "binance",
+    ) -> None:
         """Answer the next ``count`` REST requests of ``venue`` with ``status`` (429, 418 or 5xx)."""
         if status not in REST_FAULT_MESSAGES:
             raise ValueError(f"status must be one of {sorted(REST_FAULT_MESSAGES)}, got {status}")

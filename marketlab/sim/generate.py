@@ -15,9 +15,16 @@ from marketlab.sim.market import SECOND_MS
 from marketlab.sim.server import SimExchange
 
 
-def generate_recording(path: str, symbols: list[str], seconds: int, *, seed: int = 7,
-                       start_time: int | None = None, history: str = "10m",
-                       streams: tuple[str, ...] = ("trade", "depth@100ms", "kline_1m", "ticker")) -> int:  # fmt: skip
+def generate_recording(
+    path: str,
+    symbols: list[str],
+    seconds: int,
+    *,
+    seed: int = 7,
+    start_time: int | None = None,
+    history: str = "10m",
+    streams: tuple[str, ...] = ("trade", "depth@100ms", "kline_1m", "ticker"),
+) -> int:
     """Write ``seconds`` of the simulated market as a recording: the frames the Binance face
     would send for ``streams`` of every symbol, and each book's snapshot at the start (which
     the first diff event continues). Returns the number of frames."""
@@ -35,9 +42,19 @@ def generate_recording(path: str, symbols: list[str], seconds: int, *, seed: int
     face = Capture(sim)
     wanted = {f"{s.lower()}@{st}" for s in sim.symbol_names for st in streams}
     face.subs = {name: set() for name in wanted}  # every stream has a (silent) subscriber
-    header = rec.Header("binance", sim.symbol_names, ["1m"], ["trades", "ticker", "book", "klines"], 0,
-                        {"seed": seed, "start_time": sim.start_time, "history": history,
-                         "generated_seconds": seconds})  # fmt: skip
+    header = rec.Header(
+        "binance",
+        sim.symbol_names,
+        ["1m"],
+        ["trades", "ticker", "book", "klines"],
+        0,
+        {
+            "seed": seed,
+            "start_time": sim.start_time,
+            "history": history,
+            "generated_seconds": seconds,
+        },
+    )
     for _ in range(30):  # the book fills with the first live seconds; the stream starts after them
         sim.market.step()
     writer = rec.RecordingWriter(path, header)
@@ -46,10 +63,18 @@ def generate_recording(path: str, symbols: list[str], seconds: int, *, seed: int
         for symbol, m in sim.market.symbols.items():
             uid, bids, asks = m.book(5000)
             tick, lot = m.spec.tick, m.spec.lot
-            snap = BookSnapshot(symbol, uid, [(round(p * tick, m.spec.price_decimals), round(q * lot, m.spec.qty_decimals))
-                                              for p, q in bids],
-                                [(round(p * tick, m.spec.price_decimals), round(q * lot, m.spec.qty_decimals))
-                                 for p, q in asks])  # fmt: skip
+            snap = BookSnapshot(
+                symbol,
+                uid,
+                [
+                    (round(p * tick, m.spec.price_decimals), round(q * lot, m.spec.qty_decimals))
+                    for p, q in bids
+                ],
+                [
+                    (round(p * tick, m.spec.price_decimals), round(q * lot, m.spec.qty_decimals))
+                    for p, q in asks
+                ],
+            )
             writer.write(rec.SNAPSHOT, now_ns, symbol, rec.encode_records(snap))
         count = 0
         for _ in range(seconds):

@@ -175,8 +175,19 @@ class SymbolMarket:
             if not t.buyer_is_maker:
                 tv += t.qty
                 tq += t.qty * t.price
-        return (prices[0], max(prices), min(prices), prices[-1], v, q, len(trades), tv, tq,
-                trades[0].trade_id, trades[-1].trade_id)  # fmt: skip
+        return (
+            prices[0],
+            max(prices),
+            min(prices),
+            prices[-1],
+            v,
+            q,
+            len(trades),
+            tv,
+            tq,
+            trades[0].trade_id,
+            trades[-1].trade_id,
+        )
 
     # --- the book ----------------------------------------------------------------------
 
@@ -254,8 +265,9 @@ class SymbolMarket:
     def open_candle(self, interval: str) -> _Candle:
         return self.candles[Interval(interval)]
 
-    def klines(self, interval: str, start: int | None = None, end: int | None = None,
-               limit: int = 500) -> list[tuple]:  # fmt: skip
+    def klines(
+        self, interval: str, start: int | None = None, end: int | None = None, limit: int = 500
+    ) -> list[tuple]:
         """Candles as Binance's /api/v3/klines selects them (open time in [start, end]).
 
         Rows are ``(open_time, o, h, l, c, v, close_time, q, n, tv, tq, closed)`` in ticks/lots.
@@ -297,13 +309,16 @@ class SymbolMarket:
         s = self.seconds
         n = s.n
         starts = np.array([max(0, (t - self.genesis) // SECOND_MS) for t in opens], dtype=np.int64)
-        ends = np.array([min(n, (iv.next_open(t) - self.genesis) // SECOND_MS) for t in opens],
-                        dtype=np.int64)  # fmt: skip
+        ends = np.array(
+            [min(n, (iv.next_open(t) - self.genesis) // SECOND_MS) for t in opens], dtype=np.int64
+        )
         trades = s["trades"]
         idx = np.arange(n, dtype=np.int64)
         nonempty_idx = np.where(trades > 0, idx, n)
-        cum = {c: np.concatenate(([0], np.cumsum(s[c]))) for c in
-               ("volume", "quote", "trades", "tb_volume", "tb_quote")}  # fmt: skip
+        cum = {
+            c: np.concatenate(([0], np.cumsum(s[c])))
+            for c in ("volume", "quote", "trades", "tb_volume", "tb_quote")
+        }
         rows = []
         highs, lows, opens_col, closes = s["high"], s["low"], s["open"], s["close"]
         for t, a, b in zip(opens, starts.tolist(), ends.tolist(), strict=True):
@@ -340,11 +355,18 @@ class SymbolMarket:
             open_ = high = low = self.last_price
             first_id = last_id = -1
         return {
-            "open": open_, "high": high, "low": low, "last": self.last_price,
-            "last_qty": self.last_qty, "volume": w.v, "quote": w.q, "count": w.n,
-            "first_id": first_id, "last_id": last_id,
+            "open": open_,
+            "high": high,
+            "low": low,
+            "last": self.last_price,
+            "last_qty": self.last_qty,
+            "volume": w.v,
+            "quote": w.q,
+            "count": w.n,
+            "first_id": first_id,
+            "last_id": last_id,
             "prev_close": w.prev_close or open_,
-        }  # fmt: skip
+        }
 
 
 def _poisson(rng: random.Random, lam: float) -> int:

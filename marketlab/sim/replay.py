@@ -74,9 +74,11 @@ class ReplayFace:
                     self.frames.append((_canonical(name), e.data))
             elif e.kind == rec.SNAPSHOT and e.tag not in self.snapshots:
                 snap = rec.decode_snapshot(e.data)
-                self.snapshots[e.tag] = {"lastUpdateId": snap.last_update_id,
-                                         "bids": [[repr(p), repr(q)] for p, q in snap.bids],
-                                         "asks": [[repr(p), repr(q)] for p, q in snap.asks]}  # fmt: skip
+                self.snapshots[e.tag] = {
+                    "lastUpdateId": snap.last_update_id,
+                    "bids": [[repr(p), repr(q)] for p, q in snap.bids],
+                    "asks": [[repr(p), repr(q)] for p, q in snap.asks],
+                }
         self.clients = 0
         self.served = 0
 
@@ -96,8 +98,11 @@ class ReplayFace:
             return web.json_response({"code": -1121, "msg": "Invalid symbol."}, status=400)
         limit = int(request.query.get("limit", "100") or 100)
         body = {**snap, "bids": snap["bids"][:limit], "asks": snap["asks"][:limit]}
-        return web.Response(body=orjson.dumps(body), content_type="application/json",
-                            headers={"X-MBX-USED-WEIGHT-1M": "1"})  # fmt: skip
+        return web.Response(
+            body=orjson.dumps(body),
+            content_type="application/json",
+            headers={"X-MBX-USED-WEIGHT-1M": "1"},
+        )
 
     async def websocket(self, request: web.Request) -> web.StreamResponse:
         combined = request.path.startswith("/stream")

@@ -17,8 +17,19 @@ _NO_LOW = np.iinfo(np.int64).max
 class _Seconds:
     """Growable per-second candle columns (integer ticks and lots)."""
 
-    COLUMNS = ("open", "high", "low", "close", "volume", "quote", "trades", "tb_volume", "tb_quote",
-               "first_id", "last_id")  # fmt: skip
+    COLUMNS = (
+        "open",
+        "high",
+        "low",
+        "close",
+        "volume",
+        "quote",
+        "trades",
+        "tb_volume",
+        "tb_quote",
+        "first_id",
+        "last_id",
+    )
 
     def __init__(self, capacity: int = 4096):
         self.n = 0

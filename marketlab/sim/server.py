@@ -270,13 +270,31 @@ class SimExchange(FaultControls):
     # --- the simulator's own record ------------------------------------------------------
 
     @threadsafe
-    def klines(self, symbol: str, interval: str, start: int | None = None,
-               end: int | None = None, limit: int = 1000) -> list[dict[str, Any]]:  # fmt: skip
+    def klines(
+        self,
+        symbol: str,
+        interval: str,
+        start: int | None = None,
+        end: int | None = None,
+        limit: int = 1000,
+    ) -> list[dict[str, Any]]:
         """Candles as the exchange holds them, in float units (the test oracle)."""
         m = self.market.symbols[normalize_symbol(symbol)]
         tick, lot = m.spec.tick, m.spec.lot
-        keys = ("open_time", "open", "high", "low", "close", "volume", "close_time",
-                "quote_volume", "trades", "taker_buy_volume", "taker_buy_quote_volume", "closed")  # fmt: skip
+        keys = (
+            "open_time",
+            "open",
+            "high",
+            "low",
+            "close",
+            "volume",
+            "close_time",
+            "quote_volume",
+            "trades",
+            "taker_buy_volume",
+            "taker_buy_quote_volume",
+            "closed",
+        )
         out = []
         for row in m.klines(Interval(interval), start, end, limit):
             d = dict(zip(keys, row, strict=True))
@@ -335,8 +353,13 @@ class SimExchange(FaultControls):
         return web.json_response({"ok": True, "fault": name})
 
     async def _status_endpoint(self, request: web.Request) -> web.Response:
-        return web.json_response({
-            "symbols": self.symbol_names, "speed": self.speed, "seed": self.seed,
-            "exchange_time": self.now_ms(), "connections": len(self.binance.connections) + len(self.okx.connections),
-            **self.stats,
-        })  # fmt: skip
+        return web.json_response(
+            {
+                "symbols": self.symbol_names,
+                "speed": self.speed,
+                "seed": self.seed,
+                "exchange_time": self.now_ms(),
+                "connections": len(self.binance.connections) + len(self.okx.connections),
+                **self.stats,
+            }
+        )

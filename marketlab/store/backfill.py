@@ -17,8 +17,9 @@ from marketlab.venues import registry
 log = logging.getLogger("marketlab.backfill")
 
 
-async def closed_kline_pages(rest: Any, symbol: str, iv: Interval, first: int, stop: int,
-                             now: int) -> AsyncIterator[list[Kline]]:  # fmt: skip
+async def closed_kline_pages(
+    rest: Any, symbol: str, iv: Interval, first: int, stop: int, now: int
+) -> AsyncIterator[list[Kline]]:
     """The venue's closed candles with open times in [first, stop], a page at a time; retries
     what may pass later, raises ``ValueError`` for what the venue refuses."""
     page = rest.kline_page
@@ -47,8 +48,16 @@ async def closed_kline_pages(rest: Any, symbol: str, iv: Interval, first: int, s
             break
 
 
-async def run_backfill(store: KlineStore, exchange: str, symbols: list[str], intervals: list[Interval],
-                       start: int, end: int | None, rest_url: str | None, progress: bool) -> int:  # fmt: skip
+async def run_backfill(
+    store: KlineStore,
+    exchange: str,
+    symbols: list[str],
+    intervals: list[Interval],
+    start: int,
+    end: int | None,
+    rest_url: str | None,
+    progress: bool,
+) -> int:
     """Page the venue's klines for every series from ``start`` (or where the store ends) to ``end``."""
     rest = registry.get(exchange).rest_client(rest_url)
     try:

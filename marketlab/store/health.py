@@ -46,8 +46,9 @@ def _no_room(path: str) -> bool:
     soft, _ = resource.getrlimit(resource.RLIMIT_FSIZE)
     if soft == resource.RLIM_INFINITY:
         return False
-    return any(os.path.getsize(f) + 65_536 > soft
-               for f in (path, path + "-wal") if os.path.exists(f))  # fmt: skip
+    return any(
+        os.path.getsize(f) + 65_536 > soft for f in (path, path + "-wal") if os.path.exists(f)
+    )
 
 
 def add_ranges(ranges: Ranges, rows: Iterable[tuple[Any, ...]]) -> None:

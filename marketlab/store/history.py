@@ -41,8 +41,10 @@ _OHLC_SUMS = ("volume", "quote_volume", "trades", "taker_buy_volume", "taker_buy
 
 def klines_frame(df: pd.DataFrame) -> pd.DataFrame:
     """Rows with open_time in ms → the frame shape of ``Lab.klines``."""
-    out = pd.DataFrame({c: df[c].to_numpy() for c in VALUE_COLUMNS if c != "open_time"},
-                       index=utc_index(df["open_time"].to_numpy(dtype=np.int64), "open_time"))  # fmt: skip
+    out = pd.DataFrame(
+        {c: df[c].to_numpy() for c in VALUE_COLUMNS if c != "open_time"},
+        index=utc_index(df["open_time"].to_numpy(dtype=np.int64), "open_time"),
+    )
     out["close_time"] = utc_times(out["close_time"])
     out["trades"] = out["trades"].astype("int64")
     out["closed"] = df["closed"].to_numpy(dtype=bool) if "closed" in df else True
@@ -54,9 +56,15 @@ class History(TickQueries, BookQueries):
     parquet="data/parquet")``) and, with a tick store, every trade (``ticks=``, by default the
     ``.ticks`` directory beside ``db``)."""
 
-    def __init__(self, db: str | os.PathLike[str] | None = None, parquet: str | os.PathLike[str] | None = None,
-                 *, exchange: str = "binance", rest_url: str | None = None,
-                 ticks: str | os.PathLike[str] | None = None):  # fmt: skip
+    def __init__(
+        self,
+        db: str | os.PathLike[str] | None = None,
+        parquet: str | os.PathLike[str] | None = None,
+        *,
+        exchange: str = "binance",
+        rest_url: str | None = None,
+        ticks: str | os.PathLike[str] | None = None,
+    ):
         if db is None and parquet is None:
             raise ValueError(
                 "History needs a SQLite file (db=) or a Parquet directory (parquet=), or both"
@@ -98,9 +106,11 @@ class History(TickQueries, BookQueries):
                 f"SELECT {cols}, 1 AS tier FROM read_parquet('{glob}', hive_partitioning = true) {filt}"
             )
         if not branches:
-            con.execute(f"CREATE TABLE klines AS SELECT * FROM (SELECT ''::VARCHAR AS exchange, ''::VARCHAR AS symbol, "
-                        f"''::VARCHAR AS interval, {', '.join(f'0::{_duck_type(c)} AS {c}' for c in VALUE_COLUMNS)}) "
-                        "WHERE false").fetchall()  # fmt: skip
+            con.execute(
+                f"CREATE TABLE klines AS SELECT * FROM (SELECT ''::VARCHAR AS exchange, ''::VARCHAR AS symbol, "
+                f"''::VARCHAR AS interval, {', '.join(f'0::{_duck_type(c)} AS {c}' for c in VALUE_COLUMNS)}) "
+                "WHERE false"
+            ).fetchall()
             return con
         if len(branches) == 1:  # one tier: nothing to deduplicate
             con.execute(f"CREATE VIEW klines AS SELECT {cols} FROM ({branches[0]})").fetchall()
@@ -115,8 +125,15 @@ class History(TickQueries, BookQueries):
 
     # --- queries ---------------------------------------------------------------------------
 
-    def klines(self, symbol: str, interval: str = "1m", start: TimeLike = None, end: TimeLike = None,
-               *, exchange: str | None = None) -> pd.DataFrame:  # fmt: skip
+    def klines(
+        self,
+        symbol: str,
+        interval: str = "1m",
+        start: TimeLike = None,
+        end: TimeLike = None,
+        *,
+        exchange: str | None = None,
+    ) -> pd.DataFrame:
         """Closed candles with open time in [start, end], oldest first, shaped like ``Lab.klines``."""
         sym, iv = normalize_symbol(symbol), Interval(interval)
         s, e = _range(start, end)
@@ -141,8 +158,14 @@ class History(TickQueries, BookQueries):
         except duckdb.Error as exc:
             raise ValueError(f"query failed: {exc}") from None
 
-    def resample(self, symbol: str, source: str = "1m", target: str = "1h", start: TimeLike = None,
-                 end: TimeLike = None) -> pd.DataFrame:  # fmt: skip
+    def resample(
+        self,
+        symbol: str,
+        source: str = "1m",
+        target: str = "1h",
+        start: TimeLike = None,
+        end: TimeLike = None,
+    ) -> pd.DataFrame:
         """``target`` candles built from stored ``source`` candles: open first, high max, low
         min, close last, volumes and trade counts summed. ``closed`` is True only for a candle
         built from every source candle it spans."""
@@ -155,11 +178,21 @@ class History(TickQueries, BookQueries):
         if base.empty:
             return base
         opens = epoch_ms(base.index)
-        keys = np.fromiter((dst.open_of(int(t)) for t in opens), np.int64, len(opens)) if dst.calendar or dst == "1w" \
-            else (opens // dst.ms) * dst.ms  # fmt: skip
+        keys = (
+            np.fromiter((dst.open_of(int(t)) for t in opens), np.int64, len(opens))
+            if dst.calendar or dst == "1w"
+            else (opens // dst.ms) * dst.ms
+        )
         g = base.assign(_key=keys).groupby("_key", sort=True)
-        out = pd.DataFrame({"open": g["open"].first(), "high": g["high"].max(), "low": g["low"].min(),
-                            "close": g["close"].last(), **{c: g[c].sum() for c in _OHLC_SUMS}})  # fmt: skip
+        out = pd.DataFrame(
+            {
+                "open": g["open"].first(),
+                "high": g["high"].max(),
+                "low": g["low"].min(),
+                "close": g["close"].last(),
+                **{c: g[c].sum() for c in _OHLC_SUMS},
+            }
+        )
         group_opens = out.index.to_numpy(dtype=np.int64)
         next_opens = np.fromiter(
             (dst.next_open(int(t)) for t in group_opens), np.int64, len(group_opens)
@@ -247,8 +280,16 @@ class History(TickQueries, BookQueries):
 
     # --- backfill --------------------------------------------------------------------------
 
-    def backfill(self, symbols: Sequence[str], intervals: Sequence[str], start: TimeLike, end: TimeLike = None,
-                 *, progress: bool | None = None, rest_url: str | None = None) -> int:  # fmt: skip
+    def backfill(
+        self,
+        symbols: Sequence[str],
+        intervals: Sequence[str],
+        start: TimeLike,
+        end: TimeLike = None,
+        *,
+        progress: bool | None = None,
+        rest_url: str | None = None,
+    ) -> int:
         """Fetch closed candles from the exchange's REST API into the SQLite file; resumable.
 
         Each series resumes after the newest candle already stored (when that is inside the
@@ -317,7 +358,17 @@ def _klines_from_frame(symbol: str, interval: str, df: pd.DataFrame) -> list[Kli
     return [
         Kline(symbol, str(interval), int(t), o, h, l, c, v, int(ct), q, int(n), tv, tq, True)
         for t, o, h, l, c, v, ct, q, n, tv, tq in zip(
-            opens, df["open"], df["high"], df["low"], df["close"], df["volume"], closes, df["quote_volume"],
-            df["trades"], df["taker_buy_volume"], df["taker_buy_quote_volume"], strict=True,
+            opens,
+            df["open"],
+            df["high"],
+            df["low"],
+            df["close"],
+            df["volume"],
+            closes,
+            df["quote_volume"],
+            df["trades"],
+            df["taker_buy_volume"],
+            df["taker_buy_quote_volume"],
+            strict=True,
         )
-    ]  # fmt: skip
+    ]

@@ -22,14 +22,37 @@ import pyarrow as pa
 from marketlab.store.sqlite import StoreError, connect
 
 PARTITIONS = ("exchange", "symbol", "interval", "year", "month")
-VALUE_COLUMNS = ("open_time", "open", "high", "low", "close", "volume", "quote_volume", "trades",
-                 "taker_buy_volume", "taker_buy_quote_volume", "close_time")  # fmt: skip
+VALUE_COLUMNS = (
+    "open_time",
+    "open",
+    "high",
+    "low",
+    "close",
+    "volume",
+    "quote_volume",
+    "trades",
+    "taker_buy_volume",
+    "taker_buy_quote_volume",
+    "close_time",
+)
 _SCHEMA = pa.schema(
-    [("exchange", pa.string()), ("symbol", pa.string()), ("interval", pa.string()), ("open_time", pa.int64()),
-     ("open", pa.float64()), ("high", pa.float64()), ("low", pa.float64()), ("close", pa.float64()),
-     ("volume", pa.float64()), ("quote_volume", pa.float64()), ("trades", pa.int64()),
-     ("taker_buy_volume", pa.float64()), ("taker_buy_quote_volume", pa.float64()), ("close_time", pa.int64())]
-)  # fmt: skip
+    [
+        ("exchange", pa.string()),
+        ("symbol", pa.string()),
+        ("interval", pa.string()),
+        ("open_time", pa.int64()),
+        ("open", pa.float64()),
+        ("high", pa.float64()),
+        ("low", pa.float64()),
+        ("close", pa.float64()),
+        ("volume", pa.float64()),
+        ("quote_volume", pa.float64()),
+        ("trades", pa.int64()),
+        ("taker_buy_volume", pa.float64()),
+        ("taker_buy_quote_volume", pa.float64()),
+        ("close_time", pa.int64()),
+    ]
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,13 +76,22 @@ def read_sqlite(conn: sqlite3.Connection, where: str = "", params: tuple = ()) -
     batches = []
     while rows := cursor.fetchmany(200_000):
         columns = list(zip(*rows, strict=True))
-        batches.append(pa.record_batch([pa.array(c, type=f.type) for c, f in zip(columns, _SCHEMA, strict=True)],
-                                       schema=_SCHEMA))  # fmt: skip
+        batches.append(
+            pa.record_batch(
+                [pa.array(c, type=f.type) for c, f in zip(columns, _SCHEMA, strict=True)],
+                schema=_SCHEMA,
+            )
+        )
     return pa.Table.from_batches(batches, schema=_SCHEMA)
 
 
-def export(db: str | os.PathLike[str], out: str | os.PathLike[str], *,
-           progress: bool | None = None, on_series: Callable[[str], None] | None = None) -> ExportResult:  # fmt: skip
+def export(
+    db: str | os.PathLike[str],
+    out: str | os.PathLike[str],
+    *,
+    progress: bool | None = None,
+    on_series: Callable[[str], None] | None = None,
+) -> ExportResult:
     """Write what ``out`` lacks of ``db``'s klines; safe to re-run at any time."""
     out_path = Path(out)
     if out_path.exists() and not out_path.is_dir():
@@ -90,8 +122,10 @@ def export(db: str | os.PathLike[str], out: str | os.PathLike[str], *,
                     out_path / f"exchange={exchange}" / f"symbol={symbol}" / f"interval={interval}"
                 )
                 if has_parquet(partition):
-                    new += (f" ANTI JOIN (SELECT open_time FROM read_parquet('{parquet_glob(partition)}')) old"
-                            " USING (open_time)")  # fmt: skip
+                    new += (
+                        f" ANTI JOIN (SELECT open_time FROM read_parquet('{parquet_glob(partition)}')) old"
+                        " USING (open_time)"
+                    )
             count = con.execute(f"SELECT count(*) FROM ({new})").fetchall()[0][0]
             if count:
                 con.execute(

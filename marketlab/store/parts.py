@@ -38,15 +38,25 @@ def has_parts(root: Path, kind: str) -> bool:
     return base.is_dir() and any(base.rglob("*.parquet"))
 
 
-def part_files(root: Path, kind: str, exchange: str, symbol: str, first_day: str = "",
-               last_day: str = "9999-12-31") -> list[Path]:  # fmt: skip
+def part_files(
+    root: Path,
+    kind: str,
+    exchange: str,
+    symbol: str,
+    first_day: str = "",
+    last_day: str = "9999-12-31",
+) -> list[Path]:
     """One symbol's parts of days ``first_day`` to ``last_day``, in id order (dates, then the
     zero-padded first id of each part)."""
     base = root / f"kind={kind}" / f"exchange={exchange}" / f"symbol={symbol}"
     if not base.is_dir():
         return []
-    return sorted(f for d in base.glob("date=*") if first_day <= d.name[5:] <= last_day
-                  for f in d.glob("part-*.parquet"))  # fmt: skip
+    return sorted(
+        f
+        for d in base.glob("date=*")
+        if first_day <= d.name[5:] <= last_day
+        for f in d.glob("part-*.parquet")
+    )
 
 
 def sql_files(files: list[Path]) -> str:

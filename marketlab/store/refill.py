@@ -31,16 +31,33 @@ async def refill_dropped(store: KlineStore, rest_for: RestFor, every: float = 1.
                     store, rest_for, exchange, symbol, Interval(interval), *span[:2]
                 )
             except (RestError, ValueError) as exc:
-                log.warning("store: fetching %s %s %s again failed (%s); will retry",
-                            exchange, symbol, interval, exc)  # fmt: skip
+                log.warning(
+                    "store: fetching %s %s %s again failed (%s); will retry",
+                    exchange,
+                    symbol,
+                    interval,
+                    exc,
+                )
             else:
                 store.refilled((exchange, symbol, interval), span)
-                log.warning("store: %d %s %s %s candle(s) dropped while it failed fetched again",
-                            added, exchange, symbol, interval)  # fmt: skip
+                log.warning(
+                    "store: %d %s %s %s candle(s) dropped while it failed fetched again",
+                    added,
+                    exchange,
+                    symbol,
+                    interval,
+                )
 
 
-async def _refill(store: KlineStore, rest_for: RestFor, exchange: str, symbol: str, iv: Interval,
-                  first: int, last: int) -> int:  # fmt: skip
+async def _refill(
+    store: KlineStore,
+    rest_for: RestFor,
+    exchange: str,
+    symbol: str,
+    iv: Interval,
+    first: int,
+    last: int,
+) -> int:
     rest, own = rest_for(exchange)
     added = 0
     try:

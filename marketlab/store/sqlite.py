@@ -71,9 +71,23 @@ MIGRATIONS: dict[int, Sequence[str]] = {
     ),
 }
 
-KLINE_COLUMNS = ("exchange", "symbol", "interval", "open_time", "open", "high", "low", "close", "volume",
-                 "quote_volume", "trades", "taker_buy_volume", "taker_buy_quote_volume", "close_time",
-                 "ingested_at")  # fmt: skip
+KLINE_COLUMNS = (
+    "exchange",
+    "symbol",
+    "interval",
+    "open_time",
+    "open",
+    "high",
+    "low",
+    "close",
+    "volume",
+    "quote_volume",
+    "trades",
+    "taker_buy_volume",
+    "taker_buy_quote_volume",
+    "close_time",
+    "ingested_at",
+)
 
 UPSERT = f"""INSERT INTO klines ({", ".join(KLINE_COLUMNS)}) VALUES ({", ".join("?" * len(KLINE_COLUMNS))})
 ON CONFLICT (exchange, symbol, interval, open_time) DO UPDATE SET
@@ -92,9 +106,23 @@ class StoreError(Exception):
 
 
 def kline_row(exchange: str, k: Kline, ingested_at: int) -> tuple[Any, ...]:
-    return (exchange, k.symbol, k.interval, k.open_time, k.open, k.high, k.low, k.close, k.volume,
-            k.quote_volume, k.trades, k.taker_buy_volume, k.taker_buy_quote_volume, k.close_time,
-            ingested_at)  # fmt: skip
+    return (
+        exchange,
+        k.symbol,
+        k.interval,
+        k.open_time,
+        k.open,
+        k.high,
+        k.low,
+        k.close,
+        k.volume,
+        k.quote_volume,
+        k.trades,
+        k.taker_buy_volume,
+        k.taker_buy_quote_volume,
+        k.close_time,
+        ingested_at,
+    )
 
 
 def connect(

@@ -54,25 +54,34 @@ class TickQueries:
         )
         return True
 
-    def _trade_files(self, symbol: str, start: int | None, end: int | None,
-                     exchange: str | None) -> list[Path]:  # fmt: skip
+    def _trade_files(
+        self, symbol: str, start: int | None, end: int | None, exchange: str | None
+    ) -> list[Path]:
         if self.ticks is None:
             raise ValueError("this History has no tick store: create it with db= or ticks=")
-        return part_files(self.ticks, "trades", exchange or self.exchange, normalize_symbol(symbol),
-                          *_days(start, end))  # fmt: skip
+        return part_files(
+            self.ticks,
+            "trades",
+            exchange or self.exchange,
+            normalize_symbol(symbol),
+            *_days(start, end),
+        )
 
     @staticmethod
-    def _select_trades(select: str, files: list[Path], start: int | None, end: int | None,
-                       tail: str = "") -> pd.DataFrame:  # fmt: skip
+    def _select_trades(
+        select: str, files: list[Path], start: int | None, end: int | None, tail: str = ""
+    ) -> pd.DataFrame:
         """``select`` over the trades of one symbol's ``files`` (:meth:`_trade_files`) in
         [start, end], each once, as rows of (time, trade_id, price, qty, sell): ``sell`` is 1
         when the taker sold."""
         con = duckdb.connect()
         try:
             if not files:
-                return con.execute(f"SELECT {select} FROM (SELECT 0::BIGINT AS time, 0::BIGINT AS "
-                                   "trade_id, 0.0::DOUBLE AS price, 0.0::DOUBLE AS qty, "
-                                   "0::TINYINT AS sell) WHERE false").df()  # fmt: skip
+                return con.execute(
+                    f"SELECT {select} FROM (SELECT 0::BIGINT AS time, 0::BIGINT AS "
+                    "trade_id, 0.0::DOUBLE AS price, 0.0::DOUBLE AS qty, "
+                    "0::TINYINT AS sell) WHERE false"
+                ).df()
             names, where, params = _files_and_times(files, start, end)
             # parts name their id range: only overlapping parts can hold a trade twice
             once = (
@@ -90,8 +99,9 @@ class TickQueries:
         finally:
             con.close()
 
-    def trades(self, symbol: str, start: Any = None, end: Any = None, *,
-               exchange: str | None = None) -> pd.DataFrame:  # fmt: skip
+    def trades(
+        self, symbol: str, start: Any = None, end: Any = None, *, exchange: str | None = None
+    ) -> pd.DataFrame:
         """Stored trades with time in [start, end], oldest first, shaped like ``Lab.trades``."""
         s, e = _range(start, end)
         files = self._trade_files(symbol, s, e, exchange)
@@ -101,12 +111,25 @@ class TickQueries:
             cols = {name: df[name].to_numpy(dtype=dtype) for name, dtype in TRADE_COLUMNS.items()}
         sides = pd.Categorical.from_codes(cols["sell"], dtype=_SIDES)
         return pd.DataFrame(
-            {"price": cols["price"], "qty": cols["qty"], "side": sides, "trade_id": cols["trade_id"]},
-            index=utc_index(cols["time"], "time"), copy=False,
-        )  # fmt: skip
+            {
+                "price": cols["price"],
+                "qty": cols["qty"],
+                "side": sides,
+                "trade_id": cols["trade_id"],
+            },
+            index=utc_index(cols["time"], "time"),
+            copy=False,
+        )
 
-    def trade_bars(self, symbol: str, interval: str = "1m", start: Any = None, end: Any = None,
-                   *, exchange: str | None = None) -> pd.DataFrame:  # fmt: skip
+    def trade_bars(
+        self,
+        symbol: str,
+        interval: str = "1m",
+        start: Any = None,
+        end: Any = None,
+        *,
+        exchange: str | None = None,
+    ) -> pd.DataFrame:
         """Candles rebuilt from stored trades, shaped like ``Lab.klines`` (open and close by
         trade id, taker buy volumes from buyer-taker trades). Intervals up to a day."""
         ms = _fixed_ms(interval)
@@ -117,8 +140,11 @@ class TickQueries:
             "sum(price * qty) AS quote_volume, count(*) AS trades, "
             "coalesce(sum(qty) FILTER (WHERE sell = 0), 0) AS taker_buy_volume, "
             "coalesce(sum(price * qty) FILTER (WHERE sell = 0), 0) AS taker_buy_quote_volume",
-            self._trade_files(symbol, s, e, exchange), s, e, "GROUP BY 1 ORDER BY 1",
-        )  # fmt: skip
+            self._trade_files(symbol, s, e, exchange),
+            s,
+            e,
+            "GROUP BY 1 ORDER BY 1",
+        )
         opens = df["open_time"].to_numpy(dtype=np.int64)
         out = pd.DataFrame(
             {c: df[c].to_numpy() for c in KLINE_COLUMNS[:9]}, index=utc_index(opens, "open_time")
@@ -128,8 +154,15 @@ class TickQueries:
         out["closed"] = True
         return out[list(KLINE_COLUMNS)]
 
-    def vwap(self, symbol: str, interval: str = "1m", start: Any = None, end: Any = None, *,
-             exchange: str | None = None) -> pd.DataFrame:  # fmt: skip
+    def vwap(
+        self,
+        symbol: str,
+        interval: str = "1m",
+        start: Any = None,
+        end: Any = None,
+        *,
+        exchange: str | None = None,
+    ) -> pd.DataFrame:
         """Volume-weighted average price per ``interval`` from stored trades, with its volume and
         trade count."""
         ms = _fixed_ms(interval)
@@ -137,13 +170,19 @@ class TickQueries:
         df = self._select_trades(
             f"(time // {ms}) * {ms} AS open_time, sum(price * qty) / sum(qty) AS vwap, "
             "sum(qty) AS volume, count(*) AS trades",
-            self._trade_files(symbol, s, e, exchange), s, e, "GROUP BY 1 ORDER BY 1",
-        )  # fmt: skip
+            self._trade_files(symbol, s, e, exchange),
+            s,
+            e,
+            "GROUP BY 1 ORDER BY 1",
+        )
         return pd.DataFrame(
-            {"vwap": df["vwap"].to_numpy(dtype=np.float64), "volume": df["volume"].to_numpy(dtype=np.float64),
-             "trades": df["trades"].to_numpy(dtype=np.int64)},
+            {
+                "vwap": df["vwap"].to_numpy(dtype=np.float64),
+                "volume": df["volume"].to_numpy(dtype=np.float64),
+                "trades": df["trades"].to_numpy(dtype=np.int64),
+            },
             index=utc_index(df["open_time"].to_numpy(dtype=np.int64), "open_time"),
-        )  # fmt: skip
+        )
 
 
 def _book_frame_at(row: dict[str, Any]) -> pd.DataFrame:
@@ -156,8 +195,9 @@ def _book_frame_at(row: dict[str, Any]) -> pd.DataFrame:
     return df
 
 
-def _files_and_times(files: list[Path], start: int | None,
-                     end: int | None) -> tuple[str, str, list[Any]]:  # fmt: skip
+def _files_and_times(
+    files: list[Path], start: int | None, end: int | None
+) -> tuple[str, str, list[Any]]:
     """``read_parquet``'s file list, and the WHERE clause and parameters of a time range."""
     clauses, params = time_clauses("time", start, end)
     return sql_files(files), " AND ".join(["true", *clauses]), params
@@ -170,12 +210,25 @@ class BookQueries:
     ticks: Path | None
     exchange: str
 
-    def _books(self, symbol: str, start: int | None, end: int | None, exchange: str | None,
-               select: str = "*", tail: str = "ORDER BY time, update_id", kind: str = "book") -> pd.DataFrame:  # fmt: skip
+    def _books(
+        self,
+        symbol: str,
+        start: int | None,
+        end: int | None,
+        exchange: str | None,
+        select: str = "*",
+        tail: str = "ORDER BY time, update_id",
+        kind: str = "book",
+    ) -> pd.DataFrame:
         if self.ticks is None:
             raise ValueError("this History has no tick store: create it with db= or ticks=")
-        files = part_files(self.ticks, kind, exchange or self.exchange, normalize_symbol(symbol),
-                           *_days(start, end))  # fmt: skip
+        files = part_files(
+            self.ticks,
+            kind,
+            exchange or self.exchange,
+            normalize_symbol(symbol),
+            *_days(start, end),
+        )
         relation = (
             "SELECT 0::BIGINT AS time, 0::BIGINT AS first_update_id, 0::BIGINT AS update_id, "
             "[]::DOUBLE[] AS bid_price, []::DOUBLE[] AS bid_qty, []::DOUBLE[] AS ask_price, "
@@ -209,26 +262,40 @@ class BookQueries:
             symbol, None, when, exchange, tail="ORDER BY time DESC, update_id DESC LIMIT 1"
         )
         if df.empty:
-            raise LookupError(f"no stored book of {normalize_symbol(symbol)}"
-                              + (f" at or before {pd.Timestamp(when, unit='ms', tz='UTC')}" if when else ""))  # fmt: skip
+            raise LookupError(
+                f"no stored book of {normalize_symbol(symbol)}"
+                + (f" at or before {pd.Timestamp(when, unit='ms', tz='UTC')}" if when else "")
+            )
         return _book_frame_at(df.iloc[0].to_dict())
 
-    def book_series(self, symbol: str, start: Any = None, end: Any = None, levels: int = 5, *,
-                    exchange: str | None = None) -> pd.DataFrame:  # fmt: skip
+    def book_series(
+        self,
+        symbol: str,
+        start: Any = None,
+        end: Any = None,
+        levels: int = 5,
+        *,
+        exchange: str | None = None,
+    ) -> pd.DataFrame:
         """One row per stored snapshot: ``bid_price_0`` … ``ask_qty_<levels-1>`` (0 is the best)."""
         if not isinstance(levels, int) or levels < 1:
             raise ValueError(f"levels must be a positive integer, got {levels!r}")
         s, e = _range(start, end)
-        cols = ", ".join(f"{side}_{what}[{i + 1}] AS {side}_{what}_{i}" for side in ("bid", "ask")
-                         for what in ("price", "qty") for i in range(levels))  # fmt: skip
+        cols = ", ".join(
+            f"{side}_{what}[{i + 1}] AS {side}_{what}_{i}"
+            for side in ("bid", "ask")
+            for what in ("price", "qty")
+            for i in range(levels)
+        )
         df = self._books(symbol, s, e, exchange, f"time, update_id, {cols}")
         out = df.drop(columns=["time"]).set_index(
             utc_index(df["time"].to_numpy(dtype=np.int64), "time")
         )
         return out
 
-    def book_deltas(self, symbol: str, start: Any = None, end: Any = None, *,
-                    exchange: str | None = None) -> pd.DataFrame:  # fmt: skip
+    def book_deltas(
+        self, symbol: str, start: Any = None, end: Any = None, *, exchange: str | None = None
+    ) -> pd.DataFrame:
         """Every stored book update (``store=(..., "book_deltas")``) as it came: its update ids
         and the levels it set, a quantity of 0 removing the level."""
         s, e = _range(start, end)
@@ -237,18 +304,33 @@ class BookQueries:
             utc_index(df["time"].to_numpy(dtype=np.int64), "time")
         )
 
-    def spread(self, symbol: str, start: Any = None, end: Any = None, *,
-               exchange: str | None = None) -> pd.DataFrame:  # fmt: skip
+    def spread(
+        self, symbol: str, start: Any = None, end: Any = None, *, exchange: str | None = None
+    ) -> pd.DataFrame:
         """Best bid and ask of each stored snapshot, the mid, the spread and the spread in basis
         points of the mid."""
         series = self.book_series(symbol, start, end, levels=1, exchange=exchange)
         bid, ask = series["bid_price_0"], series["ask_price_0"]
         mid = (bid + ask) / 2
-        return pd.DataFrame({"bid": bid, "ask": ask, "mid": mid, "spread": ask - bid,
-                             "spread_bps": (ask - bid) / mid * 1e4})  # fmt: skip
+        return pd.DataFrame(
+            {
+                "bid": bid,
+                "ask": ask,
+                "mid": mid,
+                "spread": ask - bid,
+                "spread_bps": (ask - bid) / mid * 1e4,
+            }
+        )
 
-    def imbalance(self, symbol: str, start: Any = None, end: Any = None, levels: int = 5, *,
-                  exchange: str | None = None) -> pd.Series:  # fmt: skip
+    def imbalance(
+        self,
+        symbol: str,
+        start: Any = None,
+        end: Any = None,
+        levels: int = 5,
+        *,
+        exchange: str | None = None,
+    ) -> pd.Series:
         """(bid quantity - ask quantity) / (both) over the top ``levels`` of each snapshot:
         +1 all bids, -1 all asks."""
         series = self.book_series(symbol, start, end, levels=levels, exchange=exchange)

@@ -44,8 +44,15 @@ from marketlab.store.trade_parts import ascending
 log = logging.getLogger("marketlab.store")
 
 STORE_KINDS = ("klines", "trades", "book", "book_deltas")  # what Lab(store=...) can keep
-TRADE_SCHEMA = pa.schema([("time", pa.int64()), ("trade_id", pa.int64()), ("price", pa.float64()),
-                          ("qty", pa.float64()), ("side", pa.dictionary(pa.int8(), pa.string()))])  # fmt: skip
+TRADE_SCHEMA = pa.schema(
+    [
+        ("time", pa.int64()),
+        ("trade_id", pa.int64()),
+        ("price", pa.float64()),
+        ("qty", pa.float64()),
+        ("side", pa.dictionary(pa.int8(), pa.string())),
+    ]
+)
 _SIDE_NAMES = pa.array(["buy", "sell"])
 _COMPACT_PARTS = 16  # a past day with more parts than this is merged into one
 
@@ -69,13 +76,15 @@ def trade_table(trades: Sequence[Trade]) -> pa.Table:
     n = len(trades)
     sides = np.fromiter((t.side == "sell" for t in trades), np.int8, n)
     return pa.Table.from_arrays(
-        [pa.array(np.fromiter((t.time for t in trades), np.int64, n)),
-         pa.array(np.fromiter((t.trade_id for t in trades), np.int64, n)),
-         pa.array(np.fromiter((t.price for t in trades), np.float64, n)),
-         pa.array(np.fromiter((t.qty for t in trades), np.float64, n)),
-         pa.DictionaryArray.from_arrays(pa.array(sides), _SIDE_NAMES)],
+        [
+            pa.array(np.fromiter((t.time for t in trades), np.int64, n)),
+            pa.array(np.fromiter((t.trade_id for t in trades), np.int64, n)),
+            pa.array(np.fromiter((t.price for t in trades), np.float64, n)),
+            pa.array(np.fromiter((t.qty for t in trades), np.float64, n)),
+            pa.DictionaryArray.from_arrays(pa.array(sides), _SIDE_NAMES),
+        ],
         schema=TRADE_SCHEMA,
-    )  # fmt: skip
+    )
 
 
 def block_table(blocks: Sequence[dict[str, np.ndarray]]) -> pa.Table:
@@ -83,10 +92,15 @@ def block_table(blocks: Sequence[dict[str, np.ndarray]]) -> pa.Table:
     the store's table, without a Python object per trade."""
     cols = {name: np.concatenate([b[name] for b in blocks]) for name in blocks[0]}
     return pa.Table.from_arrays(
-        [pa.array(cols["time"]), pa.array(cols["trade_id"]), pa.array(cols["price"]),
-         pa.array(cols["qty"]), pa.DictionaryArray.from_arrays(pa.array(cols["side"].astype(np.int8)), _SIDE_NAMES)],
+        [
+            pa.array(cols["time"]),
+            pa.array(cols["trade_id"]),
+            pa.array(cols["price"]),
+            pa.array(cols["qty"]),
+            pa.DictionaryArray.from_arrays(pa.array(cols["side"].astype(np.int8)), _SIDE_NAMES),
+        ],
         schema=TRADE_SCHEMA,
-    )  # fmt: skip
+    )
 
 
 def write_trades(root: Path, exchange: str, symbol: str, table: pa.Table) -> int:
@@ -122,8 +136,10 @@ def compact(root: Path, min_parts: int = 2, today: str | None = None) -> int:
         parts = sorted(folder.glob("part-*.parquet"))
         if len(parts) < min_parts or folder.name >= f"date={today}":
             continue
-        query = (f"SELECT time, trade_id, price, qty, side FROM read_parquet([{sql_files(parts)}]) "
-                 "QUALIFY row_number() OVER (PARTITION BY trade_id) = 1 ORDER BY trade_id")  # fmt: skip
+        query = (
+            f"SELECT time, trade_id, price, qty, side FROM read_parquet([{sql_files(parts)}]) "
+            "QUALIFY row_number() OVER (PARTITION BY trade_id) = 1 ORDER BY trade_id"
+        )
         con = duckdb.connect()
         try:
             first, last = con.execute(

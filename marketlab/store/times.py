@@ -45,6 +45,8 @@ def time_clauses(column: str, start: int | None, end: int | None) -> tuple[list[
 def _range(start: TimeLike, end: TimeLike) -> tuple[int | None, int | None]:
     s, e = to_ms(start, "start"), to_ms(end, "end")
     if s is not None and e is not None and e < s:
-        raise ValueError(f"end ({pd.Timestamp(e, unit='ms', tz='UTC')}) is before start "
-                         f"({pd.Timestamp(s, unit='ms', tz='UTC')})")  # fmt: skip
+        raise ValueError(
+            f"end ({pd.Timestamp(e, unit='ms', tz='UTC')}) is before start "
+            f"({pd.Timestamp(s, unit='ms', tz='UTC')})"
+        )
     return s, e

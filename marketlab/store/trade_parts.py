@@ -12,8 +12,13 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 # a trade's columns as the queries hand them on: ``sell`` is 1 when the taker sold
-TRADE_COLUMNS = {"time": np.int64, "trade_id": np.int64, "price": np.float64, "qty": np.float64,
-                 "sell": np.int8}  # fmt: skip
+TRADE_COLUMNS = {
+    "time": np.int64,
+    "trade_id": np.int64,
+    "price": np.float64,
+    "qty": np.float64,
+    "sell": np.int8,
+}
 
 
 def read_apart(
@@ -26,8 +31,10 @@ def read_apart(
     )
     if any(table.column(n).null_count for n in table.column_names):
         return None
-    cols = {n: table.column(n).to_numpy().astype(TRADE_COLUMNS[n], copy=False)
-            for n in ("time", "trade_id", "price", "qty")}  # fmt: skip
+    cols = {
+        n: table.column(n).to_numpy().astype(TRADE_COLUMNS[n], copy=False)
+        for n in ("time", "trade_id", "price", "qty")
+    }
     cols["sell"] = _sells(table.column("side"))
     if not ascending(cols["trade_id"]):
         return None  # not in id order after all

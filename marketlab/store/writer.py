@@ -38,9 +38,16 @@ class KlineStore:
     so the writer is never stuck where closing cannot reach it.
     """
 
-    def __init__(self, path: str | os.PathLike[str], *, batch_size: int = 500, flush_interval: float = 1.0,
-                 retry_interval: float = 2.0, busy_timeout: float = 0.5,
-                 max_pending: int = 100_000):  # fmt: skip
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        batch_size: int = 500,
+        flush_interval: float = 1.0,
+        retry_interval: float = 2.0,
+        busy_timeout: float = 0.5,
+        max_pending: int = 100_000,
+    ):
         if batch_size < 1 or flush_interval <= 0 or max_pending < 1:
             raise ValueError("batch_size and max_pending must be >= 1 and flush_interval > 0")
         self.path = Path(path)
@@ -191,8 +198,12 @@ class KlineStore:
                     if stopping:
                         with self._lock:
                             add_ranges(self.unwritten, pending)
-                        log.error("%s: %d kline(s) could not be written before closing (%s)",
-                                  self.path, len(pending), self.health.error)  # fmt: skip
+                        log.error(
+                            "%s: %d kline(s) could not be written before closing (%s)",
+                            self.path,
+                            len(pending),
+                            self.health.error,
+                        )
                         break
                     retry_at = time.monotonic() + self.retry_interval
                     continue
@@ -214,9 +225,13 @@ class KlineStore:
             self.health.dropped += len(dropped)
             self.health.pending -= len(dropped)
         if self.health.dropped == len(dropped):  # the first time: say so once, loudly
-            log.error("%s: more than %d klines pending (%s); dropping the oldest from the queue "
-                      "to fetch them again once the store writes", self.path, self.max_pending,
-                      self.health.error)  # fmt: skip
+            log.error(
+                "%s: more than %d klines pending (%s); dropping the oldest from the queue "
+                "to fetch them again once the store writes",
+                self.path,
+                self.max_pending,
+                self.health.error,
+            )
         return kept
 
     def _write(self, rows: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
@@ -238,8 +253,12 @@ class KlineStore:
             with self._lock:
                 self.health.failed(exc)
             if first or self.errors % 100 == 0:
-                log.error("%s: writing %d kline(s) failed (%s); will retry",
-                          self.path, len(rows), self.health.error)  # fmt: skip
+                log.error(
+                    "%s: writing %d kline(s) failed (%s); will retry",
+                    self.path,
+                    len(rows),
+                    self.health.error,
+                )
             return rows
         self._written(len(rows))
         return []

@@ -91,8 +91,13 @@ class WsConnection:
                     # that lands as the connection opens, and stop() would wait forever
                     async with asyncio.timeout(cfg.open_timeout):
                         ws = await session.ws_connect(
-                            self.url, autoping=False, max_msg_size=2**24, compress=0, decode_text=False,
-                            timeout=aiohttp.ClientWSTimeout(ws_close=2.0))  # fmt: skip
+                            self.url,
+                            autoping=False,
+                            max_msg_size=2**24,
+                            compress=0,
+                            decode_text=False,
+                            timeout=aiohttp.ClientWSTimeout(ws_close=2.0),
+                        )
                     async with ws:
                         self.ws = ws
                         attempt = 0

@@ -35,9 +35,17 @@ from marketlab.stream.state import BookView, KlineStats, LockedBook, StreamStats
 from marketlab.stream.trades import TradeIntegrity
 
 __all__ = [
-    "MAX_STREAMS_PER_CONNECTION", "BookView", "Feed", "FeedConfig", "KlineStats", "LockedBook", "Sink",
-    "StreamStats", "VenueError", "stat_keys",
-]  # fmt: skip
+    "MAX_STREAMS_PER_CONNECTION",
+    "BookView",
+    "Feed",
+    "FeedConfig",
+    "KlineStats",
+    "LockedBook",
+    "Sink",
+    "StreamStats",
+    "VenueError",
+    "stat_keys",
+]
 
 log = logging.getLogger("marketlab.feed")
 
@@ -57,9 +65,15 @@ class Feed(Intake, KlineIntegrity, TradeIntegrity, RestPolling):
     venue = ""
     text_ping: str | None = None  # a venue-level keepalive text, for venues that want one
 
-    def __init__(self, symbols: Sequence[str], intervals: Sequence[str], channels: Sequence[str],
-                 config: FeedConfig, sink: Sink | TypedSink,
-                 kline_starts: dict[tuple[str, str], int] | None = None):  # fmt: skip
+    def __init__(
+        self,
+        symbols: Sequence[str],
+        intervals: Sequence[str],
+        channels: Sequence[str],
+        config: FeedConfig,
+        sink: Sink | TypedSink,
+        kline_starts: dict[tuple[str, str], int] | None = None,
+    ):
         self.symbols = list(symbols)
         self.intervals = [Interval(iv) for iv in intervals]
         self.channels = tuple(channels)
@@ -391,8 +405,16 @@ class Feed(Intake, KlineIntegrity, TradeIntegrity, RestPolling):
             book = lb.book
             if not book.synced:
                 return BookView(False, 0, [], [], book.reason, exchange)
-            return BookView(True, book.last_update_id, book.bids(depth), book.asks(depth), "",
-                            exchange, book.verified_by, book.event_time or 0)  # fmt: skip
+            return BookView(
+                True,
+                book.last_update_id,
+                book.bids(depth),
+                book.asks(depth),
+                "",
+                exchange,
+                book.verified_by,
+                book.event_time or 0,
+            )
 
     def book_state(self, symbol: str) -> str:
         lb = self.books.get(symbol)

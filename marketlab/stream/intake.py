@@ -35,13 +35,23 @@ class TypedSink(Protocol):
 
 # What orders each kind of record, so a repeat can be recognised (klines are handled apart).
 _MARKS: dict[type, Callable[[Any], int]] = {
-    Trade: lambda r: r.trade_id, AggTrade: lambda r: r.agg_id, Ticker: lambda r: r.event_time,
-    MiniTicker: lambda r: r.event_time, BookTicker: lambda r: r.update_id,
+    Trade: lambda r: r.trade_id,
+    AggTrade: lambda r: r.agg_id,
+    Ticker: lambda r: r.event_time,
+    MiniTicker: lambda r: r.event_time,
+    BookTicker: lambda r: r.update_id,
     BookDelta: lambda r: r.last_update_id,
-}  # fmt: skip
+}
 
-_KEYS: dict[type, str] = {Trade: "trade", AggTrade: "aggTrade", Ticker: "ticker", MiniTicker: "miniTicker",
-                          BookTicker: "bookTicker", BookDelta: "depth", BookSnapshot: "depth"}  # fmt: skip
+_KEYS: dict[type, str] = {
+    Trade: "trade",
+    AggTrade: "aggTrade",
+    Ticker: "ticker",
+    MiniTicker: "miniTicker",
+    BookTicker: "bookTicker",
+    BookDelta: "depth",
+    BookSnapshot: "depth",
+}
 
 
 class Intake:
@@ -66,9 +76,11 @@ class Intake:
             lambda symbol, trades, source: self.sink(trades, source)
         )
         self.takers: dict[type, Callable[[StreamStats, Any, str], None]] = {
-            Trade: self._take_trade, BookDelta: self._take_delta, Ticker: self._take_ticker,
+            Trade: self._take_trade,
+            BookDelta: self._take_delta,
+            Ticker: self._take_ticker,
             Kline: self._take_kline,
-        }  # fmt: skip
+        }
 
     def _record(self, record: Record, source: str) -> None:
         """Any record from any path (REST, a venue's decoder): to its taker below."""
@@ -154,8 +166,12 @@ class Intake:
         """Diff-depth events; venues whose books are kept from them override this."""
 
 
-_ENTRIES: dict[type, str] = {Trade: "on_trade", Kline: "on_kline", Ticker: "on_ticker",
-                             BookDelta: "on_delta"}  # fmt: skip
+_ENTRIES: dict[type, str] = {
+    Trade: "on_trade",
+    Kline: "on_kline",
+    Ticker: "on_ticker",
+    BookDelta: "on_delta",
+}
 
 
 def _entry(sink: Any, kind: type, on_records: Sink) -> Deliver:

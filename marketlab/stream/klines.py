@@ -81,8 +81,9 @@ class KlineIntegrity:
             if added:
                 log.info("klines %s %s: backfilled %d candle(s) over REST", *key, added)
 
-    async def _fetch_klines(self, key: tuple[str, str], start: int, count_as_backfill: bool,
-                            include_open: bool = False) -> int:  # fmt: skip
+    async def _fetch_klines(
+        self, key: tuple[str, str], start: int, count_as_backfill: bool, include_open: bool = False
+    ) -> int:
         """Page through the venue's klines from ``start``; returns closed candles delivered."""
         assert self.rest is not None
         symbol, interval = key
@@ -134,8 +135,11 @@ class KlineIntegrity:
                     start, backfill = iv.next_open(known), True
                 else:
                     start, backfill = iv.open_of(now) - self.config.seed_klines * iv.ms, False
-                jobs.append(self._fetch_klines(key, max(0, start), count_as_backfill=backfill,
-                                               include_open=True))  # fmt: skip
+                jobs.append(
+                    self._fetch_klines(
+                        key, max(0, start), count_as_backfill=backfill, include_open=True
+                    )
+                )
         await asyncio.gather(*jobs)
         self._tap(rec.READY, "", [])
         self.ready.set()

@@ -53,8 +53,14 @@ def stat_keys(
     symbols: Sequence[str], intervals: Sequence[str], channels: Sequence[str]
 ) -> list[tuple[str, str]]:
     """The (symbol, stream) rows of the status table, so every one shows before data comes."""
-    names = {"trades": "trade", "aggTrades": "aggTrade", "ticker": "ticker", "miniTicker": "miniTicker",
-             "bookTicker": "bookTicker", "book": "depth"}  # fmt: skip
+    names = {
+        "trades": "trade",
+        "aggTrades": "aggTrade",
+        "ticker": "ticker",
+        "miniTicker": "miniTicker",
+        "bookTicker": "bookTicker",
+        "book": "depth",
+    }
     return [(s, names[c]) for s in symbols for c in channels if c in names] + [
         (s, f"kline_{iv}") for s in symbols for iv in intervals if "klines" in channels
     ]

@@ -209,8 +209,13 @@ class OrderBook:
     it that no event touches would otherwise linger forever.
     """
 
-    def __init__(self, symbol: str, max_levels: int = 5000, max_buffer: int = 10_000,
-                 min_known_levels: int = 20):  # fmt: skip
+    def __init__(
+        self,
+        symbol: str,
+        max_levels: int = 5000,
+        max_buffer: int = 10_000,
+        min_known_levels: int = 20,
+    ):
         self.symbol = symbol
         self.max_levels = max_levels
         self.min_known_levels = min_known_levels

@@ -50,8 +50,15 @@ def last_trade(lab: ml.Lab, symbol: str) -> int:
 
 
 def store_writer(url: str, db: Path, durable: str = "writer") -> ml.Lab:
-    return ml.Lab.from_bus(url, SYMBOLS, ["1m"], channels=["trades", "klines"], durable=durable, db=db,
-                           store=("klines", "trades"))  # fmt: skip
+    return ml.Lab.from_bus(
+        url,
+        SYMBOLS,
+        ["1m"],
+        channels=["trades", "klines"],
+        durable=durable,
+        db=db,
+        store=("klines", "trades"),
+    )
 
 
 def assert_contiguous(ids: pd.Series, what: str) -> None:
@@ -73,8 +80,9 @@ def assert_stored_once(
         )
 
 
-def test_readers_and_the_history_writer_see_what_the_collector_saw(sim: SimExchange, nats: NatsServer,
-                                                                   tmp_path: Path) -> None:  # fmt: skip
+def test_readers_and_the_history_writer_see_what_the_collector_saw(
+    sim: SimExchange, nats: NatsServer, tmp_path: Path
+) -> None:
     collector = ml.Lab(SYMBOLS, ["1m"], channels=CHANNELS, publish=nats.url, **venue(sim)).start()
     reader = ml.Lab.from_bus(nats.url, SYMBOLS, ["1m"], channels=CHANNELS).start()
     writer = store_writer(nats.url, tmp_path / "h.sqlite").start()
@@ -87,9 +95,16 @@ def test_readers_and_the_history_writer_see_what_the_collector_saw(sim: SimExcha
         late.wait_ready(30)
         collector.stop()
         for lab in (reader, late):
-            wait_for(lambda lab=lab: all(last_trade(lab, s) == last_trade(collector, s) and
-                                           lab.book(s).attrs["last_update_id"] == collector.book(s).attrs["last_update_id"]
-                                           for s in SYMBOLS), 20, "readers caught up")  # fmt: skip
+            wait_for(
+                lambda lab=lab: all(
+                    last_trade(lab, s) == last_trade(collector, s)
+                    and lab.book(s).attrs["last_update_id"]
+                    == collector.book(s).attrs["last_update_id"]
+                    for s in SYMBOLS
+                ),
+                20,
+                "readers caught up",
+            )
             for s in SYMBOLS:
                 pd.testing.assert_frame_equal(closed(lab, s), closed(collector, s))
                 pd.testing.assert_frame_equal(lab.trades(s), collector.trades(s))
@@ -125,15 +140,36 @@ def test_readers_and_the_history_writer_see_what_the_collector_saw(sim: SimExcha
 
 
 def collect_process(url: str, sim: SimExchange, *extra: str) -> subprocess.Popen[bytes]:
-    return subprocess.Popen([sys.executable, "-m", "marketlab", "collect", "--symbols", ",".join(SYMBOLS),
-                             "--intervals", "1m", "--channels", "trades,klines", "--publish", url,
-                             "--binance-ws-url", sim.ws_url, "--binance-rest-url", sim.rest_url,
-                             "--status-interval", "60", *extra],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "marketlab",
+            "collect",
+            "--symbols",
+            ",".join(SYMBOLS),
+            "--intervals",
+            "1m",
+            "--channels",
+            "trades,klines",
+            "--publish",
+            url,
+            "--binance-ws-url",
+            sim.ws_url,
+            "--binance-rest-url",
+            sim.rest_url,
+            "--status-interval",
+            "60",
+            *extra,
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
 
 
-def test_a_collector_killed_and_restarted_loses_nothing_and_repeats_nothing(sim: SimExchange, nats: NatsServer,
-                                                                           tmp_path: Path) -> None:  # fmt: skip
+def test_a_collector_killed_and_restarted_loses_nothing_and_repeats_nothing(
+    sim: SimExchange, nats: NatsServer, tmp_path: Path
+) -> None:
     reader = ml.Lab.from_bus(nats.url, SYMBOLS, ["1m"], channels=["trades", "klines"]).start()
     writer = store_writer(nats.url, tmp_path / "h.sqlite").start()
     shard = collect_process(nats.url, sim)
@@ -145,8 +181,11 @@ def test_a_collector_killed_and_restarted_loses_nothing_and_repeats_nothing(sim:
         before = {s: last_trade(reader, s) for s in SYMBOLS}
         time.sleep(3)  # trades and candles the exchange makes while no one collects
         shard = collect_process(nats.url, sim)
-        wait_for(lambda: all(reader.summary()["trades_backfilled"].get(s, 0) > 0 for s in SYMBOLS), 30,
-                   "the restarted collector fetched what it missed")  # fmt: skip
+        wait_for(
+            lambda: all(reader.summary()["trades_backfilled"].get(s, 0) > 0 for s in SYMBOLS),
+            30,
+            "the restarted collector fetched what it missed",
+        )
         time.sleep(2)
         shard.send_signal(signal.SIGTERM)
         assert shard.wait(20) == 0
@@ -170,16 +209,37 @@ def test_a_collector_killed_and_restarted_loses_nothing_and_repeats_nothing(sim:
     assert_stored_once(tmp_path / "h.sqlite", trades, candles)
 
 
-def test_a_history_writer_killed_mid_way_writes_everything_once_when_restarted(sim: SimExchange, nats: NatsServer,
-                                                                              tmp_path: Path) -> None:  # fmt: skip
+def test_a_history_writer_killed_mid_way_writes_everything_once_when_restarted(
+    sim: SimExchange, nats: NatsServer, tmp_path: Path
+) -> None:
     collector = ml.Lab(
         SYMBOLS, ["1m"], channels=["trades", "klines"], publish=nats.url, **venue(sim)
     ).start()
     db = tmp_path / "h.sqlite"
-    writer = subprocess.Popen([sys.executable, "-m", "marketlab", "store", "--from", nats.url, "--db", str(db),
-                               "--symbols", ",".join(SYMBOLS), "--intervals", "1m", "--channels", "trades,klines",
-                               "--store", "klines,trades", "--status-interval", "60"],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    writer = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "marketlab",
+            "store",
+            "--from",
+            nats.url,
+            "--db",
+            str(db),
+            "--symbols",
+            ",".join(SYMBOLS),
+            "--intervals",
+            "1m",
+            "--channels",
+            "trades,klines",
+            "--store",
+            "klines,trades",
+            "--status-interval",
+            "60",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         collector.wait_ready(30)
         time.sleep(4)
@@ -195,8 +255,11 @@ def test_a_history_writer_killed_mid_way_writes_everything_once_when_restarted(s
     finally:
         end(writer)
         collector.stop()
-    assert_stored_once(db, {s: collector.trades(s)["trade_id"] for s in SYMBOLS},
-                       {s: closed(collector, s).index for s in SYMBOLS})  # fmt: skip
+    assert_stored_once(
+        db,
+        {s: collector.trades(s)["trade_id"] for s in SYMBOLS},
+        {s: closed(collector, s).index for s in SYMBOLS},
+    )
 
 
 def test_while_the_bus_is_away_the_collector_holds_what_it_takes_and_publishes_it_after(
@@ -243,8 +306,13 @@ def test_a_three_node_cluster_loses_nothing_when_a_node_goes(
         for node in nodes:
             node.start()
         url = ",".join(n.url for n in nodes)
-        collector = ml.Lab(SYMBOLS, ["1m"], channels=["trades", "klines"], publish=ml.BusConfig(url, replicas=3),
-                           **venue(sim)).start()  # fmt: skip
+        collector = ml.Lab(
+            SYMBOLS,
+            ["1m"],
+            channels=["trades", "klines"],
+            publish=ml.BusConfig(url, replicas=3),
+            **venue(sim),
+        ).start()
         labs.append(collector)
         reader = ml.Lab.from_bus(url, SYMBOLS, ["1m"], channels=["trades", "klines"]).start()
         labs.append(reader)
@@ -281,8 +349,11 @@ def test_a_three_node_cluster_loses_nothing_when_a_node_goes(
             lab.stop()
         for node in nodes:
             node.remove()
-    assert_stored_once(tmp_path / "h.sqlite", {s: collector.trades(s)["trade_id"] for s in SYMBOLS},
-                       {s: closed(collector, s).index for s in SYMBOLS})  # fmt: skip
+    assert_stored_once(
+        tmp_path / "h.sqlite",
+        {s: collector.trades(s)["trade_id"] for s in SYMBOLS},
+        {s: closed(collector, s).index for s in SYMBOLS},
+    )
 
 
 @pytest.mark.parametrize("url", ["http://127.0.0.1:4222", "127.0.0.1:4222"])
@@ -369,8 +440,15 @@ def test_a_collector_stopped_and_started_again_publishes_again_and_once(
 def test_okx_books_and_candles_read_from_the_bus_equal_the_collectors(
     sim: SimExchange, nats: NatsServer
 ) -> None:
-    collector = ml.Lab(SYMBOLS, ["1m"], exchange="okx", channels=["trades", "book", "klines"], publish=nats.url,
-                       okx_ws_url=sim.okx_ws_url, okx_rest_url=sim.rest_url).start()  # fmt: skip
+    collector = ml.Lab(
+        SYMBOLS,
+        ["1m"],
+        exchange="okx",
+        channels=["trades", "book", "klines"],
+        publish=nats.url,
+        okx_ws_url=sim.okx_ws_url,
+        okx_rest_url=sim.rest_url,
+    ).start()
     reader = ml.Lab.from_bus(
         nats.url, SYMBOLS, ["1m"], exchange="okx", channels=["trades", "book", "klines"]
     ).start()
@@ -381,8 +459,13 @@ def test_okx_books_and_candles_read_from_the_bus_equal_the_collectors(
         collector.stop()
         for s in SYMBOLS:
             want = collector.book(s, 50)
-            wait_for(lambda s=s, want=want: reader.book(s, 50).attrs["last_update_id"] == want.attrs["last_update_id"],
-                     20, "the reader's OKX book caught up")  # fmt: skip
+            wait_for(
+                lambda s=s, want=want: (
+                    reader.book(s, 50).attrs["last_update_id"] == want.attrs["last_update_id"]
+                ),
+                20,
+                "the reader's OKX book caught up",
+            )
             got = reader.book(s, 50)
             pd.testing.assert_frame_equal(got, want)
             assert got.attrs["verified"] == want.attrs["verified"] == "seqId chain"

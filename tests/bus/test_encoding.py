@@ -33,14 +33,35 @@ def trade(i: int, symbol: str = "BTCUSDT") -> Trade:
 
 
 def kline(open_time: int, closed: bool) -> Kline:
-    return Kline("BTCUSDT", Interval("1m"), open_time, 1.0, 2.0, 0.5, 1.5, 10.0, open_time + 59_999, 15.0, 7,
-                 4.0, 6.0, closed)  # fmt: skip
+    return Kline(
+        "BTCUSDT",
+        Interval("1m"),
+        open_time,
+        1.0,
+        2.0,
+        0.5,
+        1.5,
+        10.0,
+        open_time + 59_999,
+        15.0,
+        7,
+        4.0,
+        6.0,
+        closed,
+    )
 
 
 def reader(symbols: list[str] = ["BTCUSDT"]) -> tuple[BusFeed, MarketState]:  # noqa: B006
     state = MarketState(symbols, [Interval("1m")], 10_000, 100, lambda k: None)
-    feed = BusFeed(symbols, ["1m"], ["trades", "ticker", "book", "klines"], None, state,
-                   source=BusSource(CONFIG), exchange="binance")  # fmt: skip
+    feed = BusFeed(
+        symbols,
+        ["1m"],
+        ["trades", "ticker", "book", "klines"],
+        None,
+        state,
+        source=BusSource(CONFIG),
+        exchange="binance",
+    )
     return feed, state
 
 
@@ -56,10 +77,16 @@ def carry(pub: Publisher, feed: BusFeed) -> list[str]:
 
 
 def test_every_kind_round_trips_with_the_version_and_field_names() -> None:
-    records = {"trade": [trade(1), trade(2)], "kline": [kline(0, True)], "kline_open": [kline(60_000, False)],
-               "ticker": [Ticker("BTCUSDT", 5, *([1.0] * 15), 0, 1, 1, 2, 3)],
-               "book": [enc.BookState("BTCUSDT", 9, [(1.0, 2.0)], [(1.5, 1.0)], 5, "update id chain", True),
-                        enc.BookChange("BTCUSDT", 9, 10, [(1.0, 0.0)], [], 6)]}  # fmt: skip
+    records = {
+        "trade": [trade(1), trade(2)],
+        "kline": [kline(0, True)],
+        "kline_open": [kline(60_000, False)],
+        "ticker": [Ticker("BTCUSDT", 5, *([1.0] * 15), 0, 1, 1, 2, 3)],
+        "book": [
+            enc.BookState("BTCUSDT", 9, [(1.0, 2.0)], [(1.5, 1.0)], 5, "update id chain", True),
+            enc.BookChange("BTCUSDT", 9, 10, [(1.0, 0.0)], [], 6),
+        ],
+    }
     for kind, recs in records.items():
         payload = enc.encode(recs, "ws")
         plain = msgspec.msgpack.decode(payload)  # readable by any msgpack reader: a documented map
@@ -168,8 +195,14 @@ def test_books_rebuilt_by_readers_equal_the_collectors_through_gaps_and_resyncs(
     for step in range(400):
         first = uid + 1
         uid += rng.randint(1, 3)
-        d = BookDelta("BTCUSDT", first, uid, [(round(100.0 - rng.randint(0, 40), 1), rng.choice([0.0, 2.0, 3.5]))],
-                      [(round(101.0 + rng.randint(0, 40), 1), rng.choice([0.0, 1.0]))], step)  # fmt: skip
+        d = BookDelta(
+            "BTCUSDT",
+            first,
+            uid,
+            [(round(100.0 - rng.randint(0, 40), 1), rng.choice([0.0, 2.0, 3.5]))],
+            [(round(101.0 + rng.randint(0, 40), 1), rng.choice([0.0, 1.0]))],
+            step,
+        )
         if step == 150:  # the collector misses an update: its book resyncs from a new snapshot
             uid += 5
             d = BookDelta("BTCUSDT", first + 5, uid, d.bids, d.asks, step)

@@ -24,11 +24,34 @@ PREFIX = "/api/v1/market/realtime"
 def test_the_api_served_from_the_bus_equals_the_collector(
     sim: SimExchange, nats: NatsServer
 ) -> None:
-    collector = ml.Lab(["BTCUSDT", "ETHUSDT"], ["1m"], publish=nats.url, binance_ws_url=sim.ws_url,
-                       binance_rest_url=sim.rest_url).start()  # fmt: skip
-    server = subprocess.Popen([sys.executable, "-m", "marketlab", "serve", "--from", nats.url, "--intervals", "1m",
-                               "--port", "0", "--status-interval", "60", "--duration", "60"],
-                              stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)  # fmt: skip
+    collector = ml.Lab(
+        ["BTCUSDT", "ETHUSDT"],
+        ["1m"],
+        publish=nats.url,
+        binance_ws_url=sim.ws_url,
+        binance_rest_url=sim.rest_url,
+    ).start()
+    server = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "marketlab",
+            "serve",
+            "--from",
+            nats.url,
+            "--intervals",
+            "1m",
+            "--port",
+            "0",
+            "--status-interval",
+            "60",
+            "--duration",
+            "60",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
     try:
         assert server.stdout is not None
         first = server.stdout.readline()
@@ -49,8 +72,14 @@ def test_the_api_served_from_the_bus_equals_the_collector(
         collector.stop()
         for s in ("BTCUSDT", "ETHUSDT"):
             want = collector.book(s, 20)
-            wait_for(lambda s=s, want=want: httpx.get(f"{api}/depth/{s}").json()["last_update_id"]
-                       == want.attrs["last_update_id"], 20, "the served book caught up")  # fmt: skip
+            wait_for(
+                lambda s=s, want=want: (
+                    httpx.get(f"{api}/depth/{s}").json()["last_update_id"]
+                    == want.attrs["last_update_id"]
+                ),
+                20,
+                "the served book caught up",
+            )
             depth = httpx.get(f"{api}/depth/{s}", params={"limit": 20}).json()
             assert depth["synced"]
             bids = want[want.side == "bid"]

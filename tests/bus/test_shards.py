@@ -34,14 +34,37 @@ def sim() -> Iterator[SimExchange]:
 
 
 def shard_process(url: str, sim: SimExchange) -> subprocess.Popen[bytes]:
-    return subprocess.Popen([sys.executable, "-m", "marketlab", "collect", "--symbols", ",".join(SYMBOLS), "--shard", "1/2",
-                             "--intervals", "1m", "--channels", ",".join(CHANNELS), "--publish", url,
-                             "--binance-ws-url", sim.ws_url, "--binance-rest-url", sim.rest_url, "--status-interval", "60"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "marketlab",
+            "collect",
+            "--symbols",
+            ",".join(SYMBOLS),
+            "--shard",
+            "1/2",
+            "--intervals",
+            "1m",
+            "--channels",
+            ",".join(CHANNELS),
+            "--publish",
+            url,
+            "--binance-ws-url",
+            sim.ws_url,
+            "--binance-rest-url",
+            sim.rest_url,
+            "--status-interval",
+            "60",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
 
 
-def test_two_shards_through_a_kill_give_a_reader_what_a_direct_lab_has(sim: SimExchange, nats: NatsServer,
-                                                                      tmp_path: Path) -> None:  # fmt: skip
+def test_two_shards_through_a_kill_give_a_reader_what_a_direct_lab_has(
+    sim: SimExchange, nats: NatsServer, tmp_path: Path
+) -> None:
     halves = [[s for s in SYMBOLS if in_shard(s, (i, 2))] for i in (0, 1)]
     assert all(halves) and sorted(halves[0] + halves[1]) == SYMBOLS  # each symbol in one shard
     urls = {"binance_ws_url": sim.ws_url, "binance_rest_url": sim.rest_url}
@@ -55,8 +78,15 @@ def test_two_shards_through_a_kill_give_a_reader_what_a_direct_lab_has(sim: SimE
     try:
         wait_for(lambda: len(nats_symbols(nats.url)) == len(SYMBOLS), 30, "both shards on the bus")
         reader = ml.Lab.from_bus(nats.url, intervals=["1m"], channels=CHANNELS).start()
-        writer = ml.Lab.from_bus(nats.url, SYMBOLS, ["1m"], channels=["trades", "klines"], durable="w",
-                                 db=tmp_path / "h.sqlite", store=("klines", "trades")).start()  # fmt: skip
+        writer = ml.Lab.from_bus(
+            nats.url,
+            SYMBOLS,
+            ["1m"],
+            channels=["trades", "klines"],
+            durable="w",
+            db=tmp_path / "h.sqlite",
+            store=("klines", "trades"),
+        ).start()
         assert reader.symbols == SYMBOLS
         reader.wait_ready(30)
         time.sleep(2)
@@ -64,8 +94,11 @@ def test_two_shards_through_a_kill_give_a_reader_what_a_direct_lab_has(sim: SimE
         shard1.wait()
         time.sleep(2)
         shard1 = shard_process(nats.url, sim)
-        wait_for(lambda: all(reader.summary()["trades_backfilled"].get(s, 0) for s in halves[1]), 30,
-                   "the restarted shard's gap filled")  # fmt: skip
+        wait_for(
+            lambda: all(reader.summary()["trades_backfilled"].get(s, 0) for s in halves[1]),
+            30,
+            "the restarted shard's gap filled",
+        )
         time.sleep(1)
         for s in SYMBOLS:
             if s in halves[0]:

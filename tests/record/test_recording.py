@@ -71,8 +71,14 @@ def some_entries(n: int, seed: int = 1) -> list[tuple[int, int, str, bytes]]:
     out = []
     for i in range(n):
         size = rng.choice([0, 1, 50, 400, 70_000])
-        out.append((rng.choice([WS, SNAPSHOT]), 10**18 + i, rng.choice(["binance-1", "BTCUSDT", ""]),
-                    rng.randbytes(size)))  # fmt: skip
+        out.append(
+            (
+                rng.choice([WS, SNAPSHOT]),
+                10**18 + i,
+                rng.choice(["binance-1", "BTCUSDT", ""]),
+                rng.randbytes(size),
+            )
+        )
     out.insert(n // 2, (WS, 7, "big", rng.randbytes(3 << 20)))  # larger than a read block
     return out
 

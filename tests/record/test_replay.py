@@ -18,8 +18,13 @@ from tests.test_lab import FAST, venue_options, wait_for
 
 
 def record_live(sim: SimExchange, path, exchange: str = "binance", faults: bool = True) -> dict:
-    lab = Lab(["BTCUSDT", "ETHUSDT"], intervals=["1m"], exchange=exchange, record=path,
-              **{**FAST, **venue_options(sim, exchange)})  # fmt: skip
+    lab = Lab(
+        ["BTCUSDT", "ETHUSDT"],
+        intervals=["1m"],
+        exchange=exchange,
+        record=path,
+        **{**FAST, **venue_options(sim, exchange)},
+    )
     with lab:
         lab.wait_ready(30)
         time.sleep(1.5)
@@ -29,8 +34,13 @@ def record_live(sim: SimExchange, path, exchange: str = "binance", faults: bool 
             time.sleep(1.5)
             wait_for(lambda: lab.book("BTCUSDT").attrs["synced"], 10, "the book to resync")
         time.sleep(1)
-    return {"klines": lab.klines("BTCUSDT"), "trades": lab.trades("ETHUSDT"), "book": lab.book("BTCUSDT", 50),
-            "status": lab.status()[["messages", "backfilled", "gaps"]], "recorded": lab.recorded()}  # fmt: skip
+    return {
+        "klines": lab.klines("BTCUSDT"),
+        "trades": lab.trades("ETHUSDT"),
+        "book": lab.book("BTCUSDT", 50),
+        "status": lab.status()[["messages", "backfilled", "gaps"]],
+        "recorded": lab.recorded(),
+    }
 
 
 @pytest.mark.parametrize("exchange", ["binance", "okx"])
@@ -72,8 +82,13 @@ def replay_in_pure_python(path, out) -> dict:
         "pickle.dump(frames, open(sys.argv[2], 'wb'))\n"
     )
     env = {**os.environ, "MARKETLAB_PURE_PYTHON": "1"}
-    done = subprocess.run([sys.executable, "-c", script, str(path), str(out)], env=env,
-                          capture_output=True, text=True, timeout=120)  # fmt: skip
+    done = subprocess.run(
+        [sys.executable, "-c", script, str(path), str(out)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 0, done.stderr
     with open(out, "rb") as f:
         return pickle.load(f)  # written by the test itself, just above
@@ -113,22 +128,50 @@ def test_bad_recordings_are_named_and_explained(tmp_path):
 def test_record_and_replay_from_the_command_line(tmp_path):
     out = tmp_path / "cli.mlrec"
     with SimExchange(["BTCUSDT"], speed=60, seed=6) as sim:
-        rec = subprocess.run([sys.executable, "-m", "marketlab", "record", "--symbols", "BTCUSDT", "--intervals", "1m",
-                              "--binance-ws-url", sim.ws_url, "--binance-rest-url", sim.rest_url, "--duration", "4",
-                              "--out", str(out)], capture_output=True, text=True, timeout=60)  # fmt: skip
+        rec = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "marketlab",
+                "record",
+                "--symbols",
+                "BTCUSDT",
+                "--intervals",
+                "1m",
+                "--binance-ws-url",
+                sim.ws_url,
+                "--binance-rest-url",
+                sim.rest_url,
+                "--duration",
+                "4",
+                "--out",
+                str(out),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
     assert rec.returncode == 0, rec.stderr
     assert f"to {out}" in rec.stdout and "recorded" in rec.stdout
     db = tmp_path / "r.sqlite"
-    rep = subprocess.run([sys.executable, "-m", "marketlab", "replay", str(out), "--db", str(db)],
-                         capture_output=True, text=True, timeout=60)  # fmt: skip
+    rep = subprocess.run(
+        [sys.executable, "-m", "marketlab", "replay", str(out), "--db", str(db)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert rep.returncode == 0, rep.stderr
     assert (
         "klines BTCUSDT 1m:" in rep.stdout
         and "contiguous" in rep.stdout
         and "replayed" in rep.stdout
     )
-    bad = subprocess.run([sys.executable, "-m", "marketlab", "replay", str(tmp_path / "nope.mlrec")],
-                         capture_output=True, text=True, timeout=60)  # fmt: skip
+    bad = subprocess.run(
+        [sys.executable, "-m", "marketlab", "replay", str(tmp_path / "nope.mlrec")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert bad.returncode == 2 and "no such recording" in bad.stderr
 
 

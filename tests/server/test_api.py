@@ -41,8 +41,15 @@ class Stack:
 def stack(tmp_path_factory) -> Iterator[Stack]:
     db = tmp_path_factory.mktemp("api") / "m.sqlite"
     with SimExchange(["BTCUSDT", "ETHUSDT"], speed=60, seed=13) as sim:
-        lab = Lab(["BTCUSDT", "ETHUSDT"], intervals=["1m", "5m"], binance_ws_url=sim.ws_url,
-                  binance_rest_url=sim.rest_url, db=db, db_flush_interval=0.2, **FAST)  # fmt: skip
+        lab = Lab(
+            ["BTCUSDT", "ETHUSDT"],
+            intervals=["1m", "5m"],
+            binance_ws_url=sim.ws_url,
+            binance_rest_url=sim.rest_url,
+            db=db,
+            db_flush_interval=0.2,
+            **FAST,
+        )
         lab.start().wait_ready(30)
         with ServerThread(create_app(lab, max_backlog=50), send_buffer=8192) as server:
             yield Stack(sim, lab, server)
@@ -171,17 +178,27 @@ def test_summary_all_and_status(stack):
 
 @pytest.mark.parametrize(
     ("path", "params", "status", "text"),
-    [("/depth/NOPEUSDT", {}, 404, "unknown symbol"), ("/depth/BTC$USDT", {}, 422, "invalid symbol"),
-     ("/depth/BTCUSDT", {"limit": 0}, 422, "greater than or equal"), ("/depth/BTCUSDT", {"limit": 5001}, 422, "less than"),
-     ("/klines/BTCUSDT", {"interval": "7m"}, 422, "invalid interval"),
-     ("/klines/BTCUSDT", {"interval": "1h"}, 404, "not collected"),
-     ("/klines/BTCUSDT", {"history": "true", "start": "2026-02-30"}, 422, "start: expected epoch milliseconds"),
-     ("/klines/BTCUSDT", {"end": "yesterday"}, 422, "end: expected epoch milliseconds"),
-     ("/depth/BTCUSDT", {"limit": "many"}, 422, "limit: Input should be a valid integer"),
-     ("/klines/BTCUSDT", {"limit": "many"}, 422, "valid integer"),
-     ("/prices", {"symbols": "BTCUSDT,XRPUSDT"}, 404, "XRPUSDT"), ("/prices", {"symbols": ","}, 422, "comma-separated symbols"),
-     ("/prices", {"symbols": ""}, 422, "comma-separated symbols")],
-)  # fmt: skip
+    [
+        ("/depth/NOPEUSDT", {}, 404, "unknown symbol"),
+        ("/depth/BTC$USDT", {}, 422, "invalid symbol"),
+        ("/depth/BTCUSDT", {"limit": 0}, 422, "greater than or equal"),
+        ("/depth/BTCUSDT", {"limit": 5001}, 422, "less than"),
+        ("/klines/BTCUSDT", {"interval": "7m"}, 422, "invalid interval"),
+        ("/klines/BTCUSDT", {"interval": "1h"}, 404, "not collected"),
+        (
+            "/klines/BTCUSDT",
+            {"history": "true", "start": "2026-02-30"},
+            422,
+            "start: expected epoch milliseconds",
+        ),
+        ("/klines/BTCUSDT", {"end": "yesterday"}, 422, "end: expected epoch milliseconds"),
+        ("/depth/BTCUSDT", {"limit": "many"}, 422, "limit: Input should be a valid integer"),
+        ("/klines/BTCUSDT", {"limit": "many"}, 422, "valid integer"),
+        ("/prices", {"symbols": "BTCUSDT,XRPUSDT"}, 404, "XRPUSDT"),
+        ("/prices", {"symbols": ","}, 422, "comma-separated symbols"),
+        ("/prices", {"symbols": ""}, 422, "comma-separated symbols"),
+    ],
+)
 def test_bad_parameters_get_4xx_that_say_what(stack, path, params, status, text):
     r = stack.get(path, **params)
     assert r.status_code == status
@@ -206,9 +223,12 @@ def test_too_many_symbols_is_refused(stack):
 @settings(
     max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
-@given(path=st.sampled_from(["/prices", "/depth/{}", "/klines/{}", "/summary", "/all", "/status"]),
-       word=st.text(min_size=0, max_size=12), number=st.one_of(st.integers(), st.text(max_size=6)),
-       flag=st.sampled_from(["true", "false", "1", "maybe", ""]))  # fmt: skip
+@given(
+    path=st.sampled_from(["/prices", "/depth/{}", "/klines/{}", "/summary", "/all", "/status"]),
+    word=st.text(min_size=0, max_size=12),
+    number=st.one_of(st.integers(), st.text(max_size=6)),
+    flag=st.sampled_from(["true", "false", "1", "maybe", ""]),
+)
 def test_fuzzed_requests_never_get_a_5xx(stack, path, word, number, flag):
     url = stack.api + path.format(quote(word, safe="") or "x")
     params = {
@@ -289,8 +309,15 @@ async def test_websocket_subscribe_broadcast_and_unsubscribe(stack):
         )
         ack = await until(a, lambda m: m["type"] == "subscribed")
         assert ack["channels"] == ["ticker"] and ack["symbols"] == ["BTCUSDT", "ETHUSDT"]
-        await b.send(orjson.dumps({"action": "subscribe", "symbols": ["ethusdt"],
-                                   "channels": ["trade", "kline_1m", "depth"]}).decode())  # fmt: skip
+        await b.send(
+            orjson.dumps(
+                {
+                    "action": "subscribe",
+                    "symbols": ["ethusdt"],
+                    "channels": ["trade", "kline_1m", "depth"],
+                }
+            ).decode()
+        )
         await until(b, lambda m: m["type"] == "subscribed")
         seen_a, seen_b = set(), set()
         deadline = time.monotonic() + 10
@@ -327,11 +354,22 @@ class contextlib_suppress_timeout:
 
 @pytest.mark.parametrize(
     ("message", "detail"),
-    [("{nope", "malformed JSON"), ("[1]", "expected a JSON object"), ('{"action": "dance"}', "unknown action"),
-     ('{"action": "subscribe"}', "'symbols' must be"), ('{"action": "subscribe", "symbols": ["XRPUSDT"]}', "unknown symbol"),
-     ('{"action": "subscribe", "symbols": ["BTCUSDT"], "channels": ["kline_1h"]}', "unknown channel"),
-     ('{"action": "subscribe", "symbols": ["BTCUSDT"], "channels": "ticker"}', "'channels' must be")],
-)  # fmt: skip
+    [
+        ("{nope", "malformed JSON"),
+        ("[1]", "expected a JSON object"),
+        ('{"action": "dance"}', "unknown action"),
+        ('{"action": "subscribe"}', "'symbols' must be"),
+        ('{"action": "subscribe", "symbols": ["XRPUSDT"]}', "unknown symbol"),
+        (
+            '{"action": "subscribe", "symbols": ["BTCUSDT"], "channels": ["kline_1h"]}',
+            "unknown channel",
+        ),
+        (
+            '{"action": "subscribe", "symbols": ["BTCUSDT"], "channels": "ticker"}',
+            "'channels' must be",
+        ),
+    ],
+)
 async def test_invalid_websocket_requests_get_an_error_not_a_disconnect(stack, message, detail):
     async with connect(stack.ws) as ws:
         await ws.send(message)
@@ -346,8 +384,11 @@ async def test_a_slow_client_is_cut_off_without_slowing_the_others(stack):
     slow_sock = socket.socket()
     slow_sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # and it never reads
     slow_sock.connect(("127.0.0.1", stack.server.port))
-    everything = {"action": "subscribe", "symbols": ["BTCUSDT", "ETHUSDT"],
-                  "channels": ["ticker", "trade", "depth", "kline_1m", "kline_5m"]}  # fmt: skip
+    everything = {
+        "action": "subscribe",
+        "symbols": ["BTCUSDT", "ETHUSDT"],
+        "channels": ["ticker", "trade", "depth", "kline_1m", "kline_5m"],
+    }
     before = hub.dropped_slow
     async with connect(stack.ws, sock=slow_sock, max_queue=1) as slow, connect(stack.ws) as fast:
         await slow.send(orjson.dumps(everything).decode())
@@ -380,9 +421,17 @@ def test_lagging_clients_get_the_newest_ticker_and_depth_and_bounded_trades():
 
 def test_the_api_serves_an_okx_lab_the_same_way(tmp_path):
     with SimExchange(["BTCUSDT"], speed=60, seed=17) as sim:
-        lab = Lab(["BTCUSDT"], intervals=["1m"], exchange="okx", okx_ws_url=sim.okx_ws_url,
-                  okx_rest_url=sim.rest_url, db=tmp_path / "okx.sqlite", db_flush_interval=0.2,
-                  **FAST, text_ping_after=0.5)  # fmt: skip
+        lab = Lab(
+            ["BTCUSDT"],
+            intervals=["1m"],
+            exchange="okx",
+            okx_ws_url=sim.okx_ws_url,
+            okx_rest_url=sim.rest_url,
+            db=tmp_path / "okx.sqlite",
+            db_flush_interval=0.2,
+            **FAST,
+            text_ping_after=0.5,
+        )
         lab.start().wait_ready(30)
         try:
             with ServerThread(create_app(lab)) as server:

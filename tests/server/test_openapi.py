@@ -30,8 +30,15 @@ EXAMPLES = os.environ.get("MARKETLAB_SCHEMATHESIS_EXAMPLES", "25")
 def lab(tmp_path_factory) -> Iterator[Lab]:
     db = tmp_path_factory.mktemp("openapi") / "m.sqlite"
     with SimExchange(["BTCUSDT", "ETHUSDT"], speed=60, seed=21) as sim:
-        lab = Lab(["BTCUSDT", "ETHUSDT"], intervals=["1m", "5m"], binance_ws_url=sim.ws_url,
-                  binance_rest_url=sim.rest_url, db=db, db_flush_interval=0.2, **FAST)  # fmt: skip
+        lab = Lab(
+            ["BTCUSDT", "ETHUSDT"],
+            intervals=["1m", "5m"],
+            binance_ws_url=sim.ws_url,
+            binance_rest_url=sim.rest_url,
+            db=db,
+            db_flush_interval=0.2,
+            **FAST,
+        )
         lab.start().wait_ready(30)
         yield lab
         lab.stop()
@@ -46,8 +53,13 @@ def test_the_openapi_document_validates_as_openapi_3_1(lab, require_token):
     validate(spec)  # raises on anything OpenAPI 3.1 does not allow
     ops = spec["paths"]
     level = spec["components"]["schemas"]["Depth"]["properties"]["bids"]["items"]
-    assert level == {"type": "array", "items": {"type": "number"}, "minItems": 2, "maxItems": 2,
-                     "description": "[price, quantity]"}  # fmt: skip
+    assert level == {
+        "type": "array",
+        "items": {"type": "number"},
+        "minItems": 2,
+        "maxItems": 2,
+        "description": "[price, quantity]",
+    }
     klines = ops[PREFIX + "/klines/{symbol}"]["get"]
     params = {p["name"]: p["schema"] for p in klines["parameters"]}
     assert "1m" in params["interval"]["enum"] and "7m" not in params["interval"]["enum"]
@@ -100,8 +112,21 @@ def test_a_book_out_of_sync_is_an_answer_not_a_server_error(lab):
 
 def schemathesis(url: str, *extra: str) -> subprocess.CompletedProcess[str]:
     st = Path(sys.executable).parent / "st"
-    command = [str(st), "run", f"{url}/openapi.json", "--checks", "all", "--phases", "coverage,fuzzing",
-               "--max-examples", EXAMPLES, "--no-color", "--workers", "1", *extra]  # fmt: skip
+    command = [
+        str(st),
+        "run",
+        f"{url}/openapi.json",
+        "--checks",
+        "all",
+        "--phases",
+        "coverage,fuzzing",
+        "--max-examples",
+        EXAMPLES,
+        "--no-color",
+        "--workers",
+        "1",
+        *extra,
+    ]
     if SEED != "random":
         command += ["--seed", SEED]
     return subprocess.run(command, capture_output=True, text=True, timeout=600)

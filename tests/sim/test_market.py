@@ -95,7 +95,10 @@ def test_klines_select_like_binance():
     assert opens == [GENESIS + i * 60_000 for i in range(10)]
     # startTime inside a candle starts at the next open; endTime bounds open times inclusively
     assert [r[0] for r in m.klines("1m", start=GENESIS + 1, end=GENESIS + 180_000)] == [
-        GENESIS + 60_000, GENESIS + 120_000, GENESIS + 180_000]  # fmt: skip
+        GENESIS + 60_000,
+        GENESIS + 120_000,
+        GENESIS + 180_000,
+    ]
     assert [r[0] for r in m.klines("1m", start=GENESIS, limit=2)] == [GENESIS, GENESIS + 60_000]
     assert [r[0] for r in m.klines("1m", end=GENESIS + 300_000, limit=2)] == [
         GENESIS + 240_000,
@@ -165,8 +168,15 @@ def test_market_warm_up_fills_history_without_a_book():
     assert market.symbols["BTCUSDT"].bids == {}
 
 
-@pytest.mark.parametrize(("units", "decimals", "text"), [(6500010, 2, "65000.10000000"), (5, 5, "0.00005000"),
-                                                         (7, 0, "7.00000000"), (-120, 2, "-1.20000000")])  # fmt: skip
+@pytest.mark.parametrize(
+    ("units", "decimals", "text"),
+    [
+        (6500010, 2, "65000.10000000"),
+        (5, 5, "0.00005000"),
+        (7, 0, "7.00000000"),
+        (-120, 2, "-1.20000000"),
+    ],
+)
 def test_fmt_units_prints_like_binance(units, decimals, text):
     assert fmt_units(units, decimals) == text
 

@@ -33,8 +33,11 @@ def test_a_generated_recording_holds_snapshots_and_ordered_frames(recording):
     kinds = [e.kind for e in entries]
     assert kinds[:2] == [SNAPSHOT, SNAPSHOT] and kinds.count(WS) == n > 500
     _, entries = open_recording(path)
-    depth_ids = [orjson.loads(e.data)["data"]["U"] for e in entries
-                 if e.kind == WS and stream_of(e.data) == "btcusdt@depth@100ms"]  # fmt: skip
+    depth_ids = [
+        orjson.loads(e.data)["data"]["U"]
+        for e in entries
+        if e.kind == WS and stream_of(e.data) == "btcusdt@depth@100ms"
+    ]
     assert depth_ids == sorted(depth_ids)
 
 
@@ -56,11 +59,19 @@ def test_a_combined_client_gets_every_frame_of_its_streams_and_a_lab_syncs_its_b
 
         got = asyncio.run(read())
         assert set(got) == set(wanted) and len(got) == expect
-        lab = Lab(["BTCUSDT", "ETHUSDT"], binance_ws_url=sim.ws_url, binance_rest_url=sim.rest_url,
-                  channels=("trades", "book"), **FAST)  # fmt: skip
+        lab = Lab(
+            ["BTCUSDT", "ETHUSDT"],
+            binance_ws_url=sim.ws_url,
+            binance_rest_url=sim.rest_url,
+            channels=("trades", "book"),
+            **FAST,
+        )
         with lab:
-            wait_for(lambda: lab.book("ETHUSDT").attrs["synced"] and len(lab.trades("BTCUSDT")) > 100, 20,
-                     "the replayed stream")  # fmt: skip
+            wait_for(
+                lambda: lab.book("ETHUSDT").attrs["synced"] and len(lab.trades("BTCUSDT")) > 100,
+                20,
+                "the replayed stream",
+            )
             book = lab._feed.books["ETHUSDT"].book
             wait_for(lambda: book.stats.applied >= 100, 10, "the diff stream applied")
             assert book.stats.gaps == 0

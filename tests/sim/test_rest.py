@@ -103,12 +103,16 @@ def test_klines_limits_and_time_windows(sim):
 
 @pytest.mark.parametrize(
     ("params", "status", "code"),
-    [({"interval": "1m"}, 400, -1102), ({"symbol": "BTCUSDT"}, 400, -1102),
-     ({"symbol": "NOPEUSDT", "interval": "1m"}, 400, -1121), ({"symbol": "btcusdt", "interval": "1m"}, 400, -1100),
-     ({"symbol": "BTCUSDT", "interval": "2m"}, 400, -1120),
-     ({"symbol": "BTCUSDT", "interval": "1m", "limit": "ten"}, 400, -1100),
-     ({"symbol": "BTCUSDT", "interval": "1m", "startTime": 2, "endTime": 1}, 400, -1023)],
-)  # fmt: skip
+    [
+        ({"interval": "1m"}, 400, -1102),
+        ({"symbol": "BTCUSDT"}, 400, -1102),
+        ({"symbol": "NOPEUSDT", "interval": "1m"}, 400, -1121),
+        ({"symbol": "btcusdt", "interval": "1m"}, 400, -1100),
+        ({"symbol": "BTCUSDT", "interval": "2m"}, 400, -1120),
+        ({"symbol": "BTCUSDT", "interval": "1m", "limit": "ten"}, 400, -1100),
+        ({"symbol": "BTCUSDT", "interval": "1m", "startTime": 2, "endTime": 1}, 400, -1023),
+    ],
+)
 def test_klines_errors_use_binance_codes(sim, params, status, code):
     r = get(sim, "/api/v3/klines", **params)
     assert r.status_code == status

@@ -65,13 +65,31 @@ async def test_subscribe_list_and_unsubscribe(sim):
 
 @pytest.mark.parametrize(
     ("message", "code", "text"),
-    [(b"{not json", 3, "Invalid JSON"),
-     (orjson.dumps({"method": "SUBSCRIBE", "params": ["btcusdt@trade"], "id": 1, "extra": 1}), 0, "Unknown property"),
-     (orjson.dumps({"method": "SUBSCRIBE", "params": "btcusdt@trade", "id": 1}), 1, "Invalid value type"),
-     (orjson.dumps({"method": "SUBSCRIBE", "params": ["btcusdt@trade"], "id": 1.5}), 1, "Invalid value type"),
-     (orjson.dumps({"method": "SUBSCRIBE", "params": ["btcusdt@candles"], "id": 1}), 2, "Invalid request"),
-     (orjson.dumps({"method": "EXPLODE", "params": [], "id": 1}), 2, "Invalid request")],
-)  # fmt: skip
+    [
+        (b"{not json", 3, "Invalid JSON"),
+        (
+            orjson.dumps({"method": "SUBSCRIBE", "params": ["btcusdt@trade"], "id": 1, "extra": 1}),
+            0,
+            "Unknown property",
+        ),
+        (
+            orjson.dumps({"method": "SUBSCRIBE", "params": "btcusdt@trade", "id": 1}),
+            1,
+            "Invalid value type",
+        ),
+        (
+            orjson.dumps({"method": "SUBSCRIBE", "params": ["btcusdt@trade"], "id": 1.5}),
+            1,
+            "Invalid value type",
+        ),
+        (
+            orjson.dumps({"method": "SUBSCRIBE", "params": ["btcusdt@candles"], "id": 1}),
+            2,
+            "Invalid request",
+        ),
+        (orjson.dumps({"method": "EXPLODE", "params": [], "id": 1}), 2, "Invalid request"),
+    ],
+)
 async def test_bad_control_messages_get_error_answers_not_a_disconnect(sim, message, code, text):
     async with connect(f"{sim.ws_url}/ws") as ws:
         await ws.send(message.decode())

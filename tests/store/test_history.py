@@ -26,8 +26,24 @@ def candles(n: int, symbol: str = "BTCUSDT", start: int = 0, seed: int = 1) -> l
         )
         v = round(abs(rng.normal(5, 2)), 5)
         t = T0 + i * 60_000
-        out.append(Kline(symbol, "1m", t, o, h, l, c, v, t + 59_999, round(v * c, 4), int(rng.integers(1, 50)),
-                         round(v / 2, 5), round(v * c / 2, 4), True))  # fmt: skip
+        out.append(
+            Kline(
+                symbol,
+                "1m",
+                t,
+                o,
+                h,
+                l,
+                c,
+                v,
+                t + 59_999,
+                round(v * c, 4),
+                int(rng.integers(1, 50)),
+                round(v / 2, 5),
+                round(v * c / 2, 4),
+                True,
+            )
+        )
         price = c
     return out
 
@@ -91,9 +107,19 @@ def test_resample_equals_a_direct_computation(tmp_path):
     h = History(db=db)
     got = h.resample("BTCUSDT", "1m", "1h")
     minute = h.klines("BTCUSDT", "1m")
-    want = minute.resample("1h").agg({"open": "first", "high": "max", "low": "min", "close": "last", "volume": "sum",
-                                      "quote_volume": "sum", "trades": "sum", "taker_buy_volume": "sum",
-                                      "taker_buy_quote_volume": "sum"})  # fmt: skip
+    want = minute.resample("1h").agg(
+        {
+            "open": "first",
+            "high": "max",
+            "low": "min",
+            "close": "last",
+            "volume": "sum",
+            "quote_volume": "sum",
+            "trades": "sum",
+            "taker_buy_volume": "sum",
+            "taker_buy_quote_volume": "sum",
+        }
+    )
     pd.testing.assert_frame_equal(got[want.columns], want, check_freq=False, check_names=False)
     assert list(got["closed"]) == [True] * 5 + [False]  # the last hour is incomplete
     assert got["close_time"].iloc[0] == pd.Timestamp("2026-01-01 00:59:59.999", tz="UTC")

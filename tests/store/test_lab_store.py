@@ -24,8 +24,17 @@ def assert_contiguous_and_exact(df, oracle_klines, step=60_000):
     assert opens == list(range(opens[0], opens[-1] + step, step)), "a stored candle is missing"
     oracle = oracle_klines(opens[0], opens[-1])
     assert [o["open_time"] for o in oracle] == opens
-    for column in ("open", "high", "low", "close", "volume", "quote_volume", "trades", "taker_buy_volume",
-                   "taker_buy_quote_volume"):  # fmt: skip
+    for column in (
+        "open",
+        "high",
+        "low",
+        "close",
+        "volume",
+        "quote_volume",
+        "trades",
+        "taker_buy_volume",
+        "taker_buy_quote_volume",
+    ):
         assert list(df[column]) == [o[column] for o in oracle], column
 
 
@@ -59,8 +68,11 @@ def test_a_lab_with_db_stores_every_closed_kline_and_resumes_after_a_restart(tmp
         stored = History(db=db).klines("BTCUSDT", "1m")
         oracle = lambda a, b: sim.klines("BTCUSDT", "1m", start=a, end=b, limit=1000)  # noqa: E731
         assert_contiguous_and_exact(stored, oracle)
-        assert_contiguous_and_exact(lab.history.klines("BTCUSDT", "5m"),
-                                    lambda a, b: sim.klines("BTCUSDT", "5m", start=a, end=b), 300_000)  # fmt: skip
+        assert_contiguous_and_exact(
+            lab.history.klines("BTCUSDT", "5m"),
+            lambda a, b: sim.klines("BTCUSDT", "5m", start=a, end=b),
+            300_000,
+        )
         closed = lab_frame[lab_frame["closed"]]
         assert list(closed.index) == list(stored.index[-len(closed) :])
 
@@ -77,8 +89,13 @@ def test_backfill_pages_the_rest_api_and_resumes(tmp_path):
         assert written == 2 * (1440 + 24)
         df = h.klines("BTCUSDT", "1m")
         assert len(df) == 1440
-        assert_contiguous_and_exact(df, lambda a, b: sim.klines("BTCUSDT", "1m", start=a, end=b, limit=1000)
-                                    + sim.klines("BTCUSDT", "1m", start=a + 1000 * 60_000, end=b, limit=1000))  # fmt: skip
+        assert_contiguous_and_exact(
+            df,
+            lambda a, b: (
+                sim.klines("BTCUSDT", "1m", start=a, end=b, limit=1000)
+                + sim.klines("BTCUSDT", "1m", start=a + 1000 * 60_000, end=b, limit=1000)
+            ),
+        )
         before = sim.stats["rest_requests"]
         assert (
             h.backfill(
@@ -96,10 +113,25 @@ def test_backfill_pages_the_rest_api_and_resumes(tmp_path):
 def test_backfill_and_export_from_the_cli(tmp_path):
     db, out = tmp_path / "m.sqlite", tmp_path / "pq"
     with SimExchange(["BTCUSDT"], speed=1, seed=5, history="3h", start_time=START) as sim:
-        run = lambda *a: subprocess.run([sys.executable, "-m", "marketlab", *a], capture_output=True, text=True,  # noqa: E731
-                                        timeout=120)  # fmt: skip
-        r = run("backfill", "--symbols", "BTCUSDT", "--intervals", "1m,15m", "--start", "2025-12-31 22:00",
-                "--db", str(db), "--binance-rest-url", sim.rest_url)  # fmt: skip
+
+        def run(*a):
+            return subprocess.run(
+                [sys.executable, "-m", "marketlab", *a], capture_output=True, text=True, timeout=120
+            )
+
+        r = run(
+            "backfill",
+            "--symbols",
+            "BTCUSDT",
+            "--intervals",
+            "1m,15m",
+            "--start",
+            "2025-12-31 22:00",
+            "--db",
+            str(db),
+            "--binance-rest-url",
+            sim.rest_url,
+        )
         assert r.returncode == 0, r.stderr
         assert "backfilled 128 candle(s)" in r.stdout  # 120 minutes + 8 quarter hours
         r = run("export", "--db", str(db), "--out", str(out))
@@ -116,8 +148,22 @@ def test_kill_9_leaves_a_valid_file_and_the_next_start_fills_the_hole(tmp_path):
         "[feed]\nidle_timeout = 2.0\nbackoff_max = 1.0\nseed_klines = 20\n"
     )
     with SimProcess("--symbols", "BTCUSDT", "--speed", "60", "--seed", "8") as sim:
-        args = [sys.executable, "-m", "marketlab", "collect", "--symbols", "BTCUSDT", "--intervals", "1m",
-                "--binance-ws-url", sim.ws_url, "--binance-rest-url", sim.rest_url, "--db", str(db)]  # fmt: skip
+        args = [
+            sys.executable,
+            "-m",
+            "marketlab",
+            "collect",
+            "--symbols",
+            "BTCUSDT",
+            "--intervals",
+            "1m",
+            "--binance-ws-url",
+            sim.ws_url,
+            "--binance-rest-url",
+            sim.rest_url,
+            "--db",
+            str(db),
+        ]
         proc = subprocess.Popen(
             args, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
         )

@@ -47,8 +47,22 @@ def test_round_trip_and_idempotent_upsert(tmp_path):
 
 def test_open_candles_are_refused(tmp_path):
     k = kline(0)
-    still_open = Kline(k.symbol, k.interval, k.open_time, k.open, k.high, k.low, k.close, k.volume, k.close_time,
-                       k.quote_volume, k.trades, k.taker_buy_volume, k.taker_buy_quote_volume, False)  # fmt: skip
+    still_open = Kline(
+        k.symbol,
+        k.interval,
+        k.open_time,
+        k.open,
+        k.high,
+        k.low,
+        k.close,
+        k.volume,
+        k.close_time,
+        k.quote_volume,
+        k.trades,
+        k.taker_buy_volume,
+        k.taker_buy_quote_volume,
+        False,
+    )
     with (
         KlineStore(tmp_path / "m.sqlite") as store,
         pytest.raises(ValueError, match="only closed klines"),

@@ -36,8 +36,11 @@ class Fault:
         store = self.lab._store
         assert store is not None
         if self.kind == "disk full":  # no page beyond the file's current size
-            store.on_writer(lambda c: c.execute(
-                f"PRAGMA max_page_count = {c.execute('PRAGMA page_count').fetchone()[0]}"))  # fmt: skip
+            store.on_writer(
+                lambda c: c.execute(
+                    f"PRAGMA max_page_count = {c.execute('PRAGMA page_count').fetchone()[0]}"
+                )
+            )
         elif self.kind == "read-only":
             store.on_writer(lambda c: c.execute("PRAGMA query_only = 1"))
         else:  # another process's exclusive lock
@@ -75,8 +78,10 @@ def assert_history_whole(db, sim: SimExchange, symbol: str) -> int:
     assert len(opens) == len(set(opens)), "a candle is stored twice"
     assert opens == list(range(opens[0], opens[-1] + 60_000, 60_000)), "stored history has a hole"
     oracle = sim.klines(symbol, "1m", start=opens[0], end=opens[-1], limit=1000)
-    assert [(o["open_time"], o["open"], o["high"], o["low"], o["close"], o["volume"], o["trades"])
-            for o in oracle] == rows  # fmt: skip
+    assert [
+        (o["open_time"], o["open"], o["high"], o["low"], o["close"], o["volume"], o["trades"])
+        for o in oracle
+    ] == rows
     return len(rows)
 
 
@@ -88,8 +93,15 @@ def store_state(lab: Lab) -> dict:
 def test_a_failing_store_keeps_collecting_bounds_its_queue_and_fills_the_hole_after(kind, tmp_path):
     db = tmp_path / "h.sqlite"
     with SimExchange(SYMBOLS, speed=120, seed=9) as sim:
-        lab = Lab(SYMBOLS, intervals=["1m"], db=db, channels=("trades", "klines"), db_max_pending=6,
-                  db_flush_interval=0.2, **{**FAST, **venue_options(sim)})  # fmt: skip
+        lab = Lab(
+            SYMBOLS,
+            intervals=["1m"],
+            db=db,
+            channels=("trades", "klines"),
+            db_max_pending=6,
+            db_flush_interval=0.2,
+            **{**FAST, **venue_options(sim)},
+        )
         fault = Fault(kind, lab)
         try:
             with lab:
@@ -112,8 +124,15 @@ def test_a_failing_store_keeps_collecting_bounds_its_queue_and_fills_the_hole_af
                 assert len(lab.trades("BTCUSDT")) > trades  # collection never waited on the store
                 closed_while_failing = lab.klines("BTCUSDT")["closed"].sum()
                 fault.clear()
-                wait_for(lambda: store_state(lab)["state"] == "ok" and store_state(lab)["pending"] == 0
-                         and store_state(lab)["awaiting_backfill"] == 0, 30, "the store to catch up")  # fmt: skip
+                wait_for(
+                    lambda: (
+                        store_state(lab)["state"] == "ok"
+                        and store_state(lab)["pending"] == 0
+                        and store_state(lab)["awaiting_backfill"] == 0
+                    ),
+                    30,
+                    "the store to catch up",
+                )
                 assert lab.klines("BTCUSDT")["closed"].sum() >= closed_while_failing
         finally:
             fault.clear()
@@ -127,16 +146,20 @@ def test_stop_returns_on_time_says_what_waits_and_the_next_start_fills_it(kind, 
     db = tmp_path / "h.sqlite"
     with SimExchange(SYMBOLS, speed=120, seed=9) as sim:
         options = {**FAST, **venue_options(sim)}
-        lab = Lab(SYMBOLS, intervals=["1m"], db=db, channels=("klines",), db_flush_interval=0.2,
-                  **options)  # fmt: skip
+        lab = Lab(
+            SYMBOLS, intervals=["1m"], db=db, channels=("klines",), db_flush_interval=0.2, **options
+        )
         fault = Fault(kind, lab)
         lab.start()
         try:
             lab.wait_ready(30)
             wait_for(lambda: store_state(lab)["written"] > 10, 20, "first writes")
             fault.start()
-            wait_for(lambda: store_state(lab)["state"] == "failing" and store_state(lab)["pending"] >= 4,
-                     20, "candles waiting")  # fmt: skip
+            wait_for(
+                lambda: store_state(lab)["state"] == "failing" and store_state(lab)["pending"] >= 4,
+                20,
+                "candles waiting",
+            )
             began = time.monotonic()
             lab.stop(timeout=4)
             took = time.monotonic() - began
@@ -150,8 +173,11 @@ def test_stop_returns_on_time_says_what_waits_and_the_next_start_fills_it(kind, 
         assert len(report.splitlines()) == 1
         with Lab(SYMBOLS, intervals=["1m"], db=db, channels=("klines",), **options) as again:
             again.wait_ready(30)
-            wait_for(lambda: store_state(again)["written"] > 0 and store_state(again)["pending"] == 0,
-                     20, "the hole written")  # fmt: skip
+            wait_for(
+                lambda: store_state(again)["written"] > 0 and store_state(again)["pending"] == 0,
+                20,
+                "the hole written",
+            )
             time.sleep(1)
         assert again.store_report == ""
         for symbol in SYMBOLS:
@@ -214,12 +240,32 @@ def test_collect_exits_within_10_s_of_sigterm_with_a_full_disk(tmp_path):
     with SimProcess("--symbols", "BTCUSDT,ETHUSDT", "--speed", "120", "--seed", "9") as sim:
         limit = os.path.getsize(db) + 48_000  # a few batches of candles, then no more room
         proc = subprocess.Popen(
-            [sys.executable, "-m", "marketlab", "collect", "--symbols", "BTCUSDT,ETHUSDT",
-             "--intervals", "1m", "--channels", "klines", "--db", str(db), "--status-interval", "0.5",
-             "--binance-ws-url", sim.ws_url, "--binance-rest-url", sim.rest_url],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path,
+            [
+                sys.executable,
+                "-m",
+                "marketlab",
+                "collect",
+                "--symbols",
+                "BTCUSDT,ETHUSDT",
+                "--intervals",
+                "1m",
+                "--channels",
+                "klines",
+                "--db",
+                str(db),
+                "--status-interval",
+                "0.5",
+                "--binance-ws-url",
+                sim.ws_url,
+                "--binance-rest-url",
+                sim.rest_url,
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            cwd=tmp_path,
             preexec_fn=_fill_the_disk_at(limit),
-        )  # fmt: skip
+        )
         try:
             assert proc.stdout is not None
             lines = []

@@ -56,15 +56,30 @@ def test_parts_apart_are_read_as_duckdb_reads_them(tmp_path, monkeypatch):
 
     db = tmp_path / "m.sqlite"
     writer = TickWriter(ticks_root(db), "binance", flush_interval=0.05)
-    hourly = [Trade("BTCUSDT", i, 100.0 + i, 0.25 * i, "buy" if i % 3 else "sell",
-                    1_767_225_600_000 + i * 3_600_000, 0) for i in range(1, 61)]  # fmt: skip
+    hourly = [
+        Trade(
+            "BTCUSDT",
+            i,
+            100.0 + i,
+            0.25 * i,
+            "buy" if i % 3 else "sell",
+            1_767_225_600_000 + i * 3_600_000,
+            0,
+        )
+        for i in range(1, 61)
+    ]
     for first in range(0, 60, 20):  # three flushes: parts apart, over three days
         writer.add_many(hourly[first : first + 20])
         time.sleep(0.3)
     writer.close()
     history = History(db=db)
-    ranges = [(None, None), (hourly[10].time, hourly[45].time), (hourly[10].time + 1, None),
-              (None, hourly[3].time - 1), (hourly[59].time + 1, None)]  # fmt: skip
+    ranges = [
+        (None, None),
+        (hourly[10].time, hourly[45].time),
+        (hourly[10].time + 1, None),
+        (None, hourly[3].time - 1),
+        (hourly[59].time + 1, None),
+    ]
     read_apart, by_arrow = tick_history.read_apart, []
 
     def spied(*args):
@@ -76,8 +91,11 @@ def test_parts_apart_are_read_as_duckdb_reads_them(tmp_path, monkeypatch):
 
     def check(read: dict) -> None:  # what each range holds, from the trades themselves
         for (start, end), df in read.items():
-            want = [t for t in hourly
-                    if (start is None or t.time >= start) and (end is None or t.time <= end)]  # fmt: skip
+            want = [
+                t
+                for t in hourly
+                if (start is None or t.time >= start) and (end is None or t.time <= end)
+            ]
             assert list(df["trade_id"]) == [t.trade_id for t in want]
             assert list(df["side"]) == [t.side for t in want]
             assert list(df["qty"]) == [t.qty for t in want]
@@ -164,9 +182,24 @@ def test_after_kill_9_the_next_start_fetches_the_trades_it_missed(tmp_path):
         "[feed]\nidle_timeout = 2.0\nbackoff_max = 1.0\nseed_klines = 20\n"
     )
     with SimProcess("--symbols", "BTCUSDT", "--speed", "60", "--seed", "8") as sim:
-        args = [sys.executable, "-m", "marketlab", "collect", "--symbols", "BTCUSDT", "--intervals", "1m",
-                "--binance-ws-url", sim.ws_url, "--binance-rest-url", sim.rest_url, "--db", str(db),
-                "--store", "klines,trades"]  # fmt: skip
+        args = [
+            sys.executable,
+            "-m",
+            "marketlab",
+            "collect",
+            "--symbols",
+            "BTCUSDT",
+            "--intervals",
+            "1m",
+            "--binance-ws-url",
+            sim.ws_url,
+            "--binance-rest-url",
+            sim.rest_url,
+            "--db",
+            str(db),
+            "--store",
+            "klines,trades",
+        ]
         proc = subprocess.Popen(
             args, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
         )
@@ -180,8 +213,9 @@ def test_after_kill_9_the_next_start_fetches_the_trades_it_missed(tmp_path):
         proc.wait(10)
         before = History(db=db).trades("BTCUSDT")
         time.sleep(3)  # trades happen while nothing runs
-        r = subprocess.run([*args, "--duration", "6"], cwd=tmp_path, capture_output=True, text=True,
-                           timeout=120)  # fmt: skip
+        r = subprocess.run(
+            [*args, "--duration", "6"], cwd=tmp_path, capture_output=True, text=True, timeout=120
+        )
         assert r.returncode == 0, r.stderr
     after = History(db=db).trades("BTCUSDT")
     ids = list(after["trade_id"])
@@ -197,16 +231,26 @@ def test_a_recording_ingested_twice_stores_what_live_collection_stored_once(tmp_
         tmp_path / "s.mlrec",
     )
     with SimExchange(["BTCUSDT"], speed=60, seed=12) as sim:
-        lab = Lab(["BTCUSDT"], db=live_db, store=("klines", "trades", "book"), record=session,
-                  book_interval=0.2, **{**FAST, **venue_options(sim)})  # fmt: skip
+        lab = Lab(
+            ["BTCUSDT"],
+            db=live_db,
+            store=("klines", "trades", "book"),
+            record=session,
+            book_interval=0.2,
+            **{**FAST, **venue_options(sim)},
+        )
         with lab:
             lab.wait_ready(30)
             time.sleep(2.5)
             sim.drop_connections()
             time.sleep(2.0)
     for _ in range(2):
-        r = subprocess.run([sys.executable, "-m", "marketlab", "ingest", str(session), "--db", str(ingested_db)],
-                           capture_output=True, text=True, timeout=120)  # fmt: skip
+        r = subprocess.run(
+            [sys.executable, "-m", "marketlab", "ingest", str(session), "--db", str(ingested_db)],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
         assert r.returncode == 0, r.stderr
         assert "ingested" in r.stdout and "trade(s)" in r.stdout
     live, ingested = History(db=live_db), History(db=ingested_db)
@@ -228,8 +272,20 @@ def test_a_recording_ingested_twice_stores_what_live_collection_stored_once(tmp_
     assert span >= 60 * (len(replayed) - 2) * 0.5  # a second apart on the recording's clock (60x)
     not_one = tmp_path / "notes.txt"
     not_one.write_text("hello")
-    r = subprocess.run([sys.executable, "-m", "marketlab", "ingest", str(not_one), "--db", str(tmp_path / "x.sqlite")],
-                       capture_output=True, text=True, timeout=60)  # fmt: skip
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "marketlab",
+            "ingest",
+            str(not_one),
+            "--db",
+            str(tmp_path / "x.sqlite"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert r.returncode == 2 and "not a marketlab recording" in r.stderr
     assert not (tmp_path / "x.sqlite").exists() and not (tmp_path / "x.ticks").exists()
 
@@ -237,8 +293,14 @@ def test_a_recording_ingested_twice_stores_what_live_collection_stored_once(tmp_
 def test_book_snapshots_are_stored_and_read_back_as_the_exchange_held_them(tmp_path):
     db = tmp_path / "m.sqlite"
     with SimExchange(["BTCUSDT"], speed=60, seed=13) as sim:
-        lab = Lab(["BTCUSDT"], db=db, store=("klines", "book"), book_levels=10, book_interval=0.2,
-                  **{**FAST, **venue_options(sim)})  # fmt: skip
+        lab = Lab(
+            ["BTCUSDT"],
+            db=db,
+            store=("klines", "book"),
+            book_levels=10,
+            book_interval=0.2,
+            **{**FAST, **venue_options(sim)},
+        )
         with lab:
             lab.wait_ready(30)
             wait_for(lambda: lab.book("BTCUSDT").attrs["synced"], 20, "a synced book")

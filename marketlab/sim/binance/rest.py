@@ -68,8 +68,18 @@ def _int_param(q: Any, name: str) -> int | None:
 
 def _trade_rows(f: Formatter, trades: list[Any]) -> list[dict[str, Any]]:
     """Trades as ``/api/v3/trades`` and ``/api/v3/historicalTrades`` give them."""
-    return [{"id": t.trade_id, "price": f.p(t.price), "qty": f.q(t.qty), "quoteQty": f.quote(t.price * t.qty),
-             "time": t.time, "isBuyerMaker": t.buyer_is_maker, "isBestMatch": True} for t in trades]  # fmt: skip
+    return [
+        {
+            "id": t.trade_id,
+            "price": f.p(t.price),
+            "qty": f.q(t.qty),
+            "quoteQty": f.quote(t.price * t.qty),
+            "time": t.time,
+            "isBuyerMaker": t.buyer_is_maker,
+            "isBestMatch": True,
+        }
+        for t in trades
+    ]
 
 
 def _newest(kept: Any, n: int) -> list[Any]:
@@ -100,8 +110,20 @@ class Formatter:
 
 def kline_row(f: Formatter, row: tuple) -> list:
     t, o, h, l, c, v, close_time, q, n, tv, tq, _closed = row
-    return [t, f.p(o), f.p(h), f.p(l), f.p(c), f.q(v), close_time, f.quote(q), n, f.q(tv),
-            f.quote(tq), "0"]  # fmt: skip
+    return [
+        t,
+        f.p(o),
+        f.p(h),
+        f.p(l),
+        f.p(c),
+        f.q(v),
+        close_time,
+        f.quote(q),
+        n,
+        f.q(tv),
+        f.quote(tq),
+        "0",
+    ]
 
 
 def kline_event(
@@ -109,14 +131,29 @@ def kline_event(
 ) -> dict:
     o, h, l, cl = c.ohlc()
     return {
-        "e": "kline", "E": event_time, "s": m.spec.symbol,
+        "e": "kline",
+        "E": event_time,
+        "s": m.spec.symbol,
         "k": {
-            "t": c.open_time, "T": c.next_open - 1, "s": m.spec.symbol, "i": iv,
-            "f": c.f, "L": c.L, "o": f.p(o), "c": f.p(cl), "h": f.p(h), "l": f.p(l),
-            "v": f.q(c.v), "n": c.n, "x": closed, "q": f.quote(c.q), "V": f.q(c.tv),
-            "Q": f.quote(c.tq), "B": "0",
+            "t": c.open_time,
+            "T": c.next_open - 1,
+            "s": m.spec.symbol,
+            "i": iv,
+            "f": c.f,
+            "L": c.L,
+            "o": f.p(o),
+            "c": f.p(cl),
+            "h": f.p(h),
+            "l": f.p(l),
+            "v": f.q(c.v),
+            "n": c.n,
+            "x": closed,
+            "q": f.quote(c.q),
+            "V": f.q(c.tv),
+            "Q": f.quote(c.tq),
+            "B": "0",
         },
-    }  # fmt: skip
+    }
 
 
 def ticker_fields(m: SymbolMarket, f: Formatter, now: int) -> dict[str, Any]:
@@ -208,20 +245,22 @@ class BinanceRest:
                 return self._ban_error(now)
         self._retry_until = now + retry_after
         return ApiError(
-            429, -1003,
+            429,
+            -1003,
             f"Too much request weight used; current limit is {self.sim.weight_limit} request weight "
             "per 1 MINUTE. Please use WebSocket Streams for live updates to avoid polling the API.",
             retry_after,
-        )  # fmt: skip
+        )
 
     def _ban_error(self, now: float) -> ApiError:
         until = int(self._banned_until * 1000)
         return ApiError(
-            418, -1003,
+            418,
+            -1003,
             f"Way too much request weight used; IP banned until {until}. Please use WebSocket "
             "Streams for live updates to avoid bans.",
             max(1, math.ceil(self._banned_until - now)),
-        )  # fmt: skip
+        )
 
     def _market(self, request: web.Request, required: bool = True) -> SymbolMarket | None:
         symbol = request.query.get("symbol")
@@ -277,42 +316,80 @@ class BinanceRest:
             "timezone": "UTC",
             "serverTime": self.sim.now_ms(),
             "rateLimits": [
-                {"rateLimitType": "REQUEST_WEIGHT", "interval": "MINUTE", "intervalNum": 1,
-                 "limit": self.sim.weight_limit},
+                {
+                    "rateLimitType": "REQUEST_WEIGHT",
+                    "interval": "MINUTE",
+                    "intervalNum": 1,
+                    "limit": self.sim.weight_limit,
+                },
                 {"rateLimitType": "ORDERS", "interval": "SECOND", "intervalNum": 10, "limit": 100},
                 {"rateLimitType": "ORDERS", "interval": "DAY", "intervalNum": 1, "limit": 200000},
-                {"rateLimitType": "RAW_REQUESTS", "interval": "MINUTE", "intervalNum": 5,
-                 "limit": 61000},
+                {
+                    "rateLimitType": "RAW_REQUESTS",
+                    "interval": "MINUTE",
+                    "intervalNum": 5,
+                    "limit": 61000,
+                },
             ],
             "exchangeFilters": [],
             "symbols": [self._symbol_info(m) for m in chosen],
-        }  # fmt: skip
+        }
 
     def _symbol_info(self, m: SymbolMarket) -> dict[str, Any]:
         s = m.spec
         f = self.formatters[s.symbol]
         return {
-            "symbol": s.symbol, "status": "TRADING", "baseAsset": s.base,
-            "baseAssetPrecision": 8, "quoteAsset": s.quote, "quotePrecision": 8,
-            "quoteAssetPrecision": 8, "baseCommissionPrecision": 8, "quoteCommissionPrecision": 8,
-            "orderTypes": ["LIMIT", "LIMIT_MAKER", "MARKET", "STOP_LOSS_LIMIT", "TAKE_PROFIT_LIMIT"],
-            "icebergAllowed": True, "ocoAllowed": True, "otoAllowed": True,
-            "quoteOrderQtyMarketAllowed": True, "allowTrailingStop": True,
-            "cancelReplaceAllowed": True, "isSpotTradingAllowed": True,
+            "symbol": s.symbol,
+            "status": "TRADING",
+            "baseAsset": s.base,
+            "baseAssetPrecision": 8,
+            "quoteAsset": s.quote,
+            "quotePrecision": 8,
+            "quoteAssetPrecision": 8,
+            "baseCommissionPrecision": 8,
+            "quoteCommissionPrecision": 8,
+            "orderTypes": [
+                "LIMIT",
+                "LIMIT_MAKER",
+                "MARKET",
+                "STOP_LOSS_LIMIT",
+                "TAKE_PROFIT_LIMIT",
+            ],
+            "icebergAllowed": True,
+            "ocoAllowed": True,
+            "otoAllowed": True,
+            "quoteOrderQtyMarketAllowed": True,
+            "allowTrailingStop": True,
+            "cancelReplaceAllowed": True,
+            "isSpotTradingAllowed": True,
             "isMarginTradingAllowed": False,
             "filters": [
-                {"filterType": "PRICE_FILTER", "minPrice": f.p(1), "maxPrice": "1000000.00000000",
-                 "tickSize": f.p(1)},
-                {"filterType": "LOT_SIZE", "minQty": f.q(1), "maxQty": "9000.00000000",
-                 "stepSize": f.q(1)},
-                {"filterType": "NOTIONAL", "minNotional": "5.00000000", "applyMinToMarket": True,
-                 "maxNotional": "9000000.00000000", "applyMaxToMarket": False,
-                 "avgPriceMins": 5},
+                {
+                    "filterType": "PRICE_FILTER",
+                    "minPrice": f.p(1),
+                    "maxPrice": "1000000.00000000",
+                    "tickSize": f.p(1),
+                },
+                {
+                    "filterType": "LOT_SIZE",
+                    "minQty": f.q(1),
+                    "maxQty": "9000.00000000",
+                    "stepSize": f.q(1),
+                },
+                {
+                    "filterType": "NOTIONAL",
+                    "minNotional": "5.00000000",
+                    "applyMinToMarket": True,
+                    "maxNotional": "9000000.00000000",
+                    "applyMaxToMarket": False,
+                    "avgPriceMins": 5,
+                },
             ],
-            "permissions": [], "permissionSets": [["SPOT"]],
+            "permissions": [],
+            "permissionSets": [["SPOT"]],
             "defaultSelfTradePreventionMode": "EXPIRE_MAKER",
             "allowedSelfTradePreventionModes": ["EXPIRE_TAKER", "EXPIRE_MAKER", "EXPIRE_BOTH"],
-        }  # fmt: skip
+        }
 
     async def klines(self, request: web.Request) -> tuple[int, Any]:
         m = self._market(request)
@@ -387,8 +464,10 @@ class BinanceRest:
     async def ticker_price(self, request: web.Request) -> tuple[int, Any]:
         markets = self._markets(request)
         chosen = markets if markets is not None else list(self.sim.market.symbols.values())
-        rows = [{"symbol": m.spec.symbol, "price": self.formatters[m.spec.symbol].p(m.last_price)}
-                for m in chosen]  # fmt: skip
+        rows = [
+            {"symbol": m.spec.symbol, "price": self.formatters[m.spec.symbol].p(m.last_price)}
+            for m in chosen
+        ]
         single = request.query.get("symbol") is not None
         return (2 if markets is not None else 4), rows[0] if single else rows
 
@@ -400,7 +479,14 @@ class BinanceRest:
             f = self.formatters[m.spec.symbol]
             _, bids, asks = m.book(1)
             (bp, bq), (ap, aq) = bids[0] if bids else (0, 0), asks[0] if asks else (0, 0)
-            rows.append({"symbol": m.spec.symbol, "bidPrice": f.p(bp), "bidQty": f.q(bq),
-                         "askPrice": f.p(ap), "askQty": f.q(aq)})  # fmt: skip
+            rows.append(
+                {
+                    "symbol": m.spec.symbol,
+                    "bidPrice": f.p(bp),
+                    "bidQty": f.q(bq),
+                    "askPrice": f.p(ap),
+                    "askQty": f.q(aq),
+                }
+            )
         single = request.query.get("symbol") is not None
         return (2 if markets is not None else 4), rows[0] if single else rows

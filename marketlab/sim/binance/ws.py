@@ -33,12 +33,27 @@ _STREAM_RE = re.compile(
 )
 
 _TICKER_WS_KEYS = (
-    ("p", "priceChange"), ("P", "priceChangePercent"), ("w", "weightedAvgPrice"),
-    ("x", "prevClosePrice"), ("c", "lastPrice"), ("Q", "lastQty"), ("b", "bidPrice"),
-    ("B", "bidQty"), ("a", "askPrice"), ("A", "askQty"), ("o", "openPrice"), ("h", "highPrice"),
-    ("l", "lowPrice"), ("v", "volume"), ("q", "quoteVolume"), ("O", "openTime"),
-    ("C", "closeTime"), ("F", "firstId"), ("L", "lastId"), ("n", "count"),
-)  # fmt: skip
+    ("p", "priceChange"),
+    ("P", "priceChangePercent"),
+    ("w", "weightedAvgPrice"),
+    ("x", "prevClosePrice"),
+    ("c", "lastPrice"),
+    ("Q", "lastQty"),
+    ("b", "bidPrice"),
+    ("B", "bidQty"),
+    ("a", "askPrice"),
+    ("A", "askQty"),
+    ("o", "openPrice"),
+    ("h", "highPrice"),
+    ("l", "lowPrice"),
+    ("v", "volume"),
+    ("q", "quoteVolume"),
+    ("O", "openTime"),
+    ("C", "closeTime"),
+    ("F", "firstId"),
+    ("L", "lastId"),
+    ("n", "count"),
+)
 
 
 @dataclass(eq=False)
@@ -148,8 +163,11 @@ class BinanceWs:
         if not isinstance(msg, dict):
             return {"code": 3, "msg": "Invalid JSON: expected an object", "id": None}
         rid = msg.get("id")
-        if not (rid is None or (isinstance(rid, int) and not isinstance(rid, bool) and -(2**63) <= rid < 2**63)
-                or (isinstance(rid, str) and re.fullmatch(r"[A-Za-z0-9]{1,36}", rid))):  # fmt: skip
+        if not (
+            rid is None
+            or (isinstance(rid, int) and not isinstance(rid, bool) and -(2**63) <= rid < 2**63)
+            or (isinstance(rid, str) and re.fullmatch(r"[A-Za-z0-9]{1,36}", rid))
+        ):
             return {
                 "code": 1,
                 "msg": "Invalid value type: expected a 64-bit integer, an alphanumeric string of at most 36 characters, or null for 'id'",
@@ -254,17 +272,48 @@ class BinanceWs:
         bodies = {
             "truncated": b'{"e":"trade","E":17672256030',
             "garbage": b"\x00\x01 this is not json",
-            "bad_field": orjson.dumps({"e": "trade", "E": 1, "s": symbol.upper(), "t": "x",
-                                       "p": "abc", "q": None, "T": 1, "m": True, "M": True}),
+            "bad_field": orjson.dumps(
+                {
+                    "e": "trade",
+                    "E": 1,
+                    "s": symbol.upper(),
+                    "t": "x",
+                    "p": "abc",
+                    "q": None,
+                    "T": 1,
+                    "m": True,
+                    "M": True,
+                }
+            ),
             "unknown_event": orjson.dumps({"e": "surprise", "E": 1, "s": symbol.upper()}),
             # well-formed but for a trade id past int64 (and a NaN price): hostile numbers
-            "id_past_int64": orjson.dumps({"e": "trade", "E": self.sim.now_ms(), "s": symbol.upper(),
-                                           "t": 2**63, "p": "1.5", "q": "1", "T": self.sim.now_ms(),
-                                           "m": True, "M": True}),
-            "nan_price": orjson.dumps({"e": "trade", "E": self.sim.now_ms(), "s": symbol.upper(),
-                                       "t": 1, "p": "nan", "q": "1", "T": self.sim.now_ms(),
-                                       "m": True, "M": True}),
-        }  # fmt: skip
+            "id_past_int64": orjson.dumps(
+                {
+                    "e": "trade",
+                    "E": self.sim.now_ms(),
+                    "s": symbol.upper(),
+                    "t": 2**63,
+                    "p": "1.5",
+                    "q": "1",
+                    "T": self.sim.now_ms(),
+                    "m": True,
+                    "M": True,
+                }
+            ),
+            "nan_price": orjson.dumps(
+                {
+                    "e": "trade",
+                    "E": self.sim.now_ms(),
+                    "s": symbol.upper(),
+                    "t": 1,
+                    "p": "nan",
+                    "q": "1",
+                    "T": self.sim.now_ms(),
+                    "m": True,
+                    "M": True,
+                }
+            ),
+        }
         if kind not in bodies:
             raise ValueError(
                 f"unknown malformed kind {kind!r}: expected one of {', '.join(bodies)}"
@@ -328,14 +377,37 @@ class BinanceWs:
             for t in r.trades:
                 e_time = min(t.time + 3, r.end)
                 if f"{s}@trade" in subs:
-                    self._send(f"{s}@trade", {"e": "trade", "E": e_time, "s": sym, "t": t.trade_id,
-                               "p": f.p(t.price), "q": f.q(t.qty), "T": t.time,
-                               "m": t.buyer_is_maker, "M": True})  # fmt: skip
+                    self._send(
+                        f"{s}@trade",
+                        {
+                            "e": "trade",
+                            "E": e_time,
+                            "s": sym,
+                            "t": t.trade_id,
+                            "p": f.p(t.price),
+                            "q": f.q(t.qty),
+                            "T": t.time,
+                            "m": t.buyer_is_maker,
+                            "M": True,
+                        },
+                    )
                 if f"{s}@aggTrade" in subs:
-                    self._send(f"{s}@aggTrade", {"e": "aggTrade", "E": e_time, "s": sym,
-                               "a": t.trade_id, "p": f.p(t.price), "q": f.q(t.qty),
-                               "f": t.trade_id, "l": t.trade_id, "T": t.time,
-                               "m": t.buyer_is_maker, "M": True})  # fmt: skip
+                    self._send(
+                        f"{s}@aggTrade",
+                        {
+                            "e": "aggTrade",
+                            "E": e_time,
+                            "s": sym,
+                            "a": t.trade_id,
+                            "p": f.p(t.price),
+                            "q": f.q(t.qty),
+                            "f": t.trade_id,
+                            "l": t.trade_id,
+                            "T": t.time,
+                            "m": t.buyer_is_maker,
+                            "M": True,
+                        },
+                    )
         for iv in INTERVAL_NAMES:
             name = f"{s}@kline_{iv}"
             if name not in subs:
@@ -354,8 +426,17 @@ class BinanceWs:
                 if not skip[key]:
                     del skip[key]
             else:
-                payload = orjson.dumps({"e": "depthUpdate", "E": r.end, "s": sym, "U": first,
-                                        "u": last, "b": f.levels(bids), "a": f.levels(asks)})  # fmt: skip
+                payload = orjson.dumps(
+                    {
+                        "e": "depthUpdate",
+                        "E": r.end,
+                        "s": sym,
+                        "U": first,
+                        "u": last,
+                        "b": f.levels(bids),
+                        "a": f.levels(asks),
+                    }
+                )
                 self._send(f"{s}@depth", payload)
                 self._send(f"{s}@depth@100ms", payload)
         for levels in (5, 10, 20):
@@ -370,8 +451,17 @@ class BinanceWs:
         if f"{s}@bookTicker" in subs:
             uid, bids, asks = m.book(1)
             if bids and asks:
-                self._send(f"{s}@bookTicker", {"u": uid, "s": sym, "b": f.p(bids[0][0]),
-                           "B": f.q(bids[0][1]), "a": f.p(asks[0][0]), "A": f.q(asks[0][1])})  # fmt: skip
+                self._send(
+                    f"{s}@bookTicker",
+                    {
+                        "u": uid,
+                        "s": sym,
+                        "b": f.p(bids[0][0]),
+                        "B": f.q(bids[0][1]),
+                        "a": f.p(asks[0][0]),
+                        "A": f.q(asks[0][1]),
+                    },
+                )
         if f"{s}@ticker" in subs or f"{s}@miniTicker" in subs:
             t = ticker_fields(m, f, r.end)
             if f"{s}@ticker" in subs:
@@ -379,6 +469,17 @@ class BinanceWs:
                 payload.update({k: t[src] for k, src in _TICKER_WS_KEYS})
                 self._send(f"{s}@ticker", payload)
             if f"{s}@miniTicker" in subs:
-                self._send(f"{s}@miniTicker", {"e": "24hrMiniTicker", "E": r.end, "s": sym,
-                           "c": t["lastPrice"], "o": t["openPrice"], "h": t["highPrice"],
-                           "l": t["lowPrice"], "v": t["volume"], "q": t["quoteVolume"]})  # fmt: skip
+                self._send(
+                    f"{s}@miniTicker",
+                    {
+                        "e": "24hrMiniTicker",
+                        "E": r.end,
+                        "s": sym,
+                        "c": t["lastPrice"],
+                        "o": t["openPrice"],
+                        "h": t["highPrice"],
+                        "l": t["lowPrice"],
+                        "v": t["volume"],
+                        "q": t["quoteVolume"],
+                    },
+                )

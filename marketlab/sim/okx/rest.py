@@ -23,13 +23,34 @@ log = logging.getLogger("marketlab.sim.okx")
 
 # OKX bar → our interval. Only UTC-aligned bars: the market's candles open on UTC boundaries
 # (OKX's plain 6H/12H/1D/1W/1M follow Hong Kong time and are refused here).
-BARS = {"1m": "1m", "3m": "3m", "5m": "5m", "15m": "15m", "30m": "30m", "1H": "1h", "2H": "2h",
-        "4H": "4h", "6Hutc": "6h", "12Hutc": "12h", "1Dutc": "1d", "1Wutc": "1w", "1Mutc": "1M"}  # fmt: skip
+BARS = {
+    "1m": "1m",
+    "3m": "3m",
+    "5m": "5m",
+    "15m": "15m",
+    "30m": "30m",
+    "1H": "1h",
+    "2H": "2h",
+    "4H": "4h",
+    "6Hutc": "6h",
+    "12Hutc": "12h",
+    "1Dutc": "1d",
+    "1Wutc": "1w",
+    "1Mutc": "1M",
+}
 PUBLIC_CHANNELS = ("tickers", "trades", "books", "books5", "bbo-tbt")
 BOOK_LEVELS = 400
 # Requests per 2 seconds per IP, by endpoint (OKX's documented rate limits).
-RATE_LIMITS = {"time": 10, "instruments": 20, "ticker": 20, "tickers": 20, "books": 40,
-               "candles": 40, "history-candles": 20, "history-trades": 20}  # fmt: skip
+RATE_LIMITS = {
+    "time": 10,
+    "instruments": 20,
+    "ticker": 20,
+    "tickers": 20,
+    "books": 40,
+    "candles": 40,
+    "history-candles": 20,
+    "history-trades": 20,
+}
 _INST_RE = re.compile(r"^[A-Z0-9]{1,12}-[A-Z0-9]{1,12}$")
 
 
@@ -52,8 +73,9 @@ class OkxRest:
     inst: dict[str, SymbolMarket]
     _calls: dict[str, deque[float]]
 
-    def _rest(self, name: str, handler: Callable[[web.Request], Awaitable[Any]]
-              ) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:  # fmt: skip
+    def _rest(
+        self, name: str, handler: Callable[[web.Request], Awaitable[Any]]
+    ) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
         async def wrapped(request: web.Request) -> web.StreamResponse:
             self.sim.stats["rest_requests"] += 1
             now = time.monotonic()
@@ -64,8 +86,11 @@ class OkxRest:
             try:
                 if forced is not None:
                     status = forced.status
-                    raise OkxError(status, "50011" if status == 429 else "50001",
-                                   "Too Many Requests" if status == 429 else "Service temporarily unavailable")  # fmt: skip
+                    raise OkxError(
+                        status,
+                        "50011" if status == 429 else "50001",
+                        "Too Many Requests" if status == 429 else "Service temporarily unavailable",
+                    )
                 if len(calls) >= RATE_LIMITS[name]:
                     raise OkxError(429, "50011", "Too Many Requests")
                 calls.append(now)
@@ -73,10 +98,13 @@ class OkxRest:
             except OkxError as err:
                 return web.Response(
                     body=orjson.dumps({"code": err.code, "msg": err.msg, "data": []}),
-                    status=err.status, content_type="application/json",
-                )  # fmt: skip
-            return web.Response(body=orjson.dumps({"code": "0", "msg": "", "data": data}),
-                                content_type="application/json")  # fmt: skip
+                    status=err.status,
+                    content_type="application/json",
+                )
+            return web.Response(
+                body=orjson.dumps({"code": "0", "msg": "", "data": data}),
+                content_type="application/json",
+            )
 
         return wrapped
 
@@ -101,15 +129,38 @@ class OkxRest:
         if kind != "SPOT":
             return []
         return [
-            {"instType": "SPOT", "instId": inst, "uly": "", "instFamily": "", "baseCcy": m.spec.base,
-             "quoteCcy": m.spec.quote, "settleCcy": "", "ctVal": "", "ctMult": "", "ctValCcy": "",
-             "optType": "", "stk": "", "listTime": "1606468572000", "expTime": "", "lever": "10",
-             "tickSz": num(1, m.spec.price_decimals), "lotSz": num(1, m.spec.qty_decimals),
-             "minSz": num(1, m.spec.qty_decimals), "ctType": "", "alias": "", "state": "live",
-             "maxLmtSz": "9999999999", "maxMktSz": "1000000", "maxTwapSz": "", "maxIcebergSz": "",
-             "maxTriggerSz": "", "maxStopSz": "", "ruleType": "normal"}
+            {
+                "instType": "SPOT",
+                "instId": inst,
+                "uly": "",
+                "instFamily": "",
+                "baseCcy": m.spec.base,
+                "quoteCcy": m.spec.quote,
+                "settleCcy": "",
+                "ctVal": "",
+                "ctMult": "",
+                "ctValCcy": "",
+                "optType": "",
+                "stk": "",
+                "listTime": "1606468572000",
+                "expTime": "",
+                "lever": "10",
+                "tickSz": num(1, m.spec.price_decimals),
+                "lotSz": num(1, m.spec.qty_decimals),
+                "minSz": num(1, m.spec.qty_decimals),
+                "ctType": "",
+                "alias": "",
+                "state": "live",
+                "maxLmtSz": "9999999999",
+                "maxMktSz": "1000000",
+                "maxTwapSz": "",
+                "maxIcebergSz": "",
+                "maxTriggerSz": "",
+                "maxStopSz": "",
+                "ruleType": "normal",
+            }
             for inst, m in self.inst.items()
-        ]  # fmt: skip
+        ]
 
     def _ticker(self, inst: str, m: SymbolMarket, now: int) -> dict[str, str]:
         t = m.ticker()
@@ -117,12 +168,24 @@ class OkxRest:
         _, bids, asks = m.book(1)
         bid, bid_q = bids[0] if bids else (0, 0)
         ask, ask_q = asks[0] if asks else (0, 0)
-        return {"instType": "SPOT", "instId": inst, "last": num(t["last"], pd),
-                "lastSz": num(t["last_qty"], qd), "askPx": num(ask, pd), "askSz": num(ask_q, qd),
-                "bidPx": num(bid, pd), "bidSz": num(bid_q, qd), "open24h": num(t["open"], pd),
-                "high24h": num(t["high"], pd), "low24h": num(t["low"], pd),
-                "volCcy24h": num(t["quote"], pd + qd), "vol24h": num(t["volume"], qd),
-                "sodUtc0": num(t["open"], pd), "sodUtc8": num(t["open"], pd), "ts": str(now)}  # fmt: skip
+        return {
+            "instType": "SPOT",
+            "instId": inst,
+            "last": num(t["last"], pd),
+            "lastSz": num(t["last_qty"], qd),
+            "askPx": num(ask, pd),
+            "askSz": num(ask_q, qd),
+            "bidPx": num(bid, pd),
+            "bidSz": num(bid_q, qd),
+            "open24h": num(t["open"], pd),
+            "high24h": num(t["high"], pd),
+            "low24h": num(t["low"], pd),
+            "volCcy24h": num(t["quote"], pd + qd),
+            "vol24h": num(t["volume"], qd),
+            "sodUtc0": num(t["open"], pd),
+            "sodUtc8": num(t["open"], pd),
+            "ts": str(now),
+        }
 
     async def ticker(self, request: web.Request) -> Any:
         m = self._market(request)
@@ -166,14 +229,26 @@ class OkxRest:
             raise OkxError(400, "51000", "Parameter limit error")
         after, before = _int(q, "after", None), _int(q, "before", None)
         key = (lambda t: t.trade_id) if kind == "1" else (lambda t: t.time)
-        kept = [t for t in m.recent_trades
-                if (after is None or key(t) < after) and (before is None or key(t) > before)]  # fmt: skip
+        kept = [
+            t
+            for t in m.recent_trades
+            if (after is None or key(t) < after) and (before is None or key(t) > before)
+        ]
         chosen = kept[-min(limit, 100) :][::-1]  # the newest that qualify, newest first
         pd, qd = m.spec.price_decimals, m.spec.qty_decimals
         inst = self._inst_of[m.spec.symbol]
-        return [{"instId": inst, "side": "sell" if t.buyer_is_maker else "buy", "sz": num(t.qty, qd),
-                 "px": num(t.price, pd), "source": "0", "tradeId": str(t.trade_id), "ts": str(t.time)}
-                for t in chosen]  # fmt: skip
+        return [
+            {
+                "instId": inst,
+                "side": "sell" if t.buyer_is_maker else "buy",
+                "sz": num(t.qty, qd),
+                "px": num(t.price, pd),
+                "source": "0",
+                "tradeId": str(t.trade_id),
+                "ts": str(t.time),
+            }
+            for t in chosen
+        ]
 
     async def candles(self, request: web.Request) -> Any:
         return self._candles(request, history=False)
@@ -212,8 +287,19 @@ class OkxRest:
         pd, qd = m.spec.price_decimals, m.spec.qty_decimals
         out = []
         for t, o, h, l, c, v, _close_time, qv, _n, _tv, _tq, closed in reversed(rows):
-            out.append([str(t), num(o, pd), num(h, pd), num(l, pd), num(c, pd), num(v, qd),
-                        num(qv, pd + qd), num(qv, pd + qd), "1" if closed else "0"])  # fmt: skip
+            out.append(
+                [
+                    str(t),
+                    num(o, pd),
+                    num(h, pd),
+                    num(l, pd),
+                    num(c, pd),
+                    num(v, qd),
+                    num(qv, pd + qd),
+                    num(qv, pd + qd),
+                    "1" if closed else "0",
+                ]
+            )
         return out
 
 

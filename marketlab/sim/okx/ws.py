@@ -131,20 +131,31 @@ class OkxWs:
                 )
                 continue
             channel, inst = arg["channel"], arg.get("instId", "")
-            valid = (
-                inst in self.inst
-                and ((channel.startswith("candle") and channel[6:] in BARS) or channel in BUSINESS_CHANNELS
-                     if conn.business else channel in PUBLIC_CHANNELS)
-            )  # fmt: skip
+            valid = inst in self.inst and (
+                (channel.startswith("candle") and channel[6:] in BARS)
+                or channel in BUSINESS_CHANNELS
+                if conn.business
+                else channel in PUBLIC_CHANNELS
+            )
             if not valid:
-                replies.append(self._error(
-                    conn, "60018",
-                    f"Wrong URL or channel:{channel},instId:{inst} doesn't exist. Please use the correct URL, channel and parameters referring to API document.",
-                ))  # fmt: skip
+                replies.append(
+                    self._error(
+                        conn,
+                        "60018",
+                        f"Wrong URL or channel:{channel},instId:{inst} doesn't exist. Please use the correct URL, channel and parameters referring to API document.",
+                    )
+                )
                 continue
             key = (channel, inst)
-            replies.append(orjson.dumps({"event": op, "arg": {"channel": channel, "instId": inst},
-                                         "connId": conn.conn_id}))  # fmt: skip
+            replies.append(
+                orjson.dumps(
+                    {
+                        "event": op,
+                        "arg": {"channel": channel, "instId": inst},
+                        "connId": conn.conn_id,
+                    }
+                )
+            )
             if op == "subscribe":
                 conn.topics.add(key)
                 self.subs.setdefault(key, set()).add(conn)
@@ -162,9 +173,22 @@ class OkxWs:
         seq = self.seq_id(m.spec.symbol, uid)
         conn.book_seq[inst] = seq
         conn.book_pushed[inst] = time.monotonic()
-        return orjson.dumps({"arg": {"channel": "books", "instId": inst}, "action": "snapshot",
-                             "data": [{"asks": a, "bids": b, "ts": str(m.now), "checksum": self._checksum(b, a),
-                                       "prevSeqId": -1, "seqId": seq}]})  # fmt: skip
+        return orjson.dumps(
+            {
+                "arg": {"channel": "books", "instId": inst},
+                "action": "snapshot",
+                "data": [
+                    {
+                        "asks": a,
+                        "bids": b,
+                        "ts": str(m.now),
+                        "checksum": self._checksum(b, a),
+                        "prevSeqId": -1,
+                        "seqId": seq,
+                    }
+                ],
+            }
+        )
 
     def seq_id(self, symbol: str, update_id: int) -> int:
         """OKX's seqId for the market's book update id."""
@@ -184,10 +208,25 @@ class OkxWs:
         b = self._levels(m, sorted(view_bids.items(), reverse=True)[:25])
         a = self._levels(m, sorted(view_asks.items())[:25])
         conn.book_pushed[inst] = time.monotonic()
-        self._enqueue(conn, orjson.dumps({"arg": {"channel": "books", "instId": inst}, "action": "update",
-                                          "data": [{"asks": [], "bids": [], "ts": str(self.sim.now_ms()),
-                                                    "checksum": self._checksum(b, a), "prevSeqId": seq,
-                                                    "seqId": seq}]}))  # fmt: skip
+        self._enqueue(
+            conn,
+            orjson.dumps(
+                {
+                    "arg": {"channel": "books", "instId": inst},
+                    "action": "update",
+                    "data": [
+                        {
+                            "asks": [],
+                            "bids": [],
+                            "ts": str(self.sim.now_ms()),
+                            "checksum": self._checksum(b, a),
+                            "prevSeqId": seq,
+                            "seqId": seq,
+                        }
+                    ],
+                }
+            ),
+        )
 
     def _unsubscribe(self, conn: OkxConnection, key: tuple[str, str]) -> None:
         conn.topics.discard(key)
@@ -261,16 +300,32 @@ class OkxWs:
     def send_malformed(self, kind: str) -> int:
         inst = next(iter(self.inst))
         bodies = {
-            "truncated": b'{"arg":{"channel":"trades","instId":"' + inst.encode() + b'"},"data":[{"px',
+            "truncated": b'{"arg":{"channel":"trades","instId":"'
+            + inst.encode()
+            + b'"},"data":[{"px',
             "garbage": b"\x00\x01 this is not json",
-            "bad_field": orjson.dumps({"arg": {"channel": "trades", "instId": inst},
-                                       "data": [{"instId": inst, "tradeId": "x", "px": "abc", "sz": None,
-                                                 "side": "buy", "ts": "1"}]}),
-            "unknown_event": orjson.dumps({"arg": {"channel": "surprise", "instId": inst}, "data": [{}]}),
+            "bad_field": orjson.dumps(
+                {
+                    "arg": {"channel": "trades", "instId": inst},
+                    "data": [
+                        {
+                            "instId": inst,
+                            "tradeId": "x",
+                            "px": "abc",
+                            "sz": None,
+                            "side": "buy",
+                            "ts": "1",
+                        }
+                    ],
+                }
+            ),
+            "unknown_event": orjson.dumps(
+                {"arg": {"channel": "surprise", "instId": inst}, "data": [{}]}
+            ),
             # well-formed but for a trade id past int64 (and a NaN price): hostile numbers
             "id_past_int64": self._trade_push(inst, "9223372036854775808", "1.5"),
             "nan_price": self._trade_push(inst, "1", "nan"),
-        }  # fmt: skip
+        }
         if kind not in bodies:
             raise ValueError(
                 f"unknown malformed kind {kind!r}: expected one of {', '.join(bodies)}"
@@ -295,10 +350,17 @@ class OkxWs:
     async def shutdown_notice(self) -> int:
         """Notice 64008 (closing for a service upgrade) on every connection, then close them."""
         return await self.announce_and_close(
-            lambda conn: orjson.dumps({
-                "event": "notice", "code": "64008", "connId": conn.conn_id,
-                "msg": "The connection will soon be closed for a service upgrade. Please reconnect.",
-            }), 1012, b"Service upgrade")  # fmt: skip
+            lambda conn: orjson.dumps(
+                {
+                    "event": "notice",
+                    "code": "64008",
+                    "connId": conn.conn_id,
+                    "msg": "The connection will soon be closed for a service upgrade. Please reconnect.",
+                }
+            ),
+            1012,
+            b"Service upgrade",
+        )
 
     # --- channel fan-out ---------------------------------------------------------------
 
@@ -337,19 +399,50 @@ class OkxWs:
                 list(g)
                 for _, g in itertools.groupby(r.trades, lambda t: (t.price, t.buyer_is_maker))
             ]
-            self._send(("trades", inst), {"arg": {"channel": "trades", **arg}, "data": [
-                {"instId": inst, "tradeId": str(g[-1].trade_id), "px": num(g[0].price, pd),
-                 "sz": num(sum(t.qty for t in g), qd), "side": "sell" if g[0].buyer_is_maker else "buy",
-                 "ts": str(g[0].time), "count": str(len(g)), "source": "0", "seqId": g[-1].trade_id}
-                for g in groups]})  # fmt: skip
+            self._send(
+                ("trades", inst),
+                {
+                    "arg": {"channel": "trades", **arg},
+                    "data": [
+                        {
+                            "instId": inst,
+                            "tradeId": str(g[-1].trade_id),
+                            "px": num(g[0].price, pd),
+                            "sz": num(sum(t.qty for t in g), qd),
+                            "side": "sell" if g[0].buyer_is_maker else "buy",
+                            "ts": str(g[0].time),
+                            "count": str(len(g)),
+                            "source": "0",
+                            "seqId": g[-1].trade_id,
+                        }
+                        for g in groups
+                    ],
+                },
+            )
         if ("trades-all", inst) in subs and r.trades:
-            self._send(("trades-all", inst), {"arg": {"channel": "trades-all", **arg}, "data": [
-                {"instId": inst, "tradeId": str(t.trade_id), "px": num(t.price, pd), "sz": num(t.qty, qd),
-                 "side": "sell" if t.buyer_is_maker else "buy", "source": "0", "ts": str(t.time)}
-                for t in r.trades]})  # fmt: skip
+            self._send(
+                ("trades-all", inst),
+                {
+                    "arg": {"channel": "trades-all", **arg},
+                    "data": [
+                        {
+                            "instId": inst,
+                            "tradeId": str(t.trade_id),
+                            "px": num(t.price, pd),
+                            "sz": num(t.qty, qd),
+                            "side": "sell" if t.buyer_is_maker else "buy",
+                            "source": "0",
+                            "ts": str(t.time),
+                        }
+                        for t in r.trades
+                    ],
+                },
+            )
         if ("tickers", inst) in subs:
-            self._send(("tickers", inst), {"arg": {"channel": "tickers", **arg},
-                                           "data": [self._ticker(inst, m, r.end)]})  # fmt: skip
+            self._send(
+                ("tickers", inst),
+                {"arg": {"channel": "tickers", **arg}, "data": [self._ticker(inst, m, r.end)]},
+            )
         for okx_bar, iv in BARS.items():
             key = (f"candle{okx_bar}", inst)
             if key not in subs:
@@ -377,8 +470,13 @@ class OkxWs:
                 sent_sum = ((good ^ 0x5A5A) or 1) if bad else good
             else:
                 sent_sum = 0
-            data = {"asks": self._levels(m, asks), "bids": self._levels(m, bids), "ts": str(r.end),
-                    "checksum": sent_sum, "seqId": last}  # fmt: skip
+            data = {
+                "asks": self._levels(m, asks),
+                "bids": self._levels(m, bids),
+                "ts": str(r.end),
+                "checksum": sent_sum,
+                "seqId": last,
+            }
             pushed = time.monotonic()
             for conn in list(subs[("books", inst)]):
                 prev = conn.book_seq.get(inst)
@@ -387,17 +485,37 @@ class OkxWs:
                 conn.book_seq[inst] = last  # pushed, even when lost on the way
                 conn.book_pushed[inst] = pushed
                 if not skip:
-                    self._enqueue(conn, orjson.dumps({"arg": {"channel": "books", **arg}, "action": "update",
-                                                      "data": [{**data, "prevSeqId": prev}]}))  # fmt: skip
+                    self._enqueue(
+                        conn,
+                        orjson.dumps(
+                            {
+                                "arg": {"channel": "books", **arg},
+                                "action": "update",
+                                "data": [{**data, "prevSeqId": prev}],
+                            }
+                        ),
+                    )
         if ("bbo-tbt", inst) in subs or ("books5", inst) in subs:
             uid, bids, asks = m.book(5)
             b, a = self._levels(m, bids), self._levels(m, asks)
             if ("bbo-tbt", inst) in subs and b and a:
-                self._send(("bbo-tbt", inst), {"arg": {"channel": "bbo-tbt", **arg}, "data": [
-                    {"asks": a[:1], "bids": b[:1], "ts": str(r.end), "seqId": uid}]})  # fmt: skip
+                self._send(
+                    ("bbo-tbt", inst),
+                    {
+                        "arg": {"channel": "bbo-tbt", **arg},
+                        "data": [{"asks": a[:1], "bids": b[:1], "ts": str(r.end), "seqId": uid}],
+                    },
+                )
             if ("books5", inst) in subs:
-                self._send(("books5", inst), {"arg": {"channel": "books5", **arg}, "data": [
-                    {"asks": a, "bids": b, "ts": str(r.end), "instId": inst, "seqId": uid}]})  # fmt: skip
+                self._send(
+                    ("books5", inst),
+                    {
+                        "arg": {"channel": "books5", **arg},
+                        "data": [
+                            {"asks": a, "bids": b, "ts": str(r.end), "instId": inst, "seqId": uid}
+                        ],
+                    },
+                )
 
     def _view_changes(
         self, inst: str, m: SymbolMarket
@@ -421,5 +539,14 @@ class OkxWs:
         pd, qd = m.spec.price_decimals, m.spec.qty_decimals
         o, h, lo, cl = c.ohlc()
         quote = num(c.q, pd + qd)
-        return [str(c.open_time), num(o, pd), num(h, pd), num(lo, pd), num(cl, pd), num(c.v, qd),
-                quote, quote, confirm]  # fmt: skip
+        return [
+            str(c.open_time),
+            num(o, pd),
+            num(h, pd),
+            num(lo, pd),
+            num(cl, pd),
+            num(c.v, qd),
+            quote,
+            quote,
+            confirm,
+        ]

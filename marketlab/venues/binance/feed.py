@@ -29,9 +29,15 @@ from marketlab.venues.binance.rest import BinanceRest
 
 log = logging.getLogger("marketlab.feed")
 
-_KINDS: dict[str, type] = {"trade": Trade, "aggTrade": AggTrade, "ticker": Ticker,
-                           "miniTicker": MiniTicker, "bookTicker": BookTicker, "depth": BookDelta,
-                           "kline": Kline}  # fmt: skip
+_KINDS: dict[str, type] = {
+    "trade": Trade,
+    "aggTrade": AggTrade,
+    "ticker": Ticker,
+    "miniTicker": MiniTicker,
+    "bookTicker": BookTicker,
+    "depth": BookDelta,
+    "kline": Kline,
+}
 
 
 def streams_for(
@@ -68,9 +74,15 @@ class BinanceFeed(BookSync, Feed):
     venue = "binance"
     trades_by_id = True  # /api/v3/historicalTrades?fromId=
 
-    def __init__(self, symbols: Sequence[str], intervals: Sequence[str], channels: Sequence[str],
-                 config: FeedConfig, sink: Sink | TypedSink,
-                 kline_starts: dict[tuple[str, str], int] | None = None):  # fmt: skip
+    def __init__(
+        self,
+        symbols: Sequence[str],
+        intervals: Sequence[str],
+        channels: Sequence[str],
+        config: FeedConfig,
+        sink: Sink | TypedSink,
+        kline_starts: dict[tuple[str, str], int] | None = None,
+    ):
         super().__init__(symbols, intervals, channels, config, sink, kline_starts)
         self.streams = streams_for(self.symbols, self.intervals, self.channels)
         if "book" in self.channels:
@@ -86,10 +98,12 @@ class BinanceFeed(BookSync, Feed):
         stats = self.stream_stats.setdefault(key, StreamStats())
         kind = _KINDS.get(st.channel)
         quick = (
-            quick_trade(self, stats, st.symbol) if kind is Trade
-            else self._quick_delta(stats, st.symbol) if kind is BookDelta
+            quick_trade(self, stats, st.symbol)
+            if kind is Trade
+            else self._quick_delta(stats, st.symbol)
+            if kind is BookDelta
             else None
-        )  # fmt: skip
+        )
         return lane_for(st, self.takers.get(kind, self._take), stats, kind, quick)
 
     def make_rest(self) -> BinanceRest:

@@ -341,13 +341,37 @@ def _kline_of(w: _Kline) -> Kline:
 
 def _ticker_of(w: _Ticker) -> Ticker:
     return Ticker(
-        w.s, w.E, w.c, w.Q, w.b, w.B, w.a, w.A, w.o, w.h, w.l, w.v, w.q, w.p, w.P, w.w, w.x, w.O,
-        w.C, w.F, w.L, w.n,
-    )  # fmt: skip
+        w.s,
+        w.E,
+        w.c,
+        w.Q,
+        w.b,
+        w.B,
+        w.a,
+        w.A,
+        w.o,
+        w.h,
+        w.l,
+        w.v,
+        w.q,
+        w.p,
+        w.P,
+        w.w,
+        w.x,
+        w.O,
+        w.C,
+        w.F,
+        w.L,
+        w.n,
+    )
 
 
-_CONVERTERS: dict[type, Convert] = {_Trade: _trade_of, _DepthUpdate: _delta_of, _Kline: _kline_of,
-                                    _Ticker: _ticker_of}  # fmt: skip
+_CONVERTERS: dict[type, Convert] = {
+    _Trade: _trade_of,
+    _DepthUpdate: _delta_of,
+    _Kline: _kline_of,
+    _Ticker: _ticker_of,
+}
 
 
 def payload_reader(stream: Stream) -> tuple[Callable[[bytes], Any], Convert]:

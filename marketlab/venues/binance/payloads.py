@@ -167,8 +167,10 @@ def parse_trades(payload: bytes | str | list, symbol: str) -> list[Trade]:
     answer has no event time: the trade's own time stands for it."""
     rows = _rest_decode(payload, list[_RestTrade], f"/api/v3/historicalTrades for {symbol}")
     name = normalize_symbol(symbol)
-    return [Trade(name, t.id, t.price, t.qty, "sell" if t.isBuyerMaker else "buy", t.time, t.time)
-            for t in rows]  # fmt: skip
+    return [
+        Trade(name, t.id, t.price, t.qty, "sell" if t.isBuyerMaker else "buy", t.time, t.time)
+        for t in rows
+    ]
 
 
 def parse_ticker_24hr(payload: bytes | str | dict | list) -> list[Ticker]:

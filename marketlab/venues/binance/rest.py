@@ -119,8 +119,17 @@ def _binance_class() -> type:
                 return signed
             return super().sign(path, api, method, params or {})
 
-        def on_rest_response(self, code: Any, reason: Any, url: Any, method: Any, response_headers: Any,
-                             response_body: Any, request_headers: Any, request_body: Any) -> Any:  # fmt: skip
+        def on_rest_response(
+            self,
+            code: Any,
+            reason: Any,
+            url: Any,
+            method: Any,
+            response_headers: Any,
+            response_body: Any,
+            request_headers: Any,
+            request_body: Any,
+        ) -> Any:
             self.governor.observe(int(code), dict(response_headers or {}), time.time())
             return response_body
 
@@ -134,15 +143,23 @@ class BinanceRest(PacedRest):
     windowed = False  # a page starts at startTime and runs to the limit
     clock = staticmethod(time.time)  # Binance's weight window is the wall-clock minute
 
-    def __init__(self, base_url: str = bn.DEFAULT_REST_URL, *, weight_limit: int = 6000,
-                 timeout_s: float = 10.0):  # fmt: skip
+    def __init__(
+        self,
+        base_url: str = bn.DEFAULT_REST_URL,
+        *,
+        weight_limit: int = 6000,
+        timeout_s: float = 10.0,
+    ):
         super().__init__()
         self.base_url = base_url.rstrip("/")
         self.governor = WeightGovernor(weight_limit)
         self._ex = _binance_class()(
-            {"enableRateLimit": False, "timeout": int(timeout_s * 1000),
-             "options": {"fetchCurrencies": False, "fetchMarkets": {"types": ["spot"]}}}
-        )  # fmt: skip
+            {
+                "enableRateLimit": False,
+                "timeout": int(timeout_s * 1000),
+                "options": {"fetchCurrencies": False, "fetchMarkets": {"types": ["spot"]}},
+            }
+        )
         self._ex.governor = self.governor
         self._ex.urls["api"]["public"] = f"{self.base_url}/api/v3"
 
@@ -150,12 +167,22 @@ class BinanceRest(PacedRest):
         payload = await self._call("public_get_time", {}, 1)
         return int(payload["serverTime"])
 
-    async def klines(self, symbol: str, interval: str, *, start: int | None = None,
-                     end: int | None = None, limit: int = 1000,
-                     server_time: int | None = None) -> list[Kline]:  # fmt: skip
+    async def klines(
+        self,
+        symbol: str,
+        interval: str,
+        *,
+        start: int | None = None,
+        end: int | None = None,
+        limit: int = 1000,
+        server_time: int | None = None,
+    ) -> list[Kline]:
         """Candles with open time in [start, end]; ``closed`` judged against server time."""
-        params: dict[str, Any] = {"symbol": normalize_symbol(symbol), "interval": Interval(interval),
-                                  "limit": limit}  # fmt: skip
+        params: dict[str, Any] = {
+            "symbol": normalize_symbol(symbol),
+            "interval": Interval(interval),
+            "limit": limit,
+        }
         if start is not None:
             params["startTime"] = start
         if end is not None:
@@ -181,8 +208,11 @@ class BinanceRest(PacedRest):
     async def spot_symbols(self, quote: str) -> list[str]:
         """The symbols trading now (status ``TRADING``) whose quote asset is ``quote``."""
         payload = await self._call("public_get_exchangeinfo", {}, 20)
-        return [s.symbol for s in bn.parse_exchange_info(msgspec.json.encode(payload))
-                if s.status == "TRADING" and s.quote_asset == quote]  # fmt: skip
+        return [
+            s.symbol
+            for s in bn.parse_exchange_info(msgspec.json.encode(payload))
+            if s.status == "TRADING" and s.quote_asset == quote
+        ]
 
     async def depth(self, symbol: str, limit: int = 1000) -> BookSnapshot:
         weight = 5 if limit <= 100 else 25 if limit <= 500 else 50 if limit <= 1000 else 250

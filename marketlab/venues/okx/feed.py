@@ -30,9 +30,15 @@ class OkxFeed(Feed):
     trades_by_id = True  # trades-all ids are contiguous; /market/history-trades?type=1&after=
     text_ping = "ping"
 
-    def __init__(self, symbols: Sequence[str], intervals: Sequence[str], channels: Sequence[str],
-                 config: FeedConfig, sink: Sink,
-                 kline_starts: dict[tuple[str, str], int] | None = None):  # fmt: skip
+    def __init__(
+        self,
+        symbols: Sequence[str],
+        intervals: Sequence[str],
+        channels: Sequence[str],
+        config: FeedConfig,
+        sink: Sink,
+        kline_starts: dict[tuple[str, str], int] | None = None,
+    ):
         super().__init__(symbols, intervals, channels, config, sink, kline_starts)
         self.topics = okx.topics_for(self.symbols, self.intervals, self.channels)
         if "book" in self.channels:

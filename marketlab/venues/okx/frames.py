@@ -131,9 +131,30 @@ def _ticker(t: _Ticker) -> Ticker:
     pct = 100.0 * change / t.open24h if t.open24h else 0.0
     wavg = t.volCcy24h / t.vol24h if t.vol24h else math.nan
     # OKX says nothing of trade counts, trade ids or the previous close: NaN and -1 say so.
-    return Ticker(symbol_of(t.instId), t.ts, t.last, t.lastSz, t.bidPx, t.bidSz, t.askPx, t.askSz,
-                  t.open24h, t.high24h, t.low24h, t.vol24h, t.volCcy24h, change, pct, wavg, math.nan,
-                  t.ts - 86_400_000, t.ts, -1, -1, -1)  # fmt: skip
+    return Ticker(
+        symbol_of(t.instId),
+        t.ts,
+        t.last,
+        t.lastSz,
+        t.bidPx,
+        t.bidSz,
+        t.askPx,
+        t.askSz,
+        t.open24h,
+        t.high24h,
+        t.low24h,
+        t.vol24h,
+        t.volCcy24h,
+        change,
+        pct,
+        wavg,
+        math.nan,
+        t.ts - 86_400_000,
+        t.ts,
+        -1,
+        -1,
+        -1,
+    )
 
 
 def candle(symbol: str, iv: Interval, row: Sequence[Any], event_time: int | None = None) -> Kline:
@@ -143,9 +164,23 @@ def candle(symbol: str, iv: Interval, row: Sequence[Any], event_time: int | None
     OKX gives no trade count and no taker-buy volumes: ``trades`` is -1, the volumes NaN.
     """
     ts, o, h, lo, c, vol, _vol_ccy, vol_quote, confirm = row
-    return Kline(symbol, str(iv), int(ts), float(o), float(h), float(lo), float(c), float(vol),
-                 iv.close_of(int(ts)), float(vol_quote), -1, math.nan, math.nan, int(confirm) == 1,
-                 event_time)  # fmt: skip
+    return Kline(
+        symbol,
+        str(iv),
+        int(ts),
+        float(o),
+        float(h),
+        float(lo),
+        float(c),
+        float(vol),
+        iv.close_of(int(ts)),
+        float(vol_quote),
+        -1,
+        math.nan,
+        math.nan,
+        int(confirm) == 1,
+        event_time,
+    )
 
 
 def _levels(rows: list[list[str]]) -> list[StrLevel]:

@@ -69,8 +69,13 @@ def parse_instruments(payload: bytes | str | Any) -> dict[str, float]:
 def parse_spot_symbols(payload: bytes | str | Any, quote: str) -> list[str]:
     """``/api/v5/public/instruments`` → our names of the live instruments quoted in ``quote``."""
     rows = _rows(payload, list[dict[str, Any]], "/api/v5/public/instruments")
-    return [symbol_of(r["instId"]) for r in rows
-            if isinstance(r.get("instId"), str) and r.get("quoteCcy") == quote and r.get("state", "live") == "live"]  # fmt: skip
+    return [
+        symbol_of(r["instId"])
+        for r in rows
+        if isinstance(r.get("instId"), str)
+        and r.get("quoteCcy") == quote
+        and r.get("state", "live") == "live"
+    ]
 
 
 def parse_candles(payload: bytes | str | Any, symbol: str, interval: str) -> list[Kline]:

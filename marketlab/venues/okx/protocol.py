@@ -30,15 +30,45 @@ RECENT_CANDLES = 1440  # /market/candles serves only the latest 1440 bars
 BOOK_DEPTH = 400  # levels per side of the ``books`` channel
 
 # Quote currencies, longest first, to split a canonical symbol into OKX's BASE-QUOTE.
-_QUOTES = ("FDUSD", "USDT", "USDC", "EURT", "BUSD", "USD", "EUR", "BTC", "ETH", "OKB", "DAI",
-           "TRY", "BRL", "GBP", "AUD", "SGD", "AED", "USDG")  # fmt: skip
+_QUOTES = (
+    "FDUSD",
+    "USDT",
+    "USDC",
+    "EURT",
+    "BUSD",
+    "USD",
+    "EUR",
+    "BTC",
+    "ETH",
+    "OKB",
+    "DAI",
+    "TRY",
+    "BRL",
+    "GBP",
+    "AUD",
+    "SGD",
+    "AED",
+    "USDG",
+)
 _QUOTES_BY_LENGTH = sorted(_QUOTES, key=len, reverse=True)
 
 # Our intervals → OKX bars. OKX aligns 6H and longer to Hong Kong time unless asked for the
 # ``utc`` variant; Binance (and our Interval) align to UTC, so the UTC bars are used.
-_BARS = {"1m": "1m", "3m": "3m", "5m": "5m", "15m": "15m", "30m": "30m", "1h": "1H",
-         "2h": "2H", "4h": "4H", "6h": "6Hutc", "12h": "12Hutc", "1d": "1Dutc",
-         "1w": "1Wutc", "1M": "1Mutc"}  # fmt: skip
+_BARS = {
+    "1m": "1m",
+    "3m": "3m",
+    "5m": "5m",
+    "15m": "15m",
+    "30m": "30m",
+    "1h": "1H",
+    "2h": "2H",
+    "4h": "4H",
+    "6h": "6Hutc",
+    "12h": "12Hutc",
+    "1d": "1Dutc",
+    "1w": "1Wutc",
+    "1M": "1Mutc",
+}
 _INTERVALS = {b: iv for iv, b in _BARS.items()}
 
 # Our channel names → OKX's (klines are ``candle<bar>``, on the business endpoint).

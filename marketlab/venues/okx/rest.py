@@ -71,8 +71,17 @@ def _okx_class() -> type:
     class _Okx(ccxt_async.okx):  # type: ignore[misc]
         pacer: WindowPacer
 
-        def on_rest_response(self, code: Any, reason: Any, url: Any, method: Any, response_headers: Any,
-                             response_body: Any, request_headers: Any, request_body: Any) -> Any:  # fmt: skip
+        def on_rest_response(
+            self,
+            code: Any,
+            reason: Any,
+            url: Any,
+            method: Any,
+            response_headers: Any,
+            response_body: Any,
+            request_headers: Any,
+            request_body: Any,
+        ) -> Any:
             self.pacer.observe(int(code), time.monotonic())
             return response_body
 
@@ -96,9 +105,16 @@ class OkxRest(PacedRest):
     async def server_time(self) -> int:
         return okx.parse_time(await self._call("public_get_public_time", {}, "time"))
 
-    async def klines(self, symbol: str, interval: str, *, start: int | None = None,
-                     end: int | None = None, limit: int = 100,
-                     server_time: int | None = None) -> list[Kline]:  # fmt: skip
+    async def klines(
+        self,
+        symbol: str,
+        interval: str,
+        *,
+        start: int | None = None,
+        end: int | None = None,
+        limit: int = 100,
+        server_time: int | None = None,
+    ) -> list[Kline]:
         """Candles oldest first: from ``start`` for ``limit`` bars (or the newest ``limit``),
         up to ``end``. Recent bars come from ``/market/candles``, older ones from
         ``/market/history-candles``; ``closed`` is OKX's own ``confirm`` flag."""
@@ -155,8 +171,11 @@ class OkxRest(PacedRest):
             "limit": limit,
         }
         payload = await self._call("public_get_market_history_trades", params, "history-trades")
-        return [t for t in okx.parse_history_trades(msgspec.json.encode(payload), symbol)
-                if t.trade_id >= from_id]  # fmt: skip
+        return [
+            t
+            for t in okx.parse_history_trades(msgspec.json.encode(payload), symbol)
+            if t.trade_id >= from_id
+        ]
 
     async def depth(self, symbol: str, limit: int = 400) -> BookSnapshot:
         params = {"instId": okx.inst_id(symbol), "sz": min(limit, okx.BOOK_DEPTH)}

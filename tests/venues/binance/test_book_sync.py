@@ -30,8 +30,13 @@ def test_weights_are_binances() -> None:
 def test_books_sync_cheap_first_then_deepen_without_ever_leaving_sync(sim: SimExchange) -> None:
     # a weight budget where deep snapshots of all three books would take over a quarter of it.
     # A shallow book may resync (at 60x the price soon leaves 100 levels): only that is allowed
-    lab = Lab(SYMBOLS, channels=["book"], binance_ws_url=sim.ws_url, binance_rest_url=sim.rest_url,
-              weight_limit=400)  # fmt: skip
+    lab = Lab(
+        SYMBOLS,
+        channels=["book"],
+        binance_ws_url=sim.ws_url,
+        binance_rest_url=sim.rest_url,
+        weight_limit=400,
+    )
     lost: list[str] = []
     watching = threading.Event()
 

@@ -63,8 +63,13 @@ async def test_subscribe_messages_are_accepted_and_answered(sim):
     decoder = bn.StreamDecoder()
     pacer = bn.MessagePacer()
     async with connect(bn.raw_stream_url(sim.ws_url)) as ws:
-        for i, msg in enumerate([bn.subscribe_message(["btcusdt@trade"], 1), bn.list_subscriptions_message(2),
-                                 bn.unsubscribe_message(["btcusdt@trade"], 3)]):  # fmt: skip
+        for i, msg in enumerate(
+            [
+                bn.subscribe_message(["btcusdt@trade"], 1),
+                bn.list_subscriptions_message(2),
+                bn.unsubscribe_message(["btcusdt@trade"], 3),
+            ]
+        ):
             await asyncio.sleep(pacer.delay(time.monotonic()))
             pacer.sent(time.monotonic())
             await ws.send(msg, text=True)
@@ -86,8 +91,15 @@ async def test_closed_kline_events_equal_rest_klines_exactly(sim):
                 closed.append(k)
     async with httpx.AsyncClient(base_url=sim.rest_url) as http:
         server_time = (await http.get("/api/v3/time")).json()["serverTime"]
-        r = await http.get("/api/v3/klines", params={"symbol": "BTCUSDT", "interval": "1m",
-                                                    "startTime": closed[0].open_time, "limit": 3})  # fmt: skip
+        r = await http.get(
+            "/api/v3/klines",
+            params={
+                "symbol": "BTCUSDT",
+                "interval": "1m",
+                "startTime": closed[0].open_time,
+                "limit": 3,
+            },
+        )
     rest = bn.parse_klines(r.content, "BTCUSDT", "1m", server_time)
     assert [k.open_time for k in closed] == [closed[0].open_time + i * 60_000 for i in range(3)]
     assert [_without_event_time(k) for k in closed] == rest
@@ -97,15 +109,31 @@ async def test_closed_kline_events_equal_rest_klines_exactly(sim):
 
 
 def _without_event_time(k: Kline) -> Kline:
-    return Kline(k.symbol, k.interval, k.open_time, k.open, k.high, k.low, k.close, k.volume, k.close_time,
-                 k.quote_volume, k.trades, k.taker_buy_volume, k.taker_buy_quote_volume, k.closed)  # fmt: skip
+    return Kline(
+        k.symbol,
+        k.interval,
+        k.open_time,
+        k.open,
+        k.high,
+        k.low,
+        k.close,
+        k.volume,
+        k.close_time,
+        k.quote_volume,
+        k.trades,
+        k.taker_buy_volume,
+        k.taker_buy_quote_volume,
+        k.closed,
+    )
 
 
 async def test_rest_payloads_parse(sim):
     async with httpx.AsyncClient(base_url=sim.rest_url) as http:
         info = bn.parse_exchange_info((await http.get("/api/v3/exchangeInfo")).content)
-        depth = bn.parse_depth((await http.get("/api/v3/depth", params={"symbol": "ETHUSDT", "limit": 50})).content,
-                               "ETHUSDT")  # fmt: skip
+        depth = bn.parse_depth(
+            (await http.get("/api/v3/depth", params={"symbol": "ETHUSDT", "limit": 50})).content,
+            "ETHUSDT",
+        )
         tickers = bn.parse_ticker_24hr((await http.get("/api/v3/ticker/24hr")).content)
         error = await http.get("/api/v3/depth", params={"symbol": "NOPEUSDT"})
     assert [(s.symbol, s.tick_size, s.step_size) for s in info] == [

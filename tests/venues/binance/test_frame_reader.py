@@ -25,8 +25,13 @@ pytestmark = pytest.mark.skipif(
     reason="MARKETLAB_PURE_PYTHON asks for the pure-Python twins",
 )
 
-STREAMS = {"btcusdt@trade": Trade, "btcusdt@depth@100ms": BookDelta, "btcusdt@kline_1m": Kline,
-           "btcusdt@ticker": Ticker, "btcusdt@aggTrade": None}  # fmt: skip
+STREAMS = {
+    "btcusdt@trade": Trade,
+    "btcusdt@depth@100ms": BookDelta,
+    "btcusdt@kline_1m": Kline,
+    "btcusdt@ticker": Ticker,
+    "btcusdt@aggTrade": None,
+}
 
 # Numbers as text: Binance's ("0.01000000"), any JSON number, and near misses msgspec refuses
 DECIMALS = st.builds(
@@ -34,8 +39,9 @@ DECIMALS = st.builds(
 )
 # a trade's or a level's price: Binance's decimals, above 0
 PRICES = st.builds(lambda v: f"{v:.8f}", st.floats(1e-8, 1e7, allow_nan=False))
-JSON_NUMBERS = st.from_regex(r"-?(0|[1-9][0-9]{0,24})(\.[0-9]{1,24})?([eE][+-]?[0-9]{1,3})?",
-                             fullmatch=True)  # fmt: skip
+JSON_NUMBERS = st.from_regex(
+    r"-?(0|[1-9][0-9]{0,24})(\.[0-9]{1,24})?([eE][+-]?[0-9]{1,3})?", fullmatch=True
+)
 NEAR_MISSES = st.from_regex(r"[-+0-9.eE]{1,8}", fullmatch=True) | st.sampled_from(
     ["-0", "-0.0", "00.5", "1.", ".5", "+1", "1e400", "0.1e-400", "nan", "Infinity", " 1", ""]
 )
@@ -160,8 +166,13 @@ def _both(frame: bytes) -> tuple[bool, list[Any], bool, list[Any]]:
 
 
 KINDS = st.sampled_from(["trade", "depth", "kline", "ticker", "aggTrade"])
-NAME = {"trade": "btcusdt@trade", "depth": "btcusdt@depth@100ms", "kline": "btcusdt@kline_1m",
-        "ticker": "btcusdt@ticker", "aggTrade": "btcusdt@aggTrade"}  # fmt: skip
+NAME = {
+    "trade": "btcusdt@trade",
+    "depth": "btcusdt@depth@100ms",
+    "kline": "btcusdt@kline_1m",
+    "ticker": "btcusdt@ticker",
+    "aggTrade": "btcusdt@aggTrade",
+}
 
 
 @settings(max_examples=600, deadline=None)
@@ -259,8 +270,16 @@ def test_frames_read_ahead_reach_their_takers_in_the_recordings_order(tmp_path) 
     for i in range(3000):
         price = rnd.choice(["100.5", "0.00012000", "12345678901234567.5", "1e3"])  # a slow one
         t = TIME_MIN_MS + i
-        payload = {"e": "trade", "E": t, "s": "BTCUSDT", "t": i, "p": price, "q": "1", "T": t,
-                   "m": i % 2 == 0}  # fmt: skip
+        payload = {
+            "e": "trade",
+            "E": t,
+            "s": "BTCUSDT",
+            "t": i,
+            "p": price,
+            "q": "1",
+            "T": t,
+            "m": i % 2 == 0,
+        }
         if i % 7 == 0:
             payload.pop("q")  # msgspec's to refuse: the careful path
         name = "btcusdt@trade" if i % 11 else "ethusdt@trade"  # not a lane of ours

@@ -22,21 +22,90 @@ from marketlab.records import (
 )
 from marketlab.venues import binance as bn
 
-TRADE = {"e": "trade", "E": 1767225603000, "s": "BTCUSDT", "t": 1000012, "p": "65000.10",
-         "q": "0.01200", "T": 1767225602991, "m": True, "M": True}  # fmt: skip
-AGG = {"e": "aggTrade", "E": 1767225603000, "s": "BTCUSDT", "a": 77, "p": "65000.10", "q": "0.5",
-       "f": 100, "l": 105, "T": 1767225602990, "m": False, "M": True}  # fmt: skip
-KLINE = {"e": "kline", "E": 1767225662000, "s": "BTCUSDT", "k": {
-    "t": 1767225600000, "T": 1767225659999, "s": "BTCUSDT", "i": "1m", "f": 1000001, "L": 1000040,
-    "o": "65000.00", "c": "65001.20", "h": "65003.00", "l": "64998.50", "v": "1.23400", "n": 40,
-    "x": True, "q": "80210.55", "V": "0.61000", "Q": "39650.12", "B": "0"}}  # fmt: skip
-TICKER = {"e": "24hrTicker", "E": 1767225603000, "s": "BTCUSDT", "p": "120.00", "P": "0.185",
-          "w": "64950.3", "x": "64880.00", "c": "65000.00", "Q": "0.010", "b": "64999.99", "B": "1.2",
-          "a": "65000.01", "A": "0.8", "o": "64880.00", "h": "65400.00", "l": "64500.00",
-          "v": "12345.6", "q": "801234567.8", "O": 1767139203000, "C": 1767225603000, "F": 1,
-          "L": 999, "n": 999}  # fmt: skip
-MINI = {"e": "24hrMiniTicker", "E": 1767225603000, "s": "BTCUSDT", "c": "65000.00", "o": "64880.00",
-        "h": "65400.00", "l": "64500.00", "v": "12345.6", "q": "801234567.8"}  # fmt: skip
+TRADE = {
+    "e": "trade",
+    "E": 1767225603000,
+    "s": "BTCUSDT",
+    "t": 1000012,
+    "p": "65000.10",
+    "q": "0.01200",
+    "T": 1767225602991,
+    "m": True,
+    "M": True,
+}
+AGG = {
+    "e": "aggTrade",
+    "E": 1767225603000,
+    "s": "BTCUSDT",
+    "a": 77,
+    "p": "65000.10",
+    "q": "0.5",
+    "f": 100,
+    "l": 105,
+    "T": 1767225602990,
+    "m": False,
+    "M": True,
+}
+KLINE = {
+    "e": "kline",
+    "E": 1767225662000,
+    "s": "BTCUSDT",
+    "k": {
+        "t": 1767225600000,
+        "T": 1767225659999,
+        "s": "BTCUSDT",
+        "i": "1m",
+        "f": 1000001,
+        "L": 1000040,
+        "o": "65000.00",
+        "c": "65001.20",
+        "h": "65003.00",
+        "l": "64998.50",
+        "v": "1.23400",
+        "n": 40,
+        "x": True,
+        "q": "80210.55",
+        "V": "0.61000",
+        "Q": "39650.12",
+        "B": "0",
+    },
+}
+TICKER = {
+    "e": "24hrTicker",
+    "E": 1767225603000,
+    "s": "BTCUSDT",
+    "p": "120.00",
+    "P": "0.185",
+    "w": "64950.3",
+    "x": "64880.00",
+    "c": "65000.00",
+    "Q": "0.010",
+    "b": "64999.99",
+    "B": "1.2",
+    "a": "65000.01",
+    "A": "0.8",
+    "o": "64880.00",
+    "h": "65400.00",
+    "l": "64500.00",
+    "v": "12345.6",
+    "q": "801234567.8",
+    "O": 1767139203000,
+    "C": 1767225603000,
+    "F": 1,
+    "L": 999,
+    "n": 999,
+}
+MINI = {
+    "e": "24hrMiniTicker",
+    "E": 1767225603000,
+    "s": "BTCUSDT",
+    "c": "65000.00",
+    "o": "64880.00",
+    "h": "65400.00",
+    "l": "64500.00",
+    "v": "12345.6",
+    "q": "801234567.8",
+}
 BOOK_TICKER = {
     "u": 400900217,
     "s": "BTCUSDT",
@@ -50,28 +119,103 @@ PARTIAL = {
     "bids": [["64999.99", "1.2"]],
     "asks": [["65000.01", "0.8"], ["65000.02", "3"]],
 }
-DIFF = {"e": "depthUpdate", "E": 1767225603000, "s": "BTCUSDT", "U": 157, "u": 160,
-        "b": [["64999.99", "0.0"], ["64999.50", "2.5"]], "a": [["65000.01", "1.0"]]}  # fmt: skip
+DIFF = {
+    "e": "depthUpdate",
+    "E": 1767225603000,
+    "s": "BTCUSDT",
+    "U": 157,
+    "u": 160,
+    "b": [["64999.99", "0.0"], ["64999.50", "2.5"]],
+    "a": [["65000.01", "1.0"]],
+}
 
 EXPECTED = {
-    "btcusdt@trade": (TRADE, Trade("BTCUSDT", 1000012, 65000.10, 0.012, "sell", 1767225602991, 1767225603000)),
-    "btcusdt@aggTrade": (AGG, AggTrade("BTCUSDT", 77, 65000.10, 0.5, "buy", 100, 105, 1767225602990, 1767225603000)),
-    "btcusdt@kline_1m": (KLINE, Kline("BTCUSDT", "1m", 1767225600000, 65000.0, 65003.0, 64998.5, 65001.2, 1.234,
-                                      1767225659999, 80210.55, 40, 0.61, 39650.12, True, 1767225662000)),
-    "btcusdt@ticker": (TICKER, Ticker("BTCUSDT", 1767225603000, 65000.0, 0.01, 64999.99, 1.2, 65000.01, 0.8,
-                                      64880.0, 65400.0, 64500.0, 12345.6, 801234567.8, 120.0, 0.185, 64950.3,
-                                      64880.0, 1767139203000, 1767225603000, 1, 999, 999)),
-    "btcusdt@miniTicker": (MINI, MiniTicker("BTCUSDT", 1767225603000, 65000.0, 64880.0, 65400.0, 64500.0,
-                                            12345.6, 801234567.8)),
-    "btcusdt@bookTicker": (BOOK_TICKER, BookTicker("BTCUSDT", 400900217, 64999.99, 1.2, 65000.01, 0.8)),
-    "btcusdt@depth": (DIFF, BookDelta("BTCUSDT", 157, 160, [(64999.99, 0.0), (64999.5, 2.5)], [(65000.01, 1.0)],
-                                      1767225603000)),
-    "btcusdt@depth@100ms": (DIFF, BookDelta("BTCUSDT", 157, 160, [(64999.99, 0.0), (64999.5, 2.5)],
-                                            [(65000.01, 1.0)], 1767225603000)),
-    "btcusdt@depth5": (PARTIAL, BookSnapshot("BTCUSDT", 160, [(64999.99, 1.2)], [(65000.01, 0.8), (65000.02, 3.0)])),
-    "btcusdt@depth20@100ms": (PARTIAL, BookSnapshot("BTCUSDT", 160, [(64999.99, 1.2)],
-                                                    [(65000.01, 0.8), (65000.02, 3.0)])),
-}  # fmt: skip
+    "btcusdt@trade": (
+        TRADE,
+        Trade("BTCUSDT", 1000012, 65000.10, 0.012, "sell", 1767225602991, 1767225603000),
+    ),
+    "btcusdt@aggTrade": (
+        AGG,
+        AggTrade("BTCUSDT", 77, 65000.10, 0.5, "buy", 100, 105, 1767225602990, 1767225603000),
+    ),
+    "btcusdt@kline_1m": (
+        KLINE,
+        Kline(
+            "BTCUSDT",
+            "1m",
+            1767225600000,
+            65000.0,
+            65003.0,
+            64998.5,
+            65001.2,
+            1.234,
+            1767225659999,
+            80210.55,
+            40,
+            0.61,
+            39650.12,
+            True,
+            1767225662000,
+        ),
+    ),
+    "btcusdt@ticker": (
+        TICKER,
+        Ticker(
+            "BTCUSDT",
+            1767225603000,
+            65000.0,
+            0.01,
+            64999.99,
+            1.2,
+            65000.01,
+            0.8,
+            64880.0,
+            65400.0,
+            64500.0,
+            12345.6,
+            801234567.8,
+            120.0,
+            0.185,
+            64950.3,
+            64880.0,
+            1767139203000,
+            1767225603000,
+            1,
+            999,
+            999,
+        ),
+    ),
+    "btcusdt@miniTicker": (
+        MINI,
+        MiniTicker(
+            "BTCUSDT", 1767225603000, 65000.0, 64880.0, 65400.0, 64500.0, 12345.6, 801234567.8
+        ),
+    ),
+    "btcusdt@bookTicker": (
+        BOOK_TICKER,
+        BookTicker("BTCUSDT", 400900217, 64999.99, 1.2, 65000.01, 0.8),
+    ),
+    "btcusdt@depth": (
+        DIFF,
+        BookDelta(
+            "BTCUSDT", 157, 160, [(64999.99, 0.0), (64999.5, 2.5)], [(65000.01, 1.0)], 1767225603000
+        ),
+    ),
+    "btcusdt@depth@100ms": (
+        DIFF,
+        BookDelta(
+            "BTCUSDT", 157, 160, [(64999.99, 0.0), (64999.5, 2.5)], [(65000.01, 1.0)], 1767225603000
+        ),
+    ),
+    "btcusdt@depth5": (
+        PARTIAL,
+        BookSnapshot("BTCUSDT", 160, [(64999.99, 1.2)], [(65000.01, 0.8), (65000.02, 3.0)]),
+    ),
+    "btcusdt@depth20@100ms": (
+        PARTIAL,
+        BookSnapshot("BTCUSDT", 160, [(64999.99, 1.2)], [(65000.01, 0.8), (65000.02, 3.0)]),
+    ),
+}
 
 
 @pytest.mark.parametrize("stream", list(EXPECTED))
@@ -109,10 +253,12 @@ def test_control_answers_are_events_not_records():
 
 @pytest.mark.parametrize(
     "frame",
-    [b'{"e":"serverShutdown","E":1767225603000}',
-     b'{"stream":"serverShutdown","data":{"e":"serverShutdown","E":1767225603000}}',
-     b'{"stream":"btcusdt@trade","data":{"e":"serverShutdown","E":1767225603000}}'],
-)  # fmt: skip
+    [
+        b'{"e":"serverShutdown","E":1767225603000}',
+        b'{"stream":"serverShutdown","data":{"e":"serverShutdown","E":1767225603000}}',
+        b'{"stream":"btcusdt@trade","data":{"e":"serverShutdown","E":1767225603000}}',
+    ],
+)
 def test_server_shutdown_is_recognised_however_it_is_wrapped(frame):
     assert bn.StreamDecoder().decode(frame) == [bn.ServerShutdown(1767225603000)]
 
@@ -123,14 +269,21 @@ def test_server_shutdown_is_recognised_however_it_is_wrapped(frame):
         (b'{"stream":"btcusdt@trade","data":{"e":"trade","E":17', "malformed JSON"),
         (b"\x00\x01 garbage", "malformed JSON"),
         (b"[1,2,3]", "not a Binance message"),
-        (json.dumps({"stream": "btcusdt@trade", "data": {**TRADE, "p": "abc"}}).encode(), r"invalid payload.*\$\.p"),
-        (json.dumps({"stream": "btcusdt@trade", "data": {k: v for k, v in TRADE.items() if k != "t"}}).encode(),
-         "missing required field `t`"),
+        (
+            json.dumps({"stream": "btcusdt@trade", "data": {**TRADE, "p": "abc"}}).encode(),
+            r"invalid payload.*\$\.p",
+        ),
+        (
+            json.dumps(
+                {"stream": "btcusdt@trade", "data": {k: v for k, v in TRADE.items() if k != "t"}}
+            ).encode(),
+            "missing required field `t`",
+        ),
         (json.dumps({"e": "surprise", "E": 1}).encode(), "unknown event type 'surprise'"),
         (b'{"stream":"btcusdt@trade"}', "without 'data'"),
         (b'{"hello":"world"}', "unrecognised frame"),
     ],
-)  # fmt: skip
+)
 def test_bad_frames_raise_typed_errors_that_say_what(frame, message):
     with pytest.raises(bn.FrameError, match=message) as info:
         bn.StreamDecoder().decode(frame)
@@ -179,14 +332,19 @@ def test_decoder_survives_a_bad_frame_between_good_ones():
 
 @pytest.mark.parametrize(
     ("args", "kwargs", "name"),
-    [(("BTCUSDT", "trade"), {}, "btcusdt@trade"), (("ethusdt", "aggTrade"), {}, "ethusdt@aggTrade"),
-     (("BTCUSDT", "kline"), {"interval": "1M"}, "btcusdt@kline_1M"),
-     (("BTCUSDT", "ticker"), {}, "btcusdt@ticker"), (("BTCUSDT", "miniTicker"), {}, "btcusdt@miniTicker"),
-     (("BTCUSDT", "bookTicker"), {}, "btcusdt@bookTicker"), (("BTCUSDT", "depth"), {}, "btcusdt@depth"),
-     (("BTCUSDT", "depth"), {"fast": True}, "btcusdt@depth@100ms"),
-     (("BTCUSDT", "depth"), {"levels": 10}, "btcusdt@depth10"),
-     (("BTCUSDT", "depth"), {"levels": 20, "fast": True}, "btcusdt@depth20@100ms")],
-)  # fmt: skip
+    [
+        (("BTCUSDT", "trade"), {}, "btcusdt@trade"),
+        (("ethusdt", "aggTrade"), {}, "ethusdt@aggTrade"),
+        (("BTCUSDT", "kline"), {"interval": "1M"}, "btcusdt@kline_1M"),
+        (("BTCUSDT", "ticker"), {}, "btcusdt@ticker"),
+        (("BTCUSDT", "miniTicker"), {}, "btcusdt@miniTicker"),
+        (("BTCUSDT", "bookTicker"), {}, "btcusdt@bookTicker"),
+        (("BTCUSDT", "depth"), {}, "btcusdt@depth"),
+        (("BTCUSDT", "depth"), {"fast": True}, "btcusdt@depth@100ms"),
+        (("BTCUSDT", "depth"), {"levels": 10}, "btcusdt@depth10"),
+        (("BTCUSDT", "depth"), {"levels": 20, "fast": True}, "btcusdt@depth20@100ms"),
+    ],
+)
 def test_stream_names_build_and_parse_back(args, kwargs, name):
     assert bn.stream_name(*args, **kwargs) == name
     assert bn.parse_stream(name).name == name
@@ -194,17 +352,32 @@ def test_stream_names_build_and_parse_back(args, kwargs, name):
 
 @pytest.mark.parametrize(
     ("args", "kwargs", "message"),
-    [(("BTCUSDT", "kline"), {}, "needs an interval"), (("BTCUSDT", "kline"), {"interval": "2m"}, "invalid interval"),
-     (("BTCUSDT", "depth"), {"levels": 7}, "levels must be one of"), (("BTCUSDT", "candles"), {}, "unknown channel"),
-     (("BTC USDT", "trade"), {}, "invalid symbol")],
-)  # fmt: skip
+    [
+        (("BTCUSDT", "kline"), {}, "needs an interval"),
+        (("BTCUSDT", "kline"), {"interval": "2m"}, "invalid interval"),
+        (("BTCUSDT", "depth"), {"levels": 7}, "levels must be one of"),
+        (("BTCUSDT", "candles"), {}, "unknown channel"),
+        (("BTC USDT", "trade"), {}, "invalid symbol"),
+    ],
+)
 def test_bad_stream_requests_say_why(args, kwargs, message):
     with pytest.raises(ValueError, match=message):
         bn.stream_name(*args, **kwargs)
 
 
-@pytest.mark.parametrize("name", ["btcusdt", "btcusdt@", "BTCUSDT@trade", "btcusdt@kline_2m", "btcusdt@depth7",
-                                  "btcusdt@trade@100ms", "btcusdt@depth@250ms", "0"])  # fmt: skip
+@pytest.mark.parametrize(
+    "name",
+    [
+        "btcusdt",
+        "btcusdt@",
+        "BTCUSDT@trade",
+        "btcusdt@kline_2m",
+        "btcusdt@depth7",
+        "btcusdt@trade@100ms",
+        "btcusdt@depth@250ms",
+        "0",
+    ],
+)
 def test_parse_stream_rejects_non_streams(name):
     with pytest.raises(bn.UnknownStreamError):
         bn.parse_stream(name)
@@ -269,13 +442,53 @@ def test_pacer_refuses_rates_binance_would_drop():
 
 def test_rest_klines_mark_the_open_candle():
     rows = [
-        [1767225600000, "65000.0", "65010.0", "64990.0", "65005.0", "1.5", 1767225659999, "97500.0", 12, "0.7", "45500.0", "0"],
-        [1767225660000, "65005.0", "65006.0", "65001.0", "65002.0", "0.2", 1767225719999, "13000.4", 3, "0.1", "6500.2", "0"],
-    ]  # fmt: skip
+        [
+            1767225600000,
+            "65000.0",
+            "65010.0",
+            "64990.0",
+            "65005.0",
+            "1.5",
+            1767225659999,
+            "97500.0",
+            12,
+            "0.7",
+            "45500.0",
+            "0",
+        ],
+        [
+            1767225660000,
+            "65005.0",
+            "65006.0",
+            "65001.0",
+            "65002.0",
+            "0.2",
+            1767225719999,
+            "13000.4",
+            3,
+            "0.1",
+            "6500.2",
+            "0",
+        ],
+    ]
     klines = bn.parse_klines(json.dumps(rows), "BTCUSDT", "1m", server_time=1767225700000)
     assert [k.closed for k in klines] == [True, False]
-    assert klines[0] == Kline("BTCUSDT", "1m", 1767225600000, 65000.0, 65010.0, 64990.0, 65005.0, 1.5,
-                              1767225659999, 97500.0, 12, 0.7, 45500.0, True)  # fmt: skip
+    assert klines[0] == Kline(
+        "BTCUSDT",
+        "1m",
+        1767225600000,
+        65000.0,
+        65010.0,
+        64990.0,
+        65005.0,
+        1.5,
+        1767225659999,
+        97500.0,
+        12,
+        0.7,
+        45500.0,
+        True,
+    )
     assert bn.parse_klines(rows, "BTCUSDT", "1m", server_time=1767225720000)[1].closed
 
 
@@ -291,21 +504,49 @@ def test_rest_depth_ticker_and_exchange_info():
         {"lastUpdateId": 9, "bids": [["1.5", "2"]], "asks": [["1.6", "3"]]}, "btcusdt"
     )
     assert snap == BookSnapshot("BTCUSDT", 9, [(1.5, 2.0)], [(1.6, 3.0)])
-    rest_ticker = {"symbol": "BTCUSDT", "priceChange": "120.00", "priceChangePercent": "0.185",
-                   "weightedAvgPrice": "64950.3", "prevClosePrice": "64880.00", "lastPrice": "65000.00",
-                   "lastQty": "0.010", "bidPrice": "64999.99", "bidQty": "1.2", "askPrice": "65000.01",
-                   "askQty": "0.8", "openPrice": "64880.00", "highPrice": "65400.00", "lowPrice": "64500.00",
-                   "volume": "12345.6", "quoteVolume": "801234567.8", "openTime": 1767139203000,
-                   "closeTime": 1767225603000, "firstId": 1, "lastId": 999, "count": 999}  # fmt: skip
+    rest_ticker = {
+        "symbol": "BTCUSDT",
+        "priceChange": "120.00",
+        "priceChangePercent": "0.185",
+        "weightedAvgPrice": "64950.3",
+        "prevClosePrice": "64880.00",
+        "lastPrice": "65000.00",
+        "lastQty": "0.010",
+        "bidPrice": "64999.99",
+        "bidQty": "1.2",
+        "askPrice": "65000.01",
+        "askQty": "0.8",
+        "openPrice": "64880.00",
+        "highPrice": "65400.00",
+        "lowPrice": "64500.00",
+        "volume": "12345.6",
+        "quoteVolume": "801234567.8",
+        "openTime": 1767139203000,
+        "closeTime": 1767225603000,
+        "firstId": 1,
+        "lastId": 999,
+        "count": 999,
+    }
     assert bn.parse_ticker_24hr(rest_ticker) == [EXPECTED["btcusdt@ticker"][1]]
     assert (
         bn.parse_ticker_24hr(json.dumps([rest_ticker, rest_ticker]))
         == [EXPECTED["btcusdt@ticker"][1]] * 2
     )
-    info = {"symbols": [{"symbol": "BTCUSDT", "status": "TRADING", "baseAsset": "BTC", "quoteAsset": "USDT",
-                         "filters": [{"filterType": "PRICE_FILTER", "tickSize": "0.01", "minPrice": "0.01"},
-                                     {"filterType": "LOT_SIZE", "stepSize": "0.00001", "minQty": "0.00001"},
-                                     {"filterType": "NOTIONAL", "minNotional": "5.0"}]}]}  # fmt: skip
+    info = {
+        "symbols": [
+            {
+                "symbol": "BTCUSDT",
+                "status": "TRADING",
+                "baseAsset": "BTC",
+                "quoteAsset": "USDT",
+                "filters": [
+                    {"filterType": "PRICE_FILTER", "tickSize": "0.01", "minPrice": "0.01"},
+                    {"filterType": "LOT_SIZE", "stepSize": "0.00001", "minQty": "0.00001"},
+                    {"filterType": "NOTIONAL", "minNotional": "5.0"},
+                ],
+            }
+        ]
+    }
     assert bn.parse_exchange_info(json.dumps(info)) == [
         SymbolInfo("BTCUSDT", "TRADING", "BTC", "USDT", 0.01, 0.00001, 0.00001, 5.0)
     ]

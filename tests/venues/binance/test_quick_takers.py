@@ -156,8 +156,12 @@ def _steps(draw: Any) -> list[tuple[Any, ...]]:
         if what == "trade":
             tid = max(0, tid + draw(st.sampled_from([1, 1, 1, 1, 0, -2, 3])))
             price = draw(st.sampled_from([1.5, 2.25, 1e-8, 123456.789]))
-            steps.append(("frame", _trade(tid, price, draw(st.sampled_from([0.1, 2.0])),
-                                          draw(st.booleans()))))  # fmt: skip
+            steps.append(
+                (
+                    "frame",
+                    _trade(tid, price, draw(st.sampled_from([0.1, 2.0])), draw(st.booleans())),
+                )
+            )
         elif what == "delta":
             first = uid + draw(st.sampled_from([1, 1, 1, 1, 0, -3, 2]))
             uid = max(uid, first + draw(st.integers(0, 3)))

@@ -41,8 +41,19 @@ def model_checksum(bids: dict[str, str], asks: dict[str, str]) -> int:
 def test_snapshot_then_updates_keep_the_book_and_checksum():
     book = OkxBook("BTCUSDT")
     bids, asks = {"99.5": "1", "99": "2.0"}, {"100": "3", "101.25": "4"}
-    assert book.on_message(message("snapshot", list(bids.items()), list(asks.items()), 10, -1,
-                                   model_checksum(bids, asks))) is Action.NONE  # fmt: skip
+    assert (
+        book.on_message(
+            message(
+                "snapshot",
+                list(bids.items()),
+                list(asks.items()),
+                10,
+                -1,
+                model_checksum(bids, asks),
+            )
+        )
+        is Action.NONE
+    )
     assert book.synced and book.last_update_id == 10
     bids["99.5"] = "1.5"
     del asks["100"]
@@ -103,8 +114,15 @@ sizes = st.sampled_from(["0", "1", "0.5", "2.50", "10"])
 
 
 @settings(max_examples=150, deadline=None)
-@given(st.lists(st.tuples(st.lists(st.tuples(prices, sizes), max_size=6),
-                          st.lists(st.tuples(prices, sizes), max_size=6)), max_size=30))  # fmt: skip
+@given(
+    st.lists(
+        st.tuples(
+            st.lists(st.tuples(prices, sizes), max_size=6),
+            st.lists(st.tuples(prices, sizes), max_size=6),
+        ),
+        max_size=30,
+    )
+)
 def test_the_book_follows_any_valid_update_sequence(updates):
     """Bids at 1-400 and asks at 401-800 never cross; each update is checked by its checksum."""
     book = OkxBook("BTCUSDT")
@@ -183,11 +201,14 @@ def test_a_seq_reset_continues_the_chain_from_the_smaller_seq_id():
 
 
 ops = st.one_of(
-    st.tuples(st.just("update"), st.lists(st.tuples(prices, sizes), max_size=6),
-              st.lists(st.tuples(prices, sizes), max_size=6)),
+    st.tuples(
+        st.just("update"),
+        st.lists(st.tuples(prices, sizes), max_size=6),
+        st.lists(st.tuples(prices, sizes), max_size=6),
+    ),
     st.tuples(st.just("heartbeat"), st.just([]), st.just([])),
     st.tuples(st.just("reset"), st.lists(st.tuples(prices, sizes), max_size=3), st.just([])),
-)  # fmt: skip
+)
 
 
 @settings(max_examples=150, deadline=None)

@@ -29,8 +29,14 @@ def sim() -> Iterator[SimExchange]:
 okx_lab = functools.partial(running_lab, exchange="okx")
 
 
-def assert_okx_klines_exact(lab: Lab, sim: SimExchange, symbol: str, interval: str, stream: list[Kline],
-                            exchange: str | None = None) -> int:  # fmt: skip
+def assert_okx_klines_exact(
+    lab: Lab,
+    sim: SimExchange,
+    symbol: str,
+    interval: str,
+    stream: list[Kline],
+    exchange: str | None = None,
+) -> int:
     """Closed candles equal the exchange's (OKX publishes no trade counts or taker volumes)."""
     df = lab.klines(symbol, interval, exchange=exchange)
     closed = df[df["closed"]]
@@ -61,8 +67,12 @@ def klines_whole(lab: Lab, symbol: str, interval: str = "1m") -> bool:
 
 def test_okx_lab_collects_every_channel_into_frames(sim):
     seen: Counter[type] = Counter()
-    with okx_lab(sim, symbols=("BTCUSDT", "ETHUSDT"), intervals=("1m", "5m"),
-                 channels=("trades", "ticker", "book", "klines", "bookTicker")) as (lab, closed):  # fmt: skip
+    with okx_lab(
+        sim,
+        symbols=("BTCUSDT", "ETHUSDT"),
+        intervals=("1m", "5m"),
+        channels=("trades", "ticker", "book", "klines", "bookTicker"),
+    ) as (lab, closed):
         lab.subscribe(lambda r: seen.update([type(r)]))
         wait_for(lambda: len(lab.trades("ETHUSDT")) > 20, what="trades")
         prices = lab.prices()
@@ -75,8 +85,14 @@ def test_okx_lab_collects_every_channel_into_frames(sim):
             lambda: all(seen[t] for t in (Trade, Ticker, BookTicker, Kline)), 10, "every channel"
         )
         status = lab.status()
-        assert set(status.index.get_level_values("stream")) == {"trade", "ticker", "depth", "bookTicker",
-                                                                "kline_1m", "kline_5m"}  # fmt: skip
+        assert set(status.index.get_level_values("stream")) == {
+            "trade",
+            "ticker",
+            "depth",
+            "bookTicker",
+            "kline_1m",
+            "kline_5m",
+        }
         assert (status["messages"] > 0).all() and lab.summary()["exchange"] == "okx"
         time.sleep(2)
         assert assert_okx_klines_exact(lab, sim, "ETHUSDT", "1m", closed) >= 30
@@ -85,8 +101,10 @@ def test_okx_lab_collects_every_channel_into_frames(sim):
 
 def test_a_wrong_checksum_resubscribes_and_the_book_comes_back_exact():
     """A feed that still sends checksums (OKX before June 2026, older recordings)."""
-    with SimExchange(["BTCUSDT"], speed=60, seed=11, okx_checksums=True) as sim, \
-            okx_lab(sim, channels=("book",)) as (lab, _):  # fmt: skip
+    with (
+        SimExchange(["BTCUSDT"], speed=60, seed=11, okx_checksums=True) as sim,
+        okx_lab(sim, channels=("book",)) as (lab, _),
+    ):
         feed = lab._feed
         assert lab.book("BTCUSDT").attrs["verified"] == "seqId chain + checksum"
         sim.corrupt_checksums(1, "BTCUSDT")
@@ -99,8 +117,10 @@ def test_a_wrong_checksum_resubscribes_and_the_book_comes_back_exact():
 def test_books_as_okx_sends_them_today_stay_synced_through_heartbeats_and_a_seq_reset():
     """Checksum 0 on every message; a quiet book gets OKX's heartbeat; maintenance resets
     the seqId. None of it may cost a resubscription."""
-    with SimExchange(["BTCUSDT"], speed=30, seed=3, okx_book_heartbeat=1.0) as sim, \
-            okx_lab(sim, channels=("book",), idle_timeout=4.0) as (lab, _):  # fmt: skip
+    with (
+        SimExchange(["BTCUSDT"], speed=30, seed=3, okx_book_heartbeat=1.0) as sim,
+        okx_lab(sim, channels=("book",), idle_timeout=4.0) as (lab, _),
+    ):
         book = lab._feed.books["BTCUSDT"].book
         df = lab.book("BTCUSDT", 5)
         assert df.attrs["synced"] and df.attrs["verified"] == "seqId chain" and len(df) == 10
@@ -123,8 +143,9 @@ def test_books_as_okx_sends_them_today_stay_synced_through_heartbeats_and_a_seq_
 def test_okx_in_production_mode_keeps_candles_and_book_exact_through_every_fault(sim):
     """Checksum 0 everywhere (as OKX sends today); drops, a seqId gap, a garbage frame and
     REST 429s: every closed candle is the exchange's, and the book equals its top levels."""
-    with okx_lab(sim, symbols=("BTCUSDT", "ETHUSDT"), channels=("trades", "ticker", "book", "klines")) \
-            as (lab, closed):  # fmt: skip
+    with okx_lab(
+        sim, symbols=("BTCUSDT", "ETHUSDT"), channels=("trades", "ticker", "book", "klines")
+    ) as (lab, closed):
         book = lab._feed.books["BTCUSDT"].book
         sim.fail_rest(429, 3, venue="okx")
         sim.drop_connections(venue="okx")
@@ -198,8 +219,10 @@ def test_the_30_second_rule_closes_a_silent_connection_and_ping_keeps_one_open()
 
 
 def test_the_collector_pings_through_a_quiet_market():
-    with SimExchange(["BTCUSDT"], speed=30, okx_idle_timeout=1.5) as exchange, \
-            okx_lab(exchange, channels=("ticker",), idle_timeout=3.0) as (lab, _):  # fmt: skip
+    with (
+        SimExchange(["BTCUSDT"], speed=30, okx_idle_timeout=1.5) as exchange,
+        okx_lab(exchange, channels=("ticker",), idle_timeout=3.0) as (lab, _),
+    ):
         exchange.pause()  # nothing happens, nothing is pushed: only our pings keep the line
         time.sleep(4)
         exchange.resume()
@@ -240,8 +263,14 @@ def test_okx_rest_fallback_polls_when_the_websocket_is_refused(sim):
 
 def test_failover_to_okx_and_back_loses_no_binance_kline(sim, tmp_path):
     db = tmp_path / "h.sqlite"
-    lab = Lab(["BTCUSDT", "ETHUSDT"], intervals=["1m"], db=db, fallback="okx", failover_after=1.5,
-              **{**FAST, **venue_options(sim), **venue_options(sim, "okx"), "fallback_after": 0.5})  # fmt: skip
+    lab = Lab(
+        ["BTCUSDT", "ETHUSDT"],
+        intervals=["1m"],
+        db=db,
+        fallback="okx",
+        failover_after=1.5,
+        **{**FAST, **venue_options(sim), **venue_options(sim, "okx"), "fallback_after": 0.5},
+    )
     binance_closed: list[Kline] = []
     sources: set[str] = set()
     lab.subscribe(
@@ -269,8 +298,14 @@ def test_failover_to_okx_and_back_loses_no_binance_kline(sim, tmp_path):
         sources |= set(lab.prices()["source"])
         wait_for(lambda: not lab.failed_over, 30, "the fail-back")
         wait_for(lambda: (lab.prices()["source"] == "ws").all(), 10, "prices from Binance")
-        wait_for(lambda: lab.book_levels("BTCUSDT").exchange == "binance" and lab.book("BTCUSDT").attrs["synced"],
-                 10, "Binance's book")  # fmt: skip
+        wait_for(
+            lambda: (
+                lab.book_levels("BTCUSDT").exchange == "binance"
+                and lab.book("BTCUSDT").attrs["synced"]
+            ),
+            10,
+            "Binance's book",
+        )
         time.sleep(2)
         assert lab.summary()["failovers"] == 1
         from tests.test_lab import assert_klines_exact

@@ -48,8 +48,13 @@ def test_subscribe_messages_name_channel_and_instrument():
     assert [t.channel for t in topics] == ["tickers", "books", "candle1m", "candle1H"]
     assert [t.business for t in topics] == [False, False, True, True]
     msg = msgspec.json.decode(okx.subscribe_message(topics[:2]))
-    assert msg == {"op": "subscribe", "args": [{"channel": "tickers", "instId": "BTC-USDT"},
-                                               {"channel": "books", "instId": "BTC-USDT"}]}  # fmt: skip
+    assert msg == {
+        "op": "subscribe",
+        "args": [
+            {"channel": "tickers", "instId": "BTC-USDT"},
+            {"channel": "books", "instId": "BTC-USDT"},
+        ],
+    }
     assert msgspec.json.decode(okx.unsubscribe_message(topics[1:2]))["op"] == "unsubscribe"
 
 
@@ -71,17 +76,52 @@ def frame(channel: str, data: list, **extra) -> bytes:
 
 def test_every_channel_decodes_to_the_common_records():
     d = okx.OkxDecoder()
-    (t,) = d.decode(frame("tickers", [{"instType": "SPOT", "instId": "BTC-USDT", "last": "100", "lastSz": "0.5",
-                                       "askPx": "101", "askSz": "2", "bidPx": "99", "bidSz": "3", "open24h": "80",
-                                       "high24h": "120", "low24h": "70", "volCcy24h": "5000", "vol24h": "50",
-                                       "sodUtc0": "1", "sodUtc8": "1", "ts": "1700000000000"}]))  # fmt: skip
+    (t,) = d.decode(
+        frame(
+            "tickers",
+            [
+                {
+                    "instType": "SPOT",
+                    "instId": "BTC-USDT",
+                    "last": "100",
+                    "lastSz": "0.5",
+                    "askPx": "101",
+                    "askSz": "2",
+                    "bidPx": "99",
+                    "bidSz": "3",
+                    "open24h": "80",
+                    "high24h": "120",
+                    "low24h": "70",
+                    "volCcy24h": "5000",
+                    "vol24h": "50",
+                    "sodUtc0": "1",
+                    "sodUtc8": "1",
+                    "ts": "1700000000000",
+                }
+            ],
+        )
+    )
     assert (
         isinstance(t, Ticker) and t.symbol == "BTCUSDT" and (t.last, t.bid, t.ask) == (100, 99, 101)
     )
     assert t.change == 20 and t.change_pct == 25 and (t.volume, t.quote_volume) == (50, 5000)
     assert t.weighted_avg == 100 and math.isnan(t.prev_close) and t.trades == -1
-    trades = d.decode(frame("trades", [{"instId": "BTC-USDT", "tradeId": "7", "px": "100.5", "sz": "0.1",
-                                        "side": "sell", "ts": "1700000000001", "count": "1"}]))  # fmt: skip
+    trades = d.decode(
+        frame(
+            "trades",
+            [
+                {
+                    "instId": "BTC-USDT",
+                    "tradeId": "7",
+                    "px": "100.5",
+                    "sz": "0.1",
+                    "side": "sell",
+                    "ts": "1700000000001",
+                    "count": "1",
+                }
+            ],
+        )
+    )
     assert trades == [Trade("BTCUSDT", 7, 100.5, 0.1, "sell", 1700000000001, 1700000000001)]
     (bbo,) = d.decode(
         frame(
@@ -97,8 +137,22 @@ def test_every_channel_decodes_to_the_common_records():
         )
     )
     assert bbo == BookTicker("BTCUSDT", 42, 99.0, 3.0, 101.0, 2.0)
-    (book,) = d.decode(frame("books", [{"asks": [["101.0", "2", "0", "1"]], "bids": [], "ts": "1767225600005",
-                                        "checksum": -3, "seqId": 9, "prevSeqId": 8}], action="update"))  # fmt: skip
+    (book,) = d.decode(
+        frame(
+            "books",
+            [
+                {
+                    "asks": [["101.0", "2", "0", "1"]],
+                    "bids": [],
+                    "ts": "1767225600005",
+                    "checksum": -3,
+                    "seqId": 9,
+                    "prevSeqId": 8,
+                }
+            ],
+            action="update",
+        )
+    )
     assert isinstance(book, okx.BookMessage)
     assert (book.action, book.asks, book.seq_id, book.prev_seq_id, book.checksum) == (
         "update",
@@ -156,8 +210,10 @@ def envelope(data) -> bytes:
 
 
 def test_rest_payloads_become_records_oldest_first():
-    rows = [["1700000060000", "2", "2", "2", "2", "1", "2", "2", "0"],
-            ["1700000000000", "1", "1", "1", "1", "1", "1", "1", "1"]]  # fmt: skip
+    rows = [
+        ["1700000060000", "2", "2", "2", "2", "1", "2", "2", "0"],
+        ["1700000000000", "1", "1", "1", "1", "1", "1", "1", "1"],
+    ]
     klines = okx.parse_candles(envelope(rows), "BTCUSDT", "1m")
     assert [k.open_time for k in klines] == [1700000000000, 1700000060000]
     assert [k.closed for k in klines] == [True, False]
