@@ -8,13 +8,13 @@ setup(
         Extension(
             "marketlab._native",
             [
-                "marketlab/_native.c",
-                "marketlab/_native_binance.c",
-                "marketlab/_native_blocks.c",
-                "marketlab/_native_quick.c",
-                "marketlab/_native_inflow.c",
+                "csrc/native.c",
+                "csrc/binance.c",
+                "csrc/blocks.c",
+                "csrc/quick.c",
+                "csrc/inflow.c",
             ],
-            depends=["marketlab/_native.h", "marketlab/_native_json.h"],
+            depends=["csrc/native.h", "csrc/json_cursor.h"],
             extra_compile_args=["-O2"],
             optional=True,
         )

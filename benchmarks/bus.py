@@ -32,8 +32,8 @@ from marketlab.bus.config import BusConfig, connect, ensure_stream
 from marketlab.bus.publisher import Publisher
 from marketlab.bus.reader import BusFeed, BusSource
 from marketlab.bus.server import NatsServer
+from marketlab.lab.market_state import MarketState
 from marketlab.records import Interval, Trade
-from marketlab.state import MarketState
 
 SYMBOLS = [f"S{i:02d}USDT" for i in range(20)]
 T0 = 1_767_225_600_000

@@ -17,9 +17,9 @@ from collections.abc import Callable
 import numpy as np
 import pandas as pd
 
-from marketlab.frames import KLINE_COLUMNS, utc_index, utc_times
 from marketlab.lab import Lab
 from marketlab.records import Kline, Trade
+from marketlab.rings import KLINE_COLUMNS, utc_index, utc_times
 
 T0 = 1_767_225_600_000
 

@@ -77,7 +77,7 @@ def stream_file(n_symbols: int, seconds: int) -> Path:
 
 
 def expected_frames(path: Path, kinds: tuple[str, ...]) -> int:
-    from marketlab.record.recording import WS, open_recording
+    from marketlab.recording.files import WS, open_recording
     from marketlab.sim.replay import stream_of
 
     _, entries = open_recording(path)

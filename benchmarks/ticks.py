@@ -99,7 +99,7 @@ def read_floor(root: Path) -> tuple[float, int]:
 def ingest_rate(out: Path) -> tuple[float, int] | None:
     if not RECORDING.exists():
         return None
-    from marketlab.ingest import ingest
+    from marketlab.cli.ingest import ingest
 
     done = ingest(RECORDING, out / "ingest.sqlite")
     return done["frames"] / done["seconds"], done["frames"]

@@ -19,12 +19,12 @@ __version__ = "0.1.0"
 
 # Heavy parts (pandas, ccxt, DuckDB, aiohttp) load on first use, so the CLI starts quickly.
 _LAZY = {
-    "Lab": "marketlab.lab",
+    "Lab": "marketlab.lab.facade",
     "BusConfig": "marketlab.bus.config",
     "NatsServer": "marketlab.bus.server",
     "History": "marketlab.store.history",
     "SimExchange": "marketlab.sim.server",
-    "VenueError": "marketlab.feed",
+    "VenueError": "marketlab.venues.errors",
 }
 
 

@@ -1,5 +1,5 @@
 import sys
 
-from marketlab.cli import main
+from marketlab.cli.main import main
 
 sys.exit(main())

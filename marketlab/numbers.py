@@ -5,7 +5,7 @@ makes its frame a bad frame before anything is touched; the bus's messages keep 
 A price or quantity that is NaN, infinite or negative would move the wrong level of a book (NaN
 equals no key) or poison every sum after it; an id past int64 cannot be stored and silences its
 stream (every later id looks older); a time decades away from now is no venue's clock. The
-compiled frame reader (``marketlab/_native_binance.c``) keeps the same rules: it reads only
+compiled frame reader (``csrc/binance.c``) keeps the same rules: it reads only
 what passes them and leaves the rest to the careful path, which names what is wrong.
 
 The bounds are constants, not readings of the clock: the decoders stay pure functions of their

@@ -11,6 +11,12 @@ from collections.abc import Iterable
 from typing import Any
 from urllib.parse import urlsplit
 
+# Names shared by the CLI, the collector and the config file.
+DEFAULT_SYMBOLS = ("BTCUSDT", "ETHUSDT", "BNBUSDT", "ADAUSDT", "XRPUSDT", "DOGEUSDT")
+DEFAULT_INTERVALS = ("1m", "5m", "15m", "1h")
+CHANNELS = ("trades", "ticker", "book", "klines", "bookTicker", "aggTrades", "miniTicker")
+DEFAULT_CHANNELS = ("trades", "ticker", "book", "klines")
+
 
 def one_of(arg: str, value: Any, choices: Iterable[str]) -> str:
     options = tuple(choices)

@@ -28,7 +28,7 @@ PACKAGE = ROOT / "marketlab"
 COMPILED_TESTS = [
     "tests/test_native.py",
     "tests/venues/binance/test_quick_takers.py",
-    "tests/record/test_recording.py",
+    "tests/recording/test_recording.py",
 ]
 FLAGS = ["-fsanitize=address,undefined", "-fno-sanitize-recover=all", "-fno-omit-frame-pointer"]
 

@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 
 from marketlab.charts import board_html, candle_figure, candle_traces, depth_figure, depth_traces
-from marketlab.frames import book_frame
 from marketlab.lab import Lab
+from marketlab.rings import book_frame
 from marketlab.sim import SimExchange
-from tests.test_lab import FAST, wait_for
+from tests.lab.test_lab import FAST, wait_for
 
 
 @pytest.fixture(scope="module")

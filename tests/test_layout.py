@@ -91,7 +91,7 @@ def sans_io_modules() -> list[str]:
     shared = [
         "marketlab.records",
         "marketlab.numbers",
-        "marketlab.defaults",
+        "marketlab.settings",
         "marketlab.settings",
         "marketlab.venues.book",
         "marketlab.venues.errors",
@@ -114,7 +114,7 @@ def test_sans_io_modules_do_no_io_and_import_only_downward(name):
     below = (
         "marketlab.records",
         "marketlab.numbers",
-        "marketlab.defaults",
+        "marketlab.settings",
         "marketlab.settings",
         "marketlab.venues",
         "marketlab.native",
@@ -145,7 +145,7 @@ def test_the_bus_knows_no_lab_and_no_venue():
 def test_charts_import_nothing_of_the_lab_and_the_collector_never_the_simulator():
     assert not {m for m in GRAPH["marketlab.charts"] if m.startswith("marketlab.lab")}
     for name, deps in GRAPH.items():
-        if name.startswith(("marketlab.sim", "marketlab.cli", "marketlab.demo")):
+        if name.startswith(("marketlab.sim", "marketlab.cli", "marketlab.cli.demo")):
             continue
         assert not {m for m in deps if m.startswith("marketlab.sim")}, (
             f"{name} imports the simulator"
@@ -171,12 +171,3 @@ def test_every_registered_venue_is_one_complete_package(venue):
     feed, rest = spec.feed_class(), importlib.import_module(spec.rest.partition(":")[0])
     assert feed.venue == venue and rest is not None
     assert spec.check_ws_url(spec.ws_url) and spec.check_rest_url(spec.rest_url) == spec.rest_url
-
-
-def test_the_modules_that_moved_still_import_with_a_warning():
-    import sys
-
-    for old in ("marketlab.feed", "marketlab.book"):
-        sys.modules.pop(old, None)
-        with pytest.warns(DeprecationWarning, match="deprecated"):
-            importlib.import_module(old)

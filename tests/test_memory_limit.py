@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from marketlab import Lab
-from marketlab.lab_options import BOOK_LEVEL_BYTES, buffer_sizes, parse_bytes
+from marketlab.lab.options import BOOK_LEVEL_BYTES, buffer_sizes, parse_bytes
 
 SYMBOLS = [f"C{i:03d}USDT" for i in range(300)]
 

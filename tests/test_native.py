@@ -1,4 +1,4 @@
-"""The compiled hot path (marketlab/_native.c) against its pure-Python twins: the same
+"""The compiled hot path (csrc/native.c) against its pure-Python twins: the same
 operations give the same answers, so which one ran never shows in the data."""
 
 from __future__ import annotations

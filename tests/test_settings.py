@@ -15,7 +15,7 @@ from marketlab.server.app import create_app
 from marketlab.sim import SimExchange
 from marketlab.store.history import History
 from marketlab.stream.feed import FeedConfig
-from tests.test_lab import FAST, venue_options, wait_for
+from tests.lab.test_lab import FAST, venue_options, wait_for
 
 
 @pytest.mark.parametrize(

@@ -7,11 +7,11 @@ import time
 
 import pytest
 
-from marketlab.frames import TradeBuffer
 from marketlab.records import Trade
+from marketlab.rings import TradeBuffer
 from marketlab.sim import SimExchange
 from marketlab.sim import market as sim_market
-from tests.test_lab import running_lab, wait_for
+from tests.lab.test_lab import running_lab, wait_for
 
 
 def trade(i: int) -> Trade:

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 
 from marketlab.lab import Lab
-from marketlab.lab_options import in_shard, parse_shard
+from marketlab.lab.options import in_shard, parse_shard
 from marketlab.sim import SimExchange
-from tests.test_lab import venue_options
+from tests.lab.test_lab import venue_options
 
 LISTED = [
     "BTCUSDT",

@@ -8,7 +8,7 @@ from typing import Any
 
 import orjson
 
-from marketlab.record import recording as rec
+from marketlab.recording import files as rec
 from marketlab.records import BookSnapshot
 from marketlab.sim.binance import BinanceFace
 from marketlab.sim.market import SECOND_MS

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 from aiohttp import WSMsgType, web
 
-from marketlab.record import recording as rec
+from marketlab.recording import files as rec
 
 if TYPE_CHECKING:
     from marketlab.sim.server import SimExchange

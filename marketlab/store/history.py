@@ -21,8 +21,8 @@ import duckdb
 import numpy as np
 import pandas as pd
 
-from marketlab.frames import KLINE_COLUMNS, KlineBuffer, epoch_ms, utc_index, utc_times
 from marketlab.records import Interval, Kline, normalize_symbol
+from marketlab.rings import KLINE_COLUMNS, KlineBuffer, epoch_ms, utc_index, utc_times
 from marketlab.settings import one_of
 from marketlab.settings import rest_url as rest_url_check
 from marketlab.store.parquet import VALUE_COLUMNS, has_parquet, parquet_glob, read_sqlite

@@ -13,8 +13,8 @@ import duckdb
 import numpy as np
 import pandas as pd
 
-from marketlab.frames import KLINE_COLUMNS, book_frame, utc_index, utc_times
 from marketlab.records import Interval, normalize_symbol
+from marketlab.rings import KLINE_COLUMNS, book_frame, utc_index, utc_times
 from marketlab.store.parts import (
     DAY_MS,
     day_of,

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 import aiohttp
 from aiohttp import ClientWebSocketResponse, WSMsgType
 
-from marketlab.record import recording as rec
+from marketlab.recording import files as rec
 from marketlab.venues.pacing import MessagePacer
 
 if TYPE_CHECKING:

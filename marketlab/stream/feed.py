@@ -21,7 +21,7 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from marketlab.record import recording as rec
+from marketlab.recording import files as rec
 from marketlab.records import (
     Interval,
 )

@@ -28,7 +28,7 @@ Deliver = Callable[[Any, str], None]  # one record and its source
 
 class TypedSink(Protocol):
     """A sink with an entry per kind of record, so the hot path skips a dispatch per record
-    (:class:`marketlab.state.MarketState`); any kind it lacks goes to ``on_records``."""
+    (:class:`marketlab.lab.market_state.MarketState`); any kind it lacks goes to ``on_records``."""
 
     def on_records(self, records: Sequence[Record], source: str) -> None: ...
 

@@ -10,7 +10,7 @@ from collections import deque
 from collections.abc import Sequence
 from typing import Any
 
-from marketlab.record import recording as rec
+from marketlab.recording import files as rec
 from marketlab.records import Interval, Kline
 from marketlab.stream.rest import RestError
 

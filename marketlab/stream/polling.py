@@ -9,7 +9,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from marketlab.record import recording as rec
+from marketlab.recording import files as rec
 from marketlab.records import BookSnapshot, Record
 from marketlab.stream.rest import RestError
 from marketlab.stream.state import StreamStats

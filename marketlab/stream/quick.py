@@ -1,4 +1,4 @@
-"""The common case of the busiest streams taken in compiled code (``marketlab/_native_quick.c``):
+"""The common case of the busiest streams taken in compiled code (``csrc/quick.c``):
 a trade right after the one before it, a book update right after the book's last one, with no
 subscriber, no store of every update and no bus watching — no record made, its fields straight
 into the status row, the trade ring, the book. Everything else goes to the Python takers, which
@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from marketlab.frames import RingBuffer, TradeBuffer
+from marketlab.lab.market_state import MarketState
 from marketlab.native import native
-from marketlab.state import MarketState
+from marketlab.rings import RingBuffer, TradeBuffer
 from marketlab.stream.intake import Intake
 from marketlab.stream.state import StreamStats
 

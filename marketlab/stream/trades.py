@@ -10,7 +10,7 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any
 
-from marketlab.record import recording as rec
+from marketlab.recording import files as rec
 from marketlab.records import Trade
 from marketlab.stream.rest import RestError
 

@@ -197,7 +197,7 @@ class BookSide:
         return dropped
 
 
-# The compiled twin of BookSide (marketlab/_native.c: levels in a sorted array), when built.
+# The compiled twin of BookSide (csrc/native.c: levels in a sorted array), when built.
 Side: type[BookSide] = native.Side if native is not None else BookSide
 
 
@@ -280,7 +280,7 @@ class OrderBook:
     def _settled(self, last: int) -> Action:
         """After update ``last`` was applied: a side past its bound trimmed, and the book still
         proven (its known range held, not crossed). The compiled quick taker of a book stream
-        (``marketlab/_native_quick.c``) calls it when a side is past its bound or crossed."""
+        (``csrc/quick.c``) calls it when a side is past its bound or crossed."""
         bids, asks = self._bids, self._asks
         slack = self.max_levels + self.max_levels // 10
         if len(bids) > slack:

@@ -22,7 +22,7 @@ from marketlab.bus.server import NatsServer, cluster
 from marketlab.sim import SimExchange
 from marketlab.store.history import History
 from tests.bus.conftest import end
-from tests.test_lab import wait_for
+from tests.lab.test_lab import wait_for
 
 CHANNELS = ["trades", "ticker", "book", "klines"]
 SYMBOLS = ["BTCUSDT", "ETHUSDT"]

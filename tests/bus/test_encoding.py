@@ -13,8 +13,8 @@ from marketlab.bus import encoding as enc
 from marketlab.bus.config import BusConfig
 from marketlab.bus.publisher import Publisher
 from marketlab.bus.reader import BusFeed, BusSource
+from marketlab.lab.market_state import MarketState
 from marketlab.records import BookDelta, BookSnapshot, Interval, Kline, Ticker, Trade
-from marketlab.state import MarketState
 from marketlab.venues.book import OrderBook
 
 CONFIG = BusConfig("nats://127.0.0.1:4222", snapshot_interval=1e9)
@@ -304,7 +304,7 @@ def test_a_change_of_another_chain_arriving_late_is_never_applied() -> None:
 
 def test_a_fallback_venues_records_stay_off_the_exchanges_subjects() -> None:
     from marketlab import Lab
-    from marketlab.lab_bus import attach
+    from marketlab.lab.bus_link import attach
 
     lab = Lab(["BTCUSDT"], fallback="okx", publish="nats://127.0.0.1:4222")
     pub = lab._publisher

@@ -16,8 +16,8 @@ from hypothesis import strategies as st
 from marketlab.bus import encoding as enc
 from marketlab.bus.config import BusConfig
 from marketlab.bus.reader import BusFeed, BusSource
+from marketlab.lab.market_state import MarketState
 from marketlab.records import Interval, Kline, Ticker, Trade
-from marketlab.state import MarketState
 from tests.bus.hostile import kline, subject, ticker, trade
 
 OTHER = "ETHUSDT"  # the hostile messages' symbol; the good ones are BTCUSDT's

@@ -16,12 +16,12 @@ from marketlab.bus import encoding as enc
 from marketlab.bus.config import STREAM, BusConfig, close_quietly, connect, ensure_stream
 from marketlab.bus.reader import BusFeed, BusSource
 from marketlab.bus.server import NatsServer
-from marketlab.collect import status_line
+from marketlab.cli.collect import status_line
+from marketlab.lab.market_state import MarketState
 from marketlab.records import Interval
-from marketlab.state import MarketState
 from tests.bus import hostile
 from tests.bus.hostile import SYMBOL, kline, subject, trade
-from tests.test_lab import wait_for
+from tests.lab.test_lab import wait_for
 
 CASES = hostile.cases()
 CHANNELS = ["trades", "ticker", "book", "klines"]

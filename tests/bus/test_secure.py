@@ -19,12 +19,12 @@ import pytest
 import marketlab as ml
 from marketlab.bus.config import BusConfig, BusRefused, connect
 from marketlab.bus.server import NatsServer
-from marketlab.cli import build_parser
-from marketlab.collect import bus_of, load_settings
+from marketlab.cli.collect import bus_of, load_settings
+from marketlab.cli.main import build_parser
 from marketlab.sim import SimExchange
 from tests.bus.certs import Certs
 from tests.bus.conftest import end
-from tests.test_lab import wait_for
+from tests.lab.test_lab import wait_for
 
 TOKEN = "tok-3f9a1c-never-shown"
 PASSWORD = "pw-77e0b2-never-shown"

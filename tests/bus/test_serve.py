@@ -16,7 +16,7 @@ import marketlab as ml
 from marketlab.bus.server import NatsServer
 from marketlab.sim import SimExchange
 from tests.bus.conftest import end
-from tests.test_lab import wait_for
+from tests.lab.test_lab import wait_for
 
 PREFIX = "/api/v1/market/realtime"
 

@@ -16,12 +16,12 @@ import pytest
 
 import marketlab as ml
 from marketlab.bus.server import NatsServer
-from marketlab.lab_options import in_shard
+from marketlab.lab.options import in_shard
 from marketlab.sim import SimExchange
 from tests.bus.conftest import end
 from tests.bus.test_bus import assert_contiguous, assert_stored_once, closed, last_trade
 from tests.conftest import START
-from tests.test_lab import assert_book_matches_exchange, wait_for
+from tests.lab.test_lab import assert_book_matches_exchange, wait_for
 
 SYMBOLS = ["ADAUSDT", "BNBUSDT", "BTCUSDT", "ETHUSDT"]
 CHANNELS = ["trades", "ticker", "book", "klines"]
@@ -140,7 +140,7 @@ def test_two_shards_through_a_kill_give_a_reader_what_a_direct_lab_has(
 
 
 def nats_symbols(url: str) -> list[str]:
-    from marketlab.lab_bus import bus_symbols
+    from marketlab.lab.bus_link import bus_symbols
 
     try:
         return bus_symbols(url, "binance", timeout=2)

@@ -24,7 +24,7 @@ from marketlab.server.hub import Client
 from marketlab.server.runner import ServerThread, is_loopback
 from marketlab.server.wire import text_frame
 from marketlab.sim import SimExchange
-from tests.test_lab import FAST, wait_for
+from tests.lab.test_lab import FAST, wait_for
 
 
 class Stack:

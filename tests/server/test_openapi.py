@@ -18,7 +18,7 @@ from marketlab.lab import Lab
 from marketlab.server import PREFIX, create_app
 from marketlab.server.runner import ServerThread
 from marketlab.sim import SimExchange
-from tests.test_lab import FAST
+from tests.lab.test_lab import FAST
 
 TOKEN = "s3cret-token"
 # Bounded and repeatable in CI; MARKETLAB_SCHEMATHESIS_SEED=random explores further by hand.

@@ -10,11 +10,11 @@ import pytest
 import websockets
 
 from marketlab.lab import Lab
-from marketlab.record.recording import SNAPSHOT, WS, open_recording
+from marketlab.recording.files import SNAPSHOT, WS, open_recording
 from marketlab.sim import SimExchange
 from marketlab.sim.generate import generate_recording
 from marketlab.sim.replay import stream_of
-from tests.test_lab import FAST, wait_for
+from tests.lab.test_lab import FAST, wait_for
 
 START = 1_767_225_600_000
 

@@ -13,8 +13,8 @@ import pytest
 from marketlab.lab import Lab
 from marketlab.sim import SimExchange
 from marketlab.store.history import History
+from tests.lab.test_lab import FAST, wait_for
 from tests.simproc import SimProcess
-from tests.test_lab import FAST, wait_for
 
 START = 1_767_225_600_000
 

@@ -19,8 +19,8 @@ import pytest
 from marketlab.lab import Lab
 from marketlab.sim import SimExchange
 from marketlab.store.writer import KlineStore
+from tests.lab.test_lab import FAST, venue_options, wait_for
 from tests.simproc import SimProcess
-from tests.test_lab import FAST, venue_options, wait_for
 
 SYMBOLS = ["BTCUSDT", "ETHUSDT"]
 

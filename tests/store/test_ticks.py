@@ -18,8 +18,8 @@ from marketlab.sim import SimExchange
 from marketlab.store.history import History
 from marketlab.store.sqlite import StoreError
 from marketlab.store.ticks import TickWriter, compact, ticks_root
+from tests.lab.test_lab import FAST, venue_options, wait_for
 from tests.simproc import SimProcess
-from tests.test_lab import FAST, venue_options, wait_for
 
 
 def trade(i: int, t: int = 1_767_225_600_000) -> Trade:

@@ -2,7 +2,7 @@
 (:mod:`.protocol`), WebSocket frames (:mod:`.frames`) and REST payloads (:mod:`.payloads`). The
 REST client (:mod:`.rest`) and the feed (:mod:`.feed`) load when collection starts."""
 
-from marketlab.defaults import CHANNELS
+from marketlab.settings import CHANNELS
 from marketlab.venues.binance.frames import (
     ControlEvent,
     RequestError,

@@ -16,7 +16,7 @@ import logging
 from typing import Any
 
 from marketlab.native import native
-from marketlab.record import recording as rec
+from marketlab.recording import files as rec
 from marketlab.records import BookDelta, BookSnapshot
 from marketlab.stream.intake import Intake
 from marketlab.stream.quick import market_state

@@ -7,7 +7,6 @@ import logging
 from collections.abc import Sequence
 from typing import Any
 
-from marketlab.defaults import CHANNELS
 from marketlab.native import native
 from marketlab.records import (
     AggTrade,
@@ -19,6 +18,7 @@ from marketlab.records import (
     Ticker,
     Trade,
 )
+from marketlab.settings import CHANNELS
 from marketlab.stream.connection import WsConnection
 from marketlab.stream.feed import Feed, FeedConfig, LockedBook, Sink, StreamStats, TypedSink
 from marketlab.stream.quick import quick_trade

@@ -27,7 +27,7 @@ from marketlab.venues.errors import FrameError, UnknownStreamError
 
 # --- wire schemas --------------------------------------------------------------------------
 # Every number is typed by the rule it must keep (marketlab.numbers): a payload that
-# breaks one fails to decode, and its frame is a bad frame. _native_binance.c reads the same
+# breaks one fails to decode, and its frame is a bad frame. csrc/binance.c reads the same
 # fields by the same rules.
 
 _Levels = list[Level]
@@ -234,7 +234,7 @@ class Lane(NamedTuple):
     quick: Any = None  # the compiled taker of its common case (stream/quick.py), or None
 
 
-# the payloads the compiled reader knows, by channel (in the order of _native_binance.c's codes)
+# the payloads the compiled reader knows, by channel (in the order of csrc/binance.c's codes)
 LANE_CODES = {"trade": 1, "depth": 2, "kline": 3, "ticker": 4}
 
 
@@ -293,7 +293,7 @@ def take_combined_python(lanes: dict[bytes, Lane], frame: bytes) -> bool:
     return True
 
 
-# the same compiled, when it was built (marketlab/_native_binance.c)
+# the same compiled, when it was built (csrc/binance.c)
 take_combined = native.take_combined if native is not None else take_combined_python
 _MISSING = object()
 

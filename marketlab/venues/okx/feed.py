@@ -1,4 +1,4 @@
-"""OKX v5 public data through the common :class:`marketlab.feed.Feed` machinery.
+"""OKX v5 public data through the common :class:`marketlab.stream.feed.Feed` machinery.
 
 Two connections (``/ws/v5/public`` for tickers, trades and books; ``/ws/v5/business`` for
 candles), subscribed after they open and kept alive with OKX's text ``ping``. Books come whole

@@ -12,7 +12,7 @@ from marketlab import Lab
 from marketlab.sim import SimExchange
 from marketlab.venues.binance.books import depth_weight
 from tests.conftest import START
-from tests.test_lab import assert_book_matches_exchange, wait_for
+from tests.lab.test_lab import assert_book_matches_exchange, wait_for
 
 SYMBOLS = ["BTCUSDT", "ETHUSDT", "BNBUSDT"]
 

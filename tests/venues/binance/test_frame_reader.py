@@ -1,4 +1,4 @@
-"""The compiled reader of combined frames (marketlab/_native_binance.c) against its Python
+"""The compiled reader of combined frames (csrc/binance.c) against its Python
 twin (msgspec's typed decoders): whatever the compiled reader takes, it reads to exactly the
 record msgspec reads, and it takes every payload Binance sends as Binance sends it."""
 
@@ -260,8 +260,8 @@ def test_a_takers_error_reaches_the_caller_and_unknown_streams_are_left() -> Non
 
 
 def test_frames_read_ahead_reach_their_takers_in_the_recordings_order(tmp_path) -> None:
-    from marketlab.record import blocks as rb
-    from marketlab.record import recording as rec
+    from marketlab.recording import blocks as rb
+    from marketlab.recording import files as rec
 
     if not rb.BLOCKS_AHEAD:
         pytest.skip("this build reads recordings entry by entry")

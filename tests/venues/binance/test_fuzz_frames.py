@@ -265,8 +265,8 @@ def test_a_mutated_frame_is_read_alike_or_refused_alike(kind, rnd, data) -> None
 def test_a_frame_read_ahead_at_the_end_of_its_block_is_read_as_one_taken_live(kind, rnd, data):
     # a recording's frame is a slice of a block, not a bytes object with a NUL after it: the
     # last frame of a block ends where the block's memory ends
-    from marketlab.record import recording as rec
-    from marketlab.record.blocks import _KIND_FLAGS
+    from marketlab.recording import files as rec
+    from marketlab.recording.blocks import _KIND_FLAGS
 
     frame = data if rnd is None else data.draw(mutated(_frame(kind, _good(kind, rnd))))
     entry = rec._ENTRY.pack(rec.WS, 1, 4, len(frame)) + b"conn" + frame

@@ -1,4 +1,4 @@
-"""The compiled takers of the common case (marketlab/_native_quick.c) against the Python takers
+"""The compiled takers of the common case (csrc/quick.c) against the Python takers
 they stand for: two feeds, one with its lanes' quick takers and one without, fed the same
 frames — in order, repeated, with gaps, books crossing and outgrowing their bound, snapshots,
 subscribers, a store of every update and a bus tap coming and going — end every step equal."""
@@ -15,9 +15,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from marketlab.lab.market_state import MarketState
 from marketlab.native import native
 from marketlab.records import BookDelta, BookSnapshot, Interval
-from marketlab.state import MarketState
 from marketlab.stream.config import FeedConfig
 from marketlab.venues.binance.feed import BinanceFeed
 from marketlab.venues.binance.frames import take_combined

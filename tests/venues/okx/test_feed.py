@@ -17,7 +17,13 @@ from marketlab.lab import Lab
 from marketlab.records import BookTicker, Interval, Kline, Ticker, Trade
 from marketlab.sim import SimExchange
 from marketlab.venues import okx
-from tests.test_lab import FAST, assert_book_matches_exchange, running_lab, venue_options, wait_for
+from tests.lab.test_lab import (
+    FAST,
+    assert_book_matches_exchange,
+    running_lab,
+    venue_options,
+    wait_for,
+)
 
 
 @pytest.fixture
@@ -308,7 +314,7 @@ def test_failover_to_okx_and_back_loses_no_binance_kline(sim, tmp_path):
         )
         time.sleep(2)
         assert lab.summary()["failovers"] == 1
-        from tests.test_lab import assert_klines_exact
+        from tests.lab.test_lab import assert_klines_exact
 
         for symbol in ("BTCUSDT", "ETHUSDT"):
             assert assert_klines_exact(lab, sim, symbol, "1m", binance_closed) >= 30

@@ -1,0 +1,655 @@
+/* Binance combined frames, compiled: a frame {"stream":"NAME","data":PAYLOAD} of one of our
+ * streams straight to its record and its taker, without the wire struct in between.
+ *
+ * take_combined(lanes, frame) -> bool
+ *   lanes: a dict by stream NAME (bytes) of Lane tuples (binance/frames.py), whose `code` says
+ *   which payload this reader knows: a trade, a diff-depth update, a kline, a 24h ticker (0: a
+ *   payload it leaves to the lane's msgspec decoder). True when the record went to the lane's
+ *   taker; False when the frame is anything else (an unknown stream, a control event, a payload
+ *   that is malformed or merely unusual: escapes, a missing field, a number out of range) -
+ *   the caller's careful decoder takes those and says what is wrong.
+ * The twin of binance/frames.py's take_combined_python: numbers are read to the same double
+ * (exact decimal fast path, else Python's correctly rounded conversion), strings equal to the
+ * lane's symbol or interval are that very object.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <ctype.h>
+#include <math.h>
+#include <stdint.h>
+#include <string.h>
+
+#include "native.h"
+
+/* Lane tuple fields (binance/frames.py's Lane) */
+enum { L_CODE, L_RECORD, L_TAKE, L_STATS, L_SYMBOL, L_INTERVAL, L_DECODE, L_CONVERT, L_QUICK };
+enum { K_OTHER = 0, K_TRADE = 1, K_DEPTH = 2, K_KLINE = 3, K_TICKER = 4 };
+
+static PyObject *BUY, *SELL, *WS, *DECODE_ERROR;
+
+#include "json_cursor.h"
+
+/* --- payload schemas ------------------------------------------------------------------
+ * Every field a record takes from a payload has a one-letter key; a table by that letter
+ * gives its slot and type. Unknown keys are passed over (msgspec ignores them too); a known
+ * key twice, or one missing, leaves the frame to msgspec.
+ */
+
+/* A field's type, and for a number the rule it keeps (marketlab/numbers.py, by which
+ * the wire structs of binance/frames.py are typed): a number that breaks its rule leaves the
+ * frame to msgspec, which refuses it and names it. */
+enum {
+    T_NONE,
+    T_ID,     /* Id: an int64 >= 0 */
+    T_ID_OR,  /* IdOrNone: an int64 >= -1 */
+    T_TIME,   /* TimeMs: ms since the epoch within TIME_MIN_MS..TIME_MAX_MS */
+    T_AMOUNT, /* Amount: finite, >= 0 (-0.0 is 0) */
+    T_PRICE,  /* Price: finite, > 0 */
+    T_CHANGE, /* Change: finite */
+    T_BOOL,
+    T_STR,
+    T_SYMBOL, /* a string that must be the lane's symbol */
+    T_INTERVAL, /* a string that must be the lane's interval */
+    T_LEVELS,
+    T_KLINE
+};
+#define TIME_MIN_MS 1262304000000LL /* 2010-01-01 */
+#define TIME_MAX_MS 4102444800000LL /* 2100-01-01 */
+
+typedef struct {
+    char key;
+    char type;
+} Field;
+
+typedef struct {
+    int n;
+    signed char slot[128]; /* by key letter: the field's slot, or -1 */
+    char type[32];
+} Schema;
+
+/* Slots, in the order of each wire struct in binance/frames.py */
+static const Field TRADE_FIELDS[] = {{'E', T_TIME},  {'s', T_SYMBOL}, {'t', T_ID},
+                                     {'p', T_PRICE}, {'q', T_AMOUNT}, {'T', T_TIME},
+                                     {'m', T_BOOL},   {0, 0}};
+static const Field DEPTH_FIELDS[] = {{'E', T_TIME}, {'s', T_SYMBOL},  {'U', T_ID},
+                                     {'u', T_ID},   {'b', T_LEVELS}, {'a', T_LEVELS},
+                                     {0, 0}};
+/* a kline's record takes its symbol from its body (`k`), which is checked */
+static const Field KLINE_FIELDS[] = {{'E', T_TIME}, {'s', T_STR}, {'k', T_KLINE}, {0, 0}};
+static const Field BODY_FIELDS[] = {
+    {'t', T_TIME},   {'T', T_TIME},   {'s', T_SYMBOL}, {'i', T_INTERVAL}, {'o', T_AMOUNT},
+    {'c', T_AMOUNT}, {'h', T_AMOUNT}, {'l', T_AMOUNT}, {'v', T_AMOUNT},   {'n', T_ID},
+    {'x', T_BOOL},   {'q', T_AMOUNT}, {'V', T_AMOUNT}, {'Q', T_AMOUNT},   {0, 0}};
+static const Field TICKER_FIELDS[] = {
+    {'E', T_TIME},   {'s', T_SYMBOL}, {'p', T_CHANGE}, {'P', T_CHANGE}, {'w', T_AMOUNT},
+    {'x', T_AMOUNT}, {'c', T_AMOUNT}, {'Q', T_AMOUNT}, {'b', T_AMOUNT}, {'B', T_AMOUNT},
+    {'a', T_AMOUNT}, {'A', T_AMOUNT}, {'o', T_AMOUNT}, {'h', T_AMOUNT}, {'l', T_AMOUNT},
+    {'v', T_AMOUNT}, {'q', T_AMOUNT}, {'O', T_TIME},   {'C', T_TIME},   {'F', T_ID_OR},
+    {'L', T_ID_OR},  {'n', T_ID},     {0, 0}};
+
+static Schema TRADE, DEPTH, KLINE, BODY, TICKER;
+
+/* Slots a payload of each kind fills (a kline: its three outer fields, then its body's) */
+static const int FILLED[] = {0, 7, 6, BODY_SLOTS + 14, 22};
+
+static void schema_init(Schema *s, const Field *f) {
+    memset(s->slot, -1, sizeof(s->slot));
+    for (s->n = 0; f[s->n].key; s->n++) {
+        s->slot[(int)f[s->n].key] = (signed char)s->n;
+        s->type[s->n] = f[s->n].type;
+    }
+}
+
+/* --- reading a payload: into slots, no Python object made -------------------------------- */
+
+static int levels_push(Levels *lv, double price, double qty) {
+    if (lv->n == lv->cap) {
+        size_t cap = lv->cap ? 2 * lv->cap : 1024;
+        double *v; /* no GIL needed */
+        if (lv->borrowed) {
+            v = PyMem_RawMalloc(cap * 2 * sizeof(double));
+            if (v != NULL && lv->n)
+                memcpy(v, lv->v, lv->n * 2 * sizeof(double));
+        } else {
+            v = PyMem_RawRealloc(lv->v, cap * 2 * sizeof(double));
+        }
+        if (v == NULL)
+            return 0;
+        lv->v = v;
+        lv->cap = cap;
+        lv->borrowed = 0;
+    }
+    lv->v[2 * lv->n] = price;
+    lv->v[2 * lv->n + 1] = qty;
+    lv->n++;
+    return 1;
+}
+
+
+/* [[price, qty], ...] into `lv`; its (first, count) in *out. */
+static int read_levels(Cur *c, Levels *lv, uint64_t *out) {
+    size_t first = lv->n;
+    if (!eat(c, '['))
+        return 0;
+    if (!eat(c, ']')) {
+        do {
+            double price, qty;
+            if (!eat(c, '[') || !read_float(c, &price) || !eat(c, ',') ||
+                !read_float(c, &qty) || !eat(c, ']') || !(price > 0.0) || !(qty >= 0.0) ||
+                !levels_push(lv, price, qty))
+                return 0;
+        } while (eat(c, ','));
+        if (!eat(c, ']'))
+            return 0;
+    }
+    if (lv->n - first > SPAN_MAX || first > UINT32_MAX)
+        return 0;
+    *out = SPAN(first, lv->n - first);
+    return 1;
+}
+
+/* What a payload must name: its lane's symbol and interval (ASCII, as in the stream name). */
+typedef struct {
+    const char *symbol, *interval;
+    Py_ssize_t symbol_len, interval_len;
+} Owner;
+
+static inline int is_text(const char *s, Py_ssize_t n, const char *want, Py_ssize_t want_len) {
+    return n == want_len && memcmp(s, want, (size_t)n) == 0;
+}
+
+/* One JSON object of `schema` into slots `v` (a kline's body into `body`); 1 when every field
+ * was there, read as this reader reads it and within its rule, else 0 (nothing to undo: slots
+ * are plain). */
+static int read_object(Cur *c, const char *base, const Schema *schema, uint64_t *v,
+                       uint64_t *body, Levels *lv, const Owner *own) {
+    uint32_t seen = 0;
+    if (!eat(c, '{') || eat(c, '}'))
+        return 0;
+    do {
+        const char *key;
+        Py_ssize_t klen;
+        if (!plain_string(c, &key, &klen) || !eat(c, ':'))
+            return 0;
+        int slot = (klen == 1 && (unsigned char)key[0] < 128) ? schema->slot[(int)key[0]] : -1;
+        if (slot < 0) {
+            if (!skip_value(c, 0))
+                return 0;
+            continue;
+        }
+        if (seen & (1u << slot))
+            return 0;
+        seen |= 1u << slot;
+        int ok = 0, flag = 0;
+        int64_t i = 0;
+        double f = 0;
+        const char *s = base;
+        Py_ssize_t n = 0;
+        switch (schema->type[slot]) {
+        case T_ID:
+        case T_ID_OR:
+        case T_TIME:
+            ok = read_int(c, &i);
+            ok = ok && (schema->type[slot] == T_ID      ? i >= 0
+                        : schema->type[slot] == T_ID_OR ? i >= -1
+                                                        : i >= TIME_MIN_MS && i <= TIME_MAX_MS);
+            v[slot] = (uint64_t)i;
+            break;
+        case T_AMOUNT:
+        case T_PRICE:
+        case T_CHANGE: /* read_float gives finite numbers only */
+            ok = read_float(c, &f) && (schema->type[slot] == T_CHANGE ? 1
+                                       : schema->type[slot] == T_PRICE ? f > 0.0
+                                                                       : f >= 0.0);
+            memcpy(&v[slot], &f, sizeof(f));
+            break;
+        case T_BOOL:
+            ok = read_bool(c, &flag);
+            v[slot] = (uint64_t)flag;
+            break;
+        case T_STR:
+        case T_SYMBOL:
+        case T_INTERVAL:
+            ok = plain_string(c, &s, &n) && n <= (Py_ssize_t)SPAN_MAX;
+            if (ok && schema->type[slot] == T_SYMBOL)
+                ok = is_text(s, n, own->symbol, own->symbol_len);
+            else if (ok && schema->type[slot] == T_INTERVAL)
+                ok = is_text(s, n, own->interval, own->interval_len);
+            v[slot] = SPAN(s - base, n);
+            break;
+        case T_LEVELS:
+            ok = read_levels(c, lv, &v[slot]);
+            break;
+        case T_KLINE:
+            ok = body != NULL && read_object(c, base, &BODY, body, NULL, lv, own);
+            break;
+        }
+        if (!ok)
+            return 0;
+    } while (eat(c, ','));
+    if (!eat(c, '}'))
+        return 0;
+    return seen == (1u << schema->n) - 1u; /* every field there */
+}
+
+/* A payload of kind `code` into `out` (levels appended to `lv`, dropped again when it is not
+ * read; strings as spans from `base`, the start of its frame). 1: read; 0: not for this reader.
+ * `gil`: whether the caller holds it. */
+static int read_payload(int code, const char *base, const char *s, Py_ssize_t n, Slots *out,
+                        Levels *lv, const Owner *own, int gil) {
+    const Schema *schema = code == K_TRADE   ? &TRADE
+                           : code == K_DEPTH ? &DEPTH
+                           : code == K_KLINE ? &KLINE
+                                             : &TICKER;
+    size_t mark = lv->n;
+    Cur c = {s, s + n, gil};
+    if (read_object(&c, base, schema, out->v, out->v + BODY_SLOTS, lv, own)) {
+        skip_ws(&c);
+        if (c.p == c.end)
+            return 1;
+    }
+    lv->n = mark;
+    return 0;
+}
+
+/* --- building a record from its slots (with the GIL) ------------------------------------- */
+
+/* A string read: the lane's symbol or interval when it is equal (no new str per record). */
+static PyObject *str_at(const char *base, uint64_t span, PyObject *a, PyObject *b) {
+    PyObject *cands[2] = {a, b};
+    for (int i = 0; i < 2; i++)
+        if (PyUnicode_CheckExact(cands[i]) && span_is(cands[i], base, span))
+            return Py_NewRef(cands[i]);
+    /* plain strings are ASCII */
+    return PyUnicode_DecodeASCII(base + SPAN_AT(span), (Py_ssize_t)SPAN_LEN(span), "strict");
+}
+
+static PyObject *levels_at(const Levels *lv, uint64_t span) {
+    size_t first = SPAN_AT(span), n = SPAN_LEN(span);
+    PyObject *list = PyList_New((Py_ssize_t)n);
+    if (list == NULL)
+        return NULL;
+    for (size_t i = 0; i < n; i++) {
+        const double *pair = lv->v + 2 * (first + i);
+        PyObject *level = PyTuple_New(2);
+        PyObject *pp = level ? PyFloat_FromDouble(pair[0]) : NULL;
+        PyObject *qq = pp ? PyFloat_FromDouble(pair[1]) : NULL;
+        if (qq == NULL) {
+            Py_XDECREF(pp);
+            Py_XDECREF(level);
+            Py_DECREF(list);
+            return NULL;
+        }
+        PyTuple_SET_ITEM(level, 0, pp);
+        PyTuple_SET_ITEM(level, 1, qq);
+        PyObject_GC_UnTrack(level); /* two floats: no cycle (what a collection would find) */
+        PyList_SET_ITEM(list, (Py_ssize_t)i, level);
+    }
+    return list;
+}
+
+#define INT(x) PyLong_FromLongLong(x)
+#define FLT(x) PyFloat_FromDouble(x)
+
+/* `type(*args)` of `n` new references (NULL where one failed), which are dropped. */
+static PyObject *build(PyObject *type, PyObject **args, Py_ssize_t n) {
+    PyObject *rec = NULL;
+    Py_ssize_t i;
+    for (i = 0; i < n; i++)
+        if (args[i] == NULL)
+            break;
+    if (i == n)
+        rec = PyObject_Vectorcall(type, args, n, NULL);
+    for (i = 0; i < n; i++)
+        Py_XDECREF(args[i]);
+    return rec;
+}
+
+/* The record of a payload read into slots `v` (its strings lie from `base`, its frame). */
+static PyObject *record_of(int code, PyObject *type, const char *base, const uint64_t *v,
+                           const Levels *lv, PyObject *sym, PyObject *interval) {
+    const uint64_t *k = v + BODY_SLOTS;
+    if (code == K_TRADE) { /* Trade(s, t, p, q, side, T, E) */
+        PyObject *a[] = {str_at(base, v[1], sym, interval), INT(I(v, 2)), FLT(F(v, 3)),
+                         FLT(F(v, 4)), Py_NewRef(v[6] ? SELL : BUY), INT(I(v, 5)), INT(I(v, 0))};
+        return build(type, a, 7);
+    }
+    if (code == K_DEPTH) { /* BookDelta(s, U, u, b, a, E) */
+        PyObject *a[] = {str_at(base, v[1], sym, interval), INT(I(v, 2)), INT(I(v, 3)),
+                         levels_at(lv, v[4]), levels_at(lv, v[5]), INT(I(v, 0))};
+        return build(type, a, 6);
+    }
+    if (code == K_KLINE) { /* Kline(k.s, k.i, k.t, o, h, l, c, v, k.T, q, n, V, Q, x, E) */
+        PyObject *a[] = {str_at(base, k[2], sym, interval), str_at(base, k[3], sym, interval),
+                         INT(I(k, 0)), FLT(F(k, 4)), FLT(F(k, 6)), FLT(F(k, 7)), FLT(F(k, 5)),
+                         FLT(F(k, 8)), INT(I(k, 1)), FLT(F(k, 11)), INT(I(k, 9)), FLT(F(k, 12)),
+                         FLT(F(k, 13)), PyBool_FromLong((long)k[10]), INT(I(v, 0))};
+        return build(type, a, 15);
+    }
+    /* Ticker(s, E, c, Q, b, B, a, A, o, h, l, v, q, p, P, w, x, O, C, F, L, n) */
+    PyObject *a[] = {str_at(base, v[1], sym, interval), INT(I(v, 0)), FLT(F(v, 6)),
+                     FLT(F(v, 7)),  FLT(F(v, 8)),  FLT(F(v, 9)),  FLT(F(v, 10)), FLT(F(v, 11)),
+                     FLT(F(v, 12)), FLT(F(v, 13)), FLT(F(v, 14)), FLT(F(v, 15)), FLT(F(v, 16)),
+                     FLT(F(v, 2)),  FLT(F(v, 3)),  FLT(F(v, 4)),  FLT(F(v, 5)),  INT(I(v, 17)),
+                     INT(I(v, 18)), INT(I(v, 19)), INT(I(v, 20)), INT(I(v, 21))};
+    return build(type, a, 22);
+}
+
+/* --- the frame ------------------------------------------------------------------------- */
+
+static const char COMBINED[] = "{\"stream\":\"";
+static const char DATA[] = "\",\"data\":";
+
+/* A combined frame's stream name and payload, by position; 0 when it is not one. */
+static int combined_parts(const char *f, Py_ssize_t size, const char **name, Py_ssize_t *nlen,
+                          const char **payload, Py_ssize_t *plen) {
+    const Py_ssize_t head = sizeof(COMBINED) - 1, sep = sizeof(DATA) - 1;
+    if (size < head + sep + 1 || memcmp(f, COMBINED, head) != 0 || f[size - 1] != '}')
+        return 0;
+    for (Py_ssize_t i = head; i + sep <= size - 1; i++) {
+        if (f[i] == '"') { /* a stream name holds no quote: the first one ends it */
+            if (memcmp(f + i, DATA, sep) != 0)
+                return 0;
+            *name = f + head;
+            *nlen = i - head;
+            *payload = f + i + sep;
+            *plen = size - 1 - (i + sep);
+            return 1;
+        }
+    }
+    return 0;
+}
+
+/* The lane and payload span of a combined frame of a stream in `lanes` (a borrowed lane);
+ * NULL without an error when it is not one. */
+static PyObject *lane_of(PyObject *frame, PyObject *lanes, const char **payload, Py_ssize_t *n) {
+    const char *name;
+    Py_ssize_t nlen;
+    if (!PyBytes_CheckExact(frame) ||
+        !combined_parts(PyBytes_AS_STRING(frame), PyBytes_GET_SIZE(frame), &name, &nlen, payload,
+                        n))
+        return NULL;
+    PyObject *key = PyBytes_FromStringAndSize(name, nlen);
+    if (key == NULL)
+        return NULL;
+    PyObject *lane = PyDict_GetItemWithError(lanes, key);
+    Py_DECREF(key);
+    return lane;
+}
+
+/* The lane's taker, given the record (a new reference, dropped); -1 on its error. */
+static int take(PyObject *lane, PyObject *record) {
+    PyObject *a[] = {PyTuple_GET_ITEM(lane, L_STATS), record, WS};
+    PyObject *r = PyObject_Vectorcall(PyTuple_GET_ITEM(lane, L_TAKE), a, 3, NULL);
+    Py_DECREF(record);
+    if (r == NULL)
+        return -1;
+    Py_DECREF(r);
+    return 0;
+}
+
+/* A lane's own decoder and converter (a payload this reader does not know): 1, 0 or -1. */
+static int take_decoded(PyObject *lane, const char *payload, Py_ssize_t n) {
+    PyObject *data = PyBytes_FromStringAndSize(payload, n);
+    if (data == NULL)
+        return -1;
+    PyObject *wire = PyObject_CallOneArg(PyTuple_GET_ITEM(lane, L_DECODE), data);
+    Py_DECREF(data);
+    if (wire == NULL) {
+        if (PyErr_ExceptionMatches(DECODE_ERROR)) {
+            PyErr_Clear();
+            return 0;
+        }
+        return -1;
+    }
+    PyObject *record = PyObject_CallOneArg(PyTuple_GET_ITEM(lane, L_CONVERT), wire);
+    Py_DECREF(wire);
+    if (record == Py_None) { /* not of the lane's stream: the careful path names it */
+        Py_DECREF(record);
+        return 0;
+    }
+    return record == NULL ? -1 : (take(lane, record) < 0 ? -1 : 1);
+}
+
+static int lane_code(PyObject *lane, long *code) {
+    if (!PyTuple_Check(lane) || PyTuple_GET_SIZE(lane) <= L_QUICK) {
+        PyErr_SetString(PyExc_TypeError, "a lane must be a Lane tuple");
+        return -1;
+    }
+    PyObject *quick = PyTuple_GET_ITEM(lane, L_QUICK);
+    if (quick != Py_None && !is_quick_taker(quick)) {
+        PyErr_SetString(PyExc_TypeError, "a lane's quick taker is a QuickTrade, a QuickDelta or None");
+        return -1;
+    }
+    *code = PyLong_AsLong(PyTuple_GET_ITEM(lane, L_CODE));
+    return (*code == -1 && PyErr_Occurred()) ? -1 : 0;
+}
+
+/* The symbol and interval a lane's payloads must name (its own strs' UTF-8, held by it). */
+static int lane_owner(PyObject *lane, Owner *own) {
+    own->symbol = PyUnicode_AsUTF8AndSize(PyTuple_GET_ITEM(lane, L_SYMBOL), &own->symbol_len);
+    own->interval =
+        PyUnicode_AsUTF8AndSize(PyTuple_GET_ITEM(lane, L_INTERVAL), &own->interval_len);
+    return own->symbol == NULL || own->interval == NULL ? -1 : 0;
+}
+
+/* A payload read into `v` to its lane: its quick taker's common case, else the record made
+ * for its taker; 0, or -1 on an error. */
+static int take_read(PyObject *lane, int code, const char *base, const uint64_t *v,
+                     const Levels *lv) {
+    PyObject *quick = PyTuple_GET_ITEM(lane, L_QUICK);
+    if (quick != Py_None) {
+        int taken = ((QuickTaker *)quick)->take((QuickTaker *)quick, base, v, lv);
+        if (taken)
+            return taken < 0 ? -1 : 0;
+    }
+    PyObject *record = record_of(code, PyTuple_GET_ITEM(lane, L_RECORD), base, v, lv,
+                                 PyTuple_GET_ITEM(lane, L_SYMBOL),
+                                 PyTuple_GET_ITEM(lane, L_INTERVAL));
+    return record == NULL ? -1 : take(lane, record);
+}
+
+PyObject *take_combined(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 2 || !PyDict_Check(args[0])) {
+        PyErr_SetString(PyExc_TypeError, "take_combined(lanes: dict, frame)");
+        return NULL;
+    }
+    const char *payload;
+    Py_ssize_t n;
+    long code;
+    PyObject *lane = lane_of(args[1], args[0], &payload, &n);
+    if (lane == NULL)
+        return PyErr_Occurred() ? NULL : Py_NewRef(Py_False);
+    if (lane_code(lane, &code) < 0)
+        return NULL;
+    int r;
+    Py_INCREF(lane); /* the taker may change the dict it came from */
+    if (code < K_TRADE || code > K_TICKER) {
+        r = take_decoded(lane, payload, n);
+    } else {
+        /* The frame's levels are its own: a taker, or a collection in the middle of making
+           the record, may run another collector thread's frame meanwhile. Most fit here. */
+        double pairs[2 * 128];
+        Levels lv = {pairs, 0, 128, 1};
+        Slots sl;
+        Owner own;
+        const char *base = PyBytes_AS_STRING(args[1]);
+        r = lane_owner(lane, &own) < 0
+                ? -1
+                : read_payload((int)code, base, payload, n, &sl, &lv, &own, 1);
+        if (r > 0)
+            r = take_read(lane, (int)code, base, sl.v, &lv) < 0 ? -1 : 1;
+        if (!lv.borrowed)
+            PyMem_RawFree(lv.v);
+    }
+    Py_DECREF(lane);
+    return r < 0 ? NULL : Py_NewRef(r ? Py_True : Py_False);
+}
+
+/* --- LaneTable: the lanes by stream name, for reading a block of frames without the GIL --- */
+
+typedef struct {
+    char *name;
+    Py_ssize_t len;
+    int32_t lane, code;
+    Owner own; /* its strings are the lane's, which the table holds */
+} LaneSlot;
+
+typedef struct {
+    FrameReader base;
+    PyObject *lanes; /* list of Lane tuples, by index */
+    LaneSlot *slots;
+    size_t mask;
+} LaneTable;
+
+static uint64_t name_hash(const char *s, Py_ssize_t n) {
+    uint64_t h = 1469598103934665603ULL; /* FNV-1a */
+    for (Py_ssize_t i = 0; i < n; i++)
+        h = (h ^ (unsigned char)s[i]) * 1099511628211ULL;
+    return h;
+}
+
+static const LaneSlot *table_find(const LaneTable *t, const char *name, Py_ssize_t n) {
+    for (size_t i = name_hash(name, n) & t->mask;; i = (i + 1) & t->mask) {
+        const LaneSlot *s = &t->slots[i];
+        if (s->name == NULL)
+            return NULL;
+        if (s->len == n && memcmp(s->name, name, n) == 0)
+            return s;
+    }
+}
+
+/* FrameReader.read: a combined frame of a known payload read into slots, no GIL needed. */
+static int table_read(FrameReader *r, const char *frame, Py_ssize_t size, Slots *out,
+                      Levels *lv, int32_t *lane, int *filled) {
+    const LaneTable *t = (const LaneTable *)r;
+    const char *name, *payload;
+    Py_ssize_t nlen, plen;
+    if (!combined_parts(frame, size, &name, &nlen, &payload, &plen))
+        return 0;
+    const LaneSlot *s = table_find(t, name, nlen);
+    if (s == NULL || s->code < K_TRADE || s->code > K_TICKER ||
+        !read_payload(s->code, frame, payload, plen, out, lv, &s->own, 0))
+        return 0;
+    *lane = s->lane;
+    *filled = FILLED[s->code];
+    return 1;
+}
+
+/* FrameReader.take: a frame read by table_read, to its record and taker (with the GIL). */
+static int table_take(FrameReader *r, int32_t lane_index, const char *frame, const uint64_t *v,
+                      const Levels *lv) {
+    const LaneTable *t = (const LaneTable *)r;
+    PyObject *lane = PyList_GET_ITEM(t->lanes, lane_index);
+    long code = PyLong_AsLong(PyTuple_GET_ITEM(lane, L_CODE));
+    Py_INCREF(lane);
+    int rc = take_read(lane, (int)code, frame, v, lv);
+    Py_DECREF(lane);
+    return rc;
+}
+
+static int LaneTable_traverse(LaneTable *t, visitproc visit, void *arg) {
+    Py_VISIT(t->lanes); /* its takers are the feed's methods: a cycle if the feed keeps it */
+    return 0;
+}
+
+static int LaneTable_clear(LaneTable *t) {
+    Py_CLEAR(t->lanes);
+    return 0;
+}
+
+static void LaneTable_dealloc(LaneTable *t) {
+    PyObject_GC_UnTrack(t);
+    if (t->slots != NULL) {
+        for (size_t i = 0; i <= t->mask; i++)
+            PyMem_Free(t->slots[i].name);
+        PyMem_Free(t->slots);
+    }
+    Py_XDECREF(t->lanes);
+    Py_TYPE(t)->tp_free((PyObject *)t);
+}
+
+static PyObject *LaneTable_new(PyTypeObject *type, PyObject *args, PyObject *kw) {
+    PyObject *lanes;
+    if (!PyArg_ParseTuple(args, "O!:LaneTable", &PyDict_Type, &lanes))
+        return NULL;
+    LaneTable *t = (LaneTable *)type->tp_alloc(type, 0);
+    if (t == NULL)
+        return NULL;
+    t->base.read = table_read;
+    t->base.take = table_take;
+    size_t cap = 16;
+    while (cap < 2 * (size_t)PyDict_GET_SIZE(lanes) + 1)
+        cap *= 2;
+    t->mask = cap - 1;
+    t->slots = PyMem_Calloc(cap, sizeof(LaneSlot));
+    t->lanes = PyList_New(0);
+    if (t->slots == NULL || t->lanes == NULL)
+        goto fail;
+    PyObject *key, *lane;
+    Py_ssize_t pos = 0;
+    while (PyDict_Next(lanes, &pos, &key, &lane)) {
+        long code;
+        if (!PyBytes_Check(key)) {
+            PyErr_SetString(PyExc_TypeError, "lanes are keyed by stream name as bytes");
+            goto fail;
+        }
+        if (lane_code(lane, &code) < 0 || PyList_Append(t->lanes, lane) < 0)
+            goto fail;
+        Owner own;
+        if (lane_owner(lane, &own) < 0)
+            goto fail;
+        const char *name = PyBytes_AS_STRING(key);
+        Py_ssize_t n = PyBytes_GET_SIZE(key);
+        size_t i = name_hash(name, n) & t->mask;
+        while (t->slots[i].name != NULL)
+            i = (i + 1) & t->mask;
+        t->slots[i].name = PyMem_Malloc(n + 1);
+        if (t->slots[i].name == NULL) {
+            PyErr_NoMemory();
+            goto fail;
+        }
+        memcpy(t->slots[i].name, name, n + 1);
+        t->slots[i].len = n;
+        t->slots[i].lane = (int32_t)(PyList_GET_SIZE(t->lanes) - 1);
+        t->slots[i].code = (int32_t)code;
+        t->slots[i].own = own;
+    }
+    return (PyObject *)t;
+fail:
+    Py_DECREF(t);
+    return NULL;
+}
+
+PyTypeObject LaneTableType = {
+    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "marketlab._native.LaneTable",
+    .tp_basicsize = sizeof(LaneTable),
+    .tp_dealloc = (destructor)LaneTable_dealloc,
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
+    .tp_traverse = (traverseproc)LaneTable_traverse,
+    .tp_clear = (inquiry)LaneTable_clear,
+    .tp_doc = "LaneTable(lanes): a feed's lanes by stream name, for reading a recording's "
+              "frames ahead of the collector (without the GIL).",
+    .tp_new = LaneTable_new,
+};
+
+int native_binance_init(PyObject *module) {
+    classes_init();
+    schema_init(&TRADE, TRADE_FIELDS);
+    schema_init(&DEPTH, DEPTH_FIELDS);
+    schema_init(&KLINE, KLINE_FIELDS);
+    schema_init(&BODY, BODY_FIELDS);
+    schema_init(&TICKER, TICKER_FIELDS);
+    BUY = PyUnicode_InternFromString("buy");
+    SELL = PyUnicode_InternFromString("sell");
+    WS = PyUnicode_InternFromString("ws");
+    if (BUY == NULL || SELL == NULL || WS == NULL || PyType_Ready(&LaneTableType) < 0 ||
+        PyModule_AddObjectRef(module, "LaneTable", (PyObject *)&LaneTableType) < 0)
+        return -1;
+    PyObject *msgspec = PyImport_ImportModule("msgspec");
+    if (msgspec == NULL)
+        return -1;
+    DECODE_ERROR = PyObject_GetAttrString(msgspec, "DecodeError");
+    Py_DECREF(msgspec);
+    return DECODE_ERROR == NULL ? -1 : 0;
+}

@@ -1,0 +1,490 @@
+"""``Lab``: the researcher's handle on live market data.
+
+The collector runs on its own event loop in a background thread, so it behaves the same in a
+script and in a Jupyter kernel, and a notebook cell that blocks does not stall the connection.
+Everything a method returns is a fresh pandas object; nothing the collector holds leaks out.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import time
+import weakref
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from marketlab.bus.config import BusConfig
+from marketlab.bus.reader import BusSource
+from marketlab.lab import bus_link
+from marketlab.lab.background import Background
+from marketlab.lab.failover import Failover
+from marketlab.lab.market_state import MarketState
+from marketlab.lab.options import (
+    buffer_sizes,
+    check_channels,
+    check_intervals,
+    check_store,
+    feed_configs,
+    universe,
+)
+from marketlab.lab.readers import LabFrames
+from marketlab.lab.status import SyncProgress, lab_summary, not_ready, status_frame
+from marketlab.lab.tick_link import ReplayBookSampler, flush_trades, sample_books
+from marketlab.recording.files import Header, RecordingWriter, open_recording
+from marketlab.recording.replay import replaying
+from marketlab.records import Kline, Record, Ticker
+from marketlab.rings import DEFAULT_KLINE_CAPACITY, DEFAULT_TRADE_CAPACITY
+from marketlab.settings import DEFAULT_CHANNELS, one_of, positive
+from marketlab.store.history import History
+from marketlab.store.refill import refill_dropped
+from marketlab.store.sqlite import connect
+from marketlab.store.ticks import TickWriter, last_trade_ids, ticks_root
+from marketlab.store.writer import KlineStore
+from marketlab.stream.feed import Feed, VenueError
+from marketlab.venues import registry
+
+log = logging.getLogger("marketlab.lab")
+
+
+class Lab(LabFrames):
+    """Collects ``symbols`` from an exchange into rolling pandas frames (``"all"`` with
+    ``quote="USDT"``: every spot symbol the venue trades in that quote; ``shard="i/n"``: a
+    stable share of them).
+
+    >>> lab = Lab(["BTCUSDT", "ETHUSDT"], intervals=["1m", "5m"])   # doctest: +SKIP
+    >>> lab.start(); lab.wait_ready(); lab.prices()                  # doctest: +SKIP
+
+    ``channels`` picks what to collect: trades, ticker, book, klines (the default) and
+    bookTicker, aggTrades, miniTicker (Binance only). ``exchange`` is ``"binance"`` or
+    ``"okx"``; with ``fallback="okx"`` the Lab switches prices, books and klines to OKX while
+    Binance is unreachable (WebSocket down and REST failing for ``failover_after`` seconds) and
+    back when it returns. Fallback records say so in ``source`` (``"okx:ws"``), and their
+    klines are kept apart (``klines(..., exchange="okx")``; stored under ``exchange='okx'``).
+    ``publish="nats://host:4222"`` puts every record on a JetStream bus (:meth:`from_bus` reads
+    it anywhere); ``memory_limit="2GB"`` sizes the rolling buffers of all symbols to fit it.
+    Venue URLs default to the real exchanges and can be pointed anywhere (the simulator) by
+    argument or environment variable. Extra keyword arguments tune the connection (see
+    :class:`marketlab.stream.feed.FeedConfig`).
+    """
+
+    def __init__(
+        self,
+        symbols: Sequence[str],
+        intervals: Sequence[str] = ("1m",),
+        exchange: str = "binance",
+        db: str | os.PathLike[str] | None = None,
+        channels: Sequence[str] = DEFAULT_CHANNELS,
+        *,
+        binance_ws_url: str | None = None,
+        binance_rest_url: str | None = None,
+        okx_ws_url: str | None = None,
+        okx_rest_url: str | None = None,
+        trade_capacity: int = DEFAULT_TRADE_CAPACITY,
+        kline_capacity: int = DEFAULT_KLINE_CAPACITY,
+        db_batch_size: int = 500,
+        db_flush_interval: float = 1.0,
+        db_max_pending: int = 100_000,
+        fallback: str | None = None,
+        failover_after: float = 30.0,
+        record: str | os.PathLike[str] | None = None,
+        store: str | Sequence[str] = ("klines",),
+        quote: str | None = None,
+        shard: str | tuple[int, int] | None = None,
+        book_levels: int = 20,
+        book_interval: float = 1.0,
+        publish: str | BusConfig | None = None,
+        memory_limit: str | int | None = None,
+        **feed_options: Any,
+    ):
+        self.exchange = one_of("exchange", exchange, registry.names())
+        if fallback is not None:
+            one_of("fallback", fallback, [e for e in registry.names() if e != exchange])
+        self.channels = check_channels(channels, exchange)
+        self.intervals = check_intervals(intervals, exchange, needed="klines" in self.channels)
+        for name, value in (
+            ("trade_capacity", trade_capacity),
+            ("kline_capacity", kline_capacity),
+            ("db_batch_size", db_batch_size),
+            ("db_max_pending", db_max_pending),
+            ("book_levels", book_levels),
+        ):
+            positive(name, value, integer=True)
+        positive("db_flush_interval", db_flush_interval)
+        positive("failover_after", failover_after)
+        self.db = Path(db) if db is not None else None
+        self.store_kinds = check_store(store, db, self.channels)
+        positive("book_interval", book_interval)
+        self.book_store = (book_levels, book_interval)  # levels a side, seconds between snapshots
+        self._ticks: TickWriter | None = None
+        self.last_ticks_written = self.last_books_written = 0  # what the last run's ticks wrote
+        if self.db is not None and self.db.exists():
+            connect(self.db, readonly=True).close()  # fail now, not in the collector thread
+        given = {
+            "binance_ws_url": binance_ws_url,
+            "binance_rest_url": binance_rest_url,
+            "okx_ws_url": okx_ws_url,
+            "okx_rest_url": okx_rest_url,
+        }
+        self.urls, self.config, fallback_config = feed_configs(
+            exchange, fallback, self.channels, self.intervals, given, feed_options
+        )
+        self.symbols = universe(symbols, quote, shard, exchange, self.urls[f"{exchange}_rest_url"])
+        trade_capacity, kline_capacity = buffer_sizes(
+            memory_limit,
+            self.symbols,
+            self.intervals,
+            self.channels,
+            self.config.book_snapshot_limit,
+            trade_capacity,
+            kline_capacity,
+        )
+        self.trade_capacity, self.kline_capacity = (
+            trade_capacity,
+            kline_capacity,
+        )  # per symbol / per series
+        self.fallback = fallback
+        self.failover_after = failover_after
+        self._failover: Failover | None = None
+        if fallback is not None and fallback_config is not None:
+            self._failover = Failover(
+                fallback,
+                fallback_config,
+                self.symbols,
+                self.intervals,
+                self.channels,
+                failover_after,
+                kline_capacity,
+                self._on_fallback,
+                self._store_kline,
+            )
+        self._state = MarketState(
+            self.symbols,
+            self.intervals,
+            trade_capacity,
+            kline_capacity,
+            lambda k: self._store_kline(self.exchange, k),
+        )
+        self._trades, self._klines = self._state.trades, self._state.klines
+        self._db_options = {
+            "batch_size": db_batch_size,
+            "flush_interval": db_flush_interval,
+            "max_pending": db_max_pending,
+        }
+        self.store_report = ""  # what the last stop() could not write, in one line
+        self._store: KlineStore | None = None
+        self.last_db_written = 0
+        self._feed: Feed | None = None
+        self.record_path = Path(record) if record is not None else None
+        self._recorder: RecordingWriter | None = None
+        self._replay: tuple[Path, float | None] | None = None
+        self._bg = Background("marketlab-lab", quiet=(VenueError,))
+        self._publisher = bus_link.make_publisher(publish, self.exchange)  # every record to the bus
+        self._bus_source: BusSource | None = None  # set by from_bus: read the bus, not a venue
+        self._views: weakref.WeakSet[Any] = weakref.WeakSet()  # live charts to close on stop
+
+    # --- lifecycle -------------------------------------------------------------------------
+
+    @property
+    def running(self) -> bool:
+        return self._bg.alive
+
+    @property
+    def _error(self) -> BaseException | None:
+        return self._bg.error
+
+    def start(self) -> Lab:
+        """Start collecting in the background; returns at once (see :meth:`wait_ready`)."""
+        if self.running:
+            return self
+        starts: dict[tuple[str, str], int] = {}
+        if self.db is not None:
+            self._store = KlineStore(self.db, **self._db_options)
+            if self._replay is None:  # a replay rebuilds exactly what its recording holds
+                starts = self.history.warm(self._klines, self.kline_capacity)
+        trade_starts: dict[str, int] = {}
+        if self.db is not None and set(self.store_kinds) - {
+            "klines"
+        }:  # one writer, every tick kind
+            self._ticks = TickWriter(ticks_root(self.db), self.exchange)
+            if "trades" in self.store_kinds:
+                if self._replay is None:  # where stored trades end: the gap since is fetched by id
+                    trade_starts = last_trade_ids(self._ticks.root, self.exchange)
+                self._state.store_trades(self._ticks)
+            if "book_deltas" in self.store_kinds:
+                self._state.delta_store = self._ticks
+        cls = registry.get(self.exchange).feed_class()
+        if self._bus_source is not None:
+            cls = bus_link.feed_class(self._bus_source, self.exchange)
+        if self._replay is not None:
+            cls = replaying(cls)
+        self._feed = cls(
+            self.symbols,
+            self.intervals,
+            self.channels,
+            self.config,
+            self._state,
+            kline_starts=starts,
+        )
+        self._feed.resume_trades(trade_starts)
+        if self._bus_source is not None and self._bus_source.durable is not None:
+            self._feed.commit = bus_link.store_commit(self)  # type: ignore[attr-defined]
+        if self._replay is not None:
+            self._feed.replay_path, self._feed.replay_speed = self._replay  # type: ignore[attr-defined]
+            if self._ticks is not None and "book" in self.store_kinds:  # on the recording's clock
+                self._feed.replay_clock = ReplayBookSampler(self, self._ticks, *self.book_store)  # type: ignore[attr-defined]
+        if self.record_path is not None:
+            header = Header(
+                self.exchange,
+                self.symbols,
+                [str(iv) for iv in self.intervals],
+                list(self.channels),
+                time.time_ns(),
+            )
+            self._recorder = RecordingWriter(self.record_path, header)
+            self._feed.tap = self._recorder.tap
+        self._bg.start(self._run)
+        return self
+
+    async def _run(self) -> None:
+        assert self._feed is not None
+        refill = publisher = None
+        if self._store is not None:
+            refill = asyncio.create_task(refill_dropped(self._store, self._rest_for))
+            refill.add_done_callback(_log_failure)
+        sampler = flusher = None
+        if self._ticks is not None and "book" in self.store_kinds and self._replay is None:
+            sampler = asyncio.create_task(sample_books(self, self._ticks, *self.book_store))
+            sampler.add_done_callback(_log_failure)
+        if self._ticks is not None and "trades" in self.store_kinds:
+            flusher = asyncio.create_task(flush_trades(self._state, self._ticks.flush_interval))
+            flusher.add_done_callback(_log_failure)
+        if self._publisher is not None:
+            publisher = await bus_link.start_publishing(self, self._publisher)
+            publisher.add_done_callback(_log_failure)
+        try:
+            await self._collect()
+        finally:
+            for task in (refill, sampler, flusher):
+                if task is not None:
+                    task.cancel()
+            if publisher is not None:
+                await bus_link.stop_publishing(self._publisher, publisher)
+        if self._feed.fatal is not None:
+            raise self._feed.fatal
+
+    def _rest_for(self, exchange: str) -> tuple[Any, bool]:
+        """The primary's own REST client, or a new one for the fallback venue's series."""
+        if exchange == self.exchange and self._feed is not None and self._feed.rest is not None:
+            return self._feed.rest, False
+        return registry.get(exchange).rest_client(self.urls[f"{exchange}_rest_url"]), True
+
+    async def _collect(self) -> None:
+        assert self._feed is not None
+        if self._failover is None:
+            await self._feed.run()
+            return
+        watcher = asyncio.create_task(self._failover.watch(self._feed, self.exchange))
+        try:
+            await self._feed.run()
+        finally:
+            watcher.cancel()
+            await self._failover.stop()
+
+    def _on_fallback(self, r: Record, source: str) -> None:
+        if isinstance(r, Ticker):
+            self._state.ticker(r, source)
+        if self._state.callbacks:
+            self._state.notify(r)
+
+    def _store_kline(self, exchange: str, k: Kline) -> None:
+        if self._store is not None:
+            self._store.add(exchange, k)
+
+    @property
+    def failed_over(self) -> bool:
+        """True while data comes from the fallback venue."""
+        return self._failover is not None and self._failover.active
+
+    @property
+    def failovers(self) -> int:
+        return self._failover.count if self._failover is not None else 0
+
+    def stop(self, timeout: float = 15.0) -> None:
+        """Stop collecting and close every connection, within ``timeout`` seconds whatever the
+        store is doing. The frames stay readable. What the store could not write is logged in
+        one line and kept in :attr:`store_report` (the next start fetches it again)."""
+        deadline = time.monotonic() + timeout
+        for view in list(self._views):
+            view.close()
+        if not self._bg.started:
+            return
+        if self._feed is not None:
+            self._bg.call_soon(self._feed.stop())
+        if not self._bg.join(max(0.0, deadline - time.monotonic() - 1.0)):
+            log.error("collector did not stop within %.0f s", timeout)
+        self._bg.forget()
+        if self._recorder is not None:
+            self._recorder.close()
+        ticks, self._ticks = self._ticks, None
+        if ticks is not None:
+            self._state.flush_trades()  # the collector has stopped: its last rows to the store
+            self._state.store_trades(None)
+            self._state.delta_store = None
+            ticks.close(max(1.0, deadline - time.monotonic()))
+            self.last_ticks_written, self.last_books_written = ticks.written, ticks.books_written
+        store, self._store = self._store, None
+        if store is not None:
+            self.store_report = store.close(max(1.0, deadline - time.monotonic()))
+            if self.store_report:
+                log.error("store: %s", self.store_report)
+            self.last_db_written = store.written
+
+    @classmethod
+    def replay(
+        cls,
+        path: str | os.PathLike[str],
+        speed: float | None = None,
+        db: str | os.PathLike[str] | None = None,
+        **options: Any,
+    ) -> Lab:
+        """A Lab fed from a recording (``marketlab record`` or ``Lab(record=...)``), started.
+
+        Frames go through the same parser, books, frames and store as live data. ``speed``
+        replays at that multiple of the recorded pace; None as fast as it goes. :meth:`join`
+        waits for the end of the file.
+        """
+        header, entries = open_recording(path)
+        entries.close()  # type: ignore[attr-defined]
+        lab = cls(
+            header.symbols,
+            intervals=header.intervals,
+            exchange=header.exchange,
+            db=db,
+            channels=header.channels,
+            **options,
+        )
+        lab._replay = (Path(path), speed)
+        return lab.start()
+
+    @classmethod
+    def from_bus(
+        cls,
+        bus: str | BusConfig,
+        symbols: Sequence[str] | None = None,
+        intervals: Sequence[str] = ("1m",),
+        exchange: str = "binance",
+        since: float | str | None = None,
+        durable: str | None = None,
+        **options: Any,
+    ) -> Lab:
+        """A Lab fed from the bus (``nats://host:4222``) that collectors publish to
+        (``Lab(publish=...)``), on any host: the same frames, books, charts, status and store.
+
+        ``symbols`` None takes every symbol of ``exchange`` on the bus. It first catches up
+        with what the stream keeps (``since``: epoch seconds to start there, ``"new"`` for
+        only what comes next); ``durable`` names a consumer that remembers how far it has
+        written (a history writer with ``db=``: it acknowledges only what is stored).
+        Not started: call :meth:`start`.
+        """
+        return bus_link.from_bus(cls, bus, symbols, intervals, exchange, since, durable, options)
+
+    def join(self, timeout: float | None = None) -> Lab:
+        """Wait for a replay to reach the end of its recording, then stop (flushing the store)."""
+        if self._replay is None:
+            raise RuntimeError("join() waits for a replay; a live Lab runs until stop()")
+        if not self._bg.join(timeout):
+            raise TimeoutError(f"the replay did not finish within {timeout:g} s")
+        if self._error is not None:
+            raise RuntimeError(f"the replay failed: {self._error}") from self._error
+        self.stop()
+        return self
+
+    @property
+    def history(self) -> History:
+        """The stored history (``db=``) as a :class:`marketlab.store.history.History`."""
+        if self.db is None:
+            raise ValueError("this Lab keeps no history: create it with db='data/marketlab.sqlite'")
+        return History(
+            db=self.db, exchange=self.exchange, rest_url=self.urls[f"{self.exchange}_rest_url"]
+        )
+
+    def __enter__(self) -> Lab:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def wait_ready(self, timeout: float = 30.0, books: bool = True) -> Lab:
+        """Block until klines are seeded, every price is in and (``books``) every book synced."""
+        deadline, progress = time.monotonic() + timeout, SyncProgress(self._feed)
+        while time.monotonic() < deadline and progress(self._feed):
+            if self._error is not None:
+                raise RuntimeError(f"the collector stopped: {self._error}") from self._error
+            if not self._bg.started:
+                raise RuntimeError("the Lab is not running: call start() first")
+            if self._ready(books):
+                return self
+            if not self._bg.alive:
+                time.sleep(0.05)  # the thread may be storing its error
+                if self._error is None:
+                    raise RuntimeError("the collector stopped")
+                continue
+            time.sleep(0.05)
+        raise TimeoutError(f"not ready after {timeout:g} s: {self._not_ready(books)}")
+
+    def _ready(self, books: bool) -> bool:
+        return not self._not_ready(books)
+
+    def _not_ready(self, books: bool) -> str:
+        return not_ready(self._feed, self.channels, self._state.without_ticker, books)
+
+    # --- callbacks -------------------------------------------------------------------------
+
+    def subscribe(self, callback: Callable[[Record], Any]) -> Callable[[], None]:
+        """Call ``callback(record)`` for every record, on the collector thread.
+
+        Keep it quick; an exception is logged and does not stop collection. Returns a
+        function that unsubscribes.
+        """
+        callbacks = self._state.callbacks
+        callbacks.append(callback)
+
+        def unsubscribe() -> None:
+            if callback in callbacks:
+                callbacks.remove(callback)
+
+        return unsubscribe
+
+    def status(self) -> pd.DataFrame:
+        """Per symbol and stream: connected, source, last message age, counts, book state and
+        how it is verified, gaps backfilled. ``attrs`` holds :meth:`summary`."""
+        df = status_frame(self._feed)
+        df.attrs.update(self.summary())
+        return df
+
+    def summary(self) -> dict[str, Any]:
+        """Connection-wide state: running, source, failover, connections, reconnects, bad frames,
+        REST use, what stopped collection (``error``), the store's state (``store``) and the
+        bus's (``bus``)."""
+        return lab_summary(self)
+
+    def recorded(self) -> dict[str, Any]:
+        """What ``record=`` has written: entries, bytes before and after compression."""
+        r = self._recorder
+        if r is None:
+            return {"entries": 0, "raw_bytes": 0, "file_bytes": 0}
+        return {"entries": r.entries, "raw_bytes": r.raw_bytes, "file_bytes": r.file_bytes}
+
+    def __repr__(self) -> str:
+        state = "running" if self.running else "stopped"
+        return f"Lab({self.symbols}, intervals={list(self.intervals)}, {state})"
+
+
+def _log_failure(task: asyncio.Task[Any]) -> None:
+    if not task.cancelled() and (exc := task.exception()) is not None:
+        log.error("%s failed", task.get_coro().__qualname__, exc_info=exc)

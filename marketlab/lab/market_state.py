@@ -1,0 +1,174 @@
+"""What the collector has taken in, held for readers in other threads: rolling trades and
+klines per series, the newest prices, and the subscribers records go to. Fed record by record
+on the collector thread through an entry per kind (the hot path: no lock but a rolling
+buffer's block write), read as fresh copies."""
+
+from __future__ import annotations
+
+import functools
+import logging
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from marketlab.records import BookDelta, Interval, Kline, Record, Ticker, Trade
+from marketlab.rings import KlineBuffer, TradeBuffer
+
+log = logging.getLogger("marketlab.lab")
+
+_NO_PRICE = {
+    "last": float("nan"),
+    "bid": float("nan"),
+    "ask": float("nan"),
+    "change_pct": float("nan"),
+    "volume": float("nan"),
+}
+
+
+class MarketState:
+    def __init__(
+        self,
+        symbols: Sequence[str],
+        intervals: Sequence[Interval],
+        trade_capacity: int,
+        kline_capacity: int,
+        closed_kline: Callable[[Kline], None],
+    ):
+        """``closed_kline(k)`` is called for every closed kline (the store takes them)."""
+        self.symbols = list(symbols)
+        self.trades = {s: TradeBuffer(trade_capacity) for s in self.symbols}
+        self.klines = {
+            (s, iv): KlineBuffer(iv, kline_capacity) for s in self.symbols for iv in intervals
+        }
+        self.closed_kline = closed_kline
+        # keeps every trade when ticks are stored: the trade buffers hand it their column
+        # blocks (see ``store_trades``), backfilled trades come as records (``add_many``)
+        self.trade_store: Any = None
+        self.delta_store: Any = None  # keeps every book update (``add_delta``) when asked to
+        self.callbacks: list[Callable[[Record], Any]] = []
+        # symbol → (ticker, event time shown, received at, source); replaced whole, never
+        # changed in place, so readers in other threads need no lock
+        self._tickers: dict[str, tuple[Ticker, int, float, str]] = {}
+        self._last_trade: dict[
+            str, tuple[float, int, float, str]
+        ] = {}  # price, time, received, source
+
+    def on_records(self, records: Sequence[Record], source: str) -> None:
+        for r in records:
+            kind = type(r)
+            if kind is Trade:
+                self.on_trade(r, source)  # type: ignore[arg-type]
+            elif kind is Kline:
+                self.on_kline(r, source)  # type: ignore[arg-type]
+            elif kind is Ticker:
+                self.on_ticker(r, source)  # type: ignore[arg-type]
+            elif self.callbacks:
+                self.notify(r)
+
+    # One entry per kind, called by the feed for each record (the hot path).
+
+    def on_trade(self, r: Trade, source: str) -> None:
+        self.trades[r.symbol].add(r)
+        # the newest trade is merged into prices when they are read: no lock, no dict work
+        self._last_trade[r.symbol] = (r.price, r.time, time.time(), source)
+        if self.callbacks:
+            self.notify(r)
+
+    def store_trades(self, store: Any) -> None:
+        """Every trade taken from now on also goes to ``store`` (None: no longer)."""
+        self.trade_store = store
+        for symbol, buf in self.trades.items():
+            buf.ring.on_block = (
+                None if store is None else functools.partial(store.add_block, symbol)
+            )
+
+    def flush_trades(self) -> None:
+        """Trades still pending in the buffers into their columns (and so to the store)."""
+        for buf in self.trades.values():
+            buf.ring.flush()
+
+    def on_backfilled_trades(self, symbol: str, trades: list[Trade], source: str) -> None:
+        """Trades a gap skipped, fetched late: put in their place by id, not appended."""
+        buf = self.trades.get(symbol)
+        if buf is not None:
+            buf.merge(trades)
+        if self.trade_store is not None:
+            self.trade_store.add_many(trades)
+        if self.callbacks:
+            for t in trades:
+                self.notify(t)
+
+    def on_kline(self, k: Kline, source: str) -> None:
+        buf = self.klines.get((k.symbol, k.interval))  # type: ignore[call-overload]
+        if buf is not None:
+            buf.upsert(k)
+        if k.closed:
+            self.closed_kline(k)
+        if self.callbacks:
+            self.notify(k)
+
+    def on_ticker(self, t: Ticker, source: str) -> None:
+        held = self._tickers.get(t.symbol)  # self.ticker(t, source), inlined: once per ticker
+        shown = t.event_time if held is None or held[1] <= t.event_time else held[1]
+        self._tickers[t.symbol] = (t, shown, time.time(), source)
+        if self.callbacks:
+            self.notify(t)
+
+    def on_delta(self, d: BookDelta, source: str) -> None:
+        if self.delta_store is not None:  # the feed keeps the book; a store may keep each update
+            self.delta_store.add_delta(d, source)
+        if self.callbacks:
+            self.notify(d)
+
+    def notify(self, r: Record) -> None:
+        for cb in tuple(self.callbacks):
+            try:
+                cb(r)
+            except Exception:
+                log.exception("subscriber %r failed on %s", cb, type(r).__name__)
+
+    def ticker(self, t: Ticker, source: str) -> None:
+        """A ticker for prices: kept as it came (a row is made of it when prices are read);
+        the event time shown never goes back."""
+        held = self._tickers.get(t.symbol)
+        shown = t.event_time if held is None or held[1] <= t.event_time else held[1]
+        self._tickers[t.symbol] = (t, shown, time.time(), source)
+
+    def without_ticker(self) -> list[str]:
+        tickers = self._tickers
+        return [s for s in self.symbols if s not in tickers]
+
+    def price_rows(self) -> list[dict[str, Any]]:
+        """One dict per symbol with a price (times in epoch ms): cheap, for servers."""
+        now = time.time()
+        tickers = dict(self._tickers)
+        rows = []
+        for s in self.symbols:
+            held, trade = tickers.get(s), self._last_trade.get(s)
+            row = None
+            if held is not None:
+                t, shown, received, source = held
+                row = {
+                    "last": t.last,
+                    "bid": t.bid,
+                    "ask": t.ask,
+                    "change_pct": t.change_pct,
+                    "volume": t.volume,
+                    "event_time": shown,
+                    "received_at": received,
+                    "source": source,
+                }
+            if trade is not None and (row is None or trade[1] >= row["event_time"]):
+                row = row or dict(_NO_PRICE)
+                row.update(
+                    last=trade[0],
+                    event_time=trade[1],
+                    received_at=max(trade[2], row.get("received_at", 0.0)),
+                    source=trade[3],
+                )
+            if row is not None:
+                rows.append({"symbol": s, **row})
+        for row in rows:
+            row["age_s"] = now - row["received_at"]
+            row["received_at"] = round(row["received_at"] * 1000)
+        return rows

@@ -1,0 +1,284 @@
+"""What a Lab is asked to collect, checked against the venue when it is given: symbols,
+channels and intervals the venue has, and its URLs from argument, environment or default."""
+
+from __future__ import annotations
+
+import os
+import zlib
+from collections.abc import Sequence
+from typing import Any
+
+from marketlab.lab.failover import FALLBACK_CHANNELS
+from marketlab.records import Interval, normalize_symbol
+from marketlab.settings import CHANNELS
+from marketlab.stream.config import FeedConfig
+from marketlab.venues import registry
+
+
+def check_symbols(symbols: str | Sequence[str]) -> list[str]:
+    """Canonical names, each once, or ``ValueError`` naming the bad one."""
+    if isinstance(symbols, str):
+        symbols = [symbols]
+    out = []
+    for s in symbols:
+        try:
+            out.append(normalize_symbol(s))
+        except ValueError as exc:
+            raise ValueError(f"symbols: {exc}") from None
+    if not out:
+        raise ValueError("symbols: a Lab needs at least one symbol, e.g. ['BTCUSDT']")
+    return list(dict.fromkeys(out))
+
+
+def parse_shard(shard: str | tuple[int, int] | None) -> tuple[int, int] | None:
+    """``"i/n"`` or ``(i, n)``: this collector's share is shard ``i`` of ``n`` (0 <= i < n)."""
+    if shard is None:
+        return None
+    try:
+        i, n = (
+            (int(x) for x in shard.split("/"))
+            if isinstance(shard, str)
+            else (int(shard[0]), int(shard[1]))
+        )
+    except (ValueError, TypeError, IndexError):
+        raise ValueError(
+            f"shard={shard!r}: expected 'i/n' such as '0/4' (or a pair (i, n))"
+        ) from None
+    if not 0 <= i < n:
+        raise ValueError(f"shard={shard!r}: expected 0 <= i < n, such as '0/4'")
+    return i, n
+
+
+def in_shard(symbol: str, shard: tuple[int, int]) -> bool:
+    """Stable on every host and restart: the symbol's CRC-32 modulo the shard count."""
+    return zlib.crc32(symbol.encode()) % shard[1] == shard[0]
+
+
+def universe(
+    symbols: str | Sequence[str],
+    quote: str | None,
+    shard: str | tuple[int, int] | None,
+    exchange: str,
+    rest_url: str,
+) -> list[str]:
+    """The symbols a Lab collects: the list given, or ``"all"`` of the venue's spot symbols
+    quoted in ``quote`` (asked of the venue now), then this shard's share of them."""
+    part = parse_shard(shard)
+    if isinstance(symbols, str) and symbols.lower() == "all":
+        if not quote or not isinstance(quote, str):
+            raise ValueError("symbols='all' needs quote=, such as quote='USDT'")
+        from marketlab.store.history import run_coroutine
+
+        async def listed() -> list[str]:
+            rest = registry.get(exchange).rest_client(rest_url)
+            try:
+                return await rest.spot_symbols(quote.upper())  # type: ignore[no-any-return]
+            finally:
+                await rest.close()
+
+        chosen = sorted(run_coroutine(listed()))
+        if not chosen:
+            raise ValueError(
+                f"symbols='all': {exchange} lists no spot symbol quoted in {quote.upper()}"
+            )
+    else:
+        if quote is not None:
+            raise ValueError("quote= goes with symbols='all'; a list of symbols names its own")
+        chosen = check_symbols(symbols)
+    if part is not None:
+        chosen = [s for s in chosen if in_shard(s, part)]
+        if not chosen:
+            raise ValueError(
+                f"shard {part[0]}/{part[1]} of these symbols is empty: use fewer shards"
+            )
+    return chosen
+
+
+def check_store(
+    store: str | Sequence[str], db: object, channels: Sequence[str] = CHANNELS
+) -> tuple[str, ...]:
+    """What the Lab keeps besides frames (``klines`` in SQLite; ``trades``, ``book`` snapshots
+    and ``book_deltas`` as Parquet ticks), each with the channel that brings it."""
+    from marketlab.store.ticks import STORE_KINDS
+
+    kinds = (store,) if isinstance(store, str) else tuple(store)
+    unknown = [k for k in kinds if k not in STORE_KINDS]
+    if unknown or not kinds:
+        raise ValueError(f"store={store!r}: expected some of {', '.join(STORE_KINDS)}")
+    if db is None and kinds != ("klines",):
+        raise ValueError(f"store={store!r} keeps data on disk: give db='data/marketlab.sqlite' too")
+    for kind, channel in (("book", "book"), ("book_deltas", "book"), ("trades", "trades")):
+        if kind in kinds and channel not in channels:
+            raise ValueError(
+                f"store=... '{kind}' keeps what the '{channel}' channel brings: add it to channels"
+            )
+    return kinds
+
+
+def check_channels(channels: str | Sequence[str], exchange: str) -> tuple[str, ...]:
+    """Channel names the venue serves, each once, or ``ValueError`` naming what it lacks."""
+    if isinstance(channels, str):
+        channels = [channels]
+    unknown = [c for c in channels if c not in CHANNELS]
+    if unknown:
+        raise ValueError(
+            f"channels: unknown {', '.join(map(repr, unknown))}: use some of {', '.join(CHANNELS)}"
+        )
+    venue = registry.get(exchange)
+    missing = [c for c in channels if c not in venue.channels]
+    if missing:
+        raise ValueError(
+            f"channels: {venue.title} has no {', '.join(missing)} channel: use some of "
+            f"{', '.join(venue.channels)}"
+        )
+    return tuple(dict.fromkeys(channels))
+
+
+def check_intervals(intervals: str | Sequence[str], exchange: str, needed: bool) -> list[Interval]:
+    """Kline intervals the venue has (OKX lacks 1s, 8h and 3d), or ``ValueError``."""
+    if isinstance(intervals, str):
+        intervals = [intervals]
+    venue = registry.get(exchange)
+    try:
+        out = [Interval(iv) for iv in dict.fromkeys(intervals)]
+        for iv in out:
+            venue.check_interval(iv)
+    except ValueError as exc:
+        raise ValueError(f"intervals: {exc}") from None
+    if needed and not out:
+        raise ValueError("intervals: the klines channel needs at least one interval, e.g. ['1m']")
+    return out
+
+
+def venue_url(name: str, given: str | None) -> str:
+    """``<venue>_ws_url`` or ``<venue>_rest_url`` from the argument, else its environment
+    variable (``MARKETLAB_<VENUE>_WS_URL``), else the venue's public default; unchecked."""
+    venue_name, _, kind = name.partition("_")
+    venue = registry.get(venue_name)
+    if kind == "ws_url":
+        return given or os.environ.get(venue.ws_env) or venue.ws_url
+    if kind == "rest_url":
+        return given or os.environ.get(venue.rest_env) or venue.rest_url
+    raise ValueError(f"unknown venue setting {name!r}: expected <venue>_ws_url or <venue>_rest_url")
+
+
+def venue_urls(given: dict[str, str | None], in_use: Sequence[str]) -> dict[str, str]:
+    """Every registered venue's two URLs; those of the venues ``in_use`` checked (a wrong
+    scheme or path refused now, not in the collector thread)."""
+    urls = {}
+    for name in registry.names():
+        venue = registry.get(name)
+        ws = venue_url(f"{name}_ws_url", given.get(f"{name}_ws_url"))
+        rest = venue_url(f"{name}_rest_url", given.get(f"{name}_rest_url"))
+        if name in in_use:
+            ws, rest = venue.check_ws_url(ws), venue.check_rest_url(rest)
+        urls[f"{name}_ws_url"], urls[f"{name}_rest_url"] = ws, rest
+    return urls
+
+
+def feed_configs(
+    exchange: str,
+    fallback: str | None,
+    channels: Sequence[str],
+    intervals: Sequence[Interval],
+    given: dict[str, str | None],
+    options: dict[str, Any],
+) -> tuple[dict[str, str], FeedConfig, FeedConfig | None]:
+    """Every venue's URLs, the primary's feed settings and the fallback's (checked: a setting
+    the feed does not have, or a fallback lacking a channel or interval, is refused)."""
+    options = dict(options)
+    taken = {f"{v}_{kind}" for v in registry.names() for kind in ("ws_url", "rest_url")}
+    for name in [k for k in options if k in taken]:  # a venue without a keyword of its own
+        given = {**given, name: options.pop(name)}
+    urls = venue_urls(given, [exchange] if fallback is None else [exchange, fallback])
+    unknown = set(options) - set(FeedConfig.__dataclass_fields__) - {"ws_url", "rest_url"}
+    if unknown:
+        hint = ""
+        if any(k.endswith("_url") for k in unknown):
+            hint = f" (the venue URLs taken: {', '.join(sorted(taken))})"
+        raise TypeError(f"unknown Lab option(s): {', '.join(sorted(unknown))}{hint}")
+    options = {k: v for k, v in options.items() if k not in ("ws_url", "rest_url")}
+
+    def config(venue: str) -> FeedConfig:
+        return FeedConfig(
+            ws_url=urls[f"{venue}_ws_url"], rest_url=urls[f"{venue}_rest_url"], **options
+        )
+
+    if fallback is None:
+        return urls, config(exchange), None
+    stand_in = tuple(c for c in channels if c in FALLBACK_CHANNELS)
+    try:
+        check_channels(stand_in, fallback)
+        check_intervals(intervals, fallback, needed="klines" in stand_in)
+    except ValueError as exc:
+        raise ValueError(f"fallback {fallback}: {exc}") from None
+    return urls, config(exchange), config(fallback)
+
+
+# Bytes one row or level takes where the Lab keeps it (the columns of the rolling buffers; a
+# book level in its dict and heap), for sizing buffers within a memory budget.
+TRADE_ROW_BYTES = 40
+KLINE_ROW_BYTES = 96
+BOOK_LEVEL_BYTES = 120
+MIN_TRADES = 1_000  # a symbol's rolling trades can be no shorter than this
+_UNITS = {
+    "": 1,
+    "B": 1,
+    "KB": 10**3,
+    "MB": 10**6,
+    "GB": 10**9,
+    "KIB": 2**10,
+    "MIB": 2**20,
+    "GIB": 2**30,
+}
+
+
+def parse_bytes(value: str | int) -> int:
+    """``"2GB"``, ``"512MiB"``, ``2_000_000_000``: a size in bytes."""
+    if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+        return value
+    text = str(value).strip().upper().replace(" ", "")
+    number = text.rstrip("KMGIB")
+    unit = text[len(number) :]
+    try:
+        size = float(number) * _UNITS[unit]
+    except (ValueError, KeyError):
+        raise ValueError(
+            f"memory_limit={value!r}: expected a size such as '2GB' or '512MiB'"
+        ) from None
+    if size <= 0:
+        raise ValueError(f"memory_limit={value!r} must be positive")
+    return int(size)
+
+
+def buffer_sizes(
+    memory_limit: str | int | None,
+    symbols: Sequence[str],
+    intervals: Sequence[str],
+    channels: Sequence[str],
+    book_levels: int,
+    trade_capacity: int,
+    kline_capacity: int,
+) -> tuple[int, int]:
+    """Rolling trades and candles per series within ``memory_limit`` for what the Lab holds
+    (books first, then candles, the rest to trades; the interpreter and libraries not counted),
+    instead of the defaults for each of hundreds of symbols. Unchanged without a limit."""
+    if memory_limit is None:
+        return trade_capacity, kline_capacity
+    budget = parse_bytes(memory_limit)
+    n = max(1, len(symbols))
+    books = n * 2 * book_levels * BOOK_LEVEL_BYTES if "book" in channels else 0
+    series = n * len(intervals) if "klines" in channels else 0
+    if series:  # candles take at most half of what the books leave
+        kline_capacity = max(
+            100, min(kline_capacity, (budget - books) // 2 // (series * KLINE_ROW_BYTES))
+        )
+    left = budget - books - series * kline_capacity * KLINE_ROW_BYTES
+    trades = left // (n * TRADE_ROW_BYTES) if "trades" in channels else trade_capacity
+    if trades < MIN_TRADES:
+        need = books + series * kline_capacity * KLINE_ROW_BYTES + n * MIN_TRADES * TRADE_ROW_BYTES
+        raise ValueError(
+            f"memory_limit={memory_limit!r} is too small for {n} symbol(s) (books, candles and "
+            f"{MIN_TRADES} trades each need about {need / 1e6:.0f} MB)"
+        )
+    return int(min(trades, 10_000_000)), int(kline_capacity)
