@@ -11,7 +11,6 @@ setup(
                 "csrc/native.c",
                 "csrc/binance.c",
                 "csrc/blocks.c",
-                "csrc/quick.c",
                 "csrc/inflow.c",
             ],
             depends=["csrc/native.h", "csrc/json_cursor.h"],

@@ -232,21 +232,25 @@ def main() -> None:
         p50, p99, n = delay(server.url, args.rate, args.seconds)
     med = {k: statistics.median(v) for k, v in rows.items()}
     print(
-        f"\n{args.records:,} trade records, 20 symbols, median of {args.rounds} interleaved rounds\n"
+        f"\n{args.records:,} trade records, 20 symbols, "
+        f"median of {args.rounds} interleaved rounds\n"
     )
     print(f"{'path':34} {'records/s':>12}  {'x floor (median of per-round ratios)':>38}")
     print(
         f"{'publish: marketlab':34} {med['publish: marketlab']:>12,.0f}  "
-        f"{med['ratio publish/core']:>8.2f} x core publish, {med['ratio publish/js']:.2f} x JetStream async"
+        f"{med['ratio publish/core']:>8.2f} x core publish, "
+        f"{med['ratio publish/js']:.2f} x JetStream async"
     )
     print(f"{'publish: bare core publish':34} {med['publish: bare core publish']:>12,.0f}")
     print(f"{'publish: bare JetStream async':34} {med['publish: bare JetStream async']:>12,.0f}")
     print(
-        f"{'read: marketlab Lab.from_bus':34} {med['read: marketlab Lab.from_bus']:>12,.0f}  {med['ratio read/bare']:>8.2f} x bare pull"
+        f"{'read: marketlab Lab.from_bus':34} {med['read: marketlab Lab.from_bus']:>12,.0f}  "
+        f"{med['ratio read/bare']:>8.2f} x bare pull"
     )
     print(f"{'read: bare nats-py pull':34} {med['read: bare nats-py pull']:>12,.0f}")
     print(
-        f"\ndelay, collector process -> reader Lab's frames, {args.rate:,} records/s for {args.seconds:g} s "
+        f"\ndelay, collector process -> reader Lab's frames, "
+        f"{args.rate:,} records/s for {args.seconds:g} s "
         f"({n:,} records): p50 {p50:.2f} ms, p99 {p99:.2f} ms"
     )
 

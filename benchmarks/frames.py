@@ -135,16 +135,19 @@ def main() -> None:
         (o_best, o_med), (f_best, f_med) = best(ours, args.repeat), best(floor, args.repeat)
         rows.append((name, o_best, o_med, f_best, f_med))
     print(
-        f"frames: best and median of {args.repeat} calls; floor = the same DataFrame from numpy arrays in hand"
+        f"frames: best and median of {args.repeat} calls; "
+        "floor = the same DataFrame from numpy arrays in hand"
     )
     print(f"{'':<26}{'marketlab ms':>14}{'median':>9}{'floor ms':>10}{'median':>9}{'ratio':>8}")
     for name, o_best, o_med, f_best, f_med in rows:
         print(
-            f"{name:<26}{o_best * 1e3:>14.3f}{o_med * 1e3:>9.3f}{f_best * 1e3:>10.3f}{f_med * 1e3:>9.3f}"
+            f"{name:<26}{o_best * 1e3:>14.3f}{o_med * 1e3:>9.3f}"
+            f"{f_best * 1e3:>10.3f}{f_med * 1e3:>9.3f}"
             f"{o_best / f_best:>7.2f}x"
         )
     print(
-        f"filling through the collector's path: {n / fill_trades:,.0f} trades/s, {m / fill_klines:,.0f} klines/s"
+        f"filling through the collector's path: {n / fill_trades:,.0f} trades/s, "
+        f"{m / fill_klines:,.0f} klines/s"
     )
 
 

@@ -11,8 +11,8 @@ frame of the streams it needs:
   picows           floor: ``picows`` (Cython), ``orjson.loads`` of each frame (asyncio loop)
   marketlab        ``Lab`` with trades, tickers and klines into its rolling frames (its own loop)
   marketlab+books  the same plus a synced order book per symbol (snapshot + diff stream)
-  ccxt.pro         ``binance`` ``watch_trades``/``watch_ticker``/``watch_ohlcv``/``watch_order_book``
-                   (asyncio loop)
+  ccxt.pro         ``binance`` ``watch_trades``/``watch_ticker``/``watch_ohlcv``/
+                   ``watch_order_book`` (asyncio loop)
   replay           ``Lab.replay()`` of a recording a ``Lab`` with books made of the same stream
                    (no socket: the parser, books, frames and klines alone); cached once
   cryptofeed       its ``Binance`` feed with TRADES, TICKER, CANDLES and L2_BOOK callbacks; its
@@ -182,7 +182,7 @@ async def picows_client(port: int, symbols: list[str], expect: int) -> dict[str,
     loads = orjson.loads
     done = asyncio.get_running_loop().create_future()
 
-    class Listener(picows.WSListener):  # type: ignore[misc]
+    class Listener(picows.WSListener):  # type: ignore[misc]  # picows is untyped
         def on_ws_frame(self, transport: Any, frame: Any) -> None:
             if frame.msg_type != picows.WSMsgType.TEXT:
                 return
@@ -245,7 +245,7 @@ async def ccxt_client(port: int, symbols: list[str], expect: int) -> dict[str, A
 
     meter = Meter(expect)
 
-    class Counting(ccxt.pro.binance):  # type: ignore[misc]
+    class Counting(ccxt.pro.binance):  # type: ignore[misc]  # ccxt is untyped
         def handle_message(self, client: Any, message: Any) -> Any:
             if meter.n == 0:
                 meter.first()
@@ -292,7 +292,7 @@ async def ccxt_client(port: int, symbols: list[str], expect: int) -> dict[str, A
                 last, seen = time.monotonic(), meter.n
             failed = [t for t in tasks if t.done() and t.exception() is not None]
             if failed:
-                raise failed[0].exception()  # type: ignore[misc]
+                raise failed[0].exception()  # type: ignore[misc]  # not None: filtered so
     finally:
         for t in tasks:
             t.cancel()
@@ -323,7 +323,7 @@ def cryptofeed_client(port: int, symbols: list[str], expect: int) -> dict[str, A
 
     WSAsyncConn.__init__ = plain_ws
 
-    class LocalBinance(Binance):  # type: ignore[misc]
+    class LocalBinance(Binance):  # type: ignore[misc]  # cryptofeed is untyped
         websocket_endpoints: ClassVar = [
             WebsocketEndpoint(f"ws://127.0.0.1:{port}", sandbox=None, options={"compression": None})
         ]
@@ -414,7 +414,9 @@ def replay_client(path: Path, n_symbols: int, expect: int) -> dict[str, Any]:
     meter.last()
     meter.n = lab._feed.connections[0].messages if lab._feed and lab._feed.connections else 0
     symbols = symbols_for(n_symbols)
-    synced = sum(1 for s in symbols if lab._feed.books[s].book.synced)  # type: ignore[union-attr]
+    feed = lab._feed
+    assert feed is not None  # running
+    synced = sum(1 for s in symbols if feed.books[s].book.synced)
     return meter.result(books_synced=synced)
 
 
@@ -556,8 +558,9 @@ def main() -> None:
         proc.wait(10)
         log.close()
     print(
-        f"\ningest: {args.symbols} symbols, {args.seconds} simulated seconds, streams {', '.join(STREAMS)}; "
-        f"plain ws:// for every client; simulator in its own process; median of {args.rounds} interleaved rounds"
+        f"\ningest: {args.symbols} symbols, {args.seconds} simulated seconds, streams "
+        f"{', '.join(STREAMS)}; plain ws:// for every client; simulator in its own process; "
+        f"median of {args.rounds} interleaved rounds"
     )
     print(
         f"{'client':<17}{'messages':>10}{'msg/s':>11}{'x websockets':>14}{'x cryptofeed':>14}"
@@ -587,7 +590,8 @@ def main() -> None:
         print(
             f"{name:<17}{last['messages']:>10,}{median([r['msg_per_s'] for r in ok]):>11,.0f}"
             f"{ratio('websockets'):>14}{ratio('cryptofeed'):>14}"
-            f"{median([r['cpu_us_per_msg'] for r in ok]):>12.1f}{max(r['peak_rss_mb'] for r in ok):>13.0f}{short}"
+            f"{median([r['cpu_us_per_msg'] for r in ok]):>12.1f}"
+            f"{max(r['peak_rss_mb'] for r in ok):>13.0f}{short}"
         )
 
 

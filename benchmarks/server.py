@@ -1,4 +1,5 @@
-"""API server benchmark: ``python benchmarks/server.py [--seconds 5] [--concurrency 32] [--rounds 3]``.
+"""API server benchmark:
+``python benchmarks/server.py [--seconds 5] [--concurrency 32] [--rounds 3]``.
 
 Runs the simulator, a Lab and the API server in this process and loads them from separate
 processes. Prints, from this machine:
@@ -125,7 +126,7 @@ async def ws_load_picows(
     frames: list[tuple[float, bytes]] = []  # (receive time, payload), decoded after the run
     measuring = False
 
-    class Listener(picows.WSListener):  # type: ignore[misc]
+    class Listener(picows.WSListener):  # type: ignore[misc]  # picows is untyped
         def on_ws_connected(self, transport: Any) -> None:
             self.answered = loop.create_future()
             transport.send(picows.WSMsgType.TEXT, subscribe)
@@ -259,7 +260,8 @@ def main() -> None:
                 "--load-http", server.url + PREFIX + "/prices", "--concurrency", c, "--seconds", s
             )
             print(
-                f"HTTP, {args.concurrency} concurrent connections from another process, {args.seconds:g} s each"
+                f"HTTP, {args.concurrency} concurrent connections from another process, "
+                f"{args.seconds:g} s each"
             )
             print(f"{'endpoint':<22}{'req/s':>10}{'p50 ms':>10}{'p99 ms':>10}{'errors':>8}")
             for name, r in (("GET /health (floor)", floor), ("GET /prices", prices)):
@@ -269,8 +271,8 @@ def main() -> None:
             print(f"/prices throughput is {prices['rps'] / floor['rps']:.2f}x the floor")
             print()
             print(
-                "WebSocket fan-out: exchange ticker event → delivered to each client (2 symbols, 1/s each; "
-                f"{WS_CLIENT} clients)"
+                "WebSocket fan-out: exchange ticker event → delivered to each client "
+                f"(2 symbols, 1/s each; {WS_CLIENT} clients)"
             )
             print(
                 f"{'clients':>8}{'samples':>10}{'p50 ms':>10}{'p99 ms':>10}{'mean ms':>10}"
@@ -313,7 +315,8 @@ def main() -> None:
                 each = " ".join(f"{x['p99_ms']:.1f}" for x in rounds)
                 print(
                     f"{n:>8}{r['samples']:>10.0f}{r['p50_ms']:>10.1f}{r['p99_ms']:>10.1f}{r['mean_ms']:>10.1f}"
-                    f"{r['spread_p99_ms']:>12.1f}{1000 * percentile(list(hub.fanout_s), 0.99):>12.1f}   {each}"
+                    f"{r['spread_p99_ms']:>12.1f}"
+                    f"{1000 * percentile(list(hub.fanout_s), 0.99):>12.1f}   {each}"
                 )
         lab.stop()
 

@@ -25,7 +25,9 @@ NAMES = ["BTCUSDT", "ETHUSDT", "BNBUSDT", "SOLUSDT", "XRPUSDT", "ADAUSDT", "DOGE
 
 def rss_mb() -> float:
     text = Path("/proc/self/status").read_text()
-    return int(re.search(r"VmRSS:\s+(\d+)", text).group(1)) / 1024  # type: ignore[union-attr]
+    found = re.search(r"VmRSS:\s+(\d+)", text)
+    assert found is not None  # every Linux process has a resident size
+    return int(found.group(1)) / 1024
 
 
 def main() -> None:
@@ -102,7 +104,8 @@ def main() -> None:
                     )
                 )
                 print(
-                    f"  {samples[-1][0]:7.0f} s  {samples[-1][1]:7.1f} h simulated  {samples[-1][2]:>11,} msgs  "
+                    f"  {samples[-1][0]:7.0f} s  {samples[-1][1]:7.1f} h simulated  "
+                    f"{samples[-1][2]:>11,} msgs  "
                     f"{samples[-1][4]:7.1f} MB RSS",
                     flush=True,
                 )
@@ -118,7 +121,8 @@ def main() -> None:
     peak_after = max(s[4] for s in samples[len(samples) // 3 :])
     print(
         f"\nsoak: {args.symbols} symbols at {args.speed:g}x for {args.minutes:g} min: "
-        f"{last[1]:.1f} simulated hours, {last[2]:,} messages, {books}/{len(symbols)} books synced, "
+        f"{last[1]:.1f} simulated hours, {last[2]:,} messages, "
+        f"{books}/{len(symbols)} books synced, "
         f"{summary['reconnects']} reconnects, db {summary['db_written']} candle writes"
     )
     print(

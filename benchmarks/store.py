@@ -92,8 +92,10 @@ def bench_export(tmp: Path) -> tuple[float, float, int]:
     con = duckdb.connect()
     con.register("t", table)
     con.execute(
-        f"COPY (SELECT *, year(epoch_ms(open_time)) AS year, month(epoch_ms(open_time)) AS month FROM t) "
-        f"TO '{tmp / 'pq-floor'}' (FORMAT parquet, COMPRESSION zstd, PARTITION_BY ({', '.join(PARTITIONS)}))"
+        "COPY (SELECT *, year(epoch_ms(open_time)) AS year, "
+        "month(epoch_ms(open_time)) AS month FROM t) "
+        f"TO '{tmp / 'pq-floor'}' "
+        f"(FORMAT parquet, COMPRESSION zstd, PARTITION_BY ({', '.join(PARTITIONS)}))"
     ).fetchall()
     floor = len(table) / (time.perf_counter() - began)
     return ours, floor, result.rows
@@ -129,8 +131,10 @@ def bench_query(symbols: int, days: int, tmp: Path) -> tuple[int, float, float, 
         )
         con.register("t", table)
         con.execute(
-            f"COPY (SELECT *, year(epoch_ms(open_time)) AS year, month(epoch_ms(open_time)) AS month FROM t) "
-            f"TO '{out}' (FORMAT parquet, COMPRESSION zstd, PARTITION_BY ({', '.join(PARTITIONS)}), "
+            "COPY (SELECT *, year(epoch_ms(open_time)) AS year, "
+            "month(epoch_ms(open_time)) AS month FROM t) "
+            f"TO '{out}' "
+            f"(FORMAT parquet, COMPRESSION zstd, PARTITION_BY ({', '.join(PARTITIONS)}), "
             "FILENAME_PATTERN 'part-{uuid}', APPEND)"
         ).fetchall()
         con.unregister("t")
@@ -157,7 +161,8 @@ def main() -> None:
         ours, floor = bench_writes(args.rows, tmp)
         print(f"{'benchmark':<44}{'marketlab':>14}{'floor':>14}{'ratio':>8}")
         print(
-            f"{'SQLite writes, rows/s (' + format(args.rows, ',') + ' klines)':<44}{ours:>14,.0f}{floor:>14,.0f}"
+            f"{'SQLite writes, rows/s (' + format(args.rows, ',') + ' klines)':<44}"
+            f"{ours:>14,.0f}{floor:>14,.0f}"
             f"{ours / floor:>8.2f}   floor: bare executemany, one transaction"
         )
         ours, floor, exported = bench_export(tmp)

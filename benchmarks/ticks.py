@@ -1,4 +1,5 @@
-"""Tick store benchmark: ``python benchmarks/ticks.py [--trades 2000000] [--read 5000000] [--rounds 3]``.
+"""Tick store benchmark:
+``python benchmarks/ticks.py [--trades 2000000] [--read 5000000] [--rounds 3]``.
 
 Three measurements, each against a floor measured in the same run (medians of interleaved rounds):
 
@@ -153,11 +154,13 @@ def main() -> None:
     f_rate = args.trades / med([f for _, f, _ in writes])
     r_rate = args.trades / med([r for _, _, r in writes])
     print(
-        f"{'write':<8}{w_rate:>10,.0f} r/s{f_rate:>10,.0f} r/s{med([f / o for o, f, _ in writes]):>10.2f}"
+        f"{'write':<8}{w_rate:>10,.0f} r/s{f_rate:>10,.0f} "
+        f"r/s{med([f / o for o, f, _ in writes]):>10.2f}"
         "   pyarrow.parquet.write_table of the same rows as Arrow"
     )
     print(
-        f"{'(records)':<8}{r_rate:>10,.0f} r/s{f_rate:>10,.0f} r/s{med([f / r for _, f, r in writes]):>10.2f}"
+        f"{'(records)':<8}{r_rate:>10,.0f} r/s{f_rate:>10,.0f} "
+        f"r/s{med([f / r for _, f, r in writes]):>10.2f}"
         "   the same floor; trades as records (fetched late, by id)"
     )
     print(

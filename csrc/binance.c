@@ -1,13 +1,18 @@
 /* Binance combined frames, compiled: a frame {"stream":"NAME","data":PAYLOAD} of one of our
  * streams straight to its record and its taker, without the wire struct in between.
  *
- * take_combined(lanes, frame) -> bool
- *   lanes: a dict by stream NAME (bytes) of Lane tuples (binance/frames.py), whose `code` says
- *   which payload this reader knows: a trade, a diff-depth update, a kline, a 24h ticker (0: a
- *   payload it leaves to the lane's msgspec decoder). True when the record went to the lane's
- *   taker; False when the frame is anything else (an unknown stream, a control event, a payload
- *   that is malformed or merely unusual: escapes, a missing field, a number out of range) -
- *   the caller's careful decoder takes those and says what is wrong.
+ * LaneTable(refused): a type that owns a feed's lanes, by stream name. add(name, payload, make,
+ *   take, stats, symbol, interval, decode, convert) adds one: `payload` names what this reader
+ *   reads of it (a key of PAYLOADS: "trade", "depth", "kline", "ticker"; "" leaves its payloads
+ *   to `convert(decode(payload))`, whose `refused` exceptions say "not this way"). A payload
+ *   read is made into its record by `make(*values)`, the values in the order PAYLOADS names
+ *   them (the Python side checks its record class against them, and hands an adapter where
+ *   they differ), and handed to `take(stats, record, "ws")`.
+ * take_combined(table, frame) -> bool
+ *   True when the record went to its lane's taker; False when the frame is anything else (an
+ *   unknown stream, a control event, a payload that is malformed or merely unusual: escapes, a
+ *   missing field, a number out of range) - the caller's careful decoder takes those and says
+ *   what is wrong.
  * The twin of binance/frames.py's take_combined_python: numbers are read to the same double
  * (exact decimal fast path, else Python's correctly rounded conversion), strings equal to the
  * lane's symbol or interval are that very object.
@@ -21,11 +26,29 @@
 
 #include "native.h"
 
-/* Lane tuple fields (binance/frames.py's Lane) */
-enum { L_CODE, L_RECORD, L_TAKE, L_STATS, L_SYMBOL, L_INTERVAL, L_DECODE, L_CONVERT, L_QUICK };
+/* What this reader reads of a lane's payloads (K_OTHER: nothing, msgspec's decoder does) */
 enum { K_OTHER = 0, K_TRADE = 1, K_DEPTH = 2, K_KLINE = 3, K_TICKER = 4 };
+static const char *const PAYLOAD_NAMES[] = {"", "trade", "depth", "kline", "ticker"};
 
-static PyObject *BUY, *SELL, *WS, *DECODE_ERROR;
+/* The values of each payload's record, in the order `make` is given them (record_of's) */
+static const char *const TRADE_VALUES[] = {"symbol", "trade_id", "price", "qty",
+                                           "side",   "time",     "event_time", NULL};
+static const char *const DEPTH_VALUES[] = {"symbol", "first_update_id", "last_update_id",
+                                           "bids",   "asks",            "event_time", NULL};
+static const char *const KLINE_VALUES[] = {
+    "symbol",       "interval", "open_time", "open",   "high",
+    "low",          "close",    "volume",    "close_time", "quote_volume",
+    "trades",       "taker_buy_volume",      "taker_buy_quote_volume", "closed",
+    "event_time",   NULL};
+static const char *const TICKER_VALUES[] = {
+    "symbol",    "event_time",     "last",       "last_qty",     "bid",       "bid_qty",
+    "ask",       "ask_qty",        "open",       "high",         "low",       "volume",
+    "quote_volume", "change",      "change_pct", "weighted_avg", "prev_close", "open_time",
+    "close_time", "first_trade_id", "last_trade_id", "trades",  NULL};
+static const char *const *const VALUES[] = {NULL, TRADE_VALUES, DEPTH_VALUES, KLINE_VALUES,
+                                            TICKER_VALUES};
+
+static PyObject *BUY, *SELL, *WS;
 
 #include "json_cursor.h"
 
@@ -291,48 +314,49 @@ static PyObject *levels_at(const Levels *lv, uint64_t span) {
 #define INT(x) PyLong_FromLongLong(x)
 #define FLT(x) PyFloat_FromDouble(x)
 
-/* `type(*args)` of `n` new references (NULL where one failed), which are dropped. */
-static PyObject *build(PyObject *type, PyObject **args, Py_ssize_t n) {
+/* `make(*args)` of `n` new references (NULL where one failed), which are dropped. */
+static PyObject *build(PyObject *make, PyObject **args, Py_ssize_t n) {
     PyObject *rec = NULL;
     Py_ssize_t i;
     for (i = 0; i < n; i++)
         if (args[i] == NULL)
             break;
     if (i == n)
-        rec = PyObject_Vectorcall(type, args, n, NULL);
+        rec = PyObject_Vectorcall(make, args, n, NULL);
     for (i = 0; i < n; i++)
         Py_XDECREF(args[i]);
     return rec;
 }
 
-/* The record of a payload read into slots `v` (its strings lie from `base`, its frame). */
-static PyObject *record_of(int code, PyObject *type, const char *base, const uint64_t *v,
+/* The record of a payload read into slots `v` (its strings lie from `base`, its frame): `make`
+ * given the values named by the payload's *_VALUES, in that order. */
+static PyObject *record_of(int code, PyObject *make, const char *base, const uint64_t *v,
                            const Levels *lv, PyObject *sym, PyObject *interval) {
     const uint64_t *k = v + BODY_SLOTS;
-    if (code == K_TRADE) { /* Trade(s, t, p, q, side, T, E) */
+    if (code == K_TRADE) { /* TRADE_VALUES: s, t, p, q, side, T, E */
         PyObject *a[] = {str_at(base, v[1], sym, interval), INT(I(v, 2)), FLT(F(v, 3)),
                          FLT(F(v, 4)), Py_NewRef(v[6] ? SELL : BUY), INT(I(v, 5)), INT(I(v, 0))};
-        return build(type, a, 7);
+        return build(make, a, 7);
     }
-    if (code == K_DEPTH) { /* BookDelta(s, U, u, b, a, E) */
+    if (code == K_DEPTH) { /* DEPTH_VALUES: s, U, u, b, a, E */
         PyObject *a[] = {str_at(base, v[1], sym, interval), INT(I(v, 2)), INT(I(v, 3)),
                          levels_at(lv, v[4]), levels_at(lv, v[5]), INT(I(v, 0))};
-        return build(type, a, 6);
+        return build(make, a, 6);
     }
-    if (code == K_KLINE) { /* Kline(k.s, k.i, k.t, o, h, l, c, v, k.T, q, n, V, Q, x, E) */
+    if (code == K_KLINE) { /* KLINE_VALUES: k.s, k.i, k.t, o, h, l, c, v, k.T, q, n, V, Q, x, E */
         PyObject *a[] = {str_at(base, k[2], sym, interval), str_at(base, k[3], sym, interval),
                          INT(I(k, 0)), FLT(F(k, 4)), FLT(F(k, 6)), FLT(F(k, 7)), FLT(F(k, 5)),
                          FLT(F(k, 8)), INT(I(k, 1)), FLT(F(k, 11)), INT(I(k, 9)), FLT(F(k, 12)),
                          FLT(F(k, 13)), PyBool_FromLong((long)k[10]), INT(I(v, 0))};
-        return build(type, a, 15);
+        return build(make, a, 15);
     }
-    /* Ticker(s, E, c, Q, b, B, a, A, o, h, l, v, q, p, P, w, x, O, C, F, L, n) */
+    /* TICKER_VALUES: s, E, c, Q, b, B, a, A, o, h, l, v, q, p, P, w, x, O, C, F, L, n */
     PyObject *a[] = {str_at(base, v[1], sym, interval), INT(I(v, 0)), FLT(F(v, 6)),
                      FLT(F(v, 7)),  FLT(F(v, 8)),  FLT(F(v, 9)),  FLT(F(v, 10)), FLT(F(v, 11)),
                      FLT(F(v, 12)), FLT(F(v, 13)), FLT(F(v, 14)), FLT(F(v, 15)), FLT(F(v, 16)),
                      FLT(F(v, 2)),  FLT(F(v, 3)),  FLT(F(v, 4)),  FLT(F(v, 5)),  INT(I(v, 17)),
                      INT(I(v, 18)), INT(I(v, 19)), INT(I(v, 20)), INT(I(v, 21))};
-    return build(type, a, 22);
+    return build(make, a, 22);
 }
 
 /* --- the frame ------------------------------------------------------------------------- */
@@ -360,145 +384,33 @@ static int combined_parts(const char *f, Py_ssize_t size, const char **name, Py_
     return 0;
 }
 
-/* The lane and payload span of a combined frame of a stream in `lanes` (a borrowed lane);
- * NULL without an error when it is not one. */
-static PyObject *lane_of(PyObject *frame, PyObject *lanes, const char **payload, Py_ssize_t *n) {
-    const char *name;
-    Py_ssize_t nlen;
-    if (!PyBytes_CheckExact(frame) ||
-        !combined_parts(PyBytes_AS_STRING(frame), PyBytes_GET_SIZE(frame), &name, &nlen, payload,
-                        n))
-        return NULL;
-    PyObject *key = PyBytes_FromStringAndSize(name, nlen);
-    if (key == NULL)
-        return NULL;
-    PyObject *lane = PyDict_GetItemWithError(lanes, key);
-    Py_DECREF(key);
-    return lane;
-}
+/* --- LaneTable: a feed's lanes by stream name, owned here ---------------------------------- */
 
-/* The lane's taker, given the record (a new reference, dropped); -1 on its error. */
-static int take(PyObject *lane, PyObject *record) {
-    PyObject *a[] = {PyTuple_GET_ITEM(lane, L_STATS), record, WS};
-    PyObject *r = PyObject_Vectorcall(PyTuple_GET_ITEM(lane, L_TAKE), a, 3, NULL);
-    Py_DECREF(record);
-    if (r == NULL)
-        return -1;
-    Py_DECREF(r);
-    return 0;
-}
-
-/* A lane's own decoder and converter (a payload this reader does not know): 1, 0 or -1. */
-static int take_decoded(PyObject *lane, const char *payload, Py_ssize_t n) {
-    PyObject *data = PyBytes_FromStringAndSize(payload, n);
-    if (data == NULL)
-        return -1;
-    PyObject *wire = PyObject_CallOneArg(PyTuple_GET_ITEM(lane, L_DECODE), data);
-    Py_DECREF(data);
-    if (wire == NULL) {
-        if (PyErr_ExceptionMatches(DECODE_ERROR)) {
-            PyErr_Clear();
-            return 0;
-        }
-        return -1;
-    }
-    PyObject *record = PyObject_CallOneArg(PyTuple_GET_ITEM(lane, L_CONVERT), wire);
-    Py_DECREF(wire);
-    if (record == Py_None) { /* not of the lane's stream: the careful path names it */
-        Py_DECREF(record);
-        return 0;
-    }
-    return record == NULL ? -1 : (take(lane, record) < 0 ? -1 : 1);
-}
-
-static int lane_code(PyObject *lane, long *code) {
-    if (!PyTuple_Check(lane) || PyTuple_GET_SIZE(lane) <= L_QUICK) {
-        PyErr_SetString(PyExc_TypeError, "a lane must be a Lane tuple");
-        return -1;
-    }
-    PyObject *quick = PyTuple_GET_ITEM(lane, L_QUICK);
-    if (quick != Py_None && !is_quick_taker(quick)) {
-        PyErr_SetString(PyExc_TypeError, "a lane's quick taker is a QuickTrade, a QuickDelta or None");
-        return -1;
-    }
-    *code = PyLong_AsLong(PyTuple_GET_ITEM(lane, L_CODE));
-    return (*code == -1 && PyErr_Occurred()) ? -1 : 0;
-}
-
-/* The symbol and interval a lane's payloads must name (its own strs' UTF-8, held by it). */
-static int lane_owner(PyObject *lane, Owner *own) {
-    own->symbol = PyUnicode_AsUTF8AndSize(PyTuple_GET_ITEM(lane, L_SYMBOL), &own->symbol_len);
-    own->interval =
-        PyUnicode_AsUTF8AndSize(PyTuple_GET_ITEM(lane, L_INTERVAL), &own->interval_len);
-    return own->symbol == NULL || own->interval == NULL ? -1 : 0;
-}
-
-/* A payload read into `v` to its lane: its quick taker's common case, else the record made
- * for its taker; 0, or -1 on an error. */
-static int take_read(PyObject *lane, int code, const char *base, const uint64_t *v,
-                     const Levels *lv) {
-    PyObject *quick = PyTuple_GET_ITEM(lane, L_QUICK);
-    if (quick != Py_None) {
-        int taken = ((QuickTaker *)quick)->take((QuickTaker *)quick, base, v, lv);
-        if (taken)
-            return taken < 0 ? -1 : 0;
-    }
-    PyObject *record = record_of(code, PyTuple_GET_ITEM(lane, L_RECORD), base, v, lv,
-                                 PyTuple_GET_ITEM(lane, L_SYMBOL),
-                                 PyTuple_GET_ITEM(lane, L_INTERVAL));
-    return record == NULL ? -1 : take(lane, record);
-}
-
-PyObject *take_combined(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
-    if (nargs != 2 || !PyDict_Check(args[0])) {
-        PyErr_SetString(PyExc_TypeError, "take_combined(lanes: dict, frame)");
-        return NULL;
-    }
-    const char *payload;
-    Py_ssize_t n;
-    long code;
-    PyObject *lane = lane_of(args[1], args[0], &payload, &n);
-    if (lane == NULL)
-        return PyErr_Occurred() ? NULL : Py_NewRef(Py_False);
-    if (lane_code(lane, &code) < 0)
-        return NULL;
-    int r;
-    Py_INCREF(lane); /* the taker may change the dict it came from */
-    if (code < K_TRADE || code > K_TICKER) {
-        r = take_decoded(lane, payload, n);
-    } else {
-        /* The frame's levels are its own: a taker, or a collection in the middle of making
-           the record, may run another collector thread's frame meanwhile. Most fit here. */
-        double pairs[2 * 128];
-        Levels lv = {pairs, 0, 128, 1};
-        Slots sl;
-        Owner own;
-        const char *base = PyBytes_AS_STRING(args[1]);
-        r = lane_owner(lane, &own) < 0
-                ? -1
-                : read_payload((int)code, base, payload, n, &sl, &lv, &own, 1);
-        if (r > 0)
-            r = take_read(lane, (int)code, base, sl.v, &lv) < 0 ? -1 : 1;
-        if (!lv.borrowed)
-            PyMem_RawFree(lv.v);
-    }
-    Py_DECREF(lane);
-    return r < 0 ? NULL : Py_NewRef(r ? Py_True : Py_False);
-}
-
-/* --- LaneTable: the lanes by stream name, for reading a block of frames without the GIL --- */
+/* One stream's lane: what its payloads are read as and go to. */
+typedef struct {
+    int32_t code;     /* K_* */
+    PyObject *make;   /* make(*values) -> the record (code K_TRADE..K_TICKER) */
+    PyObject *take;   /* take(stats, record, "ws") */
+    PyObject *stats;  /* the lane's status row, handed to `take` */
+    PyObject *symbol; /* str: what its payloads must name; the very str a record is given */
+    PyObject *interval;
+    PyObject *decode; /* decode(payload bytes) -> wire: payloads this reader leaves */
+    PyObject *convert; /* convert(wire) -> the record, or None when it is not the lane's */
+    Owner own;        /* the symbol's and interval's UTF-8, held by those strs */
+} Lane;
 
 typedef struct {
-    char *name;
+    char *name; /* NULL: a free slot */
     Py_ssize_t len;
-    int32_t lane, code;
-    Owner own; /* its strings are the lane's, which the table holds */
+    int32_t lane;
 } LaneSlot;
 
 typedef struct {
     FrameReader base;
-    PyObject *lanes; /* list of Lane tuples, by index */
-    LaneSlot *slots;
+    PyObject *refused; /* what a lane's decode raises for a payload not of its kind */
+    Lane **lanes;      /* each allocated once, never moved: a taker may add lanes meanwhile */
+    Py_ssize_t n, cap;
+    LaneSlot *slots; /* open addressing by name; at most half full */
     size_t mask;
 } LaneTable;
 
@@ -509,117 +421,323 @@ static uint64_t name_hash(const char *s, Py_ssize_t n) {
     return h;
 }
 
-static const LaneSlot *table_find(const LaneTable *t, const char *name, Py_ssize_t n) {
+static const Lane *table_find(const LaneTable *t, const char *name, Py_ssize_t n) {
     for (size_t i = name_hash(name, n) & t->mask;; i = (i + 1) & t->mask) {
         const LaneSlot *s = &t->slots[i];
         if (s->name == NULL)
             return NULL;
         if (s->len == n && memcmp(s->name, name, n) == 0)
-            return s;
+            return t->lanes[s->lane];
     }
+}
+
+/* The lane of a combined frame (its payload's span in *payload, *n); NULL when the frame is
+ * not one, or of no stream in the table. */
+static const Lane *frame_lane(const LaneTable *t, const char *frame, Py_ssize_t size,
+                              const char **payload, Py_ssize_t *n) {
+    const char *name;
+    Py_ssize_t nlen;
+    if (!combined_parts(frame, size, &name, &nlen, payload, n))
+        return NULL;
+    return table_find(t, name, nlen);
+}
+
+/* The lane's taker, given the record (a new reference, dropped); -1 on its error. */
+static int take(const Lane *lane, PyObject *record) {
+    PyObject *a[] = {lane->stats, record, WS};
+    PyObject *r = PyObject_Vectorcall(lane->take, a, 3, NULL);
+    Py_DECREF(record);
+    if (r == NULL)
+        return -1;
+    Py_DECREF(r);
+    return 0;
+}
+
+/* A lane's own decoder and converter (a payload this reader does not know): 1, 0 or -1. */
+static int take_decoded(const LaneTable *t, const Lane *lane, const char *payload,
+                        Py_ssize_t n) {
+    PyObject *data = PyBytes_FromStringAndSize(payload, n);
+    if (data == NULL)
+        return -1;
+    PyObject *wire = PyObject_CallOneArg(lane->decode, data);
+    Py_DECREF(data);
+    if (wire == NULL) {
+        if (PyErr_ExceptionMatches(t->refused)) {
+            PyErr_Clear();
+            return 0;
+        }
+        return -1;
+    }
+    PyObject *record = PyObject_CallOneArg(lane->convert, wire);
+    Py_DECREF(wire);
+    if (record == Py_None) { /* not of the lane's stream: the careful path names it */
+        Py_DECREF(record);
+        return 0;
+    }
+    return record == NULL ? -1 : (take(lane, record) < 0 ? -1 : 1);
+}
+
+/* A payload read into `v`, made into its record and handed to the lane's taker; 0 or -1. */
+static int take_read(const Lane *lane, const char *base, const uint64_t *v, const Levels *lv) {
+    PyObject *record =
+        record_of(lane->code, lane->make, base, v, lv, lane->symbol, lane->interval);
+    return record == NULL ? -1 : take(lane, record);
+}
+
+PyObject *take_combined(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 2 || !PyObject_TypeCheck(args[0], &LaneTableType)) {
+        PyErr_SetString(PyExc_TypeError, "take_combined(lanes: LaneTable, frame)");
+        return NULL;
+    }
+    LaneTable *t = (LaneTable *)args[0];
+    PyObject *frame = args[1];
+    const char *payload;
+    Py_ssize_t n;
+    if (!PyBytes_CheckExact(frame))
+        return Py_NewRef(Py_False);
+    const char *base = PyBytes_AS_STRING(frame);
+    const Lane *lane = frame_lane(t, base, PyBytes_GET_SIZE(frame), &payload, &n);
+    if (lane == NULL)
+        return Py_NewRef(Py_False);
+    int r;
+    Py_INCREF(t); /* the lane is the table's: held while its taker runs (it may drop it) */
+    if (lane->code == K_OTHER) {
+        r = take_decoded(t, lane, payload, n);
+    } else {
+        /* The frame's levels are its own: a taker, or a collection in the middle of making
+           the record, may run another collector thread's frame meanwhile. Most fit here. */
+        double pairs[2 * 128];
+        Levels lv = {pairs, 0, 128, 1};
+        Slots sl;
+        r = read_payload(lane->code, base, payload, n, &sl, &lv, &lane->own, 1);
+        if (r > 0)
+            r = take_read(lane, base, sl.v, &lv) < 0 ? -1 : 1;
+        if (!lv.borrowed)
+            PyMem_RawFree(lv.v);
+    }
+    Py_DECREF(t);
+    return r < 0 ? NULL : Py_NewRef(r ? Py_True : Py_False);
 }
 
 /* FrameReader.read: a combined frame of a known payload read into slots, no GIL needed. */
 static int table_read(FrameReader *r, const char *frame, Py_ssize_t size, Slots *out,
-                      Levels *lv, int32_t *lane, int *filled) {
+                      Levels *lv, int32_t *lane_index, int *filled) {
     const LaneTable *t = (const LaneTable *)r;
     const char *name, *payload;
     Py_ssize_t nlen, plen;
     if (!combined_parts(frame, size, &name, &nlen, &payload, &plen))
         return 0;
-    const LaneSlot *s = table_find(t, name, nlen);
-    if (s == NULL || s->code < K_TRADE || s->code > K_TICKER ||
-        !read_payload(s->code, frame, payload, plen, out, lv, &s->own, 0))
-        return 0;
-    *lane = s->lane;
-    *filled = FILLED[s->code];
-    return 1;
+    for (size_t i = name_hash(name, nlen) & t->mask;; i = (i + 1) & t->mask) {
+        const LaneSlot *s = &t->slots[i];
+        if (s->name == NULL)
+            return 0;
+        if (s->len != nlen || memcmp(s->name, name, nlen) != 0)
+            continue;
+        const Lane *lane = t->lanes[s->lane];
+        if (lane->code == K_OTHER ||
+            !read_payload(lane->code, frame, payload, plen, out, lv, &lane->own, 0))
+            return 0;
+        *lane_index = s->lane;
+        *filled = FILLED[lane->code];
+        return 1;
+    }
 }
 
 /* FrameReader.take: a frame read by table_read, to its record and taker (with the GIL). */
 static int table_take(FrameReader *r, int32_t lane_index, const char *frame, const uint64_t *v,
                       const Levels *lv) {
-    const LaneTable *t = (const LaneTable *)r;
-    PyObject *lane = PyList_GET_ITEM(t->lanes, lane_index);
-    long code = PyLong_AsLong(PyTuple_GET_ITEM(lane, L_CODE));
-    Py_INCREF(lane);
-    int rc = take_read(lane, (int)code, frame, v, lv);
-    Py_DECREF(lane);
+    LaneTable *t = (LaneTable *)r;
+    Py_INCREF(t);
+    int rc = take_read(t->lanes[lane_index], frame, v, lv);
+    Py_DECREF(t);
     return rc;
 }
 
+static void lane_free(Lane *lane) {
+    Py_XDECREF(lane->make);
+    Py_XDECREF(lane->take);
+    Py_XDECREF(lane->stats);
+    Py_XDECREF(lane->symbol);
+    Py_XDECREF(lane->interval);
+    Py_XDECREF(lane->decode);
+    Py_XDECREF(lane->convert);
+    PyMem_Free(lane);
+}
+
+/* add(name, payload, make, take, stats, symbol, interval, decode, convert) */
+static PyObject *LaneTable_add(LaneTable *t, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 9) {
+        PyErr_SetString(PyExc_TypeError, "add(name, payload, make, take, stats, symbol, "
+                                         "interval, decode, convert)");
+        return NULL;
+    }
+    if (t->base.frozen) {
+        PyErr_SetString(PyExc_RuntimeError, "a table read ahead by a recording's reader "
+                                            "takes no more lanes");
+        return NULL;
+    }
+    PyObject *name = args[0], *payload = args[1];
+    if (!PyBytes_Check(name) || !PyUnicode_Check(payload)) {
+        PyErr_SetString(PyExc_TypeError, "a lane's name is bytes and its payload a str");
+        return NULL;
+    }
+    int32_t code = -1;
+    for (int32_t k = K_OTHER; k <= K_TICKER; k++)
+        if (PyUnicode_CompareWithASCIIString(payload, PAYLOAD_NAMES[k]) == 0)
+            code = k;
+    if (code < 0) {
+        PyErr_Format(PyExc_ValueError, "no payload %R here (PAYLOADS, or \"\")", payload);
+        return NULL;
+    }
+    for (int i = 2; i < 9; i++) {
+        if (i != 4 && i != 5 && i != 6 && !PyCallable_Check(args[i]) &&
+            !(i == 2 && code == K_OTHER && args[i] == Py_None)) {
+            PyErr_Format(PyExc_TypeError, "add: argument %d must be callable", i + 1);
+            return NULL;
+        }
+    }
+    if (!PyUnicode_Check(args[5]) || !PyUnicode_Check(args[6])) {
+        PyErr_SetString(PyExc_TypeError, "a lane's symbol and interval are str");
+        return NULL;
+    }
+    const char *key = PyBytes_AS_STRING(name);
+    Py_ssize_t len = PyBytes_GET_SIZE(name);
+    Lane *lane = PyMem_Calloc(1, sizeof(Lane));
+    if (lane == NULL)
+        return PyErr_NoMemory();
+    lane->code = code;
+    lane->own.symbol = PyUnicode_AsUTF8AndSize(args[5], &lane->own.symbol_len);
+    lane->own.interval = PyUnicode_AsUTF8AndSize(args[6], &lane->own.interval_len);
+    if (lane->own.symbol == NULL || lane->own.interval == NULL) {
+        PyMem_Free(lane);
+        return NULL;
+    }
+    /* room: one more lane, and the slots at most half full */
+    if (t->n == t->cap) {
+        Py_ssize_t cap = t->cap ? 2 * t->cap : 16;
+        Lane **lanes = PyMem_Realloc(t->lanes, cap * sizeof(Lane *));
+        if (lanes == NULL) {
+            PyMem_Free(lane);
+            return PyErr_NoMemory();
+        }
+        t->lanes = lanes;
+        t->cap = cap;
+    }
+    if (2 * (size_t)(t->n + 1) > t->mask + 1) {
+        size_t size = 2 * (t->mask + 1);
+        LaneSlot *slots = PyMem_Calloc(size, sizeof(LaneSlot));
+        if (slots == NULL) {
+            PyMem_Free(lane);
+            return PyErr_NoMemory();
+        }
+        for (size_t i = 0; i <= t->mask; i++) {
+            LaneSlot *s = &t->slots[i];
+            if (s->name == NULL)
+                continue;
+            size_t j = name_hash(s->name, s->len) & (size - 1);
+            while (slots[j].name != NULL)
+                j = (j + 1) & (size - 1);
+            slots[j] = *s;
+        }
+        PyMem_Free(t->slots);
+        t->slots = slots;
+        t->mask = size - 1;
+    }
+    size_t i = name_hash(key, len) & t->mask;
+    while (t->slots[i].name != NULL &&
+           !(t->slots[i].len == len && memcmp(t->slots[i].name, key, len) == 0))
+        i = (i + 1) & t->mask;
+    LaneSlot *slot = &t->slots[i];
+    if (slot->name == NULL) { /* a new stream; a name added again takes its new lane */
+        slot->name = PyMem_Malloc(len + 1);
+        if (slot->name == NULL) {
+            PyMem_Free(lane);
+            return PyErr_NoMemory();
+        }
+        memcpy(slot->name, key, len + 1);
+        slot->len = len;
+    }
+    lane->make = Py_NewRef(args[2]);
+    lane->take = Py_NewRef(args[3]);
+    lane->stats = Py_NewRef(args[4]);
+    lane->symbol = Py_NewRef(args[5]);
+    lane->interval = Py_NewRef(args[6]);
+    lane->decode = Py_NewRef(args[7]);
+    lane->convert = Py_NewRef(args[8]);
+    slot->lane = (int32_t)t->n;
+    t->lanes[t->n++] = lane; /* (a replaced lane stays, unused, until the table goes) */
+    Py_RETURN_NONE;
+}
+
+static Py_ssize_t LaneTable_len(LaneTable *t) {
+    Py_ssize_t n = 0;
+    for (size_t i = 0; t->slots != NULL && i <= t->mask; i++)
+        n += t->slots[i].name != NULL;
+    return n;
+}
+
 static int LaneTable_traverse(LaneTable *t, visitproc visit, void *arg) {
-    Py_VISIT(t->lanes); /* its takers are the feed's methods: a cycle if the feed keeps it */
+    /* its takers are the feed's methods: a cycle if the feed keeps it */
+    for (Py_ssize_t i = 0; i < t->n; i++) {
+        Lane *lane = t->lanes[i];
+        Py_VISIT(lane->make);
+        Py_VISIT(lane->take);
+        Py_VISIT(lane->stats);
+        Py_VISIT(lane->decode);
+        Py_VISIT(lane->convert);
+    }
+    Py_VISIT(t->refused);
     return 0;
 }
 
+/* every lane let go of (the table then finds no stream) */
 static int LaneTable_clear(LaneTable *t) {
-    Py_CLEAR(t->lanes);
+    for (size_t i = 0; t->slots != NULL && i <= t->mask; i++) {
+        PyMem_Free(t->slots[i].name);
+        t->slots[i].name = NULL;
+    }
+    Py_ssize_t n = t->n;
+    t->n = 0;
+    for (Py_ssize_t i = 0; i < n; i++)
+        lane_free(t->lanes[i]);
+    Py_CLEAR(t->refused);
     return 0;
 }
 
 static void LaneTable_dealloc(LaneTable *t) {
     PyObject_GC_UnTrack(t);
-    if (t->slots != NULL) {
-        for (size_t i = 0; i <= t->mask; i++)
-            PyMem_Free(t->slots[i].name);
-        PyMem_Free(t->slots);
-    }
-    Py_XDECREF(t->lanes);
+    LaneTable_clear(t);
+    PyMem_Free(t->slots);
+    PyMem_Free(t->lanes);
     Py_TYPE(t)->tp_free((PyObject *)t);
 }
 
 static PyObject *LaneTable_new(PyTypeObject *type, PyObject *args, PyObject *kw) {
-    PyObject *lanes;
-    if (!PyArg_ParseTuple(args, "O!:LaneTable", &PyDict_Type, &lanes))
+    PyObject *refused;
+    if (!PyArg_ParseTuple(args, "O:LaneTable", &refused))
         return NULL;
     LaneTable *t = (LaneTable *)type->tp_alloc(type, 0);
     if (t == NULL)
         return NULL;
     t->base.read = table_read;
     t->base.take = table_take;
-    size_t cap = 16;
-    while (cap < 2 * (size_t)PyDict_GET_SIZE(lanes) + 1)
-        cap *= 2;
-    t->mask = cap - 1;
-    t->slots = PyMem_Calloc(cap, sizeof(LaneSlot));
-    t->lanes = PyList_New(0);
-    if (t->slots == NULL || t->lanes == NULL)
-        goto fail;
-    PyObject *key, *lane;
-    Py_ssize_t pos = 0;
-    while (PyDict_Next(lanes, &pos, &key, &lane)) {
-        long code;
-        if (!PyBytes_Check(key)) {
-            PyErr_SetString(PyExc_TypeError, "lanes are keyed by stream name as bytes");
-            goto fail;
-        }
-        if (lane_code(lane, &code) < 0 || PyList_Append(t->lanes, lane) < 0)
-            goto fail;
-        Owner own;
-        if (lane_owner(lane, &own) < 0)
-            goto fail;
-        const char *name = PyBytes_AS_STRING(key);
-        Py_ssize_t n = PyBytes_GET_SIZE(key);
-        size_t i = name_hash(name, n) & t->mask;
-        while (t->slots[i].name != NULL)
-            i = (i + 1) & t->mask;
-        t->slots[i].name = PyMem_Malloc(n + 1);
-        if (t->slots[i].name == NULL) {
-            PyErr_NoMemory();
-            goto fail;
-        }
-        memcpy(t->slots[i].name, name, n + 1);
-        t->slots[i].len = n;
-        t->slots[i].lane = (int32_t)(PyList_GET_SIZE(t->lanes) - 1);
-        t->slots[i].code = (int32_t)code;
-        t->slots[i].own = own;
+    t->refused = Py_NewRef(refused);
+    t->mask = 15;
+    t->slots = PyMem_Calloc(t->mask + 1, sizeof(LaneSlot));
+    if (t->slots == NULL) {
+        Py_DECREF(t);
+        return PyErr_NoMemory();
     }
     return (PyObject *)t;
-fail:
-    Py_DECREF(t);
-    return NULL;
 }
+
+static PyMethodDef LaneTable_methods[] = {
+    {"add", (PyCFunction)(void (*)(void))LaneTable_add, METH_FASTCALL,
+     "add(name, payload, make, take, stats, symbol, interval, decode, convert): a stream's lane"},
+    {NULL, NULL, 0, NULL},
+};
+
+static PySequenceMethods LaneTable_seq = {.sq_length = (lenfunc)LaneTable_len};
 
 PyTypeObject LaneTableType = {
     PyVarObject_HEAD_INIT(NULL, 0).tp_name = "marketlab._native.LaneTable",
@@ -628,10 +746,34 @@ PyTypeObject LaneTableType = {
     .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
     .tp_traverse = (traverseproc)LaneTable_traverse,
     .tp_clear = (inquiry)LaneTable_clear,
-    .tp_doc = "LaneTable(lanes): a feed's lanes by stream name, for reading a recording's "
-              "frames ahead of the collector (without the GIL).",
+    .tp_doc = "LaneTable(refused): a feed's lanes by stream name (add), read by take_combined "
+              "and, without the GIL, by a recording's reader.",
     .tp_new = LaneTable_new,
+    .tp_methods = LaneTable_methods,
+    .tp_as_sequence = &LaneTable_seq,
 };
+
+/* PAYLOADS: {payload name: the names of its record's values, in `make`'s order} */
+static PyObject *payloads(void) {
+    PyObject *d = PyDict_New();
+    for (int k = K_TRADE; d != NULL && k <= K_TICKER; k++) {
+        Py_ssize_t n = 0;
+        while (VALUES[k][n] != NULL)
+            n++;
+        PyObject *names = PyTuple_New(n);
+        for (Py_ssize_t i = 0; names != NULL && i < n; i++) {
+            PyObject *s = PyUnicode_InternFromString(VALUES[k][i]);
+            if (s == NULL)
+                Py_CLEAR(names);
+            else
+                PyTuple_SET_ITEM(names, i, s);
+        }
+        if (names == NULL || PyDict_SetItemString(d, PAYLOAD_NAMES[k], names) < 0)
+            Py_CLEAR(d);
+        Py_XDECREF(names);
+    }
+    return d;
+}
 
 int native_binance_init(PyObject *module) {
     classes_init();
@@ -646,10 +788,5 @@ int native_binance_init(PyObject *module) {
     if (BUY == NULL || SELL == NULL || WS == NULL || PyType_Ready(&LaneTableType) < 0 ||
         PyModule_AddObjectRef(module, "LaneTable", (PyObject *)&LaneTableType) < 0)
         return -1;
-    PyObject *msgspec = PyImport_ImportModule("msgspec");
-    if (msgspec == NULL)
-        return -1;
-    DECODE_ERROR = PyObject_GetAttrString(msgspec, "DecodeError");
-    Py_DECREF(msgspec);
-    return DECODE_ERROR == NULL ? -1 : 0;
+    return module_add(module, "PAYLOADS", payloads());
 }

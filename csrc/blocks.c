@@ -1,20 +1,23 @@
 /* A recording's entries a block at a time, read ahead of the collector.
  *
+ * Block: a type that owns a block's bytes, its entries and the slots of its frames.
+ *
  * read_block(reader, rest, more, kinds, ws_kind) -> Block
- *   Cuts the decompressed bytes `rest + more` into entries (the format of record/recording.py)
+ *   Cuts the decompressed bytes `rest + more` into entries (the format of recording/files.py)
  *   and has `reader` (a FrameReader, e.g. a LaneTable) read every frame it knows into slots,
  *   all without the GIL: on the read-ahead thread this overlaps the collector's work. `kinds`
  *   is 256 bytes, non-zero for a kind that may stand in a recording; scanning stops before an
  *   entry of any other kind, or whose tag is not UTF-8 (`bad`, the caller names the damage) or one cut by the block's end
  *   (`rest`: the bytes after the last whole entry, for the next block).
- * Block.run(limit, entry_type, tags, on_entry, on_tag, clock) -> (done, counts, finished)
+ * Block.run(limit, make, tags, on_entry, on_tag, clock, due) -> (done, counts, finished)
  *   On the collector's thread: up to `limit` entries in order, each told to `clock(time_ns)`
- *   first (unless None; a clock with a `due` time is told only from then on, as it would
- *   have ignored the rest); a frame read goes to its lane's taker, any other entry to
- *   `on_entry(entry_type(kind, time_ns, tag, data))` as recording._entries_native gives it.
+ *   first (unless None; where `due` is not None, `due()` is the recorded time before which
+ *   the clock has nothing to do, asked again after each time it is told: it is told only from
+ *   then on, as it would have ignored the rest); a frame read goes to its lane's taker, any
+ *   other entry to `on_entry(make((kind, time_ns, tag, data)))` as scan_entries gives it.
  *   `on_tag(tag)` is told of a connection's first frame taken here (before it is taken);
  *   `counts` are (tag, frames taken) since the last run. The twin is the Python loop of
- *   record/replay.py over recording._entries (entries one by one through on_frame).
+ *   recording/replay.py over recording/files.py's entries (one by one through on_frame).
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -140,6 +143,7 @@ PyObject *read_block(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
     long ws_kind = PyLong_AsLong(args[4]);
     if (ws_kind == -1 && PyErr_Occurred())
         return NULL;
+    ((FrameReader *)reader)->frozen = 1; /* read below without the GIL */
     Py_ssize_t n_rest = PyBytes_GET_SIZE(rest), size = n_rest + PyBytes_GET_SIZE(more);
     BlockData d;
     memset(&d, 0, sizeof(d));
@@ -208,24 +212,15 @@ static int tag_index(Block *b, const BlockEntry *e, PyObject *tags, PyObject *on
     return i;
 }
 
-static int give_entry(Block *b, const BlockEntry *e, PyObject *etype, PyObject *tags,
+static int give_entry(Block *b, const BlockEntry *e, PyObject *make, PyObject *tags,
                       PyObject *on_entry) {
     const char *data = b->d.data;
-    PyTypeObject *tp = (PyTypeObject *)etype;
-    PyObject *entry = tp->tp_alloc(tp, 4);
+    PyObject *tag = tag_of(tags, data + e->tag_off, e->tag_len);
+    PyObject *entry = tag == NULL ? NULL
+                                  : make_entry(make, e->kind, e->time_ns, tag,
+                                               data + e->data_off, e->data_len);
     if (entry == NULL)
         return -1;
-    PyObject *kind = PyLong_FromLong(e->kind), *time_ns = PyLong_FromLongLong(e->time_ns);
-    PyObject *tag = tag_of(tags, data + e->tag_off, e->tag_len);
-    PyObject *body = PyBytes_FromStringAndSize(data + e->data_off, e->data_len);
-    PyTuple_SET_ITEM(entry, 0, kind);
-    PyTuple_SET_ITEM(entry, 1, time_ns);
-    PyTuple_SET_ITEM(entry, 2, tag);
-    PyTuple_SET_ITEM(entry, 3, body);
-    if (kind == NULL || time_ns == NULL || tag == NULL || body == NULL) {
-        Py_DECREF(entry);
-        return -1;
-    }
     PyObject *r = PyObject_CallOneArg(on_entry, entry);
     Py_DECREF(entry);
     if (r == NULL)
@@ -234,9 +229,9 @@ static int give_entry(Block *b, const BlockEntry *e, PyObject *etype, PyObject *
     return 0;
 }
 
-/* A clock's `due`: the recorded time (ns) before which it has nothing to do. */
-static int clock_due(PyObject *clock, int64_t *due) {
-    PyObject *d = PyObject_GetAttrString(clock, "due");
+/* `due()`: the recorded time (ns) before which the clock has nothing to do. */
+static int clock_due(PyObject *due_of, int64_t *due) {
+    PyObject *d = PyObject_CallNoArgs(due_of);
     if (d == NULL)
         return -1;
     *due = PyLong_AsLongLong(d);
@@ -245,26 +240,27 @@ static int clock_due(PyObject *clock, int64_t *due) {
 }
 
 static PyObject *Block_run(Block *b, PyObject *const *args, Py_ssize_t nargs) {
-    if (nargs != 6) {
-        PyErr_SetString(PyExc_TypeError, "run(limit, entry_type, tags, on_entry, on_tag, clock)");
+    if (nargs != 7) {
+        PyErr_SetString(PyExc_TypeError,
+                        "run(limit, make, tags, on_entry, on_tag, clock, due)");
         return NULL;
     }
     Py_ssize_t limit = PyLong_AsSsize_t(args[0]);
     if (limit == -1 && PyErr_Occurred())
         return NULL;
-    PyObject *etype = args[1], *tags = args[2], *on_entry = args[3], *on_tag = args[4];
+    PyObject *make = args[1], *tags = args[2], *on_entry = args[3], *on_tag = args[4];
     PyObject *clock = args[5] == Py_None ? NULL : args[5];
-    if (!PyType_Check(etype) || !PyType_IsSubtype((PyTypeObject *)etype, &PyTuple_Type) ||
-        !PyDict_CheckExact(tags)) {
-        PyErr_SetString(PyExc_TypeError, "entry_type must be a tuple type and tags a dict");
+    PyObject *due_of = args[6] == Py_None ? NULL : args[6];
+    if (!PyCallable_Check(make) || !PyDict_CheckExact(tags)) {
+        PyErr_SetString(PyExc_TypeError, "make must be callable and tags a dict");
         return NULL;
     }
     FrameReader *reader = (FrameReader *)b->reader;
     const char *data = b->d.data;
     Py_ssize_t done = 0;
     int64_t due = 0;
-    int has_due = clock != NULL && PyObject_HasAttrString(clock, "due");
-    if (has_due && clock_due(clock, &due) < 0)
+    int has_due = clock != NULL && due_of != NULL;
+    if (has_due && clock_due(due_of, &due) < 0)
         return NULL;
     while (b->next < b->d.n && done < limit) {
         const BlockEntry *e = &b->d.entries[b->next++];
@@ -273,8 +269,10 @@ static PyObject *Block_run(Block *b, PyObject *const *args, Py_ssize_t nargs) {
             PyObject *t = PyLong_FromLongLong(e->time_ns);
             PyObject *r = t ? PyObject_CallOneArg(clock, t) : NULL;
             Py_XDECREF(t);
-            if (r == NULL || (has_due && clock_due(clock, &due) < 0))
+            if (r == NULL || (has_due && clock_due(due_of, &due) < 0)) {
+                Py_XDECREF(r);
                 return NULL;
+            }
             Py_DECREF(r);
         }
         int ti = e->lane >= 0 ? tag_index(b, e, tags, on_tag) : -1;
@@ -285,7 +283,7 @@ static PyObject *Block_run(Block *b, PyObject *const *args, Py_ssize_t nargs) {
             if (reader->take(reader, e->lane, data + e->data_off, b->d.words + e->slot,
                              &b->d.levels) < 0)
                 return NULL;
-        } else if (give_entry(b, e, etype, tags, on_entry) < 0) {
+        } else if (give_entry(b, e, make, tags, on_entry) < 0) {
             return NULL;
         }
     }
@@ -317,7 +315,7 @@ static PyObject *Block_get_rest(Block *b, void *unused) {
 
 static PyMethodDef Block_methods[] = {
     {"run", (PyCFunction)(void (*)(void))Block_run, METH_FASTCALL,
-     "run(limit, entry_type, tags, on_entry, on_tag, clock) -> (done, counts, finished)"},
+     "run(limit, make, tags, on_entry, on_tag, clock, due) -> (done, counts, finished)"},
     {NULL, NULL, 0, NULL},
 };
 

@@ -5,8 +5,9 @@
  * (up to the 5 ms switch interval) behind the collector: on a busy collector the blocks came
  * late. This one only ever waits for room in the queue.
  *
- * zstd_load(paths) -> str | None: the first library of `paths` that has libzstd's streaming
- *   decompression (loaded once for the process), or None.
+ * zstd_load() -> str | None: the system's libzstd, by soname (only the system's: the dynamic
+ *   loader's own search, no path from anywhere else, never a library out of a Python package),
+ *   loaded once for the process: the soname, or None where there is none.
  * Unzstd(): the same decompression for Python's readers of a recording, so that every reader
  *   decodes with one library in the same steps and names damage alike: step(chunk) -> bytes
  *   decompresses one step of compressed bytes whole (nothing of a step that fails is given;
@@ -37,26 +38,32 @@
 #include <sys/prctl.h>
 #endif
 
-/* libzstd's stable streaming API (zstd.h), declared here: the library is found at run time */
-typedef struct {
+/* libzstd's stable ABI, declared here as zstd.h declares it (a fresh machine has the library
+ * but not its headers): the streaming decompression of its stable public API only (no
+ * ZSTD_STATIC_LINKING_ONLY part), unchanged since v1.0. The library is found at run time. */
+typedef struct ZSTD_DCtx_s ZSTD_DStream;
+typedef struct ZSTD_inBuffer_s {
     const void *src;
     size_t size, pos;
-} ZInBuffer;
-typedef struct {
+} ZSTD_inBuffer;
+typedef struct ZSTD_outBuffer_s {
     void *dst;
     size_t size, pos;
-} ZOutBuffer;
+} ZSTD_outBuffer;
 static struct {
-    void *(*create)(void);
-    size_t (*free)(void *);
-    size_t (*init)(void *);
-    size_t (*decompress)(void *, ZOutBuffer *, ZInBuffer *);
-    unsigned (*is_error)(size_t);
-    const char *(*error_name)(size_t);
+    ZSTD_DStream *(*createDStream)(void);
+    size_t (*freeDStream)(ZSTD_DStream *);
+    size_t (*initDStream)(ZSTD_DStream *);
+    size_t (*decompressStream)(ZSTD_DStream *, ZSTD_outBuffer *, ZSTD_inBuffer *);
+    unsigned (*isError)(size_t);
+    const char *(*getErrorName)(size_t);
 } Z;
-static PyObject *Z_PATH; /* the library loaded, or NULL */
+/* where the system keeps it, by soname: Linux and the BSDs, then macOS */
+static const char *const ZSTD_SONAMES[] = {"libzstd.so.1", "libzstd.1.dylib", "libzstd.dylib",
+                                           NULL};
+static PyObject *Z_PATH; /* the soname of the library loaded, or NULL */
 
-#define STEP (1 << 17) /* compressed bytes decompressed whole at a time (record/recording.py's) */
+#define STEP (1 << 17) /* compressed bytes decompressed whole at a time (files.py: _STEP) */
 #define ROOM (1 << 17) /* free output space asked of libzstd per call, at least */
 /* A step that decompresses to more than this is damage (or a bomb): market data compresses
  * some tenfold, so a step gives a few megabytes; recording.py's Python stepper has the same. */
@@ -68,7 +75,7 @@ static PyObject *Z_PATH; /* the library loaded, or NULL */
     "a step of the compressed stream decompresses to more than " TEXT(STEP_OUT_BYTES) " bytes"
 
 typedef struct {
-    void *ds;
+    ZSTD_DStream *ds;
     int ended; /* the frame ended: any byte after it is damage */
     int after; /* bytes came after the frame's end */
 } Unz;
@@ -80,7 +87,7 @@ typedef struct {
 static int unz_step(Unz *u, const char *in, size_t n, char **out, size_t *size, size_t *cap,
                     const char **error) {
     size_t committed = *size;
-    ZInBuffer ib = {in, n, 0};
+    ZSTD_inBuffer ib = {in, n, 0};
     if (u->ended) {
         u->after = n > 0;
         return 0;
@@ -99,11 +106,11 @@ static int unz_step(Unz *u, const char *in, size_t n, char **out, size_t *size, 
             *cap = grown;
         }
         size_t room = *cap - *size, left = STEP_OUT_MAX + 1 - (*size - committed);
-        ZOutBuffer ob = {*out + *size, room < left ? room : left, 0};
-        size_t r = Z.decompress(u->ds, &ob, &ib);
-        if (Z.is_error(r)) {
+        ZSTD_outBuffer ob = {*out + *size, room < left ? room : left, 0};
+        size_t r = Z.decompressStream(u->ds, &ob, &ib);
+        if (Z.isError(r)) {
             *size = committed;
-            *error = Z.error_name(r);
+            *error = Z.getErrorName(r);
             return -1;
         }
         *size += ob.pos;
@@ -124,15 +131,15 @@ static int unz_step(Unz *u, const char *in, size_t n, char **out, size_t *size, 
 
 static int unz_init(Unz *u) {
     memset(u, 0, sizeof(*u));
-    u->ds = Z.create();
+    u->ds = Z.createDStream();
     if (u->ds == NULL)
         return -2;
-    return Z.is_error(Z.init(u->ds)) ? -1 : 0;
+    return Z.isError(Z.initDStream(u->ds)) ? -1 : 0;
 }
 
 static void unz_free(Unz *u) {
     if (u->ds != NULL)
-        Z.free(u->ds);
+        Z.freeDStream(u->ds);
     u->ds = NULL;
 }
 
@@ -396,6 +403,7 @@ static PyObject *Inflow_new(PyTypeObject *type, PyObject *args, PyObject *kw) {
     Inflow *f = (Inflow *)type->tp_alloc(type, 0);
     if (f == NULL)
         return NULL;
+    ((FrameReader *)reader)->frozen = 1; /* read by the thread, without the GIL */
     f->reader = Py_NewRef(reader);
     f->source = Py_NewRef(source);
     f->kinds_obj = Py_NewRef(kinds);
@@ -548,46 +556,34 @@ static PyTypeObject UnzstdType = {
     .tp_new = Unzstd_new,
 };
 
-/* The five functions from the library at `path`: 1, or 0 (the library is let go again). */
-static int zstd_bind(const char *path) {
-    void *lib = dlopen(path, RTLD_NOW | RTLD_LOCAL);
+/* libzstd's functions from the library of soname `name`: 1, or 0 (the library is let go). */
+static int zstd_bind(const char *name) {
+    void *lib = dlopen(name, RTLD_NOW | RTLD_LOCAL);
     if (lib == NULL)
         return 0;
-    *(void **)&Z.create = dlsym(lib, "ZSTD_createDStream");
-    *(void **)&Z.free = dlsym(lib, "ZSTD_freeDStream");
-    *(void **)&Z.init = dlsym(lib, "ZSTD_initDStream");
-    *(void **)&Z.decompress = dlsym(lib, "ZSTD_decompressStream");
-    *(void **)&Z.is_error = dlsym(lib, "ZSTD_isError");
-    *(void **)&Z.error_name = dlsym(lib, "ZSTD_getErrorName");
-    if (Z.create && Z.free && Z.init && Z.decompress && Z.is_error && Z.error_name)
+    *(void **)&Z.createDStream = dlsym(lib, "ZSTD_createDStream");
+    *(void **)&Z.freeDStream = dlsym(lib, "ZSTD_freeDStream");
+    *(void **)&Z.initDStream = dlsym(lib, "ZSTD_initDStream");
+    *(void **)&Z.decompressStream = dlsym(lib, "ZSTD_decompressStream");
+    *(void **)&Z.isError = dlsym(lib, "ZSTD_isError");
+    *(void **)&Z.getErrorName = dlsym(lib, "ZSTD_getErrorName");
+    if (Z.createDStream && Z.freeDStream && Z.initDStream && Z.decompressStream && Z.isError &&
+        Z.getErrorName)
         return 1;
     memset(&Z, 0, sizeof(Z));
     dlclose(lib);
     return 0;
 }
 
-PyObject *zstd_load(PyObject *self, PyObject *paths) {
+PyObject *zstd_load(PyObject *self, PyObject *unused) {
     if (Z_PATH != NULL)
         return Py_NewRef(Z_PATH);
-    PyObject *seq = PySequence_Fast(paths, "zstd_load(paths): a sequence of str");
-    if (seq == NULL)
-        return NULL;
-    for (Py_ssize_t i = 0; i < PySequence_Fast_GET_SIZE(seq); i++) {
-        PyObject *p = PySequence_Fast_GET_ITEM(seq, i);
-        const char *path = PyUnicode_Check(p) ? PyUnicode_AsUTF8(p) : NULL;
-        if (path == NULL) {
-            Py_DECREF(seq);
-            if (!PyErr_Occurred())
-                PyErr_SetString(PyExc_TypeError, "zstd_load(paths): a sequence of str");
-            return NULL;
-        }
-        if (zstd_bind(path)) {
-            Z_PATH = Py_NewRef(p);
-            Py_DECREF(seq);
-            return Py_NewRef(p);
+    for (int i = 0; ZSTD_SONAMES[i] != NULL; i++) {
+        if (zstd_bind(ZSTD_SONAMES[i])) {
+            Z_PATH = PyUnicode_FromString(ZSTD_SONAMES[i]);
+            return Z_PATH == NULL ? NULL : Py_NewRef(Z_PATH);
         }
     }
-    Py_DECREF(seq);
     Py_RETURN_NONE;
 }
 
@@ -602,7 +598,7 @@ int native_inflow_init(PyObject *module) {
 
 #else /* no POSIX threads and dlopen: recordings are read ahead by a Python thread */
 
-PyObject *zstd_load(PyObject *self, PyObject *paths) { Py_RETURN_NONE; }
+PyObject *zstd_load(PyObject *self, PyObject *unused) { Py_RETURN_NONE; }
 int native_inflow_init(PyObject *module) { return 0; }
 
 #endif

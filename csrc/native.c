@@ -1,7 +1,8 @@
-/* Compiled pieces of the hot path, each a drop-in for a pure-Python function kept beside it
- * (marketlab/native.py chooses; MARKETLAB_PURE_PYTHON=1 forces Python). They work on the
- * very same Python objects (a book side's dict and heap list, a recording's bytes), so the
- * two implementations can be swapped and compared record for record.
+/* The module marketlab._native: compiled pieces of the hot path, each a drop-in for a
+ * pure-Python twin kept beside its caller (marketlab/native.py picks one for the whole package;
+ * MARKETLAB_PURE_PYTHON=1 forces Python), so the two can be swapped and compared record for
+ * record. This file: the book side (a type that owns its levels) and the recording's entry
+ * scanner (a pure function over bytes); binance.c, blocks.c and inflow.c the rest.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -15,6 +16,19 @@
  * key: an ask's price, or minus a bid's price) LAST, so the changes that come most often, near
  * the top of the book, move the fewest levels. The twin of book.py's BookSide, same methods.
  */
+
+typedef struct {
+    double key, qty;
+} Level;
+
+typedef struct {
+    PyObject_HEAD
+    Level *lv;
+    Py_ssize_t n, cap;
+    double bound; /* keys at or inside it are "known" (a cut snapshot vouches for them) */
+} Side;
+
+static PyTypeObject SideType;
 
 
 /* The index of `key` if held (*found = 1), else where it would go; keys descend by index. */
@@ -310,7 +324,9 @@ static int levels_and_sign(PyObject *const *args, Py_ssize_t nargs, const char *
     return 1;
 }
 
-int side_apply_pairs(Side *s, const double *pairs, size_t n, double sign) {
+/* `n` (price, qty) pairs set at key sign * price in order, qty 0 removing; -1 (no memory, an
+ * exception set) */
+static int side_apply_pairs(Side *s, const double *pairs, size_t n, double sign) {
     for (size_t i = 0; i < n; i++) {
         double price = pairs[2 * i], qty = pairs[2 * i + 1];
         if (qty == 0.0)
@@ -457,7 +473,7 @@ static PyMappingMethods Side_map = {.mp_length = (lenfunc)Side_len,
                                     .mp_subscript = (binaryfunc)Side_get,
                                     .mp_ass_subscript = (objobjargproc)Side_ass};
 
-PyTypeObject SideType = {
+static PyTypeObject SideType = {
     PyVarObject_HEAD_INIT(NULL, 0).tp_name = "marketlab._native.Side",
     .tp_basicsize = sizeof(Side),
     .tp_flags = Py_TPFLAGS_DEFAULT,
@@ -471,22 +487,45 @@ PyTypeObject SideType = {
 };
 
 /* --- recordings ------------------------------------------------------------------------
- * scan_entries(entry_type, buf, pos, kinds, tags) -> (entries, pos, bad)
+ * scan_entries(make, buf, pos, kinds, tags) -> (entries, pos, bad)
  *
  * Cuts whole entries (<BqHI header: kind, time_ns, tag length, data length; tag; data) out of
- * `buf` from `pos`, up to the first one not wholly in it, as `entry_type` (a NamedTuple of 4)
- * instances. `tags` caches decoded tags (bytes -> str). `bad` is True when an entry's kind is
- * not in `kinds` or its tag is not UTF-8 (scanning stops before it): the caller names the damage.
+ * `buf` from `pos`, up to the first one not wholly in it, each as `make((kind, time_ns, tag,
+ * data))` (ENTRY_VALUES names them, in this order). `tags` caches decoded tags (bytes -> str).
+ * `bad` is True when an entry's kind is not in `kinds` or its tag is not UTF-8 (scanning stops
+ * before it): the caller names the damage.
  */
+
+PyObject *make_entry(PyObject *make, unsigned kind, int64_t time_ns, PyObject *tag,
+                     const char *data, Py_ssize_t n) {
+    PyObject *values = PyTuple_New(4);
+    PyObject *k = values ? PyLong_FromUnsignedLong(kind) : NULL;
+    PyObject *t = k ? PyLong_FromLongLong(time_ns) : NULL;
+    PyObject *body = t ? PyBytes_FromStringAndSize(data, n) : NULL;
+    if (body == NULL) {
+        Py_XDECREF(values);
+        Py_XDECREF(k);
+        Py_XDECREF(t);
+        Py_DECREF(tag);
+        return NULL;
+    }
+    PyTuple_SET_ITEM(values, 0, k);
+    PyTuple_SET_ITEM(values, 1, t);
+    PyTuple_SET_ITEM(values, 2, tag);
+    PyTuple_SET_ITEM(values, 3, body);
+    PyObject *entry = PyObject_CallOneArg(make, values);
+    Py_DECREF(values);
+    return entry;
+}
 
 static PyObject *scan_entries(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
     if (nargs != 5) {
-        PyErr_SetString(PyExc_TypeError, "scan_entries(entry_type, buf, pos, kinds, tags)");
+        PyErr_SetString(PyExc_TypeError, "scan_entries(make, buf, pos, kinds, tags)");
         return NULL;
     }
-    PyObject *etype = args[0], *buf = args[1], *kinds = args[3], *tags = args[4];
-    if (!PyType_Check(etype) || !PyType_IsSubtype((PyTypeObject *)etype, &PyTuple_Type)) {
-        PyErr_SetString(PyExc_TypeError, "entry_type must be a tuple type");
+    PyObject *make = args[0], *buf = args[1], *kinds = args[3], *tags = args[4];
+    if (!PyCallable_Check(make)) {
+        PyErr_SetString(PyExc_TypeError, "make must be callable");
         return NULL;
     }
     if (!PyBytes_CheckExact(buf) || !PyDict_CheckExact(tags) || !PyAnySet_Check(kinds)) {
@@ -502,34 +541,30 @@ static PyObject *scan_entries(PyObject *self, PyObject *const *args, Py_ssize_t 
         PyErr_SetString(PyExc_ValueError, "pos outside buf");
         return NULL;
     }
-    PyTypeObject *tp = (PyTypeObject *)etype;
     PyObject *out = PyList_New(0);
     if (out == NULL)
         return NULL;
     int bad = 0;
-    PyObject *kind_ok[256] = {NULL}; /* small ints known to be kinds */
+    char kind_ok[256] = {0}; /* kinds known to be in `kinds` */
     EntryHead head;
     while (entry_head(data, size, pos, &head)) {
         unsigned kind = head.kind;
         uint16_t tag_len = head.tag_len;
         uint32_t data_len = head.data_len;
-        int64_t time_ns = head.time_ns;
         Py_ssize_t start = pos + ENTRY_HEAD;
-        if (kind_ok[kind] == NULL) {
+        if (!kind_ok[kind]) {
             PyObject *k = PyLong_FromUnsignedLong(kind);
             if (k == NULL)
                 goto fail;
             int ok = PySet_Contains(kinds, k);
-            if (ok < 0) {
-                Py_DECREF(k);
+            Py_DECREF(k);
+            if (ok < 0)
                 goto fail;
-            }
             if (!ok) {
-                Py_DECREF(k);
                 bad = 1;
                 break;
             }
-            kind_ok[kind] = k; /* one reference held until the end */
+            kind_ok[kind] = 1;
         }
         if (!utf8_valid(data + start, tag_len)) {
             bad = 1; /* a tag no writer wrote: damage, named by the caller */
@@ -546,40 +581,26 @@ static PyObject *scan_entries(PyObject *self, PyObject *const *args, Py_ssize_t 
             goto fail;
         } else {
             tag = PyUnicode_DecodeUTF8((const char *)data + start, tag_len, "strict");
-            if (tag == NULL || (PyDict_GET_SIZE(tags) < 4096 && PyDict_SetItem(tags, raw_tag, tag) < 0)) {
+            if (tag == NULL ||
+                (PyDict_GET_SIZE(tags) < 4096 && PyDict_SetItem(tags, raw_tag, tag) < 0)) {
                 Py_XDECREF(tag);
                 Py_DECREF(raw_tag);
                 goto fail;
             }
         }
         Py_DECREF(raw_tag);
-        PyObject *body = PyBytes_FromStringAndSize((const char *)data + start + tag_len, data_len);
-        PyObject *t = body ? PyLong_FromLongLong(time_ns) : NULL;
-        PyObject *entry = t ? tp->tp_alloc(tp, 4) : NULL;
-        if (entry == NULL) {
-            Py_XDECREF(body);
-            Py_XDECREF(t);
-            Py_DECREF(tag);
+        PyObject *entry = make_entry(make, kind, head.time_ns, tag,
+                                     (const char *)data + start + tag_len, data_len);
+        if (entry == NULL)
             goto fail;
-        }
-        Py_INCREF(kind_ok[kind]);
-        PyTuple_SET_ITEM(entry, 0, kind_ok[kind]);
-        PyTuple_SET_ITEM(entry, 1, t);
-        PyTuple_SET_ITEM(entry, 2, tag);
-        PyTuple_SET_ITEM(entry, 3, body);
-        PyObject_GC_UnTrack(entry); /* numbers, a str and bytes: never part of a cycle */
         int rc = PyList_Append(out, entry);
         Py_DECREF(entry);
         if (rc < 0)
             goto fail;
         pos = start + tag_len + data_len;
     }
-    for (int i = 0; i < 256; i++)
-        Py_XDECREF(kind_ok[i]);
     return Py_BuildValue("(NnO)", out, pos, bad ? Py_True : Py_False);
 fail:
-    for (int i = 0; i < 256; i++)
-        Py_XDECREF(kind_ok[i]);
     Py_DECREF(out);
     return NULL;
 }
@@ -587,12 +608,12 @@ fail:
 static PyMethodDef methods[] = {
     {"read_block", (PyCFunction)(void (*)(void))read_block, METH_FASTCALL,
      "read_block(reader, rest, more, kinds, ws_kind) -> Block: entries cut, frames read ahead"},
-    {"zstd_load", (PyCFunction)zstd_load, METH_O,
-     "zstd_load(paths) -> the first of `paths` with libzstd's streaming decompression, or None"},
+    {"zstd_load", (PyCFunction)zstd_load, METH_NOARGS,
+     "zstd_load() -> the soname of the system's libzstd, loaded (once), or None"},
     {"take_combined", (PyCFunction)(void (*)(void))take_combined, METH_FASTCALL,
      "take_combined(lanes, frame) -> True when the frame's record went to its lane's taker"},
     {"scan_entries", (PyCFunction)(void (*)(void))scan_entries, METH_FASTCALL,
-     "scan_entries(entry_type, buf, pos, kinds, tags) -> (entries, pos, bad)"},
+     "scan_entries(make, buf, pos, kinds, tags) -> (entries, pos, bad)"},
     {NULL, NULL, 0, NULL},
 };
 
@@ -609,8 +630,8 @@ PyMODINIT_FUNC PyInit__native(void) {
     if (m == NULL)
         return NULL;
     if (PyModule_AddObjectRef(m, "Side", (PyObject *)&SideType) < 0 ||
-        native_binance_init(m) < 0 || native_blocks_init(m) < 0 ||
-        native_quick_init(m) < 0 || native_inflow_init(m) < 0) {
+        module_add(m, "ENTRY_VALUES", Py_BuildValue("(ssss)", ENTRY_VALUES_NAMES)) < 0 ||
+        native_binance_init(m) < 0 || native_blocks_init(m) < 0 || native_inflow_init(m) < 0) {
         Py_DECREF(m);
         return NULL;
     }

@@ -1,4 +1,11 @@
-/* What the compiled module's source files share (csrc/native.c defines the module). */
+/* What the compiled module's source files share (csrc/native.c defines the module).
+ *
+ * The rule every file follows: compiled code is either a pure function over bytes and arrays
+ * (a frame read into slots, a recording's entries cut out) or a type that owns its data (a
+ * book side, a lane table, a block of entries) and is used through its methods. It never reads
+ * or writes a Python object's attributes by name and never mirrors a Python layout: what it
+ * makes, it makes by calling a `make` it was handed, with values in an order it declares
+ * itself (the *_VALUES names it exports), checked by the Python side. */
 #ifndef MARKETLAB_NATIVE_H
 #define MARKETLAB_NATIVE_H
 #include <Python.h>
@@ -45,17 +52,19 @@ typedef struct {
 /* A reader of a venue's frames in two steps: `read` without the GIL (1: read into the slots,
  * with the index of the frame's lane and how many slots it filled; 0: the frame goes the Python
  * way), `take` with it (the record made of those slots and handed to its lane's taker; -1 on
- * an error). */
+ * an error). `frozen`: set (with the GIL) once a thread may read without the GIL; the reader's
+ * tables change no more from then on. */
 typedef struct FrameReader {
     PyObject_HEAD
     int (*read)(struct FrameReader *r, const char *frame, Py_ssize_t n, Slots *out, Levels *lv,
                 int32_t *lane, int *filled);
     int (*take)(struct FrameReader *r, int32_t lane, const char *frame, const uint64_t *slots,
                 const Levels *lv);
+    int frozen;
 } FrameReader;
 
-/* A recording entry's head (record/recording.py's _ENTRY, little-endian as written: callers
- * check the host is too): 1 when the whole entry lies within `size` bytes from `pos`. */
+/* A recording entry's head (recording/files.py's _ENTRY: "<BqHI", little-endian as written,
+ * read so on any host): 1 when the whole entry lies within `size` bytes from `pos`. */
 #define ENTRY_HEAD 15
 typedef struct {
     unsigned kind;
@@ -64,17 +73,38 @@ typedef struct {
     uint32_t data_len;
 } EntryHead;
 
+static inline uint64_t little_endian(const unsigned char *p, int n) {
+    uint64_t v = 0;
+    for (int i = n - 1; i >= 0; i--)
+        v = (v << 8) | p[i];
+    return v;
+}
+
 static inline int entry_head(const unsigned char *data, Py_ssize_t size, Py_ssize_t pos,
                              EntryHead *e) {
     if (size - pos < ENTRY_HEAD)
         return 0;
     const unsigned char *h = data + pos;
     e->kind = h[0];
-    memcpy(&e->time_ns, h + 1, 8);
-    memcpy(&e->tag_len, h + 9, 2);
-    memcpy(&e->data_len, h + 11, 4);
+    e->time_ns = (int64_t)little_endian(h + 1, 8);
+    e->tag_len = (uint16_t)little_endian(h + 9, 2);
+    e->data_len = (uint32_t)little_endian(h + 11, 4);
     return size - pos - ENTRY_HEAD >= (Py_ssize_t)e->tag_len + (Py_ssize_t)e->data_len;
 }
+
+/* PyModule_Add (Python 3.13's): `value` (a new reference, or NULL on an error) added as
+ * `name`, and let go of; -1 on an error. */
+static inline int module_add(PyObject *module, const char *name, PyObject *value) {
+    int rc = value == NULL ? -1 : PyModule_AddObjectRef(module, name, value);
+    Py_XDECREF(value);
+    return rc;
+}
+
+/* csrc/native.c: an entry made by `make((kind, time_ns, tag, data))`, the values in the order
+ * of ENTRY_VALUES (the Python side hands a `make` that takes them so); `tag` is stolen. */
+#define ENTRY_VALUES_NAMES "kind", "time_ns", "tag", "data"
+PyObject *make_entry(PyObject *make, unsigned kind, int64_t time_ns, PyObject *tag,
+                     const char *data, Py_ssize_t n);
 
 /* Whether `n` bytes are UTF-8 as Python's strict decoder takes it (no overlong forms, no
  * surrogates, nothing past U+10FFFF): a recording's tag that is not is damage, named alike by
@@ -112,36 +142,8 @@ static inline int utf8_valid(const unsigned char *s, size_t n) {
     return 1;
 }
 
-/* csrc/native.c: one side of a book, levels (key, qty) sorted by key, the best (smallest key: an
- * ask's price, or minus a bid's price) LAST */
-typedef struct {
-    double key, qty;
-} Level;
-
-typedef struct {
-    PyObject_HEAD
-    Level *lv;
-    Py_ssize_t n, cap;
-    double bound; /* keys at or inside it are "known" (a cut snapshot vouches for them) */
-} Side;
-
-extern PyTypeObject SideType;
-/* `n` (price, qty) pairs set at key sign * price in order, qty 0 removing: Side.apply's work;
- * -1 (no memory, an exception set) */
-int side_apply_pairs(Side *s, const double *pairs, size_t n, double sign);
-
-/* csrc/quick.c: a lane's common case taken whole in compiled code. `take`: 1 when taken,
- * 0 when this record is not the common case (the caller makes the record for the lane's
- * Python taker, which is the reference), -1 on an error. */
-typedef struct QuickTaker {
-    PyObject_HEAD
-    int (*take)(struct QuickTaker *q, const char *base, const uint64_t *v, const Levels *lv);
-} QuickTaker;
-int is_quick_taker(PyObject *o);
-int native_quick_init(PyObject *module);
-
 /* csrc/inflow.c: a recording's blocks made by a thread that runs no Python */
-PyObject *zstd_load(PyObject *self, PyObject *paths);
+PyObject *zstd_load(PyObject *self, PyObject *unused);
 int native_inflow_init(PyObject *module);
 
 /* csrc/binance.c: Binance combined frames */

@@ -22,8 +22,14 @@ PNG = OUT.with_suffix(".png")
 
 def main() -> Path:
     with SimExchange(["BTCUSDT"], speed=60, seed=7, history="6h") as sim:
-        lab = Lab(["BTCUSDT"], intervals=["5m"], binance_ws_url=sim.ws_url, binance_rest_url=sim.rest_url,
-                  seed_klines=72, channels=["klines"])  # fmt: skip
+        lab = Lab(
+            ["BTCUSDT"],
+            intervals=["5m"],
+            binance_ws_url=sim.ws_url,
+            binance_rest_url=sim.rest_url,
+            seed_klines=72,
+            channels=["klines"],
+        )
         with lab:
             lab.wait_ready(60, books=False)
             df = lab.klines("BTCUSDT", "5m")
@@ -38,13 +44,23 @@ def main() -> Path:
     if browser:
         with tempfile.TemporaryDirectory() as d:
             page = Path(d) / "page.html"
-            figure.write_html(
-                page, include_plotlyjs=True, full_html=True
-            )  # offline: inline plotly.js
-            subprocess.run([browser, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
-                            "--disable-background-networking", "--no-first-run", f"--user-data-dir={d}/profile",
-                            f"--screenshot={PNG}", "--window-size=1000,540", "--virtual-time-budget=5000",
-                            page.as_uri()], check=True, capture_output=True, timeout=120)  # fmt: skip
+            # offline: inline plotly.js
+            figure.write_html(page, include_plotlyjs=True, full_html=True)
+            command = [
+                browser,
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--hide-scrollbars",
+                "--disable-background-networking",
+                "--no-first-run",
+                f"--user-data-dir={d}/profile",
+                f"--screenshot={PNG}",
+                "--window-size=1000,540",
+                "--virtual-time-budget=5000",
+                page.as_uri(),
+            ]
+            subprocess.run(command, check=True, capture_output=True, timeout=120)
     else:
         print("no Chromium found: skipped the PNG")
     return OUT

@@ -24,7 +24,7 @@ _LAZY = {
     "NatsServer": "marketlab.bus.server",
     "History": "marketlab.store.history",
     "SimExchange": "marketlab.sim.server",
-    "VenueError": "marketlab.venues.errors",
+    "VenueError": "marketlab.stream.feed",
 }
 
 

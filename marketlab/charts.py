@@ -269,6 +269,12 @@ def board_html(prices: pd.DataFrame, stale_after: float) -> str:
             f"<td style='color:{colour}'>{p['change_pct']:+.2f}%</td>"
             f"<td>{p['volume']:,.2f}</td><td>{p['age_s']:.1f} s</td><td>{p['source']}</td></tr>"
         )
-    head = "<tr><th>symbol</th><th>last</th><th>bid / ask</th><th>24h</th><th>volume</th><th>age</th><th>via</th></tr>"
+    head = (
+        "<tr><th>symbol</th><th>last</th><th>bid / ask</th><th>24h</th>"
+        "<th>volume</th><th>age</th><th>via</th></tr>"
+    )
     stamp = time.strftime("%H:%M:%S")
-    return f"<table style='font-family:monospace'>{head}{''.join(rows)}</table><small>updated {stamp}</small>"
+    return (
+        f"<table style='font-family:monospace'>{head}{''.join(rows)}</table>"
+        f"<small>updated {stamp}</small>"
+    )

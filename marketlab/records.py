@@ -242,6 +242,8 @@ class Interval(str):
 
     @property
     def ms(self) -> int:
+        """The length in milliseconds, for arithmetic on open times. The calendar month has
+        no fixed length: it gives 30 days, so use :meth:`next_open` to step through months."""
         return _FIXED_MS.get(self, 30 * _DAY)
 
     @property

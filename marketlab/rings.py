@@ -33,7 +33,7 @@ def utc_index(ms: np.ndarray, name: str) -> pd.DatetimeIndex:
     return utc_times(ms).rename(name)
 
 
-def epoch_ms(times: pd.DatetimeIndex | pd.Series) -> np.ndarray:
+def epoch_ms(times: pd.Index | pd.Series) -> np.ndarray:
     """Timestamps → epoch milliseconds, whatever their unit."""
     return pd.DatetimeIndex(times).as_unit("ms").asi8
 
@@ -277,7 +277,9 @@ class KlineBuffer:
             raise ValueError(f"capacity must be at least 1, got {capacity}")
         self.interval = Interval(interval)
         self.capacity = capacity
-        self.cols = {name: np.zeros(capacity, dtype=dt) for name, dt in _KLINE_DTYPES.items()}
+        self.cols: dict[str, np.ndarray] = {
+            name: np.zeros(capacity, dtype=dt) for name, dt in _KLINE_DTYPES.items()
+        }
         self.n = 0
         self._open: Kline | None = None  # the newest candle, open, not yet in the columns
         self.lock = threading.Lock()
@@ -374,7 +376,7 @@ class KlineBuffer:
         with self.lock:
             self._settle()
             a = {name: col[: self.n].copy() for name, col in self.cols.items()}
-        data = {name: a[name] for name in KLINE_COLUMNS}
+        data: dict[str, np.ndarray | pd.DatetimeIndex] = {name: a[name] for name in KLINE_COLUMNS}
         data["close_time"] = utc_times(a["close_time"])
         return pd.DataFrame(data, index=utc_index(a["open_time"], "open_time"))
 

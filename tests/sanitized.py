@@ -3,7 +3,7 @@ UndefinedBehaviorSanitizer.
 
     python tests/sanitized.py [--examples N] [pytest arguments]
 
-Builds ``marketlab._native`` from ``marketlab/_native*.c`` with ``-fsanitize=address,undefined``
+Builds ``marketlab._native`` from ``csrc/*.c`` with ``-fsanitize=address,undefined``
 into a temporary folder, then runs every fuzz target (``tests/**/test_fuzz_*.py``) and the tests
 that drive the compiled code in a process that loads that build in place of the installed one:
 a read past a buffer, a use after free, an overflow or any other undefined behaviour stops the
@@ -23,11 +23,11 @@ import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-PACKAGE = ROOT / "marketlab"
+SOURCES = ROOT / "csrc"
 # besides the fuzz targets: the other tests that drive the compiled code
 COMPILED_TESTS = [
     "tests/test_native.py",
-    "tests/venues/binance/test_quick_takers.py",
+    "tests/venues/binance/test_frame_reader.py",
     "tests/recording/test_recording.py",
 ]
 FLAGS = ["-fsanitize=address,undefined", "-fno-sanitize-recover=all", "-fno-omit-frame-pointer"]
@@ -40,8 +40,8 @@ spec = importlib.util.spec_from_file_location("marketlab._native", sys.argv[1])
 module = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(module)
 sys.modules["marketlab._native"] = module
-from marketlab.native import native
-assert native is module, "the sanitized build is not the one in use"
+from marketlab.native import compiled
+assert compiled("Side") is module.Side, "the sanitized build is not the one in use"
 import pytest
 raise SystemExit(pytest.main(sys.argv[2:]))
 """
@@ -54,7 +54,7 @@ def build(out: Path) -> Path:
         raise SystemExit("sanitized.py: no C compiler")
     target = out / f"_native{sysconfig.get_config_var('EXT_SUFFIX')}"
     include = sysconfig.get_paths()["include"]
-    sources = sorted(str(p) for p in PACKAGE.glob("_native*.c"))
+    sources = sorted(str(p) for p in SOURCES.glob("*.c"))
     command = [
         compiler,
         "-shared",
@@ -63,7 +63,7 @@ def build(out: Path) -> Path:
         "-g",
         *FLAGS,
         f"-I{include}",
-        f"-I{PACKAGE}",
+        f"-I{SOURCES}",
         *sources,
         "-o",
         str(target),

@@ -1,7 +1,9 @@
-"""The package layout holds: imports go one way (no cycle, lazy imports included), the sans-I/O
-modules stay free of I/O, the venue-neutral stream knows no venue, the collector never imports
-the simulator, and every registered venue is one complete package. (No cap on a module's length:
-a module is split when it holds two jobs, not when it is long.)"""
+"""The package layout holds: the top level is the public surface and the shared lower layers,
+imports go one way (no cycle of any kind: lazy and ``TYPE_CHECKING`` imports included), the
+sans-I/O modules stay free of I/O, the venue-neutral stream knows no venue, the collector never
+imports the simulator, every registered venue is one complete package, and no module reaches
+into another object's private attributes. (No cap on a module's length: a module is split when
+it holds two jobs, not when it is long.)"""
 
 from __future__ import annotations
 
@@ -25,45 +27,99 @@ def module_name(path: Path) -> str:
 MODULES = {module_name(p): p for p in ROOT.rglob("*.py")}
 
 
-def imports_of(path: Path) -> set[str]:
-    """Every module imported at run time (inside functions too; ``if TYPE_CHECKING`` is not)."""
+def imports_of(path: Path, type_checking: bool = True) -> set[str]:
+    """Every module imported, at run time (inside functions too) and under ``if TYPE_CHECKING``
+    (a type-only import still ties the two modules: a Protocol on the side that needs it breaks
+    a back-reference); ``type_checking=False`` leaves those out."""
+    return {m for m, _ in _imports(path) if type_checking or not _type_only(path, m)}
+
+
+def _imports(path: Path) -> set[tuple[str, bool]]:
+    """``(module, under TYPE_CHECKING)`` for every import of ``path``."""
     tree = ast.parse(path.read_text())
-    found: set[str] = set()
+    found: set[tuple[str, bool]] = set()
     package = (
         module_name(path) if path.name == "__init__.py" else module_name(path).rpartition(".")[0]
     )
 
-    def visit(node: ast.AST) -> None:
+    def visit(node: ast.AST, typing: bool) -> None:
         if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
+            for child in node.body:
+                visit(child, True)
             for child in node.orelse:
-                visit(child)
+                visit(child, typing)
             return
         if isinstance(node, ast.Import):
-            found.update(alias.name for alias in node.names)
+            found.update((alias.name, typing) for alias in node.names)
         elif isinstance(node, ast.ImportFrom):
             base = node.module or ""
             if node.level:
                 base = ".".join(
                     [*package.split(".")[: len(package.split(".")) - node.level + 1], base]
                 ).strip(".")
-            found.add(base)
-            found.update(f"{base}.{alias.name}" for alias in node.names)  # submodules by name
+            found.add((base, typing))
+            found.update((f"{base}.{alias.name}", typing) for alias in node.names)  # submodules
         for child in ast.iter_child_nodes(node):
-            visit(child)
+            visit(child, typing)
 
-    visit(tree)
+    visit(tree, False)
     return found
+
+
+def _type_only(path: Path, module: str) -> bool:
+    imports = _imports(path)
+    return (module, True) in imports and (module, False) not in imports
+
+
+def names_taken_from(path: Path) -> set[str]:
+    """The packages of ours that ``path`` takes a name from (``from marketlab.lab import Lab``):
+    their ``__init__`` is a real dependency, not just a package passed through on the way."""
+    return {
+        node.module
+        for node in ast.walk(ast.parse(path.read_text()))
+        if isinstance(node, ast.ImportFrom)
+        and node.module in MODULES  # absolute: the package has no relative imports
+        and any(f"{node.module}.{alias.name}" not in MODULES for alias in node.names)
+    }
 
 
 GRAPH = {
     name: {m for m in imports_of(path) if m in MODULES and m != name}
     for name, path in MODULES.items()
 }
+TAKES_NAMES = {name: names_taken_from(path) for name, path in MODULES.items()}
+
+# Type-only back-references that still close a cycle, each with why it stays. Only a
+# ``TYPE_CHECKING`` import can be excused here: the same edge at run time fails the test.
+TYPE_ONLY_BACK_REFERENCES = {
+    (face, "marketlab.sim.server"): (
+        "the simulator's faces, faults and replay are typed against the SimExchange that owns"
+        " them (sim/ is outside the boundaries change; a Protocol of what a face needs from"
+        " its exchange would remove these)"
+    )
+    for face in (
+        "marketlab.sim.binance",
+        "marketlab.sim.binance.rest",
+        "marketlab.sim.binance.ws",
+        "marketlab.sim.faults",
+        "marketlab.sim.okx",
+        "marketlab.sim.okx.rest",
+        "marketlab.sim.okx.ws",
+        "marketlab.sim.replay",
+    )
+}
 
 
 def package_edges(name: str) -> set[str]:
-    """A module's imports, less the package ``__init__`` files it passes through on the way."""
-    return {m for m in GRAPH[name] if not name.startswith(m + ".")}
+    """A module's imports, less the package ``__init__`` files it passes through on the way (an
+    ancestor package it takes a name from stays: that is an import of its ``__init__``), less the
+    excused type-only back-references."""
+    return {
+        m
+        for m in GRAPH[name]
+        if (not name.startswith(m + ".") or m in TAKES_NAMES[name])
+        and not ((name, m) in TYPE_ONLY_BACK_REFERENCES and _type_only(MODULES[name], m))
+    }
 
 
 def test_no_import_cycle():
@@ -171,3 +227,191 @@ def test_every_registered_venue_is_one_complete_package(venue):
     feed, rest = spec.feed_class(), importlib.import_module(spec.rest.partition(":")[0])
     assert feed.venue == venue and rest is not None
     assert spec.check_ws_url(spec.ws_url) and spec.check_rest_url(spec.rest_url) == spec.rest_url
+
+
+# --- the top level -----------------------------------------------------------------------------
+
+TOP_PACKAGES = {"bus", "cli", "lab", "recording", "server", "sim", "store", "stream", "venues"}
+TOP_PACKAGES_PLANNED = {"watch"}  # DESIGN.md's metrics and alerts, once they are written
+TOP_MODULES = {
+    "__init__.py",  # the public surface
+    "__main__.py",  # python -m marketlab
+    "records.py",  # normalized records: what every layer speaks
+    "numbers.py",  # the number rules the venues' schemas and the bus's messages share
+    "native.py",  # the one place that picks compiled or pure Python
+    "settings.py",  # defaults and argument checks every layer uses
+    "rings.py",  # the numpy ring buffers under the Lab's frames
+    "charts.py",  # live plotly charts (the Lab hands itself to them)
+}
+
+
+def test_the_top_level_holds_only_the_public_surface_and_shared_lower_layers():
+    """Everything else lives in its component's package, so the folders show the architecture.
+    Besides these only the compiled extension (``_native``, built from csrc/) may sit here."""
+    folders = {p.name for p in ROOT.iterdir() if p.is_dir() and p.name != "__pycache__"}
+    modules = {p.name for p in ROOT.iterdir() if p.is_file() and p.suffix == ".py"}
+    others = {
+        p.name
+        for p in ROOT.iterdir()
+        if p.is_file() and p.suffix != ".py" and not p.name.startswith("_native.")
+    }
+    assert TOP_PACKAGES <= folders <= TOP_PACKAGES | TOP_PACKAGES_PLANNED, folders
+    assert all((ROOT / f / "__init__.py").is_file() for f in folders), folders
+    assert modules == TOP_MODULES, modules ^ TOP_MODULES
+    assert not others, others
+
+
+# --- import direction --------------------------------------------------------------------------
+
+# What each layer must not import (records ← venues ← stream ← lab ← server, cli; store and
+# recording are used by the Lab; the bus sits beside the stream, under the Lab; charts are handed
+# a Lab; nothing but the CLI and the simulator itself imports the simulator).
+ABOVE = {
+    "records": ("venues", "stream", "lab", "store", "recording", "bus", "server", "cli", "sim"),
+    "numbers": ("venues", "stream", "lab", "store", "recording", "bus", "server", "cli", "sim"),
+    "settings": ("venues", "stream", "lab", "store", "recording", "bus", "server", "cli", "sim"),
+    "rings": ("venues", "stream", "lab", "store", "recording", "bus", "server", "cli", "sim"),
+    "venues": ("lab", "store", "bus", "server", "cli", "charts", "sim"),
+    "stream": ("lab", "store", "bus", "server", "cli", "charts", "sim"),
+    "recording": ("lab", "store", "bus", "server", "cli", "charts", "sim"),
+    "store": ("lab", "recording", "bus", "server", "cli", "charts", "sim"),
+    "bus": ("lab", "store", "server", "cli", "charts", "sim"),
+    "charts": ("lab", "store", "bus", "server", "cli", "sim"),
+    "lab": ("server", "cli", "sim"),
+    "server": ("cli", "sim"),
+}
+
+
+def layer(module: str) -> str:
+    return module.split(".")[1] if module.count(".") else module
+
+
+@pytest.mark.parametrize("below", sorted(ABOVE))
+def test_imports_go_one_way(below):
+    for name in (n for n in GRAPH if layer(n) == below):
+        above = {m for m in GRAPH[name] if layer(m) in ABOVE[below]}
+        assert not above, f"{name} imports {above}"
+
+
+# --- private attributes ------------------------------------------------------------------------
+
+# ``x._name`` where x is not self, cls, super(), type(self), the enclosing class, a module it
+# imported or an object the same function just made with ``cls(...)``: each one named here,
+# with why it stays (module, the access as written).
+PRIVATE_ACCESS_ALLOWED = {
+    ("marketlab.rings", "ring._pending"): (
+        "TradeBuffer.add inlines its ring's append (once per trade, the hot path); the ring"
+        " and the buffer are rings.py's, one unit"
+    ),
+    ("marketlab.rings", "ring._flush"): (
+        "TradeBuffer.merge flushes its ring under the lock it already holds (rings.py's own)"
+    ),
+    ("marketlab.cli.main", "collect._actions"): (
+        "argparse has no public way to give one parser's arguments to another"
+    ),
+    ("marketlab.cli.main", "serve._add_action"): "the same (argparse)",
+    ("marketlab.cli.main", "record._add_action"): "the same (argparse)",
+    ("marketlab.cli.main", "store._add_action"): "the same (argparse)",
+    ("marketlab.stream.connection", "ws._conn"): (
+        "aiohttp exposes no abort: a dead peer's connection is cut through its transport"
+    ),
+    ("marketlab.server.wire", "ws._send"): (
+        "Starlette exposes no way to tell the WebSocket's server protocol (see wire.py)"
+    ),
+    ("marketlab.bus.config", "Client._connect_command"): (
+        "nats-py has no hook to refuse a plain-text connect when TLS is wanted: the subclass"
+        " overrides its CONNECT (and checks the nats-py in use still has it)"
+    ),
+    ("marketlab.venues.binance.books", "Intake._take_delta"): (
+        "the compiled fast path checks that the feed still takes deltas with Intake's own"
+        " taker, which it replaces"
+    ),
+}
+ACCESSORS = ("getattr", "setattr", "hasattr", "delattr")
+# Public names spelt with an underscore (so they cannot clash with a user's): a named tuple's
+# API, and IPython's rich display hook.
+PUBLIC_UNDERSCORED = {"_asdict", "_field_defaults", "_fields", "_make", "_replace"}
+PUBLIC_UNDERSCORED |= {"_repr_mimebundle_"}
+
+
+def _private(name: str) -> bool:
+    dunder = name.startswith("__") and name.endswith("__")
+    return name.startswith("_") and not dunder and name not in PUBLIC_UNDERSCORED
+
+
+def private_accesses(path: Path) -> list[tuple[int, str]]:
+    """``(line, access)`` for each private attribute ``path`` reaches on something not its own."""
+    tree = ast.parse(path.read_text())
+    modules = set()  # names bound to modules: import x [as y], from package import module
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            modules.update((a.asname or a.name).split(".")[0] for a in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            modules.update(
+                a.asname or a.name for a in node.names if f"{node.module}.{a.name}" in MODULES
+            )
+    found: list[tuple[int, str]] = []
+
+    def own(value: ast.expr, classes: tuple[str, ...], made: set[str]) -> bool:
+        if isinstance(value, ast.Name):
+            return value.id in {"self", "cls", *classes[-1:], *modules, *made}
+        if isinstance(value, ast.Call) and isinstance(value.func, ast.Name):
+            if value.func.id == "super":
+                return True
+            return value.func.id == "type" and [ast.unparse(a) for a in value.args] == ["self"]
+        return False
+
+    def made_here(function: ast.AST, classes: tuple[str, ...]) -> set[str]:
+        """Names this function binds to ``cls(...)`` (or its class's own name): an alternate
+        constructor finishing the object it makes."""
+        makers = {"cls", *classes[-1:]}
+        return {
+            target.id
+            for node in ast.walk(function)
+            if isinstance(node, ast.Assign)
+            and isinstance(node.value, ast.Call)
+            and isinstance(node.value.func, ast.Name)
+            and node.value.func.id in makers
+            for target in node.targets
+            if isinstance(target, ast.Name)
+        }
+
+    def visit(node: ast.AST, classes: tuple[str, ...], made: set[str]) -> None:
+        if isinstance(node, ast.ClassDef):
+            classes = (*classes, node.name)
+        elif isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+            made = made | made_here(node, classes)
+        if (
+            isinstance(node, ast.Attribute)
+            and _private(node.attr)
+            and not own(node.value, classes, made)
+        ):
+            found.append((node.lineno, ast.unparse(node)))
+        if (
+            isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Name)
+            and node.func.id in ACCESSORS
+            and len(node.args) >= 2
+            and isinstance(node.args[1], ast.Constant)
+            and isinstance(node.args[1].value, str)
+            and _private(node.args[1].value)
+            and not own(node.args[0], classes, made)
+        ):
+            found.append((node.lineno, f"{ast.unparse(node.args[0])}.{node.args[1].value}"))
+        for child in ast.iter_child_nodes(node):
+            visit(child, classes, made)
+
+    visit(tree, (), set())
+    return found
+
+
+def test_no_module_reaches_into_another_objects_private_attributes():
+    """The parts talk through what they make public (or a Protocol, or a dataclass of what one
+    needs from the other), so each can change its insides without breaking another."""
+    reached = [
+        f"{MODULES[name].relative_to(ROOT.parent)}:{line}: {access}"
+        for name in sorted(MODULES)
+        for line, access in private_accesses(MODULES[name])
+        if (name, access) not in PRIVATE_ACCESS_ALLOWED
+    ]
+    assert not reached, "private attributes reached:\n" + "\n".join(reached)

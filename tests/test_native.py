@@ -4,25 +4,28 @@ operations give the same answers, so which one ran never shows in the data."""
 from __future__ import annotations
 
 import os
+from typing import Any
 
 import msgspec
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from marketlab.native import native
+from marketlab.native import COMPILED, compiled
 from marketlab.venues.book import BookSide, OrderBook
 
+CompiledSide: Any = compiled("Side")  # None where the compiled part is not in use
+take_compiled: Any = compiled("take_combined")
 pytestmark = pytest.mark.skipif(
-    native is None and os.environ.get("MARKETLAB_PURE_PYTHON", "") not in ("", "0"),
+    not COMPILED and os.environ.get("MARKETLAB_PURE_PYTHON", "") not in ("", "0"),
     reason="MARKETLAB_PURE_PYTHON asks for the pure-Python twins",
 )
 
 
 def test_the_compiled_core_was_built() -> None:
     # `pip install` builds it wherever a C compiler is; a silent fallback would hide a broken build
-    assert native is not None
-    assert OrderBook("X")._bids.__class__ is native.Side
+    assert COMPILED and CompiledSide is not None
+    assert OrderBook("X")._bids.__class__ is CompiledSide
 
 
 PRICES = st.sampled_from([99.5, 100.0, 100.25, 100.5, 101.0, 101.5, 102.0, 103.0, 250.0, 1e-8])
@@ -55,7 +58,7 @@ def _observe(side: object) -> tuple:
 @settings(max_examples=300, deadline=None)
 @given(OPS)
 def test_a_compiled_side_answers_as_the_python_side_does(ops: list[tuple]) -> None:
-    py, c = BookSide(), native.Side()  # type: ignore[union-attr]
+    py, c = BookSide(), CompiledSide()
     for op in ops:
         results = []
         for side in (py, c):
@@ -79,7 +82,7 @@ def test_a_compiled_side_answers_as_the_python_side_does(ops: list[tuple]) -> No
 
 
 def test_a_compiled_side_says_what_is_wrong_with_its_input() -> None:
-    side = native.Side()  # type: ignore[union-attr]
+    side = CompiledSide()
     with pytest.raises(TypeError, match="level 1 is not a"):
         side.apply([(1.0, 2.0), (3.0,)], 1.0)
     assert side.items() == []  # every level is checked before any is applied
@@ -88,7 +91,7 @@ def test_a_compiled_side_says_what_is_wrong_with_its_input() -> None:
     with pytest.raises(TypeError):
         side.apply([("x", 1.0)], 1.0)
     with pytest.raises(IndexError):
-        native.Side().best()  # type: ignore[union-attr]
+        CompiledSide().best()
     with pytest.raises(KeyError):
         del side[5.0]
 
@@ -104,31 +107,31 @@ FRAMES = st.one_of(
 )
 
 
-def _lanes(names: set[bytes], out: list) -> dict:
-    from marketlab.venues.binance.frames import Lane
-
+def _lanes(names: set[bytes], out: list, table: Any = None) -> Any:
     def take(stats, record, source) -> None:
         out.append((stats, record, source))
 
-    # code 0: the payload goes to `decode` (any JSON here) whichever reader cuts the frame
-    return {n: Lane(0, None, take, n, "", "", msgspec.json.decode, lambda w: w) for n in names}
+    lanes = (table or compiled("LaneTable"))(msgspec.DecodeError)
+    for n in names:  # payload "": it goes to `decode` (any JSON here) whichever reader cuts it
+        lanes.add(n, "", None, take, n, "", "", msgspec.json.decode, lambda w: w)
+    return lanes
 
 
 @settings(max_examples=400, deadline=None)
 @given(FRAMES, st.sets(NAMES, max_size=3))
 def test_a_frame_is_cut_by_the_compiled_reader_as_by_the_python_one(frame, names) -> None:
-    from marketlab.venues.binance.frames import take_combined_python
+    from marketlab.venues.binance.frames import LaneTablePython, take_combined_python
 
     c_out: list = []
     py_out: list = []
-    took_c = native.take_combined(_lanes(names, c_out), frame)  # type: ignore[union-attr]
-    assert took_c == take_combined_python(_lanes(names, py_out), frame)
+    took_c = take_compiled(_lanes(names, c_out), frame)
+    assert took_c == take_combined_python(_lanes(names, py_out, LaneTablePython), frame)
     assert c_out == py_out
 
 
 def test_a_cut_frame_gives_its_lane_exactly_its_payload() -> None:
     out: list = []
     frame = b'{"stream":"btcusdt@trade","data":{"e":"trade","s":"BTCUSDT"}}'
-    assert native.take_combined(_lanes({b"btcusdt@trade"}, out), frame)  # type: ignore[union-attr]
+    assert take_compiled(_lanes({b"btcusdt@trade"}, out), frame)
     assert out == [(b"btcusdt@trade", {"e": "trade", "s": "BTCUSDT"}, "ws")]
-    assert not native.take_combined(_lanes(set(), out), frame)  # type: ignore[union-attr]
+    assert not take_compiled(_lanes(set(), out), frame)

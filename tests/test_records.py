@@ -91,7 +91,7 @@ def test_records_are_immutable_values():
     k = Kline("BTCUSDT", "1m", 0, 1.0, 2.0, 0.5, 1.5, 10.0, 59_999, 15.0, 3, 4.0, 6.0, True)
     assert k == Kline("BTCUSDT", "1m", 0, 1.0, 2.0, 0.5, 1.5, 10.0, 59_999, 15.0, 3, 4.0, 6.0, True)
     with pytest.raises(AttributeError):
-        k.close = 3.0  # type: ignore[misc]
+        k.close = 3.0  # type: ignore[misc]  # frozen: what the test checks
 
 
 @pytest.mark.parametrize(

@@ -147,6 +147,16 @@ def test_the_top_level_names_the_docs_promise():
     assert ml.History is History and ml.SimExchange is SimExchange and ml.Lab is Lab
 
 
+def test_every_public_name_loads_without_a_warning():
+    """Each name of ``__all__`` resolves, lazily loaded or not, in a process that turns any
+    warning into an error (a name loaded through a deprecated module would warn)."""
+    code = "import marketlab as ml\nfor name in ml.__all__:\n    getattr(ml, name)\n"
+    out = subprocess.run(
+        [sys.executable, "-W", "error", "-c", code], capture_output=True, text=True, timeout=120
+    )
+    assert out.returncode == 0, out.stderr
+
+
 # --- what stops collection later reaches the user ------------------------------------------
 
 

@@ -193,6 +193,8 @@ class BusConfig:
 
     @property
     def servers(self) -> list[str]:
+        """The URL split at its commas: every node of a cluster, so a client can reach the bus
+        while any one of them is up."""
         return [u.strip() for u in self.url.split(",")]
 
     @property
@@ -405,7 +407,7 @@ def _client_class() -> Any:
     class TlsNotOffered(_TlsNotOffered, Error):  # an Error: nats-py's connect loop reports it
         pass
 
-    class BusClient(Client):  # type: ignore[misc]
+    class BusClient(Client):
         def __init__(self, want_tls: bool) -> None:
             super().__init__()
             self._want_tls = want_tls
@@ -421,7 +423,7 @@ def _client_class() -> Any:
                     "TLS wanted (a tls:// URL, a CA or a client certificate) and the server "
                     "does not offer it: nothing sent, credentials included"
                 )
-            return super()._connect_command()  # type: ignore[no-any-return]
+            return super()._connect_command()
 
     if not hasattr(Client, "_connect_command"):
         log.warning("bus: this nats-py cannot be kept from going on without TLS when TLS is wanted")

@@ -146,16 +146,15 @@ def decode(kind: str, payload: bytes, symbol: str | None = None) -> _Batch:
         raise BusFormatError(f"unknown kind {kind!r}: expected one of {', '.join(KINDS)}")
     if len(payload) > MAX_PAYLOAD:
         raise BusFormatError(f"{kind} message of {len(payload)} bytes (at most {MAX_PAYLOAD})")
+    batch: _Batch | None = None
     try:
-        batch = decoder.decode(payload)
+        decoded = decoder.decode(payload)
     except (msgspec.DecodeError, RecursionError) as exc:  # ValidationError included; nesting
         version = _version(payload)
-        if version is not None and version != VERSION:
-            batch = None
-        else:
+        if version is None or version == VERSION:
             raise BusFormatError(f"bad {kind} message ({len(payload)} bytes): {exc}") from None
     else:
-        version = batch.v
+        batch, version = decoded, decoded.v
     if version != VERSION:
         raise BusFormatError(
             f"{kind} message of encoding version {version}; this reader knows {VERSION}"
@@ -320,7 +319,7 @@ def _check_books(records: list[BookState | BookChange], symbol: str | None) -> s
     for i, r in enumerate(records):
         if symbol is not None and r.symbol != symbol:
             return f"records[{i}] of symbol {_short(r.symbol)} on a {symbol} subject"
-        if type(r) is BookChange:
+        if isinstance(r, BookChange):  # no subclasses: the same as type(r) is BookChange
             if r.last_update_id <= r.prev_id:
                 return (
                     f"records[{i}]: a change from {r.prev_id} to {r.last_update_id} does "

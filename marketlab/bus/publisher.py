@@ -263,6 +263,11 @@ class Publisher:
         self.connected = False  # (not left to the callback, which a slow close may never reach)
         await close_quietly(nc)
 
+    @property
+    def ready(self) -> bool:
+        """Connected, with the stream in hand: :meth:`last_published` can ask it now."""
+        return self.connected and self._js is not None
+
     async def last_published(self) -> tuple[dict[str, int], dict[tuple[str, str], int]]:
         """Where this exchange's records on the bus end: the newest trade id per symbol and the
         newest closed candle per series (a restarted collector resumes from them)."""

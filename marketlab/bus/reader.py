@@ -92,7 +92,9 @@ class BusFeed(Intake):
         self.stream_stats = {
             key: StreamStats() for key in stat_keys(self.symbols, self.intervals, self.channels)
         }
-        self.kline_stats = {(s, iv): KlineStats() for s in self.symbols for iv in self.intervals}
+        self.kline_stats: dict[tuple[str, str], KlineStats] = {
+            (s, iv): KlineStats() for s in self.symbols for iv in self.intervals
+        }
         self.trade_stats: dict[str, TradeStats] = {}
         self.books = (
             {s: LockedBook(s, 5000) for s in self.symbols} if "book" in self.channels else {}
@@ -113,7 +115,7 @@ class BusFeed(Intake):
         self.symbols_confirmed = asyncio.Event()
         self.tick_sizes: dict[str, float] = {}
         self.tap = self.book_tap = None
-        self.fatal = None
+        self.fatal: VenueError | None = None
         self.commit: Callable[[], None] | None = None  # writes what was taken (before an ack)
         self.commit_interval = 1.0
         self.position = 0  # stream sequence of the last message taken
@@ -276,9 +278,9 @@ class BusFeed(Intake):
         elif self.bus.since is not None and self.bus.durable is None:  # "new": from the start on
             since = self._began if self.bus.since == "new" else float(self.bus.since)
             cfg.deliver_policy = DeliverPolicy.BY_START_TIME
-            cfg.opt_start_time = (
-                datetime.fromtimestamp(since, UTC).isoformat().replace("+00:00", "Z")
-            )
+            # A string, which every nats-py sends as it is (newer ones also take a datetime).
+            start_time = datetime.fromtimestamp(since, UTC).isoformat().replace("+00:00", "Z")
+            cfg.opt_start_time = start_time  # type: ignore[assignment]  # typed datetime only
         else:
             cfg.deliver_policy = DeliverPolicy.ALL
         return cfg
@@ -473,7 +475,7 @@ class BusFeed(Intake):
                 seen = self._seen[key] = (set(), deque())
             if k.open_time in seen[0]:
                 self.duplicates += 1
-                self.kline_stats[key].duplicates += 1  # type: ignore[index]
+                self.kline_stats[key].duplicates += 1
                 return False
             seen[0].add(k.open_time)
             seen[1].append(k.open_time)

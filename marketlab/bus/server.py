@@ -92,6 +92,8 @@ class NatsServer:
 
     @property
     def url(self) -> str:
+        """Where clients connect: ``tls://`` when the node serves TLS, else ``nats://``, on
+        loopback."""
         return f"{'tls' if self.tls else 'nats'}://127.0.0.1:{self.port}"
 
     def _config_file(self) -> Path | None:
@@ -119,6 +121,9 @@ class NatsServer:
         return path
 
     def start(self, timeout: float = 10.0) -> NatsServer:
+        """Start the node and wait until it listens (``TimeoutError`` after ``timeout``
+        seconds). A port chosen free can be taken by another process before the node binds it,
+        so a taken port is replaced by a fresh one and tried again, three times."""
         for _ in range(3):
             try:
                 return self._start(timeout)
@@ -194,6 +199,8 @@ class NatsServer:
             proc.wait()
 
     def remove(self) -> None:
+        """Stop the node and delete its store directory if this node made it: the end of a
+        node for good, where :meth:`stop` keeps the store for a restart."""
         self.stop()
         if self._own_dir:
             shutil.rmtree(self.store_dir, ignore_errors=True)

@@ -52,13 +52,13 @@ class CollectSettings:
     quote: str | None = None
     shard: str | None = None
     publish: str | None = None  # a NATS JetStream bus every record goes to
-    bus: dict[str, str] = field(default_factory=dict)  # who we are to the bus, its TLS ([bus])
+    bus: dict[str, Any] = field(default_factory=dict)  # who we are to the bus, its TLS ([bus])
     memory_limit: str | None = None  # what every symbol's buffers share (e.g. "2GB")
     intervals: list[str] = field(default_factory=lambda: list(DEFAULT_INTERVALS))
     channels: list[str] = field(default_factory=lambda: list(DEFAULT_CHANNELS))
     db: str | None = None
     store: list[str] = field(default_factory=lambda: ["klines"])
-    urls: dict[str, str] = field(default_factory=dict)
+    urls: dict[str, Any] = field(default_factory=dict)  # Lab's *_url keywords (str values)
     feed: dict[str, Any] = field(default_factory=dict)
     source: str = "defaults"
 
@@ -148,10 +148,11 @@ def _apply_toml(settings: CollectSettings, path: Path) -> None:
             raise ValueError(f"{path}: [feed] {key} must be a number, got {value!r}")
     settings.feed = dict(feed)
     bus = data.get("bus", {})
-    unknown = sorted(set(bus) - set(SECURITY))
-    if unknown:
+    stray = sorted(set(bus) - set(SECURITY))
+    if stray:
         raise ValueError(
-            f"{path}: unknown key(s) in [bus]: {', '.join(unknown)} (expected some of {', '.join(SECURITY)})"
+            f"{path}: unknown key(s) in [bus]: {', '.join(stray)}"
+            f" (expected some of {', '.join(SECURITY)})"
         )
     for key, value in bus.items():
         if not isinstance(value, str) or not value:
@@ -162,7 +163,8 @@ def _apply_toml(settings: CollectSettings, path: Path) -> None:
     unknown_tables = set(data) - {"collect", "venues", "feed", "bus"}
     if unknown_tables:
         raise ValueError(
-            f"{path}: unknown table(s) {', '.join(sorted(unknown_tables))}: expected [collect], [venues], [feed], [bus]"
+            f"{path}: unknown table(s) {', '.join(sorted(unknown_tables))}: expected [collect], "
+            "[venues], [feed], [bus]"
         )
     settings.source = str(path)
 
@@ -200,8 +202,8 @@ def status_line(lab: Lab) -> str:
             trouble += f", {bus['bad_messages']} bad messages dropped"
     elif bus:
         trouble = (
-            f" | bus {'up' if bus['connected'] else 'DOWN'}: {bus['published']} published, {bus['held']} held"
-            + (f", {bus['dropped']} dropped" if bus["dropped"] else "")
+            f" | bus {'up' if bus['connected'] else 'DOWN'}: {bus['published']} published, "
+            f"{bus['held']} held" + (f", {bus['dropped']} dropped" if bus["dropped"] else "")
         )
     else:
         trouble = ""
@@ -217,7 +219,8 @@ def status_line(lab: Lab) -> str:
     depth = f" ({deep} deep)" if deep is not None and deep < synced else ""
     return (
         f"{line} | msgs {messages} | books {synced}/{len(books)} synced{depth} | "
-        f"reconnects {summary['reconnects']} | bad frames {summary['bad_frames']} | via {summary['source']}"
+        f"reconnects {summary['reconnects']} | bad frames {summary['bad_frames']} | via "
+        f"{summary['source']}"
         f"{trouble}"
     )
 
@@ -311,7 +314,8 @@ def make_lab(args: argparse.Namespace, settings: CollectSettings) -> Lab:
             channels=settings.channels,
         )
         print(
-            f"reading {', '.join(lab.symbols)} at {', '.join(lab.intervals)} ({settings.exchange}) from the bus "
+            f"reading {', '.join(lab.symbols)} at {', '.join(lab.intervals)} "
+            f"({settings.exchange}) from the bus "
             f"{config.display_url}",
             flush=True,
         )
@@ -337,7 +341,8 @@ def make_lab(args: argparse.Namespace, settings: CollectSettings) -> Lab:
     also = f", falling back to {settings.fallback}" if settings.fallback else ""
     also += f", publishing to {publish.display_url}" if publish else ""
     print(
-        f"collecting {', '.join(lab.symbols)} at {', '.join(lab.intervals)} from {settings.exchange} "
+        f"collecting {', '.join(lab.symbols)} at {', '.join(lab.intervals)} from "
+        f"{settings.exchange} "
         f"({lab.urls[f'{settings.exchange}_ws_url']}{also}); settings from {settings.source}",
         flush=True,
     )
@@ -392,7 +397,8 @@ def run_replay(args: argparse.Namespace) -> int:
     took = time.monotonic() - began
     entries = lab.summary()["replayed"]
     print(
-        f"replayed {entries} entries of {args.file} in {took:.2f} s ({entries / max(took, 1e-9):,.0f}/s)"
+        f"replayed {entries} entries of {args.file} in {took:.2f} s "
+        f"({entries / max(took, 1e-9):,.0f}/s)"
     )
     for line in final_report(lab):
         print(line)

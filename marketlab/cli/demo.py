@@ -53,12 +53,13 @@ def run_demo(args: argparse.Namespace) -> int:
             )
             print(f"  simulated exchange  {sim.rest_url}  (Binance Spot protocol, {args.speed:g}x)")
             print(
-                f"  collector           {', '.join(sim.symbol_names)} at 1m, 5m: trades, tickers, books, "
-                f"klines; history in {db}"
+                f"  collector           {', '.join(sim.symbol_names)} at 1m, 5m: "
+                f"trades, tickers, books, klines; history in {db}"
             )
             if bus is not None:
                 print(
-                    f"  bus                 {bus.url} (NATS JetStream): the collector publishes every record;"
+                    f"  bus                 {bus.url} (NATS JetStream): "
+                    "the collector publishes every record;"
                 )
                 print(f"                      a second Lab reads it: Lab.from_bus({bus.url!r})")
             print(
@@ -102,7 +103,7 @@ def bus_report(collector: Lab, reader: Lab, wait: float = 10.0) -> str:
         mine = reader.klines(s, iv)
         mine = mine[mine["closed"]]
         theirs = collector.klines(s, iv)
-        return mine.index.isin(theirs.index).all() and mine[columns].equals(
+        return bool(mine.index.isin(theirs.index).all()) and mine[columns].equals(
             theirs.loc[mine.index, columns]
         )
 

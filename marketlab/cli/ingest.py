@@ -20,14 +20,14 @@ from marketlab.recording.files import open_recording
 def ingest(path: str | os.PathLike[str], db: str | os.PathLike[str]) -> dict[str, Any]:
     """Store what ``path`` recorded under ``db``; returns what was read and written."""
     header, entries = open_recording(path)  # a file that is not a recording fails here, first
-    entries.close()  # type: ignore[attr-defined]
+    entries.close()  # type: ignore[attr-defined]  # a generator, typed as an Iterator
     began = time.monotonic()
     kinds = (
         "klines",
         *(k for k, c in (("trades", "trades"), ("book", "book")) if c in header.channels),
     )
     lab = Lab.replay(path, db=db, store=kinds).join()
-    frames = sum(c.messages for c in lab._feed.connections) if lab._feed is not None else 0
+    frames = sum(c["messages"] for c in lab.summary().get("connections", ()))
     return {
         "exchange": header.exchange,
         "symbols": list(header.symbols),

@@ -140,7 +140,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--channels",
         type=_channels,
         default=None,
-        help="comma-separated: trades,ticker,book,klines (default), bookTicker, aggTrades, miniTicker",
+        help="comma-separated: trades,ticker,book,klines (default), "
+        "bookTicker, aggTrades, miniTicker",
     )
     collect.add_argument(
         "--quote",
@@ -321,7 +322,8 @@ def build_parser() -> argparse.ArgumentParser:
     fault.add_argument(
         "arg",
         nargs="?",
-        help="seconds (stall, refuse), count (gap, rest*, checksum), kind (malformed), symbol (heartbeat, seqreset)",
+        help="seconds (stall, refuse), count (gap, rest*, checksum), kind (malformed), "
+        "symbol (heartbeat, seqreset)",
     )
     fault.add_argument("--port", type=_port, default=9100)
     fault.add_argument("--host", default="127.0.0.1")
@@ -347,9 +349,9 @@ def replay_market(path: str | None) -> dict[str, Any]:
     from marketlab.recording.files import open_recording
 
     header, entries = open_recording(path)
-    entries.close()  # type: ignore[attr-defined]
+    entries.close()  # type: ignore[attr-defined]  # a generator, typed as an Iterator
     extra = header.extra
-    market = {k: extra[k] for k in ("seed", "start_time", "history") if k in extra}
+    market: dict[str, Any] = {k: extra[k] for k in ("seed", "start_time", "history") if k in extra}
     return {"symbols": header.symbols, **market}
 
 
@@ -389,7 +391,8 @@ async def run_sim(args: argparse.Namespace) -> int:
         print(f"  REST       {sim.rest_url}/api/v3/klines?symbol={sim.symbol_names[0]}&interval=1m")
         print(f"  WebSocket  {sim.ws_url}/stream?streams={sim.symbol_names[0].lower()}@trade")
         print(
-            f"  OKX        {sim.rest_url}/api/v5/market/candles?instId=BTC-USDT and {sim.okx_ws_url}"
+            f"  OKX        {sim.rest_url}/api/v5/market/candles?instId=BTC-USDT and "
+            f"{sim.okx_ws_url}"
         )
         print(f"  faults     marketlab fault --port {sim.port} drop|stall 10|gap|...")
         if sim.replay is not None:
@@ -399,7 +402,8 @@ async def run_sim(args: argparse.Namespace) -> int:
                 else "as fast as each client reads"
             )
             print(
-                f"  replaying  {len(sim.replay.frames)} frames of {args.replay} to every client, {rate}"
+                f"  replaying  {len(sim.replay.frames)} frames of {args.replay} to every client, "
+                f"{rate}"
             )
         print(f"  speed {sim.speed}x, seed {sim.seed}; Ctrl-C to stop", flush=True)
         await _wait(args.duration)
@@ -432,7 +436,8 @@ def run_export(args: argparse.Namespace) -> int:
         on_series=lambda line: print(f"  {line}") if not sys.stderr.isatty() else None,
     )
     print(
-        f"exported {result.rows} new candle(s) from {result.series} series to {args.out} ({result.files} files)"
+        f"exported {result.rows} new candle(s) from {result.series} series to {args.out} "
+        f"({result.files} files)"
     )
     return 0
 
@@ -456,8 +461,9 @@ def _run_ingest(args: argparse.Namespace) -> int:
     rate = done["frames"] / max(done["seconds"], 1e-9)
     print(
         f"ingested {done['frames']:,} frames of {done['exchange']} {', '.join(done['symbols'])} in "
-        f"{done['seconds']:.1f} s ({rate:,.0f} frames/s): {done['klines_written']} candle write(s), "
-        f"{done['trades_written']:,} trade(s), {done['books_written']:,} book snapshot(s) into {args.db}"
+        f"{done['seconds']:.1f} s ({rate:,.0f} frames/s): "
+        f"{done['klines_written']} candle write(s), {done['trades_written']:,} trade(s), "
+        f"{done['books_written']:,} book snapshot(s) into {args.db}"
     )
     return 0
 

@@ -1,5 +1,8 @@
 """A Lab's side of the bus: publishing what it collects (``Lab(publish=...)``) and reading
-from the bus instead of a venue (``Lab.from_bus``)."""
+from the bus instead of a venue (``Lab.from_bus``).
+
+The Lab hands these functions the parts they work on (its feed, its state, its failover);
+nothing here reaches into the Lab itself."""
 
 from __future__ import annotations
 
@@ -18,7 +21,9 @@ from marketlab.bus.reader import BusFeed, BusSource
 from marketlab.store.history import run_coroutine
 
 if TYPE_CHECKING:
-    from marketlab.lab import Lab
+    from marketlab.lab.failover import Failover
+    from marketlab.lab.market_state import MarketState
+    from marketlab.stream.feed import Feed
 
 log = logging.getLogger("marketlab.bus")
 
@@ -37,38 +42,45 @@ def feed_class(source: BusSource, exchange: str) -> Any:
     return functools.partial(BusFeed, source=source, exchange=exchange)
 
 
-async def start_publishing(lab: Lab, publisher: Publisher) -> asyncio.Task[None]:
-    """The publisher's task; a collector that is not a replay first learns where its records on
-    the bus end, so what it missed while down is fetched (trades by id, candles) and published."""
-    feed = lab._feed
-    assert feed is not None
-    attach(lab, publisher)
+async def start_publishing(
+    publisher: Publisher,
+    feed: Feed,
+    state: MarketState,
+    failover: Failover | None,
+    symbols: Sequence[str],
+    resume: bool,
+) -> asyncio.Task[None]:
+    """The publisher's task, publishing what ``feed`` brings into ``state`` (``failover``'s
+    records kept off the bus). With ``resume`` (a collector that is not a replay) it first
+    learns where its records on the bus end, so what it missed while down is fetched (trades
+    by id, candles) and published."""
+    attach(publisher, state, failover)
     feed.book_tap = publisher.on_book
     task = asyncio.create_task(publisher.run())
-    task.add_done_callback(lambda _: _refused(lab, publisher))
-    if lab._replay is None:
+    task.add_done_callback(lambda _: _refused(feed, publisher))
+    if resume:
         for _ in range(int(RESUME_WAIT / 0.05)):
-            if (publisher.connected and publisher._js is not None) or publisher.refused:
+            if publisher.ready or publisher.refused:
                 break
             await asyncio.sleep(0.05)
         if publisher.refused:
             return task
         try:
             trades, klines = await asyncio.wait_for(
-                publisher.last_published(), RESUME_WAIT + len(lab.symbols) / 50
+                publisher.last_published(), RESUME_WAIT + len(symbols) / 50
             )
         except Exception as exc:  # the bus is away: collect now, the bus gets it when back
             log.warning("bus: where the last run ended is unknown (%s); starting afresh", exc)
         else:
-            feed.resume_trades({s: i for s, i in trades.items() if s in lab.symbols})
+            feed.resume_trades({s: i for s, i in trades.items() if s in symbols})
             feed.resume_klines(klines)
     return task
 
 
-def _refused(lab: Lab, publisher: Publisher) -> None:
+def _refused(feed: Feed, publisher: Publisher) -> None:
     """A collector the bus refuses (its credentials, its TLS) stops, saying why: what it was
     asked to publish would otherwise be held, then dropped, unseen."""
-    fail = getattr(lab._feed, "fail", None)
+    fail = getattr(feed, "fail", None)
     if publisher.refused and fail is not None:
         fail(publisher.refused)
 
@@ -79,14 +91,14 @@ async def stop_publishing(publisher: Any, task: asyncio.Task[None]) -> None:
     task.cancel()
 
 
-def attach(lab: Lab, publisher: Publisher) -> None:
-    """Every record the Lab takes in from its exchange to ``publisher`` (the fallback venue's
-    are not this exchange's: they are kept off the bus)."""
-    if publisher.on_record in lab._state.callbacks:
+def attach(publisher: Publisher, state: MarketState, failover: Failover | None) -> None:
+    """Every record a Lab takes in from its exchange (into ``state``) to ``publisher``; the
+    fallback venue's (through ``failover``) are not this exchange's: they are kept off the bus."""
+    if publisher.on_record in state.callbacks:
         return  # a Lab started again: attached already
-    lab._state.callbacks.append(publisher.on_record)
-    if lab._failover is not None:
-        lab._failover.deliver = _muted(publisher, lab._failover.deliver)
+    state.callbacks.append(publisher.on_record)
+    if failover is not None:
+        failover.deliver = _muted(publisher, failover.deliver)
 
 
 def _muted(publisher: Publisher, deliver: Any) -> Any:
@@ -98,21 +110,6 @@ def _muted(publisher: Publisher, deliver: Any) -> Any:
             publisher.muted = False
 
     return deliver_unpublished
-
-
-def store_commit(lab: Lab) -> Any:
-    """What a history writer reading the bus does before it acknowledges: write everything
-    taken so far (klines to SQLite, ticks to Parquet)."""
-
-    def commit() -> None:
-        ticks, store = lab._ticks, lab._store
-        if ticks is not None:
-            lab._state.flush_trades()
-            ticks.sync()
-        if store is not None:
-            store.flush()
-
-    return commit
 
 
 def bus_symbols(bus: str | BusConfig, exchange: str, timeout: float = 10.0) -> list[str]:
@@ -157,19 +154,18 @@ def _symbols(subjects: Any) -> set[str]:
     return found
 
 
-def from_bus(
-    cls: type[Lab],
+def bus_source(
     bus: str | BusConfig,
     symbols: Sequence[str] | None,
-    intervals: Sequence[str],
     exchange: str,
     since: float | str | None,
     durable: str | None,
     options: dict[str, Any],
-) -> Lab:
+) -> tuple[Sequence[str], BusSource]:
+    """What ``Lab.from_bus`` reads: the symbols (every one of ``exchange`` on the bus when
+    None) and the source its feed reads them from. Takes the bus's own keyword arguments
+    (``token=``, ``ca=``, …) out of ``options``; the rest are the Lab's."""
     config = bus_config(bus, **{k: options.pop(k) for k in list(options) if k in BUS_OPTIONS})
     if symbols is None:
         symbols = bus_symbols(config, exchange)
-    lab = cls(symbols, intervals=intervals, exchange=exchange, **options)
-    lab._bus_source = BusSource(config, since, durable)
-    return lab
+    return symbols, BusSource(config, since, durable)

@@ -33,7 +33,13 @@ from marketlab.lab.options import (
     universe,
 )
 from marketlab.lab.readers import LabFrames
-from marketlab.lab.status import SyncProgress, lab_summary, not_ready, status_frame
+from marketlab.lab.status import (
+    SummaryParts,
+    SyncProgress,
+    lab_summary,
+    not_ready,
+    status_frame,
+)
 from marketlab.lab.tick_link import ReplayBookSampler, flush_trades, sample_books
 from marketlab.recording.files import Header, RecordingWriter, open_recording
 from marketlab.recording.replay import replaying
@@ -191,6 +197,9 @@ class Lab(LabFrames):
 
     @property
     def running(self) -> bool:
+        """True while the collector thread runs. False before :meth:`start`, after
+        :meth:`stop`, and once the venue stopped it (its words are in
+        ``summary()["error"]``), so a notebook can tell a quiet market from a dead collector."""
         return self._bg.alive
 
     @property
@@ -232,7 +241,7 @@ class Lab(LabFrames):
         )
         self._feed.resume_trades(trade_starts)
         if self._bus_source is not None and self._bus_source.durable is not None:
-            self._feed.commit = bus_link.store_commit(self)  # type: ignore[attr-defined]
+            self._feed.commit = self._commit_stored  # type: ignore[attr-defined]
         if self._replay is not None:
             self._feed.replay_path, self._feed.replay_speed = self._replay  # type: ignore[attr-defined]
             if self._ticks is not None and "book" in self.store_kinds:  # on the recording's clock
@@ -264,7 +273,14 @@ class Lab(LabFrames):
             flusher = asyncio.create_task(flush_trades(self._state, self._ticks.flush_interval))
             flusher.add_done_callback(_log_failure)
         if self._publisher is not None:
-            publisher = await bus_link.start_publishing(self, self._publisher)
+            publisher = await bus_link.start_publishing(
+                self._publisher,
+                self._feed,
+                self._state,
+                self._failover,
+                self.symbols,
+                resume=self._replay is None,
+            )
             publisher.add_done_callback(_log_failure)
         try:
             await self._collect()
@@ -276,6 +292,16 @@ class Lab(LabFrames):
                 await bus_link.stop_publishing(self._publisher, publisher)
         if self._feed.fatal is not None:
             raise self._feed.fatal
+
+    def _commit_stored(self) -> None:
+        """What a history writer reading the bus does before it acknowledges: write everything
+        taken so far (klines to SQLite, ticks to Parquet)."""
+        ticks, store = self._ticks, self._store
+        if ticks is not None:
+            self._state.flush_trades()
+            ticks.sync()
+        if store is not None:
+            store.flush()
 
     def _rest_for(self, exchange: str) -> tuple[Any, bool]:
         """The primary's own REST client, or a new one for the fallback venue's series."""
@@ -312,6 +338,8 @@ class Lab(LabFrames):
 
     @property
     def failovers(self) -> int:
+        """How many times this Lab switched to its fallback venue: more than one in a session
+        says the primary keeps going away, which a single ``failed_over`` flag cannot."""
         return self._failover.count if self._failover is not None else 0
 
     def stop(self, timeout: float = 15.0) -> None:
@@ -391,7 +419,10 @@ class Lab(LabFrames):
         written (a history writer with ``db=``: it acknowledges only what is stored).
         Not started: call :meth:`start`.
         """
-        return bus_link.from_bus(cls, bus, symbols, intervals, exchange, since, durable, options)
+        symbols, source = bus_link.bus_source(bus, symbols, exchange, since, durable, options)
+        lab = cls(symbols, intervals=intervals, exchange=exchange, **options)
+        lab._bus_source = source
+        return lab
 
     def join(self, timeout: float | None = None) -> Lab:
         """Wait for a replay to reach the end of its recording, then stop (flushing the store)."""
@@ -471,7 +502,23 @@ class Lab(LabFrames):
         """Connection-wide state: running, source, failover, connections, reconnects, bad frames,
         REST use, what stopped collection (``error``), the store's state (``store``) and the
         bus's (``bus``)."""
-        return lab_summary(self)
+        return lab_summary(
+            SummaryParts(
+                running=self.running,
+                exchange=self.exchange,
+                fallback=self.fallback,
+                failovers=self.failovers,
+                db=self.db,
+                feed=self._feed,
+                failover=self._failover,
+                error=self._error,
+                store=self._store,
+                ticks=self._ticks,
+                publisher=self._publisher,
+                from_bus=self._bus_source is not None,
+                trades=self._trades,
+            )
+        )
 
     def recorded(self) -> dict[str, Any]:
         """What ``record=`` has written: entries, bytes before and after compression."""

@@ -131,7 +131,8 @@ class LabFrames:
         return self._view(BookChart(self, self._symbol(symbol), depth=depth, fps=fps))
 
     def board(self, fps: float = 1.0, stale_after: float = 5.0) -> Any:
-        """A live price board: change coloured by sign, rows greyed when older than ``stale_after``."""
+        """A live price board: change coloured by sign, rows greyed when older than
+        ``stale_after``."""
         from marketlab.charts import PriceBoard
 
         return self._view(PriceBoard(self, fps=fps, stale_after=stale_after))

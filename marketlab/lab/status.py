@@ -4,13 +4,22 @@ figures (what ``lab.status()`` and ``lab.summary()`` show, and the API's ``/stat
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
-from typing import Any
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 from tqdm.auto import tqdm
 
 from marketlab.stream.feed import Feed
+
+if TYPE_CHECKING:
+    from marketlab.bus.publisher import Publisher
+    from marketlab.lab.failover import Failover
+    from marketlab.rings import TradeBuffer
+    from marketlab.store.ticks import TickWriter
+    from marketlab.store.writer import KlineStore
 
 COLUMNS = [
     "symbol",
@@ -86,17 +95,37 @@ class SyncProgress:
         return True
 
 
-def lab_summary(lab: Any) -> dict[str, Any]:
+@dataclass(frozen=True)
+class SummaryParts:
+    """What :func:`lab_summary` reads of a Lab, handed over by ``Lab.summary()`` (the only
+    user): the Lab's settings and the parts it runs, so the summary needs no way into the Lab."""
+
+    running: bool
+    exchange: str
+    fallback: str | None  # the fallback venue's name, if the Lab has one
+    failovers: int
+    db: Path | None
+    feed: Feed | None  # None until the Lab starts
+    failover: Failover | None
+    error: BaseException | None  # what stopped collection
+    store: KlineStore | None
+    ticks: TickWriter | None
+    publisher: Publisher | None
+    from_bus: bool  # the feed reads the bus: its bus status is the reader's
+    trades: Mapping[str, TradeBuffer]
+
+
+def lab_summary(lab: SummaryParts) -> dict[str, Any]:
     """What ``Lab.summary()`` shows (see there)."""
-    feed = lab._feed
+    feed = lab.feed
     if feed is None:
         return {"running": False, "source": None}
-    failover = lab._failover
+    failover = lab.failover
     fallback = failover.feed if failover is not None else None
-    error, store, ticks = lab._error, lab._store, lab._ticks
-    bus = lab._publisher.status() if lab._publisher is not None else None
-    if lab._bus_source is not None:
-        bus = feed.bus_status()
+    error, store, ticks = lab.error, lab.store, lab.ticks
+    bus = lab.publisher.status() if lab.publisher is not None else None
+    if lab.from_bus:
+        bus = feed.bus_status()  # type: ignore[attr-defined]
     return {
         "running": lab.running,
         "exchange": lab.exchange,
@@ -106,7 +135,7 @@ def lab_summary(lab: Any) -> dict[str, Any]:
         "failover_since": failover.since if failover is not None else None,
         "failovers": lab.failovers,
         **feed_summary(feed),
-        "trades_missed": {s: b.missed for s, b in lab._trades.items()},
+        "trades_missed": {s: b.missed for s, b in lab.trades.items()},
         "error": f"{type(error).__name__}: {error}" if error else None,
         "db": str(lab.db) if lab.db else None,
         "db_written": store.written if store else None,

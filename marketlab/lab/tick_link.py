@@ -5,11 +5,26 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import Any
+from collections.abc import Sequence
+from typing import Protocol
 
 from marketlab.lab.market_state import MarketState
 from marketlab.store.books import BookRow
 from marketlab.store.ticks import TickWriter
+from marketlab.stream.state import BookView
+
+
+class BookSource(Protocol):
+    """What the book samplers read: the symbols and each one's top levels.
+
+    Implemented by :class:`marketlab.lab.Lab` (its readers' side, which also falls back to the
+    fallback venue's book); it exists so the samplers take the Lab's public readers and no more.
+    """
+
+    @property
+    def symbols(self) -> Sequence[str]: ...
+
+    def book_levels(self, symbol: str, depth: int = 20) -> BookView: ...
 
 
 async def flush_trades(state: MarketState, interval: float) -> None:
@@ -19,7 +34,7 @@ async def flush_trades(state: MarketState, interval: float) -> None:
         state.flush_trades()
 
 
-async def sample_books(lab: Any, ticks: TickWriter, levels: int, interval: float) -> None:
+async def sample_books(lab: BookSource, ticks: TickWriter, levels: int, interval: float) -> None:
     """Every ``interval`` seconds, each synced book's top ``levels`` to the store (a book that
     has not changed since is not written again)."""
     last: dict[str, int] = {}
@@ -32,7 +47,7 @@ class ReplayBookSampler:
     """:func:`sample_books` for a replay: the interval runs on the recording's clock, so an
     ingested recording stores the snapshots live collection would have."""
 
-    def __init__(self, lab: Any, ticks: TickWriter, levels: int, interval: float):
+    def __init__(self, lab: BookSource, ticks: TickWriter, levels: int, interval: float):
         self.lab, self.ticks, self.levels = lab, ticks, levels
         self.interval_ns = int(interval * 1e9)
         self.due = 0  # the recorded time of the next sample: a replay skips the calls before
@@ -46,7 +61,7 @@ class ReplayBookSampler:
         self.due = time_ns + self.interval_ns
 
 
-def _sample(lab: Any, ticks: TickWriter, levels: int, last: dict[str, int]) -> None:
+def _sample(lab: BookSource, ticks: TickWriter, levels: int, last: dict[str, int]) -> None:
     for symbol in lab.symbols:
         view = lab.book_levels(symbol, levels)
         if view.synced and last.get(symbol) != view.last_update_id:

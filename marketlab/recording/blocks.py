@@ -11,15 +11,15 @@ same entries."""
 
 from __future__ import annotations
 
+import functools
 import os
-import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import zstandard
 
-from marketlab.native import native
+from marketlab.native import COMPILED, compiled
 from marketlab.recording.files import (
     _ENTRY,
     KINDS,
@@ -30,13 +30,52 @@ from marketlab.recording.files import (
     _Decompressed,
     _open,
     _undecompressable,
+    entry_maker,
     zstd_library,
 )
 from marketlab.recording.readahead import ReadAhead
 
 # Whether this build reads a recording's blocks ahead, frames and all (see open_blocks)
-BLOCKS_AHEAD = native is not None and sys.byteorder == "little"
+BLOCKS_AHEAD = COMPILED
 _KIND_FLAGS = bytes(1 if k in KINDS else 0 for k in range(256))
+_read_block: Any = compiled("read_block")
+_Inflow: Any = compiled("Inflow")
+
+
+class Block:
+    """A block of a recording's entries, its frames read ahead (a compiled ``Block``, which
+    owns them): :meth:`run` takes them in order."""
+
+    __slots__ = ("_block",)
+
+    def __init__(self, block: Any):
+        self._block = block
+
+    def run(
+        self,
+        limit: int,
+        entry_type: type[tuple[Any, ...]],
+        tags: dict[bytes, str],
+        on_entry: Callable[[Any], None],
+        on_tag: Callable[[str], None],
+        clock: Callable[[int], None] | None,
+    ) -> tuple[int, list[tuple[str, int]], bool]:
+        """Up to ``limit`` entries, each told to ``clock(time_ns)`` first (unless None; a
+        clock with a ``due`` time is told only from then on, as it would have ignored the
+        rest); a frame read ahead goes to its lane's taker, any other entry to
+        ``on_entry`` as an ``entry_type``. ``on_tag(tag)`` is told of a connection's first
+        frame taken here. ``(done, [(tag, frames taken)], finished)``."""
+        due = functools.partial(getattr, clock, "due") if hasattr(clock, "due") else None
+        make = entry_maker(entry_type)
+        return self._block.run(limit, make, tags, on_entry, on_tag, clock, due)
+
+
+def read_block(frames: Any, data: bytes) -> Block:
+    """The whole entries of ``data`` (a recording's decompressed bytes, from an entry's start),
+    the frames ``frames`` knows read ahead."""
+    if _read_block is None:
+        raise RecordingError("this build reads recordings entry by entry (open_recording)")
+    return Block(_read_block(frames, b"", data, _KIND_FLAGS, WS))
 
 
 def open_blocks(path: str | os.PathLike[str], frames: Any) -> tuple[Header, Iterator[Any]]:
@@ -47,8 +86,8 @@ def open_blocks(path: str | os.PathLike[str], frames: Any) -> tuple[Header, Iter
         raise RecordingError("this build reads recordings entry by entry (open_recording)")
     p, header, stream = _open(path)
     mapped = stream.mapped
-    if mapped is not None and zstd_library() is not None:
-        inflow = native.Inflow(frames, mapped, stream.consumed(), _KIND_FLAGS, WS)  # type: ignore[union-attr]
+    if mapped is not None and zstd_library() is not None and _Inflow is not None:
+        inflow = _Inflow(frames, mapped, stream.consumed(), _KIND_FLAGS, WS)
         return header, _Inflowing(p, inflow, stream.close)
     return header, ReadAhead(_blocks(p, stream, frames), stream.close, depth=2)
 
@@ -65,10 +104,10 @@ class _Inflowing:
     def __iter__(self) -> _Inflowing:
         return self
 
-    def __next__(self) -> Any:
+    def __next__(self) -> Block:
         block = next(self._inflow, None)  # waits for the thread with the GIL let go
         if block is not None:
-            return block
+            return Block(block)
         inflow, path = self._inflow, self._path
         if inflow.error:
             raise _undecompressable(path, inflow.entries, f"zstd decompress error: {inflow.error}")
@@ -83,7 +122,7 @@ class _Inflowing:
         self._closing()
 
 
-def _blocks(path: Path, reader: _Decompressed, frames: Any) -> Iterator[Any]:
+def _blocks(path: Path, reader: _Decompressed, frames: Any) -> Iterator[Block]:
     """Runs on a Python read-ahead thread: decompressing and reading a block let go of the
     GIL."""
     rest, n = b"", 0
@@ -93,7 +132,8 @@ def _blocks(path: Path, reader: _Decompressed, frames: Any) -> Iterator[Any]:
             raise _undecompressable(path, n, damage)
         # At least as much again as is carried (an entry longer than a piece, or a damaged
         # length): the carried bytes are then copied a few times in all, not once a piece.
-        parts, have = [], 0
+        parts: list[bytes] = []
+        have = 0
         while not parts or (parts[-1] and have < len(rest)):
             try:
                 parts.append(reader.read())
@@ -108,9 +148,9 @@ def _blocks(path: Path, reader: _Decompressed, frames: Any) -> Iterator[Any]:
             if rest:
                 raise _broken(path, n + 1, head_cut=len(rest) < _ENTRY.size)
             return
-        block = native.read_block(frames, rest, more, _KIND_FLAGS, WS)  # type: ignore[union-attr]
+        block = _read_block(frames, rest, more, _KIND_FLAGS, WS)
         if block.count:
-            yield block
+            yield Block(block)
         n += block.count
         if block.bad:
             raise _broken(path, n + 1)

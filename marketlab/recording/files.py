@@ -15,9 +15,8 @@ import functools
 import mmap
 import os
 import struct
-import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, NamedTuple
@@ -25,14 +24,14 @@ from typing import IO, Any, NamedTuple
 import msgspec
 import zstandard
 
-from marketlab.native import native
+from marketlab.native import compiled
 from marketlab.recording.readahead import ReadAhead
 from marketlab.records import BookSnapshot, Kline, Ticker, Trade
 
 MAGIC = b"MLREC1\n"
 # Compressed bytes decompressed whole at a time, by every reader: the steps of the compiled
 # Inflow, so all name damage at the same entry.
-_STEP: int = getattr(native, "ZSTD_STEP", 1 << 17)
+_STEP: int = compiled("ZSTD_STEP", 1 << 17)
 _DONTNEED = getattr(mmap, "MADV_DONTNEED", None)  # where the platform can drop read pages
 _FIRST_OUT = 1 << 16  # the first read's: the header, and the first entries, come at once
 _OUT = 1 << 21  # decompressed bytes a read gives (a block of several thousand entries)
@@ -80,6 +79,26 @@ class Entry(NamedTuple):
     time_ns: int
     tag: str
     data: bytes
+
+
+# The values the compiled scanner makes an entry of, in the order it hands them over
+ENTRY_VALUES: tuple[str, ...] = compiled("ENTRY_VALUES", Entry.__match_args__)
+
+
+@functools.cache
+def entry_maker(entry_type: type[tuple[Any, ...]] = Entry) -> Callable[[tuple[Any, ...]], Any]:
+    """What makes an ``entry_type`` of the compiled scanner's values (one tuple, in the order
+    of ``ENTRY_VALUES``): the tuple taken as it is where the type's fields (its
+    ``__match_args__``) are those, in that order (no Python call in between), else handed over
+    by name."""
+    if getattr(entry_type, "__match_args__", None) == ENTRY_VALUES:
+        return functools.partial(tuple.__new__, entry_type)
+    names = ENTRY_VALUES
+
+    def make(values: tuple[Any, ...]) -> Any:
+        return entry_type(**dict(zip(names, values, strict=True)))
+
+    return make
 
 
 def _plain(obj: Any) -> Any:
@@ -229,23 +248,26 @@ class _Mapped:
             self.raw.close()
 
 
-# The compiled part as imported, for the decompressor: chosen apart from the entry scanner
-# (which a test may swap for its Python twin), so that every reader decodes with one library.
-_COMPILED: Any = native
+# The compiled decompressor (a type of the compiled part where POSIX threads and dlopen are),
+# and the compiled entry scanner: chosen apart (a test may swap the scanner for its Python
+# twin), so that every reader decodes with one library.
+_UNZSTD: Any = compiled("Unzstd")
+_zstd_load: Callable[[], str | None] | None = compiled("zstd_load")
+_scan_entries: Any = compiled("scan_entries")
 
 
 @functools.cache
 def zstd_library() -> str | None:
-    """The system's libzstd, loaded by the compiled part (None where it is not there, or the
-    compiled part is not built): with it, every reader of a recording decompresses through
-    it, in the same steps, and a replay's blocks are made by a thread that runs no Python."""
-    if _COMPILED is None or not hasattr(_COMPILED, "Unzstd"):
+    """The system's libzstd (by soname), loaded by the compiled part (None where it is not
+    there, or the compiled part is not in use): with it, every reader of a recording
+    decompresses through it, in the same steps, and a replay's blocks are made by a thread
+    that runs no Python."""
+    if _UNZSTD is None or _zstd_load is None:
         return None
-    names = ["libzstd.so.1", "libzstd.1.dylib", "libzstd.dylib"]
-    return _COMPILED.zstd_load(names)  # type: ignore[no-any-return]
+    return _zstd_load()
 
 
-_STEP_OUT_MAX: int = getattr(native, "ZSTD_STEP_OUT_MAX", 1 << 28)
+_STEP_OUT_MAX: int = compiled("ZSTD_STEP_OUT_MAX", 1 << 28)
 _TOO_LARGE = f"a step of the compressed stream decompresses to more than {_STEP_OUT_MAX} bytes"
 
 
@@ -279,7 +301,7 @@ class _StepwisePython:
 
 def _decompressor() -> Any:
     """One decompressor for every reader in this process (see :func:`zstd_library`)."""
-    return _COMPILED.Unzstd() if zstd_library() is not None else _StepwisePython()
+    return _UNZSTD() if zstd_library() is not None else _StepwisePython()
 
 
 class _Decompressed:
@@ -367,19 +389,20 @@ class _Decompressed:
 def _entries(path: Path, reader: ReadAhead) -> Iterator[Entry]:
     # Entries are cut out of large decompressed blocks (two small reads per entry would cost
     # more than the rest of a replay's work on it); tags repeat, so each is decoded once.
-    if native is None or sys.byteorder != "little":  # the compiled scanner reads little-endian
+    if _scan_entries is None:
         return _entries_python(path, reader)
     return _entries_native(path, reader)
 
 
 def _entries_native(path: Path, reader: ReadAhead) -> Iterator[Entry]:
     """A block's entries cut out at once by the compiled scanner."""
-    scan, head_size, unpack = native.scan_entries, _ENTRY.size, _ENTRY.unpack_from  # type: ignore[union-attr]
-    kinds, tags = frozenset(KINDS), {}
+    scan, head_size, unpack = _scan_entries, _ENTRY.size, _ENTRY.unpack_from
+    make, kinds = entry_maker(Entry), frozenset(KINDS)
+    tags: dict[bytes, str] = {}
     buf, pos, n = b"", 0, 0
     try:
         while True:
-            batch, pos, bad = scan(Entry, buf, pos, kinds, tags)
+            batch, pos, bad = scan(make, buf, pos, kinds, tags)
             n += len(batch)
             yield from batch
             if bad:

@@ -5,7 +5,7 @@ import hmac
 import math
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal, cast
 
 import pandas as pd
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Path, Query, Security, WebSocket
@@ -29,6 +29,11 @@ from marketlab.server.params import (
 from marketlab.settings import positive
 
 PREFIX = "/api/v1/market/realtime"
+
+if TYPE_CHECKING:
+    IntervalName = str
+else:  # a Literal of the names, made at run time, so that the OpenAPI schema lists them
+    IntervalName = Literal[INTERVALS]
 
 _ERRORS = {
     401: "A token is required (POST /start and /stop beyond loopback)",
@@ -76,7 +81,7 @@ def shortcut_websocket(
 
         return asgi
 
-    app.build_middleware_stack = build_with_shortcut  # type: ignore[method-assign]
+    app.build_middleware_stack = build_with_shortcut  # type: ignore[method-assign]  # a wrapper
 
 
 def create_app(
@@ -186,7 +191,7 @@ def create_app(
 
     def candles(df: pd.DataFrame) -> list[models.Candle]:
         records = df.reset_index().to_dict("records")
-        return [models.Candle(**{k: _clean(v) for k, v in r.items()}) for r in records]
+        return [models.Candle(**{str(k): _clean(v) for k, v in r.items()}) for r in records]
 
     symbol_path = Path(pattern=SYMBOL_PATTERN, description="e.g. BTCUSDT (or btcusdt, BTC-USDT)")
 
@@ -198,7 +203,8 @@ def create_app(
             str | None,
             Query(
                 pattern=symbols_pattern(max_symbols),
-                description=f"Comma-separated, at most {max_symbols}, e.g. BTCUSDT,ETHUSDT; default all",
+                description=f"Comma-separated, at most {max_symbols}, e.g. BTCUSDT,ETHUSDT; "
+                "default all",
             ),
         ] = None,
     ) -> models.Prices:
@@ -226,7 +232,7 @@ def create_app(
     )
     def klines(
         symbol: Annotated[str, symbol_path],
-        interval: Annotated[Literal[INTERVALS], Query(description="A kline interval")] = "1m",  # type: ignore[valid-type]
+        interval: Annotated[IntervalName, Query(description="A kline interval")] = "1m",
         limit: Annotated[int, Query(ge=1, le=1000)] = 100,
         history: Annotated[
             bool, Query(description="Read the stored history instead of the live frame")
@@ -265,8 +271,8 @@ def create_app(
         rows = []
         for s in lab.symbols:
             p = df.loc[s] if s in df.index else None
-            d = depth_of(s, 1)
-            d = d if d.synced else None
+            top = depth_of(s, 1)
+            d = top if top.synced else None
             rows.append(
                 models.SymbolSummary(
                     symbol=s,
@@ -279,7 +285,7 @@ def create_app(
                     else None,
                     book_synced=d is not None,
                     age_s=_clean(p["age_s"]) if p is not None else None,
-                    source=p["source"] if p is not None else None,
+                    source=cast("str | None", p["source"]) if p is not None else None,
                 )
             )
         return models.Summary(running=lab.running, source=lab.summary().get("source"), symbols=rows)
@@ -303,10 +309,11 @@ def create_app(
     def status() -> models.Status:
         st = lab.status()
         info = st.attrs
-        streams = [
-            models.StreamStatus(symbol=sym, stream=stream, **{k: _clean(v) for k, v in row.items()})
-            for (sym, stream), row in st.iterrows()
-        ]
+        streams = []
+        for key, row in st.iterrows():
+            sym, stream = cast("tuple[str, str]", key)  # the (symbol, stream) index
+            fields = {str(k): _clean(v) for k, v in row.items()}
+            streams.append(models.StreamStatus(symbol=sym, stream=stream, **fields))
         return models.Status(
             running=lab.running,
             source=info.get("source"),
@@ -366,5 +373,5 @@ def create_app(
             app.openapi_schema = patch_openapi(openapi())
         return app.openapi_schema
 
-    app.openapi = documented  # type: ignore[method-assign]
+    app.openapi = documented  # type: ignore[method-assign]  # FastAPI's way to patch the schema
     return app

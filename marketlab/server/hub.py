@@ -18,7 +18,7 @@ import logging
 import threading
 import time
 from collections import OrderedDict, deque
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeGuard
 
 import orjson
 from fastapi import WebSocket, WebSocketDisconnect
@@ -301,12 +301,12 @@ class Hub:
             return
         symbols = msg.get("symbols")
         channels = msg.get("channels", ["ticker"])
-        for name, value in (("symbols", symbols), ("channels", channels)):
-            if not _string_list(value):
-                client.reply(
-                    {"type": "error", "detail": f"'{name}' must be a non-empty list of strings"}
-                )
-                return
+        if not _string_list(symbols) or not _string_list(channels):
+            name = "channels" if _string_list(symbols) else "symbols"
+            client.reply(
+                {"type": "error", "detail": f"'{name}' must be a non-empty list of strings"}
+            )
+            return
         known = set(self.lab.symbols)
         wanted = [_canonical(s) for s in symbols]
         unknown = [s for s, w in zip(symbols, wanted, strict=True) if w not in known]
@@ -321,13 +321,14 @@ class Hub:
                 )
             client.reply({"type": "error", "detail": "; ".join(parts)})
             return
-        keys = {(s, c) for s in wanted for c in channels}
+        keys = {(s, c) for s in wanted if s is not None for c in channels}  # none is None here
         if action == "subscribe":
             if len(client.subs | keys) > self.max_subscriptions:
                 client.reply(
                     {
                         "type": "error",
-                        "detail": f"too many subscriptions (limit {self.max_subscriptions} symbol-channel pairs)",
+                        "detail": "too many subscriptions "
+                        f"(limit {self.max_subscriptions} symbol-channel pairs)",
                     }
                 )
                 return
@@ -360,7 +361,7 @@ class Hub:
         self.clients.discard(client)
 
 
-def _string_list(value: object) -> bool:
+def _string_list(value: object) -> TypeGuard[list[str]]:
     return isinstance(value, list) and bool(value) and all(isinstance(v, str) for v in value)
 
 

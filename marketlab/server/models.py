@@ -171,7 +171,8 @@ class Status(BaseModel):
     bus: dict[str, Any] | None = Field(
         None,
         description="The NATS JetStream bus: what a publishing collector holds and has "
-        "published (connected, published, held, dropped), or where a reader is (position, caught_up)",
+        "published (connected, published, held, dropped), "
+        "or where a reader is (position, caught_up)",
     )
 
 

@@ -194,7 +194,8 @@ class FaultControls:
         retry_after: int | None = None,
         venue: str = "binance",
     ) -> None:
-        """Answer the next ``count`` REST requests of ``venue`` with ``status`` (429, 418 or 5xx)."""
+        """Answer the next ``count`` REST requests of ``venue`` with ``status`` (429, 418 or
+        5xx)."""
         if status not in REST_FAULT_MESSAGES:
             raise ValueError(f"status must be one of {sorted(REST_FAULT_MESSAGES)}, got {status}")
         code, msg = REST_FAULT_MESSAGES[status]

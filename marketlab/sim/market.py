@@ -77,7 +77,8 @@ def spec_for(symbol: str) -> SymbolSpec:
 
 
 def fmt_units(units: int, decimals: int, pad: int = 8) -> str:
-    """An integer count of 10**-decimals as Binance prints it (``6500010, 2`` → ``65000.10000000``)."""
+    """An integer count of 10**-decimals as Binance prints it
+    (``6500010, 2`` → ``65000.10000000``)."""
     sign = "-" if units < 0 else ""
     whole, frac = divmod(abs(int(units)), 10**decimals)
     if decimals == 0:

@@ -128,10 +128,14 @@ class SimExchange(FaultControls):
 
     @property
     def rest_url(self) -> str:
+        """The REST base for both venues (``binance_rest_url=``, ``okx_rest_url=``):
+        ``https`` when serving TLS. Known once started, since the port may be chosen then."""
         return f"{'https' if self.ssl_context else 'http'}://{self.host}:{self.port}"
 
     @property
     def ws_url(self) -> str:
+        """The WebSocket base (``binance_ws_url=``; OKX's paths are under it too, see
+        :attr:`okx_ws_url`): ``wss`` when serving TLS."""
         return f"{'wss' if self.ssl_context else 'ws'}://{self.host}:{self.port}"
 
     @property
@@ -142,6 +146,9 @@ class SimExchange(FaultControls):
     # --- lifecycle ---------------------------------------------------------------------
 
     async def start(self) -> SimExchange:
+        """Serve on the running event loop (``async with`` calls it): the market warmed up with
+        its history, both venues' routes, the fault endpoint and the engine that moves the
+        market. Returns itself once it listens, so its URLs are known."""
         self._loop = asyncio.get_running_loop()
         self._loop_thread_id = threading.get_ident()
         self.market.warm_up(self.start_time)
@@ -173,6 +180,7 @@ class SimExchange(FaultControls):
         return self
 
     async def stop(self) -> None:
+        """Stop the engine and the schedule, cut every client's connection and free the port."""
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
@@ -226,6 +234,8 @@ class SimExchange(FaultControls):
         return self.__enter__()
 
     def close(self) -> None:
+        """Stop a simulator started in a background thread (``with`` or :meth:`start_in_thread`)
+        and wait for the thread; nothing to do otherwise."""
         if self._thread is not None and self._loop is not None:
             self._loop.call_soon_threadsafe(self._loop.stop)
             self._thread.join(timeout=30)

@@ -58,7 +58,8 @@ async def run_backfill(
     rest_url: str | None,
     progress: bool,
 ) -> int:
-    """Page the venue's klines for every series from ``start`` (or where the store ends) to ``end``."""
+    """Page the venue's klines for every series from ``start`` (or where the store ends) to
+    ``end``."""
     rest = registry.get(exchange).rest_client(rest_url)
     try:
         now = await rest.server_time()

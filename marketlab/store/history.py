@@ -82,7 +82,9 @@ class History(TickQueries, BookQueries):
         self.rest_url = rest_url if rest_url is None else rest_url_check(rest_url, "rest_url")
 
     def __repr__(self) -> str:
-        return f"History(db={str(self.db) if self.db else None!r}, parquet={str(self.parquet) if self.parquet else None!r})"
+        db = str(self.db) if self.db else None
+        parquet = str(self.parquet) if self.parquet else None
+        return f"History(db={db!r}, parquet={parquet!r})"
 
     # --- DuckDB plumbing -------------------------------------------------------------------
 
@@ -103,12 +105,14 @@ class History(TickQueries, BookQueries):
             glob = parquet_glob(self.parquet).replace("'", "''")
             filt = _duck_where(where, params)
             branches.append(
-                f"SELECT {cols}, 1 AS tier FROM read_parquet('{glob}', hive_partitioning = true) {filt}"
+                f"SELECT {cols}, 1 AS tier FROM read_parquet('{glob}', hive_partitioning = true) "
+                f"{filt}"
             )
         if not branches:
             con.execute(
-                f"CREATE TABLE klines AS SELECT * FROM (SELECT ''::VARCHAR AS exchange, ''::VARCHAR AS symbol, "
-                f"''::VARCHAR AS interval, {', '.join(f'0::{_duck_type(c)} AS {c}' for c in VALUE_COLUMNS)}) "
+                "CREATE TABLE klines AS SELECT * FROM (SELECT ''::VARCHAR AS exchange, "
+                "''::VARCHAR AS symbol, ''::VARCHAR AS interval, "
+                f"{', '.join(f'0::{_duck_type(c)} AS {c}' for c in VALUE_COLUMNS)}) "
                 "WHERE false"
             ).fetchall()
             return con
@@ -118,7 +122,8 @@ class History(TickQueries, BookQueries):
         union = " UNION ALL ".join(branches)
         con.execute(
             f"""CREATE VIEW klines AS SELECT {cols} FROM (
-                  SELECT *, row_number() OVER (PARTITION BY exchange, symbol, interval, open_time ORDER BY tier) AS rn
+                  SELECT *, row_number() OVER (
+                    PARTITION BY exchange, symbol, interval, open_time ORDER BY tier) AS rn
                   FROM ({union})) WHERE rn = 1"""
         ).fetchall()
         return con
@@ -134,7 +139,8 @@ class History(TickQueries, BookQueries):
         *,
         exchange: str | None = None,
     ) -> pd.DataFrame:
-        """Closed candles with open time in [start, end], oldest first, shaped like ``Lab.klines``."""
+        """Closed candles with open time in [start, end], oldest first, shaped like
+        ``Lab.klines``."""
         sym, iv = normalize_symbol(symbol), Interval(interval)
         s, e = _range(start, end)
         where, params = _where(exchange or self.exchange, sym, iv, s, e)
@@ -215,9 +221,13 @@ class History(TickQueries, BookQueries):
         df = self.klines(symbol, iv, start, end)
         s, e = _range(start, end)
         opens = [int(t) for t in epoch_ms(df.index)]
-        lo = iv.open_of(s) if s is not None else (opens[0] if opens else None)
-        if s is not None and lo < s:
-            lo = iv.next_open(lo)
+        lo: int | None
+        if s is not None:
+            lo = iv.open_of(s)
+            if lo < s:
+                lo = iv.next_open(lo)
+        else:
+            lo = opens[0] if opens else None
         hi = iv.open_of(e) if e is not None else (opens[-1] if opens else None)
         rows = []
         if lo is not None and hi is not None:
@@ -240,6 +250,9 @@ class History(TickQueries, BookQueries):
         return out
 
     def last_open_times(self) -> dict[tuple[str, str], int]:
+        """The newest stored open time (epoch ms) per (symbol, interval) of this exchange: where
+        a collector resumes, so a restart fetches only what it missed. Empty without a
+        database."""
         if self.db is None or not self.db.exists():
             return {}
         conn = connect(self.db, readonly=True)
@@ -255,7 +268,8 @@ class History(TickQueries, BookQueries):
         conn = connect(self.db, readonly=True)
         try:
             cur = conn.execute(
-                f"SELECT {', '.join(VALUE_COLUMNS)} FROM klines WHERE exchange = ? AND symbol = ? AND interval = ? "
+                f"SELECT {', '.join(VALUE_COLUMNS)} FROM klines WHERE exchange = ? AND symbol = ? "
+                "AND interval = ? "
                 "ORDER BY open_time DESC LIMIT ?",
                 (self.exchange, symbol, str(interval), limit),
             )

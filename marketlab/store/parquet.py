@@ -15,11 +15,15 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Never
 
 import duckdb
 import pyarrow as pa
 
 from marketlab.store.sqlite import StoreError, connect
+
+if TYPE_CHECKING:
+    from tqdm import tqdm
 
 PARTITIONS = ("exchange", "symbol", "interval", "year", "month")
 VALUE_COLUMNS = (
@@ -35,24 +39,23 @@ VALUE_COLUMNS = (
     "taker_buy_quote_volume",
     "close_time",
 )
-_SCHEMA = pa.schema(
-    [
-        ("exchange", pa.string()),
-        ("symbol", pa.string()),
-        ("interval", pa.string()),
-        ("open_time", pa.int64()),
-        ("open", pa.float64()),
-        ("high", pa.float64()),
-        ("low", pa.float64()),
-        ("close", pa.float64()),
-        ("volume", pa.float64()),
-        ("quote_volume", pa.float64()),
-        ("trades", pa.int64()),
-        ("taker_buy_volume", pa.float64()),
-        ("taker_buy_quote_volume", pa.float64()),
-        ("close_time", pa.int64()),
-    ]
-)
+_FIELDS: list[tuple[str, pa.DataType]] = [
+    ("exchange", pa.string()),
+    ("symbol", pa.string()),
+    ("interval", pa.string()),
+    ("open_time", pa.int64()),
+    ("open", pa.float64()),
+    ("high", pa.float64()),
+    ("low", pa.float64()),
+    ("close", pa.float64()),
+    ("volume", pa.float64()),
+    ("quote_volume", pa.float64()),
+    ("trades", pa.int64()),
+    ("taker_buy_volume", pa.float64()),
+    ("taker_buy_quote_volume", pa.float64()),
+    ("close_time", pa.int64()),
+]
+_SCHEMA = pa.schema(_FIELDS)
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,7 +126,8 @@ def export(
                 )
                 if has_parquet(partition):
                     new += (
-                        f" ANTI JOIN (SELECT open_time FROM read_parquet('{parquet_glob(partition)}')) old"
+                        " ANTI JOIN (SELECT open_time FROM "
+                        f"read_parquet('{parquet_glob(partition)}')) old"
                         " USING (open_time)"
                     )
             count = con.execute(f"SELECT count(*) FROM ({new})").fetchall()[0][0]
@@ -132,7 +136,8 @@ def export(
                     f"""COPY (SELECT *, year(epoch_ms(open_time)) AS year,
                                      month(epoch_ms(open_time)) AS month FROM ({new}))
                         TO '{_sql_path(out_path)}' (FORMAT parquet, COMPRESSION zstd,
-                        PARTITION_BY ({", ".join(PARTITIONS)}), FILENAME_PATTERN 'part-{{uuid}}', APPEND)"""
+                        PARTITION_BY ({", ".join(PARTITIONS)}),
+                        FILENAME_PATTERN 'part-{{uuid}}', APPEND)"""
                 )
                 written += count
             con.unregister("fresh")
@@ -150,7 +155,7 @@ def _sql_path(path: Path) -> str:
     return str(path).replace("'", "''")
 
 
-def _progress(total: int, show: bool):  # type: ignore[no-untyped-def]
+def _progress(total: int, show: bool) -> tqdm[Never]:
     from tqdm import tqdm
 
     return tqdm(total=total, unit="series", desc="export", disable=not show)

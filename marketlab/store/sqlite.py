@@ -89,13 +89,16 @@ KLINE_COLUMNS = (
     "ingested_at",
 )
 
-UPSERT = f"""INSERT INTO klines ({", ".join(KLINE_COLUMNS)}) VALUES ({", ".join("?" * len(KLINE_COLUMNS))})
+UPSERT = f"""INSERT INTO klines ({", ".join(KLINE_COLUMNS)})
+VALUES ({", ".join("?" * len(KLINE_COLUMNS))})
 ON CONFLICT (exchange, symbol, interval, open_time) DO UPDATE SET
   open = excluded.open, high = excluded.high, low = excluded.low, close = excluded.close,
   volume = excluded.volume, quote_volume = excluded.quote_volume, trades = excluded.trades,
-  taker_buy_volume = excluded.taker_buy_volume, taker_buy_quote_volume = excluded.taker_buy_quote_volume,
+  taker_buy_volume = excluded.taker_buy_volume,
+  taker_buy_quote_volume = excluded.taker_buy_quote_volume,
   close_time = excluded.close_time, ingested_at = excluded.ingested_at
-WHERE (open, high, low, close, volume, quote_volume, trades, taker_buy_volume, taker_buy_quote_volume)
+WHERE (open, high, low, close, volume, quote_volume, trades, taker_buy_volume,
+       taker_buy_quote_volume)
   IS NOT (excluded.open, excluded.high, excluded.low, excluded.close, excluded.volume,
           excluded.quote_volume, excluded.trades, excluded.taker_buy_volume,
           excluded.taker_buy_quote_volume)"""
@@ -210,7 +213,8 @@ def migrate(conn: sqlite3.Connection, path: Path) -> None:
 
 def last_open_times(conn: sqlite3.Connection, exchange: str) -> dict[tuple[str, str], int]:
     rows = conn.execute(
-        "SELECT symbol, interval, max(open_time) FROM klines WHERE exchange = ? GROUP BY symbol, interval",
+        "SELECT symbol, interval, max(open_time) FROM klines WHERE exchange = ? GROUP BY symbol, "
+        "interval",
         (exchange,),
     ).fetchall()
     return {(s, iv): int(t) for s, iv, t in rows}

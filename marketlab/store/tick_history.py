@@ -6,6 +6,7 @@ it was written (the store may hold a repeat until a day is compacted).
 
 from __future__ import annotations
 
+from collections.abc import Hashable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -135,7 +136,8 @@ class TickQueries:
         ms = _fixed_ms(interval)
         s, e = _range(start, end)
         df = self._select_trades(
-            f"(time // {ms}) * {ms} AS open_time, arg_min(price, trade_id) AS open, max(price) AS high, "
+            f"(time // {ms}) * {ms} AS open_time, arg_min(price, trade_id) AS open, max(price) AS "
+            "high, "
             "min(price) AS low, arg_max(price, trade_id) AS close, sum(qty) AS volume, "
             "sum(price * qty) AS quote_volume, count(*) AS trades, "
             "coalesce(sum(qty) FILTER (WHERE sell = 0), 0) AS taker_buy_volume, "
@@ -185,7 +187,7 @@ class TickQueries:
         )
 
 
-def _book_frame_at(row: dict[str, Any]) -> pd.DataFrame:
+def _book_frame_at(row: Mapping[Hashable, Any]) -> pd.DataFrame:
     bids = list(zip(row["bid_price"], row["bid_qty"], strict=True))
     asks = list(zip(row["ask_price"], row["ask_qty"], strict=True))
     df = book_frame(bids, asks)

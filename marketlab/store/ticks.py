@@ -1,14 +1,15 @@
 """Every trade kept: Hive-partitioned, zstd-compressed Parquet beside the kline database
 (book snapshots and updates too: their layout is in :mod:`marketlab.store.books`).
 
-Layout: ``<root>/kind=trades/exchange=<x>/symbol=<s>/date=<yyyy-mm-dd>/part-<first>-<last>-<n>.parquet``
-with columns ``time`` (epoch ms), ``trade_id``, ``price``, ``qty``, ``side``. Trades reach the
-writer from the collector thread (as the column blocks of its trade buffers, or as records when
-fetched late) and are written in batches on a thread of its own, a part per
-(symbol, day) at a time, each written to a temporary name and renamed whole: a crash (even
-``kill -9``) loses at most the batch in flight, never leaves half a file. A trade written twice
-(a replay, a backfill of something already kept) is one trade to every reader — the queries
-keep one row per id — and :func:`compact` merges a day's parts into one file without repeats.
+Layout: ``<root>/kind=trades/exchange=<x>/symbol=<s>/date=<yyyy-mm-dd>/`` holds
+``part-<first>-<last>-<n>.parquet`` files with columns ``time`` (epoch ms), ``trade_id``,
+``price``, ``qty``, ``side``. Trades reach the writer from the collector thread (as the column
+blocks of its trade buffers, or as records when fetched late) and are written in batches on a
+thread of its own, a part per (symbol, day) at a time, each written to a temporary name and
+renamed whole: a crash (even ``kill -9``) loses at most the batch in flight, never leaves half a
+file. A trade written twice (a replay, a backfill of something already kept) is one trade to
+every reader — the queries keep one row per id — and :func:`compact` merges a day's parts into
+one file without repeats.
 """
 
 from __future__ import annotations
@@ -44,15 +45,14 @@ from marketlab.store.trade_parts import ascending
 log = logging.getLogger("marketlab.store")
 
 STORE_KINDS = ("klines", "trades", "book", "book_deltas")  # what Lab(store=...) can keep
-TRADE_SCHEMA = pa.schema(
-    [
-        ("time", pa.int64()),
-        ("trade_id", pa.int64()),
-        ("price", pa.float64()),
-        ("qty", pa.float64()),
-        ("side", pa.dictionary(pa.int8(), pa.string())),
-    ]
-)
+_TRADE_FIELDS: list[tuple[str, pa.DataType]] = [
+    ("time", pa.int64()),
+    ("trade_id", pa.int64()),
+    ("price", pa.float64()),
+    ("qty", pa.float64()),
+    ("side", pa.dictionary(pa.int8(), pa.string())),
+]
+TRADE_SCHEMA = pa.schema(_TRADE_FIELDS)
 _SIDE_NAMES = pa.array(["buy", "sell"])
 _COMPACT_PARTS = 16  # a past day with more parts than this is merged into one
 
@@ -81,7 +81,7 @@ def trade_table(trades: Sequence[Trade]) -> pa.Table:
             pa.array(np.fromiter((t.trade_id for t in trades), np.int64, n)),
             pa.array(np.fromiter((t.price for t in trades), np.float64, n)),
             pa.array(np.fromiter((t.qty for t in trades), np.float64, n)),
-            pa.DictionaryArray.from_arrays(pa.array(sides), _SIDE_NAMES),
+            pa.DictionaryArray.from_arrays(pa.array(sides, pa.int8()), _SIDE_NAMES),
         ],
         schema=TRADE_SCHEMA,
     )
@@ -97,7 +97,9 @@ def block_table(blocks: Sequence[dict[str, np.ndarray]]) -> pa.Table:
             pa.array(cols["trade_id"]),
             pa.array(cols["price"]),
             pa.array(cols["qty"]),
-            pa.DictionaryArray.from_arrays(pa.array(cols["side"].astype(np.int8)), _SIDE_NAMES),
+            pa.DictionaryArray.from_arrays(
+                pa.array(cols["side"].astype(np.int8), pa.int8()), _SIDE_NAMES
+            ),
         ],
         schema=TRADE_SCHEMA,
     )
@@ -107,7 +109,7 @@ def write_trades(root: Path, exchange: str, symbol: str, table: pa.Table) -> int
     """One symbol's trades (:func:`trade_table`) as one part per day; returns files written."""
     ids = table.column("trade_id").to_numpy()
     if not ascending(ids):
-        table = table.take(pa.array(np.argsort(ids, kind="stable")))
+        table = table.take(pa.array(np.argsort(ids, kind="stable"), pa.int64()))
     times = table.column("time").to_numpy()
     if times.min() // DAY_MS == times.max() // DAY_MS:
         bounds = [0, len(times)]  # one day: no day of every trade worked out
@@ -144,7 +146,7 @@ def compact(root: Path, min_parts: int = 2, today: str | None = None) -> int:
         try:
             first, last = con.execute(
                 f"SELECT min(trade_id), max(trade_id) FROM ({query})"
-            ).fetchone()  # type: ignore[misc]
+            ).fetchall()[0]  # an aggregate: one row
             name = part_stem(first, last)
             tmp = folder / f".{name}.tmp"
             target = str(tmp).replace("'", "''")
@@ -248,14 +250,14 @@ class TickWriter:
     def _flush(self) -> None:
         deltas = self._deltas
         if deltas:
-            rows = [deltas.popleft() for _ in range(len(deltas))]
+            delta_rows = [deltas.popleft() for _ in range(len(deltas))]
             try:
-                self.files += write_deltas(self.root, self.exchange, rows)
-                self.deltas_written += len(rows)
+                self.files += write_deltas(self.root, self.exchange, delta_rows)
+                self.deltas_written += len(delta_rows)
             except OSError as exc:
                 self.errors += 1
                 self.last_error = f"book deltas: {exc.strerror or exc}"
-                log.error("ticks: could not write %d book update(s): %s", len(rows), exc)
+                log.error("ticks: could not write %d book update(s): %s", len(delta_rows), exc)
         books = self._books
         if books:
             rows = [books.popleft() for _ in range(len(books))]
@@ -271,8 +273,8 @@ class TickWriter:
         by_block: dict[str, list[dict[str, np.ndarray]]] = {}
         for symbol, block in [blocks.popleft() for _ in range(len(blocks))]:
             by_block.setdefault(symbol, []).append(block)
-        for symbol, parts in by_block.items():
-            tables.setdefault(symbol, []).append(block_table(parts))
+        for symbol, symbol_blocks in by_block.items():
+            tables.setdefault(symbol, []).append(block_table(symbol_blocks))
         pending = self._pending
         by_symbol: dict[str, list[Trade]] = {}
         for t in [pending.popleft() for _ in range(len(pending))]:

@@ -24,7 +24,7 @@ def to_ms(value: TimeLike, name: str = "time") -> int | None:
         raise ValueError(
             f"{name}: cannot read {value!r} as a time (try '2026-01-01' or epoch ms)"
         ) from None
-    if ts is pd.NaT:
+    if not isinstance(ts, pd.Timestamp):  # pd.Timestamp("NaT") gives NaT, which is not one
         raise ValueError(f"{name}: {value!r} is not a time")
     ts = ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
     return int(ts.value // 1_000_000)

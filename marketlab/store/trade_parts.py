@@ -57,10 +57,12 @@ def _sells(side: pa.ChunkedArray) -> np.ndarray:
     """1 where the taker sold: a dictionary's few words looked up once, not per row."""
     parts = []
     for chunk in side.chunks:
-        if pa.types.is_dictionary(chunk.type):
+        if isinstance(chunk, pa.DictionaryArray):  # a dictionary-typed chunk
             words = chunk.dictionary.to_pylist()
             table = np.array([w == "sell" for w in words], dtype=np.int8)
             parts.append(table[chunk.indices.to_numpy(zero_copy_only=False)])
         else:
-            parts.append(pc.equal(chunk, "sell").to_numpy(zero_copy_only=False).astype(np.int8))
+            parts.append(
+                pc.equal(chunk, pa.scalar("sell")).to_numpy(zero_copy_only=False).astype(np.int8)
+            )
     return np.concatenate(parts) if parts else np.zeros(0, np.int8)

@@ -288,8 +288,8 @@ class KlineStore:
         self.errors += 1
         self.rejected += len(rejected)
         self.last_error = f"{type(exc).__name__}: {exc}"
-        for row, err in rejected[:3]:
-            log.error("%s: kline refused by the schema (%s): %s", self.path, err, row[:4])
+        for row, refusal in rejected[:3]:
+            log.error("%s: kline refused by the schema (%s): %s", self.path, refusal, row[:4])
         return []
 
     # --- reading ---------------------------------------------------------------------------

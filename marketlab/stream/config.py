@@ -48,7 +48,8 @@ class FeedConfig:
             positive(name, getattr(self, name), integer=integer, zero=zero)
         if self.backoff_max < self.backoff_initial:
             raise ValueError(
-                f"backoff_max ({self.backoff_max}) must be >= backoff_initial ({self.backoff_initial})"
+                f"backoff_max ({self.backoff_max}) must be >= "
+                f"backoff_initial ({self.backoff_initial})"
             )
         if self.streams_per_connection > MAX_STREAMS_PER_CONNECTION:
             raise ValueError(
@@ -57,7 +58,8 @@ class FeedConfig:
             )
         if not 1 <= self.book_snapshot_limit <= 5000:
             raise ValueError(
-                f"book_snapshot_limit must be 1..5000 (Binance's depth limit), got {self.book_snapshot_limit}"
+                "book_snapshot_limit must be 1..5000 (Binance's depth limit), "
+                f"got {self.book_snapshot_limit}"
             )
 
     def backoff(self, attempt: int) -> float:

@@ -2,7 +2,11 @@
 
 Reconnected with capped exponential backoff and jitter (cut short when the venue answers
 again), kept honest by keepalive pings and an idle watchdog for dead peers, its (un)subscribe
-messages paced under the venue's incoming-message limit. What arrives goes to its feed.
+messages paced under the venue's incoming-message limit. What arrives goes to its owner.
+
+Like cryptofeed's ConnectionHandler, a connection is handed what it needs (its settings, the
+venue's subscribe message, a way to run a task, and :class:`ConnectionEvents` to report to) and
+never imports the feed that owns it: the feed sits above it and can change without it.
 
 The transport is aiohttp's WebSocket client (its C frame reader is the fastest we measured
 among well-kept clients; see ``benchmarks/ingest.py``), with text frames kept as bytes and the
@@ -18,32 +22,81 @@ import logging
 import math
 import random
 import time
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Coroutine
+from typing import Any, Protocol
 
 import aiohttp
 from aiohttp import ClientWebSocketResponse, WSMsgType
 
 from marketlab.recording import files as rec
+from marketlab.stream.config import FeedConfig
 from marketlab.venues.pacing import MessagePacer
 
-if TYPE_CHECKING:
-    from marketlab.stream.feed import Feed
-
 log = logging.getLogger("marketlab.feed")
+
+
+class ConnectionEvents(Protocol):
+    """What a connection tells its owner: frames, failures, (dis)connections, reconnect
+    attempts and subscriptions sent.
+
+    Implemented by :class:`marketlab.stream.feed.Feed` (every venue's feed hands itself in).
+    It exists so that this module depends on what it calls, not on the feed class: the feed
+    imports the connection, never the other way round. Members are looked up at each use, as
+    a stopping feed redirects ``on_frame`` and clears ``tap`` while its connections close.
+    """
+
+    tap: Callable[[int, str, bytes], None] | None  # a recorder of every frame, if any
+
+    def on_frame(self, frame: bytes, conn: WsConnection) -> None: ...
+
+    def frame_failed(self, exc: Exception, where: str) -> None: ...
+
+    def on_connected(self, conn: WsConnection) -> None: ...
+
+    def on_disconnected(self, conn: WsConnection) -> None: ...
+
+    def on_reconnecting(self, conn: WsConnection) -> None: ...
+
+    def on_subscribe_sent(
+        self, conn: WsConnection, streams: list[Any], unsubscribe: bool
+    ) -> None: ...
+
+
+# what a connection runs beside itself (its first subscriptions): the owner keeps the task
+Spawn = Callable[[Coroutine[Any, Any, None]], asyncio.Task[None]]
+# the venue's (un)subscribe message for some streams: (streams, request id, unsubscribe) → bytes
+SubscribeMessage = Callable[[list[Any], int, bool], bytes]
 
 
 class WsConnection:
     """One connection carrying ``streams``, kept alive until stopped.
 
-    It opens ``url`` (which may name some streams itself) and subscribes to ``initial``.
+    It opens ``url`` (which may name some streams itself) and subscribes to ``initial``;
+    ``text_ping`` is the venue's keepalive text for venues that want one (else None).
     """
 
-    def __init__(self, feed: Feed, url: str, streams: list[Any], initial: list[Any], name: str):
-        self.feed = feed
+    def __init__(
+        self,
+        url: str,
+        streams: list[Any],
+        initial: list[Any],
+        name: str,
+        *,
+        config: FeedConfig,
+        events: ConnectionEvents,
+        spawn: Spawn,
+        subscribe_message: SubscribeMessage,
+        text_ping: str | None = None,
+    ):
         self.url = url
         self.streams = streams
         self.initial = initial
         self.name = name
+        self.config = config
+        self.events = events
+        self.spawn = spawn
+        self.subscribe_message = subscribe_message
+        self.text_ping = text_ping
         self.connected = False
         self.connected_at: float | None = None
         self.last_message: float | None = None
@@ -54,7 +107,7 @@ class WsConnection:
         self.ws: ClientWebSocketResponse | None = None
         self._stopping = False
         self._task: asyncio.Task[None] | None = None
-        self._pacer = MessagePacer(feed.config.subscribe_per_second)
+        self._pacer = MessagePacer(config.subscribe_per_second)
         self._request_id = 0
         self._wake = asyncio.Event()  # the venue answers again: stop backing off
         self._idle = ""
@@ -82,7 +135,7 @@ class WsConnection:
         return time.monotonic() - self.connected_at if self.connected_at else 0.0
 
     async def _run(self) -> None:
-        cfg = self.feed.config
+        cfg = self.config
         attempt = 0
         async with aiohttp.ClientSession() as session:
             while not self._stopping:
@@ -103,9 +156,9 @@ class WsConnection:
                         attempt = 0
                         self._wake.clear()
                         self.connected, self.connected_at = True, time.monotonic()
-                        self.feed.on_connected(self)
+                        self.events.on_connected(self)
                         if self.initial:
-                            self.feed._spawn(self.subscribe(self.initial))
+                            self.spawn(self.subscribe(self.initial))
                         await self._pump(ws)
                 except asyncio.CancelledError:
                     raise
@@ -115,7 +168,7 @@ class WsConnection:
                 finally:
                     was_connected, self.connected, self.ws = self.connected, False, None
                     if was_connected:
-                        self.feed.on_disconnected(self)
+                        self.events.on_disconnected(self)
                 if self._stopping or self.retiring:
                     return
                 woken = await self._back_off(attempt)
@@ -123,9 +176,9 @@ class WsConnection:
 
     async def _back_off(self, attempt: int) -> bool:
         """Wait before the next attempt; True when cut short because the venue answers again."""
-        cfg = self.feed.config
+        cfg = self.config
         self.reconnects += 1
-        self.feed.reconnects += 1
+        self.events.on_reconnecting(self)
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(cfg.backoff(attempt)):
                 await self._wake.wait()
@@ -137,12 +190,12 @@ class WsConnection:
         return True
 
     async def _pump(self, ws: ClientWebSocketResponse) -> None:
-        """Frames to the feed, one by one; a watchdog beside it cuts a silent connection (a
+        """Frames to the owner, one by one; a watchdog beside it cuts a silent connection (a
         timeout per frame would cost more than the rest of the frame's handling)."""
         self.last_message = self.last_pong = time.monotonic()
         self._idle = ""
         watchdog = asyncio.create_task(self._watch(ws))
-        receive, feed, monotonic = ws.receive, self.feed, time.monotonic
+        receive, events, monotonic = ws.receive, self.events, time.monotonic
         text, binary = WSMsgType.TEXT, WSMsgType.BINARY
         try:
             while True:
@@ -151,12 +204,12 @@ class WsConnection:
                 if kind is text or kind is binary:
                     frame = msg.data
                     self.messages += 1  # the watchdog sees it (no clock read per frame)
-                    if feed.tap is not None:
-                        feed.tap(rec.WS, self.name, frame)
+                    if events.tap is not None:
+                        events.tap(rec.WS, self.name, frame)
                     try:
-                        feed.on_frame(frame, self)
+                        events.on_frame(frame, self)
                     except Exception as exc:  # one frame never ends the stream
-                        feed.frame_failed(exc, self.name)
+                        events.frame_failed(exc, self.name)
                 elif kind is WSMsgType.PING:  # control frames are not data: the watchdog
                     await ws.pong(msg.data)  # a copy of the payload, as the venues require
                 elif kind is WSMsgType.PONG:
@@ -177,8 +230,8 @@ class WsConnection:
         """Keepalive and dead-peer detection: our pings (a pong must follow within
         ``ping_timeout``), the venue's text ping when it wants one, and a cut after
         ``idle_timeout`` of silence."""
-        cfg = self.feed.config
-        text_ping = self.feed.text_ping
+        cfg = self.config
+        text_ping = self.text_ping
         ping_after = cfg.text_ping_after if text_ping is not None else math.inf
         limit = cfg.idle_timeout + (ping_after if text_ping is not None else 0.0)
         text_pinged = -math.inf
@@ -213,7 +266,7 @@ class WsConnection:
 
     async def subscribe(self, streams: list[Any], unsubscribe: bool = False) -> None:
         """(Un)subscribe in chunks, paced under the venue's incoming-message limit."""
-        chunk = self.feed.config.subscribe_chunk
+        chunk = self.config.subscribe_chunk
         for i in range(0, len(streams), chunk):
             await asyncio.sleep(self._pacer.delay(time.monotonic()))
             ws = self.ws
@@ -222,13 +275,13 @@ class WsConnection:
             self._pacer.sent(time.monotonic())
             self._request_id += 1
             part = streams[i : i + chunk]
-            message = self.feed.subscribe_message(part, self._request_id, unsubscribe)
+            message = self.subscribe_message(part, self._request_id, unsubscribe)
             try:
                 await ws.send_str(message.decode())  # control messages are text frames
             except (ConnectionError, RuntimeError) as exc:  # the connection went meanwhile
                 log.info("%s: (un)subscribe not sent: %s", self.name, exc)
                 return
-            self.feed.on_subscribe_sent(self, part, unsubscribe)
+            self.events.on_subscribe_sent(self, part, unsubscribe)
 
 
 class ConnectionLost(Exception):

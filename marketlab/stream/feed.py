@@ -246,7 +246,17 @@ class Feed(Intake, KlineIntegrity, TradeIntegrity, RestPolling):
 
     def _open(self, url: str, streams: list[Any], initial: list[Any]) -> WsConnection:
         self._conn_seq += 1
-        conn = WsConnection(self, url, streams, initial, f"{self.venue}-{self._conn_seq}")
+        conn = WsConnection(
+            url,
+            streams,
+            initial,
+            f"{self.venue}-{self._conn_seq}",
+            config=self.config,
+            events=self,
+            spawn=self._spawn,
+            subscribe_message=self.subscribe_message,
+            text_ping=self.text_ping,
+        )
         self.connections.append(conn)
         conn.start()
         return conn
@@ -330,6 +340,10 @@ class Feed(Intake, KlineIntegrity, TradeIntegrity, RestPolling):
                 last = self._last_closed.get((symbol, str(iv)))
                 if last is not None:
                     self._schedule_backfill((symbol, str(iv)), iv.next_open(last))
+
+    def on_reconnecting(self, conn: WsConnection) -> None:
+        """``conn`` is about to try again: counted over every connection, retired ones too."""
+        self.reconnects += 1
 
     def on_disconnected(self, conn: WsConnection) -> None:
         if conn.retiring:

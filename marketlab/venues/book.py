@@ -15,7 +15,7 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Any
 
-from marketlab.native import native
+from marketlab.native import compiled
 from marketlab.records import BookDelta, BookSnapshot, Level
 
 
@@ -197,8 +197,8 @@ class BookSide:
         return dropped
 
 
-# The compiled twin of BookSide (csrc/native.c: levels in a sorted array), when built.
-Side: type[BookSide] = native.Side if native is not None else BookSide
+# The compiled twin of BookSide (csrc/native.c: levels in a sorted array), when in use.
+Side: type[BookSide] = compiled("Side", BookSide)
 
 
 class OrderBook:
@@ -279,8 +279,7 @@ class OrderBook:
 
     def _settled(self, last: int) -> Action:
         """After update ``last`` was applied: a side past its bound trimmed, and the book still
-        proven (its known range held, not crossed). The compiled quick taker of a book stream
-        (``csrc/quick.c``) calls it when a side is past its bound or crossed."""
+        proven (its known range held, not crossed)."""
         bids, asks = self._bids, self._asks
         slack = self.max_levels + self.max_levels // 10
         if len(bids) > slack:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -31,7 +32,7 @@ def no_bus_settings_from_outside(monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.delenv(var, raising=False)
 
 
-def end(proc: subprocess.Popen[bytes]) -> None:
+def end(proc: subprocess.Popen[Any]) -> None:
     """A process a test started, gone however the test ended."""
     if proc.poll() is None:
         proc.kill()

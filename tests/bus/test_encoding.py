@@ -310,7 +310,7 @@ def test_a_fallback_venues_records_stay_off_the_exchanges_subjects() -> None:
     pub = lab._publisher
     seen: list[int] = []
     lab.subscribe(lambda r: seen.append(r.trade_id))
-    attach(lab, pub)
+    attach(pub, lab._state, lab._failover)
     lab._failover.deliver(trade(7), "okx:ws")  # what the fallback venue's feed hands the Lab
     assert not pub._open and seen == [7]  # other subscribers still hear of it
     lab._state.on_trade(trade(8), "ws")  # the exchange's own

@@ -413,5 +413,5 @@ def test_a_cli_history_writer_reads_a_secured_bus(
         assert len(stored) > 0 and stored["trade_id"].is_unique
     finally:
         if writer is not None:
-            end(writer)  # type: ignore[arg-type]
+            end(writer)
         bus.remove()

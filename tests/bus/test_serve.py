@@ -58,7 +58,7 @@ def test_the_api_served_from_the_bus_equals_the_collector(
         assert "from the bus" in first and "BTCUSDT, ETHUSDT" in first
         port = re.search(
             r"API docs http://127\.0\.0\.1:(\d+)/docs", server.stdout.readline()
-        ).group(1)  # type: ignore[union-attr]
+        ).group(1)  # type: ignore[union-attr]  # the server prints its port
         api = f"http://127.0.0.1:{port}{PREFIX}"
         wait_for(
             lambda: not httpx.get(api + "/prices").json()["missing"], 30, "prices from the bus"

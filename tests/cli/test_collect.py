@@ -160,8 +160,8 @@ def test_collect_stops_cleanly_on_sigterm():
 def test_watchlist_from_config_file_env_urls_and_flags_override(tmp_path):
     with SimProcess("--symbols", "ETHUSDT,ADAUSDT", "--speed", "60") as sim:
         (tmp_path / "watch.toml").write_text(
-            '[collect]\nsymbols = ["ETHUSDT", "ADAUSDT"]\nintervals = "5m"\nchannels = ["klines", "ticker"]\n'
-            + FAST_FEED
+            '[collect]\nsymbols = ["ETHUSDT", "ADAUSDT"]\n'
+            'intervals = "5m"\nchannels = ["klines", "ticker"]\n' + FAST_FEED
         )
         env = {
             **os.environ,

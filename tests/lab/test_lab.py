@@ -79,7 +79,8 @@ def wait_for(predicate, timeout: float = 30.0, what: str = "condition") -> None:
 def assert_klines_exact(
     lab: Lab, sim: SimExchange, symbol: str, interval: str, closed_stream: list[Kline]
 ) -> int:
-    """Every closed candle in the frame equals the exchange's; the stream has no repeats or holes."""
+    """Every closed candle in the frame equals the exchange's; the stream has no repeats or
+    holes."""
     df = lab.klines(symbol, interval)
     closed = df[df["closed"]]
     assert len(closed) >= 2

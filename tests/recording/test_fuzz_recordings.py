@@ -20,13 +20,13 @@ import zstandard
 from hypothesis import given
 from hypothesis import strategies as st
 
-from marketlab.native import native
+from marketlab.native import COMPILED, compiled
 from marketlab.recording import blocks as blocks_module
 from marketlab.recording import files as recording
 from marketlab.recording.files import MAGIC, Header, RecordingError
 from tests.fuzzing import fuzz, mutated
 
-READERS = ["compiled", "python", "blocks", "blocks-python-thread"] if native else ["python"]
+READERS = ["compiled", "python", "blocks", "blocks-python-thread"] if COMPILED else ["python"]
 HEAD = struct.Struct("<BqHI")
 
 
@@ -40,7 +40,7 @@ def _plain(entries: list[tuple[int, int, bytes, bytes]]) -> tuple[bytes, int]:
 @contextlib.contextmanager
 def _reader(name: str) -> Iterator[None]:
     if name == "python":
-        with mock.patch.object(recording, "native", None):
+        with mock.patch.object(recording, "_scan_entries", None):
             yield
     elif name == "blocks-python-thread":
         with mock.patch.object(blocks_module, "zstd_library", lambda: None):
@@ -65,7 +65,7 @@ def read(path: Path, name: str) -> tuple[list[tuple[Any, ...]], str | None, int]
                     got.append(tuple(e))
                     ticks += 1
             else:
-                _, blocks = blocks_module.open_blocks(path, native.LaneTable({}))  # type: ignore[union-attr]
+                _, blocks = blocks_module.open_blocks(path, compiled("LaneTable")(ValueError))
                 try:
                     for block in blocks:
                         finished = False

@@ -74,11 +74,12 @@ def replay_in_pure_python(path, out) -> dict:
     script = (
         "import pickle, sys\n"
         "from marketlab.lab import Lab\n"
-        "from marketlab.native import native\n"
-        "assert native is None\n"
+        "from marketlab.native import COMPILED\n"
+        "assert not COMPILED\n"
         "lab = Lab.replay(sys.argv[1]).join(60)\n"
         "assert 'ccxt' not in sys.modules, 'a replay loaded ccxt (about 90 MB it never uses)'\n"
-        "frames = {'klines': lab.klines('BTCUSDT'), 'trades': lab.trades('ETHUSDT'), 'book': lab.book('BTCUSDT', 50)}\n"
+        "frames = {'klines': lab.klines('BTCUSDT'), 'trades': lab.trades('ETHUSDT'),\n"
+        "          'book': lab.book('BTCUSDT', 50)}\n"
         "pickle.dump(frames, open(sys.argv[2], 'wb'))\n"
     )
     env = {**os.environ, "MARKETLAB_PURE_PYTHON": "1"}
@@ -182,18 +183,19 @@ def test_a_frame_whose_taking_raises_is_counted_and_the_replay_goes_on(tmp_path,
 
     from marketlab.recording import files as rec
     from marketlab.recording import replay as replay_module
-    from tests.venues.binance.test_quick_takers import _Feed, _trade
+    from tests.venues.binance.feeds import OfflineFeed, trade_frame
 
     path = tmp_path / "r.mlrec"
     writer = rec.RecordingWriter(path, rec.Header("binance", ["BTCUSDT"], ["1m"], ["trades"], 1))
     for tid in range(1, 6):
-        writer.write(rec.WS, 10**18 + tid, "binance-1", _trade(tid, 1.5, 2.0, True))
+        writer.write(rec.WS, 10**18 + tid, "binance-1", trade_frame(tid, 1.5, 2.0, True))
     writer.close()
 
-    class Raising(_Feed):
-        def __init__(self) -> None:
-            super().__init__(quick=False)
-            lane = self._lanes[b"btcusdt@trade"]
+    class Raising(OfflineFeed):
+        def _lane(self, st):
+            lane = super()._lane(st)
+            if st.channel != "trade":
+                return lane
             take = lane.take
 
             def raising(stats, record, source):
@@ -201,7 +203,7 @@ def test_a_frame_whose_taking_raises_is_counted_and_the_replay_goes_on(tmp_path,
                     raise RuntimeError("a sink broke")
                 take(stats, record, source)
 
-            self._lanes[b"btcusdt@trade"] = lane._replace(take=raising)
+            return lane._replace(take=raising)
 
     if way == "entries":
         monkeypatch.setattr(replay_module, "BLOCKS_AHEAD", False)

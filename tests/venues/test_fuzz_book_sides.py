@@ -12,11 +12,12 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from marketlab.native import native
+from marketlab.native import COMPILED, compiled
 from marketlab.venues.book import BookSide
 from tests.fuzzing import fuzz
 
-pytestmark = pytest.mark.skipif(native is None, reason="the compiled side is not built")
+pytestmark = pytest.mark.skipif(not COMPILED, reason="the compiled side is not built")
+CompiledSide: Any = compiled("Side")
 
 PRICES = st.sampled_from([0.0, -0.0, 1.0, 1.5, 2.0, 100.25, 1e-8, 1e300, math.nan, 2, "1.5"])
 QTYS = st.sampled_from([0.0, 1.0, 2.5, 1e-8, 3, "q"])
@@ -45,7 +46,7 @@ def _items(side: Any) -> list[str]:
 @fuzz(2)
 @given(OPS)
 def test_a_compiled_side_keeps_the_levels_its_python_twin_keeps(ops) -> None:
-    compiled, python = native.Side(), BookSide()  # type: ignore[union-attr]
+    compiled, python = CompiledSide(), BookSide()  # type: ignore[union-attr]  # skipped without it
     for op, levels, sign in ops:
         assert _do(compiled, op, levels, sign) == _do(python, op, levels, sign), (op, levels)
         assert _items(compiled) == _items(python), (op, levels)
@@ -53,7 +54,7 @@ def test_a_compiled_side_keeps_the_levels_its_python_twin_keeps(ops) -> None:
 
 
 def test_zero_and_minus_zero_keep_the_first_key_and_the_later_quantity() -> None:
-    for side in (native.Side(), BookSide()):  # type: ignore[union-attr]
+    for side in (CompiledSide(), BookSide()):  # type: ignore[union-attr]  # skipped without it
         side.load([(0.0, 1.0), (-0.0, 2.0)], 1.0)
         assert _items(side) == [f"{(0.0).hex()} {(2.0).hex()}"]
 
@@ -72,13 +73,13 @@ def test_a_level_that_empties_the_list_being_applied_is_read_safely() -> None:
             return self.value
 
     levels.extend([(Emptying(1.0), 1.0), [3.0, Emptying(4.0)], (5.0, 6.0)])
-    side = native.Side()  # type: ignore[union-attr]
+    side = CompiledSide()  # skipped without it
     side.apply(levels, 1.0)
     assert side.items() == [(1.0, 1.0), (3.0, 4.0), (5.0, 6.0)]
 
 
 def test_a_nan_price_changes_nothing_in_either_side() -> None:
-    for side in (native.Side(), BookSide()):  # type: ignore[union-attr]
+    for side in (CompiledSide(), BookSide()):  # type: ignore[union-attr]  # skipped without it
         side.load([(1.0, 1.0), (2.0, 2.0), (3.0, 3.0)], 1.0)
         with pytest.raises(ValueError, match="level 1 has no price"):
             side.apply([(2.0, 0.0), (math.nan, 5.0)], 1.0)

@@ -247,8 +247,9 @@ class BinanceRest:
         return ApiError(
             429,
             -1003,
-            f"Too much request weight used; current limit is {self.sim.weight_limit} request weight "
-            "per 1 MINUTE. Please use WebSocket Streams for live updates to avoid polling the API.",
+            f"Too much request weight used; current limit is {self.sim.weight_limit} "
+            "request weight per 1 MINUTE. Please use WebSocket Streams for live updates "
+            "to avoid polling the API.",
             retry_after,
         )
 

@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from marketlab.sim.server import SimExchange
 
 from marketlab.sim.binance.rest import Formatter, kline_event, ticker_fields
+from marketlab.sim.face import SocketFace
 
 log = logging.getLogger("marketlab.sim.binance")
 
@@ -70,7 +71,7 @@ class Connection:
     closing: bool = False
 
 
-class BinanceWs:
+class BinanceWs(SocketFace):
     """WebSocket handling, faults and fan-out of :class:`~marketlab.sim.binance.BinanceFace`."""
 
     sim: SimExchange
@@ -170,7 +171,8 @@ class BinanceWs:
         ):
             return {
                 "code": 1,
-                "msg": "Invalid value type: expected a 64-bit integer, an alphanumeric string of at most 36 characters, or null for 'id'",
+                "msg": "Invalid value type: expected a 64-bit integer, an alphanumeric string "
+                "of at most 36 characters, or null for 'id'",
                 "id": None,
             }
         unknown = set(msg) - {"method", "params", "id"}
@@ -209,7 +211,8 @@ class BinanceWs:
                 if len(conn.streams) + len(new) > MAX_STREAMS:
                     return {
                         "code": 2,
-                        "msg": f"Invalid request: too many streams (max {MAX_STREAMS} per connection)",
+                        "msg": "Invalid request: too many streams "
+                        f"(max {MAX_STREAMS} per connection)",
                         "id": rid,
                     }
                 self._subscribe(conn, params)
@@ -463,11 +466,11 @@ class BinanceWs:
                     },
                 )
         if f"{s}@ticker" in subs or f"{s}@miniTicker" in subs:
-            t = ticker_fields(m, f, r.end)
+            tick = ticker_fields(m, f, r.end)
             if f"{s}@ticker" in subs:
-                payload = {"e": "24hrTicker", "E": r.end, "s": sym}
-                payload.update({k: t[src] for k, src in _TICKER_WS_KEYS})
-                self._send(f"{s}@ticker", payload)
+                event: dict[str, Any] = {"e": "24hrTicker", "E": r.end, "s": sym}
+                event.update({k: tick[src] for k, src in _TICKER_WS_KEYS})
+                self._send(f"{s}@ticker", event)
             if f"{s}@miniTicker" in subs:
                 self._send(
                     f"{s}@miniTicker",
@@ -475,11 +478,11 @@ class BinanceWs:
                         "e": "24hrMiniTicker",
                         "E": r.end,
                         "s": sym,
-                        "c": t["lastPrice"],
-                        "o": t["openPrice"],
-                        "h": t["highPrice"],
-                        "l": t["lowPrice"],
-                        "v": t["volume"],
-                        "q": t["quoteVolume"],
+                        "c": tick["lastPrice"],
+                        "o": tick["openPrice"],
+                        "h": tick["highPrice"],
+                        "l": tick["lowPrice"],
+                        "v": tick["volume"],
+                        "q": tick["quoteVolume"],
                     },
                 )

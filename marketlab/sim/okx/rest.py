@@ -71,6 +71,7 @@ class OkxRest:
 
     sim: SimExchange
     inst: dict[str, SymbolMarket]
+    _inst_of: dict[str, str]
     _calls: dict[str, deque[float]]
 
     def _rest(

@@ -22,6 +22,7 @@ from marketlab.sim.market import StepResult, SymbolMarket, _Candle
 if TYPE_CHECKING:
     from marketlab.sim.server import SimExchange
 
+from marketlab.sim.face import SocketFace
 from marketlab.sim.okx.rest import BARS, BOOK_LEVELS, num
 
 log = logging.getLogger("marketlab.sim.okx")
@@ -58,7 +59,7 @@ class OkxConnection:
     closing: bool = False
 
 
-class OkxWs:
+class OkxWs(SocketFace):
     """WebSocket handling, faults and fan-out of :class:`~marketlab.sim.okx.OkxFace`."""
 
     sim: SimExchange
@@ -71,6 +72,12 @@ class OkxWs:
     _corrupt: dict[str | None, int]
     _seq_offset: dict[str, int]
     _resets: set[str]
+
+    if TYPE_CHECKING:  # OkxRest's, beside this class in OkxFace
+
+        def _levels(self, m: SymbolMarket, levels: list[tuple[int, int]]) -> list[list[str]]: ...
+
+        def _ticker(self, inst: str, m: SymbolMarket, now: int) -> dict[str, str]: ...
 
     # --- WebSocket ---------------------------------------------------------------------
 
@@ -142,7 +149,8 @@ class OkxWs:
                     self._error(
                         conn,
                         "60018",
-                        f"Wrong URL or channel:{channel},instId:{inst} doesn't exist. Please use the correct URL, channel and parameters referring to API document.",
+                        f"Wrong URL or channel:{channel},instId:{inst} doesn't exist. Please use "
+                        "the correct URL, channel and parameters referring to API document.",
                     )
                 )
                 continue
@@ -355,7 +363,8 @@ class OkxWs:
                     "event": "notice",
                     "code": "64008",
                     "connId": conn.conn_id,
-                    "msg": "The connection will soon be closed for a service upgrade. Please reconnect.",
+                    "msg": "The connection will soon be closed for a service upgrade. "
+                    "Please reconnect.",
                 }
             ),
             1012,

@@ -15,14 +15,10 @@ import asyncio
 import logging
 from typing import Any
 
-from marketlab.native import native
 from marketlab.recording import files as rec
 from marketlab.records import BookDelta, BookSnapshot
-from marketlab.stream.intake import Intake
-from marketlab.stream.quick import market_state
 from marketlab.stream.rest import RestError
-from marketlab.stream.state import LockedBook, StreamStats
-from marketlab.venues.book import Action, BookState, OrderBook
+from marketlab.venues.book import Action, OrderBook
 
 log = logging.getLogger("marketlab.feed")
 
@@ -73,27 +69,6 @@ class BookSync:
                     shadow.on_delta(delta)
         if action is Action.FETCH_SNAPSHOT:
             self._schedule_snapshot(delta.symbol)
-
-    def _quick_delta(self, stats: Any, symbol: str) -> Any:
-        """``Intake._take_delta`` → :meth:`_delta` → ``OrderBook.on_delta`` →
-        ``MarketState.on_delta``, compiled (stream/quick.py); None where that is not the chain
-        an update of ``symbol``'s book goes through."""
-        state = market_state(self)  # type: ignore[arg-type]
-        lb = self.books.get(symbol)
-        if (
-            native is None
-            or state is None
-            or type(lb) is not LockedBook
-            or type(lb.book) is not OrderBook
-            or type(stats) is not StreamStats
-            or type(self)._take_delta is not Intake._take_delta  # type: ignore[attr-defined]
-            or type(self)._delta is not BookSync._delta
-            or self._deliver_delta != state.on_delta  # type: ignore[attr-defined]
-        ):
-            return None
-        return native.QuickDelta(
-            stats, self, lb, state, symbol, BookState.SYNCED, Action.FETCH_SNAPSHOT
-        )
 
     def _apply_snapshot(self, snap: BookSnapshot) -> tuple[Action, bool]:
         lb = self.books[snap.symbol]

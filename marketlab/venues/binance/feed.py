@@ -7,7 +7,7 @@ import logging
 from collections.abc import Sequence
 from typing import Any
 
-from marketlab.native import native
+from marketlab.native import COMPILED
 from marketlab.records import (
     AggTrade,
     BookDelta,
@@ -21,10 +21,9 @@ from marketlab.records import (
 from marketlab.settings import CHANNELS
 from marketlab.stream.connection import WsConnection
 from marketlab.stream.feed import Feed, FeedConfig, LockedBook, Sink, StreamStats, TypedSink
-from marketlab.stream.quick import quick_trade
 from marketlab.venues import binance as bn
 from marketlab.venues.binance.books import BookSync
-from marketlab.venues.binance.frames import Lane, lane_for, take_combined
+from marketlab.venues.binance.frames import Lane, lane_for, lane_table, take_combined
 from marketlab.venues.binance.rest import BinanceRest
 
 log = logging.getLogger("marketlab.feed")
@@ -90,21 +89,16 @@ class BinanceFeed(BookSync, Feed):
         self._init_book_sync()
         self._decoder = bn.StreamDecoder()
         self._parsed: dict[str, bn.Stream] = {n: bn.parse_stream(n) for n in self.streams}
-        self._lanes = {name.encode(): self._lane(st) for name, st in self._parsed.items()}
+        self._lanes = lane_table()
+        for name, st in self._parsed.items():
+            self._lanes.add(name.encode(), *self._lane(st))
 
     def _lane(self, st: bn.Stream) -> Lane:
         """What a payload of ``st`` goes through: to its record, its taker and its status row."""
         key = (st.symbol, f"kline_{st.interval}" if st.channel == "kline" else st.channel)
         stats = self.stream_stats.setdefault(key, StreamStats())
         kind = _KINDS.get(st.channel)
-        quick = (
-            quick_trade(self, stats, st.symbol)
-            if kind is Trade
-            else self._quick_delta(stats, st.symbol)
-            if kind is BookDelta
-            else None
-        )
-        return lane_for(st, self.takers.get(kind, self._take), stats, kind, quick)
+        return lane_for(st, self.takers.get(kind, self._take), stats, kind)
 
     def make_rest(self) -> BinanceRest:
         return BinanceRest(self.config.rest_url, weight_limit=self.config.weight_limit)
@@ -133,14 +127,14 @@ class BinanceFeed(BookSync, Feed):
         return st.symbol if st.channel == "depth" else None
 
     def frame_reader(self) -> Any:
-        return None if native is None else native.LaneTable(self._lanes)
+        return self._lanes if COMPILED else None  # the compiled LaneTable is one
 
     def on_frame(self, frame: bytes, conn: WsConnection) -> None:
         # The usual frame {"stream":"…","data":{…}} of one of our streams: the payload is cut
         # out and read straight to its record and taker (no envelope parsed, no dispatch).
         if take_combined(self._lanes, frame):
             return
-        try:  # anything else, or a payload the quick reader left: said what it is, or why not
+        try:  # anything else, or a payload the compiled reader left: said what it is, or why not
             events = self._decoder.decode(frame)
         except bn.FrameError as exc:
             self.bad_frame(exc, conn)

@@ -9,7 +9,7 @@ from typing import Any, NamedTuple
 
 import msgspec
 
-from marketlab.native import native
+from marketlab.native import compiled
 from marketlab.numbers import Amount, Change, Id, IdOrNone, Level, Price, TimeMs
 from marketlab.records import (
     AggTrade,
@@ -218,38 +218,62 @@ def route_combined(frame: bytes, lanes: dict[bytes, Any]) -> tuple[Any, bytes] |
     return None
 
 
+# What the compiled reader reads itself, by payload (a stream's channel): the names of the values
+# it makes a record of, in the order it hands them to a lane's ``make`` (csrc/binance.c says).
+PAYLOADS: dict[str, tuple[str, ...]] = compiled("PAYLOADS", {})
+
+
 class Lane(NamedTuple):
     """What a payload of one stream goes through, to the record's taker ``take(stats, record,
-    source)``. ``code`` names the payload for the compiled reader (``LANE_CODES``; 0: it
-    leaves the payload to ``decode`` and ``convert``, msgspec's)."""
+    source)``: the parts of :meth:`LaneTable.add`. ``payload`` names what the compiled reader
+    reads of it itself (a key of ``PAYLOADS``, made into a record by ``make``; "": it leaves the
+    payload to ``decode`` and ``convert``, msgspec's, as the Python twin does every payload)."""
 
-    code: int
-    record: type | None  # what the compiled reader makes (codes 1-4)
+    payload: str
+    make: Callable[..., Any] | None  # make(*values) -> the record, values as PAYLOADS names them
     take: Callable[[Any, Any, str], None]
     stats: Any
     symbol: str
     interval: str
     decode: Callable[[bytes], Any]
-    convert: Convert
-    quick: Any = None  # the compiled taker of its common case (stream/quick.py), or None
+    convert: Callable[[Any], Record | None]
 
 
-# the payloads the compiled reader knows, by channel (in the order of csrc/binance.c's codes)
-LANE_CODES = {"trade": 1, "depth": 2, "kline": 3, "ticker": 4}
+def _fields(record: type) -> tuple[str, ...]:
+    """What a record class takes by position, in order (a msgspec Struct's fields, a
+    NamedTuple's, a dataclass's: ``__match_args__``)."""
+    return tuple(getattr(record, "__match_args__", ()))
+
+
+def maker(record: type | None, values: tuple[str, ...]) -> Callable[..., Any] | None:
+    """What makes ``record`` of the compiled reader's ``values`` (given in that order): the
+    record class itself where its fields are those, in that order (no call in between), else
+    an adapter that hands them over by name."""
+    if record is None or _fields(record) == values:
+        return record
+    cls = record
+
+    def make(*given: Any) -> Any:
+        return cls(**dict(zip(values, given, strict=True)))
+
+    return make
 
 
 def lane_for(
-    stream: Stream,
-    take: Callable[[Any, Any, str], None],
-    stats: Any,
-    record: type | None,
-    quick: Any = None,
+    stream: Stream, take: Callable[[Any, Any, str], None], stats: Any, record: type | None
 ) -> Lane:
     decode, convert = payload_reader(stream)
-    code = LANE_CODES.get(stream.channel, 0)
+    values = PAYLOADS.get(stream.channel) if record is not None else None
     interval = str(stream.interval or "")  # a plain str, as decoded
     return Lane(
-        code, record, take, stats, stream.symbol, interval, decode, _own(convert, stream), quick
+        stream.channel if values is not None else "",
+        maker(record, values) if values is not None else record,
+        take,
+        stats,
+        stream.symbol,
+        interval,
+        decode,
+        _own(convert, stream),
     )
 
 
@@ -275,16 +299,57 @@ def belongs(record: Any, stream: Stream) -> bool:
     )
 
 
-def take_combined_python(lanes: dict[bytes, Lane], frame: bytes) -> bool:
+class LaneTablePython:
+    """A feed's lanes by stream name: the twin of the compiled ``LaneTable``, same methods.
+    ``refused``: what a lane's ``decode`` raises for a payload that is not of its kind (the
+    frame then goes the careful way)."""
+
+    def __init__(self, refused: type[BaseException] | tuple[type[BaseException], ...]):
+        self.refused = refused
+        self.lanes: dict[bytes, Lane] = {}
+
+    def add(
+        self,
+        name: bytes,
+        payload: str,
+        make: Callable[..., Any] | None,
+        take: Callable[[Any, Any, str], None],
+        stats: Any,
+        symbol: str,
+        interval: str,
+        decode: Callable[[bytes], Any],
+        convert: Callable[[Any], Record | None],
+    ) -> None:
+        """The lane of stream ``name`` (bytes), as :class:`Lane` names its parts."""
+        if not isinstance(name, bytes) or not isinstance(payload, str):
+            raise TypeError("a lane's name is bytes and its payload a str")
+        if not isinstance(symbol, str) or not isinstance(interval, str):
+            raise TypeError("a lane's symbol and interval are str")
+        self.lanes[name] = Lane(payload, make, take, stats, symbol, interval, decode, convert)
+
+    def __len__(self) -> int:
+        return len(self.lanes)
+
+
+LaneTable: type[LaneTablePython] = compiled("LaneTable", LaneTablePython)
+
+
+def lane_table() -> LaneTablePython:
+    """An empty table of lanes, compiled when the compiled part is in use; msgspec's
+    ``DecodeError`` (and its ``ValidationError``) say a payload is not of its lane's kind."""
+    return LaneTable(msgspec.DecodeError)
+
+
+def take_combined_python(lanes: LaneTablePython, frame: bytes) -> bool:
     """A combined frame of a stream in ``lanes``, decoded and handed to its lane's taker:
     True; False for anything else (the caller's careful decoder then says what it is)."""
-    routed = route_combined(frame, lanes)
+    routed = route_combined(frame, lanes.lanes)
     if routed is None:
         return False
     lane, payload = routed
     try:
         wire = lane.decode(payload)
-    except (msgspec.ValidationError, msgspec.DecodeError):
+    except lanes.refused:
         return False
     record = lane.convert(wire)
     if record is None:
@@ -293,8 +358,8 @@ def take_combined_python(lanes: dict[bytes, Lane], frame: bytes) -> bool:
     return True
 
 
-# the same compiled, when it was built (csrc/binance.c)
-take_combined = native.take_combined if native is not None else take_combined_python
+# the same compiled, when it is in use (csrc/binance.c)
+take_combined = compiled("take_combined", take_combined_python)
 _MISSING = object()
 
 

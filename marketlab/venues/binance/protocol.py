@@ -122,7 +122,8 @@ def stream_name(
     if channel in _SIMPLE_CHANNELS:
         return f"{sym}@{channel}"
     raise ValueError(
-        f"unknown channel {channel!r}: expected kline, depth or one of {', '.join(_SIMPLE_CHANNELS)}"
+        f"unknown channel {channel!r}: expected kline, depth or one of "
+        f"{', '.join(_SIMPLE_CHANNELS)}"
     )
 
 

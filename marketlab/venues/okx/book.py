@@ -57,7 +57,8 @@ class OkxBook(OrderBook):
         if msg.prev_seq_id != self.last_update_id:
             self.stats.gaps += 1
             return self._lost(
-                f"gap: update {msg.seq_id} follows {msg.prev_seq_id}, the book is at {self.last_update_id}"
+                f"gap: update {msg.seq_id} follows {msg.prev_seq_id}, the book is at "
+                f"{self.last_update_id}"
             )
         if msg.seq_id == msg.prev_seq_id and not msg.bids and not msg.asks:
             self.stats.heartbeats += 1  # the venue says the book is unchanged

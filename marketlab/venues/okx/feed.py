@@ -12,7 +12,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, cast
 
 from marketlab.records import Interval
 from marketlab.stream.connection import WsConnection
@@ -106,7 +106,7 @@ class OkxFeed(Feed):
         if lb is None or conn.retiring:
             return  # a retiring connection's book chain is not the one the book follows now
         with lb.lock:
-            book = lb.book
+            book = cast(OkxBook, lb.book)  # as _locked_okx_book made it
             was = book.last_update_id if book.synced and msg.action != "snapshot" else None
             action = book.on_message(msg)
             reason = book.reason

@@ -6,7 +6,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import msgspec
 
@@ -113,7 +113,7 @@ class _Book(msgspec.Struct, gc=False):
     checksum: int | None = None
 
 
-_DATA = {
+_DATA: dict[str, msgspec.json.Decoder[list[Any]]] = {
     "tickers": msgspec.json.Decoder(list[_Ticker], strict=False),
     "trades": msgspec.json.Decoder(list[_Trade], strict=False),
     "trades-all": msgspec.json.Decoder(list[_Trade], strict=False),
@@ -259,10 +259,11 @@ class OkxDecoder:
             ]
         if action not in ("snapshot", "update"):
             raise FrameError(f"books push with action {action!r}", frame, channel)
+        kind = cast('Literal["snapshot", "update"]', action)  # checked just above
         return [
             BookMessage(
                 symbol,
-                action,
+                kind,
                 _levels(b.bids),
                 _levels(b.asks),
                 b.seqId,

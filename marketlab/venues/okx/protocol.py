@@ -117,7 +117,8 @@ def inst_id(symbol: str) -> str:
         if canonical.endswith(quote) and len(canonical) > len(quote):
             return f"{canonical[: -len(quote)]}-{quote}"
     raise ValueError(
-        f"cannot tell the quote currency of {symbol!r} for OKX: write it as BASE-QUOTE, e.g. 'BTC-USDT'"
+        f"cannot tell the quote currency of {symbol!r} for OKX: write it as BASE-QUOTE, e.g. "
+        "'BTC-USDT'"
     )
 
 
@@ -180,10 +181,11 @@ def topics_for(
     missing = [c for c in channels if c not in CHANNELS and c != "klines"]
     if missing:
         raise ValueError(
-            f"OKX has no {', '.join(missing)} channel: use some of {', '.join([*CHANNELS, 'klines'])}"
+            f"OKX has no {', '.join(missing)} channel: use some of "
+            f"{', '.join([*CHANNELS, 'klines'])}"
         )
     bars = [bar(iv) for iv in intervals] if "klines" in channels else []
-    out = []
+    out: list[Topic] = []
     for s in symbols:
         inst = inst_id(s)
         out.extend(Topic(CHANNELS[c], inst) for c in channels if c in CHANNELS)

@@ -68,7 +68,7 @@ def _okx_class() -> type:
     """ccxt's OKX, subclassed on first use (see binance/rest.py's _binance_class)."""
     import ccxt.async_support as ccxt_async
 
-    class _Okx(ccxt_async.okx):  # type: ignore[misc]
+    class _Okx(ccxt_async.okx):
         pacer: WindowPacer
 
         def on_rest_response(

@@ -14,14 +14,21 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from marketlab.native import native
+from marketlab.native import COMPILED, compiled
 from marketlab.numbers import TIME_MAX_MS, TIME_MIN_MS
 from marketlab.records import BookDelta, Kline, Ticker, Trade
-from marketlab.venues.binance.frames import Lane, lane_for, take_combined_python
+from marketlab.venues.binance.frames import (
+    LaneTablePython,
+    lane_for,
+    maker,
+    take_combined_python,
+)
 from marketlab.venues.binance.protocol import parse_stream
 
+LaneTable: Any = compiled("LaneTable")  # None where the compiled part is not in use
+take_compiled: Any = compiled("take_combined")
 pytestmark = pytest.mark.skipif(
-    native is None and os.environ.get("MARKETLAB_PURE_PYTHON", "") not in ("", "0"),
+    not COMPILED and os.environ.get("MARKETLAB_PURE_PYTHON", "") not in ("", "0"),
     reason="MARKETLAB_PURE_PYTHON asks for the pure-Python twins",
 )
 
@@ -145,11 +152,16 @@ def _json(value: Any, rnd: random.Random, loose: bool) -> str:
     return json.dumps(value)
 
 
-def _lanes(out: list[Any]) -> dict[bytes, Lane]:
+def _lanes(out: list[Any], table: Any = None) -> Any:
+    """A table of the STREAMS' lanes (the compiled one unless ``table`` says which)."""
+
     def take(stats: Any, record: Any, source: str) -> None:
         out.append((record, source))
 
-    return {n.encode(): lane_for(parse_stream(n), take, None, r) for n, r in STREAMS.items()}
+    lanes = (table or LaneTable)(msgspec.DecodeError)
+    for n, r in STREAMS.items():
+        lanes.add(n.encode(), *lane_for(parse_stream(n), take, None, r))
+    return lanes
 
 
 def _exact(records: list[Any]) -> list[str]:
@@ -160,8 +172,8 @@ def _exact(records: list[Any]) -> list[str]:
 def _both(frame: bytes) -> tuple[bool, list[Any], bool, list[Any]]:
     c_out: list[Any] = []
     py_out: list[Any] = []
-    took_c = native.take_combined(_lanes(c_out), frame)  # type: ignore[union-attr]
-    took_py = take_combined_python(_lanes(py_out), frame)
+    took_c = take_compiled(_lanes(c_out), frame)
+    took_py = take_combined_python(_lanes(py_out, LaneTablePython), frame)
     return took_c, c_out, took_py, py_out
 
 
@@ -220,9 +232,17 @@ def test_the_compiled_reader_takes_every_payload_as_binance_sends_it(kind, data)
 
 def test_a_symbol_read_is_the_lanes_own_string() -> None:
     out: list[Any] = []
-    frame = b'{"stream":"btcusdt@kline_1m","data":{"e":"kline","E":1767225600002,"s":"BTCUSDT","k":{"t":1767225600000,"T":1767225659999,"s":"BTCUSDT","i":"1m","o":"1","c":"2","h":"3","l":"0.5","v":"10","n":4,"x":false,"q":"20","V":"5","Q":"10"}}}'
-    lanes = _lanes(out)
-    assert native.take_combined(lanes, frame)  # type: ignore[union-attr]
+    frame = (
+        b'{"stream":"btcusdt@kline_1m","data":{"e":"kline","E":1767225600002,"s":"BTCUSDT",'
+        b'"k":{"t":1767225600000,"T":1767225659999,"s":"BTCUSDT","i":"1m","o":"1","c":"2",'
+        b'"h":"3","l":"0.5","v":"10","n":4,"x":false,"q":"20","V":"5","Q":"10"}}}'
+    )
+    lanes = LaneTable(msgspec.DecodeError)
+    lane = lane_for(
+        parse_stream("btcusdt@kline_1m"), lambda s, r, src: out.append((r, src)), None, Kline
+    )
+    lanes.add(b"btcusdt@kline_1m", *lane)
+    assert take_compiled(lanes, frame)
     kline = out[0][0]
     assert kline == Kline(
         "BTCUSDT",
@@ -241,7 +261,6 @@ def test_a_symbol_read_is_the_lanes_own_string() -> None:
         False,
         1767225600002,
     )
-    lane = lanes[b"btcusdt@kline_1m"]
     assert kline.symbol is lane.symbol and kline.interval is lane.interval
     assert type(kline.interval) is str
 
@@ -250,9 +269,13 @@ def test_a_takers_error_reaches_the_caller_and_unknown_streams_are_left() -> Non
     def take(stats: Any, record: Any, source: str) -> None:
         raise RuntimeError("taker broke")
 
-    lanes = {b"btcusdt@trade": lane_for(parse_stream("btcusdt@trade"), take, None, Trade)}
-    frame = b'{"stream":"btcusdt@trade","data":{"E":1767225600001,"s":"BTCUSDT","t":5,"p":"1","q":"2","T":1767225600001,"m":true}}'
-    for reader in (native.take_combined, take_combined_python):  # type: ignore[union-attr]
+    frame = (
+        b'{"stream":"btcusdt@trade","data":{"E":1767225600001,"s":"BTCUSDT","t":5,"p":"1",'
+        b'"q":"2","T":1767225600001,"m":true}}'
+    )
+    for reader, table in ((take_compiled, LaneTable), (take_combined_python, LaneTablePython)):
+        lanes = table(msgspec.DecodeError)
+        lanes.add(b"btcusdt@trade", *lane_for(parse_stream("btcusdt@trade"), take, None, Trade))
         with pytest.raises(RuntimeError, match="taker broke"):
             reader(lanes, frame)
         assert reader(lanes, frame.replace(b"btcusdt@trade", b"ethusdt@trade")) is False
@@ -297,7 +320,7 @@ def test_frames_read_ahead_reach_their_takers_in_the_recordings_order(tmp_path) 
     def outcome(entries_or_blocks: str) -> tuple[list[Any], dict[str, int]]:
         out: list[Any] = []
         per_tag: dict[str, int] = {}
-        lanes = _lanes(out)
+        lanes = _lanes(out, LaneTablePython)
 
         def on_entry(e: Any) -> None:
             if e.kind != rec.WS:
@@ -311,7 +334,7 @@ def test_frames_read_ahead_reach_their_takers_in_the_recordings_order(tmp_path) 
             for e in rec.open_recording(path)[1]:
                 on_entry(e)
             return out, per_tag
-        _, blocks = rb.open_blocks(path, native.LaneTable(lanes))  # type: ignore[union-attr]
+        _, blocks = rb.open_blocks(path, _lanes(out))
         for block in blocks:
             finished = False
             while not finished:
@@ -335,15 +358,49 @@ def test_frames_read_ahead_reach_their_takers_in_the_recordings_order(tmp_path) 
     assert sum(read_ahead) > 1000  # most frames were read ahead, not on the collector's thread
 
 
-def test_a_lane_whose_strings_cannot_be_read_is_an_error_not_a_crash() -> None:
+def test_a_lane_whose_strings_cannot_be_read_is_refused_when_added() -> None:
     # the compiled reader reads a lane's symbol and interval as UTF-8: a lane that holds
-    # something else is the caller's error, raised, and no record is made of unread slots
+    # something else is the caller's error, raised when it is added, by either table
+    lane = lane_for(parse_stream("btcusdt@trade"), lambda *a: None, None, Trade)
+    for table in (LaneTable, LaneTablePython):
+        lanes = table(msgspec.DecodeError)
+        with pytest.raises(TypeError):
+            lanes.add(b"btcusdt@trade", *lane._replace(interval=None))
+        assert len(lanes) == 0
+
+
+def test_a_record_class_laid_out_otherwise_is_made_through_an_adapter() -> None:
+    # the compiled reader names the values it makes a record of (PAYLOADS); a record class
+    # whose fields are those, in that order, is called itself, any other through an adapter
+    class Reordered(msgspec.Struct):
+        price: float
+        symbol: str
+        trade_id: int
+        qty: float
+        side: str
+        time: int
+        event_time: int
+
+    values = compiled("PAYLOADS")["trade"]
+    assert maker(Trade, values) is Trade
+    make = maker(Reordered, values)
+    assert make is not Reordered
     out: list[Any] = []
-    lane = _lanes(out)[b"btcusdt@trade"]._replace(interval=None)
+    lanes = LaneTable(msgspec.DecodeError)
+    take = lambda stats, record, source: out.append(record)  # noqa: E731
+    lanes.add(b"btcusdt@trade", *lane_for(parse_stream("btcusdt@trade"), take, None, Reordered))
     frame = (
         b'{"stream":"btcusdt@trade","data":{"e":"trade","E":1767225600000,"s":"BTCUSDT",'
-        b'"t":5,"p":"1","q":"2","T":1767225600000,"m":true}}'
+        b'"t":5,"p":"1.5","q":"2","T":1767225600001,"m":true}}'
     )
-    with pytest.raises(TypeError):
-        native.take_combined({b"btcusdt@trade": lane}, frame)  # type: ignore[union-attr]
-    assert out == []
+    assert take_compiled(lanes, frame)
+    assert out == [Reordered(1.5, "BTCUSDT", 5, 2.0, "sell", 1767225600001, 1767225600000)]
+
+
+def test_a_table_read_ahead_takes_no_more_lanes() -> None:
+    from marketlab.recording import blocks as rb
+
+    lanes = _lanes([])
+    rb.read_block(lanes, b"")
+    with pytest.raises(RuntimeError):
+        lanes.add(b"x", "", None, print, None, "", "", print, print)

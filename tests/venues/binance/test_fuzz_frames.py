@@ -1,5 +1,5 @@
-"""Binance frames, compiled and pure Python side by side: the compiled reader
-(``native.take_combined``) and its Python twin (``take_combined_python``), each followed by the
+"""Binance frames, compiled and pure Python side by side: the compiled reader (the compiled
+``take_combined``) and its Python twin (``take_combined_python``), each followed by the
 careful decoder for what it leaves, must end every frame alike — the same records to the bit,
 or both a bad frame — and no record may break the numbers' rules, whatever the frame holds."""
 
@@ -13,9 +13,10 @@ import pytest
 from hypothesis import example, given
 from hypothesis import strategies as st
 
-from marketlab.native import native
+from marketlab.native import COMPILED, compiled
 from marketlab.records import BookDelta, Kline, Ticker, Trade
 from marketlab.venues.binance.frames import (
+    LaneTablePython,
     StreamDecoder,
     lane_for,
     take_combined_python,
@@ -24,7 +25,9 @@ from marketlab.venues.binance.protocol import parse_stream
 from marketlab.venues.errors import FrameError
 from tests.fuzzing import fuzz, mutated
 
-pytestmark = pytest.mark.skipif(native is None, reason="the compiled reader is not built")
+pytestmark = pytest.mark.skipif(not COMPILED, reason="the compiled reader is not built")
+LaneTable: Any = compiled("LaneTable")
+take_compiled: Any = compiled("take_combined")
 
 STREAMS = {
     "btcusdt@trade": Trade,
@@ -145,11 +148,16 @@ def _frame(kind: str, payload: dict[str, Any]) -> bytes:
     return b'{"stream":"' + NAME[kind].encode() + b'","data":' + msgspec.json.encode(payload) + b"}"
 
 
-def _lanes(out: list[Any]) -> dict[bytes, Any]:
+def _lanes(out: list[Any], table: Any = None) -> Any:
+    """A table of the STREAMS' lanes (the compiled one unless ``table`` says which)."""
+
     def take(stats: Any, record: Any, source: str) -> None:
         out.append(record)
 
-    return {n.encode(): lane_for(parse_stream(n), take, None, r) for n, r in STREAMS.items()}
+    lanes = (table or LaneTable)(msgspec.DecodeError)
+    for n, r in STREAMS.items():
+        lanes.add(n.encode(), *lane_for(parse_stream(n), take, None, r))
+    return lanes
 
 
 def _exact(record: Any) -> str:
@@ -162,7 +170,8 @@ def _exact(record: Any) -> str:
 def _outcome(take: Any, frame: bytes) -> tuple[str, list[str]]:
     """What a feed makes of ``frame`` with ``take`` first: its records, or a bad frame."""
     out: list[Any] = []
-    if take(_lanes(out), frame):
+    table = LaneTablePython if take is take_combined_python else LaneTable
+    if take(_lanes(out, table), frame):
         assert len(out) == 1
         return "records", [_exact(r) for r in out]
     assert out == []  # left: nothing delivered on the way
@@ -178,7 +187,7 @@ def _lawful(frame: bytes) -> None:
     hand: finite amounts not below 0, int64 ids not below 0, times in the venues' years, and
     the symbol (and interval) of the stream it came on."""
     out: list[Any] = []
-    if not native.take_combined(_lanes(out), frame):  # type: ignore[union-attr]
+    if not take_compiled(_lanes(out), frame):
         try:
             out = [e for e in StreamDecoder().decode(frame) if hasattr(e, "symbol")]
         except FrameError:
@@ -210,7 +219,7 @@ def _lawful(frame: bytes) -> None:
 
 
 def _same(frame: bytes) -> None:
-    compiled = _outcome(native.take_combined, frame)  # type: ignore[union-attr]
+    compiled = _outcome(take_compiled, frame)
     python = _outcome(take_combined_python, frame)
     assert compiled == python, frame
     _lawful(frame)
@@ -225,7 +234,7 @@ def test_a_hostile_number_anywhere_is_refused_alike(kind, rnd, data) -> None:
             b'{"stream":"btcusdt@trade","data":{"e":"trade","E":1767225600000,"s":"BTCUSDT",'
             b'"t":9223372036854775808,"p":"1","q":"1","T":1767225600000,"m":true}}'
         )
-        assert _outcome(native.take_combined, frame) == ("bad", [])  # type: ignore[union-attr]
+        assert _outcome(take_compiled, frame) == ("bad", [])
         return _same(frame)
     payload = _good(kind, rnd)
     body = payload.get("k", payload)
@@ -247,7 +256,7 @@ def test_a_payload_of_another_stream_is_a_bad_frame_in_both(kind, rnd, other) ->
     body = payload.get("k", payload)  # a kline's own symbol and interval are its body's
     body["i" if other == "5m" else "s"] = other
     frame = _frame(kind, payload)
-    assert _outcome(native.take_combined, frame) == ("bad", [])  # type: ignore[union-attr]
+    assert _outcome(take_compiled, frame) == ("bad", [])
     _same(frame)
 
 
@@ -266,17 +275,17 @@ def test_a_frame_read_ahead_at_the_end_of_its_block_is_read_as_one_taken_live(ki
     # a recording's frame is a slice of a block, not a bytes object with a NUL after it: the
     # last frame of a block ends where the block's memory ends
     from marketlab.recording import files as rec
-    from marketlab.recording.blocks import _KIND_FLAGS
+    from marketlab.recording.blocks import read_block
 
     frame = data if rnd is None else data.draw(mutated(_frame(kind, _good(kind, rnd))))
     entry = rec._ENTRY.pack(rec.WS, 1, 4, len(frame)) + b"conn" + frame
     ahead: list[Any] = []
     lanes = _lanes(ahead)
-    block = native.read_block(native.LaneTable(lanes), b"", entry, _KIND_FLAGS, rec.WS)  # type: ignore[union-attr]
+    block = read_block(lanes, entry)
     left: list[Any] = []
     block.run(1, rec.Entry, {}, left.append, lambda tag: None, None)
     live: list[Any] = []
-    native.take_combined(_lanes(live), frame)  # type: ignore[union-attr]
+    take_compiled(_lanes(live), frame)
     if ahead:  # read ahead: the very record taken live, and nothing left to the careful path
         assert [_exact(r) for r in ahead] == [_exact(r) for r in live] and left == []
     else:  # left whole to the careful path, as the entry it is

@@ -11,14 +11,16 @@ import threading
 import time
 from typing import Any
 
+import msgspec
 import pytest
 
-from marketlab.native import native
+from marketlab.native import COMPILED, compiled
 from marketlab.records import BookDelta
 from marketlab.venues.binance.frames import lane_for
 from marketlab.venues.binance.protocol import parse_stream
 
-pytestmark = pytest.mark.skipif(native is None, reason="the compiled reader is not built")
+pytestmark = pytest.mark.skipif(not COMPILED, reason="the compiled reader is not built")
+take_compiled: Any = compiled("take_combined")
 
 
 class _Yielding:
@@ -52,17 +54,15 @@ def test_two_collector_threads_never_take_each_others_levels() -> None:
         def take(stats: Any, record: Any, source: str) -> None:
             got.append(record)
 
-        lanes = {
-            b"btcusdt@depth@100ms": lane_for(
-                parse_stream("btcusdt@depth@100ms"), take, None, BookDelta
-            )
-        }
+        lanes = compiled("LaneTable")(msgspec.DecodeError)
+        lane = lane_for(parse_stream("btcusdt@depth@100ms"), take, None, BookDelta)
+        lanes.add(b"btcusdt@depth@100ms", *lane)
         for n in range(rounds):
             # sizes that grow past any buffer of the other thread's: 1 level to 3,000
             frame, bids = _frame(lab, n, 1 + (n * 37 + lab * 11) % 3000)
             got.clear()
             _Yielding()  # garbage, collected at the first allocation the reader makes
-            assert native.take_combined(lanes, frame)  # type: ignore[union-attr]
+            assert take_compiled(lanes, frame)
             levels = [list(level) for level in got[0].bids]
             if levels != bids:
                 wrong.append(f"lab {lab} frame {n}: {levels[:2]}... for {bids[:2]}...")
