@@ -29,9 +29,9 @@ import msgspec
 
 from marketlab.bus import encoding as enc
 from marketlab.bus.config import BusConfig, connect, ensure_stream
+from marketlab.bus.nats_server import NatsServer
 from marketlab.bus.publisher import Publisher
 from marketlab.bus.reader import BusFeed, BusSource
-from marketlab.bus.server import NatsServer
 from marketlab.lab.market_state import MarketState
 from marketlab.records import Interval, Trade
 

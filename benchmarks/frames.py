@@ -3,8 +3,9 @@
 What a notebook pays for ``lab.trades(sym)`` over a full buffer of 100,000 trades and for
 ``lab.klines(sym, "1m")`` over a day of 1,440 candles, against the floor: the same DataFrame
 (same columns, dtypes and UTC index) built directly from numpy arrays already in hand. Both
-buffers are filled through the collector's own path (``Lab._on_records``), and the frames are
-checked equal to the floor's before anything is timed.
+buffers are filled through the collector's own path (the entries its feed hands each record to:
+``on_trade``, ``on_kline`` of the Lab's market state), and the frames are checked equal to the
+floor's before anything is timed.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from marketlab.rings import KLINE_COLUMNS, utc_index, utc_times
 T0 = 1_767_225_600_000
 
 
-def best(fn: Callable[[], object], repeat: int) -> float:
+def best(fn: Callable[[], object], repeat: int) -> tuple[float, float]:
     times = []
     for _ in range(repeat):
         began = time.perf_counter()
@@ -52,22 +53,26 @@ def main() -> None:
     vol = rng.exponential(5, m).round(5)
 
     lab = Lab(["BTCUSDT"], intervals=["1m"], trade_capacity=n, kline_capacity=m)
+    # The Lab hands its market state to its feed as the sink, and the feed gives each record
+    # to the entry for its kind: these two entries are the collector's path with no venue and
+    # no socket before it. The Lab has no public way in, so only the state itself is reached.
+    state = lab._state
+    trades = [
+        Trade(
+            "BTCUSDT",
+            int(ids[i]),
+            float(price[i]),
+            float(qty[i]),
+            "sell" if side[i] else "buy",
+            int(t[i]),
+            int(t[i]),
+        )
+        for i in range(n)
+    ]
+    on_trade, on_kline = state.on_trade, state.on_kline
     began = time.perf_counter()
-    lab._on_records(
-        [
-            Trade(
-                "BTCUSDT",
-                int(ids[i]),
-                float(price[i]),
-                float(qty[i]),
-                "sell" if side[i] else "buy",
-                int(t[i]),
-                int(t[i]),
-            )
-            for i in range(n)
-        ],
-        "ws",
-    )
+    for trade in trades:
+        on_trade(trade, "ws")
     fill_trades = time.perf_counter() - began
     klines = [
         Kline(
@@ -89,7 +94,8 @@ def main() -> None:
         for i in range(m)
     ]
     began = time.perf_counter()
-    lab._on_records(klines, "ws")
+    for kline in klines:
+        on_kline(kline, "ws")
     fill_klines = time.perf_counter() - began
 
     sides = pd.CategoricalDtype(["buy", "sell"])

@@ -78,7 +78,7 @@ def stream_file(n_symbols: int, seconds: int) -> Path:
 
 def expected_frames(path: Path, kinds: tuple[str, ...]) -> int:
     from marketlab.recording.files import WS, open_recording
-    from marketlab.sim.replay import stream_of
+    from marketlab.sim.replay_face import stream_of
 
     _, entries = open_recording(path)
     n = 0

@@ -21,9 +21,9 @@ __version__ = "0.1.0"
 _LAZY = {
     "Lab": "marketlab.lab.facade",
     "BusConfig": "marketlab.bus.config",
-    "NatsServer": "marketlab.bus.server",
+    "NatsServer": "marketlab.bus.nats_server",
     "History": "marketlab.store.history",
-    "SimExchange": "marketlab.sim.server",
+    "SimExchange": "marketlab.sim.exchange",
     "VenueError": "marketlab.stream.feed",
 }
 

@@ -26,8 +26,9 @@ class LabLike(Protocol):
     """What a chart reads from the Lab it is given (charts import nothing of the Lab's)."""
 
     symbols: list[str]
-    intervals: Sequence[Any]
 
+    @property
+    def intervals(self) -> Sequence[Any]: ...
     @property
     def running(self) -> bool: ...
     def klines(self, symbol: str, interval: str = "1m") -> pd.DataFrame: ...

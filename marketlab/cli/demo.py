@@ -10,7 +10,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from marketlab.bus.server import NatsServer
+from marketlab.bus.nats_server import NatsServer
 from marketlab.cli.collect import final_report, run_lab, stop_signals
 from marketlab.lab import Lab
 from marketlab.server import PREFIX, create_app

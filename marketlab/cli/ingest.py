@@ -20,7 +20,7 @@ from marketlab.recording.files import open_recording
 def ingest(path: str | os.PathLike[str], db: str | os.PathLike[str]) -> dict[str, Any]:
     """Store what ``path`` recorded under ``db``; returns what was read and written."""
     header, entries = open_recording(path)  # a file that is not a recording fails here, first
-    entries.close()  # type: ignore[attr-defined]  # a generator, typed as an Iterator
+    entries.close()
     began = time.monotonic()
     kinds = (
         "klines",

@@ -349,7 +349,7 @@ def replay_market(path: str | None) -> dict[str, Any]:
     from marketlab.recording.files import open_recording
 
     header, entries = open_recording(path)
-    entries.close()  # type: ignore[attr-defined]  # a generator, typed as an Iterator
+    entries.close()
     extra = header.extra
     market: dict[str, Any] = {k: extra[k] for k in ("seed", "start_time", "history") if k in extra}
     return {"symbols": header.symbols, **market}

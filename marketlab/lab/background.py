@@ -57,7 +57,7 @@ def new_loop() -> asyncio.AbstractEventLoop:
             if choice == "uvloop":
                 raise ValueError(f"{LOOP_VARIABLE}=uvloop but uvloop is not installed") from None
         else:
-            return uvloop.new_event_loop()  # type: ignore[no-any-return]
+            return uvloop.new_event_loop()
     return asyncio.new_event_loop()
 
 

@@ -14,12 +14,12 @@ import time
 import weakref
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 import pandas as pd
 
 from marketlab.bus.config import BusConfig
-from marketlab.bus.reader import BusSource
+from marketlab.bus.reader import BusFeed, BusSource
 from marketlab.lab import bus_link
 from marketlab.lab.background import Background
 from marketlab.lab.failover import Failover
@@ -42,7 +42,7 @@ from marketlab.lab.status import (
 )
 from marketlab.lab.tick_link import ReplayBookSampler, flush_trades, sample_books
 from marketlab.recording.files import Header, RecordingWriter, open_recording
-from marketlab.recording.replay import replaying
+from marketlab.recording.replay import Replaying, replaying
 from marketlab.records import Kline, Record, Ticker
 from marketlab.rings import DEFAULT_KLINE_CAPACITY, DEFAULT_TRADE_CAPACITY
 from marketlab.settings import DEFAULT_CHANNELS, one_of, positive
@@ -176,7 +176,7 @@ class Lab(LabFrames):
             lambda k: self._store_kline(self.exchange, k),
         )
         self._trades, self._klines = self._state.trades, self._state.klines
-        self._db_options = {
+        self._db_options: _DbOptions = {
             "batch_size": db_batch_size,
             "flush_interval": db_flush_interval,
             "max_pending": db_max_pending,
@@ -231,7 +231,7 @@ class Lab(LabFrames):
             cls = bus_link.feed_class(self._bus_source, self.exchange)
         if self._replay is not None:
             cls = replaying(cls)
-        self._feed = cls(
+        self._feed = feed = cls(
             self.symbols,
             self.intervals,
             self.channels,
@@ -239,13 +239,15 @@ class Lab(LabFrames):
             self._state,
             kline_starts=starts,
         )
-        self._feed.resume_trades(trade_starts)
+        feed.resume_trades(trade_starts)
         if self._bus_source is not None and self._bus_source.durable is not None:
-            self._feed.commit = self._commit_stored  # type: ignore[attr-defined]
+            assert isinstance(feed, BusFeed)  # bus_link.feed_class made it
+            feed.commit = self._commit_stored
         if self._replay is not None:
-            self._feed.replay_path, self._feed.replay_speed = self._replay  # type: ignore[attr-defined]
+            assert isinstance(feed, Replaying)  # replaying(cls) made it
+            feed.replay_path, feed.replay_speed = self._replay
             if self._ticks is not None and "book" in self.store_kinds:  # on the recording's clock
-                self._feed.replay_clock = ReplayBookSampler(self, self._ticks, *self.book_store)  # type: ignore[attr-defined]
+                feed.replay_clock = ReplayBookSampler(self, self._ticks, *self.book_store)
         if self.record_path is not None:
             header = Header(
                 self.exchange,
@@ -387,7 +389,7 @@ class Lab(LabFrames):
         waits for the end of the file.
         """
         header, entries = open_recording(path)
-        entries.close()  # type: ignore[attr-defined]
+        entries.close()
         lab = cls(
             header.symbols,
             intervals=header.intervals,
@@ -532,6 +534,14 @@ class Lab(LabFrames):
         return f"Lab({self.symbols}, intervals={list(self.intervals)}, {state})"
 
 
+class _DbOptions(TypedDict):
+    """The Lab's options of its kline store (:class:`~marketlab.store.writer.KlineStore`)."""
+
+    batch_size: int
+    flush_interval: float
+    max_pending: int
+
+
 def _log_failure(task: asyncio.Task[Any]) -> None:
     if not task.cancelled() and (exc := task.exception()) is not None:
-        log.error("%s failed", task.get_coro().__qualname__, exc_info=exc)
+        log.error("%s failed", getattr(task.get_coro(), "__qualname__", None), exc_info=exc)

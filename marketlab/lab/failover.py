@@ -10,11 +10,15 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
 from marketlab.records import Interval, Kline, Record
 from marketlab.rings import KlineBuffer
 from marketlab.stream.feed import BookView, Feed, FeedConfig
 from marketlab.venues import registry
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 log = logging.getLogger("marketlab.lab")
 
@@ -124,6 +128,6 @@ class Failover:
         view = feed.book_view(symbol, depth, self.venue)
         return view if view.synced else None
 
-    def kline_frame(self, symbol: str, interval: Interval):  # type: ignore[no-untyped-def]
+    def kline_frame(self, symbol: str, interval: Interval) -> pd.DataFrame:
         buf = self.klines.get((symbol, str(interval)))
         return buf.frame() if buf is not None else KlineBuffer(interval, 1).frame()

@@ -55,13 +55,13 @@ class MarketState:
 
     def on_records(self, records: Sequence[Record], source: str) -> None:
         for r in records:
-            kind = type(r)
-            if kind is Trade:
-                self.on_trade(r, source)  # type: ignore[arg-type]
-            elif kind is Kline:
-                self.on_kline(r, source)  # type: ignore[arg-type]
-            elif kind is Ticker:
-                self.on_ticker(r, source)  # type: ignore[arg-type]
+            # type(r) is X, not isinstance: exactly these kinds (and mypy narrows ``r`` on it)
+            if type(r) is Trade:
+                self.on_trade(r, source)
+            elif type(r) is Kline:
+                self.on_kline(r, source)
+            elif type(r) is Ticker:
+                self.on_ticker(r, source)
             elif self.callbacks:
                 self.notify(r)
 
@@ -99,7 +99,8 @@ class MarketState:
                 self.notify(t)
 
     def on_kline(self, k: Kline, source: str) -> None:
-        buf = self.klines.get((k.symbol, k.interval))  # type: ignore[call-overload]
+        key = (k.symbol, k.interval)
+        buf = self.klines.get(key)  # type: ignore[arg-type]  # a str finds its Interval key
         if buf is not None:
             buf.upsert(k)
         if k.closed:
@@ -145,7 +146,7 @@ class MarketState:
         rows = []
         for s in self.symbols:
             held, trade = tickers.get(s), self._last_trade.get(s)
-            row = None
+            row: dict[str, Any] | None = None
             if held is not None:
                 t, shown, received, source = held
                 row = {

@@ -72,7 +72,7 @@ def universe(
         async def listed() -> list[str]:
             rest = registry.get(exchange).rest_client(rest_url)
             try:
-                return await rest.spot_symbols(quote.upper())  # type: ignore[no-any-return]
+                return await rest.spot_symbols(quote.upper())
             finally:
                 await rest.close()
 

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 
 from marketlab.records import Interval, normalize_symbol
-from marketlab.rings import KlineBuffer, book_frame, empty_book_frame, utc_times
+from marketlab.rings import KlineBuffer, TradeBuffer, book_frame, empty_book_frame, utc_times
 from marketlab.stream.feed import BookView
 
 if TYPE_CHECKING:
@@ -28,8 +28,14 @@ class LabFrames:
     _state: MarketState
     _feed: Feed | None
     _failover: Failover | None
+    _trades: dict[str, TradeBuffer]
     _klines: dict[tuple[str, Interval], KlineBuffer]
     _views: Any
+
+    if TYPE_CHECKING:  # provided by the Lab
+
+        @property
+        def running(self) -> bool: ...
 
     def _symbol(self, symbol: str) -> str:
         s = normalize_symbol(symbol)

@@ -77,8 +77,10 @@ class SyncProgress:
     called in the wait loop, always True (the loop's own conditions decide)."""
 
     def __init__(self, feed: Feed | None):
-        many = feed is not None and len(feed.books) > MANY_BOOKS
-        self.bar = tqdm(total=len(feed.books), desc="books synced", unit="book") if many else None  # type: ignore[union-attr]
+        books = len(feed.books) if feed is not None else 0
+        self.bar = (
+            tqdm(total=books, desc="books synced", unit="book") if books > MANY_BOOKS else None
+        )
 
     def __call__(self, feed: Feed | None) -> bool:
         bar = self.bar
@@ -125,7 +127,7 @@ def lab_summary(lab: SummaryParts) -> dict[str, Any]:
     error, store, ticks = lab.error, lab.store, lab.ticks
     bus = lab.publisher.status() if lab.publisher is not None else None
     if lab.from_bus:
-        bus = feed.bus_status()  # type: ignore[attr-defined]
+        bus = feed.bus_status()  # type: ignore[attr-defined]  # a BusFeed, not typed as a Feed
     return {
         "running": lab.running,
         "exchange": lab.exchange,

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from typing import Protocol
 
 from marketlab.lab.market_state import MarketState
-from marketlab.store.books import BookRow
+from marketlab.store.book_parts import BookRow
 from marketlab.store.ticks import TickWriter
 from marketlab.stream.state import BookView
 

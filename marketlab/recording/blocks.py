@@ -33,7 +33,7 @@ from marketlab.recording.files import (
     entry_maker,
     zstd_library,
 )
-from marketlab.recording.readahead import ReadAhead
+from marketlab.recording.readahead import ClosingIterator, ReadAhead
 
 # Whether this build reads a recording's blocks ahead, frames and all (see open_blocks)
 BLOCKS_AHEAD = COMPILED
@@ -78,7 +78,7 @@ def read_block(frames: Any, data: bytes) -> Block:
     return Block(_read_block(frames, b"", data, _KIND_FLAGS, WS))
 
 
-def open_blocks(path: str | os.PathLike[str], frames: Any) -> tuple[Header, Iterator[Any]]:
+def open_blocks(path: str | os.PathLike[str], frames: Any) -> tuple[Header, ClosingIterator[Any]]:
     """The header and the entries a block at a time, each cut and its frames read by ``frames``
     (a compiled frame reader, e.g. a venue's ``LaneTable``) ahead of the caller; close the
     iterator when done with it (it stops its thread)."""

@@ -16,7 +16,7 @@ import mmap
 import os
 import struct
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, NamedTuple
@@ -191,7 +191,7 @@ class RecordingWriter:
         return self.path.stat().st_size
 
 
-def open_recording(path: str | os.PathLike[str]) -> tuple[Header, Iterator[Entry]]:
+def open_recording(path: str | os.PathLike[str]) -> tuple[Header, Generator[Entry, None, None]]:
     """The header and a lazy iterator over the entries (streamed, bounded memory)."""
     p, header, reader = _open(path)
     blocks = ReadAhead(iter(reader.read, b""), reader.close, depth=4)
@@ -386,7 +386,7 @@ class _Decompressed:
         self._raw.close()
 
 
-def _entries(path: Path, reader: ReadAhead) -> Iterator[Entry]:
+def _entries(path: Path, reader: ReadAhead) -> Generator[Entry, None, None]:
     # Entries are cut out of large decompressed blocks (two small reads per entry would cost
     # more than the rest of a replay's work on it); tags repeat, so each is decoded once.
     if _scan_entries is None:
@@ -394,7 +394,7 @@ def _entries(path: Path, reader: ReadAhead) -> Iterator[Entry]:
     return _entries_native(path, reader)
 
 
-def _entries_native(path: Path, reader: ReadAhead) -> Iterator[Entry]:
+def _entries_native(path: Path, reader: ReadAhead) -> Generator[Entry, None, None]:
     """A block's entries cut out at once by the compiled scanner."""
     scan, head_size, unpack = _scan_entries, _ENTRY.size, _ENTRY.unpack_from
     make, kinds = entry_maker(Entry), frozenset(KINDS)
@@ -421,7 +421,7 @@ def _entries_native(path: Path, reader: ReadAhead) -> Iterator[Entry]:
         reader.close()
 
 
-def _entries_python(path: Path, reader: ReadAhead) -> Iterator[Entry]:
+def _entries_python(path: Path, reader: ReadAhead) -> Generator[Entry, None, None]:
     head_size, unpack = _ENTRY.size, _ENTRY.unpack_from
     tags: dict[bytes, str] = {}
     buf, pos, n = b"", 0, 0

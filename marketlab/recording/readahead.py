@@ -10,7 +10,16 @@ from __future__ import annotations
 import queue
 import threading
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import Any, Protocol, TypeVar
+
+_T_co = TypeVar("_T_co", covariant=True)
+
+
+class ClosingIterator(Iterator[_T_co], Protocol[_T_co]):
+    """An iterator to close when left before its end (it lets go of its thread and file)."""
+
+    def close(self) -> None: ...
+
 
 _DONE = object()
 

@@ -35,7 +35,7 @@ class _Connection:
         return 0.0
 
 
-class _Replaying:
+class Replaying:
     """Mixed in before a venue's feed class; see :func:`replaying`."""
 
     replay_path: str | os.PathLike[str] = ""
@@ -60,7 +60,7 @@ class _Replaying:
             else:
                 done = await self._replay_fast(source, conns)
         finally:
-            source.close()  # type: ignore[attr-defined]
+            source.close()
         self.entries_replayed = done
         self.ready.set()
         self.finished = True
@@ -237,4 +237,4 @@ class _Replaying:
 
 def replaying(feed_class: type[Feed]) -> type[Feed]:
     """``feed_class`` fed from a recording (set ``replay_path`` and ``replay_speed``)."""
-    return type(f"Replaying{feed_class.__name__}", (_Replaying, feed_class), {})
+    return type(f"Replaying{feed_class.__name__}", (Replaying, feed_class), {})

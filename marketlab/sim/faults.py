@@ -14,11 +14,11 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from marketlab.records import normalize_symbol, parse_duration
 from marketlab.sim.binance import ApiError
+from marketlab.sim.host import PausableClock
 
 if TYPE_CHECKING:
     from marketlab.sim.binance import BinanceFace
     from marketlab.sim.okx import OkxFace
-    from marketlab.sim.server import SimClock
 
 T = TypeVar("T")
 
@@ -122,13 +122,13 @@ FAULT_NAMES = (
 
 
 class FaultControls:
-    """The fault methods of :class:`~marketlab.sim.server.SimExchange` (every one may be called
+    """The fault methods of :class:`~marketlab.sim.exchange.SimExchange` (every one may be called
     from any thread)."""
 
     faults: Faults
     binance: BinanceFace
     okx: OkxFace
-    clock: SimClock | None
+    clock: PausableClock | None
     _loop: asyncio.AbstractEventLoop | None
     _thread: threading.Thread | None
     _loop_thread_id: int | None
@@ -235,6 +235,10 @@ class FaultControls:
 
     @threadsafe
     def resume(self) -> None:
+        """Let exchange time run again after :meth:`pause`, from where it stopped: the paused
+        stretch never happens on the exchange, so no burst of catch-up trades follows. Pause
+        and resume bracket a moment when the market must hold still (to compare a client's
+        book or candles with :meth:`book` or :meth:`klines`)."""
         assert self.clock is not None
         self.clock.resume()
 

@@ -11,8 +11,8 @@ import orjson
 from marketlab.recording import files as rec
 from marketlab.records import BookSnapshot
 from marketlab.sim.binance import BinanceFace
+from marketlab.sim.exchange import SimExchange
 from marketlab.sim.market import SECOND_MS
-from marketlab.sim.server import SimExchange
 
 
 def generate_recording(

@@ -1,5 +1,5 @@
 """Every trade kept: Hive-partitioned, zstd-compressed Parquet beside the kline database
-(book snapshots and updates too: their layout is in :mod:`marketlab.store.books`).
+(book snapshots and updates too: their layout is in :mod:`marketlab.store.book_parts`).
 
 Layout: ``<root>/kind=trades/exchange=<x>/symbol=<s>/date=<yyyy-mm-dd>/`` holds
 ``part-<first>-<last>-<n>.parquet`` files with columns ``time`` (epoch ms), ``trade_id``,
@@ -28,7 +28,7 @@ import numpy as np
 import pyarrow as pa
 
 from marketlab.records import BookDelta, Trade
-from marketlab.store.books import BookRow, write_books, write_deltas
+from marketlab.store.book_parts import BookRow, write_books, write_deltas
 from marketlab.store.parts import (
     DAY_MS,
     day_of,

@@ -23,7 +23,7 @@ import math
 import random
 import time
 from collections.abc import Callable, Coroutine
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 import aiohttp
 from aiohttp import ClientWebSocketResponse, WSMsgType
@@ -64,6 +64,8 @@ class ConnectionEvents(Protocol):
 
 # what a connection runs beside itself (its first subscriptions): the owner keeps the task
 Spawn = Callable[[Coroutine[Any, Any, None]], asyncio.Task[None]]
+# the socket as opened here (``decode_text=False``: text frames come as bytes)
+Socket = ClientWebSocketResponse[Literal[False]]
 # the venue's (un)subscribe message for some streams: (streams, request id, unsubscribe) → bytes
 SubscribeMessage = Callable[[list[Any], int, bool], bytes]
 
@@ -104,7 +106,7 @@ class WsConnection:
         self.reconnects = 0
         self.retiring = False
         self.last_error = ""
-        self.ws: ClientWebSocketResponse | None = None
+        self.ws: Socket | None = None
         self._stopping = False
         self._task: asyncio.Task[None] | None = None
         self._pacer = MessagePacer(config.subscribe_per_second)
@@ -189,7 +191,7 @@ class WsConnection:
         await asyncio.sleep(random.uniform(0.0, cfg.backoff_initial))
         return True
 
-    async def _pump(self, ws: ClientWebSocketResponse) -> None:
+    async def _pump(self, ws: Socket) -> None:
         """Frames to the owner, one by one; a watchdog beside it cuts a silent connection (a
         timeout per frame would cost more than the rest of the frame's handling)."""
         self.last_message = self.last_pong = time.monotonic()
@@ -226,7 +228,7 @@ class WsConnection:
         finally:
             watchdog.cancel()
 
-    async def _watch(self, ws: ClientWebSocketResponse) -> None:
+    async def _watch(self, ws: Socket) -> None:
         """Keepalive and dead-peer detection: our pings (a pong must follow within
         ``ping_timeout``), the venue's text ping when it wants one, and a cut after
         ``idle_timeout`` of silence."""
@@ -243,12 +245,14 @@ class WsConnection:
             now = time.monotonic()
             if self.messages != seen:  # frames came since the last look
                 seen, self.last_message = self.messages, now
-            silence = now - (self.last_message or 0.0)
+            last_message = self.last_message or 0.0  # set by _pump before this starts
+            silence = now - last_message
             dead = ""
-            if silence >= ping_after and text_pinged < self.last_message:
+            # (ping_after is infinite when there is no text_ping)
+            if text_ping is not None and silence >= ping_after and text_pinged < last_message:
                 text_pinged = now  # a venue that wants to hear from us before it gives up
                 with contextlib.suppress(ConnectionError, RuntimeError):
-                    await ws.send_str(text_ping)  # type: ignore[arg-type]
+                    await ws.send_str(text_ping)
             if self.last_pong < pinged:  # our ping is unanswered
                 if now - pinged >= cfg.ping_timeout:
                     dead = f"no pong within {cfg.ping_timeout:g} s"
@@ -288,7 +292,7 @@ class ConnectionLost(Exception):
     """The venue closed the connection, or it failed; says how."""
 
 
-def _abort(ws: ClientWebSocketResponse) -> None:
+def _abort(ws: Socket) -> None:
     """Cut the connection at once (a dead peer would keep a close handshake waiting)."""
     connection = getattr(ws, "_conn", None)  # aiohttp exposes no abort: its connection's transport
     transport = getattr(connection, "transport", None)

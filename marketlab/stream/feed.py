@@ -18,7 +18,7 @@ import logging
 import math
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from typing import Any
 
 from marketlab.recording import files as rec
@@ -183,7 +183,7 @@ class Feed(Intake, KlineIntegrity, TradeIntegrity, RestPolling):
         # Stopped: what still arrives is neither recorded nor taken in (a replay of the
         # recording then ends exactly where live collection did).
         self.tap = None
-        self.on_frame = _ignore  # type: ignore[method-assign]
+        self.on_frame = _ignore  # type: ignore[method-assign]  # what still arrives is dropped
         for conn in list(self.connections):
             conn.retiring = True
             await conn.stop()
@@ -196,7 +196,7 @@ class Feed(Intake, KlineIntegrity, TradeIntegrity, RestPolling):
         if self.rest is not None:
             await self.rest.close()
 
-    def _spawn(self, coro) -> asyncio.Task[None]:  # type: ignore[no-untyped-def]
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
         task = asyncio.create_task(coro)
         self._tasks.add(task)
         task.add_done_callback(self._task_done)

@@ -63,7 +63,10 @@ class Intake:
     _trade_gap: Callable[[str, int, int], None]  # the feed's trade integrity
 
     def _init_intake(self, sink: Sink | TypedSink) -> None:
-        self.sink: Sink = getattr(sink, "on_records", sink)
+        if hasattr(sink, "on_records"):  # a TypedSink
+            self.sink: Sink = sink.on_records
+        else:
+            self.sink = sink
         self.deliver: dict[type, Deliver] = {
             kind: _entry(sink, kind, self.sink) for kind in _ENTRIES
         }
@@ -85,7 +88,7 @@ class Intake:
     def _record(self, record: Record, source: str) -> None:
         """Any record from any path (REST, a venue's decoder): to its taker below."""
         kind = type(record)
-        if kind is Kline:
+        if type(record) is Kline:  # (not ``kind``: mypy narrows ``record`` on this form only)
             key = (record.symbol, f"kline_{record.interval}")
         else:
             key = (record.symbol, _KEYS.get(kind, kind.__name__))
@@ -178,7 +181,7 @@ def _entry(sink: Any, kind: type, on_records: Sink) -> Deliver:
     """``sink``'s entry for ``kind``, or one that hands the record to ``on_records``."""
     entry = getattr(sink, _ENTRIES[kind], None)
     if entry is not None:
-        return entry  # type: ignore[no-any-return]
+        return entry
 
     def deliver(record: Any, source: str) -> None:
         on_records((record,), source)

@@ -7,8 +7,8 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Coroutine, Sequence
+from typing import TYPE_CHECKING, Any
 
 from marketlab.recording import files as rec
 from marketlab.records import Interval, Kline
@@ -23,6 +23,7 @@ class KlineIntegrity:
     """Mixed into :class:`~marketlab.stream.feed.Feed` (it holds the state this works on)."""
 
     # provided by the feed
+    venue: str
     config: Any
     rest: Any
     sink: Any
@@ -38,6 +39,14 @@ class KlineIntegrity:
     _next_opens: dict[tuple[str, str], tuple[int, int]]
     _backfill_tasks: dict[tuple[str, str], asyncio.Task[None]]
     _backfill_from: dict[tuple[str, str], int]
+
+    if TYPE_CHECKING:  # provided by the feed
+
+        def _spawn(self, coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]: ...
+
+        def _tap(self, kind: int, tag: str, records: Any) -> None: ...
+
+        def fail(self, message: str) -> None: ...
 
     def _kline(self, k: Kline, source: str, check_gaps: bool) -> bool:
         key = (k.symbol, k.interval)

@@ -6,8 +6,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
 
 from marketlab.recording import files as rec
 from marketlab.records import BookSnapshot, Record
@@ -28,6 +28,13 @@ class RestPolling:
     books: dict[str, Any]
     stream_stats: dict[tuple[str, str], StreamStats]
     poll_errors: int
+    book_tap: Callable[[Any, int | None, Any, Any, int], None] | None
+
+    if TYPE_CHECKING:  # provided by the feed
+
+        def _tap(self, kind: int, tag: str, records: Any) -> None: ...
+
+        def _record(self, record: Record, source: str) -> None: ...
 
     async def _poll(self) -> None:
         """While the WebSocket is down: tickers, books and candles over REST."""

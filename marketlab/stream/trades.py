@@ -7,12 +7,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Coroutine
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from marketlab.recording import files as rec
 from marketlab.records import Trade
 from marketlab.stream.rest import RestError
+from marketlab.stream.state import StreamStats
 
 log = logging.getLogger("marketlab.feed")
 
@@ -36,6 +38,13 @@ class TradeIntegrity:
     rest: Any
     _stopped: asyncio.Event
     _deliver_backfilled: Any
+    stream_stats: dict[tuple[str, str], StreamStats]
+
+    if TYPE_CHECKING:  # provided by the feed
+
+        def _spawn(self, coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]: ...
+
+        def _tap(self, kind: int, tag: str, records: Any) -> None: ...
 
     def _init_trade_integrity(self) -> None:
         self.trade_stats: dict[str, TradeStats] = {}
@@ -58,7 +67,7 @@ class TradeIntegrity:
         """Where stored trades end: the first trade the stream brings after them shows the gap
         (what came while nothing ran), which is then fetched by id."""
         for symbol, last in last_ids.items():
-            stats = self.stream_stats.get((symbol, "trade"))  # type: ignore[attr-defined]
+            stats = self.stream_stats.get((symbol, "trade"))
             if stats is not None and self.trades_by_id:
                 stats.mark = max(stats.mark, last)
 
@@ -66,7 +75,7 @@ class TradeIntegrity:
         self._trade_gaps.setdefault(symbol, []).append((first, last))
         task = self._trade_tasks.get(symbol)
         if task is None or task.done():
-            self._trade_tasks[symbol] = self._spawn(self._backfill_trades(symbol))  # type: ignore[attr-defined]
+            self._trade_tasks[symbol] = self._spawn(self._backfill_trades(symbol))
 
     async def _backfill_trades(self, symbol: str) -> None:
         pending = self._trade_gaps.setdefault(symbol, [])
@@ -93,7 +102,7 @@ class TradeIntegrity:
                 continue
             attempt = 0
             wanted = [t for t in rows if cursor <= t.trade_id <= last]
-            self._tap(rec.TRADES, f"{symbol} {cursor} {last}", wanted)  # type: ignore[attr-defined]
+            self._tap(rec.TRADES, f"{symbol} {cursor} {last}", wanted)
             if not wanted:
                 self._trades_lost(symbol, cursor, last)
                 return

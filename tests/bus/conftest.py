@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from marketlab.bus.config import ENV
-from marketlab.bus.server import NatsServer
+from marketlab.bus.nats_server import NatsServer
 from tests.bus.certs import Certs, make_certs
 
 

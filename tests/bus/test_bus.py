@@ -17,8 +17,8 @@ import pytest
 
 import marketlab as ml
 from marketlab.bus.config import BusConfig
+from marketlab.bus.nats_server import NatsServer, cluster
 from marketlab.bus.publisher import Publisher
-from marketlab.bus.server import NatsServer, cluster
 from marketlab.sim import SimExchange
 from marketlab.store.history import History
 from tests.bus.conftest import end

@@ -14,8 +14,8 @@ import pytest
 import marketlab as ml
 from marketlab.bus import encoding as enc
 from marketlab.bus.config import STREAM, BusConfig, close_quietly, connect, ensure_stream
+from marketlab.bus.nats_server import NatsServer
 from marketlab.bus.reader import BusFeed, BusSource
-from marketlab.bus.server import NatsServer
 from marketlab.cli.collect import status_line
 from marketlab.lab.market_state import MarketState
 from marketlab.records import Interval

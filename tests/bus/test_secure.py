@@ -18,7 +18,7 @@ import pytest
 
 import marketlab as ml
 from marketlab.bus.config import BusConfig, BusRefused, connect
-from marketlab.bus.server import NatsServer
+from marketlab.bus.nats_server import NatsServer
 from marketlab.cli.collect import bus_of, load_settings
 from marketlab.cli.main import build_parser
 from marketlab.sim import SimExchange

@@ -13,7 +13,7 @@ import httpx
 import websockets.sync.client
 
 import marketlab as ml
-from marketlab.bus.server import NatsServer
+from marketlab.bus.nats_server import NatsServer
 from marketlab.sim import SimExchange
 from tests.bus.conftest import end
 from tests.lab.test_lab import wait_for

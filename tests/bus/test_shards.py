@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 
 import marketlab as ml
-from marketlab.bus.server import NatsServer
+from marketlab.bus.nats_server import NatsServer
 from marketlab.lab.options import in_shard
 from marketlab.sim import SimExchange
 from tests.bus.conftest import end

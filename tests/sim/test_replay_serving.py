@@ -13,7 +13,7 @@ from marketlab.lab import Lab
 from marketlab.recording.files import SNAPSHOT, WS, open_recording
 from marketlab.sim import SimExchange
 from marketlab.sim.generate import generate_recording
-from marketlab.sim.replay import stream_of
+from marketlab.sim.replay_face import stream_of
 from tests.lab.test_lab import FAST, wait_for
 
 START = 1_767_225_600_000

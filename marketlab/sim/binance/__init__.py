@@ -9,24 +9,22 @@ with a timeout, 1024 streams per connection, the connection age limit, error cod
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from aiohttp import web
 
 from marketlab.sim.binance.rest import ApiError, BinanceRest, Formatter
 from marketlab.sim.binance.ws import BinanceWs, Connection
 from marketlab.sim.face import SocketFace
-
-if TYPE_CHECKING:
-    from marketlab.sim.server import SimExchange
+from marketlab.sim.host import BinanceHost
 
 __all__ = ["ApiError", "BinanceFace"]
 
 
 class BinanceFace(BinanceRest, BinanceWs, SocketFace):
-    """REST routes, WebSocket handling and the step → stream fan-out for one SimExchange."""
+    """REST routes, WebSocket handling and the step → stream fan-out for one exchange."""
 
-    def __init__(self, sim: SimExchange):
+    def __init__(self, sim: BinanceHost):
         self.sim = sim
         self.subs: dict[str, set[Connection]] = {}
         self.connections: set[Connection] = set()

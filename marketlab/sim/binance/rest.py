@@ -9,16 +9,14 @@ import math
 import re
 import time
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import orjson
 from aiohttp import web
 
 from marketlab.records import INTERVAL_NAMES, Interval
+from marketlab.sim.host import BinanceHost, RestFault
 from marketlab.sim.market import SymbolMarket, _Candle, fmt_units
-
-if TYPE_CHECKING:
-    from marketlab.sim.server import SimExchange
 
 log = logging.getLogger("marketlab.sim.binance")
 
@@ -31,7 +29,7 @@ class ApiError(Exception):
         self.status, self.code, self.msg, self.retry_after = status, code, msg, retry_after
 
 
-def _error_response(err: ApiError, weight_used: int | None = None) -> web.Response:
+def _error_response(err: RestFault, weight_used: int | None = None) -> web.Response:
     headers = {}
     if err.retry_after is not None:
         headers["Retry-After"] = str(err.retry_after)
@@ -197,7 +195,7 @@ def f_tick(m: SymbolMarket) -> float:
 class BinanceRest:
     """REST handlers and limits of :class:`~marketlab.sim.binance.BinanceFace`."""
 
-    sim: SimExchange
+    sim: BinanceHost
     formatters: dict[str, Formatter]
     _weight_window: int
     _weight_used: int

@@ -11,19 +11,16 @@ import re
 import time
 from collections import deque
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import orjson
 from aiohttp import WSMsgType, web
 
 from marketlab.records import INTERVAL_NAMES
-from marketlab.sim.market import StepResult, SymbolMarket
-
-if TYPE_CHECKING:
-    from marketlab.sim.server import SimExchange
-
 from marketlab.sim.binance.rest import Formatter, kline_event, ticker_fields
 from marketlab.sim.face import SocketFace
+from marketlab.sim.host import BinanceHost
+from marketlab.sim.market import StepResult, SymbolMarket
 
 log = logging.getLogger("marketlab.sim.binance")
 
@@ -74,7 +71,7 @@ class Connection:
 class BinanceWs(SocketFace):
     """WebSocket handling, faults and fan-out of :class:`~marketlab.sim.binance.BinanceFace`."""
 
-    sim: SimExchange
+    sim: BinanceHost
     subs: dict[str, set[Connection]]
     connections: set[Connection]
     formatters: dict[str, Formatter]

@@ -17,24 +17,22 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from aiohttp import web
 
 from marketlab.sim.face import SocketFace
+from marketlab.sim.host import OkxHost
 from marketlab.sim.okx.rest import OkxRest
 from marketlab.sim.okx.ws import OkxConnection, OkxWs
-
-if TYPE_CHECKING:
-    from marketlab.sim.server import SimExchange
 
 __all__ = ["OkxFace"]
 
 
 class OkxFace(OkxRest, OkxWs, SocketFace):
-    """REST routes, WebSocket handling and the step → channel fan-out for one SimExchange."""
+    """REST routes, WebSocket handling and the step → channel fan-out for one exchange."""
 
-    def __init__(self, sim: SimExchange):
+    def __init__(self, sim: OkxHost):
         self.sim = sim
         self.subs: dict[tuple[str, str], set[OkxConnection]] = {}
         self.connections: set[OkxConnection] = set()

@@ -8,16 +8,14 @@ import re
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import orjson
 from aiohttp import web
 
 from marketlab.records import Interval
+from marketlab.sim.host import OkxHost
 from marketlab.sim.market import SymbolMarket, fmt_units
-
-if TYPE_CHECKING:
-    from marketlab.sim.server import SimExchange
 
 log = logging.getLogger("marketlab.sim.okx")
 
@@ -69,7 +67,7 @@ def num(units: int, decimals: int) -> str:
 class OkxRest:
     """REST handlers and limits of :class:`~marketlab.sim.okx.OkxFace`."""
 
-    sim: SimExchange
+    sim: OkxHost
     inst: dict[str, SymbolMarket]
     _inst_of: dict[str, str]
     _calls: dict[str, deque[float]]

@@ -17,12 +17,9 @@ from typing import TYPE_CHECKING, Any
 import orjson
 from aiohttp import WSMsgType, web
 
-from marketlab.sim.market import StepResult, SymbolMarket, _Candle
-
-if TYPE_CHECKING:
-    from marketlab.sim.server import SimExchange
-
 from marketlab.sim.face import SocketFace
+from marketlab.sim.host import OkxHost
+from marketlab.sim.market import StepResult, SymbolMarket, _Candle
 from marketlab.sim.okx.rest import BARS, BOOK_LEVELS, num
 
 log = logging.getLogger("marketlab.sim.okx")
@@ -62,7 +59,7 @@ class OkxConnection:
 class OkxWs(SocketFace):
     """WebSocket handling, faults and fan-out of :class:`~marketlab.sim.okx.OkxFace`."""
 
-    sim: SimExchange
+    sim: OkxHost
     subs: dict[tuple[str, str], set[OkxConnection]]
     connections: set[OkxConnection]
     inst: dict[str, SymbolMarket]

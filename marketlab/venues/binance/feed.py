@@ -22,7 +22,7 @@ from marketlab.settings import CHANNELS
 from marketlab.stream.connection import WsConnection
 from marketlab.stream.feed import Feed, FeedConfig, LockedBook, Sink, StreamStats, TypedSink
 from marketlab.venues import binance as bn
-from marketlab.venues.binance.books import BookSync
+from marketlab.venues.binance.book_sync import BookSync
 from marketlab.venues.binance.frames import Lane, lane_for, lane_table, take_combined
 from marketlab.venues.binance.rest import BinanceRest
 
@@ -98,7 +98,8 @@ class BinanceFeed(BookSync, Feed):
         key = (st.symbol, f"kline_{st.interval}" if st.channel == "kline" else st.channel)
         stats = self.stream_stats.setdefault(key, StreamStats())
         kind = _KINDS.get(st.channel)
-        return lane_for(st, self.takers.get(kind, self._take), stats, kind)
+        take = self._take if kind is None else self.takers.get(kind, self._take)
+        return lane_for(st, take, stats, kind)
 
     def make_rest(self) -> BinanceRest:
         return BinanceRest(self.config.rest_url, weight_limit=self.config.weight_limit)

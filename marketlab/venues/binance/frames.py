@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, NamedTuple
+from typing import Any, Literal, NamedTuple
 
 import msgspec
 
@@ -199,7 +199,7 @@ _WIRE_BY_CHANNEL: dict[str, type] = {
     "depth": _DepthUpdate,
     "partialDepth": _PartialDepth,
 }
-_DECODERS = {
+_DECODERS: dict[type, msgspec.json.Decoder[Any]] = {
     t: msgspec.json.Decoder(t, strict=False)
     for t in {*_WIRE_BY_EVENT.values(), _BookTicker, _PartialDepth}
 }
@@ -363,7 +363,7 @@ take_combined = compiled("take_combined", take_combined_python)
 _MISSING = object()
 
 
-def _side(buyer_is_maker: bool) -> str:
+def _side(buyer_is_maker: bool) -> Literal["buy", "sell"]:
     return "sell" if buyer_is_maker else "buy"
 
 
@@ -517,6 +517,7 @@ class StreamDecoder:
         self, data: Any, name: str | None, frame: bytes | str, env: _Envelope | None
     ) -> Record | ControlEvent:
         parsed = self._stream(name) if name else None
+        wire_type: type | None
         try:
             if parsed is not None:
                 wire_type = _WIRE_BY_CHANNEL[parsed.channel]

@@ -98,7 +98,7 @@ def _binance_class() -> type:
     replay, an ingest or a notebook reading history never needs."""
     import ccxt.async_support as ccxt_async
 
-    class _Binance(ccxt_async.binance):  # type: ignore[misc]
+    class _Binance(ccxt_async.binance):
         """ccxt's Binance, reporting every answer's status and headers to a governor."""
 
         governor: WeightGovernor

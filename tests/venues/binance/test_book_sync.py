@@ -10,7 +10,7 @@ import pytest
 
 from marketlab import Lab
 from marketlab.sim import SimExchange
-from marketlab.venues.binance.books import depth_weight
+from marketlab.venues.binance.book_sync import depth_weight
 from tests.conftest import START
 from tests.lab.test_lab import assert_book_matches_exchange, wait_for
 

@@ -15,17 +15,14 @@ import logging
 import struct
 import time
 from collections.abc import Iterable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import orjson
 from aiohttp import WSMsgType, web
 
 from marketlab.recording import files as rec
 
-if TYPE_CHECKING:
-    from marketlab.sim.server import SimExchange
-
-log = logging.getLogger("marketlab.sim.replay")
+log = logging.getLogger("marketlab.sim.replay_face")
 
 SETTLE_S = 0.5  # a SUBSCRIBE client's stream starts this long after its last SUBSCRIBE
 CHUNK = 1 << 18
@@ -60,8 +57,7 @@ def _canonical(stream: str) -> str:
 class ReplayFace:
     """The recording's frames, indexed by stream, served to whoever connects."""
 
-    def __init__(self, sim: SimExchange, path: str, rate: float | None = None):
-        self.sim = sim
+    def __init__(self, path: str, rate: float | None = None):
         self.rate = rate
         self.frames: list[tuple[str, bytes]] = []  # (canonical stream, combined frame)
         self.snapshots: dict[str, dict[str, Any]] = {}

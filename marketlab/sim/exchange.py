@@ -31,7 +31,7 @@ from marketlab.sim.faults import (
 )
 from marketlab.sim.market import SECOND_MS, Market
 from marketlab.sim.okx import OkxFace
-from marketlab.sim.replay import ReplayFace
+from marketlab.sim.replay_face import ReplayFace
 
 log = logging.getLogger("marketlab.sim")
 
@@ -155,7 +155,7 @@ class SimExchange(FaultControls):
         self.clock = SimClock(self.speed, self.start_time)
         app = web.Application(middlewares=[self._refusals])
         if self.replay_path is not None:
-            self.replay = ReplayFace(self, self.replay_path, self.replay_rate)
+            self.replay = ReplayFace(self.replay_path, self.replay_rate)
             self.binance.add_routes(app, streams=False)
             self.replay.add_routes(app)
             app.router.add_get("/api/v3/depth", self.replay.depth)

@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any
+from collections.abc import Coroutine
+from typing import TYPE_CHECKING, Any
 
 from marketlab.recording import files as rec
 from marketlab.records import BookDelta, BookSnapshot
@@ -39,6 +40,14 @@ class BookSync:
     venue: str
     _stopped: asyncio.Event
     _snapshot_tasks: dict[str, asyncio.Task[None]]
+
+    if TYPE_CHECKING:  # provided by the feed
+
+        def _spawn(self, coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]: ...
+
+        def _tap(self, kind: int, tag: str, records: Any) -> None: ...
+
+        def fail(self, message: str) -> None: ...
 
     def _init_book_sync(self) -> None:
         deep = self.config.book_snapshot_limit
@@ -87,9 +96,9 @@ class BookSync:
     def _schedule_snapshot(self, symbol: str) -> None:
         task = self._snapshot_tasks.get(symbol)
         if task is None or task.done():
-            self._snapshot_tasks[symbol] = self._spawn(self._fetch_snapshot(symbol))  # type: ignore[attr-defined]
+            self._snapshot_tasks[symbol] = self._spawn(self._fetch_snapshot(symbol))
         if self.cheap_first and (self._deepening is None or self._deepening.done()):
-            self._deepening = self._spawn(self._deepen_all())  # type: ignore[attr-defined]
+            self._deepening = self._spawn(self._deepen_all())
 
     async def _fetch_snapshot(self, symbol: str) -> None:
         assert self.rest is not None
@@ -100,12 +109,12 @@ class BookSync:
                 snap = await self.rest.depth(symbol, limit)
             except RestError as exc:
                 if not exc.retryable:
-                    self.fail(f"{self.venue} refused a book snapshot of {symbol}: {exc}")  # type: ignore[attr-defined]
+                    self.fail(f"{self.venue} refused a book snapshot of {symbol}: {exc}")
                     return
                 await asyncio.sleep(self.config.backoff(attempt))
                 attempt += 1
                 continue
-            self._tap(rec.SNAPSHOT, symbol, snap)  # type: ignore[attr-defined]
+            self._tap(rec.SNAPSHOT, symbol, snap)
             action, synced = self._apply_snapshot(snap)
             if action is not Action.FETCH_SNAPSHOT:
                 return
