@@ -62,7 +62,6 @@ static PyObject *BUY, *SELL, *WS;
  * the wire structs of binance/frames.py are typed): a number that breaks its rule leaves the
  * frame to msgspec, which refuses it and names it. */
 enum {
-    T_NONE,
     T_ID,     /* Id: an int64 >= 0 */
     T_ID_OR,  /* IdOrNone: an int64 >= -1 */
     T_TIME,   /* TimeMs: ms since the epoch within TIME_MIN_MS..TIME_MAX_MS */
@@ -90,7 +89,8 @@ typedef struct {
     char type[32];
 } Schema;
 
-/* Slots, in the order of each wire struct in binance/frames.py */
+/* Each payload's fields by the protocol's one-letter keys; a field's place in its table is
+ * its slot (an order of this file's own, by which the records are made from the slots) */
 static const Field TRADE_FIELDS[] = {{'E', T_TIME},  {'s', T_SYMBOL}, {'t', T_ID},
                                      {'p', T_PRICE}, {'q', T_AMOUNT}, {'T', T_TIME},
                                      {'m', T_BOOL},   {0, 0}};

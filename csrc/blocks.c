@@ -17,7 +17,7 @@
  *   other entry to `on_entry(make((kind, time_ns, tag, data)))` as scan_entries gives it.
  *   `on_tag(tag)` is told of a connection's first frame taken here (before it is taken);
  *   `counts` are (tag, frames taken) since the last run. The twin is the Python loop of
- *   recording/replay.py over recording/files.py's entries (one by one through on_frame).
+ *   stream/replay.py over recording/files.py's entries (one by one through on_frame).
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>

@@ -66,7 +66,7 @@ static PyObject *Z_PATH; /* the soname of the library loaded, or NULL */
 #define STEP (1 << 17) /* compressed bytes decompressed whole at a time (files.py: _STEP) */
 #define ROOM (1 << 17) /* free output space asked of libzstd per call, at least */
 /* A step that decompresses to more than this is damage (or a bomb): market data compresses
- * some tenfold, so a step gives a few megabytes; recording.py's Python stepper has the same. */
+ * some tenfold, so a step gives a few megabytes; recording/files.py's Python stepper has the same. */
 #define STEP_OUT_BYTES 268435456 /* 256 MiB */
 #define STEP_OUT_MAX ((size_t)STEP_OUT_BYTES)
 #define TEXT_(x) #x

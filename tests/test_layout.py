@@ -122,7 +122,6 @@ def sans_io_modules() -> list[str]:
         "marketlab.records",
         "marketlab.numbers",
         "marketlab.settings",
-        "marketlab.settings",
         "marketlab.venues.book",
         "marketlab.venues.errors",
         "marketlab.venues.pacing",
@@ -144,7 +143,6 @@ def test_sans_io_modules_do_no_io_and_import_only_downward(name):
     below = (
         "marketlab.records",
         "marketlab.numbers",
-        "marketlab.settings",
         "marketlab.settings",
         "marketlab.venues",
         "marketlab.native",
@@ -175,7 +173,7 @@ def test_the_bus_knows_no_lab_and_no_venue():
 def test_charts_import_nothing_of_the_lab_and_the_collector_never_the_simulator():
     assert not {m for m in GRAPH["marketlab.charts"] if m.startswith("marketlab.lab")}
     for name, deps in GRAPH.items():
-        if name.startswith(("marketlab.sim", "marketlab.cli", "marketlab.cli.demo")):
+        if name.startswith(("marketlab.sim", "marketlab.cli")):
             continue
         assert not {m for m in deps if m.startswith("marketlab.sim")}, (
             f"{name} imports the simulator"
@@ -206,7 +204,6 @@ def test_every_registered_venue_is_one_complete_package(venue):
 # --- the top level -----------------------------------------------------------------------------
 
 TOP_PACKAGES = {"bus", "cli", "lab", "recording", "server", "sim", "store", "stream", "venues"}
-TOP_PACKAGES_PLANNED = {"watch"}  # DESIGN.md's metrics and alerts, once they are written
 TOP_MODULES = {
     "__init__.py",  # the public surface
     "__main__.py",  # python -m marketlab
@@ -229,7 +226,7 @@ def test_the_top_level_holds_only_the_public_surface_and_shared_lower_layers():
         for p in ROOT.iterdir()
         if p.is_file() and p.suffix != ".py" and not p.name.startswith("_native.")
     }
-    assert TOP_PACKAGES <= folders <= TOP_PACKAGES | TOP_PACKAGES_PLANNED, folders
+    assert folders == TOP_PACKAGES, folders
     assert all((ROOT / f / "__init__.py").is_file() for f in folders), folders
     assert modules == TOP_MODULES, modules ^ TOP_MODULES
     assert not others, others
@@ -247,7 +244,7 @@ ABOVE = {
     "rings": ("venues", "stream", "lab", "store", "recording", "bus", "server", "cli", "sim"),
     "venues": ("lab", "store", "bus", "server", "cli", "charts", "sim"),
     "stream": ("lab", "store", "bus", "server", "cli", "charts", "sim"),
-    "recording": ("lab", "store", "bus", "server", "cli", "charts", "sim"),
+    "recording": ("venues", "stream", "lab", "store", "bus", "server", "cli", "charts", "sim"),
     "store": ("lab", "recording", "bus", "server", "cli", "charts", "sim"),
     "bus": ("lab", "store", "server", "cli", "charts", "sim"),
     "charts": ("lab", "store", "bus", "server", "cli", "sim"),
@@ -396,3 +393,39 @@ def test_every_allowed_private_access_is_still_made():
     assert not stale, "allowed private accesses that no module makes:\n" + "\n".join(
         f"{module}: {access}" for module, access in stale
     )
+
+
+# --- private names -----------------------------------------------------------------------------
+
+
+def private_names_imported(path: Path) -> list[tuple[int, str]]:
+    """``(line, module.name)`` for each ``_name`` (not a dunder) ``path`` imports from another
+    module of ours: a name shared between modules is public in the one that defines it."""
+    found: list[tuple[int, str]] = []
+    package = (
+        module_name(path) if path.name == "__init__.py" else module_name(path).rpartition(".")[0]
+    )
+    for node in ast.walk(ast.parse(path.read_text())):
+        if not isinstance(node, ast.ImportFrom):
+            continue
+        base = node.module or ""
+        if node.level:
+            parts = package.split(".")
+            base = ".".join([*parts[: len(parts) - node.level + 1], base]).strip(".")
+        if base != "marketlab" and not base.startswith("marketlab."):
+            continue
+        found.extend(
+            (node.lineno, f"{base}.{alias.name}")
+            for alias in node.names
+            if alias.name.startswith("_") and not alias.name.startswith("__")
+        )
+    return found
+
+
+def test_no_module_imports_another_modules_private_name():
+    imported = [
+        f"{MODULES[name].relative_to(ROOT.parent)}:{line}: {what}"
+        for name in sorted(MODULES)
+        for line, what in private_names_imported(MODULES[name])
+    ]
+    assert not imported, "private names imported from another module:\n" + "\n".join(imported)

@@ -14,7 +14,7 @@ from marketlab.lab import Lab
 from marketlab.server.app import create_app
 from marketlab.sim import SimExchange
 from marketlab.store.history import History
-from marketlab.stream.feed import FeedConfig
+from marketlab.stream.config import FeedConfig
 from tests.lab.test_lab import FAST, venue_options, wait_for
 
 

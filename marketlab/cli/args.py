@@ -8,25 +8,25 @@ from marketlab.records import Interval, normalize_symbol
 from marketlab.settings import CHANNELS
 
 
-def _symbols(text: str) -> list[str]:
+def symbol_list(text: str) -> list[str]:
     try:
         return [normalize_symbol(s) for s in text.split(",") if s.strip()]
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
-def _symbols_or_all(text: str) -> list[str] | str:
-    return "all" if text.strip().lower() == "all" else _symbols(text)
+def symbols_or_all(text: str) -> list[str] | str:
+    return "all" if text.strip().lower() == "all" else symbol_list(text)
 
 
-def _intervals(text: str) -> list[str]:
+def interval_list(text: str) -> list[str]:
     try:
         return [str(Interval(s.strip())) for s in text.split(",") if s.strip()]
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
-def _channels(text: str) -> list[str]:
+def channel_list(text: str) -> list[str]:
     names = [s.strip() for s in text.split(",") if s.strip()]
     unknown = [n for n in names if n not in CHANNELS]
     if unknown:
@@ -36,7 +36,7 @@ def _channels(text: str) -> list[str]:
     return names
 
 
-def _positive(text: str) -> float:
+def positive(text: str) -> float:
     try:
         value = float(text)
     except ValueError:
@@ -46,11 +46,11 @@ def _positive(text: str) -> float:
     return value
 
 
-def _comma_list(text: str) -> list[str]:
+def comma_list(text: str) -> list[str]:
     return [part.strip() for part in text.split(",") if part.strip()]
 
 
-def _count(text: str) -> int:
+def count(text: str) -> int:
     try:
         value = int(text)
     except ValueError:

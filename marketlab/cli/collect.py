@@ -20,7 +20,7 @@ from marketlab.bus.config import SECURITY, BusConfig, env_settings, merge_settin
 from marketlab.lab import Lab
 from marketlab.records import Interval, normalize_symbol
 from marketlab.settings import DEFAULT_CHANNELS, DEFAULT_INTERVALS, DEFAULT_SYMBOLS
-from marketlab.stream.feed import FeedConfig
+from marketlab.stream.config import FeedConfig
 
 CONFIG_NAME = "marketlab.toml"
 URL_KEYS = ("binance_ws_url", "binance_rest_url", "okx_ws_url", "okx_rest_url")

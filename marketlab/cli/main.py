@@ -15,13 +15,13 @@ from collections.abc import Sequence
 from typing import Any
 
 from marketlab.cli.args import (
-    _channels,
-    _comma_list,
-    _count,
-    _intervals,
-    _positive,
-    _symbols,
-    _symbols_or_all,
+    channel_list,
+    comma_list,
+    count,
+    interval_list,
+    positive,
+    symbol_list,
+    symbols_or_all,
 )
 from marketlab.settings import DEFAULT_INTERVALS, DEFAULT_SYMBOLS
 from marketlab.store.sqlite import StoreError
@@ -96,9 +96,9 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument(
         "--db", default="data/demo.sqlite", help="SQLite history (default data/demo.sqlite)"
     )
-    demo.add_argument("--duration", type=_positive, help="stop after this many seconds")
-    demo.add_argument("--symbols", type=_symbols, default=list(DEFAULT_SYMBOLS[:3]))
-    demo.add_argument("--speed", type=_positive, default=60.0, help="exchange seconds per second")
+    demo.add_argument("--duration", type=positive, help="stop after this many seconds")
+    demo.add_argument("--symbols", type=symbol_list, default=list(DEFAULT_SYMBOLS[:3]))
+    demo.add_argument("--speed", type=positive, default=60.0, help="exchange seconds per second")
     demo.add_argument(
         "--bus",
         action="store_true",
@@ -120,25 +120,25 @@ def build_parser() -> argparse.ArgumentParser:
     )
     collect.add_argument(
         "--failover-after",
-        type=_positive,
+        type=positive,
         default=None,
         help="seconds of WebSocket and REST failing before switching (default 30)",
     )
     collect.add_argument(
         "--symbols",
-        type=_symbols_or_all,
+        type=symbols_or_all,
         default=None,
         help=f"comma-separated (default {','.join(DEFAULT_SYMBOLS)}), or all (with --quote)",
     )
     collect.add_argument(
         "--intervals",
-        type=_intervals,
+        type=interval_list,
         default=None,
         help=f"comma-separated kline intervals (default {','.join(DEFAULT_INTERVALS)})",
     )
     collect.add_argument(
         "--channels",
-        type=_channels,
+        type=channel_list,
         default=None,
         help="comma-separated: trades,ticker,book,klines (default), "
         "bookTicker, aggTrades, miniTicker",
@@ -157,17 +157,17 @@ def build_parser() -> argparse.ArgumentParser:
     collect.add_argument("--db", default=None, help="SQLite file for closed klines")
     collect.add_argument(
         "--store",
-        type=_comma_list,
+        type=comma_list,
         default=None,
         help="what --db keeps: klines (default), trades (Parquet ticks beside it)",
     )
-    collect.add_argument("--duration", type=_positive, help="stop after this many seconds")
+    collect.add_argument("--duration", type=positive, help="stop after this many seconds")
     collect.add_argument(
         "--config", default=None, help="a marketlab.toml (default: ./marketlab.toml if present)"
     )
     collect.add_argument(
         "--status-interval",
-        type=_positive,
+        type=positive,
         default=None,
         help="seconds between status lines (default: 1 on a terminal, 10 otherwise)",
     )
@@ -232,7 +232,7 @@ def build_parser() -> argparse.ArgumentParser:
     replay.add_argument("file", help="a recording written by `marketlab record`")
     replay.add_argument(
         "--speed",
-        type=_positive,
+        type=positive,
         default=None,
         help="replay at this multiple of the recorded pace (default: as fast as it goes)",
     )
@@ -251,8 +251,8 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--out", required=True, help="Parquet directory (created if missing)")
 
     backfill = sub.add_parser("backfill", help="fetch historical klines into the SQLite file")
-    backfill.add_argument("--symbols", type=_symbols, required=True)
-    backfill.add_argument("--intervals", type=_intervals, required=True)
+    backfill.add_argument("--symbols", type=symbol_list, required=True)
+    backfill.add_argument("--intervals", type=interval_list, required=True)
     backfill.add_argument("--start", required=True, help="e.g. 2026-01-01 (UTC)")
     backfill.add_argument("--end", default=None, help="default: now")
     backfill.add_argument("--db", required=True)
@@ -267,17 +267,17 @@ def build_parser() -> argparse.ArgumentParser:
     sim = sub.add_parser("sim", help="run the simulated exchange alone")
     sim.add_argument("--host", default="127.0.0.1")
     sim.add_argument("--port", type=_port, default=9100)
-    sim.add_argument("--symbols", type=_symbols, default=list(DEFAULT_SYMBOLS))
-    sim.add_argument("--speed", type=_positive, default=1.0, help="exchange seconds per second")
+    sim.add_argument("--symbols", type=symbol_list, default=list(DEFAULT_SYMBOLS))
+    sim.add_argument("--speed", type=positive, default=1.0, help="exchange seconds per second")
     sim.add_argument("--seed", type=int, default=7)
     sim.add_argument("--history", default="2h", help="history before start (default 2h)")
-    sim.add_argument("--duration", type=_positive, help="stop after this many seconds")
-    sim.add_argument("--weight-limit", type=_count, default=6000, help="REST weight per minute")
-    sim.add_argument("--ping-interval", type=_positive, default=20.0)
-    sim.add_argument("--pong-timeout", type=_positive, default=60.0)
+    sim.add_argument("--duration", type=positive, help="stop after this many seconds")
+    sim.add_argument("--weight-limit", type=count, default=6000, help="REST weight per minute")
+    sim.add_argument("--ping-interval", type=positive, default=20.0)
+    sim.add_argument("--pong-timeout", type=positive, default=60.0)
     sim.add_argument(
         "--max-connection-age",
-        type=_positive,
+        type=positive,
         default=86400.0,
         help="seconds before the server closes a connection (Binance: 24h)",
     )
@@ -298,7 +298,7 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--tls-key", default=None, help="the certificate's private key (PEM)")
     sim.add_argument(
         "--replay-rate",
-        type=_positive,
+        type=positive,
         default=None,
         help="frames per second per client (default: as fast as the client reads)",
     )

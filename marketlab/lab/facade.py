@@ -42,7 +42,6 @@ from marketlab.lab.status import (
 )
 from marketlab.lab.tick_link import ReplayBookSampler, flush_trades, sample_books
 from marketlab.recording.files import Header, RecordingWriter, open_recording
-from marketlab.recording.replay import Replaying, replaying
 from marketlab.records import Kline, Record, Ticker
 from marketlab.rings import DEFAULT_KLINE_CAPACITY, DEFAULT_TRADE_CAPACITY
 from marketlab.settings import DEFAULT_CHANNELS, one_of, positive
@@ -52,6 +51,7 @@ from marketlab.store.sqlite import connect
 from marketlab.store.ticks import TickWriter, last_trade_ids, ticks_root
 from marketlab.store.writer import KlineStore
 from marketlab.stream.feed import Feed, VenueError
+from marketlab.stream.replay import Replaying, replaying
 from marketlab.venues import registry
 
 log = logging.getLogger("marketlab.lab")
@@ -75,7 +75,7 @@ class Lab(LabFrames):
     it anywhere); ``memory_limit="2GB"`` sizes the rolling buffers of all symbols to fit it.
     Venue URLs default to the real exchanges and can be pointed anywhere (the simulator) by
     argument or environment variable. Extra keyword arguments tune the connection (see
-    :class:`marketlab.stream.feed.FeedConfig`).
+    :class:`marketlab.stream.config.FeedConfig`).
     """
 
     def __init__(

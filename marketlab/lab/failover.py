@@ -14,7 +14,9 @@ from typing import TYPE_CHECKING
 
 from marketlab.records import Interval, Kline, Record
 from marketlab.rings import KlineBuffer
-from marketlab.stream.feed import BookView, Feed, FeedConfig
+from marketlab.stream.config import FeedConfig
+from marketlab.stream.feed import Feed
+from marketlab.stream.state import BookView
 from marketlab.venues import registry
 
 if TYPE_CHECKING:

@@ -10,7 +10,7 @@ import pandas as pd
 
 from marketlab.records import Interval, normalize_symbol
 from marketlab.rings import KlineBuffer, TradeBuffer, book_frame, empty_book_frame, utc_times
-from marketlab.stream.feed import BookView
+from marketlab.stream.state import BookView
 
 if TYPE_CHECKING:
     from marketlab.lab.failover import Failover

@@ -53,6 +53,10 @@ class ReplayBookSampler:
         self.due = 0  # the recorded time of the next sample: a replay skips the calls before
         self.last: dict[str, int] = {}
 
+    def next_due(self) -> int:
+        """The recorded time (ns) before which a call does nothing (a replay skips those)."""
+        return self.due
+
     def __call__(self, time_ns: int) -> None:
         if time_ns < self.due:
             return

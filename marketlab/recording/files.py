@@ -36,7 +36,8 @@ _DONTNEED = getattr(mmap, "MADV_DONTNEED", None)  # where the platform can drop 
 _FIRST_OUT = 1 << 16  # the first read's: the header, and the first entries, come at once
 _OUT = 1 << 21  # decompressed bytes a read gives (a block of several thousand entries)
 _MAX_HEADER = 1 << 20  # a header line longer than this is no header
-_ENTRY = struct.Struct("<BqHI")  # kind, receive time (ns since the epoch), tag length, data length
+# An entry's head: kind, receive time (ns since the epoch), tag length, data length
+ENTRY_HEAD = struct.Struct("<BqHI")
 
 WS = 1  # a WebSocket frame; tag: the connection's name
 SNAPSHOT = 2  # a REST book snapshot the book was synced from; tag: symbol
@@ -44,10 +45,9 @@ KLINES = 3  # a REST kline page; tag: "SYMBOL INTERVAL include_open count_as_bac
 TICKERS = 4  # polled tickers (REST fallback)
 POLLED_BOOK = 5  # a polled book that replaced the local one; tag: "SYMBOL LIMIT"
 READY = 6  # start-up fetches done
-TRADES = 8  # trades fetched by id to fill a gap; tag: "SYMBOL FIRST LAST"
 INVALIDATED = 7  # a book forgotten (its connection dropped or rolled over); tag: symbol, data: why
+TRADES = 8  # trades fetched by id to fill a gap; tag: "SYMBOL FIRST LAST"
 KINDS = {
-    TRADES: "trades",
     WS: "ws",
     SNAPSHOT: "snapshot",
     KLINES: "klines",
@@ -55,6 +55,7 @@ KINDS = {
     POLLED_BOOK: "polled_book",
     READY: "ready",
     INVALIDATED: "invalidated",
+    TRADES: "trades",
 }
 
 
@@ -161,10 +162,10 @@ class RecordingWriter:
 
     def write(self, kind: int, time_ns: int, tag: str, data: bytes) -> None:
         t = tag.encode()
-        self._zstd.write(_ENTRY.pack(kind, time_ns, len(t), len(data)))
+        self._zstd.write(ENTRY_HEAD.pack(kind, time_ns, len(t), len(data)))
         self._zstd.write(t)
         self._zstd.write(data)
-        size = _ENTRY.size + len(t) + len(data)
+        size = ENTRY_HEAD.size + len(t) + len(data)
         self.entries += 1
         self.raw_bytes += size
         self._pending += size
@@ -193,12 +194,12 @@ class RecordingWriter:
 
 def open_recording(path: str | os.PathLike[str]) -> tuple[Header, Generator[Entry, None, None]]:
     """The header and a lazy iterator over the entries (streamed, bounded memory)."""
-    p, header, reader = _open(path)
+    p, header, reader = open_stream(path)
     blocks = ReadAhead(iter(reader.read, b""), reader.close, depth=4)
     return header, _entries(p, blocks)
 
 
-def _open(path: str | os.PathLike[str]) -> tuple[Path, Header, _Decompressed]:
+def open_stream(path: str | os.PathLike[str]) -> tuple[Path, Header, Decompressed]:
     p = Path(path)
     if not p.is_file():
         raise RecordingError(f"{p}: no such recording")
@@ -207,7 +208,7 @@ def _open(path: str | os.PathLike[str]) -> tuple[Path, Header, _Decompressed]:
             raw: Any = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
         except ValueError:  # an empty file cannot be mapped
             raw = None
-    stream = _Decompressed(raw)
+    stream = Decompressed(raw)
     try:
         if stream.head(len(MAGIC)) != MAGIC:
             raise RecordingError(f"{p}: not a marketlab recording")
@@ -248,12 +249,15 @@ class _Mapped:
             self.raw.close()
 
 
-# The compiled decompressor (a type of the compiled part where POSIX threads and dlopen are),
-# and the compiled entry scanner: chosen apart (a test may swap the scanner for its Python
-# twin), so that every reader decodes with one library.
-_UNZSTD: Any = compiled("Unzstd")
-_zstd_load: Callable[[], str | None] | None = compiled("zstd_load")
-_scan_entries: Any = compiled("scan_entries")
+def _no_zstd_library() -> None:
+    """The twin of the compiled ``zstd_load``: pure Python loads no library (python-zstandard
+    brings its own)."""
+    return None
+
+
+# The system's libzstd, loaded by the compiled part (by the twin: never, and so where the
+# compiled part is not in use every reader decompresses with python-zstandard)
+_zstd_load: Callable[[], str | None] = compiled("zstd_load", _no_zstd_library)
 
 
 @functools.cache
@@ -262,8 +266,6 @@ def zstd_library() -> str | None:
     there, or the compiled part is not in use): with it, every reader of a recording
     decompresses through it, in the same steps, and a replay's blocks are made by a thread
     that runs no Python."""
-    if _UNZSTD is None or _zstd_load is None:
-        return None
     return _zstd_load()
 
 
@@ -271,7 +273,7 @@ _STEP_OUT_MAX: int = compiled("ZSTD_STEP_OUT_MAX", 1 << 28)
 _TOO_LARGE = f"a step of the compressed stream decompresses to more than {_STEP_OUT_MAX} bytes"
 
 
-class _StepwisePython:
+class StepwisePython:
     """python-zstandard's decompressor, taken in the steps the compiled one takes (where the
     system's libzstd is not loaded): a step is decompressed whole or raises, a step that gives
     more than ``_STEP_OUT_MAX`` bytes is damage (or a bomb: it is fed a little at a time, so
@@ -299,12 +301,18 @@ class _StepwisePython:
         return b"".join(parts)
 
 
-def _decompressor() -> Any:
-    """One decompressor for every reader in this process (see :func:`zstd_library`)."""
-    return _UNZSTD() if zstd_library() is not None else _StepwisePython()
+# The compiled decompressor; its twin, python-zstandard's taken in the same steps
+Unzstd: type[StepwisePython] = compiled("Unzstd", StepwisePython)
 
 
-class _Decompressed:
+def _decompressor() -> StepwisePython:
+    """One decompressor for every reader in this process (see :func:`zstd_library`). Not a
+    choice between compiled and Python (``Unzstd`` is that): the compiled decompressor works
+    only where the system's libzstd was loaded, which is known when it is first asked for."""
+    return Unzstd() if zstd_library() is not None else StepwisePython()
+
+
+class Decompressed:
     """A recording's bytes, decompressed ``_STEP`` compressed bytes at a time, each step whole
     or not at all (as the compiled Inflow does): what decompressed before damage is given,
     then the damage is raised (``zstandard.ZstdError``) at the next read. Each step lets go of
@@ -386,17 +394,53 @@ class _Decompressed:
         self._raw.close()
 
 
+def scan_entries_python(
+    make: Callable[[tuple[Any, ...]], Any],
+    buf: bytes,
+    pos: int,
+    kinds: frozenset[int],
+    tags: dict[bytes, str],
+) -> tuple[list[Any], int, bool]:
+    """The twin of the compiled ``scan_entries``: the whole entries of ``buf`` from ``pos``, up
+    to the first one not wholly in it, each as ``make((kind, time_ns, tag, data))``; ``(entries,
+    pos after them, bad)``, ``bad`` when scanning stopped before an entry whose kind is not in
+    ``kinds`` or whose tag is not UTF-8 (the caller names the damage). ``tags`` caches decoded
+    tags."""
+    head_size, unpack, size = ENTRY_HEAD.size, ENTRY_HEAD.unpack_from, len(buf)
+    out: list[Any] = []
+    while size - pos >= head_size:
+        kind, time_ns, tag_len, data_len = unpack(buf, pos)
+        start = pos + head_size
+        end = start + tag_len + data_len
+        if end > size:
+            break
+        if kind not in kinds:
+            return out, pos, True
+        raw_tag = buf[start : start + tag_len]
+        tag = tags.get(raw_tag)
+        if tag is None:
+            try:
+                tag = raw_tag.decode()
+            except UnicodeDecodeError:  # no writer wrote it: damage
+                return out, pos, True
+            if len(tags) < 4096:
+                tags[raw_tag] = tag
+        out.append(make((kind, time_ns, tag, buf[start + tag_len : end])))
+        pos = end
+    return out, pos, False
+
+
+# The compiled entry scanner, or its twin (a test may swap one for the other)
+scan_entries: Callable[
+    [Callable[[tuple[Any, ...]], Any], bytes, int, frozenset[int], dict[bytes, str]],
+    tuple[list[Any], int, bool],
+] = compiled("scan_entries", scan_entries_python)
+
+
 def _entries(path: Path, reader: ReadAhead) -> Generator[Entry, None, None]:
-    # Entries are cut out of large decompressed blocks (two small reads per entry would cost
-    # more than the rest of a replay's work on it); tags repeat, so each is decoded once.
-    if _scan_entries is None:
-        return _entries_python(path, reader)
-    return _entries_native(path, reader)
-
-
-def _entries_native(path: Path, reader: ReadAhead) -> Generator[Entry, None, None]:
-    """A block's entries cut out at once by the compiled scanner."""
-    scan, head_size, unpack = _scan_entries, _ENTRY.size, _ENTRY.unpack_from
+    """A block's entries cut out at once by the entry scanner (two small reads per entry would
+    cost more than the rest of a replay's work on it); tags repeat, so each is decoded once."""
+    scan, head_size, unpack = scan_entries, ENTRY_HEAD.size, ENTRY_HEAD.unpack_from
     make, kinds = entry_maker(Entry), frozenset(KINDS)
     tags: dict[bytes, str] = {}
     buf, pos, n = b"", 0, 0
@@ -406,7 +450,7 @@ def _entries_native(path: Path, reader: ReadAhead) -> Generator[Entry, None, Non
             n += len(batch)
             yield from batch
             if bad:
-                raise _broken(path, n + 1)
+                raise broken(path, n + 1)
             left = len(buf) - pos
             need = head_size
             if left >= head_size:
@@ -416,57 +460,19 @@ def _entries_native(path: Path, reader: ReadAhead) -> Generator[Entry, None, Non
             if len(buf) == 0:
                 return
             if len(buf) < need:
-                raise _broken(path, n + 1, head_cut=need == head_size)
+                raise broken(path, n + 1, head_cut=need == head_size)
     finally:
         reader.close()
 
 
-def _entries_python(path: Path, reader: ReadAhead) -> Generator[Entry, None, None]:
-    head_size, unpack = _ENTRY.size, _ENTRY.unpack_from
-    tags: dict[bytes, str] = {}
-    buf, pos, n = b"", 0, 0
-    try:
-        while True:
-            if len(buf) - pos < head_size:
-                buf, pos = _refill(path, reader, buf, pos, head_size, n)
-                if len(buf) == 0:
-                    return
-                if len(buf) < head_size:
-                    raise _broken(path, n + 1, head_cut=True)
-            kind, time_ns, tag_len, data_len = unpack(buf, pos)
-            start = pos + head_size
-            end = start + tag_len + data_len
-            if end > len(buf):
-                buf, pos = _refill(path, reader, buf, pos, end - pos, n)
-                start, end = head_size, head_size + tag_len + data_len
-                if end > len(buf):
-                    raise _broken(path, n + 1)
-            if kind not in KINDS:
-                raise _broken(path, n + 1)
-            raw_tag = buf[start : start + tag_len]
-            tag = tags.get(raw_tag)
-            if tag is None:
-                try:
-                    tag = raw_tag.decode()
-                except UnicodeDecodeError:  # no writer wrote it: damage
-                    raise _broken(path, n + 1) from None
-                if len(tags) < 4096:
-                    tags[raw_tag] = tag
-            n += 1
-            pos = end
-            yield Entry(kind, time_ns, tag, buf[start + tag_len : end])
-    finally:
-        reader.close()
-
-
-def _broken(path: Path, entry: int, head_cut: bool = False) -> RecordingError:
+def broken(path: Path, entry: int, head_cut: bool = False) -> RecordingError:
     """A recording that ends, or breaks, in ``entry`` (counted from 1), named alike by every
     reader; ``head_cut``: it ends before the entry's head does."""
     what = "cut short" if head_cut else "cut short or damaged"
     return RecordingError(f"{path}: {what} in entry {entry}")
 
 
-def _undecompressable(path: Path, entries: int, exc: object) -> RecordingError:
+def undecompressable(path: Path, entries: int, exc: object) -> RecordingError:
     return RecordingError(f"{path}: damaged after entry {entries} ({exc})")
 
 
@@ -485,5 +491,5 @@ def _refill(
             if not more or have >= need:
                 break
     except zstandard.ZstdError as exc:
-        raise _undecompressable(path, n, exc) from None
+        raise undecompressable(path, n, exc) from None
     return b"".join(parts), 0

@@ -24,10 +24,10 @@ from marketlab.sim.faults import (
     FaultControls,
     Faults,
     ScheduledFault,
-    _venues,
     parse_fault_schedule,
     threadsafe,
     venue_of_path,
+    venues_of,
 )
 from marketlab.sim.market import SECOND_MS, Market
 from marketlab.sim.okx import OkxFace
@@ -323,7 +323,7 @@ class SimExchange(FaultControls):
         The id is the venue's: Binance's update id, or OKX's seqId (moved by seqId resets)."""
         m = self.market.symbols[normalize_symbol(symbol)]
         uid, bids, asks = m.book(limit)
-        if _venues(venue) == ("okx",):
+        if venues_of(venue) == ("okx",):
             uid = self.okx.seq_id(m.spec.symbol, uid)
         pd, qd = m.spec.price_decimals, m.spec.qty_decimals
 
@@ -331,11 +331,6 @@ class SimExchange(FaultControls):
             return [(round(p * m.spec.tick, pd), round(q * m.spec.lot, qd)) for p, q in levels]
 
         return {"last_update_id": uid, "bids": conv(bids), "asks": conv(asks)}
-
-    @threadsafe
-    def market_time(self) -> int:
-        """End of the last simulated second: everything before it has happened."""
-        return self.market.now
 
     # --- HTTP plumbing -------------------------------------------------------------------
 

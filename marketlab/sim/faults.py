@@ -52,7 +52,7 @@ class Faults:
         return errors.popleft() if errors else None
 
 
-def _venues(venue: str | None) -> tuple[str, ...]:
+def venues_of(venue: str | None) -> tuple[str, ...]:
     if venue is None:
         return VENUES
     if venue not in VENUES:
@@ -136,7 +136,7 @@ class FaultControls:
     @threadsafe
     def drop_connections(self, venue: str | None = None) -> int:
         """Cut every WebSocket connection (of ``venue``) abruptly, without a close frame."""
-        venues = _venues(venue)
+        venues = venues_of(venue)
         return (self.binance.abort_all() if "binance" in venues else 0) + (
             self.okx.abort_all() if "okx" in venues else 0
         )
@@ -144,7 +144,7 @@ class FaultControls:
     @threadsafe
     def stall(self, seconds: float, venue: str | None = None) -> None:
         """Stop sending anything (data, pings) on open connections without closing them."""
-        for v in _venues(venue):
+        for v in venues_of(venue):
             self.faults.stall_until[v] = time.monotonic() + seconds
 
     @threadsafe
@@ -154,7 +154,7 @@ class FaultControls:
         """Lose the next ``events`` depth events (Binance diff depth, OKX ``books`` updates):
         clients see a gap in update ids or a break in the prevSeqId chain."""
         sym = normalize_symbol(symbol) if symbol else None
-        venues = _venues(venue)
+        venues = venues_of(venue)
         if "binance" in venues:
             self.binance.skip_depth(events, sym)
         if "okx" in venues:
@@ -181,7 +181,7 @@ class FaultControls:
         """Send one malformed frame to every connection: truncated, garbage, bad_field or
         unknown_event; or a well-formed trade with hostile numbers to every connection that
         carries trades: id_past_int64 (a trade id of 2**63) or nan_price."""
-        venues = _venues(venue)
+        venues = venues_of(venue)
         return (self.binance.send_malformed(kind) if "binance" in venues else 0) + (
             self.okx.send_malformed(kind) if "okx" in venues else 0
         )
@@ -201,7 +201,7 @@ class FaultControls:
         code, msg = REST_FAULT_MESSAGES[status]
         if retry_after is None and status in (429, 418):
             retry_after = 1
-        (v,) = _venues(venue)
+        (v,) = venues_of(venue)
         for _ in range(count):
             self.faults.rest_errors[v].append(ApiError(status, code, msg, retry_after))
 
@@ -211,7 +211,7 @@ class FaultControls:
     ) -> None:
         """Refuse new WebSocket connections (and REST requests with ``rest``) for a while."""
         until = time.monotonic() + seconds
-        for v in _venues(venue):
+        for v in venues_of(venue):
             self.faults.refuse_ws_until[v] = until
             if rest:
                 self.faults.refuse_rest_until[v] = until
@@ -221,7 +221,7 @@ class FaultControls:
         """Announce a shutdown (Binance ``serverShutdown``, OKX notice 64008), then close
         every connection."""
         assert self._loop is not None
-        venues = _venues(venue)
+        venues = venues_of(venue)
         if "binance" in venues:
             self._loop.create_task(self.binance.shutdown_notice())
         if "okx" in venues:
@@ -260,7 +260,7 @@ class FaultControls:
         elif name == "malformed":
             self.send_malformed(arg or "truncated", venue)
         elif name.startswith("rest") and name[4:].isdigit():
-            for v in _venues(venue):
+            for v in venues_of(venue):
                 self.fail_rest(int(name[4:]), int(arg or 1), venue=v)
         elif name == "refuse":
             self.refuse_connections(parse_duration(arg or "20"), rest=False, venue=venue)

@@ -19,14 +19,14 @@ import numpy as np
 
 from marketlab.records import INTERVAL_NAMES, Interval
 from marketlab.sim.series import (
-    _NO_HIGH,
-    _NO_LOW,
+    NO_HIGH,
+    NO_LOW,
     SECOND_MS,
+    Candle,
+    RollingWindow,
+    Seconds,
     StepResult,
     TradeEvent,
-    _Candle,
-    _RollingWindow,
-    _Seconds,
 )
 
 
@@ -104,7 +104,7 @@ class SymbolMarket:
         self._spread_rng = random.Random(f"{seed}:{spec.symbol}:spread")
         self._liquidity = 0.0  # log of the spread's multiple of its calm width
         self.genesis = genesis
-        self.seconds = _Seconds()
+        self.seconds = Seconds()
         self.mid = spec.price / spec.tick  # in ticks, float
         self.last_price = round(self.mid)
         self.last_qty = 0
@@ -115,7 +115,7 @@ class SymbolMarket:
         self.candles = {
             iv: self._new_candle(Interval(iv), genesis, self.last_price) for iv in INTERVAL_NAMES
         }
-        self.window = _RollingWindow()
+        self.window = RollingWindow()
         # what the venue still serves by trade id (/api/v3/historicalTrades); older ids are gone
         self.recent_trades: deque[TradeEvent] = deque(maxlen=TRADE_HISTORY)
         self._qty_mu = math.log(max(spec.typical_qty / spec.lot, 1.0))
@@ -150,7 +150,7 @@ class SymbolMarket:
         self.mid = max(self.mid, 10.0)
         self._breathe(n)
         end = second + SECOND_MS
-        closed: dict[str, _Candle] = {}
+        closed: dict[str, Candle] = {}
         for name, candle in self.candles.items():
             candle.add(row)
             if end == candle.next_open:
@@ -160,14 +160,14 @@ class SymbolMarket:
         depth = self._update_book() if with_book else None
         return StepResult(second, end, trades, depth, closed)
 
-    def _new_candle(self, iv: Interval, at: int, prev_close: int) -> _Candle:
+    def _new_candle(self, iv: Interval, at: int, prev_close: int) -> Candle:
         open_time = iv.open_of(at)
-        return _Candle(open_time, iv.next_open(open_time), prev_close)
+        return Candle(open_time, iv.next_open(open_time), prev_close)
 
     def _second_row(self, trades: list[TradeEvent]) -> tuple[int, ...]:
         if not trades:
             p = self.last_price
-            return (p, _NO_HIGH, int(_NO_LOW), p, 0, 0, 0, 0, 0, -1, -1)
+            return (p, NO_HIGH, int(NO_LOW), p, 0, 0, 0, 0, 0, -1, -1)
         prices = [t.price for t in trades]
         v = q = tv = tq = 0
         for t in trades:
@@ -263,7 +263,7 @@ class SymbolMarket:
 
     # --- candles -----------------------------------------------------------------------
 
-    def open_candle(self, interval: str) -> _Candle:
+    def open_candle(self, interval: str) -> Candle:
         return self.candles[Interval(interval)]
 
     def klines(

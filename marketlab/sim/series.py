@@ -10,11 +10,11 @@ import numpy as np
 
 SECOND_MS = 1000
 DAY_S = 86400
-_NO_HIGH = -1
-_NO_LOW = np.iinfo(np.int64).max
+NO_HIGH = -1
+NO_LOW = np.iinfo(np.int64).max
 
 
-class _Seconds:
+class Seconds:
     """Growable per-second candle columns (integer ticks and lots)."""
 
     COLUMNS = (
@@ -51,15 +51,15 @@ class _Seconds:
 
 
 @dataclass(slots=True)
-class _Candle:
+class Candle:
     """The open candle of one interval, updated a second at a time."""
 
     open_time: int
     next_open: int
     prev_close: int
     o: int = -1
-    h: int = _NO_HIGH
-    l: int = int(_NO_LOW)
+    h: int = NO_HIGH
+    l: int = int(NO_LOW)
     c: int = -1
     v: int = 0
     q: int = 0
@@ -108,10 +108,10 @@ class StepResult:
     end: int  # the moment it ended (event time of what it emits)
     trades: list[TradeEvent]
     depth: tuple[int, int, list[tuple[int, int]], list[tuple[int, int]]] | None  # U, u, bids, asks
-    closed: dict[str, _Candle] = field(default_factory=dict)  # candles that closed now, by interval
+    closed: dict[str, Candle] = field(default_factory=dict)  # candles that closed now, by interval
 
 
-class _RollingWindow:
+class RollingWindow:
     """24-hour rolling statistics over per-second rows, O(1) per second."""
 
     def __init__(self, seconds: int = DAY_S):

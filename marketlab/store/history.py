@@ -29,7 +29,7 @@ from marketlab.store.parquet import VALUE_COLUMNS, has_parquet, parquet_glob, re
 from marketlab.store.sqlite import StoreError, connect, last_open_times
 from marketlab.store.tick_history import BookQueries, TickQueries
 from marketlab.store.ticks import ticks_root
-from marketlab.store.times import TimeLike, _range, time_clauses
+from marketlab.store.times import TimeLike, time_clauses, time_range
 from marketlab.store.writer import KlineStore
 from marketlab.venues import registry
 
@@ -142,7 +142,7 @@ class History(TickQueries, BookQueries):
         """Closed candles with open time in [start, end], oldest first, shaped like
         ``Lab.klines``."""
         sym, iv = normalize_symbol(symbol), Interval(interval)
-        s, e = _range(start, end)
+        s, e = time_range(start, end)
         where, params = _where(exchange or self.exchange, sym, iv, s, e)
         con = self._duck(where, params)
         df = con.execute("SELECT * FROM klines ORDER BY open_time").df()
@@ -219,7 +219,7 @@ class History(TickQueries, BookQueries):
         """
         iv = Interval(interval)
         df = self.klines(symbol, iv, start, end)
-        s, e = _range(start, end)
+        s, e = time_range(start, end)
         opens = [int(t) for t in epoch_ms(df.index)]
         lo: int | None
         if s is not None:
@@ -316,7 +316,7 @@ class History(TickQueries, BookQueries):
             raise ValueError("backfill needs a SQLite file: History(db=...)")
         syms = [normalize_symbol(s) for s in symbols]
         ivs = [Interval(iv) for iv in intervals]
-        s, e = _range(start, end)
+        s, e = time_range(start, end)
         if s is None:
             raise ValueError("backfill needs a start, e.g. start='2026-01-01'")
         url = rest_url or self.rest_url

@@ -25,7 +25,7 @@ from marketlab.store.parts import (
     part_files,
     sql_files,
 )
-from marketlab.store.times import _range, time_clauses
+from marketlab.store.times import time_clauses, time_range
 from marketlab.store.trade_parts import TRADE_COLUMNS, read_apart
 
 _SIDES = pd.CategoricalDtype(["buy", "sell"])
@@ -104,7 +104,7 @@ class TickQueries:
         self, symbol: str, start: Any = None, end: Any = None, *, exchange: str | None = None
     ) -> pd.DataFrame:
         """Stored trades with time in [start, end], oldest first, shaped like ``Lab.trades``."""
-        s, e = _range(start, end)
+        s, e = time_range(start, end)
         files = self._trade_files(symbol, s, e, exchange)
         cols = read_apart(files, s, e) if files and not overlapping(files) else None
         if cols is None:  # a trade may be held twice (or a part is unusual): DuckDB keeps one
@@ -134,7 +134,7 @@ class TickQueries:
         """Candles rebuilt from stored trades, shaped like ``Lab.klines`` (open and close by
         trade id, taker buy volumes from buyer-taker trades). Intervals up to a day."""
         ms = _fixed_ms(interval)
-        s, e = _range(start, end)
+        s, e = time_range(start, end)
         df = self._select_trades(
             f"(time // {ms}) * {ms} AS open_time, arg_min(price, trade_id) AS open, max(price) AS "
             "high, "
@@ -168,7 +168,7 @@ class TickQueries:
         """Volume-weighted average price per ``interval`` from stored trades, with its volume and
         trade count."""
         ms = _fixed_ms(interval)
-        s, e = _range(start, end)
+        s, e = time_range(start, end)
         df = self._select_trades(
             f"(time // {ms}) * {ms} AS open_time, sum(price * qty) / sum(qty) AS vwap, "
             "sum(qty) AS volume, count(*) AS trades",
@@ -282,7 +282,7 @@ class BookQueries:
         """One row per stored snapshot: ``bid_price_0`` … ``ask_qty_<levels-1>`` (0 is the best)."""
         if not isinstance(levels, int) or levels < 1:
             raise ValueError(f"levels must be a positive integer, got {levels!r}")
-        s, e = _range(start, end)
+        s, e = time_range(start, end)
         cols = ", ".join(
             f"{side}_{what}[{i + 1}] AS {side}_{what}_{i}"
             for side in ("bid", "ask")
@@ -300,7 +300,7 @@ class BookQueries:
     ) -> pd.DataFrame:
         """Every stored book update (``store=(..., "book_deltas")``) as it came: its update ids
         and the levels it set, a quantity of 0 removing the level."""
-        s, e = _range(start, end)
+        s, e = time_range(start, end)
         df = self._books(symbol, s, e, exchange, tail="ORDER BY update_id", kind="book_delta")
         return df.drop(columns=["time"]).set_index(
             utc_index(df["time"].to_numpy(dtype=np.int64), "time")

@@ -42,7 +42,7 @@ def time_clauses(column: str, start: int | None, end: int | None) -> tuple[list[
     return clauses, params
 
 
-def _range(start: TimeLike, end: TimeLike) -> tuple[int | None, int | None]:
+def time_range(start: TimeLike, end: TimeLike) -> tuple[int | None, int | None]:
     s, e = to_ms(start, "start"), to_ms(end, "end")
     if s is not None and e is not None and e < s:
         raise ValueError(

@@ -1,2 +1,5 @@
-"""The venue-neutral asyncio layer: connections (:mod:`.connection`), supervision, rollover,
-REST-fallback polling and kline integrity (:mod:`.feed`), and the paced REST path (:mod:`.rest`)."""
+"""The venue-neutral asyncio layer: one WebSocket (:mod:`.connection`), a feed's supervision,
+rollover and books (:mod:`.feed`), what it takes in (:mod:`.intake`), kline and trade integrity
+(:mod:`.klines`, :mod:`.trades`), the REST fallback (:mod:`.polling`), the paced REST path
+(:mod:`.rest`), its settings (:mod:`.config`), what readers see (:mod:`.state`) and a
+recording fed through a feed in place of sockets (:mod:`.replay`)."""

@@ -8,7 +8,8 @@ from dataclasses import dataclass
 
 from marketlab.settings import positive
 
-# The most streams one connection carries (Binance's limit; a venue may use fewer).
+# The most streams a feed puts on one connection, whatever the venue: a setting above it is
+# refused when it is given. A venue whose own limit is lower enforces that itself.
 MAX_STREAMS_PER_CONNECTION = 1024
 
 
@@ -53,12 +54,12 @@ class FeedConfig:
             )
         if self.streams_per_connection > MAX_STREAMS_PER_CONNECTION:
             raise ValueError(
-                f"streams_per_connection must be <= {MAX_STREAMS_PER_CONNECTION} (Binance's "
-                f"limit per connection), got {self.streams_per_connection}"
+                f"streams_per_connection must be <= {MAX_STREAMS_PER_CONNECTION} (the most "
+                f"streams one connection carries), got {self.streams_per_connection}"
             )
         if not 1 <= self.book_snapshot_limit <= 5000:
             raise ValueError(
-                "book_snapshot_limit must be 1..5000 (Binance's depth limit), "
+                "book_snapshot_limit must be 1..5000 (the deepest snapshot asked of a venue), "
                 f"got {self.book_snapshot_limit}"
             )
 

@@ -4,9 +4,11 @@ Reconnected with capped exponential backoff and jitter (cut short when the venue
 again), kept honest by keepalive pings and an idle watchdog for dead peers, its (un)subscribe
 messages paced under the venue's incoming-message limit. What arrives goes to its owner.
 
-Like cryptofeed's ConnectionHandler, a connection is handed what it needs (its settings, the
-venue's subscribe message, a way to run a task, and :class:`ConnectionEvents` to report to) and
-never imports the feed that owns it: the feed sits above it and can change without it.
+Like cryptofeed's ConnectionHandler, a connection is handed what it needs and never imports the
+feed that owns it: its settings (a :class:`~marketlab.stream.config.FeedConfig`), an events
+object implementing the :class:`ConnectionEvents` protocol to report to, and two callables,
+``spawn`` (runs a task the owner keeps) and ``subscribe_message`` (the venue's (un)subscribe
+message for some streams). The feed sits above it and can change without it.
 
 The transport is aiohttp's WebSocket client (its C frame reader is the fastest we measured
 among well-kept clients; see ``benchmarks/ingest.py``), with text frames kept as bytes and the
@@ -121,9 +123,13 @@ class WsConnection:
             self._wake.set()
 
     def start(self) -> None:
+        """Connect, and keep connecting until :meth:`stop`, in a task of its own (the caller
+        goes on at once; :attr:`connected` says when it is up)."""
         self._task = asyncio.create_task(self._run(), name=f"marketlab-{self.name}")
 
     async def stop(self) -> None:
+        """Close for good: no reconnect follows, and this returns once the task has ended (the
+        close handshake is given 2 s, as a dead peer never answers it)."""
         self._stopping = True
         if self.ws is not None:
             with contextlib.suppress(Exception):
@@ -134,6 +140,8 @@ class WsConnection:
                 await self._task
 
     def age(self) -> float:
+        """Seconds since this connection was last opened (0 before): the owner rolls it over
+        before the venue's connection age limit cuts it."""
         return time.monotonic() - self.connected_at if self.connected_at else 0.0
 
     async def _run(self) -> None:

@@ -7,7 +7,9 @@ when the WebSocket stays down; and every kline that closed while we were away fe
 REST, so the closed-kline series has no holes and no repeats. A venue's package subclasses it
 (``marketlab.venues.binance.feed``, ``marketlab.venues.okx.feed``).
 
-Parsing, book state and frames live elsewhere; this module only owns I/O, timers and retries.
+Parsing, book state and frames live elsewhere: this module owns the I/O, timers and retries,
+and serves the books it holds to readers in other threads (:meth:`Feed.book_view`,
+:meth:`Feed.book_state`, :meth:`Feed.book_check`, each under the book's lock).
 """
 
 from __future__ import annotations
@@ -17,15 +19,12 @@ import contextlib
 import logging
 import math
 import time
-from collections import deque
 from collections.abc import Callable, Coroutine, Sequence
 from typing import Any
 
 from marketlab.recording import files as rec
-from marketlab.records import (
-    Interval,
-)
-from marketlab.stream.config import MAX_STREAMS_PER_CONNECTION, FeedConfig
+from marketlab.records import Interval
+from marketlab.stream.config import FeedConfig
 from marketlab.stream.connection import WsConnection
 from marketlab.stream.intake import Intake, Sink, TypedSink
 from marketlab.stream.klines import KlineIntegrity
@@ -34,18 +33,7 @@ from marketlab.stream.rest import RestError
 from marketlab.stream.state import BookView, KlineStats, LockedBook, StreamStats, stat_keys
 from marketlab.stream.trades import TradeIntegrity
 
-__all__ = [
-    "MAX_STREAMS_PER_CONNECTION",
-    "BookView",
-    "Feed",
-    "FeedConfig",
-    "KlineStats",
-    "LockedBook",
-    "Sink",
-    "StreamStats",
-    "VenueError",
-    "stat_keys",
-]
+__all__ = ["Feed", "VenueError"]
 
 log = logging.getLogger("marketlab.feed")
 
@@ -79,6 +67,7 @@ class Feed(Intake, KlineIntegrity, TradeIntegrity, RestPolling):
         self.channels = tuple(channels)
         self.config = config
         self._init_intake(sink)
+        self._init_kline_integrity()
         self._init_trade_integrity()
         self.books: dict[str, LockedBook] = {}
         self.stream_stats: dict[tuple[str, str], StreamStats] = {
@@ -98,11 +87,6 @@ class Feed(Intake, KlineIntegrity, TradeIntegrity, RestPolling):
         # Where each series' history ended before this run; the stream may move _last_closed
         # on before the start-up fetch begins, so the fetch must not read that.
         self._history_ends = dict(self._last_closed)
-        self._emitted: dict[tuple[str, str], tuple[set[int], deque[int]]] = {}
-        self._next_opens: dict[tuple[str, str], tuple[int, int]] = {}  # last closed → next
-        self._backfill_tasks: dict[tuple[str, str], asyncio.Task[None]] = {}
-        self._backfill_from: dict[tuple[str, str], int] = {}
-        self._snapshot_tasks: dict[str, asyncio.Task[None]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._ws_down_since: float | None = time.monotonic()
         self._poller: asyncio.Task[None] | None = None
@@ -119,11 +103,11 @@ class Feed(Intake, KlineIntegrity, TradeIntegrity, RestPolling):
         self.book_tap: Callable[[Any, int | None, Any, Any, int], None] | None = None
         self.fatal: VenueError | None = None  # what stopped collection, in the venue's words
 
-    # --- lifecycle -------------------------------------------------------------------------
-
     # --- what a venue provides -----------------------------------------------------------
 
     def make_rest(self) -> Any:
+        """The venue's REST client (made when :meth:`run` starts, inside the event loop): the
+        symbol check, kline and trade backfill, book snapshots and polling all go through it."""
         raise NotImplementedError
 
     def connection_plans(self) -> list[tuple[str, list[Any], list[Any]]]:
@@ -131,14 +115,18 @@ class Feed(Intake, KlineIntegrity, TradeIntegrity, RestPolling):
         raise NotImplementedError
 
     def subscribe_message(self, streams: list[Any], request_id: int, unsubscribe: bool) -> bytes:
+        """The venue's (un)subscribe message for ``streams``: handed to each connection, which
+        sends it (paced) for the streams its URL does not name, and again on every reconnect."""
         raise NotImplementedError
 
     def on_frame(self, frame: bytes, conn: WsConnection) -> None:
+        """One frame from ``conn``: decoded and taken in (the hot path). A frame the venue's
+        decoder refuses goes to :meth:`bad_frame`; the connection goes on either way."""
         raise NotImplementedError
 
     def frame_reader(self) -> Any:
-        """The venue's compiled frame reader (``marketlab._native.LaneTable``), which reads a
-        recording's frames ahead of the collector; None where there is none."""
+        """The venue's frame reader, which reads a recording's frames ahead of the collector;
+        None where there is none."""
         return None
 
     def kline_of(self, stream: Any) -> tuple[str, Interval] | None:
@@ -151,6 +139,8 @@ class Feed(Intake, KlineIntegrity, TradeIntegrity, RestPolling):
     def book_of(self, stream: Any) -> str | None:
         """The symbol when ``stream`` carries the order book."""
         raise NotImplementedError
+
+    # --- lifecycle -------------------------------------------------------------------------
 
     async def run(self) -> None:
         """Run until :meth:`stop`."""
@@ -170,6 +160,8 @@ class Feed(Intake, KlineIntegrity, TradeIntegrity, RestPolling):
             await self._shutdown()
 
     async def stop(self) -> None:
+        """Ask :meth:`run` to end: it closes the connections and tasks itself, so a caller on
+        another task does not race the shutdown."""
         self._stopped.set()
 
     def resume_klines(self, ends: dict[tuple[str, str], int]) -> None:
@@ -201,6 +193,12 @@ class Feed(Intake, KlineIntegrity, TradeIntegrity, RestPolling):
         self._tasks.add(task)
         task.add_done_callback(self._task_done)
         return task
+
+    def _tap(self, kind: int, tag: str, records: Any) -> None:
+        """Record what no frame carries (REST answers, the ready mark), so a replay of the
+        recording takes in what the live feed did."""
+        if self.tap is not None:
+            self.tap(kind, tag, rec.encode_records(records))
 
     def _task_done(self, task: asyncio.Task[None]) -> None:
         self._tasks.discard(task)
@@ -332,6 +330,8 @@ class Feed(Intake, KlineIntegrity, TradeIntegrity, RestPolling):
         self._spawn(retire())
 
     def on_connected(self, conn: WsConnection) -> None:
+        """``conn`` is (re)connected: every kline series it carries is backfilled from the
+        last closed candle, as candles may have closed while it was down."""
         log.info("%s: connected (%d streams)", conn.name, len(conn.streams))
         for stream in conn.streams:
             kline = self.kline_of(stream)
@@ -346,6 +346,8 @@ class Feed(Intake, KlineIntegrity, TradeIntegrity, RestPolling):
         self.reconnects += 1
 
     def on_disconnected(self, conn: WsConnection) -> None:
+        """``conn`` dropped: its books missed updates, so they sync afresh (a retiring
+        connection's books go on through its successor)."""
         if conn.retiring:
             return
         for stream in conn.streams:
@@ -366,6 +368,8 @@ class Feed(Intake, KlineIntegrity, TradeIntegrity, RestPolling):
                 self.book_tap(lb.book, None, (), (), 0)
 
     def bad_frame(self, exc: Exception, conn: WsConnection) -> None:
+        """A frame the venue's decoder refused: counted and shown in the status rather than
+        ending the connection (one malformed frame says nothing of the next)."""
         self.bad_frames += 1
         self.last_bad_frame = str(exc)
         log.warning("%s: skipped a bad frame: %s", conn.name, exc)
@@ -397,16 +401,12 @@ class Feed(Intake, KlineIntegrity, TradeIntegrity, RestPolling):
             return 0.0  # REST not failing since the WebSocket went (or since it last worked)
         return (time.monotonic() if now is None else now) - max(down, ok)
 
-    # --- incoming records ------------------------------------------------------------------
-
-    def _tap(self, kind: int, tag: str, records: Any) -> None:
-        if self.tap is not None:
-            self.tap(kind, tag, rec.encode_records(records))
-
     # --- views -----------------------------------------------------------------------------
 
     @property
     def connected(self) -> bool:
+        """Any connection is up (a rollover keeps two): while none is, REST polling may stand
+        in."""
         return any(c.connected for c in self.connections)
 
     def book_view(self, symbol: str, depth: int, exchange: str = "") -> BookView:
@@ -431,6 +431,8 @@ class Feed(Intake, KlineIntegrity, TradeIntegrity, RestPolling):
             )
 
     def book_state(self, symbol: str) -> str:
+        """The book's state for the status table: ``synced``, ``off`` or ``out of sync: <why>``
+        (read under the book's lock, from any thread)."""
         lb = self.books.get(symbol)
         if lb is None:
             return "off"

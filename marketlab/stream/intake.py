@@ -1,7 +1,8 @@
 """What a feed takes in: every record counted on its (symbol, stream) row, a repeat dropped,
-the rest delivered to the sink through the entry for its kind. A venue's decoder calls the
-takers directly for the streams it knows (the hot path); anything else goes through
-:meth:`Intake._record`."""
+the rest delivered to the sink through the entry for its kind. A venue's frame reader hands a
+record of a stream it knows straight to its kind's taker (``Intake.takers``: the hot path); any
+other record (from REST, or from the venue's careful decoder) first has its row and taker looked
+up by its kind."""
 
 from __future__ import annotations
 

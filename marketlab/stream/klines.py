@@ -20,7 +20,8 @@ _INTERVALS: dict[str, Interval] = {}
 
 
 class KlineIntegrity:
-    """Mixed into :class:`~marketlab.stream.feed.Feed` (it holds the state this works on)."""
+    """Mixed into :class:`~marketlab.stream.feed.Feed`, whose ``__init__`` calls
+    :meth:`_init_kline_integrity` for the state kept here; the rest is the feed's."""
 
     # provided by the feed
     venue: str
@@ -35,10 +36,6 @@ class KlineIntegrity:
     _stopped: asyncio.Event
     _last_closed: dict[tuple[str, str], int]
     _history_ends: dict[tuple[str, str], int]
-    _emitted: dict[tuple[str, str], tuple[set[int], deque[int]]]
-    _next_opens: dict[tuple[str, str], tuple[int, int]]
-    _backfill_tasks: dict[tuple[str, str], asyncio.Task[None]]
-    _backfill_from: dict[tuple[str, str], int]
 
     if TYPE_CHECKING:  # provided by the feed
 
@@ -47,6 +44,13 @@ class KlineIntegrity:
         def _tap(self, kind: int, tag: str, records: Any) -> None: ...
 
         def fail(self, message: str) -> None: ...
+
+    def _init_kline_integrity(self) -> None:
+        # the closed candles delivered per series (the newest 10,000), to drop a repeat
+        self._emitted: dict[tuple[str, str], tuple[set[int], deque[int]]] = {}
+        self._next_opens: dict[tuple[str, str], tuple[int, int]] = {}  # last closed → next
+        self._backfill_tasks: dict[tuple[str, str], asyncio.Task[None]] = {}
+        self._backfill_from: dict[tuple[str, str], int] = {}  # where each pending fetch starts
 
     def _kline(self, k: Kline, source: str, check_gaps: bool) -> bool:
         key = (k.symbol, k.interval)

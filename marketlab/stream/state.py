@@ -36,6 +36,9 @@ class StreamStats:
 
 @dataclass
 class KlineStats:
+    """One series' kline integrity figures for the status table: what the feed repaired
+    (backfilled gaps, dropped repeats) is shown, not hidden."""
+
     backfilled: int = 0  # closed candles fetched over REST that the stream did not deliver
     gaps_detected: int = 0
     duplicates: int = 0

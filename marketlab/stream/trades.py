@@ -24,6 +24,9 @@ MAX_HOLES = 100  # id ranges kept per symbol for status (the oldest are merged i
 
 @dataclass(slots=True)
 class TradeStats:
+    """One symbol's trade integrity figures for the status table: ids fetched to fill a gap,
+    and the ranges the venue no longer had, so a reader knows where trades are missing."""
+
     backfilled: int = 0  # trades fetched over REST that the stream skipped
     gaps: int = 0  # times the stream skipped trade ids
     lost: int = 0  # ids the venue no longer had when asked
@@ -31,7 +34,8 @@ class TradeStats:
 
 
 class TradeIntegrity:
-    """Mixed into :class:`~marketlab.stream.feed.Feed` (it holds the state this works on)."""
+    """Mixed into :class:`~marketlab.stream.feed.Feed`, whose ``__init__`` calls
+    :meth:`_init_trade_integrity` for the state kept here; the rest is the feed's."""
 
     trades_by_id = False  # the venue's trade ids are contiguous and its REST looks them up
     config: Any

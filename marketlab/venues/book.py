@@ -240,11 +240,6 @@ class OrderBook:
     def synced(self) -> bool:
         return self.state is BookState.SYNCED
 
-    @property
-    def snapshot_pending(self) -> bool:
-        """A snapshot was asked for and has not been applied yet."""
-        return self._snapshot_requested
-
     # --- input ---------------------------------------------------------------------------
 
     def on_delta(self, delta: BookDelta) -> Action:

@@ -40,7 +40,7 @@ def _plain(entries: list[tuple[int, int, bytes, bytes]]) -> tuple[bytes, int]:
 @contextlib.contextmanager
 def _reader(name: str) -> Iterator[None]:
     if name == "python":
-        with mock.patch.object(recording, "_scan_entries", None):
+        with mock.patch.object(recording, "scan_entries", recording.scan_entries_python):
             yield
     elif name == "blocks-python-thread":
         with mock.patch.object(blocks_module, "zstd_library", lambda: None):
@@ -128,7 +128,7 @@ def test_a_damaged_magic_or_header_is_named_alike_by_every_reader(tmp_path_facto
 
 
 def _entries_of(body: bytes) -> tuple[list[tuple[int, int, bytes, bytes]], str | None]:
-    """The format read by hand (recording.py's docstring): whole entries of a known kind with
+    """The format read by hand (recording/files.py's docstring): whole entries of a known kind with
     a UTF-8 tag, then what ends the file early."""
     out: list[tuple[int, int, bytes, bytes]] = []
     pos = 0
@@ -230,7 +230,7 @@ def test_bytes_after_a_frame_ending_at_a_step_are_damage_for_every_reader(
     with contextlib.ExitStack() as stack:
         if decompressor == "python-zstandard":  # where the system's libzstd is not there
             stack.enter_context(
-                mock.patch.object(recording, "_decompressor", recording._StepwisePython)
+                mock.patch.object(recording, "_decompressor", recording.StepwisePython)
             )
             readers = [r for r in READERS if r != "blocks"]  # (Inflow needs libzstd)
         elif recording.zstd_library() is None:

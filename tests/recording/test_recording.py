@@ -28,7 +28,7 @@ def scanner(request, monkeypatch):
     at a time read ahead (as a replay reads): by the thread that runs no Python (libzstd is
     loaded on every machine we build on) and by a Python thread (where it is not)."""
     if request.param == "python":
-        monkeypatch.setattr(recording, "_scan_entries", None)
+        monkeypatch.setattr(recording, "scan_entries", recording.scan_entries_python)
     elif not COMPILED:
         pytest.skip("the compiled core is not built (MARKETLAB_PURE_PYTHON)")
     elif request.param == "blocks":

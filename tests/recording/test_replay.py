@@ -182,7 +182,7 @@ def test_a_frame_whose_taking_raises_is_counted_and_the_replay_goes_on(tmp_path,
     import asyncio
 
     from marketlab.recording import files as rec
-    from marketlab.recording import replay as replay_module
+    from marketlab.stream import replay as replay_module
     from tests.venues.binance.feeds import OfflineFeed, trade_frame
 
     path = tmp_path / "r.mlrec"
@@ -206,7 +206,7 @@ def test_a_frame_whose_taking_raises_is_counted_and_the_replay_goes_on(tmp_path,
             return lane._replace(take=raising)
 
     if way == "entries":
-        monkeypatch.setattr(replay_module, "BLOCKS_AHEAD", False)
+        monkeypatch.setattr(Raising, "frame_reader", lambda self: None)
     feed = replay_module.replaying(Raising)()
     feed.replay_path = str(path)
     feed.replay_speed = 1e9 if way == "timed" else None

@@ -6,7 +6,7 @@ from dataclasses import replace
 import pytest
 
 from marketlab.records import INTERVAL_NAMES, Interval
-from marketlab.sim.market import Market, SymbolMarket, _RollingWindow, fmt_units, spec_for
+from marketlab.sim.market import Market, RollingWindow, SymbolMarket, fmt_units, spec_for
 
 GENESIS = 1_767_225_600_000  # a Thursday, 2026-01-01
 
@@ -147,7 +147,7 @@ def test_trades_hit_the_touch_and_have_consecutive_ids():
 
 def test_rolling_window_matches_brute_force():
     m = SymbolMarket(spec_for("ADAUSDT"), 5, GENESIS)
-    m.window = _RollingWindow(seconds=120)
+    m.window = RollingWindow(seconds=120)
     run(m, 1000)
     s = m.seconds
     lo = s.n - 120

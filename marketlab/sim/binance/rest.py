@@ -16,7 +16,7 @@ from aiohttp import web
 
 from marketlab.records import INTERVAL_NAMES, Interval
 from marketlab.sim.host import BinanceHost, RestFault
-from marketlab.sim.market import SymbolMarket, _Candle, fmt_units
+from marketlab.sim.market import Candle, SymbolMarket, fmt_units
 
 log = logging.getLogger("marketlab.sim.binance")
 
@@ -125,7 +125,7 @@ def kline_row(f: Formatter, row: tuple) -> list:
 
 
 def kline_event(
-    m: SymbolMarket, f: Formatter, iv: str, c: _Candle, closed: bool, event_time: int
+    m: SymbolMarket, f: Formatter, iv: str, c: Candle, closed: bool, event_time: int
 ) -> dict:
     o, h, l, cl = c.ohlc()
     return {

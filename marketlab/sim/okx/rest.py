@@ -49,7 +49,6 @@ RATE_LIMITS = {
     "history-candles": 20,
     "history-trades": 20,
 }
-_INST_RE = re.compile(r"^[A-Z0-9]{1,12}-[A-Z0-9]{1,12}$")
 
 
 class OkxError(Exception):

@@ -19,7 +19,7 @@ from aiohttp import WSMsgType, web
 
 from marketlab.sim.face import SocketFace
 from marketlab.sim.host import OkxHost
-from marketlab.sim.market import StepResult, SymbolMarket, _Candle
+from marketlab.sim.market import Candle, StepResult, SymbolMarket
 from marketlab.sim.okx.rest import BARS, BOOK_LEVELS, num
 
 log = logging.getLogger("marketlab.sim.okx")
@@ -541,7 +541,7 @@ class OkxWs(SocketFace):
         return diff(old_bids, new_bids, True), diff(old_asks, new_asks, False)
 
     @staticmethod
-    def _candle(m: SymbolMarket, c: _Candle, confirm: str) -> list[str]:
+    def _candle(m: SymbolMarket, c: Candle, confirm: str) -> list[str]:
         pd, qd = m.spec.price_decimals, m.spec.qty_decimals
         o, h, lo, cl = c.ohlc()
         quote = num(c.q, pd + qd)

@@ -32,6 +32,10 @@ def depth_weight(limit: int) -> int:
 
 
 class BookSync:
+    """Mixed into :class:`~marketlab.venues.binance.feed.BinanceFeed`: Binance's stream carries
+    only diffs, so each book needs a REST snapshot bridged to it (and a fresh one after any
+    gap); the venue-neutral :class:`~marketlab.stream.feed.Feed` knows nothing of this."""
+
     books: dict[str, Any]
     config: Any
     rest: Any
@@ -39,7 +43,6 @@ class BookSync:
     stream_stats: dict[tuple[str, str], Any]
     venue: str
     _stopped: asyncio.Event
-    _snapshot_tasks: dict[str, asyncio.Task[None]]
 
     if TYPE_CHECKING:  # provided by the feed
 
@@ -50,6 +53,9 @@ class BookSync:
         def fail(self, message: str) -> None: ...
 
     def _init_book_sync(self) -> None:
+        """Called once ``books`` is set: how the first snapshots are taken depends on how many
+        books there are."""
+        self._snapshot_tasks: dict[str, asyncio.Task[None]] = {}  # one fetch per book at most
         deep = self.config.book_snapshot_limit
         # cheap first when deep snapshots of every book would take a quarter of a minute's weight
         self.cheap_first = (
@@ -164,4 +170,5 @@ class BookSync:
         )
 
     def books_deep(self) -> int:
+        """How many books are synced from a deep snapshot (the rest are still shallow)."""
         return len(self.deep_books & set(self.books))

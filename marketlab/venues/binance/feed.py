@@ -7,7 +7,6 @@ import logging
 from collections.abc import Sequence
 from typing import Any
 
-from marketlab.native import COMPILED
 from marketlab.records import (
     AggTrade,
     BookDelta,
@@ -19,8 +18,11 @@ from marketlab.records import (
     Trade,
 )
 from marketlab.settings import CHANNELS
+from marketlab.stream.config import FeedConfig
 from marketlab.stream.connection import WsConnection
-from marketlab.stream.feed import Feed, FeedConfig, LockedBook, Sink, StreamStats, TypedSink
+from marketlab.stream.feed import Feed
+from marketlab.stream.intake import Sink, TypedSink
+from marketlab.stream.state import LockedBook, StreamStats
 from marketlab.venues import binance as bn
 from marketlab.venues.binance.book_sync import BookSync
 from marketlab.venues.binance.frames import Lane, lane_for, lane_table, take_combined
@@ -42,6 +44,8 @@ _KINDS: dict[str, type] = {
 def streams_for(
     symbols: Sequence[str], intervals: Sequence[str], channels: Sequence[str]
 ) -> list[str]:
+    """Binance's stream names for marketlab's channel names: what the feed's connections carry.
+    A channel marketlab does not know is refused here, naming the ones it does."""
     unknown = set(channels) - set(CHANNELS)
     if unknown:
         raise ValueError(
@@ -128,7 +132,7 @@ class BinanceFeed(BookSync, Feed):
         return st.symbol if st.channel == "depth" else None
 
     def frame_reader(self) -> Any:
-        return self._lanes if COMPILED else None  # the compiled LaneTable is one
+        return self._lanes  # the compiled LaneTable, or its twin
 
     def on_frame(self, frame: bytes, conn: WsConnection) -> None:
         # The usual frame {"stream":"…","data":{…}} of one of our streams: the payload is cut

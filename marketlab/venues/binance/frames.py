@@ -204,17 +204,22 @@ _DECODERS: dict[type, msgspec.json.Decoder[Any]] = {
     for t in {*_WIRE_BY_EVENT.values(), _BookTicker, _PartialDepth}
 }
 _ENVELOPE = msgspec.json.Decoder(_Envelope)
-COMBINED_PREFIX = _COMBINED = b'{"stream":"'  # how a combined stream's frame begins
+# A combined stream's frame is {"stream":"NAME","data":PAYLOAD}: NAME starts _NAME_AT bytes in,
+# PAYLOAD _PAYLOAD_AFTER bytes past where _DATA is found (the envelope is cut, never parsed).
+_COMBINED = b'{"stream":"'
+_DATA = b'","data":'
+_NAME_AT = len(_COMBINED)
+_PAYLOAD_AFTER = len(_DATA)
 
 
 def route_combined(frame: bytes, lanes: dict[bytes, Any]) -> tuple[Any, bytes] | None:
     """A frame ``{"stream":"NAME","data":PAYLOAD}`` of a stream in ``lanes`` (by NAME as
     bytes): its lane and PAYLOAD, cut out without parsing the envelope; else None."""
     if type(frame) is bytes and frame.startswith(_COMBINED) and frame.endswith(b"}"):
-        end = frame.find(b'","data":', 11)
-        lane = lanes.get(frame[11:end]) if end > 0 else None
+        end = frame.find(_DATA, _NAME_AT)
+        lane = lanes.get(frame[_NAME_AT:end]) if end > 0 else None
         if lane is not None:
-            return lane, frame[end + 9 : -1]
+            return lane, frame[end + _PAYLOAD_AFTER : -1]
     return None
 
 
@@ -262,6 +267,10 @@ def maker(record: type | None, values: tuple[str, ...]) -> Callable[..., Any] | 
 def lane_for(
     stream: Stream, take: Callable[[Any, Any, str], None], stats: Any, record: type | None
 ) -> Lane:
+    """The lane of ``stream``, whose records go to ``take`` with ``stats``: built once per stream
+    so a frame needs no dispatch. The compiled reader reads the payload itself where it knows
+    the channel (``PAYLOADS``) and ``record`` is given, else msgspec's ``decode`` and ``convert``
+    do; a payload of another symbol or interval is left to the careful path (:func:`_own`)."""
     decode, convert = payload_reader(stream)
     values = PAYLOADS.get(stream.channel) if record is not None else None
     interval = str(stream.interval or "")  # a plain str, as decoded
@@ -479,9 +488,9 @@ class StreamDecoder:
         if isinstance(frame, bytes) and frame.startswith(_COMBINED) and frame.endswith(b"}"):
             # The usual combined frame {"stream":"…","data":{…}}: cut the payload out and decode
             # it once, typed, rather than parsing the envelope and then the payload again.
-            end = frame.find(b'","data":', 11)
+            end = frame.find(_DATA, _NAME_AT)
             if end > 0:
-                parsed = self._by_bytes.get(name := frame[11:end], _MISSING)
+                parsed = self._by_bytes.get(name := frame[_NAME_AT:end], _MISSING)
                 if parsed is _MISSING:
                     parsed = self._stream(name.decode("utf-8", "replace"))
                     if len(self._by_bytes) < 4096:
@@ -489,7 +498,7 @@ class StreamDecoder:
                 if parsed is not None:
                     try:
                         wire = _DECODERS[_WIRE_BY_CHANNEL[parsed.channel]].decode(
-                            frame[end + 9 : -1]
+                            frame[end + _PAYLOAD_AFTER : -1]
                         )
                     except (msgspec.ValidationError, msgspec.DecodeError):
                         pass  # the careful path below says what is wrong (or finds a shutdown)

@@ -15,8 +15,11 @@ from collections.abc import Sequence
 from typing import Any, cast
 
 from marketlab.records import Interval
+from marketlab.stream.config import FeedConfig
 from marketlab.stream.connection import WsConnection
-from marketlab.stream.feed import Feed, FeedConfig, LockedBook, Sink
+from marketlab.stream.feed import Feed
+from marketlab.stream.intake import Sink
+from marketlab.stream.state import LockedBook
 from marketlab.venues import okx
 from marketlab.venues.book import Action
 from marketlab.venues.okx.book import OkxBook
@@ -26,6 +29,10 @@ log = logging.getLogger("marketlab.feed.okx")
 
 
 class OkxFeed(Feed):
+    """OKX v5 on the common :class:`~marketlab.stream.feed.Feed`: its books come whole from the
+    stream (checked by ``prevSeqId`` and checksum), so it needs no REST snapshots, only a fresh
+    subscription after a break; and it wants a text ``ping`` to keep a quiet connection."""
+
     venue = "okx"
     trades_by_id = True  # trades-all ids are contiguous; /market/history-trades?type=1&after=
     text_ping = "ping"

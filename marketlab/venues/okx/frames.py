@@ -79,7 +79,7 @@ class _Push(msgspec.Struct, gc=False):
     msg: str = ""
 
 
-class _Ticker(msgspec.Struct, gc=False):
+class TickerWire(msgspec.Struct, gc=False):
     instId: str
     last: Amount
     lastSz: Amount
@@ -104,7 +104,7 @@ class _Trade(msgspec.Struct, gc=False):
     ts: TimeMs
 
 
-class _Book(msgspec.Struct, gc=False):
+class BookWire(msgspec.Struct, gc=False):
     asks: list[list[str]]
     bids: list[list[str]]
     ts: TimeMs
@@ -114,11 +114,11 @@ class _Book(msgspec.Struct, gc=False):
 
 
 _DATA: dict[str, msgspec.json.Decoder[list[Any]]] = {
-    "tickers": msgspec.json.Decoder(list[_Ticker], strict=False),
+    "tickers": msgspec.json.Decoder(list[TickerWire], strict=False),
     "trades": msgspec.json.Decoder(list[_Trade], strict=False),
     "trades-all": msgspec.json.Decoder(list[_Trade], strict=False),
-    "books": msgspec.json.Decoder(list[_Book], strict=False),
-    "bbo-tbt": msgspec.json.Decoder(list[_Book], strict=False),
+    "books": msgspec.json.Decoder(list[BookWire], strict=False),
+    "bbo-tbt": msgspec.json.Decoder(list[BookWire], strict=False),
 }
 # [ts, o, h, l, c, vol, volCcy, volCcyQuote, confirm]
 CandleRow = tuple[TimeMs, Amount, Amount, Amount, Amount, Amount, Amount, Amount, int]
@@ -126,7 +126,7 @@ _CANDLES = msgspec.json.Decoder(list[CandleRow], strict=False)
 _PUSH = msgspec.json.Decoder(_Push)
 
 
-def _ticker(t: _Ticker) -> Ticker:
+def ticker_of(t: TickerWire) -> Ticker:
     change = t.last - t.open24h
     pct = 100.0 * change / t.open24h if t.open24h else 0.0
     wavg = t.volCcy24h / t.vol24h if t.vol24h else math.nan
@@ -242,7 +242,7 @@ class OkxDecoder:
                 Trade(symbol_of(t.instId), t.tradeId, t.px, t.sz, t.side, t.ts, t.ts) for t in rows
             ]
         if channel == "tickers":
-            return [_ticker(t) for t in rows]
+            return [ticker_of(t) for t in rows]
         symbol = symbol_of(inst)
         if channel == "bbo-tbt":
             return [

@@ -11,7 +11,7 @@ from marketlab.numbers import Amount, Id, Price, TimeMs, amount, price
 from marketlab.records import BookSnapshot, Interval, Kline, Ticker, Trade
 from marketlab.records import normalize_symbol as _normalize
 from marketlab.venues.errors import PayloadError
-from marketlab.venues.okx.frames import CandleRow, _Book, _Ticker, _ticker, candle
+from marketlab.venues.okx.frames import BookWire, CandleRow, TickerWire, candle, ticker_of
 from marketlab.venues.okx.protocol import OkxAPIError, symbol_of
 
 # --- REST payloads ---------------------------------------------------------------------------
@@ -88,7 +88,7 @@ def parse_candles(payload: bytes | str | Any, symbol: str, interval: str) -> lis
 def parse_books(payload: bytes | str | Any, symbol: str) -> BookSnapshot:
     """``/market/books`` → a snapshot. REST books carry no sequence id: ``last_update_id`` is
     the book's time, which says how fresh it is and nothing about the stream."""
-    rows = _rows(payload, list[_Book], f"/api/v5/market/books for {symbol}")
+    rows = _rows(payload, list[BookWire], f"/api/v5/market/books for {symbol}")
     if not rows:
         raise PayloadError(f"/api/v5/market/books for {symbol}: empty data")
     b = rows[0]
@@ -102,7 +102,7 @@ def parse_books(payload: bytes | str | Any, symbol: str) -> BookSnapshot:
 
 def parse_tickers(payload: bytes | str | Any) -> list[Ticker]:
     """``/market/ticker`` or ``/market/tickers`` → tickers."""
-    return [_ticker(t) for t in _rows(payload, list[_Ticker], "/api/v5/market/tickers")]
+    return [ticker_of(t) for t in _rows(payload, list[TickerWire], "/api/v5/market/tickers")]
 
 
 class _HistoryTrade(msgspec.Struct):

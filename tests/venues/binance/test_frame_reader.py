@@ -286,7 +286,7 @@ def test_frames_read_ahead_reach_their_takers_in_the_recordings_order(tmp_path) 
     from marketlab.recording import blocks as rb
     from marketlab.recording import files as rec
 
-    if not rb.BLOCKS_AHEAD:
+    if not COMPILED:
         pytest.skip("this build reads recordings entry by entry")
     rnd = random.Random(5)
     frames = []

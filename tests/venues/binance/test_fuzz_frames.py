@@ -229,7 +229,7 @@ def _same(frame: bytes) -> None:
 @given(KINDS, st.randoms(use_true_random=False), st.data())
 @example("trade", None, None)
 def test_a_hostile_number_anywhere_is_refused_alike(kind, rnd, data) -> None:
-    if rnd is None:  # the issue's own: a trade id past int64 among normal ones
+    if rnd is None:  # a trade id past int64 among normal ones
         frame = (
             b'{"stream":"btcusdt@trade","data":{"e":"trade","E":1767225600000,"s":"BTCUSDT",'
             b'"t":9223372036854775808,"p":"1","q":"1","T":1767225600000,"m":true}}'
@@ -278,7 +278,7 @@ def test_a_frame_read_ahead_at_the_end_of_its_block_is_read_as_one_taken_live(ki
     from marketlab.recording.blocks import read_block
 
     frame = data if rnd is None else data.draw(mutated(_frame(kind, _good(kind, rnd))))
-    entry = rec._ENTRY.pack(rec.WS, 1, 4, len(frame)) + b"conn" + frame
+    entry = rec.ENTRY_HEAD.pack(rec.WS, 1, 4, len(frame)) + b"conn" + frame
     ahead: list[Any] = []
     lanes = _lanes(ahead)
     block = read_block(lanes, entry)

@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from marketlab.recording import files as rec
-from marketlab.recording.blocks import BLOCKS_AHEAD, open_blocks
+from marketlab.recording.blocks import open_blocks
 from marketlab.stream.feed import Feed
 
 
@@ -45,7 +45,7 @@ class Replaying:
     finished = False
 
     async def run(self: Any) -> None:
-        frames = None if self.replay_speed or not BLOCKS_AHEAD else self.frame_reader()
+        frames = None if self.replay_speed else self.frame_reader()
         if frames is not None:
             _header, source = open_blocks(self.replay_path, frames)
         else:
