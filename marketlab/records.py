@@ -156,6 +156,23 @@ class Kline(msgspec.Struct, frozen=True, gc=False):
     event_time: int | None = None
 
 
+KLINE_VALUES = (
+    "open_time",
+    "open",
+    "high",
+    "low",
+    "close",
+    "volume",
+    "quote_volume",
+    "trades",
+    "taker_buy_volume",
+    "taker_buy_quote_volume",
+    "close_time",
+)
+"""A candle's values in the order every table of them keeps (the rolling frames, SQLite,
+Parquet): one definition, so the layers cannot drift apart."""
+
+
 class SymbolInfo(msgspec.Struct, frozen=True, gc=False):
     """What the exchange says about one tradable symbol."""
 

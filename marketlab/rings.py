@@ -7,13 +7,15 @@ thread) and readers (the notebook) meet under a short lock.
 
 from __future__ import annotations
 
+import operator
 import threading
 from collections.abc import Callable, Iterable
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from marketlab.records import Interval, Kline, Trade
+from marketlab.records import KLINE_VALUES, Interval, Kline, Trade
 
 DEFAULT_TRADE_CAPACITY = 100_000
 DEFAULT_KLINE_CAPACITY = 1_440  # a day of 1m candles
@@ -214,19 +216,7 @@ class TradeBuffer:
         )
 
 
-KLINE_COLUMNS = (
-    "open",
-    "high",
-    "low",
-    "close",
-    "volume",
-    "quote_volume",
-    "trades",
-    "taker_buy_volume",
-    "taker_buy_quote_volume",
-    "close_time",
-    "closed",
-)
+KLINE_COLUMNS = (*KLINE_VALUES[1:], "closed")  # a kline frame's columns (open_time is its index)
 _KLINE_DTYPES = {
     "open_time": np.int64,
     "open": np.float64,
@@ -243,21 +233,7 @@ _KLINE_DTYPES = {
 }
 
 
-def _kline_row(k: Kline) -> tuple:
-    return (
-        k.open_time,
-        k.open,
-        k.high,
-        k.low,
-        k.close,
-        k.volume,
-        k.quote_volume,
-        k.trades,
-        k.taker_buy_volume,
-        k.taker_buy_quote_volume,
-        k.close_time,
-        k.closed,
-    )
+_kline_row: Callable[[Kline], tuple[Any, ...]] = operator.attrgetter(*KLINE_VALUES, "closed")
 
 
 class KlineBuffer:

@@ -21,11 +21,11 @@ import duckdb
 import numpy as np
 import pandas as pd
 
-from marketlab.records import Interval, Kline, normalize_symbol
+from marketlab.records import KLINE_VALUES, Interval, Kline, normalize_symbol
 from marketlab.rings import KLINE_COLUMNS, KlineBuffer, epoch_ms, utc_index, utc_times
 from marketlab.settings import one_of
 from marketlab.settings import rest_url as rest_url_check
-from marketlab.store.parquet import VALUE_COLUMNS, has_parquet, parquet_glob, read_sqlite
+from marketlab.store.parquet import has_parquet, parquet_glob, read_sqlite
 from marketlab.store.sqlite import StoreError, connect, last_open_times
 from marketlab.store.tick_history import BookQueries, TickQueries
 from marketlab.store.ticks import ticks_root
@@ -42,7 +42,7 @@ _OHLC_SUMS = ("volume", "quote_volume", "trades", "taker_buy_volume", "taker_buy
 def klines_frame(df: pd.DataFrame) -> pd.DataFrame:
     """Rows with open_time in ms → the frame shape of ``Lab.klines``."""
     out = pd.DataFrame(
-        {c: df[c].to_numpy() for c in VALUE_COLUMNS if c != "open_time"},
+        {c: df[c].to_numpy() for c in KLINE_VALUES if c != "open_time"},
         index=utc_index(df["open_time"].to_numpy(dtype=np.int64), "open_time"),
     )
     out["close_time"] = utc_times(out["close_time"])
@@ -92,7 +92,7 @@ class History(TickQueries, BookQueries):
         """A DuckDB connection with a ``klines`` view over both tiers, filtered by ``where``."""
         con = duckdb.connect()
         branches = []
-        cols = "exchange, symbol, interval, " + ", ".join(VALUE_COLUMNS)
+        cols = "exchange, symbol, interval, " + ", ".join(KLINE_VALUES)
         if self.db is not None and self.db.exists():
             conn = connect(self.db, readonly=True)
             try:
@@ -112,7 +112,7 @@ class History(TickQueries, BookQueries):
             con.execute(
                 "CREATE TABLE klines AS SELECT * FROM (SELECT ''::VARCHAR AS exchange, "
                 "''::VARCHAR AS symbol, ''::VARCHAR AS interval, "
-                f"{', '.join(f'0::{_duck_type(c)} AS {c}' for c in VALUE_COLUMNS)}) "
+                f"{', '.join(f'0::{_duck_type(c)} AS {c}' for c in KLINE_VALUES)}) "
                 "WHERE false"
             ).fetchall()
             return con
@@ -264,11 +264,11 @@ class History(TickQueries, BookQueries):
     def recent(self, symbol: str, interval: str, limit: int) -> pd.DataFrame:
         """The newest ``limit`` closed candles from SQLite (to warm a Lab's frames)."""
         if self.db is None or not self.db.exists():
-            return klines_frame(pd.DataFrame(columns=list(VALUE_COLUMNS)))
+            return klines_frame(pd.DataFrame(columns=list(KLINE_VALUES)))
         conn = connect(self.db, readonly=True)
         try:
             cur = conn.execute(
-                f"SELECT {', '.join(VALUE_COLUMNS)} FROM klines WHERE exchange = ? AND symbol = ? "
+                f"SELECT {', '.join(KLINE_VALUES)} FROM klines WHERE exchange = ? AND symbol = ? "
                 "AND interval = ? "
                 "ORDER BY open_time DESC LIMIT ?",
                 (self.exchange, symbol, str(interval), limit),
@@ -276,7 +276,7 @@ class History(TickQueries, BookQueries):
             rows = cur.fetchall()[::-1]
         finally:
             conn.close()
-        return klines_frame(pd.DataFrame(rows, columns=list(VALUE_COLUMNS)))
+        return klines_frame(pd.DataFrame(rows, columns=list(KLINE_VALUES)))
 
     def warm(
         self, buffers: dict[tuple[str, Interval], KlineBuffer], capacity: int

@@ -26,19 +26,6 @@ if TYPE_CHECKING:
     from tqdm import tqdm
 
 PARTITIONS = ("exchange", "symbol", "interval", "year", "month")
-VALUE_COLUMNS = (
-    "open_time",
-    "open",
-    "high",
-    "low",
-    "close",
-    "volume",
-    "quote_volume",
-    "trades",
-    "taker_buy_volume",
-    "taker_buy_quote_volume",
-    "close_time",
-)
 _FIELDS: list[tuple[str, pa.DataType]] = [
     ("exchange", pa.string()),
     ("symbol", pa.string()),

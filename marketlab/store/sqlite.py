@@ -9,13 +9,16 @@ file missing at most the batch in flight, which the next start backfills over RE
 from __future__ import annotations
 
 import logging
+import operator
 import os
 import sqlite3
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from marketlab.records import Kline
+from marketlab.records import KLINE_VALUES, Kline
+
+_kline_values = operator.attrgetter(*KLINE_VALUES)
 
 log = logging.getLogger("marketlab.store")
 
@@ -71,26 +74,11 @@ MIGRATIONS: dict[int, Sequence[str]] = {
     ),
 }
 
-KLINE_COLUMNS = (
-    "exchange",
-    "symbol",
-    "interval",
-    "open_time",
-    "open",
-    "high",
-    "low",
-    "close",
-    "volume",
-    "quote_volume",
-    "trades",
-    "taker_buy_volume",
-    "taker_buy_quote_volume",
-    "close_time",
-    "ingested_at",
-)
+TABLE_COLUMNS = ("exchange", "symbol", "interval", *KLINE_VALUES, "ingested_at")
+"""The klines table's columns, in the order :func:`kline_row` gives them."""
 
-UPSERT = f"""INSERT INTO klines ({", ".join(KLINE_COLUMNS)})
-VALUES ({", ".join("?" * len(KLINE_COLUMNS))})
+UPSERT = f"""INSERT INTO klines ({", ".join(TABLE_COLUMNS)})
+VALUES ({", ".join("?" * len(TABLE_COLUMNS))})
 ON CONFLICT (exchange, symbol, interval, open_time) DO UPDATE SET
   open = excluded.open, high = excluded.high, low = excluded.low, close = excluded.close,
   volume = excluded.volume, quote_volume = excluded.quote_volume, trades = excluded.trades,
@@ -109,23 +97,8 @@ class StoreError(Exception):
 
 
 def kline_row(exchange: str, k: Kline, ingested_at: int) -> tuple[Any, ...]:
-    return (
-        exchange,
-        k.symbol,
-        k.interval,
-        k.open_time,
-        k.open,
-        k.high,
-        k.low,
-        k.close,
-        k.volume,
-        k.quote_volume,
-        k.trades,
-        k.taker_buy_volume,
-        k.taker_buy_quote_volume,
-        k.close_time,
-        ingested_at,
-    )
+    """A closed kline as a row of the klines table (:data:`TABLE_COLUMNS`)."""
+    return (exchange, k.symbol, k.interval, *_kline_values(k), ingested_at)
 
 
 def connect(
