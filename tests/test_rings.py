@@ -49,13 +49,19 @@ def test_klines_upsert_updates_the_open_candle_and_never_reopens_a_closed_one():
     assert df["close"].iloc[0] == 100.9 and bool(df["closed"].iloc[0])
     assert list(df.columns) == list(KLINE_COLUMNS) and df.index.name == "open_time"
     # the public contract's columns, written out
-    assert (
-        list(KLINE_COLUMNS)
-        == (
-            "open high low close volume quote_volume trades taker_buy_volume "
-            "taker_buy_quote_volume close_time closed"
-        ).split()
-    )
+    assert list(KLINE_COLUMNS) == [
+        "open",
+        "high",
+        "low",
+        "close",
+        "volume",
+        "quote_volume",
+        "trades",
+        "taker_buy_volume",
+        "taker_buy_quote_volume",
+        "close_time",
+        "closed",
+    ]
     assert df["close_time"].iloc[0] == pd.Timestamp(T0 + 59_999, unit="ms", tz="UTC")
 
 
