@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import importlib
 import os
+from collections.abc import Callable
 from types import ModuleType
 from typing import Any, TypeVar, overload
 
@@ -42,3 +43,21 @@ def compiled(name: str, python_twin: Any = None) -> Any:
     are), else ``python_twin`` (None for a piece that has no twin: its caller then goes another
     way)."""
     return python_twin if _NATIVE is None else getattr(_NATIVE, name, python_twin)
+
+
+def takes_in_order(cls: type, names: tuple[str, ...]) -> bool:
+    """Whether ``cls`` takes by position exactly the values a compiled function names in
+    ``names``, in that order (a msgspec Struct's, NamedTuple's or dataclass's
+    ``__match_args__``): then the compiled values go straight to ``cls``. The compiled side
+    declares its order; this side checks it, so neither mirrors the other."""
+    return tuple(getattr(cls, "__match_args__", ())) == names
+
+
+def by_name(cls: type[T], names: tuple[str, ...]) -> Callable[..., T]:
+    """An adapter making ``cls`` of values given in the order of ``names``, handed over by
+    name: for a class that does not take them in that order (see :func:`takes_in_order`)."""
+
+    def make(*given: Any) -> T:
+        return cls(**dict(zip(names, given, strict=True)))
+
+    return make

@@ -24,7 +24,7 @@ from typing import IO, Any, NamedTuple
 import msgspec
 import zstandard
 
-from marketlab.native import compiled
+from marketlab.native import by_name, compiled, takes_in_order
 from marketlab.recording.readahead import ReadAhead
 from marketlab.records import BookSnapshot, Kline, Ticker, Trade
 
@@ -92,14 +92,10 @@ def entry_maker(entry_type: type[tuple[Any, ...]] = Entry) -> Callable[[tuple[An
     of ``ENTRY_VALUES``): the tuple taken as it is where the type's fields (its
     ``__match_args__``) are those, in that order (no Python call in between), else handed over
     by name."""
-    if getattr(entry_type, "__match_args__", None) == ENTRY_VALUES:
+    if takes_in_order(entry_type, ENTRY_VALUES):
         return functools.partial(tuple.__new__, entry_type)
-    names = ENTRY_VALUES
-
-    def make(values: tuple[Any, ...]) -> Any:
-        return entry_type(**dict(zip(names, values, strict=True)))
-
-    return make
+    make = by_name(entry_type, ENTRY_VALUES)
+    return lambda values: make(*values)
 
 
 def _plain(obj: Any) -> Any:

@@ -179,3 +179,21 @@ def test_damage_past_the_entries_is_named_after_every_whole_entry(tmp_path, scan
         for e in read_all(path, scanner):
             got.append(tuple(e))
     assert got == entries
+
+
+def test_an_entry_type_in_another_field_order_gets_each_value_by_name():
+    """The scanner hands values in its own declared order; a type that takes them in another
+    order is given each by name, never by position."""
+    from typing import NamedTuple
+
+    class Reordered(NamedTuple):
+        data: bytes
+        tag: str
+        time_ns: int
+        kind: int
+
+    by_position = dict(zip(recording.ENTRY_VALUES, (3, 17, "ws:0", b"{}"), strict=True))
+    made = recording.entry_maker(Reordered)(tuple(by_position.values()))
+    assert made == Reordered(data=b"{}", tag="ws:0", time_ns=17, kind=3)
+    plain = recording.entry_maker(recording.Entry)((3, 17, "ws:0", b"{}"))
+    assert type(plain) is recording.Entry and plain == (3, 17, "ws:0", b"{}")

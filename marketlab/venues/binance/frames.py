@@ -9,7 +9,7 @@ from typing import Any, Literal, NamedTuple
 
 import msgspec
 
-from marketlab.native import compiled
+from marketlab.native import by_name, compiled, takes_in_order
 from marketlab.numbers import Amount, Change, Id, IdOrNone, Level, Price, TimeMs
 from marketlab.records import (
     AggTrade,
@@ -244,24 +244,13 @@ class Lane(NamedTuple):
     convert: Callable[[Any], Record | None]
 
 
-def _fields(record: type) -> tuple[str, ...]:
-    """What a record class takes by position, in order (a msgspec Struct's fields, a
-    NamedTuple's, a dataclass's: ``__match_args__``)."""
-    return tuple(getattr(record, "__match_args__", ()))
-
-
 def maker(record: type | None, values: tuple[str, ...]) -> Callable[..., Any] | None:
     """What makes ``record`` of the compiled reader's ``values`` (given in that order): the
     record class itself where its fields are those, in that order (no call in between), else
     an adapter that hands them over by name."""
-    if record is None or _fields(record) == values:
+    if record is None or takes_in_order(record, values):
         return record
-    cls = record
-
-    def make(*given: Any) -> Any:
-        return cls(**dict(zip(values, given, strict=True)))
-
-    return make
+    return by_name(record, values)
 
 
 def lane_for(
