@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ast
 import importlib
+import re
 from pathlib import Path
 
 import pytest
@@ -429,3 +430,38 @@ def test_no_module_imports_another_modules_private_name():
         for line, what in private_names_imported(MODULES[name])
     ]
     assert not imported, "private names imported from another module:\n" + "\n".join(imported)
+
+
+# --- compiled code and formatting ---------------------------------------------------------------
+
+CSRC = ROOT.parent / "csrc"
+# the C API's ways of reaching a Python object's attributes (or methods) by name
+BY_NAME = re.compile(
+    r"\bPy(Object_(Get|Set|Has|Del)Attr(String)?|Object_CallMethod\w*|Object_VectorcallMethod)\b"
+)
+
+
+def test_no_compiled_file_names_a_python_attribute():
+    """Compiled code is a pure function over bytes and arrays or a type that owns its data: it
+    is handed what it calls, and never looks an attribute up by name."""
+    found = [
+        f"{path.name}:{n}: {line.strip()}"
+        for path in sorted(CSRC.glob("*.[ch]"))
+        for n, line in enumerate(path.read_text().splitlines(), 1)
+        if BY_NAME.search(line)
+    ]
+    assert not found, found
+
+
+def test_ruff_format_owns_every_layout():
+    """No comment turns the formatter off for a line or a block: ruff format lays out every
+    Python file."""
+    tree = ROOT.parent
+    paths = [
+        *ROOT.rglob("*.py"),
+        *(tree / "tests").rglob("*.py"),
+        *(tree / "benchmarks").rglob("*.py"),
+    ]
+    marker = "fmt: " + "skip", "fmt: " + "off"
+    found = [str(p) for p in paths if any(m in p.read_text() for m in marker)]
+    assert not found, found
