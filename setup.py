@@ -12,6 +12,7 @@ setup(
                 "csrc/binance.c",
                 "csrc/blocks.c",
                 "csrc/inflow.c",
+                "csrc/rings.c",
             ],
             depends=["csrc/native.h", "csrc/json_cursor.h"],
             extra_compile_args=["-O2"],

@@ -92,7 +92,7 @@ def main() -> None:
                 prices = lab.prices()
                 exchange_ms = int(prices["event_time"].max().value // 1_000_000)
                 first_time = first_time or exchange_ms
-                trades = sum(b.ring.count + len(b.ring._pending) for b in lab._trades.values())
+                trades = sum(len(b) for b in lab._trades.values())
                 status = lab.status()
                 samples.append(
                     (

@@ -2,7 +2,7 @@
  * pure-Python twin kept beside its caller (marketlab/native.py picks one for the whole package;
  * MARKETLAB_PURE_PYTHON=1 forces Python), so the two can be swapped and compared record for
  * record. This file: the book side (a type that owns its levels) and the recording's entry
- * scanner (a pure function over bytes); binance.c, blocks.c and inflow.c the rest.
+ * scanner (a pure function over bytes); binance.c, blocks.c, inflow.c and rings.c the rest.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -631,7 +631,8 @@ PyMODINIT_FUNC PyInit__native(void) {
         return NULL;
     if (PyModule_AddObjectRef(m, "Side", (PyObject *)&SideType) < 0 ||
         module_add(m, "ENTRY_VALUES", Py_BuildValue("(ssss)", ENTRY_VALUES_NAMES)) < 0 ||
-        native_binance_init(m) < 0 || native_blocks_init(m) < 0 || native_inflow_init(m) < 0) {
+        native_binance_init(m) < 0 || native_blocks_init(m) < 0 || native_inflow_init(m) < 0 ||
+        native_rings_init(m) < 0) {
         Py_DECREF(m);
         return NULL;
     }

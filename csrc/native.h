@@ -184,4 +184,7 @@ PyObject *block_wrap(BlockData *d, PyObject *reader);
 PyObject *read_block(PyObject *self, PyObject *const *args, Py_ssize_t nargs);
 int native_blocks_init(PyObject *module);
 
+/* csrc/rings.c: a symbol's recent trades (TradeRing) */
+int native_rings_init(PyObject *module);
+
 #endif

@@ -1,8 +1,9 @@
 """Rolling columnar buffers behind the user's DataFrames.
 
-Appends are O(1) into preallocated numpy columns, memory is fixed by the capacity however long
-the collector runs, and a DataFrame view copies the columns once. Writers (the collector
-thread) and readers (the notebook) meet under a short lock.
+Appends are O(1) into preallocated columns (a compiled trade ring, or its twin), memory is
+fixed by the capacity however long the collector runs, and a DataFrame view copies the columns
+once. Writers (the collector thread) and readers (the notebook) meet under a short lock (the
+compiled ring: the GIL, which each of its methods holds throughout).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from marketlab.native import compiled
 from marketlab.records import KLINE_VALUES, Interval, Kline, Trade
 
 DEFAULT_TRADE_CAPACITY = 100_000
@@ -40,170 +42,249 @@ def epoch_ms(times: pd.Index | pd.Series) -> np.ndarray:
     return pd.DatetimeIndex(times).as_unit("ms").asi8
 
 
-class RingBuffer:
-    """Fixed-capacity columns; the oldest rows are overwritten once full.
+# A trade's columns, in the order the trade rings (compiled or not) take and give them
+TRADE_DTYPES: dict[str, np.dtype] = {
+    "time": np.dtype(np.int64),
+    "price": np.dtype(np.float64),
+    "qty": np.dtype(np.float64),
+    "side": np.dtype(np.int8),  # 0 buy, 1 sell (the taker's side)
+    "trade_id": np.dtype(np.int64),
+}
+TRADE_BLOCK = 512  # trades gathered before they go into the columns (and to a store) at once
 
-    Rows are gathered in a short list and written to the columns a block at a time: one numpy
-    conversion per column per block costs far less than a numpy item assignment per value.
-    One thread writes (``append`` needs no lock: a list append is atomic, and only the writer
-    moves rows into the columns, under the lock); readers copy the columns and the rows still
-    pending under the lock.
+
+class TradeRingPython:
+    """A symbol's newest trades as five columns (:data:`TRADE_DTYPES`): the twin of the
+    compiled ``TradeRing`` (csrc/rings.c), same methods, same results.
+
+    Trades are gathered a block at a time and then written to the columns: one numpy
+    conversion per column per block. ``on_block(*columns)`` (five bytearrays) is told of each
+    block before it goes in, so a store has every trade however small the ring. One thread
+    adds; readers in other threads copy under the lock.
     """
 
-    BLOCK = 512
-
-    def __init__(self, dtypes: dict[str, np.dtype | type], capacity: int):
-        if capacity < 1:
-            raise ValueError(f"capacity must be at least 1, got {capacity}")
+    def __init__(self, capacity: int, block: int = TRADE_BLOCK):
+        if capacity < 1 or block < 1:
+            raise ValueError(f"capacity must be at least 1, got {min(capacity, block)}")
         self.capacity = capacity
-        self.names = tuple(dtypes)
-        self.dtypes = tuple(np.dtype(dt) for dt in dtypes.values())
-        self.columns = [np.zeros(capacity, dtype=dt) for dt in self.dtypes]
-        self.count = 0  # rows written to the columns
-        self._pending: list[tuple] = []
-        self.lock = threading.Lock()
-        # told of every block of rows as columns, before the ring may overwrite them (a store)
-        self.on_block: Callable[[dict[str, np.ndarray]], None] | None = None
+        self.block = block
+        self.last_id = -1  # the newest trade id
+        self.missed = 0  # trade ids skipped (e.g. during an outage)
+        self.duplicates = 0  # repeats dropped
+        self._on_block: Callable[..., Any] | None = None
+        self._columns = [np.zeros(capacity, dtype=dt) for dt in TRADE_DTYPES.values()]
+        self._count = 0  # rows ever written to the columns
+        self._gathered: list[tuple[int, float, float, int, int]] = []
+        self._newest: tuple[float, int, float, Any] | None = None
+        self._flushing = False
+        self._lock = threading.Lock()
+
+    @property
+    def on_block(self) -> Callable[..., Any] | None:
+        return self._on_block
+
+    @on_block.setter
+    def on_block(self, value: Callable[..., Any] | None) -> None:
+        if value is not None and not callable(value):
+            raise TypeError("on_block is None or a callable")
+        self._on_block = value
+
+    @property
+    def nbytes(self) -> int:
+        row = sum(dt.itemsize for dt in TRADE_DTYPES.values())
+        return row * (self.capacity + self.block)
 
     def __len__(self) -> int:
-        return min(self.count + len(self._pending), self.capacity)
+        return min(self._count + len(self._gathered), self.capacity)
 
-    def append(self, row: tuple) -> None:
-        """On the writer's thread only."""
-        pending = self._pending
-        pending.append(row)
-        if len(pending) >= self.BLOCK:
-            with self.lock:
-                self._flush()
+    def _check_idle(self) -> None:
+        if self._flushing:
+            raise RuntimeError("a trade ring's on_block may not change the ring")
 
-    def _flush(self) -> None:
-        """Write the pending rows (the writer, under the lock)."""
-        rows = self._pending
-        if not rows:
-            return
-        self._pending = []
-        self._write(rows)
-
-    def _write(self, rows: list[tuple]) -> None:
-        blocks = [
-            np.array(values, dtype=dtype)
-            for dtype, values in zip(self.dtypes, zip(*rows, strict=True), strict=True)
-        ]
-        if self.on_block is not None:
-            self.on_block(dict(zip(self.names, blocks, strict=True)))
-        cap = self.capacity
-        if len(rows) > cap:
-            self.count += len(rows) - cap
-            blocks = [b[-cap:] for b in blocks]
-        n = len(blocks[0])
-        start = self.count % cap
-        first = min(n, cap - start)
-        for column, block in zip(self.columns, blocks, strict=True):
-            column[start : start + first] = block[:first]
-            if first < n:
-                column[: n - first] = block[first:]
-        self.count += n
+    def add(
+        self,
+        time: int,
+        price: float,
+        qty: float,
+        side: str,
+        trade_id: int,
+        received: float,
+        source: Any,
+    ) -> bool:
+        """One trade; False for a repeat (an id at or below the newest)."""
+        self._check_idle()
+        if side == "buy":
+            code = 0
+        elif side == "sell":
+            code = 1
+        else:
+            raise ValueError(f'a trade\'s side is "buy" or "sell", not {side!r}')
+        last = self.last_id
+        if trade_id <= last:
+            self.duplicates += 1
+            return False
+        if last >= 0 and trade_id > last + 1:
+            self.missed += trade_id - last - 1
+        self.last_id = trade_id
+        gathered = self._gathered
+        gathered.append((time, float(price), float(qty), code, trade_id))
+        self._newest = (float(price), time, float(received), source)
+        if len(gathered) >= self.block:
+            self.flush()
+        return True
 
     def flush(self) -> None:
-        """Move the pending rows into the columns now (on the writer's thread, or once it has
-        stopped): a store told of blocks then has every row."""
-        with self.lock:
-            self._flush()
+        """The trades gathered into the columns now (``on_block`` told first)."""
+        self._check_idle()
+        rows = self._gathered
+        if not rows:
+            return
+        blocks = _columns_of(rows)
+        try:
+            if self._on_block is not None:
+                self._flushing = True
+                try:
+                    self._on_block(*(bytearray(b.tobytes()) for b in blocks))
+                finally:
+                    self._flushing = False
+        finally:  # a store that raised loses the block; the ring keeps it
+            with self._lock:
+                self._gathered = []
+                self._write(blocks)
 
-    def arrays(self) -> dict[str, np.ndarray]:
-        """Copies of the columns and the pending rows, oldest row first (any thread)."""
-        with self.lock:
-            held = self.arrays_unlocked()
-            pending = list(self._pending)  # atomic: the writer may append meanwhile
-        if not pending:
-            return held
-        cap = self.capacity
-        extra = {
-            name: np.array(values, dtype=dt)
-            for name, dt, values in zip(
-                self.names, self.dtypes, zip(*pending, strict=True), strict=True
-            )
-        }
-        return {name: np.concatenate((held[name], extra[name]))[-cap:] for name in self.names}
+    def _write(self, blocks: list[np.ndarray]) -> None:
+        cap, n = self.capacity, len(blocks[0])
+        if n > cap:
+            self._count += n - cap
+            blocks = [b[-cap:] for b in blocks]
+            n = cap
+        start = self._count % cap
+        first = min(n, cap - start)
+        for column, block in zip(self._columns, blocks, strict=True):
+            column[start : start + first] = block[:first]
+            column[: n - first] = block[first:]
+        self._count += n
 
-    def arrays_unlocked(self) -> dict[str, np.ndarray]:
-        """The columns' rows, oldest first, for a caller holding the lock."""
-        n, cap = self.count, self.capacity
-        if n <= cap:
-            return {
-                name: col[:n].copy() for name, col in zip(self.names, self.columns, strict=True)
-            }
-        start = n % cap
-        return {
-            name: np.concatenate((col[start:], col[:start]))
-            for name, col in zip(self.names, self.columns, strict=True)
-        }
+    def columns(self) -> tuple[bytearray, ...]:
+        """Copies of every trade held (gathered ones too), oldest first."""
+        with self._lock:
+            n, cap = self._count, self.capacity
+            if n <= cap:
+                held = [col[:n].copy() for col in self._columns]
+            else:
+                start = n % cap
+                held = [np.concatenate((col[start:], col[:start])) for col in self._columns]
+            gathered = list(self._gathered)
+        if gathered:
+            extra = _columns_of(gathered)
+            held = [np.concatenate((h, e))[-cap:] for h, e in zip(held, extra, strict=True)]
+        return tuple(bytearray(col.tobytes()) for col in held)
+
+    def load(self, *columns: Any) -> None:
+        """The ring becomes these trades (five buffers of equal length; the newest
+        ``capacity`` kept, nothing gathered kept); the counters stay."""
+        self._check_idle()
+        if len(columns) != len(TRADE_DTYPES):
+            raise TypeError("load(time, price, qty, side, trade_id)")
+        arrays: list[np.ndarray] = []
+        for col, dt in zip(columns, TRADE_DTYPES.values(), strict=True):
+            raw = memoryview(col).cast("B")
+            if len(raw) % dt.itemsize or (arrays and len(raw) // dt.itemsize != len(arrays[0])):
+                raise ValueError(
+                    "load: five columns of equal length (items of 8, 8, 8, 1 and 8 bytes)"
+                )
+            arrays.append(np.frombuffer(raw, dtype=dt).copy())
+        with self._lock:
+            self._count = 0
+            self._gathered = []
+            self._write(arrays)
+
+    def newest(self) -> tuple[float, int, float, Any] | None:
+        """(price, time, received, source) of the newest trade added, or None."""
+        return self._newest
+
+
+def _columns_of(rows: list[tuple[int, float, float, int, int]]) -> list[np.ndarray]:
+    return [
+        np.array(values, dtype=dt)
+        for dt, values in zip(TRADE_DTYPES.values(), zip(*rows, strict=True), strict=True)
+    ]
+
+
+# The compiled ring (csrc/rings.c), when in use; it names its columns, which must be ours.
+TradeRing: type[TradeRingPython] = compiled("TradeRing", TradeRingPython)
+if compiled("TRADE_COLUMNS", tuple(TRADE_DTYPES)) != tuple(TRADE_DTYPES):
+    raise ImportError("the compiled TradeRing's columns are not rings.TRADE_DTYPES'")
+
+
+def trade_arrays(columns: Iterable[Any]) -> dict[str, np.ndarray]:
+    """A ring's columns (bytearrays, as :meth:`TradeRingPython.columns` gives them) as numpy
+    arrays by name (no copy: the bytearrays are fresh)."""
+    return {
+        name: np.frombuffer(col, dtype=dt)
+        for (name, dt), col in zip(TRADE_DTYPES.items(), columns, strict=True)
+    }
 
 
 class TradeBuffer:
-    """Recent trades of one symbol; duplicates (same or older trade id) are dropped."""
+    """Recent trades of one symbol (a trade ring: compiled, or its twin) and their frame;
+    duplicates (same or older trade id) are dropped, skipped ids counted."""
 
     def __init__(self, capacity: int = DEFAULT_TRADE_CAPACITY):
-        self.ring = RingBuffer(
-            {
-                "time": np.int64,
-                "price": np.float64,
-                "qty": np.float64,
-                "side": np.int8,
-                "trade_id": np.int64,
-            },
-            capacity,
-        )
-        self.last_id = -1
-        self.missed = 0  # trade ids skipped (e.g. during an outage)
-        self.duplicates = 0
+        self.ring = TradeRing(capacity, TRADE_BLOCK)
 
-    def add(self, t: Trade) -> bool:
-        tid, last = t.trade_id, self.last_id
-        if tid <= last:
-            self.duplicates += 1
-            return False
-        if tid > last + 1 and last >= 0:
-            self.missed += tid - last - 1
-        self.last_id = tid
-        ring = self.ring  # its append, inlined: once per trade
-        pending = ring._pending
-        pending.append((t.time, t.price, t.qty, 0 if t.side == "buy" else 1, tid))
-        if len(pending) >= ring.BLOCK:
-            ring.flush()
-        return True
+    def __len__(self) -> int:
+        return len(self.ring)
+
+    @property
+    def missed(self) -> int:
+        """Trade ids skipped (e.g. during an outage), less those filled in since."""
+        return self.ring.missed
+
+    @property
+    def duplicates(self) -> int:
+        return self.ring.duplicates
+
+    def add(self, t: Trade, received: float = 0.0, source: str = "") -> bool:
+        """One trade (False for a repeat); the collector calls its ring's ``add`` directly."""
+        return self.ring.add(t.time, t.price, t.qty, t.side, t.trade_id, received, source)
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        """Copies of the columns, oldest row first (any thread)."""
+        return trade_arrays(self.ring.columns())
+
+    def store_blocks(self, on_block: Callable[[dict[str, np.ndarray]], None] | None) -> None:
+        """Every block of trades, as columns by name, also to ``on_block`` (None: no longer)."""
+        self.ring.on_block = None if on_block is None else _ByName(on_block)
+
+    def flush(self) -> None:
+        """The trades gathered into the columns now (so a store told of blocks has them all)."""
+        self.ring.flush()
 
     def merge(self, trades: Iterable[Trade]) -> int:
         """Put trades fetched late (a gap filled over REST) in their place by id; returns how
-        many were new. The buffer stays ordered by id and keeps the newest ``capacity``."""
+        many were new. The buffer stays ordered by id and keeps the newest ``capacity``.
+        On the writer's thread: readers see the trades before or after, whole."""
         rows = [(t.time, t.price, t.qty, 0 if t.side == "buy" else 1, t.trade_id) for t in trades]
         if not rows:
             return 0
         ring = self.ring
-        with ring.lock:
-            ring._flush()
-            held = ring.arrays_unlocked()
-            new = {
-                name: np.array(col, dtype=dt)
-                for name, dt, col in zip(
-                    ring.names, ring.dtypes, zip(*rows, strict=True), strict=True
-                )
-            }
-            fresh = ~np.isin(new["trade_id"], held["trade_id"])
-            added = int(fresh.sum())
-            if not added:
-                return 0
-            merged = {n: np.concatenate((held[n], new[n][fresh])) for n in ring.names}
-            order = np.argsort(merged["trade_id"], kind="stable")[-ring.capacity :]
-            for i, name in enumerate(ring.names):
-                ring.columns[i][: len(order)] = merged[name][order]
-            ring.count = len(order)
-        self.missed = max(0, self.missed - added)
-        self.last_id = max(self.last_id, int(new["trade_id"].max()))
+        ring.flush()
+        held = self.arrays()
+        new = dict(zip(TRADE_DTYPES, _columns_of(rows), strict=True))
+        fresh = ~np.isin(new["trade_id"], held["trade_id"])
+        added = int(fresh.sum())
+        if not added:
+            return 0
+        merged = {n: np.concatenate((held[n], new[n][fresh])) for n in TRADE_DTYPES}
+        order = np.argsort(merged["trade_id"], kind="stable")[-ring.capacity :]
+        ring.load(*(np.ascontiguousarray(merged[n][order]) for n in TRADE_DTYPES))
+        ring.missed = max(0, ring.missed - added)
+        ring.last_id = max(ring.last_id, int(new["trade_id"].max()))
         return added
 
     def frame(self) -> pd.DataFrame:
-        a = self.ring.arrays()
+        a = self.arrays()
         return pd.DataFrame(
             {
                 "price": a["price"],
@@ -214,6 +295,18 @@ class TradeBuffer:
             index=utc_index(a["time"], "time"),
             copy=False,  # the arrays are fresh copies already
         )
+
+
+class _ByName:
+    """A ring's ``on_block`` handing its five columns on as numpy arrays by name."""
+
+    __slots__ = ("_to",)
+
+    def __init__(self, to: Callable[[dict[str, np.ndarray]], None]):
+        self._to = to
+
+    def __call__(self, *columns: bytearray) -> None:
+        self._to(trade_arrays(columns))
 
 
 KLINE_COLUMNS = (*KLINE_VALUES[1:], "closed")  # a kline frame's columns (open_time is its index)

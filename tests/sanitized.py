@@ -27,6 +27,7 @@ SOURCES = ROOT / "csrc"
 # besides the fuzz targets: the other tests that drive the compiled code
 COMPILED_TESTS = [
     "tests/test_native.py",
+    "tests/test_rings.py",
     "tests/venues/binance/test_frame_reader.py",
     "tests/recording/test_recording.py",
 ]

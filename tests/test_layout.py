@@ -272,13 +272,6 @@ def test_imports_go_one_way(below):
 # with why it stays (module, the access as written). An entry that matches no access fails
 # the test too, so the list holds only what is still reached.
 PRIVATE_ACCESS_ALLOWED = {
-    ("marketlab.rings", "ring._pending"): (
-        "TradeBuffer.add inlines its ring's append (once per trade, the hot path); the ring"
-        " and the buffer are rings.py's, one unit"
-    ),
-    ("marketlab.rings", "ring._flush"): (
-        "TradeBuffer.merge flushes its ring under the lock it already holds (rings.py's own)"
-    ),
     ("marketlab.cli.main", "collect._actions"): (
         "argparse has no public way to give one parser's arguments to another"
     ),

@@ -11,8 +11,8 @@ SYMBOLS = [f"C{i:03d}USDT" for i in range(300)]
 
 
 def held_bytes(lab: Lab) -> int:
-    """What the Lab's buffers take once full: their numpy columns, and its books' levels."""
-    trades = sum(col.nbytes for buf in lab._trades.values() for col in buf.ring.columns)
+    """What the Lab's buffers take once full: their columns, and its books' levels."""
+    trades = sum(buf.ring.nbytes for buf in lab._trades.values())
     klines = sum(col.nbytes for buf in lab._klines.values() for col in buf.cols.values())
     books = (
         len(lab.symbols) * 2 * lab.config.book_snapshot_limit * BOOK_LEVEL_BYTES

@@ -2,11 +2,21 @@
 
 import numpy as np
 import pandas as pd
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from marketlab.native import COMPILED, compiled
 from marketlab.records import Kline, Trade
-from marketlab.rings import KLINE_COLUMNS, KlineBuffer, RingBuffer, TradeBuffer, book_frame
+from marketlab.rings import (
+    KLINE_COLUMNS,
+    TRADE_DTYPES,
+    KlineBuffer,
+    TradeBuffer,
+    TradeRingPython,
+    book_frame,
+    trade_arrays,
+)
 
 T0 = 1_767_225_600_000
 
@@ -18,11 +28,100 @@ def kline(i: int, closed: bool = True, close: float = 100.0) -> Kline:
     )
 
 
-def test_ring_buffer_keeps_the_newest_rows_in_order():
-    ring = RingBuffer({"x": np.int64}, capacity=5)
+# the trade rings in use: the pure-Python twin, and the compiled one where it is built
+RINGS = [TradeRingPython] + ([compiled("TradeRing")] if COMPILED else [])
+
+
+@pytest.mark.parametrize("ring_type", RINGS, ids=lambda t: t.__module__)
+def test_a_trade_ring_keeps_the_newest_trades_in_order_and_tells_a_store_of_every_one(ring_type):
+    ring = ring_type(5, 4)
+    blocks: list[dict[str, np.ndarray]] = []
+    ring.on_block = lambda *cols: blocks.append(trade_arrays(cols))
     for i in range(13):
-        ring.append((i,))
-    assert list(ring.arrays()["x"]) == [8, 9, 10, 11, 12] and len(ring) == 5
+        assert ring.add(T0 + i, 100.0 + i, 0.5, "sell" if i % 3 else "buy", 7 + i, 1.5, "ws")
+    a = trade_arrays(ring.columns())
+    assert list(a["trade_id"]) == [15, 16, 17, 18, 19] and len(ring) == 5
+    assert list(a["side"]) == [1, 0, 1, 1, 0] and list(a["time"]) == [T0 + i for i in range(8, 13)]
+    # three whole blocks went to the store; the thirteenth trade is still gathered
+    assert [list(b["trade_id"]) for b in blocks] == [
+        [7, 8, 9, 10],
+        [11, 12, 13, 14],
+        [15, 16, 17, 18],
+    ]
+    ring.flush()
+    assert list(blocks[-1]["trade_id"]) == [19] and ring.newest() == (112.0, T0 + 12, 1.5, "ws")
+    assert not ring.add(T0, 1.0, 1.0, "buy", 19, 0.0, "ws") and ring.duplicates == 1
+    ring.add(T0, 1.0, 1.0, "buy", 25, 0.0, "rest")
+    assert ring.missed == 5 and ring.last_id == 25 and ring.newest()[3] == "rest"
+    with pytest.raises(ValueError, match="side"):
+        ring.add(T0, 1.0, 1.0, "bid", 26, 0.0, "ws")
+    with pytest.raises(ValueError, match="capacity"):
+        ring_type(0)
+
+
+@pytest.mark.parametrize("ring_type", RINGS, ids=lambda t: t.__module__)
+def test_a_store_that_fails_loses_its_block_but_the_ring_keeps_it(ring_type):
+    ring = ring_type(10, 2)
+
+    def broken(*cols: bytearray) -> None:
+        ring.add(T0, 1.0, 1.0, "buy", 99, 0.0, "ws")  # a store may not change the ring
+
+    ring.on_block = broken
+    ring.add(T0, 1.0, 1.0, "buy", 1, 0.0, "ws")
+    with pytest.raises(RuntimeError, match="on_block"):
+        ring.add(T0, 1.0, 1.0, "buy", 2, 0.0, "ws")
+    assert list(trade_arrays(ring.columns())["trade_id"]) == [1, 2] and ring.last_id == 2
+    with pytest.raises(TypeError, match="on_block"):
+        ring.on_block = 3
+
+
+TRADE_OPS = st.lists(
+    st.one_of(
+        st.tuples(st.just("add"), st.integers(0, 40), st.sampled_from(["buy", "sell"])),
+        st.tuples(st.just("flush")),
+        st.tuples(st.just("load"), st.lists(st.integers(0, 60), max_size=12)),
+        st.tuples(st.just("missed"), st.integers(0, 5)),
+    ),
+    max_size=60,
+)
+
+
+@pytest.mark.skipif(not COMPILED, reason="the compiled ring is not built or not in use")
+@settings(max_examples=300, deadline=None)
+@given(TRADE_OPS, st.integers(1, 9), st.integers(1, 5))
+def test_the_compiled_trade_ring_answers_as_its_twin_does(ops, capacity, block):
+    twin, ring = TradeRingPython(capacity, block), compiled("TradeRing")(capacity, block)
+    told: tuple[list, list] = ([], [])
+    twin.on_block = lambda *cols: told[0].append([bytes(c) for c in cols])
+    ring.on_block = lambda *cols: told[1].append([bytes(c) for c in cols])
+    for n, op in enumerate(ops):
+        answers = []
+        for r in (twin, ring):
+            added = None
+            if op[0] == "add":
+                added = r.add(T0 + n, 1.0 + n / 8, 0.25 * n, op[2], op[1], n * 0.5, str(n))
+            elif op[0] == "flush":
+                r.flush()
+            elif op[0] == "load":
+                ids = np.array(op[1], dtype=np.int64)
+                cols = [np.arange(len(ids), dtype=dt) for dt in TRADE_DTYPES.values()]
+                r.load(*cols[:4], ids)
+            else:
+                r.missed = op[1]
+            answers.append(
+                (
+                    added,
+                    r.columns(),
+                    len(r),
+                    r.newest(),
+                    r.last_id,
+                    r.missed,
+                    r.duplicates,
+                    r.nbytes,
+                )
+            )
+        assert answers[0] == answers[1]
+        assert told[0] == told[1]
 
 
 def test_trades_frame_columns_types_and_dedup():

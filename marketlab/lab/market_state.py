@@ -37,6 +37,7 @@ class MarketState:
         """``closed_kline(k)`` is called for every closed kline (the store takes them)."""
         self.symbols = list(symbols)
         self.trades = {s: TradeBuffer(trade_capacity) for s in self.symbols}
+        self._rings = {s: buf.ring for s, buf in self.trades.items()}  # (the hot path's)
         self.klines = {
             (s, iv): KlineBuffer(iv, kline_capacity) for s in self.symbols for iv in intervals
         }
@@ -49,9 +50,6 @@ class MarketState:
         # symbol → (ticker, event time shown, received at, source); replaced whole, never
         # changed in place, so readers in other threads need no lock
         self._tickers: dict[str, tuple[Ticker, int, float, str]] = {}
-        self._last_trade: dict[
-            str, tuple[float, int, float, str]
-        ] = {}  # price, time, received, source
 
     def on_records(self, records: Sequence[Record], source: str) -> None:
         for r in records:
@@ -68,9 +66,8 @@ class MarketState:
     # One entry per kind, called by the feed for each record (the hot path).
 
     def on_trade(self, r: Trade, source: str) -> None:
-        self.trades[r.symbol].add(r)
-        # the newest trade is merged into prices when they are read: no lock, no dict work
-        self._last_trade[r.symbol] = (r.price, r.time, time.time(), source)
+        # the ring keeps the newest trade too: merged into prices when they are read
+        self._rings[r.symbol].add(r.time, r.price, r.qty, r.side, r.trade_id, time.time(), source)
         if self.callbacks:
             self.notify(r)
 
@@ -78,14 +75,12 @@ class MarketState:
         """Every trade taken from now on also goes to ``store`` (None: no longer)."""
         self.trade_store = store
         for symbol, buf in self.trades.items():
-            buf.ring.on_block = (
-                None if store is None else functools.partial(store.add_block, symbol)
-            )
+            buf.store_blocks(None if store is None else functools.partial(store.add_block, symbol))
 
     def flush_trades(self) -> None:
         """Trades still pending in the buffers into their columns (and so to the store)."""
         for buf in self.trades.values():
-            buf.ring.flush()
+            buf.flush()
 
     def on_backfilled_trades(self, symbol: str, trades: list[Trade], source: str) -> None:
         """Trades a gap skipped, fetched late: put in their place by id, not appended."""
@@ -145,7 +140,7 @@ class MarketState:
         tickers = dict(self._tickers)
         rows = []
         for s in self.symbols:
-            held, trade = tickers.get(s), self._last_trade.get(s)
+            held, trade = tickers.get(s), self._rings[s].newest()
             row: dict[str, Any] | None = None
             if held is not None:
                 t, shown, received, source = held

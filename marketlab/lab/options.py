@@ -10,6 +10,7 @@ from typing import Any
 
 from marketlab.lab.failover import FALLBACK_CHANNELS
 from marketlab.records import Interval, normalize_symbol
+from marketlab.rings import TRADE_BLOCK
 from marketlab.settings import CHANNELS
 from marketlab.stream.config import FeedConfig
 from marketlab.venues import registry
@@ -274,9 +275,14 @@ def buffer_sizes(
             100, min(kline_capacity, (budget - books) // 2 // (series * KLINE_ROW_BYTES))
         )
     left = budget - books - series * kline_capacity * KLINE_ROW_BYTES
-    trades = left // (n * TRADE_ROW_BYTES) if "trades" in channels else trade_capacity
+    # (a ring also gathers a block of trades before they go into its columns)
+    trades = left // (n * TRADE_ROW_BYTES) - TRADE_BLOCK if "trades" in channels else trade_capacity
     if trades < MIN_TRADES:
-        need = books + series * kline_capacity * KLINE_ROW_BYTES + n * MIN_TRADES * TRADE_ROW_BYTES
+        need = (
+            books
+            + series * kline_capacity * KLINE_ROW_BYTES
+            + n * (MIN_TRADES + TRADE_BLOCK) * TRADE_ROW_BYTES
+        )
         raise ValueError(
             f"memory_limit={memory_limit!r} is too small for {n} symbol(s) (books, candles and "
             f"{MIN_TRADES} trades each need about {need / 1e6:.0f} MB)"

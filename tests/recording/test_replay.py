@@ -213,4 +213,4 @@ def test_a_frame_whose_taking_raises_is_counted_and_the_replay_goes_on(tmp_path,
     asyncio.run(feed.run())
     assert feed.bad_frames == 1 and feed.frames_failed == 1
     assert "RuntimeError: a sink broke" in feed.last_bad_frame
-    assert feed.state.trades["BTCUSDT"].ring.arrays()["trade_id"].tolist() == [1, 2, 4, 5]
+    assert feed.state.trades["BTCUSDT"].arrays()["trade_id"].tolist() == [1, 2, 4, 5]
