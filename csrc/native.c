@@ -350,6 +350,81 @@ static PyObject *Side_apply(Side *s, PyObject *const *args, Py_ssize_t nargs) {
     Py_RETURN_NONE;
 }
 
+/* The number of levels at or inside the bound: the tail of the array (keys descend) */
+static Py_ssize_t side_known(const Side *s) {
+    Py_ssize_t lo = 0, hi = s->n;
+    while (lo < hi) {
+        Py_ssize_t mid = (lo + hi) >> 1;
+        if (s->lv[mid].key > s->bound)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return s->n - lo;
+}
+
+/* All but the `keep` best levels dropped */
+static void side_keep(Side *s, Py_ssize_t keep) {
+    Py_ssize_t drop = s->n > keep ? s->n - keep : 0;
+    if (drop)
+        memmove(s->lv, s->lv + drop, (s->n - drop) * sizeof(Level));
+    s->n -= drop;
+}
+
+/* apply_delta(bids, asks, bid_changes, ask_changes, keep, min_known) -> int: a book's delta on
+ * its two sides (bids keyed by minus the price), then what the book must check of itself:
+ * a side past keep + keep / 10 levels is cut to its `keep` best; 1 when a side bounded by a
+ * cut snapshot holds fewer than `min_known` known levels (the price left the range the
+ * snapshot vouched for), else 2 when the book is crossed, else 0. Every level is converted
+ * before any is set, so a bad one changes nothing. The twin of book.py's apply_delta_python. */
+static PyObject *apply_delta(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 6 || !PyObject_TypeCheck(args[0], &SideType) ||
+        !PyObject_TypeCheck(args[1], &SideType)) {
+        PyErr_SetString(PyExc_TypeError, "apply_delta(bids: Side, asks: Side, bid_changes, "
+                                         "ask_changes, keep, min_known)");
+        return NULL;
+    }
+    Side *bids = (Side *)args[0], *asks = (Side *)args[1];
+    Py_ssize_t keep = PyLong_AsSsize_t(args[4]);
+    if (keep == -1 && PyErr_Occurred())
+        return NULL;
+    Py_ssize_t min_known = PyLong_AsSsize_t(args[5]);
+    if (min_known == -1 && PyErr_Occurred())
+        return NULL;
+    static PyObject *minus_one, *plus_one; /* the signs, made once */
+    if (minus_one == NULL && ((minus_one = PyFloat_FromDouble(-1.0)) == NULL ||
+                              (plus_one = PyFloat_FromDouble(1.0)) == NULL))
+        return NULL;
+    PyObject *bid_args[2] = {args[2], minus_one}, *ask_args[2] = {args[3], plus_one};
+    const char *usage = "apply_delta: changes are (price, qty) pairs";
+    double sign, *bid_pairs, *ask_pairs;
+    Py_ssize_t nb, na;
+    if (!levels_and_sign(bid_args, 2, usage, &sign, &bid_pairs, &nb))
+        return NULL;
+    if (!levels_and_sign(ask_args, 2, usage, &sign, &ask_pairs, &na)) {
+        PyMem_Free(bid_pairs);
+        return NULL;
+    }
+    int rc = side_apply_pairs(bids, bid_pairs, (size_t)nb, -1.0);
+    if (rc == 0)
+        rc = side_apply_pairs(asks, ask_pairs, (size_t)na, 1.0);
+    PyMem_Free(bid_pairs);
+    PyMem_Free(ask_pairs);
+    if (rc < 0)
+        return NULL;
+    Py_ssize_t slack = keep + keep / 10;
+    if (bids->n > slack)
+        side_keep(bids, keep);
+    if (asks->n > slack)
+        side_keep(asks, keep);
+    if ((bids->bound != Py_HUGE_VAL && side_known(bids) < min_known) ||
+        (asks->bound != Py_HUGE_VAL && side_known(asks) < min_known))
+        return PyLong_FromLong(1);
+    if (bids->n && asks->n && -bids->lv[bids->n - 1].key >= asks->lv[asks->n - 1].key)
+        return PyLong_FromLong(2);
+    return PyLong_FromLong(0);
+}
+
 typedef struct {
     double key, qty;
     Py_ssize_t order;
@@ -410,16 +485,7 @@ static PyObject *Side_load(Side *s, PyObject *const *args, Py_ssize_t nargs) {
 }
 
 static PyObject *Side_get_known(Side *s, void *unused) {
-    /* keys at or inside the bound are the tail of the array (keys descend) */
-    Py_ssize_t lo = 0, hi = s->n;
-    while (lo < hi) {
-        Py_ssize_t mid = (lo + hi) >> 1;
-        if (s->lv[mid].key > s->bound)
-            lo = mid + 1;
-        else
-            hi = mid;
-    }
-    return PyLong_FromSsize_t(s->n - lo);
+    return PyLong_FromSsize_t(side_known(s));
 }
 
 static PyObject *Side_get_bound(Side *s, void *unused) { return PyFloat_FromDouble(s->bound); }
@@ -610,6 +676,8 @@ static PyMethodDef methods[] = {
      "read_block(reader, rest, more, kinds, ws_kind) -> Block: entries cut, frames read ahead"},
     {"zstd_load", (PyCFunction)zstd_load, METH_NOARGS,
      "zstd_load() -> the soname of the system's libzstd, loaded (once), or None"},
+    {"apply_delta", (PyCFunction)(void (*)(void))apply_delta, METH_FASTCALL,
+     "apply_delta(bids, asks, bid_changes, ask_changes, keep, min_known) -> 0, 1 or 2"},
     {"take_combined", (PyCFunction)(void (*)(void))take_combined, METH_FASTCALL,
      "take_combined(lanes, frame) -> True when the frame's record went to its lane's taker"},
     {"scan_entries", (PyCFunction)(void (*)(void))scan_entries, METH_FASTCALL,

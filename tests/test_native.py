@@ -81,6 +81,52 @@ def test_a_compiled_side_answers_as_the_python_side_does(ops: list[tuple]) -> No
         assert results[: len(results) // 2] == results[len(results) // 2 :], op
 
 
+DELTAS = st.lists(
+    st.tuples(
+        LEVELS,
+        LEVELS,
+        st.sampled_from([None, 100.0, 101.0, 250.0]),  # a bid bound (a cut snapshot's floor)
+        st.sampled_from([None, 100.25, 102.0]),  # an ask bound
+    ),
+    max_size=25,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(DELTAS, st.integers(1, 6), st.integers(1, 4))
+def test_a_delta_is_applied_and_checked_by_the_compiled_book_as_by_the_python_one(
+    deltas: list[tuple], keep: int, min_known: int
+) -> None:
+    """The compiled ``apply_delta`` (one call per delta on both sides) against its twin: the
+    same sides after, the same answer (settled, beyond the known range, crossed)."""
+    from marketlab.venues.book import apply_delta_python
+
+    apply_compiled = compiled("apply_delta")
+    books = [(BookSide(), BookSide()), (CompiledSide(), CompiledSide())]
+    for bid_changes, ask_changes, bid_floor, ask_ceiling in deltas:
+        answers = []
+        for (bids, asks), apply in zip(books, (apply_delta_python, apply_compiled), strict=True):
+            if bid_floor is not None:
+                bids.set_bound(-bid_floor)
+            if ask_ceiling is not None:
+                asks.set_bound(ask_ceiling)
+            found = apply(bids, asks, bid_changes, ask_changes, keep, min_known)
+            answers.append((found, _observe(bids), _observe(asks)))
+        assert answers[0] == answers[1]
+
+
+def test_a_bad_delta_changes_neither_side_of_a_compiled_book() -> None:
+    bids, asks = CompiledSide(), CompiledSide()
+    apply = compiled("apply_delta")
+    assert apply(bids, asks, [(99.0, 1.0)], [(101.0, 2.0)], 10, 1) == 0
+    with pytest.raises(TypeError, match="level 0 is not a"):
+        apply(bids, asks, [(98.0, 1.0)], [(5.0,)], 10, 1)
+    assert bids.items() == [(-99.0, 1.0)] and asks.items() == [(101.0, 2.0)]
+    assert apply(bids, asks, [(102.0, 1.0)], [], 10, 1) == 2  # crossed
+    with pytest.raises(TypeError, match="Side"):
+        apply(BookSide(), asks, [], [], 10, 1)
+
+
 def test_a_compiled_side_says_what_is_wrong_with_its_input() -> None:
     side = CompiledSide()
     with pytest.raises(TypeError, match="level 1 is not a"):

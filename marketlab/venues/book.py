@@ -200,6 +200,42 @@ class BookSide:
 # The compiled twin of BookSide (csrc/native.c: levels in a sorted array), when in use.
 Side: type[BookSide] = compiled("Side", BookSide)
 
+# What applying a delta found (apply_delta's answer)
+SETTLED, BEYOND_RANGE, CROSSED = 0, 1, 2
+
+
+def apply_delta_python(
+    bids: BookSide,
+    asks: BookSide,
+    bid_changes: list[Level],
+    ask_changes: list[Level],
+    keep: int,
+    min_known: int,
+) -> int:
+    """A book's delta on its two sides (bids keyed by minus the price), then what the book must
+    check of itself: a side grown past ``keep`` and a tenth is cut to its ``keep`` best (levels
+    no event touches would otherwise linger); :data:`BEYOND_RANGE` when a side bounded by a cut
+    snapshot holds fewer than ``min_known`` known levels, else :data:`CROSSED` when the best bid
+    reaches the best ask, else :data:`SETTLED`. Every level is converted before any is set.
+    The twin of the compiled ``apply_delta`` (one call per delta, the hot path of every book)."""
+    bid_changes, ask_changes = _priced(bid_changes), _priced(ask_changes)
+    if bid_changes:
+        bids.apply(bid_changes, -1.0)
+    if ask_changes:
+        asks.apply(ask_changes, 1.0)
+    slack = keep + keep // 10
+    for side in (bids, asks):
+        if len(side) > slack:
+            side.trim(keep)
+    if any(side.bound != math.inf and side.known < min_known for side in (bids, asks)):
+        return BEYOND_RANGE
+    if bids and asks and -bids.best() >= asks.best():
+        return CROSSED
+    return SETTLED
+
+
+apply_delta = compiled("apply_delta", apply_delta_python)
+
 
 class OrderBook:
     """One symbol's book. Feed it :class:`BookDelta` and :class:`BookSnapshot`; act on the
@@ -215,7 +251,10 @@ class OrderBook:
         max_levels: int = 5000,
         max_buffer: int = 10_000,
         min_known_levels: int = 20,
+        python_sides: bool = False,
     ):
+        """``python_sides``: the book on the pure-Python twins of its compiled parts even where
+        those are in use (to compare the two)."""
         self.symbol = symbol
         self.max_levels = max_levels
         self.min_known_levels = min_known_levels
@@ -224,8 +263,10 @@ class OrderBook:
         self.last_update_id = 0
         self.reason = "waiting for the first snapshot"
         self.stats = BookStats()
-        self._bids = Side()  # key: -price (best first)
-        self._asks = Side()  # key: price
+        sides = BookSide if python_sides else Side
+        self._apply = apply_delta_python if python_sides else apply_delta
+        self._bids = sides()  # key: -price (best first)
+        self._asks = sides()  # key: price
         self._buffer: deque[BookDelta] = deque()
         # A snapshot cut at its limit says nothing of levels beyond its worst price: only the
         # range [bid_floor, ask_ceiling] is known to equal the exchange's book.
@@ -261,39 +302,24 @@ class OrderBook:
                 f"gap: expected update {self.last_update_id + 1}, got {delta.first_update_id}",
                 delta,
             )
-        # The hot path of every book (applying, inlined): a side takes a delta's levels at once.
-        bids, asks = self._bids, self._asks
-        if delta.bids:
-            bids.apply(delta.bids, -1.0)
-        if delta.asks:
-            asks.apply(delta.asks, 1.0)
+        # the hot path of every book: one call applies the delta and checks the book
+        found = self._apply(
+            self._bids, self._asks, delta.bids, delta.asks, self.max_levels, self._min_known
+        )
         self.last_update_id = last
         self.event_time = delta.event_time
         self.stats.applied += 1
-        return self._settled(last)
-
-    def _settled(self, last: int) -> Action:
-        """After update ``last`` was applied: a side past its bound trimmed, and the book still
-        proven (its known range held, not crossed)."""
-        bids, asks = self._bids, self._asks
-        slack = self.max_levels + self.max_levels // 10
-        if len(bids) > slack:
-            self._trim(bids)
-        if len(asks) > slack:
-            self._trim(asks)
-        if (self.bid_floor != -math.inf or self.ask_ceiling != math.inf) and (
-            self._known_levels() < self._min_known
-        ):
+        if found == SETTLED:
+            return Action.NONE
+        if found == BEYOND_RANGE:
             return self._resync(
                 f"price moved beyond the snapshot's range after update {last}", None
             )
-        if bids and asks and -bids.best() >= asks.best():  # crossed? (_crossed, inlined)
-            self.stats.crossed += 1
-            return self._resync(
-                f"crossed book after update {last}: bid {self.best_bid()} >= ask {self.best_ask()}",
-                None,
-            )
-        return Action.NONE
+        self.stats.crossed += 1
+        return self._resync(
+            f"crossed book after update {last}: bid {self.best_bid()} >= ask {self.best_ask()}",
+            None,
+        )
 
     def on_snapshot(self, snapshot: BookSnapshot, limit: int | None = None) -> Action:
         """Apply a REST snapshot to the buffered events (steps 3-6 of the procedure).
@@ -351,18 +377,6 @@ class OrderBook:
         self.verified_by = REST_SNAPSHOT  # polled: no stream vouches for it between polls
 
     # --- internals -----------------------------------------------------------------------
-
-    def _known_levels(self) -> int:
-        """Known levels on the thinner side whose snapshot was cut at its limit."""
-        known = self._min_known
-        if self.bid_floor != -math.inf:
-            known = min(known, self._bids.known)
-        if self.ask_ceiling != math.inf:
-            known = min(known, self._asks.known)
-        return known
-
-    def _trim(self, side: BookSide) -> None:
-        side.trim(self.max_levels)
 
     def _crossed(self) -> bool:
         bids, asks = self._bids, self._asks

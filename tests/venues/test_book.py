@@ -7,7 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from marketlab.records import BookDelta, BookSnapshot
-from marketlab.venues.book import Action, BookSide, OrderBook
+from marketlab.venues.book import Action, OrderBook
 
 
 class ExchangeModel:
@@ -59,10 +59,7 @@ def assert_equals_exchange(book: OrderBook, model: ExchangeModel) -> None:
 
 def new_book(sides: str) -> OrderBook:
     """A book on the compiled sides (when built) or on their pure-Python twins."""
-    book = OrderBook("BTCUSDT")
-    if sides == "python":
-        book._bids, book._asks = BookSide(), BookSide()
-    return book
+    return OrderBook("BTCUSDT", python_sides=sides == "python")
 
 
 @pytest.mark.parametrize("sides", ["compiled", "python"])
