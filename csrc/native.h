@@ -1,8 +1,9 @@
 /* What the compiled module's source files share (csrc/native.c defines the module).
  *
  * The rule every file follows: compiled code is either a pure function over bytes and arrays
- * (a frame read into slots, a recording's entries cut out) or a type that owns its data (a
- * book side, a lane table, a block of entries) and is used through its methods. It never reads
+ * (a frame read into slots, a recording's entries cut out, a delta on a book's two sides) or a
+ * type that owns its data (a book side, a trade ring, a lane table, a block of entries) and is
+ * used through its methods. It never reads
  * or writes a Python object's attributes by name and never mirrors a Python layout: what it
  * makes, it makes by calling a `make` it was handed, with values in an order it declares
  * itself (the *_VALUES names it exports), checked by the Python side. */
