@@ -214,7 +214,7 @@ static PyObject *Side_best(Side *s, PyObject *unused) {
 
 /* a count argument, negative taken as 0; 0 with an exception set when not an int */
 static int count_arg(PyObject *arg, Py_ssize_t *n) {
-    *n = PyLong_AsSsize_t(arg);
+    *n = PyNumber_AsSsize_t(arg, PyExc_OverflowError);
     if (*n == -1 && PyErr_Occurred())
         return 0;
     if (*n < 0)
@@ -385,10 +385,10 @@ static PyObject *apply_delta(PyObject *self, PyObject *const *args, Py_ssize_t n
         return NULL;
     }
     Side *bids = (Side *)args[0], *asks = (Side *)args[1];
-    Py_ssize_t keep = PyLong_AsSsize_t(args[4]);
-    if (keep == -1 && PyErr_Occurred())
+    Py_ssize_t keep, min_known; /* a negative `keep` keeps nothing (as trim's count does) */
+    if (!count_arg(args[4], &keep))
         return NULL;
-    Py_ssize_t min_known = PyLong_AsSsize_t(args[5]);
+    min_known = PyNumber_AsSsize_t(args[5], PyExc_OverflowError);
     if (min_known == -1 && PyErr_Occurred())
         return NULL;
     static PyObject *minus_one, *plus_one; /* the signs, made once */
@@ -412,7 +412,7 @@ static PyObject *apply_delta(PyObject *self, PyObject *const *args, Py_ssize_t n
     PyMem_Free(ask_pairs);
     if (rc < 0)
         return NULL;
-    Py_ssize_t slack = keep + keep / 10;
+    Py_ssize_t slack = keep > PY_SSIZE_T_MAX / 2 ? PY_SSIZE_T_MAX : keep + keep / 10;
     if (bids->n > slack)
         side_keep(bids, keep);
     if (asks->n > slack)

@@ -5,17 +5,18 @@
  *   time int64, price float64, qty float64, side int8 (0 buy, 1 sell), trade_id int64).
  *   Trades are gathered `block` at a time before they go into the columns, so a store told of
  *   every block (`on_block`) has every trade, even when the ring holds fewer than a block.
- * add(time, price, qty, side, trade_id, received, source) -> bool: one trade ("buy"/"sell"),
- *   False for a repeat (a trade id at or below the newest: dropped, counted in `duplicates`);
- *   ids skipped are counted in `missed`. `received` (wall time) and `source` are kept with the
- *   newest trade only (newest()).
+ * add(time, price, qty, side, trade_id, received, source) -> bool: one trade ("buy"/"sell";
+ *   any other side is refused), False for a repeat (a trade id at or below the newest:
+ *   dropped, counted in `duplicates`); ids skipped are counted in `missed`. Every argument is
+ *   checked before anything changes. The last trade handed in (a repeat too) is kept with its
+ *   `received` (wall time) and `source` for newest().
  * flush(): the trades gathered so far into the columns now; `on_block(*columns)` (five
  *   bytearrays, TRADE_COLUMNS' order) is told of them first. A store that raises loses that
  *   block; the ring keeps it, and the error goes to the caller.
  * columns() -> five bytearrays: copies of every trade held (gathered ones too), oldest first.
  * load(*columns): the ring becomes these trades (five buffers of equal length, the newest
  *   `capacity` kept; nothing gathered is kept); the counters stay.
- * newest() -> (price, time, received, source) of the newest trade added, or None.
+ * newest() -> (price, time, received, source) of the last trade handed in, or None.
  * Every method holds the GIL from start to end and calls no Python code but `on_block`: a
  * reader in another thread sees each change whole. Only one thread adds.
  */
@@ -94,25 +95,28 @@ static PyObject *gathered_columns(TradeRing *r) {
 }
 
 /* The gathered rows into the columns, `on_block` told first; 0, or -1 with its error set (the
- * rows go in all the same) */
+ * rows go in all the same). The ring takes no trade while `on_block` runs, and is whole again
+ * before anything it let go of is dropped (a finalizer may run then, and add). */
 static int ring_flush(TradeRing *r) {
     if (r->gathered == 0)
         return 0;
+    PyObject *res = NULL, *cols = NULL, *call = NULL;
     int rc = 0;
     if (r->on_block != Py_None) {
-        PyObject *cols = gathered_columns(r);
-        PyObject *res = NULL;
+        call = Py_NewRef(r->on_block); /* held: another thread may replace it meanwhile */
+        cols = gathered_columns(r);
         if (cols != NULL) {
             r->flushing = 1;
-            res = PyObject_Call(r->on_block, cols, NULL);
-            r->flushing = 0;
-            Py_DECREF(cols);
+            res = PyObject_Call(call, cols, NULL);
         }
         rc = res == NULL ? -1 : 0;
-        Py_XDECREF(res);
     }
     write_rows(r, r->gather, 0, r->gathered);
     r->gathered = 0;
+    r->flushing = 0;
+    Py_XDECREF(res);
+    Py_XDECREF(cols);
+    Py_XDECREF(call);
     return rc;
 }
 
@@ -159,22 +163,28 @@ static PyObject *TradeRing_add(TradeRing *r, PyObject *const *args, Py_ssize_t n
     double received = PyFloat_AsDouble(args[5]);
     if (received == -1.0 && PyErr_Occurred())
         return NULL;
-    if (id <= r->last_id) {
-        r->duplicates++;
-        Py_RETURN_FALSE;
-    }
-    if (r->last_id >= 0 && id > r->last_id + 1)
-        r->missed += id - r->last_id - 1;
-    r->last_id = id;
-    put(r->gather, r->gathered++, time, price, qty, side, id);
+    /* the newest trade handed in, a repeat too (prices show what came last); the source it
+       replaces is let go of once the ring is whole again */
+    PyObject *replaced = r->newest_source;
+    r->newest_source = Py_NewRef(args[6]);
     r->has_newest = 1;
     r->newest_price = price;
     r->newest_time = time;
     r->newest_received = received;
-    Py_XSETREF(r->newest_source, Py_NewRef(args[6]));
-    if (r->gathered >= r->block && ring_flush(r) < 0)
-        return NULL;
-    Py_RETURN_TRUE;
+    PyObject *added = Py_True;
+    if (id <= r->last_id) {
+        r->duplicates++;
+        added = Py_False;
+    } else {
+        if (r->last_id >= 0 && id > r->last_id + 1)
+            r->missed += id - r->last_id - 1;
+        r->last_id = id;
+        put(r->gather, r->gathered++, time, price, qty, side, id);
+        if (r->gathered >= r->block && ring_flush(r) < 0)
+            added = NULL;
+    }
+    Py_XDECREF(replaced);
+    return Py_XNewRef(added);
 }
 
 static PyObject *TradeRing_flush(TradeRing *r, PyObject *unused) {
@@ -313,8 +323,8 @@ static PyObject *TradeRing_new(PyTypeObject *type, PyObject *args, PyObject *kw)
     if (!PyArg_ParseTupleAndKeywords(args, kw, "n|n:TradeRing", names, &capacity, &block))
         return NULL;
     if (capacity < 1 || block < 1) {
-        PyErr_Format(PyExc_ValueError, "capacity must be at least 1, got %zd",
-                     capacity < 1 ? capacity : block);
+        PyErr_Format(PyExc_ValueError, "capacity and block must be at least 1, got %zd and %zd",
+                     capacity, block);
         return NULL;
     }
     if (capacity > PY_SSIZE_T_MAX / 16 || block > PY_SSIZE_T_MAX / 16)
@@ -347,7 +357,7 @@ static PyMethodDef TradeRing_methods[] = {
     {"load", (PyCFunction)(void (*)(void))TradeRing_load, METH_FASTCALL,
      "load(time, price, qty, side, trade_id): the ring becomes these trades"},
     {"newest", (PyCFunction)TradeRing_newest, METH_NOARGS,
-     "newest() -> (price, time, received, source) of the newest trade, or None"},
+     "newest() -> (price, time, received, source) of the last trade handed in, or None"},
     {NULL, NULL, 0, NULL},
 };
 

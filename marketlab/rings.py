@@ -65,7 +65,7 @@ class TradeRingPython:
 
     def __init__(self, capacity: int, block: int = TRADE_BLOCK):
         if capacity < 1 or block < 1:
-            raise ValueError(f"capacity must be at least 1, got {min(capacity, block)}")
+            raise ValueError(f"capacity and block must be at least 1, got {capacity} and {block}")
         self.capacity = capacity
         self.block = block
         self.last_id = -1  # the newest trade id
@@ -111,14 +111,14 @@ class TradeRingPython:
         received: float,
         source: Any,
     ) -> bool:
-        """One trade; False for a repeat (an id at or below the newest)."""
+        """One trade; False for a repeat (an id at or below the newest). Every argument is
+        checked before anything changes; the last trade handed in (a repeat too) is kept with
+        ``received`` and ``source`` for :meth:`newest`."""
         self._check_idle()
-        if side == "buy":
-            code = 0
-        elif side == "sell":
-            code = 1
-        else:
-            raise ValueError(f'a trade\'s side is "buy" or "sell", not {side!r}')
+        time, trade_id = _int64(time), _int64(trade_id)
+        price, qty, received = _real(price), _real(qty), _real(received)
+        code = side_code(side)
+        self._newest = (price, time, received, source)
         last = self.last_id
         if trade_id <= last:
             self.duplicates += 1
@@ -127,8 +127,7 @@ class TradeRingPython:
             self.missed += trade_id - last - 1
         self.last_id = trade_id
         gathered = self._gathered
-        gathered.append((time, float(price), float(qty), code, trade_id))
-        self._newest = (float(price), time, float(received), source)
+        gathered.append((time, price, qty, code, trade_id))
         if len(gathered) >= self.block:
             self.flush()
         return True
@@ -200,8 +199,34 @@ class TradeRingPython:
             self._write(arrays)
 
     def newest(self) -> tuple[float, int, float, Any] | None:
-        """(price, time, received, source) of the newest trade added, or None."""
+        """(price, time, received, source) of the last trade handed in, or None."""
         return self._newest
+
+
+def side_code(side: str) -> int:
+    """A trade's side as its column holds it: 0 buy, 1 sell (the taker's); anything else is
+    refused (the venues' decoders allow only these two)."""
+    if side == "buy":
+        return 0
+    if side == "sell":
+        return 1
+    raise ValueError(f'a trade\'s side is "buy" or "sell", not {side!r}')
+
+
+def _int64(value: Any) -> int:
+    """An int (or anything with ``__index__``, as the compiled ring takes it) within int64."""
+    number = operator.index(value)
+    if not -(2**63) <= number < 2**63:
+        raise OverflowError(f"{number} does not fit a 64-bit column")
+    return number
+
+
+def _real(value: Any) -> float:
+    """A float of a number (a ``__float__`` or ``__index__``, never a string), as the compiled
+    ring takes it."""
+    if isinstance(value, (str, bytes, bytearray)):
+        raise TypeError(f"must be a real number, not {type(value).__name__}")
+    return float(value)
 
 
 def _columns_of(rows: list[tuple[int, float, float, int, int]]) -> list[np.ndarray]:
@@ -264,8 +289,9 @@ class TradeBuffer:
     def merge(self, trades: Iterable[Trade]) -> int:
         """Put trades fetched late (a gap filled over REST) in their place by id; returns how
         many were new. The buffer stays ordered by id and keeps the newest ``capacity``.
-        On the writer's thread: readers see the trades before or after, whole."""
-        rows = [(t.time, t.price, t.qty, 0 if t.side == "buy" else 1, t.trade_id) for t in trades]
+        On the writer's thread only (what is gathered is flushed first and the whole ring then
+        loaded): readers see the trades before or after, whole."""
+        rows = [(t.time, t.price, t.qty, side_code(t.side), t.trade_id) for t in trades]
         if not rows:
             return 0
         ring = self.ring

@@ -93,7 +93,7 @@ DELTAS = st.lists(
 
 
 @settings(max_examples=300, deadline=None)
-@given(DELTAS, st.integers(1, 6), st.integers(1, 4))
+@given(DELTAS, st.integers(-2, 6), st.integers(-1, 4))
 def test_a_delta_is_applied_and_checked_by_the_compiled_book_as_by_the_python_one(
     deltas: list[tuple], keep: int, min_known: int
 ) -> None:

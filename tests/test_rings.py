@@ -1,5 +1,7 @@
 """Rolling buffers: bounded, ordered, deduplicated, with the documented frame columns."""
 
+from typing import Any
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -81,27 +83,66 @@ TRADE_OPS = st.lists(
         st.tuples(st.just("flush")),
         st.tuples(st.just("load"), st.lists(st.integers(0, 60), max_size=12)),
         st.tuples(st.just("missed"), st.integers(0, 5)),
+        st.tuples(st.just("bad"), st.sampled_from(["price", "id", "huge", "side", "time"])),
     ),
     max_size=60,
 )
+# arguments a ring refuses, each in place of one good one: nothing changes
+BAD_ARGS = {
+    "price": {"price": "1.5"},
+    "id": {"trade_id": 7.0},
+    "huge": {"trade_id": 2**63},
+    "side": {"side": "bid"},
+    "time": {"time": None},
+}
+
+
+def _outcome(call: Any) -> Any:
+    """What a call gives, or the kind of error it raises."""
+    try:
+        return call()
+    except Exception as exc:
+        return type(exc)
 
 
 @pytest.mark.skipif(not COMPILED, reason="the compiled ring is not built or not in use")
 @settings(max_examples=300, deadline=None)
 @given(TRADE_OPS, st.integers(1, 9), st.integers(1, 5))
 def test_the_compiled_trade_ring_answers_as_its_twin_does(ops, capacity, block):
+    """The same calls give the same answers, columns, counters and blocks told to a store that
+    fails every third block, in both; refused arguments change neither."""
     twin, ring = TradeRingPython(capacity, block), compiled("TradeRing")(capacity, block)
     told: tuple[list, list] = ([], [])
-    twin.on_block = lambda *cols: told[0].append([bytes(c) for c in cols])
-    ring.on_block = lambda *cols: told[1].append([bytes(c) for c in cols])
+
+    def store(to: list) -> Any:
+        def on_block(*cols: bytearray) -> None:
+            to.append([bytes(c) for c in cols])
+            if len(to) % 3 == 0:
+                raise OSError("disk full")
+
+        return on_block
+
+    twin.on_block, ring.on_block = store(told[0]), store(told[1])
     for n, op in enumerate(ops):
         answers = []
         for r in (twin, ring):
-            added = None
+            trade = {
+                "time": T0 + n,
+                "price": 1.0 + n / 8,
+                "qty": 0.25 * n,
+                "side": op[2] if op[0] == "add" else "buy",
+                "trade_id": op[1] if op[0] == "add" else n,
+                "received": n * 0.5,
+                "source": str(n),
+            }
+            done: Any = None
             if op[0] == "add":
-                added = r.add(T0 + n, 1.0 + n / 8, 0.25 * n, op[2], op[1], n * 0.5, str(n))
+                done = _outcome(lambda r=r, trade=trade: r.add(*trade.values()))
+            elif op[0] == "bad":
+                bad = {**trade, **BAD_ARGS[op[1]]}
+                done = _outcome(lambda r=r, bad=bad: r.add(*bad.values()))
             elif op[0] == "flush":
-                r.flush()
+                done = _outcome(r.flush)
             elif op[0] == "load":
                 ids = np.array(op[1], dtype=np.int64)
                 cols = [np.arange(len(ids), dtype=dt) for dt in TRADE_DTYPES.values()]
@@ -109,19 +150,18 @@ def test_the_compiled_trade_ring_answers_as_its_twin_does(ops, capacity, block):
             else:
                 r.missed = op[1]
             answers.append(
-                (
-                    added,
-                    r.columns(),
-                    len(r),
-                    r.newest(),
-                    r.last_id,
-                    r.missed,
-                    r.duplicates,
-                    r.nbytes,
-                )
+                (done, r.columns(), len(r), r.newest(), r.last_id, r.missed, r.duplicates, r.nbytes)
             )
         assert answers[0] == answers[1]
         assert told[0] == told[1]
+
+
+@pytest.mark.parametrize("ring_type", RINGS, ids=lambda t: t.__module__)
+def test_prices_see_the_last_trade_handed_in_even_a_repeat(ring_type):
+    ring = ring_type(4)
+    ring.add(T0, 100.0, 1.0, "buy", 5, 1.0, "ws")
+    assert not ring.add(T0 + 1, 99.0, 1.0, "sell", 5, 2.0, "rest")  # a repeat: not kept
+    assert ring.newest() == (99.0, T0 + 1, 2.0, "rest") and len(ring) == 1
 
 
 def test_trades_frame_columns_types_and_dedup():

@@ -11,6 +11,7 @@ from __future__ import annotations
 import enum
 import heapq
 import math
+import operator
 from collections import deque
 from dataclasses import dataclass
 from typing import Any
@@ -219,6 +220,7 @@ def apply_delta_python(
     reaches the best ask, else :data:`SETTLED`. Every level is converted before any is set.
     The twin of the compiled ``apply_delta`` (one call per delta, the hot path of every book)."""
     bid_changes, ask_changes = _priced(bid_changes), _priced(ask_changes)
+    keep, min_known = max(0, operator.index(keep)), operator.index(min_known)
     if bid_changes:
         bids.apply(bid_changes, -1.0)
     if ask_changes:
@@ -255,6 +257,8 @@ class OrderBook:
     ):
         """``python_sides``: the book on the pure-Python twins of its compiled parts even where
         those are in use (to compare the two)."""
+        if max_levels < 1:
+            raise ValueError(f"max_levels must be at least 1, got {max_levels}")
         self.symbol = symbol
         self.max_levels = max_levels
         self.min_known_levels = min_known_levels
