@@ -20,6 +20,7 @@ from aiohttp import web
 
 from marketlab.records import Interval, normalize_symbol, parse_duration
 from marketlab.sim.binance import BinanceFace
+from marketlab.sim.bybit import BybitFace
 from marketlab.sim.faults import (
     FaultControls,
     Faults,
@@ -62,8 +63,9 @@ class SimClock:
 
 
 class SimExchange(FaultControls):
-    """Simulated Binance Spot and OKX v5 public market data on one loopback port, from one
-    deterministic market (a seed gives the same trades, books and candles every run)."""
+    """Simulated Binance Spot, OKX v5 and Bybit v5 spot public market data on one loopback
+    port, from one deterministic market (a seed gives the same trades, books and candles every
+    run)."""
 
     def __init__(
         self,
@@ -85,6 +87,9 @@ class SimExchange(FaultControls):
         okx_idle_timeout: float = 30.0,
         okx_checksums: bool = False,
         okx_book_heartbeat: float = 60.0,
+        bybit_idle_timeout: float = 600.0,
+        bybit_rest_limit: int = 600,
+        bybit_ban_seconds: float = 600.0,
         replay: str | None = None,
         replay_rate: float | None = None,
         ssl_context: ssl.SSLContext | None = None,
@@ -107,6 +112,10 @@ class SimExchange(FaultControls):
         # OKX retired its book checksum (always 0 since 2026-06-23); True sends the old CRC32.
         self.okx_checksums = okx_checksums
         self.okx_book_heartbeat = okx_book_heartbeat  # seconds a book may stay silent on OKX
+        # Bybit cuts a connection that has not pinged for 10 minutes (its docs; it asks for a
+        # ping every 20 s), allows 600 REST requests per 5 s per IP and bans for 10 minutes.
+        self.bybit_idle_timeout = bybit_idle_timeout
+        self.bybit_rest_limit, self.bybit_ban_seconds = bybit_rest_limit, bybit_ban_seconds
         self.replay_path, self.replay_rate = replay, replay_rate
         self.ssl_context = ssl_context  # TLS on loopback, for clients that insist on wss://
         self.replay: ReplayFace | None = None
@@ -117,6 +126,7 @@ class SimExchange(FaultControls):
         self.clock: SimClock | None = None
         self.binance = BinanceFace(self)
         self.okx = OkxFace(self)
+        self.bybit = BybitFace(self)
         self.stats = {"rest_requests": 0, "ws_connections": 0}
         self._runner: web.AppRunner | None = None
         self._tasks: list[asyncio.Task[None]] = []
@@ -128,7 +138,7 @@ class SimExchange(FaultControls):
 
     @property
     def rest_url(self) -> str:
-        """The REST base for both venues (``binance_rest_url=``, ``okx_rest_url=``):
+        """The REST base for every venue (``binance_rest_url=``, ``okx_rest_url=``, Bybit's):
         ``https`` when serving TLS. Known once started, since the port may be chosen then."""
         return f"{'https' if self.ssl_context else 'http'}://{self.host}:{self.port}"
 
@@ -142,6 +152,11 @@ class SimExchange(FaultControls):
     def okx_ws_url(self) -> str:
         """OKX's public WebSocket (candles are on ``/ws/v5/business`` beside it)."""
         return f"{self.ws_url}/ws/v5/public"
+
+    @property
+    def bybit_ws_url(self) -> str:
+        """Bybit's public spot WebSocket (its REST is under :attr:`rest_url`, ``/v5/market``)."""
+        return f"{self.ws_url}/v5/public/spot"
 
     # --- lifecycle ---------------------------------------------------------------------
 
@@ -162,6 +177,7 @@ class SimExchange(FaultControls):
         else:
             self.binance.add_routes(app)
         self.okx.add_routes(app)
+        self.bybit.add_routes(app)
         app.router.add_post("/sim/v1/faults/{name}", self._fault_endpoint)
         app.router.add_get("/sim/v1/status", self._status_endpoint)
         self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
@@ -190,6 +206,7 @@ class SimExchange(FaultControls):
         if self._runner is not None:
             self.binance.abort_all()
             self.okx.abort_all()
+            self.bybit.abort_all()
             await self._runner.cleanup()
             self._runner = None
 
@@ -263,6 +280,7 @@ class SimExchange(FaultControls):
                 results = self.market.step()
                 self.binance.publish(results)
                 self.okx.publish(results)
+                self.bybit.publish(results)
                 steps += 1
             if steps:
                 await asyncio.sleep(0)
@@ -339,6 +357,8 @@ class SimExchange(FaultControls):
         self, request: web.Request, handler: Callable[..., Any]
     ) -> web.StreamResponse:
         now = time.monotonic()
+        if request.path.startswith("/v5/"):  # Bybit: its face refuses during its own outage
+            return await handler(request)
         venue = venue_of_path(request.path)
         is_ws = request.path == "/ws" or request.path.startswith(("/ws/", "/stream"))
         until = self.faults.refuse_ws_until if is_ws else self.faults.refuse_rest_until
@@ -364,7 +384,9 @@ class SimExchange(FaultControls):
                 "speed": self.speed,
                 "seed": self.seed,
                 "exchange_time": self.now_ms(),
-                "connections": len(self.binance.connections) + len(self.okx.connections),
+                "connections": len(self.binance.connections)
+                + len(self.okx.connections)
+                + len(self.bybit.connections),
                 **self.stats,
             }
         )

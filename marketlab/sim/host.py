@@ -47,9 +47,9 @@ class FaceHost(Protocol):
     """What every protocol face needs from its exchange: the market it serves, exchange time,
     the fault state, the counters it adds to, the connection age limit.
 
-    :class:`~marketlab.sim.exchange.SimExchange` implements it (and :class:`BinanceHost` and
-    :class:`OkxHost`, which add each venue's own settings). It exists so a face is typed
-    without importing ``exchange.py``, which imports every face.
+    :class:`~marketlab.sim.exchange.SimExchange` implements it (and :class:`BinanceHost`,
+    :class:`OkxHost` and :class:`BybitHost`, which add each venue's own settings). It exists so
+    a face is typed without importing ``exchange.py``, which imports every face.
     """
 
     @property
@@ -96,6 +96,21 @@ class OkxHost(FaceHost, Protocol):
     def okx_book_heartbeat(self) -> float: ...
     @property
     def okx_checksums(self) -> bool: ...
+
+
+class BybitHost(FaceHost, Protocol):
+    """What the Bybit face needs besides: how long a connection may go without a ping, and its
+    REST limit per IP with the length of the ban beyond it.
+
+    :class:`~marketlab.sim.exchange.SimExchange` implements it; see :class:`FaceHost` for why.
+    """
+
+    @property
+    def bybit_idle_timeout(self) -> float: ...
+    @property
+    def bybit_rest_limit(self) -> int: ...
+    @property
+    def bybit_ban_seconds(self) -> float: ...
 
 
 class PausableClock(Protocol):
