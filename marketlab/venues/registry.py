@@ -14,6 +14,7 @@ from marketlab.settings import rest_url
 REGISTRY = {
     "binance": "marketlab.venues.binance",
     "okx": "marketlab.venues.okx",
+    "bybit": "marketlab.venues.bybit",
 }
 
 

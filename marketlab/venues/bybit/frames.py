@@ -1,0 +1,297 @@
+"""Bybit v5 public spot WebSocket frames → records, sans-I/O: trades, tickers, order-book
+snapshots and deltas, klines, and the control answers (subscribe, unsubscribe, pong).
+
+Bybit writes prices and sizes as strings; they are read as numbers by the rules of
+:mod:`marketlab.numbers` while msgspec decodes, so a bad number makes its frame a bad frame
+before anything is touched.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import msgspec
+
+from marketlab.numbers import INT64_MAX, Amount, Change, Id, Level, Price, TimeMs
+from marketlab.records import BookTicker, Interval, Kline, Ticker, Trade
+from marketlab.venues.bybit.protocol import interval_of, parse_topic, symbol_of
+from marketlab.venues.errors import FrameError, UnknownStreamError
+
+# --- what a frame gives besides records -----------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class BookMessage:
+    """An ``orderbook.N`` push: a snapshot (the whole book, also after a service restart with
+    ``update_id`` 1) or a delta (absolute sizes; 0 removes), numbered by ``update_id``."""
+
+    symbol: str
+    depth: int
+    action: Literal["snapshot", "delta"]
+    bids: list[Level]
+    asks: list[Level]
+    update_id: int  # ``u``: +1 per message of this depth
+    seq: int  # ``seq``: the cross sequence, monotonic but not contiguous
+    time: int  # ``ts``: when the system generated it (ms)
+
+
+@dataclass(frozen=True, slots=True)
+class SubscriptionResult:
+    """The answer to one (un)subscribe request: Bybit names no topics, only the request's
+    ``req_id`` when one was sent, and says why it refused in ``ret_msg``."""
+
+    op: str  # "subscribe" | "unsubscribe"
+    success: bool
+    ret_msg: str
+    req_id: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Pong:
+    req_id: str | None = None
+
+
+# --- wire schemas --------------------------------------------------------------------------
+
+
+# gc=False: a decoded frame holds only numbers, strings and lists of them (never part of a
+# cycle), so the garbage collector need not track one per message.
+class _Push(msgspec.Struct, gc=False):
+    topic: str | None = None
+    type: str | None = None
+    ts: TimeMs | None = None
+    data: msgspec.Raw = msgspec.Raw(b"")
+    success: bool | None = None
+    ret_msg: str = ""
+    op: str | None = None
+    req_id: str | int | None = None
+
+
+class _TradeWire(msgspec.Struct, gc=False):
+    T: TimeMs
+    s: str
+    S: Literal["Buy", "Sell"]
+    v: Amount
+    p: Price
+    i: str
+
+
+class TickerWire(msgspec.Struct, gc=False):
+    """A spot ticker's fields, as the WebSocket (snapshot only) and REST send them; the
+    WebSocket's has no best bid or ask."""
+
+    symbol: str
+    lastPrice: Amount
+    highPrice24h: Amount
+    lowPrice24h: Amount
+    prevPrice24h: Amount
+    volume24h: Amount
+    turnover24h: Amount
+    price24hPcnt: Change
+    bid1Price: Amount = math.nan
+    bid1Size: Amount = math.nan
+    ask1Price: Amount = math.nan
+    ask1Size: Amount = math.nan
+
+
+class BookWire(msgspec.Struct, gc=False):
+    s: str
+    b: list[Level]
+    a: list[Level]
+    u: Id
+    seq: Id = 0
+
+
+class _KlineWire(msgspec.Struct, gc=False):
+    start: TimeMs
+    end: TimeMs
+    interval: str
+    open: Amount
+    close: Amount
+    high: Amount
+    low: Amount
+    volume: Amount
+    turnover: Amount
+    confirm: bool
+
+
+_TRADES = msgspec.json.Decoder(list[_TradeWire], strict=False)
+_TICKER = msgspec.json.Decoder(TickerWire, strict=False)
+_BOOK = msgspec.json.Decoder(BookWire, strict=False)
+_KLINES = msgspec.json.Decoder(list[_KlineWire], strict=False)
+_PUSH = msgspec.json.Decoder(_Push)
+
+
+def trade_id(text: str) -> int:
+    """A spot trade id (a string of digits, ~19 of them) as the int our records carry;
+    ``ValueError`` for anything else (linear's UUIDs are not spot's)."""
+    if not (text.isascii() and text.isdigit()) or len(text) > 19 or int(text) > INT64_MAX:
+        raise ValueError(f"trade id {text!r} is not a spot trade id (digits, an int64)")
+    return int(text)
+
+
+def ticker_of(t: TickerWire, event_time: int) -> Ticker:
+    """A spot ticker → our record. Bybit gives the price 24 h ago (our ``open``) and the change
+    as a fraction; it says nothing of the last size, the previous close, trade ids or counts
+    (NaN and -1 say so), nor, on the WebSocket, of the best bid and ask (NaN)."""
+    change = t.lastPrice - t.prevPrice24h
+    wavg = t.turnover24h / t.volume24h if t.volume24h else math.nan
+    return Ticker(
+        symbol_of(t.symbol),
+        event_time,
+        t.lastPrice,
+        math.nan,
+        t.bid1Price,
+        t.bid1Size,
+        t.ask1Price,
+        t.ask1Size,
+        t.prevPrice24h,
+        t.highPrice24h,
+        t.lowPrice24h,
+        t.volume24h,
+        t.turnover24h,
+        change,
+        100.0 * t.price24hPcnt,
+        wavg,
+        math.nan,
+        event_time - 86_400_000,
+        event_time,
+        -1,
+        -1,
+        -1,
+    )
+
+
+def kline(
+    symbol: str,
+    iv: Interval,
+    open_time: int,
+    values: tuple[float, ...],
+    closed: bool,
+    event_time: int | None,
+) -> Kline:
+    """A Bybit candle → a kline. ``values`` are open, high, low, close, volume (base) and
+    turnover (quote). Bybit gives no trade count and no taker-buy volumes: ``trades`` is -1,
+    those volumes NaN."""
+    o, h, lo, c, volume, turnover = values
+    return Kline(
+        symbol,
+        str(iv),
+        open_time,
+        o,
+        h,
+        lo,
+        c,
+        volume,
+        iv.close_of(open_time),
+        turnover,
+        -1,
+        math.nan,
+        math.nan,
+        closed,
+        event_time,
+    )
+
+
+class BybitDecoder:
+    """Turns Bybit public spot WebSocket frames into records and control events.
+
+    Bad frames raise :class:`FrameError` (what is wrong, on which topic); nothing one bad
+    frame does carries over.
+    """
+
+    def decode(self, frame: bytes | str) -> list[Any]:
+        try:
+            push = _PUSH.decode(frame)
+        except msgspec.ValidationError as exc:
+            raise FrameError(f"not a Bybit message ({exc})", frame) from None
+        except msgspec.DecodeError as exc:
+            raise FrameError(f"malformed JSON ({exc})", frame) from None
+        if push.topic is None:
+            return [self._control(push, frame)]
+        topic = push.topic
+        if not push.data or push.ts is None:
+            raise FrameError("a push without data or ts", frame, topic)
+        try:
+            return self._records(push, topic, push.ts, frame)
+        except (msgspec.ValidationError, msgspec.DecodeError, ValueError, TypeError) as exc:
+            if isinstance(exc, FrameError):
+                raise
+            raise FrameError(f"invalid {topic} payload ({exc})", frame, topic) from None
+
+    @staticmethod
+    def _records(push: _Push, topic: str, ts: int, frame: bytes | str) -> list[Any]:
+        t = parse_topic(topic)
+        symbol = symbol_of(t.symbol)
+        if t.prefix == "publicTrade":
+            rows = _TRADES.decode(push.data)
+            _same_symbol(t.symbol, (r.s for r in rows))
+            return [
+                Trade(symbol, trade_id(r.i), r.p, r.v, "buy" if r.S == "Buy" else "sell", r.T, ts)
+                for r in rows
+            ]
+        if t.prefix == "tickers":
+            if push.type != "snapshot":
+                raise FrameError(
+                    f"a spot ticker of type {push.type!r} (spot sends snapshots only)",
+                    frame,
+                    topic,
+                )
+            ticker = _TICKER.decode(push.data)
+            _same_symbol(t.symbol, (ticker.symbol,))
+            return [ticker_of(ticker, ts)]
+        if t.prefix.startswith("kline."):
+            iv = interval_of(t.prefix[6:])
+            rows_k = _KLINES.decode(push.data)
+            for r in rows_k:
+                if r.interval != t.prefix[6:]:
+                    raise ValueError(f"a {r.interval!r} candle on the stream of {t.prefix}")
+                if iv.open_of(r.start) != r.start:
+                    raise ValueError(f"a {iv} candle opening at {r.start}, off its boundary")
+            return [
+                kline(
+                    symbol,
+                    iv,
+                    r.start,
+                    (r.open, r.high, r.low, r.close, r.volume, r.turnover),
+                    r.confirm,
+                    ts,
+                )
+                for r in rows_k
+            ]
+        depth = t.book_depth
+        if depth is not None:
+            if push.type not in ("snapshot", "delta"):
+                raise FrameError(f"an order-book push of type {push.type!r}", frame, topic)
+            b = _BOOK.decode(push.data)
+            _same_symbol(t.symbol, (b.s,))
+            if depth == 1:  # the best bid and ask, re-sent every 3 s unchanged
+                if not b.b or not b.a:
+                    return []
+                # numbered by ``seq`` (monotonic) rather than ``u``, which starts again at 1
+                # after a service restart: readers drop a BookTicker numbered below the last
+                uid = b.seq or b.u
+                return [BookTicker(symbol, uid, b.b[0][0], b.b[0][1], b.a[0][0], b.a[0][1])]
+            kind: Literal["snapshot", "delta"] = "snapshot" if push.type == "snapshot" else "delta"
+            return [BookMessage(symbol, depth, kind, b.b, b.a, b.u, b.seq, ts)]
+        raise UnknownStreamError(f"unknown topic {topic!r}", frame, topic)
+
+    @staticmethod
+    def _control(push: _Push, frame: bytes | str) -> Any:
+        req_id = None if push.req_id is None else str(push.req_id)
+        # Spot answers a ping with op "ping" and ret_msg "pong"; one capture shows op "pong".
+        if push.op == "pong" or (push.op == "ping" and push.ret_msg == "pong"):
+            return Pong(req_id)
+        if push.op in ("subscribe", "unsubscribe") and push.success is not None:
+            return SubscriptionResult(push.op, push.success, push.ret_msg, req_id)
+        raise UnknownStreamError("unrecognised frame", frame)
+
+
+def _same_symbol(expected: str, names: Iterable[str]) -> None:
+    """Every row of a push is of its topic's symbol: one of another is damage, not data."""
+    for name in names:
+        if name != expected:
+            raise ValueError(f"a row of {name} on the stream of {expected}")
