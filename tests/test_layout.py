@@ -133,7 +133,8 @@ def sans_io_modules() -> list[str]:
         for v in registry.names()
         for m in ("protocol", "frames", "payloads")
     ]
-    return [*shared, *per_venue, "marketlab.venues.okx.book", "marketlab.bus.encoding"]
+    books = ["marketlab.venues.okx.book", "marketlab.venues.bybit.book"]
+    return [*shared, *per_venue, *books, "marketlab.bus.encoding"]
 
 
 @pytest.mark.parametrize("name", sans_io_modules())

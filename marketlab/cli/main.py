@@ -110,7 +110,10 @@ def build_parser() -> argparse.ArgumentParser:
         "serve", help="collect and serve the API (collect --serve)", add_help=True
     )
     collect.add_argument(
-        "--exchange", default=None, choices=registry.names(), help="binance (default) or okx"
+        "--exchange",
+        default=None,
+        choices=registry.names(),
+        help=f"the venue: {', '.join(registry.names())} (default binance)",
     )
     collect.add_argument(
         "--fallback",

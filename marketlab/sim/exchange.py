@@ -338,10 +338,13 @@ class SimExchange(FaultControls):
     @threadsafe
     def book(self, symbol: str, limit: int | None = None, venue: str = "binance") -> dict[str, Any]:
         """The exchange's book: ``{"last_update_id", "bids", "asks"}`` in floats, best first.
-        The id is the venue's: Binance's update id, or OKX's seqId (moved by seqId resets)."""
+        The id is the venue's: Binance's update id, OKX's seqId (moved by seqId resets), or the
+        ``u`` of Bybit's deepest book stream with subscribers."""
         m = self.market.symbols[normalize_symbol(symbol)]
         uid, bids, asks = m.book(limit)
-        if venues_of(venue) == ("okx",):
+        if venue == "bybit":
+            uid = self.bybit.subscribed_u(m.spec.symbol)
+        elif venues_of(venue) == ("okx",):
             uid = self.okx.seq_id(m.spec.symbol, uid)
         pd, qd = m.spec.price_decimals, m.spec.qty_decimals
 

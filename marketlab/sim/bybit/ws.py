@@ -307,6 +307,15 @@ class BybitWs(SocketFace):
                 self._drop(conn)
                 return
 
+    def subscribed_u(self, symbol: str) -> int:
+        """The ``u`` of ``symbol``'s deepest delta book stream with subscribers: where a client
+        of it stands once everything pushed has arrived (to compare its book with the market's
+        while the exchange is paused). LookupError when no such stream has subscribers."""
+        depths = [depth for depth in DELTA_DEPTHS if self.subs.get(f"orderbook.{depth}.{symbol}")]
+        if not depths:
+            raise LookupError(f"no book stream of {symbol} has subscribers")
+        return self._u[(symbol, max(depths))]
+
     # --- faults ------------------------------------------------------------------------
 
     def outage_active(self) -> bool:
