@@ -96,6 +96,7 @@ class BusFeed(Intake):
             (s, iv): KlineStats() for s in self.symbols for iv in self.intervals
         }
         self.trade_stats: dict[str, TradeStats] = {}
+        self.trades_unverifiable: dict[str, int] = {}  # (the collectors' say: none read here)
         self.books = (
             {s: LockedBook(s, 5000) for s in self.symbols} if "book" in self.channels else {}
         )

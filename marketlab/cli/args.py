@@ -6,6 +6,10 @@ import argparse
 
 from marketlab.records import Interval, normalize_symbol
 from marketlab.settings import CHANNELS
+from marketlab.venues import registry
+
+# every registered venue's URLs: flags, environment variables and marketlab.toml's [venues]
+URL_KEYS = tuple(f"{venue}_{kind}_url" for venue in registry.names() for kind in ("ws", "rest"))
 
 
 def symbol_list(text: str) -> list[str]:

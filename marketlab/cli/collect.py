@@ -17,13 +17,13 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from marketlab.bus.config import SECURITY, BusConfig, env_settings, merge_settings
+from marketlab.cli.args import URL_KEYS
 from marketlab.lab import Lab
 from marketlab.records import Interval, normalize_symbol
 from marketlab.settings import DEFAULT_CHANNELS, DEFAULT_INTERVALS, DEFAULT_SYMBOLS
 from marketlab.stream.config import FeedConfig
 
 CONFIG_NAME = "marketlab.toml"
-URL_KEYS = ("binance_ws_url", "binance_rest_url", "okx_ws_url", "okx_rest_url")
 # [collect] keys of marketlab.toml, each also a flag of `marketlab collect`
 COLLECT_KEYS = (
     "exchange",

@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from marketlab.cli.args import (
+    URL_KEYS,
     channel_list,
     comma_list,
     count,
@@ -174,13 +175,9 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="seconds between status lines (default: 1 on a terminal, 10 otherwise)",
     )
-    for flag, env in (
-        ("--binance-ws-url", "MARKETLAB_BINANCE_WS_URL"),
-        ("--binance-rest-url", "MARKETLAB_BINANCE_REST_URL"),
-        ("--okx-ws-url", "MARKETLAB_OKX_WS_URL"),
-        ("--okx-rest-url", "MARKETLAB_OKX_REST_URL"),
-    ):
-        collect.add_argument(flag, default=None, help=f"venue URL (or ${env})")
+    for key in URL_KEYS:  # every registered venue's
+        flag = "--" + key.replace("_", "-")
+        collect.add_argument(flag, default=None, help=f"venue URL (or $MARKETLAB_{key.upper()})")
     collect.add_argument(
         "--memory-limit",
         default=None,
@@ -260,12 +257,9 @@ def build_parser() -> argparse.ArgumentParser:
     backfill.add_argument("--end", default=None, help="default: now")
     backfill.add_argument("--db", required=True)
     backfill.add_argument("--exchange", default="binance", choices=registry.names())
-    backfill.add_argument(
-        "--binance-rest-url", default=None, help="venue URL (or $MARKETLAB_BINANCE_REST_URL)"
-    )
-    backfill.add_argument(
-        "--okx-rest-url", default=None, help="venue URL (or $MARKETLAB_OKX_REST_URL)"
-    )
+    for key in (k for k in URL_KEYS if k.endswith("_rest_url")):  # every venue's REST base
+        flag = "--" + key.replace("_", "-")
+        backfill.add_argument(flag, default=None, help=f"venue URL (or $MARKETLAB_{key.upper()})")
 
     sim = sub.add_parser("sim", help="run the simulated exchange alone")
     sim.add_argument("--host", default="127.0.0.1")

@@ -175,6 +175,8 @@ def feed_summary(feed: Feed) -> dict[str, Any]:
         "books_deep": feed.books_deep() if hasattr(feed, "books_deep") else None,
         "trades_backfilled": {s: t.backfilled for s, t in feed.trade_stats.items()},
         "trade_holes": {s: list(t.holes) for s, t in feed.trade_stats.items() if t.holes},
+        # venues whose trade ids skip (Bybit): interruptions across which trades are unchecked
+        "trades_unverifiable": dict(feed.trades_unverifiable),
     }
 
 

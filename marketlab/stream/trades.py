@@ -52,6 +52,10 @@ class TradeIntegrity:
 
     def _init_trade_integrity(self) -> None:
         self.trade_stats: dict[str, TradeStats] = {}
+        # On a venue whose trade ids are not consecutive (``trades_by_id`` False) an outage's
+        # trades cannot be checked complete: per symbol, how many times that happened, so the
+        # status says so instead of implying the trades are whole.
+        self.trades_unverifiable: dict[str, int] = {}
         self._trade_gaps: dict[str, list[tuple[int, int]]] = {}
         self._trade_tasks: dict[str, asyncio.Task[None]] = {}
 

@@ -72,9 +72,7 @@ class BybitFeed(Feed):
         self._requests: dict[str, tuple[str, list[bybit.Topic], float]] = {}
         self._next_request = 0
         self.unanswered = 0  # requests that got no answer in time (spot ignores duplicates)
-        # Trades across an interruption cannot be checked on Bybit (ids are not consecutive):
-        # per symbol, how many times that happened, for the status to say so.
-        self.trades_unverifiable: dict[str, int] = {}
+        # (trades across an interruption cannot be checked on Bybit: ``trades_unverifiable``)
         self._trades_interrupted: set[str] = set()
         self._pinged: dict[WsConnection, float] = {}  # when each connection last pinged
 

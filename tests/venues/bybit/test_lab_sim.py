@@ -76,7 +76,10 @@ def test_dropped_connections_and_a_garbage_frame_keep_every_candle(sim):
             time.sleep(2.5)  # ~2.5 exchange minutes pass each time
         wait_for(lambda: lab.summary()["reconnects"] >= 2, 15, "the reconnects")
         time.sleep(1.5)
-        assert lab.summary()["bad_frames"] >= 1 and lab.running
+        summary = lab.summary()
+        assert summary["bad_frames"] >= 1 and lab.running
+        # Bybit's trade ids skip: what was traded during a drop cannot be checked, and it says so
+        assert all(summary["trades_unverifiable"].get(s, 0) >= 2 for s in SYMBOLS)
         for symbol in SYMBOLS:
             assert assert_candles_equal_the_venues(lab, sim, symbol) >= 5
             trades_unique(lab, symbol)
