@@ -31,6 +31,7 @@ __all__ = [
     "Ticker",
     "Trade",
     "normalize_symbol",
+    "split_symbol",
 ]
 
 
@@ -205,6 +206,30 @@ def normalize_symbol(symbol: str) -> str:
             f"invalid symbol {symbol!r}: expected 2-20 letters or digits such as 'BTCUSDT'"
         )
     return canonical
+
+
+# Quote assets the venues list, to split a canonical symbol into its base and quote: longest
+# first, so ``BTCUSDT`` is BTC/USDT and not BTCUS/DT.
+QUOTE_ASSETS = tuple(
+    sorted(
+        ("FDUSD", "USDT", "USDC", "USDG", "EURT", "BUSD", "USD", "EUR", "GBP", "AUD", "SGD")
+        + ("AED", "TRY", "BRL", "DAI", "BTC", "ETH", "BNB", "OKB"),
+        key=len,
+        reverse=True,
+    )
+)
+
+
+def split_symbol(symbol: str) -> tuple[str, str]:
+    """``BTCUSDT`` → ``("BTC", "USDT")``: the longest known quote asset at its end (ValueError
+    when none is, naming the ones known)."""
+    canonical = normalize_symbol(symbol)
+    for quote in QUOTE_ASSETS:
+        if canonical.endswith(quote) and len(canonical) > len(quote):
+            return canonical[: -len(quote)], quote
+    raise ValueError(
+        f"{canonical}: no known quote asset at its end (known: {', '.join(QUOTE_ASSETS)})"
+    )
 
 
 # --- intervals -----------------------------------------------------------------------------

@@ -21,7 +21,7 @@ import duckdb
 import numpy as np
 import pandas as pd
 
-from marketlab.records import KLINE_VALUES, Interval, Kline, normalize_symbol
+from marketlab.records import KLINE_VALUES, Interval, Kline, normalize_symbol, split_symbol
 from marketlab.rings import KLINE_COLUMNS, KlineBuffer, epoch_ms, utc_index, utc_times
 from marketlab.settings import one_of
 from marketlab.settings import rest_url as rest_url_check
@@ -147,6 +147,65 @@ class History(TickQueries, BookQueries):
         con = self._duck(where, params)
         df = con.execute("SELECT * FROM klines ORDER BY open_time").df()
         return klines_frame(df)
+
+    def compare(
+        self,
+        symbol: str,
+        interval: str = "1m",
+        exchanges: Sequence[str] | None = None,
+        start: TimeLike = None,
+        end: TimeLike = None,
+        *,
+        symbols: dict[str, str] | None = None,
+        quote_equivalents: dict[str, str] | None = None,
+    ) -> pd.DataFrame:
+        """One market's closed candles from several venues side by side: each venue's close,
+        how far it lies from the venues' median close at that open time (basis points), the
+        median, the widest gap between two venues (``spread_bps``) and how many venues had the
+        candle. For finding price discrepancies between venues after the fact.
+
+        ``exchanges``: the venues to compare (default: every venue with stored candles of it).
+        ``symbols``: a venue's own symbol where it differs (``{"coinbase": "BTCUSD"}``).
+        Quotes are never mixed silently: venues quoting in different assets are compared only
+        when ``quote_equivalents`` says so (``{"USD": "USDT"}``: USD taken as USDT); ``attrs``
+        says which symbol and quote each venue's column holds."""
+        sym, iv = normalize_symbol(symbol), Interval(interval)
+        per_venue = {
+            one_of("exchange", v, registry.names()): normalize_symbol(s)
+            for v, s in (symbols or {}).items()
+        }
+        venues = list(exchanges) if exchanges is not None else self._venues_with(sym, iv, per_venue)
+        if len(venues) < 2:
+            raise ValueError(
+                f"compare needs two venues or more, got {venues} (stored candles of {sym} "
+                f"{iv} are compared; name them with exchanges=[...])"
+            )
+        wanted = {one_of("exchange", v, registry.names()): per_venue.get(v, sym) for v in venues}
+        quotes = _comparable_quotes(wanted, quote_equivalents or {})
+        closes = {
+            venue: self.klines(market, iv, start, end, exchange=venue)["close"]
+            for venue, market in wanted.items()
+        }
+        frame = pd.DataFrame(closes)  # aligned on open time: a venue without a candle is NaN
+        median = frame.median(axis=1)
+        out = frame.copy()
+        for venue in wanted:
+            out[f"{venue}_bps"] = (frame[venue] / median - 1.0) * 1e4
+        out["median"] = median
+        out["spread_bps"] = (frame.max(axis=1) - frame.min(axis=1)) / median * 1e4
+        out["venues"] = frame.notna().sum(axis=1).astype("int64")
+        out.index.name = "open_time"
+        out.attrs.update(symbols=wanted, quotes=quotes, interval=str(iv))
+        return out
+
+    def _venues_with(self, symbol: str, iv: Interval, symbols: dict[str, str]) -> list[str]:
+        """Venues with stored candles of ``symbol`` (or of their own symbol for it)."""
+        con = self._duck()
+        rows = con.execute(
+            "SELECT DISTINCT exchange, symbol FROM klines WHERE interval = ? ORDER BY exchange",
+            [str(iv)],
+        ).fetchall()
+        return [v for v, s in rows if s == symbols.get(v, symbol)]
 
     def sql(self, query: str) -> pd.DataFrame:
         """Any DuckDB SQL over the view ``klines`` (exchange, symbol, interval, open_time ms, …)
@@ -323,6 +382,24 @@ class History(TickQueries, BookQueries):
         show = sys.stderr.isatty() if progress is None else progress
         with KlineStore(self.db) as store:
             return run_coroutine(run_backfill(store, self.exchange, syms, ivs, s, e, url, show))
+
+
+def _comparable_quotes(symbols: dict[str, str], equivalents: dict[str, str]) -> dict[str, str]:
+    """Each venue's quote asset, as compared (an equivalent taken as what it stands for);
+    ValueError when two differ and nothing says they are the same."""
+    taken = {k.upper(): v.upper() for k, v in equivalents.items()}
+    quotes = {venue: split_symbol(market)[1] for venue, market in symbols.items()}
+    as_compared = {venue: taken.get(q, q) for venue, q in quotes.items()}
+    if len(set(as_compared.values())) > 1:
+        shown = ", ".join(f"{symbols[v]} on {v} ({q})" for v, q in quotes.items())
+        raise ValueError(
+            f"the venues quote in different assets: {shown}; compare them only if they are "
+            "equivalent to you, e.g. quote_equivalents={'USD': 'USDT'}"
+        )
+    return {
+        venue: f"{q} as {as_compared[venue]}" if q != as_compared[venue] else q
+        for venue, q in quotes.items()
+    }
 
 
 def _where(

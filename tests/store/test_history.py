@@ -162,3 +162,63 @@ def test_bad_queries_name_the_problem(tmp_path):
         History(db=junk)
     with pytest.raises(StoreError, match="not a directory"):
         export(db, junk)
+
+
+def shifted(klines: list[Kline], symbol: str, factor: float, skip: int | None = None) -> list:
+    """The same candles on another venue: its symbol, prices times ``factor``, one missing."""
+    out = []
+    for i, k in enumerate(klines):
+        if i == skip:
+            continue
+        o, h, l, c = (round(x * factor, 6) for x in (k.open, k.high, k.low, k.close))
+        out.append(
+            Kline(symbol, k.interval, k.open_time, o, h, l, c, *[getattr(k, f) for f in TAIL])
+        )
+    return out
+
+
+TAIL = (
+    "volume",
+    "close_time",
+    "quote_volume",
+    "trades",
+    "taker_buy_volume",
+    "taker_buy_quote_volume",
+    "closed",
+)
+
+
+def test_compare_puts_each_venues_close_against_the_median_and_never_mixes_quotes(tmp_path):
+    db = tmp_path / "m.sqlite"
+    base = candles(30)
+    with KlineStore(db) as s:
+        s.add_many("binance", base)
+        s.add_many("okx", shifted(base, "BTCUSDT", 1.001))
+        s.add_many("bybit", shifted(base, "BTCUSDT", 0.998, skip=5))
+        s.add_many("okx", shifted(base, "BTCUSDC", 1.0))
+    h = History(db=db)
+    df = h.compare("BTCUSDT", "1m")  # the venues with stored BTCUSDT candles
+    assert list(df.columns[:3]) == ["binance", "bybit", "okx"] and len(df) == 30
+    assert df.attrs["quotes"] == {"binance": "USDT", "bybit": "USDT", "okx": "USDT"}
+    row = df.iloc[0]
+    median = sorted([base[0].close, base[0].close * 1.001, base[0].close * 0.998])[1]
+    assert row["median"] == pytest.approx(median)
+    assert row["okx_bps"] == pytest.approx((base[0].close * 1.001 / median - 1) * 1e4, abs=0.01)
+    assert row["spread_bps"] == pytest.approx(30.0, abs=0.05)  # 1.001 against 0.998
+    assert row["venues"] == 3
+    gap = df.iloc[5]  # bybit has no candle there: the others are compared, bybit's cells empty
+    assert gap["venues"] == 2 and np.isnan(gap["bybit"]) and np.isnan(gap["bybit_bps"])
+    with pytest.raises(ValueError, match=r"different assets.*BTCUSDC on okx"):
+        h.compare("BTCUSDT", "1m", ["binance", "okx"], symbols={"okx": "BTCUSDC"})
+    both = h.compare(
+        "BTCUSDT",
+        "1m",
+        ["binance", "okx"],
+        symbols={"okx": "BTCUSDC"},
+        quote_equivalents={"usdc": "usdt"},
+    )
+    assert both.attrs["quotes"] == {"binance": "USDT", "okx": "USDC as USDT"}
+    assert both.attrs["symbols"] == {"binance": "BTCUSDT", "okx": "BTCUSDC"}
+    assert (both["spread_bps"].abs() < 1e-6).all()
+    with pytest.raises(ValueError, match="two venues or more"):
+        h.compare("ETHUSDT", "1m")
