@@ -16,7 +16,7 @@ from urllib.parse import urlsplit
 
 import msgspec
 
-from marketlab.records import Interval
+from marketlab.records import Interval, split_symbol
 from marketlab.records import normalize_symbol as _normalize
 from marketlab.settings import url
 
@@ -29,28 +29,6 @@ HISTORY_CANDLES_LIMIT = 100  # /market/history-candles page size
 RECENT_CANDLES = 1440  # /market/candles serves only the latest 1440 bars
 BOOK_DEPTH = 400  # levels per side of the ``books`` channel
 
-# Quote currencies, longest first, to split a canonical symbol into OKX's BASE-QUOTE.
-_QUOTES = (
-    "FDUSD",
-    "USDT",
-    "USDC",
-    "EURT",
-    "BUSD",
-    "USD",
-    "EUR",
-    "BTC",
-    "ETH",
-    "OKB",
-    "DAI",
-    "TRY",
-    "BRL",
-    "GBP",
-    "AUD",
-    "SGD",
-    "AED",
-    "USDG",
-)
-_QUOTES_BY_LENGTH = sorted(_QUOTES, key=len, reverse=True)
 
 # Our intervals → OKX bars. OKX aligns 6H and longer to Hong Kong time unless asked for the
 # ``utc`` variant; Binance (and our Interval) align to UTC, so the UTC bars are used.
@@ -113,13 +91,14 @@ def inst_id(symbol: str) -> str:
         _normalize(base + quote)
         return f"{base}-{quote}"
     canonical = _normalize(symbol)
-    for quote in _QUOTES_BY_LENGTH:
-        if canonical.endswith(quote) and len(canonical) > len(quote):
-            return f"{canonical[: -len(quote)]}-{quote}"
-    raise ValueError(
-        f"cannot tell the quote currency of {symbol!r} for OKX: write it as BASE-QUOTE, e.g. "
-        "'BTC-USDT'"
-    )
+    try:
+        base, quote = split_symbol(canonical)
+    except ValueError:
+        raise ValueError(
+            f"cannot tell the quote currency of {symbol!r} for OKX: write it as BASE-QUOTE, e.g. "
+            "'BTC-USDT'"
+        ) from None
+    return f"{base}-{quote}"
 
 
 def symbol_of(inst: str) -> str:
