@@ -76,7 +76,9 @@ class WsConnection:
     """One connection carrying ``streams``, kept alive until stopped.
 
     It opens ``url`` (which may name some streams itself) and subscribes to ``initial``;
-    ``text_ping`` is the venue's keepalive text for venues that want one (else None).
+    ``text_ping`` is the venue's keepalive text for venues that want one (else None): sent
+    after ``text_ping_after`` of silence, or every ``text_ping_every`` seconds whatever the
+    traffic (at least as often as our own pings) for a venue that asks for it so (Bybit).
     """
 
     def __init__(
@@ -91,6 +93,7 @@ class WsConnection:
         spawn: Spawn,
         subscribe_message: SubscribeMessage,
         text_ping: str | None = None,
+        text_ping_every: float | None = None,
     ):
         self.url = url
         self.streams = streams
@@ -101,6 +104,7 @@ class WsConnection:
         self.spawn = spawn
         self.subscribe_message = subscribe_message
         self.text_ping = text_ping
+        self.text_ping_every = text_ping_every
         self.connected = False
         self.connected_at: float | None = None
         self.last_message: float | None = None
@@ -243,10 +247,14 @@ class WsConnection:
         cfg = self.config
         text_ping = self.text_ping
         ping_after = cfg.text_ping_after if text_ping is not None else math.inf
+        every = math.inf  # the venue's text ping whatever the traffic (infinite: only if quiet)
+        if text_ping is not None and self.text_ping_every is not None:
+            every = min(self.text_ping_every, cfg.ping_interval)
         limit = cfg.idle_timeout + (ping_after if text_ping is not None else 0.0)
         text_pinged = -math.inf
+        regular = time.monotonic()  # when the venue's text ping last went out whatever came
         pinged = self.last_pong  # no ping outstanding yet
-        tick = min(cfg.idle_timeout, ping_after, cfg.ping_interval, cfg.ping_timeout) / 4
+        tick = min(cfg.idle_timeout, ping_after, every, cfg.ping_interval, cfg.ping_timeout) / 4
         seen = self.messages
         while True:
             await asyncio.sleep(tick)
@@ -257,8 +265,9 @@ class WsConnection:
             silence = now - last_message
             dead = ""
             # (ping_after is infinite when there is no text_ping)
-            if text_ping is not None and silence >= ping_after and text_pinged < last_message:
-                text_pinged = now  # a venue that wants to hear from us before it gives up
+            quiet = silence >= ping_after and text_pinged < last_message
+            if text_ping is not None and (quiet or now - regular >= every):
+                text_pinged = regular = now  # a venue that wants to hear from us
                 with contextlib.suppress(ConnectionError, RuntimeError):
                     await ws.send_str(text_ping)
             if self.last_pong < pinged:  # our ping is unanswered

@@ -52,6 +52,9 @@ class Feed(Intake, KlineIntegrity, TradeIntegrity, RestPolling):
 
     venue = ""
     text_ping: str | None = None  # a venue-level keepalive text, for venues that want one
+    # seconds between those texts whatever the traffic, for a venue that wants them so (None:
+    # only when the connection is quiet)
+    text_ping_every: float | None = None
 
     def __init__(
         self,
@@ -254,6 +257,7 @@ class Feed(Intake, KlineIntegrity, TradeIntegrity, RestPolling):
             spawn=self._spawn,
             subscribe_message=self.subscribe_message,
             text_ping=self.text_ping,
+            text_ping_every=self.text_ping_every,
         )
         self.connections.append(conn)
         conn.start()

@@ -13,7 +13,6 @@ does not claim gap detection by id (``trades_by_id`` is False); the REST client'
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
 import logging
 import time
@@ -42,11 +41,12 @@ PING = bybit.ping_message().decode()
 class BybitFeed(Feed):
     """Bybit v5 spot on the common :class:`~marketlab.stream.feed.Feed`: its books come whole
     from the stream (checked by the ``u`` chain), so it needs no REST snapshots, only a fresh
-    subscription after a break; it sends Bybit's JSON ping on a quiet connection."""
+    subscription after a break; its connections send Bybit's JSON ping every 20 s."""
 
     venue = "bybit"
     trades_by_id = False  # spot trade ids are not consecutive: a gap cannot be seen by id
     text_ping = PING
+    text_ping_every = bybit.PING_INTERVAL_S  # Bybit asks for one every 20 s, busy or not
 
     def __init__(
         self,
@@ -74,7 +74,6 @@ class BybitFeed(Feed):
         self.unanswered = 0  # requests that got no answer in time (spot ignores duplicates)
         # (trades across an interruption cannot be checked on Bybit: ``trades_unverifiable``)
         self._trades_interrupted: set[str] = set()
-        self._pinged: dict[WsConnection, float] = {}  # when each connection last pinged
 
     def make_rest(self) -> BybitRest:
         return BybitRest(self.config.rest_url)
@@ -176,20 +175,11 @@ class BybitFeed(Feed):
                 self._spawn(self._recent_trades(symbol))
 
     def on_disconnected(self, conn: WsConnection) -> None:
-        self._pinged.pop(conn, None)
         if not conn.retiring:
             self._trades_interrupted.update(
                 bybit.symbol_of(t.symbol) for t in conn.streams if t.prefix == "publicTrade"
             )
         super().on_disconnected(conn)
-
-    async def _ping(self, conn: WsConnection) -> None:
-        """Bybit's JSON ping on ``conn``'s socket (its pong is a frame like any other)."""
-        ws = conn.ws
-        if ws is None:
-            return
-        with contextlib.suppress(ConnectionError, RuntimeError):  # the connection went meanwhile
-            await ws.send_str(PING)
 
     async def _recent_trades(self, symbol: str) -> None:
         """The trades Bybit still lists, taken as any record is (those already delivered are
@@ -214,19 +204,10 @@ class BybitFeed(Feed):
         )
 
     def _supervise(self) -> None:
-        """Every open connection pings every 20 s (or ``ping_interval``, when shorter), as
-        Bybit asks, busy or not (the stream's own text ping goes only on a quiet connection).
-        Requests unanswered for long are given up on, and said: spot does not answer a
+        """Requests unanswered for long are given up on, and said: spot does not answer a
         duplicate subscription at all, so sending it again would never be answered either."""
         super()._supervise()
         now = time.monotonic()
-        every = min(self.config.ping_interval, bybit.PING_INTERVAL_S)
-        for conn in self.connections:
-            if not conn.connected or conn.connected_at is None:
-                continue
-            if now - max(self._pinged.get(conn, 0.0), conn.connected_at) >= every:
-                self._pinged[conn] = now
-                self._spawn(self._ping(conn))
         late = [
             r
             for r, (_, _, sent) in self._requests.items()
