@@ -212,8 +212,27 @@ def normalize_symbol(symbol: str) -> str:
 # first, so ``BTCUSDT`` is BTC/USDT and not BTCUS/DT.
 QUOTE_ASSETS = tuple(
     sorted(
-        ("FDUSD", "USDT", "USDC", "USDG", "EURT", "BUSD", "USD", "EUR", "GBP", "AUD", "SGD")
-        + ("AED", "TRY", "BRL", "DAI", "BTC", "ETH", "BNB", "OKB"),
+        [
+            "FDUSD",
+            "USDT",
+            "USDC",
+            "USDG",
+            "EURT",
+            "BUSD",
+            "USD",
+            "EUR",
+            "GBP",
+            "AUD",
+            "SGD",
+            "AED",
+            "TRY",
+            "BRL",
+            "DAI",
+            "BTC",
+            "ETH",
+            "BNB",
+            "OKB",
+        ],
         key=len,
         reverse=True,
     )
