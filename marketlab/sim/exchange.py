@@ -21,6 +21,9 @@ from aiohttp import web
 from marketlab.records import Interval, normalize_symbol, parse_duration
 from marketlab.sim.binance import BinanceFace
 from marketlab.sim.bybit import BybitFace
+from marketlab.sim.coinbase import REST_PREFIX as COINBASE_REST
+from marketlab.sim.coinbase import WS_PATH as COINBASE_WS
+from marketlab.sim.coinbase import CoinbaseFace
 from marketlab.sim.faults import (
     FaultControls,
     Faults,
@@ -63,9 +66,9 @@ class SimClock:
 
 
 class SimExchange(FaultControls):
-    """Simulated Binance Spot, OKX v5 and Bybit v5 spot public market data on one loopback
-    port, from one deterministic market (a seed gives the same trades, books and candles every
-    run)."""
+    """Simulated Binance Spot, OKX v5, Bybit v5 spot and Coinbase Advanced Trade public market
+    data on one loopback port, from one deterministic market (a seed gives the same trades,
+    books and candles every run)."""
 
     def __init__(
         self,
@@ -90,6 +93,12 @@ class SimExchange(FaultControls):
         bybit_idle_timeout: float = 600.0,
         bybit_rest_limit: int = 600,
         bybit_ban_seconds: float = 600.0,
+        coinbase_subscribe_timeout: float = 5.0,
+        coinbase_idle_timeout: float = 60.0,
+        coinbase_ws_message_limit: int = 8,
+        coinbase_ws_connect_limit: int = 8,
+        coinbase_rest_limit: int = 10,
+        coinbase_max_candles: int = 350,
         replay: str | None = None,
         replay_rate: float | None = None,
         ssl_context: ssl.SSLContext | None = None,
@@ -116,6 +125,16 @@ class SimExchange(FaultControls):
         # ping every 20 s), allows 600 REST requests per 5 s per IP and bans for 10 minutes.
         self.bybit_idle_timeout = bybit_idle_timeout
         self.bybit_rest_limit, self.bybit_ban_seconds = bybit_rest_limit, bybit_ban_seconds
+        # Coinbase disconnects a socket with no subscribe within 5 s, closes channels quiet for
+        # 60-90 s unless heartbeats is subscribed (the short end here), takes 8 unauthenticated
+        # messages and 8 connections per second per IP, about 10 public REST requests per
+        # second per IP (429 beyond), and refuses candle windows of 350 buckets or more.
+        self.coinbase_subscribe_timeout = coinbase_subscribe_timeout
+        self.coinbase_idle_timeout = coinbase_idle_timeout
+        self.coinbase_ws_message_limit = coinbase_ws_message_limit
+        self.coinbase_ws_connect_limit = coinbase_ws_connect_limit
+        self.coinbase_rest_limit = coinbase_rest_limit
+        self.coinbase_max_candles = coinbase_max_candles
         self.replay_path, self.replay_rate = replay, replay_rate
         self.ssl_context = ssl_context  # TLS on loopback, for clients that insist on wss://
         self.replay: ReplayFace | None = None
@@ -127,6 +146,7 @@ class SimExchange(FaultControls):
         self.binance = BinanceFace(self)
         self.okx = OkxFace(self)
         self.bybit = BybitFace(self)
+        self.coinbase = CoinbaseFace(self)
         self.stats = {"rest_requests": 0, "ws_connections": 0}
         self._runner: web.AppRunner | None = None
         self._tasks: list[asyncio.Task[None]] = []
@@ -158,6 +178,12 @@ class SimExchange(FaultControls):
         """Bybit's public spot WebSocket (its REST is under :attr:`rest_url`, ``/v5/market``)."""
         return f"{self.ws_url}/v5/public/spot"
 
+    @property
+    def coinbase_ws_url(self) -> str:
+        """Coinbase's market-data WebSocket, at the root path as on Coinbase (its REST is
+        under :attr:`rest_url`, ``/api/v3/brokerage``)."""
+        return f"{self.ws_url}{COINBASE_WS}"
+
     # --- lifecycle ---------------------------------------------------------------------
 
     async def start(self) -> SimExchange:
@@ -178,6 +204,7 @@ class SimExchange(FaultControls):
             self.binance.add_routes(app)
         self.okx.add_routes(app)
         self.bybit.add_routes(app)
+        self.coinbase.add_routes(app)
         app.router.add_post("/sim/v1/faults/{name}", self._fault_endpoint)
         app.router.add_get("/sim/v1/status", self._status_endpoint)
         self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
@@ -207,6 +234,7 @@ class SimExchange(FaultControls):
             self.binance.abort_all()
             self.okx.abort_all()
             self.bybit.abort_all()
+            self.coinbase.abort_all()
             await self._runner.cleanup()
             self._runner = None
 
@@ -281,6 +309,7 @@ class SimExchange(FaultControls):
                 self.binance.publish(results)
                 self.okx.publish(results)
                 self.bybit.publish(results)
+                self.coinbase.publish(results)
                 steps += 1
             if steps:
                 await asyncio.sleep(0)
@@ -338,13 +367,14 @@ class SimExchange(FaultControls):
     @threadsafe
     def book(self, symbol: str, limit: int | None = None, venue: str = "binance") -> dict[str, Any]:
         """The exchange's book: ``{"last_update_id", "bids", "asks"}`` in floats, best first.
-        The id is the venue's: Binance's update id, OKX's seqId (moved by seqId resets), or the
-        ``u`` of Bybit's deepest book stream with subscribers."""
+        The id is the venue's: Binance's update id, OKX's seqId (moved by seqId resets), the
+        ``u`` of Bybit's deepest book stream with subscribers, or on Coinbase (whose book has no
+        id, only each connection's ``sequence_num``) the market's update id."""
         m = self.market.symbols[normalize_symbol(symbol)]
         uid, bids, asks = m.book(limit)
         if venue == "bybit":
             uid = self.bybit.subscribed_u(m.spec.symbol)
-        elif venues_of(venue) == ("okx",):
+        elif venue != "coinbase" and venues_of(venue) == ("okx",):  # Coinbase's has no id
             uid = self.okx.seq_id(m.spec.symbol, uid)
         pd, qd = m.spec.price_decimals, m.spec.qty_decimals
 
@@ -362,6 +392,8 @@ class SimExchange(FaultControls):
         now = time.monotonic()
         if request.path.startswith("/v5/"):  # Bybit: its face refuses during its own outage
             return await handler(request)
+        if request.path == COINBASE_WS or request.path.startswith(COINBASE_REST + "/"):
+            return await handler(request)  # Coinbase's face too
         venue = venue_of_path(request.path)
         is_ws = request.path == "/ws" or request.path.startswith(("/ws/", "/stream"))
         until = self.faults.refuse_ws_until if is_ws else self.faults.refuse_rest_until
@@ -389,7 +421,8 @@ class SimExchange(FaultControls):
                 "exchange_time": self.now_ms(),
                 "connections": len(self.binance.connections)
                 + len(self.okx.connections)
-                + len(self.bybit.connections),
+                + len(self.bybit.connections)
+                + len(self.coinbase.connections),
                 **self.stats,
             }
         )

@@ -48,8 +48,9 @@ class FaceHost(Protocol):
     the fault state, the counters it adds to, the connection age limit.
 
     :class:`~marketlab.sim.exchange.SimExchange` implements it (and :class:`BinanceHost`,
-    :class:`OkxHost` and :class:`BybitHost`, which add each venue's own settings). It exists so
-    a face is typed without importing ``exchange.py``, which imports every face.
+    :class:`OkxHost`, :class:`BybitHost` and :class:`CoinbaseHost`, which add each venue's own
+    settings). It exists so a face is typed without importing ``exchange.py``, which imports
+    every face.
     """
 
     @property
@@ -111,6 +112,28 @@ class BybitHost(FaceHost, Protocol):
     def bybit_rest_limit(self) -> int: ...
     @property
     def bybit_ban_seconds(self) -> float: ...
+
+
+class CoinbaseHost(FaceHost, Protocol):
+    """What the Coinbase face needs besides: how soon a connection must subscribe, how long a
+    channel may stay quiet without ``heartbeats``, its WebSocket message and connection limits
+    per IP, its public REST limit per IP and the widest candle window.
+
+    :class:`~marketlab.sim.exchange.SimExchange` implements it; see :class:`FaceHost` for why.
+    """
+
+    @property
+    def coinbase_subscribe_timeout(self) -> float: ...
+    @property
+    def coinbase_idle_timeout(self) -> float: ...
+    @property
+    def coinbase_ws_message_limit(self) -> int: ...
+    @property
+    def coinbase_ws_connect_limit(self) -> int: ...
+    @property
+    def coinbase_rest_limit(self) -> int: ...
+    @property
+    def coinbase_max_candles(self) -> int: ...
 
 
 class PausableClock(Protocol):
