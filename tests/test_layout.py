@@ -133,7 +133,7 @@ def sans_io_modules() -> list[str]:
         for v in registry.names()
         for m in ("protocol", "frames", "payloads")
     ]
-    books = ["marketlab.venues.okx.book", "marketlab.venues.bybit.book"]
+    books = [f"marketlab.venues.{v}.book" for v in ("okx", "bybit", "coinbase")]
     return [*shared, *per_venue, *books, "marketlab.bus.encoding"]
 
 

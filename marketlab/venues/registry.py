@@ -15,6 +15,7 @@ REGISTRY = {
     "binance": "marketlab.venues.binance",
     "okx": "marketlab.venues.okx",
     "bybit": "marketlab.venues.bybit",
+    "coinbase": "marketlab.venues.coinbase",
 }
 
 

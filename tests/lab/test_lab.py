@@ -38,6 +38,8 @@ def venue_options(sim: SimExchange, exchange: str = "binance") -> dict:
         return {"okx_ws_url": sim.okx_ws_url, "okx_rest_url": sim.rest_url, "text_ping_after": 0.5}
     if exchange == "bybit":
         return {"bybit_ws_url": sim.ws_url, "bybit_rest_url": sim.rest_url}
+    if exchange == "coinbase":
+        return {"coinbase_ws_url": sim.ws_url, "coinbase_rest_url": sim.rest_url}
     return {"binance_ws_url": sim.ws_url, "binance_rest_url": sim.rest_url}
 
 
