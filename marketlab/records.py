@@ -214,9 +214,11 @@ QUOTE_ASSETS = tuple(
     sorted(
         [
             "FDUSD",
+            "PYUSD",
             "USDT",
             "USDC",
             "USDG",
+            "EURC",
             "EURT",
             "BUSD",
             "USD",

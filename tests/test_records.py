@@ -4,7 +4,14 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from marketlab.records import INTERVAL_NAMES, Interval, Kline, normalize_symbol, parse_duration
+from marketlab.records import (
+    INTERVAL_NAMES,
+    Interval,
+    Kline,
+    normalize_symbol,
+    parse_duration,
+    split_symbol,
+)
 
 MS = st.integers(min_value=0, max_value=4_102_444_800_000)  # up to 2100
 
@@ -104,3 +111,15 @@ def test_durations(text, seconds):
 def test_bad_duration_says_what_is_expected():
     with pytest.raises(ValueError, match="invalid duration 'soon'"):
         parse_duration("soon")
+
+
+def test_a_symbol_splits_at_its_longest_known_quote_asset():
+    assert split_symbol("BTCUSDT") == ("BTC", "USDT")  # not BTCUS / DT, not BTCUSD / T
+    assert split_symbol("btc-usd") == ("BTC", "USD")
+    assert split_symbol("ETHBTC") == ("ETH", "BTC")
+    assert split_symbol("BTCFDUSD") == ("BTC", "FDUSD") and split_symbol("SOLPYUSD")[1] == "PYUSD"
+    assert split_symbol("USDCEURC") == ("USDC", "EURC")
+    with pytest.raises(ValueError, match="no known quote asset"):
+        split_symbol("ABCXYZ")
+    with pytest.raises(ValueError, match="no known quote asset"):
+        split_symbol("USDT")  # a quote alone has no base
