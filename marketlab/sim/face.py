@@ -4,13 +4,46 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 from collections.abc import Callable
-from typing import Any
+from typing import Any, ParamSpec, Protocol, TypeVar, cast
 
 from aiohttp import WSMsgType
 
 log = logging.getLogger("marketlab.sim")
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+
+class OnLoop(Protocol):
+    """A face that knows the simulator's event loop once it serves (None before)."""
+
+    loop: asyncio.AbstractEventLoop | None
+
+
+def on_loop(fn: Callable[P, T]) -> Callable[P, T]:
+    """Run a face's fault method on the simulator's event loop when called from another
+    thread (a test beside a simulator running in its thread): connections and their queues
+    belong to the loop. The face (``OnLoop``) learns its loop when its routes are added."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> T:
+        loop = cast(OnLoop, args[0]).loop
+        try:
+            here = asyncio.get_running_loop()
+        except RuntimeError:
+            here = None
+        if loop is None or here is loop or not loop.is_running():
+            return fn(*args, **kwargs)
+
+        async def call() -> T:
+            return fn(*args, **kwargs)
+
+        return asyncio.run_coroutine_threadsafe(call(), loop).result(timeout=30)
+
+    return wrapper
 
 
 class SocketFace:

@@ -14,14 +14,12 @@ refusal's text is the simulator's own (clients should read ``success``, not pros
 from __future__ import annotations
 
 import asyncio
-import functools
 import logging
 import time
 import uuid
 import zlib
-from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, ParamSpec, TypeVar
+from typing import Any
 
 import orjson
 from aiohttp import WSMsgType, web
@@ -36,7 +34,7 @@ from marketlab.sim.bybit.rest import (
     trade_id,
     trade_seq,
 )
-from marketlab.sim.face import SocketFace
+from marketlab.sim.face import SocketFace, on_loop
 from marketlab.sim.host import BybitHost
 from marketlab.sim.market import Candle, StepResult, SymbolMarket
 
@@ -49,34 +47,6 @@ DEPTHS = ("1", "50", "200", "1000")  # spot depths; 500 is gone, others never we
 LEVEL1_REPEAT_MS = 3000  # an unchanged level-1 book is sent again after this, same ``u``
 TRADES_PER_MESSAGE = 1024
 PUSH_DELAY_MS = 3  # from the matching engine (``cts``) to the push (``ts``)
-
-P = ParamSpec("P")
-T = TypeVar("T")
-
-
-def on_loop(fn: Callable[P, T]) -> Callable[P, T]:
-    """Run a fault on the simulator's event loop when called from another thread (a test
-    beside a simulator running in its thread): connections and their queues belong to the
-    loop. The face learns its loop when its routes are added."""
-
-    @functools.wraps(fn)
-    def wrapper(*args: P.args, **kwargs: P.kwargs) -> T:
-        face = args[0]
-        assert isinstance(face, BybitWs)
-        loop = face.loop
-        try:
-            here = asyncio.get_running_loop()
-        except RuntimeError:
-            here = None
-        if loop is None or here is loop or not loop.is_running():
-            return fn(*args, **kwargs)
-
-        async def call() -> T:
-            return fn(*args, **kwargs)
-
-        return asyncio.run_coroutine_threadsafe(call(), loop).result(timeout=30)
-
-    return wrapper
 
 
 @dataclass(eq=False)

@@ -29,8 +29,8 @@ from typing import Any
 from aiohttp import web
 
 from marketlab.sim.coinbase.rest import CoinbaseRest, product_id
-from marketlab.sim.coinbase.ws import CoinbaseConnection, CoinbaseWs, on_loop
-from marketlab.sim.face import SocketFace
+from marketlab.sim.coinbase.ws import CoinbaseConnection, CoinbaseWs
+from marketlab.sim.face import SocketFace, on_loop
 from marketlab.sim.host import CoinbaseHost
 
 __all__ = ["REST_PREFIX", "WS_PATH", "CoinbaseFace", "product_id"]

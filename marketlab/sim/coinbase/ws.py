@@ -18,20 +18,18 @@ acted on; trades within an update are newest first, so a client orders by ``trad
 from __future__ import annotations
 
 import asyncio
-import functools
 import logging
 import time
 from collections import deque
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, ParamSpec, TypeVar
+from typing import Any
 
 import orjson
 from aiohttp import WSMsgType, web
 
 from marketlab.sim.coinbase.rest import num, product_id, rfc3339, trade_json
-from marketlab.sim.face import SocketFace
+from marketlab.sim.face import SocketFace, on_loop
 from marketlab.sim.host import CoinbaseHost
 from marketlab.sim.market import Candle, StepResult, SymbolMarket
 
@@ -56,34 +54,6 @@ PUSH_DELAY_MS = 5  # from the matching engine to the envelope's timestamp
 SNAPSHOT_EVENT_TIME = "1970-01-01T00:00:00Z"  # what the docs' level2 snapshot levels carry
 REFUSED = "failure to subscribe"
 RATE_WINDOW = 1.0  # seconds of the inbound message and connection limits' window
-
-P = ParamSpec("P")
-T = TypeVar("T")
-
-
-def on_loop(fn: Callable[P, T]) -> Callable[P, T]:
-    """Run a fault on the simulator's event loop when called from another thread (a test
-    beside a simulator running in its thread): connections and their queues belong to the
-    loop. The face learns its loop when its routes are added."""
-
-    @functools.wraps(fn)
-    def wrapper(*args: P.args, **kwargs: P.kwargs) -> T:
-        face = args[0]
-        assert isinstance(face, CoinbaseWs)
-        loop = face.loop
-        try:
-            here = asyncio.get_running_loop()
-        except RuntimeError:
-            here = None
-        if loop is None or here is loop or not loop.is_running():
-            return fn(*args, **kwargs)
-
-        async def call() -> T:
-            return fn(*args, **kwargs)
-
-        return asyncio.run_coroutine_threadsafe(call(), loop).result(timeout=30)
-
-    return wrapper
 
 
 @dataclass(eq=False)
