@@ -429,3 +429,69 @@ class OrderBook:
 
     def __len__(self) -> int:
         return len(self._bids) + len(self._asks)
+
+
+class StreamBook(OrderBook):
+    """A book whose stream brings its own snapshots (Bybit, Coinbase): any snapshot replaces
+    the book whole, updates follow the venue's chain, and a book that loses the chain empties
+    and asks for a new subscription (:attr:`Action.RESUBSCRIBE`: its snapshot is the only way
+    back). A subclass checks its venue's chain and calls the steps here; ``chain`` names how a
+    synced book is known to equal the venue's (``verified_by``), ``numbered`` what its
+    updates are numbered by (for the reasons a book gives)."""
+
+    chain = ""
+    numbered = ""
+
+    def __init__(self, symbol: str, max_levels: int):
+        super().__init__(symbol, max_levels=max_levels)
+        self.verified_by = self.chain
+        self.snapshots = 0  # snapshots taken (the first, re-sent ones, restarts)
+
+    def _replace(self, bids: list[Level], asks: list[Level], update_id: int, time: int) -> Action:
+        """A snapshot: the whole book, at ``update_id`` (how the venue numbers it)."""
+        self._resync("replaced by a snapshot", None)
+        self.stats.resyncs -= 1  # a replacement, not a loss
+        self._snapshot_requested = False
+        self._bids.load(bids, -1.0)
+        self._asks.load(asks, 1.0)
+        self.last_update_id = update_id
+        self.event_time = time
+        self.state = BookState.SYNCED
+        self.reason = ""
+        self.verified_by = self.chain  # (a REST poll's reset said otherwise)
+        self.snapshots += 1
+        self.stats.applied += 1
+        if self._crossed():
+            self.stats.crossed += 1
+            return self._lost(f"crossed snapshot at {self.numbered} {update_id}")
+        return Action.NONE
+
+    def _waiting(self) -> Action:
+        """An update while out of sync: dropped until the new subscription's snapshot, asked
+        for again if the book was forgotten (invalidated) while the stream ran on."""
+        self.stats.ignored += 1
+        if not self._snapshot_requested:
+            self._snapshot_requested = True
+            return Action.RESUBSCRIBE
+        return Action.NONE
+
+    def _update(self, bids: list[Level], asks: list[Level], update_id: int, time: int) -> Action:
+        """An update that follows the chain, applied; a crossed book is lost."""
+        found = self._apply(self._bids, self._asks, bids, asks, self.max_levels, self._min_known)
+        self.last_update_id = update_id
+        self.event_time = time
+        self.stats.applied += 1
+        if found == SETTLED:
+            return Action.NONE
+        if found == CROSSED:
+            self.stats.crossed += 1
+            return self._lost(
+                f"crossed book at {self.numbered} {update_id}: bid {self.best_bid()} >= ask "
+                f"{self.best_ask()}"
+            )
+        # BEYOND_RANGE needs a cut REST snapshot's bounds, which a stream snapshot never sets
+        return self._lost(f"price moved beyond the known range at {self.numbered} {update_id}")
+
+    def _lost(self, reason: str) -> Action:
+        self._resync(reason, None)
+        return Action.RESUBSCRIBE

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from marketlab.venues.book import CROSSED, SETTLED, Action, BookState, OrderBook
+from marketlab.venues.book import Action, StreamBook
 from marketlab.venues.bybit.frames import BookMessage
 
 # How a synced Bybit book is known to equal the venue's: each delta's ``u`` follows the last.
 U_CHAIN = "u chain"
 
 
-class BybitBook(OrderBook):
+class BybitBook(StreamBook):
     """One symbol's book from Bybit's ``orderbook.N`` channel: a snapshot, then deltas whose
     ``u`` is the previous ``u`` + 1.
 
@@ -22,56 +22,20 @@ class BybitBook(OrderBook):
     :attr:`Action.RESUBSCRIBE`: a new subscription's snapshot is the only way back.
     """
 
+    chain = U_CHAIN
+    numbered = "u"
+
     def __init__(self, symbol: str, max_levels: int = 1000):
-        super().__init__(symbol, max_levels=max_levels)
-        self.verified_by = U_CHAIN
-        self.snapshots = 0  # snapshots taken (the first, re-sent ones, restarts)
+        super().__init__(symbol, max_levels)
 
     def on_message(self, msg: BookMessage) -> Action:
         if msg.action == "snapshot":
-            self._resync("replaced by a snapshot", None)
-            self.stats.resyncs -= 1  # a replacement, not a loss
-            self._snapshot_requested = False
-            self._bids.load(msg.bids, -1.0)
-            self._asks.load(msg.asks, 1.0)
-            self.last_update_id = msg.update_id
-            self.event_time = msg.time
-            self.state = BookState.SYNCED
-            self.reason = ""
-            self.verified_by = U_CHAIN  # (a REST poll's reset said otherwise)
-            self.snapshots += 1
-            self.stats.applied += 1
-            if self._crossed():
-                self.stats.crossed += 1
-                return self._lost(f"crossed snapshot at u {msg.update_id}")
-            return Action.NONE
+            return self._replace(msg.bids, msg.asks, msg.update_id, msg.time)
         if not self.synced:
-            self.stats.ignored += 1  # waiting for the snapshot of a new subscription
-            if not self._snapshot_requested:  # forgotten (invalidated) while the stream runs on
-                self._snapshot_requested = True
-                return Action.RESUBSCRIBE
-            return Action.NONE
+            return self._waiting()  # the snapshot of a new subscription comes first
         if msg.update_id != self.last_update_id + 1:
             self.stats.gaps += 1
             return self._lost(
                 f"gap: delta u {msg.update_id} does not follow u {self.last_update_id}"
             )
-        found = self._apply(
-            self._bids, self._asks, msg.bids, msg.asks, self.max_levels, self._min_known
-        )
-        self.last_update_id = msg.update_id
-        self.event_time = msg.time
-        self.stats.applied += 1
-        if found == SETTLED:
-            return Action.NONE
-        if found == CROSSED:
-            self.stats.crossed += 1
-            return self._lost(
-                f"crossed book at u {msg.update_id}: bid {self.best_bid()} >= ask {self.best_ask()}"
-            )
-        # BEYOND_RANGE needs a cut REST snapshot's bounds, which a stream snapshot never sets
-        return self._lost(f"price moved beyond the known range at u {msg.update_id}")
-
-    def _lost(self, reason: str) -> Action:
-        self._resync(reason, None)
-        return Action.RESUBSCRIBE
+        return self._update(msg.bids, msg.asks, msg.update_id, msg.time)

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from marketlab.venues.book import CROSSED, SETTLED, Action, BookState, OrderBook
+from marketlab.venues.book import Action, StreamBook
 from marketlab.venues.coinbase.frames import BookMessage
 
 # How a synced Coinbase book is known to equal the venue's.
@@ -67,7 +67,7 @@ class SequenceChain:
         return found
 
 
-class CoinbaseBook(OrderBook):
+class CoinbaseBook(StreamBook):
     """One product's book from Coinbase's ``level2`` channel: a snapshot (the whole book, both
     sides in one list), then updates of absolute sizes ("0" removes a level).
 
@@ -81,52 +81,19 @@ class CoinbaseBook(OrderBook):
     book has no sequence to stitch on).
     """
 
+    chain = SEQUENCE_CHAIN
+    numbered = "sequence_num"
+
     def __init__(self, symbol: str, max_levels: int = 5000):
-        super().__init__(symbol, max_levels=max_levels)
-        self.verified_by = SEQUENCE_CHAIN
-        self.snapshots = 0
+        super().__init__(symbol, max_levels)
         self._snapshot_requested = True  # the first subscription brings it
 
     def on_message(self, msg: BookMessage) -> Action:
         if msg.action == "snapshot":
-            self._resync("replaced by a snapshot", None)
-            self.stats.resyncs -= 1  # a replacement, not a loss
-            self._snapshot_requested = False
-            self._bids.load(msg.bids, -1.0)
-            self._asks.load(msg.asks, 1.0)
-            self.last_update_id = msg.sequence_num
-            self.event_time = msg.time
-            self.state = BookState.SYNCED
-            self.reason = ""
-            self.verified_by = SEQUENCE_CHAIN  # (a REST poll's reset said otherwise)
-            self.snapshots += 1
-            self.stats.applied += 1
-            if self._crossed():
-                self.stats.crossed += 1
-                return self._lost(f"crossed snapshot at sequence_num {msg.sequence_num}")
-            return Action.NONE
+            return self._replace(msg.bids, msg.asks, msg.sequence_num, msg.time)
         if not self.synced:
-            self.stats.ignored += 1  # waiting for the snapshot of a new subscription
-            if not self._snapshot_requested:  # forgotten (invalidated) while the stream runs on
-                self._snapshot_requested = True
-                return Action.RESUBSCRIBE
-            return Action.NONE
-        found = self._apply(
-            self._bids, self._asks, msg.bids, msg.asks, self.max_levels, self._min_known
-        )
-        self.last_update_id = msg.sequence_num
-        self.event_time = msg.time
-        self.stats.applied += 1
-        if found == SETTLED:
-            return Action.NONE
-        if found == CROSSED:
-            self.stats.crossed += 1
-            return self._lost(
-                f"crossed book at sequence_num {msg.sequence_num}: bid {self.best_bid()} >= "
-                f"ask {self.best_ask()}"
-            )
-        # BEYOND_RANGE needs a cut REST snapshot's bounds, which a stream snapshot never sets
-        return self._lost(f"price moved beyond the known range at {msg.sequence_num}")
+            return self._waiting()  # the snapshot of a new subscription comes first
+        return self._update(msg.bids, msg.asks, msg.sequence_num, msg.time)
 
     def lost(self, reason: str) -> Action:
         """The connection's chain broke (``reason`` says where): the book may have missed any
@@ -140,7 +107,3 @@ class CoinbaseBook(OrderBook):
         the new subscription's snapshot, which is already asked for, so until then the book is
         out of sync (a snapshot of the old subscription may have synced it meanwhile)."""
         self._resync(reason, None)
-
-    def _lost(self, reason: str) -> Action:
-        self._resync(reason, None)
-        return Action.RESUBSCRIBE
