@@ -55,6 +55,9 @@ class Feed(Intake, KlineIntegrity, TradeIntegrity, RestPolling):
     # seconds between those texts whatever the traffic, for a venue that wants them so (None:
     # only when the connection is quiet)
     text_ping_every: float | None = None
+    # the venue's books follow one connection's chain (snapshots come on the stream): on a
+    # rollover they start again from the successor's snapshots, never mixing two chains
+    books_per_connection = False
 
     def __init__(
         self,
@@ -72,6 +75,7 @@ class Feed(Intake, KlineIntegrity, TradeIntegrity, RestPolling):
         self._init_intake(sink)
         self._init_kline_integrity()
         self._init_trade_integrity()
+        self._resubscribing: set[str] = set()  # books waiting for a new subscription's snapshot
         self.books: dict[str, LockedBook] = {}
         self.stream_stats: dict[tuple[str, str], StreamStats] = {
             key: StreamStats() for key in stat_keys(self.symbols, self.intervals, self.channels)
@@ -332,10 +336,35 @@ class Feed(Intake, KlineIntegrity, TradeIntegrity, RestPolling):
                 self.connections.remove(old)
 
         self._spawn(retire())
+        if self.books_per_connection:  # briefly out of sync, from the successor's snapshots
+            for stream in old.streams:
+                symbol = self.book_of(stream)
+                if symbol is not None:
+                    self.invalidate_book(symbol, f"moving to a new connection ({why})")
+
+    def _resubscribe_book(self, conn: WsConnection, symbol: str, stream: Any, reason: str) -> None:
+        """A book whose stream brings its snapshots lost its chain: subscribe to ``stream``
+        again on ``conn`` for a fresh snapshot (once, until :meth:`_book_resynced`)."""
+        if symbol in self._resubscribing:
+            return
+        log.warning("book %s: %s; subscribing again for a new snapshot", symbol, reason)
+        self._resubscribing.add(symbol)
+
+        async def resubscribe() -> None:
+            await conn.subscribe([stream], unsubscribe=True)
+            await asyncio.sleep(0)
+            await conn.subscribe([stream])
+
+        self._spawn(resubscribe())
+
+    def _book_resynced(self, symbol: str) -> None:
+        """The snapshot of a new subscription came: a later break subscribes again."""
+        self._resubscribing.discard(symbol)
 
     def on_connected(self, conn: WsConnection) -> None:
         """``conn`` is (re)connected: every kline series it carries is backfilled from the
         last closed candle, as candles may have closed while it was down."""
+        self._resubscribing.clear()  # its subscriptions bring every book's snapshot anew
         log.info("%s: connected (%d streams)", conn.name, len(conn.streams))
         for stream in conn.streams:
             kline = self.kline_of(stream)

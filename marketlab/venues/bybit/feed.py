@@ -12,7 +12,6 @@ does not claim gap detection by id (``trades_by_id`` is False); the REST client'
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import logging
 import time
@@ -44,6 +43,7 @@ class BybitFeed(Feed):
     subscription after a break; its connections send Bybit's JSON ping every 20 s."""
 
     venue = "bybit"
+    books_per_connection = True  # books come whole from this stream, chained per connection
     trades_by_id = False  # spot trade ids are not consecutive: a gap cannot be seen by id
     text_ping = PING
     text_ping_every = bybit.PING_INTERVAL_S  # Bybit asks for one every 20 s, busy or not
@@ -66,7 +66,6 @@ class BybitFeed(Feed):
         if "book" in self.channels:
             self.books = {s: _locked_bybit_book(s) for s in self.symbols}
         self._decoder = bybit.BybitDecoder()
-        self._resubscribing: set[str] = set()
         # Requests sent and not yet answered, by req_id: spot's answer names no topic, only
         # the req_id, which is unique over the feed (each connection counts its own from 1).
         self._requests: dict[str, tuple[str, list[bybit.Topic], float]] = {}
@@ -138,34 +137,15 @@ class BybitFeed(Feed):
                 self.book_tap(book, was, msg.bids, msg.asks, msg.time)
         self._count((msg.symbol, "depth"), "ws")
         if msg.action == "snapshot":
-            self._resubscribing.discard(msg.symbol)
+            self._book_resynced(msg.symbol)
             log.info("book %s: synced at u %d", msg.symbol, msg.update_id)
-        if action is Action.RESUBSCRIBE and msg.symbol not in self._resubscribing:
-            log.warning("book %s: %s; subscribing again for a new snapshot", msg.symbol, reason)
-            self._resubscribing.add(msg.symbol)
+        if action is Action.RESUBSCRIBE:
             topic = bybit.Topic(f"orderbook.{msg.depth}", bybit.bybit_symbol(msg.symbol))
-            self._spawn(self._resubscribe(conn, topic))
-
-    async def _resubscribe(self, conn: WsConnection, topic: bybit.Topic) -> None:
-        await conn.subscribe([topic], unsubscribe=True)
-        await asyncio.sleep(0)
-        await conn.subscribe([topic])
-
-    def _roll_over(self, old: WsConnection, why: str) -> None:
-        """Books follow one connection's u chain: they start again from the successor's
-        snapshot (briefly out of sync, never mixing two chains)."""
-        if old.retiring:
-            return
-        super()._roll_over(old, why)
-        for topic in old.streams:
-            symbol = self.book_of(topic)
-            if symbol is not None:
-                self.invalidate_book(symbol, f"moving to a new connection ({why})")
+            self._resubscribe_book(conn, msg.symbol, topic, reason)
 
     def on_connected(self, conn: WsConnection) -> None:
         """Books start again from the new subscriptions' snapshots; trades the interruption may
         have cost are looked for in ``recent-trade`` (the last 60: all Bybit can give)."""
-        self._resubscribing.clear()
         super().on_connected(conn)
         for topic in conn.streams:
             symbol = bybit.symbol_of(topic.symbol)

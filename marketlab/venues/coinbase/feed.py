@@ -55,6 +55,7 @@ class CoinbaseFeed(Feed):
     REST candles fetched as each closes."""
 
     venue = "coinbase"
+    books_per_connection = True  # books come whole from this stream, chained per connection
     trades_by_id = True  # consecutive per product; /market/products/{id}/ticker fills a gap
     kline_settle_s = 2.0  # waited after a candle's close before asking (the REST client takes
     # a candle as closed 1 s after its end: rest.CLOSED_AFTER_MS)
@@ -277,17 +278,6 @@ class CoinbaseFeed(Feed):
         self._pending.pop(conn, None)
         self._unsubscribing.pop(conn, None)
         super().on_disconnected(conn)
-
-    def _roll_over(self, old: WsConnection, why: str) -> None:
-        """Books follow one connection's chain: they start again from the successor's
-        snapshots (briefly out of sync, never mixing two chains)."""
-        if old.retiring:
-            return
-        super()._roll_over(old, why)
-        for topic in old.streams:
-            symbol = self.book_of(topic)
-            if symbol is not None:
-                self.invalidate_book(symbol, f"moving to a new connection ({why})")
 
     # --- klines from REST ----------------------------------------------------------------------
 

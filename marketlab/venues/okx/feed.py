@@ -8,7 +8,6 @@ by checksum; any break means unsubscribe and subscribe again for a fresh snapsho
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from collections.abc import Sequence
@@ -34,6 +33,7 @@ class OkxFeed(Feed):
     subscription after a break; and it wants a text ``ping`` to keep a quiet connection."""
 
     venue = "okx"
+    books_per_connection = True  # books come whole from this stream, chained per connection
     trades_by_id = True  # trades-all ids are contiguous; /market/history-trades?type=1&after=
     text_ping = "ping"
 
@@ -51,7 +51,6 @@ class OkxFeed(Feed):
         if "book" in self.channels:
             self.books = {s: _locked_okx_book(s) for s in self.symbols}
         self._decoder = okx.OkxDecoder()
-        self._resubscribing: set[str] = set()
         # Subscriptions sent and not yet acknowledged, per connection: a subscription lost on
         # the way (a link that stalled as it was sent) would otherwise leave a connection that
         # answers our pings and never carries data.
@@ -121,31 +120,13 @@ class OkxFeed(Feed):
                 self.book_tap(book, was, msg.bids, msg.asks, msg.time)
         self._count((msg.symbol, "depth"), "ws")
         if msg.action == "snapshot":
-            self._resubscribing.discard(msg.symbol)
+            self._book_resynced(msg.symbol)
             log.info("book %s: synced at seq %d", msg.symbol, msg.seq_id)
-        if action is Action.RESUBSCRIBE and msg.symbol not in self._resubscribing:
-            log.warning("book %s: %s; subscribing again for a new snapshot", msg.symbol, reason)
-            self._resubscribing.add(msg.symbol)
-            self._spawn(self._resubscribe(conn, okx.Topic("books", okx.inst_id(msg.symbol))))
-
-    async def _resubscribe(self, conn: WsConnection, topic: okx.Topic) -> None:
-        await conn.subscribe([topic], unsubscribe=True)
-        await asyncio.sleep(0)
-        await conn.subscribe([topic])
-
-    def _roll_over(self, old: WsConnection, why: str) -> None:
-        """Books follow one connection's seqId chain: they start again from the successor's
-        snapshot (briefly out of sync, never mixing two chains)."""
-        if old.retiring:
-            return
-        super()._roll_over(old, why)
-        for topic in old.streams:
-            symbol = self.book_of(topic)
-            if symbol is not None:
-                self.invalidate_book(symbol, f"moving to a new connection ({why})")
+        if action is Action.RESUBSCRIBE:
+            topic = okx.Topic("books", okx.inst_id(msg.symbol))
+            self._resubscribe_book(conn, msg.symbol, topic, reason)
 
     def on_connected(self, conn: WsConnection) -> None:
-        self._resubscribing.clear()
         self._unacked[conn] = {}
         super().on_connected(conn)
 
