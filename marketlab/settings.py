@@ -67,6 +67,21 @@ def base_url(arg: str, value: Any, schemes: tuple[str, ...], example: str, appen
     return base
 
 
+def ws_url_at(arg: str, value: Any, path: str, what: str, base: str) -> str:
+    """A venue's WebSocket URL ending in ``path``, or a bare base that gets ``path`` appended
+    (``ws://127.0.0.1:9100`` → ``ws://127.0.0.1:9100/ws/v5/public``); ``what`` names the URL
+    and ``base`` gives an example base, for the message that refuses anything else."""
+    text = url(arg, value, ("ws", "wss")).rstrip("/")
+    at = urlsplit(text).path
+    if not at:
+        return text + path
+    if at.endswith(path):
+        return text
+    raise ValueError(
+        f"{arg} {value!r} should be {what} ending in {path} or a bare base such as {base}"
+    )
+
+
 def rest_url(value: Any, arg: str) -> str:
     """A REST base such as ``https://api.binance.com``: the client appends ``/api/...``."""
     return base_url(arg, value, ("http", "https"), "https://api.binance.com", "/api/v3 or /api/v5")

@@ -13,13 +13,12 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit
 
 import msgspec
 
 from marketlab.records import Interval
 from marketlab.records import normalize_symbol as _normalize
-from marketlab.settings import url
+from marketlab.settings import ws_url_at
 
 DEFAULT_WS_URL = "wss://stream.bybit.com"
 DEFAULT_REST_URL = "https://api.bybit.com"
@@ -66,15 +65,8 @@ CHANNELS = {
 def check_ws_url(value: Any, arg: str = "bybit_ws_url") -> str:
     """Bybit's public spot WebSocket URL: the full ``…/v5/public/spot``, or a bare base that
     gets it appended (``ws://127.0.0.1:9300`` → ``ws://127.0.0.1:9300/v5/public/spot``)."""
-    text = url(arg, value, ("ws", "wss")).rstrip("/")
-    path = urlsplit(text).path
-    if not path:
-        return text + SPOT_PATH
-    if path.endswith(SPOT_PATH):
-        return text
-    raise ValueError(
-        f"{arg} {value!r} should be Bybit's public spot WebSocket URL ending in {SPOT_PATH} "
-        "or a bare base such as wss://stream.bybit.com"
+    return ws_url_at(
+        arg, value, SPOT_PATH, "Bybit's public spot WebSocket URL", "wss://stream.bybit.com"
     )
 
 

@@ -12,13 +12,12 @@ import zlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit
 
 import msgspec
 
 from marketlab.records import Interval, split_symbol
 from marketlab.records import normalize_symbol as _normalize
-from marketlab.settings import url
+from marketlab.settings import ws_url_at
 
 DEFAULT_WS_URL = "wss://ws.okx.com:8443/ws/v5/public"
 DEFAULT_REST_URL = "https://www.okx.com"
@@ -61,15 +60,12 @@ BUSINESS_CHANNELS = ("trades-all",)
 def check_ws_url(value: Any, arg: str = "okx_ws_url") -> str:
     """OKX's public WebSocket URL: the full ``…/ws/v5/public``, or a bare base that gets it
     appended (``ws://127.0.0.1:9100`` → ``ws://127.0.0.1:9100/ws/v5/public``)."""
-    text = url(arg, value, ("ws", "wss")).rstrip("/")
-    path = urlsplit(text).path
-    if not path:
-        return text + OKX_PUBLIC_PATH
-    if path.endswith(OKX_PUBLIC_PATH):
-        return text
-    raise ValueError(
-        f"{arg} {value!r} should be OKX's public WebSocket URL ending in {OKX_PUBLIC_PATH} "
-        "or a bare base such as wss://ws.okx.com:8443 (candles go to /ws/v5/business beside it)"
+    return ws_url_at(
+        arg,
+        value,
+        OKX_PUBLIC_PATH,
+        "OKX's public WebSocket URL",
+        "wss://ws.okx.com:8443 (candles go to /ws/v5/business beside it)",
     )
 
 
