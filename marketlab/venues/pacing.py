@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections import deque
+
 # Binance's limit, the strictest of the venues here: the default ceiling for every venue.
 MAX_INCOMING_MESSAGES_PER_SECOND = 5
 
@@ -28,3 +30,26 @@ class MessagePacer:
 
     def sent(self, now: float) -> None:
         self._last = max(now, self._last + self.interval) if self._last is not None else now
+
+
+class RequestWindow:
+    """At most ``limit`` requests in any ``window_s`` seconds, sans-I/O: the sliding window
+    the venues' REST pacers share (each adds what its venue says after a refusal). Feed it
+    times, ask it when."""
+
+    def __init__(self, limit: int, window_s: float):
+        self.limit = max(1, limit)
+        self.window_s = window_s
+        self.sent_at: deque[float] = deque()
+
+    def delay(self, now: float) -> float:
+        """Seconds to wait from ``now`` before the next request may go."""
+        sent = self.sent_at
+        while sent and sent[0] <= now - self.window_s:
+            sent.popleft()
+        if len(sent) >= self.limit:
+            return sent[0] + self.window_s - now + 0.01
+        return 0.0
+
+    def sent(self, now: float) -> None:
+        self.sent_at.append(now)

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import functools
 import time
-from collections import deque
 from typing import Any
 
 import msgspec
@@ -19,6 +18,7 @@ import msgspec
 from marketlab.records import BookSnapshot, Interval, Kline, Ticker, Trade
 from marketlab.stream.rest import GovernorStats, PacedRest
 from marketlab.venues import bybit
+from marketlab.venues.pacing import RequestWindow
 
 LIMIT = 600  # requests per window per IP (Bybit's documented limit)
 WINDOW_S = 5.0
@@ -32,23 +32,17 @@ class IpWindowPacer:
     the ban is over. Fed times by its owner (``delay(cost, now)``, ``sent(cost, now)``)."""
 
     def __init__(self, limit: int = LIMIT, headroom: float = 0.5):
-        self.limit = max(1, int(limit * headroom))
-        self.sent_at: deque[float] = deque()
+        self.window = RequestWindow(int(limit * headroom), WINDOW_S)
         self.blocked_until = 0.0
         self.stats = GovernorStats()
 
     def delay(self, cost: Any, now: float) -> float:
         if now < self.blocked_until:
             return self.blocked_until - now
-        sent = self.sent_at
-        while sent and sent[0] <= now - WINDOW_S:
-            sent.popleft()
-        if len(sent) >= self.limit:
-            return sent[0] + WINDOW_S - now + 0.01
-        return 0.0
+        return self.window.delay(now)
 
     def sent(self, cost: Any, now: float) -> None:
-        self.sent_at.append(now)
+        self.window.sent(now)
         self.stats.requests += 1
 
     def observe(self, status: int, now: float, ret_code: int | None = None) -> None:

@@ -13,7 +13,6 @@ from __future__ import annotations
 import functools
 import math
 import time
-from collections import deque
 from typing import Any
 
 import msgspec
@@ -21,6 +20,7 @@ import msgspec
 from marketlab.records import BookSnapshot, Interval, Kline, Ticker, Trade
 from marketlab.stream.rest import GovernorStats, PacedRest
 from marketlab.venues import coinbase as cb
+from marketlab.venues.pacing import RequestWindow
 
 LIMIT = 10  # public requests per second per IP
 WINDOW_S = 1.0
@@ -37,8 +37,7 @@ class SecondWindowPacer:
     pause (Retry-After, else 2 s doubling to 60 s) is over. Fed times by its owner."""
 
     def __init__(self, limit: int = LIMIT, headroom: float = 0.7):
-        self.limit = max(1, int(limit * headroom))
-        self.sent_at: deque[float] = deque()
+        self.window = RequestWindow(int(limit * headroom), WINDOW_S)
         self.blocked_until = 0.0
         self.pause = PAUSE_S
         self.stats = GovernorStats()
@@ -46,15 +45,10 @@ class SecondWindowPacer:
     def delay(self, cost: Any, now: float) -> float:
         if now < self.blocked_until:
             return self.blocked_until - now
-        sent = self.sent_at
-        while sent and sent[0] <= now - WINDOW_S:
-            sent.popleft()
-        if len(sent) >= self.limit:
-            return sent[0] + WINDOW_S - now + 0.01
-        return 0.0
+        return self.window.delay(now)
 
     def sent(self, cost: Any, now: float) -> None:
-        self.sent_at.append(now)
+        self.window.sent(now)
         self.stats.requests += 1
 
     def observe(self, status: int, now: float, retry_after: str | None = None) -> None:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import functools
 import time
-from collections import deque
 from typing import Any
 
 import msgspec
@@ -17,6 +16,7 @@ import msgspec
 from marketlab.records import BookSnapshot, Interval, Kline, Ticker, Trade
 from marketlab.stream.rest import GovernorStats, PacedRest
 from marketlab.venues import okx
+from marketlab.venues.pacing import RequestWindow
 
 # Requests per two seconds per IP (OKX's documented limits), with headroom for other clients.
 LIMITS = {
@@ -36,23 +36,17 @@ class WindowPacer:
     """At most ``limit`` requests per endpoint in any ``WINDOW_S``; fed times by its owner."""
 
     def __init__(self, limits: dict[str, int], headroom: float = 0.75):
-        self.limits = {k: max(1, int(v * headroom)) for k, v in limits.items()}
-        self.sent_at: dict[str, deque[float]] = {k: deque() for k in limits}
+        self.windows = {k: RequestWindow(int(v * headroom), WINDOW_S) for k, v in limits.items()}
         self.blocked_until = 0.0
         self.stats = GovernorStats()
 
     def delay(self, endpoint: str, now: float) -> float:
         if now < self.blocked_until:
             return self.blocked_until - now
-        sent = self.sent_at[endpoint]
-        while sent and sent[0] <= now - WINDOW_S:
-            sent.popleft()
-        if len(sent) >= self.limits[endpoint]:
-            return sent[0] + WINDOW_S - now + 0.01
-        return 0.0
+        return self.windows[endpoint].delay(now)
 
     def sent(self, endpoint: str, now: float) -> None:
-        self.sent_at[endpoint].append(now)
+        self.windows[endpoint].sent(now)
         self.stats.requests += 1
 
     def observe(self, status: int, now: float) -> None:
