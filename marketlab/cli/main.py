@@ -303,24 +303,28 @@ def build_parser() -> argparse.ArgumentParser:
         "--faults",
         default=None,
         help="scheduled faults, e.g. 'drop@30,stall@60:10,gap@90,malformed@100,"
-        "rest429@120:3,refuse@150:20' (seconds after start)",
+        "rest429@120:3,refuse@150:20,bybit.outage@180:10' (seconds after start; a VENUE. "
+        "prefix hits that venue only)",
     )
 
     fault = sub.add_parser("fault", help="inject a fault into a running simulator")
     fault.add_argument(
         "name",
-        help="drop, stall, gap, malformed, rest429, rest418, rest500, "
-        "rest503, refuse, shutdown, pause, resume; OKX books: checksum, heartbeat, "
-        "seqreset",
+        help="drop, stall, gap, malformed, rest429, rest418 (Binance, OKX), rest403 (Bybit's "
+        "ban), rest500, rest502, rest503, rest504, refuse, outage, shutdown, pause, resume; "
+        "books: checksum and heartbeat (OKX), seqreset (OKX, Bybit)",
     )
     fault.add_argument(
-        "--venue", choices=("binance", "okx"), default=None, help="the venue to hit (default: both)"
+        "--venue",
+        choices=("binance", "okx", "bybit", "coinbase"),
+        default=None,
+        help="the venue to hit (default: every venue that has the fault)",
     )
     fault.add_argument(
         "arg",
         nargs="?",
-        help="seconds (stall, refuse), count (gap, rest*, checksum), kind (malformed), "
-        "symbol (heartbeat, seqreset)",
+        help="seconds (stall, refuse, outage, rest403, shutdown on Bybit and Coinbase), "
+        "count (gap, rest*, checksum), kind (malformed), symbol (heartbeat, seqreset)",
     )
     fault.add_argument("--port", type=_port, default=9100)
     fault.add_argument("--host", default="127.0.0.1")
@@ -384,14 +388,22 @@ async def run_sim(args: argparse.Namespace) -> int:
         **options,
     )
     async with sim:
-        print(f"simulated Binance Spot and OKX exchange: {', '.join(sim.symbol_names)}", flush=True)
+        print(
+            f"simulated Binance Spot, OKX, Bybit and Coinbase: {', '.join(sim.symbol_names)}",
+            flush=True,
+        )
         print(f"  REST       {sim.rest_url}/api/v3/klines?symbol={sim.symbol_names[0]}&interval=1m")
         print(f"  WebSocket  {sim.ws_url}/stream?streams={sim.symbol_names[0].lower()}@trade")
         print(
             f"  OKX        {sim.rest_url}/api/v5/market/candles?instId=BTC-USDT and "
             f"{sim.okx_ws_url}"
         )
-        print(f"  faults     marketlab fault --port {sim.port} drop|stall 10|gap|...")
+        print(f"  Bybit      {sim.rest_url}/v5/market/tickers?category=spot and {sim.bybit_ws_url}")
+        print(
+            f"  Coinbase   {sim.rest_url}/api/v3/brokerage/market/products and "
+            f"{sim.coinbase_ws_url}"
+        )
+        print(f"  faults     marketlab fault --port {sim.port} [--venue V] drop|stall 10|gap|...")
         if sim.replay is not None:
             rate = (
                 f"{sim.replay_rate:g} frames/s"

@@ -21,13 +21,13 @@ from aiohttp import web
 from marketlab.records import Interval, normalize_symbol, parse_duration
 from marketlab.sim.binance import BinanceFace
 from marketlab.sim.bybit import BybitFace
-from marketlab.sim.coinbase import REST_PREFIX as COINBASE_REST
 from marketlab.sim.coinbase import WS_PATH as COINBASE_WS
 from marketlab.sim.coinbase import CoinbaseFace
 from marketlab.sim.faults import (
     FaultControls,
     Faults,
     ScheduledFault,
+    is_ws_path,
     parse_fault_schedule,
     threadsafe,
     venue_of_path,
@@ -322,7 +322,10 @@ class SimExchange(FaultControls):
         for fault in sorted(self.schedule, key=lambda f: f.at):
             await asyncio.sleep(max(0.0, began + fault.at - time.monotonic()))
             log.warning("injecting fault %s%s", fault.name, f" ({fault.arg})" if fault.arg else "")
-            self.inject(fault.name, fault.arg)
+            try:
+                self.inject(fault.name, fault.arg, fault.venue)
+            except ValueError as exc:
+                log.warning("fault %s not injected: %s", fault.name, exc)
 
     # --- the simulator's own record ------------------------------------------------------
 
@@ -389,16 +392,15 @@ class SimExchange(FaultControls):
     async def _refusals(
         self, request: web.Request, handler: Callable[..., Any]
     ) -> web.StreamResponse:
-        now = time.monotonic()
-        if request.path.startswith("/v5/"):  # Bybit: its face refuses during its own outage
+        if request.path.startswith("/sim/"):
             return await handler(request)
-        if request.path == COINBASE_WS or request.path.startswith(COINBASE_REST + "/"):
-            return await handler(request)  # Coinbase's face too
         venue = venue_of_path(request.path)
-        is_ws = request.path == "/ws" or request.path.startswith(("/ws/", "/stream"))
-        until = self.faults.refuse_ws_until if is_ws else self.faults.refuse_rest_until
-        refused = now < until[venue]
-        if refused and not request.path.startswith("/sim/"):
+        until = (
+            self.faults.refuse_ws_until
+            if is_ws_path(request.path)
+            else self.faults.refuse_rest_until
+        )
+        if time.monotonic() < until[venue]:
             if request.transport is not None:
                 request.transport.abort()
             return web.Response(status=503)

@@ -6,10 +6,13 @@ import asyncio
 import contextlib
 import functools
 import logging
+import time
 from collections.abc import Callable
 from typing import Any, ParamSpec, Protocol, TypeVar, cast
 
-from aiohttp import WSMsgType
+from aiohttp import WSMsgType, web
+
+from marketlab.sim.host import FaceHost
 
 log = logging.getLogger("marketlab.sim")
 
@@ -47,12 +50,23 @@ def on_loop(fn: Callable[P, T]) -> Callable[P, T]:
 
 
 class SocketFace:
-    """Closing and cutting connections; a face keeps ``connections`` and says how to ``_drop``
-    one (forget its subscriptions)."""
+    """Closing and cutting connections, and the writer every connection's frames leave by; a
+    face keeps ``connections`` and says how to ``_drop`` one (forget its subscriptions).
 
+    Every frame a face sends waits in its connection's queue (FIFO, so never reordered) until
+    ``latency`` seconds after it was queued: the venue's constant delivery delay. While the
+    venue is stalled (a fault) the writer sends nothing and forgets what it takes."""
+
+    venue: str
+    sim: Any  # the face's host (a FaceHost; each face narrows it to its own Protocol)
     connections: set[Any]
+    latency: float = 0.0  # seconds from an event to its frame leaving
+    MALFORMED_KINDS: tuple[str, ...] = ()  # what ``send_malformed`` knows
 
     def _drop(self, conn: Any) -> None:
+        raise NotImplementedError
+
+    def send_malformed(self, kind: str) -> int:
         raise NotImplementedError
 
     def _enqueue(self, conn: Any, data: bytes) -> None:
@@ -61,11 +75,30 @@ class SocketFace:
         if conn.closing:
             return
         try:
-            conn.queue.put_nowait(data)
+            conn.queue.put_nowait((time.monotonic() + self.latency, data))
         except asyncio.QueueFull:
             conn.closing = True
             log.info("closing a slow WebSocket consumer (queue full)")
             asyncio.get_running_loop().create_task(self._close(conn, 1008, b"Too slow"))
+
+    async def _writer(self, conn: Any) -> None:
+        """Send the connection's queued frames in order, each once its latency has passed."""
+        faults = cast(FaceHost, self.sim).faults
+        while True:
+            due, data = await conn.queue.get()
+            wait = due - time.monotonic()
+            if wait > 0:
+                await asyncio.sleep(wait)
+            if faults.stalled(self.venue):
+                continue  # a stalled link: nothing arrives, nothing is closed
+            try:
+                await conn.ws.send_frame(data, WSMsgType.TEXT)
+            except (ConnectionResetError, RuntimeError):
+                return
+            self._sent(conn)
+
+    def _sent(self, conn: Any) -> None:
+        """A frame left on ``conn`` (a face that keeps time of it says so here)."""
 
     async def _close(self, conn: Any, code: int, reason: bytes) -> None:
         """Close with a close frame (as the exchange does when it ends a connection)."""
@@ -77,12 +110,12 @@ class SocketFace:
     async def announce_and_close(
         self, notice: Callable[[Any], bytes], code: int, reason: bytes
     ) -> int:
-        """Send every connection its ``notice(conn)`` frame, then close them all."""
+        """Send every connection its ``notice(conn)`` frame (after what it was already sent),
+        then close them all."""
         conns = list(self.connections)
         for conn in conns:
-            with contextlib.suppress(Exception):
-                await conn.ws.send_frame(notice(conn), WSMsgType.TEXT)
-        await asyncio.sleep(0.05)
+            self._enqueue(conn, notice(conn))
+        await asyncio.sleep(0.05 + self.latency)
         for conn in conns:
             await self._close(conn, code, reason)
         return len(conns)
@@ -97,3 +130,35 @@ class SocketFace:
                 transport.abort()
             self._drop(conn)
         return len(conns)
+
+
+class OutageFace(SocketFace):
+    """A face whose venue can go away as a whole (Bybit's, Coinbase's): its WebSocket and REST
+    handlers refuse while :meth:`outage_active`."""
+
+    _outage_until: float = 0.0
+    loop: asyncio.AbstractEventLoop | None
+
+    def outage_active(self) -> bool:
+        return time.monotonic() < self._outage_until
+
+    def refuse_in_outage(self, request: web.Request) -> web.Response | None:
+        """The answer to a request during an outage (the connection cut), or None."""
+        if not self.outage_active():
+            return None
+        if request.transport is not None:
+            request.transport.abort()
+        return web.Response(status=503)
+
+    @on_loop
+    def drop(self) -> int:
+        """Cut every connection without a close frame; returns how many."""
+        return self.abort_all()
+
+    @on_loop
+    def outage(self, seconds: float) -> int:
+        """The venue goes away for ``seconds``: every connection is cut without a close frame,
+        and new connections and REST requests are refused until it is back. Returns how many
+        connections were cut."""
+        self._outage_until = time.monotonic() + seconds
+        return self.abort_all()

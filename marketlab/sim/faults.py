@@ -14,10 +14,15 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from marketlab.records import normalize_symbol, parse_duration
 from marketlab.sim.binance import ApiError
+from marketlab.sim.bybit.rest import BYBIT_REST_FAULTS
+from marketlab.sim.coinbase.rest import COINBASE_REST_FAULTS
+from marketlab.sim.face import SocketFace
 from marketlab.sim.host import PausableClock
 
 if TYPE_CHECKING:
     from marketlab.sim.binance import BinanceFace
+    from marketlab.sim.bybit import BybitFace
+    from marketlab.sim.coinbase import CoinbaseFace
     from marketlab.sim.okx import OkxFace
 
 T = TypeVar("T")
@@ -32,7 +37,39 @@ REST_FAULT_MESSAGES = {
 }
 
 
-VENUES = ("binance", "okx")
+VENUES = ("binance", "okx", "bybit", "coinbase")
+
+# Each named fault → the venues that have such a thing (pause and resume stop the one market
+# every venue shows, so they are no venue's).
+FAULT_VENUES: dict[str, tuple[str, ...]] = {
+    "drop": VENUES,
+    "stall": VENUES,
+    "gap": VENUES,
+    "malformed": VENUES,
+    "rest429": VENUES,
+    "rest418": ("binance", "okx"),
+    "rest403": ("bybit",),
+    "rest500": VENUES,
+    "rest502": VENUES,
+    "rest503": VENUES,
+    "rest504": VENUES,
+    "refuse": VENUES,
+    "outage": VENUES,
+    "shutdown": VENUES,
+    "pause": (),
+    "resume": (),
+    "checksum": ("okx",),
+    "heartbeat": ("okx",),
+    "seqreset": ("okx", "bybit"),
+}
+FAULT_NAMES = tuple(FAULT_VENUES)
+
+REST_STATUSES = {
+    "binance": tuple(REST_FAULT_MESSAGES),
+    "okx": tuple(REST_FAULT_MESSAGES),
+    "bybit": tuple(BYBIT_REST_FAULTS),
+    "coinbase": tuple(COINBASE_REST_FAULTS),
+}
 
 
 class Faults:
@@ -53,6 +90,7 @@ class Faults:
 
 
 def venues_of(venue: str | None) -> tuple[str, ...]:
+    """Every venue for None, else the one named (ValueError for an unknown name)."""
     if venue is None:
         return VENUES
     if venue not in VENUES:
@@ -60,8 +98,41 @@ def venues_of(venue: str | None) -> tuple[str, ...]:
     return (venue,)
 
 
+def fault_venues(name: str, venue: str | None) -> tuple[str, ...]:
+    """The venues a named fault hits: those that have it (for None), or the one named, which
+    must have it (ValueError saying which venues do)."""
+    have = FAULT_VENUES.get(name)
+    if have is None:
+        raise ValueError(f"unknown fault {name!r}: expected one of {', '.join(FAULT_NAMES)}")
+    if venue is None:
+        return have
+    (v,) = venues_of(venue)
+    if v not in have:
+        where = (
+            f"only {', '.join(have)} ha{'s' if len(have) == 1 else 've'} it"
+            if have
+            else ("it is no venue's (the one market every venue shows)")
+        )
+        raise ValueError(f"fault {name!r} does not exist on {v}: {where}")
+    return (v,)
+
+
 def venue_of_path(path: str) -> str:
-    return "okx" if path.startswith(("/ws/v5/", "/api/v5/")) else "binance"
+    """The venue a request's path belongs to: OKX's ``/ws/v5/`` and ``/api/v5/``, Bybit's
+    ``/v5/``, Coinbase's REST under ``/api/v3/brokerage`` and its WebSocket at the root path
+    ``/``; Binance's everything else."""
+    if path.startswith(("/ws/v5/", "/api/v5/")):
+        return "okx"
+    if path.startswith("/v5/"):
+        return "bybit"
+    if path == "/" or path.startswith("/api/v3/brokerage/"):
+        return "coinbase"
+    return "binance"
+
+
+def is_ws_path(path: str) -> bool:
+    """Whether the path is one of a venue's WebSocket endpoints (else REST)."""
+    return path in ("/", "/ws") or path.startswith(("/ws/", "/stream", "/v5/public/"))
 
 
 def threadsafe(fn: Callable[..., T]) -> Callable[..., T]:
@@ -86,79 +157,82 @@ class ScheduledFault:
     at: float  # seconds after start
     name: str
     arg: str | None = None
+    venue: str | None = None  # None: every venue that has it
 
 
 def parse_fault_schedule(text: str) -> list[ScheduledFault]:
-    """``"drop@30,stall@60:10,rest429@90:3"`` → faults at those seconds after start."""
+    """``"drop@30,stall@60:10,rest429@90:3,bybit.gap@120:2"`` → faults at those seconds after
+    start; a ``VENUE.`` prefix aims one at that venue (else every venue that has it)."""
     out = []
     for part in filter(None, (p.strip() for p in text.split(","))):
         name, sep, rest = part.partition("@")
         if not sep:
-            raise ValueError(f"fault {part!r}: expected NAME@SECONDS[:ARG], e.g. stall@60:10")
+            raise ValueError(
+                f"fault {part!r}: expected [VENUE.]NAME@SECONDS[:ARG], e.g. stall@60:10"
+            )
+        venue, dot, bare = name.rpartition(".")
         at, _, arg = rest.partition(":")
-        if name not in FAULT_NAMES:
-            raise ValueError(f"unknown fault {name!r}: expected one of {', '.join(FAULT_NAMES)}")
-        out.append(ScheduledFault(parse_duration(at), name, arg or None))
+        fault_venues(bare, venue if dot else None)  # ValueError for an unknown name or venue
+        out.append(ScheduledFault(parse_duration(at), bare, arg or None, venue or None))
     return out
-
-
-FAULT_NAMES = (
-    "drop",
-    "stall",
-    "gap",
-    "malformed",
-    "rest429",
-    "rest418",
-    "rest500",
-    "rest503",
-    "refuse",
-    "shutdown",
-    "pause",
-    "resume",
-    "checksum",
-    "heartbeat",
-    "seqreset",
-)
 
 
 class FaultControls:
     """The fault methods of :class:`~marketlab.sim.exchange.SimExchange` (every one may be called
-    from any thread)."""
+    from any thread). A ``venue`` of None hits every venue that has the fault; naming a venue
+    that has no such thing is a ValueError saying which venues have it."""
 
     faults: Faults
     binance: BinanceFace
     okx: OkxFace
+    bybit: BybitFace
+    coinbase: CoinbaseFace
     clock: PausableClock | None
     _loop: asyncio.AbstractEventLoop | None
     _thread: threading.Thread | None
     _loop_thread_id: int | None
 
+    def _face(self, venue: str) -> SocketFace:
+        faces: dict[str, SocketFace] = {
+            "binance": self.binance,
+            "okx": self.okx,
+            "bybit": self.bybit,
+            "coinbase": self.coinbase,
+        }
+        return faces[venue]
+
+    def _outage_face(self, venue: str) -> BybitFace | CoinbaseFace:
+        return self.bybit if venue == "bybit" else self.coinbase
+
     @threadsafe
     def drop_connections(self, venue: str | None = None) -> int:
         """Cut every WebSocket connection (of ``venue``) abruptly, without a close frame."""
-        venues = venues_of(venue)
-        return (self.binance.abort_all() if "binance" in venues else 0) + (
-            self.okx.abort_all() if "okx" in venues else 0
-        )
+        return sum(self._face(v).abort_all() for v in fault_venues("drop", venue))
 
     @threadsafe
     def stall(self, seconds: float, venue: str | None = None) -> None:
         """Stop sending anything (data, pings) on open connections without closing them."""
-        for v in venues_of(venue):
+        for v in fault_venues("stall", venue):
             self.faults.stall_until[v] = time.monotonic() + seconds
 
     @threadsafe
     def skip_depth_updates(
         self, events: int = 1, symbol: str | None = None, venue: str | None = None
     ) -> None:
-        """Lose the next ``events`` depth events (Binance diff depth, OKX ``books`` updates):
-        clients see a gap in update ids or a break in the prevSeqId chain."""
+        """Lose the next ``events`` book events: Binance diff depth (a gap in update ids), OKX
+        ``books`` updates (a break in the prevSeqId chain), Bybit book pushes (``u`` jumps);
+        on Coinbase, whose numbers are per connection, the next ``events`` messages of every
+        connection (``sequence_num`` jumps; ``symbol`` does not narrow it)."""
         sym = normalize_symbol(symbol) if symbol else None
-        venues = venues_of(venue)
-        if "binance" in venues:
-            self.binance.skip_depth(events, sym)
-        if "okx" in venues:
-            self.okx.skip_books(events, sym)
+        for v in fault_venues("gap", venue):
+            if v == "binance":
+                self.binance.skip_depth(events, sym)
+            elif v == "okx":
+                self.okx.skip_books(events, sym)
+            elif v == "bybit":
+                self.bybit.skip_books(events, sym)
+            else:
+                self.coinbase.skip_messages(events)
 
     @threadsafe
     def corrupt_checksums(self, events: int = 1, symbol: str | None = None) -> None:
@@ -172,19 +246,40 @@ class FaultControls:
         return self.okx.book_heartbeat(normalize_symbol(symbol) if symbol else None)
 
     @threadsafe
-    def reset_book_seq(self, symbol: str | None = None) -> None:
-        """Restart OKX's seqId of the book(s) at the next update, as its maintenance does."""
-        self.okx.reset_seq(normalize_symbol(symbol) if symbol else None)
+    def reset_book_seq(self, symbol: str | None = None, venue: str | None = "okx") -> None:
+        """Restart the book chain at the next update, as a venue's maintenance does: OKX's
+        seqId (that update's seqId is 0, below its prevSeqId), Bybit's ``u`` (a new snapshot
+        with ``u`` = 1). ``venue`` None resets both."""
+        sym = normalize_symbol(symbol) if symbol else None
+        for v in fault_venues("seqreset", venue):
+            if v == "okx":
+                self.okx.reset_seq(sym)
+            else:
+                self.bybit.reset_books(sym)
 
     @threadsafe
     def send_malformed(self, kind: str = "truncated", venue: str | None = None) -> int:
         """Send one malformed frame to every connection: truncated, garbage, bad_field or
         unknown_event; or a well-formed trade with hostile numbers to every connection that
-        carries trades: id_past_int64 (a trade id of 2**63) or nan_price."""
-        venues = venues_of(venue)
-        return (self.binance.send_malformed(kind) if "binance" in venues else 0) + (
-            self.okx.send_malformed(kind) if "okx" in venues else 0
-        )
+        carries trades: id_past_int64 (a trade id of 2**63) or nan_price. Coinbase has
+        garbage, truncated and new_channel (a well-formed message of a channel it never had).
+        ``venue`` None sends the kind to every venue that has it."""
+        if venue is not None:
+            (v,) = venues_of(venue)
+            kinds = self._face(v).MALFORMED_KINDS
+            if kind not in kinds:
+                raise ValueError(
+                    f"unknown malformed kind {kind!r} on {v}: expected one of {', '.join(kinds)}"
+                )
+            targets: tuple[str, ...] = (v,)
+        else:
+            targets = tuple(v for v in VENUES if kind in self._face(v).MALFORMED_KINDS)
+            if not targets:
+                every = dict.fromkeys(k for v in VENUES for k in self._face(v).MALFORMED_KINDS)
+                raise ValueError(
+                    f"unknown malformed kind {kind!r}: expected one of {', '.join(every)}"
+                )
+        return sum(self._face(v).send_malformed(kind) for v in targets)
 
     @threadsafe
     def fail_rest(
@@ -194,16 +289,30 @@ class FaultControls:
         retry_after: int | None = None,
         venue: str = "binance",
     ) -> None:
-        """Answer the next ``count`` REST requests of ``venue`` with ``status`` (429, 418 or
-        5xx)."""
-        if status not in REST_FAULT_MESSAGES:
-            raise ValueError(f"status must be one of {sorted(REST_FAULT_MESSAGES)}, got {status}")
-        code, msg = REST_FAULT_MESSAGES[status]
+        """Answer the next ``count`` REST requests of ``venue`` with ``status``, in the venue's
+        own way: Binance's and OKX's bodies (429, 418, 5xx), Bybit's envelope (429 is HTTP 200
+        with retCode 10006, 5xx with retCode 10016 or 10000; its 403 is :meth:`ban_rest`),
+        Coinbase's error body (429 ``RESOURCE_EXHAUSTED``, 5xx)."""
+        (v,) = venues_of(venue)
+        statuses = REST_STATUSES[v]
+        if status not in statuses:
+            have = [w for w in VENUES if status in REST_STATUSES[w]]
+            raise ValueError(
+                f"status {status} on {v}: expected one of {sorted(statuses)}"
+                + (f" ({status} exists on {', '.join(have)})" if have else "")
+            )
+        code, msg = REST_FAULT_MESSAGES.get(status, (0, ""))
         if retry_after is None and status in (429, 418):
             retry_after = 1
-        (v,) = venues_of(venue)
         for _ in range(count):
             self.faults.rest_errors[v].append(ApiError(status, code, msg, retry_after))
+
+    @threadsafe
+    def ban_rest(self, seconds: float | None = None, venue: str = "bybit") -> None:
+        """Ban every client IP from Bybit's REST for ``seconds`` (``bybit_ban_seconds`` by
+        default), as Bybit does past its limit: HTTP 403 "access too frequent"."""
+        fault_venues("rest403", venue)
+        self.bybit.ban(seconds)
 
     @threadsafe
     def refuse_connections(
@@ -211,21 +320,38 @@ class FaultControls:
     ) -> None:
         """Refuse new WebSocket connections (and REST requests with ``rest``) for a while."""
         until = time.monotonic() + seconds
-        for v in venues_of(venue):
+        for v in fault_venues("refuse", venue):
             self.faults.refuse_ws_until[v] = until
             if rest:
                 self.faults.refuse_rest_until[v] = until
 
     @threadsafe
-    def server_shutdown(self, venue: str | None = None) -> None:
+    def outage(self, seconds: float, venue: str | None = None) -> int:
+        """The venue goes away for ``seconds``: every connection is cut without a close frame,
+        new connections and REST requests are refused until it is back. Returns how many
+        connections were cut."""
+        cut = 0
+        for v in fault_venues("outage", venue):
+            if v in ("bybit", "coinbase"):
+                cut += self._outage_face(v).outage(seconds)
+            else:
+                self.refuse_connections(seconds, rest=True, venue=v)
+                cut += self._face(v).abort_all()
+        return cut
+
+    @threadsafe
+    def server_shutdown(self, venue: str | None = None, seconds: float = 2.0) -> None:
         """Announce a shutdown (Binance ``serverShutdown``, OKX notice 64008), then close
-        every connection."""
+        every connection. Bybit and Coinbase announce none: there the service goes away for
+        ``seconds`` (their :meth:`outage`)."""
         assert self._loop is not None
-        venues = venues_of(venue)
-        if "binance" in venues:
-            self._loop.create_task(self.binance.shutdown_notice())
-        if "okx" in venues:
-            self._loop.create_task(self.okx.shutdown_notice())
+        for v in fault_venues("shutdown", venue):
+            if v == "binance":
+                self._loop.create_task(self.binance.shutdown_notice())
+            elif v == "okx":
+                self._loop.create_task(self.okx.shutdown_notice())
+            else:
+                self._outage_face(v).outage(seconds)
 
     @threadsafe
     def pause(self) -> None:
@@ -243,8 +369,9 @@ class FaultControls:
         self.clock.resume()
 
     def inject(self, name: str, arg: str | None = None, venue: str | None = None) -> None:
-        """Apply a fault by name (as the CLI and the control endpoint do), to ``venue`` or
-        to both venues."""
+        """Apply a fault by name (as the CLI, the control endpoint and the schedule do), to
+        ``venue`` or to every venue that has it; see :data:`FAULT_VENUES` for which do."""
+        venues = fault_venues(name, venue)  # ValueError for an unknown name or a wrong venue
         if name == "drop":
             self.drop_connections(venue)
         elif name == "stall":
@@ -256,19 +383,21 @@ class FaultControls:
         elif name == "heartbeat":
             self.book_heartbeat(arg)
         elif name == "seqreset":
-            self.reset_book_seq(arg)
+            self.reset_book_seq(arg, venue)
         elif name == "malformed":
             self.send_malformed(arg or "truncated", venue)
-        elif name.startswith("rest") and name[4:].isdigit():
-            for v in venues_of(venue):
+        elif name == "rest403":
+            self.ban_rest(parse_duration(arg) if arg else None)
+        elif name.startswith("rest"):
+            for v in venues:
                 self.fail_rest(int(name[4:]), int(arg or 1), venue=v)
         elif name == "refuse":
             self.refuse_connections(parse_duration(arg or "20"), rest=False, venue=venue)
+        elif name == "outage":
+            self.outage(parse_duration(arg or "10"), venue)
         elif name == "shutdown":
-            self.server_shutdown(venue)
+            self.server_shutdown(venue, parse_duration(arg or "2"))
         elif name == "pause":
             self.pause()
         elif name == "resume":
             self.resume()
-        else:
-            raise ValueError(f"unknown fault {name!r}: expected one of {', '.join(FAULT_NAMES)}")

@@ -61,7 +61,9 @@ class Connection:
     combined: bool
     streams: list[str] = field(default_factory=list)
     opened: float = field(default_factory=time.monotonic)
-    queue: asyncio.Queue[bytes] = field(default_factory=lambda: asyncio.Queue(maxsize=20_000))
+    queue: asyncio.Queue[tuple[float, bytes]] = field(
+        default_factory=lambda: asyncio.Queue(maxsize=20_000)
+    )
     incoming: deque[float] = field(default_factory=deque)
     ping_payload: bytes | None = None
     ping_sent: float | None = None
@@ -71,6 +73,15 @@ class Connection:
 class BinanceWs(SocketFace):
     """WebSocket handling, faults and fan-out of :class:`~marketlab.sim.binance.BinanceFace`."""
 
+    venue = "binance"
+    MALFORMED_KINDS = (
+        "truncated",
+        "garbage",
+        "bad_field",
+        "unknown_event",
+        "id_past_int64",
+        "nan_price",
+    )
     sim: BinanceHost
     subs: dict[str, set[Connection]]
     connections: set[Connection]
@@ -102,7 +113,7 @@ class BinanceWs(SocketFace):
                 if not self._count_incoming(conn):
                     await self._close(conn, 1008, b"Too many requests")
                     break
-                if self.sim.faults.stalled():
+                if self.sim.faults.stalled(self.venue):
                     continue  # a stalled link answers nothing, pings included
                 if msg.type == WSMsgType.PING:
                     await ws.pong(msg.data)
@@ -228,17 +239,6 @@ class BinanceWs(SocketFace):
             return {"result": None, "id": rid}
         return {"code": 2, "msg": f"Invalid request: unknown method {method!r}", "id": rid}
 
-    async def _writer(self, conn: Connection) -> None:
-        ws = conn.ws
-        while True:
-            data = await conn.queue.get()
-            if self.sim.faults.stalled():
-                continue  # a stalled link: nothing arrives, nothing is closed
-            try:
-                await ws.send_frame(data, WSMsgType.TEXT)
-            except (ConnectionResetError, RuntimeError):
-                return
-
     async def _keepalive(self, conn: Connection) -> None:
         sim = self.sim
         tick = min(1.0, sim.ping_interval / 4)
@@ -253,7 +253,7 @@ class BinanceWs(SocketFace):
             if conn.ping_sent is not None and now - conn.ping_sent >= sim.pong_timeout:
                 await self._close(conn, 1008, b"Pong timeout")
                 return
-            if now - last_ping >= sim.ping_interval and not sim.faults.stalled():
+            if now - last_ping >= sim.ping_interval and not sim.faults.stalled(self.venue):
                 last_ping = now
                 seq += 1
                 payload = str(int(time.time() * 1000) + seq).encode()

@@ -28,13 +28,12 @@ from aiohttp import web
 
 from marketlab.sim.bybit.rest import FULL_DEPTH, BybitRest
 from marketlab.sim.bybit.ws import BybitConnection, BybitWs
-from marketlab.sim.face import SocketFace
 from marketlab.sim.host import BybitHost
 
 __all__ = ["BybitFace"]
 
 
-class BybitFace(BybitRest, BybitWs, SocketFace):
+class BybitFace(BybitRest, BybitWs):
     """REST routes, WebSocket handling and the step → topic fan-out for one exchange."""
 
     def __init__(self, sim: BybitHost):
@@ -55,7 +54,6 @@ class BybitFace(BybitRest, BybitWs, SocketFace):
         self._top: dict[str, tuple[list[tuple[int, int]], list[tuple[int, int]], int]] = {}
         self._skip: dict[str | None, int] = {}
         self._resets: set[str] = set()
-        self._outage_until = 0.0
         self._calls: dict[str, deque[float]] = {}  # REST request times per IP, last 5 s
         self._banned: dict[str, float] = {}  # IP → banned until (monotonic)
         self._ban_all_until = 0.0

@@ -51,6 +51,16 @@ RECENT_TRADES_MAX = 60  # spot; other categories allow 1000
 KLINES_MAX = 1000
 RATE_WINDOW = 5.0  # seconds of the IP limit's window
 
+# How Bybit answers a REST fault (HTTP status asked for → HTTP status, retCode, retMsg): past an
+# endpoint's limit HTTP 200 with retCode 10006; a server error with 10016 (or 10000, timeout).
+BYBIT_REST_FAULTS = {
+    429: (200, 10006, "Too many visits!"),
+    500: (500, 10016, "Internal system error."),
+    502: (502, 10016, "Internal system error."),
+    503: (503, 10016, "Service Unavailable"),
+    504: (504, 10000, "Server Timeout"),
+}
+
 TRADE_ID_BASE = 2_290_000_000_000_000_000
 SEQ_BASE = 40_000_000_000
 
@@ -129,23 +139,25 @@ class BybitRest:
     _ban_all_until: float
     _u: dict[tuple[str, int], int]
 
-    if TYPE_CHECKING:  # BybitWs's, beside this class in BybitFace (the faults live there)
+    if TYPE_CHECKING:  # OutageFace's, beside this class in BybitFace (the faults live there)
 
-        def outage_active(self) -> bool: ...
+        def refuse_in_outage(self, request: web.Request) -> web.Response | None: ...
 
     def _rest(
         self, handler: Callable[[web.Request], Awaitable[Any]]
     ) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
         async def wrapped(request: web.Request) -> web.StreamResponse:
-            if self.outage_active():
-                if request.transport is not None:
-                    request.transport.abort()
-                return web.Response(status=503)
+            refused = self.refuse_in_outage(request)
+            if refused is not None:
+                return refused
             self.sim.stats["rest_requests"] += 1
             now = time.monotonic()
             ip = request.remote or ""
             if now < max(self._banned.get(ip, 0.0), self._ban_all_until):
                 return self._forbidden()
+            forced = self.sim.faults.take_rest_fault("bybit")
+            if forced is not None:
+                return self._fault_response(forced.status)
             calls = self._calls.setdefault(ip, deque())
             while calls and calls[0] <= now - RATE_WINDOW:
                 calls.popleft()
@@ -169,6 +181,26 @@ class BybitRest:
             return web.Response(body=orjson.dumps(body), content_type="application/json")
 
         return wrapped
+
+    def _fault_response(self, status: int) -> web.Response:
+        """A REST fault in Bybit's envelope: past an endpoint's limit HTTP 200 with retCode
+        10006 (and the limit headers at zero), a server error its HTTP status with 10016 or
+        10000."""
+        http, code, msg = BYBIT_REST_FAULTS[status]
+        body = {
+            "retCode": code,
+            "retMsg": msg,
+            "result": {},
+            "retExtInfo": {},
+            "time": self.sim.now_ms(),
+        }
+        headers = {}
+        if code == 10006:
+            reset = self.sim.now_ms() + 1000
+            headers = {"X-Bapi-Limit-Status": "0", "X-Bapi-Limit-Reset-Timestamp": str(reset)}
+        return web.Response(
+            status=http, body=orjson.dumps(body), content_type="application/json", headers=headers
+        )
 
     @staticmethod
     def _forbidden() -> web.Response:

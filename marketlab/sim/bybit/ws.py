@@ -34,7 +34,7 @@ from marketlab.sim.bybit.rest import (
     trade_id,
     trade_seq,
 )
-from marketlab.sim.face import SocketFace, on_loop
+from marketlab.sim.face import OutageFace, on_loop
 from marketlab.sim.host import BybitHost
 from marketlab.sim.market import Candle, StepResult, SymbolMarket
 
@@ -56,14 +56,25 @@ class BybitConnection:
     opened: float = field(default_factory=time.monotonic)
     conn_id: str = field(default_factory=lambda: str(uuid.uuid4()))
     topics: set[str] = field(default_factory=set)
-    queue: asyncio.Queue[bytes] = field(default_factory=lambda: asyncio.Queue(maxsize=20_000))
+    queue: asyncio.Queue[tuple[float, bytes]] = field(
+        default_factory=lambda: asyncio.Queue(maxsize=20_000)
+    )
     last_ping: float = field(default_factory=time.monotonic)
     closing: bool = False
 
 
-class BybitWs(SocketFace):
+class BybitWs(OutageFace):
     """WebSocket handling, faults and fan-out of :class:`~marketlab.sim.bybit.BybitFace`."""
 
+    venue = "bybit"
+    MALFORMED_KINDS = (
+        "truncated",
+        "garbage",
+        "bad_field",
+        "unknown_event",
+        "id_past_int64",
+        "nan_price",
+    )
     sim: BybitHost
     markets: dict[str, SymbolMarket]
     subs: dict[str, set[BybitConnection]]
@@ -73,16 +84,14 @@ class BybitWs(SocketFace):
     _top: dict[str, tuple[list[tuple[int, int]], list[tuple[int, int]], int]]
     _skip: dict[str | None, int]
     _resets: set[str]
-    _outage_until: float
     loop: asyncio.AbstractEventLoop | None
 
     # --- WebSocket ---------------------------------------------------------------------
 
     async def websocket(self, request: web.Request) -> web.StreamResponse:
-        if self.outage_active():
-            if request.transport is not None:
-                request.transport.abort()
-            return web.Response(status=503)
+        refused = self.refuse_in_outage(request)
+        if refused is not None:
+            return refused
         ws = web.WebSocketResponse(autoping=True, max_msg_size=1 << 20)
         await ws.prepare(request)
         conn = BybitConnection(ws, request)
@@ -92,6 +101,8 @@ class BybitWs(SocketFace):
         keeper = asyncio.create_task(self._keepalive(conn))
         try:
             async for msg in ws:
+                if self.sim.faults.stalled(self.venue):
+                    continue  # a stalled link answers nothing, pings included
                 if msg.type == WSMsgType.TEXT:
                     for reply in self._control(conn, msg.data):
                         self._enqueue(conn, reply)
@@ -248,14 +259,6 @@ class BybitWs(SocketFace):
             self._unsubscribe(conn, topic)
         self.connections.discard(conn)
 
-    async def _writer(self, conn: BybitConnection) -> None:
-        while True:
-            data = await conn.queue.get()
-            try:
-                await conn.ws.send_frame(data, WSMsgType.TEXT)
-            except (ConnectionResetError, RuntimeError):
-                return
-
     async def _keepalive(self, conn: BybitConnection) -> None:
         """Cut a connection that has not pinged for ``bybit_idle_timeout`` (no close frame).
 
@@ -287,22 +290,6 @@ class BybitWs(SocketFace):
         return self._u[(symbol, max(depths))]
 
     # --- faults ------------------------------------------------------------------------
-
-    def outage_active(self) -> bool:
-        return time.monotonic() < self._outage_until
-
-    @on_loop
-    def drop(self) -> int:
-        """Cut every connection without a close frame; returns how many."""
-        return self.abort_all()
-
-    @on_loop
-    def outage(self, seconds: float) -> int:
-        """The venue goes away for ``seconds``: every connection is cut without a close frame,
-        and new connections and REST requests are refused until it is back. Returns how many
-        connections were cut."""
-        self._outage_until = time.monotonic() + seconds
-        return self.abort_all()
 
     @on_loop
     def skip_books(self, events: int = 1, symbol: str | None = None) -> None:

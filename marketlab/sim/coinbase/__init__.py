@@ -30,7 +30,7 @@ from aiohttp import web
 
 from marketlab.sim.coinbase.rest import CoinbaseRest, product_id
 from marketlab.sim.coinbase.ws import CoinbaseConnection, CoinbaseWs
-from marketlab.sim.face import SocketFace, on_loop
+from marketlab.sim.face import on_loop
 from marketlab.sim.host import CoinbaseHost
 
 __all__ = ["REST_PREFIX", "WS_PATH", "CoinbaseFace", "product_id"]
@@ -39,7 +39,7 @@ WS_PATH = "/"  # the market-data WebSocket, at the root as on Coinbase
 REST_PREFIX = "/api/v3/brokerage"
 
 
-class CoinbaseFace(CoinbaseRest, CoinbaseWs, SocketFace):
+class CoinbaseFace(CoinbaseRest, CoinbaseWs):
     """REST routes, WebSocket handling and the step → channel fan-out for one exchange."""
 
     def __init__(self, sim: CoinbaseHost):
@@ -52,7 +52,6 @@ class CoinbaseFace(CoinbaseRest, CoinbaseWs, SocketFace):
         self._calls: dict[str, deque[float]] = {}  # REST requests per IP, last second
         self._batch_last: dict[str, int] = {}  # the last price ticker_batch sent per product
         self._rest_faults = 0
-        self._outage_until = 0.0
         self._born = time.monotonic()
         self.loop: asyncio.AbstractEventLoop | None = None  # the simulator's, once serving
 

@@ -42,6 +42,15 @@ GRANULARITIES = {
 # Quote assets a market symbol may end with, longest first where one is a prefix of another.
 QUOTES = ("USDT", "USDC", "USD", "EUR", "GBP", "DAI", "BTC", "ETH")
 RATE_WINDOW = 1.0  # seconds of the public limit's window
+# How Coinbase answers a REST fault: HTTP status → the error name its body carries (gRPC's
+# codes) and its message; 429 is also what it answers past the public limit.
+COINBASE_REST_FAULTS = {
+    429: ("RESOURCE_EXHAUSTED", "Too many requests"),
+    500: ("INTERNAL", "Internal error"),
+    502: ("UNKNOWN", "Bad gateway"),
+    503: ("UNAVAILABLE", "Service unavailable"),
+    504: ("DEADLINE_EXCEEDED", "Deadline exceeded"),
+}
 TICKER_MAX = 1000  # trades one ticker request may ask for
 TRADE_ID_BASE = 700_000_000
 
@@ -121,26 +130,33 @@ class CoinbaseRest:
     _calls: dict[str, deque[float]]
     _rest_faults: int
 
-    if TYPE_CHECKING:  # CoinbaseWs's, beside this class in CoinbaseFace (the faults live there)
+    if TYPE_CHECKING:  # OutageFace's, beside this class in CoinbaseFace (the faults live there)
 
-        def outage_active(self) -> bool: ...
+        def refuse_in_outage(self, request: web.Request) -> web.Response | None: ...
 
     def _rest(
         self, handler: Callable[[web.Request], Awaitable[Any]]
     ) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
         async def wrapped(request: web.Request) -> web.StreamResponse:
-            if self.outage_active():
-                if request.transport is not None:
-                    request.transport.abort()
-                return web.Response(status=503)
+            refused = self.refuse_in_outage(request)
+            if refused is not None:
+                return refused
             self.sim.stats["rest_requests"] += 1
             now = time.monotonic()
             calls = self._calls.setdefault(request.remote or "", deque())
             while calls and calls[0] <= now - RATE_WINDOW:
                 calls.popleft()
-            if self._rest_faults or len(calls) >= self.sim.coinbase_rest_limit:
-                self._rest_faults = max(0, self._rest_faults - 1)
-                return CoinbaseError(429, "RESOURCE_EXHAUSTED", "Too many requests").response()
+            forced = self.sim.faults.take_rest_fault("coinbase")
+            if forced is None and self._rest_faults:
+                self._rest_faults -= 1
+                forced_status: int | None = 429
+            else:
+                forced_status = forced.status if forced is not None else None
+            if forced_status is None and len(calls) >= self.sim.coinbase_rest_limit:
+                forced_status = 429
+            if forced_status is not None:
+                error, message = COINBASE_REST_FAULTS[forced_status]
+                return CoinbaseError(forced_status, error, message).response()
             calls.append(now)
             try:
                 body = await handler(request)

@@ -29,7 +29,7 @@ import orjson
 from aiohttp import WSMsgType, web
 
 from marketlab.sim.coinbase.rest import num, product_id, rfc3339, trade_json
-from marketlab.sim.face import SocketFace, on_loop
+from marketlab.sim.face import OutageFace, on_loop
 from marketlab.sim.host import CoinbaseHost
 from marketlab.sim.market import Candle, StepResult, SymbolMarket
 
@@ -66,14 +66,18 @@ class CoinbaseConnection:
     seq: int = 0  # the next sequence_num
     skip: int = 0  # messages to lose (a fault)
     subscribed: bool = False
-    queue: asyncio.Queue[bytes] = field(default_factory=lambda: asyncio.Queue(maxsize=20_000))
+    queue: asyncio.Queue[tuple[float, bytes]] = field(
+        default_factory=lambda: asyncio.Queue(maxsize=20_000)
+    )
     heartbeats: asyncio.Task[None] | None = None
     closing: bool = False
 
 
-class CoinbaseWs(SocketFace):
+class CoinbaseWs(OutageFace):
     """WebSocket handling, faults and fan-out of :class:`~marketlab.sim.coinbase.CoinbaseFace`."""
 
+    venue = "coinbase"
+    MALFORMED_KINDS = ("garbage", "truncated", "new_channel")
     sim: CoinbaseHost
     products: dict[str, SymbolMarket]
     subs: dict[tuple[str, str], set[CoinbaseConnection]]
@@ -81,17 +85,15 @@ class CoinbaseWs(SocketFace):
     _inbound: dict[str, deque[float]]
     _connects: dict[str, deque[float]]
     _batch_last: dict[str, int]
-    _outage_until: float
     _born: float
     loop: asyncio.AbstractEventLoop | None
 
     # --- WebSocket ---------------------------------------------------------------------
 
     async def websocket(self, request: web.Request) -> web.StreamResponse:
-        if self.outage_active():
-            if request.transport is not None:
-                request.transport.abort()
-            return web.Response(status=503)
+        refused = self.refuse_in_outage(request)
+        if refused is not None:
+            return refused
         if not _allow(self._connects, request.remote or "", self.sim.coinbase_ws_connect_limit):
             return web.Response(status=429, text="Too Many Requests")
         ws = web.WebSocketResponse(autoping=True, max_msg_size=1 << 20)
@@ -103,6 +105,8 @@ class CoinbaseWs(SocketFace):
         keeper = asyncio.create_task(self._keepalive(conn))
         try:
             async for msg in ws:
+                if self.sim.faults.stalled(self.venue):
+                    continue  # a stalled link answers nothing
                 if msg.type in (WSMsgType.TEXT, WSMsgType.BINARY):
                     text = msg.data if msg.type == WSMsgType.TEXT else repr(msg.data)
                     self._control(conn, text)
@@ -209,14 +213,6 @@ class CoinbaseWs(SocketFace):
         if conn.request.transport is not None:
             conn.request.transport.abort()
         self._drop(conn)
-
-    async def _writer(self, conn: CoinbaseConnection) -> None:
-        while True:
-            data = await conn.queue.get()
-            try:
-                await conn.ws.send_frame(data, WSMsgType.TEXT)
-            except (ConnectionResetError, RuntimeError):
-                return
 
     async def _keepalive(self, conn: CoinbaseConnection) -> None:
         """The connection's rules: a subscribe within ``coinbase_subscribe_timeout`` of opening,
@@ -374,22 +370,6 @@ class CoinbaseWs(SocketFace):
         return out
 
     # --- faults ------------------------------------------------------------------------
-
-    def outage_active(self) -> bool:
-        return time.monotonic() < self._outage_until
-
-    @on_loop
-    def drop(self) -> int:
-        """Cut every connection without a close frame; returns how many."""
-        return self.abort_all()
-
-    @on_loop
-    def outage(self, seconds: float) -> int:
-        """The venue goes away for ``seconds``: every connection is cut without a close frame,
-        and new connections and REST requests are refused until it is back. Returns how many
-        connections were cut."""
-        self._outage_until = time.monotonic() + seconds
-        return self.abort_all()
 
     @on_loop
     def skip_messages(self, count: int = 1) -> int:

@@ -50,7 +50,9 @@ class OkxConnection:
     topics: set[tuple[str, str]] = field(default_factory=set)
     book_seq: dict[str, int] = field(default_factory=dict)  # instId → seqId last pushed
     book_pushed: dict[str, float] = field(default_factory=dict)  # instId → when (monotonic)
-    queue: asyncio.Queue[bytes] = field(default_factory=lambda: asyncio.Queue(maxsize=20_000))
+    queue: asyncio.Queue[tuple[float, bytes]] = field(
+        default_factory=lambda: asyncio.Queue(maxsize=20_000)
+    )
     last_push: float = field(default_factory=time.monotonic)
     requests: deque[float] = field(default_factory=deque)  # (un)subscribe times, last hour
     closing: bool = False
@@ -59,6 +61,15 @@ class OkxConnection:
 class OkxWs(SocketFace):
     """WebSocket handling, faults and fan-out of :class:`~marketlab.sim.okx.OkxFace`."""
 
+    venue = "okx"
+    MALFORMED_KINDS = (
+        "truncated",
+        "garbage",
+        "bad_field",
+        "unknown_event",
+        "id_past_int64",
+        "nan_price",
+    )
     sim: OkxHost
     subs: dict[tuple[str, str], set[OkxConnection]]
     connections: set[OkxConnection]
@@ -88,7 +99,7 @@ class OkxWs(SocketFace):
         keeper = asyncio.create_task(self._keepalive(conn))
         try:
             async for msg in ws:
-                if self.sim.faults.stalled("okx"):
+                if self.sim.faults.stalled(self.venue):
                     continue
                 if msg.type == WSMsgType.TEXT:
                     if msg.data == "ping":
@@ -251,16 +262,8 @@ class OkxWs(SocketFace):
             self._unsubscribe(conn, key)
         self.connections.discard(conn)
 
-    async def _writer(self, conn: OkxConnection) -> None:
-        while True:
-            data = await conn.queue.get()
-            if self.sim.faults.stalled("okx"):
-                continue
-            try:
-                await conn.ws.send_frame(data, WSMsgType.TEXT)
-            except (ConnectionResetError, RuntimeError):
-                return
-            conn.last_push = time.monotonic()
+    def _sent(self, conn: OkxConnection) -> None:
+        conn.last_push = time.monotonic()  # the 30-second rule counts from what was sent
 
     async def _keepalive(self, conn: OkxConnection) -> None:
         sim = self.sim
@@ -274,7 +277,9 @@ class OkxWs(SocketFace):
                 await self._close(conn, 4004, b"No data received in 30s.")
                 return
             for inst, pushed in list(conn.book_pushed.items()):
-                if now - pushed >= sim.okx_book_heartbeat and not self.sim.faults.stalled("okx"):
+                if now - pushed >= sim.okx_book_heartbeat and not self.sim.faults.stalled(
+                    self.venue
+                ):
                     self._heartbeat(conn, inst)
 
     # --- faults ------------------------------------------------------------------------
