@@ -12,8 +12,8 @@ SYMBOLS = [f"C{i:03d}USDT" for i in range(300)]
 
 def held_bytes(lab: Lab) -> int:
     """What the Lab's buffers take once full: their columns, and its books' levels."""
-    trades = sum(buf.ring.nbytes for buf in lab._trades.values())
-    klines = sum(col.nbytes for buf in lab._klines.values() for col in buf.cols.values())
+    trades = sum(buf.ring.nbytes for buf in lab._state.trades.values())
+    klines = sum(col.nbytes for buf in lab._state.klines.values() for col in buf.cols.values())
     books = (
         len(lab.symbols) * 2 * lab.config.book_snapshot_limit * BOOK_LEVEL_BYTES
         if "book" in lab.channels
@@ -35,7 +35,7 @@ def test_every_symbols_buffers_together_fit_the_budget(limit: str) -> None:
     lab = Lab(SYMBOLS, intervals=["1m", "1h"], memory_limit=limit)
     assert held_bytes(lab) <= parse_bytes(limit)
     assert lab.trade_capacity >= 1_000 and all(
-        b.ring.capacity == lab.trade_capacity for b in lab._trades.values()
+        b.ring.capacity == lab.trade_capacity for b in lab._state.trades.values()
     )
 
 

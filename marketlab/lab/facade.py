@@ -8,17 +8,19 @@ Everything a method returns is a fresh pandas object; nothing the collector hold
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import os
 import time
 import weakref
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Coroutine, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypedDict
 
 import pandas as pd
 
 from marketlab.bus.config import BusConfig
+from marketlab.bus.publisher import Publisher
 from marketlab.bus.reader import BusFeed, BusSource
 from marketlab.lab import bus_link
 from marketlab.lab.background import Background
@@ -30,6 +32,7 @@ from marketlab.lab.options import (
     check_intervals,
     check_store,
     feed_configs,
+    plan_venues,
     universe,
 )
 from marketlab.lab.readers import LabFrames
@@ -41,10 +44,11 @@ from marketlab.lab.status import (
     status_frame,
 )
 from marketlab.lab.tick_link import ReplayBookSampler, flush_trades, sample_books
+from marketlab.lab.venue_side import VenueSide
 from marketlab.recording.files import Header, RecordingWriter, open_recording
-from marketlab.records import Kline, Record, Ticker
+from marketlab.records import Kline, Record
 from marketlab.rings import DEFAULT_KLINE_CAPACITY, DEFAULT_TRADE_CAPACITY
-from marketlab.settings import DEFAULT_CHANNELS, one_of, positive
+from marketlab.settings import DEFAULT_CHANNELS, positive
 from marketlab.store.history import History
 from marketlab.store.refill import refill_dropped
 from marketlab.store.sqlite import connect
@@ -73,6 +77,12 @@ class Lab(LabFrames):
     klines are kept apart (``klines(..., exchange="okx")``; stored under ``exchange='okx'``).
     ``publish="nats://host:4222"`` puts every record on a JetStream bus (:meth:`from_bus` reads
     it anywhere); ``memory_limit="2GB"`` sizes the rolling buffers of all symbols to fit it.
+    ``exchanges=["binance", "okx", "bybit", "coinbase"]`` collects several venues at once on
+    the one collector thread (``symbols`` one list for all, or ``{"coinbase": ["BTCUSD"], ...}``
+    per venue): every reader takes ``exchange=`` (the first venue by default, so one-venue code
+    reads the same), ``prices()`` and ``status()`` gain an ``exchange`` index level, and the
+    cross-venue views (:meth:`bbo`, :meth:`consolidated_book`, :meth:`divergence`) compare
+    them, never mixing quote assets unless ``quote_equivalents={"USD": "USDT"}`` says so.
     Venue URLs default to the real exchanges and can be pointed anywhere (the simulator) by
     argument or environment variable. Extra keyword arguments tune the connection (see
     :class:`marketlab.stream.config.FeedConfig`).
@@ -80,12 +90,13 @@ class Lab(LabFrames):
 
     def __init__(
         self,
-        symbols: Sequence[str],
+        symbols: Sequence[str] | Mapping[str, Sequence[str]],
         intervals: Sequence[str] = ("1m",),
-        exchange: str = "binance",
+        exchange: str | None = None,
         db: str | os.PathLike[str] | None = None,
         channels: Sequence[str] = DEFAULT_CHANNELS,
         *,
+        exchanges: Sequence[str] | None = None,
         binance_ws_url: str | None = None,
         binance_rest_url: str | None = None,
         okx_ws_url: str | None = None,
@@ -95,7 +106,7 @@ class Lab(LabFrames):
         db_batch_size: int = 500,
         db_flush_interval: float = 1.0,
         db_max_pending: int = 100_000,
-        fallback: str | None = None,
+        fallback: str | Mapping[str, str] | None = None,
         failover_after: float = 30.0,
         record: str | os.PathLike[str] | None = None,
         store: str | Sequence[str] = ("klines",),
@@ -105,13 +116,19 @@ class Lab(LabFrames):
         book_interval: float = 1.0,
         publish: str | BusConfig | None = None,
         memory_limit: str | int | None = None,
+        quote_equivalents: Mapping[str, str] | None = None,
         **feed_options: Any,
     ):
-        self.exchange = one_of("exchange", exchange, registry.names())
-        if fallback is not None:
-            one_of("fallback", fallback, [e for e in registry.names() if e != exchange])
-        self.channels = check_channels(channels, exchange)
-        self.intervals = check_intervals(intervals, exchange, needed="klines" in self.channels)
+        venues, wanted, fallbacks = plan_venues(symbols, exchange, exchanges, fallback)
+        self.exchanges = venues
+        self.exchange = venues[0]  # the readers' default venue
+        channels = check_channels(channels, venues[0])
+        for venue in venues[1:]:
+            check_channels(channels, venue)
+        self.channels = channels
+        self.intervals = check_intervals(intervals, venues[0], needed="klines" in channels)
+        for venue in venues[1:]:
+            check_intervals(intervals, venue, needed="klines" in channels)
         for name, value in (
             ("trade_capacity", trade_capacity),
             ("kline_capacity", kline_capacity),
@@ -122,11 +139,16 @@ class Lab(LabFrames):
             positive(name, value, integer=True)
         positive("db_flush_interval", db_flush_interval)
         positive("failover_after", failover_after)
+        if record is not None and len(venues) > 1:
+            raise ValueError(
+                "record= records one venue's connection: give one exchange (or record each "
+                "venue with a Lab of its own)"
+            )
+        self.quote_equivalents = dict(quote_equivalents or {})
         self.db = Path(db) if db is not None else None
         self.store_kinds = check_store(store, db, self.channels)
         positive("book_interval", book_interval)
         self.book_store = (book_levels, book_interval)  # levels a side, seconds between snapshots
-        self._ticks: TickWriter | None = None
         self.last_ticks_written = self.last_books_written = 0  # what the last run's ticks wrote
         if self.db is not None and self.db.exists():
             connect(self.db, readonly=True).close()  # fail now, not in the collector thread
@@ -136,13 +158,17 @@ class Lab(LabFrames):
             "okx_ws_url": okx_ws_url,
             "okx_rest_url": okx_rest_url,
         }
-        self.urls, self.config, fallback_config = feed_configs(
-            exchange, fallback, self.channels, self.intervals, given, feed_options
+        self.urls, configs, fallback_configs = feed_configs(
+            venues, fallbacks, self.channels, self.intervals, given, feed_options
         )
-        self.symbols = universe(symbols, quote, shard, exchange, self.urls[f"{exchange}_rest_url"])
+        self.config = configs[venues[0]]
+        chosen = {
+            v: universe(wanted[v], quote, shard, v, self.urls[f"{v}_rest_url"]) for v in venues
+        }
+        self.symbols = chosen[venues[0]]
         trade_capacity, kline_capacity = buffer_sizes(
             memory_limit,
-            self.symbols,
+            [s for v in venues for s in chosen[v]],
             self.intervals,
             self.channels,
             self.config.book_snapshot_limit,
@@ -153,29 +179,32 @@ class Lab(LabFrames):
             trade_capacity,
             kline_capacity,
         )  # per symbol / per series
-        self.fallback = fallback
+        self.fallback = fallbacks.get(venues[0])
         self.failover_after = failover_after
-        self._failover: Failover | None = None
-        if fallback is not None and fallback_config is not None:
-            self._failover = Failover(
-                fallback,
-                fallback_config,
-                self.symbols,
+        self._sides: dict[str, VenueSide] = {}
+        for venue in venues:
+            state = MarketState(
+                chosen[venue],
                 self.intervals,
-                self.channels,
-                failover_after,
+                trade_capacity,
                 kline_capacity,
-                self._on_fallback,
-                self._store_kline,
+                functools.partial(self._store_kline, venue),
             )
-        self._state = MarketState(
-            self.symbols,
-            self.intervals,
-            trade_capacity,
-            kline_capacity,
-            lambda k: self._store_kline(self.exchange, k),
-        )
-        self._trades, self._klines = self._state.trades, self._state.klines
+            side = VenueSide(venue, chosen[venue], self.intervals, configs[venue], state)
+            if venue in fallbacks:
+                side.failover = Failover(
+                    fallbacks[venue],
+                    fallback_configs[venue],
+                    side.symbols,
+                    self.intervals,
+                    self.channels,
+                    failover_after,
+                    kline_capacity,
+                    side.on_fallback,
+                    self._store_kline,
+                )
+            side.publisher = bus_link.make_publisher(publish, venue)
+            self._sides[venue] = side
         self._db_options: _DbOptions = {
             "batch_size": db_batch_size,
             "flush_interval": db_flush_interval,
@@ -184,14 +213,44 @@ class Lab(LabFrames):
         self.store_report = ""  # what the last stop() could not write, in one line
         self._store: KlineStore | None = None
         self.last_db_written = 0
-        self._feed: Feed | None = None
         self.record_path = Path(record) if record is not None else None
         self._recorder: RecordingWriter | None = None
         self._replay: tuple[Path, float | None] | None = None
         self._bg = Background("marketlab-lab", quiet=(VenueError,))
-        self._publisher = bus_link.make_publisher(publish, self.exchange)  # every record to the bus
         self._bus_source: BusSource | None = None  # set by from_bus: read the bus, not a venue
         self._views: weakref.WeakSet[Any] = weakref.WeakSet()  # live charts to close on stop
+
+    # --- the venues ------------------------------------------------------------------------
+
+    def _side(self, exchange: str | None) -> VenueSide:
+        """The venue's side (the first venue's for None), or ``KeyError`` naming the venues."""
+        side = self._sides.get(exchange or self.exchange)
+        if side is None:
+            raise KeyError(
+                f"exchange {exchange!r} is not collected by this Lab "
+                f"(exchanges: {', '.join(self.exchanges)})"
+            )
+        return side
+
+    @property
+    def _feed(self) -> Feed | None:
+        return self._sides[self.exchange].feed
+
+    @property
+    def _state(self) -> MarketState:
+        return self._sides[self.exchange].state
+
+    @property
+    def _failover(self) -> Failover | None:
+        return self._sides[self.exchange].failover
+
+    @property
+    def _publisher(self) -> Publisher | None:
+        return self._sides[self.exchange].publisher
+
+    @property
+    def _ticks(self) -> TickWriter | None:
+        return self._sides[self.exchange].ticks
 
     # --- lifecycle -------------------------------------------------------------------------
 
@@ -210,34 +269,36 @@ class Lab(LabFrames):
         """Start collecting in the background; returns at once (see :meth:`wait_ready`)."""
         if self.running:
             return self
-        starts: dict[tuple[str, str], int] = {}
         if self.db is not None:
             self._store = KlineStore(self.db, **self._db_options)
-            if self._replay is None:  # a replay rebuilds exactly what its recording holds
-                starts = self.history.warm(self._klines, self.kline_capacity)
+        for side in self._sides.values():
+            self._start_side(side)
+        self._bg.start(self._run)
+        return self
+
+    def _start_side(self, side: VenueSide) -> None:
+        """The venue's feed (and tick writer), resuming where its stored series end."""
+        venue, state = side.exchange, side.state
+        starts: dict[tuple[str, str], int] = {}
+        if self.db is not None and self._replay is None:  # a replay rebuilds its recording
+            starts = self._history_of(venue).warm(state.klines, self.kline_capacity)
         trade_starts: dict[str, int] = {}
-        if self.db is not None and set(self.store_kinds) - {
-            "klines"
-        }:  # one writer, every tick kind
-            self._ticks = TickWriter(ticks_root(self.db), self.exchange)
+        side.ticks = None
+        if self.db is not None and set(self.store_kinds) - {"klines"}:  # every tick kind
+            side.ticks = TickWriter(ticks_root(self.db), venue)
             if "trades" in self.store_kinds:
                 if self._replay is None:  # where stored trades end: the gap since is fetched by id
-                    trade_starts = last_trade_ids(self._ticks.root, self.exchange)
-                self._state.store_trades(self._ticks)
+                    trade_starts = last_trade_ids(side.ticks.root, venue)
+                state.store_trades(side.ticks)
             if "book_deltas" in self.store_kinds:
-                self._state.delta_store = self._ticks
-        cls = registry.get(self.exchange).feed_class()
+                state.delta_store = side.ticks
+        cls = registry.get(venue).feed_class()
         if self._bus_source is not None:
-            cls = bus_link.feed_class(self._bus_source, self.exchange)
+            cls = bus_link.feed_class(self._bus_source, venue)
         if self._replay is not None:
             cls = replaying(cls)
-        self._feed = feed = cls(
-            self.symbols,
-            self.intervals,
-            self.channels,
-            self.config,
-            self._state,
-            kline_starts=starts,
+        side.feed = feed = cls(
+            side.symbols, self.intervals, self.channels, side.config, state, kline_starts=starts
         )
         feed.resume_trades(trade_starts)
         if self._bus_source is not None and self._bus_source.durable is not None:
@@ -246,88 +307,98 @@ class Lab(LabFrames):
         if self._replay is not None:
             assert isinstance(feed, Replaying)  # replaying(cls) made it
             feed.replay_path, feed.replay_speed = self._replay
-            if self._ticks is not None and "book" in self.store_kinds:  # on the recording's clock
-                feed.replay_clock = ReplayBookSampler(self, self._ticks, *self.book_store)
+            if side.ticks is not None and "book" in self.store_kinds:  # on the recording's clock
+                feed.replay_clock = ReplayBookSampler(side, side.ticks, *self.book_store)
         if self.record_path is not None:
             header = Header(
-                self.exchange,
-                self.symbols,
+                venue,
+                side.symbols,
                 [str(iv) for iv in self.intervals],
                 list(self.channels),
                 time.time_ns(),
             )
             self._recorder = RecordingWriter(self.record_path, header)
-            self._feed.tap = self._recorder.tap
-        self._bg.start(self._run)
-        return self
+            feed.tap = self._recorder.tap
 
     async def _run(self) -> None:
-        assert self._feed is not None
-        refill = publisher = None
+        tasks: list[asyncio.Task[Any]] = []
+
+        def background(coro: Coroutine[Any, Any, None]) -> None:
+            task = asyncio.create_task(coro)
+            task.add_done_callback(_log_failure)
+            tasks.append(task)
+
         if self._store is not None:
-            refill = asyncio.create_task(refill_dropped(self._store, self._rest_for))
-            refill.add_done_callback(_log_failure)
-        sampler = flusher = None
-        if self._ticks is not None and "book" in self.store_kinds and self._replay is None:
-            sampler = asyncio.create_task(sample_books(self, self._ticks, *self.book_store))
-            sampler.add_done_callback(_log_failure)
-        if self._ticks is not None and "trades" in self.store_kinds:
-            flusher = asyncio.create_task(flush_trades(self._state, self._ticks.flush_interval))
-            flusher.add_done_callback(_log_failure)
-        if self._publisher is not None:
-            publisher = await bus_link.start_publishing(
-                self._publisher,
-                self._feed,
-                self._state,
-                self._failover,
-                self.symbols,
-                resume=self._replay is None,
-            )
-            publisher.add_done_callback(_log_failure)
+            background(refill_dropped(self._store, self._rest_for))
+        publishing: list[tuple[Publisher, asyncio.Task[None]]] = []
+        for side in self._sides.values():
+            ticks = side.ticks
+            if ticks is not None and "book" in self.store_kinds and self._replay is None:
+                background(sample_books(side, ticks, *self.book_store))
+            if ticks is not None and "trades" in self.store_kinds:
+                background(flush_trades(side.state, ticks.flush_interval))
+            if side.publisher is not None:
+                assert side.feed is not None
+                task = await bus_link.start_publishing(
+                    side.publisher,
+                    side.feed,
+                    side.state,
+                    side.failover,
+                    side.symbols,
+                    resume=self._replay is None,
+                )
+                task.add_done_callback(_log_failure)
+                publishing.append((side.publisher, task))
         try:
-            await self._collect()
+            outcomes = await asyncio.gather(
+                *(self._collect(side) for side in self._sides.values()), return_exceptions=True
+            )
         finally:
-            for task in (refill, sampler, flusher):
-                if task is not None:
-                    task.cancel()
-            if publisher is not None:
-                await bus_link.stop_publishing(self._publisher, publisher)
-        if self._feed.fatal is not None:
-            raise self._feed.fatal
+            for task in tasks:
+                task.cancel()
+            for publisher, task in publishing:
+                await bus_link.stop_publishing(publisher, task)
+        for outcome in outcomes:
+            if isinstance(outcome, BaseException):
+                raise outcome
+        fatal = [side.feed.fatal for side in self._sides.values() if side.feed is not None]
+        for error in fatal:
+            if error is not None and len(self._sides) == 1:
+                raise error
+        if fatal and all(e is not None for e in fatal):  # every venue stopped collecting
+            raise next(e for e in fatal if e is not None)
 
     def _commit_stored(self) -> None:
         """What a history writer reading the bus does before it acknowledges: write everything
         taken so far (klines to SQLite, ticks to Parquet)."""
-        ticks, store = self._ticks, self._store
-        if ticks is not None:
-            self._state.flush_trades()
-            ticks.sync()
-        if store is not None:
-            store.flush()
+        for side in self._sides.values():
+            if side.ticks is not None:
+                side.state.flush_trades()
+                side.ticks.sync()
+        if self._store is not None:
+            self._store.flush()
 
     def _rest_for(self, exchange: str) -> tuple[Any, bool]:
-        """The primary's own REST client, or a new one for the fallback venue's series."""
-        if exchange == self.exchange and self._feed is not None and self._feed.rest is not None:
-            return self._feed.rest, False
+        """A venue's own REST client while its feed runs, or a new one (a fallback venue's)."""
+        side = self._sides.get(exchange)
+        if side is not None and side.feed is not None and side.feed.rest is not None:
+            return side.feed.rest, False
         return registry.get(exchange).rest_client(self.urls[f"{exchange}_rest_url"]), True
 
-    async def _collect(self) -> None:
-        assert self._feed is not None
-        if self._failover is None:
-            await self._feed.run()
+    async def _collect(self, side: VenueSide) -> None:
+        """One venue's feed until it stops (a venue that fails stops alone: the others go on,
+        and its error is in ``summary()``), with its fallback watching."""
+        feed = side.feed
+        assert feed is not None
+        if side.failover is None:
+            await feed.run()
             return
-        watcher = asyncio.create_task(self._failover.watch(self._feed, self.exchange))
+        watcher = asyncio.create_task(side.failover.watch(feed, side.exchange))
         try:
-            await self._feed.run()
+            await feed.run()
         finally:
             watcher.cancel()
-            await self._failover.stop()
-
-    def _on_fallback(self, r: Record, source: str) -> None:
-        if isinstance(r, Ticker):
-            self._state.ticker(r, source)
-        if self._state.callbacks:
-            self._state.notify(r)
+            await side.failover.stop()
 
     def _store_kline(self, exchange: str, k: Kline) -> None:
         if self._store is not None:
@@ -335,7 +406,7 @@ class Lab(LabFrames):
 
     @property
     def failed_over(self) -> bool:
-        """True while data comes from the fallback venue."""
+        """True while data comes from the fallback venue (of the first venue)."""
         return self._failover is not None and self._failover.active
 
     @property
@@ -353,20 +424,24 @@ class Lab(LabFrames):
             view.close()
         if not self._bg.started:
             return
-        if self._feed is not None:
-            self._bg.call_soon(self._feed.stop())
+        for side in self._sides.values():
+            if side.feed is not None:
+                self._bg.call_soon(side.feed.stop())
         if not self._bg.join(max(0.0, deadline - time.monotonic() - 1.0)):
             log.error("collector did not stop within %.0f s", timeout)
         self._bg.forget()
         if self._recorder is not None:
             self._recorder.close()
-        ticks, self._ticks = self._ticks, None
-        if ticks is not None:
-            self._state.flush_trades()  # the collector has stopped: its last rows to the store
-            self._state.store_trades(None)
-            self._state.delta_store = None
-            ticks.close(max(1.0, deadline - time.monotonic()))
-            self.last_ticks_written, self.last_books_written = ticks.written, ticks.books_written
+        self.last_ticks_written = self.last_books_written = 0
+        for side in self._sides.values():
+            ticks, side.ticks = side.ticks, None
+            if ticks is not None:
+                side.state.flush_trades()  # the collector has stopped: its last rows to the store
+                side.state.store_trades(None)
+                side.state.delta_store = None
+                ticks.close(max(1.0, deadline - time.monotonic()))
+                self.last_ticks_written += ticks.written
+                self.last_books_written += ticks.books_written
         store, self._store = self._store, None
         if store is not None:
             self.store_report = store.close(max(1.0, deadline - time.monotonic()))
@@ -440,11 +515,12 @@ class Lab(LabFrames):
     @property
     def history(self) -> History:
         """The stored history (``db=``) as a :class:`marketlab.store.history.History`."""
+        return self._history_of(self.exchange)
+
+    def _history_of(self, exchange: str) -> History:
         if self.db is None:
             raise ValueError("this Lab keeps no history: create it with db='data/marketlab.sqlite'")
-        return History(
-            db=self.db, exchange=self.exchange, rest_url=self.urls[f"{self.exchange}_rest_url"]
-        )
+        return History(db=self.db, exchange=exchange, rest_url=self.urls[f"{exchange}_rest_url"])
 
     def __enter__(self) -> Lab:
         return self.start()
@@ -453,13 +529,22 @@ class Lab(LabFrames):
         self.stop()
 
     def wait_ready(self, timeout: float = 30.0, books: bool = True) -> Lab:
-        """Block until klines are seeded, every price is in and (``books``) every book synced."""
-        deadline, progress = time.monotonic() + timeout, SyncProgress(self._feed)
-        while time.monotonic() < deadline and progress(self._feed):
+        """Block until klines are seeded, every price is in and (``books``) every book synced,
+        on every venue."""
+        feeds = [side.feed for side in self._sides.values()]
+        deadline, progress = time.monotonic() + timeout, SyncProgress(feeds)
+        while time.monotonic() < deadline and progress(feeds):
             if self._error is not None:
                 raise RuntimeError(f"the collector stopped: {self._error}") from self._error
             if not self._bg.started:
                 raise RuntimeError("the Lab is not running: call start() first")
+            stopped = [
+                f"{side.exchange}: {side.feed.fatal}"
+                for side in self._sides.values()
+                if side.feed is not None and side.feed.fatal is not None
+            ]
+            if stopped and len(self._sides) > 1:
+                raise RuntimeError(f"a venue stopped collecting: {'; '.join(stopped)}")
             if self._ready(books):
                 return self
             if not self._bg.alive:
@@ -474,17 +559,26 @@ class Lab(LabFrames):
         return not self._not_ready(books)
 
     def _not_ready(self, books: bool) -> str:
-        return not_ready(self._feed, self.channels, self._state.without_ticker, books)
+        waits = {
+            side.exchange: not_ready(side.feed, self.channels, side.state.without_ticker, books)
+            for side in self._sides.values()
+        }
+        if len(waits) == 1:
+            return waits[self.exchange]
+        return "; ".join(f"{venue}: {wait}" for venue, wait in waits.items() if wait)
 
     # --- callbacks -------------------------------------------------------------------------
 
-    def subscribe(self, callback: Callable[[Record], Any]) -> Callable[[], None]:
-        """Call ``callback(record)`` for every record, on the collector thread.
+    def subscribe(
+        self, callback: Callable[[Record], Any], exchange: str | None = None
+    ) -> Callable[[], None]:
+        """Call ``callback(record)`` for every record of ``exchange`` (the first venue by
+        default), on the collector thread.
 
         Keep it quick; an exception is logged and does not stop collection. Returns a
         function that unsubscribes.
         """
-        callbacks = self._state.callbacks
+        callbacks = self._side(exchange).state.callbacks
         callbacks.append(callback)
 
         def unsubscribe() -> None:
@@ -495,30 +589,49 @@ class Lab(LabFrames):
 
     def status(self) -> pd.DataFrame:
         """Per symbol and stream: connected, source, last message age, counts, book state and
-        how it is verified, gaps backfilled. ``attrs`` holds :meth:`summary`."""
-        df = status_frame(self._feed)
+        how it is verified, gaps backfilled. ``attrs`` holds :meth:`summary`. With several
+        venues the index starts with ``exchange``."""
+        if len(self._sides) == 1:
+            df = status_frame(self._feed)
+        else:
+            df = pd.concat(
+                {v: status_frame(side.feed) for v, side in self._sides.items()},
+                names=["exchange"],
+            )
         df.attrs.update(self.summary())
         return df
 
     def summary(self) -> dict[str, Any]:
         """Connection-wide state: running, source, failover, connections, reconnects, bad frames,
         REST use, what stopped collection (``error``), the store's state (``store``) and the
-        bus's (``bus``)."""
+        bus's (``bus``). With several venues these are the first venue's, and ``venues`` holds
+        every venue's own (``summary()["venues"]["okx"]``)."""
+        per_venue = {v: self._venue_summary(side) for v, side in self._sides.items()}
+        out = per_venue[self.exchange]
+        if len(per_venue) > 1:
+            out = {**out, "exchanges": list(self.exchanges), "venues": per_venue}
+        return out
+
+    def _venue_summary(self, side: VenueSide) -> dict[str, Any]:
+        feed = side.feed
+        error = self._error
+        if feed is not None and feed.fatal is not None:
+            error = feed.fatal
         return lab_summary(
             SummaryParts(
-                running=self.running,
-                exchange=self.exchange,
-                fallback=self.fallback,
-                failovers=self.failovers,
+                running=self.running and (feed is None or feed.fatal is None),
+                exchange=side.exchange,
+                fallback=side.fallback,
+                failovers=side.failover.count if side.failover is not None else 0,
                 db=self.db,
-                feed=self._feed,
-                failover=self._failover,
-                error=self._error,
+                feed=feed,
+                failover=side.failover,
+                error=error,
                 store=self._store,
-                ticks=self._ticks,
-                publisher=self._publisher,
+                ticks=side.ticks,
+                publisher=side.publisher,
                 from_bus=self._bus_source is not None,
-                trades=self._trades,
+                trades=side.state.trades,
             )
         )
 
@@ -531,7 +644,8 @@ class Lab(LabFrames):
 
     def __repr__(self) -> str:
         state = "running" if self.running else "stopped"
-        return f"Lab({self.symbols}, intervals={list(self.intervals)}, {state})"
+        venues = f", exchanges={self.exchanges}" if len(self.exchanges) > 1 else ""
+        return f"Lab({self.symbols}{venues}, intervals={list(self.intervals)}, {state})"
 
 
 class _DbOptions(TypedDict):

@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import os
 import zlib
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from marketlab.lab.failover import FALLBACK_CHANNELS
 from marketlab.records import Interval, normalize_symbol
 from marketlab.rings import TRADE_BLOCK
-from marketlab.settings import CHANNELS
+from marketlab.settings import CHANNELS, one_of
 from marketlab.stream.config import FeedConfig
 from marketlab.venues import registry
 
@@ -177,21 +177,79 @@ def venue_urls(given: dict[str, str | None], in_use: Sequence[str]) -> dict[str,
     return urls
 
 
+def plan_venues(
+    symbols: str | Sequence[str] | Mapping[str, str | Sequence[str]],
+    exchange: str | None,
+    exchanges: Sequence[str] | None,
+    fallback: str | Mapping[str, str] | None,
+) -> tuple[list[str], dict[str, str | Sequence[str]], dict[str, str]]:
+    """The venues a Lab collects (the first is the readers' default), what each is asked for,
+    and each one's fallback venue, checked against the registry.
+
+    ``symbols`` is one list for every venue, or a mapping venue → its own list (its keys are
+    the venues unless ``exchanges`` names them); ``fallback`` a venue for the first (as a
+    one-venue Lab has always taken it) or a mapping venue → fallback."""
+    names = registry.names()
+    if exchanges is not None:
+        if isinstance(exchanges, str):
+            exchanges = [e.strip() for e in exchanges.split(",") if e.strip()]
+        venues = [one_of("exchanges", e, names) for e in dict.fromkeys(exchanges)]
+        if not venues:
+            raise ValueError("exchanges: name at least one venue, e.g. ['binance', 'okx']")
+        if exchange is not None and exchange != venues[0]:
+            raise ValueError(
+                f"exchange={exchange!r} with exchanges={venues}: exchange= names one venue, "
+                "exchanges= several (the first is the default for readers); give one of them"
+            )
+    elif isinstance(symbols, Mapping):
+        venues = [one_of("symbols", e, names) for e in symbols]
+        if exchange is not None and exchange != venues[0]:
+            raise ValueError(
+                f"exchange={exchange!r}: symbols= names the venues ({', '.join(venues)}); "
+                "leave exchange= out or list it first"
+            )
+    else:
+        venues = [one_of("exchange", exchange or "binance", names)]
+    if isinstance(symbols, Mapping):
+        missing = [v for v in venues if v not in symbols]
+        extra = [v for v in symbols if v not in venues]
+        if missing or extra:
+            raise ValueError(
+                f"symbols: give every venue of exchanges= its symbols "
+                f"(missing: {', '.join(missing) or '-'}; not collected: {', '.join(extra) or '-'})"
+            )
+        wanted: dict[str, str | Sequence[str]] = {v: symbols[v] for v in venues}
+    else:
+        wanted = dict.fromkeys(venues, symbols)
+    if fallback is None:
+        fallbacks: dict[str, str] = {}
+    elif isinstance(fallback, str):
+        fallbacks = {venues[0]: fallback}
+    else:
+        fallbacks = dict(fallback)
+    for venue, stand_in in fallbacks.items():
+        if venue not in venues:
+            raise ValueError(f"fallback: {venue!r} is not collected (venues: {', '.join(venues)})")
+        one_of("fallback", stand_in, [e for e in names if e != venue])
+    return venues, wanted, fallbacks
+
+
 def feed_configs(
-    exchange: str,
-    fallback: str | None,
+    venues: Sequence[str],
+    fallbacks: Mapping[str, str],
     channels: Sequence[str],
     intervals: Sequence[Interval],
     given: dict[str, str | None],
     options: dict[str, Any],
-) -> tuple[dict[str, str], FeedConfig, FeedConfig | None]:
-    """Every venue's URLs, the primary's feed settings and the fallback's (checked: a setting
-    the feed does not have, or a fallback lacking a channel or interval, is refused)."""
+) -> tuple[dict[str, str], dict[str, FeedConfig], dict[str, FeedConfig]]:
+    """Every venue's URLs, each collected venue's feed settings and each fallback's, keyed by
+    the venue it stands in for (checked: a setting the feed does not have, or a fallback
+    lacking a channel or interval, is refused)."""
     options = dict(options)
     taken = {f"{v}_{kind}" for v in registry.names() for kind in ("ws_url", "rest_url")}
     for name in [k for k in options if k in taken]:  # a venue without a keyword of its own
         given = {**given, name: options.pop(name)}
-    urls = venue_urls(given, [exchange] if fallback is None else [exchange, fallback])
+    urls = venue_urls(given, [*venues, *fallbacks.values()])
     unknown = set(options) - set(FeedConfig.__dataclass_fields__) - {"ws_url", "rest_url"}
     if unknown:
         hint = ""
@@ -205,15 +263,18 @@ def feed_configs(
             ws_url=urls[f"{venue}_ws_url"], rest_url=urls[f"{venue}_rest_url"], **options
         )
 
-    if fallback is None:
-        return urls, config(exchange), None
     stand_in = tuple(c for c in channels if c in FALLBACK_CHANNELS)
-    try:
-        check_channels(stand_in, fallback)
-        check_intervals(intervals, fallback, needed="klines" in stand_in)
-    except ValueError as exc:
-        raise ValueError(f"fallback {fallback}: {exc}") from None
-    return urls, config(exchange), config(fallback)
+    for fallback in fallbacks.values():
+        try:
+            check_channels(stand_in, fallback)
+            check_intervals(intervals, fallback, needed="klines" in stand_in)
+        except ValueError as exc:
+            raise ValueError(f"fallback {fallback}: {exc}") from None
+    return (
+        urls,
+        {v: config(v) for v in venues},
+        {v: config(fallback) for v, fallback in fallbacks.items()},
+    )
 
 
 # Bytes one row or level takes where the Lab keeps it (the columns of the rolling buffers; a

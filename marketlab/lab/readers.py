@@ -4,32 +4,31 @@ for servers), and live charts over them. Mixed into :class:`marketlab.lab.Lab`."
 from __future__ import annotations
 
 import decimal
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from marketlab.records import Interval, normalize_symbol
-from marketlab.rings import KlineBuffer, TradeBuffer, book_frame, empty_book_frame, utc_times
+from marketlab.lab import cross_venue
+from marketlab.records import Interval
+from marketlab.rings import book_frame, empty_book_frame, utc_times
 from marketlab.stream.state import BookView
 
 if TYPE_CHECKING:
-    from marketlab.lab.failover import Failover
-    from marketlab.lab.market_state import MarketState
-    from marketlab.stream.feed import Feed
+    from marketlab.lab.venue_side import VenueSide
 
 
 class LabFrames:
-    """Readers' side of the Lab (its collector side fills what these read)."""
+    """Readers' side of the Lab (its collector side fills what these read). Every reader takes
+    ``exchange=`` (the first venue collected when None)."""
 
     symbols: list[str]
     intervals: list[Interval]
     exchange: str
+    exchanges: list[str]
     fallback: str | None
-    _state: MarketState
-    _feed: Feed | None
-    _failover: Failover | None
-    _trades: dict[str, TradeBuffer]
-    _klines: dict[tuple[str, Interval], KlineBuffer]
+    quote_equivalents: dict[str, str]
+    _sides: dict[str, VenueSide]
     _views: Any
 
     if TYPE_CHECKING:  # provided by the Lab
@@ -37,18 +36,32 @@ class LabFrames:
         @property
         def running(self) -> bool: ...
 
-    def _symbol(self, symbol: str) -> str:
-        s = normalize_symbol(symbol)
-        if s not in self.symbols:
-            raise KeyError(f"{s} is not collected by this Lab (symbols: {', '.join(self.symbols)})")
-        return s
+        def _side(self, exchange: str | None) -> VenueSide: ...
+
+    def _symbol(self, symbol: str, exchange: str | None = None) -> str:
+        return self._side(exchange).symbol(symbol)
+
+    def symbols_of(self, exchange: str | None = None) -> list[str]:
+        """The symbols collected from ``exchange`` (the first venue by default)."""
+        return list(self._side(exchange).symbols)
+
+    @property
+    def venue_symbols(self) -> dict[str, list[str]]:
+        """Every venue collected and its symbols, the first venue first."""
+        return {v: list(side.symbols) for v, side in self._sides.items()}
 
     def price_rows(self) -> list[dict[str, Any]]:
-        """The data of :meth:`prices` as plain dicts (times in epoch ms): cheap, for servers."""
-        return self._state.price_rows()
+        """The data of :meth:`prices` as plain dicts (times in epoch ms), each with its
+        ``exchange``: cheap, for servers."""
+        return [
+            {"exchange": venue, **row}
+            for venue, side in self._sides.items()
+            for row in side.state.price_rows()
+        ]
 
     def prices(self) -> pd.DataFrame:
-        """One row per symbol: last, bid, ask, 24h change %, volume, times, age and source."""
+        """One row per symbol (per exchange and symbol with several venues): last, bid, ask,
+        24h change %, volume, times, age and source."""
         columns = [
             "last",
             "bid",
@@ -60,7 +73,11 @@ class LabFrames:
             "age_s",
             "source",
         ]
-        df = pd.DataFrame(self.price_rows(), columns=["symbol", *columns]).set_index("symbol")
+        index = ["exchange", "symbol"] if len(self._sides) > 1 else ["symbol"]
+        df = pd.DataFrame(self.price_rows(), columns=["exchange", "symbol", *columns])
+        df = df.set_index(index)
+        if len(self._sides) == 1:
+            df = df.drop(columns="exchange")
         df["event_time"] = utc_times(df["event_time"])
         df["received_at"] = utc_times(df["received_at"])
         return df
@@ -70,52 +87,39 @@ class LabFrames:
     ) -> pd.DataFrame:
         """Candles oldest first; the last row is the open candle (``closed`` False).
 
-        ``exchange`` picks the fallback venue's own series (collected while failed over);
-        the two venues' candles are never mixed in one frame.
+        ``exchange`` picks a venue's series: one collected, or the fallback venue's own
+        (collected while failed over); two venues' candles are never mixed in one frame.
         """
-        key = (self._symbol(symbol), Interval(interval))
-        if exchange not in (None, self.exchange):
-            if exchange != self.fallback:
-                raise KeyError(f"exchange {exchange!r} is not collected by this Lab")
-            if key[1] not in self.intervals:
-                raise KeyError(
-                    f"interval {interval} is not collected (intervals: {', '.join(self.intervals)})"
-                )
-            assert self._failover is not None
-            return self._failover.kline_frame(*key)
-        buf = self._klines.get(key)
-        if buf is None:
-            raise KeyError(
-                f"interval {interval} is not collected (intervals: {', '.join(self.intervals)})"
-            )
-        return buf.frame()
+        if exchange is None or exchange in self._sides:
+            return self._side(exchange).kline_buffer(symbol, interval).frame()
+        for side in self._sides.values():
+            if side.fallback == exchange:
+                return side.fallback_klines(symbol, interval)
+        raise KeyError(
+            f"exchange {exchange!r} is not collected by this Lab "
+            f"(exchanges: {', '.join(self.exchanges)})"
+        )
 
-    def tick_size(self, symbol: str) -> float | None:
+    def tick_size(self, symbol: str, exchange: str | None = None) -> float | None:
         """The symbol's price tick as the venue lists it (None until it has answered)."""
-        s = self._symbol(symbol)
-        return self._feed.tick_sizes.get(s) if self._feed is not None else None
+        return self._side(exchange).tick_size(symbol)
 
-    def price_decimals(self, symbol: str) -> int | None:
+    def price_decimals(self, symbol: str, exchange: str | None = None) -> int | None:
         """Decimals of the price tick (0.01 → 2): round derived prices (spreads, mids) to it."""
-        tick = self.tick_size(symbol)
+        tick = self.tick_size(symbol, exchange)
         if tick is None:
             return None
         exponent = decimal.Decimal(repr(tick)).normalize().as_tuple().exponent
         return max(0, -int(exponent))
 
-    def trades(self, symbol: str) -> pd.DataFrame:
+    def trades(self, symbol: str, exchange: str | None = None) -> pd.DataFrame:
         """Recent trades, oldest first; ``side`` is the taker's side."""
-        return self._trades[self._symbol(symbol)].frame()
+        side = self._side(exchange)
+        return side.state.trades[side.symbol(symbol)].frame()
 
-    def book_levels(self, symbol: str, depth: int = 20) -> BookView:
+    def book_levels(self, symbol: str, depth: int = 20, exchange: str | None = None) -> BookView:
         """The data of :meth:`book` without pandas: cheap, for servers."""
-        s = self._symbol(symbol)
-        if self._feed is None:
-            return BookView(False, 0, [], [], "not started", self.exchange)
-        view = self._feed.book_view(s, depth, self.exchange)
-        if not view.synced and self._failover is not None:
-            return self._failover.book_view(s, depth) or view
-        return view
+        return self._side(exchange).book_levels(symbol, depth)
 
     def chart(
         self, symbol: str, interval: str | None = None, fps: float = 2.0, candles: int = 240
@@ -147,7 +151,7 @@ class LabFrames:
         self._views.add(view)  # closed by stop()
         return view
 
-    def book(self, symbol: str, depth: int = 20) -> pd.DataFrame:
+    def book(self, symbol: str, depth: int = 20, exchange: str | None = None) -> pd.DataFrame:
         """The order book, bids best first then asks best first.
 
         Empty while the book is out of sync with the exchange; ``attrs`` carries ``synced``,
@@ -155,7 +159,7 @@ class LabFrames:
         to equal the venue's: ``"update id chain"``, ``"seqId chain"``, ``"seqId chain +
         checksum"`` or ``"REST snapshot"`` while polled).
         """
-        view = self.book_levels(symbol, depth)
+        view = self.book_levels(symbol, depth, exchange)
         df = book_frame(view.bids, view.asks) if view.synced else empty_book_frame()
         df.attrs.update(
             synced=view.synced,
@@ -165,3 +169,57 @@ class LabFrames:
             verified=view.verified,
         )
         return df
+
+    # --- across venues ---------------------------------------------------------------------
+
+    def _markets(
+        self, symbol: str, quote_equivalents: Mapping[str, str] | None
+    ) -> tuple[dict[str, str], dict[str, str]]:
+        """Each venue's symbol for ``symbol``'s market, and the quote each is compared in."""
+        equivalents = self.quote_equivalents if quote_equivalents is None else quote_equivalents
+        markets = cross_venue.match_markets(symbol, self.venue_symbols, equivalents)
+        return markets, cross_venue.quotes_used(markets, equivalents)
+
+    def _books_of(self, markets: Mapping[str, str], depth: int) -> dict[str, BookView]:
+        return {v: self._sides[v].book_levels(s, depth) for v, s in markets.items()}
+
+    def bbo(self, symbol: str, quote_equivalents: Mapping[str, str] | None = None) -> pd.DataFrame:
+        """The best bid and ask across venues: one row per venue (its top of book, synced or
+        why not) with ``best_bid`` / ``best_ask`` marking the consolidated best; ``attrs``
+        holds the consolidated quote (``best_bid``, ``best_bid_venue``, ``mid``,
+        ``spread_bps``, ``state``: normal, locked or crossed across venues), each venue's
+        symbol and the quote it is compared in. Only synced books take part."""
+        markets, quotes = self._markets(symbol, quote_equivalents)
+        return cross_venue.bbo_frame(markets, self._books_of(markets, 1), quotes)
+
+    def consolidated_book(
+        self, symbol: str, depth: int = 20, quote_equivalents: Mapping[str, str] | None = None
+    ) -> pd.DataFrame:
+        """Every venue's synced levels merged into one book (bids best first, then asks), each
+        level tagged with its ``exchange``; a book out of sync drops out and ``attrs["excluded"]``
+        says why. ``attrs["crossed"]`` is True when one venue's bid reaches another's ask."""
+        markets, quotes = self._markets(symbol, quote_equivalents)
+        df = cross_venue.consolidated_book_frame(self._books_of(markets, depth), depth)
+        df.attrs.update(symbols=markets, quotes=quotes)
+        return df
+
+    def divergence(self, quote_equivalents: Mapping[str, str] | None = None) -> pd.DataFrame:
+        """Per symbol of the first venue and per venue: its mid (from its synced book, else its
+        ticker's bid and ask), the cross-venue median mid and the venue's distance from it in
+        basis points, live. Symbols only one venue has are left out; ``attrs`` says each
+        venue's symbol and the quote it is compared in."""
+        equivalents = self.quote_equivalents if quote_equivalents is None else quote_equivalents
+        markets_of: dict[str, dict[str, str]] = {}
+        for symbol in self._sides[self.exchange].symbols:
+            markets, _ = self._markets(symbol, equivalents)
+            if len(markets) > 1:
+                markets_of[symbol] = markets
+        rows = {(r["exchange"], r["symbol"]): r for r in self.price_rows()}
+        mids = {
+            (venue, market): cross_venue.mid_of(
+                self._sides[venue].book_levels(market, 1), rows.get((venue, market))
+            )
+            for markets in markets_of.values()
+            for venue, market in markets.items()
+        }
+        return cross_venue.divergence_frame(markets_of, mids, equivalents)

@@ -74,22 +74,27 @@ MANY_BOOKS = 20  # more books than this: waiting for them shows a progress bar
 
 class SyncProgress:
     """Books synced (and deepened) as a progress bar while a Lab with many books gets ready;
-    called in the wait loop, always True (the loop's own conditions decide)."""
+    called in the wait loop with the Lab's feeds (one per venue), always True (the loop's own
+    conditions decide)."""
 
-    def __init__(self, feed: Feed | None):
-        books = len(feed.books) if feed is not None else 0
+    def __init__(self, feeds: Sequence[Feed | None]):
+        books = sum(len(feed.books) for feed in feeds if feed is not None)
         self.bar = (
             tqdm(total=books, desc="books synced", unit="book") if books > MANY_BOOKS else None
         )
 
-    def __call__(self, feed: Feed | None) -> bool:
+    def __call__(self, feeds: Sequence[Feed | None]) -> bool:
         bar = self.bar
-        if bar is not None and feed is not None:
-            synced = sum(1 for s in feed.books if feed.book_state(s) == "synced")
-            deep = getattr(feed, "books_deep", None)
+        if bar is not None:
+            synced = deep = 0
+            for feed in feeds:
+                if feed is None:
+                    continue
+                synced += sum(1 for s in feed.books if feed.book_state(s) == "synced")
+                deep += feed.books_deep() if hasattr(feed, "books_deep") else 0
             bar.n = synced
-            if deep is not None:
-                bar.set_postfix_str(f"{deep()} deep", refresh=False)
+            if deep:
+                bar.set_postfix_str(f"{deep} deep", refresh=False)
             bar.refresh()
             if synced == bar.total:
                 bar.close()
