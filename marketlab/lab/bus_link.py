@@ -11,7 +11,7 @@ import dataclasses
 import functools
 import logging
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from marketlab.bus import encoding as enc
@@ -156,16 +156,31 @@ def _symbols(subjects: Any) -> set[str]:
 
 def bus_source(
     bus: str | BusConfig,
-    symbols: Sequence[str] | None,
-    exchange: str,
+    symbols: Sequence[str] | Mapping[str, Sequence[str]] | None,
+    exchanges: Sequence[str],
     since: float | str | None,
     durable: str | None,
     options: dict[str, Any],
-) -> tuple[Sequence[str], BusSource]:
-    """What ``Lab.from_bus`` reads: the symbols (every one of ``exchange`` on the bus when
-    None) and the source its feed reads them from. Takes the bus's own keyword arguments
-    (``token=``, ``ca=``, …) out of ``options``; the rest are the Lab's."""
+) -> tuple[dict[str, Sequence[str]], BusSource]:
+    """What ``Lab.from_bus`` reads: each venue's symbols (every one of that venue on the bus
+    when None; one list for every venue, or a mapping venue → list) and the source its feeds
+    read them from. Takes the bus's own keyword arguments (``token=``, ``ca=``, …) out of
+    ``options``; the rest are the Lab's."""
     config = bus_config(bus, **{k: options.pop(k) for k in list(options) if k in BUS_OPTIONS})
-    if symbols is None:
-        symbols = bus_symbols(config, exchange)
-    return symbols, BusSource(config, since, durable)
+    wanted: dict[str, Sequence[str]] = {}
+    for exchange in exchanges:
+        if symbols is None:
+            wanted[exchange] = bus_symbols(config, exchange)
+        elif isinstance(symbols, Mapping):
+            wanted[exchange] = symbols[exchange]
+        else:
+            wanted[exchange] = symbols
+    return wanted, BusSource(config, since, durable)
+
+
+def venue_source(source: BusSource, exchange: str, several: bool) -> BusSource:
+    """The source one venue's feed reads: with several venues, each remembers its own place
+    (a durable consumer of its own, named after the venue)."""
+    if not several or source.durable is None:
+        return source
+    return dataclasses.replace(source, durable=f"{source.durable}-{exchange}")

@@ -294,7 +294,8 @@ class Lab(LabFrames):
                 state.delta_store = side.ticks
         cls = registry.get(venue).feed_class()
         if self._bus_source is not None:
-            cls = bus_link.feed_class(self._bus_source, venue)
+            source = bus_link.venue_source(self._bus_source, venue, len(self._sides) > 1)
+            cls = bus_link.feed_class(source, venue)
         if self._replay is not None:
             cls = replaying(cls)
         side.feed = feed = cls(
@@ -480,24 +481,32 @@ class Lab(LabFrames):
     def from_bus(
         cls,
         bus: str | BusConfig,
-        symbols: Sequence[str] | None = None,
+        symbols: Sequence[str] | Mapping[str, Sequence[str]] | None = None,
         intervals: Sequence[str] = ("1m",),
         exchange: str = "binance",
         since: float | str | None = None,
         durable: str | None = None,
+        *,
+        exchanges: Sequence[str] | None = None,
         **options: Any,
     ) -> Lab:
         """A Lab fed from the bus (``nats://host:4222``) that collectors publish to
         (``Lab(publish=...)``), on any host: the same frames, books, charts, status and store.
 
-        ``symbols`` None takes every symbol of ``exchange`` on the bus. It first catches up
+        ``symbols`` None takes every symbol of ``exchange`` on the bus (of each venue of
+        ``exchanges``, read together as a several-venue Lab reads them). It first catches up
         with what the stream keeps (``since``: epoch seconds to start there, ``"new"`` for
         only what comes next); ``durable`` names a consumer that remembers how far it has
-        written (a history writer with ``db=``: it acknowledges only what is stored).
+        written (a history writer with ``db=``: it acknowledges only what is stored; one per
+        venue, named ``<durable>-<venue>``, with several).
         Not started: call :meth:`start`.
         """
-        symbols, source = bus_link.bus_source(bus, symbols, exchange, since, durable, options)
-        lab = cls(symbols, intervals=intervals, exchange=exchange, **options)
+        venues = [exchange] if exchanges is None else list(exchanges)
+        wanted, source = bus_link.bus_source(bus, symbols, venues, since, durable, options)
+        if len(venues) == 1:
+            lab = cls(wanted[venues[0]], intervals=intervals, exchange=venues[0], **options)
+        else:
+            lab = cls(dict(wanted), intervals=intervals, exchanges=venues, **options)
         lab._bus_source = source
         return lab
 

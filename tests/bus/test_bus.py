@@ -474,3 +474,79 @@ def test_okx_books_and_candles_read_from_the_bus_equal_the_collectors(
     finally:
         collector.stop()
         reader.stop()
+
+
+def test_four_venues_publish_to_one_bus_and_a_reader_keeps_them_apart(
+    sim: SimExchange, nats: NatsServer, tmp_path: Path
+) -> None:
+    from tests.lab.test_several_venues import VENUES, every_venue
+
+    channels = ["trades", "book", "klines"]
+    collector = ml.Lab(
+        SYMBOLS, ["1m"], exchanges=VENUES, channels=channels, publish=nats.url, **every_venue(sim)
+    ).start()
+    writer = ml.Lab.from_bus(
+        nats.url,
+        SYMBOLS,
+        ["1m"],
+        exchanges=VENUES,
+        channels=["trades", "klines"],
+        durable="writer",
+        db=tmp_path / "four.sqlite",
+        store=("klines", "trades"),
+    ).start()
+    reader = None
+    try:
+        collector.wait_ready(60)
+        time.sleep(1)
+        # every venue's symbols as the bus holds them
+        reader = ml.Lab.from_bus(nats.url, None, ["1m"], exchanges=VENUES, channels=channels)
+        reader.start().wait_ready(30)
+        assert reader.venue_symbols == dict.fromkeys(VENUES, SYMBOLS)
+        time.sleep(2)
+        collector.stop()
+        for v in VENUES:
+            for s in SYMBOLS:
+                want = collector.book(s, 50, exchange=v)
+                wait_for(
+                    lambda s=s, v=v, want=want: (
+                        reader.book(s, 50, exchange=v).attrs["last_update_id"]
+                        == want.attrs["last_update_id"]
+                        and len(reader.trades(s, exchange=v))
+                        == len(collector.trades(s, exchange=v))
+                    ),
+                    20,
+                    f"the reader's {v} {s} caught up",
+                )
+                pd.testing.assert_frame_equal(reader.book(s, 50, exchange=v), want)
+                pd.testing.assert_frame_equal(
+                    reader.trades(s, exchange=v), collector.trades(s, exchange=v)
+                )
+                got = reader.klines(s, "1m", exchange=v)
+                pd.testing.assert_frame_equal(
+                    got[got["closed"]][PRICE_COLUMNS],
+                    collector.klines(s, "1m", exchange=v).pipe(
+                        lambda df: df[df["closed"]][PRICE_COLUMNS]
+                    ),
+                )
+        # the venues' trades differ: nothing of one venue went under another's name
+        assert not reader.trades("BTCUSDT", exchange="okx").equals(
+            reader.trades("BTCUSDT", exchange="bybit")
+        )
+        wait_for(
+            lambda: all(
+                len(writer.trades(s, exchange=v)) == len(collector.trades(s, exchange=v))
+                for v in VENUES
+                for s in SYMBOLS
+            ),
+            20,
+            "the writer caught up",
+        )
+    finally:
+        for lab in (collector, reader, writer):
+            if lab is not None:
+                lab.stop()
+    for v in VENUES:
+        stored = History(db=tmp_path / "four.sqlite", exchange=v).trades("BTCUSDT")
+        assert stored["trade_id"].is_unique
+        assert set(collector.trades("BTCUSDT", exchange=v)["trade_id"]) <= set(stored["trade_id"])
