@@ -11,15 +11,19 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import time
-from collections.abc import Sequence
-from typing import Any, Protocol
+from collections import deque
+from collections.abc import Mapping, Sequence
+from typing import Any, Generic, Protocol, TypeVar
 
 import ipywidgets as widgets
 import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
+
+from marketlab.records import normalize_symbol
 
 
 class LabLike(Protocol):
@@ -37,8 +41,41 @@ class LabLike(Protocol):
     def price_decimals(self, symbol: str) -> int | None: ...
 
 
+class VenuesLabLike(Protocol):
+    """What :class:`VenuesChart` reads from a Lab collecting several venues."""
+
+    @property
+    def running(self) -> bool: ...
+    def bbo(
+        self, symbol: str, quote_equivalents: Mapping[str, str] | None = None
+    ) -> pd.DataFrame: ...
+    def price_rows(self) -> list[dict[str, Any]]: ...
+    def price_decimals(self, symbol: str, exchange: str | None = None) -> int | None: ...
+
+
+class _Runs(Protocol):
+    @property
+    def running(self) -> bool: ...
+
+
+L = TypeVar("L", bound=_Runs)
+
 UP, DOWN, STALE = "#26a69a", "#ef5350", "#9e9e9e"
-_LIVE: dict[tuple[int, str], LiveView] = {}  # (id(lab), key) → the chart a cell made last
+LOCKED, CROSSED = "#ff9800", "#d50000"
+# one colour per venue, the same in every chart and notebook
+VENUE_COLOURS = {
+    "binance": "#f0b90b",
+    "okx": "#2962ff",
+    "bybit": "#ff6d00",
+    "coinbase": "#00897b",
+}
+_MORE_COLOURS = ("#8e24aa", "#6d4c41", "#546e7a", "#c2185b")
+_LIVE: dict[tuple[int, str], LiveView[Any]] = {}  # (id(lab), key) → the chart a cell made last
+
+
+def venue_colour(venue: str, order: int = 0) -> str:
+    """The colour a venue is drawn in (a venue not listed takes one by its place)."""
+    return VENUE_COLOURS.get(venue, _MORE_COLOURS[order % len(_MORE_COLOURS)])
 
 
 def _cell_id() -> str | None:
@@ -123,10 +160,10 @@ def depth_figure(title: str) -> go.FigureWidget:
 # --- live views --------------------------------------------------------------------------------
 
 
-class LiveView:
+class LiveView(Generic[L]):
     """A widget refreshed from a Lab on the notebook's event loop, throttled to ``fps``."""
 
-    def __init__(self, lab: LabLike, key: str, fps: float):
+    def __init__(self, lab: L, key: str, fps: float):
         if fps <= 0:
             raise ValueError(f"fps must be positive, got {fps}")
         self.lab = lab
@@ -160,6 +197,19 @@ class LiveView:
     def refresh(self) -> None:
         raise NotImplementedError
 
+    def _pause_button(self) -> widgets.ToggleButton:
+        """A toggle that pauses and resumes the refreshes, showing what pressing it will do."""
+        button = widgets.ToggleButton(value=False, description="pause", icon="pause")
+        button.observe(self._on_pause, names="value")
+        return button
+
+    def _on_pause(self, change: dict[str, Any]) -> None:
+        self.paused = bool(change["new"])
+        button = change["owner"]
+        button.description = "resume" if self.paused else "pause"
+        button.icon = "play" if self.paused else "pause"  # the button shows what it will do
+        button.tooltip = "paused: press to resume" if self.paused else "live: press to pause"
+
     @property
     def live(self) -> bool:
         return self._task is not None and not self._task.done()
@@ -174,7 +224,7 @@ class LiveView:
         return self.widget._repr_mimebundle_(**kwargs)
 
 
-class CandleChart(LiveView):
+class CandleChart(LiveView[LabLike]):
     """Candlestick + volume with symbol and interval dropdowns and a pause button."""
 
     def __init__(
@@ -187,11 +237,10 @@ class CandleChart(LiveView):
         self.interval_box = widgets.Dropdown(
             options=[str(i) for i in lab.intervals], value=str(interval), description="interval"
         )
-        self.pause = widgets.ToggleButton(value=False, description="pause", icon="pause")
+        self.pause = self._pause_button()
         self.figure = candle_figure(self._title())
         for control in (self.symbol, self.interval_box):
             control.observe(lambda _: self._retarget(), names="value")
-        self.pause.observe(self._on_pause, names="value")
         self.widget = widgets.VBox(
             [widgets.HBox([self.symbol, self.interval_box, self.pause]), self.figure]
         )
@@ -204,19 +253,13 @@ class CandleChart(LiveView):
         self.figure.layout.title.text = self._title()
         self.refresh()
 
-    def _on_pause(self, change: dict[str, Any]) -> None:
-        self.paused = bool(change["new"])
-        self.pause.description = "resume" if self.paused else "pause"
-        self.pause.icon = "play" if self.paused else "pause"  # the button shows what it will do
-        self.pause.tooltip = "paused: press to resume" if self.paused else "live: press to pause"
-
     def refresh(self) -> None:
         df = self.lab.klines(self.symbol.value, self.interval_box.value).tail(self.candles)
         candle_traces(self.figure, df)
         self.refreshes += 1
 
 
-class BookChart(LiveView):
+class BookChart(LiveView[LabLike]):
     """Cumulative depth of the synced book; says so in the title while out of sync."""
 
     def __init__(self, lab: LabLike, symbol: str, depth: int = 50, fps: float = 2.0):
@@ -244,7 +287,7 @@ class BookChart(LiveView):
         return f"{value:.{decimals}f}" if decimals is not None else f"{value:.8g}"
 
 
-class PriceBoard(LiveView):
+class PriceBoard(LiveView[LabLike]):
     """One row per symbol: last, bid/ask, 24h change coloured by sign, age greyed when stale."""
 
     def __init__(self, lab: LabLike, fps: float = 1.0, stale_after: float = 5.0):
@@ -279,3 +322,203 @@ def board_html(prices: pd.DataFrame, stale_after: float) -> str:
         f"<table style='font-family:monospace'>{head}{''.join(rows)}</table>"
         f"<small>updated {stamp}</small>"
     )
+
+
+# --- one market across several venues -----------------------------------------------------------
+
+
+def venues_figure(title: str, venues: Sequence[str]) -> go.FigureWidget:
+    """Each venue's mid (traces 0..n-1, top), then the consolidated spread in bps (trace n) and
+    the moments the venues' quotes lock (n+1) or cross (n+2) each other (bottom)."""
+    fig = make_subplots(
+        rows=2, cols=1, shared_xaxes=True, row_heights=[0.65, 0.35], vertical_spacing=0.06
+    )
+    for i, venue in enumerate(venues):
+        fig.add_trace(
+            go.Scatter(
+                name=venue,
+                mode="lines",
+                line={"color": venue_colour(venue, i), "width": 1.6},
+                hovertemplate="%{y}<extra>" + venue + "</extra>",
+            ),
+            row=1,
+            col=1,
+        )
+    fig.add_trace(
+        go.Scatter(
+            name="consolidated spread",
+            mode="lines",
+            line={"color": "#455a64", "width": 1.4},
+            customdata=[],
+            hovertemplate="%{y:.2f} bps · %{customdata}<extra>spread</extra>",
+        ),
+        row=2,
+        col=1,
+    )
+    for state, colour, symbol in (("locked", LOCKED, "diamond"), ("crossed", CROSSED, "x")):
+        fig.add_trace(
+            go.Scatter(
+                name=state,
+                mode="markers",
+                marker={"color": colour, "symbol": symbol, "size": 7},
+                hovertemplate="%{y:.2f} bps<extra>" + state + "</extra>",
+            ),
+            row=2,
+            col=1,
+        )
+    fig.add_hline(y=0, line={"color": STALE, "width": 1, "dash": "dot"}, row=2, col=1)
+    fig.update_yaxes(title_text="mid", row=1, col=1)
+    fig.update_yaxes(title_text="spread (bps)", row=2, col=1)
+    fig.update_layout(
+        title=title,
+        height=560,
+        margin={"l": 60, "r": 20, "t": 60, "b": 30},
+        legend={"orientation": "h", "y": -0.08},
+        hovermode="x unified",
+        uirevision="keep",
+    )
+    return go.FigureWidget(fig)
+
+
+def quotes_text(quotes: Mapping[str, str]) -> str:
+    """What the venues' quotes were compared in: ``"USDT on every venue"``, or ``"USDT
+    (coinbase: USD as USDT)"`` where a quote equivalence was used."""
+    taken = {v: q for v, q in quotes.items() if " as " in q}
+    compared = {q.split(" as ")[-1] for q in quotes.values()}
+    common = ", ".join(sorted(compared))
+    if not taken:
+        return f"{common} on every venue, no quote equivalence"
+    return f"{common} ({'; '.join(f'{v}: {q}' for v, q in taken.items())})"
+
+
+class VenuesChart(LiveView[VenuesLabLike]):
+    """One market on several venues over the last ``window`` seconds, sampled at each refresh:
+    each venue's mid (from its synced book's top, else its ticker's bid and ask) and the
+    consolidated spread in bps (best ask anywhere against best bid anywhere), with the moments
+    the venues' quotes lock or cross each other marked. The title names the venues, the quote
+    each is compared in and the consolidated state now."""
+
+    def __init__(
+        self,
+        lab: VenuesLabLike,
+        symbol: str,
+        fps: float = 2.0,
+        window: float = 300.0,
+        quote_equivalents: Mapping[str, str] | None = None,
+    ):
+        if not window > 0:
+            raise ValueError(f"window must be a positive number of seconds, got {window!r}")
+        self.quote_equivalents = quote_equivalents
+        first = lab.bbo(symbol, quote_equivalents)  # refuses a market no venue collects
+        self.symbol = normalize_symbol(symbol)
+        super().__init__(lab, f"venues:{self.symbol}", fps)
+        self.window = float(window)
+        self.venues: list[str] = [str(v) for v in first.index]
+        self.markets: dict[str, str] = dict(first.attrs["symbols"])
+        self.quotes: dict[str, str] = dict(first.attrs["quotes"])
+        points = math.ceil(self.window * fps) + 2  # a bound if refreshed faster than fps
+        self.times: deque[pd.Timestamp] = deque(maxlen=points)
+        self.mids: dict[str, deque[float]] = {v: deque(maxlen=points) for v in self.venues}
+        self.spreads: deque[float] = deque(maxlen=points)
+        self.states: deque[str] = deque(maxlen=points)
+        self.sources: dict[str, str | None] = {}  # per venue: "book", "ticker" or None
+        self.state = "empty"
+        self._decimals: dict[str, int | None] = {}
+        self.pause = self._pause_button()
+        self.figure = venues_figure(self._title(first.attrs["bbo"]), self.venues)
+        self.widget = widgets.VBox([widgets.HBox([self.pause]), self.figure])
+        self._start()
+
+    def refresh(self) -> None:
+        now = pd.Timestamp.now(tz="UTC")
+        bbo = self.lab.bbo(self.symbol, self.quote_equivalents)
+        tickers = {
+            (r["exchange"], r["symbol"]): r
+            for r in self.lab.price_rows()
+            if r.get("exchange") in self.markets
+        }
+        consolidated = bbo.attrs["bbo"]
+        self.times.append(now)
+        for venue in self.venues:
+            mid, source = _venue_mid(bbo, venue, tickers.get((venue, self.markets[venue])))
+            self.mids[venue].append(mid)
+            self.sources[venue] = source
+        self.spreads.append(float(consolidated["spread_bps"]))
+        self.states.append(str(consolidated["state"]))
+        self.state = str(consolidated["state"])
+        self._trim(now)
+        self._draw(consolidated)
+        self.refreshes += 1
+
+    def _trim(self, now: pd.Timestamp) -> None:
+        oldest = now - pd.Timedelta(seconds=self.window)
+        while self.times and self.times[0] < oldest:
+            self.times.popleft()
+            self.spreads.popleft()
+            self.states.popleft()
+            for mids in self.mids.values():
+                mids.popleft()
+
+    def _draw(self, consolidated: Mapping[str, Any]) -> None:
+        x = list(self.times)
+        states = list(self.states)
+        spreads = list(self.spreads)
+        with _batch(self.figure):
+            for i, venue in enumerate(self.venues):
+                trace = self.figure.data[i]
+                trace.x, trace.y = x, list(self.mids[venue])
+                trace.hovertemplate = self._hover(venue)
+            n = len(self.venues)
+            spread = self.figure.data[n]
+            spread.x, spread.y, spread.customdata = x, spreads, states
+            for offset, state in ((1, "locked"), (2, "crossed")):
+                marks = [i for i, s in enumerate(states) if s == state]
+                self.figure.data[n + offset].x = [x[i] for i in marks]
+                self.figure.data[n + offset].y = [spreads[i] for i in marks]
+            self.figure.layout.title.text = self._title(consolidated)
+
+    def _hover(self, venue: str) -> str:
+        """The venue's mid to its price tick (asked until the venue has listed it)."""
+        if self._decimals.get(venue) is None:
+            self._decimals[venue] = self.lab.price_decimals(self.markets[venue], exchange=venue)
+        decimals = self._decimals[venue]
+        shown = f"%{{y:,.{decimals}f}}" if decimals is not None else "%{y:,.8g}"
+        market = self.markets[venue]
+        label = venue if market == self.symbol else f"{venue} {market}"
+        return f"{shown}<extra>{label}</extra>"
+
+    def _title(self, consolidated: Mapping[str, Any]) -> str:
+        state = str(consolidated.get("state", "empty"))
+        text = f"{self.symbol} on {', '.join(self.venues)} · quotes: {quotes_text(self.quotes)}"
+        if state in ("locked", "crossed"):
+            text += (
+                f"<br>{state} across venues: best bid {consolidated['best_bid_venue']} "
+                f"{'=' if state == 'locked' else '>'} best ask {consolidated['best_ask_venue']}"
+            )
+        elif state != "normal":
+            text += f"<br>consolidated quote {state}"
+        ticker = [v for v, s in self.sources.items() if s == "ticker"]
+        missing = [v for v, s in self.sources.items() if s is None]
+        if ticker:
+            text += f" · from the ticker (book not synced): {', '.join(ticker)}"
+        if missing:
+            text += f" · no price yet: {', '.join(missing)}"
+        return text
+
+
+def _venue_mid(
+    bbo: pd.DataFrame, venue: str, ticker: Mapping[str, Any] | None
+) -> tuple[float, str | None]:
+    """A venue's mid and where it came from: its synced book's top, else its ticker's bid and
+    ask, else NaN (a gap in its line)."""
+    if venue in bbo.index:
+        mid = float(bbo["mid"].to_dict()[venue])
+        if math.isfinite(mid):
+            return mid, "book"
+    if ticker is not None:
+        bid, ask = ticker.get("bid"), ticker.get("ask")
+        if bid is not None and ask is not None:
+            b, a = float(bid), float(ask)
+            if math.isfinite(b) and math.isfinite(a) and b > 0.0 and a > 0.0:
+                return (b + a) / 2.0, "ticker"
+    return float("nan"), None

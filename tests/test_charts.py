@@ -10,7 +10,7 @@ from marketlab.charts import board_html, candle_figure, candle_traces, depth_fig
 from marketlab.lab import Lab
 from marketlab.rings import book_frame
 from marketlab.sim import SimExchange
-from tests.lab.test_lab import FAST, wait_for
+from tests.lab.test_lab import FAST, venue_options, wait_for
 
 
 @pytest.fixture(scope="module")
@@ -132,3 +132,104 @@ def test_derived_prices_are_shown_at_the_instruments_tick(lab):
     assert spread == f"{float(spread):.2f}", title
     assert float(spread) == round(before.price.iloc[1] - before.price.iloc[0], 2)
     chart.close()
+
+
+VENUES = ["binance", "okx", "bybit", "coinbase"]
+
+
+def settled(lab, sim, symbol: str) -> None:
+    """With the exchange paused, wait until every venue's top of book in the Lab is the
+    venue's own (frames still on their way have arrived)."""
+
+    def equal() -> bool:
+        for venue in VENUES:
+            truth = sim.book(symbol, 1, venue=venue)
+            book = lab.book(symbol, 1, exchange=venue)
+            if not book.attrs["synced"] or len(book) != 2:
+                return False
+            if (book.price.iloc[0], book.price.iloc[1]) != (
+                truth["bids"][0][0],
+                truth["asks"][0][0],
+            ):
+                return False
+        return True
+
+    wait_for(equal, 20, f"every venue's {symbol} top of book equal to the venue's")
+
+
+def test_venues_chart_draws_each_venue_mid_and_the_consolidated_spread():
+    with SimExchange(["BTCUSDT", "ETHUSDT"], speed=60, seed=23) as sim:
+        options: dict = {}
+        for venue in VENUES:
+            options.update(venue_options(sim, venue))
+        lab = Lab(
+            ["BTCUSDT", "ETHUSDT"],
+            exchanges=VENUES,
+            channels=["ticker", "book"],
+            **{**FAST, **options},
+        ).start()
+        try:
+            lab.wait_ready(60)
+            chart = lab.venues_chart("btcusdt", window=60)  # no running loop: refreshed by hand
+            assert not chart.live and chart.refreshes == 1 and chart.venues == VENUES
+            assert [t.name for t in chart.figure.data[:4]] == VENUES
+            title = chart.figure.layout.title.text
+            assert title.startswith("BTCUSDT on binance, okx, bybit, coinbase")
+            assert "USDT on every venue, no quote equivalence" in title
+            for round_ in range(3):
+                sim.pause()
+                try:
+                    settled(lab, sim, "BTCUSDT")
+                    chart.refresh()
+                    bbo = lab.bbo("BTCUSDT")
+                finally:
+                    sim.resume()
+                for i, venue in enumerate(VENUES):
+                    trace = chart.figure.data[i]
+                    assert len(trace.y) == len(trace.x) == round_ + 2
+                    assert trace.y[-1] == bbo.loc[venue, "mid"], venue
+                    assert trace.hovertemplate == f"%{{y:,.2f}}<extra>{venue}</extra>"
+                consolidated = bbo.attrs["bbo"]
+                spread, locked, crossed = chart.figure.data[4:7]
+                assert spread.y[-1] == pytest.approx(consolidated["spread_bps"])
+                assert spread.customdata[-1] == consolidated["state"] == chart.state
+                marked = {"locked": locked, "crossed": crossed}.get(consolidated["state"])
+                if marked is not None:
+                    assert marked.x[-1] == spread.x[-1] and marked.y[-1] == spread.y[-1]
+                    assert f"{consolidated['state']} across venues" in (
+                        chart.figure.layout.title.text
+                    )
+                time.sleep(0.3)  # the market moves on between rounds
+            for state, trace in (("locked", locked), ("crossed", crossed)):
+                want = [y for y, s in zip(spread.y, spread.customdata, strict=True) if s == state]
+                assert list(trace.y or []) == want
+            every = {v: list(chart.figure.data[i].y) for i, v in enumerate(VENUES)}
+            assert all(np.isfinite(every[v]).all() for v in VENUES)
+            assert len({every[v][-1] for v in VENUES}) > 1, "each venue has its own line"
+
+            chart.window = 0.5  # older samples leave the chart
+            time.sleep(0.6)
+            chart.refresh()
+            assert len(chart.figure.data[0].x) == 1 and len(chart.figure.data[4].y) == 1
+
+            chart.pause.value = True
+            assert chart.paused and chart.pause.description == "resume"
+            chart.pause.value = False
+
+            async def scenario():
+                live = lab.venues_chart("ETHUSDT", fps=10)
+                await asyncio.sleep(0.5)
+                assert live.live and live.refreshes >= 3
+                lab.stop()
+                await asyncio.sleep(0)
+                return live
+
+            live = asyncio.run(scenario())
+            assert not live.live and len(live.figure.data[0].y) >= 3
+        finally:
+            lab.stop()
+
+
+def test_venues_chart_refuses_a_market_no_venue_collects(lab):
+    with pytest.raises(ValueError, match="no venue collects DOGEUSDT"):
+        lab.venues_chart("DOGEUSDT")

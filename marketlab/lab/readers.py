@@ -140,6 +140,24 @@ class LabFrames:
 
         return self._view(BookChart(self, self._symbol(symbol), depth=depth, fps=fps))
 
+    def venues_chart(
+        self,
+        symbol: str,
+        fps: float = 2.0,
+        window: float = 300.0,
+        quote_equivalents: Mapping[str, str] | None = None,
+    ) -> Any:
+        """Live view of one market on every venue collecting it: each venue's mid over the
+        last ``window`` seconds (from its synced book's top, else its ticker) and the
+        consolidated spread in bps, with the moments the venues' quotes lock or cross marked;
+        the title names the venues and the quote each is compared in (``quote_equivalents``
+        as in :meth:`bbo`)."""
+        from marketlab.charts import VenuesChart
+
+        return self._view(
+            VenuesChart(self, symbol, fps=fps, window=window, quote_equivalents=quote_equivalents)
+        )
+
     def board(self, fps: float = 1.0, stale_after: float = 5.0) -> Any:
         """A live price board: change coloured by sign, rows greyed when older than
         ``stale_after``."""
