@@ -40,6 +40,18 @@ def channel_list(text: str) -> list[str]:
     return names
 
 
+def venue_list(text: str) -> list[str]:
+    """``binance,okx,bybit``: registered venues, each once, in the order given."""
+    names = list(dict.fromkeys(s.strip().lower() for s in text.split(",") if s.strip()))
+    unknown = [n for n in names if n not in registry.names()]
+    if unknown or not names:
+        raise argparse.ArgumentTypeError(
+            f"unknown venue(s) {', '.join(unknown) or '(none given)'}: expected some of "
+            f"{', '.join(registry.names())}"
+        )
+    return names
+
+
 def positive(text: str) -> float:
     try:
         value = float(text)

@@ -27,6 +27,7 @@ CONFIG_NAME = "marketlab.toml"
 # [collect] keys of marketlab.toml, each also a flag of `marketlab collect`
 COLLECT_KEYS = (
     "exchange",
+    "exchanges",
     "fallback",
     "failover_after",
     "symbols",
@@ -46,6 +47,7 @@ class CollectSettings:
     """What to collect, merged from defaults, ``marketlab.toml`` and flags (flags win)."""
 
     exchange: str = "binance"
+    exchanges: list[str] | None = None  # several venues at once (the first is the default)
     fallback: str | None = None
     failover_after: float = 30.0
     symbols: list[str] | str = field(default_factory=lambda: list(DEFAULT_SYMBOLS))  # or "all"
@@ -124,6 +126,8 @@ def _apply_toml(settings: CollectSettings, path: Path) -> None:
         ) from None
     if "channels" in section:
         settings.channels = _list(section["channels"], path, "channels")
+    if "exchanges" in section:
+        settings.exchanges = _list(section["exchanges"], path, "exchanges")
     if "db" in section:
         settings.db = str(section["db"])
     for key in ("quote", "shard", "publish", "memory_limit"):
@@ -180,13 +184,16 @@ def _list(value: Any, path: Path, name: str) -> list[str]:
 
 
 def status_line(lab: Lab) -> str:
-    prices = lab.prices()
-    parts = [f"{s} {row['last']:.8g}" for s, row in prices.iterrows()]
+    several = len(lab.exchanges) > 1
+    parts = [
+        (f"{row['exchange']}:" if several else "") + f"{row['symbol']} {row['last']:.8g}"
+        for row in lab.price_rows()
+    ]
     summary = lab.summary()
     status = lab.status()
     books = (
         status.xs("depth", level="stream")["book"]
-        if "depth" in status.index.get_level_values(1)
+        if "depth" in status.index.get_level_values("stream")
         else []
     )
     synced = sum(1 for b in books if b == "synced")
@@ -217,10 +224,16 @@ def status_line(lab: Lab) -> str:
     )
     deep = summary.get("books_deep")
     depth = f" ({deep} deep)" if deep is not None and deep < synced else ""
+    venues = summary.get("venues") or {lab.exchange: summary}
+    reconnects = sum(v["reconnects"] for v in venues.values())
+    bad_frames = sum(v["bad_frames"] for v in venues.values())
+    via = ", ".join(str(v["source"]) for v in venues.values())
+    stopped = [f"{name} stopped: {v['error']}" for name, v in venues.items() if v.get("error")]
+    if several and stopped:
+        trouble += " | " + "; ".join(stopped)
     return (
         f"{line} | msgs {messages} | books {synced}/{len(books)} synced{depth} | "
-        f"reconnects {summary['reconnects']} | bad frames {summary['bad_frames']} | via "
-        f"{summary['source']}"
+        f"reconnects {reconnects} | bad frames {bad_frames} | via {via}"
         f"{trouble}"
     )
 
@@ -228,20 +241,23 @@ def status_line(lab: Lab) -> str:
 def final_report(lab: Lab) -> list[str]:
     """One line per kline series (closed candles and whether they are contiguous) and book."""
     lines = []
-    for symbol in lab.symbols:
-        for iv in lab.intervals:
-            df = lab.klines(symbol, iv)
-            closed = df[df["closed"]]
-            opens = [int(t.value // 1_000_000) for t in closed.index]
-            holes = sum(1 for a, b in pairwise(opens) if Interval(iv).next_open(a) != b)
-            state = "contiguous" if not holes else f"{holes} hole(s)"
-            lines.append(f"klines {symbol} {iv}: {len(opens)} closed, {state}")
-        if "book" in lab.channels:
-            book = lab.book(symbol, 5)
-            lines.append(
-                f"book {symbol}: "
-                + ("synced" if book.attrs["synced"] else f"not synced ({book.attrs['reason']})")
-            )
+    for venue, symbols in lab.venue_symbols.items():
+        name = f"{venue} " if len(lab.exchanges) > 1 else ""
+        for symbol in symbols:
+            for iv in lab.intervals:
+                df = lab.klines(symbol, iv, exchange=venue)
+                closed = df[df["closed"]]
+                opens = [int(t.value // 1_000_000) for t in closed.index]
+                holes = sum(1 for a, b in pairwise(opens) if Interval(iv).next_open(a) != b)
+                state = "contiguous" if not holes else f"{holes} hole(s)"
+                lines.append(f"klines {name}{symbol} {iv}: {len(opens)} closed, {state}")
+            if "book" in lab.channels:
+                book = lab.book(symbol, 5, exchange=venue)
+                reason = book.attrs["reason"]
+                lines.append(
+                    f"book {name}{symbol}: "
+                    + ("synced" if book.attrs["synced"] else f"not synced ({reason})")
+                )
     return lines
 
 
@@ -308,6 +324,7 @@ def make_lab(args: argparse.Namespace, settings: CollectSettings) -> Lab:
             symbols,
             settings.intervals,
             settings.exchange,
+            exchanges=settings.exchanges,
             durable=getattr(args, "durable", None),
             db=settings.db,
             store=settings.store,
@@ -315,16 +332,18 @@ def make_lab(args: argparse.Namespace, settings: CollectSettings) -> Lab:
         )
         print(
             f"reading {', '.join(lab.symbols)} at {', '.join(lab.intervals)} "
-            f"({settings.exchange}) from the bus "
+            f"({', '.join(lab.exchanges)}) from the bus "
             f"{config.display_url}",
             flush=True,
         )
         return lab
     publish = bus_of(settings.publish, settings) if settings.publish else None
+    several = settings.exchanges is not None and len(settings.exchanges) > 1
     lab = Lab(
         settings.symbols,
         intervals=settings.intervals,
-        exchange=settings.exchange,
+        exchange=None if settings.exchanges else settings.exchange,
+        exchanges=settings.exchanges,
         db=settings.db,
         store=settings.store,
         quote=settings.quote,
@@ -340,12 +359,16 @@ def make_lab(args: argparse.Namespace, settings: CollectSettings) -> Lab:
     )
     also = f", falling back to {settings.fallback}" if settings.fallback else ""
     also += f", publishing to {publish.display_url}" if publish else ""
+    venues = ", ".join(f"{v} ({lab.urls[f'{v}_ws_url']})" for v in lab.exchanges)
     print(
         f"collecting {', '.join(lab.symbols)} at {', '.join(lab.intervals)} from "
-        f"{settings.exchange} "
-        f"({lab.urls[f'{settings.exchange}_ws_url']}{also}); settings from {settings.source}",
+        f"{venues}{also}; settings from {settings.source}",
         flush=True,
     )
+    if several:
+        for venue, symbols in lab.venue_symbols.items():
+            if symbols != lab.symbols:
+                print(f"  {venue}: {', '.join(symbols)}", flush=True)
     return lab
 
 

@@ -23,6 +23,7 @@ from marketlab.cli.args import (
     positive,
     symbol_list,
     symbols_or_all,
+    venue_list,
 )
 from marketlab.settings import DEFAULT_INTERVALS, DEFAULT_SYMBOLS
 from marketlab.store.sqlite import StoreError
@@ -115,6 +116,13 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         choices=registry.names(),
         help=f"the venue: {', '.join(registry.names())} (default binance)",
+    )
+    collect.add_argument(
+        "--exchanges",
+        type=venue_list,
+        default=None,
+        help="several venues at once, e.g. binance,okx,bybit,coinbase (the first is the "
+        "default for readers; instead of --exchange)",
     )
     collect.add_argument(
         "--fallback",

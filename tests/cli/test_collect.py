@@ -279,3 +279,50 @@ def test_serve_exposes_the_api_and_guards_control_beyond_loopback():
         finally:
             if proc.poll() is None:
                 proc.kill()
+
+
+def test_collect_takes_several_venues_and_reports_each(tmp_path):
+    with SimProcess("--symbols", "BTCUSDT,ETHUSDT", "--speed", "60") as sim:
+        # (OKX's line is kept alive by a text ping within the shortened idle timeout)
+        (tmp_path / "marketlab.toml").write_text(FAST_FEED + "text_ping_after = 0.5\n")
+        out = collect(
+            "--exchanges",
+            "bybit,okx,coinbase",
+            "--okx-ws-url",
+            sim.okx_ws_url,
+            "--okx-rest-url",
+            sim.rest_url,
+            "--symbols",
+            "BTCUSDT,ETHUSDT",
+            "--channels",
+            "trades,ticker,book,klines",
+            "--bybit-ws-url",
+            sim.ws_url,
+            "--bybit-rest-url",
+            sim.rest_url,
+            "--coinbase-ws-url",
+            sim.ws_url,
+            "--coinbase-rest-url",
+            sim.rest_url,
+            "--duration",
+            "12",
+            "--status-interval",
+            "2",
+            cwd=tmp_path,
+        )
+    assert out.returncode == 0, out.stderr
+    assert "from bybit (" in out.stdout and "okx (" in out.stdout and "coinbase (" in out.stdout
+    for venue in ("bybit", "okx", "coinbase"):
+        for symbol in ("BTCUSDT", "ETHUSDT"):
+            line = re.search(rf"^klines {venue} {symbol} 1m: (\d+) closed, (.*)$", out.stdout, re.M)
+            assert line and int(line.group(1)) >= 20 and line.group(2) == "contiguous", out.stdout
+            assert re.search(rf"^book {venue} {symbol}: synced$", out.stdout, re.M), out.stdout
+    status = [line for line in out.stdout.splitlines() if "| msgs" in line][-1]
+    for venue in ("bybit", "okx", "coinbase"):
+        assert f"{venue}:BTCUSDT " in status
+    assert "books 6/6 synced" in status
+
+
+def test_collect_refuses_an_unknown_venue_in_exchanges():
+    out = collect("--exchanges", "binance,kraken", "--duration", "1")
+    assert out.returncode != 0 and "kraken" in out.stderr and "bybit" in out.stderr
