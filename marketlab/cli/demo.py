@@ -1,14 +1,17 @@
 """``marketlab demo``: the whole thing on one machine with no network: the simulated exchange,
 the collector with its history, the API server, and (``--bus``) a NATS JetStream bus with a
-second Lab reading what the collector publishes."""
+second Lab reading what the collector publishes. ``--exchanges binance,okx,bybit,coinbase``
+collects several of the simulator's venues in one Lab and ends with how they compare."""
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import math
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 from marketlab.bus.nats_server import NatsServer
 from marketlab.cli.collect import final_report, run_lab, stop_signals
@@ -16,6 +19,24 @@ from marketlab.lab import Lab
 from marketlab.server import PREFIX, create_app
 from marketlab.server.runner import ServerThread
 from marketlab.sim import SimExchange
+
+# what each venue's face of the simulator speaks
+PROTOCOLS = {
+    "binance": "Binance Spot",
+    "okx": "OKX v5",
+    "bybit": "Bybit v5 spot",
+    "coinbase": "Coinbase Advanced Trade",
+}
+
+
+def venue_urls(sim: SimExchange, venues: list[str]) -> dict[str, str]:
+    """The Lab options that point each venue at the simulator (all on its one port)."""
+    ws = {"okx": sim.okx_ws_url, "bybit": sim.bybit_ws_url, "coinbase": sim.coinbase_ws_url}
+    urls: dict[str, str] = {}
+    for venue in venues:
+        urls[f"{venue}_ws_url"] = ws.get(venue, sim.ws_url)
+        urls[f"{venue}_rest_url"] = sim.rest_url
+    return urls
 
 
 def run_demo(args: argparse.Namespace) -> int:
@@ -25,15 +46,23 @@ def run_demo(args: argparse.Namespace) -> int:
         stack.enter_context(stop_signals())  # a second Ctrl-C while stopping is not a crash
         sim = stack.enter_context(SimExchange(args.symbols, speed=args.speed, port=args.sim_port))
         bus = stack.enter_context(NatsServer()) if args.bus else None
+        venues = [v.lower() for v in (getattr(args, "exchanges", None) or ["binance"])]
+        several = len(venues) > 1
         lab = Lab(
             sim.symbol_names,
             intervals=["1m", "5m"],
-            binance_ws_url=sim.ws_url,
-            binance_rest_url=sim.rest_url,
+            exchanges=venues if several else None,
             db=db,
             publish=bus.url if bus else None,
+            **venue_urls(sim, venues),
         )
-        reader = Lab.from_bus(bus.url, sim.symbol_names, ["1m", "5m"]).start() if bus else None
+        reader = (
+            Lab.from_bus(
+                bus.url, sim.symbol_names, ["1m", "5m"], exchanges=venues if several else None
+            ).start()
+            if bus
+            else None
+        )
         with ServerThread(create_app(lab), port=args.port) as server:
             api = server.url
             ws_api = api.replace("http", "ws", 1)
@@ -51,11 +80,27 @@ def run_demo(args: argparse.Namespace) -> int:
                 f'  WebSocket           {ws_api}{PREFIX}/ws  (send {{"action": "subscribe", '
                 f'"symbols": ["{first}"], "channels": ["ticker"]}})'
             )
-            print(f"  simulated exchange  {sim.rest_url}  (Binance Spot protocol, {args.speed:g}x)")
-            print(
-                f"  collector           {', '.join(sim.symbol_names)} at 1m, 5m: "
-                f"trades, tickers, books, klines; history in {db}"
-            )
+            if several:
+                print(
+                    f"  simulated exchange  {sim.rest_url}  ({len(venues)} venues on one port, "
+                    f"{args.speed:g}x):"
+                )
+                for venue in venues:
+                    ws_url = lab.urls[f"{venue}_ws_url"]
+                    print(f"    {venue:<10} {PROTOCOLS.get(venue, venue)}: {ws_url}")
+                print(
+                    f"  collector           {', '.join(sim.symbol_names)} at 1m, 5m from "
+                    f"{', '.join(venues)}: trades, tickers, books, klines; history in {db}"
+                )
+            else:
+                print(
+                    f"  simulated exchange  {sim.rest_url}  (Binance Spot protocol, "
+                    f"{args.speed:g}x)"
+                )
+                print(
+                    f"  collector           {', '.join(sim.symbol_names)} at 1m, 5m: "
+                    f"trades, tickers, books, klines; history in {db}"
+                )
             if bus is not None:
                 print(
                     f"  bus                 {bus.url} (NATS JetStream): "
@@ -69,6 +114,9 @@ def run_demo(args: argparse.Namespace) -> int:
             run_lab(lab, args.duration, None)
         for line in final_report(lab):
             print(line)
+        if several:
+            for line in venues_report(lab):
+                print(line)
         if reader is not None:
             print(bus_report(lab, reader))
             reader.stop()
@@ -116,3 +164,50 @@ def bus_report(collector: Lab, reader: Lab, wait: float = 10.0) -> str:
     differs = [w for w, ok in (("trades", trades_equal), ("candles", klines_equal)) if not ok]
     bus = reader.summary().get("bus")
     return report + f"NOT equal to the collector's ({', '.join(differs)} differ; bus: {bus})"
+
+
+def venues_report(lab: Lab) -> list[str]:
+    """Per symbol, how the venues compare at the end: the consolidated best bid and ask (and
+    whether the venues' quotes lock or cross each other) and each venue's mid against the
+    venues' median."""
+    lines = []
+    divergence = lab.divergence()
+    for symbol in lab.symbols:
+        try:
+            bbo = lab.bbo(symbol).attrs["bbo"]
+        except ValueError as exc:  # a market only some venues hold, or quoted differently
+            lines.append(f"across venues {symbol}: {exc}")
+            continue
+        lines.append(f"across venues {symbol}: {_consolidated(lab, symbol, bbo)}")
+        if symbol in divergence.index.get_level_values("symbol"):
+            rows = divergence.xs(symbol, level="symbol")
+            mids = ", ".join(
+                f"{venue} {_price(lab, symbol, venue, row['mid'], 1)} ({row['bps']:+.1f} bps)"
+                for venue, row in rows.iterrows()
+            )
+            lines.append(f"  mids against the venues' median: {mids}")
+    return lines
+
+
+def _consolidated(lab: Lab, symbol: str, bbo: dict[str, Any]) -> str:
+    if bbo["state"] in ("empty", "one-sided"):
+        return f"consolidated quote {bbo['state']} (out of sync: {bbo['excluded'] or 'none'})"
+    bid = _price(lab, symbol, bbo["best_bid_venue"], bbo["best_bid"])
+    ask = _price(lab, symbol, bbo["best_ask_venue"], bbo["best_ask"])
+    return (
+        f"best bid {bid} on {bbo['best_bid_venue']}, best ask {ask} on {bbo['best_ask_venue']}, "
+        f"{bbo['spread_bps']:+.2f} bps: {bbo['state']}"
+        + (" across venues" if bbo["state"] in ("locked", "crossed") else "")
+    )
+
+
+def _price(lab: Lab, symbol: str, venue: str, value: float, extra: int = 0) -> str:
+    """A price at the venue's tick (``extra`` decimals more for a mid, which may fall between
+    two ticks)."""
+    if not math.isfinite(value):
+        return "n/a"
+    try:
+        decimals = lab.price_decimals(symbol, exchange=venue)
+    except KeyError:
+        decimals = None
+    return f"{value:,.{decimals + extra}f}" if decimals is not None else f"{value:.8g}"

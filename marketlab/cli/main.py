@@ -106,6 +106,14 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="also run a NATS JetStream bus: the collector publishes, a second Lab reads it",
     )
+    demo.add_argument(
+        "--exchanges",
+        type=comma_list,
+        default=None,
+        metavar="VENUES",
+        help="collect several of the simulator's venues in one Lab, e.g. "
+        "binance,okx,bybit,coinbase (default binance)",
+    )
 
     collect = sub.add_parser("collect", help="collect live market data until stopped")
     serve = sub.add_parser(

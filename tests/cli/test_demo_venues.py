@@ -1,0 +1,79 @@
+"""``marketlab demo --exchanges``: the simulator's four venues in one Lab, run as a user runs it."""
+
+import re
+import signal
+import subprocess
+import sys
+import time
+
+import httpx
+
+VENUES = ["binance", "okx", "bybit", "coinbase"]
+
+
+def test_demo_over_four_venues_names_each_serves_the_lab_and_stops_on_ctrl_c(tmp_path):
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "marketlab",
+            "demo",
+            "--exchanges",
+            ",".join(VENUES),
+            "--symbols",
+            "BTCUSDT,ETHUSDT",
+            "--duration",
+            "60",
+            "--sim-port",
+            "0",
+            "--port",
+            "0",
+            "--db",
+            str(tmp_path / "demo.sqlite"),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        head = []
+        while not any("stop with Ctrl-C" in line for line in head):
+            line = proc.stdout.readline()
+            assert line, f"the demo exited early: {''.join(head)}{proc.stderr.read()}"
+            head.append(line)
+        banner = "".join(head)
+        api = re.search(r"API docs\s+(http://127\.0\.0\.1:\d+)/docs", banner)
+        assert api, banner
+        for venue in VENUES:  # every venue's face of the simulator, by name and address
+            assert re.search(rf"^\s+{venue}\s+\S.*: ws://127\.0\.0\.1:\d+", banner, re.M), banner
+        assert "from binance, okx, bybit, coinbase" in banner
+
+        # the API server serves the Lab collecting the four venues
+        deadline = time.monotonic() + 40
+        prices: dict = {}
+        while time.monotonic() < deadline:
+            r = httpx.get(f"{api.group(1)}/api/v1/market/realtime/prices", timeout=5)
+            if r.status_code == 200 and r.json().get("prices"):
+                prices = r.json()
+                break
+            time.sleep(0.5)
+        assert prices, "the API server never served prices"
+        time.sleep(4)  # let the four books sync before stopping
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 0, err
+    assert "Traceback" not in err, err
+    assert "stopping: flushing and closing connections" in out
+    for symbol in ("BTCUSDT", "ETHUSDT"):
+        line = re.search(rf"^across venues {symbol}: (.*)$", out, re.M)
+        assert line, out
+        assert re.search(r"best bid [\d,.]+ on \w+, best ask [\d,.]+ on \w+", line.group(1)), out
+        mids = re.search(rf"^across venues {symbol}:.*\n\s+mids against .*: (.*)$", out, re.M)
+        assert mids, out
+        for venue in VENUES:
+            assert re.search(rf"\b{venue} [\d,.]+ \([+-]\d+\.\d bps\)", mids.group(1)), out
+    assert "served" in out
