@@ -4,9 +4,8 @@ far each venue's mid lies from the others'.
 
 Pure functions: no I/O, no clocks, no threads. Books are :class:`BookView` values (bids and
 asks best first); a book that is not synced, or has no levels, never takes part and is named
-with its reason instead. Quote assets are never mixed silently: venues quoting in different
-assets are taken as the same market only when ``quote_equivalents`` says so (``{"USD":
-"USDT"}``: USD taken as USDT), and :func:`quotes_used` says which quote each venue stands for.
+with its reason instead. Which symbol each venue lists for the market, and in which quote, is
+:mod:`marketlab.markets`'s to say.
 """
 
 from __future__ import annotations
@@ -14,13 +13,14 @@ from __future__ import annotations
 import heapq
 import math
 import statistics
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from marketlab.records import normalize_symbol, split_symbol
+from marketlab.markets import quotes_used
+from marketlab.records import normalize_symbol
 from marketlab.stream.state import BookView
 
 Level = tuple[float, float, str]  # (price, qty, venue)
@@ -39,119 +39,6 @@ BBO_COLUMNS = [
 ]
 DIVERGENCE_COLUMNS = ["mid", "median", "bps", "venues"]
 _NAN = float("nan")
-
-
-# --- quotes and markets ----------------------------------------------------------------------
-
-
-def _equivalents(quote_equivalents: Mapping[str, str] | None) -> dict[str, str]:
-    """``{"usd": "usdt"}`` → ``{"USD": "USDT"}`` (keys and values are case-insensitive)."""
-    if quote_equivalents is None:
-        return {}
-    if not isinstance(quote_equivalents, Mapping):
-        raise ValueError(
-            "quote_equivalents must be a mapping such as {'USD': 'USDT'}, got "
-            f"{type(quote_equivalents).__name__}: {quote_equivalents!r}"
-        )
-    out = {}
-    for k, v in quote_equivalents.items():
-        if not isinstance(k, str) or not isinstance(v, str) or not k.strip() or not v.strip():
-            raise ValueError(
-                f"quote_equivalents holds asset names, e.g. {{'USD': 'USDT'}}; got {k!r}: {v!r}"
-            )
-        out[k.strip().upper()] = v.strip().upper()
-    return out
-
-
-def comparable_quotes(
-    symbols: Mapping[str, str], quote_equivalents: Mapping[str, str] | None = None
-) -> dict[str, str]:
-    """Each venue's quote asset as compared: ``"USDT"``, or ``"USD as USDT"`` where an
-    equivalent is taken as what it stands for. ValueError when two venues' quotes differ and
-    nothing says they are the same. (The rule of ``History.compare``, which could import it.)"""
-    taken = _equivalents(quote_equivalents)
-    quotes = {venue: split_symbol(market)[1] for venue, market in symbols.items()}
-    as_compared = {venue: taken.get(q, q) for venue, q in quotes.items()}
-    if len(set(as_compared.values())) > 1:
-        shown = ", ".join(f"{symbols[v]} on {v} ({q})" for v, q in quotes.items())
-        raise ValueError(
-            f"the venues quote in different assets: {shown}; compare them only if they are "
-            "equivalent to you, e.g. quote_equivalents={'USD': 'USDT'}"
-        )
-    return {
-        venue: f"{q} as {as_compared[venue]}" if q != as_compared[venue] else q
-        for venue, q in quotes.items()
-    }
-
-
-def quotes_used(
-    markets: Mapping[str, str], quote_equivalents: Mapping[str, str] | None = None
-) -> dict[str, str]:
-    """Per venue, the quote its market is compared in (``"USDT"`` or ``"USD as USDT"``), so a
-    view built from several venues says which quotes it put side by side."""
-    return comparable_quotes(markets, quote_equivalents)
-
-
-def _split(symbol: str) -> tuple[str, str] | None:
-    try:
-        return split_symbol(symbol)
-    except ValueError:
-        return None
-
-
-def match_markets(
-    symbol: str,
-    venue_symbols: Mapping[str, Sequence[str]],
-    quote_equivalents: Mapping[str, str] | None = None,
-) -> dict[str, str]:
-    """For each venue (in order), the symbol it collects that is the same market as
-    ``symbol``: the same symbol, else the same base in a quote that ``quote_equivalents`` makes
-    equal (BTCUSD on a USD venue for BTCUSDT with ``{"USD": "USDT"}``, and the other way round).
-    Where a venue collects several equal ones, the first it lists. Venues without it are absent.
-
-    ValueError when no venue collects it (naming what each collects), or when a venue collects
-    the same base only in a quote not declared equivalent: comparing BTCUSD with BTCUSDT is a
-    choice the caller makes, never one made for them."""
-    wanted = normalize_symbol(symbol)
-    if not isinstance(venue_symbols, Mapping):
-        raise ValueError(
-            "venue_symbols maps each venue to the symbols it collects, e.g. "
-            f"{{'binance': ['BTCUSDT']}}; got {type(venue_symbols).__name__}"
-        )
-    taken = _equivalents(quote_equivalents)
-    parts = _split(wanted)
-    matched: dict[str, str] = {}
-    refused: list[str] = []
-    collected: dict[str, list[str]] = {}
-    for venue, symbols in venue_symbols.items():
-        if isinstance(symbols, str) or not isinstance(symbols, Iterable):
-            raise ValueError(f"venue_symbols[{venue!r}] must be a list of symbols, got {symbols!r}")
-        names = [normalize_symbol(s) for s in symbols]
-        collected[venue] = names
-        if wanted in names:
-            matched[venue] = wanted
-            continue
-        if parts is None:
-            continue
-        base, quote = parts
-        same_base = [(s, sp[1]) for s in names if (sp := _split(s)) is not None and sp[0] == base]
-        equal = [s for s, q in same_base if taken.get(q, q) == taken.get(quote, quote)]
-        if equal:
-            matched[venue] = equal[0]
-        elif same_base:
-            other = same_base[0][1]
-            shown = ", ".join(s for s, _ in same_base)
-            refused.append(
-                f"{venue} collects {shown}, not {wanted}: declare "
-                f"quote_equivalents={{{other!r}: {quote!r}}} if they are the same to you "
-                f"(or leave {venue} out)"
-            )
-    if refused:
-        raise ValueError(f"{wanted} is quoted differently on some venues: " + "; ".join(refused))
-    if not matched:
-        shown = "; ".join(f"{v} collects {', '.join(s) or 'nothing'}" for v, s in collected.items())
-        raise ValueError(f"no venue collects {wanted}: {shown or 'no venues given'}")
-    return matched
 
 
 # --- best bid and offer ------------------------------------------------------------------------
@@ -273,9 +160,9 @@ def bbo_frame(
     """One row per venue (index ``exchange``, in ``books``' order): its top of book (``bid``,
     ``bid_qty``, ``ask``, ``ask_qty``, ``mid``, ``spread_bps``), ``synced`` and ``reason``, and
     ``best_bid``/``best_ask`` marking the venues holding the consolidated best. ``symbol`` is
-    the symbol every venue collects, or each venue's own (:func:`match_markets`'s result);
-    ``quotes``: :func:`quotes_used`'s. ``attrs``: ``bbo`` (:func:`bbo`'s dict), ``symbols``
-    per venue, ``quotes``."""
+    the symbol every venue collects, or each venue's own (as ``match_markets`` finds them);
+    ``quotes``: as ``quotes_used`` says (both in :mod:`marketlab.markets`). ``attrs``: ``bbo``
+    (:func:`bbo`'s dict), ``symbols`` per venue, ``quotes``."""
     if isinstance(symbol, str):
         symbols = {venue: normalize_symbol(symbol) for venue in books}
     elif isinstance(symbol, Mapping):
@@ -394,12 +281,13 @@ def divergence_rows(
 ) -> list[dict[str, Any]]:
     """How far each venue's mid lies from the other venues' for the same market: per symbol
     (the Lab's name for it, with ``{venue: the venue's symbol}`` as from
-    :func:`match_markets`) and venue, ``mid``, ``median`` (of the venues with a mid), ``bps``
+    ``marketlab.markets.match_markets``) and venue, ``mid``, ``median`` (of the venues with a
+    mid), ``bps``
     (``(mid / median - 1) * 1e4``) and ``venues`` (how many had a mid); also ``market`` (the
     venue's symbol) and ``quote`` (as compared). ``mids`` is keyed by ``(venue, the venue's
     symbol)``; a missing key, None or NaN is no mid: shown as NaN and not counted. Fewer than
     two venues with a mid: NaN bps. ValueError when a symbol's venues quote in different
-    assets not declared equivalent (``quote_equivalents``, as in :func:`quotes_used`)."""
+    assets not declared equivalent (``quote_equivalents``, as ``marketlab.markets`` rules)."""
     rows: list[dict[str, Any]] = []
     for symbol, markets in symbol_markets.items():
         quotes = quotes_used(markets, quote_equivalents)

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 
 from marketlab.lab import cross_venue
+from marketlab.markets import match_markets, quotes_used
 from marketlab.records import Interval
 from marketlab.rings import book_frame, empty_book_frame, utc_times
 from marketlab.stream.state import BookView
@@ -195,8 +196,8 @@ class LabFrames:
     ) -> tuple[dict[str, str], dict[str, str]]:
         """Each venue's symbol for ``symbol``'s market, and the quote each is compared in."""
         equivalents = self.quote_equivalents if quote_equivalents is None else quote_equivalents
-        markets = cross_venue.match_markets(symbol, self.venue_symbols, equivalents)
-        return markets, cross_venue.quotes_used(markets, equivalents)
+        markets = match_markets(symbol, self.venue_symbols, equivalents)
+        return markets, quotes_used(markets, equivalents)
 
     def _books_of(self, markets: Mapping[str, str], depth: int) -> dict[str, BookView]:
         return {v: self._sides[v].book_levels(s, depth) for v, s in markets.items()}

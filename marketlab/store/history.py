@@ -21,7 +21,8 @@ import duckdb
 import numpy as np
 import pandas as pd
 
-from marketlab.records import KLINE_VALUES, Interval, Kline, normalize_symbol, split_symbol
+from marketlab.markets import comparable_quotes
+from marketlab.records import KLINE_VALUES, Interval, Kline, normalize_symbol
 from marketlab.rings import KLINE_COLUMNS, KlineBuffer, epoch_ms, utc_index, utc_times
 from marketlab.settings import one_of
 from marketlab.settings import rest_url as rest_url_check
@@ -181,7 +182,7 @@ class History(TickQueries, BookQueries):
                 f"{iv} are compared; name them with exchanges=[...])"
             )
         wanted = {one_of("exchange", v, registry.names()): per_venue.get(v, sym) for v in venues}
-        quotes = _comparable_quotes(wanted, quote_equivalents or {})
+        quotes = comparable_quotes(wanted, quote_equivalents)
         closes = {
             venue: self.klines(market, iv, start, end, exchange=venue)["close"]
             for venue, market in wanted.items()
@@ -382,24 +383,6 @@ class History(TickQueries, BookQueries):
         show = sys.stderr.isatty() if progress is None else progress
         with KlineStore(self.db) as store:
             return run_coroutine(run_backfill(store, self.exchange, syms, ivs, s, e, url, show))
-
-
-def _comparable_quotes(symbols: dict[str, str], equivalents: dict[str, str]) -> dict[str, str]:
-    """Each venue's quote asset, as compared (an equivalent taken as what it stands for);
-    ValueError when two differ and nothing says they are the same."""
-    taken = {k.upper(): v.upper() for k, v in equivalents.items()}
-    quotes = {venue: split_symbol(market)[1] for venue, market in symbols.items()}
-    as_compared = {venue: taken.get(q, q) for venue, q in quotes.items()}
-    if len(set(as_compared.values())) > 1:
-        shown = ", ".join(f"{symbols[v]} on {v} ({q})" for v, q in quotes.items())
-        raise ValueError(
-            f"the venues quote in different assets: {shown}; compare them only if they are "
-            "equivalent to you, e.g. quote_equivalents={'USD': 'USDT'}"
-        )
-    return {
-        venue: f"{q} as {as_compared[venue]}" if q != as_compared[venue] else q
-        for venue, q in quotes.items()
-    }
 
 
 def _where(

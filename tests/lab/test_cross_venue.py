@@ -14,15 +14,13 @@ from hypothesis import strategies as st
 from marketlab.lab.cross_venue import (
     bbo,
     bbo_frame,
-    comparable_quotes,
     consolidated_book,
     consolidated_book_frame,
     divergence_frame,
     divergence_rows,
-    match_markets,
     mid_of,
-    quotes_used,
 )
+from marketlab.markets import comparable_quotes, match_markets, quotes_used
 from marketlab.stream.state import BookView
 
 
