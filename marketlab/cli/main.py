@@ -108,7 +108,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     demo.add_argument(
         "--exchanges",
-        type=comma_list,
+        type=venue_list,
         default=None,
         metavar="VENUES",
         help="collect several of the simulator's venues in one Lab, e.g. "

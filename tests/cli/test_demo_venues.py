@@ -77,3 +77,13 @@ def test_demo_over_four_venues_names_each_serves_the_lab_and_stops_on_ctrl_c(tmp
         for venue in VENUES:
             assert re.search(rf"\b{venue} [\d,.]+ \([+-]\d+\.\d bps\)", mids.group(1)), out
     assert "served" in out
+
+
+def test_demo_refuses_a_venue_the_simulator_does_not_serve():
+    out = subprocess.run(
+        [sys.executable, "-m", "marketlab", "demo", "--exchanges", "binance,kraken"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert out.returncode == 2 and "unknown venue(s) kraken" in out.stderr
