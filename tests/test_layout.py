@@ -210,6 +210,7 @@ TOP_MODULES = {
     "__init__.py",  # the public surface
     "__main__.py",  # python -m marketlab
     "records.py",  # normalized records: what every layer speaks
+    "markets.py",  # one market's names across venues (the quote each is compared in)
     "numbers.py",  # the number rules the venues' schemas and the bus's messages share
     "native.py",  # the one place that picks compiled or pure Python
     "settings.py",  # defaults and argument checks every layer uses
@@ -242,6 +243,7 @@ def test_the_top_level_holds_only_the_public_surface_and_shared_lower_layers():
 ABOVE = {
     "records": ("venues", "stream", "lab", "store", "recording", "bus", "server", "cli", "sim"),
     "numbers": ("venues", "stream", "lab", "store", "recording", "bus", "server", "cli", "sim"),
+    "markets": ("venues", "stream", "lab", "store", "recording", "bus", "server", "cli", "sim"),
     "settings": ("venues", "stream", "lab", "store", "recording", "bus", "server", "cli", "sim"),
     "rings": ("venues", "stream", "lab", "store", "recording", "bus", "server", "cli", "sim"),
     "venues": ("lab", "store", "bus", "server", "cli", "charts", "sim"),
