@@ -3,7 +3,7 @@
 import asyncio
 import hmac
 import math
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Annotated, Any, Literal, cast
 
@@ -18,9 +18,12 @@ from marketlab.records import Interval, normalize_symbol
 from marketlab.server import models
 from marketlab.server.hub import Hub
 from marketlab.server.params import (
+    EXCHANGE_PATTERN,
     INTERVALS,
+    QUOTE_EQUIVALENTS_PATTERN,
     SYMBOL_PATTERN,
     BadParameter,
+    parse_quote_equivalents,
     parse_time,
     patch_openapi,
     symbols_pattern,
@@ -37,8 +40,9 @@ else:  # a Literal of the names, made at run time, so that the OpenAPI schema li
 
 _ERRORS = {
     401: "A token is required (POST /start and /stop beyond loopback)",
-    404: "Unknown symbol, or an interval this server does not collect",
-    409: "History asked of a server that keeps none",
+    404: "Unknown symbol or exchange, or an interval this server does not collect",
+    409: "History asked of a server that keeps none, or venues quoting a market in different "
+    "assets not declared equivalent (quote_equivalents)",
     422: "A parameter the schema forbids",
 }
 
@@ -52,9 +56,10 @@ def _clean(value: Any) -> Any:
     """NaN → None, numpy scalars → Python."""
     if value is None:
         return None
+    value = value.item() if hasattr(value, "item") else value
     if isinstance(value, float) and math.isnan(value):
         return None
-    return value.item() if hasattr(value, "item") else value
+    return value
 
 
 def shortcut_websocket(
@@ -139,12 +144,39 @@ def create_app(
     app.state.hub = hub
     router = APIRouter(prefix=PREFIX)
 
-    def symbol_of(raw: str) -> str:
-        s = normalize_symbol(raw)  # the schema's pattern has let only valid forms in
-        if s not in lab.symbols:
+    def venue_of(raw: str | None) -> str:
+        """The venue asked for (the Lab's first when None), or 404 naming the venues."""
+        if raw is None:
+            return lab.exchange
+        venue = raw.lower()
+        if venue not in lab.exchanges:
             raise HTTPException(
-                404, f"unknown symbol {raw!r}: this server collects {', '.join(lab.symbols)}"
+                404, f"unknown exchange {raw!r}: this server collects {', '.join(lab.exchanges)}"
             )
+        return venue
+
+    def symbol_of(raw: str, venue: str | None = None) -> str:
+        """``raw`` as ``venue`` collects it (the first venue when None), or 404 saying what
+        it collects."""
+        s = normalize_symbol(raw)  # the schema's pattern has let only valid forms in
+        venue = venue or lab.exchange
+        known = lab.symbols_of(venue)
+        if s not in known:
+            where = f" from {venue}" if len(lab.exchanges) > 1 else ""
+            raise HTTPException(
+                404, f"unknown symbol {raw!r}: this server collects {', '.join(known)}{where}"
+            )
+        return s
+
+    def any_symbol_of(raw: str) -> str:
+        """``raw`` as some venue collects it, or 404 saying what each collects."""
+        if len(lab.exchanges) == 1:
+            return symbol_of(raw)
+        s = normalize_symbol(raw)
+        collected = lab.venue_symbols
+        if not any(s in symbols for symbols in collected.values()):
+            shown = "; ".join(f"{v}: {', '.join(symbols)}" for v, symbols in collected.items())
+            raise HTTPException(404, f"unknown symbol {raw!r}: this server collects {shown}")
         return s
 
     bearer = HTTPBearer(auto_error=False, description="The server's token (--token)")
@@ -166,19 +198,37 @@ def create_app(
     authorized = token_checked if require_token else loopback
     control_errors = errors(401) if require_token else {}
 
-    def price_rows(symbols: list[str]) -> models.Prices:
-        rows = {r["symbol"]: r for r in lab.price_rows()}
-        have = [s for s in symbols if s in rows]
-        prices = [models.Price(**{k: _clean(v) for k, v in rows[s].items()}) for s in have]
-        return models.Prices(prices=prices, missing=[s for s in symbols if s not in rows])
+    def price_rows(symbols: list[str] | None, venue: str | None) -> models.Prices:
+        """The price rows of ``venue`` (every venue's, in order, when None), per symbol asked
+        for (each venue's own symbols when None), and those with no price yet."""
+        rows = {(r["exchange"], r["symbol"]): r for r in lab.price_rows()}
+        prices: list[models.Price] = []
+        missing_on: dict[str, list[str]] = {}
+        for v in [venue] if venue is not None else lab.exchanges:
+            collected = lab.symbols_of(v)
+            if symbols is None:
+                wanted = collected
+            else:
+                have = set(collected)
+                wanted = [s for s in symbols if s in have]
+            for s in wanted:
+                row = rows.get((v, s))
+                if row is None:
+                    missing_on.setdefault(v, []).append(s)
+                else:
+                    prices.append(models.Price(**{k: _clean(x) for k, x in row.items()}))
+        missing = list(dict.fromkeys(s for absent in missing_on.values() for s in absent))
+        return models.Prices(prices=prices, missing=missing, missing_by_exchange=missing_on)
 
-    def depth_of(symbol: str, limit: int) -> models.Depth:
-        view = lab.book_levels(symbol, limit)
+    def depth_of(symbol: str, limit: int, venue: str | None = None) -> models.Depth:
+        venue = venue or lab.exchange
+        view = lab.book_levels(symbol, limit, exchange=venue)
         b, a = view.bids, view.asks
         spread = a[0][0] - b[0][0] if a and b else None
         mid = (a[0][0] + b[0][0]) / 2 if a and b else None
         return models.Depth(
             symbol=symbol,
+            exchange=view.exchange or venue,
             synced=view.synced,
             reason=view.reason,
             verified=view.verified,
@@ -193,7 +243,40 @@ def create_app(
         records = df.reset_index().to_dict("records")
         return [models.Candle(**{str(k): _clean(v) for k, v in r.items()}) for r in records]
 
+    def equivalents_of(raw: str | None) -> dict[str, str] | None:
+        try:
+            return parse_quote_equivalents(raw)
+        except BadParameter as exc:
+            raise HTTPException(422, str(exc)) from None
+
+    def across(raw: str, view: Callable[[], pd.DataFrame]) -> pd.DataFrame:
+        """A cross-venue view; a symbol no venue collects is a 404, venues quoting it in
+        assets not declared equivalent a 409 (both in the Lab's words)."""
+        try:
+            return view()
+        except ValueError as exc:
+            s = normalize_symbol(raw)
+            if not any(s in symbols for symbols in lab.venue_symbols.values()):
+                raise HTTPException(404, f"unknown symbol {raw!r}: {exc}") from None
+            raise HTTPException(409, str(exc)) from None
+
     symbol_path = Path(pattern=SYMBOL_PATTERN, description="e.g. BTCUSDT (or btcusdt, BTC-USDT)")
+    venues = ", ".join(lab.exchanges)
+    exchange_query = Query(
+        pattern=EXCHANGE_PATTERN,
+        description=f"The venue: one of {venues} (default {lab.exchange})",
+    )
+    all_venues_query = Query(
+        pattern=EXCHANGE_PATTERN,
+        description=f"Only this venue: one of {venues} (default every venue)",
+    )
+    equivalents_query = Query(
+        pattern=QUOTE_EQUIVALENTS_PATTERN,
+        description="Quote assets taken as the same, QUOTE:AS pairs comma-separated "
+        "(USD:USDT: a venue's BTCUSD is compared with BTCUSDT; an asset named twice is taken "
+        "as the later pair says); default the Lab's own "
+        f"({_pairs(lab.quote_equivalents) or 'none'})",
+    )
 
     @router.get(
         "/prices", response_model=models.Prices, summary="Latest prices", responses=errors(404, 422)
@@ -207,10 +290,15 @@ def create_app(
                 "default all",
             ),
         ] = None,
+        exchange: Annotated[str | None, all_venues_query] = None,
     ) -> models.Prices:
+        venue = venue_of(exchange) if exchange is not None else None
         raw = [] if symbols is None else symbols.split(",")
-        wanted = list(dict.fromkeys(symbol_of(s) for s in raw)) if raw else list(lab.symbols)
-        return price_rows(wanted)
+        if not raw:
+            return price_rows(None, venue)
+        if venue is not None:
+            return price_rows(list(dict.fromkeys(symbol_of(s, venue) for s in raw)), venue)
+        return price_rows(list(dict.fromkeys(any_symbol_of(s) for s in raw)), None)
 
     @router.get(
         "/depth/{symbol}",
@@ -221,8 +309,10 @@ def create_app(
     def depth(
         symbol: Annotated[str, symbol_path],
         limit: Annotated[int, Query(ge=1, le=1000, description="Levels per side")] = 20,
+        exchange: Annotated[str | None, exchange_query] = None,
     ) -> models.Depth:
-        return depth_of(symbol_of(symbol), limit)
+        venue = venue_of(exchange)
+        return depth_of(symbol_of(symbol, venue), limit, venue)
 
     @router.get(
         "/klines/{symbol}",
@@ -239,8 +329,10 @@ def create_app(
         ] = False,
         start: Annotated[str | None, Query(description="With history: from this time")] = None,
         end: Annotated[str | None, Query(description="With history: up to this time")] = None,
+        exchange: Annotated[str | None, exchange_query] = None,
     ) -> models.Klines:
-        s = symbol_of(symbol)
+        venue = venue_of(exchange)
+        s = symbol_of(symbol, venue)
         iv = Interval(interval)
         try:
             since, until = parse_time("start", start), parse_time("end", end)
@@ -251,29 +343,34 @@ def create_app(
                 raise HTTPException(409, "this server keeps no history (start it with --db)")
             if since is not None and until is not None and until < since:
                 return models.Klines(
-                    symbol=s, interval=iv, source="history", klines=[]
+                    symbol=s, exchange=venue, interval=iv, source="history", klines=[]
                 )  # empty span
-            df = lab.history.klines(s, iv, since, until)
+            df = lab.history.klines(s, iv, since, until, exchange=venue)
             return models.Klines(
-                symbol=s, interval=iv, source="history", klines=candles(df.tail(limit))
+                symbol=s,
+                exchange=venue,
+                interval=iv,
+                source="history",
+                klines=candles(df.tail(limit)),
             )
         if iv not in lab.intervals:
             raise HTTPException(
                 404, f"interval {iv} is not collected (intervals: {', '.join(lab.intervals)})"
             )
+        frame = lab.klines(s, iv, exchange=venue).tail(limit)
         return models.Klines(
-            symbol=s, interval=iv, source="live", klines=candles(lab.klines(s, iv).tail(limit))
+            symbol=s, exchange=venue, interval=iv, source="live", klines=candles(frame)
         )
 
-    @router.get("/summary", response_model=models.Summary, summary="Market overview")
-    def summary() -> models.Summary:
-        df = lab.prices()
-        rows = []
-        for s in lab.symbols:
-            p = df.loc[s] if s in df.index else None
-            top = depth_of(s, 1)
+    def symbol_rows(venue: str, rows: list[dict[str, Any]]) -> list[models.SymbolSummary]:
+        """``/summary``'s rows of one venue, from the Lab's price rows."""
+        latest = {r["symbol"]: r for r in rows if r["exchange"] == venue}
+        out = []
+        for s in lab.symbols_of(venue):
+            p = latest.get(s)
+            top = depth_of(s, 1, venue)
             d = top if top.synced else None
-            rows.append(
+            out.append(
                 models.SymbolSummary(
                     symbol=s,
                     last=_clean(p["last"]) if p is not None else None,
@@ -288,45 +385,215 @@ def create_app(
                     source=cast("str | None", p["source"]) if p is not None else None,
                 )
             )
-        return models.Summary(running=lab.running, source=lab.summary().get("source"), symbols=rows)
+        return out
 
-    @router.get("/all", response_model=models.All, summary="Everything at once")
-    def everything() -> models.All:
+    def per_venue(info: Mapping[str, Any]) -> dict[str, Mapping[str, Any]]:
+        """Each venue's own summary from the Lab's (a one-venue Lab's is its venue's)."""
+        venues = info.get("venues")
+        return dict(venues) if isinstance(venues, Mapping) else {lab.exchange: info}
+
+    def summary_of(exchange: str | None) -> models.Summary:
+        venue = venue_of(exchange)
+        info = per_venue(lab.summary())
+        rows = lab.price_rows()
+
+        def part(v: str) -> models.VenueSummary:
+            mine = info.get(v, {})
+            return models.VenueSummary(
+                running=bool(mine.get("running", False)),
+                source=mine.get("source"),
+                symbols=symbol_rows(v, rows),
+            )
+
+        top = part(venue)
+        several = exchange is None and len(lab.exchanges) > 1
+        return models.Summary(
+            running=lab.running if exchange is None else top.running,
+            source=top.source,
+            exchange=venue,
+            exchanges=list(lab.exchanges),
+            symbols=top.symbols,
+            venues={v: top if v == venue else part(v) for v in lab.exchanges} if several else None,
+        )
+
+    @router.get(
+        "/summary",
+        response_model=models.Summary,
+        summary="Market overview",
+        responses=errors(404, 422),
+    )
+    def summary(exchange: Annotated[str | None, all_venues_query] = None) -> models.Summary:
+        return summary_of(exchange)
+
+    @router.get(
+        "/all",
+        response_model=models.All,
+        summary="Everything at once",
+        responses=errors(404, 422),
+    )
+    def everything(exchange: Annotated[str | None, all_venues_query] = None) -> models.All:
+        venue = venue_of(exchange)
         last: dict[str, dict[str, models.Candle | None]] = {}
-        for s in lab.symbols:
+        for s in lab.symbols_of(venue):
             last[s] = {}
             for iv in lab.intervals:
-                df = lab.klines(s, iv)
+                df = lab.klines(s, iv, exchange=venue)
                 last[s][str(iv)] = candles(df.tail(1))[0] if len(df) else None
         return models.All(
-            summary=summary(),
-            prices=price_rows(lab.symbols),
-            depth={s: d if (d := depth_of(s, 5)).synced else None for s in lab.symbols},
+            summary=summary_of(exchange),
+            prices=price_rows(None, venue if exchange is not None else None),
+            depth={
+                s: d if (d := depth_of(s, 5, venue)).synced else None for s in lab.symbols_of(venue)
+            },
             klines=last,
         )
 
-    @router.get("/status", response_model=models.Status, summary="Collector status")
-    def status() -> models.Status:
+    @router.get(
+        "/status",
+        response_model=models.Status,
+        summary="Collector status",
+        responses=errors(404, 422),
+    )
+    def status(exchange: Annotated[str | None, all_venues_query] = None) -> models.Status:
+        venue = venue_of(exchange)
         st = lab.status()
         info = st.attrs
+        venues_info = per_venue(cast("dict[str, Any]", info))
+        several = len(lab.exchanges) > 1
         streams = []
         for key, row in st.iterrows():
-            sym, stream = cast("tuple[str, str]", key)  # the (symbol, stream) index
+            if several:  # the (exchange, symbol, stream) index
+                ex, sym, stream = cast("tuple[str, str, str]", key)
+            else:  # the (symbol, stream) index
+                ex, (sym, stream) = lab.exchange, cast("tuple[str, str]", key)
+            if exchange is not None and ex != venue:
+                continue
             fields = {str(k): _clean(v) for k, v in row.items()}
-            streams.append(models.StreamStatus(symbol=sym, stream=stream, **fields))
+            streams.append(models.StreamStatus(exchange=ex, symbol=sym, stream=stream, **fields))
+
+        def part(v: str) -> models.VenueStatus:
+            mine = venues_info.get(v, {})
+            return models.VenueStatus(
+                running=bool(mine.get("running", False)),
+                source=mine.get("source"),
+                symbols=lab.symbols_of(v),
+                reconnects=mine.get("reconnects", 0),
+                bad_frames=mine.get("bad_frames", 0),
+                error=mine.get("error"),
+                bus=mine.get("bus"),
+            )
+
+        top = part(venue)
         return models.Status(
-            running=lab.running,
-            source=info.get("source"),
-            exchange=lab.exchange,
-            symbols=lab.symbols,
+            running=lab.running if exchange is None else top.running,
+            source=top.source,
+            exchange=venue,
+            exchanges=list(lab.exchanges),
+            symbols=top.symbols,
             intervals=[str(i) for i in lab.intervals],
-            reconnects=info.get("reconnects", 0),
-            bad_frames=info.get("bad_frames", 0),
+            reconnects=top.reconnects,
+            bad_frames=top.bad_frames,
             websocket_clients=len(hub.clients),
             streams=streams,
-            error=info.get("error"),
+            error=top.error,
             store=info.get("store"),
-            bus=info.get("bus"),
+            bus=top.bus,
+            venues={v: part(v) for v in lab.exchanges} if several and exchange is None else None,
+        )
+
+    @router.get(
+        "/bbo/{symbol}",
+        response_model=models.BBO,
+        summary="Best bid and ask across venues",
+        responses=errors(404, 409, 422),
+    )
+    def bbo(
+        symbol: Annotated[str, symbol_path],
+        quote_equivalents: Annotated[str | None, equivalents_query] = None,
+    ) -> models.BBO:
+        s = normalize_symbol(symbol)
+        equivalents = equivalents_of(quote_equivalents)
+        df = across(symbol, lambda: lab.bbo(s, equivalents))
+        best = df.attrs["bbo"]
+        scalars = (
+            "best_bid",
+            "best_bid_venue",
+            "bid_qty",
+            "best_ask",
+            "best_ask_venue",
+            "ask_qty",
+            "mid",
+            "spread",
+            "spread_bps",
+        )
+        return models.BBO(
+            symbol=s,
+            **{k: _clean(best[k]) for k in scalars},
+            state=best["state"],
+            venues=list(best["venues"]),
+            excluded=dict(best["excluded"]),
+            symbols=dict(df.attrs["symbols"]),
+            quotes=dict(df.attrs["quotes"]),
+            per_venue=[
+                models.VenueTop(**{str(k): _clean(v) for k, v in r.items()})
+                for r in df.reset_index().to_dict("records")
+            ],
+        )
+
+    @router.get(
+        "/consolidated_book/{symbol}",
+        response_model=models.ConsolidatedBook,
+        summary="Every venue's book merged",
+        responses=errors(404, 409, 422),
+    )
+    def consolidated_book(
+        symbol: Annotated[str, symbol_path],
+        depth: Annotated[int, Query(ge=1, le=1000, description="Levels per side")] = 20,
+        quote_equivalents: Annotated[str | None, equivalents_query] = None,
+    ) -> models.ConsolidatedBook:
+        s = normalize_symbol(symbol)
+        equivalents = equivalents_of(quote_equivalents)
+        df = across(symbol, lambda: lab.consolidated_book(s, depth, equivalents))
+        sides: dict[str, list[models.BookLevel]] = {"bid": [], "ask": []}
+        for r in df.to_dict("records"):
+            sides[str(r["side"])].append(
+                models.BookLevel(
+                    price=r["price"], qty=r["qty"], exchange=r["exchange"], cum_qty=r["cum_qty"]
+                )
+            )
+        return models.ConsolidatedBook(
+            symbol=s,
+            depth=depth,
+            bids=sides["bid"],
+            asks=sides["ask"],
+            venues=list(df.attrs["venues"]),
+            excluded=dict(df.attrs["excluded"]),
+            crossed=bool(df.attrs["crossed"]),
+            symbols=dict(df.attrs["symbols"]),
+            quotes=dict(df.attrs["quotes"]),
+        )
+
+    @router.get(
+        "/divergence",
+        response_model=models.Divergence,
+        summary="Each venue's mid against the venues' median",
+        responses=errors(409, 422),
+    )
+    def divergence(
+        quote_equivalents: Annotated[str | None, equivalents_query] = None,
+    ) -> models.Divergence:
+        equivalents = equivalents_of(quote_equivalents)
+        try:
+            df = lab.divergence(equivalents)
+        except ValueError as exc:
+            raise HTTPException(409, str(exc)) from None
+        return models.Divergence(
+            rows=[
+                models.DivergenceRow(**{str(k): _clean(v) for k, v in r.items()})
+                for r in df.reset_index().to_dict("records")
+            ],
+            markets={s: dict(m) for s, m in df.attrs["markets"].items()},
+            quotes={s: dict(q) for s, q in df.attrs["quotes"].items()},
         )
 
     @router.post(
@@ -375,3 +642,8 @@ def create_app(
 
     app.openapi = documented  # type: ignore[method-assign]  # FastAPI's way to patch the schema
     return app
+
+
+def _pairs(equivalents: Mapping[str, str]) -> str:
+    """``{"USD": "USDT"}`` as the query parameter says it: ``USD:USDT``."""
+    return ",".join(f"{k}:{v}" for k, v in equivalents.items())

@@ -8,12 +8,17 @@ Each client has its own sender task and its own bounded backlog:
 - ``trade`` and ``kline_<iv>`` messages are queued in order, up to ``max_backlog`` per client;
   a client whose backlog overflows is disconnected (close code 1008, "too slow") rather than
   letting memory grow.
+
+A Lab over several venues is subscribed to once per venue (its records carry no venue): a
+subscription names its ``exchange`` (the Lab's first venue by default) and every message pushed
+says the venue it came from (``"exchange"``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import threading
 import time
@@ -34,7 +39,7 @@ log = logging.getLogger("marketlab.server")
 
 CONFLATED = ("ticker", "depth")
 DEPTH_LEVELS = 20
-Key = tuple[str, str]  # (symbol, channel)
+Key = tuple[str, str, str]  # (exchange, symbol, channel)
 
 
 class Client:
@@ -69,7 +74,7 @@ class Client:
         self.offer(key, message)
 
     def offer(self, key: Key, message: str) -> None:
-        if key[1] in CONFLATED:
+        if key[-1] in CONFLATED:  # the channel
             if key in self.latest:
                 self.conflated += 1
             self.latest[key] = message
@@ -116,12 +121,13 @@ class Hub:
         self.dropped_slow = 0  # clients cut off for falling too far behind
         self.fanout_s: deque[float] = deque(maxlen=10_000)  # one update to all its clients, seconds
         self.by_key: dict[Key, set[Client]] = {}
-        self._inbox: deque[Record] = deque()
+        self._wanted: dict[str, int] = {}  # per venue: how many keys have clients
+        self._inbox: deque[tuple[str, Record]] = deque()
         self._inbox_lock = threading.Lock()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._signal = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
-        self._unsubscribe: Any = None
+        self._unsubscribe: list[Any] = []
 
     # --- lifecycle -------------------------------------------------------------------------
 
@@ -129,11 +135,15 @@ class Hub:
         self._loop = asyncio.get_running_loop()
         self._signal = asyncio.Event()
         self._task = asyncio.create_task(self._pump())
-        self._unsubscribe = self.lab.subscribe(self._on_record)
+        self._unsubscribe = [
+            self.lab.subscribe(functools.partial(self._on_record, venue), exchange=venue)
+            for venue in self.lab.exchanges
+        ]
 
     async def stop(self) -> None:
-        if self._unsubscribe:
-            self._unsubscribe()
+        for unsubscribe in self._unsubscribe:
+            unsubscribe()
+        self._unsubscribe = []
         if self._task:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -141,12 +151,12 @@ class Hub:
 
     # --- collector thread → event loop --------------------------------------------------------
 
-    def _on_record(self, record: Record) -> None:
-        if not self.by_key:
+    def _on_record(self, exchange: str, record: Record) -> None:
+        if not self._wanted.get(exchange):
             return
         with self._inbox_lock:
             first = not self._inbox
-            self._inbox.append(record)
+            self._inbox.append((exchange, record))
         if first and self._loop is not None:
             self._loop.call_soon_threadsafe(self._signal.set)
 
@@ -158,20 +168,21 @@ class Hub:
                 batch, self._inbox = self._inbox, deque()
             self._dispatch(batch)
 
-    def _dispatch(self, batch: deque[Record]) -> None:
-        depth_symbols: set[str] = set()
-        tickers: dict[str, Ticker] = {}
-        for r in batch:
+    def _dispatch(self, batch: deque[tuple[str, Record]]) -> None:
+        depth_symbols: set[tuple[str, str]] = set()
+        tickers: dict[tuple[str, str], Ticker] = {}
+        for venue, r in batch:
             if isinstance(r, BookDelta):
-                depth_symbols.add(r.symbol)
+                depth_symbols.add((venue, r.symbol))
             elif isinstance(r, Ticker):
-                tickers[r.symbol] = r  # conflated at the source too
+                tickers[venue, r.symbol] = r  # conflated at the source too
             elif isinstance(r, Trade):
                 self._send(
-                    (r.symbol, "trade"),
+                    (venue, r.symbol, "trade"),
                     {
                         "type": "trade",
                         "symbol": r.symbol,
+                        "exchange": venue,
                         "data": {
                             "price": r.price,
                             "qty": r.qty,
@@ -184,20 +195,22 @@ class Hub:
             elif isinstance(r, Kline):
                 channel = f"kline_{r.interval}"
                 self._send(
-                    (r.symbol, channel),
+                    (venue, r.symbol, channel),
                     {
                         "type": "kline",
                         "symbol": r.symbol,
+                        "exchange": venue,
                         "interval": r.interval,
                         "data": kline_data(r),
                     },
                 )
-        for symbol, t in tickers.items():
+        for (venue, symbol), t in tickers.items():
             self._send(
-                (symbol, "ticker"),
+                (venue, symbol, "ticker"),
                 {
                     "type": "ticker",
                     "symbol": symbol,
+                    "exchange": venue,
                     "data": {
                         "last": t.last,
                         "bid": t.bid,
@@ -208,16 +221,17 @@ class Hub:
                     },
                 },
             )
-        for symbol in depth_symbols:
-            key = (symbol, "depth")
+        for venue, symbol in depth_symbols:
+            key = (venue, symbol, "depth")
             if key in self.by_key:
-                view = self.lab.book_levels(symbol, DEPTH_LEVELS)
+                view = self.lab.book_levels(symbol, DEPTH_LEVELS, exchange=venue)
                 if view.synced:
                     self._send(
                         key,
                         {
                             "type": "depth",
                             "symbol": symbol,
+                            "exchange": venue,
                             "data": {
                                 "last_update_id": view.last_update_id,
                                 "bids": view.bids,
@@ -307,21 +321,35 @@ class Hub:
                 {"type": "error", "detail": f"'{name}' must be a non-empty list of strings"}
             )
             return
-        known = set(self.lab.symbols)
+        venue = msg.get("exchange")
+        if venue is None:
+            venue = self.lab.exchange
+        if not isinstance(venue, str) or venue.lower() not in self.lab.exchanges:
+            client.reply(
+                {
+                    "type": "error",
+                    "detail": f"unknown exchange {venue!r}: this server collects "
+                    f"{', '.join(self.lab.exchanges)}",
+                }
+            )
+            return
+        venue = venue.lower()
+        known = set(self.lab.symbols_of(venue))
         wanted = [_canonical(s) for s in symbols]
         unknown = [s for s, w in zip(symbols, wanted, strict=True) if w not in known]
         bad_channels = [c for c in channels if c not in self.channels()]
         if unknown or bad_channels:
             parts = []
             if unknown:
-                parts.append(f"unknown symbol(s) {unknown}: this server has {sorted(known)}")
+                where = f" on {venue}" if len(self.lab.exchanges) > 1 else ""
+                parts.append(f"unknown symbol(s) {unknown}: this server has {sorted(known)}{where}")
             if bad_channels:
                 parts.append(
                     f"unknown channel(s) {bad_channels}: expected some of {self.channels()}"
                 )
             client.reply({"type": "error", "detail": "; ".join(parts)})
             return
-        keys = {(s, c) for s in wanted if s is not None for c in channels}  # none is None here
+        keys = {(venue, s, c) for s in wanted if s is not None for c in channels}  # no None here
         if action == "subscribe":
             if len(client.subs | keys) > self.max_subscriptions:
                 client.reply(
@@ -334,7 +362,10 @@ class Hub:
                 return
             for key in keys:
                 client.subs.add(key)
-                self.by_key.setdefault(key, set()).add(client)
+                holders = self.by_key.setdefault(key, set())
+                if not holders:
+                    self._wanted[venue] = self._wanted.get(venue, 0) + 1
+                holders.add(client)
         else:
             for key in keys:
                 client.subs.discard(key)
@@ -342,11 +373,18 @@ class Hub:
         client.reply(
             {
                 "type": "subscribed" if action == "subscribe" else "unsubscribed",
-                "symbols": sorted({s for s, _ in keys}),
-                "channels": sorted({c for _, c in keys}),
-                "subscriptions": sorted(f"{s}:{c}" for s, c in client.subs),
+                "symbols": sorted({s for _, s, _ in keys}),
+                "channels": sorted({c for _, _, c in keys}),
+                "exchange": venue,
+                "subscriptions": sorted(self._named(key) for key in client.subs),
             }
         )
+
+    def _named(self, key: Key) -> str:
+        """``SYMBOL:channel`` on the first venue (as a one-venue server says it), else
+        ``exchange:SYMBOL:channel``."""
+        venue, symbol, channel = key
+        return f"{symbol}:{channel}" if venue == self.lab.exchange else ":".join(key)
 
     def _forget(self, client: Client, key: Key) -> None:
         holders = self.by_key.get(key)
@@ -354,6 +392,12 @@ class Hub:
             holders.discard(client)
             if not holders:
                 del self.by_key[key]
+                venue = key[0]
+                left = self._wanted.get(venue, 0) - 1
+                if left > 0:
+                    self._wanted[venue] = left
+                else:
+                    self._wanted.pop(venue, None)
 
     def _drop(self, client: Client) -> None:
         for key in list(client.subs):

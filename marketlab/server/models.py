@@ -10,6 +10,7 @@ from pydantic import AwareDatetime, BaseModel, Field, WithJsonSchema, field_vali
 
 class Price(BaseModel):
     symbol: str = Field(description="Exchange symbol, e.g. BTCUSDT")
+    exchange: str = Field(description="The venue collected from, e.g. binance")
     last: float | None = Field(description="Last trade price")
     bid: float | None = Field(description="Best bid from the 24h ticker")
     ask: float | None = Field(description="Best ask from the 24h ticker")
@@ -33,8 +34,14 @@ class Price(BaseModel):
 
 
 class Prices(BaseModel):
-    prices: list[Price]
-    missing: list[str] = Field(description="Requested symbols with no price yet")
+    prices: list[Price] = Field(description="Venue by venue (the first venue first), per symbol")
+    missing: list[str] = Field(
+        description="Requested symbols with no price yet (on some venue that collects them)"
+    )
+    missing_by_exchange: dict[str, list[str]] = Field(
+        default_factory=dict,
+        description="Per venue, the requested symbols it collects but has no price of yet",
+    )
 
 
 # A book level as a [price, quantity] pair, the way exchanges publish them and the WebSocket
@@ -62,6 +69,9 @@ class Error(BaseModel):
 
 class Depth(BaseModel):
     symbol: str
+    exchange: str = Field(
+        description="The venue whose book this is (its fallback venue's while failed over)"
+    )
     synced: bool = Field(
         description="True when the book provably equals the exchange's; false while it resyncs "
         "(bids and asks are then empty and reason says why)"
@@ -100,6 +110,7 @@ class Candle(BaseModel):
 
 class Klines(BaseModel):
     symbol: str
+    exchange: str = Field(description="The venue whose series this is")
     interval: str
     source: Literal["live", "history"] = Field(
         description="live: the Lab's rolling frame; history: the store"
@@ -121,13 +132,27 @@ class SymbolSummary(BaseModel):
     source: str | None
 
 
-class Summary(BaseModel):
-    running: bool
-    source: str | None = Field(description="ws or rest: where the collector's data comes from now")
+class VenueSummary(BaseModel):
+    running: bool = Field(description="False once this venue stopped collecting")
+    source: str | None = Field(description="ws or rest: where this venue's data comes from now")
     symbols: list[SymbolSummary]
 
 
+class Summary(BaseModel):
+    running: bool
+    source: str | None = Field(description="ws or rest: where the collector's data comes from now")
+    exchange: str = Field(description="The venue the top-level fields describe")
+    exchanges: list[str] = Field(description="Every venue collected, the default first")
+    symbols: list[SymbolSummary]
+    venues: dict[str, VenueSummary] | None = Field(
+        None,
+        description="Every venue's own summary (several venues, no exchange= given); "
+        "null otherwise",
+    )
+
+
 class StreamStatus(BaseModel):
+    exchange: str = Field(description="The venue of this stream")
     symbol: str
     stream: str
     connected: bool
@@ -156,16 +181,30 @@ class StoreStatus(BaseModel):
     path: str
 
 
+class VenueStatus(BaseModel):
+    running: bool = Field(description="False once this venue stopped collecting")
+    source: str | None
+    symbols: list[str]
+    reconnects: int
+    bad_frames: int
+    error: str | None = Field(None, description="What stopped this venue, in its words")
+    bus: dict[str, Any] | None = Field(None, description="This venue's bus publisher or reader")
+
+
 class Status(BaseModel):
     running: bool
     source: str | None
-    exchange: str
+    exchange: str = Field(description="The venue the top-level fields describe")
+    exchanges: list[str] = Field(description="Every venue collected, the default first")
     symbols: list[str]
     intervals: list[str]
     reconnects: int
     bad_frames: int
     websocket_clients: int
-    streams: list[StreamStatus]
+    streams: list[StreamStatus] = Field(
+        description="Per venue, symbol and stream: every venue's without exchange=, else that "
+        "venue's"
+    )
     error: str | None = Field(None, description="What stopped collection, in the venue's words")
     store: StoreStatus | None = Field(None, description="The history store (null without db=)")
     bus: dict[str, Any] | None = Field(
@@ -173,6 +212,10 @@ class Status(BaseModel):
         description="The NATS JetStream bus: what a publishing collector holds and has "
         "published (connected, published, held, dropped), "
         "or where a reader is (position, caught_up)",
+    )
+    venues: dict[str, VenueStatus] | None = Field(
+        None,
+        description="Every venue's own state (several venues, no exchange= given); null otherwise",
     )
 
 
@@ -185,6 +228,85 @@ class All(BaseModel):
     klines: dict[str, dict[str, Candle | None]] = Field(
         description="Newest candle per symbol and interval"
     )
+
+
+class VenueTop(BaseModel):
+    exchange: str
+    bid: float | None = Field(description="The venue's best bid (null: none, or out of sync)")
+    bid_qty: float | None
+    ask: float | None = Field(description="The venue's best ask (null: none, or out of sync)")
+    ask_qty: float | None
+    mid: float | None
+    spread_bps: float | None = Field(description="The venue's own spread, bps of its mid")
+    synced: bool
+    reason: str = Field(description="Why the venue takes no part (empty when it does)")
+    best_bid: bool = Field(description="This venue holds the consolidated best bid")
+    best_ask: bool = Field(description="This venue holds the consolidated best ask")
+
+
+class BBO(BaseModel):
+    """The best bid and ask across the venues whose books are synced (``Lab.bbo``)."""
+
+    symbol: str = Field(description="The symbol asked for")
+    best_bid: float | None
+    best_bid_venue: str | None
+    bid_qty: float | None = Field(description="The best bid venue's size at it")
+    best_ask: float | None
+    best_ask_venue: str | None
+    ask_qty: float | None = Field(description="The best ask venue's size at it")
+    mid: float | None
+    spread: float | None = Field(description="Best ask minus best bid (negative when crossed)")
+    spread_bps: float | None
+    state: Literal["normal", "locked", "crossed", "one-sided", "empty"] = Field(
+        description="locked: best bid == best ask across venues; crossed: best bid > best ask"
+    )
+    venues: list[str] = Field(description="The venues that took part, in order")
+    excluded: dict[str, str] = Field(description="Venues left out, with why (out of sync, empty)")
+    symbols: dict[str, str] = Field(description="Each venue's symbol for this market")
+    quotes: dict[str, str] = Field(
+        description="The quote each venue is compared in: USDT, or 'USD as USDT' where declared"
+    )
+    per_venue: list[VenueTop] = Field(description="Each venue's own top of book")
+
+
+class BookLevel(BaseModel):
+    price: float
+    qty: float
+    exchange: str = Field(description="The venue resting this level")
+    cum_qty: float = Field(description="Sum of this side's sizes from its best level out")
+
+
+class ConsolidatedBook(BaseModel):
+    """Every synced venue's levels merged into one book (``Lab.consolidated_book``)."""
+
+    symbol: str = Field(description="The symbol asked for")
+    depth: int = Field(description="Levels a side at most")
+    bids: list[BookLevel] = Field(description="Best (highest) first")
+    asks: list[BookLevel] = Field(description="Best (lowest) first")
+    venues: list[str] = Field(description="The venues that took part")
+    excluded: dict[str, str] = Field(description="Venues left out, with why")
+    crossed: bool = Field(description="One venue's best bid reaches another's best ask")
+    symbols: dict[str, str] = Field(description="Each venue's symbol for this market")
+    quotes: dict[str, str] = Field(description="The quote each venue is compared in")
+
+
+class DivergenceRow(BaseModel):
+    symbol: str = Field(description="The first venue's symbol for the market")
+    exchange: str
+    mid: float | None = Field(description="The venue's mid (book, else ticker); null: none")
+    median: float | None = Field(description="The median mid of the venues with one")
+    bps: float | None = Field(
+        description="(mid / median - 1) * 1e4; null with fewer than two venues' mids"
+    )
+    venues: int = Field(description="How many venues had a mid")
+
+
+class Divergence(BaseModel):
+    """Each venue's mid against the venues' median, per market (``Lab.divergence``)."""
+
+    rows: list[DivergenceRow] = Field(description="Per symbol, per venue")
+    markets: dict[str, dict[str, str]] = Field(description="{symbol: {venue: its symbol}}")
+    quotes: dict[str, dict[str, str]] = Field(description="{symbol: {venue: quote as compared}}")
 
 
 class Health(BaseModel):

@@ -18,6 +18,12 @@ from marketlab.records import INTERVAL_NAMES
 SYMBOL = r"(?:[A-Za-z0-9]{2,20}|[A-Za-z0-9]{1,10}[-_][A-Za-z0-9]{1,10})"
 SYMBOL_PATTERN = f"^{SYMBOL}$"
 INTERVALS = tuple(INTERVAL_NAMES)
+# A venue's name (binance, okx, ...): which venues a server collects is said by its 404.
+EXCHANGE_PATTERN = r"^[A-Za-z][A-Za-z0-9_-]{0,31}$"
+# Quote assets taken as the same: QUOTE:AS pairs, comma-separated (USD:USDT,USDC:USDT).
+_ASSET = r"[A-Za-z0-9]{1,20}"
+MAX_EQUIVALENTS = 20
+QUOTE_EQUIVALENTS_PATTERN = f"^{_ASSET}:{_ASSET}(?:,{_ASSET}:{_ASSET}){{0,{MAX_EQUIVALENTS - 1}}}$"
 MAX_EPOCH_MS = 4_102_444_800_000  # 2100-01-01: a time query beyond it is a mistake
 
 
@@ -47,6 +53,22 @@ _DATE = re.compile(r"^(\d{4})-(\d{2})-(\d{2})$")
 
 class BadParameter(ValueError):
     """A query parameter the schema forbids (answered 422)."""
+
+
+def parse_quote_equivalents(value: str | None) -> dict[str, str] | None:
+    """``"USD:USDT,USDC:USDT"`` → ``{"USD": "USDT", "USDC": "USDT"}`` (None: the Lab's own).
+    What the schema's pattern allows is served: an asset named twice is taken as the later
+    pair says, one taken as itself changes nothing. Else :class:`BadParameter`."""
+    if value is None:
+        return None
+    out: dict[str, str] = {}
+    for pair in value.split(","):
+        asset, _, taken_as = pair.partition(":")
+        asset, taken_as = asset.strip().upper(), taken_as.strip().upper()
+        if not asset.isalnum() or not taken_as.isalnum():
+            raise BadParameter(_MESSAGES["quote_equivalents"].format(input=value))
+        out[asset] = taken_as
+    return out
 
 
 def parse_time(name: str, value: str | None) -> int | None:
@@ -84,6 +106,9 @@ _MESSAGES = {
     "symbol": "invalid symbol {input!r}: expected 2-20 letters or digits such as 'BTCUSDT'",
     "symbols": "symbols: expected comma-separated symbols such as BTCUSDT,ETHUSDT, got {input!r}",
     "interval": f"invalid interval {{input!r}}: expected one of {', '.join(INTERVALS)}",
+    "exchange": "invalid exchange {input!r}: expected a venue's name such as binance or okx",
+    "quote_equivalents": "quote_equivalents: expected QUOTE:AS pairs, comma-separated, such as "
+    "USD:USDT or USD:USDT,USDC:USDT, got {input!r}",
 }
 
 

@@ -439,12 +439,14 @@ def test_the_api_serves_an_okx_lab_the_same_way(tmp_path):
                 prices = httpx.get(api + "/prices", timeout=10).json()
                 assert [p["symbol"] for p in prices["prices"]] == ["BTCUSDT"]
                 sim.pause()
-                target = sim.book("BTCUSDT")["last_update_id"]
+                target = sim.book("BTCUSDT", venue="okx")["last_update_id"]
                 wait_for(
                     lambda: lab.book("BTCUSDT").attrs["last_update_id"] == target, 15, "the book"
                 )
                 depth = httpx.get(api + "/depth/BTCUSDT", params={"limit": 10}, timeout=10).json()
-                assert [tuple(x) for x in depth["bids"]] == sim.book("BTCUSDT", 10)["bids"]
+                truth = sim.book("BTCUSDT", 10, venue="okx")
+                assert [tuple(x) for x in depth["bids"]] == truth["bids"]
+                assert depth["exchange"] == "okx"
                 klines = httpx.get(
                     api + "/klines/BTCUSDT", params={"interval": "1m", "limit": 3}, timeout=10
                 )

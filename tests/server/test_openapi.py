@@ -5,6 +5,7 @@ on the simulator — with the token, without it, and on loopback where control n
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -64,6 +65,38 @@ def test_the_openapi_document_validates_as_openapi_3_1(lab, require_token):
     params = {p["name"]: p["schema"] for p in klines["parameters"]}
     assert "1m" in params["interval"]["enum"] and "7m" not in params["interval"]["enum"]
     assert params["symbol"]["pattern"] and params["limit"]["maximum"] == 1000
+    # every reader of market data takes exchange= (a venue's name; which venues: the 404 says)
+    for path in ("/prices", "/depth/{symbol}", "/klines/{symbol}", "/summary", "/all", "/status"):
+        named = {p["name"]: p for p in ops[PREFIX + path]["get"]["parameters"]}
+        exchange = named["exchange"]
+        assert exchange["in"] == "query" and not exchange["required"], path
+        assert exchange["schema"]["anyOf"][0]["pattern"], path
+        assert "binance" in exchange["description"], path
+    # the cross-venue views, each with quote_equivalents as QUOTE:AS pairs, and a model
+    schemas = spec["components"]["schemas"]
+    for path, model in (
+        ("/bbo/{symbol}", "BBO"),
+        ("/consolidated_book/{symbol}", "ConsolidatedBook"),
+        ("/divergence", "Divergence"),
+    ):
+        op = ops[PREFIX + path]["get"]
+        named = {p["name"]: p["schema"] for p in op.get("parameters", [])}
+        pattern = named["quote_equivalents"]["anyOf"][0]["pattern"]
+        assert re.fullmatch(pattern, "USD:USDT") and re.fullmatch(pattern, "USD:USDT,USDC:USDT")
+        assert not re.fullmatch(pattern, "USD") and not re.fullmatch(pattern, "USD=USDT")
+        answer = op["responses"]["200"]["content"]["application/json"]["schema"]
+        assert answer == {"$ref": f"#/components/schemas/{model}"}, path
+        assert {"404", "409", "422"} >= set(op["responses"]) - {"200"}, path
+    assert ops[PREFIX + "/consolidated_book/{symbol}"]["get"]["parameters"][1]["name"] == "depth"
+    assert set(schemas["BBO"]["properties"]["state"]["enum"]) == {
+        "normal",
+        "locked",
+        "crossed",
+        "one-sided",
+        "empty",
+    }
+    for model in ("Price", "Depth", "Klines", "StreamStatus", "BookLevel", "DivergenceRow"):
+        assert "exchange" in schemas[model]["properties"], model
     for path, methods in ops.items():
         for method, op in methods.items():
             for code, answer in op["responses"].items():
@@ -88,13 +121,26 @@ def test_every_refusal_has_the_documented_shape(lab):
             httpx.get(api + "/prices", params={"symbols": ""}),
             httpx.post(api + "/stop"),
             httpx.post(api + "/stop", headers={"Authorization": "Bearer wrong"}),
+            httpx.get(api + "/depth/BTCUSDT", params={"exchange": "kraken"}),
+            httpx.get(api + "/prices", params={"exchange": ""}),
+            httpx.get(api + "/bbo/XRPUSDT"),
+            httpx.get(api + "/bbo/BTCUSDT", params={"quote_equivalents": "USD"}),
+            httpx.get(api + "/divergence", params={"quote_equivalents": "USD:USDT,"}),
         ]
-    assert [r.status_code for r in answers] == [422, 422, 404, 422, 404, 422, 401, 401]
+    assert [r.status_code for r in answers] == [
+        *(422, 422, 404, 422, 404, 422, 401, 401),
+        *(404, 422, 404, 422, 422),
+    ]
     for r in answers:
         body = r.json()
         assert list(body) == ["detail"] and isinstance(body["detail"], str) and body["detail"]
     assert "invalid symbol '0'" in answers[0].json()["detail"]
     assert answers[6].headers["www-authenticate"] == "Bearer"
+    assert answers[8].json()["detail"] == (
+        "unknown exchange 'kraken': this server collects binance"
+    )
+    assert "invalid exchange ''" in answers[9].json()["detail"]
+    assert "quote_equivalents: expected QUOTE:AS pairs" in answers[11].json()["detail"]
 
 
 def test_a_book_out_of_sync_is_an_answer_not_a_server_error(lab):
@@ -145,6 +191,6 @@ def test_schemathesis_finds_nothing(lab, require_token, header):
     report = result.stdout + result.stderr
     assert result.returncode == 0, report[-6000:]
     assert "No issues found" in report or "passed" in report, report[-3000:]
-    assert "Tested: 9" in report  # every operation, POST /start and /stop included
+    assert "Tested: 12" in report  # every operation, POST /start and /stop included
     lab.start()  # schemathesis stopped and started it; leave it running for the next run
     lab.wait_ready(30)
