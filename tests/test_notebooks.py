@@ -9,13 +9,14 @@ from nbclient import NotebookClient
 NOTEBOOKS = sorted((Path(__file__).parent.parent / "notebooks").glob("*.ipynb"))
 
 
-def test_all_five_notebooks_are_there():
+def test_all_six_notebooks_are_there():
     assert [p.stem for p in NOTEBOOKS] == [
         "01_live_prices",
         "02_order_book",
         "03_history_duckdb",
         "04_api_server",
         "05_tick_history",
+        "06_cross_venue",
     ]
 
 
