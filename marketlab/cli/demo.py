@@ -29,10 +29,10 @@ PROTOCOLS = {
 }
 
 
-def venue_urls(sim: SimExchange, venues: list[str]) -> dict[str, str]:
+def venue_urls(sim: SimExchange, venues: list[str]) -> dict[str, Any]:
     """The Lab options that point each venue at the simulator (all on its one port)."""
     ws = {"okx": sim.okx_ws_url, "bybit": sim.bybit_ws_url, "coinbase": sim.coinbase_ws_url}
-    urls: dict[str, str] = {}
+    urls: dict[str, Any] = {}
     for venue in venues:
         urls[f"{venue}_ws_url"] = ws.get(venue, sim.ws_url)
         urls[f"{venue}_rest_url"] = sim.rest_url
@@ -182,7 +182,7 @@ def venues_report(lab: Lab) -> list[str]:
         if symbol in divergence.index.get_level_values("symbol"):
             rows = divergence.xs(symbol, level="symbol")
             mids = ", ".join(
-                f"{venue} {_price(lab, symbol, venue, row['mid'], 1)} ({row['bps']:+.1f} bps)"
+                f"{venue} {_price(lab, symbol, str(venue), row['mid'], 1)} ({row['bps']:+.1f} bps)"
                 for venue, row in rows.iterrows()
             )
             lines.append(f"  mids against the venues' median: {mids}")
