@@ -19,6 +19,7 @@ from marketlab.stream.state import StreamStats
 log = logging.getLogger("marketlab.feed")
 
 MAX_TRADE_BACKFILL = 1_000_000  # ids fetched per gap at most; older ones are reported lost
+RECENT_TRADE_ATTEMPTS = 5  # asks for the recent trades after a break before giving up
 MAX_HOLES = 100  # id ranges kept per symbol for status (the oldest are merged into the count)
 
 
@@ -118,6 +119,27 @@ class TradeIntegrity:
                 self._trades_lost(symbol, cursor, wanted[0].trade_id - 1)
             self._apply_backfilled_trades(symbol, wanted)
             cursor = wanted[-1].trade_id + 1
+
+    async def _recent_after_break(self, symbol: str, *args: Any) -> list[Trade] | None:
+        """The venue's newest trades of ``symbol`` (``rest.recent_trades(symbol, *args)``),
+        asked for after an interruption: a refusal that may pass (a rate limit, a ban the
+        pacer waits out, a 5xx) is tried again, a few times; None when the venue would not
+        say (logged), so the caller reports what it could not check."""
+        attempts = RECENT_TRADE_ATTEMPTS
+        for attempt in range(attempts):
+            if self._stopped.is_set():
+                return None
+            try:
+                trades: list[Trade] = await self.rest.recent_trades(symbol, *args)
+                return trades
+            except RestError as exc:
+                if not exc.retryable or attempt == attempts - 1:
+                    log.warning(
+                        "trades %s: recent trades not fetched after a break: %s", symbol, exc
+                    )
+                    return None
+                await asyncio.sleep(self.config.backoff(attempt))
+        return None
 
     def _apply_backfilled_trades(self, symbol: str, trades: list[Trade]) -> None:
         stats = self.trade_stats.setdefault(symbol, TradeStats())

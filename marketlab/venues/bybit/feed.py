@@ -23,7 +23,6 @@ from marketlab.stream.config import FeedConfig
 from marketlab.stream.connection import WsConnection
 from marketlab.stream.feed import Feed
 from marketlab.stream.intake import Sink
-from marketlab.stream.rest import RestError
 from marketlab.stream.state import LockedBook
 from marketlab.venues import bybit
 from marketlab.venues.book import Action
@@ -166,10 +165,8 @@ class BybitFeed(Feed):
         dropped by id); what happened before them is lost without a trace."""
         if self.rest is None:
             return
-        try:
-            trades = await self.rest.recent_trades(symbol)
-        except RestError as exc:
-            log.warning("trades %s: recent trades not fetched after a break: %s", symbol, exc)
+        trades = await self._recent_after_break(symbol)
+        if trades is None:
             return
         stats = self.stream_stats.get((symbol, "trade"))
         mark = stats.mark if stats is not None else -1

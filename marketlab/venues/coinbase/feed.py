@@ -34,7 +34,6 @@ from marketlab.stream.config import FeedConfig
 from marketlab.stream.connection import WsConnection
 from marketlab.stream.feed import Feed
 from marketlab.stream.intake import Sink
-from marketlab.stream.rest import RestError
 from marketlab.stream.state import LockedBook
 from marketlab.venues import coinbase as cb
 from marketlab.venues.book import Action
@@ -244,10 +243,8 @@ class CoinbaseFeed(Feed):
         stats = self.stream_stats.get((symbol, "trade"))
         if stats is None or stats.mark < 0:
             return  # no trade taken yet: nothing to be missing after
-        try:
-            trades = await self.rest.recent_trades(symbol, RECENT_TRADES_AFTER_BREAK)
-        except RestError as exc:
-            log.warning("trades %s: recent trades not fetched after a break: %s", symbol, exc)
+        trades = await self._recent_after_break(symbol, RECENT_TRADES_AFTER_BREAK)
+        if trades is None:
             return
         for t in trades:
             if t.trade_id > stats.mark:
