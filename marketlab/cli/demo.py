@@ -82,6 +82,11 @@ def run_demo(args: argparse.Namespace) -> int:
             )
             if several:
                 print(
+                    f"  across venues       {api}{PREFIX}/bbo/{first}   "
+                    f"{api}{PREFIX}/consolidated_book/{first}   {api}{PREFIX}/divergence   "
+                    f"(one venue's data: ?exchange={venues[1]})"
+                )
+                print(
                     f"  simulated exchange  {sim.rest_url}  ({len(venues)} venues on one port, "
                     f"{args.speed:g}x):"
                 )

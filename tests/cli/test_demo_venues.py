@@ -58,7 +58,17 @@ def test_demo_over_four_venues_names_each_serves_the_lab_and_stops_on_ctrl_c(tmp
                 break
             time.sleep(0.5)
         assert prices, "the API server never served prices"
-        time.sleep(4)  # let the four books sync before stopping
+        across = re.search(r"across venues\s+(http://\S+/bbo/BTCUSDT)", banner)
+        assert across, banner
+        deadline = time.monotonic() + 30
+        bbo: dict = {}
+        while time.monotonic() < deadline:  # every venue's book synced and taking part
+            bbo = httpx.get(across.group(1), timeout=5).json()
+            if sorted(bbo.get("venues", [])) == sorted(VENUES):
+                break
+            time.sleep(0.5)
+        assert sorted(bbo["venues"]) == sorted(VENUES), bbo
+        assert bbo["state"] in ("normal", "locked", "crossed")
         proc.send_signal(signal.SIGINT)
         out, err = proc.communicate(timeout=30)
     finally:
