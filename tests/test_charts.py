@@ -205,7 +205,6 @@ def test_venues_chart_draws_each_venue_mid_and_the_consolidated_spread():
                 assert list(trace.y or []) == want
             every = {v: list(chart.figure.data[i].y) for i, v in enumerate(VENUES)}
             assert all(np.isfinite(every[v]).all() for v in VENUES)
-            assert len({every[v][-1] for v in VENUES}) > 1, "each venue has its own line"
 
             chart.window = 0.5  # older samples leave the chart
             time.sleep(0.6)
