@@ -22,7 +22,7 @@ _kline_values = operator.attrgetter(*KLINE_VALUES)
 
 log = logging.getLogger("marketlab.store")
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 # Each entry upgrades the schema from the version before it; never edit a released one.
 MIGRATIONS: dict[int, Sequence[str]] = {
@@ -70,6 +70,31 @@ MIGRATIONS: dict[int, Sequence[str]] = {
         "INSERT INTO klines_v2 SELECT * FROM klines",
         "DROP TABLE klines",
         "ALTER TABLE klines_v2 RENAME TO klines",
+        "CREATE INDEX klines_ingested ON klines (ingested_at)",
+    ),
+    # Venues whose candles carry no quote volume (Coinbase) store NULL there too.
+    3: (
+        """CREATE TABLE klines_v3 (
+            exchange TEXT NOT NULL,
+            symbol TEXT NOT NULL,
+            interval TEXT NOT NULL,
+            open_time INTEGER NOT NULL,
+            open REAL NOT NULL,
+            high REAL NOT NULL,
+            low REAL NOT NULL,
+            close REAL NOT NULL,
+            volume REAL NOT NULL,
+            quote_volume REAL,
+            trades INTEGER NOT NULL,
+            taker_buy_volume REAL,
+            taker_buy_quote_volume REAL,
+            close_time INTEGER NOT NULL,
+            ingested_at INTEGER NOT NULL,
+            PRIMARY KEY (exchange, symbol, interval, open_time)
+        ) WITHOUT ROWID""",
+        "INSERT INTO klines_v3 SELECT * FROM klines",
+        "DROP TABLE klines",
+        "ALTER TABLE klines_v3 RENAME TO klines",
         "CREATE INDEX klines_ingested ON klines (ingested_at)",
     ),
 }

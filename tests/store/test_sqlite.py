@@ -173,7 +173,7 @@ def test_a_version_1_file_keeps_its_rows_and_then_takes_candles_without_taker_vo
         store.add("okx", okx_candle)
     con = sqlite3.connect(path)
     assert (
-        con.execute("SELECT max(version) FROM schema_version").fetchone()[0] == SCHEMA_VERSION == 2
+        con.execute("SELECT max(version) FROM schema_version").fetchone()[0] == SCHEMA_VERSION == 3
     )
     got = con.execute(
         "SELECT exchange, open_time, trades, taker_buy_volume FROM klines ORDER BY open_time"
@@ -190,3 +190,47 @@ def test_a_row_the_schema_refuses_is_reported_and_the_rest_are_written(tmp_path)
         store.flush()
         assert store.rejected == 1 and store.written == 2
     assert [r[2] for r in rows(path)] == [T0, T0 + 180_000]
+
+
+def test_a_version_2_file_keeps_its_rows_and_then_takes_candles_without_quote_volume(tmp_path):
+    from marketlab.store.sqlite import MIGRATIONS
+
+    path = tmp_path / "v2.sqlite"
+    old = sqlite3.connect(path)
+    old.execute("CREATE TABLE schema_version (version INTEGER NOT NULL)")
+    for version in (1, 2):
+        for statement in MIGRATIONS[version]:
+            old.execute(statement)
+        old.execute("INSERT INTO schema_version VALUES (?)", (version,))
+    old.execute(
+        "INSERT INTO klines VALUES ('okx','BTCUSDT','1m',0,1,2,0.5,1.5,10,15,-1,NULL,NULL,59999,1)"
+    )
+    old.commit()
+    old.close()
+    # Coinbase's candles carry prices and volume only
+    coinbase_candle = Kline(
+        "BTCUSDT",
+        "1m",
+        60_000,
+        1,
+        2,
+        1,
+        2,
+        5,
+        119_999,
+        float("nan"),
+        -1,
+        float("nan"),
+        float("nan"),
+        True,
+    )
+    with KlineStore(path) as store:
+        store.add("coinbase", coinbase_candle)
+        store.flush()
+        assert store.rejected == 0
+    con = sqlite3.connect(path)
+    assert con.execute("SELECT max(version) FROM schema_version").fetchone()[0] == 3
+    got = con.execute(
+        "SELECT exchange, open_time, volume, quote_volume FROM klines ORDER BY open_time"
+    ).fetchall()
+    assert got == [("okx", 0, 10.0, 15.0), ("coinbase", 60_000, 5.0, None)]
