@@ -4,6 +4,7 @@ for servers), and live charts over them. Mixed into :class:`marketlab.lab.Lab`."
 from __future__ import annotations
 
 import decimal
+import math
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -53,12 +54,17 @@ class LabFrames:
 
     def price_rows(self) -> list[dict[str, Any]]:
         """The data of :meth:`prices` as plain dicts (times in epoch ms), each with its
-        ``exchange``: cheap, for servers."""
-        return [
-            {"exchange": venue, **row}
-            for venue, side in self._sides.items()
-            for row in side.state.price_rows()
-        ]
+        ``exchange``: cheap, for servers. A venue whose ticker carries no best bid and ask
+        (Bybit's spot tickers) has them from its synced book's top instead."""
+        rows = []
+        for venue, side in self._sides.items():
+            for row in side.state.price_rows():
+                if math.isnan(row["bid"]) or math.isnan(row["ask"]):
+                    top = side.book_levels(row["symbol"], 1)
+                    if top.synced and top.bids and top.asks:
+                        row["bid"], row["ask"] = top.bids[0][0], top.asks[0][0]
+                rows.append({"exchange": venue, **row})
+        return rows
 
     def prices(self) -> pd.DataFrame:
         """One row per symbol (per exchange and symbol with several venues): last, bid, ask,
