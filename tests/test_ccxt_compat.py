@@ -83,7 +83,7 @@ def test_ccxt_okx_rest_markets_candles_books_and_tickers(sim):
     assert markets["BTC/USDT"]["precision"]["price"] == 0.01
     ohlcv = ex.fetch_ohlcv("BTC/USDT", "1m", limit=5)
     assert len(ohlcv) == 5 and [r[0] for r in ohlcv] == sorted(r[0] for r in ohlcv)
-    oracle = sim.klines("BTCUSDT", "1m", start=ohlcv[0][0], limit=4)
+    oracle = sim.klines("BTCUSDT", "1m", start=ohlcv[0][0], limit=4, venue="okx")
     assert [row[4] for row in ohlcv[:4]] == [o["close"] for o in oracle]
     since = ohlcv[0][0] - 30 * 60_000
     older = ex.fetch_ohlcv("BTC/USDT", "1m", since=since, limit=10)

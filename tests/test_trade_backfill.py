@@ -32,9 +32,9 @@ def test_late_trades_go_in_their_place_by_id_and_the_newest_capacity_stays():
     assert buf.add(trade(13)) and not buf.add(trade(6))  # the stream goes on after the merge
 
 
-def exchange_prices(sim: SimExchange, symbol: str) -> dict[int, float]:
-    """The exchange's own trades by id (prices kept in ticks there)."""
-    m = sim.market.symbols[symbol]
+def exchange_prices(sim: SimExchange, symbol: str, exchange: str) -> dict[int, float]:
+    """The exchange's own trades by id (prices kept in ticks there, at the venue's prices)."""
+    m = sim.markets_of(exchange)[symbol]
     return {t.trade_id: t.price * m.spec.tick for t in list(m.recent_trades)}
 
 
@@ -60,7 +60,7 @@ def test_trades_missed_while_disconnected_are_fetched_by_id(sim, exchange):
                 assert ids == list(range(ids[0], ids[0] + len(ids))), (
                     f"{symbol}: ids not contiguous"
                 )
-                truth = exchange_prices(sim, symbol)
+                truth = exchange_prices(sim, symbol, exchange)
                 assert all(
                     truth[i] == pytest.approx(p, rel=1e-9)
                     for i, p in zip(ids, df["price"], strict=True)

@@ -24,6 +24,7 @@ from marketlab.sim.bybit import BybitFace
 from marketlab.sim.coinbase import WS_PATH as COINBASE_WS
 from marketlab.sim.coinbase import CoinbaseFace
 from marketlab.sim.faults import (
+    VENUES,
     FaultControls,
     Faults,
     ScheduledFault,
@@ -33,11 +34,17 @@ from marketlab.sim.faults import (
     venue_of_path,
     venues_of,
 )
-from marketlab.sim.market import SECOND_MS, Market
+from marketlab.sim.market import SECOND_MS, Market, StepResult, VenueMarket, offset_ticks
 from marketlab.sim.okx import OkxFace
 from marketlab.sim.replay_face import ReplayFace
 
 log = logging.getLogger("marketlab.sim")
+
+# Each venue's constant price offset from the one market, in basis points of a symbol's starting
+# price (whole ticks), and its constant delivery latency in milliseconds: what makes the venues'
+# views of one market differ a little, as real venues' do.
+DEFAULT_VENUE_OFFSETS_BPS = {"binance": 0.0, "okx": 1.0, "bybit": -1.5, "coinbase": 2.5}
+DEFAULT_VENUE_LATENCY_MS = {"binance": 0.0, "okx": 5.0, "bybit": 10.0, "coinbase": 20.0}
 
 T = TypeVar("T")
 
@@ -68,7 +75,17 @@ class SimClock:
 class SimExchange(FaultControls):
     """Simulated Binance Spot, OKX v5, Bybit v5 spot and Coinbase Advanced Trade public market
     data on one loopback port, from one deterministic market (a seed gives the same trades,
-    books and candles every run)."""
+    books and candles every run).
+
+    The venues trade the same market but do not look identical: each shows every price a
+    constant number of ticks away from the market's, ``venue_offsets_bps`` basis points of the
+    symbol's starting price rounded to whole ticks (default binance 0, okx +1, bybit -1.5,
+    coinbase +2.5; BTCUSDT at 65,000 and a 0.01 tick: 0, +650, -975 and +1,625 ticks), in
+    everything it serves (trades, books, tickers, candles, REST and WebSocket alike, and
+    :meth:`book` and :meth:`klines` for that venue); and each venue's WebSocket frames leave
+    ``venue_latency_ms`` after the event (default binance 0, okx 5, bybit 10, coinbase 20 ms),
+    in order. A venue left out of either dict gets 0; ``{}`` makes the four venues identical.
+    """
 
     def __init__(
         self,
@@ -103,6 +120,8 @@ class SimExchange(FaultControls):
         replay_rate: float | None = None,
         ssl_context: ssl.SSLContext | None = None,
         faults: str | list[ScheduledFault] | None = None,
+        venue_offsets_bps: dict[str, float] | None = None,
+        venue_latency_ms: dict[str, float] | None = None,
     ):
         self.symbol_names = [normalize_symbol(s) for s in symbols]
         if not self.symbol_names:
@@ -143,10 +162,28 @@ class SimExchange(FaultControls):
         )
         self.faults = Faults()
         self.clock: SimClock | None = None
+        offsets = DEFAULT_VENUE_OFFSETS_BPS if venue_offsets_bps is None else venue_offsets_bps
+        latency = DEFAULT_VENUE_LATENCY_MS if venue_latency_ms is None else venue_latency_ms
+        for given in (offsets, latency):
+            for v in given:
+                venues_of(v)  # ValueError for a venue the simulator has not
+        self.venue_offsets_bps = {v: float(offsets.get(v, 0.0)) for v in VENUES}
+        self.venue_latency_ms = {v: float(latency.get(v, 0.0)) for v in VENUES}
+        if any(ms < 0 for ms in self.venue_latency_ms.values()):
+            raise ValueError(f"venue latency must not be negative: {self.venue_latency_ms}")
+        self._venue_markets = {
+            v: {
+                s: VenueMarket(m, offset_ticks(m.spec, self.venue_offsets_bps[v]))
+                for s, m in self.market.symbols.items()
+            }
+            for v in VENUES
+        }
         self.binance = BinanceFace(self)
         self.okx = OkxFace(self)
         self.bybit = BybitFace(self)
         self.coinbase = CoinbaseFace(self)
+        for v in VENUES:
+            self._face(v).latency = self.venue_latency_ms[v] / 1000
         self.stats = {"rest_requests": 0, "ws_connections": 0}
         self._runner: web.AppRunner | None = None
         self._tasks: list[asyncio.Task[None]] = []
@@ -306,16 +343,29 @@ class SimExchange(FaultControls):
             )  # behind the clock: catch up in bursts, still serving
             while self.market.now + SECOND_MS <= target and time.monotonic() < burst_ends:
                 results = self.market.step()
-                self.binance.publish(results)
-                self.okx.publish(results)
-                self.bybit.publish(results)
-                self.coinbase.publish(results)
+                self.binance.publish(self._at_venue("binance", results))
+                self.okx.publish(self._at_venue("okx", results))
+                self.bybit.publish(self._at_venue("bybit", results))
+                self.coinbase.publish(self._at_venue("coinbase", results))
                 steps += 1
             if steps:
                 await asyncio.sleep(0)
             else:
                 wait = (self.market.now + SECOND_MS - target) / 1000 / self.speed
                 await asyncio.sleep(min(0.05, max(0.001, wait)))
+
+    def markets_of(self, venue: str) -> dict[str, VenueMarket]:
+        """Each symbol's market as ``venue`` shows it (at its prices), by symbol."""
+        return self._venue_markets[venue]
+
+    def venue_offset(self, symbol: str, venue: str) -> int:
+        """How many ticks ``venue``'s prices of ``symbol`` are from the market's."""
+        (v,) = venues_of(venue)
+        return self._venue_markets[v][normalize_symbol(symbol)].offset
+
+    def _at_venue(self, venue: str, results: dict[str, StepResult]) -> dict[str, StepResult]:
+        views = self._venue_markets[venue]
+        return {s: views[s].shift(r) for s, r in results.items()}
 
     async def _run_schedule(self) -> None:
         began = time.monotonic()
@@ -337,9 +387,11 @@ class SimExchange(FaultControls):
         start: int | None = None,
         end: int | None = None,
         limit: int = 1000,
+        venue: str = "binance",
     ) -> list[dict[str, Any]]:
-        """Candles as the exchange holds them, in float units (the test oracle)."""
-        m = self.market.symbols[normalize_symbol(symbol)]
+        """Candles as ``venue`` holds them (at its prices), in float units (the test oracle)."""
+        (v,) = venues_of(venue)
+        m = self._venue_markets[v][normalize_symbol(symbol)]
         tick, lot = m.spec.tick, m.spec.lot
         keys = (
             "open_time",
@@ -369,15 +421,20 @@ class SimExchange(FaultControls):
 
     @threadsafe
     def book(self, symbol: str, limit: int | None = None, venue: str = "binance") -> dict[str, Any]:
-        """The exchange's book: ``{"last_update_id", "bids", "asks"}`` in floats, best first.
-        The id is the venue's: Binance's update id, OKX's seqId (moved by seqId resets), the
-        ``u`` of Bybit's deepest book stream with subscribers, or on Coinbase (whose book has no
-        id, only each connection's ``sequence_num``) the market's update id."""
-        m = self.market.symbols[normalize_symbol(symbol)]
+        """The exchange's book as ``venue`` shows it (at its prices): ``{"last_update_id",
+        "bids", "asks"}`` in floats, best first. The id is the venue's: Binance's update id,
+        OKX's seqId (moved by seqId resets), the ``u`` of Bybit's deepest book stream with
+        subscribers (else its REST book's), or on Coinbase (whose book has no id, only each
+        connection's ``sequence_num``) the market's update id."""
+        (v,) = venues_of(venue)
+        m = self._venue_markets[v][normalize_symbol(symbol)]
         uid, bids, asks = m.book(limit)
         if venue == "bybit":
-            uid = self.bybit.subscribed_u(m.spec.symbol)
-        elif venue != "coinbase" and venues_of(venue) == ("okx",):  # Coinbase's has no id
+            try:
+                uid = self.bybit.subscribed_u(m.spec.symbol)
+            except LookupError:  # nobody watches a book stream: the REST book's
+                uid = self.bybit.book_u(m.spec.symbol)
+        elif venue == "okx":  # Coinbase's has no id
             uid = self.okx.seq_id(m.spec.symbol, uid)
         pd, qd = m.spec.price_decimals, m.spec.qty_decimals
 

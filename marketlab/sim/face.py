@@ -89,6 +89,9 @@ class SocketFace:
             wait = due - time.monotonic()
             if wait > 0:
                 await asyncio.sleep(wait)
+            if data is None:  # the cut, as late as what was sent before it
+                self._abort(conn)
+                return
             if faults.stalled(self.venue):
                 continue  # a stalled link: nothing arrives, nothing is closed
             try:
@@ -121,15 +124,34 @@ class SocketFace:
         return len(conns)
 
     def abort_all(self) -> int:
-        """Cut every WebSocket connection without a close frame. Returns how many."""
+        """Cut every WebSocket connection without a close frame. Returns how many.
+
+        The venue sends nothing more at once; the cut reaches the client after what was sent
+        before it, ``latency`` later, as a reset travels the same link as the frames."""
         conns = list(self.connections)
         for conn in conns:
             conn.closing = True
-            transport = conn.request.transport
-            if transport is not None:
-                transport.abort()
+            self._cut_later(conn)
             self._drop(conn)
         return len(conns)
+
+    def _cut_later(self, conn: Any) -> None:
+        if self.latency <= 0:
+            self._abort(conn)
+            return
+        try:
+            conn.queue.put_nowait((time.monotonic() + self.latency, None))
+        except asyncio.QueueFull:
+            self._abort(conn)
+            return
+        # in case the writer is held up by a client that does not read
+        asyncio.get_running_loop().call_later(self.latency + 1.0, self._abort, conn)
+
+    @staticmethod
+    def _abort(conn: Any) -> None:
+        transport = conn.request.transport
+        if transport is not None:
+            transport.abort()
 
 
 class OutageFace(SocketFace):

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from marketlab.sim.market import Market
+from marketlab.sim.market import Market, VenueMarket
 
 
 class RestFault(Protocol):
@@ -44,8 +44,9 @@ class FaultState(Protocol):
 
 
 class FaceHost(Protocol):
-    """What every protocol face needs from its exchange: the market it serves, exchange time,
-    the fault state, the counters it adds to, the connection age limit.
+    """What every protocol face needs from its exchange: the market it serves (each venue's view
+    of it, at the venue's prices), exchange time, the fault state, the counters it adds to, the
+    connection age limit.
 
     :class:`~marketlab.sim.exchange.SimExchange` implements it (and :class:`BinanceHost`,
     :class:`OkxHost`, :class:`BybitHost` and :class:`CoinbaseHost`, which add each venue's own
@@ -62,6 +63,7 @@ class FaceHost(Protocol):
     @property
     def max_connection_age(self) -> float: ...
     def now_ms(self) -> int: ...
+    def markets_of(self, venue: str) -> dict[str, VenueMarket]: ...
 
 
 class BinanceHost(FaceHost, Protocol):

@@ -13,7 +13,9 @@ import math
 import random
 import zlib
 from collections import deque
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from typing import overload
 
 import numpy as np
 
@@ -399,3 +401,178 @@ class Market:
 
     def step(self) -> dict[str, StepResult]:
         return {s: m.step() for s, m in self.symbols.items()}
+
+
+class ShiftedTrades(Sequence[TradeEvent]):
+    """A venue's view of a symbol's kept trades: the market's, each price moved by ``offset``."""
+
+    __slots__ = ("_offset", "_trades")
+
+    def __init__(self, trades: deque[TradeEvent], offset: int):
+        self._trades, self._offset = trades, offset
+
+    def _shift(self, t: TradeEvent) -> TradeEvent:
+        return TradeEvent(t.trade_id, t.price + self._offset, t.qty, t.time, t.buyer_is_maker)
+
+    def __len__(self) -> int:
+        return len(self._trades)
+
+    @overload
+    def __getitem__(self, index: int) -> TradeEvent: ...
+    @overload
+    def __getitem__(self, index: slice) -> list[TradeEvent]: ...
+    def __getitem__(self, index: int | slice) -> TradeEvent | list[TradeEvent]:
+        if isinstance(index, slice):
+            return [self._shift(t) for t in list(self._trades)[index]]
+        return self._shift(self._trades[index])
+
+    def __iter__(self) -> Iterator[TradeEvent]:
+        return map(self._shift, self._trades)
+
+    def __reversed__(self) -> Iterator[TradeEvent]:
+        return map(self._shift, reversed(self._trades))
+
+
+class ShiftedCandles(Mapping[str, Candle]):
+    """A venue's view of a symbol's open candles, each shifted when it is looked up."""
+
+    __slots__ = ("_candles", "_offset")
+
+    def __init__(self, candles: dict[str, Candle], offset: int):
+        self._candles, self._offset = candles, offset
+
+    def __getitem__(self, interval: str) -> Candle:
+        return shift_candle(self._candles[interval], self._offset)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._candles)
+
+    def __len__(self) -> int:
+        return len(self._candles)
+
+
+def shift_candle(c: Candle, offset: int) -> Candle:
+    """The candle with its prices ``offset`` ticks away (and its quote volumes to match)."""
+    if not offset:
+        return c
+    traded = c.n > 0
+    return Candle(
+        c.open_time,
+        c.next_open,
+        c.prev_close + offset,
+        c.o + offset if traded else c.o,
+        c.h + offset if traded else c.h,
+        c.l + offset if traded else c.l,
+        c.c + offset if traded else c.c,
+        c.v,
+        c.q + offset * c.v,
+        c.n,
+        c.tv,
+        c.tq + offset * c.tv,
+        c.f,
+        c.L,
+    )
+
+
+class VenueMarket:
+    """One venue's view of a symbol's market: the same trades, book and candles, every price
+    ``offset`` ticks away from the market's (quote volumes to match), so venues that trade one
+    market still quote a few basis points apart. Everything a face shows of the symbol comes
+    through it, so what one venue shows agrees with itself."""
+
+    def __init__(self, market: SymbolMarket, offset: int = 0):
+        self.market, self.offset = market, offset
+        self.spec = market.spec
+        self.genesis = market.genesis
+
+    @property
+    def now(self) -> int:
+        return self.market.now
+
+    @property
+    def next_trade_id(self) -> int:
+        return self.market.next_trade_id
+
+    @property
+    def update_id(self) -> int:
+        return self.market.update_id
+
+    @property
+    def last_price(self) -> int:
+        return self.market.last_price + self.offset
+
+    @property
+    def last_qty(self) -> int:
+        return self.market.last_qty
+
+    @property
+    def recent_trades(self) -> Sequence[TradeEvent]:
+        trades = self.market.recent_trades
+        return ShiftedTrades(trades, self.offset) if self.offset else trades
+
+    @property
+    def candles(self) -> Mapping[str, Candle]:
+        if not self.offset:
+            return self.market.candles
+        return ShiftedCandles(self.market.candles, self.offset)
+
+    def open_candle(self, interval: str) -> Candle:
+        return shift_candle(self.market.open_candle(interval), self.offset)
+
+    def book(
+        self, limit: int | None = None
+    ) -> tuple[int, list[tuple[int, int]], list[tuple[int, int]]]:
+        """``(last_update_id, bids best first, asks best first)`` in ticks and lots."""
+        uid, bids, asks = self.market.book(limit)
+        if not self.offset:
+            return uid, bids, asks
+        off = self.offset
+        return uid, [(p + off, q) for p, q in bids], [(p + off, q) for p, q in asks]
+
+    def klines(
+        self, interval: str, start: int | None = None, end: int | None = None, limit: int = 500
+    ) -> list[tuple]:
+        """The market's :meth:`SymbolMarket.klines`, at this venue's prices."""
+        rows = self.market.klines(interval, start, end, limit)
+        off = self.offset
+        if not off:
+            return rows
+        return [
+            (t, o + off, h + off, lo + off, c + off, v, ct, q + off * v, n, tv, tq + off * tv, cl)
+            for t, o, h, lo, c, v, ct, q, n, tv, tq, cl in rows
+        ]
+
+    def ticker(self) -> dict[str, int]:
+        """The market's rolling 24-hour statistics, at this venue's prices."""
+        t = self.market.ticker()
+        off = self.offset
+        if off:
+            for k in ("open", "high", "low", "last", "prev_close"):
+                t[k] += off
+            t["quote"] += off * t["volume"]
+        return t
+
+    def shift(self, r: StepResult) -> StepResult:
+        """What one market second produced, at this venue's prices."""
+        off = self.offset
+        if not off:
+            return r
+        depth = None
+        if r.depth is not None:
+            first, last, bids, asks = r.depth
+            depth = (first, last, [(p + off, q) for p, q in bids], [(p + off, q) for p, q in asks])
+        return StepResult(
+            r.second,
+            r.end,
+            [
+                TradeEvent(t.trade_id, t.price + off, t.qty, t.time, t.buyer_is_maker)
+                for t in r.trades
+            ],
+            depth,
+            {iv: shift_candle(c, off) for iv, c in r.closed.items()},
+        )
+
+
+def offset_ticks(spec: SymbolSpec, bps: float) -> int:
+    """``bps`` basis points of the symbol's starting price, in whole ticks (rounded)."""
+    return round(spec.price * bps / 10_000 / spec.tick)

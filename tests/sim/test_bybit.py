@@ -310,7 +310,7 @@ async def test_snapshot_then_a_u_chain_rebuilds_the_markets_book(bybit_sim, http
             for msg in await drain(ws):
                 assert msg["data"]["u"] == book.u + 1
                 book.apply(msg)
-            market = bybit_sim.book("BTCUSDT", depth)
+            market = bybit_sim.book("BTCUSDT", depth, venue="bybit")
         finally:
             bybit_sim.resume()
         bids, asks = book.view()
@@ -395,7 +395,7 @@ async def test_a_service_restart_sends_a_snapshot_with_u_one_that_replaces_the_b
             for msg in await drain(ws):
                 assert msg["data"]["u"] == book.u + 1
                 book.apply(msg)
-            market = bybit_sim.book("ETHUSDT", 50)
+            market = bybit_sim.book("ETHUSDT", 50, venue="bybit")
             rest_after = (
                 await get(http, bybit_sim, "orderbook", category="spot", symbol="ETHUSDT")
             )["result"]["u"]
@@ -520,7 +520,7 @@ async def test_rest_envelopes_and_results(bybit_sim, http):
         deep = (
             await get(http, bybit_sim, "orderbook", category="spot", symbol="ETHUSDT", limit=200)
         )["result"]
-        market = bybit_sim.book("ETHUSDT", 200)
+        market = bybit_sim.book("ETHUSDT", 200, venue="bybit")
         assert [(float(p), float(q)) for p, q in deep["b"]] == market["bids"]
         assert [(float(p), float(q)) for p, q in deep["a"]] == market["asks"]
         assert {"s", "b", "a", "ts", "u", "seq", "cts"} <= set(deep)

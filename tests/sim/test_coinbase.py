@@ -399,7 +399,7 @@ async def test_side_is_the_makers_and_a_minutes_trades_add_up_to_its_candle(cb_s
             start=minute,
             end=minute + 59,
         )
-        (k,) = cb_sim.klines("BTCUSDT", "1m", minute * 1000, minute * 1000)
+        (k,) = cb_sim.klines("BTCUSDT", "1m", minute * 1000, minute * 1000, venue="coinbase")
     finally:
         cb_sim.resume()
     trades = body["trades"]
@@ -457,7 +457,7 @@ async def test_rest_candles_equal_the_markets_and_empty_buckets_are_absent(cb_si
             end=end,
             granularity="ONE_MINUTE",
         )
-        market = cb_sim.klines("ETHUSDT", "1m", start * 1000, end * 1000)
+        market = cb_sim.klines("ETHUSDT", "1m", start * 1000, end * 1000, venue="coinbase")
     finally:
         cb_sim.resume()
     candles = body["candles"]

@@ -28,7 +28,8 @@ class BinanceFace(BinanceRest, BinanceWs, SocketFace):
         self.sim = sim
         self.subs: dict[str, set[Connection]] = {}
         self.connections: set[Connection] = set()
-        self.formatters = {s: Formatter(m) for s, m in sim.market.symbols.items()}
+        self.markets = sim.markets_of("binance")
+        self.formatters = {s: Formatter(m) for s, m in self.markets.items()}
         self._weight_window = 0
         self._weight_used = 0
         self._violations = 0

@@ -16,7 +16,7 @@ from aiohttp import web
 
 from marketlab.records import INTERVAL_NAMES, Interval
 from marketlab.sim.host import BinanceHost, RestFault
-from marketlab.sim.market import Candle, SymbolMarket, fmt_units
+from marketlab.sim.market import Candle, VenueMarket, fmt_units
 
 log = logging.getLogger("marketlab.sim.binance")
 
@@ -90,7 +90,7 @@ def _newest(kept: Any, n: int) -> list[Any]:
 class Formatter:
     """Ticks and lots of one symbol → Binance's decimal strings."""
 
-    def __init__(self, m: SymbolMarket):
+    def __init__(self, m: VenueMarket):
         self.pd, self.qd = m.spec.price_decimals, m.spec.qty_decimals
 
     def p(self, ticks: int) -> str:
@@ -125,7 +125,7 @@ def kline_row(f: Formatter, row: tuple) -> list:
 
 
 def kline_event(
-    m: SymbolMarket, f: Formatter, iv: str, c: Candle, closed: bool, event_time: int
+    m: VenueMarket, f: Formatter, iv: str, c: Candle, closed: bool, event_time: int
 ) -> dict:
     o, h, l, cl = c.ohlc()
     return {
@@ -154,7 +154,7 @@ def kline_event(
     }
 
 
-def ticker_fields(m: SymbolMarket, f: Formatter, now: int) -> dict[str, Any]:
+def ticker_fields(m: VenueMarket, f: Formatter, now: int) -> dict[str, Any]:
     t = m.ticker()
     _, bids, asks = m.book(1)
     bid, bid_q = bids[0] if bids else (0, 0)
@@ -188,7 +188,7 @@ def ticker_fields(m: SymbolMarket, f: Formatter, now: int) -> dict[str, Any]:
     }
 
 
-def f_tick(m: SymbolMarket) -> float:
+def f_tick(m: VenueMarket) -> float:
     return 10.0**-m.spec.price_decimals
 
 
@@ -196,6 +196,7 @@ class BinanceRest:
     """REST handlers and limits of :class:`~marketlab.sim.binance.BinanceFace`."""
 
     sim: BinanceHost
+    markets: dict[str, VenueMarket]
     formatters: dict[str, Formatter]
     _weight_window: int
     _weight_used: int
@@ -261,7 +262,7 @@ class BinanceRest:
             max(1, math.ceil(self._banned_until - now)),
         )
 
-    def _market(self, request: web.Request, required: bool = True) -> SymbolMarket | None:
+    def _market(self, request: web.Request, required: bool = True) -> VenueMarket | None:
         symbol = request.query.get("symbol")
         if not symbol:
             if required:
@@ -269,12 +270,12 @@ class BinanceRest:
             return None
         if not _SYMBOL_PARAM_RE.match(symbol):
             raise _illegal("symbol", "^[A-Z0-9-_.]{1,20}$")
-        m = self.sim.market.symbols.get(symbol)
+        m = self.markets.get(symbol)
         if m is None:
             raise ApiError(400, -1121, "Invalid symbol.")
         return m
 
-    def _markets(self, request: web.Request) -> list[SymbolMarket] | None:
+    def _markets(self, request: web.Request) -> list[VenueMarket] | None:
         """``symbol=X`` or ``symbols=["A","B"]`` (not both); None for all."""
         raw = request.query.get("symbols")
         single = self._market(request, required=False)
@@ -294,7 +295,7 @@ class BinanceRest:
             raise _illegal("symbols", '^\\["[A-Z0-9-_.]{1,20}"(,"[A-Z0-9-_.]{1,20}"){0,}\\]$')
         out = []
         for name in names:
-            m = self.sim.market.symbols.get(name)
+            m = self.markets.get(name)
             if m is None:
                 raise ApiError(400, -1121, "Invalid symbol.")
             out.append(m)
@@ -310,7 +311,7 @@ class BinanceRest:
 
     async def exchange_info(self, request: web.Request) -> tuple[int, Any]:
         markets = self._markets(request)
-        chosen = markets if markets is not None else list(self.sim.market.symbols.values())
+        chosen = markets if markets is not None else list(self.markets.values())
         return 20, {
             "timezone": "UTC",
             "serverTime": self.sim.now_ms(),
@@ -334,7 +335,7 @@ class BinanceRest:
             "symbols": [self._symbol_info(m) for m in chosen],
         }
 
-    def _symbol_info(self, m: SymbolMarket) -> dict[str, Any]:
+    def _symbol_info(self, m: VenueMarket) -> dict[str, Any]:
         s = m.spec
         f = self.formatters[s.symbol]
         return {
@@ -446,7 +447,7 @@ class BinanceRest:
             chosen = list(itertools.islice(kept, start, start + limit))
         return 25, _trade_rows(self.formatters[m.spec.symbol], chosen)
 
-    def _ticker_weight(self, markets: list[SymbolMarket] | None, one: int, many: int) -> int:
+    def _ticker_weight(self, markets: list[VenueMarket] | None, one: int, many: int) -> int:
         if markets is None:
             return many
         n = len(markets)
@@ -454,7 +455,7 @@ class BinanceRest:
 
     async def ticker_24hr(self, request: web.Request) -> tuple[int, Any]:
         markets = self._markets(request)
-        chosen = markets if markets is not None else list(self.sim.market.symbols.values())
+        chosen = markets if markets is not None else list(self.markets.values())
         now = self.sim.market.now
         rows = [ticker_fields(m, self.formatters[m.spec.symbol], now) for m in chosen]
         single = request.query.get("symbol") is not None
@@ -462,7 +463,7 @@ class BinanceRest:
 
     async def ticker_price(self, request: web.Request) -> tuple[int, Any]:
         markets = self._markets(request)
-        chosen = markets if markets is not None else list(self.sim.market.symbols.values())
+        chosen = markets if markets is not None else list(self.markets.values())
         rows = [
             {"symbol": m.spec.symbol, "price": self.formatters[m.spec.symbol].p(m.last_price)}
             for m in chosen
@@ -472,7 +473,7 @@ class BinanceRest:
 
     async def book_ticker(self, request: web.Request) -> tuple[int, Any]:
         markets = self._markets(request)
-        chosen = markets if markets is not None else list(self.sim.market.symbols.values())
+        chosen = markets if markets is not None else list(self.markets.values())
         rows = []
         for m in chosen:
             f = self.formatters[m.spec.symbol]

@@ -20,7 +20,7 @@ from marketlab.records import INTERVAL_NAMES
 from marketlab.sim.binance.rest import Formatter, kline_event, ticker_fields
 from marketlab.sim.face import SocketFace
 from marketlab.sim.host import BinanceHost
-from marketlab.sim.market import StepResult, SymbolMarket
+from marketlab.sim.market import StepResult, VenueMarket
 
 log = logging.getLogger("marketlab.sim.binance")
 
@@ -61,7 +61,7 @@ class Connection:
     combined: bool
     streams: list[str] = field(default_factory=list)
     opened: float = field(default_factory=time.monotonic)
-    queue: asyncio.Queue[tuple[float, bytes]] = field(
+    queue: asyncio.Queue[tuple[float, bytes | None]] = field(
         default_factory=lambda: asyncio.Queue(maxsize=20_000)
     )
     incoming: deque[float] = field(default_factory=deque)
@@ -83,6 +83,7 @@ class BinanceWs(SocketFace):
         "nan_price",
     )
     sim: BinanceHost
+    markets: dict[str, VenueMarket]
     subs: dict[str, set[Connection]]
     connections: set[Connection]
     formatters: dict[str, Formatter]
@@ -268,7 +269,7 @@ class BinanceWs(SocketFace):
         self._skip_depth[symbol] = self._skip_depth.get(symbol, 0) + events
 
     def send_malformed(self, kind: str) -> int:
-        symbol = next(iter(self.sim.market.symbols)).lower()
+        symbol = next(iter(self.markets)).lower()
         bodies = {
             "truncated": b'{"e":"trade","E":17672256030',
             "garbage": b"\x00\x01 this is not json",
@@ -351,7 +352,7 @@ class BinanceWs(SocketFace):
         if not self.subs:
             return
         for symbol, r in results.items():
-            m = self.sim.market.symbols[symbol]
+            m = self.markets[symbol]
             f = self.formatters[symbol]
             s = symbol.lower()
             self._publish_symbol(m, f, s, r)
@@ -370,7 +371,7 @@ class BinanceWs(SocketFace):
             else:
                 self._enqueue(conn, raw)
 
-    def _publish_symbol(self, m: SymbolMarket, f: Formatter, s: str, r: StepResult) -> None:
+    def _publish_symbol(self, m: VenueMarket, f: Formatter, s: str, r: StepResult) -> None:
         subs = self.subs
         sym = m.spec.symbol
         if f"{s}@trade" in subs or f"{s}@aggTrade" in subs:

@@ -39,7 +39,7 @@ class BybitFace(BybitRest, BybitWs):
     def __init__(self, sim: BybitHost):
         self.sim = sim
         # Bybit spot names symbols as the market does (BTCUSDT), case-sensitively.
-        self.markets = dict(sim.market.symbols)
+        self.markets = sim.markets_of("bybit")
         self.subs: dict[str, set[BybitConnection]] = {}
         self.connections: set[BybitConnection] = set()
         # ``u`` per (symbol, depth) stream; the 1000-level one is kept for the REST book

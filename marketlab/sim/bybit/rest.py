@@ -23,7 +23,7 @@ from aiohttp import web
 
 from marketlab.records import Interval
 from marketlab.sim.host import BybitHost
-from marketlab.sim.market import SymbolMarket, fmt_units
+from marketlab.sim.market import VenueMarket, fmt_units
 from marketlab.sim.series import SECOND_MS, TradeEvent
 
 # Bybit's kline interval names → the market's (all UTC-aligned; weeks open on Monday).
@@ -79,26 +79,26 @@ def trade_id(symbol: str, market_id: int) -> str:
     return str(base + market_id * 10 + zlib.crc32(f"{symbol}:{market_id}".encode()) % 9)
 
 
-def trade_seq(m: SymbolMarket, t: TradeEvent) -> int:
+def trade_seq(m: VenueMarket, t: TradeEvent) -> int:
     """The cross sequence of a trade: below every book update after it, above every one
     before (see :func:`book_seq`)."""
     second = (t.time - m.genesis) // SECOND_MS
     return SEQ_BASE + 2 * (t.trade_id + second)
 
 
-def book_seq(m: SymbolMarket) -> int:
+def book_seq(m: VenueMarket) -> int:
     """The cross sequence of the book as of the market's present (the end of its last second,
     after that second's trades): ``trade_seq`` of the second's trades < this < the next's."""
     second = (m.now - m.genesis) // SECOND_MS - 1
     return SEQ_BASE + 2 * (m.next_trade_id - 1 + second) + 1
 
 
-def levels(m: SymbolMarket, rows: list[tuple[int, int]]) -> list[list[str]]:
+def levels(m: VenueMarket, rows: list[tuple[int, int]]) -> list[list[str]]:
     pd, qd = m.spec.price_decimals, m.spec.qty_decimals
     return [[num(p, pd), num(q, qd)] for p, q in rows]
 
 
-def ticker_24h(m: SymbolMarket) -> dict[str, str]:
+def ticker_24h(m: VenueMarket) -> dict[str, str]:
     """The 24-hour fields spot tickers share on the WebSocket and REST, in Bybit's order."""
     t = m.ticker()
     pd, qd = m.spec.price_decimals, m.spec.qty_decimals
@@ -133,7 +133,7 @@ class BybitRest:
     """REST handlers and the IP limit of :class:`~marketlab.sim.bybit.BybitFace`."""
 
     sim: BybitHost
-    markets: dict[str, SymbolMarket]
+    markets: dict[str, VenueMarket]
     _calls: dict[str, deque[float]]
     _banned: dict[str, float]
     _ban_all_until: float
@@ -228,7 +228,7 @@ class BybitRest:
             raise _params_error("category invalid")
         return category
 
-    def _market(self, request: web.Request, category: str) -> SymbolMarket:
+    def _market(self, request: web.Request, category: str) -> VenueMarket:
         """The spot symbol asked for: only spot is listed here, so another category's symbol
         is as unknown as a misspelt one."""
         symbol = request.query.get("symbol")
@@ -261,7 +261,7 @@ class BybitRest:
         return {"category": "spot", "list": [self._instrument(m) for m in chosen]}
 
     @staticmethod
-    def _instrument(m: SymbolMarket) -> dict[str, Any]:
+    def _instrument(m: VenueMarket) -> dict[str, Any]:
         pd, qd = m.spec.price_decimals, m.spec.qty_decimals
         return {
             "symbolId": 1 + zlib.crc32(m.spec.symbol.encode()) % 100_000,

@@ -36,7 +36,7 @@ from marketlab.sim.bybit.rest import (
 )
 from marketlab.sim.face import OutageFace, on_loop
 from marketlab.sim.host import BybitHost
-from marketlab.sim.market import Candle, StepResult, SymbolMarket
+from marketlab.sim.market import Candle, StepResult, VenueMarket
 
 log = logging.getLogger("marketlab.sim.bybit")
 
@@ -56,7 +56,7 @@ class BybitConnection:
     opened: float = field(default_factory=time.monotonic)
     conn_id: str = field(default_factory=lambda: str(uuid.uuid4()))
     topics: set[str] = field(default_factory=set)
-    queue: asyncio.Queue[tuple[float, bytes]] = field(
+    queue: asyncio.Queue[tuple[float, bytes | None]] = field(
         default_factory=lambda: asyncio.Queue(maxsize=20_000)
     )
     last_ping: float = field(default_factory=time.monotonic)
@@ -76,7 +76,7 @@ class BybitWs(OutageFace):
         "nan_price",
     )
     sim: BybitHost
-    markets: dict[str, SymbolMarket]
+    markets: dict[str, VenueMarket]
     subs: dict[str, set[BybitConnection]]
     connections: set[BybitConnection]
     _u: dict[tuple[str, int], int]
@@ -220,7 +220,7 @@ class BybitWs(OutageFace):
     def _book_message(
         self,
         topic: str,
-        m: SymbolMarket,
+        m: VenueMarket,
         kind: str,
         bids: list[tuple[int, int]],
         asks: list[tuple[int, int]],
@@ -372,7 +372,7 @@ class BybitWs(OutageFace):
             for conn in conns:
                 self._enqueue(conn, raw)
 
-    def _publish(self, symbol: str, m: SymbolMarket, r: StepResult) -> None:
+    def _publish(self, symbol: str, m: VenueMarket, r: StepResult) -> None:
         subs = self.subs
         topic = f"publicTrade.{symbol}"
         if topic in subs and r.trades:
@@ -431,7 +431,7 @@ class BybitWs(OutageFace):
                     )
 
     @staticmethod
-    def _kline(m: SymbolMarket, name: str, c: Candle, confirm: bool, now: int) -> dict[str, Any]:
+    def _kline(m: VenueMarket, name: str, c: Candle, confirm: bool, now: int) -> dict[str, Any]:
         pd, qd = m.spec.price_decimals, m.spec.qty_decimals
         o, h, lo, cl = c.ohlc()
         return {
@@ -448,7 +448,7 @@ class BybitWs(OutageFace):
             "timestamp": now,
         }
 
-    def _publish_books(self, symbol: str, m: SymbolMarket, r: StepResult) -> None:
+    def _publish_books(self, symbol: str, m: VenueMarket, r: StepResult) -> None:
         if r.depth is None:  # the book did not change: only level 1 may repeat itself
             self._publish_level1(symbol, m, r, reset=False)
             return
@@ -489,7 +489,7 @@ class BybitWs(OutageFace):
             self._u[(symbol, 1)] = 0 if f"orderbook.1.{symbol}" in self.subs else 1
         self._publish_level1(symbol, m, r, reset)
 
-    def _publish_level1(self, symbol: str, m: SymbolMarket, r: StepResult, reset: bool) -> None:
+    def _publish_level1(self, symbol: str, m: VenueMarket, r: StepResult, reset: bool) -> None:
         """Level 1 is snapshot-only: a new ``u`` when the top changes, and the same book with
         the same ``u`` again after three seconds without a change."""
         topic = f"orderbook.1.{symbol}"
@@ -509,7 +509,7 @@ class BybitWs(OutageFace):
             self._enqueue(conn, raw)
 
     def _view_changes(
-        self, key: tuple[str, int], m: SymbolMarket
+        self, key: tuple[str, int], m: VenueMarket
     ) -> tuple[list[tuple[int, int]], list[tuple[int, int]]]:
         """What changed in a depth's view of the book since its last push: levels that changed
         or came in (their size), levels that left it (size 0), best first."""

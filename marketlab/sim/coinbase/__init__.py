@@ -44,7 +44,7 @@ class CoinbaseFace(CoinbaseRest, CoinbaseWs):
 
     def __init__(self, sim: CoinbaseHost):
         self.sim = sim
-        self.products = {product_id(s): m for s, m in sim.market.symbols.items()}
+        self.products = {product_id(s): m for s, m in sim.markets_of("coinbase").items()}
         self.subs: dict[tuple[str, str], set[CoinbaseConnection]] = {}
         self.connections: set[CoinbaseConnection] = set()
         self._inbound: dict[str, deque[float]] = {}  # WebSocket messages per IP, last second

@@ -24,7 +24,7 @@ from aiohttp import web
 
 from marketlab.records import Interval
 from marketlab.sim.host import CoinbaseHost
-from marketlab.sim.market import SymbolMarket, fmt_units
+from marketlab.sim.market import VenueMarket, fmt_units
 from marketlab.sim.series import TradeEvent
 
 # Coinbase's candle granularities → the market's intervals. FOUR_HOUR is in some client
@@ -92,7 +92,7 @@ def maker_side(t: TradeEvent) -> str:
     return "BUY" if t.buyer_is_maker else "SELL"
 
 
-def trade_json(m: SymbolMarket, product: str, t: TradeEvent) -> dict[str, str]:
+def trade_json(m: VenueMarket, product: str, t: TradeEvent) -> dict[str, str]:
     pd, qd = m.spec.price_decimals, m.spec.qty_decimals
     return {
         "trade_id": trade_id(product, t.trade_id),
@@ -126,7 +126,7 @@ class CoinbaseRest:
     """REST handlers and the public limit of :class:`~marketlab.sim.coinbase.CoinbaseFace`."""
 
     sim: CoinbaseHost
-    products: dict[str, SymbolMarket]
+    products: dict[str, VenueMarket]
     _calls: dict[str, deque[float]]
     _rest_faults: int
 
@@ -168,7 +168,7 @@ class CoinbaseRest:
 
     # --- parameters ----------------------------------------------------------------------
 
-    def _product(self, name: str | None) -> tuple[str, SymbolMarket]:
+    def _product(self, name: str | None) -> tuple[str, VenueMarket]:
         if not name:
             raise _invalid("product_id is required")
         m = self.products.get(name)
@@ -198,7 +198,7 @@ class CoinbaseRest:
         return self._product_json(*self._product(request.match_info["product_id"]))
 
     @staticmethod
-    def _product_json(product: str, m: SymbolMarket) -> dict[str, Any]:
+    def _product_json(product: str, m: VenueMarket) -> dict[str, Any]:
         pd, qd = m.spec.price_decimals, m.spec.qty_decimals
         t = m.ticker()
         change = (t["last"] - t["open"]) / t["open"] * 100 if t["open"] else 0.0

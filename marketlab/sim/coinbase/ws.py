@@ -31,7 +31,7 @@ from aiohttp import WSMsgType, web
 from marketlab.sim.coinbase.rest import num, product_id, rfc3339, trade_json
 from marketlab.sim.face import OutageFace, on_loop
 from marketlab.sim.host import CoinbaseHost
-from marketlab.sim.market import Candle, StepResult, SymbolMarket
+from marketlab.sim.market import Candle, StepResult, VenueMarket
 
 log = logging.getLogger("marketlab.sim.coinbase")
 
@@ -66,7 +66,7 @@ class CoinbaseConnection:
     seq: int = 0  # the next sequence_num
     skip: int = 0  # messages to lose (a fault)
     subscribed: bool = False
-    queue: asyncio.Queue[tuple[float, bytes]] = field(
+    queue: asyncio.Queue[tuple[float, bytes | None]] = field(
         default_factory=lambda: asyncio.Queue(maxsize=20_000)
     )
     heartbeats: asyncio.Task[None] | None = None
@@ -79,7 +79,7 @@ class CoinbaseWs(OutageFace):
     venue = "coinbase"
     MALFORMED_KINDS = ("garbage", "truncated", "new_channel")
     sim: CoinbaseHost
-    products: dict[str, SymbolMarket]
+    products: dict[str, VenueMarket]
     subs: dict[tuple[str, str], set[CoinbaseConnection]]
     connections: set[CoinbaseConnection]
     _inbound: dict[str, deque[float]]
@@ -342,7 +342,7 @@ class CoinbaseWs(OutageFace):
         return out
 
     @staticmethod
-    def _ticker(product: str, m: SymbolMarket, best: bool) -> dict[str, str]:
+    def _ticker(product: str, m: VenueMarket, best: bool) -> dict[str, str]:
         t = m.ticker()
         pd, qd = m.spec.price_decimals, m.spec.qty_decimals
         change = (t["last"] - t["open"]) / t["open"] * 100 if t["open"] else 0.0
@@ -421,7 +421,7 @@ class CoinbaseWs(OutageFace):
     def _publish(
         self,
         product: str,
-        m: SymbolMarket,
+        m: VenueMarket,
         r: StepResult,
         pushes: list[tuple[int, str, str, list[dict[str, Any]]]],
     ) -> None:
@@ -467,7 +467,7 @@ class CoinbaseWs(OutageFace):
 
 
 def _levels(
-    m: SymbolMarket, side: str, rows: list[tuple[int, int]], when: str
+    m: VenueMarket, side: str, rows: list[tuple[int, int]], when: str
 ) -> list[dict[str, str]]:
     pd, qd = m.spec.price_decimals, m.spec.qty_decimals
     return [
@@ -476,7 +476,7 @@ def _levels(
     ]
 
 
-def _candles(m: SymbolMarket, product: str, candles: list[Candle]) -> list[dict[str, str]]:
+def _candles(m: VenueMarket, product: str, candles: list[Candle]) -> list[dict[str, str]]:
     """Candles with a trade (an empty bucket has no candle, as on REST), oldest first."""
     pd, qd = m.spec.price_decimals, m.spec.qty_decimals
     out = []

@@ -36,7 +36,7 @@ class OkxFace(OkxRest, OkxWs, SocketFace):
         self.sim = sim
         self.subs: dict[tuple[str, str], set[OkxConnection]] = {}
         self.connections: set[OkxConnection] = set()
-        self.inst = {f"{m.spec.base}-{m.spec.quote}": m for m in sim.market.symbols.values()}
+        self.inst = {f"{m.spec.base}-{m.spec.quote}": m for m in sim.markets_of("okx").values()}
         self._inst_of = {m.spec.symbol: i for i, m in self.inst.items()}
         self._calls: dict[str, deque[float]] = {}
         self._skip_books: dict[str | None, int] = {}

@@ -15,7 +15,7 @@ from aiohttp import web
 
 from marketlab.records import Interval
 from marketlab.sim.host import OkxHost
-from marketlab.sim.market import SymbolMarket, fmt_units
+from marketlab.sim.market import VenueMarket, fmt_units
 
 log = logging.getLogger("marketlab.sim.okx")
 
@@ -67,7 +67,7 @@ class OkxRest:
     """REST handlers and limits of :class:`~marketlab.sim.okx.OkxFace`."""
 
     sim: OkxHost
-    inst: dict[str, SymbolMarket]
+    inst: dict[str, VenueMarket]
     _inst_of: dict[str, str]
     _calls: dict[str, deque[float]]
 
@@ -106,7 +106,7 @@ class OkxRest:
 
         return wrapped
 
-    def _market(self, request: web.Request) -> SymbolMarket:
+    def _market(self, request: web.Request) -> VenueMarket:
         inst = request.query.get("instId")
         if not inst:
             raise OkxError(400, "50014", "Parameter instId can not be empty.")
@@ -160,7 +160,7 @@ class OkxRest:
             for inst, m in self.inst.items()
         ]
 
-    def _ticker(self, inst: str, m: SymbolMarket, now: int) -> dict[str, str]:
+    def _ticker(self, inst: str, m: VenueMarket, now: int) -> dict[str, str]:
         t = m.ticker()
         pd, qd = m.spec.price_decimals, m.spec.qty_decimals
         _, bids, asks = m.book(1)
@@ -196,7 +196,7 @@ class OkxRest:
         now = self.sim.now_ms()
         return [self._ticker(i, m, now) for i, m in self.inst.items()] if kind == "SPOT" else []
 
-    def _levels(self, m: SymbolMarket, levels: list[tuple[int, int]]) -> list[list[str]]:
+    def _levels(self, m: VenueMarket, levels: list[tuple[int, int]]) -> list[list[str]]:
         pd, qd = m.spec.price_decimals, m.spec.qty_decimals
         return [[num(p, pd), num(q, qd), "0", "1"] for p, q in levels]
 

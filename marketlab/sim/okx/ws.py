@@ -19,7 +19,7 @@ from aiohttp import WSMsgType, web
 
 from marketlab.sim.face import SocketFace
 from marketlab.sim.host import OkxHost
-from marketlab.sim.market import Candle, StepResult, SymbolMarket
+from marketlab.sim.market import Candle, StepResult, VenueMarket
 from marketlab.sim.okx.rest import BARS, BOOK_LEVELS, num
 
 log = logging.getLogger("marketlab.sim.okx")
@@ -50,7 +50,7 @@ class OkxConnection:
     topics: set[tuple[str, str]] = field(default_factory=set)
     book_seq: dict[str, int] = field(default_factory=dict)  # instId → seqId last pushed
     book_pushed: dict[str, float] = field(default_factory=dict)  # instId → when (monotonic)
-    queue: asyncio.Queue[tuple[float, bytes]] = field(
+    queue: asyncio.Queue[tuple[float, bytes | None]] = field(
         default_factory=lambda: asyncio.Queue(maxsize=20_000)
     )
     last_push: float = field(default_factory=time.monotonic)
@@ -73,7 +73,7 @@ class OkxWs(SocketFace):
     sim: OkxHost
     subs: dict[tuple[str, str], set[OkxConnection]]
     connections: set[OkxConnection]
-    inst: dict[str, SymbolMarket]
+    inst: dict[str, VenueMarket]
     _inst_of: dict[str, str]
     _skip_books: dict[str | None, int]
     _views: dict[str, tuple[dict[int, int], dict[int, int]]]
@@ -83,9 +83,9 @@ class OkxWs(SocketFace):
 
     if TYPE_CHECKING:  # OkxRest's, beside this class in OkxFace
 
-        def _levels(self, m: SymbolMarket, levels: list[tuple[int, int]]) -> list[list[str]]: ...
+        def _levels(self, m: VenueMarket, levels: list[tuple[int, int]]) -> list[list[str]]: ...
 
-        def _ticker(self, inst: str, m: SymbolMarket, now: int) -> dict[str, str]: ...
+        def _ticker(self, inst: str, m: VenueMarket, now: int) -> dict[str, str]: ...
 
     # --- WebSocket ---------------------------------------------------------------------
 
@@ -399,7 +399,7 @@ class OkxWs(SocketFace):
             del faults[key]
         return True
 
-    def _publish(self, inst: str, m: SymbolMarket, r: StepResult) -> None:
+    def _publish(self, inst: str, m: VenueMarket, r: StepResult) -> None:
         subs = self.subs
         pd, qd = m.spec.price_decimals, m.spec.qty_decimals
         arg = {"instId": inst}
@@ -529,7 +529,7 @@ class OkxWs(SocketFace):
                 )
 
     def _view_changes(
-        self, inst: str, m: SymbolMarket
+        self, inst: str, m: VenueMarket
     ) -> tuple[list[tuple[int, int]], list[tuple[int, int]]]:
         """What changed in the 400-level view since the last push: levels that changed, came
         in (size) or left it (size 0), best first."""
@@ -546,7 +546,7 @@ class OkxWs(SocketFace):
         return diff(old_bids, new_bids, True), diff(old_asks, new_asks, False)
 
     @staticmethod
-    def _candle(m: SymbolMarket, c: Candle, confirm: str) -> list[str]:
+    def _candle(m: VenueMarket, c: Candle, confirm: str) -> list[str]:
         pd, qd = m.spec.price_decimals, m.spec.qty_decimals
         o, h, lo, cl = c.ohlc()
         quote = num(c.q, pd + qd)

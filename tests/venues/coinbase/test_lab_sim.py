@@ -54,7 +54,7 @@ def assert_candles_equal_the_venues(lab: Lab, sim: SimExchange, symbol: str) -> 
     step = Interval("1m").ms
     assert len(opens) >= 2
     assert opens == list(range(opens[0], opens[-1] + step, step)), "a closed candle is missing"
-    oracle = sim.klines(symbol, "1m", start=opens[0], end=opens[-1], limit=1000)
+    oracle = sim.klines(symbol, "1m", start=opens[0], end=opens[-1], limit=1000, venue="coinbase")
     assert [o["open_time"] for o in oracle] == opens
     for column in ("open", "high", "low", "close", "volume"):
         assert list(closed[column]) == [o[column] for o in oracle], column

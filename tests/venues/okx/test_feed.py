@@ -51,7 +51,9 @@ def assert_okx_klines_exact(
     assert len(opens) >= 2 and opens == list(range(opens[0], opens[-1] + step, step)), (
         "a closed candle is missing"
     )
-    oracle = sim.klines(symbol, interval, start=opens[0], end=opens[-1], limit=1000)
+    oracle = sim.klines(
+        symbol, interval, start=opens[0], end=opens[-1], limit=1000, venue=exchange or "okx"
+    )
     assert [o["open_time"] for o in oracle] == opens
     for column in ("open", "high", "low", "close", "volume"):
         assert list(closed[column]) == [o[column] for o in oracle], column
