@@ -11,7 +11,9 @@ Each client has its own sender task and its own bounded backlog:
 
 A Lab over several venues is subscribed to once per venue (its records carry no venue): a
 subscription names its ``exchange`` (the Lab's first venue by default) and every message pushed
-says the venue it came from (``"exchange"``).
+says the venue it came from (``"exchange"``). A book is pushed when its venue's update arrives
+(Binance's records carry each one) and, for venues whose books update inside their feed, when
+a look every ``DEPTH_POLL_S`` finds it changed; an unchanged book is never pushed twice.
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ log = logging.getLogger("marketlab.server")
 
 CONFLATED = ("ticker", "depth")
 DEPTH_LEVELS = 20
+DEPTH_POLL_S = 0.1  # how often subscribed books are looked at for a change
 Key = tuple[str, str, str]  # (exchange, symbol, channel)
 
 
@@ -127,7 +130,10 @@ class Hub:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._signal = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._poller: asyncio.Task[None] | None = None
         self._unsubscribe: list[Any] = []
+        # per subscribed (exchange, symbol): the book last pushed (update id, bids, asks)
+        self._depth_sent: dict[tuple[str, str], tuple[int, Any, Any]] = {}
 
     # --- lifecycle -------------------------------------------------------------------------
 
@@ -135,6 +141,7 @@ class Hub:
         self._loop = asyncio.get_running_loop()
         self._signal = asyncio.Event()
         self._task = asyncio.create_task(self._pump())
+        self._poller = asyncio.create_task(self._poll_books())
         self._unsubscribe = [
             self.lab.subscribe(functools.partial(self._on_record, venue), exchange=venue)
             for venue in self.lab.exchanges
@@ -144,10 +151,11 @@ class Hub:
         for unsubscribe in self._unsubscribe:
             unsubscribe()
         self._unsubscribe = []
-        if self._task:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        for task in (self._task, self._poller):
+            if task:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
 
     # --- collector thread → event loop --------------------------------------------------------
 
@@ -224,21 +232,42 @@ class Hub:
         for venue, symbol in depth_symbols:
             key = (venue, symbol, "depth")
             if key in self.by_key:
-                view = self.lab.book_levels(symbol, DEPTH_LEVELS, exchange=venue)
-                if view.synced:
-                    self._send(
-                        key,
-                        {
-                            "type": "depth",
-                            "symbol": symbol,
-                            "exchange": venue,
-                            "data": {
-                                "last_update_id": view.last_update_id,
-                                "bids": view.bids,
-                                "asks": view.asks,
-                            },
-                        },
-                    )
+                self._send_depth(key)
+
+    def _send_depth(self, key: Key) -> None:
+        """The book of ``key`` to its clients, when synced and not the one last pushed."""
+        venue, symbol, _ = key
+        view = self.lab.book_levels(symbol, DEPTH_LEVELS, exchange=venue)
+        if not view.synced:
+            return
+        shown = (view.last_update_id, view.bids, view.asks)
+        if self._depth_sent.get((venue, symbol)) == shown:
+            return
+        self._depth_sent[venue, symbol] = shown
+        self._send(
+            key,
+            {
+                "type": "depth",
+                "symbol": symbol,
+                "exchange": venue,
+                "data": {
+                    "last_update_id": view.last_update_id,
+                    "bids": view.bids,
+                    "asks": view.asks,
+                },
+            },
+        )
+
+    async def _poll_books(self) -> None:
+        """Every subscribed book looked at for a change (a venue whose book updates arrive as
+        no record of their own is pushed from here)."""
+        while True:
+            await asyncio.sleep(DEPTH_POLL_S)
+            for key in [k for k in self.by_key if k[2] == "depth"]:
+                try:
+                    self._send_depth(key)
+                except Exception:  # one book's trouble stops no other's
+                    log.exception("pushing the %s %s book", key[0], key[1])
 
     def _send(self, key: Key, message: dict[str, Any]) -> None:
         clients = self.by_key.get(key)
@@ -393,6 +422,8 @@ class Hub:
             if not holders:
                 del self.by_key[key]
                 venue = key[0]
+                if key[2] == "depth":
+                    self._depth_sent.pop((venue, key[1]), None)
                 left = self._wanted.get(venue, 0) - 1
                 if left > 0:
                     self._wanted[venue] = left

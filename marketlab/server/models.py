@@ -98,11 +98,17 @@ class Candle(BaseModel):
     low: float
     close: float
     volume: float = Field(description="Base-asset volume")
-    quote_volume: float
-    trades: int = Field(description="Number of trades; -1 where the venue does not say (OKX)")
-    taker_buy_volume: float | None = Field(description="null where the venue does not say (OKX)")
+    quote_volume: float | None = Field(
+        description="Quote-asset volume; null where the venue does not say (Coinbase)"
+    )
+    trades: int = Field(
+        description="Number of trades; -1 where the venue does not say (OKX, Bybit, Coinbase)"
+    )
+    taker_buy_volume: float | None = Field(
+        description="null where the venue does not say (OKX, Bybit, Coinbase)"
+    )
     taker_buy_quote_volume: float | None = Field(
-        description="null where the venue does not say (OKX)"
+        description="null where the venue does not say (OKX, Bybit, Coinbase)"
     )
     close_time: datetime
     closed: bool = Field(description="False for the candle still open")

@@ -48,7 +48,8 @@ def stack(tmp_path_factory) -> Iterator[Stack]:
             binance_rest_url=sim.rest_url,
             db=db,
             db_flush_interval=0.2,
-            **FAST,
+            # a paused exchange sends nothing: the Lab must not take the silence for a dead line
+            **{**FAST, "idle_timeout": 120.0},
         )
         lab.start().wait_ready(30)
         with ServerThread(create_app(lab, max_backlog=50), send_buffer=8192) as server:
@@ -59,8 +60,12 @@ def stack(tmp_path_factory) -> Iterator[Stack]:
 @pytest.fixture
 def paused(stack) -> Iterator[Stack]:
     """The exchange frozen and the Lab caught up with it: values can be compared exactly."""
-    stack.sim.pause()
+    sim = stack.sim
+    sim.pause()
     try:
+        # a loaded simulator's market lags its clock: it steps on until it reaches the pause
+        assert sim.clock is not None
+        wait_for(lambda: sim.now_ms() == sim.clock.now_ms(), 30, "the market at the pause")
         for symbol in ("BTCUSDT", "ETHUSDT"):
             target = stack.sim.book(symbol)["last_update_id"]
             wait_for(
