@@ -1,4 +1,4 @@
-"""Four venues in one Lab: ``python benchmarks/venues.py [--symbols 5] [--speed 25] [--rounds 5]``.
+"""Four venues in one Lab: ``python benchmarks/venues.py [--symbols 5] [--speed 50] [--rounds 5]``.
 
 The live simulator, in its own process, serves Binance, OKX, Bybit v5 spot and Coinbase Advanced
 Trade from one market on one loopback port, at a fixed ``--speed`` (exchange seconds per wall
@@ -22,6 +22,8 @@ CPU time its whole process spends meanwhile:
   marketlab x4        ``Lab(exchanges=["binance", "okx", "bybit", "coinbase"])``, the same
                       channels on every venue (Coinbase's klines are REST candles, as the Lab
                       always takes them there: the floor has no REST side)
+  marketlab okx, ...  asked for by ``--clients``: one of the other venues alone beside its own
+                      floor (``websockets okx``), to tell which venue's frames cost what
 
 Why capacity: here the source sets the rate, not the reader. A client that keeps up receives
 the same messages per second as its floor whatever its cost, so a rate ratio would read 1.0 for
@@ -60,12 +62,10 @@ VENUES = ("binance", "okx", "bybit", "coinbase")
 CHANNELS = ("trades", "ticker", "klines", "book")
 NAMES = ["BTCUSDT", "ETHUSDT", "BNBUSDT", "SOLUSDT", "XRPUSDT", "ADAUSDT", "DOGEUSDT", "LTCUSDT"]
 CLIENTS = ("websockets binance", "marketlab binance", "websockets x4", "marketlab x4")
-FLOOR_OF = {
-    "websockets binance": "websockets binance",
-    "marketlab binance": "websockets binance",
-    "websockets x4": "websockets x4",
-    "marketlab x4": "websockets x4",
-}
+# one venue alone, each beside its own floor: not run unless asked (--clients "marketlab okx")
+ONE_VENUE = tuple(f"{kind} {v}" for v in VENUES[1:] for kind in ("websockets", "marketlab"))
+KNOWN = (*CLIENTS[:2], *ONE_VENUE, *CLIENTS[2:])
+FLOOR_OF = {name: "websockets " + name.partition(" ")[2] for name in KNOWN}
 PING_EVERY_S = 15.0  # OKX wants a text ping within 30 s of silence, Bybit a JSON one every 20 s
 
 
@@ -382,11 +382,15 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     ap.add_argument("--symbols", type=int, default=5, help="symbols on every venue (at most 8)")
-    ap.add_argument("--speed", type=float, default=25.0, help="simulator speed (fixed)")
+    ap.add_argument("--speed", type=float, default=50.0, help="simulator speed (fixed)")
     ap.add_argument("--rounds", type=int, default=5, help="interleaved rounds; medians reported")
     ap.add_argument("--warmup", type=float, default=2.0, help="seconds after ready, not counted")
     ap.add_argument("--window", type=float, default=8.0, help="seconds measured per client")
-    ap.add_argument("--clients", default=",".join(CLIENTS))
+    ap.add_argument(
+        "--clients",
+        default=",".join(CLIENTS),
+        help=f"some of {', '.join(KNOWN)} (each brings its floor)",
+    )
     ap.add_argument("--client", help=argparse.SUPPRESS)
     ap.add_argument("--port", type=int, help=argparse.SUPPRESS)
     ap.add_argument("--names", help=argparse.SUPPRESS)
@@ -408,13 +412,13 @@ def main() -> None:
         return
     symbols = NAMES[: max(1, min(args.symbols, len(NAMES)))]
     names = args.clients.split(",")
-    unknown = set(names) - set(CLIENTS)
+    unknown = set(names) - set(KNOWN)
     if unknown:
-        ap.error(f"unknown client(s) {', '.join(sorted(unknown))}: expected some of {CLIENTS}")
+        ap.error(f"unknown client(s) {', '.join(sorted(unknown))}: expected some of {KNOWN}")
     for name in list(names):
         if FLOOR_OF[name] not in names:
             names.insert(0, FLOOR_OF[name])  # every ratio is against its floor
-    names = [n for n in CLIENTS if n in names]
+    names = [n for n in KNOWN if n in names]
     proc, port, log = start_simulator(symbols, args.speed)
     rounds: list[dict[str, dict[str, Any]]] = []
     try:
