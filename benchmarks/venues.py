@@ -176,7 +176,7 @@ def coinbase_plan(base: str, symbols: list[str]) -> list[tuple[str, list[bytes]]
 
 
 PLANS = {"binance": binance_plan, "okx": okx_plan, "bybit": bybit_plan, "coinbase": coinbase_plan}
-PINGS = {"okx": b"ping", "bybit": b'{"op":"ping"}'}
+PINGS = {"okx": "ping", "bybit": '{"op":"ping"}'}
 
 
 async def websockets_client(
@@ -201,12 +201,12 @@ async def websockets_client(
                 await ws.send(msg.decode())  # text frames, as the venues take
             ping = PINGS.get(venue)
 
-            async def pinger() -> None:
+            async def pinger(text: str) -> None:
                 while True:
                     await asyncio.sleep(PING_EVERY_S)
-                    await ws.send(ping.decode())  # type: ignore[union-attr]  # set when started
+                    await ws.send(text)
 
-            pinging = asyncio.create_task(pinger()) if ping else None
+            pinging = asyncio.create_task(pinger(ping)) if ping else None
             recv = ws.recv
             box = [0]
             boxes[venue].append(box)
