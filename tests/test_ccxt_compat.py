@@ -32,7 +32,7 @@ def test_ccxt_rest_markets_klines_depth_and_tickers(sim):
     assert set(ex.fetch_tickers()) == {"BTC/USDT", "ETH/USDT"}
 
 
-def follow_book(sim, ex) -> None:
+def follow_book(sim, ex, venue: str = "binance") -> None:
     """Follow BTC/USDT for a while, freeze the exchange, and check the book equals its own."""
 
     async def watch():
@@ -45,7 +45,7 @@ def follow_book(sim, ex) -> None:
                 assert book["bids"][0][0] < book["asks"][0][0]
             sim.pause()
             await asyncio.sleep(0.3)
-            truth = sim.book("BTCUSDT")
+            truth = sim.book("BTCUSDT", venue=venue)
             while book["nonce"] < truth["last_update_id"]:
                 book = await asyncio.wait_for(ex.watch_order_book("BTC/USDT"), 5)
             return nonces, book, truth
@@ -100,4 +100,4 @@ def test_ccxt_okx_rest_markets_candles_books_and_tickers(sim):
 def test_ccxt_pro_okx_follows_the_order_book_without_sequence_errors(sim):
     ex = okx_client(sim, ccxt.pro.okx)
     ex.urls["api"]["ws"] = f"ws://127.0.0.1:{sim.port}/ws/v5"
-    follow_book(sim, ex)
+    follow_book(sim, ex, venue="okx")

@@ -11,9 +11,12 @@ snapshot-only), the JSON ping and the cut of a connection that stops pinging
 (``bybit_rest_limit``) beyond which the IP gets HTTP 403 and a ban (``bybit_ban_seconds``,
 10 minutes).
 
-Its faults are its own methods for now (:meth:`BybitFace.outage`, :meth:`~BybitFace.skip_books`,
+Its faults are methods of the face (:meth:`BybitFace.outage`, :meth:`~BybitFace.skip_books`,
 :meth:`~BybitFace.reset_books`, :meth:`~BybitFace.send_malformed`, :meth:`~BybitFace.ban` and
-:meth:`~BybitFace.drop`), callable from any thread.
+:meth:`~BybitFace.drop`), callable from any thread, which the simulator's named faults reach
+(``inject(name, venue="bybit")``, the control endpoint, ``marketlab fault --venue bybit``); a
+stall, a refusal and queued REST errors come from the simulator's fault state, as for the
+other venues.
 """
 
 from __future__ import annotations

@@ -13,9 +13,12 @@ messages and 8 new connections per second per IP (``coinbase_ws_message_limit``,
 ``coinbase_ws_connect_limit``), 10 public REST requests per second per IP with HTTP 429 beyond
 (``coinbase_rest_limit``), and candle windows under 350 buckets (``coinbase_max_candles``).
 
-Its faults are its own methods (:meth:`CoinbaseFace.drop`, :meth:`~CoinbaseFace.outage`,
+Its faults are methods of the face (:meth:`CoinbaseFace.drop`, :meth:`~CoinbaseFace.outage`,
 :meth:`~CoinbaseFace.skip_messages`, :meth:`~CoinbaseFace.send_malformed`,
-:meth:`~CoinbaseFace.rate_limit`), callable from any thread.
+:meth:`~CoinbaseFace.rate_limit`), callable from any thread, which the simulator's named faults
+reach (``inject(name, venue="coinbase")``, the control endpoint, ``marketlab fault --venue
+coinbase``); a stall, a refusal and queued REST errors come from the simulator's fault state,
+as for the other venues.
 """
 
 from __future__ import annotations
