@@ -32,15 +32,13 @@ import argparse
 import asyncio
 import json
 import os
-import re
 import resource
-import statistics
-import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any, ClassVar
+
+from processes import median, run_child, start_simulator
 
 CACHE = Path(__file__).parent / ".cache"
 STREAMS = (
@@ -458,49 +456,9 @@ CLIENTS = {  # name → the streams it takes
 }
 
 
-def start_simulator(path: Path) -> tuple[subprocess.Popen[str], int, Any]:
-    log = tempfile.TemporaryFile(mode="w+")  # noqa: SIM115 - closed by the caller
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "marketlab", "sim", "--port", "0", "--replay", str(path)],
-        stdout=subprocess.PIPE,
-        stderr=log,
-        text=True,
-    )
-    assert proc.stdout is not None
-    for line in proc.stdout:
-        m = re.search(r"REST\s+https?://127\.0\.0\.1:(\d+)", line)
-        if m:
-            return proc, int(m.group(1)), log
-    log.seek(0)
-    raise RuntimeError(f"the simulator did not start: {log.read()}")
-
-
 def run_once(name: str, port: int, n_symbols: int, expect: int) -> dict[str, Any]:
-    out = subprocess.run(
-        [
-            sys.executable,
-            __file__,
-            "--client",
-            name,
-            "--port",
-            str(port),
-            "--symbols",
-            str(n_symbols),
-            "--expect",
-            str(expect),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=900,
-    )
-    try:
-        return json.loads(out.stdout.strip().splitlines()[-1])
-    except (IndexError, json.JSONDecodeError):
-        return {"error": (out.stderr.strip().splitlines() or ["no output"])[-1]}
-
-
-def median(values: list[float]) -> float:
-    return statistics.median(values) if values else float("nan")
+    flags = ["--client", name, "--port", str(port), "--symbols", str(n_symbols)]
+    return run_child(__file__, [*flags, "--expect", str(expect)], timeout=900)
 
 
 def main() -> None:
@@ -535,7 +493,7 @@ def main() -> None:
     if "websockets" not in names:
         names.insert(0, "websockets")  # every ratio is against it
     expect = {name: expected_frames(path, CLIENTS[name]) for name in names}
-    proc, port, log = start_simulator(path)
+    proc, port, log = start_simulator("--replay", str(path))
     rounds: list[dict[str, dict[str, Any]]] = []
     try:
         if "replay" in names:  # made in a child: this process stays small (children inherit

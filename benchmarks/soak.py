@@ -12,11 +12,11 @@ from __future__ import annotations
 import argparse
 import gc
 import re
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
+
+from processes import start_simulator
 
 from marketlab.lab import Lab
 
@@ -39,38 +39,16 @@ def main() -> None:
     ap.add_argument("--trade-capacity", type=int, default=20_000, help="trades kept per symbol")
     args = ap.parse_args()
     symbols = (NAMES + [f"X{i:02d}USDT" for i in range(args.symbols)])[: args.symbols]
-    log = tempfile.TemporaryFile(mode="w+")  # noqa: SIM115 - closed at the end
-    sim = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "marketlab",
-            "sim",
-            "--port",
-            "0",
-            "--speed",
-            str(args.speed),
-            "--symbols",
-            ",".join(symbols),
-            "--history",
-            "10m",
-            "--ping-interval",
-            "5",
-        ],
-        stdout=subprocess.PIPE,
-        stderr=log,
-        text=True,
+    sim, port, log = start_simulator(
+        "--speed",
+        str(args.speed),
+        "--symbols",
+        ",".join(symbols),
+        "--history",
+        "10m",
+        "--ping-interval",
+        "5",
     )
-    assert sim.stdout is not None
-    port = None
-    for line in sim.stdout:
-        m = re.search(r"REST\s+http://127\.0\.0\.1:(\d+)", line)
-        if m:
-            port = int(m.group(1))
-            break
-    if port is None:
-        log.seek(0)
-        raise SystemExit(f"the simulator did not start: {log.read()}")
     samples = []
     with tempfile.TemporaryDirectory() as tmp:
         lab = Lab(

@@ -47,16 +47,14 @@ import argparse
 import asyncio
 import json
 import os
-import re
 import resource
-import statistics
-import subprocess
 import sys
-import tempfile
 import time
 import urllib.request
 from pathlib import Path
 from typing import Any
+
+from processes import median, run_child, start_simulator
 
 VENUES = ("binance", "okx", "bybit", "coinbase")
 CHANNELS = ("trades", "ticker", "klines", "book")
@@ -315,66 +313,12 @@ def run_client(
 # --- the run -----------------------------------------------------------------------------------
 
 
-def start_simulator(symbols: list[str], speed: float) -> tuple[subprocess.Popen[str], int, Any]:
-    log = tempfile.TemporaryFile(mode="w+")  # noqa: SIM115 - closed by the caller
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "marketlab",
-            "sim",
-            "--port",
-            "0",
-            "--speed",
-            f"{speed:g}",
-            "--symbols",
-            ",".join(symbols),
-        ],
-        stdout=subprocess.PIPE,
-        stderr=log,
-        text=True,
-    )
-    assert proc.stdout is not None
-    for line in proc.stdout:
-        m = re.search(r"REST\s+https?://127\.0\.0\.1:(\d+)", line)
-        if m:
-            return proc, int(m.group(1)), log
-    log.seek(0)
-    raise RuntimeError(f"the simulator did not start: {log.read()}")
-
-
 def run_once(
     name: str, port: int, symbols: list[str], warmup: float, window: float, sim: int
 ) -> dict[str, Any]:
-    out = subprocess.run(
-        [
-            sys.executable,
-            __file__,
-            "--client",
-            name,
-            "--port",
-            str(port),
-            "--names",
-            ",".join(symbols),
-            "--warmup",
-            str(warmup),
-            "--window",
-            str(window),
-            "--sim-pid",
-            str(sim),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    try:
-        return json.loads(out.stdout.strip().splitlines()[-1])
-    except (IndexError, json.JSONDecodeError):
-        return {"error": (out.stderr.strip().splitlines() or ["no output"])[-1]}
-
-
-def median(values: list[float]) -> float:
-    return statistics.median(values) if values else float("nan")
+    flags = ["--client", name, "--port", str(port), "--names", ",".join(symbols)]
+    flags += ["--warmup", str(warmup), "--window", str(window), "--sim-pid", str(sim)]
+    return run_child(__file__, flags, timeout=300)
 
 
 def main() -> None:
@@ -419,7 +363,7 @@ def main() -> None:
         if FLOOR_OF[name] not in names:
             names.insert(0, FLOOR_OF[name])  # every ratio is against its floor
     names = [n for n in KNOWN if n in names]
-    proc, port, log = start_simulator(symbols, args.speed)
+    proc, port, log = start_simulator("--speed", f"{args.speed:g}", "--symbols", ",".join(symbols))
     rounds: list[dict[str, dict[str, Any]]] = []
     try:
         for i in range(args.rounds):
