@@ -9,9 +9,8 @@ before anything is touched.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import msgspec
 
@@ -127,20 +126,24 @@ _PUSH = msgspec.json.Decoder(_Push)
 
 def trade_id(text: str) -> int:
     """A spot trade id (a string of digits, ~19 of them) as the int our records carry;
-    ``ValueError`` for anything else (linear's UUIDs are not spot's)."""
-    if not (text.isascii() and text.isdigit()) or len(text) > 19 or int(text) > INT64_MAX:
-        raise ValueError(f"trade id {text!r} is not a spot trade id (digits, an int64)")
-    return int(text)
+    ``ValueError`` for anything else (linear's UUIDs are not spot's). (Once per trade: the
+    text is read as a number once.)"""
+    if text.isascii() and text.isdigit() and len(text) <= 19:
+        value = int(text)
+        if value <= INT64_MAX:
+            return value
+    raise ValueError(f"trade id {text!r} is not a spot trade id (digits, an int64)")
 
 
-def ticker_of(t: TickerWire, event_time: int) -> Ticker:
-    """A spot ticker → our record. Bybit gives the price 24 h ago (our ``open``) and the change
-    as a fraction; it says nothing of the last size, the previous close, trade ids or counts
-    (NaN and -1 say so), nor, on the WebSocket, of the best bid and ask (NaN)."""
+def ticker_of(t: TickerWire, event_time: int, symbol: str | None = None) -> Ticker:
+    """A spot ticker → our record (``symbol``: ours of ``t.symbol`` when the caller knows it
+    already, as a WebSocket push's topic tells). Bybit gives the price 24 h ago (our ``open``)
+    and the change as a fraction; it says nothing of the last size, the previous close, trade
+    ids or counts (NaN and -1 say so), nor, on the WebSocket, of the best bid and ask (NaN)."""
     change = t.lastPrice - t.prevPrice24h
     wavg = t.turnover24h / t.volume24h if t.volume24h else math.nan
     return Ticker(
-        symbol_of(t.symbol),
+        symbol_of(t.symbol) if symbol is None else symbol,
         event_time,
         t.lastPrice,
         math.nan,
@@ -196,12 +199,57 @@ def kline(
     )
 
 
+# What a topic's prefix makes of its pushes (the kind of a :class:`_Route`)
+_TRADE_ROUTE, _TICKER_ROUTE, _KLINE_ROUTE, _BOOK_ROUTE, _UNKNOWN_ROUTE = range(5)
+
+# Topics a decoder remembers: a connection has a few hundred at most, so the bound only keeps
+# a stream of ever-new (damaged) topic names from growing the cache without end.
+MAX_ROUTES = 4096
+
+
+@dataclass(frozen=True, slots=True)
+class _Route:
+    """What a topic name says, worked out once per topic rather than once per push: parsing
+    the name and normalizing its symbol were a sixth of the cost of a message."""
+
+    kind: int
+    name: str  # the topic's symbol as Bybit writes it: every row of a push carries it
+    symbol: str  # ours
+    depth: int = 0  # of an ``orderbook.N`` topic
+    interval: Interval | None = None  # of a ``kline.X`` topic
+    interval_name: str = ""  # Bybit's name of it (``X``), which each candle repeats
+
+
+def _route_of(topic: str) -> _Route:
+    """A topic's :class:`_Route`; ``ValueError`` for a name of no shape we know or no symbol
+    of ours, or a kline interval Bybit lacks (checked in the order a push always was)."""
+    t = parse_topic(topic)
+    symbol = symbol_of(t.symbol)
+    if t.prefix == "publicTrade":
+        return _Route(_TRADE_ROUTE, t.symbol, symbol)
+    if t.prefix == "tickers":
+        return _Route(_TICKER_ROUTE, t.symbol, symbol)
+    if t.prefix.startswith("kline."):
+        name = t.prefix[6:]
+        return _Route(
+            _KLINE_ROUTE, t.symbol, symbol, interval=interval_of(name), interval_name=name
+        )
+    depth = t.book_depth
+    if depth is not None:
+        return _Route(_BOOK_ROUTE, t.symbol, symbol, depth=depth)
+    return _Route(_UNKNOWN_ROUTE, t.symbol, symbol)
+
+
 class BybitDecoder:
     """Turns Bybit public spot WebSocket frames into records and control events.
 
     Bad frames raise :class:`FrameError` (what is wrong, on which topic); nothing one bad
-    frame does carries over.
+    frame does carries over. What a topic's name says is remembered per topic (a topic that
+    is no good is worked out, and refused, each time).
     """
+
+    def __init__(self) -> None:
+        self._routes: dict[str, _Route] = {}
 
     def decode(self, frame: bytes | str) -> list[Any]:
         try:
@@ -222,18 +270,31 @@ class BybitDecoder:
                 raise
             raise FrameError(f"invalid {topic} payload ({exc})", frame, topic) from None
 
-    @staticmethod
-    def _records(push: _Push, topic: str, ts: int, frame: bytes | str) -> list[Any]:
-        t = parse_topic(topic)
-        symbol = symbol_of(t.symbol)
-        if t.prefix == "publicTrade":
+    def _route(self, topic: str) -> _Route:
+        routes = self._routes
+        route = routes.get(topic)
+        if route is None:
+            route = _route_of(topic)  # a bad name raises here, every time, and is not kept
+            if len(routes) >= MAX_ROUTES:
+                routes.clear()
+            routes[topic] = route
+        return route
+
+    def _records(self, push: _Push, topic: str, ts: int, frame: bytes | str) -> list[Any]:
+        route = self._route(topic)
+        kind = route.kind
+        symbol = route.symbol
+        if kind == _TRADE_ROUTE:
             rows = _TRADES.decode(push.data)
-            _same_symbol(t.symbol, (r.s for r in rows))
+            name = route.name
+            for r in rows:  # every row first: a row of another symbol is the error to give
+                if r.s != name:
+                    raise ValueError(f"a row of {r.s} on the stream of {name}")
             return [
                 Trade(symbol, trade_id(r.i), r.p, r.v, "buy" if r.S == "Buy" else "sell", r.T, ts)
                 for r in rows
             ]
-        if t.prefix == "tickers":
+        if kind == _TICKER_ROUTE:
             if push.type != "snapshot":
                 raise FrameError(
                     f"a spot ticker of type {push.type!r} (spot sends snapshots only)",
@@ -241,33 +302,36 @@ class BybitDecoder:
                     topic,
                 )
             ticker = _TICKER.decode(push.data)
-            _same_symbol(t.symbol, (ticker.symbol,))
-            return [ticker_of(ticker, ts)]
-        if t.prefix.startswith("kline."):
-            iv = interval_of(t.prefix[6:])
+            if ticker.symbol != route.name:
+                raise ValueError(f"a row of {ticker.symbol} on the stream of {route.name}")
+            return [ticker_of(ticker, ts, symbol)]
+        if kind == _KLINE_ROUTE:
+            iv = cast(Interval, route.interval)  # a kline route has one
+            iv_name = route.interval_name
             rows_k = _KLINES.decode(push.data)
-            for r in rows_k:
-                if r.interval != t.prefix[6:]:
-                    raise ValueError(f"a {r.interval!r} candle on the stream of {t.prefix}")
-                if iv.open_of(r.start) != r.start:
-                    raise ValueError(f"a {iv} candle opening at {r.start}, off its boundary")
+            for k in rows_k:
+                if k.interval != iv_name:
+                    raise ValueError(f"a {k.interval!r} candle on the stream of kline.{iv_name}")
+                if iv.open_of(k.start) != k.start:
+                    raise ValueError(f"a {iv} candle opening at {k.start}, off its boundary")
             return [
                 kline(
                     symbol,
                     iv,
-                    r.start,
-                    (r.open, r.high, r.low, r.close, r.volume, r.turnover),
-                    r.confirm,
+                    k.start,
+                    (k.open, k.high, k.low, k.close, k.volume, k.turnover),
+                    k.confirm,
                     ts,
                 )
-                for r in rows_k
+                for k in rows_k
             ]
-        depth = t.book_depth
-        if depth is not None:
+        if kind == _BOOK_ROUTE:
             if push.type not in ("snapshot", "delta"):
                 raise FrameError(f"an order-book push of type {push.type!r}", frame, topic)
             b = _BOOK.decode(push.data)
-            _same_symbol(t.symbol, (b.s,))
+            if b.s != route.name:
+                raise ValueError(f"a row of {b.s} on the stream of {route.name}")
+            depth = route.depth
             if depth == 1:  # the best bid and ask, re-sent every 3 s unchanged
                 if not b.b or not b.a:
                     return []
@@ -275,8 +339,8 @@ class BybitDecoder:
                 # after a service restart: readers drop a BookTicker numbered below the last
                 uid = b.seq or b.u
                 return [BookTicker(symbol, uid, b.b[0][0], b.b[0][1], b.a[0][0], b.a[0][1])]
-            kind: Literal["snapshot", "delta"] = "snapshot" if push.type == "snapshot" else "delta"
-            return [BookMessage(symbol, depth, kind, b.b, b.a, b.u, b.seq, ts)]
+            kind_: Literal["snapshot", "delta"] = "snapshot" if push.type == "snapshot" else "delta"
+            return [BookMessage(symbol, depth, kind_, b.b, b.a, b.u, b.seq, ts)]
         raise UnknownStreamError(f"unknown topic {topic!r}", frame, topic)
 
     @staticmethod
@@ -288,10 +352,3 @@ class BybitDecoder:
         if push.op in ("subscribe", "unsubscribe") and push.success is not None:
             return SubscriptionResult(push.op, push.success, push.ret_msg, req_id)
         raise UnknownStreamError("unrecognised frame", frame)
-
-
-def _same_symbol(expected: str, names: Iterable[str]) -> None:
-    """Every row of a push is of its topic's symbol: one of another is damage, not data."""
-    for name in names:
-        if name != expected:
-            raise ValueError(f"a row of {name} on the stream of {expected}")
