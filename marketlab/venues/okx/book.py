@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
+from operator import itemgetter
+
 from marketlab.records import BookDelta
 from marketlab.venues.book import (
+    CROSSED,
     SEQ_CHAIN,
     SEQ_CHAIN_AND_CHECKSUM,
     Action,
+    BookSide,
     BookState,
     OrderBook,
 )
-from marketlab.venues.okx.frames import BookMessage
+from marketlab.venues.okx.frames import BookMessage, NumLevel, StrLevel
 from marketlab.venues.okx.protocol import book_checksum
+
+_PRICE = itemgetter(0)  # a level's price
 
 
 class OkxBook(OrderBook):
@@ -44,10 +50,10 @@ class OkxBook(OrderBook):
             self._resync("replaced by a snapshot", None)
             self.stats.resyncs -= 1
             self._snapshot_requested = False
-            self._set(msg)
+            found = self._set(msg)
             self.state = BookState.SYNCED
             self.reason = ""
-            return self._check(msg)
+            return self._check(msg, found)
         if not self.synced:
             self.stats.ignored += 1  # waiting for the snapshot of a new subscription
             if not self._snapshot_requested:  # forgotten (invalidated) while the stream runs on
@@ -66,38 +72,36 @@ class OkxBook(OrderBook):
             return self._verify(msg)
         if msg.seq_id < msg.prev_seq_id:
             self.stats.seq_resets += 1  # the venue restarted its sequence; the chain goes on
-        self._set(msg)
-        return self._check(msg)
+        return self._check(msg, self._set(msg))
 
-    def _set(self, msg: BookMessage) -> None:
-        bids, asks, bid_text, ask_text = self._bids, self._asks, self._bid_text, self._ask_text
-        for level in msg.bids:
-            price, qty = float(level[0]), float(level[1])
-            if qty:
-                bids[-price] = qty
-                bid_text[price] = level
-            else:
-                bids.pop(-price, None)
-                bid_text.pop(price, None)
-        for level in msg.asks:
-            price, qty = float(level[0]), float(level[1])
-            if qty:
-                asks[price] = qty
-                ask_text[price] = level
-            else:
-                asks.pop(price, None)
-                ask_text.pop(price, None)
+    def _set(self, msg: BookMessage) -> int:
+        """Apply the message's levels through the book's (compiled) ``apply_delta`` in one
+        call, and note each level's text for the checksum; returns what ``apply_delta`` found
+        (:data:`CROSSED` or not; the book has no cut snapshot's range, so never beyond it).
+
+        The text of a level is noted even when its size is 0: it is then the text of a key
+        no longer in the side, never read by :meth:`checksum` (which reads only the side's
+        keys, each set last by a level of non-zero size), and such leftovers, like the text of
+        levels trimmed off, are dropped when they outnumber the side's levels.
+        """
+        bid_changes = msg.bid_changes if msg.bid_changes is not None else _numbers(msg.bids)
+        ask_changes = msg.ask_changes if msg.ask_changes is not None else _numbers(msg.asks)
+        found: int = self._apply(
+            self._bids, self._asks, bid_changes, ask_changes, self.max_levels, 0
+        )
+        self._bid_text.update(zip(map(_PRICE, bid_changes), msg.bids, strict=True))
+        self._ask_text.update(zip(map(_PRICE, ask_changes), msg.asks, strict=True))
         self.last_update_id = msg.seq_id
         self.event_time = msg.time
         self.stats.applied += 1
-        slack = self.max_levels + self.max_levels // 10
-        for side, text, sign in ((bids, bid_text, -1), (asks, ask_text, 1)):
-            if len(side) > slack:
-                for key in side.trim(self.max_levels):
-                    text.pop(sign * key, None)
+        if len(self._bid_text) > 2 * len(self._bids) + 64:
+            self._bid_text = _kept(self._bid_text, self._bids, -1.0)
+        if len(self._ask_text) > 2 * len(self._asks) + 64:
+            self._ask_text = _kept(self._ask_text, self._asks, 1.0)
+        return found
 
-    def _check(self, msg: BookMessage) -> Action:
-        if self._crossed():
+    def _check(self, msg: BookMessage, found: int) -> Action:
+        if found == CROSSED:
             self.stats.crossed += 1
             return self._lost(
                 f"crossed book at seq {msg.seq_id}: bid {self.best_bid()} >= ask {self.best_ask()}"
@@ -135,3 +139,13 @@ class OkxBook(OrderBook):
         self._bid_text.clear()
         self._ask_text.clear()
         return super()._resync(reason, first)
+
+
+def _numbers(levels: list[StrLevel]) -> list[NumLevel]:
+    """Levels of a message made by hand (no ``bid_changes``/``ask_changes``) as floats."""
+    return [(float(p), float(q)) for p, q in levels]
+
+
+def _kept(text: dict[float, StrLevel], side: BookSide, sign: float) -> dict[float, StrLevel]:
+    """``text`` (by price) of only the levels ``side`` holds (keyed by ``sign * price``)."""
+    return {sign * key: text[sign * key] for key, _ in side.items()}

@@ -4,13 +4,26 @@ with the exact strings), bbo-tbt, candles, and the events (subscribe, error, not
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from itertools import chain
+from operator import itemgetter
 from typing import Any, Literal, cast
 
 import msgspec
 
-from marketlab.numbers import Amount, Id, IdOrNone, Price, TimeMs, amount, price
+from marketlab.numbers import (
+    _NUMBER,
+    FLOAT_MAX,
+    Amount,
+    Id,
+    IdOrNone,
+    Price,
+    TimeMs,
+    amount,
+    price,
+)
 from marketlab.records import BookTicker, Interval, Kline, Ticker, Trade
 from marketlab.venues.errors import FrameError, UnknownStreamError
 from marketlab.venues.okx.protocol import Topic, interval_of_bar, symbol_of
@@ -18,11 +31,17 @@ from marketlab.venues.okx.protocol import Topic, interval_of_bar, symbol_of
 # --- WebSocket frames ------------------------------------------------------------------------
 
 StrLevel = tuple[str, str]
+NumLevel = tuple[float, float]
 
 
 @dataclass(frozen=True, slots=True)
 class BookMessage:
-    """A ``books`` push: a snapshot or an update, in the exchange's strings."""
+    """A ``books`` push: a snapshot or an update, in the exchange's strings.
+
+    ``bid_changes`` and ``ask_changes`` are the same levels as (price, size) floats, checked
+    by the decoder, in the form the compiled ``apply_delta`` takes, so the book applies them
+    in one call; None (a message made by hand) has the book convert the strings itself.
+    """
 
     symbol: str
     action: Literal["snapshot", "update"]
@@ -32,6 +51,8 @@ class BookMessage:
     prev_seq_id: int
     checksum: int | None  # None when the exchange sent none
     time: int
+    bid_changes: list[NumLevel] | None = None
+    ask_changes: list[NumLevel] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -183,15 +204,43 @@ def candle(symbol: str, iv: Interval, row: Sequence[Any], event_time: int | None
     )
 
 
-def _levels(rows: list[list[str]]) -> list[StrLevel]:
-    """A book's levels as OKX wrote them (the text its checksum was of), each checked as a
-    number by the rules of marketlab.numbers."""
+# Every string of a message's levels joined by commas: one match checks them all by the rules
+# of marketlab.numbers (a number as JSON writes one; no comma can be inside one).
+_NUMBERS = re.compile(f"{_NUMBER.pattern}(?:,{_NUMBER.pattern})*")
+_PRICE_AND_SIZE = itemgetter(0, 1)
+
+
+def _levels(rows: list[list[str]]) -> tuple[list[StrLevel], list[NumLevel]]:
+    """A book's levels as OKX wrote them (the text its checksum was of) and as (price, size)
+    floats, each checked as a number by the rules of marketlab.numbers.
+
+    A push carries tens of levels: they are checked together (one regular expression over
+    them all, then the least price, the least size and the largest value), in C loops
+    rather than a function call per string. Anything that fails goes to
+    :func:`_checked_levels`, which finds the first bad value and names it.
+    """
+    if not rows:
+        return [], []
+    if min(map(len, rows)) >= 2:
+        text = list(map(_PRICE_AND_SIZE, rows))
+        flat = list(chain.from_iterable(text))
+        if _NUMBERS.fullmatch(",".join(flat)) is not None:
+            values = list(map(float, flat))  # JSON numbers: float() takes each
+            prices, sizes = values[0::2], values[1::2]
+            # NaN is out (not a JSON number); inf (1e999) fails the largest-value check
+            if min(prices) > 0.0 and min(sizes) >= 0.0 and max(values) <= FLOAT_MAX:
+                return text, list(zip(prices, sizes, strict=True))
+    return _checked_levels(rows)
+
+
+def _checked_levels(rows: list[list[str]]) -> tuple[list[StrLevel], list[NumLevel]]:
+    """:func:`_levels` one level at a time: ``ValueError`` naming the first bad one."""
     for r in rows:
         if len(r) < 2:
             raise ValueError(f"a level of {len(r)} fields: {r!r}")
         price(r[0], "price")
         amount(r[1], "size")
-    return [(r[0], r[1]) for r in rows]
+    return [(r[0], r[1]) for r in rows], [(float(r[0]), float(r[1])) for r in rows]
 
 
 class OkxDecoder:
@@ -260,19 +309,25 @@ class OkxDecoder:
         if action not in ("snapshot", "update"):
             raise FrameError(f"books push with action {action!r}", frame, channel)
         kind = cast('Literal["snapshot", "update"]', action)  # checked just above
-        return [
-            BookMessage(
-                symbol,
-                kind,
-                _levels(b.bids),
-                _levels(b.asks),
-                b.seqId,
-                b.prevSeqId,
-                b.checksum,
-                b.ts,
+        out = []
+        for b in rows:
+            bids, bid_changes = _levels(b.bids)
+            asks, ask_changes = _levels(b.asks)
+            out.append(
+                BookMessage(
+                    symbol,
+                    kind,
+                    bids,
+                    asks,
+                    b.seqId,
+                    b.prevSeqId,
+                    b.checksum,
+                    b.ts,
+                    bid_changes,
+                    ask_changes,
+                )
             )
-            for b in rows
-        ]
+        return out
 
     @staticmethod
     def _event(push: _Push) -> Any:
