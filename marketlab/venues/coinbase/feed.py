@@ -26,7 +26,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, cast
 
 from marketlab.records import Interval
@@ -34,7 +34,7 @@ from marketlab.stream.config import FeedConfig
 from marketlab.stream.connection import WsConnection
 from marketlab.stream.feed import Feed
 from marketlab.stream.intake import Sink
-from marketlab.stream.state import LockedBook
+from marketlab.stream.state import LockedBook, StreamStats
 from marketlab.venues import coinbase as cb
 from marketlab.venues.book import Action
 from marketlab.venues.coinbase.book import Break, CoinbaseBook, SequenceChain
@@ -45,6 +45,8 @@ log = logging.getLogger("marketlab.feed.coinbase")
 BOOK_LEVELS = 5000  # levels kept a side (a level2 snapshot is the whole book, often deeper)
 RECENT_TRADES_AFTER_BREAK = 100  # the newest trades fetched per symbol after a sequence break
 REFUSALS = ("is not a valid product",)  # an error whose reason ends collecting
+# The channels whose messages hold records only: Trade (market_trades) or Ticker (the others)
+RECORD_CHANNELS = frozenset(("market_trades", "ticker", "ticker_batch"))
 
 
 class CoinbaseFeed(Feed):
@@ -118,7 +120,26 @@ class CoinbaseFeed(Feed):
             chain = self._chains.get(conn)
             if chain is not None and (found := chain.observe(msg.sequence_num)) is not None:
                 self._chain_broke(conn, found)
-        if msg.channel not in cb.KNOWN_CHANNELS and msg.channel != "error":
+        channel = msg.channel
+        if channel in RECORD_CHANNELS:
+            # most messages: records only (a trade or a ticker), each straight to its taker
+            # with the row it counts on, as the intake would look them up
+            take: Callable[[StreamStats, Any, str], None] = self._take_trade
+            rows, kind = self.stream_stats, "trade"
+            if channel != "market_trades":
+                take, kind = self._take_ticker, "ticker"
+            for record in msg.events:
+                key = (record.symbol, kind)
+                stats = rows.get(key)
+                if stats is None:
+                    stats = rows[key] = StreamStats()
+                take(stats, record, "ws")
+            return
+        if channel == "l2_data":
+            for book_message in msg.events:
+                self._book_message(book_message, conn)
+            return
+        if channel not in cb.KNOWN_CHANNELS and channel != "error":
             self.unknown_messages += 1  # passed over (its number counted above)
         for event in msg.events:
             if isinstance(event, cb.BookMessage):
