@@ -111,8 +111,11 @@ def rfc3339_general(text: Any, what: str = "time") -> int:
 _MINUTES: dict[str, int] = {}
 _MINUTES_KEPT = 4096  # emptied when full: a minute's entry is wanted for about a minute
 
-# A fraction's length → what its first (up to) three digits are worth in ms ("7" is 700).
-_FRAC_MS = (0, 100, 10, 1, 1, 1, 1, 1, 1, 1)
+# What the rest of a time is worth in ms, read by lookup (which checks it as it reads it): its
+# ``:SS`` (a leap second 60 is no datetime: refused by the general parser) and the first
+# three digits of its fraction.
+_SECOND_MS = {f":{s:02d}": s * 1000 for s in range(60)}
+_MILLIS = {f"{ms:03d}": ms for ms in range(1000)}
 
 
 def rfc3339_ms(text: Any, what: str = "time") -> int:
@@ -120,32 +123,33 @@ def rfc3339_ms(text: Any, what: str = "time") -> int:
     fraction truncated; ``ValueError`` for another shape or a time outside the venues' years.
 
     The hot path of every frame (a third of it when each time went through the regex and
-    datetime): the shape Coinbase sends, ``YYYY-MM-DDTHH:MM:SS`` then an optional fraction of
-    1 to 9 digits then ``Z``, all ASCII, is read by slicing, its whole minute looked up in
-    ``_MINUTES``. Anything else (a minute not seen yet, offsets, a bad time) goes to
-    :func:`rfc3339_general`, so the answers and the errors are its own."""
-    if type(text) is str and text.isascii():
+    datetime): the shapes Coinbase sends, ``YYYY-MM-DDTHH:MM:SS`` then ``Z`` or a fraction of
+    3 to 9 digits and ``Z``, are read by slicing and lookups, the whole minute in
+    ``_MINUTES``. Anything else (a minute not seen yet, offsets, a short fraction, a bad time)
+    goes to :func:`rfc3339_general`, so the answers and the errors are its own."""
+    if type(text) is str:
         n = len(text)
-        frac = text[20:-1]
-        seconds = text[17:19]
-        if (
-            (n == 20 or (22 <= n <= 30 and text[19] == "." and frac.isdigit()))
-            and text[-1] in "Zz"
-            and text[16] == ":"
-            and seconds.isdigit()
-            and seconds < "60"  # two ASCII digits: compared as text as numbers are
-        ):
-            within = int(seconds) * 1000 + (int(frac[:3]) * _FRAC_MS[len(frac)] if frac else 0)
-            minute = _MINUTES.get(text[:16])
-            if minute is None:
-                ms = rfc3339_general(text, what)  # a valid time, or its error
-                if len(_MINUTES) >= _MINUTES_KEPT:
-                    _MINUTES.clear()
-                _MINUTES[text[:16]] = ms - within
-                return ms
-            ms = minute + within
-            if TIME_MIN_MS <= ms <= TIME_MAX_MS:
-                return ms
+        second = _SECOND_MS.get(text[16:19])
+        if second is not None and text[-1:] in ("Z", "z"):
+            within = -1
+            if n == 20:
+                within = second
+            # digits past the third: only checked (isdecimal is the regex's \d, Unicode Nd)
+            elif 24 <= n <= 30 and text[19] == "." and (n == 24 or text[23:-1].isdecimal()):
+                millis = _MILLIS.get(text[20:23])
+                if millis is not None:
+                    within = second + millis
+            if within >= 0:
+                minute = _MINUTES.get(text[:16])
+                if minute is None:
+                    ms = rfc3339_general(text, what)  # a valid time, or its error
+                    if len(_MINUTES) >= _MINUTES_KEPT:
+                        _MINUTES.clear()
+                    _MINUTES[text[:16]] = ms - within
+                    return ms
+                ms = minute + within
+                if TIME_MIN_MS <= ms <= TIME_MAX_MS:
+                    return ms
     return rfc3339_general(text, what)
 
 
@@ -276,11 +280,13 @@ def trade_of(t: TradeWire, event_time: int | None = None) -> Trade:
     """A Coinbase trade → ours (the taker's side; see :func:`taker_side`); ``event_time`` is
     the message's, or the trade's own time where there is none (REST)."""
     when = rfc3339_ms(t.time, "trade time")
-    symbol = _symbol(t.product_id)
-    tid = trade_id(t.trade_id)
+    symbol = _SYMBOLS.get(t.product_id) or _symbol(t.product_id)
+    tid = t.trade_id
+    # up to 18 ASCII digits is always an int64 (the hot path); anything else: trade_id says
+    number = int(tid) if len(tid) <= 18 and tid.isdigit() and tid.isascii() else trade_id(tid)
     side = _TAKER.get(t.side) or taker_side(t.side)
     return Trade(
-        symbol, tid, t.price, t.size, side, when, when if event_time is None else event_time
+        symbol, number, t.price, t.size, side, when, when if event_time is None else event_time
     )
 
 
