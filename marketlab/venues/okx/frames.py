@@ -4,26 +4,14 @@ with the exact strings), bbo-tbt, candles, and the events (subscribe, error, not
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from itertools import chain
 from operator import itemgetter
 from typing import Any, Literal, cast
 
 import msgspec
 
-from marketlab.numbers import (
-    _NUMBER,
-    FLOAT_MAX,
-    Amount,
-    Id,
-    IdOrNone,
-    Price,
-    TimeMs,
-    amount,
-    price,
-)
+from marketlab.numbers import Amount, Id, IdOrNone, Price, TimeMs, amount, price
 from marketlab.records import BookTicker, Interval, Kline, Ticker, Trade
 from marketlab.venues.errors import FrameError, UnknownStreamError
 from marketlab.venues.okx.protocol import Topic, interval_of_bar, symbol_of
@@ -204,33 +192,28 @@ def candle(symbol: str, iv: Interval, row: Sequence[Any], event_time: int | None
     )
 
 
-# Every string of a message's levels joined by commas: one match checks them all by the rules
-# of marketlab.numbers (a number as JSON writes one; no comma can be inside one).
-_NUMBERS = re.compile(f"{_NUMBER.pattern}(?:,{_NUMBER.pattern})*")
 _PRICE_AND_SIZE = itemgetter(0, 1)
+# A level's (price, size) as numbers: msgspec reads a string as a number by the same rules as
+# marketlab.numbers (a JSON number, within the bounds of Price and Amount), in C.
+_NUM_LEVELS = list[tuple[Price, Amount]]
 
 
 def _levels(rows: list[list[str]]) -> tuple[list[StrLevel], list[NumLevel]]:
     """A book's levels as OKX wrote them (the text its checksum was of) and as (price, size)
     floats, each checked as a number by the rules of marketlab.numbers.
 
-    A push carries tens of levels: they are checked together (one regular expression over
-    them all, then the least price, the least size and the largest value), in C loops
-    rather than a function call per string. Anything that fails goes to
-    :func:`_checked_levels`, which finds the first bad value and names it.
+    A push carries tens of levels: msgspec converts and checks them all in one call rather
+    than a function call per string. Anything it refuses goes to :func:`_checked_levels`,
+    which finds the first bad value and names it, as the error always has.
     """
-    if not rows:
-        return [], []
-    if min(map(len, rows)) >= 2:
+    try:
         text = list(map(_PRICE_AND_SIZE, rows))
-        flat = list(chain.from_iterable(text))
-        if _NUMBERS.fullmatch(",".join(flat)) is not None:
-            values = list(map(float, flat))  # JSON numbers: float() takes each
-            prices, sizes = values[0::2], values[1::2]
-            # NaN is out (not a JSON number); inf (1e999) fails the largest-value check
-            if min(prices) > 0.0 and min(sizes) >= 0.0 and max(values) <= FLOAT_MAX:
-                return text, list(zip(prices, sizes, strict=True))
-    return _checked_levels(rows)
+    except IndexError:  # a level of fewer than two fields
+        return _checked_levels(rows)
+    try:
+        return text, msgspec.convert(text, _NUM_LEVELS, strict=False)
+    except msgspec.ValidationError:
+        return _checked_levels(rows)
 
 
 def _checked_levels(rows: list[list[str]]) -> tuple[list[StrLevel], list[NumLevel]]:
