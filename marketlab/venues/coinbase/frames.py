@@ -262,7 +262,8 @@ _SYMBOLS_KEPT = 4096  # emptied when full (a feed on more products than that onl
 
 def _symbol(product: str) -> str:
     """:func:`~marketlab.venues.coinbase.protocol.symbol_of`, remembered per product id (an
-    id it refuses is not remembered: it raises each time)."""
+    id it refuses is not remembered: it raises each time). The hot paths look in ``_SYMBOLS``
+    themselves and call this on a miss."""
     symbol = _SYMBOLS.get(product)
     if symbol is None:
         symbol = symbol_of(product)
@@ -301,7 +302,7 @@ def ticker_of(t: TickerWire, event_time: int) -> Ticker:
     pct = t.price_percent_chg_24_h
     open_ = t.price / (1.0 + pct / 100.0) if math.isfinite(pct) and pct > -100.0 else math.nan
     return Ticker(
-        _symbol(t.product_id),
+        _SYMBOLS.get(t.product_id) or _symbol(t.product_id),
         event_time,
         t.price,
         math.nan,
@@ -374,13 +375,13 @@ class CoinbaseDecoder:
             out: list[BookMessage] = []
             at: dict[str, int] = {}  # each product's last message in ``out``
             for e in _L2.decode(raw):
-                # each side's (price, qty) tuples in one pass, the form the book's compiled
-                # apply_delta reads without copying (``side`` is "bid" or "offer": decoded so)
+                # each side's (price, qty) tuples in one pass: rows the book's compiled
+                # apply_delta reads as they are (``side`` is "bid" or "offer": decoded so)
                 bids: list[Level] = []
                 asks: list[Level] = []
                 for u in e.updates:
                     (bids if u.side == "bid" else asks).append((u.price_level, u.new_quantity))
-                symbol = _symbol(e.product_id)
+                symbol = _SYMBOLS.get(e.product_id) or _symbol(e.product_id)
                 i = at.get(symbol)
                 if i is not None and e.type == out[i].action == "update":
                     # one product's updates in one message are one change of its book (they
