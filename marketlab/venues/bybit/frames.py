@@ -218,6 +218,12 @@ class _Route:
     depth: int = 0  # of an ``orderbook.N`` topic
     interval: Interval | None = None  # of a ``kline.X`` topic
     interval_name: str = ""  # Bybit's name of it (``X``), which each candle repeats
+    interval_text: str = ""  # ours, as a Kline names it
+    # A candle of a fixed length (all but the calendar month, whose ``step`` is 0) opens at
+    # ``offset`` + a multiple of ``step`` ms and closes ``step`` - 1 ms after: its bounds by
+    # arithmetic rather than by the Interval's methods, a third of a candle's cost.
+    step: int = 0
+    offset: int = 0
 
 
 def _route_of(topic: str) -> _Route:
@@ -231,8 +237,18 @@ def _route_of(topic: str) -> _Route:
         return _Route(_TICKER_ROUTE, t.symbol, symbol)
     if t.prefix.startswith("kline."):
         name = t.prefix[6:]
+        iv = interval_of(name)
+        step = 0 if iv.calendar else iv.ms
+        offset = iv.open_of(0) % step if step else 0  # the week's candles open on Mondays
         return _Route(
-            _KLINE_ROUTE, t.symbol, symbol, interval=interval_of(name), interval_name=name
+            _KLINE_ROUTE,
+            t.symbol,
+            symbol,
+            interval=iv,
+            interval_name=name,
+            interval_text=str(iv),
+            step=step,
+            offset=offset,
         )
     depth = t.book_depth
     if depth is not None:
@@ -270,18 +286,17 @@ class BybitDecoder:
                 raise
             raise FrameError(f"invalid {topic} payload ({exc})", frame, topic) from None
 
-    def _route(self, topic: str) -> _Route:
+    def _new_route(self, topic: str) -> _Route:
+        """A topic not seen yet (or forgotten): its route, kept unless the name is bad."""
+        route = _route_of(topic)  # a bad name raises here, every time, and is not kept
         routes = self._routes
-        route = routes.get(topic)
-        if route is None:
-            route = _route_of(topic)  # a bad name raises here, every time, and is not kept
-            if len(routes) >= MAX_ROUTES:
-                routes.clear()
-            routes[topic] = route
+        if len(routes) >= MAX_ROUTES:
+            routes.clear()
+        routes[topic] = route
         return route
 
     def _records(self, push: _Push, topic: str, ts: int, frame: bytes | str) -> list[Any]:
-        route = self._route(topic)
+        route = self._routes.get(topic) or self._new_route(topic)
         kind = route.kind
         symbol = route.symbol
         if kind == _TRADE_ROUTE:
@@ -307,13 +322,35 @@ class BybitDecoder:
             return [ticker_of(ticker, ts, symbol)]
         if kind == _KLINE_ROUTE:
             iv = cast(Interval, route.interval)  # a kline route has one
-            iv_name = route.interval_name
+            iv_name, step, offset = route.interval_name, route.step, route.offset
             rows_k = _KLINES.decode(push.data)
             for k in rows_k:
                 if k.interval != iv_name:
                     raise ValueError(f"a {k.interval!r} candle on the stream of kline.{iv_name}")
-                if iv.open_of(k.start) != k.start:
+                off = (k.start - offset) % step if step else iv.open_of(k.start) - k.start
+                if off:
                     raise ValueError(f"a {iv} candle opening at {k.start}, off its boundary")
+            if step:  # what kline() makes, its close by arithmetic
+                return [
+                    Kline(
+                        symbol,
+                        route.interval_text,
+                        k.start,
+                        k.open,
+                        k.high,
+                        k.low,
+                        k.close,
+                        k.volume,
+                        k.start + step - 1,
+                        k.turnover,
+                        -1,
+                        math.nan,
+                        math.nan,
+                        k.confirm,
+                        ts,
+                    )
+                    for k in rows_k
+                ]
             return [
                 kline(
                     symbol,
