@@ -6,7 +6,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from operator import itemgetter
+from operator import attrgetter, itemgetter
 from typing import Any, Literal, cast
 
 import msgspec
@@ -193,31 +193,42 @@ def candle(symbol: str, iv: Interval, row: Sequence[Any], event_time: int | None
 
 
 _PRICE_AND_SIZE = itemgetter(0, 1)
-# A level's (price, size) as numbers: msgspec reads a string as a number by the same rules as
-# marketlab.numbers (a JSON number, within the bounds of Price and Amount), in C.
-_NUM_LEVELS = list[tuple[Price, Amount]]
 
 
-def _levels(rows: list[list[str]]) -> tuple[list[StrLevel], list[NumLevel]]:
-    """A book's levels as OKX wrote them (the text its checksum was of) and as (price, size)
-    floats, each checked as a number by the rules of marketlab.numbers.
+class _NumLevel(msgspec.Struct, array_like=True, gc=False):
+    """A level ``[price, size, ...]`` as numbers, read from its strings by the rules of
+    marketlab.numbers (msgspec reads a string as a number only if it is a JSON number; the
+    bounds of Price and Amount refuse NaN, infinities and negatives); later fields ignored."""
 
-    A push carries tens of levels: msgspec converts and checks them all in one call rather
-    than a function call per string. Anything it refuses goes to :func:`_checked_levels`,
-    which finds the first bad value and names it, as the error always has.
-    """
+    px: Price
+    sz: Amount
+
+
+class _BookNumbers(msgspec.Struct, gc=False):
+    """A ``books`` row's levels as numbers: the same data decoded a second time, so msgspec
+    converts and checks every level in C instead of a function call per string."""
+
+    asks: list[_NumLevel]
+    bids: list[_NumLevel]
+
+
+_BOOK_NUMBERS = msgspec.json.Decoder(list[_BookNumbers], strict=False)
+_PAIR = attrgetter("px", "sz")
+
+
+def _book_numbers(data: msgspec.Raw) -> list[_BookNumbers] | None:
+    """The levels of a ``books`` push as numbers; None when a level breaks the rules (then
+    :func:`_checked_levels` finds the first bad one and names it, as the error always has)."""
     try:
-        text = list(map(_PRICE_AND_SIZE, rows))
-    except IndexError:  # a level of fewer than two fields
-        return _checked_levels(rows)
-    try:
-        return text, msgspec.convert(text, _NUM_LEVELS, strict=False)
+        return _BOOK_NUMBERS.decode(data)
     except msgspec.ValidationError:
-        return _checked_levels(rows)
+        return None
 
 
 def _checked_levels(rows: list[list[str]]) -> tuple[list[StrLevel], list[NumLevel]]:
-    """:func:`_levels` one level at a time: ``ValueError`` naming the first bad one."""
+    """A book's levels as OKX wrote them (the text its checksum was of) and as numbers, each
+    checked as a number by the rules of marketlab.numbers, one at a time: ``ValueError``
+    naming the first bad one."""
     for r in rows:
         if len(r) < 2:
             raise ValueError(f"a level of {len(r)} fields: {r!r}")
@@ -255,7 +266,7 @@ class OkxDecoder:
             if decoder is None:
                 raise UnknownStreamError(f"unknown channel {channel!r}", frame, channel)
             rows = decoder.decode(push.data)
-            return self._records(channel, inst, push.action, rows, frame)
+            return self._records(channel, inst, push.action, rows, frame, push.data)
         except (msgspec.ValidationError, msgspec.DecodeError, ValueError, TypeError) as exc:
             if isinstance(exc, FrameError):
                 raise
@@ -263,7 +274,12 @@ class OkxDecoder:
 
     @staticmethod
     def _records(
-        channel: str, inst: str, action: str | None, rows: list[Any], frame: bytes | str
+        channel: str,
+        inst: str,
+        action: str | None,
+        rows: list[Any],
+        frame: bytes | str,
+        data: msgspec.Raw,
     ) -> list[Any]:
         if channel in ("trades-all", "trades", "tickers"):
             for row in rows:  # a row of another instrument than its push's stream
@@ -292,10 +308,16 @@ class OkxDecoder:
         if action not in ("snapshot", "update"):
             raise FrameError(f"books push with action {action!r}", frame, channel)
         kind = cast('Literal["snapshot", "update"]', action)  # checked just above
+        numbers = _book_numbers(data)
         out = []
-        for b in rows:
-            bids, bid_changes = _levels(b.bids)
-            asks, ask_changes = _levels(b.asks)
+        for i, b in enumerate(rows):
+            if numbers is None:
+                bids, bid_changes = _checked_levels(b.bids)
+                asks, ask_changes = _checked_levels(b.asks)
+            else:  # every level has a price and a size, both within the rules
+                n = numbers[i]
+                bids, asks = list(map(_PRICE_AND_SIZE, b.bids)), list(map(_PRICE_AND_SIZE, b.asks))
+                bid_changes, ask_changes = list(map(_PAIR, n.bids)), list(map(_PAIR, n.asks))
             out.append(
                 BookMessage(
                     symbol,
