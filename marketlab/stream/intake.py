@@ -54,6 +54,9 @@ _KEYS: dict[type, str] = {
     BookSnapshot: "depth",
 }
 
+# The kinds a venue pushes alone (a push holds nothing else) whose row is fixed by the kind.
+_ROWS = {kind: _KEYS[kind] for kind in (Trade, AggTrade, Ticker, MiniTicker, BookTicker)}
+
 
 class Intake:
     """Mixed into :class:`~marketlab.stream.feed.Feed`."""
@@ -97,6 +100,24 @@ class Intake:
         if stats is None:
             stats = self.stream_stats[key] = StreamStats()
         self.takers.get(kind, self._take)(stats, record, source)
+
+    def _take_pushed(self, records: Sequence[Any], source: str) -> bool:
+        """A venue's push of records of one kind (trades, a ticker): each counted on the row of
+        the status table its symbol has (what :meth:`_record` would look up) and straight to
+        its taker, without a look per record. False, taking nothing, for any other push
+        (candles, whose row is per interval; book messages; control events)."""
+        row = _ROWS.get(type(records[0])) if records else None
+        if row is None:
+            return False
+        take = self.takers.get(type(records[0]), self._take)
+        rows = self.stream_stats
+        for record in records:
+            key = (record.symbol, row)
+            stats = rows.get(key)
+            if stats is None:
+                stats = rows[key] = StreamStats()
+            take(stats, record, source)
+        return True
 
     # Takers: one record of a (symbol, stream) row, counted on ``stats``, which also holds the
     # newest id delivered (overlapping connections repeat what the other delivered). A venue's

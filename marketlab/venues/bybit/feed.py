@@ -18,12 +18,12 @@ import time
 from collections.abc import Sequence
 from typing import Any, cast
 
-from marketlab.records import Interval, Ticker, Trade
+from marketlab.records import Interval
 from marketlab.stream.config import FeedConfig
 from marketlab.stream.connection import WsConnection
 from marketlab.stream.feed import Feed
 from marketlab.stream.intake import Sink
-from marketlab.stream.state import LockedBook, StreamStats
+from marketlab.stream.state import LockedBook
 from marketlab.venues import bybit
 from marketlab.venues.book import Action
 from marketlab.venues.bybit.book import BybitBook
@@ -34,9 +34,6 @@ log = logging.getLogger("marketlab.feed.bybit")
 # What spot says when a subscription names something it does not have: collecting cannot go on.
 REFUSALS = ("Invalid symbol", "Invalid kline type")
 PING = bybit.ping_message().decode()
-# The records a push of trades or a ticker holds (nothing else), by the row of the status
-# table each counts on, as the intake names them.
-_ROWS: dict[type, str] = {Trade: "trade", Ticker: "ticker"}
 
 
 class BybitFeed(Feed):
@@ -107,16 +104,7 @@ class BybitFeed(Feed):
         # A push's events are all of one type (the decoder's, one per topic kind): the most
         # common, trades and tickers, go straight to their taker with the row they count on,
         # as the intake would look them up, without a type test per event.
-        row = _ROWS.get(type(events[0])) if events else None
-        if row is not None:
-            take = self.takers.get(type(events[0]), self._take)
-            rows = self.stream_stats
-            for record in events:
-                key = (record.symbol, row)
-                stats = rows.get(key)
-                if stats is None:
-                    stats = rows[key] = StreamStats()
-                take(stats, record, "ws")
+        if self._take_pushed(events, "ws"):
             return
         for event in events:
             if isinstance(event, bybit.BookMessage):

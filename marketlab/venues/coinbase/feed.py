@@ -26,7 +26,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any, cast
 
 from marketlab.records import Interval
@@ -34,7 +34,7 @@ from marketlab.stream.config import FeedConfig
 from marketlab.stream.connection import WsConnection
 from marketlab.stream.feed import Feed
 from marketlab.stream.intake import Sink
-from marketlab.stream.state import LockedBook, StreamStats
+from marketlab.stream.state import LockedBook
 from marketlab.venues import coinbase as cb
 from marketlab.venues.book import Action
 from marketlab.venues.coinbase.book import Break, CoinbaseBook, SequenceChain
@@ -124,16 +124,7 @@ class CoinbaseFeed(Feed):
         if channel in RECORD_CHANNELS:
             # most messages: records only (a trade or a ticker), each straight to its taker
             # with the row it counts on, as the intake would look them up
-            take: Callable[[StreamStats, Any, str], None] = self._take_trade
-            rows, kind = self.stream_stats, "trade"
-            if channel != "market_trades":
-                take, kind = self._take_ticker, "ticker"
-            for record in msg.events:
-                key = (record.symbol, kind)
-                stats = rows.get(key)
-                if stats is None:
-                    stats = rows[key] = StreamStats()
-                take(stats, record, "ws")
+            self._take_pushed(msg.events, "ws")
             return
         if channel == "l2_data":
             for book_message in msg.events:

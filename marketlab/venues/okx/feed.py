@@ -87,6 +87,8 @@ class OkxFeed(Feed):
         except okx.FrameError as exc:
             self.bad_frame(exc, conn)
             return
+        if self._take_pushed(events, "ws"):  # trades, a ticker: the most common pushes
+            return
         for event in events:
             if isinstance(event, okx.BookMessage):
                 self._book_message(event, conn)

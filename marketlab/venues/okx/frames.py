@@ -286,9 +286,8 @@ class OkxDecoder:
                 if row.instId != inst:
                     raise ValueError(f"a row of {row.instId} on the stream of {inst}")
         if channel == "trades-all" or channel == "trades":
-            return [
-                Trade(symbol_of(t.instId), t.tradeId, t.px, t.sz, t.side, t.ts, t.ts) for t in rows
-            ]
+            symbol = symbol_of(inst)  # every row's, checked above
+            return [Trade(symbol, t.tradeId, t.px, t.sz, t.side, t.ts, t.ts) for t in rows]
         if channel == "tickers":
             return [ticker_of(t) for t in rows]
         symbol = symbol_of(inst)
