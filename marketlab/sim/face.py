@@ -49,6 +49,19 @@ def on_loop(fn: Callable[P, T]) -> Callable[P, T]:
     return wrapper
 
 
+# What ``send_malformed`` sends on a venue whose trades carry numbers the client checks: broken
+# JSON, a field of the wrong type, an event no one subscribed to, and well-formed trades with
+# hostile numbers (an id past int64, a NaN price).
+HOSTILE_FRAMES = (
+    "truncated",
+    "garbage",
+    "bad_field",
+    "unknown_event",
+    "id_past_int64",
+    "nan_price",
+)
+
+
 class SocketFace:
     """Closing and cutting connections, and the writer every connection's frames leave by; a
     face keeps ``connections`` and says how to ``_drop`` one (forget its subscriptions).

@@ -11,7 +11,6 @@ import asyncio
 import itertools
 import re
 import time
-from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import aiohttp
@@ -20,41 +19,10 @@ import pytest
 
 from marketlab.sim import SimExchange
 from tests.conftest import START
+from tests.sim.conftest import recv, until
 
 UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 CLOSED = (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED, aiohttp.WSMsgType.ERROR)
-
-
-@pytest.fixture
-async def bybit_sim() -> AsyncIterator[SimExchange]:
-    """A private simulator at 60x (a closed 1m candle every wall second), on this test's loop."""
-    async with SimExchange(
-        ["BTCUSDT", "ETHUSDT"], speed=60, seed=5, start_time=START, history="30m"
-    ) as exchange:
-        yield exchange
-
-
-@pytest.fixture
-async def http() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as session:
-        yield session
-
-
-async def recv(ws: aiohttp.ClientWebSocketResponse, timeout: float = 5.0) -> Any:
-    msg = await ws.receive(timeout=timeout)
-    assert msg.type == aiohttp.WSMsgType.TEXT, msg
-    return orjson.loads(msg.data)
-
-
-async def until(
-    ws: aiohttp.ClientWebSocketResponse, predicate: Callable[[Any], bool], timeout: float = 10.0
-) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        msg = await recv(ws, deadline - time.monotonic())
-        if predicate(msg):
-            return msg
-    raise AssertionError("no matching message")
 
 
 def is_answer(msg: Any) -> bool:
@@ -114,8 +82,8 @@ class LocalBook:
 # --- subscribing ---------------------------------------------------------------------------
 
 
-async def test_subscribe_and_unsubscribe_are_answered_as_bybit_spot_does(bybit_sim, http):
-    async with http.ws_connect(bybit_sim.bybit_ws_url) as ws:
+async def test_subscribe_and_unsubscribe_are_answered_as_bybit_spot_does(face_sim, http):
+    async with http.ws_connect(face_sim.bybit_ws_url) as ws:
         ack = await subscribe(ws, "publicTrade.BTCUSDT", req_id="sub-1")
         assert list(ack) == ["success", "ret_msg", "conn_id", "req_id", "op"]
         assert ack["success"] is True and ack["ret_msg"] == "subscribe"
@@ -167,9 +135,9 @@ async def test_subscribe_and_unsubscribe_are_answered_as_bybit_spot_does(bybit_s
     ],
 )
 async def test_unknown_topics_and_symbols_are_refused_and_the_socket_stays(
-    bybit_sim, http, topic, ret_msg
+    face_sim, http, topic, ret_msg
 ):
-    async with http.ws_connect(bybit_sim.bybit_ws_url) as ws:
+    async with http.ws_connect(face_sim.bybit_ws_url) as ws:
         answer = await subscribe(ws, topic, "tickers.ETHUSDT", req_id="r")
         assert answer["success"] is False and answer["op"] == "subscribe"
         assert answer["req_id"] == "r"
@@ -184,7 +152,7 @@ async def test_unknown_topics_and_symbols_are_refused_and_the_socket_stays(
             await recv(ws, 0.5)
 
 
-async def test_more_than_ten_args_is_refused_and_ten_are_fine(bybit_sim, http):
+async def test_more_than_ten_args_is_refused_and_ten_are_fine(face_sim, http):
     eleven = [
         "publicTrade.BTCUSDT",
         "tickers.BTCUSDT",
@@ -198,7 +166,7 @@ async def test_more_than_ten_args_is_refused_and_ten_are_fine(bybit_sim, http):
         "kline.D.BTCUSDT",
         "kline.W.BTCUSDT",
     ]
-    async with http.ws_connect(bybit_sim.bybit_ws_url) as ws:
+    async with http.ws_connect(face_sim.bybit_ws_url) as ws:
         refused = await subscribe(ws, *eleven, req_id="big")
         assert refused["success"] is False and refused["ret_msg"] == "args size >10"
         accepted = await subscribe(ws, *eleven[:10], req_id="ten")
@@ -208,8 +176,8 @@ async def test_more_than_ten_args_is_refused_and_ten_are_fine(bybit_sim, http):
             seen.add((await until(ws, lambda m: "topic" in m))["topic"])
 
 
-async def test_a_repeated_subscribe_gets_no_answer(bybit_sim, http):
-    async with http.ws_connect(bybit_sim.bybit_ws_url) as ws:
+async def test_a_repeated_subscribe_gets_no_answer(face_sim, http):
+    async with http.ws_connect(face_sim.bybit_ws_url) as ws:
         assert (await subscribe(ws, "tickers.BTCUSDT"))["success"] is True
         await ws.send_str('{"op":"subscribe","args":["tickers.BTCUSDT"],"req_id":"dup"}')
         await ws.send_str('{"op":"ping","req_id":"p"}')
@@ -217,8 +185,8 @@ async def test_a_repeated_subscribe_gets_no_answer(bybit_sim, http):
         assert answer["ret_msg"] == "pong" and answer["req_id"] == "p"
 
 
-async def test_undecodable_text_gets_an_answer_not_a_disconnect(bybit_sim, http):
-    async with http.ws_connect(bybit_sim.bybit_ws_url) as ws:
+async def test_undecodable_text_gets_an_answer_not_a_disconnect(face_sim, http):
+    async with http.ws_connect(face_sim.bybit_ws_url) as ws:
         await ws.send_str("hello")
         answer = await recv(ws)
         assert answer["success"] is False
@@ -229,8 +197,8 @@ async def test_undecodable_text_gets_an_answer_not_a_disconnect(bybit_sim, http)
 # --- keepalive -----------------------------------------------------------------------------
 
 
-async def test_ping_is_answered_with_bybit_spots_pong(bybit_sim, http):
-    async with http.ws_connect(bybit_sim.bybit_ws_url) as ws:
+async def test_ping_is_answered_with_bybit_spots_pong(face_sim, http):
+    async with http.ws_connect(face_sim.bybit_ws_url) as ws:
         await ws.send_str('{"op":"ping","req_id":"100001"}')
         pong = await recv(ws)
         assert list(pong) == ["success", "ret_msg", "conn_id", "req_id", "op"]
@@ -287,9 +255,9 @@ async def test_a_connection_that_stops_pinging_is_cut_one_that_pings_is_not(http
 
 
 @pytest.mark.parametrize("depth", [50, 200])
-async def test_snapshot_then_a_u_chain_rebuilds_the_markets_book(bybit_sim, http, depth):
+async def test_snapshot_then_a_u_chain_rebuilds_the_markets_book(face_sim, http, depth):
     topic = f"orderbook.{depth}.BTCUSDT"
-    async with http.ws_connect(bybit_sim.bybit_ws_url) as ws:
+    async with http.ws_connect(face_sim.bybit_ws_url) as ws:
         assert (await subscribe(ws, topic))["success"] is True
         first = await until(ws, lambda m: m.get("topic") == topic)
         assert first["type"] == "snapshot"
@@ -305,22 +273,22 @@ async def test_snapshot_then_a_u_chain_rebuilds_the_markets_book(bybit_sim, http
             book.apply(msg)
             assert len(book.bids) <= depth and len(book.asks) <= depth
             deltas += 1
-        bybit_sim.pause()
+        face_sim.pause()
         try:
             for msg in await drain(ws):
                 assert msg["data"]["u"] == book.u + 1
                 book.apply(msg)
-            market = bybit_sim.book("BTCUSDT", depth, venue="bybit")
+            market = face_sim.book("BTCUSDT", depth, venue="bybit")
         finally:
-            bybit_sim.resume()
+            face_sim.resume()
         bids, asks = book.view()
         assert bids == market["bids"] and asks == market["asks"]
         assert len(bids) == depth and bids[0][0] < asks[0][0]
 
 
-async def test_the_rest_book_carries_the_u_of_the_1000_level_stream(bybit_sim, http):
+async def test_the_rest_book_carries_the_u_of_the_1000_level_stream(face_sim, http):
     topic = "orderbook.1000.ETHUSDT"
-    async with http.ws_connect(bybit_sim.bybit_ws_url) as ws:
+    async with http.ws_connect(face_sim.bybit_ws_url) as ws:
         await subscribe(ws, topic)
         book = LocalBook()
         book.apply(await until(ws, lambda m: m.get("topic") == topic))
@@ -328,15 +296,15 @@ async def test_the_rest_book_carries_the_u_of_the_1000_level_stream(bybit_sim, h
             msg = await until(ws, lambda m: m.get("topic") == topic)
             assert msg["data"]["u"] == book.u + 1
             book.apply(msg)
-        bybit_sim.pause()
+        face_sim.pause()
         try:
             for msg in await drain(ws):
                 book.apply(msg)
             rest = await get(
-                http, bybit_sim, "orderbook", category="spot", symbol="ETHUSDT", limit=1000
+                http, face_sim, "orderbook", category="spot", symbol="ETHUSDT", limit=1000
             )
         finally:
-            bybit_sim.resume()
+            face_sim.resume()
     result = rest["result"]
     assert result["u"] == book.u
     bids, asks = book.view()
@@ -344,9 +312,9 @@ async def test_the_rest_book_carries_the_u_of_the_1000_level_stream(bybit_sim, h
     assert [(float(p), float(q)) for p, q in result["a"]] == asks
 
 
-async def test_level_one_is_snapshot_only(bybit_sim, http):
+async def test_level_one_is_snapshot_only(face_sim, http):
     topic = "orderbook.1.ETHUSDT"
-    async with http.ws_connect(bybit_sim.bybit_ws_url) as ws:
+    async with http.ws_connect(face_sim.bybit_ws_url) as ws:
         await subscribe(ws, topic)
         msgs = [await until(ws, lambda m: m.get("topic") == topic) for _ in range(25)]
         assert all(m["type"] == "snapshot" for m in msgs)
@@ -355,12 +323,12 @@ async def test_level_one_is_snapshot_only(bybit_sim, http):
         assert steps <= {0, 1}  # an unchanged top is sent again with the same u
 
 
-async def test_lost_book_pushes_show_as_a_u_gap(bybit_sim, http):
+async def test_lost_book_pushes_show_as_a_u_gap(face_sim, http):
     topic = "orderbook.50.BTCUSDT"
-    async with http.ws_connect(bybit_sim.bybit_ws_url) as ws:
+    async with http.ws_connect(face_sim.bybit_ws_url) as ws:
         await subscribe(ws, topic)
         prev = (await until(ws, lambda m: m.get("topic") == topic))["data"]["u"]
-        bybit_sim.bybit.skip_books(2, "BTCUSDT")
+        face_sim.bybit.skip_books(2, "BTCUSDT")
         jumps = []
         for _ in range(20):
             u = (await until(ws, lambda m: m.get("topic") == topic))["data"]["u"]
@@ -369,20 +337,18 @@ async def test_lost_book_pushes_show_as_a_u_gap(bybit_sim, http):
         assert sorted(jumps) == [1] * 19 + [3]
 
 
-async def test_a_service_restart_sends_a_snapshot_with_u_one_that_replaces_the_book(
-    bybit_sim, http
-):
+async def test_a_service_restart_sends_a_snapshot_with_u_one_that_replaces_the_book(face_sim, http):
     topic = "orderbook.50.ETHUSDT"
-    async with http.ws_connect(bybit_sim.bybit_ws_url) as ws:
+    async with http.ws_connect(face_sim.bybit_ws_url) as ws:
         await subscribe(ws, topic)
         book = LocalBook()
         book.apply(await until(ws, lambda m: m.get("topic") == topic))
         for _ in range(5):
             book.apply(await until(ws, lambda m: m.get("topic") == topic))
-        rest_before = (await get(http, bybit_sim, "orderbook", category="spot", symbol="ETHUSDT"))[
+        rest_before = (await get(http, face_sim, "orderbook", category="spot", symbol="ETHUSDT"))[
             "result"
         ]["u"]
-        bybit_sim.bybit.reset_books("ETHUSDT")
+        face_sim.bybit.reset_books("ETHUSDT")
         reset = await until(ws, lambda m: m.get("topic") == topic and m["type"] == "snapshot")
         assert reset["data"]["u"] == 1
         book = LocalBook()  # a client that kept its old levels would now be wrong
@@ -390,17 +356,17 @@ async def test_a_service_restart_sends_a_snapshot_with_u_one_that_replaces_the_b
         nxt = await until(ws, lambda m: m.get("topic") == topic)
         assert nxt["type"] == "delta" and nxt["data"]["u"] == 2
         book.apply(nxt)
-        bybit_sim.pause()
+        face_sim.pause()
         try:
             for msg in await drain(ws):
                 assert msg["data"]["u"] == book.u + 1
                 book.apply(msg)
-            market = bybit_sim.book("ETHUSDT", 50, venue="bybit")
+            market = face_sim.book("ETHUSDT", 50, venue="bybit")
             rest_after = (
-                await get(http, bybit_sim, "orderbook", category="spot", symbol="ETHUSDT")
+                await get(http, face_sim, "orderbook", category="spot", symbol="ETHUSDT")
             )["result"]["u"]
         finally:
-            bybit_sim.resume()
+            face_sim.resume()
         assert book.view() == (market["bids"], market["asks"])
         assert 1 <= rest_after < rest_before  # the REST book restarted with the service
 
@@ -408,9 +374,9 @@ async def test_a_service_restart_sends_a_snapshot_with_u_one_that_replaces_the_b
 # --- trades and candles ------------------------------------------------------------------------
 
 
-async def test_trade_ids_jump_and_recent_trade_serves_the_same_trades(bybit_sim, http):
+async def test_trade_ids_jump_and_recent_trade_serves_the_same_trades(face_sim, http):
     topic = "publicTrade.BTCUSDT"
-    async with http.ws_connect(bybit_sim.bybit_ws_url) as ws:
+    async with http.ws_connect(face_sim.bybit_ws_url) as ws:
         await subscribe(ws, topic)
         pushed: list[Any] = []
         while len(pushed) < 15:
@@ -419,7 +385,7 @@ async def test_trade_ids_jump_and_recent_trade_serves_the_same_trades(bybit_sim,
     assert all(b > a + 1 for a, b in itertools.pairwise(ids))  # increasing, never consecutive
     assert all(b["T"] >= a["T"] for a, b in itertools.pairwise(pushed))
     assert all(b["seq"] > a["seq"] for a, b in itertools.pairwise(pushed))
-    body = await get(http, bybit_sim, "recent-trade", category="spot", symbol="BTCUSDT")
+    body = await get(http, face_sim, "recent-trade", category="spot", symbol="BTCUSDT")
     listed = body["result"]["list"]
     assert body["retCode"] == 0 and len(listed) == 60  # spot's default and maximum
     times = [int(t["time"]) for t in listed]
@@ -437,14 +403,14 @@ async def test_trade_ids_jump_and_recent_trade_serves_the_same_trades(bybit_sim,
         )
         assert r["seq"] == str(t["seq"])
     too_many = await get(
-        http, bybit_sim, "recent-trade", category="spot", symbol="BTCUSDT", limit=61
+        http, face_sim, "recent-trade", category="spot", symbol="BTCUSDT", limit=61
     )
     assert too_many["retCode"] == 10001
 
 
-async def test_a_closing_kline_is_confirmed_and_equals_the_rest_candle(bybit_sim, http):
+async def test_a_closing_kline_is_confirmed_and_equals_the_rest_candle(face_sim, http):
     topic = "kline.1.BTCUSDT"
-    async with http.ws_connect(bybit_sim.bybit_ws_url) as ws:
+    async with http.ws_connect(face_sim.bybit_ws_url) as ws:
         await subscribe(ws, topic)
         msg = await until(ws, lambda m: m.get("topic") == topic and m["data"][0]["confirm"])
     assert list(msg) == ["type", "topic", "data", "ts"]
@@ -452,7 +418,7 @@ async def test_a_closing_kline_is_confirmed_and_equals_the_rest_candle(bybit_sim
     assert candle["interval"] == "1" and candle["end"] == candle["start"] + 59_999
     body = await get(
         http,
-        bybit_sim,
+        face_sim,
         "kline",
         category="spot",
         symbol="BTCUSDT",
@@ -476,24 +442,24 @@ async def test_a_closing_kline_is_confirmed_and_equals_the_rest_candle(bybit_sim
 # --- REST ----------------------------------------------------------------------------------
 
 
-async def test_rest_envelopes_and_results(bybit_sim, http):
-    t = await get(http, bybit_sim, "time")
+async def test_rest_envelopes_and_results(face_sim, http):
+    t = await get(http, face_sim, "time")
     assert list(t) == ["retCode", "retMsg", "result", "retExtInfo", "time"]
     assert t["retCode"] == 0 and t["retExtInfo"] == {} and t["time"] >= START
     assert int(t["result"]["timeSecond"]) == int(t["result"]["timeNano"]) // 10**9
-    info = await get(http, bybit_sim, "instruments-info", category="spot")
+    info = await get(http, face_sim, "instruments-info", category="spot")
     assert [i["symbol"] for i in info["result"]["list"]] == ["BTCUSDT", "ETHUSDT"]
     assert "nextPageCursor" not in info["result"]  # spot is not paged
     btc = info["result"]["list"][0]
     assert btc["priceFilter"]["tickSize"] == "0.01" and btc["status"] == "Trading"
-    unknown = await get(http, bybit_sim, "instruments-info", category="spot", symbol="NOPEUSDT")
+    unknown = await get(http, face_sim, "instruments-info", category="spot", symbol="NOPEUSDT")
     assert unknown["retCode"] == 0 and unknown["result"]["list"] == []
     await asyncio.sleep(0.3)  # into the first new minute, so an open candle exists
-    bybit_sim.pause()
+    face_sim.pause()
     try:
-        now = (await get(http, bybit_sim, "time"))["time"]
+        now = (await get(http, face_sim, "time"))["time"]
         rows = (
-            await get(http, bybit_sim, "kline", category="spot", symbol="ETHUSDT", interval="1")
+            await get(http, face_sim, "kline", category="spot", symbol="ETHUSDT", interval="1")
         )["result"]["list"]
         assert 31 <= len(rows) <= 200  # 30 minutes of history, then more: 200 by default
         starts = [int(r[0]) for r in rows]
@@ -503,7 +469,7 @@ async def test_rest_envelopes_and_results(bybit_sim, http):
         window = (
             await get(
                 http,
-                bybit_sim,
+                face_sim,
                 "kline",
                 category="spot",
                 symbol="ETHUSDT",
@@ -513,24 +479,22 @@ async def test_rest_envelopes_and_results(bybit_sim, http):
             )
         )["result"]["list"]
         assert [int(r[0]) for r in window] == starts[-5:]  # the oldest five from start
-        book = (await get(http, bybit_sim, "orderbook", category="spot", symbol="ETHUSDT"))[
-            "result"
-        ]
+        book = (await get(http, face_sim, "orderbook", category="spot", symbol="ETHUSDT"))["result"]
         assert len(book["b"]) == len(book["a"]) == 1  # spot's default depth
         deep = (
-            await get(http, bybit_sim, "orderbook", category="spot", symbol="ETHUSDT", limit=200)
+            await get(http, face_sim, "orderbook", category="spot", symbol="ETHUSDT", limit=200)
         )["result"]
-        market = bybit_sim.book("ETHUSDT", 200, venue="bybit")
+        market = face_sim.book("ETHUSDT", 200, venue="bybit")
         assert [(float(p), float(q)) for p, q in deep["b"]] == market["bids"]
         assert [(float(p), float(q)) for p, q in deep["a"]] == market["asks"]
         assert {"s", "b", "a", "ts", "u", "seq", "cts"} <= set(deep)
-        tick = (await get(http, bybit_sim, "tickers", category="spot", symbol="ETHUSDT"))["result"][
+        tick = (await get(http, face_sim, "tickers", category="spot", symbol="ETHUSDT"))["result"][
             "list"
         ][0]
         assert float(tick["bid1Price"]) == market["bids"][0][0]
         assert float(tick["ask1Price"]) == market["asks"][0][0]
     finally:
-        bybit_sim.resume()
+        face_sim.resume()
 
 
 @pytest.mark.parametrize(
@@ -549,8 +513,8 @@ async def test_rest_envelopes_and_results(bybit_sim, http):
         ("instruments-info", {}),
     ],
 )
-async def test_rest_errors_are_http_200_with_a_non_zero_ret_code(bybit_sim, http, path, params):
-    body = await get(http, bybit_sim, path, **params)
+async def test_rest_errors_are_http_200_with_a_non_zero_ret_code(face_sim, http, path, params):
+    body = await get(http, face_sim, path, **params)
     assert body["retCode"] == 10001 and body["retMsg"]
     assert list(body) == ["retCode", "retMsg", "result", "retExtInfo", "time"]
 
@@ -584,10 +548,10 @@ async def test_past_the_ip_limit_rest_answers_403_until_the_ban_ends(http):
 # --- faults --------------------------------------------------------------------------------
 
 
-async def test_a_drop_cuts_connections_without_a_close_frame(bybit_sim, http):
-    async with http.ws_connect(bybit_sim.bybit_ws_url) as ws:
+async def test_a_drop_cuts_connections_without_a_close_frame(face_sim, http):
+    async with http.ws_connect(face_sim.bybit_ws_url) as ws:
         await subscribe(ws, "publicTrade.BTCUSDT")
-        assert bybit_sim.bybit.drop() == 1
+        assert face_sim.bybit.drop() == 1
         while True:
             msg = await ws.receive(timeout=5)
             if msg.type != aiohttp.WSMsgType.TEXT:
@@ -613,11 +577,11 @@ async def test_faults_reach_a_simulator_running_in_its_own_thread(http):
         sim.close()
 
 
-async def test_a_garbage_frame_arrives_and_the_stream_goes_on(bybit_sim, http):
-    async with http.ws_connect(bybit_sim.bybit_ws_url) as ws:
+async def test_a_garbage_frame_arrives_and_the_stream_goes_on(face_sim, http):
+    async with http.ws_connect(face_sim.bybit_ws_url) as ws:
         await subscribe(ws, "orderbook.50.BTCUSDT")
         await until(ws, lambda m: m.get("topic") == "orderbook.50.BTCUSDT")
-        assert bybit_sim.bybit.send_malformed("garbage") == 1
+        assert face_sim.bybit.send_malformed("garbage") == 1
         bad = good_after = 0
         while not good_after:
             msg = await ws.receive(timeout=5)
@@ -630,19 +594,19 @@ async def test_a_garbage_frame_arrives_and_the_stream_goes_on(bybit_sim, http):
         assert bad == 1
 
 
-async def test_an_outage_cuts_and_refuses_everything_until_it_ends(bybit_sim, http):
-    async with http.ws_connect(bybit_sim.bybit_ws_url) as ws:
+async def test_an_outage_cuts_and_refuses_everything_until_it_ends(face_sim, http):
+    async with http.ws_connect(face_sim.bybit_ws_url) as ws:
         await subscribe(ws, "tickers.BTCUSDT")
-        assert bybit_sim.bybit.outage(1.0) == 1
+        assert face_sim.bybit.outage(1.0) == 1
         while (await ws.receive(timeout=5)).type == aiohttp.WSMsgType.TEXT:
             pass
     began = time.monotonic()
     with pytest.raises(aiohttp.ClientError):
-        async with http.ws_connect(bybit_sim.bybit_ws_url):
+        async with http.ws_connect(face_sim.bybit_ws_url):
             pass
     with pytest.raises(aiohttp.ClientError):
-        await get(http, bybit_sim, "time")
+        await get(http, face_sim, "time")
     await asyncio.sleep(max(0.0, began + 1.1 - time.monotonic()))
-    assert (await get(http, bybit_sim, "time"))["retCode"] == 0
-    async with http.ws_connect(bybit_sim.bybit_ws_url) as ws:
+    assert (await get(http, face_sim, "time"))["retCode"] == 0
+    async with http.ws_connect(face_sim.bybit_ws_url) as ws:
         assert (await subscribe(ws, "tickers.BTCUSDT"))["success"] is True

@@ -11,7 +11,7 @@ import asyncio
 import itertools
 import re
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from typing import Any
 
 import aiohttp
@@ -20,42 +20,11 @@ import pytest
 
 from marketlab.sim import SimExchange
 from tests.conftest import START
+from tests.sim.conftest import recv, until
 
 ENVELOPE = ["channel", "client_id", "timestamp", "sequence_num", "events"]
 RFC3339_NS = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{9}Z")
 CLOSED = (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED, aiohttp.WSMsgType.ERROR)
-
-
-@pytest.fixture
-async def cb_sim() -> AsyncIterator[SimExchange]:
-    """A private simulator at 60x (a closed 1m candle every wall second), on this test's loop."""
-    async with SimExchange(
-        ["BTCUSDT", "ETHUSDT"], speed=60, seed=5, start_time=START, history="30m"
-    ) as exchange:
-        yield exchange
-
-
-@pytest.fixture
-async def http() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as session:
-        yield session
-
-
-async def recv(ws: aiohttp.ClientWebSocketResponse, timeout: float = 5.0) -> Any:
-    msg = await ws.receive(timeout=timeout)
-    assert msg.type == aiohttp.WSMsgType.TEXT, msg
-    return orjson.loads(msg.data)
-
-
-async def until(
-    ws: aiohttp.ClientWebSocketResponse, predicate: Callable[[Any], bool], timeout: float = 10.0
-) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        msg = await recv(ws, deadline - time.monotonic())
-        if predicate(msg):
-            return msg
-    raise AssertionError("no matching message")
 
 
 def on(channel: str) -> Callable[[Any], bool]:
@@ -133,8 +102,8 @@ class LocalBook:
 # --- subscribing ---------------------------------------------------------------------------
 
 
-async def test_subscribe_answers_with_every_subscription_in_the_envelope(cb_sim, http):
-    async with http.ws_connect(cb_sim.coinbase_ws_url) as ws:
+async def test_subscribe_answers_with_every_subscription_in_the_envelope(face_sim, http):
+    async with http.ws_connect(face_sim.coinbase_ws_url) as ws:
         await send(ws, "subscribe", "level2", "BTC-USDT")
         first, second = await recv(ws), await recv(ws)
         for msg in (first, second):
@@ -186,8 +155,8 @@ async def test_subscribe_answers_with_every_subscription_in_the_envelope(cb_sim,
         "not json",
     ],
 )
-async def test_refusals_are_bare_error_frames_and_the_socket_stays(cb_sim, http, request_):
-    async with http.ws_connect(cb_sim.coinbase_ws_url) as ws:
+async def test_refusals_are_bare_error_frames_and_the_socket_stays(face_sim, http, request_):
+    async with http.ws_connect(face_sim.coinbase_ws_url) as ws:
         text = request_ if isinstance(request_, str) else orjson.dumps(request_).decode()
         await ws.send_str(text)
         error = await recv(ws)
@@ -199,8 +168,8 @@ async def test_refusals_are_bare_error_frames_and_the_socket_stays(cb_sim, http,
         assert answer["sequence_num"] == 1
 
 
-async def test_more_than_eight_messages_a_second_are_refused(cb_sim, http):
-    async with http.ws_connect(cb_sim.coinbase_ws_url) as ws:
+async def test_more_than_eight_messages_a_second_are_refused(face_sim, http):
+    async with http.ws_connect(face_sim.coinbase_ws_url) as ws:
         for _ in range(9):
             await send(ws, "unsubscribe", "ticker", "BTC-USDT")
         got = [await recv(ws) for _ in range(9)]
@@ -288,8 +257,8 @@ async def test_quiet_channels_close_unless_heartbeats_are_subscribed(http):
 # --- sequence_num ----------------------------------------------------------------------------
 
 
-async def test_sequence_num_counts_every_message_of_the_connection_and_a_gap_shows(cb_sim, http):
-    async with http.ws_connect(cb_sim.coinbase_ws_url) as ws:
+async def test_sequence_num_counts_every_message_of_the_connection_and_a_gap_shows(face_sim, http):
+    async with http.ws_connect(face_sim.coinbase_ws_url) as ws:
         await send(ws, "subscribe", "level2", "BTC-USDT")
         await send(ws, "subscribe", "market_trades", "ETH-USDT")
         await send(ws, "subscribe", "heartbeats")
@@ -298,7 +267,7 @@ async def test_sequence_num_counts_every_message_of_the_connection_and_a_gap_sho
         assert {"l2_data", "market_trades", "subscriptions", "heartbeats"} <= {
             m["channel"] for m in msgs
         }
-        assert cb_sim.coinbase.skip_messages(3) == 1
+        assert face_sim.coinbase.skip_messages(3) == 1
         # messages queued before the fault come first (many, on a loaded machine); then the
         # jump, then 19 more in sequence
         seqs = [msgs[-1]["sequence_num"]]
@@ -312,10 +281,10 @@ async def test_sequence_num_counts_every_message_of_the_connection_and_a_gap_sho
 # --- the book --------------------------------------------------------------------------------
 
 
-async def test_a_level2_snapshot_then_updates_rebuild_the_markets_book(cb_sim, http):
-    while not cb_sim.book("BTCUSDT", venue="coinbase")["bids"]:  # the book fills as time runs
+async def test_a_level2_snapshot_then_updates_rebuild_the_markets_book(face_sim, http):
+    while not face_sim.book("BTCUSDT", venue="coinbase")["bids"]:  # the book fills as time runs
         await asyncio.sleep(0.05)
-    async with http.ws_connect(cb_sim.coinbase_ws_url) as ws:
+    async with http.ws_connect(face_sim.coinbase_ws_url) as ws:
         await send(ws, "subscribe", "level2", "BTC-USDT")
         first = await until(ws, on("l2_data"))
         (snapshot,) = first["events"]
@@ -331,17 +300,17 @@ async def test_a_level2_snapshot_then_updates_rebuild_the_markets_book(cb_sim, h
                 assert list(u) == ["side", "event_time", "price_level", "new_quantity"]
                 assert all(isinstance(v, str) for v in u.values())
             book.apply(msg)
-        cb_sim.pause()
+        face_sim.pause()
         try:
             for msg in await drain(ws):
                 book.apply(msg)
-            market = cb_sim.book("BTCUSDT", venue="coinbase")
-            rest = (await get(http, cb_sim, "market/product_book", product_id="BTC-USDT"))[
+            market = face_sim.book("BTCUSDT", venue="coinbase")
+            rest = (await get(http, face_sim, "market/product_book", product_id="BTC-USDT"))[
                 "pricebook"
             ]
-            top = await get(http, cb_sim, "market/product_book", product_id="BTC-USDT", limit=5)
+            top = await get(http, face_sim, "market/product_book", product_id="BTC-USDT", limit=5)
         finally:
-            cb_sim.resume()
+            face_sim.resume()
         bids, asks = book.view()
         assert bids == market["bids"] and asks == market["asks"]
         assert bids[0][0] < asks[0][0]
@@ -353,8 +322,8 @@ async def test_a_level2_snapshot_then_updates_rebuild_the_markets_book(cb_sim, h
 # --- trades, tickers and candles ------------------------------------------------------------
 
 
-async def test_trades_have_consecutive_ids_and_the_rest_ticker_serves_the_same(cb_sim, http):
-    async with http.ws_connect(cb_sim.coinbase_ws_url) as ws:
+async def test_trades_have_consecutive_ids_and_the_rest_ticker_serves_the_same(face_sim, http):
+    async with http.ws_connect(face_sim.coinbase_ws_url) as ws:
         await send(ws, "subscribe", "market_trades", "BTC-USDT")
         first = await until(ws, on("market_trades"))
         (snapshot,) = first["events"]
@@ -370,7 +339,7 @@ async def test_trades_have_consecutive_ids_and_the_rest_ticker_serves_the_same(c
         assert re.fullmatch(r"[0-9]+", t["trade_id"])
     ids = sorted(int(t["trade_id"]) for t in snapshot["trades"] + pushed)
     assert ids == list(range(ids[0], ids[0] + len(ids)))  # consecutive, nothing twice
-    body = await get(http, cb_sim, "market/products/BTC-USDT/ticker", limit=100)
+    body = await get(http, face_sim, "market/products/BTC-USDT/ticker", limit=100)
     listed = body["trades"]
     assert len(listed) == 100 and body["best_bid"] < body["best_ask"]
     listed_ids = [int(t["trade_id"]) for t in listed]
@@ -380,28 +349,28 @@ async def test_trades_have_consecutive_ids_and_the_rest_ticker_serves_the_same(c
     assert common, "the REST list reaches back to the pushed trades"
     for t in common:
         assert {k: by_id[t["trade_id"]][k] for k in t} == t
-    await get(http, cb_sim, "market/products/BTC-USDT/ticker", status=400)  # limit is required
+    await get(http, face_sim, "market/products/BTC-USDT/ticker", status=400)  # limit is required
 
 
-async def test_side_is_the_makers_and_a_minutes_trades_add_up_to_its_candle(cb_sim, http):
+async def test_side_is_the_makers_and_a_minutes_trades_add_up_to_its_candle(face_sim, http):
     """``side`` is the maker's (the docs): the trades of a minute whose maker sold are the ones
     a taker bought, so their sizes add up to the candle's taker-buy volume in the market's
     own record; every trade of the minute is there, once."""
-    cb_sim.pause()
+    face_sim.pause()
     try:
-        now = int((await get(http, cb_sim, "time"))["epochSeconds"])
+        now = int((await get(http, face_sim, "time"))["epochSeconds"])
         minute = now - now % 60 - 120
         body = await get(
             http,
-            cb_sim,
+            face_sim,
             "market/products/BTC-USDT/ticker",
             limit=1000,
             start=minute,
             end=minute + 59,
         )
-        (k,) = cb_sim.klines("BTCUSDT", "1m", minute * 1000, minute * 1000, venue="coinbase")
+        (k,) = face_sim.klines("BTCUSDT", "1m", minute * 1000, minute * 1000, venue="coinbase")
     finally:
-        cb_sim.resume()
+        face_sim.resume()
     trades = body["trades"]
     assert len(trades) == k["trades"] > 0
     ids = [int(t["trade_id"]) for t in trades]
@@ -443,23 +412,23 @@ async def test_ticker_status_and_connection_limit(http):
             assert "best_bid" not in batch  # ticker_batch carries no best bid or ask
 
 
-async def test_rest_candles_equal_the_markets_and_empty_buckets_are_absent(cb_sim, http):
+async def test_rest_candles_equal_the_markets_and_empty_buckets_are_absent(face_sim, http):
     await asyncio.sleep(0.2)
-    cb_sim.pause()
+    face_sim.pause()
     try:
-        now = int((await get(http, cb_sim, "time"))["epochSeconds"])
+        now = int((await get(http, face_sim, "time"))["epochSeconds"])
         start, end = now - 25 * 60, now
         body = await get(
             http,
-            cb_sim,
+            face_sim,
             "market/products/ETH-USDT/candles",
             start=start,
             end=end,
             granularity="ONE_MINUTE",
         )
-        market = cb_sim.klines("ETHUSDT", "1m", start * 1000, end * 1000, venue="coinbase")
+        market = face_sim.klines("ETHUSDT", "1m", start * 1000, end * 1000, venue="coinbase")
     finally:
-        cb_sim.resume()
+        face_sim.resume()
     candles = body["candles"]
     traded = [k for k in market if k["trades"] > 0]
     assert len(candles) == len(traded) >= 20
@@ -471,11 +440,11 @@ async def test_rest_candles_equal_the_markets_and_empty_buckets_are_absent(cb_si
 
 
 @pytest.mark.parametrize(("minutes", "status"), [(349, 200), (350, 400), (500, 400)])
-async def test_a_window_of_350_candles_or_more_is_refused(cb_sim, http, minutes, status):
-    now = int((await get(http, cb_sim, "time"))["epochSeconds"])
+async def test_a_window_of_350_candles_or_more_is_refused(face_sim, http, minutes, status):
+    now = int((await get(http, face_sim, "time"))["epochSeconds"])
     body = await get(
         http,
-        cb_sim,
+        face_sim,
         "market/products/BTC-USDT/candles",
         status=status,
         start=now - minutes * 60,
@@ -489,8 +458,8 @@ async def test_a_window_of_350_candles_or_more_is_refused(cb_sim, http, minutes,
         assert 0 < len(body["candles"]) <= 350
 
 
-async def test_a_closing_five_minute_candle_equals_the_rest_candle(cb_sim, http):
-    async with http.ws_connect(cb_sim.coinbase_ws_url) as ws:
+async def test_a_closing_five_minute_candle_equals_the_rest_candle(face_sim, http):
+    async with http.ws_connect(face_sim.coinbase_ws_url) as ws:
         await send(ws, "subscribe", "candles", "BTC-USDT")
         first = await until(ws, on("candles"))
         assert first["events"][0]["type"] == "snapshot"
@@ -503,7 +472,7 @@ async def test_a_closing_five_minute_candle_equals_the_rest_candle(cb_sim, http)
     assert int(closed["start"]) % 300 == 0
     body = await get(
         http,
-        cb_sim,
+        face_sim,
         "market/products/BTC-USDT/candles",
         start=closed["start"],
         end=closed["start"],
@@ -516,31 +485,31 @@ async def test_a_closing_five_minute_candle_equals_the_rest_candle(cb_sim, http)
 # --- REST ----------------------------------------------------------------------------------
 
 
-async def test_rest_time_products_and_refusals(cb_sim, http):
-    t = await get(http, cb_sim, "time")
+async def test_rest_time_products_and_refusals(face_sim, http):
+    t = await get(http, face_sim, "time")
     assert list(t) == ["iso", "epochSeconds", "epochMillis"]
     assert (
         int(t["epochMillis"]) // 1000 == int(t["epochSeconds"]) and int(t["epochMillis"]) >= START
     )
-    listed = await get(http, cb_sim, "market/products")
+    listed = await get(http, face_sim, "market/products")
     assert [p["product_id"] for p in listed["products"]] == ["BTC-USDT", "ETH-USDT"]
     assert listed["num_products"] == 2
-    btc = await get(http, cb_sim, "market/products/BTC-USDT")
+    btc = await get(http, face_sim, "market/products/BTC-USDT")
     assert btc["quote_increment"] == "0.01" and btc["status"] == "online"
     assert btc["product_type"] == "SPOT"
-    missing = await get(http, cb_sim, "market/products/NOPE-USD", status=404)
+    missing = await get(http, face_sim, "market/products/NOPE-USD", status=404)
     assert set(missing) == {"error", "error_details", "message"}
-    await get(http, cb_sim, "market/product_book", status=400)
+    await get(http, face_sim, "market/product_book", status=400)
     await get(
         http,
-        cb_sim,
+        face_sim,
         "market/products/BTC-USDT/candles",
         status=400,
         start=1,
         end=2,
         granularity="FOUR_MINUTE",
     )
-    await get(http, cb_sim, "market/products/BTC-USDT/candles", status=400, granularity="ONE_DAY")
+    await get(http, face_sim, "market/products/BTC-USDT/candles", status=400, granularity="ONE_DAY")
 
 
 async def test_past_the_public_limit_rest_answers_429(http):
@@ -569,10 +538,10 @@ async def test_past_the_public_limit_rest_answers_429(http):
 # --- faults --------------------------------------------------------------------------------
 
 
-async def test_a_drop_cuts_connections_without_a_close_frame(cb_sim, http):
-    async with http.ws_connect(cb_sim.coinbase_ws_url) as ws:
+async def test_a_drop_cuts_connections_without_a_close_frame(face_sim, http):
+    async with http.ws_connect(face_sim.coinbase_ws_url) as ws:
         await subscribe(ws, "market_trades", "BTC-USDT")
-        assert cb_sim.coinbase.drop() == 1
+        assert face_sim.coinbase.drop() == 1
         while True:
             msg = await ws.receive(timeout=5)
             if msg.type != aiohttp.WSMsgType.TEXT:
@@ -581,11 +550,11 @@ async def test_a_drop_cuts_connections_without_a_close_frame(cb_sim, http):
 
 
 @pytest.mark.parametrize("kind", ["garbage", "truncated"])
-async def test_a_garbage_frame_arrives_and_the_stream_goes_on(cb_sim, http, kind):
-    async with http.ws_connect(cb_sim.coinbase_ws_url) as ws:
+async def test_a_garbage_frame_arrives_and_the_stream_goes_on(face_sim, http, kind):
+    async with http.ws_connect(face_sim.coinbase_ws_url) as ws:
         await subscribe(ws, "level2", "BTC-USDT")
         last = (await until(ws, on("l2_data")))["sequence_num"]
-        assert cb_sim.coinbase.send_malformed(kind) == 1
+        assert face_sim.coinbase.send_malformed(kind) == 1
         bad = 0
         while True:
             msg = await ws.receive(timeout=5)
@@ -601,12 +570,12 @@ async def test_a_garbage_frame_arrives_and_the_stream_goes_on(cb_sim, http, kind
         assert bad == 1
 
 
-async def test_a_message_of_a_new_kind_is_numbered_like_any_other(cb_sim, http):
+async def test_a_message_of_a_new_kind_is_numbered_like_any_other(face_sim, http):
     """ "New message types can be added at any time" (the docs): a client ignores it, but it
     takes its sequence_num, so ignoring it must not look like a gap."""
-    async with http.ws_connect(cb_sim.coinbase_ws_url) as ws:
+    async with http.ws_connect(face_sim.coinbase_ws_url) as ws:
         answer = await subscribe(ws, "heartbeats")
-        assert cb_sim.coinbase.send_malformed("new_channel") == 1
+        assert face_sim.coinbase.send_malformed("new_channel") == 1
         surprise = await recv(ws)
         assert list(surprise) == ENVELOPE and surprise["channel"] not in ("heartbeats", "")
         assert surprise["sequence_num"] == answer["sequence_num"] + 1
@@ -614,28 +583,28 @@ async def test_a_message_of_a_new_kind_is_numbered_like_any_other(cb_sim, http):
         assert beat["sequence_num"] == surprise["sequence_num"] + 1
 
 
-async def test_the_simulators_status_counts_coinbase_connections(cb_sim, http):
-    async with http.ws_connect(cb_sim.coinbase_ws_url) as ws:
+async def test_the_simulators_status_counts_coinbase_connections(face_sim, http):
+    async with http.ws_connect(face_sim.coinbase_ws_url) as ws:
         await subscribe(ws, "heartbeats")
-        async with http.get(f"{cb_sim.rest_url}/sim/v1/status") as r:
+        async with http.get(f"{face_sim.rest_url}/sim/v1/status") as r:
             assert (await r.json())["connections"] == 1
 
 
-async def test_an_outage_cuts_and_refuses_everything_until_it_ends(cb_sim, http):
-    async with http.ws_connect(cb_sim.coinbase_ws_url) as ws:
+async def test_an_outage_cuts_and_refuses_everything_until_it_ends(face_sim, http):
+    async with http.ws_connect(face_sim.coinbase_ws_url) as ws:
         await subscribe(ws, "ticker", "BTC-USDT")
-        assert cb_sim.coinbase.outage(1.0) == 1
+        assert face_sim.coinbase.outage(1.0) == 1
         while (await ws.receive(timeout=5)).type == aiohttp.WSMsgType.TEXT:
             pass
     began = time.monotonic()
     with pytest.raises(aiohttp.ClientError):
-        async with http.ws_connect(cb_sim.coinbase_ws_url):
+        async with http.ws_connect(face_sim.coinbase_ws_url):
             pass
     with pytest.raises(aiohttp.ClientError):
-        await get(http, cb_sim, "time")
+        await get(http, face_sim, "time")
     await asyncio.sleep(max(0.0, began + 1.1 - time.monotonic()))
-    assert "epochSeconds" in await get(http, cb_sim, "time")
-    async with http.ws_connect(cb_sim.coinbase_ws_url) as ws:
+    assert "epochSeconds" in await get(http, face_sim, "time")
+    async with http.ws_connect(face_sim.coinbase_ws_url) as ws:
         assert (await subscribe(ws, "ticker", "BTC-USDT"))["sequence_num"] >= 1
 
 

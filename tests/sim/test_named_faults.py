@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import itertools
 import time
-from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
@@ -19,29 +18,14 @@ from marketlab.cli.main import main as cli_main
 from marketlab.sim import SimExchange, parse_fault_schedule
 from marketlab.sim.faults import FAULT_NAMES, VENUES, fault_venues, venue_of_path, venues_of
 from tests.conftest import START
+from tests.sim.conftest import recv
 
 CUT = (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED, aiohttp.WSMsgType.ERROR)
 
 
 @pytest.fixture
-async def sim() -> AsyncIterator[SimExchange]:
-    """A private simulator at 60x, on this test's loop."""
-    async with SimExchange(
-        ["BTCUSDT", "ETHUSDT"], speed=60, seed=5, start_time=START, history="30m"
-    ) as exchange:
-        yield exchange
-
-
-@pytest.fixture
-async def http() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as session:
-        yield session
-
-
-async def recv(ws: aiohttp.ClientWebSocketResponse, timeout: float = 5.0) -> Any:
-    msg = await ws.receive(timeout=timeout)
-    assert msg.type == aiohttp.WSMsgType.TEXT, msg
-    return orjson.loads(msg.data)
+def sim(face_sim: SimExchange) -> SimExchange:
+    return face_sim
 
 
 async def quiet_for(ws: aiohttp.ClientWebSocketResponse, seconds: float) -> list[Any]:

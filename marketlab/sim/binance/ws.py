@@ -18,7 +18,7 @@ from aiohttp import WSMsgType, web
 
 from marketlab.records import INTERVAL_NAMES
 from marketlab.sim.binance.rest import Formatter, kline_event, ticker_fields
-from marketlab.sim.face import SocketFace
+from marketlab.sim.face import HOSTILE_FRAMES, SocketFace
 from marketlab.sim.host import BinanceHost
 from marketlab.sim.market import StepResult, VenueMarket
 
@@ -74,14 +74,7 @@ class BinanceWs(SocketFace):
     """WebSocket handling, faults and fan-out of :class:`~marketlab.sim.binance.BinanceFace`."""
 
     venue = "binance"
-    MALFORMED_KINDS = (
-        "truncated",
-        "garbage",
-        "bad_field",
-        "unknown_event",
-        "id_past_int64",
-        "nan_price",
-    )
+    MALFORMED_KINDS = HOSTILE_FRAMES
     sim: BinanceHost
     markets: dict[str, VenueMarket]
     subs: dict[str, set[Connection]]

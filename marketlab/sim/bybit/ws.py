@@ -34,7 +34,7 @@ from marketlab.sim.bybit.rest import (
     trade_id,
     trade_seq,
 )
-from marketlab.sim.face import OutageFace, on_loop
+from marketlab.sim.face import HOSTILE_FRAMES, OutageFace, on_loop
 from marketlab.sim.host import BybitHost
 from marketlab.sim.market import Candle, StepResult, VenueMarket
 
@@ -67,14 +67,7 @@ class BybitWs(OutageFace):
     """WebSocket handling, faults and fan-out of :class:`~marketlab.sim.bybit.BybitFace`."""
 
     venue = "bybit"
-    MALFORMED_KINDS = (
-        "truncated",
-        "garbage",
-        "bad_field",
-        "unknown_event",
-        "id_past_int64",
-        "nan_price",
-    )
+    MALFORMED_KINDS = HOSTILE_FRAMES
     sim: BybitHost
     markets: dict[str, VenueMarket]
     subs: dict[str, set[BybitConnection]]

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 from aiohttp import WSMsgType, web
 
-from marketlab.sim.face import SocketFace
+from marketlab.sim.face import HOSTILE_FRAMES, SocketFace
 from marketlab.sim.host import OkxHost
 from marketlab.sim.market import Candle, StepResult, VenueMarket
 from marketlab.sim.okx.rest import BARS, BOOK_LEVELS, num
@@ -62,14 +62,7 @@ class OkxWs(SocketFace):
     """WebSocket handling, faults and fan-out of :class:`~marketlab.sim.okx.OkxFace`."""
 
     venue = "okx"
-    MALFORMED_KINDS = (
-        "truncated",
-        "garbage",
-        "bad_field",
-        "unknown_event",
-        "id_past_int64",
-        "nan_price",
-    )
+    MALFORMED_KINDS = HOSTILE_FRAMES
     sim: OkxHost
     subs: dict[tuple[str, str], set[OkxConnection]]
     connections: set[OkxConnection]
