@@ -363,9 +363,6 @@ class Lab(LabFrames):
             if isinstance(outcome, BaseException):
                 raise outcome
         fatal = [side.feed.fatal for side in self._sides.values() if side.feed is not None]
-        for error in fatal:
-            if error is not None and len(self._sides) == 1:
-                raise error
         if fatal and all(e is not None for e in fatal):  # every venue stopped collecting
             raise next(e for e in fatal if e is not None)
 
@@ -391,15 +388,19 @@ class Lab(LabFrames):
         and its error is in ``summary()``), with its fallback watching."""
         feed = side.feed
         assert feed is not None
-        if side.failover is None:
-            await feed.run()
-            return
-        watcher = asyncio.create_task(side.failover.watch(feed, side.exchange))
+        watcher = None
+        if side.failover is not None:
+            watcher = asyncio.create_task(side.failover.watch(feed, side.exchange))
         try:
             await feed.run()
+        except Exception:
+            if len(self._sides) > 1:  # the others go on: say it now, not when they stop
+                log.exception("%s: collection failed", side.exchange)
+            raise
         finally:
-            watcher.cancel()
-            await side.failover.stop()
+            if watcher is not None and side.failover is not None:
+                watcher.cancel()
+                await side.failover.stop()
 
     def _store_kline(self, exchange: str, k: Kline) -> None:
         if self._store is not None:
