@@ -4,7 +4,6 @@ subscriptions per venue, and the cross-venue views served as the Lab computes th
 
 from __future__ import annotations
 
-import asyncio
 import math
 import time
 from collections.abc import Iterator
@@ -20,6 +19,7 @@ from marketlab.server import PREFIX, create_app
 from marketlab.server.runner import ServerThread
 from marketlab.sim import SimExchange
 from tests.lab.test_lab import FAST, venue_options, wait_for
+from tests.server.test_api import recv, until
 
 VENUES = ["binance", "okx", "bybit", "coinbase"]
 SYMBOLS = ["BTCUSDT", "ETHUSDT"]
@@ -251,25 +251,13 @@ def test_venues_quoting_in_different_assets_are_compared_only_when_declared():
         assert httpx.get(api + "/depth/BTCUSD", params={"exchange": "coinbase"}).status_code == 200
 
 
-async def _recv(ws, timeout: float = 5.0) -> dict:
-    return orjson.loads(await asyncio.wait_for(ws.recv(), timeout))
-
-
-async def _until(ws, predicate, timeout: float = 10.0) -> dict:
-    deadline = time.monotonic() + timeout
-    while True:
-        msg = await _recv(ws, max(0.1, deadline - time.monotonic()))
-        if predicate(msg):
-            return msg
-
-
 async def test_websocket_subscriptions_name_their_venue(stack):
     async with connect(stack.ws) as seed, connect(stack.ws) as okx, connect(stack.ws) as bad:
         # the seed report's example, unchanged: the first venue's tickers
         await seed.send(
             orjson.dumps({"action": "subscribe", "symbols": ["BTCUSDT", "ETHUSDT"]}).decode()
         )
-        ack = await _until(seed, lambda m: m["type"] == "subscribed")
+        ack = await until(seed, lambda m: m["type"] == "subscribed")
         assert ack["channels"] == ["ticker"] and ack["symbols"] == ["BTCUSDT", "ETHUSDT"]
         assert ack["subscriptions"] == ["BTCUSDT:ticker", "ETHUSDT:ticker"]
         await okx.send(
@@ -282,7 +270,7 @@ async def test_websocket_subscriptions_name_their_venue(stack):
                 }
             ).decode()
         )
-        ack = await _until(okx, lambda m: m["type"] == "subscribed")
+        ack = await until(okx, lambda m: m["type"] == "subscribed")
         assert ack["exchange"] == "okx"
         assert ack["subscriptions"] == [
             "okx:BTCUSDT:depth",
@@ -296,7 +284,7 @@ async def test_websocket_subscriptions_name_their_venue(stack):
         while (len(seen_seed) < 2 or len(seen_okx) < 4) and time.monotonic() < deadline:
             for ws, seen in ((seed, seen_seed), (okx, seen_okx)):
                 try:
-                    m = await _recv(ws, 0.2)
+                    m = await recv(ws, 0.2)
                 except TimeoutError:
                     continue
                 if m["type"] in ("ticker", "trade", "kline", "depth"):
@@ -315,7 +303,7 @@ async def test_websocket_subscriptions_name_their_venue(stack):
                 {"action": "subscribe", "exchange": "kraken", "symbols": ["BTCUSDT"]}
             ).decode()
         )
-        error = await _until(bad, lambda m: m["type"] == "error")
+        error = await until(bad, lambda m: m["type"] == "error")
         assert error["detail"] == (
             "unknown exchange 'kraken': this server collects binance, okx, bybit, coinbase"
         )
@@ -329,5 +317,5 @@ async def test_websocket_subscriptions_name_their_venue(stack):
                 }
             ).decode()
         )
-        ack = await _until(okx, lambda m: m["type"] == "unsubscribed")
+        ack = await until(okx, lambda m: m["type"] == "unsubscribed")
         assert "okx:BTCUSDT:trade" not in ack["subscriptions"] and len(ack["subscriptions"]) == 3
