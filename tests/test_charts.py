@@ -1,12 +1,21 @@
 """Live charts: figure data equals the Lab's frames after updates; views detach cleanly."""
 
 import asyncio
+import html
 import time
 
 import numpy as np
 import pytest
 
-from marketlab.charts import board_html, candle_figure, candle_traces, depth_figure, depth_traces
+from marketlab.charts import (
+    board_html,
+    candle_figure,
+    candle_traces,
+    depth_figure,
+    depth_traces,
+    stop_button,
+    with_attrs,
+)
 from marketlab.lab import Lab
 from marketlab.rings import book_frame
 from marketlab.sim import SimExchange
@@ -98,7 +107,14 @@ def test_board_colours_change_and_staleness(lab):
     assert "#26a69a'>+2.00%" in eth and "color:#9e9e9e" in eth
 
 
-def test_stopping_the_lab_closes_its_charts():
+def stopped_with(view, why: str) -> None:
+    """``view`` shows it is stopped, and why, and none of its controls can act."""
+    assert view.state == "stopped" and view.why == why and not view.live
+    assert "stopped" in view.status.value and html.escape(why) in view.status.value
+    assert all(c.disabled for c in view.controls)
+
+
+def test_stopping_the_lab_stops_its_charts_which_say_so():
     with SimExchange(["BTCUSDT"], speed=60, seed=2) as sim:
         lab = Lab(
             ["BTCUSDT"], binance_ws_url=sim.ws_url, binance_rest_url=sim.rest_url, **FAST
@@ -107,14 +123,115 @@ def test_stopping_the_lab_closes_its_charts():
 
         async def scenario():
             chart = lab.chart("BTCUSDT", fps=10)
+            book = lab.book_chart("BTCUSDT", fps=10)
+            board = lab.board(fps=10)
             await asyncio.sleep(0.3)
-            lab.stop()
+            assert [v.state for v in (chart, book, board)] == ["live"] * 3
+            assert "live" in chart.status.value and not any(c.disabled for c in chart.controls)
+            assert chart.figure.layout.title.text == "BTCUSDT 1m"
+            button = stop_button(lab, sim)
+            button.button.click()
             await asyncio.sleep(0)
-            return chart
+            assert button.button.disabled and "Lab, SimExchange" in button.done.value
+            return chart, book, board
 
-        chart = asyncio.run(scenario())
-        assert not chart.live and np.isfinite(chart.figure.data[0].close[-1])
-        wait_for(lambda: not lab.running, 5)
+        chart, book, board = asyncio.run(scenario())
+        assert not lab.running
+        for view in (chart, book, board):
+            stopped_with(view, "lab.stop() was called")
+        assert chart.figure.layout.title.text == "BTCUSDT 1m — stopped: lab.stop() was called"
+        assert book.figure.layout.title.text.endswith(" — stopped: lab.stop() was called")
+        assert {chart.pause, chart.symbol, chart.interval_box} == set(chart.controls)
+        assert np.isfinite(chart.figure.data[0].close[-1])  # the last picture stays
+        chart.pause.value = True  # a stopped chart is not "paused" by a control that lingers
+        assert chart.state == "stopped"
+        late = lab.chart("BTCUSDT")  # drawn once from what the stopped Lab holds
+        stopped_with(late, "the Lab is not running")
+        assert late.refreshes == 1 and len(late.figure.data[0].x) > 0
+
+
+async def test_a_chart_whose_collector_fails_says_stopped_and_why():
+    """The venue refuses a symbol: the collector stops with that error, and the chart left
+    refreshing on the loop shows it rather than a frozen picture that looks live."""
+    with SimExchange(["BTCUSDT"], speed=60, seed=5) as sim:
+        lab = Lab(
+            ["BTCUSDT", "NOPEUSDT"],
+            binance_ws_url=sim.ws_url,
+            binance_rest_url=sim.rest_url,
+            **FAST,
+        ).start()
+        try:
+            chart = lab.chart("BTCUSDT", fps=10)
+            for _ in range(300):
+                if chart.state == "stopped":
+                    break
+                await asyncio.sleep(0.1)
+            error = lab.summary()["error"]
+            assert error and "NOPEUSDT" in error
+            stopped_with(chart, f"the collector failed: {error}")
+            assert chart.figure.layout.title.text.startswith("BTCUSDT 1m — stopped: the collector")
+        finally:
+            lab.stop()
+
+
+def test_pause_shows_paused_and_resume_live(lab):
+    chart = lab.book_chart("ETHUSDT", depth=5)
+    chart.pause.value = True
+    assert chart.state == "paused" and "paused" in chart.status.value
+    assert chart.figure.layout.title.text.endswith(" — paused")
+    assert not chart.pause.disabled  # a paused chart can still be resumed
+    chart.pause.value = False
+    assert chart.state == "live" and "live" in chart.status.value
+    assert "paused" not in chart.figure.layout.title.text
+    chart.close()
+    stopped_with(chart, "closed")
+
+
+def test_charts_fill_their_cell_and_show_prices_at_the_tick_with_units(lab):
+    chart = lab.chart("BTCUSDT", "1m")
+    book = lab.book_chart("BTCUSDT", depth=5)
+    decimals = round(-np.log10(lab.tick_size("BTCUSDT")))  # 0.01 listed by the venue -> 2
+    for fig in (chart.figure, book.figure):
+        assert fig.layout.autosize and fig.layout.width is None
+        assert fig.layout.uirevision == "keep"  # zoom and legend survive refreshes
+    layout = chart.figure.layout
+    assert layout.yaxis.title.text == "price (USDT)" and layout.yaxis.tickformat == f",.{decimals}f"
+    assert chart.figure.data[0].yhoverformat == f",.{decimals}f"
+    assert layout.yaxis2.title.text == "volume (BTC)" and layout.xaxis2.title.text == "time (UTC)"
+    assert book.figure.layout.xaxis.title.text == "price (USDT)"
+    assert book.figure.layout.xaxis.tickformat == f",.{decimals}f"
+    assert book.figure.layout.yaxis.title.text == "cumulative quantity (BTC)"
+    chart.symbol.value = "ETHUSDT"
+    assert chart.figure.layout.yaxis2.title.text == "volume (ETH)"
+    chart.close()
+    book.close()
+
+
+def test_a_rerun_cell_replaces_its_chart_and_the_old_one_says_so(lab):
+    first = lab.chart("ETHUSDT", "5m")
+    again = lab.chart("ETHUSDT", "5m")  # the same cell (no cell id outside a notebook: its key)
+    stopped_with(first, "replaced by the chart this cell made when run again")
+    assert again.state == "live"
+    again.close()
+
+
+def test_board_right_aligns_prices_at_the_tick(lab):
+    prices = lab.prices()
+    prices.loc["BTCUSDT", ["last", "bid", "ask"]] = [602.4, 602.42, 602.5]
+    html_ = board_html(prices, 5, {"BTCUSDT": 2, "ETHUSDT": 2})
+    btc = html_.split("<tr")[2]
+    cells = btc.split("<td")[2:5]
+    assert [c.split(">")[1].split("<")[0] for c in cells] == ["602.40", "602.42", "602.50"]
+    assert all("text-align:right" in c for c in cells)
+    assert "font-family:monospace" in html_
+
+
+def test_a_frame_is_shown_as_a_table_beside_its_attrs(lab):
+    book = lab.book("BTCUSDT", depth=3)
+    shown = with_attrs(book)._repr_html_()
+    assert shown.count("<table") == 2 and "synced" in shown and "last_update_id" in shown
+    assert str(book.attrs["last_update_id"]) in shown
+    assert "<th>price</th>" in shown or ">price</th>" in shown
 
 
 def test_derived_prices_are_shown_at_the_instruments_tick(lab):
@@ -192,7 +309,7 @@ def test_venues_chart_draws_each_venue_mid_and_the_consolidated_spread():
                 consolidated = bbo.attrs["bbo"]
                 spread, locked, crossed = chart.figure.data[4:7]
                 assert spread.y[-1] == pytest.approx(consolidated["spread_bps"])
-                assert spread.customdata[-1] == consolidated["state"] == chart.state
+                assert spread.customdata[-1] == consolidated["state"] == chart.market_state
                 marked = {"locked": locked, "crossed": crossed}.get(consolidated["state"])
                 if marked is not None:
                     assert marked.x[-1] == spread.x[-1] and marked.y[-1] == spread.y[-1]

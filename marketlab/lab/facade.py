@@ -423,7 +423,7 @@ class Lab(LabFrames):
         one line and kept in :attr:`store_report` (the next start fetches it again)."""
         deadline = time.monotonic() + timeout
         for view in list(self._views):
-            view.close()
+            view.close("lab.stop() was called")
         if not self._bg.started:
             return
         for side in self._sides.values():
