@@ -27,6 +27,7 @@ from marketlab.lab.background import Background
 from marketlab.lab.failover import Failover
 from marketlab.lab.market_state import MarketState
 from marketlab.lab.options import (
+    LabWatch,
     buffer_sizes,
     check_channels,
     check_intervals,
@@ -83,9 +84,10 @@ class Lab(LabFrames):
     reads the same), ``prices()`` and ``status()`` gain an ``exchange`` index level, and the
     cross-venue views (:meth:`bbo`, :meth:`consolidated_book`, :meth:`divergence`) compare
     them, never mixing quote assets unless ``quote_equivalents={"USD": "USDT"}`` says so.
-    Venue URLs default to the real exchanges and can be pointed anywhere (the simulator) by
-    argument or environment variable. Extra keyword arguments tune the connection (see
-    :class:`marketlab.stream.config.FeedConfig`).
+    ``alerts=Watch(...)`` (``marketlab.watch``) runs alert rules on its health and markets
+    (:meth:`alerts`, :meth:`on_alert`). Venue URLs default to the real exchanges and can be
+    pointed anywhere (the simulator) by argument or environment variable. Extra keyword
+    arguments tune the connection (see :class:`marketlab.stream.config.FeedConfig`).
     """
 
     def __init__(
@@ -117,6 +119,7 @@ class Lab(LabFrames):
         publish: str | BusConfig | None = None,
         memory_limit: str | int | None = None,
         quote_equivalents: Mapping[str, str] | None = None,
+        alerts: LabWatch | None = None,
         **feed_options: Any,
     ):
         venues, wanted, fallbacks = plan_venues(symbols, exchange, exchanges, fallback)
@@ -219,6 +222,7 @@ class Lab(LabFrames):
         self._bg = Background("marketlab-lab", quiet=(VenueError,))
         self._bus_source: BusSource | None = None  # set by from_bus: read the bus, not a venue
         self._views: weakref.WeakSet[Any] = weakref.WeakSet()  # live charts to close on stop
+        self.watch = alerts  # alert rules run beside the collector (marketlab.watch.Watch)
 
     # --- the venues ------------------------------------------------------------------------
 
@@ -274,6 +278,8 @@ class Lab(LabFrames):
         for side in self._sides.values():
             self._start_side(side)
         self._bg.start(self._run)
+        if self.watch is not None:
+            self.watch.attach(self)
         return self
 
     def _start_side(self, side: VenueSide) -> None:
@@ -424,6 +430,8 @@ class Lab(LabFrames):
         deadline = time.monotonic() + timeout
         for view in list(self._views):
             view.close("lab.stop() was called")
+        if self.watch is not None:
+            self.watch.detach()
         if not self._bg.started:
             return
         for side in self._sides.values():
@@ -596,6 +604,21 @@ class Lab(LabFrames):
                 callbacks.remove(callback)
 
         return unsubscribe
+
+    def alerts(self) -> pd.DataFrame:
+        """Active alerts, then recently resolved ones: time, venue, symbol, rule, kind
+        (health or market), value, threshold, message, state, resolved_at (``alerts=``)."""
+        if self.watch is None:
+            raise ValueError("this Lab runs no alert rules: create it with alerts=Watch()")
+        frame: pd.DataFrame = self.watch.frame()
+        return frame
+
+    def on_alert(self, callback: Callable[[Mapping[str, Any]], Any]) -> Callable[[], None]:
+        """Call ``callback(alert)`` (a dict) for every alert raised and resolved, on the
+        watch's thread; returns a function that unsubscribes."""
+        if self.watch is None:
+            raise ValueError("this Lab runs no alert rules: create it with alerts=Watch()")
+        return self.watch.on_alert(callback)
 
     def status(self) -> pd.DataFrame:
         """Per symbol and stream: connected, source, last message age, counts, book state and

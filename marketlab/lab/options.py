@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import os
 import zlib
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, Protocol
 
 from marketlab.lab.failover import FALLBACK_CHANNELS
 from marketlab.records import Interval, normalize_symbol
@@ -14,6 +14,20 @@ from marketlab.rings import TRADE_BLOCK
 from marketlab.settings import CHANNELS, one_of
 from marketlab.stream.config import FeedConfig
 from marketlab.venues import registry
+
+
+class LabWatch(Protocol):
+    """What a Lab runs beside its collector when given ``alerts=`` (``marketlab.watch.Watch``):
+    attached when the Lab starts and detached when it stops; the Lab's :meth:`alerts` and
+    :meth:`on_alert` are its."""
+
+    def attach(self, lab: Any) -> None: ...
+
+    def detach(self) -> None: ...
+
+    def frame(self) -> Any: ...  # a pandas DataFrame of active and recent alerts
+
+    def on_alert(self, callback: Callable[[Mapping[str, Any]], Any]) -> Callable[[], None]: ...
 
 
 def check_symbols(symbols: str | Sequence[str]) -> list[str]:

@@ -1,0 +1,183 @@
+"""The watch a Lab runs beside its collector (``Lab(alerts=Watch(...))``): a thread that
+observes the Lab through its public readers every ``interval_s``, hands the observation and
+the time to the sans-I/O rules, and delivers what they raise and resolve: the log,
+``lab.on_alert`` callbacks, a webhook, ``lab.alerts()``, the API server."""
+
+from __future__ import annotations
+
+import functools
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any
+
+import pandas as pd
+
+from marketlab.records import Trade
+from marketlab.watch.alerts import COLUMNS, Alert, AlertBook
+from marketlab.watch.metrics import LagHistogram
+from marketlab.watch.rules import Observation, Print, Rules, observe
+from marketlab.watch.settings import DEFAULTS, AlertSettings
+from marketlab.watch.webhook import Webhook
+
+if TYPE_CHECKING:
+    from marketlab.lab import Lab
+
+log = logging.getLogger("marketlab.watch")
+
+AlertCallback = Callable[[Mapping[str, Any]], Any]
+
+
+class Watch:
+    """Alert rules over a Lab, with ``settings`` (:class:`AlertSettings`) and any threshold
+    given by name on top: ``Watch(silence_s=20, webhook="http://127.0.0.1:9000/alerts")``."""
+
+    def __init__(
+        self, settings: AlertSettings | Mapping[str, Any] | None = None, **thresholds: Any
+    ):
+        if isinstance(settings, Mapping):
+            settings = AlertSettings.from_mapping(settings)
+        base = settings or DEFAULTS
+        self.settings = AlertSettings.from_mapping({**base.as_dict(), **thresholds})
+        self.book = AlertBook(self.settings.resolve_after_s, self.settings.recent)
+        self.rules = Rules(self.settings)
+        self.webhook: Webhook | None = None
+        self.failures = 0  # observations that raised (logged; the watch goes on)
+        self._callbacks: list[AlertCallback] = []
+        self._lock = threading.Lock()
+        self._prints: deque[Print] = deque()  # the collector appends, the watch takes
+        self._lag: dict[str, LagHistogram] = {}
+        self._lab: Lab | None = None
+        self._thread: threading.Thread | None = None
+        self._stop = threading.Event()
+        self._unsubscribe: list[Callable[[], None]] = []
+
+    # --- the Lab's hook --------------------------------------------------------------------
+
+    def attach(self, lab: Lab) -> None:
+        """Start watching ``lab`` (the Lab calls this when it starts)."""
+        if self._thread is not None:
+            return
+        self._lab = lab
+        for venue in lab.exchanges:
+            taker = functools.partial(
+                self._on_record, venue, self._lag.setdefault(venue, LagHistogram())
+            )
+            self._unsubscribe.append(lab.subscribe(taker, exchange=venue))
+        s = self.settings
+        if s.webhook is not None and self.webhook is None:
+            self.webhook = Webhook(s.webhook, s.webhook_queue, s.webhook_attempts)
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._loop, name="marketlab-watch", daemon=True)
+        self._thread.start()
+
+    def detach(self) -> None:
+        """Stop watching (the Lab calls this when it stops); alerts stay readable."""
+        thread, self._thread = self._thread, None
+        self._stop.set()
+        if thread is not None:
+            thread.join(5.0)
+        for unsubscribe in self._unsubscribe:
+            unsubscribe()
+        self._unsubscribe.clear()
+        if self.webhook is not None:
+            self.webhook.close()
+            self.webhook = None
+
+    def on_alert(self, callback: AlertCallback) -> Callable[[], None]:
+        """Call ``callback(alert)`` (a dict: :meth:`Alert.as_dict`) for every alert raised and
+        resolved, on the watch's thread; returns a function that unsubscribes."""
+        self._callbacks.append(callback)
+
+        def unsubscribe() -> None:
+            if callback in self._callbacks:
+                self._callbacks.remove(callback)
+
+        return unsubscribe
+
+    def frame(self) -> pd.DataFrame:
+        """Active alerts first, then recently resolved ones (newest first)."""
+        with self._lock:
+            rows = self.book.rows()
+        df = pd.DataFrame(rows, columns=COLUMNS)
+        for column in ("time", "resolved_at"):
+            df[column] = pd.to_datetime(df[column].astype("float64"), unit="s", utc=True)
+        return df
+
+    def rows(self) -> list[dict[str, Any]]:
+        """:meth:`frame` as plain dicts (epoch seconds), for servers."""
+        with self._lock:
+            return self.book.rows()
+
+    # --- observing -------------------------------------------------------------------------
+
+    def _on_record(self, venue: str, lag: LagHistogram, record: Any) -> None:
+        """Every record of ``venue``, on the collector thread: trades are kept for the next
+        observation and their lag counted; nothing else is looked at."""
+        if type(record) is Trade:
+            lag.observe(max(0.0, time.time() - record.time / 1000))
+            self._prints.append(Print(venue, record.symbol, record.price, record.qty))
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.settings.interval_s):
+            try:
+                self.step(time.time())
+            except Exception:
+                self.failures += 1
+                log.exception("alert rules failed (they go on at the next interval)")
+
+    def step(self, now: float) -> list[Alert]:
+        """Observe the Lab once at ``now`` and deliver what the rules raise and resolve."""
+        lab = self._lab
+        if lab is None:
+            raise RuntimeError("the watch is not attached to a Lab")
+        taken = self._prints
+        prints = [taken.popleft() for _ in range(len(taken))]
+        divergence = None
+        if len(lab.exchanges) > 1:
+            try:
+                divergence = lab.divergence()
+            except ValueError:  # venues quoting in different assets: nothing to compare
+                divergence = None
+        seen = observe(lab.status(), lab.exchange, lab.price_rows(), prints, divergence)
+        return self.evaluate(now, seen)
+
+    def evaluate(self, now: float, seen: Observation) -> list[Alert]:
+        """Run the rules on one observation and deliver the alerts raised and resolved."""
+        with self._lock:
+            events = self.book.update(now, self.rules.evaluate(now, seen))
+        for alert in events:
+            self._deliver(alert)
+        return events
+
+    def _deliver(self, alert: Alert) -> None:
+        if alert.state == "active":
+            log.warning("alert %s: %s", alert.rule, alert.message)
+        else:
+            log.info("resolved %s: %s", alert.rule, alert.message)
+        payload = alert.as_dict()
+        if self.webhook is not None:
+            self.webhook.send(payload)
+        for callback in list(self._callbacks):
+            try:
+                callback(payload)
+            except Exception:
+                log.exception("alert callback %r failed", callback)
+
+    # --- what the metrics read ------------------------------------------------------------
+
+    def raised_counts(self) -> Mapping[str, int]:
+        with self._lock:
+            return dict(self.book.raised)
+
+    def active_counts(self) -> Mapping[str, int]:
+        with self._lock:
+            return dict(self.book.active_counts())
+
+    def dropped_deliveries(self) -> int:
+        return self.webhook.dropped if self.webhook is not None else 0
+
+    def lag_histograms(self) -> Mapping[str, LagHistogram]:
+        return dict(self._lag)
