@@ -25,6 +25,7 @@ from marketlab.cli.args import (
     symbols_or_all,
     venue_list,
 )
+from marketlab.cli.download import add_parser as add_download_parser
 from marketlab.settings import DEFAULT_INTERVALS, DEFAULT_SYMBOLS
 from marketlab.store.sqlite import StoreError
 from marketlab.venues import registry
@@ -277,6 +278,8 @@ def build_parser() -> argparse.ArgumentParser:
         flag = "--" + key.replace("_", "-")
         backfill.add_argument(flag, default=None, help=f"venue URL (or $MARKETLAB_{key.upper()})")
 
+    add_download_parser(sub)
+
     sim = sub.add_parser("sim", help="run the simulated exchange alone")
     sim.add_argument("--host", default="127.0.0.1")
     sim.add_argument("--port", type=_port, default=9100)
@@ -514,6 +517,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return run_export(args)
         if args.command == "backfill":
             return run_backfill_command(args)
+        if args.command == "download":
+            from marketlab.cli.download import run_download_command
+
+            return run_download_command(args)
         if args.command in ("collect", "serve", "record", "store"):
             from marketlab.cli.collect import run_collect
 

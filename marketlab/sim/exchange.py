@@ -19,6 +19,7 @@ from typing import Any, TypeVar
 from aiohttp import web
 
 from marketlab.records import Interval, normalize_symbol, parse_duration
+from marketlab.sim.archive import ArchiveFace
 from marketlab.sim.binance import BinanceFace
 from marketlab.sim.bybit import BybitFace
 from marketlab.sim.coinbase import WS_PATH as COINBASE_WS
@@ -97,6 +98,7 @@ class SimExchange(FaultControls):
         port: int = 0,
         start_time: int | None = None,
         history: str | float = "2h",
+        trades_per_second: float | None = None,
         ping_interval: float = 20.0,
         pong_timeout: float = 60.0,
         max_connection_age: float = 86400.0,
@@ -131,7 +133,7 @@ class SimExchange(FaultControls):
         self.start_time = start - start % SECOND_MS
         history_s = parse_duration(history) if isinstance(history, str) else float(history)
         genesis = Interval("1m").open_of(self.start_time - int(history_s * 1000))
-        self.market = Market(self.symbol_names, seed, genesis)
+        self.market = Market(self.symbol_names, seed, genesis, trades_per_second)
         self.ping_interval, self.pong_timeout = ping_interval, pong_timeout
         self.max_connection_age, self.message_limit = max_connection_age, message_limit
         self.weight_limit, self.violations_before_ban = weight_limit, violations_before_ban
@@ -182,6 +184,7 @@ class SimExchange(FaultControls):
         self.okx = OkxFace(self)
         self.bybit = BybitFace(self)
         self.coinbase = CoinbaseFace(self)
+        self.archive = ArchiveFace(self)
         for v in VENUES:
             self._face(v).latency = self.venue_latency_ms[v] / 1000
         self.stats = {"rest_requests": 0, "ws_connections": 0}
@@ -204,6 +207,12 @@ class SimExchange(FaultControls):
         """The WebSocket base (``binance_ws_url=``; OKX's paths are under it too, see
         :attr:`okx_ws_url`): ``wss`` when serving TLS."""
         return f"{'wss' if self.ssl_context else 'ws'}://{self.host}:{self.port}"
+
+    @property
+    def archive_url(self) -> str:
+        """The public data archive's base (``archive_url=``): its listing and files, served
+        from this market's history (see :mod:`marketlab.sim.archive`)."""
+        return f"{self.rest_url}/archive"
 
     @property
     def okx_ws_url(self) -> str:
@@ -242,6 +251,7 @@ class SimExchange(FaultControls):
         self.okx.add_routes(app)
         self.bybit.add_routes(app)
         self.coinbase.add_routes(app)
+        self.archive.add_routes(app)
         app.router.add_post("/sim/v1/faults/{name}", self._fault_endpoint)
         app.router.add_get("/sim/v1/status", self._status_endpoint)
         self._runner = web.AppRunner(app, access_log=None, handle_signals=False)

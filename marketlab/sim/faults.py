@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from marketlab.records import normalize_symbol, parse_duration
+from marketlab.sim.archive import TRAPS as ARCHIVE_TRAPS
 from marketlab.sim.binance import ApiError
 from marketlab.sim.bybit.rest import BYBIT_REST_FAULTS
 from marketlab.sim.coinbase.rest import COINBASE_REST_FAULTS
@@ -20,6 +21,7 @@ from marketlab.sim.face import SocketFace
 from marketlab.sim.host import PausableClock
 
 if TYPE_CHECKING:
+    from marketlab.sim.archive import ArchiveFace
     from marketlab.sim.binance import BinanceFace
     from marketlab.sim.bybit import BybitFace
     from marketlab.sim.coinbase import CoinbaseFace
@@ -61,6 +63,8 @@ FAULT_VENUES: dict[str, tuple[str, ...]] = {
     "checksum": ("okx",),
     "heartbeat": ("okx",),
     "seqreset": ("okx", "bybit"),
+    # the public data archive's traps (Binance's; see marketlab.sim.archive)
+    **{f"archive_{trap}": ("binance",) for trap in ARCHIVE_TRAPS},
 }
 FAULT_NAMES = tuple(FAULT_VENUES)
 
@@ -184,6 +188,7 @@ class FaultControls:
 
     faults: Faults
     binance: BinanceFace
+    archive: ArchiveFace
     okx: OkxFace
     bybit: BybitFace
     coinbase: CoinbaseFace
@@ -401,3 +406,5 @@ class FaultControls:
             self.pause()
         elif name == "resume":
             self.resume()
+        elif name.startswith("archive_"):
+            self.archive.trap(name.removeprefix("archive_"), arg)

@@ -14,7 +14,7 @@ import random
 import zlib
 from collections import deque
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import overload
 
 import numpy as np
@@ -384,9 +384,14 @@ def _poisson(rng: random.Random, lam: float) -> int:
 class Market:
     """All simulated symbols, advanced together."""
 
-    def __init__(self, symbols: list[str], seed: int, genesis: int):
+    def __init__(
+        self, symbols: list[str], seed: int, genesis: int, trades_per_second: float | None = None
+    ):
         self.seed = seed
-        self.symbols = {s: SymbolMarket(spec_for(s), seed, genesis) for s in symbols}
+        specs = [spec_for(s) for s in symbols]
+        if trades_per_second is not None:  # a quieter (or busier) market than the default
+            specs = [replace(spec, trades_per_second=trades_per_second) for spec in specs]
+        self.symbols = {spec.symbol: SymbolMarket(spec, seed, genesis) for spec in specs}
         self.genesis = genesis
 
     @property

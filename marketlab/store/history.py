@@ -384,6 +384,61 @@ class History(TickQueries, BookQueries):
         with KlineStore(self.db) as store:
             return run_coroutine(run_backfill(store, self.exchange, syms, ivs, s, e, url, show))
 
+    # --- the public data archive ----------------------------------------------------------
+
+    def download(
+        self,
+        symbols: Sequence[str] | str,
+        kinds: Sequence[str] | str = "klines:1m",
+        start: str = "",
+        end: str | None = None,
+        *,
+        market: str = "spot",
+        fill: bool = True,
+        archive_url: str | None = None,
+        rest_url: str | None = None,
+        parallel: int = 4,
+        progress: bool | None = None,
+    ) -> pd.DataFrame:
+        """Years of history from Binance's public data archive (``data.binance.vision``, or
+        ``archive_url`` / ``MARKETLAB_ARCHIVE_URL``): ``kinds`` (``klines:1m``, ``trades``,
+        ``aggTrades``) of ``symbols`` from month or day ``start`` to ``end`` (included), each
+        file checked against its ``.CHECKSUM`` and imported once into this History's stores,
+        then audited and (``fill``) its holes fetched over REST. Resumable: files imported
+        before are not fetched again. Returns :meth:`archive_report`."""
+        from marketlab.store.archive import api
+
+        if self.db is None:
+            raise ValueError("download needs a SQLite file: History(db=...)")
+        if not start:
+            raise ValueError("download needs a start, e.g. start='2024-12'")
+        run_coroutine(
+            api.download(
+                self.db,
+                symbols,
+                kinds,
+                start,
+                end,
+                market=market,
+                fill=fill,
+                archive=archive_url,
+                rest_url=rest_url or self.rest_url,
+                ticks=self.ticks,
+                parallel=parallel,
+                progress=progress,
+            )
+        )
+        return self.archive_report()
+
+    def archive_report(self) -> pd.DataFrame:
+        """What the last archive download found missing: one row per hole or refused file
+        (``file kind symbol what start end first_id last_id missing filled``)."""
+        from marketlab.store.archive import api
+
+        if self.db is None:
+            raise ValueError("the archive report sits beside a SQLite file: History(db=...)")
+        return api.last_report(self.db)
+
 
 def _where(
     exchange: str, symbol: str, interval: str, start: int | None, end: int | None

@@ -50,6 +50,7 @@ class BinanceFace(BinanceRest, BinanceWs, SocketFace):
             ("/api/v3/depth", self.depth),
             ("/api/v3/trades", self.trades),
             ("/api/v3/historicalTrades", self.historical_trades),
+            ("/api/v3/aggTrades", self.agg_trades),
             ("/api/v3/ticker/24hr", self.ticker_24hr),
             ("/api/v3/ticker/price", self.ticker_price),
             ("/api/v3/ticker/bookTicker", self.book_ticker),

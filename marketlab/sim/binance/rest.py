@@ -447,6 +447,37 @@ class BinanceRest:
             chosen = list(itertools.islice(kept, start, start + limit))
         return 25, _trade_rows(self.formatters[m.spec.symbol], chosen)
 
+    async def agg_trades(self, request: web.Request) -> tuple[int, Any]:
+        """Aggregate trades from ``fromId`` on (the newest without it), oldest first: each
+        simulated trade is one taker filling at one price, so one aggregate, its agg id its
+        trade id (the archive's aggTrades files say the same)."""
+        m = self._market(request)
+        assert m is not None
+        limit = _int_param(request.query, "limit")
+        limit = min(1000, 500 if limit is None else max(1, limit))
+        from_id = _int_param(request.query, "fromId")
+        kept = m.recent_trades
+        if from_id is None or not kept:
+            chosen = _newest(kept, limit)
+        else:
+            start = max(0, from_id - kept[0].trade_id)
+            chosen = list(itertools.islice(kept, start, start + limit))
+        f = self.formatters[m.spec.symbol]
+        rows = [
+            {
+                "a": t.trade_id,
+                "p": f.p(t.price),
+                "q": f.q(t.qty),
+                "f": t.trade_id,
+                "l": t.trade_id,
+                "T": t.time,
+                "m": t.buyer_is_maker,
+                "M": True,
+            }
+            for t in chosen
+        ]
+        return 4, rows
+
     def _ticker_weight(self, markets: list[VenueMarket] | None, one: int, many: int) -> int:
         if markets is None:
             return many

@@ -1,0 +1,277 @@
+"""The archive fetched, verified, imported, audited and filled: the asyncio layer over the pure
+readers. A bounded number of files download at once, each streamed to disk with its SHA-256
+worked out on the way and compared with its ``.CHECKSUM`` before anything is read; a mismatch
+is fetched again, then refused by name. Imports run one at a time off the event loop. A run
+stopped anywhere and started again fetches nothing already imported (the manifest beside the
+database says what was)."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import aiohttp
+from tqdm import tqdm
+
+from marketlab.store.archive.audit import Hole, kind_label, kline_holes, tick_holes
+from marketlab.store.archive.fill import fill_hole
+from marketlab.store.archive.imports import Manifest, import_klines, import_ticks
+from marketlab.store.archive.layout import (
+    BUCKET_URL,
+    PERIODS,
+    ArchiveError,
+    ArchiveFile,
+    Plan,
+    Series,
+    plan_files,
+)
+from marketlab.store.archive.listing import parse_checksum, parse_listing
+from marketlab.store.archive.reader import read_archive
+from marketlab.venues import registry
+
+log = logging.getLogger("marketlab.archive")
+_CHUNK = 1 << 20
+
+
+@dataclass
+class Outcome:
+    """What a download did: files imported (and skipped as imported before), rows written,
+    and every hole and refusal, as :meth:`History.archive_report` lists them."""
+
+    imported: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    rows: int = 0
+    bytes: int = 0
+    holes: list[Hole] = field(default_factory=list)
+
+    @property
+    def refused(self) -> list[Hole]:
+        return [h for h in self.holes if h.what.startswith("refused")]
+
+
+def listing_url(archive_url: str) -> str:
+    """Where ``?prefix=`` is answered: the bucket behind ``data.binance.vision`` (its own
+    page lists by script), any other base (a mirror, the simulator) itself."""
+    return BUCKET_URL if urlsplit(archive_url).hostname == "data.binance.vision" else archive_url
+
+
+async def list_keys(session: aiohttp.ClientSession, archive_url: str, prefix: str) -> set[str]:
+    """Every key under ``prefix``, page after page."""
+    keys: set[str] = set()
+    marker: str | None = ""
+    base = listing_url(archive_url).rstrip("/")
+    while marker is not None:
+        params = {"prefix": prefix, "delimiter": "/", "marker": marker}
+        async with session.get(f"{base}/", params=params) as resp:
+            body = await resp.read()
+            if resp.status != 200:
+                raise ArchiveError(f"listing {prefix}: HTTP {resp.status}")
+        page = parse_listing(body, f"listing {prefix}")
+        keys.update(page.keys)
+        if page.next_marker is not None and page.next_marker <= (marker or ""):
+            raise ArchiveError(f"listing {prefix}: the next page does not move on")
+        marker = page.next_marker
+    return keys
+
+
+class Downloader:
+    """One download run over some series and a span (see :func:`run_download`)."""
+
+    def __init__(
+        self,
+        db: Path,
+        ticks: Path,
+        archive_url: str,
+        *,
+        parallel: int = 4,
+        retries: int = 2,
+        progress: bool = False,
+        work_dir: Path | None = None,
+    ):
+        self.db, self.ticks = db, ticks
+        self.archive_url = archive_url.rstrip("/")
+        self.parallel, self.retries = parallel, retries
+        self.manifest = Manifest(Manifest.beside(db))
+        self.work_dir = work_dir
+        self.outcome = Outcome()
+        self._import_lock = asyncio.Lock()
+        self._bar: tqdm | None = None
+        self.progress = progress
+
+    async def run(
+        self, series: list[Series], start: int, end: int, fill: bool, rest_url: str | None
+    ) -> Outcome:
+        timeout = aiohttp.ClientTimeout(total=None, sock_connect=30, sock_read=120)
+        async with aiohttp.ClientSession(timeout=timeout) as session:
+            plans: dict[Series, Plan] = {}
+            for s in series:
+                listed: set[str] = set()
+                for period in PERIODS:
+                    listed |= await list_keys(session, self.archive_url, s.prefix(period))
+                plans[s] = plan_files(s, start, end, listed)
+            todo = [(s, f) for s, p in plans.items() for f in p.files]
+            fresh = [(s, f) for s, f in todo if not self.manifest.done(f)]
+            self.outcome.skipped = [f.name for s, f in todo if self.manifest.done(f)]
+            self._bar = tqdm(
+                total=len(fresh), unit="file", desc="archive", disable=not self.progress
+            )
+            with tempfile.TemporaryDirectory(dir=self.work_dir, prefix="archive-") as tmp:
+                gate = asyncio.Semaphore(self.parallel)
+                await asyncio.gather(*(self._one(session, gate, f, Path(tmp)) for _, f in fresh))
+            self._bar.close()
+        for s, p in plans.items():
+            for day in p.missing:
+                self.outcome.holes.append(
+                    Hole(s.file("daily", day).name, kind_label(s), s.symbol, "not in the archive")
+                )
+            if p.unpublished:
+                first, last = p.unpublished[0], p.unpublished[-1]
+                self.outcome.holes.append(
+                    Hole(
+                        s.file("daily", first).name,
+                        kind_label(s),
+                        s.symbol,
+                        f"not yet published: {first} to {last}",
+                    )
+                )
+            if p.files:
+                audit_end = max(f.end_ms for f in p.files)
+                if s.kind == "klines":
+                    found = kline_holes(self.db, s, start, audit_end, p.files)
+                else:
+                    found = tick_holes(self.ticks, s, start, audit_end, p.files)
+                if fill and found:
+                    await self._fill(s, found, rest_url)
+                self.outcome.holes += found
+        self.manifest.report = [h.as_dict() for h in self.outcome.holes]
+        self.manifest.save()
+        return self.outcome
+
+    async def _fill(self, s: Series, holes: list[Hole], rest_url: str | None) -> None:
+        if s.market != "spot":
+            return
+        venue = registry.get("binance")
+        url = rest_url or venue.rest_url
+        rest = venue.rest_client(url)
+        try:
+            for h in holes:
+                h.filled = await fill_hole(h, s, self.db, self.ticks, rest, url.rstrip("/"))
+        finally:
+            await rest.close()
+
+    async def _one(
+        self, session: aiohttp.ClientSession, gate: asyncio.Semaphore, f: ArchiveFile, tmp: Path
+    ) -> None:
+        async with gate:
+            try:
+                fetched = await self._fetch_verified(session, f, tmp)
+            except ArchiveError as exc:
+                self._refuse(f, str(exc))
+                return
+            except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+                self._refuse(f, f"download failed ({exc})")
+                return
+        if fetched is None:
+            return
+        path, digest = fetched
+        async with self._import_lock:
+            try:
+                rows = await asyncio.to_thread(self._import, path, f)
+            except ArchiveError as exc:
+                self._refuse(f, str(exc))
+                return
+            finally:
+                path.unlink(missing_ok=True)
+            self.manifest.add(f, digest, rows)
+        self.outcome.imported.append(f.name)
+        self.outcome.rows += rows
+        if self._bar is not None:
+            self._bar.set_postfix(rows=self.outcome.rows, MB=f"{self.outcome.bytes / 1e6:.1f}")
+            self._bar.update(1)
+
+    def _refuse(self, f: ArchiveFile, why: str) -> None:
+        log.warning("archive: %s refused: %s", f.name, why)
+        self.outcome.holes.append(
+            Hole(f.name, kind_label(f.series), f.series.symbol, f"refused: {why}", f.start_ms)
+        )
+        if self._bar is not None:
+            self._bar.update(1)
+
+    def _import(self, path: Path, f: ArchiveFile) -> int:
+        rows = 0
+        for table in read_archive(path, f):
+            if f.series.kind == "klines":
+                rows += import_klines(self.db, f, table)
+            else:
+                rows += import_ticks(self.ticks, f, table)
+        return rows
+
+    async def _fetch_verified(
+        self, session: aiohttp.ClientSession, f: ArchiveFile, tmp: Path
+    ) -> tuple[Path, str] | None:
+        """The zip on disk with its digest, once it matches its checksum; None when the file
+        is not published (yet); ArchiveError when it never matched."""
+        url = f"{self.archive_url}/{f.key}"
+        async with session.get(url + ".CHECKSUM") as resp:
+            body = await resp.read()
+            if resp.status == 404:
+                log.info("archive: %s is not published (yet)", f.name)
+                self.outcome.holes.append(
+                    Hole(f.name, kind_label(f.series), f.series.symbol, "not yet published")
+                )
+                return None
+            if resp.status != 200:
+                raise ArchiveError(f"{f.name}.CHECKSUM: HTTP {resp.status}")
+        expected = parse_checksum(body, f.name)
+        path = tmp / f.name
+        got = ""
+        for attempt in range(self.retries + 1):
+            got = await self._stream(session, url, path)
+            if got == expected:
+                return path, got
+            log.warning(
+                "archive: %s does not match its checksum (attempt %d of %d)",
+                f.name,
+                attempt + 1,
+                self.retries + 1,
+            )
+        path.unlink(missing_ok=True)
+        raise ArchiveError(f"checksum mismatch: sha256 {got}, .CHECKSUM says {expected}")
+
+    async def _stream(self, session: aiohttp.ClientSession, url: str, path: Path) -> str:
+        h = hashlib.sha256()
+        async with session.get(url) as resp:
+            if resp.status != 200:
+                raise ArchiveError(f"{url.rsplit('/', 1)[1]}: HTTP {resp.status}")
+            with path.open("wb") as out:
+                async for chunk in resp.content.iter_chunked(_CHUNK):
+                    h.update(chunk)
+                    out.write(chunk)
+                    self.outcome.bytes += len(chunk)
+        return h.hexdigest()
+
+
+async def run_download(
+    db: Path,
+    ticks: Path,
+    series: list[Series],
+    start: int,
+    end: int,
+    archive_url: str,
+    *,
+    fill: bool = True,
+    rest_url: str | None = None,
+    parallel: int = 4,
+    progress: bool = False,
+    **options: Any,
+) -> Outcome:
+    """Fetch, verify and import the files of ``series`` over [start, end), then audit (and with
+    ``fill`` fill over REST) what they hold."""
+    loader = Downloader(db, ticks, archive_url, parallel=parallel, progress=progress, **options)
+    return await loader.run(series, start, end, fill, rest_url)

@@ -1,0 +1,159 @@
+"""Archive rows into the stores, each once: klines into the SQLite kline store (the same rows,
+keyed the same way, as a REST backfill), trades and aggregate trades into the Parquet tick
+store's layout (``kind=trades`` as the live collector writes it, ``kind=agg_trades`` beside
+it). A row already kept (a monthly file over days imported from daily ones, a run repeated)
+is not written again, and :class:`Manifest` remembers which files were imported whole so a
+second run fetches none of them.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from marketlab.records import KLINE_VALUES
+from marketlab.store.archive.layout import ArchiveFile
+from marketlab.store.parts import DAY_MS, day_of, part_dir, part_files, write_part
+from marketlab.store.sqlite import UPSERT, connect
+from marketlab.store.trade_parts import ascending
+
+# a tick kind of the archive → (the tick store's kind folder, the id column)
+TICK_KINDS = {"trades": ("trades", "trade_id"), "aggTrades": ("agg_trades", "agg_id")}
+
+
+def import_klines(db: Path, file: ArchiveFile, table: pa.Table) -> int:
+    """Upsert a file's candles into the kline store in one transaction; returns the rows."""
+    s = file.series
+    now = int(time.time() * 1000)
+    n = table.num_rows
+    cols = [table.column(c).to_pylist() for c in KLINE_VALUES]  # the table's order
+    rows = zip(
+        itertools.repeat(s.exchange, n),
+        itertools.repeat(s.symbol, n),
+        itertools.repeat(s.interval, n),
+        *cols,
+        itertools.repeat(now, n),
+        strict=False,
+    )
+    conn = connect(db)
+    try:
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            conn.executemany(UPSERT, rows)
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+    finally:
+        conn.close()
+    return n
+
+
+def import_ticks(root: Path, file: ArchiveFile, table: pa.Table) -> int:
+    """Write a file's trades (or aggregate trades) not yet in the tick store, a part per day;
+    returns the rows written."""
+    kind, id_col = TICK_KINDS[file.series.kind]
+    s = file.series
+    table = unseen(root, kind, s.exchange, s.symbol, table, id_col)
+    if table.num_rows:
+        write_id_parts(root, kind, s.exchange, s.symbol, table, id_col)
+    return table.num_rows
+
+
+def unseen(
+    root: Path, kind: str, exchange: str, symbol: str, table: pa.Table, id_col: str
+) -> pa.Table:
+    """``table``'s rows in id order, each id once, without those the store keeps already
+    (only the parts of the same days whose id ranges meet the table's are read)."""
+    if table.num_rows == 0:
+        return table
+    ids = table.column(id_col).to_numpy()
+    if not ascending(ids):
+        order = np.argsort(ids, kind="stable")
+        table = table.take(pa.array(order, pa.int64()))
+        ids = ids[order]
+        first = np.ones(len(ids), dtype=bool)
+        first[1:] = ids[1:] != ids[:-1]
+        if not first.all():
+            table, ids = table.filter(pa.array(first)), ids[first]
+    times = table.column("time").to_numpy()
+    lo, hi = int(ids[0]), int(ids[-1])
+    near = [
+        f
+        for f in part_files(
+            root, kind, exchange, symbol, day_of(int(times.min())), day_of(int(times.max()))
+        )
+        if _meets(f, lo, hi)
+    ]
+    if not near:
+        return table
+    stored = pq.read_table([str(f) for f in near], columns=[id_col]).column(id_col).to_numpy()
+    keep = ~np.isin(ids, stored)
+    return table if keep.all() else table.filter(pa.array(keep))
+
+
+def _meets(part: Path, lo: int, hi: int) -> bool:
+    pieces = part.name.split("-")
+    try:
+        first, last = int(pieces[1]), int(pieces[2])
+    except (IndexError, ValueError):
+        return True  # a part named otherwise: read it to be sure
+    return first <= hi and last >= lo
+
+
+def write_id_parts(
+    root: Path, kind: str, exchange: str, symbol: str, table: pa.Table, id_col: str
+) -> int:
+    """Rows in id order as one part per UTC day (the tick store's layout); returns parts."""
+    times = table.column("time").to_numpy()
+    days = times // DAY_MS
+    bounds = [0, *(np.flatnonzero(np.diff(days)) + 1).tolist(), len(days)]
+    for a, b in itertools.pairwise(bounds):
+        part = table.slice(a, b - a)
+        ids = part.column(id_col)
+        folder = part_dir(root, kind, exchange, symbol, day_of(int(times[a])))
+        write_part(folder, part, ids[0].as_py(), ids[-1].as_py())
+    return len(bounds) - 1
+
+
+class Manifest:
+    """What was imported from the archive (by key, with its checksum and rows) and what the
+    last audit found, in a JSON file beside the kline database, replaced whole on each save."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        data: dict[str, Any] = {}
+        if path.exists():
+            try:
+                data = json.loads(path.read_text())
+            except (OSError, ValueError):
+                data = {}  # unreadable: import again (the stores keep each row once anyway)
+        self.imported: dict[str, dict[str, Any]] = dict(data.get("imported", {}))
+        self.report: list[dict[str, Any]] = list(data.get("report", []))
+
+    @staticmethod
+    def beside(db: str | os.PathLike[str]) -> Path:
+        p = Path(db)
+        return p.with_name(p.stem + ".archive.json")
+
+    def done(self, file: ArchiveFile, sha256: str | None = None) -> bool:
+        entry = self.imported.get(file.key)
+        return entry is not None and (sha256 is None or entry.get("sha256") == sha256)
+
+    def add(self, file: ArchiveFile, sha256: str, rows: int) -> None:
+        self.imported[file.key] = {"sha256": sha256, "rows": rows}
+        self.save()
+
+    def save(self) -> None:
+        tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp.write_text(json.dumps({"imported": self.imported, "report": self.report}, indent=1))
+        tmp.replace(self.path)

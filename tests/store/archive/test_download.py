@@ -1,0 +1,116 @@
+"""The archive end to end, against the simulator's archive with every trap on: a download over
+2024-12 → 2025-01 imports every row once with the right times, refuses the corrupt file by
+name, lists the missing day and the id hole, fills them over REST, fetches nothing again when
+repeated, and a collector started after it leaves no gap."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from marketlab.lab import Lab
+from marketlab.sim import SimExchange
+from marketlab.store.archive.layout import parse_when
+from marketlab.store.history import History
+from tests.lab.test_lab import FAST, wait_for
+
+JAN2 = 1_735_776_000_000  # 2025-01-02T00:00Z
+START = JAN2 + 5 * 60_000  # the simulator's clock starts here, in the past
+HISTORY_S = 3 * 86_400 + 300  # its market began 2024-12-30T00:00Z
+
+
+@pytest.fixture(scope="module")
+def sim():
+    with SimExchange(
+        ["BTCUSDT"], start_time=START, history=HISTORY_S, trades_per_second=0.004, speed=60
+    ) as s:
+        s.inject("archive_corrupt", "BTCUSDT-1m-2025-01-01.zip")
+        s.inject("archive_missing", "2024-12-31")
+        s.inject("archive_hole", "2025-01-01:4")
+        yield s
+
+
+def test_every_trap_on_then_collect_leaves_no_gap(sim, tmp_path):
+    db = tmp_path / "m.sqlite"
+    history = History(db=db, rest_url=sim.rest_url)
+    report = history.download(
+        "BTCUSDT",
+        "klines:1m,trades,aggTrades",
+        "2024-12",
+        "2025-01",
+        archive_url=sim.archive_url,
+        progress=False,
+    )
+    by_what = report.groupby("what")["file"].apply(list).to_dict()
+    refused = [w for w in by_what if w.startswith("refused: checksum mismatch")]
+    assert refused and by_what[refused[0]] == ["BTCUSDT-1m-2025-01-01.zip"]
+    # the missing day: its candles and its trades (a day of none between full days)
+    short = report[report["what"].str.startswith("short day: 0 rows")]
+    assert sorted(short["kind"]) == ["aggTrades", "trades"]
+    assert {str(t.date()) for t in short["start"]} == {"2024-12-31"}
+    candles = report[report["what"] == "candles missing"]
+    assert len(candles) == 1 and candles["filled"].all()
+    assert str(candles["start"].iloc[0]) == "2024-12-31 00:00:00+00:00"
+    assert candles["missing"].iloc[0] == 2 * 1440  # the missing day and the refused file's
+    # the id holes: the missing day's trades and the four left out on 2025-01-01, both filled
+    for kind in ("trades", "aggTrades"):
+        ids = report[(report["kind"] == kind) & report["first_id"].notna()]
+        assert len(ids) == 2 and ids["filled"].all(), ids
+        assert sorted(ids["missing"])[0] == 4
+    assert any(w.startswith("not yet published: 2025-01-02") for w in by_what)
+
+    # every row once, with the exchange's values and times
+    kl = history.klines("BTCUSDT", "1m", start=parse_when("2024-12-30"), end=JAN2 - 1)
+    exchange = sim.klines("BTCUSDT", "1m", parse_when("2024-12-30"), JAN2 - 1, limit=10_000)
+    assert len(kl) == len(exchange) == 3 * 1440
+    assert [int(t.value // 1_000_000) for t in kl.index] == [k["open_time"] for k in exchange]
+    assert list(kl["close"]) == [k["close"] for k in exchange]
+    assert list(kl["trades"]) == [k["trades"] for k in exchange]
+    trades = history.trades("BTCUSDT", end=JAN2 - 1)
+    ids = list(trades["trade_id"])
+    assert ids == list(range(1, len(ids) + 1))
+    assert len(ids) == sum(k["trades"] for k in exchange)
+    assert trades.index.min() >= history.klines("BTCUSDT", "1m").index.min()
+    aggs = history.sql(
+        f"select agg_id, time from read_parquet('{tmp_path}/m.ticks/kind=agg_trades/**/*.parquet')"
+        " order by agg_id"
+    )
+    assert list(aggs["agg_id"]) == ids
+    assert list(aggs["time"]) == [int(t.value // 1_000_000) for t in trades.index]
+
+    # a second run fetches nothing imported before (the refused file is tried again)
+    served = sim.archive.requests
+    again = history.download(
+        "BTCUSDT",
+        "klines:1m,trades,aggTrades",
+        "2024-12",
+        "2025-01",
+        archive_url=sim.archive_url,
+        progress=False,
+    )
+    assert sim.archive.requests - served == 1 + 3  # the refused file's checksum and 3 tries
+    assert not (again["what"] == "candles missing").any()
+    assert len(history.trades("BTCUSDT", end=JAN2 - 1)) == len(ids)
+
+    # the collector takes over where the archive ends: every candle and trade id once
+    lab = Lab(
+        ["BTCUSDT"],
+        intervals=["1m"],
+        db=db,
+        store=("klines", "trades"),
+        **{**FAST, "binance_ws_url": sim.ws_url, "binance_rest_url": sim.rest_url},
+    )
+    with lab:
+        lab.wait_ready(30)
+        began = sim.now_ms()
+        wait_for(lambda: sim.now_ms() > began + 2 * 60_000, 30, "two simulated minutes")
+        traded = sim.market.symbols["BTCUSDT"].next_trade_id - 1
+        time.sleep(1.0)
+    stored = History(db=db).klines("BTCUSDT", "1m")
+    opens = [int(t.value // 1_000_000) for t in stored.index]
+    assert opens == list(range(opens[0], opens[-1] + 60_000, 60_000))
+    assert opens[-1] > JAN2
+    all_ids = list(History(db=db).trades("BTCUSDT")["trade_id"])
+    assert all_ids == list(range(1, len(all_ids) + 1))
+    assert all_ids[-1] >= traded  # every trade up to a second ago, live or fetched
