@@ -4,7 +4,7 @@ listing), whether a file is the one published (its ``.CHECKSUM``), reading its C
 and tick stores, and auditing what was imported for holes, filled over REST where the venue
 still has them.
 
-The readers (:mod:`.layout`, :mod:`.listing`, :mod:`.checksum`, :mod:`.reader`) are pure code;
+The readers (:mod:`.layout`, :mod:`.listing` with the checksums, :mod:`.reader`) are pure code;
 :mod:`.download` is the asyncio layer on top.
 """
 

@@ -33,7 +33,7 @@ def parse_listing(body: bytes, where: str = "listing") -> ListingPage:
         raise ArchiveError(f"{where}: a document type in a bucket listing is refused")
     try:
         root = ET.fromstring(body)
-    except ET.ParseError as exc:
+    except (ET.ParseError, LookupError, ValueError) as exc:  # LookupError: unknown encoding
         raise ArchiveError(f"{where}: not XML ({exc})") from None
     if _local(root.tag) != "ListBucketResult":
         code = next((e.text for e in root.iter() if _local(e.tag) == "Code"), None)

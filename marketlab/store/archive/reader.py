@@ -83,7 +83,7 @@ def read_archive(path: Path, file: ArchiveFile) -> Iterator[pa.Table]:
     (:data:`marketlab.store.ticks.TRADE_SCHEMA`), aggTrades with :data:`AGG_SCHEMA`."""
     try:
         zf = zipfile.ZipFile(path)
-    except (zipfile.BadZipFile, OSError, ValueError) as exc:
+    except (zipfile.BadZipFile, OSError, ValueError, NotImplementedError) as exc:
         raise ArchiveError(f"{file.name}: not a zip file ({exc})") from None
     with zf:
         members = [i for i in zf.infolist() if not i.is_dir()]
@@ -95,7 +95,14 @@ def read_archive(path: Path, file: ArchiveFile) -> Iterator[pa.Table]:
             with zf.open(info) as f:
                 first = f.read(4096)
             yield from _read(zf, info, first, file)
-        except (zipfile.BadZipFile, EOFError, OSError, zlib.error) as exc:
+        except (
+            zipfile.BadZipFile,
+            EOFError,
+            OSError,
+            zlib.error,
+            NotImplementedError,
+            RuntimeError,
+        ) as exc:  # damaged, of an unknown method or version, encrypted
             raise ArchiveError(f"{file.name}: damaged zip ({exc})") from None
 
 
