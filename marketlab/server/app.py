@@ -8,7 +8,17 @@ from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Annotated, Any, Literal, cast
 
 import pandas as pd
-from fastapi import APIRouter, Depends, FastAPI, HTTPException, Path, Query, Security, WebSocket
+from fastapi import (
+    APIRouter,
+    Depends,
+    FastAPI,
+    HTTPException,
+    Path,
+    Query,
+    Response,
+    Security,
+    WebSocket,
+)
 from fastapi.exceptions import RequestValidationError
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -30,6 +40,8 @@ from marketlab.server.params import (
     validation_error,
 )
 from marketlab.settings import positive
+from marketlab.watch import Watch
+from marketlab.watch.metrics import CONTENT_TYPE_LATEST, exposition, lab_registry
 
 PREFIX = "/api/v1/market/realtime"
 
@@ -622,6 +634,11 @@ def create_app(
         await asyncio.to_thread(lab.stop)
         return models.Control(running=lab.running, message="stopped")
 
+    @router.get("/alerts", summary="Active alerts, then recently resolved ones (Lab alerts=)")
+    def alerts() -> list[dict[str, Any]]:
+        watch = lab.watch
+        return watch.rows() if isinstance(watch, Watch) else []
+
     @router.websocket("/ws")
     async def websocket(ws: WebSocket) -> None:
         await hub.serve(ws)
@@ -632,6 +649,13 @@ def create_app(
     @app.get("/health", response_model=models.Health, summary="Liveness")
     def health() -> models.Health:
         return models.Health(status="ok", running=lab.running)
+
+    registry = lab_registry(lab)
+
+    # Prometheus' text format, for a scraper: not part of the JSON API's schema
+    @app.get("/metrics", include_in_schema=False)
+    def metrics() -> Response:
+        return Response(exposition(registry), media_type=CONTENT_TYPE_LATEST)
 
     openapi = app.openapi
 

@@ -1,0 +1,146 @@
+"""/metrics on a real uvicorn server over a real Lab collecting from the simulator, read with
+prometheus-client's own parser: the families the collector's counters feed, with bounded
+labels, counters that only grow, and the process' own figures."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import httpx
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+from prometheus_client.samples import Sample
+
+from marketlab.lab import Lab
+from marketlab.server import PREFIX, create_app
+from marketlab.server.runner import ServerThread
+from marketlab.sim import SimExchange
+from marketlab.watch import Watch
+from tests.conftest import START
+from tests.lab.test_lab import FAST, wait_for
+
+SYMBOLS = ["BTCUSDT", "ETHUSDT"]
+STREAMS = {"trade", "ticker", "depth", "kline_1m"}
+
+
+@dataclass
+class Served:
+    sim: SimExchange
+    lab: Lab
+    url: str
+
+    def scrape(self) -> dict[str, list[Sample]]:
+        answer = httpx.get(self.url + "/metrics", timeout=10)
+        assert answer.status_code == 200
+        assert answer.headers["content-type"].startswith("text/plain; version=")
+        families = text_string_to_metric_families(answer.text)
+        return {f.name: list(f.samples) for f in families}
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory) -> Iterator[Served]:
+    db = tmp_path_factory.mktemp("metrics") / "m.sqlite"
+    with SimExchange(SYMBOLS, speed=60, seed=17, start_time=START) as sim:
+        lab = Lab(
+            SYMBOLS,
+            binance_ws_url=sim.ws_url,
+            binance_rest_url=sim.rest_url,
+            db=db,
+            alerts=Watch(interval_s=0.2),
+            **{**FAST, "idle_timeout": 120.0},
+        )
+        lab.start()
+        lab.wait_ready(30)
+        with ServerThread(create_app(lab)) as server:
+            yield Served(sim, lab, server.url)
+        lab.stop()
+
+
+def by_labels(samples: list[Sample], name: str) -> dict[tuple[str, ...], float]:
+    return {tuple(sorted(s.labels.items())): s.value for s in samples if s.name == name}
+
+
+def test_streams_are_counted_per_venue_symbol_and_stream(served):
+    before = served.lab.status()
+    metrics = served.scrape()
+    after = served.lab.status()
+    messages = metrics["marketlab_messages_received"]
+    assert {s.name for s in messages} == {"marketlab_messages_received_total"}
+    seen = {(s.labels["venue"], s.labels["symbol"], s.labels["stream"]) for s in messages}
+    assert seen == {("binance", sym, stream) for sym in SYMBOLS for stream in STREAMS}
+    for s in messages:  # read between two status tables: within their counts
+        row = (s.labels["symbol"], s.labels["stream"])
+        assert before.loc[row, "messages"] <= s.value <= after.loc[row, "messages"]
+        assert s.value > 0
+    ages = by_labels(
+        metrics["marketlab_stream_last_message_age_seconds"],
+        "marketlab_stream_last_message_age_seconds",
+    )
+    assert len(ages) == len(SYMBOLS) * len(STREAMS)
+    assert all(0 <= age < 30 for age in ages.values())
+    synced = metrics["marketlab_book_synced"]
+    assert {s.labels["symbol"]: s.value for s in synced} == dict.fromkeys(SYMBOLS, 1.0)
+
+
+def test_counters_only_grow_between_scrapes(served):
+    first = served.scrape()
+    time.sleep(0.5)
+    second = served.scrape()
+    for family in ("marketlab_messages_received", "marketlab_store_written"):
+        name = family + "_total"
+        a, b = by_labels(first[family], name), by_labels(second[family], name)
+        assert a.keys() == b.keys()
+        assert all(b[k] >= a[k] for k in a)
+    received = "marketlab_messages_received_total"
+    assert sum(by_labels(second["marketlab_messages_received"], received).values()) > sum(
+        by_labels(first["marketlab_messages_received"], received).values()
+    )
+
+
+def test_venue_store_process_and_alert_families(served):
+    metrics = served.scrape()
+    venue = {s.name: s for f in ("marketlab_connected", "marketlab_reconnects") for s in metrics[f]}
+    assert venue["marketlab_connected"].value == 1.0
+    assert venue["marketlab_connected"].labels == {"venue": "binance"}
+    assert venue["marketlab_reconnects_total"].value == served.lab.summary()["reconnects"]
+    store_failing = metrics["marketlab_store_failing"][0]
+    assert store_failing.value == 0.0
+    wait_for(lambda: served.scrape()["marketlab_store_written"][0].value > 0, 20, "a stored candle")
+    assert metrics["process_resident_memory_bytes"][0].value > 10e6
+    assert metrics["process_open_fds"][0].value > 0
+    assert "marketlab_alerts_raised" in metrics
+    lag = metrics["marketlab_trade_lag_seconds"]
+    buckets = [s for s in lag if s.name == "marketlab_trade_lag_seconds_bucket"]
+    counts = [s.value for s in buckets]
+    assert counts == sorted(counts) and buckets[-1].labels["le"] == "+Inf"
+    count = next(s.value for s in lag if s.name == "marketlab_trade_lag_seconds_count")
+    assert count == counts[-1] > 0
+
+
+def test_labels_come_from_bounded_sets(served):
+    """Label values are what the Lab was asked for (venues, symbols, streams, rules, the
+    histogram's bounds): never a price, an id or an error text."""
+    allowed = {
+        "venue": {"binance"},
+        "symbol": set(SYMBOLS),
+        "stream": STREAMS,
+        "le": None,  # the histogram's fixed bounds
+        "rule": None,  # the rule names (marketlab.watch.RULES)
+    }
+    from marketlab.watch import RULES
+
+    allowed["rule"] = set(RULES)
+    for name, samples in served.scrape().items():
+        for s in samples:
+            for label, value in s.labels.items():
+                assert label in allowed, (name, label)
+                if allowed[label] is not None:
+                    assert value in allowed[label], (name, label, value)
+
+
+def test_alerts_endpoint_answers_the_lab_s_alerts(served):
+    rows = httpx.get(served.url + PREFIX + "/alerts", timeout=10).json()
+    assert isinstance(rows, list)
+    assert rows == served.lab.watch.rows()  # the same book the frame reads
