@@ -17,21 +17,29 @@ Side = Literal["buy", "sell"]
 Level = tuple[float, float]
 
 __all__ = [
+    "PERP_SUFFIX",
     "AggTrade",
     "BookDelta",
     "BookSnapshot",
     "BookTicker",
+    "Funding",
     "Interval",
     "Kline",
     "Level",
+    "Liquidation",
+    "MarkPrice",
     "MiniTicker",
+    "OpenInterest",
     "Record",
     "Side",
     "SymbolInfo",
     "Ticker",
     "Trade",
+    "is_perpetual",
     "normalize_symbol",
+    "perpetual_of",
     "split_symbol",
+    "underlying_of",
 ]
 
 
@@ -174,6 +182,64 @@ KLINE_VALUES = (
 Parquet): one definition, so the layers cannot drift apart."""
 
 
+# --- perpetual swaps ------------------------------------------------------------------------
+# Quantities are in the base asset on every venue (a venue that counts contracts is converted by
+# its contract value), so venues compare; prices in the quote asset; rates as fractions
+# (0.0001 is 0.01 %) per funding interval.
+
+
+class MarkPrice(msgspec.Struct, frozen=True, gc=False):
+    """A perpetual's mark and index price with the funding rate now in force: what decides
+    liquidations and the next funding payment. NaN where the venue says nothing of a value,
+    -1 for a time it does not give."""
+
+    symbol: str
+    event_time: int
+    mark: float
+    index: float
+    settle_estimate: float  # the estimated settlement price (meaningful before a delivery)
+    funding_rate: float  # the rate of the funding interval now running
+    next_funding_time: int
+
+
+class Funding(msgspec.Struct, frozen=True, gc=False):
+    """One funding settled: at ``funding_time`` longs paid shorts ``rate`` times their position's
+    value (shorts paid longs when negative); ``mark`` is the mark price it was settled at (NaN
+    where the venue does not say)."""
+
+    symbol: str
+    funding_time: int
+    rate: float
+    mark: float
+
+
+class OpenInterest(msgspec.Struct, frozen=True, gc=False):
+    """Open interest at ``time``: ``open_interest`` in the base asset, ``value`` in the quote
+    asset (NaN where the venue does not give it)."""
+
+    symbol: str
+    time: int
+    open_interest: float
+    value: float
+
+
+class Liquidation(msgspec.Struct, frozen=True, gc=False):
+    """A forced close of a position: ``side`` is the side of the position that was liquidated
+    (a long is closed by a sell order). ``price`` is the average fill price and ``qty`` what was
+    filled (base asset); ``order_price`` the liquidation order's limit price. ``sampled``: the
+    venue's stream sends a sample of its liquidations, not every one (Binance pushes the latest
+    per symbol per second), so a count of these is a lower bound."""
+
+    symbol: str
+    time: int
+    side: Literal["long", "short"]
+    price: float
+    qty: float
+    order_price: float
+    sampled: bool
+    event_time: int
+
+
 class SymbolInfo(msgspec.Struct, frozen=True, gc=False):
     """What the exchange says about one tradable symbol."""
 
@@ -188,6 +254,7 @@ class SymbolInfo(msgspec.Struct, frozen=True, gc=False):
 
 
 Record = Trade | AggTrade | Ticker | MiniTicker | BookTicker | BookSnapshot | BookDelta | Kline
+PerpetualRecord = MarkPrice | Funding | OpenInterest | Liquidation
 
 
 # --- symbols -------------------------------------------------------------------------------
@@ -206,6 +273,31 @@ def normalize_symbol(symbol: str) -> str:
             f"invalid symbol {symbol!r}: expected 2-20 letters or digits such as 'BTCUSDT'"
         )
     return canonical
+
+
+# A perpetual swap is named by its underlying pair and this suffix (``BTCUSDT-PERP``), the same
+# on every venue: the venue's own name for it (Binance ``BTCUSDT`` on its futures API, OKX
+# ``BTC-USDT-SWAP``, Bybit ``BTCUSDT`` in its linear category) is the venue package's business.
+PERP_SUFFIX = "-PERP"
+
+
+def is_perpetual(symbol: str) -> bool:
+    """Whether ``symbol`` names a perpetual swap (``BTCUSDT-PERP``)."""
+    return symbol.endswith(PERP_SUFFIX)
+
+
+def perpetual_of(symbol: str) -> str:
+    """The perpetual swap on a pair: ``btc/usdt`` → ``BTCUSDT-PERP`` (``ValueError`` for a name
+    that is no pair; a perpetual's own name comes back as it is, canonical)."""
+    if isinstance(symbol, str) and symbol.strip().upper().endswith(PERP_SUFFIX):
+        symbol = symbol.strip()[: -len(PERP_SUFFIX)]
+    return normalize_symbol(symbol) + PERP_SUFFIX
+
+
+def underlying_of(symbol: str) -> str:
+    """The pair a perpetual swap is on (``BTCUSDT-PERP`` → ``BTCUSDT``); a spot symbol is its
+    own."""
+    return symbol[: -len(PERP_SUFFIX)] if is_perpetual(symbol) else symbol
 
 
 # Quote assets the venues list, to split a canonical symbol into its base and quote: longest

@@ -134,7 +134,10 @@ def sans_io_modules() -> list[str]:
         for m in ("protocol", "frames", "payloads")
     ]
     books = [f"marketlab.venues.{v}.book" for v in ("okx", "bybit", "coinbase")]
-    return [*shared, *per_venue, *books, "marketlab.bus.encoding"]
+    perpetuals = [
+        f"marketlab.venues.binance.perp_{m}" for m in ("protocol", "frames", "payloads", "book")
+    ]
+    return [*shared, *per_venue, *books, *perpetuals, "marketlab.bus.encoding"]
 
 
 @pytest.mark.parametrize("name", sans_io_modules())

@@ -300,12 +300,10 @@ class OrderBook:
         if last <= self.last_update_id:
             self.stats.ignored += 1  # already in the book (e.g. a duplicate on rollover)
             return Action.NONE
-        if delta.first_update_id > self.last_update_id + 1:
+        broken = self._break(delta, self.last_update_id)
+        if broken is not None:
             self.stats.gaps += 1
-            return self._resync(
-                f"gap: expected update {self.last_update_id + 1}, got {delta.first_update_id}",
-                delta,
-            )
+            return self._resync(broken, delta)
         # the hot path of every book: one call applies the delta and checks the book
         found = self._apply(
             self._bids, self._asks, delta.bids, delta.asks, self.max_levels, self._min_known
@@ -337,7 +335,7 @@ class OrderBook:
         lid = snapshot.last_update_id
         while self._buffer and self._buffer[0].last_update_id <= lid:
             self._buffer.popleft()
-        if self._buffer and self._buffer[0].first_update_id > lid + 1:
+        if self._buffer and self._break(self._buffer[0], lid) is not None:
             # the snapshot is older than the stream we hold: events between are lost to us
             self.stats.stale_snapshots += 1
             self.reason = (
@@ -381,6 +379,15 @@ class OrderBook:
         self.verified_by = REST_SNAPSHOT  # polled: no stream vouches for it between polls
 
     # --- internals -----------------------------------------------------------------------
+
+    def _break(self, delta: BookDelta, at: int) -> str | None:
+        """Why ``delta`` (newer than update ``at``) does not continue a book at ``at``, or None
+        when it does. Spot's rule: update ids are consecutive, so the delta must start at or
+        before ``at + 1`` (a venue whose ids jump chains its events another way, and says so
+        by overriding this)."""
+        if delta.first_update_id > at + 1:
+            return f"gap: expected update {at + 1}, got {delta.first_update_id}"
+        return None
 
     def _crossed(self) -> bool:
         bids, asks = self._bids, self._asks
