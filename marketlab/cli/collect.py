@@ -9,7 +9,7 @@ import sys
 import threading
 import time
 import tomllib
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field, fields
 from itertools import pairwise
@@ -22,6 +22,8 @@ from marketlab.lab import Lab
 from marketlab.records import Interval, normalize_symbol
 from marketlab.settings import DEFAULT_CHANNELS, DEFAULT_INTERVALS, DEFAULT_SYMBOLS
 from marketlab.stream.config import FeedConfig
+from marketlab.watch import AlertSettings, Watch
+from marketlab.watch.metrics import serve_metrics
 
 CONFIG_NAME = "marketlab.toml"
 # [collect] keys of marketlab.toml, each also a flag of `marketlab collect`
@@ -62,6 +64,7 @@ class CollectSettings:
     store: list[str] = field(default_factory=lambda: ["klines"])
     urls: dict[str, Any] = field(default_factory=dict)  # Lab's *_url keywords (str values)
     feed: dict[str, Any] = field(default_factory=dict)
+    alerts: AlertSettings | None = None  # [alerts]: run the alert rules with these
     source: str = "defaults"
 
 
@@ -164,11 +167,13 @@ def _apply_toml(settings: CollectSettings, path: Path) -> None:
                 f"{path}: [bus] {key} must be non-empty text, got a {type(value).__name__}"
             )
     settings.bus = dict(bus)
-    unknown_tables = set(data) - {"collect", "venues", "feed", "bus"}
+    if "alerts" in data:
+        settings.alerts = AlertSettings.from_mapping(data["alerts"], f"{path}: [alerts]")
+    unknown_tables = set(data) - {"collect", "venues", "feed", "bus", "alerts"}
     if unknown_tables:
         raise ValueError(
             f"{path}: unknown table(s) {', '.join(sorted(unknown_tables))}: expected [collect], "
-            "[venues], [feed], [bus]"
+            "[venues], [feed], [bus], [alerts]"
         )
     settings.source = str(path)
 
@@ -354,6 +359,7 @@ def make_lab(args: argparse.Namespace, settings: CollectSettings) -> Lab:
         record=getattr(args, "out", None),
         publish=publish,
         memory_limit=settings.memory_limit,
+        alerts=Watch(settings.alerts) if settings.alerts is not None else None,
         **settings.urls,
         **settings.feed,
     )
@@ -372,6 +378,12 @@ def make_lab(args: argparse.Namespace, settings: CollectSettings) -> Lab:
     return lab
 
 
+def alert_line(alert: Mapping[str, Any]) -> str:
+    """An alert raised or resolved, as ``marketlab collect`` prints it."""
+    word = "ALERT" if alert["state"] == "active" else "resolved"
+    return f"{word} [{alert['rule']}] {alert['message']}"
+
+
 def run_collect(args: argparse.Namespace) -> int:
     with stop_signals():  # a second Ctrl-C while stopping does not cut the shutdown short
         return _run_collect(args)
@@ -380,6 +392,12 @@ def run_collect(args: argparse.Namespace) -> int:
 def _run_collect(args: argparse.Namespace) -> int:
     settings = load_settings(args)
     lab = make_lab(args, settings)
+    if lab.watch is not None:
+        lab.on_alert(lambda alert: print(alert_line(alert), flush=True))
+    metrics = None
+    if getattr(args, "metrics_port", None):
+        metrics = serve_metrics(lab, args.host, args.metrics_port)
+        print(f"metrics at http://{args.host}:{args.metrics_port}/metrics", flush=True)
     if getattr(args, "serve", False):
         from marketlab.server import PREFIX, create_app
         from marketlab.server.runner import ServerThread, is_loopback
@@ -395,6 +413,8 @@ def _run_collect(args: argparse.Namespace) -> int:
             run_lab(lab, args.duration, args.status_interval)
     else:
         run_lab(lab, args.duration, args.status_interval)
+    if metrics is not None:
+        metrics.shutdown()
     for line in final_report(lab):
         print(line)
     if settings.db:

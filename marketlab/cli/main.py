@@ -216,6 +216,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _bus_flags(collect)
     _server_flags(collect, serve_flag=True)
+    collect.add_argument(
+        "--metrics-port",
+        type=_port,
+        default=None,
+        metavar="PORT",
+        help="serve Prometheus metrics at http://HOST:PORT/metrics (no API server needed)",
+    )
 
     record = sub.add_parser("record", help="collect and store every raw frame received, for replay")
     store = sub.add_parser(

@@ -15,7 +15,12 @@ from collections.abc import Iterator, Mapping
 from typing import Any, Protocol
 
 import pandas as pd
-from prometheus_client import CollectorRegistry, ProcessCollector, generate_latest
+from prometheus_client import (
+    CollectorRegistry,
+    ProcessCollector,
+    generate_latest,
+    start_http_server,
+)
 from prometheus_client.core import (
     CounterMetricFamily,
     GaugeMetricFamily,
@@ -24,7 +29,15 @@ from prometheus_client.core import (
 )
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
-__all__ = ["CONTENT_TYPE_LATEST", "LabCollector", "LagHistogram", "exposition", "lab_registry"]
+__all__ = [
+    "CONTENT_TYPE_LATEST",
+    "LabCollector",
+    "LagHistogram",
+    "MetricsServer",
+    "exposition",
+    "lab_registry",
+    "serve_metrics",
+]
 
 # Every metric family this module exposes (without the ``_total``/``_bucket`` suffixes the
 # text format adds), with its help text: the dashboard test checks its queries against these.
@@ -263,3 +276,22 @@ def lab_registry(lab: StatusSource) -> CollectorRegistry:
 def exposition(registry: CollectorRegistry) -> bytes:
     """The registry in Prometheus' text format (``CONTENT_TYPE_LATEST``)."""
     return generate_latest(registry)
+
+
+class MetricsServer:
+    """prometheus-client's own HTTP server (a thread) serving one Lab's registry at
+    ``/metrics``, for a collector run without the API server."""
+
+    def __init__(self, lab: StatusSource, host: str, port: int):
+        self.server, self.thread = start_http_server(port, host, registry=lab_registry(lab))
+        self.port = self.server.server_port
+
+    def shutdown(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join(5.0)
+
+
+def serve_metrics(lab: StatusSource, host: str, port: int) -> MetricsServer:
+    """Serve ``lab``'s metrics at ``http://host:port/metrics`` until ``shutdown()``."""
+    return MetricsServer(lab, host, port)
