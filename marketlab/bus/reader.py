@@ -12,6 +12,10 @@ A message that is not one of ours (garbage, another version, a wrong shape, valu
 has, records of another symbol than its subject's, a change of another chain) is counted
 (``bad_messages``), named in the log with its subject and stream sequence, and dropped: the
 reader goes on with the next message, and a history writer acknowledges it unwritten.
+
+A reader whose stream brings nothing new for ``stale_after`` seconds (its collectors stopped,
+the stream without a leader, the bus away) says it is stale, in its status and once in the
+log; ``caught_up`` is then False, and stays so until messages come again.
 """
 
 from __future__ import annotations
@@ -27,7 +31,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from marketlab.bus import encoding as enc
-from marketlab.bus.config import BusConfig, BusRefused, close_quietly, connect
+from marketlab.bus.config import BusConfig, BusRefused, close_quietly, connect, ensure_stream
 from marketlab.records import BookDelta, BookSnapshot, Interval, Kline
 from marketlab.stream.feed import Feed, VenueError
 from marketlab.stream.intake import Intake, Sink, TypedSink
@@ -128,6 +132,8 @@ class BusFeed(Intake):
         self._book_heard: dict[str, float] = {}  # when each book was last spoken of
         self._stopped = asyncio.Event()
         self._began = time.time()
+        self._last_message = time.monotonic()  # when a message last came (or the run began)
+        self._said_stale = False
 
     book_view = Feed.book_view
     book_state = Feed.book_state
@@ -137,18 +143,55 @@ class BusFeed(Intake):
     def connected(self) -> bool:
         return self.link.connected
 
+    @property
+    def quiet_for(self) -> float:
+        """Seconds since the last message came (since the run began, before the first)."""
+        return time.monotonic() - self._last_message
+
+    @property
+    def stale(self) -> bool:
+        """Nothing new on the stream for ``stale_after`` seconds."""
+        return self.quiet_for > self.bus.config.stale_after
+
     def bus_status(self) -> dict[str, Any]:
-        """``summary()["bus"]`` of a Lab reading the bus."""
+        """``summary()["bus"]`` of a Lab reading the bus: ``state`` ``catching up``,
+        ``caught up`` or ``stale`` (nothing new for ``stale_after`` s: ``caught_up`` is then
+        False, whatever was read before)."""
+        stale = self.stale
+        caught_up = self.ready.is_set() and not stale
         return {
             "url": self.bus.config.display_url,
             "reading": True,
+            "state": "stale" if stale else "caught up" if caught_up else "catching up",
             "connected": self.link.connected,
             "position": self.position,
-            "caught_up": self.ready.is_set(),
+            "caught_up": caught_up,
+            "stale": stale,
+            "quiet_s": round(self.quiet_for, 1),
+            "stale_after": self.bus.config.stale_after,
             "bad_messages": self.bad_messages,
             "last_bad_message": self.last_bad_message,
             "last_error": self.link.last_error,
         }
+
+    def check_stale(self) -> None:
+        """Say once (a warning) when the stream stops moving, and when it moves again."""
+        if self.stale and not self._said_stale:
+            self._said_stale = True
+            log.warning(
+                "bus %s: nothing new on stream %s for %.0f s (at %d): its collectors stopped, "
+                "the stream without a leader or the bus away%s",
+                self.bus.config.display_url,
+                self.bus.config.stream,
+                self.quiet_for,
+                self.position,
+                f" ({self.link.last_error})" if self.link.last_error else "",
+            )
+        elif self._said_stale and not self.stale:
+            self._said_stale = False
+            log.warning(
+                "bus %s: messages coming again (at %d)", self.bus.config.display_url, self.position
+            )
 
     def resume_trades(self, last_ids: dict[str, int]) -> None:
         """Trade gaps are the collector's to fill; a reader takes what it publishes."""
@@ -160,6 +203,7 @@ class BusFeed(Intake):
 
     async def run(self) -> None:
         self._began = time.time()
+        self._last_message = time.monotonic()
         nc = None
         try:
             while nc is None and not self._stopped.is_set():
@@ -184,9 +228,20 @@ class BusFeed(Intake):
                 return
             self.link.connected = True
             self.symbols_confirmed.set()
-            await self._consume(nc.jetstream())
+            js = nc.jetstream()
+            await self._check_stream(js)
+            await self._consume(js)
         finally:
             await close_quietly(nc)
+
+    async def _check_stream(self, js: Any) -> None:
+        """The stream as the operator set it: made when there is none and this reader was given
+        its settings; a setting that differs from the stream's said once (see ensure_stream)."""
+        config = self.bus.config
+        try:
+            await ensure_stream(js, config, create=bool(config.given_stream_settings()))
+        except Exception as exc:  # the consumer says more if the stream cannot be had
+            log.warning("bus %s: stream %s: %s", config.display_url, config.stream, exc)
 
     def _on_state(self, connected: bool | None, error: str) -> None:
         if connected is not None:
@@ -223,6 +278,7 @@ class BusFeed(Intake):
             except Exception as exc:  # the consumer lost (a node gone)
                 msgs, lost = [], f"fetch: {type(exc).__name__}: {exc}"
             taken, unseen = self._take_in_order(msgs)
+            self.check_stale()
             lost = lost or unseen  # never acknowledge past a delivery this writer did not see
             if taken:
                 pending_ack, meta = taken[-1], taken[-1].metadata
@@ -332,6 +388,7 @@ class BusFeed(Intake):
             self.ready.set()  # nothing to catch up with
         while not self._stopped.is_set():
             self.check_books(time.monotonic())
+            self.check_stale()
             await self._wait(1.0)
         with contextlib.suppress(Exception):
             await sub.unsubscribe()
@@ -371,6 +428,9 @@ class BusFeed(Intake):
         """One message off the bus (``msg``, if given, says where it sits in the stream). One
         that is not ours is counted, logged and dropped; never raises."""
         self.link.messages += 1
+        self._last_message = time.monotonic()
+        if self.link.last_error:  # messages flow again: what went wrong is over
+            self.link.last_error = ""
         try:
             exchange, kind, symbol = enc.parse_subject(subject)
             if exchange != self.exchange or symbol not in self._wanted:

@@ -16,8 +16,15 @@ from itertools import pairwise
 from pathlib import Path
 from typing import Any, TextIO
 
-from marketlab.bus.config import SECURITY, BusConfig, env_settings, merge_settings
-from marketlab.cli.args import URL_KEYS
+from marketlab.bus.config import (
+    MAX_REPLICAS,
+    SECURITY,
+    STREAM_SETTINGS,
+    BusConfig,
+    env_settings,
+    merge_settings,
+)
+from marketlab.cli.args import URL_KEYS, duration, size
 from marketlab.lab import Lab
 from marketlab.records import Interval, normalize_symbol
 from marketlab.settings import DEFAULT_CHANNELS, DEFAULT_INTERVALS, DEFAULT_SYMBOLS
@@ -56,7 +63,8 @@ class CollectSettings:
     quote: str | None = None
     shard: str | None = None
     publish: str | None = None  # a NATS JetStream bus every record goes to
-    bus: dict[str, Any] = field(default_factory=dict)  # who we are to the bus, its TLS ([bus])
+    # BusConfig's keywords ([bus], --bus-* flags): who we are to the bus, its TLS, the stream
+    bus: dict[str, Any] = field(default_factory=dict)
     memory_limit: str | None = None  # what every symbol's buffers share (e.g. "2GB")
     intervals: list[str] = field(default_factory=lambda: list(DEFAULT_INTERVALS))
     channels: list[str] = field(default_factory=lambda: list(DEFAULT_CHANNELS))
@@ -84,8 +92,19 @@ def load_settings(args: argparse.Namespace) -> CollectSettings:
         if value:
             settings.urls[key] = value
     flags = {name: getattr(args, f"bus_{name}", None) for name in SECURITY}
-    settings.bus = merge_settings(flags, env_settings(), settings.bus)
+    from_file = settings.bus
+    settings.bus = merge_settings(flags, env_settings(), from_file)
+    for name in BUS_TUNING:  # the stream's settings and the staleness bound: flag, else file
+        value = getattr(args, f"bus_{name}", None)
+        value = from_file.get(name) if value is None else value
+        if value is not None:
+            settings.bus[name] = value
+    if getattr(args, "bus_update_stream", None):
+        settings.bus["update_stream"] = True
     return settings
+
+
+BUS_TUNING = (*STREAM_SETTINGS, "stale_after")  # [bus] keys beside the security ones
 
 
 def bus_of(url: str, settings: CollectSettings) -> BusConfig:
@@ -154,19 +173,7 @@ def _apply_toml(settings: CollectSettings, path: Path) -> None:
         if not isinstance(value, int | float) or isinstance(value, bool):
             raise ValueError(f"{path}: [feed] {key} must be a number, got {value!r}")
     settings.feed = dict(feed)
-    bus = data.get("bus", {})
-    stray = sorted(set(bus) - set(SECURITY))
-    if stray:
-        raise ValueError(
-            f"{path}: unknown key(s) in [bus]: {', '.join(stray)}"
-            f" (expected some of {', '.join(SECURITY)})"
-        )
-    for key, value in bus.items():
-        if not isinstance(value, str) or not value:
-            raise ValueError(
-                f"{path}: [bus] {key} must be non-empty text, got a {type(value).__name__}"
-            )
-    settings.bus = dict(bus)
+    settings.bus = _bus_table(data.get("bus", {}), path)
     if "alerts" in data:
         settings.alerts = AlertSettings.from_mapping(data["alerts"], f"{path}: [alerts]")
     unknown_tables = set(data) - {"collect", "venues", "feed", "bus", "alerts"}
@@ -176,6 +183,42 @@ def _apply_toml(settings: CollectSettings, path: Path) -> None:
             "[venues], [feed], [bus], [alerts]"
         )
     settings.source = str(path)
+
+
+def _bus_table(bus: dict[str, Any], path: Path) -> dict[str, Any]:
+    """marketlab.toml's [bus]: security settings (text) and the stream's (numbers, or text
+    such as "24h" and "10GB"), each checked here, naming the file and the key."""
+    stray = sorted(set(bus) - set(SECURITY) - set(BUS_TUNING))
+    if stray:
+        raise ValueError(
+            f"{path}: unknown key(s) in [bus]: {', '.join(stray)}"
+            f" (expected some of {', '.join((*SECURITY, *BUS_TUNING))})"
+        )
+    out: dict[str, Any] = {}
+    for key, value in bus.items():
+        if key in SECURITY:
+            if not isinstance(value, str) or not value:
+                raise ValueError(
+                    f"{path}: [bus] {key} must be non-empty text, got a {type(value).__name__}"
+                )
+            out[key] = value
+            continue
+        if isinstance(value, bool) or not isinstance(value, int | float | str):
+            raise ValueError(f"{path}: [bus] {key} must be a number, got {value!r}")
+        if key == "replicas":
+            if not isinstance(value, int) or not 1 <= value <= MAX_REPLICAS:
+                raise ValueError(
+                    f"{path}: [bus] replicas must be a whole number 1..{MAX_REPLICAS}, "
+                    f"got {value!r}"
+                )
+            out[key] = value
+            continue
+        parse = size if key == "max_bytes" else duration
+        try:
+            out[key] = parse(str(value))
+        except argparse.ArgumentTypeError as exc:
+            raise ValueError(f"{path}: [bus] {key}: {exc}") from None
+    return out
 
 
 def _list(value: Any, path: Path, name: str) -> list[str]:
@@ -206,19 +249,7 @@ def status_line(lab: Lab) -> str:
     line = " | ".join(parts) or "waiting for data"
     store = summary.get("store") or {}
     bus = summary.get("bus") or {}
-    if bus.get("reading"):
-        trouble = (
-            f" | bus {'caught up' if bus['caught_up'] else 'catching up'} at {bus['position']}"
-        )
-        if bus.get("bad_messages"):
-            trouble += f", {bus['bad_messages']} bad messages dropped"
-    elif bus:
-        trouble = (
-            f" | bus {'up' if bus['connected'] else 'DOWN'}: {bus['published']} published, "
-            f"{bus['held']} held" + (f", {bus['dropped']} dropped" if bus["dropped"] else "")
-        )
-    else:
-        trouble = ""
+    trouble = bus_words(bus) if bus else ""
     trouble += (
         (
             f" | store failing since {store['failing_since']}: {store['error']} "
@@ -241,6 +272,31 @@ def status_line(lab: Lab) -> str:
         f"reconnects {reconnects} | bad frames {bad_frames} | via {via}"
         f"{trouble}"
     )
+
+
+def bus_words(bus: dict[str, Any]) -> str:
+    """The status line's part for the bus: what a publisher or a reader says of it."""
+    if bus.get("reading"):
+        if bus.get("stale"):
+            words = f" | bus STALE: nothing new for {bus['quiet_s']:.0f} s at {bus['position']}" + (
+                f" ({bus['last_error']})" if bus.get("last_error") else ""
+            )
+        else:
+            words = f" | bus {bus['state']} at {bus['position']}"
+        if bus.get("bad_messages"):
+            words += f", {bus['bad_messages']} bad messages dropped"
+        return words
+    counts = f"{bus['held']} held, {bus['dropped']} dropped"
+    state = bus.get("state")
+    if state == "failing":
+        return f" | bus failing since {bus['failing_since']}: {bus['last_error']} ({counts})"
+    if state == "refused":
+        return f" | bus refused: {bus['refused']}"
+    if state == "up":
+        return f" | bus up: {bus['published']} published, " + (
+            counts if bus["dropped"] else f"{bus['held']} held"
+        )
+    return f" | bus {state}: {counts}"
 
 
 def final_report(lab: Lab) -> list[str]:

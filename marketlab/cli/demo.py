@@ -10,10 +10,12 @@ import contextlib
 import math
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from marketlab.bus.nats_server import NatsServer
+from marketlab.bus.config import BusConfig
+from marketlab.bus.nats_server import NatsServer, cluster
 from marketlab.cli.collect import final_report, run_lab, stop_signals
 from marketlab.lab import Lab
 from marketlab.server import PREFIX, create_app
@@ -45,7 +47,10 @@ def run_demo(args: argparse.Namespace) -> int:
     with contextlib.ExitStack() as stack:
         stack.enter_context(stop_signals())  # a second Ctrl-C while stopping is not a crash
         sim = stack.enter_context(SimExchange(args.symbols, speed=args.speed, port=args.sim_port))
-        bus = stack.enter_context(NatsServer()) if args.bus else None
+        replicas = getattr(args, "bus_replicas", 1) or 1
+        nodes = stack.enter_context(bus_nodes(replicas)) if args.bus else []
+        bus_url = ",".join(node.url for node in nodes)
+        publish = BusConfig(bus_url, replicas=replicas) if nodes else None
         venues = [v.lower() for v in (getattr(args, "exchanges", None) or ["binance"])]
         several = len(venues) > 1
         lab = Lab(
@@ -53,14 +58,14 @@ def run_demo(args: argparse.Namespace) -> int:
             intervals=["1m", "5m"],
             exchanges=venues if several else None,
             db=db,
-            publish=bus.url if bus else None,
+            publish=publish,
             **venue_urls(sim, venues),
         )
         reader = (
             Lab.from_bus(
-                bus.url, sim.symbol_names, ["1m", "5m"], exchanges=venues if several else None
+                bus_url, sim.symbol_names, ["1m", "5m"], exchanges=venues if several else None
             ).start()
-            if bus
+            if nodes
             else None
         )
         with ServerThread(create_app(lab), port=args.port) as server:
@@ -106,12 +111,16 @@ def run_demo(args: argparse.Namespace) -> int:
                     f"  collector           {', '.join(sim.symbol_names)} at 1m, 5m: "
                     f"trades, tickers, books, klines; history in {db}"
                 )
-            if bus is not None:
-                print(
-                    f"  bus                 {bus.url} (NATS JetStream): "
-                    "the collector publishes every record;"
+            if nodes:
+                cluster_words = (
+                    f"a {replicas}-node cluster, the stream on every node" if replicas > 1 else ""
                 )
-                print(f"                      a second Lab reads it: Lab.from_bus({bus.url!r})")
+                print(
+                    f"  bus                 {bus_url} (NATS JetStream"
+                    + (f", {cluster_words}" if cluster_words else "")
+                    + "): the collector publishes every record;"
+                )
+                print(f"                      a second Lab reads it: Lab.from_bus({bus_url!r})")
             print(
                 "  stop with Ctrl-C" + (f" or wait {args.duration:g}s" if args.duration else ""),
                 flush=True,
@@ -133,8 +142,22 @@ def run_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+@contextlib.contextmanager
+def bus_nodes(size: int) -> Iterator[list[NatsServer]]:
+    """A local JetStream bus: one node, or a cluster of ``size`` (each removed after)."""
+    nodes = [NatsServer()] if size == 1 else cluster(size)
+    try:
+        for node in nodes:
+            node.start()
+        yield nodes
+    finally:
+        for node in nodes:
+            node.remove()
+
+
 def bus_report(collector: Lab, reader: Lab, wait: float = 10.0) -> str:
-    """What the Lab reading the bus holds next to the collector's, once it has caught up."""
+    """What the Lab reading the bus holds next to the collector's, once it has caught up, and
+    how the collector's publishing went."""
     deadline = time.monotonic() + wait
     symbols = collector.symbols
 
@@ -164,6 +187,13 @@ def bus_report(collector: Lab, reader: Lab, wait: float = 10.0) -> str:
     equal = trades_equal and klines_equal
     trades = sum(len(reader.trades(s)) for s in symbols)
     report = f"the Lab reading the bus: {candles} closed 1m candles and {trades} trades, "
+    published = collector.summary().get("bus") or {}
+    outages = published.get("outages", 0)
+    if outages:
+        report = (
+            f"the bus failed {outages} time(s) (the last for {published['last_outage_s']} s, "
+            f"{published['resent']} messages sent again); " + report
+        )
     if equal:
         return report + "equal to the collector's"
     differs = [w for w, ok in (("trades", trades_equal), ("candles", klines_equal)) if not ok]

@@ -16,11 +16,13 @@ from typing import Any
 
 from marketlab.cli.args import (
     URL_KEYS,
+    bus_flags,
     channel_list,
     comma_list,
     count,
     interval_list,
     positive,
+    replicas,
     symbol_list,
     symbols_or_all,
     venue_list,
@@ -55,37 +57,6 @@ def _server_flags(parser: argparse.ArgumentParser, serve_flag: bool) -> None:
     )
 
 
-# the bus's security settings (BusConfig's fields), each also $MARKETLAB_BUS_<NAME> and a key
-# of marketlab.toml's [bus] table; flags win over the environment, which wins over the file
-_BUS_FLAGS = (
-    ("token", "TOKEN", "authenticate with this token"),
-    ("user", "USER", "authenticate as this user (with --bus-password)"),
-    ("password", "PASSWORD", "the user's password"),
-    ("creds", "FILE", "authenticate with this .creds file (a user JWT and its NKey seed)"),
-    ("nkey", "FILE", "authenticate with this NKey seed file"),
-    ("ca", "FILE", "check the bus's TLS certificate against this CA (default: the system's)"),
-    ("cert", "FILE", "show this client certificate (mutual TLS; with --bus-key)"),
-    ("key", "FILE", "the client certificate's private key"),
-)
-
-
-def _bus_flags(parser: argparse.ArgumentParser) -> None:
-    for name, metavar, what in _BUS_FLAGS:
-        env = f"MARKETLAB_BUS_{name.upper()}"
-        secret = (
-            " (a flag shows in the process list: prefer the variable)"
-            if name in ("token", "password")
-            else ""
-        )
-        parser.add_argument(
-            f"--bus-{name}",
-            dest=f"bus_{name}",
-            default=None,
-            metavar=metavar,
-            help=f"bus (--publish/--from): {what}; or ${env}{secret}",
-        )
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="marketlab", description="Live crypto market data for researchers."
@@ -106,6 +77,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--bus",
         action="store_true",
         help="also run a NATS JetStream bus: the collector publishes, a second Lab reads it",
+    )
+    demo.add_argument(
+        "--bus-replicas",
+        type=replicas,
+        default=1,
+        metavar="N",
+        help="with --bus: a cluster of N nodes, the stream kept on all of them (default 1)",
     )
     demo.add_argument(
         "--exchanges",
@@ -214,7 +192,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="NATS_URL",
         help="read what collectors publish on this bus instead of a venue",
     )
-    _bus_flags(collect)
+    bus_flags(collect)
     _server_flags(collect, serve_flag=True)
     collect.add_argument(
         "--metrics-port",
