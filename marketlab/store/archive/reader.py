@@ -18,6 +18,7 @@ import zipfile
 import zlib
 from collections.abc import Iterator
 from pathlib import Path
+from typing import IO, cast
 
 import numpy as np
 import pyarrow as pa
@@ -139,8 +140,11 @@ def _read(
     unit: int | None = None
     with zf.open(info) as f:
         try:
-            if info.file_size <= _BIG:
-                blocks: Iterator[pa.Table] = iter([csv.read_csv(f, read_options, parse, convert)])
+            if info.file_size <= _BIG:  # inflated in one call, then parsed on every core
+                whole = cast(IO[bytes], pa.BufferReader(pa.py_buffer(f.read())))
+                blocks: Iterator[pa.Table] = iter(
+                    [csv.read_csv(whole, read_options, parse, convert)]
+                )
             else:
                 reader = csv.open_csv(f, read_options, parse, convert)
                 blocks = (pa.Table.from_batches([b]) for b in reader)
