@@ -59,12 +59,13 @@ class PriceJump:
 
 
 class SpreadBlowout:
-    """A spread (bps) more than ``factor`` times the rolling median of the previous ones.
+    """A spread (bps) more than ``factor`` times the rolling median of the previous ones and
+    at least ``min_bps`` wide (a book quoted one tick wide is not blown out at six ticks).
     ``update`` returns the ratio when it fires, else None."""
 
-    def __init__(self, window: int, min_samples: int, factor: float):
+    def __init__(self, window: int, min_samples: int, factor: float, min_bps: float = 0.0):
         self.spreads: deque[float] = deque(maxlen=window)
-        self.min_samples, self.factor = min_samples, factor
+        self.min_samples, self.factor, self.min_bps = min_samples, factor, min_bps
 
     def update(self, spread_bps: float) -> float | None:
         if not (spread_bps >= 0 and math.isfinite(spread_bps)):
@@ -72,7 +73,7 @@ class SpreadBlowout:
         fired = None
         if len(self.spreads) >= self.min_samples:
             median = float(np.median(np.fromiter(self.spreads, dtype=float)))
-            if median > 0 and spread_bps > self.factor * median:
+            if median > 0 and spread_bps > self.factor * median and spread_bps >= self.min_bps:
                 fired = spread_bps / median
         self.spreads.append(spread_bps)
         return fired

@@ -391,7 +391,7 @@ class Rules:
             return out  # a crossed quote says nothing about spread or mid
         if not off(s.spread_factor):
             ratio = self.spreads.setdefault(
-                key, SpreadBlowout(s.window, s.min_samples, s.spread_factor)
+                key, SpreadBlowout(s.window, s.min_samples, s.spread_factor, s.spread_min_bps)
             ).update(spread)
             if ratio is not None:
                 out.append(

@@ -33,7 +33,8 @@ class AlertSettings:
     min_samples: int = 30  # samples a window needs before its rule judges anything
     jump_z: float = 10.0  # a mid's return this many robust sigmas from the window's median ...
     jump_min_bps: float = 10.0  # ... and at least this large
-    spread_factor: float = 5.0  # a spread this many times its rolling median
+    spread_factor: float = 5.0  # a spread this many times its rolling median ...
+    spread_min_bps: float = 5.0  # ... and at least this wide (one tick to six is no blowout)
     volume_factor: float = 10.0  # traded volume in one interval this many times the mean
     outside_book_bps: float = 50.0  # a trade this far outside the best bid/ask
     crossed_for_s: float = 1.0  # best bid >= best ask for this long
