@@ -54,7 +54,6 @@ HELP: dict[str, str] = {
     "marketlab_connections": "WebSocket connections of the venue",
     "marketlab_reconnects_total": "Reconnects over every connection of the venue",
     "marketlab_bad_frames_total": "Frames from the venue that could not be read",
-    "marketlab_duplicates_total": "Records dropped as repeats of ones already taken",
     "marketlab_rest_requests_total": "REST requests sent to the venue",
     "marketlab_rest_rate_limited_total": "REST answers 429 (rate limited) or 418 (banned)",
     "marketlab_failed_over": "1 while the venue's data comes from its fallback venue",

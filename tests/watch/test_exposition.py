@@ -4,9 +4,12 @@ labels, counters that only grow, and the process' own figures."""
 
 from __future__ import annotations
 
+import json
+import re
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import httpx
 import pytest
@@ -18,6 +21,7 @@ from marketlab.server import PREFIX, create_app
 from marketlab.server.runner import ServerThread
 from marketlab.sim import SimExchange
 from marketlab.watch import Watch
+from marketlab.watch.metrics import HELP
 from tests.conftest import START
 from tests.lab.test_lab import FAST, wait_for
 
@@ -144,3 +148,42 @@ def test_alerts_endpoint_answers_the_lab_s_alerts(served):
     rows = httpx.get(served.url + PREFIX + "/alerts", timeout=10).json()
     assert isinstance(rows, list)
     assert rows == served.lab.watch.rows()  # the same book the frame reads
+
+
+DASHBOARD = Path(__file__).resolve().parents[2] / "docs" / "grafana" / "marketlab-collector.json"
+METRIC = re.compile(r"\b(?:marketlab|process)_[a-z0-9_]+")
+
+
+def sample_names(family: str, kind: str) -> set[str]:
+    """The names of a family's samples in the text format (what a query names)."""
+    if kind == "counter":
+        return {family + "_total"}
+    if kind == "histogram":
+        return {family + suffix for suffix in ("_bucket", "_sum", "_count")}
+    return {family}
+
+
+def test_the_catalogue_is_what_the_exposition_has(served):
+    """Every family of metrics.HELP is in a scrape of a Lab with a store and alert rules (the
+    bus's only with a bus), and nothing is exposed that the catalogue lacks."""
+    scraped = {n for n in served.scrape() if n.startswith("marketlab_")}
+    catalogue = {name.removesuffix("_total") for name in HELP}
+    assert scraped == {n for n in catalogue if not n.startswith("marketlab_bus_")}
+
+
+def test_every_dashboard_query_names_an_exposed_metric(served):
+    dashboard = json.loads(DASHBOARD.read_text())
+    queries = [t["expr"] for panel in dashboard["panels"] for t in panel.get("targets", [])]
+    queries += [v["definition"] for v in dashboard["templating"]["list"] if "definition" in v]
+    assert len(queries) > 20
+    answer = httpx.get(served.url + "/metrics", timeout=10).text
+    exposed = {
+        name
+        for family in text_string_to_metric_families(answer)
+        for name in sample_names(family.name, family.type)
+    }
+    # the bus's families appear only on a Lab that publishes: named from the catalogue
+    exposed |= {name for name in HELP if name.startswith("marketlab_bus_")}
+    named = {m for q in queries for m in METRIC.findall(q)}
+    assert named - exposed == set()
+    assert {"marketlab_messages_received_total", "marketlab_trade_lag_seconds_bucket"} <= named
