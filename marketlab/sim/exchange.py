@@ -21,6 +21,7 @@ from aiohttp import web
 from marketlab.records import Interval, normalize_symbol, parse_duration
 from marketlab.sim.archive import ArchiveFace
 from marketlab.sim.binance import BinanceFace
+from marketlab.sim.binance.perp_face import BinancePerpFace
 from marketlab.sim.bybit import BybitFace
 from marketlab.sim.coinbase import WS_PATH as COINBASE_WS
 from marketlab.sim.coinbase import CoinbaseFace
@@ -181,6 +182,7 @@ class SimExchange(FaultControls):
             for v in VENUES
         }
         self.binance = BinanceFace(self)
+        self.binance_perp = BinancePerpFace(self)  # USDⓈ-M perpetuals, on the same market
         self.okx = OkxFace(self)
         self.bybit = BybitFace(self)
         self.coinbase = CoinbaseFace(self)
@@ -248,6 +250,7 @@ class SimExchange(FaultControls):
             app.router.add_get("/api/v3/depth", self.replay.depth)
         else:
             self.binance.add_routes(app)
+        self.binance_perp.add_routes(app)
         self.okx.add_routes(app)
         self.bybit.add_routes(app)
         self.coinbase.add_routes(app)
@@ -354,6 +357,7 @@ class SimExchange(FaultControls):
             while self.market.now + SECOND_MS <= target and time.monotonic() < burst_ends:
                 results = self.market.step()
                 self.binance.publish(self._at_venue("binance", results))
+                self.binance_perp.publish(results)
                 self.okx.publish(self._at_venue("okx", results))
                 self.bybit.publish(self._at_venue("bybit", results))
                 self.coinbase.publish(self._at_venue("coinbase", results))

@@ -206,6 +206,11 @@ class BinanceRest:
 
     # --- REST: limits and errors -------------------------------------------------------
 
+    @property
+    def weight_limit(self) -> int:
+        """Request weight a minute (the futures face has its own)."""
+        return self.sim.weight_limit
+
     def _rest(
         self, handler: Callable[[web.Request], Awaitable[Any]]
     ) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
@@ -224,7 +229,7 @@ class BinanceRest:
             window = int(now // 60)
             if window != self._weight_window:
                 self._weight_window, self._weight_used = window, 0
-            if self._weight_used + weight > self.sim.weight_limit:
+            if self._weight_used + weight > self.weight_limit:
                 return _error_response(self._over_limit(now))
             self._weight_used += weight
             return web.Response(
@@ -246,7 +251,7 @@ class BinanceRest:
         return ApiError(
             429,
             -1003,
-            f"Too much request weight used; current limit is {self.sim.weight_limit} "
+            f"Too much request weight used; current limit is {self.weight_limit} "
             "request weight per 1 MINUTE. Please use WebSocket Streams for live updates "
             "to avoid polling the API.",
             retry_after,

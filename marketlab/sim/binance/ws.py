@@ -75,6 +75,8 @@ class BinanceWs(SocketFace):
 
     venue = "binance"
     MALFORMED_KINDS = HOSTILE_FRAMES
+    stream_pattern = _STREAM_RE  # the stream names this face serves
+    max_streams = MAX_STREAMS  # a connection's streams at most
     sim: BinanceHost
     markets: dict[str, VenueMarket]
     subs: dict[str, set[Connection]]
@@ -85,15 +87,17 @@ class BinanceWs(SocketFace):
     # --- WebSocket ---------------------------------------------------------------------
 
     async def websocket(self, request: web.Request) -> web.StreamResponse:
-        combined = request.path.startswith("/stream")
+        combined = self.is_combined(request.path)
         if combined:
             names = [s for s in request.query.get("streams", "").split("/") if s]
         else:
             names = [s for s in request.match_info.get("streams", "").split("/") if s]
         # Binance ignores path entries that are not streams (ccxt connects to /ws/<n>).
-        names = [n for n in dict.fromkeys(names) if _STREAM_RE.match(n)]
-        if len(names) > MAX_STREAMS:
-            return web.Response(status=400, text=f"too many streams: {len(names)} > {MAX_STREAMS}")
+        names = [n for n in dict.fromkeys(names) if self.stream_pattern.match(n)]
+        if len(names) > self.max_streams:
+            return web.Response(
+                status=400, text=f"too many streams: {len(names)} > {self.max_streams}"
+            )
         ws = web.WebSocketResponse(autoping=False, max_msg_size=1 << 20)
         await ws.prepare(request)
         conn = Connection(ws, request, combined)
@@ -131,12 +135,21 @@ class BinanceWs(SocketFace):
             self._drop(conn)
         return ws
 
+    def is_combined(self, path: str) -> bool:
+        """Whether a connection on ``path`` gets combined frames (``/stream``) or raw ones."""
+        return path.startswith("/stream")
+
+    @property
+    def message_limit(self) -> int:
+        """Control messages a connection may send a second (the futures face has its own)."""
+        return self.sim.message_limit
+
     def _count_incoming(self, conn: Connection) -> bool:
         now = time.monotonic()
         conn.incoming.append(now)
         while conn.incoming and conn.incoming[0] <= now - 1.0:
             conn.incoming.popleft()
-        return len(conn.incoming) <= self.sim.message_limit
+        return len(conn.incoming) <= self.message_limit
 
     def _subscribe(self, conn: Connection, names: list[str]) -> None:
         for n in names:
@@ -197,9 +210,10 @@ class BinanceWs(SocketFace):
         if method == "LIST_SUBSCRIPTIONS":
             return {"result": list(conn.streams), "id": rid}
         if method in ("SUBSCRIBE", "UNSUBSCRIBE"):
-            if not params or not all(isinstance(p, str) and _STREAM_RE.match(p) for p in params):
+            pattern = self.stream_pattern
+            if not params or not all(isinstance(p, str) and pattern.match(p) for p in params):
                 bad = next(
-                    (p for p in params if not (isinstance(p, str) and _STREAM_RE.match(p))), None
+                    (p for p in params if not (isinstance(p, str) and pattern.match(p))), None
                 )
                 return {
                     "code": 2,
@@ -210,11 +224,11 @@ class BinanceWs(SocketFace):
                 }
             if method == "SUBSCRIBE":
                 new = [p for p in params if p not in conn.streams]
-                if len(conn.streams) + len(new) > MAX_STREAMS:
+                if len(conn.streams) + len(new) > self.max_streams:
                     return {
                         "code": 2,
                         "msg": "Invalid request: too many streams "
-                        f"(max {MAX_STREAMS} per connection)",
+                        f"(max {self.max_streams} per connection)",
                         "id": rid,
                     }
                 self._subscribe(conn, params)
