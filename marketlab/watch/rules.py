@@ -175,6 +175,7 @@ class Rules:
         self.spreads: dict[tuple[str, str], SpreadBlowout] = {}
         self.volumes: dict[tuple[str, str], VolumeBurst] = {}
         self.crossed: dict[tuple[str, str], Persisting] = {}
+        self.wide: dict[tuple[str, str], Persisting] = {}
         self.diverging: dict[tuple[str, str], Persisting] = {}
         self.last_quotes: dict[tuple[str, str], Quote] = {}
 
@@ -393,7 +394,8 @@ class Rules:
             ratio = self.spreads.setdefault(
                 key, SpreadBlowout(s.window, s.min_samples, s.spread_factor, s.spread_min_bps)
             ).update(spread)
-            if ratio is not None:
+            wide = self.wide.setdefault(key, Persisting(s.spread_for_s))
+            if wide.update(now, ratio is not None) and ratio is not None:
                 out.append(
                     Finding(
                         "spread_blowout",

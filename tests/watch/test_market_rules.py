@@ -193,3 +193,18 @@ def test_a_calm_series_raises_no_market_alert():
         prints = [Print("binance", "BTCUSDT", mid + rng.uniform(-half, half), rng.expovariate(1))]
         seen = Observation(quotes=[quote(mid - half, mid + half)], prints=prints)
         assert rules.evaluate(i * 0.5, seen) == [], i
+
+
+def test_a_spread_blowout_must_last():
+    settings = AlertSettings(window=40, min_samples=20, spread_for_s=1.0)
+    rules = Rules(settings)
+    t = 0.0
+    for _ in range(30):  # 1 bps wide
+        assert rules.evaluate(t, Observation(quotes=[quote(99.995, 100.005)])) == []
+        t += 0.5
+    wide = Observation(quotes=[quote(99.9, 100.1)])  # 20 bps: 20x the median
+    assert rules.evaluate(t, wide) == []  # one wide quote
+    assert rules.evaluate(t + 0.5, wide) == []
+    found = rules.evaluate(t + 1.0, wide)  # wide for 1 s
+    assert [f.rule for f in found] == ["spread_blowout"]
+    assert found[0].value == pytest.approx(spread_bps(99.9, 100.1) / spread_bps(99.995, 100.005))
