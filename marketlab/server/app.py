@@ -138,7 +138,9 @@ def create_app(
         if manage_lab and not lab.running:
             await asyncio.to_thread(lab.start)
         hub.start()
+        forget_alerts = _alerts_to_clients(lab, hub, asyncio.get_running_loop())
         yield
+        forget_alerts()
         await hub.stop()
         if manage_lab:
             await asyncio.to_thread(lab.stop)
@@ -666,6 +668,23 @@ def create_app(
 
     app.openapi = documented  # type: ignore[method-assign]  # FastAPI's way to patch the schema
     return app
+
+
+def _alerts_to_clients(lab: Lab, hub: Hub, loop: asyncio.AbstractEventLoop) -> Callable[[], None]:
+    """Every alert the Lab raises or resolves (``alerts=``) to every WebSocket client, as
+    ``{"type": "alert", ...}``; returns what stops it."""
+    if not isinstance(lab.watch, Watch):
+        return lambda: None
+
+    def send(alert: Mapping[str, Any]) -> None:
+        message = {"type": "alert", **alert}
+        for client in list(hub.clients):
+            client.reply(message)
+
+    def on_alert(alert: Mapping[str, Any]) -> None:  # on the rules' thread
+        loop.call_soon_threadsafe(send, alert)
+
+    return lab.on_alert(on_alert)
 
 
 def _pairs(equivalents: Mapping[str, str]) -> str:

@@ -11,8 +11,11 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
+from websockets.sync.client import connect
 
 from marketlab.lab import Lab
+from marketlab.server import PREFIX, create_app
+from marketlab.server.runner import ServerThread
 from marketlab.watch import Watch
 from tests.lab.test_lab import FAST, wait_for
 
@@ -96,10 +99,14 @@ def test_health_rules_raise_and_resolve_on_the_simulator_s_faults(fresh_sim, rec
     )
     events: list[dict[str, Any]] = []
     lab.on_alert(events.append)
-    with lab:
+    with lab, ServerThread(create_app(lab)) as server:
         lab.wait_ready(30)
         wait_for(lambda: not lab.alerts()["state"].eq("active").any(), 10, "a quiet start")
         start = len(events)  # (books unsynced while the Lab starts are alerts too)
+        pushed: list[dict[str, Any]] = []
+        client = connect(server.url.replace("http", "ws", 1) + PREFIX + "/ws")
+        reader = threading.Thread(target=lambda: pushed.extend(map(json.loads, client)))
+        reader.start()
 
         def done(rule: str) -> bool:
             return settled(events[start:], rule)
@@ -128,6 +135,10 @@ def test_health_rules_raise_and_resolve_on_the_simulator_s_faults(fresh_sim, rec
         assert (frame["kind"] == "health").all()
         assert frame["time"].dt.tz is not None
         wait_for(lambda: len(receiver.bodies) == len(events), 15, "every alert POSTed")
+        wait_for(lambda: len(pushed) == len(events) - start, 10, "every alert on the WebSocket")
+        client.close()
+        reader.join(5)
+    assert pushed == [{"type": "alert", **e} for e in events[start:]]
     assert receiver.bodies == events  # in order, after two refused tries
     assert receiver.requests == len(events) + 2
     for body in receiver.bodies:
