@@ -17,13 +17,13 @@ from tests.lab.test_lab import FAST, wait_for
 
 JAN2 = 1_735_776_000_000  # 2025-01-02T00:00Z
 START = JAN2 + 5 * 60_000  # the simulator's clock starts here, in the past
-HISTORY_S = 3 * 86_400 + 300  # its market began 2024-12-30T00:00Z
+HISTORY_S = 60 * 3600 + 300  # its market began 2024-12-30T12:00Z
 
 
 @pytest.fixture(scope="module")
 def sim():
     with SimExchange(
-        ["BTCUSDT"], start_time=START, history=HISTORY_S, trades_per_second=0.004, speed=60
+        ["BTCUSDT"], start_time=START, history=HISTORY_S, trades_per_second=0.01, speed=60
     ) as s:
         s.inject("archive_corrupt", "BTCUSDT-1m-2025-01-01.zip")
         s.inject("archive_missing", "2024-12-31")
@@ -63,7 +63,7 @@ def test_every_trap_on_then_collect_leaves_no_gap(sim, tmp_path):
     # every row once, with the exchange's values and times
     kl = history.klines("BTCUSDT", "1m", start=parse_when("2024-12-30"), end=JAN2 - 1)
     exchange = sim.klines("BTCUSDT", "1m", parse_when("2024-12-30"), JAN2 - 1, limit=10_000)
-    assert len(kl) == len(exchange) == 3 * 1440
+    assert len(kl) == len(exchange) == 60 * 60
     assert [int(t.value // 1_000_000) for t in kl.index] == [k["open_time"] for k in exchange]
     assert list(kl["close"]) == [k["close"] for k in exchange]
     assert list(kl["trades"]) == [k["trades"] for k in exchange]
@@ -101,12 +101,22 @@ def test_every_trap_on_then_collect_leaves_no_gap(sim, tmp_path):
         store=("klines", "trades"),
         **{**FAST, "binance_ws_url": sim.ws_url, "binance_rest_url": sim.rest_url},
     )
+    market = sim.market.symbols["BTCUSDT"]
+
+    def lab_newest() -> int:
+        frame = lab.trades("BTCUSDT")
+        return int(frame["trade_id"].max()) if len(frame) else 0
+
     with lab:
         lab.wait_ready(30)
         began = sim.now_ms()
+        at_start = market.next_trade_id - 1
+        # the trades made since the archive's end are fetched when a live one shows the gap
+        wait_for(lambda: lab_newest() > at_start, 30, "a live trade")
         wait_for(lambda: sim.now_ms() > began + 2 * 60_000, 30, "two simulated minutes")
-        traded = sim.market.symbols["BTCUSDT"].next_trade_id - 1
-        time.sleep(1.0)
+        traded = market.next_trade_id - 1
+        wait_for(lambda: lab_newest() >= traded, 10, "the latest trade")
+        time.sleep(0.5)
     stored = History(db=db).klines("BTCUSDT", "1m")
     opens = [int(t.value // 1_000_000) for t in stored.index]
     assert opens == list(range(opens[0], opens[-1] + 60_000, 60_000))
@@ -114,3 +124,22 @@ def test_every_trap_on_then_collect_leaves_no_gap(sim, tmp_path):
     all_ids = list(History(db=db).trades("BTCUSDT")["trade_id"])
     assert all_ids == list(range(1, len(all_ids) + 1))
     assert all_ids[-1] >= traded  # every trade up to a second ago, live or fetched
+
+
+def test_the_download_command_imports_a_day_and_says_what_is_open(sim, tmp_path, capsys):
+    from marketlab.cli.main import main
+
+    db = tmp_path / "cli.sqlite"
+    argv = ["download", "--symbols", "BTCUSDT", "--kinds", "klines:1h", "--start", "2025-01-01"]
+    argv += ["--db", str(db), "--archive-url", sim.archive_url]
+    argv += ["--binance-rest-url", sim.rest_url]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert f"archive imported into {db}; 0 hole(s) found, 0 open" in out
+    kl = History(db=db).klines("BTCUSDT", "1h")
+    assert len(kl) == 24 and str(kl.index[0]) == "2025-01-01 00:00:00+00:00"
+    assert list(kl["close"]) == [
+        k["close"] for k in sim.klines("BTCUSDT", "1h", parse_when("2025-01-01"), JAN2 - 1)
+    ]
+    assert main([*argv[:4], "klines:2x", *argv[5:]]) == 2  # a wrong interval: said, not raised
+    assert "invalid interval" in capsys.readouterr().err
