@@ -519,13 +519,13 @@ async def ensure_stream(js: Any, config: BusConfig, *, create: bool = True) -> d
     if foreign:
         what += ("; " if what else "") + f"subjects {subjects} (not {SUBJECTS})"
     if not config.update_stream:
-        log.warning(
-            "bus %s: stream %s has %s: used as it is (update_stream=True / --bus-update-stream "
-            "changes it)",
-            config.display_url,
-            config.stream,
-            what,
+        said = (
+            f"bus {config.display_url}: stream {config.stream} has {what}: used as it is "
+            "(update_stream=True / --bus-update-stream changes it)"
         )
+        if said not in _SAID:  # once a process (a Lab of several venues has several clients)
+            _SAID.add(said)
+            log.warning("%s", said)
         return found
     changes: dict[str, Any] = {_JS_FIELD[k]: v for k, v in differs.items()}
     if foreign:
@@ -536,6 +536,7 @@ async def ensure_stream(js: Any, config: BusConfig, *, create: bool = True) -> d
 
 
 _STREAM_NAME_IN_USE = 10058  # JetStream's error code: a stream of that name, other settings
+_SAID: set[str] = set()  # differences between a stream and the settings given, said already
 
 
 def _same(a: float, b: float) -> bool:

@@ -143,7 +143,13 @@ def test_readers_and_the_history_writer_see_what_the_collector_saw(
     )
 
 
-def collect_process(url: str, sim: SimExchange, *extra: str) -> subprocess.Popen[bytes]:
+def collect_process(
+    url: str, sim: SimExchange, *extra: str, symbols: list[str] = SYMBOLS, capture: bool = False
+) -> subprocess.Popen[str]:
+    """``marketlab collect --publish url`` on the simulator, in a process of its own (trades and
+    1m klines of ``symbols``); ``extra`` flags after the others (a flag given again wins);
+    ``capture``: its output and errors kept to read, as text."""
+    out = subprocess.PIPE if capture else subprocess.DEVNULL
     return subprocess.Popen(
         [
             sys.executable,
@@ -151,7 +157,7 @@ def collect_process(url: str, sim: SimExchange, *extra: str) -> subprocess.Popen
             "marketlab",
             "collect",
             "--symbols",
-            ",".join(SYMBOLS),
+            ",".join(symbols),
             "--intervals",
             "1m",
             "--channels",
@@ -166,8 +172,9 @@ def collect_process(url: str, sim: SimExchange, *extra: str) -> subprocess.Popen
             "60",
             *extra,
         ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+        stdout=out,
+        stderr=out,
+        text=True,
     )
 
 

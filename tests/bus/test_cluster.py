@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import signal
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,8 +17,9 @@ import pytest
 
 import marketlab as ml
 from marketlab.bus.config import BusConfig, close_quietly, connect, ensure_stream
-from marketlab.bus.nats_server import NatsServer, cluster
+from marketlab.bus.nats_server import NatsServer
 from marketlab.cli.collect import status_line
+from marketlab.cli.demo import bus_nodes
 from marketlab.lab.options import in_shard
 from marketlab.sim import SimExchange
 from tests.bus.conftest import end
@@ -43,14 +42,8 @@ CHANNELS = ["trades", "klines"]
 def nodes() -> Iterator[list[NatsServer]]:
     """Three nodes routed to each other, started; every one removed (process, port, store)
     however the test ends."""
-    made = cluster(3)
-    try:
-        for node in made:
-            node.start()
-        yield made
-    finally:
-        for node in made:
-            node.remove()
+    with bus_nodes(3) as started:
+        yield started
 
 
 def url_of(nodes: list[NatsServer]) -> str:
@@ -184,36 +177,19 @@ def test_a_collector_asking_for_one_replica_leaves_a_three_replica_stream_as_it_
 
     wait_for(made_once, 30, "the stream made")
     assert made["replicas"] == 3
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "marketlab",
-            "collect",
-            "--symbols",
-            "BTCUSDT",
-            "--intervals",
-            "1m",
-            "--channels",
-            "trades,klines",
-            "--publish",
-            url,
-            "--bus-replicas",
-            "1",
-            "--bus-max-age",
-            "1h",
-            "--binance-ws-url",
-            sim.ws_url,
-            "--binance-rest-url",
-            sim.rest_url,
-            "--duration",
-            "3",
-            "--status-interval",
-            "1",
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
+    proc = collect_process(
+        url,
+        sim,
+        "--bus-replicas",
+        "1",
+        "--bus-max-age",
+        "1h",
+        "--duration",
+        "3",
+        "--status-interval",
+        "1",
+        symbols=["BTCUSDT"],
+        capture=True,
     )
     try:
         out, err = proc.communicate(timeout=60)
