@@ -5,7 +5,6 @@ the time to the sans-I/O rules, and delivers what they raise and resolve: the lo
 
 from __future__ import annotations
 
-import functools
 import logging
 import threading
 import time
@@ -29,6 +28,10 @@ log = logging.getLogger("marketlab.watch")
 
 AlertCallback = Callable[[Mapping[str, Any]], Any]
 
+# trades kept between two observations at most (venue, trade, received at): memory stays
+# bounded whatever the rate, or if the rules' thread falls behind (the oldest go first)
+TAKEN = 200_000
+
 
 class Watch:
     """Alert rules over a Lab, with ``settings`` (:class:`AlertSettings`) and any threshold
@@ -47,7 +50,7 @@ class Watch:
         self.failures = 0  # observations that raised (logged; the watch goes on)
         self._callbacks: list[AlertCallback] = []
         self._lock = threading.Lock()
-        self._prints: deque[Print] = deque()  # the collector appends, the watch takes
+        self._taken: deque[tuple[str, Trade, float]] = deque(maxlen=TAKEN)
         self._lag: dict[str, LagHistogram] = {}
         self._lab: Lab | None = None
         self._thread: threading.Thread | None = None
@@ -62,10 +65,8 @@ class Watch:
             return
         self._lab = lab
         for venue in lab.exchanges:
-            taker = functools.partial(
-                self._on_record, venue, self._lag.setdefault(venue, LagHistogram())
-            )
-            self._unsubscribe.append(lab.subscribe(taker, exchange=venue))
+            self._lag.setdefault(venue, LagHistogram())
+            self._unsubscribe.append(lab.subscribe(self._taker(venue), exchange=venue))
         s = self.settings
         if s.webhook is not None and self.webhook is None:
             self.webhook = Webhook(s.webhook, s.webhook_queue, s.webhook_attempts)
@@ -113,12 +114,26 @@ class Watch:
 
     # --- observing -------------------------------------------------------------------------
 
-    def _on_record(self, venue: str, lag: LagHistogram, record: Any) -> None:
-        """Every record of ``venue``, on the collector thread: trades are kept for the next
-        observation and their lag counted; nothing else is looked at."""
-        if type(record) is Trade:
-            lag.observe(max(0.0, time.time() - record.time / 1000))
-            self._prints.append(Print(venue, record.symbol, record.price, record.qty))
+    def _taker(self, venue: str) -> Callable[[Any], None]:
+        """What takes every record of ``venue`` on the collector thread: a trade is kept with
+        the time it came, for the next observation; nothing else is looked at (the least
+        work per record: everything else waits for the rules' thread)."""
+        keep, clock = self._taken.append, time.time
+
+        def take(record: Any) -> None:
+            if type(record) is Trade:
+                keep((venue, record, clock()))
+
+        return take
+
+    def _prints_taken(self) -> list[Print]:
+        """The trades taken since the last observation, their lags counted."""
+        taken, prints = self._taken, []
+        for _ in range(len(taken)):
+            venue, trade, received = taken.popleft()
+            self._lag[venue].observe(max(0.0, received - trade.time / 1000))
+            prints.append(Print(venue, trade.symbol, trade.price, trade.qty))
+        return prints
 
     def _loop(self) -> None:
         while not self._stop.wait(self.settings.interval_s):
@@ -133,8 +148,7 @@ class Watch:
         lab = self._lab
         if lab is None:
             raise RuntimeError("the watch is not attached to a Lab")
-        taken = self._prints
-        prints = [taken.popleft() for _ in range(len(taken))]
+        prints = self._prints_taken()
         divergence = None
         if len(lab.exchanges) > 1:
             try:
