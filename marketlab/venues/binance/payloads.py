@@ -15,7 +15,9 @@ from marketlab.records import (
     SymbolInfo,
     Ticker,
     Trade,
+    is_perpetual,
     normalize_symbol,
+    perpetual_of,
 )
 from marketlab.venues.binance.protocol import BinanceAPIError
 from marketlab.venues.errors import PayloadError
@@ -124,8 +126,11 @@ def parse_klines(
     payload: bytes | str | list, symbol: str, interval: str, server_time: int
 ) -> list[Kline]:
     """``/api/v3/klines`` rows → klines; a row whose close time is not before ``server_time``
-    is the open candle (``closed=False``)."""
-    symbol = normalize_symbol(symbol)
+    is the open candle (``closed=False``). A perpetual's (``BTCUSDT-PERP``) come from
+    ``/fapi/v1/klines``, whose rows are the same."""
+    perpetual = is_perpetual(symbol)
+    symbol = perpetual_of(symbol) if perpetual else normalize_symbol(symbol)
+    endpoint = "/fapi/v1/klines" if perpetual else "/api/v3/klines"
     iv = Interval(interval)
     try:
         rows = (
@@ -134,7 +139,7 @@ def parse_klines(
             else _KLINE_ROWS.decode(msgspec.json.encode(payload))
         )
     except (msgspec.ValidationError, msgspec.DecodeError) as exc:
-        raise PayloadError(f"/api/v3/klines for {symbol} {iv}: {exc}") from None
+        raise PayloadError(f"{endpoint} for {symbol} {iv}: {exc}") from None
     return [
         Kline(
             symbol,

@@ -93,7 +93,7 @@ def _is_number(text: str) -> bool:
 
 
 @functools.cache
-def _binance_class() -> type:
+def ccxt_binance() -> type:
     """ccxt's Binance, subclassed on first use: importing ccxt costs a process ~90 MB, which a
     replay, an ingest or a notebook reading history never needs."""
     import ccxt.async_support as ccxt_async
@@ -153,7 +153,7 @@ class BinanceRest(PacedRest):
         super().__init__()
         self.base_url = base_url.rstrip("/")
         self.governor = WeightGovernor(weight_limit)
-        self._ex = _binance_class()(
+        self._ex = ccxt_binance()(
             {
                 "enableRateLimit": False,
                 "timeout": int(timeout_s * 1000),

@@ -59,7 +59,7 @@ class WindowPacer:
 
 @functools.cache
 def _okx_class() -> type:
-    """ccxt's OKX, subclassed on first use (see binance/rest.py's _binance_class)."""
+    """ccxt's OKX, subclassed on first use (see binance/rest.py's ccxt_binance)."""
     import ccxt.async_support as ccxt_async
 
     class _Okx(ccxt_async.okx):

@@ -1,0 +1,155 @@
+"""Binance USDⓈ-M futures REST over ccxt (``/fapi/v1``, ``/futures/data``), with the futures
+weight rules kept (2400 a minute, the same headers and bans as spot), as records named as ours
+(``BTCUSDT-PERP``)."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import msgspec
+
+from marketlab.records import (
+    AggTrade,
+    BookSnapshot,
+    Funding,
+    Interval,
+    Kline,
+    MarkPrice,
+    OpenInterest,
+    Trade,
+)
+from marketlab.stream.rest import PacedRest
+from marketlab.venues import binance as bn
+from marketlab.venues.binance import perp_payloads as payloads
+from marketlab.venues.binance.perp_protocol import (
+    DEFAULT_REST_URL,
+    REST_WEIGHT_PER_MINUTE,
+    depth_weight,
+    venue_symbol,
+)
+from marketlab.venues.binance.rest import WeightGovernor, ccxt_binance
+
+DEPTH_LIMITS = (5, 10, 20, 50, 100, 500, 1000)
+
+
+def _klines_weight(limit: int) -> int:
+    return 1 if limit < 100 else 2 if limit < 500 else 5 if limit <= 1000 else 10
+
+
+def as_trade(agg: AggTrade) -> Trade:
+    """An aggregated trade as the trade our records keep of a perpetual: its aggregate id is
+    the trade id (Binance's futures trade stream is the aggregated one, its ids consecutive, so
+    a skipped id is a missed trade)."""
+    return Trade(agg.symbol, agg.agg_id, agg.price, agg.qty, agg.side, agg.time, agg.event_time)
+
+
+class BinancePerpRest(PacedRest):
+    """The public futures endpoints a collector needs, as records."""
+
+    kline_page = 1500  # candles per /fapi/v1/klines request
+    trade_page = 1000  # aggregated trades per /fapi/v1/aggTrades request
+    windowed = False
+    clock = staticmethod(time.time)  # the weight window is the wall-clock minute
+
+    def __init__(
+        self,
+        base_url: str = DEFAULT_REST_URL,
+        *,
+        weight_limit: int = REST_WEIGHT_PER_MINUTE,
+        timeout_s: float = 10.0,
+    ):
+        super().__init__()
+        self.base_url = base_url.rstrip("/")
+        self.governor = WeightGovernor(weight_limit)
+        self._ex = ccxt_binance()(
+            {
+                "enableRateLimit": False,
+                "timeout": int(timeout_s * 1000),
+                "options": {"fetchCurrencies": False, "fetchMarkets": {"types": ["linear"]}},
+            }
+        )
+        self._ex.governor = self.governor
+        self._ex.urls["api"]["fapiPublic"] = f"{self.base_url}/fapi/v1"
+        self._ex.urls["api"]["fapiData"] = f"{self.base_url}/futures/data"
+
+    async def _json(self, method: str, params: dict[str, Any], weight: int) -> bytes:
+        return msgspec.json.encode(await self._call(method, params, weight))
+
+    async def server_time(self) -> int:
+        payload = await self._call("fapipublic_get_time", {}, 1)
+        return int(payload["serverTime"])
+
+    async def listed_symbols(self) -> dict[str, float]:
+        """Every perpetual ``/fapi/v1/exchangeInfo`` lists (as ours), with its price tick."""
+        body = await self._json("fapipublic_get_exchangeinfo", {}, 1)
+        return {s.symbol: s.tick_size for s in payloads.perpetuals(body)}
+
+    async def klines(
+        self,
+        symbol: str,
+        interval: str,
+        *,
+        start: int | None = None,
+        end: int | None = None,
+        limit: int = 1500,
+        server_time: int | None = None,
+    ) -> list[Kline]:
+        """Candles with open time in [start, end]; ``closed`` judged against server time."""
+        params: dict[str, Any] = {
+            "symbol": venue_symbol(symbol),
+            "interval": Interval(interval),
+            "limit": limit,
+        }
+        if start is not None:
+            params["startTime"] = start
+        if end is not None:
+            params["endTime"] = end
+        now = server_time if server_time is not None else await self.server_time()
+        body = await self._json("fapipublic_get_klines", params, _klines_weight(limit))
+        return bn.parse_klines(body, symbol, interval, now)
+
+    async def depth(self, symbol: str, limit: int = 1000) -> BookSnapshot:
+        limit = min((x for x in DEPTH_LIMITS if x >= limit), default=1000)
+        params = {"symbol": venue_symbol(symbol), "limit": limit}
+        body = await self._json("fapipublic_get_depth", params, depth_weight(limit))
+        return payloads.depth(body, symbol)
+
+    async def agg_trades_from(self, symbol: str, from_id: int, limit: int = 1000) -> list[AggTrade]:
+        params = {"symbol": venue_symbol(symbol), "fromId": from_id, "limit": limit}
+        body = await self._json("fapipublic_get_aggtrades", params, 20)
+        return payloads.agg_trades(body, symbol)
+
+    async def trades_from(self, symbol: str, from_id: int, limit: int = 1000) -> list[Trade]:
+        """Aggregated trades from id ``from_id`` on, as trades (see :func:`as_trade`)."""
+        return [as_trade(a) for a in await self.agg_trades_from(symbol, from_id, limit)]
+
+    async def mark_price(self, symbol: str) -> MarkPrice:
+        body = await self._json("fapipublic_get_premiumindex", {"symbol": venue_symbol(symbol)}, 1)
+        return payloads.mark_price(body)
+
+    async def funding_history(
+        self, symbol: str, start: int | None = None, end: int | None = None, limit: int = 1000
+    ) -> list[Funding]:
+        """Settled fundings, oldest first, in [start, end] (the newest ``limit`` without
+        ``start``)."""
+        params: dict[str, Any] = {"symbol": venue_symbol(symbol), "limit": limit}
+        if start is not None:
+            params["startTime"] = start
+        if end is not None:
+            params["endTime"] = end
+        return payloads.funding_history(await self._json("fapipublic_get_fundingrate", params, 1))
+
+    async def open_interest(self, symbol: str) -> OpenInterest:
+        params = {"symbol": venue_symbol(symbol)}
+        return payloads.open_interest(await self._json("fapipublic_get_openinterest", params, 1))
+
+    async def open_interest_history(
+        self, symbol: str, period: str = "5m", start: int | None = None, limit: int = 500
+    ) -> list[OpenInterest]:
+        """Open interest at each ``period``'s end (Binance keeps the last 30 days)."""
+        params: dict[str, Any] = {"symbol": venue_symbol(symbol), "period": period, "limit": limit}
+        if start is not None:
+            params["startTime"] = start
+        body = await self._json("fapidata_get_openinteresthist", params, 1)
+        return payloads.open_interest_history(body)
