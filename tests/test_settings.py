@@ -74,8 +74,8 @@ def test_a_bad_url_in_the_environment_is_refused_for_the_venue_in_use(monkeypatc
 def test_okx_takes_a_bare_base_or_the_full_public_url():
     bare = Lab(["BTCUSDT"], exchange="okx", okx_ws_url="ws://127.0.0.1:9300")
     assert bare.config.ws_url == "ws://127.0.0.1:9300/ws/v5/public"
-    full = Lab(["BTCUSDT"], exchange="okx", okx_ws_url="wss://ws.okx.com:8443/ws/v5/public/")
-    assert full.config.ws_url == "wss://ws.okx.com:8443/ws/v5/public"
+    full = Lab(["BTCUSDT"], exchange="okx", okx_ws_url="wss://ws.okx.com/ws/v5/public/")
+    assert full.config.ws_url == "wss://ws.okx.com/ws/v5/public"
     assert Lab(["BTCUSDT"], binance_ws_url="ws://127.0.0.1:9/").config.ws_url == "ws://127.0.0.1:9"
 
 

@@ -19,7 +19,7 @@ from marketlab.records import Interval, split_symbol
 from marketlab.records import normalize_symbol as _normalize
 from marketlab.settings import ws_url_at
 
-DEFAULT_WS_URL = "wss://ws.okx.com:8443/ws/v5/public"
+DEFAULT_WS_URL = "wss://ws.okx.com/ws/v5/public"  # port 443: OKX closed 8443 on 2026-10-31
 DEFAULT_REST_URL = "https://www.okx.com"
 CHECKSUM_LEVELS = 25
 IDLE_LIMIT_S = 30.0  # the server drops a connection that has had nothing pushed for this long
@@ -65,7 +65,7 @@ def check_ws_url(value: Any, arg: str = "okx_ws_url") -> str:
         value,
         OKX_PUBLIC_PATH,
         "OKX's public WebSocket URL",
-        "wss://ws.okx.com:8443 (candles go to /ws/v5/business beside it)",
+        "wss://ws.okx.com (candles go to /ws/v5/business beside it)",
     )
 
 
