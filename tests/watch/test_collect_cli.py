@@ -45,7 +45,7 @@ def test_collect_serves_metrics_and_prints_alerts(fresh_sim, tmp_path):
             "--metrics-port",
             str(port),
             "--duration",
-            "9",
+            "7",
             "--status-interval",
             "5",
         ],
@@ -67,7 +67,7 @@ def test_collect_serves_metrics_and_prints_alerts(fresh_sim, tmp_path):
 
         wait_for(lambda: received() > 0, 30, "messages counted at /metrics")
         time.sleep(0.5)
-        fresh_sim.stall(3.0)  # nothing sent for 3 s: every stream silent past 1 s
+        fresh_sim.stall(2.0)  # nothing sent for 2 s: every stream silent past 1 s
         out, err = proc.communicate(timeout=60)
     finally:
         if proc.poll() is None:

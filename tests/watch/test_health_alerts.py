@@ -4,6 +4,7 @@ loopback (a real HTTP server)."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import threading
 from collections.abc import Iterator
@@ -11,6 +12,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
+from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
 from marketlab.lab import Lab
@@ -81,7 +83,7 @@ def test_health_rules_raise_and_resolve_on_the_simulator_s_faults(fresh_sim, rec
         book_unsynced_s=0.2,
         max_reconnects=1,
         reconnect_window_s=3.0,
-        rest_limited_window_s=3.0,
+        rest_limited_window_s=2.0,
         webhook=receiver.url,
         # the market rules are tested on their own (test_market_rules, test_calm_market)
         jump_z=0,
@@ -99,13 +101,18 @@ def test_health_rules_raise_and_resolve_on_the_simulator_s_faults(fresh_sim, rec
     )
     events: list[dict[str, Any]] = []
     lab.on_alert(events.append)
-    with lab, ServerThread(create_app(lab)) as server:
+    with lab, ServerThread(create_app(lab)) as server, contextlib.ExitStack() as stack:
         lab.wait_ready(30)
         wait_for(lambda: not lab.alerts()["state"].eq("active").any(), 10, "a quiet start")
         start = len(events)  # (books unsynced while the Lab starts are alerts too)
         pushed: list[dict[str, Any]] = []
-        client = connect(server.url.replace("http", "ws", 1) + PREFIX + "/ws")
-        reader = threading.Thread(target=lambda: pushed.extend(map(json.loads, client)))
+        client = stack.enter_context(connect(server.url.replace("http", "ws", 1) + PREFIX + "/ws"))
+
+        def read() -> None:
+            with contextlib.suppress(ConnectionClosed):
+                pushed.extend(map(json.loads, client))
+
+        reader = threading.Thread(target=read)
         reader.start()
 
         def done(rule: str) -> bool:
@@ -116,12 +123,13 @@ def test_health_rules_raise_and_resolve_on_the_simulator_s_faults(fresh_sim, rec
         silent = {e["stream"] for e in events[start:] if e["rule"] == "silence"}
         assert {"trade", "depth", "ticker"} <= silent
 
-        for _ in range(2):  # two reconnects within 3 s: over the limit of 1
+        for _ in range(2):  # two reconnects in quick succession: over the limit of 1 in 3 s
             before = lab.summary()["reconnects"]
             fresh_sim.drop_connections()
             wait_for(lambda b=before: lab.summary()["reconnects"] > b, 15, "a reconnect")
-            lab.wait_ready(15)
+            wait_for(lambda: lab.status()["connected"].all(), 15, "connected again")
         wait_for(lambda: done("reconnects"), 15, "reconnects raised and resolved")
+        lab.wait_ready(15)
 
         fresh_sim.fail_rest(429, count=2)  # the book's snapshot refused twice ...
         fresh_sim.skip_depth_updates(1)  # ... when a gap in its updates calls for one
