@@ -148,6 +148,15 @@ class Downloader:
                     found = tick_holes(self.ticks, s, start, audit_end, p.files)
                 if fill and found:
                     await self._fill(s, found, rest_url)
+                    if s.kind != "klines":  # a short day filled by id is short no more
+                        still = {
+                            h.start
+                            for h in tick_holes(self.ticks, s, start, audit_end, p.files)
+                            if h.what.startswith("short day")
+                        }
+                        for h in found:
+                            if h.what.startswith("short day") and h.start not in still:
+                                h.filled = True
                 self.outcome.holes += found
         self.manifest.report = [h.as_dict() for h in self.outcome.holes]
         self.manifest.save()

@@ -49,6 +49,7 @@ def test_every_trap_on_then_collect_leaves_no_gap(sim, tmp_path):
     short = report[report["what"].str.startswith("short day: 0 rows")]
     assert sorted(short["kind"]) == ["aggTrades", "trades"]
     assert {str(t.date()) for t in short["start"]} == {"2024-12-31"}
+    assert short["filled"].all()  # the day's trades fetched by id: short no more
     candles = report[report["what"] == "candles missing"]
     assert len(candles) == 1 and candles["filled"].all()
     assert str(candles["start"].iloc[0]) == "2024-12-31 00:00:00+00:00"
