@@ -8,7 +8,7 @@ import math
 from collections import deque
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import pandas as pd
 
@@ -47,22 +47,30 @@ class VenueRow:
     trade_holes: Mapping[str, int] = field(default_factory=dict)  # symbol → unfilled holes
 
 
-@dataclass(frozen=True)
-class Quote:
+class Quote(NamedTuple):
+    """A venue's best bid and ask for a symbol, and the venue's time of them (ms; NaN when
+    unknown)."""
+
     venue: str
     symbol: str
     bid: float
     ask: float
+    time_ms: float = math.nan
 
 
-@dataclass(frozen=True)
-class Print:
-    """A trade taken since the last observation."""
+class Print(NamedTuple):
+    """A trade taken since the last observation (a tuple: one is made per trade)."""
 
     venue: str
     symbol: str
     price: float
     qty: float
+    time_ms: float = math.nan  # the venue's time of the trade
+
+
+# a trade is judged against the quote before it only when the venue's times of the two are
+# this close (a replay or a late batch of trades is not compared with a quote long after)
+QUOTE_AGE_MS = 2_000
 
 
 @dataclass(frozen=True)
@@ -124,7 +132,13 @@ def observe(
     store = summary.get("store") or {}
     bus = summary.get("bus")
     quotes = [
-        Quote(str(row["exchange"]), str(row["symbol"]), float(row["bid"]), float(row["ask"]))
+        Quote(
+            str(row["exchange"]),
+            str(row["symbol"]),
+            float(row["bid"]),
+            float(row["ask"]),
+            float(row["event_time"] or math.nan),
+        )
         for row in price_rows
     ]
     spread: list[tuple[str, str, float]] = []
@@ -353,8 +367,8 @@ class Rules:
             return []
         key = (p.venue, p.symbol)
         quote = self.last_quotes.get(key)
-        if quote is None:
-            return []
+        if quote is None or abs(p.time_ms - quote.time_ms) > QUOTE_AGE_MS:
+            return []  # (NaN times compare False: judged)
         bps = outside_book_bps(p.price, quote.bid, quote.ask)
         if bps <= s.outside_book_bps:
             return []

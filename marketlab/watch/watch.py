@@ -132,7 +132,7 @@ class Watch:
         for _ in range(len(taken)):
             venue, trade, received = taken.popleft()
             self._lag[venue].observe(max(0.0, received - trade.time / 1000))
-            prints.append(Print(venue, trade.symbol, trade.price, trade.qty))
+            prints.append(Print(venue, trade.symbol, trade.price, trade.qty, trade.time))
         return prints
 
     def _loop(self) -> None:

@@ -208,3 +208,13 @@ def test_a_spread_blowout_must_last():
     found = rules.evaluate(t + 1.0, wide)  # wide for 1 s
     assert [f.rule for f in found] == ["spread_blowout"]
     assert found[0].value == pytest.approx(spread_bps(99.9, 100.1) / spread_bps(99.995, 100.005))
+
+
+def test_a_trade_is_judged_only_against_a_quote_of_its_moment():
+    rules = Rules(QUIET)
+    rules.evaluate(0.0, Observation(quotes=[Quote("binance", "BTCUSDT", 100.0, 100.1, 60_000)]))
+    late = Print("binance", "BTCUSDT", 105.0, 1.0, 60_000 + 2_001)  # 2 s after the quote
+    near = Print("binance", "BTCUSDT", 105.0, 1.0, 60_000 + 1_500)
+    assert rules.evaluate(0.5, Observation(prints=[late])) == []
+    found = rules.evaluate(1.0, Observation(prints=[near]))
+    assert [f.rule for f in found] == ["trade_outside_book"]
