@@ -222,6 +222,11 @@ class Lab(LabFrames):
         self._bg = Background("marketlab-lab", quiet=(VenueError,))
         self._bus_source: BusSource | None = None  # set by from_bus: read the bus, not a venue
         self._views: weakref.WeakSet[Any] = weakref.WeakSet()  # live charts to close on stop
+        if alerts is not None and not callable(getattr(alerts, "attach", None)):
+            raise TypeError(
+                "alerts= takes the rules to run, e.g. marketlab.watch.Watch(silence_s=30), "
+                f"not a {type(alerts).__name__}"
+            )
         self.watch = alerts  # alert rules run beside the collector (marketlab.watch.Watch)
 
     # --- the venues ------------------------------------------------------------------------

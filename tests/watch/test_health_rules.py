@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import math
 
+import pytest
+
+from marketlab.lab import Lab
 from marketlab.watch.rules import Observation, Rules, StreamRow, VenueRow
 from marketlab.watch.settings import AlertSettings
 
@@ -68,3 +71,11 @@ def test_store_bus_holes_and_rate_limits():
     assert [(f.rule, f.symbol, f.value) for f in found] == [("trade_holes", "BTCUSDT", 2)]
     limited = Observation(venues=[VenueRow("okx", True, 0, 1)])
     assert rules_found(rules, 7, limited) == {("rest_limited", "")}
+
+
+def test_a_lab_refuses_alerts_it_cannot_run():
+    with pytest.raises(TypeError, match=r"Watch\(silence_s=30\), not a dict"):
+        Lab(["BTCUSDT"], alerts={"silence_s": 30}, binance_rest_url="http://127.0.0.1:9")
+    lab = Lab(["BTCUSDT"], binance_rest_url="http://127.0.0.1:9")
+    with pytest.raises(ValueError, match="alerts=Watch"):
+        lab.alerts()
