@@ -395,13 +395,14 @@ class History(TickQueries, BookQueries):
         *,
         market: str = "spot",
         fill: bool = True,
-        archive_url: str | None = None,
+        archive_url: str | os.PathLike[str] | None = None,
         rest_url: str | None = None,
         parallel: int = 4,
         progress: bool | None = None,
     ) -> pd.DataFrame:
         """Years of history from Binance's public data archive (``data.binance.vision``, or
-        ``archive_url`` / ``MARKETLAB_ARCHIVE_URL``): ``kinds`` (``klines:1m``, ``trades``,
+        ``archive_url`` / ``MARKETLAB_ARCHIVE_URL``: a mirror, or a local copy's folder):
+        ``kinds`` (``klines:1m``, ``trades``,
         ``aggTrades``) of ``symbols`` from month or day ``start`` to ``end`` (included), each
         file checked against its ``.CHECKSUM`` and imported once into this History's stores,
         then audited and (``fill``) its holes fetched over REST. Resumable: files imported

@@ -7,6 +7,7 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pandas as pd
 
@@ -32,10 +33,18 @@ REPORT_COLUMNS = (
 )
 
 
-def archive_url(value: str | None = None) -> str:
-    """The archive base: given, else ``MARKETLAB_ARCHIVE_URL``, else data.binance.vision."""
+def archive_url(value: str | os.PathLike[str] | None = None) -> str:
+    """The archive base: given, else ``MARKETLAB_ARCHIVE_URL``, else data.binance.vision. A
+    mirror is an ``http(s)://`` base answering ``?prefix=`` listings; a local copy (the same
+    ``data/…`` tree with the ``.CHECKSUM`` files) is a folder or a ``file://`` URL."""
     chosen = value or os.environ.get("MARKETLAB_ARCHIVE_URL") or DEFAULT_ARCHIVE_URL
-    return url_check("archive_url", chosen, ("http", "https")).rstrip("/")
+    text = os.fspath(chosen)
+    if "://" not in text or text.startswith("file://"):
+        folder = Path(urlsplit(text).path if text.startswith("file://") else text)
+        if not (folder / "data").is_dir():
+            raise ValueError(f"archive_url {text!r}: no data/ folder there (a local copy's root)")
+        return folder.resolve().as_uri()
+    return url_check("archive_url", text, ("http", "https")).rstrip("/")
 
 
 def plan_series(
@@ -60,7 +69,7 @@ async def download(
     *,
     market: str = "spot",
     fill: bool = True,
-    archive: str | None = None,
+    archive: str | os.PathLike[str] | None = None,
     rest_url: str | None = None,
     ticks: str | os.PathLike[str] | None = None,
     parallel: int = 4,

@@ -31,7 +31,7 @@ from marketlab.store.archive.layout import (
     Series,
     plan_files,
 )
-from marketlab.store.archive.listing import parse_checksum, parse_listing
+from marketlab.store.archive.listing import parse_checksum, parse_listing, sha256_of
 from marketlab.store.archive.reader import read_archive
 from marketlab.venues import registry
 
@@ -61,8 +61,20 @@ def listing_url(archive_url: str) -> str:
     return BUCKET_URL if urlsplit(archive_url).hostname == "data.binance.vision" else archive_url
 
 
+def local_root(archive_url: str) -> Path | None:
+    """The folder of a local copy of the archive (``file:///path``), else None."""
+    parts = urlsplit(archive_url)
+    return Path(parts.path) if parts.scheme == "file" else None
+
+
 async def list_keys(session: aiohttp.ClientSession, archive_url: str, prefix: str) -> set[str]:
-    """Every key under ``prefix``, page after page."""
+    """Every key under ``prefix``, page after page (a local copy: its folder's files)."""
+    root = local_root(archive_url)
+    if root is not None:
+        folder = root / prefix
+        if not folder.is_dir():
+            return set()
+        return {prefix + p.name for p in folder.iterdir() if p.is_file()}
     keys: set[str] = set()
     marker: str | None = ""
     base = listing_url(archive_url).rstrip("/")
@@ -196,7 +208,8 @@ class Downloader:
                 self._refuse(f, str(exc))
                 return
             finally:
-                path.unlink(missing_ok=True)
+                if path.parent == tmp:  # a download, not a file of a local copy
+                    path.unlink(missing_ok=True)
             self.manifest.add(f, digest, rows)
         self.outcome.imported.append(f.name)
         self.outcome.rows += rows
@@ -226,14 +239,14 @@ class Downloader:
     ) -> tuple[Path, str] | None:
         """The zip on disk with its digest, once it matches its checksum; None when the file
         is not published (yet); ArchiveError when it never matched."""
+        root = local_root(self.archive_url)
+        if root is not None:
+            return await asyncio.to_thread(self._local_verified, root, f)
         url = f"{self.archive_url}/{f.key}"
         async with session.get(url + ".CHECKSUM") as resp:
             body = await resp.read()
             if resp.status == 404:
-                log.info("archive: %s is not published (yet)", f.name)
-                self.outcome.holes.append(
-                    Hole(f.name, kind_label(f.series), f.series.symbol, "not yet published")
-                )
+                self._unpublished(f)
                 return None
             if resp.status != 200:
                 raise ArchiveError(f"{f.name}.CHECKSUM: HTTP {resp.status}")
@@ -252,6 +265,25 @@ class Downloader:
             )
         path.unlink(missing_ok=True)
         raise ArchiveError(f"checksum mismatch: sha256 {got}, .CHECKSUM says {expected}")
+
+    def _local_verified(self, root: Path, f: ArchiveFile) -> tuple[Path, str] | None:
+        """A local copy's file, read in place once it matches its checksum."""
+        checksum, path = root / (f.key + ".CHECKSUM"), root / f.key
+        if not checksum.is_file() or not path.is_file():
+            self._unpublished(f)
+            return None
+        expected = parse_checksum(checksum.read_bytes(), f.name)
+        got = sha256_of(path)
+        self.outcome.bytes += path.stat().st_size
+        if got != expected:
+            raise ArchiveError(f"checksum mismatch: sha256 {got}, .CHECKSUM says {expected}")
+        return path, got
+
+    def _unpublished(self, f: ArchiveFile) -> None:
+        log.info("archive: %s is not published (yet)", f.name)
+        self.outcome.holes.append(
+            Hole(f.name, kind_label(f.series), f.series.symbol, "not yet published")
+        )
 
     async def _stream(self, session: aiohttp.ClientSession, url: str, path: Path) -> str:
         h = hashlib.sha256()

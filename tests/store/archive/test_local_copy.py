@@ -1,0 +1,56 @@
+"""A local copy of the archive (its data/ tree with the .CHECKSUM files) as the base: listed
+from its folders, each file checked in place and never deleted, a mismatch refused by name."""
+
+from __future__ import annotations
+
+import hashlib
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from marketlab.store.archive.layout import Series
+from marketlab.store.history import History
+
+JAN1 = 1_735_689_600_000
+
+
+def publish(root: Path, name_day: str, text: str, *, wrong_checksum: bool = False) -> Path:
+    f = Series("spot", "trades", "BTCUSDT").file("daily", name_day)
+    path = root / f.key
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr(f.name[:-4] + ".csv", text)
+    digest = hashlib.sha256(path.read_bytes() + (b"x" if wrong_checksum else b"")).hexdigest()
+    (root / (f.key + ".CHECKSUM")).write_text(f"{digest}  {f.name}\n")
+    return path
+
+
+def test_a_local_copy_imports_in_place_and_refuses_a_mismatch(tmp_path):
+    root = tmp_path / "mirror"
+    good = publish(
+        root,
+        "2025-01-01",
+        f"1,100.5,0.25,25.125,{(JAN1 + 5) * 1000},True,True\n"
+        f"2,100.7,0.5,50.35,{(JAN1 + 9) * 1000 + 7},False,True\n",
+    )
+    publish(root, "2025-01-02", "3,1,1,1,1735776000000000,True,True\n", wrong_checksum=True)
+    h = History(db=tmp_path / "m.sqlite")
+    report = h.download("BTCUSDT", "trades", "2025-01-01", "2025-01-03", archive_url=root)
+    trades = h.trades("BTCUSDT")
+    assert list(trades["trade_id"]) == [1, 2]
+    assert [int(t.value // 1_000_000) for t in trades.index] == [JAN1 + 5, JAN1 + 9]
+    assert list(trades["side"]) == ["sell", "buy"]
+    whats = dict(zip(report["file"], report["what"], strict=True))
+    assert whats["BTCUSDT-trades-2025-01-02.zip"].startswith("refused: checksum mismatch")
+    assert whats["BTCUSDT-trades-2025-01-03.zip"] == "not yet published: 2025-01-03 to 2025-01-03"
+    assert good.exists()  # read in place, not consumed
+    # a second run: the imported file is not read again; the refused one is refused again
+    good.write_bytes(b"changed after import")
+    again = h.download(
+        "BTCUSDT", "trades", "2025-01-01", "2025-01-03", archive_url=f"file://{root}"
+    )
+    assert list(h.trades("BTCUSDT")["trade_id"]) == [1, 2]
+    assert again["what"].str.startswith("refused").sum() == 1
+    with pytest.raises(ValueError, match="no data/ folder"):
+        h.download("BTCUSDT", "trades", "2025-01-01", archive_url=tmp_path / "nowhere")
