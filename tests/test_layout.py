@@ -137,6 +137,7 @@ def sans_io_modules() -> list[str]:
     perpetuals = [
         f"marketlab.venues.binance.perp_{m}" for m in ("protocol", "frames", "payloads", "book")
     ]
+    perpetuals += [f"marketlab.venues.okx.perp_{m}" for m in ("protocol", "frames", "payloads")]
     perpetuals += [f"marketlab.venues.bybit.perp_{m}" for m in ("protocol", "frames", "payloads")]
     return [*shared, *per_venue, *books, *perpetuals, "marketlab.bus.encoding"]
 
