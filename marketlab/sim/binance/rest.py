@@ -439,6 +439,12 @@ class BinanceRest:
     async def historical_trades(self, request: web.Request) -> tuple[int, Any]:
         """Old trade lookup: from ``fromId`` on (the newest without it), oldest first; ids the
         simulator no longer keeps are simply absent, as on a venue that pruned them."""
+        m, chosen = self._kept_from(request)
+        return 25, _trade_rows(self.formatters[m.spec.symbol], chosen)
+
+    def _kept_from(self, request: web.Request) -> tuple[VenueMarket, list[Any]]:
+        """The kept trades a ``fromId`` lookup selects: from that id on (the newest without
+        it), oldest first, at most ``limit`` (500 by default, 1000 at most)."""
         m = self._market(request)
         assert m is not None
         limit = _int_param(request.query, "limit")
@@ -446,27 +452,15 @@ class BinanceRest:
         from_id = _int_param(request.query, "fromId")
         kept = m.recent_trades
         if from_id is None or not kept:
-            chosen = _newest(kept, limit)
-        else:
-            start = max(0, from_id - kept[0].trade_id)
-            chosen = list(itertools.islice(kept, start, start + limit))
-        return 25, _trade_rows(self.formatters[m.spec.symbol], chosen)
+            return m, _newest(kept, limit)
+        start = max(0, from_id - kept[0].trade_id)
+        return m, list(itertools.islice(kept, start, start + limit))
 
     async def agg_trades(self, request: web.Request) -> tuple[int, Any]:
         """Aggregate trades from ``fromId`` on (the newest without it), oldest first: each
         simulated trade is one taker filling at one price, so one aggregate, its agg id its
         trade id (the archive's aggTrades files say the same)."""
-        m = self._market(request)
-        assert m is not None
-        limit = _int_param(request.query, "limit")
-        limit = min(1000, 500 if limit is None else max(1, limit))
-        from_id = _int_param(request.query, "fromId")
-        kept = m.recent_trades
-        if from_id is None or not kept:
-            chosen = _newest(kept, limit)
-        else:
-            start = max(0, from_id - kept[0].trade_id)
-            chosen = list(itertools.islice(kept, start, start + limit))
+        m, chosen = self._kept_from(request)
         f = self.formatters[m.spec.symbol]
         rows = [
             {
