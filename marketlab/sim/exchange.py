@@ -23,6 +23,7 @@ from marketlab.sim.archive import ArchiveFace
 from marketlab.sim.binance import BinanceFace
 from marketlab.sim.binance.perp_face import BinancePerpFace
 from marketlab.sim.bybit import BybitFace
+from marketlab.sim.bybit.perp_face import BybitPerpFace
 from marketlab.sim.coinbase import WS_PATH as COINBASE_WS
 from marketlab.sim.coinbase import CoinbaseFace
 from marketlab.sim.faults import (
@@ -37,7 +38,7 @@ from marketlab.sim.faults import (
     venues_of,
 )
 from marketlab.sim.market import SECOND_MS, Market, StepResult, VenueMarket, offset_ticks
-from marketlab.sim.okx import OkxFace
+from marketlab.sim.okx.perp_face import OkxSwapFace
 from marketlab.sim.replay_face import ReplayFace
 
 log = logging.getLogger("marketlab.sim")
@@ -183,8 +184,9 @@ class SimExchange(FaultControls):
         }
         self.binance = BinanceFace(self)
         self.binance_perp = BinancePerpFace(self)  # USDⓈ-M perpetuals, on the same market
-        self.okx = OkxFace(self)
+        self.okx = OkxSwapFace(self)  # spot and SWAP instruments, on the same routes
         self.bybit = BybitFace(self)
+        self.bybit_perp = BybitPerpFace(self, self.bybit)  # linear, on the spot face's host
         self.coinbase = CoinbaseFace(self)
         self.archive = ArchiveFace(self)
         for v in VENUES:
@@ -253,6 +255,7 @@ class SimExchange(FaultControls):
         self.binance_perp.add_routes(app)
         self.okx.add_routes(app)
         self.bybit.add_routes(app)
+        self.bybit_perp.add_routes(app)
         self.coinbase.add_routes(app)
         self.archive.add_routes(app)
         app.router.add_post("/sim/v1/faults/{name}", self._fault_endpoint)
@@ -284,6 +287,7 @@ class SimExchange(FaultControls):
             self.binance.abort_all()
             self.okx.abort_all()
             self.bybit.abort_all()
+            self.bybit_perp.abort_all()
             self.coinbase.abort_all()
             await self._runner.cleanup()
             self._runner = None
@@ -360,6 +364,7 @@ class SimExchange(FaultControls):
                 self.binance_perp.publish(results)
                 self.okx.publish(self._at_venue("okx", results))
                 self.bybit.publish(self._at_venue("bybit", results))
+                self.bybit_perp.publish(results)
                 self.coinbase.publish(self._at_venue("coinbase", results))
                 steps += 1
             if steps:

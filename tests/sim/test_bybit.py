@@ -504,7 +504,7 @@ async def test_rest_envelopes_and_results(face_sim, http):
         ("kline", {"category": "spot", "symbol": "BTCUSDT", "interval": "7"}),
         ("kline", {"category": "spot", "symbol": "BTCUSDT", "interval": "1m"}),
         ("kline", {"category": "spot", "symbol": "BTCUSDT", "interval": "1", "limit": "1001"}),
-        ("kline", {"symbol": "BTCUSDT", "interval": "1"}),  # category defaults to linear
+        ("kline", {"category": "inverse", "symbol": "BTCUSDT", "interval": "1"}),  # no inverse
         ("orderbook", {"category": "spot", "symbol": "btcusdt"}),
         ("orderbook", {"category": "spot", "symbol": "BTCUSDT", "limit": "1001"}),
         ("orderbook", {"symbol": "BTCUSDT"}),

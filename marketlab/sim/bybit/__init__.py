@@ -61,6 +61,7 @@ class BybitFace(BybitRest, BybitWs):
         self._banned: dict[str, float] = {}  # IP → banned until (monotonic)
         self._ban_all_until = 0.0
         self.loop: asyncio.AbstractEventLoop | None = None  # the simulator's, once serving
+        self.linear_handlers = {}  # filled by the linear face, which shares this host
 
     # --- routes ------------------------------------------------------------------------
 
@@ -77,4 +78,7 @@ class BybitFace(BybitRest, BybitWs):
         ]
         for path, handler in rest:
             app.router.add_get(path, self._rest(handler))
+        for path, handler in self.linear_handlers.items():  # the paths of linear alone
+            if path not in dict(rest):
+                app.router.add_get(path, self._rest(handler))
         app.router.add_get("/v5/public/spot", self.websocket)

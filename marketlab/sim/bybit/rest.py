@@ -138,6 +138,9 @@ class BybitRest:
     _banned: dict[str, float]
     _ban_all_until: float
     _u: dict[tuple[str, int], int]
+    # the linear face's handlers by path: ``category=linear`` requests (and linear-only paths)
+    # go to them, on the same host and under the same IP limit
+    linear_handlers: dict[str, Callable[[web.Request], Awaitable[Any]]]
 
     if TYPE_CHECKING:  # OutageFace's, beside this class in BybitFace (the faults live there)
 
@@ -166,8 +169,12 @@ class BybitRest:
                 calls.clear()  # the ban is the penalty: the count starts afresh after it
                 return self._forbidden()
             calls.append(now)
+            category = request.query.get("category") or (
+                "linear" if request.path == "/v5/market/kline" else ""
+            )
+            chosen = self.linear_handlers.get(request.path) if category == "linear" else None
             try:
-                result = await handler(request)
+                result = await (chosen or handler)(request)
                 code, msg = 0, "OK"
             except BybitError as err:
                 result, code, msg = {}, err.code, err.msg
