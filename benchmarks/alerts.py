@@ -27,6 +27,7 @@ START = 1_767_225_600_000
 
 
 def calm(minutes: float, speed: float) -> None:
+    """Market alerts on a calm simulated market; also the rules' own CPU while it runs."""
     with SimExchange(SYMBOLS, speed=speed, seed=21, start_time=START) as sim:
         watch = Watch()
         lab = Lab(
@@ -38,7 +39,11 @@ def calm(minutes: float, speed: float) -> None:
         )
         with lab:
             lab.wait_ready(60)
+            cpu, steps = time.process_time(), watch.steps
+            rules_cpu = watch.step_cpu_s
             time.sleep(minutes * 60 / speed)
+            cpu, steps = time.process_time() - cpu, watch.steps - steps
+            rules_cpu = watch.step_cpu_s - rules_cpu
             frame = lab.alerts()
     market = frame[frame["rule"].isin(MARKET_RULES)]
     samples = minutes * 60 / speed / watch.settings.interval_s
@@ -48,6 +53,11 @@ def calm(minutes: float, speed: float) -> None:
     )
     for row in market.itertuples():
         print(f"  {row.rule}: {row.message}")
+    print(
+        f"  the rules' thread: {rules_cpu / max(steps, 1) * 1e3:.2f} ms CPU per observation "
+        f"({steps} observations), {rules_cpu / cpu:.1%} of the process' CPU meanwhile "
+        f"({cpu:.1f} s: collector, simulator and rules)"
+    )
 
 
 def record(path: Path, seconds: float, speed: float) -> None:
@@ -90,7 +100,7 @@ def main() -> None:
     parser.add_argument("--minutes", type=float, default=60.0)
     parser.add_argument("--speed", type=float, default=60.0)
     parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--record-seconds", type=float, default=20.0)
+    parser.add_argument("--record-seconds", type=float, default=60.0)
     parser.add_argument("--record-speed", type=float, default=600.0)
     parser.add_argument("--skip-calm", action="store_true")
     args = parser.parse_args()

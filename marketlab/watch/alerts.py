@@ -5,7 +5,7 @@ argument, nothing here reads a clock."""
 from __future__ import annotations
 
 from collections import Counter, deque
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
@@ -98,9 +98,12 @@ class AlertBook:
         self.raised: Counter[str] = Counter()
         self._quiet_since: dict[tuple[str, str, str, str], float] = {}
 
-    def update(self, now: float, findings: Iterable[Finding]) -> list[Alert]:
-        """Take one evaluation's findings; return the alerts raised and resolved by it (in
-        that order): what is to be delivered."""
+    def update(
+        self, now: float, findings: Iterable[Finding], judged: Collection[str] = RULES
+    ) -> list[Alert]:
+        """Take one evaluation's findings (of the rules ``judged``: an alert of another rule
+        is neither found nor quiet); return the alerts raised and resolved by it (in that
+        order): what is to be delivered."""
         events: list[Alert] = []
         seen = set()
         for finding in findings:
@@ -122,7 +125,7 @@ class AlertBook:
                 self.active[key] = alert
                 self.raised[finding.rule] += 1
                 events.append(alert)
-        for key in [k for k in self.active if k not in seen]:
+        for key in [k for k in self.active if k not in seen and k[0] in judged]:
             since = self._quiet_since.setdefault(key, now)
             if now - since >= self.resolve_after_s:
                 alert = self.active.pop(key)

@@ -87,50 +87,20 @@ class Observation:
     quotes: Sequence[Quote] = ()
     prints: Sequence[Print] = ()
     divergence: Sequence[tuple[str, str, float]] = ()  # (symbol, venue, bps from the median)
+    health: bool = True  # False: the Lab's status was not read (the health rules skip it)
 
 
 def observe(
-    status: pd.DataFrame,
+    status: pd.DataFrame | None,
     exchange: str,
     price_rows: Iterable[Mapping[str, Any]] = (),
     prints: Sequence[Print] = (),
     divergence: pd.DataFrame | None = None,
 ) -> Observation:
     """An observation from the Lab's own reports: ``lab.status()`` (its ``attrs`` hold the
-    summary), ``lab.price_rows()``, the trades taken since the last one, ``lab.divergence()``
-    (several venues). ``exchange`` is the Lab's first venue (a one-venue status has no
-    exchange level)."""
-    summary = status.attrs
-    frame = status.reset_index()
-    if "exchange" not in frame.columns:
-        frame["exchange"] = exchange
-    rows: list[dict[str, Any]] = frame.to_dict("records")  # type: ignore[assignment]
-    streams = [
-        StreamRow(
-            str(r["exchange"]),
-            str(r["symbol"]),
-            str(r["stream"]),
-            bool(r["connected"]),
-            float(r["age_s"]),
-            str(r["book"]),
-        )
-        for r in rows
-    ]
-    venues_info: Mapping[str, Mapping[str, Any]] = summary.get("venues") or {exchange: summary}
-    venues = []
-    for venue, info in venues_info.items():
-        connections = info.get("connections") or []
-        venues.append(
-            VenueRow(
-                venue,
-                bool(connections) and all(c["connected"] for c in connections),
-                int(info.get("reconnects") or 0),
-                int(info.get("rest_rate_limited") or 0),
-                {s: len(spans) for s, spans in (info.get("trade_holes") or {}).items()},
-            )
-        )
-    store = summary.get("store") or {}
-    bus = summary.get("bus")
+    summary; None: only the market is observed), ``lab.price_rows()``, the trades taken since
+    the last one, ``lab.divergence()`` (several venues). ``exchange`` is the Lab's first venue
+    (a one-venue status has no exchange level)."""
     quotes = [
         Quote(
             str(row["exchange"]),
@@ -147,6 +117,37 @@ def observe(
         for (symbol, venue), bps in bps_of.items():
             if not math.isnan(bps):
                 spread.append((str(symbol), str(venue), float(bps)))
+    if status is None:
+        return Observation(quotes=quotes, prints=prints, divergence=spread, health=False)
+    summary = status.attrs
+    keys: list[tuple[str, ...]] = status.index.tolist()
+    if status.index.nlevels == 2:  # one venue: (symbol, stream)
+        keys = [(exchange, *key) for key in keys]
+    streams = [
+        StreamRow(venue, symbol, stream, bool(connected), float(age), str(book))
+        for (venue, symbol, stream), connected, age, book in zip(
+            keys,
+            status["connected"].tolist(),
+            status["age_s"].tolist(),
+            status["book"].tolist(),
+            strict=True,
+        )
+    ]
+    venues_info: Mapping[str, Mapping[str, Any]] = summary.get("venues") or {exchange: summary}
+    venues = []
+    for venue, info in venues_info.items():
+        connections = info.get("connections") or []
+        venues.append(
+            VenueRow(
+                venue,
+                bool(connections) and all(c["connected"] for c in connections),
+                int(info.get("reconnects") or 0),
+                int(info.get("rest_rate_limited") or 0),
+                {s: len(spans) for s, spans in (info.get("trade_holes") or {}).items()},
+            )
+        )
+    store = summary.get("store") or {}
+    bus = summary.get("bus")
     return Observation(
         streams=streams,
         venues=venues,
@@ -194,7 +195,10 @@ class Rules:
         self.last_quotes: dict[tuple[str, str], Quote] = {}
 
     def evaluate(self, now: float, seen: Observation) -> list[Finding]:
-        return [*self.health(now, seen), *self.market(now, seen)]
+        """The findings of every rule (of the market rules only, for an observation without
+        the Lab's status)."""
+        health = self.health(now, seen) if seen.health else []
+        return [*health, *self.market(now, seen)]
 
     # --- health ----------------------------------------------------------------------------
 

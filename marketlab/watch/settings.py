@@ -20,6 +20,7 @@ class AlertSettings:
     # its alert is resolved (the hysteresis that keeps an alert from flapping)
     interval_s: float = 0.5
     resolve_after_s: float = 5.0
+    health_interval_s: float = 2.0  # how often the health rules read the Lab's status
     # health
     silence_s: float = 60.0  # a stream silent this long while its venue is connected
     book_unsynced_s: float = 30.0  # a book out of sync this long
@@ -56,7 +57,12 @@ class AlertSettings:
             elif f.type == "int":
                 positive(f"alerts {f.name}", value, integer=True, zero=f.name == "max_reconnects")
             else:
-                zero = f.name not in ("interval_s", "reconnect_window_s", "rest_limited_window_s")
+                zero = f.name not in (
+                    "interval_s",
+                    "health_interval_s",
+                    "reconnect_window_s",
+                    "rest_limited_window_s",
+                )
                 positive(f"alerts {f.name}", value, zero=zero)
         if self.min_samples > self.window:
             raise ValueError(

@@ -6,6 +6,7 @@ the time to the sans-I/O rules, and delivers what they raise and resolve: the lo
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import time
 from collections import deque
@@ -15,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 
 from marketlab.records import Trade
-from marketlab.watch.alerts import COLUMNS, Alert, AlertBook
+from marketlab.watch.alerts import COLUMNS, MARKET_RULES, RULES, Alert, AlertBook
 from marketlab.watch.metrics import LagHistogram
 from marketlab.watch.rules import Observation, Print, Rules, observe
 from marketlab.watch.settings import DEFAULTS, AlertSettings
@@ -48,6 +49,9 @@ class Watch:
         self.rules = Rules(self.settings)
         self.webhook: Webhook | None = None
         self.failures = 0  # observations that raised (logged; the watch goes on)
+        self.steps = 0  # observations made
+        self._health_at = -math.inf  # when the Lab's status was last read
+        self.step_cpu_s = 0.0  # CPU time the observations took (their thread's)
         self._callbacks: list[AlertCallback] = []
         self._lock = threading.Lock()
         self._taken: deque[tuple[str, Trade, float]] = deque(maxlen=TAKEN)
@@ -137,11 +141,14 @@ class Watch:
 
     def _loop(self) -> None:
         while not self._stop.wait(self.settings.interval_s):
+            began = time.thread_time()
             try:
                 self.step(time.time())
             except Exception:
                 self.failures += 1
                 log.exception("alert rules failed (they go on at the next interval)")
+            self.steps += 1
+            self.step_cpu_s += time.thread_time() - began
 
     def step(self, now: float) -> list[Alert]:
         """Observe the Lab once at ``now`` and deliver what the rules raise and resolve."""
@@ -155,13 +162,18 @@ class Watch:
                 divergence = lab.divergence()
             except ValueError:  # venues quoting in different assets: nothing to compare
                 divergence = None
-        seen = observe(lab.status(), lab.exchange, lab.price_rows(), prints, divergence)
+        status = None
+        if now - self._health_at >= self.settings.health_interval_s:
+            self._health_at = now
+            status = lab.status()
+        seen = observe(status, lab.exchange, lab.price_rows(), prints, divergence)
         return self.evaluate(now, seen)
 
     def evaluate(self, now: float, seen: Observation) -> list[Alert]:
         """Run the rules on one observation and deliver the alerts raised and resolved."""
         with self._lock:
-            events = self.book.update(now, self.rules.evaluate(now, seen))
+            judged = RULES if seen.health else MARKET_RULES
+            events = self.book.update(now, self.rules.evaluate(now, seen), judged)
         for alert in events:
             self._deliver(alert)
         return events

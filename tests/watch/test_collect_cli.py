@@ -25,7 +25,8 @@ def free_port() -> int:
 def test_collect_serves_metrics_and_prints_alerts(fresh_sim, tmp_path):
     (tmp_path / "marketlab.toml").write_text(
         FAST_FEED.replace("idle_timeout = 2.0", "idle_timeout = 60.0")
-        + "\n[alerts]\nsilence_s = 1.0\nresolve_after_s = 0.5\ninterval_s = 0.2\n"
+        + "\n[alerts]\nsilence_s = 1.0\nresolve_after_s = 0.5\n"
+        + "interval_s = 0.2\nhealth_interval_s = 0.2\n"
     )
     port = free_port()
     proc = subprocess.Popen(

@@ -78,6 +78,7 @@ def settled(events: list[dict[str, Any]], rule: str) -> bool:
 def test_health_rules_raise_and_resolve_on_the_simulator_s_faults(fresh_sim, receiver):
     watch = Watch(
         interval_s=0.2,
+        health_interval_s=0.2,
         resolve_after_s=0.6,
         silence_s=1.0,
         book_unsynced_s=0.2,

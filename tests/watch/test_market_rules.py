@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from marketlab.watch.alerts import AlertBook, Finding
+from marketlab.watch.alerts import MARKET_RULES, AlertBook, Finding
 from marketlab.watch.market import (
     Persisting,
     PriceJump,
@@ -218,3 +218,12 @@ def test_a_trade_is_judged_only_against_a_quote_of_its_moment():
     assert rules.evaluate(0.5, Observation(prints=[late])) == []
     found = rules.evaluate(1.0, Observation(prints=[near]))
     assert [f.rule for f in found] == ["trade_outside_book"]
+
+
+def test_an_alert_of_a_rule_not_judged_is_not_resolved():
+    book = AlertBook(resolve_after_s=1.0)
+    silence = Finding("silence", "binance", "BTCUSDT", 70.0, 60.0, "silent", "trade")
+    book.update(0.0, [silence])
+    assert book.update(5.0, [], judged=MARKET_RULES) == []  # the health rules did not look
+    assert book.update(6.0, []) == []  # they look: quiet from now
+    assert [a.state for a in book.update(7.0, [])] == ["resolved"]
