@@ -112,37 +112,59 @@ def tick_holes(
     root: Path, series: Series, start: int, end: int, files: list[ArchiveFile]
 ) -> list[Hole]:
     """Ids skipped between the stored rows of [start, end), and days much shorter than the
-    days around them."""
+    days around them; read a day at a time, so years of trades need a day's memory."""
     kind, id_col = TICK_KINDS[series.kind]
     parts = part_files(root, kind, series.exchange, series.symbol, _day(start), _day(end - 1))
-    if not parts:
-        return []
-    table = pq.read_table([str(p) for p in parts], columns=["time", id_col])
-    ids = table.column(id_col).to_numpy()
-    times = table.column("time").to_numpy()
-    order = np.argsort(ids, kind="stable")
-    ids, times = ids[order], times[order]
-    keep = np.ones(len(ids), dtype=bool)
-    keep[1:] = ids[1:] != ids[:-1]
-    ids, times = ids[keep], times[keep]
-    holes = []
+    by_day: dict[str, list[Path]] = {}
+    for p in parts:
+        by_day.setdefault(p.parent.name.removeprefix("date="), []).append(p)
+    holes: list[Hole] = []
     label = "trade ids skipped" if series.kind == "trades" else "agg trade ids skipped"
-    for i in np.flatnonzero(np.diff(ids) > 1).tolist():
-        a, b = int(ids[i]) + 1, int(ids[i + 1]) - 1
-        holes.append(
-            Hole(
-                file_for(series, int(times[i]), files),
-                kind_label(series),
-                series.symbol,
-                label,
-                int(times[i]),
-                int(times[i + 1]),
-                a,
-                b,
-                b - a + 1,
+    seen_days: list[int] = []
+    seen_counts: list[int] = []
+    last: tuple[int, int] | None = None  # the previous day's last id and its time
+    for day in sorted(by_day):
+        table = pq.read_table([str(p) for p in by_day[day]], columns=["time", id_col])
+        ids = table.column(id_col).to_numpy()
+        times = table.column("time").to_numpy()
+        order = np.argsort(ids, kind="stable")
+        ids, times = ids[order], times[order]
+        keep = np.ones(len(ids), dtype=bool)
+        keep[1:] = ids[1:] != ids[:-1]
+        ids, times = ids[keep], times[keep]
+        if not len(ids):
+            continue
+        if last is not None:
+            ids = np.concatenate([[last[0]], ids])
+            times = np.concatenate([[last[1]], times])
+        for i in np.flatnonzero(np.diff(ids) > 1).tolist():
+            a, b = int(ids[i]) + 1, int(ids[i + 1]) - 1
+            holes.append(
+                Hole(
+                    file_for(series, int(times[i]), files),
+                    kind_label(series),
+                    series.symbol,
+                    label,
+                    int(times[i]),
+                    int(times[i + 1]),
+                    a,
+                    b,
+                    b - a + 1,
+                )
             )
-        )
-    seen, seen_counts = np.unique(times // DAY_MS, return_counts=True)
+        last = (int(ids[-1]), int(times[-1]))
+        seen_days.append(int(times[-1]) // DAY_MS)
+        seen_counts.append(int(keep.sum()))
+    if not seen_days:
+        return holes
+    return holes + _short_days(series, files, np.array(seen_days), np.array(seen_counts))
+
+
+def _short_days(
+    series: Series, files: list[ArchiveFile], seen: np.ndarray, seen_counts: np.ndarray
+) -> list[Hole]:
+    """Days with fewer than :data:`SHORT_DAY` of their neighbours' median rows."""
+    holes = []
     days = np.arange(int(seen[0]), int(seen[-1]) + 1)  # a day with no row at all counts too
     counts = np.zeros(len(days), dtype=np.int64)
     counts[seen - seen[0]] = seen_counts
