@@ -38,7 +38,7 @@ from marketlab.sim.faults import (
     venues_of,
 )
 from marketlab.sim.market import SECOND_MS, Market, StepResult, VenueMarket, offset_ticks
-from marketlab.sim.okx import OkxFace
+from marketlab.sim.okx.perp_face import OkxSwapFace
 from marketlab.sim.replay_face import ReplayFace
 
 log = logging.getLogger("marketlab.sim")
@@ -184,7 +184,7 @@ class SimExchange(FaultControls):
         }
         self.binance = BinanceFace(self)
         self.binance_perp = BinancePerpFace(self)  # USDⓈ-M perpetuals, on the same market
-        self.okx = OkxFace(self)
+        self.okx = OkxSwapFace(self)  # spot and SWAP instruments, on the same routes
         self.bybit = BybitFace(self)
         self.bybit_perp = BybitPerpFace(self, self.bybit)  # linear, on the spot face's host
         self.coinbase = CoinbaseFace(self)
