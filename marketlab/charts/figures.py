@@ -102,9 +102,8 @@ def candle_figure(title: str, symbol: str = "", decimals: int | None = None) -> 
         hovermode="x",
     )
     fig.update_xaxes(title_text=TIME_AXIS, row=2, col=1)
-    widget = go.FigureWidget(fig)
-    candle_units(widget, symbol, decimals)
-    return widget
+    candle_units(fig, symbol, decimals)
+    return go.FigureWidget(fig)  # made whole: its first state is all the browser is sure to get
 
 
 def candle_units(fig: go.FigureWidget | go.Figure, symbol: str, decimals: int | None) -> None:
@@ -134,7 +133,7 @@ def candle_traces(fig: go.FigureWidget | go.Figure, df: pd.DataFrame) -> None:
 
 def depth_figure(title: str, symbol: str = "", decimals: int | None = None) -> go.FigureWidget:
     """Cumulative depth: bids (trace 0) and asks (trace 1) as steps from the touch outwards."""
-    fig = go.FigureWidget()
+    fig = go.Figure()
     fig.add_trace(go.Scatter(name="bids", line_shape="hv", fill="tozeroy", line_color=UP))
     fig.add_trace(go.Scatter(name="asks", line_shape="hv", fill="tozeroy", line_color=DOWN))
     _live_layout(fig, title, 400)
@@ -144,7 +143,7 @@ def depth_figure(title: str, symbol: str = "", decimals: int | None = None) -> g
         legend={"orientation": "h", "y": 1.02, "x": 1, "xanchor": "right", "yanchor": "bottom"},
     )
     depth_units(fig, symbol, decimals)
-    return fig
+    return go.FigureWidget(fig)
 
 
 def depth_units(fig: go.FigureWidget | go.Figure, symbol: str, decimals: int | None) -> None:

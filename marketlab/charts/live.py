@@ -73,7 +73,7 @@ class LiveView(Generic[L]):
         self.refreshes = 0
         self.updated: str | None = None  # local time of the last refresh
         self.widget: widgets.Widget
-        self.status = widgets.HTML(layout=widgets.Layout(margin="0 0 0 12px"))
+        self.status = widgets.HTML(layout=widgets.Layout(margin="0 0 0 12px", flex="1 1 auto"))
         self.controls: list[widgets.ValueWidget] = []
         self._task: asyncio.Task[None] | None = None
         slot = (id(lab), _cell_id() or key)
@@ -100,13 +100,20 @@ class LiveView(Generic[L]):
         return " — paused" if self.state == PAUSED else ""
 
     def status_html(self) -> str:
+        """The state in words: a dot and the time of the last refresh while live."""
         at = f" at {self.updated}" if self.updated else ""
         if self.state == LIVE:
-            return f"<span style='color:{UP}'>&#9679; live</span> · updated {self.updated or '…'}"
+            return (
+                f"<span style='white-space:nowrap'><span style='color:{UP}'>&#9679; live</span>"
+                f" · updated {self.updated or '…'}</span>"
+            )
         if self.state == PAUSED:
-            return f"<span style='color:{PAUSED_COLOUR}'>&#10074;&#10074; paused</span>{at}"
+            return (
+                f"<span style='white-space:nowrap'><span style='color:{PAUSED_COLOUR}'>"
+                f"&#10074;&#10074; paused</span>{at}</span>"
+            )
         why = html.escape(self.why or "")
-        return f"<span style='color:{DOWN}'>&#9632; stopped</span>{at}: {why}"
+        return f"<b style='color:{DOWN};white-space:nowrap'>&#9632; stopped</b>{at}: {why}"
 
     def _show_state(self) -> None:
         """Put the state on screen: the status line, and the title (see ``_titled``)."""

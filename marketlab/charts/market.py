@@ -72,9 +72,15 @@ class CandleChart(LiveView[LabLike]):
         super().__init__(lab, f"chart:{symbol}:{interval}", fps)
         self.candles = candles
         self.decimals = _Decimals(lab)
-        self.symbol = widgets.Dropdown(options=lab.symbols, value=symbol, description="symbol")
+        narrow = {"layout": widgets.Layout(width="200px"), "style": {"description_width": "50px"}}
+        self.symbol = widgets.Dropdown(
+            options=lab.symbols, value=symbol, description="symbol", **narrow
+        )
         self.interval_box = widgets.Dropdown(
-            options=[str(i) for i in lab.intervals], value=str(interval), description="interval"
+            options=[str(i) for i in lab.intervals],
+            value=str(interval),
+            description="interval",
+            **narrow,
         )
         self.pause = self._pause_button()
         self.controls += [self.symbol, self.interval_box]
