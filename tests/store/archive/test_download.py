@@ -25,10 +25,15 @@ def sim():
     with SimExchange(
         ["BTCUSDT"], start_time=START, history=HISTORY_S, trades_per_second=0.01, speed=60
     ) as s:
-        s.inject("archive_corrupt", "BTCUSDT-1m-2025-01-01.zip")
-        s.inject("archive_missing", "2024-12-31")
-        s.inject("archive_hole", "2025-01-01:4")
+        every_trap(s)
         yield s
+
+
+def every_trap(sim: SimExchange) -> None:
+    sim.inject("archive_clear")
+    sim.inject("archive_corrupt", "BTCUSDT-1m-2025-01-01.zip")
+    sim.inject("archive_missing", "2024-12-31")
+    sim.inject("archive_hole", "2025-01-01:4")
 
 
 def test_every_trap_on_then_collect_leaves_no_gap(sim, tmp_path):
@@ -66,8 +71,9 @@ def test_every_trap_on_then_collect_leaves_no_gap(sim, tmp_path):
     exchange = sim.klines("BTCUSDT", "1m", parse_when("2024-12-30"), JAN2 - 1, limit=10_000)
     assert len(kl) == len(exchange) == 60 * 60
     assert [int(t.value // 1_000_000) for t in kl.index] == [k["open_time"] for k in exchange]
-    assert list(kl["close"]) == [k["close"] for k in exchange]
-    assert list(kl["trades"]) == [k["trades"] for k in exchange]
+    for column in ("open", "high", "low", "close", "volume", "quote_volume", "trades"):
+        assert list(kl[column]) == [k[column] for k in exchange], column
+    assert list(kl["taker_buy_volume"]) == [k["taker_buy_volume"] for k in exchange]
     trades = history.trades("BTCUSDT", end=JAN2 - 1)
     ids = list(trades["trade_id"])
     assert ids == list(range(1, len(ids) + 1))
@@ -144,3 +150,21 @@ def test_the_download_command_imports_a_day_and_says_what_is_open(sim, tmp_path,
     ]
     assert main([*argv[:4], "klines:2x", *argv[5:]]) == 2  # a wrong interval: said, not raised
     assert "invalid interval" in capsys.readouterr().err
+
+
+def test_a_short_day_is_filled_and_a_day_not_yet_published_is_said(sim, tmp_path):
+    h = History(db=tmp_path / "short.sqlite", rest_url=sim.rest_url)
+    try:
+        sim.inject("archive_short", "2025-01-01")  # its files end at noon
+        report = h.download("BTCUSDT", "klines:1h", "2025-01-01", archive_url=sim.archive_url)
+        (hole,) = report.itertuples()
+        assert (hole.what, hole.missing, hole.filled) == ("candles missing", 12, True)
+        assert str(hole.start) == "2025-01-01 12:00:00+00:00"
+        assert len(h.klines("BTCUSDT", "1h")) == 24
+        sim.inject("archive_unpublished", "2025-01-01")  # the archive lags a day behind
+        h2 = History(db=tmp_path / "late.sqlite", rest_url=sim.rest_url)
+        late = h2.download("BTCUSDT", "klines:1h", "2025-01-01", archive_url=sim.archive_url)
+        assert list(late["what"]) == ["not yet published: 2025-01-01 to 2025-01-01"]
+        assert h2.klines("BTCUSDT", "1h").empty
+    finally:
+        every_trap(sim)
