@@ -1,0 +1,171 @@
+"""OKX v5 public REST of swaps over ccxt, paced under OKX's limits per endpoint: the swaps listed
+with their contract values, candles, book snapshots and trades of a swap (sizes in the base
+asset), the funding rate now and its history, open interest and mark prices.
+
+Every size of a swap is converted by the swap's contract value, which the client reads from
+``/api/v5/public/instruments?instType=SWAP`` before it reads anything sized (and again when it
+meets a swap it does not know yet).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+
+from marketlab.records import BookSnapshot, Funding, Interval, Kline, MarkPrice, OpenInterest, Trade
+from marketlab.stream.rest import RestError
+from marketlab.venues import okx
+from marketlab.venues.okx import perp_payloads as payloads
+from marketlab.venues.okx.perp_payloads import SwapContract
+from marketlab.venues.okx.perp_protocol import FUNDING_RATE_HISTORY_LIMIT, swap_inst_id
+from marketlab.venues.okx.rest import LIMITS, OkxRest, WindowPacer
+
+# Requests per two seconds per IP of what swaps add (OKX's documented limits)
+PERP_LIMITS = {
+    **LIMITS,
+    "funding-rate": 10,
+    "funding-rate-history": 10,
+    "open-interest": 20,
+    "mark-price": 10,
+}
+
+
+class OkxPerpRest(OkxRest):
+    """The public REST endpoints a collector of swaps needs, as records named as ours
+    (``BTCUSDT-PERP``), quantities in the base asset."""
+
+    def __init__(self, base_url: str = okx.DEFAULT_REST_URL, *, timeout_s: float = 10.0):
+        super().__init__(base_url, timeout_s=timeout_s)
+        self.governor = WindowPacer(PERP_LIMITS)
+        self._ex.pacer = self.governor
+        self.contracts: dict[str, SwapContract] = {}
+
+    async def _body(self, method: str, params: dict[str, Any], endpoint: str) -> bytes:
+        return msgspec.json.encode(await self._call(method, params, endpoint))
+
+    async def swap_contracts(self) -> dict[str, SwapContract]:
+        """Every linear swap listed, by our name, with its contract value (kept for sizes)."""
+        body = await self._body(
+            "public_get_public_instruments", {"instType": "SWAP"}, "instruments"
+        )
+        self.contracts = payloads.swap_contracts(body)
+        return self.contracts
+
+    async def contract_value(self, symbol: str) -> float:
+        """The base asset one contract of ``symbol`` is; a swap OKX does not list is refused
+        (``RestError``, not retryable)."""
+        if symbol not in self.contracts:
+            await self.swap_contracts()
+        contract = self.contracts.get(symbol)
+        if contract is None:
+            raise RestError(f"OKX lists no linear swap {symbol}", retryable=False)
+        return contract.contract_value
+
+    async def listed_symbols(self) -> dict[str, float]:
+        """Every linear swap trading now (state ``live``), with its price tick."""
+        contracts = await self.swap_contracts()
+        return {s: c.tick_size for s, c in contracts.items() if c.state == "live"}
+
+    async def klines(
+        self,
+        symbol: str,
+        interval: str,
+        *,
+        start: int | None = None,
+        end: int | None = None,
+        limit: int = 100,
+        server_time: int | None = None,
+    ) -> list[Kline]:
+        """A swap's candles oldest first (see :meth:`OkxRest.klines` for the paging), volume in
+        the base asset."""
+        iv = Interval(interval)
+        value = await self.contract_value(symbol)
+        params: dict[str, Any] = {"instId": swap_inst_id(symbol), "bar": okx.bar(iv)}
+        endpoint = "candles"
+        if start is None:
+            params["limit"] = min(limit, okx.CANDLES_LIMIT)
+        else:
+            now = server_time if server_time is not None else await self.server_time()
+            recent_from = iv.open_of(now) - (okx.RECENT_CANDLES - 1) * iv.ms
+            if start < recent_from:
+                endpoint, limit = "history-candles", min(limit, okx.HISTORY_CANDLES_LIMIT)
+            else:
+                limit = min(limit, okx.CANDLES_LIMIT)
+            params.update(before=max(0, start - 1), after=start + limit * iv.ms, limit=limit)
+        method = (
+            "public_get_market_candles"
+            if endpoint == "candles"
+            else "public_get_market_history_candles"
+        )
+        body = await self._body(method, params, endpoint)
+        rows = payloads.swap_candles(body, symbol, iv, value)
+        return [
+            k
+            for k in rows
+            if (start is None or k.open_time >= start) and (end is None or k.open_time <= end)
+        ]
+
+    async def trades_from(self, symbol: str, from_id: int, limit: int = 100) -> list[Trade]:
+        """A swap's trades with ids from ``from_id`` on, oldest first (``after`` just past the
+        last id wanted: OKX pages backwards from it)."""
+        limit = max(1, min(limit, self.trade_page))
+        value = await self.contract_value(symbol)
+        params = {
+            "instId": swap_inst_id(symbol),
+            "type": "1",
+            "after": str(from_id + limit),
+            "limit": limit,
+        }
+        body = await self._body("public_get_market_history_trades", params, "history-trades")
+        return [t for t in payloads.swap_trades(body, symbol, value) if t.trade_id >= from_id]
+
+    async def depth(self, symbol: str, limit: int = 400) -> BookSnapshot:
+        value = await self.contract_value(symbol)
+        params = {"instId": swap_inst_id(symbol), "sz": min(limit, okx.BOOK_DEPTH)}
+        body = await self._body("public_get_market_books", params, "books")
+        return payloads.swap_books(body, symbol, value)
+
+    async def funding_rate(self, symbol: str) -> MarkPrice:
+        """The rate now in force and the next funding time (``fundingTime``)."""
+        params = {"instId": swap_inst_id(symbol)}
+        body = await self._body("public_get_public_funding_rate", params, "funding-rate")
+        rows = payloads.funding_rate(body)
+        if not rows:
+            raise RestError(f"OKX sent no funding rate of {symbol}", retryable=True)
+        return rows[0]
+
+    async def funding_history(
+        self, symbol: str, before: int | None = None, after: int | None = None, limit: int = 400
+    ) -> list[Funding]:
+        """Settled fundings oldest first: those after funding time ``before`` and before
+        ``after`` (each exclusive; the newest ``limit`` of them; OKX keeps three months)."""
+        params: dict[str, Any] = {
+            "instId": swap_inst_id(symbol),
+            "limit": min(limit, FUNDING_RATE_HISTORY_LIMIT),
+        }
+        if before is not None:
+            params["before"] = before
+        if after is not None:
+            params["after"] = after
+        method = "public_get_public_funding_rate_history"
+        return payloads.funding_history(await self._body(method, params, "funding-rate-history"))
+
+    async def open_interest(self, symbol: str) -> OpenInterest:
+        """Open interest now, in the base asset."""
+        value = await self.contract_value(symbol)
+        params = {"instType": "SWAP", "instId": swap_inst_id(symbol)}
+        body = await self._body("public_get_public_open_interest", params, "open-interest")
+        rows = payloads.open_interest(body, {symbol: value})
+        if not rows:
+            raise RestError(f"OKX sent no open interest of {symbol}", retryable=True)
+        return rows[0]
+
+    async def mark_price(self, symbol: str) -> MarkPrice:
+        params = {"instType": "SWAP", "instId": swap_inst_id(symbol)}
+        rows = payloads.mark_prices(
+            await self._body("public_get_public_mark_price", params, "mark-price")
+        )
+        if not rows:
+            raise RestError(f"OKX sent no mark price of {symbol}", retryable=True)
+        return rows[0]

@@ -1,0 +1,118 @@
+"""The OKX swap feed against the simulator's OKX face: the book equal to the face's (in the base
+asset) whenever synced, through a break of the seqId chain; every trade once; every closed
+candle once and equal to the face's; funding rate, mark prices, open interest and liquidations
+arrive, sizes in BTC from contracts of 0.01 BTC."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import time
+from collections.abc import AsyncIterator
+
+import pytest
+
+from marketlab.records import Interval, Kline, Liquidation, MarkPrice, OpenInterest, Trade
+from marketlab.sim import SimExchange
+from marketlab.sim.market import fmt_units
+from marketlab.stream.config import FeedConfig
+from marketlab.venues.okx.perp_feed import OKX_PERP_CHANNELS, OkxPerpFeed
+from tests.conftest import START
+
+SYMBOL = "BTCUSDT-PERP"
+
+
+@pytest.fixture
+async def perp_sim() -> AsyncIterator[SimExchange]:
+    """A private simulator at 60x (a closed 1m candle every wall second), on this test's loop."""
+    async with SimExchange(["BTCUSDT"], speed=60, seed=5, start_time=START, history="30m") as sim:
+        yield sim
+
+
+def _flat(levels) -> list[float]:
+    return [x for level in levels for x in level]
+
+
+def _base(market, levels) -> list[float]:
+    """The face's levels (ticks and lots) as numbers, sizes in BTC."""
+    pd = market.spec.price_decimals
+    return _flat([(float(fmt_units(p, pd)), float(fmt_units(q, 5))) for p, q in levels])
+
+
+async def _until(predicate, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "timed out"
+        await asyncio.sleep(0.02)
+
+
+async def test_the_swap_feed_keeps_everything_whole(perp_sim):
+    got: list = []
+    config = FeedConfig(ws_url=perp_sim.okx_ws_url, rest_url=perp_sim.rest_url, seed_klines=30)
+    feed = OkxPerpFeed([SYMBOL], ["1m"], OKX_PERP_CHANNELS, config, lambda rs, src: got.extend(rs))
+    run = asyncio.create_task(feed.run())
+    face = perp_sim.okx
+    market = face.swaps["BTC-USDT-SWAP"]
+    try:
+        await asyncio.wait_for(feed.ready.wait(), 20)
+        lb = feed.books[SYMBOL]
+        await _until(lambda: lb.book.synced, 15)
+
+        async def equal_seen(times: int) -> None:
+            seen = 0
+            deadline = time.monotonic() + 15
+            while seen < times:
+                assert time.monotonic() < deadline, "the book never matched the face's"
+                uid, bids, asks = market.book(400)
+                with lb.lock:
+                    if lb.book.synced and lb.book.last_update_id == face.seq_id(SYMBOL, uid):
+                        assert _flat(lb.book.bids(50)) == pytest.approx(_base(market, bids[:50]))
+                        assert _flat(lb.book.asks(50)) == pytest.approx(_base(market, asks[:50]))
+                        seen += 1
+                await asyncio.sleep(0.01)
+
+        await equal_seen(3)
+        face.skip_books(1, SYMBOL)  # an update lost: the seqId chain breaks
+        await _until(lambda: lb.book.stats.gaps >= 1, 10)
+        await equal_seen(3)
+        await asyncio.sleep(2.5)  # a few more simulated minutes
+    finally:
+        await feed.stop()
+        await run
+    assert feed.fatal is None and feed.bad_frames == 0
+
+    trades = [r for r in got if isinstance(r, Trade)]
+    ids = [t.trade_id for t in trades]
+    assert len(ids) > 50 and ids == list(range(ids[0], ids[0] + len(ids)))  # each once, no hole
+    by_id = {t.trade_id: t for t in market.recent_trades}
+    for t in trades[-20:]:  # the face's own trade, its size in BTC
+        assert t.qty == pytest.approx(float(fmt_units(by_id[t.trade_id].qty, 5)))
+
+    closed = [k for k in got if isinstance(k, Kline) and k.closed]
+    opens = sorted(k.open_time for k in closed)  # history seeded over REST may come after
+    assert len(opens) >= 30 and len(opens) == len(set(opens))  # each once
+    assert all(b - a == 60_000 for a, b in itertools.pairwise(opens))
+    pd = market.spec.price_decimals
+    rows = {r[0]: r for r in market.klines(Interval("1m"), opens[0], opens[-1], 1000)}
+    for k in closed:  # each equal to the face's own candle
+        _t, o, h, lo, c, v, close_time, q, _n, _tv, _tq, was_closed = rows[k.open_time]
+        assert [k.open, k.high, k.low, k.close] == [float(fmt_units(x, pd)) for x in (o, h, lo, c)]
+        assert k.volume == pytest.approx(float(fmt_units(v, 5)))  # BTC, not contracts
+        assert k.quote_volume == pytest.approx(float(fmt_units(q, pd + 5)))
+        assert (k.close_time, was_closed) == (close_time, True)
+
+    perp = market.perp
+    records = [r for r in got if r.symbol == SYMBOL]
+    marks = [r for r in records if isinstance(r, MarkPrice) and r.mark == r.mark]
+    assert len(marks) >= 100
+    fundings = [r for r in records if isinstance(r, MarkPrice) and r.funding_rate == r.funding_rate]
+    assert fundings
+    for f in fundings:  # the perpetual's rate for the next settlement, and its time
+        assert f.next_funding_time == perp.next_funding(f.event_time)
+        assert f.funding_rate == perp.funding_rate(f.next_funding_time)
+    interest = [r for r in records if isinstance(r, OpenInterest)]
+    assert len(interest) >= 20
+    for oi in interest:  # the face's open interest, in BTC
+        assert oi.open_interest == pytest.approx(float(fmt_units(perp.open_interest(oi.time), 5)))
+    liquidations = [r for r in got if isinstance(r, Liquidation)]
+    assert liquidations and all(r.sampled and r.symbol == SYMBOL for r in liquidations)
