@@ -88,6 +88,9 @@ class Observation:
     prints: Sequence[Print] = ()
     divergence: Sequence[tuple[str, str, float]] = ()  # (symbol, venue, bps from the median)
     health: bool = True  # False: the Lab's status was not read (the health rules skip it)
+    # volume traded per (venue, symbol) since the last observation; None: the prints' sum
+    # (the watch hands only each symbol's highest and lowest trade, with the whole volume)
+    volumes: Mapping[tuple[str, str], float] | None = None
 
 
 def observe(
@@ -96,6 +99,7 @@ def observe(
     price_rows: Iterable[Mapping[str, Any]] = (),
     prints: Sequence[Print] = (),
     divergence: pd.DataFrame | None = None,
+    volumes: Mapping[tuple[str, str], float] | None = None,
 ) -> Observation:
     """An observation from the Lab's own reports: ``lab.status()`` (its ``attrs`` hold the
     summary; None: only the market is observed), ``lab.price_rows()``, the trades taken since
@@ -118,7 +122,9 @@ def observe(
             if not math.isnan(bps):
                 spread.append((str(symbol), str(venue), float(bps)))
     if status is None:
-        return Observation(quotes=quotes, prints=prints, divergence=spread, health=False)
+        return Observation(
+            quotes=quotes, prints=prints, divergence=spread, health=False, volumes=volumes
+        )
     summary = status.attrs
     keys: list[tuple[str, ...]] = status.index.tolist()
     if status.index.nlevels == 2:  # one venue: (symbol, stream)
@@ -159,6 +165,7 @@ def observe(
         quotes=quotes,
         prints=prints,
         divergence=spread,
+        volumes=volumes,
     )
 
 
@@ -328,6 +335,8 @@ class Rules:
             key = (p.venue, p.symbol)
             volume[key] = volume.get(key, 0.0) + p.qty
             out.extend(self._print(p))
+        if seen.volumes is not None:
+            volume = dict(seen.volumes)
         quotes = {(q.venue, q.symbol): q for q in seen.quotes}
         for key in quotes.keys() | volume.keys():
             venue, symbol = key

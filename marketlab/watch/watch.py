@@ -130,14 +130,31 @@ class Watch:
 
         return take
 
-    def _prints_taken(self) -> list[Print]:
-        """The trades taken since the last observation, their lags counted."""
-        taken, prints = self._taken, []
+    def _prints_taken(self) -> tuple[list[Print], dict[tuple[str, str], float]]:
+        """Of the trades taken since the last observation (their lags counted): the highest
+        and lowest of each venue's symbol (only they can lie outside the book) and the volume
+        of each: one pass, no object made per trade."""
+        taken, lags = self._taken, self._lag
+        extremes: dict[tuple[str, str], list[Any]] = {}  # [volume, highest, lowest]
         for _ in range(len(taken)):
             venue, trade, received = taken.popleft()
-            self._lag[venue].observe(max(0.0, received - trade.time / 1000))
-            prints.append(Print(venue, trade.symbol, trade.price, trade.qty, trade.time))
-        return prints
+            lags[venue].observe(max(0.0, received - trade.time / 1000))
+            key = (venue, trade.symbol)
+            seen = extremes.get(key)
+            if seen is None:
+                extremes[key] = [trade.qty, trade, trade]
+                continue
+            seen[0] += trade.qty
+            if trade.price > seen[1].price:
+                seen[1] = trade
+            elif trade.price < seen[2].price:
+                seen[2] = trade
+        prints = [
+            Print(venue, t.symbol, t.price, t.qty, t.time)
+            for (venue, _), (_, high, low) in extremes.items()
+            for t in ((high,) if high is low else (high, low))
+        ]
+        return prints, {key: seen[0] for key, seen in extremes.items()}
 
     def _loop(self) -> None:
         while not self._stop.wait(self.settings.interval_s):
@@ -155,7 +172,7 @@ class Watch:
         lab = self._lab
         if lab is None:
             raise RuntimeError("the watch is not attached to a Lab")
-        prints = self._prints_taken()
+        prints, volumes = self._prints_taken()
         divergence = None
         if len(lab.exchanges) > 1:
             try:
@@ -166,7 +183,7 @@ class Watch:
         if now - self._health_at >= self.settings.health_interval_s:
             self._health_at = now
             status = lab.status()
-        seen = observe(status, lab.exchange, lab.price_rows(), prints, divergence)
+        seen = observe(status, lab.exchange, lab.price_rows(), prints, divergence, volumes)
         return self.evaluate(now, seen)
 
     def evaluate(self, now: float, seen: Observation) -> list[Alert]:

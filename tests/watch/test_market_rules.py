@@ -227,3 +227,14 @@ def test_an_alert_of_a_rule_not_judged_is_not_resolved():
     assert book.update(5.0, [], judged=MARKET_RULES) == []  # the health rules did not look
     assert book.update(6.0, []) == []  # they look: quiet from now
     assert [a.state for a in book.update(7.0, [])] == ["resolved"]
+
+
+def test_volumes_handed_in_count_over_the_prints():
+    """The watch hands each symbol's extreme trades and the whole volume apart."""
+    rules = Rules(AlertSettings(window=40, min_samples=20, volume_factor=10))
+    for i in range(20):
+        rules.evaluate(i * 0.5, Observation(volumes={("binance", "BTCUSDT"): 1.0}))
+    few = [Print("binance", "BTCUSDT", 100.0, 1.0)]
+    heavy = Observation(prints=few, volumes={("binance", "BTCUSDT"): 10.5})
+    found = rules.evaluate(10.0, heavy)
+    assert [(f.rule, f.value) for f in found] == [("volume_burst", 10.5)]
