@@ -5,6 +5,7 @@ the stream equal to the face's own."""
 
 from __future__ import annotations
 
+import itertools
 import time
 from decimal import Decimal
 
@@ -172,3 +173,33 @@ def _base_levels(market, levels) -> list[float]:
     """The face's levels (ticks and lots) as numbers, sizes in the base asset (BTC)."""
     pd = market.spec.price_decimals
     return _flat([(float(fmt_units(p, pd)), float(fmt_units(q, 5))) for p, q in levels])
+
+
+async def test_the_swap_endpoints_keep_okxs_limits(face_sim, http):
+    url = f"{face_sim.rest_url}/api/v5/public/funding-rate?instId={BTC}"
+    statuses = []
+    for _ in range(11):  # 10 requests per 2 seconds
+        async with http.get(url) as r:
+            statuses.append((r.status, (await r.json())["code"]))
+    assert statuses[:10] == [(200, "0")] * 10 and statuses[10] == (429, "50011")
+    async with http.get(f"{face_sim.rest_url}/api/v5/public/open-interest?instId={BTC}") as r:
+        assert r.status == 400 and (await r.json())["code"] == "50014"  # instType is required
+
+
+async def test_a_swap_fault_breaks_the_swaps_chain_only(face_sim, http):
+    args = [{"channel": "books", "instId": BTC}, {"channel": "books", "instId": "BTC-USDT"}]
+    async with http.ws_connect(face_sim.okx_ws_url) as ws:
+        await ws.send_str(orjson.dumps({"op": "subscribe", "args": args}).decode())
+        frames = await _frames(ws, 0.5)
+        face_sim.okx.skip_books(1, "BTCUSDT-PERP")
+        frames += await _frames(ws, 1.5)
+    chains: dict[str, list[tuple[int, int]]] = {BTC: [], "BTC-USDT": []}
+    for f in frames:
+        if f.get("action") == "update":
+            chains[f["arg"]["instId"]].append((f["data"][0]["prevSeqId"], f["data"][0]["seqId"]))
+
+    def breaks(chain: list[tuple[int, int]]) -> int:
+        return sum(1 for (_, seq), (prev, _) in itertools.pairwise(chain) if prev != seq)
+
+    assert len(chains[BTC]) >= 10 and len(chains["BTC-USDT"]) >= 10
+    assert breaks(chains[BTC]) == 1 and breaks(chains["BTC-USDT"]) == 0
