@@ -67,15 +67,18 @@ def local_root(archive_url: str) -> Path | None:
     return Path(parts.path) if parts.scheme == "file" else None
 
 
-async def list_keys(session: aiohttp.ClientSession, archive_url: str, prefix: str) -> set[str]:
-    """Every key under ``prefix``, page after page (a local copy: its folder's files)."""
+async def list_keys(
+    session: aiohttp.ClientSession, archive_url: str, prefix: str
+) -> dict[str, int]:
+    """Every key under ``prefix`` with its size in bytes (0 where the listing does not say),
+    page after page (a local copy: its folder's files)."""
     root = local_root(archive_url)
     if root is not None:
         folder = root / prefix
         if not folder.is_dir():
-            return set()
-        return {prefix + p.name for p in folder.iterdir() if p.is_file()}
-    keys: set[str] = set()
+            return {}
+        return {prefix + p.name: p.stat().st_size for p in folder.iterdir() if p.is_file()}
+    keys: dict[str, int] = {}
     marker: str | None = ""
     base = listing_url(archive_url).rstrip("/")
     while marker is not None:
@@ -85,7 +88,7 @@ async def list_keys(session: aiohttp.ClientSession, archive_url: str, prefix: st
             if resp.status != 200:
                 raise ArchiveError(f"listing {prefix}: HTTP {resp.status}")
         page = parse_listing(body, f"listing {prefix}")
-        keys.update(page.keys)
+        keys.update(zip(page.keys, page.sizes, strict=True))
         if page.next_marker is not None and page.next_marker <= (marker or ""):
             raise ArchiveError(f"listing {prefix}: the next page does not move on")
         marker = page.next_marker
@@ -114,6 +117,7 @@ class Downloader:
         self.outcome = Outcome()
         self._import_lock = asyncio.Lock()
         self._bar: tqdm | None = None
+        self._files = 0
         self.progress = progress
 
     async def run(
@@ -122,16 +126,25 @@ class Downloader:
         timeout = aiohttp.ClientTimeout(total=None, sock_connect=30, sock_read=120)
         async with aiohttp.ClientSession(timeout=timeout) as session:
             plans: dict[Series, Plan] = {}
+            sizes: dict[str, int] = {}
             for s in series:
-                listed: set[str] = set()
+                listed: dict[str, int] = {}
                 for period in PERIODS:
                     listed |= await list_keys(session, self.archive_url, s.prefix(period))
-                plans[s] = plan_files(s, start, end, listed)
+                sizes |= listed
+                plans[s] = plan_files(s, start, end, set(listed))
             todo = [(s, f) for s, p in plans.items() for f in p.files]
             fresh = [(s, f) for s, f in todo if not self.manifest.done(f)]
             self.outcome.skipped = [f.name for s, f in todo if self.manifest.done(f)]
-            self._bar = tqdm(
-                total=len(fresh), unit="file", desc="archive", disable=not self.progress
+            fresh_bytes = [sizes.get(f.key, 0) for _, f in fresh]
+            self._files = len(fresh)
+            self._bar = tqdm(  # bytes fetched, with files and rows imported beside
+                total=sum(fresh_bytes) if all(fresh_bytes) else None,
+                unit="B",
+                unit_scale=True,
+                unit_divisor=1024,
+                desc="archive",
+                disable=not self.progress,
             )
             with tempfile.TemporaryDirectory(dir=self.work_dir, prefix="archive-") as tmp:
                 gate = asyncio.Semaphore(self.parallel)
@@ -214,16 +227,15 @@ class Downloader:
         self.outcome.imported.append(f.name)
         self.outcome.rows += rows
         if self._bar is not None:
-            self._bar.set_postfix(rows=self.outcome.rows, MB=f"{self.outcome.bytes / 1e6:.1f}")
-            self._bar.update(1)
+            self._bar.set_postfix(
+                files=f"{len(self.outcome.imported)}/{self._files}", rows=self.outcome.rows
+            )
 
     def _refuse(self, f: ArchiveFile, why: str) -> None:
         log.warning("archive: %s refused: %s", f.name, why)
         self.outcome.holes.append(
             Hole(f.name, kind_label(f.series), f.series.symbol, f"refused: {why}", f.start_ms)
         )
-        if self._bar is not None:
-            self._bar.update(1)
 
     def _import(self, path: Path, f: ArchiveFile) -> int:
         rows = 0
@@ -275,6 +287,8 @@ class Downloader:
         expected = parse_checksum(checksum.read_bytes(), f.name)
         got = sha256_of(path)
         self.outcome.bytes += path.stat().st_size
+        if self._bar is not None:
+            self._bar.update(path.stat().st_size)
         if got != expected:
             raise ArchiveError(f"checksum mismatch: sha256 {got}, .CHECKSUM says {expected}")
         return path, got
@@ -295,6 +309,8 @@ class Downloader:
                     h.update(chunk)
                     out.write(chunk)
                     self.outcome.bytes += len(chunk)
+                    if self._bar is not None:
+                        self._bar.update(len(chunk))
         return h.hexdigest()
 
 

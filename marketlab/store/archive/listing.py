@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import re
 import xml.etree.ElementTree as ET
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from marketlab.store.archive.layout import ArchiveError
@@ -23,6 +23,7 @@ _MAX_LISTING = 16 * 1024 * 1024  # a page of 1000 keys is ~300 kB; anything far 
 class ListingPage:
     keys: list[str]
     next_marker: str | None  # where the next page starts; None on the last page
+    sizes: list[int] = field(default_factory=list)  # each key's bytes (0 where not said)
 
 
 def parse_listing(body: bytes, where: str = "listing") -> ListingPage:
@@ -42,6 +43,7 @@ def parse_listing(body: bytes, where: str = "listing") -> ListingPage:
             + (f" ({code})" if code else "")
         )
     keys: list[str] = []
+    sizes: list[int] = []
     truncated = False
     next_marker = None
     for child in root:
@@ -50,7 +52,9 @@ def parse_listing(body: bytes, where: str = "listing") -> ListingPage:
             key = next((e.text for e in child if _local(e.tag) == "Key"), None)
             if not key:
                 raise ArchiveError(f"{where}: an entry without a key")
+            size = next((e.text for e in child if _local(e.tag) == "Size"), None) or "0"
             keys.append(key)
+            sizes.append(int(size) if size.isdigit() and len(size) < 19 else 0)
         elif tag == "IsTruncated":
             text = (child.text or "").strip().lower()
             if text not in ("true", "false"):
@@ -59,11 +63,11 @@ def parse_listing(body: bytes, where: str = "listing") -> ListingPage:
         elif tag == "NextMarker":
             next_marker = child.text or None
     if not truncated:
-        return ListingPage(keys, None)
+        return ListingPage(keys, None, sizes)
     marker = next_marker or (keys[-1] if keys else None)
     if marker is None:
         raise ArchiveError(f"{where}: truncated, but says nowhere to go on from")
-    return ListingPage(keys, marker)
+    return ListingPage(keys, marker, sizes)
 
 
 def _local(tag: str) -> str:

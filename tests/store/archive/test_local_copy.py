@@ -26,7 +26,7 @@ def publish(root: Path, name_day: str, text: str, *, wrong_checksum: bool = Fals
     return path
 
 
-def test_a_local_copy_imports_in_place_and_refuses_a_mismatch(tmp_path):
+def test_a_local_copy_imports_in_place_and_refuses_a_mismatch(tmp_path, capsys):
     root = tmp_path / "mirror"
     good = publish(
         root,
@@ -36,7 +36,11 @@ def test_a_local_copy_imports_in_place_and_refuses_a_mismatch(tmp_path):
     )
     publish(root, "2025-01-02", "3,1,1,1,1735776000000000,True,True\n", wrong_checksum=True)
     h = History(db=tmp_path / "m.sqlite")
-    report = h.download("BTCUSDT", "trades", "2025-01-01", "2025-01-03", archive_url=root)
+    report = h.download(
+        "BTCUSDT", "trades", "2025-01-01", "2025-01-03", archive_url=root, progress=True
+    )
+    bar = capsys.readouterr().err  # tqdm: bytes read, files and rows imported
+    assert "archive" in bar and "files=1/2" in bar and "rows=2" in bar
     trades = h.trades("BTCUSDT")
     assert list(trades["trade_id"]) == [1, 2]
     assert [int(t.value // 1_000_000) for t in trades.index] == [JAN1 + 5, JAN1 + 9]

@@ -188,10 +188,12 @@ def test_listing_pages_and_checksum_lines():
         b'<ListBucketResult xmlns="http://s3.amazonaws.com/doc/2006-03-01/">'
         b"<Name>data.binance.vision</Name><Prefix>data/</Prefix><Marker></Marker>"
         b"<IsTruncated>true</IsTruncated>"
-        b"<Contents><Key>data/a.zip</Key></Contents><Contents><Key>data/b.zip</Key></Contents>"
+        b"<Contents><Key>data/a.zip</Key><Size>1234</Size></Contents>"
+        b"<Contents><Key>data/b.zip</Key></Contents>"
         b"</ListBucketResult>"
     )
     assert page.keys == ["data/a.zip", "data/b.zip"] and page.next_marker == "data/b.zip"
+    assert page.sizes == [1234, 0]
     last = parse_listing(
         b"<ListBucketResult><IsTruncated>false</IsTruncated><NextMarker>x</NextMarker>"
         b"</ListBucketResult>"
