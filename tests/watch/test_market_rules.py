@@ -238,3 +238,20 @@ def test_volumes_handed_in_count_over_the_prints():
     heavy = Observation(prints=few, volumes={("binance", "BTCUSDT"): 10.5})
     found = rules.evaluate(10.0, heavy)
     assert [(f.rule, f.value) for f in found] == [("volume_burst", 10.5)]
+
+
+def test_observed_divergence_is_the_lab_s_frame_read_as_is():
+    from marketlab.lab.cross_venue import divergence_frame
+    from marketlab.watch.rules import observe
+
+    markets = {"BTCUSDT": {"binance": "BTCUSDT", "okx": "BTCUSDT", "bybit": "BTCUSDT"}}
+    mids = {("binance", "BTCUSDT"): 100.0, ("okx", "BTCUSDT"): 101.0, ("bybit", "BTCUSDT"): 100.2}
+    frame = divergence_frame(markets, mids)
+    seen = observe(None, "binance", divergence=frame)
+    median = statistics.median(mids.values())
+    expected = {("BTCUSDT", v, (m / median - 1) * 1e4) for (v, _), m in mids.items()}
+    assert {(s, v, round(b, 9)) for s, v, b in seen.divergence} == {
+        (s, v, round(b, 9)) for s, v, b in expected
+    }
+    found = Rules(QUIET).evaluate(0.0, seen)
+    assert [(f.rule, f.venue) for f in found] == [("divergence", "okx")]  # ~80 bps; 0 and 20 not
