@@ -17,7 +17,7 @@ from marketlab.records import Interval
 
 DAY_MS = 86_400_000
 MARKETS = {"spot": "spot", "um": "futures/um"}  # our name → the archive's folder
-EXCHANGES = {"spot": "binance", "um": "binance_um"}  # the stores' exchange key per market
+EXCHANGES = {"spot": "binance", "um": "binance_perp"}  # the stores' exchange key per market
 KINDS = ("klines", "trades", "aggTrades")
 PERIODS = ("monthly", "daily")
 DEFAULT_ARCHIVE_URL = "https://data.binance.vision"

@@ -58,3 +58,34 @@ def test_a_local_copy_imports_in_place_and_refuses_a_mismatch(tmp_path, capsys):
     assert again["what"].str.startswith("refused").sum() == 1
     with pytest.raises(ValueError, match="no data/ folder"):
         h.download("BTCUSDT", "trades", "2025-01-01", archive_url=tmp_path / "nowhere")
+
+
+def test_usdm_files_with_their_header_rows_land_under_their_own_exchange(tmp_path):
+    root = tmp_path / "mirror"
+    f = Series("um", "aggTrades", "BTCUSDT").file("daily", "2025-01-01")
+    path = root / f.key
+    path.parent.mkdir(parents=True)
+    with zipfile.ZipFile(path, "w") as zf:
+        zf.writestr(
+            f.name[:-4] + ".csv",
+            "agg_trade_id,price,quantity,first_trade_id,last_trade_id,transact_time,"
+            f"is_buyer_maker\n7,95000.5,0.01,70,72,{JAN1 + 3},true\n",
+        )
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    (root / (f.key + ".CHECKSUM")).write_text(f"{digest}  {f.name}\n")
+    h = History(db=tmp_path / "m.sqlite")
+    h.download("BTCUSDT", "aggTrades", "2025-01-01", market="um", archive_url=root)
+    rows = h.sql(
+        f"select exchange, agg_id, time, first_id, last_id, side from read_parquet("
+        f"'{tmp_path}/m.ticks/kind=agg_trades/**/*.parquet', hive_partitioning = true)"
+    )
+    assert rows.to_dict("records") == [
+        {
+            "exchange": "binance_perp",
+            "agg_id": 7,
+            "time": JAN1 + 3,
+            "first_id": 70,
+            "last_id": 72,
+            "side": "sell",
+        }
+    ]
