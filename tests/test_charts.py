@@ -306,6 +306,7 @@ def test_venues_chart_draws_each_venue_mid_and_the_consolidated_spread():
                     assert len(trace.y) == len(trace.x) == round_ + 2
                     assert trace.y[-1] == bbo.loc[venue, "mid"], venue
                     assert trace.hovertemplate == f"%{{y:,.2f}}<extra>{venue}</extra>"
+                assert chart.figure.layout.yaxis.tickformat == ",.2f"  # 66,305.18, not 66.3k
                 consolidated = bbo.attrs["bbo"]
                 spread, locked, crossed = chart.figure.data[4:7]
                 assert spread.y[-1] == pytest.approx(consolidated["spread_bps"])

@@ -140,6 +140,7 @@ def depth_figure(title: str, symbol: str = "", decimals: int | None = None) -> g
     fig.update_layout(
         margin={"l": 70, "r": 20, "t": 50, "b": 50},
         hovermode="x",
+        hoverdistance=-1,  # the level nearest the mouse, however far the book has moved
         legend={"orientation": "h", "y": 1.02, "x": 1, "xanchor": "right", "yanchor": "bottom"},
     )
     depth_units(fig, symbol, decimals)

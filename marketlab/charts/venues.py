@@ -130,6 +130,10 @@ class VenuesChart(LiveView[VenuesLabLike]):
                 marks = [i for i, s in enumerate(states) if s == state]
                 self.figure.data[n + offset].x = [x[i] for i in marks]
                 self.figure.data[n + offset].y = [spreads[i] for i in marks]
+            known = [d for d in self._decimals.values() if d is not None]
+            axis = price_format(max(known) if known else None)  # the finest venue's tick
+            if self.figure.layout.yaxis.tickformat != axis:
+                self.figure.layout.yaxis.tickformat = axis
             self._titled()
 
     def _titled(self) -> None:
