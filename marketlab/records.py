@@ -253,8 +253,18 @@ class SymbolInfo(msgspec.Struct, frozen=True, gc=False):
     min_notional: float = 0.0
 
 
-Record = Trade | AggTrade | Ticker | MiniTicker | BookTicker | BookSnapshot | BookDelta | Kline
 PerpetualRecord = MarkPrice | Funding | OpenInterest | Liquidation
+Record = (
+    Trade
+    | AggTrade
+    | Ticker
+    | MiniTicker
+    | BookTicker
+    | BookSnapshot
+    | BookDelta
+    | Kline
+    | PerpetualRecord
+)
 
 
 # --- symbols -------------------------------------------------------------------------------
@@ -263,35 +273,38 @@ _SYMBOL_RE = re.compile(r"^[A-Z0-9]{2,20}$")
 _SEPARATORS = str.maketrans("", "", "-/_")
 
 
-def normalize_symbol(symbol: str) -> str:
-    """Return the canonical form (``btc/usdt`` → ``BTCUSDT``) or raise ``ValueError``."""
-    if not isinstance(symbol, str):
-        raise ValueError(f"symbol must be a string, got {type(symbol).__name__}: {symbol!r}")
-    canonical = symbol.strip().upper().translate(_SEPARATORS)
-    if not _SYMBOL_RE.match(canonical):
-        raise ValueError(
-            f"invalid symbol {symbol!r}: expected 2-20 letters or digits such as 'BTCUSDT'"
-        )
-    return canonical
-
-
 # A perpetual swap is named by its underlying pair and this suffix (``BTCUSDT-PERP``), the same
 # on every venue: the venue's own name for it (Binance ``BTCUSDT`` on its futures API, OKX
 # ``BTC-USDT-SWAP``, Bybit ``BTCUSDT`` in its linear category) is the venue package's business.
 PERP_SUFFIX = "-PERP"
 
 
+def normalize_symbol(symbol: str) -> str:
+    """Return the canonical form (``btc/usdt`` → ``BTCUSDT``, ``btcusdt-perp`` →
+    ``BTCUSDT-PERP``) or raise ``ValueError``."""
+    if not isinstance(symbol, str):
+        raise ValueError(f"symbol must be a string, got {type(symbol).__name__}: {symbol!r}")
+    text = symbol.strip().upper()
+    perpetual = text.endswith(PERP_SUFFIX)
+    canonical = (text[: -len(PERP_SUFFIX)] if perpetual else text).translate(_SEPARATORS)
+    if not _SYMBOL_RE.match(canonical):
+        raise ValueError(
+            f"invalid symbol {symbol!r}: expected 2-20 letters or digits such as 'BTCUSDT' "
+            "(or a perpetual's name such as 'BTCUSDT-PERP')"
+        )
+    return canonical + PERP_SUFFIX if perpetual else canonical
+
+
 def is_perpetual(symbol: str) -> bool:
-    """Whether ``symbol`` names a perpetual swap (``BTCUSDT-PERP``)."""
+    """Whether ``symbol`` (canonical) names a perpetual swap (``BTCUSDT-PERP``)."""
     return symbol.endswith(PERP_SUFFIX)
 
 
 def perpetual_of(symbol: str) -> str:
     """The perpetual swap on a pair: ``btc/usdt`` → ``BTCUSDT-PERP`` (``ValueError`` for a name
-    that is no pair; a perpetual's own name comes back as it is, canonical)."""
-    if isinstance(symbol, str) and symbol.strip().upper().endswith(PERP_SUFFIX):
-        symbol = symbol.strip()[: -len(PERP_SUFFIX)]
-    return normalize_symbol(symbol) + PERP_SUFFIX
+    that is no pair; a perpetual's own name comes back canonical)."""
+    canonical = normalize_symbol(symbol)
+    return canonical if is_perpetual(canonical) else canonical + PERP_SUFFIX
 
 
 def underlying_of(symbol: str) -> str:
@@ -336,7 +349,7 @@ QUOTE_ASSETS = tuple(
 def split_symbol(symbol: str) -> tuple[str, str]:
     """``BTCUSDT`` → ``("BTC", "USDT")``: the longest known quote asset at its end (ValueError
     when none is, naming the ones known)."""
-    canonical = normalize_symbol(symbol)
+    canonical = underlying_of(normalize_symbol(symbol))  # a perpetual's: its pair's
     for quote in QUOTE_ASSETS:
         if canonical.endswith(quote) and len(canonical) > len(quote):
             return canonical[: -len(quote)], quote

@@ -31,6 +31,7 @@ from marketlab.lab.options import (
     buffer_sizes,
     check_channels,
     check_intervals,
+    check_perpetuals,
     check_store,
     feed_configs,
     plan_venues,
@@ -47,7 +48,7 @@ from marketlab.lab.status import (
 from marketlab.lab.tick_link import ReplayBookSampler, flush_trades, sample_books
 from marketlab.lab.venue_side import VenueSide
 from marketlab.recording.files import Header, RecordingWriter, open_recording
-from marketlab.records import Kline, Record
+from marketlab.records import Kline, Record, is_perpetual
 from marketlab.rings import DEFAULT_KLINE_CAPACITY, DEFAULT_TRADE_CAPACITY
 from marketlab.settings import DEFAULT_CHANNELS, positive
 from marketlab.store.history import History
@@ -161,13 +162,14 @@ class Lab(LabFrames):
             "okx_ws_url": okx_ws_url,
             "okx_rest_url": okx_rest_url,
         }
-        self.urls, configs, fallback_configs = feed_configs(
+        self.urls, configs, fallback_configs, perp_configs = feed_configs(
             venues, fallbacks, self.channels, self.intervals, given, feed_options
         )
         self.config = configs[venues[0]]
         chosen = {
             v: universe(wanted[v], quote, shard, v, self.urls[f"{v}_rest_url"]) for v in venues
         }
+        check_perpetuals(chosen, fallbacks, record is not None)
         self.symbols = chosen[venues[0]]
         trade_capacity, kline_capacity = buffer_sizes(
             memory_limit,
@@ -193,7 +195,9 @@ class Lab(LabFrames):
                 kline_capacity,
                 functools.partial(self._store_kline, venue),
             )
-            side = VenueSide(venue, chosen[venue], self.intervals, configs[venue], state)
+            perpetual = any(is_perpetual(s) for s in chosen[venue])  # (then all: checked)
+            config = perp_configs[venue] if perpetual else configs[venue]
+            side = VenueSide(venue, chosen[venue], self.intervals, config, state, perpetual)
             if venue in fallbacks:
                 side.failover = Failover(
                     fallbacks[venue],
@@ -303,14 +307,21 @@ class Lab(LabFrames):
                 state.store_trades(side.ticks)
             if "book_deltas" in self.store_kinds:
                 state.delta_store = side.ticks
-        cls = registry.get(venue).feed_class()
+        channels = self.channels
+        if side.perpetual:
+            if self._bus_source is not None or self._replay is not None:
+                raise ValueError("perpetuals are not carried on the bus or replayed yet")
+            cls = registry.get(venue).perp_feed_class()
+            channels = cls.channels_of(channels)  # type: ignore[attr-defined]  # a perp feed
+        else:
+            cls = registry.get(venue).feed_class()
         if self._bus_source is not None:
             source = bus_link.venue_source(self._bus_source, venue, len(self._sides) > 1)
             cls = bus_link.feed_class(source, venue)
         if self._replay is not None:
             cls = replaying(cls)
         side.feed = feed = cls(
-            side.symbols, self.intervals, self.channels, side.config, state, kline_starts=starts
+            side.symbols, self.intervals, channels, side.config, state, kline_starts=starts
         )
         feed.resume_trades(trade_starts)
         if self._bus_source is not None and self._bus_source.durable is not None:

@@ -8,13 +8,26 @@ from __future__ import annotations
 import functools
 import logging
 import time
+from collections import deque
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from marketlab.records import BookDelta, Interval, Kline, Record, Ticker, Trade
+from marketlab.records import (
+    BookDelta,
+    Interval,
+    Kline,
+    Liquidation,
+    MarkPrice,
+    OpenInterest,
+    Record,
+    Ticker,
+    Trade,
+)
 from marketlab.rings import KlineBuffer, TradeBuffer
 
 log = logging.getLogger("marketlab.lab")
+
+PERPETUAL_HISTORY = 10_000  # liquidations and open interest readings kept per perpetual
 
 _NO_PRICE = {
     "last": float("nan"),
@@ -50,6 +63,11 @@ class MarketState:
         # symbol → (ticker, event time shown, received at, source); replaced whole, never
         # changed in place, so readers in other threads need no lock
         self._tickers: dict[str, tuple[Ticker, int, float, str]] = {}
+        # perpetuals: the newest mark price (with the funding rate) per symbol, replaced whole;
+        # the latest liquidations and open interest readings, bounded
+        self.marks: dict[str, MarkPrice] = {}
+        self.liquidations: dict[str, deque[Liquidation]] = {}
+        self.open_interest: dict[str, deque[OpenInterest]] = {}
 
     def on_records(self, records: Sequence[Record], source: str) -> None:
         for r in records:
@@ -60,8 +78,22 @@ class MarketState:
                 self.on_kline(r, source)
             elif type(r) is Ticker:
                 self.on_ticker(r, source)
-            elif self.callbacks:
-                self.notify(r)
+            else:
+                if type(r) is MarkPrice:
+                    self.marks[r.symbol] = r
+                elif type(r) is Liquidation:
+                    self._kept(self.liquidations, r.symbol).append(r)
+                elif type(r) is OpenInterest:
+                    self._kept(self.open_interest, r.symbol).append(r)
+                if self.callbacks:
+                    self.notify(r)
+
+    @staticmethod
+    def _kept(held: dict[str, deque[Any]], symbol: str) -> deque[Any]:
+        kept = held.get(symbol)
+        if kept is None:
+            kept = held[symbol] = deque(maxlen=PERPETUAL_HISTORY)
+        return kept
 
     # One entry per kind, called by the feed for each record (the hot path).
 
@@ -131,8 +163,9 @@ class MarketState:
         self._tickers[t.symbol] = (t, shown, time.time(), source)
 
     def without_ticker(self) -> list[str]:
-        tickers = self._tickers
-        return [s for s in self.symbols if s not in tickers]
+        """Symbols with no price yet (a perpetual's is its mark price)."""
+        tickers, marks = self._tickers, self.marks
+        return [s for s in self.symbols if s not in tickers and s not in marks]
 
     def price_rows(self) -> list[dict[str, Any]]:
         """One dict per symbol with a price (times in epoch ms): cheap, for servers."""

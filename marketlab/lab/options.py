@@ -9,9 +9,9 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol
 
 from marketlab.lab.failover import FALLBACK_CHANNELS
-from marketlab.records import Interval, normalize_symbol
+from marketlab.records import Interval, is_perpetual, normalize_symbol
 from marketlab.rings import TRADE_BLOCK
-from marketlab.settings import CHANNELS, one_of
+from marketlab.settings import CHANNELS, one_of, rest_url
 from marketlab.stream.config import FeedConfig
 from marketlab.venues import registry
 
@@ -109,6 +109,35 @@ def universe(
     return chosen
 
 
+def check_perpetuals(
+    chosen: Mapping[str, Sequence[str]], fallbacks: Mapping[str, str], recording: bool
+) -> None:
+    """Perpetuals (``BTCUSDT-PERP``) only where they are collected: a venue with a perpetual
+    feed, a side of their own (not mixed with the venue's spot symbols in one Lab), no fallback
+    venue and no recording (``ValueError`` saying which)."""
+    for venue, symbols in chosen.items():
+        perps = [s for s in symbols if is_perpetual(s)]
+        if not perps:
+            continue
+        info = registry.get(venue)
+        if info.perp_feed is None:
+            having = [n for n in registry.names() if registry.get(n).perp_feed is not None]
+            raise ValueError(
+                f"symbols: perpetuals are not collected from {info.title} yet "
+                f"({', '.join(perps)}); they are from {', '.join(having)}"
+            )
+        spot = [s for s in symbols if not is_perpetual(s)]
+        if spot:
+            raise ValueError(
+                f"symbols: a Lab collects {info.title}'s spot symbols or its perpetuals, not "
+                f"both ({', '.join(spot)} and {', '.join(perps)}): use a Lab for each"
+            )
+        if venue in fallbacks:
+            raise ValueError(f"fallback: {info.title}'s perpetuals have no fallback venue")
+        if recording:
+            raise ValueError("record=: perpetuals' connections are not recorded yet")
+
+
 def check_store(
     store: str | Sequence[str], db: object, channels: Sequence[str] = CHANNELS
 ) -> tuple[str, ...]:
@@ -174,7 +203,24 @@ def venue_url(name: str, given: str | None) -> str:
         return given or os.environ.get(venue.ws_env) or venue.ws_url
     if kind == "rest_url":
         return given or os.environ.get(venue.rest_env) or venue.rest_url
-    raise ValueError(f"unknown venue setting {name!r}: expected <venue>_ws_url or <venue>_rest_url")
+    if kind == "perp_ws_url":
+        return given or os.environ.get(venue.perp_ws_env) or venue.perp_ws_url
+    if kind == "perp_rest_url":
+        return given or os.environ.get(venue.perp_rest_env) or venue.perp_rest_url
+    raise ValueError(
+        f"unknown venue setting {name!r}: expected <venue>_ws_url or <venue>_rest_url "
+        "(or <venue>_perp_ws_url / <venue>_perp_rest_url for its perpetuals)"
+    )
+
+
+def url_names() -> list[str]:
+    """The names of every venue URL setting (``binance_ws_url``, ``binance_perp_rest_url``…)."""
+    names = []
+    for name in registry.names():
+        names += [f"{name}_ws_url", f"{name}_rest_url"]
+        if registry.get(name).perp_feed is not None:
+            names += [f"{name}_perp_ws_url", f"{name}_perp_rest_url"]
+    return names
 
 
 def venue_urls(given: dict[str, str | None], in_use: Sequence[str]) -> dict[str, str]:
@@ -188,6 +234,13 @@ def venue_urls(given: dict[str, str | None], in_use: Sequence[str]) -> dict[str,
         if name in in_use:
             ws, rest = venue.check_ws_url(ws), venue.check_rest_url(rest)
         urls[f"{name}_ws_url"], urls[f"{name}_rest_url"] = ws, rest
+        if venue.perp_feed is not None and venue.check_perp_ws_url is not None:
+            ws = venue_url(f"{name}_perp_ws_url", given.get(f"{name}_perp_ws_url"))
+            rest = venue_url(f"{name}_perp_rest_url", given.get(f"{name}_perp_rest_url"))
+            if name in in_use:
+                ws = venue.check_perp_ws_url(ws)
+                rest = rest_url(rest, f"{name}_perp_rest_url")
+            urls[f"{name}_perp_ws_url"], urls[f"{name}_perp_rest_url"] = ws, rest
     return urls
 
 
@@ -255,12 +308,13 @@ def feed_configs(
     intervals: Sequence[Interval],
     given: dict[str, str | None],
     options: dict[str, Any],
-) -> tuple[dict[str, str], dict[str, FeedConfig], dict[str, FeedConfig]]:
-    """Every venue's URLs, each collected venue's feed settings and each fallback's, keyed by
-    the venue it stands in for (checked: a setting the feed does not have, or a fallback
-    lacking a channel or interval, is refused)."""
+) -> tuple[dict[str, str], dict[str, FeedConfig], dict[str, FeedConfig], dict[str, FeedConfig]]:
+    """Every venue's URLs, each collected venue's feed settings, each fallback's (keyed by
+    the venue it stands in for) and those of each collected venue's perpetuals where it has
+    them (checked: a setting the feed does not have, or a fallback lacking a channel or
+    interval, is refused)."""
     options = dict(options)
-    taken = {f"{v}_{kind}" for v in registry.names() for kind in ("ws_url", "rest_url")}
+    taken = set(url_names())
     for name in [k for k in options if k in taken]:  # a venue without a keyword of its own
         given = {**given, name: options.pop(name)}
     urls = venue_urls(given, [*venues, *fallbacks.values()])
@@ -272,9 +326,11 @@ def feed_configs(
         raise TypeError(f"unknown Lab option(s): {', '.join(sorted(unknown))}{hint}")
     options = {k: v for k, v in options.items() if k not in ("ws_url", "rest_url")}
 
-    def config(venue: str) -> FeedConfig:
+    def config(venue: str, market: str = "") -> FeedConfig:
         return FeedConfig(
-            ws_url=urls[f"{venue}_ws_url"], rest_url=urls[f"{venue}_rest_url"], **options
+            ws_url=urls[f"{venue}_{market}ws_url"],
+            rest_url=urls[f"{venue}_{market}rest_url"],
+            **options,
         )
 
     stand_in = tuple(c for c in channels if c in FALLBACK_CHANNELS)
@@ -288,6 +344,7 @@ def feed_configs(
         urls,
         {v: config(v) for v in venues},
         {v: config(fallback) for v, fallback in fallbacks.items()},
+        {v: config(v, "perp_") for v in venues if f"{v}_perp_ws_url" in urls},
     )
 
 

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from marketlab.lab import cross_venue
+from marketlab.lab import cross_venue, perpetuals
 from marketlab.markets import match_markets, quotes_used
 from marketlab.records import Interval
 from marketlab.rings import book_frame, empty_book_frame, utc_times
@@ -125,6 +125,36 @@ class LabFrames:
         """Recent trades, oldest first; ``side`` is the taker's side."""
         side = self._side(exchange)
         return side.state.trades[side.symbol(symbol)].frame()
+
+    # --- perpetual swaps -----------------------------------------------------------------
+
+    def funding(self) -> pd.DataFrame:
+        """Per perpetual (per exchange and perpetual with several venues): the funding rate now
+        running, annualized (``attrs["funding_hours"]`` a period), when it is paid, mark,
+        index and the mark's premium over the index in bps."""
+        marks = {v: dict(side.state.marks) for v, side in self._sides.items() if side.perpetual}
+        return perpetuals.funding_frame(marks, by_venue=len(self._sides) > 1)
+
+    def mark(self, symbol: str, exchange: str | None = None) -> pd.Series:
+        """The latest mark price of a perpetual (``BTCUSDT-PERP``), with its index and funding
+        (``KeyError`` until the venue has sent one)."""
+        side = self._side(exchange)
+        s = side.symbol(symbol)
+        held = side.state.marks.get(s)
+        if held is None:
+            raise KeyError(f"no mark price of {s} from {side.exchange} yet")
+        return perpetuals.mark_series(held)
+
+    def liquidations(self, symbol: str, exchange: str | None = None) -> pd.DataFrame:
+        """A perpetual's liquidations the venue sent, oldest first (the newest 10,000);
+        ``attrs["sampled"]`` says when the venue sends a sample, not every one."""
+        side = self._side(exchange)
+        return perpetuals.liquidation_frame(side.state.liquidations.get(side.symbol(symbol), ()))
+
+    def open_interest(self, symbol: str, exchange: str | None = None) -> pd.DataFrame:
+        """A perpetual's open interest readings, oldest first (the newest 10,000)."""
+        side = self._side(exchange)
+        return perpetuals.open_interest_frame(side.state.open_interest.get(side.symbol(symbol), ()))
 
     def book_levels(self, symbol: str, depth: int = 20, exchange: str | None = None) -> BookView:
         """The data of :meth:`book` without pandas: cheap, for servers."""

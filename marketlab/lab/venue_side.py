@@ -31,9 +31,11 @@ class VenueSide:
         intervals: Sequence[Interval],
         config: FeedConfig,
         state: MarketState,
+        perpetual: bool = False,
         failover: Failover | None = None,
     ):
         self.exchange = exchange
+        self.perpetual = perpetual  # the venue's perpetual swaps (BTCUSDT-PERP), not its spot
         self.symbols = list(symbols)
         self.intervals = list(intervals)
         self.config = config

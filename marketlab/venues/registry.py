@@ -32,6 +32,13 @@ class Venue:
     check_interval: Callable[[Interval], Any]  # raises ValueError for a kline interval it lacks
     feed: str  # "module:Class" of its Feed, imported when collecting starts
     rest: str  # "module:Class" of its REST client
+    # its perpetual swaps (``BTCUSDT-PERP``), where collected: their feed ("module:Class", whose
+    # ``channels_of(lab_channels)`` says what it takes of a Lab's channels), the public URLs of
+    # that market and the check of a WebSocket URL for it
+    perp_feed: str | None = None
+    perp_ws_url: str = ""
+    perp_rest_url: str = ""
+    check_perp_ws_url: Callable[[str], str] | None = None
 
     @property
     def ws_env(self) -> str:
@@ -44,8 +51,22 @@ class Venue:
     def check_rest_url(self, url: str) -> str:
         return rest_url(url, f"{self.name}_rest_url")
 
+    @property
+    def perp_ws_env(self) -> str:
+        return f"MARKETLAB_{self.name.upper()}_PERP_WS_URL"
+
+    @property
+    def perp_rest_env(self) -> str:
+        return f"MARKETLAB_{self.name.upper()}_PERP_REST_URL"
+
     def feed_class(self) -> type:
         return _load(self.feed)
+
+    def perp_feed_class(self) -> type:
+        """The feed of the venue's perpetuals (``ValueError`` where they are not collected)."""
+        if self.perp_feed is None:
+            raise ValueError(f"perpetuals are not collected from {self.title} yet")
+        return _load(self.perp_feed)
 
     def rest_client(self, url: str | None = None) -> Any:
         """A REST client at ``url`` (the venue's own by default); ``await close()`` it."""

@@ -384,9 +384,9 @@ def test_bad_lab_arguments():
         Lab(["BTCUSDT"], ping_everyone=True)
     # a venue URL of a venue, but not one the Lab takes: refused by name, never dropped
     with pytest.raises(
-        TypeError, match=r"binance_perp_ws_url \(the venue URLs taken: binance_rest"
+        TypeError, match=r"coinbase_perp_ws_url \(the venue URLs taken: binance_perp_rest"
     ):
-        Lab(["BTCUSDT"], binance_perp_ws_url="ws://127.0.0.1:1")
+        Lab(["BTCUSDT"], coinbase_perp_ws_url="ws://127.0.0.1:1")
     with pytest.raises(TypeError, match="okx_business_url"):
         Lab(["BTCUSDT"], okx_business_url="ws://127.0.0.1:1")
 

@@ -3,6 +3,7 @@
 REST client (:mod:`.rest`) and the feed (:mod:`.feed`) load when collection starts."""
 
 from marketlab.settings import CHANNELS
+from marketlab.venues.binance import perp_protocol
 from marketlab.venues.binance.frames import (
     ControlEvent,
     RequestError,
@@ -49,6 +50,10 @@ VENUE = Venue(
     check_interval=lambda iv: iv,  # every interval marketlab knows is Binance's
     feed="marketlab.venues.binance.feed:BinanceFeed",
     rest="marketlab.venues.binance.rest:BinanceRest",
+    perp_feed="marketlab.venues.binance.perp_feed:BinancePerpFeed",
+    perp_ws_url=perp_protocol.DEFAULT_WS_URL,
+    perp_rest_url=perp_protocol.DEFAULT_REST_URL,
+    check_perp_ws_url=perp_protocol.check_ws_url,
 )
 
 __all__ = [

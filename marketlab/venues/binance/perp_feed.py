@@ -78,6 +78,15 @@ class BinancePerpFeed(Feed):
 
     venue = "binance"
     trades_by_id = True  # aggregate ids are consecutive: /fapi/v1/aggTrades?fromId=
+    # open interest has no stream on Binance: asked of /fapi/v1/openInterest (weight 1 a symbol)
+    # this often, or less often with many symbols (a tenth of the weight a minute at most)
+    open_interest_every = 10.0
+
+    @classmethod
+    def channels_of(cls, channels: Sequence[str]) -> tuple[str, ...]:
+        """What a perpetual collects of a Lab's channels: its trades, book and klines, and
+        always its mark price (with funding) and liquidations."""
+        return (*(c for c in channels if c in ("trades", "book", "klines")), "mark", "liquidations")
 
     def __init__(
         self,
@@ -102,6 +111,23 @@ class BinancePerpFeed(Feed):
                 self.books[s] = lb
         self._decoder = PerpDecoder()
         self._snapshot_tasks: dict[str, asyncio.Task[None]] = {}
+
+    async def run(self) -> None:
+        self._spawn(self._poll_open_interest())
+        await super().run()
+
+    async def _poll_open_interest(self) -> None:
+        """Open interest of every symbol, over REST (no stream carries it)."""
+        every = max(self.open_interest_every, len(self.symbols) * 60 / 240)
+        while self.rest is None:
+            await asyncio.sleep(0.05)
+        while not self._stopped.is_set():
+            for symbol in self.symbols:
+                try:
+                    self._record(await self.rest.open_interest(symbol), "rest")
+                except RestError as exc:
+                    log.warning("open interest of %s: %s", symbol, exc)
+            await asyncio.sleep(every)
 
     def make_rest(self) -> BinancePerpRest:
         return BinancePerpRest(self.config.rest_url)

@@ -1,0 +1,104 @@
+"""A Lab's perpetual swaps as frames: funding with the mark and index it is paid on, the
+latest mark price, liquidations and open interest, from what the collector holds (a
+:class:`~marketlab.lab.market_state.MarketState`'s ``marks``, ``liquidations`` and
+``open_interest``)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+
+import pandas as pd
+
+from marketlab.records import Liquidation, MarkPrice, OpenInterest
+from marketlab.rings import utc_times
+
+FUNDING_HOURS = 8  # the funding interval of the venues' perpetuals unless a venue says another
+HOURS_A_YEAR = 24 * 365
+
+FUNDING_COLUMNS = [
+    "funding_rate",
+    "annualized_pct",
+    "next_funding_time",
+    "mark",
+    "index",
+    "premium_bps",
+    "event_time",
+]
+
+
+def funding_frame(marks: Mapping[str, Mapping[str, MarkPrice]], by_venue: bool) -> pd.DataFrame:
+    """One row per (exchange and) perpetual: the funding rate now running, annualized at
+    ``FUNDING_HOURS`` a period, when it is paid, and the mark's premium over the index."""
+    rows = []
+    for venue, held in marks.items():
+        for symbol, m in sorted(held.items()):
+            rows.append(
+                {
+                    "exchange": venue,
+                    "symbol": symbol,
+                    "funding_rate": m.funding_rate,
+                    "annualized_pct": m.funding_rate * HOURS_A_YEAR / FUNDING_HOURS * 100,
+                    "next_funding_time": m.next_funding_time if m.next_funding_time > 0 else None,
+                    "mark": m.mark,
+                    "index": m.index,
+                    "premium_bps": (m.mark / m.index - 1) * 10_000 if m.index > 0 else float("nan"),
+                    "event_time": m.event_time,
+                }
+            )
+    df = pd.DataFrame(rows, columns=["exchange", "symbol", *FUNDING_COLUMNS])
+    df = df.set_index(["exchange", "symbol"] if by_venue else ["symbol"])
+    if not by_venue:
+        df = df.drop(columns="exchange")
+    df["next_funding_time"] = pd.to_datetime(df["next_funding_time"], unit="ms", utc=True)
+    df["event_time"] = utc_times(df["event_time"])
+    df.attrs["funding_hours"] = FUNDING_HOURS
+    return df
+
+
+def mark_series(m: MarkPrice) -> pd.Series:
+    """The latest mark price of one perpetual, with its index and funding."""
+    return pd.Series(
+        {
+            "mark": m.mark,
+            "index": m.index,
+            "settle_estimate": m.settle_estimate,
+            "funding_rate": m.funding_rate,
+            "next_funding_time": pd.Timestamp(m.next_funding_time, unit="ms", tz="UTC")
+            if m.next_funding_time > 0
+            else None,
+            "event_time": pd.Timestamp(m.event_time, unit="ms", tz="UTC"),
+        },
+        name=m.symbol,
+    )
+
+
+def liquidation_frame(liquidations: Iterable[Liquidation]) -> pd.DataFrame:
+    """Liquidations oldest first: the liquidated position's side, the average fill price, the
+    quantity (base asset) and its notional (quote asset). ``attrs["sampled"]``: the venue sent
+    a sample, not every liquidation (a count of rows is then a lower bound)."""
+    rows = list(liquidations)
+    df = pd.DataFrame(
+        {
+            "time": utc_times(pd.Series([r.time for r in rows], dtype="int64")),
+            "side": pd.Series([r.side for r in rows], dtype="object"),
+            "price": pd.Series([r.price for r in rows], dtype="float64"),
+            "qty": pd.Series([r.qty for r in rows], dtype="float64"),
+            "order_price": pd.Series([r.order_price for r in rows], dtype="float64"),
+        }
+    )
+    df["notional"] = df["price"] * df["qty"]
+    df.attrs["sampled"] = any(r.sampled for r in rows)
+    return df
+
+
+def open_interest_frame(readings: Iterable[OpenInterest]) -> pd.DataFrame:
+    """Open interest readings oldest first: in the base asset, and its value in the quote
+    asset where the venue gives it (NaN where not)."""
+    rows = list(readings)
+    return pd.DataFrame(
+        {
+            "time": utc_times(pd.Series([r.time for r in rows], dtype="int64")),
+            "open_interest": pd.Series([r.open_interest for r in rows], dtype="float64"),
+            "value": pd.Series([r.value for r in rows], dtype="float64"),
+        }
+    )

@@ -1,0 +1,98 @@
+"""A Lab over Binance USDⓈ-M perpetuals on the simulator: the frames every symbol has (klines,
+trades, book, prices, status) and the perpetuals' own (funding, mark, liquidations, open
+interest), and the clear refusals of what is not collected yet."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from marketlab import Lab
+from marketlab.records import Interval
+from marketlab.sim.market import fmt_units
+
+
+def _lab(sim, symbols, **kw) -> Lab:
+    return Lab(
+        symbols,
+        exchange="binance",
+        binance_perp_ws_url=sim.ws_url,
+        binance_perp_rest_url=sim.rest_url,
+        **kw,
+    )
+
+
+def _until(predicate, timeout: float = 15.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.05)
+
+
+def test_a_lab_of_perpetuals_serves_every_frame(sim):
+    lab = _lab(sim, ["btcusdt-perp", "ETHUSDT-PERP"]).start()
+    try:
+        lab.wait_ready(30)
+        market = sim.binance_perp.markets["BTCUSDT"]
+        assert lab.symbols == ["BTCUSDT-PERP", "ETHUSDT-PERP"]
+
+        # closed candles equal the venue's, each once
+        klines = lab.klines("BTCUSDT-PERP")
+        closed = klines[klines["closed"]]
+        assert len(closed) > 10 and closed.index.is_unique
+        pd_, qd = market.spec.price_decimals, market.spec.qty_decimals
+        opens = [int(t.timestamp() * 1000) for t in closed.index[-5:]]
+        rows = {r[0]: r for r in market.klines(Interval("1m"), opens[0], opens[-1], 10)}
+        for t, row in zip(opens, closed.tail(5).itertuples(), strict=True):
+            assert row.close == float(fmt_units(rows[t][4], pd_))
+            assert row.volume == float(fmt_units(rows[t][5], qd))
+
+        # trades by aggregate id, each once
+        _until(lambda: len(lab.trades("BTCUSDT-PERP")) > 20)
+        ids = lab.trades("BTCUSDT-PERP")["trade_id"].tolist()
+        assert ids == list(range(ids[0], ids[0] + len(ids)))
+
+        # the book is synced and its top is the venue's
+        book = lab.book("BTCUSDT-PERP", 5)
+        assert book.attrs["synced"] and book.attrs["verified"] == "update id chain"
+        best = book[book["level"] == 0].set_index("side")["price"]
+        assert best["bid"] < best["ask"]
+
+        # funding, mark, liquidations, open interest
+        funding = lab.funding()
+        assert list(funding.index) == ["BTCUSDT-PERP", "ETHUSDT-PERP"]
+        row = funding.loc["BTCUSDT-PERP"]
+        assert -0.0075 <= row["funding_rate"] <= 0.0075
+        assert row["annualized_pct"] == pytest.approx(row["funding_rate"] * 3 * 365 * 100)
+        assert row["next_funding_time"].hour % 8 == 0 and row["next_funding_time"].minute == 0
+        assert abs(row["premium_bps"]) < 20
+        mark = lab.mark("BTCUSDT-PERP")
+        assert mark["mark"] == pytest.approx(row["mark"], rel=0.01)
+        _until(lambda: len(lab.liquidations("BTCUSDT-PERP")) > 0, 20)
+        liq = lab.liquidations("BTCUSDT-PERP")
+        assert liq.attrs["sampled"] and set(liq["side"]) <= {"long", "short"}
+        assert (liq["notional"] == liq["price"] * liq["qty"]).all()
+        _until(lambda: len(lab.open_interest("BTCUSDT-PERP")) > 0)
+        assert (lab.open_interest("BTCUSDT-PERP")["open_interest"] > 0).all()
+
+        status = lab.status()
+        assert ("BTCUSDT-PERP", "depth") in status.index
+        assert lab.prices().loc["BTCUSDT-PERP", "last"] > 0
+    finally:
+        lab.stop()
+
+
+@pytest.mark.parametrize(
+    ("symbols", "kw", "said"),
+    [
+        (["BTCUSDT", "BTCUSDT-PERP"], {}, "spot symbols or its perpetuals, not both"),
+        (["BTCUSDT-PERP"], {"fallback": "okx"}, "perpetuals have no fallback venue"),
+        (["BTCUSDT-PERP"], {"record": "x.mlrec"}, "not recorded yet"),
+    ],
+)
+def test_what_is_not_collected_yet_is_refused_by_name(sim, symbols, kw, said):
+    with pytest.raises(ValueError, match=said):
+        _lab(sim, symbols, **kw)
+    with pytest.raises(ValueError, match="not collected from Coinbase yet"):
+        Lab(["BTCUSD-PERP"], exchange="coinbase")
