@@ -65,9 +65,7 @@ async def test_rest_sizes_are_contracts_and_funding_is_the_perpetuals(face_sim, 
     history = payloads.funding_history(
         await _get(http, face_sim, f"/api/v5/public/funding-rate-history?instId={BTC}&limit=3")
     )
-    assert [f.funding_time for f in history] == sorted(f.funding_time for f in history)
-    assert all(f.funding_time % EIGHT_HOURS == 0 for f in history)
-    assert [f.rate for f in history] == [perp.funding_rate(f.funding_time) for f in history]
+    assert history == []  # a market of 30 minutes has settled none (see the feed's REST test)
     raw_oi = orjson.loads(
         await _get(http, face_sim, f"/api/v5/public/open-interest?instType=SWAP&instId={BTC}")
     )

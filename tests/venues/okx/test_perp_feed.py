@@ -16,7 +16,9 @@ from marketlab.records import Interval, Kline, Liquidation, MarkPrice, OpenInter
 from marketlab.sim import SimExchange
 from marketlab.sim.market import fmt_units
 from marketlab.stream.config import FeedConfig
+from marketlab.stream.rest import RestError
 from marketlab.venues.okx.perp_feed import OKX_PERP_CHANNELS, OkxPerpFeed
+from marketlab.venues.okx.perp_rest import OkxPerpRest
 from tests.conftest import START
 
 SYMBOL = "BTCUSDT-PERP"
@@ -116,3 +118,43 @@ async def test_the_swap_feed_keeps_everything_whole(perp_sim):
         assert oi.open_interest == pytest.approx(float(fmt_units(perp.open_interest(oi.time), 5)))
     liquidations = [r for r in got if isinstance(r, Liquidation)]
     assert liquidations and all(r.sampled and r.symbol == SYMBOL for r in liquidations)
+
+
+async def test_the_swap_rest_client_reads_the_face_in_base_units():
+    # 17 hours of history: two fundings settled (every 8 h from midnight UTC) before START
+    async with SimExchange(["BTCUSDT"], speed=60, seed=5, start_time=START, history="17h") as sim:
+        await _rest_client_reads(sim)
+
+
+async def _rest_client_reads(sim: SimExchange) -> None:
+    rest = OkxPerpRest(sim.rest_url)
+    market = sim.okx.swaps["BTC-USDT-SWAP"]
+    perp = market.perp
+    try:
+        assert await rest.listed_symbols() == {SYMBOL: 0.01}  # the price tick
+        assert await rest.contract_value(SYMBOL) == 0.01
+        now = await rest.funding_rate(SYMBOL)
+        assert now.next_funding_time == perp.next_funding(now.event_time)
+        assert now.funding_rate == perp.funding_rate(now.next_funding_time)
+        history = await rest.funding_history(SYMBOL)
+        eight_hours = perp.funding_ms
+        assert [f.funding_time for f in history] == [START - eight_hours, START]
+        assert [f.rate for f in history] == [perp.funding_rate(f.funding_time) for f in history]
+        older = await rest.funding_history(SYMBOL, after=START, limit=5)
+        assert [f.funding_time for f in older] == [START - eight_hours]  # before START only
+        newer = await rest.funding_history(SYMBOL, before=START - eight_hours)
+        assert [f.funding_time for f in newer] == [START]
+        oi = await rest.open_interest(SYMBOL)
+        assert oi.open_interest == pytest.approx(float(fmt_units(perp.open_interest(oi.time), 5)))
+        mark = await rest.mark_price(SYMBOL)
+        assert mark.mark == float(fmt_units(round(perp.mark(mark.event_time)), 2))
+        snap = await rest.depth(SYMBOL, 5)
+        assert snap.symbol == SYMBOL and len(snap.bids) == 5
+        want = list(market.recent_trades[-10:])
+        trades = await rest.trades_from(SYMBOL, want[0].trade_id, 10)
+        assert [t.trade_id for t in trades] == [t.trade_id for t in want]
+        assert [t.qty for t in trades] == pytest.approx([float(fmt_units(t.qty, 5)) for t in want])
+        with pytest.raises(RestError, match="no linear swap XRPUSDT-PERP"):
+            await rest.contract_value("XRPUSDT-PERP")
+    finally:
+        await rest.close()
