@@ -1,0 +1,139 @@
+"""Bybit v5 linear REST over ccxt, as records named as ours (``BTCUSDT-PERP``): the spot
+client's transport and its pacer (Bybit's 600 requests per 5 s is per IP, spot and linear
+together), every call with ``category=linear``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+
+from marketlab.records import BookSnapshot, Funding, Interval, Kline, MarkPrice, OpenInterest, Trade
+from marketlab.venues.bybit import parse_klines, parse_orderbook
+from marketlab.venues.bybit import perp_payloads as payloads
+from marketlab.venues.bybit.perp_protocol import (
+    CATEGORY,
+    FUNDING_HISTORY_LIMIT,
+    INSTRUMENTS_LIMIT,
+    OPEN_INTEREST_LIMIT,
+    RECENT_TRADES_LIMIT,
+    REST_BOOK_LIMIT,
+    venue_symbol,
+)
+from marketlab.venues.bybit.protocol import KLINE_LIMIT, kline_interval
+from marketlab.venues.bybit.rest import BybitRest
+
+MAX_INSTRUMENT_PAGES = 50  # linear lists some hundreds of contracts: a few pages
+
+
+class BybitPerpRest(BybitRest):
+    """The public linear endpoints a perpetual collector needs."""
+
+    recent_trades_limit = RECENT_TRADES_LIMIT
+
+    def _params(self, symbol: str, **more: Any) -> dict[str, Any]:
+        return {"category": CATEGORY, "symbol": venue_symbol(symbol), **more}
+
+    async def listed_symbols(self) -> dict[str, float]:
+        """Every linear perpetual trading (as ours), with its price tick, over every page."""
+        return {i.symbol: i.tick_size for i in await self.perpetuals() if i.status == "Trading"}
+
+    async def perpetuals(self) -> list[payloads.LinearInstrument]:
+        """Every linear perpetual ``instruments-info`` lists (with its funding interval)."""
+        out: list[payloads.LinearInstrument] = []
+        params: dict[str, Any] = {"category": CATEGORY, "limit": INSTRUMENTS_LIMIT}
+        for _ in range(MAX_INSTRUMENT_PAGES):
+            body = await self._get("public_get_v5_market_instruments_info", params)
+            page, cursor = payloads.perpetuals(body)
+            out.extend(page)
+            if not cursor:
+                break
+            params = {**params, "cursor": cursor}
+        return out
+
+    async def klines(
+        self,
+        symbol: str,
+        interval: str,
+        *,
+        start: int | None = None,
+        end: int | None = None,
+        limit: int = 200,
+        server_time: int | None = None,
+    ) -> list[Kline]:
+        """Candles oldest first: from ``start`` for ``limit`` bars (or the newest ``limit``),
+        up to ``end``; closed when they ended before the server's time."""
+        iv = Interval(interval)
+        limit = max(1, min(limit, KLINE_LIMIT))
+        params = self._params(symbol, interval=kline_interval(iv), limit=limit)
+        if start is not None:
+            window_end = start + limit * iv.ms - 1
+            params.update(start=start, end=window_end if end is None else min(end, window_end))
+        elif end is not None:
+            params["end"] = end
+        now = server_time if server_time is not None else await self.server_time()
+        body = await self._get("public_get_v5_market_kline", params)
+        rows = parse_klines(body, venue_symbol(symbol), iv, now)  # spot's shape, Bybit's name
+        return [
+            msgspec.structs.replace(k, symbol=symbol)
+            for k in rows
+            if (start is None or k.open_time >= start) and (end is None or k.open_time <= end)
+        ]
+
+    async def depth(self, symbol: str, limit: int = REST_BOOK_LIMIT) -> BookSnapshot:
+        params = self._params(symbol, limit=max(1, min(limit, REST_BOOK_LIMIT)))
+        body = await self._get("public_get_v5_market_orderbook", params)
+        snapshot = parse_orderbook(body, venue_symbol(symbol))  # spot's shape, Bybit's name
+        return msgspec.structs.replace(snapshot, symbol=symbol)
+
+    async def recent_trades(self, symbol: str, limit: int = RECENT_TRADES_LIMIT) -> list[Trade]:
+        """The last ``limit`` (at most 1,000) trades, oldest first, numbered as the stream's
+        (see :func:`~.perp_payloads.recent_trades`)."""
+        limit = max(1, min(limit, RECENT_TRADES_LIMIT))
+        body = await self._get(
+            "public_get_v5_market_recent_trade", self._params(symbol, limit=limit)
+        )
+        return payloads.recent_trades(body, symbol, limit)
+
+    async def mark_and_open_interest(self, symbol: str) -> tuple[MarkPrice, OpenInterest]:
+        """The ticker's mark price (index, funding rate, next funding) and open interest now."""
+        body = await self._get("public_get_v5_market_tickers", self._params(symbol))
+        ((mark, oi),) = [pair for pair in payloads.tickers(body) if pair[0].symbol == symbol]
+        return mark, oi
+
+    async def funding_history(
+        self, symbol: str, start: int | None = None, end: int | None = None, limit: int = 200
+    ) -> list[Funding]:
+        """Settled fundings, oldest first: the newest ``limit`` up to ``end`` (from ``start``
+        when given; Bybit refuses ``start`` without ``end``, so ``end`` is then now)."""
+        params = self._params(symbol, limit=max(1, min(limit, FUNDING_HISTORY_LIMIT)))
+        if start is not None:
+            params["startTime"] = start
+            params["endTime"] = end if end is not None else await self.server_time()
+        elif end is not None:
+            params["endTime"] = end
+        return payloads.funding_history(
+            await self._get("public_get_v5_market_funding_history", params)
+        )
+
+    async def open_interest(
+        self,
+        symbol: str,
+        interval: str = "5min",
+        start: int | None = None,
+        end: int | None = None,
+        limit: int = 50,
+        cursor: str = "",
+    ) -> tuple[list[OpenInterest], str]:
+        """Open interest at each ``interval`` (``5min`` … ``1d``), oldest first, and the cursor
+        of the page before (``""``: none; Bybit keeps it back to the contract's launch)."""
+        params = self._params(
+            symbol, intervalTime=interval, limit=max(1, min(limit, OPEN_INTEREST_LIMIT))
+        )
+        if start is not None:
+            params["startTime"] = start
+        if end is not None:
+            params["endTime"] = end
+        if cursor:
+            params["cursor"] = cursor
+        return payloads.open_interest(await self._get("public_get_v5_market_open_interest", params))
