@@ -13,8 +13,8 @@ import pyarrow.parquet as pq
 
 from marketlab.records import Interval
 from marketlab.store.archive.imports import TICK_KINDS
-from marketlab.store.archive.layout import DAY_MS, ArchiveFile, Series, _day
-from marketlab.store.parts import part_files
+from marketlab.store.archive.layout import DAY_MS, ArchiveFile, Series
+from marketlab.store.parts import day_of, part_files
 from marketlab.store.sqlite import connect
 
 SHORT_DAY = 0.5  # a day with fewer rows than this share of its neighbours' median is short
@@ -50,7 +50,7 @@ def file_for(series: Series, ms: int, files: list[ArchiveFile]) -> str:
     for f in files:
         if f.start_ms <= ms < f.end_ms:
             return f.name
-    return series.file("daily", _day(ms)).name
+    return series.file("daily", day_of(ms)).name
 
 
 def kline_holes(
@@ -114,7 +114,7 @@ def tick_holes(
     """Ids skipped between the stored rows of [start, end), and days much shorter than the
     days around them; read a day at a time, so years of trades need a day's memory."""
     kind, id_col = TICK_KINDS[series.kind]
-    parts = part_files(root, kind, series.exchange, series.symbol, _day(start), _day(end - 1))
+    parts = part_files(root, kind, series.exchange, series.symbol, day_of(start), day_of(end - 1))
     by_day: dict[str, list[Path]] = {}
     for p in parts:
         by_day.setdefault(p.parent.name.removeprefix("date="), []).append(p)

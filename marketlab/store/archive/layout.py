@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 
 from marketlab.records import Interval
+from marketlab.store.parts import day_of
 
 DAY_MS = 86_400_000
 MARKETS = {"spot": "spot", "um": "futures/um"}  # our name → the archive's folder
@@ -147,7 +148,7 @@ class ArchiveFile:
     @property
     def days(self) -> list[str]:
         """The UTC days it covers, as ``YYYY-MM-DD``."""
-        return [_day(ms) for ms in range(self.start_ms, self.end_ms, DAY_MS)]
+        return [day_of(ms) for ms in range(self.start_ms, self.end_ms, DAY_MS)]
 
     def __str__(self) -> str:
         return self.name
@@ -166,10 +167,6 @@ def _month_after(d: date) -> date:
 
 def _ms(d: date) -> int:
     return int(datetime(d.year, d.month, d.day, tzinfo=UTC).timestamp() * 1000)
-
-
-def _day(ms: int) -> str:
-    return datetime.fromtimestamp(ms // 1000, UTC).strftime("%Y-%m-%d")
 
 
 _KEY = re.compile(
@@ -221,8 +218,8 @@ def plan_files(series: Series, start_ms: int, end_ms: int, listed: set[str]) -> 
     """Monthly files for the whole months of [start_ms, end_ms) that the listing holds, daily
     files for every other day; a day in neither is missing (inside the published span) or not
     published yet (after the newest listed day)."""
-    first = _first_day(_day(start_ms))
-    days = [_day(ms) for ms in range(_ms(first), end_ms, DAY_MS)]
+    first = _first_day(day_of(start_ms))
+    days = [day_of(ms) for ms in range(_ms(first), end_ms, DAY_MS)]
     if not days:
         return Plan([], [], [])
     covered: dict[str, ArchiveFile] = {}
