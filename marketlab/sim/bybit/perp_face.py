@@ -266,8 +266,11 @@ class BybitPerpFace(BybitFace):
     # --- fan-out -----------------------------------------------------------------------
 
     def publish(self, results: dict[str, StepResult]) -> None:
-        """One market second at the perpetuals' prices."""
-        super().publish({s: self.markets[s].shift(r) for s, r in results.items()})
+        """One market second at the perpetuals' prices (with nobody subscribed only the REST
+        book's ``u`` moves, which needs no prices)."""
+        if self.subs:
+            results = {s: self.markets[s].shift(r) for s, r in results.items()}
+        super().publish(results)
 
     def _publish(self, symbol: str, m: VenueMarket, r: StepResult) -> None:
         subs = self.subs
