@@ -2,7 +2,8 @@
 
 Writes ``docs/candles.html`` (plotly, opens in any browser): the same candlestick + volume
 figure ``lab.chart()`` shows live, filled by the same update code; and ``docs/candles.png``
-when a Chromium is installed to take the screenshot (none is downloaded).
+when a Chromium is installed to take the screenshot (none is downloaded). The live notebooks
+themselves, in JupyterLab, are photographed by ``docs/make_screenshots.py``.
 """
 
 from __future__ import annotations
@@ -33,7 +34,8 @@ def main() -> Path:
         with lab:
             lab.wait_ready(60, books=False)
             df = lab.klines("BTCUSDT", "5m")
-    figure = candle_figure("BTCUSDT 5m — simulated exchange")
+            decimals = lab.price_decimals("BTCUSDT")
+    figure = candle_figure("BTCUSDT 5m — simulated exchange", "BTCUSDT", decimals)
     candle_traces(figure, df)
     figure.write_html(OUT, include_plotlyjs="cdn", full_html=True)
     browser = (
