@@ -131,9 +131,9 @@ class OkxSwapFace(OkxFace):
 
     # --- what a swap shows differently ---------------------------------------------------
 
-    @staticmethod
-    def _candle(m: VenueMarket, c: Candle, confirm: str) -> list[str]:
-        row = OkxFace._candle(m, c, confirm)
+    @classmethod
+    def _candle(cls, m: VenueMarket, c: Candle, confirm: str) -> list[str]:
+        row = super()._candle(m, c, confirm)
         if isinstance(m, SwapMarket):  # vol in contracts, volCcy in base, volCcyQuote in USDT
             row[6] = num(c.v, m.base_decimals)
             row[7] = num(c.q, m.spec.price_decimals + m.base_decimals)
