@@ -11,13 +11,15 @@ again after a growing delay (``RETRY_FIRST`` doubling to ``RETRY_MAX``) until th
 acknowledges it; then the window opens again and the spell ends (``last_error`` cleared). A
 stream electing a new leader is thus asked once per delay, not sent the whole window every few
 milliseconds. While the bus is away or failing the collector keeps collecting and holds up to
-``buffer_limit`` records (the oldest are let go of first, counted); it publishes what it held
-when the bus acknowledges again.
+``buffer_limit`` records (the oldest are let go of first, counted), sealed into messages every
+``BACKLOG_SEAL`` s rather than every ``flush_interval`` (fewer, fuller messages to send once the
+bus takes them again); it publishes what it held when the bus acknowledges again.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from collections import deque
@@ -33,6 +35,8 @@ log = logging.getLogger("marketlab.bus")
 MAX_INFLIGHT = 2000  # messages awaiting their ack
 RETRY_FIRST = 0.05  # seconds before the first message is tried again after a failure
 RETRY_MAX = 0.5  # the longest wait between two tries (doubling from RETRY_FIRST)
+PROBE_TIMEOUT = 1.0  # failing: how long the one message tried waits for its ack (else ack_timeout)
+BACKLOG_SEAL = 0.1  # seconds between seals while failing or behind (else every flush_interval)
 CONNECT_RETRY_MAX = 5.0  # the longest wait between two tries to connect and find the stream
 
 
@@ -71,6 +75,9 @@ class Publisher:
         self._tries = 0  # failures in a row: how long to wait before trying again
         self._retry_at = 0.0  # monotonic time before which nothing is sent
         self._probing = False  # failing: one message at a time until the bus acknowledges
+        self._ack_failure: BaseException | None = None  # a publish in the window failed
+        self._window = 0  # which window publishes belong to (one more each take-back)
+        self._seal_due = 0.0  # monotonic time of the next seal
         self._nc: Any = None
         self._js: Any = None
         self._stopping = False
@@ -273,8 +280,14 @@ class Publisher:
                 log.exception("bus: publishing failed")
 
     async def pump(self) -> None:
-        self.quiet_books(time.monotonic())
-        self._seal()
+        now = time.monotonic()
+        self.quiet_books(now)
+        if now >= self._seal_due:
+            self._seal()
+            # failing, or more waiting than a window: records gather longer per message, so what
+            # is held goes out in fewer, fuller messages when the bus takes it
+            backlog = self.failing_since is not None or len(self._outbox) > MAX_INFLIGHT
+            self._seal_due = now + BACKLOG_SEAL if backlog else 0.0
         if self._reconnected:  # what was in flight may be lost with the old connection
             self._reconnected = False
             self._resend()
@@ -300,7 +313,15 @@ class Publisher:
                 return
             if msg.sent:
                 self.resent += 1
+            fut.add_done_callback(functools.partial(self._on_ack, self._window))
             self._inflight.append((msg, fut, time.monotonic()))
+
+    def _on_ack(self, window: int, fut: asyncio.Future[Any]) -> None:
+        """A publish answered: a failure is kept for :meth:`_settle`, wherever in the window it
+        is (the oldest may wait for an answer that never comes while later ones fail at once);
+        one of a window already taken back is nothing new."""
+        if window == self._window and not fut.cancelled() and fut.exception() is not None:
+            self._ack_failure = fut.exception()
 
     def _settle(self) -> None:
         """Count what was acknowledged; on a failed or late ack, take back everything from it
@@ -320,15 +341,28 @@ class Publisher:
             self.messages += 1
             self._held -= msg.records
             acked = True
-        if inflight and time.monotonic() - inflight[0][2] > self.config.ack_timeout:
-            self._fail(f"no ack within {self.config.ack_timeout:g} s")
+        wait = (
+            min(self.config.ack_timeout, PROBE_TIMEOUT)
+            if self._probing
+            else self.config.ack_timeout
+        )
+        failure, self._ack_failure = self._ack_failure, None
+        if failure is not None and inflight:
+            self._fail(_why(failure, self.config))
             self._back_off()
             self._resend()
             return
-        if acked:
-            self._recovered()
+        if inflight and time.monotonic() - inflight[0][2] > wait:
+            self._fail(f"no ack within {wait:g} s")
+            self._back_off()
+            self._resend()
+            return
+        if acked and self._nc is not None and self._nc.is_connected:
+            self._recovered()  # (an ack read after a disconnect ends nothing: it went before)
 
     def _resend(self) -> None:
+        self._window += 1
+        self._ack_failure = None
         inflight, self._inflight = self._inflight, deque()
         for _, fut, _ in inflight:
             fut.cancel()  # frees its slot; a late ack for it is not waited for
@@ -413,7 +447,7 @@ class Publisher:
             ),
             "published": self.published,
             "messages": self.messages,
-            "held": self._held,
+            "held": self._held + sum(map(len, list(self._open.values()))),
             "dropped": self.dropped,
             "resent": self.resent,
             "outages": self.outages,

@@ -177,6 +177,8 @@ def test_a_collector_asking_for_one_replica_leaves_a_three_replica_stream_as_it_
 
     wait_for(made_once, 30, "the stream made")
     assert made["replicas"] == 3
+    made_info = stream_info(url)
+    assert made_info.state.messages == 0
     proc = collect_process(
         url,
         sim,
@@ -184,15 +186,20 @@ def test_a_collector_asking_for_one_replica_leaves_a_three_replica_stream_as_it_
         "1",
         "--bus-max-age",
         "1h",
-        "--duration",
-        "3",
         "--status-interval",
-        "1",
+        "0.5",
         symbols=["BTCUSDT"],
         capture=True,
     )
     try:
-        out, err = proc.communicate(timeout=60)
+        wait_for(
+            lambda: (stream_info_or_none(url) or made_info).state.messages > 0,
+            60,
+            "the collector publishing",
+        )
+        time.sleep(1.5)  # a status line or more
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=30)
     finally:
         end(proc)
     assert proc.returncode == 0, err
