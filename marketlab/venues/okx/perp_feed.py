@@ -58,6 +58,14 @@ class OkxPerpFeed(Feed):
     trades_by_id = True  # trades-all ids are contiguous; /market/history-trades?type=1&after=
     text_ping = "ping"
 
+    @classmethod
+    def channels_of(cls, channels: Sequence[str]) -> tuple[str, ...]:
+        """What a perpetual collects of a Lab's channels: its trades, book and klines, and
+        always its mark price, funding rate, open interest (all pushed by OKX) and
+        liquidations."""
+        wanted = (c for c in channels if c in ("trades", "book", "klines"))
+        return (*wanted, "mark", "funding", "open_interest", "liquidations")
+
     def __init__(
         self,
         symbols: Sequence[str],

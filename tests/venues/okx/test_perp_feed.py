@@ -48,6 +48,20 @@ async def _until(predicate, timeout: float) -> None:
         await asyncio.sleep(0.02)
 
 
+def test_what_a_swap_collects_of_a_labs_channels():
+    assert OkxPerpFeed.channels_of(["trades", "ticker", "book", "klines"]) == (
+        "trades",
+        "book",
+        "klines",
+        "mark",
+        "funding",
+        "open_interest",
+        "liquidations",
+    )
+    with pytest.raises(ValueError, match="not perpetuals"):
+        OkxPerpFeed(["BTCUSDT"], [], ["trades"], FeedConfig(), lambda rs, src: None)
+
+
 async def test_the_swap_feed_keeps_everything_whole(perp_sim):
     got: list = []
     config = FeedConfig(ws_url=perp_sim.okx_ws_url, rest_url=perp_sim.rest_url, seed_klines=30)
