@@ -17,8 +17,10 @@ The book, kline and control frames have spot's shape and are read by spot's deco
   decoder keeps the last full ticker of each symbol and merges each delta into it, so a record
   is never made from one message's fields alone. A push carrying any of mark, index, funding
   rate or next funding time gives a :class:`~marketlab.records.MarkPrice`; one carrying open
-  interest (``openInterest``, base coin on linear; ``openInterestValue``, quote) an
-  :class:`~marketlab.records.OpenInterest`.
+  interest (``openInterest``, base coin on linear — the docs' examples show it so, they name
+  no unit; ``openInterestValue``, quote) an :class:`~marketlab.records.OpenInterest`. The
+  ticker's ``fundingIntervalHour`` is not kept (a MarkPrice has no room for it; the
+  instrument's ``fundingInterval`` is read from REST).
 - **allLiquidation**: Bybit's docs say this topic "push[es] all liquidations that occur on
   Bybit", every 500 ms, several in one push; its changelog of 2025-02-20 introduces it as the
   way "to get full liquidation", where the deprecated ``liquidation`` topic pushed at most one

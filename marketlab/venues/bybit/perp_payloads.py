@@ -166,7 +166,8 @@ class _OpenInterestRows(msgspec.Struct):
 def open_interest(payload: bytes | str) -> tuple[list[OpenInterest], str]:
     """``/v5/market/open-interest`` → open interest at each interval's time, oldest first, in
     the base coin (Bybit gives no value with it: NaN), and the cursor of the next page (older
-    rows; ``""`` on the last). Bybit keeps this back to the contract's launch."""
+    rows; ``""`` on the last). Bybit keeps this back to the contract's launch. (Its docs call
+    the figure both "single side data" and "the sum of both sides": it is kept as published.)"""
     what = "/v5/market/open-interest"
     result = _result(payload, _OpenInterestRows, what)
     symbol = _ours(result.symbol, what)
