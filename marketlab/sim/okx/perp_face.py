@@ -362,8 +362,8 @@ class OkxSwapFace(OkxFace):
     def publish(self, results: dict[str, StepResult]) -> None:
         """The spot instruments' step, then each swap's (the step at the premium's prices)."""
         super().publish(results)
-        if not self.subs:
-            return
+        if not any(inst in self.swaps or inst == "SWAP" for _, inst in self.subs):
+            return  # no swap subscribed: nothing to shift
         for symbol, r in results.items():
             m = self._swap_of[symbol]
             shifted = self._premium[symbol].shift(r)
