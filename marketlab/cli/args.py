@@ -10,7 +10,7 @@ from marketlab.settings import CHANNELS
 from marketlab.venues import registry
 
 # every registered venue's URLs: flags, environment variables and marketlab.toml's [venues]
-URL_KEYS = tuple(f"{venue}_{kind}_url" for venue in registry.names() for kind in ("ws", "rest"))
+URL_KEYS = tuple(registry.url_names())
 
 
 def symbol_list(text: str) -> list[str]:

@@ -26,7 +26,7 @@ from marketlab.bus.config import (
 )
 from marketlab.cli.args import URL_KEYS, duration, size
 from marketlab.lab import Lab
-from marketlab.records import Interval, normalize_symbol
+from marketlab.records import Interval, is_perpetual, normalize_symbol
 from marketlab.settings import DEFAULT_CHANNELS, DEFAULT_INTERVALS, DEFAULT_SYMBOLS
 from marketlab.stream.config import FeedConfig
 from marketlab.watch import AlertSettings, Watch
@@ -421,7 +421,7 @@ def make_lab(args: argparse.Namespace, settings: CollectSettings) -> Lab:
     )
     also = f", falling back to {settings.fallback}" if settings.fallback else ""
     also += f", publishing to {publish.display_url}" if publish else ""
-    venues = ", ".join(f"{v} ({lab.urls[f'{v}_ws_url']})" for v in lab.exchanges)
+    venues = ", ".join(f"{v} ({_ws_url(lab, v)})" for v in lab.exchanges)
     print(
         f"collecting {', '.join(lab.symbols)} at {', '.join(lab.intervals)} from "
         f"{venues}{also}; settings from {settings.source}",
@@ -504,3 +504,9 @@ def run_replay(args: argparse.Namespace) -> int:
     if args.db:
         print(f"history: {lab.last_db_written} candle write(s) committed to {args.db}")
     return 0
+
+
+def _ws_url(lab: Lab, venue: str) -> str:
+    """The WebSocket a venue is collected from: its perpetuals' where the Lab takes those."""
+    perpetual = all(is_perpetual(s) for s in lab.symbols_of(venue))
+    return lab.urls[f"{venue}_perp_ws_url" if perpetual else f"{venue}_ws_url"]

@@ -259,7 +259,8 @@ def build_parser() -> argparse.ArgumentParser:
     backfill.add_argument("--end", default=None, help="default: now")
     backfill.add_argument("--db", required=True)
     backfill.add_argument("--exchange", default="binance", choices=registry.names())
-    for key in (k for k in URL_KEYS if k.endswith("_rest_url")):  # every venue's REST base
+    # every venue's spot REST base (perpetuals are not backfilled by this command)
+    for key in (k for k in URL_KEYS if k.endswith("_rest_url") and "_perp_" not in k):
         flag = "--" + key.replace("_", "-")
         backfill.add_argument(flag, default=None, help=f"venue URL (or $MARKETLAB_{key.upper()})")
 

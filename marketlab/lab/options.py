@@ -213,16 +213,6 @@ def venue_url(name: str, given: str | None) -> str:
     )
 
 
-def url_names() -> list[str]:
-    """The names of every venue URL setting (``binance_ws_url``, ``binance_perp_rest_url``…)."""
-    names = []
-    for name in registry.names():
-        names += [f"{name}_ws_url", f"{name}_rest_url"]
-        if registry.get(name).perp_feed is not None:
-            names += [f"{name}_perp_ws_url", f"{name}_perp_rest_url"]
-    return names
-
-
 def venue_urls(given: dict[str, str | None], in_use: Sequence[str]) -> dict[str, str]:
     """Every registered venue's two URLs; those of the venues ``in_use`` checked (a wrong
     scheme or path refused now, not in the collector thread)."""
@@ -314,7 +304,7 @@ def feed_configs(
     them (checked: a setting the feed does not have, or a fallback lacking a channel or
     interval, is refused)."""
     options = dict(options)
-    taken = set(url_names())
+    taken = set(registry.url_names())
     for name in [k for k in options if k in taken]:  # a venue without a keyword of its own
         given = {**given, name: options.pop(name)}
     urls = venue_urls(given, [*venues, *fallbacks.values()])

@@ -77,6 +77,17 @@ def names() -> tuple[str, ...]:
     return tuple(REGISTRY)
 
 
+def url_names() -> list[str]:
+    """The names of every venue URL setting (``binance_ws_url``, ``binance_perp_rest_url``…):
+    keywords of a Lab, flags of the command line, keys of ``marketlab.toml``'s ``[venues]``."""
+    out = []
+    for name in REGISTRY:
+        out += [f"{name}_ws_url", f"{name}_rest_url"]
+        if get(name).perp_feed is not None:
+            out += [f"{name}_perp_ws_url", f"{name}_perp_rest_url"]
+    return out
+
+
 def get(name: str) -> Venue:
     """The venue called ``name``, or ``ValueError`` naming the ones there are."""
     module = REGISTRY.get(name) if isinstance(name, str) else None
