@@ -59,13 +59,25 @@ def import_klines(db: Path, file: ArchiveFile, table: pa.Table) -> int:
 
 def import_ticks(root: Path, file: ArchiveFile, table: pa.Table) -> int:
     """Write a file's trades (or aggregate trades) not yet in the tick store, a part per day;
-    returns the rows written."""
+    returns the rows written. A day at a time: what is already kept is read for one day only,
+    so a month over days imported before needs a day's memory."""
     kind, id_col = TICK_KINDS[file.series.kind]
     s = file.series
-    table = unseen(root, kind, s.exchange, s.symbol, table, id_col)
-    if table.num_rows:
-        write_id_parts(root, kind, s.exchange, s.symbol, table, id_col)
-    return table.num_rows
+    days = table.column("time").to_numpy() // DAY_MS
+    if len(days) and days.min() == days.max():
+        bounds = [0, len(days)]  # one day (the common case: a daily file)
+    else:
+        order = np.argsort(days, kind="stable")
+        if not ascending(order):
+            table, days = table.take(pa.array(order, pa.int64())), days[order]
+        bounds = [0, *(np.flatnonzero(np.diff(days)) + 1).tolist(), len(days)]
+    written = 0
+    for a, b in itertools.pairwise(bounds):
+        day = unseen(root, kind, s.exchange, s.symbol, table.slice(a, b - a), id_col)
+        if day.num_rows:
+            write_id_parts(root, kind, s.exchange, s.symbol, day, id_col)
+            written += day.num_rows
+    return written
 
 
 def unseen(

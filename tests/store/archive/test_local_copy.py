@@ -7,9 +7,12 @@ import hashlib
 import zipfile
 from pathlib import Path
 
+import pyarrow.parquet as pq
 import pytest
 
+from marketlab.store.archive.imports import import_ticks
 from marketlab.store.archive.layout import Series
+from marketlab.store.archive.reader import read_archive
 from marketlab.store.history import History
 
 JAN1 = 1_735_689_600_000
@@ -89,3 +92,20 @@ def test_usdm_files_with_their_header_rows_land_under_their_own_exchange(tmp_pat
             "side": "sell",
         }
     ]
+
+
+def test_a_month_over_days_imported_before_writes_each_trade_once(tmp_path):
+    s = Series("spot", "trades", "BTCUSDT")
+    rows = [f"{i},100,1,100,{(JAN1 + i * 3_600_000) * 1000},True,True\n" for i in range(1, 40)]
+    root = tmp_path / "ticks"
+    for f, text in (
+        (s.file("daily", "2025-01-01"), "".join(rows[:20])),  # ids 1-20, the first day
+        (s.file("monthly", "2025-01"), "".join(rows)),  # ids 1-39 over two days
+    ):
+        path = tmp_path / f.name
+        with zipfile.ZipFile(path, "w") as zf:
+            zf.writestr(f.name[:-4] + ".csv", text)
+        written = sum(import_ticks(root, f, t) for t in read_archive(path, f))
+        assert written == (20 if f.period == "daily" else 19)
+    on_disk = pq.read_table(str(root / "kind=trades")).column("trade_id").to_pylist()
+    assert sorted(on_disk) == list(range(1, 40))  # each id once in the files themselves
