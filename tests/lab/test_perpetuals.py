@@ -96,3 +96,26 @@ def test_what_is_not_collected_yet_is_refused_by_name(sim, symbols, kw, said):
         _lab(sim, symbols, **kw)
     with pytest.raises(ValueError, match="not collected from Coinbase yet"):
         Lab(["BTCUSD-PERP"], exchange="coinbase")
+
+
+def test_a_lab_of_bybit_linear_perpetuals(sim):
+    lab = Lab(
+        ["BTCUSDT-PERP"],
+        exchange="bybit",
+        bybit_perp_ws_url=sim.ws_url,
+        bybit_perp_rest_url=sim.rest_url,
+    ).start()
+    try:
+        lab.wait_ready(30)
+        closed = lab.klines("BTCUSDT-PERP").query("closed")
+        gaps = closed.index.to_series().diff().dropna().dt.total_seconds()
+        assert len(closed) > 10 and (gaps == 60).all()
+        assert lab.book("BTCUSDT-PERP", 5).attrs["synced"]
+        _until(lambda: len(lab.trades("BTCUSDT-PERP")) > 10)
+        row = lab.funding().loc["BTCUSDT-PERP"]
+        assert -0.0075 <= row["funding_rate"] <= 0.0075 and abs(row["premium_bps"]) < 20
+        _until(lambda: len(lab.open_interest("BTCUSDT-PERP")) > 0)
+        _until(lambda: len(lab.liquidations("BTCUSDT-PERP")) > 0, 20)
+        assert not lab.liquidations("BTCUSDT-PERP").attrs["sampled"]  # Bybit sends every one
+    finally:
+        lab.stop()

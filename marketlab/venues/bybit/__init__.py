@@ -3,6 +3,9 @@ intervals, topics and messages (:mod:`.protocol`), WebSocket pushes (:mod:`.fram
 payloads (:mod:`.payloads`). The book (:mod:`.book`), REST client (:mod:`.rest`) and feed
 (:mod:`.feed`) load when collection starts."""
 
+import functools
+
+from marketlab.venues.bybit import perp_protocol
 from marketlab.venues.bybit.frames import (
     BookMessage,
     BookWire,
@@ -67,6 +70,10 @@ VENUE = Venue(
     check_interval=kline_interval,  # Bybit lacks 1s, 8h and 3d candles
     feed="marketlab.venues.bybit.feed:BybitFeed",
     rest="marketlab.venues.bybit.rest:BybitRest",
+    perp_feed="marketlab.venues.bybit.perp_feed:BybitPerpFeed",
+    perp_ws_url=DEFAULT_WS_URL,  # the linear path is appended (/v5/public/linear)
+    perp_rest_url=DEFAULT_REST_URL,
+    check_perp_ws_url=functools.partial(perp_protocol.check_ws_url, arg="bybit_perp_ws_url"),
 )
 
 __all__ = [

@@ -78,6 +78,13 @@ class BybitPerpFeed(Feed):
     text_ping = PING
     text_ping_every = PING_INTERVAL_S  # Bybit asks for one every 20 s, busy or not
 
+    @classmethod
+    def channels_of(cls, channels: Sequence[str]) -> tuple[str, ...]:
+        """What a perpetual collects of a Lab's channels: its trades, book and klines, and
+        always its mark price (with funding and open interest, on the ticker) and
+        liquidations."""
+        return (*(c for c in channels if c in ("trades", "book", "klines")), "mark", "liquidations")
+
     def __init__(
         self,
         symbols: Sequence[str],
