@@ -210,3 +210,24 @@ def test_listing_pages_and_checksum_lines():
         parse_checksum(f"{digest}  Y.zip\n".encode(), "X.zip")
     with pytest.raises(ArchiveError, match="not a 'sha256  name' line"):
         parse_checksum(b"<html>", "X.zip")
+
+
+def test_a_large_file_is_read_in_blocks_with_the_same_rows(tmp_path, monkeypatch):
+    from marketlab.store.archive import reader
+
+    f = Series("spot", "trades", "BTCUSDT").file("daily", "2025-01-01")
+    text = "".join(
+        f"{i},100.5,0.25,25.125,{(JAN1 + i) * 1000},{i % 2 == 0},True\n" for i in range(1, 2001)
+    )
+    whole = rows_of(tmp_path, f, text)
+    monkeypatch.setattr(reader, "_BIG", 1000)  # any CSV above 1000 bytes goes in blocks
+    monkeypatch.setattr(reader, "_BLOCK", 4096)
+    path = write_zip(tmp_path / "again.zip", f.name[:-4] + ".csv", text)
+    tables = list(read_archive(path, f))
+    assert len(tables) > 5  # read a block at a time
+    blocks: dict = {}
+    for t in tables:
+        for k, v in t.to_pydict().items():
+            blocks.setdefault(k, []).extend(v)
+    assert blocks == whole and whole["trade_id"] == list(range(1, 2001))
+    assert whole["time"][:2] == [JAN1 + 1, JAN1 + 2]
