@@ -4,6 +4,7 @@ raised and resolved."""
 
 from __future__ import annotations
 
+import signal
 import socket
 import subprocess
 import sys
@@ -29,6 +30,7 @@ def test_collect_serves_metrics_and_prints_alerts(fresh_sim, tmp_path):
         + "interval_s = 0.2\nhealth_interval_s = 0.2\n"
     )
     port = free_port()
+    stdout, stderr = (tmp_path / "out.txt").open("w"), (tmp_path / "err.txt").open("w")
     proc = subprocess.Popen(
         [
             sys.executable,
@@ -46,15 +48,26 @@ def test_collect_serves_metrics_and_prints_alerts(fresh_sim, tmp_path):
             "--metrics-port",
             str(port),
             "--duration",
-            "7",
+            "60",  # stopped by SIGINT once the alerts are out
             "--status-interval",
             "5",
         ],
         cwd=tmp_path,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
+        stdout=stdout,
+        stderr=stderr,
         text=True,
     )
+
+    def printed() -> list[str]:
+        return (tmp_path / "out.txt").read_text().splitlines()
+
+    def resolved_silence() -> bool:
+        lines = printed()
+        raised = sum(line.startswith("ALERT [silence]") for line in lines)
+        return raised >= 4 and raised == sum(
+            line.startswith("resolved [silence]") for line in lines
+        )
+
     try:
         url = f"http://127.0.0.1:{port}/metrics"
 
@@ -69,14 +82,21 @@ def test_collect_serves_metrics_and_prints_alerts(fresh_sim, tmp_path):
         wait_for(lambda: received() > 0, 30, "messages counted at /metrics")
         time.sleep(0.5)
         fresh_sim.stall(2.0)  # nothing sent for 2 s: every stream silent past 1 s
-        out, err = proc.communicate(timeout=60)
+        wait_for(resolved_silence, 30, "each stream's silence raised and resolved")
+        proc.send_signal(signal.SIGINT)  # as Ctrl-C: flushes and exits 0
+        proc.wait(30)
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
-    assert proc.returncode == 0, err
+        stdout.close()
+        stderr.close()
+    out = "\n".join(printed())
+    assert proc.returncode == 0, (tmp_path / "err.txt").read_text()
     assert f"metrics at http://127.0.0.1:{port}/metrics" in out
-    raised = [line for line in out.splitlines() if line.startswith("ALERT [silence]")]
-    resolved = [line for line in out.splitlines() if line.startswith("resolved [silence]")]
+    raised = [line for line in printed() if line.startswith("ALERT [silence]")]
+    resolved = [line for line in printed() if line.startswith("resolved [silence]")]
     assert any("BTCUSDT trade" in line for line in raised), out
-    assert len(resolved) == len(raised), out  # every one raised once and resolved once
+    assert sorted(r.split("] ", 1)[1] for r in raised) == sorted(
+        r.split("] ", 1)[1] for r in resolved
+    ), out  # every one raised once and resolved once
