@@ -86,6 +86,33 @@ def _stderr(cell_index: int, cell: nbformat.NotebookNode) -> list[str]:
     ]
 
 
+def run_all(nb: nbformat.NotebookNode, folder: Path) -> None:
+    """Execute ``nb`` in place as "Run All" does, between the test's first and last cells."""
+    nb.cells.insert(0, new_code_cell(SHOW_OUR_DEPRECATIONS))
+    nb.cells.append(new_code_cell(AFTER_RUN_ALL))
+    client = NotebookClient(
+        nb, timeout=120, kernel_name="python3", resources={"metadata": {"path": str(folder)}}
+    )
+    client.execute()  # raises CellExecutionError, naming the cell, on any error
+
+
+def test_a_deprecation_raised_in_marketlab_code_reaches_the_cell_output(tmp_path):
+    """Python hides a DeprecationWarning attributed to a library module; the check shows one
+    attributed to marketlab, so the test above would fail on it."""
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [
+        new_code_cell(
+            "import warnings\n"
+            "code = compile('warnings.warn(\"going away\", DeprecationWarning)', 'x.py', 'exec')\n"
+            "exec(code, {'__name__': 'marketlab.example', 'warnings': warnings})\n"
+            "exec(code, {'__name__': 'elsewhere', 'warnings': warnings})"
+        )
+    ]
+    run_all(nb, tmp_path)
+    written = _stderr(1, nb.cells[1])
+    assert "".join(written).count("DeprecationWarning: going away") == 1, written
+
+
 @pytest.mark.timeout(300)
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
 def test_notebook_runs_all_cleanly_and_ends_live(path, tmp_path, monkeypatch):
@@ -94,12 +121,7 @@ def test_notebook_runs_all_cleanly_and_ends_live(path, tmp_path, monkeypatch):
     monkeypatch.setenv("TMPDIR", str(tmp_path))
     nb = nbformat.read(path, as_version=4)
     stored = len(nb.cells)
-    nb.cells.insert(0, new_code_cell(SHOW_OUR_DEPRECATIONS))
-    nb.cells.append(new_code_cell(AFTER_RUN_ALL))
-    client = NotebookClient(
-        nb, timeout=120, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}
-    )
-    client.execute()  # raises CellExecutionError, naming the cell, on any error
+    run_all(nb, tmp_path)
     cells = nb.cells[1 : stored + 1]
     outputs = [o for c in cells if c.cell_type == "code" for o in c.outputs]
     assert any(o.output_type in ("execute_result", "display_data") for o in outputs)
