@@ -3,10 +3,12 @@ bus: these are the rules' own terms)."""
 
 from __future__ import annotations
 
+import argparse
 import math
 
 import pytest
 
+from marketlab.cli.collect import load_settings
 from marketlab.lab import Lab
 from marketlab.watch.rules import Observation, Rules, StreamRow, VenueRow
 from marketlab.watch.settings import AlertSettings
@@ -79,3 +81,20 @@ def test_a_lab_refuses_alerts_it_cannot_run():
     lab = Lab(["BTCUSDT"], binance_rest_url="http://127.0.0.1:9")
     with pytest.raises(ValueError, match="alerts=Watch"):
         lab.alerts()
+
+
+def test_marketlab_toml_alerts_table(tmp_path):
+    def settings_of(text: str):
+        (tmp_path / "marketlab.toml").write_text(text)
+        args = argparse.Namespace(config=str(tmp_path / "marketlab.toml"))
+        return load_settings(args)
+
+    assert settings_of("[collect]\n").alerts is None  # no table: no rules
+    assert settings_of("[alerts]\n").alerts == AlertSettings()  # empty: every default
+    chosen = settings_of("[alerts]\nsilence_s = 20\nwebhook = 'http://127.0.0.1:9/hook'\n")
+    assert chosen.alerts is not None
+    assert (chosen.alerts.silence_s, chosen.alerts.webhook) == (20, "http://127.0.0.1:9/hook")
+    with pytest.raises(ValueError, match=r"\[alerts\]: unknown key\(s\) silense_s"):
+        settings_of("[alerts]\nsilense_s = 20\n")
+    with pytest.raises(ValueError, match="alerts jump_z must be a number >= 0"):
+        settings_of("[alerts]\njump_z = -1\n")
