@@ -15,7 +15,7 @@ import time
 import weakref
 from collections.abc import Callable, Coroutine, Mapping, Sequence
 from pathlib import Path
-from typing import Any, TypedDict
+from typing import Any, TypedDict, cast
 
 import pandas as pd
 
@@ -37,6 +37,7 @@ from marketlab.lab.options import (
     plan_venues,
     universe,
 )
+from marketlab.lab.paired_feeds import PairedFeeds
 from marketlab.lab.readers import LabFrames
 from marketlab.lab.status import (
     SummaryParts,
@@ -169,7 +170,7 @@ class Lab(LabFrames):
         chosen = {
             v: universe(wanted[v], quote, shard, v, self.urls[f"{v}_rest_url"]) for v in venues
         }
-        check_perpetuals(chosen, fallbacks, record is not None)
+        check_perpetuals(chosen, fallbacks, record is not None, publish is not None)
         self.symbols = chosen[venues[0]]
         trade_capacity, kline_capacity = buffer_sizes(
             memory_limit,
@@ -195,9 +196,15 @@ class Lab(LabFrames):
                 kline_capacity,
                 functools.partial(self._store_kline, venue),
             )
-            perpetual = any(is_perpetual(s) for s in chosen[venue])  # (then all: checked)
-            config = perp_configs[venue] if perpetual else configs[venue]
-            side = VenueSide(venue, chosen[venue], self.intervals, config, state, perpetual)
+            perps = any(is_perpetual(s) for s in chosen[venue])
+            side = VenueSide(
+                venue,
+                chosen[venue],
+                self.intervals,
+                configs[venue],
+                state,
+                perp_configs[venue] if perps else None,
+            )
             if venue in fallbacks:
                 side.failover = Failover(
                     fallbacks[venue],
@@ -307,21 +314,20 @@ class Lab(LabFrames):
                 state.store_trades(side.ticks)
             if "book_deltas" in self.store_kinds:
                 state.delta_store = side.ticks
-        channels = self.channels
-        if side.perpetual:
+        cls = registry.get(venue).feed_class()
+        if side.perp_config is not None:
             if self._bus_source is not None or self._replay is not None:
                 raise ValueError("perpetuals are not carried on the bus or replayed yet")
-            cls = registry.get(venue).perp_feed_class()
-            channels = cls.channels_of(channels)  # type: ignore[attr-defined]  # a perp feed
-        else:
-            cls = registry.get(venue).feed_class()
+            side.feed = self._perpetual_feed(side, starts)
+            side.feed.resume_trades(trade_starts)
+            return
         if self._bus_source is not None:
             source = bus_link.venue_source(self._bus_source, venue, len(self._sides) > 1)
             cls = bus_link.feed_class(source, venue)
         if self._replay is not None:
             cls = replaying(cls)
         side.feed = feed = cls(
-            side.symbols, self.intervals, channels, side.config, state, kline_starts=starts
+            side.symbols, self.intervals, self.channels, side.config, state, kline_starts=starts
         )
         feed.resume_trades(trade_starts)
         if self._bus_source is not None and self._bus_source.durable is not None:
@@ -342,6 +348,34 @@ class Lab(LabFrames):
             )
             self._recorder = RecordingWriter(self.record_path, header)
             feed.tap = self._recorder.tap
+
+    def _perpetual_feed(self, side: VenueSide, starts: dict[tuple[str, str], int]) -> Feed:
+        """The feed of a side collecting perpetuals: their own feed, or paired with the spot
+        feed when the side collects both."""
+        info = registry.get(side.exchange)
+        assert side.perp_config is not None
+        perps = [s for s in side.symbols if is_perpetual(s)]
+        spot = [s for s in side.symbols if not is_perpetual(s)]
+        perp_class = info.perp_feed_class()
+        perp_feed: Feed = perp_class(
+            perps,
+            self.intervals,
+            perp_class.channels_of(self.channels),  # type: ignore[attr-defined]
+            side.perp_config,
+            side.state,
+            kline_starts={k: t for k, t in starts.items() if k[0] in perps},
+        )
+        if not spot:
+            return perp_feed
+        spot_feed = info.feed_class()(
+            spot,
+            self.intervals,
+            self.channels,
+            side.config,
+            side.state,
+            kline_starts={k: t for k, t in starts.items() if k[0] in spot},
+        )
+        return cast(Feed, PairedFeeds(spot_feed, perp_feed))
 
     async def _run(self) -> None:
         tasks: list[asyncio.Task[Any]] = []

@@ -110,11 +110,13 @@ def universe(
 
 
 def check_perpetuals(
-    chosen: Mapping[str, Sequence[str]], fallbacks: Mapping[str, str], recording: bool
+    chosen: Mapping[str, Sequence[str]],
+    fallbacks: Mapping[str, str],
+    recording: bool,
+    publishing: bool,
 ) -> None:
     """Perpetuals (``BTCUSDT-PERP``) only where they are collected: a venue with a perpetual
-    feed, a side of their own (not mixed with the venue's spot symbols in one Lab), no fallback
-    venue and no recording (``ValueError`` saying which)."""
+    feed, no fallback venue, no recording and no bus (``ValueError`` saying which)."""
     for venue, symbols in chosen.items():
         perps = [s for s in symbols if is_perpetual(s)]
         if not perps:
@@ -126,16 +128,15 @@ def check_perpetuals(
                 f"symbols: perpetuals are not collected from {info.title} yet "
                 f"({', '.join(perps)}); they are from {', '.join(having)}"
             )
-        spot = [s for s in symbols if not is_perpetual(s)]
-        if spot:
-            raise ValueError(
-                f"symbols: a Lab collects {info.title}'s spot symbols or its perpetuals, not "
-                f"both ({', '.join(spot)} and {', '.join(perps)}): use a Lab for each"
-            )
         if venue in fallbacks:
-            raise ValueError(f"fallback: {info.title}'s perpetuals have no fallback venue")
+            raise ValueError(
+                f"fallback: a venue collected with its perpetuals ({info.title}: "
+                f"{', '.join(perps)}) has no fallback venue"
+            )
         if recording:
             raise ValueError("record=: perpetuals' connections are not recorded yet")
+        if publishing:
+            raise ValueError("publish=: perpetuals are not carried on the bus yet")
 
 
 def check_store(

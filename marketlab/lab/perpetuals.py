@@ -5,12 +5,14 @@ latest mark price, liquidations and open interest, from what the collector holds
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Mapping
 
 import pandas as pd
 
 from marketlab.records import Liquidation, MarkPrice, OpenInterest
 from marketlab.rings import utc_times
+from marketlab.stream.state import BookView
 
 FUNDING_HOURS = 8  # the funding interval of the venues' perpetuals unless a venue says another
 HOURS_A_YEAR = 24 * 365
@@ -101,4 +103,29 @@ def open_interest_frame(readings: Iterable[OpenInterest]) -> pd.DataFrame:
             "open_interest": pd.Series([r.open_interest for r in rows], dtype="float64"),
             "value": pd.Series([r.value for r in rows], dtype="float64"),
         }
+    )
+
+
+def _mid(view: BookView) -> float:
+    if not (view.synced and view.bids and view.asks):
+        return math.nan
+    return (view.bids[0][0] + view.asks[0][0]) / 2
+
+
+def basis_series(symbol: str, spot: BookView, perp: BookView, mark: MarkPrice | None) -> pd.Series:
+    """A perpetual's basis against its pair's spot mid (see ``Lab.basis``)."""
+    spot_mid, perp_mid = _mid(spot), _mid(perp)
+    mark_price = mark.mark if mark is not None else math.nan
+    rate = mark.funding_rate if mark is not None else math.nan
+    return pd.Series(
+        {
+            "spot_mid": spot_mid,
+            "perp_mid": perp_mid,
+            "mark": mark_price,
+            "basis_bps": (perp_mid / spot_mid - 1) * 10_000,
+            "mark_basis_bps": (mark_price / spot_mid - 1) * 10_000,
+            "funding_rate": rate,
+            "funding_annualized_pct": rate * HOURS_A_YEAR / FUNDING_HOURS * 100,
+        },
+        name=symbol,
     )

@@ -12,7 +12,7 @@ import pandas as pd
 
 from marketlab.lab import cross_venue, perpetuals
 from marketlab.markets import match_markets, quotes_used
-from marketlab.records import Interval
+from marketlab.records import Interval, underlying_of
 from marketlab.rings import book_frame, empty_book_frame, utc_times
 from marketlab.stream.state import BookView
 
@@ -132,7 +132,11 @@ class LabFrames:
         """Per perpetual (per exchange and perpetual with several venues): the funding rate now
         running, annualized (``attrs["funding_hours"]`` a period), when it is paid, mark,
         index and the mark's premium over the index in bps."""
-        marks = {v: dict(side.state.marks) for v, side in self._sides.items() if side.perpetual}
+        marks = {
+            v: dict(side.state.marks)
+            for v, side in self._sides.items()
+            if side.perp_config is not None
+        }
         return perpetuals.funding_frame(marks, by_venue=len(self._sides) > 1)
 
     def mark(self, symbol: str, exchange: str | None = None) -> pd.Series:
@@ -144,6 +148,22 @@ class LabFrames:
         if held is None:
             raise KeyError(f"no mark price of {s} from {side.exchange} yet")
         return perpetuals.mark_series(held)
+
+    def basis(self, symbol: str, exchange: str | None = None) -> pd.Series:
+        """A perpetual's basis on its venue: its book's mid and its mark against the spot mid of
+        its pair (which this Lab must collect from the same venue), in bps, beside the funding
+        rate now running and its annualized value. NaN where a book is not synced."""
+        side = self._side(exchange)
+        perp = side.symbol(symbol)
+        spot = underlying_of(perp)
+        if perp == spot:
+            raise KeyError(f"{perp} is not a perpetual (a basis is a perpetual's: {spot}-PERP)")
+        if spot not in side.symbols:
+            raise KeyError(f"collect {spot} from {side.exchange} beside {perp} for its basis")
+        mark = side.state.marks.get(perp)
+        return perpetuals.basis_series(
+            perp, side.book_levels(spot, 1), side.book_levels(perp, 1), mark
+        )
 
     def liquidations(self, symbol: str, exchange: str | None = None) -> pd.DataFrame:
         """A perpetual's liquidations the venue sent, oldest first (the newest 10,000);

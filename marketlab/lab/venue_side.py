@@ -31,11 +31,12 @@ class VenueSide:
         intervals: Sequence[Interval],
         config: FeedConfig,
         state: MarketState,
-        perpetual: bool = False,
+        perp_config: FeedConfig | None = None,
         failover: Failover | None = None,
     ):
         self.exchange = exchange
-        self.perpetual = perpetual  # the venue's perpetual swaps (BTCUSDT-PERP), not its spot
+        # the feed settings of the venue's perpetual swaps (BTCUSDT-PERP), where it collects any
+        self.perp_config = perp_config
         self.symbols = list(symbols)
         self.intervals = list(intervals)
         self.config = config

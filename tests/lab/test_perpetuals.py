@@ -86,8 +86,8 @@ def test_a_lab_of_perpetuals_serves_every_frame(sim):
 @pytest.mark.parametrize(
     ("symbols", "kw", "said"),
     [
-        (["BTCUSDT", "BTCUSDT-PERP"], {}, "spot symbols or its perpetuals, not both"),
-        (["BTCUSDT-PERP"], {"fallback": "okx"}, "perpetuals have no fallback venue"),
+        (["BTCUSDT-PERP"], {"fallback": "okx"}, "has no fallback venue"),
+        (["BTCUSDT-PERP"], {"publish": "nats://127.0.0.1:4222"}, "not carried on the bus"),
         (["BTCUSDT-PERP"], {"record": "x.mlrec"}, "not recorded yet"),
     ],
 )
@@ -117,5 +117,37 @@ def test_a_lab_of_bybit_linear_perpetuals(sim):
         _until(lambda: len(lab.open_interest("BTCUSDT-PERP")) > 0)
         _until(lambda: len(lab.liquidations("BTCUSDT-PERP")) > 0, 20)
         assert not lab.liquidations("BTCUSDT-PERP").attrs["sampled"]  # Bybit sends every one
+    finally:
+        lab.stop()
+
+
+def test_a_venues_spot_and_perpetuals_in_one_lab_and_their_basis(sim):
+    lab = _lab(
+        sim,
+        ["BTCUSDT", "BTCUSDT-PERP"],
+        binance_ws_url=sim.ws_url,
+        binance_rest_url=sim.rest_url,
+    ).start()
+    try:
+        lab.wait_ready(30)
+        for symbol in ("BTCUSDT", "BTCUSDT-PERP"):
+            assert lab.klines(symbol).query("closed").index.is_unique
+            assert lab.book(symbol, 3).attrs["synced"]
+        assert set(lab.prices().index) == {"BTCUSDT", "BTCUSDT-PERP"}
+        status = lab.status()
+        assert ("BTCUSDT", "depth") in status.index and ("BTCUSDT-PERP", "depth") in status.index
+        assert list(lab.funding().index) == ["BTCUSDT-PERP"]
+        basis = lab.basis("btcusdt-perp")
+        spot, perp = lab.book("BTCUSDT", 1), lab.book("BTCUSDT-PERP", 1)
+        spot_mid = spot["price"].mean()  # the best bid and ask
+        assert basis["spot_mid"] == pytest.approx(spot_mid, rel=1e-3)
+        assert basis["perp_mid"] == pytest.approx(perp["price"].mean(), rel=1e-3)
+        # the simulator's perpetual trades 3 bps over spot: its mid's basis is near that
+        assert 0 < basis["basis_bps"] < 10
+        assert basis["funding_annualized_pct"] == pytest.approx(
+            basis["funding_rate"] * 3 * 365 * 100
+        )
+        with pytest.raises(KeyError, match="not a perpetual"):
+            lab.basis("BTCUSDT")
     finally:
         lab.stop()
