@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import math
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
@@ -80,7 +81,7 @@ class MarketState:
                 self.on_ticker(r, source)
             else:
                 if type(r) is MarkPrice:
-                    self.marks[r.symbol] = r
+                    self.marks[r.symbol] = merged_mark(self.marks.get(r.symbol), r)
                 elif type(r) is Liquidation:
                     self._kept(self.liquidations, r.symbol).append(r)
                 elif type(r) is OpenInterest:
@@ -201,3 +202,20 @@ class MarketState:
             row["age_s"] = now - row["received_at"]
             row["received_at"] = round(row["received_at"] * 1000)
         return rows
+
+
+def merged_mark(held: MarkPrice | None, new: MarkPrice) -> MarkPrice:
+    """``new`` with what it leaves unsaid (NaN, a time of -1) taken from ``held``: a venue that
+    pushes the funding rate and the mark price on separate channels (OKX) sends each with the
+    other's fields unknown, and the newest of each is what a reader wants."""
+    if held is None:
+        return new
+    return MarkPrice(
+        new.symbol,
+        max(new.event_time, held.event_time),
+        held.mark if math.isnan(new.mark) else new.mark,
+        held.index if math.isnan(new.index) else new.index,
+        held.settle_estimate if math.isnan(new.settle_estimate) else new.settle_estimate,
+        held.funding_rate if math.isnan(new.funding_rate) else new.funding_rate,
+        held.next_funding_time if new.next_funding_time < 0 else new.next_funding_time,
+    )

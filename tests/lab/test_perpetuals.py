@@ -151,3 +151,33 @@ def test_a_venues_spot_and_perpetuals_in_one_lab_and_their_basis(sim):
             lab.basis("BTCUSDT")
     finally:
         lab.stop()
+
+
+def test_a_lab_of_okx_swaps_merges_mark_and_funding(sim):
+    lab = Lab(
+        ["BTCUSDT-PERP"],
+        exchange="okx",
+        okx_perp_ws_url=sim.ws_url,
+        okx_perp_rest_url=sim.rest_url,
+    ).start()
+    try:
+        lab.wait_ready(30)
+        closed = lab.klines("BTCUSDT-PERP").query("closed")
+        gaps = closed.index.to_series().diff().dropna().dt.total_seconds()
+        assert len(closed) > 10 and (gaps == 60).all()
+        assert lab.book("BTCUSDT-PERP", 5).attrs["synced"]
+
+        # OKX pushes the funding rate and the mark on two channels: both held at once (its
+        # index is another channel's, not collected: NaN)
+        def both() -> bool:
+            row = lab.funding().loc["BTCUSDT-PERP"]
+            return bool(row[["funding_rate", "mark", "next_funding_time"]].notna().all())
+
+        _until(both, 40)
+        row = lab.funding().loc["BTCUSDT-PERP"]
+        assert -0.0075 <= row["funding_rate"] <= 0.0075 and row["mark"] > 0
+        assert row["next_funding_time"].hour % 8 == 0
+        _until(lambda: len(lab.open_interest("BTCUSDT-PERP")) > 0)
+        assert (lab.open_interest("BTCUSDT-PERP")["open_interest"] > 0).all()
+    finally:
+        lab.stop()

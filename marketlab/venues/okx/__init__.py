@@ -3,6 +3,8 @@ messages and the book checksum (:mod:`.protocol`), WebSocket pushes (:mod:`.fram
 payloads (:mod:`.payloads`). The book (:mod:`.book`), REST client (:mod:`.rest`) and feed
 (:mod:`.feed`) load when collection starts."""
 
+import functools
+
 from marketlab.venues.errors import FrameError, PayloadError, UnknownStreamError
 from marketlab.venues.okx.frames import (
     BookMessage,
@@ -60,6 +62,11 @@ VENUE = Venue(
     check_interval=bar,  # OKX lacks 1s, 8h and 3d candles
     feed="marketlab.venues.okx.feed:OkxFeed",
     rest="marketlab.venues.okx.rest:OkxRest",
+    # swaps on the same URLs as spot (/ws/v5/public and /ws/v5/business, REST /api/v5)
+    perp_feed="marketlab.venues.okx.perp_feed:OkxPerpFeed",
+    perp_ws_url=DEFAULT_WS_URL,
+    perp_rest_url=DEFAULT_REST_URL,
+    check_perp_ws_url=functools.partial(check_ws_url, arg="okx_perp_ws_url"),
 )
 
 __all__ = [
