@@ -29,6 +29,8 @@ from prometheus_client.core import (
 )
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
+from marketlab.watch.rules import bus_working
+
 __all__ = [
     "CONTENT_TYPE_LATEST",
     "LabCollector",
@@ -64,6 +66,8 @@ HELP: dict[str, str] = {
     "marketlab_store_awaiting_backfill_klines": "Dropped candles not yet fetched again",
     "marketlab_store_failing": "1 while the store cannot write",
     "marketlab_bus_connected": "1 while the bus publisher is connected",
+    "marketlab_bus_working": "1 while the bus takes records (publishes acknowledged; a reader "
+    "not stale)",
     "marketlab_bus_published_total": "Messages the bus acknowledged",
     "marketlab_bus_held_messages": "Messages held while the bus is unreachable",
     "marketlab_bus_dropped_total": "Messages dropped because the hold was full",
@@ -233,6 +237,7 @@ def _store_and_bus(summary: Mapping[str, Any]) -> Iterator[Metric]:
     bus = summary.get("bus")
     if bus:
         yield _value(_gauge("marketlab_bus_connected", []), bool(bus.get("connected")))
+        yield _value(_gauge("marketlab_bus_working", []), bus_working(bus))
         yield _value(_counter("marketlab_bus_published_total", []), bus.get("published"))
         yield _value(_gauge("marketlab_bus_held_messages", []), bus.get("held"))
         yield _value(_counter("marketlab_bus_dropped_total", []), bus.get("dropped"))

@@ -160,8 +160,8 @@ def observe(
         store_failing=store.get("state") == "failing",
         store_error=str(store.get("error") or ""),
         store_awaiting_backfill=int(store.get("awaiting_backfill") or 0),
-        bus_connected=None if not bus else bool(bus.get("connected")),
-        bus_error=str((bus or {}).get("last_error") or ""),
+        bus_connected=None if not bus else bus_working(bus),
+        bus_error=str((bus or {}).get("last_error") or (bus or {}).get("state") or ""),
         quotes=quotes,
         prints=prints,
         divergence=spread,
@@ -463,3 +463,14 @@ def _increase(
     while len(seen) > 1 and now - seen[1][0] >= window:
         seen.popleft()
     return max(0, total - seen[0][1])
+
+
+# A bus that takes records: a publisher whose publishes are acknowledged, a reader not stale
+BUS_WORKING = ("up", "caught up", "catching up")
+
+
+def bus_working(bus: Mapping[str, Any]) -> bool:
+    """Whether ``summary()["bus"]`` says the bus takes records (its ``state``; a connection
+    alone is not enough: a cluster electing a stream leader is connected and takes nothing)."""
+    state = bus.get("state")
+    return state in BUS_WORKING if state is not None else bool(bus.get("connected"))

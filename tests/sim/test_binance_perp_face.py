@@ -11,12 +11,12 @@ import time
 import aiohttp
 import orjson
 
-from marketlab.sim.market import fmt_units
 from marketlab.venues.binance import perp_payloads as payloads
 from marketlab.venues.binance.perp_book import PerpBook
 from marketlab.venues.binance.perp_frames import PerpDecoder, PerpDepth
 from marketlab.venues.book import Action
 from tests.sim.conftest import recv
+from tests.venues.perpetuals import face_levels
 
 EIGHT_HOURS = 8 * 3_600_000
 
@@ -90,16 +90,10 @@ async def test_a_book_kept_from_the_stream_equals_the_faces_book(face_sim, http)
                     book.on_snapshot(payloads.depth(await r.read(), "BTCUSDT-PERP"), 1000)
             uid, bids, asks = market.book(1000)
             if book.synced and book.last_update_id == 5 * uid:  # at the face's present
-                assert book.bids(20) == _levels(market, bids[:20])
-                assert book.asks(20) == _levels(market, asks[:20])
+                assert book.bids(20) == face_levels(market, bids[:20])
+                assert book.asks(20) == face_levels(market, asks[:20])
                 equal_seen += 1
     assert equal_seen >= 4 and book.stats.gaps == 0
-
-
-def _levels(market, levels) -> list[tuple[float, float]]:
-    """The face's levels (ticks and lots) as the venue prints them, read back as numbers."""
-    pd, qd = market.spec.price_decimals, market.spec.qty_decimals
-    return [(float(fmt_units(p, pd)), float(fmt_units(q, qd))) for p, q in levels]
 
 
 async def test_the_futures_limits(face_sim, http):

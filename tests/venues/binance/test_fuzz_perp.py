@@ -8,7 +8,6 @@ from __future__ import annotations
 import math
 from typing import Any
 
-import msgspec
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -20,8 +19,7 @@ from marketlab.venues.binance.protocol import BinanceAPIError
 from marketlab.venues.errors import FrameError, PayloadError
 from tests.fuzzing import fuzz, mutated
 from tests.venues.binance import perp_frames as F
-
-SIGNED = {"funding_rate", "rate"}  # a funding rate may be negative
+from tests.venues.perpetuals import check_numbers
 
 
 def _lawful(record: Any) -> None:
@@ -30,18 +28,7 @@ def _lawful(record: Any) -> None:
         for price, qty in [*record.delta.bids, *record.delta.asks]:
             assert 0.0 < price < math.inf and 0.0 <= qty < math.inf
         return
-    if not isinstance(record, msgspec.Struct):
-        return
-    for name, value in msgspec.structs.asdict(record).items():
-        if isinstance(value, float):
-            if name in SIGNED:
-                assert math.isfinite(value), (name, value)
-            else:
-                assert math.isnan(value) or 0.0 <= value < math.inf, (name, value)
-        elif isinstance(value, int) and not isinstance(value, bool):
-            assert -1 <= value <= 2**63 - 1, (name, value)
-            if name.endswith("time") and value != -1:
-                assert 1_262_304_000_000 <= value <= 4_102_444_800_000, (name, value)
+    check_numbers(record)
 
 
 @fuzz(2)

@@ -8,35 +8,12 @@ from __future__ import annotations
 import asyncio
 import itertools
 import time
-from collections.abc import AsyncIterator
-
-import pytest
 
 from marketlab.records import Interval, Kline, Liquidation, MarkPrice, Trade
-from marketlab.sim import SimExchange
 from marketlab.sim.market import fmt_units
 from marketlab.stream.config import FeedConfig
 from marketlab.venues.binance.perp_feed import PERP_CHANNELS, BinancePerpFeed
-from tests.conftest import START
-
-
-@pytest.fixture
-async def perp_sim() -> AsyncIterator[SimExchange]:
-    """A private simulator at 60x (a closed 1m candle every wall second), on this test's loop."""
-    async with SimExchange(["BTCUSDT"], speed=60, seed=5, start_time=START, history="30m") as sim:
-        yield sim
-
-
-def _levels(market, levels) -> list[tuple[float, float]]:
-    pd, qd = market.spec.price_decimals, market.spec.qty_decimals
-    return [(float(fmt_units(p, pd)), float(fmt_units(q, qd))) for p, q in levels]
-
-
-async def _until(predicate, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "timed out"
-        await asyncio.sleep(0.02)
+from tests.venues.perpetuals import face_levels, until
 
 
 async def test_the_perpetual_feed_keeps_everything_whole(perp_sim):
@@ -49,7 +26,7 @@ async def test_the_perpetual_feed_keeps_everything_whole(perp_sim):
     try:
         await asyncio.wait_for(feed.ready.wait(), 20)
         lb = feed.books["BTCUSDT-PERP"]
-        await _until(lambda: lb.book.synced, 15)
+        await until(lambda: lb.book.synced, 15)
         market = perp_sim.binance_perp.markets["BTCUSDT"]
 
         async def equal_seen(times: int) -> None:
@@ -60,14 +37,14 @@ async def test_the_perpetual_feed_keeps_everything_whole(perp_sim):
                 uid, bids, asks = market.book(1000)
                 with lb.lock:
                     if lb.book.synced and lb.book.last_update_id == 5 * uid:
-                        assert lb.book.bids(50) == _levels(market, bids[:50])
-                        assert lb.book.asks(50) == _levels(market, asks[:50])
+                        assert lb.book.bids(50) == face_levels(market, bids[:50])
+                        assert lb.book.asks(50) == face_levels(market, asks[:50])
                         seen += 1
                 await asyncio.sleep(0.01)
 
         await equal_seen(3)
         perp_sim.binance_perp.skip_depth(1, "BTCUSDT")  # an event lost: the pu chain breaks
-        await _until(lambda: lb.book.stats.gaps >= 1, 10)
+        await until(lambda: lb.book.stats.gaps >= 1, 10)
         await equal_seen(3)
         await asyncio.sleep(2.5)  # a few more simulated minutes
     finally:

@@ -4,10 +4,8 @@ reading good ones as if it had never seen it (nothing of a bad ticker delta is m
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
-import msgspec
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -17,8 +15,7 @@ from marketlab.venues.bybit.protocol import BybitAPIError
 from marketlab.venues.errors import FrameError, PayloadError
 from tests.fuzzing import fuzz, mutated
 from tests.venues.bybit import perp_frames as F
-
-SIGNED = {"funding_rate", "rate"}  # a funding rate may be negative
+from tests.venues.perpetuals import check_numbers
 
 
 def _lawful(record: Any) -> None:
@@ -26,21 +23,7 @@ def _lawful(record: Any) -> None:
         for part in record:
             _lawful(part)
         return
-    if not isinstance(record, msgspec.Struct):
-        return
-    for name, value in msgspec.structs.asdict(record).items():
-        if isinstance(value, float):
-            if name in SIGNED:
-                assert math.isfinite(value), (name, value)
-            else:
-                assert math.isnan(value) or 0.0 <= value < math.inf, (name, value)
-        elif isinstance(value, int) and not isinstance(value, bool):
-            assert -1 <= value <= 2**63 - 1, (name, value)
-            if name.endswith("time") and value != -1:
-                assert 1_262_304_000_000 <= value <= 4_102_444_800_000, (name, value)
-        elif isinstance(value, list):
-            for price, qty in value:
-                assert 0.0 < price < math.inf and 0.0 <= qty < math.inf
+    check_numbers(record)
 
 
 @fuzz(2)

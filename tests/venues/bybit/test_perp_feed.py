@@ -9,38 +9,18 @@ from __future__ import annotations
 import asyncio
 import itertools
 import time
-from collections.abc import AsyncIterator
 
 import pytest
 
 from marketlab.records import Interval, Kline, Liquidation, MarkPrice, OpenInterest, Trade
-from marketlab.sim import SimExchange
 from marketlab.sim.market import fmt_units
 from marketlab.stream.config import FeedConfig
 from marketlab.venues.bybit.perp_feed import PERP_CHANNELS, BybitPerpFeed
 from marketlab.venues.bybit.perp_rest import BybitPerpRest
 from tests.conftest import START
+from tests.venues.perpetuals import face_levels, until
 
 EIGHT_HOURS = 8 * 3_600_000
-
-
-@pytest.fixture
-async def perp_sim() -> AsyncIterator[SimExchange]:
-    """A private simulator at 60x (a closed 1m candle every wall second), on this test's loop."""
-    async with SimExchange(["BTCUSDT"], speed=60, seed=5, start_time=START, history="30m") as sim:
-        yield sim
-
-
-def _levels(market, levels) -> list[tuple[float, float]]:
-    pd, qd = market.spec.price_decimals, market.spec.qty_decimals
-    return [(float(fmt_units(p, pd)), float(fmt_units(q, qd))) for p, q in levels]
-
-
-async def _until(predicate, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "timed out"
-        await asyncio.sleep(0.02)
 
 
 async def test_the_linear_feed_keeps_everything_whole(perp_sim):
@@ -55,7 +35,7 @@ async def test_the_linear_feed_keeps_everything_whole(perp_sim):
     try:
         await asyncio.wait_for(feed.ready.wait(), 20)
         lb = feed.books["BTCUSDT-PERP"]
-        await _until(lambda: lb.book.synced, 15)
+        await until(lambda: lb.book.synced, 15)
 
         async def equal_seen(times: int) -> None:
             seen = 0
@@ -65,20 +45,20 @@ async def test_the_linear_feed_keeps_everything_whole(perp_sim):
                 with lb.lock:
                     if lb.book.synced and lb.book.last_update_id == face.subscribed_u("BTCUSDT"):
                         _, bids, asks = market.book(200)
-                        assert lb.book.bids(50) == _levels(market, bids[:50])
-                        assert lb.book.asks(50) == _levels(market, asks[:50])
+                        assert lb.book.bids(50) == face_levels(market, bids[:50])
+                        assert lb.book.asks(50) == face_levels(market, asks[:50])
                         seen += 1
                 await asyncio.sleep(0.01)
 
         await equal_seen(3)
         face.skip_books(1, "BTCUSDT")  # a delta lost: the u chain breaks
-        await _until(lambda: lb.book.stats.gaps >= 1, 10)
+        await until(lambda: lb.book.stats.gaps >= 1, 10)
         await equal_seen(3)
         await asyncio.sleep(1.0)
         dropped_at = perp_sim.now_ms()
         face.drop()  # every connection cut: trades across it cannot be checked whole
-        await _until(lambda: feed.trades_unverifiable.get("BTCUSDT-PERP", 0) >= 1, 15)
-        await _until(lambda: lb.book.synced, 15)
+        await until(lambda: feed.trades_unverifiable.get("BTCUSDT-PERP", 0) >= 1, 15)
+        await until(lambda: lb.book.synced, 15)
         back_at = perp_sim.now_ms()
         await equal_seen(2)
         await asyncio.sleep(1.5)  # a few more simulated minutes
@@ -156,8 +136,8 @@ async def test_the_linear_rest_client_against_the_face(perp_sim):
         assert await rest.listed_symbols() == {"BTCUSDT-PERP": 0.01}
         snapshot = await rest.depth("BTCUSDT-PERP", 50)
         _, bids, asks = market.book(50)
-        assert snapshot.symbol == "BTCUSDT-PERP" and snapshot.bids == _levels(market, bids)
-        assert snapshot.asks == _levels(market, asks)
+        assert snapshot.symbol == "BTCUSDT-PERP" and snapshot.bids == face_levels(market, bids)
+        assert snapshot.asks == face_levels(market, asks)
         mark, oi = await rest.mark_and_open_interest("BTCUSDT-PERP")
         assert mark.next_funding_time == START + EIGHT_HOURS
         assert oi.open_interest > 0 and oi.value > 0

@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import itertools
 import time
-from collections.abc import AsyncIterator
 
 import pytest
 
@@ -20,15 +19,9 @@ from marketlab.stream.rest import RestError
 from marketlab.venues.okx.perp_feed import OKX_PERP_CHANNELS, OkxPerpFeed
 from marketlab.venues.okx.perp_rest import OkxPerpRest
 from tests.conftest import START
+from tests.venues.perpetuals import until
 
 SYMBOL = "BTCUSDT-PERP"
-
-
-@pytest.fixture
-async def perp_sim() -> AsyncIterator[SimExchange]:
-    """A private simulator at 60x (a closed 1m candle every wall second), on this test's loop."""
-    async with SimExchange(["BTCUSDT"], speed=60, seed=5, start_time=START, history="30m") as sim:
-        yield sim
 
 
 def _flat(levels) -> list[float]:
@@ -39,13 +32,6 @@ def _base(market, levels) -> list[float]:
     """The face's levels (ticks and lots) as numbers, sizes in BTC."""
     pd = market.spec.price_decimals
     return _flat([(float(fmt_units(p, pd)), float(fmt_units(q, 5))) for p, q in levels])
-
-
-async def _until(predicate, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "timed out"
-        await asyncio.sleep(0.02)
 
 
 def test_what_a_swap_collects_of_a_labs_channels():
@@ -72,7 +58,7 @@ async def test_the_swap_feed_keeps_everything_whole(perp_sim):
     try:
         await asyncio.wait_for(feed.ready.wait(), 20)
         lb = feed.books[SYMBOL]
-        await _until(lambda: lb.book.synced, 15)
+        await until(lambda: lb.book.synced, 15)
 
         async def equal_seen(times: int) -> None:
             seen = 0
@@ -89,7 +75,7 @@ async def test_the_swap_feed_keeps_everything_whole(perp_sim):
 
         await equal_seen(3)
         face.skip_books(1, SYMBOL)  # an update lost: the seqId chain breaks
-        await _until(lambda: lb.book.stats.gaps >= 1, 10)
+        await until(lambda: lb.book.stats.gaps >= 1, 10)
         await equal_seen(3)
         await asyncio.sleep(2.5)  # a few more simulated minutes
     finally:
