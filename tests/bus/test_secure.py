@@ -50,6 +50,10 @@ def refused(lab: ml.Lab, reason: str) -> str:
         with pytest.raises(RuntimeError, match=reason) as caught:
             lab.wait_ready(30)
         assert time.monotonic() - began < REFUSED_WITHIN
+        # the collector thread ends on its own after the refusal (its shutdown may still run)
+        deadline = time.monotonic() + 5
+        while lab.running and time.monotonic() < deadline:
+            time.sleep(0.05)
         assert not lab.running
     finally:
         lab.stop()

@@ -40,7 +40,8 @@ def test_rate_limit_answers_are_retried_and_no_candle_or_trade_is_lost(sim):
             return ids == list(range(ids[0], ids[0] + len(ids)))
 
         # the gap's trades come by id once the venue answers again (after its backoff)
-        wait_for(lambda: all(contiguous(s) for s in SYMBOLS), 20, "the trades refilled")
+        # (after the venue's backoff, which a loaded machine stretches)
+        wait_for(lambda: all(contiguous(s) for s in SYMBOLS), 40, "the trades refilled")
         assert lab.running and lab.summary()["error"] is None
         assert all(n >= 1 for n in lab.summary()["trades_backfilled"].values())
         for symbol in SYMBOLS:
