@@ -40,7 +40,7 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 
-from marketlab.numbers import INT64_MAX, TIME_MAX_MS, Amount, Change, Price, TimeMs
+from marketlab.numbers import INT64_MAX, TIME_MAX_MS, TIME_MIN_MS, Amount, Change, Price, TimeMs
 from marketlab.records import Liquidation, MarkPrice, OpenInterest, Trade, perpetual_of
 from marketlab.venues.bybit.frames import BybitDecoder
 from marketlab.venues.bybit.protocol import parse_topic
@@ -200,6 +200,8 @@ class PerpDecoder:
         t = _TICKER.decode(data)
         if t.symbol != name:
             raise ValueError(f"a ticker of {t.symbol} on the stream of {name}")
+        if t.nextFundingTime is not msgspec.UNSET and 0 < t.nextFundingTime < TIME_MIN_MS:
+            raise ValueError(f"nextFundingTime {t.nextFundingTime} is before the venues' years")
         if kind == "snapshot":
             merged = [math.nan, math.nan, math.nan, -1.0, math.nan, math.nan]
         elif kind == "delta":

@@ -17,7 +17,7 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 
-from marketlab.numbers import Amount, Change, Price, TimeMs
+from marketlab.numbers import TIME_MIN_MS, Amount, Change, Price, TimeMs
 from marketlab.records import Funding, MarkPrice, OpenInterest, Trade, perpetual_of
 from marketlab.venues.bybit.perp_frames import NextTime, trade_id
 from marketlab.venues.bybit.protocol import BybitAPIError
@@ -208,6 +208,10 @@ def tickers(payload: bytes | str) -> list[tuple[MarkPrice, OpenInterest]]:
     out = []
     for t in rows:
         symbol = _ours(t.symbol, what)
+        if 0 < t.nextFundingTime < TIME_MIN_MS:
+            raise PayloadError(
+                f"{what}: nextFundingTime {t.nextFundingTime} is before the venues' years"
+            )
         next_funding = t.nextFundingTime if t.nextFundingTime > 0 else -1
         mark = MarkPrice(
             symbol, now, t.markPrice, t.indexPrice, math.nan, t.fundingRate, next_funding
