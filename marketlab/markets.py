@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 
-from marketlab.records import normalize_symbol, split_symbol
+from marketlab.records import is_perpetual, normalize_symbol, split_symbol
 
 
 def _equivalents(quote_equivalents: Mapping[str, str] | None) -> dict[str, str]:
@@ -75,6 +75,8 @@ def match_markets(
     ``symbol``: the same symbol, else the same base in a quote that ``quote_equivalents`` makes
     equal (BTCUSD on a USD venue for BTCUSDT with ``{"USD": "USDT"}``, and the other way round).
     Where a venue collects several equal ones, the first it lists. Venues without it are absent.
+    A perpetual swap and its spot pair are two markets: ``BTCUSDT-PERP`` matches perpetuals only,
+    ``BTCUSDT`` spot symbols only.
 
     ValueError when no venue collects it (naming what each collects), or when a venue collects
     the same base only in a quote not declared equivalent: comparing BTCUSD with BTCUSDT is a
@@ -95,6 +97,7 @@ def match_markets(
             raise ValueError(f"venue_symbols[{venue!r}] must be a list of symbols, got {symbols!r}")
         names = [normalize_symbol(s) for s in symbols]
         collected[venue] = names
+        names = [s for s in names if is_perpetual(s) == is_perpetual(wanted)]
         if wanted in names:
             matched[venue] = wanted
             continue

@@ -407,3 +407,24 @@ def test_consolidated_book_properties(books, depth):
     venue_best_asks = [b.asks[0][0] for b in taking.values() if b.asks]
     if venue_best_asks:
         assert asks[0][0] == min(venue_best_asks)
+
+
+def test_match_markets_never_takes_a_perpetual_for_its_spot_pair_or_the_other_way_round():
+    venues = {
+        "binance": ["BTCUSDT", "BTCUSDT-PERP"],
+        "okx": ["BTCUSDT-PERP"],
+        "bybit": ["BTCUSDT"],
+        "coinbase": ["BTCUSD"],
+    }
+    equivalents = {"USD": "USDT"}
+    assert match_markets("BTCUSDT", venues, equivalents) == {
+        "binance": "BTCUSDT",
+        "bybit": "BTCUSDT",
+        "coinbase": "BTCUSD",
+    }
+    assert match_markets("btcusdt-perp", venues, equivalents) == {
+        "binance": "BTCUSDT-PERP",
+        "okx": "BTCUSDT-PERP",
+    }
+    with pytest.raises(ValueError, match="no venue collects ETHUSDT-PERP"):
+        match_markets("ETHUSDT-PERP", {"binance": ["ETHUSDT"]})
