@@ -6,6 +6,7 @@ latest mark price, liquidations and open interest, from what the collector holds
 from __future__ import annotations
 
 import math
+import statistics
 from collections.abc import Iterable, Mapping
 
 import pandas as pd
@@ -112,20 +113,91 @@ def _mid(view: BookView) -> float:
     return (view.bids[0][0] + view.asks[0][0]) / 2
 
 
-def basis_series(symbol: str, spot: BookView, perp: BookView, mark: MarkPrice | None) -> pd.Series:
-    """A perpetual's basis against its pair's spot mid (see ``Lab.basis``)."""
-    spot_mid, perp_mid = _mid(spot), _mid(perp)
+def annualized_pct(bps: float) -> float:
+    """A premium of ``bps`` earned every funding period for a year, in percent: what a basis
+    would pay annualized if funding converged on it, comparable with the funding rate's own
+    annualized value."""
+    return bps / 10_000 * HOURS_A_YEAR / FUNDING_HOURS * 100
+
+
+def _basis(spot_mid: float, perp_mid: float, mark: MarkPrice | None) -> dict[str, float]:
+    """The basis columns of one perpetual against one spot mid (NaN where a price is
+    missing)."""
     mark_price = mark.mark if mark is not None else math.nan
     rate = mark.funding_rate if mark is not None else math.nan
-    return pd.Series(
-        {
-            "spot_mid": spot_mid,
-            "perp_mid": perp_mid,
-            "mark": mark_price,
-            "basis_bps": (perp_mid / spot_mid - 1) * 10_000,
-            "mark_basis_bps": (mark_price / spot_mid - 1) * 10_000,
-            "funding_rate": rate,
-            "funding_annualized_pct": rate * HOURS_A_YEAR / FUNDING_HOURS * 100,
-        },
-        name=symbol,
+    basis_bps = (perp_mid / spot_mid - 1) * 10_000
+    mark_basis_bps = (mark_price / spot_mid - 1) * 10_000
+    return {
+        "spot_mid": spot_mid,
+        "perp_mid": perp_mid,
+        "mark": mark_price,
+        "basis_bps": basis_bps,
+        "mark_basis_bps": mark_basis_bps,
+        "basis_annualized_pct": annualized_pct(basis_bps),
+        "mark_basis_annualized_pct": annualized_pct(mark_basis_bps),
+        "funding_rate": rate,
+        "funding_annualized_pct": rate * HOURS_A_YEAR / FUNDING_HOURS * 100,
+    }
+
+
+def basis_series(symbol: str, spot: BookView, perp: BookView, mark: MarkPrice | None) -> pd.Series:
+    """A perpetual's basis against its pair's spot mid (see ``Lab.basis``)."""
+    return pd.Series(_basis(_mid(spot), _mid(perp), mark), name=symbol)
+
+
+# The row of a perpetual against the median of every venue's spot mid.
+ACROSS_VENUES = "median"
+BASIS_COLUMNS = [
+    "spot_symbol",
+    "spot_mid",
+    "perp_mid",
+    "mark",
+    "basis_bps",
+    "mark_basis_bps",
+    "basis_annualized_pct",
+    "mark_basis_annualized_pct",
+    "funding_rate",
+    "funding_annualized_pct",
+]
+
+
+def basis_across_frame(
+    symbol: str,
+    perp_mids: Mapping[str, float],
+    marks: Mapping[str, MarkPrice | None],
+    spot_markets: Mapping[str, str],
+    spot_mids: Mapping[str, float],
+) -> pd.DataFrame:
+    """A perpetual on each venue against the spot mid of every venue, and against the median
+    of those spot mids (``spot_exchange`` ``"median"``): one row per (``exchange``,
+    ``spot_exchange``), the perpetual's venue first, in the order given. ``perp_mids`` and
+    ``marks`` are keyed by the perpetual's venues, ``spot_markets`` (each venue's spot symbol)
+    and ``spot_mids`` by the spot venues; a NaN mid gives NaN basis and takes no part in the
+    median. ``attrs``: ``symbol``, ``spot_symbols``, ``median_of`` (the venues whose spot mid
+    made the median) and ``funding_hours``."""
+    present = {v: m for v, m in spot_mids.items() if not math.isnan(m)}
+    median = statistics.median(present.values()) if present else math.nan
+    rows = []
+    for venue, perp_mid in perp_mids.items():
+        mark = marks.get(venue)
+        spots = [(v, spot_markets[v], spot_mids.get(v, math.nan)) for v in spot_markets]
+        spots.append((ACROSS_VENUES, "", median))
+        for spot_venue, spot_symbol, spot_mid in spots:
+            rows.append(
+                {
+                    "exchange": venue,
+                    "spot_exchange": spot_venue,
+                    "spot_symbol": spot_symbol,
+                    **_basis(spot_mid, perp_mid, mark),
+                }
+            )
+    df = pd.DataFrame(rows, columns=["exchange", "spot_exchange", *BASIS_COLUMNS])
+    df = df.astype({c: "float64" for c in BASIS_COLUMNS if c != "spot_symbol"})
+    df = df.set_index(["exchange", "spot_exchange"])
+    df.attrs.update(
+        symbol=symbol,
+        spot_symbols=dict(spot_markets),
+        median_of=list(present),
+        funding_hours=FUNDING_HOURS,
     )
+    return df

@@ -12,7 +12,7 @@ import pandas as pd
 
 from marketlab.lab import cross_venue, perpetuals
 from marketlab.markets import match_markets, quotes_used
-from marketlab.records import Interval, underlying_of
+from marketlab.records import Interval, normalize_symbol, underlying_of
 from marketlab.rings import book_frame, empty_book_frame, utc_times
 from marketlab.stream.state import BookView
 
@@ -163,6 +163,38 @@ class LabFrames:
         mark = side.state.marks.get(perp)
         return perpetuals.basis_series(
             perp, side.book_levels(spot, 1), side.book_levels(perp, 1), mark
+        )
+
+    def basis_across(
+        self, symbol: str, quote_equivalents: Mapping[str, str] | None = None
+    ) -> pd.DataFrame:
+        """A perpetual (``BTCUSDT-PERP``) on every venue collecting it against the spot mid of
+        every venue collecting its pair, and against the median of those spot mids: one row per
+        (``exchange``, ``spot_exchange``), ``spot_exchange`` ``"median"`` for the median. Mids
+        from a synced book's top, else the ticker's bid and ask (as :meth:`divergence`); the
+        basis of the mid and of the mark in bps and annualized (the basis as if paid every
+        funding period), beside the funding rate now running and its annualized value.
+        ``attrs``: each venue's spot symbol, the venues the median is of, the funding hours.
+        KeyError for a spot symbol; ValueError when no venue collects the perpetual or its
+        pair, or quotes them in assets not declared equivalent (as :meth:`bbo`)."""
+        perp = normalize_symbol(symbol)
+        spot = underlying_of(perp)
+        if perp == spot:
+            raise KeyError(f"{perp} is not a perpetual (a basis is a perpetual's: {spot}-PERP)")
+        perp_markets, _ = self._markets(perp, quote_equivalents)
+        spot_markets, _ = self._markets(spot, quote_equivalents)
+        rows = {(r["exchange"], r["symbol"]): r for r in self.price_rows()}
+
+        def mid(venue: str, market: str) -> float:
+            book = self._sides[venue].book_levels(market, 1)
+            return cross_venue.mid_of(book, rows.get((venue, market)))
+
+        return perpetuals.basis_across_frame(
+            perp,
+            {v: mid(v, s) for v, s in perp_markets.items()},
+            {v: self._sides[v].state.marks.get(s) for v, s in perp_markets.items()},
+            spot_markets,
+            {v: mid(v, s) for v, s in spot_markets.items()},
         )
 
     def liquidations(self, symbol: str, exchange: str | None = None) -> pd.DataFrame:
