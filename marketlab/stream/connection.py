@@ -109,6 +109,7 @@ class WsConnection:
         self.connected_at: float | None = None
         self.last_message: float | None = None
         self.messages = 0
+        self.bytes_received = 0  # frames' payloads taken
         self.reconnects = 0
         self.retiring = False
         self.last_error = ""
@@ -218,6 +219,7 @@ class WsConnection:
                 if kind is text or kind is binary:
                     frame = msg.data
                     self.messages += 1  # the watchdog sees it (no clock read per frame)
+                    self.bytes_received += len(frame)  # (text: characters; venues send ASCII)
                     if events.tap is not None:
                         events.tap(rec.WS, self.name, frame)
                     try:

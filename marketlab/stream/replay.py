@@ -28,6 +28,7 @@ class _Connection:
         self.connected = False
         self.retiring = False
         self.messages = 0
+        self.bytes_received = 0  # (not counted in a replay)
         self.reconnects = 0
         self.last_error = ""
 

@@ -15,7 +15,8 @@ from typing import Any
 class GovernorStats:
     requests: int = 0
     rate_limited: int = 0  # 429 answers
-    banned: int = 0  # 418 answers
+    banned: int = 0  # a ban: 418 answers (Binance, OKX), 403 (Bybit's)
+    forbidden: int = 0  # 403 answers (Bybit's ban, Binance's firewall)
     server_errors: int = 0
     waited_s: float = 0.0
 
@@ -63,6 +64,12 @@ class PacedRest:
 
     async def close(self) -> None:
         await self._ex.close()
+
+    def weight_usage(self) -> tuple[int, int]:
+        """The request weight used in the venue's current window and the venue's limit of it
+        (its governor's ``usage``: Binance's weight per minute, requests per window elsewhere)."""
+        used, limit = self.governor.usage(self.clock())
+        return int(used), int(limit)
 
     async def _call(self, method: str, params: dict[str, Any], cost: Any) -> Any:
         async with self._lock:  # one at a time: the governor's view stays exact

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from collections import deque
 
 # Binance's limit, the strictest of the venues here: the default ceiling for every venue.
@@ -53,3 +54,8 @@ class RequestWindow:
 
     def sent(self, now: float) -> None:
         self.sent_at.append(now)
+
+    def used(self, now: float) -> int:
+        """Requests sent within the window ending at ``now``."""
+        held = list(self.sent_at)  # (a copy: read from another thread than the sender's)
+        return len(held) - bisect_right(held, now - self.window_s)

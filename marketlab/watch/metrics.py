@@ -48,6 +48,7 @@ HELP: dict[str, str] = {
     "marketlab_messages_received_total": "Messages taken per venue, symbol and stream",
     "marketlab_stream_last_message_age_seconds": "Seconds since the stream's last message",
     "marketlab_book_synced": "1 while the local order book is in sync with the venue's",
+    "marketlab_book_resyncs_total": "Times the local order book lost sync and was fetched anew",
     "marketlab_backfilled_total": "Candles or trades fetched over REST that the stream missed",
     "marketlab_gaps_total": "Gaps detected in a stream (candles or trade ids)",
     "marketlab_trade_holes": "Trade-id holes the backfill could not fill",
@@ -55,9 +56,14 @@ HELP: dict[str, str] = {
     "marketlab_connected": "1 while every connection of the venue is up",
     "marketlab_connections": "WebSocket connections of the venue",
     "marketlab_reconnects_total": "Reconnects over every connection of the venue",
+    "marketlab_received_bytes_total": "Bytes of WebSocket frames taken per venue and connection",
     "marketlab_bad_frames_total": "Frames from the venue that could not be read",
     "marketlab_rest_requests_total": "REST requests sent to the venue",
-    "marketlab_rest_rate_limited_total": "REST answers 429 (rate limited) or 418 (banned)",
+    "marketlab_rest_rate_limited_total": "REST answers 429 (rate limited) or a ban (418; "
+    "Bybit's 403)",
+    "marketlab_rest_forbidden_total": "REST answers 403 (Bybit's ban, Binance's firewall)",
+    "marketlab_rest_weight_used": "REST request weight used in the venue's current window",
+    "marketlab_rest_weight_limit": "The venue's REST request weight limit per window",
     "marketlab_failed_over": "1 while the venue's data comes from its fallback venue",
     "marketlab_failovers_total": "Switches to the fallback venue",
     "marketlab_store_written_total": "Candle writes committed to SQLite",
@@ -207,8 +213,22 @@ def _venue_metrics(venues: Mapping[str, Mapping[str, Any]]) -> Iterator[Metric]:
     failovers = _counter("marketlab_failovers_total", v)
     holes = _gauge("marketlab_trade_holes", ["venue", "symbol"])
     missed = _counter("marketlab_trades_missed_total", ["venue", "symbol"])
+    received = _counter("marketlab_received_bytes_total", ["venue", "connection"])
+    forbidden = _counter("marketlab_rest_forbidden_total", v)
+    weight_used = _gauge("marketlab_rest_weight_used", v)
+    weight_limit = _gauge("marketlab_rest_weight_limit", v)
+    resyncs = _counter("marketlab_book_resyncs_total", ["venue", "symbol"])
     for venue, info in venues.items():
         conns = info.get("connections") or []
+        for c in conns:
+            received.add_metric([venue, str(c["name"])], _number(c.get("bytes_received")))
+        forbidden.add_metric([venue], _number(info.get("rest_forbidden")))
+        weight = info.get("rest_weight")
+        if weight is not None:
+            weight_used.add_metric([venue], _number(weight[0]))
+            weight_limit.add_metric([venue], _number(weight[1]))
+        for symbol, n in (info.get("book_resyncs") or {}).items():
+            resyncs.add_metric([venue, symbol], _number(n))
         connected.add_metric([venue], float(bool(conns) and all(c["connected"] for c in conns)))
         connections.add_metric([venue], float(len(conns)))
         reconnects.add_metric([venue], _number(info.get("reconnects")))
@@ -223,6 +243,7 @@ def _venue_metrics(venues: Mapping[str, Mapping[str, Any]]) -> Iterator[Metric]:
             missed.add_metric([venue, symbol], _number(n))
     yield from (connected, connections, reconnects, bad_frames, requests, limited)
     yield from (failed_over, failovers, holes, missed)
+    yield from (received, forbidden, weight_used, weight_limit, resyncs)
 
 
 def _store_and_bus(summary: Mapping[str, Any]) -> Iterator[Metric]:

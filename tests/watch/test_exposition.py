@@ -123,6 +123,44 @@ def test_venue_store_process_and_alert_families(served):
     assert count == counts[-1] > 0
 
 
+def test_bytes_resyncs_and_rest_weight(served):
+    """Bytes per connection (the connections' own counts, growing), each book's resyncs (one
+    more after the venue skips a book event), the REST weight used within the limit."""
+    first = served.scrape()
+    received = by_labels(first["marketlab_received_bytes"], "marketlab_received_bytes_total")
+    names = {c["name"] for c in served.lab.summary()["connections"]}
+    assert {dict(k)["connection"] for k in received} == names
+    # a frame is at least a few dozen bytes: the bytes outgrow the messages by far
+    messages = sum(c["messages"] for c in served.lab.summary()["connections"])
+    assert sum(received.values()) > 20 * messages > 0
+    resyncs = "marketlab_book_resyncs_total"
+    before = {
+        dict(k)["symbol"]: v for k, v in by_labels(first["marketlab_book_resyncs"], resyncs).items()
+    }
+    assert set(before) == set(SYMBOLS)
+    served.sim.skip_depth_updates(1, "ETHUSDT", venue="binance")
+
+    def resynced() -> bool:
+        now = by_labels(served.scrape()["marketlab_book_resyncs"], resyncs)
+        return {dict(k)["symbol"]: v for k, v in now.items()}["ETHUSDT"] > before["ETHUSDT"]
+
+    wait_for(resynced, 20, "a resync of the ETHUSDT book counted")
+    wait_for(lambda: served.lab.status().loc[("ETHUSDT", "depth"), "book"] == "synced", 20, "sync")
+    second = served.scrape()
+    assert (
+        by_labels(second["marketlab_received_bytes"], "marketlab_received_bytes_total")[
+            max(received)
+        ]
+        > received[max(received)]
+    )
+    used = second["marketlab_rest_weight_used"][0]
+    limit = second["marketlab_rest_weight_limit"][0]
+    assert used.labels == limit.labels == {"venue": "binance"}
+    assert limit.value == 6000  # Binance's spot REQUEST_WEIGHT per minute
+    assert 0 <= used.value <= limit.value
+    assert second["marketlab_rest_forbidden"][0].value == 0
+
+
 def test_labels_come_from_bounded_sets(served):
     """Label values are what the Lab was asked for (venues, symbols, streams, rules, the
     histogram's bounds): never a price, an id or an error text."""
@@ -132,6 +170,7 @@ def test_labels_come_from_bounded_sets(served):
         "stream": STREAMS,
         "le": None,  # the histogram's fixed bounds
         "rule": None,  # the rule names (marketlab.watch.RULES)
+        "connection": {c["name"] for c in served.lab.summary()["connections"]},
     }
     from marketlab.watch import RULES
 

@@ -54,6 +54,11 @@ class WeightGovernor:
         self.used += weight
         self.stats.requests += 1
 
+    def usage(self, now: float) -> tuple[int, int]:
+        """Weight used in the current minute (ours, or the venue's count when it said more)
+        and the venue's limit."""
+        return (self.used if int(now // 60) == self.window else 0), self.weight_limit
+
     def observe(self, status: int, headers: dict[str, str], now: float) -> None:
         """Take what an answer says about our standing."""
         used = _header(headers, "x-mbx-used-weight-1m")
@@ -74,6 +79,8 @@ class WeightGovernor:
             else:
                 self.stats.rate_limited += 1
             log.warning("Binance answered %s: pausing REST for %.0f s", status, seconds)
+        elif status == 403:  # its web application firewall refused the request
+            self.stats.forbidden += 1
         elif status >= 500:
             self.stats.server_errors += 1
 

@@ -32,6 +32,7 @@ class IpWindowPacer:
     the ban is over. Fed times by its owner (``delay(cost, now)``, ``sent(cost, now)``)."""
 
     def __init__(self, limit: int = LIMIT, headroom: float = 0.5):
+        self.limit = limit
         self.window = RequestWindow(int(limit * headroom), WINDOW_S)
         self.blocked_until = 0.0
         self.stats = GovernorStats()
@@ -45,10 +46,15 @@ class IpWindowPacer:
         self.window.sent(now)
         self.stats.requests += 1
 
+    def usage(self, now: float) -> tuple[int, int]:
+        """Requests in the current window and Bybit's limit per window."""
+        return self.window.used(now), self.limit
+
     def observe(self, status: int, now: float, ret_code: int | None = None) -> None:
         """An answer's HTTP status (and ``retCode``, when the body has one)."""
         if status == 403:  # the IP is banned: wait it out
             self.stats.banned += 1
+            self.stats.forbidden += 1
             self.blocked_until = max(self.blocked_until, now + BAN_S + BAN_MARGIN_S)
         elif status == 429 or ret_code in RATE_LIMIT_CODES:
             self.stats.rate_limited += 1

@@ -37,6 +37,7 @@ class SecondWindowPacer:
     pause (Retry-After, else 2 s doubling to 60 s) is over. Fed times by its owner."""
 
     def __init__(self, limit: int = LIMIT, headroom: float = 0.7):
+        self.limit = limit
         self.window = RequestWindow(int(limit * headroom), WINDOW_S)
         self.blocked_until = 0.0
         self.pause = PAUSE_S
@@ -50,6 +51,10 @@ class SecondWindowPacer:
     def sent(self, cost: Any, now: float) -> None:
         self.window.sent(now)
         self.stats.requests += 1
+
+    def usage(self, now: float) -> tuple[int, int]:
+        """Requests in the current second and Coinbase's limit per second."""
+        return self.window.used(now), self.limit
 
     def observe(self, status: int, now: float, retry_after: str | None = None) -> None:
         """An answer's HTTP status (and its Retry-After header, when there is one)."""

@@ -36,6 +36,7 @@ class WindowPacer:
     """At most ``limit`` requests per endpoint in any ``WINDOW_S``; fed times by its owner."""
 
     def __init__(self, limits: dict[str, int], headroom: float = 0.75):
+        self.limits = dict(limits)
         self.windows = {k: RequestWindow(int(v * headroom), WINDOW_S) for k, v in limits.items()}
         self.blocked_until = 0.0
         self.stats = GovernorStats()
@@ -48,6 +49,11 @@ class WindowPacer:
     def sent(self, endpoint: str, now: float) -> None:
         self.windows[endpoint].sent(now)
         self.stats.requests += 1
+
+    def usage(self, now: float) -> tuple[int, int]:
+        """Of the endpoint nearest its limit: requests in its current window and OKX's limit."""
+        usage = [(self.windows[k].used(now), limit) for k, limit in self.limits.items()]
+        return max(usage, key=lambda pair: pair[0] / pair[1], default=(0, 0))
 
     def observe(self, status: int, now: float) -> None:
         if status == 429:
