@@ -16,9 +16,9 @@ from __future__ import annotations
 
 import zipfile
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import IO, cast
+from typing import IO, BinaryIO, cast
 
 import numpy as np
 import pyarrow as pa
@@ -26,6 +26,7 @@ import pyarrow.compute as pc
 from pyarrow import csv
 
 from marketlab.records import Interval
+from marketlab.store.archive import inflate
 from marketlab.store.archive.layout import ArchiveError, ArchiveFile
 
 _BIG = 256 * 1024 * 1024  # a CSV larger than this is read in blocks, not whole
@@ -86,16 +87,14 @@ def read_archive(path: Path, file: ArchiveFile) -> Iterator[pa.Table]:
         zf = zipfile.ZipFile(path)
     except (zipfile.BadZipFile, OSError, ValueError, NotImplementedError) as exc:
         raise ArchiveError(f"{file.name}: not a zip file ({exc})") from None
-    with zf:
+    with zf, path.open("rb") as raw:
         members = [i for i in zf.infolist() if not i.is_dir()]
         if len(members) != 1 or not members[0].filename.endswith(".csv"):
             names = [i.filename for i in members][:5]
             raise ArchiveError(f"{file.name}: expected one CSV inside, found {names}")
         info = members[0]
         try:
-            with zf.open(info) as f:
-                first = f.read(4096)
-            yield from _read(zf, info, first, file)
+            yield from _read(_opener(zf, raw, info), info.file_size <= _BIG, file)
         except (
             zipfile.BadZipFile,
             EOFError,
@@ -107,10 +106,22 @@ def read_archive(path: Path, file: ArchiveFile) -> Iterator[pa.Table]:
             raise ArchiveError(f"{file.name}: damaged zip ({exc})") from None
 
 
-def _read(
-    zf: zipfile.ZipFile, info: zipfile.ZipInfo, first: bytes, file: ArchiveFile
-) -> Iterator[pa.Table]:
+def _opener(zf: zipfile.ZipFile, raw: BinaryIO, info: zipfile.ZipInfo) -> Callable[[], IO[bytes]]:
+    """What opens the CSV (each call from its start): inflated whole in one call up to
+    :data:`_BIG` bytes, a chunk at a time above; by ISA-L where the member is plain (stored or
+    deflated, as the archive's are), else by :mod:`zipfile`."""
+    if not inflate.plain(info):
+        return lambda: zf.open(info)
+    if info.file_size > _BIG:
+        return lambda: inflate.open_member(raw, info)
+    whole = pa.py_buffer(inflate.read_member(raw, info))
+    return lambda: cast(IO[bytes], pa.BufferReader(whole))
+
+
+def _read(open_csv: Callable[[], IO[bytes]], whole: bool, file: ArchiveFile) -> Iterator[pa.Table]:
     kind = file.series.kind
+    with open_csv() as f:
+        first = f.read(4096)
     if not first.strip():
         return  # an empty file: nothing in it (the audit finds the day short)
     header = not first[:1].isdigit()
@@ -138,13 +149,10 @@ def _read(
     )
     parse = csv.ParseOptions(newlines_in_values=False)
     unit: int | None = None
-    with zf.open(info) as f:
-        try:
-            if info.file_size <= _BIG:  # inflated in one call, then parsed on every core
-                whole = cast(IO[bytes], pa.BufferReader(pa.py_buffer(f.read())))
-                blocks: Iterator[pa.Table] = iter(
-                    [csv.read_csv(whole, read_options, parse, convert)]
-                )
+    try:
+        with open_csv() as f:
+            if whole:  # parsed on every core at once
+                blocks: Iterator[pa.Table] = iter([csv.read_csv(f, read_options, parse, convert)])
             else:
                 reader = csv.open_csv(f, read_options, parse, convert)
                 blocks = (pa.Table.from_batches([b]) for b in reader)
@@ -153,8 +161,8 @@ def _read(
                     continue
                 unit = unit or _unit(table, file)
                 yield _normalise(table, file, unit)
-        except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
-            raise ArchiveError(f"{file.name}: {_first_line(exc)}") from None
+    except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
+        raise ArchiveError(f"{file.name}: {_first_line(exc)}") from None
 
 
 def _first_line(exc: Exception) -> str:

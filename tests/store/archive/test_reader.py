@@ -231,3 +231,76 @@ def test_a_large_file_is_read_in_blocks_with_the_same_rows(tmp_path, monkeypatch
             blocks.setdefault(k, []).extend(v)
     assert blocks == whole and whole["trade_id"] == list(range(1, 2001))
     assert whole["time"][:2] == [JAN1 + 1, JAN1 + 2]
+
+
+def _trades_text(n: int) -> str:
+    return "".join(
+        f"{i},100.5,0.25,25.125,{(JAN1 + i) * 1000},{i % 2 == 0},True\n" for i in range(1, n + 1)
+    )
+
+
+def _patch_crc(path: Path, crc: int) -> None:
+    """Write another CRC-32 into the zip's local header and its central directory entry."""
+    data = bytearray(path.read_bytes())
+    for signature, at in ((b"PK\x03\x04", 14), (b"PK\x01\x02", 16)):
+        start = data.index(signature)
+        data[start + at : start + at + 4] = crc.to_bytes(4, "little")
+    path.write_bytes(bytes(data))
+
+
+@pytest.mark.parametrize("streamed", [False, True])
+def test_a_member_whose_crc_is_wrong_is_a_damaged_zip(tmp_path, monkeypatch, streamed):
+    from marketlab.store.archive import reader
+
+    if streamed:
+        monkeypatch.setattr(reader, "_BIG", 1000)
+        monkeypatch.setattr(reader, "_BLOCK", 4096)
+    f = Series("spot", "trades", "BTCUSDT").file("daily", "2025-01-01")
+    text = _trades_text(500)
+    path = write_zip(tmp_path / f.name, f.name[:-4] + ".csv", text)
+    good = zipfile.ZipFile(path).getinfo(f.name[:-4] + ".csv").CRC
+    _patch_crc(path, good ^ 1)
+    with pytest.raises(ArchiveError, match=r"BTCUSDT-trades-2025-01-01\.zip: damaged zip.*CRC"):
+        list(read_archive(path, f))
+
+
+@pytest.mark.parametrize("streamed", [False, True])
+def test_stored_members_and_deflated_ones_give_the_same_rows(tmp_path, monkeypatch, streamed):
+    from marketlab.store.archive import reader
+
+    if streamed:
+        monkeypatch.setattr(reader, "_BIG", 1000)
+        monkeypatch.setattr(reader, "_BLOCK", 4096)
+    f = Series("spot", "trades", "BTCUSDT").file("daily", "2025-01-01")
+    text = _trades_text(300)
+    deflated = rows_of(tmp_path, f, text)
+    stored = tmp_path / "stored.zip"
+    with zipfile.ZipFile(stored, "w", zipfile.ZIP_STORED) as zf:
+        zf.writestr(f.name[:-4] + ".csv", text)
+    tables = list(read_archive(stored, f))
+    got: dict = {}
+    for t in tables:
+        for k, v in t.to_pydict().items():
+            got.setdefault(k, []).extend(v)
+    assert got == deflated and deflated["trade_id"] == list(range(1, 301))
+
+
+@pytest.mark.parametrize("streamed", [False, True])
+def test_a_member_longer_than_its_directory_says_is_a_damaged_zip(tmp_path, monkeypatch, streamed):
+    from marketlab.store.archive import reader
+
+    if streamed:
+        monkeypatch.setattr(reader, "_BIG", 1000)
+    f = Series("spot", "trades", "BTCUSDT").file("daily", "2025-01-01")
+    text = _trades_text(400)
+    path = write_zip(tmp_path / f.name, f.name[:-4] + ".csv", text)
+    data = bytearray(path.read_bytes())
+    size = len(text).to_bytes(4, "little")
+    smaller = (len(text) - 10).to_bytes(4, "little")
+    for signature, at in ((b"PK\x03\x04", 22), (b"PK\x01\x02", 24)):  # the inflated size
+        start = data.index(signature)
+        assert data[start + at : start + at + 4] == size
+        data[start + at : start + at + 4] = smaller
+    path.write_bytes(bytes(data))
+    with pytest.raises(ArchiveError, match=r"damaged zip.*inflates to more"):
+        list(read_archive(path, f))
