@@ -188,7 +188,7 @@ class SimExchange(FaultControls):
         self.bybit = BybitFace(self)
         self.bybit_perp = BybitPerpFace(self, self.bybit)  # linear, on the spot face's host
         self.coinbase = CoinbaseFace(self)
-        self.archive = ArchiveFace(self)
+        self.archive = ArchiveFace(self, perpetuals=lambda: self.binance_perp.markets)
         for v in VENUES:
             self._face(v).latency = self.venue_latency_ms[v] / 1000
         self.stats = {"rest_requests": 0, "ws_connections": 0}
