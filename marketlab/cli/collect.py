@@ -14,7 +14,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field, fields
 from itertools import pairwise
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from marketlab.bus.config import (
     MAX_REPLICAS,
@@ -29,8 +29,9 @@ from marketlab.lab import Lab
 from marketlab.records import Interval, is_perpetual, normalize_symbol
 from marketlab.settings import DEFAULT_CHANNELS, DEFAULT_INTERVALS, DEFAULT_SYMBOLS
 from marketlab.stream.config import FeedConfig
-from marketlab.watch import AlertSettings, Watch
-from marketlab.watch.metrics import serve_metrics
+
+if TYPE_CHECKING:  # alert rules and metrics load where they are asked for
+    from marketlab.watch import AlertSettings
 
 CONFIG_NAME = "marketlab.toml"
 # [collect] keys of marketlab.toml, each also a flag of `marketlab collect`
@@ -175,6 +176,8 @@ def _apply_toml(settings: CollectSettings, path: Path) -> None:
     settings.feed = dict(feed)
     settings.bus = _bus_table(data.get("bus", {}), path)
     if "alerts" in data:
+        from marketlab.watch import AlertSettings
+
         settings.alerts = AlertSettings.from_mapping(data["alerts"], f"{path}: [alerts]")
     unknown_tables = set(data) - {"collect", "venues", "feed", "bus", "alerts"}
     if unknown_tables:
@@ -399,6 +402,11 @@ def make_lab(args: argparse.Namespace, settings: CollectSettings) -> Lab:
         )
         return lab
     publish = bus_of(settings.publish, settings) if settings.publish else None
+    alerts = None
+    if settings.alerts is not None:
+        from marketlab.watch import Watch
+
+        alerts = Watch(settings.alerts)
     several = settings.exchanges is not None and len(settings.exchanges) > 1
     lab = Lab(
         settings.symbols,
@@ -415,7 +423,7 @@ def make_lab(args: argparse.Namespace, settings: CollectSettings) -> Lab:
         record=getattr(args, "out", None),
         publish=publish,
         memory_limit=settings.memory_limit,
-        alerts=Watch(settings.alerts) if settings.alerts is not None else None,
+        alerts=alerts,
         **settings.urls,
         **settings.feed,
     )
@@ -452,6 +460,8 @@ def _run_collect(args: argparse.Namespace) -> int:
         lab.on_alert(lambda alert: print(alert_line(alert), flush=True))
     metrics = None
     if getattr(args, "metrics_port", None):
+        from marketlab.watch.metrics import serve_metrics
+
         metrics = serve_metrics(lab, args.host, args.metrics_port)
         print(f"metrics at http://{args.host}:{args.metrics_port}/metrics", flush=True)
     if getattr(args, "serve", False):

@@ -15,9 +15,7 @@ import time
 import weakref
 from collections.abc import Callable, Coroutine, Mapping, Sequence
 from pathlib import Path
-from typing import Any, TypedDict, cast
-
-import pandas as pd
+from typing import TYPE_CHECKING, Any, TypedDict, cast
 
 from marketlab.bus.config import BusConfig
 from marketlab.bus.publisher import Publisher
@@ -52,14 +50,19 @@ from marketlab.recording.files import Header, RecordingWriter, open_recording
 from marketlab.records import Kline, Record, is_perpetual
 from marketlab.rings import DEFAULT_KLINE_CAPACITY, DEFAULT_TRADE_CAPACITY
 from marketlab.settings import DEFAULT_CHANNELS, positive
-from marketlab.store.history import History
 from marketlab.store.refill import refill_dropped
 from marketlab.store.sqlite import connect
-from marketlab.store.ticks import TickWriter, last_trade_ids, ticks_root
+from marketlab.store.warm import warm
 from marketlab.store.writer import KlineStore
 from marketlab.stream.feed import Feed, VenueError
 from marketlab.stream.replay import Replaying, replaying
 from marketlab.venues import registry
+
+if TYPE_CHECKING:  # a collector loads neither: frames, DuckDB and the tick store on first use
+    import pandas as pd
+
+    from marketlab.store.history import History
+    from marketlab.store.ticks import TickWriter
 
 log = logging.getLogger("marketlab.lab")
 
@@ -303,10 +306,12 @@ class Lab(LabFrames):
         venue, state = side.exchange, side.state
         starts: dict[tuple[str, str], int] = {}
         if self.db is not None and self._replay is None:  # a replay rebuilds its recording
-            starts = self._history_of(venue).warm(state.klines, self.kline_capacity)
+            starts = warm(self.db, venue, state.klines, self.kline_capacity)
         trade_starts: dict[str, int] = {}
         side.ticks = None
         if self.db is not None and set(self.store_kinds) - {"klines"}:  # every tick kind
+            from marketlab.store.ticks import TickWriter, last_trade_ids, ticks_root
+
             side.ticks = TickWriter(ticks_root(self.db), venue)
             if "trades" in self.store_kinds:
                 if self._replay is None:  # where stored trades end: the gap since is fetched by id
@@ -588,6 +593,8 @@ class Lab(LabFrames):
     def _history_of(self, exchange: str) -> History:
         if self.db is None:
             raise ValueError("this Lab keeps no history: create it with db='data/marketlab.sqlite'")
+        from marketlab.store.history import History
+
         return History(db=self.db, exchange=exchange, rest_url=self.urls[f"{exchange}_rest_url"])
 
     def __enter__(self) -> Lab:
@@ -677,6 +684,8 @@ class Lab(LabFrames):
         if len(self._sides) == 1:
             df = status_frame(self._feed)
         else:
+            import pandas as pd
+
             df = pd.concat(
                 {v: status_frame(side.feed) for v, side in self._sides.items()},
                 names=["exchange"],

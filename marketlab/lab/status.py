@@ -9,12 +9,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import pandas as pd
 from tqdm.auto import tqdm
 
 from marketlab.stream.feed import Feed
 
 if TYPE_CHECKING:
+    import pandas as pd
+
     from marketlab.bus.publisher import Publisher
     from marketlab.lab.failover import Failover
     from marketlab.rings import TradeBuffer
@@ -37,6 +38,8 @@ COLUMNS = [
 
 
 def status_frame(feed: Feed | None) -> pd.DataFrame:
+    import pandas as pd  # when the status is read (a collector's status line reads no frame)
+
     now = time.time()
     rows = []
     if feed is not None:

@@ -6,12 +6,13 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Sequence
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from marketlab.lab.market_state import MarketState
-from marketlab.store.book_parts import BookRow
-from marketlab.store.ticks import TickWriter
 from marketlab.stream.state import BookView
+
+if TYPE_CHECKING:  # the tick store (pyarrow, DuckDB) loads where a Lab keeps one
+    from marketlab.store.ticks import TickWriter
 
 
 class BookSource(Protocol):
@@ -66,6 +67,8 @@ class ReplayBookSampler:
 
 
 def _sample(lab: BookSource, ticks: TickWriter, levels: int, last: dict[str, int]) -> None:
+    from marketlab.store.book_parts import BookRow
+
     for symbol in lab.symbols:
         view = lab.book_levels(symbol, levels)
         if view.synced and last.get(symbol) != view.last_update_id:

@@ -3,17 +3,21 @@ the same trades and candles its REST API gives, as ``data.binance.vision`` lays 
 
 Under ``<rest_url>/archive`` (the archive base a client is given): the bucket's listing
 (``/archive/?prefix=…&marker=…&max-keys=…&delimiter=/``, S3 ``ListBucketResult`` XML, 1000
-keys a page), and ``/archive/data/spot/{daily|monthly}/{klines/<S>/<iv>|trades/<S>|aggTrades/<S>}/``
-zips, each with its ``.CHECKSUM`` (``sha256  name``). A day's files appear once the day is over,
-a month's once the month is; spot times are in microseconds from 2025-01-01 on, as the real
-archive's are. Every simulated taker fills at one price, so each trade is one aggregate trade
-(its agg id is its trade id). Trades are served only while the simulator still keeps them.
+keys a page), and zips under
+``/archive/data/{spot|futures/um}/{daily|monthly}/{klines/<S>/<iv>|trades/<S>|aggTrades/<S>}/``,
+each with its ``.CHECKSUM`` (``sha256  name``). A day's files appear once the day is over, a
+month's once the month is; spot times are in microseconds from 2025-01-01 on, as the real
+archive's are. USDⓈ-M files (the perpetuals' market, as ``/fapi/v1`` serves it) carry a header
+row and no best-match column, times in milliseconds, as binance/binance-public-data's futures
+files do. Every simulated taker fills at one price, so each trade is one aggregate trade (its
+agg id is its trade id). Trades are served only while the simulator still keeps them.
 
 The archive's known traps are faults (``sim.inject("archive_<trap>", arg)``): ``corrupt`` a
-file (its name; bytes differ from its checksum), ``missing`` a day (its daily files gone, its
-rows gone from the month's), ``hole`` in a day's trade ids (``2024-12-31`` or
-``2024-12-31:5``: that many trades left out mid-day), ``short`` a day (its files end at noon),
-``unpublished`` from a day on (the archive lags behind). ``clear`` lifts them all.
+file (its name, in either market, or its key; bytes differ from its checksum), ``missing`` a
+day (its daily files gone, its rows gone from the month's), ``hole`` in a day's trade ids
+(``2024-12-31`` or ``2024-12-31:5``: that many trades left out mid-day), ``short`` a day (its
+files end at noon), ``unpublished`` from a day on (the archive lags behind). ``clear`` lifts
+them all.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from __future__ import annotations
 import hashlib
 import io
 import zipfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -37,6 +42,15 @@ DAY_MS = 86_400_000
 MICROS_FROM = "2025-01-01"  # spot files of this day on give times in microseconds
 PAGE = 1000
 _ZIP_TIME = (2020, 1, 1, 0, 0, 0)  # fixed, so a file's bytes (and checksum) never change
+# the USDⓈ-M files' header rows (binance-public-data #283: futures CSVs have one, spot's none)
+UM_HEADERS = {
+    "klines": "open_time,open,high,low,close,volume,close_time,quote_volume,count,"
+    "taker_buy_volume,taker_buy_quote_volume,ignore",
+    "trades": "id,price,qty,quote_qty,time,is_buyer_maker",
+    "aggTrades": "agg_trade_id,price,quantity,first_trade_id,last_trade_id,transact_time,"
+    "is_buyer_maker",
+}
+FOLDERS = {"spot": "spot", "um": "futures/um"}
 TRAPS = ("corrupt", "missing", "hole", "short", "unpublished", "clear")
 ARCHIVE_INTERVALS = tuple(iv for iv in INTERVAL_NAMES if iv != "1s")
 
@@ -69,8 +83,11 @@ class Traps:
 class ArchiveFace:
     """The archive routes of a simulated exchange (Binance's spot market)."""
 
-    def __init__(self, host: FaceHost):
+    def __init__(
+        self, host: FaceHost, perpetuals: Callable[[], dict[str, VenueMarket]] | None = None
+    ):
         self.host = host
+        self._perpetuals = perpetuals  # the USDⓈ-M markets, by their futures symbol
         self.traps = Traps()
         self.micros_from = MICROS_FROM
         self.requests = 0  # file and checksum requests served (not the listing)
@@ -106,7 +123,9 @@ class ArchiveFace:
 
     # --- what exists -------------------------------------------------------------------------
 
-    def _markets(self) -> dict[str, VenueMarket]:
+    def _markets(self, market: str = "spot") -> dict[str, VenueMarket]:
+        if market == "um":
+            return self._perpetuals() if self._perpetuals is not None else {}
         return self.host.markets_of("binance")
 
     def _published_days(self, m: VenueMarket) -> list[str]:
@@ -126,17 +145,18 @@ class ArchiveFace:
 
     def _keys(self) -> list[str]:
         keys = []
-        for symbol, m in self._markets().items():
-            days = self._published_days(m)
-            months = sorted({d[:7] for d in days if _month_end(d[:7]) <= self.host.now_ms()})
-            for period, whens in (("daily", days), ("monthly", months)):
-                for when in whens:
-                    if period == "daily" and when in self.traps.missing:
-                        continue
-                    for folder, label in self._series(symbol):
-                        name = f"{symbol}-{label}-{when}.zip"
-                        key = f"data/spot/{period}/{folder}{name}"
-                        keys += [key, key + ".CHECKSUM"]
+        for market, top in FOLDERS.items():
+            for symbol, m in self._markets(market).items():
+                days = self._published_days(m)
+                months = sorted({d[:7] for d in days if _month_end(d[:7]) <= self.host.now_ms()})
+                for period, whens in (("daily", days), ("monthly", months)):
+                    for when in whens:
+                        if period == "daily" and when in self.traps.missing:
+                            continue
+                        for folder, label in self._series(symbol):
+                            name = f"{symbol}-{label}-{when}.zip"
+                            key = f"data/{top}/{period}/{folder}{name}"
+                            keys += [key, key + ".CHECKSUM"]
         return sorted(keys)
 
     @staticmethod
@@ -205,7 +225,7 @@ class ArchiveFace:
         data = self._zip(zip_key)
         if checksum:
             return web.Response(body=f"{hashlib.sha256(data).hexdigest()}  {name}\n".encode())
-        if name in self.traps.corrupt:
+        if name in self.traps.corrupt or zip_key in self.traps.corrupt:
             middle = len(data) // 2
             data = data[:middle] + bytes([data[middle] ^ 0xFF]) + data[middle + 1 :]
         return web.Response(body=data, content_type="application/zip")
@@ -213,22 +233,30 @@ class ArchiveFace:
     # --- the files ---------------------------------------------------------------------------
 
     def _zip(self, key: str) -> bytes:
-        _, _, period, kind, symbol, *rest = key.split("/")
+        market = "um" if key.startswith("data/futures/um/") else "spot"
+        _, _, period, kind, symbol, *rest = key.removeprefix("data/futures").split("/")
         name = rest[-1]
         when = name.removesuffix(".zip").rsplit("-", 3 if period == "daily" else 2)[1:]
         when_text = "-".join(when)
         start = _ms(when_text)
         end = start + DAY_MS if period == "daily" else _month_end(when_text)
-        m = self._markets()[symbol]
+        m = self._markets(market)[symbol]
+        micros = market == "spot"  # USDⓈ-M files keep milliseconds
         if kind == "klines":
-            rows = self._klines(m, Interval("1M" if rest[0] == "1mo" else rest[0]), start, end)
+            iv = Interval("1M" if rest[0] == "1mo" else rest[0])
+            rows = self._klines(m, iv, start, end, micros)
         else:
-            rows = self._trades(m, kind, start, end)
+            rows = self._trades(m, kind, start, end, micros)
+        lines = [UM_HEADERS[kind]] if market == "um" else []
+        if market == "um" and kind != "klines":
+            rows = [r[:-1] for r in rows]  # no best-match column
+        text = _futures_text if market == "um" else str
+        lines += [",".join(map(text, r)) for r in rows]
         out = io.BytesIO()
         with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as zf:
             info = zipfile.ZipInfo(name.removesuffix(".zip") + ".csv", _ZIP_TIME)
             info.compress_type = zipfile.ZIP_DEFLATED
-            zf.writestr(info, "".join(",".join(map(str, r)) + "\n" for r in rows))
+            zf.writestr(info, "".join(line + "\n" for line in lines))
         return out.getvalue()
 
     def _dropped(self, t: int) -> bool:
@@ -237,22 +265,26 @@ class ArchiveFace:
             day in self.traps.short and t - _ms(day) >= DAY_MS // 2
         )
 
-    def _scale(self, t: int) -> int:
-        return t * 1000 if _day(t) >= self.micros_from else t
+    def _scale(self, t: int, micros: bool = True) -> int:
+        return t * 1000 if micros and _day(t) >= self.micros_from else t
 
-    def _klines(self, m: VenueMarket, iv: Interval, start: int, end: int) -> list[list[Any]]:
+    def _klines(
+        self, m: VenueMarket, iv: Interval, start: int, end: int, micros: bool
+    ) -> list[list[Any]]:
         f = Formatter(m)
         rows = []
         for row in m.klines(iv, start, end - 1, limit=10**9):
             if not row[-1] or self._dropped(row[0]):
                 continue
             r = kline_row(f, row)
-            r[0] = self._scale(r[0])
-            r[6] = r[6] * 1000 + 999 if _day(row[0]) >= self.micros_from else r[6]
+            r[0] = self._scale(r[0], micros)
+            r[6] = r[6] * 1000 + 999 if micros and _day(row[0]) >= self.micros_from else r[6]
             rows.append(r)
         return rows
 
-    def _trades(self, m: VenueMarket, kind: str, start: int, end: int) -> list[list[Any]]:
+    def _trades(
+        self, m: VenueMarket, kind: str, start: int, end: int, micros: bool
+    ) -> list[list[Any]]:
         f = Formatter(m)
         trades = [t for t in m.recent_trades if start <= t.time < end and not self._dropped(t.time)]
         for day, count in self.traps.holes.items():
@@ -268,7 +300,7 @@ class ArchiveFace:
                     f.p(t.price),
                     f.q(t.qty),
                     f.quote(t.price * t.qty),
-                    self._scale(t.time),
+                    self._scale(t.time, micros),
                     t.buyer_is_maker,
                     True,
                 ]
@@ -281,12 +313,17 @@ class ArchiveFace:
                 f.q(t.qty),
                 t.trade_id,
                 t.trade_id,
-                self._scale(t.time),
+                self._scale(t.time, micros),
                 t.buyer_is_maker,
                 True,
             ]
             for t in trades
         ]
+
+
+def _futures_text(value: Any) -> str:
+    """A field as the futures files write it (their booleans in lower case: ``true``)."""
+    return str(value).lower() if isinstance(value, bool) else str(value)
 
 
 def _s3_error(status: int, code: str, message: str) -> web.Response:

@@ -7,22 +7,19 @@ the SQLite rows as Arrow (DuckDB's SQLite extension would have to be downloaded 
 
 from __future__ import annotations
 
-import asyncio
-import itertools
 import logging
 import os
 import sys
-from collections.abc import Coroutine, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, TypeVar
 
 import duckdb
 import numpy as np
 import pandas as pd
 
+from marketlab.blocking import run_coroutine
 from marketlab.markets import comparable_quotes
-from marketlab.records import KLINE_VALUES, Interval, Kline, normalize_symbol
+from marketlab.records import KLINE_VALUES, Interval, normalize_symbol
 from marketlab.rings import KLINE_COLUMNS, KlineBuffer, epoch_ms, utc_index, utc_times
 from marketlab.settings import one_of
 from marketlab.settings import rest_url as rest_url_check
@@ -31,12 +28,12 @@ from marketlab.store.sqlite import StoreError, connect, last_open_times
 from marketlab.store.tick_history import BookQueries, TickQueries
 from marketlab.store.ticks import ticks_root
 from marketlab.store.times import TimeLike, time_clauses, time_range
+from marketlab.store.warm import warm
 from marketlab.store.writer import KlineStore
 from marketlab.venues import registry
 
 log = logging.getLogger("marketlab.history")
 
-T = TypeVar("T")
 _OHLC_SUMS = ("volume", "quote_volume", "trades", "taker_buy_volume", "taker_buy_quote_volume")
 
 
@@ -344,13 +341,9 @@ class History(TickQueries, BookQueries):
         """Load the newest stored candles into a Lab's ``buffers``; returns where each series
         resumes: its newest candle, or the last before the first hole in what was loaded
         (candles a store could not write before a stop), so the feed fetches everything after."""
-        starts = {}
-        for (symbol, iv), buf in buffers.items():
-            recent = self.recent(symbol, iv, capacity)
-            if not recent.empty:
-                buf.upsert_many(_klines_from_frame(symbol, str(iv), recent))
-                starts[(symbol, str(iv))] = _resume_from(iv, epoch_ms(recent.index))
-        return starts
+        if self.db is None:
+            return {}
+        return warm(self.db, self.exchange, buffers, capacity)
 
     # --- backfill --------------------------------------------------------------------------
 
@@ -462,43 +455,3 @@ def _duck_where(where: str, params: tuple) -> str:
 
 def _duck_type(column: str) -> str:
     return "BIGINT" if column in ("open_time", "close_time", "trades") else "DOUBLE"
-
-
-def run_coroutine(coro: Coroutine[Any, Any, T]) -> T:
-    """Run ``coro`` to the end from sync code, even inside a running loop (a Jupyter cell)."""
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return asyncio.run(coro)
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="marketlab-sync") as pool:
-        return pool.submit(asyncio.run, coro).result()
-
-
-def _resume_from(iv: Interval, opens: Any) -> int:
-    for a, b in itertools.pairwise(opens):
-        if iv.next_open(int(a)) != int(b):
-            log.info("history %s: a hole after %d; fetching from there", iv, int(a))
-            return int(a)
-    return int(opens[-1])
-
-
-def _klines_from_frame(symbol: str, interval: str, df: pd.DataFrame) -> list[Kline]:
-    opens = epoch_ms(df.index)
-    closes = epoch_ms(df["close_time"])
-    return [
-        Kline(symbol, str(interval), int(t), o, h, l, c, v, int(ct), q, int(n), tv, tq, True)
-        for t, o, h, l, c, v, ct, q, n, tv, tq in zip(
-            opens,
-            df["open"],
-            df["high"],
-            df["low"],
-            df["close"],
-            df["volume"],
-            closes,
-            df["quote_volume"],
-            df["trades"],
-            df["taker_buy_volume"],
-            df["taker_buy_quote_volume"],
-            strict=True,
-        )
-    ]
