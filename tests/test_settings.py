@@ -182,6 +182,25 @@ def test_a_symbol_the_venue_does_not_list_stops_the_lab_with_the_venues_words(ex
             lab.stop()
 
 
+def test_a_perpetual_the_venue_does_not_list_is_refused_with_its_perpetuals():
+    """The refusal names the market it looked in: the venue's perpetuals, not its spot pairs."""
+    with SimExchange(["BTCUSDT"], speed=60, seed=4) as sim:
+        lab = Lab(
+            ["BTCUSDT-PERP", "DOGEUSDT-PERP"],
+            exchange="binance",
+            channels=("trades",),
+            binance_perp_ws_url=sim.ws_url,
+            binance_perp_rest_url=sim.rest_url,
+        )
+        lab.start()
+        try:
+            with pytest.raises(RuntimeError, match="does not list DOGEUSDT-PERP") as info:
+                lab.wait_ready(20)
+            assert "perpetuals listed, e.g. BTCUSDT-PERP" in str(info.value)
+        finally:
+            lab.stop()
+
+
 def test_a_kline_request_the_venue_refuses_stops_the_lab_with_the_venues_words():
     """A listing can be stale; the klines endpoint's own refusal stops the Lab as well."""
     with SimExchange(["BTCUSDT"], speed=60, seed=4) as sim:

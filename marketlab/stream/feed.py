@@ -23,7 +23,7 @@ from collections.abc import Callable, Coroutine, Sequence
 from typing import Any
 
 from marketlab.recording import files as rec
-from marketlab.records import Interval
+from marketlab.records import Interval, is_perpetual
 from marketlab.stream.config import FeedConfig
 from marketlab.stream.connection import WsConnection
 from marketlab.stream.intake import Intake, Sink, TypedSink
@@ -241,9 +241,10 @@ class Feed(Intake, KlineIntegrity, TradeIntegrity, RestPolling):
         unknown = [s for s in self.symbols if s not in listed]
         if unknown:
             sample = ", ".join(sorted(listed)[:5])
+            market = "perpetuals" if any(map(is_perpetual, self.symbols)) else "spot symbols"
             self.fail(
                 f"{self.venue} does not list {', '.join(unknown)} "
-                f"({len(listed)} spot symbols listed, e.g. {sample})"
+                f"({len(listed)} {market} listed, e.g. {sample})"
             )
         else:
             self.tick_sizes = {s: listed[s] for s in self.symbols if listed[s] > 0}
