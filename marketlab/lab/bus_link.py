@@ -14,11 +14,11 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from marketlab.blocking import run_coroutine
 from marketlab.bus import encoding as enc
 from marketlab.bus.config import BusConfig, BusRefused, bus_config, close_quietly, connect
 from marketlab.bus.publisher import Publisher
 from marketlab.bus.reader import BusFeed, BusSource
+from marketlab.stream.blocking import run_coroutine
 
 if TYPE_CHECKING:
     from marketlab.lab.failover import Failover

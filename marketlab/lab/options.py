@@ -82,7 +82,7 @@ def universe(
     if isinstance(symbols, str) and symbols.lower() == "all":
         if not quote or not isinstance(quote, str):
             raise ValueError("symbols='all' needs quote=, such as quote='USDT'")
-        from marketlab.blocking import run_coroutine
+        from marketlab.stream.blocking import run_coroutine
 
         async def listed() -> list[str]:
             rest = registry.get(exchange).rest_client(rest_url)

@@ -17,7 +17,6 @@ import duckdb
 import numpy as np
 import pandas as pd
 
-from marketlab.blocking import run_coroutine
 from marketlab.markets import comparable_quotes
 from marketlab.records import KLINE_VALUES, Interval, normalize_symbol
 from marketlab.rings import KLINE_COLUMNS, KlineBuffer, epoch_ms, utc_index, utc_times
@@ -30,6 +29,7 @@ from marketlab.store.ticks import ticks_root
 from marketlab.store.times import TimeLike, time_clauses, time_range
 from marketlab.store.warm import warm
 from marketlab.store.writer import KlineStore
+from marketlab.stream.blocking import run_coroutine
 from marketlab.venues import registry
 
 log = logging.getLogger("marketlab.history")

@@ -1,4 +1,5 @@
-"""Sync code waiting on a coroutine: a notebook cell, a command's setup, a store's backfill."""
+"""Sync code waiting on a coroutine: a notebook cell, a command's setup, a store's backfill
+(without the Lab's own loop, and without loading any store)."""
 
 from __future__ import annotations
 
