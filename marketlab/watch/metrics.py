@@ -81,7 +81,8 @@ HELP: dict[str, str] = {
     "marketlab_alerts_active": "Alerts raised and not yet resolved, per rule",
     "marketlab_alerts_raised_total": "Alerts raised since the start, per rule",
     "marketlab_alert_deliveries_dropped_total": "Alerts a full delivery queue let go of",
-    "marketlab_trade_lag_seconds": "Venue trade time to receipt by the collector",
+    "marketlab_trade_lag_seconds": "Venue trade time to receipt by the collector (each "
+    "symbol's newest trade at every look of the alert rules)",
 }
 
 

@@ -1,7 +1,11 @@
 """The watch a Lab runs beside its collector (``Lab(alerts=Watch(...))``): a thread that
 observes the Lab through its public readers every ``interval_s``, hands the observation and
 the time to the sans-I/O rules, and delivers what they raise and resolve: the log,
-``lab.on_alert`` callbacks, a webhook, ``lab.alerts()``, the API server."""
+``lab.on_alert`` callbacks, a webhook, ``lab.alerts()``, the API server.
+
+The collector's hot path never calls the watch: trades are read at each look, a batch per
+symbol from the Lab's trade columns (those newer than the last look), and summed with numpy,
+so the rules cost nothing per trade on the collector's thread."""
 
 from __future__ import annotations
 
@@ -9,13 +13,12 @@ import logging
 import math
 import threading
 import time
-from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import pandas as pd
 
-from marketlab.records import Trade
 from marketlab.watch.alerts import COLUMNS, MARKET_RULES, RULES, Alert, AlertBook
 from marketlab.watch.metrics import LagHistogram
 from marketlab.watch.rules import Observation, Print, Rules, observe
@@ -28,10 +31,6 @@ if TYPE_CHECKING:
 log = logging.getLogger("marketlab.watch")
 
 AlertCallback = Callable[[Mapping[str, Any]], Any]
-
-# trades kept between two observations at most (venue, trade, received at): memory stays
-# bounded whatever the rate, or if the rules' thread falls behind (the oldest go first)
-TAKEN = 200_000
 
 
 class Watch:
@@ -54,12 +53,11 @@ class Watch:
         self.step_cpu_s = 0.0  # CPU time the observations took (their thread's)
         self._callbacks: list[AlertCallback] = []
         self._lock = threading.Lock()
-        self._taken: deque[tuple[str, Trade, float]] = deque(maxlen=TAKEN)
+        self._newest_ids: dict[tuple[str, str], int] = {}  # the last trade id looked at
         self._lag: dict[str, LagHistogram] = {}
         self._lab: Lab | None = None
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
-        self._unsubscribe: list[Callable[[], None]] = []
 
     # --- the Lab's hook --------------------------------------------------------------------
 
@@ -70,7 +68,6 @@ class Watch:
         self._lab = lab
         for venue in lab.exchanges:
             self._lag.setdefault(venue, LagHistogram())
-            self._unsubscribe.append(lab.subscribe(self._taker(venue), exchange=venue))
         s = self.settings
         if s.webhook is not None and self.webhook is None:
             self.webhook = Webhook(s.webhook, s.webhook_queue, s.webhook_attempts)
@@ -84,9 +81,6 @@ class Watch:
         self._stop.set()
         if thread is not None:
             thread.join(5.0)
-        for unsubscribe in self._unsubscribe:
-            unsubscribe()
-        self._unsubscribe.clear()
         if self.webhook is not None:
             self.webhook.close()
             self.webhook = None
@@ -118,43 +112,40 @@ class Watch:
 
     # --- observing -------------------------------------------------------------------------
 
-    def _taker(self, venue: str) -> Callable[[Any], None]:
-        """What takes every record of ``venue`` on the collector thread: a trade is kept with
-        the time it came, for the next observation; nothing else is looked at (the least
-        work per record: everything else waits for the rules' thread)."""
-        keep, clock = self._taken.append, time.time
-
-        def take(record: Any) -> None:
-            if type(record) is Trade:
-                keep((venue, record, clock()))
-
-        return take
-
-    def _prints_taken(self) -> tuple[list[Print], dict[tuple[str, str], float]]:
-        """Of the trades taken since the last observation (their lags counted): the highest
-        and lowest of each venue's symbol (only they can lie outside the book) and the volume
-        of each: one pass, no object made per trade."""
-        taken, lags = self._taken, self._lag
-        extremes: dict[tuple[str, str], list[Any]] = {}  # [volume, highest, lowest]
-        for _ in range(len(taken)):
-            venue, trade, received = taken.popleft()
-            lags[venue].observe(max(0.0, received - trade.time / 1000))
-            key = (venue, trade.symbol)
-            seen = extremes.get(key)
-            if seen is None:
-                extremes[key] = [trade.qty, trade, trade]
+    def _trades_since_last_look(
+        self, lab: Lab, pairs: Iterable[tuple[str, str]]
+    ) -> tuple[list[Print], dict[tuple[str, str], float]]:
+        """Of each (venue, symbol)'s trades since the last look: the highest and the lowest
+        (only they can lie outside the book) and the volume, from the Lab's trade columns in
+        one numpy pass; the lag of the newest one is counted. What came before a symbol's
+        first look is no news (the rules start from there)."""
+        prints: list[Print] = []
+        volumes: dict[tuple[str, str], float] = {}
+        for key in pairs:
+            venue, symbol = key
+            seen = self._newest_ids.get(key)
+            taken = lab.trades_newer_than(symbol, -1 if seen is None else seen, exchange=venue)
+            if taken is None:
                 continue
-            seen[0] += trade.qty
-            if trade.price > seen[1].price:
-                seen[1] = trade
-            elif trade.price < seen[2].price:
-                seen[2] = trade
-        prints = [
-            Print(venue, t.symbol, t.price, t.qty, t.time)
-            for (venue, _), (_, high, low) in extremes.items()
-            for t in ((high,) if high is low else (high, low))
-        ]
-        return prints, {key: seen[0] for key, seen in extremes.items()}
+            columns, newest = taken
+            ids = columns["trade_id"]
+            if not len(ids):
+                continue
+            self._newest_ids[key] = int(ids[-1])
+            start = len(ids) if seen is None else int(np.searchsorted(ids, seen, side="right"))
+            if start >= len(ids):
+                continue
+            price, qty, time_ms = (columns[c][start:] for c in ("price", "qty", "time"))
+            volumes[key] = float(qty.sum())
+            high, low = int(price.argmax()), int(price.argmin())
+            for i in (high,) if high == low else (high, low):
+                prints.append(
+                    Print(venue, symbol, float(price[i]), float(qty[i]), float(time_ms[i]))
+                )
+            if newest is not None and newest[1] >= time_ms[-1]:
+                _price, trade_time, received, _source = newest
+                self._lag[venue].observe(max(0.0, received - trade_time / 1000))
+        return prints, volumes
 
     def _loop(self) -> None:
         while not self._stop.wait(self.settings.interval_s):
@@ -172,7 +163,9 @@ class Watch:
         lab = self._lab
         if lab is None:
             raise RuntimeError("the watch is not attached to a Lab")
-        prints, volumes = self._prints_taken()
+        rows = lab.price_rows()
+        pairs = [(str(row["exchange"]), str(row["symbol"])) for row in rows]
+        prints, volumes = self._trades_since_last_look(lab, pairs)
         divergence = None
         if len(lab.exchanges) > 1:
             try:
@@ -183,7 +176,7 @@ class Watch:
         if now - self._health_at >= self.settings.health_interval_s:
             self._health_at = now
             status = lab.status()
-        seen = observe(status, lab.exchange, lab.price_rows(), prints, divergence, volumes)
+        seen = observe(status, lab.exchange, rows, prints, divergence, volumes)
         return self.evaluate(now, seen)
 
     def evaluate(self, now: float, seen: Observation) -> list[Alert]:
