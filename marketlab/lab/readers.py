@@ -1,5 +1,8 @@
 """What a Lab serves its readers: the collected data as fresh pandas frames (and plain views
-for servers), and live charts over them. Mixed into :class:`marketlab.lab.Lab`."""
+for servers), and live charts over them. Mixed into :class:`marketlab.lab.Lab`.
+
+pandas and the modules that build frames load when a frame is first asked for: a headless
+collector (which reads none) never pays for them."""
 
 from __future__ import annotations
 
@@ -8,15 +11,14 @@ import math
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-import pandas as pd
-
-from marketlab.lab import cross_venue, perpetuals
 from marketlab.markets import match_markets, quotes_used
 from marketlab.records import Interval, normalize_symbol, underlying_of
 from marketlab.rings import book_frame, empty_book_frame, utc_times
 from marketlab.stream.state import BookView
 
 if TYPE_CHECKING:
+    import pandas as pd
+
     from marketlab.lab.venue_side import VenueSide
 
 
@@ -71,6 +73,8 @@ class LabFrames:
     def prices(self) -> pd.DataFrame:
         """One row per symbol (per exchange and symbol with several venues): last, bid, ask,
         24h change %, volume, times, age and source."""
+        import pandas as pd
+
         columns = [
             "last",
             "bid",
@@ -139,12 +143,15 @@ class LabFrames:
             return None
         return held.arrays(), held.ring.newest()
 
+
     # --- perpetual swaps -----------------------------------------------------------------
 
     def funding(self) -> pd.DataFrame:
         """Per perpetual (per exchange and perpetual with several venues): the funding rate now
         running, annualized (``attrs["funding_hours"]`` a period), when it is paid, mark,
         index and the mark's premium over the index in bps."""
+        from marketlab.lab import perpetuals
+
         marks = {
             v: dict(side.state.marks)
             for v, side in self._sides.items()
@@ -155,6 +162,8 @@ class LabFrames:
     def mark(self, symbol: str, exchange: str | None = None) -> pd.Series:
         """The latest mark price of a perpetual (``BTCUSDT-PERP``), with its index and funding
         (``KeyError`` until the venue has sent one)."""
+        from marketlab.lab import perpetuals
+
         side = self._side(exchange)
         s = side.symbol(symbol)
         held = side.state.marks.get(s)
@@ -166,6 +175,8 @@ class LabFrames:
         """A perpetual's basis on its venue: its book's mid and its mark against the spot mid of
         its pair (which this Lab must collect from the same venue), in bps, beside the funding
         rate now running and its annualized value. NaN where a book is not synced."""
+        from marketlab.lab import perpetuals
+
         side = self._side(exchange)
         perp = side.symbol(symbol)
         spot = underlying_of(perp)
@@ -190,6 +201,8 @@ class LabFrames:
         ``attrs``: each venue's spot symbol, the venues the median is of, the funding hours.
         KeyError for a spot symbol; ValueError when no venue collects the perpetual or its
         pair, or quotes them in assets not declared equivalent (as :meth:`bbo`)."""
+        from marketlab.lab import cross_venue, perpetuals
+
         perp = normalize_symbol(symbol)
         spot = underlying_of(perp)
         if perp == spot:
@@ -213,13 +226,26 @@ class LabFrames:
     def liquidations(self, symbol: str, exchange: str | None = None) -> pd.DataFrame:
         """A perpetual's liquidations the venue sent, oldest first (the newest 10,000);
         ``attrs["sampled"]`` says when the venue sends a sample, not every one."""
+        from marketlab.lab import perpetuals
+
         side = self._side(exchange)
         return perpetuals.liquidation_frame(side.state.liquidations.get(side.symbol(symbol), ()))
 
     def open_interest(self, symbol: str, exchange: str | None = None) -> pd.DataFrame:
         """A perpetual's open interest readings, oldest first (the newest 10,000)."""
+        from marketlab.lab import perpetuals
+
         side = self._side(exchange)
         return perpetuals.open_interest_frame(side.state.open_interest.get(side.symbol(symbol), ()))
+
+    def buffer_nbytes(self) -> int:
+        """Bytes the rolling buffers' columns take (every venue's trades and candles): the part
+        of a Lab's memory that grows with its symbols and capacities."""
+        return sum(
+            sum(buf.nbytes for buf in side.state.trades.values())
+            + sum(buf.nbytes for buf in side.state.klines.values())
+            for side in self._sides.values()
+        )
 
     def book_levels(self, symbol: str, depth: int = 20, exchange: str | None = None) -> BookView:
         """The data of :meth:`book` without pandas: cheap, for servers."""
@@ -311,6 +337,8 @@ class LabFrames:
         holds the consolidated quote (``best_bid``, ``best_bid_venue``, ``mid``,
         ``spread_bps``, ``state``: normal, locked or crossed across venues), each venue's
         symbol and the quote it is compared in. Only synced books take part."""
+        from marketlab.lab import cross_venue
+
         markets, quotes = self._markets(symbol, quote_equivalents)
         return cross_venue.bbo_frame(markets, self._books_of(markets, 1), quotes)
 
@@ -320,6 +348,8 @@ class LabFrames:
         """Every venue's synced levels merged into one book (bids best first, then asks), each
         level tagged with its ``exchange``; a book out of sync drops out and ``attrs["excluded"]``
         says why. ``attrs["crossed"]`` is True when one venue's bid reaches another's ask."""
+        from marketlab.lab import cross_venue
+
         markets, quotes = self._markets(symbol, quote_equivalents)
         df = cross_venue.consolidated_book_frame(self._books_of(markets, depth), depth)
         df.attrs.update(symbols=markets, quotes=quotes)
@@ -330,6 +360,8 @@ class LabFrames:
         ticker's bid and ask), the cross-venue median mid and the venue's distance from it in
         basis points, live. Symbols only one venue has are left out; ``attrs`` says each
         venue's symbol and the quote it is compared in."""
+        from marketlab.lab import cross_venue
+
         equivalents = self.quote_equivalents if quote_equivalents is None else quote_equivalents
         markets_of: dict[str, dict[str, str]] = {}
         for symbol in self._sides[self.exchange].symbols:
