@@ -143,7 +143,6 @@ class LabFrames:
             return None
         return held.arrays(), held.ring.newest()
 
-
     # --- perpetual swaps -----------------------------------------------------------------
 
     def funding(self) -> pd.DataFrame:
