@@ -273,6 +273,11 @@ class TradeBuffer:
         return int(self.ring.nbytes)
 
     @property
+    def held_nbytes(self) -> int:
+        """Bytes of the trades held now (the columns' pages the process has touched so far)."""
+        return len(self.ring) * sum(dt.itemsize for dt in TRADE_DTYPES.values())
+
+    @property
     def missed(self) -> int:
         """Trade ids skipped (e.g. during an outage), less those filled in since."""
         return self.ring.missed
@@ -403,6 +408,11 @@ class KlineBuffer:
     def nbytes(self) -> int:
         """Bytes the columns take (fixed by the capacity)."""
         return sum(col.nbytes for col in self.cols.values())
+
+    @property
+    def held_nbytes(self) -> int:
+        """Bytes of the candles held now (the columns' pages the process has touched so far)."""
+        return len(self) * sum(col.itemsize for col in self.cols.values())
 
     def upsert(self, k: Kline) -> bool:
         """Store ``k``; False when it changes nothing new (a stale or duplicate update)."""

@@ -237,12 +237,13 @@ class LabFrames:
         side = self._side(exchange)
         return perpetuals.open_interest_frame(side.state.open_interest.get(side.symbol(symbol), ()))
 
-    def buffer_nbytes(self) -> int:
+    def buffer_nbytes(self, held: bool = False) -> int:
         """Bytes the rolling buffers' columns take (every venue's trades and candles): the part
-        of a Lab's memory that grows with its symbols and capacities."""
+        of a Lab's memory that grows with its symbols and capacities. ``held=True``: only the
+        rows they hold now (until a buffer is full, the rest of its columns is not resident)."""
         return sum(
-            sum(buf.nbytes for buf in side.state.trades.values())
-            + sum(buf.nbytes for buf in side.state.klines.values())
+            sum(buf.held_nbytes if held else buf.nbytes for buf in side.state.trades.values())
+            + sum(buf.held_nbytes if held else buf.nbytes for buf in side.state.klines.values())
             for side in self._sides.values()
         )
 
