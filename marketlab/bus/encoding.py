@@ -3,9 +3,11 @@
 A message holds the records one collector took in for one (kind, symbol) within one flush
 (a few milliseconds): ``marketlab.<exchange>.<kind>.<symbol>`` with kind ``trade``,
 ``ticker``, ``kline`` (closed candles, every interval), ``kline_open`` (updates of the open
-candle) or ``book``. The payload is msgpack, a
+candle), ``book``, or a perpetual's ``mark`` (mark price and the funding rate running),
+``funding`` (fundings settled), ``open_interest`` or ``liquidation``. The payload is msgpack, a
 map ``{"v": 1, "source": "ws", "backfill": false, "records": [...]}`` whose records are maps
-with the field names of :mod:`marketlab.records` (trades, tickers, klines) or, for books,
+with the field names of :mod:`marketlab.records` (trades, tickers, klines, the perpetuals'
+records) or, for books,
 :class:`BookState` (the collector's whole synced book) and :class:`BookChange` (one update
 applied to it, chained by update id). ``Nats-Msg-Id`` names a message by its first and last
 record ids, so a message sent twice (an ack lost, a collector restarted) is stored once.
@@ -22,11 +24,30 @@ import msgspec
 from msgspec import Meta
 
 from marketlab.numbers import INT64_MAX, TIME_MAX_MS, Id, Level
-from marketlab.records import INTERVAL_NAMES, Kline, Ticker, Trade
+from marketlab.records import (
+    INTERVAL_NAMES,
+    Funding,
+    Kline,
+    Liquidation,
+    MarkPrice,
+    OpenInterest,
+    Ticker,
+    Trade,
+)
 
 VERSION = 1
 PREFIX = "marketlab"
-KINDS = ("trade", "ticker", "kline", "kline_open", "book")
+KINDS = (
+    "trade",
+    "ticker",
+    "kline",
+    "kline_open",
+    "book",
+    "mark",
+    "funding",
+    "open_interest",
+    "liquidation",
+)
 
 # What a reader takes from the bus at most (anything beyond is not one of ours): NATS's own
 # ceiling for a message, records in one message (a collector's hold a few milliseconds' worth;
@@ -92,6 +113,22 @@ class BookBatch(_Batch, frozen=True):
     records: Annotated[list[BookState | BookChange], Meta(max_length=MAX_RECORDS)]
 
 
+class MarkBatch(_Batch, frozen=True):
+    records: Annotated[list[MarkPrice], Meta(max_length=MAX_RECORDS)]
+
+
+class FundingBatch(_Batch, frozen=True):
+    records: Annotated[list[Funding], Meta(max_length=MAX_RECORDS)]
+
+
+class OpenInterestBatch(_Batch, frozen=True):
+    records: Annotated[list[OpenInterest], Meta(max_length=MAX_RECORDS)]
+
+
+class LiquidationBatch(_Batch, frozen=True):
+    records: Annotated[list[Liquidation], Meta(max_length=MAX_RECORDS)]
+
+
 class _Version(msgspec.Struct):
     v: int
 
@@ -102,7 +139,18 @@ _BATCHES: dict[str, type[_Batch]] = {
     "kline": KlineBatch,
     "kline_open": KlineBatch,
     "book": BookBatch,
+    "mark": MarkBatch,
+    "funding": FundingBatch,
+    "open_interest": OpenInterestBatch,
+    "liquidation": LiquidationBatch,
 }
+PERPETUAL_KINDS: dict[type, str] = {
+    MarkPrice: "mark",
+    Funding: "funding",
+    OpenInterest: "open_interest",
+    Liquidation: "liquidation",
+}
+"""The kind of each perpetual's record on the bus."""
 _ENCODER = msgspec.msgpack.Encoder(enc_hook=str)  # Interval (a str subclass) as its text
 DECODERS = {kind: msgspec.msgpack.Decoder(cls) for kind, cls in _BATCHES.items()}
 
@@ -233,6 +281,14 @@ def _finite_or_nan(value: float) -> str:
     return "" if value != value or -_INF < value < _INF else "expected NaN (unknown) or finite"
 
 
+def _rate(value: float) -> str:
+    return "" if -_INF < value < _INF else "expected a finite rate"
+
+
+def _time_or_unknown(value: int) -> str:  # -1: the venue does not give it
+    return "" if -1 <= value <= MAX_TIME else f"expected -1 (unknown) or a time in ms to {MAX_TIME}"
+
+
 def _interval(value: str) -> str:
     return "" if value in INTERVAL_NAMES else "not an interval"
 
@@ -276,6 +332,20 @@ _FIELD_CHECKS: dict[tuple[type, str], Callable[[Any], str]] = {
         )
     },
     **{(Ticker, n): _finite_or_nan for n in ("change", "change_pct")},
+    (MarkPrice, "event_time"): _time,
+    **{(MarkPrice, n): _optional for n in ("mark", "index", "settle_estimate")},
+    (MarkPrice, "funding_rate"): _finite_or_nan,
+    (MarkPrice, "next_funding_time"): _time_or_unknown,
+    (Funding, "funding_time"): _time,
+    (Funding, "rate"): _rate,
+    (Funding, "mark"): _optional,
+    (OpenInterest, "time"): _time,
+    (OpenInterest, "open_interest"): _amount,
+    (OpenInterest, "value"): _optional,
+    **{(Liquidation, n): _time for n in ("time", "event_time")},
+    (Liquidation, "price"): _price,
+    (Liquidation, "qty"): _amount,
+    (Liquidation, "order_price"): _optional,
 }
 
 
@@ -344,6 +414,10 @@ _CHECKS: dict[str, Callable[[list[Any], str | None], str]] = {
     "kline": _check_klines,
     "kline_open": _check_klines,
     "book": _check_books,
+    "mark": _check_each,
+    "funding": _check_each,
+    "open_interest": _check_each,
+    "liquidation": _check_each,
 }
 
 
@@ -355,6 +429,14 @@ def mark(kind: str, record: Any) -> str:
         return str(record.event_time)
     if kind.startswith("kline"):
         return f"{record.interval}/{record.open_time}/{record.trades}{'c' if record.closed else ''}"
+    if kind == "mark":
+        return str(record.event_time)
+    if kind == "funding":
+        return str(record.funding_time)
+    if kind == "open_interest":
+        return str(record.time)
+    if kind == "liquidation":  # no id: known by its time, side, size and price
+        return f"{record.time}{record.side[0]}{record.qty!r}@{record.price!r}"
     return f"{'s' if isinstance(record, BookState) else ''}{record.last_update_id}"
 
 

@@ -101,6 +101,10 @@ class Publisher:
             self._add("kline" if r.closed else "kline_open", r.symbol, r, False)
         elif kind is Ticker:
             self._add("ticker", r.symbol, r, False)
+        else:
+            perpetual = enc.PERPETUAL_KINDS.get(kind)
+            if perpetual is not None:  # the same record has the same message id, however sent
+                self._add(perpetual, r.symbol, r, False)
 
     def _add(self, kind: str, symbol: str, record: Any, backfill: bool) -> None:
         batch = self._open.get((kind, symbol, backfill))

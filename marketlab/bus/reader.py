@@ -43,6 +43,7 @@ log = logging.getLogger("marketlab.bus")
 FETCH = 512  # messages asked for at a time
 _SEEN = 10_000  # closed candles remembered per series (repeats of older ones are rare)
 _HOLES = 1_000  # trade id ranges still awaited per symbol
+_PERPETUAL = frozenset(enc.PERPETUAL_KINDS.values())  # kinds handed to the state as they are
 
 
 @dataclass
@@ -461,6 +462,8 @@ class BusFeed(Intake):
             if stats is not None:
                 for r in batch.records:
                     self._take_ticker(stats, r, source)
+        elif kind in _PERPETUAL:
+            self.sink(batch.records, source)  # the state keeps them (and the store, if any)
         else:
             for k in batch.records:
                 if k.interval in self._intervals:

@@ -36,6 +36,7 @@ from marketlab.lab.options import (
     universe,
 )
 from marketlab.lab.paired_feeds import PairedFeeds
+from marketlab.lab.perpetual_history import keep_history, perpetual_sink
 from marketlab.lab.readers import LabFrames
 from marketlab.lab.status import (
     SummaryParts,
@@ -50,6 +51,7 @@ from marketlab.recording.files import Header, RecordingWriter, open_recording
 from marketlab.records import Kline, Record, is_perpetual
 from marketlab.rings import DEFAULT_KLINE_CAPACITY, DEFAULT_TRADE_CAPACITY
 from marketlab.settings import DEFAULT_CHANNELS, positive
+from marketlab.store.perpetuals import PerpetualStore
 from marketlab.store.refill import refill_dropped
 from marketlab.store.sqlite import connect
 from marketlab.store.warm import warm
@@ -173,7 +175,7 @@ class Lab(LabFrames):
         chosen = {
             v: universe(wanted[v], quote, shard, v, self.urls[f"{v}_rest_url"]) for v in venues
         }
-        check_perpetuals(chosen, fallbacks, record is not None, publish is not None)
+        check_perpetuals(chosen, fallbacks, record is not None)
         self.symbols = chosen[venues[0]]
         trade_capacity, kline_capacity = buffer_sizes(
             memory_limit,
@@ -229,6 +231,8 @@ class Lab(LabFrames):
         }
         self.store_report = ""  # what the last stop() could not write, in one line
         self._store: KlineStore | None = None
+        self._perp_store: PerpetualStore | None = None  # fundings and open interest (db=)
+        self._perp_rests: dict[str, Callable[[], Any]] = {}  # a venue's perpetual REST client
         self.last_db_written = 0
         self.record_path = Path(record) if record is not None else None
         self._recorder: RecordingWriter | None = None
@@ -294,6 +298,8 @@ class Lab(LabFrames):
             return self
         if self.db is not None:
             self._store = KlineStore(self.db, **self._db_options)
+            if any(is_perpetual(s) for side in self._sides.values() for s in side.symbols):
+                self._perp_store = PerpetualStore(self.db)
         for side in self._sides.values():
             self._start_side(side)
         self._bg.start(self._run)
@@ -319,10 +325,12 @@ class Lab(LabFrames):
                 state.store_trades(side.ticks)
             if "book_deltas" in self.store_kinds:
                 state.delta_store = side.ticks
+        liquidations = side.ticks if "liquidations" in self.store_kinds else None
+        state.perpetual_store = perpetual_sink(venue, self._perp_store, liquidations)
         cls = registry.get(venue).feed_class()
-        if side.perp_config is not None:
-            if self._bus_source is not None or self._replay is not None:
-                raise ValueError("perpetuals are not carried on the bus or replayed yet")
+        if side.perp_config is not None and self._bus_source is None:  # the bus carries them
+            if self._replay is not None:
+                raise ValueError("perpetuals are not replayed yet")
             side.feed = self._perpetual_feed(side, starts)
             side.feed.resume_trades(trade_starts)
             return
@@ -362,7 +370,7 @@ class Lab(LabFrames):
         perps = [s for s in side.symbols if is_perpetual(s)]
         spot = [s for s in side.symbols if not is_perpetual(s)]
         perp_class = info.perp_feed_class()
-        perp_feed: Feed = perp_class(
+        perp_feed = perp_class(
             perps,
             self.intervals,
             perp_class.channels_of(self.channels),  # type: ignore[attr-defined]
@@ -370,8 +378,9 @@ class Lab(LabFrames):
             side.state,
             kline_starts={k: t for k, t in starts.items() if k[0] in perps},
         )
+        self._perp_rests[side.exchange] = perp_feed.make_rest
         if not spot:
-            return perp_feed
+            return cast(Feed, perp_feed)
         spot_feed = info.feed_class()(
             spot,
             self.intervals,
@@ -399,6 +408,12 @@ class Lab(LabFrames):
                 background(sample_books(side, ticks, *self.book_store))
             if ticks is not None and "trades" in self.store_kinds:
                 background(flush_trades(side.state, ticks.flush_interval))
+            make_rest = self._perp_rests.get(side.exchange)
+            if make_rest is not None and (self._perp_store or side.publisher):
+                perps = [s for s in side.symbols if is_perpetual(s)]
+                background(
+                    keep_history(side.exchange, perps, side.state, make_rest(), self._perp_store)
+                )
             if side.publisher is not None:
                 assert side.feed is not None
                 task = await bus_link.start_publishing(
@@ -418,6 +433,8 @@ class Lab(LabFrames):
         finally:
             for task in tasks:
                 task.cancel()
+            if tasks:  # their own ends run (a REST client closed), within a bound
+                await asyncio.wait(tasks, timeout=2.0)
             for publisher, task in publishing:
                 await bus_link.stop_publishing(publisher, task)
         for outcome in outcomes:
@@ -507,6 +524,10 @@ class Lab(LabFrames):
                 ticks.close(max(1.0, deadline - time.monotonic()))
                 self.last_ticks_written += ticks.written
                 self.last_books_written += ticks.books_written
+            side.state.perpetual_store = None
+        perp_store, self._perp_store = self._perp_store, None
+        if perp_store is not None:
+            perp_store.close(max(1.0, deadline - time.monotonic()))
         store, self._store = self._store, None
         if store is not None:
             self.store_report = store.close(max(1.0, deadline - time.monotonic()))

@@ -69,6 +69,8 @@ class MarketState:
         self.marks: dict[str, MarkPrice] = {}
         self.liquidations: dict[str, deque[Liquidation]] = {}
         self.open_interest: dict[str, deque[OpenInterest]] = {}
+        # keeps a perpetual's fundings, open interest and liquidations when history is kept
+        self.perpetual_store: Callable[[Record], None] | None = None
 
     def on_records(self, records: Sequence[Record], source: str) -> None:
         for r in records:
@@ -86,6 +88,8 @@ class MarketState:
                     self._kept(self.liquidations, r.symbol).append(r)
                 elif type(r) is OpenInterest:
                     self._kept(self.open_interest, r.symbol).append(r)
+                if self.perpetual_store is not None:
+                    self.perpetual_store(r)
                 if self.callbacks:
                     self.notify(r)
 

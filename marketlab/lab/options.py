@@ -113,10 +113,9 @@ def check_perpetuals(
     chosen: Mapping[str, Sequence[str]],
     fallbacks: Mapping[str, str],
     recording: bool,
-    publishing: bool,
 ) -> None:
     """Perpetuals (``BTCUSDT-PERP``) only where they are collected: a venue with a perpetual
-    feed, no fallback venue, no recording and no bus (``ValueError`` saying which)."""
+    feed, no fallback venue and no recording (``ValueError`` saying which)."""
     for venue, symbols in chosen.items():
         perps = [s for s in symbols if is_perpetual(s)]
         if not perps:
@@ -135,8 +134,6 @@ def check_perpetuals(
             )
         if recording:
             raise ValueError("record=: perpetuals' connections are not recorded yet")
-        if publishing:
-            raise ValueError("publish=: perpetuals are not carried on the bus yet")
 
 
 def check_store(

@@ -23,6 +23,7 @@ from marketlab.rings import KLINE_COLUMNS, KlineBuffer, epoch_ms, utc_index, utc
 from marketlab.settings import one_of
 from marketlab.settings import rest_url as rest_url_check
 from marketlab.store.parquet import has_parquet, parquet_glob, read_sqlite
+from marketlab.store.perpetual_queries import PerpetualQueries
 from marketlab.store.sqlite import StoreError, connect, last_open_times
 from marketlab.store.tick_history import BookQueries, TickQueries
 from marketlab.store.ticks import ticks_root
@@ -49,7 +50,7 @@ def klines_frame(df: pd.DataFrame) -> pd.DataFrame:
     return out[list(KLINE_COLUMNS)]
 
 
-class History(TickQueries, BookQueries):
+class History(TickQueries, BookQueries, PerpetualQueries):
     """What marketlab stored: closed klines (``History(db="data/marketlab.sqlite",
     parquet="data/parquet")``) and, with a tick store, every trade (``ticks=``, by default the
     ``.ticks`` directory beside ``db``)."""

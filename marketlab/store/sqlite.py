@@ -22,7 +22,7 @@ _kline_values = operator.attrgetter(*KLINE_VALUES)
 
 log = logging.getLogger("marketlab.store")
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 # Each entry upgrades the schema from the version before it; never edit a released one.
 MIGRATIONS: dict[int, Sequence[str]] = {
@@ -96,6 +96,27 @@ MIGRATIONS: dict[int, Sequence[str]] = {
         "DROP TABLE klines",
         "ALTER TABLE klines_v3 RENAME TO klines",
         "CREATE INDEX klines_ingested ON klines (ingested_at)",
+    ),
+    # Perpetuals: each funding settled and each open interest reading, once (NULL: not given).
+    4: (
+        """CREATE TABLE funding (
+            exchange TEXT NOT NULL,
+            symbol TEXT NOT NULL,
+            funding_time INTEGER NOT NULL,
+            rate REAL NOT NULL,
+            mark REAL,
+            ingested_at INTEGER NOT NULL,
+            PRIMARY KEY (exchange, symbol, funding_time)
+        ) WITHOUT ROWID""",
+        """CREATE TABLE open_interest (
+            exchange TEXT NOT NULL,
+            symbol TEXT NOT NULL,
+            time INTEGER NOT NULL,
+            open_interest REAL NOT NULL,
+            value REAL,
+            ingested_at INTEGER NOT NULL,
+            PRIMARY KEY (exchange, symbol, time)
+        ) WITHOUT ROWID""",
     ),
 }
 

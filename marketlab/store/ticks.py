@@ -27,8 +27,9 @@ import duckdb
 import numpy as np
 import pyarrow as pa
 
-from marketlab.records import BookDelta, Trade
+from marketlab.records import BookDelta, Liquidation, Trade
 from marketlab.store.book_parts import BookRow, write_books, write_deltas
+from marketlab.store.liquidation_parts import write_liquidations
 from marketlab.store.parts import (
     DAY_MS,
     day_of,
@@ -44,7 +45,8 @@ from marketlab.store.trade_parts import ascending
 
 log = logging.getLogger("marketlab.store")
 
-STORE_KINDS = ("klines", "trades", "book", "book_deltas")  # what Lab(store=...) can keep
+# what Lab(store=...) can keep (a perpetual's funding and open interest go beside the klines)
+STORE_KINDS = ("klines", "trades", "book", "book_deltas", "liquidations")
 _TRADE_FIELDS: list[tuple[str, pa.DataType]] = [
     ("time", pa.int64()),
     ("trade_id", pa.int64()),
@@ -198,6 +200,8 @@ class TickWriter:
         self._books: deque[BookRow] = deque()
         self._blocks: deque[tuple[str, dict[str, np.ndarray]]] = deque()
         self._deltas: deque[BookDelta] = deque()
+        self._liquidations: deque[Liquidation] = deque()
+        self.liquidations_written = 0
         self.deltas_written = 0
         self.books_written = 0
         self._wake = threading.Event()
@@ -224,6 +228,10 @@ class TickWriter:
         """A diff-depth update, kept as it came (``store=(..., "book_deltas")``)."""
         self._deltas.append(delta)
 
+    def add_liquidation(self, liquidation: Liquidation) -> None:
+        """A perpetual's liquidation (``store=(..., "liquidations")``)."""
+        self._liquidations.append(liquidation)
+
     def add_book(self, row: BookRow) -> None:
         """A book snapshot (from the collector's sampler): written within ``flush_interval``."""
         self._books.append(row)
@@ -248,6 +256,18 @@ class TickWriter:
             )
 
     def _flush(self) -> None:
+        liquidations = self._liquidations
+        if liquidations:
+            liquidation_rows = [liquidations.popleft() for _ in range(len(liquidations))]
+            try:
+                self.files += write_liquidations(self.root, self.exchange, liquidation_rows)
+                self.liquidations_written += len(liquidation_rows)
+            except OSError as exc:
+                self.errors += 1
+                self.last_error = f"liquidations: {exc.strerror or exc}"
+                log.error(
+                    "ticks: could not write %d liquidation(s): %s", len(liquidation_rows), exc
+                )
         deltas = self._deltas
         if deltas:
             delta_rows = [deltas.popleft() for _ in range(len(deltas))]

@@ -87,7 +87,6 @@ def test_a_lab_of_perpetuals_serves_every_frame(sim):
     ("symbols", "kw", "said"),
     [
         (["BTCUSDT-PERP"], {"fallback": "okx"}, "has no fallback venue"),
-        (["BTCUSDT-PERP"], {"publish": "nats://127.0.0.1:4222"}, "not carried on the bus"),
         (["BTCUSDT-PERP"], {"record": "x.mlrec"}, "not recorded yet"),
     ],
 )

@@ -173,7 +173,7 @@ def test_a_version_1_file_keeps_its_rows_and_then_takes_candles_without_taker_vo
         store.add("okx", okx_candle)
     con = sqlite3.connect(path)
     assert (
-        con.execute("SELECT max(version) FROM schema_version").fetchone()[0] == SCHEMA_VERSION == 3
+        con.execute("SELECT max(version) FROM schema_version").fetchone()[0] == SCHEMA_VERSION == 4
     )
     got = con.execute(
         "SELECT exchange, open_time, trades, taker_buy_volume FROM klines ORDER BY open_time"
@@ -229,7 +229,7 @@ def test_a_version_2_file_keeps_its_rows_and_then_takes_candles_without_quote_vo
         store.flush()
         assert store.rejected == 0
     con = sqlite3.connect(path)
-    assert con.execute("SELECT max(version) FROM schema_version").fetchone()[0] == 3
+    assert con.execute("SELECT max(version) FROM schema_version").fetchone()[0] == 4
     got = con.execute(
         "SELECT exchange, open_time, volume, quote_volume FROM klines ORDER BY open_time"
     ).fetchall()

@@ -31,6 +31,11 @@ from marketlab.venues.binance.perp_protocol import (
 from marketlab.venues.binance.rest import WeightGovernor, ccxt_binance
 
 DEPTH_LIMITS = (5, 10, 20, 50, 100, 500, 1000)
+FUNDING_PAGE = 1000  # /fapi/v1/fundingRate's most (default 100)
+OPEN_INTEREST_PAGE = 500  # /futures/data/openInterestHist's most (default 30)
+OPEN_INTEREST_PERIOD = "5m"  # its finest period
+OPEN_INTEREST_STEP = 300_000
+OPEN_INTEREST_DAYS = 30  # "only the data of the latest 30 days is available"
 
 
 def _klines_weight(limit: int) -> int:
@@ -153,3 +158,32 @@ class BinancePerpRest(PacedRest):
             params["startTime"] = start
         body = await self._json("fapidata_get_openinteresthist", params, 1)
         return payloads.open_interest_history(body)
+
+    async def fundings_between(self, symbol: str, start: int, end: int) -> list[Funding]:
+        """Every funding settled in [start, end], oldest first (pages of 1,000 forward from
+        ``start``: Binance answers a range larger than its limit from the start)."""
+        out: list[Funding] = []
+        cursor = start
+        while cursor <= end:
+            page = await self.funding_history(symbol, cursor, end, FUNDING_PAGE)
+            out += [f for f in page if cursor <= f.funding_time <= end]
+            if len(page) < FUNDING_PAGE:
+                break
+            cursor = page[-1].funding_time + 1
+        return out
+
+    async def open_interest_between(self, symbol: str, start: int, end: int) -> list[OpenInterest]:
+        """Open interest at each 5 minutes in [start, end], oldest first (pages of 500 forward;
+        Binance keeps the last 30 days, so the start is moved up to then)."""
+        start = max(start, end - OPEN_INTEREST_DAYS * 86_400_000 + OPEN_INTEREST_STEP)
+        out: list[OpenInterest] = []
+        cursor = start
+        while cursor <= end:
+            page = await self.open_interest_history(
+                symbol, OPEN_INTEREST_PERIOD, cursor, OPEN_INTEREST_PAGE
+            )
+            out += [o for o in page if cursor <= o.time <= end]
+            if len(page) < OPEN_INTEREST_PAGE or page[-1].time >= end:
+                break
+            cursor = page[-1].time + 1
+        return out

@@ -137,3 +137,31 @@ class BybitPerpRest(BybitRest):
         if cursor:
             params["cursor"] = cursor
         return payloads.open_interest(await self._get("public_get_v5_market_open_interest", params))
+
+    async def fundings_between(self, symbol: str, start: int, end: int) -> list[Funding]:
+        """Every funding settled in [start, end], oldest first: pages of 200 backwards from
+        ``end`` (Bybit answers the newest of a range)."""
+        pages: list[list[Funding]] = []
+        cursor = end
+        while cursor >= start:
+            page = await self.funding_history(symbol, start, cursor, FUNDING_HISTORY_LIMIT)
+            page = [f for f in page if start <= f.funding_time <= cursor]
+            pages.append(page)
+            if len(page) < FUNDING_HISTORY_LIMIT:
+                break
+            cursor = page[0].funding_time - 1
+        return [f for page in reversed(pages) for f in page]
+
+    async def open_interest_between(self, symbol: str, start: int, end: int) -> list[OpenInterest]:
+        """Open interest at each 5 minutes in [start, end], oldest first (pages of 200 followed
+        by Bybit's cursor, newest first)."""
+        pages: list[list[OpenInterest]] = []
+        cursor = ""
+        while True:
+            page, cursor = await self.open_interest(
+                symbol, "5min", start, end, OPEN_INTEREST_LIMIT, cursor
+            )
+            pages.append([o for o in page if start <= o.time <= end])
+            if not cursor or not page:
+                break
+        return [o for page in reversed(pages) for o in page]

@@ -151,6 +151,19 @@ class OkxPerpRest(OkxRest):
         method = "public_get_public_funding_rate_history"
         return payloads.funding_history(await self._body(method, params, "funding-rate-history"))
 
+    async def fundings_between(self, symbol: str, start: int, end: int) -> list[Funding]:
+        """Every funding settled in [start, end] that OKX still keeps (three months), oldest
+        first: pages of 400 backwards from ``end`` (OKX answers the newest of a range)."""
+        pages: list[list[Funding]] = []
+        cursor = end + 1  # ``after``: older than this funding time
+        while cursor > start:
+            page = await self.funding_history(symbol, before=start - 1, after=cursor)
+            pages.append([f for f in page if start <= f.funding_time <= end])
+            if len(page) < FUNDING_RATE_HISTORY_LIMIT:
+                break
+            cursor = page[0].funding_time
+        return [f for page in reversed(pages) for f in page]
+
     async def open_interest(self, symbol: str) -> OpenInterest:
         """Open interest now, in the base asset."""
         value = await self.contract_value(symbol)
