@@ -11,7 +11,7 @@ from urllib.parse import urlsplit
 
 import pandas as pd
 
-from marketlab.records import normalize_symbol
+from marketlab.records import is_perpetual, normalize_symbol, underlying_of
 from marketlab.settings import url as url_check
 from marketlab.store.archive.audit import Hole
 from marketlab.store.archive.download import Outcome, run_download
@@ -50,14 +50,24 @@ def archive_url(value: str | os.PathLike[str] | None = None) -> str:
 def plan_series(
     symbols: Sequence[str] | str, kinds: Sequence[str] | str, market: str
 ) -> list[Series]:
+    """The series to fetch. A perpetual may be named as the Lab names it (``BTCUSDT-PERP``) or
+    as the archive does (``BTCUSDT`` with ``market="um"``); either way it is kept as the Lab's
+    ``BTCUSDT-PERP``."""
     names = symbols.split(",") if isinstance(symbols, str) else list(symbols)
     text = kinds if isinstance(kinds, str) else ",".join(kinds)
     return [
-        Series(market, kind, normalize_symbol(s.strip()), interval)
+        Series(market, kind, _archive_symbol(s, market), interval)
         for s in names
         if s.strip()
         for kind, interval in parse_kinds(text)
     ]
+
+
+def _archive_symbol(name: str, market: str) -> str:
+    symbol = normalize_symbol(name.strip())
+    if is_perpetual(symbol) and market != "um":
+        raise ValueError(f"{symbol} is a perpetual: its archive is market='um' (--market um)")
+    return underlying_of(symbol)
 
 
 async def download(

@@ -12,7 +12,7 @@ import numpy as np
 import pyarrow.parquet as pq
 
 from marketlab.records import Interval
-from marketlab.store.archive.imports import TICK_KINDS
+from marketlab.store.archive.imports import tick_kind
 from marketlab.store.archive.layout import DAY_MS, ArchiveFile, Series
 from marketlab.store.parts import day_of, part_files
 from marketlab.store.sqlite import connect
@@ -65,7 +65,7 @@ def kline_holes(
         rows = conn.execute(
             "SELECT open_time FROM klines WHERE exchange = ? AND symbol = ? AND interval = ? "
             "AND open_time >= ? AND open_time < ? ORDER BY open_time",
-            (series.exchange, series.symbol, series.interval, start, end),
+            (series.exchange, series.store_symbol, series.interval, start, end),
         ).fetchall()
     finally:
         conn.close()
@@ -90,7 +90,7 @@ def kline_holes(
             Hole(
                 file_for(series, a, files),
                 kind_label(series),
-                series.symbol,
+                series.store_symbol,
                 "candles missing",
                 a,
                 b,
@@ -113,8 +113,10 @@ def tick_holes(
 ) -> list[Hole]:
     """Ids skipped between the stored rows of [start, end), and days much shorter than the
     days around them; read a day at a time, so years of trades need a day's memory."""
-    kind, id_col = TICK_KINDS[series.kind]
-    parts = part_files(root, kind, series.exchange, series.symbol, day_of(start), day_of(end - 1))
+    kind, id_col = tick_kind(series)
+    parts = part_files(
+        root, kind, series.exchange, series.store_symbol, day_of(start), day_of(end - 1)
+    )
     by_day: dict[str, list[Path]] = {}
     for p in parts:
         by_day.setdefault(p.parent.name.removeprefix("date="), []).append(p)
@@ -143,7 +145,7 @@ def tick_holes(
                 Hole(
                     file_for(series, int(times[i]), files),
                     kind_label(series),
-                    series.symbol,
+                    series.store_symbol,
                     label,
                     int(times[i]),
                     int(times[i + 1]),
@@ -177,7 +179,7 @@ def _short_days(
                 Hole(
                     file_for(series, day * DAY_MS, files),
                     kind_label(series),
-                    series.symbol,
+                    series.store_symbol,
                     f"short day: {count} rows against a median of {int(np.median(around))}",
                     day * DAY_MS,
                     (day + 1) * DAY_MS - 1,

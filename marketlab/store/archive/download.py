@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+import os
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,6 +25,7 @@ from marketlab.store.archive.fill import fill_hole
 from marketlab.store.archive.imports import Manifest, import_klines, import_ticks
 from marketlab.store.archive.layout import (
     BUCKET_URL,
+    EXCHANGE,
     PERIODS,
     ArchiveError,
     ArchiveFile,
@@ -34,6 +36,7 @@ from marketlab.store.archive.layout import (
 from marketlab.store.archive.listing import parse_checksum, parse_listing, sha256_of
 from marketlab.store.archive.reader import read_archive
 from marketlab.venues import registry
+from marketlab.venues.binance.perp_rest import BinancePerpRest
 
 log = logging.getLogger("marketlab.archive")
 _CHUNK = 1 << 20
@@ -153,7 +156,12 @@ class Downloader:
         for s, p in plans.items():
             for day in p.missing:
                 self.outcome.holes.append(
-                    Hole(s.file("daily", day).name, kind_label(s), s.symbol, "not in the archive")
+                    Hole(
+                        s.file("daily", day).name,
+                        kind_label(s),
+                        s.store_symbol,
+                        "not in the archive",
+                    )
                 )
             if p.unpublished:
                 first, last = p.unpublished[0], p.unpublished[-1]
@@ -161,7 +169,7 @@ class Downloader:
                     Hole(
                         s.file("daily", first).name,
                         kind_label(s),
-                        s.symbol,
+                        s.store_symbol,
                         f"not yet published: {first} to {last}",
                     )
                 )
@@ -188,11 +196,7 @@ class Downloader:
         return self.outcome
 
     async def _fill(self, s: Series, holes: list[Hole], rest_url: str | None) -> None:
-        if s.market != "spot":
-            return
-        venue = registry.get("binance")
-        url = rest_url or venue.rest_url
-        rest = venue.rest_client(url)
+        rest, url = _rest_client(s.market, rest_url)
         try:
             for h in holes:
                 h.filled = await fill_hole(h, s, self.db, self.ticks, rest, url.rstrip("/"))
@@ -234,7 +238,7 @@ class Downloader:
     def _refuse(self, f: ArchiveFile, why: str) -> None:
         log.warning("archive: %s refused: %s", f.name, why)
         self.outcome.holes.append(
-            Hole(f.name, kind_label(f.series), f.series.symbol, f"refused: {why}", f.start_ms)
+            Hole(f.name, kind_label(f.series), f.series.store_symbol, f"refused: {why}", f.start_ms)
         )
 
     def _import(self, path: Path, f: ArchiveFile) -> int:
@@ -296,7 +300,7 @@ class Downloader:
     def _unpublished(self, f: ArchiveFile) -> None:
         log.info("archive: %s is not published (yet)", f.name)
         self.outcome.holes.append(
-            Hole(f.name, kind_label(f.series), f.series.symbol, "not yet published")
+            Hole(f.name, kind_label(f.series), f.series.store_symbol, "not yet published")
         )
 
     async def _stream(self, session: aiohttp.ClientSession, url: str, path: Path) -> str:
@@ -312,6 +316,18 @@ class Downloader:
                     if self._bar is not None:
                         self._bar.update(len(chunk))
         return h.hexdigest()
+
+
+def _rest_client(market: str, rest_url: str | None) -> tuple[Any, str]:
+    """The REST client that fills a market's holes, and its base: ``rest_url`` when given (the
+    market's own base: spot's, or USDⓈ-M's for ``um``), else the venue's default (for ``um``
+    ``MARKETLAB_BINANCE_PERP_REST_URL`` first)."""
+    venue = registry.get(EXCHANGE)
+    if market == "um":
+        url = rest_url or os.environ.get(venue.perp_rest_env) or venue.perp_rest_url
+        return BinancePerpRest(url), url
+    url = rest_url or venue.rest_url
+    return venue.rest_client(url), url
 
 
 async def run_download(

@@ -1,7 +1,10 @@
 """Holes the archive left, fetched over the venue's REST API where it still has them: candles
 by time (``/api/v3/klines``, as a backfill pages them), trades by id
-(``/api/v3/historicalTrades``), aggregate trades by id (``/api/v3/aggTrades``). Spot only:
-the USDⓈ-M archive's holes stay listed."""
+(``/api/v3/historicalTrades``), aggregate trades by id (``/api/v3/aggTrades``); for USDⓈ-M
+perpetuals candles over ``/fapi/v1/klines`` and aggregate trades by id over
+``/fapi/v1/aggTrades?fromId=`` (the perpetual REST client's). A perpetual's single trades
+stay listed: ``/fapi/v1/historicalTrades`` wants an API key (Binance's futures connector:
+"historical_trades requires api key in request header"), and the collector keeps none."""
 
 from __future__ import annotations
 
@@ -16,7 +19,7 @@ import pyarrow as pa
 
 from marketlab.records import Interval
 from marketlab.store.archive.audit import Hole
-from marketlab.store.archive.imports import TICK_KINDS, unseen, write_id_parts
+from marketlab.store.archive.imports import tick_kind, unseen, write_id_parts
 from marketlab.store.archive.layout import ArchiveError, Series
 from marketlab.store.archive.reader import AGG_SCHEMA
 from marketlab.store.backfill import closed_kline_pages
@@ -50,7 +53,10 @@ async def fill_hole(
             return await _fill_klines(hole, series, db, rest)
         if hole.first_id is None or hole.last_id is None:
             return False  # a short day with its ids whole: nothing to fetch by id
-        if series.kind == "trades":
+        if series.market == "um" and series.kind == "trades":
+            log.info("archive: %s %s left listed (no public REST by id)", hole.file, hole.what)
+            return False
+        if series.kind == "trades" or series.market == "um":  # the client's trades by id
             got = await _fill_trades(hole, series, root, rest)
         else:
             got = await _fill_aggs(hole, series, root, rest_url)
@@ -67,7 +73,9 @@ async def _fill_klines(hole: Hole, series: Series, db: Path, rest: Any) -> bool:
     got = 0
     conn = connect(db)
     try:
-        async for closed in closed_kline_pages(rest, series.symbol, iv, hole.start, hole.end, now):
+        async for closed in closed_kline_pages(
+            rest, series.store_symbol, iv, hole.start, hole.end, now
+        ):
             rows = [kline_row(series.exchange, k, now) for k in closed if k.open_time <= hole.end]
             conn.execute("BEGIN IMMEDIATE")
             conn.executemany(UPSERT, rows)
@@ -79,11 +87,13 @@ async def _fill_klines(hole: Hole, series: Series, db: Path, rest: Any) -> bool:
 
 
 async def _fill_trades(hole: Hole, series: Series, root: Path, rest: Any) -> int:
+    """By id over the client's ``trades_from``: spot's single trades, or a perpetual's
+    aggregated ones (its client gives them as trades, the aggregate id as the trade id)."""
     assert hole.first_id is not None and hole.last_id is not None
     got, cursor = 0, hole.first_id
     while cursor <= hole.last_id:
         trades = await rest.trades_from(
-            series.symbol, cursor, min(_PAGE, hole.last_id - cursor + 1)
+            series.store_symbol, cursor, min(_PAGE, hole.last_id - cursor + 1)
         )
         trades = [t for t in trades if cursor <= t.trade_id <= hole.last_id]
         if not trades:
@@ -134,9 +144,9 @@ async def _fill_aggs(hole: Hole, series: Series, root: Path, rest_url: str) -> i
 
 
 def _write(root: Path, series: Series, table: pa.Table) -> int:
-    kind, id_col = TICK_KINDS[series.kind]
+    kind, id_col = tick_kind(series)
     n = table.num_rows
-    table = unseen(root, kind, series.exchange, series.symbol, table, id_col)
+    table = unseen(root, kind, series.exchange, series.store_symbol, table, id_col)
     if table.num_rows:
-        write_id_parts(root, kind, series.exchange, series.symbol, table, id_col)
+        write_id_parts(root, kind, series.exchange, series.store_symbol, table, id_col)
     return n

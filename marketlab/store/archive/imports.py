@@ -20,13 +20,39 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from marketlab.records import KLINE_VALUES
-from marketlab.store.archive.layout import ArchiveFile
+from marketlab.store.archive.layout import ArchiveFile, Series
 from marketlab.store.parts import DAY_MS, day_of, part_dir, part_files, write_part
 from marketlab.store.sqlite import UPSERT, connect
+from marketlab.store.ticks import TRADE_SCHEMA
 from marketlab.store.trade_parts import ascending
 
-# a tick kind of the archive → (the tick store's kind folder, the id column)
-TICK_KINDS = {"trades": ("trades", "trade_id"), "aggTrades": ("agg_trades", "agg_id")}
+# the tick store's kind folder of a perpetual's single trades: its ``kind=trades`` holds its
+# aggregated trades, as the Lab collects them (Binance's futures trade stream is aggTrade)
+SINGLE_TRADES = "single_trades"
+
+
+def tick_kind(series: Series) -> tuple[str, str]:
+    """Where a tick series is kept: (the tick store's kind folder, the id column). Spot trades
+    go to ``kind=trades`` and spot aggTrades to ``kind=agg_trades`` (with their first and last
+    trade ids); a perpetual's aggTrades go to ``kind=trades``, an aggregate id as the trade id,
+    exactly as the Lab keeps the trades it collects of a perpetual, so the archive and the
+    collector meet; its single trades (another id sequence) to ``kind=single_trades``."""
+    perpetual = series.market == "um"
+    if series.kind == "aggTrades":
+        return ("trades", "trade_id") if perpetual else ("agg_trades", "agg_id")
+    return (SINGLE_TRADES, "trade_id") if perpetual else ("trades", "trade_id")
+
+
+def as_stored(series: Series, table: pa.Table) -> pa.Table:
+    """A file's rows with the columns their kind folder keeps: a perpetual's aggTrades as the
+    tick store's trades (:data:`~marketlab.store.ticks.TRADE_SCHEMA`, the aggregate id as the
+    trade id); everything else as read."""
+    if series.market != "um" or series.kind != "aggTrades":
+        return table
+    return pa.Table.from_arrays(
+        [table.column(n) for n in ("time", "agg_id", "price", "qty", "side")],
+        schema=TRADE_SCHEMA,
+    )
 
 
 def import_klines(db: Path, file: ArchiveFile, table: pa.Table) -> int:
@@ -37,7 +63,7 @@ def import_klines(db: Path, file: ArchiveFile, table: pa.Table) -> int:
     cols = [table.column(c).to_pylist() for c in KLINE_VALUES]  # the table's order
     rows = zip(
         itertools.repeat(s.exchange, n),
-        itertools.repeat(s.symbol, n),
+        itertools.repeat(s.store_symbol, n),
         itertools.repeat(s.interval, n),
         *cols,
         itertools.repeat(now, n),
@@ -61,8 +87,9 @@ def import_ticks(root: Path, file: ArchiveFile, table: pa.Table) -> int:
     """Write a file's trades (or aggregate trades) not yet in the tick store, a part per day;
     returns the rows written. A day at a time: what is already kept is read for one day only,
     so a month over days imported before needs a day's memory."""
-    kind, id_col = TICK_KINDS[file.series.kind]
     s = file.series
+    kind, id_col = tick_kind(s)
+    table = as_stored(s, table)
     days = table.column("time").to_numpy() // DAY_MS
     if len(days) and days.min() == days.max():
         bounds = [0, len(days)]  # one day (the common case: a daily file)
@@ -73,9 +100,9 @@ def import_ticks(root: Path, file: ArchiveFile, table: pa.Table) -> int:
         bounds = [0, *(np.flatnonzero(np.diff(days)) + 1).tolist(), len(days)]
     written = 0
     for a, b in itertools.pairwise(bounds):
-        day = unseen(root, kind, s.exchange, s.symbol, table.slice(a, b - a), id_col)
+        day = unseen(root, kind, s.exchange, s.store_symbol, table.slice(a, b - a), id_col)
         if day.num_rows:
-            write_id_parts(root, kind, s.exchange, s.symbol, day, id_col)
+            write_id_parts(root, kind, s.exchange, s.store_symbol, day, id_col)
             written += day.num_rows
     return written
 

@@ -13,12 +13,14 @@ import re
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 
-from marketlab.records import Interval
+from marketlab.records import Interval, perpetual_of
 from marketlab.store.parts import day_of
 
 DAY_MS = 86_400_000
 MARKETS = {"spot": "spot", "um": "futures/um"}  # our name → the archive's folder
-EXCHANGES = {"spot": "binance", "um": "binance_perp"}  # the stores' exchange key per market
+# Both markets are kept under the exchange the Lab collects them as: a USDⓈ-M perpetual is
+# ``binance`` and its Lab name (``BTCUSDT-PERP``), so the archive and the collector meet.
+EXCHANGE = "binance"
 KINDS = ("klines", "trades", "aggTrades")
 PERIODS = ("monthly", "daily")
 DEFAULT_ARCHIVE_URL = "https://data.binance.vision"
@@ -66,7 +68,14 @@ class Series:
 
     @property
     def exchange(self) -> str:
-        return EXCHANGES[self.market]
+        """The stores' exchange key (the Lab's: ``binance`` for spot and perpetuals alike)."""
+        return EXCHANGE
+
+    @property
+    def store_symbol(self) -> str:
+        """The symbol the stores keep it under, as the Lab names it: the pair for spot, the
+        perpetual (``BTCUSDT-PERP``) for USDⓈ-M (the archive's files say ``BTCUSDT``)."""
+        return perpetual_of(self.symbol) if self.market == "um" else self.symbol
 
     @property
     def label(self) -> str:

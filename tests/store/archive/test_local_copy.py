@@ -63,7 +63,7 @@ def test_a_local_copy_imports_in_place_and_refuses_a_mismatch(tmp_path, capsys):
         h.download("BTCUSDT", "trades", "2025-01-01", archive_url=tmp_path / "nowhere")
 
 
-def test_usdm_files_with_their_header_rows_land_under_their_own_exchange(tmp_path):
+def test_usdm_aggtrades_land_where_the_lab_keeps_a_perpetuals_trades(tmp_path):
     root = tmp_path / "mirror"
     f = Series("um", "aggTrades", "BTCUSDT").file("daily", "2025-01-01")
     path = root / f.key
@@ -77,21 +77,27 @@ def test_usdm_files_with_their_header_rows_land_under_their_own_exchange(tmp_pat
     digest = hashlib.sha256(path.read_bytes()).hexdigest()
     (root / (f.key + ".CHECKSUM")).write_text(f"{digest}  {f.name}\n")
     h = History(db=tmp_path / "m.sqlite")
-    h.download("BTCUSDT", "aggTrades", "2025-01-01", market="um", archive_url=root)
+    # named as the Lab names it; market="um" with "BTCUSDT" is the same series
+    h.download("BTCUSDT-PERP", "aggTrades", "2025-01-01", market="um", archive_url=root)
     rows = h.sql(
-        f"select exchange, agg_id, time, first_id, last_id, side from read_parquet("
-        f"'{tmp_path}/m.ticks/kind=agg_trades/**/*.parquet', hive_partitioning = true)"
+        f"select exchange, symbol, trade_id, time, price, qty, side from read_parquet("
+        f"'{tmp_path}/m.ticks/kind=trades/**/*.parquet', hive_partitioning = true)"
     )
     assert rows.to_dict("records") == [
         {
-            "exchange": "binance_perp",
-            "agg_id": 7,
+            "exchange": "binance",
+            "symbol": "BTCUSDT-PERP",
+            "trade_id": 7,
             "time": JAN1 + 3,
-            "first_id": 70,
-            "last_id": 72,
+            "price": 95000.5,
+            "qty": 0.01,
             "side": "sell",
         }
     ]
+    assert list(h.trades("BTCUSDT-PERP")["trade_id"]) == [7]
+    assert not (tmp_path / "m.ticks" / "kind=agg_trades").exists()
+    with pytest.raises(ValueError, match="is a perpetual: its archive is market='um'"):
+        h.download("BTCUSDT-PERP", "aggTrades", "2025-01-01", archive_url=root)
 
 
 def test_a_month_over_days_imported_before_writes_each_trade_once(tmp_path):
