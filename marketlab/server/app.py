@@ -39,6 +39,7 @@ from marketlab.server.params import (
     symbols_pattern,
     validation_error,
 )
+from marketlab.server.perpetuals import perpetual_router
 from marketlab.settings import positive
 from marketlab.watch import Watch
 from marketlab.watch.metrics import CONTENT_TYPE_LATEST, exposition, lab_registry
@@ -646,6 +647,7 @@ def create_app(
         await hub.serve(ws)
 
     app.include_router(router)
+    app.include_router(perpetual_router(lab, PREFIX))
     shortcut_websocket(app, f"{PREFIX}/ws", hub.serve)
 
     @app.get("/health", response_model=models.Health, summary="Liveness")

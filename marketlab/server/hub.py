@@ -3,9 +3,11 @@
 Records arrive on the collector thread and are handed to the server's event loop in batches.
 Each client has its own sender task and its own bounded backlog:
 
-- ``ticker`` and ``depth`` updates are *conflated*: a client that falls behind gets the newest
-  state of each (symbol, channel), not every intermediate one;
-- ``trade`` and ``kline_<iv>`` messages are queued in order, up to ``max_backlog`` per client;
+- ``ticker``, ``depth``, and a perpetual's ``mark`` and ``open_interest`` updates are
+  *conflated*: a client that falls behind gets the newest state of each (symbol, channel), not
+  every intermediate one;
+- ``trade``, ``kline_<iv>``, and a perpetual's ``funding`` (each one settled) and
+  ``liquidation`` messages are queued in order, up to ``max_backlog`` per client;
   a client whose backlog overflows is disconnected (close code 1008, "too slow") rather than
   letting memory grow.
 
@@ -31,7 +33,19 @@ import orjson
 from fastapi import WebSocket, WebSocketDisconnect
 from starlette.websockets import WebSocketState
 
-from marketlab.records import BookDelta, Kline, Record, Ticker, Trade, normalize_symbol
+from marketlab.records import (
+    BookDelta,
+    Funding,
+    Kline,
+    Liquidation,
+    MarkPrice,
+    OpenInterest,
+    Record,
+    Ticker,
+    Trade,
+    is_perpetual,
+    normalize_symbol,
+)
 from marketlab.server.wire import RawSocket, text_frame
 
 if TYPE_CHECKING:
@@ -39,7 +53,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("marketlab.server")
 
-CONFLATED = ("ticker", "depth")
+CONFLATED = ("ticker", "depth", "mark", "open_interest")
+# A perpetual's own channels (a spot symbol has none of them)
+PERPETUAL_CHANNELS = ("mark", "funding", "open_interest", "liquidation")
 DEPTH_LEVELS = 20
 DEPTH_POLL_S = 0.1  # how often subscribed books are looked at for a change
 Key = tuple[str, str, str]  # (exchange, symbol, channel)
@@ -179,6 +195,7 @@ class Hub:
     def _dispatch(self, batch: deque[tuple[str, Record]]) -> None:
         depth_symbols: set[tuple[str, str]] = set()
         tickers: dict[tuple[str, str], Ticker] = {}
+        marks: dict[tuple[str, str], MarkPrice] = {}
         for venue, r in batch:
             if isinstance(r, BookDelta):
                 depth_symbols.add((venue, r.symbol))
@@ -212,6 +229,19 @@ class Hub:
                         "data": kline_data(r),
                     },
                 )
+            elif isinstance(r, MarkPrice):
+                marks[venue, r.symbol] = r  # conflated at the source too
+            elif isinstance(r, (Liquidation, OpenInterest, Funding)):
+                channel, data = perpetual_data(r)
+                self._send(
+                    (venue, r.symbol, channel),
+                    {"type": channel, "symbol": r.symbol, "exchange": venue, "data": data},
+                )
+        for (venue, symbol), m in marks.items():
+            self._send(
+                (venue, symbol, "mark"),
+                {"type": "mark", "symbol": symbol, "exchange": venue, "data": mark_data(m)},
+            )
         for (venue, symbol), t in tickers.items():
             self._send(
                 (venue, symbol, "ticker"),
@@ -283,7 +313,13 @@ class Hub:
     # --- one client -------------------------------------------------------------------------
 
     def channels(self) -> list[str]:
-        return ["ticker", "trade", "depth", *(f"kline_{iv}" for iv in self.lab.intervals)]
+        return [
+            "ticker",
+            "trade",
+            "depth",
+            *(f"kline_{iv}" for iv in self.lab.intervals),
+            *PERPETUAL_CHANNELS,
+        ]
 
     async def serve(self, ws: WebSocket) -> None:
         await ws.accept()
@@ -378,6 +414,17 @@ class Hub:
                 )
             client.reply({"type": "error", "detail": "; ".join(parts)})
             return
+        spot = [s for s, w in zip(symbols, wanted, strict=True) if w and not is_perpetual(w)]
+        perpetual_only = [c for c in channels if c in PERPETUAL_CHANNELS]
+        if spot and perpetual_only:
+            client.reply(
+                {
+                    "type": "error",
+                    "detail": f"channel(s) {perpetual_only} are a perpetual's, and {spot} "
+                    "spot: subscribe to them for a perpetual such as BTCUSDT-PERP",
+                }
+            )
+            return
         keys = {(venue, s, c) for s in wanted if s is not None for c in channels}  # no None here
         if action == "subscribe":
             if len(client.subs | keys) > self.max_subscriptions:
@@ -462,3 +509,34 @@ def kline_data(k: Kline) -> dict[str, Any]:
         "close_time": k.close_time,
         "closed": k.closed,
     }
+
+
+def mark_data(m: MarkPrice) -> dict[str, Any]:
+    """A mark price update; null where this update does not carry a value (OKX sends the mark
+    and the funding rate on two channels, so each of its updates carries one of them)."""
+    return {
+        "mark": m.mark,
+        "index": m.index,
+        "settle_estimate": m.settle_estimate,
+        "funding_rate": m.funding_rate,
+        "next_funding_time": m.next_funding_time if m.next_funding_time > 0 else None,
+        "event_time": m.event_time,
+    }
+
+
+def perpetual_data(r: Liquidation | OpenInterest | Funding) -> tuple[str, dict[str, Any]]:
+    """The channel and the message data of a perpetual's liquidation, open interest reading or
+    settled funding."""
+    if isinstance(r, Liquidation):
+        return "liquidation", {
+            "time": r.time,
+            "side": r.side,
+            "price": r.price,
+            "qty": r.qty,
+            "order_price": r.order_price,
+            "notional": r.price * r.qty,
+            "sampled": r.sampled,
+        }
+    if isinstance(r, OpenInterest):
+        return "open_interest", {"time": r.time, "open_interest": r.open_interest, "value": r.value}
+    return "funding", {"funding_time": r.funding_time, "rate": r.rate, "mark": r.mark}

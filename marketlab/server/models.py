@@ -315,6 +315,97 @@ class Divergence(BaseModel):
     quotes: dict[str, dict[str, str]] = Field(description="{symbol: {venue: quote as compared}}")
 
 
+class FundingRow(BaseModel):
+    exchange: str
+    symbol: str = Field(description="The perpetual, e.g. BTCUSDT-PERP")
+    funding_rate: float | None = Field(
+        description="The rate of the funding period now running (0.0001 = 0.01 %)"
+    )
+    annualized_pct: float | None = Field(
+        description="The rate paid every funding period for a year, percent"
+    )
+    next_funding_time: AwareDatetime | None = Field(
+        description="When the running period's funding is paid (UTC); null where not said"
+    )
+    mark: float | None = Field(description="The mark price (null where not sent yet)")
+    index: float | None = Field(description="The index price (null where the venue sends none)")
+    premium_bps: float | None = Field(description="(mark / index - 1) * 1e4")
+    event_time: AwareDatetime = Field(description="Exchange time of the newest update (UTC)")
+
+
+class Funding(BaseModel):
+    """Every perpetual's funding now running (``Lab.funding``)."""
+
+    funding_hours: int = Field(description="The funding period the annualized rates assume")
+    rows: list[FundingRow] = Field(description="Per venue (the first venue first), per perpetual")
+
+
+class OpenInterestReading(BaseModel):
+    time: AwareDatetime
+    open_interest: float = Field(description="In the base asset, on every venue")
+    value: float | None = Field(
+        description="In the quote asset where the venue gives it (null where not)"
+    )
+
+
+class OpenInterest(BaseModel):
+    """A perpetual's open interest readings, oldest first (``Lab.open_interest``)."""
+
+    symbol: str
+    exchange: str
+    readings: list[OpenInterestReading]
+
+
+class LiquidationRow(BaseModel):
+    time: AwareDatetime
+    side: Literal["long", "short"] = Field(description="The side of the position liquidated")
+    price: float = Field(description="Average fill price")
+    qty: float = Field(description="Filled quantity, base asset")
+    order_price: float | None = Field(description="The liquidation order's limit price")
+    notional: float = Field(description="price * qty, quote asset")
+
+
+class Liquidations(BaseModel):
+    """A perpetual's liquidations the venue sent, oldest first (``Lab.liquidations``)."""
+
+    symbol: str
+    exchange: str
+    sampled: bool = Field(
+        description="The venue sends a sample, not every liquidation (Binance: the latest per "
+        "symbol per second): a count is then a lower bound"
+    )
+    liquidations: list[LiquidationRow]
+
+
+class BasisRow(BaseModel):
+    exchange: str = Field(description="The perpetual's venue")
+    spot_exchange: str = Field(
+        description="The spot mid's venue, or 'median' for the median of every venue's spot mid"
+    )
+    spot_symbol: str = Field(description="The spot symbol on spot_exchange ('' for the median)")
+    spot_mid: float | None
+    perp_mid: float | None = Field(description="The perpetual's mid (book, else ticker)")
+    mark: float | None
+    basis_bps: float | None = Field(description="(perp_mid / spot_mid - 1) * 1e4")
+    mark_basis_bps: float | None = Field(description="(mark / spot_mid - 1) * 1e4")
+    basis_annualized_pct: float | None = Field(
+        description="basis_bps as if paid every funding period for a year, percent"
+    )
+    mark_basis_annualized_pct: float | None
+    funding_rate: float | None = Field(description="The perpetual's funding rate now running")
+    funding_annualized_pct: float | None
+
+
+class Basis(BaseModel):
+    """A perpetual against every venue's spot mid and their median (``Lab.basis_across``)."""
+
+    symbol: str = Field(description="The perpetual, e.g. BTCUSDT-PERP")
+    spot_symbols: dict[str, str] = Field(description="Each venue's spot symbol for its pair")
+    median_of: list[str] = Field(description="The venues whose spot mid made the median")
+    funding_hours: int = Field(description="The funding period the annualized values assume")
+    rows: list[BasisRow] = Field(description="Per perpetual venue, per spot venue, then median")
+
+
 class Health(BaseModel):
     status: Literal["ok"]
     running: bool

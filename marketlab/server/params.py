@@ -14,8 +14,51 @@ from fastapi.responses import JSONResponse
 
 from marketlab.records import INTERVAL_NAMES
 
-# A symbol as a path or list item: BTCUSDT, btcusdt, or with one separator (BTC-USDT, btc_usdt).
-SYMBOL = r"(?:[A-Za-z0-9]{2,20}|[A-Za-z0-9]{1,10}[-_][A-Za-z0-9]{1,10})"
+# A symbol as a path or list item: BTCUSDT, btcusdt, or with one separator (BTC-USDT, btc_usdt),
+# and a perpetual's name, the pair's with -PERP (BTCUSDT-PERP, 1000PEPEUSDT-perp). Each allowed
+# form names a pair of two characters at least: X-PERP (a one-letter "pair") is left out. The
+# pattern is a plain regular expression (no look-around), as JSON Schema tools and pydantic's
+# regex engine take it.
+_ALNUM = "[A-Za-z0-9]"
+
+
+def _either_case(char: str) -> str:
+    return f"[{char.upper()}{char.lower()}]"
+
+
+def _any_but(word: str) -> str:
+    """Every run of ``len(word)`` letters or digits other than ``word`` in any case."""
+    alternatives = []
+    for i, char in enumerate(word):
+        same = "".join(_either_case(c) for c in word[:i])
+        others = "".join(
+            f"{a}-{b}" if a != b else a
+            for a, b in _ranges_without(char.upper()) + _ranges_without(char.lower())
+        )
+        rest = len(word) - i - 1
+        alternatives.append(f"{same}[{others}0-9]" + (f"{_ALNUM}{{{rest}}}" if rest else ""))
+    return "(?:" + "|".join(alternatives) + ")"
+
+
+def _ranges_without(char: str) -> list[tuple[str, str]]:
+    """The letters of ``char``'s case as ranges leaving ``char`` out."""
+    first, last = ("A", "Z") if char.isupper() else ("a", "z")
+    ranges = []
+    if char > first:
+        ranges.append((first, chr(ord(char) - 1)))
+    if char < last:
+        ranges.append((chr(ord(char) + 1), last))
+    return ranges
+
+
+_PERP = "-" + "".join(_either_case(c) for c in "perp")
+_PAIR = (
+    f"(?:{_ALNUM}{{2,20}}"
+    f"|{_ALNUM}{{2,10}}[-_]{_ALNUM}{{1,10}}"
+    f"|{_ALNUM}_{_ALNUM}{{1,10}}"
+    f"|{_ALNUM}-(?:{_ALNUM}{{1,3}}|{_ALNUM}{{5,10}}|{_any_but('perp')}))"
+)
+SYMBOL = f"{_PAIR}(?:{_PERP})?"
 SYMBOL_PATTERN = f"^{SYMBOL}$"
 INTERVALS = tuple(INTERVAL_NAMES)
 # A venue's name (binance, okx, ...): which venues a server collects is said by its 404.

@@ -95,6 +95,21 @@ def test_the_openapi_document_validates_as_openapi_3_1(lab, require_token):
         "one-sided",
         "empty",
     }
+    # the perpetuals' routes: a perpetual's name fits the symbol pattern, X-PERP (no pair) not
+    for path, model in (
+        ("/funding", "Funding"),
+        ("/open-interest/{symbol}", "OpenInterest"),
+        ("/liquidations/{symbol}", "Liquidations"),
+        ("/basis/{symbol}", "Basis"),
+    ):
+        op = ops[PREFIX + path]["get"]
+        answer = op["responses"]["200"]["content"]["application/json"]["schema"]
+        assert answer == {"$ref": f"#/components/schemas/{model}"}, path
+        named = {p["name"]: p["schema"] for p in op.get("parameters", [])}
+        if "symbol" in named:
+            pattern = named["symbol"]["pattern"]
+            assert re.fullmatch(pattern, "1000PEPEUSDT-PERP") and re.fullmatch(pattern, "A-B")
+            assert not re.fullmatch(pattern, "A-PERP")
     for model in ("Price", "Depth", "Klines", "StreamStatus", "BookLevel", "DivergenceRow"):
         assert "exchange" in schemas[model]["properties"], model
     for path, methods in ops.items():
@@ -191,6 +206,6 @@ def test_schemathesis_finds_nothing(lab, require_token, header):
     report = result.stdout + result.stderr
     assert result.returncode == 0, report[-6000:]
     assert "No issues found" in report or "passed" in report, report[-3000:]
-    assert "Tested: 13" in report  # every operation, POST /start and /stop included
+    assert "Tested: 17" in report  # every operation, POST /start and /stop included
     lab.start()  # schemathesis stopped and started it; leave it running for the next run
     lab.wait_ready(30)
