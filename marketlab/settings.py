@@ -16,6 +16,9 @@ DEFAULT_SYMBOLS = ("BTCUSDT", "ETHUSDT", "BNBUSDT", "ADAUSDT", "XRPUSDT", "DOGEU
 DEFAULT_INTERVALS = ("1m", "5m", "15m", "1h")
 CHANNELS = ("trades", "ticker", "book", "klines", "bookTicker", "aggTrades", "miniTicker")
 DEFAULT_CHANNELS = ("trades", "ticker", "book", "klines")
+# What Lab(store=...) can keep: klines in SQLite (a perpetual's funding and open interest go
+# beside them), the rest as the tick store's Parquet parts
+STORE_KINDS = ("klines", "trades", "book", "book_deltas", "liquidations")
 
 
 def one_of(arg: str, value: Any, choices: Iterable[str]) -> str:

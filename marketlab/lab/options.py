@@ -11,7 +11,7 @@ from typing import Any, Protocol
 from marketlab.lab.failover import FALLBACK_CHANNELS
 from marketlab.records import Interval, is_perpetual, normalize_symbol
 from marketlab.rings import TRADE_BLOCK
-from marketlab.settings import CHANNELS, one_of, rest_url
+from marketlab.settings import CHANNELS, STORE_KINDS, one_of, rest_url
 from marketlab.stream.config import FeedConfig
 from marketlab.venues import registry
 
@@ -141,8 +141,6 @@ def check_store(
 ) -> tuple[str, ...]:
     """What the Lab keeps besides frames (``klines`` in SQLite; ``trades``, ``book`` snapshots
     and ``book_deltas`` as Parquet ticks), each with the channel that brings it."""
-    from marketlab.store.ticks import STORE_KINDS
-
     kinds = (store,) if isinstance(store, str) else tuple(store)
     unknown = [k for k in kinds if k not in STORE_KINDS]
     if unknown or not kinds:

@@ -45,8 +45,6 @@ from marketlab.store.trade_parts import ascending
 
 log = logging.getLogger("marketlab.store")
 
-# what Lab(store=...) can keep (a perpetual's funding and open interest go beside the klines)
-STORE_KINDS = ("klines", "trades", "book", "book_deltas", "liquidations")
 _TRADE_FIELDS: list[tuple[str, pa.DataType]] = [
     ("time", pa.int64()),
     ("trade_id", pa.int64()),
