@@ -308,8 +308,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--faults",
         default=None,
         help="scheduled faults, e.g. 'drop@30,stall@60:10,gap@90,malformed@100,"
-        "rest429@120:3,refuse@150:20,bybit.outage@180:10' (seconds after start; a VENUE. "
-        "prefix hits that venue only)",
+        "rest429@120:3,refuse@150:20,bybit.outage@180:10,jump@200:BTCUSDT:300' (seconds "
+        "after start; a VENUE. prefix hits that venue only)",
     )
 
     fault = sub.add_parser("fault", help="inject a fault into a running simulator")
@@ -317,7 +317,8 @@ def build_parser() -> argparse.ArgumentParser:
         "name",
         help="drop, stall, gap, malformed, rest429, rest418 (Binance, OKX), rest403 (Bybit's "
         "ban), rest500, rest502, rest503, rest504, refuse, outage, shutdown, pause, resume; "
-        "books: checksum and heartbeat (OKX), seqreset (OKX, Bybit)",
+        "books: checksum and heartbeat (OKX), seqreset (OKX, Bybit); market anomalies of every "
+        "venue: jump, spread, volume, silent, crossed",
     )
     fault.add_argument(
         "--venue",
@@ -329,7 +330,8 @@ def build_parser() -> argparse.ArgumentParser:
         "arg",
         nargs="?",
         help="seconds (stall, refuse, outage, rest403, shutdown on Bybit and Coinbase), "
-        "count (gap, rest*, checksum), kind (malformed), symbol (heartbeat, seqreset)",
+        "count (gap, rest*, checksum), kind (malformed), symbol (heartbeat, seqreset), "
+        "[SYMBOL][:AMOUNT] for an anomaly (jump: bps, e.g. BTCUSDT:-200; the others: seconds)",
     )
     fault.add_argument("--port", type=_port, default=9100)
     fault.add_argument("--host", default="127.0.0.1")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import math
 import threading
 import time
 from collections import deque
@@ -19,12 +20,14 @@ from marketlab.sim.bybit.rest import BYBIT_REST_FAULTS
 from marketlab.sim.coinbase.rest import COINBASE_REST_FAULTS
 from marketlab.sim.face import SocketFace
 from marketlab.sim.host import PausableClock
+from marketlab.sim.market import ANOMALIES, JUMP_BPS
 
 if TYPE_CHECKING:
     from marketlab.sim.archive import ArchiveFace
     from marketlab.sim.binance import BinanceFace
     from marketlab.sim.bybit import BybitFace
     from marketlab.sim.coinbase import CoinbaseFace
+    from marketlab.sim.market import Market
     from marketlab.sim.okx import OkxFace
 
 T = TypeVar("T")
@@ -63,6 +66,8 @@ FAULT_VENUES: dict[str, tuple[str, ...]] = {
     "checksum": ("okx",),
     "heartbeat": ("okx",),
     "seqreset": ("okx", "bybit"),
+    # market anomalies: the one market every venue shows (see marketlab.sim.market.ANOMALIES)
+    **dict.fromkeys(ANOMALIES, ()),
     # the public data archive's traps (Binance's; see marketlab.sim.archive)
     **{f"archive_{trap}": ("binance",) for trap in ARCHIVE_TRAPS},
 }
@@ -187,6 +192,7 @@ class FaultControls:
     that has no such thing is a ValueError saying which venues have it."""
 
     faults: Faults
+    market: Market
     binance: BinanceFace
     archive: ArchiveFace
     okx: OkxFace
@@ -373,6 +379,36 @@ class FaultControls:
         assert self.clock is not None
         self.clock.resume()
 
+    @threadsafe
+    def anomaly(
+        self,
+        kind: str,
+        symbol: str | None = None,
+        seconds: float = 10.0,
+        bps: float = JUMP_BPS,
+    ) -> None:
+        """Make the market (as every venue shows it) of ``symbol`` (every symbol for None)
+        show an anomaly from its next second, for ``seconds`` of market time: ``jump`` (the
+        mid moves ``bps`` at once), ``spread`` (blown out), ``volume`` (a burst), ``silent``
+        (halted: no trade, no book change) or ``crossed`` (a bid above the best ask); see
+        :meth:`marketlab.sim.market.SymbolMarket.anomaly`."""
+        if kind not in ANOMALIES:
+            raise ValueError(f"unknown anomaly {kind!r}: expected one of {', '.join(ANOMALIES)}")
+        if not (seconds > 0 and math.isfinite(seconds) and math.isfinite(bps)):
+            raise ValueError(f"anomaly {kind}: seconds {seconds} and bps {bps} must be finite")
+        markets = self.market.symbols
+        if symbol is not None:
+            name = normalize_symbol(symbol)
+            if name not in markets:
+                raise ValueError(
+                    f"anomaly {kind}: unknown symbol {symbol!r} (simulated: {', '.join(markets)})"
+                )
+            targets = [markets[name]]
+        else:
+            targets = list(markets.values())
+        for market in targets:
+            market.anomaly(kind, seconds, bps)
+
     def inject(self, name: str, arg: str | None = None, venue: str | None = None) -> None:
         """Apply a fault by name (as the CLI, the control endpoint and the schedule do), to
         ``venue`` or to every venue that has it; see :data:`FAULT_VENUES` for which do."""
@@ -408,3 +444,33 @@ class FaultControls:
             self.resume()
         elif name.startswith("archive_"):
             self.archive.trap(name.removeprefix("archive_"), arg)
+        elif name in ANOMALIES:
+            symbol, amount = anomaly_arg(name, arg)
+            if name == "jump":
+                self.anomaly(name, symbol, bps=JUMP_BPS if amount is None else amount)
+            else:
+                self.anomaly(name, symbol, seconds=10.0 if amount is None else amount)
+
+
+def anomaly_arg(name: str, arg: str | None) -> tuple[str | None, float | None]:
+    """An anomaly's argument, ``[SYMBOL][:AMOUNT]`` in any order (``BTCUSDT:300``, ``-150``,
+    ``ETHUSDT``): the symbol (None: every symbol) and the amount, bps for ``jump`` (signed),
+    a duration for the others (None: the default)."""
+    symbol: str | None = None
+    amount: float | None = None
+    for part in filter(None, (arg or "").split(":")):
+        try:
+            value = float(part) if name == "jump" else parse_duration(part)
+        except ValueError:
+            if symbol is not None:
+                raise ValueError(
+                    f"anomaly {name}: argument {arg!r}: expected [SYMBOL][:"
+                    f"{'BPS' if name == 'jump' else 'SECONDS'}], e.g. BTCUSDT:"
+                    f"{'200' if name == 'jump' else '10'}"
+                ) from None
+            symbol = part
+            continue
+        if amount is not None:
+            raise ValueError(f"anomaly {name}: argument {arg!r} gives two amounts")
+        amount = value
+    return symbol, amount

@@ -90,6 +90,26 @@ def fmt_units(units: int, decimals: int, pad: int = 8) -> str:
 
 TRADE_HISTORY = 50_000  # trades per symbol the simulator keeps for lookups by id
 
+# The market anomalies a symbol can be made to show (SymbolMarket.anomaly), each what one alert
+# rule watches for: a price jump, a spread blowout, a volume burst, a silent symbol, a crossed book
+ANOMALIES = ("jump", "spread", "volume", "silent", "crossed")
+JUMP_BPS = 200.0  # a jump's size unless given (bps of the mid, signed)
+WIDE_BPS = 30.0  # a blown-out spread's width (bps of the mid)
+BURST_QTY, BURST_TRADES = 20, 5.0  # a volume burst: each trade this many times larger, and more
+
+
+@dataclass(slots=True)
+class Anomalies:
+    """The anomalies a symbol is showing: until which market second (a count of the symbol's
+    seconds) each lasts, and a jump waiting for the next second."""
+
+    jump_bps: float = 0.0
+    wide_from: int = 0
+    wide_until: int = 0
+    burst_until: int = 0
+    silent_until: int = 0
+    crossed_until: int = 0
+
 
 class SymbolMarket:
     """One symbol's market, advanced a second at a time from ``genesis`` (ms)."""
@@ -121,6 +141,29 @@ class SymbolMarket:
         # what the venue still serves by trade id (/api/v3/historicalTrades); older ids are gone
         self.recent_trades: deque[TradeEvent] = deque(maxlen=TRADE_HISTORY)
         self._qty_mu = math.log(max(spec.typical_qty / spec.lot, 1.0))
+        self.anomalies = Anomalies()
+
+    def anomaly(self, kind: str, seconds: float = 10.0, bps: float = JUMP_BPS) -> None:
+        """Show one of :data:`ANOMALIES` from the next second on, for ``seconds`` of market
+        time: ``jump`` moves the mid by ``bps`` at once (the book and trades follow it);
+        ``spread`` quotes the touch :data:`WIDE_BPS` wide (the levels inside are pulled);
+        ``volume`` trades :data:`BURST_TRADES` times as often, each trade :data:`BURST_QTY`
+        times its usual size; ``silent`` halts the symbol (no trade, no book change, the price
+        held); ``crossed`` shows a bid above the best ask."""
+        until = self.seconds.n + max(1, math.ceil(seconds))
+        a = self.anomalies
+        if kind == "jump":
+            a.jump_bps = bps
+        elif kind == "spread":
+            a.wide_from, a.wide_until = self.seconds.n, until
+        elif kind == "volume":
+            a.burst_until = until
+        elif kind == "silent":
+            a.silent_until = until
+        elif kind == "crossed":
+            a.crossed_until = until
+        else:
+            raise ValueError(f"unknown anomaly {kind!r}: expected one of {', '.join(ANOMALIES)}")
 
     # --- stepping ----------------------------------------------------------------------
 
@@ -133,12 +176,16 @@ class SymbolMarket:
         second = self.now
         rng = self._price_rng
         spec = self.spec
+        index, a = self.seconds.n, self.anomalies
+        silent, burst = index < a.silent_until, index < a.burst_until
         best_bid, best_ask = self._top()
-        n = _poisson(rng, spec.trades_per_second)
+        rate = spec.trades_per_second * (BURST_TRADES if burst else 1.0)
+        n = 0 if silent else _poisson(rng, rate)
+        size = BURST_QTY if burst else 1
         trades: list[TradeEvent] = []
         for off in sorted(rng.randrange(SECOND_MS) for _ in range(n)):
             buy = rng.random() < 0.5
-            qty = max(1, round(rng.lognormvariate(self._qty_mu, 1.0)))
+            qty = max(1, round(rng.lognormvariate(self._qty_mu, 1.0))) * size
             price = best_ask if buy else best_bid
             trades.append(TradeEvent(self.next_trade_id, price, qty, second + off, not buy))
             self.next_trade_id += 1
@@ -148,9 +195,13 @@ class SymbolMarket:
         if trades:
             self.last_price, self.last_qty = trades[-1].price, trades[-1].qty
             self.recent_trades.extend(trades)
-        self.mid *= math.exp(spec.volatility * rng.gauss(0.0, 1.0))
+        if not silent:  # a halted symbol's price holds
+            self.mid *= math.exp(spec.volatility * rng.gauss(0.0, 1.0))
+            self._breathe(n)
+        if a.jump_bps:
+            self.mid *= math.exp(a.jump_bps / 1e4)
+            a.jump_bps = 0.0
         self.mid = max(self.mid, 10.0)
-        self._breathe(n)
         end = second + SECOND_MS
         closed: dict[str, Candle] = {}
         for name, candle in self.candles.items():
@@ -159,7 +210,7 @@ class SymbolMarket:
                 closed[name] = candle
         for name in closed:
             self.candles[name] = self._new_candle(Interval(name), end, self.last_price)
-        depth = self._update_book() if with_book else None
+        depth = self._update_book() if with_book and not silent else None
         return StepResult(second, end, trades, depth, closed)
 
     def _new_candle(self, iv: Interval, at: int, prev_close: int) -> Candle:
@@ -208,6 +259,9 @@ class SymbolMarket:
         """Best bid and ask implied by the mid and the liquidity (the book's top follows)."""
         calm = max(1.0, self.mid * 0.00001)
         spread = max(1, round(calm * math.exp(self._liquidity)))
+        # (a book of the seconds after the one asked in: the trades of that one are at its top)
+        if self.anomalies.wide_from < self.seconds.n <= self.anomalies.wide_until:
+            spread = max(spread, round(self.mid * WIDE_BPS / 1e4))
         bid = math.floor(self.mid) - spread // 2
         return bid, bid + spread
 
@@ -242,6 +296,9 @@ class SymbolMarket:
                     ch[p] = qty()
                     live += 1
             changes.append(ch)
+        if self.seconds.n <= self.anomalies.crossed_until:
+            # a bid above the best ask (the range above pulls it once the anomaly is over)
+            changes[0][best_ask + max(1, best_ask - best_bid)] = qty()
         count = sum(len(ch) for ch in changes)
         if not count:
             return None
