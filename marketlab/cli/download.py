@@ -3,7 +3,8 @@
 ``marketlab download --symbols BTCUSDT,ETHUSDT --kinds klines:1m,trades,aggTrades --start 2023-01
 --end 2025-06 [--market spot|um] --db data/marketlab.sqlite`` fetches the archive's monthly and
 daily files (each checked against its ``.CHECKSUM``), imports each row once, audits what came
-and fills the holes over REST, then prints what is still missing.
+and fills the holes over REST, then prints what is still missing. USDⓈ-M perpetuals
+(``--market um``, or a symbol named ``BTCUSDT-PERP``) are kept as the Lab keeps them.
 """
 
 from __future__ import annotations
@@ -31,7 +32,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--binance-rest-url",
         default=None,
-        help="REST base for filling holes (or $MARKETLAB_BINANCE_REST_URL)",
+        help="spot REST base for filling holes (or $MARKETLAB_BINANCE_REST_URL)",
+    )
+    p.add_argument(
+        "--binance-perp-rest-url",
+        default=None,
+        help="USDⓈ-M REST base for filling --market um holes (or $MARKETLAB_BINANCE_PERP_REST_URL)",
     )
     p.add_argument("--parallel", type=positive, default=4, help="downloads at once (default 4)")
     p.add_argument("--no-fill", action="store_true", help="list holes, do not fetch them over REST")
@@ -41,7 +47,10 @@ def run_download_command(args: argparse.Namespace) -> int:
     from marketlab.lab.options import venue_url
     from marketlab.store.history import History
 
-    rest_url = venue_url("binance_rest_url", args.binance_rest_url)
+    if args.market == "um":  # a perpetual's holes are filled over /fapi/v1
+        rest_url = venue_url("binance_perp_rest_url", args.binance_perp_rest_url)
+    else:
+        rest_url = venue_url("binance_rest_url", args.binance_rest_url)
     report = History(db=args.db).download(
         args.symbols,
         args.kinds,

@@ -37,21 +37,22 @@ def sim():
         yield s
 
 
-def perp_klines(sim: SimExchange, start: int, end: int) -> list[list]:
-    """The perpetual's closed 1m candles as its REST gives them, pages of 1500."""
+def perp_klines(sim: SimExchange, start: int, end: int, interval: str = "1m") -> list[list]:
+    """The perpetual's candles as its REST gives them, pages of 1500."""
+    step = {"1m": 60_000, "1h": 3_600_000}[interval]
     rows: list[list] = []
     cursor = start
     while cursor <= end:
         url = (
-            f"{sim.rest_url}/fapi/v1/klines?symbol=BTCUSDT&interval=1m&startTime={cursor}"
-            f"&endTime={end}&limit=1500"
+            f"{sim.rest_url}/fapi/v1/klines?symbol=BTCUSDT&interval={interval}"
+            f"&startTime={cursor}&endTime={end}&limit=1500"
         )
         with urllib.request.urlopen(url) as resp:
             page = json.loads(resp.read())
         if not page:
             break
         rows += page
-        cursor = page[-1][0] + 60_000
+        cursor = page[-1][0] + step
     return rows
 
 
@@ -128,3 +129,21 @@ def test_a_perpetuals_archive_then_collect_leaves_every_candle_and_agg_id_once(s
     all_ids = list(History(db=db).trades("BTCUSDT-PERP")["trade_id"])
     assert all_ids == list(range(1, len(all_ids) + 1))
     assert all_ids[-1] >= traded  # every aggregate trade up to a second ago, live or fetched
+
+
+def test_the_download_command_fills_a_perpetuals_day_over_its_own_rest(sim, tmp_path, capsys):
+    from marketlab.cli.main import main
+
+    db = tmp_path / "cli.sqlite"
+    argv = ["download", "--symbols", "BTCUSDT", "--kinds", "klines:1h", "--start", "2024-12-30"]
+    argv += ["--end", "2025-01-01", "--market", "um", "--db", str(db)]
+    argv += ["--archive-url", sim.archive_url]
+    argv += ["--binance-perp-rest-url", sim.rest_url, "--binance-rest-url", "http://127.0.0.1:9"]
+    assert main(argv) == 0  # the missing day's candles come over /fapi/v1, not spot's base
+    out = capsys.readouterr().out
+    assert "2 hole(s) found, 1 open" in out  # the day not in the archive stays said
+    assert "not in the archive" in out and "candles missing" not in out
+    kl = History(db=db).klines("BTCUSDT-PERP", "1h")
+    venue = perp_klines(sim, parse_when("2024-12-30"), JAN2 - 1, "1h")
+    assert len(kl) == len(venue) == 12 + 24 + 24  # the market began at noon
+    assert list(kl["close"]) == [float(k[4]) for k in venue]
