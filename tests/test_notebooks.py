@@ -66,6 +66,7 @@ def test_the_numbered_notebooks_are_there():
         "04_api_server",
         "05_tick_history",
         "06_cross_venue",
+        "07_perpetuals",
     } <= set(names)
 
 

@@ -28,6 +28,12 @@ from marketlab.charts.live import (
     stop_button,
 )
 from marketlab.charts.market import BookChart, CandleChart, LabLike, PriceBoard, board_html
+from marketlab.charts.perpetuals import (
+    basis_figure,
+    funding_figure,
+    liquidations_figure,
+    open_interest_figure,
+)
 from marketlab.charts.tables import FrameWithAttrs, with_attrs
 from marketlab.charts.venues import VenuesChart, VenuesLabLike, quotes_text
 
@@ -45,12 +51,16 @@ __all__ = [
     "StopButton",
     "VenuesChart",
     "VenuesLabLike",
+    "basis_figure",
     "board_html",
     "candle_figure",
     "candle_traces",
     "depth_figure",
     "depth_traces",
+    "funding_figure",
+    "liquidations_figure",
     "live_views",
+    "open_interest_figure",
     "price_format",
     "quotes_text",
     "stop_button",
