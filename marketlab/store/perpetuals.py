@@ -20,15 +20,17 @@ import threading
 import time
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
 
 from marketlab.records import Funding, OpenInterest
 from marketlab.rings import utc_index
 from marketlab.store.sqlite import connect
 from marketlab.store.times import time_clauses
+
+if TYPE_CHECKING:  # frames are built as history is read: a collector never loads pandas
+    import pandas as pd
 
 log = logging.getLogger("marketlab.store")
 
@@ -249,6 +251,8 @@ def open_interest_frame(
 
 
 def _frame(rows: list[tuple[Any, ...]], index: str, columns: tuple[str, ...]) -> pd.DataFrame:
+    import pandas as pd
+
     times = np.fromiter((r[0] for r in rows), np.int64, len(rows))
     data = {
         name: np.array([np.nan if r[i] is None else r[i] for r in rows], dtype=np.float64)

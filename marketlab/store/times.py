@@ -1,13 +1,14 @@
-"""Times as researchers write them (epoch ms, ISO strings, dates, timestamps) → epoch ms."""
+"""Times as researchers write them (epoch ms, ISO strings, dates, timestamps) → epoch ms.
+
+pandas reads the strings, loaded when one is read: a collector writing rows never loads it."""
 
 from __future__ import annotations
 
 from datetime import date, datetime
 
 import numpy as np
-import pandas as pd
 
-TimeLike = int | str | date | datetime | pd.Timestamp | None
+TimeLike = int | str | date | datetime | None  # (a pandas Timestamp is a datetime)
 
 
 def to_ms(value: TimeLike, name: str = "time") -> int | None:
@@ -18,6 +19,8 @@ def to_ms(value: TimeLike, name: str = "time") -> int | None:
         raise ValueError(f"{name}: expected a time, got {value!r}")
     if isinstance(value, int | np.integer):
         return int(value)
+    import pandas as pd
+
     try:
         ts = pd.Timestamp(value)
     except (ValueError, TypeError):
@@ -45,6 +48,8 @@ def time_clauses(column: str, start: int | None, end: int | None) -> tuple[list[
 def time_range(start: TimeLike, end: TimeLike) -> tuple[int | None, int | None]:
     s, e = to_ms(start, "start"), to_ms(end, "end")
     if s is not None and e is not None and e < s:
+        import pandas as pd
+
         raise ValueError(
             f"end ({pd.Timestamp(e, unit='ms', tz='UTC')}) is before start "
             f"({pd.Timestamp(s, unit='ms', tz='UTC')})"
