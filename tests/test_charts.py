@@ -350,3 +350,29 @@ def test_venues_chart_draws_each_venue_mid_and_the_consolidated_spread():
 def test_venues_chart_refuses_a_market_no_venue_collects(lab):
     with pytest.raises(ValueError, match="no venue collects DOGEUSDT"):
         lab.venues_chart("DOGEUSDT")
+
+
+def test_board_shows_the_active_alerts_and_none_once_resolved(lab):
+    """Alerts from the rules themselves (a Watch fed a crossed BTCUSDT book by hand): the row's
+    alerts cell names the rule, the list under the table says it; once resolved, neither."""
+    from marketlab.watch import Watch
+    from marketlab.watch.rules import Observation, Quote
+
+    watch = Watch(crossed_for_s=0, resolve_after_s=1)
+    crossed = Observation(quotes=[Quote("binance", "BTCUSDT", 101.0, 100.0)], health=False)
+    raised = watch.evaluate(1000.0, crossed)
+    assert [a.rule for a in raised] == ["crossed_book"]
+    prices = lab.prices()
+    shown = board_html(prices, 5, None, watch.frame())
+    table, listed = shown.split("</table>")
+    rows = table.split("<tr")
+    assert ">alerts</th>" in rows[1]
+    assert "crossed_book" in rows[2] and "crossed_book" not in rows[3]  # BTCUSDT, ETHUSDT
+    assert "crossed_book" in listed and html.escape(raised[0].message) in listed
+    calm = Observation(quotes=[Quote("binance", "BTCUSDT", 100.0, 101.0)], health=False)
+    watch.evaluate(1001.0, calm)
+    resolved = watch.evaluate(1002.5, calm)
+    assert [a.state for a in resolved] == ["resolved"]
+    after = board_html(prices, 5, None, watch.frame())
+    assert "crossed_book" not in after and "no active alert" in after
+    assert ">alerts</th>" not in board_html(prices, 5)  # a Lab without rules: no column

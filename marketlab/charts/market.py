@@ -159,7 +159,8 @@ class BookChart(LiveView[LabLike]):
 
 class PriceBoard(LiveView[LabLike]):
     """One row per symbol: last, bid/ask at the symbol's tick and right-aligned, 24h change
-    coloured by sign, age greyed when stale; its state under it."""
+    coloured by sign, age greyed when stale; with alert rules, each symbol's active alerts and
+    every active alert listed under the table (health ones too); its state under it."""
 
     def __init__(self, lab: LabLike, fps: float = 1.0, stale_after: float = 5.0):
         super().__init__(lab, "board", fps)
@@ -175,7 +176,9 @@ class PriceBoard(LiveView[LabLike]):
         for key in prices.index:
             exchange, symbol = key if isinstance(key, tuple) else (None, key)
             decimals[key] = self.decimals(symbol, exchange)
-        self.html.value = board_html(prices, self.stale_after, decimals)
+        watch = getattr(self.lab, "watch", None)  # a Lab's alert rules, when it runs them
+        alerts = watch.frame() if watch is not None else None
+        self.html.value = board_html(prices, self.stale_after, decimals, alerts)
         self._refreshed()
 
 
@@ -183,12 +186,17 @@ _CELL = "padding:2px 10px;text-align:right"
 
 
 def board_html(
-    prices: pd.DataFrame, stale_after: float, decimals: dict[Any, int | None] | None = None
+    prices: pd.DataFrame,
+    stale_after: float,
+    decimals: dict[Any, int | None] | None = None,
+    alerts: pd.DataFrame | None = None,
 ) -> str:
     """The board's table: numbers right-aligned in a fixed-width font, prices at each symbol's
     tick decimals (``decimals`` by the frame's index; 8 significant digits where unknown), so
-    columns line up digit under digit."""
+    columns line up digit under digit. With ``alerts`` (``lab.alerts()``), a column of each
+    symbol's active alerts (by rule) and the active alerts listed under the table."""
     decimals = decimals or {}
+    active = alerts[alerts["state"] == "active"] if alerts is not None else None
     rows = []
     for key, p in prices.iterrows():
         name = " ".join(key) if isinstance(key, tuple) else str(key)
@@ -204,18 +212,46 @@ def board_html(
             f"<td style='{_CELL};color:{colour}'>{p['change_pct']:+.2f}%</td>"
             f"<td style='{_CELL}'>{p['volume']:,.2f}</td>"
             f"<td style='{_CELL}'>{p['age_s']:.1f} s</td>"
-            f"<td style='padding:2px 10px'>{html.escape(str(p['source']))}</td></tr>"
+            f"<td style='padding:2px 10px'>{html.escape(str(p['source']))}</td>"
+            + ("" if active is None else _alert_cell(active, key))
+            + "</tr>"
         )
-    heads = ("symbol", "last", "bid", "ask", "24h", "volume", "age", "via")
+    heads: tuple[str, ...] = ("symbol", "last", "bid", "ask", "24h", "volume", "age", "via")
+    heads += () if active is None else ("alerts",)
     head = "".join(
-        f"<th style='{_CELL if h not in ('symbol', 'via') else 'padding:2px 10px'}'>{h}</th>"
+        f"<th style='{_CELL if h not in ('symbol', 'via', 'alerts') else 'padding:2px 10px'}'>"
+        f"{h}</th>"
         for h in heads
     )
     return (
         "<table style='font-family:monospace;border-collapse:collapse;"
         "font-variant-numeric:tabular-nums'>"
-        f"<tr>{head}</tr>{''.join(rows)}</table>"
+        f"<tr>{head}</tr>{''.join(rows)}</table>" + ("" if active is None else _alert_list(active))
     )
+
+
+def _alert_cell(active: pd.DataFrame, key: Any) -> str:
+    """The rules alerting on the row's symbol (and venue, on a board of several venues)."""
+    venue, symbol = key if isinstance(key, tuple) else (None, key)
+    mine = active[active["symbol"] == symbol]
+    if venue is not None:
+        mine = mine[mine["venue"] == venue]
+    rules = ", ".join(dict.fromkeys(str(rule) for rule in mine["rule"]))
+    return f"<td style='padding:2px 10px;color:{DOWN}'>{html.escape(rules)}</td>"
+
+
+def _alert_list(active: pd.DataFrame) -> str:
+    """Every active alert, newest first: since when, where, the rule and its sentence."""
+    if active.empty:
+        return "<div style='padding:2px 10px;color:#9e9e9e'>no active alert</div>"
+    items = []
+    for a in active.itertuples():
+        where = " ".join(str(w) for w in (a.venue, a.symbol, a.stream) if w)
+        items.append(
+            f"<li><b>{html.escape(str(a.rule))}</b> {html.escape(where)} since "
+            f"{a.time:%H:%M:%S}: {html.escape(str(a.message))}</li>"
+        )
+    return f"<ul style='margin:4px 0;color:{DOWN};font-family:monospace'>{''.join(items)}</ul>"
 
 
 def _number(value: float, decimals: int | None) -> str:
