@@ -12,6 +12,7 @@ import itertools
 import os
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -68,12 +69,26 @@ def part_stem(first: int, last: int) -> str:
     return f"part-{first:020d}-{last:020d}-{os.getpid()}-{next(_seq)}"
 
 
-def write_part(folder: Path, table: pa.Table, first: int, last: int) -> None:
-    """One part holding ids ``first`` to ``last``, whole or not at all."""
+def write_part(
+    folder: Path,
+    table: pa.Table,
+    first: int,
+    last: int,
+    *,
+    column_encoding: dict[str, str] | None = None,
+) -> None:
+    """One part holding ids ``first`` to ``last``, whole or not at all. ``column_encoding``
+    names a Parquet encoding for some columns (``DELTA_BINARY_PACKED`` for rising ids and
+    times: smaller, and quicker to write than a dictionary that overflows); those columns get
+    no dictionary."""
     folder.mkdir(parents=True, exist_ok=True)
     stem = part_stem(first, last)
     tmp = folder / f".{stem}.tmp"
-    pq.write_table(table, tmp, compression="zstd")
+    options: dict[str, Any] = {}
+    if column_encoding:  # pyarrow takes the columns that keep a dictionary as a list
+        options["use_dictionary"] = [c for c in table.column_names if c not in column_encoding]
+        options["column_encoding"] = column_encoding
+    pq.write_table(table, tmp, compression="zstd", **options)
     tmp.replace(folder / f"{stem}.parquet")
 
 

@@ -155,11 +155,14 @@ def write_id_parts(
     times = table.column("time").to_numpy()
     days = times // DAY_MS
     bounds = [0, *(np.flatnonzero(np.diff(days)) + 1).tolist(), len(days)]
+    # ids and times rise: delta-packed, they are smaller and quicker to write than dictionaries
+    delta = {c: "DELTA_BINARY_PACKED" for c in ("time", id_col, "first_id", "last_id")}
+    delta = {c: e for c, e in delta.items() if c in table.column_names}
     for a, b in itertools.pairwise(bounds):
         part = table.slice(a, b - a)
         ids = part.column(id_col)
         folder = part_dir(root, kind, exchange, symbol, day_of(int(times[a])))
-        write_part(folder, part, ids[0].as_py(), ids[-1].as_py())
+        write_part(folder, part, ids[0].as_py(), ids[-1].as_py(), column_encoding=delta)
     return len(bounds) - 1
 
 
