@@ -65,6 +65,7 @@ class BusLink:
         self.connected = False
         self.streams: list[str] = []
         self.messages = 0
+        self.bytes_received = 0  # messages' payloads taken
         self.reconnects = 0
         self.last_error = ""
         self.since = time.monotonic()
@@ -429,6 +430,7 @@ class BusFeed(Intake):
         """One message off the bus (``msg``, if given, says where it sits in the stream). One
         that is not ours is counted, logged and dropped; never raises."""
         self.link.messages += 1
+        self.link.bytes_received += len(data)
         self._last_message = time.monotonic()
         if self.link.last_error:  # messages flow again: what went wrong is over
             self.link.last_error = ""

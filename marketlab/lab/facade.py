@@ -446,13 +446,15 @@ class Lab(LabFrames):
 
     def _commit_stored(self) -> None:
         """What a history writer reading the bus does before it acknowledges: write everything
-        taken so far (klines to SQLite, ticks to Parquet)."""
+        taken so far (klines, fundings and open interest to SQLite, ticks to Parquet)."""
         for side in self._sides.values():
             if side.ticks is not None:
                 side.state.flush_trades()
                 side.ticks.sync()
         if self._store is not None:
             self._store.flush()
+        if self._perp_store is not None:
+            self._perp_store.flush()
 
     def _rest_for(self, exchange: str) -> tuple[Any, bool]:
         """A venue's own REST client while its feed runs, or a new one (a fallback venue's)."""

@@ -26,7 +26,7 @@ import numpy as np
 
 from marketlab.records import Funding, OpenInterest
 from marketlab.rings import utc_index
-from marketlab.store.sqlite import connect
+from marketlab.store.sqlite import StoreError, connect
 from marketlab.store.times import time_clauses
 
 if TYPE_CHECKING:  # frames are built as history is read: a collector never loads pandas
@@ -109,11 +109,16 @@ class PerpetualStore:
         finally:
             conn.close()
 
-    def flush(self, timeout: float | None = 30.0) -> bool:
-        """Wait until everything added before this call is written (False: not in time)."""
+    def flush(self, timeout: float | None = 60.0) -> None:
+        """Block until everything added before this call is written (:class:`StoreError` when
+        it is not within ``timeout``)."""
         done = threading.Event()
         self._queue.put(done)
-        return done.wait(timeout)
+        if not done.wait(timeout):
+            raise StoreError(
+                f"{self.path}: pending fundings/open interest not written after {timeout} s "
+                f"({self.last_error})"
+            )
 
     def close(self, timeout: float | None = 10.0) -> None:
         if self._thread.is_alive():

@@ -14,7 +14,18 @@ from marketlab.bus.config import BusConfig
 from marketlab.bus.publisher import Publisher
 from marketlab.bus.reader import BusFeed, BusSource
 from marketlab.lab.market_state import MarketState
-from marketlab.records import BookDelta, BookSnapshot, Interval, Kline, Ticker, Trade
+from marketlab.records import (
+    BookDelta,
+    BookSnapshot,
+    Funding,
+    Interval,
+    Kline,
+    Liquidation,
+    MarkPrice,
+    OpenInterest,
+    Ticker,
+    Trade,
+)
 from marketlab.venues.book import OrderBook
 
 CONFIG = BusConfig("nats://127.0.0.1:4222", snapshot_interval=1e9)
@@ -134,6 +145,59 @@ def test_trades_klines_and_tickers_reach_the_reader_once_in_order() -> None:
     assert (
         closed["closed"].tolist() == [True] and feed.kline_stats[("BTCUSDT", "1m")].duplicates == 1
     )
+
+
+NAN = float("nan")
+
+
+def test_a_perpetuals_records_reach_the_reader_and_its_store_as_sent() -> None:
+    perp = "BTCUSDT-PERP"
+    mark = MarkPrice(perp, 1_000, 100.5, 100.4, NAN, 1e-4, 28_800_000)
+    funding = Funding(perp, 28_800_000, -2.5e-4, 100.2)
+    oi = OpenInterest(perp, 1_500, 1_234.5, NAN)
+    liquidations = [
+        Liquidation(perp, 2_000, "long", 99.5, 0.25, 99.0, True, 2_001),
+        Liquidation(perp, 2_000, "short", 101.5, 0.5, NAN, True, 2_001),
+    ]
+    pub, (feed, state) = Publisher(CONFIG, "binance"), reader([perp])
+    kept: list[object] = []
+    state.perpetual_store = kept.append
+    for r in (mark, funding, oi, *liquidations):
+        pub.on_record(r)
+    ids = carry(pub, feed)
+    assert len(ids) == 4 and feed.bad_messages == 0
+    assert state.marks[perp].mark == 100.5 and state.marks[perp].next_funding_time == 28_800_000
+    same = repr  # NaN (not given) is not equal to itself: records compared as they print
+    assert list(map(same, state.open_interest[perp])) == [same(oi)]
+    assert list(map(same, state.liquidations[perp])) == list(map(same, liquidations))
+    assert list(map(same, kept)) == list(map(same, [mark, funding, oi, *liquidations]))
+    # the same records sent again have the same message ids (JetStream stores them once)
+    for r in (mark, funding, oi, *liquidations):
+        pub.on_record(r)
+    pub._seal()
+    assert sorted(m.msg_id for m in pub._outbox) == sorted(ids)
+    a, b = liquidations
+    assert enc.message_id("binance", "liquidation", perp, [a], False) != enc.message_id(
+        "binance", "liquidation", perp, [b], False
+    )
+
+
+@pytest.mark.parametrize(
+    ("kind", "record", "said"),
+    [
+        ("funding", Funding("X", 1, NAN, 1.0), "rate"),
+        ("funding", Funding("X", -5, 1e-4, 1.0), "funding_time"),
+        ("open_interest", OpenInterest("X", 1, -1.0, NAN), "open_interest"),
+        ("mark", MarkPrice("X", 1, -100.0, 1.0, NAN, 0.0, -1), "mark"),
+        ("mark", MarkPrice("X", 1, 100.0, 1.0, NAN, float("inf"), -1), "funding_rate"),
+        ("mark", MarkPrice("X", 1, 100.0, 1.0, NAN, 0.0, -2), "next_funding_time"),
+        ("liquidation", Liquidation("X", 1, "long", 0.0, 1.0, NAN, True, 1), "price"),
+        ("liquidation", Liquidation("X", 1, "long", 1.0, NAN, NAN, True, 1), "qty"),
+    ],
+)
+def test_a_perpetuals_record_no_market_has_is_refused_by_its_field(kind, record, said) -> None:
+    with pytest.raises(enc.BusFormatError, match=f"records\\[0\\]\\.{said} = "):
+        enc.decode(kind, enc.encode([record], "ws"), "X")
 
 
 def test_trades_fetched_late_go_in_their_place_by_id() -> None:

@@ -17,7 +17,16 @@ from marketlab.bus import encoding as enc
 from marketlab.bus.config import BusConfig
 from marketlab.bus.reader import BusFeed, BusSource
 from marketlab.lab.market_state import MarketState
-from marketlab.records import Interval, Kline, Ticker, Trade
+from marketlab.records import (
+    Funding,
+    Interval,
+    Kline,
+    Liquidation,
+    MarkPrice,
+    OpenInterest,
+    Ticker,
+    Trade,
+)
 from tests.bus.hostile import kline, subject, ticker, trade
 
 OTHER = "ETHUSDT"  # the hostile messages' symbol; the good ones are BTCUSDT's
@@ -56,6 +65,22 @@ def seeds(symbol: str) -> list[tuple[str, bytes]]:
         ("kline_open", enc.encode([open_k], "ws")),
         ("ticker", enc.encode([ticker(symbol)], "ws")),
         ("book", enc.encode([state, change], "ws")),
+        (
+            "mark",
+            enc.encode([MarkPrice(symbol, 5, 100.5, 100.4, float("nan"), 1e-4, 28_800_000)], "ws"),
+        ),
+        ("funding", enc.encode([Funding(symbol, 28_800_000, -2e-4, float("nan"))], "ws")),
+        ("open_interest", enc.encode([OpenInterest(symbol, 9, 1_234.5, float("nan"))], "ws")),
+        (
+            "liquidation",
+            enc.encode(
+                [
+                    Liquidation(symbol, 11, "long", 99.5, 0.25, 99.0, True, 12),
+                    Liquidation(symbol, 11, "short", 101.5, 0.5, float("nan"), True, 12),
+                ],
+                "ws",
+            ),
+        ),
     ]
 
 
@@ -175,6 +200,25 @@ def sane(kind: str, r: Any, symbol: str) -> None:
         amounts(r.last)
         floats = [getattr(r, f) for f in Ticker.__struct_fields__ if type(getattr(r, f)) is float]
         assert not any(math.isinf(v) for v in floats)
+    elif isinstance(r, MarkPrice):
+        times(r.event_time)
+        amounts(r.mark, r.index, r.settle_estimate, nan=True)
+        assert type(r.funding_rate) is float and not math.isinf(r.funding_rate)
+        assert type(r.next_funding_time) is int and -1 <= r.next_funding_time <= MAX_TIME
+    elif isinstance(r, Funding):
+        times(r.funding_time)
+        assert type(r.rate) is float and math.isfinite(r.rate)
+        amounts(r.mark, nan=True)
+    elif isinstance(r, OpenInterest):
+        times(r.time)
+        amounts(r.open_interest)
+        amounts(r.value, nan=True)
+    elif isinstance(r, Liquidation):
+        times(r.time, r.event_time)
+        assert r.side in ("long", "short") and type(r.sampled) is bool
+        amounts(r.price, low_open=True)
+        amounts(r.qty)
+        amounts(r.order_price, nan=True)
     else:
         ids(r.last_update_id)
         times(r.event_time)

@@ -196,7 +196,7 @@ def test_each_funding_and_reading_is_stored_once_the_newest_values_kept(tmp_path
         store.add("binance", [OpenInterest("BTCUSDT-PERP", 5, 10.0, 650_000.0)])
         store.add("binance", [OpenInterest("BTCUSDT-PERP", 5, 11.0, math.nan)])  # value not given
         store.add("binance", [OpenInterest("BTCUSDT-PERP", 7, 12.0, math.nan)])
-        assert store.flush(10)
+        store.flush(10)
         assert store.last_times("binance") == ({"BTCUSDT-PERP": 1000}, {"BTCUSDT-PERP": 7})
     finally:
         store.close()

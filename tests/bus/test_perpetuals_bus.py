@@ -1,0 +1,105 @@
+"""A Lab collecting a perpetual publishes to a real JetStream server what the venue sent (mark,
+fundings settled, open interest, liquidations); a reader's frames and a history writer's store
+hold each funding and each liquidation once."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+import marketlab as ml
+from marketlab.bus.nats_server import NatsServer
+from marketlab.sim import SimExchange
+from marketlab.store.history import History
+
+PERP = "BTCUSDT-PERP"
+# 23:50 UTC: the 16:00 funding settled in the history, midnight's ten seconds after the start
+START = 1_767_311_400_000  # 2026-01-01T23:50:00Z
+MIDNIGHT = 1_767_312_000_000
+
+
+@pytest.fixture(scope="module")
+def late_sim() -> Iterator[SimExchange]:
+    with SimExchange(["BTCUSDT"], speed=60, seed=5, start_time=START, history="17h") as sim:
+        yield sim
+
+
+def _until(predicate, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, f"timed out: {what}"
+        time.sleep(0.1)
+
+
+def _times(index) -> list[int]:
+    return [int(t.timestamp() * 1000) for t in index]
+
+
+def test_a_perpetuals_fundings_and_liquidations_cross_the_bus_once(
+    late_sim: SimExchange, nats: NatsServer, tmp_path: Path
+) -> None:
+    db = tmp_path / "h.sqlite"
+    collector = ml.Lab(
+        [PERP],
+        exchange="bybit",
+        publish=nats.url,
+        bybit_perp_ws_url=late_sim.ws_url,
+        bybit_perp_rest_url=late_sim.rest_url,
+    ).start()
+    writer = ml.Lab.from_bus(
+        nats.url,
+        [PERP],
+        exchange="bybit",
+        durable="writer",
+        db=db,
+        store=("klines", "liquidations"),
+        channels=["klines"],
+    ).start()
+    reader = ml.Lab.from_bus(nats.url, [PERP], exchange="bybit", channels=["klines"]).start()
+    history = History(db=db, exchange="bybit")
+    try:
+        collector.wait_ready(30)
+        _until(
+            lambda: MIDNIGHT in _times(history.funding(PERP).index),
+            30,
+            "the funding settled at midnight stored by the history writer",
+        )
+        _until(lambda: len(collector.liquidations(PERP)) >= 3, 20, "liquidations")
+        collector.stop()
+        taken = collector.liquidations(PERP)
+        _until(
+            lambda: len(reader.liquidations(PERP)) == len(taken),
+            20,
+            "the reader has every liquidation",
+        )
+        assert reader.mark(PERP)["mark"] == collector.mark(PERP)["mark"]
+        assert len(reader.open_interest(PERP)) > 0
+        assert writer.summary()["bus"]["bad_messages"] == 0
+    finally:
+        for lab in (collector, reader, writer):
+            lab.stop()
+    body = httpx.get(
+        f"{late_sim.rest_url}/v5/market/funding/history",
+        params={"category": "linear", "symbol": "BTCUSDT"},
+    ).json()
+    venue = {
+        int(r["fundingRateTimestamp"]): float(r["fundingRate"]) for r in body["result"]["list"]
+    }
+    stored = history.funding(PERP)
+    assert len(venue) >= 2 and MIDNIGHT in venue
+    assert dict(zip(_times(stored.index), stored["rate"], strict=True)) == venue
+    kept = history.liquidations(PERP)
+    assert len(kept) == len(taken) and not kept["sampled"].any()  # Bybit sends every one
+    assert sorted(
+        zip(_times(kept.index), kept["side"].astype(str), kept["price"], kept["qty"], strict=True)
+    ) == sorted(
+        zip(_times(taken["time"]), taken["side"], taken["price"], taken["qty"], strict=True)
+    )
+    read = reader.liquidations(PERP)
+    assert read[["side", "price", "qty"]].values.tolist() == (
+        taken[["side", "price", "qty"]].values.tolist()
+    )
