@@ -3,7 +3,13 @@
 1. A calm market: a Lab with the default alert rules (``Watch()``) collects every simulated
    symbol for ``--minutes`` of simulated market (no faults) and the market alerts raised are
    counted and printed: the goal is none.
-2. What the rules cost: a recording of the simulator's stream is replayed as fast as it goes
+2. Detection: the simulator's market anomalies (a price jump, a spread blowout, a volume
+   burst, a silent symbol, a crossed book), each on a symbol of its own, against the default
+   rules (the silence threshold lowered to ``--silence`` seconds, so the run is short) at
+   speed 1: the delay from the injection to the alert of the matching rule, in simulated
+   seconds (the silence rule's beyond its threshold), and whether it was resolved once. The
+   goal: every one within 2 s.
+3. What the rules cost: a recording of the simulator's stream is replayed as fast as it goes
    by ``Lab.replay()`` with and without ``alerts=Watch()``, in interleaved rounds; the CPU
    time of each replay (the collector's whole process: parser, books, frames and the watch's
    record hook and thread) is compared with the one without the watch of its own round, and
@@ -13,10 +19,13 @@
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import tempfile
+import threading
 import time
 from pathlib import Path
+from typing import Any
 
 from marketlab.lab import Lab
 from marketlab.sim import SimExchange
@@ -56,8 +65,76 @@ def calm(minutes: float, speed: float) -> None:
     print(
         f"  the rules' thread: {rules_cpu / max(steps, 1) * 1e3:.2f} ms CPU per observation "
         f"({steps} observations), {rules_cpu / cpu:.1%} of the process' CPU meanwhile "
-        f"({cpu:.1f} s: collector, simulator and rules)"
+        f"({cpu:.1f} s: collector, simulator and rules); {load()}"
     )
+
+
+# each anomaly on a symbol of its own: how it is injected and the rule that must see it
+ANOMALIES = {
+    "BTCUSDT": ("jump", "BTCUSDT:-300", "price_jump"),
+    "ETHUSDT": ("spread", "ETHUSDT:10", "spread_blowout"),
+    "BNBUSDT": ("volume", "BNBUSDT:5", "volume_burst"),
+    "ADAUSDT": ("silent", "ADAUSDT:15", "silence"),
+    "XRPUSDT": ("crossed", "XRPUSDT:5", "crossed_book"),
+}
+
+
+def load() -> str:
+    one, five, fifteen = os.getloadavg()
+    return f"load average {one:.1f} {five:.1f} {fifteen:.1f}"
+
+
+def detection(silence_s: float) -> None:
+    """Each anomaly's detection delay (simulated seconds) and its raise and resolve count."""
+    symbols = list(ANOMALIES)
+    watch = Watch(silence_s=silence_s)
+    with SimExchange(symbols, speed=1, seed=23, start_time=START) as sim:
+        lab = Lab(symbols, binance_ws_url=sim.ws_url, binance_rest_url=sim.rest_url, alerts=watch)
+        events: list[tuple[dict[str, Any], float]] = []
+        lock = threading.Lock()
+
+        def on_alert(alert: dict[str, Any]) -> None:
+            with lock:
+                events.append((alert, sim.now_ms() / 1000))
+
+        lab.on_alert(on_alert)
+        with lab:
+            lab.wait_ready(60)
+            s = watch.settings
+            time.sleep(s.interval_s * s.min_samples + 2)  # the rolling windows fill up
+            began, injected = time.time() - s.interval_s, sim.now_ms() / 1000
+            for kind, arg, _ in ANOMALIES.values():
+                sim.inject(kind, arg)
+            time.sleep(silence_s + 15 + s.resolve_after_s + 3)  # the longest is over, resolved
+    print(f"detection at speed 1, default thresholds but silence_s={silence_s:g} ({load()}):")
+    for symbol, (kind, _, rule) in ANOMALIES.items():
+        mine = [
+            (a, at)
+            for a, at in events
+            if a["rule"] == rule and a["symbol"] == symbol and a["time"] >= began
+        ]
+        raised = [at for a, at in mine if a["state"] == "active"]
+        resolved = sum(a["state"] == "resolved" for a, _ in mine)
+        if not raised:
+            print(f"  {kind:8} {symbol}: NOT DETECTED by {rule}")
+            continue
+        late = silence_s if rule == "silence" else 0.0
+        print(
+            f"  {kind:8} {symbol}: {rule} after {min(raised) - injected - late:.2f} s"
+            f"{' beyond its threshold' if late else ''}; raised {len(raised)}, resolved "
+            f"{resolved} (streams: {len({a['stream'] for a, _ in mine})})"
+        )
+    others = [
+        a
+        for a, _ in events
+        if a["state"] == "active"
+        and a["time"] >= began
+        and a["kind"] == "market"
+        and ANOMALIES.get(a["symbol"], ("", "", ""))[2] != a["rule"]
+    ]
+    print(f"  other market alerts meanwhile: {len(others)}")
+    for a in others:
+        print(f"    {a['rule']}: {a['message']}")
 
 
 def record(path: Path, seconds: float, speed: float) -> None:
@@ -87,6 +164,7 @@ def cost(rounds: int, seconds: float, speed: float) -> None:
             bare.append(a)
             watched.append(b)
             ratios.append(b / a)
+    print(load())
     print(
         f"replay of {entries} entries ({seconds:g} s of {len(SYMBOLS)} symbols at {speed:g}x), "
         f"{rounds} interleaved rounds: CPU {statistics.median(bare):.2f} s without the watch, "
@@ -102,11 +180,17 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--record-seconds", type=float, default=60.0)
     parser.add_argument("--record-speed", type=float, default=600.0)
+    parser.add_argument("--silence", type=float, default=5.0)
     parser.add_argument("--skip-calm", action="store_true")
+    parser.add_argument("--skip-detection", action="store_true")
+    parser.add_argument("--skip-cost", action="store_true")
     args = parser.parse_args()
     if not args.skip_calm:
         calm(args.minutes, args.speed)
-    cost(args.rounds, args.record_seconds, args.record_speed)
+    if not args.skip_detection:
+        detection(args.silence)
+    if not args.skip_cost:
+        cost(args.rounds, args.record_seconds, args.record_speed)
 
 
 if __name__ == "__main__":

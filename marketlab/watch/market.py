@@ -80,23 +80,28 @@ class SpreadBlowout:
 
 
 class VolumeBurst:
-    """Volume traded in one interval more than ``factor`` times the mean of the previous
-    intervals (the mean, not the median: most intervals of a quiet symbol trade nothing).
-    ``update`` returns the ratio when it fires, else None."""
+    """Volume traded in the last ``span`` intervals more than ``factor`` times the mean of
+    such sums before (the mean, not the median: most intervals of a quiet symbol trade
+    nothing). A span of a few intervals keeps one large trade in a quiet second from reading
+    as a burst, while a burst shows in the first interval it trades in. ``update`` takes one
+    interval's volume and returns the ratio when it fires, else None."""
 
-    def __init__(self, window: int, min_samples: int, factor: float):
-        self.volumes: deque[float] = deque(maxlen=window)
+    def __init__(self, window: int, min_samples: int, factor: float, span: int = 1):
+        self.volumes: deque[float] = deque(maxlen=window)  # sums over ``span`` intervals
+        self.recent: deque[float] = deque(maxlen=max(1, span))
         self.min_samples, self.factor = min_samples, factor
 
     def update(self, volume: float) -> float | None:
         if not (volume >= 0 and math.isfinite(volume)):
             return None
+        self.recent.append(volume)
+        total = sum(self.recent)
         fired = None
         if len(self.volumes) >= self.min_samples:
             mean = sum(self.volumes) / len(self.volumes)
-            if mean > 0 and volume > self.factor * mean:
-                fired = volume / mean
-        self.volumes.append(volume)
+            if mean > 0 and total > self.factor * mean:
+                fired = total / mean
+        self.volumes.append(total)
         return fired
 
 

@@ -341,8 +341,9 @@ class Rules:
         for key in quotes.keys() | volume.keys():
             venue, symbol = key
             if not off(s.volume_factor):
+                span = max(1, round(s.volume_span_s / s.interval_s))
                 burst = self.volumes.setdefault(
-                    key, VolumeBurst(s.window, s.min_samples, s.volume_factor)
+                    key, VolumeBurst(s.window, s.min_samples, s.volume_factor, span)
                 ).update(volume.get(key, 0.0))
                 if burst is not None:
                     out.append(
@@ -352,8 +353,8 @@ class Rules:
                             symbol,
                             burst,
                             s.volume_factor,
-                            f"{venue} {symbol}: {volume.get(key, 0.0):g} traded in "
-                            f"{s.interval_s:g} s, {burst:.1f}x the rolling mean",
+                            f"{venue} {symbol}: {burst:.1f}x the rolling mean volume of "
+                            f"{max(s.volume_span_s, s.interval_s):g} s traded",
                         )
                     )
         for key, q in quotes.items():

@@ -36,10 +36,11 @@ class AlertSettings:
     jump_min_bps: float = 10.0  # ... and at least this large
     spread_factor: float = 5.0  # a spread this many times its rolling median ...
     spread_min_bps: float = 5.0  # ... and at least this wide (one tick to six is no blowout)
-    spread_for_s: float = 1.0  # ... for this long (one wide quote is no blowout)
-    volume_factor: float = 10.0  # traded volume in one interval this many times the mean
+    spread_for_s: float = 0.5  # ... for this long (one wide quote is no blowout)
+    volume_factor: float = 20.0  # volume traded over volume_span_s this many times the mean
+    volume_span_s: float = 2.0  # ... of such spans (one large trade in a quiet second is none)
     outside_book_bps: float = 50.0  # a trade this far outside the best bid/ask
-    crossed_for_s: float = 1.0  # best bid >= best ask for this long
+    crossed_for_s: float = 0.5  # best bid >= best ask for this long
     divergence_bps: float = 50.0  # a venue's mid this far from the venues' median ...
     divergence_for_s: float = 2.0  # ... for this long
     # delivery

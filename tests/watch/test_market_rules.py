@@ -106,6 +106,21 @@ def test_volume_burst_against_the_rolling_mean():
     assert again.update(10.5 * mean) == pytest.approx(10.5)
 
 
+def test_a_volume_burst_is_judged_over_its_span():
+    """One large trade in a quiet second is no burst over a span of four intervals, a burst
+    trading on in each of them is, from its first interval on."""
+    calm = [0.0, 1.0, 0.0, 1.0] * 20  # 0.5 per interval, 2 per span of 4
+    single, span = VolumeBurst(40, 20, factor=10), VolumeBurst(40, 20, factor=10, span=4)
+    for v in calm:
+        assert single.update(v) is None and span.update(v) is None
+    assert single.update(6.0) == pytest.approx(6.0 / statistics.fmean(calm))  # 12x
+    assert span.update(6.0) is None  # (1 + 0 + 1 + 6) / 2: 4x
+    burst = VolumeBurst(40, 20, factor=10, span=4)
+    for v in calm:
+        burst.update(v)
+    assert burst.update(25.0) == pytest.approx(27.0 / 2)  # 1 + 0 + 1 + 25 over 2
+
+
 @given(
     st.floats(min_value=1, max_value=1e5),
     st.floats(min_value=0, max_value=0.01),
@@ -231,7 +246,7 @@ def test_an_alert_of_a_rule_not_judged_is_not_resolved():
 
 def test_volumes_handed_in_count_over_the_prints():
     """The watch hands each symbol's extreme trades and the whole volume apart."""
-    rules = Rules(AlertSettings(window=40, min_samples=20, volume_factor=10))
+    rules = Rules(AlertSettings(window=40, min_samples=20, volume_factor=10, volume_span_s=0.5))
     for i in range(20):
         rules.evaluate(i * 0.5, Observation(volumes={("binance", "BTCUSDT"): 1.0}))
     few = [Print("binance", "BTCUSDT", 100.0, 1.0)]
