@@ -11,6 +11,8 @@ import time
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from marketlab.lab import Lab
 from marketlab.sim import SimExchange
@@ -155,3 +157,15 @@ def test_anomaly_arguments_and_their_errors():
             sim.inject("jump", "DOGEUSDT:100")
         with pytest.raises(ValueError, match="no venue's"):
             sim.inject("spread", "5", venue="okx")
+
+
+@given(st.text(max_size=40), st.sampled_from(["jump", "spread", "volume", "silent", "crossed"]))
+def test_any_anomaly_argument_is_taken_or_refused_by_name(arg, name):
+    """The control endpoint hands any text in: it is taken or refused with a ValueError."""
+    try:
+        symbol, amount = anomaly_arg(name, arg)
+    except ValueError as exc:
+        assert name in str(exc) or "duration" in str(exc)
+    else:
+        assert symbol is None or symbol in arg
+        assert amount is None or isinstance(amount, float)
