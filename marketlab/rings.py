@@ -497,6 +497,12 @@ class KlineBuffer:
             self._settle()
             return self.cols["open_time"][: self.n].copy()
 
+    def closed_open_times(self) -> np.ndarray:
+        """Open times of the closed candles held, oldest first (the frame's closed rows)."""
+        with self.lock:
+            self._settle()
+            return self.cols["open_time"][: self.n][self.cols["closed"][: self.n]]
+
     def frame(self) -> pd.DataFrame:
         import pandas as pd
 

@@ -241,14 +241,10 @@ def status_line(lab: Lab) -> str:
         for row in lab.price_rows()
     ]
     summary = lab.summary()
-    status = lab.status()
-    books = (
-        status.xs("depth", level="stream")["book"]
-        if "depth" in status.index.get_level_values("stream")
-        else []
-    )
+    status = lab.status_rows()
+    books = [row["book"] for row in status if row["stream"] == "depth"]
     synced = sum(1 for b in books if b == "synced")
-    messages = int(status["messages"].sum()) if len(status) else 0
+    messages = sum(row["messages"] for row in status)
     line = " | ".join(parts) or "waiting for data"
     store = summary.get("store") or {}
     bus = summary.get("bus") or {}
@@ -309,18 +305,15 @@ def final_report(lab: Lab) -> list[str]:
         name = f"{venue} " if len(lab.exchanges) > 1 else ""
         for symbol in symbols:
             for iv in lab.intervals:
-                df = lab.klines(symbol, iv, exchange=venue)
-                closed = df[df["closed"]]
-                opens = [int(t.value // 1_000_000) for t in closed.index]
+                opens = lab.closed_open_times(symbol, iv, exchange=venue)
                 holes = sum(1 for a, b in pairwise(opens) if Interval(iv).next_open(a) != b)
                 state = "contiguous" if not holes else f"{holes} hole(s)"
                 lines.append(f"klines {name}{symbol} {iv}: {len(opens)} closed, {state}")
             if "book" in lab.channels:
-                book = lab.book(symbol, 5, exchange=venue)
-                reason = book.attrs["reason"]
+                book = lab.book_levels(symbol, 5, exchange=venue)
                 lines.append(
                     f"book {name}{symbol}: "
-                    + ("synced" if book.attrs["synced"] else f"not synced ({reason})")
+                    + ("synced" if book.synced else f"not synced ({book.reason})")
                 )
     return lines
 

@@ -44,6 +44,7 @@ from marketlab.lab.status import (
     lab_summary,
     not_ready,
     status_frame,
+    status_rows,
 )
 from marketlab.lab.tick_link import ReplayBookSampler, flush_trades, sample_books
 from marketlab.lab.venue_side import VenueSide
@@ -715,6 +716,15 @@ class Lab(LabFrames):
             )
         df.attrs.update(self.summary())
         return df
+
+    def status_rows(self) -> list[dict[str, Any]]:
+        """The rows of :meth:`status` as plain dicts, each with its ``exchange``: cheap, for a
+        status line or a server."""
+        return [
+            {"exchange": venue, **row}
+            for venue, side in self._sides.items()
+            for row in status_rows(side.feed)
+        ]
 
     def summary(self) -> dict[str, Any]:
         """Connection-wide state: running, source, failover, connections, reconnects, bad frames,

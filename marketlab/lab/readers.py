@@ -113,6 +113,13 @@ class LabFrames:
             f"(exchanges: {', '.join(self.exchanges)})"
         )
 
+    def closed_open_times(
+        self, symbol: str, interval: str = "1m", exchange: str | None = None
+    ) -> list[int]:
+        """Open times (epoch ms) of the closed candles held, oldest first: the closed rows of
+        :meth:`klines` of a venue collected, without pandas."""
+        return self._side(exchange).kline_buffer(symbol, interval).closed_open_times().tolist()
+
     def tick_size(self, symbol: str, exchange: str | None = None) -> float | None:
         """The symbol's price tick as the venue lists it (None until it has answered)."""
         return self._side(exchange).tick_size(symbol)

@@ -38,8 +38,14 @@ COLUMNS = [
 
 
 def status_frame(feed: Feed | None) -> pd.DataFrame:
-    import pandas as pd  # when the status is read (a collector's status line reads no frame)
+    """:func:`status_rows` as the frame ``lab.status()`` shows, indexed by symbol and stream."""
+    import pandas as pd  # when a frame is asked for (a collector's status line reads rows)
 
+    return pd.DataFrame(status_rows(feed), columns=COLUMNS).set_index(["symbol", "stream"])
+
+
+def status_rows(feed: Feed | None) -> list[dict[str, Any]]:
+    """One dict per symbol and stream (:data:`COLUMNS`) of what ``feed`` takes in."""
     now = time.time()
     rows = []
     if feed is not None:
@@ -69,7 +75,7 @@ def status_frame(feed: Feed | None) -> pd.DataFrame:
                 if ts is not None:
                     row["backfilled"], row["gaps"] = ts.backfilled, ts.gaps
             rows.append(row)
-    return pd.DataFrame(rows, columns=COLUMNS).set_index(["symbol", "stream"])
+    return rows
 
 
 MANY_BOOKS = 20  # more books than this: waiting for them shows a progress bar
