@@ -1,7 +1,9 @@
 """``marketlab demo``: the whole thing on one machine with no network: the simulated exchange,
 the collector with its history, the API server, and (``--bus``) a NATS JetStream bus with a
 second Lab reading what the collector publishes. ``--exchanges binance,okx,bybit,coinbase``
-collects several of the simulator's venues in one Lab and ends with how they compare."""
+collects several of the simulator's venues in one Lab and ends with how they compare;
+``--perpetuals`` collects each symbol's perpetual swap beside it and ends with its funding and
+basis."""
 
 from __future__ import annotations
 
@@ -12,12 +14,13 @@ import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from marketlab.bus.config import BusConfig
 from marketlab.bus.nats_server import NatsServer, cluster
 from marketlab.cli.collect import final_report, run_lab, stop_signals
 from marketlab.lab import Lab
+from marketlab.records import is_perpetual, perpetual_of
 from marketlab.server import PREFIX, create_app
 from marketlab.server.runner import ServerThread
 from marketlab.sim import SimExchange
@@ -29,16 +32,37 @@ PROTOCOLS = {
     "bybit": "Bybit v5 spot",
     "coinbase": "Coinbase Advanced Trade",
 }
+# the venues whose perpetual swaps the simulator serves, and what it speaks for them
+PERPETUAL_PROTOCOLS = {
+    "binance": "Binance USDⓈ-M",
+    "okx": "OKX v5 swaps",
+    "bybit": "Bybit v5 linear",
+}
 
 
-def venue_urls(sim: SimExchange, venues: list[str]) -> dict[str, Any]:
-    """The Lab options that point each venue at the simulator (all on its one port)."""
+def venue_urls(sim: SimExchange, venues: list[str], perpetuals: bool = False) -> dict[str, Any]:
+    """The Lab options that point each venue at the simulator (all on its one port), its
+    perpetuals' too with ``perpetuals``."""
     ws = {"okx": sim.okx_ws_url, "bybit": sim.bybit_ws_url, "coinbase": sim.coinbase_ws_url}
     urls: dict[str, Any] = {}
     for venue in venues:
         urls[f"{venue}_ws_url"] = ws.get(venue, sim.ws_url)
         urls[f"{venue}_rest_url"] = sim.rest_url
+        if perpetuals and venue in PERPETUAL_PROTOCOLS:
+            urls[f"{venue}_perp_ws_url"] = sim.ws_url
+            urls[f"{venue}_perp_rest_url"] = sim.rest_url
     return urls
+
+
+def demo_symbols(spot: list[str], venues: list[str], perpetuals: bool) -> dict[str, list[str]]:
+    """Each venue's symbols: the spot pairs, and with ``perpetuals`` each one's perpetual swap
+    on the venues that have them."""
+    return {
+        venue: spot + ([perpetual_of(s) for s in spot] if venue in PERPETUAL_PROTOCOLS else [])
+        if perpetuals
+        else list(spot)
+        for venue in venues
+    }
 
 
 def run_demo(args: argparse.Namespace) -> int:
@@ -53,13 +77,14 @@ def run_demo(args: argparse.Namespace) -> int:
         publish = BusConfig(bus_url, replicas=replicas) if nodes else None
         venues = [v.lower() for v in (getattr(args, "exchanges", None) or ["binance"])]
         several = len(venues) > 1
+        perpetuals = bool(getattr(args, "perpetuals", False))
         lab = Lab(
-            sim.symbol_names,
+            demo_symbols(sim.symbol_names, venues, perpetuals) if perpetuals else sim.symbol_names,
             intervals=["1m", "5m"],
-            exchanges=venues if several else None,
+            exchanges=venues if several and not perpetuals else None,
             db=db,
             publish=publish,
-            **venue_urls(sim, venues),
+            **venue_urls(sim, venues, perpetuals),
         )
         reader = (
             Lab.from_bus(
@@ -111,6 +136,17 @@ def run_demo(args: argparse.Namespace) -> int:
                     f"  collector           {', '.join(sim.symbol_names)} at 1m, 5m: "
                     f"trades, tickers, books, klines; history in {db}"
                 )
+            if perpetuals:
+                perp = perpetual_of(first)
+                print(
+                    f"  perpetuals          {api}{PREFIX}/funding   "
+                    f"{api}{PREFIX}/basis/{perp}   {api}{PREFIX}/open-interest/{perp}   "
+                    f"{api}{PREFIX}/liquidations/{perp}"
+                )
+                for venue in venues:
+                    if venue in PERPETUAL_PROTOCOLS:
+                        ws_url = lab.urls[f"{venue}_perp_ws_url"]
+                        print(f"    {venue:<10} {PERPETUAL_PROTOCOLS[venue]}: {ws_url}")
             if nodes:
                 cluster_words = (
                     f"a {replicas}-node cluster, the stream on every node" if replicas > 1 else ""
@@ -130,6 +166,9 @@ def run_demo(args: argparse.Namespace) -> int:
             print(line)
         if several:
             for line in venues_report(lab):
+                print(line)
+        if perpetuals:
+            for line in perpetuals_report(lab):
                 print(line)
         if reader is not None:
             print(bus_report(lab, reader))
@@ -222,6 +261,42 @@ def venues_report(lab: Lab) -> list[str]:
             )
             lines.append(f"  mids against the venues' median: {mids}")
     return lines
+
+
+def perpetuals_report(lab: Lab) -> list[str]:
+    """Per venue and perpetual at the end: the funding rate now running (and annualized) and the
+    basis against the venue's own spot mid; with several venues, each venue's perpetual against
+    the median of every venue's spot mid."""
+    lines = []
+    funding = lab.funding()
+    by_venue = funding.index.nlevels == 2
+    perpetuals: list[str] = []
+    for venue, symbols in lab.venue_symbols.items():
+        for symbol in filter(is_perpetual, symbols):
+            perpetuals += [] if symbol in perpetuals else [symbol]
+            key = (venue, symbol) if by_venue else symbol
+            if key not in funding.index:
+                lines.append(f"perpetual {venue} {symbol}: no funding rate yet")
+                continue
+            rate = cast(float, funding.loc[key, "funding_rate"])
+            yearly = cast(float, funding.loc[key, "annualized_pct"])
+            basis = lab.basis(symbol, exchange=venue)
+            lines.append(
+                f"perpetual {venue} {symbol}: funding {_signed(rate * 100, 4)} % "
+                f"({_signed(yearly, 2)} % a year), basis "
+                f"{_signed(basis['basis_bps'], 1)} bps against {venue}'s spot mid"
+            )
+    if len(lab.exchanges) > 1:
+        for symbol in perpetuals:
+            across = lab.basis_across(symbol)
+            median = across.xs("median", level="spot_exchange")["basis_bps"]
+            shown = ", ".join(f"{v} {_signed(bps, 1)} bps" for v, bps in median.items())
+            lines.append(f"  {symbol} against the venues' median spot mid: {shown}")
+    return lines
+
+
+def _signed(value: float, decimals: int) -> str:
+    return f"{value:+.{decimals}f}" if math.isfinite(value) else "n/a"
 
 
 def _consolidated(lab: Lab, symbol: str, bbo: dict[str, Any]) -> str:

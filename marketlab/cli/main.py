@@ -93,6 +93,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="collect several of the simulator's venues in one Lab, e.g. "
         "binance,okx,bybit,coinbase (default binance)",
     )
+    demo.add_argument(
+        "--perpetuals",
+        action="store_true",
+        help="also collect each symbol's perpetual swap (BTCUSDT-PERP) where the venue has them "
+        "(Binance, OKX, Bybit), beside its spot pair: funding, basis, open interest, liquidations",
+    )
 
     collect = sub.add_parser("collect", help="collect live market data until stopped")
     serve = sub.add_parser(

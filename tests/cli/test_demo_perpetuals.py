@@ -1,0 +1,96 @@
+"""``marketlab demo --perpetuals``: each symbol's perpetual beside its spot pair on the venues
+that have them, served by the API while it runs, with funding and basis in the closing report."""
+
+import re
+import signal
+import subprocess
+import sys
+import time
+
+import httpx
+
+VENUES = ["binance", "okx", "bybit", "coinbase"]  # Coinbase has no perpetuals: spot only
+
+
+def test_demo_with_perpetuals_serves_them_and_reports_funding_and_basis(tmp_path):
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "marketlab",
+            "demo",
+            "--exchanges",
+            ",".join(VENUES),
+            "--perpetuals",
+            "--symbols",
+            "BTCUSDT",
+            "--duration",
+            "60",
+            "--sim-port",
+            "0",
+            "--port",
+            "0",
+            "--db",
+            str(tmp_path / "demo.sqlite"),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        head = []
+        while not any("stop with Ctrl-C" in line for line in head):
+            line = proc.stdout.readline()
+            assert line, f"the demo exited early: {''.join(head)}{proc.stderr.read()}"
+            head.append(line)
+        banner = "".join(head)
+        basis_url = re.search(r"perpetuals\s+.*?(http://\S+/basis/BTCUSDT-PERP)", banner)
+        assert basis_url, banner
+        for venue, protocol in (
+            ("binance", "Binance USDⓈ-M"),
+            ("okx", "OKX v5 swaps"),
+            ("bybit", "Bybit v5 linear"),
+        ):
+            assert re.search(rf"^\s+{venue}\s+{protocol}: ws://127\.0\.0\.1:\d+", banner, re.M)
+        assert "coinbase   Coinbase" in banner and "Coinbase perpetual" not in banner
+
+        # served while it runs: the perpetual on its three venues against every venue's spot
+        deadline = time.monotonic() + 40
+        body: dict = {}
+        while time.monotonic() < deadline:
+            r = httpx.get(basis_url.group(1), timeout=5)
+            if r.status_code == 200:
+                body = r.json()
+                if all(row["basis_bps"] is not None for row in body["rows"]):
+                    break
+            time.sleep(0.5)
+        assert body and all(row["basis_bps"] is not None for row in body["rows"]), body
+        perps = {row["exchange"] for row in body["rows"]}
+        spots = {row["spot_exchange"] for row in body["rows"]}
+        assert perps == {"binance", "okx", "bybit"} and spots == {*VENUES, "median"}
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 0, err
+    assert "Traceback" not in err, err
+    for venue in ("binance", "okx", "bybit"):
+        assert re.search(rf"^book {venue} BTCUSDT-PERP: synced$", out, re.M), out
+        line = re.search(
+            rf"^perpetual {venue} BTCUSDT-PERP: funding ([+-]\d+\.\d{{4}}) % "
+            rf"\(([+-]\d+\.\d\d) % a year\), basis ([+-]\d+\.\d|n/a) bps",
+            out,
+            re.M,
+        )
+        assert line, out
+        # a rate a period, three periods a day: the annualized rate (to the shown decimals)
+        assert abs(float(line.group(2)) - float(line.group(1)) * 3 * 365) <= 0.06
+    assert re.search(
+        r"^  BTCUSDT-PERP against the venues' median spot mid: binance [+-]\d+\.\d bps, "
+        r"okx [+-]\d+\.\d bps, bybit [+-]\d+\.\d bps$",
+        out,
+        re.M,
+    ), out
+    assert "book coinbase BTCUSDT-PERP" not in out
