@@ -7,12 +7,17 @@ trade id once, Parquet parts per day), against a floor measured in the same run 
 file: ``pyarrow.csv.read_csv`` of the zip's CSV and ``pyarrow.parquet.write_table`` of what it
 read (no checks, no layout), the zip inflated into memory in one call first, as the import
 does for a file this size. Rounds interleave the two; the ratio is the median of per-round
-ratios (floor seconds / import seconds), the rate the median import's trades per second.
+ratios (floor seconds / import seconds), the rate the median import's trades per second. The
+process's CPU seconds of each are printed beside (all threads: what the work costs whatever
+else the machine runs), and the load average before and after, since a busy machine stretches
+the wall-clock seconds of both.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
+import resource
 import shutil
 import statistics
 import tempfile
@@ -50,6 +55,16 @@ def make_zip(folder: Path, n: int) -> Path:
     return path
 
 
+def cpu_seconds() -> float:
+    """This process's CPU time so far, every thread's."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def load() -> str:
+    return " ".join(f"{x:.2f}" for x in os.getloadavg())
+
+
 def floor(path: Path, out: Path) -> float:
     began = time.perf_counter()
     with zipfile.ZipFile(path) as zf:  # inflated in one call, parsed on every core
@@ -74,12 +89,16 @@ def main() -> None:
     try:
         path = make_zip(work, args.trades)
         mb = path.stat().st_size / 1e6
-        print(f"{FILE.name}: {args.trades:,} trades, {mb:.1f} MB zipped")
-        ratios, import_s, floor_s = [], [], []
+        print(f"{FILE.name}: {args.trades:,} trades, {mb:.1f} MB zipped; load average {load()}")
+        ratios, import_s, floor_s, import_cpu, floor_cpu = [], [], [], [], []
         for r in range(args.rounds):
             root = work / f"ticks-{r}"
+            c = cpu_seconds()
             f_s = floor(path, work / f"floor-{r}.parquet")
+            floor_cpu.append(cpu_seconds() - c)
+            c = cpu_seconds()
             o_s, rows = ours(path, root)
+            import_cpu.append(cpu_seconds() - c)
             assert rows == args.trades, rows
             again = sum(import_ticks(root, FILE, t) for t in read_archive(path, FILE))
             assert again == 0, "a repeated import wrote rows again"
@@ -87,12 +106,19 @@ def main() -> None:
             ratios.append(f_s / o_s)
             import_s.append(o_s)
             floor_s.append(f_s)
-            print(f"  round {r + 1}: import {o_s:.3f} s, floor {f_s:.3f} s, ratio {f_s / o_s:.2f}")
+            print(
+                f"  round {r + 1}: import {o_s:.3f} s ({import_cpu[-1]:.2f} CPU s), floor "
+                f"{f_s:.3f} s ({floor_cpu[-1]:.2f} CPU s), ratio {f_s / o_s:.2f}"
+            )
         med = statistics.median(import_s)
         print(
             f"import {args.trades / med / 1e6:.2f} M trades/s (median {med:.3f} s); floor "
             f"{statistics.median(floor_s):.3f} s; ratio {statistics.median(ratios):.2f}x of the "
             "floor (goal >= 1.5 M trades/s and >= 0.7x)"
+        )
+        print(
+            f"CPU seconds (medians): import {statistics.median(import_cpu):.2f}, floor "
+            f"{statistics.median(floor_cpu):.2f}; load average after {load()}"
         )
     finally:
         shutil.rmtree(work, ignore_errors=True)
