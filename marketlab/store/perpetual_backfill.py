@@ -2,9 +2,11 @@
 it settles.
 
 On start each perpetual's past is fetched from where the store ends (or ``LOOKBACK_MS`` back):
-the fundings settled (Binance ``/fapi/v1/fundingRate``, OKX ``funding-rate-history``, Bybit
-``/v5/market/funding/history``) and open interest every 5 minutes where the venue keeps it
-(Binance ``/futures/data/openInterestHist``, its last 30 days; Bybit ``/v5/market/open-interest``).
+the fundings settled (Binance ``/fapi/v1/fundingRate``, OKX ``funding-rate-history`` (three
+months), Bybit ``/v5/market/funding/history``) and open interest every 5 minutes as far back as
+the venue keeps it (Binance ``/futures/data/openInterestHist``: 30 days; OKX
+``/api/v5/rubik/stat/contracts/open-interest-history``: the latest 1,440, five days; Bybit
+``/v5/market/open-interest``: back to the launch).
 No stream says a funding was settled, so while collecting the fundings since the newest known
 are asked for again once the venue's next funding time (from the mark price stream) has passed,
 and every ``RECHECK_S`` otherwise. Fundings go where live records go (the state, the bus and the
@@ -21,6 +23,7 @@ from typing import Any
 
 from marketlab.records import Funding, OpenInterest
 from marketlab.stream.rest import RestError
+from marketlab.venues.errors import PayloadError
 
 log = logging.getLogger("marketlab.backfill")
 
@@ -40,6 +43,9 @@ async def _retrying(what: str, call: Callable[[], Any]) -> Any:
                 log.warning("%s: %s", what, exc)
                 return None
             log.warning("%s: %s; retrying", what, exc)
+        except PayloadError as exc:  # a body not as documented: asked again when next due
+            log.warning("%s: %s", what, exc)
+            return None
         await asyncio.sleep(RETRY_S)
 
 

@@ -55,8 +55,8 @@ class PerpetualQueries:
     ) -> pd.DataFrame:
         """Open interest with ``time`` in [start, end], oldest first: index ``time`` (UTC),
         ``open_interest`` (base asset) and ``value`` (quote asset; NaN where not given): what
-        the collector read live and what the venue's history gave (Binance's every 5 minutes
-        of its last 30 days, Bybit's back to the launch)."""
+        the collector read live (one reading every 10 s at most) and the venue's history of
+        every 5 minutes (Binance's last 30 days, OKX's last five, Bybit's back to the launch)."""
         s, e = time_range(start, end)
         columns = ("open_interest", "value")
         return self._sqlite(open_interest_frame, symbol, s, e, exchange, "time", columns)

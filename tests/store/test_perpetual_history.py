@@ -64,7 +64,7 @@ def venue_fundings(sim: SimExchange, venue: str) -> dict[int, float]:
 
 
 def venue_open_interest(sim: SimExchange, venue: str) -> dict[int, float]:
-    """The venue's open interest history every 5 minutes, where it keeps one."""
+    """The venue's open interest history every 5 minutes (in the base asset)."""
     base = sim.rest_url
     if venue == "binance":
         rows = httpx.get(
@@ -72,6 +72,16 @@ def venue_open_interest(sim: SimExchange, venue: str) -> dict[int, float]:
             params={"symbol": "BTCUSDT", "period": "5m", "limit": 500},
         ).json()
         return {int(r["timestamp"]): float(r["sumOpenInterest"]) for r in rows}
+    if venue == "okx":  # pages of 100 back from the newest: rows [ts, oi, oiCcy, oiUsd]
+        out: dict[int, float] = {}
+        params: dict[str, object] = {"instId": "BTC-USDT-SWAP", "period": "5m"}
+        while True:
+            url = f"{base}/api/v5/rubik/stat/contracts/open-interest-history"
+            page = httpx.get(url, params=params).json()["data"]
+            out.update({int(r[0]): float(r[2]) for r in page})
+            if len(page) < 100:
+                return out
+            params["end"] = page[-1][0]
     body = httpx.get(
         f"{base}/v5/market/open-interest",
         params={"category": "linear", "symbol": "BTCUSDT", "intervalTime": "5min", "limit": 200},
@@ -125,11 +135,10 @@ def test_a_lab_stores_each_venues_fundings_open_interest_and_liquidations(
         assert kept.index.is_unique and kept.index.is_monotonic_increasing
         assert (kept["open_interest"] > 0).all()
         readings = {int(t.timestamp() * 1000): v for t, v in kept["open_interest"].items()}
-        if venue != "okx":  # OKX keeps its history on another service: live readings only
-            past = venue_open_interest(day_sim, venue)
-            assert len(past) > 100
-            before = {t: oi for t, oi in past.items() if t < START}  # before the Lab began
-            assert all(readings[t] == pytest.approx(oi, rel=1e-12) for t, oi in before.items())
+        past = venue_open_interest(day_sim, venue)
+        before = {t: oi for t, oi in past.items() if t < START}  # before the Lab began
+        assert len(before) > 100
+        assert all(readings[t] == pytest.approx(oi, rel=1e-12) for t, oi in before.items())
         live = lab.open_interest("BTCUSDT-PERP", exchange=venue)
         taken = {
             int(t.timestamp() * 1000): v

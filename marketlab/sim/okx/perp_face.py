@@ -46,11 +46,22 @@ SWAP_RATE_LIMITS = {
     "funding-rate-history": 10,
     "open-interest": 20,
     "mark-price": 10,
+    "open-interest-history": 10,
 }
 FUNDING_PUSH_MS = 30_000  # "Data will be pushed in 30s to 90s"
 OPEN_INTEREST_PUSH_MS = 3_000  # "every 3 seconds when there are updates"
 FUNDING_HISTORY_LIMIT = 400
 FUNDING_HISTORY_DAYS = 90  # funding-rate-history goes back three months
+OPEN_INTEREST_HISTORY_LIMIT = 100  # rows per open-interest-history request at most
+OPEN_INTEREST_HISTORY_ROWS = 1_440  # "the latest 1,440 data entries" of a period
+OPEN_INTEREST_PERIODS = {  # the periods of an hour or less (longer ones are on UTC+8 bars)
+    "5m": 300_000,
+    "15m": 900_000,
+    "30m": 1_800_000,
+    "1H": HOUR_MS,
+    "2H": 2 * HOUR_MS,
+    "4H": 4 * HOUR_MS,
+}
 
 
 def query_int(q: Any, name: str, default: int | None) -> int | None:
@@ -126,6 +137,11 @@ class OkxSwapFace(OkxFace):
             ("/api/v5/public/funding-rate-history", "funding-rate-history", self.funding_history),
             ("/api/v5/public/open-interest", "open-interest", self.open_interest),
             ("/api/v5/public/mark-price", "mark-price", self.mark_price),
+            (
+                "/api/v5/rubik/stat/contracts/open-interest-history",
+                "open-interest-history",
+                self.open_interest_history,
+            ),
         ):
             app.router.add_get(path, self._rest(name, handler))
 
@@ -289,6 +305,35 @@ class OkxSwapFace(OkxFace):
     async def open_interest(self, request: web.Request) -> Any:
         now = self.sim.now_ms()
         return [self._open_interest_row(m, now) for m in self._swaps_asked(request, by_type=True)]
+
+    async def open_interest_history(self, request: web.Request) -> Any:
+        """Open interest at each ``period`` (default 5m), newest first: the latest 1,440 of the
+        period, ``end`` older than and ``begin`` newer than a time (each exclusive), at most 100
+        rows ``[ts, oi, oiCcy, oiUsd]``."""
+        q = request.query
+        asked = self._swaps_asked(request, by_type=False)
+        if len(asked) != 1:  # one swap at a time (``ANY`` is not one)
+            raise OkxError(400, "51001", "Instrument ID does not exist.")
+        m = asked[0]
+        step = OPEN_INTEREST_PERIODS.get(q.get("period") or "5m")
+        if step is None:
+            raise OkxError(400, "51000", "Parameter period error")
+        limit = query_int(q, "limit", OPEN_INTEREST_HISTORY_LIMIT)
+        if limit is None or limit < 1:
+            raise OkxError(400, "51000", "Parameter limit error")
+        begin, end = query_int(q, "begin", None), query_int(q, "end", None)
+        newest = self.sim.now_ms() // step * step
+        oldest = max(
+            newest - (OPEN_INTEREST_HISTORY_ROWS - 1) * step, -(-m.perp.spot.genesis // step) * step
+        )
+        rows = []
+        for t in range(newest, oldest - 1, -step):
+            if (end is None or t < end) and (begin is None or t > begin):
+                row = self._open_interest_row(m, t)
+                rows.append([row["ts"], row["oi"], row["oiCcy"], row["oiUsd"]])
+                if len(rows) == min(limit, OPEN_INTEREST_HISTORY_LIMIT):
+                    break
+        return rows
 
     def _mark_row(self, m: SwapMarket, now: int) -> dict[str, str]:
         mark = num(round(m.perp.mark(now)), m.spec.price_decimals)

@@ -202,6 +202,26 @@ def open_interest(payload: bytes | str, contract_values: Mapping[str, float]) ->
     return out
 
 
+OPEN_INTEREST_HISTORY = "/api/v5/rubik/stat/contracts/open-interest-history"
+
+
+def open_interest_history(payload: bytes | str, symbol: str) -> list[OpenInterest]:
+    """``/api/v5/rubik/stat/contracts/open-interest-history`` (rows ``[ts, oi, oiCcy, oiUsd]``,
+    newest first, of the one swap asked for) → ``symbol``'s open interest oldest first, in the
+    base asset (``oiCcy``) and its value in USD (``oiUsd``)."""
+    endpoint = OPEN_INTEREST_HISTORY
+    out = []
+    for ts, _contracts, base, usd in reversed(
+        _rows(payload, list[tuple[TimeMs, str, Amount, str]], endpoint)
+    ):
+        try:
+            value = optional_amount(usd, "oiUsd")
+        except ValueError as exc:
+            raise PayloadError(f"{endpoint}: {exc}") from None
+        out.append(OpenInterest(symbol, ts, base, value))
+    return out
+
+
 def mark_prices(payload: bytes | str) -> list[MarkPrice]:
     """``/api/v5/public/mark-price`` → mark prices (no index or funding here: NaN, -1)."""
     endpoint = "/api/v5/public/mark-price"

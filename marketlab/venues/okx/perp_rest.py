@@ -28,7 +28,9 @@ PERP_LIMITS = {
     "funding-rate-history": 10,
     "open-interest": 20,
     "mark-price": 10,
+    "open-interest-history": 10,
 }
+OPEN_INTEREST_HISTORY_LIMIT = 100  # rows per open-interest-history request at most
 
 
 class OkxPerpRest(OkxRest):
@@ -173,6 +175,38 @@ class OkxPerpRest(OkxRest):
         if not rows:
             raise RestError(f"OKX sent no open interest of {symbol}", retryable=True)
         return rows[0]
+
+    async def open_interest_history(
+        self, symbol: str, begin: int | None = None, end: int | None = None, period: str = "5m"
+    ) -> list[OpenInterest]:
+        """Open interest at each ``period`` newer than ``begin`` and older than ``end`` (each
+        exclusive; the newest 100 of them), oldest first, in the base asset: OKX's trading
+        statistics keep the latest 1,440 of a period."""
+        params: dict[str, Any] = {
+            "instId": swap_inst_id(symbol),
+            "period": period,
+            "limit": OPEN_INTEREST_HISTORY_LIMIT,
+        }
+        if begin is not None:
+            params["begin"] = begin
+        if end is not None:
+            params["end"] = end
+        method = "public_get_rubik_stat_contracts_open_interest_history"
+        body = await self._body(method, params, "open-interest-history")
+        return payloads.open_interest_history(body, symbol)
+
+    async def open_interest_between(self, symbol: str, start: int, end: int) -> list[OpenInterest]:
+        """Open interest at each 5 minutes in [start, end] that OKX still keeps (the latest
+        1,440: five days), oldest first: pages of 100 backwards from ``end``."""
+        pages: list[list[OpenInterest]] = []
+        cursor = end + 1  # ``end``: older than this time
+        while cursor > start:
+            page = await self.open_interest_history(symbol, begin=start - 1, end=cursor)
+            pages.append([o for o in page if start <= o.time <= end])
+            if len(page) < OPEN_INTEREST_HISTORY_LIMIT:
+                break
+            cursor = page[0].time
+        return [o for page in reversed(pages) for o in page]
 
     async def mark_price(self, symbol: str) -> MarkPrice:
         params = {"instType": "SWAP", "instId": swap_inst_id(symbol)}

@@ -53,6 +53,7 @@ READERS = {
     "funding-rate-history": payloads.funding_history,
     "open-interest": lambda b: payloads.open_interest(b, P.VALUES),
     "mark-price": payloads.mark_prices,
+    "open-interest-history": lambda b: payloads.open_interest_history(b, "BTCUSDT-PERP"),
     "books": lambda b: [payloads.swap_books(b, "BTCUSDT-PERP", 0.01)],
     "candles": lambda b: payloads.swap_candles(b, "BTCUSDT-PERP", "1m", 0.01),
     "history-trades": lambda b: payloads.swap_trades(b, "BTCUSDT-PERP", 0.01),
@@ -72,6 +73,9 @@ BODIES = {
     ),
     "open-interest": _body(P.OPEN_INTEREST),
     "mark-price": _body(P.MARK),
+    "open-interest-history": P.rest(
+        [[str(P.T0 + 300_000), "250", "2.5", "162500"], [str(P.T0), "240", "2.4", ""]]
+    ),
     "books": P.rest(
         [{"asks": [["2", "3", "0", "1"]], "bids": [["1", "250", "0", "4"]], "ts": str(P.T0)}]
     ),
