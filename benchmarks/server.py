@@ -3,8 +3,10 @@
 
 Runs the simulator, a Lab and the API server in this process and loads them from separate
 processes. Prints, from this machine:
-  1. GET /prices: requests per second and p50/p99 latency, against GET /health (the floor: the
-     same server doing no work);
+  1. HTTP: requests per second and p50/p99 latency of two floors served by uvicorn with the
+     same settings in this process (a bare ASGI app; a FastAPI app of one route), of our
+     GET /health and of GET /prices, in ``--http-rounds`` interleaved rounds; then the medians
+     of the per-round ratios: /health against the FastAPI floor, /prices against /health;
   2. WebSocket fan-out: latency from the exchange's ticker event to its delivery, for 1, 100
      and 1000 subscribed clients spread over ``--load-procs`` processes; the medians of
      ``--rounds`` runs (the machine drifts from run to run), with each run's p99. The clients
@@ -18,6 +20,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -25,6 +28,7 @@ import time
 from typing import Any
 
 import orjson
+import uvicorn
 
 try:  # the WebSocket load generator: picows when installed (the bench extra), else aiohttp
     import picows  # noqa: F401
@@ -210,11 +214,89 @@ def load_many(arg_lists: list[list[str]]) -> list[dict]:
     return results
 
 
+def floor_app() -> Any:
+    """The FastAPI floor: one sync route answering what our /health answers, nothing else."""
+    from fastapi import FastAPI
+
+    app = FastAPI()
+
+    @app.get("/health")
+    def health() -> dict[str, Any]:
+        return {"status": "ok", "running": True}
+
+    return app
+
+
+HEALTH_BODY = b'{"status":"ok","running":true}'
+
+
+async def bare_asgi_health(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    """The bare floor: uvicorn and an ASGI callable, no framework (lifespan accepted)."""
+    if scope["type"] == "lifespan":
+        while (await receive())["type"] != "lifespan.shutdown":
+            await send({"type": "lifespan.startup.complete"})
+        await send({"type": "lifespan.shutdown.complete"})
+        return
+    headers = [(b"content-type", b"application/json"), (b"content-length", b"30")]
+    await send({"type": "http.response.start", "status": 200, "headers": headers})
+    await send({"type": "http.response.body", "body": HEALTH_BODY})
+
+
+def http_table(
+    args: argparse.Namespace, server: Any, fastapi_floor: Any, bare_floor: Any, prefix: str
+) -> None:
+    """Each endpoint loaded in turn, round after round (the machine drifts: a ratio is taken
+    within a round), from a process of its own; medians over the rounds."""
+    targets = {
+        "uvicorn, bare ASGI": bare_floor.url + "/health",
+        "FastAPI, one route": fastapi_floor.url + "/health",
+        "GET /health": server.url + "/health",
+        "GET /prices": server.url + prefix + "/prices",
+    }
+    c, s = str(args.concurrency), str(args.seconds)
+    rounds = [
+        {
+            name: load("--load-http", url, "--concurrency", c, "--seconds", s)
+            for name, url in targets.items()
+        }
+        for _ in range(args.http_rounds)
+    ]
+    config = server.server.config
+    load_avg = os.getloadavg()
+    print(
+        f"HTTP, {args.concurrency} concurrent connections from another process, {args.seconds:g} s "
+        f"each, {args.http_rounds} interleaved rounds (medians); uvicorn {uvicorn.__version__}, "
+        f"parser {config.http_protocol_class.__name__}, loop "
+        f"{'uvloop' if 'uvloop' in sys.modules else 'asyncio'}; load average "
+        f"{load_avg[0]:.2f} {load_avg[1]:.2f} {load_avg[2]:.2f}"
+    )
+    print(f"{'endpoint':<22}{'req/s':>10}{'p50 ms':>10}{'p99 ms':>10}{'errors':>8}")
+    for name in targets:
+        med = {k: statistics.median(r[name][k] for r in rounds) for k in rounds[0][name]}
+        print(
+            f"{name:<22}{med['rps']:>10.0f}{med['p50_ms']:>10.2f}{med['p99_ms']:>10.2f}"
+            f"{med['errors']:>8.0f}"
+        )
+    ratio = {
+        "/health vs the FastAPI floor": ("GET /health", "FastAPI, one route"),
+        "/health vs bare uvicorn": ("GET /health", "uvicorn, bare ASGI"),
+        "/prices vs /health": ("GET /prices", "GET /health"),
+    }
+    for label, (top, bottom) in ratio.items():
+        each = [r[top]["rps"] / r[bottom]["rps"] for r in rounds]
+        print(
+            f"{label}: {statistics.median(each):.2f}x "
+            f"(rounds: {' '.join(f'{x:.2f}' for x in each)})"
+        )
+    print()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--concurrency", type=int, default=32)
-    parser.add_argument("--clients", default="1,100,1000")
+    parser.add_argument("--clients", default="1,100,1000", help="0: no WebSocket fan-out")
+    parser.add_argument("--http-rounds", type=int, default=3, help="interleaved HTTP rounds")
     parser.add_argument(
         "--rounds",
         type=int,
@@ -253,23 +335,15 @@ def main() -> None:
             binance_rest_url=sim.rest_url,
         ).start()
         lab.wait_ready(60)
-        with ServerThread(create_app(lab, max_ws_clients=5000, max_backlog=10_000)) as server:
-            c, s = str(args.concurrency), str(args.seconds)
-            floor = load("--load-http", server.url + "/health", "--concurrency", c, "--seconds", s)
-            prices = load(
-                "--load-http", server.url + PREFIX + "/prices", "--concurrency", c, "--seconds", s
-            )
-            print(
-                f"HTTP, {args.concurrency} concurrent connections from another process, "
-                f"{args.seconds:g} s each"
-            )
-            print(f"{'endpoint':<22}{'req/s':>10}{'p50 ms':>10}{'p99 ms':>10}{'errors':>8}")
-            for name, r in (("GET /health (floor)", floor), ("GET /prices", prices)):
-                print(
-                    f"{name:<22}{r['rps']:>10.0f}{r['p50_ms']:>10.2f}{r['p99_ms']:>10.2f}{r['errors']:>8}"
-                )
-            print(f"/prices throughput is {prices['rps'] / floor['rps']:.2f}x the floor")
-            print()
+        with (
+            ServerThread(create_app(lab, max_ws_clients=5000, max_backlog=10_000)) as server,
+            ServerThread(floor_app()) as fastapi_floor,
+            ServerThread(bare_asgi_health) as bare_floor,  # type: ignore[arg-type]
+        ):
+            http_table(args, server, fastapi_floor, bare_floor, PREFIX)
+            if args.clients == "0":
+                lab.stop()
+                return
             print(
                 "WebSocket fan-out: exchange ticker event → delivered to each client "
                 f"(2 symbols, 1/s each; {WS_CLIENT} clients)"
