@@ -94,7 +94,7 @@ TRADE_HISTORY = 50_000  # trades per symbol the simulator keeps for lookups by i
 # rule watches for: a price jump, a spread blowout, a volume burst, a silent symbol, a crossed book
 ANOMALIES = ("jump", "spread", "volume", "silent", "crossed")
 JUMP_BPS = 200.0  # a jump's size unless given (bps of the mid, signed)
-WIDE_BPS = 30.0  # a blown-out spread's width (bps of the mid)
+WIDE_BPS = 60.0  # a blown-out spread's width (bps of the mid)
 BURST_QTY, BURST_TRADES = 20, 5.0  # a volume burst: each trade this many times larger, and more
 
 

@@ -35,7 +35,9 @@ class AlertSettings:
     jump_z: float = 10.0  # a mid's return this many robust sigmas from the window's median ...
     jump_min_bps: float = 10.0  # ... and at least this large
     spread_factor: float = 5.0  # a spread this many times its rolling median ...
-    spread_min_bps: float = 5.0  # ... and at least this wide (one tick to six is no blowout)
+    # ... and at least this wide: a cheap coin's book one tick (2 bps) wide is often a few
+    # ticks wide for a second or two, which is no blowout
+    spread_min_bps: float = 30.0
     spread_for_s: float = 0.5  # ... for this long (one wide quote is no blowout)
     volume_factor: float = 20.0  # volume traded over volume_span_s this many times the mean
     volume_span_s: float = 2.0  # ... of such spans (one large trade in a quiet second is none)

@@ -124,7 +124,7 @@ def test_an_anomaly_changes_the_market_only_for_its_symbol_and_its_time():
         market.step()
         bid, ask = top(btc)
         wide.append((ask - bid) / ((ask + bid) / 2) * 1e4)
-    assert wide[0] >= 29 and wide[1] >= 29 and wide[2] < 5
+    assert wide[0] >= 59 and wide[1] >= 59 and wide[2] < 5
     before = sum(top(btc)) / 2
     btc.anomaly("jump", bps=-300)
     market.step()

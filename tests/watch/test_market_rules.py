@@ -211,7 +211,7 @@ def test_a_calm_series_raises_no_market_alert():
 
 
 def test_a_spread_blowout_must_last():
-    settings = AlertSettings(window=40, min_samples=20, spread_for_s=1.0)
+    settings = AlertSettings(window=40, min_samples=20, spread_for_s=1.0, spread_min_bps=5)
     rules = Rules(settings)
     t = 0.0
     for _ in range(30):  # 1 bps wide
