@@ -88,8 +88,11 @@ def perpetual_router(lab: Lab, prefix: str) -> APIRouter:
             404, f"{symbol} is not collected{where} (perpetuals collected: {shown})"
         )
 
+    collected = [s for symbols in lab.venue_symbols.values() for s in symbols if is_perpetual(s)]
     symbol_path = Path(
-        pattern=SYMBOL_PATTERN, description="A perpetual, e.g. BTCUSDT-PERP (or btcusdt-perp)"
+        pattern=SYMBOL_PATTERN,
+        description="A perpetual, e.g. BTCUSDT-PERP (or btcusdt-perp)",
+        examples=list(dict.fromkeys(collected))[:3] or ["BTCUSDT-PERP"],
     )
     exchange_query = Query(
         pattern=EXCHANGE_PATTERN,

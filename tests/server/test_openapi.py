@@ -32,10 +32,12 @@ def lab(tmp_path_factory) -> Iterator[Lab]:
     db = tmp_path_factory.mktemp("openapi") / "m.sqlite"
     with SimExchange(["BTCUSDT", "ETHUSDT"], speed=60, seed=21) as sim:
         lab = Lab(
-            ["BTCUSDT", "ETHUSDT"],
+            ["BTCUSDT", "ETHUSDT", "BTCUSDT-PERP"],  # a perpetual: its routes answer 200 too
             intervals=["1m", "5m"],
             binance_ws_url=sim.ws_url,
             binance_rest_url=sim.rest_url,
+            binance_perp_ws_url=sim.ws_url,
+            binance_perp_rest_url=sim.rest_url,
             db=db,
             db_flush_interval=0.2,
             **FAST,
