@@ -66,13 +66,9 @@ async def keep_perpetual_history(
     now = await _retrying("server time", rest.server_time)
     if now is None:
         return
-    if on_open_interest is not None and hasattr(rest, "open_interest_between"):
+    if on_open_interest is not None:
         for symbol in symbols:
-            start = last_open_interest.get(symbol, now - LOOKBACK_MS - 1) + 1
-            rows = await _retrying(
-                f"open interest history of {symbol}",
-                functools.partial(rest.open_interest_between, symbol, start, now),
-            )
+            rows = await _since(rest.open_interest_between, symbol, last_open_interest, now)
             if rows:
                 on_open_interest(rows)
     for symbol in symbols:
@@ -112,11 +108,16 @@ async def _new_fundings(
     last_fundings: dict[str, int],
     on_fundings: Callable[[list[Funding]], None],
 ) -> None:
-    start = last_fundings.get(symbol, now - LOOKBACK_MS - 1) + 1
-    rows = await _retrying(
-        f"funding history of {symbol}",
-        functools.partial(rest.fundings_between, symbol, start, now),
-    )
+    rows = await _since(rest.fundings_between, symbol, last_fundings, now)
     if rows:
         on_fundings(rows)
         last_fundings[symbol] = max(f.funding_time for f in rows)
+
+
+async def _since(
+    between: Callable[[str, int, int], Any], symbol: str, last: dict[str, int], now: int
+) -> Any:
+    """``between(symbol, start, now)`` from after the newest stored (or ``LOOKBACK_MS`` back)."""
+    start = last.get(symbol, now - LOOKBACK_MS - 1) + 1
+    what = f"{between.__name__.replace('_between', '').replace('_', ' ')} of {symbol}"
+    return await _retrying(what, functools.partial(between, symbol, start, now))

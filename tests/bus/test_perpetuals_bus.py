@@ -4,35 +4,25 @@ hold each funding and each liquidation once."""
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
 
 import marketlab as ml
 from marketlab.bus.nats_server import NatsServer
 from marketlab.sim import SimExchange
 from marketlab.store.history import History
+from tests.store.test_perpetual_history import MIDNIGHT, START, _until, venue_fundings
 
 PERP = "BTCUSDT-PERP"
-# 23:50 UTC: the 16:00 funding settled in the history, midnight's ten seconds after the start
-START = 1_767_311_400_000  # 2026-01-01T23:50:00Z
-MIDNIGHT = 1_767_312_000_000
 
 
 @pytest.fixture(scope="module")
 def late_sim() -> Iterator[SimExchange]:
+    """Ten minutes before midnight: a funding settled in the history, the next one soon."""
     with SimExchange(["BTCUSDT"], speed=60, seed=5, start_time=START, history="17h") as sim:
         yield sim
-
-
-def _until(predicate, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, f"timed out: {what}"
-        time.sleep(0.1)
 
 
 def _times(index) -> list[int]:
@@ -82,13 +72,7 @@ def test_a_perpetuals_fundings_and_liquidations_cross_the_bus_once(
     finally:
         for lab in (collector, reader, writer):
             lab.stop()
-    body = httpx.get(
-        f"{late_sim.rest_url}/v5/market/funding/history",
-        params={"category": "linear", "symbol": "BTCUSDT"},
-    ).json()
-    venue = {
-        int(r["fundingRateTimestamp"]): float(r["fundingRate"]) for r in body["result"]["list"]
-    }
+    venue = venue_fundings(late_sim, "bybit")
     stored = history.funding(PERP)
     assert len(venue) >= 2 and MIDNIGHT in venue
     assert dict(zip(_times(stored.index), stored["rate"], strict=True)) == venue
