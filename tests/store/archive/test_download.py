@@ -5,15 +5,14 @@ repeated, and a collector started after it leaves no gap."""
 
 from __future__ import annotations
 
-import time
-
 import pytest
 
 from marketlab.lab import Lab
 from marketlab.sim import SimExchange
 from marketlab.store.archive.layout import parse_when
 from marketlab.store.history import History
-from tests.lab.test_lab import FAST, wait_for
+from tests.lab.test_lab import FAST
+from tests.store.archive.collecting import collect_past_the_archive
 
 JAN2 = 1_735_776_000_000  # 2025-01-02T00:00Z
 START = JAN2 + 5 * 60_000  # the simulator's clock starts here, in the past
@@ -108,22 +107,7 @@ def test_every_trap_on_then_collect_leaves_no_gap(sim, tmp_path):
         store=("klines", "trades"),
         **{**FAST, "binance_ws_url": sim.ws_url, "binance_rest_url": sim.rest_url},
     )
-    market = sim.market.symbols["BTCUSDT"]
-
-    def lab_newest() -> int:
-        frame = lab.trades("BTCUSDT")
-        return int(frame["trade_id"].max()) if len(frame) else 0
-
-    with lab:
-        lab.wait_ready(30)
-        began = sim.now_ms()
-        at_start = market.next_trade_id - 1
-        # the trades made since the archive's end are fetched when a live one shows the gap
-        wait_for(lambda: lab_newest() > at_start, 30, "a live trade")
-        wait_for(lambda: sim.now_ms() > began + 2 * 60_000, 30, "two simulated minutes")
-        traded = market.next_trade_id - 1
-        wait_for(lambda: lab_newest() >= traded, 10, "the latest trade")
-        time.sleep(0.5)
+    traded = collect_past_the_archive(lab, sim, "BTCUSDT")
     stored = History(db=db).klines("BTCUSDT", "1m")
     opens = [int(t.value // 1_000_000) for t in stored.index]
     assert opens == list(range(opens[0], opens[-1] + 60_000, 60_000))

@@ -233,6 +233,15 @@ def test_a_large_file_is_read_in_blocks_with_the_same_rows(tmp_path, monkeypatch
     assert whole["time"][:2] == [JAN1 + 1, JAN1 + 2]
 
 
+def read_in_blocks(monkeypatch, streamed: bool) -> None:
+    """With ``streamed``, any CSV above 1000 bytes is inflated and parsed a block at a time."""
+    from marketlab.store.archive import reader
+
+    if streamed:
+        monkeypatch.setattr(reader, "_BIG", 1000)
+        monkeypatch.setattr(reader, "_BLOCK", 4096)
+
+
 def _trades_text(n: int) -> str:
     return "".join(
         f"{i},100.5,0.25,25.125,{(JAN1 + i) * 1000},{i % 2 == 0},True\n" for i in range(1, n + 1)
@@ -250,11 +259,7 @@ def _patch_crc(path: Path, crc: int) -> None:
 
 @pytest.mark.parametrize("streamed", [False, True])
 def test_a_member_whose_crc_is_wrong_is_a_damaged_zip(tmp_path, monkeypatch, streamed):
-    from marketlab.store.archive import reader
-
-    if streamed:
-        monkeypatch.setattr(reader, "_BIG", 1000)
-        monkeypatch.setattr(reader, "_BLOCK", 4096)
+    read_in_blocks(monkeypatch, streamed)
     f = Series("spot", "trades", "BTCUSDT").file("daily", "2025-01-01")
     text = _trades_text(500)
     path = write_zip(tmp_path / f.name, f.name[:-4] + ".csv", text)
@@ -266,11 +271,7 @@ def test_a_member_whose_crc_is_wrong_is_a_damaged_zip(tmp_path, monkeypatch, str
 
 @pytest.mark.parametrize("streamed", [False, True])
 def test_stored_members_and_deflated_ones_give_the_same_rows(tmp_path, monkeypatch, streamed):
-    from marketlab.store.archive import reader
-
-    if streamed:
-        monkeypatch.setattr(reader, "_BIG", 1000)
-        monkeypatch.setattr(reader, "_BLOCK", 4096)
+    read_in_blocks(monkeypatch, streamed)
     f = Series("spot", "trades", "BTCUSDT").file("daily", "2025-01-01")
     text = _trades_text(300)
     deflated = rows_of(tmp_path, f, text)
@@ -287,10 +288,7 @@ def test_stored_members_and_deflated_ones_give_the_same_rows(tmp_path, monkeypat
 
 @pytest.mark.parametrize("streamed", [False, True])
 def test_a_member_longer_than_its_directory_says_is_a_damaged_zip(tmp_path, monkeypatch, streamed):
-    from marketlab.store.archive import reader
-
-    if streamed:
-        monkeypatch.setattr(reader, "_BIG", 1000)
+    read_in_blocks(monkeypatch, streamed)
     f = Series("spot", "trades", "BTCUSDT").file("daily", "2025-01-01")
     text = _trades_text(400)
     path = write_zip(tmp_path / f.name, f.name[:-4] + ".csv", text)
