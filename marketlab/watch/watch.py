@@ -124,7 +124,10 @@ class Watch:
         for key in pairs:
             venue, symbol = key
             seen = self._newest_ids.get(key)
-            taken = lab.trades_newer_than(symbol, -1 if seen is None else seen, exchange=venue)
+            try:
+                taken = lab.trades_newer_than(symbol, -1 if seen is None else seen, venue)
+            except KeyError:  # a price without trades of its own (a symbol's fallback venue)
+                continue
             if taken is None:
                 continue
             columns, newest = taken
