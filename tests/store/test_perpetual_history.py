@@ -166,6 +166,30 @@ def test_a_lab_stores_each_venues_fundings_open_interest_and_liquidations(
         )
         assert sorted(stored_rows) == sorted(taken_rows), venue
         assert (kept_liq["sampled"] == (venue != "bybit")).all()
+    # Bybit sends every liquidation: between the first and the last stored, each of the
+    # simulated market's is stored, once
+    kept_liq = history.liquidations("BTCUSDT-PERP", exchange="bybit")
+    stored = [
+        (int(t.timestamp() * 1000), str(side), price, qty)
+        for t, side, price, qty in zip(
+            kept_liq.index, kept_liq["side"], kept_liq["price"], kept_liq["qty"], strict=True
+        )
+    ]
+    series = day_sim.bybit_perp.perps["BTCUSDT"]
+    pd_, qd = series.spot.spec.price_decimals, series.spot.spec.qty_decimals
+    first, last = stored[0][0], stored[-1][0]
+    pushed = [
+        (
+            e.time,
+            "long" if e.long else "short",
+            round(e.price / 10**pd_, pd_),
+            round(e.qty / 10**qd, qd),
+        )
+        for second in range(first // 1000 * 1000, last + 1, 1000)
+        for e in series.liquidations(second)
+        if first <= e.time <= last
+    ]
+    assert len(pushed) >= 3 and sorted(stored) == sorted(pushed)
 
 
 @pytest.mark.parametrize(
