@@ -1,9 +1,16 @@
 """The archive end to end, against the simulator's archive with every trap on: a download over
 2024-12 → 2025-01 imports every row once with the right times, refuses the corrupt file by
 name, lists the missing day and the id hole, fills them over REST, fetches nothing again when
-repeated, and a collector started after it leaves no gap."""
+repeated, and a collector started after it leaves no gap. The same for a USDⓈ-M perpetual
+(``--market um``): kept under the Lab's name (exchange ``binance``, ``BTCUSDT-PERP``), its
+holes filled over the perpetual REST (``/fapi/v1/klines``, ``/fapi/v1/aggTrades?fromId=``),
+its single trades' holes listed (no public REST by id), and a Lab collecting BTCUSDT-PERP
+afterwards leaves every candle and aggregate trade id once."""
 
 from __future__ import annotations
+
+import json
+import urllib.request
 
 import pytest
 
@@ -30,7 +37,7 @@ def sim():
 
 def every_trap(sim: SimExchange) -> None:
     sim.inject("archive_clear")
-    sim.inject("archive_corrupt", "BTCUSDT-1m-2025-01-01.zip")
+    sim.inject("archive_corrupt", "BTCUSDT-1m-2025-01-01.zip")  # in both markets
     sim.inject("archive_missing", "2024-12-31")
     sim.inject("archive_hole", "2025-01-01:4")
 
@@ -152,3 +159,101 @@ def test_a_short_day_is_filled_and_a_day_not_yet_published_is_said(sim, tmp_path
         assert h2.klines("BTCUSDT", "1h").empty
     finally:
         every_trap(sim)
+
+
+def perp_klines(sim: SimExchange, start: int, end: int, interval: str = "1m") -> list[list]:
+    """The perpetual's candles as its REST gives them, pages of 1500."""
+    step = {"1m": 60_000, "1h": 3_600_000}[interval]
+    rows: list[list] = []
+    cursor = start
+    while cursor <= end:
+        url = (
+            f"{sim.rest_url}/fapi/v1/klines?symbol=BTCUSDT&interval={interval}"
+            f"&startTime={cursor}&endTime={end}&limit=1500"
+        )
+        with urllib.request.urlopen(url) as resp:
+            page = json.loads(resp.read())
+        if not page:
+            break
+        rows += page
+        cursor = page[-1][0] + step
+    return rows
+
+
+def test_a_perpetuals_archive_then_collect_leaves_every_candle_and_agg_id_once(sim, tmp_path):
+    db = tmp_path / "m.sqlite"
+    history = History(db=db, rest_url=sim.rest_url)
+    report = history.download(
+        "BTCUSDT-PERP",
+        "klines:1m,aggTrades,trades",
+        "2024-12",
+        "2025-01",
+        market="um",
+        archive_url=sim.archive_url,
+        progress=False,
+    )
+    assert set(report["symbol"]) == {"BTCUSDT-PERP"}
+    refused = report[report["what"].str.startswith("refused: checksum mismatch")]
+    assert list(refused["file"]) == ["BTCUSDT-1m-2025-01-01.zip"]
+    candles = report[report["what"] == "candles missing"]
+    assert len(candles) == 1 and candles["filled"].all()  # over /fapi/v1/klines
+    assert candles["missing"].iloc[0] == 2 * 1440  # the missing day and the refused file's
+    aggs = report[(report["kind"] == "aggTrades") & report["first_id"].notna()]
+    assert len(aggs) == 2 and aggs["filled"].all(), aggs  # over /fapi/v1/aggTrades?fromId=
+    assert sorted(aggs["missing"])[0] == 4
+    singles = report[(report["kind"] == "trades") & report["first_id"].notna()]
+    assert len(singles) == 2 and not singles["filled"].any()  # historicalTrades wants a key
+    assert list(singles.sort_values("first_id")["missing"]) == list(
+        aggs.sort_values("first_id")["missing"]
+    )
+
+    # every candle once, with the perpetual's values (not spot's)
+    kl = history.klines("BTCUSDT-PERP", "1m", start=parse_when("2024-12-30"), end=JAN2 - 1)
+    venue = perp_klines(sim, parse_when("2024-12-30"), JAN2 - 1)
+    assert len(kl) == len(venue) == 60 * 60
+    assert [int(t.value // 1_000_000) for t in kl.index] == [k[0] for k in venue]
+    assert list(kl["close"]) == [float(k[4]) for k in venue]
+    assert list(kl["trades"]) == [k[8] for k in venue]
+    spot = sim.klines("BTCUSDT", "1m", parse_when("2024-12-30"), JAN2 - 1, limit=10_000)
+    assert list(kl["close"]) != [k["close"] for k in spot]  # the perpetual trades at a premium
+    assert len(history.klines("BTCUSDT", "1m")) == 0  # nothing kept under the spot pair
+
+    # every aggregate trade id once, where the Lab keeps a perpetual's trades
+    ids = list(history.trades("BTCUSDT-PERP", end=JAN2 - 1)["trade_id"])
+    assert ids == list(range(1, len(ids) + 1))
+    assert len(ids) == sum(k[8] for k in venue)
+
+    # the collector takes over where the archive ends
+    lab = Lab(
+        ["BTCUSDT-PERP"],
+        intervals=["1m"],
+        db=db,
+        store=("klines", "trades"),
+        **{**FAST, "binance_perp_ws_url": sim.ws_url, "binance_perp_rest_url": sim.rest_url},
+    )
+    traded = collect_past_the_archive(lab, sim, "BTCUSDT-PERP")
+    stored = History(db=db).klines("BTCUSDT-PERP", "1m")
+    opens = [int(t.value // 1_000_000) for t in stored.index]
+    assert opens == list(range(opens[0], opens[-1] + 60_000, 60_000))
+    assert opens[0] < parse_when("2024-12-31") and opens[-1] > JAN2
+    all_ids = list(History(db=db).trades("BTCUSDT-PERP")["trade_id"])
+    assert all_ids == list(range(1, len(all_ids) + 1))
+    assert all_ids[-1] >= traded  # every aggregate trade up to a second ago, live or fetched
+
+
+def test_the_download_command_fills_a_perpetuals_day_over_its_own_rest(sim, tmp_path, capsys):
+    from marketlab.cli.main import main
+
+    db = tmp_path / "cli.sqlite"
+    argv = ["download", "--symbols", "BTCUSDT", "--kinds", "klines:1h", "--start", "2024-12-30"]
+    argv += ["--end", "2025-01-01", "--market", "um", "--db", str(db)]
+    argv += ["--archive-url", sim.archive_url]
+    argv += ["--binance-perp-rest-url", sim.rest_url, "--binance-rest-url", "http://127.0.0.1:9"]
+    assert main(argv) == 0  # the missing day's candles come over /fapi/v1, not spot's base
+    out = capsys.readouterr().out
+    assert "2 hole(s) found, 1 open" in out  # the day not in the archive stays said
+    assert "not in the archive" in out and "candles missing" not in out
+    kl = History(db=db).klines("BTCUSDT-PERP", "1h")
+    venue = perp_klines(sim, parse_when("2024-12-30"), JAN2 - 1, "1h")
+    assert len(kl) == len(venue) == 12 + 24 + 24  # the market began at noon
+    assert list(kl["close"]) == [float(k[4]) for k in venue]
