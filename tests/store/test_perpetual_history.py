@@ -219,6 +219,22 @@ async def test_funding_history_is_paged_to_every_funding_of_a_range(
         await rest.close()
 
 
+async def test_binance_funding_requests_keep_within_their_own_limit(
+    day_sim: SimExchange, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``/fapi/v1/fundingRate`` has a limit of its own (500 in 5 minutes), apart from weights."""
+    monkeypatch.setattr(binance_rest, "FUNDING_REQUESTS", 2)
+    monkeypatch.setattr(binance_rest, "FUNDING_WINDOW_S", 0.5)
+    rest = binance_rest.BinancePerpRest(day_sim.rest_url)
+    try:
+        began = time.monotonic()
+        for _ in range(3):
+            assert len(await rest.funding_history("BTCUSDT-PERP", limit=1)) == 1
+        assert time.monotonic() - began >= 0.5  # the third waited for the first to age out
+    finally:
+        await rest.close()
+
+
 def test_each_funding_and_reading_is_stored_once_the_newest_values_kept(tmp_path: Path) -> None:
     db = tmp_path / "s.sqlite"
     store = PerpetualStore(db)
