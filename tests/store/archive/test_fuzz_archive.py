@@ -6,9 +6,11 @@ from __future__ import annotations
 
 import io
 import zipfile
+from unittest import mock
 
 from hypothesis import given
 
+from marketlab.store.archive import reader
 from marketlab.store.archive.layout import ArchiveError, Series
 from marketlab.store.archive.listing import parse_checksum, parse_listing
 from marketlab.store.archive.reader import read_archive
@@ -73,6 +75,14 @@ def _zip_of(body: bytes) -> bytes:
 @given(mutated(_zip_of(GOOD_TRADES), max_edits=3))
 def test_fuzz_zip_bytes(tmp_path_factory, body):
     _read(tmp_path_factory.mktemp("f"), TRADES, body, raw_zip=True)
+
+
+@fuzz(0.5)
+@given(mutated(_zip_of(GOOD_TRADES * 50), max_edits=3))
+def test_fuzz_zip_bytes_inflated_a_chunk_at_a_time(tmp_path_factory, body):
+    # as a CSV above the in-memory size is read: inflated and parsed a block at a time
+    with mock.patch.object(reader, "_BIG", 0), mock.patch.object(reader, "_BLOCK", 4096):
+        _read(tmp_path_factory.mktemp("f"), TRADES, body, raw_zip=True)
 
 
 @fuzz()
