@@ -166,6 +166,17 @@ def write_id_parts(
     return len(bounds) - 1
 
 
+def stored_as(series: Series) -> str:
+    """The stores' exchange and symbol of a series, as the manifest records them."""
+    return f"{series.exchange}/{series.store_symbol}"
+
+
+def _first_stored_as(series: Series) -> str:
+    """Where an entry that does not say was kept: USDⓈ-M files once went under exchange
+    ``binance_perp`` and their archive symbol, so such an entry is imported again."""
+    return f"binance_perp/{series.symbol}" if series.market == "um" else stored_as(series)
+
+
 class Manifest:
     """What was imported from the archive (by key, with its checksum and rows) and what the
     last audit found, in a JSON file beside the kline database, replaced whole on each save."""
@@ -187,11 +198,18 @@ class Manifest:
         return p.with_name(p.stem + ".archive.json")
 
     def done(self, file: ArchiveFile, sha256: str | None = None) -> bool:
+        """Whether ``file`` was imported whole, into where the stores keep it now."""
         entry = self.imported.get(file.key)
-        return entry is not None and (sha256 is None or entry.get("sha256") == sha256)
+        if entry is None or (sha256 is not None and entry.get("sha256") != sha256):
+            return False
+        return entry.get("stored_as", _first_stored_as(file.series)) == stored_as(file.series)
 
     def add(self, file: ArchiveFile, sha256: str, rows: int) -> None:
-        self.imported[file.key] = {"sha256": sha256, "rows": rows}
+        self.imported[file.key] = {
+            "sha256": sha256,
+            "rows": rows,
+            "stored_as": stored_as(file.series),
+        }
         self.save()
 
     def save(self) -> None:

@@ -4,13 +4,14 @@ from its folders, each file checked in place and never deleted, a mismatch refus
 from __future__ import annotations
 
 import hashlib
+import json
 import zipfile
 from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
 
-from marketlab.store.archive.imports import import_ticks
+from marketlab.store.archive.imports import Manifest, import_ticks
 from marketlab.store.archive.layout import Series
 from marketlab.store.archive.reader import read_archive
 from marketlab.store.history import History
@@ -115,3 +116,17 @@ def test_a_month_over_days_imported_before_writes_each_trade_once(tmp_path):
         assert written == (20 if f.period == "daily" else 19)
     on_disk = pq.read_table(str(root / "kind=trades")).column("trade_id").to_pylist()
     assert sorted(on_disk) == list(range(1, 40))  # each id once in the files themselves
+
+
+def test_a_manifest_entry_kept_under_another_name_is_imported_again(tmp_path):
+    spot = Series("spot", "trades", "BTCUSDT").file("daily", "2025-01-01")
+    perp = Series("um", "aggTrades", "BTCUSDT").file("daily", "2025-01-01")
+    path = tmp_path / "m.archive.json"
+    # entries as written before perpetuals were kept under the Lab's name (no stored_as)
+    old = {k.key: {"sha256": "ab" * 32, "rows": 5} for k in (spot, perp)}
+    path.write_text(json.dumps({"imported": old, "report": []}))
+    m = Manifest(path)
+    assert m.done(spot) and not m.done(perp)  # the perpetual's rows went elsewhere then
+    m.add(perp, "cd" * 32, 5)
+    again = Manifest(path)
+    assert again.done(perp) and again.done(perp, "cd" * 32) and not again.done(perp, "ab" * 32)
