@@ -4,7 +4,7 @@ by time (``/api/v3/klines``, as a backfill pages them), trades by id
 perpetuals candles over ``/fapi/v1/klines`` and aggregate trades by id over
 ``/fapi/v1/aggTrades?fromId=`` (the perpetual REST client's). A perpetual's single trades
 stay listed: ``/fapi/v1/historicalTrades`` wants an API key (Binance's futures connector:
-"historical_trades requires api key in request header"), and the collector keeps none."""
+"historical_trades requires api key in request header"), and marketlab holds no key."""
 
 from __future__ import annotations
 
