@@ -85,6 +85,7 @@ class Feed(Intake, KlineIntegrity, TradeIntegrity, RestPolling):
         self.frames_failed = 0  # of bad_frames: those whose taking raised (see frame_failed)
         self.duplicates = 0
         self.reconnects = 0  # over every connection, including retired ones
+        self.bytes_retired = 0  # frames' bytes taken on connections since retired
         self.last_bad_frame = ""
         self.rest: Any = None
         self.connections: list[WsConnection] = []
@@ -319,6 +320,10 @@ class Feed(Intake, KlineIntegrity, TradeIntegrity, RestPolling):
         with contextlib.suppress(RestError):
             await self.rest.server_time()
 
+    def bytes_received(self) -> int:
+        """Frames' bytes taken on every connection, retired ones included (only grows)."""
+        return self.bytes_retired + sum(c.bytes_received for c in self.connections)
+
     def _roll_over(self, old: WsConnection, why: str) -> None:
         """Open a successor with the same streams; retire ``old`` once the new one delivers."""
         if old.retiring:
@@ -335,6 +340,7 @@ class Feed(Intake, KlineIntegrity, TradeIntegrity, RestPolling):
             await old.stop()
             with contextlib.suppress(ValueError):
                 self.connections.remove(old)
+                self.bytes_retired += old.bytes_received
 
         self._spawn(retire())
         if self.books_per_connection:  # briefly out of sync, from the successor's snapshots

@@ -56,7 +56,7 @@ HELP: dict[str, str] = {
     "marketlab_connected": "1 while every connection of the venue is up",
     "marketlab_connections": "WebSocket connections of the venue",
     "marketlab_reconnects_total": "Reconnects over every connection of the venue",
-    "marketlab_received_bytes_total": "Bytes of WebSocket frames taken per venue and connection",
+    "marketlab_received_bytes_total": "Bytes of WebSocket frames taken from the venue",
     "marketlab_bad_frames_total": "Frames from the venue that could not be read",
     "marketlab_rest_requests_total": "REST requests sent to the venue",
     "marketlab_rest_rate_limited_total": "REST answers 429 (rate limited) or a ban (418; "
@@ -214,15 +214,14 @@ def _venue_metrics(venues: Mapping[str, Mapping[str, Any]]) -> Iterator[Metric]:
     failovers = _counter("marketlab_failovers_total", v)
     holes = _gauge("marketlab_trade_holes", ["venue", "symbol"])
     missed = _counter("marketlab_trades_missed_total", ["venue", "symbol"])
-    received = _counter("marketlab_received_bytes_total", ["venue", "connection"])
+    received = _counter("marketlab_received_bytes_total", v)
     forbidden = _counter("marketlab_rest_forbidden_total", v)
     weight_used = _gauge("marketlab_rest_weight_used", v)
     weight_limit = _gauge("marketlab_rest_weight_limit", v)
     resyncs = _counter("marketlab_book_resyncs_total", ["venue", "symbol"])
     for venue, info in venues.items():
         conns = info.get("connections") or []
-        for c in conns:
-            received.add_metric([venue, str(c["name"])], _number(c.get("bytes_received")))
+        received.add_metric([venue], _number(info.get("bytes_received")))
         forbidden.add_metric([venue], _number(info.get("rest_forbidden")))
         weight = info.get("rest_weight")
         if weight is not None:
