@@ -30,7 +30,8 @@ log = logging.getLogger("marketlab.backfill")
 LOOKBACK_MS = 30 * 86_400_000  # how far back an empty store is filled
 RECHECK_S = 1800.0  # at most this long between asking for new fundings
 SETTLE_WAIT_S = 5.0  # after a funding time, before asking for it (the venue publishes it late)
-RETRY_S = 10.0  # after a failed request, or a funding due and not yet listed
+RETRY_S = 10.0  # after a failed request
+LISTED_LATE_S = 30.0  # between asking for a funding settled and not listed yet
 
 
 async def _retrying(what: str, call: Callable[[], Any]) -> Any:
@@ -74,6 +75,7 @@ async def keep_perpetual_history(
     for symbol in symbols:
         await _new_fundings(rest, symbol, now, last_fundings, on_fundings)
     awaited = {s: next_funding_of(s) for s in symbols}  # the funding time each waits for
+    not_before = dict.fromkeys(symbols, 0.0)  # a funding settled and not listed yet: asked later
     last_check = asyncio.get_running_loop().time()
     while True:
         await asyncio.sleep(SETTLE_WAIT_S)
@@ -83,7 +85,8 @@ async def keep_perpetual_history(
         for symbol in symbols:
             upcoming = next_funding_of(symbol)
             # the venue moved its next funding time on: the awaited one has settled
-            if every or (awaited[symbol] > 0 and upcoming > awaited[symbol]):
+            settled = 0 < awaited[symbol] < upcoming and clock >= not_before[symbol]
+            if every or settled:
                 due.append(symbol)
             elif awaited[symbol] <= 0:
                 awaited[symbol] = upcoming
@@ -93,10 +96,12 @@ async def keep_perpetual_history(
         if now is None:
             return
         for symbol in due:
-            settled = awaited[symbol]
+            settled_at = awaited[symbol]
             await _new_fundings(rest, symbol, now, last_fundings, on_fundings)
-            if settled <= 0 or last_fundings.get(symbol, -1) >= settled or every:
+            if settled_at <= 0 or last_fundings.get(symbol, -1) >= settled_at or every:
                 awaited[symbol] = next_funding_of(symbol)  # listed: wait for the next one
+            else:  # the venue lists it late: ask again a little later
+                not_before[symbol] = clock + LISTED_LATE_S
         if every:
             last_check = clock
 
