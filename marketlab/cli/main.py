@@ -164,7 +164,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--store",
         type=comma_list,
         default=None,
-        help="what --db keeps: klines (default), trades (Parquet ticks beside it)",
+        help="what --db keeps: klines (default; with a perpetual's fundings and open interest), "
+        "trades, book, book_deltas, liquidations (Parquet ticks beside it)",
     )
     collect.add_argument("--duration", type=positive, help="stop after this many seconds")
     collect.add_argument(
