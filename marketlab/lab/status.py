@@ -173,6 +173,7 @@ def feed_summary(feed: Feed) -> dict[str, Any]:
                 "connected": c.connected,
                 "streams": len(c.streams),
                 "messages": c.messages,
+                "bytes_received": c.bytes_received,
                 "reconnects": c.reconnects,
                 "age_s": round(c.age(), 1),
                 "last_error": c.last_error,

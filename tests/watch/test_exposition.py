@@ -219,3 +219,26 @@ def test_every_dashboard_query_names_an_exposed_metric(served):
     named = {m for q in queries for m in METRIC.findall(q)}
     assert named - exposed == set()
     assert {"marketlab_messages_received_total", "marketlab_trade_lag_seconds_bucket"} <= named
+
+
+def test_bytes_received_keep_growing_across_a_rollover(served):
+    """Binance announces a shutdown: the feed rolls over to a new connection and retires the
+    old one; the venue's bytes counter keeps what the old one took (a counter never falls)."""
+    names = {c["name"] for c in served.lab.summary()["connections"]}
+    before = served.scrape()["marketlab_received_bytes"][0].value
+    served.sim.inject("shutdown", venue="binance")
+
+    def rolled_over() -> bool:
+        now = {c["name"] for c in served.lab.summary()["connections"]}
+        return bool(now) and not now & names
+
+    wait_for(rolled_over, 30, "every connection replaced and the old ones retired")
+    summary = served.lab.summary()
+    after = served.scrape()["marketlab_received_bytes"][0].value
+    # the new connections opened after ``before``: all they took comes on top of it
+    assert (
+        after
+        >= summary["bytes_received"]
+        >= before + sum(c["bytes_received"] for c in summary["connections"])
+    )
+    wait_for(lambda: served.scrape()["marketlab_received_bytes"][0].value > after, 10, "new bytes")
