@@ -141,6 +141,10 @@ class BusFeed(Intake):
     book_state = Feed.book_state
     book_check = Feed.book_check
 
+    def bytes_received(self) -> int:
+        """The bytes of the messages taken off the bus (a venue feed's count of its frames)."""
+        return self.link.bytes_received
+
     @property
     def connected(self) -> bool:
         return self.link.connected

@@ -147,6 +147,9 @@ class PairedFeeds:
     def reconnects(self) -> int:
         return self.spot.reconnects + self.perp.reconnects
 
+    def bytes_received(self) -> int:
+        return self.spot.bytes_received() + self.perp.bytes_received()
+
     @property
     def bad_frames(self) -> int:
         return self.spot.bad_frames + self.perp.bad_frames

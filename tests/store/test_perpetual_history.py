@@ -114,7 +114,7 @@ def test_a_lab_stores_each_venues_fundings_open_interest_and_liquidations(
                         for t in history.funding("BTCUSDT-PERP", exchange=v).index
                     )
                 ),
-                30,
+                45,
                 f"{venue}'s midnight funding stored",
             )
         _until(
