@@ -35,7 +35,15 @@ def test_late_trades_go_in_their_place_by_id_and_the_newest_capacity_stays():
 def exchange_prices(sim: SimExchange, symbol: str, exchange: str) -> dict[int, float]:
     """The exchange's own trades by id (prices kept in ticks there, at the venue's prices)."""
     m = sim.markets_of(exchange)[symbol]
-    return {t.trade_id: t.price * m.spec.tick for t in list(m.recent_trades)}
+    for _ in range(100):
+        try:  # a paused simulator may still be finishing the step that was due
+            trades = list(m.recent_trades)
+            break
+        except RuntimeError:  # deque mutated during iteration: read it again
+            time.sleep(0.01)
+    else:
+        raise AssertionError(f"{exchange} {symbol}: the simulator's trades never stood still")
+    return {t.trade_id: t.price * m.spec.tick for t in trades}
 
 
 @pytest.mark.parametrize("exchange", ["binance", "okx"])
