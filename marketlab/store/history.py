@@ -210,13 +210,15 @@ class History(TickQueries, BookQueries, PerpetualQueries):
         """Any DuckDB SQL over the view ``klines`` (exchange, symbol, interval, open_time ms, …)
         and, with stored ticks, ``trades`` (exchange, symbol, time ms, trade_id, price, qty, side)
         and ``book`` (exchange, symbol, time ms, update_id, bid_price, bid_qty, ask_price, ask_qty
-        as lists, best first)."""
+        as lists, best first), and a perpetual's ``funding``, ``open_interest`` and
+        ``liquidations`` (see :meth:`funding`, :meth:`open_interest`, :meth:`liquidations`)."""
         if not isinstance(query, str) or not query.strip():
             raise ValueError(
                 'sql() needs a query, e.g. "select symbol, count(*) from klines group by 1"'
             )
         con = self._duck()
         self._trades_view(con)
+        self._perpetual_views(con)
         try:
             return con.execute(query).df()
         except duckdb.Error as exc:

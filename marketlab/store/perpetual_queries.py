@@ -18,12 +18,16 @@ import pandas as pd
 from marketlab.records import normalize_symbol
 from marketlab.rings import utc_index
 from marketlab.store.liquidation_parts import liquidations_query
-from marketlab.store.parts import day_of, part_files
+from marketlab.store.parts import day_of, has_parts, kind_glob, part_files
 from marketlab.store.perpetuals import funding_frame, open_interest_frame
 from marketlab.store.sqlite import connect
 from marketlab.store.times import TimeLike, time_clauses, time_range
 
 _LIQUIDATED = pd.CategoricalDtype(["long", "short"])
+_TABLES = {  # the perpetuals' tables of the database, as History.sql shows them
+    "funding": "exchange, symbol, funding_time, rate, mark",
+    "open_interest": "exchange, symbol, time, open_interest, value",
+}
 
 
 class PerpetualQueries:
@@ -84,6 +88,32 @@ class PerpetualQueries:
             return empty
         finally:
             conn.close()
+
+    def _perpetual_views(self, con: duckdb.DuckDBPyConnection) -> None:
+        """Views ``funding`` (exchange, symbol, funding_time ms, rate, mark) and
+        ``open_interest`` (exchange, symbol, time ms, open_interest, value) of the database and,
+        with stored liquidations, ``liquidations`` (exchange, symbol, time ms, side, price, qty,
+        order_price, sampled, event_time), each liquidation once."""
+        if self.db is not None and self.db.exists():
+            conn = connect(self.db, readonly=True)
+            try:
+                for table, columns in _TABLES.items():
+                    try:
+                        rows = pd.read_sql_query(f"SELECT {columns} FROM {table}", conn)
+                    except pd.errors.DatabaseError:  # a file from before perpetuals were kept
+                        continue
+                    con.register(f"sqlite_{table}", rows)
+                    con.execute(f"CREATE VIEW {table} AS SELECT * FROM sqlite_{table}")
+            finally:
+                conn.close()
+        if self.ticks is not None and has_parts(self.ticks, "liquidations"):
+            glob = kind_glob(self.ticks, "liquidations").replace("'", "''")
+            con.execute(
+                "CREATE VIEW liquidations AS SELECT exchange, symbol, time, side::VARCHAR AS side, "
+                "price, qty, order_price, sampled, event_time "
+                f"FROM read_parquet('{glob}', hive_partitioning = true) QUALIFY row_number() "
+                "OVER (PARTITION BY exchange, symbol, time, side, price, qty) = 1"
+            )
 
     def liquidations(
         self,

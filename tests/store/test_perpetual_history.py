@@ -258,6 +258,11 @@ def test_each_funding_and_reading_is_stored_once_the_newest_values_kept(tmp_path
     assert oi["open_interest"].tolist() == [11.0, 12.0]
     assert oi["value"].tolist()[0] == 650_000.0 and math.isnan(oi["value"].tolist()[1])
     assert history.open_interest("BTCUSDT-PERP", start=6)["open_interest"].tolist() == [12.0]
+    got = history.sql(
+        "select exchange, count(*) n, sum(rate) r from funding group by 1 order by 1"
+    ).values.tolist()
+    assert got == [["binance", 1, 0.0002], ["okx", 1, -0.0003]]
+    assert history.sql("select max(open_interest) m from open_interest")["m"].tolist() == [12.0]
 
 
 def test_a_file_from_before_perpetuals_were_kept_has_none(tmp_path: Path) -> None:
@@ -296,3 +301,5 @@ def test_a_liquidation_written_twice_is_read_once(tmp_path: Path) -> None:
     assert got.index.is_monotonic_increasing and str(got.index.tz) == "UTC"
     assert history.liquidations("BTCUSDT-PERP", start=day)["side"].tolist() == ["long", "short"]
     assert history.liquidations("ETHUSDT-PERP").empty
+    got = history.sql("select side, count(*) n from liquidations group by 1 order by 1")
+    assert got.values.tolist() == [["long", 2], ["short", 1]]
