@@ -54,17 +54,30 @@ def test_demo_with_perpetuals_serves_them_and_reports_funding_and_basis(tmp_path
             assert re.search(rf"^\s+{venue}\s+{protocol}: ws://127\.0\.0\.1:\d+", banner, re.M)
         assert "coinbase   Coinbase" in banner and "Coinbase perpetual" not in banner
 
-        # served while it runs: the perpetual on its three venues against every venue's spot
+        # served while it runs: the perpetual on its three venues against every venue's spot,
+        # and each venue's funding rate (OKX pushes its own channel for it, which may come
+        # after the first mark on a busy machine: the closing report needs it)
+        funding_url = basis_url.group(1).replace("/basis/BTCUSDT-PERP", "/funding")
         deadline = time.monotonic() + 40
         body: dict = {}
+        rates: dict = {}
         while time.monotonic() < deadline:
             r = httpx.get(basis_url.group(1), timeout=5)
             if r.status_code == 200:
                 body = r.json()
-                if all(row["basis_bps"] is not None for row in body["rows"]):
-                    break
+            f = httpx.get(funding_url, timeout=5)
+            if f.status_code == 200:
+                rates = {row["exchange"]: row["funding_rate"] for row in f.json()["rows"]}
+            if (
+                body
+                and all(row["basis_bps"] is not None for row in body["rows"])
+                and len(rates) == 3
+                and None not in rates.values()
+            ):
+                break
             time.sleep(0.5)
         assert body and all(row["basis_bps"] is not None for row in body["rows"]), body
+        assert set(rates) == {"binance", "okx", "bybit"} and None not in rates.values(), rates
         perps = {row["exchange"] for row in body["rows"]}
         spots = {row["spot_exchange"] for row in body["rows"]}
         assert perps == {"binance", "okx", "bybit"} and spots == {*VENUES, "median"}
