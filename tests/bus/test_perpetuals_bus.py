@@ -70,11 +70,11 @@ def test_a_perpetuals_fundings_and_liquidations_cross_the_bus_once(
         taken = collector.liquidations(PERP)
         _until(
             lambda: (
-                len(reader.liquidations(PERP)) == len(taken)
+                len(reader.liquidations(PERP)) == len(writer.liquidations(PERP)) == len(taken)
                 and _mark(reader) == collector.mark(PERP)["mark"]
             ),
             20,
-            "the reader has every liquidation and the last mark",
+            "the reader and the writer have every liquidation, the reader the last mark",
         )
         assert len(reader.open_interest(PERP)) > 0
         assert writer.summary()["bus"]["bad_messages"] == 0
