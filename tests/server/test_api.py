@@ -444,6 +444,8 @@ def test_the_api_serves_an_okx_lab_the_same_way(tmp_path):
                 prices = httpx.get(api + "/prices", timeout=10).json()
                 assert [p["symbol"] for p in prices["prices"]] == ["BTCUSDT"]
                 sim.pause()
+                assert sim.clock is not None  # a loaded market steps on until the pause
+                wait_for(lambda: sim.now_ms() == sim.clock.now_ms(), 30, "the market at the pause")
                 target = sim.book("BTCUSDT", venue="okx")["last_update_id"]
                 wait_for(
                     lambda: lab.book("BTCUSDT").attrs["last_update_id"] == target, 15, "the book"
