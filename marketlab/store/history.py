@@ -401,8 +401,10 @@ class History(TickQueries, BookQueries, PerpetualQueries):
         ``kinds`` (``klines:1m``, ``trades``,
         ``aggTrades``) of ``symbols`` from month or day ``start`` to ``end`` (included), each
         file checked against its ``.CHECKSUM`` and imported once into this History's stores,
-        then audited and (``fill``) its holes fetched over REST. Resumable: files imported
-        before are not fetched again. Returns :meth:`archive_report`."""
+        then audited and (``fill``) its holes fetched over REST: ``rest_url``, else this
+        History's own for ``market="spot"``; for ``market="um"`` the USDⓈ-M base
+        (``MARKETLAB_BINANCE_PERP_REST_URL``, else ``https://fapi.binance.com``). Resumable: files
+        imported before are not fetched again. Returns :meth:`archive_report`."""
         from marketlab.store.archive import api
 
         if self.db is None:
@@ -419,7 +421,9 @@ class History(TickQueries, BookQueries, PerpetualQueries):
                 market=market,
                 fill=fill,
                 archive=archive_url,
-                rest_url=rest_url or self.rest_url,
+                # this History's rest_url is the spot API: a perpetual's holes are filled
+                # over the USDⓈ-M one (its environment variable, else Binance's)
+                rest_url=rest_url or (self.rest_url if market == "spot" else None),
                 ticks=self.ticks,
                 parallel=parallel,
                 progress=progress,

@@ -180,9 +180,14 @@ def perp_klines(sim: SimExchange, start: int, end: int, interval: str = "1m") ->
     return rows
 
 
-def test_a_perpetuals_archive_then_collect_leaves_every_candle_and_agg_id_once(sim, tmp_path):
+def test_a_perpetuals_archive_then_collect_leaves_every_candle_and_agg_id_once(
+    sim, tmp_path, monkeypatch
+):
     db = tmp_path / "m.sqlite"
-    history = History(db=db, rest_url=sim.rest_url)
+    # the History's rest_url is the spot API (nothing answers there): a perpetual's holes are
+    # filled over the USDⓈ-M base, here from its environment variable
+    history = History(db=db, rest_url="http://127.0.0.1:9")
+    monkeypatch.setenv("MARKETLAB_BINANCE_PERP_REST_URL", sim.rest_url)
     report = history.download(
         "BTCUSDT-PERP",
         "klines:1m,aggTrades,trades",
