@@ -2,7 +2,6 @@
 
 import asyncio
 import hmac
-import math
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Annotated, Any, Literal, cast
@@ -26,6 +25,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from marketlab.lab import Lab
 from marketlab.records import Interval, normalize_symbol
 from marketlab.server import models
+from marketlab.server.answers import documented_errors, json_cell
 from marketlab.server.hub import Hub
 from marketlab.server.params import (
     EXCHANGE_PATTERN,
@@ -60,19 +60,9 @@ _ERRORS = {
 }
 
 
-def errors(*codes: int) -> dict[int | str, dict[str, Any]]:
+def errors(*codes: int) -> dict[int | str, Any]:
     """The documented error answers of an operation: one model, ``{"detail": "..."}``."""
-    return {code: {"model": models.Error, "description": _ERRORS[code]} for code in codes}
-
-
-def _clean(value: Any) -> Any:
-    """NaN → None, numpy scalars → Python."""
-    if value is None:
-        return None
-    value = value.item() if hasattr(value, "item") else value
-    if isinstance(value, float) and math.isnan(value):
-        return None
-    return value
+    return documented_errors(_ERRORS, *codes)
 
 
 def shortcut_websocket(
@@ -231,7 +221,7 @@ def create_app(
                 if row is None:
                     missing_on.setdefault(v, []).append(s)
                 else:
-                    prices.append(models.Price(**{k: _clean(x) for k, x in row.items()}))
+                    prices.append(models.Price(**{k: json_cell(x) for k, x in row.items()}))
         missing = list(dict.fromkeys(s for absent in missing_on.values() for s in absent))
         return models.Prices(prices=prices, missing=missing, missing_by_exchange=missing_on)
 
@@ -256,7 +246,7 @@ def create_app(
 
     def candles(df: pd.DataFrame) -> list[models.Candle]:
         records = df.reset_index().to_dict("records")
-        return [models.Candle(**{str(k): _clean(v) for k, v in r.items()}) for r in records]
+        return [models.Candle(**{str(k): json_cell(v) for k, v in r.items()}) for r in records]
 
     def equivalents_of(raw: str | None) -> dict[str, str] | None:
         try:
@@ -388,15 +378,15 @@ def create_app(
             out.append(
                 models.SymbolSummary(
                     symbol=s,
-                    last=_clean(p["last"]) if p is not None else None,
-                    change_pct=_clean(p["change_pct"]) if p is not None else None,
-                    volume=_clean(p["volume"]) if p is not None else None,
+                    last=json_cell(p["last"]) if p is not None else None,
+                    change_pct=json_cell(p["change_pct"]) if p is not None else None,
+                    volume=json_cell(p["volume"]) if p is not None else None,
                     spread=d.spread if d else None,
                     spread_bps=(1e4 * d.spread / d.mid)
                     if d and d.spread is not None and d.mid
                     else None,
                     book_synced=d is not None,
-                    age_s=_clean(p["age_s"]) if p is not None else None,
+                    age_s=json_cell(p["age_s"]) if p is not None else None,
                     source=cast("str | None", p["source"]) if p is not None else None,
                 )
             )
@@ -483,7 +473,7 @@ def create_app(
                 ex, (sym, stream) = lab.exchange, cast("tuple[str, str]", key)
             if exchange is not None and ex != venue:
                 continue
-            fields = {str(k): _clean(v) for k, v in row.items()}
+            fields = {str(k): json_cell(v) for k, v in row.items()}
             streams.append(models.StreamStatus(exchange=ex, symbol=sym, stream=stream, **fields))
 
         def part(v: str) -> models.VenueStatus:
@@ -543,14 +533,14 @@ def create_app(
         )
         return models.BBO(
             symbol=s,
-            **{k: _clean(best[k]) for k in scalars},
+            **{k: json_cell(best[k]) for k in scalars},
             state=best["state"],
             venues=list(best["venues"]),
             excluded=dict(best["excluded"]),
             symbols=dict(df.attrs["symbols"]),
             quotes=dict(df.attrs["quotes"]),
             per_venue=[
-                models.VenueTop(**{str(k): _clean(v) for k, v in r.items()})
+                models.VenueTop(**{str(k): json_cell(v) for k, v in r.items()})
                 for r in df.reset_index().to_dict("records")
             ],
         )
@@ -604,7 +594,7 @@ def create_app(
             raise HTTPException(409, str(exc)) from None
         return models.Divergence(
             rows=[
-                models.DivergenceRow(**{str(k): _clean(v) for k, v in r.items()})
+                models.DivergenceRow(**{str(k): json_cell(v) for k, v in r.items()})
                 for r in df.reset_index().to_dict("records")
             ],
             markets={s: dict(m) for s, m in df.attrs["markets"].items()},

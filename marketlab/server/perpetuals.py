@@ -2,15 +2,14 @@
 against every venue's spot mid. A spot symbol, or a perpetual no venue collects, is a 404 that
 says what is collected."""
 
-import math
 from typing import Annotated, Any
 
-import pandas as pd
 from fastapi import APIRouter, HTTPException, Path, Query
 
 from marketlab.lab import Lab
 from marketlab.records import is_perpetual, normalize_symbol
 from marketlab.server import models
+from marketlab.server.answers import documented_errors, json_rows
 from marketlab.server.params import (
     EXCHANGE_PATTERN,
     QUOTE_EQUIVALENTS_PATTERN,
@@ -26,26 +25,8 @@ _ERRORS = {
 }
 
 
-def _errors(*codes: int) -> dict[int | str, dict[str, Any]]:
-    return {code: {"model": models.Error, "description": _ERRORS[code]} for code in codes}
-
-
-def _value(value: Any) -> Any:
-    """A frame's cell as JSON takes it: NaN and NaT → None, numpy scalars → Python."""
-    if value is None or value is pd.NaT:
-        return None
-    if isinstance(value, pd.Timestamp):
-        return value.to_pydatetime()
-    value = value.item() if hasattr(value, "item") else value
-    if isinstance(value, float) and math.isnan(value):
-        return None
-    return value
-
-
-def _records(df: pd.DataFrame) -> list[dict[str, Any]]:
-    """A frame's rows as dicts, its named index levels as fields."""
-    rows = df.reset_index() if any(df.index.names) else df
-    return [{str(k): _value(v) for k, v in row.items()} for row in rows.to_dict("records")]
+def _errors(*codes: int) -> dict[int | str, Any]:
+    return documented_errors(_ERRORS, *codes)
 
 
 def perpetual_router(lab: Lab, prefix: str) -> APIRouter:
@@ -123,7 +104,7 @@ def perpetual_router(lab: Lab, prefix: str) -> APIRouter:
                 f"unknown exchange {exchange!r}: this server collects {', '.join(lab.exchanges)}",
             )
         df = lab.funding()
-        rows = _records(df)
+        rows = json_rows(df)
         if len(lab.exchanges) == 1:
             rows = [{"exchange": lab.exchange, **r} for r in rows]
         if exchange is not None:
@@ -149,7 +130,7 @@ def perpetual_router(lab: Lab, prefix: str) -> APIRouter:
         return models.OpenInterest(
             symbol=perp,
             exchange=venue,
-            readings=[models.OpenInterestReading(**r) for r in _records(df)],
+            readings=[models.OpenInterestReading(**r) for r in json_rows(df)],
         )
 
     @router.get(
@@ -169,7 +150,7 @@ def perpetual_router(lab: Lab, prefix: str) -> APIRouter:
             symbol=perp,
             exchange=venue,
             sampled=bool(df.attrs["sampled"]),
-            liquidations=[models.LiquidationRow(**r) for r in _records(df.tail(limit))],
+            liquidations=[models.LiquidationRow(**r) for r in json_rows(df.tail(limit))],
         )
 
     @router.get(
@@ -207,7 +188,7 @@ def perpetual_router(lab: Lab, prefix: str) -> APIRouter:
             spot_symbols=df.attrs["spot_symbols"],
             median_of=df.attrs["median_of"],
             funding_hours=df.attrs["funding_hours"],
-            rows=[models.BasisRow(**r) for r in _records(df)],
+            rows=[models.BasisRow(**r) for r in json_rows(df)],
         )
 
     return router
