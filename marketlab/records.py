@@ -280,11 +280,13 @@ PERP_SUFFIX = "-PERP"
 
 
 def normalize_symbol(symbol: str) -> str:
-    """Return the canonical form (``btc/usdt`` → ``BTCUSDT``, ``btcusdt-perp`` →
-    ``BTCUSDT-PERP``) or raise ``ValueError``."""
+    """Return the canonical form (``btc/usdt`` → ``BTCUSDT``, ``btcusdt-perp`` and ccxt's
+    unified ``BTC/USDT:USDT`` → ``BTCUSDT-PERP``) or raise ``ValueError``."""
     if not isinstance(symbol, str):
         raise ValueError(f"symbol must be a string, got {type(symbol).__name__}: {symbol!r}")
     text = symbol.strip().upper()
+    if ":" in text:
+        text = _from_ccxt_swap(symbol, text)
     perpetual = text.endswith(PERP_SUFFIX)
     canonical = (text[: -len(PERP_SUFFIX)] if perpetual else text).translate(_SEPARATORS)
     if not _SYMBOL_RE.match(canonical):
@@ -293,6 +295,30 @@ def normalize_symbol(symbol: str) -> str:
             "(or a perpetual's name such as 'BTCUSDT-PERP')"
         )
     return canonical + PERP_SUFFIX if perpetual else canonical
+
+
+def _from_ccxt_swap(symbol: str, text: str) -> str:
+    """ccxt's unified name of a contract, ``BASE/QUOTE:SETTLE`` → ``BASEQUOTE-PERP`` when it is
+    a linear perpetual (settled in its quote asset); an inverse perpetual or a dated future
+    (``BASE/QUOTE:SETTLE-YYMMDD``) is refused by name: neither is collected."""
+    pair, _, settle = text.partition(":")
+    base, slash, quote = pair.partition("/")
+    if not (slash and base and quote and settle):
+        raise ValueError(
+            f"invalid symbol {symbol!r}: a contract is named as ccxt names it, BASE/QUOTE:SETTLE "
+            "(e.g. 'BTC/USDT:USDT'), or by its pair and -PERP ('BTCUSDT-PERP')"
+        )
+    if "-" in settle:
+        raise ValueError(
+            f"symbol {symbol!r} is a dated future (ccxt's BASE/QUOTE:SETTLE-YYMMDD): only "
+            f"perpetual swaps are collected, e.g. '{base}/{quote}:{quote}'"
+        )
+    if settle != quote:
+        raise ValueError(
+            f"symbol {symbol!r} is an inverse perpetual (settled in {settle}): only linear ones, "
+            f"settled in their quote asset, are collected, e.g. '{base}/USDT:USDT'"
+        )
+    return base + quote + PERP_SUFFIX
 
 
 def is_perpetual(symbol: str) -> bool:

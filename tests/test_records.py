@@ -82,10 +82,27 @@ def test_weeks_open_on_monday_and_months_on_the_first():
         (" eth/usdt ", "ETHUSDT"),
         ("BTC-USDT", "BTCUSDT"),
         ("1000SATSUSDT", "1000SATSUSDT"),
+        ("btcusdt-perp", "BTCUSDT-PERP"),
+        ("BTC/USDT:USDT", "BTCUSDT-PERP"),  # ccxt's unified name of the linear perpetual
+        (" eth/usdc:usdc ", "ETHUSDC-PERP"),
     ],
 )
 def test_symbols_normalize(raw, canonical):
     assert normalize_symbol(raw) == canonical
+
+
+@pytest.mark.parametrize(
+    ("contract", "said"),
+    [
+        ("BTC/USD:BTC", "inverse perpetual \\(settled in BTC\\)"),
+        ("BTC/USDT:USDT-261225", "dated future"),
+        ("BTCUSDT:USDT", "BASE/QUOTE:SETTLE"),
+        ("BTC/USDT:", "BASE/QUOTE:SETTLE"),
+    ],
+)
+def test_contracts_not_collected_are_refused_by_what_they_are(contract, said):
+    with pytest.raises(ValueError, match=said):
+        normalize_symbol(contract)
 
 
 @pytest.mark.parametrize("junk", ["", " ", "B", "BTC USDT", "BTC$USDT", "X" * 21, "ÄBC", None, 42])
