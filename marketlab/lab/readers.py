@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from marketlab.markets import match_markets, quotes_used
-from marketlab.records import Interval, normalize_symbol, underlying_of
+from marketlab.records import Interval, is_perpetual, normalize_symbol, underlying_of
 from marketlab.rings import book_frame, empty_book_frame, utc_times
 from marketlab.stream.state import BookView
 
@@ -72,7 +72,9 @@ class LabFrames:
 
     def prices(self) -> pd.DataFrame:
         """One row per symbol (per exchange and symbol with several venues): last, bid, ask,
-        24h change %, volume, times, age and source."""
+        24h change %, volume, times, age and source; with perpetuals collected, also each
+        perpetual's latest ``mark`` and ``index`` (NaN for a spot symbol, and until the venue
+        has sent them)."""
         import pandas as pd
 
         columns = [
@@ -87,12 +89,17 @@ class LabFrames:
             "source",
         ]
         index = ["exchange", "symbol"] if len(self._sides) > 1 else ["symbol"]
-        df = pd.DataFrame(self.price_rows(), columns=["exchange", "symbol", *columns])
+        rows = self.price_rows()
+        df = pd.DataFrame(rows, columns=["exchange", "symbol", *columns])
         df = df.set_index(index)
         if len(self._sides) == 1:
             df = df.drop(columns="exchange")
         df["event_time"] = utc_times(df["event_time"])
         df["received_at"] = utc_times(df["received_at"])
+        if any(is_perpetual(s) for side in self._sides.values() for s in side.symbols):
+            marks = [self._sides[r["exchange"]].state.marks.get(r["symbol"]) for r in rows]
+            df["mark"] = [math.nan if m is None else m.mark for m in marks]
+            df["index"] = [math.nan if m is None else m.index for m in marks]
         return df
 
     def klines(

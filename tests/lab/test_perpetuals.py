@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import time
 
+import numpy as np
 import pytest
 
 from marketlab import Lab
@@ -132,7 +133,14 @@ def test_a_venues_spot_and_perpetuals_in_one_lab_and_their_basis(sim):
         for symbol in ("BTCUSDT", "BTCUSDT-PERP"):
             assert lab.klines(symbol).query("closed").index.is_unique
             assert lab.book(symbol, 3).attrs["synced"]
-        assert set(lab.prices().index) == {"BTCUSDT", "BTCUSDT-PERP"}
+        prices = lab.prices()
+        assert set(prices.index) == {"BTCUSDT", "BTCUSDT-PERP"}
+        # a perpetual's mark and index beside its last price (the index tracks the spot pair);
+        # a spot symbol has neither
+        perp_row, spot_row = prices.loc["BTCUSDT-PERP"], prices.loc["BTCUSDT"]
+        assert perp_row["mark"] == pytest.approx(perp_row["last"], rel=0.01)
+        assert perp_row["index"] == pytest.approx(spot_row["last"], rel=0.01)
+        assert np.isnan(spot_row["mark"]) and np.isnan(spot_row["index"])
         status = lab.status()
         assert ("BTCUSDT", "depth") in status.index and ("BTCUSDT-PERP", "depth") in status.index
         assert list(lab.funding().index) == ["BTCUSDT-PERP"]
