@@ -151,8 +151,14 @@ async def test_the_linear_rest_client_against_the_face(perp_sim):
     market, perp = face.markets["BTCUSDT"], face.perps["BTCUSDT"]
     try:
         assert await rest.listed_symbols() == {"BTCUSDT-PERP": 0.01}
-        snapshot = await rest.depth("BTCUSDT-PERP", 50)
-        _, bids, asks = market.book(50)
+        perp_sim.pause()  # the book read by REST and from the face at the same step
+        try:
+            assert perp_sim.clock is not None  # a loaded market steps on until the pause
+            await until(lambda: perp_sim.now_ms() == perp_sim.clock.now_ms(), 30)
+            snapshot = await rest.depth("BTCUSDT-PERP", 50)
+            _, bids, asks = market.book(50)
+        finally:
+            perp_sim.resume()
         assert snapshot.symbol == "BTCUSDT-PERP" and snapshot.bids == face_levels(market, bids)
         assert snapshot.asks == face_levels(market, asks)
         mark, oi = await rest.mark_and_open_interest("BTCUSDT-PERP")
