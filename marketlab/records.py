@@ -214,8 +214,9 @@ class Funding(msgspec.Struct, frozen=True, gc=False):
 
 
 class OpenInterest(msgspec.Struct, frozen=True, gc=False):
-    """Open interest at ``time``: ``open_interest`` in the base asset, ``value`` in the quote
-    asset (NaN where the venue does not give it)."""
+    """Open interest at ``time``: ``open_interest`` in the base asset, ``value`` its worth as the
+    venue states it (NaN where it does not): in the quote asset on Binance and Bybit linear, in
+    USD on OKX (its ``oiUsd``; the nearest its swaps come to a value in USDT)."""
 
     symbol: str
     time: int
@@ -225,10 +226,13 @@ class OpenInterest(msgspec.Struct, frozen=True, gc=False):
 
 class Liquidation(msgspec.Struct, frozen=True, gc=False):
     """A forced close of a position: ``side`` is the side of the position that was liquidated
-    (a long is closed by a sell order). ``price`` is the average fill price and ``qty`` what was
-    filled (base asset); ``order_price`` the liquidation order's limit price. ``sampled``: the
-    venue's stream sends a sample of its liquidations, not every one (Binance pushes the latest
-    per symbol per second), so a count of these is a lower bound."""
+    (a long is closed by a sell order). ``price`` is the price the venue gives for it, which
+    is not the same quantity everywhere: Binance's average fill price (``ap``), the bankruptcy
+    price on OKX (``bkPx``) and on Bybit (``p``); ``qty`` what was closed (base asset);
+    ``order_price`` the liquidation order's limit price where the venue gives one (Binance;
+    Bybit's bankruptcy price again; NaN on OKX). ``sampled``: the venue's stream sends a sample
+    of its liquidations, not every one (Binance pushes the latest per symbol per second), so a
+    count of these is a lower bound."""
 
     symbol: str
     time: int
