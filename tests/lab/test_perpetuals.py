@@ -174,16 +174,26 @@ def test_a_lab_of_okx_swaps_merges_mark_and_funding(sim):
         assert len(closed) > 10 and (gaps == 60).all()
         assert lab.book("BTCUSDT-PERP", 5).attrs["synced"]
 
-        # OKX pushes the funding rate and the mark on two channels: both held at once (its
-        # index is another channel's, not collected: NaN)
-        def both() -> bool:
+        # OKX pushes the funding rate, the mark and the index on three channels: all held at once
+        def held() -> bool:
             row = lab.funding().loc["BTCUSDT-PERP"]
-            return bool(row[["funding_rate", "mark", "next_funding_time"]].notna().all())
+            return bool(row[["funding_rate", "mark", "index", "next_funding_time"]].notna().all())
 
-        _until(both, 40)
+        _until(held, 40)
         row = lab.funding().loc["BTCUSDT-PERP"]
         assert -0.0075 <= row["funding_rate"] <= 0.0075 and row["mark"] > 0
         assert row["next_funding_time"].hour % 8 == 0
+        assert np.isfinite(row["premium_bps"]) and abs(row["premium_bps"]) < 20
+        assert lab.mark("BTCUSDT-PERP")["index"] > 0
+        # the index is the face's: the perpetual's index at one of the last minute's seconds
+        swap = sim.okx.swaps["BTC-USDT-SWAP"]
+        newest = int(row["event_time"].timestamp() * 1000)
+        pd_ = swap.spec.price_decimals
+        face = {
+            float(fmt_units(round(swap.perp.index(t)), pd_))
+            for t in range(newest - 60_000, newest + 1, 1000)
+        }
+        assert row["index"] in face
         _until(lambda: len(lab.open_interest("BTCUSDT-PERP")) > 0)
         assert (lab.open_interest("BTCUSDT-PERP")["open_interest"] > 0).all()
     finally:

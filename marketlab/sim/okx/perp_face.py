@@ -12,7 +12,9 @@ What swaps add, on ``/ws/v5/public`` only (the business URL refuses them with 60
 does): ``funding-rate`` (every 30 s; ``fundingTime`` the next settlement, ``nextFundingTime``
 the one after), ``mark-price`` (every second), ``open-interest`` (every 3 s) and
 ``liquidation-orders`` (subscribed by ``instType``, every swap's; the latest liquidation of each
-swap per second, a sample as OKX warns). REST: ``/public/instruments?instType=SWAP``,
+swap per second, a sample as OKX warns) and ``index-tickers`` (named by the index, the swap's
+underlying ``BTC-USDT``; pushed when the index changes, else once a minute, as OKX says; an
+index it does not have is refused with 60018). REST: ``/public/instruments?instType=SWAP``,
 ``/public/funding-rate``, ``/public/funding-rate-history`` (newest first, 3 months, 400 a page,
 ``before``/``after`` by funding time), ``/public/open-interest`` and ``/public/mark-price``,
 each with OKX's limit per two seconds. A swap's faults are named by its perpetual's name
@@ -36,10 +38,12 @@ from marketlab.sim.okx import OkxFace
 from marketlab.sim.okx.rest import RATE_LIMITS, OkxError, num
 from marketlab.sim.okx.ws import OkxConnection
 from marketlab.sim.perpetual import HOUR_MS, INTEREST, RATE_CAP, PerpetualSeries, PerpetualSpec
+from marketlab.sim.series import SECOND_MS
 
 # OKX's ctVal of its linear USDT swaps, as powers of ten of the base asset (0.01 BTC, ...)
 CONTRACT_EXPONENTS = {"BTC": -2, "ETH": -1, "SOL": 0, "BNB": -2, "XRP": 2, "ADA": 2, "DOGE": 3}
-SWAP_CHANNELS = ("funding-rate", "mark-price", "open-interest", "liquidation-orders")
+INDEX_CHANNEL = "index-tickers"
+SWAP_CHANNELS = ("funding-rate", "mark-price", "open-interest", "liquidation-orders", INDEX_CHANNEL)
 SWAP_RATE_LIMITS = {
     **RATE_LIMITS,
     "funding-rate": 10,
@@ -50,6 +54,10 @@ SWAP_RATE_LIMITS = {
 }
 FUNDING_PUSH_MS = 30_000  # "Data will be pushed in 30s to 90s"
 OPEN_INTEREST_PUSH_MS = 3_000  # "every 3 seconds when there are updates"
+INDEX_QUIET_PUSH_MS = (
+    60_000  # index-tickers: on a change (every 100 ms at most), else once a minute
+)
+DAY_MS = 24 * HOUR_MS
 FUNDING_HISTORY_LIMIT = 400
 FUNDING_HISTORY_DAYS = 90  # funding-rate-history goes back three months
 OPEN_INTEREST_HISTORY_LIMIT = 100  # rows per open-interest-history request at most
@@ -102,6 +110,11 @@ class SwapMarket(VenueMarket):
     def contract_value(self) -> str:
         return scaled("1", self.exponent)
 
+    @property
+    def index_inst(self) -> str:
+        """The name of the swap's index: its underlying (``BTC-USDT``)."""
+        return self.inst[: -len("-SWAP")]
+
 
 class OkxSwapFace(OkxFace):
     """The OKX face with SWAP instruments beside the spot ones."""
@@ -123,6 +136,8 @@ class OkxSwapFace(OkxFace):
             self.swaps[inst] = self._swap_of[s.symbol] = swap
             self.inst[inst] = swap
             self._inst_of[swap.spec.symbol] = inst
+        self._index_of = {w.index_inst: w for w in self.swaps.values()}  # index → its swap
+        self._index_sent: dict[str, tuple[str, int]] = {}  # index → (idxPx, time) last pushed
         # premium shift of a step already at OKX's prices
         self._premium = {
             s: VenueMarket(w.market, w.perp.trading.offset) for s, w in self._swap_of.items()
@@ -339,6 +354,34 @@ class OkxSwapFace(OkxFace):
         mark = num(round(m.perp.mark(now)), m.spec.price_decimals)
         return {"instType": "SWAP", "instId": m.inst, "markPx": mark, "ts": str(now)}
 
+    def _index_row(self, m: SwapMarket, now: int) -> dict[str, str]:
+        """The swap's index at ``now`` as ``index-tickers`` pushes it, with its 24-hour open,
+        high and low and its price at the start of the day in UTC and in UTC+8."""
+        p, pd = m.perp, m.spec.price_decimals
+        spot = p.spot
+        closes = spot.seconds["close"]
+        last = (now - spot.genesis) // SECOND_MS  # the seconds closed by ``now``
+        first = max(0, last - DAY_MS // SECOND_MS)
+        index = round(p.index(now))
+        window = closes[first : max(first, min(last, len(closes)))]
+        high = max(int(window.max()), index) if len(window) else index
+        low = min(int(window.min()), index) if len(window) else index
+        utc8 = 8 * HOUR_MS
+
+        def at(t: int) -> str:
+            return num(round(p.index(t)), pd)
+
+        return {
+            "instId": m.index_inst,
+            "idxPx": num(index, pd),
+            "open24h": at(now - DAY_MS),
+            "high24h": num(high, pd),
+            "low24h": num(low, pd),
+            "sodUtc0": at(now // DAY_MS * DAY_MS),
+            "sodUtc8": at((now + utc8) // DAY_MS * DAY_MS - utc8),
+            "ts": str(now),
+        }
+
     async def mark_price(self, request: web.Request) -> Any:
         now = self.sim.now_ms()
         return [self._mark_row(m, now) for m in self._swaps_asked(request, by_type=True)]
@@ -383,6 +426,10 @@ class OkxSwapFace(OkxFace):
                 {"channel": channel, "instType": arg.get("instType", "")},
             )
             valid = target == "SWAP"
+        elif channel == INDEX_CHANNEL:
+            target = arg.get("instId", "")
+            echo = {"channel": channel, "instId": target}
+            valid = target in self._index_of
         else:
             target, echo = (
                 arg.get("instId", ""),
@@ -407,7 +454,9 @@ class OkxSwapFace(OkxFace):
     def publish(self, results: dict[str, StepResult]) -> None:
         """The spot instruments' step, then each swap's (the step at the premium's prices)."""
         super().publish(results)
-        if not any(inst in self.swaps or inst == "SWAP" for _, inst in self.subs):
+        if not any(
+            inst in self.swaps or inst in self._index_of or inst == "SWAP" for _, inst in self.subs
+        ):
             return  # no swap subscribed: nothing to shift
         for symbol, r in results.items():
             m = self._swap_of[symbol]
@@ -433,6 +482,14 @@ class OkxSwapFace(OkxFace):
             self._send(
                 ("open-interest", inst), {"arg": {"channel": "open-interest", **arg}, "data": data}
             )
+        index_key = (INDEX_CHANNEL, m.index_inst)
+        if index_key in subs:
+            index_row = self._index_row(m, end)
+            px, sent = index_row["idxPx"], self._index_sent.get(m.index_inst)
+            if sent is None or sent[0] != px or end - sent[1] >= INDEX_QUIET_PUSH_MS:
+                self._index_sent[m.index_inst] = (px, end)
+                arg_index = {"channel": INDEX_CHANNEL, "instId": m.index_inst}
+                self._send(index_key, {"arg": arg_index, "data": [index_row]})
         key = ("liquidation-orders", "SWAP")
         if key in subs:
             liquidations = m.perp.liquidations(r.second)

@@ -4,7 +4,9 @@ spot (``/ws/v5/public`` for books, funding rate, mark price, open interest and l
 ``prevSeqId`` (a break means subscribing again for a fresh snapshot), every trade kept by id,
 closed candles once, and every size in the base asset.
 
-Channels of a perpetual: ``trades``, ``book``, ``klines``, ``mark`` (``mark-price``),
+Channels of a perpetual: ``trades``, ``book``, ``klines``, ``mark`` (``mark-price``, and
+``index-tickers`` of its underlying ``BTC-USDT`` for the index, as a
+:class:`~marketlab.records.MarkPrice` of the index alone),
 ``funding`` (``funding-rate``: the rate in force and the next funding time, as
 :class:`~marketlab.records.MarkPrice` without a mark), ``open_interest`` and ``liquidations``
 (``liquidation-orders``, a sample, as OKX warns).

@@ -1,6 +1,8 @@
 """OKX v5 WebSocket pushes of swaps → records, sans-I/O: ``books`` (snapshot and update, the
 exact strings kept), ``trades-all``, candles, ``funding-rate``, ``mark-price``,
-``open-interest`` and ``liquidation-orders``, and the events (subscribe, error, notice, pong).
+``open-interest``, ``liquidation-orders`` and ``index-tickers`` (the index of a swap, named by
+its underlying ``BTC-USDT``, as a mark price record of which only the index is known), and the
+events (subscribe, error, notice, pong).
 
 Sizes on these channels are contracts. The decoder is told each swap's contract value (base
 asset per contract, ``ctVal`` × ``ctMult``) when it is made and multiplies by it; a push of a
@@ -30,7 +32,13 @@ from marketlab.venues.okx.frames import (
     StrLevel,
     candle,
 )
-from marketlab.venues.okx.perp_protocol import LIQUIDATION_CHANNEL, PerpTopic, perp_symbol_of
+from marketlab.venues.okx.perp_protocol import (
+    INDEX_CHANNEL,
+    LIQUIDATION_CHANNEL,
+    PerpTopic,
+    perp_symbol_of,
+    perp_symbol_of_index,
+)
 from marketlab.venues.okx.protocol import interval_of_bar
 
 
@@ -91,6 +99,12 @@ class _MarkPrice(msgspec.Struct, gc=False):
     ts: TimeMs
 
 
+class _IndexTicker(msgspec.Struct, gc=False):
+    instId: str  # the index: the swap's underlying, BTC-USDT
+    idxPx: Price
+    ts: TimeMs
+
+
 class _OpenInterest(msgspec.Struct, gc=False):
     instId: str
     oi: Amount  # contracts
@@ -119,6 +133,7 @@ _DATA: dict[str, msgspec.json.Decoder[list[Any]]] = {
     "books": msgspec.json.Decoder(list[_Book], strict=False),
     "funding-rate": msgspec.json.Decoder(list[_FundingRate], strict=False),
     "mark-price": msgspec.json.Decoder(list[_MarkPrice], strict=False),
+    INDEX_CHANNEL: msgspec.json.Decoder(list[_IndexTicker], strict=False),
     "open-interest": msgspec.json.Decoder(list[_OpenInterest], strict=False),
     LIQUIDATION_CHANNEL: msgspec.json.Decoder(list[_LiquidationRow], strict=False),
 }
@@ -166,10 +181,11 @@ class OkxPerpDecoder:
             values[perpetual_of(symbol)] = float(value)
         self.contract_values: dict[str, float] = values
 
-    def _contract(self, inst: str) -> tuple[str, float]:
-        """Our name of ``inst`` and its contract value; ``ValueError`` for an instrument this
-        decoder was not told of."""
-        symbol = perp_symbol_of(inst)
+    def _contract(self, inst: str, channel: str = "") -> tuple[str, float]:
+        """Our name of ``inst`` (a swap, or on ``index-tickers`` a swap's index) and its contract
+        value; ``ValueError`` for an instrument this decoder was not told of."""
+        index = channel == INDEX_CHANNEL
+        symbol = perp_symbol_of_index(inst) if index else perp_symbol_of(inst)
         value = self.contract_values.get(symbol)
         if value is None:
             raise ValueError(f"no contract value known for {inst}")
@@ -203,7 +219,7 @@ class OkxPerpDecoder:
             if decoder is None:
                 raise UnknownStreamError(f"unknown channel {channel!r}", frame, channel)
             rows = decoder.decode(push.data)
-            symbol, per = self._contract(inst)
+            symbol, per = self._contract(inst, channel)
             if channel == "books":
                 return self._books(symbol, per, push.action, rows)
             for row in rows:  # a row of another instrument than its push's
@@ -228,6 +244,9 @@ class OkxPerpDecoder:
         if channel == "mark-price":
             m = cast(_MarkPrice, row)
             return MarkPrice(symbol, m.ts, m.markPx, math.nan, math.nan, math.nan, -1)
+        if channel == INDEX_CHANNEL:
+            i = cast(_IndexTicker, row)
+            return MarkPrice(symbol, i.ts, math.nan, i.idxPx, math.nan, math.nan, -1)
         o = cast(_OpenInterest, row)  # open-interest
         return OpenInterest(symbol, o.ts, o.oi * per, optional_amount(o.oiUsd, "oiUsd"))
 

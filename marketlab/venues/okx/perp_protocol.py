@@ -29,6 +29,7 @@ from marketlab.venues.okx.protocol import bar, inst_id, interval_of_bar
 
 SWAP_SUFFIX = "-SWAP"
 LIQUIDATION_CHANNEL = "liquidation-orders"
+INDEX_CHANNEL = "index-tickers"  # named by the index (the swap's underlying), not the swap
 # Our channel names of a perpetual → OKX's (klines are ``candle<bar>``)
 PERP_CHANNELS = {
     "trades": "trades-all",
@@ -48,6 +49,20 @@ def swap_inst_id(symbol: str) -> str:
     if not isinstance(symbol, str) or not is_perpetual(symbol.strip().upper()):
         raise ValueError(f"{symbol!r} is not a perpetual (expected a name such as BTCUSDT-PERP)")
     return inst_id(underlying_of(perpetual_of(symbol))) + SWAP_SUFFIX
+
+
+def index_inst_id(symbol: str) -> str:
+    """The name of our perpetual's index on OKX, its underlying (``BTCUSDT-PERP`` →
+    ``BTC-USDT``); ``ValueError`` for a name that is not a perpetual's."""
+    return swap_inst_id(symbol)[: -len(SWAP_SUFFIX)]
+
+
+def perp_symbol_of_index(inst: str) -> str:
+    """Our perpetual whose index OKX names ``inst`` (``BTC-USDT`` → ``BTCUSDT-PERP``);
+    ``ValueError`` for a name that is no index of a pair."""
+    if not isinstance(inst, str) or inst.count("-") != 1:
+        raise ValueError(f"{inst!r} is not an OKX index (expected a name such as BTC-USDT)")
+    return perpetual_of(inst)
 
 
 def perp_symbol_of(inst: str) -> str:
@@ -73,7 +88,11 @@ class PerpTopic:
 
     @property
     def symbol(self) -> str | None:
-        return perp_symbol_of(self.inst_id) if self.inst_id else None
+        if not self.inst_id:
+            return None
+        if self.channel == INDEX_CHANNEL:
+            return perp_symbol_of_index(self.inst_id)
+        return perp_symbol_of(self.inst_id)
 
     @property
     def interval(self) -> Interval | None:
@@ -89,7 +108,8 @@ def perp_topics_for(
     symbols: Sequence[str], intervals: Sequence[str], channels: Sequence[str]
 ) -> list[PerpTopic]:
     """The subscriptions for our channel names of perpetuals (``klines`` one per interval;
-    ``liquidations`` once for all of them), or ``ValueError`` naming what is not read here."""
+    ``liquidations`` once for all of them; ``mark`` with its index's ``index-tickers``), or
+    ``ValueError`` naming what is not read here."""
     unknown = [c for c in channels if c not in PERP_CHANNELS and c != "klines"]
     if unknown:
         raise ValueError(
@@ -105,6 +125,8 @@ def perp_topics_for(
             for c in channels
             if c in PERP_CHANNELS and c != "liquidations"
         )
+        if "mark" in channels:
+            out.append(PerpTopic(INDEX_CHANNEL, index_inst_id(s)))
         out.extend(PerpTopic(f"candle{b}", inst) for b in bars)
     if "liquidations" in channels and symbols:
         out.append(PerpTopic(LIQUIDATION_CHANNEL))

@@ -96,6 +96,23 @@ FUNDING = push(
     ],
 )
 MARK = push("mark-price", [{"instType": "SWAP", "instId": BTC, "markPx": "42310.6", "ts": str(T0)}])
+# an index-tickers push: its fields as OKX documents them, named by the index (the underlying)
+INDEX = push(
+    "index-tickers",
+    [
+        {
+            "instId": "BTC-USDT",
+            "idxPx": "42305.2",
+            "open24h": "41000",
+            "high24h": "42500.5",
+            "low24h": "40800.1",
+            "sodUtc0": "41800",
+            "sodUtc8": "41650",
+            "ts": str(T0 + 100),
+        }
+    ],
+    inst="BTC-USDT",
+)
 OPEN_INTEREST = push(
     "open-interest",
     [
@@ -147,7 +164,7 @@ LIQUIDATIONS = msgspec.json.encode(
         ],
     }
 )
-FRAMES = [SNAPSHOT, TRADE, CANDLE, FUNDING, MARK, OPEN_INTEREST, LIQUIDATIONS]
+FRAMES = [SNAPSHOT, TRADE, CANDLE, FUNDING, MARK, INDEX, OPEN_INTEREST, LIQUIDATIONS]
 
 
 # --- names and channels ----------------------------------------------------------------------
@@ -174,12 +191,15 @@ def test_each_channel_is_on_its_url_and_liquidations_are_subscribed_by_type():
     assert {c for c, t in by_channel.items() if not t.business} == {
         "books",
         "mark-price",
+        "index-tickers",
         "funding-rate",
         "open-interest",
         "liquidation-orders",
     }
     assert by_channel["candle1m"].interval == "1m"
     assert by_channel["books"].symbol == "BTCUSDT-PERP"
+    assert by_channel["index-tickers"] == PerpTopic("index-tickers", "BTC-USDT")  # the underlying
+    assert by_channel["index-tickers"].symbol == "BTCUSDT-PERP"
     assert msgspec.json.decode(subscribe_message([by_channel["liquidation-orders"]])) == {
         "op": "subscribe",
         "args": [{"channel": "liquidation-orders", "instType": "SWAP"}],
@@ -259,6 +279,27 @@ def test_trades_candles_funding_mark_and_open_interest_in_base_units():
     assert isinstance(oi, OpenInterest)
     assert oi.open_interest == pytest.approx(22161.1301)  # oi × 0.01 = OKX's own oiCcy
     assert oi.value == 1939251795.54 and oi.time == T0
+
+
+def test_an_index_push_is_a_mark_price_record_of_the_index_alone():
+    decoder = OkxPerpDecoder(VALUES)
+    (m,) = decoder.decode(INDEX)
+    assert (m.symbol, m.event_time, m.index, m.next_funding_time) == (
+        "BTCUSDT-PERP",
+        T0 + 100,
+        42305.2,
+        -1,
+    )
+    assert all(math.isnan(x) for x in (m.mark, m.settle_estimate, m.funding_rate))
+    with pytest.raises(FrameError, match="no contract value known for SOL-USDT"):
+        decoder.decode(INDEX.replace(b"BTC-USDT", b"SOL-USDT"))  # a swap it was not told of
+    with pytest.raises(FrameError, match=r"invalid index-tickers payload.*idxPx"):
+        decoder.decode(INDEX.replace(b'"42305.2"', b'"-1"'))
+    with pytest.raises(FrameError, match="not an OKX index"):
+        decoder.decode(INDEX.replace(b'"BTC-USDT"', b'"BTC-USDT-SWAP"'))
+    stray = push("index-tickers", [{"instId": "ETH-USDT", "idxPx": "1", "ts": str(T0)}], "BTC-USDT")
+    with pytest.raises(FrameError, match="a row of ETH-USDT on the stream of BTC-USDT"):
+        decoder.decode(stray)
 
 
 def test_every_trade_of_a_push_is_read():

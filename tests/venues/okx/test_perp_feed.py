@@ -1,7 +1,8 @@
 """The OKX swap feed against the simulator's OKX face: the book equal to the face's (in the base
 asset) whenever synced, through a break of the seqId chain; every trade once; every closed
-candle once and equal to the face's; funding rate, mark prices, open interest and liquidations
-arrive, sizes in BTC from contracts of 0.01 BTC."""
+candle once and equal to the face's; funding rate, mark prices, the index (from
+``index-tickers``, equal to the face's), open interest and liquidations arrive, sizes in BTC
+from contracts of 0.01 BTC."""
 
 from __future__ import annotations
 
@@ -107,6 +108,11 @@ async def test_the_swap_feed_keeps_everything_whole(perp_sim):
     records = [r for r in got if r.symbol == SYMBOL]
     marks = [r for r in records if isinstance(r, MarkPrice) and r.mark == r.mark]
     assert len(marks) >= 100
+    indexes = [r for r in records if isinstance(r, MarkPrice) and r.index == r.index]
+    assert len(indexes) >= 20
+    for r in indexes:  # the index alone, equal to the perpetual's index (the spot price) then
+        assert r.index == float(fmt_units(round(perp.index(r.event_time)), pd))
+        assert r.mark != r.mark and r.funding_rate != r.funding_rate
     fundings = [r for r in records if isinstance(r, MarkPrice) and r.funding_rate == r.funding_rate]
     assert fundings
     for f in fundings:  # the perpetual's rate for the next settlement, and its time
