@@ -10,6 +10,8 @@ import asyncio
 import itertools
 import time
 
+import aiohttp
+import orjson
 import pytest
 
 from marketlab.records import Interval, Kline, Liquidation, MarkPrice, OpenInterest, Trade
@@ -164,3 +166,30 @@ async def _rest_client_reads(sim: SimExchange) -> None:
             await rest.contract_value("XRPUSDT-PERP")
     finally:
         await rest.close()
+
+
+async def test_the_face_serves_a_swaps_index_by_its_underlying_and_refuses_another(perp_sim):
+    """``index-tickers`` is subscribed by the index's name (``BTC-USDT``); a name that is no
+    index of the face (a swap's name, a pair it does not list) is refused with 60018."""
+    perp = perp_sim.okx.swaps["BTC-USDT-SWAP"].perp
+    args = [
+        {"channel": "index-tickers", "instId": "BTC-USDT"},
+        {"channel": "index-tickers", "instId": "BTC-USDT-SWAP"},
+        {"channel": "index-tickers", "instId": "XRP-USDT"},
+    ]
+    async with aiohttp.ClientSession() as http, http.ws_connect(perp_sim.okx_ws_url) as ws:
+        await ws.send_str(orjson.dumps({"op": "subscribe", "args": args}).decode())
+        answers, pushes = [], []
+        deadline = time.monotonic() + 10
+        while len(answers) < 3 or len(pushes) < 3:
+            assert time.monotonic() < deadline, (answers, pushes)
+            msg = orjson.loads((await ws.receive(timeout=5)).data)
+            (pushes if "data" in msg else answers).append(msg)
+    assert answers[0] == {"event": "subscribe", "arg": args[0], "connId": answers[0]["connId"]}
+    assert [(a["event"], a["code"]) for a in answers[1:]] == [("error", "60018")] * 2
+    for p in pushes:
+        assert p["arg"] == args[0]
+        (row,) = p["data"]
+        assert row["instId"] == "BTC-USDT"
+        assert float(row["idxPx"]) == float(fmt_units(round(perp.index(int(row["ts"]))), 2))
+        assert float(row["low24h"]) <= float(row["idxPx"]) <= float(row["high24h"])
