@@ -286,7 +286,7 @@ def create_app(
     @router.get(
         "/prices", response_model=models.Prices, summary="Latest prices", responses=errors(404, 422)
     )
-    def prices(
+    async def prices(
         symbols: Annotated[
             str | None,
             Query(
@@ -641,7 +641,7 @@ def create_app(
     shortcut_websocket(app, f"{PREFIX}/ws", hub.serve)
 
     @app.get("/health", response_model=models.Health, summary="Liveness")
-    def health() -> models.Health:
+    async def health() -> models.Health:
         return models.Health(status="ok", running=lab.running)
 
     registry = lab_registry(lab)
