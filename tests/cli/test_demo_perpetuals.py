@@ -3,47 +3,24 @@ that have them, served by the API while it runs, with funding and basis in the c
 
 import re
 import signal
-import subprocess
-import sys
 import time
 
 import httpx
+
+from tests.cli.demo import running_demo
 
 VENUES = ["binance", "okx", "bybit", "coinbase"]  # Coinbase has no perpetuals: spot only
 
 
 def test_demo_with_perpetuals_serves_them_and_reports_funding_and_basis(tmp_path):
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "marketlab",
-            "demo",
-            "--exchanges",
-            ",".join(VENUES),
-            "--perpetuals",
-            "--symbols",
-            "BTCUSDT",
-            "--duration",
-            "60",
-            "--sim-port",
-            "0",
-            "--port",
-            "0",
-            "--db",
-            str(tmp_path / "demo.sqlite"),
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        head = []
-        while not any("stop with Ctrl-C" in line for line in head):
-            line = proc.stdout.readline()
-            assert line, f"the demo exited early: {''.join(head)}{proc.stderr.read()}"
-            head.append(line)
-        banner = "".join(head)
+    with running_demo(
+        tmp_path,
+        "--exchanges",
+        ",".join(VENUES),
+        "--perpetuals",
+        "--symbols",
+        "BTCUSDT",
+    ) as (proc, banner):
         basis_url = re.search(r"perpetuals\s+.*?(http://\S+/basis/BTCUSDT-PERP)", banner)
         assert basis_url, banner
         for venue, protocol in (
@@ -83,10 +60,6 @@ def test_demo_with_perpetuals_serves_them_and_reports_funding_and_basis(tmp_path
         assert perps == {"binance", "okx", "bybit"} and spots == {*VENUES, "median"}
         proc.send_signal(signal.SIGINT)
         out, err = proc.communicate(timeout=30)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
     assert proc.returncode == 0, err
     assert "Traceback" not in err, err
     for venue in ("binance", "okx", "bybit"):

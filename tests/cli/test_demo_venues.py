@@ -8,40 +8,19 @@ import time
 
 import httpx
 
+from tests.cli.demo import running_demo
+
 VENUES = ["binance", "okx", "bybit", "coinbase"]
 
 
 def test_demo_over_four_venues_names_each_serves_the_lab_and_stops_on_ctrl_c(tmp_path):
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "marketlab",
-            "demo",
-            "--exchanges",
-            ",".join(VENUES),
-            "--symbols",
-            "BTCUSDT,ETHUSDT",
-            "--duration",
-            "60",
-            "--sim-port",
-            "0",
-            "--port",
-            "0",
-            "--db",
-            str(tmp_path / "demo.sqlite"),
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        head = []
-        while not any("stop with Ctrl-C" in line for line in head):
-            line = proc.stdout.readline()
-            assert line, f"the demo exited early: {''.join(head)}{proc.stderr.read()}"
-            head.append(line)
-        banner = "".join(head)
+    with running_demo(
+        tmp_path,
+        "--exchanges",
+        ",".join(VENUES),
+        "--symbols",
+        "BTCUSDT,ETHUSDT",
+    ) as (proc, banner):
         api = re.search(r"API docs\s+(http://127\.0\.0\.1:\d+)/docs", banner)
         assert api, banner
         for venue in VENUES:  # every venue's face of the simulator, by name and address
@@ -71,10 +50,6 @@ def test_demo_over_four_venues_names_each_serves_the_lab_and_stops_on_ctrl_c(tmp
         assert bbo["state"] in ("normal", "locked", "crossed")
         proc.send_signal(signal.SIGINT)
         out, err = proc.communicate(timeout=30)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
     assert proc.returncode == 0, err
     assert "Traceback" not in err, err
     assert "stopping: flushing and closing connections" in out
