@@ -95,9 +95,18 @@ class KlineIntegrity:
                 log.info("klines %s %s: backfilled %d candle(s) over REST", *key, added)
 
     async def _fetch_klines(
-        self, key: tuple[str, str], start: int, count_as_backfill: bool, include_open: bool = False
+        self,
+        key: tuple[str, str],
+        start: int,
+        count_as_backfill: bool,
+        include_open: bool = False,
+        server_now: int | None = None,
     ) -> int:
-        """Page through the venue's klines from ``start``; returns closed candles delivered."""
+        """Page through the venue's klines from ``start``; returns closed candles delivered.
+
+        ``server_now``, the venue's time just asked by the caller, spares the first page its own
+        request for it: an earlier time only ever takes fewer candles as closed (a candle is
+        closed when its last millisecond is before it), so it is never wrong, only cautious."""
         assert self.rest is not None
         symbol, interval = key
         iv = Interval(interval)
@@ -106,7 +115,10 @@ class KlineIntegrity:
         cursor = start
         while not self._stopped.is_set():
             try:
-                now = await self.rest.server_time()
+                if server_now is not None:
+                    now, server_now = server_now, None
+                else:
+                    now = await self.rest.server_time()
                 rows = await self.rest.klines(
                     symbol, interval, start=cursor, limit=page, server_time=now
                 )
@@ -150,7 +162,11 @@ class KlineIntegrity:
                     start, backfill = iv.open_of(now) - self.config.seed_klines * iv.ms, False
                 jobs.append(
                     self._fetch_klines(
-                        key, max(0, start), count_as_backfill=backfill, include_open=True
+                        key,
+                        max(0, start),
+                        count_as_backfill=backfill,
+                        include_open=True,
+                        server_now=now,
                     )
                 )
         await asyncio.gather(*jobs)

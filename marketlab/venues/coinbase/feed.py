@@ -324,7 +324,9 @@ class CoinbaseFeed(Feed):
                     last = max(self._last_closed.get(key, -1), checked.get(key, -1))
                     if last < newest:
                         start = iv.next_open(last) if last >= 0 else newest
-                        jobs.append(self._fetch_klines(key, start, count_as_backfill=False))
+                        jobs.append(
+                            self._fetch_klines(key, start, count_as_backfill=False, server_now=now)
+                        )
                         looked[key] = newest
             await asyncio.gather(*jobs)
             checked.update(looked)
