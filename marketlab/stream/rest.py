@@ -10,6 +10,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from marketlab.stream.ccxt_clients import ccxt_errors
+
 
 @dataclass(slots=True)
 class GovernorStats:
@@ -31,18 +33,11 @@ class RestError(Exception):
 
 def rest_error(method: str, params: dict[str, Any], exc: Exception) -> RestError:
     """A ccxt error as a :class:`RestError` that says whether retrying can help."""
-    ccxt_async = _ccxt()
-    if isinstance(exc, ccxt_async.BadSymbol | ccxt_async.BadRequest):
+    errors = ccxt_errors()
+    if isinstance(exc, errors.BadSymbol | errors.BadRequest):
         return RestError(f"{method} {params}: {exc}", retryable=False)
     # network, rate limits (the caller's pacing now waits), 5xx
     return RestError(f"{method} {params}: {type(exc).__name__}: {exc}", retryable=True)
-
-
-def _ccxt() -> Any:
-    """ccxt, loaded with the venue's client (a process that never makes one never loads it)."""
-    import ccxt.async_support as ccxt_async
-
-    return ccxt_async
 
 
 class PacedRest:
@@ -79,7 +74,7 @@ class PacedRest:
             self.governor.sent(cost, self.clock())
         try:
             result = await getattr(self._ex, method)(params)
-        except _ccxt().BaseError as exc:
+        except ccxt_errors().BaseError as exc:
             self.last_failure = time.monotonic()
             raise rest_error(method, params, exc) from exc
         failing = self.last_failure is not None and (

@@ -16,6 +16,7 @@ from typing import Any
 import msgspec
 
 from marketlab.records import BookSnapshot, Interval, Kline, Ticker, Trade, normalize_symbol
+from marketlab.stream.ccxt_clients import ccxt_exchange
 from marketlab.stream.rest import GovernorStats, PacedRest
 from marketlab.venues import binance as bn
 
@@ -101,11 +102,12 @@ def _is_number(text: str) -> bool:
 
 @functools.cache
 def ccxt_binance() -> type:
-    """ccxt's Binance, subclassed on first use: importing ccxt costs a process ~90 MB, which a
-    replay, an ingest or a notebook reading history never needs."""
-    import ccxt.async_support as ccxt_async
+    """ccxt's Binance, subclassed on first use: its module costs a process ~45 MB (all of ccxt
+    ~93 MB, see :mod:`marketlab.stream.ccxt_clients`), which a replay, an ingest or a notebook
+    reading history never needs."""
+    ccxt_binance_class: Any = ccxt_exchange("binance")  # ccxt is untyped
 
-    class _Binance(ccxt_async.binance):
+    class _Binance(ccxt_binance_class):
         """ccxt's Binance, reporting every answer's status and headers to a governor."""
 
         governor: WeightGovernor

@@ -16,6 +16,7 @@ from typing import Any
 import msgspec
 
 from marketlab.records import BookSnapshot, Interval, Kline, Ticker, Trade
+from marketlab.stream.ccxt_clients import ccxt_exchange
 from marketlab.stream.rest import GovernorStats, PacedRest
 from marketlab.venues import bybit
 from marketlab.venues.pacing import RequestWindow
@@ -84,9 +85,9 @@ def ret_code(body: Any) -> int | None:
 def _bybit_class() -> type:
     """ccxt's Bybit, subclassed on first use (see okx/rest.py's _okx_class): every answer's
     status reaches the pacer before ccxt turns it into an error."""
-    import ccxt.async_support as ccxt_async
+    ccxt_bybit_class: Any = ccxt_exchange("bybit")  # ccxt is untyped
 
-    class _Bybit(ccxt_async.bybit):
+    class _Bybit(ccxt_bybit_class):
         pacer: IpWindowPacer
 
         def on_rest_response(

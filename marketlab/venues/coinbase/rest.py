@@ -18,6 +18,7 @@ from typing import Any
 import msgspec
 
 from marketlab.records import BookSnapshot, Interval, Kline, Ticker, Trade
+from marketlab.stream.ccxt_clients import ccxt_errors, ccxt_exchange
 from marketlab.stream.rest import GovernorStats, PacedRest
 from marketlab.venues import coinbase as cb
 from marketlab.venues.pacing import RequestWindow
@@ -96,9 +97,9 @@ def _coinbase_class() -> type:
     status reaches the pacer before ccxt turns it into an error, and a refusal (400, 401, 404)
     becomes ccxt's BadRequest, which the stream layer does not retry (ccxt would make a 404 an
     ExchangeNotAvailable, and Coinbase's ``NOT_FOUND`` an ExchangeError, both retried)."""
-    import ccxt.async_support as ccxt_async
+    ccxt_coinbase_class: Any = ccxt_exchange("coinbase")  # ccxt is untyped
 
-    class _Coinbase(ccxt_async.coinbase):
+    class _Coinbase(ccxt_coinbase_class):
         pacer: SecondWindowPacer
 
         def on_rest_response(
@@ -131,7 +132,7 @@ def _coinbase_class() -> type:
             if int(code) in REFUSED:
                 err = cb.api_error(body or b"{}", int(code))
                 why = str(err) if err is not None else f"HTTP {code} {reason}"
-                raise ccxt_async.BadRequest(f"coinbase refused {url}: {why}")
+                raise ccxt_errors().BadRequest(f"coinbase refused {url}: {why}")
             return super().handle_errors(
                 code, reason, url, method, headers, body, response, request_headers, request_body
             )

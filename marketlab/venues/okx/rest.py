@@ -14,6 +14,7 @@ from typing import Any
 import msgspec
 
 from marketlab.records import BookSnapshot, Interval, Kline, Ticker, Trade
+from marketlab.stream.ccxt_clients import ccxt_exchange
 from marketlab.stream.rest import GovernorStats, PacedRest
 from marketlab.venues import okx
 from marketlab.venues.pacing import RequestWindow
@@ -66,9 +67,9 @@ class WindowPacer:
 @functools.cache
 def _okx_class() -> type:
     """ccxt's OKX, subclassed on first use (see binance/rest.py's ccxt_binance)."""
-    import ccxt.async_support as ccxt_async
+    ccxt_okx_class: Any = ccxt_exchange("okx")  # ccxt is untyped
 
-    class _Okx(ccxt_async.okx):
+    class _Okx(ccxt_okx_class):
         pacer: WindowPacer
 
         def on_rest_response(
