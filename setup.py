@@ -10,6 +10,7 @@ setup(
             [
                 "csrc/native.c",
                 "csrc/binance.c",
+                "csrc/bybit.c",
                 "csrc/blocks.c",
                 "csrc/inflow.c",
                 "csrc/rings.c",

@@ -152,6 +152,9 @@ extern PyTypeObject LaneTableType;
 PyObject *take_combined(PyObject *self, PyObject *const *args, Py_ssize_t nargs);
 int native_binance_init(PyObject *module);
 
+/* csrc/bybit.c: Bybit spot pushes (BybitTopics) */
+int native_bybit_init(PyObject *module);
+
 /* csrc/blocks.c: a recording's blocks of entries, read ahead. A block's plain part, made
  * without the GIL (block_scan, block_data_free) and then wrapped as a Block (block_wrap, which
  * takes its memory over). */

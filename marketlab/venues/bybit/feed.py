@@ -27,6 +27,7 @@ from marketlab.stream.state import LockedBook
 from marketlab.venues import bybit
 from marketlab.venues.book import Action
 from marketlab.venues.bybit.book import BybitBook
+from marketlab.venues.bybit.frames import compiled_reader
 from marketlab.venues.bybit.rest import BybitRest
 
 log = logging.getLogger("marketlab.feed.bybit")
@@ -65,6 +66,8 @@ class BybitFeed(Feed):
         if "book" in self.channels:
             self.books = {s: _locked_bybit_book(s) for s in self.symbols}
         self._decoder = bybit.BybitDecoder()
+        # the hot pushes read compiled (None: the decoder reads every frame)
+        self._read_compiled = compiled_reader([t.name for t in self.topics])
         # Requests sent and not yet answered, by req_id: spot's answer names no topic, only
         # the req_id, which is unique over the feed (each connection counts its own from 1).
         self._requests: dict[str, tuple[str, list[bybit.Topic], float]] = {}
@@ -96,8 +99,11 @@ class BybitFeed(Feed):
         return bybit.symbol_of(stream.symbol) if stream.book_depth in bybit.BOOK_DEPTHS else None
 
     def on_frame(self, frame: bytes, conn: WsConnection) -> None:
+        read = self._read_compiled
+        events = read(frame) if read is not None else None
         try:
-            events = self._decoder.decode(frame)
+            if events is None:  # anything the compiled reader leaves: the decoder names it
+                events = self._decoder.decode(frame)
         except bybit.FrameError as exc:
             self.bad_frame(exc, conn)
             return

@@ -9,11 +9,13 @@ before anything is touched.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, Literal, cast
 
 import msgspec
 
+from marketlab.native import by_name, compiled, takes_in_order
 from marketlab.numbers import INT64_MAX, Amount, Change, Id, Level, Price, TimeMs
 from marketlab.records import BookTicker, Interval, Kline, Ticker, Trade
 from marketlab.venues.bybit.protocol import interval_of, parse_topic, symbol_of
@@ -391,3 +393,62 @@ class BybitDecoder:
         if push.op in ("subscribe", "unsubscribe") and push.success is not None:
             return SubscriptionResult(push.op, push.success, push.ret_msg, req_id)
         raise UnknownStreamError("unrecognised frame", frame)
+
+
+# --- the compiled reader (csrc/bybit.c) ------------------------------------------------------
+
+# The records the compiled reader makes, by the names it gives them, and the names of their
+# values in the order it hands them to a record's maker (csrc/bybit.c declares the order).
+BYBIT_VALUES: dict[str, tuple[str, ...]] = compiled("BYBIT_VALUES", {})
+_RECORDS: dict[str, type] = {
+    "trade": Trade,
+    "ticker": Ticker,
+    "kline": Kline,
+    "book": BookMessage,
+    "book_ticker": BookTicker,
+}
+# The kinds of topic it reads, by the name it knows each by
+_KINDS = {
+    _TRADE_ROUTE: "trade",
+    _TICKER_ROUTE: "ticker",
+    _KLINE_ROUTE: "kline",
+    _BOOK_ROUTE: "book",
+}
+
+FrameReader = Callable[[bytes], list[Any] | None]
+
+
+def compiled_reader(topics: Iterable[str]) -> FrameReader | None:
+    """The compiled reader of the pushes of ``topics`` (csrc/bybit.c): a frame's records exactly
+    as :meth:`BybitDecoder.decode` gives them, or None for anything it leaves to that decoder (a
+    control answer, a topic not among these, a calendar month's candles, anything unusual: the
+    decoder then names what is wrong). None when the compiled part is not in use: the decoder,
+    its pure-Python twin, then reads every frame."""
+    table_type = compiled("BybitTopics")
+    if table_type is None:
+        return None
+    makers = {}
+    for name, record in _RECORDS.items():
+        values = BYBIT_VALUES[name]
+        makers[name] = record if takes_in_order(record, values) else by_name(record, values)
+    table = table_type(makers)
+    for topic in topics:
+        try:
+            route = _route_of(topic)
+        except ValueError:
+            continue  # no topic of ours: the decoder names it
+        kind = _KINDS.get(route.kind)
+        if kind is None or (kind == "kline" and not route.step):
+            continue  # an unknown topic, or a calendar month (its bounds are the Interval's)
+        table.add(
+            topic.encode(),
+            kind,
+            route.name,
+            route.symbol,
+            route.depth,
+            route.interval_name,
+            route.interval_text,
+            route.step,
+            route.offset,
+        )
+    return cast(FrameReader, table.read)
