@@ -1,6 +1,7 @@
 """A process loads what it uses: a headless collector (`marketlab collect` as a shard, writing
 SQLite and publishing to the bus), a history writer (`marketlab store --from`) and a Lab that
-reads no frame load none of pandas, pyarrow, DuckDB or plotly.
+reads no frame load none of pandas, pyarrow, DuckDB or plotly, and of ccxt only the modules of
+the venue they call.
 
 Each check runs the command to its end in a process of its own and looks at ``sys.modules``
 from inside it afterwards, and each run is shown to have done its work (candles in SQLite, the
@@ -41,6 +42,25 @@ def modules_of(stdout: str) -> set[str]:
 
 def heavy_in(modules: set[str]) -> set[str]:
     return {m for m in modules if m.split(".")[0] in HEAVY}
+
+
+# ccxt's subpackages that are not one exchange each (``ccxt.async_support.kraken``,
+# ``ccxt.abstract.kraken`` and ``ccxt.kraken`` are kraken's)
+CCXT_SHARED = {"base", "static_dependencies", "protobuf"}
+CCXT_LAYERS = {"async_support", "abstract", "pro"}
+
+
+def ccxt_exchanges_in(modules: set[str]) -> set[str]:
+    """The exchanges whose ccxt modules (sync, async or abstract API) are loaded."""
+    found = set()
+    for name in modules:
+        parts = name.split(".")
+        if parts[0] != "ccxt" or CCXT_SHARED & set(parts):
+            continue
+        rest = [part for part in parts[1:] if part not in CCXT_LAYERS]
+        if len(rest) == 1:
+            found.add(rest[0])
+    return found
 
 
 def cli(*args: str) -> subprocess.Popen[str]:
@@ -113,6 +133,9 @@ def test_a_collector_shard_writing_sqlite_and_the_bus_and_a_history_writer_load_
             )
         )
     assert not heavy_in(collected), heavy_in(collected)
+    # ccxt's module of the venue it calls over REST, not the package (which imports them all)
+    assert ccxt_exchanges_in(collected) == {"binance"}, ccxt_exchanges_in(collected)
+    assert "ccxt" not in collected and "ccxt.async_support" not in collected
     assert not heavy_in(written), heavy_in(written)
     # they ran their paths: the venue's connection, SQLite, the bus, and candles to show for it
     assert {
