@@ -1,6 +1,7 @@
 """Bybit's decoders of frames and REST bodies, fed mutated documented input: each gives records
 that keep the numbers' rules or raises its own documented error (a bad frame, a bad payload,
-Bybit's error answer), never anything else."""
+Bybit's error answer), never anything else; the compiled reader of pushes never crashes and
+gives None or, to the bit, the decoder's records."""
 
 from __future__ import annotations
 
@@ -8,13 +9,17 @@ import math
 from typing import Any
 
 import msgspec
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from marketlab.native import COMPILED
 from marketlab.venues import bybit
 from marketlab.venues.book import Action
 from marketlab.venues.bybit.book import BybitBook
+from marketlab.venues.bybit.frames import compiled_reader
 from tests.fuzzing import fuzz, mutated
+from tests.venues.bybit.test_frame_reader import TOPICS, USUAL, check
 from tests.venues.bybit.test_protocol import FRAMES
 
 REST_BODIES: list[tuple[Any, bytes]] = [
@@ -128,3 +133,31 @@ def test_rest_bodies_give_lawful_records_or_a_documented_error(case):
         return
     for record in out if isinstance(out, list) else [out]:
         _lawful(record)
+
+
+# Pushes of every kind and shape the compiled reader reads, and the control answers
+READER_FRAMES = [*FRAMES, *USUAL.values()]
+
+
+@st.composite
+def spliced(draw: Any) -> bytes:
+    """The head of one frame joined to the tail of another (or the same) at any two points."""
+    a, b = draw(st.sampled_from(READER_FRAMES)), draw(st.sampled_from(READER_FRAMES))
+    return a[: draw(st.integers(0, len(a)))] + b[draw(st.integers(0, len(b))) :]
+
+
+@pytest.mark.skipif(not COMPILED, reason="the compiled reader is not in use")
+@fuzz(2)
+@given(st.sampled_from(READER_FRAMES).flatmap(lambda f: mutated(f) | st.just(f)) | spliced())
+def test_the_compiled_reader_gives_none_or_the_decoders_records(frame):
+    check(compiled_reader(TOPICS), frame)
+
+
+@pytest.mark.skipif(not COMPILED, reason="the compiled reader is not in use")
+def test_the_compiled_reader_reads_no_frame_cut_short():
+    read = compiled_reader(TOPICS)
+    for frame in READER_FRAMES:
+        for end in range(len(frame) - 1):  # (a cut of trailing spaces only is still whole)
+            cut = frame[:end]
+            if cut.rstrip() != frame.rstrip():
+                assert read(cut) is None, cut
