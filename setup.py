@@ -12,6 +12,7 @@ setup(
                 "csrc/binance.c",
                 "csrc/bybit.c",
                 "csrc/blocks.c",
+                "csrc/coinbase.c",
                 "csrc/inflow.c",
                 "csrc/rings.c",
             ],

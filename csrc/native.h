@@ -152,6 +152,9 @@ extern PyTypeObject LaneTableType;
 PyObject *take_combined(PyObject *self, PyObject *const *args, Py_ssize_t nargs);
 int native_binance_init(PyObject *module);
 
+/* csrc/coinbase.c: Coinbase messages of the hot channels (CoinbaseReader) */
+int native_coinbase_init(PyObject *module);
+
 /* csrc/bybit.c: Bybit spot pushes (BybitTopics) */
 int native_bybit_init(PyObject *module);
 

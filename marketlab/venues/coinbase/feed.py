@@ -38,6 +38,7 @@ from marketlab.stream.state import LockedBook
 from marketlab.venues import coinbase as cb
 from marketlab.venues.book import Action
 from marketlab.venues.coinbase.book import Break, CoinbaseBook, SequenceChain
+from marketlab.venues.coinbase.frames import frame_reader
 from marketlab.venues.coinbase.rest import CoinbaseRest
 
 log = logging.getLogger("marketlab.feed.coinbase")
@@ -78,6 +79,7 @@ class CoinbaseFeed(Feed):
         if "book" in self.channels:
             self.books = {s: _locked_coinbase_book(s) for s in self.symbols}
         self._decoder = cb.CoinbaseDecoder()
+        self._read = frame_reader()  # the hot channels, compiled; None leaves it to _decoder
         self._chains: dict[WsConnection, SequenceChain] = {}
         self._pending: dict[WsConnection, set[str]] = {}  # books to subscribe again, per conn
         self._unsubscribing: dict[WsConnection, set[str]] = {}  # their unsubscribe not yet seen
@@ -112,7 +114,7 @@ class CoinbaseFeed(Feed):
 
     def on_frame(self, frame: bytes, conn: WsConnection) -> None:
         try:
-            msg = self._decoder.decode(frame)
+            msg = self._read(frame) or self._decoder.decode(frame)
         except cb.FrameError as exc:
             self.bad_frame(exc, conn)
             return

@@ -14,12 +14,14 @@ from __future__ import annotations
 import math
 import operator
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import msgspec
 
+from marketlab.native import by_name, compiled, takes_in_order
 from marketlab.numbers import INT64_MAX, TIME_MAX_MS, TIME_MIN_MS, Amount, Change, Id, Price
 from marketlab.records import Level, Ticker, Trade
 from marketlab.venues.coinbase.protocol import symbol_of
@@ -415,3 +417,44 @@ class CoinbaseDecoder:
         if channel == "subscriptions":
             return [Subscriptions(e.subscriptions) for e in _SUBSCRIPTIONS.decode(raw)]
         raise UnknownStreamError(f"unknown channel {channel!r}", frame, channel)
+
+
+# --- the compiled reader of the hot channels -------------------------------------------------
+
+# What csrc/coinbase.c makes, by record: the names of the values it hands each record's maker,
+# in that order (empty where the compiled part is not in use)
+COINBASE_RECORDS: dict[str, tuple[str, ...]] = compiled("COINBASE_RECORDS", {})
+_CompiledReader: Any = compiled("CoinbaseReader")  # None where it is not in use
+_RECORDS: dict[str, type] = {
+    "message": Message,
+    "book": BookMessage,
+    "trade": Trade,
+    "ticker": Ticker,
+    "heartbeat": Heartbeat,
+}
+
+
+def _maker(record: type, values: tuple[str, ...]) -> Callable[..., Any]:
+    """The class itself where it takes the compiled reader's values in its order, else an
+    adapter handing them over by name."""
+    return record if takes_in_order(record, values) else by_name(record, values)
+
+
+def _leaves_every_frame(frame: bytes | str) -> Message | None:
+    return None
+
+
+def frame_reader() -> Callable[[bytes | str], Message | None]:
+    """The compiled reader of the hot channels (``l2_data``, ``market_trades``, ``ticker``,
+    ``ticker_batch``, ``heartbeats``): a frame → the :class:`Message`
+    :meth:`CoinbaseDecoder.decode` gives for it, or None for anything else or anything unusual
+    (another channel, an error, escapes, a missing or repeated field, a number out of its rule,
+    a time in another shape), which :meth:`CoinbaseDecoder.decode` then reads or names. Where
+    the compiled part is not in use, a reader that leaves every frame to the decoder: the
+    decoder is the reader's pure-Python twin. Each reader keeps the product ids it has named
+    (by :func:`~marketlab.venues.coinbase.protocol.symbol_of`, as the decoder names them)."""
+    if _CompiledReader is None:
+        return _leaves_every_frame
+    makers = [_maker(record, COINBASE_RECORDS[name]) for name, record in _RECORDS.items()]
+    reader = _CompiledReader(*makers, symbol_of)
+    return cast(Callable[[bytes | str], Message | None], reader.read)

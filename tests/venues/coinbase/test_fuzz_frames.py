@@ -1,7 +1,8 @@
 """Coinbase's decoders of frames and REST bodies, fed mutated documented input: each gives
 records that keep the numbers' rules or raises its own documented error (a bad frame, a bad
 payload, Coinbase's error answer), never anything else; and whatever a frame says, a book and
-the sequence chain cope."""
+the sequence chain cope. The compiled reader of the hot channels, fed the same and splices of
+its own cases, gives the decoder's message to the bit or leaves the frame (None)."""
 
 from __future__ import annotations
 
@@ -9,13 +10,17 @@ import math
 from typing import Any
 
 import msgspec
-from hypothesis import given
+import pytest
+from hypothesis import example, given
 from hypothesis import strategies as st
 
+from marketlab.native import COMPILED
 from marketlab.venues import coinbase as cb
 from marketlab.venues.book import Action
 from marketlab.venues.coinbase.book import CoinbaseBook, SequenceChain
+from marketlab.venues.coinbase.frames import frame_reader
 from tests.fuzzing import fuzz, mutated
+from tests.venues.coinbase.test_frame_reader import READ, same
 from tests.venues.coinbase.test_protocol import BOOK, CANDLES_REST, FRAMES, PRODUCTS, RECENT
 
 REST_BODIES: list[tuple[Any, bytes]] = [
@@ -100,3 +105,36 @@ def test_rest_bodies_give_lawful_records_or_a_documented_error(case):
         return
     for record in out if isinstance(out, list) else [out]:
         _lawful(record)
+
+
+# the documented frames and the reader's own cases: every channel, odd spacing, key orders
+READER_FRAMES = [*FRAMES, *READ.values()]
+_READ = frame_reader()
+
+
+def _spliced(draw: Any) -> bytes:
+    a, b = draw(st.sampled_from(READER_FRAMES)), draw(st.sampled_from(READER_FRAMES))
+    return a[: draw(st.integers(0, len(a)))] + b[draw(st.integers(0, len(b))) :]
+
+
+@pytest.mark.skipif(not COMPILED, reason="the compiled reader is not in use")
+@fuzz(2)
+@given(
+    st.sampled_from(READER_FRAMES).flatmap(lambda f: mutated(f) | st.just(f))
+    | st.composite(_spliced)()
+)
+@example(b'{"channel":"heartbeats","timestamp":"2026-01-01T00:00:01Z","sequence_num":1,"events"')
+def test_the_compiled_reader_gives_the_decoders_message_or_leaves_the_frame(frame):
+    got = _READ(frame)
+    if got is None:
+        return
+    want = cb.CoinbaseDecoder().decode(frame)  # a frame read is no bad frame
+    assert same(got, want), (frame, got, want)
+
+
+@pytest.mark.skipif(not COMPILED, reason="the compiled reader is not in use")
+def test_the_compiled_reader_leaves_every_cut_of_a_frame():
+    for frame in READER_FRAMES:
+        whole = frame.rstrip()
+        for n in range(len(whole)):
+            assert _READ(whole[:n]) is None, whole[:n]
