@@ -15,6 +15,7 @@ setup(
                 "csrc/coinbase.c",
                 "csrc/inflow.c",
                 "csrc/rings.c",
+                "csrc/okx.c",
             ],
             depends=["csrc/native.h", "csrc/json_cursor.h"],
             extra_compile_args=["-O2"],

@@ -701,7 +701,7 @@ PyMODINIT_FUNC PyInit__native(void) {
         module_add(m, "ENTRY_VALUES", Py_BuildValue("(ssss)", ENTRY_VALUES_NAMES)) < 0 ||
         native_binance_init(m) < 0 || native_blocks_init(m) < 0 || native_inflow_init(m) < 0 ||
         native_coinbase_init(m) < 0 ||
-        native_rings_init(m) < 0 || native_bybit_init(m) < 0) {
+        native_rings_init(m) < 0 || native_bybit_init(m) < 0 || native_okx_init(m) < 0) {
         Py_DECREF(m);
         return NULL;
     }

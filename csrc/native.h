@@ -158,6 +158,9 @@ int native_coinbase_init(PyObject *module);
 /* csrc/bybit.c: Bybit spot pushes (BybitTopics) */
 int native_bybit_init(PyObject *module);
 
+/* csrc/okx.c: OKX pushes of the hot channels */
+int native_okx_init(PyObject *module);
+
 /* csrc/blocks.c: a recording's blocks of entries, read ahead. A block's plain part, made
  * without the GIL (block_scan, block_data_free) and then wrapped as a Block (block_wrap, which
  * takes its memory over). */

@@ -22,6 +22,7 @@ from marketlab.stream.state import LockedBook
 from marketlab.venues import okx
 from marketlab.venues.book import Action
 from marketlab.venues.okx.book import OkxBook
+from marketlab.venues.okx.frames import frame_reader
 from marketlab.venues.okx.rest import OkxRest
 
 log = logging.getLogger("marketlab.feed.okx")
@@ -51,6 +52,7 @@ class OkxFeed(Feed):
         if "book" in self.channels:
             self.books = {s: _locked_okx_book(s) for s in self.symbols}
         self._decoder = okx.OkxDecoder()
+        self._read_frame = frame_reader()  # the hot channels, compiled; None: the decoder's
         # Subscriptions sent and not yet acknowledged, per connection: a subscription lost on
         # the way (a link that stalled as it was sent) would otherwise leave a connection that
         # answers our pings and never carries data.
@@ -83,7 +85,7 @@ class OkxFeed(Feed):
 
     def on_frame(self, frame: bytes, conn: WsConnection) -> None:
         try:
-            events = self._decoder.decode(frame)
+            events = self._read_frame(frame) or self._decoder.decode(frame)
         except okx.FrameError as exc:
             self.bad_frame(exc, conn)
             return

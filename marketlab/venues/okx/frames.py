@@ -1,20 +1,25 @@
 """OKX v5 WebSocket pushes → records, sans-I/O: tickers, trades, books (snapshot and update,
-with the exact strings), bbo-tbt, candles, and the events (subscribe, error, notice, pong)."""
+with the exact strings), bbo-tbt, candles, and the events (subscribe, error, notice, pong).
+
+:func:`frame_reader` gives the compiled reader of the hot channels (``csrc/okx.c``), which
+reads a push to the very records :class:`OkxDecoder` makes of it, or leaves it to the decoder.
+"""
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from operator import attrgetter, itemgetter
 from typing import Any, Literal, cast
 
 import msgspec
 
+from marketlab.native import by_name, compiled, takes_in_order
 from marketlab.numbers import Amount, Id, IdOrNone, Price, TimeMs, amount, price
-from marketlab.records import BookTicker, Interval, Kline, Ticker, Trade
+from marketlab.records import INTERVAL_NAMES, BookTicker, Interval, Kline, Ticker, Trade
 from marketlab.venues.errors import FrameError, UnknownStreamError
-from marketlab.venues.okx.protocol import Topic, interval_of_bar, symbol_of
+from marketlab.venues.okx.protocol import Topic, bar, interval_of_bar, symbol_of
 
 # --- WebSocket frames ------------------------------------------------------------------------
 
@@ -237,6 +242,15 @@ def _checked_levels(rows: list[list[str]]) -> tuple[list[StrLevel], list[NumLeve
     return [(r[0], r[1]) for r in rows], [(float(r[0]), float(r[1])) for r in rows]
 
 
+def _top(levels: list[list[str]], side: str) -> NumLevel:
+    """The best level of a ``bbo-tbt`` side as (price, size), checked by the rules of
+    marketlab.numbers: ``ValueError`` naming what is wrong."""
+    level = levels[0]
+    if len(level) < 2:
+        raise ValueError(f"a {side} level of {len(level)} fields: {level!r}")
+    return price(level[0], side), amount(level[1], f"{side} size")
+
+
 class OkxDecoder:
     """Turns OKX public WebSocket frames into records and control events.
 
@@ -293,14 +307,7 @@ class OkxDecoder:
         symbol = symbol_of(inst)
         if channel == "bbo-tbt":
             return [
-                BookTicker(
-                    symbol,
-                    b.seqId,
-                    price(b.bids[0][0], "bid"),
-                    amount(b.bids[0][1], "bid size"),
-                    price(b.asks[0][0], "ask"),
-                    amount(b.asks[0][1], "ask size"),
-                )
+                BookTicker(symbol, b.seqId, *_top(b.bids, "bid"), *_top(b.asks, "ask"))
                 for b in rows
                 if b.bids and b.asks
             ]
@@ -341,3 +348,57 @@ class OkxDecoder:
         if push.event == "error":
             return RequestError(push.code or "", push.msg)
         return Notice(push.code or "", push.msg or push.event or "")
+
+
+# --- the compiled reader of the hot channels ---------------------------------------------------
+
+# What the compiled reader makes, by kind: the names of each record's values, in the order it
+# hands them to the record's maker (csrc/okx.c declares them; {} where it is not in use).
+OKX_VALUES: dict[str, tuple[str, ...]] = compiled("OKX_VALUES", {})
+_RECORDS: dict[str, type] = {
+    "trade": Trade,
+    "ticker": Ticker,
+    "kline": Kline,
+    "book_ticker": BookTicker,
+    "book": BookMessage,
+}
+
+
+def _maker(record: type, values: tuple[str, ...]) -> Callable[..., Any]:
+    """What makes ``record`` of the compiled reader's ``values`` (given in that order): the
+    class itself where it takes them so, else an adapter handing them over by name."""
+    return record if takes_in_order(record, values) else by_name(record, values)
+
+
+def candle_bars() -> dict[str, tuple[str, int, int]]:
+    """OKX's candle bars of a fixed length → ``(interval, step_ms, phase_ms)``: a candle of the
+    bar opens at ``phase_ms + k * step_ms`` (a week's on a Monday, not on the epoch's
+    Thursday). The calendar month's bar is not here: its candles are left to the decoder."""
+    table = {}
+    for name in INTERVAL_NAMES:
+        iv = Interval(name)
+        try:
+            okx_bar = bar(iv)
+        except ValueError:  # an interval OKX has no candles of
+            continue
+        if not iv.calendar:
+            table[okx_bar] = (str(iv), iv.ms, iv.open_of(0) % iv.ms)
+    return table
+
+
+def _leave_to_decoder(frame: bytes) -> list[Any] | None:
+    """The compiled reader's pure-Python twin: :class:`OkxDecoder` reads every frame itself."""
+    return None
+
+
+def frame_reader() -> Callable[[bytes], list[Any] | None]:
+    """``read(frame)``: the records of an OKX push of the hot channels (trades, tickers,
+    books, bbo-tbt, fixed-length candles) exactly as :class:`OkxDecoder` makes them, or None
+    for any other frame and anything unusual, which the decoder then reads (and names what is
+    wrong with it). Compiled where the compiled part is in use; else it leaves every frame."""
+    reader = compiled("OkxFrameReader")
+    if reader is None:
+        return _leave_to_decoder
+    makers = {kind: _maker(record, OKX_VALUES[kind]) for kind, record in _RECORDS.items()}
+    read: Callable[[bytes], list[Any] | None] = reader(makers, candle_bars()).read
+    return read
