@@ -31,6 +31,7 @@ COMPILED_TESTS = [
     "tests/venues/binance/test_frame_reader.py",
     "tests/venues/bybit/test_frame_reader.py",
     "tests/venues/coinbase/test_frame_reader.py",
+    "tests/venues/okx/test_frame_reader.py",
     "tests/recording/test_recording.py",
 ]
 FLAGS = ["-fsanitize=address,undefined", "-fno-sanitize-recover=all", "-fno-omit-frame-pointer"]
