@@ -58,7 +58,7 @@ static const char *const *const VALUES[] = {TRADE_VALUES, TICKER_VALUES, KLINE_V
 enum { R_TRADE, R_TICKER, R_KLINE, R_BOOK };
 static const char *const KIND_NAMES[] = {"trade", "ticker", "kline", "book"};
 
-static PyObject *BUY, *SELL, *SNAPSHOT, *DELTA;
+static PyObject *BUY, *SELL, *SNAPSHOT, *DELTA, *NAN_FLOAT; /* NaN: "not given" */
 
 #define TIME_MIN_MS 1262304000000LL /* marketlab/numbers.py's TIME_MIN_MS: 2010-01-01 */
 #define TIME_MAX_MS 4102444800000LL /* and TIME_MAX_MS: 2100-01-01 */
@@ -164,8 +164,10 @@ enum {
 
 typedef struct {
     const char *key;
+    Py_ssize_t len; /* of `key` */
     int type;
 } Field;
+#define FIELD(key, type) {key, sizeof(key) - 1, type}
 
 typedef struct {
     const Field *fields;
@@ -174,28 +176,33 @@ typedef struct {
 } Schema;
 
 /* The wire structs of bybit/frames.py, field for field; a field's place is its slot */
-static const Field TRADE_FIELDS[] = {{"T", T_TIME},  {"s", T_NAME},  {"S", T_SIDE},
-                                     {"v", T_AMOUNT}, {"p", T_PRICE}, {"i", T_TRADE_ID}};
+static const Field TRADE_FIELDS[] = {FIELD("T", T_TIME),   FIELD("s", T_NAME),
+                                     FIELD("S", T_SIDE),   FIELD("v", T_AMOUNT),
+                                     FIELD("p", T_PRICE),  FIELD("i", T_TRADE_ID)};
 enum { TR_TIME, TR_NAME, TR_SIDE, TR_QTY, TR_PRICE, TR_ID, TRADE_WORDS };
 static const Field TICKER_FIELDS[] = {
-    {"symbol", T_NAME},          {"lastPrice", T_AMOUNT},    {"highPrice24h", T_AMOUNT},
-    {"lowPrice24h", T_AMOUNT},   {"prevPrice24h", T_AMOUNT}, {"volume24h", T_AMOUNT},
-    {"turnover24h", T_AMOUNT},   {"price24hPcnt", T_CHANGE}, {"bid1Price", T_AMOUNT},
-    {"bid1Size", T_AMOUNT},      {"ask1Price", T_AMOUNT},    {"ask1Size", T_AMOUNT}};
+    FIELD("symbol", T_NAME),          FIELD("lastPrice", T_AMOUNT),
+    FIELD("highPrice24h", T_AMOUNT),  FIELD("lowPrice24h", T_AMOUNT),
+    FIELD("prevPrice24h", T_AMOUNT),  FIELD("volume24h", T_AMOUNT),
+    FIELD("turnover24h", T_AMOUNT),   FIELD("price24hPcnt", T_CHANGE),
+    FIELD("bid1Price", T_AMOUNT),     FIELD("bid1Size", T_AMOUNT),
+    FIELD("ask1Price", T_AMOUNT),     FIELD("ask1Size", T_AMOUNT)};
 enum {
     TK_NAME, TK_LAST, TK_HIGH, TK_LOW, TK_PREV, TK_VOLUME, TK_TURNOVER, TK_PCNT,
     TK_BID, TK_BID_QTY, TK_ASK, TK_ASK_QTY, TICKER_WORDS
 };
 static const Field KLINE_FIELDS[] = {
-    {"start", T_TIME},  {"end", T_TIME},     {"interval", T_INTERVAL}, {"open", T_AMOUNT},
-    {"close", T_AMOUNT}, {"high", T_AMOUNT}, {"low", T_AMOUNT},       {"volume", T_AMOUNT},
-    {"turnover", T_AMOUNT}, {"confirm", T_BOOL}};
+    FIELD("start", T_TIME),     FIELD("end", T_TIME),       FIELD("interval", T_INTERVAL),
+    FIELD("open", T_AMOUNT),    FIELD("close", T_AMOUNT),   FIELD("high", T_AMOUNT),
+    FIELD("low", T_AMOUNT),     FIELD("volume", T_AMOUNT),  FIELD("turnover", T_AMOUNT),
+    FIELD("confirm", T_BOOL)};
 enum {
     KL_START, KL_END, KL_INTERVAL, KL_OPEN, KL_CLOSE, KL_HIGH, KL_LOW, KL_VOLUME,
     KL_TURNOVER, KL_CONFIRM, KLINE_WORDS
 };
-static const Field BOOK_FIELDS[] = {
-    {"s", T_NAME}, {"b", T_LEVELS}, {"a", T_LEVELS}, {"u", T_ID}, {"seq", T_ID}};
+static const Field BOOK_FIELDS[] = {FIELD("s", T_NAME),   FIELD("b", T_LEVELS),
+                                    FIELD("a", T_LEVELS), FIELD("u", T_ID),
+                                    FIELD("seq", T_ID)};
 enum { BK_NAME, BK_BIDS, BK_ASKS, BK_U, BK_SEQ, BOOK_WORDS };
 
 #define ALL(n) ((1u << (n)) - 1u)
@@ -316,8 +323,7 @@ static int read_object(Cur *c, const Schema *schema, uint64_t *slots, const Rout
                 return 0;
             int at = -1;
             for (int k = 0; k < schema->n; k++) {
-                if (is_text(key, klen, schema->fields[k].key,
-                            (Py_ssize_t)strlen(schema->fields[k].key))) {
+                if (is_text(key, klen, schema->fields[k].key, schema->fields[k].len)) {
                     at = k;
                     break;
                 }
@@ -573,8 +579,8 @@ static PyObject *kline_of(const BybitTopics *t, const Route *r, int64_t ts, cons
                      FLT(word_f(v, KL_HIGH)),     FLT(word_f(v, KL_LOW)),
                      FLT(word_f(v, KL_CLOSE)),    FLT(word_f(v, KL_VOLUME)),
                      INT(start + r->step - 1),    FLT(word_f(v, KL_TURNOVER)),
-                     INT(-1),                     FLT(NAN),
-                     FLT(NAN),                    PyBool_FromLong((long)v[KL_CONFIRM]),
+                     INT(-1),                     Py_NewRef(NAN_FLOAT),
+                     Py_NewRef(NAN_FLOAT),        PyBool_FromLong((long)v[KL_CONFIRM]),
                      INT(ts)};
     return build(t->make[M_KLINE], a, 15);
 }
@@ -585,17 +591,28 @@ static PyObject *ticker_of(const BybitTopics *t, const Route *r, int64_t ts, con
     double volume = word_f(v, TK_VOLUME), turnover = word_f(v, TK_TURNOVER);
     double wavg = volume != 0.0 ? turnover / volume : NAN;
     /* TICKER_VALUES */
-    PyObject *a[] = {Py_NewRef(r->symbol),     INT(ts),
-                     FLT(last),                FLT(NAN),
-                     FLT(word_f(v, TK_BID)),   FLT(word_f(v, TK_BID_QTY)),
-                     FLT(word_f(v, TK_ASK)),   FLT(word_f(v, TK_ASK_QTY)),
-                     FLT(prev),                FLT(word_f(v, TK_HIGH)),
-                     FLT(word_f(v, TK_LOW)),   FLT(volume),
-                     FLT(turnover),            FLT(last - prev),
-                     FLT(100.0 * word_f(v, TK_PCNT)), FLT(wavg),
-                     FLT(NAN),                 INT(ts - DAY_MS),
-                     INT(ts),                  INT(-1),
-                     INT(-1),                  INT(-1)};
+    PyObject *a[] = {Py_NewRef(r->symbol),
+                     INT(ts),
+                     FLT(last),
+                     Py_NewRef(NAN_FLOAT), /* no last size */
+                     FLT(word_f(v, TK_BID)),
+                     FLT(word_f(v, TK_BID_QTY)),
+                     FLT(word_f(v, TK_ASK)),
+                     FLT(word_f(v, TK_ASK_QTY)),
+                     FLT(prev),
+                     FLT(word_f(v, TK_HIGH)),
+                     FLT(word_f(v, TK_LOW)),
+                     FLT(volume),
+                     FLT(turnover),
+                     FLT(last - prev),
+                     FLT(100.0 * word_f(v, TK_PCNT)),
+                     FLT(wavg),
+                     Py_NewRef(NAN_FLOAT), /* no previous close */
+                     INT(ts - DAY_MS),
+                     INT(ts),
+                     INT(-1), /* no trade ids, no count */
+                     INT(-1),
+                     INT(-1)};
     return build(t->make[M_TICKER], a, 22);
 }
 
@@ -883,7 +900,8 @@ int native_bybit_init(PyObject *module) {
     SELL = PyUnicode_InternFromString("sell");
     SNAPSHOT = PyUnicode_InternFromString("snapshot");
     DELTA = PyUnicode_InternFromString("delta");
-    if (BUY == NULL || SELL == NULL || SNAPSHOT == NULL || DELTA == NULL ||
+    NAN_FLOAT = PyFloat_FromDouble(NAN);
+    if (BUY == NULL || SELL == NULL || SNAPSHOT == NULL || DELTA == NULL || NAN_FLOAT == NULL ||
         PyType_Ready(&BybitTopicsType) < 0 ||
         PyModule_AddObjectRef(module, "BybitTopics", (PyObject *)&BybitTopicsType) < 0)
         return -1;
