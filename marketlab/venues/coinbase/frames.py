@@ -15,7 +15,7 @@ import math
 import operator
 import re
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal, cast
 
@@ -28,10 +28,12 @@ from marketlab.venues.coinbase.protocol import symbol_of
 from marketlab.venues.errors import FrameError, UnknownStreamError
 
 # --- what a frame gives ----------------------------------------------------------------------
+# The values of every message (Message, BookMessage, Heartbeat) are msgspec Structs, made at the
+# cost of a tuple (a frozen dataclass's __init__ sets each field through object.__setattr__);
+# gc=False: they hold numbers, strings and lists of them, never a cycle.
 
 
-@dataclass(frozen=True, slots=True)
-class BookMessage:
+class BookMessage(msgspec.Struct, frozen=True, gc=False):
     """One product's ``l2_data`` event: a snapshot (the whole book) or an update (absolute
     sizes; 0 removes), numbered by its message's ``sequence_num``."""
 
@@ -43,8 +45,7 @@ class BookMessage:
     time: int  # the envelope's timestamp (ms): per-level event_time is not monotonic
 
 
-@dataclass(frozen=True, slots=True)
-class Heartbeat:
+class Heartbeat(msgspec.Struct, frozen=True, gc=False):
     """A ``heartbeats`` event: once a second per connection."""
 
     counter: int
@@ -66,15 +67,14 @@ class ErrorMessage:
     reason: str = ""
 
 
-@dataclass(frozen=True, slots=True)
-class Message:
+class Message(msgspec.Struct, frozen=True, gc=False):
     """One decoded message: its connection ``sequence_num`` (None for an error, which has
     none), its channel and what it carries (records, :class:`BookMessage`, :class:`Heartbeat`,
     :class:`Subscriptions`, :class:`ErrorMessage`)."""
 
     sequence_num: int | None
     channel: str
-    events: list[Any] = field(default_factory=list)
+    events: list[Any] = msgspec.field(default_factory=list)
 
 
 # --- time ------------------------------------------------------------------------------------

@@ -19,10 +19,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from websockets.sync.client import connect
 
-from marketlab.native import COMPILED
+from marketlab.native import COMPILED, takes_in_order
+from marketlab.records import Ticker, Trade
 from marketlab.sim import SimExchange
 from marketlab.venues import coinbase as cb
-from marketlab.venues.coinbase.frames import frame_reader
+from marketlab.venues.coinbase.frames import COINBASE_RECORDS, frame_reader
 from tests.venues.coinbase.test_protocol import FRAMES
 
 pytestmark = pytest.mark.skipif(
@@ -370,6 +371,19 @@ LEFT = {
 @pytest.mark.parametrize("frame", list(LEFT.values()), ids=list(LEFT))
 def test_what_is_unusual_is_left_to_the_decoder(frame):
     assert check(frame) is None
+
+
+def test_every_record_is_made_by_its_own_class_from_the_values_as_the_reader_orders_them():
+    classes = {
+        "message": cb.Message,
+        "book": cb.BookMessage,
+        "trade": Trade,
+        "ticker": Ticker,
+        "heartbeat": cb.Heartbeat,
+    }
+    assert set(COINBASE_RECORDS) == set(classes)
+    for name, record in classes.items():
+        assert takes_in_order(record, COINBASE_RECORDS[name]), name  # no adapter in between
 
 
 def test_a_text_frame_is_left_to_the_decoder():
