@@ -193,11 +193,12 @@ static PyObject *pair_of(PyObject *a, PyObject *b) {
     return t;
 }
 
-static int append_pair(PyObject *list, PyObject *pair) {
-    if (pair == NULL)
+/* `item` (a new reference, dropped; NULL on an error) appended to `list`: 0, or -1. */
+static int append_new(PyObject *list, PyObject *item) {
+    if (item == NULL)
         return -1;
-    int rc = PyList_Append(list, pair);
-    Py_DECREF(pair);
+    int rc = PyList_Append(list, item);
+    Py_DECREF(item);
     return rc;
 }
 
@@ -241,9 +242,9 @@ static int read_levels(Cur *c, int mode, Row *r, int k) {
                 if (mode == L_TOP) {
                     r->top[k][0] = p;
                     r->top[k][1] = q;
-                } else if (append_pair(r->strs[k], pair_of(str_of(px.s, px.n),
+                } else if (append_new(r->strs[k], pair_of(str_of(px.s, px.n),
                                                            str_of(sz.s, sz.n))) < 0 ||
-                           append_pair(r->nums[k], pair_of(PyFloat_FromDouble(p),
+                           append_new(r->nums[k], pair_of(PyFloat_FromDouble(p),
                                                            PyFloat_FromDouble(q))) < 0) {
                     return -1;
                 }
@@ -356,14 +357,6 @@ static PyObject *build(PyObject *make, PyObject **args, Py_ssize_t n) {
     return rec;
 }
 
-static int append_record(PyObject *out, PyObject *record) {
-    if (record == NULL)
-        return -1;
-    int rc = PyList_Append(out, record);
-    Py_DECREF(record);
-    return rc;
-}
-
 /* A candle bar of the table: its interval, and its candles' step and phase in ms. */
 typedef struct {
     char *bar; /* NULL: no such slot */
@@ -452,7 +445,7 @@ static int read_rows(const OkxFrameReader *self, Cur *c, int kind, const Bar *ba
                                          FLT(r.top[BIDS][0]),    FLT(r.top[BIDS][1]),
                                          FLT(r.top[ASKS][0]),    FLT(r.top[ASKS][1])};
                         record = build(self->make[R_BOOK_TICKER], a, 6);
-                        if (append_record(out, record) < 0)
+                        if (append_new(out, record) < 0)
                             return -1;
                     }
                     continue;
@@ -469,7 +462,7 @@ static int read_rows(const OkxFrameReader *self, Cur *c, int kind, const Bar *ba
                 record = build(self->make[R_BOOK], a, 10);
             }
         }
-        if (append_record(out, record) < 0)
+        if (append_new(out, record) < 0)
             return -1;
     } while (eat(c, ','));
     return eat(c, ']');
