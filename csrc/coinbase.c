@@ -577,16 +577,24 @@ static void products_clear(Reader *r) {
     r->held = 0;
 }
 
+/* The slot of a product's name in the reader's table, or the empty slot where it would go */
+static size_t product_slot(const Reader *r, const Text *product) {
+    size_t i = name_hash(product->s, product->n) & r->mask;
+    for (; r->products[i].name != NULL; i = (i + 1) & r->mask) {
+        const ProductSlot *s = &r->products[i];
+        if (s->len == product->n && memcmp(s->name, product->s, (size_t)product->n) == 0)
+            break;
+    }
+    return i;
+}
+
 /* Our symbol of a product (a new reference: the names kept may be let go of meanwhile), from
  * what was named before or by `symbol_of`; NULL with no error set when `symbol_of` refuses the
  * product (a ValueError), NULL with the error for any other failure. */
 static PyObject *symbol_for(Reader *r, const Text *product) {
-    size_t i = name_hash(product->s, product->n) & r->mask;
-    for (; r->products[i].name != NULL; i = (i + 1) & r->mask) {
-        ProductSlot *s = &r->products[i];
-        if (s->len == product->n && memcmp(s->name, product->s, (size_t)product->n) == 0)
-            return Py_NewRef(s->symbol);
-    }
+    size_t i = product_slot(r, product);
+    if (r->products[i].name != NULL)
+        return Py_NewRef(r->products[i].symbol);
     PyObject *text = PyUnicode_DecodeASCII(product->s, product->n, "strict");
     if (text == NULL)
         return NULL;
@@ -603,17 +611,17 @@ static PyObject *symbol_for(Reader *r, const Text *product) {
         return NULL;
     }
     PyUnicode_InternInPlace(&symbol);
+    /* symbol_of ran Python: another thread may have used the table meanwhile */
+    if (r->held >= PRODUCTS_KEPT)
+        products_clear(r);
+    i = product_slot(r, product);
+    if (r->products[i].name != NULL)
+        return symbol; /* named meanwhile (equal: interned, the same object) */
     char *name = PyMem_Malloc((size_t)product->n + 1);
     if (name == NULL) {
         Py_DECREF(symbol);
         PyErr_NoMemory();
         return NULL;
-    }
-    if (r->held >= PRODUCTS_KEPT) {
-        products_clear(r);
-        i = name_hash(product->s, product->n) & r->mask;
-        while (r->products[i].name != NULL)
-            i = (i + 1) & r->mask;
     }
     memcpy(name, product->s, (size_t)product->n);
     name[product->n] = '\0';
@@ -770,7 +778,8 @@ static inline int trade_before(const TradeKey *a, const TradeKey *b) {
 static void sort_trades(TradeKey *k, TradeKey *tmp, size_t n) {
     for (size_t width = 1; width < n; width *= 2) {
         for (size_t lo = 0; lo < n; lo += 2 * width) {
-            size_t mid = lo + width < n ? lo + width : n, hi = lo + 2 * width < n ? lo + 2 * width : n;
+            size_t mid = lo + width < n ? lo + width : n;
+            size_t hi = mid + width < n ? mid + width : n;
             size_t i = lo, j = mid, o = lo;
             while (i < mid && j < hi)
                 tmp[o++] = trade_before(&k[j], &k[i]) ? k[j++] : k[i++];
