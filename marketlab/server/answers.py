@@ -9,6 +9,8 @@ from collections.abc import Mapping
 from typing import Any
 
 import pandas as pd
+from fastapi import Response
+from pydantic import BaseModel
 
 from marketlab.server import models
 
@@ -17,6 +19,12 @@ def documented_errors(descriptions: Mapping[int, str], *codes: int) -> dict[int 
     """The ``responses=`` of an operation: each code's ``{"detail": "..."}`` model, described
     as the router describes it."""
     return {code: {"model": models.Error, "description": descriptions[code]} for code in codes}
+
+
+def json_answer(model: BaseModel) -> Response:
+    """``model`` sent as FastAPI sends a route's ``response_model``: pydantic's JSON of it, by
+    alias, as ``application/json``."""
+    return Response(model.model_dump_json(by_alias=True), media_type="application/json")
 
 
 def json_cell(value: Any) -> Any:

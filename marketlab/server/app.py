@@ -25,7 +25,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from marketlab.lab import Lab
 from marketlab.records import Interval, normalize_symbol
 from marketlab.server import models
-from marketlab.server.answers import documented_errors, json_cell
+from marketlab.server.answers import documented_errors, json_answer, json_cell
 from marketlab.server.hub import Hub
 from marketlab.server.params import (
     EXCHANGE_PATTERN,
@@ -40,6 +40,7 @@ from marketlab.server.params import (
     validation_error,
 )
 from marketlab.server.perpetuals import perpetual_router
+from marketlab.server.query_route import QueryRoute
 from marketlab.settings import positive
 from marketlab.watch import Watch
 from marketlab.watch.metrics import CONTENT_TYPE_LATEST, exposition, lab_registry
@@ -147,6 +148,14 @@ def create_app(
     )
     app.state.lab = lab
     app.state.hub = hub
+
+    # Declared first: a request is matched against the routes in the order they were declared,
+    # and the liveness probe, asked for most often, is then matched at the first try rather
+    # than after every route of the realtime and perpetual routers.
+    @app.get("/health", response_model=models.Health, summary="Liveness")
+    async def health() -> models.Health:
+        return models.Health(status="ok", running=lab.running)
+
     router = APIRouter(prefix=PREFIX)
 
     def venue_of(raw: str | None) -> str:
@@ -207,7 +216,7 @@ def create_app(
         """The price rows of ``venue`` (every venue's, in order, when None), per symbol asked
         for (each venue's own symbols when None), and those with no price yet."""
         rows = {(r["exchange"], r["symbol"]): r for r in lab.price_rows()}
-        prices: list[models.Price] = []
+        prices: list[dict[str, Any]] = []
         missing_on: dict[str, list[str]] = {}
         for v in [venue] if venue is not None else lab.exchanges:
             collected = lab.symbols_of(v)
@@ -221,9 +230,13 @@ def create_app(
                 if row is None:
                     missing_on.setdefault(v, []).append(s)
                 else:
-                    prices.append(models.Price(**{k: json_cell(x) for k, x in row.items()}))
+                    prices.append(row)
         missing = list(dict.fromkeys(s for absent in missing_on.values() for s in absent))
-        return models.Prices(prices=prices, missing=missing, missing_by_exchange=missing_on)
+        # validated as a whole in one call (the Lab's rows hold plain numbers: a NaN is
+        # written null, as a None would be)
+        return models.Prices.model_validate(
+            {"prices": prices, "missing": missing, "missing_by_exchange": missing_on}
+        )
 
     def depth_of(symbol: str, limit: int, venue: str | None = None) -> models.Depth:
         venue = venue or lab.exchange
@@ -283,9 +296,6 @@ def create_app(
         f"({_pairs(lab.quote_equivalents) or 'none'})",
     )
 
-    @router.get(
-        "/prices", response_model=models.Prices, summary="Latest prices", responses=errors(404, 422)
-    )
     async def prices(
         symbols: Annotated[
             str | None,
@@ -296,14 +306,30 @@ def create_app(
             ),
         ] = None,
         exchange: Annotated[str | None, all_venues_query] = None,
-    ) -> models.Prices:
+    ) -> Response:
         venue = venue_of(exchange) if exchange is not None else None
-        raw = [] if symbols is None else symbols.split(",")
-        if not raw:
-            return price_rows(None, venue)
-        if venue is not None:
-            return price_rows(list(dict.fromkeys(symbol_of(s, venue) for s in raw)), venue)
-        return price_rows(list(dict.fromkeys(any_symbol_of(s) for s in raw)), None)
+        if symbols is None:
+            answer = price_rows(None, venue)
+        elif venue is not None:
+            answer = price_rows(
+                list(dict.fromkeys(symbol_of(s, venue) for s in symbols.split(","))), venue
+            )
+        else:
+            answer = price_rows(
+                list(dict.fromkeys(any_symbol_of(s) for s in symbols.split(","))), None
+            )
+        return json_answer(answer)
+
+    # asked for many times a second: served by a QueryRoute (declared as the others are)
+    router.add_api_route(
+        "/prices",
+        prices,
+        methods=["GET"],
+        response_model=models.Prices,
+        summary="Latest prices",
+        responses=errors(404, 422),
+        route_class_override=QueryRoute,
+    )
 
     @router.get(
         "/depth/{symbol}",
@@ -640,10 +666,6 @@ def create_app(
     app.include_router(perpetual_router(lab, PREFIX))
     shortcut_websocket(app, f"{PREFIX}/ws", hub.serve)
 
-    @app.get("/health", response_model=models.Health, summary="Liveness")
-    async def health() -> models.Health:
-        return models.Health(status="ok", running=lab.running)
-
     registry = lab_registry(lab)
 
     # Prometheus' text format, for a scraper: not part of the JSON API's schema
@@ -655,7 +677,10 @@ def create_app(
 
     def documented() -> dict[str, Any]:
         if app.openapi_schema is None:
-            app.openapi_schema = patch_openapi(openapi())
+            spec = patch_openapi(openapi())
+            # /health, declared first to be matched first, is listed after the market data
+            spec["paths"]["/health"] = spec["paths"].pop("/health")
+            app.openapi_schema = spec
         return app.openapi_schema
 
     app.openapi = documented  # type: ignore[method-assign]  # FastAPI's way to patch the schema

@@ -57,23 +57,27 @@ def stack(tmp_path_factory) -> Iterator[Stack]:
         lab.stop()
 
 
-@pytest.fixture
-def paused(stack) -> Iterator[Stack]:
+def caught_up_at_a_pause(stack: Stack) -> None:
     """The exchange frozen and the Lab caught up with it: values can be compared exactly."""
     sim = stack.sim
     sim.pause()
+    # a loaded simulator's market lags its clock: it steps on until it reaches the pause
+    assert sim.clock is not None
+    wait_for(lambda: sim.now_ms() == sim.clock.now_ms(), 30, "the market at the pause")
+    for symbol in ("BTCUSDT", "ETHUSDT"):
+        target = stack.sim.book(symbol)["last_update_id"]
+        wait_for(
+            lambda s=symbol, t=target: stack.lab.book(s).attrs["last_update_id"] == t,
+            15,
+            "the book",
+        )
+    time.sleep(0.3)
+
+
+@pytest.fixture
+def paused(stack) -> Iterator[Stack]:
     try:
-        # a loaded simulator's market lags its clock: it steps on until it reaches the pause
-        assert sim.clock is not None
-        wait_for(lambda: sim.now_ms() == sim.clock.now_ms(), 30, "the market at the pause")
-        for symbol in ("BTCUSDT", "ETHUSDT"):
-            target = stack.sim.book(symbol)["last_update_id"]
-            wait_for(
-                lambda s=symbol, t=target: stack.lab.book(s).attrs["last_update_id"] == t,
-                15,
-                "the book",
-            )
-        time.sleep(0.3)
+        caught_up_at_a_pause(stack)
         yield stack
     finally:
         stack.sim.resume()
@@ -115,6 +119,32 @@ def test_prices_equal_the_exchange(paused):
         )
         assert p["source"] == "ws" and p["age_s"] >= 0
     assert len(paused.get("/prices").json()["prices"]) == 2
+
+
+def test_prices_asked_again_after_the_market_moved_are_the_new_ones(paused):
+    """A price served once is not served again once the market has moved on: the second
+    answer is the exchange's new ticker, from a later update."""
+
+    def exchange_ticker() -> dict:
+        tickers = httpx.get(paused.sim.rest_url + "/api/v3/ticker/24hr").json()
+        return next(t for t in tickers if t["symbol"] == "BTCUSDT")
+
+    def served() -> dict:
+        return paused.get("/prices", symbols="BTCUSDT").json()["prices"][0]
+
+    before, first = exchange_ticker(), served()
+    assert first["last"] == float(before["lastPrice"])
+    paused.sim.resume()
+    wait_for(lambda: exchange_ticker()["count"] > before["count"], 30, "trades after the first")
+    caught_up_at_a_pause(paused)
+    after, second = exchange_ticker(), served()
+    assert second["event_time"] > first["event_time"]
+    assert (second["last"], second["bid"], second["ask"], second["volume"]) == (
+        float(after["lastPrice"]),
+        float(after["bidPrice"]),
+        float(after["askPrice"]),
+        float(after["volume"]),
+    )
 
 
 def test_depth_equals_the_synced_book(paused):
