@@ -50,8 +50,26 @@ def symbols_of(count: int) -> list[str]:
     return (NAMES + [f"X{i:02d}USDT" for i in range(count)])[:count]
 
 
-def heavy_loaded() -> list[str]:
-    return [name for name in HEAVY if name in sys.modules]
+def heavy_loaded(modules: list[str]) -> list[str]:
+    """Which of :data:`HEAVY` are among ``modules``; ccxt with the exchanges whose async
+    modules are loaded (its package imports every exchange; marketlab loads the venues it calls,
+    without the package)."""
+    found = []
+    for name in HEAVY:
+        if name == "ccxt":
+            prefix = "ccxt.async_support."
+            venues = sorted(
+                m[len(prefix) :]
+                for m in modules
+                if m.startswith(prefix) and m.count(".") == 2 and m != prefix + "base"
+            )
+            if "ccxt" in modules:
+                found.append(f"ccxt (the package: all {len(venues) or 'its'} exchanges)")
+            elif venues:
+                found.append(f"ccxt ({', '.join(venues)})")
+        elif any(m == name or m.startswith(name + ".") for m in modules):
+            found.append(name)
+    return found
 
 
 def soak(args: argparse.Namespace, count: int) -> dict:
@@ -121,7 +139,7 @@ def soak(args: argparse.Namespace, count: int) -> dict:
         "books_synced": books,
         "reconnects": summary["reconnects"],
         "db_written": summary["db_written"],
-        "heavy": heavy_loaded(),
+        "heavy": heavy_loaded(list(sys.modules)),
     }
 
 
@@ -135,7 +153,8 @@ def collect_rss(count: int, seconds: float) -> dict:
         "try:\n"
         "    runpy.run_module('marketlab', run_name='__main__')\n"
         "finally:\n"
-        f"    print('HEAVY', [n for n in {HEAVY!r} if n in sys.modules], file=sys.stderr)\n"
+        "    import json\n"
+        "    print('MODULES', json.dumps(sorted(sys.modules)), file=sys.stderr)\n"
     )
     try:
         with tempfile.TemporaryDirectory() as tmp:
@@ -169,8 +188,9 @@ def collect_rss(count: int, seconds: float) -> dict:
         sim.terminate()
         sim.wait(10)
         log.close()
-    heavy = [line for line in err.splitlines() if line.startswith("HEAVY ")]
-    return {"rss_mb": rss, "exit": proc.returncode, "heavy": heavy[-1][6:] if heavy else "?"}
+    reported = [line for line in err.splitlines() if line.startswith("MODULES ")]
+    heavy = heavy_loaded(json.loads(reported[-1][len("MODULES ") :])) if reported else ["?"]
+    return {"rss_mb": rss, "exit": proc.returncode, "heavy": ", ".join(heavy) or "-"}
 
 
 def main() -> None:
