@@ -225,9 +225,9 @@ static inline int once(uint32_t *seen, int bit) {
 }
 
 /* A JSON array of objects, each read by `item`; 1 when all were read. */
-typedef int (*ItemReader)(Cur *c, Frame *f, void *ctx);
+typedef int (*ItemReader)(Cur *c, Frame *f, const void *ctx);
 
-static int read_array(Cur *c, Frame *f, ItemReader item, void *ctx) {
+static int read_array(Cur *c, Frame *f, ItemReader item, const void *ctx) {
     if (!eat(c, '['))
         return 0;
     if (eat(c, ']'))
@@ -239,237 +239,216 @@ static int read_array(Cur *c, Frame *f, ItemReader item, void *ctx) {
     return eat(c, ']');
 }
 
-/* l2_data: {"side", "price_level", "new_quantity", "event_time"?} */
-static int read_update(Cur *c, Frame *f, void *ctx) {
-    (void)ctx;
-    enum { SIDE, PRICE, QTY, WHEN };
-    uint32_t seen = 0;
-    Update u;
-    Text k, v;
-    if (!eat(c, '{') || eat(c, '}'))
+/* An object being read: its frame, the fields seen (by each reader's own bits; a field twice
+ * is refused), what they are read into, and what the reader was given */
+typedef struct {
+    Frame *f;
+    uint32_t seen;
+    void *into;
+    const void *ctx;
+} Obj;
+
+/* Reads the value of one field (1), refuses it (0), or passes over a key it does not know */
+typedef int (*FieldReader)(Cur *c, const Text *key, Obj *o);
+
+/* One JSON object, each field by `field`; 1 when all were read. An empty one is read too: the
+ * caller's check of the fields it needs refuses it. */
+static int read_object(Cur *c, FieldReader field, Obj *o) {
+    Text k;
+    if (!eat(c, '{'))
         return 0;
+    if (eat(c, '}'))
+        return 1;
     do {
-        if (!key_of(c, &k))
-            return 0;
-        int ok;
-        if (is(&k, "side")) {
-            ok = once(&seen, SIDE) && plain_string(c, &v.s, &v.n);
-            u.bid = ok && is(&v, "bid");
-            ok = ok && (u.bid || is(&v, "offer"));
-        } else if (is(&k, "price_level")) {
-            ok = once(&seen, PRICE) && read_float(c, &u.price) && u.price > 0.0;
-        } else if (is(&k, "new_quantity")) {
-            ok = once(&seen, QTY) && read_float(c, &u.qty) && u.qty >= 0.0;
-        } else if (is(&k, "event_time")) { /* not kept, but typed: a string */
-            ok = once(&seen, WHEN) && plain_string(c, &v.s, &v.n);
-        } else {
-            ok = skip_value(c, 0);
-        }
-        if (!ok)
+        if (!key_of(c, &k) || !field(c, &k, o))
             return 0;
     } while (eat(c, ','));
-    if (!eat(c, '}') || (seen & 7u) != 7u)
+    return eat(c, '}');
+}
+
+static int push(Rows *rows, const void *row) {
+    void *at = rows_push(rows);
+    if (at == NULL)
         return 0;
-    Update *row = rows_push(&f->updates);
-    if (row == NULL)
-        return 0;
-    *row = u;
+    memcpy(at, row, rows->size);
     return 1;
+}
+
+/* 1 to 18 ASCII digits (always an int64), as a trade id or a heartbeat's count in a string */
+static int digits_value(const Text *t, int64_t *out) {
+    int64_t v = 0;
+    if (t->n < 1 || t->n > 18)
+        return 0;
+    for (Py_ssize_t i = 0; i < t->n; i++) {
+        if (t->s[i] < '0' || t->s[i] > '9')
+            return 0;
+        v = v * 10 + (t->s[i] - '0');
+    }
+    *out = v;
+    return 1;
+}
+
+/* l2_data's levels: {"side", "price_level", "new_quantity", "event_time"?} */
+enum { U_SIDE, U_PRICE, U_QTY, U_WHEN };
+
+static int update_field(Cur *c, const Text *k, Obj *o) {
+    Update *u = o->into;
+    Text v;
+    if (is(k, "side")) {
+        if (!once(&o->seen, U_SIDE) || !plain_string(c, &v.s, &v.n))
+            return 0;
+        u->bid = is(&v, "bid");
+        return u->bid || is(&v, "offer");
+    }
+    if (is(k, "price_level"))
+        return once(&o->seen, U_PRICE) && read_float(c, &u->price) && u->price > 0.0;
+    if (is(k, "new_quantity"))
+        return once(&o->seen, U_QTY) && read_float(c, &u->qty) && u->qty >= 0.0;
+    if (is(k, "event_time")) /* not kept, but typed: a string */
+        return once(&o->seen, U_WHEN) && plain_string(c, &v.s, &v.n);
+    return skip_value(c, 0);
+}
+
+static int read_update(Cur *c, Frame *f, const void *ctx) {
+    Update u;
+    Obj o = {f, 0, &u, ctx};
+    const uint32_t needed = 1u << U_SIDE | 1u << U_PRICE | 1u << U_QTY;
+    return read_object(c, update_field, &o) && (o.seen & needed) == needed &&
+           push(&f->updates, &u);
 }
 
 /* l2_data's events: {"type", "product_id", "updates"} */
-static int read_book_event(Cur *c, Frame *f, void *ctx) {
-    (void)ctx;
-    enum { TYPE, PRODUCT, UPDATES };
-    uint32_t seen = 0;
+enum { E_TYPE, E_PRODUCT, E_UPDATES };
+
+static int book_event_field(Cur *c, const Text *k, Obj *o) {
+    BookEvent *e = o->into;
+    Text v;
+    if (is(k, "type")) {
+        if (!once(&o->seen, E_TYPE) || !plain_string(c, &v.s, &v.n))
+            return 0;
+        e->snapshot = is(&v, "snapshot");
+        return e->snapshot || is(&v, "update");
+    }
+    if (is(k, "product_id"))
+        return once(&o->seen, E_PRODUCT) && plain_string(c, &e->product.s, &e->product.n);
+    if (is(k, "updates")) {
+        e->first = o->f->updates.n;
+        int ok = once(&o->seen, E_UPDATES) && read_array(c, o->f, read_update, NULL);
+        e->count = o->f->updates.n - e->first;
+        return ok;
+    }
+    return skip_value(c, 0);
+}
+
+static int read_book_event(Cur *c, Frame *f, const void *ctx) {
     BookEvent e;
-    Text k, v;
-    if (!eat(c, '{') || eat(c, '}'))
-        return 0;
-    do {
-        if (!key_of(c, &k))
-            return 0;
-        int ok;
-        if (is(&k, "type")) {
-            ok = once(&seen, TYPE) && plain_string(c, &v.s, &v.n);
-            e.snapshot = ok && is(&v, "snapshot");
-            ok = ok && (e.snapshot || is(&v, "update"));
-        } else if (is(&k, "product_id")) {
-            ok = once(&seen, PRODUCT) && plain_string(c, &e.product.s, &e.product.n);
-        } else if (is(&k, "updates")) {
-            e.first = f->updates.n;
-            ok = once(&seen, UPDATES) && read_array(c, f, read_update, NULL);
-            e.count = f->updates.n - e.first;
-        } else {
-            ok = skip_value(c, 0);
-        }
-        if (!ok)
-            return 0;
-    } while (eat(c, ','));
-    if (!eat(c, '}') || seen != 7u)
-        return 0;
-    BookEvent *row = rows_push(&f->events);
-    if (row == NULL)
-        return 0;
-    *row = e;
-    return 1;
+    Obj o = {f, 0, &e, ctx};
+    return read_object(c, book_event_field, &o) && o.seen == 7u && push(&f->events, &e);
 }
 
 /* market_trades' trades: {"trade_id", "product_id", "price", "size", "side", "time"} */
-static int read_trade(Cur *c, Frame *f, void *ctx) {
-    (void)ctx;
-    enum { ID, PRODUCT, PRICE, SIZE, SIDE, TIME };
-    uint32_t seen = 0;
+enum { T_ID, T_PRODUCT, T_PRICE, T_SIZE, T_SIDE, T_TIME };
+
+static int trade_field(Cur *c, const Text *k, Obj *o) {
+    TradeRow *t = o->into;
+    Text v;
+    if (is(k, "trade_id"))
+        return once(&o->seen, T_ID) && plain_string(c, &v.s, &v.n) && digits_value(&v, &t->id);
+    if (is(k, "product_id"))
+        return once(&o->seen, T_PRODUCT) && plain_string(c, &t->product.s, &t->product.n);
+    if (is(k, "price"))
+        return once(&o->seen, T_PRICE) && read_float(c, &t->price) && t->price > 0.0;
+    if (is(k, "size"))
+        return once(&o->seen, T_SIZE) && read_float(c, &t->size) && t->size >= 0.0;
+    if (is(k, "side")) {
+        if (!once(&o->seen, T_SIDE) || !plain_string(c, &v.s, &v.n))
+            return 0;
+        t->maker_buys = is(&v, "BUY");
+        return t->maker_buys || is(&v, "SELL");
+    }
+    if (is(k, "time"))
+        return once(&o->seen, T_TIME) && plain_string(c, &v.s, &v.n) &&
+               rfc3339_ms(v.s, v.n, &t->time);
+    return skip_value(c, 0);
+}
+
+static int read_trade(Cur *c, Frame *f, const void *ctx) {
     TradeRow t;
-    Text k, v;
-    if (!eat(c, '{') || eat(c, '}'))
-        return 0;
-    do {
-        if (!key_of(c, &k))
-            return 0;
-        int ok;
-        if (is(&k, "trade_id")) { /* 1 to 18 digits: always an int64 */
-            ok = once(&seen, ID) && plain_string(c, &v.s, &v.n) && v.n >= 1 && v.n <= 18;
-            t.id = 0;
-            for (Py_ssize_t i = 0; ok && i < v.n; i++) {
-                ok = v.s[i] >= '0' && v.s[i] <= '9';
-                t.id = t.id * 10 + (v.s[i] - '0');
-            }
-        } else if (is(&k, "product_id")) {
-            ok = once(&seen, PRODUCT) && plain_string(c, &t.product.s, &t.product.n);
-        } else if (is(&k, "price")) {
-            ok = once(&seen, PRICE) && read_float(c, &t.price) && t.price > 0.0;
-        } else if (is(&k, "size")) {
-            ok = once(&seen, SIZE) && read_float(c, &t.size) && t.size >= 0.0;
-        } else if (is(&k, "side")) {
-            ok = once(&seen, SIDE) && plain_string(c, &v.s, &v.n);
-            t.maker_buys = ok && is(&v, "BUY");
-            ok = ok && (t.maker_buys || is(&v, "SELL"));
-        } else if (is(&k, "time")) {
-            ok = once(&seen, TIME) && plain_string(c, &v.s, &v.n) && rfc3339_ms(v.s, v.n, &t.time);
-        } else {
-            ok = skip_value(c, 0);
-        }
-        if (!ok)
-            return 0;
-    } while (eat(c, ','));
-    if (!eat(c, '}') || seen != 63u)
-        return 0;
-    TradeRow *row = rows_push(&f->events);
-    if (row == NULL)
-        return 0;
-    *row = t;
-    return 1;
+    Obj o = {f, 0, &t, ctx};
+    return read_object(c, trade_field, &o) && o.seen == 63u && push(&f->events, &t);
 }
 
-/* ticker's and ticker_batch's rows: {"product_id", "price", and the optional numbers} */
-static int read_ticker(Cur *c, Frame *f, void *ctx) {
-    (void)ctx;
-    uint32_t seen = 0; /* bits 0..TK_N-1: the numbers; TK_N: product_id */
+/* ticker's and ticker_batch's rows: {"product_id", "price", and the optional numbers}; bits
+ * 0..TK_N-1 of `seen` the numbers, TK_N the product */
+static int ticker_field(Cur *c, const Text *k, Obj *o) {
+    TickerRow *t = o->into;
+    if (is(k, "product_id"))
+        return once(&o->seen, TK_N) && plain_string(c, &t->product.s, &t->product.n);
+    for (int i = 0; i < TK_N; i++) {
+        if (!is(k, TICKER_KEYS[i]))
+            continue;
+        /* the price is a Price (> 0), the change any finite number, the rest Amounts */
+        return once(&o->seen, i) && read_float(c, &t->v[i]) &&
+               (i == TK_PCT || (i == TK_PRICE ? t->v[i] > 0.0 : t->v[i] >= 0.0));
+    }
+    return skip_value(c, 0);
+}
+
+static int read_ticker(Cur *c, Frame *f, const void *ctx) {
     TickerRow t;
-    Text k;
+    Obj o = {f, 0, &t, ctx};
+    const uint32_t needed = 1u << TK_N | 1u << TK_PRICE;
     for (int i = 0; i < TK_N; i++)
-        t.v[i] = Py_NAN;
-    if (!eat(c, '{') || eat(c, '}'))
-        return 0;
-    do {
-        if (!key_of(c, &k))
-            return 0;
-        int ok = -1;
-        if (is(&k, "product_id")) {
-            ok = once(&seen, TK_N) && plain_string(c, &t.product.s, &t.product.n);
-        } else {
-            for (int i = 0; i < TK_N && ok < 0; i++) {
-                if (!is(&k, TICKER_KEYS[i]))
-                    continue;
-                /* the price is a Price (> 0), the change any finite number, the rest Amounts */
-                ok = once(&seen, i) && read_float(c, &t.v[i]) &&
-                     (i == TK_PCT || (i == TK_PRICE ? t.v[i] > 0.0 : t.v[i] >= 0.0));
-            }
-            if (ok < 0)
-                ok = skip_value(c, 0);
-        }
-        if (!ok)
-            return 0;
-    } while (eat(c, ','));
-    if (!eat(c, '}') || !(seen & (1u << TK_N)) || !(seen & (1u << TK_PRICE)))
-        return 0;
-    TickerRow *row = rows_push(&f->events);
-    if (row == NULL)
-        return 0;
-    *row = t;
-    return 1;
+        t.v[i] = NOT_A_NUMBER;
+    return read_object(c, ticker_field, &o) && (o.seen & needed) == needed &&
+           push(&f->events, &t);
 }
 
-/* market_trades' and the tickers' events: {"type"?, `list`: [...]} */
-static int read_list_event(Cur *c, Frame *f, void *ctx) {
-    const char *list = f->channel == CH_TRADES ? "trades" : "tickers";
-    ItemReader item = (ItemReader)ctx;
-    enum { TYPE, LIST };
-    uint32_t seen = 0;
-    Text k, v;
-    if (!eat(c, '{') || eat(c, '}'))
-        return 0;
-    do {
-        if (!key_of(c, &k))
-            return 0;
-        int ok;
-        if (is(&k, "type"))
-            ok = once(&seen, TYPE) && plain_string(c, &v.s, &v.n);
-        else if (is(&k, list))
-            ok = once(&seen, LIST) && read_array(c, f, item, NULL);
-        else
-            ok = skip_value(c, 0);
-        if (!ok)
-            return 0;
-    } while (eat(c, ','));
-    return eat(c, '}') && (seen & (1u << LIST));
+/* market_trades' and the tickers' events: {"type"?, "trades" or "tickers": [...]}, the list's
+ * items read by the ItemReader `ctx` points to */
+enum { L_TYPE, L_LIST };
+
+static int list_event_field(Cur *c, const Text *k, Obj *o) {
+    Text v;
+    if (is(k, "type"))
+        return once(&o->seen, L_TYPE) && plain_string(c, &v.s, &v.n);
+    if (is(k, o->f->channel == CH_TRADES ? "trades" : "tickers"))
+        return once(&o->seen, L_LIST) && read_array(c, o->f, *(const ItemReader *)o->ctx, NULL);
+    return skip_value(c, 0);
+}
+
+static int read_list_event(Cur *c, Frame *f, const void *ctx) {
+    Obj o = {f, 0, NULL, ctx};
+    return read_object(c, list_event_field, &o) && (o.seen & 1u << L_LIST);
 }
 
 /* heartbeats' events: {"current_time"?, "heartbeat_counter"?: an Id, or up to 18 digits} */
-static int read_beat(Cur *c, Frame *f, void *ctx) {
-    (void)ctx;
-    enum { WHEN, COUNTER };
-    uint32_t seen = 0;
-    BeatRow b = {0, {"", 0}};
-    Text k, v;
-    if (!eat(c, '{'))
-        return 0;
-    if (!eat(c, '}')) {
-        do {
-            if (!key_of(c, &k))
-                return 0;
-            int ok;
-            if (is(&k, "current_time")) {
-                ok = once(&seen, WHEN) && plain_string(c, &b.current_time.s, &b.current_time.n);
-            } else if (is(&k, "heartbeat_counter")) {
-                ok = once(&seen, COUNTER);
-                skip_ws(c);
-                if (ok && BYTE(c, c->p) == '"') {
-                    ok = plain_string(c, &v.s, &v.n) && v.n >= 1 && v.n <= 18;
-                    b.counter = 0;
-                    for (Py_ssize_t i = 0; ok && i < v.n; i++) {
-                        ok = v.s[i] >= '0' && v.s[i] <= '9';
-                        b.counter = b.counter * 10 + (v.s[i] - '0');
-                    }
-                } else {
-                    ok = ok && read_int(c, &b.counter) && b.counter >= 0;
-                }
-            } else {
-                ok = skip_value(c, 0);
-            }
-            if (!ok)
-                return 0;
-        } while (eat(c, ','));
-        if (!eat(c, '}'))
+enum { B_WHEN, B_COUNTER };
+
+static int beat_field(Cur *c, const Text *k, Obj *o) {
+    BeatRow *b = o->into;
+    Text v;
+    if (is(k, "current_time"))
+        return once(&o->seen, B_WHEN) &&
+               plain_string(c, &b->current_time.s, &b->current_time.n);
+    if (is(k, "heartbeat_counter")) {
+        if (!once(&o->seen, B_COUNTER))
             return 0;
+        skip_ws(c);
+        if (BYTE(c, c->p) == '"')
+            return plain_string(c, &v.s, &v.n) && digits_value(&v, &b->counter);
+        return read_int(c, &b->counter) && b->counter >= 0;
     }
-    BeatRow *row = rows_push(&f->events);
-    if (row == NULL)
-        return 0;
-    *row = b;
-    return 1;
+    return skip_value(c, 0);
 }
+
+static int read_beat(Cur *c, Frame *f, const void *ctx) {
+    BeatRow b = {0, {"", 0}}; /* the wire struct's defaults */
+    Obj o = {f, 0, &b, ctx};
+    return read_object(c, beat_field, &o) && push(&f->events, &b);
+}
+
+static const ItemReader TRADES = read_trade, TICKERS = read_ticker;
 
 /* The events of a frame of a known channel */
 static int read_events(Cur *c, Frame *f) {
@@ -477,67 +456,64 @@ static int read_events(Cur *c, Frame *f) {
     case CH_L2:
         return read_array(c, f, read_book_event, NULL);
     case CH_TRADES:
-        return read_array(c, f, read_list_event, (void *)read_trade);
+        return read_array(c, f, read_list_event, &TRADES);
     case CH_TICKER:
     case CH_TICKER_BATCH:
-        return read_array(c, f, read_list_event, (void *)read_ticker);
+        return read_array(c, f, read_list_event, &TICKERS);
     default:
         return read_array(c, f, read_beat, NULL);
     }
 }
 
-/* The envelope {"channel", "client_id", "timestamp", "sequence_num", "events"}, its events
- * read as its channel's (where the channel comes after them, read again once it is known).
- * 1 when the whole frame is one the reader reads. */
+/* The envelope {"channel", "client_id", "timestamp", "sequence_num", "events"}: its events are
+ * read as its channel's where it is known by then, else passed over and read once it is (`ctx`
+ * keeps where they begin) */
+enum { V_CHANNEL, V_TIMESTAMP, V_SEQ, V_EVENTS };
+
+static int envelope_field(Cur *c, const Text *k, Obj *o) {
+    Frame *f = o->f;
+    Text v;
+    if (is(k, "channel")) {
+        if (!once(&o->seen, V_CHANNEL) || !plain_string(c, &v.s, &v.n))
+            return 0;
+        for (int ch = 0; ch < CH_COUNT && f->channel < 0; ch++)
+            if (is(&v, CHANNEL_NAMES[ch]))
+                f->channel = ch;
+        if (f->channel < 0)
+            return 0;
+        rows_shape(&f->events, ROW_SIZE[f->channel]);
+        return 1;
+    }
+    if (is(k, "timestamp"))
+        return once(&o->seen, V_TIMESTAMP) && plain_string(c, &v.s, &v.n) &&
+               rfc3339_ms(v.s, v.n, &f->ts);
+    if (is(k, "sequence_num"))
+        return once(&o->seen, V_SEQ) && read_int(c, &f->seq) && f->seq >= 0;
+    if (is(k, "events")) {
+        if (!once(&o->seen, V_EVENTS))
+            return 0;
+        if (f->channel >= 0)
+            return read_events(c, f);
+        skip_ws(c);
+        o->ctx = c->p;
+        return skip_value(c, 0);
+    }
+    if (is(k, "type") || is(k, "message") || is(k, "reason"))
+        return 0; /* an error's fields: the Python decoder's */
+    return skip_value(c, 0);
+}
+
+/* 1 when the whole frame is a message the reader reads, read into `f` */
 static int read_frame(const char *frame, Py_ssize_t size, Frame *f) {
-    enum { CHANNEL_KEY, TIMESTAMP, SEQ, EVENTS };
     Cur c = {frame, frame + size, 1};
-    const char *events = NULL; /* where events begin, when they came before the channel */
-    uint32_t seen = 0;
-    Text k, v;
-    if (!eat(&c, '{') || eat(&c, '}'))
-        return 0;
-    do {
-        if (!key_of(&c, &k))
-            return 0;
-        int ok;
-        if (is(&k, "channel")) {
-            ok = once(&seen, CHANNEL_KEY) && plain_string(&c, &v.s, &v.n);
-            for (int ch = 0; ok && ch < CH_COUNT && f->channel < 0; ch++)
-                if (is(&v, CHANNEL_NAMES[ch]))
-                    f->channel = ch;
-            ok = ok && f->channel >= 0;
-            if (ok)
-                rows_shape(&f->events, ROW_SIZE[f->channel]);
-        } else if (is(&k, "timestamp")) {
-            ok = once(&seen, TIMESTAMP) && plain_string(&c, &v.s, &v.n) &&
-                 rfc3339_ms(v.s, v.n, &f->ts);
-        } else if (is(&k, "sequence_num")) {
-            ok = once(&seen, SEQ) && read_int(&c, &f->seq) && f->seq >= 0;
-        } else if (is(&k, "events")) {
-            ok = once(&seen, EVENTS);
-            if (ok && f->channel >= 0) {
-                ok = read_events(&c, f);
-            } else if (ok) {
-                skip_ws(&c);
-                events = c.p;
-                ok = skip_value(&c, 0);
-            }
-        } else if (is(&k, "type") || is(&k, "message") || is(&k, "reason")) {
-            ok = 0; /* an error's fields: the Python decoder's */
-        } else {
-            ok = skip_value(&c, 0);
-        }
-        if (!ok)
-            return 0;
-    } while (eat(&c, ','));
-    if (!eat(&c, '}') || seen != 15u)
+    Obj o = {f, 0, NULL, NULL};
+    if (!read_object(&c, envelope_field, &o) || o.seen != 15u)
         return 0;
     skip_ws(&c);
     if (c.p != c.end)
         return 0;
-    if (events != NULL) {
-        Cur again = {events, frame + size, 1};
+    if (o.ctx != NULL) { /* the events came before the channel */
+        Cur again = {o.ctx, frame + size, 1};
         return read_events(&again, f);
     }
     return 1;
