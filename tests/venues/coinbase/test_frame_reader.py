@@ -279,6 +279,10 @@ READ = {
     "a second's worth of whitespace": b' \n{ "channel" : "heartbeats" ,\t"timestamp" :\r\n'
     b' "2026-01-01T00:00:01Z" , "sequence_num" : 3 , "events" : [ { "heartbeat_counter" :'
     b" 1 } , { } ] }\n ",
+    "no client_id, as production sends the envelope": b'{"channel":"ticker_batch",'
+    b'"timestamp":"2026-01-01T00:00:05.000000001Z","sequence_num":12,"events":[{"type":'
+    b'"update","tickers":[{"type":"ticker","product_id":"ETH-USD","price":"3000.5",'
+    b'"volume_24_h":"10","low_24_h":"2900","high_24_h":"3100","price_percent_chg_24_h":"1.5"}]}]}',
     "events before the channel": b'{"events":[{"type":"update","trades":[]}],"timestamp":'
     b'"2026-01-01T00:00:01.123Z","sequence_num":0,"channel":"market_trades"}',
     "a leap day": trades(trade(time="2024-02-29T23:59:59.999Z")),
