@@ -320,9 +320,10 @@ def create_app(
             )
         return json_answer(answer)
 
-    # asked for many times a second: served by a QueryRoute (declared as the others are)
-    router.add_api_route(
-        "/prices",
+    # Asked for many times a second: served by a QueryRoute, and declared on the app itself
+    # ahead of the routers, as /health is (an included router's routes cost more to try).
+    app.router.add_api_route(
+        PREFIX + "/prices",
         prices,
         methods=["GET"],
         response_model=models.Prices,
