@@ -136,24 +136,37 @@ enum {
 
 typedef struct {
     const char *name;
+    Py_ssize_t len;
     char type;
 } Field;
+#define FIELD(name, type) {name, sizeof(name) - 1, type}
+
+/* A row's fields, and those it must have (by slot) */
+typedef struct {
+    const Field *fields;
+    int n;
+    uint32_t required;
+} Schema;
 
 #define MAX_FIELDS 16
-static const Field TRADE_FIELDS[] = {{"instId", T_INST}, {"tradeId", T_ID}, {"px", T_PRICE},
-                                     {"sz", T_AMOUNT},   {"side", T_SIDE},  {"ts", T_TIME},
-                                     {NULL, 0}};
+static const Field TRADE_FIELDS[] = {
+    FIELD("instId", T_INST), FIELD("tradeId", T_ID), FIELD("px", T_PRICE),
+    FIELD("sz", T_AMOUNT),   FIELD("side", T_SIDE),  FIELD("ts", T_TIME)};
 static const Field TICKER_FIELDS[] = {
-    {"instId", T_INST},    {"last", T_AMOUNT},    {"lastSz", T_AMOUNT},  {"askPx", T_AMOUNT},
-    {"askSz", T_AMOUNT},   {"bidPx", T_AMOUNT},   {"bidSz", T_AMOUNT},   {"open24h", T_AMOUNT},
-    {"high24h", T_AMOUNT}, {"low24h", T_AMOUNT},  {"vol24h", T_AMOUNT},  {"volCcy24h", T_AMOUNT},
-    {"ts", T_TIME},        {NULL, 0}};
+    FIELD("instId", T_INST),    FIELD("last", T_AMOUNT),      FIELD("lastSz", T_AMOUNT),
+    FIELD("askPx", T_AMOUNT),   FIELD("askSz", T_AMOUNT),     FIELD("bidPx", T_AMOUNT),
+    FIELD("bidSz", T_AMOUNT),   FIELD("open24h", T_AMOUNT),   FIELD("high24h", T_AMOUNT),
+    FIELD("low24h", T_AMOUNT),  FIELD("vol24h", T_AMOUNT),    FIELD("volCcy24h", T_AMOUNT),
+    FIELD("ts", T_TIME)};
 /* books and bbo-tbt; asks and bids are slots 0 and 1 (a side's index in Row) */
-static const Field BOOK_FIELDS[] = {{"asks", T_LEVELS}, {"bids", T_LEVELS},
-                                    {"ts", T_TIME},     {"seqId", T_ID_OR},
-                                    {"prevSeqId", T_ID_OR}, {"checksum", T_CHECKSUM},
-                                    {NULL, 0}};
-#define BOOK_REQUIRED 0x7u /* asks, bids, ts; the others have defaults */
+static const Field BOOK_FIELDS[] = {FIELD("asks", T_LEVELS),     FIELD("bids", T_LEVELS),
+                                    FIELD("ts", T_TIME),         FIELD("seqId", T_ID_OR),
+                                    FIELD("prevSeqId", T_ID_OR), FIELD("checksum", T_CHECKSUM)};
+#define COUNT(a) ((int)(sizeof(a) / sizeof((a)[0])))
+static const Schema TRADE_ROW = {TRADE_FIELDS, COUNT(TRADE_FIELDS), (1u << 6) - 1};
+static const Schema TICKER_ROW = {TICKER_FIELDS, COUNT(TICKER_FIELDS), (1u << 13) - 1};
+/* asks, bids, ts; the others have defaults */
+static const Schema BOOK_ROW = {BOOK_FIELDS, COUNT(BOOK_FIELDS), 0x7u};
 enum { ASKS, BIDS, TS, SEQ_ID, PREV_SEQ_ID, CHECKSUM };
 
 /* How a row's levels are read: a book's every level (its strings kept, its numbers read by
@@ -258,10 +271,23 @@ static int read_levels(Cur *c, int mode, Row *r, int k) {
     return 1;
 }
 
-/* One row object of `fields` into `r`: 1 when every required field was there and within its
+/* The slot of field `key` in `schema`, or -1; looked for from slot `from` on (round to it
+ * again), as a row's fields mostly come in the same order. */
+static inline int slot_of(const Schema *schema, Text key, int from) {
+    for (int k = 0; k < schema->n; k++) {
+        int i = (from + k) % schema->n;
+        const Field *f = &schema->fields[i];
+        if (f->len == key.n && memcmp(f->name, key.s, (size_t)key.n) == 0)
+            return i;
+    }
+    return -1;
+}
+
+/* One row object of `schema` into `r`: 1 when every required field was there and within its
  * rule, 0 when it is not for this reader, -1 on a Python error (the caller clears `r`). */
-static int read_row(Cur *c, const Field *fields, uint32_t required, Text inst, int mode,
-                    Row *r) {
+static int read_row(Cur *c, const Schema *schema, Text inst, int mode, Row *r) {
+    const Field *fields = schema->fields;
+    int next = 0; /* where the next field is looked for first */
     memset(r, 0, sizeof(*r));
     if (!eat(c, '{'))
         return 0;
@@ -270,12 +296,7 @@ static int read_row(Cur *c, const Field *fields, uint32_t required, Text inst, i
             Text key;
             if (!plain_string(c, &key.s, &key.n) || !eat(c, ':'))
                 return 0;
-            int slot = -1;
-            for (int i = 0; fields[i].name != NULL; i++)
-                if (text_is(key, fields[i].name)) {
-                    slot = i;
-                    break;
-                }
+            int slot = slot_of(schema, key, next);
             if (slot < 0) {
                 if (!skip_value(c, 0))
                     return 0;
@@ -284,6 +305,7 @@ static int read_row(Cur *c, const Field *fields, uint32_t required, Text inst, i
             if (r->seen & (1u << slot))
                 return 0;
             r->seen |= 1u << slot;
+            next = slot + 1;
             int ok = 0;
             int64_t i = 0;
             double f = 0.0;
@@ -335,7 +357,7 @@ static int read_row(Cur *c, const Field *fields, uint32_t required, Text inst, i
         if (!eat(c, '}'))
             return 0;
     }
-    return (r->seen & required) == required;
+    return (r->seen & schema->required) == schema->required;
 }
 
 /* --- records ------------------------------------------------------------------------------ */
@@ -404,14 +426,10 @@ static int read_rows(const OkxFrameReader *self, Cur *c, int kind, const Bar *ba
             record = build(self->make[R_KLINE], a, 15);
         } else {
             Row r;
-            const Field *fields = kind == R_TRADE    ? TRADE_FIELDS
-                                  : kind == R_TICKER ? TICKER_FIELDS
-                                                     : BOOK_FIELDS;
-            uint32_t required = kind == R_TRADE    ? (1u << 6) - 1
-                                : kind == R_TICKER ? (1u << 13) - 1
-                                                   : BOOK_REQUIRED;
-            int rc = read_row(c, fields, required, inst,
-                              kind == R_BOOK_TICKER ? L_TOP : L_BOOK, &r);
+            const Schema *schema = kind == R_TRADE    ? &TRADE_ROW
+                                   : kind == R_TICKER ? &TICKER_ROW
+                                                      : &BOOK_ROW;
+            int rc = read_row(c, schema, inst, kind == R_BOOK_TICKER ? L_TOP : L_BOOK, &r);
             if (rc <= 0) {
                 row_clear(&r);
                 return rc;
