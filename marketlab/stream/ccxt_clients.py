@@ -2,11 +2,11 @@
 
 ccxt's package ``__init__`` (and ``ccxt.async_support``'s) imports every exchange module it
 ships, sync and async (104 of them in 4.5), so ``import ccxt.async_support`` costs a process
-about 93 MB of resident memory and a second of start-up (ccxt issue #29573, open: "`import
-ccxt` ... imports all 104 exchange modules", 67 MB measured by its reporter for the sync half
-alone). A collector talks to one to four venues. Loading binance, okx, bybit and coinbase's
-modules alone costs about 46 MB in a bare interpreter, most of it ccxt's base (requests,
-urllib3, cryptography, which its base exchange imports at its top).
+about 93 MB of resident memory (ccxt issue #29573, open: "`import ccxt` ... imports all 104
+exchange modules", 67 MB measured by its reporter for the sync half alone). A collector talks
+to one to four venues. Loading binance, okx, bybit and coinbase's modules alone costs about
+46 MB in a bare interpreter, 19 MB beside what a collector loads anyway, most of it ccxt's base
+(requests, urllib3, cryptography, which its base exchange imports at its top).
 
 How: a venue's module (``ccxt/async_support/binance.py``) imports only ``ccxt.base.*``,
 ``ccxt.abstract.<venue>`` and ``ccxt.async_support.base.*``, and those import from the package
@@ -19,7 +19,9 @@ submodules where they are, and answers those names from ``ccxt.base``. Then the 
 are taken out again: the submodules stay loaded, and a later ``import ccxt`` or
 ``import ccxt.async_support`` (a user's, in a notebook) runs ccxt's own ``__init__``, which
 finds them loaded and binds the very same classes (``ccxt.async_support.binance`` is the class
-loaded here, ``ccxt.BadSymbol`` the error caught here).
+loaded here, ``ccxt.BadSymbol`` the error caught here). One difference is left: that package
+has no attribute ``abstract`` (``import ccxt.abstract.binance`` still works), as Python binds a
+submodule to its package only when it first loads it.
 
 It relies on that layout. Should a ccxt release import anything else from the package, the
 narrow import fails: the stand-ins are removed, a debug line says so, and the whole package is
