@@ -1050,14 +1050,11 @@ int native_coinbase_init(PyObject *module) {
     UPDATE = PyUnicode_InternFromString("update");
     BUY = PyUnicode_InternFromString("buy");
     SELL = PyUnicode_InternFromString("sell");
-    /* math.nan itself, as the decoder's defaults and ticker_of give it (so records compare
-       equal, NaN being equal to itself only as one object) */
-    PyObject *math = PyImport_ImportModule("math");
-    NAN_FLOAT = math == NULL ? NULL : PyObject_GetAttrString(math, "nan");
-    Py_XDECREF(math);
-    if (NAN_FLOAT == NULL || !PyFloat_CheckExact(NAN_FLOAT))
+    /* one NaN object for every value Coinbase does not give (a ticker's last size, quote
+       volume, previous close...) */
+    NOT_A_NUMBER = NAN;
+    if ((NAN_FLOAT = PyFloat_FromDouble(NOT_A_NUMBER)) == NULL)
         return -1;
-    NOT_A_NUMBER = PyFloat_AS_DOUBLE(NAN_FLOAT);
     if (SNAPSHOT == NULL || UPDATE == NULL || BUY == NULL || SELL == NULL ||
         PyType_Ready(&ReaderType) < 0 ||
         PyModule_AddObjectRef(module, "CoinbaseReader", (PyObject *)&ReaderType) < 0)
