@@ -7,7 +7,9 @@ processes. Prints, from this machine:
      same settings in this process (a bare ASGI app; a FastAPI app of one route), of our
      GET /health and of GET /prices, in ``--http-rounds`` interleaved rounds (every other one
      in the reverse order); then the medians of the per-round ratios against their goals:
-     /health against the FastAPI floor (1x), /prices against /health (0.9x);
+     /health against the FastAPI floor (1x), /prices against /health (0.9x); and the same
+     endpoints' CPU time per request inside the app (ASGI calls on this thread's CPU clock,
+     which a loaded machine moves far less than a throughput);
   2. WebSocket fan-out: latency from the exchange's ticker event to its delivery, for 1, 100
      and 1000 subscribed clients spread over ``--load-procs`` processes; the medians of
      ``--rounds`` runs (the machine drifts from run to run), with each run's p99. The clients
@@ -245,6 +247,78 @@ async def bare_asgi_health(scope: dict[str, Any], receive: Any, send: Any) -> No
     await send({"type": "http.response.body", "body": HEALTH_BODY})
 
 
+def in_app_table(args: argparse.Namespace, server: Any, fastapi_floor: Any, prefix: str) -> None:
+    """CPU time per request inside the app: the ASGI call alone (no socket, no HTTP parsing),
+    timed on this thread's CPU clock, which other processes on a shared machine barely move;
+    interleaved rounds, medians of the per-round ratios (as throughputs: above 1x is faster)."""
+    import uvloop
+
+    app = server.server.config.app
+    targets = {
+        "FastAPI, one route": (fastapi_floor.server.config.app, "/health", b""),
+        "GET /health": (app, "/health", b""),
+        "GET /prices": (app, prefix + "/prices", b""),
+        "  ?symbols=both": (app, prefix + "/prices", b"symbols=BTCUSDT,ETHUSDT"),
+    }
+    requests = 2000
+
+    async def cost(app: Any, path: str, query: bytes) -> float:
+        """Microseconds of this thread's CPU per GET ``path``."""
+
+        async def receive() -> dict[str, Any]:
+            return {"type": "http.request", "body": b"", "more_body": False}
+
+        async def send(message: dict[str, Any]) -> None:
+            if message["type"] == "http.response.start" and message["status"] != 200:
+                raise RuntimeError(f"{path} answered {message['status']}")
+
+        began = time.thread_time()
+        for _ in range(requests):
+            scope = {
+                "type": "http",
+                "asgi": {"version": "3.0"},
+                "http_version": "1.1",
+                "method": "GET",
+                "scheme": "http",
+                "path": path,
+                "raw_path": path.encode(),
+                "root_path": "",
+                "query_string": query,
+                "headers": [(b"host", b"127.0.0.1"), (b"accept", b"*/*")],
+                "client": ("127.0.0.1", 50000),
+                "server": ("127.0.0.1", 80),
+            }
+            await app(scope, receive, send)
+        return 1e6 * (time.thread_time() - began) / requests
+
+    async def measure() -> list[dict[str, float]]:
+        rounds = []
+        for i in range(args.http_rounds):
+            order = list(targets) if i % 2 == 0 else list(reversed(targets))
+            rounds.append({name: await cost(*targets[name]) for name in order})
+        return rounds
+
+    rounds = uvloop.run(measure())
+    print(
+        f"Inside the app: this thread's CPU per request, {requests} requests each, "
+        f"{args.http_rounds} interleaved rounds (medians)"
+    )
+    print(f"{'endpoint':<22}{'us/request':>12}")
+    for name in targets:
+        print(f"{name:<22}{statistics.median(r[name] for r in rounds):>12.1f}")
+    ratio = {
+        "/health vs the FastAPI floor": ("GET /health", "FastAPI, one route", 1.0),
+        "/prices vs /health": ("GET /prices", "GET /health", 0.9),
+    }
+    for label, (top, bottom, goal) in ratio.items():
+        each = [r[bottom] / r[top] for r in rounds]
+        print(
+            f"{label}: {statistics.median(each):.2f}x "
+            f"(rounds: {' '.join(f'{x:.2f}' for x in each)}); goal {goal:.2f}x"
+        )
+    print()
+
+
 def http_table(
     args: argparse.Namespace, server: Any, fastapi_floor: Any, bare_floor: Any, prefix: str
 ) -> None:
@@ -349,6 +423,7 @@ def main() -> None:
             ServerThread(bare_asgi_health) as bare_floor,  # type: ignore[arg-type]
         ):
             http_table(args, server, fastapi_floor, bare_floor, PREFIX)
+            in_app_table(args, server, fastapi_floor, PREFIX)
             if args.clients == "0":
                 lab.stop()
                 return

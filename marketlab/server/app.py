@@ -153,8 +153,8 @@ def create_app(
     # and the liveness probe, asked for most often, is then matched at the first try rather
     # than after every route of the realtime and perpetual routers.
     @app.get("/health", response_model=models.Health, summary="Liveness")
-    async def health() -> models.Health:
-        return models.Health(status="ok", running=lab.running)
+    async def health() -> Response:
+        return json_answer(models.Health(status="ok", running=lab.running))
 
     router = APIRouter(prefix=PREFIX)
 

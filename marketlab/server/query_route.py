@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Callable, Coroutine
-from copy import deepcopy
 from dataclasses import dataclass
 from typing import Annotated, Any
 
@@ -22,6 +21,9 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.routing import APIRoute
 from pydantic import TypeAdapter, ValidationError
 from pydantic.fields import FieldInfo
+
+# the defaults a QueryRoute takes: values no request can change, so one serves every request
+_IMMUTABLE = (type(None), str, int, float, bool)
 
 
 @dataclass(frozen=True)
@@ -49,8 +51,9 @@ class QueryRoute(APIRoute):
     ``responses=``), a value the declaration forbids is a :class:`RequestValidationError` with
     FastAPI's location (``("query", name)``), handled by the app's handler as any other, a
     parameter given twice is taken at its last value and one not given is its default. An
-    endpoint with path, header, cookie or body parameters, or dependencies, is refused when
-    declared: those are FastAPI's general handler's to serve.
+    endpoint with path, header, cookie or body parameters, or dependencies, or a parameter
+    whose default is not None, a string, a number or a bool, is refused when declared: those
+    are FastAPI's general handler's to serve.
     """
 
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
@@ -66,8 +69,12 @@ class QueryRoute(APIRoute):
             or declared.dependencies
         ):
             raise TypeError(f"{path}: a QueryRoute takes query parameters only")
-        if any(field.field_info.is_required() for field in declared.query_params):
-            raise TypeError(f"{path}: a QueryRoute's query parameters each have a default")
+        for field in declared.query_params:
+            if field.field_info.is_required() or not isinstance(field.default, _IMMUTABLE):
+                raise TypeError(
+                    f"{path}: a QueryRoute's query parameter {field.name} has a default of "
+                    "None, a string, a number or a bool (taken as is, shared by every request)"
+                )
         parameters = [
             QueryParameter(
                 name=field.name,
@@ -78,14 +85,18 @@ class QueryRoute(APIRoute):
             for field in declared.query_params
         ]
 
+        defaults = {parameter.name: parameter.default for parameter in parameters}
+
         async def handle(request: Request) -> Response:
+            if not request.scope["query_string"]:  # every parameter at its default
+                return await answer(defaults)
             received = request.query_params
             values: dict[str, Any] = {}
             errors: list[dict[str, Any]] = []
             for parameter in parameters:
                 raw = received.get(parameter.alias)
                 if raw is None:
-                    values[parameter.name] = deepcopy(parameter.default)
+                    values[parameter.name] = parameter.default
                     continue
                 try:
                     values[parameter.name] = parameter.validator.validate_python(raw)
@@ -97,9 +108,12 @@ class QueryRoute(APIRoute):
                     ]
             if errors:
                 raise RequestValidationError(errors)
-            answer = await endpoint(**values)
-            if not isinstance(answer, Response):
+            return await answer(values)
+
+        async def answer(values: dict[str, Any]) -> Response:
+            response = await endpoint(**values)
+            if not isinstance(response, Response):
                 raise TypeError(f"{path}: a QueryRoute's endpoint returns a Response")
-            return answer
+            return response
 
         return handle

@@ -11,6 +11,7 @@ import asyncio
 import json
 from typing import Annotated, Any
 
+import pytest
 from fastapi import FastAPI, Query, Response
 from fastapi.routing import APIRoute
 from hypothesis import example, given
@@ -92,6 +93,7 @@ def test_a_good_query_is_read_as_fastapi_reads_it():
 
 @fuzz()
 @given(query=st.sampled_from(GOOD).flatmap(mutated))
+@example(query=b"")
 @example(query=b"symbols=BTC%ZZUSDT&limit=%")
 @example(query=b"symbols=BTCUSDT%0A")
 @example(query=b"limit=1e3&exchange=\xff")
@@ -100,3 +102,29 @@ def test_any_query_is_answered_as_fastapi_answers_it(query):
     served = asyncio.run(answer("/query", query))
     assert served == general, query
     assert served[0] in (200, 422)
+
+
+async def by_path(symbol: str) -> Response:
+    return Response(symbol)
+
+
+def sync_endpoint(symbols: str | None = None) -> Response:
+    return Response(symbols)
+
+
+async def list_default(symbols: Annotated[list[str], Query()] = []) -> Response:  # noqa: B006
+    return Response(",".join(symbols))
+
+
+@pytest.mark.parametrize(
+    ("path", "endpoint", "refusal"),
+    [
+        ("/depth/{symbol}", by_path, "query parameters only"),
+        ("/prices", sync_endpoint, "async def"),
+        ("/prices", list_default, "has a default of None, a string, a number or a bool"),
+    ],
+)
+def test_an_endpoint_a_query_route_cannot_serve_is_refused_when_declared(path, endpoint, refusal):
+    app = FastAPI()
+    with pytest.raises(TypeError, match=refusal):
+        app.router.add_api_route(path, endpoint, methods=["GET"], route_class_override=QueryRoute)
