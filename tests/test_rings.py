@@ -217,14 +217,15 @@ def test_backfilled_candles_land_in_order_and_capacity_holds():
 @settings(max_examples=300)
 @given(
     st.lists(
-        st.tuples(st.integers(0, 30), st.booleans(), st.integers(0, 1000), st.booleans()),
-        max_size=80,
+        st.tuples(st.integers(0, 60), st.booleans(), st.integers(0, 1000), st.booleans()),
+        max_size=120,
     ),
-    st.integers(1, 12),
+    st.integers(1, 40),
 )
 def test_kline_buffer_equals_a_dict_model(ops, capacity):
     """Whenever it is read (the open candle is held apart until then), the buffer equals a
-    model: one row per open time, a closed candle never reopened, the newest ``capacity``."""
+    model: one row per open time, a closed candle never reopened, the newest ``capacity``
+    (through the columns' growth: they start shorter than most capacities here)."""
     buf = KlineBuffer("1m", capacity=capacity)
     model: dict[int, tuple[bool, float]] = {}
 
@@ -248,6 +249,20 @@ def test_kline_buffer_equals_a_dict_model(ops, capacity):
         if read:
             check()
     check()
+
+
+def test_kline_columns_grow_with_the_candles_held():
+    """A buffer takes memory for the candles it holds, not its capacity, until it is full."""
+    row = 11 * 8 + 1  # eleven 8-byte columns and the closed flag
+    buf = KlineBuffer("1m", capacity=1_440)
+    assert buf.nbytes < 100 * row
+    for i in range(200):
+        buf.upsert(kline(i))
+    assert 200 * row <= buf.nbytes < 1_440 * row // 2
+    for i in range(200, 3_000):
+        buf.upsert(kline(i))
+    assert len(buf) == 1_440 and buf.nbytes == 1_440 * row
+    assert buf.open_times()[0] == T0 + (3_000 - 1_440) * 60_000
 
 
 def test_book_frame_layout():
