@@ -10,6 +10,8 @@ one and runs them with more examples (``.ci/run`` does). An input that ever fail
 
 from __future__ import annotations
 
+import copy
+import json
 import os
 from typing import Any
 
@@ -58,3 +60,151 @@ def mutated(draw: Any, good: bytes, max_edits: int = 4) -> bytes:
         elif op == "cut":
             del data[at:]
     return bytes(data)
+
+
+class _Raw(str):
+    """JSON text written as it is (a number no Python value gives, deep nesting)."""
+
+
+# values a near-valid frame puts where another belongs: wrong types, nesting where a scalar
+# belongs, numbers at and past the limits of doubles and int64, dates that are not, and the
+# strings that look like numbers, sides, actions and products
+ODD_VALUES: list[Any] = [
+    None,
+    True,
+    False,
+    0,
+    -1,
+    1.5,
+    [],
+    {},
+    [[]],
+    [{}],
+    [1, 2, 3],
+    ["1", "2"],
+    [["1", "2", "3"]],
+    {"a": {"b": [1, {"c": None}]}},
+    _Raw("-0"),
+    _Raw("-0.0"),
+    _Raw("1e400"),
+    _Raw("-1e400"),
+    _Raw("0.1e-400"),
+    _Raw("-1e-400"),
+    _Raw("1E5"),
+    _Raw("123456789012345678901234567890"),
+    _Raw("[" * 40 + "]" * 40),
+    999_999_999_999_999_999,
+    2**63 - 1,
+    2**63,
+    -(2**63),
+    2**64,
+    "NaN",
+    "nan",
+    "Infinity",
+    "-0",
+    "1e400",
+    "0.1e-400",
+    "-1e-400",
+    "",
+    " ",
+    "1 ",
+    "1.5",
+    "0",
+    "-1",
+    "999999999999999999",
+    "9223372036854775807",
+    "9223372036854775808",
+    "0000000000000000001",
+    "123456789012345678901234567890.5",
+    "2024-02-30T00:00:00Z",
+    "2023-02-29T12:00:00Z",
+    "2024-02-29T12:00:00.123456789Z",
+    "2100-12-31T23:59:59.999Z",
+    "2100-01-01T00:00:00.000Z",
+    "2100-01-01T00:00:00.001Z",
+    "2009-12-31T23:59:59.999Z",
+    "2010-01-01T00:00:00Z",
+    "2024-01-01T00:00:00.12Z",
+    "BUY",
+    "SELL",
+    "Buy",
+    "Sell",
+    "bid",
+    "offer",
+    "snapshot",
+    "update",
+    "delta",
+    "BTC-USD",
+    "btc-usd",
+    "BT-CUSD",
+    "BTC-USD-X",
+    "BTCUSDT",
+    "BTCUSDC",
+]
+
+
+def _json(value: Any) -> str:
+    if isinstance(value, _Raw):
+        return str(value)
+    if isinstance(value, tuple):  # an object's (key, value) pairs, duplicates and all
+        return "{" + ",".join(f"{json.dumps(k)}:{_json(v)}" for k, v in value) + "}"
+    if isinstance(value, dict):
+        return _json(tuple(value.items()))
+    if isinstance(value, list):
+        return "[" + ",".join(_json(v) for v in value) + "]"
+    return json.dumps(value)
+
+
+def _places(value: Any, at: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    """The path of every value inside ``value`` (the document itself excluded)."""
+    found = [at] if at else []
+    items = (
+        value.items()
+        if isinstance(value, dict)
+        else enumerate(value)
+        if isinstance(value, list)
+        else ()
+    )
+    for key, inner in items:
+        found += _places(inner, (*at, key))
+    return found
+
+
+@st.composite
+def restructured(draw: Any, good: bytes, max_edits: int = 3) -> bytes:
+    """``good`` (a JSON object) still JSON but with one to ``max_edits`` edits of its structure:
+    a value replaced by an odd one (:data:`ODD_VALUES`), a key given twice with another value,
+    a key dropped, a value wrapped in a list or an object, a list's item repeated up to 600
+    times. What a byte mutation seldom makes: valid JSON whose types and shapes are wrong."""
+    doc = json.loads(good)
+    for _ in range(draw(st.integers(1, max_edits))):
+        places = _places(doc)
+        if not places:
+            break
+        path = draw(st.sampled_from(places))
+        parent = doc
+        for key in path[:-1]:
+            parent = parent[key]
+        key = path[-1]
+        op = draw(st.sampled_from(["odd", "odd", "twice", "drop", "wrap", "repeat"]))
+        if op == "odd":
+            parent[key] = copy.deepcopy(draw(st.sampled_from(ODD_VALUES)))
+        elif op == "twice" and isinstance(parent, dict):
+            pairs = list(parent.items())
+            other = draw(st.sampled_from(ODD_VALUES) | st.just(parent[key]))
+            pairs.insert(draw(st.integers(0, len(pairs))), (key, copy.deepcopy(other)))
+            if len(path) == 1:
+                return _json(tuple(pairs)).encode()
+            grand = doc
+            for k in path[:-2]:
+                grand = grand[k]
+            grand[path[-2]] = tuple(pairs)  # written as it is from here on: the last edit
+            return _json(doc).encode()
+        elif op == "drop" and isinstance(parent, dict):
+            del parent[key]
+        elif op == "wrap":
+            parent[key] = draw(st.sampled_from([[parent[key]], {"x": parent[key]}]))
+        elif op == "repeat" and isinstance(parent, list):
+            times = draw(st.sampled_from([1, 2, 63, 64, 65, 129, 600]))
+            parent[key + 1 : key + 1] = [copy.deepcopy(parent[key]) for _ in range(times)]
+    return _json(doc).encode()
