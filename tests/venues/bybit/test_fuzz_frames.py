@@ -18,7 +18,7 @@ from marketlab.venues import bybit
 from marketlab.venues.book import Action
 from marketlab.venues.bybit.book import BybitBook
 from marketlab.venues.bybit.frames import compiled_reader
-from tests.fuzzing import fuzz, mutated
+from tests.fuzzing import fuzz, mutated, restructured
 from tests.venues.bybit.test_frame_reader import TOPICS, USUAL, check
 from tests.venues.bybit.test_protocol import FRAMES
 
@@ -150,6 +150,19 @@ def spliced(draw: Any) -> bytes:
 @fuzz(2)
 @given(st.sampled_from(READER_FRAMES).flatmap(lambda f: mutated(f) | st.just(f)) | spliced())
 def test_the_compiled_reader_gives_none_or_the_decoders_records(frame):
+    check(compiled_reader(TOPICS), frame)
+
+
+# the pushes among them, as JSON objects to edit the structure of
+_PUSHES = [f for f in READER_FRAMES if b'"topic"' in f]
+
+
+@pytest.mark.skipif(not COMPILED, reason="the compiled reader is not in use")
+@fuzz(2)
+@given(st.sampled_from(_PUSHES).flatmap(restructured))
+def test_the_compiled_reader_gives_none_or_the_decoders_records_of_near_valid_json(frame):
+    """Valid JSON of the wrong shape (a value of another type, nested, a key twice with
+    another value, numbers past a double's or int64's range, lists of hundreds)."""
     check(compiled_reader(TOPICS), frame)
 
 

@@ -19,7 +19,7 @@ from marketlab.venues import coinbase as cb
 from marketlab.venues.book import Action
 from marketlab.venues.coinbase.book import CoinbaseBook, SequenceChain
 from marketlab.venues.coinbase.frames import frame_reader
-from tests.fuzzing import fuzz, mutated
+from tests.fuzzing import fuzz, mutated, restructured
 from tests.venues.coinbase.test_frame_reader import READ, same
 from tests.venues.coinbase.test_protocol import BOOK, CANDLES_REST, FRAMES, PRODUCTS, RECENT
 
@@ -130,6 +130,23 @@ def test_the_compiled_reader_gives_the_decoders_message_or_leaves_the_frame(fram
         return
     want = cb.CoinbaseDecoder().decode(frame)  # a frame read is no bad frame
     assert same(got, want), (frame, got, want)
+
+
+# the messages among them, as JSON objects to edit the structure of
+_MESSAGES = [f for f in READER_FRAMES if b'"channel"' in f]
+
+
+@pytest.mark.skipif(not COMPILED, reason="the compiled reader is not in use")
+@fuzz(2)
+@given(st.sampled_from(_MESSAGES).flatmap(restructured))
+def test_the_compiled_reader_gives_the_decoders_message_of_near_valid_json_or_leaves_it(frame):
+    """Valid JSON of the wrong shape (a value of another type, nested, a key twice with
+    another value, numbers past a double's or int64's range, dates that are none, lists of
+    hundreds)."""
+    got = _READ(frame)
+    if got is not None:
+        want = cb.CoinbaseDecoder().decode(frame)
+        assert same(got, want), (frame, got, want)
 
 
 @pytest.mark.skipif(not COMPILED, reason="the compiled reader is not in use")
