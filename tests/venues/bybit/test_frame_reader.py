@@ -10,6 +10,9 @@ import json
 import math
 import os
 import random
+import sys
+import threading
+import time
 from typing import Any
 
 import aiohttp
@@ -424,3 +427,58 @@ async def test_every_push_of_the_simulators_face_is_read_compiled_as_the_decoder
         assert got is not None, frame
         seen[topic.split(".")[0]] = seen.get(topic.split(".")[0], 0) + 1
     assert set(seen) == {"publicTrade", "tickers", "orderbook", "kline"}, seen
+
+
+@needs_compiled
+def test_threads_reading_while_topics_are_added_get_the_decoders_records():
+    """Feeds' threads reading through one table while another adds topics to it (its slots
+    and routes grow under them), the GIL let go inside every maker: each push is still read
+    to the decoder's records."""
+
+    def yielding(make: Any) -> Any:
+        def made(*values: Any) -> Any:
+            time.sleep(0)  # another thread runs here
+            return make(*values)
+
+        return made
+
+    records = {"trade": Trade, "ticker": Ticker, "kline": Kline, "book": BookMessage}
+    table = type(compiled_reader(TOPICS).__self__)(  # type: ignore[union-attr]
+        {name: yielding(make) for name, make in (records | {"book_ticker": BookTicker}).items()}
+    )
+    table.add(b"publicTrade.BTCUSDT", "trade", "BTCUSDT", "BTCUSDT", 0, "", "", 0, 0)
+    table.add(b"orderbook.50.BTCUSDT", "book", "BTCUSDT", "BTCUSDT", 50, "", "", 0, 0)
+    pushes = [TRADE, BOOK_SNAPSHOT, BOOK_DELTA]
+    wanted = [bybit.BybitDecoder().decode(p) for p in pushes]
+    wrong: list[bytes] = []
+    read: list[int] = []
+    adding = True
+
+    def work() -> None:
+        while True:
+            for push, want in zip(pushes, wanted, strict=True):
+                if not same(table.read(push), want):
+                    wrong.append(push)
+            read.append(len(pushes))
+            if not adding:
+                return
+
+    switching = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    threads = [threading.Thread(target=work) for _ in range(2)]
+    try:
+        for t in threads:
+            t.start()
+        for k in range(3000):
+            name = f"X{k}USDT"
+            table.add(f"publicTrade.{name}".encode(), "trade", name, name, 0, "", "", 0, 0)
+            if k % 100 == 0:  # a topic added again takes its new route
+                table.add(b"publicTrade.BTCUSDT", "trade", "BTCUSDT", "BTCUSDT", 0, "", "", 0, 0)
+    finally:
+        adding = False
+        for t in threads:
+            t.join()
+        sys.setswitchinterval(switching)
+    assert wrong == []
+    assert len(read) > 2  # read while the topics were added, not only after
+    assert len(table) == 3002

@@ -10,6 +10,8 @@ import dataclasses
 import json
 import os
 import struct
+import sys
+import threading
 import time
 from typing import Any
 
@@ -430,3 +432,48 @@ def test_numbers_are_read_to_the_doubles_msgspec_reads_or_left(price, size, chan
     check(put(trades(trade(price="@P", size="@S"))))
     check(put(book(("update", "BTC-USD", [level(price="@P", qty="@S")]))))
     check(put(ticker(price="@P", best_ask="@S", price_percent_chg_24_h="@C")))
+
+
+def test_threads_reading_one_reader_while_python_runs_get_the_decoders_messages():
+    """Two feeds' threads on one reader, the GIL let go inside symbol_of and every maker (as
+    Python code may let it go): the product table is filled and emptied under them, and each
+    message is still the decoder's."""
+
+    def yielding(make: Any) -> Any:
+        def made(*values: Any) -> Any:
+            time.sleep(0)  # another thread runs here
+            return make(*values)
+
+        return made
+
+    makers = [cb.Message, cb.BookMessage, Trade, Ticker, cb.Heartbeat]
+    reader = type(frame_reader().__self__)(  # type: ignore[attr-defined]
+        *map(yielding, makers), yielding(cb.symbol_of)
+    )
+    frames = []
+    for k in range(220):  # 4,400 products, past the 4,096 names kept: the table is emptied
+        news = [trade(str(j), f"N{k}X{j}-USD") for j in range(20)]
+        frames.append(trades(*news, trade(str(k), "BTC-USD"), trade(str(k + 1), "BTC-USD")))
+        products = [(f"N{k}X{j}-USD", [level()]) for j in range(0, 20, 4)]
+        frames.append(book(*(("update", p, lv) for p, lv in products), ("update", "BTC-USD", [])))
+    wanted = [decoder.decode(f) for f in frames]
+    wrong: list[bytes] = []
+
+    def work(start: int) -> None:
+        for i in range(len(frames)):
+            at = (start + i) % len(frames)
+            if not same(reader.read(frames[at]), wanted[at]):
+                wrong.append(frames[at])
+
+    switching = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    try:
+        threads = [threading.Thread(target=work, args=(s,)) for s in (0, 220)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    finally:
+        sys.setswitchinterval(switching)
+    assert wrong == []
+    assert 0 < reader.products() <= 4096
