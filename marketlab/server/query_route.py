@@ -52,8 +52,9 @@ class QueryRoute(APIRoute):
     FastAPI's location (``("query", name)``), handled by the app's handler as any other, a
     parameter given twice is taken at its last value and one not given is its default. An
     endpoint with path, header, cookie or body parameters, or dependencies, or a parameter
-    whose default is not None, a string, a number or a bool, is refused when declared: those
-    are FastAPI's general handler's to serve.
+    with a ``validation_alias`` or whose default is not None, a string, a number or a bool, is
+    refused when declared: those are FastAPI's general handler's to serve. (FastAPI's own
+    telemetry of a handler's steps is not recorded for a QueryRoute.)
     """
 
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
@@ -70,6 +71,8 @@ class QueryRoute(APIRoute):
         ):
             raise TypeError(f"{path}: a QueryRoute takes query parameters only")
         for field in declared.query_params:
+            if field.field_info.validation_alias is not None:
+                raise TypeError(f"{path}: a QueryRoute reads a parameter by its alias only")
             if field.field_info.is_required() or not isinstance(field.default, _IMMUTABLE):
                 raise TypeError(
                     f"{path}: a QueryRoute's query parameter {field.name} has a default of "
@@ -84,7 +87,6 @@ class QueryRoute(APIRoute):
             )
             for field in declared.query_params
         ]
-
         defaults = {parameter.name: parameter.default for parameter in parameters}
 
         async def handle(request: Request) -> Response:

@@ -112,6 +112,12 @@ def sync_endpoint(symbols: str | None = None) -> Response:
     return Response(symbols)
 
 
+async def validation_alias(
+    symbols: Annotated[str | None, Query(validation_alias="s")] = None,
+) -> Response:
+    return Response(symbols)
+
+
 async def list_default(symbols: Annotated[list[str], Query()] = []) -> Response:  # noqa: B006
     return Response(",".join(symbols))
 
@@ -122,6 +128,7 @@ async def list_default(symbols: Annotated[list[str], Query()] = []) -> Response:
         ("/depth/{symbol}", by_path, "query parameters only"),
         ("/prices", sync_endpoint, "async def"),
         ("/prices", list_default, "has a default of None, a string, a number or a bool"),
+        ("/prices", validation_alias, "by its alias only"),
     ],
 )
 def test_an_endpoint_a_query_route_cannot_serve_is_refused_when_declared(path, endpoint, refusal):
