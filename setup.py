@@ -17,7 +17,7 @@ setup(
                 "csrc/rings.c",
                 "csrc/okx.c",
             ],
-            depends=["csrc/native.h", "csrc/json_cursor.h"],
+            depends=["csrc/native.h", "csrc/json_cursor.h", "csrc/records.h"],
             extra_compile_args=["-O2"],
             optional=True,
         )

@@ -25,6 +25,7 @@
 #include <string.h>
 
 #include "native.h"
+#include "records.h"
 
 /* What this reader reads of a lane's payloads (K_OTHER: nothing, msgspec's decoder does) */
 enum { K_OTHER = 0, K_TRADE = 1, K_DEPTH = 2, K_KLINE = 3, K_TICKER = 4 };
@@ -294,38 +295,14 @@ static PyObject *levels_at(const Levels *lv, uint64_t span) {
         return NULL;
     for (size_t i = 0; i < n; i++) {
         const double *pair = lv->v + 2 * (first + i);
-        PyObject *level = PyTuple_New(2);
-        PyObject *pp = level ? PyFloat_FromDouble(pair[0]) : NULL;
-        PyObject *qq = pp ? PyFloat_FromDouble(pair[1]) : NULL;
-        if (qq == NULL) {
-            Py_XDECREF(pp);
-            Py_XDECREF(level);
+        PyObject *level = level_of(pair[0], pair[1]);
+        if (level == NULL) {
             Py_DECREF(list);
             return NULL;
         }
-        PyTuple_SET_ITEM(level, 0, pp);
-        PyTuple_SET_ITEM(level, 1, qq);
-        PyObject_GC_UnTrack(level); /* two floats: no cycle (what a collection would find) */
         PyList_SET_ITEM(list, (Py_ssize_t)i, level);
     }
     return list;
-}
-
-#define INT(x) PyLong_FromLongLong(x)
-#define FLT(x) PyFloat_FromDouble(x)
-
-/* `make(*args)` of `n` new references (NULL where one failed), which are dropped. */
-static PyObject *build(PyObject *make, PyObject **args, Py_ssize_t n) {
-    PyObject *rec = NULL;
-    Py_ssize_t i;
-    for (i = 0; i < n; i++)
-        if (args[i] == NULL)
-            break;
-    if (i == n)
-        rec = PyObject_Vectorcall(make, args, n, NULL);
-    for (i = 0; i < n; i++)
-        Py_XDECREF(args[i]);
-    return rec;
 }
 
 /* The record of a payload read into slots `v` (its strings lie from `base`, its frame): `make`
@@ -413,13 +390,6 @@ typedef struct {
     LaneSlot *slots; /* open addressing by name; at most half full */
     size_t mask;
 } LaneTable;
-
-static uint64_t name_hash(const char *s, Py_ssize_t n) {
-    uint64_t h = 1469598103934665603ULL; /* FNV-1a */
-    for (Py_ssize_t i = 0; i < n; i++)
-        h = (h ^ (unsigned char)s[i]) * 1099511628211ULL;
-    return h;
-}
 
 static const Lane *table_find(const LaneTable *t, const char *name, Py_ssize_t n) {
     for (size_t i = name_hash(name, n) & t->mask;; i = (i + 1) & t->mask) {
@@ -753,28 +723,6 @@ PyTypeObject LaneTableType = {
     .tp_as_sequence = &LaneTable_seq,
 };
 
-/* PAYLOADS: {payload name: the names of its record's values, in `make`'s order} */
-static PyObject *payloads(void) {
-    PyObject *d = PyDict_New();
-    for (int k = K_TRADE; d != NULL && k <= K_TICKER; k++) {
-        Py_ssize_t n = 0;
-        while (VALUES[k][n] != NULL)
-            n++;
-        PyObject *names = PyTuple_New(n);
-        for (Py_ssize_t i = 0; names != NULL && i < n; i++) {
-            PyObject *s = PyUnicode_InternFromString(VALUES[k][i]);
-            if (s == NULL)
-                Py_CLEAR(names);
-            else
-                PyTuple_SET_ITEM(names, i, s);
-        }
-        if (names == NULL || PyDict_SetItemString(d, PAYLOAD_NAMES[k], names) < 0)
-            Py_CLEAR(d);
-        Py_XDECREF(names);
-    }
-    return d;
-}
-
 int native_binance_init(PyObject *module) {
     classes_init();
     schema_init(&TRADE, TRADE_FIELDS);
@@ -788,5 +736,7 @@ int native_binance_init(PyObject *module) {
     if (BUY == NULL || SELL == NULL || WS == NULL || PyType_Ready(&LaneTableType) < 0 ||
         PyModule_AddObjectRef(module, "LaneTable", (PyObject *)&LaneTableType) < 0)
         return -1;
-    return module_add(module, "PAYLOADS", payloads());
+    /* PAYLOADS: {payload name: the names of its record's values, in `make`'s order} */
+    return module_add(module, "PAYLOADS",
+                      values_by_record(PAYLOAD_NAMES + K_TRADE, VALUES + K_TRADE, K_TICKER));
 }

@@ -24,6 +24,7 @@
 
 #include "native.h"
 #include "json_cursor.h"
+#include "records.h"
 
 /* The records this reader makes, and the names of each one's values in `make`'s order */
 enum { R_TRADE, R_TICKER, R_KLINE, R_BOOK_TICKER, R_BOOK, R_KINDS };
@@ -191,30 +192,6 @@ static void row_clear(Row *r) {
     }
 }
 
-/* A tuple of two new references (stolen; NULL if either is), untracked: a pair of strs or
- * floats is part of no cycle. */
-static PyObject *pair_of(PyObject *a, PyObject *b) {
-    PyObject *t = a && b ? PyTuple_New(2) : NULL;
-    if (t == NULL) {
-        Py_XDECREF(a);
-        Py_XDECREF(b);
-        return NULL;
-    }
-    PyTuple_SET_ITEM(t, 0, a);
-    PyTuple_SET_ITEM(t, 1, b);
-    PyObject_GC_UnTrack(t);
-    return t;
-}
-
-/* `item` (a new reference, dropped; NULL on an error) appended to `list`: 0, or -1. */
-static int append_new(PyObject *list, PyObject *item) {
-    if (item == NULL)
-        return -1;
-    int rc = PyList_Append(list, item);
-    Py_DECREF(item);
-    return rc;
-}
-
 /* One side's levels into row `r` (side `k`): 1 read, 0 not for this reader, -1 a Python
  * error. Every level is a list of plain strings (BookWire's list[list[str]]). */
 static int read_levels(Cur *c, int mode, Row *r, int k) {
@@ -257,8 +234,7 @@ static int read_levels(Cur *c, int mode, Row *r, int k) {
                     r->top[k][1] = q;
                 } else if (append_new(r->strs[k], pair_of(str_of(px.s, px.n),
                                                            str_of(sz.s, sz.n))) < 0 ||
-                           append_new(r->nums[k], pair_of(PyFloat_FromDouble(p),
-                                                           PyFloat_FromDouble(q))) < 0) {
+                           append_new(r->nums[k], level_of(p, q)) < 0) {
                     return -1;
                 }
             }
@@ -361,23 +337,6 @@ static int read_row(Cur *c, const Schema *schema, Text inst, int mode, Row *r) {
 }
 
 /* --- records ------------------------------------------------------------------------------ */
-
-#define INT(x) PyLong_FromLongLong(x)
-#define FLT(x) PyFloat_FromDouble(x)
-
-/* `make(*args)` of `n` new references (NULL where one failed), which are dropped. */
-static PyObject *build(PyObject *make, PyObject **args, Py_ssize_t n) {
-    PyObject *rec = NULL;
-    Py_ssize_t i;
-    for (i = 0; i < n; i++)
-        if (args[i] == NULL)
-            break;
-    if (i == n)
-        rec = PyObject_Vectorcall(make, args, n, NULL);
-    for (i = 0; i < n; i++)
-        Py_XDECREF(args[i]);
-    return rec;
-}
 
 /* A candle bar of the table: its interval, and its candles' step and phase in ms. */
 typedef struct {
@@ -722,28 +681,6 @@ static PyTypeObject OkxFrameReaderType = {
     .tp_methods = OkxFrameReader_methods,
 };
 
-/* OKX_VALUES: {kind: the names of its record's values, in `make`'s order} */
-static PyObject *okx_values(void) {
-    PyObject *d = PyDict_New();
-    for (int k = 0; d != NULL && k < R_KINDS; k++) {
-        Py_ssize_t n = 0;
-        while (VALUES[k][n] != NULL)
-            n++;
-        PyObject *names = PyTuple_New(n);
-        for (Py_ssize_t i = 0; names != NULL && i < n; i++) {
-            PyObject *s = PyUnicode_InternFromString(VALUES[k][i]);
-            if (s == NULL)
-                Py_CLEAR(names);
-            else
-                PyTuple_SET_ITEM(names, i, s);
-        }
-        if (names == NULL || PyDict_SetItemString(d, KIND_NAMES[k], names) < 0)
-            Py_CLEAR(d);
-        Py_XDECREF(names);
-    }
-    return d;
-}
-
 int native_okx_init(PyObject *module) {
     classes_init();
     BUY = PyUnicode_InternFromString("buy");
@@ -754,5 +691,6 @@ int native_okx_init(PyObject *module) {
         PyType_Ready(&OkxFrameReaderType) < 0 ||
         PyModule_AddObjectRef(module, "OkxFrameReader", (PyObject *)&OkxFrameReaderType) < 0)
         return -1;
-    return module_add(module, "OKX_VALUES", okx_values());
+    /* OKX_VALUES: {kind: the names of its record's values, in `make`'s order} */
+    return module_add(module, "OKX_VALUES", values_by_record(KIND_NAMES, VALUES, R_KINDS));
 }
