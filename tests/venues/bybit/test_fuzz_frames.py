@@ -158,7 +158,7 @@ _PUSHES = [f for f in READER_FRAMES if b'"topic"' in f]
 
 
 @pytest.mark.skipif(not COMPILED, reason="the compiled reader is not in use")
-@fuzz(2)
+@fuzz()  # (each example larger than a mutation's: lists of hundreds)
 @given(st.sampled_from(_PUSHES).flatmap(restructured))
 def test_the_compiled_reader_gives_none_or_the_decoders_records_of_near_valid_json(frame):
     """Valid JSON of the wrong shape (a value of another type, nested, a key twice with

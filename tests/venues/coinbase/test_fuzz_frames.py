@@ -137,7 +137,7 @@ _MESSAGES = [f for f in READER_FRAMES if b'"channel"' in f]
 
 
 @pytest.mark.skipif(not COMPILED, reason="the compiled reader is not in use")
-@fuzz(2)
+@fuzz()  # (each example larger than a mutation's: lists of hundreds)
 @given(st.sampled_from(_MESSAGES).flatmap(restructured))
 def test_the_compiled_reader_gives_the_decoders_message_of_near_valid_json_or_leaves_it(frame):
     """Valid JSON of the wrong shape (a value of another type, nested, a key twice with
