@@ -61,3 +61,10 @@ def by_name(cls: type[T], names: tuple[str, ...]) -> Callable[..., T]:
         return cls(**dict(zip(names, given, strict=True)))
 
     return make
+
+
+def maker(cls: type, names: tuple[str, ...]) -> Callable[..., Any]:
+    """What makes ``cls`` of a compiled reader's values, given in the order of ``names``:
+    ``cls`` itself where it takes them so (:func:`takes_in_order`: no call in between), else
+    the adapter handing them over by name (:func:`by_name`)."""
+    return cls if takes_in_order(cls, names) else by_name(cls, names)

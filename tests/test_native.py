@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from marketlab.native import COMPILED, compiled
+from marketlab.native import COMPILED, compiled, maker
 from marketlab.venues.book import BookSide, OrderBook
 
 CompiledSide: Any = compiled("Side")  # None where the compiled part is not in use
@@ -181,3 +181,25 @@ def test_a_cut_frame_gives_its_lane_exactly_its_payload() -> None:
     assert take_compiled(_lanes({b"btcusdt@trade"}, out), frame)
     assert out == [(b"btcusdt@trade", {"e": "trade", "s": "BTCUSDT"}, "ws")]
     assert not take_compiled(_lanes(set(), out), frame)
+
+
+class _InOrder(msgspec.Struct):
+    symbol: str
+    price: float
+
+
+class _Reordered(msgspec.Struct):
+    price: float
+    symbol: str
+
+
+def test_a_record_is_made_by_its_class_or_by_name_as_the_values_are_ordered() -> None:
+    # a compiled reader hands a record's values in the order it names them; a class that
+    # takes them so is called itself, any other through an adapter giving each its name
+    names = ("symbol", "price")
+    assert maker(_InOrder, names) is _InOrder
+    make = maker(_Reordered, names)
+    assert make is not _Reordered
+    assert make("BTCUSDT", 1.5) == _Reordered(price=1.5, symbol="BTCUSDT")
+    with pytest.raises(ValueError):  # a value too many is not dropped unseen
+        make("BTCUSDT", 1.5, 2.0)
