@@ -9,7 +9,7 @@ from typing import Any, Literal, NamedTuple
 
 import msgspec
 
-from marketlab.native import by_name, compiled, takes_in_order
+from marketlab.native import compiled, maker
 from marketlab.numbers import Amount, Change, Id, IdOrNone, Level, Price, TimeMs
 from marketlab.records import (
     AggTrade,
@@ -244,15 +244,6 @@ class Lane(NamedTuple):
     convert: Callable[[Any], Record | None]
 
 
-def maker(record: type | None, values: tuple[str, ...]) -> Callable[..., Any] | None:
-    """What makes ``record`` of the compiled reader's ``values`` (given in that order): the
-    record class itself where its fields are those, in that order (no call in between), else
-    an adapter that hands them over by name."""
-    if record is None or takes_in_order(record, values):
-        return record
-    return by_name(record, values)
-
-
 def lane_for(
     stream: Stream, take: Callable[[Any, Any, str], None], stats: Any, record: type | None
 ) -> Lane:
@@ -265,7 +256,7 @@ def lane_for(
     interval = str(stream.interval or "")  # a plain str, as decoded
     return Lane(
         stream.channel if values is not None else "",
-        maker(record, values) if values is not None else record,
+        maker(record, values) if record is not None and values is not None else record,
         take,
         stats,
         stream.symbol,
