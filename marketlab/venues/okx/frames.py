@@ -15,7 +15,7 @@ from typing import Any, Literal, cast
 
 import msgspec
 
-from marketlab.native import by_name, compiled, takes_in_order
+from marketlab.native import compiled, maker
 from marketlab.numbers import Amount, Id, IdOrNone, Price, TimeMs, amount, price
 from marketlab.records import INTERVAL_NAMES, BookTicker, Interval, Kline, Ticker, Trade
 from marketlab.venues.errors import FrameError, UnknownStreamError
@@ -365,12 +365,6 @@ _RECORDS: dict[str, type] = {
 }
 
 
-def _maker(record: type, values: tuple[str, ...]) -> Callable[..., Any]:
-    """What makes ``record`` of the compiled reader's ``values`` (given in that order): the
-    class itself where it takes them so, else an adapter handing them over by name."""
-    return record if takes_in_order(record, values) else by_name(record, values)
-
-
 def candle_bars() -> dict[str, tuple[str, int, int]]:
     """OKX's candle bars of a fixed length → ``(interval, step_ms, phase_ms)``: a candle of the
     bar opens at ``phase_ms + k * step_ms`` (a week's on a Monday, not on the epoch's
@@ -400,6 +394,6 @@ def frame_reader() -> Callable[[bytes], list[Any] | None]:
     reader = compiled("OkxFrameReader")
     if reader is None:
         return _leave_to_decoder
-    makers = {kind: _maker(record, OKX_VALUES[kind]) for kind, record in _RECORDS.items()}
+    makers = {kind: maker(record, OKX_VALUES[kind]) for kind, record in _RECORDS.items()}
     read: Callable[[bytes], list[Any] | None] = reader(makers, candle_bars()).read
     return read
