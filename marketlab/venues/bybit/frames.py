@@ -15,7 +15,7 @@ from typing import Any, Literal, cast
 
 import msgspec
 
-from marketlab.native import by_name, compiled, takes_in_order
+from marketlab.native import compiled, maker
 from marketlab.numbers import INT64_MAX, Amount, Change, Id, Level, Price, TimeMs
 from marketlab.records import BookTicker, Interval, Kline, Ticker, Trade
 from marketlab.venues.bybit.protocol import interval_of, parse_topic, symbol_of
@@ -427,10 +427,7 @@ def compiled_reader(topics: Iterable[str]) -> FrameReader | None:
     table_type = compiled("BybitTopics")
     if table_type is None:
         return None
-    makers = {}
-    for name, record in _RECORDS.items():
-        values = BYBIT_VALUES[name]
-        makers[name] = record if takes_in_order(record, values) else by_name(record, values)
+    makers = {name: maker(record, BYBIT_VALUES[name]) for name, record in _RECORDS.items()}
     table = table_type(makers)
     for topic in topics:
         try:
