@@ -21,7 +21,7 @@ from typing import Any, Literal, cast
 
 import msgspec
 
-from marketlab.native import by_name, compiled, takes_in_order
+from marketlab.native import compiled, maker
 from marketlab.numbers import INT64_MAX, TIME_MAX_MS, TIME_MIN_MS, Amount, Change, Id, Price
 from marketlab.records import Level, Ticker, Trade
 from marketlab.venues.coinbase.protocol import symbol_of
@@ -434,12 +434,6 @@ _RECORDS: dict[str, type] = {
 }
 
 
-def _maker(record: type, values: tuple[str, ...]) -> Callable[..., Any]:
-    """The class itself where it takes the compiled reader's values in its order, else an
-    adapter handing them over by name."""
-    return record if takes_in_order(record, values) else by_name(record, values)
-
-
 def _leaves_every_frame(frame: bytes | str) -> Message | None:
     return None
 
@@ -455,6 +449,6 @@ def frame_reader() -> Callable[[bytes | str], Message | None]:
     (by :func:`~marketlab.venues.coinbase.protocol.symbol_of`, as the decoder names them)."""
     if _CompiledReader is None:
         return _leaves_every_frame
-    makers = [_maker(record, COINBASE_RECORDS[name]) for name, record in _RECORDS.items()]
+    makers = [maker(record, COINBASE_RECORDS[name]) for name, record in _RECORDS.items()]
     reader = _CompiledReader(*makers, symbol_of)
     return cast(Callable[[bytes | str], Message | None], reader.read)
