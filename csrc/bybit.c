@@ -30,6 +30,7 @@
 
 #include "native.h"
 #include "json_cursor.h"
+#include "records.h"
 
 /* The records this reader makes, and the values each is made of, in the order `make` is
  * given them (build_*'s). */
@@ -128,13 +129,6 @@ typedef struct {
     RouteSlot *slots; /* open addressing by topic name; at most half full */
     size_t mask;
 } BybitTopics;
-
-static uint64_t name_hash(const char *s, Py_ssize_t n) {
-    uint64_t h = 1469598103934665603ULL; /* FNV-1a */
-    for (Py_ssize_t i = 0; i < n; i++)
-        h = (h ^ (unsigned char)s[i]) * 1099511628211ULL;
-    return h;
-}
 
 static const Route *route_find(const BybitTopics *t, const char *name, Py_ssize_t n) {
     for (size_t i = name_hash(name, n) & t->mask;; i = (i + 1) & t->mask) {
@@ -501,47 +495,16 @@ static int read_push(const BybitTopics *t, Cur *c, Words *w, Push *push) {
 
 /* --- records made of what was read (with the GIL) ---------------------------------------- */
 
-#define INT(x) PyLong_FromLongLong(x)
-#define FLT(x) PyFloat_FromDouble(x)
-
-static inline int64_t word_i(const uint64_t *v, int i) { return (int64_t)v[i]; }
-
-static inline double word_f(const uint64_t *v, int i) {
-    double d;
-    memcpy(&d, &v[i], sizeof(d));
-    return d;
-}
-
-/* `make(*args)` of `n` new references (NULL where one failed), which are dropped */
-static PyObject *build(PyObject *make, PyObject **args, Py_ssize_t n) {
-    PyObject *rec = NULL;
-    Py_ssize_t i;
-    for (i = 0; i < n; i++)
-        if (args[i] == NULL)
-            break;
-    if (i == n)
-        rec = PyObject_Vectorcall(make, args, (size_t)n, NULL);
-    for (i = 0; i < n; i++)
-        Py_XDECREF(args[i]);
-    return rec;
-}
-
 static PyObject *levels_list(const Words *w, uint64_t span) {
     size_t first = (size_t)(span >> 32), n = (size_t)(span & 0xFFFFFFFFu);
     PyObject *list = PyList_New((Py_ssize_t)n);
     for (size_t i = 0; list != NULL && i < n; i++) {
         const uint64_t *pair = w->v + first + 2 * i;
-        PyObject *level = PyTuple_New(2);
-        PyObject *price = level ? FLT(word_f(pair, 0)) : NULL;
-        PyObject *qty = price ? FLT(word_f(pair, 1)) : NULL;
-        if (qty == NULL) {
-            Py_XDECREF(price);
-            Py_XDECREF(level);
+        PyObject *level = level_of(F(pair, 0), F(pair, 1));
+        if (level == NULL) {
             Py_CLEAR(list);
             break;
         }
-        PyTuple_SET_ITEM(level, 0, price);
-        PyTuple_SET_ITEM(level, 1, qty);
         PyList_SET_ITEM(list, (Py_ssize_t)i, level);
     }
     return list;
@@ -565,47 +528,47 @@ static PyObject *rows_list(const BybitTopics *t, const Push *p, const Words *w, 
 
 static PyObject *trade_of(const BybitTopics *t, const Route *r, int64_t ts, const uint64_t *v) {
     /* TRADE_VALUES */
-    PyObject *a[] = {Py_NewRef(r->symbol),      INT(word_i(v, TR_ID)),
-                     FLT(word_f(v, TR_PRICE)),  FLT(word_f(v, TR_QTY)),
-                     Py_NewRef(v[TR_SIDE] ? SELL : BUY), INT(word_i(v, TR_TIME)), INT(ts)};
+    PyObject *a[] = {Py_NewRef(r->symbol), INT(I(v, TR_ID)),
+                     FLT(F(v, TR_PRICE)),  FLT(F(v, TR_QTY)),
+                     Py_NewRef(v[TR_SIDE] ? SELL : BUY), INT(I(v, TR_TIME)), INT(ts)};
     return build(t->make[M_TRADE], a, 7);
 }
 
 static PyObject *kline_of(const BybitTopics *t, const Route *r, int64_t ts, const uint64_t *v) {
-    int64_t start = word_i(v, KL_START);
+    int64_t start = I(v, KL_START);
     /* KLINE_VALUES; Bybit gives no trade count nor taker-buy volumes */
-    PyObject *a[] = {Py_NewRef(r->symbol),        Py_NewRef(r->interval),
-                     INT(start),                  FLT(word_f(v, KL_OPEN)),
-                     FLT(word_f(v, KL_HIGH)),     FLT(word_f(v, KL_LOW)),
-                     FLT(word_f(v, KL_CLOSE)),    FLT(word_f(v, KL_VOLUME)),
-                     INT(start + r->step - 1),    FLT(word_f(v, KL_TURNOVER)),
-                     INT(-1),                     Py_NewRef(NAN_FLOAT),
-                     Py_NewRef(NAN_FLOAT),        PyBool_FromLong((long)v[KL_CONFIRM]),
+    PyObject *a[] = {Py_NewRef(r->symbol),     Py_NewRef(r->interval),
+                     INT(start),               FLT(F(v, KL_OPEN)),
+                     FLT(F(v, KL_HIGH)),       FLT(F(v, KL_LOW)),
+                     FLT(F(v, KL_CLOSE)),      FLT(F(v, KL_VOLUME)),
+                     INT(start + r->step - 1), FLT(F(v, KL_TURNOVER)),
+                     INT(-1),                  Py_NewRef(NAN_FLOAT),
+                     Py_NewRef(NAN_FLOAT),     PyBool_FromLong((long)v[KL_CONFIRM]),
                      INT(ts)};
     return build(t->make[M_KLINE], a, 15);
 }
 
 /* ticker_of()'s figures: the price 24 h ago is the open, the change a fraction */
 static PyObject *ticker_of(const BybitTopics *t, const Route *r, int64_t ts, const uint64_t *v) {
-    double last = word_f(v, TK_LAST), prev = word_f(v, TK_PREV);
-    double volume = word_f(v, TK_VOLUME), turnover = word_f(v, TK_TURNOVER);
+    double last = F(v, TK_LAST), prev = F(v, TK_PREV);
+    double volume = F(v, TK_VOLUME), turnover = F(v, TK_TURNOVER);
     double wavg = volume != 0.0 ? turnover / volume : NAN;
     /* TICKER_VALUES */
     PyObject *a[] = {Py_NewRef(r->symbol),
                      INT(ts),
                      FLT(last),
                      Py_NewRef(NAN_FLOAT), /* no last size */
-                     FLT(word_f(v, TK_BID)),
-                     FLT(word_f(v, TK_BID_QTY)),
-                     FLT(word_f(v, TK_ASK)),
-                     FLT(word_f(v, TK_ASK_QTY)),
+                     FLT(F(v, TK_BID)),
+                     FLT(F(v, TK_BID_QTY)),
+                     FLT(F(v, TK_ASK)),
+                     FLT(F(v, TK_ASK_QTY)),
                      FLT(prev),
-                     FLT(word_f(v, TK_HIGH)),
-                     FLT(word_f(v, TK_LOW)),
+                     FLT(F(v, TK_HIGH)),
+                     FLT(F(v, TK_LOW)),
                      FLT(volume),
                      FLT(turnover),
                      FLT(last - prev),
-                     FLT(100.0 * word_f(v, TK_PCNT)),
+                     FLT(100.0 * F(v, TK_PCNT)),
                      FLT(wavg),
                      Py_NewRef(NAN_FLOAT), /* no previous close */
                      INT(ts - DAY_MS),
@@ -639,10 +602,10 @@ static PyObject *book_of(const BybitTopics *t, const Push *p, const Words *w) {
         if ((bids & 0xFFFFFFFFu) == 0 || (asks & 0xFFFFFFFFu) == 0)
             return PyList_New(0);
         const uint64_t *bid = w->v + (bids >> 32), *ask = w->v + (asks >> 32);
-        int64_t uid = word_i(v, BK_SEQ) ? word_i(v, BK_SEQ) : word_i(v, BK_U);
+        int64_t uid = I(v, BK_SEQ) ? I(v, BK_SEQ) : I(v, BK_U);
         /* BOOK_TICKER_VALUES */
-        PyObject *a[] = {Py_NewRef(r->symbol), INT(uid),            FLT(word_f(bid, 0)),
-                         FLT(word_f(bid, 1)),  FLT(word_f(ask, 0)), FLT(word_f(ask, 1))};
+        PyObject *a[] = {Py_NewRef(r->symbol), INT(uid),       FLT(F(bid, 0)),
+                         FLT(F(bid, 1)),       FLT(F(ask, 0)), FLT(F(ask, 1))};
         return list_of(build(t->make[M_BOOK_TICKER], a, 6));
     }
     /* BOOK_VALUES */
@@ -651,8 +614,8 @@ static PyObject *book_of(const BybitTopics *t, const Push *p, const Words *w) {
                      Py_NewRef(p->type == TYPE_SNAPSHOT ? SNAPSHOT : DELTA),
                      levels_list(w, v[BK_BIDS]),
                      levels_list(w, v[BK_ASKS]),
-                     INT(word_i(v, BK_U)),
-                     INT(word_i(v, BK_SEQ)),
+                     INT(I(v, BK_U)),
+                     INT(I(v, BK_SEQ)),
                      INT(p->ts)};
     return list_of(build(t->make[M_BOOK], a, 8));
 }
@@ -872,28 +835,6 @@ static PyTypeObject BybitTopicsType = {
     .tp_as_sequence = &BybitTopics_seq,
 };
 
-/* BYBIT_VALUES: {record name: the names of its values, in `make`'s order} */
-static PyObject *values_dict(void) {
-    PyObject *d = PyDict_New();
-    for (int k = 0; d != NULL && k < N_MAKERS; k++) {
-        Py_ssize_t n = 0;
-        while (VALUES[k][n] != NULL)
-            n++;
-        PyObject *names = PyTuple_New(n);
-        for (Py_ssize_t i = 0; names != NULL && i < n; i++) {
-            PyObject *s = PyUnicode_InternFromString(VALUES[k][i]);
-            if (s == NULL)
-                Py_CLEAR(names);
-            else
-                PyTuple_SET_ITEM(names, i, s);
-        }
-        if (names == NULL || PyDict_SetItemString(d, MAKER_NAMES[k], names) < 0)
-            Py_CLEAR(d);
-        Py_XDECREF(names);
-    }
-    return d;
-}
-
 int native_bybit_init(PyObject *module) {
     classes_init();
     BUY = PyUnicode_InternFromString("buy");
@@ -905,5 +846,6 @@ int native_bybit_init(PyObject *module) {
         PyType_Ready(&BybitTopicsType) < 0 ||
         PyModule_AddObjectRef(module, "BybitTopics", (PyObject *)&BybitTopicsType) < 0)
         return -1;
-    return module_add(module, "BYBIT_VALUES", values_dict());
+    /* BYBIT_VALUES: {record name: the names of its values, in `make`'s order} */
+    return module_add(module, "BYBIT_VALUES", values_by_record(MAKER_NAMES, VALUES, N_MAKERS));
 }

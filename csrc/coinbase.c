@@ -25,6 +25,7 @@
 
 #include "native.h"
 #include "json_cursor.h"
+#include "records.h"
 
 #define TIME_MIN_MS 1262304000000LL /* 2010-01-01, marketlab.numbers */
 #define TIME_MAX_MS 4102444800000LL /* 2100-01-01 */
@@ -537,13 +538,6 @@ typedef struct {
     size_t mask, held;
 } Reader;
 
-static uint64_t name_hash(const char *s, Py_ssize_t n) {
-    uint64_t h = 1469598103934665603ULL; /* FNV-1a */
-    for (Py_ssize_t i = 0; i < n; i++)
-        h = (h ^ (unsigned char)s[i]) * 1099511628211ULL;
-    return h;
-}
-
 static void products_clear(Reader *r) {
     for (size_t i = 0; r->products != NULL && i <= r->mask; i++) {
         PyMem_Free(r->products[i].name);
@@ -608,41 +602,8 @@ static PyObject *symbol_for(Reader *r, const Text *product) {
     return symbol;
 }
 
-#define INT(x) PyLong_FromLongLong(x)
-#define FLT(x) PyFloat_FromDouble(x)
-
 /* a number of a record: NaN (not given, or worked out of one not given) as math.nan is */
 static inline PyObject *number(double x) { return isnan(x) ? Py_NewRef(NAN_FLOAT) : FLT(x); }
-
-/* `make(*args)` of `n` new references (NULL where one failed), which are dropped. */
-static PyObject *build(PyObject *make, PyObject **args, Py_ssize_t n) {
-    PyObject *rec = NULL;
-    Py_ssize_t i;
-    for (i = 0; i < n; i++)
-        if (args[i] == NULL)
-            break;
-    if (i == n)
-        rec = PyObject_Vectorcall(make, args, n, NULL);
-    for (i = 0; i < n; i++)
-        Py_XDECREF(args[i]);
-    return rec;
-}
-
-/* (price, qty): two floats, untracked (no cycle through them) */
-static PyObject *level(const Update *u) {
-    PyObject *t = PyTuple_New(2);
-    PyObject *p = t ? FLT(u->price) : NULL;
-    PyObject *q = p ? FLT(u->qty) : NULL;
-    if (q == NULL) {
-        Py_XDECREF(p);
-        Py_XDECREF(t);
-        return NULL;
-    }
-    PyTuple_SET_ITEM(t, 0, p);
-    PyTuple_SET_ITEM(t, 1, q);
-    PyObject_GC_UnTrack(t);
-    return t;
-}
 
 /* An l2_data frame's book messages: one per product and run of updates, as the decoder merges
  * them (one product's updates in one message are one change of its book, in the order sent) */
@@ -703,7 +664,7 @@ static int book_events(Reader *r, const Frame *f, PyObject *list) {
         size_t at = target[e];
         for (size_t u = ev->first; u < ev->first + ev->count; u++) {
             const Update *up = &ROW(f->updates, Update, u);
-            PyObject *lv = level(up);
+            PyObject *lv = level_of(up->price, up->qty);
             if (lv == NULL)
                 goto done;
             if (up->bid)
@@ -1019,28 +980,6 @@ static PyTypeObject ReaderType = {
     .tp_methods = Reader_methods,
 };
 
-/* COINBASE_RECORDS: {record: the names of its values, in its maker's order} */
-static PyObject *records(void) {
-    PyObject *d = PyDict_New();
-    for (int k = 0; d != NULL && k < R_COUNT; k++) {
-        Py_ssize_t n = 0;
-        while (VALUES[k][n] != NULL)
-            n++;
-        PyObject *names = PyTuple_New(n);
-        for (Py_ssize_t i = 0; names != NULL && i < n; i++) {
-            PyObject *s = PyUnicode_InternFromString(VALUES[k][i]);
-            if (s == NULL)
-                Py_CLEAR(names);
-            else
-                PyTuple_SET_ITEM(names, i, s);
-        }
-        if (names == NULL || PyDict_SetItemString(d, RECORD_NAMES[k], names) < 0)
-            Py_CLEAR(d);
-        Py_XDECREF(names);
-    }
-    return d;
-}
-
 int native_coinbase_init(PyObject *module) {
     classes_init();
     for (int ch = 0; ch < CH_COUNT; ch++)
@@ -1059,5 +998,7 @@ int native_coinbase_init(PyObject *module) {
         PyType_Ready(&ReaderType) < 0 ||
         PyModule_AddObjectRef(module, "CoinbaseReader", (PyObject *)&ReaderType) < 0)
         return -1;
-    return module_add(module, "COINBASE_RECORDS", records());
+    /* COINBASE_RECORDS: {record: the names of its values, in its maker's order} */
+    return module_add(module, "COINBASE_RECORDS",
+                      values_by_record(RECORD_NAMES, VALUES, R_COUNT));
 }
