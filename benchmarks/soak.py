@@ -12,10 +12,9 @@ end, split into the rolling buffers' own bytes (what they say they hold) and the
 interpreter, the libraries loaded, books, queues), and which heavy libraries the process
 loaded. The trades' columns (megabytes each, mapped) are allocated at their capacities up front
 but become resident only as rows fill them, so the rest is RSS less the bytes of the rows held.
-The candles' columns are small (1,440 rows: 125 KiB a series) and zero-filled on the heap when
-made, so they are resident in full from the start and counted in the rest (250 KiB a symbol
-with 1m and 1h). Goals: the rest <= 80 MB whatever the symbol count; 3 symbols <= 100 MB in
-all.
+The candles' columns grow with the candles held (from 16 rows, doubling to the capacity), so
+they too are counted as the rows they hold. Goals: the rest <= 80 MB whatever the symbol count;
+3 symbols <= 100 MB in all.
 
 ``--collect-seconds N`` also runs ``marketlab collect`` (the first symbol count, SQLite) as an
 operator would and reports its RSS after N seconds.
