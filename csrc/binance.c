@@ -32,20 +32,11 @@ enum { K_OTHER = 0, K_TRADE = 1, K_DEPTH = 2, K_KLINE = 3, K_TICKER = 4 };
 static const char *const PAYLOAD_NAMES[] = {"", "trade", "depth", "kline", "ticker"};
 
 /* The values of each payload's record, in the order `make` is given them (record_of's) */
-static const char *const TRADE_VALUES[] = {"symbol", "trade_id", "price", "qty",
-                                           "side",   "time",     "event_time", NULL};
+static const char *const TRADE_VALUES[] = {TRADE_VALUE_NAMES, NULL};
 static const char *const DEPTH_VALUES[] = {"symbol", "first_update_id", "last_update_id",
                                            "bids",   "asks",            "event_time", NULL};
-static const char *const KLINE_VALUES[] = {
-    "symbol",       "interval", "open_time", "open",   "high",
-    "low",          "close",    "volume",    "close_time", "quote_volume",
-    "trades",       "taker_buy_volume",      "taker_buy_quote_volume", "closed",
-    "event_time",   NULL};
-static const char *const TICKER_VALUES[] = {
-    "symbol",    "event_time",     "last",       "last_qty",     "bid",       "bid_qty",
-    "ask",       "ask_qty",        "open",       "high",         "low",       "volume",
-    "quote_volume", "change",      "change_pct", "weighted_avg", "prev_close", "open_time",
-    "close_time", "first_trade_id", "last_trade_id", "trades",  NULL};
+static const char *const KLINE_VALUES[] = {KLINE_VALUE_NAMES, NULL};
+static const char *const TICKER_VALUES[] = {TICKER_VALUE_NAMES, NULL};
 static const char *const *const VALUES[] = {NULL, TRADE_VALUES, DEPTH_VALUES, KLINE_VALUES,
                                             TICKER_VALUES};
 

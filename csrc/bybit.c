@@ -36,18 +36,9 @@
  * given them (build_*'s). */
 enum { M_TRADE, M_TICKER, M_KLINE, M_BOOK, M_BOOK_TICKER, N_MAKERS };
 static const char *const MAKER_NAMES[] = {"trade", "ticker", "kline", "book", "book_ticker"};
-static const char *const TRADE_VALUES[] = {"symbol", "trade_id", "price",      "qty",
-                                           "side",   "time",     "event_time", NULL};
-static const char *const TICKER_VALUES[] = {
-    "symbol",       "event_time",     "last",       "last_qty",     "bid",        "bid_qty",
-    "ask",          "ask_qty",        "open",       "high",         "low",        "volume",
-    "quote_volume", "change",         "change_pct", "weighted_avg", "prev_close", "open_time",
-    "close_time",   "first_trade_id", "last_trade_id", "trades",    NULL};
-static const char *const KLINE_VALUES[] = {
-    "symbol",     "interval",     "open_time", "open",
-    "high",       "low",          "close",     "volume",
-    "close_time", "quote_volume", "trades",    "taker_buy_volume",
-    "taker_buy_quote_volume",     "closed",    "event_time", NULL};
+static const char *const TRADE_VALUES[] = {TRADE_VALUE_NAMES, NULL};
+static const char *const TICKER_VALUES[] = {TICKER_VALUE_NAMES, NULL};
+static const char *const KLINE_VALUES[] = {KLINE_VALUE_NAMES, NULL};
 static const char *const BOOK_VALUES[] = {"symbol", "depth",     "action", "bids",
                                           "asks",   "update_id", "seq",    "time", NULL};
 static const char *const BOOK_TICKER_VALUES[] = {"symbol", "update_id", "bid", "bid_qty",

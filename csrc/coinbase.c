@@ -37,13 +37,8 @@ static const char *const RECORD_NAMES[] = {"message", "book", "trade", "ticker",
 static const char *const MESSAGE_VALUES[] = {"sequence_num", "channel", "events", NULL};
 static const char *const BOOK_VALUES[] = {"symbol", "action",       "bids",
                                           "asks",   "sequence_num", "time", NULL};
-static const char *const TRADE_VALUES[] = {"symbol", "trade_id", "price",      "qty",
-                                           "side",   "time",     "event_time", NULL};
-static const char *const TICKER_VALUES[] = {
-    "symbol",     "event_time",     "last",          "last_qty",   "bid",          "bid_qty",
-    "ask",        "ask_qty",        "open",          "high",       "low",          "volume",
-    "quote_volume", "change",       "change_pct",    "weighted_avg", "prev_close", "open_time",
-    "close_time", "first_trade_id", "last_trade_id", "trades",     NULL};
+static const char *const TRADE_VALUES[] = {TRADE_VALUE_NAMES, NULL};
+static const char *const TICKER_VALUES[] = {TICKER_VALUE_NAMES, NULL};
 static const char *const HEARTBEAT_VALUES[] = {"counter", "current_time", NULL};
 static const char *const *const VALUES[] = {MESSAGE_VALUES, BOOK_VALUES, TRADE_VALUES,
                                             TICKER_VALUES, HEARTBEAT_VALUES};

@@ -30,18 +30,9 @@
 enum { R_TRADE, R_TICKER, R_KLINE, R_BOOK_TICKER, R_BOOK, R_KINDS };
 static const char *const KIND_NAMES[] = {"trade", "ticker", "kline", "book_ticker", "book"};
 
-static const char *const TRADE_VALUES[] = {"symbol", "trade_id", "price", "qty",
-                                           "side",   "time",     "event_time", NULL};
-static const char *const TICKER_VALUES[] = {
-    "symbol",     "event_time",   "last",           "last_qty",      "bid",    "bid_qty",
-    "ask",        "ask_qty",      "open",           "high",          "low",    "volume",
-    "quote_volume", "change",     "change_pct",     "weighted_avg",  "prev_close",
-    "open_time",  "close_time",   "first_trade_id", "last_trade_id", "trades", NULL};
-static const char *const KLINE_VALUES[] = {
-    "symbol",     "interval",     "open_time", "open",           "high",
-    "low",        "close",        "volume",    "close_time",     "quote_volume",
-    "trades",     "taker_buy_volume",          "taker_buy_quote_volume", "closed",
-    "event_time", NULL};
+static const char *const TRADE_VALUES[] = {TRADE_VALUE_NAMES, NULL};
+static const char *const TICKER_VALUES[] = {TICKER_VALUE_NAMES, NULL};
+static const char *const KLINE_VALUES[] = {KLINE_VALUE_NAMES, NULL};
 static const char *const BOOK_TICKER_VALUES[] = {"symbol", "update_id", "bid",
                                                  "bid_qty", "ask",      "ask_qty", NULL};
 static const char *const BOOK_VALUES[] = {"symbol", "action",      "bids",        "asks",

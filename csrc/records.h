@@ -62,6 +62,19 @@ static inline int append_new(PyObject *list, PyObject *item) {
     return rc;
 }
 
+/* The values of the records every reader makes alike (marketlab.records' Trade, Ticker and
+ * Kline), in the order a reader hands them to `make`: one order, declared once, which each
+ * reader's *_VALUES lists and the Python side checks its classes against. */
+#define TRADE_VALUE_NAMES "symbol", "trade_id", "price", "qty", "side", "time", "event_time"
+#define TICKER_VALUE_NAMES                                                                    \
+    "symbol", "event_time", "last", "last_qty", "bid", "bid_qty", "ask", "ask_qty", "open",   \
+        "high", "low", "volume", "quote_volume", "change", "change_pct", "weighted_avg",      \
+        "prev_close", "open_time", "close_time", "first_trade_id", "last_trade_id", "trades"
+#define KLINE_VALUE_NAMES                                                                     \
+    "symbol", "interval", "open_time", "open", "high", "low", "close", "volume",             \
+        "close_time", "quote_volume", "trades", "taker_buy_volume", "taker_buy_quote_volume", \
+        "closed", "event_time"
+
 /* What a reader exports of its records, {record name: tuple of its values' names, in `make`'s
  * order}, of `count` records: `names[k]` and its NULL-ended `values[k]`. The Python side checks
  * its record classes against it (marketlab.native.maker), so neither mirrors the other. */
