@@ -53,13 +53,21 @@ def test_books_sync_cheap_first_then_deepen_without_ever_leaving_sync(sim: SimEx
         lab.wait_ready(30)
         feed = lab._feed
         assert feed.cheap_first and lab.summary()["books_deep"] < len(SYMBOLS)
-        shallow = [s for s in SYMBOLS if s not in feed.deep_books]
-        first = {s: len(lab.book(s, 5000)) for s in shallow}
-        cut = [
-            s
-            for s in shallow
-            if feed.books[s].book.bid_floor > -math.inf or feed.books[s].book.ask_ceiling < math.inf
-        ]
+        # each book read while shallow (its deep snapshot may land at any moment: a book still
+        # shallow after it was read was shallow while read, as a book never goes back)
+        first: dict[str, int] = {}
+        cut = []
+        for s in SYMBOLS:
+            if s in feed.deep_books:
+                continue
+            size = len(lab.book(s, 5000))
+            book = feed.books[s].book
+            bounded = book.bid_floor > -math.inf or book.ask_ceiling < math.inf
+            if s not in feed.deep_books:
+                first[s] = size
+                if bounded:
+                    cut.append(s)
+        shallow = list(first)
         assert shallow and cut == shallow  # known only as far as a 100-level snapshot reached
         watcher = threading.Thread(target=watch)
         watcher.start()
