@@ -17,7 +17,7 @@ from marketlab.records import (
 __version__ = "0.1.0"
 
 
-# Heavy parts (pandas, ccxt, DuckDB, aiohttp) load on first use, so the CLI starts quickly.
+# Heavy parts (pandas, DuckDB, aiohttp) load on first use, so the CLI starts quickly.
 _LAZY = {
     "Lab": "marketlab.lab.facade",
     "BusConfig": "marketlab.bus.config",

@@ -1,7 +1,8 @@
 """A process loads what it uses: a headless collector (`marketlab collect` as a shard, writing
 SQLite and publishing to the bus), a history writer (`marketlab store --from`) and a Lab that
-reads no frame load none of pandas, pyarrow, DuckDB or plotly, and of ccxt only the modules of
-the venue they call.
+reads no frame load none of pandas, pyarrow, DuckDB or plotly; and none of them loads ccxt or
+the libraries its base imports (requests, cryptography): the venues' public REST goes over
+aiohttp, which the WebSocket connections load anyway.
 
 Each check runs the command to its end in a process of its own and looks at ``sys.modules``
 from inside it afterwards, and each run is shown to have done its work (candles in SQLite, the
@@ -23,6 +24,7 @@ from marketlab.bus.nats_server import NatsServer
 from tests.simproc import SimProcess
 
 HEAVY = {"pandas", "pyarrow", "duckdb", "plotly"}
+REST_LIBRARIES = {"ccxt", "requests", "urllib3", "charset_normalizer", "cryptography"}
 SYMBOLS = ["BTCUSDT", "ETHUSDT", "BNBUSDT", "SOLUSDT"]
 REPORT = "import json, sys; print('MODULES ' + json.dumps(sorted(sys.modules)), flush=True)"
 RUN_CLI = f"import sys\nfrom marketlab.cli.main import main\ncode = main(sys.argv[1:])\n{REPORT}\n"
@@ -44,23 +46,8 @@ def heavy_in(modules: set[str]) -> set[str]:
     return {m for m in modules if m.split(".")[0] in HEAVY}
 
 
-# ccxt's subpackages that are not one exchange each (``ccxt.async_support.kraken``,
-# ``ccxt.abstract.kraken`` and ``ccxt.kraken`` are kraken's)
-CCXT_SHARED = {"base", "static_dependencies", "protobuf"}
-CCXT_LAYERS = {"async_support", "abstract", "pro"}
-
-
-def ccxt_exchanges_in(modules: set[str]) -> set[str]:
-    """The exchanges whose ccxt modules (sync, async or abstract API) are loaded."""
-    found = set()
-    for name in modules:
-        parts = name.split(".")
-        if parts[0] != "ccxt" or CCXT_SHARED & set(parts):
-            continue
-        rest = [part for part in parts[1:] if part not in CCXT_LAYERS]
-        if len(rest) == 1:
-            found.add(rest[0])
-    return found
+def rest_libraries_in(modules: set[str]) -> set[str]:
+    return {m for m in modules if m.split(".")[0] in REST_LIBRARIES}
 
 
 def cli(*args: str) -> subprocess.Popen[str]:
@@ -133,9 +120,10 @@ def test_a_collector_shard_writing_sqlite_and_the_bus_and_a_history_writer_load_
             )
         )
     assert not heavy_in(collected), heavy_in(collected)
-    # ccxt's module of the venue it calls over REST, not the package (which imports them all)
-    assert ccxt_exchanges_in(collected) == {"binance"}, ccxt_exchanges_in(collected)
-    assert "ccxt" not in collected and "ccxt.async_support" not in collected
+    # it called the venue's REST (the candles' seed, the books' snapshots) without them
+    assert "marketlab.venues.binance.rest" in collected
+    assert not rest_libraries_in(collected), rest_libraries_in(collected)
+    assert not rest_libraries_in(written), rest_libraries_in(written)
     assert not heavy_in(written), heavy_in(written)
     # they ran their paths: the venue's connection, SQLite, the bus, and candles to show for it
     assert {
@@ -155,6 +143,9 @@ import marketlab as ml
 def heavy():
     return sorted(m for m in {heavy!r} if m in sys.modules)
 
+def rest_libraries():
+    return sorted(m for m in {rest!r} if m in sys.modules)
+
 urls = dict(binance_ws_url=sys.argv[1], binance_rest_url=sys.argv[2])
 lab = ml.Lab(["BTCUSDT"], intervals=["1m"], **urls)
 lab.start().wait_ready(60)
@@ -162,14 +153,22 @@ prices = lab.price_rows()  # the plain readers a server uses
 lab.stop()
 before = heavy()
 candles = len(lab.klines("BTCUSDT", "1m"))
-print(json.dumps({{"before": before, "after": heavy(), "candles": candles, "prices": len(prices)}}))
+rest = rest_libraries()
+print(json.dumps({{"before": before, "after": heavy(), "candles": candles, "prices": len(prices),
+                  "rest": rest}}))
 """
 
 
 def test_a_lab_loads_pandas_when_a_frame_is_first_asked_for() -> None:
     with SimProcess("--symbols", "BTCUSDT") as sim:
         out = subprocess.run(
-            [sys.executable, "-c", LAB.format(heavy=HEAVY), sim.ws_url, sim.rest_url],
+            [
+                sys.executable,
+                "-c",
+                LAB.format(heavy=HEAVY, rest=REST_LIBRARIES),
+                sim.ws_url,
+                sim.rest_url,
+            ],
             capture_output=True,
             text=True,
             timeout=120,
@@ -180,4 +179,5 @@ def test_a_lab_loads_pandas_when_a_frame_is_first_asked_for() -> None:
     assert seen["before"] == [], "started, collected and stopped without reading a frame"
     assert seen["prices"] == 1
     assert seen["candles"] > 0
+    assert seen["rest"] == []  # its REST calls (the seed, the books) loaded none of them
     assert "pandas" in seen["after"]  # the check sees a library once something loads it

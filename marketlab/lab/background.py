@@ -23,7 +23,7 @@ _frozen_lock = threading.Lock()
 
 def freeze_garbage_collection() -> bool:
     """Leave the objects alive now out of Python's full garbage collections while a collector
-    runs (``gc.freeze``): every full collection otherwise walks each object of pandas, ccxt
+    runs (``gc.freeze``): every full collection otherwise walks each object of pandas, numpy
     and the notebook — tens of milliseconds, several times a minute on a busy feed, stalling
     the stream. Refcounting still frees them; only cycles among them wait for the unfreeze."""
     global _frozen_by

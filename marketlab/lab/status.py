@@ -9,8 +9,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from tqdm.auto import tqdm
-
 from marketlab.stream.feed import Feed
 
 if TYPE_CHECKING:
@@ -88,9 +86,11 @@ class SyncProgress:
 
     def __init__(self, feeds: Sequence[Feed | None]):
         books = sum(len(feed.books) for feed in feeds if feed is not None)
-        self.bar = (
-            tqdm(total=books, desc="books synced", unit="book") if books > MANY_BOOKS else None
-        )
+        self.bar: Any = None  # a tqdm bar
+        if books > MANY_BOOKS:  # tqdm loads only then: a collector of a few books never needs it
+            from tqdm.auto import tqdm
+
+            self.bar = tqdm(total=books, desc="books synced", unit="book")
 
     def __call__(self, feeds: Sequence[Feed | None]) -> bool:
         bar = self.bar

@@ -7,8 +7,6 @@ import logging
 from collections.abc import AsyncIterator
 from typing import Any
 
-from tqdm import tqdm
-
 from marketlab.records import Interval, Kline
 from marketlab.store.writer import KlineStore
 from marketlab.stream.rest import RestError
@@ -75,6 +73,8 @@ async def run_backfill(
                     first = iv.next_open(last)  # resume where the previous run ended
                 plan.append((symbol, iv, first))
         total = sum(max(0, (stop - first) // iv.ms + 1) for _, iv, first in plan)
+        from tqdm import tqdm  # here: a Lab loads this module for its REST paging alone
+
         bar = tqdm(total=total, unit="candle", desc="backfill", disable=not progress)
         written = 0
         for symbol, iv, first in plan:

@@ -1,16 +1,33 @@
-"""The paced REST path every venue's client shares: one request at a time through the venue's
-ccxt client, held back by the venue's governor (sans-I/O pacing rules), with failures turned
-into :class:`RestError` that says whether trying again may help."""
+"""The paced REST path every venue's client shares: one public GET at a time over aiohttp,
+held back by the venue's governor (sans-I/O pacing rules), each answer's status and headers
+shown to that governor, and failures turned into :class:`RestError` that says whether trying
+again may help.
+
+The bodies are handed on as the venue sent them, to the venue's own readers
+(``marketlab.venues.<venue>``'s ``parse_*``), which check every field. Public market data
+needs no signing and no venue-specific HTTP beyond a path and a query, so no exchange library
+sits in between: ccxt's, which the collector once used here, imports requests, urllib3,
+charset_normalizer and cryptography at its top (about 17 MB of a collector's resident memory),
+parsed each body for us to encode again, and made some refusals retryable (a 404 an
+``ExchangeNotAvailable``) and some public paths signed (Binance's ``historicalTrades``).
+"""
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+import urllib.parse
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from marketlab.stream.ccxt_clients import ccxt_errors
+if TYPE_CHECKING:  # aiohttp loads with the first request: RestError's importers need none
+    import aiohttp
+
+# Statuses that say "not now" rather than "never": rate limits and bans (the governor has
+# already been told and holds the next request back), a request timeout, the server's errors.
+RETRYABLE_STATUSES = frozenset({403, 408, 418, 425, 429})
+QUOTED_BODY = 300  # characters of a refusal's body quoted in its message
 
 
 @dataclass(slots=True)
@@ -31,34 +48,58 @@ class RestError(Exception):
         self.retryable = retryable
 
 
-def rest_error(method: str, params: dict[str, Any], exc: Exception) -> RestError:
-    """A ccxt error as a :class:`RestError` that says whether retrying can help."""
-    errors = ccxt_errors()
-    if isinstance(exc, errors.BadSymbol | errors.BadRequest):
-        return RestError(f"{method} {params}: {exc}", retryable=False)
-    # network, rate limits (the caller's pacing now waits), 5xx
-    return RestError(f"{method} {params}: {type(exc).__name__}: {exc}", retryable=True)
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """One HTTP answer as the venue sent it: ``headers`` look names up in any case."""
+
+    status: int
+    headers: Mapping[str, str]
+    body: bytes
+
+
+def quoted(body: bytes) -> str:
+    """The start of a body, as text fit for an error message."""
+    text = body[: QUOTED_BODY * 4].decode("utf-8", "replace").strip()
+    return text if len(text) <= QUOTED_BODY else text[:QUOTED_BODY] + "..."
+
+
+def status_refusal(answer: Answer, request: str) -> RestError | None:
+    """What any venue's HTTP status alone says: None for a success; else a
+    :class:`RestError`, retryable for the statuses in :data:`RETRYABLE_STATUSES` and the
+    server's errors, not for the other client errors (a bad argument, an unknown symbol, a
+    path that needs a key: no retry mends them)."""
+    if 200 <= answer.status < 300:
+        return None
+    retryable = answer.status in RETRYABLE_STATUSES or answer.status >= 500
+    body = quoted(answer.body) or "(empty body)"
+    return RestError(f"{request}: HTTP {answer.status}: {body}", retryable=retryable)
 
 
 class PacedRest:
-    """One request at a time through a venue's ccxt client, paced by its governor.
+    """One public GET at a time to a venue, paced by its governor.
 
-    Subclasses set ``_ex`` (the ccxt client) and ``governor`` (``delay(cost, now)``,
-    ``sent(cost, now)``, ``stats``) and say which clock the governor counts in.
+    Subclasses set ``governor`` (``delay(cost, now)``, ``sent(cost, now)``, ``usage(now)``,
+    ``stats``), say which clock it counts in, and define :meth:`observe` (what the governor
+    learns from an answer) and, where the venue reports errors in a successful answer's body,
+    :meth:`refusal`.
     """
 
     clock: Any = staticmethod(time.monotonic)
-    _ex: Any
     governor: Any
 
-    def __init__(self) -> None:
+    def __init__(self, base_url: str, *, timeout_s: float = 10.0) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.timeout_s = timeout_s
         self._lock = asyncio.Lock()
+        self._session: aiohttp.ClientSession | None = None
         self.last_success: float | None = None  # monotonic times, for "is the venue reachable"
         self.last_failure: float | None = None
         self.on_recovered: Callable[[], None] | None = None  # the venue answers again
 
     async def close(self) -> None:
-        await self._ex.close()
+        session, self._session = self._session, None
+        if session is not None:
+            await session.close()
 
     def weight_usage(self) -> tuple[int, int]:
         """The request weight used in the venue's current window and the venue's limit of it
@@ -66,21 +107,73 @@ class PacedRest:
         used, limit = self.governor.usage(self.clock())
         return int(used), int(limit)
 
-    async def _call(self, method: str, params: dict[str, Any], cost: Any) -> Any:
+    def observe(self, answer: Answer) -> None:
+        """Show the governor what an answer says about our standing (its status, the venue's
+        weight and Retry-After headers, a rate-limit code in its body)."""
+        raise NotImplementedError
+
+    def refusal(self, answer: Answer, request: str) -> RestError | None:
+        """The error an answer is, or None when it carries what was asked. By the status
+        alone unless the venue says more (OKX and Bybit answer errors with 200 and a code)."""
+        return status_refusal(answer, request)
+
+    async def _get(self, path: str, params: Mapping[str, object], cost: Any) -> bytes:
+        """The body of ``GET base_url + path?params``, sent when the governor allows ``cost``;
+        a :class:`RestError` when the request fails or the venue refuses it. A list value
+        repeats its key (Coinbase's ``product_ids``); True and False are sent as JSON has them."""
         async with self._lock:  # one at a time: the governor's view stays exact
             while (wait := self.governor.delay(cost, self.clock())) > 0:
                 self.governor.stats.waited_s += wait
                 await asyncio.sleep(min(wait, 5.0))
             self.governor.sent(cost, self.clock())
+        query = urllib.parse.urlencode({k: _query_value(v) for k, v in params.items()}, doseq=True)
+        url = f"{self.base_url}{path}?{query}" if query else f"{self.base_url}{path}"
+        request = f"GET {path} {dict(params)}" if params else f"GET {path}"
         try:
-            result = await getattr(self._ex, method)(params)
-        except ccxt_errors().BaseError as exc:
+            answer = await self._fetch(url)
+        except Exception as exc:  # the connection, the timeout: nothing was answered
+            if not _is_transport_error(exc):
+                raise
             self.last_failure = time.monotonic()
-            raise rest_error(method, params, exc) from exc
+            detail = str(exc) or "no answer"
+            raise RestError(f"{request}: {type(exc).__name__}: {detail}", retryable=True) from exc
+        self.observe(answer)
+        problem = self.refusal(answer, request)
+        if problem is not None:
+            self.last_failure = time.monotonic()
+            raise problem
         failing = self.last_failure is not None and (
             self.last_success is None or self.last_success < self.last_failure
         )
         self.last_success = time.monotonic()
         if failing and self.on_recovered is not None:
             self.on_recovered()
-        return result
+        return answer.body
+
+    async def _fetch(self, url: str) -> Answer:
+        import aiohttp
+        import yarl
+
+        if self._session is None or self._session.closed:
+            timeout = aiohttp.ClientTimeout(
+                total=self.timeout_s, sock_connect=self.timeout_s, sock_read=self.timeout_s
+            )
+            self._session = aiohttp.ClientSession(timeout=timeout)
+        async with self._session.get(yarl.URL(url, encoded=True)) as response:
+            body = await response.read()
+            return Answer(response.status, response.headers, body)
+
+
+def _query_value(value: object) -> str | list[str]:
+    if isinstance(value, list | tuple):
+        return [str(_query_value(v)) for v in value]
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def _is_transport_error(exc: Exception) -> bool:
+    """Whether ``exc`` is the network's doing (refused, reset, timed out, a broken answer)."""
+    import aiohttp
+
+    return isinstance(exc, aiohttp.ClientError | asyncio.TimeoutError | OSError)

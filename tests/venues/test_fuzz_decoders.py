@@ -203,6 +203,7 @@ REST_BODIES: list[tuple[Any, bytes]] = [
         b'"filters":[{"filterType":"PRICE_FILTER","tickSize":"0.00001"}]}]}',
     ),
     (bn_payloads.raise_for_error, b'{"code":-1121,"msg":"Invalid symbol."}'),
+    (bn_payloads.parse_server_time, b'{"serverTime":1767225600000}'),
     (
         lambda b: okx_payloads.parse_candles(b, "BTCUSDT", "1m"),
         b'{"code":"0","msg":"","data":[["1767225600000","1","3","0.5","2","10","25","25","1"]]}',

@@ -1,5 +1,5 @@
-"""Binance REST payloads → records, sans-I/O: klines, depth snapshots, trades, 24h tickers, exchange
-info, and error bodies as :class:`BinanceAPIError`."""
+"""Binance REST payloads → records, sans-I/O: server time, klines, depth snapshots, trades, 24h
+tickers, exchange info, and error bodies as :class:`BinanceAPIError`."""
 
 from __future__ import annotations
 
@@ -96,6 +96,10 @@ class _ExchangeInfo(msgspec.Struct):
     symbols: list[_RestSymbol]
 
 
+class _ServerTime(msgspec.Struct):
+    serverTime: TimeMs
+
+
 class _ApiError(msgspec.Struct):
     code: int
     msg: str
@@ -120,6 +124,11 @@ def raise_for_error(payload: bytes | str | Any, status: int | None = None) -> No
     except (msgspec.ValidationError, msgspec.DecodeError):
         return
     raise BinanceAPIError(err.code, err.msg, status)
+
+
+def parse_server_time(payload: bytes | str) -> int:
+    """``/api/v3/time`` (and ``/fapi/v1/time``) → the server's time, ms since the epoch."""
+    return int(_rest_decode(payload, _ServerTime, "/api/v3/time").serverTime)
 
 
 def parse_klines(

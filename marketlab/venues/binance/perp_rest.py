@@ -1,4 +1,4 @@
-"""Binance USDⓈ-M futures REST over ccxt (``/fapi/v1``, ``/futures/data``), with the futures
+"""Binance USDⓈ-M futures public REST (``/fapi/v1``, ``/futures/data``), with the futures
 weight rules kept (2400 a minute, the same headers and bans as spot), as records named as ours
 (``BTCUSDT-PERP``)."""
 
@@ -7,8 +7,6 @@ from __future__ import annotations
 import asyncio
 import time
 from typing import Any
-
-import msgspec
 
 from marketlab.records import (
     AggTrade,
@@ -20,7 +18,7 @@ from marketlab.records import (
     OpenInterest,
     Trade,
 )
-from marketlab.stream.rest import PacedRest
+from marketlab.stream.rest import Answer, PacedRest
 from marketlab.venues import binance as bn
 from marketlab.venues.binance import perp_payloads as payloads
 from marketlab.venues.binance.perp_protocol import (
@@ -29,7 +27,7 @@ from marketlab.venues.binance.perp_protocol import (
     depth_weight,
     venue_symbol,
 )
-from marketlab.venues.binance.rest import WeightGovernor, ccxt_binance
+from marketlab.venues.binance.rest import WeightGovernor
 from marketlab.venues.pacing import RequestWindow
 
 DEPTH_LIMITS = (5, 10, 20, 50, 100, 500, 1000)
@@ -70,31 +68,19 @@ class BinancePerpRest(PacedRest):
         weight_limit: int = REST_WEIGHT_PER_MINUTE,
         timeout_s: float = 10.0,
     ):
-        super().__init__()
-        self.base_url = base_url.rstrip("/")
+        super().__init__(base_url, timeout_s=timeout_s)
         self.governor = WeightGovernor(weight_limit)
-        self._ex = ccxt_binance()(
-            {
-                "enableRateLimit": False,
-                "timeout": int(timeout_s * 1000),
-                "options": {"fetchCurrencies": False, "fetchMarkets": {"types": ["linear"]}},
-            }
-        )
-        self._ex.governor = self.governor
         self.funding_window = RequestWindow(FUNDING_REQUESTS, FUNDING_WINDOW_S)
-        self._ex.urls["api"]["fapiPublic"] = f"{self.base_url}/fapi/v1"
-        self._ex.urls["api"]["fapiData"] = f"{self.base_url}/futures/data"
 
-    async def _json(self, method: str, params: dict[str, Any], weight: int) -> bytes:
-        return msgspec.json.encode(await self._call(method, params, weight))
+    def observe(self, answer: Answer) -> None:
+        self.governor.observe(answer.status, answer.headers, time.time())
 
     async def server_time(self) -> int:
-        payload = await self._call("fapipublic_get_time", {}, 1)
-        return int(payload["serverTime"])
+        return bn.parse_server_time(await self._get("/fapi/v1/time", {}, 1))
 
     async def listed_symbols(self) -> dict[str, float]:
         """Every perpetual ``/fapi/v1/exchangeInfo`` lists (as ours), with its price tick."""
-        body = await self._json("fapipublic_get_exchangeinfo", {}, 1)
+        body = await self._get("/fapi/v1/exchangeInfo", {}, 1)
         return {s.symbol: s.tick_size for s in payloads.perpetuals(body)}
 
     async def klines(
@@ -118,18 +104,18 @@ class BinancePerpRest(PacedRest):
         if end is not None:
             params["endTime"] = end
         now = server_time if server_time is not None else await self.server_time()
-        body = await self._json("fapipublic_get_klines", params, _klines_weight(limit))
+        body = await self._get("/fapi/v1/klines", params, _klines_weight(limit))
         return bn.parse_klines(body, symbol, interval, now)
 
     async def depth(self, symbol: str, limit: int = 1000) -> BookSnapshot:
         limit = min((x for x in DEPTH_LIMITS if x >= limit), default=1000)
         params = {"symbol": venue_symbol(symbol), "limit": limit}
-        body = await self._json("fapipublic_get_depth", params, depth_weight(limit))
+        body = await self._get("/fapi/v1/depth", params, depth_weight(limit))
         return payloads.depth(body, symbol)
 
     async def agg_trades_from(self, symbol: str, from_id: int, limit: int = 1000) -> list[AggTrade]:
         params = {"symbol": venue_symbol(symbol), "fromId": from_id, "limit": limit}
-        body = await self._json("fapipublic_get_aggtrades", params, 20)
+        body = await self._get("/fapi/v1/aggTrades", params, 20)
         return payloads.agg_trades(body, symbol)
 
     async def trades_from(self, symbol: str, from_id: int, limit: int = 1000) -> list[Trade]:
@@ -137,7 +123,7 @@ class BinancePerpRest(PacedRest):
         return [as_trade(a) for a in await self.agg_trades_from(symbol, from_id, limit)]
 
     async def mark_price(self, symbol: str) -> MarkPrice:
-        body = await self._json("fapipublic_get_premiumindex", {"symbol": venue_symbol(symbol)}, 1)
+        body = await self._get("/fapi/v1/premiumIndex", {"symbol": venue_symbol(symbol)}, 1)
         return payloads.mark_price(body)
 
     async def funding_history(
@@ -152,11 +138,11 @@ class BinancePerpRest(PacedRest):
             params["endTime"] = end
         await asyncio.sleep(self.funding_window.delay(time.monotonic()))
         self.funding_window.sent(time.monotonic())
-        return payloads.funding_history(await self._json("fapipublic_get_fundingrate", params, 1))
+        return payloads.funding_history(await self._get("/fapi/v1/fundingRate", params, 1))
 
     async def open_interest(self, symbol: str) -> OpenInterest:
         params = {"symbol": venue_symbol(symbol)}
-        return payloads.open_interest(await self._json("fapipublic_get_openinterest", params, 1))
+        return payloads.open_interest(await self._get("/fapi/v1/openInterest", params, 1))
 
     async def open_interest_history(
         self, symbol: str, period: str = "5m", start: int | None = None, limit: int = 500
@@ -165,7 +151,7 @@ class BinancePerpRest(PacedRest):
         params: dict[str, Any] = {"symbol": venue_symbol(symbol), "period": period, "limit": limit}
         if start is not None:
             params["startTime"] = start
-        body = await self._json("fapidata_get_openinteresthist", params, 1)
+        body = await self._get("/futures/data/openInterestHist", params, 1)
         return payloads.open_interest_history(body)
 
     async def fundings_between(self, symbol: str, start: int, end: int) -> list[Funding]:

@@ -1,23 +1,23 @@
-"""Binance REST over ccxt, with the exchange's request-weight rules kept.
+"""Binance's public REST, with the exchange's request-weight rules kept.
 
-ccxt does the HTTP; :class:`WeightGovernor` (sans-I/O) reads ``X-MBX-USED-WEIGHT-1M`` and
-``Retry-After`` from every answer and says how long to wait before the next request, so a
-collector backs off before Binance's 429, and obeys 429 and 418 when they come anyway.
+:class:`~marketlab.stream.rest.PacedRest` does the HTTP; :class:`WeightGovernor` (sans-I/O)
+reads ``X-MBX-USED-WEIGHT-1M`` and ``Retry-After`` from every answer and says how long to wait
+before the next request, so a collector backs off before Binance's 429, and obeys 429 and 418
+when they come anyway.
 """
 
 from __future__ import annotations
 
-import functools
 import logging
 import math
 import time
+from collections.abc import Mapping
 from typing import Any
 
 import msgspec
 
 from marketlab.records import BookSnapshot, Interval, Kline, Ticker, Trade, normalize_symbol
-from marketlab.stream.ccxt_clients import ccxt_exchange
-from marketlab.stream.rest import GovernorStats, PacedRest
+from marketlab.stream.rest import Answer, GovernorStats, PacedRest
 from marketlab.venues import binance as bn
 
 log = logging.getLogger("marketlab.rest")
@@ -60,7 +60,7 @@ class WeightGovernor:
         and the venue's limit."""
         return (self.used if int(now // 60) == self.window else 0), self.weight_limit
 
-    def observe(self, status: int, headers: dict[str, str], now: float) -> None:
+    def observe(self, status: int, headers: Mapping[str, str], now: float) -> None:
         """Take what an answer says about our standing."""
         used = _header(headers, "x-mbx-used-weight-1m")
         if used is not None and used.isdigit():
@@ -86,7 +86,7 @@ class WeightGovernor:
             self.stats.server_errors += 1
 
 
-def _header(headers: dict[str, str], name: str) -> str | None:
+def _header(headers: Mapping[str, str], name: str) -> str | None:
     for key, value in headers.items():
         if key.lower() == name:
             return value
@@ -98,51 +98,6 @@ def _is_number(text: str) -> bool:
         return math.isfinite(float(text))
     except ValueError:
         return False
-
-
-@functools.cache
-def ccxt_binance() -> type:
-    """ccxt's Binance, subclassed on first use: its module costs a process ~45 MB (all of ccxt
-    ~93 MB, see :mod:`marketlab.stream.ccxt_clients`), which a replay, an ingest or a notebook
-    reading history never needs."""
-    ccxt_binance_class: Any = ccxt_exchange("binance")  # ccxt is untyped
-
-    class _Binance(ccxt_binance_class):
-        """ccxt's Binance, reporting every answer's status and headers to a governor."""
-
-        governor: WeightGovernor
-
-        def sign(
-            self, path: str, api: Any = ("public",), method: str = "GET", params: Any = None
-        ) -> Any:
-            # Binance lists the old-trade lookup with no key today (security type NONE; the key
-            # was dropped in 2023); this ccxt still demands one, so it is addressed as the public
-            # /trades is and sent to /historicalTrades.
-            name = api if isinstance(api, str) else api[0]
-            if path == "historicalTrades" and not self.apiKey and name == "public":
-                signed = super().sign("trades", api, method, params or {})
-                root = self.urls["api"]["public"]
-                signed["url"] = (
-                    f"{root}/historicalTrades{signed['url'][len(root) + len('/trades') :]}"
-                )
-                return signed
-            return super().sign(path, api, method, params or {})
-
-        def on_rest_response(
-            self,
-            code: Any,
-            reason: Any,
-            url: Any,
-            method: Any,
-            response_headers: Any,
-            response_body: Any,
-            request_headers: Any,
-            request_body: Any,
-        ) -> Any:
-            self.governor.observe(int(code), dict(response_headers or {}), time.time())
-            return response_body
-
-    return _Binance
 
 
 class BinanceRest(PacedRest):
@@ -159,22 +114,14 @@ class BinanceRest(PacedRest):
         weight_limit: int = 6000,
         timeout_s: float = 10.0,
     ):
-        super().__init__()
-        self.base_url = base_url.rstrip("/")
+        super().__init__(base_url, timeout_s=timeout_s)
         self.governor = WeightGovernor(weight_limit)
-        self._ex = ccxt_binance()(
-            {
-                "enableRateLimit": False,
-                "timeout": int(timeout_s * 1000),
-                "options": {"fetchCurrencies": False, "fetchMarkets": {"types": ["spot"]}},
-            }
-        )
-        self._ex.governor = self.governor
-        self._ex.urls["api"]["public"] = f"{self.base_url}/api/v3"
+
+    def observe(self, answer: Answer) -> None:
+        self.governor.observe(answer.status, answer.headers, time.time())
 
     async def server_time(self) -> int:
-        payload = await self._call("public_get_time", {}, 1)
-        return int(payload["serverTime"])
+        return bn.parse_server_time(await self._get("/api/v3/time", {}, 1))
 
     async def klines(
         self,
@@ -197,8 +144,8 @@ class BinanceRest(PacedRest):
         if end is not None:
             params["endTime"] = end
         now = server_time if server_time is not None else await self.server_time()
-        rows = await self._call("public_get_klines", params, 2)
-        return bn.parse_klines(msgspec.json.encode(rows), symbol, interval, now)
+        body = await self._get("/api/v3/klines", params, 2)
+        return bn.parse_klines(body, symbol, interval, now)
 
     trade_page = 1000  # trades per /api/v3/historicalTrades request
 
@@ -206,34 +153,29 @@ class BinanceRest(PacedRest):
         """Trades with ids from ``from_id`` on, oldest first (weight 25); ids the venue no
         longer keeps are absent (the first id returned is then above ``from_id``)."""
         params = {"symbol": normalize_symbol(symbol), "fromId": from_id, "limit": limit}
-        rows = await self._call("public_get_historicaltrades", params, 25)
-        return bn.parse_trades(msgspec.json.encode(rows), symbol)
+        return bn.parse_trades(await self._get("/api/v3/historicalTrades", params, 25), symbol)
 
     async def listed_symbols(self) -> dict[str, float]:
         """Every symbol ``/api/v3/exchangeInfo`` lists, with its price tick (weight 20)."""
-        payload = await self._call("public_get_exchangeinfo", {}, 20)
-        return {s.symbol: s.tick_size for s in bn.parse_exchange_info(msgspec.json.encode(payload))}
+        body = await self._get("/api/v3/exchangeInfo", {}, 20)
+        return {s.symbol: s.tick_size for s in bn.parse_exchange_info(body)}
 
     async def spot_symbols(self, quote: str) -> list[str]:
         """The symbols trading now (status ``TRADING``) whose quote asset is ``quote``."""
-        payload = await self._call("public_get_exchangeinfo", {}, 20)
+        body = await self._get("/api/v3/exchangeInfo", {}, 20)
         return [
             s.symbol
-            for s in bn.parse_exchange_info(msgspec.json.encode(payload))
+            for s in bn.parse_exchange_info(body)
             if s.status == "TRADING" and s.quote_asset == quote
         ]
 
     async def depth(self, symbol: str, limit: int = 1000) -> BookSnapshot:
         weight = 5 if limit <= 100 else 25 if limit <= 500 else 50 if limit <= 1000 else 250
-        payload = await self._call(
-            "public_get_depth", {"symbol": normalize_symbol(symbol), "limit": limit}, weight
-        )
-        return bn.parse_depth(msgspec.json.encode(payload), symbol)
+        params = {"symbol": normalize_symbol(symbol), "limit": limit}
+        return bn.parse_depth(await self._get("/api/v3/depth", params, weight), symbol)
 
     async def tickers(self, symbols: list[str]) -> list[Ticker]:
         names = [normalize_symbol(s) for s in symbols]
         weight = 2 if len(names) <= 20 else 40 if len(names) <= 100 else 80
-        payload = await self._call(
-            "public_get_ticker_24hr", {"symbols": msgspec.json.encode(names).decode()}, weight
-        )
-        return bn.parse_ticker_24hr(msgspec.json.encode(payload))
+        params = {"symbols": msgspec.json.encode(names).decode()}
+        return bn.parse_ticker_24hr(await self._get("/api/v3/ticker/24hr", params, weight))
