@@ -3,6 +3,9 @@ UndefinedBehaviorSanitizer.
 
     python tests/sanitized.py [--examples N] [pytest arguments]
 
+Test paths among the pytest arguments replace the default list of targets; options alone
+(``-k bybit``, ``-x``) apply to it.
+
 Builds ``marketlab._native`` from ``csrc/*.c`` with ``-fsanitize=address,undefined``
 into a temporary folder, then runs every fuzz target (``tests/**/test_fuzz_*.py``) and the tests
 that drive the compiled code in a process that loads that build in place of the installed one:
@@ -91,6 +94,16 @@ def runtime(compiler: str = "gcc") -> str:
     return str(Path(found).resolve())
 
 
+def names_tests(arguments: list[str]) -> bool:
+    """Whether pytest ``arguments`` name tests to run (a file, or a folder as ``tests/x/``, with
+    or without a ``::test``), rather than only options such as ``-k bybit``."""
+    return any(
+        (ROOT / argument.split("::")[0]).exists()
+        for argument in arguments
+        if not argument.startswith("-") and ("/" in argument or argument.endswith(".py"))
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--examples", type=int, default=300, help="per fuzz target (300)")
@@ -110,7 +123,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         env.pop("MARKETLAB_PURE_PYTHON", None)
         fuzz = sorted(str(p.relative_to(ROOT)) for p in (ROOT / "tests").rglob("test_fuzz_*.py"))
-        tests = rest or [*fuzz, *COMPILED_TESTS]
+        tests = rest if names_tests(rest) else [*fuzz, *COMPILED_TESTS, *rest]
         command = [
             sys.executable,
             "-c",
