@@ -1,25 +1,33 @@
-"""Coinbase Advanced Trade public REST over ccxt, paced under Coinbase's per-IP limit.
+"""Coinbase Advanced Trade public REST, paced under Coinbase's per-IP limit.
 
-ccxt's ``coinbase`` serves the public ``/api/v3/brokerage/market/...`` endpoints and
-``/api/v3/brokerage/time`` without keys (its ``v3`` public API: only the ``private`` ones sign),
-so it does the HTTP here as elsewhere. The public REST limit is about 10 requests a second per
-IP (secondary sources; Coinbase Exchange documents 10 with bursts of 15), with HTTP 429 beyond
-it. :class:`SecondWindowPacer` (sans-I/O) keeps this client at 7 a second (other clients may
-share the IP) and, after a 429, holds every request until it has surely passed.
+:class:`~marketlab.stream.rest.PacedRest` does the HTTP: the public ``/api/v3/brokerage/market/...``
+endpoints and ``/api/v3/brokerage/time`` need no key. The public REST limit is about 10
+requests a second per IP (secondary sources; Coinbase Exchange documents 10 with bursts of 15),
+with HTTP 429 beyond it. :class:`SecondWindowPacer` (sans-I/O) keeps this client at 7 a second
+(other clients may share the IP) and, after a 429, holds every request until it has surely
+passed. Coinbase refuses with a 4xx and its error in the body (``{"error", "error_details",
+"message"}``, or the grpc-gateway ``{"code", "message"}``): :meth:`CoinbaseRest.refusal`
+quotes the venue's code and message in the :class:`~marketlab.stream.rest.RestError`.
 """
 
 from __future__ import annotations
 
-import functools
 import math
 import time
+import urllib.parse
 from typing import Any
 
 import msgspec
 
 from marketlab.records import BookSnapshot, Interval, Kline, Ticker, Trade
-from marketlab.stream.ccxt_clients import ccxt_errors, ccxt_exchange
-from marketlab.stream.rest import GovernorStats, PacedRest
+from marketlab.stream.rest import (
+    QUOTED_BODY,
+    Answer,
+    GovernorStats,
+    PacedRest,
+    RestError,
+    status_refusal,
+)
 from marketlab.venues import coinbase as cb
 from marketlab.venues.pacing import RequestWindow
 
@@ -80,64 +88,80 @@ def _seconds(text: str | None) -> float | None:
     return min(value, MAX_PAUSE_S) if math.isfinite(value) and value >= 0 else None
 
 
-def _header(headers: Any, name: str) -> str | None:
-    for key, value in dict(headers or {}).items():
-        if str(key).lower() == name:
-            return str(value)
-    return None
+# --- refusals -----------------------------------------------------------------------------
+
+# A value of the error envelope: anything else there (a list, an object) fails the decode,
+# and the refusal is then told by its status and quoted body alone.
+_Scalar = str | int | float | bool | None
 
 
-# Client errors that no retry mends (a bad argument, an unknown product, a path needing a key).
-REFUSED = (400, 401, 404)
+class _ErrorItem(msgspec.Struct):
+    id: _Scalar = None
+    message: _Scalar = None
 
 
-@functools.cache
-def _coinbase_class() -> type:
-    """ccxt's Coinbase, subclassed on first use (see okx/rest.py's _okx_class): every answer's
-    status reaches the pacer before ccxt turns it into an error, and a refusal (400, 401, 404)
-    becomes ccxt's BadRequest, which the stream layer does not retry (ccxt would make a 404 an
-    ExchangeNotAvailable, and Coinbase's ``NOT_FOUND`` an ExchangeError, both retried)."""
-    ccxt_coinbase_class: Any = ccxt_exchange("coinbase")  # ccxt is untyped
+class _ErrorEnvelope(msgspec.Struct):
+    """What an answer's body may say of an error, in the shapes api.coinbase.com uses:
+    Advanced Trade's ``{"error", "error_details", "message"}``, the grpc-gateway's
+    ``{"code", "message"}`` and the v2 API's ``{"errors": [{"id", "message"}]}``. Every field
+    optional: a data body decodes to an envelope that names no error."""
 
-    class _Coinbase(ccxt_coinbase_class):
-        pacer: SecondWindowPacer
+    error: _Scalar = None
+    code: _Scalar = None
+    message: _Scalar = None
+    error_details: _Scalar = None
+    errors: list[_ErrorItem] | None = None
 
-        def on_rest_response(
-            self,
-            code: Any,
-            reason: Any,
-            url: Any,
-            method: Any,
-            response_headers: Any,
-            response_body: Any,
-            request_headers: Any,
-            request_body: Any,
-        ) -> Any:
-            retry = _header(response_headers, "retry-after")
-            self.pacer.observe(int(code), time.monotonic(), retry)
-            return response_body
 
-        def handle_errors(
-            self,
-            code: Any,
-            reason: Any,
-            url: Any,
-            method: Any,
-            headers: Any,
-            body: Any,
-            response: Any,
-            request_headers: Any,
-            request_body: Any,
-        ) -> Any:
-            if int(code) in REFUSED:
-                err = cb.api_error(body or b"{}", int(code))
-                why = str(err) if err is not None else f"HTTP {code} {reason}"
-                raise ccxt_errors().BadRequest(f"coinbase refused {url}: {why}")
-            return super().handle_errors(
-                code, reason, url, method, headers, body, response, request_headers, request_body
-            )
+_ENVELOPE = msgspec.json.Decoder(_ErrorEnvelope)
 
-    return _Coinbase
+# Error codes that say the request itself is wrong: no retry mends them, even in a 2xx.
+REQUEST_ERRORS = frozenset({"INVALID_ARGUMENT"})
+
+
+def _text(value: _Scalar) -> str:
+    """A field of the envelope as text for a message: empty for none, cut when long."""
+    if value is None or isinstance(value, bool):
+        return ""
+    text = str(value).strip()
+    return text if len(text) <= QUOTED_BODY else text[:QUOTED_BODY] + "..."
+
+
+def venue_error(body: bytes) -> tuple[str, str] | None:
+    """Coinbase's error code and message in ``body``, or None when it names no error (a data
+    body, no JSON, an envelope of other types). Never raises, whatever the bytes."""
+    try:
+        envelope = _ENVELOPE.decode(body)
+    except (msgspec.DecodeError, msgspec.ValidationError, RecursionError):
+        return None  # RecursionError: JSON nested deeper than the decoder goes
+    if envelope.errors:
+        first = envelope.errors[0]
+        code, message = _text(first.id), _text(first.message)
+    else:
+        code = _text(envelope.error)
+        if not code and envelope.code not in (None, 0, "0"):
+            code = _text(envelope.code)  # grpc-gateway: 0 is OK
+        message = _text(envelope.message) or _text(envelope.error_details)
+    return (code, message) if code else None
+
+
+def refusal(answer: Answer, request: str) -> RestError | None:
+    """The error ``answer`` is, or None when it carries what was asked.
+
+    By its status (:func:`~marketlab.stream.rest.status_refusal`): a 2xx is fine; 403, 408,
+    418, 425, 429 and the 5xx may pass; another 4xx never does (400 a bad argument, 401 a path
+    that needs a key, 404 an unknown product). The message names the request and quotes
+    Coinbase's code and message when the body has them. A 2xx whose body is Coinbase's error
+    instead of data is a refusal too, retryable unless its code says the request is wrong."""
+    by_status = status_refusal(answer, request)
+    said = venue_error(answer.body)
+    if said is None:
+        return by_status
+    code, message = said
+    words = f"Coinbase error {code}" + (f": {message}" if message else "")
+    if by_status is None:
+        return RestError(f"{request}: HTTP {answer.status}: {words}", code not in REQUEST_ERRORS)
+    return RestError(f"{request}: HTTP {answer.status}: {words}", by_status.retryable)
 
 
 class CoinbaseRest(PacedRest):
@@ -149,18 +173,23 @@ class CoinbaseRest(PacedRest):
     recent_trades_limit = cb.RECENT_TRADES_LIMIT
 
     def __init__(self, base_url: str = cb.DEFAULT_REST_URL, *, timeout_s: float = 10.0):
-        super().__init__()
-        self.base_url = base_url.rstrip("/")
+        super().__init__(base_url, timeout_s=timeout_s)
         self.governor = SecondWindowPacer()
-        self._ex = _coinbase_class()({"enableRateLimit": False, "timeout": int(timeout_s * 1000)})
-        self._ex.pacer = self.governor
-        self._ex.urls["api"]["rest"] = self.base_url
 
-    async def _get(self, method: str, params: dict[str, Any]) -> bytes:
-        return msgspec.json.encode(await self._call(method, params, 1))
+    def observe(self, answer: Answer) -> None:
+        """The status and Retry-After reach the pacer (Coinbase sends no usage headers, and
+        its bodies carry no rate-limit code apart from the 429's)."""
+        self.governor.observe(answer.status, time.monotonic(), answer.headers.get("Retry-After"))
+
+    def refusal(self, answer: Answer, request: str) -> RestError | None:
+        return refusal(answer, request)
+
+    async def _market(self, path: str, params: dict[str, object]) -> bytes:
+        """The body of the public ``/market`` endpoint ``path`` (one request of the limit)."""
+        return await self._get(cb.MARKET_PATH + path, params, 1)
 
     async def server_time(self) -> int:
-        return cb.parse_time(await self._get("v3_public_get_brokerage_time", {}))
+        return cb.parse_time(await self._get(cb.TIME_PATH, {}, 1))
 
     async def klines(
         self,
@@ -185,33 +214,32 @@ class CoinbaseRest(PacedRest):
             last = min(last, end)
         if last < first:
             return []  # nothing asked for (Coinbase refuses an end before the start)
-        params = {
-            "product_id": cb.product_id(symbol),
+        params: dict[str, object] = {
             "granularity": cb.granularity(iv),
             "start": str(first // 1000),
             # the last second of the last bucket: inside it whether Coinbase's end is inclusive
             # or not, and short of the next bucket either way
             "end": str((last + iv.ms) // 1000 - 1),
         }
-        body = await self._get("v3_public_get_brokerage_market_products_product_id_candles", params)
+        body = await self._market(f"/products/{_segment(symbol)}/candles", params)
         rows = cb.parse_candles(body, symbol, iv, now - CLOSED_AFTER_MS)
         return [k for k in rows if first <= k.open_time <= last]
 
     async def listed_symbols(self) -> dict[str, float]:
         """Every spot product ``/market/products`` lists as online and trading, with its tick."""
-        return cb.parse_products(await self._get("v3_public_get_brokerage_market_products", {}))
+        return cb.parse_products(await self._market("/products", {}))
 
     async def spot_symbols(self, quote: str) -> list[str]:
         """The spot products trading now quoted in ``quote``."""
-        body = await self._get("v3_public_get_brokerage_market_products", {})
+        body = await self._market("/products", {})
         return cb.parse_spot_symbols(body, quote)
 
     async def depth(self, symbol: str, limit: int = cb.REST_BOOK_LIMIT) -> BookSnapshot:
-        params = {
+        params: dict[str, object] = {
             "product_id": cb.product_id(symbol),
             "limit": max(1, min(limit, cb.REST_BOOK_LIMIT)),
         }
-        body = await self._get("v3_public_get_brokerage_market_product_book", params)
+        body = await self._market("/product_book", params)
         return cb.parse_product_book(body, symbol)
 
     async def recent_trades(
@@ -219,13 +247,10 @@ class CoinbaseRest(PacedRest):
     ) -> list[Trade]:
         """The last ``limit`` trades (at most 1000), oldest first; with ``end`` (unix seconds)
         the last ones up to it."""
-        params: dict[str, Any] = {
-            "product_id": cb.product_id(symbol),
-            "limit": max(1, min(limit, cb.RECENT_TRADES_LIMIT)),
-        }
+        params: dict[str, object] = {"limit": max(1, min(limit, cb.RECENT_TRADES_LIMIT))}
         if end is not None:
             params["end"] = str(end)
-        body = await self._get("v3_public_get_brokerage_market_products_product_id_ticker", params)
+        body = await self._market(f"/products/{_segment(symbol)}/ticker", params)
         return cb.parse_market_trades(body, symbol)
 
     async def trades_from(self, symbol: str, from_id: int, limit: int = 1000) -> list[Trade]:
@@ -253,6 +278,11 @@ class CoinbaseRest(PacedRest):
         (no best bid or ask there), at the server's time."""
         wanted = {cb.symbol_of(cb.product_id(s)) for s in symbols}
         now = await self.server_time()
-        params = {"product_ids": [cb.product_id(s) for s in symbols]}
-        body = await self._get("v3_public_get_brokerage_market_products", params)
+        params: dict[str, object] = {"product_ids": [cb.product_id(s) for s in symbols]}
+        body = await self._market("/products", params)
         return [t for t in cb.parse_product_tickers(body, now) if t.symbol in wanted]
+
+
+def _segment(symbol: str) -> str:
+    """``symbol``'s Coinbase product id as a path segment (``BTCUSD`` → ``BTC-USD``)."""
+    return urllib.parse.quote(cb.product_id(symbol), safe="")
