@@ -1,4 +1,4 @@
-"""OKX v5 public REST of swaps over ccxt, paced under OKX's limits per endpoint: the swaps listed
+"""OKX v5 public REST of swaps, paced under OKX's limits per endpoint: the swaps listed
 with their contract values, candles, book snapshots and trades of a swap (sizes in the base
 asset), the funding rate now and its history, open interest and mark prices.
 
@@ -11,15 +11,13 @@ from __future__ import annotations
 
 from typing import Any
 
-import msgspec
-
 from marketlab.records import BookSnapshot, Funding, Interval, Kline, MarkPrice, OpenInterest, Trade
 from marketlab.stream.rest import RestError
 from marketlab.venues import okx
 from marketlab.venues.okx import perp_payloads as payloads
 from marketlab.venues.okx.perp_payloads import SwapContract
 from marketlab.venues.okx.perp_protocol import FUNDING_RATE_HISTORY_LIMIT, swap_inst_id
-from marketlab.venues.okx.rest import LIMITS, OkxRest, WindowPacer
+from marketlab.venues.okx.rest import LIMITS, PATHS, OkxRest, WindowPacer
 
 # Requests per two seconds per IP of what swaps add (OKX's documented limits)
 PERP_LIMITS = {
@@ -30,6 +28,14 @@ PERP_LIMITS = {
     "mark-price": 10,
     "open-interest-history": 10,
 }
+PERP_PATHS = {
+    **PATHS,
+    "funding-rate": "/api/v5/public/funding-rate",
+    "funding-rate-history": "/api/v5/public/funding-rate-history",
+    "open-interest": "/api/v5/public/open-interest",
+    "mark-price": "/api/v5/public/mark-price",
+    "open-interest-history": "/api/v5/rubik/stat/contracts/open-interest-history",
+}
 OPEN_INTEREST_HISTORY_LIMIT = 100  # rows per open-interest-history request at most
 
 
@@ -37,20 +43,16 @@ class OkxPerpRest(OkxRest):
     """The public REST endpoints a collector of swaps needs, as records named as ours
     (``BTCUSDT-PERP``), quantities in the base asset."""
 
+    paths = PERP_PATHS
+
     def __init__(self, base_url: str = okx.DEFAULT_REST_URL, *, timeout_s: float = 10.0):
         super().__init__(base_url, timeout_s=timeout_s)
         self.governor = WindowPacer(PERP_LIMITS)
-        self._ex.pacer = self.governor
         self.contracts: dict[str, SwapContract] = {}
-
-    async def _body(self, method: str, params: dict[str, Any], endpoint: str) -> bytes:
-        return msgspec.json.encode(await self._call(method, params, endpoint))
 
     async def swap_contracts(self) -> dict[str, SwapContract]:
         """Every linear swap listed, by our name, with its contract value (kept for sizes)."""
-        body = await self._body(
-            "public_get_public_instruments", {"instType": "SWAP"}, "instruments"
-        )
+        body = await self._ask("instruments", {"instType": "SWAP"})
         self.contracts = payloads.swap_contracts(body)
         return self.contracts
 
@@ -83,24 +85,7 @@ class OkxPerpRest(OkxRest):
         the base asset."""
         iv = Interval(interval)
         value = await self.contract_value(symbol)
-        params: dict[str, Any] = {"instId": swap_inst_id(symbol), "bar": okx.bar(iv)}
-        endpoint = "candles"
-        if start is None:
-            params["limit"] = min(limit, okx.CANDLES_LIMIT)
-        else:
-            now = server_time if server_time is not None else await self.server_time()
-            recent_from = iv.open_of(now) - (okx.RECENT_CANDLES - 1) * iv.ms
-            if start < recent_from:
-                endpoint, limit = "history-candles", min(limit, okx.HISTORY_CANDLES_LIMIT)
-            else:
-                limit = min(limit, okx.CANDLES_LIMIT)
-            params.update(before=max(0, start - 1), after=start + limit * iv.ms, limit=limit)
-        method = (
-            "public_get_market_candles"
-            if endpoint == "candles"
-            else "public_get_market_history_candles"
-        )
-        body = await self._body(method, params, endpoint)
+        body = await self._candles(swap_inst_id(symbol), iv, start, limit, server_time)
         rows = payloads.swap_candles(body, symbol, iv, value)
         return [
             k
@@ -111,27 +96,20 @@ class OkxPerpRest(OkxRest):
     async def trades_from(self, symbol: str, from_id: int, limit: int = 100) -> list[Trade]:
         """A swap's trades with ids from ``from_id`` on, oldest first (``after`` just past the
         last id wanted: OKX pages backwards from it)."""
-        limit = max(1, min(limit, self.trade_page))
         value = await self.contract_value(symbol)
-        params = {
-            "instId": swap_inst_id(symbol),
-            "type": "1",
-            "after": str(from_id + limit),
-            "limit": limit,
-        }
-        body = await self._body("public_get_market_history_trades", params, "history-trades")
+        body = await self._trades(swap_inst_id(symbol), from_id, limit)
         return [t for t in payloads.swap_trades(body, symbol, value) if t.trade_id >= from_id]
 
     async def depth(self, symbol: str, limit: int = 400) -> BookSnapshot:
         value = await self.contract_value(symbol)
         params = {"instId": swap_inst_id(symbol), "sz": min(limit, okx.BOOK_DEPTH)}
-        body = await self._body("public_get_market_books", params, "books")
+        body = await self._ask("books", params)
         return payloads.swap_books(body, symbol, value)
 
     async def funding_rate(self, symbol: str) -> MarkPrice:
         """The rate now in force and the next funding time (``fundingTime``)."""
         params = {"instId": swap_inst_id(symbol)}
-        body = await self._body("public_get_public_funding_rate", params, "funding-rate")
+        body = await self._ask("funding-rate", params)
         rows = payloads.funding_rate(body)
         if not rows:
             raise RestError(f"OKX sent no funding rate of {symbol}", retryable=True)
@@ -150,8 +128,7 @@ class OkxPerpRest(OkxRest):
             params["before"] = before
         if after is not None:
             params["after"] = after
-        method = "public_get_public_funding_rate_history"
-        return payloads.funding_history(await self._body(method, params, "funding-rate-history"))
+        return payloads.funding_history(await self._ask("funding-rate-history", params))
 
     async def fundings_between(self, symbol: str, start: int, end: int) -> list[Funding]:
         """Every funding settled in [start, end] that OKX still keeps (three months), oldest
@@ -170,7 +147,7 @@ class OkxPerpRest(OkxRest):
         """Open interest now, in the base asset."""
         value = await self.contract_value(symbol)
         params = {"instType": "SWAP", "instId": swap_inst_id(symbol)}
-        body = await self._body("public_get_public_open_interest", params, "open-interest")
+        body = await self._ask("open-interest", params)
         rows = payloads.open_interest(body, {symbol: value})
         if not rows:
             raise RestError(f"OKX sent no open interest of {symbol}", retryable=True)
@@ -191,8 +168,7 @@ class OkxPerpRest(OkxRest):
             params["begin"] = begin
         if end is not None:
             params["end"] = end
-        method = "public_get_rubik_stat_contracts_open_interest_history"
-        body = await self._body(method, params, "open-interest-history")
+        body = await self._ask("open-interest-history", params)
         return payloads.open_interest_history(body, symbol)
 
     async def open_interest_between(self, symbol: str, start: int, end: int) -> list[OpenInterest]:
@@ -210,9 +186,7 @@ class OkxPerpRest(OkxRest):
 
     async def mark_price(self, symbol: str) -> MarkPrice:
         params = {"instType": "SWAP", "instId": swap_inst_id(symbol)}
-        rows = payloads.mark_prices(
-            await self._body("public_get_public_mark_price", params, "mark-price")
-        )
+        rows = payloads.mark_prices(await self._ask("mark-price", params))
         if not rows:
             raise RestError(f"OKX sent no mark price of {symbol}", retryable=True)
         return rows[0]

@@ -156,6 +156,8 @@ async def _rest_client_reads(sim: SimExchange) -> None:
         assert oi.open_interest == pytest.approx(float(fmt_units(perp.open_interest(oi.time), 5)))
         mark = await rest.mark_price(SYMBOL)
         assert mark.mark == float(fmt_units(round(perp.mark(mark.event_time)), 2))
+        # the face's book fills in its first moments: asked once it holds five levels a side
+        await until(lambda: all(len(side) == 5 for side in market.book(5)[1:]), 10)
         snap = await rest.depth(SYMBOL, 5)
         assert snap.symbol == SYMBOL and len(snap.bids) == 5
         want = list(market.recent_trades[-10:])
