@@ -1,6 +1,6 @@
-"""Bybit v5 linear REST over ccxt, as records named as ours (``BTCUSDT-PERP``): the spot
-client's transport and its pacer (Bybit's 600 requests per 5 s is per IP, spot and linear
-together), every call with ``category=linear``."""
+"""Bybit v5 linear REST, as records named as ours (``BTCUSDT-PERP``): the spot client's
+transport, its reading of refusals and its pacer (Bybit's 600 requests per 5 s is per IP,
+spot and linear together), every call with ``category=linear``."""
 
 from __future__ import annotations
 
@@ -43,7 +43,7 @@ class BybitPerpRest(BybitRest):
         out: list[payloads.LinearInstrument] = []
         params: dict[str, Any] = {"category": CATEGORY, "limit": INSTRUMENTS_LIMIT}
         for _ in range(MAX_INSTRUMENT_PAGES):
-            body = await self._get("public_get_v5_market_instruments_info", params)
+            body = await self._get("/v5/market/instruments-info", params, 1)
             page, cursor = payloads.perpetuals(body)
             out.extend(page)
             if not cursor:
@@ -72,7 +72,7 @@ class BybitPerpRest(BybitRest):
         elif end is not None:
             params["end"] = end
         now = server_time if server_time is not None else await self.server_time()
-        body = await self._get("public_get_v5_market_kline", params)
+        body = await self._get("/v5/market/kline", params, 1)
         rows = parse_klines(body, venue_symbol(symbol), iv, now)  # spot's shape, Bybit's name
         return [
             msgspec.structs.replace(k, symbol=symbol)
@@ -82,7 +82,7 @@ class BybitPerpRest(BybitRest):
 
     async def depth(self, symbol: str, limit: int = REST_BOOK_LIMIT) -> BookSnapshot:
         params = self._params(symbol, limit=max(1, min(limit, REST_BOOK_LIMIT)))
-        body = await self._get("public_get_v5_market_orderbook", params)
+        body = await self._get("/v5/market/orderbook", params, 1)
         snapshot = parse_orderbook(body, venue_symbol(symbol))  # spot's shape, Bybit's name
         return msgspec.structs.replace(snapshot, symbol=symbol)
 
@@ -90,14 +90,12 @@ class BybitPerpRest(BybitRest):
         """The last ``limit`` (at most 1,000) trades, oldest first, numbered as the stream's
         (see :func:`~.perp_payloads.recent_trades`)."""
         limit = max(1, min(limit, RECENT_TRADES_LIMIT))
-        body = await self._get(
-            "public_get_v5_market_recent_trade", self._params(symbol, limit=limit)
-        )
+        body = await self._get("/v5/market/recent-trade", self._params(symbol, limit=limit), 1)
         return payloads.recent_trades(body, symbol, limit)
 
     async def mark_and_open_interest(self, symbol: str) -> tuple[MarkPrice, OpenInterest]:
         """The ticker's mark price (index, funding rate, next funding) and open interest now."""
-        body = await self._get("public_get_v5_market_tickers", self._params(symbol))
+        body = await self._get("/v5/market/tickers", self._params(symbol), 1)
         ((mark, oi),) = [pair for pair in payloads.tickers(body) if pair[0].symbol == symbol]
         return mark, oi
 
@@ -112,9 +110,7 @@ class BybitPerpRest(BybitRest):
             params["endTime"] = end if end is not None else await self.server_time()
         elif end is not None:
             params["endTime"] = end
-        return payloads.funding_history(
-            await self._get("public_get_v5_market_funding_history", params)
-        )
+        return payloads.funding_history(await self._get("/v5/market/funding/history", params, 1))
 
     async def open_interest(
         self,
@@ -136,7 +132,7 @@ class BybitPerpRest(BybitRest):
             params["endTime"] = end
         if cursor:
             params["cursor"] = cursor
-        return payloads.open_interest(await self._get("public_get_v5_market_open_interest", params))
+        return payloads.open_interest(await self._get("/v5/market/open-interest", params, 1))
 
     async def fundings_between(self, symbol: str, start: int, end: int) -> list[Funding]:
         """Every funding settled in [start, end], oldest first: pages of 200 backwards from

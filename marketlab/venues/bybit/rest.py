@@ -1,24 +1,38 @@
-"""Bybit v5 public REST over ccxt, paced under Bybit's per-IP limit.
+"""Bybit v5 public REST, paced under Bybit's per-IP limit.
+
+:class:`~marketlab.stream.rest.PacedRest` does the HTTP; this module says what an answer means.
 
 Bybit allows 600 requests per 5-second window per IP, counted over everything the IP sends to
 it; beyond that it answers HTTP 403 "access too frequent" and bans the IP for at least 10
 minutes, and any request during the ban prolongs nothing but still fails. :class:`IpWindowPacer`
 (sans-I/O) keeps this client well under the limit (other clients may share the IP), and after
 a 403 holds every request until the ban has surely lifted: it never retries into a ban.
+
+Bybit answers its errors with HTTP 200 and an envelope whose ``retCode`` is not 0
+(``{"retCode":10001,"retMsg":"params error: symbol invalid",...}``). :func:`refusal_of` reads
+that envelope from any bytes and says whether trying again may help: a rate limit, a server
+error or a timeout may pass; a bad symbol, parameter or path never does.
 """
 
 from __future__ import annotations
 
-import functools
 import time
 from typing import Any
 
 import msgspec
 
 from marketlab.records import BookSnapshot, Interval, Kline, Ticker, Trade
-from marketlab.stream.ccxt_clients import ccxt_exchange
-from marketlab.stream.rest import GovernorStats, PacedRest
+from marketlab.stream.rest import (
+    QUOTED_BODY,
+    Answer,
+    GovernorStats,
+    PacedRest,
+    RestError,
+    quoted,
+    status_refusal,
+)
 from marketlab.venues import bybit
+from marketlab.venues.bybit.protocol import BybitAPIError
 from marketlab.venues.pacing import RequestWindow
 
 LIMIT = 600  # requests per window per IP (Bybit's documented limit)
@@ -26,6 +40,12 @@ WINDOW_S = 5.0
 BAN_S = 600.0  # a 403 bans the IP for 10 minutes
 BAN_MARGIN_S = 15.0  # waited beyond the ban, so the first request after it is not too early
 RATE_LIMIT_CODES = (10006, 10018)  # "Too many visits!", "Exceeded the IP Rate Limit"
+# retCodes of a request that no retry mends: 10001 "Request parameter error" (an unknown
+# symbol, category, interval or limit), 10017 "Route not found", 7001 "request params type
+# error" and spot's 170130 "Data sent for parameter is not valid". Every other code a public
+# GET meets is the venue's passing state (10000 "Server Timeout", 10016 "Server error", ...).
+REFUSED_CODES = frozenset({7001, 10001, 10017, 170130})
+UNKNOWN_SYMBOL = "Not supported symbols"  # the retMsg of an unlisted symbol, whatever its code
 
 
 class IpWindowPacer:
@@ -64,47 +84,70 @@ class IpWindowPacer:
             self.stats.server_errors += 1
 
 
-class _RetCode(msgspec.Struct):
-    retCode: int | None = None
+class _Envelope(msgspec.Struct):
+    """The head of every Bybit answer; ``retMsg`` of any type, so a code is never lost to it."""
+
+    retCode: int
+    retMsg: Any = ""
 
 
-_RET_CODE = msgspec.json.Decoder(_RetCode)
+_ENVELOPE = msgspec.json.Decoder(_Envelope)
 
 
-def ret_code(body: Any) -> int | None:
-    """The ``retCode`` of an answer's body, or None when it has none (or is no JSON)."""
-    if not isinstance(body, str | bytes) or not body:
-        return None
+def envelope(body: bytes) -> tuple[int, str] | None:
+    """The ``retCode`` and ``retMsg`` of an answer's body, or None when the body is not Bybit's
+    envelope (no JSON object, no integer ``retCode``). Never raises, whatever the bytes."""
     try:
-        return _RET_CODE.decode(body).retCode
-    except (msgspec.ValidationError, msgspec.DecodeError):
-        return None
+        head = _ENVELOPE.decode(body)
+    except (msgspec.ValidationError, msgspec.DecodeError, RecursionError):
+        return None  # RecursionError: nesting deeper than the decoder goes
+    message = head.retMsg if isinstance(head.retMsg, str) else str(head.retMsg)
+    return head.retCode, message[:QUOTED_BODY]
 
 
-@functools.cache
-def _bybit_class() -> type:
-    """ccxt's Bybit, subclassed on first use (see okx/rest.py's _okx_class): every answer's
-    status reaches the pacer before ccxt turns it into an error."""
-    ccxt_bybit_class: Any = ccxt_exchange("bybit")  # ccxt is untyped
+def ret_code(body: bytes) -> int | None:
+    """The ``retCode`` of an answer's body, or None when it has none (or is no JSON)."""
+    head = envelope(body)
+    return None if head is None else head[0]
 
-    class _Bybit(ccxt_bybit_class):
-        pacer: IpWindowPacer
 
-        def on_rest_response(
-            self,
-            code: Any,
-            reason: Any,
-            url: Any,
-            method: Any,
-            response_headers: Any,
-            response_body: Any,
-            request_headers: Any,
-            request_body: Any,
-        ) -> Any:
-            self.pacer.observe(int(code), time.monotonic(), ret_code(response_body))
-            return response_body
+def refusal_of(answer: Answer, request: str) -> RestError | None:
+    """The error ``answer`` to ``request`` is, or None when it carries what was asked.
 
-    return _Bybit
+    An envelope with ``retCode`` 0 is judged by its status alone. A code of Bybit's says more
+    than the status: its rate limits may pass, and so may its other codes on a 2xx (a server
+    error, a timeout: the venue's passing trouble); :data:`REFUSED_CODES` and an unlisted
+    symbol never do. A 403 without an envelope is Bybit's IP ban, which the pacer waits out. A
+    2xx answer that is no envelope at all (a proxy's page, a body cut short) is not Bybit's
+    word: asked again later."""
+    head = envelope(answer.body)
+    succeeded = 200 <= answer.status < 300
+    if head is None:
+        if succeeded:
+            body = quoted(answer.body) or "(empty body)"
+            return RestError(
+                f"{request}: HTTP {answer.status} without Bybit's envelope (no retCode): {body}",
+                retryable=True,
+            )
+        if answer.status == 403:
+            return RestError(
+                f"{request}: HTTP 403, Bybit's IP ban (10 minutes; nothing is sent until it "
+                f"is over): {quoted(answer.body) or '(empty body)'}",
+                retryable=True,
+            )
+        return status_refusal(answer, request)
+    code, message = head
+    by_status = status_refusal(answer, request)
+    if code == 0:
+        return by_status
+    if code in RATE_LIMIT_CODES:
+        retryable = True
+    elif code in REFUSED_CODES or UNKNOWN_SYMBOL in message:
+        retryable = False
+    else:
+        retryable = by_status is None or by_status.retryable
+    error = BybitAPIError(code, message, None if answer.status == 200 else answer.status)
+    return RestError(f"{request}: {error}", retryable=retryable)
 
 
 class BybitRest(PacedRest):
@@ -115,19 +158,17 @@ class BybitRest(PacedRest):
     recent_trades_limit = bybit.RECENT_TRADES_LIMIT
 
     def __init__(self, base_url: str = bybit.DEFAULT_REST_URL, *, timeout_s: float = 10.0):
-        super().__init__()
-        self.base_url = base_url.rstrip("/")
+        super().__init__(base_url, timeout_s=timeout_s)
         self.governor = IpWindowPacer()
-        self._ex = _bybit_class()({"enableRateLimit": False, "timeout": int(timeout_s * 1000)})
-        self._ex.pacer = self.governor
-        for name in list(self._ex.urls["api"]):
-            self._ex.urls["api"][name] = self.base_url
 
-    async def _get(self, method: str, params: dict[str, Any]) -> bytes:
-        return msgspec.json.encode(await self._call(method, params, 1))
+    def observe(self, answer: Answer) -> None:
+        self.governor.observe(answer.status, time.monotonic(), ret_code(answer.body))
+
+    def refusal(self, answer: Answer, request: str) -> RestError | None:
+        return refusal_of(answer, request)
 
     async def server_time(self) -> int:
-        return bybit.parse_time(await self._get("public_get_v5_market_time", {}))
+        return bybit.parse_time(await self._get("/v5/market/time", {}, 1))
 
     async def klines(
         self,
@@ -155,7 +196,7 @@ class BybitRest(PacedRest):
         elif end is not None:
             params["end"] = end
         now = server_time if server_time is not None else await self.server_time()
-        body = await self._get("public_get_v5_market_kline", params)
+        body = await self._get("/v5/market/kline", params, 1)
         rows = bybit.parse_klines(body, symbol, iv, now)
         if start is not None:
             rows = [k for k in rows if k.open_time >= start]
@@ -165,12 +206,12 @@ class BybitRest(PacedRest):
 
     async def listed_symbols(self) -> dict[str, float]:
         """Every spot symbol ``/v5/market/instruments-info`` lists as trading, with its tick."""
-        body = await self._get("public_get_v5_market_instruments_info", {"category": "spot"})
+        body = await self._get("/v5/market/instruments-info", {"category": "spot"}, 1)
         return bybit.parse_instruments(body)
 
     async def spot_symbols(self, quote: str) -> list[str]:
         """The spot symbols trading now quoted in ``quote``."""
-        body = await self._get("public_get_v5_market_instruments_info", {"category": "spot"})
+        body = await self._get("/v5/market/instruments-info", {"category": "spot"}, 1)
         return bybit.parse_spot_symbols(body, quote)
 
     async def depth(self, symbol: str, limit: int = bybit.REST_BOOK_LIMIT) -> BookSnapshot:
@@ -179,7 +220,7 @@ class BybitRest(PacedRest):
             "symbol": bybit.bybit_symbol(symbol),
             "limit": max(1, min(limit, bybit.REST_BOOK_LIMIT)),
         }
-        body = await self._get("public_get_v5_market_orderbook", params)
+        body = await self._get("/v5/market/orderbook", params, 1)
         return bybit.parse_orderbook(body, symbol)
 
     async def recent_trades(
@@ -192,7 +233,7 @@ class BybitRest(PacedRest):
             "symbol": bybit.bybit_symbol(symbol),
             "limit": max(1, min(limit, bybit.RECENT_TRADES_LIMIT)),
         }
-        body = await self._get("public_get_v5_market_recent_trade", params)
+        body = await self._get("/v5/market/recent-trade", params, 1)
         return bybit.parse_recent_trades(body, symbol)
 
     async def tickers(self, symbols: list[str]) -> list[Ticker]:
@@ -201,5 +242,5 @@ class BybitRest(PacedRest):
             params = {"category": bybit.CATEGORY, "symbol": next(iter(wanted))}
         else:
             params = {"category": bybit.CATEGORY}
-        body = await self._get("public_get_v5_market_tickers", params)
+        body = await self._get("/v5/market/tickers", params, 1)
         return [t for t in bybit.parse_tickers(body) if t.symbol in wanted]

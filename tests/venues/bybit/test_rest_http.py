@@ -1,17 +1,25 @@
-"""Bybit's REST client over a real local HTTP server answering as Bybit documents: the paths
-and parameters it asks (``category=spot`` always), the records it makes, and a 403 that holds
-every later request until the ban is over."""
+"""Bybit's REST client over a real local HTTP server answering as Bybit documents, and against
+the simulator's Bybit: the paths and parameters it asks (``category=spot`` always), the records
+it makes, a 403 that holds every later request until the ban is over, and what each refusal
+is (an unlisted symbol for good, a rate limit, a ban or a server error for now)."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+import pytest
 from aiohttp import web
 
+from marketlab.records import Interval
+from marketlab.sim import SimExchange
+from marketlab.store.backfill import closed_kline_pages
 from marketlab.stream.rest import RestError
+from marketlab.venues.bybit import rest as bybit_rest
+from marketlab.venues.bybit.perp_rest import BybitPerpRest
 from marketlab.venues.bybit.rest import BAN_S, BybitRest
 
 NOW = 1767225660000  # 2026-01-01 00:01:00 UTC
@@ -207,3 +215,103 @@ def test_a_403_is_an_ip_ban_that_the_client_waits_out_and_never_retries_into():
                 await rest.close()
 
     asyncio.run(run())
+
+
+# --- refusals from the simulator's Bybit, over a real socket ------------------------------
+
+
+async def test_an_unlisted_symbol_is_refused_for_good_with_bybits_code_and_message(perp_sim):
+    spot, linear = BybitRest(perp_sim.rest_url), BybitPerpRest(perp_sim.rest_url)
+    try:
+        now = await spot.server_time()
+        calls = [
+            ("/v5/market/kline", lambda: spot.klines("NOPEUSDT", "1m", limit=5, server_time=now)),
+            ("/v5/market/orderbook", lambda: spot.depth("NOPEUSDT", 50)),
+            ("/v5/market/recent-trade", lambda: spot.recent_trades("NOPEUSDT")),
+            ("/v5/market/orderbook", lambda: linear.depth("NOPEUSDT-PERP", 50)),
+        ]
+        for path, call in calls:
+            with pytest.raises(RestError) as caught:
+                await call()
+            message = str(caught.value)
+            assert not caught.value.retryable, message
+            assert path in message and "NOPEUSDT" in message
+            assert "10001" in message and "symbol invalid" in message  # the venue's own words
+        assert spot.governor.stats.rate_limited == linear.governor.stats.rate_limited == 0
+        assert spot.governor.delay(1, spot.clock()) == 0.0  # nothing to wait out
+    finally:
+        await spot.close()
+        await linear.close()
+
+
+async def test_backfill_gives_up_on_an_unlisted_symbol_after_one_request(perp_sim):
+    rest = BybitRest(perp_sim.rest_url)
+    try:
+        now = await rest.server_time()
+        asked = perp_sim.stats["rest_requests"]
+        pages = closed_kline_pages(rest, "NOPEUSDT", Interval("1m"), now - 600_000, now, now)
+        with pytest.raises(ValueError, match=r"NOPEUSDT.*10001"):
+            await anext(pages)
+        assert perp_sim.stats["rest_requests"] == asked + 1  # refused once, never asked again
+    finally:
+        await rest.close()
+
+
+async def test_a_rate_limit_code_holds_the_next_request_for_a_window(perp_sim, monkeypatch):
+    monkeypatch.setattr(bybit_rest, "WINDOW_S", 1.0)  # Bybit's 5 s window, shortened
+    rest = BybitRest(perp_sim.rest_url)
+    try:
+        perp_sim.fail_rest(429, 1, venue="bybit")  # Bybit's way: HTTP 200, retCode 10006
+        with pytest.raises(RestError) as caught:
+            await rest.server_time()
+        refused_at = time.monotonic()
+        assert caught.value.retryable
+        assert "10006" in str(caught.value) and "Too many visits!" in str(caught.value)
+        assert rest.governor.stats.rate_limited == 1
+        await assert_held_then_sent(perp_sim, rest, refused_at + 1.0)
+    finally:
+        await rest.close()
+
+
+async def test_a_ban_is_waited_out_and_no_request_is_sent_into_it(perp_sim, monkeypatch):
+    monkeypatch.setattr(bybit_rest, "BAN_S", 1.0)  # Bybit's 10 minutes, shortened
+    monkeypatch.setattr(bybit_rest, "BAN_MARGIN_S", 0.2)
+    rest = BybitRest(perp_sim.rest_url)
+    try:
+        perp_sim.ban_rest(0.6)  # every IP answered 403 (an HTML page) for 0.6 s
+        with pytest.raises(RestError) as caught:
+            await rest.server_time()
+        refused_at = time.monotonic()
+        assert caught.value.retryable and "403" in str(caught.value)
+        assert (rest.governor.stats.banned, rest.governor.stats.forbidden) == (1, 1)
+        await assert_held_then_sent(perp_sim, rest, refused_at + 1.2)
+    finally:
+        await rest.close()
+
+
+async def test_a_server_error_may_pass_and_holds_nothing(perp_sim):
+    rest = BybitRest(perp_sim.rest_url)
+    try:
+        perp_sim.fail_rest(502, 1, venue="bybit")  # HTTP 502 with retCode 10016
+        with pytest.raises(RestError) as caught:
+            await rest.server_time()
+        message = str(caught.value)
+        assert caught.value.retryable and "10016" in message and "HTTP 502" in message
+        assert rest.governor.stats.server_errors == 1 and rest.governor.stats.rate_limited == 0
+        assert rest.governor.delay(1, rest.clock()) == 0.0
+        assert await rest.server_time() > 0  # asked again at once, answered
+    finally:
+        await rest.close()
+
+
+async def assert_held_then_sent(sim: SimExchange, rest: BybitRest, not_before: float) -> None:
+    """The next request waits in the client (the venue sees nothing) until ``not_before``
+    (monotonic), then goes and is answered."""
+    asked = sim.stats["rest_requests"]
+    late = asyncio.create_task(rest.server_time())
+    await asyncio.sleep(0.3)
+    assert not late.done() and sim.stats["rest_requests"] == asked, "sent while held"
+    assert await asyncio.wait_for(late, 15) > 0
+    assert time.monotonic() >= not_before - 0.05
+    assert sim.stats["rest_requests"] == asked + 1
+    assert rest.governor.stats.waited_s > 0
