@@ -142,7 +142,7 @@ def _code(code: str, msg: str = "words") -> bytes:
         (500, _code("50026", "System error."), True),
         (429, _code("50061", "Sub-account rate limit reached."), True),
         (200, _code("50011", "Rate limit reached."), True),
-        (200, _code("51001", "Instrument ID does not exist."), False),  # OKX's own status
+        (200, _code("51001", "Instrument ID does not exist."), False),  # a refusal sent as 200
         (400, _code("50014", "Parameter instId can not be empty."), False),
         (400, _code("50025", "Parameter count exceeds the limit."), False),
         (200, b'{"code":51001,"msg":"Instrument ID does not exist.","data":[]}', False),
