@@ -44,6 +44,12 @@ TimeMs = Annotated[int, msgspec.Meta(ge=TIME_MIN_MS, le=TIME_MAX_MS)]
 # A book level: (price, quantity; 0 removes the level).
 Level = tuple[Price, Amount]
 
+# What msgspec's decoders raise on bytes that are not what they were asked for: DecodeError
+# (ValidationError is one) and RecursionError, which they raise on arrays or objects nested
+# deeper than the interpreter's recursion limit (about a thousand levels), even inside a field
+# they skip or in a document never closed. Every reader of outside bytes catches both.
+DECODE_ERRORS = (msgspec.DecodeError, RecursionError)
+
 
 # A number given as text, as JSON writes one (Python's float() also takes "1_000", " 1 ",
 # "inf" and other scripts' digits: msgspec, which reads every other number, takes none)
