@@ -25,6 +25,7 @@ import msgspec
 import zstandard
 
 from marketlab.native import by_name, compiled, takes_in_order
+from marketlab.numbers import DECODE_ERRORS
 from marketlab.recording.readahead import ReadAhead
 from marketlab.records import BookSnapshot, Kline, Ticker, Trade
 
@@ -115,20 +116,29 @@ def encode_records(value: Any) -> bytes:
     return _encode(value)
 
 
+def _decoded(decoder: msgspec.msgpack.Decoder[Any], data: bytes, what: str) -> Any:
+    """``data`` as ``decoder`` reads it; :class:`RecordingError` naming ``what`` when the bytes
+    are not what a writer wrote (damage, or nesting deeper than the decoder goes)."""
+    try:
+        return decoder.decode(data)
+    except DECODE_ERRORS as exc:
+        raise RecordingError(f"a recorded {what} that does not decode ({exc})") from None
+
+
 def decode_snapshot(data: bytes) -> BookSnapshot:
-    return _SNAPSHOT.decode(data)
+    return _decoded(_SNAPSHOT, data, "book snapshot")
 
 
 def decode_klines(data: bytes) -> list[Kline]:
-    return _KLINES.decode(data)
+    return _decoded(_KLINES, data, "list of klines")
 
 
 def decode_trades(data: bytes) -> list[Trade]:
-    return _TRADES.decode(data)
+    return _decoded(_TRADES, data, "list of trades")
 
 
 def decode_tickers(data: bytes) -> list[Ticker]:
-    return _TICKERS.decode(data)
+    return _decoded(_TICKERS, data, "list of tickers")
 
 
 class RecordingWriter:
@@ -210,7 +220,7 @@ def open_stream(path: str | os.PathLike[str]) -> tuple[Path, Header, Decompresse
             raise RecordingError(f"{p}: not a marketlab recording")
         try:
             header = msgspec.json.decode(stream.line(_MAX_HEADER), type=Header)
-        except msgspec.DecodeError as exc:
+        except DECODE_ERRORS as exc:
             raise RecordingError(f"{p}: bad header ({exc})") from None
     except zstandard.ZstdError as exc:
         stream.close()

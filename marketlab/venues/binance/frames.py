@@ -10,7 +10,7 @@ from typing import Any, Literal, NamedTuple
 import msgspec
 
 from marketlab.native import compiled, maker
-from marketlab.numbers import Amount, Change, Id, IdOrNone, Level, Price, TimeMs
+from marketlab.numbers import DECODE_ERRORS, Amount, Change, Id, IdOrNone, Level, Price, TimeMs
 from marketlab.records import (
     AggTrade,
     BookDelta,
@@ -325,8 +325,9 @@ LaneTable: type[LaneTablePython] = compiled("LaneTable", LaneTablePython)
 
 def lane_table() -> LaneTablePython:
     """An empty table of lanes, compiled when the compiled part is in use; msgspec's
-    ``DecodeError`` (and its ``ValidationError``) say a payload is not of its lane's kind."""
-    return LaneTable(msgspec.DecodeError)
+    decoding errors (:data:`~marketlab.numbers.DECODE_ERRORS`: a ``DecodeError``, its
+    ``ValidationError``, or nesting too deep) say a payload is not of its lane's kind."""
+    return LaneTable(DECODE_ERRORS)
 
 
 def take_combined_python(lanes: LaneTablePython, frame: bytes) -> bool:
@@ -480,7 +481,7 @@ class StreamDecoder:
                         wire = _DECODERS[_WIRE_BY_CHANNEL[parsed.channel]].decode(
                             frame[end + _PAYLOAD_AFTER : -1]
                         )
-                    except (msgspec.ValidationError, msgspec.DecodeError):
+                    except DECODE_ERRORS:
                         pass  # the careful path below says what is wrong (or finds a shutdown)
                     else:
                         return [_owned(_to_record(wire, parsed), parsed, frame)]
@@ -488,7 +489,7 @@ class StreamDecoder:
             env = _ENVELOPE.decode(frame)
         except msgspec.ValidationError as exc:  # (a subclass of DecodeError)
             raise FrameError(f"not a Binance message ({exc})", frame, stream) from None
-        except msgspec.DecodeError as exc:
+        except DECODE_ERRORS as exc:
             raise FrameError(f"malformed JSON ({exc})", frame, stream) from None
         if env.stream is not None:
             if env.data is msgspec.UNSET:
@@ -525,7 +526,7 @@ class StreamDecoder:
             if shutdown is not None:
                 return shutdown
             raise FrameError(f"invalid payload ({exc})", frame, name) from None
-        except msgspec.DecodeError as exc:
+        except DECODE_ERRORS as exc:
             raise FrameError(f"malformed payload ({exc})", frame, name) from None
         return record if parsed is None else _owned(record, parsed, frame)
 
@@ -553,6 +554,6 @@ def _sniff(env: _Envelope) -> type | None:
 def _shutdown_of(data: Any) -> ServerShutdown | None:
     try:
         env = _ENVELOPE.decode(data)
-    except (msgspec.ValidationError, msgspec.DecodeError):
+    except DECODE_ERRORS:
         return None
     return ServerShutdown(env.E) if env.e == "serverShutdown" else None

@@ -7,7 +7,7 @@ from typing import Any
 
 import msgspec
 
-from marketlab.numbers import Amount, Change, Id, IdOrNone, Level, Price, TimeMs
+from marketlab.numbers import DECODE_ERRORS, Amount, Change, Id, IdOrNone, Level, Price, TimeMs
 from marketlab.records import (
     BookSnapshot,
     Interval,
@@ -110,7 +110,7 @@ def _rest_decode(payload: bytes | str | Any, typ: type, what: str) -> Any:
         if isinstance(payload, bytes | str):
             return msgspec.json.decode(payload, type=typ, strict=False)
         return msgspec.convert(payload, typ, strict=False)
-    except (msgspec.ValidationError, msgspec.DecodeError) as exc:
+    except DECODE_ERRORS as exc:
         raise PayloadError(f"{what}: {exc}") from None
 
 
@@ -121,7 +121,7 @@ def raise_for_error(payload: bytes | str | Any, status: int | None = None) -> No
             err = msgspec.json.decode(payload, type=_ApiError)
         else:
             err = msgspec.convert(payload, _ApiError)
-    except (msgspec.ValidationError, msgspec.DecodeError):
+    except DECODE_ERRORS:
         return
     raise BinanceAPIError(err.code, err.msg, status)
 
@@ -147,7 +147,7 @@ def parse_klines(
             if isinstance(payload, bytes | str)
             else _KLINE_ROWS.decode(msgspec.json.encode(payload))
         )
-    except (msgspec.ValidationError, msgspec.DecodeError) as exc:
+    except DECODE_ERRORS as exc:
         raise PayloadError(f"{endpoint} for {symbol} {iv}: {exc}") from None
     return [
         Kline(

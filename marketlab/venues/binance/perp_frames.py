@@ -15,7 +15,7 @@ from typing import Any, Literal
 
 import msgspec
 
-from marketlab.numbers import Amount, Change, Id, Level, Price, TimeMs
+from marketlab.numbers import DECODE_ERRORS, Amount, Change, Id, Level, Price, TimeMs
 from marketlab.records import AggTrade, BookDelta, Interval, Kline, Liquidation, MarkPrice
 from marketlab.venues.binance.frames import RequestError, SubscriptionResult
 from marketlab.venues.binance.perp_protocol import PerpStream, parse_stream, venue_symbol
@@ -205,7 +205,7 @@ class PerpDecoder:
             env = _ENVELOPE.decode(frame)
         except msgspec.ValidationError as exc:
             raise FrameError(f"not a Binance futures message ({exc})", frame) from None
-        except msgspec.DecodeError as exc:
+        except DECODE_ERRORS as exc:
             raise FrameError(f"malformed JSON ({exc})", frame) from None
         if env.stream is not None:
             if env.data is msgspec.UNSET:
@@ -231,7 +231,7 @@ class PerpDecoder:
             return _CONVERT[stream.channel](wire, stream.symbol)
         except msgspec.ValidationError as exc:
             raise FrameError(f"invalid {stream.channel} payload ({exc})", frame, name) from None
-        except msgspec.DecodeError as exc:
+        except DECODE_ERRORS as exc:
             raise FrameError(f"malformed payload ({exc})", frame, name) from None
         except ValueError as exc:
             if isinstance(exc, FrameError):

@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 
 import msgspec
 
-from marketlab.numbers import Amount, Change, Id, Level, Price, TimeMs
+from marketlab.numbers import DECODE_ERRORS, Amount, Change, Id, Level, Price, TimeMs
 from marketlab.records import (
     AggTrade,
     BookSnapshot,
@@ -107,7 +107,7 @@ class _Error(msgspec.Struct):
 def _decode(data: bytes | str, shape: type[T], endpoint: str) -> T:
     try:
         return msgspec.json.decode(data, type=shape, strict=False)
-    except (msgspec.ValidationError, msgspec.DecodeError) as exc:
+    except DECODE_ERRORS as exc:
         raise PayloadError(f"{endpoint}: unexpected payload ({exc})") from None
 
 
@@ -122,7 +122,7 @@ def error_of(data: bytes | str, status: int | None = None) -> BinanceAPIError | 
     """The error a body carries (``{"code": -1121, "msg": "Invalid symbol."}``), else None."""
     try:
         err = msgspec.json.decode(data, type=_Error)
-    except (msgspec.ValidationError, msgspec.DecodeError):
+    except DECODE_ERRORS:
         return None
     return BinanceAPIError(err.code, err.msg, status)
 

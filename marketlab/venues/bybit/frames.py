@@ -16,7 +16,7 @@ from typing import Any, Literal, cast
 import msgspec
 
 from marketlab.native import compiled, maker
-from marketlab.numbers import INT64_MAX, Amount, Change, Id, Level, Price, TimeMs
+from marketlab.numbers import DECODE_ERRORS, INT64_MAX, Amount, Change, Id, Level, Price, TimeMs
 from marketlab.records import BookTicker, Interval, Kline, Ticker, Trade
 from marketlab.venues.bybit.protocol import interval_of, parse_topic, symbol_of
 from marketlab.venues.errors import FrameError, UnknownStreamError
@@ -276,7 +276,7 @@ class BybitDecoder:
             push = _PUSH.decode(frame)
         except msgspec.ValidationError as exc:
             raise FrameError(f"not a Bybit message ({exc})", frame) from None
-        except msgspec.DecodeError as exc:
+        except DECODE_ERRORS as exc:
             raise FrameError(f"malformed JSON ({exc})", frame) from None
         if push.topic is None:
             return [self._control(push, frame)]
@@ -285,7 +285,7 @@ class BybitDecoder:
             raise FrameError("a push without data or ts", frame, topic)
         try:
             return self._records(push, topic, push.ts, frame)
-        except (msgspec.ValidationError, msgspec.DecodeError, ValueError, TypeError) as exc:
+        except (*DECODE_ERRORS, ValueError, TypeError) as exc:
             if isinstance(exc, FrameError):
                 raise
             raise FrameError(f"invalid {topic} payload ({exc})", frame, topic) from None

@@ -12,7 +12,7 @@ from typing import Any, Literal
 
 import msgspec
 
-from marketlab.numbers import Amount, Price, TimeMs
+from marketlab.numbers import DECODE_ERRORS, Amount, Price, TimeMs
 from marketlab.records import BookSnapshot, Interval, Kline, Ticker, Trade
 from marketlab.records import normalize_symbol as _normalize
 from marketlab.venues.bybit.frames import BookWire, TickerWire, kline, ticker_of, trade_id
@@ -32,7 +32,7 @@ def _result(payload: bytes | str | Any, typ: Any, what: str) -> Any:
     raw = payload if isinstance(payload, bytes | str) else msgspec.json.encode(payload)
     try:
         env = msgspec.json.decode(raw, type=_Envelope, strict=False)
-    except (msgspec.ValidationError, msgspec.DecodeError) as exc:
+    except DECODE_ERRORS as exc:
         raise PayloadError(f"{what}: {exc}") from None
     if env.retCode != 0:
         raise BybitAPIError(env.retCode, env.retMsg)
@@ -40,7 +40,7 @@ def _result(payload: bytes | str | Any, typ: Any, what: str) -> Any:
         raise PayloadError(f"{what}: no result")
     try:
         return msgspec.json.decode(env.result, type=typ, strict=False)
-    except (msgspec.ValidationError, msgspec.DecodeError) as exc:
+    except DECODE_ERRORS as exc:
         raise PayloadError(f"{what}: {exc}") from None
 
 
@@ -187,7 +187,7 @@ def parse_tickers(payload: bytes | str | Any) -> list[Ticker]:
     raw = payload if isinstance(payload, bytes | str) else msgspec.json.encode(payload)
     try:
         env = msgspec.json.decode(raw, type=_Envelope, strict=False)
-    except (msgspec.ValidationError, msgspec.DecodeError) as exc:
+    except DECODE_ERRORS as exc:
         raise PayloadError(f"{what}: {exc}") from None
     if env.retCode == 0 and env.time is None:
         raise PayloadError(f"{what}: no time")

@@ -40,7 +40,16 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 
-from marketlab.numbers import INT64_MAX, TIME_MAX_MS, TIME_MIN_MS, Amount, Change, Price, TimeMs
+from marketlab.numbers import (
+    DECODE_ERRORS,
+    INT64_MAX,
+    TIME_MAX_MS,
+    TIME_MIN_MS,
+    Amount,
+    Change,
+    Price,
+    TimeMs,
+)
 from marketlab.records import Liquidation, MarkPrice, OpenInterest, Trade, perpetual_of
 from marketlab.venues.bybit.frames import BybitDecoder
 from marketlab.venues.bybit.protocol import parse_topic
@@ -138,7 +147,7 @@ class PerpDecoder:
             push = _PUSH.decode(frame)
         except msgspec.ValidationError as exc:
             raise FrameError(f"not a Bybit message ({exc})", frame) from None
-        except msgspec.DecodeError as exc:
+        except DECODE_ERRORS as exc:
             raise FrameError(f"malformed JSON ({exc})", frame) from None
         topic = push.topic
         prefix = topic.partition(".")[0] if topic is not None else ""
@@ -154,7 +163,7 @@ class PerpDecoder:
             if prefix == "tickers":
                 return self._ticker(push.type, name, symbol, push.ts, push.data, frame, topic)
             return self._liquidations(name, symbol, push.ts, push.data)
-        except (msgspec.ValidationError, msgspec.DecodeError, ValueError) as exc:
+        except (*DECODE_ERRORS, ValueError) as exc:
             if isinstance(exc, FrameError):
                 raise
             raise FrameError(f"invalid {topic} payload ({exc})", frame, topic) from None

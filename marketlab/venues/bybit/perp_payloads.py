@@ -17,7 +17,7 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 
-from marketlab.numbers import TIME_MIN_MS, Amount, Change, Price, TimeMs
+from marketlab.numbers import DECODE_ERRORS, TIME_MIN_MS, Amount, Change, Price, TimeMs
 from marketlab.records import Funding, MarkPrice, OpenInterest, Trade, perpetual_of
 from marketlab.venues.bybit.perp_frames import NextTime, trade_id
 from marketlab.venues.bybit.protocol import BybitAPIError
@@ -33,7 +33,7 @@ class _Envelope(msgspec.Struct):
 def _result(payload: bytes | str, typ: Any, what: str) -> Any:
     try:
         env = msgspec.json.decode(payload, type=_Envelope, strict=False)
-    except (msgspec.ValidationError, msgspec.DecodeError) as exc:
+    except DECODE_ERRORS as exc:
         raise PayloadError(f"{what}: {exc}") from None
     if env.retCode != 0:
         raise BybitAPIError(env.retCode, env.retMsg)
@@ -41,7 +41,7 @@ def _result(payload: bytes | str, typ: Any, what: str) -> Any:
         raise PayloadError(f"{what}: no result")
     try:
         return msgspec.json.decode(env.result, type=typ, strict=False)
-    except (msgspec.ValidationError, msgspec.DecodeError) as exc:
+    except DECODE_ERRORS as exc:
         raise PayloadError(f"{what}: {exc}") from None
 
 
@@ -203,7 +203,7 @@ def tickers(payload: bytes | str) -> list[tuple[MarkPrice, OpenInterest]]:
     rows = _result(payload, _Tickers, what).rows
     try:
         now = msgspec.json.decode(payload, type=_Time, strict=False).time
-    except (msgspec.ValidationError, msgspec.DecodeError) as exc:
+    except DECODE_ERRORS as exc:
         raise PayloadError(f"{what}: {exc}") from None
     out = []
     for t in rows:

@@ -21,6 +21,7 @@ from typing import Any
 
 import msgspec
 
+from marketlab.numbers import DECODE_ERRORS
 from marketlab.records import BookSnapshot, Interval, Kline, Ticker, Trade
 from marketlab.stream.rest import (
     QUOTED_BODY,
@@ -99,8 +100,8 @@ def envelope(body: bytes) -> tuple[int, str] | None:
     envelope (no JSON object, no integer ``retCode``). Never raises, whatever the bytes."""
     try:
         head = _ENVELOPE.decode(body)
-    except (msgspec.ValidationError, msgspec.DecodeError, RecursionError):
-        return None  # RecursionError: nesting deeper than the decoder goes
+    except DECODE_ERRORS:
+        return None
     message = head.retMsg if isinstance(head.retMsg, str) else str(head.retMsg)
     return head.retCode, message[:QUOTED_BODY]
 

@@ -22,7 +22,16 @@ from typing import Any, Literal, cast
 import msgspec
 
 from marketlab.native import compiled, maker
-from marketlab.numbers import INT64_MAX, TIME_MAX_MS, TIME_MIN_MS, Amount, Change, Id, Price
+from marketlab.numbers import (
+    DECODE_ERRORS,
+    INT64_MAX,
+    TIME_MAX_MS,
+    TIME_MIN_MS,
+    Amount,
+    Change,
+    Id,
+    Price,
+)
 from marketlab.records import Level, Ticker, Trade
 from marketlab.venues.coinbase.protocol import symbol_of
 from marketlab.venues.errors import FrameError, UnknownStreamError
@@ -349,7 +358,7 @@ class CoinbaseDecoder:
             env = _ENVELOPE.decode(frame)
         except msgspec.ValidationError as exc:
             raise FrameError(f"not a Coinbase message ({exc})", frame) from None
-        except msgspec.DecodeError as exc:
+        except DECODE_ERRORS as exc:
             raise FrameError(f"malformed JSON ({exc})", frame) from None
         if env.channel is None:
             if env.type == "error":
@@ -366,7 +375,7 @@ class CoinbaseDecoder:
             ts = rfc3339_ms(env.timestamp, "timestamp")
             events = self._events(channel, env.events, ts, env.sequence_num, frame)
             return Message(env.sequence_num, channel, events)
-        except (msgspec.ValidationError, msgspec.DecodeError, ValueError, TypeError) as exc:
+        except (*DECODE_ERRORS, ValueError, TypeError) as exc:
             if isinstance(exc, FrameError):
                 raise
             raise FrameError(f"invalid {channel} events ({exc})", frame, channel) from None

@@ -15,7 +15,7 @@ from typing import Any
 
 import msgspec
 
-from marketlab.numbers import TIME_MAX_MS, TIME_MIN_MS, Amount, Change, Price
+from marketlab.numbers import DECODE_ERRORS, TIME_MAX_MS, TIME_MIN_MS, Amount, Change, Price
 from marketlab.records import BookSnapshot, Interval, Kline, Ticker, Trade
 from marketlab.records import normalize_symbol as _normalize
 from marketlab.venues.coinbase.frames import TradeWire, rfc3339_ms, trade_of
@@ -38,7 +38,7 @@ def api_error(body: bytes | str | Any, status: int | None = None) -> CoinbaseAPI
     raw = body if isinstance(body, bytes | str) else msgspec.json.encode(body)
     try:
         err = _ERROR.decode(raw)
-    except (msgspec.ValidationError, msgspec.DecodeError):
+    except DECODE_ERRORS:
         return None
     if err.error is None and err.code is None:
         return None
@@ -51,7 +51,7 @@ def _decode(payload: bytes | str | Any, typ: Any, what: str) -> Any:
     raw = payload if isinstance(payload, bytes | str) else msgspec.json.encode(payload)
     try:
         return msgspec.json.decode(raw, type=typ, strict=False)
-    except (msgspec.ValidationError, msgspec.DecodeError) as exc:
+    except DECODE_ERRORS as exc:
         err = api_error(raw)
         if err is not None:
             raise err from None

@@ -19,6 +19,7 @@ from typing import Any
 
 import msgspec
 
+from marketlab.numbers import DECODE_ERRORS
 from marketlab.records import BookSnapshot, Interval, Kline, Ticker, Trade
 from marketlab.stream.rest import (
     QUOTED_BODY,
@@ -132,8 +133,8 @@ def venue_error(body: bytes) -> tuple[str, str] | None:
     body, no JSON, an envelope of other types). Never raises, whatever the bytes."""
     try:
         envelope = _ENVELOPE.decode(body)
-    except (msgspec.DecodeError, msgspec.ValidationError, RecursionError):
-        return None  # RecursionError: JSON nested deeper than the decoder goes
+    except DECODE_ERRORS:
+        return None
     if envelope.errors:
         first = envelope.errors[0]
         code, message = _text(first.id), _text(first.message)

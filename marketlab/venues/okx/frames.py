@@ -16,7 +16,7 @@ from typing import Any, Literal, cast
 import msgspec
 
 from marketlab.native import compiled, maker
-from marketlab.numbers import Amount, Id, IdOrNone, Price, TimeMs, amount, price
+from marketlab.numbers import DECODE_ERRORS, Amount, Id, IdOrNone, Price, TimeMs, amount, price
 from marketlab.records import INTERVAL_NAMES, BookTicker, Interval, Kline, Ticker, Trade
 from marketlab.venues.errors import FrameError, UnknownStreamError
 from marketlab.venues.okx.protocol import Topic, bar, interval_of_bar, symbol_of
@@ -265,7 +265,7 @@ class OkxDecoder:
             push = _PUSH.decode(frame)
         except msgspec.ValidationError as exc:
             raise FrameError(f"not an OKX message ({exc})", frame) from None
-        except msgspec.DecodeError as exc:
+        except DECODE_ERRORS as exc:
             raise FrameError(f"malformed JSON ({exc})", frame) from None
         if push.event is not None:
             return [self._event(push)]
@@ -282,7 +282,7 @@ class OkxDecoder:
                 raise UnknownStreamError(f"unknown channel {channel!r}", frame, channel)
             rows = decoder.decode(push.data)
             return self._records(channel, inst, push.action, rows, frame, push.data)
-        except (msgspec.ValidationError, msgspec.DecodeError, ValueError, TypeError) as exc:
+        except (*DECODE_ERRORS, ValueError, TypeError) as exc:
             if isinstance(exc, FrameError):
                 raise
             raise FrameError(f"invalid {channel} payload ({exc})", frame, channel) from None

@@ -7,7 +7,7 @@ from typing import Any, Literal
 
 import msgspec
 
-from marketlab.numbers import Amount, Id, Price, TimeMs, amount, price
+from marketlab.numbers import DECODE_ERRORS, Amount, Id, Price, TimeMs, amount, price
 from marketlab.records import BookSnapshot, Interval, Kline, Ticker, Trade
 from marketlab.records import normalize_symbol as _normalize
 from marketlab.venues.errors import PayloadError
@@ -27,7 +27,7 @@ def _data(payload: bytes | str | Any, what: str) -> msgspec.Raw:
     raw = payload if isinstance(payload, bytes | str) else msgspec.json.encode(payload)
     try:
         env = msgspec.json.decode(raw, type=_Envelope, strict=False)
-    except (msgspec.ValidationError, msgspec.DecodeError) as exc:
+    except DECODE_ERRORS as exc:
         raise PayloadError(f"{what}: {exc}") from None
     if env.code != "0":
         raise OkxAPIError(env.code, env.msg)
@@ -40,7 +40,7 @@ def _rows(payload: bytes | str | Any, typ: Any, what: str) -> Any:
     data = _data(payload, what)
     try:
         return msgspec.json.decode(data, type=typ, strict=False)
-    except (msgspec.ValidationError, msgspec.DecodeError) as exc:
+    except DECODE_ERRORS as exc:
         raise PayloadError(f"{what}: {exc}") from None
 
 
@@ -126,7 +126,7 @@ def parse_history_trades(payload: bytes | str | Any, symbol: str) -> list[Trade]
             if env.data
             else []
         )
-    except (msgspec.ValidationError, msgspec.DecodeError) as exc:
+    except DECODE_ERRORS as exc:
         raise PayloadError(f"/api/v5/market/history-trades for {symbol}: {exc}") from None
     name = _normalize(symbol)
     return [Trade(name, t.tradeId, t.px, t.sz, t.side, t.ts, t.ts) for t in reversed(rows)]

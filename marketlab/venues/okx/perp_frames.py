@@ -19,7 +19,17 @@ from typing import Any, Literal, cast
 
 import msgspec
 
-from marketlab.numbers import Amount, Change, Id, IdOrNone, Price, TimeMs, amount, price
+from marketlab.numbers import (
+    DECODE_ERRORS,
+    Amount,
+    Change,
+    Id,
+    IdOrNone,
+    Price,
+    TimeMs,
+    amount,
+    price,
+)
 from marketlab.records import Liquidation, MarkPrice, OpenInterest, Trade, perpetual_of
 from marketlab.venues.errors import FrameError, UnknownStreamError
 from marketlab.venues.okx.frames import (
@@ -198,7 +208,7 @@ class OkxPerpDecoder:
             push = _PUSH.decode(frame)
         except msgspec.ValidationError as exc:
             raise FrameError(f"not an OKX message ({exc})", frame) from None
-        except msgspec.DecodeError as exc:
+        except DECODE_ERRORS as exc:
             raise FrameError(f"malformed JSON ({exc})", frame) from None
         if push.event is not None:
             return [self._event(push)]
@@ -226,7 +236,7 @@ class OkxPerpDecoder:
                 if row.instId != inst:
                     raise ValueError(f"a row of {row.instId} on the stream of {inst}")
             return [self._row(channel, symbol, per, row) for row in rows]
-        except (msgspec.ValidationError, msgspec.DecodeError, ValueError, TypeError) as exc:
+        except (*DECODE_ERRORS, ValueError, TypeError) as exc:
             if isinstance(exc, FrameError):
                 raise
             raise FrameError(f"invalid {channel} payload ({exc})", frame, channel) from None

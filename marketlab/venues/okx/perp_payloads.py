@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 
 import msgspec
 
-from marketlab.numbers import Amount, Change, Price, TimeMs
+from marketlab.numbers import DECODE_ERRORS, Amount, Change, Price, TimeMs
 from marketlab.records import (
     BookSnapshot,
     Funding,
@@ -106,7 +106,7 @@ def _rows(payload: bytes | str, shape: type[T], endpoint: str) -> T:
         if not env.data:
             raise PayloadError(f"{endpoint}: no data")
         return msgspec.json.decode(env.data, type=shape, strict=False)
-    except (msgspec.ValidationError, msgspec.DecodeError) as exc:
+    except DECODE_ERRORS as exc:
         raise PayloadError(f"{endpoint}: unexpected payload ({exc})") from None
 
 

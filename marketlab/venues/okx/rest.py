@@ -17,6 +17,7 @@ from typing import Any
 
 import msgspec
 
+from marketlab.numbers import DECODE_ERRORS
 from marketlab.records import BookSnapshot, Interval, Kline, Ticker, Trade
 from marketlab.stream.rest import (
     RETRYABLE_STATUSES,
@@ -124,13 +125,13 @@ def venue_code(body: bytes) -> tuple[str, str] | None:
     JSON, not an object, a code of another type): never raises."""
     try:
         outcome = msgspec.json.decode(body, type=_Outcome, strict=False)
-    except (msgspec.DecodeError, msgspec.ValidationError, RecursionError):
+    except DECODE_ERRORS:
         return None
     if outcome.code is None:
         return None
     try:
         msg = msgspec.json.decode(outcome.msg, type=str)
-    except (msgspec.DecodeError, msgspec.ValidationError, RecursionError):
+    except DECODE_ERRORS:
         msg = quoted(bytes(outcome.msg))
     return str(outcome.code), msg
 
