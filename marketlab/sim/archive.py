@@ -16,8 +16,11 @@ The archive's known traps are faults (``sim.inject("archive_<trap>", arg)``): ``
 file (its name, in either market, or its key; bytes differ from its checksum), ``missing`` a
 day (its daily files gone, its rows gone from the month's), ``hole`` in a day's trade ids
 (``2024-12-31`` or ``2024-12-31:5``: that many trades left out mid-day), ``short`` a day (its
-files end at noon), ``unpublished`` from a day on (the archive lags behind). ``clear`` lifts
-them all.
+files end at noon), ``unpublished`` from a day on (the archive lags behind), ``one_sided``
+trades files from a day on (``2026-07-03``: USDⓈ-M's; ``2026-07-03:spot``: spot's): every
+row's is_buyer_maker ``true``, in the daily files of those days and in those days' rows of the
+months, while the aggTrades files keep the right sides, as the archive's USDⓈ-M and COIN-M
+trades files were from July 2026 (binance/binance-public-data #476, #492). ``clear`` lifts them all.
 """
 
 from __future__ import annotations
@@ -51,7 +54,7 @@ UM_HEADERS = {
     "is_buyer_maker",
 }
 FOLDERS = {"spot": "spot", "um": "futures/um"}
-TRAPS = ("corrupt", "missing", "hole", "short", "unpublished", "clear")
+TRAPS = ("corrupt", "missing", "hole", "short", "unpublished", "one_sided", "clear")
 ARCHIVE_INTERVALS = tuple(iv for iv in INTERVAL_NAMES if iv != "1s")
 
 
@@ -78,6 +81,7 @@ class Traps:
     holes: dict[str, int] = field(default_factory=dict)  # day → trades left out
     short: set[str] = field(default_factory=set)  # days cut at noon
     unpublished_from: str = ""  # days from this on are not out yet
+    one_sided_from: dict[str, str] = field(default_factory=dict)  # market → first day all sells
 
 
 class ArchiveFace:
@@ -112,7 +116,12 @@ class ArchiveFace:
             return
         day, _, count = arg.partition(":")
         _ms(day)  # ValueError for a day that is not one
-        if name == "missing":
+        if name == "one_sided":
+            market = count or "um"
+            if market not in FOLDERS:
+                raise ValueError(f"archive trap one_sided: market {market!r}, use um or spot")
+            self.traps.one_sided_from[market] = day
+        elif name == "missing":
             self.traps.missing.add(day)
         elif name == "hole":
             self.traps.holes[day] = int(count or 3)
@@ -246,7 +255,8 @@ class ArchiveFace:
             iv = Interval("1M" if rest[0] == "1mo" else rest[0])
             rows = self._klines(m, iv, start, end, micros)
         else:
-            rows = self._trades(m, kind, start, end, micros)
+            sells_from = self.traps.one_sided_from.get(market, "")
+            rows = self._trades(m, kind, start, end, micros, sells_from)
         lines = [UM_HEADERS[kind]] if market == "um" else []
         if market == "um" and kind != "klines":
             rows = [r[:-1] for r in rows]  # no best-match column
@@ -283,8 +293,10 @@ class ArchiveFace:
         return rows
 
     def _trades(
-        self, m: VenueMarket, kind: str, start: int, end: int, micros: bool
+        self, m: VenueMarket, kind: str, start: int, end: int, micros: bool, sells_from: str = ""
     ) -> list[list[Any]]:
+        """A span's trades (or aggTrades) as rows; with ``sells_from`` (a day) the trades of
+        that day on say the buyer was the maker whatever the taker did, the aggTrades not."""
         f = Formatter(m)
         trades = [t for t in m.recent_trades if start <= t.time < end and not self._dropped(t.time)]
         for day, count in self.traps.holes.items():
@@ -301,7 +313,7 @@ class ArchiveFace:
                     f.q(t.qty),
                     f.quote(t.price * t.qty),
                     self._scale(t.time, micros),
-                    t.buyer_is_maker,
+                    t.buyer_is_maker or bool(sells_from and _day(t.time) >= sells_from),
                     True,
                 ]
                 for t in trades

@@ -30,6 +30,8 @@ REPORT_COLUMNS = (
     "last_id",
     "missing",
     "filled",
+    "repaired",
+    "uncovered",
 )
 
 
@@ -118,7 +120,7 @@ def report_frame(holes: Sequence[Hole] | Sequence[dict]) -> pd.DataFrame:
     df = pd.DataFrame(rows, columns=list(REPORT_COLUMNS))
     for c in ("start", "end"):
         df[c] = pd.to_datetime(df[c], unit="ms", utc=True)
-    for c in ("first_id", "last_id", "missing"):
+    for c in ("first_id", "last_id", "missing", "repaired", "uncovered"):
         df[c] = df[c].astype("Int64")
     df["filled"] = df["filled"].astype(bool)
     return df

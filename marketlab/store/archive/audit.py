@@ -1,6 +1,7 @@
 """Holes in what the archive gave: candles missing (open times skipped), trade and aggregate
-trade ids skipped, a day much shorter than the days around it. Read from the stores, after
-import; each hole says which archive file should have held it. No network."""
+trade ids skipped, a day much shorter than the days around it, a day of trades whose sides
+are all one way (:mod:`.sides`). Read from the stores, after import; each hole says which
+archive file should have held it. No network."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ import pyarrow.parquet as pq
 from marketlab.records import Interval
 from marketlab.store.archive.imports import tick_kind
 from marketlab.store.archive.layout import DAY_MS, ArchiveFile, Series
+from marketlab.store.archive.sides import is_one_sided, one_sided_what, sell_flags
 from marketlab.store.parts import day_of, part_files
 from marketlab.store.sqlite import connect
 
@@ -35,7 +37,9 @@ class Hole:
     first_id: int | None = None  # for id holes: the first and last id missing
     last_id: int | None = None
     missing: int | None = None  # rows missing, where known
-    filled: bool = False
+    filled: bool = False  # fetched over REST, or (one-sided) every side set right
+    repaired: int | None = None  # one-sided days: trades given their aggregate trade's side
+    uncovered: int | None = None  # … and trades no aggregate trade covered (sides unknown)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -111,8 +115,9 @@ def _runs(gone: np.ndarray, want: np.ndarray) -> list[np.ndarray]:
 def tick_holes(
     root: Path, series: Series, start: int, end: int, files: list[ArchiveFile]
 ) -> list[Hole]:
-    """Ids skipped between the stored rows of [start, end), and days much shorter than the
-    days around them; read a day at a time, so years of trades need a day's memory."""
+    """Ids skipped between the stored rows of [start, end), days much shorter than the days
+    around them, and (single trades) days whose trades all have one side; read a day at a
+    time, so years of trades need a day's memory."""
     kind, id_col = tick_kind(series)
     parts = part_files(
         root, kind, series.exchange, series.store_symbol, day_of(start), day_of(end - 1)
@@ -125,8 +130,10 @@ def tick_holes(
     seen_days: list[int] = []
     seen_counts: list[int] = []
     last: tuple[int, int] | None = None  # the previous day's last id and its time
+    sides = series.kind == "trades"
     for day in sorted(by_day):
-        table = pq.read_table([str(p) for p in by_day[day]], columns=["time", id_col])
+        columns = ["time", id_col, "side"] if sides else ["time", id_col]
+        table = pq.read_table([str(p) for p in by_day[day]], columns=columns)
         ids = table.column(id_col).to_numpy()
         times = table.column("time").to_numpy()
         order = np.argsort(ids, kind="stable")
@@ -136,6 +143,22 @@ def tick_holes(
         ids, times = ids[keep], times[keep]
         if not len(ids):
             continue
+        if sides:
+            sells = int(sell_flags(table.column("side")).take(order)[keep].sum())
+            if is_one_sided(len(ids), sells):
+                at = int(times[0]) - int(times[0]) % DAY_MS
+                holes.append(
+                    Hole(
+                        file_for(series, at, files),
+                        kind_label(series),
+                        series.store_symbol,
+                        one_sided_what(len(ids), sells),
+                        at,
+                        at + DAY_MS - 1,
+                        int(ids[0]),
+                        int(ids[-1]),
+                    )
+                )
         if last is not None:
             ids = np.concatenate([[last[0]], ids])
             times = np.concatenate([[last[1]], times])

@@ -3,7 +3,8 @@ readers. A bounded number of files download at once, each streamed to disk with 
 worked out on the way and compared with its ``.CHECKSUM`` before anything is read; a mismatch
 is fetched again, then refused by name. Imports run one at a time off the event loop. A run
 stopped anywhere and started again fetches nothing already imported (the manifest beside the
-database says what was)."""
+database says what was). A day of trades whose sides are all one way (:mod:`.sides`) gets
+each trade's side from the same day's aggTrades: the stored ones, else the archive's file."""
 
 from __future__ import annotations
 
@@ -18,11 +19,14 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import aiohttp
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
 from tqdm import tqdm
 
 from marketlab.store.archive.audit import Hole, kind_label, kline_holes, tick_holes
 from marketlab.store.archive.fill import fill_hole
-from marketlab.store.archive.imports import Manifest, import_klines, import_ticks
+from marketlab.store.archive.imports import Manifest, import_klines, import_ticks, tick_kind
 from marketlab.store.archive.layout import (
     BUCKET_URL,
     EXCHANGE,
@@ -35,6 +39,8 @@ from marketlab.store.archive.layout import (
 )
 from marketlab.store.archive.listing import parse_checksum, parse_listing, sha256_of
 from marketlab.store.archive.reader import read_archive
+from marketlab.store.archive.sides import ONE_SIDED, Aggs, rewrite_day_sides
+from marketlab.store.parts import day_of, part_files
 from marketlab.venues import registry
 from marketlab.venues.binance.perp_rest import BinancePerpRest
 
@@ -179,15 +185,19 @@ class Downloader:
                     found = kline_holes(self.db, s, start, audit_end, p.files)
                 else:
                     found = tick_holes(self.ticks, s, start, audit_end, p.files)
-                if fill and found:
-                    await self._fill(s, found, rest_url)
+                one_sided = [h for h in found if h.what.startswith(ONE_SIDED)]
+                if one_sided:
+                    await self._set_sides(s, one_sided)
+                gaps = [h for h in found if not h.what.startswith(ONE_SIDED)]
+                if fill and gaps:
+                    await self._fill(s, gaps, rest_url)
                     if s.kind != "klines":  # a short day filled by id is short no more
                         still = {
                             h.start
                             for h in tick_holes(self.ticks, s, start, audit_end, p.files)
                             if h.what.startswith("short day")
                         }
-                        for h in found:
+                        for h in gaps:
                             if h.what.startswith("short day") and h.start not in still:
                                 h.filled = True
                 self.outcome.holes += found
@@ -202,6 +212,89 @@ class Downloader:
                 h.filled = await fill_hole(h, s, self.db, self.ticks, rest, url.rstrip("/"))
         finally:
             await rest.close()
+
+    async def _set_sides(self, s: Series, holes: list[Hole]) -> None:
+        """Each one-sided day's trades given the side of the aggregate trade that holds them:
+        the day's stored aggTrades where they span its trade ids (spot keeps their trade id
+        ranges), else the archive's daily aggTrades file, fetched, verified and imported as
+        any other. A day that cannot be repaired stays listed, saying what would repair it."""
+        aggs_series = Series(s.market, "aggTrades", s.symbol)
+        kind, _ = tick_kind(s)
+        timeout = aiohttp.ClientTimeout(total=None, sock_connect=30, sock_read=120)
+        async with aiohttp.ClientSession(timeout=timeout) as session:
+            listed = await list_keys(session, self.archive_url, aggs_series.prefix("daily"))
+            with tempfile.TemporaryDirectory(dir=self.work_dir, prefix="archive-") as tmp:
+                for h in holes:
+                    assert h.start is not None
+                    day = day_of(h.start)
+                    f = aggs_series.file("daily", day)
+                    aggs = self._stored_aggs(s, day, h)
+                    source = "the stored aggTrades"
+                    if aggs is None:
+                        source = f.name
+                        if f.key not in listed:
+                            h.what += f"; not repaired: {f.name} is not in the archive"
+                            continue
+                        try:
+                            aggs = await self._archive_aggs(session, f, Path(tmp))
+                        except ArchiveError as exc:
+                            h.what += f"; not repaired: {f.name} refused ({exc})"
+                            continue
+                        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+                            h.what += f"; not repaired: {f.name} not fetched ({exc})"
+                            continue
+                        if aggs is None:
+                            h.what += f"; not repaired: {f.name} is not published"
+                            continue
+                    done = await asyncio.to_thread(
+                        rewrite_day_sides, self.ticks, kind, s.exchange, s.store_symbol, day, aggs
+                    )
+                    h.repaired, h.uncovered = done.repaired, done.uncovered
+                    h.filled = done.uncovered == 0
+                    h.what += (
+                        f"; repaired from {source}: {done.repaired} sides set from their "
+                        f"aggregate trades, {done.uncovered} trades no aggregate trade covered"
+                    )
+
+    def _stored_aggs(self, s: Series, day: str, hole: Hole) -> Aggs | None:
+        """The day's stored aggregate trades, where they keep trade id ranges (spot's
+        ``kind=agg_trades``) spanning the day's trade ids; else None."""
+        if s.market == "um":
+            return None  # kept as the Lab's trades, without their trade id ranges
+        parts = part_files(self.ticks, "agg_trades", s.exchange, s.store_symbol, day, day)
+        if not parts:
+            return None
+        aggs = Aggs.from_table(
+            pq.read_table([str(p) for p in parts], columns=["first_id", "last_id", "side"])
+        )
+        assert hole.first_id is not None and hole.last_id is not None
+        if aggs.first_id[0] > hole.first_id or aggs.last_id.max() < hole.last_id:
+            return None
+        return aggs
+
+    async def _archive_aggs(
+        self, session: aiohttp.ClientSession, f: ArchiveFile, tmp: Path
+    ) -> Aggs | None:
+        """An aggTrades file's trade id ranges and sides, the file imported once as any other;
+        None when it is not published; ArchiveError when it is refused."""
+        fetched = await self._fetch_verified(session, f, tmp)
+        if fetched is None:
+            return None
+        path, digest = fetched
+        try:
+            tables = await asyncio.to_thread(lambda: list(read_archive(path, f)))
+            table = pa.concat_tables(tables) if tables else None
+            if table is None:
+                return Aggs.of(np.zeros(0), np.zeros(0), np.zeros(0))
+            if not self.manifest.done(f, digest):
+                rows = await asyncio.to_thread(import_ticks, self.ticks, f, table)
+                self.manifest.add(f, digest, rows)
+                self.outcome.imported.append(f.name)
+                self.outcome.rows += rows
+            return Aggs.from_table(table)
+        finally:
+            if path.parent == tmp:  # a download, not a file of a local copy
+                path.unlink(missing_ok=True)
 
     async def _one(
         self, session: aiohttp.ClientSession, gate: asyncio.Semaphore, f: ArchiveFile, tmp: Path
