@@ -19,7 +19,9 @@ import time
 import urllib.parse
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from marketlab.venues.errors import UNREADABLE_BODY_ERRORS
 
 if TYPE_CHECKING:  # aiohttp loads with the first request: RestError's importers need none
     import aiohttp
@@ -28,6 +30,7 @@ if TYPE_CHECKING:  # aiohttp loads with the first request: RestError's importers
 # already been told and holds the next request back), a request timeout, the server's errors.
 RETRYABLE_STATUSES = frozenset({403, 408, 418, 425, 429})
 QUOTED_BODY = 300  # characters of a refusal's body quoted in its message
+T = TypeVar("T")
 
 
 @dataclass(slots=True)
@@ -117,10 +120,36 @@ class PacedRest:
         alone unless the venue says more (OKX and Bybit answer errors with 200 and a code)."""
         return status_refusal(answer, request)
 
-    async def _get(self, path: str, params: Mapping[str, object], cost: Any) -> bytes:
-        """The body of ``GET base_url + path?params``, sent when the governor allows ``cost``;
-        a :class:`RestError` when the request fails or the venue refuses it. A list value
-        repeats its key (Coinbase's ``product_ids``); True and False are sent as JSON has them."""
+    async def _read(
+        self, path: str, params: Mapping[str, object], cost: Any, reader: Callable[[bytes], T]
+    ) -> T:
+        """What ``reader`` (the venue's sans-I/O reader) makes of the body of
+        ``GET base_url + path?params``, sent when the governor allows ``cost``. Anything the
+        venue sent that is not what was asked is a :class:`RestError`, the only error of a
+        request: a failed request or the venue's refusal (retryable as :meth:`refusal` says),
+        and a complete answer whose body does not read (a shape other than the documented one,
+        the venue's error envelope: retryable, the next answer may read). A list value repeats
+        its key (Coinbase's ``product_ids``); True and False are sent as JSON has them."""
+        request = f"GET {path} {dict(params)}" if params else f"GET {path}"
+        body = await self._answered(path, params, cost, request)
+        try:
+            read = reader(body)
+        except UNREADABLE_BODY_ERRORS as exc:
+            self.last_failure = time.monotonic()
+            raise RestError(f"{request}: the answer does not read: {exc}", retryable=True) from exc
+        failing = self.last_failure is not None and (
+            self.last_success is None or self.last_success < self.last_failure
+        )
+        self.last_success = time.monotonic()
+        if failing and self.on_recovered is not None:
+            self.on_recovered()
+        return read
+
+    async def _answered(
+        self, path: str, params: Mapping[str, object], cost: Any, request: str
+    ) -> bytes:
+        """The body of a request the venue answered and did not refuse; else a
+        :class:`RestError` (``last_failure`` set)."""
         async with self._lock:  # one at a time: the governor's view stays exact
             while (wait := self.governor.delay(cost, self.clock())) > 0:
                 self.governor.stats.waited_s += wait
@@ -128,7 +157,6 @@ class PacedRest:
             self.governor.sent(cost, self.clock())
         query = urllib.parse.urlencode({k: _query_value(v) for k, v in params.items()}, doseq=True)
         url = f"{self.base_url}{path}?{query}" if query else f"{self.base_url}{path}"
-        request = f"GET {path} {dict(params)}" if params else f"GET {path}"
         try:
             answer = await self._fetch(url)
         except Exception as exc:  # the connection, the timeout: nothing was answered
@@ -142,12 +170,6 @@ class PacedRest:
         if problem is not None:
             self.last_failure = time.monotonic()
             raise problem
-        failing = self.last_failure is not None and (
-            self.last_success is None or self.last_success < self.last_failure
-        )
-        self.last_success = time.monotonic()
-        if failing and self.on_recovered is not None:
-            self.on_recovered()
         return answer.body
 
     async def _fetch(self, url: str) -> Answer:

@@ -24,3 +24,13 @@ class UnknownStreamError(FrameError):
 
 class PayloadError(ValueError):
     """A REST payload that does not have the documented shape."""
+
+
+class VenueAPIError(Exception):
+    """The venue's own error envelope where data was to come (a code and a message, in a body
+    of a REST answer); each venue's ``…APIError`` is one."""
+
+
+# What a venue's REST readers raise on a body that does not carry what was asked: the REST
+# client turns them into a retryable RestError (marketlab.stream.rest).
+UNREADABLE_BODY_ERRORS = (PayloadError, VenueAPIError)

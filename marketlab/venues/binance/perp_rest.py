@@ -76,12 +76,12 @@ class BinancePerpRest(PacedRest):
         self.governor.observe(answer.status, answer.headers, time.time())
 
     async def server_time(self) -> int:
-        return bn.parse_server_time(await self._get("/fapi/v1/time", {}, 1))
+        return await self._read("/fapi/v1/time", {}, 1, bn.parse_server_time)
 
     async def listed_symbols(self) -> dict[str, float]:
         """Every perpetual ``/fapi/v1/exchangeInfo`` lists (as ours), with its price tick."""
-        body = await self._get("/fapi/v1/exchangeInfo", {}, 1)
-        return {s.symbol: s.tick_size for s in payloads.perpetuals(body)}
+        listed = await self._read("/fapi/v1/exchangeInfo", {}, 1, payloads.perpetuals)
+        return {s.symbol: s.tick_size for s in listed}
 
     async def klines(
         self,
@@ -104,27 +104,33 @@ class BinancePerpRest(PacedRest):
         if end is not None:
             params["endTime"] = end
         now = server_time if server_time is not None else await self.server_time()
-        body = await self._get("/fapi/v1/klines", params, _klines_weight(limit))
-        return bn.parse_klines(body, symbol, interval, now)
+        return await self._read(
+            "/fapi/v1/klines",
+            params,
+            _klines_weight(limit),
+            lambda body: bn.parse_klines(body, symbol, interval, now),
+        )
 
     async def depth(self, symbol: str, limit: int = 1000) -> BookSnapshot:
         limit = min((x for x in DEPTH_LIMITS if x >= limit), default=1000)
         params = {"symbol": venue_symbol(symbol), "limit": limit}
-        body = await self._get("/fapi/v1/depth", params, depth_weight(limit))
-        return payloads.depth(body, symbol)
+        return await self._read(
+            "/fapi/v1/depth", params, depth_weight(limit), lambda body: payloads.depth(body, symbol)
+        )
 
     async def agg_trades_from(self, symbol: str, from_id: int, limit: int = 1000) -> list[AggTrade]:
         params = {"symbol": venue_symbol(symbol), "fromId": from_id, "limit": limit}
-        body = await self._get("/fapi/v1/aggTrades", params, 20)
-        return payloads.agg_trades(body, symbol)
+        return await self._read(
+            "/fapi/v1/aggTrades", params, 20, lambda body: payloads.agg_trades(body, symbol)
+        )
 
     async def trades_from(self, symbol: str, from_id: int, limit: int = 1000) -> list[Trade]:
         """Aggregated trades from id ``from_id`` on, as trades (see :func:`as_trade`)."""
         return [as_trade(a) for a in await self.agg_trades_from(symbol, from_id, limit)]
 
     async def mark_price(self, symbol: str) -> MarkPrice:
-        body = await self._get("/fapi/v1/premiumIndex", {"symbol": venue_symbol(symbol)}, 1)
-        return payloads.mark_price(body)
+        params = {"symbol": venue_symbol(symbol)}
+        return await self._read("/fapi/v1/premiumIndex", params, 1, payloads.mark_price)
 
     async def funding_history(
         self, symbol: str, start: int | None = None, end: int | None = None, limit: int = 1000
@@ -138,11 +144,11 @@ class BinancePerpRest(PacedRest):
             params["endTime"] = end
         await asyncio.sleep(self.funding_window.delay(time.monotonic()))
         self.funding_window.sent(time.monotonic())
-        return payloads.funding_history(await self._get("/fapi/v1/fundingRate", params, 1))
+        return await self._read("/fapi/v1/fundingRate", params, 1, payloads.funding_history)
 
     async def open_interest(self, symbol: str) -> OpenInterest:
         params = {"symbol": venue_symbol(symbol)}
-        return payloads.open_interest(await self._get("/fapi/v1/openInterest", params, 1))
+        return await self._read("/fapi/v1/openInterest", params, 1, payloads.open_interest)
 
     async def open_interest_history(
         self, symbol: str, period: str = "5m", start: int | None = None, limit: int = 500
@@ -151,8 +157,9 @@ class BinancePerpRest(PacedRest):
         params: dict[str, Any] = {"symbol": venue_symbol(symbol), "period": period, "limit": limit}
         if start is not None:
             params["startTime"] = start
-        body = await self._get("/futures/data/openInterestHist", params, 1)
-        return payloads.open_interest_history(body)
+        return await self._read(
+            "/futures/data/openInterestHist", params, 1, payloads.open_interest_history
+        )
 
     async def fundings_between(self, symbol: str, start: int, end: int) -> list[Funding]:
         """Every funding settled in [start, end], oldest first (pages of 1,000 forward from

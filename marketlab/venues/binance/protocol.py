@@ -20,7 +20,7 @@ from marketlab.records import (
     normalize_symbol,
 )
 from marketlab.settings import base_url
-from marketlab.venues.errors import UnknownStreamError
+from marketlab.venues.errors import UnknownStreamError, VenueAPIError
 
 DEFAULT_WS_URL = "wss://stream.binance.com:9443"
 DEFAULT_REST_URL = "https://api.binance.com"
@@ -33,7 +33,7 @@ def check_ws_url(value: Any, arg: str = "binance_ws_url") -> str:
     return base_url(arg, value, ("ws", "wss"), "wss://stream.binance.com:9443", "/stream and /ws")
 
 
-class BinanceAPIError(Exception):
+class BinanceAPIError(VenueAPIError):
     """An error body from the REST API: ``{"code": -1121, "msg": "Invalid symbol."}``."""
 
     def __init__(self, code: int, msg: str, status: int | None = None):

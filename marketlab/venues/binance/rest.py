@@ -121,7 +121,7 @@ class BinanceRest(PacedRest):
         self.governor.observe(answer.status, answer.headers, time.time())
 
     async def server_time(self) -> int:
-        return bn.parse_server_time(await self._get("/api/v3/time", {}, 1))
+        return await self._read("/api/v3/time", {}, 1, bn.parse_server_time)
 
     async def klines(
         self,
@@ -144,8 +144,9 @@ class BinanceRest(PacedRest):
         if end is not None:
             params["endTime"] = end
         now = server_time if server_time is not None else await self.server_time()
-        body = await self._get("/api/v3/klines", params, 2)
-        return bn.parse_klines(body, symbol, interval, now)
+        return await self._read(
+            "/api/v3/klines", params, 2, lambda body: bn.parse_klines(body, symbol, interval, now)
+        )
 
     trade_page = 1000  # trades per /api/v3/historicalTrades request
 
@@ -153,29 +154,29 @@ class BinanceRest(PacedRest):
         """Trades with ids from ``from_id`` on, oldest first (weight 25); ids the venue no
         longer keeps are absent (the first id returned is then above ``from_id``)."""
         params = {"symbol": normalize_symbol(symbol), "fromId": from_id, "limit": limit}
-        return bn.parse_trades(await self._get("/api/v3/historicalTrades", params, 25), symbol)
+        return await self._read(
+            "/api/v3/historicalTrades", params, 25, lambda body: bn.parse_trades(body, symbol)
+        )
 
     async def listed_symbols(self) -> dict[str, float]:
         """Every symbol ``/api/v3/exchangeInfo`` lists, with its price tick (weight 20)."""
-        body = await self._get("/api/v3/exchangeInfo", {}, 20)
-        return {s.symbol: s.tick_size for s in bn.parse_exchange_info(body)}
+        listed = await self._read("/api/v3/exchangeInfo", {}, 20, bn.parse_exchange_info)
+        return {s.symbol: s.tick_size for s in listed}
 
     async def spot_symbols(self, quote: str) -> list[str]:
         """The symbols trading now (status ``TRADING``) whose quote asset is ``quote``."""
-        body = await self._get("/api/v3/exchangeInfo", {}, 20)
-        return [
-            s.symbol
-            for s in bn.parse_exchange_info(body)
-            if s.status == "TRADING" and s.quote_asset == quote
-        ]
+        listed = await self._read("/api/v3/exchangeInfo", {}, 20, bn.parse_exchange_info)
+        return [s.symbol for s in listed if s.status == "TRADING" and s.quote_asset == quote]
 
     async def depth(self, symbol: str, limit: int = 1000) -> BookSnapshot:
         weight = 5 if limit <= 100 else 25 if limit <= 500 else 50 if limit <= 1000 else 250
         params = {"symbol": normalize_symbol(symbol), "limit": limit}
-        return bn.parse_depth(await self._get("/api/v3/depth", params, weight), symbol)
+        return await self._read(
+            "/api/v3/depth", params, weight, lambda body: bn.parse_depth(body, symbol)
+        )
 
     async def tickers(self, symbols: list[str]) -> list[Ticker]:
         names = [normalize_symbol(s) for s in symbols]
         weight = 2 if len(names) <= 20 else 40 if len(names) <= 100 else 80
         params = {"symbols": msgspec.json.encode(names).decode()}
-        return bn.parse_ticker_24hr(await self._get("/api/v3/ticker/24hr", params, weight))
+        return await self._read("/api/v3/ticker/24hr", params, weight, bn.parse_ticker_24hr)

@@ -22,8 +22,18 @@ from marketlab.venues.bybit.perp_protocol import (
 )
 from marketlab.venues.bybit.protocol import KLINE_LIMIT, kline_interval
 from marketlab.venues.bybit.rest import BybitRest
+from marketlab.venues.errors import PayloadError
 
 MAX_INSTRUMENT_PAGES = 50  # linear lists some hundreds of contracts: a few pages
+
+
+def _ticker_of(body: bytes, symbol: str) -> tuple[MarkPrice, OpenInterest]:
+    """The mark price and open interest of ``symbol`` (ours) in a ``/v5/market/tickers``
+    answer; :class:`PayloadError` when the answer has not exactly one ticker of it."""
+    pairs = [pair for pair in payloads.tickers(body) if pair[0].symbol == symbol]
+    if len(pairs) != 1:
+        raise PayloadError(f"/v5/market/tickers: {len(pairs)} tickers of {symbol}, not one")
+    return pairs[0]
 
 
 class BybitPerpRest(BybitRest):
@@ -43,8 +53,9 @@ class BybitPerpRest(BybitRest):
         out: list[payloads.LinearInstrument] = []
         params: dict[str, Any] = {"category": CATEGORY, "limit": INSTRUMENTS_LIMIT}
         for _ in range(MAX_INSTRUMENT_PAGES):
-            body = await self._get("/v5/market/instruments-info", params, 1)
-            page, cursor = payloads.perpetuals(body)
+            page, cursor = await self._read(
+                "/v5/market/instruments-info", params, 1, payloads.perpetuals
+            )
             out.extend(page)
             if not cursor:
                 break
@@ -72,8 +83,12 @@ class BybitPerpRest(BybitRest):
         elif end is not None:
             params["end"] = end
         now = server_time if server_time is not None else await self.server_time()
-        body = await self._get("/v5/market/kline", params, 1)
-        rows = parse_klines(body, venue_symbol(symbol), iv, now)  # spot's shape, Bybit's name
+        rows = await self._read(  # spot's shape, Bybit's name
+            "/v5/market/kline",
+            params,
+            1,
+            lambda body: parse_klines(body, venue_symbol(symbol), iv, now),
+        )
         return [
             msgspec.structs.replace(k, symbol=symbol)
             for k in rows
@@ -82,22 +97,30 @@ class BybitPerpRest(BybitRest):
 
     async def depth(self, symbol: str, limit: int = REST_BOOK_LIMIT) -> BookSnapshot:
         params = self._params(symbol, limit=max(1, min(limit, REST_BOOK_LIMIT)))
-        body = await self._get("/v5/market/orderbook", params, 1)
-        snapshot = parse_orderbook(body, venue_symbol(symbol))  # spot's shape, Bybit's name
+        snapshot = await self._read(  # spot's shape, Bybit's name
+            "/v5/market/orderbook",
+            params,
+            1,
+            lambda body: parse_orderbook(body, venue_symbol(symbol)),
+        )
         return msgspec.structs.replace(snapshot, symbol=symbol)
 
     async def recent_trades(self, symbol: str, limit: int = RECENT_TRADES_LIMIT) -> list[Trade]:
         """The last ``limit`` (at most 1,000) trades, oldest first, numbered as the stream's
         (see :func:`~.perp_payloads.recent_trades`)."""
         limit = max(1, min(limit, RECENT_TRADES_LIMIT))
-        body = await self._get("/v5/market/recent-trade", self._params(symbol, limit=limit), 1)
-        return payloads.recent_trades(body, symbol, limit)
+        return await self._read(
+            "/v5/market/recent-trade",
+            self._params(symbol, limit=limit),
+            1,
+            lambda body: payloads.recent_trades(body, symbol, limit),
+        )
 
     async def mark_and_open_interest(self, symbol: str) -> tuple[MarkPrice, OpenInterest]:
         """The ticker's mark price (index, funding rate, next funding) and open interest now."""
-        body = await self._get("/v5/market/tickers", self._params(symbol), 1)
-        ((mark, oi),) = [pair for pair in payloads.tickers(body) if pair[0].symbol == symbol]
-        return mark, oi
+        return await self._read(
+            "/v5/market/tickers", self._params(symbol), 1, lambda body: _ticker_of(body, symbol)
+        )
 
     async def funding_history(
         self, symbol: str, start: int | None = None, end: int | None = None, limit: int = 200
@@ -110,7 +133,7 @@ class BybitPerpRest(BybitRest):
             params["endTime"] = end if end is not None else await self.server_time()
         elif end is not None:
             params["endTime"] = end
-        return payloads.funding_history(await self._get("/v5/market/funding/history", params, 1))
+        return await self._read("/v5/market/funding/history", params, 1, payloads.funding_history)
 
     async def open_interest(
         self,
@@ -132,7 +155,7 @@ class BybitPerpRest(BybitRest):
             params["endTime"] = end
         if cursor:
             params["cursor"] = cursor
-        return payloads.open_interest(await self._get("/v5/market/open-interest", params, 1))
+        return await self._read("/v5/market/open-interest", params, 1, payloads.open_interest)
 
     async def fundings_between(self, symbol: str, start: int, end: int) -> list[Funding]:
         """Every funding settled in [start, end], oldest first: pages of 200 backwards from

@@ -19,6 +19,7 @@ import msgspec
 from marketlab.records import Interval
 from marketlab.records import normalize_symbol as _normalize
 from marketlab.settings import ws_url_at
+from marketlab.venues.errors import VenueAPIError
 
 DEFAULT_WS_URL = "wss://stream.bybit.com"
 DEFAULT_REST_URL = "https://api.bybit.com"
@@ -70,7 +71,7 @@ def check_ws_url(value: Any, arg: str = "bybit_ws_url") -> str:
     )
 
 
-class BybitAPIError(Exception):
+class BybitAPIError(VenueAPIError):
     """An error answer of the REST API: ``retCode`` other than 0 (sent with HTTP 200)."""
 
     def __init__(self, code: int, msg: str, status: int | None = None):

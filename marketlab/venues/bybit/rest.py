@@ -169,7 +169,7 @@ class BybitRest(PacedRest):
         return refusal_of(answer, request)
 
     async def server_time(self) -> int:
-        return bybit.parse_time(await self._get("/v5/market/time", {}, 1))
+        return await self._read("/v5/market/time", {}, 1, bybit.parse_time)
 
     async def klines(
         self,
@@ -197,8 +197,9 @@ class BybitRest(PacedRest):
         elif end is not None:
             params["end"] = end
         now = server_time if server_time is not None else await self.server_time()
-        body = await self._get("/v5/market/kline", params, 1)
-        rows = bybit.parse_klines(body, symbol, iv, now)
+        rows = await self._read(
+            "/v5/market/kline", params, 1, lambda body: bybit.parse_klines(body, symbol, iv, now)
+        )
         if start is not None:
             rows = [k for k in rows if k.open_time >= start]
         if end is not None:
@@ -207,13 +208,18 @@ class BybitRest(PacedRest):
 
     async def listed_symbols(self) -> dict[str, float]:
         """Every spot symbol ``/v5/market/instruments-info`` lists as trading, with its tick."""
-        body = await self._get("/v5/market/instruments-info", {"category": "spot"}, 1)
-        return bybit.parse_instruments(body)
+        params = {"category": "spot"}
+        return await self._read("/v5/market/instruments-info", params, 1, bybit.parse_instruments)
 
     async def spot_symbols(self, quote: str) -> list[str]:
         """The spot symbols trading now quoted in ``quote``."""
-        body = await self._get("/v5/market/instruments-info", {"category": "spot"}, 1)
-        return bybit.parse_spot_symbols(body, quote)
+        params = {"category": "spot"}
+        return await self._read(
+            "/v5/market/instruments-info",
+            params,
+            1,
+            lambda body: bybit.parse_spot_symbols(body, quote),
+        )
 
     async def depth(self, symbol: str, limit: int = bybit.REST_BOOK_LIMIT) -> BookSnapshot:
         params = {
@@ -221,8 +227,9 @@ class BybitRest(PacedRest):
             "symbol": bybit.bybit_symbol(symbol),
             "limit": max(1, min(limit, bybit.REST_BOOK_LIMIT)),
         }
-        body = await self._get("/v5/market/orderbook", params, 1)
-        return bybit.parse_orderbook(body, symbol)
+        return await self._read(
+            "/v5/market/orderbook", params, 1, lambda body: bybit.parse_orderbook(body, symbol)
+        )
 
     async def recent_trades(
         self, symbol: str, limit: int = bybit.RECENT_TRADES_LIMIT
@@ -234,8 +241,12 @@ class BybitRest(PacedRest):
             "symbol": bybit.bybit_symbol(symbol),
             "limit": max(1, min(limit, bybit.RECENT_TRADES_LIMIT)),
         }
-        body = await self._get("/v5/market/recent-trade", params, 1)
-        return bybit.parse_recent_trades(body, symbol)
+        return await self._read(
+            "/v5/market/recent-trade",
+            params,
+            1,
+            lambda body: bybit.parse_recent_trades(body, symbol),
+        )
 
     async def tickers(self, symbols: list[str]) -> list[Ticker]:
         wanted = {bybit.bybit_symbol(s) for s in symbols}
@@ -243,5 +254,5 @@ class BybitRest(PacedRest):
             params = {"category": bybit.CATEGORY, "symbol": next(iter(wanted))}
         else:
             params = {"category": bybit.CATEGORY}
-        body = await self._get("/v5/market/tickers", params, 1)
-        return [t for t in bybit.parse_tickers(body) if t.symbol in wanted]
+        tickers = await self._read("/v5/market/tickers", params, 1, bybit.parse_tickers)
+        return [t for t in tickers if t.symbol in wanted]

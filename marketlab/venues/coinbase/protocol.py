@@ -20,6 +20,7 @@ import msgspec
 from marketlab.records import Interval
 from marketlab.records import normalize_symbol as _normalize
 from marketlab.settings import url
+from marketlab.venues.errors import VenueAPIError
 
 DEFAULT_WS_URL = "wss://advanced-trade-ws.coinbase.com"
 DEFAULT_REST_URL = "https://api.coinbase.com"
@@ -69,7 +70,7 @@ def check_ws_url(value: Any, arg: str = "coinbase_ws_url") -> str:
     return text
 
 
-class CoinbaseAPIError(Exception):
+class CoinbaseAPIError(VenueAPIError):
     """An error answer of the REST API: ``{"error", "error_details", "message"}`` or the
     grpc-gateway ``{"code", "message", "details"}``."""
 

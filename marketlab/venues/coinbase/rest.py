@@ -15,7 +15,8 @@ from __future__ import annotations
 import math
 import time
 import urllib.parse
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import msgspec
 
@@ -40,6 +41,7 @@ MAX_TRADE_PAGES = 10  # recent-trade pages looked back through to fill one gap
 # A candle is taken as closed this long after its end, not at once: its last trades may still
 # be on their way into the venue's candles (Coinbase's rows carry no "closed" flag).
 CLOSED_AFTER_MS = 1000
+T = TypeVar("T")
 
 
 class SecondWindowPacer:
@@ -185,12 +187,15 @@ class CoinbaseRest(PacedRest):
     def refusal(self, answer: Answer, request: str) -> RestError | None:
         return refusal(answer, request)
 
-    async def _market(self, path: str, params: dict[str, object]) -> bytes:
-        """The body of the public ``/market`` endpoint ``path`` (one request of the limit)."""
-        return await self._get(cb.MARKET_PATH + path, params, 1)
+    async def _market(
+        self, path: str, params: dict[str, object], reader: Callable[[bytes], T]
+    ) -> T:
+        """What ``reader`` makes of the public ``/market`` endpoint ``path``'s answer (one
+        request of the limit)."""
+        return await self._read(cb.MARKET_PATH + path, params, 1, reader)
 
     async def server_time(self) -> int:
-        return cb.parse_time(await self._get(cb.TIME_PATH, {}, 1))
+        return await self._read(cb.TIME_PATH, {}, 1, cb.parse_time)
 
     async def klines(
         self,
@@ -222,26 +227,29 @@ class CoinbaseRest(PacedRest):
             # or not, and short of the next bucket either way
             "end": str((last + iv.ms) // 1000 - 1),
         }
-        body = await self._market(f"/products/{_segment(symbol)}/candles", params)
-        rows = cb.parse_candles(body, symbol, iv, now - CLOSED_AFTER_MS)
+        rows = await self._market(
+            f"/products/{_segment(symbol)}/candles",
+            params,
+            lambda body: cb.parse_candles(body, symbol, iv, now - CLOSED_AFTER_MS),
+        )
         return [k for k in rows if first <= k.open_time <= last]
 
     async def listed_symbols(self) -> dict[str, float]:
         """Every spot product ``/market/products`` lists as online and trading, with its tick."""
-        return cb.parse_products(await self._market("/products", {}))
+        return await self._market("/products", {}, cb.parse_products)
 
     async def spot_symbols(self, quote: str) -> list[str]:
         """The spot products trading now quoted in ``quote``."""
-        body = await self._market("/products", {})
-        return cb.parse_spot_symbols(body, quote)
+        return await self._market("/products", {}, lambda body: cb.parse_spot_symbols(body, quote))
 
     async def depth(self, symbol: str, limit: int = cb.REST_BOOK_LIMIT) -> BookSnapshot:
         params: dict[str, object] = {
             "product_id": cb.product_id(symbol),
             "limit": max(1, min(limit, cb.REST_BOOK_LIMIT)),
         }
-        body = await self._market("/product_book", params)
-        return cb.parse_product_book(body, symbol)
+        return await self._market(
+            "/product_book", params, lambda body: cb.parse_product_book(body, symbol)
+        )
 
     async def recent_trades(
         self, symbol: str, limit: int = cb.RECENT_TRADES_LIMIT, *, end: int | None = None
@@ -251,8 +259,11 @@ class CoinbaseRest(PacedRest):
         params: dict[str, object] = {"limit": max(1, min(limit, cb.RECENT_TRADES_LIMIT))}
         if end is not None:
             params["end"] = str(end)
-        body = await self._market(f"/products/{_segment(symbol)}/ticker", params)
-        return cb.parse_market_trades(body, symbol)
+        return await self._market(
+            f"/products/{_segment(symbol)}/ticker",
+            params,
+            lambda body: cb.parse_market_trades(body, symbol),
+        )
 
     async def trades_from(self, symbol: str, from_id: int, limit: int = 1000) -> list[Trade]:
         """Trades with ids from ``from_id`` on, oldest first, as far back as Coinbase's recent
@@ -280,8 +291,10 @@ class CoinbaseRest(PacedRest):
         wanted = {cb.symbol_of(cb.product_id(s)) for s in symbols}
         now = await self.server_time()
         params: dict[str, object] = {"product_ids": [cb.product_id(s) for s in symbols]}
-        body = await self._market("/products", params)
-        return [t for t in cb.parse_product_tickers(body, now) if t.symbol in wanted]
+        tickers = await self._market(
+            "/products", params, lambda body: cb.parse_product_tickers(body, now)
+        )
+        return [t for t in tickers if t.symbol in wanted]
 
 
 def _segment(symbol: str) -> str:

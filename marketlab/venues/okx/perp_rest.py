@@ -52,8 +52,9 @@ class OkxPerpRest(OkxRest):
 
     async def swap_contracts(self) -> dict[str, SwapContract]:
         """Every linear swap listed, by our name, with its contract value (kept for sizes)."""
-        body = await self._ask("instruments", {"instType": "SWAP"})
-        self.contracts = payloads.swap_contracts(body)
+        self.contracts = await self._ask(
+            "instruments", {"instType": "SWAP"}, payloads.swap_contracts
+        )
         return self.contracts
 
     async def contract_value(self, symbol: str) -> float:
@@ -85,8 +86,14 @@ class OkxPerpRest(OkxRest):
         the base asset."""
         iv = Interval(interval)
         value = await self.contract_value(symbol)
-        body = await self._candles(swap_inst_id(symbol), iv, start, limit, server_time)
-        rows = payloads.swap_candles(body, symbol, iv, value)
+        rows = await self._candles(
+            swap_inst_id(symbol),
+            iv,
+            start,
+            limit,
+            server_time,
+            lambda body: payloads.swap_candles(body, symbol, iv, value),
+        )
         return [
             k
             for k in rows
@@ -97,20 +104,25 @@ class OkxPerpRest(OkxRest):
         """A swap's trades with ids from ``from_id`` on, oldest first (``after`` just past the
         last id wanted: OKX pages backwards from it)."""
         value = await self.contract_value(symbol)
-        body = await self._trades(swap_inst_id(symbol), from_id, limit)
-        return [t for t in payloads.swap_trades(body, symbol, value) if t.trade_id >= from_id]
+        trades = await self._trades(
+            swap_inst_id(symbol),
+            from_id,
+            limit,
+            lambda body: payloads.swap_trades(body, symbol, value),
+        )
+        return [t for t in trades if t.trade_id >= from_id]
 
     async def depth(self, symbol: str, limit: int = 400) -> BookSnapshot:
         value = await self.contract_value(symbol)
         params = {"instId": swap_inst_id(symbol), "sz": min(limit, okx.BOOK_DEPTH)}
-        body = await self._ask("books", params)
-        return payloads.swap_books(body, symbol, value)
+        return await self._ask(
+            "books", params, lambda body: payloads.swap_books(body, symbol, value)
+        )
 
     async def funding_rate(self, symbol: str) -> MarkPrice:
         """The rate now in force and the next funding time (``fundingTime``)."""
         params = {"instId": swap_inst_id(symbol)}
-        body = await self._ask("funding-rate", params)
-        rows = payloads.funding_rate(body)
+        rows = await self._ask("funding-rate", params, payloads.funding_rate)
         if not rows:
             raise RestError(f"OKX sent no funding rate of {symbol}", retryable=True)
         return rows[0]
@@ -128,7 +140,7 @@ class OkxPerpRest(OkxRest):
             params["before"] = before
         if after is not None:
             params["after"] = after
-        return payloads.funding_history(await self._ask("funding-rate-history", params))
+        return await self._ask("funding-rate-history", params, payloads.funding_history)
 
     async def fundings_between(self, symbol: str, start: int, end: int) -> list[Funding]:
         """Every funding settled in [start, end] that OKX still keeps (three months), oldest
@@ -147,8 +159,9 @@ class OkxPerpRest(OkxRest):
         """Open interest now, in the base asset."""
         value = await self.contract_value(symbol)
         params = {"instType": "SWAP", "instId": swap_inst_id(symbol)}
-        body = await self._ask("open-interest", params)
-        rows = payloads.open_interest(body, {symbol: value})
+        rows = await self._ask(
+            "open-interest", params, lambda body: payloads.open_interest(body, {symbol: value})
+        )
         if not rows:
             raise RestError(f"OKX sent no open interest of {symbol}", retryable=True)
         return rows[0]
@@ -168,8 +181,11 @@ class OkxPerpRest(OkxRest):
             params["begin"] = begin
         if end is not None:
             params["end"] = end
-        body = await self._ask("open-interest-history", params)
-        return payloads.open_interest_history(body, symbol)
+        return await self._ask(
+            "open-interest-history",
+            params,
+            lambda body: payloads.open_interest_history(body, symbol),
+        )
 
     async def open_interest_between(self, symbol: str, start: int, end: int) -> list[OpenInterest]:
         """Open interest at each 5 minutes in [start, end] that OKX still keeps (the latest
@@ -186,7 +202,7 @@ class OkxPerpRest(OkxRest):
 
     async def mark_price(self, symbol: str) -> MarkPrice:
         params = {"instType": "SWAP", "instId": swap_inst_id(symbol)}
-        rows = payloads.mark_prices(await self._ask("mark-price", params))
+        rows = await self._ask("mark-price", params, payloads.mark_prices)
         if not rows:
             raise RestError(f"OKX sent no mark price of {symbol}", retryable=True)
         return rows[0]

@@ -18,6 +18,7 @@ import msgspec
 from marketlab.records import Interval, split_symbol
 from marketlab.records import normalize_symbol as _normalize
 from marketlab.settings import ws_url_at
+from marketlab.venues.errors import VenueAPIError
 
 DEFAULT_WS_URL = "wss://ws.okx.com/ws/v5/public"  # port 443: OKX closed 8443 on 2026-10-31
 DEFAULT_REST_URL = "https://www.okx.com"
@@ -69,7 +70,7 @@ def check_ws_url(value: Any, arg: str = "okx_ws_url") -> str:
     )
 
 
-class OkxAPIError(Exception):
+class OkxAPIError(VenueAPIError):
     """An error body from the REST API (``code`` other than ``"0"``)."""
 
     def __init__(self, code: str, msg: str, status: int | None = None):

@@ -12,8 +12,8 @@ never raises on any bytes.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Callable, Mapping
+from typing import Any, TypeVar
 
 import msgspec
 
@@ -54,6 +54,7 @@ PATHS = {
     "history-trades": "/api/v5/market/history-trades",
 }
 WINDOW_S = 2.0
+T = TypeVar("T")
 
 # OKX's codes (its REST error-code table), by what a client can do about them:
 # "rate limit reached" and "sub-account rate limit reached": wait, then ask again (a 429)
@@ -187,12 +188,15 @@ class OkxRest(PacedRest):
     def refusal(self, answer: Answer, request: str) -> RestError | None:
         return refusal_of(answer, request)
 
-    async def _ask(self, endpoint: str, params: Mapping[str, Any]) -> bytes:
-        """The body of ``endpoint``'s answer (by the name its limit is kept under)."""
-        return await self._get(self.paths[endpoint], params, endpoint)
+    async def _ask(
+        self, endpoint: str, params: Mapping[str, Any], reader: Callable[[bytes], T]
+    ) -> T:
+        """What ``reader`` makes of ``endpoint``'s answer (by the name its limit is kept
+        under)."""
+        return await self._read(self.paths[endpoint], params, endpoint, reader)
 
     async def server_time(self) -> int:
-        return okx.parse_time(await self._ask("time", {}))
+        return await self._ask("time", {}, okx.parse_time)
 
     async def _candles(
         self,
@@ -201,10 +205,12 @@ class OkxRest(PacedRest):
         start: int | None,
         limit: int,
         server_time: int | None,
-    ) -> bytes:
-        """A page of ``inst``'s candles (newest first, as OKX sends them): the newest ``limit``
-        without ``start``, else ``limit`` bars from ``start``, from ``/market/candles`` while
-        they are among its recent 1,440 and ``/market/history-candles`` before."""
+        reader: Callable[[bytes], T],
+    ) -> T:
+        """What ``reader`` makes of a page of ``inst``'s candles (newest first, as OKX sends
+        them): the newest ``limit`` without ``start``, else ``limit`` bars from ``start``, from
+        ``/market/candles`` while they are among its recent 1,440 and
+        ``/market/history-candles`` before."""
         params: dict[str, Any] = {"instId": inst, "bar": okx.bar(iv)}
         endpoint = "candles"
         if start is None:
@@ -217,14 +223,16 @@ class OkxRest(PacedRest):
             else:
                 limit = min(limit, okx.CANDLES_LIMIT)
             params.update(before=max(0, start - 1), after=start + limit * iv.ms, limit=limit)
-        return await self._ask(endpoint, params)
+        return await self._ask(endpoint, params, reader)
 
-    async def _trades(self, inst: str, from_id: int, limit: int) -> bytes:
-        """A page of ``inst``'s trades by id, ``after`` just past the last id wanted: OKX
-        pages backwards from it (ids below it)."""
+    async def _trades(
+        self, inst: str, from_id: int, limit: int, reader: Callable[[bytes], list[Trade]]
+    ) -> list[Trade]:
+        """What ``reader`` makes of a page of ``inst``'s trades by id, ``after`` just past the
+        last id wanted: OKX pages backwards from it (ids below it)."""
         limit = max(1, min(limit, self.trade_page))
         params = {"instId": inst, "type": "1", "after": str(from_id + limit), "limit": limit}
-        return await self._ask("history-trades", params)
+        return await self._ask("history-trades", params, reader)
 
     async def klines(
         self,
@@ -240,32 +248,42 @@ class OkxRest(PacedRest):
         up to ``end``. Recent bars come from ``/market/candles``, older ones from
         ``/market/history-candles``; ``closed`` is OKX's own ``confirm`` flag."""
         iv = Interval(interval)
-        body = await self._candles(okx.inst_id(symbol), iv, start, limit, server_time)
+        rows = await self._candles(
+            okx.inst_id(symbol),
+            iv,
+            start,
+            limit,
+            server_time,
+            lambda body: okx.parse_candles(body, symbol, iv),
+        )
         return [
             k
-            for k in okx.parse_candles(body, symbol, iv)
+            for k in rows
             if (start is None or k.open_time >= start) and (end is None or k.open_time <= end)
         ]
 
     async def listed_symbols(self) -> dict[str, float]:
         """Every spot instrument ``/api/v5/public/instruments`` lists, with its price tick."""
-        return okx.parse_instruments(await self._ask("instruments", {"instType": "SPOT"}))
+        return await self._ask("instruments", {"instType": "SPOT"}, okx.parse_instruments)
 
     async def spot_symbols(self, quote: str) -> list[str]:
         """The spot instruments trading now (state ``live``) quoted in ``quote``."""
-        body = await self._ask("instruments", {"instType": "SPOT"})
-        return okx.parse_spot_symbols(body, quote)
+        return await self._ask(
+            "instruments", {"instType": "SPOT"}, lambda body: okx.parse_spot_symbols(body, quote)
+        )
 
     async def trades_from(self, symbol: str, from_id: int, limit: int = 100) -> list[Trade]:
         """Trades with ids from ``from_id`` on, oldest first."""
-        body = await self._trades(okx.inst_id(symbol), from_id, limit)
-        return [t for t in okx.parse_history_trades(body, symbol) if t.trade_id >= from_id]
+        trades = await self._trades(
+            okx.inst_id(symbol), from_id, limit, lambda body: okx.parse_history_trades(body, symbol)
+        )
+        return [t for t in trades if t.trade_id >= from_id]
 
     async def depth(self, symbol: str, limit: int = 400) -> BookSnapshot:
         params = {"instId": okx.inst_id(symbol), "sz": min(limit, okx.BOOK_DEPTH)}
-        return okx.parse_books(await self._ask("books", params), symbol)
+        return await self._ask("books", params, lambda body: okx.parse_books(body, symbol))
 
     async def tickers(self, symbols: list[str]) -> list[Ticker]:
         wanted = {okx.symbol_of(okx.inst_id(s)) for s in symbols}
-        body = await self._ask("tickers", {"instType": "SPOT"})
-        return [t for t in okx.parse_tickers(body) if t.symbol in wanted]
+        tickers = await self._ask("tickers", {"instType": "SPOT"}, okx.parse_tickers)
+        return [t for t in tickers if t.symbol in wanted]
