@@ -36,7 +36,10 @@ from pathlib import Path
 from processes import start_simulator
 
 NAMES = ["BTCUSDT", "ETHUSDT", "BNBUSDT", "SOLUSDT", "XRPUSDT", "ADAUSDT", "DOGEUSDT"]
-HEAVY = ["pandas", "pyarrow", "duckdb", "plotly", "ccxt", "prometheus_client", "fastapi"]
+# what a headless collector should not load: frames' libraries, the server's, and an exchange
+# library with what its base imports (the venues' public REST goes over aiohttp)
+HEAVY = ["pandas", "pyarrow", "duckdb", "plotly", "prometheus_client", "fastapi"]
+HEAVY += ["ccxt", "requests", "cryptography"]
 REST_GOAL_MB = 80.0
 THREE_SYMBOLS_GOAL_MB = 100.0
 
@@ -53,25 +56,8 @@ def symbols_of(count: int) -> list[str]:
 
 
 def heavy_loaded(modules: list[str]) -> list[str]:
-    """Which of :data:`HEAVY` are among ``modules``; ccxt with the exchanges whose async
-    modules are loaded (its package imports every exchange; marketlab loads the venues it calls,
-    without the package)."""
-    found = []
-    for name in HEAVY:
-        if name == "ccxt":
-            prefix = "ccxt.async_support."
-            venues = sorted(
-                m[len(prefix) :]
-                for m in modules
-                if m.startswith(prefix) and m.count(".") == 2 and m != prefix + "base"
-            )
-            if "ccxt" in modules:
-                found.append(f"ccxt (the package: all {len(venues) or 'its'} exchanges)")
-            elif venues:
-                found.append(f"ccxt ({', '.join(venues)})")
-        elif any(m == name or m.startswith(name + ".") for m in modules):
-            found.append(name)
-    return found
+    """Which of :data:`HEAVY` are among ``modules``."""
+    return [name for name in HEAVY if any(m == name or m.startswith(name + ".") for m in modules)]
 
 
 def soak(args: argparse.Namespace, count: int) -> dict:

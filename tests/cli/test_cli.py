@@ -13,9 +13,15 @@ import pytest
 SCRIPT = Path(sys.executable).parent / "marketlab"
 
 
-def run(*args: str, timeout: float = 60) -> subprocess.CompletedProcess:
+def run(*args: str, timeout: float = 60, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    """``marketlab *args`` as a process; ``cwd`` where it runs (the demo writes its history to
+    ``data/demo.sqlite`` there: a folder of the test's own, so no earlier run's candles count)."""
     return subprocess.run(
-        [sys.executable, "-m", "marketlab", *args], capture_output=True, text=True, timeout=timeout
+        [sys.executable, "-m", "marketlab", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=cwd,
     )
 
 
@@ -26,10 +32,10 @@ def test_console_script_is_installed():
         assert command in out.stdout
 
 
-def test_demo_starts_the_simulator_prints_where_and_stops_by_itself():
+def test_demo_starts_the_simulator_prints_where_and_stops_by_itself(tmp_path: Path):
     # long enough for the books to sync on a loaded machine (the suite runs 6 workers on 2
     # cores: 4 s once ended before the collector's WebSocket was open)
-    out = run("demo", "--duration", "10", "--sim-port", "0", "--port", "0")
+    out = run("demo", "--duration", "10", "--sim-port", "0", "--port", "0", cwd=tmp_path)
     assert out.returncode == 0, out.stderr
     url = re.search(r"simulated exchange\s+(http://127\.0\.0\.1:\d+)", out.stdout)
     assert url, out.stdout
@@ -41,8 +47,8 @@ def test_demo_starts_the_simulator_prints_where_and_stops_by_itself():
     assert "book BTCUSDT: synced" in out.stdout
 
 
-def test_demo_with_a_bus_shows_a_second_lab_reading_what_the_collector_publishes():
-    out = run("demo", "--bus", "--duration", "10", "--sim-port", "0", "--port", "0")
+def test_demo_with_a_bus_shows_a_second_lab_reading_what_the_collector_publishes(tmp_path: Path):
+    out = run("demo", "--bus", "--duration", "10", "--sim-port", "0", "--port", "0", cwd=tmp_path)
     assert out.returncode == 0, out.stderr
     assert re.search(r"bus\s+nats://127\.0\.0\.1:\d+ \(NATS JetStream\)", out.stdout), out.stdout
     report = re.search(
