@@ -26,7 +26,13 @@ from tqdm import tqdm
 
 from marketlab.store.archive.audit import Hole, kind_label, kline_holes, tick_holes
 from marketlab.store.archive.fill import fill_hole
-from marketlab.store.archive.imports import Manifest, import_klines, import_ticks, tick_kind
+from marketlab.store.archive.imports import (
+    Manifest,
+    import_klines,
+    import_ticks,
+    stored_as,
+    tick_kind,
+)
 from marketlab.store.archive.layout import (
     BUCKET_URL,
     EXCHANGE,
@@ -186,8 +192,11 @@ class Downloader:
                 else:
                     found = tick_holes(self.ticks, s, start, audit_end, p.files)
                 one_sided = [h for h in found if h.what.startswith(ONE_SIDED)]
+                if s.kind == "trades":  # days repaired before with trades left uncovered
+                    one_sided += self._sides_left(s, start, audit_end, one_sided)
                 if one_sided:
                     await self._set_sides(s, one_sided)
+                    self._note_sides(s, one_sided)
                 gaps = [h for h in found if not h.what.startswith(ONE_SIDED)]
                 if fill and gaps:
                     await self._fill(s, gaps, rest_url)
@@ -200,7 +209,7 @@ class Downloader:
                         for h in gaps:
                             if h.what.startswith("short day") and h.start not in still:
                                 h.filled = True
-                self.outcome.holes += found
+                self.outcome.holes += gaps + one_sided
         self.manifest.report = [h.as_dict() for h in self.outcome.holes]
         self.manifest.save()
         return self.outcome
@@ -212,6 +221,32 @@ class Downloader:
                 h.filled = await fill_hole(h, s, self.db, self.ticks, rest, url.rstrip("/"))
         finally:
             await rest.close()
+
+    def _sides_left(self, s: Series, start: int, end: int, found: list[Hole]) -> list[Hole]:
+        """The days of ``s`` in [start, end) repaired before with trades no aggregate trade
+        covered (mixed since, so the audit cannot find them), as they were first listed."""
+        prefix = f"{stored_as(s)}/{s.kind}/"
+        seen = {h.start for h in found}
+        left = [Hole(**e) for k, e in self.manifest.sides.items() if k.startswith(prefix)]
+        return [
+            h
+            for h in left
+            if h.start is not None and start <= h.start < end and h.start not in seen
+        ]
+
+    def _note_sides(self, s: Series, holes: list[Hole]) -> None:
+        """Remember the one-sided days whose trades are not all set yet; forget the rest."""
+        for h in holes:
+            assert h.start is not None
+            key = f"{stored_as(s)}/{s.kind}/{day_of(h.start)}"
+            if h.repaired and h.uncovered:
+                first = Hole(**h.as_dict())
+                first.what = h.what.split("; ", 1)[0]  # the audit's words, without the repair's
+                first.repaired = first.uncovered = None
+                self.manifest.sides[key] = first.as_dict()
+            elif h.filled:
+                self.manifest.sides.pop(key, None)
+        self.manifest.save()
 
     async def _set_sides(self, s: Series, holes: list[Hole]) -> None:
         """Each one-sided day's trades given the side of the aggregate trade that holds them:

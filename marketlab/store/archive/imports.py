@@ -178,8 +178,9 @@ def _first_stored_as(series: Series) -> str:
 
 
 class Manifest:
-    """What was imported from the archive (by key, with its checksum and rows) and what the
-    last audit found, in a JSON file beside the kline database, replaced whole on each save."""
+    """What was imported from the archive (by key, with its checksum and rows), the one-sided
+    days whose sides could be set only in part, and what the last audit found, in a JSON file
+    beside the kline database, replaced whole on each save."""
 
     def __init__(self, path: Path):
         self.path = path
@@ -191,6 +192,9 @@ class Manifest:
                 data = {}  # unreadable: import again (the stores keep each row once anyway)
         self.imported: dict[str, dict[str, Any]] = dict(data.get("imported", {}))
         self.report: list[dict[str, Any]] = list(data.get("report", []))
+        # a one-sided day repaired in part (its sides mixed since, so no audit finds it again):
+        # "<exchange>/<symbol>/<kind>/<day>" → its audit entry, tried again on each run
+        self.sides: dict[str, dict[str, Any]] = dict(data.get("sides", {}))
 
     @staticmethod
     def beside(db: str | os.PathLike[str]) -> Path:
@@ -215,5 +219,6 @@ class Manifest:
     def save(self) -> None:
         tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp.write_text(json.dumps({"imported": self.imported, "report": self.report}, indent=1))
+        data = {"imported": self.imported, "sides": self.sides, "report": self.report}
+        tmp.write_text(json.dumps(data, indent=1))
         tmp.replace(self.path)

@@ -7,6 +7,9 @@ trades each (the venue's are; the simulator's are one trade each)."""
 
 from __future__ import annotations
 
+import hashlib
+import zipfile
+
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
@@ -236,3 +239,70 @@ def test_sides_from_aggregate_trades_of_several_trades_each():
     got, all_covered = sides_from_aggs(every, Aggs.of(firsts, firsts + lengths - 1, sides))
     assert all_covered.all()
     assert (got == np.repeat(sides, lengths)).all()
+
+
+JAN1 = parse_when("2025-01-01")
+UM_HEADERS = {
+    "trades": "id,price,qty,quote_qty,time,is_buyer_maker",
+    "aggTrades": "agg_trade_id,price,quantity,first_trade_id,last_trade_id,transact_time,"
+    "is_buyer_maker",
+}
+
+
+def publish_um(root, kind: str, rows: list[str]) -> None:
+    """A USDⓈ-M daily file of 2025-01-01 in a local copy of the archive, with its checksum."""
+    f = Series("um", kind, "BTCUSDT").file("daily", "2025-01-01")
+    path = root / f.key
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr(f.name[:-4] + ".csv", "\n".join([UM_HEADERS[kind], *rows]) + "\n")
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    (root / (f.key + ".CHECKSUM")).write_text(f"{digest}  {f.name}\n")
+
+
+def aggs_rows(last_trade: int) -> list[str]:
+    """Aggregate trades of five trades each over trade ids 1 to ``last_trade``, sides taking
+    turns (sell, buy, …)."""
+    return [
+        f"{n},100.0,5.0,{first},{first + 4},{JAN1 + first},{'true' if n % 2 else 'false'}"
+        for n, first in enumerate(range(1, last_trade + 1, 5), start=1)
+    ]
+
+
+def test_a_day_repaired_in_part_stays_listed_until_its_aggtrades_cover_it(tmp_path):
+    root = tmp_path / "mirror"
+    n = 2_000
+    publish_um(root, "trades", [f"{i},100.0,1.0,100.0,{JAN1 + i},true" for i in range(1, n + 1)])
+    publish_um(root, "aggTrades", aggs_rows(1_500))  # trades 1501-2000 in no aggregate trade
+    h = History(db=tmp_path / "p.sqlite")
+
+    def run():
+        report = h.download(
+            "BTCUSDT", "trades", "2025-01-01", market="um", fill=False, archive_url=root
+        )
+        (row,) = report[report["what"].str.startswith(ONE_SIDED)].itertuples()
+        return row
+
+    def expected(covered: int) -> dict[int, str]:
+        # trade i is in aggregate trade (i - 1) // 5 + 1, a sell when that is odd
+        return {
+            i: ("sell" if ((i - 1) // 5 + 1) % 2 else "buy") if i <= covered else "sell"
+            for i in range(1, n + 1)
+        }
+
+    first = run()
+    assert (first.repaired, first.uncovered, first.filled) == (1_500, 500, False)
+    assert first.what.startswith(f"one-sided: every one of {n} trades is a sell")
+    assert "1500 sides set from their aggregate trades, 500 trades no aggregate trade" in first.what
+    assert stored_singles(h.ticks) == expected(1_500)
+    # the day's sides are mixed now, so no audit could find it: it stays listed all the same
+    again = run()
+    assert (again.repaired, again.uncovered, again.filled) == (1_500, 500, False)
+    assert again.what.split("; ")[0] == first.what.split("; ")[0]
+    # once its aggTrades cover every trade the day is whole, and said no more
+    publish_um(root, "aggTrades", aggs_rows(n))
+    whole = run()
+    assert (whole.repaired, whole.uncovered, whole.filled) == (n, 0, True)
+    assert stored_singles(h.ticks) == expected(n)
+    last = h.download("BTCUSDT", "trades", "2025-01-01", market="um", fill=False, archive_url=root)
+    assert not last["what"].str.startswith(ONE_SIDED).any()
