@@ -433,7 +433,8 @@ class History(TickQueries, BookQueries, PerpetualQueries):
 
     def archive_report(self) -> pd.DataFrame:
         """What the last archive download found missing: one row per hole or refused file
-        (``file kind symbol what start end first_id last_id missing filled``)."""
+        (``file kind symbol what start end first_id last_id missing filled``), and per
+        one-sided day of trades the ``repaired`` and ``uncovered`` counts of its sides."""
         from marketlab.store.archive import api
 
         if self.db is None:
