@@ -227,12 +227,18 @@ class Downloader:
         covered (mixed since, so the audit cannot find them), as they were first listed."""
         prefix = f"{stored_as(s)}/{s.kind}/"
         seen = {h.start for h in found}
-        left = [Hole(**e) for k, e in self.manifest.sides.items() if k.startswith(prefix)]
-        return [
-            h
-            for h in left
-            if h.start is not None and start <= h.start < end and h.start not in seen
-        ]
+        left = []
+        for key, entry in self.manifest.sides.items():
+            try:
+                hole = Hole(**entry)
+            except TypeError:  # an entry edited by hand into something else: tried no more
+                log.warning("archive: manifest entry %s is not a day of trades; ignored", key)
+                continue
+            at = hole.start
+            ours = key.startswith(prefix) and isinstance(at, int) and start <= at < end
+            if ours and at not in seen:
+                left.append(hole)
+        return left
 
     def _note_sides(self, s: Series, holes: list[Hole]) -> None:
         """Remember the one-sided days whose trades are not all set yet; forget the rest."""
@@ -257,7 +263,12 @@ class Downloader:
         kind, _ = tick_kind(s)
         timeout = aiohttp.ClientTimeout(total=None, sock_connect=30, sock_read=120)
         async with aiohttp.ClientSession(timeout=timeout) as session:
-            listed = await list_keys(session, self.archive_url, aggs_series.prefix("daily"))
+            try:
+                listed = await list_keys(session, self.archive_url, aggs_series.prefix("daily"))
+            except (ArchiveError, aiohttp.ClientError, TimeoutError, OSError) as exc:
+                for h in holes:
+                    h.what += f"; not repaired: the aggTrades could not be listed ({exc})"
+                return
             with tempfile.TemporaryDirectory(dir=self.work_dir, prefix="archive-") as tmp:
                 for h in holes:
                     assert h.start is not None

@@ -8,6 +8,7 @@ trades each (the venue's are; the simulator's are one trade each)."""
 from __future__ import annotations
 
 import hashlib
+import json
 import zipfile
 
 import numpy as np
@@ -304,5 +305,10 @@ def test_a_day_repaired_in_part_stays_listed_until_its_aggtrades_cover_it(tmp_pa
     whole = run()
     assert (whole.repaired, whole.uncovered, whole.filled) == (n, 0, True)
     assert stored_singles(h.ticks) == expected(n)
+    # a manifest entry edited into something else is passed over, not a crash
+    manifest = tmp_path / "p.archive.json"
+    data = json.loads(manifest.read_text())
+    data["sides"] = {"binance/BTCUSDT-PERP/trades/2025-01-01": {"when": "yesterday"}}
+    manifest.write_text(json.dumps(data))
     last = h.download("BTCUSDT", "trades", "2025-01-01", market="um", fill=False, archive_url=root)
     assert not last["what"].str.startswith(ONE_SIDED).any()
