@@ -35,7 +35,7 @@ def read_apart(
         n: table.column(n).to_numpy().astype(TRADE_COLUMNS[n], copy=False)
         for n in ("time", "trade_id", "price", "qty")
     }
-    cols["sell"] = _sells(table.column("side"))
+    cols["sell"] = sell_flags(table.column("side"))
     if not ascending(cols["trade_id"]):
         return None  # not in id order after all
     if start is not None or end is not None:
@@ -53,7 +53,7 @@ def ascending(ids: np.ndarray) -> bool:
     return len(ids) < 2 or bool((ids[1:] > ids[:-1]).all())
 
 
-def _sells(side: pa.ChunkedArray) -> np.ndarray:
+def sell_flags(side: pa.ChunkedArray) -> np.ndarray:
     """1 where the taker sold: a dictionary's few words looked up once, not per row."""
     parts = []
     for chunk in side.chunks:
