@@ -15,9 +15,10 @@ import pyarrow.parquet as pq
 from marketlab.records import Interval
 from marketlab.store.archive.imports import tick_kind
 from marketlab.store.archive.layout import DAY_MS, ArchiveFile, Series
-from marketlab.store.archive.sides import is_one_sided, one_sided_what, sell_flags
+from marketlab.store.archive.sides import is_one_sided, one_sided_what
 from marketlab.store.parts import day_of, part_files
 from marketlab.store.sqlite import connect
+from marketlab.store.trade_parts import sell_flags
 
 SHORT_DAY = 0.5  # a day with fewer rows than this share of its neighbours' median is short
 _NEIGHBOURS = 3  # days either side a day is compared with

@@ -23,11 +23,11 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from marketlab.store.archive.imports import write_id_parts
 from marketlab.store.parts import part_files
+from marketlab.store.trade_parts import sell_flags
 
 ONE_SIDED_MIN = 1_000  # trades of one day, all of one side, that cannot be the market's
 ONE_SIDED = "one-sided"  # how the audit's entry for such a day begins
@@ -48,15 +48,6 @@ def is_one_sided(trades: int, sells: int) -> bool:
     """Whether a day of ``trades`` with ``sells`` of them sells is an archive export's, not the
     market's: every trade the same side, and too many for chance."""
     return trades >= ONE_SIDED_MIN and sells in (0, trades)
-
-
-def sell_flags(side: pa.ChunkedArray | pa.Array) -> np.ndarray:
-    """1 where the taker sold (``side == "sell"``), as int8, whatever the column's encoding."""
-    if isinstance(side, pa.ChunkedArray):
-        side = side.combine_chunks()
-    if isinstance(side, pa.DictionaryArray):
-        side = side.dictionary_decode()
-    return pc.equal(side, pa.scalar("sell")).to_numpy(zero_copy_only=False).astype(np.int8)
 
 
 @dataclass(frozen=True)

@@ -23,11 +23,11 @@ from marketlab.store.archive.sides import (
     ONE_SIDED,
     ONE_SIDED_MIN,
     Aggs,
-    sell_flags,
     sides_from_aggs,
 )
 from marketlab.store.history import History
 from marketlab.store.ticks import trade_table
+from marketlab.store.trade_parts import sell_flags
 
 JAN2 = 1_735_776_000_000  # 2025-01-02T00:00Z
 START = JAN2 + 5 * 60_000  # the simulator's clock starts here, in the past
@@ -121,6 +121,18 @@ def test_a_perpetuals_one_sided_days_get_their_sides_from_the_archives_aggtrades
     assert len(h.trades("BTCUSDT-PERP", start=DEC31, end=JAN2 - 1)) == sum(
         1 for d in days.values() if d != "2024-12-30"
     )
+
+    # a month's file: its one-sided day named with it, set from that day's aggTrades file
+    m = History(db=tmp_path / "month.sqlite", rest_url="http://127.0.0.1:9")
+    month = m.download("BTCUSDT", "trades", "2024-12", market="um", archive_url=sim.archive_url)
+    (row,) = month[month["what"].str.startswith(ONE_SIDED)].itertuples()
+    assert (row.file, str(row.start.date()), row.filled) == (
+        "BTCUSDT-trades-2024-12.zip",
+        "2024-12-31",
+        True,
+    )
+    assert "repaired from BTCUSDT-aggTrades-2024-12-31.zip" in row.what
+    assert stored_singles(m.ticks) == {i: s for i, s in venue.items() if days[i] < "2025-01-01"}
 
 
 def only_the_first_half_day(others) -> bool:
