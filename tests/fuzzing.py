@@ -32,12 +32,17 @@ def fuzz(scale: float = 1.0) -> settings:
 
 # bytes that matter to the readers: JSON's structure, digits, signs, quotes, escapes, NUL
 _INTERESTING = b'{}[]",:0123456789-+.eE\\\x00\xff nulltruefalseNaNinf'
+# how deep a nesting edit goes: past msgspec's recursion (about a thousand levels, where it
+# raises RecursionError, not DecodeError) and orjson's limit (1024), far past the compiled
+# readers' (32)
+DEEP = 3000
 
 
 @st.composite
 def mutated(draw: Any, good: bytes, max_edits: int = 4) -> bytes:
     """``good`` with one to ``max_edits`` random edits, as a fuzzer makes them: flipped bits,
-    bytes replaced, inserted and deleted, a piece repeated, the input cut anywhere."""
+    bytes replaced, inserted (among them :data:`DEEP` unclosed arrays or objects) and deleted,
+    a piece repeated, the input cut anywhere."""
     data = bytearray(good)
     for _ in range(draw(st.integers(1, max_edits))):
         op = draw(st.sampled_from(["flip", "set", "insert", "delete", "repeat", "cut"]))
@@ -50,7 +55,16 @@ def mutated(draw: Any, good: bytes, max_edits: int = 4) -> bytes:
             data[at:at] = draw(
                 st.binary(min_size=1, max_size=4)
                 | st.sampled_from(
-                    [b"-", b"1e400", b"NaN", b'"nan"', b"9223372036854775808", b"\\u0000"]
+                    [
+                        b"-",
+                        b"1e400",
+                        b"NaN",
+                        b'"nan"',
+                        b"9223372036854775808",
+                        b"\\u0000",
+                        b"[" * DEEP,  # nesting never closed
+                        b'{"x":' * DEEP,
+                    ]
                 )
             )
         elif op == "delete" and data:
@@ -174,8 +188,9 @@ def _places(value: Any, at: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
 def restructured(draw: Any, good: bytes, max_edits: int = 3) -> bytes:
     """``good`` (a JSON object) still JSON but with one to ``max_edits`` edits of its structure:
     a value replaced by an odd one (:data:`ODD_VALUES`), a key given twice with another value,
-    a key dropped, a value wrapped in a list or an object, a list's item repeated up to 600
-    times. What a byte mutation seldom makes: valid JSON whose types and shapes are wrong."""
+    a key dropped, a value wrapped in a list or an object (once, or :data:`DEEP` times), a
+    list's item repeated up to 600 times. What a byte mutation seldom makes: valid JSON whose
+    types and shapes are wrong."""
     doc = json.loads(good)
     for _ in range(draw(st.integers(1, max_edits))):
         places = _places(doc)
@@ -186,7 +201,7 @@ def restructured(draw: Any, good: bytes, max_edits: int = 3) -> bytes:
         for key in path[:-1]:
             parent = parent[key]
         key = path[-1]
-        op = draw(st.sampled_from(["odd", "odd", "twice", "drop", "wrap", "repeat"]))
+        op = draw(st.sampled_from(["odd", "odd", "twice", "drop", "wrap", "nest", "repeat"]))
         if op == "odd":
             parent[key] = copy.deepcopy(draw(st.sampled_from(ODD_VALUES)))
         elif op == "twice" and isinstance(parent, dict):
@@ -204,6 +219,9 @@ def restructured(draw: Any, good: bytes, max_edits: int = 3) -> bytes:
             del parent[key]
         elif op == "wrap":
             parent[key] = draw(st.sampled_from([[parent[key]], {"x": parent[key]}]))
+        elif op == "nest":  # written as it is: no JSON encoder goes that deep
+            opened, closed = draw(st.sampled_from([("[", "]"), ('{"x":', "}")]))
+            parent[key] = _Raw(opened * DEEP + _json(parent[key]) + closed * DEEP)
         elif op == "repeat" and isinstance(parent, list):
             times = draw(st.sampled_from([1, 2, 63, 64, 65, 129, 600]))
             parent[key + 1 : key + 1] = [copy.deepcopy(parent[key]) for _ in range(times)]
