@@ -67,4 +67,8 @@ def run_download_command(args: argparse.Namespace) -> int:
     if len(open_holes):
         cols = ["file", "what", "start", "end", "missing"]
         print(open_holes[cols].to_string(index=False))
+    repaired = report[report["filled"] & report["repaired"].notna()]
+    if len(repaired):  # one-sided days of trades, their sides set from the aggTrades
+        print(f"{len(repaired)} day(s) of trades all of one side, each side set from its aggTrade:")
+        print(repaired[["file", "start", "repaired"]].to_string(index=False))
     return 0

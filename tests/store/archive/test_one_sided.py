@@ -175,6 +175,8 @@ def test_a_day_whose_aggtrades_are_refused_stays_listed_and_says_so(sim, tmp_pat
     out = capsys.readouterr().out
     assert "3 hole(s) found, 2 open" in out  # the refused one and the short first half-day
     assert "one-sided: every one of" in out and "not repaired: " in out
+    assert "1 day(s) of trades all of one side, each side set from its aggTrade:" in out
+    assert "BTCUSDT-trades-2024-12-31.zip" in out
     report = History(db=db).archive_report().sort_values("start")
     assert only_the_first_half_day(report[~report["what"].str.startswith(ONE_SIDED)])
     fixed, broken = report[report["what"].str.startswith(ONE_SIDED)].itertuples()
