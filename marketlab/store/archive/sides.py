@@ -27,7 +27,7 @@ import pyarrow.parquet as pq
 
 from marketlab.store.archive.imports import write_id_parts
 from marketlab.store.parts import part_files
-from marketlab.store.trade_parts import sell_flags
+from marketlab.store.trade_parts import ascending, sell_flags
 
 ONE_SIDED_MIN = 1_000  # trades of one day, all of one side, that cannot be the market's
 ONE_SIDED = "one-sided"  # how the audit's entry for such a day begins
@@ -116,11 +116,12 @@ def rewrite_day_sides(
         return Repair(0, 0, 0)
     table = pq.read_table([str(p) for p in parts])
     ids = table.column("trade_id").to_numpy()
-    order = np.argsort(ids, kind="stable")
-    first = np.ones(len(ids), dtype=bool)
-    first[1:] = ids[order][1:] != ids[order][:-1]
-    table = table.take(pa.array(order[first], pa.int64()))
-    ids = ids[order][first]
+    if not ascending(ids):  # parts that meet or overlap: each trade once, in id order
+        order = np.argsort(ids, kind="stable")
+        first = np.ones(len(ids), dtype=bool)
+        first[1:] = ids[order][1:] != ids[order][:-1]
+        table = table.take(pa.array(order[first], pa.int64()))
+        ids = ids[order][first]
     was = sell_flags(table.column("side"))
     sells, covered = sides_from_aggs(ids, aggs)
     now = np.where(covered, sells, was).astype(np.int8)

@@ -17,12 +17,13 @@ import pytest
 
 from marketlab.sim import SimExchange
 from marketlab.store.archive.audit import tick_holes
-from marketlab.store.archive.imports import import_ticks
+from marketlab.store.archive.imports import import_ticks, write_id_parts
 from marketlab.store.archive.layout import DAY_MS, Series, parse_when
 from marketlab.store.archive.sides import (
     ONE_SIDED,
     ONE_SIDED_MIN,
     Aggs,
+    rewrite_day_sides,
     sides_from_aggs,
 )
 from marketlab.store.history import History
@@ -326,3 +327,25 @@ def test_a_day_repaired_in_part_stays_listed_until_its_aggtrades_cover_it(tmp_pa
     manifest.write_text(json.dumps(data))
     last = h.download("BTCUSDT", "trades", "2025-01-01", market="um", fill=False, archive_url=root)
     assert not last["what"].str.startswith(ONE_SIDED).any()
+
+
+def test_a_stored_day_in_overlapping_parts_is_rewritten_with_each_trade_once(tmp_path):
+    ticks = tmp_path / "r.ticks"
+    n = 1_200
+    times = DEC31 + np.arange(n, dtype=np.int64) * 60_000
+    ids = np.arange(1, n + 1)
+    sells = np.ones(n, np.int8)
+    for a, b in ((0, 800), (600, n)):  # two parts holding trades 601-800 both
+        table = trade_table_of(times[a:b], ids[a:b], sells[a:b])
+        write_id_parts(ticks, "trades", "binance", "BTCUSDT", table, "trade_id")
+    # aggregate trades of three trades each over 1-1,197: buy, sell, buy, …
+    firsts = np.arange(1, n - 2, 3)
+    aggs = Aggs.of(firsts, firsts + 2, np.arange(len(firsts)) % 2)
+    done = rewrite_day_sides(ticks, "trades", "binance", "BTCUSDT", "2024-12-31", aggs)
+    assert (done.repaired, done.uncovered) == (n - 3, 3)
+    assert done.changed == sum(((i - 1) // 3) % 2 == 0 for i in range(1, n - 2))
+    assert len(list((ticks / "kind=trades").rglob("*.parquet"))) == 1
+    stored = History(db=tmp_path / "r.sqlite").trades("BTCUSDT")  # its ticks: r.ticks
+    assert list(stored["trade_id"]) == list(range(1, n + 1))
+    want = ["sell" if ((i - 1) // 3) % 2 else "buy" for i in range(1, n - 2)] + ["sell"] * 3
+    assert list(stored["side"].astype(str)) == want
