@@ -10,6 +10,7 @@ import time
 from collections.abc import Callable
 from typing import Any, ParamSpec, Protocol, TypeVar, cast
 
+import orjson
 from aiohttp import WSMsgType, web
 
 from marketlab.sim.host import FaceHost
@@ -18,6 +19,40 @@ log = logging.getLogger("marketlab.sim")
 
 P = ParamSpec("P")
 T = TypeVar("T")
+
+
+# How deep a client's request may nest arrays and objects. No venue's request goes past three
+# levels; a deeper one is read as JSON no venue's reader takes, answered as any malformed
+# request is (orjson itself stops at 1024, Python's recursion near there, orjson's encoder
+# of an echoed value at 254: none of them may end a connection's handler).
+MAX_REQUEST_DEPTH = 64
+
+
+def request_json(text: str | bytes) -> Any:
+    """A client's request as JSON: ``orjson.JSONDecodeError`` for text that is not JSON, or
+    JSON nested deeper than :data:`MAX_REQUEST_DEPTH` (each face answers both alike)."""
+    value = orjson.loads(text)
+    if _deeper_than(value, MAX_REQUEST_DEPTH):
+        raise orjson.JSONDecodeError(
+            f"nested deeper than {MAX_REQUEST_DEPTH} levels", str(text)[:200], 0
+        )
+    return value
+
+
+def _deeper_than(value: Any, limit: int) -> bool:
+    """Whether ``value`` nests lists and dicts more than ``limit`` deep (measured without
+    recursion, so any depth is measured)."""
+    level: list[Any] = [value]
+    for _ in range(limit):
+        level = [
+            inner
+            for v in level
+            if isinstance(v, list | dict)
+            for inner in (v.values() if isinstance(v, dict) else v)
+        ]
+        if not level:
+            return False
+    return any(isinstance(v, list | dict) for v in level)
 
 
 class OnLoop(Protocol):

@@ -21,6 +21,7 @@ import orjson
 from aiohttp import WSMsgType, web
 
 from marketlab.recording import files as rec
+from marketlab.sim.face import request_json
 
 log = logging.getLogger("marketlab.sim.replay_face")
 
@@ -118,11 +119,13 @@ class ReplayFace:
                 if msg.type != WSMsgType.TEXT:
                     continue
                 try:
-                    body = orjson.loads(msg.data)
+                    body = request_json(msg.data)
                 except orjson.JSONDecodeError:
                     continue
                 if isinstance(body, dict) and body.get("method") == "SUBSCRIBE":
-                    pending.update(p for p in body.get("params", []) if isinstance(p, str))
+                    params = body.get("params")
+                    names = params if isinstance(params, list) else []
+                    pending.update(p for p in names if isinstance(p, str))
                     last_subscribe[0] = time.monotonic()
                     subscribed.set()
                     await ws.send_str(orjson.dumps({"result": None, "id": body.get("id")}).decode())

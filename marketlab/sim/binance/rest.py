@@ -15,6 +15,7 @@ import orjson
 from aiohttp import web
 
 from marketlab.records import INTERVAL_NAMES, Interval
+from marketlab.sim.face import request_json
 from marketlab.sim.host import BinanceHost, RestFault
 from marketlab.sim.market import Candle, VenueMarket, fmt_units
 
@@ -291,7 +292,7 @@ class BinanceRest:
         if raw is None:
             return None
         try:
-            names = orjson.loads(raw)
+            names = request_json(raw)
         except orjson.JSONDecodeError:
             raise _illegal(
                 "symbols", '^\\["[A-Z0-9-_.]{1,20}"(,"[A-Z0-9-_.]{1,20}"){0,}\\]$'

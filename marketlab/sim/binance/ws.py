@@ -18,7 +18,7 @@ from aiohttp import WSMsgType, web
 
 from marketlab.records import INTERVAL_NAMES
 from marketlab.sim.binance.rest import Formatter, kline_event, ticker_fields
-from marketlab.sim.face import HOSTILE_FRAMES, SocketFace
+from marketlab.sim.face import HOSTILE_FRAMES, SocketFace, request_json
 from marketlab.sim.host import BinanceHost
 from marketlab.sim.market import StepResult, VenueMarket
 
@@ -173,7 +173,7 @@ class BinanceWs(SocketFace):
 
     def _control(self, conn: Connection, text: str) -> dict[str, Any] | None:
         try:
-            msg = orjson.loads(text)
+            msg = request_json(text)
         except orjson.JSONDecodeError as exc:
             return {"code": 3, "msg": f"Invalid JSON: {exc}", "id": None}
         if not isinstance(msg, dict):

@@ -56,6 +56,7 @@ from marketlab.sim.bybit.ws import (
     TRADES_PER_MESSAGE,
     BybitConnection,
 )
+from marketlab.sim.face import request_json
 from marketlab.sim.host import BybitHost
 from marketlab.sim.market import StepResult, VenueMarket
 from marketlab.sim.perpetual import HOUR_MS, PerpetualSeries, PerpetualSpec
@@ -135,7 +136,7 @@ class BybitPerpFace(BybitFace):
 
     def _control(self, conn: BybitConnection, text: str) -> list[bytes]:
         try:
-            msg = orjson.loads(text)
+            msg = request_json(text)
         except orjson.JSONDecodeError:
             return [self._undecodable(conn, text)]
         if not isinstance(msg, dict):

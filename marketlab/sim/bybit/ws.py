@@ -34,7 +34,7 @@ from marketlab.sim.bybit.rest import (
     trade_id,
     trade_seq,
 )
-from marketlab.sim.face import HOSTILE_FRAMES, OutageFace, on_loop
+from marketlab.sim.face import HOSTILE_FRAMES, OutageFace, on_loop, request_json
 from marketlab.sim.host import BybitHost
 from marketlab.sim.market import Candle, StepResult, VenueMarket
 
@@ -136,7 +136,7 @@ class BybitWs(OutageFace):
 
     def _control(self, conn: BybitConnection, text: str) -> list[bytes]:
         try:
-            msg = orjson.loads(text)
+            msg = request_json(text)
         except orjson.JSONDecodeError:
             return [self._undecodable(conn, text)]
         if not isinstance(msg, dict):

@@ -29,7 +29,7 @@ import orjson
 from aiohttp import WSMsgType, web
 
 from marketlab.sim.coinbase.rest import num, product_id, rfc3339, trade_json
-from marketlab.sim.face import OutageFace, on_loop
+from marketlab.sim.face import OutageFace, on_loop, request_json
 from marketlab.sim.host import CoinbaseHost
 from marketlab.sim.market import Candle, StepResult, VenueMarket
 
@@ -127,7 +127,7 @@ class CoinbaseWs(OutageFace):
             self._error(conn, "rate limit exceeded")
             return
         try:
-            msg = orjson.loads(text)
+            msg = request_json(text)
         except orjson.JSONDecodeError:
             msg = None
         if not isinstance(msg, dict) or msg.get("type") not in ("subscribe", "unsubscribe"):

@@ -32,6 +32,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
+from marketlab.sim.face import request_json
 from marketlab.sim.host import OkxHost
 from marketlab.sim.market import Candle, StepResult, SymbolMarket, VenueMarket
 from marketlab.sim.okx import OkxFace
@@ -392,7 +393,7 @@ class OkxSwapFace(OkxFace):
         """Subscriptions of the swap channels answered here; every other one by the spot
         face (a request of both kinds counts once, against OKX's 480 an hour)."""
         try:
-            msg = orjson.loads(text)
+            msg = request_json(text)
         except orjson.JSONDecodeError:
             msg = None
         args = msg.get("args") if isinstance(msg, dict) else None

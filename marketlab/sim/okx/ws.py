@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 from aiohttp import WSMsgType, web
 
-from marketlab.sim.face import HOSTILE_FRAMES, SocketFace
+from marketlab.sim.face import HOSTILE_FRAMES, SocketFace, request_json
 from marketlab.sim.host import OkxHost
 from marketlab.sim.market import Candle, StepResult, VenueMarket
 from marketlab.sim.okx.rest import BARS, BOOK_LEVELS, num
@@ -116,7 +116,7 @@ class OkxWs(SocketFace):
 
     def _control(self, conn: OkxConnection, text: str) -> list[bytes]:
         try:
-            msg = orjson.loads(text)
+            msg = request_json(text)
         except orjson.JSONDecodeError:
             return [self._error(conn, "60012", f"Invalid request: {text[:200]}")]
         if not isinstance(msg, dict) or msg.get("op") not in ("subscribe", "unsubscribe"):
