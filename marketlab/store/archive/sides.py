@@ -97,8 +97,8 @@ def sides_from_aggs(trade_ids: np.ndarray, aggs: Aggs) -> tuple[np.ndarray, np.n
 @dataclass(frozen=True)
 class Repair:
     """What setting a day's sides did: trades given their aggregate trade's side, trades
-    no aggregate trade covered (they keep the side the file gave), and those among the
-    first whose side changed."""
+    no aggregate trade covered (they keep the side the file gave), and how many of the
+    first changed side."""
 
     repaired: int
     uncovered: int
