@@ -1,7 +1,7 @@
 """The paced REST path every venue's client shares: one public GET at a time over aiohttp,
 held back by the venue's governor (sans-I/O pacing rules), each answer's status and headers
 shown to that governor, and failures turned into :class:`RestError` that says whether trying
-again may help.
+again may help: a failed request, the venue's refusal, and an answer whose body does not read.
 
 The bodies are handed on as the venue sent them, to the venue's own readers
 (``marketlab.venues.<venue>``'s ``parse_*``), which check every field. Public market data
@@ -15,6 +15,7 @@ parsed each body for us to encode again, and made some refusals retryable (a 404
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 import urllib.parse
 from collections.abc import Callable, Mapping
@@ -31,6 +32,8 @@ if TYPE_CHECKING:  # aiohttp loads with the first request: RestError's importers
 RETRYABLE_STATUSES = frozenset({403, 408, 418, 425, 429})
 QUOTED_BODY = 300  # characters of a refusal's body quoted in its message
 T = TypeVar("T")
+
+log = logging.getLogger("marketlab.rest")
 
 
 @dataclass(slots=True)
@@ -136,7 +139,9 @@ class PacedRest:
             read = reader(body)
         except UNREADABLE_BODY_ERRORS as exc:
             self.last_failure = time.monotonic()
-            raise RestError(f"{request}: the answer does not read: {exc}", retryable=True) from exc
+            error = RestError(f"{request}: the answer does not read: {exc}", retryable=True)
+            log.warning("%s", error)  # each time: the venue may have changed what it sends
+            raise error from exc
         failing = self.last_failure is not None and (
             self.last_success is None or self.last_success < self.last_failure
         )

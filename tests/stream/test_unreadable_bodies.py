@@ -138,7 +138,7 @@ IDS = [f"{cls.__name__}-{path}" for cls, _, path, _ in CASES]
 @pytest.mark.parametrize(("client", "call", "path", "body"), CASES, ids=IDS)
 @pytest.mark.parametrize("kind", ["wrong shape", "deep nesting", "not JSON"])
 def test_a_body_that_does_not_read_is_a_retryable_rest_error_naming_the_request(
-    sim, client, call, path, body, kind
+    sim, client, call, path, body, kind, caplog
 ):
     spoiled = {"wrong shape": body, "deep nesting": DEEP, "not JSON": b"<html>busy</html>"}[kind]
 
@@ -155,6 +155,8 @@ def test_a_body_that_does_not_read_is_a_retryable_rest_error_naming_the_request(
                 assert f"GET {path}" in str(caught.value)
                 if kind == "wrong shape":  # (a body that is no JSON may be a venue's refusal)
                     assert "the answer does not read" in str(caught.value)
+                    logged = [r.getMessage() for r in caplog.records if r.name == "marketlab.rest"]
+                    assert logged == [str(caught.value)]
                 assert rest.last_failure is not None
                 failed_at = rest.last_failure
                 recovered: list[bool] = []
