@@ -23,7 +23,7 @@ from typing import Annotated, Any
 import msgspec
 from msgspec import Meta
 
-from marketlab.numbers import INT64_MAX, TIME_MAX_MS, Id, Level
+from marketlab.numbers import DECODE_ERRORS, INT64_MAX, TIME_MAX_MS, Id, Level
 from marketlab.records import (
     INTERVAL_NAMES,
     Funding,
@@ -197,7 +197,7 @@ def decode(kind: str, payload: bytes, symbol: str | None = None) -> _Batch:
     batch: _Batch | None = None
     try:
         decoded = decoder.decode(payload)
-    except (msgspec.DecodeError, RecursionError) as exc:  # ValidationError included; nesting
+    except DECODE_ERRORS as exc:  # ValidationError included; nesting
         version = _version(payload)
         if version is None or version == VERSION:
             raise BusFormatError(f"bad {kind} message ({len(payload)} bytes): {exc}") from None
@@ -219,7 +219,7 @@ def decode(kind: str, payload: bytes, symbol: str | None = None) -> _Batch:
 def _version(payload: bytes) -> int | None:
     try:
         return _VERSION.decode(payload).v
-    except (msgspec.DecodeError, RecursionError):
+    except DECODE_ERRORS:
         return None
 
 

@@ -23,7 +23,6 @@ from typing import Any
 
 from marketlab.records import Funding, OpenInterest
 from marketlab.stream.rest import RestError
-from marketlab.venues.errors import PayloadError
 
 log = logging.getLogger("marketlab.backfill")
 
@@ -44,9 +43,6 @@ async def _retrying(what: str, call: Callable[[], Any]) -> Any:
                 log.warning("%s: %s", what, exc)
                 return None
             log.warning("%s: %s; retrying", what, exc)
-        except PayloadError as exc:  # a body not as documented: asked again when next due
-            log.warning("%s: %s", what, exc)
-            return None
         await asyncio.sleep(RETRY_S)
 
 

@@ -176,7 +176,15 @@ class Replaying:
         return conn
 
     def _replay_answer(self: Any, e: rec.Entry) -> None:
-        """Every entry but a frame: what REST answered, and what the collector noted."""
+        """Every entry but a frame: what REST answered, and what the collector noted. A damaged
+        record (a :class:`~marketlab.recording.files.RecordingError`) is counted as a bad frame
+        is, and the replay goes on."""
+        try:
+            self._apply_answer(e)
+        except Exception as exc:  # as a frame's: one record never ends a replay
+            self.frame_failed(exc, "replay")
+
+    def _apply_answer(self: Any, e: rec.Entry) -> None:
         if e.kind == rec.SNAPSHOT:
             snap = rec.decode_snapshot(e.data)
             if snap.symbol in self.books:

@@ -214,3 +214,31 @@ def test_a_frame_whose_taking_raises_is_counted_and_the_replay_goes_on(tmp_path,
     assert feed.bad_frames == 1 and feed.frames_failed == 1
     assert "RuntimeError: a sink broke" in feed.last_bad_frame
     assert feed.state.trades["BTCUSDT"].arrays()["trade_id"].tolist() == [1, 2, 4, 5]
+
+
+@pytest.mark.parametrize("way", ["blocks", "entries", "timed"])
+def test_a_damaged_record_of_an_answer_is_counted_and_the_replay_goes_on(
+    tmp_path, way, monkeypatch
+):
+    import asyncio
+
+    from marketlab.recording import files as rec
+    from marketlab.stream import replay as replay_module
+    from tests.venues.binance.feeds import OfflineFeed, trade_frame
+
+    path = tmp_path / "r.mlrec"
+    writer = rec.RecordingWriter(path, rec.Header("binance", ["BTCUSDT"], ["1m"], ["trades"], 1))
+    for tid in range(1, 6):
+        writer.write(rec.WS, 10**18 + 2 * tid, "binance-1", trade_frame(tid, 1.5, 2.0, True))
+        if tid == 3:  # a REST snapshot's record, damaged: nested past any decoder's depth
+            writer.write(rec.SNAPSHOT, 10**18 + 2 * tid + 1, "BTCUSDT", b"\x91" * 3000)
+    writer.close()
+
+    if way == "entries":
+        monkeypatch.setattr(OfflineFeed, "frame_reader", lambda self: None)
+    feed = replay_module.replaying(OfflineFeed)()
+    feed.replay_path = str(path)
+    feed.replay_speed = 1e9 if way == "timed" else None
+    asyncio.run(feed.run())
+    assert feed.bad_frames == 1 and "RecordingError" in feed.last_bad_frame
+    assert feed.state.trades["BTCUSDT"].arrays()["trade_id"].tolist() == [1, 2, 3, 4, 5]

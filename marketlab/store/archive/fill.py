@@ -17,6 +17,7 @@ import msgspec
 import numpy as np
 import pyarrow as pa
 
+from marketlab.numbers import DECODE_ERRORS
 from marketlab.records import Interval
 from marketlab.store.archive.audit import Hole
 from marketlab.store.archive.imports import tick_kind, unseen, write_id_parts
@@ -119,7 +120,7 @@ async def _fill_aggs(hole: Hole, series: Series, root: Path, rest_url: str) -> i
                     raise ArchiveError(f"/api/v3/aggTrades answered {resp.status}: {body[:200]!r}")
             try:
                 rows = [r for r in _agg_rows.decode(body) if cursor <= r.a <= hole.last_id]
-            except msgspec.DecodeError as exc:
+            except DECODE_ERRORS as exc:  # nesting past the decoder's depth included
                 raise ArchiveError(f"/api/v3/aggTrades: {exc}") from None
             if not rows:
                 break

@@ -188,7 +188,7 @@ class Manifest:
         if path.exists():
             try:
                 data = json.loads(path.read_text())
-            except (OSError, ValueError):
+            except (OSError, ValueError, RecursionError):
                 data = {}  # unreadable: import again (the stores keep each row once anyway)
         self.imported: dict[str, dict[str, Any]] = dict(data.get("imported", {}))
         self.report: list[dict[str, Any]] = list(data.get("report", []))
