@@ -16,19 +16,9 @@ from marketlab.stream.rest import Answer, RestError, status_refusal
 from marketlab.venues.binance.rest import BinanceRest
 from tests.conftest import START
 from tests.fuzzing import fuzz, mutated
+from tests.rest_calls import answered
 
 BINANCE_REFUSAL = b'{"code":-1121,"msg":"Invalid symbol."}'
-
-
-def run(coro):
-    return asyncio.run(coro)
-
-
-async def closing(rest: BinanceRest, coro):
-    try:
-        return await coro
-    finally:
-        await rest.close()
 
 
 def test_records_come_from_the_bodies_as_the_venue_sent_them(sim):
@@ -43,7 +33,7 @@ def test_records_come_from_the_bodies_as_the_venue_sent_them(sim):
         trades = await rest.trades_from("BTCUSDT", 1, 3)  # public, keyless
         return now, book, trades
 
-    now, book, trades = run(closing(rest, calls()))
+    now, book, trades = answered(rest, calls())
     assert abs(now - sim.now_ms()) < 60_000
     assert len(book.bids) == 5 and book.bids[0][0] < book.asks[0][0]
     assert [t.trade_id for t in trades] == [1, 2, 3]
@@ -55,7 +45,7 @@ def test_records_come_from_the_bodies_as_the_venue_sent_them(sim):
 def test_an_unknown_symbol_is_refused_for_good_with_the_venues_words(sim):
     rest = BinanceRest(sim.rest_url)
     with pytest.raises(RestError) as caught:
-        run(closing(rest, rest.depth("NOPEUSDT", 5)))
+        answered(rest, rest.depth("NOPEUSDT", 5))
     assert not caught.value.retryable
     text = str(caught.value)
     assert "/api/v3/depth" in text and "NOPEUSDT" in text and "HTTP 400" in text
@@ -74,7 +64,7 @@ def test_a_rate_limit_is_retryable_and_holds_the_next_request():
             return None
 
         with pytest.raises(RestError) as caught:
-            run(closing(rest, until_refused()))
+            answered(rest, until_refused())
     assert caught.value.retryable and "HTTP 429" in str(caught.value)
     assert rest.governor.stats.rate_limited == 1
     assert rest.governor.delay(1, rest.clock()) > 0  # Retry-After is kept
@@ -86,13 +76,13 @@ def test_no_answer_is_retryable_and_recovery_is_reported(sim):
         dead = f"http://127.0.0.1:{probe.getsockname()[1]}"
     rest = BinanceRest(dead, timeout_s=2)
     with pytest.raises(RestError) as caught:
-        run(closing(rest, rest.server_time()))
+        answered(rest, rest.server_time())
     assert caught.value.retryable and "GET /api/v3/time" in str(caught.value)
 
     recovered = []
     rest.base_url = sim.rest_url  # the venue is back
     rest.on_recovered = lambda: recovered.append(True)
-    run(closing(rest, rest.server_time()))
+    answered(rest, rest.server_time())
     assert recovered == [True]
 
 

@@ -16,17 +16,7 @@ from marketlab.stream.rest import Answer, RestError
 from marketlab.venues.okx.perp_rest import OkxPerpRest
 from marketlab.venues.okx.rest import LIMITS, WINDOW_S, OkxRest, WindowPacer, refusal_of
 from tests.conftest import START
-
-
-def run(coro):
-    return asyncio.run(coro)
-
-
-async def closing(rest: OkxRest, coro):
-    try:
-        return await coro
-    finally:
-        await rest.close()
+from tests.rest_calls import answered
 
 
 def test_records_come_from_the_bodies_as_the_venue_sent_them(sim):
@@ -43,7 +33,7 @@ def test_records_come_from_the_bodies_as_the_venue_sent_them(sim):
         (ticker,) = await rest.tickers(["BTCUSDT"])
         return now, book, listed, candles, ticker
 
-    now, book, listed, candles, ticker = run(closing(rest, calls()))
+    now, book, listed, candles, ticker = answered(rest, calls())
     assert abs(now - sim.now_ms()) < 60_000
     assert len(book.bids) == 5 and book.bids[0][0] < book.asks[0][0]
     assert set(listed) == {"BTCUSDT", "ETHUSDT"}
@@ -58,7 +48,7 @@ def test_records_come_from_the_bodies_as_the_venue_sent_them(sim):
 def test_an_unknown_instrument_is_refused_for_good_with_the_venues_words(sim):
     rest = OkxRest(sim.rest_url)
     with pytest.raises(RestError) as caught:
-        run(closing(rest, rest.depth("NOPEUSDT", 5)))
+        answered(rest, rest.depth("NOPEUSDT", 5))
     assert not caught.value.retryable
     text = str(caught.value)
     assert "/api/v5/market/books" in text and "NOPE-USDT" in text
@@ -69,7 +59,7 @@ def test_an_unknown_instrument_is_refused_for_good_with_the_venues_words(sim):
 def test_an_unknown_swap_is_refused_for_good_with_the_venues_words(sim):
     rest = OkxPerpRest(sim.rest_url)  # a call that asks before reading the swaps listed
     with pytest.raises(RestError) as caught:
-        run(closing(rest, rest.open_interest_history("NOPEUSDT-PERP")))
+        answered(rest, rest.open_interest_history("NOPEUSDT-PERP"))
     assert not caught.value.retryable
     text = str(caught.value)
     assert "/api/v5/rubik/stat/contracts/open-interest-history" in text
@@ -79,7 +69,7 @@ def test_an_unknown_swap_is_refused_for_good_with_the_venues_words(sim):
 def test_a_bad_parameter_is_refused_for_good(sim):
     rest = OkxRest(sim.rest_url)
     with pytest.raises(RestError) as caught:
-        run(closing(rest, rest.depth("BTCUSDT", 0)))  # sz=0: OKX's 51000
+        answered(rest, rest.depth("BTCUSDT", 0))  # sz=0: OKX's 51000
     assert not caught.value.retryable
     assert "51000" in str(caught.value) and "sz" in str(caught.value)
 
@@ -95,7 +85,7 @@ def test_the_venues_own_rate_limit_is_retryable_and_holds_the_next_request():
                 await rest.server_time()
 
         with pytest.raises(RestError) as caught:
-            run(closing(rest, until_refused()))
+            answered(rest, until_refused())
         assert caught.value.retryable
         assert "HTTP 429" in str(caught.value) and "50011" in str(caught.value)
         assert rest.governor.stats.rate_limited == 1
@@ -104,7 +94,7 @@ def test_the_venues_own_rate_limit_is_retryable_and_holds_the_next_request():
         assert rest.governor.delay("books", rest.clock()) > 0
 
         began = time.monotonic()
-        assert run(closing(rest, rest.server_time())) > 0  # asked again once the wait is over
+        assert answered(rest, rest.server_time()) > 0  # asked again once the wait is over
         assert time.monotonic() - began >= held - 0.1
         assert rest.governor.stats.waited_s >= held - 0.1
 
@@ -113,12 +103,12 @@ def test_a_server_error_is_retryable_and_counted(fresh_sim):
     fresh_sim.fail_rest(503, venue="okx")
     rest = OkxRest(fresh_sim.rest_url)
     with pytest.raises(RestError) as caught:
-        run(closing(rest, rest.server_time()))
+        answered(rest, rest.server_time())
     assert caught.value.retryable and "HTTP 503" in str(caught.value)
     assert "50001" in str(caught.value)  # the face's "service temporarily unavailable"
     assert rest.governor.stats.server_errors == 1
     assert rest.governor.delay("time", rest.clock()) == 0  # no rate limit: no wait
-    assert run(closing(rest, rest.server_time())) > 0  # the next answer is a good one
+    assert answered(rest, rest.server_time()) > 0  # the next answer is a good one
 
 
 # --- the codes the face never sends, on answers made by hand ---------------------------------
