@@ -71,11 +71,12 @@ def days_of(sim: SimExchange, market: str) -> dict[int, str]:
     }
 
 
-def venue_trades(sim: SimExchange, market: str):
+def venue_trades(sim: SimExchange, market: str) -> tuple:
+    """The trades the simulator keeps, copied in one step: its thread appends to the deque, and
+    a comprehension over the deque itself may meet an append between two of its items."""
     perp = market == "um"
-    return (
-        sim.binance_perp.markets["BTCUSDT"] if perp else sim.market.symbols["BTCUSDT"]
-    ).recent_trades
+    kept = sim.binance_perp.markets["BTCUSDT"] if perp else sim.market.symbols["BTCUSDT"]
+    return tuple(kept.recent_trades)
 
 
 def stored_singles(ticks) -> dict[int, str]:

@@ -87,7 +87,7 @@ async def test_the_linear_feed_keeps_everything_whole(perp_sim):
     pd, qd = market.spec.price_decimals, market.spec.qty_decimals
     sent = [
         (t.time, float(fmt_units(t.price, pd)), float(fmt_units(t.qty, qd)), t.buyer_is_maker)
-        for t in market.recent_trades
+        for t in tuple(market.recent_trades)
         if trades[0].time <= t.time <= trades[-1].time
     ]
     taken = [(t.time, t.price, t.qty, t.side == "sell") for t in trades]
@@ -175,7 +175,7 @@ async def test_the_linear_rest_client_against_the_face(perp_sim):
         assert len(klines) == 5 and {k.symbol for k in klines} == {"BTCUSDT-PERP"}
         recent = await rest.recent_trades("BTCUSDT-PERP", 200)
         # each one of the face's trades, oldest first (the market may move on meanwhile)
-        times = {t.time for t in market.recent_trades}
+        times = {t.time for t in tuple(market.recent_trades)}
         assert 0 < len(recent) <= 200 and all(t.time in times for t in recent)
         assert [t.time for t in recent] == sorted(t.time for t in recent)
         with pytest.raises(ValueError, match="not a perpetual"):

@@ -89,7 +89,7 @@ async def test_the_swap_feed_keeps_everything_whole(perp_sim):
     trades = [r for r in got if isinstance(r, Trade)]
     ids = [t.trade_id for t in trades]
     assert len(ids) > 50 and ids == list(range(ids[0], ids[0] + len(ids)))  # each once, no hole
-    by_id = {t.trade_id: t for t in market.recent_trades}
+    by_id = {t.trade_id: t for t in tuple(market.recent_trades)}
     for t in trades[-20:]:  # the face's own trade, its size in BTC
         assert t.qty == pytest.approx(float(fmt_units(by_id[t.trade_id].qty, 5)))
 
