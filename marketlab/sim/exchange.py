@@ -40,6 +40,7 @@ from marketlab.sim.faults import (
 from marketlab.sim.market import SECOND_MS, Market, StepResult, VenueMarket, offset_ticks
 from marketlab.sim.okx.perp_face import OkxSwapFace
 from marketlab.sim.replay_face import ReplayFace
+from marketlab.sim.series import TradeEvent
 
 log = logging.getLogger("marketlab.sim")
 
@@ -437,6 +438,15 @@ class SimExchange(FaultControls):
                 d[k] = round(d[k] * tick * lot, m.spec.price_decimals + m.spec.qty_decimals)
             out.append(d)
         return out
+
+    @threadsafe
+    def kept_trades(self, symbol: str, *, perpetual: bool = False) -> list[TradeEvent]:
+        """The trades Binance's spot market (USDⓈ-M's with ``perpetual``) still keeps of
+        ``symbol``, oldest first, in the simulator's integer units: copied on its loop, which
+        appends to them as it trades (the test oracle of the archive and the trade backfill)."""
+        name = normalize_symbol(symbol)
+        kept = self.binance_perp.markets[name] if perpetual else self.market.symbols[name]
+        return list(kept.recent_trades)
 
     @threadsafe
     def book(self, symbol: str, limit: int | None = None, venue: str = "binance") -> dict[str, Any]:

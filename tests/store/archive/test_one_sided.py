@@ -71,12 +71,8 @@ def days_of(sim: SimExchange, market: str) -> dict[int, str]:
     }
 
 
-def venue_trades(sim: SimExchange, market: str) -> tuple:
-    """The trades the simulator keeps, copied in one step: its thread appends to the deque, and
-    a comprehension over the deque itself may meet an append between two of its items."""
-    perp = market == "um"
-    kept = sim.binance_perp.markets["BTCUSDT"] if perp else sim.market.symbols["BTCUSDT"]
-    return tuple(kept.recent_trades)
+def venue_trades(sim: SimExchange, market: str) -> list:
+    return sim.kept_trades("BTCUSDT", perpetual=market == "um")
 
 
 def stored_singles(ticks) -> dict[int, str]:

@@ -487,4 +487,4 @@ def test_threads_reading_while_topics_are_added_get_the_decoders_records():
         sys.setswitchinterval(switching)
     assert wrong == []
     assert read_while_adding >= 4  # read while the topics were added, not only after
-    assert len(table) == 3002
+    assert len(table) == k + 2  # the topics added, and the two of the start
