@@ -239,7 +239,6 @@ def test_the_refusal_readers_find_no_code_in_deep_nesting_and_go_by_the_status()
     for body in nested_inputs('{"code":"50011","msg":{}}', '{"retCode":10006,"retMsg":{}}'):
         assert okx_rest.venue_code(body) is None
         assert bybit_rest.envelope(body) is None and bybit_rest.ret_code(body) is None
-        assert cb_rest.venue_error(body) is None
         ok, busy = Answer(200, {}, body), Answer(503, {}, body)
         # a 2xx: the reader is the one to say the body does not read (Bybit's refusal says a
         # 2xx without its envelope is to be asked again)

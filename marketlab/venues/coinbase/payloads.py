@@ -22,28 +22,52 @@ from marketlab.venues.coinbase.frames import TradeWire, rfc3339_ms, trade_of
 from marketlab.venues.coinbase.protocol import CoinbaseAPIError, product_id, symbol_of
 from marketlab.venues.errors import PayloadError
 
+# A value of the error envelope: anything else there (a list, an object) fails the decode, and
+# the body then carries no error this reader can name.
+_Scalar = str | int | float | bool | None
+
+
+class _ErrorItem(msgspec.Struct):
+    id: _Scalar = None
+    message: _Scalar = None
+
 
 class _Error(msgspec.Struct):
-    error: str | None = None
-    code: int | str | None = None
-    message: str = ""
-    error_details: str = ""
+    """What a body may say of an error, in the shapes api.coinbase.com uses: Advanced Trade's
+    ``{"error", "error_details", "message"}``, the grpc-gateway's ``{"code", "message"}`` and
+    the v2 API's ``{"errors": [{"id", "message"}]}``. Every field optional: a data body
+    decodes to one that names no error."""
+
+    error: _Scalar = None
+    code: _Scalar = None
+    message: _Scalar = None
+    error_details: _Scalar = None
+    errors: list[_ErrorItem] | None = None
 
 
 _ERROR = msgspec.json.Decoder(_Error)
 
 
+def _said(value: _Scalar) -> str:
+    return "" if value is None or isinstance(value, bool) else str(value).strip()
+
+
 def api_error(body: bytes | str | Any, status: int | None = None) -> CoinbaseAPIError | None:
-    """The error an answer's body carries, or None when it carries none (or is no JSON)."""
+    """The error an answer's body carries, or None when it names none (a data body, no JSON,
+    an envelope of other types, the grpc-gateway's code 0, which is OK). Never raises."""
     raw = body if isinstance(body, bytes | str) else msgspec.json.encode(body)
     try:
         err = _ERROR.decode(raw)
     except DECODE_ERRORS:
         return None
-    if err.error is None and err.code is None:
-        return None
-    code = err.error if err.error is not None else str(err.code)
-    return CoinbaseAPIError(code, err.message or err.error_details, status)
+    if err.errors:
+        code, message = _said(err.errors[0].id), _said(err.errors[0].message)
+    else:
+        code = _said(err.error)
+        if not code and err.code not in (None, 0, "0"):
+            code = _said(err.code)
+        message = _said(err.message) or _said(err.error_details)
+    return CoinbaseAPIError(code, message, status) if code else None
 
 
 def _decode(payload: bytes | str | Any, typ: Any, what: str) -> Any:

@@ -18,9 +18,6 @@ import urllib.parse
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-import msgspec
-
-from marketlab.numbers import DECODE_ERRORS
 from marketlab.records import BookSnapshot, Interval, Kline, Ticker, Trade
 from marketlab.stream.rest import (
     QUOTED_BODY,
@@ -93,59 +90,13 @@ def _seconds(text: str | None) -> float | None:
 
 # --- refusals -----------------------------------------------------------------------------
 
-# A value of the error envelope: anything else there (a list, an object) fails the decode,
-# and the refusal is then told by its status and quoted body alone.
-_Scalar = str | int | float | bool | None
-
-
-class _ErrorItem(msgspec.Struct):
-    id: _Scalar = None
-    message: _Scalar = None
-
-
-class _ErrorEnvelope(msgspec.Struct):
-    """What an answer's body may say of an error, in the shapes api.coinbase.com uses:
-    Advanced Trade's ``{"error", "error_details", "message"}``, the grpc-gateway's
-    ``{"code", "message"}`` and the v2 API's ``{"errors": [{"id", "message"}]}``. Every field
-    optional: a data body decodes to an envelope that names no error."""
-
-    error: _Scalar = None
-    code: _Scalar = None
-    message: _Scalar = None
-    error_details: _Scalar = None
-    errors: list[_ErrorItem] | None = None
-
-
-_ENVELOPE = msgspec.json.Decoder(_ErrorEnvelope)
-
 # Error codes that say the request itself is wrong: no retry mends them, even in a 2xx.
 REQUEST_ERRORS = frozenset({"INVALID_ARGUMENT"})
 
 
-def _text(value: _Scalar) -> str:
-    """A field of the envelope as text for a message: empty for none, cut when long."""
-    if value is None or isinstance(value, bool):
-        return ""
-    text = str(value).strip()
+def _cut(text: str) -> str:
+    """A field of the venue's error as text for a message, cut when long."""
     return text if len(text) <= QUOTED_BODY else text[:QUOTED_BODY] + "..."
-
-
-def venue_error(body: bytes) -> tuple[str, str] | None:
-    """Coinbase's error code and message in ``body``, or None when it names no error (a data
-    body, no JSON, an envelope of other types). Never raises, whatever the bytes."""
-    try:
-        envelope = _ENVELOPE.decode(body)
-    except DECODE_ERRORS:
-        return None
-    if envelope.errors:
-        first = envelope.errors[0]
-        code, message = _text(first.id), _text(first.message)
-    else:
-        code = _text(envelope.error)
-        if not code and envelope.code not in (None, 0, "0"):
-            code = _text(envelope.code)  # grpc-gateway: 0 is OK
-        message = _text(envelope.message) or _text(envelope.error_details)
-    return (code, message) if code else None
 
 
 def refusal(answer: Answer, request: str) -> RestError | None:
@@ -157,13 +108,15 @@ def refusal(answer: Answer, request: str) -> RestError | None:
     Coinbase's code and message when the body has them. A 2xx whose body is Coinbase's error
     instead of data is a refusal too, retryable unless its code says the request is wrong."""
     by_status = status_refusal(answer, request)
-    said = venue_error(answer.body)
+    said = cb.api_error(answer.body)
     if said is None:
         return by_status
-    code, message = said
-    words = f"Coinbase error {code}" + (f": {message}" if message else "")
+    words = f"Coinbase error {_cut(said.code)}" + (
+        f": {_cut(said.message)}" if said.message else ""
+    )
     if by_status is None:
-        return RestError(f"{request}: HTTP {answer.status}: {words}", code not in REQUEST_ERRORS)
+        retryable = said.code not in REQUEST_ERRORS
+        return RestError(f"{request}: HTTP {answer.status}: {words}", retryable)
     return RestError(f"{request}: HTTP {answer.status}: {words}", by_status.retryable)
 
 
