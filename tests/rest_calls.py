@@ -6,6 +6,7 @@ import asyncio
 from collections.abc import Coroutine
 from typing import Any
 
+from marketlab.records import BookSnapshot
 from marketlab.stream.rest import PacedRest
 
 
@@ -19,3 +20,13 @@ def answered(rest: PacedRest, coro: Coroutine[Any, Any, Any]) -> Any:
             await rest.close()
 
     return asyncio.run(closing())
+
+
+async def filled_book(rest: Any, symbol: str, limit: int) -> BookSnapshot:
+    """``rest``'s book of ``symbol`` once it has levels (the simulated book fills in its first
+    instants)."""
+    book = await rest.depth(symbol, limit)
+    while not book.bids:
+        await asyncio.sleep(0.1)
+        book = await rest.depth(symbol, limit)
+    return book

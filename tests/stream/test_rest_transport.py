@@ -4,7 +4,6 @@ again can help (the stream layer retries only those)."""
 
 from __future__ import annotations
 
-import asyncio
 import socket
 
 import pytest
@@ -16,7 +15,7 @@ from marketlab.stream.rest import Answer, RestError, status_refusal
 from marketlab.venues.binance.rest import BinanceRest
 from tests.conftest import START
 from tests.fuzzing import fuzz, mutated
-from tests.rest_calls import answered
+from tests.rest_calls import answered, filled_book
 
 BINANCE_REFUSAL = b'{"code":-1121,"msg":"Invalid symbol."}'
 
@@ -26,10 +25,7 @@ def test_records_come_from_the_bodies_as_the_venue_sent_them(sim):
 
     async def calls():
         now = await rest.server_time()
-        book = await rest.depth("BTCUSDT", 5)
-        while not book.bids:  # the simulated book fills in its first instants
-            await asyncio.sleep(0.1)
-            book = await rest.depth("BTCUSDT", 5)
+        book = await filled_book(rest, "BTCUSDT", 5)
         trades = await rest.trades_from("BTCUSDT", 1, 3)  # public, keyless
         return now, book, trades
 

@@ -5,7 +5,6 @@ pacer told of every rate limit. Codes the face never sends are checked on hand-m
 
 from __future__ import annotations
 
-import asyncio
 import json
 import time
 
@@ -16,7 +15,7 @@ from marketlab.stream.rest import Answer, RestError
 from marketlab.venues.okx.perp_rest import OkxPerpRest
 from marketlab.venues.okx.rest import LIMITS, WINDOW_S, OkxRest, WindowPacer, refusal_of
 from tests.conftest import START
-from tests.rest_calls import answered
+from tests.rest_calls import answered, filled_book
 
 
 def test_records_come_from_the_bodies_as_the_venue_sent_them(sim):
@@ -24,10 +23,7 @@ def test_records_come_from_the_bodies_as_the_venue_sent_them(sim):
 
     async def calls():
         now = await rest.server_time()
-        book = await rest.depth("BTCUSDT", 5)
-        while not book.bids:  # the simulated book fills in its first instants
-            await asyncio.sleep(0.1)
-            book = await rest.depth("BTCUSDT", 5)
+        book = await filled_book(rest, "BTCUSDT", 5)
         listed = await rest.listed_symbols()
         candles = await rest.klines("BTCUSDT", "1m", limit=3)
         (ticker,) = await rest.tickers(["BTCUSDT"])
