@@ -3,8 +3,10 @@ UndefinedBehaviorSanitizer.
 
     python tests/sanitized.py [--examples N] [pytest arguments]
 
-Test paths among the pytest arguments replace the default list of targets; options alone
-(``-k bybit``, ``-x``) apply to it.
+Test paths among the pytest arguments replace the default list of targets (run in one
+process); options alone (``-k bybit``, ``-x``) apply to it. The default targets are shared
+among ``--jobs`` processes (2) run side by side: pytest-xdist's workers would import the
+installed build, so each sanitized process runs its tests alone.
 
 Builds ``marketlab._native`` from ``csrc/*.c`` with ``-fsanitize=address,undefined``
 into a temporary folder, then runs every fuzz target (``tests/**/test_fuzz_*.py``) and the tests
@@ -17,6 +19,7 @@ there is no C compiler or no sanitizer runtime it says so and exits 1.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import shutil
 import subprocess
@@ -107,6 +110,9 @@ def names_tests(arguments: list[str]) -> bool:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--examples", type=int, default=300, help="per fuzz target (300)")
+    parser.add_argument(
+        "--jobs", type=int, default=2, help="processes the default targets are shared among (2)"
+    )
     args, rest = parser.parse_known_args(argv)
     with tempfile.TemporaryDirectory(prefix="marketlab-asan-") as folder:
         library = build(Path(folder))
@@ -123,7 +129,6 @@ def main(argv: list[str] | None = None) -> int:
         )
         env.pop("MARKETLAB_PURE_PYTHON", None)
         fuzz = sorted(str(p.relative_to(ROOT)) for p in (ROOT / "tests").rglob("test_fuzz_*.py"))
-        tests = rest if names_tests(rest) else [*fuzz, *COMPILED_TESTS, *rest]
         command = [
             sys.executable,
             "-c",
@@ -131,13 +136,41 @@ def main(argv: list[str] | None = None) -> int:
             str(library),
             "-q",
             "-n",
-            "0",
+            "0",  # xdist's workers would load the installed build, not this one
             "-p",
             "no:cacheprovider",
             "--capture=sys",  # the sanitizer's report goes to the real stderr, never captured
-            *tests,
         ]
-        return subprocess.run(command, cwd=ROOT, env=env, check=False).returncode
+        if names_tests(rest):
+            return subprocess.run([*command, *rest], cwd=ROOT, env=env, check=False).returncode
+        targets = [*fuzz, *COMPILED_TESTS]
+        shares = [targets[i :: args.jobs] for i in range(max(1, args.jobs))]
+        return run_shares(command, shares, rest, env)
+
+
+def run_shares(command: list[str], shares: list[list[str]], options: list[str], env: dict) -> int:
+    """Each share of the targets in a sanitized pytest process of its own, side by side; each
+    one's output shown once all have ended (a sanitizer's report goes to stderr at once). The
+    exit code is the first failing share's; 5 (no test collected, a share that ``options``
+    filtered to nothing) counts as passed when another share ran tests."""
+    codes = []
+    with contextlib.ExitStack() as files:
+        running = []
+        for share in shares:
+            output = files.enter_context(tempfile.TemporaryFile("w+"))
+            proc = subprocess.Popen(
+                [*command, *options, *share], cwd=ROOT, env=env, stdout=output, text=True
+            )
+            running.append((proc, output))
+        for proc, output in running:
+            codes.append(proc.wait())
+            output.seek(0)
+            sys.stdout.write(output.read())
+    sys.stdout.flush()
+    failed = [code for code in codes if code not in (0, 5)]
+    if failed:
+        return failed[0]
+    return 0 if 0 in codes else 5
 
 
 if __name__ == "__main__":
